@@ -1,0 +1,97 @@
+"""Band vocabulary: common names and sensor band ids, matched by name.
+
+A region declares its files' bands in file order and a base model declares the bands it
+was trained on, both in this vocabulary, so the adapter can match them by name:
+
+>>> canonical_band("B04")
+'red'
+>>> canonical_band("SR_B5")
+'nir08'
+>>> canonical_band("Red")
+'red'
+"""
+
+from __future__ import annotations
+
+__all__ = ["COMMON_NAMES", "SENSOR_IDS", "canonical_band", "canonical_bands", "is_known_band"]
+
+COMMON_NAMES: tuple[str, ...] = (
+    "coastal",
+    "blue",
+    "green",
+    "red",
+    "rededge1",
+    "rededge2",
+    "rededge3",
+    "nir",
+    "nir08",
+    "watervapour",
+    "cirrus",
+    "swir16",
+    "swir22",
+    "pan",
+)
+
+# Sentinel-2 MSI and Landsat 8/9 OLI Collection 2 ids, mapped to the common name of the
+# wavelength range they measure (STAC eo:common_name).
+SENSOR_IDS: dict[str, str] = {
+    "B01": "coastal",
+    "B02": "blue",
+    "B03": "green",
+    "B04": "red",
+    "B05": "rededge1",
+    "B06": "rededge2",
+    "B07": "rededge3",
+    "B08": "nir",
+    "B8A": "nir08",
+    "B09": "watervapour",
+    "B10": "cirrus",
+    "B11": "swir16",
+    "B12": "swir22",
+    "SR_B1": "coastal",
+    "SR_B2": "blue",
+    "SR_B3": "green",
+    "SR_B4": "red",
+    "SR_B5": "nir08",
+    "SR_B6": "swir16",
+    "SR_B7": "swir22",
+    "B8": "pan",
+}
+
+_ALIASES: dict[str, str] = {"water_vapour": "watervapour", "watervapor": "watervapour"}
+
+
+def canonical_band(name: str) -> str:
+    """Return the common name for a band name or sensor band id.
+
+    Args:
+        name: a common name (any case) or a Sentinel-2 / Landsat band id.
+
+    Returns:
+        The common name.
+
+    Raises:
+        KeyError: if the name is not in the vocabulary.
+    """
+    upper = name.strip().upper()
+    if upper in SENSOR_IDS:
+        return SENSOR_IDS[upper]
+    lower = name.strip().lower()
+    lower = _ALIASES.get(lower, lower)
+    if lower in COMMON_NAMES:
+        return lower
+    raise KeyError(name)
+
+
+def is_known_band(name: str) -> bool:
+    """Whether ``name`` is a common band name or a known sensor band id."""
+    try:
+        canonical_band(name)
+    except KeyError:
+        return False
+    return True
+
+
+def canonical_bands(names: list[str] | tuple[str, ...]) -> list[str]:
+    """Canonical names of a band list, in order (see :func:`canonical_band`)."""
+    return [canonical_band(n) for n in names]

@@ -1,0 +1,317 @@
+"""Region files: the TOML that describes one region, loaded into a typed, validated object.
+
+Paths inside a region file are relative to the file. Unknown keys are errors that name the
+file and the key: a typo must never be silently ignored.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from geotl.bands import is_known_band
+from geotl.errors import ConfigError
+
+__all__ = [
+    "ChipsConfig",
+    "ImageryConfig",
+    "LabelsConfig",
+    "ModelConfig",
+    "MonitorConfig",
+    "PredictConfig",
+    "Region",
+    "SplitConfig",
+    "load_region",
+]
+
+FreezeMode = Literal["none", "backbone", "partial"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ImageryConfig(_Strict):
+    """``[imagery]``: the region's scenes and what their bands are."""
+
+    paths: list[str] = Field(min_length=1)
+    bands: list[str] = Field(min_length=1)
+    nodata: float | None = None
+    datetime_regex: str | None = None
+
+    @field_validator("bands")
+    @classmethod
+    def _known_bands(cls, bands: list[str]) -> list[str]:
+        unknown = [b for b in bands if not is_known_band(b)]
+        if unknown:
+            raise ValueError(
+                f"unknown band name(s) {unknown}: use common names (red, green, blue, nir, "
+                "swir16, ...) or Sentinel-2 / Landsat band ids (B04, SR_B4, ...)"
+            )
+        return bands
+
+    @field_validator("datetime_regex")
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        return _check_datetime_regex(value)
+
+
+class LabelsConfig(_Strict):
+    """``[labels]``: the vector labels and how their values map onto classes."""
+
+    path: str
+    class_field: str | None = None
+    class_map: dict[str, str] | None = None
+    unmapped: Literal["error", "skip"] = "error"
+    complete_within: str | None = None
+    crs: str | None = None  # overrides a wrong or missing CRS in the label file
+
+
+class ChipsConfig(_Strict):
+    """``[chips]``: chip size, stride and how much nodata a chip may hold."""
+
+    size_px: int = Field(default=256, gt=0)
+    stride_px: int | None = Field(default=None, gt=0)
+    max_nodata_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+
+    @property
+    def stride(self) -> int:
+        """The stride in pixels (defaults to the chip size)."""
+        return self.stride_px if self.stride_px is not None else self.size_px
+
+
+class SplitConfig(_Strict):
+    """``[split]``: spatial-block split into train / val / test."""
+
+    block_size_m: float = Field(default=200.0, gt=0)
+    val_fraction: float = Field(default=0.15, ge=0.0, lt=1.0)
+    test_fraction: float = Field(default=0.15, ge=0.0, lt=1.0)
+    seed: int = 0
+    test_within: str | None = None
+    val_within: str | None = None
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SplitConfig:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("val_fraction + test_fraction must be below 1 so that training keeps chips")
+        return self
+
+
+class ModelConfig(_Strict):
+    """``[model]``: the base model and how it is adapted."""
+
+    base: str = "pkg:efficientnet-lite0"
+    freeze: FreezeMode = "backbone"
+    epochs: int = Field(default=20, gt=0)
+    max_labels: int | None = Field(default=None, gt=0)
+    require_commercial_licence: bool = False
+    batch_size: int = Field(default=16, gt=0)
+    lr: float = Field(default=1e-3, gt=0)
+    encoder_lr: float | None = Field(default=None, gt=0)
+    loss: Literal["ce", "dice", "focal", "ce+dice"] = "ce+dice"
+    patience: int = Field(default=5, gt=0)
+
+
+class PredictConfig(_Strict):
+    """``[predict]``: how probabilities become polygons."""
+
+    min_area_m2: float = Field(default=0.0, ge=0)
+    simplify_px: float = Field(default=1.0, ge=0)
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+    overlap_px: int | None = Field(default=None, ge=0)
+
+
+class MonitorConfig(_Strict):
+    """``[monitor]``: where new passes come from and which model processes them."""
+
+    model: str | None = None
+    source: Literal["folder", "stac"] = "folder"
+    paths: list[str] = Field(default_factory=list)
+    datetime_regex: str | None = None
+    url: str | None = None
+    collection: str | None = None
+    max_cloud: float | None = Field(default=None, ge=0, le=100)
+    assets: dict[str, str] | None = None
+    aoi: str | None = None
+    every: str | None = None
+
+    @field_validator("datetime_regex")
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        return _check_datetime_regex(value)
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> MonitorConfig:
+        if self.source == "folder" and not self.paths:
+            raise ValueError("source = 'folder' needs paths = ['incoming/*.tif']")
+        if self.source == "stac" and (not self.url or not self.collection or not self.assets):
+            raise ValueError("source = 'stac' needs url, collection and assets = { red = 'B04', ... }")
+        return self
+
+
+class Region(_Strict):
+    """A validated region file with its paths resolved against the file's folder."""
+
+    path: Path
+    name: str = Field(pattern=r"^[a-z0-9-]+$")
+    task: Literal["segmentation", "detection"] = "segmentation"
+    classes: list[str] = Field(min_length=1)
+    imagery: ImageryConfig
+    labels: LabelsConfig | None = None
+    chips: ChipsConfig = ChipsConfig()
+    split: SplitConfig = SplitConfig()
+    model: ModelConfig = ModelConfig()
+    predict: PredictConfig = PredictConfig()
+    monitor: MonitorConfig | None = None
+
+    @field_validator("classes")
+    @classmethod
+    def _unique_classes(cls, classes: list[str]) -> list[str]:
+        if len(set(classes)) != len(classes):
+            raise ValueError(f"class names must be unique, got {classes}")
+        if "background" in classes:
+            raise ValueError("'background' is implicit: remove it from classes")
+        return classes
+
+    @model_validator(mode="after")
+    def _class_map_targets(self) -> Region:
+        if self.labels is not None and self.labels.class_map:
+            unknown = sorted({v for v in self.labels.class_map.values() if v not in self.classes})
+            if unknown:
+                raise ValueError(
+                    f"labels.class_map maps onto unknown class(es) {unknown}; "
+                    f"add them to classes = {self.classes} or fix the map"
+                )
+        return self
+
+    @property
+    def root(self) -> Path:
+        """Folder of the region file; relative paths resolve against it."""
+        return self.path.parent
+
+    def resolve(self, relative: str) -> Path:
+        """Resolve a path written in the region file."""
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else (self.root / p)
+
+    def scene_paths(self) -> list[Path]:
+        """The imagery files, sorted, from the ``[imagery] paths`` globs."""
+        return _expand_globs(self, self.imagery.paths, "imagery.paths")
+
+    def monitor_paths(self) -> list[Path]:
+        """Files currently matched by ``[monitor] paths`` (may be empty)."""
+        if self.monitor is None:
+            return []
+        found: set[Path] = set()
+        for pattern in self.monitor.paths:
+            found.update(Path(p) for p in glob.glob(str(self.resolve(pattern)), recursive=True))
+        return sorted(found)
+
+    def labels_path(self) -> Path:
+        """The label vector file (``[labels] path``)."""
+        if self.labels is None:
+            raise ConfigError("no [labels] table: add one with path = 'labels.geojson'", self.path)
+        return self.resolve(self.labels.path)
+
+    @property
+    def monitor_datetime_regex(self) -> str | None:
+        """Regex reading a pass's date from its file name (monitor's, else imagery's)."""
+        if self.monitor is not None and self.monitor.datetime_regex:
+            return self.monitor.datetime_regex
+        return self.imagery.datetime_regex
+
+
+def _check_datetime_regex(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        compiled = re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression ({exc})") from exc
+    if compiled.groups < 1:
+        raise ValueError("needs one capture group around the date, e.g. '_(\\d{8})'")
+    return value
+
+
+def _expand_globs(region: Region, patterns: list[str], key: str) -> list[Path]:
+    found: set[Path] = set()
+    for pattern in patterns:
+        matches = glob.glob(str(region.resolve(pattern)), recursive=True)
+        if not matches:
+            raise ConfigError(
+                f"{key}: '{pattern}' matches no file (paths are relative to the region file)",
+                region.path,
+            )
+        found.update(Path(m) for m in matches)
+    return sorted(found)
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        else:
+            parts.append(str(item))
+    return ".".join(parts)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    key = _format_loc(tuple(err["loc"]))
+    if err["type"] == "extra_forbidden":
+        return f"unknown key '{key}': remove it or fix its spelling"
+    if err["type"] == "missing":
+        return f"missing required key '{key}'"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    got = err.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+    where = f"'{key}': " if key else ""
+    return f"{where}{msg}{shown}"
+
+
+def load_region(path: str | Path) -> Region:
+    """Read and validate a region file.
+
+    Args:
+        path: the region TOML file.
+
+    Returns:
+        The validated :class:`Region`; its ``path`` is absolute.
+
+    Raises:
+        ConfigError: the file is missing, not TOML, has unknown keys or wrong values,
+            or names files that do not exist.
+    """
+    region_path = Path(path).expanduser().resolve()
+    if not region_path.is_file():
+        raise ConfigError("region file not found: check the path", path)
+    try:
+        raw: dict[str, Any] = tomllib.loads(region_path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"not valid TOML ({exc})", path) from exc
+    if "path" in raw:
+        raise ConfigError("unknown key 'path': remove it or fix its spelling", path)
+    try:
+        region = Region.model_validate({**raw, "path": region_path})
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc), path) from None
+    region.scene_paths()  # every imagery glob must match
+    if region.labels is not None:
+        for key, rel in (
+            ("labels.path", region.labels.path),
+            ("labels.complete_within", region.labels.complete_within),
+            ("split.test_within", region.split.test_within),
+            ("split.val_within", region.split.val_within),
+        ):
+            if rel is not None and not region.resolve(rel).exists():
+                raise ConfigError(f"{key}: file '{rel}' not found (relative to the region file)", path)
+    if region.monitor is not None and region.monitor.aoi is not None:
+        if not region.resolve(region.monitor.aoi).exists():
+            raise ConfigError(f"monitor.aoi: file '{region.monitor.aoi}' not found", path)
+    return region

@@ -1,0 +1,85 @@
+"""One error hierarchy for geotl.
+
+Every error a user can cause is a :class:`GeotlInputError` (exit code 2); failures at run
+time that are not the user's input are :class:`GeotlRuntimeError` (exit code 1). Messages
+are one line and say which file is wrong, what is wrong and how to fix it. Only
+``geotl.cli`` turns these into exit codes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "BandMismatchError",
+    "BaseModelError",
+    "ConfigError",
+    "GeotlError",
+    "GeotlInputError",
+    "GeotlRuntimeError",
+    "LabelError",
+    "LockedError",
+    "ModelArtefactError",
+    "OutputExistsError",
+    "RasterError",
+    "SceneError",
+]
+
+
+class GeotlError(Exception):
+    """Root of every error geotl raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.message = message
+        super().__init__(f"{path}: {message}" if path is not None else message)
+
+
+class GeotlInputError(GeotlError, ValueError):
+    """The user's input (a file, an option) is wrong; exit code 2."""
+
+    exit_code = 2
+
+
+class GeotlRuntimeError(GeotlError, RuntimeError):
+    """Something failed while running that is not the input's fault; exit code 1."""
+
+    exit_code = 1
+
+
+class ConfigError(GeotlInputError):
+    """A region file is invalid (unknown key, wrong type, missing file...)."""
+
+
+class RasterError(GeotlInputError, OSError):
+    """A raster cannot be read or does not fit what the region says about it."""
+
+
+class LabelError(GeotlInputError):
+    """A label vector file is unusable (no CRS, empty, far from the imagery...)."""
+
+
+class BandMismatchError(GeotlInputError):
+    """Bands of the input cannot be mapped onto the bands a model expects."""
+
+
+class BaseModelError(GeotlInputError):
+    """A base model id is unknown, unavailable offline, or its weights fail verification."""
+
+
+class ModelArtefactError(GeotlInputError):
+    """A model directory is missing a file or was written by an incompatible geotl."""
+
+
+class OutputExistsError(GeotlInputError, FileExistsError):
+    """An output exists and ``--overwrite`` was not given."""
+
+
+class SceneError(GeotlRuntimeError):
+    """One scene failed during a multi-scene job (others continue; exit code 1)."""
+
+
+class LockedError(GeotlInputError):
+    """Another geotl process holds the lock on this region's state."""

@@ -1,0 +1,1 @@
+"""Input and output: windowed raster reads, vector reads, atomic writes."""

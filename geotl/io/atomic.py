@@ -1,0 +1,116 @@
+"""Atomic writes: write to a temporary name beside the target, then rename.
+
+A reader never sees a half-written file, and an interrupted run leaves at most a
+``.tmp-*`` file that the next run ignores and removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from geotl.errors import GeotlInputError, OutputExistsError
+
+__all__ = [
+    "atomic_dir",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_output_file",
+    "prepare_output_dir",
+]
+
+TMP_PREFIX = ".tmp-"
+
+
+def check_output_file(path: Path, overwrite: bool = True) -> None:
+    """Fail early, before any work, when ``path`` cannot be written.
+
+    Raises:
+        GeotlInputError: the parent folder does not exist.
+        OutputExistsError: the file exists and ``overwrite`` is false.
+    """
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise GeotlInputError(f"folder '{parent}' does not exist: create it first", path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError("exists: pass --overwrite to replace it", path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f"{TMP_PREFIX}{path.name}.", suffix=suffix or path.suffix, dir=path.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()
+    try:
+        yield tmp
+        if tmp.exists():
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def prepare_output_dir(path: Path, overwrite: bool) -> None:
+    """Check that ``path`` may be written as a whole output folder.
+
+    Raises:
+        OutputExistsError: the folder exists, is not empty and ``overwrite`` is false.
+        GeotlInputError: ``path`` exists and is a file.
+    """
+    if path.exists() and not path.is_dir():
+        raise GeotlInputError("exists and is a file: choose a folder for --out", path)
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise OutputExistsError("output folder exists: pass --overwrite to replace it", path)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path, overwrite: bool) -> Iterator[Path]:
+    """Build a folder under a temporary name and swap it into place on success.
+
+    The old folder (with ``overwrite``) is only removed once the new one is complete, so an
+    interrupted run leaves the previous output intact.
+    """
+    path = Path(path)
+    prepare_output_dir(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old: Path | None = None
+    if path.exists():
+        old = path.parent / f"{TMP_PREFIX}{path.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Models: base-model catalogue, band adaptation, network construction, artefacts."""

@@ -1,0 +1,201 @@
+"""Model artefacts: ``model.safetensors`` + ``model.json`` (the model card).
+
+The card says everything needed to use the model correctly: classes, bands and their
+normalisation, chip size and ground resolution, the base model (id, licence, sha256), the
+label budget and counts, the regions it was trained on, the seed and the metrics.
+No pickle anywhere: weights are safetensors, the card is JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from safetensors.torch import load_file, save_file
+
+from geotl import __version__
+from geotl.errors import ModelArtefactError
+from geotl.io.atomic import atomic_path, atomic_write_text
+from geotl.models.network import NetworkSpec, build_network
+
+__all__ = [
+    "CARD_FILE",
+    "CARD_FORMAT",
+    "WEIGHTS_FILE",
+    "Artefact",
+    "BaseModelRef",
+    "ModelCard",
+    "Normalisation",
+    "RegionRecord",
+    "load_artefact",
+    "read_card",
+    "write_artefact",
+]
+
+CARD_FILE = "model.json"
+WEIGHTS_FILE = "model.safetensors"
+CARD_FORMAT = 1  # bump when a card can no longer be read by older code
+
+
+class _Card(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaseModelRef(_Card):
+    """The base model an artefact was adapted from."""
+
+    id: str
+    architecture: str
+    licence: str
+    commercial_use: bool
+    sha256: str | None = None
+    pretraining: str = ""
+
+
+class Normalisation(_Card):
+    """Per-band input normalisation in the file's raw units: ``(raw - mean) / std``."""
+
+    mean: list[float]
+    std: list[float]
+
+
+class RegionRecord(_Card):
+    """One training region and how many labels it contributed."""
+
+    name: str
+    path: str
+    labels_available: int
+    labels_used: int
+    chips_train: int
+
+
+class ModelCard(_Card):
+    """The model card (``model.json``)."""
+
+    card_format: int = CARD_FORMAT
+    geotl_version: str = __version__
+    model_id: str = ""  # filled by write_artefact: "<name>-<sha256 of weights, 12 hex>"
+    name: str
+    task: str = "segmentation"
+    classes: list[str]
+    bands: list[str]
+    normalisation: Normalisation
+    chip_size_px: int
+    resolution_m: float
+    network: NetworkSpec
+    base: BaseModelRef
+    freeze: str
+    label_budget: int | None = None
+    regions: list[RegionRecord] = Field(default_factory=list)
+    seed: int = 0
+    epochs: int = 0
+    threshold: float = 0.5
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    created: str = ""
+
+
+@dataclass
+class Artefact:
+    """A loaded model: its card, its network (eval mode) and where it came from."""
+
+    card: ModelCard
+    network: torch.nn.Module
+    path: Path
+    device: torch.device
+
+    @property
+    def model_id(self) -> str:
+        """Stable id of the artefact (name + weights hash)."""
+        return self.card.model_id
+
+    def normalise(self, raw: np.ndarray) -> np.ndarray:
+        """Normalise a ``(..., C, H, W)`` raw array with the card's per-band mean/std."""
+        mean = np.asarray(self.card.normalisation.mean, dtype=np.float32)[:, None, None]
+        std = np.asarray(self.card.normalisation.std, dtype=np.float32)[:, None, None]
+        return ((raw.astype(np.float32) - mean) / std).astype(np.float32)
+
+
+def read_card(model_dir: str | Path) -> ModelCard:
+    """Read and validate ``MODEL_DIR/model.json``.
+
+    Raises:
+        ModelArtefactError: the folder or card is missing, unreadable, or from an
+            incompatible geotl.
+    """
+    model_dir = Path(model_dir)
+    card_path = model_dir / CARD_FILE
+    if not model_dir.is_dir():
+        raise ModelArtefactError("model folder not found: pass a folder written by geotl train", model_dir)
+    if not card_path.is_file():
+        raise ModelArtefactError(f"missing {CARD_FILE}: this is not a geotl model folder", model_dir)
+    try:
+        raw = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelArtefactError(f"unreadable model card ({exc}); retrain or restore it", card_path) from exc
+    fmt = raw.get("card_format") if isinstance(raw, dict) else None
+    if fmt != CARD_FORMAT:
+        raise ModelArtefactError(
+            f"model card format {fmt!r} written by geotl {raw.get('geotl_version', '?') if isinstance(raw, dict) else '?'}"
+            f" is not supported by geotl {__version__} (format {CARD_FORMAT}): retrain with this geotl",
+            card_path,
+        )
+    try:
+        return ModelCard.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        raise ModelArtefactError(f"invalid model card at '{key}': {err['msg']}; retrain", card_path) from None
+
+
+def write_artefact(model_dir: str | Path, network: torch.nn.Module, card: ModelCard) -> ModelCard:
+    """Write weights and card into ``model_dir`` (created if needed), atomically per file.
+
+    Returns:
+        The card as written, with ``model_id`` and ``created`` filled in.
+    """
+    from datetime import UTC, datetime
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in network.state_dict().items()}
+    weights_path = model_dir / WEIGHTS_FILE
+    with atomic_path(weights_path) as tmp:
+        save_file(state, str(tmp), metadata={"geotl_version": __version__})
+    digest = hashlib.sha256(weights_path.read_bytes()).hexdigest()
+    card = card.model_copy(
+        update={
+            "model_id": f"{card.name}-{digest[:12]}",
+            "created": card.created or datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+    )
+    atomic_write_text(model_dir / CARD_FILE, card.model_dump_json(indent=2) + "\n")
+    return card
+
+
+def load_artefact(model_dir: str | Path, device: str | torch.device = "cpu") -> Artefact:
+    """Load an artefact for inference.
+
+    Raises:
+        ModelArtefactError: a file is missing or the weights do not fit the card.
+    """
+    model_dir = Path(model_dir)
+    card = read_card(model_dir)
+    weights_path = model_dir / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise ModelArtefactError(f"missing {WEIGHTS_FILE}: copy the whole model folder", model_dir)
+    network = build_network(card.network)
+    try:
+        state = load_file(str(weights_path))
+        network.load_state_dict(state, strict=True)
+    except (RuntimeError, OSError) as exc:
+        first = str(exc).splitlines()[0]
+        raise ModelArtefactError(f"weights do not fit the card ({first}); retrain", weights_path) from exc
+    dev = torch.device(device)
+    network.to(dev).eval()
+    return Artefact(card=card, network=network, path=model_dir, device=dev)

@@ -1,0 +1,46 @@
+"""Segmentation networks: a U-Net decoder on a pretrained encoder, built from a spec.
+
+The spec is plain JSON (stored in the model card), so an artefact can rebuild the exact
+network without pickles: ``build_network(spec)`` then load the safetensors state dict.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import segmentation_models_pytorch as smp
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["NetworkSpec", "build_network"]
+
+
+class NetworkSpec(BaseModel):
+    """What is needed to rebuild a network: architecture, encoder, channels, classes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    arch: Literal["unet"] = "unet"
+    encoder: str = Field(description="smp encoder name, e.g. 'tu-tf_efficientnet_lite0'")
+    in_channels: int = Field(gt=0)
+    num_classes: int = Field(gt=1, description="output channels, background included")
+    encoder_depth: int = Field(default=5, ge=3, le=5)
+    decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
+
+
+def build_network(spec: NetworkSpec) -> torch.nn.Module:
+    """Build an untrained network from ``spec`` (weights are loaded by the caller).
+
+    The network maps a normalised float tensor ``(B, in_channels, H, W)`` to logits
+    ``(B, num_classes, H, W)``; H and W must be multiples of ``2 ** encoder_depth``.
+    """
+    decoder_channels = spec.decoder_channels[: spec.encoder_depth]
+    net: torch.nn.Module = smp.Unet(
+        encoder_name=spec.encoder,
+        encoder_weights=None,
+        encoder_depth=spec.encoder_depth,
+        decoder_channels=decoder_channels,
+        in_channels=spec.in_channels,
+        classes=spec.num_classes,
+    )
+    return net

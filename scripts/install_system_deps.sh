@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# System packages geotl's tests use (Debian): QGIS for the real-client check of the GeoJSON,
+# PostgreSQL + PostGIS for the local STAC API server of the monitor tests.
+# Idempotent: installs only what is missing. Needs root (or sudo).
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+want=(python3-qgis qgis-providers postgresql postgis)
+missing=()
+for p in "${want[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

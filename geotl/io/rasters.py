@@ -1,0 +1,118 @@
+"""Raster access: open scenes with clear errors, describe them, measure ground resolution.
+
+Everything here reads by window; nothing loads a whole scene.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import RasterioError, RasterioIOError
+
+from geotl.errors import RasterError
+
+__all__ = ["SceneInfo", "ground_resolution_m", "open_raster", "read_scene_info"]
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """What geotl needs to know about a scene before reading pixels."""
+
+    path: Path
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+    count: int
+    dtype: str
+    nodata: float | None
+    resolution_m: float
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in the scene's CRS."""
+        left, top = self.transform * (0, 0)
+        right, bottom = self.transform * (self.width, self.height)
+        return (min(left, right), min(bottom, top), max(left, right), max(bottom, top))
+
+
+@contextlib.contextmanager
+def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
+    """Open a raster for reading, turning GDAL failures into one-line input errors.
+
+    Raises:
+        RasterError: the file is missing, not a raster, or corrupt.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise RasterError("file not found: check [imagery] paths", path)
+    try:
+        ds = rasterio.open(path)
+    except RasterioIOError as exc:
+        raise RasterError(
+            f"cannot be read as a raster ({_short(exc)}): replace the file with a valid GeoTIFF", path
+        ) from exc
+    try:
+        yield ds
+    finally:
+        ds.close()
+
+
+def ground_resolution_m(crs: CRS, transform: Affine, width: int, height: int) -> float:
+    """Mean pixel size in metres (geographic CRSs measured at the scene centre).
+
+    >>> from affine import Affine
+    >>> from rasterio.crs import CRS
+    >>> round(ground_resolution_m(CRS.from_epsg(32617), Affine(0.1, 0, 0, 0, -0.1, 0), 10, 10), 3)
+    0.1
+    """
+    px_x, px_y = math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e)
+    if crs.is_geographic:
+        _, lat = transform * (width / 2, height / 2)
+        m_per_deg_lat = 111_132.954 - 559.822 * math.cos(2 * math.radians(lat))
+        m_per_deg_lon = 111_412.84 * math.cos(math.radians(lat))
+        return float((px_x * m_per_deg_lon + px_y * m_per_deg_lat) / 2)
+    factor = crs.linear_units_factor[1] if crs.is_projected else 1.0
+    return float((px_x + px_y) / 2 * factor)
+
+
+def read_scene_info(path: str | Path) -> SceneInfo:
+    """Describe a scene (CRS, grid, bands, nodata, ground resolution).
+
+    Raises:
+        RasterError: unreadable file, or a raster without a CRS or georeferencing.
+    """
+    path = Path(path)
+    with open_raster(path) as ds:
+        if ds.crs is None:
+            raise RasterError(
+                "raster has no CRS: assign one (e.g. gdal_edit.py -a_srs EPSG:32633 FILE)", path
+            )
+        if ds.transform == Affine.identity():
+            raise RasterError("raster has no georeferencing (identity transform): georeference it", path)
+        try:
+            res = ground_resolution_m(ds.crs, ds.transform, ds.width, ds.height)
+        except RasterioError as exc:
+            raise RasterError(f"unsupported CRS ({_short(exc)})", path) from exc
+        return SceneInfo(
+            path=path,
+            crs=ds.crs,
+            transform=ds.transform,
+            width=ds.width,
+            height=ds.height,
+            count=ds.count,
+            dtype=ds.dtypes[0],
+            nodata=ds.nodata,
+            resolution_m=res,
+        )
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200]

@@ -98,7 +98,9 @@ class SplitConfig(_Strict):
     @model_validator(mode="after")
     def _fractions(self) -> SplitConfig:
         if self.val_fraction + self.test_fraction >= 1.0:
-            raise ValueError("val_fraction + test_fraction must be below 1 so that training keeps chips")
+            raise ValueError(
+                "val_fraction + test_fraction must be below 1 so that training keeps chips"
+            )
         return self
 
 
@@ -150,7 +152,9 @@ class MonitorConfig(_Strict):
         if self.source == "folder" and not self.paths:
             raise ValueError("source = 'folder' needs paths = ['incoming/*.tif']")
         if self.source == "stac" and (not self.url or not self.collection or not self.assets):
-            raise ValueError("source = 'stac' needs url, collection and assets = { red = 'B04', ... }")
+            raise ValueError(
+                "source = 'stac' needs url, collection and assets = { red = 'B04', ... }"
+            )
         return self
 
 
@@ -310,8 +314,10 @@ def load_region(path: str | Path) -> Region:
             ("split.val_within", region.split.val_within),
         ):
             if rel is not None and not region.resolve(rel).exists():
-                raise ConfigError(f"{key}: file '{rel}' not found (relative to the region file)", path)
-    if region.monitor is not None and region.monitor.aoi is not None:
-        if not region.resolve(region.monitor.aoi).exists():
-            raise ConfigError(f"monitor.aoi: file '{region.monitor.aoi}' not found", path)
+                raise ConfigError(
+                    f"{key}: file '{rel}' not found (relative to the region file)", path
+                )
+    monitor = region.monitor
+    if monitor is not None and monitor.aoi is not None and not region.resolve(monitor.aoi).exists():
+        raise ConfigError(f"monitor.aoi: file '{monitor.aoi}' not found", path)
     return region

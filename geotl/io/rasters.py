@@ -57,7 +57,8 @@ def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
         ds = rasterio.open(path)
     except RasterioIOError as exc:
         raise RasterError(
-            f"cannot be read as a raster ({_short(exc)}): replace the file with a valid GeoTIFF", path
+            f"cannot be read as a raster ({_short(exc)}): replace the file with a valid GeoTIFF",
+            path,
         ) from exc
     try:
         yield ds
@@ -96,7 +97,9 @@ def read_scene_info(path: str | Path) -> SceneInfo:
                 "raster has no CRS: assign one (e.g. gdal_edit.py -a_srs EPSG:32633 FILE)", path
             )
         if ds.transform == Affine.identity():
-            raise RasterError("raster has no georeferencing (identity transform): georeference it", path)
+            raise RasterError(
+                "raster has no georeferencing (identity transform): georeference it", path
+            )
         try:
             res = ground_resolution_m(ds.crs, ds.transform, ds.width, ds.height)
         except RasterioError as exc:

@@ -1,0 +1,49 @@
+from pathlib import Path
+
+import pytest
+
+from geotl.errors import GeotlInputError, OutputExistsError
+from geotl.io.atomic import atomic_dir, atomic_path, atomic_write_text, check_output_file
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "out.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_atomic_write_replaces(tmp_path: Path) -> None:
+    target = tmp_path / "a.txt"
+    atomic_write_text(target, "one")
+    atomic_write_text(target, "two")
+    assert target.read_text() == "two"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_atomic_dir_keeps_old_output_when_interrupted(tmp_path: Path) -> None:
+    out = tmp_path / "chips"
+    with atomic_dir(out, overwrite=False) as tmp:
+        (tmp / "index").write_text("v1")
+    with pytest.raises(KeyboardInterrupt), atomic_dir(out, overwrite=True) as tmp:
+        (tmp / "index").write_text("partial")
+        raise KeyboardInterrupt
+    assert (out / "index").read_text() == "v1"
+    assert [p.name for p in tmp_path.iterdir()] == ["chips"]
+
+
+def test_atomic_dir_refuses_existing_without_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "chips"
+    out.mkdir()
+    (out / "x").write_text("keep")
+    with pytest.raises(OutputExistsError, match="--overwrite"), atomic_dir(out, overwrite=False):
+        pass
+    assert (out / "x").read_text() == "keep"
+
+
+def test_check_output_file_missing_parent(tmp_path: Path) -> None:
+    with pytest.raises(GeotlInputError, match="does not exist"):
+        check_output_file(tmp_path / "missing" / "out.geojson")

@@ -1,0 +1,400 @@
+"""Class maps and probabilities to polygons: pure functions, no IO.
+
+A class map is a 2-D ``uint8`` array: ``0`` background, ``i`` = ``classes[i - 1]``, and
+:data:`NODATA_CLASS` (255) for pixels without data (never vectorised). Each 4-connected
+region of one class becomes one polygon (holes kept), in the CRS of the affine transform.
+
+The result for one object does not depend on the window it was computed in: polygons are
+traced in global pixel coordinates, put in a canonical form (:func:`shapely.normalize`)
+before the topology-preserving simplification, and only then mapped through the affine
+transform. That is what makes windowed vectorisation equal whole-scene vectorisation
+(see :func:`vectorise_window` and ``geotl.predict.stream``).
+
+>>> import numpy as np
+>>> from affine import Affine
+>>> cm = np.zeros((4, 5), dtype=np.uint8)
+>>> cm[1:3, 1:4] = 1
+>>> objs = vectorise(cm, Affine(10, 0, 500, 0, -10, 1000), simplify_px=0)
+>>> len(objs), objs[0].class_index, objs[0].pixel_count, objs[0].first_px
+(1, 1, 6, (1, 1))
+>>> objs[0].geometry.bounds
+(510.0, 970.0, 540.0, 990.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio.features
+import shapely
+from affine import Affine
+from scipy import ndimage
+from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.geometry.base import BaseGeometry
+
+__all__ = [
+    "NODATA_CLASS",
+    "VectorObject",
+    "class_map_from_probabilities",
+    "objects_to_frame",
+    "vectorise",
+    "vectorise_by_windows",
+    "vectorise_window",
+]
+
+NODATA_CLASS = 255
+_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
+
+
+@dataclass(frozen=True)
+class VectorObject:
+    """One connected object of one class.
+
+    Attributes:
+        class_index: 1-based class index into the model's classes (0 is background).
+        geometry: polygon or multipolygon (after repair) in the transform's CRS.
+        score: mean probability of the class over the object's pixels (NaN without scores).
+        pixel_count: number of pixels in the object.
+        first_px: ``(row, col)`` of the object's first pixel in raster order, in the
+            global grid (``row_off``/``col_off`` added): the object's identity and the
+            ownership key at window seams.
+        bbox_px: ``(row_min, col_min, row_max, col_max)`` (max exclusive), global grid.
+    """
+
+    class_index: int
+    geometry: BaseGeometry
+    score: float
+    pixel_count: int
+    first_px: tuple[int, int]
+    bbox_px: tuple[int, int, int, int]
+
+
+def class_map_from_probabilities(
+    probabilities: np.ndarray, threshold: float = 0.5, valid: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Turn ``(C, H, W)`` class probabilities (background first) into a class map and score.
+
+    A pixel takes the most probable foreground class when that probability reaches
+    ``threshold``, else background. For two classes and ``threshold=0.5`` this is argmax.
+
+    Args:
+        probabilities: float array ``(C, H, W)``, ``C >= 2``, channel 0 = background.
+        threshold: minimum foreground probability.
+        valid: optional boolean ``(H, W)``; invalid pixels get :data:`NODATA_CLASS`.
+
+    Returns:
+        ``(class_map uint8 (H, W), score float32 (H, W))`` where score is the probability
+        of the chosen foreground class (0 for background and nodata).
+
+    >>> p = np.array([[[0.9, 0.2]], [[0.1, 0.8]]], dtype=np.float32)
+    >>> cm, score = class_map_from_probabilities(p)
+    >>> cm.tolist(), [round(float(v), 2) for v in score.ravel()]
+    ([[0, 1]], [0.0, 0.8])
+    """
+    if probabilities.ndim != 3 or probabilities.shape[0] < 2:
+        raise ValueError("probabilities must be (C, H, W) with C >= 2 (background first)")
+    fg = probabilities[1:]
+    best = np.argmax(fg, axis=0)
+    best_p = np.take_along_axis(fg, best[None], axis=0)[0].astype(np.float32)
+    is_fg = best_p >= threshold
+    class_map = np.where(is_fg, best + 1, 0).astype(np.uint8)
+    score = np.where(is_fg, best_p, 0.0).astype(np.float32)
+    if valid is not None:
+        class_map[~valid] = NODATA_CLASS
+        score[~valid] = 0.0
+    return class_map, score
+
+
+def _polygonal(geom: BaseGeometry) -> BaseGeometry:
+    """Keep the polygonal parts of a (repaired) geometry."""
+    if isinstance(geom, Polygon | MultiPolygon):
+        return geom
+    parts: list[Polygon] = []
+    for g in getattr(geom, "geoms", []):
+        if isinstance(g, Polygon):
+            parts.append(g)
+        elif isinstance(g, MultiPolygon):
+            parts.extend(g.geoms)
+    if not parts:
+        return Polygon()
+    return parts[0] if len(parts) == 1 else MultiPolygon(parts)
+
+
+def _finish_geometry(geom_px: BaseGeometry, simplify_px: float, transform: Affine) -> BaseGeometry:
+    """Repair, canonicalise, simplify (in pixels) and georeference one polygon."""
+    if not geom_px.is_valid:
+        geom_px = _polygonal(shapely.make_valid(geom_px))
+    geom_px = shapely.normalize(geom_px)
+    if simplify_px > 0:
+        simplified = shapely.simplify(geom_px, simplify_px, preserve_topology=True)
+        if not simplified.is_empty:
+            geom_px = simplified
+            if not geom_px.is_valid:
+                geom_px = shapely.normalize(_polygonal(shapely.make_valid(geom_px)))
+    t = transform
+    return shapely.affinity.affine_transform(geom_px, [t.a, t.b, t.d, t.e, t.c, t.f])
+
+
+def vectorise(
+    class_map: np.ndarray,
+    transform: Affine,
+    *,
+    scores: np.ndarray | None = None,
+    simplify_px: float = 1.0,
+    min_pixels: int = 1,
+    row_off: int = 0,
+    col_off: int = 0,
+    nodata_class: int = NODATA_CLASS,
+) -> list[VectorObject]:
+    """Vectorise every object in a class map.
+
+    Args:
+        class_map: ``uint8 (H, W)``; 0 background, ``nodata_class`` no data.
+        transform: affine transform of the *global* grid (pixel ``(col, row)`` of the
+            global grid -> CRS coordinates); the array sits at ``(row_off, col_off)``.
+        scores: optional ``float (H, W)`` probability of each pixel's class; the object's
+            score is its mean.
+        simplify_px: Douglas-Peucker tolerance in pixels, topology preserved (0: none).
+        min_pixels: drop objects with fewer pixels.
+        row_off: row of ``class_map[0, 0]`` in the global grid.
+        col_off: column of ``class_map[0, 0]`` in the global grid.
+        nodata_class: class value that is never vectorised.
+
+    Returns:
+        Objects sorted by first pixel (raster order), then class.
+    """
+    if class_map.ndim != 2:
+        raise ValueError("class_map must be 2-D")
+    objects: list[VectorObject] = []
+    height, width = class_map.shape
+    if height == 0 or width == 0:
+        return objects
+    labels = np.zeros(class_map.shape, dtype=np.int32)
+    label_class: list[int] = [0]
+    next_label = 1
+    for cls in np.unique(class_map):
+        cls_i = int(cls)
+        if cls_i in (0, nodata_class):
+            continue
+        lab, n = ndimage.label(class_map == cls, structure=_CROSS)
+        if n == 0:
+            continue
+        sel = lab > 0
+        labels[sel] = lab[sel] + (next_label - 1)
+        label_class.extend([cls_i] * n)
+        next_label += n
+    n_labels = next_label - 1
+    if n_labels == 0:
+        return objects
+    flat = labels.ravel()
+    counts = np.bincount(flat, minlength=n_labels + 1)
+    if scores is not None:
+        sums = np.bincount(flat, weights=scores.astype(np.float64).ravel(), minlength=n_labels + 1)
+    slices = ndimage.find_objects(labels)
+    keep = counts >= max(min_pixels, 1)
+    keep[0] = False
+    px_transform = Affine.translation(col_off, row_off)
+    for geom_json, value in rasterio.features.shapes(
+        labels, mask=labels > 0, connectivity=4, transform=px_transform
+    ):
+        lab_id = int(value)
+        if not keep[lab_id]:
+            continue
+        sl = slices[lab_id - 1]
+        assert sl is not None
+        # First pixel in raster order: leftmost pixel of the bounding box's top row.
+        r0 = sl[0].start
+        c0 = sl[1].start + int(np.argmax(labels[r0, sl[1]] == lab_id))
+        geom = _finish_geometry(shape(geom_json), simplify_px, transform)
+        if geom.is_empty:
+            continue
+        score = float(sums[lab_id] / counts[lab_id]) if scores is not None else float("nan")
+        objects.append(
+            VectorObject(
+                class_index=label_class[lab_id],
+                geometry=geom,
+                score=score,
+                pixel_count=int(counts[lab_id]),
+                first_px=(r0 + row_off, c0 + col_off),
+                bbox_px=(
+                    sl[0].start + row_off,
+                    sl[1].start + col_off,
+                    sl[0].stop + row_off,
+                    sl[1].stop + col_off,
+                ),
+            )
+        )
+    objects.sort(key=lambda o: (o.first_px, o.class_index))
+    return objects
+
+
+def vectorise_window(
+    class_map: np.ndarray,
+    transform: Affine,
+    *,
+    read_window: tuple[int, int, int, int],
+    core_window: tuple[int, int, int, int],
+    scene_shape: tuple[int, int],
+    scores: np.ndarray | None = None,
+    simplify_px: float = 1.0,
+    min_pixels: int = 1,
+) -> tuple[list[VectorObject], bool]:
+    """Vectorise the objects a core window *owns*, from a read window with a halo.
+
+    Ownership rule: an object belongs to the core window that holds its first pixel in
+    raster order. An owned object that touches an edge of the read window that is not a
+    scene edge may continue outside it: the caller must retry with a larger halo.
+
+    Args:
+        class_map: the class map of the read window.
+        transform: affine transform of the global grid.
+        read_window: ``(row_off, col_off, height, width)`` of ``class_map`` in the scene.
+        core_window: ``(row_off, col_off, height, width)`` this call owns.
+        scene_shape: ``(height, width)`` of the scene.
+        scores: optional scores for the read window.
+        simplify_px: see :func:`vectorise`.
+        min_pixels: see :func:`vectorise`.
+
+    Returns:
+        ``(owned objects, complete)``; when ``complete`` is false some owned object
+        reached the halo's edge and the objects must be recomputed with a larger halo.
+
+    >>> cm = np.zeros((6, 6), dtype=np.uint8); cm[2:4, 0:6] = 1
+    >>> objs, ok = vectorise_window(cm[:, :4], Affine.identity(), read_window=(0, 0, 6, 4),
+    ...     core_window=(0, 0, 6, 2), scene_shape=(6, 6), simplify_px=0)
+    >>> ok
+    False
+    >>> objs, ok = vectorise_window(cm, Affine.identity(), read_window=(0, 0, 6, 6),
+    ...     core_window=(0, 0, 6, 2), scene_shape=(6, 6), simplify_px=0)
+    >>> ok, len(objs), objs[0].geometry.area
+    (True, 1, 12.0)
+    """
+    r_row, r_col, r_h, r_w = read_window
+    c_row, c_col, c_h, c_w = core_window
+    scene_h, scene_w = scene_shape
+    objects = vectorise(
+        class_map,
+        transform,
+        scores=scores,
+        simplify_px=simplify_px,
+        min_pixels=1,
+        row_off=r_row,
+        col_off=r_col,
+    )
+    owned: list[VectorObject] = []
+    complete = True
+    for obj in objects:
+        row, col = obj.first_px
+        if not (c_row <= row < c_row + c_h and c_col <= col < c_col + c_w):
+            continue
+        b_r0, b_c0, b_r1, b_c1 = obj.bbox_px
+        cut = (
+            (b_r0 == r_row and r_row > 0)
+            or (b_c0 == r_col and r_col > 0)
+            or (b_r1 == r_row + r_h and r_row + r_h < scene_h)
+            or (b_c1 == r_col + r_w and r_col + r_w < scene_w)
+        )
+        if cut:
+            complete = False
+            continue
+        if obj.pixel_count >= min_pixels:
+            owned.append(obj)
+    return owned, complete
+
+
+WindowReader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray | None]]
+"""``read(row_off, col_off, height, width) -> (class_map, scores or None)``."""
+
+
+def vectorise_by_windows(
+    read: WindowReader,
+    scene_shape: tuple[int, int],
+    transform: Affine,
+    *,
+    window_px: int = 1024,
+    halo_px: int = 64,
+    simplify_px: float = 1.0,
+    min_pixels: int = 1,
+) -> Iterator[VectorObject]:
+    """Vectorise a scene window by window, seam-free, in memory bounded by the window.
+
+    Each core window is read with a halo; an object belongs to the window holding its
+    first pixel (raster order). When an owned object reaches the halo's edge, the window is
+    read again with twice the halo, until every owned object is whole. The objects equal
+    those of :func:`vectorise` on the whole scene.
+
+    Args:
+        read: reads ``(class_map, scores)`` of a window of the scene.
+        scene_shape: ``(height, width)``.
+        transform: the scene's affine transform.
+        window_px: core window size.
+        halo_px: initial halo around the core window.
+        simplify_px: see :func:`vectorise`.
+        min_pixels: see :func:`vectorise`.
+
+    Yields:
+        Objects, window by window (raster order inside each window).
+
+    >>> cm = np.zeros((7, 9), dtype=np.uint8); cm[1:6, 2:8] = 1; cm[3, 4] = 0
+    >>> tiled = list(vectorise_by_windows(lambda r, c, h, w: (cm[r:r+h, c:c+w], None),
+    ...     cm.shape, Affine.identity(), window_px=3, halo_px=1, simplify_px=0))
+    >>> [o.geometry.equals(w.geometry) for o, w in zip(tiled, vectorise(cm, Affine.identity(), simplify_px=0))]
+    [True]
+    """
+    scene_h, scene_w = scene_shape
+    window_px = max(int(window_px), 1)
+    for c_row in range(0, scene_h, window_px):
+        for c_col in range(0, scene_w, window_px):
+            core = (c_row, c_col, min(window_px, scene_h - c_row), min(window_px, scene_w - c_col))
+            halo = max(int(halo_px), 1)
+            while True:
+                r0, c0 = max(core[0] - halo, 0), max(core[1] - halo, 0)
+                r1 = min(core[0] + core[2] + halo, scene_h)
+                c1 = min(core[1] + core[3] + halo, scene_w)
+                class_map, scores = read(r0, c0, r1 - r0, c1 - c0)
+                owned, complete = vectorise_window(
+                    class_map,
+                    transform,
+                    read_window=(r0, c0, r1 - r0, c1 - c0),
+                    core_window=core,
+                    scene_shape=scene_shape,
+                    scores=scores,
+                    simplify_px=simplify_px,
+                    min_pixels=min_pixels,
+                )
+                if complete:
+                    yield from owned
+                    break
+                halo *= 2
+
+
+def objects_to_frame(
+    objects: list[VectorObject], crs: object, classes: list[str] | None = None
+) -> object:
+    """Objects as a GeoDataFrame (columns class, score, pixel_count, first_row, first_col).
+
+    Args:
+        objects: from :func:`vectorise`.
+        crs: CRS of the transform the objects were georeferenced with.
+        classes: class names (``classes[i - 1]`` for class index ``i``); indices when None.
+
+    Returns:
+        A ``geopandas.GeoDataFrame``.
+    """
+    import geopandas as gpd
+
+    return gpd.GeoDataFrame(
+        {
+            "class": [
+                classes[o.class_index - 1] if classes else str(o.class_index) for o in objects
+            ],
+            "score": [o.score for o in objects],
+            "pixel_count": [o.pixel_count for o in objects],
+            "first_row": [o.first_px[0] for o in objects],
+            "first_col": [o.first_px[1] for o in objects],
+        },
+        geometry=[o.geometry for o in objects],
+        crs=crs,
+    )

@@ -1,13 +1,31 @@
-"""``geotl chip``."""
+"""``geotl chip REGION.toml --out DIR [--overwrite]``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from geotl.errors import GeotlRuntimeError
+from geotl.chips import chip_region
+from geotl.config import load_region
 
 
 @click.command("chip")
-def command() -> None:
-    """Not built yet."""
-    raise GeotlRuntimeError("geotl chip is not built yet")
+@click.argument("region_file", metavar="REGION.toml", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Chips folder to write (chips.parquet, chipset.json, images/, masks/).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace DIR if it exists and is not empty.")
+def command(region_file: Path, out_dir: Path, overwrite: bool) -> None:
+    """Cut a region's scenes and labels into chip/mask GeoTIFFs with a spatial split.
+
+    Prints the chips folder on stdout; progress and the summary go to stderr.
+    """
+    region = load_region(region_file)
+    summary = chip_region(region, out_dir, overwrite=overwrite)
+    click.echo(f"geotl chip: {summary.line()}", err=True)
+    click.echo(str(summary.out_dir))

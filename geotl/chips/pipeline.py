@@ -1,0 +1,609 @@
+"""``chip_region``: a region's scenes + labels -> chip/mask GeoTIFFs and the chip index.
+
+All input checks run before anything is written; the chips folder is built under a
+temporary name and swapped into place, so an interrupted run never leaves an index that
+claims missing chips.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+import shapely
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+from shapely.geometry import box
+from shapely.geometry.base import BaseGeometry
+from tqdm import tqdm
+
+from geotl import __version__
+from geotl.chips.index import write_chip_index
+from geotl.chips.labels import IGNORE, class_pixel_counts, nodata_mask, rasterize_chip
+from geotl.chips.split import SPLITS, block_key, split_chips
+from geotl.chips.windows import ChipWindow, chip_windows, window_bounds
+from geotl.config import Region
+from geotl.errors import BandMismatchError, ConfigError, LabelError, RasterError
+from geotl.io.atomic import atomic_dir, prepare_output_dir
+from geotl.io.rasters import SceneInfo, open_raster, read_scene_info
+from geotl.io.vectors import crs_name, read_areas, read_labels
+
+__all__ = ["ChipSummary", "chip_region"]
+
+log = logging.getLogger(__name__)
+
+COMMON_CRS = "EPSG:4326"
+
+
+@dataclass(frozen=True)
+class ChipSummary:
+    """What ``chip_region`` produced."""
+
+    out_dir: Path
+    counts: dict[str, int]
+    n_guard: int
+    n_objects: int
+    n_skipped_nodata: int = 0
+    n_skipped_incomplete: int = 0
+    n_scenes: int = 0
+    n_scenes_too_small: int = 0
+    objects_per_split: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_chips(self) -> int:
+        """Chips in the index (guard chips excluded)."""
+        return sum(self.counts.values())
+
+    def line(self) -> str:
+        """The one-line summary printed at the end of ``geotl chip``."""
+        per_split = ", ".join(f"{self.counts.get(s, 0)} {s}" for s in SPLITS)
+        text = (
+            f"{self.n_chips} chips ({per_split}) from {self.n_scenes} scene(s); "
+            f"{self.n_objects} labelled objects; {self.n_guard} guard chips dropped"
+        )
+        skipped = []
+        if self.n_skipped_nodata:
+            skipped.append(f"{self.n_skipped_nodata} mostly nodata")
+        if self.n_skipped_incomplete:
+            skipped.append(f"{self.n_skipped_incomplete} outside complete_within")
+        if skipped:
+            text += "; skipped " + ", ".join(skipped)
+        return text
+
+
+@dataclass
+class _Scene:
+    info: SceneInfo
+    scene_id: str
+    nodata: float | None
+    windows: list[ChipWindow]
+
+
+@dataclass
+class _Row:
+    chip_id: str
+    scene: _Scene
+    window: ChipWindow
+    nodata_fraction: float
+    px: list[int]
+    object_ids: list[int]
+    forced: str | None
+    footprint_native: BaseGeometry
+
+
+def _scan_scenes(region: Region) -> list[_Scene]:
+    size, stride = region.chips.size_px, region.chips.stride
+    n_bands = len(region.imagery.bands)
+    scenes: list[_Scene] = []
+    for path in region.scene_paths():
+        info = read_scene_info(path)
+        if info.count != n_bands:
+            raise BandMismatchError(
+                f"has {info.count} band(s) but [imagery] bands lists {n_bands} "
+                f"({', '.join(region.imagery.bands)}): list one name per band, in file order",
+                path,
+            )
+        _probe(path, info)
+        nodata = region.imagery.nodata if region.imagery.nodata is not None else info.nodata
+        windows = chip_windows(info.width, info.height, size, stride)
+        scenes.append(_Scene(info, path.stem, nodata, windows))
+    if not any(s.windows for s in scenes):
+        largest = max(scenes, key=lambda s: s.info.width * s.info.height)
+        raise ConfigError(
+            f"chips.size_px = {size} is larger than every scene (largest: "
+            f"{largest.info.path.name}, {largest.info.width}x{largest.info.height} px): "
+            "lower [chips] size_px",
+            region.path,
+        )
+    for s in scenes:
+        if not s.windows:
+            log.warning(
+                "%s: %dx%d px is smaller than a %d px chip: skipped",
+                s.info.path.name,
+                s.info.width,
+                s.info.height,
+                size,
+            )
+    _unique_scene_ids(scenes, region)
+    return scenes
+
+
+def _probe(path: Path, info: SceneInfo) -> None:
+    """Read the first and last pixel: catches most truncated files before any work."""
+    with open_raster(path) as ds:
+        try:
+            ds.read(window=Window(0, 0, 1, 1))
+            ds.read(window=Window(info.width - 1, info.height - 1, 1, 1))
+        except RasterioError as exc:
+            raise _read_error(path, exc) from exc
+
+
+def _read_error(path: Path, exc: Exception) -> RasterError:
+    first = str(exc).splitlines()[0][:160]
+    return RasterError(
+        f"pixels cannot be read ({first}): the file is truncated or corrupt; replace it", path
+    )
+
+
+def _unique_scene_ids(scenes: list[_Scene], region: Region) -> None:
+    stems = [s.scene_id for s in scenes]
+    if len(set(stems)) == len(stems):
+        return
+    for s in scenes:
+        if stems.count(s.scene_id) > 1:
+            s.scene_id = f"{s.info.path.parent.name}_{s.info.path.stem}"
+    ids = [s.scene_id for s in scenes]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise ConfigError(
+            f"several scenes share the name {dup[0]!r}: give scenes unique file names",
+            region.path,
+        )
+
+
+def _labels_per_scene(
+    region: Region, labels: gpd.GeoDataFrame, scenes: list[_Scene]
+) -> dict[str, gpd.GeoDataFrame]:
+    """Labels reprojected to each scene's CRS, keeping those that touch the scene."""
+    path = region.labels_path()
+    out: dict[str, gpd.GeoDataFrame] = {}
+    hit = np.zeros(len(labels), dtype=bool)
+    for s in scenes:
+        if not s.windows:
+            continue
+        native = labels if labels.crs == s.info.crs else labels.to_crs(s.info.crs)
+        geoms = native.geometry.values
+        with np.errstate(invalid="ignore"):
+            finite = np.isfinite(shapely.bounds(geoms)).all(axis=1)
+        inside = finite & shapely.intersects(geoms, box(*s.info.bounds))
+        hit |= inside
+        sub = native[inside].copy()
+        sub["geometry"] = shapely.make_valid(sub.geometry.values)
+        out[s.scene_id] = sub
+    if not hit.any():
+        declared = crs_name(labels.crs)
+        for s in scenes:
+            as_scene = labels.geometry.set_crs(s.info.crs, allow_override=True)
+            if as_scene.intersects(box(*s.info.bounds)).any():
+                name = crs_name(s.info.crs)
+                raise LabelError(
+                    f"declared {declared} but coordinates look like {name} (the CRS of "
+                    f"{s.info.path.name}): set [labels] crs = '{name}' in the region file",
+                    path,
+                )
+        raise LabelError(
+            f"no label overlaps any scene (labels in {declared}, bounds "
+            f"{_fmt_bounds(labels.total_bounds)}): check [labels] path and [imagery] paths",
+            path,
+        )
+    outside = int((~hit).sum())
+    if outside:
+        log.warning("labels: %d of %d polygon(s) lie outside every scene", outside, len(labels))
+    return out
+
+
+def _fmt_bounds(bounds: Any) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in bounds) + ")"
+
+
+def _areas_in(areas: gpd.GeoSeries | None, scene: _Scene) -> list[BaseGeometry] | None:
+    if areas is None:
+        return None
+    native = areas if areas.crs == scene.info.crs else areas.to_crs(scene.info.crs)
+    sbox = box(*scene.info.bounds)
+    return [g for g in native.values if g is not None and g.intersects(sbox)]
+
+
+def _block_size(scene: _Scene, block_size_m: float) -> float:
+    """Block size in the units of the scene's CRS."""
+    crs = scene.info.crs
+    if crs.is_geographic:
+        t = scene.info.transform
+        px_deg = (math.hypot(t.a, t.d) + math.hypot(t.b, t.e)) / 2
+        return block_size_m / scene.info.resolution_m * px_deg
+    factor = crs.linear_units_factor[1] if crs.is_projected else 1.0
+    return block_size_m / factor
+
+
+def chip_region(region: Region, out_dir: str | Path, overwrite: bool = False) -> ChipSummary:
+    """Cut a region's scenes into chips with masks, split them spatially, write the index.
+
+    Args:
+        region: the loaded region (needs ``[labels]``).
+        out_dir: the chips folder to write (``chips.parquet``, ``chipset.json``,
+            ``images/``, ``masks/``).
+        overwrite: replace an existing, non-empty ``out_dir``.
+
+    Returns:
+        The :class:`ChipSummary` (chips per split, labelled objects, guard chips).
+
+    Raises:
+        OutputExistsError: ``out_dir`` exists and is not empty, without ``overwrite``.
+        ConfigError, RasterError, LabelError, BandMismatchError: bad input (nothing written).
+    """
+    out = Path(out_dir)
+    prepare_output_dir(out, overwrite)
+    if region.labels is None:
+        raise ConfigError(
+            "geotl chip needs labels: add [labels] path = 'labels.geojson'", region.path
+        )
+    scenes = _scan_scenes(region)
+    labels = read_labels(region)
+    per_scene = _labels_per_scene(region, labels, scenes)
+    complete = (
+        read_areas(region.resolve(region.labels.complete_within), "[labels] complete_within")
+        if region.labels.complete_within
+        else None
+    )
+    test_areas = (
+        read_areas(region.resolve(region.split.test_within), "[split] test_within")
+        if region.split.test_within
+        else None
+    )
+    val_areas = (
+        read_areas(region.resolve(region.split.val_within), "[split] val_within")
+        if region.split.val_within
+        else None
+    )
+    class_ids = {name: i + 1 for i, name in enumerate(region.classes)}
+
+    with atomic_dir(out, overwrite) as tmp:
+        (tmp / "images").mkdir()
+        (tmp / "masks").mkdir()
+        rows: list[_Row] = []
+        skipped = {"nodata": 0, "incomplete": 0}
+        total = sum(len(s.windows) for s in scenes)
+        with tqdm(total=total, desc="chips", unit="chip", dynamic_ncols=True) as bar:
+            for scene in scenes:
+                if not scene.windows:
+                    continue
+                rows.extend(
+                    _chip_scene(
+                        region,
+                        scene,
+                        per_scene[scene.scene_id],
+                        class_ids,
+                        _areas_in(complete, scene),
+                        _areas_in(test_areas, scene),
+                        _areas_in(val_areas, scene),
+                        tmp,
+                        skipped,
+                        bar,
+                    )
+                )
+        if not rows:
+            raise LabelError(
+                "no chip left (all mostly nodata or outside complete_within): check "
+                "[labels] complete_within and [chips] max_nodata_fraction",
+                region.labels_path(),
+            )
+        footprints = _footprints_common(rows, scenes)
+        blocks: list[Hashable] = []
+        for r in rows:
+            c = r.footprint_native.centroid
+            size = _block_size(r.scene, region.split.block_size_m)
+            blocks.append(block_key(crs_name(r.scene.info.crs), c.x, c.y, size))
+        result = split_chips(
+            footprints,
+            blocks,
+            [r.forced for r in rows],
+            region.split.val_fraction,
+            region.split.test_fraction,
+            region.split.seed,
+        )
+        for r, s in zip(rows, result.splits, strict=True):
+            if s is None:
+                (tmp / "images" / f"{r.chip_id}.tif").unlink()
+                (tmp / "masks" / f"{r.chip_id}.tif").unlink()
+        frame = _index_frame(region, rows, footprints, result.splits)
+        objects_per_split = {
+            s: len({i for ids in frame.loc[frame["split"] == s, "object_ids"] for i in ids})
+            for s in SPLITS
+        }
+        n_objects = len({i for ids in frame["object_ids"] for i in ids})
+        summary = ChipSummary(
+            out_dir=out,
+            counts=result.counts(),
+            n_guard=result.n_guard,
+            n_objects=n_objects,
+            n_skipped_nodata=skipped["nodata"],
+            n_skipped_incomplete=skipped["incomplete"],
+            n_scenes=sum(1 for s in scenes if s.windows),
+            n_scenes_too_small=sum(1 for s in scenes if not s.windows),
+            objects_per_split=objects_per_split,
+        )
+        meta = _meta(region, scenes, frame, summary, labels)
+        write_chip_index(tmp, frame, meta)
+    log.debug("%s", summary.line())
+    return summary
+
+
+def _chip_scene(
+    region: Region,
+    scene: _Scene,
+    labels: gpd.GeoDataFrame,
+    class_ids: dict[str, int],
+    complete: list[BaseGeometry] | None,
+    test_areas: list[BaseGeometry] | None,
+    val_areas: list[BaseGeometry] | None,
+    tmp: Path,
+    skipped: dict[str, int],
+    bar: tqdm[Any],
+) -> list[_Row]:
+    info = scene.info
+    geoms = np.asarray(labels.geometry.values, dtype=object)
+    label_tree = shapely.STRtree(geoms)
+    label_class = labels["class"].map(class_ids).to_numpy(dtype=np.int64)
+    label_ids = labels["label_id"].to_numpy(dtype=np.int64)
+    complete_tree = shapely.STRtree(complete) if complete else None
+    test_tree = shapely.STRtree(test_areas) if test_areas else None
+    val_tree = shapely.STRtree(val_areas) if val_areas else None
+    n_classes = len(region.classes)
+    max_nd = region.chips.max_nodata_fraction
+    img_profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "dtype": info.dtype,
+        "count": info.count,
+        "crs": info.crs,
+        "nodata": scene.nodata,
+        "compress": "deflate",
+        "zlevel": 1,
+    }
+    mask_profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "dtype": "uint8",
+        "count": 1,
+        "crs": info.crs,
+        "nodata": IGNORE,
+        "compress": "deflate",
+        "zlevel": 1,
+    }
+    rows: list[_Row] = []
+    with open_raster(info.path) as ds:
+        for w in scene.windows:
+            bar.update(1)
+            chip_box = box(*window_bounds(info.transform, w))
+            complete_geoms: list[BaseGeometry] | None = None
+            if complete is not None:
+                idx_c = (
+                    complete_tree.query(chip_box, predicate="intersects") if complete_tree else []
+                )
+                if len(idx_c) == 0:
+                    skipped["incomplete"] += 1
+                    continue
+                complete_geoms = [complete[i] for i in sorted(idx_c)]
+            win = Window(w.col_off, w.row_off, w.width, w.height)
+            try:
+                data = ds.read(window=win)
+            except RasterioError as exc:
+                raise _read_error(info.path, exc) from exc
+            nd = nodata_mask(data, scene.nodata)
+            nd_fraction = float(nd.mean())
+            if nd_fraction >= 1.0 or nd_fraction > max_nd:
+                skipped["nodata"] += 1
+                continue
+            transform = ds.window_transform(win)
+            idx = np.sort(label_tree.query(chip_box, predicate="intersects"))
+            shapes = [(geoms[i], int(label_class[i])) for i in idx]
+            mask = rasterize_chip(
+                shapes, transform, w.height, w.width, ignore=nd, complete=complete_geoms
+            )
+            px = class_pixel_counts(mask, n_classes)
+            if complete is not None and px[-1] == mask.size:
+                skipped["incomplete"] += 1
+                continue
+            chip_id = f"{scene.scene_id}_r{w.row_off}_c{w.col_off}"
+            with rasterio.open(
+                tmp / "images" / f"{chip_id}.tif",
+                "w",
+                height=w.height,
+                width=w.width,
+                transform=transform,
+                **img_profile,
+            ) as dst:
+                dst.write(data)
+                dst.descriptions = tuple(region.imagery.bands)
+            with rasterio.open(
+                tmp / "masks" / f"{chip_id}.tif",
+                "w",
+                height=w.height,
+                width=w.width,
+                transform=transform,
+                **mask_profile,
+            ) as dst:
+                dst.write(mask, 1)
+            rows.append(
+                _Row(
+                    chip_id=chip_id,
+                    scene=scene,
+                    window=w,
+                    nodata_fraction=nd_fraction,
+                    px=px,
+                    object_ids=sorted({int(label_ids[i]) for i in idx}),
+                    forced=_forced(chip_box, test_tree, val_tree),
+                    footprint_native=chip_box,
+                )
+            )
+    return rows
+
+
+def _forced(
+    chip_box: BaseGeometry,
+    test_tree: shapely.STRtree | None,
+    val_tree: shapely.STRtree | None,
+) -> str | None:
+    centre = chip_box.centroid
+    if test_tree is not None and len(test_tree.query(centre, predicate="within")):
+        return "test"
+    if val_tree is not None and len(val_tree.query(centre, predicate="within")):
+        return "val"
+    return None
+
+
+def _footprints_common(rows: list[_Row], scenes: list[_Scene]) -> list[BaseGeometry]:
+    """Chip footprints in EPSG:4326 (edges densified so reprojection stays faithful)."""
+    out: list[BaseGeometry | None] = [None] * len(rows)
+    by_scene: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_scene.setdefault(r.scene.scene_id, []).append(i)
+    for s in scenes:
+        idx = by_scene.get(s.scene_id, [])
+        if not idx:
+            continue
+        series = gpd.GeoSeries([rows[i].footprint_native for i in idx], crs=s.info.crs)
+        common = series.to_crs(COMMON_CRS).values
+        for i, g in zip(idx, common, strict=True):
+            out[i] = g
+    return [g for g in out if g is not None]
+
+
+def _index_frame(
+    region: Region,
+    rows: list[_Row],
+    footprints: list[BaseGeometry],
+    splits: list[str | None],
+) -> gpd.GeoDataFrame:
+    keep = [i for i, s in enumerate(splits) if s is not None]
+    cols: dict[str, list[Any]] = {
+        "chip_id": [],
+        "scene": [],
+        "scene_crs": [],
+        "row_off": [],
+        "col_off": [],
+        "height": [],
+        "width": [],
+        "split": [],
+        "image": [],
+        "mask": [],
+        "resolution_m": [],
+        "nodata_fraction": [],
+        "px_background": [],
+        **{f"px_{c}": [] for c in region.classes},
+        "px_ignore": [],
+        "n_objects": [],
+        "object_ids": [],
+    }
+    for i in keep:
+        r = rows[i]
+        cols["chip_id"].append(r.chip_id)
+        cols["scene"].append(str(r.scene.info.path))
+        cols["scene_crs"].append(crs_name(r.scene.info.crs))
+        cols["row_off"].append(r.window.row_off)
+        cols["col_off"].append(r.window.col_off)
+        cols["height"].append(r.window.height)
+        cols["width"].append(r.window.width)
+        cols["split"].append(splits[i])
+        cols["image"].append(f"images/{r.chip_id}.tif")
+        cols["mask"].append(f"masks/{r.chip_id}.tif")
+        cols["resolution_m"].append(r.scene.info.resolution_m)
+        cols["nodata_fraction"].append(r.nodata_fraction)
+        cols["px_background"].append(r.px[0])
+        for k, c in enumerate(region.classes):
+            cols[f"px_{c}"].append(r.px[k + 1])
+        cols["px_ignore"].append(r.px[-1])
+        cols["n_objects"].append(len(r.object_ids))
+        cols["object_ids"].append(r.object_ids)
+    frame = gpd.GeoDataFrame(
+        cols, geometry=gpd.GeoSeries([footprints[i] for i in keep], crs=COMMON_CRS)
+    )
+    for c in ("row_off", "col_off", "height", "width", "px_background", "px_ignore", "n_objects"):
+        frame[c] = frame[c].astype("int64")
+    for c in region.classes:
+        frame[f"px_{c}"] = frame[f"px_{c}"].astype("int64")
+    return frame
+
+
+def _meta(
+    region: Region,
+    scenes: list[_Scene],
+    frame: gpd.GeoDataFrame,
+    summary: ChipSummary,
+    labels: gpd.GeoDataFrame,
+) -> dict[str, Any]:
+    assert region.labels is not None
+    per_scene = frame["scene"].value_counts().to_dict()
+    return {
+        "geotl_version": __version__,
+        "region": region.name,
+        "region_path": str(region.path),
+        "task": region.task,
+        "classes": list(region.classes),
+        "mask_values": {
+            "0": "background",
+            **{str(i + 1): c for i, c in enumerate(region.classes)},
+            str(IGNORE): "ignore",
+        },
+        "bands": list(region.imagery.bands),
+        "size_px": region.chips.size_px,
+        "stride_px": region.chips.stride,
+        "max_nodata_fraction": region.chips.max_nodata_fraction,
+        "labels": {
+            "path": str(region.labels_path()),
+            "class_field": region.labels.class_field,
+            "class_map": region.labels.class_map,
+            "unmapped": region.labels.unmapped,
+            "crs": region.labels.crs,
+            "complete_within": region.labels.complete_within,
+        },
+        "split": {
+            "method": "spatial blocks + guard chips",
+            "block_size_m": region.split.block_size_m,
+            "val_fraction": region.split.val_fraction,
+            "test_fraction": region.split.test_fraction,
+            "seed": region.split.seed,
+            "test_within": region.split.test_within,
+            "val_within": region.split.val_within,
+        },
+        "counts": {
+            **summary.counts,
+            "guard_dropped": summary.n_guard,
+            "skipped_nodata": summary.n_skipped_nodata,
+            "skipped_incomplete": summary.n_skipped_incomplete,
+            "objects": summary.n_objects,
+            "objects_per_split": summary.objects_per_split,
+            "labels_repaired": int(labels.attrs.get("n_repaired", 0)),
+            "labels_unmapped_skipped": int(labels.attrs.get("n_unmapped", 0)),
+            "labels_ignored": int(labels.attrs.get("n_dropped", 0)),
+        },
+        "scenes": [
+            {
+                "path": str(s.info.path),
+                "scene_id": s.scene_id,
+                "crs": crs_name(s.info.crs),
+                "width": s.info.width,
+                "height": s.info.height,
+                "dtype": s.info.dtype,
+                "nodata": s.nodata,
+                "resolution_m": s.info.resolution_m,
+                "chips": int(per_scene.get(str(s.info.path), 0)),
+            }
+            for s in scenes
+        ],
+    }

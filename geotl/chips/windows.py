@@ -1,0 +1,88 @@
+"""Pure grid arithmetic: where the chips of a scene lie.
+
+Chips form a regular grid of ``size_px`` with ``stride_px`` steps. The last row and column
+are shifted back so that they end at the scene's edge: every chip lies fully inside the
+scene and no padding is ever needed. Scenes smaller than a chip give no chips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from affine import Affine
+
+__all__ = ["ChipWindow", "chip_windows", "grid_offsets", "window_bounds"]
+
+
+@dataclass(frozen=True, order=True)
+class ChipWindow:
+    """A chip's pixel window inside its scene."""
+
+    row_off: int
+    col_off: int
+    height: int
+    width: int
+
+
+def grid_offsets(length_px: int, size_px: int, stride_px: int) -> list[int]:
+    """Start offsets of chips along one axis, the last one shifted back to fit.
+
+    Args:
+        length_px: the scene's extent along the axis.
+        size_px: the chip size.
+        stride_px: the step between chips.
+
+    Returns:
+        Sorted, unique offsets; empty when the scene is smaller than a chip.
+
+    >>> grid_offsets(400, 128, 128)
+    [0, 128, 256, 272]
+    >>> grid_offsets(256, 128, 128)
+    [0, 128]
+    >>> grid_offsets(300, 128, 64)
+    [0, 64, 128, 172]
+    >>> grid_offsets(100, 128, 128)
+    []
+    """
+    if size_px <= 0 or stride_px <= 0:
+        raise ValueError("size_px and stride_px must be positive")
+    if length_px < size_px:
+        return []
+    last = length_px - size_px
+    offsets = list(range(0, last + 1, stride_px))
+    if offsets[-1] != last:
+        offsets.append(last)
+    return offsets
+
+
+def chip_windows(width_px: int, height_px: int, size_px: int, stride_px: int) -> list[ChipWindow]:
+    """All chip windows of a scene, row by row.
+
+    >>> [(w.row_off, w.col_off) for w in chip_windows(300, 200, 128, 128)]
+    [(0, 0), (0, 128), (0, 172), (72, 0), (72, 128), (72, 172)]
+    >>> chip_windows(100, 500, 128, 128)
+    []
+    """
+    rows = grid_offsets(height_px, size_px, stride_px)
+    cols = grid_offsets(width_px, size_px, stride_px)
+    return [ChipWindow(r, c, size_px, size_px) for r in rows for c in cols]
+
+
+def window_bounds(transform: Affine, window: ChipWindow) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) of a window in the scene's CRS.
+
+    >>> from affine import Affine
+    >>> window_bounds(Affine(10, 0, 1000, 0, -10, 5000), ChipWindow(2, 3, 4, 4))
+    (1030.0, 4940.0, 1070.0, 4980.0)
+    """
+    xs, ys = [], []
+    for col, row in (
+        (window.col_off, window.row_off),
+        (window.col_off + window.width, window.row_off),
+        (window.col_off, window.row_off + window.height),
+        (window.col_off + window.width, window.row_off + window.height),
+    ):
+        x, y = transform * (col, row)
+        xs.append(x)
+        ys.append(y)
+    return (min(xs), min(ys), max(xs), max(ys))

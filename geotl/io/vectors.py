@@ -1,0 +1,207 @@
+"""Vector reads: label polygons and area polygons from any OGR format.
+
+Labels come back as a GeoDataFrame with the columns ``label_id`` (the feature's position in
+the file, stable across runs), ``class`` (a name from the region's ``classes``) and
+``geometry`` (valid polygons; invalid ones repaired with ``make_valid``).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import shapely
+from pyproj import CRS
+from pyproj.exceptions import CRSError
+
+from geotl.config import Region
+from geotl.errors import ConfigError, LabelError
+
+__all__ = ["crs_name", "read_areas", "read_labels", "read_vector"]
+
+log = logging.getLogger(__name__)
+
+_POLYGONAL = ("Polygon", "MultiPolygon")
+
+
+def crs_name(crs: Any) -> str:
+    """A short, user-writable name of a CRS: ``EPSG:32618`` when it has one, else PROJ text.
+
+    >>> crs_name("EPSG:4326")
+    'EPSG:4326'
+    """
+    c = CRS.from_user_input(crs)
+    epsg = c.to_epsg(min_confidence=90)
+    if epsg is not None:
+        return f"EPSG:{epsg}"
+    return str(c.to_proj4() or c.to_wkt()).replace(" +type=crs", "")
+
+
+def read_vector(path: Path, what: str, crs_override: str | None = None) -> gpd.GeoDataFrame:
+    """Read the first data layer of a vector file with pyogrio.
+
+    Args:
+        path: any OGR vector (GeoJSON, GeoPackage, Shapefile, GeoParquet).
+        what: the region key that names the file, used in error messages.
+        crs_override: a CRS that replaces the file's own (``[labels] crs``).
+
+    Raises:
+        LabelError: unreadable, empty, or without a CRS.
+    """
+    try:
+        if path.suffix.lower() == ".parquet":
+            frame = gpd.read_parquet(path)
+        else:
+            layers = [str(name) for name, _ in pyogrio.list_layers(path)]
+            data_layers = [n for n in layers if n != "layer_styles"] or layers
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                frame = gpd.read_file(path, layer=data_layers[0], engine="pyogrio")
+    except Exception as exc:  # any OGR / parquet failure: report it as one line
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise LabelError(
+            f"cannot be read as a vector file ({first}): fix {what} or the file", path
+        ) from exc
+    if len(frame) == 0:
+        raise LabelError(f"has no features: point {what} at a file with polygons", path)
+    if crs_override is not None:
+        try:
+            frame = frame.set_crs(CRS.from_user_input(crs_override), allow_override=True)
+        except CRSError as exc:
+            raise ConfigError(
+                f"labels.crs '{crs_override}' is not a CRS: use e.g. 'EPSG:32618'", path
+            ) from exc
+    elif frame.crs is None:
+        raise LabelError(
+            f"has no CRS: add one to the file or set [labels] crs = 'EPSG:...' ({what})", path
+        )
+    return frame
+
+
+def _polygonal(geoms: gpd.GeoSeries) -> tuple[np.ndarray, int, int]:
+    """Keep polygonal parts; repair invalid ones. Returns (geoms, n_repaired, n_dropped)."""
+    values = np.asarray(geoms.values, dtype=object)
+    present = ~(shapely.is_missing(values) | shapely.is_empty(values))
+    invalid = present & ~shapely.is_valid(values)
+    if invalid.any():
+        values[invalid] = shapely.make_valid(values[invalid])
+    out = np.empty(len(values), dtype=object)
+    dropped = 0
+    for i, geom in enumerate(values):
+        if not present[i]:
+            dropped += 1
+            continue
+        if geom.geom_type in _POLYGONAL:
+            out[i] = geom
+            continue
+        parts = [g for g in shapely.get_parts(geom) if g.geom_type in _POLYGONAL and not g.is_empty]
+        if parts:
+            out[i] = shapely.union_all(parts)
+        else:
+            dropped += 1
+    return out, int(invalid.sum()), dropped
+
+
+def _classes(region: Region, frame: gpd.GeoDataFrame, path: Path) -> np.ndarray:
+    """Class name per feature (None where unmapped and ``unmapped = 'skip'``)."""
+    assert region.labels is not None
+    cfg = region.labels
+    if cfg.class_field is None:
+        return np.array([region.classes[0]] * len(frame), dtype=object)
+    if cfg.class_field not in frame.columns:
+        fields = ", ".join(str(c) for c in frame.columns if c != "geometry")
+        raise LabelError(
+            f"has no field '{cfg.class_field}' (fields: {fields}): fix [labels] class_field",
+            path,
+        )
+    mapping = cfg.class_map if cfg.class_map else {c: c for c in region.classes}
+    raw = [
+        "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+        for v in frame[cfg.class_field]
+    ]
+    mapped = np.array([mapping.get(v) for v in raw], dtype=object)
+    unmapped = Counter(v for v, m in zip(raw, mapped, strict=True) if m is None)
+    if unmapped:
+        listed = ", ".join(f"{v!r} ({n})" for v, n in sorted(unmapped.items()))
+        if cfg.unmapped == "error":
+            raise LabelError(
+                f"field '{cfg.class_field}' has values that class_map does not map: {listed}; "
+                'add them to [labels] class_map or set [labels] unmapped = "skip"',
+                path,
+            )
+        log.warning(
+            "labels: skipped %d feature(s) with unmapped values: %s", sum(unmapped.values()), listed
+        )
+    return mapped
+
+
+def read_labels(region: Region, crs: Any = None) -> gpd.GeoDataFrame:
+    """Read a region's label polygons, mapped onto its classes and repaired.
+
+    Args:
+        region: the region (its ``[labels]`` table says file, class field and map).
+        crs: reproject to this CRS when given (anything pyproj understands).
+
+    Returns:
+        GeoDataFrame with columns ``label_id`` (int, the feature's position in the file),
+        ``class`` (str) and ``geometry`` (valid polygons), in the file's CRS (or the
+        ``[labels] crs`` override) unless ``crs`` is given.
+
+    Raises:
+        LabelError: unreadable or empty file, no CRS, missing class field, unmapped values
+            (with ``unmapped = "error"``), or no polygons.
+    """
+    path = region.labels_path()
+    assert region.labels is not None
+    frame = read_vector(path, "[labels] path", region.labels.crs)
+    classes = _classes(region, frame, path)
+    geoms, n_repaired, n_dropped = _polygonal(frame.geometry)
+    keep = np.array([g is not None for g in geoms]) & np.array([c is not None for c in classes])
+    if n_repaired:
+        log.info(
+            "labels: repaired %d invalid geometr%s with make_valid",
+            n_repaired,
+            "y" if n_repaired == 1 else "ies",
+        )
+    if n_dropped:
+        log.warning("labels: ignored %d feature(s) that are empty or not polygons", n_dropped)
+    if not keep.any():
+        raise LabelError(
+            "has no usable polygons (all empty, not polygons or unmapped): check [labels] path",
+            path,
+        )
+    out = gpd.GeoDataFrame(
+        {
+            "label_id": np.flatnonzero(keep).astype("int64"),
+            "class": pd.array(classes[keep], dtype=object),
+        },
+        geometry=gpd.GeoSeries(list(geoms[keep]), crs=frame.crs),
+        crs=frame.crs,
+    )
+    out.attrs["n_repaired"] = n_repaired
+    out.attrs["n_dropped"] = n_dropped
+    out.attrs["n_unmapped"] = int(sum(c is None for c in classes))
+    if crs is not None:
+        out = out.to_crs(crs)
+    return out.reset_index(drop=True)
+
+
+def read_areas(path: Path, what: str) -> gpd.GeoSeries:
+    """Read area polygons (``complete_within``, ``test_within``...) as valid polygons.
+
+    Raises:
+        LabelError: unreadable, empty, without CRS, or without polygons.
+    """
+    frame = read_vector(path, what)
+    geoms, _, _ = _polygonal(frame.geometry)
+    kept = [g for g in geoms if g is not None]
+    if not kept:
+        raise LabelError(f"has no polygons: {what} must name polygon areas", path)
+    return gpd.GeoSeries(kept, crs=frame.crs)

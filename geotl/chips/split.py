@@ -104,13 +104,23 @@ def assign_blocks(
     return [f if f is not None else block_split[b] for b, f in zip(blocks, forced, strict=True)]
 
 
-def drop_guard_chips(footprints: Sequence[BaseGeometry], splits: Sequence[str]) -> list[str | None]:
-    """Remove as few chips as possible so that no kept chip touches a chip of another split.
+def drop_guard_chips(
+    footprints: Sequence[BaseGeometry],
+    splits: Sequence[str],
+    shares: dict[str, float] | None = None,
+) -> list[str | None]:
+    """Remove few chips so that no kept chip touches a chip of another split.
 
-    Greedy vertex cover of the "touches across splits" graph: the chip with the most
-    remaining cross-split contacts goes first (a lone test chip amid train chips costs one
-    chip, not eight); ties drop train before val before test, then the lower index.
-    Dropped chips get split None.
+    Weighted greedy vertex cover of the "touches across splits" graph: the chip with the
+    highest (remaining cross-split contacts x share of its split) goes first. A chip of a
+    small split is dearer, so boundaries are usually taken from train, yet a lone test chip
+    amid train chips costs one chip, not eight. Ties drop train before val before test,
+    then the lower index. Dropped chips get split None.
+
+    Args:
+        footprints: chip footprints in one common frame.
+        splits: split per chip.
+        shares: wanted share per split (default: equal).
 
     >>> from shapely.geometry import box
     >>> drop_guard_chips([box(0, 0, 1, 1), box(1, 0, 2, 1), box(5, 5, 6, 6)], ["train", "test", "val"])
@@ -126,15 +136,20 @@ def drop_guard_chips(footprints: Sequence[BaseGeometry], splits: Sequence[str]) 
     for i, j in zip(left.tolist(), right.tolist(), strict=True):
         if i != j and splits[i] != splits[j]:
             contacts.setdefault(i, set()).add(j)
-    heap = [(-len(n), _PRIORITY[splits[i]], i) for i, n in contacts.items()]
+    weight = {s: max(shares.get(s, 1.0), 0.01) if shares else 1.0 for s in SPLITS}
+
+    def key(i: int, degree: int) -> tuple[float, int, int, int]:
+        return (-degree * weight[splits[i]], _PRIORITY[splits[i]], i, degree)
+
+    heap = [key(i, len(n)) for i, n in contacts.items()]
     heapq.heapify(heap)
     while heap:
-        neg_degree, _, i = heapq.heappop(heap)
+        *_, i, degree = heapq.heappop(heap)
         current = contacts.get(i)
         if not current:
             continue
-        if -neg_degree != len(current):  # stale entry: push the current degree back
-            heapq.heappush(heap, (-len(current), _PRIORITY[splits[i]], i))
+        if degree != len(current):  # stale entry: push it back with its current degree
+            heapq.heappush(heap, key(i, len(current)))
             continue
         out[i] = None
         for j in current:
@@ -162,7 +177,12 @@ def split_chips(
         seed: RNG seed.
     """
     assigned = assign_blocks(blocks, forced, val_fraction, test_fraction, seed)
-    final = drop_guard_chips(footprints, assigned)
+    shares = {
+        "train": 1.0 - val_fraction - test_fraction,
+        "val": val_fraction,
+        "test": test_fraction,
+    }
+    final = drop_guard_chips(footprints, assigned, shares)
     return SplitResult(splits=final, n_guard=sum(1 for s in final if s is None))
 
 

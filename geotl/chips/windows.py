@@ -82,7 +82,7 @@ def window_bounds(transform: Affine, window: ChipWindow) -> tuple[float, float, 
         (window.col_off, window.row_off + window.height),
         (window.col_off + window.width, window.row_off + window.height),
     ):
-        x, y = transform * (col, row)
+        x, y = transform @ (col, row)
         xs.append(x)
         ys.append(y)
     return (min(xs), min(ys), max(xs), max(ys))

@@ -1,0 +1,354 @@
+"""chip_region on tiny generated scenes: output, determinism, atomicity and bad input."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+
+import geotl.chips.pipeline as pipeline
+from geotl.chips import chip_region, read_chip_index
+from geotl.chips.split import touching_pairs_across_splits
+from geotl.config import load_region
+from geotl.errors import (
+    BandMismatchError,
+    ConfigError,
+    GeotlInputError,
+    LabelError,
+    OutputExistsError,
+    RasterError,
+)
+
+from .data import write_boxes, write_region, write_scene
+
+X0, Y0 = 500_000.0, 4_000_000.0  # top-left of the generated scenes (EPSG:32618, 1 m)
+
+
+@pytest.fixture
+def region_file(tmp_path: Path) -> Path:
+    write_scene(tmp_path / "a.tif", width=96, height=80, nodata=255)
+    write_scene(tmp_path / "b.tif", width=64, height=64, origin=(X0 + 200, Y0))
+    boxes = [
+        (X0 + 3, Y0 - 13, X0 + 10, Y0 - 4),
+        (X0 + 40, Y0 - 50, X0 + 60, Y0 - 30),
+        (X0 + 210, Y0 - 20, X0 + 215, Y0 - 10),
+    ]
+    write_boxes(tmp_path / "labels.gpkg", boxes)
+    return write_region(tmp_path / "region.toml", ["*.tif"], "labels.gpkg")
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_chips_index_and_files(region_file: Path, tmp_path: Path) -> None:
+    region = load_region(region_file)
+    summary = chip_region(region, tmp_path / "chips")
+    index = read_chip_index(tmp_path / "chips")
+    frame = index.frame
+    expected = [
+        "chip_id", "scene", "scene_crs", "row_off", "col_off", "height", "width", "split",
+        "image", "mask", "resolution_m", "nodata_fraction", "px_background", "px_tree",
+        "px_ignore", "n_objects", "object_ids", "geometry",
+    ]  # fmt: skip
+    assert list(frame.columns) == expected
+    assert frame.crs.to_epsg() == 4326
+    assert summary.n_chips == len(frame) and summary.n_chips + summary.n_guard == 6 * 5 + 4 * 4
+    assert set(frame["split"]) <= {"train", "val", "test"}
+    assert "a_r0_c0" in set(frame["chip_id"]) or summary.n_guard > 0
+    assert index.meta["classes"] == ["tree"] and index.meta["size_px"] == 16
+    assert index.meta["counts"]["guard_dropped"] == summary.n_guard
+    # window arithmetic: last column shifted back inside the 96 px scene, rows 0..64
+    a = frame[frame["chip_id"].str.startswith("a_")]
+    assert a["col_off"].max() <= 80 and a["row_off"].max() <= 64
+    # files exist exactly for the indexed chips
+    images = sorted(p.name for p in (tmp_path / "chips" / "images").iterdir())
+    assert images == sorted(f"{c}.tif" for c in frame["chip_id"])
+    # a chip is georeferenced, keeps dtype/nodata, its mask matches the pixel counts
+    row = frame.iloc[0]
+    with (
+        rasterio.open(index.path / row["image"]) as img,
+        rasterio.open(index.path / row["mask"]) as m,
+    ):
+        assert img.crs.to_epsg() == 32618 and img.count == 3 and img.dtypes[0] == "uint8"
+        assert img.nodata == 255 and img.descriptions == ("red", "green", "blue")
+        assert img.transform.c == X0 + row["col_off"] and img.transform.f == Y0 - row["row_off"]
+        mask = m.read(1)
+        assert m.dtypes[0] == "uint8" and m.transform == img.transform
+    assert (
+        int((mask == 1).sum()) == row["px_tree"] and int((mask == 0).sum()) == row["px_background"]
+    )
+    # the label inside chip a_r0_c0 (pixels x 3..9, y 4..12) is burnt where the chip is kept
+    chip = frame[frame["chip_id"] == "a_r0_c0"]
+    if len(chip):
+        with rasterio.open(index.path / "masks/a_r0_c0.tif") as m:
+            mask = m.read(1)
+        assert mask[4:13, 3:10].min() == 1 and int(mask.sum()) == 7 * 9
+        assert chip.iloc[0]["object_ids"].tolist() == [0]
+    assert len(touching_pairs_across_splits(list(frame.geometry), list(frame["split"]))) == 0
+
+
+def test_rerun_is_byte_identical_and_needs_overwrite(region_file: Path, tmp_path: Path) -> None:
+    region = load_region(region_file)
+    chip_region(region, tmp_path / "one")
+    chip_region(region, tmp_path / "two")
+    assert _tree(tmp_path / "one") == _tree(tmp_path / "two")
+    with pytest.raises(OutputExistsError):
+        chip_region(region, tmp_path / "one")
+    chip_region(region, tmp_path / "one", overwrite=True)
+    assert _tree(tmp_path / "one") == _tree(tmp_path / "two")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_interrupted_run_leaves_nothing(
+    region_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    region = load_region(region_file)
+    chip_region(region, tmp_path / "chips")
+    before = _tree(tmp_path / "chips")
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "write_chip_index", boom)
+    with pytest.raises(KeyboardInterrupt):
+        chip_region(region, tmp_path / "chips", overwrite=True)
+    with pytest.raises(KeyboardInterrupt):
+        chip_region(region, tmp_path / "fresh")
+    assert _tree(tmp_path / "chips") == before  # the previous output is intact
+    assert not (tmp_path / "fresh").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_nodata_is_ignore_and_mostly_nodata_chips_skipped(tmp_path: Path) -> None:
+    data = np.full((3, 32, 64), 7, dtype=np.int16)
+    data[:, :, 32:] = -9999  # right half nodata
+    data[:, 0, 0] = -9999  # one nodata pixel in the first chip
+    data[0, 1, 0] = -9999  # nodata in one band only: not nodata
+    write_scene(tmp_path / "s.tif", width=64, height=32, dtype="int16", nodata=-9999, fill=data)
+    write_boxes(tmp_path / "l.geojson", [(X0, Y0 - 32, X0 + 64, Y0)])
+    region = load_region(
+        write_region(
+            tmp_path / "r.toml",
+            ["s.tif"],
+            "l.geojson",
+            split={"val_fraction": 0.0, "test_fraction": 0.0},
+        )
+    )
+    summary = chip_region(region, tmp_path / "out")
+    frame = read_chip_index(tmp_path / "out").frame
+    assert summary.n_skipped_nodata == 4 and len(frame) == 4
+    with rasterio.open(tmp_path / "out/masks/s_r0_c0.tif") as m:
+        mask = m.read(1)
+    assert mask[0, 0] == 255 and mask[1, 0] == 1 and int((mask == 255).sum()) == 1
+    with rasterio.open(tmp_path / "out/images/s_r0_c0.tif") as img:
+        assert img.dtypes[0] == "int16" and img.nodata == -9999
+
+
+def test_complete_within_ignores_outside_and_skips_chips(tmp_path: Path) -> None:
+    write_scene(tmp_path / "s.tif", width=64, height=64)
+    write_boxes(tmp_path / "l.gpkg", [(X0 + 2, Y0 - 10, X0 + 6, Y0 - 2)])
+    write_boxes(tmp_path / "areas.gpkg", [(X0, Y0 - 24, X0 + 24, Y0)])  # 24 x 24 m complete area
+    region = load_region(
+        write_region(
+            tmp_path / "r.toml",
+            ["s.tif"],
+            "l.gpkg",
+            labels={"complete_within": "areas.gpkg"},
+            split={"val_fraction": 0.0, "test_fraction": 0.0},
+        )
+    )
+    summary = chip_region(region, tmp_path / "out")
+    frame = read_chip_index(tmp_path / "out").frame.set_index("chip_id")
+    assert sorted(frame.index) == ["s_r0_c0", "s_r0_c16", "s_r16_c0", "s_r16_c16"]
+    assert summary.n_skipped_incomplete == 12
+    assert frame.loc["s_r0_c16", "px_ignore"] == 16 * 16 - 8 * 16
+    assert frame.loc["s_r16_c16", "px_ignore"] == 16 * 16 - 8 * 8
+    assert frame.loc["s_r0_c0", "px_tree"] == 4 * 8
+
+
+def test_test_within_forces_test_split(tmp_path: Path) -> None:
+    write_scene(tmp_path / "s.tif", width=128, height=128)
+    write_boxes(tmp_path / "l.gpkg", [(X0 + 2, Y0 - 10, X0 + 6, Y0 - 2)])
+    write_boxes(tmp_path / "test.gpkg", [(X0 + 64, Y0 - 128, X0 + 128, Y0 - 64)])
+    region = load_region(
+        write_region(
+            tmp_path / "r.toml",
+            ["s.tif"],
+            "l.gpkg",
+            split={"test_within": "test.gpkg", "test_fraction": 0.0, "val_fraction": 0.1},
+        )
+    )
+    chip_region(region, tmp_path / "out")
+    frame = read_chip_index(tmp_path / "out").frame
+    inside = (frame["col_off"] >= 64) & (frame["row_off"] >= 64)
+    assert set(frame.loc[inside, "split"]) == {"test"}
+    assert "test" not in set(frame.loc[~inside, "split"])
+    assert len(touching_pairs_across_splits(list(frame.geometry), list(frame["split"]))) == 0
+
+
+def test_unmapped_values_error_lists_counts_or_skip(tmp_path: Path) -> None:
+    write_scene(tmp_path / "s.tif")
+    boxes = [(X0 + i, Y0 - 10, X0 + i + 4, Y0 - 2) for i in range(0, 40, 5)]
+    write_boxes(tmp_path / "l.gpkg", boxes, labels=["Tree"] * 5 + ["", "Shrub", "Shrub"])
+    path = write_region(tmp_path / "r.toml", ["s.tif"], "l.gpkg")
+    with pytest.raises(LabelError, match=r"'' \(1\), 'Shrub' \(2\).*unmapped = \"skip\""):
+        chip_region(load_region(path), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    path = write_region(tmp_path / "r2.toml", ["s.tif"], "l.gpkg", labels={"unmapped": "skip"})
+    chip_region(load_region(path), tmp_path / "out")
+    meta = read_chip_index(tmp_path / "out").meta
+    assert meta["counts"]["labels_unmapped_skipped"] == 3
+
+
+def test_invalid_geometries_repaired_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_scene(tmp_path / "s.tif")
+    bowtie = gpd.GeoSeries.from_wkt(
+        [
+            f"POLYGON(({X0} {Y0 - 10}, {X0 + 10} {Y0}, {X0 + 10} {Y0 - 10}, {X0} {Y0}, {X0} {Y0 - 10}))"
+        ],
+        crs="EPSG:32618",
+    )
+    gpd.GeoDataFrame({"label": ["Tree"]}, geometry=bowtie).to_file(tmp_path / "l.gpkg")
+    path = write_region(tmp_path / "r.toml", ["s.tif"], "l.gpkg")
+    with caplog.at_level("INFO", logger="geotl"):
+        chip_region(load_region(path), tmp_path / "out")
+    assert "repaired 1 invalid geometry" in caplog.text
+    index = read_chip_index(tmp_path / "out")
+    assert index.meta["counts"]["labels_repaired"] == 1
+    assert index.frame["px_tree"].sum() > 0
+
+
+# ---- bad input: each one line, exit-2 errors, nothing written ----
+
+
+def _bad(tmp_path: Path, exc: type[Exception], match: str, **region_kw: object) -> None:
+    path = write_region(tmp_path / "r.toml", **region_kw)  # type: ignore[arg-type]
+    with pytest.raises(exc, match=match) as info:
+        chip_region(load_region(path), tmp_path / "out")
+    assert isinstance(info.value, GeotlInputError)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_corrupt_geotiff(tmp_path: Path) -> None:
+    (tmp_path / "s.tif").write_bytes(b"II*\x00garbage" * 10)
+    write_boxes(tmp_path / "l.gpkg", [(X0, Y0 - 5, X0 + 5, Y0)])
+    _bad(
+        tmp_path,
+        RasterError,
+        r"s\.tif: cannot be read as a raster",
+        scenes=["s.tif"],
+        label_file="l.gpkg",
+    )
+
+
+def test_truncated_geotiff(tmp_path: Path) -> None:
+    scene = write_scene(tmp_path / "s.tif", width=256, height=256)
+    data = scene.read_bytes()
+    scene.write_bytes(data[: len(data) // 2])
+    write_boxes(tmp_path / "l.gpkg", [(X0, Y0 - 5, X0 + 5, Y0)])
+    _bad(
+        tmp_path,
+        RasterError,
+        r"s\.tif: .*(truncated|cannot be read)",
+        scenes=["s.tif"],
+        label_file="l.gpkg",
+    )
+
+
+def test_raster_without_crs(tmp_path: Path) -> None:
+    write_scene(tmp_path / "s.tif", crs=None)
+    write_boxes(tmp_path / "l.gpkg", [(X0, Y0 - 5, X0 + 5, Y0)])
+    _bad(tmp_path, RasterError, r"s\.tif: raster has no CRS", scenes=["s.tif"], label_file="l.gpkg")
+
+
+def test_labels_without_crs(tmp_path: Path) -> None:
+    write_scene(tmp_path / "s.tif")
+    write_boxes(tmp_path / "l.geojson", [(X0, Y0 - 5, X0 + 5, Y0)], crs=None)
+    # a GeoJSON without "crs" is CRS84 by the standard: these metres then overlap nothing
+    _bad(
+        tmp_path,
+        LabelError,
+        r"declared EPSG:4326 but coordinates look like EPSG:32618.*crs = 'EPSG:32618'",
+        scenes=["s.tif"],
+        label_file="l.geojson",
+    )
+    write_boxes(tmp_path / "l.shp", [(X0, Y0 - 5, X0 + 5, Y0)], crs=None)
+    _bad(
+        tmp_path,
+        LabelError,
+        r"l\.shp: has no CRS.*\[labels\] crs",
+        scenes=["s.tif"],
+        label_file="l.shp",
+    )
+
+
+def test_labels_crs_override_fixes_missing_crs(tmp_path: Path) -> None:
+    write_scene(tmp_path / "s.tif")
+    write_boxes(tmp_path / "l.shp", [(X0, Y0 - 5, X0 + 5, Y0)], crs=None)
+    path = write_region(tmp_path / "r.toml", ["s.tif"], "l.shp", labels={"crs": "EPSG:32618"})
+    assert chip_region(load_region(path), tmp_path / "out").n_objects == 1
+
+
+def test_labels_overlap_no_scene(tmp_path: Path) -> None:
+    write_scene(tmp_path / "s.tif")
+    write_boxes(tmp_path / "l.gpkg", [(X0 + 5000, Y0 - 5, X0 + 5005, Y0)])
+    _bad(
+        tmp_path,
+        LabelError,
+        r"l\.gpkg: no label overlaps any scene",
+        scenes=["s.tif"],
+        label_file="l.gpkg",
+    )
+
+
+def test_empty_label_file(tmp_path: Path) -> None:
+    write_scene(tmp_path / "s.tif")
+    gpd.GeoDataFrame({"label": []}, geometry=[], crs="EPSG:32618").to_file(tmp_path / "l.gpkg")
+    _bad(tmp_path, LabelError, r"l\.gpkg: has no features", scenes=["s.tif"], label_file="l.gpkg")
+
+
+def test_chip_larger_than_every_scene(tmp_path: Path) -> None:
+    write_scene(tmp_path / "s.tif", width=32, height=32)
+    write_boxes(tmp_path / "l.gpkg", [(X0, Y0 - 5, X0 + 5, Y0)])
+    _bad(
+        tmp_path,
+        ConfigError,
+        r"r\.toml: chips.size_px = 64 is larger than every scene.*lower",
+        scenes=["s.tif"],
+        label_file="l.gpkg",
+        chips={"size_px": 64},
+    )
+
+
+def test_band_count_mismatch(tmp_path: Path) -> None:
+    write_scene(tmp_path / "s.tif", count=1)
+    write_boxes(tmp_path / "l.gpkg", [(X0, Y0 - 5, X0 + 5, Y0)])
+    _bad(
+        tmp_path,
+        BandMismatchError,
+        r"s\.tif: has 1 band\(s\) but \[imagery\] bands lists 3",
+        scenes=["s.tif"],
+        label_file="l.gpkg",
+    )
+
+
+def test_scene_smaller_than_chip_is_skipped(tmp_path: Path) -> None:
+    write_scene(tmp_path / "big.tif", width=32, height=32)
+    write_scene(tmp_path / "small.tif", width=8, height=8)
+    write_boxes(tmp_path / "l.gpkg", [(X0, Y0 - 5, X0 + 5, Y0)])
+    path = write_region(tmp_path / "r.toml", ["*.tif"], "l.gpkg")
+    summary = chip_region(load_region(path), tmp_path / "out")
+    assert summary.n_scenes == 1 and summary.n_scenes_too_small == 1

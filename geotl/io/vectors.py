@@ -41,7 +41,9 @@ def crs_name(crs: Any) -> str:
     epsg = c.to_epsg(min_confidence=90)
     if epsg is not None:
         return f"EPSG:{epsg}"
-    return str(c.to_proj4() or c.to_wkt()).replace(" +type=crs", "")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "may lose information": fine for a hint
+        return str(c.to_proj4() or c.to_wkt()).replace(" +type=crs", "")
 
 
 def read_vector(path: Path, what: str, crs_override: str | None = None) -> gpd.GeoDataFrame:

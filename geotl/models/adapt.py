@@ -1,0 +1,241 @@
+"""Band adaptation: put a base model's first-layer filters onto a region's bands.
+
+Bands are matched by name (:func:`geotl.bands.canonical_band`):
+
+- a region band the base knows keeps the base's pretrained first-layer filter;
+- a region band the base lacks gets a new filter drawn, per output channel and kernel
+  position, from the normal distribution with the mean and standard deviation of the
+  pretrained filters across input bands (seeded, so reproducible);
+- ``pan`` with no ``pan`` in the base takes the sum of the base's visible filters (red,
+  green, blue): a grey input then produces what the base saw for the same grey in colour;
+- a base band the region lacks is dropped (its filter removed) with a warning;
+- a base band listed twice (multi-date stacks such as torchgeo's FTW U-Nets) contributes
+  the sum of its filters, so a single-date input behaves like the same date repeated;
+- if no region band matches any base band, the adaptation fails with
+  :class:`~geotl.errors.BandMismatchError` naming both band sets.
+
+The region's own band order is kept, so the network's input is exactly the chip's bands.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from geotl.bands import canonical_band
+from geotl.errors import BandMismatchError
+from geotl.models.catalogue import LoadedBase
+from geotl.models.network import NetworkSpec, build_network
+
+__all__ = [
+    "BandPlan",
+    "adapt_first_conv",
+    "adapt_weight",
+    "build_adapted_network",
+    "find_first_conv",
+    "plan_bands",
+]
+
+log = logging.getLogger(__name__)
+
+_VISIBLE = ("red", "green", "blue")
+
+
+@dataclass(frozen=True)
+class BandPlan:
+    """How each region band gets its first-layer filter.
+
+    ``sources[i]`` lists the base input channels whose filters are summed for region
+    band ``i``; an empty list means a new filter drawn from the pretrained statistics.
+    """
+
+    region_bands: tuple[str, ...]
+    base_bands: tuple[str, ...]
+    sources: tuple[tuple[int, ...], ...]
+    dropped: tuple[str, ...]
+
+    @property
+    def matched(self) -> tuple[str, ...]:
+        """Region bands that keep pretrained filters."""
+        return tuple(b for b, s in zip(self.region_bands, self.sources, strict=True) if s)
+
+    @property
+    def new(self) -> tuple[str, ...]:
+        """Region bands that get new filters."""
+        return tuple(b for b, s in zip(self.region_bands, self.sources, strict=True) if not s)
+
+    @property
+    def identity(self) -> bool:
+        """Whether the plan keeps the first layer unchanged (same bands, same order)."""
+        return len(self.region_bands) == len(self.base_bands) and all(
+            s == (i,) for i, s in enumerate(self.sources)
+        )
+
+
+def _canon(name: str) -> str:
+    try:
+        return canonical_band(name)
+    except KeyError:
+        return name.strip().lower()
+
+
+def plan_bands(region_bands: list[str] | tuple[str, ...], base_bands: list[str] | tuple[str, ...]) -> BandPlan:
+    """Match region bands to base bands by name.
+
+    >>> p = plan_bands(["nir", "red", "green"], ["B04", "B03", "B02"])
+    >>> p.sources, p.dropped
+    (((), (0,), (1,)), ('blue',))
+
+    Raises:
+        BandMismatchError: no region band can be mapped onto any base band.
+    """
+    region = tuple(_canon(b) for b in region_bands)
+    base = tuple(_canon(b) for b in base_bands)
+    sources: list[tuple[int, ...]] = []
+    for band in region:
+        idx = tuple(i for i, b in enumerate(base) if b == band)
+        if not idx and band == "pan":
+            idx = tuple(i for i, b in enumerate(base) if b in _VISIBLE)
+        sources.append(idx)
+    if not any(sources):
+        raise BandMismatchError(
+            f"no band of the region {list(region_bands)} matches a band of the base model {list(base_bands)}: "
+            "fix [imagery] bands or choose a base model trained on these bands (or --base none)"
+        )
+    used = {i for s in sources for i in s}
+    dropped = tuple(dict.fromkeys(b for i, b in enumerate(base) if i not in used))
+    return BandPlan(region_bands=region, base_bands=base, sources=tuple(sources), dropped=dropped)
+
+
+def adapt_weight(weight: torch.Tensor, plan: BandPlan, generator: torch.Generator | None = None) -> torch.Tensor:
+    """New first-layer weight ``(out, len(region_bands), kh, kw)`` following ``plan``.
+
+    Args:
+        weight: the base's first-layer weight ``(out, len(base_bands), kh, kw)``.
+        plan: from :func:`plan_bands`.
+        generator: random source for new filters (seeded by the caller).
+    """
+    if weight.shape[1] != len(plan.base_bands):
+        raise BandMismatchError(
+            f"the base model's first layer takes {weight.shape[1]} bands but declares {len(plan.base_bands)} "
+            f"({list(plan.base_bands)}): the catalogue entry is wrong"
+        )
+    w = weight.detach().float()
+    mean = w.mean(dim=1)
+    std = w.std(dim=1, unbiased=False) if w.shape[1] > 1 else torch.zeros_like(mean)
+    channels = []
+    for src in plan.sources:
+        if src:
+            channels.append(w[:, list(src)].sum(dim=1))
+        else:
+            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+            channels.append(mean + std * noise)
+    return torch.stack(channels, dim=1).to(weight.dtype)
+
+
+def find_first_conv(encoder_state: dict[str, torch.Tensor]) -> str:
+    """Key of the first convolution's weight in an encoder state dict (first 4-D tensor)."""
+    for key, value in encoder_state.items():
+        if value.ndim == 4:
+            return key
+    raise BandMismatchError("the base model's weights hold no convolution")
+
+
+def adapt_first_conv(
+    encoder_state: dict[str, torch.Tensor],
+    region_bands: list[str],
+    base_bands: list[str],
+    seed: int = 0,
+) -> tuple[dict[str, torch.Tensor], BandPlan]:
+    """Return a copy of ``encoder_state`` whose first conv takes the region's bands.
+
+    Logs a warning naming dropped base bands and an info line naming new ones.
+    """
+    plan = plan_bands(region_bands, base_bands)
+    if plan.dropped:
+        log.warning(
+            "base model bands %s are not in the region: their first-layer filters are dropped",
+            list(plan.dropped),
+        )
+    if plan.new:
+        log.info("region bands %s are new to the base model: filters drawn from pretrained statistics", list(plan.new))
+    key = find_first_conv(encoder_state)
+    gen = torch.Generator().manual_seed(seed)
+    state = dict(encoder_state)
+    state[key] = adapt_weight(encoder_state[key], plan, gen)
+    return state, plan
+
+
+def build_adapted_network(
+    base: LoadedBase,
+    region_bands: list[str],
+    classes: list[str],
+    seed: int = 0,
+    encoder: str | None = None,
+) -> tuple[torch.nn.Module, NetworkSpec, BandPlan | None]:
+    """A U-Net for ``classes`` on the region's bands, initialised from ``base``.
+
+    - pretrained bases: the encoder gets the base's weights, first conv band-adapted;
+    - ``model:`` bases: encoder and decoder reused; output channels mapped by class name
+      (background first), classes new to the base get fresh output channels;
+    - ``none``: everything random (``encoder`` picks the architecture).
+
+    Raises:
+        BandMismatchError: the bands cannot be mapped.
+        BaseModelError: the weights do not fit the encoder they claim.
+    """
+    from geotl.errors import BaseModelError
+
+    torch.manual_seed(seed)
+    enc_name = base.entry.encoder or encoder or "tu-tf_efficientnet_lite0"
+    if base.entry.id == "none" and encoder:
+        enc_name = encoder
+    spec = NetworkSpec(encoder=enc_name, in_channels=len(region_bands), num_classes=len(classes) + 1)
+    net = build_network(spec)
+    if base.entry.id == "none":
+        return net, spec, None
+    state = base.encoder_state
+    base_bands = list(base.entry.bands)
+    if not base_bands:  # file: weights declare no bands; positional if the count fits
+        key = find_first_conv(state)
+        if state[key].shape[1] != len(region_bands):
+            raise BandMismatchError(
+                f"the weights take {state[key].shape[1]} bands, the region has {len(region_bands)} "
+                f"({region_bands}) and the file names none: export weights for these bands"
+            )
+        base_bands = list(region_bands)
+    state, plan = adapt_first_conv(state, region_bands, base_bands, seed=seed)
+    missing, _unexpected = net.encoder.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing:
+        raise BaseModelError(
+            f"weights of {base.entry.id} do not fit encoder {enc_name}: {len(missing)} missing tensors "
+            f"(first: {missing[0]})"
+        )
+    if base.full_state is not None and base.classes is not None:
+        _reuse_decoder(net, base.full_state, base.classes, classes)
+    return net, spec, plan
+
+
+def _reuse_decoder(net: torch.nn.Module, full: dict[str, torch.Tensor], old: list[str], new: list[str]) -> None:
+    """Copy decoder weights and map the segmentation head's channels by class name."""
+    own = net.state_dict()
+    decoder = {k: v for k, v in full.items() if k.startswith("decoder.") and k in own and own[k].shape == v.shape}
+    net.load_state_dict({**own, **decoder}, strict=True)
+    old_names = ["background", *old]
+    new_names = ["background", *new]
+    head = [k for k in own if k.startswith("segmentation_head.")]
+    with torch.no_grad():
+        params = dict(net.named_parameters())
+        for key in head:
+            if key not in full or key not in params:
+                continue
+            target = params[key]
+            for j, name in enumerate(new_names):
+                if name in old_names:
+                    target[j] = full[key][old_names.index(name)]
+    kept = [c for c in new if c in old]
+    fresh = [c for c in new if c not in old]
+    log.info("reused decoder of the base model; classes kept %s, new %s", kept, fresh)

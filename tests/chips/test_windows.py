@@ -1,4 +1,5 @@
 import doctest
+import itertools
 
 import pytest
 from affine import Affine
@@ -33,7 +34,7 @@ def test_grid_covers_axis_inside_scene(length: int, size: int, stride: int) -> N
     assert offsets[-1] + size == length  # last chip ends exactly at the edge
     assert offsets == sorted(set(offsets))
     assert all(0 <= o <= length - size for o in offsets)
-    steps = [b - a for a, b in zip(offsets, offsets[1:], strict=False)]
+    steps = [b - a for a, b in itertools.pairwise(offsets)]
     assert all(0 < s <= stride for s in steps)
     covered = set()
     for o in offsets:

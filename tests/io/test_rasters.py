@@ -1,0 +1,48 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+
+from geotl.errors import RasterError
+from geotl.io.rasters import ground_resolution_m, open_raster, read_scene_info
+
+T0 = Affine(0.5, 0, 100, 0, -0.5, 200)
+
+
+def _write(path: Path, crs: str | None, transform: Affine = T0) -> Path:
+    with rasterio.open(
+        path, "w", driver="GTiff", width=8, height=4, count=2, dtype="uint16",
+        crs=crs, transform=transform, nodata=0,
+    ) as dst:  # fmt: skip
+        dst.write(np.ones((2, 4, 8), dtype=np.uint16))
+    return path
+
+
+def test_read_scene_info(tmp_path: Path) -> None:
+    info = read_scene_info(_write(tmp_path / "s.tif", "EPSG:32616"))
+    assert (info.width, info.height, info.count, info.dtype, info.nodata) == (8, 4, 2, "uint16", 0)
+    assert info.resolution_m == pytest.approx(0.5)
+    assert info.bounds == (100.0, 198.0, 104.0, 200.0)
+
+
+def test_geographic_resolution_in_metres() -> None:
+    res = ground_resolution_m(
+        CRS.from_epsg(4326), Affine(0.0003, 0, -101, 0, -0.0003, 41.5), 10, 10
+    )
+    assert res == pytest.approx(29.5, rel=0.05)
+
+
+def test_errors(tmp_path: Path) -> None:
+    with pytest.raises(RasterError, match="raster has no CRS"):
+        read_scene_info(_write(tmp_path / "nocrs.tif", None))
+    (tmp_path / "bad.tif").write_bytes(b"not a tiff")
+    with (
+        pytest.raises(RasterError, match=r"bad\.tif: cannot be read as a raster"),
+        open_raster(tmp_path / "bad.tif"),
+    ):
+        pass
+    with pytest.raises(RasterError, match="file not found"):
+        read_scene_info(tmp_path / "missing.tif")

@@ -1,0 +1,76 @@
+from pathlib import Path
+
+import geopandas as gpd
+import pytest
+from shapely.geometry import Point, Polygon, box
+
+from geotl.config import load_region
+from geotl.errors import LabelError
+from geotl.io.vectors import crs_name, read_areas, read_labels
+
+
+def _region(tmp_path: Path, labels: str, extra: str = "") -> Path:
+    (tmp_path / "s.tif").write_bytes(b"")  # the glob must match; never opened here
+    path = tmp_path / "r.toml"
+    path.write_text(
+        'name = "t"\nclasses = ["tree", "shrub"]\n[imagery]\npaths = ["s.tif"]\n'
+        f'bands = ["red"]\n[labels]\npath = "{labels}"\n{extra}'
+    )
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".geojson", ".gpkg", ".shp", ".parquet"])
+def test_any_format_class_map_and_ids(tmp_path: Path, suffix: str) -> None:
+    frame = gpd.GeoDataFrame(
+        {"kind": ["T", "S", "T"]},
+        geometry=[box(0, 0, 1, 1), box(2, 2, 3, 3), box(4, 4, 5, 5)],
+        crs="EPSG:32618",
+    )
+    path = tmp_path / f"l{suffix}"
+    if suffix == ".parquet":
+        frame.to_parquet(path)
+    else:
+        frame.to_file(path)
+    region = load_region(
+        _region(
+            tmp_path, path.name, 'class_field = "kind"\nclass_map = { T = "tree", S = "shrub" }\n'
+        )
+    )
+    labels = read_labels(region)
+    assert list(labels.columns) == ["label_id", "class", "geometry"]
+    assert labels["class"].tolist() == ["tree", "shrub", "tree"]
+    assert labels["label_id"].tolist() == [0, 1, 2]
+    assert crs_name(labels.crs) == "EPSG:32618"
+    assert read_labels(region, crs="EPSG:4326").crs.to_epsg() == 4326
+
+
+def test_default_class_repair_and_non_polygons(tmp_path: Path) -> None:
+    bowtie = Polygon([(0, 0), (1, 1), (1, 0), (0, 1)])
+    gpd.GeoDataFrame(geometry=[bowtie, Point(3, 3), box(5, 5, 6, 6)], crs="EPSG:32618").to_file(
+        tmp_path / "l.gpkg"
+    )
+    labels = read_labels(load_region(_region(tmp_path, "l.gpkg")))
+    assert labels["class"].tolist() == ["tree", "tree"]  # default: classes[0]
+    assert labels["label_id"].tolist() == [0, 2]  # the point is not a polygon
+    assert labels.geometry.is_valid.all() and labels.geometry.iloc[0].area == pytest.approx(0.5)
+
+
+def test_missing_class_field(tmp_path: Path) -> None:
+    gpd.GeoDataFrame({"a": [1]}, geometry=[box(0, 0, 1, 1)], crs="EPSG:32618").to_file(
+        tmp_path / "l.gpkg"
+    )
+    region = load_region(_region(tmp_path, "l.gpkg", 'class_field = "label"\n'))
+    with pytest.raises(LabelError, match=r"l\.gpkg: has no field 'label' \(fields: a\)"):
+        read_labels(region)
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    (tmp_path / "l.geojson").write_text("{not json")
+    with pytest.raises(LabelError, match="cannot be read as a vector file"):
+        read_labels(load_region(_region(tmp_path, "l.geojson")))
+
+
+def test_read_areas(tmp_path: Path) -> None:
+    gpd.GeoDataFrame(geometry=[box(0, 0, 1, 1)], crs="EPSG:32618").to_file(tmp_path / "a.gpkg")
+    areas = read_areas(tmp_path / "a.gpkg", "[split] test_within")
+    assert len(areas) == 1 and areas.crs.to_epsg() == 32618

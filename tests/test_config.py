@@ -1,0 +1,89 @@
+from pathlib import Path
+
+import pytest
+
+from geotl.config import load_region
+from geotl.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+BASE = """name = "my-region"
+classes = ["tree"]
+[imagery]
+paths = ["img/*.tif"]
+bands = ["red", "green", "blue"]
+[labels]
+path = "labels.geojson"
+class_field = "label"
+class_map = { Tree = "tree" }
+"""
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "a.tif").write_bytes(b"")
+    (tmp_path / "labels.geojson").write_text("{}")
+    return tmp_path
+
+
+def _load(folder: Path, text: str) -> object:
+    path = folder / "r.toml"
+    path.write_text(text)
+    return load_region(path)
+
+
+def test_demo_region_loads() -> None:
+    region = load_region(REPO / "regions" / "demo-osbs.toml")
+    assert region.name == "demo-osbs" and region.classes == ["tree"]
+    assert region.chips.size_px == 64 and region.chips.stride == 64
+    assert all(p.is_file() for p in region.scene_paths())
+    assert region.labels_path().is_file()
+
+
+def test_paths_resolve_relative_to_file(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir("/")
+    region = _load(folder, BASE)
+    assert region.scene_paths() == [folder / "img" / "a.tif"]  # type: ignore[attr-defined]
+    assert region.labels_path() == folder / "labels.geojson"  # type: ignore[attr-defined]
+    assert region.split.seed == 0 and region.labels.unmapped == "error"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda t: t + "[chips]\nsize_pz = 3\n", r"r\.toml: unknown key 'chips.size_pz'"),
+        (lambda t: t + "[chips]\nsize_px = 'big'\n", r"'chips.size_px'"),
+        (
+            lambda t: t.replace('"img/*.tif"', '"nope/*.tif"'),
+            r"imagery.paths: 'nope/\*.tif' matches no file",
+        ),
+        (lambda t: t.replace('"blue"', '"bleu"'), r"unknown band name\(s\) \['bleu'\]"),
+        (
+            lambda t: t.replace('Tree = "tree"', 'Tree = "trees"'),
+            r"unknown class\(es\) \['trees'\]",
+        ),
+        (
+            lambda t: t.replace("labels.geojson", "missing.geojson"),
+            r"labels.path: file 'missing.geojson' not found",
+        ),
+        (lambda t: t + 'unmapped = "drop"\n', r"'labels.unmapped'"),
+        (lambda t: t + "[split]\nval_fraction = 0.6\ntest_fraction = 0.5\n", r"must be below 1"),
+        (
+            lambda t: t + '[split]\ntest_within = "areas.gpkg"\n',
+            r"split.test_within: file 'areas.gpkg' not found",
+        ),
+        (lambda t: t.replace('name = "my-region"', 'name = "My Region"'), r"'name'"),
+    ],
+)
+def test_bad_region_files(folder: Path, edit, match: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match=match) as info:
+        _load(folder, edit(BASE))
+    assert "\n" not in str(info.value)
+
+
+def test_not_toml_and_missing(folder: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        _load(folder, "name = ")
+    with pytest.raises(ConfigError, match="region file not found"):
+        load_region(folder / "absent.toml")

@@ -1,13 +1,149 @@
-"""``geotl predict``."""
+"""``geotl predict MODEL_DIR SCENE.tif [SCENE.tif ...] -o OUT.geojson``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from geotl.errors import GeotlRuntimeError
+from geotl.errors import SceneError
+from geotl.predict import PredictOptions, predict_scenes
 
 
 @click.command("predict")
-def command() -> None:
-    """Not built yet."""
-    raise GeotlRuntimeError("geotl predict is not built yet")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("scenes", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    "geojson",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output GeoJSON (RFC 7946, EPSG:4326); a QGIS style OUT.qml is written beside it.",
+)
+@click.option(
+    "--gpkg",
+    type=click.Path(path_type=Path),
+    help="Also write a GeoPackage in the scene's CRS (styled for QGIS).",
+)
+@click.option(
+    "--quicklook",
+    type=click.Path(path_type=Path),
+    help="PNG of the scene with the polygons (one per scene: NAME_<scene>.png).",
+)
+@click.option(
+    "--probabilities",
+    type=click.Path(path_type=Path),
+    help="Cloud-Optimised GeoTIFF of the blended class probabilities.",
+)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Windows per forward pass.",
+)
+@click.option(
+    "--window",
+    "window_px",
+    type=click.IntRange(min=16),
+    help="Inference window in pixels (default: max(256, chip size)).",
+)
+@click.option(
+    "--overlap",
+    "overlap_px",
+    type=click.IntRange(min=0),
+    help="Window overlap in pixels (default: a quarter window).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Minimum class probability (default: the model card's).",
+)
+@click.option(
+    "--min-area",
+    "min_area_m2",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Drop polygons smaller than this (m2).",
+)
+@click.option(
+    "--simplify",
+    "simplify_px",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Simplification tolerance in pixels (topology kept).",
+)
+@click.option(
+    "--resample",
+    is_flag=True,
+    help="Resample scenes at another ground resolution to the model's on the fly.",
+)
+@click.option(
+    "--bands", help="The scenes' bands in file order, comma separated (e.g. red,green,blue,nir)."
+)
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def command(
+    model_dir: Path,
+    scenes: tuple[Path, ...],
+    geojson: Path,
+    gpkg: Path | None,
+    quicklook: Path | None,
+    probabilities: Path | None,
+    device: str,
+    batch_size: int,
+    window_px: int | None,
+    overlap_px: int | None,
+    threshold: float | None,
+    min_area_m2: float,
+    simplify_px: float,
+    resample: bool,
+    bands: str | None,
+    overwrite: bool,
+    no_progress: bool,
+) -> None:
+    """Predict SCENES with the model in MODEL_DIR into detection polygons.
+
+    Prints the files written (one per line) on stdout. A scene that fails is skipped and
+    reported; the others are still written, and the exit code is 1.
+    """
+    options = PredictOptions(
+        batch_size=batch_size,
+        window_px=window_px,
+        overlap_px=overlap_px,
+        threshold=threshold,
+        min_area_m2=min_area_m2,
+        simplify_px=simplify_px,
+        resample=resample,
+        bands=tuple(b.strip() for b in bands.split(",") if b.strip()) if bands else None,
+        progress=not no_progress,
+    )
+    summary = predict_scenes(
+        model_dir,
+        list(scenes),
+        geojson,
+        gpkg=gpkg,
+        quicklook=quicklook,
+        probabilities=probabilities,
+        options=options,
+        device=device,
+        overwrite=overwrite,
+    )
+    written = [summary.geojson, *summary.qml]
+    if summary.gpkg is not None:
+        written.append(summary.gpkg)
+    written += summary.quicklooks + summary.probabilities
+    for path in written:
+        click.echo(str(path))
+    click.echo(
+        f"{summary.features} polygon(s) from {len(summary.scenes)} scene(s)"
+        + (f"; {len(summary.failed)} failed" if summary.failed else ""),
+        err=True,
+    )
+    if summary.failed:
+        detail = "; ".join(f"{p}: {reason}" for p, reason in summary.failed)
+        raise SceneError(f"{len(summary.failed)} of {len(scenes)} scene(s) skipped ({detail})")

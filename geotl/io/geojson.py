@@ -1,0 +1,105 @@
+"""RFC 7946 GeoJSON: EPSG:4326 lon/lat, right-hand winding, <= 7 decimals, no ``crs``.
+
+Written atomically (temporary name, then rename), so a reader never sees half a file.
+
+>>> import geopandas as gpd
+>>> from shapely.geometry import box
+>>> f = gpd.GeoDataFrame({"id": ["a"], "score": [0.5]}, geometry=[box(0, 0, 1, 1)], crs=4326)
+>>> fc = feature_collection(f)
+>>> fc["features"][0]["geometry"]["coordinates"][0][:2]
+[[1.0, 0.0], [1.0, 1.0]]
+>>> "crs" in fc, fc["features"][0]["id"]
+(False, 'a')
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from shapely.geometry import mapping
+
+from geotl.io.atomic import atomic_write_text
+
+__all__ = ["DECIMALS", "feature_collection", "write_geojson"]
+
+DECIMALS = 7  # ~1 cm at the equator; RFC 7946 section 11.2 recommends no more than needed
+
+
+def _value(value: Any) -> Any:
+    """A JSON-safe property value (NaN/NaT -> null, numpy -> Python, dates -> ISO 8601)."""
+    if value is None:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if hasattr(value, "isoformat"):  # pandas Timestamp
+        try:
+            return value.isoformat()
+        except ValueError:  # NaT
+            return None
+    if isinstance(value, str | int | bool):
+        return value
+    return str(value)
+
+
+def _coords(obj: Any) -> Any:
+    if isinstance(obj, tuple | list):
+        if obj and isinstance(obj[0], int | float):
+            return [float(v) for v in obj]
+        return [_coords(o) for o in obj]
+    return obj
+
+
+def feature_collection(frame: gpd.GeoDataFrame) -> dict[str, Any]:
+    """Build an RFC 7946 FeatureCollection from a GeoDataFrame in any CRS.
+
+    Geometries are reprojected to EPSG:4326, rounded to :data:`DECIMALS`, oriented
+    counter-clockwise (exterior) / clockwise (holes), empty ones dropped. An ``id`` column
+    becomes each feature's ``id`` member (and stays a property).
+    """
+    if frame.crs is None:
+        raise ValueError("frame has no CRS: set one before writing GeoJSON")
+    wgs = frame.to_crs(4326) if not frame.crs.equals("EPSG:4326") else frame
+    geoms = wgs.geometry.to_numpy()
+    geoms = shapely.transform(geoms, lambda xy: np.round(xy, DECIMALS))
+    geoms = shapely.orient_polygons(geoms, exterior_cw=False)
+    columns = [c for c in wgs.columns if c != wgs.geometry.name]
+    features: list[dict[str, Any]] = []
+    for i, geom in enumerate(geoms):
+        if geom is None or geom.is_empty:
+            continue
+        props = {c: _value(wgs[c].iat[i]) for c in columns}
+        feature: dict[str, Any] = {"type": "Feature"}
+        if "id" in props and props["id"] is not None:
+            feature["id"] = props["id"]
+        feature["geometry"] = {**mapping(geom)}
+        feature["geometry"]["coordinates"] = _coords(feature["geometry"]["coordinates"])
+        feature["properties"] = props
+        features.append(feature)
+    return {"type": "FeatureCollection", "features": features}
+
+
+def write_geojson(path: str | Path, frame: gpd.GeoDataFrame) -> Path:
+    """Write ``frame`` as an RFC 7946 GeoJSON file, atomically.
+
+    Args:
+        path: output file (its folder must exist).
+        frame: features in any CRS; every non-geometry column becomes a property.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    text = json.dumps(feature_collection(frame), ensure_ascii=False, separators=(",", ":"))
+    atomic_write_text(path, text + "\n")
+    return path

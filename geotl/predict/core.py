@@ -1,0 +1,415 @@
+"""Whole scenes to detection polygons: ``predict_scene`` (one) and ``predict_scenes`` (a job)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio
+from pyproj import Geod
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.vrt import WarpedVRT
+from shapely.geometry import box
+from shapely.geometry.base import BaseGeometry
+from tqdm import tqdm
+
+from geotl.errors import GeotlError, RasterError, SceneError
+from geotl.io.atomic import atomic_path, check_output_file
+from geotl.io.geojson import write_geojson
+from geotl.io.rasters import ground_resolution_m, open_raster
+from geotl.models.artefact import Artefact, load_artefact
+from geotl.predict.outputs import write_gpkg, write_qml, write_quicklook
+from geotl.predict.scene import acquired_from, check_resolution, map_bands, scene_band_names
+from geotl.predict.stream import StreamStats, infer_and_vectorise
+from geotl.predict.windows import plan_windows
+
+__all__ = [
+    "COLUMNS",
+    "PredictOptions",
+    "PredictSummary",
+    "SceneDetections",
+    "predict_scene",
+    "predict_scenes",
+]
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["id", "class", "score", "area_m2", "scene", "acquired", "model"]
+_GEOD = Geod(ellps="WGS84")
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How to predict: windows, batching, thresholds and polygon clean-up.
+
+    Attributes:
+        batch_size: windows per forward pass.
+        window_px: inference window (default: the larger of 256 and the card's chip size).
+        overlap_px: overlap between windows (default: a quarter of the window).
+        threshold: minimum foreground probability (default: the card's).
+        min_area_m2: drop smaller polygons.
+        simplify_px: topology-preserving simplification tolerance in pixels.
+        resample: resample scenes at another ground resolution to the model's.
+        bands: the scenes' band names in file order (default: band descriptions, else the
+            model's order when the count matches).
+        datetime_regex: reads the acquisition date from a file name (one capture group).
+        vector_window_px: core window of the vectoriser.
+        halo_px: initial halo of the vectoriser windows.
+        probabilities_path: write the blended probabilities as a Cloud-Optimised GeoTIFF.
+        progress: show a progress bar on stderr.
+    """
+
+    batch_size: int = 8
+    window_px: int | None = None
+    overlap_px: int | None = None
+    threshold: float | None = None
+    min_area_m2: float = 0.0
+    simplify_px: float = 1.0
+    resample: bool = False
+    bands: tuple[str, ...] | None = None
+    datetime_regex: str | None = None
+    vector_window_px: int = 1024
+    halo_px: int = 64
+    probabilities_path: Path | None = None
+    progress: bool = True
+
+    @classmethod
+    def from_region(cls, region: Any, **overrides: Any) -> PredictOptions:
+        """Options from a region's ``[predict]`` and ``[imagery]`` tables, then ``overrides``."""
+        base = cls(
+            min_area_m2=region.predict.min_area_m2,
+            simplify_px=region.predict.simplify_px,
+            threshold=region.predict.threshold,
+            overlap_px=region.predict.overlap_px,
+            bands=tuple(region.imagery.bands),
+            datetime_regex=region.imagery.datetime_regex,
+        )
+        return replace(base, **overrides)
+
+
+@dataclass
+class SceneDetections:
+    """The detections of one scene.
+
+    Attributes:
+        scene: the scene file.
+        features: GeoDataFrame in EPSG:4326 with :data:`COLUMNS` + geometry.
+        native: the same features in the scene's CRS (for the GeoPackage).
+        footprint: the scene's footprint in EPSG:4326.
+        rgb_indexes: 1-based scene bands to show in a quicklook.
+        stats: timings.
+    """
+
+    scene: Path
+    features: gpd.GeoDataFrame
+    native: gpd.GeoDataFrame
+    footprint: BaseGeometry
+    rgb_indexes: list[int]
+    stats: StreamStats = field(default_factory=StreamStats)
+
+
+@dataclass
+class PredictSummary:
+    """What a multi-scene job wrote and which scenes failed."""
+
+    geojson: Path
+    features: int
+    scenes: list[SceneDetections]
+    failed: list[tuple[Path, str]]
+    gpkg: Path | None = None
+    qml: list[Path] = field(default_factory=list)
+    quicklooks: list[Path] = field(default_factory=list)
+    probabilities: list[Path] = field(default_factory=list)
+
+
+def _object_id(scene: str, class_name: str, row: int, col: int) -> str:
+    digest = hashlib.sha1(f"{scene}|{class_name}|{row}|{col}".encode(), usedforsecurity=False)
+    return digest.hexdigest()[:16]
+
+
+def _geodesic_area_m2(geom: BaseGeometry) -> float:
+    area, _ = _GEOD.geometry_area_perimeter(geom)
+    return abs(float(area))
+
+
+def _empty_frame(crs: Any) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(
+        {c: pd.Series(dtype="float64" if c in ("score", "area_m2") else "object") for c in COLUMNS},
+        geometry=gpd.GeoSeries([], crs=crs),
+        crs=crs,
+    )
+
+
+def _rgb_indexes(
+    scene_bands: list[str] | None, mapped: list[int], model_bands: list[str]
+) -> list[int]:
+    names = scene_bands if scene_bands is not None else model_bands
+    if all(b in names for b in ("red", "green", "blue")):
+        return [names.index(b) + 1 for b in ("red", "green", "blue")]
+    return mapped[:3] if len(mapped) >= 3 else mapped[:1]
+
+
+def predict_scene(
+    artefact: Artefact,
+    scene_path: str | Path,
+    options: PredictOptions | None = None,
+    acquired: str | None = None,
+) -> SceneDetections:
+    """Predict one scene into detection polygons.
+
+    Args:
+        artefact: the loaded model (:func:`geotl.models.artefact.load_artefact`).
+        scene_path: a GeoTIFF (any CRS, EPSG code or not).
+        options: see :class:`PredictOptions`.
+        acquired: ISO 8601 acquisition time; default: from the TIFF tag or file name.
+
+    Returns:
+        The detections (EPSG:4326 and native CRS).
+
+    Raises:
+        RasterError: unreadable scene, no CRS, or another ground resolution without
+            ``resample``.
+        BandMismatchError: the scene's bands cannot be mapped onto the model's.
+    """
+    options = options or PredictOptions()
+    scene_path = Path(scene_path)
+    card = artefact.card
+    threshold = options.threshold if options.threshold is not None else card.threshold
+    depth = 2**card.network.encoder_depth
+    window_px = options.window_px or max(256, card.chip_size_px)
+    window_px = max(depth, (window_px + depth - 1) // depth * depth)
+    overlap_px = options.overlap_px if options.overlap_px is not None else window_px // 4
+    overlap_px = min(overlap_px, window_px - 1)
+    with open_raster(scene_path) as ds:
+        if ds.crs is None:
+            raise RasterError(
+                "raster has no CRS: assign one (e.g. gdal_edit.py -a_srs EPSG:32633 FILE)",
+                scene_path,
+            )
+        scene_bands = scene_band_names(
+            ds.descriptions, ds.count, list(options.bands) if options.bands else None
+        )
+        indexes = map_bands(scene_bands, ds.count, card.bands, scene_path)
+        res_m = ground_resolution_m(ds.crs, ds.transform, ds.width, ds.height)
+        resample = check_resolution(res_m, card.resolution_m, options.resample, scene_path)
+        when = (
+            acquired
+            if acquired is not None
+            else acquired_from(ds.tags(), scene_path, options.datetime_regex)
+        )
+        left, bottom, right, top = ds.bounds
+        footprint = gpd.GeoSeries([box(left, bottom, right, top)], crs=ds.crs).to_crs(4326).iloc[0]
+        source: Any = ds
+        vrt = None
+        if resample:
+            f = card.resolution_m / res_m
+            t = ds.transform
+            transform = rasterio.Affine(t.a * f, t.b * f, t.c, t.d * f, t.e * f, t.f)
+            vrt = WarpedVRT(
+                ds,
+                crs=ds.crs,
+                transform=transform,
+                width=max(1, round(ds.width / f)),
+                height=max(1, round(ds.height / f)),
+                resampling=Resampling.bilinear,
+            )
+            source = vrt
+            log.info(
+                "%s: resampling %.4g m -> %.4g m on the fly",
+                scene_path.name,
+                res_m,
+                card.resolution_m,
+            )
+        plan = plan_windows((source.height, source.width), window_px, overlap_px)
+        px_m = card.resolution_m if resample else res_m
+        min_pixels = max(1, int(options.min_area_m2 / (px_m * px_m) * 0.5))
+        scratch = Path(tempfile.mkdtemp(prefix="geotl-predict-"))
+        bar = tqdm(
+            total=len(plan.windows),
+            desc=f"predict {scene_path.name}",
+            unit="win",
+            disable=not options.progress,
+            leave=False,
+        )
+        try:
+            objects, stats = infer_and_vectorise(
+                artefact,
+                source,
+                indexes,
+                plan,
+                scratch,
+                batch_size=options.batch_size,
+                threshold=threshold,
+                simplify_px=options.simplify_px,
+                min_pixels=min_pixels,
+                vector_window_px=options.vector_window_px,
+                halo_px=options.halo_px,
+                probabilities_path=(scratch / "probabilities.tif")
+                if options.probabilities_path
+                else None,
+                progress=bar.update,
+            )
+            if options.probabilities_path is not None:
+                _write_cog(scratch / "probabilities.tif", options.probabilities_path)
+        except RasterioError as exc:
+            raise RasterError(
+                f"read failed ({str(exc).splitlines()[0][:160]}): the file is damaged", scene_path
+            ) from exc
+        finally:
+            bar.close()
+            if vrt is not None:
+                vrt.close()
+            shutil.rmtree(scratch, ignore_errors=True)
+        crs = source.crs
+    native = _frame(objects, crs, card.classes, scene_path.name, when, card.model_id)
+    wgs = native.to_crs(4326)
+    if len(wgs):
+        wgs["area_m2"] = [round(_geodesic_area_m2(g), 2) for g in wgs.geometry]
+        keep = (wgs["area_m2"] >= options.min_area_m2).to_numpy()
+        wgs = wgs[keep].reset_index(drop=True)
+        native = native[keep].reset_index(drop=True)
+        native["area_m2"] = wgs["area_m2"].to_numpy()
+    log.info(
+        "%s: %d polygon(s) from %d window(s) in %.1f s (model %.1f s)",
+        scene_path.name,
+        len(wgs),
+        stats.windows,
+        stats.wall_s,
+        stats.model_s,
+    )
+    return SceneDetections(
+        scene=scene_path,
+        features=wgs,
+        native=native,
+        footprint=footprint,
+        rgb_indexes=_rgb_indexes(scene_bands, indexes, card.bands),
+        stats=stats,
+    )
+
+
+def _frame(
+    objects: list[Any], crs: Any, classes: list[str], scene: str, acquired: str | None, model: str
+) -> gpd.GeoDataFrame:
+    if not objects:
+        return _empty_frame(crs)
+    names = [classes[o.class_index - 1] for o in objects]
+    return gpd.GeoDataFrame(
+        {
+            "id": [_object_id(scene, n, *o.first_px) for n, o in zip(names, objects, strict=True)],
+            "class": names,
+            "score": [round(float(o.score), 4) for o in objects],
+            "area_m2": np.zeros(len(objects)),
+            "scene": scene,
+            "acquired": acquired,
+            "model": model,
+        },
+        geometry=[o.geometry for o in objects],
+        crs=crs,
+    )
+
+
+def _write_cog(src: Path, dst: Path) -> None:
+    from rio_cogeo.cogeo import cog_translate
+    from rio_cogeo.profiles import cog_profiles
+
+    profile = cog_profiles.get("deflate")
+    profile.update(predictor=3, blockxsize=512, blockysize=512)
+    with atomic_path(dst) as tmp:
+        cog_translate(
+            str(src), str(tmp), profile, quiet=True, use_cog_driver=False, in_memory=False
+        )
+
+
+def _per_scene(path: Path | None, scene: Path, many: bool) -> Path | None:
+    if path is None or not many:
+        return path
+    return path.with_name(f"{path.stem}_{scene.stem}{path.suffix}")
+
+
+def predict_scenes(
+    model_dir: str | Path,
+    scenes: list[Path],
+    geojson: Path,
+    *,
+    gpkg: Path | None = None,
+    quicklook: Path | None = None,
+    probabilities: Path | None = None,
+    options: PredictOptions | None = None,
+    device: str = "cpu",
+    overwrite: bool = False,
+) -> PredictSummary:
+    """Predict several scenes into one GeoJSON (+ GeoPackage, QML styles, quicklooks).
+
+    Outputs are checked before any work (folders exist; existing files need
+    ``overwrite``). A scene that fails is skipped and listed in ``failed``; the others are
+    still written. With several scenes, ``quicklook`` and ``probabilities`` get one file per
+    scene (``NAME_<scene>.png``).
+
+    Raises:
+        GeotlInputError: an output folder is missing, or an output exists without
+            ``overwrite`` (before any work); the model folder is unusable.
+        SceneError: every scene failed.
+    """
+    options = options or PredictOptions()
+    many = len(scenes) > 1
+    outputs: list[Path] = [geojson, geojson.with_suffix(".qml")]
+    if gpkg is not None:
+        outputs.append(gpkg)
+    for s in scenes:
+        for p in (_per_scene(quicklook, s, many), _per_scene(probabilities, s, many)):
+            if p is not None:
+                outputs.append(p)
+    for p in outputs:
+        check_output_file(p, overwrite)
+    artefact = load_artefact(model_dir, device)
+    done: list[SceneDetections] = []
+    failed: list[tuple[Path, str]] = []
+    summary = PredictSummary(geojson=geojson, features=0, scenes=done, failed=failed, gpkg=gpkg)
+    for scene in scenes:
+        opts = replace(options, probabilities_path=_per_scene(probabilities, scene, many))
+        try:
+            det = predict_scene(artefact, scene, opts)
+        except (GeotlError, RasterioError, OSError) as exc:
+            reason = exc.message if isinstance(exc, GeotlError) else str(exc).splitlines()[0]
+            log.error("%s: skipped: %s", scene, reason)
+            failed.append((scene, reason))
+            continue
+        done.append(det)
+        if opts.probabilities_path is not None:
+            summary.probabilities.append(opts.probabilities_path)
+        ql = _per_scene(quicklook, scene, many)
+        if ql is not None:
+            write_quicklook(ql, scene, det.native, det.rgb_indexes, artefact.card.classes)
+            summary.quicklooks.append(ql)
+    if not done:
+        raise SceneError(
+            "no scene could be predicted: " + "; ".join(f"{p.name}: {r}" for p, r in failed),
+            scenes[0] if len(scenes) == 1 else None,
+        )
+    frames = [d.features for d in done if len(d.features)]
+    allf = pd.concat(frames, ignore_index=True) if frames else _empty_frame(4326)
+    merged = gpd.GeoDataFrame(allf, geometry="geometry", crs=4326)
+    write_geojson(geojson, merged)
+    summary.features = len(merged)
+    summary.qml.append(write_qml(geojson.with_suffix(".qml"), artefact.card.classes))
+    if gpkg is not None:
+        crss = {d.native.crs.to_wkt() if d.native.crs else "" for d in done}
+        if len(crss) == 1:
+            natives = [d.native for d in done]
+            layer = pd.concat(natives, ignore_index=True) if len(natives) > 1 else natives[0]
+            layers = {
+                "detections": gpd.GeoDataFrame(layer, geometry="geometry", crs=done[0].native.crs)
+            }
+        else:
+            layers = {f"detections_{d.scene.stem}": d.native for d in done}
+        write_gpkg(gpkg, layers, artefact.card.classes)
+    return summary

@@ -1,0 +1,302 @@
+"""predict_scene on generated scenes with a pointwise model whose output is known exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from affine import Affine
+from rasterio.crs import CRS
+
+from geotl.errors import BandMismatchError, RasterError
+from geotl.predict import COLUMNS, PredictOptions, predict_scene
+from geotl.predict.vectorise import vectorise
+
+from . import data
+
+
+def _expected(band0: np.ndarray, transform: Affine, valid: np.ndarray | None = None) -> list:
+    cm = (band0.astype(np.float32) > data.MEAN).astype(np.uint8)
+    if valid is not None:
+        cm[~valid] = 255
+    return vectorise(cm, transform, simplify_px=1.0)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    band0 = data.blobs(300, 260, seed=1)
+    return data.write_scene(tmp_path_factory.mktemp("s") / "scene.tif", band0), band0
+
+
+@pytest.mark.parametrize(
+    "window_px,overlap_px,vector_window_px,halo_px",
+    [(64, 16, 37, 2), (96, 32, 64, 8), (128, 0, 100, 4), (256, 64, 1024, 64)],
+)
+def test_polygons_equal_whole_scene_vectorisation(
+    scene: tuple[Path, np.ndarray],
+    window_px: int,
+    overlap_px: int,
+    vector_window_px: int,
+    halo_px: int,
+) -> None:
+    path, band0 = scene
+    opts = PredictOptions(
+        window_px=window_px,
+        overlap_px=overlap_px,
+        vector_window_px=vector_window_px,
+        halo_px=halo_px,
+        batch_size=3,
+        progress=False,
+    )
+    det = predict_scene(data.threshold_artefact(), path, opts)
+    expected = _expected(band0, data.ORIGIN)
+    native = det.native
+    assert len(native) == len(expected) > 10
+    got = sorted(
+        zip(native["id"], native.geometry, strict=True),
+        key=lambda t: (t[1].bounds[3] * -1, t[1].bounds[0]),
+    )
+    by_wkb = {shapely.to_wkb(o.geometry): o for o in expected}
+    for _, geom in got:
+        assert shapely.to_wkb(geom) in by_wkb  # identical geometry, not split nor duplicated
+    # the bar across every seam is one polygon
+    bar_width_m = (260 - 6) * 0.1
+    assert any(abs((g.bounds[2] - g.bounds[0]) - bar_width_m) < 0.2 for g in native.geometry)
+    assert (det.features["score"] > 0.5).all()
+
+
+def test_ids_stable_across_window_sizes(scene: tuple[Path, np.ndarray]) -> None:
+    path, _ = scene
+    a = predict_scene(
+        data.threshold_artefact(),
+        path,
+        PredictOptions(window_px=64, vector_window_px=40, progress=False),
+    )
+    b = predict_scene(
+        data.threshold_artefact(),
+        path,
+        PredictOptions(window_px=128, vector_window_px=300, progress=False),
+    )
+    assert sorted(a.features["id"]) == sorted(b.features["id"])
+    assert a.features["id"].is_unique
+
+
+def test_properties_and_area(tmp_path: Path) -> None:
+    band0 = np.full((100, 120), 60, dtype=np.uint8)
+    band0[10:60, 20:70] = 200  # 5 m x 5 m
+    path = data.write_scene(
+        tmp_path / "plot.tif", band0, tags={"TIFFTAG_DATETIME": "2021:06:03 10:20:30"}
+    )
+    det = predict_scene(data.threshold_artefact(), path, PredictOptions(progress=False))
+    f = det.features
+    assert list(f.columns) == [*COLUMNS, "geometry"]
+    assert f.crs.to_epsg() == 4326
+    (row,) = f.itertuples()
+    assert row.area_m2 == pytest.approx(25.0, rel=2e-3)  # UTM scale factor ~0.9996^2
+    assert row._2 == "tree" and row.scene == "plot.tif" and row.model == "test-000000000000"
+    assert row.acquired == "2021-06-03T10:20:30+00:00"
+    assert 0.5 < row.score <= 1.0
+    assert det.native.crs.to_epsg() == 32617
+
+
+def test_min_area_drops_small_objects(tmp_path: Path) -> None:
+    band0 = np.full((60, 60), 60, dtype=np.uint8)
+    band0[5:8, 5:8] = 200  # 0.09 m2
+    band0[20:50, 20:50] = 200  # 9 m2
+    path = data.write_scene(tmp_path / "s.tif", band0)
+    det = predict_scene(
+        data.threshold_artefact(), path, PredictOptions(min_area_m2=1.0, progress=False)
+    )
+    assert len(det.features) == 1
+
+
+def test_nodata_gives_no_detections(tmp_path: Path) -> None:
+    band0 = np.full((200, 200), 220, dtype=np.uint8)  # everything would be foreground
+    band0[:, 80:100] = 0  # nodata stripe (all bands 0 = nodata)
+    data_all = np.stack([band0] * 3)
+    data_all[:, :, 80:100] = 0
+    path = tmp_path / "stripe.tif"
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=200,
+        height=200,
+        count=3,
+        dtype="uint8",
+        crs=data.UTM17,
+        transform=data.ORIGIN,
+        nodata=0,
+    ) as ds:
+        ds.write(data_all)
+    det = predict_scene(
+        data.threshold_artefact(), path, PredictOptions(window_px=64, progress=False)
+    )
+    assert len(det.native) == 2  # left and right of the stripe
+    stripe = shapely.box(404_008.0, 3_284_980.0, 404_010.0, 3_285_000.0)
+    assert all(not g.intersection(stripe).area > 1e-6 for g in det.native.geometry)
+
+
+def test_all_nodata_scene_is_empty(tmp_path: Path) -> None:
+    path = data.write_scene(
+        tmp_path / "empty.tif", np.zeros((90, 90), dtype=np.uint8), count=1, descriptions=["red"]
+    )
+    det = predict_scene(data.threshold_artefact(["red"]), path, PredictOptions(progress=False))
+    assert len(det.features) == 0
+    assert list(det.features.columns) == [*COLUMNS, "geometry"]
+
+
+def test_bands_mapped_by_name(tmp_path: Path, scene: tuple[Path, np.ndarray]) -> None:
+    _, band0 = scene
+    # file order blue, nir, red: the model's band 0 (red) is file band 3
+    h, w = band0.shape
+    arr = np.stack([np.full_like(band0, 100), np.full_like(band0, 90), band0])
+    path = tmp_path / "bgr.tif"
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=w,
+        height=h,
+        count=3,
+        dtype="uint8",
+        crs=data.UTM17,
+        transform=data.ORIGIN,
+        nodata=0,
+    ) as ds:
+        ds.write(arr)
+        for i, d in enumerate(["blue", "nir", "red"], start=1):
+            ds.set_band_description(i, d)
+    art = data.threshold_artefact(["red", "blue"])
+    det = predict_scene(art, path, PredictOptions(progress=False))
+    assert len(det.native) == len(_expected(band0, data.ORIGIN))
+    # explicit --bands wins over descriptions
+    with pytest.raises(BandMismatchError, match=r"lack \['blue'\]"):
+        predict_scene(art, path, PredictOptions(bands=("red", "green", "nir"), progress=False))
+
+
+def test_unmappable_bands_name_both_sets(tmp_path: Path) -> None:
+    path = data.write_scene(tmp_path / "two.tif", data.blobs(64, 64), count=2)
+    with pytest.raises(BandMismatchError) as err:
+        predict_scene(data.threshold_artefact(), path, PredictOptions(progress=False))
+    assert "2 unnamed band(s)" in str(err.value) and "['red', 'green', 'blue']" in str(err.value)
+    assert "two.tif" in str(err.value)
+
+
+def test_resolution_refused_then_resampled(tmp_path: Path) -> None:
+    band0 = data.blobs(150, 130, seed=3)
+    coarse = Affine(0.2, 0, 404_000.0, 0, -0.2, 3_285_000.0)
+    path = data.write_scene(tmp_path / "coarse.tif", band0, transform=coarse)
+    with pytest.raises(RasterError, match=r"0\.2 m differs from the model's 0\.1 m.*--resample"):
+        predict_scene(data.threshold_artefact(), path, PredictOptions(progress=False))
+    det = predict_scene(
+        data.threshold_artefact(), path, PredictOptions(resample=True, progress=False)
+    )
+    total = sum(g.area for g in det.native.geometry)
+    expected = sum(o.geometry.area for o in _expected(band0, coarse))
+    assert total == pytest.approx(expected, rel=0.05)
+
+
+def test_crs_without_epsg_code(tmp_path: Path) -> None:
+    wkt = (
+        'PROJCS["custom albers",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],'
+        'PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],PROJECTION["Albers_Conic_Equal_Area"],'
+        'PARAMETER["latitude_of_center",23],PARAMETER["longitude_of_center",-96.123],'
+        'PARAMETER["standard_parallel_1",29.5],PARAMETER["standard_parallel_2",45.5],'
+        'PARAMETER["false_easting",0],PARAMETER["false_northing",0],UNIT["metre",1]]'
+    )
+    crs = CRS.from_wkt(wkt)
+    assert crs.to_epsg() is None
+    band0 = data.blobs(120, 120, seed=4)
+    t = Affine(0.1, 0, -500_000.0, 0, -0.1, 1_500_000.0)
+    path = data.write_scene(tmp_path / "albers.tif", band0, crs=crs, transform=t)
+    det = predict_scene(data.threshold_artefact(), path, PredictOptions(progress=False))
+    assert len(det.features) == len(_expected(band0, t))
+    assert det.features.crs.to_epsg() == 4326
+    # equal-area CRS: geodesic area_m2 equals planar area
+    assert det.features["area_m2"].sum() == pytest.approx(det.native.area.sum(), rel=1e-3)
+
+
+def test_geographic_scene_area(tmp_path: Path) -> None:
+    band0 = np.full((100, 100), 60, dtype=np.uint8)
+    band0[20:80, 20:80] = 200
+    # ~1 m pixels at 40 N: 1/111_000 deg lat, 1/(111_000 cos 40) deg lon
+    t = Affine(1 / 85_000, 0, -96.0, 0, -1 / 111_000, 40.0)
+    path = data.write_scene(
+        tmp_path / "geo_20200712.tif", band0, crs=CRS.from_epsg(4326), transform=t
+    )
+    art = data.threshold_artefact(resolution_m=1.0)
+    det = predict_scene(art, path, PredictOptions(window_px=64, progress=False))
+    (area,) = det.features["area_m2"]
+    assert area == pytest.approx(60 * 60 * (111_000 / 85_000 * 0.766) * 1.0, rel=0.02)
+    assert det.features["acquired"].iloc[0] == "2020-07-12"
+
+
+def test_probabilities_cog_smooth(tmp_path: Path, scene: tuple[Path, np.ndarray]) -> None:
+    from rio_cogeo.cogeo import cog_validate
+
+    path, band0 = scene
+    out = tmp_path / "p.tif"
+    predict_scene(
+        data.threshold_artefact(),
+        path,
+        PredictOptions(window_px=64, probabilities_path=out, progress=False),
+    )
+    valid, errors, _ = cog_validate(str(out))
+    assert valid, errors
+    with rasterio.open(out) as ds:
+        assert ds.count == 1 and ds.descriptions == ("tree",) and ds.crs == data.UTM17
+        p = ds.read(1)
+    x = (band0.astype(np.float32) - data.MEAN) / data.STD
+    assert np.allclose(p, 1 / (1 + np.exp(-4 * x)), atol=1e-5)  # blending changed nothing
+
+
+class WindowMean(__import__("torch").nn.Module):
+    """Output depends on the whole window (its mean): without blending, seams would show."""
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        import torch
+
+        m = x[:, :1].mean(dim=(2, 3), keepdim=True).expand_as(x[:, :1]) * 3
+        return torch.cat([torch.zeros_like(m), m], dim=1)
+
+
+def test_blending_has_no_tile_edges(tmp_path: Path) -> None:
+    h = w = 256
+    yy, xx = np.mgrid[:h, :w]
+    band0 = (40 + 180 * (xx + yy) / (h + w)).astype(np.uint8)  # a ramp: every window differs
+    path = data.write_scene(tmp_path / "ramp.tif", band0)
+    art = data.threshold_artefact()
+    art.network = WindowMean().eval()
+    out = tmp_path / "p.tif"
+    predict_scene(
+        art,
+        path,
+        PredictOptions(window_px=64, overlap_px=32, probabilities_path=out, progress=False),
+    )
+    with rasterio.open(out) as ds:
+        p = ds.read(1).astype(np.float64)
+    # one window's value differs from its neighbour's by ~0.05; hard seams would jump by that
+    step = max(np.abs(np.diff(p, axis=0)).max(), np.abs(np.diff(p, axis=1)).max())
+    assert step < 0.01
+    assert p.max() - p.min() > 0.3
+
+
+def test_corrupt_scene_is_raster_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"II*\x00garbage" * 10)
+    with pytest.raises(RasterError):
+        predict_scene(data.threshold_artefact(), bad, PredictOptions(progress=False))
+
+
+def test_geojson_writer_output(tmp_path: Path, scene: tuple[Path, np.ndarray]) -> None:
+    from geotl.io.geojson import write_geojson
+
+    det = predict_scene(data.threshold_artefact(), scene[0], PredictOptions(progress=False))
+    out = write_geojson(tmp_path / "d.geojson", det.features)
+    fc = json.loads(out.read_text())
+    assert len(fc["features"]) == len(det.features)

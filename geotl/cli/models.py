@@ -1,13 +1,58 @@
-"""``geotl models``."""
+"""``geotl models list`` and ``geotl models import FILE --as ID``."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import click
 
-from geotl.errors import GeotlRuntimeError
+from geotl.models.catalogue import import_weights, list_entries
 
 
-@click.command("models")
+@click.group("models")
 def command() -> None:
-    """Not built yet."""
-    raise GeotlRuntimeError("geotl models is not built yet")
+    """The base-model catalogue."""
+
+
+def _size(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1e6:.1f}MB"
+
+
+@command.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
+@click.option("--supported", is_flag=True, help="Only bases usable for segmentation.")
+def list_command(as_json: bool, supported: bool) -> None:
+    """List every base model: architecture, bands, licence, sha256, offline availability."""
+    entries = [e for e in list_entries() if e.supported or not supported]
+    if as_json:
+        click.echo(json.dumps([e.model_dump() | {"supported": e.supported} for e in entries], indent=2))
+        return
+    header = ("id", "architecture", "bands", "pretraining", "licence", "commercial", "sha256", "size", "offline")
+    rows = [
+        (
+            e.id,
+            e.architecture if e.supported else f"{e.architecture} (unsupported)",
+            ",".join(e.bands) or "any",
+            e.pretraining,
+            e.licence,
+            "yes" if e.commercial_use else "no",
+            (e.sha256 or "-")[:12],
+            _size(e.size_bytes),
+            "yes" if e.available_offline else "no",
+        )
+        for e in entries
+    ]
+    widths = [min(max(len(str(r[i])) for r in [header, *rows]), 44) for i in range(len(header))]
+    for r in [header, *rows]:
+        click.echo("  ".join(str(v)[:44].ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+
+
+@command.command("import")
+@click.argument("file", metavar="FILE", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--as", "entry_id", required=True, help="torchgeo:<WeightsEnum>.<NAME> the file holds.")
+def import_command(file: Path, entry_id: str) -> None:
+    """Verify a downloaded weights file against torchgeo's sha256 and make it available offline."""
+    target = import_weights(file, entry_id)
+    click.echo(f"geotl models import: {entry_id} ready offline", err=True)
+    click.echo(str(target))

@@ -7,9 +7,11 @@ claims missing chips.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,13 +35,25 @@ from geotl.config import Region
 from geotl.errors import BandMismatchError, ConfigError, LabelError, RasterError
 from geotl.io.atomic import atomic_dir, prepare_output_dir
 from geotl.io.rasters import SceneInfo, open_raster, read_scene_info
-from geotl.io.vectors import crs_name, read_areas, read_labels
+from geotl.io.vectors import crs_name as _crs_name
+from geotl.io.vectors import read_areas, read_labels
 
 __all__ = ["ChipSummary", "chip_region"]
 
 log = logging.getLogger(__name__)
 
 COMMON_CRS = "EPSG:4326"
+_MAX_PENDING_WRITES = 16  # bounds memory: at most this many chips wait for the writer threads
+
+
+@functools.lru_cache(maxsize=64)
+def _crs_name_cached(wkt: str) -> str:
+    return _crs_name(wkt)
+
+
+def crs_name(crs: Any) -> str:
+    """Short CRS name (cached: called for every chip)."""
+    return _crs_name_cached(crs.to_wkt() if hasattr(crs, "to_wkt") else str(crs))
 
 
 @dataclass(frozen=True)
@@ -386,7 +400,9 @@ def _chip_scene(
         "zlevel": 1,
     }
     rows: list[_Row] = []
-    with open_raster(info.path) as ds:
+    pending: list[Future[None]] = []
+    # GeoTIFF writes (file creation, compression) overlap with reading the next windows
+    with open_raster(info.path) as ds, ThreadPoolExecutor(max_workers=2) as writer:
         for w in scene.windows:
             bar.update(1)
             chip_box = box(*window_bounds(info.transform, w))
@@ -420,25 +436,14 @@ def _chip_scene(
                 skipped["incomplete"] += 1
                 continue
             chip_id = f"{scene.scene_id}_r{w.row_off}_c{w.col_off}"
-            with rasterio.open(
-                tmp / "images" / f"{chip_id}.tif",
-                "w",
-                height=w.height,
-                width=w.width,
-                transform=transform,
-                **img_profile,
-            ) as dst:
-                dst.write(data)
-                dst.descriptions = tuple(region.imagery.bands)
-            with rasterio.open(
-                tmp / "masks" / f"{chip_id}.tif",
-                "w",
-                height=w.height,
-                width=w.width,
-                transform=transform,
-                **mask_profile,
-            ) as dst:
-                dst.write(mask, 1)
+            pending.append(
+                writer.submit(
+                    _write_chip, tmp, chip_id, data, mask, transform, img_profile, mask_profile,
+                    tuple(region.imagery.bands),
+                )
+            )  # fmt: skip
+            if len(pending) >= _MAX_PENDING_WRITES:
+                pending.pop(0).result()
             rows.append(
                 _Row(
                     chip_id=chip_id,
@@ -451,7 +456,33 @@ def _chip_scene(
                     footprint_native=chip_box,
                 )
             )
+        for f in pending:
+            f.result()
     return rows
+
+
+def _write_chip(
+    tmp: Path,
+    chip_id: str,
+    data: np.ndarray[Any, Any],
+    mask: np.ndarray[Any, Any],
+    transform: Any,
+    img_profile: dict[str, Any],
+    mask_profile: dict[str, Any],
+    band_names: tuple[str, ...],
+) -> None:
+    height, width = mask.shape
+    with rasterio.open(
+        tmp / "images" / f"{chip_id}.tif", "w", height=height, width=width,
+        transform=transform, **img_profile,
+    ) as dst:  # fmt: skip
+        dst.write(data)
+        dst.descriptions = band_names
+    with rasterio.open(
+        tmp / "masks" / f"{chip_id}.tif", "w", height=height, width=width,
+        transform=transform, **mask_profile,
+    ) as dst:  # fmt: skip
+        dst.write(mask, 1)
 
 
 def _forced(

@@ -322,7 +322,7 @@ def _write_cog(src: Path, dst: Path) -> None:
     from rio_cogeo.profiles import cog_profiles
 
     profile = cog_profiles.get("deflate")
-    profile.update(predictor=3, blockxsize=512, blockysize=512)
+    profile.update(blockxsize=512, blockysize=512)
     with atomic_path(dst) as tmp:
         cog_translate(
             str(src), str(tmp), profile, quiet=True, use_cog_driver=False, in_memory=False

@@ -1,0 +1,168 @@
+"""``geotl predict`` through click's CliRunner: outputs, exit codes, bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from geotl.cli.main import cli
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from predict import data
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("model")
+    data.write_constant_model(d)
+    return d
+
+
+def _stripe_scene(path: Path) -> Path:
+    band0 = np.full((140, 150), 120, dtype=np.uint8)
+    band0[:, 60:70] = 0  # nodata stripe: the constant model makes two polygons
+    arr = np.stack([band0] * 3)
+    import rasterio
+
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=150,
+        height=140,
+        count=3,
+        dtype="uint8",
+        crs=data.UTM17,
+        transform=data.ORIGIN,
+        nodata=0,
+    ) as ds:
+        ds.write(arr)
+    return path
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    res = CliRunner().invoke(cli, ["-q", *args])
+    return res.exit_code, res.stdout, res.stderr
+
+
+def test_predict_writes_everything(tmp_path: Path, model_dir: Path) -> None:
+    scene = _stripe_scene(tmp_path / "scene_20210603.tif")
+    out = tmp_path / "out.geojson"
+    code, stdout, stderr = _run(
+        "predict",
+        str(model_dir),
+        str(scene),
+        "-o",
+        str(out),
+        "--gpkg",
+        str(tmp_path / "out.gpkg"),
+        "--quicklook",
+        str(tmp_path / "ql.png"),
+        "--probabilities",
+        str(tmp_path / "p.tif"),
+        "--no-progress",
+    )
+    assert code == 0, stderr
+    printed = stdout.split()
+    assert str(out) in printed and str(tmp_path / "ql.png") in printed
+    fc = json.loads(out.read_text())
+    assert fc["type"] == "FeatureCollection" and "crs" not in fc
+    assert len(fc["features"]) == 2
+    props = fc["features"][0]["properties"]
+    assert set(props) == {"id", "class", "score", "area_m2", "scene", "acquired", "model"}
+    assert props["acquired"] == "2021-06-03"
+    assert sum(f["properties"]["area_m2"] for f in fc["features"]) == pytest.approx(
+        140 * 140 * 0.01, rel=2e-3
+    )
+    for name in ("out.qml", "out.gpkg", "ql.png", "p.tif"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_existing_output_needs_overwrite(tmp_path: Path, model_dir: Path) -> None:
+    scene = _stripe_scene(tmp_path / "s.tif")
+    out = tmp_path / "out.geojson"
+    out.write_text("old")
+    code, _, stderr = _run("predict", str(model_dir), str(scene), "-o", str(out), "--no-progress")
+    assert code == 2 and "--overwrite" in stderr
+    assert out.read_text() == "old"
+    code, _, _ = _run(
+        "predict", str(model_dir), str(scene), "-o", str(out), "--overwrite", "--no-progress"
+    )
+    assert code == 0 and out.read_text() != "old"
+
+
+def test_missing_output_folder_exit_2_before_work(tmp_path: Path, model_dir: Path) -> None:
+    scene = _stripe_scene(tmp_path / "s.tif")
+    code, _, stderr = _run(
+        "predict", str(model_dir), str(scene), "-o", str(tmp_path / "nope" / "o.geojson")
+    )
+    assert code == 2
+    assert "does not exist" in stderr and stderr.count("\n") == 1
+
+
+def test_corrupt_scene_skipped_others_written_exit_1(tmp_path: Path, model_dir: Path) -> None:
+    good = _stripe_scene(tmp_path / "good.tif")
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"II*\x00" + b"\x00" * 100)
+    out = tmp_path / "o.geojson"
+    code, _, stderr = _run(
+        "predict", str(model_dir), str(bad), str(good), "-o", str(out), "--no-progress"
+    )
+    assert code == 1
+    assert "bad.tif" in stderr
+    fc = json.loads(out.read_text())
+    assert len(fc["features"]) == 2 and {f["properties"]["scene"] for f in fc["features"]} == {
+        "good.tif"
+    }
+
+
+def test_unmappable_bands_exit_2(tmp_path: Path, model_dir: Path) -> None:
+    scene = data.write_scene(tmp_path / "two.tif", data.blobs(64, 64), count=2)
+    code, _, stderr = _run("predict", str(model_dir), str(scene), "-o", str(tmp_path / "o.geojson"))
+    assert code == 1  # the only scene failed: nothing written
+    assert "two.tif" in stderr and "['red', 'green', 'blue']" in stderr
+    assert not (tmp_path / "o.geojson").exists()
+    code, _, stderr = _run(
+        "predict",
+        str(model_dir),
+        str(scene),
+        "-o",
+        str(tmp_path / "o.geojson"),
+        "--bands",
+        "red,nir",
+    )
+    assert "lack ['green', 'blue']" in stderr
+
+
+def test_incompatible_model_exit_2(tmp_path: Path, model_dir: Path) -> None:
+    import shutil
+
+    old = tmp_path / "old-model"
+    shutil.copytree(model_dir, old)
+    card = json.loads((old / "model.json").read_text())
+    card["card_format"] = 0
+    card["geotl_version"] = "0.0.1"
+    (old / "model.json").write_text(json.dumps(card))
+    scene = _stripe_scene(tmp_path / "s.tif")
+    code, _, stderr = _run("predict", str(old), str(scene), "-o", str(tmp_path / "o.geojson"))
+    assert code == 2 and "retrain" in stderr and "0.0.1" in stderr
+
+
+def test_all_nodata_scene_empty_collection(tmp_path: Path, model_dir: Path) -> None:
+    scene = data.write_scene(tmp_path / "empty.tif", np.zeros((70, 70), dtype=np.uint8))
+    import rasterio
+
+    with rasterio.open(scene, "r+") as ds:
+        ds.write(np.zeros((3, 70, 70), dtype=np.uint8))
+    out = tmp_path / "o.geojson"
+    code, _, stderr = _run(
+        "predict", str(model_dir), str(scene), "-o", str(out), "--gpkg", str(tmp_path / "o.gpkg")
+    )
+    assert code == 0, stderr
+    assert json.loads(out.read_text()) == {"type": "FeatureCollection", "features": []}

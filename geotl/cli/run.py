@@ -23,12 +23,11 @@ def command(region: Path, out_dir: Path, overwrite: bool, device: str) -> None:
     Ends by printing the GeoJSON and quicklook paths on stdout.
     """
     summary = run_region(region, out_dir, overwrite=overwrite, device=device)
-    metrics = summary.metrics
-    f1 = metrics.get("object", {}).get("f1") if isinstance(metrics.get("object"), dict) else None
+    pixel_iou = summary.metrics.get("pixel", {}).get("mean_iou")
+    shown = f" (test mean IoU {pixel_iou:.2f})" if isinstance(pixel_iou, float) else ""
     click.echo(
-        f"model {summary.model_dir}; metrics {summary.metrics_path}"
-        + (f" (object F1 {f1:.2f})" if isinstance(f1, float) else "")
-        + f"; {summary.features} polygon(s); open {summary.geojson} in QGIS",
+        f"model {summary.model_dir}; metrics {summary.metrics_path}{shown}; "
+        f"{summary.features} polygon(s); open {summary.geojson} in QGIS",
         err=True,
     )
     click.echo(str(summary.geojson))

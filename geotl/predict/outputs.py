@@ -191,7 +191,8 @@ def write_quicklook(
     img = _stretch(data, valid)
     img = np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img[:3]
     rgba = np.concatenate([np.moveaxis(img, 0, -1), valid[..., None].astype(np.float32)], axis=-1)
-    fig, ax = plt.subplots(figsize=(out_w / 100 + 0.5, out_h / 100 + 0.5), dpi=100)
+    zoom = max(1.0, 800 / max(out_w, out_h))  # small scenes are drawn larger, pixels crisp
+    fig, ax = plt.subplots(figsize=(out_w * zoom / 100 + 0.5, out_h * zoom / 100 + 0.5), dpi=100)
     ax.imshow(rgba, extent=(left, right, bottom, top), interpolation="nearest")
     if len(frame) and crs is not None:
         native = frame.to_crs(crs) if frame.crs is not None and not frame.crs.equals(crs) else frame

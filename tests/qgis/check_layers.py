@@ -10,7 +10,8 @@ import sys
 
 from qgis.core import QgsApplication, QgsProject, QgsVectorLayer  # type: ignore[import-not-found]
 
-spec = json.load(open(sys.argv[1]))
+with open(sys.argv[1]) as fh:
+    spec = json.load(fh)
 app = QgsApplication([], False)
 app.initQgis()
 report = {}

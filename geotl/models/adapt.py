@@ -148,6 +148,7 @@ def adapt_first_conv(
     region_bands: list[str],
     base_bands: list[str],
     seed: int = 0,
+    key: str | None = None,
 ) -> tuple[dict[str, torch.Tensor], BandPlan]:
     """Return a copy of ``encoder_state`` whose first conv takes the region's bands.
 
@@ -161,7 +162,7 @@ def adapt_first_conv(
         )
     if plan.new:
         log.info("region bands %s are new to the base model: filters drawn from pretrained statistics", list(plan.new))
-    key = find_first_conv(encoder_state)
+    key = key or find_first_conv(encoder_state)
     gen = torch.Generator().manual_seed(seed)
     state = dict(encoder_state)
     state[key] = adapt_weight(encoder_state[key], plan, gen)
@@ -198,16 +199,20 @@ def build_adapted_network(
         return net, spec, None
     state = base.encoder_state
     base_bands = list(base.entry.bands)
+    # the first convolution in module (= forward) order; state dict key order is not reliable
+    key = next(n for n, m in net.encoder.named_modules() if isinstance(m, torch.nn.Conv2d)) + ".weight"
+    if key not in state:
+        raise BaseModelError(f"weights of {base.entry.id} have no '{key}' for encoder {enc_name}")
     if not base_bands:  # file: weights declare no bands; positional if the count fits
-        key = find_first_conv(state)
         if state[key].shape[1] != len(region_bands):
             raise BandMismatchError(
                 f"the weights take {state[key].shape[1]} bands, the region has {len(region_bands)} "
                 f"({region_bands}) and the file names none: export weights for these bands"
             )
         base_bands = list(region_bands)
-    state, plan = adapt_first_conv(state, region_bands, base_bands, seed=seed)
-    missing, _unexpected = net.encoder.load_state_dict(state, strict=False)
+    state, plan = adapt_first_conv(state, region_bands, base_bands, seed=seed, key=key)
+    # nn.Module.load_state_dict: some smp encoders override it and return nothing
+    missing, _unexpected = torch.nn.Module.load_state_dict(net.encoder, state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing:
         raise BaseModelError(

@@ -162,13 +162,31 @@ def _canonical_or_raw(names: list[str]) -> list[str]:
 _TG_BAND_ALIASES = {"R": "red", "G": "green", "B": "blue", "N": "nir", "NIR": "nir"}
 
 
-def _torchgeo_bands(meta: dict[str, Any], in_chans: int | None) -> list[str]:
-    raw = meta.get("bands")
-    if raw:
-        return [str(b) for b in raw]
-    if in_chans == 3:
-        return ["R", "G", "B"]  # torchgeo's RGB weights without a band list (fMoW, Swin)
-    return []
+# Landsat band numbers mean different wavelengths per sensor (TM/ETM+ vs OLI).
+_LANDSAT_TM = {1: "blue", 2: "green", 3: "red", 4: "nir08", 5: "swir16", 6: "lwir", 7: "swir22", 8: "pan"}
+_LANDSAT_OLI = {1: "coastal", 2: "blue", 3: "green", 4: "red", 5: "nir08", 6: "swir16", 7: "swir22", 8: "pan", 9: "cirrus", 10: "lwir11", 11: "lwir12"}
+_BAND_NUM = re.compile(r"^(?:SR_)?B(\d+)(?:_VCID_\d)?$", re.IGNORECASE)
+
+
+def _torchgeo_bands(name: str, meta: dict[str, Any], in_chans: int | None) -> list[str]:
+    """Band names in geotl's vocabulary, interpreting band numbers per sensor."""
+    raw = [str(b) for b in meta.get("bands") or []]
+    if not raw:
+        return ["red", "green", "blue"] if in_chans == 3 else []
+    upper = name.upper()
+    table = _LANDSAT_OLI if "LANDSAT_OLI" in upper else _LANDSAT_TM if "LANDSAT" in upper else None
+    out = []
+    for b in raw:
+        match = _BAND_NUM.match(b)
+        if table is not None and match:
+            out.append(table.get(int(match.group(1)), b))
+        elif match and not b.upper().startswith("SR_"):  # Sentinel-2 ids written B4, B8a
+            out.append(f"B{int(match.group(1)):02d}")
+        elif b.upper() == "B8A":
+            out.append("B8A")
+        else:
+            out.append(_TG_BAND_ALIASES.get(b, b))
+    return out
 
 
 def _licence_info(meta: dict[str, Any]) -> tuple[str, bool]:
@@ -226,8 +244,7 @@ def _torchgeo_entry(entry_id: str, weights: Any) -> BaseModelEntry:
             "(supported: ResNet18/34/50/152 and torchgeo U-Net weights)"
         )
     in_chans = meta.get("in_chans")
-    band_ids = _torchgeo_bands(meta, in_chans if isinstance(in_chans, int) else None)
-    band_ids = [_TG_BAND_ALIASES.get(b, b) for b in band_ids]
+    band_ids = _torchgeo_bands(entry_id, meta, in_chans if isinstance(in_chans, int) else None)
     if encoder is not None and not band_ids:
         encoder, reason = None, "torchgeo declares no input bands for these weights"
     licence, commercial = _licence_info(meta)

@@ -1,0 +1,77 @@
+import logging
+
+import pytest
+import torch
+
+from geotl.errors import BandMismatchError
+from geotl.models.adapt import adapt_first_conv, adapt_weight, plan_bands
+
+
+def test_plan_matches_by_name_and_keeps_region_order():
+    plan = plan_bands(["nir", "B04", "green"], ["B04", "B03", "B02"])
+    assert plan.region_bands == ("nir", "red", "green")
+    assert plan.sources == ((), (0,), (1,))
+    assert plan.matched == ("red", "green")
+    assert plan.new == ("nir",)
+    assert plan.dropped == ("blue",)
+    assert not plan.identity
+
+
+def test_identity_plan():
+    assert plan_bands(["red", "green", "blue"], ["R", "G", "B"][:0] + ["red", "green", "blue"]).identity
+
+
+def test_no_overlap_lists_both_band_sets():
+    with pytest.raises(BandMismatchError) as exc:
+        plan_bands(["swir16", "swir22"], ["red", "green", "blue"])
+    msg = str(exc.value)
+    assert "swir16" in msg and "red" in msg
+
+
+def test_pan_takes_sum_of_visible_filters():
+    plan = plan_bands(["pan"], ["red", "green", "blue", "nir"])
+    assert plan.sources == ((0, 1, 2),)
+    w = torch.arange(2 * 4 * 3 * 3, dtype=torch.float32).reshape(2, 4, 3, 3)
+    out = adapt_weight(w, plan)
+    assert torch.equal(out[:, 0], w[:, 0] + w[:, 1] + w[:, 2])
+
+
+def test_duplicate_base_bands_are_summed():
+    plan = plan_bands(["red", "nir"], ["B04", "B08", "B04", "B08"])
+    w = torch.randn(4, 4, 3, 3)
+    out = adapt_weight(w, plan)
+    assert torch.allclose(out[:, 0], w[:, 0] + w[:, 2])
+    assert torch.allclose(out[:, 1], w[:, 1] + w[:, 3])
+
+
+def test_weight_arithmetic_matched_kept_new_from_statistics():
+    torch.manual_seed(0)
+    w = torch.randn(64, 3, 7, 7) * 0.1 + 0.05
+    plan = plan_bands(["blue", "nir", "red"], ["red", "green", "blue"])
+    gen = torch.Generator().manual_seed(3)
+    out = adapt_weight(w, plan, gen)
+    assert out.shape == (64, 3, 7, 7)
+    assert torch.equal(out[:, 0], w[:, 2])  # blue kept
+    assert torch.equal(out[:, 2], w[:, 0])  # red kept
+    # the new nir filter is mean + std * z of the pretrained filters, per element
+    mean, std = w.mean(1), w.std(1, unbiased=False)
+    z = (out[:, 1] - mean) / std
+    assert abs(float(z.mean())) < 0.05 and abs(float(z.std()) - 1) < 0.05
+    # deterministic for the same seed
+    again = adapt_weight(w, plan, torch.Generator().manual_seed(3))
+    assert torch.equal(out, again)
+
+
+def test_adapt_first_conv_warns_about_dropped(caplog):
+    state = {"conv1.weight": torch.randn(8, 3, 3, 3), "bn1.weight": torch.ones(8)}
+    with caplog.at_level(logging.WARNING, logger="geotl.models.adapt"):
+        new, plan = adapt_first_conv(state, ["red", "green"], ["red", "green", "blue"])
+    assert new["conv1.weight"].shape == (8, 2, 3, 3)
+    assert torch.equal(new["conv1.weight"], state["conv1.weight"][:, :2])
+    assert "blue" in caplog.text
+    assert plan.dropped == ("blue",)
+
+
+def test_declared_bands_must_fit_weight():
+    with pytest.raises(BandMismatchError):
+        adapt_weight(torch.randn(4, 3, 3, 3), plan_bands(["red"], ["red", "green"]))

@@ -1,0 +1,172 @@
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from geotl.errors import BaseModelError
+from geotl.models import catalogue
+from geotl.models.adapt import build_adapted_network
+from geotl.models.catalogue import get_entry, import_weights, list_entries, load_base, torch_hub_checkpoints
+
+torch.set_num_threads(2)
+
+RGB_MOCO = "torchgeo:ResNet18_Weights.SENTINEL2_RGB_MOCO"
+
+
+def _fake_resnet18_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    import timm
+
+    torch.manual_seed(seed)
+    return timm.create_model("resnet18", pretrained=False, in_chans=3).state_dict()
+
+
+def test_catalogue_lists_every_torchgeo_weight_and_packages():
+    entries = list_entries()
+    ids = {e.id for e in entries}
+    assert {"pkg:efficientnet-lite0", "pkg:ukis-csmask-6b", "pkg:ukis-csmask-4b", "none", RGB_MOCO} <= ids
+    assert sum(i.startswith("torchgeo:") for i in ids) > 100
+    rgb = get_entry(RGB_MOCO)
+    assert rgb.encoder == "resnet18" and rgb.bands == ["red", "green", "blue"]
+    assert rgb.sha256 == "e3a335e3" and rgb.licence == "CC-BY-4.0" and rgb.commercial_use
+    assert not rgb.available_offline
+    lite = get_entry("pkg:efficientnet-lite0")
+    assert lite.available_offline and len(lite.sha256 or "") == 64 and lite.commercial_use
+
+
+def test_unknown_id_lists_known_ones():
+    with pytest.raises(BaseModelError, match="pkg:efficientnet-lite0"):
+        get_entry("imagenet")
+    with pytest.raises(BaseModelError, match="unknown torchgeo"):
+        get_entry("torchgeo:ResNet18_Weights.NOPE")
+
+
+def test_unavailable_offline_says_how_to_import():
+    with pytest.raises(BaseModelError, match="geotl models import resnet18_sentinel2_rgb_moco-e3a335e3.pth"):
+        load_base(RGB_MOCO)
+
+
+def test_vit_refused_for_segmentation():
+    with pytest.raises(BaseModelError, match="cannot be used for segmentation"):
+        load_base("torchgeo:ViTSmall16_Weights.SENTINEL2_ALL_DINO")
+
+
+def test_non_commercial_refused_by_name():
+    with pytest.raises(BaseModelError, match="OAM_RGB_RESNET50_TCD.*CC-BY-NC"):
+        load_base("torchgeo:Unet_Weights.OAM_RGB_RESNET50_TCD", require_commercial=True)
+
+
+def test_torchgeo_route_loads_from_torch_cache():
+    state = _fake_resnet18_state()
+    folder = torch_hub_checkpoints()
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(state, folder / "resnet18_sentinel2_rgb_moco-e3a335e3.pth")
+    try:
+        assert get_entry(RGB_MOCO).available_offline
+        base = load_base(RGB_MOCO)
+        assert "fc.weight" not in base.encoder_state
+        net, spec, plan = build_adapted_network(base, ["red", "green", "blue"], ["tree"])
+        assert spec.encoder == "resnet18" and plan is not None and plan.identity
+        assert torch.equal(net.encoder.conv1.weight, state["conv1.weight"])
+        assert torch.equal(net.encoder.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
+        # bands adapted: nir new, blue dropped
+        net2, _, plan2 = build_adapted_network(base, ["nir", "red", "green"], ["tree"])
+        assert torch.equal(net2.encoder.conv1.weight[:, 1], state["conv1.weight"][:, 0])
+        assert plan2.dropped == ("blue",)
+    finally:
+        (folder / "resnet18_sentinel2_rgb_moco-e3a335e3.pth").unlink()
+
+
+def _fake_weights_enum(url: str):
+    from torchvision.models._api import Weights, WeightsEnum
+
+    class Fake_Weights(WeightsEnum):  # noqa: N801
+        TINY = Weights(url=url, transforms=None, meta={"model": "resnet18", "in_chans": 3, "bands": ["B4", "B3", "B2"], "dataset": "SSL4EO-L"})
+
+    return Fake_Weights.TINY
+
+
+def test_import_verifies_sha_and_makes_weights_offline(tmp_path, monkeypatch):
+    src = tmp_path / "download.pth"
+    torch.save(_fake_resnet18_state(1), src)
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    fake = _fake_weights_enum(f"https://example.invalid/w/resnet18_fake-{digest[:8]}.pth")
+    monkeypatch.setattr(catalogue, "_torchgeo_weights", lambda: {"torchgeo:Fake_Weights.TINY": fake})
+    with pytest.raises(BaseModelError, match="not available offline"):
+        load_base("torchgeo:Fake_Weights.TINY")
+    target = import_weights(src, "torchgeo:Fake_Weights.TINY")
+    assert target == torch_hub_checkpoints() / f"resnet18_fake-{digest[:8]}.pth"
+    entry = get_entry("torchgeo:Fake_Weights.TINY")
+    assert entry.available_offline and entry.licence == "CC0-1.0"
+    base = load_base("torchgeo:Fake_Weights.TINY")
+    assert torch.equal(base.encoder_state["conv1.weight"], torch.load(src, weights_only=True)["conv1.weight"])
+    target.unlink()
+
+
+def test_import_sha_mismatch_names_both_hashes(tmp_path):
+    src = tmp_path / "resnet18_sentinel2_rgb_moco-e3a335e3.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, src)
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    with pytest.raises(BaseModelError) as exc:
+        import_weights(src, RGB_MOCO)
+    assert digest in str(exc.value) and "e3a335e3" in str(exc.value)
+    assert not (torch_hub_checkpoints() / src.name).exists()
+
+
+def test_efficientnet_lite0_maps_key_for_key_onto_timm(shared_data):
+    import rasterio
+    import timm
+
+    base = load_base("pkg:efficientnet-lite0")
+    net, spec, plan = build_adapted_network(base, ["red", "green", "blue"], ["tree"])
+    assert spec.encoder == "tu-tf_efficientnet_lite0" and plan.identity
+    encoder_keys = {k for k in net.encoder.state_dict() if not k.endswith("num_batches_tracked")}
+    assert encoder_keys <= set(base.encoder_state)  # every encoder tensor comes from the file
+    # the full classifier with the mapped weights recognises an aerial forest scene
+    full = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
+    src = torch.load(catalogue._lite0_path(), weights_only=True)
+    full.load_state_dict(dict(zip(full.state_dict(), src.values(), strict=True)), strict=True)
+    with rasterio.open(Path(__file__).parents[2] / "regions/demo-osbs/imagery/OSBS_029.tif") as ds:
+        img = ds.read()[:, :224, :224].astype(np.float32) / 255.0
+    x = torch.from_numpy((img - 0.5) / 0.5)[None]
+    with torch.no_grad():
+        top = full(x).softmax(-1).topk(3).indices[0].tolist()
+        feats_full = full.forward_intermediates(x, intermediates_only=True)[-1]
+        feats_enc = net.encoder.eval()(x)[-1]
+    assert set(top) & {970, 972, 973, 975, 976, 979}  # alp, cliff, coral reef?, lakeside, promontory, valley
+    assert torch.allclose(feats_full, feats_enc, atol=1e-5)
+
+
+def test_ukis_conversion_matches_onnxruntime():
+    import onnxruntime as ort
+
+    from geotl.models import ukis
+
+    net = ukis.build_torch_unet("4b")
+    x = np.random.default_rng(0).standard_normal((1, 4, 256, 256)).astype(np.float32)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    ref32 = ort.InferenceSession(ukis.onnx_float32_graph("4b"), opts, providers=["CPUExecutionProvider"])
+    ref16 = ort.InferenceSession(str(ukis.onnx_path("4b")), opts, providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        out = net(torch.from_numpy(x)).numpy()
+    assert np.abs(out - ref32.run(None, {"input": x})[0]).max() < 1e-4
+    # the shipped graph computes in float16: same answer within float16 rounding
+    out16 = ref16.run(None, {"input": x})[0]
+    assert np.abs(out - out16).max() < 0.02 * np.abs(out16).max()
+    assert (out.argmax(1) == out16.argmax(1)).mean() > 0.99
+
+
+def test_ukis_base_is_cached_with_sha(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEOTL_CACHE_DIR", str(tmp_path))
+    base = load_base("pkg:ukis-csmask-4b")
+    assert base.entry.bands == ["blue", "green", "red", "nir"]
+    cached = list((tmp_path / "ukis-csmask").glob("*.safetensors"))
+    assert len(cached) == 1
+    record = cached[0].with_suffix(".json").read_text()
+    assert hashlib.sha256(cached[0].read_bytes()).hexdigest() in record
+    again = load_base("pkg:ukis-csmask-4b")
+    assert torch.equal(again.encoder_state["_conv_stem.weight"], base.encoder_state["_conv_stem.weight"])
+    net, _, plan = build_adapted_network(again, ["nir", "red", "green"], ["field"])
+    assert plan.dropped == ("blue",)

@@ -43,6 +43,9 @@ __all__ = ["ChipSummary", "chip_region"]
 log = logging.getLogger(__name__)
 
 COMMON_CRS = "EPSG:4326"
+# GDAL's block cache defaults to 5 % of RAM and fills up with the blocks of a large scene;
+# a fixed cap keeps memory independent of scene size.
+_GDAL_CACHE_BYTES = 64 * 2**20
 _MAX_PENDING_WRITES = 16  # bounds memory: at most this many chips wait for the writer threads
 
 
@@ -288,7 +291,7 @@ def chip_region(region: Region, out_dir: str | Path, overwrite: bool = False) ->
     )
     class_ids = {name: i + 1 for i, name in enumerate(region.classes)}
 
-    with atomic_dir(out, overwrite) as tmp:
+    with atomic_dir(out, overwrite) as tmp, rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_BYTES):
         (tmp / "images").mkdir()
         (tmp / "masks").mkdir()
         rows: list[_Row] = []

@@ -1,0 +1,77 @@
+"""RFC 7946 writer: EPSG:4326, right-hand rule, <= 7 decimals, no crs member, atomic."""
+
+from __future__ import annotations
+
+import doctest
+import json
+import re
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from shapely.geometry import MultiPolygon, Polygon
+
+import geotl.io.geojson as gj
+from geotl.io.geojson import write_geojson
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(gj).failed == 0
+
+
+def _frame() -> gpd.GeoDataFrame:
+    # clockwise exterior and counter-clockwise hole: both must be flipped
+    shell = [(404_000, 3_285_000), (404_000, 3_285_010), (404_010, 3_285_010), (404_010, 3_285_000)]
+    hole = [(404_002, 3_285_002), (404_004, 3_285_002), (404_004, 3_285_004), (404_002, 3_285_004)]
+    poly = Polygon(shell, [hole])
+    assert not poly.exterior.is_ccw
+    multi = MultiPolygon(
+        [Polygon([(404_020, 3_285_000), (404_020, 3_285_003), (404_023, 3_285_000)])]
+    )
+    return gpd.GeoDataFrame(
+        {
+            "id": ["a", "b"],
+            "score": [np.float32(0.75), float("nan")],
+            "area_m2": [96.0, 4.5],
+            "acquired": [None, "2021-06-03"],
+            "n": [np.int64(3), np.int64(4)],
+        },
+        geometry=[poly, multi],
+        crs=32617,
+    )
+
+
+def test_rfc7946(tmp_path: Path) -> None:
+    out = write_geojson(tmp_path / "o.geojson", _frame())
+    text = out.read_text()
+    fc = json.loads(text)
+    assert "crs" not in fc and fc["type"] == "FeatureCollection"
+    for number in re.findall(r"-?\d+\.\d+", text):
+        assert len(number.split(".")[1]) <= 7
+    f0, f1 = fc["features"]
+    assert f0["id"] == "a" and f0["properties"]["id"] == "a"
+    assert f0["properties"]["score"] == pytest.approx(0.75)
+    assert f1["properties"]["score"] is None and f1["properties"]["acquired"] == "2021-06-03"
+    assert f1["properties"]["n"] == 4
+    geom = shapely.geometry.shape(f0["geometry"])
+    assert geom.exterior.is_ccw and not geom.interiors[0].is_ccw  # right-hand rule
+    lon, lat = geom.exterior.coords[0]
+    assert -82 < lon < -81 and 29 < lat < 30  # lon/lat order
+    assert f1["geometry"]["type"] == "MultiPolygon"
+    assert shapely.geometry.shape(f1["geometry"]).geoms[0].exterior.is_ccw
+
+
+def test_empty_and_atomic(tmp_path: Path) -> None:
+    empty = gpd.GeoDataFrame({"id": []}, geometry=gpd.GeoSeries([], crs=4326), crs=4326)
+    out = write_geojson(tmp_path / "e.geojson", empty)
+    assert json.loads(out.read_text()) == {"type": "FeatureCollection", "features": []}
+    assert [p.name for p in tmp_path.iterdir()] == ["e.geojson"]
+
+
+def test_needs_crs(tmp_path: Path) -> None:
+    frame = gpd.GeoDataFrame({"id": ["a"]}, geometry=[Polygon([(0, 0), (1, 0), (1, 1)])])
+    with pytest.raises(ValueError, match="CRS"):
+        write_geojson(tmp_path / "x.geojson", frame)
+    assert not (tmp_path / "x.geojson").exists()

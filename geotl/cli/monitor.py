@@ -1,13 +1,156 @@
-"""``geotl monitor``."""
+"""``geotl monitor REGION.toml --model MODEL_DIR --out DIR [--once | --every 6h]`` and
+``geotl monitor status REGION.toml --out DIR``.
+
+``monitor`` is a group whose default command is the run itself, so both the plain form
+(region file first) and the ``status`` subcommand work.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
 import click
 
-from geotl.errors import GeotlRuntimeError
+from geotl.config import load_region
+from geotl.monitor import MonitorOptions, format_status, monitor_status, parse_every, run_monitor
+from geotl.monitor.runner import watch_region
+
+__all__ = ["command"]
+
+log = logging.getLogger("geotl.monitor")
+
+_DEFAULT = "run"
 
 
-@click.command("monitor")
+class _DefaultGroup(click.Group):
+    """A group that runs ``run`` when the first argument is not a subcommand."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = [_DEFAULT, *args]
+        return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(
+            ctx.command_path,
+            "REGION.toml --out DIR [--model MODEL_DIR] [--once | --every 6h] [--reprocess]\n"
+            f"{' ' * len('Usage: ' + ctx.command_path)} status REGION.toml --out DIR",
+        )
+
+
+@contextlib.contextmanager
+def _graceful_stop(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM / SIGINT: the first finishes the current scene and stops; the second abandons it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    hits = {"n": 0}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        hits["n"] += 1
+        name = signal.Signals(signum).name
+        if hits["n"] == 1:
+            log.warning("%s: finishing the current scene, then stopping (send again to abandon it)", name)
+            stop.set()
+        else:
+            raise KeyboardInterrupt(name)
+
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@click.group("monitor", cls=_DefaultGroup, invoke_without_command=False)
 def command() -> None:
-    """Not built yet."""
-    raise GeotlRuntimeError("geotl monitor is not built yet")
+    """Watch a region: process every new pass once, report what changed.
+
+    \b
+    geotl monitor REGION.toml --model MODEL_DIR --out DIR [--once | --every 6h]
+    geotl monitor status REGION.toml --out DIR
+    """
+
+
+@command.command(_DEFAULT, hidden=True)
+@click.argument("region_file", metavar="REGION.toml", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Model artefact folder (default: [monitor] model of the region).",
+)
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--once", is_flag=True, help="One run, then exit (for cron and systemd timers; the default).")
+@click.option("--every", metavar="INTERVAL", help="Run, sleep INTERVAL (30m, 6h, 1d), run again, until SIGTERM.")
+@click.option("--reprocess", is_flag=True, help="Redo scenes processed by another model with this model.")
+@click.option("--retry-failed", is_flag=True, help="Retry failed scenes now instead of after their backoff.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cuda.")
+def run_command(
+    region_file: Path,
+    model_dir: Path | None,
+    out_dir: Path,
+    once: bool,
+    every: str | None,
+    reprocess: bool,
+    retry_failed: bool,
+    device: str,
+) -> None:
+    """Process every new pass of REGION.toml once (``--once``) or every INTERVAL."""
+    if once and every:
+        raise click.UsageError("--once and --every exclude each other: pick one")
+    every_s: float | None = None
+    if every:
+        try:
+            every_s = parse_every(every)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--every") from None
+    region = load_region(region_file)
+    options = MonitorOptions(
+        out_dir=out_dir,
+        model_dir=model_dir,
+        reprocess=reprocess,
+        retry_failed=retry_failed,
+        device=device,
+    )
+    stop = threading.Event()
+    with _graceful_stop(stop):
+        if every_s is None:
+            summary = run_monitor(region, options, stop=stop)
+        else:
+            summary = watch_region(region, options, every_s, stop=stop)
+    log.info(
+        "%s: %d new scene(s), %d processed, %d failed%s",
+        region.name,
+        summary.found,
+        len(summary.processed),
+        len(summary.failed),
+        " (stopped early)" if summary.stopped and every_s is None else "",
+    )
+    if summary.exit_code:
+        raise click.exceptions.Exit(summary.exit_code)
+
+
+@command.command("status")
+@click.argument("region_file", metavar="REGION.toml", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def status_command(region_file: Path, out_dir: Path, as_json: bool) -> None:
+    """Print what was processed, what failed and when the next run is due."""
+    region = load_region(region_file)
+    status = monitor_status(region, out_dir)
+    if as_json:
+        click.echo(json.dumps(status.to_dict(), indent=2))
+    else:
+        click.echo(format_status(status), nl=False)

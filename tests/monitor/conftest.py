@@ -1,0 +1,149 @@
+"""Fixtures of the monitor tests: real image series, tiny models, region files, a STAC API."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from stac_server import StacServer, find_pg_bin, postgis_available  # noqa: E402
+from tinymodel import build_tiny_model, clearing_rule, water_rule  # noqa: E402
+
+NAIP_BANDS = ["red", "green", "blue", "nir"]
+PERU_BANDS = ["swir16", "nir", "red", "green"]
+
+
+@pytest.fixture(scope="session")
+def series_root(shared_data: Path) -> Path:
+    root = shared_data / "naip-landsat-timeseries"
+    if not root.is_dir():
+        pytest.skip(f"{root} not found")
+    return root
+
+
+@pytest.fixture(scope="session")
+def naip_scenes(series_root: Path) -> list[Path]:
+    scenes = sorted((series_root / "naip").glob("m_*.tif"))
+    assert len(scenes) == 10
+    return scenes
+
+
+@pytest.fixture(scope="session")
+def peru_scenes(series_root: Path) -> list[Path]:
+    scenes = sorted((series_root / "landsat_peru").glob("*.tif"))
+    assert len(scenes) == 8
+    return scenes
+
+
+@pytest.fixture(scope="session")
+def naip_model(tmp_path_factory: pytest.TempPathFactory, naip_scenes: list[Path]) -> Path:
+    """A tiny water detector for the NAIP series (4 bands, 5 m)."""
+    out = tmp_path_factory.mktemp("models") / "naip-water"
+    build_tiny_model(out, naip_scenes[:2], NAIP_BANDS, 5.0, "water", water_rule, name="naip-water")
+    return out
+
+
+@pytest.fixture(scope="session")
+def naip_model_v2(tmp_path_factory: pytest.TempPathFactory, naip_scenes: list[Path]) -> Path:
+    """Another version of the NAIP water model (other seed: another model id)."""
+    out = tmp_path_factory.mktemp("models") / "naip-water-v2"
+    build_tiny_model(
+        out, naip_scenes[:2], NAIP_BANDS, 5.0, "water", water_rule, name="naip-water", seed=1, steps=30
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def peru_model(tmp_path_factory: pytest.TempPathFactory, peru_scenes: list[Path]) -> Path:
+    """A tiny clearing detector for the Peru Landsat series (4 bands, ~90 m)."""
+    out = tmp_path_factory.mktemp("models") / "peru-clearing"
+    build_tiny_model(out, peru_scenes[:2], PERU_BANDS, 89.5, "clearing", clearing_rule, name="peru-clearing")
+    return out
+
+
+def write_region(
+    folder: Path,
+    name: str,
+    imagery: list[Path],
+    bands: list[str],
+    classes: list[str],
+    monitor: str,
+    *,
+    datetime_regex: str | None = None,
+    min_area_m2: float = 0.0,
+) -> Path:
+    """Write a region TOML into ``folder`` and return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"name = {json.dumps(name)}",
+        f"classes = {json.dumps(classes)}",
+        "",
+        "[imagery]",
+        f"paths = {json.dumps([str(p) for p in imagery])}",
+        f"bands = {json.dumps(bands)}",
+    ]
+    if datetime_regex:
+        lines.append(f"datetime_regex = '{datetime_regex}'")
+    lines += ["", "[predict]", f"min_area_m2 = {min_area_m2}", "", "[monitor]", monitor, ""]
+    text = "\n".join(lines)
+    path = folder / f"{name}.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+NAIP_REGEX = r"_(\d{8})\.tif$"
+PERU_REGEX = r"^(\d{4})\.tif$"
+
+
+@pytest.fixture
+def naip_region(tmp_path: Path, naip_scenes: list[Path]) -> Path:
+    """A folder-source region over the NAIP series; passes arrive in ``incoming/``."""
+    (tmp_path / "region" / "incoming").mkdir(parents=True)
+    return write_region(
+        tmp_path / "region",
+        "naip-nd",
+        naip_scenes[:1],
+        NAIP_BANDS,
+        ["water"],
+        'source = "folder"\npaths = ["incoming/*.tif"]',
+        datetime_regex=NAIP_REGEX,
+        min_area_m2=200.0,
+    )
+
+
+def deliver(region_file: Path, scenes: list[Path]) -> None:
+    """Make passes arrive in the region's ``incoming/`` folder (symlinks to the real data)."""
+    incoming = region_file.parent / "incoming"
+    incoming.mkdir(exist_ok=True)
+    for scene in scenes:
+        target = incoming / scene.name
+        if not target.exists():
+            os.symlink(scene, target)
+
+
+def copy_in(region_file: Path, scene: Path, name: str | None = None) -> Path:
+    incoming = region_file.parent / "incoming"
+    incoming.mkdir(exist_ok=True)
+    target = incoming / (name or scene.name)
+    shutil.copyfile(scene, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def stac_server(series_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StacServer]:
+    """A real STAC API (pgstac + stac-fastapi) on 127.0.0.1 serving the series' GeoTIFFs."""
+    pg_bin = find_pg_bin()
+    if pg_bin is None or not postgis_available(pg_bin):
+        pytest.skip("PostgreSQL + PostGIS not installed: run scripts/install_system_deps.sh")
+    server = StacServer(series_root, workdir=None)
+    try:
+        yield server
+    finally:
+        server.close()

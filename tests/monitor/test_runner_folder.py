@@ -1,0 +1,214 @@
+"""The pass loop over a folder source, with the real NAIP and Peru Landsat series."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import geopandas as gpd
+import pytest
+from conftest import PERU_BANDS, PERU_REGEX, copy_in, deliver, write_region
+
+from geotl.config import load_region
+from geotl.errors import BandMismatchError, ConfigError
+from geotl.models.artefact import read_card
+from geotl.monitor import MonitorOptions, MonitorState, monitor_status, run_monitor
+from geotl.monitor.runner import pass_stem
+
+
+def _history(rdir: Path) -> list[dict[str, str]]:
+    with open(rdir / "history.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _fc(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_naip_series_as_a_stream_of_passes(
+    naip_region: Path, naip_scenes: list[Path], naip_model: Path, tmp_path: Path
+) -> None:
+    region = load_region(naip_region)
+    out = tmp_path / "out"
+    opts = MonitorOptions(out_dir=out, model_dir=naip_model)
+    rdir = out / "naip-nd"
+    model_id = read_card(naip_model).model_id
+
+    # nothing has arrived yet: an empty run writes empty outputs
+    first = run_monitor(region, opts)
+    assert first.exit_code == 0 and first.passes == []
+    assert _fc(rdir / "latest.geojson")["features"] == []
+
+    # passes arrive in three batches
+    for batch in (naip_scenes[:3], naip_scenes[3:7], naip_scenes[7:]):
+        deliver(naip_region, batch)
+        summary = run_monitor(region, opts)
+        assert summary.exit_code == 0
+        assert [p.scene for p in summary.processed] == [s.stem for s in batch]
+
+    history = _history(rdir)
+    assert [h["scene"] for h in history] == [s.stem for s in naip_scenes]
+    assert [h["acquired"][:10] for h in history] == [
+        f"{s.stem[-8:-4]}-{s.stem[-4:-2]}-{s.stem[-2:]}" for s in naip_scenes
+    ]
+    assert history[0]["new"] == "" and history[0]["previous_scene"] == ""
+    for prev, row in zip(history, history[1:], strict=False):
+        assert row["previous_scene"] == prev["scene"]
+        assert int(row["detections"]) > 0
+    # the lakes change between years: some objects are new or gone somewhere in the series
+    assert sum(int(h["new"]) + int(h["gone"]) for h in history[1:]) > 0
+
+    for scene in naip_scenes:
+        when = datetime.strptime(scene.stem[-8:], "%Y%m%d").replace(tzinfo=UTC)
+        stem = pass_stem(when, scene.stem)
+        fc = _fc(rdir / "passes" / f"{stem}.geojson")
+        row = next(h for h in history if h["scene"] == scene.stem)
+        assert len(fc["features"]) == int(row["detections"])
+        props = fc["features"][0]["properties"]
+        assert set(props) >= {"id", "class", "score", "area_m2", "scene", "acquired", "model"}
+        assert props["model"] == model_id and props["acquired"].startswith(when.date().isoformat())
+        changes = _fc(rdir / "changes" / f"{stem}.geojson")
+        kinds = [f["properties"]["change"] for f in changes["features"]]
+        if row["new"]:
+            assert kinds.count("new") == int(row["new"]) and kinds.count("gone") == int(row["gone"])
+            assert all(f["properties"]["previous_scene"] == row["previous_scene"] for f in changes["features"])
+
+    # latest.geojson = the newest pass (all passes share one footprint)
+    latest = _fc(rdir / "latest.geojson")
+    last = _fc(rdir / "passes" / f"{pass_stem(datetime(2020, 8, 31, tzinfo=UTC), naip_scenes[-1].stem)}.geojson")
+    assert sorted(f["id"] for f in latest["features"]) == sorted(f["id"] for f in last["features"])
+
+    # nothing new: a rerun processes nothing and rewrites nothing
+    mtime = (rdir / "history.csv").stat().st_mtime_ns
+    again = run_monitor(region, opts)
+    assert again.passes == [] and again.exit_code == 0
+    assert (rdir / "history.csv").stat().st_mtime_ns == mtime
+
+    status = monitor_status(region, out)
+    assert status.by_status == {"done": 10} and not status.failed
+    with MonitorState(rdir / "state.sqlite", readonly=True) as state:
+        assert len(state.done_passes(model_id)) == 10
+        assert all(p.attempts == 1 for p in state.done_passes(model_id))
+    assert not list(rdir.rglob(".tmp-*"))
+
+
+def test_peru_landsat_series_with_year_only_dates(
+    tmp_path: Path, peru_scenes: list[Path], peru_model: Path
+) -> None:
+    region_file = write_region(
+        tmp_path / "region",
+        "peru",
+        peru_scenes[:1],
+        PERU_BANDS,
+        ["clearing"],
+        'source = "folder"\npaths = ["incoming/*.tif"]',
+        datetime_regex=PERU_REGEX,
+        min_area_m2=20000.0,
+    )
+    region = load_region(region_file)
+    opts = MonitorOptions(out_dir=tmp_path / "out", model_dir=peru_model)
+    # epochs arrive out of order: the late 1990 pass is compared with 1985 and
+    # becomes the previous pass of 1995 (whose changes are recomputed)
+    deliver(region_file, [peru_scenes[0], *peru_scenes[2:5]])
+    assert len(run_monitor(region, opts).processed) == 4
+    rdir = tmp_path / "out" / "peru"
+    assert _history(rdir)[1]["previous_scene"] == "1985"
+    deliver(region_file, peru_scenes)
+    summary = run_monitor(region, opts)
+    assert [p.scene for p in summary.processed] == ["1990", "2010", "2015", "2020"]
+    history = _history(rdir)
+    assert [h["scene"] for h in history] == [s.stem for s in peru_scenes]
+    assert [h["previous_scene"] for h in history] == ["", *[s.stem for s in peru_scenes[:-1]]]
+    assert history[0]["acquired"].startswith("1985-01-01")
+    assert all(int(h["detections"]) > 0 for h in history)
+
+
+def test_failing_scene_is_recorded_retried_and_never_blocks(
+    naip_region: Path, naip_scenes: list[Path], naip_model: Path, tmp_path: Path
+) -> None:
+    region = load_region(naip_region)
+    out = tmp_path / "out"
+    deliver(naip_region, naip_scenes[:2])
+    corrupt = naip_region.parent / "incoming" / "m_4709963_se_14_1_20110101.tif"
+    corrupt.write_bytes(b"II*\x00 this is not a GeoTIFF")
+    opts = MonitorOptions(out_dir=out, model_dir=naip_model, retry_base_s=3600)
+    summary = run_monitor(region, opts)
+    assert summary.exit_code == 1
+    assert [p.scene for p in summary.processed] == [s.stem for s in naip_scenes[:2]]
+    assert [p.scene for p in summary.failed] == [corrupt.stem]
+    status = monitor_status(region, out)
+    assert [f.name for f in status.failed] == [corrupt.stem]
+    assert status.failed[0].attempts == 1 and status.failed[0].next_attempt is not None
+    assert "cannot be read" in (status.failed[0].error or "")
+
+    # within the backoff the failed scene is not retried; new passes still go through
+    deliver(naip_region, naip_scenes[2:3])
+    summary = run_monitor(region, opts)
+    assert [p.scene for p in summary.processed] == [naip_scenes[2].stem] and not summary.failed
+
+    # --retry-failed retries now: still corrupt, attempts grow, backoff doubles
+    summary = run_monitor(region, MonitorOptions(out_dir=out, model_dir=naip_model, retry_failed=True))
+    assert [p.scene for p in summary.failed] == [corrupt.stem]
+    first_retry = monitor_status(region, out).failed[0]
+    assert first_retry.attempts == 2
+
+    # the file is replaced by a good one: its fingerprint changes and it is processed at once
+    corrupt.unlink()
+    copy_in(naip_region, naip_scenes[3], corrupt.name)
+    summary = run_monitor(region, opts)
+    assert [p.scene for p in summary.processed] == [corrupt.stem] and summary.exit_code == 0
+    assert monitor_status(region, out).by_status == {"done": 4}
+    # changes of the pass after it (2012) are now computed against it (2011)
+    rows = {h["scene"]: h for h in _history(out / "naip-nd")}
+    assert rows[naip_scenes[2].stem]["previous_scene"] == corrupt.stem
+
+
+def test_exactly_once_per_model_and_reprocess(
+    naip_region: Path, naip_scenes: list[Path], naip_model: Path, naip_model_v2: Path, tmp_path: Path
+) -> None:
+    region = load_region(naip_region)
+    out = tmp_path / "out"
+    deliver(naip_region, naip_scenes[:3])
+    assert len(run_monitor(region, MonitorOptions(out_dir=out, model_dir=naip_model)).processed) == 3
+    # a new model without --reprocess: old passes stay, only new scenes use it
+    v2 = MonitorOptions(out_dir=out, model_dir=naip_model_v2)
+    assert run_monitor(region, v2).processed == []
+    deliver(naip_region, naip_scenes[3:4])
+    assert [p.scene for p in run_monitor(region, v2).processed] == [naip_scenes[3].stem]
+    # --reprocess redoes the three older scenes with the new model, once
+    redo = MonitorOptions(out_dir=out, model_dir=naip_model_v2, reprocess=True)
+    assert [p.scene for p in run_monitor(region, redo).processed] == [s.stem for s in naip_scenes[:3]]
+    assert run_monitor(region, redo).processed == []
+    v2_id = read_card(naip_model_v2).model_id
+    history = _history(out / "naip-nd")
+    assert len(history) == 4 and {h["model"] for h in history} == {v2_id}
+    latest = gpd.read_file(out / "naip-nd" / "latest.geojson")
+    assert set(latest["model"]) == {v2_id}
+
+
+def test_band_mismatch_and_missing_model_are_input_errors(
+    naip_region: Path, peru_model: Path, tmp_path: Path
+) -> None:
+    region = load_region(naip_region)
+    with pytest.raises(BandMismatchError, match="swir16"):
+        run_monitor(region, MonitorOptions(out_dir=tmp_path / "out", model_dir=peru_model))
+    with pytest.raises(ConfigError, match="--model"):
+        run_monitor(region, MonitorOptions(out_dir=tmp_path / "out"))
+
+
+def test_acquisition_time_falls_back_to_mtime(
+    naip_region: Path, naip_scenes: list[Path], naip_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    region = load_region(naip_region)
+    target = copy_in(naip_region, naip_scenes[0], "no-date-here.tif")
+    os.utime(target, (1_600_000_000, 1_600_000_000))
+    with caplog.at_level(logging.WARNING, logger="geotl"):
+        summary = run_monitor(region, MonitorOptions(out_dir=tmp_path / "out", model_dir=naip_model))
+    assert summary.processed[0].acquired == datetime.fromtimestamp(1_600_000_000, tz=UTC)
+    assert "modification time" in caplog.text
+    assert (tmp_path / "out" / "naip-nd" / "passes" / "20200913T122640Z_no-date-here.geojson").exists()
+

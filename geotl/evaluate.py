@@ -53,7 +53,9 @@ def pixel_scores(conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return iou, f1
 
 
-def match_objects(pred: list[Any], truth: list[Any], min_iou: float = MATCH_IOU) -> tuple[int, int, int]:
+def match_objects(
+    pred: list[Any], truth: list[Any], min_iou: float = MATCH_IOU
+) -> tuple[int, int, int]:
     """One-to-one greedy matching of polygons by IoU; returns (tp, fp, fn).
 
     >>> from shapely.geometry import box
@@ -84,7 +86,9 @@ def match_objects(pred: list[Any], truth: list[Any], min_iou: float = MATCH_IOU)
     return tp, len(pred) - tp, len(truth) - tp
 
 
-def _prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _prf(
+    tp: np.ndarray, fp: np.ndarray, fn: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         p = np.where(tp + fp > 0, tp / (tp + fp), np.nan)
         r = np.where(tp + fn > 0, tp / (tp + fn), np.nan)
@@ -120,9 +124,13 @@ def _find_chips(model_dir: Path, region: Region, chips_dir: Path | None, tmp: Pa
     if chips_dir is not None:
         return resolve_chips_dir(region, chips_dir, chips_dir, False)
     for cand in (model_dir / "chips", model_dir / "chips" / region.name):
-        if (cand / "chipset.json").is_file() and read_chip_index(cand).meta.get("region") == region.name:
+        if (cand / "chipset.json").is_file() and read_chip_index(cand).meta.get(
+            "region"
+        ) == region.name:
             return cand
-    log.info("chipping %s for evaluation (the split is a pure function of the region file)", region.name)
+    log.info(
+        "chipping %s for evaluation (the split is a pure function of the region file)", region.name
+    )
     chip_region(region, tmp / "chips")
     return tmp / "chips"
 
@@ -183,11 +191,16 @@ def _evaluate_chips(
     chip_bands = [canonical_band(b) for b in index.meta.get("bands", region.imagery.bands)]
     missing = [b for b in card.bands if canonical_band(b) not in chip_bands]
     if missing:
-        raise BandMismatchError(f"the model needs bands {card.bands}, the region has {region.imagery.bands}", region.path)
+        raise BandMismatchError(
+            f"the model needs bands {card.bands}, the region has {region.imagery.bands}",
+            region.path,
+        )
     region_for_classes = region.model_copy(update={"classes": list(card.classes)})
     data = load_region_chips(region_for_classes, cdir, split, list(card.bands))
     if not len(data):
-        raise GeotlInputError(f"no {split} chips in {cdir}: lower block_size_m or raise test_fraction", region.path)
+        raise GeotlInputError(
+            f"no {split} chips in {cdir}: lower block_size_m or raise test_fraction", region.path
+        )
     num_classes = len(card.classes) + 1
     frame = index.frame.set_index("chip_id")
     labels_by_crs: dict[str, gpd.GeoDataFrame] = {}
@@ -225,8 +238,14 @@ def _evaluate_chips(
                 chip_box = box(*bounds)
                 near = labels.iloc[labels.sindex.query(chip_box, predicate="intersects")]
                 for c, name in enumerate(card.classes, start=1):
-                    pc = [o.geometry for o in objects if o.class_index == c and o.geometry.area >= max(min_area, pixel_area)]
-                    tc = [g.intersection(chip_box) for g in near.loc[near["class"] == name].geometry]
+                    pc = [
+                        o.geometry
+                        for o in objects
+                        if o.class_index == c and o.geometry.area >= max(min_area, pixel_area)
+                    ]
+                    tc = [
+                        g.intersection(chip_box) for g in near.loc[near["class"] == name].geometry
+                    ]
                     tc = [g for g in tc if not g.is_empty and g.area >= max(min_area, pixel_area)]
                     objs[i, :, c - 1] = match_objects(pc, tc)
 
@@ -267,14 +286,20 @@ def _evaluate_chips(
     }
     fg = confs[:, 1:, :].sum(1)  # noqa: F841  (kept for clarity of the mean below)
     mean_iou = float(np.nanmean(iou[1:])) if np.isfinite(iou[1:]).any() else float("nan")
-    miou_lo, miou_hi = bootstrap_ci(confs, lambda s: np.nanmean(pixel_scores(s)[0][..., 1:], axis=-1), n_boot, seed)
+    miou_lo, miou_hi = bootstrap_ci(
+        confs, lambda s: np.nanmean(pixel_scores(s)[0][..., 1:], axis=-1), n_boot, seed
+    )
     return {
         "region": region.name,
         "split": split,
         "chips": len(data),
         "match_iou": MATCH_IOU,
         "bootstrap": {"resamples": n_boot, "level": 0.95, "unit": "test chip", "seed": seed},
-        "pixel": {"mean_iou": _f(mean_iou), "mean_iou_ci95": [_f(miou_lo), _f(miou_hi)], "per_class": per_class},
+        "pixel": {
+            "mean_iou": _f(mean_iou),
+            "mean_iou_ci95": [_f(miou_lo), _f(miou_hi)],
+            "per_class": per_class,
+        },
         "objects": objects_out,
     }
 
@@ -308,7 +333,11 @@ def label_curve(
     out.mkdir(parents=True, exist_ok=True)
     json_path = Path(out_json) if out_json else out / "curve.json"
     chips = options.chips[0] if options.chips else None
-    cdir = resolve_chips_dir(region, chips, out / "chips", options.overwrite) if chips or not (out / "chips" / "chipset.json").is_file() else out / "chips"
+    cdir = (
+        resolve_chips_dir(region, chips, out / "chips", options.overwrite)
+        if chips or not (out / "chips" / "chipset.json").is_file()
+        else out / "chips"
+    )
     rows: list[dict[str, Any]] = []
     for base in bases:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", base)
@@ -335,7 +364,13 @@ def label_curve(
                     "model": card.model_id,
                 }
             )
-    table = {"region": region.name, "class": region.classes[0], "bases": bases, "budgets": budgets, "rows": rows}
+    table = {
+        "region": region.name,
+        "class": region.classes[0],
+        "bases": bases,
+        "budgets": budgets,
+        "rows": rows,
+    }
     atomic_write_text(json_path, json.dumps(table, indent=2) + "\n")
     plot_curve(table, json_path.with_suffix(".png"))
     return table
@@ -350,7 +385,9 @@ def plot_curve(table: dict[str, Any], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for base in table["bases"]:
-        rows = sorted((r for r in table["rows"] if r["base"] == base), key=lambda r: r["labels_used"])
+        rows = sorted(
+            (r for r in table["rows"] if r["base"] == base), key=lambda r: r["labels_used"]
+        )
         x = [r["labels_used"] for r in rows]
         y = [np.nan if r["pixel_iou"] is None else r["pixel_iou"] for r in rows]
         lo = [np.nan if r["pixel_iou_ci95"][0] is None else r["pixel_iou_ci95"][0] for r in rows]

@@ -36,8 +36,14 @@ import torch
 from geotl.bands import canonical_band
 from geotl.config import Region
 from geotl.errors import BandMismatchError, GeotlInputError, LabelError
-from geotl.models.artefact import BaseModelRef, ModelCard, Normalisation, RegionRecord, write_artefact
-from geotl.models.catalogue import LoadedBase, load_base
+from geotl.models.artefact import (
+    BaseModelRef,
+    ModelCard,
+    Normalisation,
+    RegionRecord,
+    write_artefact,
+)
+from geotl.models.catalogue import load_base
 
 __all__ = [
     "ChipData",
@@ -92,7 +98,9 @@ class ChipData:
 # ---------------------------------------------------------------------------- chips
 
 
-def resolve_chips_dir(region: Region, chips_dir: Path | None, default: Path, overwrite: bool) -> Path:
+def resolve_chips_dir(
+    region: Region, chips_dir: Path | None, default: Path, overwrite: bool
+) -> Path:
     """The chips folder for ``region``: given, or created by chipping into ``default``.
 
     Raises:
@@ -105,7 +113,10 @@ def resolve_chips_dir(region: Region, chips_dir: Path | None, default: Path, ove
         chip_region(region, default, overwrite=overwrite)
         chips_dir = default
     if not Path(chips_dir).is_dir():
-        raise GeotlInputError("chips folder not found: run 'geotl chip REGION.toml --out DIR' or drop --chips", chips_dir)
+        raise GeotlInputError(
+            "chips folder not found: run 'geotl chip REGION.toml --out DIR' or drop --chips",
+            chips_dir,
+        )
     index = read_chip_index(chips_dir)
     name = index.meta.get("region")
     if name != region.name:
@@ -171,7 +182,9 @@ def load_region_chips(
     rows = list(frame.itertuples(index=False))
     unsampled_by_chip: dict[str, list[int]] = {}
     if sampled is not None:
-        with_obj = [r for r in rows if len(r.object_ids) and any(int(i) in sampled for i in r.object_ids)]
+        with_obj = [
+            r for r in rows if len(r.object_ids) and any(int(i) in sampled for i in r.object_ids)
+        ]
         empty = [r for r in rows if not len(r.object_ids)]
         rng = np.random.default_rng(seed + 1)
         keep_empty = [empty[i] for i in sorted(rng.permutation(len(empty))[: len(with_obj)])]
@@ -268,7 +281,9 @@ def compute_normalisation(data: list[ChipData]) -> Normalisation:
 # ---------------------------------------------------------------------------- training
 
 
-def _augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _augment(
+    x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random flips and 90-degree rotations, per sample (square chips)."""
     n = x.shape[0]
     codes = torch.randint(0, 8, (n,), generator=gen)
@@ -290,7 +305,9 @@ def _augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[to
 def _confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
     ok = target != IGNORE
     idx = target[ok].long() * num_classes + pred[ok].long()
-    return torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return torch.bincount(idx, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes
+    )
 
 
 def iou_from_confusion(conf: np.ndarray) -> np.ndarray:
@@ -321,8 +338,12 @@ def _make_module(
         def __init__(self) -> None:
             super().__init__()
             self.network = network
-            self.register_buffer("mean", torch.tensor(norm.mean, dtype=torch.float32)[None, :, None, None])
-            self.register_buffer("std", torch.tensor(norm.std, dtype=torch.float32)[None, :, None, None])
+            self.register_buffer(
+                "mean", torch.tensor(norm.mean, dtype=torch.float32)[None, :, None, None]
+            )
+            self.register_buffer(
+                "std", torch.tensor(norm.std, dtype=torch.float32)[None, :, None, None]
+            )
             self.ce = torch.nn.CrossEntropyLoss(ignore_index=IGNORE)
             self.dice = smp.losses.DiceLoss("multiclass", ignore_index=IGNORE)
             self.focal = smp.losses.FocalLoss("multiclass", ignore_index=IGNORE)
@@ -400,8 +421,16 @@ def _make_module(
             return self
 
         def configure_optimizers(self) -> Any:
-            enc = [p for n, p in self.network.named_parameters() if n.startswith("encoder.") and p.requires_grad]
-            rest = [p for n, p in self.network.named_parameters() if not n.startswith("encoder.") and p.requires_grad]
+            enc = [
+                p
+                for n, p in self.network.named_parameters()
+                if n.startswith("encoder.") and p.requires_grad
+            ]
+            rest = [
+                p
+                for n, p in self.network.named_parameters()
+                if not n.startswith("encoder.") and p.requires_grad
+            ]
             groups = [{"params": rest, "lr": lr}]
             if enc:
                 groups.append({"params": enc, "lr": encoder_lr})
@@ -437,7 +466,9 @@ def _freeze(network: torch.nn.Module, mode: str, keep_first_conv: bool) -> list[
             info = getattr(getattr(encoder, "model", None), "feature_info", None)
             cut = len(names) // 3
             if info is not None:
-                early = [m for m, r in zip(info.module_name(), info.reduction(), strict=False) if r <= 8]
+                early = [
+                    m for m, r in zip(info.module_name(), info.reduction(), strict=False) if r <= 8
+                ]
                 if early:
                     last = "model." + early[-1]
                     idx = [i for i, n in enumerate(names) if n.startswith(last + ".")]
@@ -469,7 +500,9 @@ class _ChipDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, to
         return self.x[i], self.y[i], self.valid[i]
 
 
-def _loader(data: list[ChipData], batch_size: int, shuffle: bool, seed: int, num_workers: int) -> Any:
+def _loader(
+    data: list[ChipData], batch_size: int, shuffle: bool, seed: int, num_workers: int
+) -> Any:
     from torch.utils.data import DataLoader, WeightedRandomSampler
 
     ds = _ChipDataset(data)
@@ -479,8 +512,15 @@ def _loader(data: list[ChipData], batch_size: int, shuffle: bool, seed: int, num
     # every region gets the same total sampling weight per epoch
     weights = torch.cat([torch.full((n,), 1.0 / n) for n in ds.region_sizes if n])
     n_samples = max(len(ds), batch_size)
-    sampler = WeightedRandomSampler(weights, n_samples, replacement=len(ds.region_sizes) > 1 or n_samples > len(ds), generator=gen)
-    return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=False)
+    sampler = WeightedRandomSampler(
+        weights,
+        n_samples,
+        replacement=len(ds.region_sizes) > 1 or n_samples > len(ds),
+        generator=gen,
+    )
+    return DataLoader(
+        ds, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=False
+    )
 
 
 def _labels_available(chips_dir: Path, split: str) -> int:
@@ -516,11 +556,20 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
     first = regions[0]
     for r in regions[1:]:
         if r.classes != first.classes:
-            raise GeotlInputError(f"classes {r.classes} differ from {first.name}'s {first.classes}: train regions with the same classes", r.path)
-        if sorted(canonical_band(b) for b in r.imagery.bands) != sorted(canonical_band(b) for b in first.imagery.bands):
-            raise BandMismatchError(f"bands {r.imagery.bands} differ from {first.name}'s {first.imagery.bands}", r.path)
+            raise GeotlInputError(
+                f"classes {r.classes} differ from {first.name}'s {first.classes}: train regions with the same classes",
+                r.path,
+            )
+        if sorted(canonical_band(b) for b in r.imagery.bands) != sorted(
+            canonical_band(b) for b in first.imagery.bands
+        ):
+            raise BandMismatchError(
+                f"bands {r.imagery.bands} differ from {first.name}'s {first.imagery.bands}", r.path
+            )
     if options.chips and len(options.chips) != len(regions):
-        raise GeotlInputError(f"{len(options.chips)} --chips folder(s) for {len(regions)} region(s): give one per region, in order")
+        raise GeotlInputError(
+            f"{len(options.chips)} --chips folder(s) for {len(regions)} region(s): give one per region, in order"
+        )
     if options.device not in ("cpu", "cuda"):
         raise GeotlInputError(f"--device {options.device!r}: use cpu or cuda")
     if options.device == "cuda" and not torch.cuda.is_available():
@@ -573,27 +622,52 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
                 r.path,
             )
         sampled = select_objects([list(v) for v in train_frame["object_ids"]], budget, seed)
-        td = load_region_chips(r, cdir, "train", band_order, sampled if budget is not None else None, seed)
+        td = load_region_chips(
+            r, cdir, "train", band_order, sampled if budget is not None else None, seed
+        )
         vd = load_region_chips(r, cdir, "val", band_order, None, seed)
         train_data.append(td)
         val_data.append(vd)
         records.append(
-            RegionRecord(name=r.name, path=str(r.path), labels_available=available, labels_used=len(sampled), chips_train=len(td))
+            RegionRecord(
+                name=r.name,
+                path=str(r.path),
+                labels_available=available,
+                labels_used=len(sampled),
+                chips_train=len(td),
+            )
         )
-        log.info("%s: %d of %d train objects, %d train chips, %d val chips", r.name, len(sampled), available, len(td), len(vd))
+        log.info(
+            "%s: %d of %d train objects, %d train chips, %d val chips",
+            r.name,
+            len(sampled),
+            available,
+            len(td),
+            len(vd),
+        )
     if not any(len(v) for v in val_data):
         log.warning("no validation chips: early stopping watches the training chips instead")
         val_data = train_data
 
-    if base.card is not None and [canonical_band(b) for b in base.card.bands] == [canonical_band(b) for b in band_order]:
+    if base.card is not None and [canonical_band(b) for b in base.card.bands] == [
+        canonical_band(b) for b in band_order
+    ]:
         norm = base.card.normalisation
     else:
         norm = compute_normalisation(train_data)
 
     pl.seed_everything(seed, workers=True, verbose=False)
-    network, spec, plan = build_adapted_network(base, band_order, list(first.classes), seed=seed, encoder=options.encoder)
-    frozen = _freeze(network, freeze, keep_first_conv=bool(plan and plan.new)) if base.entry.id != "none" else []
-    module = _make_module(network, spec.num_classes, norm, loss, lr, encoder_lr, epochs, frozen, seed)
+    network, spec, plan = build_adapted_network(
+        base, band_order, list(first.classes), seed=seed, encoder=options.encoder
+    )
+    frozen = (
+        _freeze(network, freeze, keep_first_conv=bool(plan and plan.new))
+        if base.entry.id != "none"
+        else []
+    )
+    module = _make_module(
+        network, spec.num_classes, norm, loss, lr, encoder_lr, epochs, frozen, seed
+    )
 
     best: dict[str, Any] = {"iou": -1.0, "state": None, "epoch": 0}
 
@@ -602,7 +676,11 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
             # runs after this epoch's validation (module hooks set _last_val)
             val = float(getattr(pl_module, "_last_val", -1.0))
             if val > best["iou"]:
-                best.update(iou=val, epoch=trainer.current_epoch + 1, state=copy.deepcopy(pl_module.network.state_dict()))
+                best.update(
+                    iou=val,
+                    epoch=trainer.current_epoch + 1,
+                    state=copy.deepcopy(pl_module.network.state_dict()),
+                )
 
     from lightning.pytorch.callbacks import EarlyStopping
 
@@ -638,7 +716,11 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
     }
     entry = base.entry
     if plan is not None:
-        metrics["bands"] = {"matched": list(plan.matched), "new": list(plan.new), "dropped": list(plan.dropped)}
+        metrics["bands"] = {
+            "matched": list(plan.matched),
+            "new": list(plan.new),
+            "dropped": list(plan.dropped),
+        }
     index0 = __import__("geotl.chips", fromlist=["read_chip_index"]).read_chip_index(chips_dirs[0])
     res = float(np.median(index0.frame["resolution_m"])) if len(index0.frame) else 0.0
     card = ModelCard(
@@ -668,7 +750,9 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
     )
     out.mkdir(parents=True, exist_ok=True)
     card = write_artefact(out, network, card)
-    log.info("wrote %s (val IoU %.4f, best epoch %d, %.1fs)", out, best["iou"], best["epoch"], seconds)
+    log.info(
+        "wrote %s (val IoU %.4f, best epoch %d, %.1fs)", out, best["iou"], best["epoch"], seconds
+    )
     return card
 
 

@@ -26,3 +26,38 @@ def _no_network(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPa
     monkeypatch.setenv("TORCH_HOME", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path_factory.getbasetemp() / "hf-home"))
+    monkeypatch.setenv("GEOTL_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "geotl-cache"))
+
+
+# --- train/evaluate: the demo region's chips and one tiny model, shared per session ----
+
+DEMO_REGION = REPO / "regions" / "demo-osbs.toml"
+
+
+@pytest.fixture(scope="session")
+def demo_chips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Chips of the demo region (64 px), cut once per session."""
+    from geotl.chips import chip_region
+    from geotl.config import load_region
+
+    out = tmp_path_factory.mktemp("demo") / "chips"
+    chip_region(load_region(DEMO_REGION), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_model(demo_chips: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-epoch model of the demo region (efficientnet-lite0 base)."""
+    import torch
+
+    from geotl.config import load_region
+    from geotl.train import TrainOptions, train_model
+
+    torch.set_num_threads(2)
+    out = tmp_path_factory.mktemp("model") / "m"
+    train_model(
+        [load_region(DEMO_REGION)],
+        out,
+        TrainOptions(chips=(demo_chips,), epochs=2, seed=0, batch_size=8),
+    )
+    return out

@@ -15,7 +15,9 @@ def _int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise GeotlInputError(f"--curve {text!r}: give label budgets as integers, e.g. 100,300,1000") from None
+        raise GeotlInputError(
+            f"--curve {text!r}: give label budgets as integers, e.g. 100,300,1000"
+        ) from None
     if not values or min(values) < 1:
         raise GeotlInputError(f"--curve {text!r}: give positive label budgets, e.g. 100,300,1000")
     return values
@@ -24,10 +26,30 @@ def _int_list(text: str) -> list[int]:
 @click.command("evaluate")
 @click.argument("model_dir", metavar="MODEL_DIR", type=click.Path(path_type=Path, file_okay=False))
 @click.argument("region_file", metavar="REGION.toml", type=click.Path(path_type=Path))
-@click.option("--out", "out_file", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write the metrics (or curve table) JSON here.")
-@click.option("--chips", type=click.Path(path_type=Path, file_okay=False), default=None, help="The region's chips folder.")
-@click.option("--curve", default=None, help="Label budgets, e.g. 100,300,1000,3000: train+evaluate per budget and base; MODEL_DIR receives the models.")
-@click.option("--bases", default="pkg:efficientnet-lite0,none", show_default=True, help="Base ids for --curve, comma-separated.")
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the metrics (or curve table) JSON here.",
+)
+@click.option(
+    "--chips",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="The region's chips folder.",
+)
+@click.option(
+    "--curve",
+    default=None,
+    help="Label budgets, e.g. 100,300,1000,3000: train+evaluate per budget and base; MODEL_DIR receives the models.",
+)
+@click.option(
+    "--bases",
+    default="pkg:efficientnet-lite0,none",
+    show_default=True,
+    help="Base ids for --curve, comma-separated.",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs per curve run.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
@@ -53,9 +75,13 @@ def command(
     if curve is not None:
         budgets = _int_list(curve)
         base_ids = [b.strip() for b in bases.split(",") if b.strip()]
-        options = TrainOptions(chips=(chips,) if chips else (), epochs=epochs, seed=seed, device=device)
+        options = TrainOptions(
+            chips=(chips,) if chips else (), epochs=epochs, seed=seed, device=device
+        )
         table = label_curve(region, model_dir, budgets, base_ids, options, out_json=out_file)
         click.echo(json.dumps(table, indent=2))
         return
-    metrics = evaluate_model(model_dir, region, chips_dir=chips, out=out_file, device=device, seed=seed)
+    metrics = evaluate_model(
+        model_dir, region, chips_dir=chips, out=out_file, device=device, seed=seed
+    )
     click.echo(json.dumps(metrics, indent=2))

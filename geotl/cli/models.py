@@ -26,9 +26,21 @@ def list_command(as_json: bool, supported: bool) -> None:
     """List every base model: architecture, bands, licence, sha256, offline availability."""
     entries = [e for e in list_entries() if e.supported or not supported]
     if as_json:
-        click.echo(json.dumps([e.model_dump() | {"supported": e.supported} for e in entries], indent=2))
+        click.echo(
+            json.dumps([e.model_dump() | {"supported": e.supported} for e in entries], indent=2)
+        )
         return
-    header = ("id", "architecture", "bands", "pretraining", "licence", "commercial", "sha256", "size", "offline")
+    header = (
+        "id",
+        "architecture",
+        "bands",
+        "pretraining",
+        "licence",
+        "commercial",
+        "sha256",
+        "size",
+        "offline",
+    )
     rows = [
         (
             e.id,
@@ -50,7 +62,9 @@ def list_command(as_json: bool, supported: bool) -> None:
 
 @command.command("import")
 @click.argument("file", metavar="FILE", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--as", "entry_id", required=True, help="torchgeo:<WeightsEnum>.<NAME> the file holds.")
+@click.option(
+    "--as", "entry_id", required=True, help="torchgeo:<WeightsEnum>.<NAME> the file holds."
+)
 def import_command(file: Path, entry_id: str) -> None:
     """Verify a downloaded weights file against torchgeo's sha256 and make it available offline."""
     target = import_weights(file, entry_id)

@@ -11,8 +11,20 @@ from geotl.train import TrainOptions, train_model
 
 
 @click.command("train")
-@click.argument("region_files", metavar="REGION.toml...", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False), help="Model folder to write.")
+@click.argument(
+    "region_files",
+    metavar="REGION.toml...",
+    nargs=-1,
+    required=True,
+    type=click.Path(path_type=Path),
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Model folder to write.",
+)
 @click.option(
     "--chips",
     "chips",
@@ -20,14 +32,52 @@ from geotl.train import TrainOptions, train_model
     type=click.Path(path_type=Path, file_okay=False),
     help="Chips folder (one per region, in order); default: chip into DIR/chips.",
 )
-@click.option("--base", default=None, help="Base model id (see 'geotl models list'); default: the region's [model] base.")
-@click.option("--max-labels", type=click.IntRange(min=1), default=None, help="Label budget: labelled objects training may use.")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Maximum epochs (early stopping on val IoU).")
-@click.option("--freeze", type=click.Choice(["none", "backbone", "partial"]), default=None, help="What of the encoder stays frozen.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling, init and augmentation.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="cuda adds mixed precision.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Chips per batch (default: region's [model]).")
-@click.option("--encoder", default=None, help="Architecture for --base none or file: (smp encoder name).")
+@click.option(
+    "--base",
+    default=None,
+    help="Base model id (see 'geotl models list'); default: the region's [model] base.",
+)
+@click.option(
+    "--max-labels",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Label budget: labelled objects training may use.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Maximum epochs (early stopping on val IoU).",
+)
+@click.option(
+    "--freeze",
+    type=click.Choice(["none", "backbone", "partial"]),
+    default=None,
+    help="What of the encoder stays frozen.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed for sampling, init and augmentation.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default="cpu",
+    show_default=True,
+    help="cuda adds mixed precision.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Chips per batch (default: region's [model]).",
+)
+@click.option(
+    "--encoder", default=None, help="Architecture for --base none or file: (smp encoder name)."
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing model (and its chips) in DIR.")
 def command(
     region_files: tuple[Path, ...],
@@ -62,5 +112,10 @@ def command(
     )
     card = train_model(regions, out_dir, options)
     val = card.metrics.get("val_iou")
-    click.echo(f"geotl train: {card.model_id}, val IoU {val:.4f}" if isinstance(val, float) else f"geotl train: {card.model_id}", err=True)
+    click.echo(
+        f"geotl train: {card.model_id}, val IoU {val:.4f}"
+        if isinstance(val, float)
+        else f"geotl train: {card.model_id}",
+        err=True,
+    )
     click.echo(str(out_dir))

@@ -81,7 +81,9 @@ def _canon(name: str) -> str:
         return name.strip().lower()
 
 
-def plan_bands(region_bands: list[str] | tuple[str, ...], base_bands: list[str] | tuple[str, ...]) -> BandPlan:
+def plan_bands(
+    region_bands: list[str] | tuple[str, ...], base_bands: list[str] | tuple[str, ...]
+) -> BandPlan:
     """Match region bands to base bands by name.
 
     >>> p = plan_bands(["nir", "red", "green"], ["B04", "B03", "B02"])
@@ -109,7 +111,9 @@ def plan_bands(region_bands: list[str] | tuple[str, ...], base_bands: list[str] 
     return BandPlan(region_bands=region, base_bands=base, sources=tuple(sources), dropped=dropped)
 
 
-def adapt_weight(weight: torch.Tensor, plan: BandPlan, generator: torch.Generator | None = None) -> torch.Tensor:
+def adapt_weight(
+    weight: torch.Tensor, plan: BandPlan, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """New first-layer weight ``(out, len(region_bands), kh, kw)`` following ``plan``.
 
     Args:
@@ -161,7 +165,10 @@ def adapt_first_conv(
             list(plan.dropped),
         )
     if plan.new:
-        log.info("region bands %s are new to the base model: filters drawn from pretrained statistics", list(plan.new))
+        log.info(
+            "region bands %s are new to the base model: filters drawn from pretrained statistics",
+            list(plan.new),
+        )
     key = key or find_first_conv(encoder_state)
     gen = torch.Generator().manual_seed(seed)
     state = dict(encoder_state)
@@ -193,14 +200,19 @@ def build_adapted_network(
     enc_name = base.entry.encoder or encoder or "tu-tf_efficientnet_lite0"
     if base.entry.id == "none" and encoder:
         enc_name = encoder
-    spec = NetworkSpec(encoder=enc_name, in_channels=len(region_bands), num_classes=len(classes) + 1)
+    spec = NetworkSpec(
+        encoder=enc_name, in_channels=len(region_bands), num_classes=len(classes) + 1
+    )
     net = build_network(spec)
     if base.entry.id == "none":
         return net, spec, None
     state = base.encoder_state
     base_bands = list(base.entry.bands)
     # the first convolution in module (= forward) order; state dict key order is not reliable
-    key = next(n for n, m in net.encoder.named_modules() if isinstance(m, torch.nn.Conv2d)) + ".weight"
+    key = (
+        next(n for n, m in net.encoder.named_modules() if isinstance(m, torch.nn.Conv2d))
+        + ".weight"
+    )
     if key not in state:
         raise BaseModelError(f"weights of {base.entry.id} have no '{key}' for encoder {enc_name}")
     if not base_bands:  # file: weights declare no bands; positional if the count fits
@@ -224,10 +236,16 @@ def build_adapted_network(
     return net, spec, plan
 
 
-def _reuse_decoder(net: torch.nn.Module, full: dict[str, torch.Tensor], old: list[str], new: list[str]) -> None:
+def _reuse_decoder(
+    net: torch.nn.Module, full: dict[str, torch.Tensor], old: list[str], new: list[str]
+) -> None:
     """Copy decoder weights and map the segmentation head's channels by class name."""
     own = net.state_dict()
-    decoder = {k: v for k, v in full.items() if k.startswith("decoder.") and k in own and own[k].shape == v.shape}
+    decoder = {
+        k: v
+        for k, v in full.items()
+        if k.startswith("decoder.") and k in own and own[k].shape == v.shape
+    }
     net.load_state_dict({**own, **decoder}, strict=True)
     old_names = ["background", *old]
     new_names = ["background", *new]

@@ -79,7 +79,12 @@ _COMMERCIAL_OK = {
 }
 
 # torchgeo architectures geotl can put under a U-Net: meta "model" -> smp encoder name.
-_RESNETS = {"resnet18": "resnet18", "resnet34": "resnet34", "resnet50": "resnet50", "resnet152": "resnet152"}
+_RESNETS = {
+    "resnet18": "resnet18",
+    "resnet34": "resnet34",
+    "resnet50": "resnet50",
+    "resnet152": "resnet152",
+}
 
 
 class BaseModelEntry(BaseModel):
@@ -132,7 +137,7 @@ def sha256_file(path: Path) -> str:
 
 
 def cache_dir() -> Path:
-    """geotl's cache folder (``$GEOTL_CACHE_DIR``, else ``$XDG_CACHE_HOME/geotl``)."""
+    """Geotl's cache folder (``$GEOTL_CACHE_DIR``, else ``$XDG_CACHE_HOME/geotl``)."""
     env = os.environ.get("GEOTL_CACHE_DIR")
     if env:
         return Path(env)
@@ -163,8 +168,29 @@ _TG_BAND_ALIASES = {"R": "red", "G": "green", "B": "blue", "N": "nir", "NIR": "n
 
 
 # Landsat band numbers mean different wavelengths per sensor (TM/ETM+ vs OLI).
-_LANDSAT_TM = {1: "blue", 2: "green", 3: "red", 4: "nir08", 5: "swir16", 6: "lwir", 7: "swir22", 8: "pan"}
-_LANDSAT_OLI = {1: "coastal", 2: "blue", 3: "green", 4: "red", 5: "nir08", 6: "swir16", 7: "swir22", 8: "pan", 9: "cirrus", 10: "lwir11", 11: "lwir12"}
+_LANDSAT_TM = {
+    1: "blue",
+    2: "green",
+    3: "red",
+    4: "nir08",
+    5: "swir16",
+    6: "lwir",
+    7: "swir22",
+    8: "pan",
+}
+_LANDSAT_OLI = {
+    1: "coastal",
+    2: "blue",
+    3: "green",
+    4: "red",
+    5: "nir08",
+    6: "swir16",
+    7: "swir22",
+    8: "pan",
+    9: "cirrus",
+    10: "lwir11",
+    11: "lwir12",
+}
 _BAND_NUM = re.compile(r"^(?:SR_)?B(\d+)(?:_VCID_\d)?$", re.IGNORECASE)
 
 
@@ -257,7 +283,8 @@ def _torchgeo_entry(entry_id: str, weights: Any) -> BaseModelEntry:
         bands=_canonical_or_raw(band_ids),
         band_ids=band_ids,
         normalisation=f"torchgeo transforms: {type(weights.transforms).__name__}",
-        pretraining=str(meta.get("dataset", "")) + (f" ({meta['ssl_method']})" if meta.get("ssl_method") else ""),
+        pretraining=str(meta.get("dataset", ""))
+        + (f" ({meta['ssl_method']})" if meta.get("ssl_method") else ""),
         licence=licence,
         commercial_use=commercial,
         sha256=_hash_prefix(filename),
@@ -368,14 +395,22 @@ def _load_lite0() -> dict[str, torch.Tensor]:
     source = torch.load(path, map_location="cpu", weights_only=True)
     reference = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
     if len(source) != len(reference):
-        raise BaseModelError(f"unexpected layout in {path}: {len(source)} tensors, timm has {len(reference)}")
+        raise BaseModelError(
+            f"unexpected layout in {path}: {len(source)} tensors, timm has {len(reference)}"
+        )
     mapped: dict[str, torch.Tensor] = {}
     for (src_key, tensor), (dst_key, ref) in zip(source.items(), reference.items(), strict=True):
         if tuple(tensor.shape) != tuple(ref.shape):
-            raise BaseModelError(f"unexpected layout in {path}: {src_key} {tuple(tensor.shape)} vs {dst_key}")
+            raise BaseModelError(
+                f"unexpected layout in {path}: {src_key} {tuple(tensor.shape)} vs {dst_key}"
+            )
         mapped[dst_key] = tensor
     # smp's "tu-" encoders wrap the timm features model as ``model``; classifier/head unused.
-    return {f"model.{k}": v for k, v in mapped.items() if not k.startswith(("classifier", "conv_head", "bn2"))}
+    return {
+        f"model.{k}": v
+        for k, v in mapped.items()
+        if not k.startswith(("classifier", "conv_head", "bn2"))
+    }
 
 
 # ---------------------------------------------------------------------------- others
@@ -474,9 +509,15 @@ def get_entry(entry_id: str) -> BaseModelEntry:
     if entry_id.startswith("torchgeo:"):
         weights = _torchgeo_weights().get(entry_id)
         if weights is None:
-            close = [k for k in _torchgeo_weights() if k.lower().endswith(entry_id.split(".")[-1].lower())]
+            close = [
+                k
+                for k in _torchgeo_weights()
+                if k.lower().endswith(entry_id.split(".")[-1].lower())
+            ]
             hint = f"did you mean {close[0]}? " if close else ""
-            raise BaseModelError(f"unknown torchgeo weights '{entry_id}': {hint}see 'geotl models list'")
+            raise BaseModelError(
+                f"unknown torchgeo weights '{entry_id}': {hint}see 'geotl models list'"
+            )
         return _torchgeo_entry(entry_id, weights)
     raise BaseModelError(f"unknown base model '{entry_id}'; {_known_ids_hint()}")
 
@@ -512,14 +553,18 @@ def load_base(
     if entry_id.startswith("model:"):
         return _load_model(entry)
     if not entry.supported:
-        raise BaseModelError(f"base model {entry.id} cannot be used for segmentation: {entry.unsupported_reason}")
+        raise BaseModelError(
+            f"base model {entry.id} cannot be used for segmentation: {entry.unsupported_reason}"
+        )
     if entry_id == "pkg:efficientnet-lite0":
         return LoadedBase(entry=entry, encoder_state=_load_lite0())
     if entry_id.startswith("pkg:ukis-csmask-"):
         from geotl.models import ukis
 
         if not entry.available_offline:
-            raise BaseModelError(f"{entry.id} needs the ukis-csmask package: pip install ukis-csmask")
+            raise BaseModelError(
+                f"{entry.id} needs the ukis-csmask package: pip install ukis-csmask"
+            )
         state = ukis.converted_state(entry_id.rsplit("-", 1)[-1])
         enc = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
         return LoadedBase(entry=entry, encoder_state=enc)
@@ -527,7 +572,9 @@ def load_base(
     return LoadedBase(entry=entry, encoder_state=_torchgeo_encoder_state(entry, state))
 
 
-def _torchgeo_encoder_state(entry: BaseModelEntry, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _torchgeo_encoder_state(
+    entry: BaseModelEntry, state: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     if entry.architecture.startswith("unet-"):
         enc = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
         if not enc:
@@ -551,9 +598,13 @@ def _load_file(entry: BaseModelEntry, encoder: str) -> LoadedBase:
     except BaseModelError:
         raise
     except Exception as exc:
-        raise BaseModelError(f"cannot read weights ({exc}); give a safetensors or plain state-dict .pth", path) from exc
+        raise BaseModelError(
+            f"cannot read weights ({exc}); give a safetensors or plain state-dict .pth", path
+        ) from exc
     if any(k.startswith("encoder.") for k in state):
-        state = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+        state = {
+            k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")
+        }
     # infer bands from the first conv when 3 channels (assume RGB); otherwise positional
     entry = entry.model_copy(update={"encoder": encoder, "architecture": encoder})
     return LoadedBase(entry=entry, encoder_state=state)
@@ -572,7 +623,9 @@ def _load_model(entry: BaseModelEntry) -> LoadedBase:
         raise ModelArtefactError(f"missing {WEIGHTS_FILE}: copy the whole model folder", model_dir)
     state = load_file(str(weights))
     enc = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
-    return LoadedBase(entry=entry, encoder_state=enc, full_state=state, classes=list(card.classes), card=card)
+    return LoadedBase(
+        entry=entry, encoder_state=enc, full_state=state, classes=list(card.classes), card=card
+    )
 
 
 # ---------------------------------------------------------------------------- import

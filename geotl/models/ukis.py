@@ -77,13 +77,26 @@ def build_torch_unet(variant: str, level: str = "l2a") -> torch.nn.Module:
     meta = _meta(variant, level)
     data = meta["data"]
     assert isinstance(data, dict)
-    net = smp.Unet("efficientnet-b4", encoder_weights=None, in_channels=int(data["in_channels"]), classes=int(data["classes"]))
+    net = smp.Unet(
+        "efficientnet-b4",
+        encoder_weights=None,
+        in_channels=int(data["in_channels"]),
+        classes=int(data["classes"]),
+    )
     state = onnx_state(variant, level)
     missing, unexpected = net.load_state_dict(state, strict=False)
     # The ONNX graph omits the classifier head's conv/bn, which smp's encoder never uses.
-    missing = [k for k in missing if not k.endswith("num_batches_tracked") and "_conv_head" not in k and "encoder._bn1" not in k]
+    missing = [
+        k
+        for k in missing
+        if not k.endswith("num_batches_tracked")
+        and "_conv_head" not in k
+        and "encoder._bn1" not in k
+    ]
     if missing or unexpected:
-        raise BaseModelError(f"ONNX weights do not fit smp Unet(efficientnet-b4): missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise BaseModelError(
+            f"ONNX weights do not fit smp Unet(efficientnet-b4): missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
     return net.eval()
 
 
@@ -113,7 +126,11 @@ def converted_state(variant: str, level: str = "l2a") -> dict[str, torch.Tensor]
         save_file(state, str(tmp), metadata={"source": source.name, "source_sha256": source_sha})
     atomic_write_text(
         record,
-        json.dumps({"source": str(source), "source_sha256": source_sha, "sha256": sha256_file(target)}, indent=2) + "\n",
+        json.dumps(
+            {"source": str(source), "source_sha256": source_sha, "sha256": sha256_file(target)},
+            indent=2,
+        )
+        + "\n",
     )
     log.info("converted %s to %s", source.name, target)
     return state

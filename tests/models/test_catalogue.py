@@ -8,7 +8,13 @@ import torch
 from geotl.errors import BaseModelError
 from geotl.models import catalogue
 from geotl.models.adapt import build_adapted_network
-from geotl.models.catalogue import get_entry, import_weights, list_entries, load_base, torch_hub_checkpoints
+from geotl.models.catalogue import (
+    get_entry,
+    import_weights,
+    list_entries,
+    load_base,
+    torch_hub_checkpoints,
+)
 
 torch.set_num_threads(2)
 
@@ -25,7 +31,13 @@ def _fake_resnet18_state(seed: int = 0) -> dict[str, torch.Tensor]:
 def test_catalogue_lists_every_torchgeo_weight_and_packages():
     entries = list_entries()
     ids = {e.id for e in entries}
-    assert {"pkg:efficientnet-lite0", "pkg:ukis-csmask-6b", "pkg:ukis-csmask-4b", "none", RGB_MOCO} <= ids
+    assert {
+        "pkg:efficientnet-lite0",
+        "pkg:ukis-csmask-6b",
+        "pkg:ukis-csmask-4b",
+        "none",
+        RGB_MOCO,
+    } <= ids
     assert sum(i.startswith("torchgeo:") for i in ids) > 100
     rgb = get_entry(RGB_MOCO)
     assert rgb.encoder == "resnet18" and rgb.bands == ["red", "green", "blue"]
@@ -43,7 +55,9 @@ def test_unknown_id_lists_known_ones():
 
 
 def test_unavailable_offline_says_how_to_import():
-    with pytest.raises(BaseModelError, match="geotl models import resnet18_sentinel2_rgb_moco-e3a335e3.pth"):
+    with pytest.raises(
+        BaseModelError, match="geotl models import resnet18_sentinel2_rgb_moco-e3a335e3.pth"
+    ):
         load_base(RGB_MOCO)
 
 
@@ -81,8 +95,17 @@ def test_torchgeo_route_loads_from_torch_cache():
 def _fake_weights_enum(url: str):
     from torchvision.models._api import Weights, WeightsEnum
 
-    class Fake_Weights(WeightsEnum):  # noqa: N801
-        TINY = Weights(url=url, transforms=None, meta={"model": "resnet18", "in_chans": 3, "bands": ["B4", "B3", "B2"], "dataset": "SSL4EO-L"})
+    class Fake_Weights(WeightsEnum):
+        TINY = Weights(
+            url=url,
+            transforms=None,
+            meta={
+                "model": "resnet18",
+                "in_chans": 3,
+                "bands": ["B4", "B3", "B2"],
+                "dataset": "SSL4EO-L",
+            },
+        )
 
     return Fake_Weights.TINY
 
@@ -92,7 +115,9 @@ def test_import_verifies_sha_and_makes_weights_offline(tmp_path, monkeypatch):
     torch.save(_fake_resnet18_state(1), src)
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
     fake = _fake_weights_enum(f"https://example.invalid/w/resnet18_fake-{digest[:8]}.pth")
-    monkeypatch.setattr(catalogue, "_torchgeo_weights", lambda: {"torchgeo:Fake_Weights.TINY": fake})
+    monkeypatch.setattr(
+        catalogue, "_torchgeo_weights", lambda: {"torchgeo:Fake_Weights.TINY": fake}
+    )
     with pytest.raises(BaseModelError, match="not available offline"):
         load_base("torchgeo:Fake_Weights.TINY")
     target = import_weights(src, "torchgeo:Fake_Weights.TINY")
@@ -100,7 +125,9 @@ def test_import_verifies_sha_and_makes_weights_offline(tmp_path, monkeypatch):
     entry = get_entry("torchgeo:Fake_Weights.TINY")
     assert entry.available_offline and entry.licence == "CC0-1.0"
     base = load_base("torchgeo:Fake_Weights.TINY")
-    assert torch.equal(base.encoder_state["conv1.weight"], torch.load(src, weights_only=True)["conv1.weight"])
+    assert torch.equal(
+        base.encoder_state["conv1.weight"], torch.load(src, weights_only=True)["conv1.weight"]
+    )
     target.unlink()
 
 
@@ -134,7 +161,14 @@ def test_efficientnet_lite0_maps_key_for_key_onto_timm(shared_data):
         top = full(x).softmax(-1).topk(3).indices[0].tolist()
         feats_full = full.forward_intermediates(x, intermediates_only=True)[-1]
         feats_enc = net.encoder.eval()(x)[-1]
-    assert set(top) & {970, 972, 973, 975, 976, 979}  # alp, cliff, coral reef?, lakeside, promontory, valley
+    assert set(top) & {
+        970,
+        972,
+        973,
+        975,
+        976,
+        979,
+    }  # alp, cliff, coral reef?, lakeside, promontory, valley
     assert torch.allclose(feats_full, feats_enc, atol=1e-5)
 
 
@@ -147,8 +181,12 @@ def test_ukis_conversion_matches_onnxruntime():
     x = np.random.default_rng(0).standard_normal((1, 4, 256, 256)).astype(np.float32)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
-    ref32 = ort.InferenceSession(ukis.onnx_float32_graph("4b"), opts, providers=["CPUExecutionProvider"])
-    ref16 = ort.InferenceSession(str(ukis.onnx_path("4b")), opts, providers=["CPUExecutionProvider"])
+    ref32 = ort.InferenceSession(
+        ukis.onnx_float32_graph("4b"), opts, providers=["CPUExecutionProvider"]
+    )
+    ref16 = ort.InferenceSession(
+        str(ukis.onnx_path("4b")), opts, providers=["CPUExecutionProvider"]
+    )
     with torch.no_grad():
         out = net(torch.from_numpy(x)).numpy()
     assert np.abs(out - ref32.run(None, {"input": x})[0]).max() < 1e-4
@@ -167,6 +205,8 @@ def test_ukis_base_is_cached_with_sha(tmp_path, monkeypatch):
     record = cached[0].with_suffix(".json").read_text()
     assert hashlib.sha256(cached[0].read_bytes()).hexdigest() in record
     again = load_base("pkg:ukis-csmask-4b")
-    assert torch.equal(again.encoder_state["_conv_stem.weight"], base.encoder_state["_conv_stem.weight"])
+    assert torch.equal(
+        again.encoder_state["_conv_stem.weight"], base.encoder_state["_conv_stem.weight"]
+    )
     net, _, plan = build_adapted_network(again, ["nir", "red", "green"], ["field"])
     assert plan.dropped == ("blue",)

@@ -1,0 +1,138 @@
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from click.testing import CliRunner
+
+from geotl.cli.main import cli
+
+torch.set_num_threads(2)
+DEMO = Path(__file__).resolve().parents[2] / "regions" / "demo-osbs.toml"
+
+
+def test_models_list_table_and_json():
+    runner = CliRunner()
+    res = runner.invoke(cli, ["models", "list"])
+    assert res.exit_code == 0
+    assert (
+        "pkg:efficientnet-lite0" in res.stdout
+        and "torchgeo:ResNet18_Weights.SENTINEL2_RGB_MOCO" in res.stdout
+    )
+    res = runner.invoke(cli, ["models", "list", "--json", "--supported"])
+    entries = json.loads(res.stdout)
+    assert all(e["supported"] for e in entries) and any(
+        e["id"] == "pkg:ukis-csmask-6b" for e in entries
+    )
+
+
+def test_models_import_sha_mismatch_exit_2(tmp_path):
+    f = tmp_path / "w.pth"
+    torch.save({"a": torch.zeros(2)}, f)
+    res = CliRunner().invoke(
+        cli, ["models", "import", str(f), "--as", "torchgeo:ResNet18_Weights.SENTINEL2_RGB_MOCO"]
+    )
+    assert res.exit_code == 2
+    assert hashlib.sha256(f.read_bytes()).hexdigest() in res.stderr and "e3a335e3" in res.stderr
+
+
+def test_train_unknown_base_exit_2(tmp_path):
+    res = CliRunner().invoke(
+        cli, ["train", str(DEMO), "--out", str(tmp_path / "m"), "--base", "imagenet"]
+    )
+    assert res.exit_code == 2
+    assert "pkg:efficientnet-lite0" in res.stderr and not (tmp_path / "m").exists()
+
+
+def test_train_offline_torchgeo_says_how_to_import(tmp_path):
+    res = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            str(DEMO),
+            "--out",
+            str(tmp_path / "m"),
+            "--base",
+            "torchgeo:ResNet18_Weights.SENTINEL2_RGB_MOCO",
+        ],
+    )
+    assert res.exit_code == 2 and "geotl models import" in res.stderr
+
+
+def test_train_missing_chips_dir(tmp_path):
+    res = CliRunner().invoke(
+        cli, ["train", str(DEMO), "--out", str(tmp_path / "m"), "--chips", str(tmp_path / "nope")]
+    )
+    assert res.exit_code == 2 and "chips" in res.stderr
+
+
+def test_train_then_evaluate_cli(demo_chips, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "model"
+    res = runner.invoke(
+        cli,
+        [
+            "train",
+            str(DEMO),
+            "--out",
+            str(out),
+            "--chips",
+            str(demo_chips),
+            "--epochs",
+            "1",
+            "--max-labels",
+            "5",
+            "--freeze",
+            "backbone",
+        ],
+    )
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.strip() == str(out)
+    card = json.loads((out / "model.json").read_text())
+    assert (
+        card["label_budget"] == 5
+        and card["regions"][0]["labels_used"] == 5
+        and card["freeze"] == "backbone"
+    )
+    res = runner.invoke(
+        cli, ["train", str(DEMO), "--out", str(out), "--chips", str(demo_chips), "--epochs", "1"]
+    )
+    assert res.exit_code == 2 and "--overwrite" in res.stderr
+    metrics_file = tmp_path / "metrics.json"
+    res = runner.invoke(
+        cli,
+        ["evaluate", str(out), str(DEMO), "--chips", str(demo_chips), "--out", str(metrics_file)],
+    )
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["pixel"] == json.loads(metrics_file.read_text())["pixel"]
+
+
+def test_evaluate_missing_model_dir(tmp_path):
+    res = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "none"), str(DEMO)])
+    assert res.exit_code == 2 and "model folder not found" in res.stderr
+
+
+def test_curve_small(demo_chips, tmp_path):
+    res = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            str(tmp_path / "curve"),
+            str(DEMO),
+            "--chips",
+            str(demo_chips),
+            "--curve",
+            "3,8",
+            "--bases",
+            "pkg:efficientnet-lite0,none",
+            "--epochs",
+            "1",
+        ],
+    )
+    assert res.exit_code == 0, res.stderr
+    table = json.loads(res.stdout)
+    assert len(table["rows"]) == 4 and {r["base"] for r in table["rows"]} == {
+        "pkg:efficientnet-lite0",
+        "none",
+    }
+    assert (tmp_path / "curve" / "curve.png").stat().st_size > 1000

@@ -1,0 +1,63 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from shapely.geometry import box
+
+from geotl.config import load_region
+from geotl.errors import ModelArtefactError
+from geotl.evaluate import bootstrap_ci, evaluate_model, match_objects, pixel_scores
+
+torch.set_num_threads(2)
+DEMO = Path(__file__).resolve().parents[1] / "regions" / "demo-osbs.toml"
+
+
+def test_pixel_scores():
+    iou, f1 = pixel_scores(np.array([[5, 0], [2, 3]]))
+    assert iou.tolist() == pytest.approx([5 / 7, 3 / 5])
+    assert f1.tolist() == pytest.approx([10 / 12, 6 / 8])
+
+
+def test_match_objects_one_to_one_at_half_iou():
+    truth = [box(0, 0, 2, 2), box(10, 10, 12, 12)]
+    pred = [box(0, 0, 2, 1.5), box(0, 0, 2, 1.9), box(20, 20, 21, 21)]
+    assert match_objects(pred, truth) == (1, 2, 1)
+    assert match_objects([], truth) == (0, 0, 2)
+    assert match_objects([box(0, 0, 2, 0.9)], truth) == (0, 1, 2)  # IoU 0.45 < 0.5
+
+
+def test_bootstrap_ci_brackets_the_estimate():
+    rng = np.random.default_rng(0)
+    per_chip = rng.integers(0, 20, size=(50, 2, 2))
+    lo, hi = bootstrap_ci(per_chip, lambda s: pixel_scores(s)[0], n_boot=300)
+    iou, _ = pixel_scores(per_chip.sum(0))
+    assert np.all(lo <= iou) and np.all(iou <= hi)
+
+
+def test_evaluate_demo_model(demo_model, demo_chips, tmp_path):
+    out = tmp_path / "metrics.json"
+    metrics = evaluate_model(
+        demo_model, load_region(DEMO), chips_dir=demo_chips, out=out, n_boot=100
+    )
+    saved = json.loads(out.read_text())
+    assert saved["pixel"] == metrics["pixel"]
+    tree = metrics["pixel"]["per_class"]["tree"]
+    assert 0 <= tree["iou"] <= 1 and tree["iou_ci95"][0] <= tree["iou"] <= tree["iou_ci95"][1]
+    obj = metrics["objects"]["tree"]
+    assert obj["tp"] + obj["fn"] > 0 and metrics["chips"] > 0 and metrics["split"] == "test"
+
+
+def test_evaluate_finds_chips_in_model_dir_or_chips_itself(demo_model):
+    # no --chips and no chips in the model folder: the region is chipped again (same split)
+    metrics = evaluate_model(demo_model, load_region(DEMO), n_boot=50)
+    assert metrics["chips"] > 0
+
+
+def test_missing_weights_file(demo_model, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.json").write_text((demo_model / "model.json").read_text())
+    with pytest.raises(ModelArtefactError, match="missing model.safetensors"):
+        evaluate_model(broken, load_region(DEMO))

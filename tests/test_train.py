@@ -1,0 +1,118 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from geotl.chips import chip_region, read_chip_index
+from geotl.config import load_region
+from geotl.errors import GeotlInputError, LabelError
+from geotl.models.artefact import load_artefact, read_card
+from geotl.train import TrainOptions, load_region_chips, select_objects, train_model
+
+torch.set_num_threads(2)
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "regions" / "demo-osbs.toml"
+
+
+def test_select_objects_is_deterministic_and_whole():
+    ids = [[1, 2], [2, 3], [4], [5, 6, 7]]
+    a = select_objects(ids, 3, seed=5)
+    assert a == select_objects(ids, 3, seed=5)
+    assert len(a) == 3 and a <= {1, 2, 3, 4, 5, 6, 7}
+    assert select_objects(ids, None, 0) == {1, 2, 3, 4, 5, 6, 7}
+
+
+def test_budget_sets_unsampled_objects_to_ignore(demo_chips):
+    region = load_region(DEMO)
+    train = read_chip_index(demo_chips).split("train")
+    sampled = select_objects([list(v) for v in train["object_ids"]], 2, 0)
+    full = load_region_chips(region, demo_chips, "train", ["red", "green", "blue"])
+    few = load_region_chips(region, demo_chips, "train", ["red", "green", "blue"], sampled, 0)
+    assert len(few) <= len(full)
+    assert (few.masks == 1).sum() < (full.masks == 1).sum()
+    assert (few.masks == 255).sum() > (full.masks == 255).sum()
+    # every kept chip holds a sampled object or no object at all
+    rows = train.set_index("chip_id").loc[few.chip_ids]
+    assert all(not len(v) or set(map(int, v)) & sampled for v in rows["object_ids"])
+
+
+def test_end_to_end_train_writes_artefact(demo_model):
+    card = read_card(demo_model)
+    assert card.classes == ["tree"] and card.bands == ["red", "green", "blue"]
+    assert card.base.id == "pkg:efficientnet-lite0" and card.base.licence == "Apache-2.0"
+    assert (
+        card.regions[0].name == "demo-osbs"
+        and card.regions[0].labels_used == card.regions[0].labels_available > 0
+    )
+    assert len(card.normalisation.mean) == 3 and 0 < card.normalisation.mean[0] < 255
+    assert card.metrics["epochs_run"] == 2 and 0 <= card.metrics["val_iou"] <= 1
+    art = load_artefact(demo_model)
+    x = torch.zeros(1, 3, 64, 64)
+    assert art.network(x).shape == (1, 2, 64, 64)
+    assert not list(demo_model.glob("*.pt*"))  # no pickles
+
+
+def test_same_seed_same_metrics(demo_chips, demo_model, tmp_path):
+    region = load_region(DEMO)
+    card = train_model(
+        [region],
+        tmp_path / "again",
+        TrainOptions(chips=(demo_chips,), epochs=2, seed=0, batch_size=8),
+    )
+    first = read_card(demo_model)
+    assert card.metrics["history"] == first.metrics["history"]
+    assert card.model_id.split("-")[-1] == first.model_id.split("-")[-1]
+
+
+def test_model_base_maps_classes_by_name(demo_chips, demo_model, tmp_path):
+    text = (
+        DEMO.read_text()
+        .replace('classes = ["tree"]', 'classes = ["shrub", "tree"]')
+        .replace('paths = ["demo-osbs/', f'paths = ["{DEMO.parent}/demo-osbs/')
+        .replace('path = "demo-osbs/', f'path = "{DEMO.parent}/demo-osbs/')
+    )
+    region_file = tmp_path / "two.toml"
+    region_file.write_text(text)
+    region = load_region(region_file)
+    out = tmp_path / "ft"
+    card = train_model(
+        [region], out, TrainOptions(base=f"model:{demo_model}", epochs=1, batch_size=8)
+    )
+    assert card.classes == ["shrub", "tree"] and card.base.id == f"model:{demo_model}"
+    assert (out / "chips" / "chipset.json").is_file()
+    assert card.normalisation == read_card(demo_model).normalisation
+
+
+def test_chips_of_another_region_refused(demo_chips, tmp_path):
+    other = tmp_path / "other.toml"
+    other.write_text(
+        DEMO.read_text()
+        .replace('name = "demo-osbs"', 'name = "other"')
+        .replace('"demo-osbs/', f'"{DEMO.parent}/demo-osbs/')
+    )
+    with pytest.raises(GeotlInputError, match="cut for region 'demo-osbs'"):
+        train_model(
+            [load_region(other)], tmp_path / "m", TrainOptions(chips=(demo_chips,), epochs=1)
+        )
+
+
+def test_too_few_labels(demo_chips, tmp_path):
+    text = (
+        DEMO.read_text()
+        .replace("test_fraction = 0.2", "test_fraction = 0.0")
+        .replace("val_fraction = 0.15", "val_fraction = 0.0")
+    )
+    region_file = tmp_path / "r.toml"
+    region_file.write_text(text.replace('"demo-osbs/', f'"{DEMO.parent}/demo-osbs/'))
+    region = load_region(region_file)
+    chips = tmp_path / "chips"
+    chip_region(region, chips)
+    # blank every train chip's objects: no labelled object left in the train split
+    index = read_chip_index(chips)
+    frame = index.frame.copy()
+    frame["object_ids"] = [[] for _ in range(len(frame))]
+    from geotl.chips import write_chip_index
+
+    write_chip_index(chips, frame, index.meta)
+    with pytest.raises(LabelError, match="no labelled object in the train split"):
+        train_model([region], tmp_path / "m", TrainOptions(chips=(chips,), epochs=1))

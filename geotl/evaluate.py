@@ -104,6 +104,9 @@ def bootstrap_ci(
     Args:
         per_chip: ``(n_chips, ...)`` additive counts per chip.
         stat: function of the summed counts (vectorised over a leading resample axis).
+        n_boot: number of resamples.
+        seed: seed of the resampling.
+        level: confidence level of the interval.
     """
     n = per_chip.shape[0]
     if n == 0:
@@ -324,6 +327,7 @@ def label_curve(
         options: :class:`geotl.train.TrainOptions` applied to every run (its ``base`` and
             ``max_labels`` are replaced per run).
         out_json: where the JSON table goes (default ``out_dir/curve.json``; the PNG beside it).
+        n_boot: bootstrap resamples per evaluation.
     """
     import re
 

@@ -28,7 +28,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -190,9 +190,9 @@ def load_region_chips(
         keep_empty = [empty[i] for i in sorted(rng.permutation(len(empty))[: len(with_obj)])]
         rows = sorted(with_obj + keep_empty, key=lambda r: r.chip_id)
         for r in with_obj:
-            extra = [int(i) for i in r.object_ids if int(i) not in sampled]
-            if extra:
-                unsampled_by_chip[r.chip_id] = extra
+            unsampled = [int(i) for i in r.object_ids if int(i) not in sampled]
+            if unsampled:
+                unsampled_by_chip[r.chip_id] = unsampled
     labels_by_crs: dict[str, Any] = {}
     images, masks, valids, ids = [], [], [], []
     class_names = list(index.meta.get("classes", region.classes))
@@ -208,14 +208,14 @@ def load_region_chips(
             valid = ~np.all(np.isnan(img), axis=0)
         mask[~valid] = IGNORE
         extra = unsampled_by_chip.get(r.chip_id)
-        if extra:
+        if extra and sampled is not None:
             key = str(crs)
             if key not in labels_by_crs:
                 from geotl.io.vectors import read_labels
 
                 labels_by_crs[key] = read_labels(region, crs=crs).set_index("label_id")
             labels = labels_by_crs[key]
-            sampled_ids = [int(i) for i in r.object_ids if int(i) in sampled]  # type: ignore[operator]
+            sampled_ids = [int(i) for i in r.object_ids if int(i) in sampled]
             drop = rasterio.features.geometry_mask(
                 list(labels.loc[labels.index.intersection(extra)].geometry),
                 out_shape=mask.shape,
@@ -367,12 +367,12 @@ def _make_module(
             if (y != IGNORE).sum() == 0:
                 return logits.sum() * 0.0
             if loss_name == "ce":
-                return self.ce(logits, y)
+                return cast(torch.Tensor, self.ce(logits, y))
             if loss_name == "dice":
-                return self.dice(logits, y)
+                return cast(torch.Tensor, self.dice(logits, y))
             if loss_name == "focal":
-                return self.focal(logits, y)
-            return self.ce(logits, y) + self.dice(logits, y)
+                return cast(torch.Tensor, self.focal(logits, y))
+            return cast(torch.Tensor, self.ce(logits, y) + self.dice(logits, y))
 
         def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
             x, y = self._prep(batch)
@@ -415,9 +415,9 @@ def _make_module(
             super().train(mode)
             if mode:  # frozen parts keep their pretrained batch-norm statistics
                 for name, module in self.network.named_modules():
-                    if any(name == p or name.startswith(p + ".") for p in frozen_prefixes):
-                        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                            module.eval()
+                    frozen = any(name == p or name.startswith(p + ".") for p in frozen_prefixes)
+                    if frozen and isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                        module.eval()
             return self
 
         def configure_optimizers(self) -> Any:
@@ -445,18 +445,18 @@ def _freeze(network: torch.nn.Module, mode: str, keep_first_conv: bool) -> list[
     """Freeze encoder parameters; returns the module-name prefixes that are frozen."""
     if mode == "none":
         return []
-    encoder = network.encoder  # type: ignore[attr-defined]
+    encoder = cast(torch.nn.Module, network.encoder)
     names = [n for n, _ in encoder.named_parameters()]
     if mode == "backbone":
         cut = len(names)
     else:  # partial: stem and early stages (everything before the stride-16 stage)
-        late: set[str] = set()
+        late: set[int] = set()
         stages = getattr(encoder, "get_stages", None)
         if callable(stages):
             try:
                 for mods in stages().values():
                     for m in mods:
-                        late.update(id(p) for p in m.parameters())  # type: ignore[arg-type]
+                        late.update(id(p) for p in m.parameters())
             except Exception:
                 late = set()
         params = dict(encoder.named_parameters())
@@ -513,7 +513,7 @@ def _loader(
     weights = torch.cat([torch.full((n,), 1.0 / n) for n in ds.region_sizes if n])
     n_samples = max(len(ds), batch_size)
     sampler = WeightedRandomSampler(
-        weights,
+        cast(Any, weights),
         n_samples,
         replacement=len(ds.region_sizes) > 1 or n_samples > len(ds),
         generator=gen,

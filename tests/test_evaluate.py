@@ -59,5 +59,5 @@ def test_missing_weights_file(demo_model, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "model.json").write_text((demo_model / "model.json").read_text())
-    with pytest.raises(ModelArtefactError, match="missing model.safetensors"):
+    with pytest.raises(ModelArtefactError, match=r"missing model\.safetensors"):
         evaluate_model(broken, load_region(DEMO))

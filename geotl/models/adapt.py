@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -204,13 +205,14 @@ def build_adapted_network(
         encoder=enc_name, in_channels=len(region_bands), num_classes=len(classes) + 1
     )
     net = build_network(spec)
+    encoder_module = cast(torch.nn.Module, net.encoder)
     if base.entry.id == "none":
         return net, spec, None
     state = base.encoder_state
     base_bands = list(base.entry.bands)
     # the first convolution in module (= forward) order; state dict key order is not reliable
     key = (
-        next(n for n, m in net.encoder.named_modules() if isinstance(m, torch.nn.Conv2d))
+        next(n for n, m in encoder_module.named_modules() if isinstance(m, torch.nn.Conv2d))
         + ".weight"
     )
     if key not in state:
@@ -224,7 +226,7 @@ def build_adapted_network(
         base_bands = list(region_bands)
     state, plan = adapt_first_conv(state, region_bands, base_bands, seed=seed, key=key)
     # nn.Module.load_state_dict: some smp encoders override it and return nothing
-    missing, _unexpected = torch.nn.Module.load_state_dict(net.encoder, state, strict=False)
+    missing, _unexpected = torch.nn.Module.load_state_dict(encoder_module, state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing:
         raise BaseModelError(

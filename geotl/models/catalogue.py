@@ -33,7 +33,7 @@ import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -243,7 +243,7 @@ def _torchgeo_weights() -> dict[str, Any]:
     for name in sorted(dir(tgm)):
         obj = getattr(tgm, name)
         if inspect.isclass(obj) and issubclass(obj, WeightsEnum) and obj is not WeightsEnum:
-            for member in obj:
+            for member in cast(Any, obj):
                 found[f"torchgeo:{obj.__name__}.{member.name}"] = member
     return found
 
@@ -666,7 +666,7 @@ def import_weights(file: str | Path, entry_id: str, *, overwrite: bool = True) -
         log.warning("torchgeo publishes no hash for %s; imported with sha256 %s", filename, digest)
     target_dir = torch_hub_checkpoints()
     target_dir.mkdir(parents=True, exist_ok=True)
-    target = target_dir / filename
+    target: Path = target_dir / filename
     from geotl.io.atomic import atomic_path
 
     if target.resolve() != file.resolve():

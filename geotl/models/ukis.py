@@ -97,7 +97,9 @@ def build_torch_unet(variant: str, level: str = "l2a") -> torch.nn.Module:
         raise BaseModelError(
             f"ONNX weights do not fit smp Unet(efficientnet-b4): missing {missing[:3]}, unexpected {unexpected[:3]}"
         )
-    return net.eval()
+    net.eval()
+    module: torch.nn.Module = net
+    return module
 
 
 def converted_state(variant: str, level: str = "l2a") -> dict[str, torch.Tensor]:

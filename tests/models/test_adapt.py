@@ -18,9 +18,7 @@ def test_plan_matches_by_name_and_keeps_region_order():
 
 
 def test_identity_plan():
-    assert plan_bands(
-        ["red", "green", "blue"], ["R", "G", "B"][:0] + ["red", "green", "blue"]
-    ).identity
+    assert plan_bands(["red", "green", "blue"], ["B04", "B03", "B02"]).identity
 
 
 def test_no_overlap_lists_both_band_sets():

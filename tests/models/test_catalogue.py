@@ -56,7 +56,7 @@ def test_unknown_id_lists_known_ones():
 
 def test_unavailable_offline_says_how_to_import():
     with pytest.raises(
-        BaseModelError, match="geotl models import resnet18_sentinel2_rgb_moco-e3a335e3.pth"
+        BaseModelError, match=r"geotl models import resnet18_sentinel2_rgb_moco-e3a335e3\.pth"
     ):
         load_base(RGB_MOCO)
 
@@ -67,7 +67,7 @@ def test_vit_refused_for_segmentation():
 
 
 def test_non_commercial_refused_by_name():
-    with pytest.raises(BaseModelError, match="OAM_RGB_RESNET50_TCD.*CC-BY-NC"):
+    with pytest.raises(BaseModelError, match=r"OAM_RGB_RESNET50_TCD.*CC-BY-NC"):
         load_base("torchgeo:Unet_Weights.OAM_RGB_RESNET50_TCD", require_commercial=True)
 
 
@@ -208,5 +208,5 @@ def test_ukis_base_is_cached_with_sha(tmp_path, monkeypatch):
     assert torch.equal(
         again.encoder_state["_conv_stem.weight"], base.encoder_state["_conv_stem.weight"]
     )
-    net, _, plan = build_adapted_network(again, ["nir", "red", "green"], ["field"])
+    _net, _, plan = build_adapted_network(again, ["nir", "red", "green"], ["field"])
     assert plan.dropped == ("blue",)

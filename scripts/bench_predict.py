@@ -1,0 +1,334 @@
+"""Benchmark ``geotl predict``: overhead over the bare model, torchgeo peer baseline, memory.
+
+Measured in one run, on this machine:
+
+1. end-to-end ``geotl predict`` (CLI subprocess, and the library call in-process) wall time
+   as a ratio to the bare network's forward passes over the same windows and batches;
+2. the same scene through a plain torchgeo pipeline (RasterDataset + GridGeoSampler +
+   DataLoader + the same network, stitched by averaging, vectorised whole-scene):
+   speed ratio and polygon agreement (one-to-one matches at IoU >= 0.5);
+3. peak resident memory of ``geotl predict`` on a small and a 16x larger scene;
+4. throughput in km2 per minute at the model's resolution.
+
+Scenes are real NEON RGB plots (../shared/data/neon-trees) tiled to the wanted size;
+the model is a randomly initialised U-Net (speed does not depend on the weights).
+
+    .venv/bin/python scripts/bench_predict.py --size 3072 --mem-sizes 1250 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from affine import Affine
+from rasterio.crs import CRS
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from geotl.models.artefact import BaseModelRef, ModelCard, Normalisation, write_artefact  # noqa: E402
+from geotl.models.network import NetworkSpec, build_network  # noqa: E402
+
+NEON = REPO.parent / "shared" / "data" / "neon-trees" / "OSBS" / "images"
+RES_M = 0.1
+# torchgeo 0.10 returns sample bounds as a float32 tensor: keep coordinates small so that
+# float32 still resolves a pixel when stitching the baseline.
+ORIGIN = Affine(RES_M, 0, 1000.0, 0, -RES_M, 8000.0)
+
+
+def make_model(model_dir: Path, encoder: str, depth: int) -> None:
+    dec = (64, 32, 16, 16, 8)[:depth] if depth == 5 else (32, 16, 8)[:depth]
+    spec = NetworkSpec(
+        encoder=encoder, in_channels=3, num_classes=2, encoder_depth=depth, decoder_channels=dec
+    )
+    torch.manual_seed(0)
+    net = build_network(spec)
+    card = ModelCard(
+        name="bench",
+        classes=["tree"],
+        bands=["red", "green", "blue"],
+        normalisation=Normalisation(mean=[110.0, 110.0, 90.0], std=[45.0, 45.0, 40.0]),
+        chip_size_px=256,
+        resolution_m=RES_M,
+        network=spec,
+        base=BaseModelRef(
+            id="none", architecture="unet", licence="Apache-2.0", commercial_use=True
+        ),
+        freeze="none",
+    )
+    write_artefact(model_dir, net, card)
+
+
+def make_scene(path: Path, size: int) -> None:
+    plots = [rasterio.open(p).read() for p in sorted(NEON.glob("*.tif"))]
+    tile = np.concatenate(plots, axis=2) if plots else np.zeros((3, 400, 400), np.uint8)
+    tile = np.where(tile == 255, 254, tile)  # 255 is nodata in the source plots
+    profile = {
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": 3,
+        "dtype": "uint8",
+        "crs": CRS.from_epsg(32617),
+        "transform": ORIGIN,
+        "nodata": 255,
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "BIGTIFF": "IF_SAFER",
+    }
+    th, tw = tile.shape[1:]
+    with rasterio.open(path, "w", **profile) as ds:
+        for r in range(0, size, 512):
+            h = min(512, size - r)
+            rows = np.take(tile, np.arange(r, r + h) % th, axis=1)
+            band = np.take(rows, np.arange(size) % tw, axis=2)
+            ds.write(band, window=rasterio.windows.Window(0, r, size, h))
+
+
+def read_windows(model_dir: Path, scene: Path, window_px: int) -> torch.Tensor:
+    """The plan's windows, read and normalised in memory beforehand (not timed)."""
+    from geotl.models.artefact import load_artefact
+    from geotl.predict.windows import plan_windows
+
+    art = load_artefact(model_dir)
+    with rasterio.open(scene) as ds:
+        plan = plan_windows((ds.height, ds.width), window_px, window_px // 4)
+        arrs = [
+            art.normalise(
+                ds.read(window=rasterio.windows.Window(w.col_off, w.row_off, w.width, w.height))
+            )
+            for w in plan.windows
+        ]
+    return torch.from_numpy(np.stack(arrs))
+
+
+def bare_forward(model_dir: Path, windows: torch.Tensor, batch_size: int) -> float:
+    """The network alone over the same windows and batches."""
+    from geotl.models.artefact import load_artefact
+
+    art = load_artefact(model_dir)
+    with torch.inference_mode():
+        art.network(windows[:1])  # warm-up
+        t0 = time.perf_counter()
+        for i in range(0, len(windows), batch_size):
+            torch.softmax(art.network(windows[i : i + batch_size]), dim=1)
+    return time.perf_counter() - t0
+
+
+def geotl_cli(model_dir: Path, scene: Path, out: Path, batch_size: int) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "geotl"),
+            "-q",
+            "predict",
+            str(model_dir),
+            str(scene),
+            "-o",
+            str(out),
+            "--batch-size",
+            str(batch_size),
+            "--no-progress",
+            "--overwrite",
+        ],
+        check=True,
+    )
+    return time.perf_counter() - t0
+
+
+def geotl_library(model_dir: Path, scene: Path, batch_size: int) -> tuple[float, object]:
+    from geotl.models.artefact import load_artefact
+    from geotl.predict import PredictOptions, predict_scene
+
+    art = load_artefact(model_dir)
+    with torch.inference_mode():
+        art.network(torch.zeros(1, 3, 256, 256))  # same warm-up as the bare run
+    t0 = time.perf_counter()
+    det = predict_scene(art, scene, PredictOptions(batch_size=batch_size, progress=False))
+    return time.perf_counter() - t0, det
+
+
+def torchgeo_baseline(
+    model_dir: Path, scene: Path, window_px: int, batch_size: int
+) -> tuple[float, list]:
+    from torch.utils.data import DataLoader
+    from torchgeo.datasets import RasterDataset, stack_samples
+    from torchgeo.samplers import GridGeoSampler
+
+    from geotl.models.artefact import load_artefact
+    from geotl.predict.vectorise import class_map_from_probabilities, vectorise
+
+    art = load_artefact(model_dir)
+    t0 = time.perf_counter()
+
+    class Scene(RasterDataset):  # type: ignore[misc]
+        filename_glob = scene.name
+        is_image = True
+
+    ds = Scene(paths=str(scene.parent))
+    sampler = GridGeoSampler(ds, size=window_px, stride=window_px - window_px // 4)
+    loader = DataLoader(ds, sampler=sampler, batch_size=batch_size, collate_fn=stack_samples)
+    with rasterio.open(scene) as src:
+        height, width, transform = src.height, src.width, src.transform
+    prob_sum = np.zeros((height, width), np.float32)
+    count = np.zeros((height, width), np.float32)
+    mean = torch.tensor(art.card.normalisation.mean)[None, :, None, None]
+    std = torch.tensor(art.card.normalisation.std)[None, :, None, None]
+    with torch.inference_mode():
+        for batch in loader:
+            x = (batch["image"].float() - mean) / std
+            p = torch.softmax(art.network(x), dim=1)[:, 1].numpy()
+            for k, b in enumerate(batch["bounds"].tolist()):
+                col = round((b[0] - transform.c) / RES_M)
+                row = round((transform.f - b[4]) / RES_M)
+                h, w = p.shape[1:]
+                r1, c1 = min(row + h, height), min(col + w, width)
+                prob_sum[row:r1, col:c1] += p[k, : r1 - row, : c1 - col]
+                count[row:r1, col:c1] += 1
+    probs = prob_sum / np.maximum(count, 1)
+    cm, score = class_map_from_probabilities(
+        np.stack([1 - probs, probs]), art.card.threshold, count > 0
+    )
+    objects = vectorise(cm, transform, scores=score, simplify_px=1.0)
+    return time.perf_counter() - t0, objects
+
+
+def agreement(ours: list, theirs: list) -> dict[str, float]:
+    from geotl.evaluate import match_objects
+
+    tp, fp, fn = match_objects(ours, theirs)
+    f1 = 2 * tp / max(2 * tp + fp + fn, 1)
+    return {"ours": len(ours), "torchgeo": len(theirs), "matched": tp, "f1": round(f1, 4)}
+
+
+def peak_memory(model_dir: Path, scene: Path, batch_size: int) -> tuple[float, float]:
+    code = (
+        "import resource, sys, time\n"
+        "from pathlib import Path\n"
+        "from geotl.models.artefact import load_artefact\n"
+        "from geotl.predict import PredictOptions, predict_scene\n"
+        f"art = load_artefact(Path({str(model_dir)!r}))\n"
+        "t = time.perf_counter()\n"
+        f"predict_scene(art, Path({str(scene)!r}), PredictOptions(batch_size={batch_size}, progress=False))\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, time.perf_counter() - t)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=REPO
+    )
+    rss, wall = res.stdout.split()[-2:]
+    return float(rss), float(wall)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--size", type=int, default=3072, help="scene side (px) for the speed comparison"
+    )
+    ap.add_argument(
+        "--mem-sizes", type=int, nargs="*", default=[1250, 5000], help="scene sides for peak memory"
+    )
+    ap.add_argument("--encoder", default="tu-mobilenetv3_small_050")
+    ap.add_argument("--depth", type=int, default=5)
+    ap.add_argument("--window", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument(
+        "--model",
+        type=Path,
+        help="use this artefact (e.g. demo-out/model) instead of a random U-Net",
+    )
+    ap.add_argument("--skip-torchgeo", action="store_true")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    results: dict[str, object] = {
+        "machine": f"{os.cpu_count()} CPU(s), torch {torch.__version__}, threads {torch.get_num_threads()}",
+        "encoder": args.encoder,
+        "depth": args.depth,
+        "window_px": args.window,
+        "batch_size": args.batch_size,
+    }
+    with tempfile.TemporaryDirectory(prefix="geotl-bench-") as tmpname:
+        tmp = Path(tmpname)
+        model = args.model or tmp / "model"
+        if args.model is None:
+            make_model(model, args.encoder, args.depth)
+        else:
+            results["encoder"] = f"{args.model} (trained artefact)"
+        scene = tmp / "scene.tif"
+        make_scene(scene, args.size)
+        windows = read_windows(model, scene, args.window)
+        n = len(windows)
+        # interleaved repeats, best of each: the machine is shared, timings are noisy
+        bare_runs, lib_runs = [], []
+        for _ in range(args.repeats):
+            bare_runs.append(bare_forward(model, windows, args.batch_size))
+            lib_s, det = geotl_library(model, scene, args.batch_size)
+            lib_runs.append(lib_s)
+        del windows
+        bare_s, lib_s = min(bare_runs), min(lib_runs)
+        cli_s = geotl_cli(model, scene, tmp / "out.geojson", args.batch_size)
+        km2 = (args.size * RES_M) ** 2 / 1e6
+        results["speed"] = {
+            "scene_px": args.size,
+            "windows": n,
+            "bare_forward_s": round(bare_s, 2),
+            "geotl_cli_s": round(cli_s, 2),
+            "geotl_library_s": round(lib_s, 2),
+            "ratio_cli": round(cli_s / bare_s, 3),
+            "ratio_library": round(lib_s / bare_s, 3),
+            "km2_per_min_cli": round(km2 / (cli_s / 60), 4),
+            "stages_s": {
+                k: round(v, 2) for k, v in vars(det.stats).items() if isinstance(v, float)
+            },  # type: ignore[attr-defined]
+        }
+        print(json.dumps(results["speed"]), file=sys.stderr)
+        if not args.skip_torchgeo:
+            tg_s, tg_objects = torchgeo_baseline(model, scene, args.window, args.batch_size)
+            ours = list(det.native.geometry)  # type: ignore[attr-defined]
+            results["torchgeo"] = {
+                "torchgeo_s": round(tg_s, 2),
+                "geotl_library_s": round(lib_s, 2),
+                "speed_ratio_torchgeo_over_geotl": round(tg_s / lib_s, 3),
+                "agreement": agreement(ours, [o.geometry for o in tg_objects]),
+            }
+            print(json.dumps(results["torchgeo"]), file=sys.stderr)
+        mem = []
+        for size in args.mem_sizes:
+            mscene = tmp / f"mem_{size}.tif"
+            make_scene(mscene, size)
+            rss, wall = peak_memory(model, mscene, args.batch_size)
+            mem.append(
+                {
+                    "scene_px": size,
+                    "peak_rss_mib": round(rss, 1),
+                    "wall_s": round(wall, 1),
+                    "km2_per_min": round((size * RES_M) ** 2 / 1e6 / (wall / 60), 4),
+                }
+            )
+            mscene.unlink()
+            print(json.dumps(mem[-1]), file=sys.stderr)
+        if len(mem) >= 2:
+            results["memory_ratio_largest_over_smallest"] = round(
+                mem[-1]["peak_rss_mib"] / mem[0]["peak_rss_mib"], 3
+            )
+        results["memory"] = mem
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

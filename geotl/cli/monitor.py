@@ -58,7 +58,9 @@ def _graceful_stop(stop: threading.Event) -> Iterator[None]:
         hits["n"] += 1
         name = signal.Signals(signum).name
         if hits["n"] == 1:
-            log.warning("%s: finishing the current scene, then stopping (send again to abandon it)", name)
+            log.warning(
+                "%s: finishing the current scene, then stopping (send again to abandon it)", name
+            )
             stop.set()
         else:
             raise KeyboardInterrupt(name)
@@ -84,18 +86,32 @@ def command() -> None:
 
 
 @command.command(_DEFAULT, hidden=True)
-@click.argument("region_file", metavar="REGION.toml", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument(
+    "region_file", metavar="REGION.toml", type=click.Path(dir_okay=False, path_type=Path)
+)
 @click.option(
     "--model",
     "model_dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Model artefact folder (default: [monitor] model of the region).",
 )
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@click.option("--once", is_flag=True, help="One run, then exit (for cron and systemd timers; the default).")
-@click.option("--every", metavar="INTERVAL", help="Run, sleep INTERVAL (30m, 6h, 1d), run again, until SIGTERM.")
-@click.option("--reprocess", is_flag=True, help="Redo scenes processed by another model with this model.")
-@click.option("--retry-failed", is_flag=True, help="Retry failed scenes now instead of after their backoff.")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder."
+)
+@click.option(
+    "--once", is_flag=True, help="One run, then exit (for cron and systemd timers; the default)."
+)
+@click.option(
+    "--every",
+    metavar="INTERVAL",
+    help="Run, sleep INTERVAL (30m, 6h, 1d), run again, until SIGTERM.",
+)
+@click.option(
+    "--reprocess", is_flag=True, help="Redo scenes processed by another model with this model."
+)
+@click.option(
+    "--retry-failed", is_flag=True, help="Retry failed scenes now instead of after their backoff."
+)
 @click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cuda.")
 def run_command(
     region_file: Path,
@@ -143,8 +159,12 @@ def run_command(
 
 
 @command.command("status")
-@click.argument("region_file", metavar="REGION.toml", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.argument(
+    "region_file", metavar="REGION.toml", type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def status_command(region_file: Path, out_dir: Path, as_json: bool) -> None:
     """Print what was processed, what failed and when the next run is due."""

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -388,6 +388,16 @@ class Monitor:
         model_id = self.artefact.model_id
         scene = job.to_scene()
         started = time.perf_counter()
+        refresh = getattr(self.source, "refresh", None)
+        if job.attempts > 0 and scene.is_remote and callable(refresh):
+            fresh = refresh(scene)  # a retry reads the item again: its assets may be fixed
+            if (
+                isinstance(fresh, Scene)
+                and fresh.key == scene.key
+                and fresh.fingerprint != scene.fingerprint
+            ):
+                state.update_scene(fresh)
+                scene = replace(fresh, name=job.name)
         state.mark_running(job.key, model_id, _now())
         try:
             footprint, features = self._detect(scene)

@@ -362,7 +362,6 @@ class StacSource:
             "intersects": mapping(self.aoi),
             "max_items": None,
             "limit": 500,
-            "sortby": [{"field": "properties.datetime", "direction": "asc"}],
         }
         if since is not None:
             search_kwargs["datetime"] = (
@@ -391,6 +390,19 @@ class StacSource:
             "STAC search of %s since %s: %d items, %d new", self.url, since, len(items), len(scenes)
         )
         return scenes
+
+    def refresh(self, scene: Scene) -> Scene | None:
+        """Fetch ``scene``'s item again (a retry sees fixed assets); None when unreachable."""
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(scene.uri, timeout=30) as resp:
+                item = json.loads(resp.read())
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            log.debug("cannot refresh %s (%s)", scene.uri, exc)
+            return None
+        return self._scene_from_item(item) if isinstance(item, dict) else None
 
     def _scene_from_item(self, item: dict[str, Any]) -> Scene | None:
         item_id = str(item["id"])

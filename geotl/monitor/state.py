@@ -390,6 +390,23 @@ class MonitorState:
                     changed += 1
         return new, changed
 
+    def update_scene(self, scene: Scene) -> None:
+        """Replace a known scene's source fields (a refreshed STAC item)."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE scenes SET uri = ?, acquired = ?, fingerprint = ?, footprint = COALESCE(?, footprint), "
+                "assets = ?, cloud_cover = ? WHERE key = ?",
+                (
+                    scene.uri,
+                    format_ts(scene.acquired),
+                    scene.fingerprint,
+                    scene.footprint_wkt,
+                    json.dumps(scene.assets, sort_keys=True),
+                    scene.cloud_cover,
+                    scene.key,
+                ),
+            )
+
     def ensure_jobs(self, model_id: str, reprocess: bool) -> int:
         """Create pending jobs for ``model_id`` where one is owed.
 

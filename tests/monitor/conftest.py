@@ -13,8 +13,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from stac_server import StacServer, find_pg_bin, postgis_available  # noqa: E402
-from tinymodel import build_tiny_model, clearing_rule, water_rule  # noqa: E402
+from stac_server import StacServer, find_pg_bin, postgis_available
+from tinymodel import build_tiny_model, clearing_rule, water_rule
 
 NAIP_BANDS = ["red", "green", "blue", "nir"]
 PERU_BANDS = ["swir16", "nir", "red", "green"]
@@ -43,6 +43,32 @@ def peru_scenes(series_root: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
+def naip_small(tmp_path_factory: pytest.TempPathFactory, naip_scenes: list[Path]) -> list[Path]:
+    """256 x 256 px crops of the ten NAIP dates (same names, same grid): fast passes."""
+    import rasterio
+    from rasterio.windows import Window
+
+    folder = tmp_path_factory.mktemp("naip-small")
+    out = []
+    for scene in naip_scenes:
+        with rasterio.open(scene) as src:
+            window = Window(300, 200, 256, 256)
+            profile = {
+                **src.profile,
+                "width": 256,
+                "height": 256,
+                "transform": src.window_transform(window),
+                "blockxsize": 128,
+                "blockysize": 128,
+                "tiled": True,
+            }
+            with rasterio.open(folder / scene.name, "w", **profile) as dst:
+                dst.write(src.read(window=window))
+        out.append(folder / scene.name)
+    return out
+
+
+@pytest.fixture(scope="session")
 def naip_model(tmp_path_factory: pytest.TempPathFactory, naip_scenes: list[Path]) -> Path:
     """A tiny water detector for the NAIP series (4 bands, 5 m)."""
     out = tmp_path_factory.mktemp("models") / "naip-water"
@@ -55,7 +81,15 @@ def naip_model_v2(tmp_path_factory: pytest.TempPathFactory, naip_scenes: list[Pa
     """Another version of the NAIP water model (other seed: another model id)."""
     out = tmp_path_factory.mktemp("models") / "naip-water-v2"
     build_tiny_model(
-        out, naip_scenes[:2], NAIP_BANDS, 5.0, "water", water_rule, name="naip-water", seed=1, steps=30
+        out,
+        naip_scenes[:2],
+        NAIP_BANDS,
+        5.0,
+        "water",
+        water_rule,
+        name="naip-water",
+        seed=1,
+        steps=30,
     )
     return out
 
@@ -64,7 +98,9 @@ def naip_model_v2(tmp_path_factory: pytest.TempPathFactory, naip_scenes: list[Pa
 def peru_model(tmp_path_factory: pytest.TempPathFactory, peru_scenes: list[Path]) -> Path:
     """A tiny clearing detector for the Peru Landsat series (4 bands, ~90 m)."""
     out = tmp_path_factory.mktemp("models") / "peru-clearing"
-    build_tiny_model(out, peru_scenes[:2], PERU_BANDS, 89.5, "clearing", clearing_rule, name="peru-clearing")
+    build_tiny_model(
+        out, peru_scenes[:2], PERU_BANDS, 89.5, "clearing", clearing_rule, name="peru-clearing"
+    )
     return out
 
 
@@ -104,7 +140,7 @@ PERU_REGEX = r"^(\d{4})\.tif$"
 
 @pytest.fixture
 def naip_region(tmp_path: Path, naip_scenes: list[Path]) -> Path:
-    """A folder-source region over the NAIP series; passes arrive in ``incoming/``."""
+    """A folder-source region for the NAIP series; passes arrive in ``incoming/``."""
     (tmp_path / "region" / "incoming").mkdir(parents=True)
     return write_region(
         tmp_path / "region",
@@ -137,7 +173,9 @@ def copy_in(region_file: Path, scene: Path, name: str | None = None) -> Path:
 
 
 @pytest.fixture(scope="session")
-def stac_server(series_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StacServer]:
+def stac_server(
+    series_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StacServer]:
     """A real STAC API (pgstac + stac-fastapi) on 127.0.0.1 serving the series' GeoTIFFs."""
     pg_bin = find_pg_bin()
     if pg_bin is None or not postgis_available(pg_bin):

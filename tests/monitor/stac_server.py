@@ -147,10 +147,14 @@ class FileServer:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.log = RequestLog()
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.root, self.log))
+        self.httpd = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), _handler(self.root, self.log)
+        )
         self.httpd.daemon_threads = True
         self.port = int(self.httpd.server_address[1])
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="stac-files", daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, name="stac-files", daemon=True
+        )
         self.thread.start()
 
     def url(self, path: Path) -> str:
@@ -228,8 +232,17 @@ class StacServer:
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=40"
         )
         self._pg(
-            self.pg_bin / "pg_ctl", "-D", str(self.pgdata), "-l", str(self.tmp / "pg.log"), "-w",
-            "-t", "60", "-o", opts, "start",
+            self.pg_bin / "pg_ctl",
+            "-D",
+            str(self.pgdata),
+            "-l",
+            str(self.tmp / "pg.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            opts,
+            "start",
         )
         self._pg_started = True
 
@@ -259,7 +272,8 @@ class StacServer:
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "stac_fastapi.pgstac.app:app",
+                "stac_fastapi.pgstac.app:create_app",
+                "--factory",
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -276,7 +290,9 @@ class StacServer:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.api.poll() is not None:
-                raise RuntimeError(f"stac-fastapi exited: {(self.tmp / 'api.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"stac-fastapi exited: {(self.tmp / 'api.log').read_text()[-2000:]}"
+                )
             with contextlib.suppress(OSError):
                 with urllib.request.urlopen(f"{self.url}/_mgmt/ping", timeout=2) as resp:
                     if resp.status == 200:
@@ -322,7 +338,16 @@ class StacServer:
             self.files.close()
             self.files = None
         if self._pg_started:
-            self._pg(self.pg_bin / "pg_ctl", "-D", str(self.pgdata), "-m", "immediate", "-w", "stop", check=False)
+            self._pg(
+                self.pg_bin / "pg_ctl",
+                "-D",
+                str(self.pgdata),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+                check=False,
+            )
             self._pg_started = False
         shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -372,6 +397,8 @@ def item_json(
         "geometry": geom,
         "bbox": bbox,
         "properties": {"datetime": when, "eo:cloud_cover": cloud_cover, "proj:epsg": epsg},
-        "assets": {asset_key: {"href": href, "type": "image/tiff; application=geotiff", "roles": ["data"]}},
+        "assets": {
+            asset_key: {"href": href, "type": "image/tiff; application=geotiff", "roles": ["data"]}
+        },
         "links": [],
     }

@@ -75,11 +75,18 @@ def test_naip_series_as_a_stream_of_passes(
         kinds = [f["properties"]["change"] for f in changes["features"]]
         if row["new"]:
             assert kinds.count("new") == int(row["new"]) and kinds.count("gone") == int(row["gone"])
-            assert all(f["properties"]["previous_scene"] == row["previous_scene"] for f in changes["features"])
+            assert all(
+                f["properties"]["previous_scene"] == row["previous_scene"]
+                for f in changes["features"]
+            )
 
     # latest.geojson = the newest pass (all passes share one footprint)
     latest = _fc(rdir / "latest.geojson")
-    last = _fc(rdir / "passes" / f"{pass_stem(datetime(2020, 8, 31, tzinfo=UTC), naip_scenes[-1].stem)}.geojson")
+    last = _fc(
+        rdir
+        / "passes"
+        / f"{pass_stem(datetime(2020, 8, 31, tzinfo=UTC), naip_scenes[-1].stem)}.geojson"
+    )
     assert sorted(f["id"] for f in latest["features"]) == sorted(f["id"] for f in last["features"])
 
     # nothing new: a rerun processes nothing and rewrites nothing
@@ -128,17 +135,17 @@ def test_peru_landsat_series_with_year_only_dates(
 
 
 def test_failing_scene_is_recorded_retried_and_never_blocks(
-    naip_region: Path, naip_scenes: list[Path], naip_model: Path, tmp_path: Path
+    naip_region: Path, naip_small: list[Path], naip_model: Path, tmp_path: Path
 ) -> None:
     region = load_region(naip_region)
     out = tmp_path / "out"
-    deliver(naip_region, naip_scenes[:2])
+    deliver(naip_region, naip_small[:2])
     corrupt = naip_region.parent / "incoming" / "m_4709963_se_14_1_20110101.tif"
     corrupt.write_bytes(b"II*\x00 this is not a GeoTIFF")
     opts = MonitorOptions(out_dir=out, model_dir=naip_model, retry_base_s=3600)
     summary = run_monitor(region, opts)
     assert summary.exit_code == 1
-    assert [p.scene for p in summary.processed] == [s.stem for s in naip_scenes[:2]]
+    assert [p.scene for p in summary.processed] == [s.stem for s in naip_small[:2]]
     assert [p.scene for p in summary.failed] == [corrupt.stem]
     status = monitor_status(region, out)
     assert [f.name for f in status.failed] == [corrupt.stem]
@@ -146,42 +153,48 @@ def test_failing_scene_is_recorded_retried_and_never_blocks(
     assert "cannot be read" in (status.failed[0].error or "")
 
     # within the backoff the failed scene is not retried; new passes still go through
-    deliver(naip_region, naip_scenes[2:3])
+    deliver(naip_region, naip_small[2:3])
     summary = run_monitor(region, opts)
-    assert [p.scene for p in summary.processed] == [naip_scenes[2].stem] and not summary.failed
+    assert [p.scene for p in summary.processed] == [naip_small[2].stem] and not summary.failed
 
     # --retry-failed retries now: still corrupt, attempts grow, backoff doubles
-    summary = run_monitor(region, MonitorOptions(out_dir=out, model_dir=naip_model, retry_failed=True))
+    summary = run_monitor(
+        region, MonitorOptions(out_dir=out, model_dir=naip_model, retry_failed=True)
+    )
     assert [p.scene for p in summary.failed] == [corrupt.stem]
     first_retry = monitor_status(region, out).failed[0]
     assert first_retry.attempts == 2
 
     # the file is replaced by a good one: its fingerprint changes and it is processed at once
     corrupt.unlink()
-    copy_in(naip_region, naip_scenes[3], corrupt.name)
+    copy_in(naip_region, naip_small[3], corrupt.name)
     summary = run_monitor(region, opts)
     assert [p.scene for p in summary.processed] == [corrupt.stem] and summary.exit_code == 0
     assert monitor_status(region, out).by_status == {"done": 4}
     # changes of the pass after it (2012) are now computed against it (2011)
     rows = {h["scene"]: h for h in _history(out / "naip-nd")}
-    assert rows[naip_scenes[2].stem]["previous_scene"] == corrupt.stem
+    assert rows[naip_small[2].stem]["previous_scene"] == corrupt.stem
 
 
 def test_exactly_once_per_model_and_reprocess(
-    naip_region: Path, naip_scenes: list[Path], naip_model: Path, naip_model_v2: Path, tmp_path: Path
+    naip_region: Path, naip_small: list[Path], naip_model: Path, naip_model_v2: Path, tmp_path: Path
 ) -> None:
     region = load_region(naip_region)
     out = tmp_path / "out"
-    deliver(naip_region, naip_scenes[:3])
-    assert len(run_monitor(region, MonitorOptions(out_dir=out, model_dir=naip_model)).processed) == 3
+    deliver(naip_region, naip_small[:3])
+    assert (
+        len(run_monitor(region, MonitorOptions(out_dir=out, model_dir=naip_model)).processed) == 3
+    )
     # a new model without --reprocess: old passes stay, only new scenes use it
     v2 = MonitorOptions(out_dir=out, model_dir=naip_model_v2)
     assert run_monitor(region, v2).processed == []
-    deliver(naip_region, naip_scenes[3:4])
-    assert [p.scene for p in run_monitor(region, v2).processed] == [naip_scenes[3].stem]
+    deliver(naip_region, naip_small[3:4])
+    assert [p.scene for p in run_monitor(region, v2).processed] == [naip_small[3].stem]
     # --reprocess redoes the three older scenes with the new model, once
     redo = MonitorOptions(out_dir=out, model_dir=naip_model_v2, reprocess=True)
-    assert [p.scene for p in run_monitor(region, redo).processed] == [s.stem for s in naip_scenes[:3]]
+    assert [p.scene for p in run_monitor(region, redo).processed] == [
+        s.stem for s in naip_small[:3]
+    ]
     assert run_monitor(region, redo).processed == []
     v2_id = read_card(naip_model_v2).model_id
     history = _history(out / "naip-nd")
@@ -201,14 +214,21 @@ def test_band_mismatch_and_missing_model_are_input_errors(
 
 
 def test_acquisition_time_falls_back_to_mtime(
-    naip_region: Path, naip_scenes: list[Path], naip_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    naip_region: Path,
+    naip_small: list[Path],
+    naip_model: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     region = load_region(naip_region)
-    target = copy_in(naip_region, naip_scenes[0], "no-date-here.tif")
+    target = copy_in(naip_region, naip_small[0], "no-date-here.tif")
     os.utime(target, (1_600_000_000, 1_600_000_000))
     with caplog.at_level(logging.WARNING, logger="geotl"):
-        summary = run_monitor(region, MonitorOptions(out_dir=tmp_path / "out", model_dir=naip_model))
+        summary = run_monitor(
+            region, MonitorOptions(out_dir=tmp_path / "out", model_dir=naip_model)
+        )
     assert summary.processed[0].acquired == datetime.fromtimestamp(1_600_000_000, tz=UTC)
     assert "modification time" in caplog.text
-    assert (tmp_path / "out" / "naip-nd" / "passes" / "20200913T122640Z_no-date-here.geojson").exists()
-
+    assert (
+        tmp_path / "out" / "naip-nd" / "passes" / "20200913T122640Z_no-date-here.geojson"
+    ).exists()

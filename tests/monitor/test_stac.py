@@ -1,0 +1,188 @@
+"""The pass loop over a real STAC API (pgstac + stac-fastapi on 127.0.0.1), no mocked HTTP."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from conftest import NAIP_BANDS, PERU_BANDS, write_region
+from stac_server import StacServer, collection_json, item_json
+
+from geotl.config import load_region
+from geotl.errors import GeotlRuntimeError
+from geotl.monitor import MonitorOptions, StacSource, monitor_status, run_monitor
+
+pytestmark = pytest.mark.stac
+
+
+def _naip_when(tif: Path) -> str:
+    d = tif.stem[-8:]
+    return f"{d[:4]}-{d[4:6]}-{d[6:]}T17:30:00Z"
+
+
+def _history(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _stac_region(
+    tmp_path: Path,
+    server: StacServer,
+    name: str,
+    imagery: Path,
+    bands: list[str],
+    collection: str,
+    classes: list[str],
+    min_area_m2: float,
+    max_cloud: float | None = None,
+) -> Path:
+    assets = ", ".join(f'{b} = "image:{i}"' for i, b in enumerate(bands, start=1))
+    cloud = f"max_cloud = {max_cloud}\n" if max_cloud is not None else ""
+    monitor = f'source = "stac"\nurl = "{server.url}"\ncollection = "{collection}"\n{cloud}assets = {{ {assets} }}'
+    return write_region(
+        tmp_path / "region", name, [imagery], bands, classes, monitor, min_area_m2=min_area_m2
+    )
+
+
+def test_naip_stream_through_stac(
+    stac_server: StacServer,
+    naip_scenes: list[Path],
+    peru_scenes: list[Path],
+    naip_model: Path,
+    tmp_path: Path,
+) -> None:
+    server = stac_server
+    files = server.files
+    assert files is not None
+    server.load_collection(collection_json("naip-nd", "NAIP North Dakota test series"))
+    clouds = [5, 10, 85, 0, 20, 15, 30, 2, 45, 8]  # the third pass is too cloudy
+    items = [
+        item_json("naip-nd", s.stem, s, files.url(s), _naip_when(s), c)
+        for s, c in zip(naip_scenes, clouds, strict=True)
+    ]
+    # an item elsewhere (Peru) in the same collection: outside the region's AOI
+    items.append(
+        item_json(
+            "naip-nd",
+            "far-away",
+            peru_scenes[0],
+            files.url(peru_scenes[0]),
+            "2015-06-01T00:00:00Z",
+            0,
+        )
+    )
+    server.load_items([*items[:5], items[-1]])
+
+    region_file = _stac_region(
+        tmp_path,
+        server,
+        "naip-stac",
+        naip_scenes[0],
+        NAIP_BANDS,
+        "naip-nd",
+        ["water"],
+        200.0,
+        max_cloud=50,
+    )
+    region = load_region(region_file)
+    opts = MonitorOptions(out_dir=tmp_path / "out", model_dir=naip_model)
+    files.log.clear()
+    first = run_monitor(region, opts)
+    assert first.exit_code == 0
+    assert [p.scene for p in first.processed] == [naip_scenes[i].stem for i in (0, 1, 3, 4)]
+    # assets were read by HTTP range requests, never downloaded whole
+    tif_gets = [e for e in files.log.entries if e[0] == "GET" and e[1].endswith(".tif")]
+    assert tif_gets and all(status == 206 for _, _, status, _ in tif_gets)
+    sizes = {p.name: p.stat().st_size for p in naip_scenes}
+    per_file: dict[str, int] = {}
+    for _, path, _, sent in tif_gets:
+        per_file[Path(path).name] = per_file.get(Path(path).name, 0) + sent
+    assert all(sent <= 1.5 * sizes[name] for name, sent in per_file.items())
+
+    # the rest of the series is published; the next run asks only for what is newer
+    server.load_items(items[5:10])
+    second = run_monitor(region, opts)
+    assert [p.scene for p in second.processed] == [s.stem for s in naip_scenes[5:]]
+    assert run_monitor(region, opts).processed == []
+
+    rdir = tmp_path / "out" / "naip-stac"
+    history = _history(rdir / "history.csv")
+    expected = [s.stem for i, s in enumerate(naip_scenes) if i != 2]
+    assert [h["scene"] for h in history] == expected
+    assert [h["previous_scene"] for h in history] == ["", *expected[:-1]]
+    assert all(int(h["detections"]) > 0 for h in history)
+    latest = json.loads((rdir / "latest.geojson").read_text())
+    assert {f["properties"]["scene"] for f in latest["features"]} == {naip_scenes[-1].stem}
+    status = monitor_status(region, tmp_path / "out")
+    assert status.by_status == {"done": 9}
+
+
+def test_unreachable_asset_fails_alone_and_peru_stream(
+    stac_server: StacServer, peru_scenes: list[Path], peru_model: Path, tmp_path: Path
+) -> None:
+    server = stac_server
+    files = server.files
+    assert files is not None
+    server.load_collection(collection_json("peru", "Landsat Peru epochs"))
+    items = [
+        item_json("peru", f"peru-{s.stem}", s, files.url(s), f"{s.stem}-07-01T15:00:00Z", 1.0)
+        for s in peru_scenes
+    ]
+    broken = item_json(
+        "peru",
+        "peru-broken",
+        peru_scenes[0],
+        files.url(peru_scenes[0]).replace("1985.tif", "gone.tif"),
+        "1987-07-01T15:00:00Z",
+        1.0,
+    )
+    server.load_items([*items, broken])
+    region = load_region(
+        _stac_region(
+            tmp_path, server, "peru-stac", peru_scenes[0], PERU_BANDS, "peru", ["clearing"], 20000.0
+        )
+    )
+    opts = MonitorOptions(out_dir=tmp_path / "out", model_dir=peru_model)
+    summary = run_monitor(region, opts)
+    assert summary.exit_code == 1
+    assert [p.scene for p in summary.processed] == [f"peru-{s.stem}" for s in peru_scenes]
+    assert [p.scene for p in summary.failed] == ["peru-broken"]
+    failed = monitor_status(region, tmp_path / "out").failed
+    assert failed[0].name == "peru-broken" and "cannot be read" in (failed[0].error or "")
+    assert failed[0].next_attempt is not None
+    history = _history(tmp_path / "out" / "peru-stac" / "history.csv")
+    assert [h["scene"] for h in history] == [f"peru-{s.stem}" for s in peru_scenes]
+    # the item is fixed in the catalogue
+    fixed = item_json(
+        "peru",
+        "peru-broken",
+        peru_scenes[1],
+        files.url(peru_scenes[1]),
+        "1987-07-01T15:00:00Z",
+        1.0,
+    )
+    fixed["properties"]["updated"] = "2024-01-01T00:00:00Z"
+    server.load_items([fixed])
+    # within its backoff the item is left alone; a forced retry reads the item again
+    assert run_monitor(region, opts).passes == []
+    retry = run_monitor(
+        region, MonitorOptions(out_dir=tmp_path / "out", model_dir=peru_model, retry_failed=True)
+    )
+    assert [p.scene for p in retry.processed] == ["peru-broken"] and retry.exit_code == 0
+
+
+def test_unreachable_api_is_a_runtime_error(
+    naip_scenes: list[Path], naip_model: Path, tmp_path: Path
+) -> None:
+    monitor = (
+        'source = "stac"\nurl = "http://127.0.0.1:9/stac"\ncollection = "x"\n'
+        'assets = { red = "image:1", green = "image:2", blue = "image:3", nir = "image:4" }'
+    )
+    region = load_region(
+        write_region(tmp_path, "down", naip_scenes[:1], NAIP_BANDS, ["water"], monitor)
+    )
+    with pytest.raises(GeotlRuntimeError, match="STAC search failed"):
+        run_monitor(region, MonitorOptions(out_dir=tmp_path / "out", model_dir=naip_model))
+    assert StacSource(region).band_names() == NAIP_BANDS

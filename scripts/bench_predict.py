@@ -192,10 +192,12 @@ def torchgeo_baseline(
             for k, b in enumerate(batch["bounds"].tolist()):
                 col = round((b[0] - transform.c) / RES_M)
                 row = round((transform.f - b[4]) / RES_M)
+                # torchgeo's grid starts at the bottom-left and pads past the scene edges
                 h, w = p.shape[1:]
+                r0, c0 = max(row, 0), max(col, 0)
                 r1, c1 = min(row + h, height), min(col + w, width)
-                prob_sum[row:r1, col:c1] += p[k, : r1 - row, : c1 - col]
-                count[row:r1, col:c1] += 1
+                prob_sum[r0:r1, c0:c1] += p[k, r0 - row : r1 - row, c0 - col : c1 - col]
+                count[r0:r1, c0:c1] += 1
     probs = prob_sum / np.maximum(count, 1)
     cm, score = class_map_from_probabilities(
         np.stack([1 - probs, probs]), art.card.threshold, count > 0

@@ -1,4 +1,6 @@
-"""``geotl monitor REGION.toml --model MODEL_DIR --out DIR [--once | --every 6h]`` and
+"""``geotl monitor``: run the pass loop of a region, or print its status.
+
+``geotl monitor REGION.toml --model MODEL_DIR --out DIR [--once | --every 6h]`` and
 ``geotl monitor status REGION.toml --out DIR``.
 
 ``monitor`` is a group whose default command is the run itself, so both the plain form
@@ -65,19 +67,19 @@ def _graceful_stop(stop: threading.Event) -> Iterator[None]:
         else:
             raise KeyboardInterrupt(name)
 
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous[sig] = signal.signal(sig, handler)
     try:
         yield
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        for sig_restore, old in previous.items():
+            signal.signal(sig_restore, old)
 
 
 @click.group("monitor", cls=_DefaultGroup, invoke_without_command=False)
 def command() -> None:
-    """Watch a region: process every new pass once, report what changed.
+    r"""Watch a region: process every new pass once, report what changed.
 
     \b
     geotl monitor REGION.toml --model MODEL_DIR --out DIR [--once | --every 6h]

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,11 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from monitor_helpers import NAIP_BANDS, NAIP_REGEX, PERU_BANDS, write_region
 from stac_server import StacServer, find_pg_bin, postgis_available
 from tinymodel import build_tiny_model, clearing_rule, water_rule
-
-NAIP_BANDS = ["red", "green", "blue", "nir"]
-PERU_BANDS = ["swir16", "nir", "red", "green"]
 
 
 @pytest.fixture(scope="session")
@@ -104,40 +99,6 @@ def peru_model(tmp_path_factory: pytest.TempPathFactory, peru_scenes: list[Path]
     return out
 
 
-def write_region(
-    folder: Path,
-    name: str,
-    imagery: list[Path],
-    bands: list[str],
-    classes: list[str],
-    monitor: str,
-    *,
-    datetime_regex: str | None = None,
-    min_area_m2: float = 0.0,
-) -> Path:
-    """Write a region TOML into ``folder`` and return its path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = [
-        f"name = {json.dumps(name)}",
-        f"classes = {json.dumps(classes)}",
-        "",
-        "[imagery]",
-        f"paths = {json.dumps([str(p) for p in imagery])}",
-        f"bands = {json.dumps(bands)}",
-    ]
-    if datetime_regex:
-        lines.append(f"datetime_regex = '{datetime_regex}'")
-    lines += ["", "[predict]", f"min_area_m2 = {min_area_m2}", "", "[monitor]", monitor, ""]
-    text = "\n".join(lines)
-    path = folder / f"{name}.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-NAIP_REGEX = r"_(\d{8})\.tif$"
-PERU_REGEX = r"^(\d{4})\.tif$"
-
-
 @pytest.fixture
 def naip_region(tmp_path: Path, naip_scenes: list[Path]) -> Path:
     """A folder-source region for the NAIP series; passes arrive in ``incoming/``."""
@@ -152,24 +113,6 @@ def naip_region(tmp_path: Path, naip_scenes: list[Path]) -> Path:
         datetime_regex=NAIP_REGEX,
         min_area_m2=200.0,
     )
-
-
-def deliver(region_file: Path, scenes: list[Path]) -> None:
-    """Make passes arrive in the region's ``incoming/`` folder (symlinks to the real data)."""
-    incoming = region_file.parent / "incoming"
-    incoming.mkdir(exist_ok=True)
-    for scene in scenes:
-        target = incoming / scene.name
-        if not target.exists():
-            os.symlink(scene, target)
-
-
-def copy_in(region_file: Path, scene: Path, name: str | None = None) -> Path:
-    incoming = region_file.parent / "incoming"
-    incoming.mkdir(exist_ok=True)
-    target = incoming / (name or scene.name)
-    shutil.copyfile(scene, target)
-    return target
 
 
 @pytest.fixture(scope="session")

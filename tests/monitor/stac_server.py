@@ -293,10 +293,12 @@ class StacServer:
                 raise RuntimeError(
                     f"stac-fastapi exited: {(self.tmp / 'api.log').read_text()[-2000:]}"
                 )
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.url}/_mgmt/ping", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{self.url}/_mgmt/ping", timeout=2) as resp,
+            ):
+                if resp.status == 200:
+                    return
             time.sleep(0.25)
         raise RuntimeError("stac-fastapi did not answer within 90 s")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import logging
 import os
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import pytest
-from conftest import PERU_BANDS, PERU_REGEX, copy_in, deliver, write_region
+from monitor_helpers import PERU_BANDS, PERU_REGEX, copy_in, deliver, write_region
 
 from geotl.config import load_region
 from geotl.errors import BandMismatchError, ConfigError
@@ -56,7 +57,7 @@ def test_naip_series_as_a_stream_of_passes(
         f"{s.stem[-8:-4]}-{s.stem[-4:-2]}-{s.stem[-2:]}" for s in naip_scenes
     ]
     assert history[0]["new"] == "" and history[0]["previous_scene"] == ""
-    for prev, row in zip(history, history[1:], strict=False):
+    for prev, row in itertools.pairwise(history):
         assert row["previous_scene"] == prev["scene"]
         assert int(row["detections"]) > 0
     # the lakes change between years: some objects are new or gone somewhere in the series

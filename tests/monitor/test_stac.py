@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import NAIP_BANDS, PERU_BANDS, write_region
+from monitor_helpers import NAIP_BANDS, PERU_BANDS, write_region
 from stac_server import StacServer, collection_json, item_json
 
 from geotl.config import load_region

@@ -1,0 +1,147 @@
+"""Change detection between passes: overlap matching, common area, robustness to shifts."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from shapely import affinity
+from shapely.geometry import Polygon, box
+
+from geotl.monitor.changes import CHANGE_COLUMNS, detect_changes, scene_footprint
+
+# ~1 km squares near 47 N (degrees); objects are ~50-100 m fields
+DEG = 0.00001  # ~1 m
+
+
+def _frame(rows: list[tuple[str, str, Polygon]], scene: str) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(
+        {
+            "id": [r[0] for r in rows],
+            "class": [r[1] for r in rows],
+            "score": [0.9] * len(rows),
+            "area_m2": [1.0] * len(rows),
+            "scene": [scene] * len(rows),
+            "acquired": ["2020-01-01"] * len(rows),
+            "model": ["m"] * len(rows),
+        },
+        geometry=[r[2] for r in rows],
+        crs="EPSG:4326",
+    )
+
+
+def _square(x_m: float, y_m: float, size_m: float) -> Polygon:
+    x0, y0 = -99.2 + x_m * DEG, 47.0 + y_m * DEG
+    return box(x0, y0, x0 + size_m * DEG, y0 + size_m * DEG)
+
+
+AREA = box(-99.2, 47.0, -99.2 + 1000 * DEG, 47.0 + 1000 * DEG)
+
+
+def test_shifted_outlines_match_and_real_changes_are_found() -> None:
+    previous = _frame(
+        [
+            ("a", "water", _square(100, 100, 80)),
+            ("b", "water", _square(400, 400, 60)),
+            ("c", "water", _square(700, 100, 50)),
+        ],
+        "p",
+    )
+    shifted = affinity.translate(_square(100, 100, 80), 3 * DEG, -2 * DEG)  # 2-3 px shift
+    wobbly = _square(400, 400, 60).buffer(2 * DEG)  # outline drawn a little larger
+    current = _frame(
+        [("a2", "water", shifted), ("b2", "water", wobbly), ("d2", "water", _square(800, 800, 40))],
+        "c",
+    )
+    result = detect_changes(current, previous, AREA, AREA, current_scene="c", previous_scene="p")
+    assert (result.new, result.gone) == (1, 1)
+    kinds = dict(zip(result.frame["id"], result.frame["change"], strict=True))
+    assert kinds == {"d2": "new", "c": "gone"}
+    assert result.matches == {"a2": ["a"], "b2": ["b"]}
+    assert list(result.frame.columns) == [*CHANGE_COLUMNS, "geometry"]
+    assert set(result.frame["pass_scene"]) == {"c"} and set(result.frame["previous_scene"]) == {"p"}
+    assert result.common_area_m2 == pytest.approx(1000 * 1000 * 0.76 * 1.11, rel=0.1)
+
+
+def test_only_the_area_both_passes_cover_is_compared() -> None:
+    left = box(-99.2, 47.0, -99.2 + 600 * DEG, 47.0 + 1000 * DEG)
+    right = box(-99.2 + 400 * DEG, 47.0, -99.2 + 1000 * DEG, 47.0 + 1000 * DEG)
+    previous = _frame(
+        [("p-west", "water", _square(50, 50, 40)), ("p-mid", "water", _square(450, 500, 40))], "p"
+    )
+    current = _frame(
+        [("c-east", "water", _square(900, 50, 40)), ("c-mid", "water", _square(500, 300, 40))], "c"
+    )
+    result = detect_changes(current, previous, right, left, current_scene="c", previous_scene="p")
+    # p-west lies outside what the current pass saw, c-east outside the previous: not changes
+    assert sorted(zip(result.frame["id"], result.frame["change"], strict=True)) == [
+        ("c-mid", "new"),
+        ("p-mid", "gone"),
+    ]
+
+
+def test_split_objects_and_class_changes() -> None:
+    field = _square(100, 100, 100)
+    halves = [
+        _square(100, 100, 100).intersection(box(-99.2, 46, -99.2 + 150 * DEG, 48)),
+        _square(150, 100, 50),
+    ]
+    previous = _frame([("f", "field", field), ("w", "water", _square(500, 500, 60))], "p")
+    current = _frame(
+        [
+            ("h1", "field", halves[0]),
+            ("h2", "field", halves[1]),
+            ("w2", "clearing", _square(500, 500, 60)),
+        ],
+        "c",
+    )
+    result = detect_changes(current, previous, AREA, AREA, current_scene="c", previous_scene="p")
+    # the split field matches (many-to-many); water -> clearing is gone + new, linked by ids
+    rows = {r.id: r for r in result.frame.itertuples()}
+    assert set(rows) == {"w", "w2"}
+    assert rows["w"].change == "gone" and rows["w"].matched_ids == "w2"
+    assert rows["w2"].change == "new" and rows["w2"].matched_ids == "w"
+    assert sorted(result.matches) == ["h1", "h2"]
+
+
+def test_no_overlap_and_empty_passes() -> None:
+    empty = _frame([], "c")
+    far = box(10, 10, 11, 11)
+    result = detect_changes(empty, empty, AREA, far, current_scene="c", previous_scene="p")
+    assert (result.new, result.gone) == (0, 0) and result.frame.empty
+    only_new = detect_changes(
+        _frame([("n", "water", _square(10, 10, 30))], "c"),
+        empty,
+        AREA,
+        AREA,
+        current_scene="c",
+        previous_scene="p",
+    )
+    assert (only_new.new, only_new.gone) == (1, 0)
+
+
+def test_scene_footprint_follows_valid_data(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = np.zeros((1, 200, 200), dtype=np.uint8)
+    data[:, :, :100] = 7  # only the western half holds data
+    path = tmp_path / "half.tif"
+    profile = {
+        "driver": "GTiff",
+        "width": 200,
+        "height": 200,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": "EPSG:32614",
+        "transform": from_origin(500000, 5200000, 10, 10),
+        "nodata": 0,
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    fp = scene_footprint(path)
+    full = gpd.GeoSeries([box(500000, 5198000, 502000, 5200000)], crs=32614).to_crs(4326).iloc[0]
+    assert fp.area == pytest.approx(full.area / 2, rel=0.05)
+    profile["nodata"] = None
+    with rasterio.open(tmp_path / "full.tif", "w", **profile) as dst:
+        dst.write(data)
+    assert scene_footprint(tmp_path / "full.tif").area == pytest.approx(full.area, rel=0.01)

@@ -1,0 +1,166 @@
+"""Scene sources: acquisition times, discovery of new and changed files, AOI, VRT stacking."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from monitor_helpers import NAIP_BANDS, NAIP_REGEX, write_region
+from rasterio.transform import from_origin
+
+from geotl.config import load_region
+from geotl.errors import SceneError
+from geotl.monitor.sources import (
+    FolderSource,
+    Scene,
+    make_source,
+    parse_datetime_text,
+    region_aoi,
+    safe_scene_name,
+    write_scene_vrt,
+)
+
+
+def _tif(path: Path, tags: dict[str, str] | None = None, count: int = 4) -> Path:
+    profile = {
+        "driver": "GTiff",
+        "width": 32,
+        "height": 32,
+        "count": count,
+        "dtype": "uint8",
+        "crs": "EPSG:32614",
+        "transform": from_origin(500000, 5200000, 5, 5),
+        "nodata": 0,
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.full((count, 32, 32), 9, dtype=np.uint8))
+        if tags:
+            dst.update_tags(**tags)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("20190904", datetime(2019, 9, 4, tzinfo=UTC)),
+        ("1985", datetime(1985, 1, 1, tzinfo=UTC)),
+        ("201909", datetime(2019, 9, 1, tzinfo=UTC)),
+        ("2021:05:04 10:30:00", datetime(2021, 5, 4, 10, 30, tzinfo=UTC)),
+        ("20210504T103000", datetime(2021, 5, 4, 10, 30, tzinfo=UTC)),
+        ("2021-05-04T10:30:00Z", datetime(2021, 5, 4, 10, 30, tzinfo=UTC)),
+        ("2021-05-04T12:30:00+02:00", datetime(2021, 5, 4, 10, 30, tzinfo=UTC)),
+    ],
+)
+def test_parse_datetime_text(text: str, expected: datetime) -> None:
+    assert parse_datetime_text(text) == expected
+
+
+def test_parse_datetime_text_rejects_garbage() -> None:
+    with pytest.raises(ValueError):
+        parse_datetime_text("not-a-date")
+
+
+def test_safe_scene_name() -> None:
+    assert safe_scene_name("a b/c:d") == "a_b_c_d"
+    assert safe_scene_name("...") == "scene"
+
+
+def _folder_region(tmp_path: Path, anchor: Path) -> Path:
+    return write_region(
+        tmp_path / "region",
+        "r",
+        [anchor],
+        NAIP_BANDS,
+        ["water"],
+        'source = "folder"\npaths = ["incoming/*.tif", "more/**/*.tif"]',
+        datetime_regex=NAIP_REGEX,
+    )
+
+
+def test_folder_source_times_new_and_changed_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    anchor = _tif(tmp_path / "anchor.tif")
+    region_file = _folder_region(tmp_path, anchor)
+    incoming = region_file.parent / "incoming"
+    incoming.mkdir()
+    (region_file.parent / "more" / "deep").mkdir(parents=True)
+    by_name = _tif(incoming / "m_x_20190904.tif", {"TIFFTAG_DATETIME": "2001:01:01 00:00:00"})
+    by_tag = _tif(
+        region_file.parent / "more" / "deep" / "pass.tif",
+        {"TIFFTAG_DATETIME": "2021:05:04 10:30:00"},
+    )
+    by_mtime = _tif(incoming / "undated.tif")
+    os.utime(by_mtime, (1_500_000_000, 1_500_000_000))
+    (incoming / ".tmp-partial.tif").write_bytes(b"half")
+    source = make_source(load_region(region_file))
+    assert isinstance(source, FolderSource) and source.band_names() == NAIP_BANDS
+    with caplog.at_level(logging.WARNING, logger="geotl"):
+        found = {s.name: s for s in source.discover({}, None)}
+    assert set(found) == {"m_x_20190904", "pass", "undated"}
+    assert (found["m_x_20190904"].acquired, found["m_x_20190904"].acquired_from) == (
+        datetime(2019, 9, 4, tzinfo=UTC),
+        "regex",
+    )
+    assert (found["pass"].acquired, found["pass"].acquired_from) == (
+        datetime(2021, 5, 4, 10, 30, tzinfo=UTC),
+        "tiff-tag",
+    )
+    assert found["undated"].acquired_from == "mtime"
+    assert found["undated"].acquired == datetime.fromtimestamp(1_500_000_000, tz=UTC)
+    assert "modification time" in caplog.text and "undated.tif" in caplog.text
+    # known and unchanged: not reported again; a replaced file is
+    known = {s.key: s.fingerprint for s in found.values()}
+    assert source.discover(known, None) == []
+    _tif(by_name, count=3)
+    again = source.discover(known, None)
+    assert [s.name for s in again] == ["m_x_20190904"]
+    del by_tag
+
+
+def test_region_aoi_from_imagery_or_file(tmp_path: Path) -> None:
+    anchor = _tif(tmp_path / "anchor.tif")
+    region = load_region(_folder_region(tmp_path, anchor))
+    aoi = region_aoi(region)
+    minx, miny, maxx, maxy = aoi.bounds
+    assert -99.1 < minx < maxx < -98.9 and 46.9 < miny < maxy < 47.0
+    (tmp_path / "region" / "aoi.geojson").write_text(
+        '{"type":"FeatureCollection","features":[{"type":"Feature","properties":{},'
+        '"geometry":{"type":"Polygon","coordinates":[[[1,1],[2,1],[2,2],[1,2],[1,1]]]}}]}'
+    )
+    text = (
+        (tmp_path / "region" / "r.toml")
+        .read_text()
+        .replace("[monitor]\n", '[monitor]\naoi = "aoi.geojson"\n')
+    )
+    (tmp_path / "region" / "r.toml").write_text(text)
+    assert region_aoi(load_region(tmp_path / "region" / "r.toml")).bounds == (1.0, 1.0, 2.0, 2.0)
+
+
+def test_vrt_stacks_bands_from_assets(tmp_path: Path) -> None:
+    a = _tif(tmp_path / "a.tif")
+    b = _tif(tmp_path / "b.tif", count=1)
+    scene = Scene(
+        key="stac:c/x",
+        name="x",
+        acquired=datetime(2020, 1, 1, tzinfo=UTC),
+        acquired_from="stac",
+        uri="u",
+        fingerprint="f",
+        assets={"red": f"{a}#3", "nir": f"{b}#1"},
+    )
+    vrt = write_scene_vrt(scene, tmp_path / "work" / "x.vrt")
+    with rasterio.open(vrt) as ds:
+        assert ds.count == 2 and ds.crs.to_epsg() == 32614 and ds.nodata == 0
+        assert ds.read().shape == (2, 32, 32)
+    missing = Scene(**{**scene.__dict__, "assets": {"red": "missing:B04"}})
+    with pytest.raises(SceneError, match="no asset 'B04'"):
+        write_scene_vrt(missing, tmp_path / "work" / "y.vrt")
+    too_few = Scene(**{**scene.__dict__, "assets": {"red": f"{b}#2"}})
+    with pytest.raises(SceneError, match="asks for band 2"):
+        write_scene_vrt(too_few, tmp_path / "work" / "z.vrt")

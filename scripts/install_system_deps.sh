@@ -14,3 +14,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# PostGIS for the installed server version (the "postgis" package only recommends it, and
+# --no-install-recommends skips it): the monitor tests' pgstac needs the extension itself.
+pg_major="$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -n1)"
+if [ -n "$pg_major" ] && ! dpkg -s "postgresql-${pg_major}-postgis-3" >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "postgresql-${pg_major}-postgis-3" >/dev/null
+fi

@@ -7,6 +7,7 @@ and reports. :class:`GeotlError` becomes a one-line message on stderr and its ex
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import traceback
@@ -24,6 +25,21 @@ log = logging.getLogger("geotl")
 
 class _GeotlGroup(click.Group):
     """A group that turns GeotlError into a one-line message and an exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _COMMANDS:
+            return None
+        module = importlib.import_module(_COMMANDS[cmd_name][0])
+        command: click.Command = module.command
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, short_help) for name, (_, short_help) in _COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -61,14 +77,17 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     _configure_logging(verbose, quiet)
 
 
-def _register() -> None:
-    from geotl.cli import chip, evaluate, models, monitor, predict, run, train
-
-    for module in (chip, train, evaluate, predict, run, monitor, models):
-        cli.add_command(module.command)
-
-
-_register()
+# Commands are imported only when used, so `geotl --help`, `geotl monitor status` and input
+# errors answer without paying for torch: name -> (module, one-line help).
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "chip": ("geotl.cli.chip", "Cut a region's scenes and labels into training chips."),
+    "train": ("geotl.cli.train", "Adapt a base model to one or more regions."),
+    "evaluate": ("geotl.cli.evaluate", "Score a model on a region's test split."),
+    "predict": ("geotl.cli.predict", "Turn scenes into detection polygons (GeoJSON)."),
+    "run": ("geotl.cli.run", "Chip, train, evaluate and predict a region in one go."),
+    "monitor": ("geotl.cli.monitor", "Process each new pass of a region once; report changes."),
+    "models": ("geotl.cli.models", "List base models or import weights for offline use."),
+}
 
 
 def main() -> None:

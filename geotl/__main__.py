@@ -1,0 +1,5 @@
+"""``python -m geotl``: the same as the ``geotl`` command."""
+
+from geotl.cli.main import main
+
+main()

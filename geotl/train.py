@@ -16,8 +16,8 @@ Design choices (see also the README):
   the reused encoder/decoder see inputs exactly as they were trained on.
 - **Several regions**: each region's chips are sampled with equal total weight per epoch.
 - Training runs through a Lightning ``LightningModule`` (CPU by default, CUDA + 16-bit mixed
-  precision with ``device="cuda"``); early stopping on validation IoU restores the best
-  epoch's weights. Same seed on CPU gives the same weights and metrics.
+  precision with ``device="cuda"``: bf16 where the GPU has it, else fp16); early stopping
+  on validation IoU restores the best epoch's weights. Same seed on CPU gives the same weights and metrics.
 """
 
 from __future__ import annotations
@@ -284,30 +284,34 @@ def compute_normalisation(data: list[ChipData]) -> Normalisation:
 def _augment(
     x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random flips and 90-degree rotations, per sample (square chips)."""
+    """Random flips and 90-degree rotations, per sample (square chips).
+
+    Code ``c`` in 0..7 per sample: flip left-right if ``c & 4``, then rotate ``c & 3``
+    quarter turns. Whole-batch ``torch.where`` selections: no host round trip, so a GPU
+    never waits on the CPU here (``gen`` lives on the data's device).
+    """
     n = x.shape[0]
-    codes = torch.randint(0, 8, (n,), generator=gen)
-    xo, yo = x.clone(), y.clone()
-    for code in range(1, 8):
-        sel = (codes == code).nonzero().flatten().to(x.device)
-        if not len(sel):
-            continue
-        xs, ys = x[sel], y[sel]
-        if code & 4:
-            xs, ys = xs.flip(-1), ys.flip(-1)
-        k = code & 3
-        if k:
-            xs, ys = torch.rot90(xs, k, (-2, -1)), torch.rot90(ys, k, (-2, -1))
-        xo[sel], yo[sel] = xs, ys
-    return xo, yo
+    codes = torch.randint(0, 8, (n,), generator=gen, device=gen.device).to(x.device)
+    flip = (codes & 4) != 0
+    turns = codes & 3
+    xo = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    yo = torch.where(flip.view(-1, 1, 1), y.flip(-1), y)
+    xr, yr = xo, yo
+    for k in (1, 2, 3):
+        sel = turns == k
+        xr = torch.where(sel.view(-1, 1, 1, 1), torch.rot90(xo, k, (-2, -1)), xr)
+        yr = torch.where(sel.view(-1, 1, 1), torch.rot90(yo, k, (-2, -1)), yr)
+    return xr, yr
 
 
 def _confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Confusion counts (rows truth, columns prediction), ignore pixels left out."""
+    nn = num_classes * num_classes
     ok = target != IGNORE
-    idx = target[ok].long() * num_classes + pred[ok].long()
-    return torch.bincount(idx, minlength=num_classes * num_classes).reshape(
-        num_classes, num_classes
-    )
+    idx = torch.where(ok, target.long() * num_classes + pred.long(), nn).flatten()
+    counts = torch.zeros(nn + 1, dtype=torch.long, device=idx.device)
+    counts.index_add_(0, idx, torch.ones_like(idx))
+    return counts[:nn].reshape(num_classes, num_classes)
 
 
 def iou_from_confusion(conf: np.ndarray) -> np.ndarray:
@@ -349,13 +353,20 @@ def _make_module(
             self.focal = smp.losses.FocalLoss("multiclass", ignore_index=IGNORE)
             self.gen = torch.Generator().manual_seed(seed)
             self.val_conf = torch.zeros(num_classes, num_classes, dtype=torch.long)
+            # summed on the device, read once per epoch (a read per step would sync a GPU)
+            self._loss_sum = torch.zeros((), dtype=torch.float64)
+            self._loss_steps = 0
             self.history: list[dict[str, float]] = []
-            self._train_loss: list[float] = []
             self._t0 = time.perf_counter()
+            # throughput: seconds of each epoch's training phase (validation excluded)
+            self.epoch_train_seconds: list[float] = []
+            self.epoch_train_chips: list[int] = []
+            self._t_epoch: float | None = None
+            self._chips = 0
 
         def _prep(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
             x, y, valid = batch
-            x = (x - self.mean) / self.std
+            x = (x.float() - self.mean) / self.std
             x = torch.where(valid[:, None], x, torch.zeros_like(x))
             return x, y.long()
 
@@ -374,31 +385,59 @@ def _make_module(
                 return cast(torch.Tensor, self.focal(logits, y))
             return cast(torch.Tensor, self.ce(logits, y) + self.dice(logits, y))
 
+        def _sync(self) -> None:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+
+        def on_train_epoch_start(self) -> None:
+            self._sync()
+            self._t_epoch = time.perf_counter()
+            self._chips = 0
+
+        def _end_train_phase(self) -> None:
+            if self._t_epoch is not None:
+                self._sync()
+                self.epoch_train_seconds.append(time.perf_counter() - self._t_epoch)
+                self.epoch_train_chips.append(self._chips)
+                self._t_epoch = None
+
         def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            self._chips += int(batch[0].shape[0])
             x, y = self._prep(batch)
+            if self.gen.device != x.device:  # augmentation codes drawn on the data's device
+                self.gen = torch.Generator(device=x.device).manual_seed(seed)
             x, y = _augment(x, y, self.gen)
             loss = self._loss(self(x), y)
-            self._train_loss.append(float(loss.detach()))
+            if self._loss_sum.device != loss.device:
+                self._loss_sum = self._loss_sum.to(loss.device)
+            self._loss_sum += loss.detach().double()
+            self._loss_steps += 1
             return loss
 
         def validation_step(self, batch: Any, batch_idx: int) -> None:
             x, y = self._prep(batch)
             pred = self(x).argmax(1)
-            self.val_conf += _confusion(pred, y, num_classes).cpu()
+            self.val_conf += _confusion(pred, y, num_classes)
 
         def on_validation_epoch_start(self) -> None:
-            self.val_conf.zero_()
+            self._end_train_phase()
+            self.val_conf = torch.zeros(
+                num_classes, num_classes, dtype=torch.long, device=self.device
+            )
 
         def on_validation_epoch_end(self) -> None:
-            iou = iou_from_confusion(self.val_conf.numpy())
+            iou = iou_from_confusion(self.val_conf.cpu().numpy())
             fg = iou[1:]
             val_iou = float(np.nanmean(fg)) if np.isfinite(fg).any() else 0.0
             self.log("val_iou", val_iou, prog_bar=False)
             self._last_val = val_iou
 
         def on_train_epoch_end(self) -> None:
-            loss = float(np.mean(self._train_loss)) if self._train_loss else float("nan")
-            self._train_loss = []
+            self._end_train_phase()
+            steps = self._loss_steps
+            loss = float(self._loss_sum.item()) / steps if steps else float("nan")
+            self._loss_sum = torch.zeros((), dtype=torch.float64, device=self._loss_sum.device)
+            self._loss_steps = 0
             val = getattr(self, "_last_val", float("nan"))
             rec = {"epoch": self.current_epoch + 1, "train_loss": loss, "val_iou": val}
             self.history.append(rec)
@@ -486,9 +525,28 @@ def _freeze(network: torch.nn.Module, mode: str, keep_first_conv: bool) -> list[
     return prefixes
 
 
+def _compact(images: np.ndarray) -> np.ndarray:
+    """The smallest exact dtype for raw chip values (uint8 imagery stays 1 byte a value).
+
+    Chips are held as float32 for the statistics; the training data is kept in the files'
+    own integer range when it fits, which quarters the memory and the bytes each batch
+    moves (to a GPU too); ``_prep`` casts to float on the device.
+    """
+    if images.size == 0 or not np.isfinite(images).all():
+        return images
+    lo, hi = float(images.min()), float(images.max())
+    if not np.array_equal(images, np.floor(images)):
+        return images
+    for dtype in (np.uint8, np.int16, np.uint16):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return images.astype(dtype)
+    return images
+
+
 class _ChipDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
     def __init__(self, data: list[ChipData]) -> None:
-        self.x = torch.from_numpy(np.concatenate([d.images for d in data]))
+        self.x = torch.from_numpy(_compact(np.concatenate([d.images for d in data])))
         self.y = torch.from_numpy(np.concatenate([d.masks for d in data]))
         self.valid = torch.from_numpy(np.concatenate([d.valid for d in data]))
         self.region_sizes = [len(d) for d in data]
@@ -499,16 +557,38 @@ class _ChipDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, to
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.x[i], self.y[i], self.valid[i]
 
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A whole batch in one gather per tensor (the DataLoader calls this per batch)."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return self.x[idx], self.y[idx], self.valid[idx]
+
+
+def _batch_as_is(
+    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return batch
+
 
 def _loader(
-    data: list[ChipData], batch_size: int, shuffle: bool, seed: int, num_workers: int
+    data: list[ChipData],
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    num_workers: int,
+    pin_memory: bool = False,
 ) -> Any:
     from torch.utils.data import DataLoader, WeightedRandomSampler
 
     ds = _ChipDataset(data)
     gen = torch.Generator().manual_seed(seed)
+    common: dict[str, Any] = {
+        "batch_size": batch_size,
+        "num_workers": num_workers,
+        "collate_fn": _batch_as_is,
+        "pin_memory": pin_memory,
+    }
     if not shuffle:
-        return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        return DataLoader(ds, shuffle=False, **common)
     # every region gets the same total sampling weight per epoch
     weights = torch.cat([torch.full((n,), 1.0 / n) for n in ds.region_sizes if n])
     n_samples = max(len(ds), batch_size)
@@ -518,9 +598,7 @@ def _loader(
         replacement=len(ds.region_sizes) > 1 or n_samples > len(ds),
         generator=gen,
     )
-    return DataLoader(
-        ds, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=False
-    )
+    return DataLoader(ds, sampler=sampler, drop_last=False, **common)
 
 
 def _labels_available(chips_dir: Path, split: str) -> int:
@@ -689,7 +767,7 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
         max_epochs=epochs,
         accelerator="gpu" if cuda else "cpu",
         devices=1,
-        precision="16-mixed" if cuda else "32-true",
+        precision=_precision(cuda),
         deterministic=not cuda,
         logger=False,
         enable_checkpointing=False,
@@ -698,8 +776,8 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
         num_sanity_val_steps=0,
         callbacks=[_KeepBest(), EarlyStopping("val_iou", mode="max", patience=patience)],
     )
-    train_loader = _loader(train_data, batch_size, True, seed, options.num_workers)
-    val_loader = _loader(val_data, batch_size, False, seed, options.num_workers)
+    train_loader = _loader(train_data, batch_size, True, seed, options.num_workers, cuda)
+    val_loader = _loader(val_data, batch_size, False, seed, options.num_workers, cuda)
     t0 = time.perf_counter()
     trainer.fit(module, train_loader, val_loader)
     seconds = time.perf_counter() - t0
@@ -713,6 +791,7 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
         "epochs_run": len(module.history),
         "train_seconds": round(seconds, 2),
         "history": module.history,
+        "throughput": _throughput(module.epoch_train_seconds, module.epoch_train_chips),
     }
     entry = base.entry
     if plan is not None:
@@ -754,6 +833,24 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
         "wrote %s (val IoU %.4f, best epoch %d, %.1fs)", out, best["iou"], best["epoch"], seconds
     )
     return card
+
+
+def _precision(cuda: bool) -> Any:
+    """bf16 mixed precision where the GPU has it (no loss scaler, so no sync per step)."""
+    if not cuda:
+        return "32-true"
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def _throughput(seconds: list[float], chips: list[int]) -> dict[str, Any]:
+    """Training-phase throughput (validation excluded); the first epoch is warm-up."""
+    steady_s = sum(seconds[1:]) if len(seconds) > 1 else sum(seconds)
+    steady_n = sum(chips[1:]) if len(chips) > 1 else sum(chips)
+    return {
+        "epoch_train_seconds": [round(v, 4) for v in seconds],
+        "epoch_train_chips": list(chips),
+        "chips_per_s": round(steady_n / steady_s, 3) if steady_s > 0 else None,
+    }
 
 
 def _split_budget(max_labels: int | None, n: int) -> list[int | None]:

@@ -1,0 +1,233 @@
+"""Benchmark: throughput of geotl's training loop against the bare model's forward+backward.
+
+Both are measured in the same process, on the same device, with the same network, batch
+size, loss (cross-entropy + dice) and optimiser (AdamW):
+
+- **bare**: forward + backward + optimiser step on one batch of random tensors already in
+  memory (on the device), repeated; no data loading, no augmentation, no Lightning.
+- **geotl**: :func:`geotl.train.train_model` on a real chips folder; the chips/s of the
+  training phase of every epoch after the first (warm-up), validation excluded, as
+  recorded in the model card (``metrics.throughput``).
+
+ratio = geotl chips/s / bare chips/s; the goal is >= 0.85 (data loading, augmentation and
+the training loop's bookkeeping must not be the bottleneck). The bare loop runs before
+and after the geotl run; the faster of the two is the baseline (conservative on a noisy
+shared machine).
+
+Usage::
+
+    .venv/bin/python scripts/bench_train.py --work /tmp/bench-train            # demo region, CPU
+    .venv/bin/python scripts/bench_train.py --region R.toml --device cuda --epochs 6 \\
+        --batch-size 32 --json /tmp/bench-train.json
+
+Needs only geotl and its dependencies; the default region is the bundled demo region.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "regions" / "demo-osbs.toml"
+
+log = logging.getLogger("bench_train")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bare_loop(
+    region: Any,
+    base_id: str,
+    freeze: str,
+    shape: tuple[int, int, int],
+    batch_size: int,
+    steps: int,
+    device_name: str,
+    warmup: int = 3,
+    lr: float = 1e-3,
+) -> dict[str, Any]:
+    """Chips/s of forward+backward+step on in-memory random tensors of ``shape``."""
+    import segmentation_models_pytorch as smp
+
+    from geotl.models.adapt import build_adapted_network
+    from geotl.models.catalogue import load_base
+    from geotl.train import _freeze
+
+    device = torch.device(device_name)
+    base = load_base(base_id)
+    network, spec, plan = build_adapted_network(base, list(region.imagery.bands), region.classes)
+    if base.entry.id != "none":
+        _freeze(network, freeze, keep_first_conv=bool(plan and plan.new))
+    network.to(device).train()
+    params = [p for p in network.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    ce = torch.nn.CrossEntropyLoss(ignore_index=255)
+    dice = smp.losses.DiceLoss("multiclass", ignore_index=255)
+    gen = torch.Generator().manual_seed(0)
+    c, h, w = shape
+    x = torch.randn(batch_size, c, h, w, generator=gen).to(device)
+    y = torch.randint(0, spec.num_classes, (batch_size, h, w), generator=gen).to(device)
+    cuda = device.type == "cuda"
+    # the precision geotl trains with: bf16 autocast where supported, else fp16 + scaler
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and not bf16)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        dtype = torch.bfloat16 if bf16 else torch.float16
+        with torch.autocast(device.type, dtype=dtype, enabled=cuda):
+            logits = network(x)
+            loss = ce(logits, y) + dice(logits, y)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    seconds = time.perf_counter() - t0
+    return {
+        "steps": steps,
+        "chips": steps * batch_size,
+        "seconds": round(seconds, 4),
+        "chips_per_s": round(steps * batch_size / seconds, 3),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+    }
+
+
+def geotl_loop(
+    region: Any,
+    chips_dir: Path,
+    out: Path,
+    base_id: str,
+    freeze: str,
+    epochs: int,
+    batch_size: int,
+    device: str,
+) -> dict[str, Any]:
+    """Train with geotl (no early stop) and return the card's throughput record."""
+    from geotl.train import TrainOptions, train_model
+
+    card = train_model(
+        [region],
+        out,
+        TrainOptions(
+            chips=(chips_dir,),
+            base=base_id,
+            epochs=epochs,
+            freeze=freeze,
+            batch_size=batch_size,
+            device=device,
+            patience=epochs + 1,
+            overwrite=True,
+        ),
+    )
+    tp = dict(card.metrics["throughput"])
+    tp["train_seconds_total"] = card.metrics["train_seconds"]
+    tp["train_chips_in_memory"] = card.regions[0].chips_train
+    tp["shape"] = [len(card.bands), card.chip_size_px, card.chip_size_px]
+    return tp
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print the JSON record on stdout."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--region", type=Path, default=DEMO, help="region TOML (default: demo)")
+    ap.add_argument("--chips", type=Path, default=None, help="its chips folder (else chipped)")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/geotl-bench-train"))
+    ap.add_argument("--base", default="pkg:efficientnet-lite0")
+    ap.add_argument("--freeze", default="none", choices=["none", "backbone", "partial"])
+    ap.add_argument("--epochs", type=int, default=4, help="geotl epochs (first is warm-up)")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--json", type=Path, default=None, help="also write the record here")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from geotl.chips import chip_region, read_chip_index
+    from geotl.config import load_region
+
+    region = load_region(args.region)
+    args.work.mkdir(parents=True, exist_ok=True)
+    chips_dir = args.chips
+    if chips_dir is None:
+        chips_dir = args.work / f"chips-{region.name}"
+        if not (chips_dir / "chipset.json").is_file():
+            chip_region(region, chips_dir, overwrite=True)
+    meta = read_chip_index(chips_dir).meta
+    size = int(meta.get("size_px", region.chips.size_px))
+    shape = (len(region.imagery.bands), size, size)
+
+    bare_args = (region, args.base, args.freeze, shape, args.batch_size)
+    # as many bare steps as the geotl run's steady epochs hold, at least 10
+    n_train = len(read_chip_index(chips_dir).split("train"))
+    per_epoch = max(n_train, args.batch_size)
+    steps = max(10, (per_epoch * max(args.epochs - 1, 1)) // args.batch_size)
+    log.info("bare loop 1: %d steps of %d x %s", steps, args.batch_size, shape)
+    bare1 = bare_loop(*bare_args, steps, args.device)
+    log.info("bare loop 1: %.2f chips/s", bare1["chips_per_s"])
+    log.info("geotl loop: %d epochs", args.epochs)
+    geo = geotl_loop(
+        region,
+        chips_dir,
+        args.work / "model",
+        args.base,
+        args.freeze,
+        args.epochs,
+        args.batch_size,
+        args.device,
+    )
+    log.info("geotl loop: %.2f chips/s", geo["chips_per_s"])
+    torch.use_deterministic_algorithms(False)
+    bare2 = bare_loop(*bare_args, steps, args.device)
+    log.info("bare loop 2: %.2f chips/s", bare2["chips_per_s"])
+    baseline = max(bare1["chips_per_s"], bare2["chips_per_s"])
+    ratio = geo["chips_per_s"] / baseline if geo["chips_per_s"] else None
+    record = {
+        "command": " ".join(["scripts/bench_train.py", *(argv or sys.argv[1:])]),
+        "device": args.device,
+        "device_name": torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else platform.processor(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "region": region.name,
+        "base": args.base,
+        "freeze": args.freeze,
+        "batch_size": args.batch_size,
+        "shape": list(shape),
+        "bare": [bare1, bare2],
+        "geotl": geo,
+        "baseline_chips_per_s": baseline,
+        "ratio": round(ratio, 3) if ratio is not None else None,
+        "goal": 0.85,
+    }
+    text = json.dumps(record, indent=2)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
+from collections import deque
 from collections.abc import Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,8 +20,10 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import numpy.typing as npt
 import rasterio
 import shapely
+from affine import Affine
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from shapely.geometry import box
@@ -30,6 +34,7 @@ from geotl import __version__
 from geotl.chips.index import write_chip_index
 from geotl.chips.labels import IGNORE, class_pixel_counts, nodata_mask, rasterize_chip
 from geotl.chips.split import SPLITS, block_key, split_chips
+from geotl.chips.tiff import ChipTiffWriter, Compression
 from geotl.chips.windows import ChipWindow, chip_windows, window_bounds
 from geotl.config import Region
 from geotl.errors import BandMismatchError, ConfigError, LabelError, RasterError
@@ -46,7 +51,16 @@ COMMON_CRS = "EPSG:4326"
 # GDAL's block cache defaults to 5 % of RAM and fills up with the blocks of a large scene;
 # a fixed cap keeps memory independent of scene size.
 _GDAL_CACHE_BYTES = 64 * 2**20
-_MAX_PENDING_WRITES = 16  # bounds memory: at most this many chips wait for the writer threads
+_MAX_PENDING_WRITES = 16  # bounds memory: at most this many chips wait for the writer thread
+# Chips are read and labelled a strip at a time (a run of chips of one chip row): one read
+# and one rasterisation per strip. A strip's pixels stay under this many bytes (a strip is
+# at least one chip wide); two strips are in memory at once (one read ahead).
+_STRIP_MAX_BYTES = 16 * 2**20
+# Chip images are stored uncompressed: on real 0.1 m RGB imagery (NEON) deflate saves only
+# 8-23 % of the bytes but costs 4-7x the time it takes to read the chip (BENCHMARKS.md, Chip).
+# Masks (long runs of one value) shrink ~50-100x with deflate, at ~0.1 ms per chip.
+IMAGE_COMPRESSION: Compression = "none"
+MASK_COMPRESSION: Compression = "deflate"
 
 
 @functools.lru_cache(maxsize=64)
@@ -362,6 +376,58 @@ def chip_region(region: Region, out_dir: str | Path, overwrite: bool = False) ->
     return summary
 
 
+@dataclass
+class _Strip:
+    """A run of chips of one chip row, read and labelled together."""
+
+    windows: list[ChipWindow]
+    boxes: list[BaseGeometry]
+    labels: list[list[int]]  # per chip: indices of the labels that intersect it
+    complete: list[bool] | None  # per chip: touches a complete_within area (None: no areas)
+    complete_geoms: list[BaseGeometry] | None  # the areas that touch the strip
+    window: Window | None  # the pixels to read: the span of the chips to keep, or nothing
+
+
+def _plan_strip(
+    windows: list[ChipWindow],
+    transform: Affine,
+    label_tree: shapely.STRtree,
+    complete_arr: npt.NDArray[np.object_] | None,
+    complete_tree: shapely.STRtree | None,
+) -> _Strip:
+    boxes = [box(*window_bounds(transform, w)) for w in windows]
+    hits = label_tree.query(boxes, predicate="intersects")
+    labels: list[list[int]] = [[] for _ in windows]
+    for k, i in zip(hits[0].tolist(), hits[1].tolist(), strict=True):
+        labels[k].append(i)
+    complete: list[bool] | None = None
+    complete_geoms: list[BaseGeometry] | None = None
+    if complete_arr is not None:
+        complete = [False] * len(windows)
+        complete_geoms = []
+        if complete_tree is not None:
+            hits_c = complete_tree.query(boxes, predicate="intersects")
+            for k in hits_c[0].tolist():
+                complete[k] = True
+            complete_geoms = list(complete_arr[np.unique(hits_c[1])])
+    kept = [w for k, w in enumerate(windows) if complete is None or complete[k]]
+    window = None
+    if kept:
+        col0 = kept[0].col_off
+        col1 = max(w.col_off + w.width for w in kept)
+        window = Window(col0, kept[0].row_off, col1 - col0, kept[0].height)
+    return _Strip(windows, boxes, labels, complete, complete_geoms, window)
+
+
+def _read_strip(ds: Any, path: Path, strip: _Strip) -> npt.NDArray[Any] | None:
+    if strip.window is None:
+        return None
+    try:
+        return np.asarray(ds.read(window=strip.window))
+    except RasterioError as exc:
+        raise _read_error(path, exc) from exc
+
+
 def _chip_scene(
     region: Region,
     scene: _Scene,
@@ -374,94 +440,135 @@ def _chip_scene(
     skipped: dict[str, int],
     bar: tqdm[Any],
 ) -> list[_Row]:
+    """Read, label and write the chips of one scene, a strip of chips at a time.
+
+    Three threads overlap: one reads the next strip (GDAL decodes without the GIL), the
+    calling thread labels the current one (labels and ``complete_within`` areas are
+    rasterised once per strip, each chip's mask is a slice), one writes the chip files.
+    Memory stays bounded: two strips of at most :data:`_STRIP_MAX_BYTES` and at most
+    :data:`_MAX_PENDING_WRITES` chips waiting to be written.
+    """
     info = scene.info
     geoms = np.asarray(labels.geometry.values, dtype=object)
     label_tree = shapely.STRtree(geoms)
     label_class = labels["class"].map(class_ids).to_numpy(dtype=np.int64)
     label_ids = labels["label_id"].to_numpy(dtype=np.int64)
-    complete_tree = shapely.STRtree(complete) if complete else None
+    complete_arr = np.asarray(complete, dtype=object) if complete is not None else None
+    complete_tree = shapely.STRtree(complete_arr) if complete else None
     test_tree = shapely.STRtree(test_areas) if test_areas else None
     val_tree = shapely.STRtree(val_areas) if val_areas else None
     n_classes = len(region.classes)
     max_nd = region.chips.max_nodata_fraction
-    img_profile: dict[str, Any] = {
-        "driver": "GTiff",
-        "dtype": info.dtype,
-        "count": info.count,
-        "crs": info.crs,
-        "nodata": scene.nodata,
-        "compress": "deflate",
-        "zlevel": 1,
-    }
-    mask_profile: dict[str, Any] = {
-        "driver": "GTiff",
-        "dtype": "uint8",
-        "count": 1,
-        "crs": info.crs,
-        "nodata": IGNORE,
-        "compress": "deflate",
-        "zlevel": 1,
-    }
+    image_writer = ChipTiffWriter(
+        info.dtype, info.count, info.crs, scene.nodata, tuple(region.imagery.bands),
+        compress=IMAGE_COMPRESSION,
+    )  # fmt: skip
+    mask_writer = ChipTiffWriter("uint8", 1, info.crs, IGNORE, compress=MASK_COMPRESSION)
+    size = region.chips.size_px
+    px_bytes = info.count * np.dtype(info.dtype).itemsize
+    strips = _strips(scene.windows, max(size, _STRIP_MAX_BYTES // (size * px_bytes)))
+    plans = (
+        _plan_strip(ws, info.transform, label_tree, complete_arr, complete_tree) for ws in strips
+    )
     rows: list[_Row] = []
-    pending: list[Future[None]] = []
-    # GeoTIFF writes (file creation, compression) overlap with reading the next windows
-    with open_raster(info.path) as ds, ThreadPoolExecutor(max_workers=2) as writer:
-        for w in scene.windows:
-            bar.update(1)
-            chip_box = box(*window_bounds(info.transform, w))
-            complete_geoms: list[BaseGeometry] | None = None
-            if complete is not None:
-                idx_c = (
-                    complete_tree.query(chip_box, predicate="intersects") if complete_tree else []
+    pending: deque[Future[None]] = deque()
+    with (
+        open_raster(info.path) as ds,
+        ThreadPoolExecutor(max_workers=1) as reader,
+        ThreadPoolExecutor(max_workers=1) as writer,
+    ):
+        nxt = next(plans, None)
+        reading = reader.submit(_read_strip, ds, info.path, nxt) if nxt else None
+        while nxt is not None and reading is not None:
+            strip, data_future = nxt, reading
+            nxt = next(plans, None)
+            reading = reader.submit(_read_strip, ds, info.path, nxt) if nxt else None
+            strip_data = data_future.result()
+            if strip_data is None or strip.window is None:  # no chip to keep in this strip
+                bar.update(len(strip.windows))
+                skipped["incomplete"] += len(strip.windows)
+                continue
+            col0, row0 = int(strip.window.col_off), int(strip.window.row_off)
+            strip_idx = sorted({i for ids in strip.labels for i in ids})
+            strip_mask: npt.NDArray[np.uint8] | None = None
+            if strip_idx or strip.complete_geoms is not None:
+                strip_mask = rasterize_chip(
+                    [(geoms[i], int(label_class[i])) for i in strip_idx],
+                    info.transform @ Affine.translation(col0, row0),
+                    int(strip.window.height),
+                    int(strip.window.width),
+                    complete=strip.complete_geoms,
                 )
-                if len(idx_c) == 0:
+            for k, w in enumerate(strip.windows):
+                bar.update(1)
+                if strip.complete is not None and not strip.complete[k]:
                     skipped["incomplete"] += 1
                     continue
-                complete_geoms = [complete[i] for i in sorted(idx_c)]
-            win = Window(w.col_off, w.row_off, w.width, w.height)
-            try:
-                data = ds.read(window=win)
-            except RasterioError as exc:
-                raise _read_error(info.path, exc) from exc
-            nd = nodata_mask(data, scene.nodata)
-            nd_fraction = float(nd.mean())
-            if nd_fraction >= 1.0 or nd_fraction > max_nd:
-                skipped["nodata"] += 1
-                continue
-            transform = ds.window_transform(win)
-            idx = np.sort(label_tree.query(chip_box, predicate="intersects"))
-            shapes = [(geoms[i], int(label_class[i])) for i in idx]
-            mask = rasterize_chip(
-                shapes, transform, w.height, w.width, ignore=nd, complete=complete_geoms
-            )
-            px = class_pixel_counts(mask, n_classes)
-            if complete is not None and px[-1] == mask.size:
-                skipped["incomplete"] += 1
-                continue
-            chip_id = f"{scene.scene_id}_r{w.row_off}_c{w.col_off}"
-            pending.append(
-                writer.submit(
-                    _write_chip, tmp, chip_id, data, mask, transform, img_profile, mask_profile,
-                    tuple(region.imagery.bands),
+                c = w.col_off - col0
+                data = strip_data[:, :, c : c + w.width]
+                nd = nodata_mask(data, scene.nodata)
+                nd_fraction = np.count_nonzero(nd) / nd.size
+                if nd_fraction >= 1.0 or nd_fraction > max_nd:
+                    skipped["nodata"] += 1
+                    continue
+                if strip_mask is None:
+                    mask = np.zeros((w.height, w.width), dtype=np.uint8)
+                else:
+                    mask = strip_mask[:, c : c + w.width].copy()
+                mask[nd] = IGNORE
+                px = class_pixel_counts(mask, n_classes)
+                if strip.complete is not None and px[-1] == mask.size:
+                    skipped["incomplete"] += 1
+                    continue
+                chip_id = f"{scene.scene_id}_r{w.row_off}_c{w.col_off}"
+                x, y = info.transform @ (w.col_off, w.row_off)
+                t = info.transform
+                transform = Affine(t.a, t.b, x, t.d, t.e, y)
+                pending.append(
+                    writer.submit(
+                        _write_chip, tmp, chip_id, data, mask, transform, image_writer,
+                        mask_writer,
+                    )
+                )  # fmt: skip
+                if len(pending) >= _MAX_PENDING_WRITES:
+                    pending.popleft().result()
+                rows.append(
+                    _Row(
+                        chip_id=chip_id,
+                        scene=scene,
+                        window=w,
+                        nodata_fraction=nd_fraction,
+                        px=px,
+                        object_ids=sorted({int(label_ids[i]) for i in strip.labels[k]}),
+                        forced=_forced(strip.boxes[k], test_tree, val_tree),
+                        footprint_native=strip.boxes[k],
+                    )
                 )
-            )  # fmt: skip
-            if len(pending) >= _MAX_PENDING_WRITES:
-                pending.pop(0).result()
-            rows.append(
-                _Row(
-                    chip_id=chip_id,
-                    scene=scene,
-                    window=w,
-                    nodata_fraction=nd_fraction,
-                    px=px,
-                    object_ids=sorted({int(label_ids[i]) for i in idx}),
-                    forced=_forced(chip_box, test_tree, val_tree),
-                    footprint_native=chip_box,
-                )
-            )
         for f in pending:
             f.result()
     return rows
+
+
+def _strips(windows: list[ChipWindow], max_width_px: int) -> list[list[ChipWindow]]:
+    """Consecutive windows of one chip row, each group spanning at most ``max_width_px``.
+
+    >>> from geotl.chips.windows import chip_windows
+    >>> [[(w.row_off, w.col_off) for w in s] for s in _strips(chip_windows(5, 4, 2, 2), 4)]
+    [[(0, 0), (0, 2)], [(0, 3)], [(2, 0), (2, 2)], [(2, 3)]]
+    """
+    out: list[list[ChipWindow]] = []
+    for w in windows:
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and last[0].row_off == w.row_off
+            and last[0].height == w.height
+            and w.col_off + w.width - last[0].col_off <= max(max_width_px, w.width)
+        ):
+            last.append(w)
+        else:
+            out.append([w])
+    return out
 
 
 def _write_chip(
@@ -469,23 +576,13 @@ def _write_chip(
     chip_id: str,
     data: np.ndarray[Any, Any],
     mask: np.ndarray[Any, Any],
-    transform: Any,
-    img_profile: dict[str, Any],
-    mask_profile: dict[str, Any],
-    band_names: tuple[str, ...],
+    transform: Affine,
+    image_writer: ChipTiffWriter,
+    mask_writer: ChipTiffWriter,
 ) -> None:
-    height, width = mask.shape
-    with rasterio.open(
-        tmp / "images" / f"{chip_id}.tif", "w", height=height, width=width,
-        transform=transform, **img_profile,
-    ) as dst:  # fmt: skip
-        dst.write(data)
-        dst.descriptions = band_names
-    with rasterio.open(
-        tmp / "masks" / f"{chip_id}.tif", "w", height=height, width=width,
-        transform=transform, **mask_profile,
-    ) as dst:  # fmt: skip
-        dst.write(mask, 1)
+    folder = os.fspath(tmp)  # plain strings: pathlib costs more than writing a small file
+    image_writer.write(f"{folder}/images/{chip_id}.tif", data, transform)
+    mask_writer.write(f"{folder}/masks/{chip_id}.tif", mask, transform)
 
 
 def _forced(

@@ -12,6 +12,7 @@ co-registration and vectorisation produce between passes, and keeps a field spli
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import pandas as pd
 import rasterio
 import shapely
 from rasterio.enums import MaskFlags
-from rasterio.errors import RasterioError
+from rasterio.errors import NodataShadowWarning, RasterioError
 from rasterio.features import shapes
 from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
@@ -84,13 +85,15 @@ def scene_footprint(path: Path, max_size_px: int = 256) -> BaseGeometry:
         out_w = max(1, round(ds.width / max(scale, 1.0)))
         out_h = max(1, round(ds.height / max(scale, 1.0)))
         try:
-            mask = ds.read_masks(1, out_shape=(out_h, out_w))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NodataShadowWarning)  # nodata wins: fine here
+                mask = ds.read_masks(1, out_shape=(out_h, out_w))
         except RasterioError as exc:
             log.debug("%s: mask not readable (%s); footprint = bounds", path, exc)
             return bbox
         if mask.all():
             return bbox
-        transform = ds.transform * ds.transform.scale(ds.width / out_w, ds.height / out_h)
+        transform = ds.transform @ ds.transform.scale(ds.width / out_w, ds.height / out_h)
         valid = (mask > 0).astype(np.uint8)
         parts = [
             shape(g)

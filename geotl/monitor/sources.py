@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import stat
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
@@ -73,7 +75,7 @@ class Scene:
     """One pass a source found.
 
     Attributes:
-        key: unique within the region: the resolved file path, or ``stac:<collection>/<id>``.
+        key: unique within the region: the absolute file path, or ``stac:<collection>/<id>``.
         name: short name used in output file names (file stem or STAC item id).
         acquired: acquisition time (UTC).
         acquired_from: where ``acquired`` came from: regex, tiff-tag, mtime or stac.
@@ -207,13 +209,15 @@ class FolderSource:
         """
         found: list[Scene] = []
         for path in self.region.monitor_paths():
-            if path.name.startswith(".tmp-") or not path.is_file():
+            if path.name.startswith(".tmp-"):
                 continue
             try:
                 st = path.stat()
             except OSError:
-                continue  # vanished between glob and stat
-            key = str(path.resolve())
+                continue  # vanished between glob and stat (or a dangling link)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            key = os.path.abspath(path)  # not resolved: two links to one file are two passes
             fingerprint = f"{st.st_size}:{st.st_mtime_ns}"
             if known.get(key) == fingerprint:
                 continue

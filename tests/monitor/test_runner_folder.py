@@ -30,6 +30,7 @@ def _fc(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.mark.slow
 def test_naip_series_as_a_stream_of_passes(
     naip_region: Path, naip_scenes: list[Path], naip_model: Path, tmp_path: Path
 ) -> None:
@@ -104,6 +105,7 @@ def test_naip_series_as_a_stream_of_passes(
     assert not list(rdir.rglob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_peru_landsat_series_with_year_only_dates(
     tmp_path: Path, peru_scenes: list[Path], peru_model: Path
 ) -> None:

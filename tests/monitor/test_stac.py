@@ -14,7 +14,7 @@ from geotl.config import load_region
 from geotl.errors import GeotlRuntimeError
 from geotl.monitor import MonitorOptions, StacSource, monitor_status, run_monitor
 
-pytestmark = pytest.mark.stac
+pytestmark = [pytest.mark.stac, pytest.mark.slow]
 
 
 def _naip_when(tif: Path) -> str:

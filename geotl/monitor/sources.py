@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import stat
 import re
+import stat
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager

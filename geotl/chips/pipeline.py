@@ -11,6 +11,7 @@ import functools
 import logging
 import math
 import os
+import zlib
 from collections import deque
 from collections.abc import Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -54,11 +55,12 @@ _GDAL_CACHE_BYTES = 64 * 2**20
 _MAX_PENDING_WRITES = 16  # bounds memory: at most this many chips wait for the writer thread
 # Chips are read and labelled a strip at a time (a run of chips of one chip row): one read
 # and one rasterisation per strip. A strip's pixels stay under this many bytes (a strip is
-# at least one chip wide); two strips are in memory at once (one read ahead).
+# at least one chip wide).
 _STRIP_MAX_BYTES = 16 * 2**20
 # Chip images are stored uncompressed: on real 0.1 m RGB imagery (NEON) deflate saves only
 # 8-23 % of the bytes but costs 4-7x the time it takes to read the chip (BENCHMARKS.md, Chip).
-# Masks (long runs of one value) shrink ~50-100x with deflate, at ~0.1 ms per chip.
+# Masks (long runs of one value) shrink ~50-100x with deflate (zlib RLE strategy, level 1),
+# at ~0.1 ms per chip.
 IMAGE_COMPRESSION: Compression = "none"
 MASK_COMPRESSION: Compression = "deflate"
 
@@ -115,6 +117,11 @@ class _Scene:
     scene_id: str
     nodata: float | None
     windows: list[ChipWindow]
+
+    @functools.cached_property
+    def crs_label(self) -> str:
+        """Short name of the scene's CRS (computed once: it is needed for every chip)."""
+        return crs_name(self.info.crs)
 
 
 @dataclass
@@ -337,10 +344,11 @@ def chip_region(region: Region, out_dir: str | Path, overwrite: bool = False) ->
             )
         footprints = _footprints_common(rows, scenes)
         blocks: list[Hashable] = []
+        block_sizes = {s.scene_id: _block_size(s, region.split.block_size_m) for s in scenes}
         for r in rows:
             c = r.footprint_native.centroid
-            size = _block_size(r.scene, region.split.block_size_m)
-            blocks.append(block_key(crs_name(r.scene.info.crs), c.x, c.y, size))
+            size = block_sizes[r.scene.scene_id]
+            blocks.append(block_key(r.scene.crs_label, c.x, c.y, size))
         result = split_chips(
             footprints,
             blocks,
@@ -419,15 +427,6 @@ def _plan_strip(
     return _Strip(windows, boxes, labels, complete, complete_geoms, window)
 
 
-def _read_strip(ds: Any, path: Path, strip: _Strip) -> npt.NDArray[Any] | None:
-    if strip.window is None:
-        return None
-    try:
-        return np.asarray(ds.read(window=strip.window))
-    except RasterioError as exc:
-        raise _read_error(path, exc) from exc
-
-
 def _chip_scene(
     region: Region,
     scene: _Scene,
@@ -442,10 +441,11 @@ def _chip_scene(
 ) -> list[_Row]:
     """Read, label and write the chips of one scene, a strip of chips at a time.
 
-    Three threads overlap: one reads the next strip (GDAL decodes without the GIL), the
-    calling thread labels the current one (labels and ``complete_within`` areas are
-    rasterised once per strip, each chip's mask is a slice), one writes the chip files.
-    Memory stays bounded: two strips of at most :data:`_STRIP_MAX_BYTES` and at most
+    A strip (a run of chips of one chip row) is read with one windowed read and its labels
+    (and ``complete_within`` areas) are rasterised once; each chip's mask is a slice of it.
+    One thread writes the chip files while the next chips are cut (measured: reading ahead
+    in another thread, or cutting strips in several threads, was slower on 2 busy cores).
+    Memory stays bounded: one strip of at most :data:`_STRIP_MAX_BYTES` plus at most
     :data:`_MAX_PENDING_WRITES` chips waiting to be written.
     """
     info = scene.info
@@ -463,7 +463,9 @@ def _chip_scene(
         info.dtype, info.count, info.crs, scene.nodata, tuple(region.imagery.bands),
         compress=IMAGE_COMPRESSION,
     )  # fmt: skip
-    mask_writer = ChipTiffWriter("uint8", 1, info.crs, IGNORE, compress=MASK_COMPRESSION)
+    mask_writer = ChipTiffWriter(
+        "uint8", 1, info.crs, IGNORE, compress=MASK_COMPRESSION, strategy=zlib.Z_RLE
+    )
     size = region.chips.size_px
     px_bytes = info.count * np.dtype(info.dtype).itemsize
     strips = _strips(scene.windows, max(size, _STRIP_MAX_BYTES // (size * px_bytes)))
@@ -472,22 +474,16 @@ def _chip_scene(
     )
     rows: list[_Row] = []
     pending: deque[Future[None]] = deque()
-    with (
-        open_raster(info.path) as ds,
-        ThreadPoolExecutor(max_workers=1) as reader,
-        ThreadPoolExecutor(max_workers=1) as writer,
-    ):
-        nxt = next(plans, None)
-        reading = reader.submit(_read_strip, ds, info.path, nxt) if nxt else None
-        while nxt is not None and reading is not None:
-            strip, data_future = nxt, reading
-            nxt = next(plans, None)
-            reading = reader.submit(_read_strip, ds, info.path, nxt) if nxt else None
-            strip_data = data_future.result()
-            if strip_data is None or strip.window is None:  # no chip to keep in this strip
+    with open_raster(info.path) as ds, ThreadPoolExecutor(max_workers=1) as writer:
+        for strip in plans:
+            if strip.window is None:  # every chip of the strip lies outside complete_within
                 bar.update(len(strip.windows))
                 skipped["incomplete"] += len(strip.windows)
                 continue
+            try:
+                strip_data = ds.read(window=strip.window)
+            except RasterioError as exc:
+                raise _read_error(info.path, exc) from exc
             col0, row0 = int(strip.window.col_off), int(strip.window.row_off)
             strip_idx = sorted({i for ids in strip.labels for i in ids})
             strip_mask: npt.NDArray[np.uint8] | None = None
@@ -645,7 +641,7 @@ def _index_frame(
         r = rows[i]
         cols["chip_id"].append(r.chip_id)
         cols["scene"].append(str(r.scene.info.path))
-        cols["scene_crs"].append(crs_name(r.scene.info.crs))
+        cols["scene_crs"].append(r.scene.crs_label)
         cols["row_off"].append(r.window.row_off)
         cols["col_off"].append(r.window.col_off)
         cols["height"].append(r.window.height)

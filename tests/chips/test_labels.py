@@ -52,3 +52,22 @@ def test_nodata_mask_all_bands_and_nan() -> None:
 def test_class_pixel_counts() -> None:
     mask = np.array([[0, 1, 2], [255, 2, 2]], dtype=np.uint8)
     assert class_pixel_counts(mask, 2) == [1, 1, 3, 1]
+
+
+def test_nodata_mask_compares_in_the_data_type() -> None:
+    data = np.array([[[255, 0, 7]], [[255, 255, 7]]], dtype=np.uint8)
+    assert nodata_mask(data, 255.0).tolist() == [[True, False, False]]
+    assert not nodata_mask(data, -1).any() and not nodata_mask(data, 2.5).any()
+    assert not nodata_mask(data, 300).any()
+    i16 = np.array([[[-9999, 3]]], dtype=np.int16)
+    assert nodata_mask(i16, -9999.0).tolist() == [[True, False]]
+
+
+def test_rasterize_multipolygon_and_collection() -> None:
+    from shapely.geometry import GeometryCollection, LineString, MultiPolygon
+
+    multi = MultiPolygon([box(0, 6, 2, 8), box(6, 0, 8, 2)])
+    mask = rasterize_chip([(multi, 1)], T, 8, 8)
+    assert mask[0, 0] == 1 and mask[7, 7] == 1 and int(mask.sum()) == 8
+    coll = GeometryCollection([box(0, 6, 2, 8), LineString([(0, 0), (8, 8)])])
+    assert rasterize_chip([(coll, 2)], T, 8, 8)[0, 0] == 2

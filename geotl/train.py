@@ -598,7 +598,8 @@ def _loader(
         replacement=len(ds.region_sizes) > 1 or n_samples > len(ds),
         generator=gen,
     )
-    return DataLoader(ds, sampler=sampler, drop_last=False, **common)
+    # a last batch of one chip breaks batch norm where the encoder's output is 1 x 1 px
+    return DataLoader(ds, sampler=sampler, drop_last=n_samples % batch_size == 1, **common)
 
 
 def _labels_available(chips_dir: Path, split: str) -> int:

@@ -42,6 +42,54 @@ DEMO = REPO / "regions" / "demo-osbs.toml"
 log = logging.getLogger("bench_train")
 
 
+def synthetic_region(work: Path, size_px: int, chip_px: int, seed: int = 0) -> Path:
+    """A generated region: one smooth 3-band uint8 scene (0.5 m, UTM) with random boxes.
+
+    Only the chip count and shape matter for throughput; this scales to any size without
+    the shared data (the GeoJSON is written with ``json``, the scene with rasterio).
+    """
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    rng = np.random.default_rng(seed)
+    work.mkdir(parents=True, exist_ok=True)
+    x0, y0, res = 500000.0, 4000000.0, 0.5
+    coarse = rng.integers(0, 256, (3, size_px // 32 + 1, size_px // 32 + 1), dtype=np.uint8)
+    img = np.repeat(np.repeat(coarse, 32, axis=1), 32, axis=2)[:, :size_px, :size_px]
+    scene = work / "synthetic.tif"
+    with rasterio.open(
+        scene, "w", driver="GTiff", width=size_px, height=size_px, count=3, dtype="uint8",
+        crs="EPSG:32617", transform=from_origin(x0, y0, res, res), tiled=True,
+    ) as dst:  # fmt: skip
+        dst.write(img)
+    features = []
+    for i in range(max(10, (size_px // chip_px) ** 2)):
+        cx, cy = rng.uniform(0, size_px * res, 2)
+        w, h = rng.uniform(2, 10, 2)
+        x, y = x0 + cx, y0 - cy
+        ring = [[x, y], [x + w, y], [x + w, y - h], [x, y - h], [x, y]]
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {"id": i, "label": "thing"},
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+            }
+        )
+    labels = work / "synthetic.geojson"
+    crs = {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32617"}}
+    labels.write_text(json.dumps({"type": "FeatureCollection", "crs": crs, "features": features}))
+    region = work / "synthetic.toml"
+    region.write_text(
+        'name = "synthetic"\nclasses = ["thing"]\n\n[imagery]\n'
+        f'paths = ["{scene}"]\nbands = ["red", "green", "blue"]\n\n[labels]\n'
+        f'path = "{labels}"\nclass_field = "label"\n\n[chips]\n'
+        f"size_px = {chip_px}\nstride_px = {chip_px}\n\n[split]\n"
+        f"block_size_m = {chip_px * res * 4}\nval_fraction = 0.1\ntest_fraction = 0.1\n"
+    )
+    return region
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -149,6 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the JSON record on stdout."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--region", type=Path, default=DEMO, help="region TOML (default: demo)")
+    ap.add_argument(
+        "--synthetic",
+        type=int,
+        default=None,
+        metavar="SIZE_PX",
+        help="generate a SIZE_PX x SIZE_PX scene with boxes instead of --region",
+    )
+    ap.add_argument("--chip-px", type=int, default=64, help="chip size for --synthetic")
     ap.add_argument("--chips", type=Path, default=None, help="its chips folder (else chipped)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/geotl-bench-train"))
     ap.add_argument("--base", default="pkg:efficientnet-lite0")
@@ -166,8 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     from geotl.chips import chip_region, read_chip_index
     from geotl.config import load_region
 
-    region = load_region(args.region)
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.synthetic:
+        args.region = synthetic_region(args.work / "synthetic", args.synthetic, args.chip_px)
+    region = load_region(args.region)
     chips_dir = args.chips
     if chips_dir is None:
         chips_dir = args.work / f"chips-{region.name}"

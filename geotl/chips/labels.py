@@ -16,13 +16,13 @@ from affine import Affine
 from rasterio.features import rasterize
 from shapely.geometry.base import BaseGeometry
 
-__all__ = ["IGNORE", "class_pixel_counts", "nodata_mask", "rasterize_chip"]
+__all__ = ["IGNORE", "class_pixel_counts", "geojson_shapes", "nodata_mask", "rasterize_chip"]
 
 IGNORE = 255
 
 
 def rasterize_chip(
-    shapes: Sequence[tuple[BaseGeometry, int]],
+    shapes: Sequence[tuple[BaseGeometry | dict[str, Any], int]],
     transform: Affine,
     height: int,
     width: int,
@@ -35,7 +35,8 @@ def rasterize_chip(
     polygons of different classes overlap, the higher class id wins.
 
     Args:
-        shapes: (polygon, class id >= 1) pairs in the chip's CRS.
+        shapes: (polygon, class id >= 1) pairs in the chip's CRS (a polygon may also be a
+            GeoJSON-like mapping, e.g. from :func:`geojson_shapes`).
         transform: the chip's affine transform.
         height: mask height in pixels.
         width: mask width in pixels.
@@ -75,11 +76,40 @@ def rasterize_chip(
     return mask
 
 
-def _geojson(geom: BaseGeometry) -> Any:
+def geojson_shapes(geoms: npt.NDArray[np.object_]) -> list[Any]:
+    """GeoJSON-like mappings of many geometries at once, for :func:`rasterize_chip`.
+
+    Polygons without holes (most labels) are converted in one vectorised pass, several
+    times faster than shapely's ``__geo_interface__``; other geometries one by one.
+
+    >>> from shapely.geometry import box
+    >>> geojson_shapes(np.array([box(0, 0, 1, 1)], dtype=object))[0]["coordinates"][0][:2]
+    [[1.0, 0.0], [1.0, 1.0]]
+    """
+    out: list[Any] = [None] * len(geoms)
+    simple = (shapely.get_type_id(geoms) == 3) & (shapely.get_num_interior_rings(geoms) == 0)
+    idx = np.flatnonzero(simple)
+    if len(idx):
+        coords, which = shapely.get_coordinates(
+            shapely.get_exterior_ring(geoms[idx]), return_index=True
+        )
+        bounds = np.searchsorted(which, np.arange(len(idx) + 1))
+        for k, i in enumerate(idx.tolist()):
+            ring = coords[bounds[k] : bounds[k + 1]].tolist()
+            out[i] = {"type": "Polygon", "coordinates": [ring]}
+    for i in np.flatnonzero(~simple).tolist():
+        out[i] = _geojson(geoms[i])
+    return out
+
+
+def _geojson(geom: Any) -> Any:
     """GeoJSON-like mapping of a (multi)polygon for rasterio, ~3x faster than shapely's.
 
-    Other geometry types are returned as they are (rasterio reads their geo interface).
+    Mappings and other geometry types are returned as they are (rasterio reads their geo
+    interface).
     """
+    if not isinstance(geom, BaseGeometry):
+        return geom
     if geom.geom_type == "Polygon":
         return {"type": "Polygon", "coordinates": _rings(geom)}
     if geom.geom_type == "MultiPolygon":

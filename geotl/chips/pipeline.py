@@ -33,7 +33,13 @@ from tqdm import tqdm
 
 from geotl import __version__
 from geotl.chips.index import write_chip_index
-from geotl.chips.labels import IGNORE, class_pixel_counts, nodata_mask, rasterize_chip
+from geotl.chips.labels import (
+    IGNORE,
+    class_pixel_counts,
+    geojson_shapes,
+    nodata_mask,
+    rasterize_chip,
+)
 from geotl.chips.split import SPLITS, block_key, split_chips
 from geotl.chips.tiff import ChipTiffWriter, Compression
 from geotl.chips.windows import ChipWindow, chip_windows, window_bounds
@@ -52,7 +58,7 @@ COMMON_CRS = "EPSG:4326"
 # GDAL's block cache defaults to 5 % of RAM and fills up with the blocks of a large scene;
 # a fixed cap keeps memory independent of scene size.
 _GDAL_CACHE_BYTES = 64 * 2**20
-_MAX_PENDING_WRITES = 16  # bounds memory: at most this many chips wait for the writer thread
+_MAX_PENDING_STRIPS = 1  # bounds memory: at most this many cut strips wait to be written
 # Chips are read and labelled a strip at a time (a run of chips of one chip row): one read
 # and one rasterisation per strip. A strip's pixels stay under this many bytes (a strip is
 # at least one chip wide).
@@ -445,12 +451,13 @@ def _chip_scene(
     (and ``complete_within`` areas) are rasterised once; each chip's mask is a slice of it.
     One thread writes the chip files while the next chips are cut (measured: reading ahead
     in another thread, or cutting strips in several threads, was slower on 2 busy cores).
-    Memory stays bounded: one strip of at most :data:`_STRIP_MAX_BYTES` plus at most
-    :data:`_MAX_PENDING_WRITES` chips waiting to be written.
+    Memory stays bounded: the strip being cut, of at most :data:`_STRIP_MAX_BYTES`, plus
+    at most :data:`_MAX_PENDING_STRIPS` strip(s) being written.
     """
     info = scene.info
     geoms = np.asarray(labels.geometry.values, dtype=object)
     label_tree = shapely.STRtree(geoms)
+    label_shapes = geojson_shapes(geoms)  # for rasterio, converted once
     label_class = labels["class"].map(class_ids).to_numpy(dtype=np.int64)
     label_ids = labels["label_id"].to_numpy(dtype=np.int64)
     complete_arr = np.asarray(complete, dtype=object) if complete is not None else None
@@ -489,12 +496,14 @@ def _chip_scene(
             strip_mask: npt.NDArray[np.uint8] | None = None
             if strip_idx or strip.complete_geoms is not None:
                 strip_mask = rasterize_chip(
-                    [(geoms[i], int(label_class[i])) for i in strip_idx],
+                    [(label_shapes[i], int(label_class[i])) for i in strip_idx],
                     info.transform @ Affine.translation(col0, row0),
                     int(strip.window.height),
                     int(strip.window.width),
                     complete=strip.complete_geoms,
                 )
+            strip_nd = nodata_mask(strip_data, scene.nodata)
+            to_write: list[tuple[str, npt.NDArray[Any], npt.NDArray[np.uint8], Affine]] = []
             for k, w in enumerate(strip.windows):
                 bar.update(1)
                 if strip.complete is not None and not strip.complete[k]:
@@ -502,7 +511,7 @@ def _chip_scene(
                     continue
                 c = w.col_off - col0
                 data = strip_data[:, :, c : c + w.width]
-                nd = nodata_mask(data, scene.nodata)
+                nd = strip_nd[:, c : c + w.width]
                 nd_fraction = np.count_nonzero(nd) / nd.size
                 if nd_fraction >= 1.0 or nd_fraction > max_nd:
                     skipped["nodata"] += 1
@@ -520,14 +529,7 @@ def _chip_scene(
                 x, y = info.transform @ (w.col_off, w.row_off)
                 t = info.transform
                 transform = Affine(t.a, t.b, x, t.d, t.e, y)
-                pending.append(
-                    writer.submit(
-                        _write_chip, tmp, chip_id, data, mask, transform, image_writer,
-                        mask_writer,
-                    )
-                )  # fmt: skip
-                if len(pending) >= _MAX_PENDING_WRITES:
-                    pending.popleft().result()
+                to_write.append((chip_id, data, mask, transform))
                 rows.append(
                     _Row(
                         chip_id=chip_id,
@@ -540,6 +542,10 @@ def _chip_scene(
                         footprint_native=strip.boxes[k],
                     )
                 )
+            # one task per strip: the writer thread writes while the next strip is cut
+            pending.append(writer.submit(_write_chips, tmp, to_write, image_writer, mask_writer))
+            if len(pending) > _MAX_PENDING_STRIPS:
+                pending.popleft().result()
         for f in pending:
             f.result()
     return rows
@@ -567,18 +573,16 @@ def _strips(windows: list[ChipWindow], max_width_px: int) -> list[list[ChipWindo
     return out
 
 
-def _write_chip(
+def _write_chips(
     tmp: Path,
-    chip_id: str,
-    data: np.ndarray[Any, Any],
-    mask: np.ndarray[Any, Any],
-    transform: Affine,
+    chips: list[tuple[str, npt.NDArray[Any], npt.NDArray[np.uint8], Affine]],
     image_writer: ChipTiffWriter,
     mask_writer: ChipTiffWriter,
 ) -> None:
     folder = os.fspath(tmp)  # plain strings: pathlib costs more than writing a small file
-    image_writer.write(f"{folder}/images/{chip_id}.tif", data, transform)
-    mask_writer.write(f"{folder}/masks/{chip_id}.tif", mask, transform)
+    for chip_id, data, mask, transform in chips:
+        image_writer.write(f"{folder}/images/{chip_id}.tif", data, transform)
+        mask_writer.write(f"{folder}/masks/{chip_id}.tif", mask, transform)
 
 
 def _forced(

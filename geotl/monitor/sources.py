@@ -518,7 +518,7 @@ def write_scene_vrt(scene: Scene, vrt_path: Path) -> Path:
                 f"asset {href} is in {crs}, other bands in {ref_crs}: cannot stack", scene.uri
             )
         left, top = transform.c, transform.f
-        right, bottom = transform * (w, h)
+        right, bottom = transform @ (w, h)
         if not _same_extent((left, top, right, bottom), ref_transform, width, height):
             raise SceneError(f"asset {href} covers another extent than the first band", scene.uri)
         vrt_band = ET.SubElement(root, "VRTRasterBand", dataType=_gdal_type(dtype), band=str(i))
@@ -543,7 +543,7 @@ def _same_extent(
     ltrb: tuple[float, float, float, float], ref: Any, width: int, height: int
 ) -> bool:
     left, top, right, bottom = ltrb
-    ref_right, ref_bottom = ref * (width, height)
+    ref_right, ref_bottom = ref @ (width, height)
     tol = max(abs(ref.a), abs(ref.e))
     return bool(
         abs(left - ref.c) <= tol

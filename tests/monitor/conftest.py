@@ -67,7 +67,9 @@ def naip_small(tmp_path_factory: pytest.TempPathFactory, naip_scenes: list[Path]
 def naip_model(tmp_path_factory: pytest.TempPathFactory, naip_scenes: list[Path]) -> Path:
     """A tiny water detector for the NAIP series (4 bands, 5 m)."""
     out = tmp_path_factory.mktemp("models") / "naip-water"
-    build_tiny_model(out, naip_scenes[:2], NAIP_BANDS, 5.0, "water", water_rule, name="naip-water")
+    build_tiny_model(
+        out, naip_scenes[:2], NAIP_BANDS, 5.0, "water", water_rule, name="naip-water", steps=40
+    )
     return out
 
 
@@ -84,7 +86,7 @@ def naip_model_v2(tmp_path_factory: pytest.TempPathFactory, naip_scenes: list[Pa
         water_rule,
         name="naip-water",
         seed=1,
-        steps=30,
+        steps=8,
     )
     return out
 
@@ -94,7 +96,14 @@ def peru_model(tmp_path_factory: pytest.TempPathFactory, peru_scenes: list[Path]
     """A tiny clearing detector for the Peru Landsat series (4 bands, ~90 m)."""
     out = tmp_path_factory.mktemp("models") / "peru-clearing"
     build_tiny_model(
-        out, peru_scenes[:2], PERU_BANDS, 89.5, "clearing", clearing_rule, name="peru-clearing"
+        out,
+        peru_scenes[:2],
+        PERU_BANDS,
+        89.5,
+        "clearing",
+        clearing_rule,
+        name="peru-clearing",
+        steps=40,
     )
     return out
 

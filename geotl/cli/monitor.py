@@ -41,10 +41,10 @@ class _DefaultGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        formatter.write_usage(
-            ctx.command_path,
-            "REGION.toml --out DIR [--model MODEL_DIR] [--once | --every 6h] [--reprocess]\n"
-            f"{' ' * len('Usage: ' + ctx.command_path)} status REGION.toml --out DIR",
+        path = ctx.command_path
+        formatter.write(
+            f"Usage: {path} REGION.toml --out DIR [--model MODEL_DIR] [--once | --every 6h] [--reprocess]\n"
+            f"       {path} status REGION.toml --out DIR [--json]\n"
         )
 
 
@@ -79,11 +79,16 @@ def _graceful_stop(stop: threading.Event) -> Iterator[None]:
 
 @click.group("monitor", cls=_DefaultGroup, invoke_without_command=False)
 def command() -> None:
-    r"""Watch a region: process every new pass once, report what changed.
+    """Watch a region: process every new pass once, report what changed.
 
-    \b
-    geotl monitor REGION.toml --model MODEL_DIR --out DIR [--once | --every 6h]
-    geotl monitor status REGION.toml --out DIR
+    The plain form processes every new pass of REGION.toml: --model MODEL_DIR (default:
+    [monitor] model), --out DIR, --once (default; for cron / systemd timers) or --every
+    INTERVAL (30m, 6h, 1d; SIGTERM stops after the current scene), --reprocess (redo scenes
+    with a new model), --retry-failed, --device. Exit codes: 0 ok, 1 a scene failed (it is
+    retried with backoff), 2 bad input or another monitor holds the region's lock. All
+    options: geotl monitor REGION.toml --help.
+
+    `status` prints what was processed, what failed and when the next run is due.
     """
 
 

@@ -7,13 +7,15 @@
      ``../shared/data/neon-trees`` (HARV, OSBS, SJER; 400 x 400 px each) with their tree
      crowns (about 1,200 boxes), i.e. real image statistics and real label density.
    Baseline: a plain rasterio loop reading the same windows from the same file, in the same
-   process. Both are timed alternately ``--repeat`` times after one warm-up of each (the
-   chips folder of the previous run is deleted outside the timing); the best of each counts.
-   Ratio = read time / ``chip_region`` time (goal >= 0.7).
+   process. Both are timed alternately ``--repeat`` times after one warm-up of each; every
+   chip run writes a new folder (``--chips-dir``, default ``--work``; all removed at the
+   end); the best of each counts. Ratio = read time / ``chip_region`` time (goal >= 0.7),
+   also given in process CPU time (``cpu_ratio``), which other processes disturb less.
 2. Memory: peak RSS of chip_region in a fresh process on a large generated scene
    (default 20,000 x 20,000 px, tiled + deflate so it stays small on disk) vs. a small one.
 
-Usage: .venv/bin/python scripts/bench_chip.py [--work DIR] [--large-px 20000] [--repeat 5]
+Usage: .venv/bin/python scripts/bench_chip.py [--work DIR] [--chips-dir DIR] [--repeat 5]
+       [--large-px 20000] [--no-memory]
 """
 
 from __future__ import annotations

@@ -113,24 +113,30 @@ def read_windows(model_dir: Path, scene: Path, window_px: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrs))
 
 
-def bare_forward(model_dir: Path, windows: torch.Tensor, batch_size: int) -> float:
-    """The network alone over the same windows and batches."""
+def bare_forward(model_dir: Path, windows: torch.Tensor, batch_size: int, device: str) -> float:
+    """The network alone over the same windows and batches (same precision as predict)."""
     from geotl.models.artefact import load_artefact
 
-    art = load_artefact(model_dir)
-    with torch.inference_mode():
-        art.network(windows[:1])  # warm-up
+    art = load_artefact(model_dir, device)
+    cuda = device == "cuda"
+    with torch.inference_mode(), torch.autocast("cuda", enabled=cuda):
+        art.network(windows[:1].to(device))  # warm-up
         t0 = time.perf_counter()
         for i in range(0, len(windows), batch_size):
-            torch.softmax(art.network(windows[i : i + batch_size]), dim=1)
+            batch = windows[i : i + batch_size].to(device, non_blocking=True)
+            torch.softmax(art.network(batch), dim=1).float().cpu()
+        if cuda:
+            torch.cuda.synchronize()
     return time.perf_counter() - t0
 
 
-def geotl_cli(model_dir: Path, scene: Path, out: Path, batch_size: int) -> float:
+def geotl_cli(model_dir: Path, scene: Path, out: Path, batch_size: int, device: str) -> float:
     t0 = time.perf_counter()
     subprocess.run(
         [
-            str(REPO / ".venv" / "bin" / "geotl"),
+            sys.executable,
+            "-m",
+            "geotl",
             "-q",
             "predict",
             str(model_dir),
@@ -141,19 +147,23 @@ def geotl_cli(model_dir: Path, scene: Path, out: Path, batch_size: int) -> float
             str(batch_size),
             "--no-progress",
             "--overwrite",
+            "--device",
+            device,
         ],
         check=True,
     )
     return time.perf_counter() - t0
 
 
-def geotl_library(model_dir: Path, scene: Path, batch_size: int) -> tuple[float, object]:
+def geotl_library(
+    model_dir: Path, scene: Path, batch_size: int, device: str
+) -> tuple[float, object]:
     from geotl.models.artefact import load_artefact
     from geotl.predict import PredictOptions, predict_scene
 
-    art = load_artefact(model_dir)
+    art = load_artefact(model_dir, device)
     with torch.inference_mode():
-        art.network(torch.zeros(1, 3, 256, 256))  # same warm-up as the bare run
+        art.network(torch.zeros(1, 3, 256, 256, device=device))  # same warm-up as the bare run
     t0 = time.perf_counter()
     det = predict_scene(art, scene, PredictOptions(batch_size=batch_size, progress=False))
     return time.perf_counter() - t0, det
@@ -214,13 +224,13 @@ def agreement(ours: list, theirs: list) -> dict[str, float]:
     return {"ours": len(ours), "torchgeo": len(theirs), "matched": tp, "f1": round(f1, 4)}
 
 
-def peak_memory(model_dir: Path, scene: Path, batch_size: int) -> tuple[float, float]:
+def peak_memory(model_dir: Path, scene: Path, batch_size: int, device: str) -> tuple[float, float]:
     code = (
         "import resource, sys, time\n"
         "from pathlib import Path\n"
         "from geotl.models.artefact import load_artefact\n"
         "from geotl.predict import PredictOptions, predict_scene\n"
-        f"art = load_artefact(Path({str(model_dir)!r}))\n"
+        f"art = load_artefact(Path({str(model_dir)!r}), {device!r})\n"
         "t = time.perf_counter()\n"
         f"predict_scene(art, Path({str(scene)!r}), PredictOptions(batch_size={batch_size}, progress=False))\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, time.perf_counter() - t)\n"
@@ -251,11 +261,13 @@ def main() -> None:
         help="use this artefact (e.g. demo-out/model) instead of a random U-Net",
     )
     ap.add_argument("--skip-torchgeo", action="store_true")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     results: dict[str, object] = {
-        "machine": f"{os.cpu_count()} CPU(s), torch {torch.__version__}, threads {torch.get_num_threads()}",
+        "machine": f"{os.cpu_count()} CPU(s), torch {torch.__version__}, threads {torch.get_num_threads()}"
+        + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""),
         "encoder": args.encoder,
         "depth": args.depth,
         "window_px": args.window,
@@ -275,12 +287,12 @@ def main() -> None:
         # interleaved repeats, best of each: the machine is shared, timings are noisy
         bare_runs, lib_runs = [], []
         for _ in range(args.repeats):
-            bare_runs.append(bare_forward(model, windows, args.batch_size))
-            lib_s, det = geotl_library(model, scene, args.batch_size)
+            bare_runs.append(bare_forward(model, windows, args.batch_size, args.device))
+            lib_s, det = geotl_library(model, scene, args.batch_size, args.device)
             lib_runs.append(lib_s)
         del windows
         bare_s, lib_s = min(bare_runs), min(lib_runs)
-        cli_s = geotl_cli(model, scene, tmp / "out.geojson", args.batch_size)
+        cli_s = geotl_cli(model, scene, tmp / "out.geojson", args.batch_size, args.device)
         km2 = (args.size * RES_M) ** 2 / 1e6
         results["speed"] = {
             "scene_px": args.size,
@@ -310,7 +322,7 @@ def main() -> None:
         for size in args.mem_sizes:
             mscene = tmp / f"mem_{size}.tif"
             make_scene(mscene, size)
-            rss, wall = peak_memory(model, mscene, args.batch_size)
+            rss, wall = peak_memory(model, mscene, args.batch_size, args.device)
             mem.append(
                 {
                     "scene_px": size,

@@ -493,16 +493,19 @@ def _chip_scene(
                 raise _read_error(info.path, exc) from exc
             col0, row0 = int(strip.window.col_off), int(strip.window.row_off)
             strip_idx = sorted({i for ids in strip.labels for i in ids})
-            strip_mask: npt.NDArray[np.uint8] | None = None
+            h, width = int(strip.window.height), int(strip.window.width)
             if strip_idx or strip.complete_geoms is not None:
                 strip_mask = rasterize_chip(
                     [(label_shapes[i], int(label_class[i])) for i in strip_idx],
                     info.transform @ Affine.translation(col0, row0),
-                    int(strip.window.height),
-                    int(strip.window.width),
+                    h,
+                    width,
                     complete=strip.complete_geoms,
                 )
+            else:
+                strip_mask = np.zeros((h, width), dtype=np.uint8)
             strip_nd = nodata_mask(strip_data, scene.nodata)
+            strip_mask[strip_nd] = IGNORE  # chips are views: overlapping chips agree
             to_write: list[tuple[str, npt.NDArray[Any], npt.NDArray[np.uint8], Affine]] = []
             for k, w in enumerate(strip.windows):
                 bar.update(1)
@@ -516,11 +519,7 @@ def _chip_scene(
                 if nd_fraction >= 1.0 or nd_fraction > max_nd:
                     skipped["nodata"] += 1
                     continue
-                if strip_mask is None:
-                    mask = np.zeros((w.height, w.width), dtype=np.uint8)
-                else:
-                    mask = strip_mask[:, c : c + w.width].copy()
-                mask[nd] = IGNORE
+                mask = strip_mask[:, c : c + w.width]
                 px = class_pixel_counts(mask, n_classes)
                 if strip.complete is not None and px[-1] == mask.size:
                     skipped["incomplete"] += 1

@@ -826,6 +826,8 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
         seed=seed,
         epochs=epochs,
         threshold=first.predict.threshold,
+        min_area_m2=first.predict.min_area_m2,
+        simplify_px=first.predict.simplify_px,
         metrics=metrics,
     )
     out.mkdir(parents=True, exist_ok=True)

@@ -35,13 +35,18 @@ def main(sdist_root: Path, out: Path) -> None:
         box = obj.find("bndbox")
         assert box is not None
         x0, y0, x1, y1 = (float(box.findtext(k, "0")) for k in ("xmin", "ymin", "xmax", "ymax"))
-        corners = [transform * (x, y) for x, y in ((x0, y1), (x1, y1), (x1, y0), (x0, y0), (x0, y1))]
+        corners = [
+            transform @ (x, y) for x, y in ((x0, y1), (x1, y1), (x1, y0), (x0, y0), (x0, y1))
+        ]
         features.append(
             {
                 "type": "Feature",
                 "id": i,
                 "properties": {"label": obj.findtext("name"), "image": "OSBS_029.tif"},
-                "geometry": {"type": "Polygon", "coordinates": [[[round(x, 3), round(y, 3)] for x, y in corners]]},
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [[[round(x, 3), round(y, 3)] for x, y in corners]],
+                },
             }
         )
     collection = {

@@ -65,17 +65,13 @@ from geotl.predict import PredictOptions, predict_scenes
     "--min-area",
     "min_area_m2",
     type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="Drop polygons smaller than this (m2).",
+    help="Drop polygons smaller than this (m2; default: the model card's).",
 )
 @click.option(
     "--simplify",
     "simplify_px",
     type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    help="Simplification tolerance in pixels (topology kept).",
+    help="Simplification tolerance in pixels, topology kept (default: the model card's).",
 )
 @click.option(
     "--resample",
@@ -99,8 +95,8 @@ def command(
     window_px: int | None,
     overlap_px: int | None,
     threshold: float | None,
-    min_area_m2: float,
-    simplify_px: float,
+    min_area_m2: float | None,
+    simplify_px: float | None,
     resample: bool,
     bands: str | None,
     overwrite: bool,

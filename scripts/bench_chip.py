@@ -10,12 +10,13 @@
    process. Both are timed alternately ``--repeat`` times after one warm-up of each; every
    chip run writes a new folder (``--chips-dir``, default ``--work``; all removed at the
    end); the best of each counts. Ratio = read time / ``chip_region`` time (goal >= 0.7),
-   also given in process CPU time (``cpu_ratio``), which other processes disturb less.
+   also given in CPU time (``cpu_ratio``: this process + the chipping worker processes).
+   ``--workers 1`` times the serial path (``chip_region(workers=1)``).
 2. Memory: peak RSS of chip_region in a fresh process on a large generated scene
    (default 20,000 x 20,000 px, tiled + deflate so it stays small on disk) vs. a small one.
 
 Usage: .venv/bin/python scripts/bench_chip.py [--work DIR] [--chips-dir DIR] [--repeat 5]
-       [--large-px 20000] [--no-memory]
+       [--large-px 20000] [--no-memory] [--workers N]
 """
 
 from __future__ import annotations
@@ -122,16 +123,28 @@ def plain_read(scene: Path, size_px: int) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
+WORKERS: int | None = None  # chip_region(workers=...): None = automatic, 1 = serial
+
+
 def chip_in_process(region_path: Path, out: Path) -> tuple[float, float, int]:
-    """(wall, CPU) seconds for chip_region into a new folder ``out``, and chips cut."""
+    """(wall, CPU) seconds for chip_region into a new folder ``out``, and chips cut.
+
+    CPU time counts this process and its finished children (the chipping workers).
+    """
     from geotl.chips import chip_region
     from geotl.config import load_region
 
     region = load_region(region_path)
-    t0, c0 = time.perf_counter(), time.process_time()
-    summary = chip_region(region, out)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    t0, c0 = time.perf_counter(), _cpu_s()
+    summary = chip_region(region, out, workers=WORKERS)
+    wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
     return wall, cpu, summary.n_chips + summary.n_guard
+
+
+def _cpu_s() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def throughput(
@@ -177,19 +190,26 @@ import resource, sys, time, logging
 from geotl.config import load_region
 from geotl.chips import chip_region
 t0 = time.perf_counter()
-s = chip_region(load_region(sys.argv[1]), sys.argv[2], overwrite=True)
-print(time.perf_counter() - t0, s.n_chips + s.n_guard, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+workers = None if sys.argv[3] == "None" else int(sys.argv[3])
+s = chip_region(load_region(sys.argv[1]), sys.argv[2], overwrite=True, workers=workers)
+print(time.perf_counter() - t0, s.n_chips + s.n_guard,
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
 
 
-def run_chip(region: Path, out: Path) -> tuple[float, int, float]:
-    """chip_region in a fresh process: (seconds, chips written, peak RSS MiB)."""
+def run_chip(region: Path, out: Path) -> tuple[float, int, float, float]:
+    """chip_region in a fresh process: (seconds, chips, peak RSS MiB, largest worker's MiB).
+
+    Forked workers share the parent's pages until written, so their RSS overstates what
+    they add; the worker figure is 0 when the job ran serially.
+    """
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(region), str(out)],
+        [sys.executable, "-c", CHILD, str(region), str(out), str(WORKERS)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
-    seconds, chips, rss_kib = proc.stdout.split()
-    return float(seconds), int(chips), int(rss_kib) / 1024
+    seconds, chips, rss_kib, worker_kib = proc.stdout.split()
+    return float(seconds), int(chips), int(rss_kib) / 1024, int(worker_kib) / 1024
 
 
 def main() -> None:
@@ -207,11 +227,17 @@ def main() -> None:
     )
     parser.add_argument("--no-memory", action="store_true", help="throughput only")
     parser.add_argument(
+        "--workers", type=int, default=None,
+        help="chip_region(workers=N) for every run (default: automatic; 1: serial)",
+    )  # fmt: skip
+    parser.add_argument(
         "--chips-dir", type=Path, default=None,
         help="where the throughput runs write their chips (default: --work); e.g. a tmpfs "
         "such as /dev/shm to take the disk's file-creation cost out",
     )  # fmt: skip
     args = parser.parse_args()
+    global WORKERS
+    WORKERS = args.workers
     work = args.work or Path(tempfile.mkdtemp(prefix="geotl-bench-chip-"))
     work.mkdir(parents=True, exist_ok=True)
     results: dict[str, object] = {}
@@ -245,10 +271,11 @@ def main() -> None:
         write_scene(s, size, 3, 0.1, noise=False)
         write_labels(work / f"{name}.gpkg", size, 0.1, max(50, size // 10))
         write_region(work / f"{name}.toml", s, work / f"{name}.gpkg", 512)
-        seconds, n_chips, rss = run_chip(work / f"{name}.toml", work / f"{name}-chips")
+        seconds, n_chips, rss, worker_rss = run_chip(work / f"{name}.toml", work / f"{name}-chips")
         mem[name] = {
             "scene_px": size, "file_mib": round(s.stat().st_size / 2**20, 1), "chips": n_chips,
             "seconds": round(seconds, 1), "peak_rss_mib": round(rss, 1),
+            "worker_peak_rss_mib": round(worker_rss, 1),
             "scene_in_memory_mib": round(size * size * 3 / 2**20, 1),
         }  # fmt: skip
         shutil.rmtree(work / f"{name}-chips", ignore_errors=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,10 @@ def bootstrap_ci(
     sums = np.stack([per_chip[row].sum(0) for row in idx])
     values = stat(sums)
     alpha = (1 - level) / 2
-    return np.nanquantile(values, alpha, axis=0), np.nanquantile(values, 1 - alpha, axis=0)
+    with warnings.catch_warnings():
+        # a class absent from every resample has no score: its interval is NaN, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanquantile(values, alpha, axis=0), np.nanquantile(values, 1 - alpha, axis=0)
 
 
 def _find_chips(model_dir: Path, region: Region, chips_dir: Path | None, tmp: Path) -> Path:

@@ -736,9 +736,14 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
         norm = compute_normalisation(train_data)
 
     pl.seed_everything(seed, workers=True, verbose=False)
-    network, spec, plan = build_adapted_network(
-        base, band_order, list(first.classes), seed=seed, encoder=options.encoder
-    )
+    try:
+        network, spec, plan = build_adapted_network(
+            base, band_order, list(first.classes), seed=seed, encoder=options.encoder
+        )
+    except BandMismatchError as exc:
+        if exc.path is not None:
+            raise
+        raise BandMismatchError(exc.message, first.path) from exc  # name the region file
     frozen = (
         _freeze(network, freeze, keep_first_conv=bool(plan and plan.new))
         if base.entry.id != "none"

@@ -35,7 +35,7 @@ import torch
 
 from geotl.bands import canonical_band
 from geotl.config import Region
-from geotl.errors import BandMismatchError, GeotlInputError, LabelError
+from geotl.errors import BandMismatchError, BaseModelError, GeotlInputError, LabelError
 from geotl.models.artefact import (
     BaseModelRef,
     ModelCard,
@@ -674,7 +674,13 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
     require_commercial = any(r.model.require_commercial_licence for r in regions)
     seed = options.seed
 
-    base = load_base(base_id, require_commercial=require_commercial, encoder=options.encoder)
+    try:
+        base = load_base(base_id, require_commercial=require_commercial, encoder=options.encoder)
+    except BaseModelError as exc:
+        if exc.path is not None:
+            raise
+        # the base id and the licence demand come from the region file unless --base is given
+        raise BaseModelError(exc.message, first.path) from exc
 
     # chips per region
     chips_dirs: list[Path] = []

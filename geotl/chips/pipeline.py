@@ -54,8 +54,7 @@ from geotl.config import Region
 from geotl.errors import BandMismatchError, ConfigError, LabelError, RasterError
 from geotl.io.atomic import atomic_dir, prepare_output_dir
 from geotl.io.rasters import SceneInfo, open_raster, read_scene_info
-from geotl.io.vectors import crs_name as _crs_name
-from geotl.io.vectors import read_areas, read_labels
+from geotl.io.vectors import crs_name, read_areas, read_labels
 
 __all__ = ["ChipSummary", "chip_region"]
 
@@ -76,16 +75,6 @@ _STRIP_MAX_BYTES = 16 * 2**20
 # at ~0.1 ms per chip.
 IMAGE_COMPRESSION: Compression = "none"
 MASK_COMPRESSION: Compression = "deflate"
-
-
-@functools.lru_cache(maxsize=64)
-def _crs_name_cached(wkt: str) -> str:
-    return _crs_name(wkt)
-
-
-def crs_name(crs: Any) -> str:
-    """Short CRS name (cached: called for every chip)."""
-    return _crs_name_cached(crs.to_wkt() if hasattr(crs, "to_wkt") else str(crs))
 
 
 @dataclass(frozen=True)

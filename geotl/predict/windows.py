@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from geotl.chips.windows import grid_offsets
+
 __all__ = ["PixelWindow", "WindowPlan", "blend_weights", "blend_weights_1d", "plan_windows"]
 
 
@@ -61,12 +63,9 @@ class WindowPlan:
 
 
 def _offsets(length: int, window_px: int, stride_px: int) -> tuple[int, ...]:
-    if length <= window_px:
-        return (0,)
-    offs = list(range(0, length - window_px + 1, stride_px))
-    if offs[-1] != length - window_px:
-        offs.append(length - window_px)  # last window flush with the scene edge
-    return tuple(offs)
+    # the chip grid (last window flush with the scene edge), or one window when the scene
+    # is smaller than a window
+    return tuple(grid_offsets(length, window_px, stride_px)) or (0,)
 
 
 def plan_windows(scene_shape: tuple[int, int], window_px: int, overlap_px: int) -> WindowPlan:

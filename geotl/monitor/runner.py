@@ -42,6 +42,7 @@ from geotl.bands import canonical_band
 from geotl.config import Region
 from geotl.errors import BandMismatchError, ConfigError, GeotlError, SceneError
 from geotl.io.atomic import TMP_PREFIX, atomic_write_text
+from geotl.io.geojson import write_geojson
 from geotl.models.artefact import Artefact, load_artefact
 from geotl.monitor.changes import CHANGE_COLUMNS, detect_changes, empty_features, scene_footprint
 from geotl.monitor.sources import Scene, SceneSource, local_scene_path, make_source, remote_gdal_env
@@ -403,7 +404,7 @@ class Monitor:
             footprint, features = self._detect(scene)
             stem = pass_stem(scene.acquired, job.name)
             pass_rel = f"passes/{stem}.geojson"
-            _write_geojson(self.dir / pass_rel, features)
+            write_geojson(self.dir / pass_rel, features)
             previous = self._previous_pass(job, footprint)
             changes_rel = f"changes/{stem}.geojson"
             new = gone = None
@@ -418,9 +419,9 @@ class Monitor:
                     previous_scene=previous.name,
                 )
                 new, gone = changes.new, changes.gone
-                _write_geojson(self.dir / changes_rel, changes.frame)
+                write_geojson(self.dir / changes_rel, changes.frame)
             else:
-                _write_geojson(self.dir / changes_rel, empty_features(CHANGE_COLUMNS))
+                write_geojson(self.dir / changes_rel, empty_features(CHANGE_COLUMNS))
             duration = time.perf_counter() - started
             state.mark_done(
                 job.key,
@@ -555,7 +556,7 @@ class Monitor:
             previous_scene=job.name,
         )
         changes_rel = succ.changes_path or f"changes/{pass_stem(succ.acquired, succ.name)}.geojson"
-        _write_geojson(self.dir / changes_rel, changes.frame)
+        write_geojson(self.dir / changes_rel, changes.frame)
         self.state.update_changes(
             succ.key,
             model_id,
@@ -609,7 +610,7 @@ class Monitor:
                 ]
             )
         atomic_write_text(self.dir / "history.csv", buf.getvalue())
-        _write_geojson(self.dir / "latest.geojson", self._latest_frame(passes))
+        write_geojson(self.dir / "latest.geojson", self._latest_frame(passes))
 
     def _latest_frame(self, passes: list[PassRecord]) -> gpd.GeoDataFrame:
         """Newest pass wins where passes overlap; older passes fill what newer ones did not see."""
@@ -644,12 +645,6 @@ def _footprint_of(rec: PassRecord) -> BaseGeometry:
 def _overlaps(footprint: BaseGeometry, rec: PassRecord, other: BaseGeometry | None = None) -> bool:
     fp = other if other is not None else _footprint_of(rec)
     return bool(not fp.is_empty and shapely.intersection(footprint, fp).area > 0)
-
-
-def _write_geojson(path: Path, frame: gpd.GeoDataFrame) -> None:
-    from geotl.io.geojson import write_geojson
-
-    write_geojson(path, frame)
 
 
 def _now() -> datetime:

@@ -70,6 +70,7 @@ class LabelsConfig(_Strict):
     unmapped: Literal["error", "skip"] = "error"
     complete_within: str | None = None
     crs: str | None = None  # overrides a wrong or missing CRS in the label file
+    point_box_m: float | None = Field(default=None, gt=0)  # points -> square boxes this wide
 
 
 class ChipsConfig(_Strict):
@@ -126,6 +127,7 @@ class PredictConfig(_Strict):
     simplify_px: float = Field(default=1.0, ge=0)
     threshold: float = Field(default=0.5, gt=0, lt=1)
     overlap_px: int | None = Field(default=None, ge=0)
+    nms_iou: float = Field(default=0.5, gt=0, le=1)  # detection: boxes overlapping more merge
 
 
 class MonitorConfig(_Strict):

@@ -39,6 +39,15 @@ from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
 from geotl import __version__
+from geotl.chips.boxes import (
+    MIN_BOX_PX,
+    MIN_VISIBLE_FRACTION,
+    ChipBoxes,
+    chip_boxes,
+    flat_boxes,
+    pixel_boxes,
+    small_boxes,
+)
 from geotl.chips.index import write_chip_index
 from geotl.chips.labels import (
     IGNORE,
@@ -90,6 +99,7 @@ class ChipSummary:
     n_scenes: int = 0
     n_scenes_too_small: int = 0
     objects_per_split: dict[str, int] = field(default_factory=dict)
+    n_small_boxes: int = 0
 
     @property
     def n_chips(self) -> int:
@@ -136,6 +146,7 @@ class _Row:
     object_ids: list[int]
     forced: str | None
     footprint_native: BaseGeometry
+    boxes: ChipBoxes | None = None
 
 
 def _scan_scenes(region: Region) -> list[_Scene]:
@@ -421,6 +432,15 @@ def _chip_region(
             for s in SPLITS
         }
         n_objects = len({i for ids in frame["object_ids"] for i in ids})
+        n_small = len({int(i) for c in cutters for i in c.label_ids[c.small]})
+        if n_small and region.task == "detection":
+            log.warning(
+                "%s: %d object box(es) narrower or shorter than %g px at the chip resolution "
+                "were dropped (a detector cannot learn them)",
+                region.labels_path(),
+                n_small,
+                MIN_BOX_PX,
+            )
         summary = ChipSummary(
             out_dir=out,
             counts=result.counts(),
@@ -431,6 +451,7 @@ def _chip_region(
             n_scenes=sum(1 for s in scenes if s.windows),
             n_scenes_too_small=sum(1 for s in scenes if not s.windows),
             objects_per_split=objects_per_split,
+            n_small_boxes=n_small,
         )
         meta = _meta(region, scenes, frame, summary, labels)
         write_chip_index(tmp, frame, meta)
@@ -543,6 +564,9 @@ class _SceneCutter:
         self.label_shapes = geojson_shapes(geoms)  # for rasterio, converted once
         self.label_class = labels["class"].map(class_ids).to_numpy(dtype=np.int64)
         self.label_ids = labels["label_id"].to_numpy(dtype=np.int64)
+        # object boxes (envelopes in scene pixels); too small ones never become boxes
+        self.label_px_boxes = pixel_boxes(geoms, info.transform)
+        self.small = small_boxes(self.label_px_boxes)
         self.complete_arr = np.asarray(complete, dtype=object) if complete is not None else None
         self.complete_tree = shapely.STRtree(self.complete_arr) if complete else None
         self.test_tree = shapely.STRtree(test_areas) if test_areas else None
@@ -590,9 +614,23 @@ class _SceneCutter:
                     object_ids=sorted({int(self.label_ids[i]) for i in strip.labels[k]}),
                     forced=_forced(strip.boxes[k], self.test_tree, self.val_tree),
                     footprint_native=strip.boxes[k],
+                    boxes=self.chip_boxes(strip.labels[k], w),
                 )
             )
         return out
+
+    def chip_boxes(self, label_idx: list[int], w: ChipWindow) -> ChipBoxes:
+        """The chip's object boxes under the chip-edge rule (:mod:`geotl.chips.boxes`)."""
+        idx = np.asarray([i for i in label_idx if not self.small[i]], dtype=np.int64)
+        return chip_boxes(
+            self.label_px_boxes[idx],
+            self.label_class[idx],
+            self.label_ids[idx],
+            w.row_off,
+            w.col_off,
+            w.height,
+            w.width,
+        )
 
 
 def _strip_width_px(region: Region, scene: _Scene) -> int:
@@ -962,6 +1000,11 @@ def _index_frame(
         "px_ignore": [],
         "n_objects": [],
         "object_ids": [],
+        # object boxes in chip pixels, flat [x0, y0, x1, y1, ...] (geotl.chips.boxes)
+        "boxes": [],
+        "box_classes": [],
+        "box_object_ids": [],
+        "ignore_boxes": [],
     }
     for i in keep:
         r = rows[i]
@@ -983,6 +1026,11 @@ def _index_frame(
         cols["px_ignore"].append(r.px[-1])
         cols["n_objects"].append(len(r.object_ids))
         cols["object_ids"].append(r.object_ids)
+        cb = r.boxes
+        cols["boxes"].append(flat_boxes(cb.boxes) if cb is not None else [])
+        cols["box_classes"].append(cb.classes.tolist() if cb is not None else [])
+        cols["box_object_ids"].append(cb.object_ids.tolist() if cb is not None else [])
+        cols["ignore_boxes"].append(flat_boxes(cb.ignore) if cb is not None else [])
     frame = gpd.GeoDataFrame(
         cols, geometry=gpd.GeoSeries([footprints[i] for i in keep], crs=COMMON_CRS)
     )
@@ -1044,6 +1092,17 @@ def _meta(
             "labels_repaired": int(labels.attrs.get("n_repaired", 0)),
             "labels_unmapped_skipped": int(labels.attrs.get("n_unmapped", 0)),
             "labels_ignored": int(labels.attrs.get("n_dropped", 0)),
+            "boxes_too_small": summary.n_small_boxes,
+        },
+        "boxes": {
+            "units": "chip pixels, flat [x0, y0, x1, y1, ...], origin the chip's top-left corner",
+            "rule": (
+                "an object cut by the chip edge keeps its clipped box when at least "
+                f"{MIN_VISIBLE_FRACTION:g} of its box area is inside the chip; otherwise the "
+                "clipped part is an ignore box (no loss there)"
+            ),
+            "min_visible_fraction": MIN_VISIBLE_FRACTION,
+            "min_box_px": MIN_BOX_PX,
         },
         "scenes": [
             {

@@ -163,6 +163,7 @@ def read_labels(region: Region, crs: Any = None) -> gpd.GeoDataFrame:
     path = region.labels_path()
     assert region.labels is not None
     frame = read_vector(path, "[labels] path", region.labels.crs)
+    frame = _points_as_boxes(region, frame, path)
     classes = _classes(region, frame, path)
     geoms, n_repaired, n_dropped = _polygonal(frame.geometry)
     keep = np.array([g is not None for g in geoms]) & np.array([c is not None for c in classes])
@@ -193,6 +194,48 @@ def read_labels(region: Region, crs: Any = None) -> gpd.GeoDataFrame:
     if crs is not None:
         out = out.to_crs(crs)
     return out.reset_index(drop=True)
+
+
+def _points_as_boxes(region: Region, frame: gpd.GeoDataFrame, path: Path) -> gpd.GeoDataFrame:
+    """Points -> square boxes of ``[labels] point_box_m``; points or lines refused for detection.
+
+    The squares are drawn in metres (in the local UTM zone when the file's CRS is
+    geographic), centred on the points.
+
+    Raises:
+        LabelError: a detection region's labels hold points without ``point_box_m``, or lines.
+    """
+    assert region.labels is not None
+    kinds = frame.geometry.geom_type.fillna("")
+    points = kinds.isin(["Point", "MultiPoint"]).to_numpy()
+    lines = kinds.str.contains("LineString").to_numpy()
+    size = region.labels.point_box_m
+    if region.task == "detection" and lines.any():
+        raise LabelError(
+            f"{int(lines.sum())} label(s) are lines: detection needs one polygon (box) per "
+            "object; draw boxes around the objects",
+            path,
+        )
+    if not points.any():
+        return frame
+    if size is None:
+        if region.task != "detection":
+            return frame  # dropped as non-polygons, with a warning
+        raise LabelError(
+            f"{int(points.sum())} label(s) are points: detection needs a box per object; set "
+            "[labels] point_box_m = <box width in metres> to draw a square box around each point",
+            path,
+        )
+    sub = frame.loc[points, ["geometry"]]
+    metric = sub.to_crs(sub.estimate_utm_crs()) if frame.crs.is_geographic else sub
+    factor = 1.0 if frame.crs.is_geographic else frame.crs.axis_info[0].unit_conversion_factor
+    squares = metric.geometry.buffer(size / 2 / factor, cap_style="square")
+    if frame.crs.is_geographic:
+        squares = squares.to_crs(frame.crs)
+    out = frame.copy()
+    out.loc[points, "geometry"] = squares.to_numpy()
+    log.info("labels: %d point(s) drawn as %g m boxes ([labels] point_box_m)", points.sum(), size)
+    return out
 
 
 def read_areas(path: Path, what: str) -> gpd.GeoSeries:

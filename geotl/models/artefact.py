@@ -95,7 +95,8 @@ class ModelCard(_Card):
     regions: list[RegionRecord] = Field(default_factory=list)
     seed: int = 0
     epochs: int = 0
-    threshold: float = 0.5
+    threshold: float = 0.5  # detection: the minimum box score
+    nms_iou: float = 0.5  # detection: boxes of one class overlapping more are one object
     min_area_m2: float = 0.0  # the training region's [predict] defaults
     simplify_px: float = 1.0
     metrics: dict[str, Any] = Field(default_factory=dict)

@@ -20,12 +20,15 @@ class NetworkSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    arch: Literal["unet"] = "unet"
+    arch: Literal["unet", "retinanet"] = "unet"
     encoder: str = Field(description="smp encoder name, e.g. 'tu-tf_efficientnet_lite0'")
     in_channels: int = Field(gt=0)
     num_classes: int = Field(gt=1, description="output channels, background included")
     encoder_depth: int = Field(default=5, ge=3, le=5)
     decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
+    # retinanet (geotl.models.detector): pyramid width and anchor base sizes of P3..P7
+    fpn_channels: int = Field(default=128, gt=0)
+    anchor_sizes: tuple[int, ...] = (16, 32, 64, 128, 256)
 
 
 def build_network(spec: NetworkSpec) -> torch.nn.Module:
@@ -33,7 +36,12 @@ def build_network(spec: NetworkSpec) -> torch.nn.Module:
 
     The network maps a normalised float tensor ``(B, in_channels, H, W)`` to logits
     ``(B, num_classes, H, W)``; H and W must be multiples of ``2 ** encoder_depth``.
+    A ``retinanet`` spec builds the detector of :mod:`geotl.models.detector` instead.
     """
+    if spec.arch == "retinanet":
+        from geotl.models.detector import build_detector
+
+        return build_detector(spec)
     decoder_channels = spec.decoder_channels[: spec.encoder_depth]
     net: torch.nn.Module = smp.Unet(
         encoder_name=spec.encoder,

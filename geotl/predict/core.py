@@ -22,11 +22,12 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
-from geotl.errors import GeotlError, RasterError, SceneError
+from geotl.errors import GeotlError, GeotlInputError, RasterError, SceneError
 from geotl.io.atomic import atomic_path, check_output_file
 from geotl.io.geojson import write_geojson
 from geotl.io.rasters import ground_resolution_m, open_raster
 from geotl.models.artefact import Artefact, load_artefact
+from geotl.predict.boxes import artefact_detector, detect_boxes
 from geotl.predict.outputs import write_gpkg, write_qml, write_quicklook
 from geotl.predict.scene import acquired_from, check_resolution, map_bands, scene_band_names
 from geotl.predict.stream import StreamStats, infer_and_vectorise
@@ -55,7 +56,10 @@ class PredictOptions:
         batch_size: windows per forward pass.
         window_px: inference window (default: the larger of 256 and the card's chip size).
         overlap_px: overlap between windows (default: a quarter of the window).
-        threshold: minimum foreground probability (default: the card's).
+        threshold: minimum foreground probability, or box score for a detector (default:
+            the card's).
+        nms_iou: detectors: boxes of one class overlapping more are one object (default:
+            the card's).
         min_area_m2: drop smaller polygons (default: the card's, from the training region).
         simplify_px: topology-preserving simplification tolerance in pixels (default: the
             card's).
@@ -73,6 +77,7 @@ class PredictOptions:
     window_px: int | None = None
     overlap_px: int | None = None
     threshold: float | None = None
+    nms_iou: float | None = None
     min_area_m2: float | None = None
     simplify_px: float | None = None
     resample: bool = False
@@ -90,6 +95,7 @@ class PredictOptions:
             min_area_m2=region.predict.min_area_m2,
             simplify_px=region.predict.simplify_px,
             threshold=region.predict.threshold,
+            nms_iou=region.predict.nms_iou,
             overlap_px=region.predict.overlap_px,
             bands=tuple(region.imagery.bands),
             datetime_regex=region.imagery.datetime_regex,
@@ -182,6 +188,7 @@ def predict_scene(
         BandMismatchError: the scene's bands cannot be mapped onto the model's.
     """
     options = options or PredictOptions()
+    _check_task(artefact, options)
     scene_path = Path(scene_path)
     card = artefact.card
     threshold = options.threshold if options.threshold is not None else card.threshold
@@ -244,23 +251,26 @@ def predict_scene(
             leave=False,
         )
         try:
-            objects, stats = infer_and_vectorise(
-                artefact,
-                source,
-                indexes,
-                plan,
-                scratch,
-                batch_size=options.batch_size,
-                threshold=threshold,
-                simplify_px=simplify_px,
-                min_pixels=min_pixels,
-                vector_window_px=options.vector_window_px,
-                halo_px=options.halo_px,
-                probabilities_path=(scratch / "probabilities.tif")
-                if options.probabilities_path
-                else None,
-                progress=bar.update,
-            )
+            if card.task == "detection":
+                objects, stats = _detect(artefact, source, indexes, plan, options, threshold, bar)
+            else:
+                objects, stats = infer_and_vectorise(
+                    artefact,
+                    source,
+                    indexes,
+                    plan,
+                    scratch,
+                    batch_size=options.batch_size,
+                    threshold=threshold,
+                    simplify_px=simplify_px,
+                    min_pixels=min_pixels,
+                    vector_window_px=options.vector_window_px,
+                    halo_px=options.halo_px,
+                    probabilities_path=(scratch / "probabilities.tif")
+                    if options.probabilities_path
+                    else None,
+                    progress=bar.update,
+                )
             if options.probabilities_path is not None:
                 _write_cog(scratch / "probabilities.tif", options.probabilities_path)
         except RasterioError as exc:
@@ -297,6 +307,41 @@ def predict_scene(
         rgb_indexes=_rgb_indexes(scene_bands, indexes, card.bands),
         stats=stats,
     )
+
+
+def _detect(
+    artefact: Artefact,
+    source: Any,
+    indexes: list[int],
+    plan: Any,
+    options: PredictOptions,
+    threshold: float,
+    bar: tqdm[Any],
+) -> tuple[list[Any], StreamStats]:
+    """A detector's boxes over the scene (:mod:`geotl.predict.boxes`)."""
+    nms_iou = options.nms_iou if options.nms_iou is not None else artefact.card.nms_iou
+    depth = 2**artefact.card.network.encoder_depth
+    model_px = (plan.window_px + depth - 1) // depth * depth
+    return detect_boxes(
+        artefact_detector(artefact),
+        source,
+        indexes,
+        plan,
+        normalise=artefact.normalise,
+        model_px=model_px,
+        batch_size=options.batch_size,
+        score_threshold=threshold,
+        nms_iou=nms_iou,
+        progress=bar.update,
+    )
+
+
+def _check_task(artefact: Artefact, options: PredictOptions) -> None:
+    if artefact.card.task == "detection" and options.probabilities_path is not None:
+        raise GeotlInputError(
+            "is a detection model: it predicts boxes, not probabilities; drop --probabilities",
+            artefact.path,
+        )
 
 
 def _frame(
@@ -374,6 +419,7 @@ def predict_scenes(
     for p in outputs:
         check_output_file(p, overwrite)
     artefact = load_artefact(model_dir, device)
+    _check_task(artefact, options)
     done: list[SceneDetections] = []
     failed: list[tuple[Path, str]] = []
     summary = PredictSummary(geojson=geojson, features=0, scenes=done, failed=failed, gpkg=gpkg)

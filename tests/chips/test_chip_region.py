@@ -57,7 +57,8 @@ def test_chips_index_and_files(region_file: Path, tmp_path: Path) -> None:
     expected = [
         "chip_id", "scene", "scene_crs", "row_off", "col_off", "height", "width", "split",
         "image", "mask", "resolution_m", "nodata_fraction", "px_background", "px_tree",
-        "px_ignore", "n_objects", "object_ids", "geometry",
+        "px_ignore", "n_objects", "object_ids", "boxes", "box_classes", "box_object_ids",
+        "ignore_boxes", "geometry",
     ]  # fmt: skip
     assert list(frame.columns) == expected
     assert frame.crs.to_epsg() == 4326

@@ -1,0 +1,264 @@
+"""Box prediction over a whole scene: overlapping windows, each object kept exactly once.
+
+The detector runs on the same overlapping windows as segmentation
+(:func:`geotl.predict.windows.plan_windows`); its boxes go to scene pixels, and two rules
+keep every object exactly once across window seams:
+
+1. **Ownership of the box centre.** Each window owns a *core*: along each axis the scene
+   is cut in the middle of every overlap, so the cores tile the scene without gaps or
+   overlaps. A window keeps only the boxes whose centre lies in its core. An object no
+   wider than the overlap is seen whole by the window that owns its centre (and a
+   neighbour's clipped view of it has its centre outside that neighbour's core), so it is
+   neither lost nor duplicated.
+2. **Non-maximum suppression in scene coordinates** (per class, ``nms_iou``) removes what
+   rule 1 cannot: the same object predicted by two windows with centres that fall on
+   either side of a core boundary, and larger objects seen clipped by both.
+
+Memory holds one batch of windows and the scene's boxes (a few numbers per object), not
+the scene. Boxes whose centre pixel is nodata are dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+import torch
+from affine import Affine
+from rasterio.windows import Window
+from shapely.geometry.base import BaseGeometry
+from torchvision.ops import batched_nms
+
+from geotl.models.artefact import Artefact
+from geotl.predict.stream import StreamStats
+from geotl.predict.windows import PixelWindow, WindowPlan
+
+__all__ = [
+    "BoxObject",
+    "Detections",
+    "artefact_detector",
+    "axis_cores",
+    "detect_boxes",
+]
+
+# boxes (n, 4) x0 y0 x1 y1 in window pixels, scores (n,), class ids (n,) for one window
+Detections = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]
+Detector = Callable[[npt.NDArray[np.float32]], list[Detections]]
+
+
+@dataclass(frozen=True)
+class BoxObject:
+    """One detected object: its box polygon (scene CRS), class id (1-based) and score."""
+
+    geometry: BaseGeometry
+    class_index: int
+    score: float
+    first_px: tuple[int, int]  # (row, col) of the box's top-left pixel: the object's id
+
+
+def axis_cores(offsets: Sequence[int], window_px: int, length: int) -> list[tuple[float, float]]:
+    """Per window along one axis, the half-open core ``[start, end)`` it owns.
+
+    Neighbouring cores meet in the middle of the two windows' overlap; the first core
+    starts at 0 and the last ends at ``length``.
+
+    >>> axis_cores([0, 48, 72], 64, 136)
+    [(0, 56.0), (56.0, 92.0), (92.0, 136)]
+    """
+    size = min(window_px, length)
+    cores: list[tuple[float, float]] = []
+    for i, off in enumerate(offsets):
+        lo = 0 if i == 0 else (off + offsets[i - 1] + size) / 2
+        hi = length if i == len(offsets) - 1 else (offsets[i + 1] + off + size) / 2
+        cores.append((lo, hi))
+    return cores
+
+
+def artefact_detector(artefact: Artefact) -> Detector:
+    """The artefact's detector as a :data:`Detector` (CUDA: float16 autocast)."""
+    device = artefact.device
+    amp = device.type == "cuda"
+    net = artefact.network
+
+    def detect(batch: npt.NDArray[np.float32]) -> list[Detections]:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            out = net(torch.from_numpy(batch).to(device, non_blocking=True))
+        return [
+            (
+                o["boxes"].float().cpu().numpy(),
+                o["scores"].float().cpu().numpy(),
+                o["labels"].cpu().numpy().astype(np.int64),
+            )
+            for o in out
+        ]
+
+    return detect
+
+
+def _read_batch(
+    source: Any,
+    band_indexes: list[int],
+    batch: list[PixelWindow],
+    model_px: int,
+    normalise: Callable[[np.ndarray], np.ndarray],
+) -> tuple[npt.NDArray[np.float32], list[npt.NDArray[np.bool_]]]:
+    nodata = source.nodata
+    is_float = np.dtype(source.dtypes[0]).kind == "f"
+    arr = np.zeros((len(batch), len(band_indexes), model_px, model_px), dtype=np.float32)
+    valids = []
+    for k, w in enumerate(batch):
+        win = Window(w.col_off, w.row_off, w.width, w.height)
+        raw = source.read(band_indexes, window=win)
+        valid = (source.read_masks(band_indexes, window=win) > 0).any(axis=0)
+        if is_float:
+            valid &= np.isfinite(raw).all(axis=0)
+        elif nodata is not None:
+            valid &= ~(raw == nodata).all(axis=0)
+        norm = normalise(raw)
+        norm[:, ~valid] = 0.0
+        arr[k, :, : w.height, : w.width] = norm  # smaller scenes: zero padding, no mirrored objects
+        valids.append(valid)
+    return arr, valids
+
+
+def detect_boxes(
+    detect: Detector,
+    source: Any,
+    band_indexes: list[int],
+    plan: WindowPlan,
+    *,
+    normalise: Callable[[np.ndarray], np.ndarray],
+    model_px: int,
+    batch_size: int = 8,
+    score_threshold: float = 0.5,
+    nms_iou: float = 0.5,
+    progress: Callable[[int], object] | None = None,
+) -> tuple[list[BoxObject], StreamStats]:
+    """Detect objects over a whole scene, window by window (see the module docstring).
+
+    Args:
+        detect: a window batch ``(B, C, model_px, model_px)`` -> boxes per window.
+        source: an open rasterio dataset or WarpedVRT at the model's resolution.
+        band_indexes: 1-based source bands in the model's band order.
+        plan: the window plan over ``source``.
+        normalise: raw window ``(C, h, w)`` -> normalised float32.
+        model_px: the detector's input size (>= the plan's window, a multiple of 32).
+        batch_size: windows per forward pass.
+        score_threshold: drop boxes scored lower.
+        nms_iou: boxes of one class overlapping more than this are one object.
+        progress: called with the number of windows done after each batch.
+
+    Returns:
+        The objects (box polygons in the scene CRS via ``source.transform``), best score
+        first, and timings.
+    """
+    t_start = time.perf_counter()
+    height, width = plan.scene_shape
+    row_cores = axis_cores(plan.row_offsets, plan.window_px, height)
+    col_cores = axis_cores(plan.col_offsets, plan.window_px, width)
+    stats = StreamStats(windows=len(plan.windows))
+    kept_boxes: list[npt.NDArray[np.float32]] = []
+    kept_scores: list[npt.NDArray[np.float32]] = []
+    kept_labels: list[npt.NDArray[np.int64]] = []
+    windows = list(plan.windows)
+    batches = [windows[i : i + batch_size] for i in range(0, len(windows), batch_size)]
+
+    def read(batch: list[PixelWindow]) -> tuple[Any, list[Any], float]:
+        t0 = time.perf_counter()
+        arr, valids = _read_batch(source, band_indexes, batch, model_px, normalise)
+        return arr, valids, time.perf_counter() - t0
+
+    with ThreadPoolExecutor(max_workers=1) as reader:  # reads the next batch meanwhile
+        pending = reader.submit(read, batches[0]) if batches else None
+        for i, batch in enumerate(batches):
+            assert pending is not None
+            arr, valids, read_s = pending.result()
+            stats.read_s += read_s
+            pending = reader.submit(read, batches[i + 1]) if i + 1 < len(batches) else None
+            t0 = time.perf_counter()
+            results = detect(arr)
+            stats.model_s += time.perf_counter() - t0
+            stats.batches += 1
+            for w, valid, (boxes, scores, labels) in zip(batch, valids, results, strict=True):
+                keep = _owned(boxes, scores, w, valid, score_threshold, row_cores, col_cores)
+                if keep.any():
+                    b = boxes[keep].copy()
+                    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, w.width) + w.col_off
+                    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, w.height) + w.row_off
+                    kept_boxes.append(b)
+                    kept_scores.append(scores[keep])
+                    kept_labels.append(labels[keep])
+            if progress is not None:
+                progress(len(batch))
+    objects = _nms_objects(kept_boxes, kept_scores, kept_labels, nms_iou, source.transform)
+    stats.objects = len(objects)
+    stats.wall_s = time.perf_counter() - t_start
+    return objects, stats
+
+
+def _owned(
+    boxes: npt.NDArray[np.float32],
+    scores: npt.NDArray[np.float32],
+    w: PixelWindow,
+    valid: npt.NDArray[np.bool_],
+    score_threshold: float,
+    row_cores: list[tuple[float, float]],
+    col_cores: list[tuple[float, float]],
+) -> npt.NDArray[np.bool_]:
+    """Boxes scored high enough whose centre is valid and lies in the window's core."""
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=bool)
+    cx = (np.clip(boxes[:, 0], 0, w.width) + np.clip(boxes[:, 2], 0, w.width)) / 2
+    cy = (np.clip(boxes[:, 1], 0, w.height) + np.clip(boxes[:, 3], 0, w.height)) / 2
+    r0, r1 = row_cores[w.grid_row]
+    c0, c1 = col_cores[w.grid_col]
+    sx, sy = cx + w.col_off, cy + w.row_off
+    keep = (scores >= score_threshold) & (sx >= c0) & (sx < c1) & (sy >= r0) & (sy < r1)
+    if keep.any():
+        ci = np.clip(cx.astype(np.int64), 0, w.width - 1)
+        ri = np.clip(cy.astype(np.int64), 0, w.height - 1)
+        keep &= valid[ri, ci]
+    return np.asarray(keep)
+
+
+def _nms_objects(
+    boxes: list[npt.NDArray[np.float32]],
+    scores: list[npt.NDArray[np.float32]],
+    labels: list[npt.NDArray[np.int64]],
+    nms_iou: float,
+    transform: Affine,
+) -> list[BoxObject]:
+    if not boxes:
+        return []
+    b = np.concatenate(boxes).astype(np.float64)
+    s = np.concatenate(scores)
+    lab = np.concatenate(labels)
+    keep = batched_nms(
+        torch.from_numpy(b), torch.from_numpy(s.astype(np.float64)), torch.from_numpy(lab), nms_iou
+    ).numpy()
+    b, s, lab = b[keep], s[keep], lab[keep]
+    polys = shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3])
+    t = transform
+    polys = shapely.transform(
+        polys,
+        lambda xy: np.stack(
+            [t.a * xy[:, 0] + t.b * xy[:, 1] + t.c, t.d * xy[:, 0] + t.e * xy[:, 1] + t.f], axis=1
+        ),
+    )
+    # right-hand (counter-clockwise) exteriors whatever the sign of the pixel size
+    polys = shapely.orient_polygons(polys) if hasattr(shapely, "orient_polygons") else polys
+    return [
+        BoxObject(
+            geometry=g,
+            class_index=int(c),
+            score=float(sc),
+            first_px=(int(np.floor(bb[1])), int(np.floor(bb[0]))),
+        )
+        for g, c, sc, bb in zip(polys, lab, s, b, strict=True)
+    ]

@@ -98,7 +98,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("geotl.cli.predict", "Turn scenes into detection polygons (GeoJSON)."),
     "run": ("geotl.cli.run", "Chip, train, evaluate and predict a region in one go."),
     "monitor": ("geotl.cli.monitor", "Process each new pass of a region once; report changes."),
-    "models": ("geotl.cli.models", "List base models or import weights for offline use."),
+    "models": ("geotl.cli.models", "List base models, import weights, verify model files."),
+    "export": ("geotl.cli.export", "Export a model to ONNX (+ int8, Deepness and STAC metadata)."),
 }
 
 

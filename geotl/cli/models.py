@@ -70,3 +70,26 @@ def import_command(file: Path, entry_id: str) -> None:
     target = import_weights(file, entry_id)
     click.echo(f"geotl models import: {entry_id} ready offline", err=True)
     click.echo(str(target))
+
+
+@command.command("verify")
+@click.argument("model", metavar="MODEL_DIR|MODEL.onnx", type=click.Path(path_type=Path))
+def verify_command(model: Path) -> None:
+    """Check a model folder's weights (or an exported .onnx) against their recorded sha256.
+
+    Exit 0 and the verified file on stdout when intact; exit 2 and one line naming the
+    file and the fix when it is truncated, altered or swapped.
+    """
+    if model.suffix.lower() == ".onnx":
+        from geotl.export.onnx import read_onnx
+
+        onnx_model = read_onnx(model)
+        click.echo(f"geotl models verify: {onnx_model.card.model_id}: ok", err=True)
+        click.echo(str(model))
+        return
+    from geotl.models.artefact import read_card, verify_weights
+
+    card = read_card(model)
+    weights = verify_weights(model, card)
+    click.echo(f"geotl models verify: {card.model_id}: ok", err=True)
+    click.echo(str(weights))

@@ -1,4 +1,4 @@
-"""``geotl predict MODEL_DIR SCENE.tif [SCENE.tif ...] -o OUT.geojson``."""
+"""``geotl predict MODEL_DIR|MODEL.onnx SCENE.tif [SCENE.tif ...] -o OUT.geojson``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import click
 
 from geotl.errors import SceneError
 from geotl.predict import PredictOptions, predict_scenes
+from geotl.predict.engine import ENGINES
 
 
 @click.command("predict")
@@ -37,6 +38,19 @@ from geotl.predict import PredictOptions, predict_scenes
     help="Cloud-Optimised GeoTIFF of the blended class probabilities.",
 )
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option(
+    "--engine",
+    type=click.Choice(list(ENGINES)),
+    default="torch",
+    show_default=True,
+    help="Forward passes in PyTorch or ONNX Runtime (CPU; a model folder is exported once "
+    "and cached); auto: ONNX Runtime on CPU, PyTorch on CUDA.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="ONNX Runtime threads (default: every core).",
+)
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
@@ -91,6 +105,8 @@ def command(
     quicklook: Path | None,
     probabilities: Path | None,
     device: str,
+    engine: str,
+    threads: int | None,
     batch_size: int,
     window_px: int | None,
     overlap_px: int | None,
@@ -102,7 +118,7 @@ def command(
     overwrite: bool,
     no_progress: bool,
 ) -> None:
-    """Predict SCENES with the model in MODEL_DIR into detection polygons.
+    """Predict SCENES with the model in MODEL_DIR (or an exported .onnx) into polygons.
 
     Prints the files written (one per line) on stdout. A scene that fails is skipped and
     reported; the others are still written, and the exit code is 1.
@@ -128,6 +144,8 @@ def command(
         options=options,
         device=device,
         overwrite=overwrite,
+        engine=engine,
+        threads=threads,
     )
     written = [summary.geojson, *summary.qml]
     if summary.gpkg is not None:

@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from geotl import __version__
 from geotl.errors import ModelArtefactError
 from geotl.io.atomic import atomic_path, atomic_write_text
 from geotl.models.network import NetworkSpec, build_network
+
+if TYPE_CHECKING:
+    from geotl.predict.engine import Engine
 
 __all__ = [
     "CARD_FILE",
@@ -35,6 +38,8 @@ __all__ = [
     "RegionRecord",
     "load_artefact",
     "read_card",
+    "verify_weights",
+    "weights_sha256",
     "write_artefact",
 ]
 
@@ -81,6 +86,8 @@ class ModelCard(_Card):
     card_format: int = CARD_FORMAT
     geotl_version: str = __version__
     model_id: str = ""  # filled by write_artefact: "<name>-<sha256 of weights, 12 hex>"
+    weights_sha256: str = ""  # filled by write_artefact; every load checks the weights against it
+    quantisation: str = "none"  # how an exported graph was quantised (e.g. int8 static)
     name: str
     task: str = "segmentation"
     classes: list[str]
@@ -105,12 +112,17 @@ class ModelCard(_Card):
 
 @dataclass
 class Artefact:
-    """A loaded model: its card, its network (eval mode) and where it came from."""
+    """A loaded model: its card, its network (eval mode) and where it came from.
+
+    ``engine`` runs prediction's forward passes when set (ONNX Runtime, see
+    :func:`geotl.predict.engine.load_model`); ``None`` means the PyTorch network.
+    """
 
     card: ModelCard
     network: torch.nn.Module
     path: Path
     device: torch.device
+    engine: Engine | None = None
 
     @property
     def model_id(self) -> str:
@@ -178,10 +190,11 @@ def write_artefact(model_dir: str | Path, network: torch.nn.Module, card: ModelC
     weights_path = model_dir / WEIGHTS_FILE
     with atomic_path(weights_path) as tmp:
         save_file(state, str(tmp), metadata={"geotl_version": __version__})
-    digest = hashlib.sha256(weights_path.read_bytes()).hexdigest()
+    digest = weights_sha256(weights_path)
     card = card.model_copy(
         update={
             "model_id": f"{card.name}-{digest[:12]}",
+            "weights_sha256": digest,
             "created": card.created or datetime.now(UTC).isoformat(timespec="seconds"),
         }
     )
@@ -189,17 +202,56 @@ def write_artefact(model_dir: str | Path, network: torch.nn.Module, card: ModelC
     return card
 
 
-def load_artefact(model_dir: str | Path, device: str | torch.device = "cpu") -> Artefact:
-    """Load an artefact for inference.
+def weights_sha256(path: str | Path) -> str:
+    """Hex sha256 of a weights file, read in blocks."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def verify_weights(model_dir: str | Path, card: ModelCard | None = None) -> Path:
+    """Check that ``MODEL_DIR/model.safetensors`` is the file the card was written with.
+
+    The card records the weights' sha256 (cards written before it was recorded are checked
+    against the 12 hex digits in their ``model_id``). A truncated, altered or swapped file
+    is refused before anything reads it.
+
+    Args:
+        model_dir: the model folder.
+        card: its card, when already read.
+
+    Returns:
+        The verified weights file.
 
     Raises:
-        ModelArtefactError: a file is missing or the weights do not fit the card.
+        ModelArtefactError: the card or weights are missing, or the hashes differ.
     """
     model_dir = Path(model_dir)
-    card = read_card(model_dir)
+    card = card if card is not None else read_card(model_dir)
     weights_path = model_dir / WEIGHTS_FILE
     if not weights_path.is_file():
         raise ModelArtefactError(f"missing {WEIGHTS_FILE}: copy the whole model folder", model_dir)
+    digest = weights_sha256(weights_path)
+    expected = card.weights_sha256 or card.model_id.rpartition("-")[2]
+    if len(expected) < 12 or not digest.startswith(expected):
+        raise ModelArtefactError(
+            f"sha256 {digest[:12]}... does not match the model card's {expected[:12]}... "
+            f"(a truncated, altered or swapped copy): copy the model folder again from its "
+            "source, or retrain",
+            weights_path,
+        )
+    return weights_path
+
+
+def load_artefact(model_dir: str | Path, device: str | torch.device = "cpu") -> Artefact:
+    """Load an artefact for inference, after verifying its weights against the card.
+
+    Raises:
+        ModelArtefactError: a file is missing, the weights' sha256 differs from the
+            card's, or the weights do not fit the card.
+    """
+    model_dir = Path(model_dir)
+    card = read_card(model_dir)
+    weights_path = verify_weights(model_dir, card)
     network = build_network(card.network)
     try:
         state = load_file(str(weights_path))

@@ -26,8 +26,9 @@ from geotl.errors import GeotlError, GeotlInputError, RasterError, SceneError
 from geotl.io.atomic import atomic_path, check_output_file
 from geotl.io.geojson import write_geojson
 from geotl.io.rasters import ground_resolution_m, open_raster
-from geotl.models.artefact import Artefact, load_artefact
+from geotl.models.artefact import Artefact
 from geotl.predict.boxes import artefact_detector, detect_boxes
+from geotl.predict.engine import load_model
 from geotl.predict.outputs import write_gpkg, write_qml, write_quicklook
 from geotl.predict.scene import acquired_from, check_resolution, map_bands, scene_band_names
 from geotl.predict.stream import StreamStats, infer_and_vectorise
@@ -394,13 +395,16 @@ def predict_scenes(
     options: PredictOptions | None = None,
     device: str = "cpu",
     overwrite: bool = False,
+    engine: str = "torch",
+    threads: int | None = None,
 ) -> PredictSummary:
     """Predict several scenes into one GeoJSON (+ GeoPackage, QML styles, quicklooks).
 
     Outputs are checked before any work (folders exist; existing files need
     ``overwrite``). A scene that fails is skipped and listed in ``failed``; the others are
     still written. With several scenes, ``quicklook`` and ``probabilities`` get one file per
-    scene (``NAME_<scene>.png``).
+    scene (``NAME_<scene>.png``). ``model_dir`` may be an exported ``.onnx``; ``engine`` and
+    ``threads``: see :func:`geotl.predict.engine.load_model`.
 
     Raises:
         GeotlInputError: an output folder is missing, or an output exists without
@@ -418,7 +422,7 @@ def predict_scenes(
                 outputs.append(p)
     for p in outputs:
         check_output_file(p, overwrite)
-    artefact = load_artefact(model_dir, device)
+    artefact = load_model(model_dir, engine, device, threads)
     _check_task(artefact, options)
     done: list[SceneDetections] = []
     failed: list[tuple[Path, str]] = []

@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 import rasterio
-import torch
 from affine import Affine
 from rasterio.windows import Window
 
 from geotl.models.artefact import Artefact
+from geotl.predict.engine import engine_for
 from geotl.predict.vectorise import VectorObject, class_map_from_probabilities, vectorise_by_windows
 from geotl.predict.windows import PixelWindow, WindowPlan, blend_weights
 
@@ -381,8 +381,7 @@ def _run_model(
     stats: StreamStats,
     progress: Callable[[int], object] | None,
 ) -> None:
-    device = artefact.device
-    amp = device.type == "cuda"
+    engine = engine_for(artefact)
     try:
         while True:
             item = pipe.get(q_in)
@@ -391,14 +390,7 @@ def _run_model(
                 return
             batch, arr, valids = item
             t0 = time.perf_counter()
-            with (
-                torch.inference_mode(),
-                torch.autocast(device.type, dtype=torch.float16, enabled=amp),
-            ):
-                x = torch.from_numpy(arr).to(device, non_blocking=True)
-                logits = artefact.network(x)
-                probs = torch.softmax(logits.float(), dim=1)[:, 1:]
-            out = probs.cpu().numpy()
+            out = engine.probabilities(arr)
             stats.model_s += time.perf_counter() - t0
             stats.batches += 1
             pipe.put(q_out, (batch, out, valids))

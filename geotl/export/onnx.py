@@ -1,0 +1,356 @@
+"""ONNX export of a model artefact, with its card and the Deepness plugin's keys as metadata.
+
+The exported graph maps a batch of tiles to class probabilities::
+
+    image          (batch, bands, tile, tile) float32: the raw digital numbers / 255
+    probabilities  (batch, 1 + classes, tile, tile) float32: softmax, class 0 = background
+
+The card's per-band normalisation ``(raw - mean) / std`` is folded into the graph, because
+QGIS's Deepness plugin feeds ``raw / 255`` (then an optional standardisation, left at the
+identity here): the same file is right for Deepness, for geotl's ONNX Runtime engine and
+for any other runtime. Tiles have a fixed size (Deepness reads it from the graph); the batch
+is free.
+
+Metadata (``metadata_props``, every value JSON as Deepness reads it): Deepness's
+``model_type``, ``class_names``, ``resolution`` (cm/px), ``tiles_size`` (and ``tile_size``,
+the name some plugin versions read), ``tiles_overlap`` (%), ``seg_thresh``,
+``seg_small_segment``, ``standardization_mean``/``standardization_std``; geotl's
+``geotl_card`` (the whole model card: bands, normalisation, licence, base sha256, weights
+sha256, quantisation), ``geotl_input`` and ``geotl_graph_sha256``: the sha256 of the
+serialised graph (weights included), checked on every load, so an altered file is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from geotl import __version__
+from geotl.errors import GeotlInputError, ModelArtefactError
+from geotl.io.atomic import atomic_path, check_output_file
+from geotl.models.artefact import Artefact, ModelCard, load_artefact
+
+__all__ = [
+    "INPUT_NAME",
+    "INPUT_SCALE",
+    "OPSET",
+    "OUTPUT_NAME",
+    "ExportResult",
+    "OnnxModel",
+    "export_onnx",
+    "graph_sha256",
+    "onnx_to_bytes",
+    "read_onnx",
+    "torch_to_onnx",
+]
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+INPUT_SCALE = 255.0  # the graph's input is raw / INPUT_SCALE (Deepness's scaling)
+OPSET = 17
+_GRAPH_SHA_KEY = "geotl_graph_sha256"
+_CARD_KEY = "geotl_card"
+
+
+class _Portable(torch.nn.Module):
+    """``raw / 255`` -> the card's normalisation -> network -> softmax over classes."""
+
+    def __init__(self, network: torch.nn.Module, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.network = network
+        m = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
+        s = torch.tensor(std, dtype=torch.float32)[None, :, None, None]
+        # (x * 255 - mean) / std == x * (255 / std) - mean / std: one Mul and one Sub
+        self.scale: torch.Tensor
+        self.shift: torch.Tensor
+        self.register_buffer("scale", INPUT_SCALE / s)
+        self.register_buffer("shift", m / s)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.network(x * self.scale - self.shift)
+        return torch.softmax(logits, dim=1)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What ``export_onnx`` wrote.
+
+    Attributes:
+        path: the ``.onnx`` file.
+        card: the card embedded in it.
+        tile_px: its fixed tile size.
+        size_bytes: file size.
+        export_s: seconds spent exporting (and quantising).
+        sha256: sha256 of the file.
+        graph_sha256: sha256 of its graph, recorded in its metadata.
+    """
+
+    path: Path
+    card: ModelCard
+    tile_px: int
+    size_bytes: int
+    export_s: float
+    sha256: str
+    graph_sha256: str
+
+
+@dataclass(frozen=True)
+class OnnxModel:
+    """A verified ONNX export: its serialised bytes, embedded card and metadata."""
+
+    path: Path
+    data: bytes
+    card: ModelCard
+    tile_px: int
+    metadata: dict[str, str]
+
+
+def default_tile_px(card: ModelCard) -> int:
+    """The tile size predict uses by default: max(256, chip size), a multiple of the stride."""
+    depth: int = 2**card.network.encoder_depth
+    tile = max(256, card.chip_size_px)
+    return (tile + depth - 1) // depth * depth
+
+
+def graph_sha256(model: Any) -> str:
+    """Sha256 of an ONNX model's serialised graph (nodes and weights, not the metadata)."""
+    return hashlib.sha256(model.graph.SerializeToString(deterministic=True)).hexdigest()
+
+
+def _deepness_metadata(card: ModelCard, tile_px: int) -> dict[str, Any]:
+    n = len(card.bands)
+    px_m2 = card.resolution_m**2
+    return {
+        "model_type": "Segmentor",
+        "class_names": {"0": "background"} | {str(i): c for i, c in enumerate(card.classes, 1)},
+        "resolution": round(card.resolution_m * 100.0, 6),
+        "tiles_size": tile_px,
+        "tile_size": tile_px,
+        "tiles_overlap": 25,
+        "seg_thresh": card.threshold,
+        "seg_small_segment": int(card.min_area_m2 / px_m2) if px_m2 > 0 else 0,
+        "standardization_mean": [0.0] * n,
+        "standardization_std": [1.0] * n,
+    }
+
+
+def torch_to_onnx(artefact: Artefact, tile_px: int) -> Any:
+    """Trace the artefact's network (normalisation folded, softmax added) to an ONNX model.
+
+    Returns:
+        The ``onnx.ModelProto``, without metadata.
+    """
+    import io
+
+    import onnx
+
+    card = artefact.card
+    depth = 2**card.network.encoder_depth
+    if tile_px % depth:
+        raise GeotlInputError(
+            f"tile size {tile_px} px is not a multiple of {depth} (the network's stride): "
+            f"pass --tile-px {(tile_px + depth - 1) // depth * depth}"
+        )
+    portable = _Portable(artefact.network, card.normalisation.mean, card.normalisation.std)
+    portable = portable.to("cpu").eval()
+    example = torch.zeros(1, len(card.bands), tile_px, tile_px)
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            portable,
+            (example,),
+            buf,  # type: ignore[arg-type]  # file-like objects are accepted
+            dynamo=False,  # the TorchScript exporter: no onnxscript dependency
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            do_constant_folding=True,
+        )
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _set_metadata(model: Any, card: ModelCard, tile_px: int) -> str:
+    """Write the metadata props (replacing any); return the graph sha256 recorded."""
+    model.producer_name = "geotl"
+    model.producer_version = __version__
+    model.doc_string = (
+        f"geotl model {card.model_id} ({card.task}: {', '.join(card.classes)}); input: raw "
+        f"{', '.join(card.bands)} / {INPUT_SCALE:g}, normalisation folded into the graph"
+    )
+    digest = graph_sha256(model)
+    props: dict[str, Any] = _deepness_metadata(card, tile_px) | {
+        _CARD_KEY: card.model_dump(mode="json"),
+        "geotl_input": f"raw digital numbers / {INPUT_SCALE:g}; bands {card.bands}",
+        "geotl_version": __version__,
+        _GRAPH_SHA_KEY: digest,
+    }
+    del model.metadata_props[:]
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key = key
+        entry.value = json.dumps(value)
+    return digest
+
+
+def onnx_to_bytes(model: Any, card: ModelCard, tile_px: int) -> tuple[bytes, str]:
+    """Serialise ``model`` with geotl's and Deepness's metadata; return bytes and graph sha256."""
+    digest = _set_metadata(model, card, tile_px)
+    return model.SerializeToString(), digest
+
+
+def export_onnx(
+    model_dir: str | Path,
+    out: str | Path,
+    *,
+    int8: bool = False,
+    tile_px: int | None = None,
+    calibration: Any = None,
+    region_path: str | Path | None = None,
+    chips_dir: str | Path | None = None,
+    overwrite: bool = False,
+) -> ExportResult:
+    """Export ``MODEL_DIR`` to a portable ONNX file (optionally int8-quantised).
+
+    Args:
+        model_dir: a geotl model folder (weights verified against the card).
+        out: the ``.onnx`` file to write (atomically).
+        int8: quantise to int8 (static, calibrated: see
+            :func:`geotl.export.quantise.quantise_int8`).
+        tile_px: fixed tile size of the graph (default: predict's window, max(256, chip size)).
+        calibration: a :class:`geotl.export.quantise.Calibration` (or its tiles) for
+            ``int8``; default: the training chips of ``region_path`` (default: the region
+            recorded in the card), from ``chips_dir`` or found beside the model.
+        region_path: the region file to calibrate on.
+        chips_dir: that region's chips folder.
+        overwrite: replace an existing ``out``.
+
+    Returns:
+        What was written.
+
+    Raises:
+        GeotlInputError: ``out`` exists without ``overwrite``, a bad tile size, a model the
+            quantiser cannot handle.
+        ModelArtefactError: the model folder is incomplete or its weights were altered.
+    """
+    out = Path(out)
+    check_output_file(out, overwrite)
+    t0 = time.perf_counter()
+    artefact = load_artefact(model_dir)
+    card = artefact.card
+    if card.task not in ("segmentation", "instances"):
+        raise GeotlInputError(
+            f"task '{card.task}' cannot be exported yet (segmentation models only)",
+            Path(model_dir),
+        )
+    tile = tile_px or default_tile_px(card)
+    model = torch_to_onnx(artefact, tile)
+    if int8:
+        from geotl.export.quantise import quantise_int8, region_calibration
+
+        if calibration is None:
+            calibration = region_calibration(
+                Path(model_dir),
+                tile,
+                Path(region_path) if region_path else None,
+                Path(chips_dir) if chips_dir else None,
+            )
+        model, note = quantise_int8(model, calibration)
+        card = card.model_copy(update={"model_id": f"{card.model_id}-int8", "quantisation": note})
+    data, digest = onnx_to_bytes(model, card, tile)
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(data)
+    result = ExportResult(
+        path=out,
+        card=card,
+        tile_px=tile,
+        size_bytes=len(data),
+        export_s=time.perf_counter() - t0,
+        sha256=hashlib.sha256(data).hexdigest(),
+        graph_sha256=digest,
+    )
+    log.info(
+        "exported %s -> %s (%s, %d px tiles, %.1f MB) in %.1f s",
+        card.model_id,
+        out,
+        "int8" if int8 else "fp32",
+        tile,
+        len(data) / 1e6,
+        result.export_s,
+    )
+    return result
+
+
+def read_onnx(path: str | Path) -> OnnxModel:
+    """Read and verify a geotl ONNX export: graph sha256 and embedded card.
+
+    Raises:
+        ModelArtefactError: not an ONNX file, truncated, altered (graph sha256 differs from
+            the recorded one), or without geotl metadata.
+    """
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelArtefactError("ONNX file not found", path)
+    data = path.read_bytes()
+    try:
+        model = onnx.load_from_string(data)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise ModelArtefactError(
+            f"not a readable ONNX file ({str(exc).splitlines()[0][:80]}): a truncated copy? "
+            "export it again with geotl export",
+            path,
+        ) from None
+    if not len(model.graph.node):
+        raise ModelArtefactError(
+            "not an ONNX model (empty graph): a truncated copy? export it again", path
+        )
+    meta = {p.key: p.value for p in model.metadata_props}
+    if _CARD_KEY not in meta or _GRAPH_SHA_KEY not in meta:
+        raise ModelArtefactError(
+            "ONNX file without geotl metadata (no model card): export it with geotl export, "
+            "or predict with a geotl model folder",
+            path,
+        )
+    recorded = json.loads(meta[_GRAPH_SHA_KEY])
+    actual = graph_sha256(model)
+    if actual != recorded:
+        raise ModelArtefactError(
+            f"graph sha256 {actual[:12]}... does not match the recorded {recorded[:12]}... "
+            "(an altered copy): export it again from the model folder",
+            path,
+        )
+    try:
+        card = ModelCard.model_validate(json.loads(meta[_CARD_KEY]))
+    except ValueError as exc:
+        raise ModelArtefactError(
+            f"unreadable geotl card in the ONNX metadata ({str(exc).splitlines()[0]}): "
+            "export it again with this geotl",
+            path,
+        ) from None
+    shape = model.graph.input[0].type.tensor_type.shape.dim
+    tile = int(shape[-1].dim_value) if len(shape) == 4 else 0
+    if tile <= 0:
+        raise ModelArtefactError(
+            "the graph's tile size is not fixed: export it again with geotl export", path
+        )
+    return OnnxModel(
+        path=path,
+        data=data,
+        card=card,
+        tile_px=tile,
+        metadata={k: v for k, v in meta.items() if k != _CARD_KEY},
+    )

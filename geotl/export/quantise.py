@@ -1,0 +1,253 @@
+"""Int8 quantisation of an exported graph with ONNX Runtime's static (calibrated) quantiser.
+
+Activations are calibrated on the region's own training chips (MinMax ranges), weights are
+quantised per output channel (QDQ format: int8 weights, uint8 activations, which ONNX
+Runtime fuses into integer kernels on CPU). The input scaling and the final softmax stay in
+float. A layer the quantiser leaves in float (an operator it cannot handle) makes the export
+fail with a message naming it: a half-quantised graph would be slow and still lossy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geotl.errors import GeotlInputError
+from geotl.export.onnx import INPUT_NAME, INPUT_SCALE
+
+__all__ = ["Calibration", "calibration_from_chips", "quantise_int8"]
+
+log = logging.getLogger(__name__)
+
+# operators that carry the network's arithmetic: each must end up between int8 Q/DQ pairs
+_COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Calibration tiles in the graph's input scale (raw / 255) and where they came from.
+
+    Attributes:
+        tiles: ``(N, bands, tile, tile)`` float32.
+        source: e.g. ``"48 training chips of demo-osbs"``.
+    """
+
+    tiles: np.ndarray
+    source: str
+
+
+def calibration_from_chips(
+    images: np.ndarray,
+    valid: np.ndarray,
+    mean: list[float],
+    tile_px: int,
+    source: str,
+    max_tiles: int = 16,
+    seed: int = 0,
+) -> Calibration:
+    """Tiles of the graph's size, mosaicked from training chips (in raw units).
+
+    Chips smaller than the tile are laid side by side in a random order, larger ones are
+    cropped: calibration only needs the activations' ranges on real imagery. Pixels without
+    data take the band mean (as in training).
+
+    Args:
+        images: ``(N, bands, h, w)`` chips in raw units.
+        valid: ``(N, h, w)`` pixel has data.
+        mean: per-band mean (raw units).
+        tile_px: the graph's tile size.
+        source: description recorded in the card.
+        max_tiles: at most this many tiles.
+        seed: chip order.
+    """
+    n, c, h, w = images.shape
+    if n == 0:
+        raise GeotlInputError(f"no training chips to calibrate int8 on ({source})")
+    fill = np.asarray(mean, dtype=np.float32)[:, None, None]
+    chips = np.where(valid[:, None], images, fill).astype(np.float32)
+    order = np.random.default_rng(seed).permutation(n)
+    per_row, per_col = max(1, tile_px // w), max(1, tile_px // h)
+    per_tile = per_row * per_col
+    n_tiles = min(max_tiles, max(1, -(-n // per_tile)))
+    tiles = np.empty((n_tiles, c, tile_px, tile_px), dtype=np.float32)
+    k = 0
+    for t in range(n_tiles):
+        canvas = np.broadcast_to(fill, (c, tile_px, tile_px)).copy()
+        for i in range(per_col):
+            for j in range(per_row):
+                chip = chips[order[k % n]][:, :tile_px, :tile_px]
+                k += 1
+                r0, c0 = i * h, j * w
+                rh, cw = min(chip.shape[1], tile_px - r0), min(chip.shape[2], tile_px - c0)
+                canvas[:, r0 : r0 + rh, c0 : c0 + cw] = chip[:, :rh, :cw]
+        tiles[t] = canvas / INPUT_SCALE
+    used = min(n, k)
+    return Calibration(tiles=tiles, source=f"{used} training chips of {source}")
+
+
+class _Reader:
+    """ONNX Runtime's CalibrationDataReader over the calibration tiles, one per batch."""
+
+    def __init__(self, tiles: np.ndarray) -> None:
+        self._it: Iterator[dict[str, np.ndarray]] = iter(
+            {INPUT_NAME: tiles[i : i + 1]} for i in range(len(tiles))
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+    def rewind(self) -> None:  # pragma: no cover - not used by MinMax calibration
+        pass
+
+
+def _float_compute_nodes(model: Any) -> list[str]:
+    """Compute nodes whose weights are not fed by a DequantizeLinear (left in float)."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    left = []
+    for node in model.graph.node:
+        if node.op_type not in _COMPUTE_OPS or len(node.input) < 2:
+            continue
+        src = producers.get(node.input[1])
+        if src is None or src.op_type != "DequantizeLinear":
+            left.append(f"{node.name or node.op_type} ({node.op_type})")
+    return left
+
+
+def _float_nodes(model: Any) -> list[str]:
+    """Nodes kept in float: the input scaling (Mul, Sub on the input) and the softmax."""
+    scaling = [n for n in model.graph.node if INPUT_NAME in n.input]
+    scaled = {o for n in scaling for o in n.output}
+    scaling += [n for n in model.graph.node if scaled & set(n.input) and n.op_type == "Sub"]
+    return [n.name for n in scaling] + [n.name for n in model.graph.node if n.op_type == "Softmax"]
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """ONNX Runtime's quantiser logs advice on the root logger: keep stderr geotl's own."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def quantise_int8(model: Any, calibration: Calibration | np.ndarray) -> tuple[Any, str]:
+    """Statically quantise ``model`` to int8, calibrated on ``calibration``.
+
+    Returns:
+        The quantised ``onnx.ModelProto`` and a one-line note for the card.
+
+    Raises:
+        GeotlInputError: the quantiser fails or leaves compute layers in float (named).
+    """
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if isinstance(calibration, np.ndarray):
+        calibration = Calibration(tiles=calibration, source=f"{len(calibration)} tiles")
+    with tempfile.TemporaryDirectory(prefix="geotl-int8-") as tmpname, _quiet_root_logger():
+        pre, out = Path(tmpname) / "pre.onnx", Path(tmpname) / "int8.onnx"
+        try:
+            # shape inference and graph optimisation first, as ONNX Runtime recommends
+            quant_pre_process(model, pre, skip_symbolic_shape=True)
+            model = onnx.load(str(pre))
+            quantize_static(
+                model,
+                out,
+                _Reader(calibration.tiles),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=_float_nodes(model),
+                calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            )
+        except Exception as exc:  # the quantiser raises bare Exceptions on unsupported graphs
+            raise GeotlInputError(
+                f"int8 quantisation failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}): "
+                "export fp32 (drop --int8)"
+            ) from exc
+        quantised = onnx.load(str(out))
+    left = _float_compute_nodes(quantised)
+    if left:
+        raise GeotlInputError(
+            f"int8: {len(left)} layer(s) could not be quantised ({', '.join(left[:5])}"
+            f"{', ...' if len(left) > 5 else ''}): export fp32 (drop --int8)"
+        )
+    note = (
+        "int8 static (ONNX Runtime QDQ, per-channel int8 weights, uint8 activations, "
+        f"MinMax calibration on {calibration.source})"
+    )
+    log.info("quantised to int8: %s", note)
+    return quantised, note
+
+
+def region_calibration(
+    model_dir: Path,
+    tile_px: int,
+    region_path: Path | None = None,
+    chips_dir: Path | None = None,
+    max_tiles: int = 16,
+) -> Calibration:
+    """Calibration tiles from the training chips of the model's (first) training region.
+
+    The region file is the one recorded in the card unless ``region_path`` is given; its
+    chips are found beside the model (``MODEL_DIR/chips``, ``MODEL_DIR/../chips``, as
+    ``geotl train``/``geotl run`` lay them out), given as ``chips_dir``, or cut afresh (the
+    split is a pure function of the region file).
+
+    Raises:
+        GeotlInputError: no region to calibrate on, or a region without training chips.
+    """
+    from geotl.chips import read_chip_index
+    from geotl.config import load_region
+    from geotl.evaluate import _find_chips
+    from geotl.models.artefact import read_card
+    from geotl.train import load_region_chips
+
+    card = read_card(model_dir)
+    if region_path is None:
+        recorded = [Path(r.path) for r in card.regions if r.path]
+        region_path = next((p for p in recorded if p.is_file()), None)
+        if region_path is None:
+            raise GeotlInputError(
+                "int8 calibration needs the training region's chips, and the region file "
+                f"recorded in the card ({', '.join(map(str, recorded)) or 'none'}) is not "
+                "here: pass --calibrate REGION.toml",
+                model_dir,
+            )
+    region = load_region(region_path)
+    if chips_dir is None:
+        for cand in (model_dir / "chips", model_dir.parent / "chips"):
+            if (cand / "chipset.json").is_file() and read_chip_index(cand).meta.get(
+                "region"
+            ) == region.name:
+                chips_dir = cand
+                break
+    with tempfile.TemporaryDirectory(prefix="geotl-calib-") as tmpname:
+        cdir = _find_chips(model_dir, region, chips_dir, Path(tmpname))
+        data = load_region_chips(region, cdir, "train", list(card.bands))
+    return calibration_from_chips(
+        data.images,
+        data.valid,
+        card.normalisation.mean,
+        tile_px,
+        region.name,
+        max_tiles=max_tiles,
+    )

@@ -1,0 +1,280 @@
+"""Forward-pass engines: the network in PyTorch, or its ONNX export in ONNX Runtime.
+
+Prediction (windows, blending, seams, vectorising, outputs) is the same whichever engine
+runs; an engine only turns a batch of normalised windows into foreground probabilities.
+
+* :class:`TorchEngine`: the artefact's network (autocast on CUDA).
+* :class:`OrtEngine`: an ONNX graph (:mod:`geotl.export.onnx`: normalisation folded in,
+  softmax included) in an ONNX Runtime CPU session, fp32 or int8.
+
+:func:`load_model` opens a model folder or an ``.onnx`` file with the engine asked for.
+A model folder run with ONNX Runtime is exported once per weights and tile size into
+geotl's cache (``$GEOTL_CACHE_DIR/onnx``), so later runs start at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+
+from geotl.errors import GeotlInputError, ModelArtefactError
+from geotl.export.onnx import INPUT_NAME, INPUT_SCALE, OnnxModel, read_onnx
+from geotl.models.artefact import Artefact, ModelCard, load_artefact
+
+__all__ = [
+    "ENGINES",
+    "Engine",
+    "EngineName",
+    "OrtEngine",
+    "OrtNetwork",
+    "TorchEngine",
+    "default_engine",
+    "engine_for",
+    "load_model",
+]
+
+log = logging.getLogger(__name__)
+
+EngineName = Literal["auto", "torch", "onnxruntime"]
+ENGINES: tuple[str, ...] = ("auto", "torch", "onnxruntime")
+
+
+class Engine(Protocol):
+    """Turns normalised windows into foreground probabilities."""
+
+    name: str
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """``(B, bands, H, W)`` normalised float32 -> ``(B, classes, H, W)`` float32.
+
+        Background is left out: channel ``k`` is the probability of class ``k + 1``.
+        """
+        ...
+
+
+class TorchEngine:
+    """The artefact's PyTorch network (float16 autocast on CUDA)."""
+
+    name = "torch"
+
+    def __init__(self, network: torch.nn.Module, device: torch.device) -> None:
+        self.network = network
+        self.device = device
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """See :meth:`Engine.probabilities`."""
+        amp = self.device.type == "cuda"
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=torch.float16, enabled=amp),
+        ):
+            x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+            logits = self.network(x)
+            probs = torch.softmax(logits.float(), dim=1)[:, 1:]
+        out: np.ndarray = probs.cpu().numpy()
+        return out
+
+
+def _session(model: OnnxModel, threads: int | None) -> object:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
+    try:
+        return ort.InferenceSession(model.data, opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph...)
+        first = str(exc).splitlines()[0][:200]
+        raise ModelArtefactError(
+            f"ONNX Runtime {ort.__version__} cannot load this graph ({first}): upgrade "
+            "onnxruntime, or export the model again with this geotl",
+            model.path,
+        ) from None
+
+
+class OrtEngine:
+    """An exported graph in an ONNX Runtime CPU session.
+
+    The graph takes ``raw / 255`` (see :mod:`geotl.export.onnx`); geotl's windows arrive
+    normalised, so they are mapped back with the card's mean and std first.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, model: OnnxModel, threads: int | None = None) -> None:
+        self.model = model
+        self.card: ModelCard = model.card
+        self.tile_px = model.tile_px
+        self.threads = threads
+        self._session = _session(model, threads)
+        norm = model.card.normalisation
+        self._std = np.asarray(norm.std, dtype=np.float32)[None, :, None, None] / INPUT_SCALE
+        self._mean = np.asarray(norm.mean, dtype=np.float32)[None, :, None, None] / INPUT_SCALE
+
+    def run(self, scaled: np.ndarray) -> np.ndarray:
+        """The graph on ``(B, bands, tile, tile)`` raw / 255 values: all class probabilities."""
+        if scaled.shape[-2:] != (self.tile_px, self.tile_px):
+            raise GeotlInputError(
+                f"this ONNX graph takes {self.tile_px} px tiles, not {scaled.shape[-1]} px: "
+                f"predict with --window {self.tile_px}, or export with --tile-px "
+                f"{scaled.shape[-1]}",
+                self.model.path,
+            )
+        out: np.ndarray = self._session.run(None, {INPUT_NAME: scaled})[0]  # type: ignore[attr-defined]
+        return out
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """See :meth:`Engine.probabilities`."""
+        scaled = (batch * self._std + self._mean).astype(np.float32, copy=False)
+        return self.run(scaled)[:, 1:]
+
+
+class OrtNetwork(torch.nn.Module):
+    """An :class:`OrtEngine` as a torch module (normalised in, log-probabilities out).
+
+    Log-probabilities are valid logits (their softmax and argmax are the graph's), so code
+    written for the torch network (``geotl evaluate``) runs an exported graph unchanged.
+    """
+
+    def __init__(self, engine: OrtEngine) -> None:
+        super().__init__()
+        self.engine = engine
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, bands, H, W)`` normalised -> ``(B, 1 + classes, H, W)`` log-probabilities."""
+        batch = x.detach().cpu().numpy().astype(np.float32, copy=False)
+        scaled = batch * self.engine._std + self.engine._mean
+        probs = self.engine.run(scaled.astype(np.float32, copy=False))
+        return torch.log(torch.from_numpy(probs).clamp_min(1e-30)).to(x.device)
+
+
+class _ExportingEngine:
+    """ONNX Runtime for a model folder: exported on first use per tile size (cached)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, artefact: Artefact, threads: int | None) -> None:
+        self.artefact = artefact
+        self.threads = threads
+        self._engines: dict[int, OrtEngine] = {}
+        self._lock = threading.Lock()
+
+    def engine(self, tile_px: int) -> OrtEngine:
+        """The engine for ``tile_px`` tiles (exported or read from the cache)."""
+        with self._lock:
+            if tile_px not in self._engines:
+                self._engines[tile_px] = OrtEngine(
+                    _cached_export(self.artefact, tile_px), self.threads
+                )
+            return self._engines[tile_px]
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """See :meth:`Engine.probabilities`."""
+        return self.engine(batch.shape[-1]).probabilities(batch)
+
+
+def _cached_export(artefact: Artefact, tile_px: int) -> OnnxModel:
+    from geotl import __version__
+    from geotl.export.onnx import onnx_to_bytes, torch_to_onnx
+    from geotl.io.atomic import atomic_path
+    from geotl.models.catalogue import cache_dir
+
+    card = artefact.card
+    sha = card.weights_sha256 or card.model_id
+    path = cache_dir() / "onnx" / f"{sha[:32]}-{tile_px}px-geotl{__version__}.onnx"
+    if path.is_file():
+        try:
+            return read_onnx(path)
+        except ModelArtefactError:
+            log.warning("cached ONNX export %s is damaged: exporting again", path)
+    log.info("exporting %s to ONNX (%d px tiles) for ONNX Runtime", card.model_id, tile_px)
+    model = torch_to_onnx(artefact, tile_px)
+    data, _ = onnx_to_bytes(model, card, tile_px)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        return read_onnx(path)
+    except OSError:  # a read-only cache: keep the export in memory
+        tmp_path = Path(artefact.path) / "model.onnx"
+        return OnnxModel(path=tmp_path, data=data, card=card, tile_px=tile_px, metadata={})
+
+
+def default_engine(device: str) -> str:
+    """The engine ``auto`` means: ONNX Runtime on CPU, PyTorch on CUDA."""
+    return "onnxruntime" if device == "cpu" else "torch"
+
+
+def engine_for(artefact: Artefact) -> Engine:
+    """The engine an artefact runs with (its own, else its PyTorch network)."""
+    engine: Engine | None = artefact.engine
+    return engine if engine is not None else TorchEngine(artefact.network, artefact.device)
+
+
+def _task(model_dir: Path) -> str:
+    from geotl.models.artefact import read_card
+
+    return read_card(model_dir).task
+
+
+def load_model(
+    path: str | Path,
+    engine: str = "torch",
+    device: str = "cpu",
+    threads: int | None = None,
+) -> Artefact:
+    """Open a model folder or an exported ``.onnx`` file with the engine asked for.
+
+    Args:
+        path: a geotl model folder, or a ``.onnx`` written by ``geotl export``.
+        engine: ``torch``, ``onnxruntime`` or ``auto`` (:func:`default_engine`).
+        device: ``cpu`` or ``cuda`` (ONNX Runtime runs on CPU here).
+        threads: ONNX Runtime's intra-op threads (default: every core).
+
+    Raises:
+        ModelArtefactError: missing, damaged or altered files; an ONNX file without geotl
+            metadata, or one this ONNX Runtime cannot run.
+        GeotlInputError: an engine that cannot run this model on this device.
+    """
+    path = Path(path)
+    if engine not in ENGINES:
+        raise GeotlInputError(f"unknown engine '{engine}': use one of {', '.join(ENGINES)}")
+    is_onnx = path.suffix.lower() == ".onnx"
+    if engine == "auto":
+        engine = "onnxruntime" if is_onnx else default_engine(device)
+        if not is_onnx and _task(path) == "detection":
+            engine = "torch"
+    if engine == "onnxruntime" and device != "cpu":
+        raise GeotlInputError(
+            f"the onnxruntime engine runs on CPU here: use --engine torch with --device {device}"
+        )
+    if is_onnx:
+        if engine != "onnxruntime":
+            raise GeotlInputError(
+                "an .onnx file runs with --engine onnxruntime (or pass the model folder)", path
+            )
+        ort_engine = OrtEngine(read_onnx(path), threads)
+        return Artefact(
+            card=ort_engine.card,
+            network=OrtNetwork(ort_engine),
+            path=path,
+            device=torch.device("cpu"),
+            engine=ort_engine,
+        )
+    artefact = load_artefact(path, device)
+    if engine == "onnxruntime":
+        if artefact.card.task == "detection":
+            raise GeotlInputError(
+                "detectors run with --engine torch (their ONNX export is not supported yet)",
+                path,
+            )
+        artefact.engine = _ExportingEngine(artefact, threads)
+    return artefact

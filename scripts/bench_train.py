@@ -111,13 +111,13 @@ def bare_loop(
 
     from geotl.models.adapt import build_adapted_network
     from geotl.models.catalogue import load_base
-    from geotl.train import _freeze
+    from geotl.train.freeze import freeze_encoder
 
     device = torch.device(device_name)
     base = load_base(base_id)
     network, spec, plan = build_adapted_network(base, list(region.imagery.bands), region.classes)
     if base.entry.id != "none":
-        _freeze(network, freeze, keep_first_conv=bool(plan and plan.new))
+        freeze_encoder(network, freeze, keep_first_conv=bool(plan and plan.new))
     network.to(device).train()
     params = [p for p in network.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)

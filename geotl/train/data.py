@@ -1,0 +1,401 @@
+"""Training data: chips folders, the label budget, normalisation and batches.
+
+- **Label budget** (``max_labels``): whole labelled objects are sampled from the train
+  split only, by a seeded permutation of their label ids. Training uses the chips that
+  hold a sampled object; inside them, pixels of *unsampled* objects are set to ignore
+  (255), so the model never learns from a label outside the budget and never learns
+  "background" where an unsampled object lies. Chips without any object (pure background)
+  are kept, at most as many as there are object chips, chosen by the same seed.
+- **Normalisation**: per-band mean/std of the selected training chips, in the files' raw
+  units (nodata excluded), stored in the card. Base recipes assume units (ImageNet 0-255,
+  Sentinel-2 reflectance x 10000...) a region's files rarely share; re-estimating the
+  mean/std on the target keeps the recipe's form (standardised inputs) with the target's
+  own statistics.
+- **Several regions**: each region's chips are sampled with equal total weight per epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import rasterio
+import rasterio.features
+import torch
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from geotl.bands import canonical_band
+from geotl.chips import chip_region, read_chip_index
+from geotl.chips.labels import IGNORE
+from geotl.config import Region
+from geotl.errors import BandMismatchError, GeotlInputError, LabelError
+from geotl.io.vectors import read_labels
+from geotl.models.artefact import Normalisation, RegionRecord
+
+__all__ = [
+    "Batch",
+    "ChipData",
+    "ChipDataset",
+    "TrainingSets",
+    "compute_normalisation",
+    "labels_available",
+    "load_region_chips",
+    "load_training_sets",
+    "make_loader",
+    "resolve_chips_dir",
+    "select_objects",
+    "split_budget",
+]
+
+log = logging.getLogger(__name__)
+
+# (raw image, mask with 255 ignore, pixel-has-data) of a batch of chips
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class ChipData:
+    """One region's training or validation chips, in memory (raw units)."""
+
+    region: str
+    images: np.ndarray  # (N, C, H, W) float32, raw units; nodata pixels set to mean later
+    masks: np.ndarray  # (N, H, W) uint8, 255 ignore
+    valid: np.ndarray  # (N, H, W) bool, pixel has data
+    chip_ids: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+def resolve_chips_dir(
+    region: Region, chips_dir: Path | None, default: Path, overwrite: bool
+) -> Path:
+    """The chips folder for ``region``: given, or created by chipping into ``default``.
+
+    Raises:
+        GeotlInputError: the given folder is missing or holds chips of another region.
+    """
+    if chips_dir is None:
+        log.info("chipping %s into %s", region.name, default)
+        chip_region(region, default, overwrite=overwrite)
+        chips_dir = default
+    if not Path(chips_dir).is_dir():
+        raise GeotlInputError(
+            "chips folder not found: run 'geotl chip REGION.toml --out DIR' or drop --chips",
+            chips_dir,
+        )
+    index = read_chip_index(chips_dir)
+    name = index.meta.get("region")
+    if name != region.name:
+        raise GeotlInputError(
+            f"chips were cut for region '{name}', not '{region.name}': pass the chips of this region "
+            "or drop --chips to chip it",
+            chips_dir,
+        )
+    return Path(chips_dir)
+
+
+def select_objects(object_ids: list[list[int]], max_labels: int | None, seed: int) -> set[int]:
+    """Sample whole objects deterministically: the first ``max_labels`` of a seeded permutation.
+
+    >>> sorted(select_objects([[1, 2], [2, 3], []], None, 0))
+    [1, 2, 3]
+    >>> len(select_objects([[1, 2], [2, 3], [4]], 2, 0))
+    2
+    """
+    ids = sorted({int(i) for ids in object_ids for i in ids})
+    if max_labels is None or max_labels >= len(ids):
+        return set(ids)
+    order = np.random.default_rng(seed).permutation(len(ids))
+    return {ids[i] for i in order[:max_labels]}
+
+
+def labels_available(chips_dir: Path, split: str) -> int:
+    """Number of distinct labelled objects in one split of a chips folder."""
+    frame = read_chip_index(chips_dir).split(split)
+    return len({int(i) for ids in frame["object_ids"] for i in ids})
+
+
+def split_budget(max_labels: int | None, n: int) -> list[int | None]:
+    """The total label budget shared evenly between regions (remainder to the first ones).
+
+    >>> split_budget(7, 2)
+    [4, 3]
+    """
+    if max_labels is None:
+        return [None] * n
+    if max_labels < n:
+        raise GeotlInputError(f"--max-labels {max_labels} is below the number of regions ({n})")
+    return [max_labels // n + (1 if i < max_labels % n else 0) for i in range(n)]
+
+
+def _read_chip(path: Path) -> tuple[np.ndarray, Any, Any, float | None]:
+    with rasterio.open(path) as src:
+        return src.read(), src.transform, src.crs, src.nodata
+
+
+def load_region_chips(
+    region: Region,
+    chips_dir: Path,
+    split: str,
+    band_order: list[str],
+    sampled: set[int] | None = None,
+    seed: int = 0,
+) -> ChipData:
+    """Load a split's chips into memory, bands reordered to ``band_order``.
+
+    With ``sampled`` (train split under a label budget): keep chips holding a sampled
+    object (pixels of unsampled objects -> ignore) plus at most as many object-free chips.
+    """
+    index = read_chip_index(chips_dir)
+    frame = index.split(split).sort_values("chip_id")
+    chip_bands = [canonical_band(b) for b in index.meta.get("bands", region.imagery.bands)]
+    want = [canonical_band(b) for b in band_order]
+    missing = [b for b in want if b not in chip_bands]
+    if missing:
+        raise BandMismatchError(
+            f"chips of {region.name} have bands {chip_bands}, the model needs {want}: chip the region "
+            "with matching [imagery] bands",
+            chips_dir,
+        )
+    order = [chip_bands.index(b) for b in want]
+    rows = list(frame.itertuples(index=False))
+    unsampled_by_chip: dict[str, list[int]] = {}
+    if sampled is not None:
+        with_obj = [
+            r for r in rows if len(r.object_ids) and any(int(i) in sampled for i in r.object_ids)
+        ]
+        empty = [r for r in rows if not len(r.object_ids)]
+        rng = np.random.default_rng(seed + 1)
+        keep_empty = [empty[i] for i in sorted(rng.permutation(len(empty))[: len(with_obj)])]
+        rows = sorted(with_obj + keep_empty, key=lambda r: r.chip_id)
+        for r in with_obj:
+            unsampled = [int(i) for i in r.object_ids if int(i) not in sampled]
+            if unsampled:
+                unsampled_by_chip[r.chip_id] = unsampled
+    labels_by_crs: dict[str, Any] = {}
+    images, masks, valids, ids = [], [], [], []
+    class_names = list(index.meta.get("classes", region.classes))
+    remap = _class_remap(class_names, region.classes)
+    for r in rows:
+        img, transform, crs, nodata = _read_chip(chips_dir / str(r.image))
+        mask = _read_chip(chips_dir / str(r.mask))[0][0].astype(np.uint8)
+        mask = remap[mask]
+        valid = np.ones(mask.shape, dtype=bool)
+        if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+            valid = ~np.all(img == nodata, axis=0)
+        elif nodata is not None:
+            valid = ~np.all(np.isnan(img), axis=0)
+        mask[~valid] = IGNORE
+        extra = unsampled_by_chip.get(r.chip_id)
+        if extra and sampled is not None:
+            key = str(crs)
+            if key not in labels_by_crs:
+                labels_by_crs[key] = read_labels(region, crs=crs).set_index("label_id")
+            labels = labels_by_crs[key]
+            sampled_ids = [int(i) for i in r.object_ids if int(i) in sampled]
+            drop = rasterio.features.geometry_mask(
+                list(labels.loc[labels.index.intersection(extra)].geometry),
+                out_shape=mask.shape,
+                transform=transform,
+                invert=True,
+                all_touched=True,
+            )
+            keep = rasterio.features.geometry_mask(
+                list(labels.loc[labels.index.intersection(sampled_ids)].geometry),
+                out_shape=mask.shape,
+                transform=transform,
+                invert=True,
+            )
+            mask[drop & ~keep] = IGNORE
+        images.append(img[order].astype(np.float32))
+        masks.append(mask)
+        valids.append(valid)
+        ids.append(str(r.chip_id))
+    if not images:
+        c = len(want)
+        size = int(index.meta.get("size_px", region.chips.size_px))
+        return ChipData(
+            region.name,
+            np.zeros((0, c, size, size), np.float32),
+            np.zeros((0, size, size), np.uint8),
+            np.zeros((0, size, size), bool),
+            [],
+        )
+    return ChipData(region.name, np.stack(images), np.stack(masks), np.stack(valids), ids)
+
+
+def _class_remap(chip_classes: list[str], classes: list[str]) -> np.ndarray:
+    """Lookup table from chip mask values to the model's class indices (by name)."""
+    table = np.full(256, IGNORE, dtype=np.uint8)
+    table[0] = 0
+    for i, name in enumerate(chip_classes, start=1):
+        table[i] = classes.index(name) + 1 if name in classes else IGNORE
+    return table
+
+
+def compute_normalisation(data: list[ChipData]) -> Normalisation:
+    """Per-band mean/std (raw units) over the valid pixels of the chips."""
+    total = None
+    count = 0
+    sq = None
+    for d in data:
+        if not len(d):
+            continue
+        x = d.images.transpose(1, 0, 2, 3)[:, d.valid]  # (C, n_valid)
+        s = x.astype(np.float64).sum(axis=1)
+        s2 = (x.astype(np.float64) ** 2).sum(axis=1)
+        total = s if total is None else total + s
+        sq = s2 if sq is None else sq + s2
+        count += x.shape[1]
+    if total is None or sq is None or count == 0:
+        raise LabelError("no valid training pixel: the chips are all nodata")
+    mean = total / count
+    std = np.sqrt(np.maximum(sq / count - mean**2, 0.0))
+    std = np.where(std < 1e-6, 1.0, std)
+    return Normalisation(mean=[float(v) for v in mean], std=[float(v) for v in std])
+
+
+def _compact(images: np.ndarray) -> np.ndarray:
+    """The smallest exact dtype for raw chip values (uint8 imagery stays 1 byte a value).
+
+    Chips are held as float32 for the statistics; the training data is kept in the files'
+    own integer range when it fits, which quarters the memory and the bytes each batch
+    moves (to a GPU too); the module casts to float on the device.
+    """
+    if images.size == 0 or not np.isfinite(images).all():
+        return images
+    lo, hi = float(images.min()), float(images.max())
+    if not np.array_equal(images, np.floor(images)):
+        return images
+    for dtype in (np.uint8, np.int16, np.uint16):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return images.astype(dtype)
+    return images
+
+
+class ChipDataset(torch.utils.data.Dataset[Batch]):
+    """Chips of one or more regions as tensors (images kept in their compact raw dtype)."""
+
+    def __init__(self, data: list[ChipData]) -> None:
+        self.x = torch.from_numpy(_compact(np.concatenate([d.images for d in data])))
+        self.y = torch.from_numpy(np.concatenate([d.masks for d in data]))
+        self.valid = torch.from_numpy(np.concatenate([d.valid for d in data]))
+        self.region_sizes = [len(d) for d in data]
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def __getitem__(self, i: int) -> Batch:
+        return self.x[i], self.y[i], self.valid[i]
+
+    def __getitems__(self, indices: list[int]) -> Batch:
+        """A whole batch in one gather per tensor (the DataLoader calls this per batch)."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return self.x[idx], self.y[idx], self.valid[idx]
+
+
+def _batch_as_is(batch: Batch) -> Batch:
+    return batch
+
+
+def make_loader(
+    data: list[ChipData],
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    num_workers: int,
+    pin_memory: bool = False,
+) -> DataLoader[Batch]:
+    """Batches of chips; shuffled batches give every region the same weight per epoch."""
+    ds = ChipDataset(data)
+    gen = torch.Generator().manual_seed(seed)
+    common: dict[str, Any] = {
+        "batch_size": batch_size,
+        "num_workers": num_workers,
+        "collate_fn": _batch_as_is,
+        "pin_memory": pin_memory,
+    }
+    if not shuffle:
+        return DataLoader(ds, shuffle=False, **common)
+    # every region gets the same total sampling weight per epoch
+    weights = torch.cat([torch.full((n,), 1.0 / n) for n in ds.region_sizes if n])
+    n_samples = max(len(ds), batch_size)
+    sampler = WeightedRandomSampler(
+        cast(Any, weights),
+        n_samples,
+        replacement=len(ds.region_sizes) > 1 or n_samples > len(ds),
+        generator=gen,
+    )
+    # a last batch of one chip breaks batch norm where the encoder's output is 1 x 1 px
+    return DataLoader(ds, sampler=sampler, drop_last=n_samples % batch_size == 1, **common)
+
+
+@dataclass
+class TrainingSets:
+    """Every region's train and validation chips and what each contributed."""
+
+    train: list[ChipData]
+    val: list[ChipData]
+    records: list[RegionRecord]
+
+
+def load_training_sets(
+    regions: list[Region],
+    chips_dirs: list[Path],
+    band_order: list[str],
+    max_labels: int | None,
+    seed: int,
+) -> TrainingSets:
+    """Load the regions' train chips (under the label budget, shared evenly) and val chips.
+
+    Without any validation chip, the training chips stand in for them (with a warning).
+
+    Raises:
+        LabelError: a region has no labelled object in its train split.
+    """
+    sets = TrainingSets([], [], [])
+    for r, cdir, budget in zip(
+        regions, chips_dirs, split_budget(max_labels, len(regions)), strict=True
+    ):
+        train_frame = read_chip_index(cdir).split("train")
+        available = labels_available(cdir, "train")
+        if available == 0:
+            raise LabelError(
+                f"no labelled object in the train split of {r.name} ({len(train_frame)} train chips): "
+                "add labels, or lower [split] val_fraction/test_fraction or block_size_m",
+                r.path,
+            )
+        sampled = select_objects([list(v) for v in train_frame["object_ids"]], budget, seed)
+        td = load_region_chips(
+            r, cdir, "train", band_order, sampled if budget is not None else None, seed
+        )
+        vd = load_region_chips(r, cdir, "val", band_order, None, seed)
+        sets.train.append(td)
+        sets.val.append(vd)
+        sets.records.append(
+            RegionRecord(
+                name=r.name,
+                path=str(r.path),
+                labels_available=available,
+                labels_used=len(sampled),
+                chips_train=len(td),
+            )
+        )
+        log.info(
+            "%s: %d of %d train objects, %d train chips, %d val chips",
+            r.name,
+            len(sampled),
+            available,
+            len(td),
+            len(vd),
+        )
+    if not any(len(v) for v in sets.val):
+        log.warning("no validation chips: early stopping watches the training chips instead")
+        sets.val = sets.train
+    return sets

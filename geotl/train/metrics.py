@@ -1,0 +1,50 @@
+"""Validation metrics computed during training (pixel confusion, IoU)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from geotl.chips.labels import IGNORE
+
+__all__ = ["ConfusionIoU", "confusion", "iou_from_confusion"]
+
+
+def confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Confusion counts (rows truth, columns prediction), ignore pixels left out."""
+    nn = num_classes * num_classes
+    ok = target != IGNORE
+    idx = torch.where(ok, target.long() * num_classes + pred.long(), nn).flatten()
+    counts = torch.zeros(nn + 1, dtype=torch.long, device=idx.device)
+    counts.index_add_(0, idx, torch.ones_like(idx))
+    return counts[:nn].reshape(num_classes, num_classes)
+
+
+def iou_from_confusion(conf: np.ndarray) -> np.ndarray:
+    """Per-class IoU from a confusion matrix (rows truth, columns prediction); NaN if absent.
+
+    >>> iou_from_confusion(np.array([[3, 1], [0, 2]])).round(3).tolist()
+    [0.75, 0.667]
+    """
+    tp = np.diag(conf).astype(np.float64)
+    denom = conf.sum(0) + conf.sum(1) - tp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denom > 0, tp / denom, np.nan)
+
+
+class ConfusionIoU:
+    """Mean foreground IoU over a validation pass, counted on the device (one read at the end)."""
+
+    def __init__(self, num_classes: int, device: torch.device | str = "cpu") -> None:
+        self.num_classes = num_classes
+        self.counts = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch: ``logits`` (B, K, H, W), ``target`` (B, H, W) with 255 ignore."""
+        self.counts += confusion(logits.argmax(1), target, self.num_classes)
+
+    def compute(self) -> float:
+        """Mean IoU of the foreground classes present (0 when none is)."""
+        iou = iou_from_confusion(self.counts.cpu().numpy())
+        fg = iou[1:]
+        return float(np.nanmean(fg)) if np.isfinite(fg).any() else 0.0

@@ -1,0 +1,118 @@
+"""What a task provides to training: the small base every task module implements.
+
+A task turns the chips' masks into training targets, builds the network and its head,
+computes the loss, scores validation batches and names what goes on the model card.
+The training loop (:mod:`geotl.train.loop`) only ever talks to a :class:`Task`, in the
+spirit of torchgeo's ``BaseTask`` (one module per task on a small base).
+
+How to add a task (e.g. ``task = "instances"``):
+
+1. Write ``geotl/train/tasks/<name>.py`` with a subclass of :class:`Task`: set ``name``,
+   implement :meth:`Task.targets`, :meth:`Task.loss` and :meth:`Task.validation_metric`;
+   override :meth:`Task.build_network` when the network is not the default U-Net (e.g. a
+   torchvision detector), :meth:`Task.training_loss` when the network computes its own
+   loss, :meth:`Task.forward` when validation needs other outputs than ``network(x)``,
+   and :meth:`Task.card_fields` for task-specific card entries.
+2. Register it with one line in ``geotl/train/tasks/__init__.py``: ``TASKS[name] = Class``.
+3. Allow the name in ``Region.task`` (``geotl/config.py``) and copy the task test of
+   ``tests/test_train.py`` (train two steps on the demo chips, check the card).
+
+Batches reach a task already normalised and augmented: ``x`` is ``(B, C, H, W)`` float,
+``masks`` ``(B, H, W)`` uint8 with 0 background, 1..K the classes and 255 ignore (nodata,
+outside complete areas, guard bands, unsampled objects under a label budget). Targets are
+derived from the *augmented* masks, so geometric augmentation never needs to know the
+target format.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Protocol
+
+import torch
+
+from geotl.config import Region
+from geotl.models.adapt import BandPlan, build_adapted_network
+from geotl.models.catalogue import LoadedBase
+from geotl.models.network import NetworkSpec
+from geotl.train.freeze import freeze_encoder
+
+__all__ = ["Task", "ValidationMetric"]
+
+
+class ValidationMetric(Protocol):
+    """Accumulates one validation pass; ``compute`` is the score early stopping maximises."""
+
+    def update(self, outputs: Any, targets: Any) -> None:
+        """Add one batch of network outputs and targets."""
+
+    def compute(self) -> float:
+        """The pass's score (higher is better)."""
+        ...
+
+
+class Task(ABC):
+    """One kind of learning problem (segmentation, instances, detection).
+
+    Args:
+        classes: the region's classes (background is implicit, index 0).
+        loss: the ``[model] loss`` name; a task may ignore it.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, classes: list[str], loss: str = "ce+dice") -> None:
+        self.classes = list(classes)
+        self.loss_name = loss
+
+    @property
+    def num_classes(self) -> int:
+        """Output classes, background included."""
+        return len(self.classes) + 1
+
+    # ---------------------------------------------------------------- network
+
+    def build_network(
+        self, base: LoadedBase, bands: list[str], seed: int, encoder: str | None
+    ) -> tuple[torch.nn.Module, NetworkSpec, BandPlan | None]:
+        """The network initialised from ``base`` (default: a band-adapted U-Net)."""
+        return build_adapted_network(base, bands, self.classes, seed=seed, encoder=encoder)
+
+    def freeze(self, network: torch.nn.Module, mode: str, keep_first_conv: bool) -> list[str]:
+        """Freeze part of the pretrained network; returns the frozen module prefixes."""
+        return freeze_encoder(network, mode, keep_first_conv)
+
+    # ---------------------------------------------------------------- training
+
+    @abstractmethod
+    def targets(self, masks: torch.Tensor) -> Any:
+        """Training/validation targets from a batch of (augmented) chip masks."""
+
+    def forward(self, network: torch.nn.Module, x: torch.Tensor) -> Any:
+        """The network's outputs for a normalised batch."""
+        return network(x)
+
+    @abstractmethod
+    def loss(self, outputs: Any, targets: Any) -> torch.Tensor:
+        """The training loss of one batch (a scalar tensor)."""
+
+    def training_loss(
+        self, network: torch.nn.Module, x: torch.Tensor, targets: Any
+    ) -> torch.Tensor:
+        """Forward + loss (override when the network computes its own loss)."""
+        return self.loss(self.forward(network, x), targets)
+
+    @abstractmethod
+    def validation_metric(self, device: torch.device) -> ValidationMetric:
+        """A fresh accumulator for one validation pass (``compute`` is maximised)."""
+
+    # ---------------------------------------------------------------- card
+
+    def card_fields(self, region: Region) -> dict[str, Any]:
+        """Model-card entries this task sets (how outputs become objects at predict time)."""
+        return {
+            "task": region.task,
+            "threshold": region.predict.threshold,
+            "min_area_m2": region.predict.min_area_m2,
+            "simplify_px": region.predict.simplify_px,
+        }

@@ -22,8 +22,14 @@ from typing import Any
 import click
 
 from geotl.config import load_region
-from geotl.monitor import MonitorOptions, format_status, monitor_status, parse_every, run_monitor
-from geotl.monitor.runner import watch_region
+from geotl.monitor import (
+    MonitorOptions,
+    format_status,
+    monitor_status,
+    parse_every,
+    run_monitor,
+    watch_region,
+)
 
 __all__ = ["command"]
 

@@ -1,4 +1,4 @@
-"""Monitor state: one SQLite database (WAL) per region, plus the region's lock.
+"""Monitor state: one SQLite database (WAL) per region.
 
 The database is the single source of truth about what happened: every scene seen, and for
 each (scene, model) a job with its status (pending / running / done / failed), attempts,
@@ -6,37 +6,31 @@ error, when to retry, and the outputs written. ``history.csv`` and ``latest.geoj
 rebuilt from it, so a crash between writing an output and recording it can never duplicate
 a row or a feature: the rerun redoes the scene and overwrites the same files.
 
-Only one monitor may write a region at a time: :class:`RegionLock` holds an exclusive
-``flock`` on ``<region dir>/.lock`` for the whole run; the OS releases it when the process
-dies, even by SIGKILL.
+Only one monitor writes a region at a time (:class:`geotl.monitor.lock.RegionLock`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
-import socket
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from geotl.errors import GeotlRuntimeError, LockedError
-from geotl.monitor.sources import Scene
+from geotl.errors import GeotlRuntimeError
+from geotl.monitor.sources.scene import Scene
 
 __all__ = [
     "DB_FILE",
-    "LOCK_FILE",
     "JobStatus",
     "MonitorState",
     "PassRecord",
-    "RegionLock",
     "RunRecord",
     "StateSummary",
     "format_ts",
@@ -44,7 +38,6 @@ __all__ = [
 ]
 
 DB_FILE = "state.sqlite"
-LOCK_FILE = ".lock"
 SCHEMA_VERSION = 1
 
 JobStatus = Literal["pending", "running", "done", "failed"]
@@ -671,69 +664,3 @@ class MonitorState:
             last_run=self.last_run(),
             models=models,
         )
-
-
-class RegionLock:
-    """An exclusive, non-blocking ``flock`` on ``<region dir>/.lock``.
-
-    The lock file records the holder's pid, host and start time so that the second monitor
-    can say who holds it. The OS drops the lock when its holder exits or is killed.
-    """
-
-    def __init__(self, region_dir: Path, region_name: str) -> None:
-        self.path = Path(region_dir) / LOCK_FILE
-        self.region_name = region_name
-        self._fd: int | None = None
-
-    def acquire(self, holder: Mapping[str, Any] | None = None) -> None:
-        """Take the lock or fail at once.
-
-        Raises:
-            LockedError: another process holds it.
-        """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                info = json.loads(os.pread(fd, 4096, 0).decode("utf-8") or "{}")
-            except (ValueError, OSError):
-                info = {}
-            os.close(fd)
-            who = f"pid {info.get('pid', '?')} on {info.get('host', '?')} since {info.get('since', '?')}"
-            raise LockedError(
-                f"another geotl monitor is already running on region '{self.region_name}' ({who}): "
-                "wait for it to finish or stop it",
-                self.path,
-            ) from None
-        payload = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "since": datetime.now(UTC).isoformat(timespec="seconds"),
-            **(holder or {}),
-        }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(payload).encode("utf-8"), 0)
-        self._fd = fd
-
-    def release(self) -> None:
-        """Release the lock (the file stays; its content is cleared)."""
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> RegionLock:
-        self.acquire()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()

@@ -17,8 +17,7 @@ from monitor_helpers import PERU_BANDS, PERU_REGEX, copy_in, deliver, write_regi
 from geotl.config import load_region
 from geotl.errors import BandMismatchError, ConfigError
 from geotl.models.artefact import read_card
-from geotl.monitor import MonitorOptions, MonitorState, monitor_status, run_monitor
-from geotl.monitor.runner import pass_stem
+from geotl.monitor import MonitorOptions, MonitorState, monitor_status, pass_stem, run_monitor
 
 
 def _history(rdir: Path) -> list[dict[str, str]]:

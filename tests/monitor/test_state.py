@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from geotl.errors import LockedError
+from geotl.monitor.lock import RegionLock
 from geotl.monitor.sources import Scene
-from geotl.monitor.state import MonitorState, RegionLock
+from geotl.monitor.state import MonitorState
 
 T0 = datetime(2020, 1, 1, tzinfo=UTC)
 
@@ -121,7 +122,7 @@ def test_lock_is_exclusive_across_processes_and_freed_on_death(tmp_path: Path) -
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from geotl.monitor.state import RegionLock;"
+            "import sys, time; from pathlib import Path; from geotl.monitor.lock import RegionLock;"
             f"lock = RegionLock(Path({str(tmp_path)!r}), 'r'); lock.acquire(); print('held', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,

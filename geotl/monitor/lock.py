@@ -1,0 +1,109 @@
+"""The region lock: only one monitor writes a region at a time.
+
+:class:`RegionLock` holds an exclusive ``flock`` on ``<region dir>/.lock`` for the whole run;
+the OS releases it when the process dies, even by SIGKILL. The file records who holds it, so
+that a second monitor and ``geotl monitor status`` can say so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from geotl.errors import LockedError
+
+__all__ = ["LOCK_FILE", "RegionLock"]
+
+LOCK_FILE = ".lock"
+
+
+class RegionLock:
+    """An exclusive, non-blocking ``flock`` on ``<region dir>/.lock``.
+
+    The lock file records the holder's pid, host and start time so that the second monitor
+    can say who holds it. The OS drops the lock when its holder exits or is killed.
+    """
+
+    def __init__(self, region_dir: Path, region_name: str) -> None:
+        self.path = Path(region_dir) / LOCK_FILE
+        self.region_name = region_name
+        self._fd: int | None = None
+
+    def acquire(self, holder: Mapping[str, Any] | None = None) -> None:
+        """Take the lock or fail at once.
+
+        Raises:
+            LockedError: another process holds it.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            info = self.holder()
+            who = f"pid {info.get('pid', '?')} on {info.get('host', '?')} since {info.get('since', '?')}"
+            raise LockedError(
+                f"another geotl monitor is already running on region '{self.region_name}' ({who}): "
+                "wait for it to finish or stop it",
+                self.path,
+            ) from None
+        payload = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": datetime.now(UTC).isoformat(timespec="seconds"),
+            **(holder or {}),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(payload).encode("utf-8"), 0)
+        self._fd = fd
+
+    def holder(self) -> dict[str, Any]:
+        """What the lock file says about its holder (pid, host, since, ...); empty when free."""
+        try:
+            info = json.loads(self.path.read_text(encoding="utf-8") or "{}")
+        except (OSError, ValueError):
+            return {}
+        return info if isinstance(info, dict) else {}
+
+    def holder_pid(self) -> int | None:
+        """The pid of a live process holding the lock, else None (readable without locking)."""
+        pid = self.holder().get("pid")
+        if not isinstance(pid, int):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+
+    def release(self) -> None:
+        """Release the lock (the file stays; its content is cleared)."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RegionLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

@@ -1,0 +1,237 @@
+"""Per-pass processing: one due job from detection to its recorded outputs.
+
+A pass is read through its source, handed to the detector, written as
+``passes/<stem>.geojson``, compared with the previous pass over the same area
+(``changes/<stem>.geojson``) and recorded as done in one transaction, only after its files
+exist. A failure is recorded with its error and a retry time (exponential backoff).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+import geopandas as gpd
+from rasterio.errors import RasterioError
+from shapely import wkt as shapely_wkt
+from shapely.geometry.base import BaseGeometry
+
+from geotl.errors import GeotlError, SceneError
+from geotl.io.geojson import write_geojson
+from geotl.models.artefact import Artefact
+from geotl.monitor.changes import CHANGE_COLUMNS, detect_changes, empty_features, scene_footprint
+from geotl.monitor.options import Detector, MonitorOptions
+from geotl.monitor.outputs import pass_file, read_pass, read_pass_file
+from geotl.monitor.schedule import backoff_s, utc_now
+from geotl.monitor.sequence import footprint_of, next_pass, overlaps, previous_pass
+from geotl.monitor.sources import Scene, SceneSource
+from geotl.monitor.state import MonitorState, PassRecord
+
+__all__ = ["PassProcessor", "PassResult"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """What happened to one scene in a run."""
+
+    scene: str
+    acquired: datetime
+    status: Literal["done", "failed", "abandoned"]
+    duration_s: float
+    detections: int = 0
+    new: int | None = None
+    gone: int | None = None
+    previous_scene: str | None = None
+    error: str | None = None
+    next_attempt: datetime | None = None
+
+
+@dataclass
+class PassProcessor:
+    """Processes jobs of one region with one model (held by :class:`~geotl.monitor.Monitor`).
+
+    Attributes:
+        dir: the region's monitor folder.
+        state: the open state.
+        source: reads (and refreshes) the scenes.
+        artefact: the model.
+        detector: turns a scene into detections.
+        options: retry policy.
+        abandon: set when the current scene is to be abandoned (it goes back to pending).
+    """
+
+    dir: Path
+    state: MonitorState
+    source: SceneSource
+    artefact: Artefact
+    detector: Detector
+    options: MonitorOptions
+    abandon: threading.Event
+
+    def process(self, job: PassRecord) -> PassResult:
+        """Process one job; failures are recorded and returned, never raised.
+
+        Raises:
+            KeyboardInterrupt: after recording the job as abandoned.
+        """
+        state = self.state
+        model_id = self.artefact.model_id
+        scene = job.to_scene()
+        started = time.perf_counter()
+        if job.attempts > 0:
+            fresh = self.source.refresh(scene)  # a retry reads the item again: it may be fixed
+            if (
+                fresh is not None
+                and fresh.key == scene.key
+                and fresh.fingerprint != scene.fingerprint
+            ):
+                state.update_scene(fresh)
+                scene = replace(fresh, name=job.name)
+        state.mark_running(job.key, model_id, utc_now())
+        try:
+            footprint, features = self._detect(scene)
+            pass_rel = pass_file("passes", scene.acquired, job.name)
+            write_geojson(self.dir / pass_rel, features)
+            previous = previous_pass(state, model_id, job, footprint)
+            changes_rel = pass_file("changes", scene.acquired, job.name)
+            new = gone = None
+            if previous is not None:
+                changes = detect_changes(
+                    features,
+                    read_pass(self.dir, previous),
+                    footprint,
+                    footprint_of(previous),
+                    current_scene=job.name,
+                    previous_scene=previous.name,
+                )
+                new, gone = changes.new, changes.gone
+                write_geojson(self.dir / changes_rel, changes.frame)
+            else:
+                write_geojson(self.dir / changes_rel, empty_features(CHANGE_COLUMNS))
+            duration = time.perf_counter() - started
+            state.mark_done(
+                job.key,
+                model_id,
+                now=utc_now(),
+                duration_s=duration,
+                pass_path=pass_rel,
+                changes_path=changes_rel,
+                detections=len(features),
+                new=new,
+                gone=gone,
+                previous_scene=previous.name if previous else None,
+                footprint_wkt=footprint.wkt,
+            )
+            self._refresh_successor(job, footprint)
+        except KeyboardInterrupt:
+            state.mark_abandoned(job.key, model_id)
+            log.warning("pass %s abandoned: it will be redone on the next run", job.name)
+            raise
+        except (GeotlError, RasterioError, OSError, ValueError, RuntimeError) as exc:
+            if self.abandon.is_set():
+                state.mark_abandoned(job.key, model_id)
+                return PassResult(
+                    job.name, scene.acquired, "abandoned", time.perf_counter() - started
+                )
+            return self._failed(job, exc, time.perf_counter() - started)
+        finally:
+            shutil.rmtree(self.dir / ".work", ignore_errors=True)
+        log.info(
+            "pass %s %s: %d detections, %s new, %s gone%s (%.1f s)",
+            scene.acquired.date().isoformat(),
+            job.name,
+            len(features),
+            "-" if new is None else new,
+            "-" if gone is None else gone,
+            f" since {previous.name}" if previous else " (first pass over this area)",
+            duration,
+        )
+        return PassResult(
+            scene=job.name,
+            acquired=scene.acquired,
+            status="done",
+            duration_s=duration,
+            detections=len(features),
+            new=new,
+            gone=gone,
+            previous_scene=previous.name if previous else None,
+        )
+
+    def _failed(self, job: PassRecord, exc: BaseException, duration: float) -> PassResult:
+        attempts = job.attempts + 1
+        message = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+        if not isinstance(exc, GeotlError):
+            message = f"{type(exc).__name__}: {message}"
+        next_attempt: datetime | None = None
+        if attempts < self.options.max_attempts:
+            delay = backoff_s(attempts, self.options.retry_base_s, self.options.retry_max_s)
+            next_attempt = utc_now() + timedelta(seconds=delay)
+        self.state.mark_failed(
+            job.key, self.artefact.model_id, now=utc_now(), error=message, next_attempt=next_attempt
+        )
+        when = (
+            f"retry after {next_attempt.isoformat(timespec='seconds')}"
+            if next_attempt
+            else f"no more automatic retries after {attempts} attempts (use --retry-failed)"
+        )
+        log.warning("pass %s failed (attempt %d; %s): %s", job.name, attempts, when, message)
+        return PassResult(
+            job.name, job.acquired, "failed", duration, error=message, next_attempt=next_attempt
+        )
+
+    def _detect(self, scene: Scene) -> tuple[BaseGeometry, gpd.GeoDataFrame]:
+        with self.source.open_scene(scene, self.dir / ".work") as path:
+            if scene.footprint_wkt:
+                footprint = shapely_wkt.loads(scene.footprint_wkt)
+            else:
+                try:
+                    footprint = scene_footprint(path)
+                except (RasterioError, OSError) as exc:
+                    raise SceneError(
+                        f"cannot be read ({str(exc).splitlines()[0][:200]})", scene.uri
+                    ) from exc
+            frame = self.detector(self.artefact, path, scene)
+        frame = frame.to_crs("EPSG:4326") if frame.crs is not None else frame.set_crs("EPSG:4326")
+        frame = frame.copy()
+        if scene.is_remote or "scene" not in frame.columns:
+            frame["scene"] = scene.name  # a STAC item's id, not the name of its temporary VRT
+        frame["model"] = self.artefact.model_id
+        if "acquired" not in frame.columns or frame["acquired"].isna().all():
+            frame["acquired"] = scene.acquired.isoformat()
+        return footprint, frame
+
+    def _refresh_successor(self, job: PassRecord, footprint: BaseGeometry) -> None:
+        """A pass processed late (a backfill, a retry) becomes its successor's previous pass."""
+        succ = next_pass(self.state, self.artefact.model_id, job, footprint)
+        if succ is None or succ.previous_scene == job.name or succ.pass_path is None:
+            return
+        succ_fp = footprint_of(succ)
+        if not overlaps(succ_fp, job, footprint):
+            return
+        changes = detect_changes(
+            read_pass(self.dir, succ),
+            read_pass_file(self.dir / pass_file("passes", job.acquired, job.name)),
+            succ_fp,
+            footprint,
+            current_scene=succ.name,
+            previous_scene=job.name,
+        )
+        changes_rel = succ.changes_path or pass_file("changes", succ.acquired, succ.name)
+        write_geojson(self.dir / changes_rel, changes.frame)
+        self.state.update_changes(
+            succ.key,
+            self.artefact.model_id,
+            changes_path=changes_rel,
+            new=changes.new,
+            gone=changes.gone,
+            previous_scene=job.name,
+        )
+        log.info("changes of %s recomputed against %s (processed later)", succ.name, job.name)

@@ -1,0 +1,72 @@
+"""Scene sources: where a monitored region's new passes come from, by ``[monitor] source``.
+
+Each source is one module holding one :class:`SceneSource` subclass, registered in
+:data:`SOURCES` under its ``kind``:
+
+* ``folder`` (:mod:`.folder`): GeoTIFFs matched by ``[monitor] paths`` globs;
+* ``stac`` (:mod:`.stac`): items of a STAC API collection, read remotely by window.
+
+A source only discovers and opens scenes; the state database decides which ones are new.
+"""
+
+from __future__ import annotations
+
+from geotl.config import MonitorConfig, Region
+from geotl.errors import ConfigError
+from geotl.monitor.sources.base import SceneSource
+from geotl.monitor.sources.folder import FolderSource
+from geotl.monitor.sources.remote import REMOTE_GDAL_OPTIONS, remote_gdal_env, write_scene_vrt
+from geotl.monitor.sources.scene import AcquiredFrom, Scene, parse_datetime_text, safe_scene_name
+from geotl.monitor.sources.stac import StacSource, region_aoi
+
+__all__ = [
+    "REMOTE_GDAL_OPTIONS",
+    "SOURCES",
+    "AcquiredFrom",
+    "FolderSource",
+    "Scene",
+    "SceneSource",
+    "StacSource",
+    "make_source",
+    "monitor_config",
+    "parse_datetime_text",
+    "region_aoi",
+    "remote_gdal_env",
+    "safe_scene_name",
+    "write_scene_vrt",
+]
+
+#: ``[monitor] source`` name -> the class that finds and opens its scenes.
+SOURCES: dict[str, type[SceneSource]] = {
+    FolderSource.kind: FolderSource,
+    StacSource.kind: StacSource,
+}
+
+
+def monitor_config(region: Region) -> MonitorConfig:
+    """The region's ``[monitor]`` table.
+
+    Raises:
+        ConfigError: the region has none.
+    """
+    if region.monitor is None:
+        raise ConfigError(
+            "no [monitor] table: add one with source = 'folder' and paths = ['incoming/*.tif']",
+            region.path,
+        )
+    return region.monitor
+
+
+def make_source(region: Region) -> SceneSource:
+    """Build the source that ``[monitor] source`` names.
+
+    Raises:
+        ConfigError: the region has no ``[monitor]`` table, or names an unknown source.
+    """
+    name = monitor_config(region).source
+    if name not in SOURCES:
+        raise ConfigError(
+            f"[monitor] source '{name}' is not one of {sorted(SOURCES)}: pick one of those",
+            region.path,
+        )
+    return SOURCES[name](region)

@@ -1,0 +1,81 @@
+"""What a scene source must provide: the protocol the pass runner talks to.
+
+A source is built from the region (``cls(region)``) and answers four questions:
+
+* :meth:`SceneSource.discover`: which scenes are new or changed (the state decides which of
+  them still need processing);
+* :meth:`SceneSource.band_names`: the bands of a scene, in file order (checked against the
+  model's bands before anything runs);
+* :meth:`SceneSource.refresh`: the scene again, read fresh before a retry (a catalogue may
+  have fixed an item's assets); ``None`` when the source cannot or need not;
+* :meth:`SceneSource.open_scene`: a path prediction can open, with the GDAL settings that
+  reading it needs active (a local file as is; remote assets as a VRT read by range requests).
+
+Only ``discover`` and ``band_names`` are abstract; the defaults of the other two handle local
+files and HTTP assets, so most new sources only find scenes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import ClassVar
+
+from geotl.config import Region
+from geotl.monitor.sources.remote import remote_gdal_env, write_scene_vrt
+from geotl.monitor.sources.scene import Scene
+
+__all__ = ["SceneSource"]
+
+
+class SceneSource(ABC):
+    """Where a monitored region's new passes come from (``[monitor] source``).
+
+    Attributes:
+        kind: the ``source`` name in region files; also recorded with each scene in the state.
+        region: the region being watched.
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self, region: Region) -> None:
+        self.region = region
+
+    @abstractmethod
+    def discover(self, known: Mapping[str, str], since: datetime | None) -> list[Scene]:
+        """Scenes that are not in ``known`` (key -> fingerprint) or whose fingerprint changed.
+
+        ``since`` is the acquisition time of the newest scene seen so far (sources that search
+        a catalogue use it to ask only for newer items; folder sources ignore it).
+
+        Raises:
+            GeotlRuntimeError: the source cannot be searched (the run fails; ``--every`` retries).
+        """
+
+    @abstractmethod
+    def band_names(self) -> list[str]:
+        """The bands of an opened scene, in order."""
+
+    def refresh(self, scene: Scene) -> Scene | None:
+        """``scene`` read again before a retry; None when unchanged or unknown (the default)."""
+        del scene
+        return None
+
+    @contextmanager
+    def open_scene(self, scene: Scene, work_dir: Path) -> Iterator[Path]:
+        """Yield a path prediction can open, with the settings to read it active.
+
+        A local scene is its file; a remote one becomes a VRT in ``work_dir`` (the runner
+        deletes that folder after each pass) read under :func:`remote_gdal_env`.
+
+        Raises:
+            SceneError: a remote asset is missing, unreachable or on another grid.
+        """
+        if not scene.is_remote:
+            yield Path(scene.uri)
+            return
+        with remote_gdal_env():
+            yield write_scene_vrt(scene, work_dir / f"{scene.name}.vrt")

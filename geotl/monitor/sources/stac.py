@@ -1,0 +1,205 @@
+"""``source = "stac"``: items of one collection of a STAC API, searched with pystac-client.
+
+The search covers the region's AOI (the footprint of its imagery, or ``[monitor] aoi``), from
+a few days before the newest scene seen, in one collection, up to ``max_cloud`` percent cloud
+cover. Assets are mapped to bands with ``[monitor] assets`` and read remotely by window (see
+:mod:`geotl.monitor.sources.remote`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import rasterio
+import shapely
+from rasterio.errors import RasterioError
+from rasterio.warp import transform_geom
+from shapely.geometry import box, mapping, shape
+from shapely.geometry.base import BaseGeometry
+
+from geotl.config import Region
+from geotl.errors import ConfigError, GeotlRuntimeError
+from geotl.monitor.sources.base import SceneSource
+from geotl.monitor.sources.scene import Scene, parse_datetime_text, safe_scene_name
+
+__all__ = ["STAC_LOOKBACK", "StacSource", "region_aoi"]
+
+log = logging.getLogger(__name__)
+
+#: Items acquired up to this long before the newest seen scene are searched again, so that a
+#: catalogue that publishes an item late still gets it processed (known items are skipped).
+STAC_LOOKBACK = timedelta(days=3)
+
+
+def region_aoi(region: Region) -> BaseGeometry:
+    """The area a region watches, in EPSG:4326.
+
+    ``[monitor] aoi`` (any OGR vector, all features united) when given, else the union of
+    the footprints (bounding boxes) of the region's ``[imagery]`` scenes.
+
+    Raises:
+        ConfigError: the AOI file cannot be read or is empty.
+    """
+    if region.monitor is not None and region.monitor.aoi:
+        import geopandas as gpd
+
+        aoi_path = region.resolve(region.monitor.aoi)
+        try:
+            frame = gpd.read_file(aoi_path)
+        except Exception as exc:
+            raise ConfigError(
+                f"monitor.aoi cannot be read ({exc}); use GeoJSON or GPKG", aoi_path
+            ) from exc
+        if frame.empty or frame.crs is None:
+            raise ConfigError(
+                "monitor.aoi is empty or has no CRS: give it polygons with a CRS", aoi_path
+            )
+        return shapely.union_all(frame.to_crs("EPSG:4326").geometry.values)
+    parts = []
+    for path in region.scene_paths():
+        try:
+            with rasterio.open(path) as ds:
+                geom = transform_geom(ds.crs, "EPSG:4326", mapping(box(*ds.bounds)))
+        except (RasterioError, OSError) as exc:
+            raise ConfigError(
+                f"cannot read imagery footprint of {path} ({exc}); set [monitor] aoi instead",
+                region.path,
+            ) from exc
+        parts.append(shape(geom))
+    return shapely.union_all(parts)
+
+
+def _split_asset(spec: str) -> tuple[str, int]:
+    """``"image:2"`` -> ("image", 2); ``"B04"`` -> ("B04", 1)."""
+    key, sep, band = spec.rpartition(":")
+    if sep and band.isdigit() and key:
+        return key, int(band)
+    return spec, 1
+
+
+class StacSource(SceneSource):
+    """Items of one collection of a STAC API, searched with pystac-client."""
+
+    kind = "stac"
+
+    def __init__(self, region: Region) -> None:
+        super().__init__(region)
+        monitor = region.monitor
+        if monitor is None or not monitor.url or not monitor.collection or not monitor.assets:
+            raise ConfigError("source = 'stac' needs url, collection and assets", region.path)
+        self.url = monitor.url
+        self.collection = monitor.collection
+        self.max_cloud = monitor.max_cloud
+        self.assets = dict(monitor.assets)
+        self._aoi: BaseGeometry | None = None
+
+    def band_names(self) -> list[str]:
+        """Band names in ``[monitor] assets`` order."""
+        return list(self.assets)
+
+    @property
+    def aoi(self) -> BaseGeometry:
+        """The region's AOI in EPSG:4326 (computed once)."""
+        if self._aoi is None:
+            self._aoi = region_aoi(self.region)
+        return self._aoi
+
+    def discover(self, known: Mapping[str, str], since: datetime | None) -> list[Scene]:
+        """Items of the collection over the AOI acquired at or after ``since - STAC_LOOKBACK``.
+
+        Raises:
+            GeotlRuntimeError: the API cannot be reached or answers with an error.
+        """
+        from pystac_client import Client
+        from pystac_client.exceptions import APIError
+
+        search_kwargs: dict[str, Any] = {
+            "collections": [self.collection],
+            "intersects": mapping(self.aoi),
+            "max_items": None,
+            "limit": 500,
+        }
+        if since is not None:
+            since -= STAC_LOOKBACK
+            search_kwargs["datetime"] = (
+                f"{since.astimezone(UTC).isoformat().replace('+00:00', 'Z')}/.."
+            )
+        if self.max_cloud is not None:
+            search_kwargs["query"] = {"eo:cloud_cover": {"lte": self.max_cloud}}
+        try:
+            client = Client.open(self.url)
+            items = list(client.search(**search_kwargs).items_as_dicts())
+        except (APIError, OSError, ValueError) as exc:
+            raise GeotlRuntimeError(
+                f"STAC search failed ({str(exc).splitlines()[0][:200]}): check [monitor] url and that "
+                "the API is up",
+                self.url,
+            ) from exc
+        scenes: list[Scene] = []
+        for item in items:
+            scene = self._scene_from_item(item)
+            if scene is None:
+                continue
+            if known.get(scene.key) == scene.fingerprint:
+                continue
+            scenes.append(scene)
+        log.debug(
+            "STAC search of %s since %s: %d items, %d new", self.url, since, len(items), len(scenes)
+        )
+        return scenes
+
+    def refresh(self, scene: Scene) -> Scene | None:
+        """Fetch ``scene``'s item again (a retry sees fixed assets); None when unreachable."""
+        import urllib.error
+        import urllib.request
+
+        if not scene.is_remote:
+            return None
+        try:
+            with urllib.request.urlopen(scene.uri, timeout=30) as resp:
+                item = json.loads(resp.read())
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            log.debug("cannot refresh %s (%s)", scene.uri, exc)
+            return None
+        return self._scene_from_item(item) if isinstance(item, dict) else None
+
+    def _scene_from_item(self, item: dict[str, Any]) -> Scene | None:
+        item_id = str(item["id"])
+        props = item.get("properties") or {}
+        cloud = props.get("eo:cloud_cover")
+        if self.max_cloud is not None and cloud is not None and float(cloud) > self.max_cloud:
+            return None  # the server ignored the query extension; filter here too
+        when_text = props.get("datetime") or props.get("start_datetime")
+        if not when_text:
+            log.warning("STAC item %s has no datetime: skipped", item_id)
+            return None
+        item_assets = item.get("assets") or {}
+        band_hrefs: dict[str, str] = {}
+        for band, spec in self.assets.items():
+            asset_key, band_index = _split_asset(spec)
+            asset = item_assets.get(asset_key)
+            href = asset.get("href") if isinstance(asset, dict) else None
+            band_hrefs[band] = f"{href}#{band_index}" if href else f"missing:{asset_key}"
+        self_link = next(
+            (link["href"] for link in item.get("links", []) if link.get("rel") == "self"),
+            f"{self.url.rstrip('/')}/collections/{self.collection}/items/{item_id}",
+        )
+        geometry = item.get("geometry")
+        footprint = shape(geometry).wkt if geometry else None
+        updated = props.get("updated") or props.get("created") or ""
+        fingerprint = f"{updated}|{json.dumps(band_hrefs, sort_keys=True)}"
+        return Scene(
+            key=f"stac:{self.collection}/{item_id}",
+            name=safe_scene_name(item_id),
+            acquired=parse_datetime_text(str(when_text)),
+            acquired_from="stac",
+            uri=self_link,
+            fingerprint=fingerprint,
+            footprint_wkt=footprint,
+            assets=band_hrefs,
+            cloud_cover=float(cloud) if cloud is not None else None,
+        )

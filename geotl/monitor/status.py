@@ -1,0 +1,162 @@
+"""``geotl monitor status``: what a region's monitor processed, what failed, what is due.
+
+The state is read without taking the lock, so status is safe while a monitor runs; the lock
+file says whether one does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from geotl.config import Region
+from geotl.monitor.lock import RegionLock
+from geotl.monitor.outputs import region_dir
+from geotl.monitor.schedule import parse_every
+from geotl.monitor.state import DB_FILE, MonitorState, PassRecord
+
+__all__ = ["MonitorStatus", "format_status", "monitor_status"]
+
+
+@dataclass(frozen=True)
+class MonitorStatus:
+    """What ``geotl monitor status`` reports."""
+
+    region: str
+    dir: Path
+    initialised: bool
+    scenes: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    latest: PassRecord | None = None
+    failed: list[PassRecord] = field(default_factory=list)
+    pending: list[PassRecord] = field(default_factory=list)
+    last_run_started: datetime | None = None
+    last_run_finished: datetime | None = None
+    last_run_outcome: str | None = None
+    next_run_due: datetime | None = None
+    next_retry: datetime | None = None
+    running_pid: int | None = None
+    models: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+
+        def ts(v: datetime | None) -> str | None:
+            return v.isoformat(timespec="seconds") if v else None
+
+        return {
+            "region": self.region,
+            "dir": str(self.dir),
+            "initialised": self.initialised,
+            "scenes": self.scenes,
+            "by_status": self.by_status,
+            "latest": None
+            if self.latest is None
+            else {
+                "scene": self.latest.name,
+                "acquired": ts(self.latest.acquired),
+                "detections": self.latest.detections,
+            },
+            "failed": [
+                {
+                    "scene": f.name,
+                    "attempts": f.attempts,
+                    "error": f.error,
+                    "next_attempt": ts(f.next_attempt),
+                }
+                for f in self.failed
+            ],
+            "pending": [p.name for p in self.pending],
+            "last_run": {
+                "started": ts(self.last_run_started),
+                "finished": ts(self.last_run_finished),
+                "outcome": self.last_run_outcome,
+            },
+            "next_run_due": ts(self.next_run_due),
+            "next_retry": ts(self.next_retry),
+            "running_pid": self.running_pid,
+            "models": self.models,
+        }
+
+
+def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
+    """Read a region's monitor state without locking it (safe while a monitor runs)."""
+    rdir = region_dir(region, out_dir)
+    db_path = rdir / DB_FILE
+    if not db_path.exists():
+        return MonitorStatus(region=region.name, dir=rdir, initialised=False)
+    with MonitorState(db_path, readonly=True) as state:
+        summary = state.summary()
+    last = summary.last_run
+    every_s = last.every_s if last and last.every_s else None
+    if every_s is None and region.monitor is not None and region.monitor.every:
+        with contextlib.suppress(ValueError):
+            every_s = parse_every(region.monitor.every)
+    next_due = (last.started + timedelta(seconds=every_s)) if last and every_s else None
+    retries = [f.next_attempt for f in summary.failed if f.next_attempt is not None]
+    return MonitorStatus(
+        region=region.name,
+        dir=rdir,
+        initialised=True,
+        scenes=summary.scenes,
+        by_status=summary.by_status,
+        latest=summary.latest_done,
+        failed=summary.failed,
+        pending=summary.pending,
+        last_run_started=last.started if last else None,
+        last_run_finished=last.finished if last else None,
+        last_run_outcome=last.outcome if last else None,
+        next_run_due=next_due,
+        next_retry=min(retries) if retries else None,
+        running_pid=RegionLock(rdir, region.name).holder_pid(),
+        models=summary.models,
+    )
+
+
+def format_status(status: MonitorStatus) -> str:
+    """Human-readable status, one fact per line."""
+    lines = [f"region: {status.region} ({status.dir})"]
+    if not status.initialised:
+        lines.append("state: never run (no state database yet)")
+        return "\n".join(lines) + "\n"
+
+    def ts(v: datetime | None) -> str:
+        return v.isoformat(timespec="seconds") if v else "-"
+
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(status.by_status.items())) or "none"
+    lines.append(f"scenes: {status.scenes} ({counts})")
+    processed = status.by_status.get("done", 0)
+    lines.append(f"processed: {processed}")
+    if status.latest is not None:
+        lines.append(
+            f"latest pass: {status.latest.name} acquired {ts(status.latest.acquired)} "
+            f"({status.latest.detections} detections)"
+        )
+    lines.append(f"failed: {len(status.failed)}")
+    for f in status.failed:
+        retry = f"next retry {ts(f.next_attempt)}" if f.next_attempt else "no automatic retry left"
+        lines.append(f"  {f.name}: {f.attempts} attempt(s), {retry}: {f.error}")
+    if status.pending:
+        lines.append(
+            f"pending: {len(status.pending)} ({', '.join(p.name for p in status.pending[:5])}"
+            f"{', ...' if len(status.pending) > 5 else ''})"
+        )
+    lines.append(
+        f"last run: started {ts(status.last_run_started)}, finished {ts(status.last_run_finished)}, "
+        f"{status.last_run_outcome or 'unfinished'}"
+    )
+    if status.running_pid is not None:
+        lines.append(f"running now: pid {status.running_pid}")
+    due = (
+        ts(status.next_run_due)
+        if status.next_run_due
+        else "on the next scheduled run (cron/systemd; no --every recorded)"
+    )
+    lines.append(f"next run due: {due}")
+    if status.next_retry is not None:
+        lines.append(f"next retry due: {ts(status.next_retry)}")
+    lines.append(f"models: {', '.join(status.models)}")
+    return "\n".join(lines) + "\n"

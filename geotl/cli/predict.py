@@ -41,10 +41,10 @@ from geotl.predict.engine import ENGINES
 @click.option(
     "--engine",
     type=click.Choice(list(ENGINES)),
-    default="torch",
+    default="auto",
     show_default=True,
     help="Forward passes in PyTorch or ONNX Runtime (CPU; a model folder is exported once "
-    "and cached); auto: ONNX Runtime on CPU, PyTorch on CUDA.",
+    "and cached). auto: ONNX Runtime for an .onnx file, else PyTorch.",
 )
 @click.option(
     "--threads",

@@ -209,8 +209,8 @@ def _cached_export(artefact: Artefact, tile_px: int) -> OnnxModel:
 
 
 def default_engine(device: str) -> str:
-    """The engine ``auto`` means: ONNX Runtime on CPU, PyTorch on CUDA."""
-    return "onnxruntime" if device == "cpu" else "torch"
+    """The engine ``auto`` means for a model folder (see BENCHMARKS.md, "ONNX Runtime")."""
+    return "torch"
 
 
 def engine_for(artefact: Artefact) -> Engine:

@@ -1,0 +1,252 @@
+"""ONNX export: the graph equals the torch model on the demo region's real chips; metadata;
+int8 calibrated on the training chips; the onnxruntime engine in ``geotl predict``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from geotl.cli.main import cli
+from geotl.config import load_region
+from geotl.export import export_onnx, read_onnx
+from geotl.export.onnx import INPUT_NAME
+from geotl.models.artefact import load_artefact
+from geotl.predict.engine import TorchEngine, engine_for, load_model
+from geotl.predict.vectorise import class_map_from_probabilities
+from geotl.train import load_region_chips
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_REGION = REPO / "regions" / "demo-osbs.toml"
+DEMO_SCENE = REPO / "regions" / "demo-osbs" / "imagery" / "OSBS_029.tif"
+TIE = 1e-4  # pixels whose probability is this close to the threshold may flip
+
+
+@pytest.fixture(scope="module")
+def chips(demo_model: Path, demo_chips: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The demo region's real test and train chips, normalised (nodata -> 0 as in predict)."""
+    region = load_region(DEMO_REGION)
+    art = load_artefact(demo_model)
+    xs, vs = [], []
+    for split in ("test", "train"):
+        d = load_region_chips(region, demo_chips, split, list(art.card.bands))
+        x = art.normalise(d.images)
+        x[np.broadcast_to(~d.valid[:, None], x.shape)] = 0.0
+        xs.append(x)
+        vs.append(d.valid)
+    return np.concatenate(xs), np.concatenate(vs)
+
+
+@pytest.fixture(scope="module")
+def exported(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("onnx") / "demo.onnx"
+    export_onnx(demo_model, out, tile_px=64)  # the region's chip size
+    return out
+
+
+def _class_maps(fg: np.ndarray, threshold: float) -> np.ndarray:
+    return np.stack(
+        [
+            class_map_from_probabilities(np.concatenate([1 - p.sum(0)[None], p]), threshold)[0]
+            for p in fg
+        ]
+    )
+
+
+def test_graph_equals_torch_on_real_chips(
+    demo_model: Path, exported: Path, chips: tuple[np.ndarray, np.ndarray]
+) -> None:
+    x, valid = chips
+    art = load_artefact(demo_model)
+    torch_fg = TorchEngine(art.network, art.device).probabilities(x)
+    onnx_art = load_model(exported, "onnxruntime")
+    ort_fg = engine_for(onnx_art).probabilities(x)
+    assert ort_fg.shape == torch_fg.shape == (len(x), 1, 64, 64)
+    assert float(np.abs(ort_fg - torch_fg).max()) < 1e-4
+    thr = art.card.threshold
+    a, b = _class_maps(torch_fg, thr), _class_maps(ort_fg, thr)
+    tie = (np.abs(torch_fg - thr) < TIE).any(axis=1)
+    assert np.array_equal(a[~tie], b[~tie])
+    assert np.unique(a[valid]).size == 2  # a real, non-constant map (trees and ground)
+
+
+def test_metadata_for_geotl_and_deepness(demo_model: Path, exported: Path) -> None:
+    import onnx
+
+    model = onnx.load(str(exported))
+    meta = {p.key: json.loads(p.value) for p in model.metadata_props}
+    card = load_artefact(demo_model).card
+    assert meta["model_type"] == "Segmentor"
+    assert meta["class_names"] == {"0": "background", "1": "tree"}
+    assert meta["resolution"] == pytest.approx(card.resolution_m * 100)  # cm per pixel
+    assert meta["tiles_size"] == meta["tile_size"] == 64
+    assert meta["tiles_overlap"] == 25
+    assert meta["seg_thresh"] == card.threshold
+    # Deepness feeds raw / 255 then standardises: identity, the normalisation is in the graph
+    assert meta["standardization_mean"] == [0.0, 0.0, 0.0]
+    assert meta["standardization_std"] == [1.0, 1.0, 1.0]
+    embedded = meta["geotl_card"]
+    assert embedded["bands"] == ["red", "green", "blue"]
+    assert embedded["normalisation"] == card.normalisation.model_dump()
+    assert embedded["base"]["licence"] and embedded["weights_sha256"] == card.weights_sha256
+    shape = [d.dim_value or d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert model.graph.input[0].name == INPUT_NAME and shape == ["batch", 3, 64, 64]
+    assert read_onnx(exported).card.model_id == card.model_id
+
+
+def test_deepness_scaling_gives_geotl_probabilities(
+    demo_model: Path, exported: Path, demo_chips: Path
+) -> None:
+    """What Deepness does (uint8 tile / 255, NCHW) gives what geotl's torch model gives."""
+    import onnxruntime as ort
+
+    region = load_region(DEMO_REGION)
+    raw = load_region_chips(region, demo_chips, "test", ["red", "green", "blue"]).images[:4]
+    sess = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    probs = sess.run(None, {INPUT_NAME: (raw / 255.0).astype(np.float32)})[0]
+    art = load_artefact(demo_model)
+    ref = TorchEngine(art.network, art.device).probabilities(art.normalise(raw))
+    assert np.abs(probs[:, 1:] - ref).max() < 1e-4
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_int8_calibrated_on_training_chips(
+    demo_model: Path,
+    demo_chips: Path,
+    exported: Path,
+    chips: tuple[np.ndarray, np.ndarray],
+    tmp_path: Path,
+) -> None:
+    res = export_onnx(
+        demo_model,
+        tmp_path / "int8.onnx",
+        int8=True,
+        tile_px=64,
+        chips_dir=demo_chips,
+        region_path=DEMO_REGION,
+    )
+    assert "int8 static" in res.card.quantisation and "demo-osbs" in res.card.quantisation
+    assert res.card.model_id.endswith("-int8")
+    assert res.size_bytes < 0.5 * exported.stat().st_size
+    x, valid = chips
+    fp = engine_for(load_model(exported, "onnxruntime")).probabilities(x)
+    q = engine_for(load_model(res.path, "onnxruntime")).probabilities(x)
+    agree = (_class_maps(fp, 0.5) == _class_maps(q, 0.5))[valid].mean()
+    assert agree > 0.95, agree
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    res = CliRunner().invoke(cli, ["-q", *args])
+    return res.exit_code, res.stdout, res.stderr
+
+
+def test_predict_with_onnxruntime_equals_torch(
+    demo_model: Path, exported: Path, tmp_path: Path
+) -> None:
+    outs = {}
+    for engine in ("torch", "onnxruntime"):
+        out = tmp_path / f"{engine}.geojson"
+        code, _, stderr = _run(
+            "predict",
+            str(demo_model),
+            str(DEMO_SCENE),
+            "-o",
+            str(out),
+            "--engine",
+            engine,
+            "--no-progress",
+        )
+        assert code == 0, stderr
+        outs[engine] = json.loads(out.read_text())["features"]
+    from shapely.geometry import shape
+
+    a = {f["properties"]["id"]: shape(f["geometry"]) for f in outs["torch"]}
+    b = {f["properties"]["id"]: shape(f["geometry"]) for f in outs["onnxruntime"]}
+    assert len(a) > 5
+    same = [k for k in a if k in b and a[k].symmetric_difference(b[k]).area < 1e-12]
+    assert len(same) >= len(a) - 1, (len(a), len(b), len(same))  # up to a tie
+    # the exported file itself (64 px tiles) predicts when the window matches
+    code, _, stderr = _run(
+        "predict",
+        str(exported),
+        str(DEMO_SCENE),
+        "-o",
+        str(tmp_path / "x.geojson"),
+        "--engine",
+        "onnxruntime",
+        "--window",
+        "64",
+        "--no-progress",
+    )
+    assert code == 0, stderr
+
+
+def test_export_cli_and_bad_onnx_files(demo_model: Path, exported: Path, tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    out = tmp_path / "m.onnx"
+    code, stdout, stderr = _run("export", str(demo_model), "--onnx", str(out), "--tile-px", "64")
+    assert code == 0, stderr
+    assert stdout.splitlines()[0] == str(out) and out.is_file()
+    code, _, stderr = _run("export", str(demo_model), "--onnx", str(out))
+    assert code == 2 and "--overwrite" in stderr
+    code, stdout, _ = _run("models", "verify", str(out))
+    assert code == 0 and stdout.strip() == str(out)
+
+    scene_out = tmp_path / "o.geojson"
+
+    def refused(model: Path, *words: str) -> None:
+        code, stdout, stderr = _run(
+            "predict", str(model), str(DEMO_SCENE), "-o", str(scene_out), "--engine", "onnxruntime"
+        )
+        assert code == 2, stderr
+        assert stdout == ""
+        assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+        assert str(model) in stderr and all(w in stderr for w in words), stderr
+        assert not scene_out.exists()
+
+    data = out.read_bytes()
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(data[: len(data) // 2])
+    refused(truncated, "export it again")
+    # one byte of the largest weight altered: still a valid ONNX file
+    model = onnx.load_from_string(data)
+    big = max(model.graph.initializer, key=lambda t: len(t.raw_data)).raw_data
+    at = data.find(big[:64]) + len(big) // 2
+    altered = tmp_path / "altered.onnx"
+    altered.write_bytes(data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :])
+    onnx.load(str(altered))
+    refused(altered, "sha256", "export it again")
+    code, _, stderr = _run("models", "verify", str(altered))
+    assert code == 2 and "sha256" in stderr
+    # a foreign ONNX file without geotl's metadata
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 64, 64])
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(
+        helper.make_model(
+            helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+        ),
+        str(foreign),
+    )
+    refused(foreign, "without geotl metadata")
+    # an opset this onnxruntime does not know
+    from geotl.export.onnx import onnx_to_bytes
+    from geotl.models.artefact import ModelCard
+
+    future = onnx.load_from_string(data)
+    future.opset_import[0].version = 99
+    meta = {p.key: p.value for p in future.metadata_props}
+    card = ModelCard.model_validate(json.loads(meta["geotl_card"]))
+    too_new = tmp_path / "too_new.onnx"
+    too_new.write_bytes(onnx_to_bytes(future, card, 64)[0])
+    refused(too_new, "upgrade onnxruntime")
+    # an .onnx runs on onnxruntime only
+    code, _, stderr = _run(
+        "predict", str(exported), str(DEMO_SCENE), "-o", str(scene_out), "--engine", "torch"
+    )
+    assert code == 2 and "--engine onnxruntime" in stderr

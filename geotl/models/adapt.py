@@ -27,7 +27,7 @@ import torch
 
 from geotl.bands import canonical_band
 from geotl.errors import BandMismatchError
-from geotl.models.catalogue import LoadedBase
+from geotl.models.bases.kind import LoadedBase
 from geotl.models.network import NetworkSpec, build_network
 
 __all__ = [

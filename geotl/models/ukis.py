@@ -107,7 +107,7 @@ def converted_state(variant: str, level: str = "l2a") -> dict[str, torch.Tensor]
     from safetensors.torch import load_file, save_file
 
     from geotl.io.atomic import atomic_path, atomic_write_text
-    from geotl.models.catalogue import cache_dir, sha256_file
+    from geotl.models.bases.kind import cache_dir, sha256_file
 
     source = onnx_path(variant, level)
     if source is None:

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from geotl.errors import BaseModelError
-from geotl.models import catalogue
 from geotl.models.adapt import build_adapted_network
+from geotl.models.bases import packaged
+from geotl.models.bases import torchgeo as torchgeo_kind
 from geotl.models.catalogue import (
     get_entry,
     import_weights,
@@ -116,7 +117,7 @@ def test_import_verifies_sha_and_makes_weights_offline(tmp_path, monkeypatch):
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
     fake = _fake_weights_enum(f"https://example.invalid/w/resnet18_fake-{digest[:8]}.pth")
     monkeypatch.setattr(
-        catalogue, "_torchgeo_weights", lambda: {"torchgeo:Fake_Weights.TINY": fake}
+        torchgeo_kind, "torchgeo_weights", lambda: {"torchgeo:Fake_Weights.TINY": fake}
     )
     with pytest.raises(BaseModelError, match="not available offline"):
         load_base("torchgeo:Fake_Weights.TINY")
@@ -152,7 +153,7 @@ def test_efficientnet_lite0_maps_key_for_key_onto_timm(shared_data):
     assert encoder_keys <= set(base.encoder_state)  # every encoder tensor comes from the file
     # the full classifier with the mapped weights recognises an aerial forest scene
     full = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
-    src = torch.load(catalogue._lite0_path(), weights_only=True)
+    src = torch.load(packaged.lite0_path(), weights_only=True)
     full.load_state_dict(dict(zip(full.state_dict(), src.values(), strict=True)), strict=True)
     with rasterio.open(Path(__file__).parents[2] / "regions/demo-osbs/imagery/OSBS_029.tif") as ds:
         img = ds.read()[:, :224, :224].astype(np.float32) / 255.0

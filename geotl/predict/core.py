@@ -23,13 +23,12 @@ from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
 from geotl.errors import GeotlError, GeotlInputError, RasterError, SceneError
-from geotl.io.atomic import atomic_path, check_output_file
-from geotl.io.geojson import write_geojson
+from geotl.io.atomic import check_output_file
 from geotl.io.rasters import ground_resolution_m, open_raster
 from geotl.models.artefact import Artefact
 from geotl.predict.boxes import artefact_detector, detect_boxes
 from geotl.predict.engine import load_model
-from geotl.predict.outputs import write_gpkg, write_qml, write_quicklook
+from geotl.predict.outputs import WRITERS, Prediction, write_cog
 from geotl.predict.scene import acquired_from, check_resolution, map_bands, scene_band_names
 from geotl.predict.stream import StreamStats, infer_and_vectorise
 from geotl.predict.windows import plan_windows
@@ -273,7 +272,7 @@ def predict_scene(
                     progress=bar.update,
                 )
             if options.probabilities_path is not None:
-                _write_cog(scratch / "probabilities.tif", options.probabilities_path)
+                write_cog(scratch / "probabilities.tif", options.probabilities_path)
         except RasterioError as exc:
             raise RasterError(
                 f"read failed ({str(exc).splitlines()[0][:160]}): the file is damaged", scene_path
@@ -366,18 +365,6 @@ def _frame(
     )
 
 
-def _write_cog(src: Path, dst: Path) -> None:
-    from rio_cogeo.cogeo import cog_translate
-    from rio_cogeo.profiles import cog_profiles
-
-    profile = cog_profiles.get("deflate")
-    profile.update(blockxsize=512, blockysize=512)
-    with atomic_path(dst) as tmp:
-        cog_translate(
-            str(src), str(tmp), profile, quiet=True, use_cog_driver=False, in_memory=False
-        )
-
-
 def _per_scene(path: Path | None, scene: Path, many: bool) -> Path | None:
     if path is None or not many:
         return path
@@ -441,8 +428,8 @@ def predict_scenes(
             summary.probabilities.append(opts.probabilities_path)
         ql = _per_scene(quicklook, scene, many)
         if ql is not None:
-            write_quicklook(ql, scene, det.native, det.rgb_indexes, artefact.card.classes)
-            summary.quicklooks.append(ql)
+            one = Prediction(det.features, [det], artefact.card.classes)
+            summary.quicklooks.append(WRITERS["quicklook"].write(ql, one))
     if not done:
         raise SceneError(
             "no scene could be predicted: " + "; ".join(f"{p.name}: {r}" for p, r in failed),
@@ -451,18 +438,10 @@ def predict_scenes(
     frames = [d.features for d in done if len(d.features)]
     allf = pd.concat(frames, ignore_index=True) if frames else _empty_frame(4326)
     merged = gpd.GeoDataFrame(allf, geometry="geometry", crs=4326)
-    write_geojson(geojson, merged)
+    prediction = Prediction(merged, done, artefact.card.classes)
+    WRITERS["geojson"].write(geojson, prediction)
     summary.features = len(merged)
-    summary.qml.append(write_qml(geojson.with_suffix(".qml"), artefact.card.classes))
+    summary.qml.append(WRITERS["qml"].write(geojson.with_suffix(".qml"), prediction))
     if gpkg is not None:
-        crss = {d.native.crs.to_wkt() if d.native.crs else "" for d in done}
-        if len(crss) == 1:
-            natives = [d.native for d in done]
-            layer = pd.concat(natives, ignore_index=True) if len(natives) > 1 else natives[0]
-            layers = {
-                "detections": gpd.GeoDataFrame(layer, geometry="geometry", crs=done[0].native.crs)
-            }
-        else:
-            layers = {f"detections_{d.scene.stem}": d.native for d in done}
-        write_gpkg(gpkg, layers, artefact.card.classes)
+        WRITERS["gpkg"].write(gpkg, prediction)
     return summary

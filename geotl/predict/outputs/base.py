@@ -1,0 +1,69 @@
+"""What an output writer gets, and what it must provide."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+import geopandas as gpd
+
+__all__ = ["OutputWriter", "Prediction", "ScenePrediction"]
+
+
+class ScenePrediction(Protocol):
+    """One predicted scene, as writers see it (:class:`geotl.predict.SceneDetections`)."""
+
+    @property
+    def scene(self) -> Path:
+        """The scene file."""
+        ...
+
+    @property
+    def features(self) -> gpd.GeoDataFrame:
+        """Its detections in EPSG:4326."""
+        ...
+
+    @property
+    def native(self) -> gpd.GeoDataFrame:
+        """The same detections in the scene's CRS."""
+        ...
+
+    @property
+    def rgb_indexes(self) -> list[int]:
+        """1-based scene bands to show as red, green, blue."""
+        ...
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a job predicted: everything an output may be written from.
+
+    Attributes:
+        features: all detections, EPSG:4326 (the GeoJSON's content).
+        scenes: the scenes predicted (one for per-scene outputs).
+        classes: the model's classes (styles and colours).
+    """
+
+    features: gpd.GeoDataFrame
+    scenes: Sequence[ScenePrediction]
+    classes: list[str]
+
+
+class OutputWriter(ABC):
+    """One output format (registered in :data:`geotl.predict.outputs.WRITERS`).
+
+    Attributes:
+        format: the registry key (``geojson``, ``gpkg``...).
+        per_scene: written once per scene (its :class:`Prediction` holds that scene only)
+            instead of once per job.
+    """
+
+    format: ClassVar[str]
+    per_scene: ClassVar[bool] = False
+
+    @abstractmethod
+    def write(self, path: Path, prediction: Prediction) -> Path:
+        """Write ``prediction`` to ``path`` atomically (temporary name, then rename)."""

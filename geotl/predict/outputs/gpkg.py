@@ -1,0 +1,80 @@
+"""``gpkg``: detections in each scene's own CRS, in a GeoPackage styled for QGIS."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+
+from geotl.io.atomic import atomic_path
+from geotl.predict.outputs.base import OutputWriter, Prediction
+from geotl.predict.outputs.style import qml_style
+
+__all__ = ["GpkgWriter", "write_gpkg"]
+
+
+def write_gpkg(path: Path, layers: dict[str, gpd.GeoDataFrame], classes: list[str]) -> Path:
+    """Write detection layers (each in its own CRS) to a GeoPackage, styled for QGIS.
+
+    The style is stored as each layer's default (``layer_styles`` table), which QGIS loads.
+
+    Args:
+        path: the ``.gpkg`` file.
+        layers: layer name -> frame (native CRS).
+        classes: the model's classes (for the style).
+    """
+    qml = qml_style(classes)
+    with atomic_path(path) as tmp:
+        for name, frame in layers.items():
+            frame.to_file(
+                tmp,
+                layer=name,
+                driver="GPKG",
+                engine="pyogrio",
+                promote_to_multi=True,
+                geometry_type="MultiPolygon",
+            )
+        with sqlite3.connect(tmp) as db:
+            db.execute(
+                """CREATE TABLE IF NOT EXISTS layer_styles (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, f_table_catalog TEXT(256),
+                f_table_schema TEXT(256), f_table_name TEXT(256), f_geometry_column TEXT(256),
+                styleName TEXT(30), styleQML TEXT, styleSLD TEXT, useAsDefault BOOLEAN,
+                description TEXT, owner TEXT(30), ui TEXT(30),
+                update_time DATETIME DEFAULT CURRENT_TIMESTAMP)"""
+            )
+            db.execute(
+                "INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier) "
+                "VALUES ('layer_styles', 'attributes', 'layer_styles')"
+            )
+            for name in layers:
+                db.execute(
+                    "INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, "
+                    "f_geometry_column, styleName, styleQML, styleSLD, useAsDefault, description) "
+                    "VALUES ('', '', ?, 'geom', 'geotl', ?, '', 1, 'geotl detections')",
+                    (name, qml),
+                )
+        db.close()
+    return path
+
+
+class GpkgWriter(OutputWriter):
+    """One ``detections`` layer when all scenes share a CRS, else one layer per scene."""
+
+    format = "gpkg"
+
+    def write(self, path: Path, prediction: Prediction) -> Path:
+        """Write the scenes' native-CRS detections."""
+        done = prediction.scenes
+        crss = {d.native.crs.to_wkt() if d.native.crs else "" for d in done}
+        if len(crss) == 1:
+            natives = [d.native for d in done]
+            layer = pd.concat(natives, ignore_index=True) if len(natives) > 1 else natives[0]
+            layers = {
+                "detections": gpd.GeoDataFrame(layer, geometry="geometry", crs=done[0].native.crs)
+            }
+        else:
+            layers = {f"detections_{d.scene.stem}": d.native for d in done}
+        return write_gpkg(path, layers, prediction.classes)

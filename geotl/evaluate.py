@@ -29,7 +29,14 @@ from geotl.config import Region
 from geotl.errors import BandMismatchError, GeotlInputError
 from geotl.io.atomic import atomic_path, atomic_write_text
 
-__all__ = ["bootstrap_ci", "evaluate_model", "label_curve", "match_objects", "pixel_scores"]
+__all__ = [
+    "bootstrap_ci",
+    "evaluate_model",
+    "find_chips",
+    "label_curve",
+    "match_objects",
+    "pixel_scores",
+]
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +131,8 @@ def bootstrap_ci(
         return np.nanquantile(values, alpha, axis=0), np.nanquantile(values, 1 - alpha, axis=0)
 
 
-def _find_chips(model_dir: Path, region: Region, chips_dir: Path | None, tmp: Path) -> Path:
+def find_chips(model_dir: Path, region: Region, chips_dir: Path | None, tmp: Path) -> Path:
+    """The region's chips: given, else the model's ``chips/``, else cut into ``tmp``."""
     from geotl.chips import chip_region, read_chip_index
     from geotl.train import resolve_chips_dir
 
@@ -173,7 +181,7 @@ def evaluate_model(
 
         check_output_file(Path(out))
     with tempfile.TemporaryDirectory(prefix="geotl-eval-") as tmpname:
-        cdir = _find_chips(model_dir, region, Path(chips_dir) if chips_dir else None, Path(tmpname))
+        cdir = find_chips(model_dir, region, Path(chips_dir) if chips_dir else None, Path(tmpname))
         metrics = _evaluate_chips(artefact, region, cdir, split, batch_size, n_boot, seed)
     metrics["model"] = card.model_id
     metrics["model_dir"] = str(model_dir)

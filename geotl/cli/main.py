@@ -100,6 +100,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "monitor": ("geotl.cli.monitor", "Process each new pass of a region once; report changes."),
     "models": ("geotl.cli.models", "List base models, import weights, verify model files."),
     "export": ("geotl.cli.export", "Export a model to ONNX (+ int8, Deepness and STAC metadata)."),
+    "suggest": ("geotl.cli.suggest", "Suggest areas to label next, where the model is unsure."),
 }
 
 

@@ -15,7 +15,9 @@ from geotl.predict.outputs.style import qml_style
 __all__ = ["GpkgWriter", "write_gpkg"]
 
 
-def write_gpkg(path: Path, layers: dict[str, gpd.GeoDataFrame], classes: list[str]) -> Path:
+def write_gpkg(
+    path: Path, layers: dict[str, gpd.GeoDataFrame], classes: list[str], style: str | None = None
+) -> Path:
     """Write detection layers (each in its own CRS) to a GeoPackage, styled for QGIS.
 
     The style is stored as each layer's default (``layer_styles`` table), which QGIS loads.
@@ -24,8 +26,9 @@ def write_gpkg(path: Path, layers: dict[str, gpd.GeoDataFrame], classes: list[st
         path: the ``.gpkg`` file.
         layers: layer name -> frame (native CRS).
         classes: the model's classes (for the style).
+        style: another QGIS style (QML text) than the detections' (``geotl suggest``).
     """
-    qml = qml_style(classes)
+    qml = style if style is not None else qml_style(classes)
     with atomic_path(path) as tmp:
         for name, frame in layers.items():
             frame.to_file(

@@ -1,0 +1,294 @@
+"""``suggest_areas``: where to label next, scored by the model's own uncertainty.
+
+The scenes stream through the model with :func:`geotl.predict.predict_scene` (the same
+windows, blending and band checks as ``geotl predict``), which also writes the blended
+probabilities; each candidate square (:mod:`geotl.suggest.candidates`) is scored by the
+mean entropy of those probabilities and the ``n`` areas are picked greedily with an
+appearance-diversity discount (:mod:`geotl.suggest.ranking`).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+from rasterio.windows import Window, from_bounds
+
+from geotl.bands import canonical_band
+from geotl.config import Region
+from geotl.errors import BandMismatchError, GeotlInputError, RasterError
+from geotl.io.atomic import check_output_file
+from geotl.io.rasters import SceneInfo, read_scene_info
+from geotl.models.artefact import read_card
+from geotl.suggest.candidates import Candidate, read_taken_areas, scene_candidates
+from geotl.suggest.outputs import append_areas, write_areas
+from geotl.suggest.ranking import entropy, pick_diverse, standardise
+
+__all__ = ["COLUMNS", "SuggestOptions", "SuggestSummary", "suggest_areas"]
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["rank", "score", "scene", "expected_objects", "size_m"]
+DEFAULT_SIZE_CHIPS = 2  # default square: this many chip widths
+
+
+@dataclass(frozen=True)
+class SuggestOptions:
+    """How many areas, how large, and where the region's test chips are.
+
+    Attributes:
+        n: how many areas to suggest.
+        size_m: side of the squares (default: two chip widths of the region).
+        chips_dir: the region's chips (for the test split; default: the model's
+            ``chips/``, else the region is chipped into a temporary folder).
+        append_to: also append the areas to this ``complete_within`` file.
+        overwrite: replace existing outputs.
+        device: ``cpu`` or ``cuda``.
+        batch_size: windows per forward pass.
+        resample: resample scenes at another ground resolution to the model's.
+        progress: show progress bars.
+    """
+
+    n: int
+    size_m: float | None = None
+    chips_dir: Path | None = None
+    append_to: Path | None = None
+    overwrite: bool = False
+    device: str = "cpu"
+    batch_size: int = 8
+    resample: bool = False
+    progress: bool = True
+
+
+@dataclass
+class SuggestSummary:
+    """What ``suggest_areas`` wrote."""
+
+    gpkg: Path
+    qml: Path
+    contact_sheet: Path
+    areas: gpd.GeoDataFrame
+    n_candidates: int
+    appended_to: Path | None = None
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Scored:
+    candidate: Candidate
+    score: float
+    features: np.ndarray
+    expected_objects: int
+
+
+def suggest_areas(
+    region: Region, model_dir: str | Path, out: str | Path, options: SuggestOptions
+) -> SuggestSummary:
+    """Suggest ``options.n`` squares to label next and write them (see the module doc).
+
+    Args:
+        region: the region (scenes, labels, complete and test areas).
+        model_dir: a model trained for the region's classes and bands.
+        out: the GeoPackage to write (``.qml`` and ``.png`` beside it).
+        options: see :class:`SuggestOptions`.
+
+    Returns:
+        The summary, with the areas (scene CRS) in rank order.
+
+    Raises:
+        GeotlInputError: outputs exist without ``overwrite``; the model does not fit the
+            region (bands, classes); no area is left or fewer than ``n``.
+    """
+    from geotl.models.artefact import load_artefact
+    from geotl.predict import PredictOptions, predict_scene
+
+    out = Path(out)
+    if options.n < 1:
+        raise GeotlInputError(f"-n {options.n}: ask for at least one area")
+    for p in (out, out.with_suffix(".qml"), out.with_suffix(".png")):
+        check_output_file(p, options.overwrite)
+    if options.append_to is not None:
+        check_output_file(options.append_to, True)
+    model_dir = Path(model_dir)
+    card = read_card(model_dir)
+    _check_fits(region, card.classes, card.bands, model_dir)
+    scenes = [read_scene_info(p) for p in region.scene_paths()]
+    size_m = options.size_m or DEFAULT_SIZE_CHIPS * region.chips.size_px * min(
+        s.resolution_m for s in scenes
+    )
+    if not region.split.test_within:
+        log.warning(
+            "%s: no [split] test_within: the test split is recomputed from the chips, so it "
+            "moves when complete_within grows; fix it with test_within for a labelling loop",
+            region.path,
+        )
+    taken = read_taken_areas(region, scenes, model_dir, options.chips_dir)
+    candidates: list[Candidate] = []
+    dropped = {"test": 0, "complete": 0, "nodata": 0}
+    for s in scenes:
+        size_px = max(1, round(size_m / s.resolution_m))
+        found, n_test, n_done = scene_candidates(
+            s, size_px, taken.test[s.path], taken.complete[s.path]
+        )
+        candidates += found
+        dropped["test"] += n_test
+        dropped["complete"] += n_done
+    what = _what_is_taken(region, taken.complete_source)
+    if not candidates:
+        raise GeotlInputError(
+            f"no {size_m:g} m square of the scenes is left outside {what} "
+            f"({dropped['test']} overlap test areas, {dropped['complete']} are labelled): "
+            "add scenes or lower --size-m",
+            region.path,
+        )
+    _check_count(options.n, len(candidates), size_m, what, region)
+
+    artefact = load_artefact(model_dir, options.device)
+    popts = PredictOptions.from_region(
+        region,
+        batch_size=options.batch_size,
+        resample=options.resample,
+        progress=options.progress,
+    )
+    by_scene: dict[Path, list[Candidate]] = {}
+    for c in candidates:
+        by_scene.setdefault(c.scene.path, []).append(c)
+    scored: list[_Scored] = []
+    detections: dict[str, gpd.GeoDataFrame] = {}
+    rgb: dict[str, list[int]] = {}
+    max_nodata = region.chips.max_nodata_fraction
+    with tempfile.TemporaryDirectory(prefix="geotl-suggest-") as tmp:
+        for i, (path, cands) in enumerate(by_scene.items()):
+            prob_path = Path(tmp) / f"prob_{i}.tif"
+            det = predict_scene(artefact, path, replace(popts, probabilities_path=prob_path))
+            detections[path.name] = det.native
+            rgb[path.name] = det.rgb_indexes
+            for c in cands:
+                item = _score(c, prob_path, det.native, max_nodata)
+                if item is None:
+                    dropped["nodata"] += 1
+                else:
+                    scored.append(item)
+    if not scored:
+        raise GeotlInputError(
+            f"every candidate square is mostly nodata (over [chips] max_nodata_fraction = "
+            f"{max_nodata:g}): check [imagery] nodata",
+            region.path,
+        )
+    _check_count(options.n, len(scored), size_m, what, region, dropped["nodata"])
+    features = standardise(np.stack([s.features for s in scored]))
+    order = pick_diverse([s.score for s in scored], features, options.n)
+    areas = _frame([scored[i] for i in order], size_m)
+    gpkg, qml, png = write_areas(out, areas, {s.path.name: s.path for s in scenes}, rgb, detections)
+    summary = SuggestSummary(gpkg, qml, png, areas, len(scored), dropped=dropped)
+    if options.append_to is not None:
+        n = append_areas(options.append_to, areas)
+        summary.appended_to = options.append_to
+        log.info("appended %d area(s) to %s", n, options.append_to)
+    log.info(
+        "%d of %d candidate %g m squares suggested (dropped: %d test, %d labelled, %d nodata)",
+        len(areas),
+        len(scored),
+        size_m,
+        dropped["test"],
+        dropped["complete"],
+        dropped["nodata"],
+    )
+    return summary
+
+
+def _check_fits(region: Region, classes: list[str], bands: list[str], model_dir: Path) -> None:
+    if list(classes) != list(region.classes):
+        raise GeotlInputError(
+            f"the model at {model_dir} predicts classes {classes}, the region has "
+            f"{region.classes}: use a model trained for these classes",
+            region.path,
+        )
+    have = {canonical_band(b) for b in region.imagery.bands}
+    missing = [b for b in bands if canonical_band(b) not in have]
+    if missing:
+        raise BandMismatchError(
+            f"the model at {model_dir} needs bands {bands}, [imagery] bands are "
+            f"{region.imagery.bands} (missing {missing}): use a model trained on these bands",
+            region.path,
+        )
+
+
+def _what_is_taken(region: Region, complete_source: str) -> str:
+    parts = ["test areas"]
+    if complete_source == "complete_within":
+        parts.append("[labels] complete_within")
+    elif complete_source != "none":
+        parts.append("the labelled area")
+    return " and ".join(parts)
+
+
+def _check_count(
+    n: int, available: int, size_m: float, what: str, region: Region, nodata: int = 0
+) -> None:
+    if n > available:
+        extra = f" ({nodata} more are mostly nodata)" if nodata else ""
+        raise GeotlInputError(
+            f"-n {n} but only {available} candidate {size_m:g} m square(s) lie outside "
+            f"{what}{extra}: ask for at most {available} or lower --size-m",
+            region.path,
+        )
+
+
+def _score(
+    c: Candidate, prob_path: Path, detections: gpd.GeoDataFrame, max_nodata: float
+) -> _Scored | None:
+    """Mean entropy, appearance descriptor and expected objects of one square."""
+    info: SceneInfo = c.scene
+    w = c.window
+    try:
+        with rasterio.open(info.path) as ds:
+            win = Window(w.col_off, w.row_off, w.width, w.height)
+            img = ds.read(window=win).astype(np.float64)
+            valid = (ds.read_masks(window=win) > 0).all(axis=0) & np.isfinite(img).all(axis=0)
+        with rasterio.open(prob_path) as pr:
+            pwin = from_bounds(*c.geometry.bounds, pr.transform).round_offsets().round_lengths()
+            fg = pr.read(window=pwin, boundless=True, fill_value=-1.0).astype(np.float64)
+    except rasterio.errors.RasterioError as exc:
+        raise RasterError(f"read failed ({str(exc).splitlines()[0][:160]})", info.path) from exc
+    if valid.size == 0 or 1.0 - valid.mean() > max_nodata:
+        return None
+    pvalid = (fg >= 0).all(axis=0)
+    if not pvalid.any():
+        return None
+    probs = np.concatenate([1.0 - fg.sum(axis=0, keepdims=True), fg])[:, pvalid]
+    score = float(entropy(probs).mean())
+    pixels = img[:, valid]
+    features = np.concatenate([pixels.mean(axis=1), pixels.std(axis=1), probs[1:].mean(axis=1)])
+    n_obj = 0
+    if len(detections):
+        pts = detections.geometry.representative_point()
+        n_obj = int(pts.within(c.geometry).sum())
+    return _Scored(c, score, features, n_obj)
+
+
+def _frame(items: list[_Scored], size_m: float) -> gpd.GeoDataFrame:
+    """The areas in rank order, in the CRS most of them share (others reprojected)."""
+    crs_of = {it.candidate.scene.crs.to_wkt(): it.candidate.scene.crs for it in items}
+    main = crs_of[Counter(it.candidate.scene.crs.to_wkt() for it in items).most_common(1)[0][0]]
+    geoms = [
+        gpd.GeoSeries([it.candidate.geometry], crs=it.candidate.scene.crs).to_crs(main).iloc[0]
+        for it in items
+    ]
+    return gpd.GeoDataFrame(
+        {
+            "rank": np.arange(1, len(items) + 1, dtype=np.int64),
+            "score": [round(it.score, 4) for it in items],
+            "scene": [it.candidate.scene.path.name for it in items],
+            "expected_objects": np.array([it.expected_objects for it in items], dtype=np.int64),
+            "size_m": round(size_m, 3),
+        },
+        geometry=gpd.GeoSeries(geoms, crs=main),
+        crs=main,
+    )

@@ -1,0 +1,189 @@
+"""What ``geotl suggest`` writes: areas (GeoPackage, QGIS style), contact sheet, appends.
+
+The areas go to a GeoPackage with a QGIS style, a PNG contact sheet and optionally a
+``complete_within`` file. The three outputs are written under temporary names and renamed together at the end, so
+an interrupted run leaves none of them half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import shutil
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+
+from geotl.errors import LabelError
+from geotl.io.atomic import atomic_path, atomic_write_text
+from geotl.predict.outputs.gpkg import write_gpkg
+from geotl.predict.outputs.quicklook import _stretch
+
+__all__ = ["AREAS_LAYER", "append_areas", "areas_qml", "write_areas", "write_contact_sheet"]
+
+log = logging.getLogger(__name__)
+
+AREAS_LAYER = "areas"
+_OUTLINE = (255, 0, 255)  # magenta: visible on vegetation, soil, water and snow
+
+
+def areas_qml() -> str:
+    """A QGIS style for the suggested areas: outlines only, labelled with their rank.
+
+    >>> 'fieldName="rank"' in areas_qml() and 'value="no"' in areas_qml()
+    True
+    """
+    r, g, b = _OUTLINE
+    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.22.0" styleCategories="Symbology|Labeling" labelsEnabled="1">
+  <renderer-v2 type="singleSymbol" forceraster="0" symbollevels="0" enableorderby="0">
+    <symbols>
+      <symbol type="fill" name="0" alpha="1" clip_to_extent="1" force_rhr="0">
+        <layer class="SimpleFill" enabled="1" locked="0" pass="0">
+          <Option type="Map">
+            <Option name="color" type="QString" value="{r},{g},{b},0"/>
+            <Option name="outline_color" type="QString" value="{r},{g},{b},255"/>
+            <Option name="outline_style" type="QString" value="solid"/>
+            <Option name="outline_width" type="QString" value="0.8"/>
+            <Option name="outline_width_unit" type="QString" value="MM"/>
+            <Option name="style" type="QString" value="no"/>
+          </Option>
+        </layer>
+      </symbol>
+    </symbols>
+  </renderer-v2>
+  <labeling type="simple">
+    <settings calloutType="simple">
+      <text-style fieldName="rank" isExpression="0" fontSize="12" fontSizeUnit="Point" textColor="{r},{g},{b},255" textOpacity="1" namedStyle="Bold" fontFamily="Sans Serif" fontWeight="75">
+        <text-buffer bufferDraw="1" bufferSize="1" bufferSizeUnits="MM" bufferColor="255,255,255,255" bufferOpacity="0.9"/>
+      </text-style>
+      <placement placement="1" quadOffset="0" priority="5" dist="0" distUnits="MM"/>
+      <rendering scaleVisibility="0" obstacle="0" fontLimitPixelSize="0" displayAll="1"/>
+    </settings>
+  </labeling>
+</qgis>
+"""
+
+
+def write_contact_sheet(
+    path: Path,
+    areas: gpd.GeoDataFrame,
+    scenes: dict[str, Path],
+    rgb_indexes: dict[str, list[int]],
+    detections: dict[str, gpd.GeoDataFrame],
+    thumb_px: int = 192,
+) -> Path:
+    """A PNG with one thumbnail per area (rank order), predicted outlines drawn on it.
+
+    Args:
+        path: the PNG.
+        areas: the suggested areas (``rank``, ``score``, ``scene``, ``expected_objects``),
+            each ``geometry`` in the scene's CRS.
+        scenes: scene name -> file.
+        rgb_indexes: scene name -> 1-based bands to show (one band: grey).
+        detections: scene name -> the model's polygons in the scene's CRS.
+        thumb_px: thumbnail size.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import rasterio
+    from rasterio.windows import from_bounds
+
+    n = len(areas)
+    cols = min(5, max(n, 1))
+    rows = max(1, math.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.4, rows * 2.6), dpi=100, squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, row in zip(axes.ravel(), areas.itertuples(index=False), strict=False):
+        left, bottom, right, top = row.geometry.bounds
+        with rasterio.open(scenes[row.scene]) as ds:
+            bands = rgb_indexes[row.scene]
+            win = from_bounds(left, bottom, right, top, ds.transform)
+            data = ds.read(bands, window=win, out_shape=(len(bands), thumb_px, thumb_px))
+            masks = ds.read_masks(bands, window=win, out_shape=(len(bands), thumb_px, thumb_px))
+        valid = (masks > 0).any(axis=0) & np.isfinite(data).all(axis=0)
+        img = _stretch(data.astype(np.float32), valid)
+        img = np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img[:3]
+        ax.imshow(np.moveaxis(img, 0, -1), extent=(left, right, bottom, top))
+        det = detections.get(row.scene)
+        if det is not None and len(det):
+            near = det[det.intersects(row.geometry)]
+            if len(near):
+                near.boundary.clip(row.geometry).plot(ax=ax, color="yellow", linewidth=0.8)
+        ax.set_xlim(left, right)
+        ax.set_ylim(bottom, top)
+        ax.set_title(
+            f"#{row.rank} {row.score:.3f} ~{row.expected_objects}\n{row.scene}", fontsize=7
+        )
+    fig.suptitle("rank, score (uncertainty), ~expected objects; yellow: model", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def write_areas(
+    gpkg: Path,
+    areas: gpd.GeoDataFrame,
+    scenes: dict[str, Path],
+    rgb_indexes: dict[str, list[int]],
+    detections: dict[str, gpd.GeoDataFrame],
+) -> tuple[Path, Path, Path]:
+    """Write ``AREAS.gpkg`` (styled), ``AREAS.qml`` and ``AREAS.png``, renamed together.
+
+    Returns:
+        The GeoPackage, the style and the contact sheet.
+    """
+    qml, png = gpkg.with_suffix(".qml"), gpkg.with_suffix(".png")
+    with contextlib.ExitStack() as stack:
+        tmp_gpkg = stack.enter_context(atomic_path(gpkg))
+        tmp_qml = stack.enter_context(atomic_path(qml))
+        tmp_png = stack.enter_context(atomic_path(png))
+        style = areas_qml()
+        write_gpkg(tmp_gpkg, {AREAS_LAYER: areas}, [], style=style)
+        atomic_write_text(tmp_qml, style)
+        write_contact_sheet(tmp_png, areas, scenes, rgb_indexes, detections)
+    return gpkg, qml, png
+
+
+def append_areas(path: Path, areas: gpd.GeoDataFrame) -> int:
+    """Append the areas to a ``complete_within`` file (created when missing), atomically.
+
+    The areas are reprojected to the file's CRS and appended to its first data layer
+    (other layers and styles are kept). Returns the number of areas appended.
+
+    Raises:
+        LabelError: the file exists but cannot be read or appended to.
+    """
+    from geotl.io.vectors import read_vector
+
+    geoms = gpd.GeoDataFrame(
+        {"rank": areas["rank"].to_numpy(), "source": "geotl suggest"},
+        geometry=areas.geometry.values,
+        crs=areas.crs,
+    )
+    with atomic_path(path) as tmp:
+        if not path.exists():
+            geoms.to_file(tmp, layer=AREAS_LAYER, engine="pyogrio", promote_to_multi=True)
+            return len(geoms)
+        existing = read_vector(path, "--append-to")
+        layers = [str(name) for name, _ in pyogrio.list_layers(path)]
+        layer = next((n for n in layers if n != "layer_styles"), layers[0])
+        multi = str(pyogrio.read_info(path, layer=layer)["geometry_type"]).startswith("Multi")
+        shutil.copy2(path, tmp)
+        add = geoms.to_crs(existing.crs)[["geometry"]]
+        try:
+            add.to_file(tmp, layer=layer, mode="a", engine="pyogrio", promote_to_multi=multi)
+        except Exception as exc:  # any OGR failure: one line, the file untouched
+            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise LabelError(
+                f"cannot append the areas ({first}): use a GeoPackage for --append-to", path
+            ) from exc
+    return len(geoms)

@@ -1,0 +1,390 @@
+"""Simulated labelling loop: ``geotl suggest`` vs random areas of the same size and count.
+
+On a region whose labels are complete (NEON SJER: 35 plots, 0.1 m RGB, every crown boxed),
+all labels are hidden except a random seed set of squares; then, for a few rounds:
+train -> pick k more squares -> reveal their labels (add them to ``complete_within``) ->
+retrain. "suggest" picks with ``geotl suggest`` (uncertainty + diversity), "random" picks
+uniformly from the same candidates (same squares, same exclusions). A fixed set of plots
+is the test split (``test_within``) in every run; it is never suggested nor revealed.
+
+Each (seed, strategy) run writes one JSON file; ``--report`` gathers them into a table
+(mean and 95 % t-interval over seeds, per round) and a plot.
+
+    # one seed per process (each a few minutes on 2 busy cores), then the report
+    for s in 0 1 2; do nice -n 10 python scripts/bench_suggest.py --seed $s --out bench-suggest; done
+    python scripts/bench_suggest.py --report --out bench-suggest --plot docs/bench_suggest.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio
+from shapely.geometry import box
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "neon-trees" / "SJER"
+
+
+def _write_region(
+    work: Path,
+    data: Path,
+    scenes: list[Path],
+    complete: list[Any],
+    crs: Any,
+    args: argparse.Namespace,
+) -> Path:
+    gpd.GeoDataFrame(geometry=complete, crs=crs).to_file(work / "complete.gpkg")
+    text = f"""name = "bench-suggest"
+task = "segmentation"
+classes = ["tree"]
+
+[imagery]
+paths = {json.dumps([str(p) for p in scenes])}
+bands = ["red", "green", "blue"]
+
+[labels]
+path = "{data}/{data.name}_tree_crowns.gpkg"
+class_field = "label"
+class_map = {{ Tree = "tree" }}
+complete_within = "complete.gpkg"
+
+[chips]
+size_px = {args.chip_px}
+stride_px = {args.chip_px}
+
+[split]
+block_size_m = 40.0
+val_fraction = 0.0
+test_fraction = 0.0
+test_within = "test.gpkg"
+
+[model]
+base = "pkg:efficientnet-lite0"
+freeze = "partial"
+epochs = {args.epochs}
+batch_size = 8
+patience = {args.epochs}
+
+[predict]
+min_area_m2 = 1.0
+"""
+    path = work / "region.toml"
+    path.write_text(text)
+    return path
+
+
+def _plots(data: Path, n: int | None) -> tuple[list[Path], list[Any], Any]:
+    """A fixed subset of ``n`` plots (all when None): files, footprints, CRS."""
+    files = sorted((data / "images").glob("*.tif"))
+    if n is not None and n < len(files):
+        files = [files[i] for i in sorted(np.random.default_rng(54321).permutation(len(files))[:n])]
+    footprints, crs = [], None
+    for p in files:
+        with rasterio.open(p) as ds:
+            footprints.append(box(*ds.bounds))
+            crs = ds.crs
+    return files, footprints, crs
+
+
+class _Loop:
+    """The state of one seed's simulation: data, test plots, work folder."""
+
+    def __init__(self, seed: int, args: argparse.Namespace) -> None:
+        self.seed, self.args = seed, args
+        self.data = Path(args.data)
+        self.files, self.plots, self.crs = _plots(self.data, args.plots)
+        # the same test plots in every run: the split never moves
+        order = np.random.default_rng(12345).permutation(len(self.plots))
+        self.test = [self.plots[i] for i in sorted(order[: args.test_plots])]
+        self.size_m = args.chip_px * 0.1
+        self.labels = gpd.read_file(self.data / f"{self.data.name}_tree_crowns.gpkg")
+        self.work = Path(args.out) / f"work-{seed}"
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir(parents=True)
+        gpd.GeoDataFrame(geometry=self.test, crs=self.crs).to_file(self.work / "test.gpkg")
+
+    def region(self, revealed: list[Any], tag: str) -> Any:
+        from geotl.config import load_region
+
+        folder = self.work / tag
+        folder.mkdir(exist_ok=True)
+        shutil.copy(self.work / "test.gpkg", folder / "test.gpkg")
+        return load_region(
+            _write_region(folder, self.data, self.files, self.test + revealed, self.crs, self.args)
+        )
+
+    def candidates(self, region: Any, chips: Path) -> list[Any]:
+        from geotl.io.rasters import read_scene_info
+        from geotl.suggest.candidates import read_taken_areas, scene_candidates
+
+        scenes = [read_scene_info(p) for p in region.scene_paths()]
+        taken = read_taken_areas(region, scenes, chips, chips)
+        return [
+            c.geometry
+            for s in scenes
+            for c in scene_candidates(
+                s, self.args.chip_px, taken.test[s.path], taken.complete[s.path]
+            )[0]
+        ]
+
+    def train_eval(self, revealed: list[Any], tag: str) -> tuple[dict[str, Any], Any, Path, Path]:
+        from geotl.chips import chip_region
+        from geotl.evaluate import evaluate_model
+        from geotl.train import TrainOptions, train_model
+
+        region = self.region(revealed, tag)
+        cdir = self.work / tag / "chips"
+        chip_region(region, cdir, overwrite=True)
+        model = self.work / tag / "model"
+        train_model(
+            [region],
+            model,
+            TrainOptions(chips=(cdir,), seed=self.seed, overwrite=True, epochs=self.args.epochs),
+        )
+        metrics = evaluate_model(model, region, chips_dir=cdir, n_boot=500)
+        union = gpd.GeoSeries(revealed, crs=self.crs).union_all()
+        tree = metrics["pixel"]["per_class"]["tree"]
+        row = {
+            "areas": len(revealed),
+            "labelled_m2": round(len(revealed) * self.size_m**2, 1),
+            "objects": int(self.labels.geometry.intersects(union).sum()),
+            "iou": tree["iou"],
+            "iou_ci95": tree["iou_ci95"],
+            "f1": metrics["objects"]["tree"]["f1"],
+            "f1_ci95": metrics["objects"]["tree"]["f1_ci95"],
+            "test_chips": metrics["chips"],
+        }
+        return row, region, cdir, model
+
+    def pick(
+        self, strategy: str, region: Any, cdir: Path, model: Path, r: int
+    ) -> tuple[list[Any], dict[str, Any]]:
+        from geotl.suggest import SuggestOptions, suggest_areas
+
+        k = self.args.k
+        if strategy == "suggest":
+            summary = suggest_areas(
+                region,
+                model,
+                self.work / f"suggest-{r}.gpkg",
+                SuggestOptions(
+                    n=k, size_m=self.size_m, chips_dir=cdir, overwrite=True, progress=False
+                ),
+            )
+            extra = {"picked_expected_objects": int(summary.areas["expected_objects"].sum())}
+            return list(summary.areas.to_crs(self.crs).geometry), extra
+        cands = self.candidates(region, cdir)
+        pick = np.random.default_rng(self.seed * 1000 + r).permutation(len(cands))[:k]
+        return [cands[i] for i in sorted(pick)], {}
+
+
+def run_seed(seed: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One seed: the shared seed round, then each strategy's rounds."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    log = logging.getLogger("bench")
+    loop = _Loop(seed, args)
+    t0 = time.perf_counter()
+    region = loop.region([], "empty")
+    cdir = loop.work / "empty" / "chips"
+    from geotl.chips import chip_region
+
+    chip_region(region, cdir, overwrite=True)
+    cands = loop.candidates(region, cdir)
+    seed_set = [
+        cands[i]
+        for i in sorted(np.random.default_rng(seed).permutation(len(cands))[: args.seed_areas])
+    ]
+    row0, region0, cdir0, model0 = loop.train_eval(seed_set, "r0")
+    row0.update(round=0, seconds=round(time.perf_counter() - t0, 1), candidates=len(cands))
+    log.info("seed %d round 0: %s", seed, row0)
+    results = []
+    for strategy in args.strategies:
+        rounds = [dict(row0)]
+        revealed, region, cdir, model = seed_set, region0, cdir0, model0
+        for r in range(1, args.rounds + 1):
+            t0 = time.perf_counter()
+            new, extra = loop.pick(strategy, region, cdir, model, r - 1)
+            rounds[-1].update(extra)
+            revealed = revealed + new
+            row, region, cdir, model = loop.train_eval(revealed, f"{strategy}-r{r}")
+            row.update(round=r, seconds=round(time.perf_counter() - t0, 1))
+            rounds.append(row)
+            log.info("seed %d %s round %d: %s", seed, strategy, r, row)
+        results.append(
+            {
+                "seed": seed,
+                "strategy": strategy,
+                "rounds": rounds,
+                "args": {k: str(v) for k, v in vars(args).items()},
+            }
+        )
+    shutil.rmtree(loop.work, ignore_errors=True)
+    return results
+
+
+def _tci(values: np.ndarray) -> tuple[float, float, float]:
+    """Mean and 95 % t-interval over seeds."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) < 2:
+        m = float(v.mean()) if len(v) else math.nan
+        return m, math.nan, math.nan
+    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
+    return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
+
+
+def report(out: Path, plot: Path | None) -> str:
+    """Markdown table (per round and strategy) + paired differences; optional plot."""
+    rows = []
+    for f in sorted(out.glob("result-*.json")):
+        res = json.loads(f.read_text())
+        for r in res["rounds"]:
+            rows.append({"seed": res["seed"], "strategy": res["strategy"], **r})
+    frame = pd.DataFrame(rows)
+    lines = [
+        "| round | areas | strategy | seeds | labelled objects | tree IoU (95 % CI over seeds) "
+        "| object F1 (95 % CI) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    summary: dict[tuple[str, int], dict[str, float]] = {}
+    for (r, strat), g in frame.groupby(["round", "strategy"]):
+        iou = _tci(g["iou"].to_numpy())
+        f1 = _tci(g["f1"].astype(float).to_numpy())
+        obj = g["objects"].mean()
+        summary[(str(strat), int(r))] = {"iou": iou[0], "f1": f1[0], "objects": obj}
+        lines.append(
+            f"| {r} | {int(g['areas'].iloc[0])} | {strat} | {len(g)} | {obj:.1f} "
+            f"| {iou[0]:.3f} [{iou[1]:.3f}, {iou[2]:.3f}] | {f1[0]:.3f} [{f1[1]:.3f}, {f1[2]:.3f}] |"
+        )
+    lines += [
+        "",
+        "| round | IoU suggest - random (95 % CI, paired by seed) | F1 suggest - random |",
+        "|---|---|---|",
+    ]
+    for r, g in frame.groupby("round"):
+        piv = g.pivot(index="seed", columns="strategy", values=["iou", "f1"]).dropna()
+        if "suggest" not in piv["iou"] or "random" not in piv["iou"]:
+            continue
+        d_iou = _tci((piv["iou"]["suggest"] - piv["iou"]["random"]).to_numpy())
+        d_f1 = _tci((piv["f1"]["suggest"] - piv["f1"]["random"]).astype(float).to_numpy())
+        lines.append(
+            f"| {r} | {d_iou[0]:+.3f} [{d_iou[1]:+.3f}, {d_iou[2]:+.3f}] "
+            f"| {d_f1[0]:+.3f} [{d_f1[1]:+.3f}, {d_f1[2]:+.3f}] |"
+        )
+    lines += ["", _goal(summary, frame)]
+    if plot is not None:
+        _plot(frame, plot)
+    return "\n".join(lines)
+
+
+def _goal(summary: dict[tuple[str, int], dict[str, float]], frame: pd.DataFrame) -> str:
+    """The issue's goal: random's final IoU with <= 60 % of the squares, or +0.05 IoU."""
+    last = int(frame["round"].max())
+    areas = frame.groupby("round")["areas"].first()
+    target = summary[("random", last)]["iou"]
+    xs = [float(areas[r]) for r in range(last + 1)]
+    ys = [summary[("suggest", r)]["iou"] for r in range(last + 1)]
+    reach = None
+    for i in range(len(xs)):
+        if ys[i] >= target:
+            if i == 0:
+                reach = xs[0]
+            else:  # linear interpolation between rounds
+                reach = xs[i - 1] + (target - ys[i - 1]) / (ys[i] - ys[i - 1]) * (xs[i] - xs[i - 1])
+            break
+    gain = summary[("suggest", last)]["iou"] - target
+    share = (
+        f"{reach / xs[-1]:.0%} of the squares" if reach is not None else "not within the rounds run"
+    )
+    return (
+        f"Goal check (mean over seeds): suggest reaches random's final IoU ({target:.3f}) at "
+        f"{share}; at the final equal budget suggest - random = {gain:+.3f} IoU. "
+        f"Goal: <= 60 % of the squares, or >= +0.05 IoU."
+    )
+
+
+def _plot(frame: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for strat, colour in (("suggest", "tab:red"), ("random", "tab:blue")):
+        sub = frame[frame["strategy"] == strat]
+        if not len(sub):
+            continue
+        for ax, metric, x in (
+            (axes[0], "iou", "areas"),
+            (axes[1], "f1", "areas"),
+            (axes[2], "iou", "objects"),
+        ):
+            g = sub.groupby("round")
+            xs = g[x].mean().to_numpy()
+            stats = np.array([_tci(v[metric].astype(float).to_numpy()) for _, v in g])
+            ax.plot(xs, stats[:, 0], "o-", color=colour, label=strat)
+            ax.fill_between(xs, stats[:, 1], stats[:, 2], color=colour, alpha=0.15)
+            ax.set_xlabel("labelled squares" if x == "areas" else "labelled objects")
+            ax.set_ylabel("test tree IoU" if metric == "iou" else "test object F1")
+    axes[0].legend()
+    fig.suptitle(
+        "geotl suggest vs random areas (NEON SJER; mean and 95 % CI over seeds)", fontsize=9
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("--out", default="bench-suggest")
+    parser.add_argument("--seed", type=int, nargs="*", default=[0])
+    parser.add_argument("--strategies", nargs="*", default=["suggest", "random"])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds after the seed set")
+    parser.add_argument("--k", type=int, default=5, help="areas added per round")
+    parser.add_argument("--seed-areas", type=int, default=5)
+    parser.add_argument("--plots", type=int, help="a fixed subset of the plots (default: all)")
+    parser.add_argument("--test-plots", type=int, default=8)
+    parser.add_argument("--chip-px", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--report", action="store_true")
+    parser.add_argument("--plot", type=Path)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for noisy in (
+        "geotl",
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.fabric.utilities.rank_zero",
+        "lightning.pytorch.accelerators.cuda",
+    ):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        print(report(out, args.plot))
+        return
+    for seed in args.seed:
+        for res in run_seed(seed, args):
+            name = f"result-{res['strategy']}-{seed}.json"
+            (out / name).write_text(json.dumps(res, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

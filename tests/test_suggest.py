@@ -1,0 +1,317 @@
+"""``geotl suggest``: candidates, ranking, outputs and bad input, on the demo plot."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from click.testing import CliRunner
+from shapely.geometry import box
+
+from geotl.chips import read_chip_index
+from geotl.chips.windows import ChipWindow, window_bounds
+from geotl.cli.main import cli
+from geotl.suggest.ranking import entropy, pick_diverse, standardise
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from predict import data
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "regions" / "demo-osbs"
+SCENE = DEMO / "imagery" / "OSBS_029.tif"
+
+
+@pytest.fixture(scope="module")
+def demo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny untrained network for the demo plot's classes and bands (no training: fast).
+
+    Its head weights are random, so its probabilities (and uncertainty) vary with the pixels.
+    """
+    import torch
+
+    from geotl.models.artefact import write_artefact
+    from geotl.models.network import build_network
+
+    card = data.card()
+    torch.manual_seed(0)
+    net = build_network(card.network)
+    with torch.no_grad():
+        net.segmentation_head[0].bias.copy_(torch.tensor([0.0, -0.5]))  # type: ignore[index]
+    out = tmp_path_factory.mktemp("model")
+    write_artefact(out, net, card)
+    return out
+
+
+def _region(
+    tmp: Path, complete: str | None = "left", classes: str = '["tree"]', bands: str | None = None
+) -> Path:
+    """A copy of the demo region file in ``tmp`` with labels complete in the left half."""
+    text = (REPO / "regions" / "demo-osbs.toml").read_text()
+    text = text.replace('"demo-osbs/', f'"{DEMO}/').replace(
+        'classes = ["tree"]', f"classes = {classes}"
+    )
+    if bands is not None:
+        text = text.replace('bands = ["red", "green", "blue"]', f"bands = {bands}")
+    if complete is not None:
+        with rasterio.open(SCENE) as ds:
+            b, crs = ds.bounds, ds.crs
+        area = box(b.left, b.bottom, (b.left + b.right) / 2, b.top)
+        gpd.GeoDataFrame(geometry=[area], crs=crs).to_file(tmp / "done.gpkg")
+        text = text.replace(
+            'class_map = { Tree = "tree" }',
+            'class_map = { Tree = "tree" }\ncomplete_within = "done.gpkg"',
+        )
+    path = tmp / "region.toml"
+    path.write_text(text)
+    return path
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    res = CliRunner().invoke(cli, ["-q", *args])
+    return res.exit_code, res.stdout, res.stderr
+
+
+def _suggest(region: Path, model: Path, out: Path, *extra: str) -> tuple[int, str, str]:
+    return _run("suggest", str(region), "--model", str(model), "-o", str(out), *extra)
+
+
+def _test_chips(chips: Path) -> list[shapely.Geometry]:
+    frame = read_chip_index(chips).split("test")
+    with rasterio.open(SCENE) as ds:
+        t = ds.transform
+    return [
+        box(
+            *window_bounds(
+                t, ChipWindow(int(r.row_off), int(r.col_off), int(r.height), int(r.width))
+            )
+        )
+        for r in frame.itertuples()
+    ]
+
+
+# ------------------------------------------------------------------------------ ranking
+
+
+def test_entropy_is_normalised_per_pixel() -> None:
+    p = np.array([[[1.0, 0.5]], [[0.0, 0.5]]])  # (classes, 1, 2)
+    assert entropy(p) == pytest.approx(np.array([[0.0, 1.0]]), abs=1e-6)
+    three = np.full((3, 1, 1), 1 / 3)
+    assert entropy(three)[0, 0] == pytest.approx(1.0)
+
+
+def test_pick_spreads_over_clusters_unlike_pure_uncertainty() -> None:
+    # cluster A (5 candidates) is a bit more uncertain than cluster B (5 candidates)
+    rng = np.random.default_rng(0)
+    feats = np.concatenate([rng.normal(0, 0.05, (5, 2)), rng.normal(5, 0.05, (5, 2))])
+    scores = np.array([0.9, 0.89, 0.88, 0.87, 0.86, 0.8, 0.79, 0.78, 0.77, 0.76])
+    picked = pick_diverse(scores, standardise(feats), 4)
+    assert picked[0] == 0  # the most uncertain first
+    assert {i >= 5 for i in picked} == {True, False}  # both clusters
+    assert len(set(picked)) == 4
+    assert sorted(np.argsort(-scores)[:4]) == [0, 1, 2, 3]  # uncertainty alone: one cluster
+
+
+def test_pick_never_returns_more_than_candidates() -> None:
+    assert pick_diverse([0.3, 0.2], [[0.0], [1.0]], 5) == [0, 1]
+    assert pick_diverse([], np.zeros((0, 2)), 3) == []
+
+
+# ----------------------------------------------------------------------------- command
+
+
+def test_suggest_writes_areas_outside_complete_and_test(
+    tmp_path: Path, demo_model: Path, demo_chips: Path
+) -> None:
+    region = _region(tmp_path)
+    out = tmp_path / "next.gpkg"
+    append = tmp_path / "done.gpkg"  # the region's own complete_within file
+    done = gpd.read_file(append).union_all()
+    code, stdout, stderr = _suggest(
+        region, demo_model, out, "-n", "4", "--size-m", "6.4", "--chips", str(demo_chips),
+        "--append-to", str(append),
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert stdout.split() == [
+        str(out),
+        str(out.with_suffix(".qml")),
+        str(out.with_suffix(".png")),
+        str(append),
+    ]
+    areas = gpd.read_file(out, layer="areas")
+    assert areas.crs.to_epsg() == 32617
+    assert list(areas["rank"]) == [1, 2, 3, 4]
+    assert {"rank", "score", "scene", "expected_objects", "size_m"} <= set(areas.columns)
+    assert (areas["scene"] == "OSBS_029.tif").all()
+    assert areas["score"].between(0, 1).all() and areas["score"].iloc[0] == areas["score"].max()
+    assert (areas["expected_objects"] >= 0).all()
+    assert np.allclose(areas.area, 6.4 * 6.4)
+    # no overlap with the labelled half, nor with any test chip, nor with each other
+    for g in areas.geometry:
+        assert g.intersection(done).area <= 0.1 * g.area
+        assert all(g.intersection(t).area < 1e-6 for t in _test_chips(demo_chips))
+    assert shapely.union_all(areas.geometry.values).area == pytest.approx(4 * 6.4 * 6.4)
+    # QGIS style stored in the GeoPackage and beside it; contact sheet is a PNG
+    assert 'fieldName="rank"' in out.with_suffix(".qml").read_text()
+    import sqlite3
+
+    with sqlite3.connect(out) as db:
+        (qml,) = db.execute(
+            "SELECT styleQML FROM layer_styles WHERE f_table_name='areas'"
+        ).fetchone()
+    assert 'fieldName="rank"' in qml
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # --append-to the region's own complete_within file: a second run skips the squares
+    done_now = gpd.read_file(append)
+    assert len(done_now) == 5  # the original area + the 4 squares
+    fresh = tmp_path / "fresh.gpkg"
+    code, _, stderr = _suggest(
+        region, demo_model, tmp_path / "b.gpkg", "-n", "2", "--size-m", "6.4",
+        "--chips", str(demo_chips), "--append-to", str(fresh),
+    )  # fmt: skip
+    assert code == 0, stderr
+    again = gpd.read_file(tmp_path / "b.gpkg", layer="areas")
+    assert all(g.intersection(areas.union_all()).area < 1e-6 for g in again.geometry)
+    assert len(gpd.read_file(fresh)) == 2  # created when missing
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_existing_output_needs_overwrite(
+    tmp_path: Path, demo_model: Path, demo_chips: Path
+) -> None:
+    region = _region(tmp_path)
+    out = tmp_path / "a.gpkg"
+    out.write_bytes(b"keep")
+    args = ["-n", "1", "--size-m", "6.4", "--chips", str(demo_chips)]
+    code, _, stderr = _suggest(region, demo_model, out, *args)
+    assert code == 2 and "--overwrite" in stderr and str(out) in stderr
+    assert out.read_bytes() == b"keep" and not out.with_suffix(".png").exists()
+    code, _, stderr = _suggest(region, demo_model, out, *args, "--overwrite")
+    assert code == 0, stderr
+    assert len(gpd.read_file(out, layer="areas")) == 1
+
+
+def test_too_many_areas_says_how_many(tmp_path: Path, demo_model: Path, demo_chips: Path) -> None:
+    region = _region(tmp_path)
+    out = tmp_path / "a.gpkg"
+    code, _, stderr = _suggest(
+        region, demo_model, out, "-n", "500", "--size-m", "6.4", "--chips", str(demo_chips)
+    )
+    assert code == 2
+    assert "-n 500 but only 8 candidate 6.4 m square(s)" in stderr and str(region) in stderr
+    assert len([ln for ln in stderr.splitlines() if ln.startswith("geotl: error")]) == 1
+    assert not list(tmp_path.glob("a.*"))
+
+
+def test_no_area_left(tmp_path: Path, demo_model: Path, demo_chips: Path) -> None:
+    region = _region(tmp_path, complete=None)  # no complete_within: the labels' hull counts
+    out = tmp_path / "a.gpkg"
+    code, _, stderr = _suggest(
+        region, demo_model, out, "-n", "1", "--size-m", "20", "--chips", str(demo_chips)
+    )
+    assert code == 2 and "no 20 m square of the scenes is left outside" in stderr
+    assert "lower --size-m" in stderr and not list(tmp_path.glob("a.*"))
+
+
+@pytest.mark.parametrize(
+    ("classes", "bands", "expect"),
+    [('["building"]', None, "classes"), ('["tree"]', '["nir", "green", "blue"]', "bands")],
+)
+def test_model_must_fit_the_region(
+    tmp_path: Path, demo_model: Path, classes: str, bands: str | None, expect: str
+) -> None:
+    region = _region(tmp_path, classes=classes, bands=bands)
+    if expect == "classes":
+        region.write_text(region.read_text().replace('Tree = "tree"', 'Tree = "building"'))
+    code, _, stderr = _suggest(region, demo_model, tmp_path / "a.gpkg", "-n", "1")
+    assert code == 2, stderr
+    assert str(region) in stderr and expect in stderr and "use a model trained" in stderr
+    assert not list(tmp_path.glob("a.*"))
+
+
+def test_failed_contact_sheet_leaves_nothing(
+    tmp_path: Path, demo_model: Path, demo_chips: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import geotl.suggest.outputs as outputs
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(outputs, "write_contact_sheet", boom)
+    region = _region(tmp_path)
+    from geotl.config import load_region
+    from geotl.suggest import SuggestOptions, suggest_areas
+
+    with pytest.raises(OSError, match="disk full"):
+        suggest_areas(
+            load_region(region),
+            demo_model,
+            tmp_path / "a.gpkg",
+            SuggestOptions(n=1, size_m=6.4, chips_dir=demo_chips, progress=False),
+        )
+    assert not list(tmp_path.glob("a.*")) and not list(tmp_path.glob(".tmp-*"))
+
+
+_QGIS_CHECK = """
+import json, os, sys
+from qgis.core import QgsApplication, QgsVectorLayer
+app = QgsApplication([], False)
+app.initQgis()
+layer = QgsVectorLayer(sys.argv[1] + "|layername=areas", "areas", "ogr")
+msg, loaded = layer.loadDefaultStyle()
+print(json.dumps({
+    "valid": layer.isValid(), "count": layer.featureCount(), "crs": layer.crs().authid(),
+    "loaded": loaded, "renderer": layer.renderer().type(), "labels": layer.labelsEnabled(),
+    "label_field": layer.labeling().settings().fieldName if layer.labeling() else None,
+    "fields": [f.name() for f in layer.fields()],
+}), flush=True)
+os._exit(0)  # exitQgis() may crash a headless QGIS after the report
+"""
+
+
+def test_qgis_opens_the_styled_areas(tmp_path: Path) -> None:
+    """Real QGIS (Debian's python3-qgis) loads the GeoPackage with its numbered outlines."""
+    import json
+    import os
+    import subprocess
+
+    from geotl.suggest.outputs import write_areas
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env.update(QT_QPA_PLATFORM="offscreen", PATH="/usr/bin:/bin")
+    probe = subprocess.run(["/usr/bin/python3", "-c", "import qgis.core"], env=env, check=False)
+    if probe.returncode != 0:
+        pytest.skip("python3-qgis is not installed (scripts/install_system_deps.sh)")
+    with rasterio.open(SCENE) as ds:
+        t, crs = ds.transform, ds.crs
+    squares = [box(*window_bounds(t, ChipWindow(r, c, 64, 64))) for r, c in ((0, 0), (128, 192))]
+    areas = gpd.GeoDataFrame(
+        {"rank": [1, 2], "score": [0.6, 0.5], "scene": SCENE.name, "expected_objects": [3, 0]},
+        geometry=squares,
+        crs=crs,
+    )
+    gpkg, _, png = write_areas(
+        tmp_path / "areas.gpkg", areas, {SCENE.name: SCENE}, {SCENE.name: [1, 2, 3]}, {}
+    )
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    res = subprocess.run(
+        ["/usr/bin/python3", "-c", _QGIS_CHECK, str(gpkg)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    assert lines, res.stderr[-2000:]
+    seen = json.loads(lines[-1])
+    assert seen["valid"] and seen["count"] == 2 and seen["crs"] == "EPSG:32617"
+    assert seen["loaded"] and seen["renderer"] == "singleSymbol"
+    assert seen["labels"] and seen["label_field"] == "rank"
+    assert {"rank", "score", "scene", "expected_objects"} <= set(seen["fields"])

@@ -217,7 +217,7 @@ def region_calibration(
     """
     from geotl.chips import read_chip_index
     from geotl.config import load_region
-    from geotl.evaluate import _find_chips
+    from geotl.evaluate import find_chips
     from geotl.models.artefact import read_card
     from geotl.train import load_region_chips
 
@@ -241,7 +241,7 @@ def region_calibration(
                 chips_dir = cand
                 break
     with tempfile.TemporaryDirectory(prefix="geotl-calib-") as tmpname:
-        cdir = _find_chips(model_dir, region, chips_dir, Path(tmpname))
+        cdir = find_chips(model_dir, region, chips_dir, Path(tmpname))
         data = load_region_chips(region, cdir, "train", list(card.bands))
     return calibration_from_chips(
         data.images,

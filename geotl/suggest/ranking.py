@@ -33,8 +33,9 @@ def entropy(probs: npt.NDArray[np.floating], axis: int = 0) -> FloatArray:
     k = p.shape[axis]
     if k < 2:
         return np.zeros(np.delete(p.shape, axis), dtype=np.float64)
-    h: FloatArray = -(p * np.log(p)).sum(axis=axis)
-    return np.clip(h / np.log(k), 0.0, 1.0)
+    h = -(p * np.log(p)).sum(axis=axis)
+    out: FloatArray = np.clip(h / np.log(k), 0.0, 1.0)
+    return out
 
 
 def standardise(features: npt.ArrayLike) -> FloatArray:

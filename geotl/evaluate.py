@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from geotl.bands import canonical_band
+from geotl.chips.labels import IGNORE
 from geotl.config import Region
 from geotl.errors import BandMismatchError, GeotlInputError
 from geotl.io.atomic import atomic_path, atomic_write_text
@@ -40,7 +41,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IGNORE = 255
 MATCH_IOU = 0.5
 
 
@@ -200,6 +200,7 @@ def _evaluate_chips(
     from geotl.io.vectors import read_labels
     from geotl.predict.vectorise import vectorise
     from geotl.train import load_region_chips
+    from geotl.train.metrics import confusion
 
     card = artefact.card
     index = read_chip_index(cdir)
@@ -236,10 +237,9 @@ def _evaluate_chips(
                 truth = data.masks[i]
                 p = pred[k].copy()
                 p[~data.valid[i]] = IGNORE
-                ok = truth != IGNORE
-                confs[i] = np.bincount(
-                    truth[ok].astype(np.int64) * num_classes + p[ok], minlength=num_classes**2
-                ).reshape(num_classes, num_classes)
+                confs[i] = confusion(
+                    torch.from_numpy(p), torch.from_numpy(truth), num_classes
+                ).numpy()
                 chip_id = data.chip_ids[i]
                 row = frame.loc[chip_id]
                 with rasterio.open(cdir / str(row["image"])) as src:

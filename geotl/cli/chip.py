@@ -7,19 +7,16 @@ from pathlib import Path
 import click
 
 from geotl.chips import chip_region
+from geotl.cli.options import out_dir_option, overwrite_option
 from geotl.config import load_region
 
 
 @click.command("chip")
 @click.argument("region_file", metavar="REGION.toml", type=click.Path(path_type=Path))
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Chips folder to write (chips.parquet, chipset.json, images/, masks/).",
+@out_dir_option(
+    "Chips folder to write (chips.parquet, chipset.json, images/, masks/).", file_okay=False
 )
-@click.option("--overwrite", is_flag=True, help="Replace DIR if it exists and is not empty.")
+@overwrite_option("Replace DIR if it exists and is not empty.")
 def command(region_file: Path, out_dir: Path, overwrite: bool) -> None:
     """Cut a region's scenes and labels into chip/mask GeoTIFFs with a spatial split.
 

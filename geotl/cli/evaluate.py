@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from geotl.cli.options import device_option, seed_option
 from geotl.config import load_region
 from geotl.errors import GeotlInputError
 
@@ -51,8 +52,8 @@ def _int_list(text: str) -> list[int]:
     help="Base ids for --curve, comma-separated.",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs per curve run.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@seed_option()
+@device_option()
 def command(
     model_dir: Path,
     region_file: Path,

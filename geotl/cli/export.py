@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from geotl.cli.options import overwrite_option
 from geotl.export import export_onnx
 
 
@@ -40,7 +41,7 @@ from geotl.export import export_onnx
     type=click.Path(path_type=Path, file_okay=False),
     help="That region's chips folder (default: beside the model, else chipped afresh).",
 )
-@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@overwrite_option("Replace existing output files.")
 def command(
     model_dir: Path,
     out: Path,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from geotl.cli.options import json_option
 from geotl.models.catalogue import import_weights, list_entries
 
 
@@ -20,7 +21,7 @@ def _size(n: int | None) -> str:
 
 
 @command.command("list")
-@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
+@json_option("JSON instead of a table.")
 @click.option("--supported", is_flag=True, help="Only bases usable for segmentation.")
 def list_command(as_json: bool, supported: bool) -> None:
     """List every base model: architecture, bands, licence, sha256, offline availability."""

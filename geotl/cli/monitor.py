@@ -21,6 +21,7 @@ from typing import Any
 
 import click
 
+from geotl.cli.options import device_option, json_option, out_dir_option
 from geotl.config import load_region
 from geotl.monitor import (
     MonitorOptions,
@@ -108,9 +109,7 @@ def command() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Model artefact folder (default: [monitor] model of the region).",
 )
-@click.option(
-    "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder."
-)
+@out_dir_option()
 @click.option(
     "--once", is_flag=True, help="One run, then exit (for cron and systemd timers; the default)."
 )
@@ -125,7 +124,7 @@ def command() -> None:
 @click.option(
     "--retry-failed", is_flag=True, help="Retry failed scenes now instead of after their backoff."
 )
-@click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cuda.")
+@device_option()
 def run_command(
     region_file: Path,
     model_dir: Path | None,
@@ -175,10 +174,8 @@ def run_command(
 @click.argument(
     "region_file", metavar="REGION.toml", type=click.Path(dir_okay=False, path_type=Path)
 )
-@click.option(
-    "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@out_dir_option()
+@json_option("Print JSON instead of text.")
 def status_command(region_file: Path, out_dir: Path, as_json: bool) -> None:
     """Print what was processed, what failed and when the next run is due."""
     region = load_region(region_file)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from geotl.cli.options import device_option, overwrite_option
 from geotl.errors import SceneError
 from geotl.predict import PredictOptions, predict_scenes
 from geotl.predict.engine import ENGINES
@@ -37,7 +38,7 @@ from geotl.predict.engine import ENGINES
     type=click.Path(path_type=Path),
     help="Cloud-Optimised GeoTIFF of the blended class probabilities.",
 )
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@device_option()
 @click.option(
     "--engine",
     type=click.Choice(list(ENGINES)),
@@ -95,7 +96,7 @@ from geotl.predict.engine import ENGINES
 @click.option(
     "--bands", help="The scenes' bands in file order, comma separated (e.g. red,green,blue,nir)."
 )
-@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@overwrite_option("Replace existing output files.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def command(
     model_dir: Path,

@@ -6,17 +6,16 @@ from pathlib import Path
 
 import click
 
+from geotl.cli.options import device_option, out_dir_option, overwrite_option
 from geotl.errors import SceneError
 from geotl.workflow import run_region
 
 
 @click.command("run")
 @click.argument("region", type=click.Path(path_type=Path))
-@click.option(
-    "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder."
-)
-@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@out_dir_option()
+@overwrite_option("Replace an existing output folder.")
+@device_option()
 def command(region: Path, out_dir: Path, overwrite: bool, device: str) -> None:
     """Chip, train, evaluate and predict REGION in one go.
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from geotl.cli.options import device_option, out_dir_option, overwrite_option, seed_option
 from geotl.config import load_region
 from geotl.train import TrainOptions, train_model
 
@@ -18,13 +19,7 @@ from geotl.train import TrainOptions, train_model
     required=True,
     type=click.Path(path_type=Path),
 )
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Model folder to write.",
-)
+@out_dir_option("Model folder to write.", file_okay=False)
 @click.option(
     "--chips",
     "chips",
@@ -55,20 +50,8 @@ from geotl.train import TrainOptions, train_model
     default=None,
     help="What of the encoder stays frozen.",
 )
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Seed for sampling, init and augmentation.",
-)
-@click.option(
-    "--device",
-    type=click.Choice(["cpu", "cuda"]),
-    default="cpu",
-    show_default=True,
-    help="cuda adds mixed precision.",
-)
+@seed_option("Seed for sampling, init and augmentation.")
+@device_option("cuda adds mixed precision.")
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
@@ -78,7 +61,7 @@ from geotl.train import TrainOptions, train_model
 @click.option(
     "--encoder", default=None, help="Architecture for --base none or file: (smp encoder name)."
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing model (and its chips) in DIR.")
+@overwrite_option("Replace an existing model (and its chips) in DIR.")
 def command(
     region_files: tuple[Path, ...],
     out_dir: Path,

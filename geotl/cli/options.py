@@ -1,0 +1,60 @@
+"""Options shared by several commands, defined once (rasterio's ``rio/options.py`` pattern).
+
+Each factory returns a click decorator; the per-command ``help`` says what the option
+means for that command, while name, type and default are the same everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+__all__ = [
+    "DEVICES",
+    "device_option",
+    "json_option",
+    "out_dir_option",
+    "overwrite_option",
+    "seed_option",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Torch devices the commands accept (cuda adds mixed precision in training).
+DEVICES = ("cpu", "cuda")
+
+
+def device_option(help: str | None = None) -> Callable[[F], F]:
+    """``--device cpu|cuda`` (default cpu)."""
+    return click.option(
+        "--device", type=click.Choice(DEVICES), default="cpu", show_default=True, help=help
+    )
+
+
+def overwrite_option(help: str) -> Callable[[F], F]:
+    """``--overwrite``: replace existing outputs (never replaced without it)."""
+    return click.option("--overwrite", is_flag=True, help=help)
+
+
+def out_dir_option(help: str = "Output folder.", *, file_okay: bool = True) -> Callable[[F], F]:
+    """``--out DIR`` (required), passed as ``out_dir``."""
+    return click.option(
+        "--out",
+        "out_dir",
+        required=True,
+        type=click.Path(path_type=Path, file_okay=file_okay),
+        help=help,
+    )
+
+
+def seed_option(help: str | None = None) -> Callable[[F], F]:
+    """``--seed N`` (default 0)."""
+    return click.option("--seed", type=int, default=0, show_default=True, help=help)
+
+
+def json_option(help: str) -> Callable[[F], F]:
+    """``--json``: machine-readable output, passed as ``as_json``."""
+    return click.option("--json", "as_json", is_flag=True, help=help)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from geotl.cli.options import device_option, overwrite_option
 from geotl.config import load_region
 from geotl.suggest import SuggestOptions, suggest_areas
 
@@ -44,13 +45,13 @@ from geotl.suggest import SuggestOptions, suggest_areas
     type=click.Path(path_type=Path, file_okay=False),
     help="The region's chips, for its test split (default: MODEL_DIR/chips, else chip it).",
 )
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@device_option()
 @click.option(
     "--resample",
     is_flag=True,
     help="Resample scenes at another ground resolution to the model's on the fly.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@overwrite_option("Replace existing output files.")
 def command(
     region_file: Path,
     model_dir: Path,

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test lint typecheck pytest venv clean
+.PHONY: demo test lint typecheck pytest venv clean qgis-plugin
 
 venv: $(STAMP)
 
@@ -21,9 +21,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/geotl run regions/demo-osbs.toml --out $(DEMO_OUT) --overwrite
 
+# the zip QGIS's Plugins > Install from ZIP accepts (standard library only: any python3)
+qgis-plugin:
+	python3 scripts/build_qgis_plugin.py --out dist/geotl_processing.zip
+
 lint: $(STAMP)
-	$(BIN)/ruff check geotl tests scripts
-	$(BIN)/ruff format --check geotl tests scripts
+	$(BIN)/ruff check geotl tests scripts qgis
+	$(BIN)/ruff format --check geotl tests scripts qgis
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -34,4 +38,4 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_OUT) dist .pytest_cache .mypy_cache .ruff_cache

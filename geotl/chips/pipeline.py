@@ -64,6 +64,7 @@ from geotl.errors import BandMismatchError, ConfigError, LabelError, RasterError
 from geotl.io.atomic import atomic_dir, prepare_output_dir
 from geotl.io.rasters import SceneInfo, open_raster, read_scene_info
 from geotl.io.vectors import crs_name, read_areas, read_labels
+from geotl.progress import progress_bar
 
 __all__ = ["ChipSummary", "chip_region"]
 
@@ -375,12 +376,7 @@ def _chip_region(
         (tmp / "masks").mkdir()
         skipped = {"nodata": 0, "incomplete": 0}
         total = sum(len(s.windows) for s in scenes)
-        # progress bars follow the log level: shown when this module logs INFO (the CLI
-        # without -q), hidden for library callers that did not configure logging
-        show = log.isEnabledFor(logging.INFO)
-        with tqdm(
-            total=total, desc="chips", unit="chip", dynamic_ncols=True, disable=not show
-        ) as bar:
+        with progress_bar(total=total, desc="chips", unit="chip") as bar:
             cutters = [
                 _SceneCutter(
                     region,

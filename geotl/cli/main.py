@@ -18,6 +18,7 @@ import click
 
 from geotl import __version__
 from geotl.errors import GeotlError
+from geotl.progress import ProgressFormat, set_progress_format
 
 __all__ = ["cli", "main"]
 
@@ -51,6 +52,8 @@ class _GeotlGroup(click.Group):
             click.echo(f"geotl: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
+            if ctx.find_root().meta.get("geotl.verbose"):
+                traceback.print_exc(file=sys.stderr)
             click.echo("geotl: interrupted", err=True)
             ctx.exit(130)
 
@@ -82,11 +85,21 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 @click.version_option(__version__, prog_name="geotl")
 @click.option("-v", "--verbose", count=True, help="More logging; -v also shows tracebacks.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.option(
+    "--progress",
+    "progress_format",
+    type=click.Choice(["bar", "json"]),
+    default="bar",
+    envvar="GEOTL_PROGRESS",
+    show_default=True,
+    help="Progress as bars, or as JSON lines on stderr for programs (the QGIS plugin).",
+)
 @click.pass_context
-def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
+def cli(ctx: click.Context, verbose: int, quiet: bool, progress_format: ProgressFormat) -> None:
     """Adapt pretrained remote-sensing models to a region, then watch it pass by pass."""
     ctx.meta["geotl.verbose"] = verbose > 0
     _configure_logging(verbose, quiet)
+    set_progress_format(progress_format)
 
 
 # Commands are imported only when used, so `geotl --help`, `geotl monitor status` and input

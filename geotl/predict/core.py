@@ -32,6 +32,7 @@ from geotl.predict.outputs import WRITERS, Prediction, write_cog
 from geotl.predict.scene import acquired_from, check_resolution, map_bands, scene_band_names
 from geotl.predict.stream import StreamStats, infer_and_vectorise
 from geotl.predict.windows import plan_windows
+from geotl.progress import progress_bar
 
 __all__ = [
     "COLUMNS",
@@ -242,15 +243,17 @@ def predict_scene(
         plan = plan_windows((source.height, source.width), window_px, overlap_px)
         px_m = card.resolution_m if resample else res_m
         min_pixels = max(1, int(min_area_m2 / (px_m * px_m) * 0.5))
-        scratch = Path(tempfile.mkdtemp(prefix="geotl-predict-"))
-        bar = tqdm(
+        bar = progress_bar(
             total=len(plan.windows),
             desc=f"predict {scene_path.name}",
             unit="win",
-            disable=not (options.progress and log.isEnabledFor(logging.INFO)),
+            enabled=options.progress,
             leave=False,
         )
+        scratch: Path | None = None
         try:
+            # made inside the try: an interrupt (Cancel in QGIS) must not leave it behind
+            scratch = Path(tempfile.mkdtemp(prefix="geotl-predict-"))
             if card.task == "detection":
                 objects, stats = _detect(artefact, source, indexes, plan, options, threshold, bar)
             else:
@@ -281,7 +284,8 @@ def predict_scene(
             bar.close()
             if vrt is not None:
                 vrt.close()
-            shutil.rmtree(scratch, ignore_errors=True)
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
         crs = source.crs
     native = _frame(objects, crs, card.classes, scene_path.name, when, card.model_id)
     wgs = native.to_crs(4326)

@@ -361,7 +361,8 @@ def infer_and_vectorise(
     finally:
         pipe.stop.set()
         for t in threads:
-            t.join(timeout=30)
+            if t.ident is not None:  # an interrupt can land between two starts
+                t.join(timeout=30)
         if prob_ds is not None:
             prob_ds.close()
         for raw in (accum, classes, scores):

@@ -18,6 +18,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
+from tqdm import tqdm
 
 from geotl.bands import canonical_band
 from geotl.chips import read_chip_index
@@ -34,6 +35,7 @@ from geotl.models.artefact import (
 )
 from geotl.models.catalogue import LoadedBase, load_base
 from geotl.models.network import NetworkSpec
+from geotl.progress import progress_bar
 from geotl.train.augment import flip_rotate
 from geotl.train.data import (
     Batch,
@@ -229,6 +231,17 @@ class KeepBest(pl.Callback):
             self.state = copy.deepcopy(pl_module.network.state_dict())
 
 
+class EpochProgress(pl.Callback):
+    """Moves a progress bar once per epoch (``geotl --progress json`` shows it to programs)."""
+
+    def __init__(self, bar: tqdm[Any]) -> None:
+        self.bar = bar
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """One epoch done."""
+        self.bar.update(1)
+
+
 def train_model(regions: list[Region], out_dir: str | Path, options: TrainOptions) -> ModelCard:
     """Chip (if needed), adapt the base model to the regions' bands and train the task.
 
@@ -293,6 +306,8 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
         settings.seed,
     )
     best = KeepBest()
+    # epochs are logged for people; programs get them as JSON progress lines
+    epoch_bar = progress_bar(total=settings.epochs, desc="train", unit="epoch", terminal=False)
     cuda = options.device == "cuda"
     trainer = pl.Trainer(
         max_epochs=settings.epochs,
@@ -305,14 +320,19 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        callbacks=[best, EarlyStopping("val_iou", mode="max", patience=settings.patience)],
+        callbacks=[
+            best,
+            EpochProgress(epoch_bar),
+            EarlyStopping("val_iou", mode="max", patience=settings.patience),
+        ],
     )
     train_loader, val_loader = (
         make_loader(data, settings.batch_size, shuffle, settings.seed, options.num_workers, cuda)
         for data, shuffle in ((sets.train, True), (sets.val, False))
     )
     t0 = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader)
+    with epoch_bar:
+        trainer.fit(module, train_loader, val_loader)
     seconds = time.perf_counter() - t0
     if best.state is not None:
         network.load_state_dict(best.state)

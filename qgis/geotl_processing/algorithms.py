@@ -1,0 +1,452 @@
+"""The Processing algorithms: thin forms over ``geotl`` commands, with the CLI's defaults."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any, ClassVar, Dict, List, Optional
+
+from qgis.core import (
+    QgsFeature,
+    QgsFeatureSink,
+    QgsField,
+    QgsFields,
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
+    QgsProviderRegistry,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtCore import QVariant
+
+from .cli import GeotlCliError, run_geotl
+from .settings import executable
+
+SuggestAlgorithm = None  # added once `geotl suggest` exists
+
+
+class _GeotlAlgorithm(QgsProcessingAlgorithm):
+    """Shared plumbing: group, help, and running geotl with the dialog's feedback."""
+
+    command = ""
+
+    def group(self) -> str:
+        return ""
+
+    def groupId(self) -> str:
+        return ""
+
+    def createInstance(self) -> QgsProcessingAlgorithm:
+        return type(self)()
+
+    def helpUrl(self) -> str:
+        return "https://github.com/geotl/geotl#geotl-in-qgis"
+
+    def geotl(self, args: List[str], feedback: Any) -> str:
+        """Run ``geotl ARGS``; its one-line error becomes this algorithm's error."""
+        try:
+            return run_geotl(executable(), args, feedback)
+        except GeotlCliError as exc:
+            raise QgsProcessingException(str(exc)) from None
+
+
+def _file_of(layer: Any) -> str:
+    """The file behind a raster layer, or an error that says how to make one."""
+    provider = layer.providerType()
+    parts = QgsProviderRegistry.instance().decodeUri(provider, layer.source())
+    path = parts.get("path") or ""
+    if provider != "gdal" or not path or not os.path.isfile(path):
+        raise QgsProcessingException(
+            f"layer '{layer.name()}' is not file-backed ({provider}): geotl reads raster files; "
+            "write it to a GeoTIFF first (right-click the layer > Export > Save As...)"
+        )
+    return path
+
+
+class _LoadStyle(QgsProcessingLayerPostProcessorInterface):
+    """Applies geotl's QML style to the detections layer when the dialog loads it."""
+
+    instances: ClassVar[List[_LoadStyle]] = []  # Processing keeps no reference; keep one
+
+    def __init__(self, qml: str) -> None:
+        super().__init__()
+        self.qml = qml
+
+    def postProcessLayer(self, layer: Any, context: Any, feedback: Any) -> None:
+        if layer is not None and layer.isValid():
+            layer.loadNamedStyle(self.qml)
+            layer.triggerRepaint()
+
+    @classmethod
+    def create(cls, qml: str) -> _LoadStyle:
+        inst = cls(qml)
+        cls.instances.append(inst)
+        return inst
+
+
+class PredictAlgorithm(_GeotlAlgorithm):
+    """``geotl predict MODEL_DIR SCENE... -o OUT.geojson``."""
+
+    def name(self) -> str:
+        return "predict"
+
+    def displayName(self) -> str:
+        return "Predict (detect objects in rasters)"
+
+    def shortHelpString(self) -> str:
+        return (
+            "Runs <code>geotl predict</code>: the model in <b>Model folder</b> turns the raster "
+            "layers (or files) into detection polygons, loaded with geotl's style (a QML file "
+            "is written beside the GeoJSON). Layers must be files (a WMS or other web layer: "
+            "Export > Save As... a GeoTIFF first). Empty options take the model card's defaults."
+        )
+
+    def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(
+                "INPUT", "Scenes (raster layers or files)", QgsProcessing.TypeRaster
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                "MODEL", "Model folder", behavior=QgsProcessingParameterFile.Folder
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "THRESHOLD",
+                "Score threshold (empty: the model card's)",
+                QgsProcessingParameterNumber.Double,
+                optional=True,
+                minValue=0.001,
+                maxValue=0.999,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                "BANDS",
+                "The scenes' bands in file order, comma separated, e.g. red,green,blue,nir (geotl's --bands; empty: the model's order)",
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                "OUTPUT", "Detections (GeoJSON)", QgsProcessing.TypeVectorPolygon
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                "GPKG",
+                "Also a GeoPackage (scene CRS, styled)",
+                "GeoPackage (*.gpkg)",
+                optional=True,
+                createByDefault=False,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterRasterDestination(
+                "PROBABILITIES",
+                "Class probabilities (Cloud-Optimised GeoTIFF)",
+                optional=True,
+                createByDefault=False,
+            )
+        )
+
+    def processAlgorithm(
+        self, parameters: Dict[str, Any], context: Any, feedback: Any
+    ) -> Dict[str, Any]:
+        layers = self.parameterAsLayerList(parameters, "INPUT", context)
+        if not layers:
+            raise QgsProcessingException("no scene: choose at least one raster layer or file")
+        scenes = [_file_of(layer) for layer in layers]
+        model = self.parameterAsFile(parameters, "MODEL", context)
+        out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        if not out.lower().endswith(".geojson"):
+            raise QgsProcessingException(
+                f"detections are GeoJSON: save them as a .geojson file, not '{out}'"
+            )
+        args = ["predict", model, *scenes, "-o", out, "--overwrite"]
+        if parameters.get("THRESHOLD") not in (None, ""):
+            args += ["--threshold", repr(self.parameterAsDouble(parameters, "THRESHOLD", context))]
+        bands = self.parameterAsString(parameters, "BANDS", context).strip()
+        if bands:
+            args += ["--bands", bands]
+        gpkg = self.parameterAsFileOutput(parameters, "GPKG", context) or None
+        if gpkg:
+            args += ["--gpkg", gpkg]
+        probs = self.parameterAsOutputLayer(parameters, "PROBABILITIES", context) or None
+        if probs:
+            args += ["--probabilities", probs]
+        self.geotl(args, feedback)
+        qml = str(Path(out).with_suffix(".qml"))
+        if context.willLoadLayerOnCompletion(out):
+            context.layerToLoadOnCompletionDetails(out).setPostProcessor(_LoadStyle.create(qml))
+        return {"OUTPUT": out, "GPKG": gpkg, "PROBABILITIES": probs}
+
+
+# --- train: the base-model dropdown comes from `geotl models list --json` ---------------
+
+_catalogues: Dict[str, List[Dict[str, Any]]] = {}
+_catalogue_threads: Dict[str, threading.Thread] = {}
+
+
+class _Quiet:
+    """A feedback that only answers 'not cancelled' (for the background catalogue read)."""
+
+    def isCanceled(self) -> bool:
+        return False
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a, **k: None
+
+
+def _read_catalogue(exe: str) -> None:
+    try:
+        entries = json.loads(run_geotl(exe, ["models", "list", "--json"], _Quiet()))
+        _catalogues[exe] = [e for e in entries if e.get("supported", True)]
+    except (GeotlCliError, ValueError):
+        _catalogues[exe] = []
+
+
+def warm_base_models(exe: str) -> None:
+    """Start reading the base-model catalogue in the background (geotl takes seconds)."""
+    if exe not in _catalogues and exe not in _catalogue_threads:
+        t = threading.Thread(target=_read_catalogue, args=(exe,), daemon=True)
+        _catalogue_threads[exe] = t
+        t.start()
+
+
+def base_models(exe: str, wait_s: float) -> List[Dict[str, Any]]:
+    """The supported base models (empty until known, or when geotl cannot be run)."""
+    warm_base_models(exe)
+    if exe not in _catalogues:
+        _catalogue_threads[exe].join(timeout=wait_s)
+    return _catalogues.get(exe, [])
+
+
+def base_label(entry: Dict[str, Any]) -> str:
+    """How a base model reads in the dropdown: id, licence, commercial use, offline.
+
+    >>> base_label({"id": "pkg:x", "licence": "MIT", "commercial_use": True})
+    'pkg:x  [MIT, commercial use: yes]'
+    """
+    notes = [entry.get("licence") or "licence unknown"]
+    notes.append("commercial use: " + ("yes" if entry.get("commercial_use") else "no"))
+    if entry.get("available_offline") is False:
+        notes.append("needs download")
+    return f"{entry['id']}  [{', '.join(notes)}]"
+
+
+REGION_BASE = "(the region file's [model] base)"
+
+
+class TrainAlgorithm(_GeotlAlgorithm):
+    """``geotl train REGION.toml --out MODEL_DIR [--base ID]``."""
+
+    def __init__(self, wait_for_catalogue: bool = False) -> None:
+        super().__init__()
+        self._wait = wait_for_catalogue
+        self._base_ids: List[Optional[str]] = [None]
+
+    def createInstance(self) -> QgsProcessingAlgorithm:
+        return TrainAlgorithm(wait_for_catalogue=True)
+
+    def name(self) -> str:
+        return "train"
+
+    def displayName(self) -> str:
+        return "Train a region"
+
+    def shortHelpString(self) -> str:
+        return (
+            "Runs <code>geotl train</code>: chips the region file's scenes and labels and adapts "
+            "the base model to them; writes the model folder (model.safetensors + model.json). "
+            "The dropdown lists geotl's base models with their licence and whether it permits "
+            "commercial use. Progress follows the chips, then the epochs; Cancel stops geotl "
+            "(the model files are only written once training has finished)."
+        )
+
+    def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:
+        entries = base_models(executable(), 120.0 if self._wait else 0.0)
+        self._base_ids = [None] + [e["id"] for e in entries]
+        self.addParameter(QgsProcessingParameterFile("REGION", "Region file", extension="toml"))
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                "BASE",
+                "Base model",
+                options=[REGION_BASE] + [base_label(e) for e in entries],
+                defaultValue=0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "EPOCHS",
+                "Epochs (empty: the region file's)",
+                QgsProcessingParameterNumber.Integer,
+                optional=True,
+                minValue=1,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "MAX_LABELS",
+                "Label budget (empty: the region file's)",
+                QgsProcessingParameterNumber.Integer,
+                optional=True,
+                minValue=1,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                "OVERWRITE", "Replace a model already in the folder", defaultValue=False
+            )
+        )
+        self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT", "Model folder"))
+
+    def processAlgorithm(
+        self, parameters: Dict[str, Any], context: Any, feedback: Any
+    ) -> Dict[str, Any]:
+        region = self.parameterAsFile(parameters, "REGION", context)
+        out = self.parameterAsFileOutput(parameters, "OUTPUT", context)
+        args = ["train", region, "--out", out]
+        index = self.parameterAsEnum(parameters, "BASE", context)
+        base = self._base_ids[index] if 0 <= index < len(self._base_ids) else None
+        if base:
+            args += ["--base", base]
+        for key, flag in (("EPOCHS", "--epochs"), ("MAX_LABELS", "--max-labels")):
+            if parameters.get(key) not in (None, ""):
+                args += [flag, str(self.parameterAsInt(parameters, key, context))]
+        if self.parameterAsBool(parameters, "OVERWRITE", context):
+            args.append("--overwrite")
+        self.geotl(args, feedback)
+        return {"OUTPUT": out}
+
+
+# --- monitor status: the per-pass table -------------------------------------------------
+
+_STATUS_FIELDS = [
+    ("status", QVariant.String),
+    ("scene", QVariant.String),
+    ("acquired", QVariant.String),
+    ("detections", QVariant.Int),
+    ("new", QVariant.Int),
+    ("gone", QVariant.Int),
+    ("duration_s", QVariant.Double),
+    ("processed", QVariant.String),
+    ("previous_scene", QVariant.String),
+    ("model", QVariant.String),
+    ("pass_file", QVariant.String),
+    ("changes_file", QVariant.String),
+    ("attempts", QVariant.Int),
+    ("error", QVariant.String),
+    ("next_attempt", QVariant.String),
+]
+
+
+def status_rows(status: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """One row per pass: done (from the monitor's history.csv), failed, pending."""
+    rows: List[Dict[str, Any]] = []
+    history = Path(status.get("dir") or "") / "history.csv"
+    if status.get("initialised") and history.is_file():
+        with open(history, newline="", encoding="utf-8") as fh:
+            for rec in csv.DictReader(fh):
+                for key in ("pass_file", "changes_file"):  # relative to the region's folder
+                    if rec.get(key):
+                        rec[key] = str(history.parent / rec[key])
+                rows.append(dict(rec, status="done"))
+    for f in status.get("failed") or []:
+        rows.append(dict(f, status="failed"))
+    for name in status.get("pending") or []:
+        rows.append({"scene": name, "status": "pending"})
+    return rows
+
+
+def _typed(value: Any, kind: Any) -> Any:
+    if value in (None, ""):
+        return None
+    try:
+        if kind == QVariant.Int:
+            return int(float(value))
+        if kind == QVariant.Double:
+            return float(value)
+    except (TypeError, ValueError):
+        return None
+    return str(value)
+
+
+class MonitorStatusAlgorithm(_GeotlAlgorithm):
+    """``geotl monitor status REGION.toml --out DIR --json`` as a table layer."""
+
+    def name(self) -> str:
+        return "monitor_status"
+
+    def displayName(self) -> str:
+        return "Monitor status (processed passes)"
+
+    def shortHelpString(self) -> str:
+        return (
+            "Runs <code>geotl monitor status --json</code> and returns the monitor's passes of "
+            "the region as a table: one row per processed pass (detections, new, gone, the "
+            "pass and changes files), failed pass (error, next attempt) and pending pass."
+        )
+
+    def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:
+        self.addParameter(QgsProcessingParameterFile("REGION", "Region file", extension="toml"))
+        self.addParameter(
+            QgsProcessingParameterFile(
+                "OUT_DIR", "Monitor output folder (--out)", QgsProcessingParameterFile.Folder
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSink("OUTPUT", "Passes", QgsProcessing.TypeVector)
+        )
+
+    def processAlgorithm(
+        self, parameters: Dict[str, Any], context: Any, feedback: Any
+    ) -> Dict[str, Any]:
+        region = self.parameterAsFile(parameters, "REGION", context)
+        out_dir = self.parameterAsFile(parameters, "OUT_DIR", context)
+        text = self.geotl(["monitor", "status", region, "--out", out_dir, "--json"], feedback)
+        try:
+            status = json.loads(text)
+        except ValueError as exc:
+            raise QgsProcessingException(f"geotl monitor status said no JSON: {exc}") from None
+        if not status.get("initialised"):
+            feedback.pushWarning(f"the monitor has not run in {status.get('dir')} yet")
+        fields = QgsFields()
+        for name, kind in _STATUS_FIELDS:
+            fields.append(QgsField(name, kind))
+        sink, dest = self.parameterAsSink(
+            parameters, "OUTPUT", context, fields, QgsWkbTypes.NoGeometry
+        )
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, "OUTPUT"))
+        for row in status_rows(status):
+            feat = QgsFeature(fields)
+            feat.setAttributes([_typed(row.get(name), kind) for name, kind in _STATUS_FIELDS])
+            sink.addFeature(feat, QgsFeatureSink.FastInsert)
+        return {"OUTPUT": dest}
+
+
+__all__ = [
+    "MonitorStatusAlgorithm",
+    "PredictAlgorithm",
+    "SuggestAlgorithm",
+    "TrainAlgorithm",
+    "warm_base_models",
+]

@@ -1,0 +1,277 @@
+"""Real client: the geotl Processing plugin in headless QGIS (Debian's python3-qgis).
+
+The plugin is loaded from the contents of the zip ``make qgis-plugin`` builds and runs the
+geotl executable of this checkout (a small wrapper script), as QGIS would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_qgis_opens_outputs import _MISSING, SYSTEM_PYTHON, _qgis_env
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+SCENE = REPO / "regions" / "demo-osbs" / "imagery" / "OSBS_029.tif"
+needs_qgis = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
+pytestmark = pytest.mark.qgis
+
+
+@pytest.fixture(scope="module")
+def plugin_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The zip ``make qgis-plugin`` builds (same script, into a temporary folder)."""
+    out = tmp_path_factory.mktemp("dist") / "geotl_processing.zip"
+    subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "build_qgis_plugin.py"), "--out", str(out)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def plugins_dir(plugin_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The zip extracted, as *Install from ZIP* does into QGIS's plugins folder."""
+    folder = tmp_path_factory.mktemp("plugins")
+    with zipfile.ZipFile(plugin_zip) as zf:
+        zf.extractall(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def geotl_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An executable ``geotl`` that runs this checkout with the test's interpreter."""
+    exe = tmp_path_factory.mktemp("bin") / "geotl"
+    exe.write_text(
+        f'#!/bin/sh\nPYTHONPATH="{REPO}" exec "{sys.executable}" -m geotl "$@"\n',
+        encoding="utf-8",
+    )
+    exe.chmod(0o755)
+    return exe
+
+
+def _run_case(spec: dict[str, Any], tmp_path: Path, env: dict[str, str] | None = None) -> Any:
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    res = subprocess.run(
+        [SYSTEM_PYTHON, str(HERE / "run_plugin.py"), str(spec_path)],
+        env={**_qgis_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    assert lines, f"no report from QGIS (exit {res.returncode}): {res.stderr[-3000:]}"
+    report = json.loads(lines[-1])
+    assert "crash" not in report, report["crash"]
+    assert report["plugin_file"].startswith(spec["plugins"])  # the zip's copy, not the repo's
+    return report
+
+
+def test_zip_is_an_installable_plugin(plugin_zip: Path) -> None:
+    with zipfile.ZipFile(plugin_zip) as zf:
+        names = set(zf.namelist())
+        metadata = zf.read("geotl_processing/metadata.txt").decode()
+        build = json.loads(zf.read("geotl_processing/build.json"))
+    # one top folder with what the plugin manager reads
+    assert {n.split("/")[0] for n in names} == {"geotl_processing"}
+    for name in ("__init__.py", "metadata.txt", "icon.svg", "LICENSE", "provider.py"):
+        assert f"geotl_processing/{name}" in names
+    assert not any("__pycache__" in n for n in names)
+    for key in ("name=", "qgisMinimumVersion=", "version=", "author=", "email=", "about="):
+        assert f"\n{key}" in metadata
+    assert "hasProcessingProvider=yes" in metadata
+    assert "icon=icon.svg" in metadata
+    assert build["repository"] == str(REPO)
+
+
+def test_plugin_never_imports_geotl_or_torch() -> None:
+    for path in (REPO / "qgis" / "geotl_processing").glob("*.py"):
+        text = path.read_text()
+        for banned in ("import geotl", "from geotl", "import torch", "from torch"):
+            assert banned not in text, f"{path.name}: {banned}"
+
+
+@needs_qgis
+def test_predict_in_qgis(
+    plugins_dir: Path, geotl_exe: Path, demo_model: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    report = _run_case(
+        {
+            "plugins": str(plugins_dir),
+            "geotl": str(geotl_exe),
+            "case": "predict",
+            "scene": str(SCENE),
+            "model": str(demo_model),
+            "output": str(out / "trees.geojson"),
+            "gpkg": str(out / "trees.gpkg"),
+        },
+        tmp_path,
+    )
+    assert {"geotl:predict", "geotl:train", "geotl:monitor_status"} <= set(report["algorithms"])
+    assert "results" in report, report.get("error")
+    layer = report["output"]
+    assert layer["valid"] and layer["count"] > 0
+    assert {"id", "class", "score", "area_m2", "scene", "acquired", "model"} <= set(layer["fields"])
+    assert layer["crs"] == "EPSG:4326"
+    assert layer["classes"] == ["tree"]
+    assert layer["geometry_valid"]
+    # geotl's QML beside the GeoJSON is the layer's default style: categories by class
+    assert (layer["renderer"], layer["class_attribute"]) == ("categorizedSymbol", "class")
+    # ... and the dialog's post-processor applies it to the loaded layer too
+    post = report["output_post_processed"]
+    assert post["renderer_before_post_processor"] != "categorizedSymbol"
+    assert (post["renderer"], post["class_attribute"]) == ("categorizedSymbol", "class")
+    assert report["gpkg"]["valid"] and report["gpkg"]["count"] == layer["count"]
+    assert report["gpkg"]["crs"] == "EPSG:32617"
+    # the bar moved with geotl's JSON progress lines, up to 100 %
+    assert report["progress"] and max(report["progress"]) == 100
+    assert any(t.startswith("predict OSBS_029.tif") for t in report["texts"])
+    assert sorted(p.name for p in out.iterdir()) == ["trees.geojson", "trees.gpkg", "trees.qml"]
+
+
+@needs_qgis
+def test_cancel_leaves_nothing_behind(
+    plugins_dir: Path, geotl_exe: Path, demo_model: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    report = _run_case(
+        {
+            "plugins": str(plugins_dir),
+            "geotl": str(geotl_exe),
+            "case": "cancel",
+            "scene": str(SCENE),
+            "model": str(demo_model),
+            "output": str(out / "trees.geojson"),
+        },
+        tmp_path,
+        env={"TMPDIR": str(scratch)},
+    )
+    # cancelled at the first progress line, while the model runs
+    assert report["progress"] == [0.0], report["progress"]
+    assert "results" not in report
+    assert report["error"].startswith("cancelled"), report["error"]
+    assert list(out.iterdir()) == []
+    assert not [p for p in scratch.iterdir() if p.name.startswith("geotl-")]
+
+
+@needs_qgis
+def test_bad_input_messages(
+    plugins_dir: Path, geotl_exe: Path, demo_model: Path, tmp_path: Path
+) -> None:
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    other = tmp_path / "other-version"
+    other.mkdir()
+    for name in ("model.json", "model.safetensors"):
+        (other / name).write_bytes((demo_model / name).read_bytes())
+    card = json.loads((other / "model.json").read_text())
+    card.update(card_format=99, geotl_version="9.0.0")
+    (other / "model.json").write_text(json.dumps(card))
+    oneband = tmp_path / "oneband.tif"
+    import rasterio
+
+    with rasterio.open(SCENE) as src:
+        profile = src.profile | {"count": 1}
+        with rasterio.open(oneband, "w", **profile) as dst:
+            dst.write(src.read(1), 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    scene = {"uri": str(SCENE)}
+    tiles = tmp_path / "tiles"  # a web (XYZ) layer, served from a local folder: no network
+    xyz = {
+        "provider": "wms",
+        "name": "tiles",
+        "uri": f"type=xyz&url=file://{tiles}/{{z}}/{{x}}/{{y}}.png",
+    }
+
+    def attempt(**kw: Any) -> dict[str, Any]:
+        return {"inputs": [scene], "model": str(demo_model), "output": str(out / "d.geojson")} | kw
+
+    report = _run_case(
+        {
+            "plugins": str(plugins_dir),
+            "geotl": str(geotl_exe),
+            "case": "errors",
+            "attempts": [
+                attempt(model=str(empty)),
+                attempt(model=str(other)),
+                attempt(inputs=[{"uri": str(oneband)}]),
+                attempt(inputs=[xyz]),
+                attempt(geotl=str(tmp_path / "nowhere" / "geotl")),
+                attempt(geotl="/bin/echo"),
+            ],
+        },
+        tmp_path,
+    )
+    errors = [r.get("error", "") for r in report["errors"]]
+    assert all("Traceback" not in e and "\n" not in e.strip() for e in errors), errors
+    bad_folder, other_version, bands, web, missing, wrong = errors
+    assert str(empty) in bad_folder and "not a geotl model folder" in bad_folder
+    assert str(other) in other_version and "retrain" in other_version
+    assert str(oneband) in bands and "--bands" in bands
+    assert "not file-backed" in web and "Export > Save As" in web
+    for msg in (missing, wrong):
+        assert "Processing > Options > Providers > geotl" in msg, msg
+    assert "not found" in missing and "not the geotl executable" in wrong
+    assert list(out.iterdir()) == []
+
+
+@needs_qgis
+def test_train_form_and_monitor_table(
+    plugins_dir: Path, geotl_exe: Path, demo_model: Path, tmp_path: Path
+) -> None:
+    region = REPO / "regions" / "demo-osbs.toml"
+    monitor_out = tmp_path / "monitor"
+    subprocess.run(
+        [
+            str(geotl_exe),
+            "-q",
+            "monitor",
+            str(region),
+            "--model",
+            str(demo_model),
+            "--out",
+            str(monitor_out),
+            "--once",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    report = _run_case(
+        {
+            "plugins": str(plugins_dir),
+            "geotl": str(geotl_exe),
+            "case": "forms",
+            "region": str(region),
+            "monitor_out": str(monitor_out),
+            "monitor_table": str(tmp_path / "passes.gpkg"),
+        },
+        tmp_path,
+    )
+    options = report["base_options"]
+    assert options[0].startswith("(the region file's")
+    assert "pkg:efficientnet-lite0  [Apache-2.0, commercial use: yes]" in options
+    assert "results" in report["monitor"], report["monitor"].get("error")
+    table = report["monitor_layer"]
+    assert table["valid"] and table["count"] == 1
+    row = table["rows"][0]
+    assert row["status"] == "done" and row["scene"].startswith("OSBS_029")
+    assert int(row["detections"]) > 0 and row["pass_file"].endswith(".geojson")

@@ -1,0 +1,62 @@
+"""Progress bars: JSON lines for programs (``geotl --progress json``), bars for people."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from geotl import progress
+from geotl.progress import progress_bar, set_progress_format
+
+
+@pytest.fixture
+def json_progress() -> Iterator[None]:
+    set_progress_format("json")
+    yield
+    set_progress_format("bar")
+
+
+def test_json_lines_on_stderr(json_progress: None, capsys: pytest.CaptureFixture[str]) -> None:
+    with progress_bar(total=3, desc="chips", unit="chip") as bar:
+        for _ in range(3):
+            bar.update(1)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = [json.loads(ln) for ln in captured.err.splitlines()]
+    assert lines[0] == {"progress": "chips", "n": 0, "total": 3, "unit": "chip", "elapsed_s": 0}
+    assert lines[-1]["n"] == 3 and lines[-1]["total"] == 3
+    assert [ln["n"] for ln in lines] == sorted(ln["n"] for ln in lines)
+    assert len({ln["n"] for ln in lines}) == len(lines)  # the final count once
+
+
+def test_json_lines_whatever_the_terminal(
+    json_progress: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # epochs: logged for people, JSON for programs; --no-progress hides both
+    with progress_bar(total=2, desc="train", unit="epoch", terminal=False) as bar:
+        bar.update(2)
+    with progress_bar(total=2, desc="predict", unit="win", enabled=False) as bar:
+        bar.update(2)
+    err = capsys.readouterr().err
+    assert '"progress": "train"' in err and "predict" not in err
+
+
+def test_bars_hidden_for_library_callers(capsys: pytest.CaptureFixture[str]) -> None:
+    assert progress._format == "bar"
+    with progress_bar(total=2, desc="chips", unit="chip") as bar:
+        bar.update(2)
+    assert capsys.readouterr().err == ""
+
+
+def test_cli_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from geotl.cli.main import cli
+
+    monkeypatch.setattr(progress, "_format", "bar")
+    res = CliRunner().invoke(cli, ["--progress", "json", "models", "--help"])
+    assert res.exit_code == 0 and progress._format == "json"
+    res = CliRunner().invoke(cli, ["--progress", "xml", "models", "--help"])
+    assert res.exit_code == 2 and "xml" in res.output

@@ -35,6 +35,10 @@ def set_progress_format(fmt: ProgressFormat) -> None:
 class _JsonLines(tqdm):  # type: ignore[type-arg]
     """A tqdm whose every refresh is one JSON line instead of a redrawn bar."""
 
+    # no monitor thread: a JSON stream needs no redraw of stalled bars, and a live thread
+    # would stop the chip cutter from forking its workers
+    monitor_interval = 0
+
     _shown_n: float | None = None
 
     def display(self, msg: str | None = None, pos: int | None = None) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from geotl import progress
-from geotl.progress import progress_bar, set_progress_format
+from geotl.progress import _JsonLines, progress_bar, set_progress_format
 
 
 @pytest.fixture
@@ -29,6 +29,8 @@ def test_json_lines_on_stderr(json_progress: None, capsys: pytest.CaptureFixture
     assert lines[-1]["n"] == 3 and lines[-1]["total"] == 3
     assert [ln["n"] for ln in lines] == sorted(ln["n"] for ln in lines)
     assert len({ln["n"] for ln in lines}) == len(lines)  # the final count once
+    # no thread left behind (it would keep the chip cutter from forking workers)
+    assert _JsonLines.monitor is None
 
 
 def test_json_lines_whatever_the_terminal(

@@ -54,9 +54,6 @@ class _GeotlAlgorithm(QgsProcessingAlgorithm):
     def createInstance(self) -> QgsProcessingAlgorithm:
         return type(self)()
 
-    def helpUrl(self) -> str:
-        return "https://github.com/geotl/geotl#geotl-in-qgis"
-
     def geotl(self, args: List[str], feedback: Any) -> str:
         """Run ``geotl ARGS``; its one-line error becomes this algorithm's error."""
         try:

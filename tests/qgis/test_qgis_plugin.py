@@ -88,7 +88,7 @@ def test_zip_is_an_installable_plugin(plugin_zip: Path) -> None:
     for name in ("__init__.py", "metadata.txt", "icon.svg", "LICENSE", "provider.py"):
         assert f"geotl_processing/{name}" in names
     assert not any("__pycache__" in n for n in names)
-    for key in ("name=", "qgisMinimumVersion=", "version=", "author=", "email=", "about="):
+    for key in ("name=", "qgisMinimumVersion=", "version=", "author=", "about=", "license="):
         assert f"\n{key}" in metadata
     assert "hasProcessingProvider=yes" in metadata
     assert "icon=icon.svg" in metadata

@@ -87,7 +87,7 @@ class ChipsConfig(_Strict):
 
 
 class SplitConfig(_Strict):
-    """``[split]``: spatial-block split into train / val / test."""
+    """``[split]``: spatial-block split into train / val / test, kept apart by guard bands."""
 
     block_size_m: float = Field(default=200.0, gt=0)
     val_fraction: float = Field(default=0.15, ge=0.0, lt=1.0)
@@ -95,6 +95,9 @@ class SplitConfig(_Strict):
     seed: int = 0
     test_within: str | None = None
     val_within: str | None = None
+    # ignore pixels between splits (about the network's effective receptive field);
+    # default: a quarter chip, at most 32 px (see Region.guard_px)
+    guard_px: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _fractions(self) -> SplitConfig:
@@ -106,11 +109,22 @@ class SplitConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    """``[model]``: the base model and how it is adapted."""
+    """``[model]``: the base model, how it is adapted, and the training recipe."""
 
     base: str = "pkg:efficientnet-lite0"
     freeze: FreezeMode = "backbone"
-    epochs: int = Field(default=20, gt=0)
+    # training length in optimizer steps: it neither collapses on a small region nor
+    # explodes on a large one; validation every val_every steps, early stopping after
+    # `patience` validations without improvement, never before min_steps
+    steps: int = Field(default=500, gt=0)
+    val_every: int = Field(default=50, gt=0)
+    min_steps: int | None = Field(default=None, ge=0)
+    warmup_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    # passes over the train chips instead of steps (the recipe before steps; with it,
+    # validation follows every pass)
+    epochs: int | None = Field(default=None, gt=0)
+    window_px: int | None = Field(default=None, gt=0)  # training windows (default: <= 128)
+    scale_jitter: float = Field(default=0.25, ge=0.0, lt=1.0)
     max_labels: int | None = Field(default=None, gt=0)
     require_commercial_licence: bool = False
     batch_size: int = Field(default=16, gt=0)
@@ -118,6 +132,24 @@ class ModelConfig(_Strict):
     encoder_lr: float | None = Field(default=None, gt=0)
     loss: Literal["ce", "dice", "focal", "ce+dice"] = "ce+dice"
     patience: int = Field(default=5, gt=0)
+
+    @model_validator(mode="after")
+    def _steps(self) -> ModelConfig:
+        if self.epochs is None and self.steps < self.val_every:
+            raise ValueError(
+                f"steps = {self.steps} is below val_every = {self.val_every}: no validation "
+                f"would run; raise steps or set val_every = {max(1, self.steps // 5)}"
+            )
+        if self.min_steps is not None and self.epochs is None and self.min_steps > self.steps:
+            raise ValueError(
+                f"min_steps = {self.min_steps} exceeds steps = {self.steps}: lower min_steps"
+            )
+        if self.window_px is not None and self.window_px % 32:
+            raise ValueError(
+                f"window_px = {self.window_px} is not a multiple of 32 (the encoder's "
+                f"stride): use {max(32, self.window_px // 32 * 32)}"
+            )
+        return self
 
 
 class PredictConfig(_Strict):
@@ -194,6 +226,13 @@ class Region(_Strict):
                     f"add them to classes = {self.classes} or fix the map"
                 )
         return self
+
+    @property
+    def guard_px(self) -> int:
+        """Width of the guard bands between splits: ``[split] guard_px`` or its default."""
+        if self.split.guard_px is not None:
+            return self.split.guard_px
+        return min(32, self.chips.size_px // 4)
 
     @property
     def root(self) -> Path:

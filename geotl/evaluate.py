@@ -370,7 +370,7 @@ def label_curve(
                     "budget": budget,
                     "labels_used": card.regions[0].labels_used,
                     "train_seconds": card.metrics.get("train_seconds"),
-                    "epochs_run": card.metrics.get("epochs_run"),
+                    "steps_run": card.metrics.get("steps_run"),
                     "pixel_iou": m["pixel"]["per_class"][fg]["iou"],
                     "pixel_iou_ci95": m["pixel"]["per_class"][fg]["iou_ci95"],
                     "pixel_f1": m["pixel"]["per_class"][fg]["f1"],

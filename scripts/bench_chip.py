@@ -138,7 +138,7 @@ def chip_in_process(region_path: Path, out: Path) -> tuple[float, float, int]:
     t0, c0 = time.perf_counter(), _cpu_s()
     summary = chip_region(region, out, workers=WORKERS)
     wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
-    return wall, cpu, summary.n_chips + summary.n_guard
+    return wall, cpu, summary.n_chips
 
 
 def _cpu_s() -> float:
@@ -192,7 +192,7 @@ from geotl.chips import chip_region
 t0 = time.perf_counter()
 workers = None if sys.argv[3] == "None" else int(sys.argv[3])
 s = chip_region(load_region(sys.argv[1]), sys.argv[2], overwrite=True, workers=workers)
-print(time.perf_counter() - t0, s.n_chips + s.n_guard,
+print(time.perf_counter() - t0, s.n_chips,
       resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
       resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """

@@ -25,6 +25,18 @@ Usage::
     .venv/bin/python scripts/bench_transfer.py --device cuda --epochs 30 \\
         --budgets 10,30,100,1000 --seeds 0,1,2 --work /tmp/transfer-gpu     # the real thing
 
+Recipes (``--recipes``, issue 8), every one on the same chips and scored the same way:
+
+- ``new``: geotl's defaults (``--steps`` optimizer steps, random windows, augmentation,
+  warm-up + cosine, validation every ``--val-every`` steps with early stopping);
+- ``plain``: ``scripts/baseline_plain.py`` (an smp U-Net trained the textbook way, the same
+  ``--steps``) on the same train chips (the label budget applied to their masks exactly as
+  geotl applies it) plus the val chips geotl uses for model selection; its weights are
+  wrapped into a model card and scored by ``evaluate_model`` like geotl's;
+- ``old``: geotl's training before issue 8 (``--epochs`` passes over the chip grid), run in
+  a subprocess from ``--old-src`` (a checkout of geotl at that commit, e.g. a git worktree of
+  ``d0e9d07``).
+
 Region files (absolute paths into ``--data``) and chips go to ``--work``; ``--resume`` reuses
 runs whose ``result.json`` is there.
 """
@@ -35,8 +47,10 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import platform
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -145,6 +159,24 @@ def s2_region(work: Path, data: Path, chip_px: int, freeze: str) -> Path:
     )
 
 
+def spacenet_region(work: Path, data: Path, chip_px: int, freeze: str) -> Path:
+    """SpaceNet 4 Atlanta: one 900 px WorldView-2 pan tile (0.5 m), 43 buildings."""
+    d = data / "spacenet-atlanta"
+    return write_region(
+        work / "regions" / "spacenet.toml",
+        {"name": "spacenet-atlanta", "classes": ["building"]},
+        {
+            "imagery": {"paths": [str(d / "sample_geotiff.tif")], "bands": ["pan"]},
+            "labels": {"path": str(d / "geotiff_labels.geojson")},
+            "chips": {"size_px": chip_px, "stride_px": chip_px},
+            # 128 m blocks: about 2 x 2 chips of 128 px at 0.5 m
+            "split": {"block_size_m": 128.0, "val_fraction": 0.15, "test_fraction": 0.25},
+            "model": {"freeze": freeze, "batch_size": 16},
+            "predict": {"min_area_m2": 4.0},
+        },
+    )
+
+
 def chips_for(region_path: Path, work: Path) -> Path:
     """Chip a region once per region-file content (reused by every run)."""
     from geotl.chips import chip_region
@@ -193,9 +225,11 @@ def run_one(
     seed: int,
     args: argparse.Namespace,
     evaluate_on: tuple[Path, Path] | None,
+    recipe: str = "new",
 ) -> dict[str, Any]:
-    """Train one model (or reuse it with --resume) and score it on ``evaluate_on``."""
+    """Train one model with a recipe (or reuse it with --resume), score it on ``evaluate_on``."""
     from geotl.config import load_region
+    from geotl.models.artefact import read_card
     from geotl.train import TrainOptions, train_model
 
     result_file = out / "result.json"
@@ -203,37 +237,188 @@ def run_one(
         log.info("reusing %s", result_file)
         return dict(json.loads(result_file.read_text()))
     loaded = [load_region(p) for p in regions]
-    opts = TrainOptions(
-        chips=tuple(chips),
-        base=base,
-        max_labels=budget,
-        epochs=args.epochs_resolved if evaluate_on else args.source_epochs_resolved,
-        seed=seed,
-        device=args.device,
-        batch_size=args.batch_size,
-        freeze=args.freeze,
-        overwrite=True,
-    )
     t0 = time.perf_counter()
-    card = train_model(loaded, out, opts)
+    if recipe == "plain":
+        card = train_plain(loaded[0], chips[0], out, base, budget, seed, args)
+    elif recipe == "old":
+        card = train_old(regions, chips, out, base, budget, seed, args, evaluate_on is not None)
+    else:
+        opts = TrainOptions(
+            chips=tuple(chips),
+            base=base,
+            max_labels=budget,
+            steps=args.steps if evaluate_on else args.source_steps,
+            val_every=args.val_every,
+            seed=seed,
+            device=args.device,
+            batch_size=args.batch_size,
+            freeze=args.freeze,
+            overwrite=True,
+        )
+        card = train_model(loaded, out, opts)
     wall = time.perf_counter() - t0
+    card = read_card(out)
     row: dict[str, Any] = {
         "model_dir": str(out),
         "model": card.model_id,
         "labels_used": sum(r.labels_used for r in card.regions),
         "labels_available": sum(r.labels_available for r in card.regions),
         "train_chips": sum(r.chips_train for r in card.regions),
-        "epochs_run": card.metrics.get("epochs_run"),
-        "best_epoch": card.metrics.get("best_epoch"),
+        "recipe": recipe,
+        "steps_run": card.metrics.get("steps_run"),
+        "best_step": card.metrics.get("best_step"),
         "val_iou": card.metrics.get("val_iou"),
         "train_seconds": card.metrics.get("train_seconds"),
         "train_wall_seconds": round(wall, 2),
-        "chips_per_s": (card.metrics.get("throughput") or {}).get("chips_per_s"),
     }
     if evaluate_on is not None:
         row.update(score(out, *evaluate_on, args))
     result_file.write_text(json.dumps(row, indent=2) + "\n")
     return row
+
+
+def budget_chips(region: Any, chips: Path, budget: int | None, seed: int, out: Path) -> Path:
+    """The chips the plain script trains on: geotl's train chips under the budget + val chips.
+
+    Masks of train chips are written as geotl's training sees them (pixels of unsampled
+    objects ignore); images are linked, not copied.
+    """
+    import pandas as pd
+    import rasterio
+
+    from geotl.chips import read_chip_index
+    from geotl.train import load_region_chips, select_objects
+
+    index = read_chip_index(chips)
+    if (out / "chips.parquet").is_file():
+        return out
+    train = index.split("train")
+    sampled = select_objects([list(v) for v in train["object_ids"]], budget, seed)
+    bands = list(index.meta["bands"])
+    data = load_region_chips(
+        region, chips, "train", bands, sampled if budget is not None else None, seed
+    )
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for chip_id, mask in zip(data.chip_ids, data.masks, strict=True):
+        src_path = chips / f"masks/{chip_id}.tif"
+        with rasterio.open(src_path) as src:
+            profile = {
+                k: v for k, v in src.profile.items() if k not in ("blockxsize", "blockysize")
+            }
+        with rasterio.open(out / f"masks/{chip_id}.tif", "w", **profile) as dst:
+            dst.write(mask[None])
+        rows.append({"chip_id": chip_id, "split": "train", "mask": f"masks/{chip_id}.tif"})
+    for chip_id in index.split("val")["chip_id"]:
+        rows.append(
+            {"chip_id": chip_id, "split": "val", "mask": str(chips / f"masks/{chip_id}.tif")}
+        )
+    for r in rows:
+        r["image"] = str(chips / f"images/{r['chip_id']}.tif")
+    pd.DataFrame(rows).to_parquet(out / "chips.parquet")
+    (out / "chipset.json").write_text((chips / "chipset.json").read_text())
+    return out
+
+
+def train_plain(
+    region: Any,
+    chips: Path,
+    out: Path,
+    base: str,
+    budget: int | None,
+    seed: int,
+    args: argparse.Namespace,
+) -> Any:
+    """Run scripts/baseline_plain.py and wrap its weights into a geotl model card."""
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from geotl.chips import read_chip_index
+    from geotl.models.artefact import BaseModelRef, ModelCard, Normalisation, write_artefact
+    from geotl.models.network import NetworkSpec, build_network
+
+    init = {"pkg:efficientnet-lite0": "imagenet", "none": "none"}.get(base)
+    if init is None:
+        raise SystemExit(f"--recipes plain: base {base} is not measured (imagenet / none only)")
+    data = budget_chips(region, chips, budget, seed, out.parent / f"{out.name}-chips")
+    raw = out.parent / f"{out.name}-plain"
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts" / "baseline_plain.py"),
+        "--chips", str(data), "--out", str(raw), "--init", init,
+        "--steps", str(args.steps), "--seed", str(seed),
+        "--threads", str(torch.get_num_threads()),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True)
+    rec = json.loads((raw / "plain.json").read_text())
+    spec = NetworkSpec(
+        encoder=rec["encoder"], in_channels=rec["in_channels"], num_classes=rec["num_classes"]
+    )
+    network = build_network(spec)
+    network.load_state_dict(load_file(raw / "model.safetensors"))
+    index = read_chip_index(chips)
+    card = ModelCard(
+        name=f"plain-{region.name}",
+        classes=list(rec["classes"]),
+        bands=list(rec["bands"]),
+        normalisation=Normalisation(mean=rec["mean"], std=rec["std"]),
+        chip_size_px=int(index.meta["size_px"]),
+        resolution_m=float(np.median(index.frame["resolution_m"])),
+        network=spec,
+        base=BaseModelRef(id=f"plain:{init}", architecture=rec["encoder"], licence="n/a",
+                          commercial_use=False),
+        freeze="none",
+        label_budget=budget,
+        seed=seed,
+        min_area_m2=region.predict.min_area_m2,
+        simplify_px=region.predict.simplify_px,
+        metrics={"train_seconds": rec["train_seconds"], "steps_run": rec["steps"],
+                 "best_step": rec["steps"], "val_iou": None},
+    )  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    return write_artefact(out, network, card)
+
+
+def train_old(
+    regions: list[Path],
+    chips: list[Path],
+    out: Path,
+    base: str,
+    budget: int | None,
+    seed: int,
+    args: argparse.Namespace,
+    target: bool,
+) -> Any:
+    """geotl's training before issue 8, from --old-src, in a subprocess."""
+    from geotl.models.artefact import read_card
+
+    if args.old_src is None:
+        raise SystemExit("--recipes old needs --old-src (a checkout of geotl before issue 8)")
+    epochs = args.epochs_resolved if target else args.source_epochs_resolved
+    code = (
+        "import sys, json, torch; from pathlib import Path\n"
+        "import geotl; print('old geotl:', geotl.__file__, file=sys.stderr)\n"
+        f"torch.set_num_threads({torch.get_num_threads()})\n"
+        "from geotl.config import load_region\n"
+        "from geotl.train import TrainOptions, train_model\n"
+        "a = json.loads(sys.argv[1])\n"
+        "train_model([load_region(p) for p in a['regions']], Path(a['out']), TrainOptions("
+        "chips=tuple(Path(c) for c in a['chips']), base=a['base'], max_labels=a['budget'], "
+        "epochs=a['epochs'], seed=a['seed'], batch_size=a['batch_size'], freeze=a['freeze'], "
+        "overwrite=True))\n"
+    )
+    payload = {
+        "regions": [str(p) for p in regions], "chips": [str(c) for c in chips],
+        "out": str(out), "base": base, "budget": budget, "epochs": epochs, "seed": seed,
+        "batch_size": args.batch_size, "freeze": args.freeze,
+    }  # fmt: skip
+    old_src = Path(args.old_src).resolve()
+    env = {**os.environ, "PYTHONPATH": str(old_src)}
+    # cwd: ``python -c`` puts the working folder first on sys.path
+    subprocess.run(
+        [sys.executable, "-c", code, json.dumps(payload)], check=True, env=env, cwd=old_src
+    )
+    return read_card(out)
 
 
 def score(
@@ -291,13 +476,13 @@ def bench_region(
                     "base": f"model:source ({src_label})",
                     "budget": 0,
                     "seed": seed,
-                    **{k: src[k] for k in ("model_dir", "model", "epochs_run", "best_epoch")},
+                    "recipe": "new",
+                    **{k: src[k] for k in ("model_dir", "model", "steps_run", "best_step")},
                     "labels_used": 0,
                     "train_chips": 0,
                     "train_seconds": 0.0,
                     "source_train_seconds": src["train_seconds"],
                     "source_labels_used": src["labels_used"],
-                    "chips_per_s": src["chips_per_s"],
                     **zero,
                 }
             )
@@ -308,9 +493,11 @@ def bench_region(
                 assert source is not None and source_dir is not None
                 base_id = f"model:{source_dir}"
                 label = f"model:source ({source[1]})"
-            for budget in budgets:
-                out = work / "runs" / key / _slug(base) / f"{budget}-s{seed}"
-                log.info("%s: base %s, %d labels, seed %d", key, label, budget, seed)
+            for budget, recipe in ((b, r) for b in budgets for r in args.recipe_list):
+                if recipe == "plain" and base not in ("pkg:efficientnet-lite0", "none"):
+                    continue  # the plain script has no model: source of its own here
+                out = work / "runs" / key / recipe / _slug(base) / f"{budget}-s{seed}"
+                log.info("%s: %s, base %s, %d labels, seed %d", key, recipe, label, budget, seed)
                 row = run_one(
                     [target],
                     [target_chips],
@@ -320,6 +507,7 @@ def bench_region(
                     seed,
                     args,
                     (target, target_chips),
+                    recipe,
                 )
                 rows.append(
                     {"region": region.name, "base": label, "budget": budget, "seed": seed, **row}
@@ -342,16 +530,18 @@ def _ci(value: float | None, ci: list[float | None]) -> str:
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The results table; ``Δ IoU`` is against ``none`` at the same budget and seed."""
     none = {
-        (r["region"], r["budget"], r["seed"]): r["pixel_iou"] for r in rows if r["base"] == "none"
+        (r["region"], r["budget"], r["seed"], r.get("recipe")): r["pixel_iou"]
+        for r in rows
+        if r["base"] == "none"
     }
     head = (
-        "| region | base | budget | labels used | train chips | pixel IoU [95 % CI] | Δ IoU vs none "
-        "| pixel F1 [95 % CI] | object F1 [95 % CI] | epochs (best) | train s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| region | recipe | base | budget | labels used | train chips | pixel IoU [95 % CI] "
+        "| Δ IoU vs none | pixel F1 [95 % CI] | object F1 [95 % CI] | steps (best) | train s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in rows:
-        ref = none.get((r["region"], r["budget"], r["seed"]))
+        ref = none.get((r["region"], r["budget"], r["seed"], r.get("recipe")))
         delta = (
             f"{r['pixel_iou'] - ref:+.3f}"
             if ref is not None and r["pixel_iou"] is not None and r["base"] != "none"
@@ -363,11 +553,11 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             else f"0 (source: {r.get('source_train_seconds', 0):.0f})"
         )
         lines.append(
-            f"| {r['region']} | {r['base']} | {r['budget']}"
+            f"| {r['region']} | {r.get('recipe', 'new')} | {r['base']} | {r['budget']}"
             + (f" (seed {r['seed']})" if r["seed"] else "")
             + f" | {r['labels_used']} | {r['train_chips']} | {_ci(r['pixel_iou'], r['pixel_iou_ci95'])}"
             f" | {delta} | {_ci(r['pixel_f1'], r['pixel_f1_ci95'])}"
-            f" | {_ci(r['object_f1'], r['object_f1_ci95'])} | {r['epochs_run']} ({r['best_epoch']})"
+            f" | {_ci(r['object_f1'], r['object_f1_ci95'])} | {r['steps_run']} ({r['best_step']})"
             f" | {train_s} |"
         )
     floors = {r["region"]: r.get("all_class_iou") for r in rows}
@@ -388,10 +578,13 @@ def plot(rows: list[dict[str, Any]], work: Path) -> list[str]:
         mine = [
             r
             for r in rows
-            if r["region"] == region and r["budget"] > 0 and r["seed"] == rows[0]["seed"]
+            if r["region"] == region
+            and r["budget"] > 0
+            and r["seed"] == rows[0]["seed"]
+            and r.get("recipe", "new") == "new"
         ]
         bases = list(dict.fromkeys(r["base"] for r in mine))
-        cls = "tree" if region.startswith("neon") else "field"
+        cls = {"neon": "tree", "spac": "building"}.get(region[:4], "field")
         path = work / f"transfer-{region}.png"
         plot_curve({"region": region, "class": cls, "bases": bases, "rows": mine}, path)
         paths.append(str(path))
@@ -425,7 +618,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--neon-chip-px", type=int, default=None, help="NEON chip size (128)")
     ap.add_argument("--neon-bases", default=None, help="bases for the NEON target")
     ap.add_argument("--s2-chip-px", type=int, default=32)
+    ap.add_argument("--spacenet-chip-px", type=int, default=128)
+    ap.add_argument("--spacenet-bases", default="pkg:efficientnet-lite0,none")
     ap.add_argument("--s2-bases", default=None, help="bases for Sentinel-2")
+    ap.add_argument("--recipes", default="new,plain", help="new, plain, old (comma-separated)")
+    ap.add_argument("--steps", type=int, default=100, help="optimizer steps (new and plain)")
+    ap.add_argument("--source-steps", type=int, default=400, help="steps of the source model")
+    ap.add_argument("--val-every", type=int, default=None, help="new: validate every N steps")
+    ap.add_argument("--old-src", type=Path, default=None, help="geotl checkout before issue 8")
     ap.add_argument("--quick", action="store_true", help="small CPU run: " + json.dumps(QUICK))
     ap.add_argument("--resume", action="store_true", help="reuse finished runs in --work")
     args = ap.parse_args(argv)
@@ -440,6 +640,7 @@ def main(argv: list[str] | None = None) -> int:
         value = getattr(args, name)
         return defaults[name] if value is None else value
 
+    args.recipe_list = [r for r in args.recipes.split(",") if r]
     args.epochs_resolved = pick("epochs")
     args.source_epochs_resolved = pick("source_epochs")
     args.n_boot_resolved = pick("n_boot")
@@ -466,12 +667,16 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_region(
                 key, target, bases, budgets, seeds, args, (sources, "+".join(sites))
             )
+        elif key == "spacenet":
+            target = spacenet_region(work, args.data, args.spacenet_chip_px, args.freeze)
+            bases = [b for b in args.spacenet_bases.split(",") if b]
+            rows += bench_region(key, target, bases, budgets, seeds, args)
         elif key == "s2":
             target = s2_region(work, args.data, args.s2_chip_px, args.freeze)
             bases = [b for b in pick("s2_bases").split(",") if b]
             rows += bench_region(key, target, bases, budgets, seeds, args)
         else:
-            ap.error(f"--regions: unknown region {key!r} (use neon, s2)")
+            ap.error(f"--regions: unknown region {key!r} (use neon, s2, spacenet)")
     table = markdown(rows)
     pngs = plot(rows, work)
     record = {
@@ -485,6 +690,11 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "settings": {
+            "recipes": args.recipe_list,
+            "steps": args.steps,
+            "source_steps": args.source_steps,
+            "val_every": args.val_every,
+            "old_src": str(args.old_src) if args.old_src else None,
             "epochs": args.epochs_resolved,
             "source_epochs": args.source_epochs_resolved,
             "budgets": budgets,

@@ -5,9 +5,10 @@ import torch
 
 from geotl.chips import chip_region, read_chip_index
 from geotl.config import load_region
-from geotl.errors import GeotlInputError, LabelError
+from geotl.errors import ConfigError, GeotlInputError, LabelError
 from geotl.models.artefact import load_artefact, read_card
 from geotl.train import TrainOptions, load_region_chips, select_objects, train_model
+from geotl.train.augment import Augment
 
 torch.set_num_threads(2)
 REPO = Path(__file__).resolve().parents[1]
@@ -30,7 +31,10 @@ def test_budget_sets_unsampled_objects_to_ignore(demo_chips):
     few = load_region_chips(region, demo_chips, "train", ["red", "green", "blue"], sampled, 0)
     assert len(few) <= len(full)
     assert (few.masks == 1).sum() < (full.masks == 1).sum()
-    assert (few.masks == 255).sum() > (full.masks == 255).sum()
+    # on the same chips, unsampled objects' pixels became ignore (guard bands in both)
+    same = full.masks[[full.chip_ids.index(c) for c in few.chip_ids]]
+    assert ((few.masks == 255) >= (same == 255)).all()
+    assert (few.masks == 255).sum() > (same == 255).sum()
     # every kept chip holds a sampled object or no object at all
     rows = train.set_index("chip_id").loc[few.chip_ids]
     assert all(not len(v) or set(map(int, v)) & sampled for v in rows["object_ids"])
@@ -45,7 +49,13 @@ def test_end_to_end_train_writes_artefact(demo_model):
         and card.regions[0].labels_used == card.regions[0].labels_available > 0
     )
     assert len(card.normalisation.mean) == 3 and 0 < card.normalisation.mean[0] < 255
-    assert card.metrics["epochs_run"] == 2 and 0 <= card.metrics["val_iou"] <= 1
+    # epochs=2: two passes of ceil(train chips / 8) steps, validated after each
+    assert card.metrics["validations"] == 2 and 0 <= card.metrics["val_iou"] <= 1
+    assert (
+        card.metrics["steps_run"]
+        == card.metrics["steps"]
+        == 2 * -(-card.regions[0].chips_train // 8)
+    )
     art = load_artefact(demo_model)
     x = torch.zeros(1, 3, 64, 64)
     assert art.network(x).shape == (1, 2, 64, 64)
@@ -116,3 +126,44 @@ def test_too_few_labels(demo_chips, tmp_path):
     write_chip_index(chips, frame, index.meta)
     with pytest.raises(LabelError, match="no labelled object in the train split"):
         train_model([region], tmp_path / "m", TrainOptions(chips=(chips,), epochs=1))
+
+
+def _demo_variant(tmp_path: Path, old: str, new: str) -> Path:
+    path = tmp_path / "variant.toml"
+    text = DEMO.read_text().replace('"demo-osbs/', f'"{DEMO.parent}/demo-osbs/')
+    assert old in text
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def test_steps_below_validation_interval_refused(demo_chips, tmp_path):
+    with pytest.raises(ConfigError, match=r"steps = 10 is below val_every = 20.*val_every = 2"):
+        load_region(_demo_variant(tmp_path, "steps = 100", "steps = 10"))
+    region = load_region(DEMO)
+    with pytest.raises(GeotlInputError, match="steps = 5 is below val_every = 20"):
+        train_model([region], tmp_path / "m", TrainOptions(chips=(demo_chips,), steps=5))
+
+
+def test_window_larger_than_chips_refused(demo_chips, tmp_path):
+    region = load_region(
+        _demo_variant(tmp_path, "batch_size = 8", "batch_size = 8\nwindow_px = 96")
+    )
+    with pytest.raises(GeotlInputError, match=r"window_px = 96 is larger than the chips .64 px"):
+        train_model([region], tmp_path / "m", TrainOptions(chips=(demo_chips,), steps=20))
+
+
+def test_random_windows_keep_classes_ignore_and_budget():
+    torch.manual_seed(0)
+    x = torch.rand(6, 3, 64, 64) * 255
+    mask = torch.zeros(6, 64, 64, dtype=torch.uint8)
+    mask[:, 10:30, 10:30] = 1
+    mask[:, 40:, :] = 255  # ignore: an unsampled object, nodata or a guard band
+    valid = torch.ones(6, 64, 64, dtype=torch.bool)
+    torch.manual_seed(1)
+    out_x, out_mask, out_valid = Augment(64, 32, 0.25)(x, mask, valid)
+    assert out_x.shape == (6, 3, 32, 32) and out_mask.shape == out_valid.shape == (6, 32, 32)
+    assert set(out_mask.unique().tolist()) <= {0, 1, 255}  # nearest: no blended labels
+    # the same seed draws the same windows
+    torch.manual_seed(1)
+    again = Augment(64, 32, 0.25)(x, mask, valid)
+    assert torch.equal(again[1], out_mask) and torch.equal(again[0], out_x)

@@ -48,6 +48,7 @@ from geotl.chips.boxes import (
     pixel_boxes,
     small_boxes,
 )
+from geotl.chips.guard import GuardChip, GuardReport, apply_guard_bands, guard_boxes
 from geotl.chips.index import write_chip_index
 from geotl.chips.labels import (
     IGNORE,
@@ -56,7 +57,7 @@ from geotl.chips.labels import (
     nodata_mask,
     rasterize_chip,
 )
-from geotl.chips.split import SPLITS, block_key, split_chips
+from geotl.chips.split import SPLITS, assign_blocks, block_key, split_chips
 from geotl.chips.tiff import ChipTiffWriter, Compression
 from geotl.chips.windows import ChipWindow, chip_windows, window_bounds
 from geotl.config import Region
@@ -93,7 +94,6 @@ class ChipSummary:
 
     out_dir: Path
     counts: dict[str, int]
-    n_guard: int
     n_objects: int
     n_skipped_nodata: int = 0
     n_skipped_incomplete: int = 0
@@ -101,18 +101,25 @@ class ChipSummary:
     n_scenes_too_small: int = 0
     objects_per_split: dict[str, int] = field(default_factory=dict)
     n_small_boxes: int = 0
+    pixels_per_split: dict[str, int] = field(default_factory=dict)  # labelled (class) pixels
+    guard: GuardReport = field(default_factory=lambda: GuardReport(guard_px=0))
 
     @property
     def n_chips(self) -> int:
-        """Chips in the index (guard chips excluded)."""
+        """Chips in the index."""
         return sum(self.counts.values())
 
     def line(self) -> str:
         """The one-line summary printed at the end of ``geotl chip``."""
         per_split = ", ".join(f"{self.counts.get(s, 0)} {s}" for s in SPLITS)
+        objects = ", ".join(f"{self.objects_per_split.get(s, 0)} {s}" for s in SPLITS)
+        pixels = ", ".join(f"{self.pixels_per_split.get(s, 0)} {s}" for s in SPLITS)
+        took = ", ".join(f"{n} {s}" for s, n in sorted(self.guard.pixels.items()))
         text = (
             f"{self.n_chips} chips ({per_split}) from {self.n_scenes} scene(s); "
-            f"{self.n_objects} labelled objects; {self.n_guard} guard chips dropped"
+            f"{self.n_objects} labelled objects ({objects}); labelled pixels ({pixels}); "
+            f"guard bands of {self.guard.guard_px} px took {self.guard.total_pixels()} "
+            f"labelled pixels" + (f" ({took})" if took else "")
         )
         skipped = []
         if self.n_skipped_nodata:
@@ -166,12 +173,21 @@ def _scan_scenes(region: Region) -> list[_Scene]:
         nodata = region.imagery.nodata if region.imagery.nodata is not None else info.nodata
         windows = chip_windows(info.width, info.height, size, stride)
         scenes.append(_Scene(info, path.stem, nodata, windows))
+    widest = max(min(s.info.width, s.info.height) for s in scenes)
     if not any(s.windows for s in scenes):
         largest = max(scenes, key=lambda s: s.info.width * s.info.height)
         raise ConfigError(
             f"chips.size_px = {size} is larger than every scene (largest: "
             f"{largest.info.path.name}, {largest.info.width}x{largest.info.height} px): "
-            "lower [chips] size_px",
+            f"lower [chips] size_px to {max(32, widest // 32 * 32)}",
+            region.path,
+        )
+    guard = region.guard_px
+    if guard and 2 * guard >= widest:
+        raise ConfigError(
+            f"[split] guard_px = {guard} is wider than the region (the widest scene is {widest} px "
+            f"across): bands on both sides of a split boundary would cover it; use guard_px = "
+            f"{max(1, widest // 16)} or less",
             region.path,
         )
     for s in scenes:
@@ -274,29 +290,6 @@ def _areas_in(areas: gpd.GeoSeries | None, scene: _Scene) -> list[BaseGeometry] 
 
 
 # Blocks narrower than a few chips are all boundary: every chip touches another block, and
-# the guard chips that keep splits apart would eat most of the region (seen: 0 train chips
-# with 640 m blocks of 640 m chips at half-chip stride).
-MIN_BLOCK_CHIPS = 3
-
-
-def _effective_block_size_m(region: Region, scenes: list[_Scene]) -> float:
-    """``[split] block_size_m``, raised to MIN_BLOCK_CHIPS chip widths when smaller."""
-    chip_m = region.chips.size_px * max(s.info.resolution_m for s in scenes)
-    floor_m = MIN_BLOCK_CHIPS * chip_m
-    if region.split.block_size_m >= floor_m:
-        return region.split.block_size_m
-    log.warning(
-        "%s: [split] block_size_m = %g is under %d chip widths (%g m): using %g m so that "
-        "guard chips between splits do not eat the region",
-        region.path,
-        region.split.block_size_m,
-        MIN_BLOCK_CHIPS,
-        chip_m,
-        floor_m,
-    )
-    return floor_m
-
-
 def _block_size(scene: _Scene, block_size_m: float) -> float:
     """Block size in the units of the scene's CRS."""
     crs = scene.info.crs
@@ -404,29 +397,29 @@ def _chip_region(
             )
         footprints = _footprints_common(rows, scenes)
         blocks: list[Hashable] = []
-        block_m = _effective_block_size_m(region, scenes)
-        block_sizes = {s.scene_id: _block_size(s, block_m) for s in scenes}
+        block_sizes = {s.scene_id: _block_size(s, region.split.block_size_m) for s in scenes}
         for r in rows:
             c = r.footprint_native.centroid
             size = block_sizes[r.scene.scene_id]
             blocks.append(block_key(r.scene.crs_label, c.x, c.y, size))
         result = split_chips(
-            footprints,
             blocks,
             [r.forced for r in rows],
             region.split.val_fraction,
             region.split.test_fraction,
             region.split.seed,
         )
-        for r, s in zip(rows, result.splits, strict=True):
-            if s is None:
-                (tmp / "images" / f"{r.chip_id}.tif").unlink()
-                (tmp / "masks" / f"{r.chip_id}.tif").unlink()
+        guard = _guard_bands(region, rows, footprints, result.splits, tmp)
         frame = _index_frame(region, rows, footprints, result.splits)
         objects_per_split = {
             s: len({i for ids in frame.loc[frame["split"] == s, "object_ids"] for i in ids})
             for s in SPLITS
         }
+        class_px = frame[[f"px_{c}" for c in region.classes]].sum(axis=1)
+        pixels_per_split = {s: int(class_px[frame["split"] == s].sum()) for s in SPLITS}
+        advice = _check_split(
+            region, rows, result.splits, objects_per_split, pixels_per_split, guard
+        )
         n_objects = len({i for ids in frame["object_ids"] for i in ids})
         n_small = len({int(i) for c in cutters for i in c.label_ids[c.small]})
         if n_small and region.task == "detection":
@@ -440,7 +433,6 @@ def _chip_region(
         summary = ChipSummary(
             out_dir=out,
             counts=result.counts(),
-            n_guard=result.n_guard,
             n_objects=n_objects,
             n_skipped_nodata=skipped["nodata"],
             n_skipped_incomplete=skipped["incomplete"],
@@ -448,8 +440,11 @@ def _chip_region(
             n_scenes_too_small=sum(1 for s in scenes if not s.windows),
             objects_per_split=objects_per_split,
             n_small_boxes=n_small,
+            pixels_per_split=pixels_per_split,
+            guard=guard,
         )
         meta = _meta(region, scenes, frame, summary, labels)
+        meta["split"]["advice"] = advice
         write_chip_index(tmp, frame, meta)
     log.debug("%s", summary.line())
     return summary
@@ -645,10 +640,19 @@ def _writers(spec: _SceneSpec) -> tuple[ChipTiffWriter, ChipTiffWriter]:
     image_writer = ChipTiffWriter(
         spec.dtype, spec.count, spec.crs_wkt, spec.nodata, spec.bands, compress=IMAGE_COMPRESSION
     )
-    mask_writer = ChipTiffWriter(
-        "uint8", 1, spec.crs_wkt, IGNORE, compress=MASK_COMPRESSION, strategy=zlib.Z_RLE
+    return image_writer, _mask_writer(spec.crs_wkt)
+
+
+def _mask_writer(crs_wkt: str) -> ChipTiffWriter:
+    return ChipTiffWriter(
+        "uint8", 1, crs_wkt, IGNORE, compress=MASK_COMPRESSION, strategy=zlib.Z_RLE
     )
-    return image_writer, mask_writer
+
+
+def _chip_transform(t: Affine, w: ChipWindow) -> Affine:
+    """The transform of a chip cut at window ``w`` of a scene with transform ``t``."""
+    x, y = t @ (w.col_off, w.row_off)
+    return Affine(t.a, t.b, x, t.d, t.e, y)
 
 
 def _cut_strip(
@@ -692,10 +696,13 @@ def _cut_strip(
         if job.complete is not None and px[-1] == mask.size:
             n_incomplete += 1
             continue
-        x, y = t @ (w.col_off, w.row_off)
-        transform = Affine(t.a, t.b, x, t.d, t.e, y)
         files.append(
-            (_chip_id(spec.scene_id, w), strip_data[:, :, c : c + w.width], mask, transform)
+            (
+                _chip_id(spec.scene_id, w),
+                strip_data[:, :, c : c + w.width],
+                mask,
+                _chip_transform(t, w),
+            )
         )
         records.append((k, nd_fraction, px))
     return _CutResult(records, n_nodata, n_incomplete), files
@@ -971,13 +978,119 @@ def _footprints_common(rows: list[_Row], scenes: list[_Scene]) -> list[BaseGeome
     return [g for g in out if g is not None]
 
 
+def _guard_bands(
+    region: Region,
+    rows: list[_Row],
+    footprints: list[BaseGeometry],
+    splits: list[str],
+    tmp: Path,
+) -> GuardReport:
+    """Ignore pixels between splits in the chips' masks (rows' pixel counts updated)."""
+    chips = [
+        GuardChip(
+            mask_path=tmp / "masks" / f"{r.chip_id}.tif",
+            crs=r.scene.info.crs,
+            transform=_chip_transform(r.scene.info.transform, r.window),
+            width=r.window.width,
+            height=r.window.height,
+            resolution_m=r.scene.info.resolution_m,
+            footprint_native=r.footprint_native,
+        )
+        for r in rows
+    ]
+    writers: dict[str, ChipTiffWriter] = {}
+
+    def write(i: int, mask: npt.NDArray[np.uint8], band: npt.NDArray[np.bool_]) -> None:
+        r, chip = rows[i], chips[i]
+        wkt = r.scene.info.crs.to_wkt()
+        if wkt not in writers:
+            writers[wkt] = _mask_writer(wkt)
+        writers[wkt].write(os.fspath(chip.mask_path), mask, chip.transform)
+        r.px = class_pixel_counts(mask, len(region.classes))
+        if r.boxes is not None:
+            r.boxes = guard_boxes(r.boxes, band)
+
+    report, _ = apply_guard_bands(chips, footprints, COMMON_CRS, splits, region.guard_px, write)
+    return report
+
+
+def _check_split(
+    region: Region,
+    rows: list[_Row],
+    splits: list[str],
+    objects_per_split: dict[str, int],
+    pixels_per_split: dict[str, int],
+    guard: GuardReport,
+) -> str | None:
+    """Advice when the split leaves training nothing (logged; ``geotl train`` raises it).
+
+    Regions with designated areas (``test_within`` / ``val_within``) may be chipped for
+    evaluation only; a region without any labelled object is left to training to report.
+    """
+    if any(r.forced for r in rows) or not any(objects_per_split.values()):
+        return None
+    if objects_per_split.get("train", 0) and pixels_per_split.get("train", 0):
+        return None
+    if objects_per_split.get("train", 0):
+        advice = (
+            f"the guard bands ([split] guard_px = {guard.guard_px}) took every object pixel of "
+            f"the train split: set guard_px = {guard.guard_px // 4} or raise block_size_m"
+        )
+    else:
+        n_train = sum(1 for s in splits if s == "train")
+        advice = (
+            f"the split left no labelled object in train ({n_train} of {len(rows)} chips; "
+            f"objects per split {objects_per_split}): {_split_advice(region, rows)}"
+        )
+    log.warning("%s: %s", region.path, advice)
+    return advice
+
+
+def _split_advice(region: Region, rows: list[_Row]) -> str:
+    """Settings that give train, val and test labelled chips here, found by trying them."""
+    split = region.split
+    chip_m = region.chips.size_px * max(r.scene.info.resolution_m for r in rows)
+    has_objects = [bool(r.object_ids) for r in rows]
+    n = len(rows)
+    fractions = list(
+        dict.fromkeys(
+            [
+                (split.val_fraction, split.test_fraction),
+                (min(split.val_fraction, 0.1), min(split.test_fraction, 0.1)),
+                (min(split.val_fraction, 1 / n), min(split.test_fraction, 1 / n)),
+            ]
+        )
+    )
+    for seed in range(split.seed, split.seed + 20):
+        for block_m in (split.block_size_m, chip_m):
+            blocks: list[Hashable] = []
+            for r in rows:
+                c = r.footprint_native.centroid
+                blocks.append(block_key(r.scene.crs_label, c.x, c.y, _block_size(r.scene, block_m)))
+            for val, test in fractions:
+                got = assign_blocks(blocks, [None] * n, val, test, seed)
+                if all(
+                    any(s == want and o for s, o in zip(got, has_objects, strict=True))
+                    for want, frac in (("train", 1.0), ("val", val), ("test", test))
+                    if frac > 0
+                ):
+                    return (
+                        f"use [split] block_size_m = {block_m:g}, val_fraction = {val:.3g}, "
+                        f"test_fraction = {test:.3g}, seed = {seed} (one chip is {chip_m:g} m)"
+                    )
+    return (
+        "the region is too small for a train/val/test split: add labels, or set val_fraction "
+        f"= 0 and test_fraction = 0 ({n} chips of {chip_m:g} m)"
+    )
+
+
 def _index_frame(
     region: Region,
     rows: list[_Row],
     footprints: list[BaseGeometry],
-    splits: list[str | None],
+    splits: list[str],
 ) -> gpd.GeoDataFrame:
-    keep = [i for i, s in enumerate(splits) if s is not None]
+    keep = range(len(rows))
     cols: dict[str, list[Any]] = {
         "chip_id": [],
         "scene": [],
@@ -1070,17 +1183,19 @@ def _meta(
             "complete_within": region.labels.complete_within,
         },
         "split": {
-            "method": "spatial blocks + guard chips",
+            "method": "spatial blocks + guard bands",
             "block_size_m": region.split.block_size_m,
             "val_fraction": region.split.val_fraction,
             "test_fraction": region.split.test_fraction,
             "seed": region.split.seed,
             "test_within": region.split.test_within,
             "val_within": region.split.val_within,
+            "guard_px": region.guard_px,
         },
         "counts": {
             **summary.counts,
-            "guard_dropped": summary.n_guard,
+            "guard": {"chips": summary.guard.chips, "pixels": summary.guard.pixels},
+            "pixels_per_split": summary.pixels_per_split,
             "skipped_nodata": summary.n_skipped_nodata,
             "skipped_incomplete": summary.n_skipped_incomplete,
             "objects": summary.n_objects,

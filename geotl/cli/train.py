@@ -39,10 +39,22 @@ from geotl.train import TrainOptions, train_model
     help="Label budget: labelled objects training may use.",
 )
 @click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Optimizer steps (early stopping on val IoU); default: the region's [model] steps.",
+)
+@click.option(
+    "--val-every",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Validate every N steps (default: [model] val_every).",
+)
+@click.option(
     "--epochs",
     type=click.IntRange(min=1),
     default=None,
-    help="Maximum epochs (early stopping on val IoU).",
+    help="Passes over the train chips instead of --steps (validation after each).",
 )
 @click.option(
     "--freeze",
@@ -68,6 +80,8 @@ def command(
     chips: tuple[Path, ...],
     base: str | None,
     max_labels: int | None,
+    steps: int | None,
+    val_every: int | None,
     epochs: int | None,
     freeze: str | None,
     seed: int,
@@ -78,13 +92,15 @@ def command(
 ) -> None:
     """Adapt a pretrained base model to one or more regions and train a U-Net.
 
-    Prints the model folder on stdout; per-epoch progress goes to stderr.
+    Prints the model folder on stdout; progress (every validation) goes to stderr.
     """
     regions = [load_region(p) for p in region_files]
     options = TrainOptions(
         chips=tuple(chips),
         base=base,
         max_labels=max_labels,
+        steps=steps,
+        val_every=val_every,
         epochs=epochs,
         freeze=freeze,
         seed=seed,

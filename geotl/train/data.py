@@ -11,7 +11,9 @@
   Sentinel-2 reflectance x 10000...) a region's files rarely share; re-estimating the
   mean/std on the target keeps the recipe's form (standardised inputs) with the target's
   own statistics.
-- **Several regions**: each region's chips are sampled with equal total weight per epoch.
+- **Several regions**: each region's chips are sampled with equal total weight.
+- **Random windows**: training batches hold whole chips; :mod:`geotl.train.augment`
+  cuts a fresh random window out of each on the device, every step.
 """
 
 from __future__ import annotations
@@ -307,33 +309,33 @@ def _batch_as_is(batch: Batch) -> Batch:
 def make_loader(
     data: list[ChipData],
     batch_size: int,
-    shuffle: bool,
     seed: int,
     num_workers: int,
     pin_memory: bool = False,
+    steps: int | None = None,
 ) -> DataLoader[Batch]:
-    """Batches of chips; shuffled batches give every region the same weight per epoch."""
+    """Batches of chips: ``steps`` random batches for training, else every chip in order.
+
+    Training batches draw chips with replacement, every region with the same total
+    weight; each batch is full (batch norm needs more than one sample per batch).
+    """
     ds = ChipDataset(data)
-    gen = torch.Generator().manual_seed(seed)
     common: dict[str, Any] = {
         "batch_size": batch_size,
         "num_workers": num_workers,
         "collate_fn": _batch_as_is,
         "pin_memory": pin_memory,
     }
-    if not shuffle:
+    if steps is None:
         return DataLoader(ds, shuffle=False, **common)
-    # every region gets the same total sampling weight per epoch
     weights = torch.cat([torch.full((n,), 1.0 / n) for n in ds.region_sizes if n])
-    n_samples = max(len(ds), batch_size)
     sampler = WeightedRandomSampler(
         cast(Any, weights),
-        n_samples,
-        replacement=len(ds.region_sizes) > 1 or n_samples > len(ds),
-        generator=gen,
+        steps * batch_size,
+        replacement=True,
+        generator=torch.Generator().manual_seed(seed),
     )
-    # a last batch of one chip breaks batch norm where the encoder's output is 1 x 1 px
-    return DataLoader(ds, sampler=sampler, drop_last=n_samples % batch_size == 1, **common)
+    return DataLoader(ds, sampler=sampler, drop_last=True, **common)
 
 
 @dataclass
@@ -366,15 +368,26 @@ def load_training_sets(
         train_frame = read_chip_index(cdir).split("train")
         available = labels_available(cdir, "train")
         if available == 0:
+            advice = read_chip_index(cdir).meta.get("split", {}).get("advice") or (
+                "add labels, or lower [split] val_fraction/test_fraction or block_size_m"
+            )
             raise LabelError(
-                f"no labelled object in the train split of {r.name} ({len(train_frame)} train chips): "
-                "add labels, or lower [split] val_fraction/test_fraction or block_size_m",
+                f"no labelled object in the train split of {r.name} ({len(train_frame)} train "
+                f"chips): {advice}",
                 r.path,
             )
         sampled = select_objects([list(v) for v in train_frame["object_ids"]], budget, seed)
         td = load_region_chips(
             r, cdir, "train", band_order, sampled if budget is not None else None, seed
         )
+        if not ((td.masks > 0) & (td.masks != IGNORE)).any():
+            guard = read_chip_index(cdir).meta.get("split", {}).get("guard_px")
+            raise LabelError(
+                f"no object pixel left in the train split of {r.name}: the guard bands between "
+                f"splits ([split] guard_px = {guard}) took them; lower guard_px or raise "
+                "block_size_m, then chip again",
+                r.path,
+            )
         vd = load_region_chips(r, cdir, "val", band_order, None, seed)
         sets.train.append(td)
         sets.val.append(vd)

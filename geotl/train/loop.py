@@ -1,8 +1,14 @@
 """The training loop: a Lightning module driving a :class:`~geotl.train.tasks.base.Task`.
 
+The recipe (issue 8): a number of optimizer steps, not chip-count epochs, so training
+neither collapses on a small region nor explodes on a large one; every step draws fresh
+random windows out of the train chips (:mod:`geotl.train.augment`); AdamW with linear
+warm-up then cosine decay, per step; validation on the whole val chips every
+``val_every`` steps; early stopping after ``patience`` validations without improvement,
+never before ``min_steps``, restores the best validated weights.
+
 Training runs on CPU by default, on CUDA with 16-bit mixed precision with
-``device="cuda"`` (bf16 where the GPU has it, else fp16). Early stopping on the task's
-validation score restores the best epoch's weights. Same seed on CPU gives the same
+``device="cuda"`` (bf16 where the GPU has it, else fp16). Same seed on CPU gives the same
 weights and metrics.
 """
 
@@ -10,7 +16,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -36,34 +44,41 @@ from geotl.models.artefact import (
 from geotl.models.catalogue import LoadedBase, load_base
 from geotl.models.network import NetworkSpec
 from geotl.progress import progress_bar
-from geotl.train.augment import flip_rotate
+from geotl.train.augment import Augment, default_window_px
 from geotl.train.data import (
     Batch,
+    TrainingSets,
     compute_normalisation,
     load_training_sets,
     make_loader,
     resolve_chips_dir,
 )
-from geotl.train.options import Settings, TrainOptions, resolve_settings
+from geotl.train.options import (
+    Schedule,
+    Settings,
+    TrainOptions,
+    resolve_schedule,
+    resolve_settings,
+)
 from geotl.train.tasks import Task, ValidationMetric, make_task
 
-__all__ = ["KeepBest", "TrainModule", "train_model"]
+__all__ = ["KeepBest", "StepProgress", "TrainModule", "train_model"]
 
 log = logging.getLogger(__name__)
 
 
 class TrainModule(pl.LightningModule):
-    """Normalise, augment, and let the task compute loss and validation score.
+    """Window and augment raw batches, normalise, and let the task compute loss and score.
 
     Args:
         task: what the network learns (targets, loss, validation metric).
         network: the network being trained (its state dict is the artefact's).
         norm: per-band mean/std applied to the raw batches.
+        augment: random windows, turns and photometric jitter of training batches.
+        schedule: steps, validation interval and warm-up.
         lr: learning rate of the decoder and head.
         encoder_lr: learning rate of the trainable encoder parameters.
-        epochs: the cosine schedule's length.
         frozen_prefixes: frozen modules; their batch-norm statistics stay pretrained.
-        seed: seed of the augmentation generator.
     """
 
     def __init__(
@@ -71,46 +86,42 @@ class TrainModule(pl.LightningModule):
         task: Task,
         network: torch.nn.Module,
         norm: Normalisation,
+        augment: Augment,
+        schedule: Schedule,
         lr: float,
         encoder_lr: float,
-        epochs: int,
         frozen_prefixes: list[str],
-        seed: int,
     ) -> None:
         super().__init__()
         self.task = task
         self.network = network
+        self.augment = augment
+        self.schedule = schedule
         self.lr = lr
         self.encoder_lr = encoder_lr
-        self.epochs = epochs
         self.frozen_prefixes = frozen_prefixes
-        self.seed = seed
         self.register_buffer(
             "mean", torch.tensor(norm.mean, dtype=torch.float32)[None, :, None, None]
         )
         self.register_buffer(
             "std", torch.tensor(norm.std, dtype=torch.float32)[None, :, None, None]
         )
-        self.gen = torch.Generator().manual_seed(seed)
         self.val_metric: ValidationMetric | None = None
         self.last_val = -1.0
-        # summed on the device, read once per epoch (a read per step would sync a GPU)
+        # summed on the device, read once per validation (a read per step would sync a GPU)
         self._loss_sum = torch.zeros((), dtype=torch.float64)
         self._loss_steps = 0
         self.history: list[dict[str, float]] = []
-        self._t0 = time.perf_counter()
-        # throughput: seconds of each epoch's training phase (validation excluded)
-        self.epoch_train_seconds: list[float] = []
-        self.epoch_train_chips: list[int] = []
-        self._t_epoch: float | None = None
-        self._chips = 0
+        self._t_start = time.perf_counter()
+        # throughput of the training phases (validation excluded)
+        self.train_seconds = 0.0
+        self.train_windows = 0
+        self._t_phase: float | None = None
 
-    def _prep(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y, valid = batch
+    def _normalise(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         mean, std = cast(torch.Tensor, self.mean), cast(torch.Tensor, self.std)
         x = (x.float() - mean) / std
-        x = torch.where(valid[:, None], x, torch.zeros_like(x))
-        return x, y
+        return torch.where(valid[:, None], x, torch.zeros_like(x))
 
     def forward(self, x: torch.Tensor) -> Any:
         """The task's outputs for a normalised batch."""
@@ -120,26 +131,30 @@ class TrainModule(pl.LightningModule):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def on_train_epoch_start(self) -> None:
-        """Start the epoch's training-phase clock."""
+    def _start_phase(self) -> None:
         self._sync()
-        self._t_epoch = time.perf_counter()
-        self._chips = 0
+        self._t_phase = time.perf_counter()
 
-    def _end_train_phase(self) -> None:
-        if self._t_epoch is not None:
+    def _end_phase(self) -> None:
+        if self._t_phase is not None:
             self._sync()
-            self.epoch_train_seconds.append(time.perf_counter() - self._t_epoch)
-            self.epoch_train_chips.append(self._chips)
-            self._t_epoch = None
+            self.train_seconds += time.perf_counter() - self._t_phase
+            self._t_phase = None
+
+    def on_train_start(self) -> None:
+        """Start the training-phase clock."""
+        self._start_phase()
+
+    def on_train_end(self) -> None:
+        """Stop the training-phase clock."""
+        self._end_phase()
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        """Normalise, flip/rotate, then the task's loss."""
-        self._chips += int(batch[0].shape[0])
-        x, masks = self._prep(batch)
-        if self.gen.device != x.device:  # augmentation codes drawn on the data's device
-            self.gen = torch.Generator(device=x.device).manual_seed(self.seed)
-        x, masks = flip_rotate(x, masks, self.gen)
+        """A random window of each chip, augmented, then the task's loss."""
+        x, masks, valid = batch
+        self.train_windows += int(x.shape[0])
+        x, masks, valid = self.augment(x.float(), masks, valid)
+        x = self._normalise(x, valid)
         loss = self.task.training_loss(self.network, x, self.task.targets(masks))
         if self._loss_sum.device != loss.device:
             self._loss_sum = self._loss_sum.to(loss.device)
@@ -149,40 +164,36 @@ class TrainModule(pl.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         """Stop the training clock; a fresh validation accumulator."""
-        self._end_train_phase()
+        self._end_phase()
         self.val_metric = self.task.validation_metric(self.device)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        """Add a batch to the task's validation metric."""
-        x, masks = self._prep(batch)
+        """Add a batch of whole chips to the task's validation metric."""
+        x, masks, valid = batch
         assert self.val_metric is not None
-        self.val_metric.update(self(x), self.task.targets(masks))
+        self.val_metric.update(self(self._normalise(x, valid)), self.task.targets(masks))
 
     def on_validation_epoch_end(self) -> None:
-        """Log the pass's score as ``val_iou`` (what early stopping watches)."""
+        """Log the score as ``val_iou`` (what early stopping watches) and the history."""
         assert self.val_metric is not None
         score = self.val_metric.compute()
         self.log("val_iou", score, prog_bar=False)
         self.last_val = score
-
-    def on_train_epoch_end(self) -> None:
-        """Record the epoch's mean loss and validation score."""
-        self._end_train_phase()
         steps = self._loss_steps
         loss = float(self._loss_sum.item()) / steps if steps else float("nan")
         self._loss_sum = torch.zeros((), dtype=torch.float64, device=self._loss_sum.device)
         self._loss_steps = 0
-        val = self.last_val if self.last_val >= 0 else float("nan")
-        rec = {"epoch": self.current_epoch + 1, "train_loss": loss, "val_iou": val}
-        self.history.append(rec)
+        step = int(self.global_step)
+        self.history.append({"step": step, "train_loss": loss, "val_iou": score})
         log.info(
-            "epoch %d/%d  loss %.4f  val IoU %.4f  (%.1fs)",
-            self.current_epoch + 1,
-            self.epochs,
+            "step %d/%d  loss %.4f  val IoU %.4f  (%.1fs)",
+            step,
+            self.schedule.steps,
             loss,
-            val,
-            time.perf_counter() - self._t0,
+            score,
+            time.perf_counter() - self._t_start,
         )
+        self._start_phase()
 
     def train(self, mode: bool = True) -> TrainModule:
         """Train mode, except frozen parts keep their pretrained batch-norm statistics."""
@@ -195,7 +206,7 @@ class TrainModule(pl.LightningModule):
         return self
 
     def configure_optimizers(self) -> Any:
-        """AdamW (encoder at its own rate), cosine decay over the epochs."""
+        """AdamW (encoder at its own rate), linear warm-up then cosine decay, per step."""
         enc = [
             p
             for n, p in self.network.named_parameters()
@@ -210,8 +221,22 @@ class TrainModule(pl.LightningModule):
         if enc:
             groups.append({"params": enc, "lr": self.encoder_lr})
         opt = torch.optim.AdamW(groups, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(self.epochs, 1))
-        return {"optimizer": opt, "lr_scheduler": sched}
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt,
+            partial(warmup_cosine, warmup=self.schedule.warmup_steps, total=self.schedule.steps),
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay to 0.
+
+    >>> [round(warmup_cosine(s, 2, 10), 3) for s in (0, 1, 2, 6, 10)]
+    [0.5, 1.0, 1.0, 0.5, 0.0]
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
 class KeepBest(pl.Callback):
@@ -219,26 +244,28 @@ class KeepBest(pl.Callback):
 
     def __init__(self) -> None:
         self.score = -1.0
-        self.epoch = 0
+        self.step = 0
         self.state: dict[str, torch.Tensor] | None = None
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Runs after this epoch's validation (the module has set ``last_val``)."""
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Runs after each validation (the module has set ``last_val``)."""
         assert isinstance(pl_module, TrainModule)
         if pl_module.last_val > self.score:
             self.score = pl_module.last_val
-            self.epoch = trainer.current_epoch + 1
+            self.step = int(trainer.global_step)
             self.state = copy.deepcopy(pl_module.network.state_dict())
 
 
-class EpochProgress(pl.Callback):
-    """Moves a progress bar once per epoch (``geotl --progress json`` shows it to programs)."""
+class StepProgress(pl.Callback):
+    """Moves a progress bar once per optimizer step (``geotl --progress json`` for programs)."""
 
     def __init__(self, bar: tqdm[Any]) -> None:
         self.bar = bar
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """One epoch done."""
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any
+    ) -> None:
+        """One step done."""
         self.bar.update(1)
 
 
@@ -288,6 +315,18 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
     else:
         norm = compute_normalisation(sets.train)
 
+    schedule = resolve_schedule(settings, sum(len(d) for d in sets.train), first)
+    chip_px = min(int(d.images.shape[-1]) for d in sets.train if len(d))
+    window_px = _window_px(settings, chip_px, first)
+    log.info(
+        "%d steps of %d windows of %d px (validation every %d, at least %d)",
+        schedule.steps,
+        settings.batch_size,
+        window_px,
+        schedule.val_every,
+        schedule.min_steps,
+    )
+
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     network, spec, plan = _build_network(task, base, band_order, settings, options.encoder, first)
     frozen = (
@@ -299,52 +338,31 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
         task,
         network,
         norm,
+        Augment(chip_px, window_px, settings.scale_jitter),
+        schedule,
         settings.lr,
         settings.encoder_lr,
-        settings.epochs,
         frozen,
-        settings.seed,
     )
-    best = KeepBest()
-    # epochs are logged for people; programs get them as JSON progress lines
-    epoch_bar = progress_bar(total=settings.epochs, desc="train", unit="epoch", terminal=False)
-    cuda = options.device == "cuda"
-    trainer = pl.Trainer(
-        max_epochs=settings.epochs,
-        accelerator="gpu" if cuda else "cpu",
-        devices=1,
-        precision=_precision(cuda),
-        deterministic=not cuda,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=[
-            best,
-            EpochProgress(epoch_bar),
-            EarlyStopping("val_iou", mode="max", patience=settings.patience),
-        ],
-    )
-    train_loader, val_loader = (
-        make_loader(data, settings.batch_size, shuffle, settings.seed, options.num_workers, cuda)
-        for data, shuffle in ((sets.train, True), (sets.val, False))
-    )
-    t0 = time.perf_counter()
-    with epoch_bar:
-        trainer.fit(module, train_loader, val_loader)
-    seconds = time.perf_counter() - t0
+    best, seconds = _fit(module, sets, schedule, settings, options)
     if best.state is not None:
         network.load_state_dict(best.state)
     network.eval()
 
     metrics: dict[str, Any] = {
         "val_iou": best.score,
-        "best_epoch": best.epoch,
-        "epochs_run": len(module.history),
+        "best_step": best.step,
+        "steps_run": int(module.global_step),
+        "steps": schedule.steps,
+        "validations": len(module.history),
+        "window_px": window_px,
         "train_seconds": round(seconds, 2),
         "history": module.history,
-        "throughput": _throughput(module.epoch_train_seconds, module.epoch_train_chips),
+        "throughput": {
+            "windows_per_s": round(module.train_windows / module.train_seconds, 3)
+            if module.train_seconds > 0
+            else None,
+        },
     }
     if plan is not None:
         metrics["bands"] = {
@@ -357,8 +375,66 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
     )
     out.mkdir(parents=True, exist_ok=True)
     card = write_artefact(out, network, card)
-    log.info("wrote %s (val IoU %.4f, best epoch %d, %.1fs)", out, best.score, best.epoch, seconds)
+    log.info("wrote %s (val IoU %.4f, best step %d, %.1fs)", out, best.score, best.step, seconds)
     return card
+
+
+def _fit(
+    module: TrainModule,
+    sets: TrainingSets,
+    schedule: Schedule,
+    settings: Settings,
+    options: TrainOptions,
+) -> tuple[KeepBest, float]:
+    """Run the Lightning trainer; returns the best weights' keeper and the seconds taken."""
+    best = KeepBest()
+    bar = progress_bar(total=schedule.steps, desc="train", unit="step")
+    cuda = options.device == "cuda"
+    trainer = pl.Trainer(
+        max_steps=schedule.steps,
+        max_epochs=1,  # one pass of the sampler is all the steps
+        min_steps=schedule.min_steps,
+        val_check_interval=schedule.val_every,
+        check_val_every_n_epoch=None,
+        accelerator="gpu" if cuda else "cpu",
+        devices=1,
+        precision=_precision(cuda),
+        deterministic=not cuda,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[
+            best,
+            StepProgress(bar),
+            EarlyStopping("val_iou", mode="max", patience=settings.patience),
+        ],
+    )
+    train_loader = make_loader(
+        sets.train, settings.batch_size, settings.seed, options.num_workers, cuda, schedule.steps
+    )
+    val_loader = make_loader(
+        sets.val, settings.batch_size, settings.seed, options.num_workers, cuda
+    )
+    t0 = time.perf_counter()
+    with bar:
+        trainer.fit(module, train_loader, val_loader)
+    return best, time.perf_counter() - t0
+
+
+def _window_px(settings: Settings, chip_px: int, first: Region) -> int:
+    """The training window: ``[model] window_px`` (or the default), within the chips."""
+    if settings.window_px is None:
+        return default_window_px(chip_px)
+    if settings.window_px > chip_px:
+        raise GeotlInputError(
+            f"[model] window_px = {settings.window_px} is larger than the chips ({chip_px} px): "
+            f"set window_px = {default_window_px(chip_px)} or chip with [chips] size_px >= "
+            f"{settings.window_px}",
+            first.path,
+        )
+    return settings.window_px
 
 
 def _check_inputs(regions: list[Region], options: TrainOptions) -> None:
@@ -458,7 +534,7 @@ def _model_card(
         label_budget=settings.max_labels,
         regions=records,
         seed=settings.seed,
-        epochs=settings.epochs,
+        epochs=settings.epochs or 0,
         metrics=metrics,
         **task.card_fields(first),
     )
@@ -469,14 +545,3 @@ def _precision(cuda: bool) -> Any:
     if not cuda:
         return "32-true"
     return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-
-
-def _throughput(seconds: list[float], chips: list[int]) -> dict[str, Any]:
-    """Training-phase throughput (validation excluded); the first epoch is warm-up."""
-    steady_s = sum(seconds[1:]) if len(seconds) > 1 else sum(seconds)
-    steady_n = sum(chips[1:]) if len(chips) > 1 else sum(chips)
-    return {
-        "epoch_train_seconds": [round(v, 4) for v in seconds],
-        "epoch_train_chips": list(chips),
-        "chips_per_s": round(steady_n / steady_s, 3) if steady_s > 0 else None,
-    }

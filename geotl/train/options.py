@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from geotl.config import Region
+from geotl.errors import GeotlInputError
 
-__all__ = ["Settings", "TrainOptions", "resolve_settings"]
+__all__ = ["Schedule", "Settings", "TrainOptions", "resolve_schedule", "resolve_settings"]
 
 
 @dataclass(frozen=True)
@@ -17,7 +19,10 @@ class TrainOptions:
     chips: tuple[Path, ...] = ()
     base: str | None = None
     max_labels: int | None = None
-    epochs: int | None = None
+    steps: int | None = None
+    epochs: int | None = None  # passes over the train chips instead of steps
+    val_every: int | None = None
+    min_steps: int | None = None
     freeze: str | None = None
     seed: int = 0
     device: str = "cpu"
@@ -26,6 +31,7 @@ class TrainOptions:
     encoder_lr: float | None = None
     loss: str | None = None
     patience: int | None = None
+    window_px: int | None = None
     encoder: str | None = None  # architecture for --base none / file:
     overwrite: bool = False
     num_workers: int = 0
@@ -36,7 +42,13 @@ class Settings:
     """The training settings in force: each option, else the first region's ``[model]``."""
 
     base: str
-    epochs: int
+    steps: int | None  # None: epochs
+    epochs: int | None
+    val_every: int
+    min_steps: int | None
+    warmup_fraction: float
+    window_px: int | None
+    scale_jitter: float
     freeze: str
     batch_size: int
     lr: float
@@ -48,13 +60,38 @@ class Settings:
     seed: int
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """How long training runs, in optimizer steps."""
+
+    steps: int
+    val_every: int
+    min_steps: int
+    warmup_steps: int
+
+
 def resolve_settings(regions: list[Region], options: TrainOptions) -> Settings:
-    """Options over the first region's ``[model]``; any region may demand a commercial licence."""
+    """Options over the first region's ``[model]``; any region may demand a commercial licence.
+
+    ``--steps`` wins over ``--epochs``, which wins over the region's ``epochs`` and ``steps``.
+    """
     cfg = regions[0].model
     lr = options.lr or cfg.lr
+    if options.steps is not None:
+        steps, epochs = options.steps, None
+    elif options.epochs is not None or cfg.epochs is not None:
+        steps, epochs = None, options.epochs or cfg.epochs
+    else:
+        steps, epochs = cfg.steps, None
     return Settings(
         base=options.base or cfg.base,
-        epochs=options.epochs or cfg.epochs,
+        steps=steps,
+        epochs=epochs,
+        val_every=options.val_every or cfg.val_every,
+        min_steps=options.min_steps if options.min_steps is not None else cfg.min_steps,
+        warmup_fraction=cfg.warmup_fraction,
+        window_px=options.window_px or cfg.window_px,
+        scale_jitter=cfg.scale_jitter,
         freeze=options.freeze or cfg.freeze,
         batch_size=options.batch_size or cfg.batch_size,
         lr=lr,
@@ -64,4 +101,40 @@ def resolve_settings(regions: list[Region], options: TrainOptions) -> Settings:
         max_labels=options.max_labels if options.max_labels is not None else cfg.max_labels,
         require_commercial=any(r.model.require_commercial_licence for r in regions),
         seed=options.seed,
+    )
+
+
+def resolve_schedule(settings: Settings, n_train_chips: int, region: Region) -> Schedule:
+    """Steps, validation interval, minimum and warm-up for this run.
+
+    With ``epochs``, a pass is ``ceil(chips / batch_size)`` steps and validation follows
+    every pass (no minimum). With ``steps``, early stopping never ends a run before
+    ``min_steps`` (default: a third of ``steps``).
+
+    Raises:
+        GeotlInputError: so few steps that no validation would run.
+
+    >>> from types import SimpleNamespace as NS
+    >>> s = NS(steps=None, epochs=3, batch_size=8, val_every=50, min_steps=None, warmup_fraction=0.1)
+    >>> resolve_schedule(s, 21, NS(path="r.toml"))
+    Schedule(steps=9, val_every=3, min_steps=0, warmup_steps=1)
+    """
+    if settings.steps is None:
+        assert settings.epochs is not None
+        per_pass = max(1, math.ceil(max(n_train_chips, settings.batch_size) / settings.batch_size))
+        steps, val_every, min_steps = settings.epochs * per_pass, per_pass, 0
+    else:
+        steps, val_every = settings.steps, settings.val_every
+        if steps < val_every:
+            raise GeotlInputError(
+                f"steps = {steps} is below val_every = {val_every}: no validation would run; "
+                f"raise --steps or set [model] val_every = {max(1, steps // 5)}",
+                region.path,
+            )
+        min_steps = min(steps, settings.min_steps if settings.min_steps is not None else steps // 3)
+    return Schedule(
+        steps=steps,
+        val_every=val_every,
+        min_steps=min_steps,
+        warmup_steps=round(settings.warmup_fraction * steps),
     )

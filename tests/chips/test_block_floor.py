@@ -1,40 +1,41 @@
-"""Blocks narrower than a few chips are widened so guard chips cannot eat a split."""
+"""Guard bands replace guard chips: small blocks are honoured and no chip is dropped."""
 
-import logging
 from pathlib import Path
 
 import geopandas as gpd
-import pytest
 
 from geotl.chips import chip_region
 from geotl.config import load_region
 
+from .leak import assert_leak_free
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _demo_with_block(tmp_path: Path, block_size_m: float) -> Path:
+def _demo_with(tmp_path: Path, block_size_m: float, guard_px: int) -> Path:
     text = (REPO / "regions" / "demo-osbs.toml").read_text()
     text = text.replace("block_size_m = 24.0", f"block_size_m = {block_size_m}")
+    text = text.replace("guard_px = 16", f"guard_px = {guard_px}")
     text = text.replace('"demo-osbs/', f'"{REPO}/regions/demo-osbs/')
     path = tmp_path / "demo.toml"
     path.write_text(text)
     return path
 
 
-def test_tiny_blocks_are_widened_and_train_keeps_chips(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    region = load_region(_demo_with_block(tmp_path, 1.0))
-    with caplog.at_level(logging.WARNING, logger="geotl.chips.pipeline"):
-        chip_region(region, tmp_path / "chips")
-    assert "under 3 chip widths" in caplog.text
+def test_tiny_blocks_keep_every_chip_and_stay_leak_free(tmp_path: Path) -> None:
+    region = load_region(_demo_with(tmp_path, 1.0, 8))
+    summary = chip_region(region, tmp_path / "chips")
     per_split = gpd.read_parquet(tmp_path / "chips" / "chips.parquet")["split"].value_counts()
-    assert per_split.get("train", 0) > per_split.get("val", 0)
-    assert per_split.get("train", 0) > per_split.get("test", 0)
+    assert summary.n_chips == 49  # 7 x 7 chips of 64 px (400 px scene, last shifted back)
+    assert per_split.get("train", 0) > per_split.get("val", 0) > 0
+    assert summary.guard.pixels.get("train", 0) > 0
+    assert "guard bands of 8 px took" in summary.line()
+    assert assert_leak_free(tmp_path / "chips") > 0
 
 
-def test_wide_enough_blocks_are_kept(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    region = load_region(_demo_with_block(tmp_path, 24.0))
-    with caplog.at_level(logging.WARNING, logger="geotl.chips.pipeline"):
-        chip_region(region, tmp_path / "chips")
-    assert "chip widths" not in caplog.text
+def test_wider_band_takes_more(tmp_path: Path) -> None:
+    narrow = chip_region(load_region(_demo_with(tmp_path, 24.0, 4)), tmp_path / "a")
+    wide = chip_region(load_region(_demo_with(tmp_path, 24.0, 16)), tmp_path / "b")
+    assert wide.guard.total_pixels() > narrow.guard.total_pixels() > 0
+    assert wide.counts == narrow.counts  # same split: only the bands differ
+    assert_leak_free(tmp_path / "b")

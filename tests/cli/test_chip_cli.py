@@ -48,7 +48,7 @@ def test_chip_demo_prints_folder_and_summary(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["chip", str(DEMO), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(out)  # stdout carries only the folder
-    assert "labelled objects" in result.stderr and "guard chips dropped" in result.stderr
+    assert "labelled objects" in result.stderr and "guard bands of" in result.stderr
     assert "train" in result.stderr and "chips:" in result.stderr  # summary and progress
     index = read_chip_index(out)
     assert len(index.frame) > 0 and index.meta["region"] == "demo-osbs"

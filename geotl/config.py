@@ -11,6 +11,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -18,11 +19,14 @@ from geotl.bands import is_known_band
 from geotl.errors import ConfigError
 
 __all__ = [
+    "AlertRule",
+    "AlertsConfig",
     "ChipsConfig",
     "ImageryConfig",
     "LabelsConfig",
     "ModelConfig",
     "MonitorConfig",
+    "Persistence",
     "PredictConfig",
     "Region",
     "SplitConfig",
@@ -162,6 +166,115 @@ class PredictConfig(_Strict):
     nms_iou: float = Field(default=0.5, gt=0, le=1)  # detection: boxes overlapping more merge
 
 
+class Persistence(_Strict):
+    """``persistence = { passes = K, of = N }``: seen in K of the last N passes that saw the ground."""
+
+    passes: int = Field(default=2, ge=1)
+    of: int = Field(default=3, ge=1)
+
+    @model_validator(mode="after")
+    def _k_of_n(self) -> Persistence:
+        if self.passes > self.of:
+            raise ValueError(
+                f"persistence passes = {self.passes} is more than of = {self.of}: "
+                "an object cannot be seen in more passes than are looked at"
+            )
+        return self
+
+
+class AlertRule(_Strict):
+    """``[[monitor.alerts.rule]]``: which objects of one class raise an alert.
+
+    At most one of ``inside``, ``outside`` and ``unmatched`` names a reference layer (any OGR
+    vector, relative to the region file); without one, every object of the class that passes
+    ``when``, ``min_area_m2``, ``min_score`` and persistence alerts.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    class_name: str = Field(alias="class")
+    when: Literal["new", "present", "gone"] = "new"
+    inside: str | None = None
+    outside: str | None = None
+    unmatched: str | None = None
+    min_area_m2: float = Field(default=0.0, ge=0)
+    min_score: float = Field(default=0.0, ge=0, le=1)
+    overlap: float = Field(default=0.5, gt=0, le=1)
+    persistence: Persistence | None = None
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> AlertRule:
+        given = [k for k in ("inside", "outside", "unmatched") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(
+                f"a rule takes one of inside / outside / unmatched, got {' and '.join(given)}: "
+                "split it into two rules"
+            )
+        return self
+
+    @property
+    def reference_key(self) -> Literal["inside", "outside", "unmatched"] | None:
+        """Which reference test the rule applies (None: no reference layer)."""
+        if self.inside is not None:
+            return "inside"
+        if self.outside is not None:
+            return "outside"
+        if self.unmatched is not None:
+            return "unmatched"
+        return None
+
+    @property
+    def reference_path(self) -> str | None:
+        """The reference layer as written in the region file."""
+        return self.inside or self.outside or self.unmatched
+
+
+class AlertsConfig(_Strict):
+    """``[monitor.alerts]``: which changes matter (rules) and where they go (webhook)."""
+
+    webhook: str | None = None
+    persistence: Persistence = Persistence()
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+    retry_base_s: float = Field(default=30.0, ge=0)
+    rule: list[AlertRule] = Field(min_length=1)
+
+    @field_validator("webhook")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_webhook_url(value)
+
+    @model_validator(mode="after")
+    def _rule_names(self) -> AlertsConfig:
+        names = self.rule_names()
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"rule names must be unique, got {dupes} twice: rename one")
+        return self
+
+    def rule_names(self) -> list[str]:
+        """Each rule's name: its ``name``, else ``<class>-<when>-<position>``."""
+        return [
+            r.name or f"{r.class_name}-{r.when}-{i + 1}".lower().replace("_", "-")
+            for i, r in enumerate(self.rule)
+        ]
+
+
+def check_webhook_url(url: str) -> str:
+    """An http(s) URL with a host, or ValueError saying what to write.
+
+    >>> check_webhook_url("https://example.org/hook")
+    'https://example.org/hook'
+    """
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError(
+            f"webhook '{url}' is not an http(s) URL: write e.g. 'https://example.org/hook'"
+        )
+    return url
+
+
 class MonitorConfig(_Strict):
     """``[monitor]``: where new passes come from and which model processes them."""
 
@@ -175,6 +288,7 @@ class MonitorConfig(_Strict):
     assets: dict[str, str] | None = None
     aoi: str | None = None
     every: str | None = None
+    alerts: AlertsConfig | None = None
 
     @field_validator("datetime_regex")
     @classmethod
@@ -224,6 +338,17 @@ class Region(_Strict):
                 raise ValueError(
                     f"labels.class_map maps onto unknown class(es) {unknown}; "
                     f"add them to classes = {self.classes} or fix the map"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _alert_classes(self) -> Region:
+        alerts = self.monitor.alerts if self.monitor is not None else None
+        for i, rule in enumerate(alerts.rule if alerts is not None else []):
+            if rule.class_name not in self.classes:
+                raise ValueError(
+                    f"monitor.alerts.rule[{i}] names unknown class '{rule.class_name}': "
+                    f"use one of classes = {self.classes}"
                 )
         return self
 
@@ -361,4 +486,12 @@ def load_region(path: str | Path) -> Region:
     monitor = region.monitor
     if monitor is not None and monitor.aoi is not None and not region.resolve(monitor.aoi).exists():
         raise ConfigError(f"monitor.aoi: file '{monitor.aoi}' not found", path)
+    for i, rule in enumerate(monitor.alerts.rule if monitor and monitor.alerts else []):
+        ref = rule.reference_path
+        if ref is not None and not region.resolve(ref).exists():
+            raise ConfigError(
+                f"monitor.alerts.rule[{i}].{rule.reference_key}: file '{ref}' not found "
+                "(relative to the region file)",
+                path,
+            )
     return region

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "AlertError",
     "BandMismatchError",
     "BaseModelError",
     "ConfigError",
@@ -22,6 +23,7 @@ __all__ = [
     "ModelArtefactError",
     "OutputExistsError",
     "RasterError",
+    "ReferenceLayerError",
     "SceneError",
 ]
 
@@ -83,3 +85,11 @@ class SceneError(GeotlRuntimeError):
 
 class LockedError(GeotlInputError):
     """Another geotl process holds the lock on this region's state."""
+
+
+class ReferenceLayerError(GeotlInputError):
+    """An alert rule's reference layer is unusable (no CRS, empty, far from the region...)."""
+
+
+class AlertError(GeotlInputError):
+    """An alert command or setting is wrong (unknown alert id, webhook that is not http(s)...)."""

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # System packages geotl's tests use (Debian): QGIS for the real-client check of the GeoJSON,
-# PostgreSQL + PostGIS for the local STAC API server of the monitor tests.
+# PostgreSQL + PostGIS for the local STAC API server of the monitor tests, chromium for the
+# headless-browser test of the monitor's report page (driven by Playwright, which uses
+# Debian's chromium: Playwright's own browser download is never needed).
 # Idempotent: installs only what is missing. Needs root (or sudo).
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
-want=(python3-qgis qgis-providers postgresql postgis)
+want=(python3-qgis qgis-providers postgresql postgis chromium)
 missing=()
 for p in "${want[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,7 +1,9 @@
-"""``geotl monitor``: run the pass loop of a region, or print its status.
+"""``geotl monitor``: run the pass loop of a region, print its status, report, acknowledge.
 
-``geotl monitor REGION.toml --model MODEL_DIR --out DIR [--once | --every 6h]`` and
-``geotl monitor status REGION.toml --out DIR``.
+``geotl monitor REGION.toml --model MODEL_DIR --out DIR [--once | --every 6h]``,
+``geotl monitor status REGION.toml --out DIR``,
+``geotl monitor report REGION.toml --out DIR [--report-dir HTML_DIR]`` and
+``geotl monitor ack REGION.toml --out DIR ALERT_ID...``.
 
 ``monitor`` is a group whose default command is the run itself, so both the plain form
 (region file first) and the ``status`` subcommand work.
@@ -28,6 +30,7 @@ from geotl.monitor import (
     format_status,
     monitor_status,
     parse_every,
+    region_dir,
     run_monitor,
     watch_region,
 )
@@ -52,6 +55,8 @@ class _DefaultGroup(click.Group):
         formatter.write(
             f"Usage: {path} REGION.toml --out DIR [--model MODEL_DIR] [--once | --every 6h] [--reprocess]\n"
             f"       {path} status REGION.toml --out DIR [--json]\n"
+            f"       {path} report REGION.toml --out DIR [--report-dir HTML_DIR]\n"
+            f"       {path} ack REGION.toml --out DIR ALERT_ID...\n"
         )
 
 
@@ -95,7 +100,9 @@ def command() -> None:
     retried with backoff), 2 bad input or another monitor holds the region's lock. All
     options: geotl monitor REGION.toml --help.
 
-    `status` prints what was processed, what failed and when the next run is due.
+    `status` prints what was processed, what failed and when the next run is due;
+    `report` writes a static page (map of open alerts, timeline, table); `ack` acknowledges
+    alerts by id.
     """
 
 
@@ -184,3 +191,56 @@ def status_command(region_file: Path, out_dir: Path, as_json: bool) -> None:
         click.echo(json.dumps(status.to_dict(), indent=2))
     else:
         click.echo(format_status(status), nl=False)
+
+
+@command.command("report")
+@click.argument(
+    "region_file", metavar="REGION.toml", type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Monitor output folder.",
+)
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the page (default: DIR/<region>/report).",
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Replace a --report-dir that is not an earlier report."
+)
+def report_command(
+    region_file: Path, out_dir: Path, report_dir: Path | None, overwrite: bool
+) -> None:
+    """Write a static, offline page: open alerts on a map, counts per pass, alert table."""
+    from geotl.monitor.alerts.report import write_report
+
+    region = load_region(region_file)
+    rdir = region_dir(region, out_dir)
+    summary = write_report(region, rdir, report_dir or rdir / "report", overwrite=overwrite)
+    click.echo(str(summary.path))
+
+
+@command.command("ack")
+@click.argument(
+    "region_file", metavar="REGION.toml", type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.argument("alert_ids", metavar="ALERT_ID...", nargs=-1, required=True)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Monitor output folder.",
+)
+def ack_command(region_file: Path, alert_ids: tuple[str, ...], out_dir: Path) -> None:
+    """Acknowledge alerts: they leave alerts.geojson and are never sent again."""
+    from geotl.monitor.alerts.engine import acknowledge_alerts
+
+    region = load_region(region_file)
+    done = acknowledge_alerts(region_dir(region, out_dir), list(alert_ids))
+    for alert_id in done:
+        click.echo(alert_id)

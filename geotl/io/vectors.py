@@ -46,13 +46,16 @@ def crs_name(crs: Any) -> str:
         return str(c.to_proj4() or c.to_wkt()).replace(" +type=crs", "")
 
 
-def read_vector(path: Path, what: str, crs_override: str | None = None) -> gpd.GeoDataFrame:
+def read_vector(
+    path: Path, what: str, crs_override: str | None = None, *, crs_fix: str | None = None
+) -> gpd.GeoDataFrame:
     """Read the first data layer of a vector file with pyogrio.
 
     Args:
         path: any OGR vector (GeoJSON, GeoPackage, Shapefile, GeoParquet).
         what: the region key that names the file, used in error messages.
         crs_override: a CRS that replaces the file's own (``[labels] crs``).
+        crs_fix: how to fix a missing CRS (default: add one or set ``[labels] crs``).
 
     Raises:
         LabelError: unreadable, empty, or without a CRS.
@@ -81,9 +84,8 @@ def read_vector(path: Path, what: str, crs_override: str | None = None) -> gpd.G
                 f"labels.crs '{crs_override}' is not a CRS: use e.g. 'EPSG:32618'", path
             ) from exc
     elif frame.crs is None:
-        raise LabelError(
-            f"has no CRS: add one to the file or set [labels] crs = 'EPSG:...' ({what})", path
-        )
+        fix = crs_fix or f"add one to the file or set [labels] crs = 'EPSG:...' ({what})"
+        raise LabelError(f"has no CRS: {fix}", path)
     return frame
 
 

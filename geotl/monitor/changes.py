@@ -31,15 +31,61 @@ from shapely.geometry.base import BaseGeometry
 __all__ = [
     "CHANGE_COLUMNS",
     "ChangeSet",
+    "OverlapPairs",
     "detect_changes",
     "empty_features",
+    "metric_crs",
+    "overlap_pairs",
     "scene_footprint",
+    "share_inside",
 ]
 
 log = logging.getLogger(__name__)
 
 FEATURE_COLUMNS = ["id", "class", "score", "area_m2", "scene", "acquired", "model"]
 CHANGE_COLUMNS = [*FEATURE_COLUMNS, "change", "pass_scene", "previous_scene", "matched_ids"]
+
+
+@dataclass(frozen=True)
+class OverlapPairs:
+    """Intersecting pairs between two arrays of geometries (see :func:`overlap_pairs`).
+
+    Attributes:
+        left: index into the first array, one per pair.
+        right: index into the second array.
+        intersection_m2: area of each pair's intersection (in the geometries' units).
+        overlap: intersection / area of the smaller of the two (0 when that is empty).
+    """
+
+    left: np.ndarray
+    right: np.ndarray
+    intersection_m2: np.ndarray
+    overlap: np.ndarray
+
+
+def overlap_pairs(left: np.ndarray, right: np.ndarray) -> OverlapPairs:
+    """Every intersecting (left, right) pair with its overlap share, found with an STRtree.
+
+    This is how two objects are matched: they are the same object when ``overlap`` reaches
+    a threshold (``min_overlap``). Geometries should be valid and in a metric CRS.
+
+    >>> from shapely.geometry import box
+    >>> p = overlap_pairs(np.array([box(0, 0, 2, 2)]), np.array([box(1, 0, 2, 1), box(5, 5, 6, 6)]))
+    >>> p.left.tolist(), p.right.tolist(), p.overlap.tolist()
+    ([0], [0], [1.0])
+    """
+    empty = np.zeros(0, dtype=np.intp)
+    if len(left) == 0 or len(right) == 0:
+        return OverlapPairs(empty, empty, np.zeros(0), np.zeros(0))
+    tree = shapely.STRtree(right)
+    li, ri = tree.query(left, predicate="intersects")
+    a = left[li]
+    b = right[ri]
+    inter = shapely.area(shapely.intersection(a, b))
+    smaller = np.minimum(shapely.area(a), shapely.area(b))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(smaller > 0, inter / smaller, 0.0)
+    return OverlapPairs(li, ri, np.asarray(inter, dtype=float), np.asarray(frac, dtype=float))
 
 
 @dataclass
@@ -106,21 +152,31 @@ def scene_footprint(path: Path, max_size_px: int = 256) -> BaseGeometry:
         return shapely.make_valid(shape(transform_geom(ds.crs, "EPSG:4326", mapping(local))))
 
 
-def _metric_crs(area: BaseGeometry) -> str:
+def metric_crs(area: BaseGeometry) -> str:
+    """The UTM zone (EPSG code) around an EPSG:4326 geometry: where areas are in m².
+
+    >>> from shapely.geometry import Point
+    >>> metric_crs(Point(-99.2, 47.0))
+    'EPSG:32614'
+    """
     lon, lat = area.representative_point().coords[0]
     zone = int((lon + 180) // 6) % 60 + 1
     return f"EPSG:{32600 + zone if lat >= 0 else 32700 + zone}"
 
 
-def _inside(frame: gpd.GeoDataFrame, common: BaseGeometry, min_inside: float) -> np.ndarray:
+def share_inside(frame: gpd.GeoDataFrame, area: BaseGeometry) -> np.ndarray:
+    """Share of each feature's area that lies inside ``area`` (same CRS; 0 for empty ones)."""
     if frame.empty:
-        return np.zeros(0, dtype=bool)
+        return np.zeros(0)
     geoms = frame.geometry.values
-    area = shapely.area(geoms)
-    inter = shapely.area(shapely.intersection(geoms, common))
+    total = shapely.area(geoms)
+    inter = shapely.area(shapely.intersection(geoms, area))
     with np.errstate(divide="ignore", invalid="ignore"):
-        frac = np.where(area > 0, inter / area, 0.0)
-    return np.asarray(frac >= min_inside)
+        return np.asarray(np.where(total > 0, inter / total, 0.0), dtype=float)
+
+
+def _inside(frame: gpd.GeoDataFrame, common: BaseGeometry, min_inside: float) -> np.ndarray:
+    return np.asarray(share_inside(frame, common) >= min_inside)
 
 
 def _as_features(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -165,7 +221,7 @@ def detect_changes(
     common = shapely.make_valid(shapely.intersection(current_footprint, previous_footprint))
     if common.is_empty or common.area == 0:
         return ChangeSet(frame=empty_features(CHANGE_COLUMNS), new=0, gone=0)
-    metric = _metric_crs(common)
+    metric = metric_crs(common)
     common_m = gpd.GeoSeries([common], crs="EPSG:4326").to_crs(metric).iloc[0]
     cur_m = current.to_crs(metric) if not current.empty else current
     prev_m = previous.to_crs(metric) if not previous.empty else previous
@@ -186,31 +242,21 @@ def detect_changes(
     overlaps_prev: dict[int, list[str]] = {}
     matches: dict[str, list[str]] = {}
     if len(cur_in) and len(prev_in):
-        prev_geoms = prev_m.geometry.values[prev_in]
-        tree = shapely.STRtree(prev_geoms)
-        cur_geoms = cur_m.geometry.values[cur_in]
-        pairs = tree.query(cur_geoms, predicate="intersects")
-        if pairs.size:
-            ci = cur_in[pairs[0]]
-            pi = prev_in[pairs[1]]
-            a = cur_m.geometry.values[ci]
-            b = prev_m.geometry.values[pi]
-            inter = shapely.area(shapely.intersection(a, b))
-            smaller = np.minimum(shapely.area(a), shapely.area(b))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                frac = np.where(smaller > 0, inter / smaller, 0.0)
-            same_class = cur_m["class"].to_numpy()[ci] == prev_m["class"].to_numpy()[pi]
-            is_match = (frac >= min_overlap) & same_class
-            cur_ids = cur_m["id"].to_numpy()
-            prev_ids = prev_m["id"].to_numpy()
-            for k, (c, p) in enumerate(zip(ci, pi, strict=True)):
-                if is_match[k]:
-                    matched_cur[c] = True
-                    matched_prev[p] = True
-                    matches.setdefault(str(cur_ids[c]), []).append(str(prev_ids[p]))
-                elif inter[k] > 0:
-                    overlaps_cur.setdefault(int(c), []).append(str(prev_ids[p]))
-                    overlaps_prev.setdefault(int(p), []).append(str(cur_ids[c]))
+        pairs = overlap_pairs(cur_m.geometry.values[cur_in], prev_m.geometry.values[prev_in])
+        ci = cur_in[pairs.left]
+        pi = prev_in[pairs.right]
+        same_class = cur_m["class"].to_numpy()[ci] == prev_m["class"].to_numpy()[pi]
+        is_match = (pairs.overlap >= min_overlap) & same_class
+        cur_ids = cur_m["id"].to_numpy()
+        prev_ids = prev_m["id"].to_numpy()
+        for k, (c, p) in enumerate(zip(ci, pi, strict=True)):
+            if is_match[k]:
+                matched_cur[c] = True
+                matched_prev[p] = True
+                matches.setdefault(str(cur_ids[c]), []).append(str(prev_ids[p]))
+            elif pairs.intersection_m2[k] > 0:
+                overlaps_cur.setdefault(int(c), []).append(str(prev_ids[p]))
+                overlaps_prev.setdefault(int(p), []).append(str(cur_ids[c]))
 
     new_idx = [i for i in cur_in if not matched_cur[i]]
     gone_idx = [i for i in prev_in if not matched_prev[i]]

@@ -27,7 +27,11 @@ from geotl.errors import GeotlRuntimeError
 from geotl.monitor.sources.scene import Scene
 
 __all__ = [
+    "ALERT_STATUSES",
     "DB_FILE",
+    "AlertRecord",
+    "AlertSighting",
+    "AlertStatus",
     "JobStatus",
     "MonitorState",
     "PassRecord",
@@ -41,6 +45,8 @@ DB_FILE = "state.sqlite"
 SCHEMA_VERSION = 1
 
 JobStatus = Literal["pending", "running", "done", "failed"]
+AlertStatus = Literal["open", "delivered", "acknowledged", "failed"]
+ALERT_STATUSES: tuple[AlertStatus, ...] = ("open", "delivered", "acknowledged", "failed")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -91,6 +97,58 @@ CREATE TABLE IF NOT EXISTS runs (
     processed INTEGER NOT NULL DEFAULT 0,
     failed INTEGER NOT NULL DEFAULT 0,
     outcome TEXT
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY,
+    rule TEXT NOT NULL,
+    class TEXT NOT NULL,
+    change TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('open', 'delivered', 'acknowledged', 'failed')),
+    geometry TEXT NOT NULL,
+    object_id TEXT NOT NULL,
+    score REAL,
+    area_m2 REAL NOT NULL,
+    model_id TEXT NOT NULL,
+    fired_scene TEXT NOT NULL,
+    fired_acquired TEXT NOT NULL,
+    first_scene TEXT NOT NULL,
+    first_acquired TEXT NOT NULL,
+    last_scene TEXT NOT NULL,
+    last_acquired TEXT NOT NULL,
+    reference_layer TEXT,
+    reference_ids TEXT NOT NULL DEFAULT '[]',
+    seen INTEGER NOT NULL,
+    looked INTEGER NOT NULL,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt TEXT,
+    last_error TEXT,
+    http_status INTEGER,
+    delivered TEXT,
+    acknowledged TEXT
+);
+CREATE INDEX IF NOT EXISTS alerts_status ON alerts (status);
+CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule);
+CREATE TABLE IF NOT EXISTS alert_deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id TEXT NOT NULL REFERENCES alerts (id),
+    attempt INTEGER NOT NULL,
+    url TEXT NOT NULL,
+    started TEXT NOT NULL,
+    finished TEXT,
+    outcome TEXT NOT NULL CHECK (outcome IN ('sending', 'delivered', 'retry', 'failed')),
+    http_status INTEGER,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS alert_deliveries_alert ON alert_deliveries (alert_id);
+CREATE TABLE IF NOT EXISTS alert_evaluations (
+    scene_key TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    rules TEXT NOT NULL,
+    evaluated TEXT NOT NULL,
+    fired INTEGER NOT NULL,
+    PRIMARY KEY (scene_key, model_id, rules)
 );
 """
 
@@ -147,6 +205,127 @@ class PassRecord:
             footprint_wkt=self.footprint_wkt,
             assets=dict(self.assets),
         )
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """One alert as stored (see ``geotl.monitor.alerts``).
+
+    ``fired_*`` is the pass whose evaluation raised it; ``first_*`` / ``last_*`` the first and
+    last pass that saw the object. ``geometry`` is a GeoJSON geometry (EPSG:4326).
+    """
+
+    id: str
+    rule: str
+    class_name: str
+    change: str
+    status: AlertStatus
+    geometry: dict[str, Any]
+    object_id: str
+    score: float | None
+    area_m2: float
+    model_id: str
+    fired_scene: str
+    fired_acquired: datetime
+    first_scene: str
+    first_acquired: datetime
+    last_scene: str
+    last_acquired: datetime
+    reference_layer: str | None
+    reference_ids: list[str]
+    seen: int
+    looked: int
+    created: datetime
+    updated: datetime
+    attempts: int = 0
+    next_attempt: datetime | None = None
+    last_error: str | None = None
+    http_status: int | None = None
+    delivered: datetime | None = None
+    acknowledged: datetime | None = None
+
+
+_ALERT_COLUMNS = (
+    "id, rule, class, change, status, geometry, object_id, score, area_m2, model_id, "
+    "fired_scene, fired_acquired, first_scene, first_acquired, last_scene, last_acquired, "
+    "reference_layer, reference_ids, seen, looked, created, updated, attempts, next_attempt, "
+    "last_error, http_status, delivered, acknowledged"
+)
+
+
+def _alert(row: sqlite3.Row) -> AlertRecord:
+    return AlertRecord(
+        id=row[0],
+        rule=row[1],
+        class_name=row[2],
+        change=row[3],
+        status=row[4],
+        geometry=json.loads(row[5]),
+        object_id=row[6],
+        score=row[7],
+        area_m2=float(row[8]),
+        model_id=row[9],
+        fired_scene=row[10],
+        fired_acquired=parse_ts(row[11]),
+        first_scene=row[12],
+        first_acquired=parse_ts(row[13]),
+        last_scene=row[14],
+        last_acquired=parse_ts(row[15]),
+        reference_layer=row[16],
+        reference_ids=json.loads(row[17] or "[]"),
+        seen=int(row[18]),
+        looked=int(row[19]),
+        created=parse_ts(row[20]),
+        updated=parse_ts(row[21]),
+        attempts=int(row[22]),
+        next_attempt=_opt_ts(row[23]),
+        last_error=row[24],
+        http_status=row[25],
+        delivered=_opt_ts(row[26]),
+        acknowledged=_opt_ts(row[27]),
+    )
+
+
+def _alert_values(a: AlertRecord) -> tuple[Any, ...]:
+    return (
+        a.id,
+        a.rule,
+        a.class_name,
+        a.change,
+        a.status,
+        json.dumps(a.geometry, separators=(",", ":")),
+        a.object_id,
+        a.score,
+        a.area_m2,
+        a.model_id,
+        a.fired_scene,
+        format_ts(a.fired_acquired),
+        a.first_scene,
+        format_ts(a.first_acquired),
+        a.last_scene,
+        format_ts(a.last_acquired),
+        a.reference_layer,
+        json.dumps(a.reference_ids),
+        a.seen,
+        a.looked,
+        format_ts(a.created),
+        format_ts(a.updated),
+        a.attempts,
+        format_ts(a.next_attempt) if a.next_attempt else None,
+        a.last_error,
+        a.http_status,
+        format_ts(a.delivered) if a.delivered else None,
+        format_ts(a.acknowledged) if a.acknowledged else None,
+    )
+
+
+@dataclass(frozen=True)
+class AlertSighting:
+    """A later pass saw an alert's object again: its last pass moves forward."""
+
+    alert_id: str
+    scene: str
+    acquired: datetime
 
 
 @dataclass(frozen=True)
@@ -664,3 +843,196 @@ class MonitorState:
             last_run=self.last_run(),
             models=models,
         )
+
+    # --- alerts ---------------------------------------------------------------------------
+
+    def evaluated_scenes(self, model_id: str, rules: str) -> set[str]:
+        """Scene keys whose pass of ``model_id`` was evaluated under the rules hash ``rules``."""
+        return {
+            str(k)
+            for (k,) in self._db.execute(
+                "SELECT scene_key FROM alert_evaluations WHERE model_id = ? AND rules = ?",
+                (model_id, rules),
+            )
+        }
+
+    def record_alert_evaluation(
+        self,
+        scene_key: str,
+        model_id: str,
+        rules: str,
+        *,
+        now: datetime,
+        new: list[AlertRecord],
+        sightings: list[AlertSighting],
+    ) -> int:
+        """Store one pass's evaluation in one transaction: new alerts, sightings, the mark.
+
+        A pass evaluated twice (a run killed after the alerts were written) inserts nothing
+        twice: alert ids are deterministic and inserts ignore existing ids.
+
+        Returns:
+            How many alerts were new.
+        """
+        stamp = format_ts(now)
+        inserted = 0
+        with self.transaction() as db:
+            for alert in new:
+                cur = db.execute(
+                    f"INSERT OR IGNORE INTO alerts ({_ALERT_COLUMNS}) VALUES "
+                    f"({', '.join('?' * 28)})",
+                    _alert_values(alert),
+                )
+                inserted += int(cur.rowcount)
+            for seen in sightings:
+                db.execute(
+                    "UPDATE alerts SET last_scene = ?, last_acquired = ?, updated = ? "
+                    "WHERE id = ? AND last_acquired < ?",
+                    (
+                        seen.scene,
+                        format_ts(seen.acquired),
+                        stamp,
+                        seen.alert_id,
+                        format_ts(seen.acquired),
+                    ),
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO alert_evaluations (scene_key, model_id, rules, evaluated, "
+                "fired) VALUES (?, ?, ?, ?, ?)",
+                (scene_key, model_id, rules, stamp, inserted),
+            )
+        return inserted
+
+    def alerts(
+        self, statuses: tuple[AlertStatus, ...] | None = None, rule: str | None = None
+    ) -> list[AlertRecord]:
+        """Alerts (with one of ``statuses``, of one rule), oldest first."""
+        where: list[str] = []
+        params: list[Any] = []
+        if statuses is not None:
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params.extend(statuses)
+        if rule is not None:
+            where.append("rule = ?")
+            params.append(rule)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._db.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts {clause} ORDER BY fired_acquired, created, id",
+            params,
+        ).fetchall()
+        return [_alert(r) for r in rows]
+
+    def alert(self, alert_id: str) -> AlertRecord | None:
+        """One alert, or None."""
+        row = self._db.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)
+        ).fetchone()
+        return None if row is None else _alert(row)
+
+    def due_alerts(self, now: datetime) -> list[AlertRecord]:
+        """Open alerts to deliver now (never tried, or their backoff has expired)."""
+        rows = self._db.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE status = 'open' AND "
+            "(next_attempt IS NULL OR next_attempt <= ?) ORDER BY fired_acquired, created, id",
+            (format_ts(now),),
+        ).fetchall()
+        return [_alert(r) for r in rows]
+
+    def next_alert_attempt(self) -> datetime | None:
+        """When the next open alert is due for another delivery attempt."""
+        row = self._db.execute(
+            "SELECT MIN(COALESCE(next_attempt, '')) FROM alerts WHERE status = 'open'"
+        ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return datetime.min.replace(tzinfo=UTC) if row[0] == "" else parse_ts(row[0])
+
+    def start_delivery(self, alert_id: str, url: str, now: datetime) -> int:
+        """Record that a delivery attempt starts (before anything is sent).
+
+        Returns:
+            The delivery row's id; a row left ``sending`` is an attempt whose outcome was
+            never recorded (geotl was killed): the alert stays open and is sent again.
+        """
+        with self.transaction() as db:
+            db.execute("UPDATE alerts SET attempts = attempts + 1 WHERE id = ?", (alert_id,))
+            attempt = int(
+                db.execute("SELECT attempts FROM alerts WHERE id = ?", (alert_id,)).fetchone()[0]
+            )
+            cur = db.execute(
+                "INSERT INTO alert_deliveries (alert_id, attempt, url, started, outcome) "
+                "VALUES (?, ?, ?, ?, 'sending')",
+                (alert_id, attempt, url, format_ts(now)),
+            )
+            return int(cur.lastrowid or 0)
+
+    def finish_delivery(
+        self,
+        delivery_id: int,
+        alert_id: str,
+        *,
+        now: datetime,
+        outcome: Literal["delivered", "retry", "failed"],
+        http_status: int | None,
+        error: str | None,
+        next_attempt: datetime | None,
+    ) -> None:
+        """Record a delivery attempt's outcome and move the alert on (one transaction).
+
+        An alert acknowledged meanwhile stays acknowledged.
+        """
+        stamp = format_ts(now)
+        status = {"delivered": "delivered", "retry": "open", "failed": "failed"}[outcome]
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE alert_deliveries SET finished = ?, outcome = ?, http_status = ?, error = ? "
+                "WHERE id = ?",
+                (stamp, outcome, http_status, error, delivery_id),
+            )
+            db.execute(
+                "UPDATE alerts SET status = CASE WHEN status = 'acknowledged' THEN status ELSE ? END, "
+                "http_status = ?, last_error = ?, next_attempt = ?, updated = ?, "
+                "delivered = CASE WHEN ? = 'delivered' THEN ? ELSE delivered END WHERE id = ?",
+                (
+                    status,
+                    http_status,
+                    error,
+                    format_ts(next_attempt) if next_attempt else None,
+                    stamp,
+                    outcome,
+                    stamp,
+                    alert_id,
+                ),
+            )
+
+    def deliveries(self, alert_id: str) -> list[dict[str, Any]]:
+        """Every delivery attempt of an alert, oldest first."""
+        cur = self._db.execute(
+            "SELECT attempt, url, started, finished, outcome, http_status, error "
+            "FROM alert_deliveries WHERE alert_id = ? ORDER BY id",
+            (alert_id,),
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def acknowledge_alerts(self, alert_ids: list[str], now: datetime) -> list[str]:
+        """Acknowledge alerts, all or none.
+
+        Returns:
+            The ids that are not alerts of this state; when any, nothing was changed.
+        """
+        with self.transaction() as db:
+            unknown = [
+                a
+                for a in alert_ids
+                if db.execute("SELECT 1 FROM alerts WHERE id = ?", (a,)).fetchone() is None
+            ]
+            if unknown:
+                return unknown
+            for alert_id in alert_ids:
+                db.execute(
+                    "UPDATE alerts SET status = 'acknowledged', acknowledged = COALESCE(acknowledged, ?), "
+                    "updated = ? WHERE id = ?",
+                    (format_ts(now), format_ts(now), alert_id),
+                )
+        return []

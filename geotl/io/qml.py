@@ -1,0 +1,82 @@
+"""QGIS layer styles (``.qml``): polygons filled and outlined by category, with a label.
+
+QGIS loads ``<name>.qml`` beside a vector file as that layer's default style, and a
+GeoPackage's ``layer_styles`` table holds the same text.
+"""
+
+from __future__ import annotations
+
+from xml.sax.saxutils import quoteattr
+
+__all__ = ["categorized_qml"]
+
+RGB = tuple[int, int, int]
+
+
+def categorized_qml(
+    attr: str,
+    categories: list[tuple[str, RGB]],
+    label_expression: str,
+    *,
+    fill_alpha: int = 70,
+    outline_width_mm: float = 0.5,
+    font_style: str = "Regular",
+    display_all: bool = False,
+) -> str:
+    """A style that colours polygons by the value of ``attr`` and labels them.
+
+    Args:
+        attr: the field whose value picks the colour.
+        categories: (value, colour) pairs; the value is also the legend label.
+        label_expression: a QGIS expression for the label text.
+        fill_alpha: fill opacity, 0-255 (the outline is opaque).
+        outline_width_mm: outline width.
+        font_style: the label font's style (``Regular``, ``Bold``).
+        display_all: show every label, even overlapping ones.
+
+    >>> qml = categorized_qml("class", [("tree", (27, 158, 119))], '"class"')
+    >>> 'attr="class"' in qml and 'value="27,158,119,70"' in qml
+    True
+    """
+    rows = []
+    symbols = []
+    for i, (value, (r, g, b)) in enumerate(categories):
+        rows.append(
+            f'      <category symbol="{i}" value={quoteattr(value)} label={quoteattr(value)} render="true"/>'
+        )
+        symbols.append(
+            f"""      <symbol type="fill" name="{i}" alpha="1" clip_to_extent="1" force_rhr="0">
+        <layer class="SimpleFill" enabled="1" locked="0" pass="0">
+          <Option type="Map">
+            <Option name="color" type="QString" value="{r},{g},{b},{fill_alpha}"/>
+            <Option name="outline_color" type="QString" value="{r},{g},{b},255"/>
+            <Option name="outline_style" type="QString" value="solid"/>
+            <Option name="outline_width" type="QString" value="{outline_width_mm}"/>
+            <Option name="outline_width_unit" type="QString" value="MM"/>
+            <Option name="style" type="QString" value="solid"/>
+          </Option>
+        </layer>
+      </symbol>"""
+        )
+    label = quoteattr(label_expression)
+    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.22.0" styleCategories="Symbology|Labeling" labelsEnabled="1">
+  <renderer-v2 type="categorizedSymbol" attr={quoteattr(attr)} forceraster="0" symbollevels="0" enableorderby="0">
+    <categories>
+{chr(10).join(rows)}
+    </categories>
+    <symbols>
+{chr(10).join(symbols)}
+    </symbols>
+  </renderer-v2>
+  <labeling type="simple">
+    <settings calloutType="simple">
+      <text-style fieldName={label} isExpression="1" fontSize="8" fontSizeUnit="Point" textColor="0,0,0,255" textOpacity="1" namedStyle="{font_style}" fontFamily="Sans Serif">
+        <text-buffer bufferDraw="1" bufferSize="0.7" bufferSizeUnits="MM" bufferColor="255,255,255,255" bufferOpacity="0.8"/>
+      </text-style>
+      <placement placement="1" priority="5" dist="0" distUnits="MM"/>
+      <rendering scaleVisibility="0" obstacle="1" fontLimitPixelSize="0" displayAll="{int(display_all)}"/>
+    </settings>
+  </labeling>
+</qgis>
+"""

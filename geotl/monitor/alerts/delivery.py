@@ -1,0 +1,291 @@
+"""Webhook delivery: POST each alert once (at least), with retries and backoff in the state.
+
+Every attempt is recorded *before* anything is sent (``alert_deliveries.outcome = 'sending'``)
+and its outcome after; the alert stays ``open`` until a 2xx answer is recorded. A geotl killed
+between sending and recording therefore sends the alert again on its next run: delivery is
+at least once, never lost, and the ``Idempotency-Key`` header (also in the body) lets the
+receiver drop the duplicate.
+
+Answers: 2xx delivered; 408, 425, 429, 5xx and network errors are retried with exponential
+backoff (``retry_base_s``, doubling, at most six hours) up to ``max_attempts``; any other
+status (4xx: a wrong URL, a rejected payload) marks the alert ``failed`` with the status at
+once: retrying cannot fix it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from geotl import __version__
+from geotl.config import AlertsConfig, Region, check_webhook_url
+from geotl.errors import AlertError
+from geotl.monitor.state import AlertRecord, MonitorState
+
+__all__ = [
+    "WEBHOOK_ENV",
+    "DeliveryPolicy",
+    "DeliveryReport",
+    "alert_feature",
+    "deliver_due",
+    "idempotency_key",
+    "webhook_payload",
+    "webhook_url",
+]
+
+log = logging.getLogger(__name__)
+
+#: Environment variable naming the webhook when the region file does not.
+WEBHOOK_ENV = "GEOTL_WEBHOOK"
+
+RETRY_STATUSES = frozenset({408, 425, 429})
+RETRY_MAX_S = 6 * 3600.0
+
+
+def webhook_url(region: Region) -> str | None:
+    """``[monitor.alerts] webhook``, else ``$GEOTL_WEBHOOK``, else None.
+
+    Raises:
+        AlertError: the environment variable holds something that is not an http(s) URL.
+    """
+    alerts = region.monitor.alerts if region.monitor is not None else None
+    if alerts is not None and alerts.webhook:
+        return alerts.webhook
+    env = os.environ.get(WEBHOOK_ENV, "").strip()
+    if not env:
+        return None
+    try:
+        return check_webhook_url(env)
+    except ValueError as exc:
+        raise AlertError(f"{exc} (from ${WEBHOOK_ENV})", region.path) from None
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """How alerts are sent.
+
+    Attributes:
+        url: the webhook.
+        timeout_s: per request.
+        max_attempts: attempts before an alert is marked failed.
+        retry_base_s: backoff after the first failed attempt; doubles with each further one.
+        wait_s: how long one run may wait for due retries before leaving them to the next.
+    """
+
+    url: str
+    timeout_s: float = 10.0
+    max_attempts: int = 8
+    retry_base_s: float = 30.0
+    wait_s: float = 60.0
+
+    @classmethod
+    def from_config(cls, url: str, config: AlertsConfig, wait_s: float = 60.0) -> DeliveryPolicy:
+        """The policy of a region's ``[monitor.alerts]``."""
+        return cls(
+            url=url,
+            timeout_s=config.timeout_s,
+            max_attempts=config.max_attempts,
+            retry_base_s=config.retry_base_s,
+            wait_s=wait_s,
+        )
+
+    def backoff(self, attempts: int) -> timedelta:
+        """Delay after ``attempts`` failed attempts.
+
+        >>> DeliveryPolicy("http://x", retry_base_s=30).backoff(3).total_seconds()
+        120.0
+        """
+        return timedelta(seconds=min(self.retry_base_s * 2 ** max(attempts - 1, 0), RETRY_MAX_S))
+
+
+@dataclass
+class DeliveryReport:
+    """What one delivery round did."""
+
+    delivered: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    retrying: list[str] = field(default_factory=list)
+    attempts: int = 0
+
+
+def idempotency_key(region_name: str, alert_id: str) -> str:
+    """The key a receiver uses to drop duplicate deliveries of one alert.
+
+    >>> idempotency_key("naip-nd", "3f2a9c01b7de")
+    'geotl:naip-nd:3f2a9c01b7de'
+    """
+    return f"geotl:{region_name}:{alert_id}"
+
+
+def alert_feature(alert: AlertRecord) -> dict[str, Any]:
+    """An alert as a GeoJSON Feature (RFC 7946; properties flat, times ISO 8601)."""
+
+    def ts(v: datetime | None) -> str | None:
+        return v.isoformat() if v else None
+
+    return {
+        "type": "Feature",
+        "id": alert.id,
+        "geometry": alert.geometry,
+        "properties": {
+            "id": alert.id,
+            "rule": alert.rule,
+            "class": alert.class_name,
+            "change": alert.change,
+            "status": alert.status,
+            "object_id": alert.object_id,
+            "score": alert.score,
+            "area_m2": round(alert.area_m2, 2),
+            "model": alert.model_id,
+            "fired_scene": alert.fired_scene,
+            "fired_acquired": ts(alert.fired_acquired),
+            "first_scene": alert.first_scene,
+            "first_acquired": ts(alert.first_acquired),
+            "last_scene": alert.last_scene,
+            "last_acquired": ts(alert.last_acquired),
+            "reference_layer": alert.reference_layer,
+            "reference_ids": ",".join(alert.reference_ids),
+            "seen": alert.seen,
+            "looked": alert.looked,
+            "created": ts(alert.created),
+            "delivered": ts(alert.delivered),
+            "acknowledged": ts(alert.acknowledged),
+        },
+    }
+
+
+def webhook_payload(region_name: str, alert: AlertRecord) -> dict[str, Any]:
+    """The JSON body: the alert as a GeoJSON Feature plus ``region``, ``pass`` and the key."""
+    feature = alert_feature(alert)
+    return {
+        **feature,
+        "region": region_name,
+        "pass": {"scene": alert.fired_scene, "acquired": alert.fired_acquired.isoformat()},
+        "idempotency_key": idempotency_key(region_name, alert.id),
+    }
+
+
+def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> int:
+    """POST and return the HTTP status; network failures raise OSError."""
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            response.read(65536)
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _attempt(
+    state: MonitorState,
+    region_name: str,
+    alert: AlertRecord,
+    policy: DeliveryPolicy,
+    report: DeliveryReport,
+) -> None:
+    body = json.dumps(webhook_payload(region_name, alert), separators=(",", ":")).encode()
+    headers = {
+        "Content-Type": "application/geo+json",
+        "Idempotency-Key": idempotency_key(region_name, alert.id),
+        "User-Agent": f"geotl/{__version__}",
+    }
+    delivery_id = state.start_delivery(alert.id, policy.url, _now())
+    attempts = alert.attempts + 1
+    report.attempts += 1
+    status: int | None = None
+    error: str | None = None
+    try:
+        status = _post(policy.url, body, headers, policy.timeout_s)
+    except (OSError, ValueError) as exc:  # refused, reset, timeout, DNS, bad URL
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    outcome: Literal["delivered", "retry", "failed"]
+    next_attempt: datetime | None = None
+    retryable = status is None or status >= 500 or status in RETRY_STATUSES
+    if status is not None and 200 <= status < 300:
+        outcome = "delivered"
+    elif retryable and attempts < policy.max_attempts:
+        outcome, next_attempt = "retry", _now() + policy.backoff(attempts)
+    else:
+        outcome = "failed"
+    if outcome != "delivered" and status is not None:
+        error = f"HTTP {status}"
+    if outcome == "failed" and retryable:
+        error = f"{error}; gave up after {attempts} attempts"
+    state.finish_delivery(
+        delivery_id,
+        alert.id,
+        now=_now(),
+        outcome=outcome,
+        http_status=status,
+        error=error,
+        next_attempt=next_attempt,
+    )
+    if outcome == "delivered":
+        report.delivered.append(alert.id)
+        log.info("alert %s delivered (HTTP %s)", alert.id, status)
+    elif next_attempt is not None:
+        report.retrying.append(alert.id)
+        log.warning(
+            "alert %s: delivery attempt %d failed (%s); retry after %s",
+            alert.id,
+            attempts,
+            error,
+            next_attempt.isoformat(timespec="seconds"),
+        )
+    else:
+        report.failed.append(alert.id)
+        log.error(
+            "alert %s: delivery failed (%s): fix the webhook or the receiver; the alert stays "
+            "in alerts.geojson and the report",
+            alert.id,
+            error,
+        )
+
+
+def deliver_due(
+    state: MonitorState,
+    region_name: str,
+    policy: DeliveryPolicy,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    stop: Callable[[], bool] | None = None,
+) -> DeliveryReport:
+    """Send every open alert that is due; wait for retries due within ``policy.wait_s``.
+
+    Args:
+        state: the region's state (the caller holds the region's lock).
+        region_name: goes into the body and the idempotency key.
+        policy: URL, timeouts, retries.
+        sleep: how to wait between rounds (tests pass a fake).
+        stop: returns True when the run should stop waiting (SIGTERM).
+
+    Returns:
+        What was delivered, what failed for good and what waits for a later run.
+    """
+    report = DeliveryReport()
+    deadline = time.monotonic() + policy.wait_s
+    while True:
+        due = state.due_alerts(_now())
+        for alert in due:
+            _attempt(state, region_name, alert, policy, report)
+        upcoming = state.next_alert_attempt()
+        if upcoming is None or (stop is not None and stop()):
+            break
+        wait = max((upcoming - _now()).total_seconds(), 0.0)
+        if time.monotonic() + wait > deadline:
+            break
+        sleep(wait)
+    report.retrying = [a.id for a in state.alerts(("open",)) if a.attempts > 0]
+    return report

@@ -1,0 +1,380 @@
+"""The monitor's alert step: after a pass's outputs are written, evaluate, record, deliver.
+
+:class:`AlertEngine` is what the pass runner calls (``after_passes``). It evaluates every done
+pass that has not been evaluated under the current rules (oldest first, so a run killed after
+a pass was recorded but before its alerts were catches up on the next run), records new
+alerts and sightings of known ones in the state in one transaction per pass, rewrites
+``alerts.geojson`` (+ its QGIS style ``alerts.qml``) and delivers open alerts to the webhook.
+
+An object that fires a rule again in a later pass is the same alert (matched by overlap, as
+pass-to-pass changes are): its last pass moves on; nothing is sent twice. Alert ids are
+deterministic (region, rule, pass and object id), so re-evaluating a pass never duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from shapely import wkt as shapely_wkt
+from shapely.geometry import mapping, shape
+from shapely.geometry.base import BaseGeometry
+
+from geotl.config import Region
+from geotl.errors import AlertError, ConfigError
+from geotl.io.atomic import atomic_write_text
+from geotl.io.geojson import DECIMALS
+from geotl.monitor.alerts.delivery import (
+    DeliveryPolicy,
+    DeliveryReport,
+    alert_feature,
+    deliver_due,
+    webhook_url,
+)
+from geotl.monitor.alerts.reference import ReferenceLayer, load_reference_layers
+from geotl.monitor.alerts.rules import Candidate, PassView, evaluate_rules
+from geotl.monitor.alerts.style import alerts_qml
+from geotl.monitor.changes import metric_crs, overlap_pairs
+from geotl.monitor.state import (
+    DB_FILE,
+    AlertRecord,
+    AlertSighting,
+    AlertStatus,
+    MonitorState,
+    PassRecord,
+)
+
+__all__ = [
+    "ALERTS_GEOJSON",
+    "ALERTS_QML",
+    "AlertEngine",
+    "AlertRound",
+    "acknowledge_alerts",
+    "alert_id",
+    "write_alert_outputs",
+]
+
+log = logging.getLogger(__name__)
+
+ALERTS_GEOJSON = "alerts.geojson"
+ALERTS_QML = "alerts.qml"
+#: Statuses that count as open in ``alerts.geojson`` and the report (not yet acknowledged).
+OPEN_STATUSES: tuple[AlertStatus, ...] = ("open", "delivered", "failed")
+
+
+def alert_id(region: str, rule: str, scene: str, object_id: str) -> str:
+    """A stable alert id: the same object firing the same rule in the same pass, same id.
+
+    >>> alert_id("naip-nd", "water-new-1", "m_4709963_se_14_1_20120731", "17")
+    '57e5fca6623d'
+    """
+    digest = hashlib.sha256(f"{region}|{rule}|{scene}|{object_id}".encode()).hexdigest()
+    return digest[:12]
+
+
+@dataclass
+class AlertRound:
+    """What one call of :meth:`AlertEngine.after_passes` did."""
+
+    evaluated: int = 0
+    new: list[str] = field(default_factory=list)
+    delivery: DeliveryReport | None = None
+
+
+def _footprint(rec: PassRecord) -> BaseGeometry:
+    return shapely_wkt.loads(rec.footprint_wkt) if rec.footprint_wkt else shapely.Polygon()
+
+
+class AlertEngine:
+    """A region's alert rules, reference layers and webhook, bound to its open state.
+
+    Args:
+        region: the region (its ``[monitor.alerts]`` must be set).
+        state: the region's open state (the caller holds the lock).
+        region_dir: where the region's outputs are (``alerts.geojson`` goes there).
+        region_area: the region's area (EPSG:4326), to check that reference layers overlap it.
+
+    Raises:
+        ConfigError: the region has no ``[monitor.alerts]``.
+        ReferenceLayerError: a reference layer is unusable.
+        AlertError: ``$GEOTL_WEBHOOK`` is not an http(s) URL.
+    """
+
+    def __init__(
+        self,
+        region: Region,
+        state: MonitorState,
+        region_dir: Path,
+        region_area: BaseGeometry | None,
+    ) -> None:
+        config = region.monitor.alerts if region.monitor is not None else None
+        if config is None:
+            raise ConfigError("no [monitor.alerts] table: add rules to get alerts", region.path)
+        self.region = region
+        self.config = config
+        self.state = state
+        self.dir = Path(region_dir)
+        self.references: dict[str, ReferenceLayer] = load_reference_layers(region, region_area)
+        self.url = webhook_url(region)
+        self.rules_hash = hashlib.sha256(
+            config.model_dump_json(by_alias=True, exclude={"webhook"}).encode()
+        ).hexdigest()[:12]
+        self.lookback = 3 * max((r.persistence or config.persistence).of for r in config.rule) + 1
+        self._frames: dict[tuple[str, str], gpd.GeoDataFrame] = {}
+
+    # --- evaluation -----------------------------------------------------------------------
+
+    def _frame(self, rec: PassRecord) -> gpd.GeoDataFrame:
+        key = (rec.key, rec.model_id)
+        if key not in self._frames:
+            if rec.pass_path is None or not (self.dir / rec.pass_path).exists():
+                frame = gpd.GeoDataFrame({"id": [], "class": []}, geometry=[], crs="EPSG:4326")
+            else:
+                frame = gpd.read_file(self.dir / rec.pass_path)
+                if frame.crs is None:
+                    frame = frame.set_crs("EPSG:4326")
+                if "id" in frame.columns:
+                    frame["id"] = frame["id"].astype(str)
+            if len(self._frames) > 4 * self.lookback:
+                self._frames.pop(next(iter(self._frames)))
+            self._frames[key] = frame
+        return self._frames[key]
+
+    def forget_passes(self) -> None:
+        """Drop the cached pass frames (a long-running monitor reads them afresh)."""
+        self._frames.clear()
+
+    def pass_view(self, rec: PassRecord) -> PassView:
+        """A done pass as the rules see it (its GeoJSON read once and cached)."""
+        return self._view(rec)
+
+    def _view(self, rec: PassRecord) -> PassView:
+        return PassView(
+            key=rec.key,
+            scene=rec.name,
+            acquired=rec.acquired,
+            footprint=_footprint(rec),
+            features=self._frame(rec),
+        )
+
+    def evaluate_pending(self, model_id: str) -> tuple[int, list[str]]:
+        """Evaluate every done pass of ``model_id`` not yet evaluated under these rules.
+
+        Returns:
+            (passes evaluated, ids of new alerts).
+        """
+        done = self.state.done_passes(model_id)
+        evaluated = self.state.evaluated_scenes(model_id, self.rules_hash)
+        count = 0
+        new_ids: list[str] = []
+        for i, rec in enumerate(done):
+            if rec.key in evaluated:
+                continue
+            fp = _footprint(rec)
+            history = [
+                r
+                for r in reversed(done[:i])
+                if r.acquired < rec.acquired and not fp.is_empty and _footprint(r).intersects(fp)
+            ][: self.lookback]
+            new_ids.extend(self._evaluate(rec, history))
+            count += 1
+        return count, new_ids
+
+    def _evaluate(self, rec: PassRecord, history: list[PassRecord]) -> list[str]:
+        views = [self._view(rec), *(self._view(h) for h in history)]
+        candidates = evaluate_rules(self.config, views, self.references)
+        now = datetime.now(UTC)
+        known: dict[str, list[AlertRecord]] = {}
+        new: list[AlertRecord] = []
+        sightings: list[AlertSighting] = []
+        crs = metric_crs(views[0].footprint) if not views[0].footprint.is_empty else None
+        by_rule: dict[str, list[Candidate]] = {}
+        for cand in candidates:
+            by_rule.setdefault(cand.rule, []).append(cand)
+        for rule_name, cands in by_rule.items():
+            known[rule_name] = self.state.alerts(rule=rule_name)
+            matched = self._match(
+                [c.geometry for c in cands], [a.geometry for a in known[rule_name]], crs
+            )
+            for cand, hit in zip(cands, matched, strict=True):
+                if hit is not None:
+                    alert = known[rule_name][hit]
+                    if cand.when != "gone":
+                        sightings.append(AlertSighting(alert.id, rec.name, rec.acquired))
+                    continue
+                new.append(self._record(cand, rec.model_id, rec, now))
+        sightings.extend(self._sightings(rec, views[0], crs, known, by_rule))
+        inserted = self.state.record_alert_evaluation(
+            rec.key, rec.model_id, self.rules_hash, now=now, new=new, sightings=sightings
+        )
+        if new:
+            log.info(
+                "pass %s: %d new alert(s) (%s)",
+                rec.name,
+                inserted,
+                ", ".join(f"{a.id} {a.rule}" for a in new[:5]) + (", ..." if len(new) > 5 else ""),
+            )
+        return [a.id for a in new]
+
+    def _sightings(
+        self,
+        rec: PassRecord,
+        view: PassView,
+        crs: str | None,
+        known: dict[str, list[AlertRecord]],
+        fired: dict[str, list[Candidate]],
+    ) -> list[AlertSighting]:
+        """Alerts of new/present rules whose object this pass sees again (last pass moves on)."""
+        out: list[AlertSighting] = []
+        if crs is None or view.features.empty or "class" not in view.features.columns:
+            return out
+        for rule_name, rule in zip(self.config.rule_names(), self.config.rule, strict=True):
+            if rule.when == "gone" or rule_name in fired:
+                continue
+            alerts = [
+                a for a in self.state.alerts(rule=rule_name) if a.last_acquired < rec.acquired
+            ]
+            if not alerts:
+                continue
+            objects = view.features[view.features["class"].astype(str) == rule.class_name]
+            matched = self._match(
+                [shape(a.geometry) for a in alerts], list(objects.geometry.values), crs
+            )
+            out.extend(
+                AlertSighting(a.id, rec.name, rec.acquired)
+                for a, hit in zip(alerts, matched, strict=True)
+                if hit is not None
+            )
+        return out
+
+    @staticmethod
+    def _match(
+        geoms: list[BaseGeometry] | list[dict[str, object]],
+        others: list[BaseGeometry] | list[dict[str, object]],
+        crs: str | None,
+        min_overlap: float = 0.5,
+    ) -> list[int | None]:
+        """For each geometry, the index of the first of ``others`` it matches, else None."""
+        if not geoms or not others or crs is None:
+            return [None] * len(geoms)
+
+        def metric(items: list[BaseGeometry] | list[dict[str, object]]) -> np.ndarray:
+            shapes = [g if isinstance(g, BaseGeometry) else shape(g) for g in items]
+            series = gpd.GeoSeries(shapes, crs="EPSG:4326").to_crs(crs)
+            return np.asarray(shapely.make_valid(series.values), dtype=object)
+
+        pairs = overlap_pairs(metric(geoms), metric(others))
+        out: list[int | None] = [None] * len(geoms)
+        for i, j, ov in zip(pairs.left, pairs.right, pairs.overlap, strict=True):
+            if ov >= min_overlap and out[int(i)] is None:
+                out[int(i)] = int(j)
+        return out
+
+    def _record(
+        self, cand: Candidate, model_id: str, rec: PassRecord, now: datetime
+    ) -> AlertRecord:
+        geom = shapely.set_precision(cand.geometry, 10.0**-DECIMALS)
+        return AlertRecord(
+            id=alert_id(self.region.name, cand.rule, cand.scene, cand.object_id),
+            rule=cand.rule,
+            class_name=cand.class_name,
+            change=cand.when,
+            status="open",
+            geometry=dict(mapping(shapely.orient_polygons(geom))),
+            object_id=cand.object_id,
+            score=cand.score,
+            area_m2=cand.area_m2,
+            model_id=model_id,
+            fired_scene=rec.name,
+            fired_acquired=rec.acquired,
+            first_scene=cand.first_scene,
+            first_acquired=cand.first_acquired,
+            last_scene=cand.scene,
+            last_acquired=cand.acquired,
+            reference_layer=cand.reference_layer,
+            reference_ids=list(cand.reference_ids),
+            seen=cand.seen,
+            looked=cand.looked,
+            created=now,
+            updated=now,
+        )
+
+    # --- the runner's hook ------------------------------------------------------------------
+
+    def after_passes(
+        self,
+        model_id: str,
+        *,
+        deliver: bool = True,
+        wait_s: float = 60.0,
+        stop: Callable[[], bool] | None = None,
+    ) -> AlertRound:
+        """Evaluate pending passes, rewrite ``alerts.geojson``, deliver open alerts.
+
+        Call after a run's passes are recorded (and on runs without new passes: retries and
+        passes left unevaluated by a killed run are due then).
+        """
+        evaluated, new = self.evaluate_pending(model_id)
+        result = AlertRound(evaluated=evaluated, new=new)
+        write_alert_outputs(self.state, self.dir)
+        if deliver and self.url is not None:
+            policy = DeliveryPolicy.from_config(self.url, self.config, wait_s=wait_s)
+            result.delivery = deliver_due(self.state, self.region.name, policy, stop=stop)
+            if result.delivery.attempts:
+                write_alert_outputs(self.state, self.dir)
+        return result
+
+
+def write_alert_outputs(state: MonitorState, region_dir: Path) -> Path:
+    """Write ``alerts.geojson`` (alerts not yet acknowledged) and its style ``alerts.qml``.
+
+    QGIS loads ``alerts.qml`` as the default style of ``alerts.geojson`` (same base name).
+    """
+    features = []
+    for alert in state.alerts(OPEN_STATUSES):
+        features.append(alert_feature(alert))
+    text = json.dumps(
+        {"type": "FeatureCollection", "features": features},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    path = Path(region_dir) / ALERTS_GEOJSON
+    atomic_write_text(path, text + "\n")
+    atomic_write_text(Path(region_dir) / ALERTS_QML, alerts_qml())
+    return path
+
+
+def acknowledge_alerts(region_dir: Path, alert_ids: list[str]) -> list[str]:
+    """Acknowledge alerts by id (all or none) and rewrite ``alerts.geojson``.
+
+    Safe while a monitor runs on the region (SQLite serialises the writes).
+
+    Returns:
+        The ids acknowledged.
+
+    Raises:
+        AlertError: the region has no monitor state here, or an id is not one of its alerts.
+    """
+    db = Path(region_dir) / DB_FILE
+    if not db.exists():
+        raise AlertError(
+            "no monitor state here: pass the --out folder the monitor writes to", region_dir
+        )
+    with MonitorState(db) as state:
+        unknown = state.acknowledge_alerts(list(dict.fromkeys(alert_ids)), datetime.now(UTC))
+        if unknown:
+            raise AlertError(
+                f"unknown alert id(s) {', '.join(unknown)}: nothing was acknowledged; the ids "
+                f"are in {ALERTS_GEOJSON} and the report",
+                db,
+            )
+        write_alert_outputs(state, Path(region_dir))
+    return list(dict.fromkeys(alert_ids))

@@ -1,0 +1,377 @@
+"""The report page: a static folder a stakeholder opens in a browser, offline.
+
+``geotl monitor report`` writes ``index.html`` with
+
+- a map of the open alerts over the latest pass's quicklook (Leaflet, vendored from the npm
+  package ``leaflet`` with its licence and copied beside the page: nothing is fetched when
+  the page is viewed; the quicklook is warped to Web Mercator so it lies exactly under the
+  alerts);
+- a timeline of object counts and alerts per pass (an SVG drawn here, no script needed);
+- a table of every alert (status, rule, class, area, first and last pass, reference
+  features, delivery), each linking to its own GeoJSON file.
+
+The data the map needs are in ``data.js`` (a script, not JSON fetched at run time, because
+browsers refuse ``fetch`` from ``file://`` pages). The folder is built under a temporary name
+and swapped into place, so a reader never sees half a report.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geotl.bands import canonical_band
+from geotl.config import Region
+from geotl.errors import GeotlInputError, OutputExistsError
+from geotl.io.atomic import atomic_dir
+from geotl.monitor.alerts.delivery import alert_feature
+from geotl.monitor.state import DB_FILE, AlertRecord, MonitorState, PassRecord
+
+__all__ = ["REPORT_MARKER", "ReportSummary", "write_report"]
+
+log = logging.getLogger(__name__)
+
+#: A file that marks a folder as a geotl report (it may be replaced without --overwrite).
+REPORT_MARKER = ".geotl-report"
+QUICKLOOK_MAX_PX = 1024
+OPEN = ("open", "delivered", "failed")
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    """What a report shows."""
+
+    path: Path
+    passes: int
+    alerts: int
+    open_alerts: int
+    quicklook: bool
+
+
+def _static(name: str) -> Any:
+    return resources.files("geotl.monitor.alerts").joinpath("static", name)
+
+
+def _copy_static(dest: Path) -> None:
+    assets = dest / "assets"
+    (assets / "leaflet" / "images").mkdir(parents=True)
+    for name in ("report.js", "report.css"):
+        (assets / name).write_bytes(_static(name).read_bytes())
+    leaflet = _static("leaflet")
+    for name in ("leaflet.js", "leaflet.css", "LICENSE", "VENDORED.md"):
+        (assets / "leaflet" / name).write_bytes(leaflet.joinpath(name).read_bytes())
+    for item in leaflet.joinpath("images").iterdir():
+        if item.name.endswith(".png"):
+            (assets / "leaflet" / "images" / item.name).write_bytes(item.read_bytes())
+
+
+def _rgb_indexes(region: Region, count: int) -> list[int]:
+    names = [canonical_band(b) for b in region.imagery.bands]
+    wanted = [canonical_band(b) for b in ("red", "green", "blue")]
+    if len(names) == count and all(w in names for w in wanted):
+        return [names.index(w) + 1 for w in wanted]
+    return [1, 2, 3] if count >= 3 else [1]
+
+
+def _write_quicklook(region: Region, scene: Path, out: Path) -> list[list[float]] | None:
+    """The scene warped to Web Mercator, stretched, nodata transparent; its lat/lon bounds."""
+    import rasterio
+    from PIL import Image
+    from rasterio.enums import Resampling
+    from rasterio.errors import NodataShadowWarning
+    from rasterio.vrt import WarpedVRT
+    from rasterio.warp import transform_bounds
+
+    try:
+        with rasterio.open(scene) as src, WarpedVRT(src, crs="EPSG:3857") as vrt:
+            scale = max(vrt.width, vrt.height) / QUICKLOOK_MAX_PX
+            width = max(1, round(vrt.width / max(scale, 1.0)))
+            height = max(1, round(vrt.height / max(scale, 1.0)))
+            bands = _rgb_indexes(region, src.count)
+            data = vrt.read(
+                bands, out_shape=(len(bands), height, width), resampling=Resampling.average
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NodataShadowWarning)  # nodata wins: fine here
+                mask = vrt.read_masks(1, out_shape=(height, width)) > 0
+            west, south, east, north = transform_bounds("EPSG:3857", "EPSG:4326", *vrt.bounds)
+    except (rasterio.errors.RasterioError, OSError) as exc:
+        log.warning("no quicklook: %s cannot be read (%s)", scene, exc)
+        return None
+    data = data.astype(np.float32)
+    rgb = np.zeros((height, width, 3), dtype=np.uint8)
+    for i, band in enumerate(data if len(data) == 3 else [data[0]] * 3):
+        values = band[mask]
+        if values.size:
+            lo, hi = np.percentile(values, (2, 98))
+            scaled = np.clip((band - lo) / max(float(hi - lo), 1e-6), 0, 1)
+            rgb[..., i] = (scaled * 255).astype(np.uint8)
+    alpha = np.where(mask, 255, 0).astype(np.uint8)
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(out, format="PNG", optimize=True)
+    return [[south, west], [north, east]]
+
+
+def _timeline_svg(passes: list[PassRecord], fired: dict[str, int]) -> str:
+    """Detections per pass (line) and alerts raised per pass (bars), one column per pass."""
+    if not passes:
+        return '<p class="note">No pass processed yet.</p>'
+    width, height, left, right, top, bottom = 900, 240, 56, 56, 16, 54
+    plot_w, plot_h = width - left - right, height - top - bottom
+    n = len(passes)
+    step = plot_w / max(n, 1)
+    counts = [p.detections or 0 for p in passes]
+    alerts = [fired.get(p.name, 0) for p in passes]
+    max_count = max(max(counts), 1)
+    max_alerts = max(max(alerts), 1)
+
+    def x(i: int) -> float:
+        return left + step * (i + 0.5)
+
+    parts = [
+        f'<svg viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" aria-label="objects and alerts per pass">',
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#999"/>',
+    ]
+    bar_w = max(step * 0.5, 1.0)
+    for i, a in enumerate(alerts):
+        h = plot_h * a / max_alerts
+        parts.append(
+            f'<rect class="alerts-bar" x="{x(i) - bar_w / 2:.1f}" y="{top + plot_h - h:.1f}" '
+            f'width="{bar_w:.1f}" height="{h:.1f}" fill="#e41a1c" fill-opacity="0.6">'
+            f"<title>{html.escape(passes[i].name)}: {a} alert(s)</title></rect>"
+        )
+    points = " ".join(
+        f"{x(i):.1f},{top + plot_h - plot_h * c / max_count:.1f}" for i, c in enumerate(counts)
+    )
+    parts.append(f'<polyline points="{points}" fill="none" stroke="#1b3a4b" stroke-width="2"/>')
+    for i, c in enumerate(counts):
+        cy = top + plot_h - plot_h * c / max_count
+        parts.append(
+            f'<circle class="count-dot" cx="{x(i):.1f}" cy="{cy:.1f}" r="3" fill="#1b3a4b">'
+            f"<title>{html.escape(passes[i].name)}: {c} object(s)</title></circle>"
+        )
+    every = max(1, n // 12)
+    for i in range(0, n, every):
+        label = passes[i].acquired.date().isoformat()
+        parts.append(
+            f'<text x="{x(i):.1f}" y="{top + plot_h + 16}" text-anchor="middle">{label}</text>'
+        )
+    parts += [
+        f'<text x="{left - 6}" y="{top + 4}" text-anchor="end" fill="#1b3a4b">{max_count}</text>',
+        f'<text x="{left - 6}" y="{top + plot_h}" text-anchor="end" fill="#1b3a4b">0</text>',
+        f'<text x="{left + plot_w + 6}" y="{top + 4}" fill="#e41a1c">{max_alerts}</text>',
+        f'<text x="{left + plot_w + 6}" y="{top + plot_h}" fill="#e41a1c">0</text>',
+        f'<text x="{left}" y="{height - 8}" fill="#1b3a4b">objects per pass (line)</text>',
+        f'<text x="{left + plot_w}" y="{height - 8}" text-anchor="end" fill="#e41a1c">'
+        "alerts raised per pass (bars)</text>",
+        "</svg>",
+    ]
+    return "\n".join(parts)
+
+
+def _fmt(v: datetime | None) -> str:
+    return v.date().isoformat() if v else ""
+
+
+def _table(alerts: list[AlertRecord], deliveries: dict[str, str]) -> str:
+    if not alerts:
+        return '<p class="note">No alert so far.</p>'
+    head = (
+        "<tr><th>id</th><th>status</th><th>rule</th><th>class</th><th>change</th>"
+        "<th>area m²</th><th>score</th><th>first seen</th><th>last seen</th><th>raised in</th>"
+        "<th>reference</th><th>delivery</th><th>map</th></tr>"
+    )
+    rows = []
+    for a in alerts:
+        e = html.escape
+        ref = ""
+        if a.reference_layer:
+            ids = ", ".join(a.reference_ids[:5]) + (" ..." if len(a.reference_ids) > 5 else "")
+            ref = f"{e(Path(a.reference_layer).name)}{': ' + e(ids) if ids else ''}"
+        zoom = (
+            f'<a class="zoom" href="#map" data-id="{e(a.id)}">show</a>' if a.status in OPEN else ""
+        )
+        rows.append(
+            f'<tr class="alert-row status-{e(a.status)}" data-id="{e(a.id)}">'
+            f'<td><a href="alerts/{e(a.id)}.geojson">{e(a.id)}</a></td>'
+            f"<td>{e(a.status)}</td><td>{e(a.rule)}</td><td>{e(a.class_name)}</td>"
+            f"<td>{e(a.change)}</td><td class='num'>{a.area_m2:,.0f}</td>"
+            f"<td class='num'>{'' if a.score is None else f'{a.score:.2f}'}</td>"
+            f"<td title='{e(a.first_scene)}'>{_fmt(a.first_acquired)}</td>"
+            f"<td title='{e(a.last_scene)}'>{_fmt(a.last_acquired)}</td>"
+            f"<td title='{e(a.fired_scene)}'>{_fmt(a.fired_acquired)}</td>"
+            f"<td>{ref}</td><td>{e(deliveries.get(a.id, ''))}</td><td>{zoom}</td></tr>"
+        )
+    return f'<table id="alerts">\n{head}\n' + "\n".join(rows) + "\n</table>"
+
+
+def _delivery_text(a: AlertRecord) -> str:
+    if a.delivered:
+        return f"delivered {a.delivered.isoformat(timespec='seconds')}"
+    if a.attempts == 0:
+        return "not sent" if a.status != "acknowledged" else ""
+    status = f" (HTTP {a.http_status})" if a.http_status else ""
+    return f"{a.attempts} attempt(s){status}: {a.last_error or ''}".strip()
+
+
+def _check_report_dir(path: Path, overwrite: bool) -> None:
+    if path.exists() and not path.is_dir():
+        raise GeotlInputError("exists and is a file: choose a folder for --report-dir", path)
+    if (
+        path.is_dir()
+        and any(path.iterdir())
+        and not (path / REPORT_MARKER).exists()
+        and not overwrite
+    ):
+        raise OutputExistsError(
+            "folder exists and is not a geotl report: pass --overwrite to replace it", path
+        )
+
+
+def write_report(
+    region: Region, region_dir: Path, report_dir: Path, *, overwrite: bool = False
+) -> ReportSummary:
+    """Write the report folder of a monitored region.
+
+    Args:
+        region: the region.
+        region_dir: ``--out/<region name>`` (holds ``state.sqlite``).
+        report_dir: the folder to write (replaced whole when it is an earlier report, or with
+            ``overwrite``).
+        overwrite: replace a folder that is not a geotl report.
+
+    Raises:
+        GeotlInputError: the region was never monitored into ``region_dir``.
+        OutputExistsError: ``report_dir`` holds something else and ``overwrite`` is false.
+    """
+    db = Path(region_dir) / DB_FILE
+    if not db.exists():
+        raise GeotlInputError(
+            f"no monitor state for region '{region.name}' here: run geotl monitor "
+            f"{region.path.name} --out DIR first, and pass the same --out",
+            db,
+        )
+    report_dir = Path(report_dir)
+    _check_report_dir(report_dir, overwrite)
+    with MonitorState(db, readonly=True) as state:
+        passes = state.latest_passes()
+        alerts = state.alerts()
+        deliveries = {a.id: _delivery_text(a) for a in alerts}
+    fired: dict[str, int] = {}
+    for a in alerts:
+        fired[a.fired_scene] = fired.get(a.fired_scene, 0) + 1
+    open_alerts = [a for a in alerts if a.status in OPEN]
+    with atomic_dir(report_dir, overwrite=True) as tmp:
+        _copy_static(tmp)
+        (tmp / REPORT_MARKER).write_text(f"geotl monitor report of {region.name}\n")
+        (tmp / "alerts").mkdir()
+        for a in alerts:
+            (tmp / "alerts" / f"{a.id}.geojson").write_text(
+                json.dumps(alert_feature(a), ensure_ascii=False) + "\n", encoding="utf-8"
+            )
+        latest = max(passes, key=lambda p: p.acquired) if passes else None
+        bounds = None
+        if latest is not None and Path(latest.uri).exists():
+            bounds = _write_quicklook(region, Path(latest.uri), tmp / "quicklook.png")
+        data = {
+            "region": region.name,
+            "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+            "latest": None
+            if latest is None
+            else {"scene": latest.name, "acquired": latest.acquired.isoformat()},
+            "quicklook": None if bounds is None else {"href": "quicklook.png", "bounds": bounds},
+            "alerts": {
+                "type": "FeatureCollection",
+                "features": [alert_feature(a) for a in open_alerts],
+            },
+        }
+        (tmp / "data.js").write_text(
+            "window.GEOTL_REPORT = " + json.dumps(data, ensure_ascii=False) + ";\n",
+            encoding="utf-8",
+        )
+        (tmp / "index.html").write_text(
+            _page(region, passes, alerts, open_alerts, fired, deliveries, latest, bounds),
+            encoding="utf-8",
+        )
+    log.info("report of %s: %s", region.name, report_dir / "index.html")
+    return ReportSummary(
+        path=report_dir / "index.html",
+        passes=len(passes),
+        alerts=len(alerts),
+        open_alerts=len(open_alerts),
+        quicklook=bounds is not None,
+    )
+
+
+def _page(
+    region: Region,
+    passes: list[PassRecord],
+    alerts: list[AlertRecord],
+    open_alerts: list[AlertRecord],
+    fired: dict[str, int],
+    deliveries: dict[str, str],
+    latest: PassRecord | None,
+    bounds: list[list[float]] | None,
+) -> str:
+    e = html.escape
+    latest_text = (
+        f"latest pass {e(latest.name)} acquired {latest.acquired.date().isoformat()}"
+        if latest
+        else "no pass processed yet"
+    )
+    map_note = (
+        f"Open alerts over the quicklook of {e(latest.name)}."
+        if latest and bounds
+        else "Open alerts (no quicklook: the latest scene is not a local file)."
+    )
+    legend = "".join(
+        f'<span><i class="swatch" style="background:{c}"></i>{s}</span>'
+        for s, c in (("open", "#e41a1c"), ("delivered", "#ff7f00"), ("failed", "#984ea3"))
+    )
+    generated = datetime.now(UTC).isoformat(timespec="seconds")
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>geotl report: {e(region.name)}</title>
+<link rel="stylesheet" href="assets/leaflet/leaflet.css">
+<link rel="stylesheet" href="assets/report.css">
+</head>
+<body>
+<header>
+<h1>{e(region.name)}: {len(open_alerts)} open alert(s)</h1>
+<p>{len(passes)} pass(es), {latest_text}; {len(alerts)} alert(s) in all. Generated {generated} by geotl.</p>
+</header>
+<main>
+<section>
+<h2>Map</h2>
+<p class="note">{map_note} <span class="legend">{legend}</span></p>
+<div id="map"></div>
+</section>
+<section class="timeline">
+<h2>Timeline</h2>
+{_timeline_svg(passes, fired)}
+</section>
+<section>
+<h2>Alerts</h2>
+<p class="note">Each id links to the alert's GeoJSON. Acknowledge with
+<code>geotl monitor ack {e(region.path.name)} --out DIR ID...</code></p>
+{_table(alerts, deliveries)}
+</section>
+</main>
+<script src="assets/leaflet/leaflet.js"></script>
+<script src="data.js"></script>
+<script src="assets/report.js"></script>
+</body>
+</html>
+"""

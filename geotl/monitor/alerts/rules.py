@@ -1,0 +1,302 @@
+"""Alert rules: which objects of a pass matter, against reference layers and over time.
+
+:func:`evaluate_rules` takes the current pass and the passes before it over the same area
+(newest first) and returns, per rule, the objects that fire it. Everything is matched the
+way pass-to-pass changes are (:func:`geotl.monitor.changes.overlap_pairs`): two objects of
+the same class are the same object when their intersection covers ``min_overlap`` of the
+smaller one; an object is seen by a pass when ``min_inside`` of it lies in the pass's
+footprint. Work is vectorised with STRtrees, so 10,000 objects against 1,000 reference
+polygons take well under a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from geotl.config import AlertRule, AlertsConfig
+from geotl.monitor.alerts.persistence import persistent_change
+from geotl.monitor.alerts.reference import ReferenceLayer
+from geotl.monitor.changes import metric_crs, overlap_pairs
+
+__all__ = ["Candidate", "PassView", "evaluate_rules"]
+
+
+@dataclass(frozen=True)
+class PassView:
+    """One done pass as the rules see it.
+
+    Attributes:
+        key: the scene key in the state.
+        scene: the scene name.
+        acquired: acquisition time.
+        footprint: where the pass saw the ground (EPSG:4326).
+        features: its detections (EPSG:4326; predict's columns ``id``, ``class``, ``score``,
+            ``area_m2``).
+    """
+
+    key: str
+    scene: str
+    acquired: datetime
+    footprint: BaseGeometry
+    features: gpd.GeoDataFrame
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An object that fires a rule in the current pass.
+
+    Attributes:
+        rule: the rule's name.
+        class_name: the object's class.
+        when: the rule's ``when``.
+        geometry: the object (EPSG:4326); for ``gone``, as last seen.
+        object_id: the object's feature id in the pass it comes from.
+        scene: the last pass the object was there (the current one; ``gone``: an earlier one).
+        acquired: when that pass was acquired.
+        first_scene: the first pass of the persistence window where the object was there.
+        first_acquired: when that pass was acquired.
+        score: the object's score.
+        area_m2: its area.
+        reference_layer: the reference layer the rule tested (path as written), or None.
+        reference_ids: ids of the reference features it intersects.
+        seen: in how many of the last ``of`` passes that saw the ground the object was
+            there (``gone``: missing).
+        looked: how many such passes there were (at most ``of``).
+    """
+
+    rule: str
+    class_name: str
+    when: str
+    geometry: BaseGeometry
+    object_id: str
+    scene: str
+    acquired: datetime
+    first_scene: str
+    first_acquired: datetime
+    score: float | None
+    area_m2: float
+    reference_layer: str | None
+    reference_ids: tuple[str, ...]
+    seen: int
+    looked: int
+
+
+@dataclass
+class _PassMetric:
+    view: PassView
+    footprint: BaseGeometry
+    frame: gpd.GeoDataFrame  # metric CRS, valid geometries
+
+
+def _to_metric(view: PassView, crs: str) -> _PassMetric:
+    fp = gpd.GeoSeries([view.footprint], crs="EPSG:4326").to_crs(crs).iloc[0]
+    frame = view.features
+    if frame.crs is None:
+        frame = frame.set_crs("EPSG:4326")
+    frame = frame.to_crs(crs) if len(frame) else frame.set_crs(crs, allow_override=True)
+    if len(frame):
+        frame = frame.set_geometry(shapely.make_valid(frame.geometry.values))
+    return _PassMetric(view=view, footprint=shapely.make_valid(fp), frame=frame)
+
+
+def _of_class(frame: gpd.GeoDataFrame, class_name: str) -> gpd.GeoDataFrame:
+    if frame.empty or "class" not in frame.columns:
+        return frame.iloc[0:0]
+    return frame[frame["class"].astype(str).to_numpy() == class_name]
+
+
+def _share_inside(geoms: np.ndarray, area: BaseGeometry) -> np.ndarray:
+    total = shapely.area(geoms)
+    if area.is_empty:
+        return np.zeros(len(geoms))
+    shapely.prepare(area)
+    inter = shapely.area(shapely.intersection(geoms, area))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.where(total > 0, inter / total, 0.0), dtype=float)
+
+
+def _present(geoms: np.ndarray, others: np.ndarray, min_overlap: float) -> np.ndarray:
+    out = np.zeros(len(geoms), dtype=bool)
+    pairs = overlap_pairs(geoms, others)
+    out[pairs.left[pairs.overlap >= min_overlap]] = True
+    return out
+
+
+def _reference_test(
+    rule: AlertRule, geoms: np.ndarray, layer: ReferenceLayer, crs: str
+) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+    """Which candidates pass the rule's reference test, and the reference ids each touches."""
+    refs = layer.in_crs(crs)
+    pairs = overlap_pairs(geoms, refs)
+    touched: list[list[str]] = [[] for _ in range(len(geoms))]
+    for i, j in zip(pairs.left, pairs.right, strict=True):
+        touched[int(i)].append(str(layer.ids[int(j)]))
+    if rule.reference_key == "unmatched":
+        matched = np.zeros(len(geoms), dtype=bool)
+        matched[pairs.left[pairs.overlap >= rule.overlap]] = True
+        keep = ~matched
+    else:
+        # share of each object inside the union of the reference polygons it touches
+        inside = np.zeros(len(geoms), dtype=float)
+        order = np.argsort(pairs.left, kind="stable")
+        left, right = pairs.left[order], pairs.right[order]
+        starts = np.flatnonzero(np.r_[True, left[1:] != left[:-1]]) if len(left) else left
+        ends = np.r_[starts[1:], len(left)] if len(left) else left
+        for s, e in zip(starts, ends, strict=True):
+            i = int(left[s])
+            ref = refs[right[s]] if e - s == 1 else shapely.union_all(refs[right[s:e]])
+            area = shapely.area(geoms[i])
+            if area > 0:
+                inside[i] = shapely.area(shapely.intersection(geoms[i], ref)) / area
+        keep = inside >= rule.overlap if rule.reference_key == "inside" else inside < rule.overlap
+    return keep, [tuple(t) for t in touched]
+
+
+def _column(frame: gpd.GeoDataFrame, name: str) -> np.ndarray:
+    if name in frame.columns:
+        return np.asarray(frame[name].to_numpy(), dtype=object)
+    return np.full(len(frame), None, dtype=object)
+
+
+def _areas(frame: gpd.GeoDataFrame) -> np.ndarray:
+    stored = pd.to_numeric(pd.Series(_column(frame, "area_m2")), errors="coerce").to_numpy()
+    measured = shapely.area(frame.geometry.values) if len(frame) else np.zeros(0)
+    return np.where(np.isfinite(stored), stored, measured).astype(float)
+
+
+def evaluate_rules(
+    config: AlertsConfig,
+    passes: list[PassView],
+    references: Mapping[str, ReferenceLayer],
+    *,
+    min_overlap: float = 0.5,
+    min_inside: float = 0.5,
+) -> list[Candidate]:
+    """The objects of the current pass (``passes[0]``) that fire each rule.
+
+    Args:
+        config: ``[monitor.alerts]``.
+        passes: the current pass, then earlier passes over the same area, newest first
+            (enough for persistence: about ``2 * of`` that saw the ground).
+        references: the loaded reference layers, keyed by the path as the rules write it.
+        min_overlap: overlap share above which two objects of a class are the same object.
+        min_inside: share of an object inside a pass's footprint for that pass to count as
+            having seen the ground under it.
+
+    Returns:
+        One :class:`Candidate` per (rule, object), in rule order.
+    """
+    if not passes or passes[0].footprint.is_empty:
+        return []
+    crs = metric_crs(passes[0].footprint)
+    metric = [_to_metric(p, crs) for p in passes]
+    out: list[Candidate] = []
+    for name, rule in zip(config.rule_names(), config.rule, strict=True):
+        persistence = rule.persistence or config.persistence
+        by_pass = [_of_class(m.frame, rule.class_name) for m in metric]
+        if rule.when == "gone":
+            frame, source = _gone_candidates(by_pass, metric, min_overlap, min_inside)
+        else:
+            frame, source = by_pass[0], np.zeros(len(by_pass[0]), dtype=int)
+        if frame.empty:
+            continue
+        geoms = np.asarray(frame.geometry.values, dtype=object)
+        areas = _areas(frame)
+        scores = pd.to_numeric(pd.Series(_column(frame, "score")), errors="coerce").to_numpy()
+        keep = areas >= rule.min_area_m2
+        if rule.min_score > 0:
+            keep &= np.nan_to_num(scores, nan=0.0) >= rule.min_score
+        touched: list[tuple[str, ...]] = [() for _ in range(len(frame))]
+        if rule.reference_path is not None and keep.any():
+            passed, touched = _reference_test(rule, geoms, references[rule.reference_path], crs)
+            keep &= passed
+        idx = np.flatnonzero(keep)
+        if not len(idx):
+            continue
+        sub = geoms[idx]
+        visible = np.stack([_share_inside(sub, m.footprint) >= min_inside for m in metric], 1)
+        present = np.stack(
+            [
+                _present(sub, np.asarray(b.geometry.values, dtype=object), min_overlap)
+                for b in by_pass
+            ],
+            axis=1,
+        )
+        ids = _column(frame, "id")
+        wgs = gpd.GeoSeries(sub, crs=crs).to_crs("EPSG:4326").values
+        for k, i in enumerate(idx):
+            looked = [p for p in range(len(metric)) if visible[k, p]]
+            seq = [bool(present[k, p]) for p in looked]
+            if not visible[k, 0] or not persistent_change(
+                seq, rule.when, persistence.passes, persistence.of
+            ):
+                continue
+            window = seq[: persistence.of]
+            hits = sum(window) if rule.when != "gone" else sum(not s for s in window)
+            there = looked if rule.when == "gone" else looked[: persistence.of]
+            first = max((p for p in there if present[k, p]), default=0)
+            view = metric[int(source[i])].view
+            first_view = metric[first].view
+            score = scores[i]
+            out.append(
+                Candidate(
+                    rule=name,
+                    class_name=rule.class_name,
+                    when=rule.when,
+                    geometry=wgs[k],
+                    object_id=str(ids[i]) if ids[i] is not None else f"{view.scene}:{i}",
+                    scene=view.scene,
+                    acquired=view.acquired,
+                    first_scene=first_view.scene,
+                    first_acquired=first_view.acquired,
+                    score=float(score) if np.isfinite(score) else None,
+                    area_m2=float(areas[i]),
+                    reference_layer=rule.reference_path,
+                    reference_ids=touched[i],
+                    seen=hits,
+                    looked=len(window),
+                )
+            )
+    return out
+
+
+def _gone_candidates(
+    by_pass: list[gpd.GeoDataFrame],
+    metric: list[_PassMetric],
+    min_overlap: float,
+    min_inside: float,
+) -> tuple[gpd.GeoDataFrame, np.ndarray]:
+    """Objects of earlier passes that the current pass saw the ground under but not them.
+
+    Each object once, as last seen (newer passes first); returns the frame and, per row,
+    the index of the pass it comes from.
+    """
+    current = np.asarray(by_pass[0].geometry.values, dtype=object)
+    parts: list[gpd.GeoDataFrame] = []
+    sources: list[np.ndarray] = []
+    taken = np.zeros(0, dtype=object)
+    for p in range(1, len(by_pass)):
+        frame = by_pass[p]
+        if frame.empty:
+            continue
+        geoms = np.asarray(frame.geometry.values, dtype=object)
+        keep = _share_inside(geoms, metric[0].footprint) >= min_inside
+        keep &= ~_present(geoms, current, min_overlap)
+        if len(taken):
+            keep &= ~_present(geoms, taken, min_overlap)
+        if keep.any():
+            parts.append(frame[keep])
+            sources.append(np.full(int(keep.sum()), p, dtype=int))
+            taken = np.concatenate([taken, geoms[keep]])
+    if not parts:
+        return by_pass[0].iloc[0:0], np.zeros(0, dtype=int)
+    frame = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=parts[0].crs)
+    return frame, np.concatenate(sources)

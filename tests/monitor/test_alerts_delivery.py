@@ -1,0 +1,123 @@
+"""Webhook delivery against a real HTTP server on 127.0.0.1: retries, 4xx, a kill mid-send."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from alert_helpers import Receiver, fake_monitor_state
+
+from geotl.monitor.alerts import DeliveryPolicy, deliver_due
+from geotl.monitor.state import MonitorState
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, naip_small: list[Path]) -> tuple[Path, list[str]]:
+    rdir = tmp_path / "out" / "naip-nd"
+    ids = fake_monitor_state(rdir, naip_small[:2], [1, 1])
+    return rdir, ids
+
+
+def _deliveries(rdir: Path, alert_id: str) -> list[dict]:
+    with MonitorState(rdir / "state.sqlite", readonly=True) as state:
+        return state.deliveries(alert_id)
+
+
+def test_fails_then_succeeds_with_backoff_recorded(state_dir: tuple[Path, list[str]]) -> None:
+    rdir, ids = state_dir
+    receiver = Receiver(statuses=[503, 500, 502])  # every alert's first attempts fail
+    try:
+        policy = DeliveryPolicy(receiver.url, timeout_s=5, retry_base_s=0.05, wait_s=10)
+        with MonitorState(rdir / "state.sqlite") as state:
+            report = deliver_due(state, "naip-nd", policy)
+            alerts = {a.id: a for a in state.alerts()}
+    finally:
+        receiver.close()
+    assert sorted(report.delivered) == sorted(ids) and not report.failed and not report.retrying
+    assert all(a.status == "delivered" and a.delivered is not None for a in alerts.values())
+    outcomes = [d["outcome"] for i in ids for d in _deliveries(rdir, i)]
+    assert outcomes.count("retry") == 3 and outcomes.count("delivered") == 2
+    first = _deliveries(rdir, ids[0])
+    assert first[0]["http_status"] == 503 and first[0]["error"] == "HTTP 503"
+    assert first[0]["started"] < first[1]["started"]  # backoff: attempts one after another
+    # the body: the alert as a GeoJSON Feature plus region and pass; one key per alert
+    body = receiver.requests[-1]["body"]
+    assert body["type"] == "Feature" and body["geometry"]["type"] == "Polygon"
+    assert (
+        body["region"] == "naip-nd" and body["pass"]["scene"] == body["properties"]["fired_scene"]
+    )
+    keys = {r["key"] for r in receiver.requests}
+    assert keys == {f"geotl:naip-nd:{i}" for i in ids}
+    assert all(r["body"]["idempotency_key"] == r["key"] for r in receiver.requests)
+
+
+def test_4xx_marks_failed_without_retrying(state_dir: tuple[Path, list[str]]) -> None:
+    rdir, ids = state_dir
+    receiver = Receiver(statuses=[404, 404])
+    try:
+        policy = DeliveryPolicy(receiver.url, retry_base_s=0.01, wait_s=5)
+        with MonitorState(rdir / "state.sqlite") as state:
+            report = deliver_due(state, "naip-nd", policy)
+            again = deliver_due(state, "naip-nd", policy)
+            alerts = state.alerts()
+    finally:
+        receiver.close()
+    assert sorted(report.failed) == sorted(ids) and again.attempts == 0
+    assert len(receiver.requests) == 2
+    assert all(a.status == "failed" and a.http_status == 404 for a in alerts)
+    assert all(a.last_error == "HTTP 404" for a in alerts)
+
+
+def test_unreachable_receiver_waits_for_a_later_run(state_dir: tuple[Path, list[str]]) -> None:
+    rdir, ids = state_dir
+    receiver = Receiver()
+    url = receiver.url
+    receiver.close()  # nothing listens there now: connection refused
+    policy = DeliveryPolicy(url, retry_base_s=3600, wait_s=1)
+    with MonitorState(rdir / "state.sqlite") as state:
+        report = deliver_due(state, "naip-nd", policy)
+        alerts = state.alerts()
+    assert sorted(report.retrying) == sorted(ids) and not report.delivered
+    assert all(a.status == "open" and a.attempts == 1 and a.next_attempt for a in alerts)
+    assert all(
+        "Connection" in (a.last_error or "") or "refused" in (a.last_error or "") for a in alerts
+    )
+
+
+def test_killed_between_sending_and_recording_is_sent_again(
+    state_dir: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    rdir, ids = state_dir
+    pid_file = tmp_path / "pid"
+    receiver = Receiver(kill_pid_on_first=lambda: int(pid_file.read_text()))
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        from pathlib import Path
+        Path({str(pid_file)!r}).write_text(str(os.getpid()))
+        from geotl.monitor.alerts import DeliveryPolicy, deliver_due
+        from geotl.monitor.state import MonitorState
+        with MonitorState(Path({str(rdir / "state.sqlite")!r})) as state:
+            deliver_due(state, "naip-nd", DeliveryPolicy({receiver.url!r}, wait_s=0))
+        """
+    )
+    try:
+        proc = subprocess.run([sys.executable, "-c", script], timeout=120, capture_output=True)
+        assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+        first_key = receiver.requests[0]["key"]
+        # the attempt was recorded as started, its outcome never: the alert is still open
+        with MonitorState(rdir / "state.sqlite", readonly=True) as state:
+            killed = next(a for a in state.alerts() if f"geotl:naip-nd:{a.id}" == first_key)
+            assert killed.status == "open"
+            assert [d["outcome"] for d in state.deliveries(killed.id)] == ["sending"]
+        # the next run sends it again with the same idempotency key
+        with MonitorState(rdir / "state.sqlite") as state:
+            report = deliver_due(state, "naip-nd", DeliveryPolicy(receiver.url, wait_s=0))
+    finally:
+        receiver.close()
+    assert sorted(report.delivered) == sorted(ids)
+    assert [r["key"] for r in receiver.requests].count(first_key) == 2
+    assert [d["outcome"] for d in _deliveries(rdir, killed.id)] == ["sending", "delivered"]

@@ -1,0 +1,96 @@
+"""The report page: written offline, opened in a real headless browser (Debian's chromium)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from alert_helpers import fake_monitor_state
+
+from geotl.config import load_region
+from geotl.errors import GeotlInputError, OutputExistsError
+from geotl.monitor.alerts import write_report
+from geotl.monitor.state import MonitorState
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _report(naip_region: Path, naip_small: list[Path], tmp_path: Path) -> tuple[Path, list[str]]:
+    rdir = tmp_path / "out" / "naip-nd"
+    ids = fake_monitor_state(rdir, naip_small[:4], [0, 3, 0, 2])
+    with MonitorState(rdir / "state.sqlite") as state:
+        state.acknowledge_alerts([ids[0]], state.alerts()[0].created)
+    summary = write_report(load_region(naip_region), rdir, rdir / "report")
+    assert (summary.passes, summary.alerts, summary.open_alerts) == (4, 5, 4)
+    assert summary.quicklook
+    return rdir / "report", ids
+
+
+def test_report_folder_is_self_contained(
+    naip_region: Path, naip_small: list[Path], tmp_path: Path
+) -> None:
+    report, ids = _report(naip_region, naip_small, tmp_path)
+    page = (report / "index.html").read_text()
+    assert "http://" not in page and "https://" not in page  # nothing fetched at view time
+    for asset in (
+        "assets/leaflet/leaflet.js",
+        "assets/leaflet/LICENSE",
+        "data.js",
+        "quicklook.png",
+    ):
+        assert (report / asset).is_file(), asset
+    assert "BSD 2-Clause" in (report / "assets/leaflet/LICENSE").read_text()
+    for alert_id in ids:  # every alert has its own GeoJSON, linked from the table
+        feature = json.loads((report / "alerts" / f"{alert_id}.geojson").read_text())
+        assert feature["type"] == "Feature" and feature["id"] == alert_id
+        assert f'href="alerts/{alert_id}.geojson"' in page
+    # a second report replaces the first; an unrelated folder needs --overwrite
+    write_report(load_region(naip_region), report.parent, report)
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        write_report(load_region(naip_region), report.parent, other)
+    assert (other / "notes.txt").read_text() == "keep me"
+    with pytest.raises(GeotlInputError, match="run geotl monitor"):
+        write_report(load_region(naip_region), tmp_path / "nowhere", tmp_path / "r2")
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium not installed: run scripts/install_system_deps.sh"
+)
+def test_report_renders_in_headless_chromium(
+    naip_region: Path, naip_small: list[Path], tmp_path: Path
+) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]'")
+    report, _ = _report(naip_region, naip_small, tmp_path)
+    messages: list[str] = []
+    failed: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            context = browser.new_context(offline=True)  # nothing may come from the network
+            page = context.new_page()
+            page.on("console", lambda m: messages.append(f"{m.type}: {m.text}"))
+            page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+            page.on("requestfailed", lambda r: failed.append(r.url))
+            page.goto((report / "index.html").as_uri())
+            page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+            drawn = page.locator("#map path.geotl-alert").count()
+            shown = page.get_attribute("#map", "data-alerts")
+            rows = page.locator("#alerts tr.alert-row").count()
+            overlay = page.locator("#map img.leaflet-image-layer")
+            natural = overlay.evaluate("img => img.naturalWidth")
+            heading = page.inner_text("h1")
+            page.click("a.zoom >> nth=0")
+            popup = page.locator(".leaflet-popup-content").inner_text()
+        finally:
+            browser.close()
+    errors = [m for m in messages if m.startswith(("error", "pageerror"))]
+    assert errors == [] and failed == []
+    assert drawn == 4 and shown == "4"  # the open alerts (one of five is acknowledged)
+    assert rows == 5 and "4 open alert(s)" in heading
+    assert natural > 0  # the quicklook loaded from the folder
+    assert "water-new" in popup

@@ -3,9 +3,11 @@
 One run (``geotl monitor --once``) takes the region's lock, asks the source for scenes it
 has not seen, and processes every due job oldest first (:mod:`geotl.monitor.passes`).
 ``latest.geojson`` and ``history.csv`` are then rebuilt from the state
-(:mod:`geotl.monitor.outputs`). Every file is written under a temporary name and renamed,
-and each job is recorded only after its files exist, so a run killed at any point is
-finished by the next one without duplicates or half-written files.
+(:mod:`geotl.monitor.outputs`); with ``[monitor.alerts]``, the alert rules are evaluated on
+the new passes and open alerts delivered (:mod:`geotl.monitor.alerts`). Every file is
+written under a temporary name and renamed, and each job is recorded only after its files
+exist, so a run killed at any point is finished by the next one without duplicates or
+half-written files.
 
 A failing scene is recorded with its error and retried on later runs after an exponential
 backoff; it never stops the other scenes, and the run's exit code becomes 1.
@@ -29,12 +31,13 @@ from geotl.config import Region
 from geotl.errors import BandMismatchError, ConfigError, GeotlError
 from geotl.io.atomic import TMP_PREFIX
 from geotl.models.artefact import Artefact, load_artefact
+from geotl.monitor.alerts.engine import AlertEngine
 from geotl.monitor.lock import RegionLock
 from geotl.monitor.options import Detector, MonitorOptions
 from geotl.monitor.outputs import rebuild_outputs, region_dir
 from geotl.monitor.passes import PassProcessor, PassResult
 from geotl.monitor.schedule import utc_now
-from geotl.monitor.sources import Scene, SceneSource, make_source, monitor_config
+from geotl.monitor.sources import Scene, SceneSource, make_source, monitor_config, region_aoi
 from geotl.monitor.state import DB_FILE, MonitorState
 
 __all__ = [
@@ -152,6 +155,7 @@ class Monitor:
         self._abandon = threading.Event()
         self._state: MonitorState | None = None
         self._passes: PassProcessor | None = None
+        self._alerts: AlertEngine | None = None
 
     # --- lifetime -------------------------------------------------------------------------
 
@@ -168,6 +172,10 @@ class Monitor:
             self._passes = PassProcessor(
                 self.dir, self._state, self.source, artefact, detector, self.options, self._abandon
             )
+            if monitor_config(self.region).alerts is not None:
+                self._alerts = AlertEngine(
+                    self.region, self._state, self.dir, region_aoi(self.region)
+                )
             for sub in ("passes", "changes"):
                 (self.dir / sub).mkdir(parents=True, exist_ok=True)
             self._remove_leftovers()
@@ -191,6 +199,7 @@ class Monitor:
             self._state.close()
             self._state = None
         self._passes = None
+        self._alerts = None
         self._lock.release()
 
     @property
@@ -262,6 +271,8 @@ class Monitor:
                     break
             if summary.processed or not (self.dir / "history.csv").exists():
                 self.rebuild_outputs()
+            if self._alerts is not None:  # evaluate, record, deliver (alerts/engine.py)
+                self._alerts.after_passes(model_id, stop=self.stop.is_set)
             outcome = "stopped" if summary.stopped else ("failed" if summary.failed else "ok")
         finally:
             state.finish_run(

@@ -1,0 +1,147 @@
+"""Alerts from real passes: the NAIP series, the tiny water model, reference layers, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from alert_helpers import Receiver, add_alerts, write_reference
+from click.testing import CliRunner
+from monitor_helpers import deliver
+
+from geotl.cli.main import cli
+from geotl.config import load_region
+from geotl.errors import ReferenceLayerError
+from geotl.monitor import MonitorOptions, MonitorState, run_monitor
+
+ALERTS = """
+[monitor.alerts]
+webhook = "{url}"
+retry_base_s = 0.05
+persistence = {{ passes = 1, of = 1 }}
+
+[[monitor.alerts.rule]]
+name = "water-new"
+class = "water"
+when = "new"
+
+[[monitor.alerts.rule]]
+name = "water-outside-permits"
+class = "water"
+when = "present"
+outside = "permits.gpkg"
+min_area_m2 = 500
+persistence = {{ passes = 2, of = 3 }}
+"""
+
+
+def _fc(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _alerts(rdir: Path) -> dict:
+    with MonitorState(rdir / "state.sqlite", readonly=True) as state:
+        return {a.id: a for a in state.alerts()}
+
+
+def test_alerts_from_passes_delivery_ack_report(
+    naip_region: Path, naip_small: list[Path], naip_model: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    rdir = out / "naip-nd"
+    opts = MonitorOptions(out_dir=out, model_dir=naip_model)
+    # three passes are processed before the region has alert rules
+    deliver(naip_region, naip_small[:3])
+    assert len(run_monitor(load_region(naip_region), opts).processed) == 3
+    assert not (rdir / "alerts.geojson").exists()
+
+    write_reference(naip_region.parent / "permits.gpkg", naip_small[0], [(0.0, 0.0, 0.5, 1.0)])
+    receiver = Receiver(statuses=[503])
+    try:
+        add_alerts(naip_region, ALERTS.format(url=receiver.url))
+        region = load_region(naip_region)
+        # a run without new passes evaluates the passes done before (oldest first)
+        assert run_monitor(region, opts).processed == []
+        first = _alerts(rdir)
+        assert first and {a.rule for a in first.values()} <= {"water-new", "water-outside-permits"}
+        assert {a.fired_scene for a in first.values()} <= {s.stem for s in naip_small[1:3]}
+        outside = [a for a in first.values() if a.rule == "water-outside-permits"]
+        assert all(a.seen >= 2 and a.area_m2 >= 500 for a in outside)
+        # delivered at once (the receiver's first 503 is retried within the run)
+        assert {a.status for a in first.values()} == {"delivered"}
+        assert len(receiver.requests) == len(first) + 1
+        keys = [r["key"] for r in receiver.requests]
+        assert sorted(set(keys)) == sorted(f"geotl:naip-nd:{i}" for i in first)
+
+        # two more passes: new alerts only for new objects; known ones move their last pass
+        deliver(naip_region, naip_small[3:5])
+        assert len(run_monitor(region, opts).processed) == 2
+        second = _alerts(rdir)
+        assert set(first) <= set(second)
+        assert all(second[i].created == first[i].created for i in first)  # stable ids
+        sent = [r["key"] for r in receiver.requests]
+        assert len(sent) == len(set(sent)) + 1  # each alert once (plus the one 503)
+    finally:
+        receiver.close()
+
+    fc = _fc(rdir / "alerts.geojson")
+    assert sorted(f["id"] for f in fc["features"]) == sorted(second)
+    assert (rdir / "alerts.qml").read_text().count("<category ") == 3
+
+    runner = CliRunner()
+    some = sorted(second)[:2]
+    result = runner.invoke(cli, ["monitor", "ack", str(naip_region), "--out", str(out), *some])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == some
+    assert {_alerts(rdir)[i].status for i in some} == {"acknowledged"}
+    assert len(_fc(rdir / "alerts.geojson")["features"]) == len(second) - 2
+
+    # an unknown id: exit 2, one line naming it, nothing acknowledged
+    rest = sorted(second)[2]
+    result = runner.invoke(
+        cli, ["monitor", "ack", str(naip_region), "--out", str(out), rest, "nope"]
+    )
+    assert result.exit_code == 2
+    assert "unknown alert id(s) nope" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert _alerts(rdir)[rest].status == "delivered"
+
+    result = runner.invoke(cli, ["monitor", "report", str(naip_region), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    page = Path(result.stdout.strip())
+    assert page == rdir / "report" / "index.html" and page.exists()
+    assert page.read_text().count('class="alert-row') == len(second)
+
+
+def test_bad_reference_layers(
+    naip_region: Path, naip_small: list[Path], naip_model: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    rule = """
+[monitor.alerts]
+[[monitor.alerts.rule]]
+class = "water"
+outside = "{name}"
+"""
+    runner = CliRunner()
+    base = naip_region.read_text()
+    cases = {
+        # coordinates in the scene's metres but no CRS at all (a shapefile without .prj)
+        "nocrs.shp": (None, "has no CRS"),
+        # the scene's metres declared as degrees (the commonest CRS mistake)
+        "wrongcrs.geojson": ("EPSG:4326", "does not overlap the region"),
+    }
+    for name, (crs, message) in cases.items():
+        path = naip_region.parent / name
+        write_reference(path, naip_small[0], [(0.1, 0.1, 0.4, 0.4)], crs=crs)
+        naip_region.write_text(base)
+        add_alerts(naip_region, rule.format(name=path.name))
+        with pytest.raises(ReferenceLayerError, match=message):
+            run_monitor(load_region(naip_region), MonitorOptions(out_dir=out, model_dir=naip_model))
+        result = runner.invoke(
+            cli,
+            ["monitor", str(naip_region), "--out", str(out), "--model", str(naip_model)],
+        )
+        assert result.exit_code == 2, result.output
+        assert len(result.stderr.splitlines()) == 1 and path.name in result.stderr
+        assert message in result.stderr

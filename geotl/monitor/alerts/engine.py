@@ -128,42 +128,38 @@ class AlertEngine:
             config.model_dump_json(by_alias=True, exclude={"webhook"}).encode()
         ).hexdigest()[:12]
         self.lookback = 3 * max((r.persistence or config.persistence).of for r in config.rule) + 1
-        self._frames: dict[tuple[str, str], gpd.GeoDataFrame] = {}
+        self._views: dict[tuple[str, str, datetime | None], PassView] = {}
 
     # --- evaluation -----------------------------------------------------------------------
 
-    def _frame(self, rec: PassRecord) -> gpd.GeoDataFrame:
-        key = (rec.key, rec.model_id)
-        if key not in self._frames:
-            if rec.pass_path is None or not (self.dir / rec.pass_path).exists():
-                frame = gpd.GeoDataFrame({"id": [], "class": []}, geometry=[], crs="EPSG:4326")
-            else:
-                frame = gpd.read_file(self.dir / rec.pass_path)
-                if frame.crs is None:
-                    frame = frame.set_crs("EPSG:4326")
-                if "id" in frame.columns:
-                    frame["id"] = frame["id"].astype(str)
-            if len(self._frames) > 4 * self.lookback:
-                self._frames.pop(next(iter(self._frames)))
-            self._frames[key] = frame
-        return self._frames[key]
+    def _read_pass(self, rec: PassRecord) -> gpd.GeoDataFrame:
+        if rec.pass_path is None or not (self.dir / rec.pass_path).exists():
+            return gpd.GeoDataFrame({"id": [], "class": []}, geometry=[], crs="EPSG:4326")
+        frame = gpd.read_file(self.dir / rec.pass_path)
+        if frame.crs is None:
+            frame = frame.set_crs("EPSG:4326")
+        if "id" in frame.columns:
+            frame["id"] = frame["id"].astype(str)
+        return frame
 
     def forget_passes(self) -> None:
-        """Drop the cached pass frames (a long-running monitor reads them afresh)."""
-        self._frames.clear()
+        """Drop the cached passes (a long-running monitor reads them afresh)."""
+        self._views.clear()
 
     def pass_view(self, rec: PassRecord) -> PassView:
-        """A done pass as the rules see it (its GeoJSON read once and cached)."""
-        return self._view(rec)
-
-    def _view(self, rec: PassRecord) -> PassView:
-        return PassView(
-            key=rec.key,
-            scene=rec.name,
-            acquired=rec.acquired,
-            footprint=_footprint(rec),
-            features=self._frame(rec),
-        )
+        """A done pass as the rules see it: read once, cached (with its projections)."""
+        key = (rec.key, rec.model_id, rec.finished)
+        if key not in self._views:
+            if len(self._views) > 4 * self.lookback:
+                self._views.pop(next(iter(self._views)))
+            self._views[key] = PassView(
+                key=rec.key,
+                scene=rec.name,
+                acquired=rec.acquired,
+                footprint=_footprint(rec),
+                features=self._read_pass(rec),
+            )
+        return self._views[key]
 
     def evaluate_pending(self, model_id: str) -> tuple[int, list[str]]:
         """Evaluate every done pass of ``model_id`` not yet evaluated under these rules.
@@ -189,7 +185,7 @@ class AlertEngine:
         return count, new_ids
 
     def _evaluate(self, rec: PassRecord, history: list[PassRecord]) -> list[str]:
-        views = [self._view(rec), *(self._view(h) for h in history)]
+        views = [self.pass_view(rec), *(self.pass_view(h) for h in history)]
         candidates = evaluate_rules(self.config, views, self.references)
         now = datetime.now(UTC)
         known: dict[str, list[AlertRecord]] = {}

@@ -12,7 +12,7 @@ polygons take well under a second.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import geopandas as gpd
@@ -47,6 +47,7 @@ class PassView:
     acquired: datetime
     footprint: BaseGeometry
     features: gpd.GeoDataFrame
+    _metric: dict[str, _PassMetric] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,13 @@ class _PassMetric:
 
 
 def _to_metric(view: PassView, crs: str) -> _PassMetric:
+    """The pass in a metric CRS (cached on the view: a pass serves several evaluations)."""
+    if crs not in view._metric:
+        view._metric[crs] = _project(view, crs)
+    return view._metric[crs]
+
+
+def _project(view: PassView, crs: str) -> _PassMetric:
     fp = gpd.GeoSeries([view.footprint], crs="EPSG:4326").to_crs(crs).iloc[0]
     frame = view.features
     if frame.crs is None:
@@ -114,13 +122,20 @@ def _of_class(frame: gpd.GeoDataFrame, class_name: str) -> gpd.GeoDataFrame:
 
 
 def _share_inside(geoms: np.ndarray, area: BaseGeometry) -> np.ndarray:
-    total = shapely.area(geoms)
-    if area.is_empty:
-        return np.zeros(len(geoms))
+    """Share of each geometry's area inside ``area``; intersections only along its edge."""
+    share = np.zeros(len(geoms))
+    if area.is_empty or not len(geoms):
+        return share
     shapely.prepare(area)
-    inter = shapely.area(shapely.intersection(geoms, area))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.asarray(np.where(total > 0, inter / total, 0.0), dtype=float)
+    inside = shapely.contains(area, geoms)
+    share[inside] = 1.0
+    edge = np.flatnonzero(~inside & shapely.intersects(area, geoms))
+    if len(edge):
+        total = shapely.area(geoms[edge])
+        inter = shapely.area(shapely.intersection(geoms[edge], area))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share[edge] = np.where(total > 0, inter / total, 0.0)
+    return share
 
 
 def _present(geoms: np.ndarray, others: np.ndarray, min_overlap: float) -> np.ndarray:
@@ -146,16 +161,19 @@ def _reference_test(
     else:
         # share of each object inside the union of the reference polygons it touches
         inside = np.zeros(len(geoms), dtype=float)
-        order = np.argsort(pairs.left, kind="stable")
-        left, right = pairs.left[order], pairs.right[order]
-        starts = np.flatnonzero(np.r_[True, left[1:] != left[:-1]]) if len(left) else left
-        ends = np.r_[starts[1:], len(left)] if len(left) else left
-        for s, e in zip(starts, ends, strict=True):
-            i = int(left[s])
-            ref = refs[right[s]] if e - s == 1 else shapely.union_all(refs[right[s:e]])
+        counts = np.bincount(pairs.left, minlength=len(geoms))
+        single = counts[pairs.left] == 1
+        if single.any():  # most objects touch one polygon: one vectorised intersection
+            li, ri = pairs.left[single], pairs.right[single]
+            area = shapely.area(geoms[li])
+            inter = shapely.area(shapely.intersection(geoms[li], refs[ri]))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                inside[li] = np.where(area > 0, inter / area, 0.0)
+        for i in np.flatnonzero(counts > 1):
+            union = shapely.union_all(refs[pairs.right[pairs.left == i]])
             area = shapely.area(geoms[i])
             if area > 0:
-                inside[i] = shapely.area(shapely.intersection(geoms[i], ref)) / area
+                inside[i] = shapely.area(shapely.intersection(geoms[i], union)) / area
         keep = inside >= rule.overlap if rule.reference_key == "inside" else inside < rule.overlap
     return keep, [tuple(t) for t in touched]
 
@@ -225,8 +243,10 @@ def evaluate_rules(
         visible = np.stack([_share_inside(sub, m.footprint) >= min_inside for m in metric], 1)
         present = np.stack(
             [
-                _present(sub, np.asarray(b.geometry.values, dtype=object), min_overlap)
-                for b in by_pass
+                np.ones(len(sub), dtype=bool)  # the current pass's own objects: there
+                if p == 0 and rule.when != "gone"
+                else _present(sub, np.asarray(b.geometry.values, dtype=object), min_overlap)
+                for p, b in enumerate(by_pass)
             ],
             axis=1,
         )

@@ -23,7 +23,7 @@ from typing import Any
 
 import click
 
-from geotl.cli.options import device_option, json_option, out_dir_option
+from geotl.cli.options import device_option, json_option, out_dir_option, overwrite_option
 from geotl.config import load_region
 from geotl.monitor import (
     MonitorOptions,
@@ -197,21 +197,13 @@ def status_command(region_file: Path, out_dir: Path, as_json: bool) -> None:
 @click.argument(
     "region_file", metavar="REGION.toml", type=click.Path(dir_okay=False, path_type=Path)
 )
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Monitor output folder.",
-)
+@out_dir_option("The monitor's output folder.")
 @click.option(
     "--report-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Where to write the page (default: DIR/<region>/report).",
 )
-@click.option(
-    "--overwrite", is_flag=True, help="Replace a --report-dir that is not an earlier report."
-)
+@overwrite_option("Replace a --report-dir that is not an earlier report.")
 def report_command(
     region_file: Path, out_dir: Path, report_dir: Path | None, overwrite: bool
 ) -> None:
@@ -229,13 +221,7 @@ def report_command(
     "region_file", metavar="REGION.toml", type=click.Path(dir_okay=False, path_type=Path)
 )
 @click.argument("alert_ids", metavar="ALERT_ID...", nargs=-1, required=True)
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Monitor output folder.",
-)
+@out_dir_option("The monitor's output folder.")
 def ack_command(region_file: Path, alert_ids: tuple[str, ...], out_dir: Path) -> None:
     """Acknowledge alerts: they leave alerts.geojson and are never sent again."""
     from geotl.monitor.alerts.engine import acknowledge_alerts

@@ -438,12 +438,15 @@ def main() -> None:
     parser.add_argument(
         "--crop", type=int, default=512, help="NAIP crop (px) for the false-alert series"
     )
+    parser.add_argument("--model", type=Path, help="reuse a tiny water model built before")
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--skip-false", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="bench-alerts-"))
     report: dict[str, object] = {}
+    if args.model is not None:
+        shutil.copytree(args.model, work / "model")
     try:
         if not args.skip_scale:
             scale = bench_scale(work, args.objects, args.refs, args.repeats)

@@ -14,6 +14,15 @@ Scenes are real NEON RGB plots (../shared/data/neon-trees) tiled to the wanted s
 the model is a randomly initialised U-Net (speed does not depend on the weights).
 
     .venv/bin/python scripts/bench_predict.py --size 3072 --mem-sizes 1250 5000
+
+With ``--engines`` it compares the forward-pass engines instead (issue 11), in one run on
+the same scene and windows: PyTorch eager vs ONNX Runtime fp32 vs ONNX Runtime int8 (ms
+per window, whole-scene ``predict_scene`` time, Mpx/s), export time and file sizes,
+polygon agreement with the torch engine, test-split pixel IoU (fp32 vs int8) and the plain
+torchgeo pipeline as the peer, for a trained model (``--model``, e.g. the demo's) and a
+ResNet-18 U-Net (random init: speed does not depend on the weights):
+
+    .venv/bin/python scripts/bench_predict.py --engines --model demo-out/model --size 1024
 """
 
 from __future__ import annotations
@@ -242,6 +251,155 @@ def peak_memory(model_dir: Path, scene: Path, batch_size: int, device: str) -> t
     return float(rss), float(wall)
 
 
+def _resnet18_model(model_dir: Path) -> None:
+    spec = NetworkSpec(encoder="resnet18", in_channels=3, num_classes=2)
+    torch.manual_seed(0)
+    card = ModelCard(
+        name="resnet18-unet",
+        classes=["tree"],
+        bands=["red", "green", "blue"],
+        normalisation=Normalisation(mean=[110.0, 110.0, 90.0], std=[45.0, 45.0, 40.0]),
+        chip_size_px=256,
+        resolution_m=RES_M,
+        network=spec,
+        base=BaseModelRef(id="none", architecture="unet", licence="MIT", commercial_use=True),
+        freeze="none",
+    )
+    write_artefact(model_dir, build_network(spec), card)
+
+
+def _forward_ms(engine: object, windows: np.ndarray, batch_size: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(0, len(windows), batch_size):
+        engine.probabilities(windows[i : i + batch_size])  # type: ignore[attr-defined]
+    return (time.perf_counter() - t0) / len(windows) * 1000
+
+
+def _polygon_agreement(ours: list, ref: list) -> dict[str, float]:
+    same = sum(1 for a, b in zip(ours, ref, strict=False) if a.symmetric_difference(b).area < 1e-6)
+    out = agreement(ours, ref)
+    out["identical"] = same if len(ours) == len(ref) else -1
+    return out
+
+
+def compare_engines(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
+    """Torch eager vs ONNX Runtime fp32 vs int8 on the same scene and windows."""
+    from geotl.export import export_onnx, read_onnx
+    from geotl.export.quantise import Calibration
+    from geotl.models.artefact import load_artefact
+    from geotl.predict import PredictOptions, predict_scene
+    from geotl.predict.engine import OrtEngine, TorchEngine, load_model
+
+    scene = tmp / "scene.tif"
+    make_scene(scene, args.size)
+    mpx = args.size**2 / 1e6
+    models: list[tuple[str, Path]] = []
+    if args.model is not None:
+        models.append((f"{args.model} (trained)", args.model))
+    _resnet18_model(tmp / "resnet18")
+    models.append(("ResNet-18 U-Net (random init)", tmp / "resnet18"))
+    out: dict[str, object] = {}
+    for label, model_dir in models:
+        card = load_artefact(model_dir).card
+        key = card.name
+        windows = read_windows(model_dir, scene, args.window).numpy()
+        row: dict[str, object] = {"model": label, "windows": len(windows)}
+        fp32, int8 = tmp / f"{key}.onnx", tmp / f"{key}.int8.onnx"
+        res = export_onnx(model_dir, fp32, tile_px=args.window, overwrite=True)
+        row["export_fp32_s"], row["size_fp32_mb"] = round(res.export_s, 1), res.size_bytes / 1e6
+        calib = None
+        if not card.regions:  # no training region: calibrate on the scene's own windows
+            mean = np.asarray(card.normalisation.mean, np.float32)[:, None, None]
+            std = np.asarray(card.normalisation.std, np.float32)[:, None, None]
+            raw = windows[:16] * std + mean
+            calib = Calibration(tiles=(raw / 255.0).astype(np.float32), source="16 scene windows")
+        res8 = export_onnx(
+            model_dir, int8, int8=True, tile_px=args.window, calibration=calib, overwrite=True
+        )
+        row["export_int8_s"], row["size_int8_mb"] = round(res8.export_s, 1), res8.size_bytes / 1e6
+        row["quantisation"] = res8.card.quantisation
+        art = load_artefact(model_dir)
+        engines = {
+            "torch": TorchEngine(art.network, art.device),
+            "ort_fp32": OrtEngine(read_onnx(fp32)),
+            "ort_int8": OrtEngine(read_onnx(int8)),
+        }
+        for e in engines.values():  # warm-up
+            e.probabilities(windows[: args.batch_size])
+        # interleaved repeats: each repeat times every engine back to back, so the ratios
+        # of one repeat share the machine's load; report the median ratio and best times
+        ms: dict[str, list[float]] = {k: [] for k in engines}
+        for rep in range(args.repeats):
+            order = list(engines)[rep % 3 :] + list(engines)[: rep % 3]
+            for k in order:
+                ms[k].append(_forward_ms(engines[k], windows, args.batch_size))
+        row["forward_ms_per_window"] = {k: round(min(v), 1) for k, v in ms.items()}
+        row["forward_speedup_vs_torch"] = {
+            k: round(float(np.median([t / o for t, o in zip(ms["torch"], v, strict=True)])), 2)
+            for k, v in ms.items()
+        }
+        opts = PredictOptions(batch_size=args.batch_size, window_px=args.window, progress=False)
+        arts = {
+            "torch": art,
+            "ort_fp32": load_model(fp32, "onnxruntime"),
+            "ort_int8": load_model(int8, "onnxruntime"),
+        }
+        scene_s: dict[str, list[float]] = {k: [] for k in arts}
+        dets: dict[str, object] = {}
+        for rep in range(args.repeats):
+            order = list(arts)[rep % 3 :] + list(arts)[: rep % 3]
+            for k in order:
+                t0 = time.perf_counter()
+                dets[k] = predict_scene(arts[k], scene, opts)
+                scene_s[k].append(time.perf_counter() - t0)
+        row["scene_s"] = {k: round(min(v), 2) for k, v in scene_s.items()}
+        row["scene_mpx_per_s"] = {k: round(mpx / min(v), 3) for k, v in scene_s.items()}
+        row["scene_speedup_vs_torch"] = {
+            k: round(float(np.median([t / o for t, o in zip(scene_s["torch"], v, strict=True)])), 2)
+            for k, v in scene_s.items()
+        }
+        ref = list(dets["torch"].native.geometry)  # type: ignore[attr-defined]
+        row["polygons_vs_torch"] = {
+            k: _polygon_agreement(list(dets[k].native.geometry), ref)  # type: ignore[attr-defined]
+            for k in ("ort_fp32", "ort_int8")
+        }
+        if card.regions and not args.skip_torchgeo:
+            tg_s, _ = torchgeo_baseline(model_dir, scene, args.window, args.batch_size)
+            row["torchgeo_s"] = round(tg_s, 2)
+            row["torchgeo_over"] = {k: round(tg_s / min(v), 2) for k, v in scene_s.items()}
+        if card.regions and Path(card.regions[0].path).is_file():
+            row["test_iou"] = _test_iou(model_dir, card, tmp, args)
+        print(json.dumps(row), file=sys.stderr)
+        out[key] = row
+    return out
+
+
+def _test_iou(model_dir: Path, card: object, tmp: Path, args: argparse.Namespace) -> dict:
+    """Tree IoU on the region's test chips: torch vs fp32 vs int8 graphs at the chip size."""
+    from geotl.config import load_region
+    from geotl.evaluate import _evaluate_chips
+    from geotl.export import export_onnx
+    from geotl.models.artefact import load_artefact
+    from geotl.predict.engine import load_model
+
+    region = load_region(Path(card.regions[0].path))  # type: ignore[attr-defined]
+    chips = args.chips or model_dir.parent / "chips"
+    tile = card.chip_size_px  # type: ignore[attr-defined]
+    export_onnx(model_dir, tmp / "eval.onnx", tile_px=tile, overwrite=True)
+    export_onnx(
+        model_dir, tmp / "eval8.onnx", int8=True, tile_px=tile, chips_dir=chips, overwrite=True
+    )
+    res = {}
+    for k, art in (
+        ("torch", load_artefact(model_dir)),
+        ("ort_fp32", load_model(tmp / "eval.onnx", "onnxruntime")),
+        ("ort_int8", load_model(tmp / "eval8.onnx", "onnxruntime")),
+    ):
+        m = _evaluate_chips(art, region, chips, "test", 16, 200, 0)
+        res[k] = m["pixel"]["per_class"][card.classes[0]]["iou"]  # type: ignore[attr-defined]
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -263,6 +421,8 @@ def main() -> None:
     ap.add_argument("--skip-torchgeo", action="store_true")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--engines", action="store_true", help="compare torch / ORT fp32 / ORT int8")
+    ap.add_argument("--chips", type=Path, help="--engines: the trained model's chips folder")
     args = ap.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     results: dict[str, object] = {
@@ -273,6 +433,14 @@ def main() -> None:
         "window_px": args.window,
         "batch_size": args.batch_size,
     }
+    if args.engines:
+        with tempfile.TemporaryDirectory(prefix="geotl-bench-") as tmpname:
+            results["engines"] = compare_engines(args, Path(tmpname))
+        text = json.dumps(results, indent=2)
+        print(text)
+        if args.json:
+            args.json.write_text(text + "\n")
+        return
     with tempfile.TemporaryDirectory(prefix="geotl-bench-") as tmpname:
         tmp = Path(tmpname)
         model = args.model or tmp / "model"

@@ -65,6 +65,7 @@ def command(
         overwrite=overwrite,
     )
     click.echo(str(result.path))
+    click.echo(str(result.stac))
     click.echo(
         f"geotl export: {result.card.model_id}, {result.tile_px} px tiles, "
         f"{result.size_bytes / 1e6:.1f} MB, {result.export_s:.1f} s",

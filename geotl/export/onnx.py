@@ -93,6 +93,7 @@ class ExportResult:
         export_s: seconds spent exporting (and quantising).
         sha256: sha256 of the file.
         graph_sha256: sha256 of its graph, recorded in its metadata.
+        stac: the STAC item (ML Model extension) written beside it.
     """
 
     path: Path
@@ -102,6 +103,7 @@ class ExportResult:
     export_s: float
     sha256: str
     graph_sha256: str
+    stac: Path
 
 
 @dataclass(frozen=True)
@@ -221,7 +223,9 @@ def export_onnx(
     chips_dir: str | Path | None = None,
     overwrite: bool = False,
 ) -> ExportResult:
-    """Export ``MODEL_DIR`` to a portable ONNX file (optionally int8-quantised).
+    """Export ``MODEL_DIR`` to a portable ONNX file (optionally int8) and its STAC item.
+
+    The STAC item (ML Model extension) is written beside it as ``OUT.stac.json``.
 
     Args:
         model_dir: a geotl model folder (weights verified against the card).
@@ -244,8 +248,12 @@ def export_onnx(
             quantiser cannot handle.
         ModelArtefactError: the model folder is incomplete or its weights were altered.
     """
+    from geotl.export.stac import write_model_item
+
     out = Path(out)
+    stac = out.with_suffix(".stac.json")
     check_output_file(out, overwrite)
+    check_output_file(stac, overwrite)
     t0 = time.perf_counter()
     artefact = load_artefact(model_dir)
     card = artefact.card
@@ -271,6 +279,7 @@ def export_onnx(
     data, digest = onnx_to_bytes(model, card, tile)
     with atomic_path(out) as tmp:
         tmp.write_bytes(data)
+    write_model_item(stac, card, out, "onnx", tile)
     result = ExportResult(
         path=out,
         card=card,
@@ -279,6 +288,7 @@ def export_onnx(
         export_s=time.perf_counter() - t0,
         sha256=hashlib.sha256(data).hexdigest(),
         graph_sha256=digest,
+        stac=stac,
     )
     log.info(
         "exported %s -> %s (%s, %d px tiles, %.1f MB) in %.1f s",

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CARD_FILE",
     "CARD_FORMAT",
+    "STAC_FILE",
     "WEIGHTS_FILE",
     "Artefact",
     "BaseModelRef",
@@ -45,6 +46,7 @@ __all__ = [
 
 CARD_FILE = "model.json"
 WEIGHTS_FILE = "model.safetensors"
+STAC_FILE = "model.stac.json"  # STAC item with the ML Model extension (geotl.export.stac)
 CARD_FORMAT = 1  # bump when a card can no longer be read by older code
 
 
@@ -177,7 +179,7 @@ def read_card(model_dir: str | Path) -> ModelCard:
 
 
 def write_artefact(model_dir: str | Path, network: torch.nn.Module, card: ModelCard) -> ModelCard:
-    """Write weights and card into ``model_dir`` (created if needed), atomically per file.
+    """Write weights, card and STAC item into ``model_dir`` (created if needed), atomically.
 
     Returns:
         The card as written, with ``model_id`` and ``created`` filled in.
@@ -199,6 +201,9 @@ def write_artefact(model_dir: str | Path, network: torch.nn.Module, card: ModelC
         }
     )
     atomic_write_text(model_dir / CARD_FILE, card.model_dump_json(indent=2) + "\n")
+    from geotl.export.stac import write_model_item
+
+    write_model_item(model_dir / STAC_FILE, card, weights_path, "safetensors")
     return card
 
 

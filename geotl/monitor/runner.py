@@ -30,7 +30,7 @@ from geotl.bands import canonical_band
 from geotl.config import Region
 from geotl.errors import BandMismatchError, ConfigError, GeotlError
 from geotl.io.atomic import TMP_PREFIX
-from geotl.models.artefact import Artefact, load_artefact
+from geotl.models.artefact import Artefact
 from geotl.monitor.alerts.engine import AlertEngine
 from geotl.monitor.lock import RegionLock
 from geotl.monitor.options import Detector, MonitorOptions
@@ -39,6 +39,7 @@ from geotl.monitor.passes import PassProcessor, PassResult
 from geotl.monitor.schedule import utc_now
 from geotl.monitor.sources import Scene, SceneSource, make_source, monitor_config, region_aoi
 from geotl.monitor.state import DB_FILE, MonitorState
+from geotl.predict.engine import load_model
 
 __all__ = [
     "Monitor",
@@ -165,7 +166,7 @@ class Monitor:
             raise ConfigError("--out exists and is a file: choose a folder", out_parent)
         self._lock.acquire({"region": str(self.region.path), "model": str(self.model_dir)})
         try:
-            artefact = load_artefact(self.model_dir, self.options.device)
+            artefact = load_model(self.model_dir, "auto", self.options.device)
             _check_bands(self.region, self.source, artefact)
             detector = self._detector or predict_detector(self.region, self.source.band_names())
             self._state = MonitorState(self.dir / DB_FILE)

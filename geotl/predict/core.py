@@ -400,7 +400,7 @@ def predict_scenes(
     Raises:
         GeotlInputError: an output folder is missing, or an output exists without
             ``overwrite`` (before any work); the model folder is unusable.
-        SceneError: every scene failed.
+        SceneError: every scene failed (a single scene's input error is raised as is).
     """
     options = options or PredictOptions()
     many = len(scenes) > 1
@@ -423,6 +423,8 @@ def predict_scenes(
         try:
             det = predict_scene(artefact, scene, opts)
         except (GeotlError, RasterioError, OSError) as exc:
+            if not many and isinstance(exc, GeotlInputError):
+                raise  # a single unusable scene is an input error (exit 2), not a skip
             reason = exc.message if isinstance(exc, GeotlError) else str(exc).splitlines()[0]
             log.error("%s: skipped: %s", scene, reason)
             failed.append((scene, reason))

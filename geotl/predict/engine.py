@@ -208,9 +208,14 @@ def _cached_export(artefact: Artefact, tile_px: int) -> OnnxModel:
         return OnnxModel(path=tmp_path, data=data, card=card, tile_px=tile_px, metadata={})
 
 
-def default_engine(device: str) -> str:
-    """The engine ``auto`` means for a model folder (see BENCHMARKS.md, "ONNX Runtime")."""
-    return "torch"
+def default_engine(device: str, task: str = "segmentation") -> str:
+    """The engine ``auto`` means for a model folder.
+
+    ONNX Runtime for segmentation on CPU: 2-4x faster whole-scene prediction than PyTorch
+    eager with identical polygons (BENCHMARKS.md, "ONNX Runtime"); PyTorch on CUDA and for
+    the other tasks (their heads are not exported).
+    """
+    return "onnxruntime" if device == "cpu" and task == "segmentation" else "torch"
 
 
 def engine_for(artefact: Artefact) -> Engine:
@@ -235,7 +240,8 @@ def load_model(
 
     Args:
         path: a geotl model folder, or a ``.onnx`` written by ``geotl export``.
-        engine: ``torch``, ``onnxruntime`` or ``auto`` (:func:`default_engine`).
+        engine: ``torch``, ``onnxruntime`` or ``auto`` (an ``.onnx`` file: ONNX Runtime;
+            a folder: :func:`default_engine`).
         device: ``cpu`` or ``cuda`` (ONNX Runtime runs on CPU here).
         threads: ONNX Runtime's intra-op threads (default: every core).
 
@@ -249,9 +255,7 @@ def load_model(
         raise GeotlInputError(f"unknown engine '{engine}': use one of {', '.join(ENGINES)}")
     is_onnx = path.suffix.lower() == ".onnx"
     if engine == "auto":
-        engine = "onnxruntime" if is_onnx else default_engine(device)
-        if not is_onnx and _task(path) == "detection":
-            engine = "torch"
+        engine = "onnxruntime" if is_onnx else default_engine(device, _task(path))
     if engine == "onnxruntime" and device != "cpu":
         raise GeotlInputError(
             f"the onnxruntime engine runs on CPU here: use --engine torch with --device {device}"

@@ -125,7 +125,7 @@ def test_corrupt_scene_skipped_others_written_exit_1(tmp_path: Path, model_dir: 
 def test_unmappable_bands_exit_2(tmp_path: Path, model_dir: Path) -> None:
     scene = data.write_scene(tmp_path / "two.tif", data.blobs(64, 64), count=2)
     code, _, stderr = _run("predict", str(model_dir), str(scene), "-o", str(tmp_path / "o.geojson"))
-    assert code == 1  # the only scene failed: nothing written
+    assert code == 2  # the only scene cannot be used: an input error, nothing written
     assert "two.tif" in stderr and "['red', 'green', 'blue']" in stderr
     assert not (tmp_path / "o.geojson").exists()
     code, _, stderr = _run(

@@ -1,0 +1,161 @@
+"""STAC items with the Machine Learning Model extension (``mlm:``) for geotl models.
+
+Built with ``stac-model`` (the extension's pydantic models, which validate every field)
+and pystac. One item per model file: ``MODEL_DIR/model.stac.json`` for the safetensors
+artefact (written with it), ``OUT.stac.json`` beside an ONNX export. The weights asset
+carries its size and sha256 (``file:checksum``, a multihash), so a catalogue can check a
+download; the inputs say which bands and which scaling the file expects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from geotl.io.atomic import atomic_write_text
+from geotl.models.artefact import ModelCard
+
+__all__ = ["model_item", "write_model_item"]
+
+Kind = Literal["safetensors", "onnx"]
+_TASKS = {
+    "segmentation": "semantic-segmentation",
+    "instances": "instance-segmentation",
+    "detection": "object-detection",
+}
+
+
+def _multihash_sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return "1220" + hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def model_item(
+    card: ModelCard, model_file: Path, kind: Kind, tile_px: int | None = None
+) -> dict[str, object]:
+    """The STAC item (as a dict) describing ``model_file`` (safetensors or ONNX).
+
+    Args:
+        card: the model card.
+        model_file: the weights file (``model.safetensors``) or the exported ``.onnx``.
+        kind: which of the two.
+        tile_px: an ONNX graph's fixed tile size (``None``: any multiple of the stride).
+    """
+    import pystac
+    import torch
+    from stac_model.input import InputStructure, ModelInput
+    from stac_model.output import MLMClassification, ModelOutput, ModelResult
+    from stac_model.schema import MLModelExtension, MLModelProperties
+
+    from geotl import __version__
+
+    bands, n = list(card.bands), len(card.bands)
+    side: int = tile_px if tile_px is not None else -1
+    if kind == "onnx":
+        import onnxruntime
+
+        # the graph takes raw / 255: card normalisation folded in
+        scaling: list[dict[str, object]] = [{"type": "scale", "value": 255.0}] * n
+        framework, version = "ONNX Runtime", onnxruntime.__version__
+        media = "application/octet-stream; application=onnx"
+        outputs = "class probabilities (softmax)"
+    else:
+        scaling = [
+            {"type": "z-score", "mean": m, "stddev": s}
+            for m, s in zip(card.normalisation.mean, card.normalisation.std, strict=True)
+        ]
+        framework, version = "pytorch", torch.__version__.split("+")[0]
+        media = "application/octet-stream; application=safetensors"
+        outputs = "class logits"
+    task = _TASKS.get(card.task, "segmentation")
+    classes = ["background", *card.classes]
+    props = MLModelProperties(
+        name=card.model_id,
+        architecture=f"{card.network.arch} ({card.network.encoder} encoder)",
+        tasks={task},  # type: ignore[arg-type]
+        framework=framework,
+        framework_version=version,
+        accelerator="amd64" if kind == "onnx" else None,
+        accelerator_constrained=False,
+        file_size=model_file.stat().st_size,
+        pretrained=card.base.id != "none",
+        pretrained_source=f"{card.base.id} ({card.base.pretraining or 'n/a'}; licence "
+        f"{card.base.licence})",
+        input=[
+            ModelInput(
+                name=f"{', '.join(bands)} at {card.resolution_m:g} m",
+                bands=bands,
+                input=InputStructure(
+                    shape=[-1, n, side, side],
+                    dim_order=["batch", "bands", "height", "width"],
+                    data_type="float32",
+                ),
+                value_scaling=scaling,  # type: ignore[arg-type]
+            )
+        ],
+        output=[
+            ModelOutput(
+                name=outputs,
+                tasks={task},  # type: ignore[arg-type]
+                classes=[MLMClassification(value=i, name=c) for i, c in enumerate(classes)],
+                result=ModelResult(
+                    shape=[-1, len(classes), side, side],
+                    dim_order=["batch", "channel", "height", "width"],
+                    data_type="float32",
+                ),
+            )
+        ],
+    )
+    created = datetime.fromisoformat(card.created) if card.created else datetime.now(UTC)
+    item = pystac.Item(
+        id=card.model_id + ("-onnx" if kind == "onnx" else ""),
+        geometry=None,
+        bbox=None,
+        datetime=created,
+        properties={
+            "description": f"geotl {card.task} model of {', '.join(card.classes)} "
+            f"({', '.join(r.name for r in card.regions) or card.name}), {kind}",
+            "geotl:version": __version__,
+            "geotl:weights_sha256": card.weights_sha256,
+            "geotl:base": card.base.model_dump(),
+            "geotl:quantisation": card.quantisation,
+            "geotl:resolution_m": card.resolution_m,
+        },
+    )
+    item.add_asset(
+        "model",
+        pystac.Asset(
+            href=model_file.name,
+            media_type=media,
+            roles=["mlm:model", "mlm:weights", "data"],
+            extra_fields={
+                "mlm:artifact_type": kind,
+                "file:size": model_file.stat().st_size,
+                "file:checksum": _multihash_sha256(model_file),
+            },
+        ),
+    )
+    if kind == "safetensors":
+        item.add_asset(
+            "card",
+            pystac.Asset(href="model.json", media_type="application/json", roles=["metadata"]),
+        )
+    ext = MLModelExtension.ext(item, add_if_missing=True)
+    ext.apply(props.model_dump(by_alias=True, exclude_unset=True, exclude_defaults=True))
+    item.stac_extensions.append(
+        "https://stac-extensions.github.io/file/v2.1.0/schema.json",
+    )
+    out: dict[str, object] = item.to_dict(include_self_link=False)
+    return out
+
+
+def write_model_item(
+    path: Path, card: ModelCard, model_file: Path, kind: Kind, tile_px: int | None = None
+) -> Path:
+    """Write :func:`model_item` as JSON to ``path`` (atomically)."""
+    item = model_item(card, model_file, kind, tile_px)
+    atomic_write_text(path, json.dumps(item, indent=2) + "\n")
+    return path

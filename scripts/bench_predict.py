@@ -296,8 +296,9 @@ def compare_engines(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     models: list[tuple[str, Path]] = []
     if args.model is not None:
         models.append((f"{args.model} (trained)", args.model))
-    _resnet18_model(tmp / "resnet18")
-    models.append(("ResNet-18 U-Net (random init)", tmp / "resnet18"))
+    if not args.skip_resnet:
+        _resnet18_model(tmp / "resnet18")
+        models.append(("ResNet-18 U-Net (random init)", tmp / "resnet18"))
     out: dict[str, object] = {}
     for label, model_dir in models:
         card = load_artefact(model_dir).card
@@ -321,8 +322,8 @@ def compare_engines(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
         art = load_artefact(model_dir)
         engines = {
             "torch": TorchEngine(art.network, art.device),
-            "ort_fp32": OrtEngine(read_onnx(fp32)),
-            "ort_int8": OrtEngine(read_onnx(int8)),
+            "ort_fp32": OrtEngine(read_onnx(fp32), args.threads),
+            "ort_int8": OrtEngine(read_onnx(int8), args.threads),
         }
         for e in engines.values():  # warm-up
             e.probabilities(windows[: args.batch_size])
@@ -341,8 +342,8 @@ def compare_engines(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
         opts = PredictOptions(batch_size=args.batch_size, window_px=args.window, progress=False)
         arts = {
             "torch": art,
-            "ort_fp32": load_model(fp32, "onnxruntime"),
-            "ort_int8": load_model(int8, "onnxruntime"),
+            "ort_fp32": load_model(fp32, "onnxruntime", threads=args.threads),
+            "ort_int8": load_model(int8, "onnxruntime", threads=args.threads),
         }
         scene_s: dict[str, list[float]] = {k: [] for k in arts}
         dets: dict[str, object] = {}
@@ -423,8 +424,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--engines", action="store_true", help="compare torch / ORT fp32 / ORT int8")
     ap.add_argument("--chips", type=Path, help="--engines: the trained model's chips folder")
+    ap.add_argument("--threads", type=int, help="torch and ONNX Runtime threads (default: all)")
+    ap.add_argument("--skip-resnet", action="store_true", help="--engines: trained model only")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
     results: dict[str, object] = {
         "machine": f"{os.cpu_count()} CPU(s), torch {torch.__version__}, threads {torch.get_num_threads()}"
         + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""),

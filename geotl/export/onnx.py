@@ -257,9 +257,10 @@ def export_onnx(
     t0 = time.perf_counter()
     artefact = load_artefact(model_dir)
     card = artefact.card
-    if card.task not in ("segmentation", "instances"):
+    if card.task != "segmentation":
         raise GeotlInputError(
-            f"task '{card.task}' cannot be exported yet (segmentation models only)",
+            f"a {card.task} model cannot be exported to ONNX yet (segmentation models "
+            "only): predict it with geotl predict --engine torch",
             Path(model_dir),
         )
     tile = tile_px or default_tile_px(card)

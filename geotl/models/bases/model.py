@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from geotl.errors import ModelArtefactError
-from geotl.models.artefact import WEIGHTS_FILE, read_card
+from geotl.models.artefact import WEIGHTS_FILE, read_card, verify_weights
 from geotl.models.bases.kind import (
     BaseKind,
     BaseModelEntry,
@@ -54,18 +53,14 @@ class ModelBase(BaseKind):
         """The whole network's state, its encoder part, classes and card.
 
         Raises:
-            ModelArtefactError: the weights file is missing.
+            ModelArtefactError: the weights file is missing or differs from the card's sha256.
         """
         from safetensors.torch import load_file
 
         del encoder
         model_dir = Path(entry.source)
         card = read_card(model_dir)
-        weights = model_dir / WEIGHTS_FILE
-        if not weights.is_file():
-            raise ModelArtefactError(
-                f"missing {WEIGHTS_FILE}: copy the whole model folder", model_dir
-            )
+        weights = verify_weights(model_dir, card)  # a damaged base is refused, not trained on
         state = load_file(str(weights))
         return LoadedBase(
             entry=entry,

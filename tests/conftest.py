@@ -9,7 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # run by Debian's system Python (with QGIS) in a subprocess, never imported by pytest
-collect_ignore = ["qgis/check_layers.py", "qgis/run_plugin.py"]
+collect_ignore = ["qgis/check_layers.py", "qgis/run_plugin.py", "qgis/check_alerts.py"]
 
 SHARED_DATA = Path(os.environ.get("GEOTL_SHARED_DATA", REPO.parent / "shared" / "data"))
 

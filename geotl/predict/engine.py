@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -63,9 +64,15 @@ class TorchEngine:
 
     name = "torch"
 
-    def __init__(self, network: torch.nn.Module, device: torch.device) -> None:
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        device: torch.device,
+        head: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         self.network = network
         self.device = device
+        self.head = head
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """See :meth:`Engine.probabilities`."""
@@ -76,7 +83,10 @@ class TorchEngine:
         ):
             x = torch.from_numpy(batch).to(self.device, non_blocking=True)
             logits = self.network(x)
-            probs = torch.softmax(logits.float(), dim=1)[:, 1:]
+            if self.head is not None:
+                probs = self.head(logits)
+            else:
+                probs = torch.softmax(logits.float(), dim=1)[:, 1:]
         out: np.ndarray = probs.cpu().numpy()
         return out
 
@@ -218,10 +228,17 @@ def default_engine(device: str, task: str = "segmentation") -> str:
     return "onnxruntime" if device == "cpu" and task == "segmentation" else "torch"
 
 
-def engine_for(artefact: Artefact) -> Engine:
-    """The engine an artefact runs with (its own, else its PyTorch network)."""
+def engine_for(
+    artefact: Artefact, head: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> Engine:
+    """The engine an artefact runs with (its own, else its PyTorch network).
+
+    ``head`` turns the torch network's logits into the probabilities prediction blends
+    (the task's :meth:`geotl.predict.objects.ObjectExtractor.probabilities`; default:
+    softmax, background dropped).
+    """
     engine: Engine | None = artefact.engine
-    return engine if engine is not None else TorchEngine(artefact.network, artefact.device)
+    return engine if engine is not None else TorchEngine(artefact.network, artefact.device, head)
 
 
 def _task(model_dir: Path) -> str:

@@ -6,11 +6,13 @@ Four threads share the work so that the model never waits on IO:
 * the calling thread runs the network;
 * a writer adds each window's blended probabilities into an on-disk accumulator and,
   as soon as a row of windows is complete, turns the rows no later window touches into
-  the final class map and scores (and the optional probability GeoTIFF);
-* a vectoriser turns finished rows into polygons, window by window with a halo
-  (:func:`geotl.predict.vectorise.vectorise_by_windows`), while inference goes on.
+  the final per-pixel planes (class map, scores, ...: the task's
+  :class:`~geotl.predict.objects.ObjectExtractor` says which) and the optional
+  probability GeoTIFF;
+* a vectoriser turns finished rows into objects, window by window with a halo
+  (the extractor's ``extract_by_windows``), while inference goes on.
 
-The accumulator and the class map are raw scratch files read and written with
+The accumulator and the planes are raw scratch files read and written with
 ``pread``/``pwrite``, so memory is bounded by the window and batch size, not the scene:
 the operating system's page cache, not the process, holds the scene.
 """
@@ -32,9 +34,11 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
+from geotl.errors import GeotlInputError
 from geotl.models.artefact import Artefact
-from geotl.predict.engine import engine_for
-from geotl.predict.vectorise import VectorObject, class_map_from_probabilities, vectorise_by_windows
+from geotl.predict.engine import Engine, engine_for
+from geotl.predict.objects import ObjectExtractor, SegmentationExtractor, extractor_for
+from geotl.predict.vectorise import VectorObject
 from geotl.predict.windows import PixelWindow, WindowPlan, blend_weights
 
 __all__ = ["RawRaster", "StreamStats", "infer_and_vectorise"]
@@ -171,6 +175,8 @@ def infer_and_vectorise(
     halo_px: int = 64,
     probabilities_path: Path | None = None,
     progress: Callable[[int], object] | None = None,
+    extractor: ObjectExtractor | None = None,
+    flip_tta: bool = False,
 ) -> tuple[list[VectorObject], StreamStats]:
     """Predict ``source`` window by window and vectorise the blended class map.
 
@@ -189,12 +195,16 @@ def infer_and_vectorise(
         probabilities_path: optional GeoTIFF (tiled, float32) of the blended foreground
             class probabilities; nodata -1.
         progress: called with the number of windows done after each batch.
+        extractor: the task's object extractor (default: from the card's task).
+        flip_tta: average each window's probabilities over its four flips.
 
     Returns:
         The objects (scene CRS via ``source.transform``) and timing statistics.
     """
     height, width = plan.scene_shape
-    n_fg = artefact.card.network.num_classes - 1
+    card = artefact.card
+    extractor = extractor or extractor_for(card.task, len(card.classes))
+    n_ch = extractor.channels
     window_px = plan.window_px
     depth = 2**artefact.card.network.encoder_depth
     model_px = max(window_px, depth)
@@ -205,9 +215,8 @@ def infer_and_vectorise(
     pipe = _Pipeline()
     q_in: queue.Queue[Any] = queue.Queue(maxsize=2)
     q_out: queue.Queue[Any] = queue.Queue(maxsize=2)
-    accum = RawRaster(scratch_dir / "accum.raw", height, width, n_fg + 1, np.float32)
-    classes = RawRaster(scratch_dir / "classes.raw", height, width, 1, np.uint8)
-    scores = RawRaster(scratch_dir / "scores.raw", height, width, 1, np.float32)
+    accum = RawRaster(scratch_dir / "accum.raw", height, width, n_ch + 1, np.float32)
+    planes = RawRaster(scratch_dir / "planes.raw", height, width, extractor.planes, np.float32)
     objects: list[VectorObject] = []
     nodata = source.nodata
     is_float = np.dtype(source.dtypes[0]).kind == "f"
@@ -221,7 +230,8 @@ def infer_and_vectorise(
                 )
                 valids: list[np.ndarray] = []
                 for k, w in enumerate(batch):
-                    win = Window(w.col_off, w.row_off, w.width, w.height)
+                    r0, c0, r1, c1 = w.clip((height, width))
+                    win = Window(c0, r0, c1 - c0, r1 - r0)
                     raw = source.read(band_indexes, window=win)
                     masks = source.read_masks(band_indexes, window=win)
                     valid = (masks > 0).any(axis=0)
@@ -231,11 +241,11 @@ def infer_and_vectorise(
                         valid &= ~(raw == nodata).all(axis=0)
                     norm = artefact.normalise(raw)
                     norm[:, ~valid] = 0.0
-                    if (w.height, w.width) != (model_px, model_px):
+                    top, left = r0 - w.row_off, c0 - w.col_off
+                    bottom, right = model_px - top - (r1 - r0), model_px - left - (c1 - c0)
+                    if top or left or bottom or right:
                         norm = np.pad(
-                            norm,
-                            ((0, 0), (0, model_px - w.height), (0, model_px - w.width)),
-                            mode="symmetric",
+                            norm, ((0, 0), (top, bottom), (left, right)), mode="symmetric"
                         )
                     arr[k] = norm
                     valids.append(valid)
@@ -255,13 +265,11 @@ def infer_and_vectorise(
             acc = accum.read(r0, c0, r1 - r0, cw)
             wsum = acc[..., -1]
             valid = wsum > 0
-            fg = acc[..., :-1] / np.where(valid, wsum, 1.0)[..., None]
-            probs = np.concatenate([(1.0 - fg.sum(axis=-1))[None], np.moveaxis(fg, -1, 0)])
-            cm, sc = class_map_from_probabilities(probs, threshold, valid)
-            classes.write(r0, c0, cm[..., None])
-            scores.write(r0, c0, sc[..., None])
+            blended = np.moveaxis(acc[..., :-1] / np.where(valid, wsum, 1.0)[..., None], -1, 0)
+            planes.write(r0, c0, np.moveaxis(extractor.finalise(blended, valid, threshold), 0, -1))
             if prob_ds is not None:
-                out = np.where(valid[None], probs[1:], -1.0).astype(np.float32)
+                probs = extractor.class_probabilities(blended)
+                out = np.where(valid[None], probs, -1.0).astype(np.float32)
                 prob_ds.write(out, window=Window(c0, r0, cw, r1 - r0))
 
     def writer() -> None:
@@ -275,13 +283,14 @@ def infer_and_vectorise(
                 t0 = time.perf_counter()
                 batch, probs, valids = item
                 for w, p, valid in zip(batch, probs, valids, strict=True):
-                    wts = weights_full[: w.height, : w.width] * valid
-                    acc = accum.read(w.row_off, w.col_off, w.height, w.width)
-                    acc[..., :-1] += (
-                        np.moveaxis(p[:, : w.height, : w.width], 0, -1) * wts[..., None]
-                    )
+                    r0, c0, r1, c1 = w.clip((height, width))
+                    rsl = slice(r0 - w.row_off, r1 - w.row_off)
+                    csl = slice(c0 - w.col_off, c1 - w.col_off)
+                    wts = weights_full[rsl, csl] * valid
+                    acc = accum.read(r0, c0, r1 - r0, c1 - c0)
+                    acc[..., :-1] += np.moveaxis(p[:, rsl, csl], 0, -1) * wts[..., None]
                     acc[..., -1] += wts
-                    accum.write(w.row_off, w.col_off, acc)
+                    accum.write(r0, c0, acc)
                     done_in_row[w.grid_row] = done_in_row.get(w.grid_row, 0) + 1
                     if done_in_row[w.grid_row] == plan.n_cols:
                         rows = plan.final_rows_after(w.grid_row)
@@ -297,16 +306,16 @@ def infer_and_vectorise(
 
     waited = [0.0]
 
-    def read_final(r: int, c: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    def read_final(r: int, c: int, h: int, w: int) -> np.ndarray:
         t0 = time.perf_counter()
         pipe.wait_rows(r + h)
         waited[0] += time.perf_counter() - t0
-        return classes.read(r, c, h, w)[..., 0], scores.read(r, c, h, w)[..., 0]
+        return np.moveaxis(planes.read(r, c, h, w), -1, 0)
 
     def vectoriser() -> None:
         t0 = time.perf_counter()
         try:
-            for obj in vectorise_by_windows(
+            for obj in extractor.extract_by_windows(
                 read_final,
                 (height, width),
                 transform,
@@ -329,7 +338,7 @@ def infer_and_vectorise(
             "driver": "GTiff",
             "width": width,
             "height": height,
-            "count": n_fg,
+            "count": len(card.classes),
             "dtype": "float32",
             "crs": source.crs,
             "transform": transform,
@@ -355,7 +364,7 @@ def infer_and_vectorise(
             ]
             for t in threads:
                 t.start()
-            _run_model(artefact, pipe, q_in, q_out, stats, progress)
+            _run_model(artefact, extractor, flip_tta, pipe, q_in, q_out, stats, progress)
             for t in threads:
                 t.join()
     finally:
@@ -365,7 +374,7 @@ def infer_and_vectorise(
                 t.join(timeout=30)
         if prob_ds is not None:
             prob_ds.close()
-        for raw in (accum, classes, scores):
+        for raw in (accum, planes):
             raw.close()
     if pipe.errors:
         raise pipe.errors[0]
@@ -374,15 +383,35 @@ def infer_and_vectorise(
     return objects, stats
 
 
+def _flip_averaged(engine: Engine, batch: np.ndarray) -> np.ndarray:
+    """Probabilities averaged over the identity, left-right, up-down and both flips."""
+    total: np.ndarray | None = None
+    for axes in ((), (-1,), (-2,), (-2, -1)):
+        x = np.ascontiguousarray(np.flip(batch, axes)) if axes else batch
+        p = engine.probabilities(x)
+        p = np.flip(p, axes) if axes else p
+        total = p if total is None else total + p
+    assert total is not None
+    return total / 4.0
+
+
 def _run_model(
     artefact: Artefact,
+    extractor: ObjectExtractor,
+    flip_tta: bool,
     pipe: _Pipeline,
     q_in: queue.Queue[Any],
     q_out: queue.Queue[Any],
     stats: StreamStats,
     progress: Callable[[int], object] | None,
 ) -> None:
-    engine = engine_for(artefact)
+    if artefact.engine is not None and not isinstance(extractor, SegmentationExtractor):
+        raise GeotlInputError(
+            f"the {artefact.engine.name} engine runs segmentation models only, this is a "
+            f"{artefact.card.task} model: predict with --engine torch",
+            artefact.path,
+        )
+    engine = engine_for(artefact, extractor.probabilities)
     try:
         while True:
             item = pipe.get(q_in)
@@ -391,7 +420,7 @@ def _run_model(
                 return
             batch, arr, valids = item
             t0 = time.perf_counter()
-            out = engine.probabilities(arr)
+            out = _flip_averaged(engine, arr) if flip_tta else engine.probabilities(arr)
             stats.model_s += time.perf_counter() - t0
             stats.batches += 1
             pipe.put(q_out, (batch, out, valids))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import rasterio.features
@@ -37,10 +38,14 @@ from shapely.geometry.base import BaseGeometry
 __all__ = [
     "NODATA_CLASS",
     "VectorObject",
+    "WindowExtractor",
     "class_map_from_probabilities",
+    "label_classes",
+    "objects_by_windows",
     "objects_to_frame",
     "vectorise",
     "vectorise_by_windows",
+    "vectorise_labels",
     "vectorise_window",
 ]
 
@@ -170,10 +175,32 @@ def vectorise(
     """
     if class_map.ndim != 2:
         raise ValueError("class_map must be 2-D")
-    objects: list[VectorObject] = []
-    height, width = class_map.shape
-    if height == 0 or width == 0:
-        return objects
+    if class_map.shape[0] == 0 or class_map.shape[1] == 0:
+        return []
+    labels, label_class = label_classes(class_map, nodata_class)
+    return vectorise_labels(
+        labels,
+        label_class,
+        transform,
+        scores=scores,
+        simplify_px=simplify_px,
+        min_pixels=min_pixels,
+        row_off=row_off,
+        col_off=col_off,
+    )
+
+
+def label_classes(
+    class_map: np.ndarray, nodata_class: int = NODATA_CLASS
+) -> tuple[np.ndarray, list[int]]:
+    """Label the 4-connected objects of each class: ``(labels int32 (H, W), label_class)``.
+
+    ``label_class[i]`` is the class of label ``i`` (``label_class[0] = 0``, background).
+
+    >>> labels, classes = label_classes(np.array([[1, 1, 0, 2], [0, 0, 0, 2]], dtype=np.uint8))
+    >>> labels.tolist(), classes
+    ([[1, 1, 0, 2], [0, 0, 0, 2]], [0, 1, 2])
+    """
     labels = np.zeros(class_map.shape, dtype=np.int32)
     label_class: list[int] = [0]
     next_label = 1
@@ -188,8 +215,38 @@ def vectorise(
         labels[sel] = lab[sel] + (next_label - 1)
         label_class.extend([cls_i] * n)
         next_label += n
-    n_labels = next_label - 1
-    if n_labels == 0:
+    return labels, label_class
+
+
+def vectorise_labels(
+    labels: np.ndarray,
+    label_class: list[int],
+    transform: Affine,
+    *,
+    scores: np.ndarray | None = None,
+    simplify_px: float = 1.0,
+    min_pixels: int = 1,
+    row_off: int = 0,
+    col_off: int = 0,
+) -> list[VectorObject]:
+    """Vectorise a label image: one object per label (each label a 4-connected region).
+
+    Args:
+        labels: ``int32 (H, W)``, 0 background, ``1..n`` objects.
+        label_class: class index of each label (``label_class[0]`` is background).
+        transform: see :func:`vectorise`.
+        scores: see :func:`vectorise`.
+        simplify_px: see :func:`vectorise`.
+        min_pixels: see :func:`vectorise`.
+        row_off: see :func:`vectorise`.
+        col_off: see :func:`vectorise`.
+
+    Returns:
+        Objects sorted by first pixel (raster order), then class.
+    """
+    objects: list[VectorObject] = []
+    n_labels = len(label_class) - 1
+    if n_labels == 0 or labels.size == 0:
         return objects
     flat = labels.ravel()
     counts = np.bincount(flat, minlength=n_labels + 1)
@@ -346,6 +403,57 @@ def vectorise_by_windows(
     >>> [o.geometry.equals(w.geometry) for o, w in zip(tiled, vectorise(cm, Affine.identity(), simplify_px=0))]
     [True]
     """
+
+    def extract(
+        data: tuple[np.ndarray, np.ndarray | None],
+        read_window: tuple[int, int, int, int],
+        core_window: tuple[int, int, int, int],
+    ) -> tuple[list[VectorObject], bool]:
+        class_map, scores = data
+        return vectorise_window(
+            class_map,
+            transform,
+            read_window=read_window,
+            core_window=core_window,
+            scene_shape=scene_shape,
+            scores=scores,
+            simplify_px=simplify_px,
+            min_pixels=min_pixels,
+        )
+
+    yield from objects_by_windows(read, extract, scene_shape, window_px=window_px, halo_px=halo_px)
+
+
+WindowExtractor = Callable[
+    [Any, tuple[int, int, int, int], tuple[int, int, int, int]], tuple[list[VectorObject], bool]
+]
+"""``extract(data, read_window, core_window) -> (owned objects, complete)``."""
+
+
+def objects_by_windows(
+    read: Callable[[int, int, int, int], Any],
+    extract: WindowExtractor,
+    scene_shape: tuple[int, int],
+    *,
+    window_px: int = 1024,
+    halo_px: int = 64,
+) -> Iterator[VectorObject]:
+    """The halo loop shared by every task's object extractor.
+
+    Core windows tile the scene; each is read with a halo and ``extract`` returns the
+    objects the core owns and whether they are all whole; when not, the window is read
+    again with twice the halo.
+
+    Args:
+        read: reads the data of a window ``(row_off, col_off, height, width)``.
+        extract: turns a window's data into owned objects (see :data:`WindowExtractor`).
+        scene_shape: ``(height, width)``.
+        window_px: core window size.
+        halo_px: initial halo around the core window.
+
+    Yields:
+        Objects, window by window.
+    """
     scene_h, scene_w = scene_shape
     window_px = max(int(window_px), 1)
     for c_row in range(0, scene_h, window_px):
@@ -356,16 +464,8 @@ def vectorise_by_windows(
                 r0, c0 = max(core[0] - halo, 0), max(core[1] - halo, 0)
                 r1 = min(core[0] + core[2] + halo, scene_h)
                 c1 = min(core[1] + core[3] + halo, scene_w)
-                class_map, scores = read(r0, c0, r1 - r0, c1 - c0)
-                owned, complete = vectorise_window(
-                    class_map,
-                    transform,
-                    read_window=(r0, c0, r1 - r0, c1 - c0),
-                    core_window=core,
-                    scene_shape=scene_shape,
-                    scores=scores,
-                    simplify_px=simplify_px,
-                    min_pixels=min_pixels,
+                owned, complete = extract(
+                    read(r0, c0, r1 - r0, c1 - c0), (r0, c0, r1 - r0, c1 - c0), core
                 )
                 if complete:
                     yield from owned

@@ -3,6 +3,9 @@
 >>> plan = plan_windows((500, 300), window_px=256, overlap_px=64)
 >>> [w.row_off for w in plan.windows[:: plan.n_cols]], [w.col_off for w in plan.windows[: plan.n_cols]]
 ([0, 192, 244], [0, 44])
+>>> anchored = plan_windows((500, 300), window_px=256, overlap_px=64, anchor=(1000, 37))
+>>> anchored.row_offsets, anchored.col_offsets
+((-40, 152, 344), (-37, 155))
 >>> [round(float(v), 3) for v in blend_weights_1d(6, 2)]
 [0.146, 0.854, 1.0, 1.0, 0.854, 0.146]
 """
@@ -12,15 +15,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from affine import Affine
 
 from geotl.chips.windows import grid_offsets
 
-__all__ = ["PixelWindow", "WindowPlan", "blend_weights", "blend_weights_1d", "plan_windows"]
+__all__ = [
+    "PixelWindow",
+    "WindowPlan",
+    "blend_weights",
+    "blend_weights_1d",
+    "ground_anchor",
+    "plan_windows",
+]
 
 
 @dataclass(frozen=True)
 class PixelWindow:
-    """A window of the scene grid: offsets and size in pixels, and its grid position."""
+    """A window of the scene grid: offsets and size in pixels, and its grid position.
+
+    A ground-anchored window may reach past the scene (negative offsets, or past the far
+    edge); :meth:`clip` is the part inside it.
+    """
 
     row_off: int
     col_off: int
@@ -28,6 +43,19 @@ class PixelWindow:
     width: int
     grid_row: int
     grid_col: int
+
+    def clip(self, scene_shape: tuple[int, int]) -> tuple[int, int, int, int]:
+        """``(row0, col0, row1, col1)`` of the window inside the scene (ends exclusive).
+
+        >>> PixelWindow(-3, 5, 10, 10, 0, 0).clip((6, 12))
+        (0, 5, 6, 12)
+        """
+        return (
+            max(self.row_off, 0),
+            max(self.col_off, 0),
+            min(self.row_off + self.height, scene_shape[0]),
+            min(self.col_off + self.width, scene_shape[1]),
+        )
 
 
 @dataclass(frozen=True)
@@ -59,7 +87,7 @@ class WindowPlan:
         """
         if grid_row + 1 >= self.n_rows:
             return self.scene_shape[0]
-        return self.row_offsets[grid_row + 1]
+        return max(0, min(self.row_offsets[grid_row + 1], self.scene_shape[0]))
 
 
 def _offsets(length: int, window_px: int, stride_px: int) -> tuple[int, ...]:
@@ -68,17 +96,41 @@ def _offsets(length: int, window_px: int, stride_px: int) -> tuple[int, ...]:
     return tuple(grid_offsets(length, window_px, stride_px)) or (0,)
 
 
-def plan_windows(scene_shape: tuple[int, int], window_px: int, overlap_px: int) -> WindowPlan:
+def _anchored_offsets(length: int, window_px: int, stride_px: int, anchor: int) -> tuple[int, ...]:
+    # windows start where the global pixel index (anchor + offset) is a multiple of the
+    # stride; the first starts at or before 0, the last ends at or after ``length``
+    off = -(anchor % stride_px)
+    out = [off]
+    while off + window_px < length:
+        off += stride_px
+        out.append(off)
+    return tuple(out)
+
+
+def plan_windows(
+    scene_shape: tuple[int, int],
+    window_px: int,
+    overlap_px: int,
+    anchor: tuple[int, int] | None = None,
+) -> WindowPlan:
     """Plan windows of ``window_px`` with at least ``overlap_px`` overlap over a scene.
 
-    Windows never extend past the scene (the last one in a row or column is shifted to end
-    at the edge); a scene smaller than a window gets one window of the scene's size, which
-    the reader pads.
+    Without ``anchor``, windows never extend past the scene (the last one in a row or
+    column is shifted to end at the edge); a scene smaller than a window gets one window of
+    the scene's size, which the reader pads.
+
+    With ``anchor`` (the scene's first row and column in a grid fixed to the ground, e.g.
+    its origin in the CRS divided by the pixel size), windows sit on that ground grid: a
+    window starts wherever the ground-grid index is a multiple of the stride, so two scenes
+    of the same ground cropped differently get the same windows over their common ground,
+    and the same predictions there. Windows then reach past the scene edges (offsets may be
+    negative, every window is ``window_px`` square); the reader pads them.
 
     Args:
         scene_shape: ``(height, width)`` in pixels.
         window_px: window size.
         overlap_px: overlap between neighbouring windows (``< window_px``).
+        anchor: ``(row, col)`` of the scene's first pixel in the ground grid.
 
     Returns:
         The plan.
@@ -87,13 +139,32 @@ def plan_windows(scene_shape: tuple[int, int], window_px: int, overlap_px: int) 
         raise ValueError("need window_px > 0 and 0 <= overlap_px < window_px")
     height, width = scene_shape
     stride = window_px - overlap_px
-    rows, cols = _offsets(height, window_px, stride), _offsets(width, window_px, stride)
+    if anchor is None:
+        rows, cols = _offsets(height, window_px, stride), _offsets(width, window_px, stride)
+        win_h, win_w = min(window_px, height), min(window_px, width)
+    else:
+        rows = _anchored_offsets(height, window_px, stride, anchor[0])
+        cols = _anchored_offsets(width, window_px, stride, anchor[1])
+        win_h = win_w = window_px
     windows = tuple(
-        PixelWindow(r, c, min(window_px, height), min(window_px, width), i, j)
+        PixelWindow(r, c, win_h, win_w, i, j)
         for i, r in enumerate(rows)
         for j, c in enumerate(cols)
     )
     return WindowPlan(scene_shape, window_px, overlap_px, windows, rows, cols)
+
+
+def ground_anchor(transform: Affine) -> tuple[int, int] | None:
+    """``(row, col)`` of a scene's first pixel in the grid of its pixel size from the CRS origin.
+
+    None for rotated or sheared grids (their windows start at the scene's corner).
+
+    >>> ground_anchor(Affine(0.1, 0, 404_003.7, 0, -0.1, 3_285_000.0))
+    (-32850000, 4040037)
+    """
+    if transform.b != 0 or transform.d != 0 or transform.a == 0 or transform.e == 0:
+        return None
+    return round(transform.f / transform.e), round(transform.c / transform.a)
 
 
 def blend_weights_1d(size_px: int, ramp_px: int) -> np.ndarray:

@@ -1,0 +1,81 @@
+"""The interface every task's object extractor implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from affine import Affine
+
+from geotl.predict.vectorise import VectorObject
+
+__all__ = ["ObjectExtractor", "PlaneReader"]
+
+PlaneReader = Callable[[int, int, int, int], np.ndarray]
+"""``read(row_off, col_off, height, width) -> planes (P, height, width) float32``."""
+
+
+class ObjectExtractor(ABC):
+    """How one task turns network logits into objects.
+
+    Three steps, each a pure function of its input so that window-by-window processing
+    equals whole-scene processing:
+
+    1. :meth:`probabilities`: logits -> the ``channels`` probabilities blended across
+       overlapping windows;
+    2. :meth:`finalise`: blended probabilities of a pixel -> its ``planes`` (class, score,
+       ...), pixel by pixel;
+    3. :meth:`extract` / :meth:`extract_by_windows`: planes -> objects.
+
+    Attributes:
+        n_classes: foreground classes of the model.
+    """
+
+    planes: int = 2
+
+    def __init__(self, n_classes: int) -> None:
+        self.n_classes = n_classes
+
+    @property
+    def channels(self) -> int:
+        """How many probability channels are blended."""
+        return self.n_classes
+
+    @property
+    def outputs(self) -> int:
+        """How many logits the network gives per pixel."""
+        return self.n_classes + 1
+
+    @abstractmethod
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """``(B, outputs, H, W)`` logits -> ``(B, channels, H, W)`` probabilities."""
+
+    def class_probabilities(self, blended: np.ndarray) -> np.ndarray:
+        """The foreground class probabilities ``(n_classes, H, W)`` of blended channels."""
+        return blended[: self.n_classes]
+
+    @abstractmethod
+    def finalise(self, blended: np.ndarray, valid: np.ndarray, threshold: float) -> np.ndarray:
+        """Blended ``(channels, H, W)`` -> ``(planes, H, W)`` float32 (plane 0: class map)."""
+
+    @abstractmethod
+    def extract(
+        self, planes: np.ndarray, transform: Affine, *, simplify_px: float, min_pixels: int
+    ) -> list[VectorObject]:
+        """Objects of a whole array of planes (a chip, or a small scene)."""
+
+    @abstractmethod
+    def extract_by_windows(
+        self,
+        read: PlaneReader,
+        scene_shape: tuple[int, int],
+        transform: Affine,
+        *,
+        window_px: int,
+        halo_px: int,
+        simplify_px: float,
+        min_pixels: int,
+    ) -> Iterator[VectorObject]:
+        """Objects of a scene, window by window; equal to :meth:`extract` on the whole scene."""

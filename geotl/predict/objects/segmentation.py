@@ -1,0 +1,76 @@
+"""``task = "segmentation"``: areas; each connected region of a class is one object."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from affine import Affine
+
+from geotl.predict.objects.base import ObjectExtractor, PlaneReader
+from geotl.predict.vectorise import (
+    VectorObject,
+    class_map_from_probabilities,
+    vectorise,
+    vectorise_by_windows,
+)
+
+__all__ = ["SegmentationExtractor"]
+
+
+def background_first(fg: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` foreground probabilities -> ``(C + 1, H, W)`` with background first."""
+    return np.concatenate([(1.0 - fg.sum(axis=0))[None], fg])
+
+
+class SegmentationExtractor(ObjectExtractor):
+    """Softmax over background + classes; planes: class map, score; connected regions."""
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Softmax, background dropped."""
+        return torch.softmax(logits.float(), dim=1)[:, 1:]
+
+    def finalise(self, blended: np.ndarray, valid: np.ndarray, threshold: float) -> np.ndarray:
+        """Class map and score of each pixel."""
+        cm, sc = class_map_from_probabilities(background_first(blended), threshold, valid)
+        return np.stack([cm.astype(np.float32), sc])
+
+    def extract(
+        self, planes: np.ndarray, transform: Affine, *, simplify_px: float, min_pixels: int
+    ) -> list[VectorObject]:
+        """Connected regions of each class."""
+        return vectorise(
+            planes[0].astype(np.uint8),
+            transform,
+            scores=planes[1],
+            simplify_px=simplify_px,
+            min_pixels=min_pixels,
+        )
+
+    def extract_by_windows(
+        self,
+        read: PlaneReader,
+        scene_shape: tuple[int, int],
+        transform: Affine,
+        *,
+        window_px: int,
+        halo_px: int,
+        simplify_px: float,
+        min_pixels: int,
+    ) -> Iterator[VectorObject]:
+        """:func:`geotl.predict.vectorise.vectorise_by_windows` on the class map."""
+
+        def read_classes(r: int, c: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+            planes = read(r, c, h, w)
+            return planes[0].astype(np.uint8), planes[1]
+
+        return vectorise_by_windows(
+            read_classes,
+            scene_shape,
+            transform,
+            window_px=window_px,
+            halo_px=halo_px,
+            simplify_px=simplify_px,
+            min_pixels=min_pixels,
+        )

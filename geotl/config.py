@@ -311,7 +311,7 @@ class Region(_Strict):
 
     path: Path
     name: str = Field(pattern=r"^[a-z0-9-]+$")
-    task: Literal["segmentation", "detection"] = "segmentation"
+    task: Literal["segmentation", "instances", "detection"] = "segmentation"
     classes: list[str] = Field(min_length=1)
     imagery: ImageryConfig
     labels: LabelsConfig | None = None

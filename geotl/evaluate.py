@@ -7,6 +7,14 @@ label polygons clipped to the chip, greedily by IoU, a pair counting when IoU >=
 objects smaller than the region's ``[predict] min_area_m2`` are left out on both sides.
 Objects cut by a chip border are judged as their parts in that chip, on both sides alike.
 
+Count error: predicted objects / labelled objects, per test chip (``count_per_chip``),
+over all test chips (``count_ratio``, with a CI) and the median over chips with labels;
+1.0 is the right count, below 1 merged (or missed) objects, above 1 split (or spurious) ones.
+
+Instance models (``task = "instances"``) are scored on their separated objects: the chip's
+probabilities go through the same object extractor as prediction
+(:mod:`geotl.predict.objects`).
+
 Confidence intervals: percentile bootstrap over test chips (resampling chips with
 replacement, recomputing each metric from the summed counts), 95 % by default.
 """
@@ -24,10 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from geotl.bands import canonical_band
-from geotl.chips.labels import IGNORE
 from geotl.config import Region
-from geotl.errors import BandMismatchError, GeotlInputError
+from geotl.errors import GeotlInputError
 from geotl.io.atomic import atomic_path, atomic_write_text
 
 __all__ = [
@@ -102,6 +108,12 @@ def _prf(
         r = np.where(tp + fn > 0, tp / (tp + fn), np.nan)
         f = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
     return p, r, f
+
+
+def _count_ratio(counts: np.ndarray) -> np.ndarray:
+    """Predicted / labelled objects from summed ``(..., 2, classes)`` counts."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(counts[:, 1] > 0, counts[:, 0] / counts[:, 1], np.nan)
 
 
 def bootstrap_ci(
@@ -198,19 +210,20 @@ def _evaluate_chips(
 
     from geotl.chips import read_chip_index
     from geotl.io.vectors import read_labels
-    from geotl.predict.vectorise import vectorise
+    from geotl.predict.objects import extractor_for
+    from geotl.predict.scene import check_model_bands
     from geotl.train import load_region_chips
     from geotl.train.metrics import confusion
 
     card = artefact.card
     index = read_chip_index(cdir)
-    chip_bands = [canonical_band(b) for b in index.meta.get("bands", region.imagery.bands)]
-    missing = [b for b in card.bands if canonical_band(b) not in chip_bands]
-    if missing:
-        raise BandMismatchError(
-            f"the model needs bands {card.bands}, the region has {region.imagery.bands}",
-            region.path,
-        )
+    check_model_bands(
+        card.bands,
+        list(index.meta.get("bands", region.imagery.bands)),
+        region.path,
+        what="the region's",
+        fix="evaluate on a region with those bands, or a model trained on these",
+    )
     region_for_classes = region.model_copy(update={"classes": list(card.classes)})
     data = load_region_chips(region_for_classes, cdir, split, list(card.bands))
     if not len(data):
@@ -223,6 +236,7 @@ def _evaluate_chips(
     min_area = region.predict.min_area_m2
     confs = np.zeros((len(data), num_classes, num_classes), dtype=np.int64)
     objs = np.zeros((len(data), 3, num_classes - 1), dtype=np.int64)  # tp, fp, fn per class
+    extractor = extractor_for(card.task, len(card.classes))
     import rasterio
 
     net = artefact.network
@@ -231,12 +245,12 @@ def _evaluate_chips(
             x = artefact.normalise(data.images[start : start + batch_size])
             x = np.where(data.valid[start : start + batch_size, None], x, 0.0).astype(np.float32)
             logits = net(torch.from_numpy(x).to(artefact.device))
-            pred = logits.argmax(1).cpu().numpy().astype(np.uint8)
-            for k in range(pred.shape[0]):
+            probs = extractor.probabilities(logits).cpu().numpy()
+            for k in range(probs.shape[0]):
                 i = start + k
                 truth = data.masks[i]
-                p = pred[k].copy()
-                p[~data.valid[i]] = IGNORE
+                planes = extractor.finalise(probs[k], data.valid[i], card.threshold)
+                p = planes[0].astype(np.uint8)
                 confs[i] = confusion(
                     torch.from_numpy(p), torch.from_numpy(truth), num_classes
                 ).numpy()
@@ -245,7 +259,7 @@ def _evaluate_chips(
                 with rasterio.open(cdir / str(row["image"])) as src:
                     transform, crs, bounds = src.transform, src.crs, src.bounds
                 pixel_area = abs(transform.a * transform.e)
-                objects = vectorise(p, transform, simplify_px=0.0)
+                objects = extractor.extract(planes, transform, simplify_px=0.0, min_pixels=1)
                 key = str(crs)
                 if key not in labels_by_crs:
                     labels_by_crs[key] = read_labels(region, crs=crs)
@@ -271,6 +285,13 @@ def _evaluate_chips(
     tp, fp, fn = objs.sum(0)
     op, orc, of1 = _prf(tp, fp, fn)
     of1_lo, of1_hi = bootstrap_ci(objs, lambda s: _prf(s[:, 0], s[:, 1], s[:, 2])[2], n_boot, seed)
+    predicted = objs[:, 0] + objs[:, 1]  # (chips, classes)
+    labelled = objs[:, 0] + objs[:, 2]
+    counts = np.stack([predicted, labelled], axis=1)
+    ratio = _count_ratio(counts.sum(0)[None])[0]
+    ratio_lo, ratio_hi = bootstrap_ci(counts, _count_ratio, n_boot, seed)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        chip_ratio = np.where(labelled > 0, predicted / np.maximum(labelled, 1), np.nan)
     names = ["background", *card.classes]
 
     def _f(v: Any) -> float | None:
@@ -296,6 +317,19 @@ def _evaluate_chips(
             "tp": int(tp[c]),
             "fp": int(fp[c]),
             "fn": int(fn[c]),
+            "count_ratio": _f(ratio[c]),
+            "count_ratio_ci95": [_f(ratio_lo[c]), _f(ratio_hi[c])],
+            "count_ratio_median_chip": _f(np.nanmedian(chip_ratio[:, c]))
+            if np.isfinite(chip_ratio[:, c]).any()
+            else None,
+            "count_per_chip": [
+                {
+                    "chip": data.chip_ids[i],
+                    "predicted": int(predicted[i, c]),
+                    "labelled": int(labelled[i, c]),
+                }
+                for i in range(len(data))
+            ],
         }
         for c, name in enumerate(card.classes)
     }

@@ -25,7 +25,8 @@ grows the seeds over the foreground with a watershed
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -33,7 +34,16 @@ from affine import Affine
 from rasterio.features import rasterize
 from scipy import ndimage
 
-__all__ = ["BORDER_PX", "CONTACT_PX", "instance_targets", "rasterize_instances"]
+if TYPE_CHECKING:
+    from geotl.config import Region
+
+__all__ = [
+    "BORDER_PX",
+    "CONTACT_PX",
+    "chip_instance_targets",
+    "instance_targets",
+    "rasterize_instances",
+]
 
 BORDER_PX = 1
 CONTACT_PX = 2
@@ -89,4 +99,47 @@ def rasterize_instances(
     shapes = [(g, i) for i, g in enumerate(geometries, start=1) if g is not None and not g.is_empty]
     if shapes:
         rasterize(shapes, out=out, transform=transform, all_touched=False, dtype="int32")
+    return out
+
+
+def chip_instance_targets(
+    region: Region, chips_dir: Path, chip_ids: list[str], masks: npt.NDArray[np.uint8]
+) -> npt.NDArray[np.uint8]:
+    """Border and contact targets of chips, from the region's label polygons.
+
+    Each chip's labels are burnt as separate objects (in label file order) and turned into
+    :func:`instance_targets`; pixels the class mask ignores (255) are ignored here too.
+
+    Args:
+        region: the region whose ``[labels]`` the chips were cut from.
+        chips_dir: the chips folder (its index gives each chip's file).
+        chip_ids: the chips, in the order of ``masks``.
+        masks: ``(N, H, W)`` class masks (255 ignore).
+
+    Returns:
+        ``(N, 2, H, W)`` uint8: 1/0 border, 1/0 contact, 255 ignore.
+    """
+    import rasterio
+    from shapely.geometry import box
+
+    from geotl.chips.index import read_chip_index
+    from geotl.io.vectors import read_labels
+
+    out = np.zeros((len(chip_ids), 2, *masks.shape[1:]), dtype=np.uint8)
+    if not chip_ids:
+        return out
+    frame = read_chip_index(chips_dir).frame.set_index("chip_id")
+    labels_by_crs: dict[str, Any] = {}
+    for i, chip_id in enumerate(chip_ids):
+        with rasterio.open(chips_dir / str(frame.loc[chip_id, "image"])) as src:
+            transform, crs, bounds, (h, w) = src.transform, src.crs, src.bounds, src.shape
+        key = str(crs)
+        if key not in labels_by_crs:
+            labels_by_crs[key] = read_labels(region, crs=crs).sort_values("label_id")
+        labels = labels_by_crs[key]
+        near = labels.iloc[sorted(labels.sindex.query(box(*bounds), predicate="intersects"))]
+        inst = rasterize_instances(list(near.geometry), transform, h, w)
+        border, contact = instance_targets(inst)
+        out[i, 0], out[i, 1] = border, contact
+        out[i, :, masks[i] == 255] = 255
     return out

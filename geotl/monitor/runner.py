@@ -26,9 +26,8 @@ from pathlib import Path
 
 import geopandas as gpd
 
-from geotl.bands import canonical_band
 from geotl.config import Region
-from geotl.errors import BandMismatchError, ConfigError, GeotlError
+from geotl.errors import ConfigError, GeotlError
 from geotl.io.atomic import TMP_PREFIX
 from geotl.models.artefact import Artefact
 from geotl.monitor.alerts.engine import AlertEngine
@@ -117,14 +116,15 @@ def predict_detector(region: Region, bands: list[str]) -> Detector:
 
 
 def _check_bands(region: Region, source: SceneSource, artefact: Artefact) -> None:
-    have = {canonical_band(b) for b in source.band_names()}
-    missing = [b for b in artefact.card.bands if canonical_band(b) not in have]
-    if missing:
-        raise BandMismatchError(
-            f"model {artefact.model_id} needs band(s) {missing} but the monitored scenes have "
-            f"{source.band_names()}: fix [imagery] bands / [monitor] assets or use a model for these bands",
-            region.path,
-        )
+    from geotl.predict.scene import check_model_bands
+
+    check_model_bands(
+        artefact.card.bands,
+        source.band_names(),
+        region.path,
+        what=f"model {artefact.model_id}: the monitored scenes'",
+        fix="fix [imagery] bands / [monitor] assets or use a model for these bands",
+    )
 
 
 class Monitor:

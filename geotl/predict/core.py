@@ -24,12 +24,13 @@ from tqdm import tqdm
 
 from geotl.errors import GeotlError, GeotlInputError, RasterError, SceneError
 from geotl.io.atomic import check_output_file
+from geotl.io.dates import acquired_text, read_acquired
 from geotl.io.rasters import ground_resolution_m, open_raster
 from geotl.models.artefact import Artefact
 from geotl.predict.boxes import artefact_detector, detect_boxes
 from geotl.predict.engine import load_model
 from geotl.predict.outputs import WRITERS, Prediction, write_cog
-from geotl.predict.scene import acquired_from, check_resolution, map_bands, scene_band_names
+from geotl.predict.scene import check_resolution, map_bands, scene_band_names
 from geotl.predict.stream import StreamStats, infer_and_vectorise
 from geotl.predict.windows import ground_anchor, plan_windows
 from geotl.progress import progress_bar
@@ -222,7 +223,7 @@ def predict_scene(
         when = (
             acquired
             if acquired is not None
-            else acquired_from(ds.tags(), scene_path, options.datetime_regex)
+            else acquired_text(read_acquired(scene_path, ds.tags(), options.datetime_regex))
         )
         left, bottom, right, top = ds.bounds
         footprint = gpd.GeoSeries([box(left, bottom, right, top)], crs=ds.crs).to_crs(4326).iloc[0]

@@ -1,16 +1,22 @@
-"""Fit a scene to a model card: band mapping by name, ground resolution, acquisition date."""
+"""Fit a scene to a model card: band mapping by name, ground resolution.
+
+A scene's acquisition date is read by :func:`geotl.io.dates.read_acquired`.
+"""
 
 from __future__ import annotations
 
 import logging
-import re
-from datetime import UTC, datetime
 from pathlib import Path
 
 from geotl.bands import canonical_band, is_known_band
 from geotl.errors import BandMismatchError, RasterError
 
-__all__ = ["acquired_from", "check_resolution", "map_bands", "scene_band_names"]
+__all__ = [
+    "check_model_bands",
+    "check_resolution",
+    "map_bands",
+    "scene_band_names",
+]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,40 @@ def scene_band_names(
     if len(descriptions) == count and all(d and is_known_band(d) for d in descriptions):
         return [canonical_band(str(d)) for d in descriptions]
     return None
+
+
+def check_model_bands(
+    model_bands: list[str], available: list[str], path: str | Path | None, *, what: str, fix: str
+) -> None:
+    """The one check that imagery has every band a model needs (matched by canonical name).
+
+    Used by prediction (:func:`map_bands`), evaluation (a region's chips) and monitoring
+    (the monitored scenes).
+
+    Args:
+        model_bands: the model card's bands.
+        available: the bands at hand, in any order.
+        path: the file the message names (scene, region file).
+        what: whose bands, for the message (e.g. ``"scene"``).
+        fix: how to fix it, for the message.
+
+    Raises:
+        BandMismatchError: a model band is missing; the message names both band sets.
+
+    >>> check_model_bands(["red"], ["B04", "B03"], "s.tif", what="scene", fix="-")
+    >>> check_model_bands(["red", "nir"], ["red"], "s.tif", what="scene", fix="use other imagery")
+    Traceback (most recent call last):
+    geotl.errors.BandMismatchError: s.tif: scene bands ['red'] lack ['nir'] that the model needs (model bands ['red', 'nir']): use other imagery
+    """
+    have = {canonical_band(b) if is_known_band(b) else b for b in available}
+    wanted = [canonical_band(b) if is_known_band(b) else b for b in model_bands]
+    missing = [b for b in wanted if b not in have]
+    if missing:
+        raise BandMismatchError(
+            f"{what} bands {list(available)} lack {missing} that the model needs (model bands "
+            f"{model_bands}): {fix}",
+            path,
+        )
 
 
 def map_bands(
@@ -70,13 +110,13 @@ def map_bands(
             "list every band in file order",
             path,
         )
-    missing = [b for b in wanted if b not in scene_bands]
-    if missing:
-        raise BandMismatchError(
-            f"scene bands {scene_bands} lack {missing} that the model needs (model bands "
-            f"{model_bands}): use imagery with those bands or a model trained on these",
-            path,
-        )
+    check_model_bands(
+        model_bands,
+        scene_bands,
+        path,
+        what="scene",
+        fix="use imagery with those bands or a model trained on these",
+    )
     return [scene_bands.index(b) + 1 for b in wanted]
 
 
@@ -100,58 +140,3 @@ def check_resolution(scene_m: float, model_m: float, resample: bool, path: str |
             path,
         )
     return True
-
-
-_TIFF_DT = re.compile(r"^(\d{4}):(\d{2}):(\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
-_NAME_DATES = (
-    re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)"),
-    re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})(?!\d)"),
-)
-
-
-def _valid_date(y: str, m: str, d: str) -> datetime | None:
-    try:
-        dt = datetime(int(y), int(m), int(d), tzinfo=UTC)
-    except ValueError:
-        return None
-    return dt if 1950 <= dt.year <= 2100 else None
-
-
-def acquired_from(
-    tags: dict[str, str], path: str | Path, datetime_regex: str | None = None
-) -> str | None:
-    """The scene's acquisition time as ISO 8601, or None when unknown.
-
-    Sources, in order: the TIFF ``TIFFTAG_DATETIME`` tag, ``datetime_regex`` (one capture
-    group) on the file name, a ``YYYY-MM-DD`` or ``YYYYMMDD`` date in the file name.
-
-    >>> acquired_from({"TIFFTAG_DATETIME": "2021:06:03 10:20:30"}, "x.tif")
-    '2021-06-03T10:20:30+00:00'
-    >>> acquired_from({}, "LC08_L2SP_027031_20200712_02_T1.tif")
-    '2020-07-12'
-    >>> acquired_from({}, "OSBS_029.tif") is None
-    True
-    """
-    raw = tags.get("TIFFTAG_DATETIME", "").strip()
-    m = _TIFF_DT.match(raw)
-    if m:
-        try:
-            y, mo, d, h, mi, sec = (int(g) for g in m.groups())
-            return datetime(y, mo, d, h, mi, sec, tzinfo=UTC).isoformat()
-        except ValueError:
-            pass
-    name = Path(path).name
-    if datetime_regex:
-        found = re.search(datetime_regex, name)
-        if found:
-            digits = re.sub(r"\D", "", found.group(1))
-            if len(digits) >= 8:
-                day = _valid_date(digits[:4], digits[4:6], digits[6:8])
-                if day is not None:
-                    return day.date().isoformat()
-    for pattern in _NAME_DATES:
-        for found in pattern.finditer(name):
-            day = _valid_date(*found.groups())
-            if day is not None:
-                return day.date().isoformat()
-    return None

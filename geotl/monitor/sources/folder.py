@@ -1,7 +1,8 @@
 """``source = "folder"``: GeoTIFFs arriving in folders, matched by ``[monitor] paths`` globs.
 
-A pass's acquisition time comes from ``datetime_regex`` on the file name, else the file's
-TIFF ``DateTime`` tag, else its modification time (logged as such).
+A pass's acquisition time comes from :func:`geotl.io.dates.read_acquired` (``datetime_regex``
+on the file name, else the file's TIFF date tag, else a date in the file name), else its
+modification time (logged as such).
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-import rasterio
-from rasterio.errors import RasterioError
-
 from geotl.config import Region
+from geotl.io.dates import read_acquired
 from geotl.monitor.sources.base import SceneSource
-from geotl.monitor.sources.scene import AcquiredFrom, Scene, parse_datetime_text, safe_scene_name
+from geotl.monitor.sources.scene import AcquiredFrom, Scene, safe_scene_name
 
 __all__ = ["FolderSource"]
 
@@ -73,42 +72,15 @@ class FolderSource(SceneSource):
         return found
 
     def acquisition_time(self, path: Path, mtime: float) -> tuple[datetime, AcquiredFrom]:
-        """Acquisition time of a file: name regex, else TIFF DateTime tag, else mtime."""
-        if self._regex is not None:
-            match = self._regex.search(path.name)
-            if match:
-                try:
-                    return parse_datetime_text(match.group(1)), "regex"
-                except ValueError:
-                    log.warning(
-                        "%s: datetime_regex matched %r, which is not a date; trying the TIFF tag",
-                        path,
-                        match.group(1),
-                    )
-        tag = _tiff_datetime(path)
-        if tag is not None:
-            return tag, "tiff-tag"
+        """Acquisition time of a file (:func:`geotl.io.dates.read_acquired`), else its mtime."""
+        acquired = read_acquired(path, None, self._regex.pattern if self._regex else None)
+        if acquired is not None:
+            return acquired.when, acquired.source
         when = datetime.fromtimestamp(mtime, tz=UTC)
         log.warning(
             "%s: acquisition time taken from the file's modification time (%s): no datetime_regex "
-            "match and no TIFF DateTime tag",
+            "match, no TIFF DateTime tag and no date in the file name",
             path,
             when.isoformat(timespec="seconds"),
         )
         return when, "mtime"
-
-
-def _tiff_datetime(path: Path) -> datetime | None:
-    try:
-        with rasterio.open(path) as ds:
-            tags = ds.tags()
-    except (RasterioError, OSError):
-        return None  # unreadable: the scene fails (and is retried) when processed
-    for name in ("TIFFTAG_DATETIME", "ACQUISITIONDATETIME", "DATETIME"):
-        value = tags.get(name)
-        if value:
-            try:
-                return parse_datetime_text(value)
-            except ValueError:
-                log.debug("%s: tag %s=%r is not a date", path, name, value)
-    return None

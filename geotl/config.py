@@ -164,6 +164,7 @@ class PredictConfig(_Strict):
     threshold: float = Field(default=0.5, gt=0, lt=1)
     overlap_px: int | None = Field(default=None, ge=0)
     nms_iou: float = Field(default=0.5, gt=0, le=1)  # detection: boxes overlapping more merge
+    flip_tta: bool = False  # average each window over its four flips (steadier, 4x model time)
 
 
 class Persistence(_Strict):

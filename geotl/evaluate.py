@@ -259,7 +259,12 @@ def _evaluate_chips(
                 with rasterio.open(cdir / str(row["image"])) as src:
                     transform, crs, bounds = src.transform, src.crs, src.bounds
                 pixel_area = abs(transform.a * transform.e)
-                objects = extractor.extract(planes, transform, simplify_px=0.0, min_pixels=1)
+                # the smallest object as prediction sees it (geotl.predict.core), so that
+                # seeds are filtered alike
+                min_pixels = max(1, int(min_area / pixel_area * 0.5))
+                objects = extractor.extract(
+                    planes, transform, simplify_px=0.0, min_pixels=min_pixels
+                )
                 key = str(crs)
                 if key not in labels_by_crs:
                     labels_by_crs[key] = read_labels(region, crs=crs)

@@ -55,15 +55,21 @@ RES_M = 0.1
 ORIGIN = Affine(RES_M, 0, 1000.0, 0, -RES_M, 8000.0)
 
 
-def make_model(model_dir: Path, encoder: str, depth: int) -> None:
+def make_model(model_dir: Path, encoder: str, depth: int, task: str = "segmentation") -> None:
     dec = (64, 32, 16, 16, 8)[:depth] if depth == 5 else (32, 16, 8)[:depth]
     spec = NetworkSpec(
-        encoder=encoder, in_channels=3, num_classes=2, encoder_depth=depth, decoder_channels=dec
+        encoder=encoder,
+        in_channels=3,
+        # instances: background + tree, then border and contact (geotl.predict.objects)
+        num_classes=4 if task == "instances" else 2,
+        encoder_depth=depth,
+        decoder_channels=dec,
     )
     torch.manual_seed(0)
     net = build_network(spec)
     card = ModelCard(
         name="bench",
+        task=task,
         classes=["tree"],
         bands=["red", "green", "blue"],
         normalisation=Normalisation(mean=[110.0, 110.0, 90.0], std=[45.0, 45.0, 40.0]),
@@ -420,6 +426,12 @@ def main() -> None:
         help="use this artefact (e.g. demo-out/model) instead of a random U-Net",
     )
     ap.add_argument("--skip-torchgeo", action="store_true")
+    ap.add_argument(
+        "--task",
+        default="segmentation",
+        choices=["segmentation", "instances"],
+        help="random model's task",
+    )
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--engines", action="store_true", help="compare torch / ORT fp32 / ORT int8")
@@ -435,6 +447,7 @@ def main() -> None:
         "depth": args.depth,
         "window_px": args.window,
         "batch_size": args.batch_size,
+        "task": args.task,
     }
     if args.engines:
         with tempfile.TemporaryDirectory(prefix="geotl-bench-") as tmpname:
@@ -448,7 +461,7 @@ def main() -> None:
         tmp = Path(tmpname)
         model = args.model or tmp / "model"
         if args.model is None:
-            make_model(model, args.encoder, args.depth)
+            make_model(model, args.encoder, args.depth, args.task)
         else:
             results["encoder"] = f"{args.model} (trained artefact)"
         scene = tmp / "scene.tif"

@@ -106,6 +106,7 @@ class PredictOptions:
             threshold=region.predict.threshold,
             nms_iou=region.predict.nms_iou,
             overlap_px=region.predict.overlap_px,
+            flip_tta=region.predict.flip_tta,
             bands=tuple(region.imagery.bands),
             datetime_regex=region.imagery.datetime_regex,
         )

@@ -294,6 +294,13 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
     first = regions[0]
     settings = resolve_settings(regions, options)
     base = _load_base(settings, options.encoder, first)
+    if base.card is not None and base.card.task != first.task:
+        raise BaseModelError(
+            f"base {base.entry.id} is a {base.card.task} model, the region's task is "
+            f"{first.task}: use a {first.task} model as base, or a pretrained backbone "
+            "(e.g. pkg:efficientnet-lite0)",
+            first.path,
+        )
     task = make_task(first.task, list(first.classes), settings.loss)
     chips_dirs = [
         resolve_chips_dir(
@@ -306,6 +313,12 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
     ]
     band_order = list(first.imagery.bands)
     sets = load_training_sets(regions, chips_dirs, band_order, settings.max_labels, settings.seed)
+    prepared: set[int] = set()  # without val chips, sets.val is sets.train
+    for datasets in (sets.train, sets.val):
+        for r, cdir, data in zip(regions, chips_dirs, datasets, strict=True):
+            if id(data) not in prepared:
+                task.prepare_chips(r, cdir, data)
+                prepared.add(id(data))
     if base.card is not None and [canonical_band(b) for b in base.card.bands] == [
         canonical_band(b) for b in band_order
     ]:

@@ -27,6 +27,7 @@ target format.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import torch
@@ -83,6 +84,16 @@ class Task(ABC):
         return freeze_encoder(network, mode, keep_first_conv)
 
     # ---------------------------------------------------------------- training
+
+    def prepare_chips(self, region: Region, chips_dir: Path, data: Any) -> None:
+        """Adjust a region's loaded chips (:class:`~geotl.train.data.ChipData`) in place.
+
+        Called once per loaded set before training; the default keeps them as they are.
+        A task that needs more than the class masks (e.g. where touching objects meet)
+        derives it here from the region's labels and keeps it in the masks, so that
+        augmentation moves it with the pixels.
+        """
+        return None
 
     @abstractmethod
     def targets(self, masks: torch.Tensor) -> Any:

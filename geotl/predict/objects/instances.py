@@ -56,7 +56,7 @@ __all__ = [
 INSTANCE_CHANNELS = ("border", "contact")
 """The extra network outputs of an instance model, after background + classes."""
 
-SEED_THRESHOLD = 0.5
+SEED_THRESHOLD = 0.6  # chosen on the demo plot (docs: BENCHMARKS.md, issue 9 section)
 _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
 
 
@@ -143,8 +143,9 @@ def split_instances(
 
 
 def _min_seed_px(min_pixels: int) -> int:
-    # a seed is an object's interior core: a quarter of the smallest object kept, at least 4
-    return max(4, min_pixels // 4)
+    # a seed is an object's interior core, as large as the drop limit (``min_pixels``: half
+    # the region's min_area_m2): smaller cores are noise that would split one object in two
+    return max(4, min_pixels)
 
 
 class InstanceExtractor(ObjectExtractor):

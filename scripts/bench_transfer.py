@@ -331,10 +331,17 @@ def train_plain(
 ) -> Any:
     """Run scripts/baseline_plain.py and wrap its weights into a geotl model card."""
     import numpy as np
+    import pandas as pd
     from safetensors.torch import load_file
 
     from geotl.chips import read_chip_index
-    from geotl.models.artefact import BaseModelRef, ModelCard, Normalisation, write_artefact
+    from geotl.models.artefact import (
+        BaseModelRef,
+        ModelCard,
+        Normalisation,
+        RegionRecord,
+        write_artefact,
+    )
     from geotl.models.network import NetworkSpec, build_network
 
     init = {"pkg:efficientnet-lite0": "imagenet", "none": "none"}.get(base)
@@ -357,6 +364,15 @@ def train_plain(
     network = build_network(spec)
     network.load_state_dict(load_file(raw / "model.safetensors"))
     index = read_chip_index(chips)
+    available = len({int(i) for ids in index.split("train")["object_ids"] for i in ids})
+    splits = pd.read_parquet(data / "chips.parquet", columns=["split"])["split"]
+    record = RegionRecord(
+        name=region.name,
+        path=str(region.path),
+        labels_available=available,
+        labels_used=min(budget, available) if budget is not None else available,
+        chips_train=int((splits == "train").sum()),  # plus the val chips
+    )
     card = ModelCard(
         name=f"plain-{region.name}",
         classes=list(rec["classes"]),
@@ -369,6 +385,7 @@ def train_plain(
                           commercial_use=False),
         freeze="none",
         label_budget=budget,
+        regions=[record],
         seed=seed,
         min_area_m2=region.predict.min_area_m2,
         simplify_px=region.predict.simplify_px,

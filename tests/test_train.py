@@ -138,7 +138,7 @@ def _demo_variant(tmp_path: Path, old: str, new: str) -> Path:
 
 def test_steps_below_validation_interval_refused(demo_chips, tmp_path):
     with pytest.raises(ConfigError, match=r"steps = 10 is below val_every = 20.*val_every = 2"):
-        load_region(_demo_variant(tmp_path, "steps = 100", "steps = 10"))
+        load_region(_demo_variant(tmp_path, "steps = 60", "steps = 10"))
     region = load_region(DEMO)
     with pytest.raises(GeotlInputError, match="steps = 5 is below val_every = 20"):
         train_model([region], tmp_path / "m", TrainOptions(chips=(demo_chips,), steps=5))

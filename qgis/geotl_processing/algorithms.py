@@ -16,6 +16,7 @@ from qgis.core import (
     QgsFields,
     QgsProcessing,
     QgsProcessingAlgorithm,
+    QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingParameterBoolean,
@@ -36,8 +37,6 @@ from qgis.PyQt.QtCore import QVariant
 
 from .cli import GeotlCliError, run_geotl
 from .settings import executable
-
-SuggestAlgorithm = None  # added once `geotl suggest` exists
 
 
 class _GeotlAlgorithm(QgsProcessingAlgorithm):
@@ -194,6 +193,80 @@ class PredictAlgorithm(_GeotlAlgorithm):
         if context.willLoadLayerOnCompletion(out):
             context.layerToLoadOnCompletionDetails(out).setPostProcessor(_LoadStyle.create(qml))
         return {"OUTPUT": out, "GPKG": gpkg, "PROBABILITIES": probs}
+
+
+class SuggestAlgorithm(_GeotlAlgorithm):
+    """``geotl suggest REGION.toml --model MODEL_DIR -n N -o AREAS.gpkg``."""
+
+    def name(self) -> str:
+        return "suggest"
+
+    def displayName(self) -> str:
+        return "Suggest areas to label"
+
+    def shortHelpString(self) -> str:
+        return (
+            "Runs <code>geotl suggest</code>: N numbered squares of the region's scenes, outside "
+            "its labelled and test areas, where the model is least sure; label them next. "
+            "Writes a styled GeoPackage (with a QML style and a PNG contact sheet beside it). "
+            "Optionally appends the squares to the region's complete_within file."
+        )
+
+    def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:
+        self.addParameter(QgsProcessingParameterFile("REGION", "Region file", extension="toml"))
+        self.addParameter(
+            QgsProcessingParameterFile(
+                "MODEL", "Model folder", behavior=QgsProcessingParameterFile.Folder
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "N", "How many areas", QgsProcessingParameterNumber.Integer, 10, minValue=1
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "SIZE_M",
+                "Side of the squares in metres (empty: two chip widths)",
+                QgsProcessingParameterNumber.Double,
+                optional=True,
+                minValue=0.001,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination("OUTPUT", "Areas to label", "GeoPackage (*.gpkg)")
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                "APPEND_TO",
+                "Also append them to this complete_within file (created when missing)",
+                "GeoPackage (*.gpkg)",
+                optional=True,
+                createByDefault=False,
+            )
+        )
+
+    def processAlgorithm(
+        self, parameters: Dict[str, Any], context: Any, feedback: Any
+    ) -> Dict[str, Any]:
+        region = self.parameterAsFile(parameters, "REGION", context)
+        model = self.parameterAsFile(parameters, "MODEL", context)
+        out = self.parameterAsFileOutput(parameters, "OUTPUT", context)
+        n = self.parameterAsInt(parameters, "N", context)
+        args = ["suggest", region, "--model", model, "-n", str(n), "-o", out, "--overwrite"]
+        if parameters.get("SIZE_M") not in (None, ""):
+            args += ["--size-m", repr(self.parameterAsDouble(parameters, "SIZE_M", context))]
+        append_to = self.parameterAsFileOutput(parameters, "APPEND_TO", context) or None
+        if append_to:
+            args += ["--append-to", append_to]
+        self.geotl(args, feedback)
+        if context.project() is not None:  # the dialog loads the squares, styled
+            details = QgsProcessingContext.LayerDetails(
+                "Areas to label", context.project(), "OUTPUT"
+            )
+            details.setPostProcessor(_LoadStyle.create(str(Path(out).with_suffix(".qml"))))
+            context.addLayerToLoadOnCompletion(out, details)
+        return {"OUTPUT": out, "APPEND_TO": append_to}
 
 
 # --- train: the base-model dropdown comes from `geotl models list --json` ---------------

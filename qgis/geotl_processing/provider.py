@@ -67,10 +67,13 @@ class GeotlProvider(QgsProcessingProvider):
         ProcessingConfig.removeSetting(GEOTL_EXECUTABLE)
 
     def loadAlgorithms(self) -> None:
-        for alg in (PredictAlgorithm(), TrainAlgorithm(), MonitorStatusAlgorithm()):
+        for alg in (
+            PredictAlgorithm(),
+            SuggestAlgorithm(),
+            TrainAlgorithm(),
+            MonitorStatusAlgorithm(),
+        ):
             self.addAlgorithm(alg)
-        if SuggestAlgorithm is not None:
-            self.addAlgorithm(SuggestAlgorithm())
 
     def supportedOutputVectorLayerExtensions(self) -> list:
         # predict writes GeoJSON; the monitor table may go anywhere OGR writes

@@ -151,6 +151,32 @@ try:
             fb = Feedback()
             params = {"INPUT": inputs, "MODEL": attempt["model"], "OUTPUT": attempt["output"]}
             report["errors"].append(run("geotl:predict", params, fb))
+    elif case == "suggest":
+        fb = Feedback()
+        context = QgsProcessingContext()
+        context.setProject(QgsProject.instance())
+        params = {
+            "REGION": spec["region"],
+            "MODEL": spec["model"],
+            "N": 3,
+            "SIZE_M": 6.4,
+            "OUTPUT": spec["output"],
+        }
+        res = run("geotl:suggest", params, fb, context)
+        report.update(res, texts=fb.texts, log=fb.log)
+        if "results" in res:
+            path = res["results"]["OUTPUT"]
+            details = context.layerToLoadOnCompletionDetails(path)
+            layer = QgsVectorLayer(path, "areas", "ogr", QgsVectorLayer.LayerOptions(False))
+            details.postProcessor().postProcessLayer(layer, context, QgsProcessingFeedback())
+            report["areas"] = {
+                "valid": layer.isValid(),
+                "count": layer.featureCount(),
+                "fields": [f.name() for f in layer.fields()],
+                "crs": layer.crs().authid(),
+                "labels": layer.labelsEnabled() and layer.labeling().settings().fieldName,
+                "load_name": details.name,
+            }
     elif case == "train":
         fb = Feedback()
         params = {"REGION": spec["region"], "BASE": 1, "EPOCHS": 1, "OUTPUT": spec["output"]}

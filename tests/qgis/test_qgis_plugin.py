@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_qgis_opens_outputs import _MISSING, SYSTEM_PYTHON, _qgis_env
 
 HERE = Path(__file__).resolve().parent
@@ -120,7 +121,12 @@ def test_predict_in_qgis(
         },
         tmp_path,
     )
-    assert {"geotl:predict", "geotl:train", "geotl:monitor_status"} <= set(report["algorithms"])
+    assert report["algorithms"] == [
+        "geotl:monitor_status",
+        "geotl:predict",
+        "geotl:suggest",
+        "geotl:train",
+    ]
     assert "results" in report, report.get("error")
     layer = report["output"]
     assert layer["valid"] and layer["count"] > 0
@@ -275,3 +281,30 @@ def test_train_form_and_monitor_table(
     row = table["rows"][0]
     assert row["status"] == "done" and row["scene"].startswith("OSBS_029")
     assert int(row["detections"]) > 0 and row["pass_file"].endswith(".geojson")
+
+
+@needs_qgis
+def test_suggest_in_qgis(
+    plugins_dir: Path, geotl_exe: Path, demo_model: Path, tmp_path: Path
+) -> None:
+    from test_suggest import _region  # the demo region, labels complete in the left half
+
+    region = _region(tmp_path)
+    report = _run_case(
+        {
+            "plugins": str(plugins_dir),
+            "geotl": str(geotl_exe),
+            "case": "suggest",
+            "region": str(region),
+            "model": str(demo_model),
+            "output": str(tmp_path / "areas.gpkg"),
+        },
+        tmp_path,
+    )
+    assert "results" in report, report.get("error")
+    areas = report["areas"]
+    assert areas["valid"] and areas["count"] == 3 and areas["crs"] == "EPSG:32617"
+    assert {"rank", "score", "scene", "expected_objects", "size_m"} <= set(areas["fields"])
+    # the dialog loads the squares under this name, numbered by geotl's style
+    assert areas["load_name"] == "Areas to label" and areas["labels"] == "rank"
+    assert any(t.startswith("predict OSBS_029.tif") for t in report["texts"])

@@ -36,7 +36,7 @@ def test_json_lines_on_stderr(json_progress: None, capsys: pytest.CaptureFixture
 def test_json_lines_whatever_the_terminal(
     json_progress: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # epochs: logged for people, JSON for programs; --no-progress hides both
+    # terminal=False: JSON for programs only; --no-progress hides both
     with progress_bar(total=2, desc="train", unit="epoch", terminal=False) as bar:
         bar.update(2)
     with progress_bar(total=2, desc="predict", unit="win", enabled=False) as bar:

@@ -347,7 +347,7 @@ class TrainAlgorithm(_GeotlAlgorithm):
             "Runs <code>geotl train</code>: chips the region file's scenes and labels and adapts "
             "the base model to them; writes the model folder (model.safetensors + model.json). "
             "The dropdown lists geotl's base models with their licence and whether it permits "
-            "commercial use. Progress follows the chips, then the epochs; Cancel stops geotl "
+            "commercial use. Progress follows the chips, then the training steps; Cancel stops geotl "
             "(the model files are only written once training has finished)."
         )
 

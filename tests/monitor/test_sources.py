@@ -164,3 +164,14 @@ def test_vrt_stacks_bands_from_assets(tmp_path: Path) -> None:
     too_few = Scene(**{**scene.__dict__, "assets": {"red": f"{b}#2"}})
     with pytest.raises(SceneError, match="asks for band 2"):
         write_scene_vrt(too_few, tmp_path / "work" / "z.vrt")
+
+
+def test_every_source_a_region_may_name_is_registered() -> None:
+    from typing import get_args
+
+    from geotl.config import MonitorConfig
+    from geotl.monitor.sources import SOURCES
+
+    allowed = set(get_args(MonitorConfig.model_fields["source"].annotation))
+    assert allowed == set(SOURCES)
+    assert all(cls.kind == name for name, cls in SOURCES.items())

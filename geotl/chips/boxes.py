@@ -19,6 +19,7 @@ All arithmetic here is pure numpy; the chip pipeline calls it once per chip.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +32,9 @@ __all__ = [
     "ChipBoxes",
     "chip_boxes",
     "flat_boxes",
+    "index_boxes",
     "pixel_boxes",
+    "small_boxes",
     "unflat_boxes",
 ]
 
@@ -39,7 +42,7 @@ MIN_VISIBLE_FRACTION = 0.5
 MIN_BOX_PX = 2.0
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: Lightning copies batches field by field
 class ChipBoxes:
     """The boxes of one chip, in chip pixel coordinates ``(x0, y0, x1, y1)``.
 
@@ -157,3 +160,47 @@ def unflat_boxes(values: object) -> npt.NDArray[np.float32]:
     """
     arr = np.asarray(values if values is not None else [], dtype=np.float32)
     return arr.reshape(-1, 4)
+
+
+def index_boxes(
+    rows: Any,
+    chip_classes: list[str],
+    classes: list[str],
+    sampled: set[int] | None = None,
+) -> list[ChipBoxes]:
+    """The boxes of chip index rows, classes mapped by name onto ``classes``.
+
+    Args:
+        rows: chip index rows (a DataFrame, in the order wanted).
+        chip_classes: the chips' classes (``chipset.json``), for the stored class ids.
+        classes: the model's classes; boxes of other classes become ignore boxes.
+        sampled: under a label budget, the object ids training may use: boxes of the
+            others become ignore boxes (neither object nor background).
+    """
+    remap = np.array(
+        [0, *[classes.index(c) + 1 if c in classes else 0 for c in chip_classes]], dtype=np.int64
+    )
+    out = []
+    for boxes, cls, ids, ignore in zip(
+        rows["boxes"],
+        rows["box_classes"],
+        rows["box_object_ids"],
+        rows["ignore_boxes"],
+        strict=True,
+    ):
+        b = unflat_boxes(boxes)
+        c = remap[np.asarray(cls, dtype=np.int64)] if len(b) else np.zeros(0, np.int64)
+        i = np.asarray(ids, dtype=np.int64).reshape(-1)
+        use = c > 0
+        if sampled is not None:
+            use &= np.isin(i, np.fromiter(sampled, dtype=np.int64, count=len(sampled)))
+        out.append(
+            ChipBoxes(
+                boxes=b[use],
+                classes=c[use],
+                object_ids=i[use],
+                ignore=np.concatenate([unflat_boxes(ignore), b[~use]]),
+                ignore_ids=np.zeros(0, np.int64),
+            )
+        )
+    return out

@@ -197,6 +197,12 @@ def build_adapted_network(
     """
     from geotl.errors import BaseModelError
 
+    if base.card is not None and base.card.network.arch != "unet":
+        raise BaseModelError(
+            f"base {base.entry.id} is a {base.card.task} model ({base.card.network.arch}): a U-Net "
+            "cannot reuse it; use a segmentation model, a pretrained backbone "
+            "(pkg:efficientnet-lite0) or none"
+        )
     torch.manual_seed(seed)
     enc_name = base.entry.encoder or encoder or "tu-tf_efficientnet_lite0"
     if base.entry.id == "none" and encoder:

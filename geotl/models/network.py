@@ -27,7 +27,7 @@ class NetworkSpec(BaseModel):
     encoder_depth: int = Field(default=5, ge=3, le=5)
     decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
     # retinanet (geotl.models.detector): pyramid width and anchor base sizes of P3..P7
-    fpn_channels: int = Field(default=128, gt=0)
+    fpn_channels: int = Field(default=64, gt=0)
     anchor_sizes: tuple[int, ...] = (16, 32, 64, 128, 256)
 
 

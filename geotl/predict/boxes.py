@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -59,7 +59,7 @@ class BoxObject:
     geometry: BaseGeometry
     class_index: int
     score: float
-    first_px: tuple[int, int]  # (row, col) of the box's top-left pixel: the object's id
+    first_px: tuple[int, int, int, int]  # the box's pixel rows and columns: the object's id
 
 
 def axis_cores(offsets: Sequence[int], window_px: int, length: int) -> list[tuple[float, float]]:
@@ -80,11 +80,12 @@ def axis_cores(offsets: Sequence[int], window_px: int, length: int) -> list[tupl
     return cores
 
 
-def artefact_detector(artefact: Artefact) -> Detector:
+def artefact_detector(artefact: Artefact, nms_iou: float) -> Detector:
     """The artefact's detector as a :data:`Detector` (CUDA: float16 autocast)."""
     device = artefact.device
     amp = device.type == "cuda"
     net = artefact.network
+    cast(Any, net).nms_thresh = nms_iou  # the same suppression inside each window as across windows
 
     def detect(batch: npt.NDArray[np.float32]) -> list[Detections]:
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=amp):
@@ -258,7 +259,7 @@ def _nms_objects(
             geometry=g,
             class_index=int(c),
             score=float(sc),
-            first_px=(int(np.floor(bb[1])), int(np.floor(bb[0]))),
+            first_px=(int(bb[1]), int(bb[0]), int(np.ceil(bb[3])), int(np.ceil(bb[2]))),
         )
         for g, c, sc, bb in zip(polys, lab, s, b, strict=True)
     ]

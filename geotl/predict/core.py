@@ -148,8 +148,9 @@ class PredictSummary:
     probabilities: list[Path] = field(default_factory=list)
 
 
-def _object_id(scene: str, class_name: str, row: int, col: int) -> str:
-    digest = hashlib.sha1(f"{scene}|{class_name}|{row}|{col}".encode(), usedforsecurity=False)
+def _object_id(scene: str, class_name: str, *px: int) -> str:
+    key = "|".join([scene, class_name, *(str(v) for v in px)])
+    digest = hashlib.sha1(key.encode(), usedforsecurity=False)
     return digest.hexdigest()[:16]
 
 
@@ -345,7 +346,7 @@ def _detect(
     depth = 2**artefact.card.network.encoder_depth
     model_px = (plan.window_px + depth - 1) // depth * depth
     return detect_boxes(
-        artefact_detector(artefact),
+        artefact_detector(artefact, nms_iou),
         source,
         indexes,
         plan,
@@ -432,7 +433,7 @@ def predict_scenes(
     for p in outputs:
         check_output_file(p, overwrite)
     artefact = load_model(model_dir, engine, device, threads)
-    _check_task(artefact, options)
+    _check_task(artefact, replace(options, probabilities_path=probabilities))
     done: list[SceneDetections] = []
     failed: list[tuple[Path, str]] = []
     summary = PredictSummary(geojson=geojson, features=0, scenes=done, failed=failed, gpkg=gpkg)

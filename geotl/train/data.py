@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from geotl.bands import canonical_band
 from geotl.chips import chip_region, read_chip_index
+from geotl.chips.boxes import ChipBoxes, index_boxes
 from geotl.chips.labels import IGNORE
 from geotl.config import Region
 from geotl.errors import BandMismatchError, GeotlInputError, LabelError
@@ -55,8 +56,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# (raw image, mask with 255 ignore, pixel-has-data) of a batch of chips
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+# (raw image, mask with 255 ignore, pixel-has-data, object boxes or None) of a batch of chips
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[ChipBoxes] | None]
 
 
 @dataclass
@@ -68,6 +69,7 @@ class ChipData:
     masks: np.ndarray  # (N, H, W) uint8, 255 ignore
     valid: np.ndarray  # (N, H, W) bool, pixel has data
     chip_ids: list[str] = field(default_factory=list)
+    boxes: list[ChipBoxes] | None = None  # per chip: object boxes (chip index), for detection
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -182,6 +184,11 @@ def load_region_chips(
     labels_by_crs: dict[str, Any] = {}
     images, masks, valids, ids = [], [], [], []
     class_names = list(index.meta.get("classes", region.classes))
+    boxes = None
+    if "boxes" in frame.columns and rows:
+        # unsampled objects' boxes become ignore boxes, as their pixels become ignore
+        box_rows = frame.set_index("chip_id").loc[[str(r.chip_id) for r in rows]]
+        boxes = index_boxes(box_rows, class_names, list(region.classes), sampled)
     remap = _class_remap(class_names, region.classes)
     for r in rows:
         img, transform, crs, nodata = _read_chip(chips_dir / str(r.image))
@@ -228,7 +235,7 @@ def load_region_chips(
             np.zeros((0, size, size), bool),
             [],
         )
-    return ChipData(region.name, np.stack(images), np.stack(masks), np.stack(valids), ids)
+    return ChipData(region.name, np.stack(images), np.stack(masks), np.stack(valids), ids, boxes)
 
 
 def _class_remap(chip_classes: list[str], classes: list[str]) -> np.ndarray:
@@ -289,17 +296,25 @@ class ChipDataset(torch.utils.data.Dataset[Batch]):
         self.y = torch.from_numpy(np.concatenate([d.masks for d in data]))
         self.valid = torch.from_numpy(np.concatenate([d.valid for d in data]))
         self.region_sizes = [len(d) for d in data]
+        # object boxes travel with their chips when every region has them (detection)
+        self.boxes = (
+            [b for d in data for b in (d.boxes or [])]
+            if all(d.boxes is not None for d in data)
+            else None
+        )
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
     def __getitem__(self, i: int) -> Batch:
-        return self.x[i], self.y[i], self.valid[i]
+        boxes = [self.boxes[i]] if self.boxes is not None else None
+        return self.x[i], self.y[i], self.valid[i], boxes
 
     def __getitems__(self, indices: list[int]) -> Batch:
         """A whole batch in one gather per tensor (the DataLoader calls this per batch)."""
         idx = torch.as_tensor(indices, dtype=torch.long)
-        return self.x[idx], self.y[idx], self.valid[idx]
+        boxes = [self.boxes[i] for i in indices] if self.boxes is not None else None
+        return self.x[idx], self.y[idx], self.valid[idx], boxes
 
 
 def _batch_as_is(batch: Batch) -> Batch:

@@ -151,11 +151,11 @@ class TrainModule(pl.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         """A random window of each chip, augmented, then the task's loss."""
-        x, masks, valid = batch
+        x, masks, valid, boxes = batch
         self.train_windows += int(x.shape[0])
-        x, masks, valid = self.augment(x.float(), masks, valid)
+        x, valid, targets = self.task.augment_batch(self.augment, x.float(), masks, valid, boxes)
         x = self._normalise(x, valid)
-        loss = self.task.training_loss(self.network, x, self.task.targets(masks))
+        loss = self.task.training_loss(self.network, x, targets)
         if self._loss_sum.device != loss.device:
             self._loss_sum = self._loss_sum.to(loss.device)
         self._loss_sum += loss.detach().double()
@@ -169,9 +169,10 @@ class TrainModule(pl.LightningModule):
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         """Add a batch of whole chips to the task's validation metric."""
-        x, masks, valid = batch
+        x, masks, valid, boxes = batch
         assert self.val_metric is not None
-        self.val_metric.update(self(self._normalise(x, valid)), self.task.targets(masks))
+        targets = self.task.batch_targets(masks, boxes)
+        self.val_metric.update(self(self._normalise(x, valid)), targets)
 
     def on_validation_epoch_end(self) -> None:
         """Log the score as ``val_iou`` (what early stopping watches) and the history."""
@@ -210,12 +211,12 @@ class TrainModule(pl.LightningModule):
         enc = [
             p
             for n, p in self.network.named_parameters()
-            if n.startswith("encoder.") and p.requires_grad
+            if n.startswith(self.task.encoder_prefix) and p.requires_grad
         ]
         rest = [
             p
             for n, p in self.network.named_parameters()
-            if not n.startswith("encoder.") and p.requires_grad
+            if not n.startswith(self.task.encoder_prefix) and p.requires_grad
         ]
         groups = [{"params": rest, "lr": self.lr}]
         if enc:

@@ -7,17 +7,24 @@ from __future__ import annotations
 
 from geotl.errors import GeotlInputError
 from geotl.train.tasks.base import Task, ValidationMetric
+from geotl.train.tasks.detection import DetectionTask
 from geotl.train.tasks.instances import InstancesTask
 from geotl.train.tasks.segmentation import SegmentationTask
 
-__all__ = ["TASKS", "InstancesTask", "SegmentationTask", "Task", "ValidationMetric", "make_task"]
+__all__ = [
+    "TASKS",
+    "DetectionTask",
+    "InstancesTask",
+    "SegmentationTask",
+    "Task",
+    "ValidationMetric",
+    "make_task",
+]
 
 TASKS: dict[str, type[Task]] = {
     "segmentation": SegmentationTask,
     "instances": InstancesTask,
-    # boxes are rasterised as filled outlines and trained as segmentation until a
-    # detector task registers itself here
-    "detection": SegmentationTask,
+    "detection": DetectionTask,
 }
 
 

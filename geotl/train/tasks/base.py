@@ -27,11 +27,13 @@ target format.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import torch
 
+from geotl.chips.boxes import ChipBoxes
 from geotl.config import Region
 from geotl.models.adapt import BandPlan, build_adapted_network
 from geotl.models.catalogue import LoadedBase
@@ -61,6 +63,8 @@ class Task(ABC):
     """
 
     name: ClassVar[str]
+    # parameters under this prefix are the pretrained backbone (trained at ``encoder_lr``)
+    encoder_prefix: ClassVar[str] = "encoder."
 
     def __init__(self, classes: list[str], loss: str = "ce+dice") -> None:
         self.classes = list(classes)
@@ -98,6 +102,27 @@ class Task(ABC):
     @abstractmethod
     def targets(self, masks: torch.Tensor) -> Any:
         """Training/validation targets from a batch of (augmented) chip masks."""
+
+    def augment_batch(
+        self,
+        augment: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+        x: torch.Tensor,
+        masks: torch.Tensor,
+        valid: torch.Tensor,
+        boxes: list[ChipBoxes] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Augment a raw training batch: ``(x, valid, targets)``.
+
+        By default the loop's augmentation (:class:`geotl.train.augment.Augment`) moves
+        masks with the pixels and :meth:`targets` reads them; a task whose targets are not
+        masks (detection boxes) moves its own targets.
+        """
+        x, masks, valid = augment(x, masks, valid)
+        return x, valid, self.targets(masks)
+
+    def batch_targets(self, masks: torch.Tensor, boxes: list[ChipBoxes] | None) -> Any:
+        """Validation targets of a batch of whole chips: by default :meth:`targets`."""
+        return self.targets(masks)
 
     def forward(self, network: torch.nn.Module, x: torch.Tensor) -> Any:
         """The network's outputs for a normalised batch."""

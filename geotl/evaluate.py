@@ -15,6 +15,9 @@ Instance models (``task = "instances"``) are scored on their separated objects: 
 probabilities go through the same object extractor as prediction
 (:mod:`geotl.predict.objects`).
 
+Detection models (``task = "detection"``) are scored on boxes instead: object P/R/F1 at
+IoU 0.4 and 0.5 against the chip index's boxes and COCO AP50 (:func:`detection_scores`).
+
 Confidence intervals: percentile bootstrap over test chips (resampling chips with
 replacement, recomputing each metric from the summed counts), 95 % by default.
 """

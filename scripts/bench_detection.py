@@ -141,8 +141,8 @@ def train_and_score(
         "model_dir": str(out),
         "labels_used": sum(r.labels_used for r in card.regions),
         "train_chips": sum(r.chips_train for r in card.regions),
-        "epochs_run": card.metrics.get("epochs_run"),
-        "best_epoch": card.metrics.get("best_epoch"),
+        "steps_run": card.metrics.get("steps_run"),
+        "best_step": card.metrics.get("best_step"),
         "threshold": card.threshold,
         "train_s": round(time.perf_counter() - t0, 1),
     }
@@ -192,7 +192,7 @@ def table_row(row: dict[str, Any]) -> str:
     return (
         f"| {row['base']} | {row['budget']} ({row['labels_used']}) | {row['train_chips']} | "
         f"{_ci(a, 'precision')} | {_ci(a, 'recall')} | {_ci(a, 'f1')} | {_ci(b, 'f1')} | "
-        f"{_ci(d, 'ap50')} | {row['threshold']:.2f} | {row['epochs_run']} ({row['best_epoch']}) | "
+        f"{_ci(d, 'ap50')} | {row['threshold']:.2f} | {row['steps_run']} ({row['best_step']}) | "
         f"{row['train_s']:.0f} |"
     )
 
@@ -318,7 +318,7 @@ def main() -> None:
     (args.work / "detection.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(
         "| base | budget (labels used) | train chips | P@0.4 | R@0.4 | F1@0.4 | F1@0.5 | AP50 "
-        "| score thr | epochs (best) | train s |"
+        "| score thr | steps (best) | train s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -47,8 +48,16 @@ def test_json_lines_whatever_the_terminal(
 
 def test_bars_hidden_for_library_callers(capsys: pytest.CaptureFixture[str]) -> None:
     assert progress._format == "bar"
-    with progress_bar(total=2, desc="chips", unit="chip") as bar:
-        bar.update(2)
+    # a library caller leaves geotl's logger unconfigured; an earlier in-process CLI run of
+    # this test session may have set it to INFO, so put it back to the library default here
+    logger = logging.getLogger("geotl")
+    level = logger.level
+    logger.setLevel(logging.NOTSET)
+    try:
+        with progress_bar(total=2, desc="chips", unit="chip") as bar:
+            bar.update(2)
+    finally:
+        logger.setLevel(level)
     assert capsys.readouterr().err == ""
 
 

@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/geotl run regions/demo-osbs.toml --out $(DEMO_OUT) --overwrite
+	$(BIN)/geotl run regions/demo-osbs-crowns.toml --out $(DEMO_OUT) --overwrite
 
 # the zip QGIS's Plugins > Install from ZIP accepts (standard library only: any python3)
 qgis-plugin:

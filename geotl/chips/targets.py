@@ -34,6 +34,8 @@ from affine import Affine
 from rasterio.features import rasterize
 from scipy import ndimage
 
+from geotl.chips.labels import IGNORE
+
 if TYPE_CHECKING:
     from geotl.config import Region
 
@@ -141,5 +143,5 @@ def chip_instance_targets(
         inst = rasterize_instances(list(near.geometry), transform, h, w)
         border, contact = instance_targets(inst)
         out[i, 0], out[i, 1] = border, contact
-        out[i, :, masks[i] == 255] = 255
+        out[i, :, masks[i] == IGNORE] = IGNORE
     return out

@@ -35,6 +35,8 @@ from scipy import ndimage
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
+from geotl.chips.labels import IGNORE
+
 __all__ = [
     "NODATA_CLASS",
     "VectorObject",
@@ -49,7 +51,7 @@ __all__ = [
     "vectorise_window",
 ]
 
-NODATA_CLASS = 255
+NODATA_CLASS = IGNORE  # nodata pixels of a class map carry the chips' one ignore value
 _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
@@ -9,6 +10,7 @@ import click
 from geotl.cli.options import device_option, out_dir_option, overwrite_option, seed_option
 from geotl.config import load_region
 from geotl.train import TrainOptions, train_model
+from geotl.train.devices import STRATEGIES, DeviceLayout, launched_rank
 
 
 @click.command("train")
@@ -73,6 +75,28 @@ from geotl.train import TrainOptions, train_model
 @click.option(
     "--encoder", default=None, help="Architecture for --base none or file: (smp encoder name)."
 )
+@click.option(
+    "--devices",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Devices per node (GPUs with --device cuda, else CPU processes); "
+    "--batch-size is split between them.",
+)
+@click.option(
+    "--num-nodes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Machines (start geotl on each: srun or torchrun, see README).",
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    default="ddp",
+    show_default=True,
+    help="How several processes train together (Lightning strategy).",
+)
 @overwrite_option("Replace an existing model (and its chips) in DIR.")
 def command(
     region_files: tuple[Path, ...],
@@ -88,12 +112,19 @@ def command(
     device: str,
     batch_size: int | None,
     encoder: str | None,
+    devices: int,
+    num_nodes: int,
+    strategy: str,
     overwrite: bool,
 ) -> None:
     """Adapt a pretrained base model to one or more regions and train a U-Net.
 
-    Prints the model folder on stdout; progress (every validation) goes to stderr.
+    Prints the model folder on stdout; progress (every validation) goes to stderr. With
+    several devices, only the first process reports (and writes the model folder).
     """
+    rank = launched_rank(DeviceLayout(devices, num_nodes, strategy))
+    if rank:
+        logging.getLogger("geotl").setLevel(logging.WARNING)
     regions = [load_region(p) for p in region_files]
     options = TrainOptions(
         chips=tuple(chips),
@@ -108,8 +139,13 @@ def command(
         batch_size=batch_size,
         encoder=encoder,
         overwrite=overwrite,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
     )
     card = train_model(regions, out_dir, options)
+    if rank:
+        return
     val = card.metrics.get("val_iou")
     click.echo(
         f"geotl train: {card.model_id}, val IoU {val:.4f}"

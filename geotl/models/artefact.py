@@ -34,6 +34,7 @@ __all__ = [
     "WEIGHTS_FILE",
     "Artefact",
     "BaseModelRef",
+    "DeviceRecord",
     "ModelCard",
     "Normalisation",
     "RegionRecord",
@@ -82,6 +83,16 @@ class RegionRecord(_Card):
     chips_train: int
 
 
+class DeviceRecord(_Card):
+    """Where a model was trained: the accelerator, how many of it and how they were joined."""
+
+    accelerator: str  # "cpu" | "cuda"
+    devices: int  # per node
+    num_nodes: int = 1
+    strategy: str = "single"  # "single" (one process) or the Lightning strategy, e.g. "ddp"
+    batch_per_device: int  # chips per device in each step (the global batch / processes)
+
+
 class ModelCard(_Card):
     """The model card (``model.json``)."""
 
@@ -109,6 +120,7 @@ class ModelCard(_Card):
     min_area_m2: float = 0.0  # the training region's [predict] defaults
     simplify_px: float = 1.0
     metrics: dict[str, Any] = Field(default_factory=dict)
+    trained_on: DeviceRecord | None = None  # None in cards written before it was recorded
     created: str = ""
 
 

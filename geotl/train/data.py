@@ -14,6 +14,9 @@
 - **Several regions**: each region's chips are sampled with equal total weight.
 - **Random windows**: training batches hold whole chips; :mod:`geotl.train.augment`
   cuts a fresh random window out of each on the device, every step.
+- **Several devices**: every process draws the same seeded sequence of chips and takes its
+  rank's slice of each step's batch (:class:`BatchShare`), so N processes see exactly the
+  chips one process would, each step's batch split N ways.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import numpy as np
 import rasterio
 import rasterio.features
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader, Sampler, WeightedRandomSampler
 
 from geotl.bands import canonical_band
 from geotl.chips import chip_region, read_chip_index
@@ -41,6 +44,7 @@ from geotl.models.artefact import Normalisation, RegionRecord
 
 __all__ = [
     "Batch",
+    "BatchShare",
     "ChipData",
     "ChipDataset",
     "TrainingSets",
@@ -321,6 +325,36 @@ def _batch_as_is(batch: Batch) -> Batch:
     return batch
 
 
+class BatchShare(Sampler[int]):
+    """One rank's slice of every batch that ``sampler`` draws for all ranks together.
+
+    Args:
+        sampler: the draw of one process (the same seed in every rank).
+        batch_size: the global batch; each rank takes ``batch_size // world_size`` of it.
+        rank: this process's global rank.
+        world_size: processes in all.
+
+    >>> list(BatchShare(range(8), 4, rank=1, world_size=2))
+    [2, 3, 6, 7]
+    >>> list(BatchShare(range(8), 4, rank=0, world_size=1)) == list(range(8))
+    True
+    """
+
+    def __init__(self, sampler: Any, batch_size: int, rank: int, world_size: int) -> None:
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.share = batch_size // world_size
+        self.start = rank * self.share
+
+    def __iter__(self) -> Any:
+        drawn = list(self.sampler)
+        for first in range(0, len(drawn) - self.batch_size + 1, self.batch_size):
+            yield from drawn[first + self.start : first + self.start + self.share]
+
+    def __len__(self) -> int:
+        return len(self.sampler) // self.batch_size * self.share
+
+
 def make_loader(
     data: list[ChipData],
     batch_size: int,
@@ -328,21 +362,24 @@ def make_loader(
     num_workers: int,
     pin_memory: bool = False,
     steps: int | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader[Batch]:
     """Batches of chips: ``steps`` random batches for training, else every chip in order.
 
     Training batches draw chips with replacement, every region with the same total
-    weight; each batch is full (batch norm needs more than one sample per batch).
+    weight; each batch is full (batch norm needs more than one sample per batch). With
+    ``world_size`` processes, each gets its ``rank``'s share of every training batch
+    (``batch_size`` is the global batch); validation batches are whole in every rank.
     """
     ds = ChipDataset(data)
     common: dict[str, Any] = {
-        "batch_size": batch_size,
         "num_workers": num_workers,
         "collate_fn": _batch_as_is,
         "pin_memory": pin_memory,
     }
     if steps is None:
-        return DataLoader(ds, shuffle=False, **common)
+        return DataLoader(ds, batch_size=batch_size, shuffle=False, **common)
     weights = torch.cat([torch.full((n,), 1.0 / n) for n in ds.region_sizes if n])
     sampler = WeightedRandomSampler(
         cast(Any, weights),
@@ -350,7 +387,8 @@ def make_loader(
         replacement=True,
         generator=torch.Generator().manual_seed(seed),
     )
-    return DataLoader(ds, sampler=sampler, drop_last=True, **common)
+    share = BatchShare(sampler, batch_size, rank, world_size)
+    return DataLoader(ds, batch_size=share.share, sampler=share, drop_last=True, **common)
 
 
 @dataclass

@@ -9,7 +9,8 @@ never before ``min_steps``, restores the best validated weights.
 
 Training runs on CPU by default, on CUDA with 16-bit mixed precision with
 ``device="cuda"`` (bf16 where the GPU has it, else fp16). Same seed on CPU gives the same
-weights and metrics.
+weights and metrics. ``devices`` / ``num_nodes`` run several processes with DDP
+(:mod:`geotl.train.devices`); only global rank 0 writes the model folder.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import shutil
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -36,6 +39,7 @@ from geotl.io.atomic import prepare_output_dir
 from geotl.models.adapt import BandPlan
 from geotl.models.artefact import (
     BaseModelRef,
+    DeviceRecord,
     ModelCard,
     Normalisation,
     RegionRecord,
@@ -53,6 +57,7 @@ from geotl.train.data import (
     make_loader,
     resolve_chips_dir,
 )
+from geotl.train.devices import DeviceLayout, launched_rank, set_threads_per_process
 from geotl.train.options import (
     Schedule,
     Settings,
@@ -142,7 +147,11 @@ class TrainModule(pl.LightningModule):
             self._t_phase = None
 
     def on_train_start(self) -> None:
-        """Start the training-phase clock."""
+        """Start the training-phase clock; give each process its own augmentation draws."""
+        if self.trainer.world_size > 1:
+            # DDP re-seeds every rank alike; the same windows for each rank's chips would
+            # waste the variety that one process gets
+            torch.manual_seed(torch.initial_seed() + self.global_rank)
         self._start_phase()
 
     def on_train_end(self) -> None:
@@ -178,7 +187,8 @@ class TrainModule(pl.LightningModule):
         """Log the score as ``val_iou`` (what early stopping watches) and the history."""
         assert self.val_metric is not None
         score = self.val_metric.compute()
-        self.log("val_iou", score, prog_bar=False)
+        # the same score in every rank (each validates all val chips): the mean changes nothing
+        self.log("val_iou", score, prog_bar=False, sync_dist=self.trainer.world_size > 1)
         self.last_val = score
         steps = self._loss_steps
         loss = float(self._loss_sum.item()) / steps if steps else float("nan")
@@ -186,14 +196,15 @@ class TrainModule(pl.LightningModule):
         self._loss_steps = 0
         step = int(self.global_step)
         self.history.append({"step": step, "train_loss": loss, "val_iou": score})
-        log.info(
-            "step %d/%d  loss %.4f  val IoU %.4f  (%.1fs)",
-            step,
-            self.schedule.steps,
-            loss,
-            score,
-            time.perf_counter() - self._t_start,
-        )
+        if self.trainer.is_global_zero:  # one line per validation, not one per process
+            log.info(
+                "step %d/%d  loss %.4f  val IoU %.4f  (%.1fs)",
+                step,
+                self.schedule.steps,
+                loss,
+                score,
+                time.perf_counter() - self._t_start,
+            )
         self._start_phase()
 
     def train(self, mode: bool = True) -> TrainModule:
@@ -286,14 +297,37 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
         GeotlInputError: bad regions, chips, base model or too few labels.
     """
     _check_inputs(regions, options)
-    out = Path(out_dir)
-    has_model = (out / "model.json").exists() or (out / "model.safetensors").exists()
-    if has_model and not options.overwrite:
-        raise OutputExistsError("a model exists here: pass --overwrite to replace it", out)
-    if not options.chips:
-        prepare_output_dir(out, options.overwrite)
-    first = regions[0]
     settings = resolve_settings(regions, options)
+    layout = DeviceLayout(options.devices, options.num_nodes, options.strategy)
+    layout.check(settings.batch_size)
+    out = Path(out_dir)
+    rank = launched_rank(layout)
+    if rank == 0:
+        has_model = (out / "model.json").exists() or (out / "model.safetensors").exists()
+        if has_model and not options.overwrite:
+            raise OutputExistsError("a model exists here: pass --overwrite to replace it", out)
+        if not options.chips:
+            prepare_output_dir(out, options.overwrite)
+        return _train(regions, out, out / "chips", options, settings, layout)
+    # other ranks chip the same regions into a folder of their own (no race on DIR/chips,
+    # no shared file system needed) and write nothing else
+    private = Path(tempfile.mkdtemp(prefix=f"geotl-rank{rank}-"))
+    try:
+        return _train(regions, out, private / "chips", options, settings, layout)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _train(
+    regions: list[Region],
+    out: Path,
+    chips_root: Path,
+    options: TrainOptions,
+    settings: Settings,
+    layout: DeviceLayout,
+) -> ModelCard:
+    """:func:`train_model` after its checks; ``chips_root``: where regions are chipped."""
+    first = regions[0]
     base = _load_base(settings, options.encoder, first)
     if base.card is not None and base.card.task != first.task:
         raise BaseModelError(
@@ -307,7 +341,7 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
         resolve_chips_dir(
             r,
             options.chips[i] if options.chips else None,
-            out / "chips" if len(regions) == 1 else out / "chips" / r.name,
+            chips_root if len(regions) == 1 else chips_root / r.name,
             options.overwrite,
         )
         for i, r in enumerate(regions)
@@ -358,7 +392,7 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
         settings.encoder_lr,
         frozen,
     )
-    best, seconds = _fit(module, sets, schedule, settings, options)
+    best, seconds, writes = _fit(module, sets, schedule, settings, options, layout)
     if best.state is not None:
         network.load_state_dict(best.state)
     network.eval()
@@ -372,8 +406,10 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
         "window_px": window_px,
         "train_seconds": round(seconds, 2),
         "history": module.history,
-        "throughput": {
-            "windows_per_s": round(module.train_windows / module.train_seconds, 3)
+        "throughput": {  # all processes together (each trains an equal share)
+            "windows_per_s": round(
+                module.train_windows * layout.world_size / module.train_seconds, 3
+            )
             if module.train_seconds > 0
             else None,
         },
@@ -384,9 +420,18 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
             "new": list(plan.new),
             "dropped": list(plan.dropped),
         }
+    trained_on = DeviceRecord(
+        accelerator=options.device,
+        devices=layout.devices,
+        num_nodes=layout.num_nodes,
+        strategy=layout.strategy if layout.world_size > 1 else "single",
+        batch_per_device=settings.batch_size // layout.world_size,
+    )
     card = _model_card(
         regions, task, chips_dirs[0], band_order, norm, spec, base, settings, sets.records, metrics
-    )
+    ).model_copy(update={"trained_on": trained_on})
+    if not writes:
+        return card  # not global rank 0: rank 0 writes the one artefact
     out.mkdir(parents=True, exist_ok=True)
     card = write_artefact(out, network, card)
     log.info("wrote %s (val IoU %.4f, best step %d, %.1fs)", out, best.score, best.step, seconds)
@@ -399,11 +444,21 @@ def _fit(
     schedule: Schedule,
     settings: Settings,
     options: TrainOptions,
-) -> tuple[KeepBest, float]:
-    """Run the Lightning trainer; returns the best weights' keeper and the seconds taken."""
+    layout: DeviceLayout,
+) -> tuple[KeepBest, float, bool]:
+    """Run the Lightning trainer on ``layout``'s processes.
+
+    Returns:
+        The best weights' keeper, the seconds taken, and whether this process is global
+        rank 0 (the one that writes the artefact).
+    """
     best = KeepBest()
-    bar = progress_bar(total=schedule.steps, desc="train", unit="step")
+    bar = progress_bar(
+        total=schedule.steps, desc="train", unit="step", enabled=launched_rank(layout) == 0
+    )
     cuda = options.device == "cuda"
+    if not cuda:
+        set_threads_per_process(layout)
     trainer = pl.Trainer(
         max_steps=schedule.steps,
         max_epochs=1,  # one pass of the sampler is all the steps
@@ -411,7 +466,10 @@ def _fit(
         val_check_interval=schedule.val_every,
         check_val_every_n_epoch=None,
         accelerator="gpu" if cuda else "cpu",
-        devices=1,
+        devices=layout.devices,
+        num_nodes=layout.num_nodes,
+        strategy=layout.lightning_strategy,
+        use_distributed_sampler=False,  # make_loader shards the draw itself (BatchShare)
         precision=_precision(cuda),
         deterministic=not cuda,
         logger=False,
@@ -426,7 +484,14 @@ def _fit(
         ],
     )
     train_loader = make_loader(
-        sets.train, settings.batch_size, settings.seed, options.num_workers, cuda, schedule.steps
+        sets.train,
+        settings.batch_size,
+        settings.seed,
+        options.num_workers,
+        cuda,
+        schedule.steps,
+        rank=trainer.global_rank,
+        world_size=trainer.world_size,
     )
     val_loader = make_loader(
         sets.val, settings.batch_size, settings.seed, options.num_workers, cuda
@@ -434,7 +499,7 @@ def _fit(
     t0 = time.perf_counter()
     with bar:
         trainer.fit(module, train_loader, val_loader)
-    return best, time.perf_counter() - t0
+    return best, time.perf_counter() - t0, trainer.is_global_zero
 
 
 def _window_px(settings: Settings, chip_px: int, first: Region) -> int:

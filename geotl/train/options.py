@@ -35,6 +35,9 @@ class TrainOptions:
     encoder: str | None = None  # architecture for --base none / file:
     overwrite: bool = False
     num_workers: int = 0
+    devices: int = 1  # devices (or CPU processes) per node
+    num_nodes: int = 1
+    strategy: str = "ddp"  # how several processes train together (geotl.train.devices)
 
 
 @dataclass(frozen=True)

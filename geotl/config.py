@@ -9,14 +9,26 @@ from __future__ import annotations
 import glob
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from geotl.bands import is_known_band
 from geotl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from geotl.monitor.sources.base import SceneSource
 
 __all__ = [
     "AlertRule",
@@ -29,8 +41,11 @@ __all__ = [
     "Persistence",
     "PredictConfig",
     "Region",
+    "SourceOptions",
     "SplitConfig",
+    "check_datetime_regex",
     "load_region",
+    "scene_sources",
 ]
 
 FreezeMode = Literal["none", "backbone", "partial"]
@@ -62,7 +77,7 @@ class ImageryConfig(_Strict):
     @field_validator("datetime_regex")
     @classmethod
     def _valid_regex(cls, value: str | None) -> str | None:
-        return _check_datetime_regex(value)
+        return check_datetime_regex(value)
 
 
 class LabelsConfig(_Strict):
@@ -276,35 +291,60 @@ def check_webhook_url(url: str) -> str:
     return url
 
 
+class SourceOptions(_Strict):
+    """The ``[monitor]`` keys of one scene source: each source's ``Options`` subclasses this.
+
+    The keys stay flat under ``[monitor]`` in the region file: :class:`MonitorConfig` hands
+    every key that is not common to all sources to the options model of the source that
+    ``source`` names, so an unknown or missing key fails as anywhere else in the file.
+    """
+
+
 class MonitorConfig(_Strict):
-    """``[monitor]``: where new passes come from and which model processes them."""
+    """``[monitor]``: where new passes come from and which model processes them.
+
+    Attributes:
+        aoi: the area the region watches (any OGR vector; default: the imagery's footprint).
+        options: the source's own keys (``paths``, ``url``, ...), validated by the ``Options``
+            model of the registered source that ``source`` names.
+    """
 
     model: str | None = None
-    source: Literal["folder", "stac"] = "folder"
-    paths: list[str] = Field(default_factory=list)
-    datetime_regex: str | None = None
-    url: str | None = None
-    collection: str | None = None
-    max_cloud: float | None = Field(default=None, ge=0, le=100)
-    assets: dict[str, str] | None = None
-    aoi: str | None = None
+    source: str = "folder"
     every: str | None = None
+    aoi: str | None = None
     alerts: AlertsConfig | None = None
+    options: SerializeAsAny[SourceOptions]
 
-    @field_validator("datetime_regex")
+    @model_validator(mode="before")
     @classmethod
-    def _valid_regex(cls, value: str | None) -> str | None:
-        return _check_datetime_regex(value)
+    def _source_options(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or isinstance(data.get("options"), SourceOptions):
+            return data
+        common = {k: v for k, v in data.items() if k in cls.model_fields and k != "options"}
+        name = common.get("source", cls.model_fields["source"].default)
+        source = scene_sources().get(name) if isinstance(name, str) else None
+        if source is None:
+            return common  # the source field names the registered sources
+        own = {k: v for k, v in data.items() if k not in common}
+        return {**common, "options": source.Options.model_validate(own)}
 
-    @model_validator(mode="after")
-    def _source_fields(self) -> MonitorConfig:
-        if self.source == "folder" and not self.paths:
-            raise ValueError("source = 'folder' needs paths = ['incoming/*.tif']")
-        if self.source == "stac" and (not self.url or not self.collection or not self.assets):
-            raise ValueError(
-                "source = 'stac' needs url, collection and assets = { red = 'B04', ... }"
-            )
-        return self
+    @field_validator("source")
+    @classmethod
+    def _registered_source(cls, name: str) -> str:
+        if name not in scene_sources():
+            raise ValueError(f"not a scene source: use one of {sorted(scene_sources())}")
+        return name
+
+
+def scene_sources() -> Mapping[str, type[SceneSource]]:
+    """The registered scene sources (``geotl.monitor.sources.SOURCES``), by ``source`` name.
+
+    Imported on first use: the sources import this module.
+    """
+    from geotl.monitor.sources import SOURCES
+
+    return SOURCES
 
 
 class Region(_Strict):
@@ -374,30 +414,19 @@ class Region(_Strict):
         """The imagery files, sorted, from the ``[imagery] paths`` globs."""
         return _expand_globs(self, self.imagery.paths, "imagery.paths")
 
-    def monitor_paths(self) -> list[Path]:
-        """Files currently matched by ``[monitor] paths`` (may be empty)."""
-        if self.monitor is None:
-            return []
-        found: set[Path] = set()
-        for pattern in self.monitor.paths:
-            found.update(Path(p) for p in glob.glob(str(self.resolve(pattern)), recursive=True))
-        return sorted(found)
-
     def labels_path(self) -> Path:
         """The label vector file (``[labels] path``)."""
         if self.labels is None:
             raise ConfigError("no [labels] table: add one with path = 'labels.geojson'", self.path)
         return self.resolve(self.labels.path)
 
-    @property
-    def monitor_datetime_regex(self) -> str | None:
-        """Regex reading a pass's date from its file name (monitor's, else imagery's)."""
-        if self.monitor is not None and self.monitor.datetime_regex:
-            return self.monitor.datetime_regex
-        return self.imagery.datetime_regex
 
+def check_datetime_regex(value: str | None) -> str | None:
+    r"""``value`` when it is a regex with a capture group around the date, else ValueError.
 
-def _check_datetime_regex(value: str | None) -> str | None:
+    >>> check_datetime_regex(r"_(\d{8})")
+    '_(\\d{8})'
+    """
     if value is None:
         return None
     try:
@@ -433,7 +462,9 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
 
 
 def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # a misspelt required key is both unknown and missing: naming the spelling is the fix
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     key = _format_loc(tuple(err["loc"]))
     if err["type"] == "extra_forbidden":
         return f"unknown key '{key}': remove it or fix its spelling"

@@ -74,12 +74,59 @@ def test_paths_resolve_relative_to_file(folder: Path, monkeypatch: pytest.Monkey
             r"split.test_within: file 'areas.gpkg' not found",
         ),
         (lambda t: t.replace('name = "my-region"', 'name = "My Region"'), r"'name'"),
+        # [monitor]: the keys common to all sources, then the named source's own keys
+        (lambda t: t + '[monitor]\nsource = "ftp"\n', r"'monitor.source': not a scene source"),
+        (lambda t: t + "[monitor]\npath = ['in/*.tif']\n", r"unknown key 'monitor.path'"),
+        (lambda t: t + '[monitor]\nsource = "folder"\n', r"missing required key 'monitor.paths'"),
+        (
+            lambda t: t + "[monitor]\npaths = ['in/*.tif']\ndatetime_regex = '_\\d{8}'\n",
+            r"'monitor.datetime_regex': needs one capture group",
+        ),
+        (
+            lambda t: (
+                t + '[monitor]\nsource = "stac"\nurl = "https://x"\nassets = { red = "B04" }\n'
+            ),
+            r"missing required key 'monitor.collection'",
+        ),
+        (
+            lambda t: (
+                t
+                + '[monitor]\nsource = "stac"\nurl = "https://x"\ncolection = "s2"\nassets = { red = "B04" }\n'
+            ),
+            r"unknown key 'monitor.colection'",
+        ),
+        (
+            lambda t: (
+                t
+                + '[monitor]\nsource = "stac"\nurl = "https://x"\ncollection = "s2"\nassets = {}\n'
+                + "paths = ['in/*.tif']\n"
+            ),
+            r"unknown key 'monitor.paths'",
+        ),
+        (
+            lambda t: t + "[monitor]\npaths = ['in/*.tif']\naoi = 'aoi.gpkg'\n",
+            r"monitor.aoi: file 'aoi.gpkg' not found",
+        ),
     ],
 )
 def test_bad_region_files(folder: Path, edit, match: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match=match) as info:
         _load(folder, edit(BASE))
     assert "\n" not in str(info.value)
+
+
+def test_monitor_keys_stay_flat_and_typed(folder: Path) -> None:
+    from geotl.monitor.sources import FolderOptions, StacOptions
+
+    folder_region = _load(folder, BASE + "[monitor]\nevery = '6h'\npaths = ['in/*.tif']\n")
+    monitor = folder_region.monitor  # type: ignore[attr-defined]
+    assert (monitor.source, monitor.every) == ("folder", "6h")
+    assert monitor.options == FolderOptions(paths=["in/*.tif"])
+    stac = 'source = "stac"\nurl = "https://x"\ncollection = "s2"\nassets = { red = "B04" }\n'
+    stac_region = _load(folder, BASE + "[monitor]\n" + stac)
+    assert stac_region.monitor.options == StacOptions(  # type: ignore[attr-defined]
+        url="https://x", collection="s2", assets={"red": "B04"}
+    )
 
 
 def test_not_toml_and_missing(folder: Path) -> None:

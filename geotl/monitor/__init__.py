@@ -9,19 +9,63 @@ Modules, one concept each: ``sources/`` (where scenes come from: one module per
 ``sequence`` (which pass precedes which over the same area), ``changes`` (new and gone
 objects between two passes), ``outputs`` (the region folder and ``history.csv`` /
 ``latest.geojson``), ``schedule`` (intervals, backoff) and ``status``.
+
+The names below are imported on first use (PEP 562): loading a region file asks
+``geotl.monitor.sources`` for its source's options, and that must not import the pass runner
+(and with it PyTorch).
 """
 
-from geotl.monitor.changes import ChangeSet, detect_changes, scene_footprint
-from geotl.monitor.lock import RegionLock
-from geotl.monitor.options import Detector, MonitorOptions
-from geotl.monitor.outputs import pass_stem, region_dir
-from geotl.monitor.passes import PassResult
-from geotl.monitor.runner import Monitor, RunSummary, run_monitor, watch_region
-from geotl.monitor.schedule import parse_every
-from geotl.monitor.sources import SOURCES, FolderSource, Scene, SceneSource, StacSource, make_source
-from geotl.monitor.state import MonitorState
-from geotl.monitor.status import MonitorStatus, format_status, monitor_status
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from geotl.monitor.changes import ChangeSet, detect_changes, scene_footprint
+    from geotl.monitor.lock import RegionLock
+    from geotl.monitor.options import Detector, MonitorOptions
+    from geotl.monitor.outputs import pass_stem, region_dir
+    from geotl.monitor.passes import PassResult
+    from geotl.monitor.runner import Monitor, RunSummary, run_monitor, watch_region
+    from geotl.monitor.schedule import parse_every
+    from geotl.monitor.sources import (
+        SOURCES,
+        FolderSource,
+        Scene,
+        SceneSource,
+        StacSource,
+        make_source,
+    )
+    from geotl.monitor.state import MonitorState
+    from geotl.monitor.status import MonitorStatus, format_status, monitor_status
+
+#: public name -> the module that defines it
+_HOMES = {
+    "ChangeSet": "changes",
+    "detect_changes": "changes",
+    "scene_footprint": "changes",
+    "RegionLock": "lock",
+    "Detector": "options",
+    "MonitorOptions": "options",
+    "pass_stem": "outputs",
+    "region_dir": "outputs",
+    "PassResult": "passes",
+    "Monitor": "runner",
+    "RunSummary": "runner",
+    "run_monitor": "runner",
+    "watch_region": "runner",
+    "parse_every": "schedule",
+    "SOURCES": "sources",
+    "FolderSource": "sources",
+    "Scene": "sources",
+    "SceneSource": "sources",
+    "StacSource": "sources",
+    "make_source": "sources",
+    "MonitorState": "state",
+    "MonitorStatus": "status",
+    "format_status": "status",
+    "monitor_status": "status",
+}
 __all__ = [
     "SOURCES",
     "ChangeSet",
@@ -48,3 +92,11 @@ __all__ = [
     "scene_footprint",
     "watch_region",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)

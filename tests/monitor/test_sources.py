@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,11 +14,13 @@ import rasterio
 from monitor_helpers import NAIP_BANDS, NAIP_REGEX, write_region
 from rasterio.transform import from_origin
 
-from geotl.config import load_region
-from geotl.errors import SceneError
+from geotl.config import SourceOptions, load_region
+from geotl.errors import ConfigError, SceneError
 from geotl.monitor.sources import (
+    SOURCES,
     FolderSource,
     Scene,
+    SceneSource,
     make_source,
     parse_datetime_text,
     region_aoi,
@@ -166,12 +169,85 @@ def test_vrt_stacks_bands_from_assets(tmp_path: Path) -> None:
         write_scene_vrt(too_few, tmp_path / "work" / "z.vrt")
 
 
-def test_every_source_a_region_may_name_is_registered() -> None:
-    from typing import get_args
-
-    from geotl.config import MonitorConfig
+def test_every_registered_source_declares_its_keys() -> None:
+    from geotl.config import SourceOptions, scene_sources
     from geotl.monitor.sources import SOURCES
 
-    allowed = set(get_args(MonitorConfig.model_fields["source"].annotation))
-    assert allowed == set(SOURCES)
+    assert scene_sources() is SOURCES
     assert all(cls.kind == name for name, cls in SOURCES.items())
+    assert all(issubclass(cls.Options, SourceOptions) for cls in SOURCES.values())
+
+
+class _ListedOptions(SourceOptions):
+    listing: str  # a text file: one "<date> <GeoTIFF>" line per pass
+
+
+class _ListedSource(SceneSource):
+    """A throwaway source, defined here as a plugin would be: its module and one registry line."""
+
+    kind = "listed"
+    Options = _ListedOptions
+    options: _ListedOptions
+
+    def band_names(self) -> list[str]:
+        return list(self.region.imagery.bands)
+
+    def discover(self, known: Mapping[str, str], since: datetime | None) -> list[Scene]:
+        scenes = []
+        for line in self.region.resolve(self.options.listing).read_text().splitlines():
+            day, name = line.split()
+            path = self.region.resolve(name)
+            scene = Scene(
+                key=str(path),
+                name=path.stem,
+                acquired=parse_datetime_text(day),
+                acquired_from="file-name",
+                uri=str(path),
+                fingerprint=day,
+            )
+            if known.get(scene.key) != scene.fingerprint:
+                scenes.append(scene)
+        return scenes
+
+
+def test_a_new_source_is_one_class_and_one_registry_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(SOURCES, _ListedSource.kind, _ListedSource)
+    anchor = _tif(tmp_path / "anchor.tif")
+    region_file = write_region(
+        tmp_path / "region",
+        "r",
+        [anchor],
+        NAIP_BANDS,
+        ["water"],
+        'source = "listed"\nlisting = "passes.txt"',
+    )
+    _tif(region_file.parent / "a.tif")
+    (region_file.parent / "passes.txt").write_text("20200101 a.tif\n20210601 b.tif\n")
+    source = make_source(load_region(region_file))
+    assert isinstance(source, _ListedSource) and source.options.listing == "passes.txt"
+    found = source.discover({}, None)
+    assert [(s.name, s.acquired.year) for s in found] == [("a", 2020), ("b", 2021)]
+    assert [s.name for s in source.discover({found[0].key: "20200101"}, None)] == ["b"]
+    # its keys are checked like every other key of the region file
+    text = region_file.read_text()
+    for edit, message in [
+        (
+            ("listing =", "listin ="),
+            r"r\.toml: unknown key 'monitor\.listin': remove it or fix its spelling",
+        ),
+        (('listing = "passes.txt"', ""), r"r\.toml: missing required key 'monitor\.listing'"),
+        (("listing =", 'paths = ["*.tif"]\nlisting ='), r"unknown key 'monitor\.paths'"),
+    ]:
+        region_file.write_text(text.replace(*edit))
+        with pytest.raises(ConfigError, match=message) as info:
+            load_region(region_file)
+        assert "\n" not in str(info.value)
+    # unregistered, the name is refused
+    region_file.write_text(text)
+    monkeypatch.delitem(SOURCES, _ListedSource.kind)
+    with pytest.raises(
+        ConfigError, match=r"'monitor\.source': not a scene source: use one of \['folder', 'stac'\]"
+    ):
+        load_region(region_file)

@@ -1,7 +1,8 @@
 """Scene sources: where a monitored region's new passes come from, by ``[monitor] source``.
 
-Each source is one module holding one :class:`SceneSource` subclass, registered in
-:data:`SOURCES` under its ``kind``:
+Each source is one module holding one :class:`SceneSource` subclass with its ``Options`` (its
+own ``[monitor]`` keys), registered in :data:`SOURCES` under its ``kind``: a new source is
+that module and one line here.
 
 * ``folder`` (:mod:`.folder`): GeoTIFFs matched by ``[monitor] paths`` globs;
 * ``stac`` (:mod:`.stac`): items of a STAC API collection, read remotely by window.
@@ -11,21 +12,23 @@ A source only discovers and opens scenes; the state database decides which ones 
 
 from __future__ import annotations
 
-from geotl.config import MonitorConfig, Region
+from geotl.config import Region
 from geotl.errors import ConfigError
-from geotl.monitor.sources.base import SceneSource
-from geotl.monitor.sources.folder import FolderSource
+from geotl.monitor.sources.base import SceneSource, monitor_config
+from geotl.monitor.sources.folder import FolderOptions, FolderSource
 from geotl.monitor.sources.remote import REMOTE_GDAL_OPTIONS, remote_gdal_env, write_scene_vrt
 from geotl.monitor.sources.scene import AcquiredFrom, Scene, parse_datetime_text, safe_scene_name
-from geotl.monitor.sources.stac import StacSource, region_aoi
+from geotl.monitor.sources.stac import StacOptions, StacSource, region_aoi
 
 __all__ = [
     "REMOTE_GDAL_OPTIONS",
     "SOURCES",
     "AcquiredFrom",
+    "FolderOptions",
     "FolderSource",
     "Scene",
     "SceneSource",
+    "StacOptions",
     "StacSource",
     "make_source",
     "monitor_config",
@@ -41,20 +44,6 @@ SOURCES: dict[str, type[SceneSource]] = {
     FolderSource.kind: FolderSource,
     StacSource.kind: StacSource,
 }
-
-
-def monitor_config(region: Region) -> MonitorConfig:
-    """The region's ``[monitor]`` table.
-
-    Raises:
-        ConfigError: the region has none.
-    """
-    if region.monitor is None:
-        raise ConfigError(
-            "no [monitor] table: add one with source = 'folder' and paths = ['incoming/*.tif']",
-            region.path,
-        )
-    return region.monitor
 
 
 def make_source(region: Region) -> SceneSource:

@@ -1,6 +1,8 @@
 """What a scene source must provide: the protocol the pass runner talks to.
 
-A source is built from the region (``cls(region)``) and answers four questions:
+A source declares its ``[monitor]`` keys as ``Options`` (a :class:`~geotl.config.SourceOptions`
+model: the region file is checked against it when it is loaded), is built from the region
+(``cls(region)``, its keys then in ``self.options``) and answers four questions:
 
 * :meth:`SceneSource.discover`: which scenes are new or changed (the state decides which of
   them still need processing);
@@ -24,11 +26,26 @@ from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
 
-from geotl.config import Region
+from geotl.config import MonitorConfig, Region, SourceOptions
+from geotl.errors import ConfigError
 from geotl.monitor.sources.remote import remote_gdal_env, write_scene_vrt
 from geotl.monitor.sources.scene import Scene
 
-__all__ = ["SceneSource"]
+__all__ = ["SceneSource", "monitor_config"]
+
+
+def monitor_config(region: Region) -> MonitorConfig:
+    """The region's ``[monitor]`` table.
+
+    Raises:
+        ConfigError: the region has none.
+    """
+    if region.monitor is None:
+        raise ConfigError(
+            "no [monitor] table: add one with source = 'folder' and paths = ['incoming/*.tif']",
+            region.path,
+        )
+    return region.monitor
 
 
 class SceneSource(ABC):
@@ -36,13 +53,29 @@ class SceneSource(ABC):
 
     Attributes:
         kind: the ``source`` name in region files; also recorded with each scene in the state.
+        Options: the model of the source's own ``[monitor]`` keys (strict: unknown keys fail).
         region: the region being watched.
+        options: the region's ``[monitor]`` keys of this source (a subclass narrows the type).
     """
 
     kind: ClassVar[str]
+    Options: ClassVar[type[SourceOptions]]
+    options: SourceOptions
 
     def __init__(self, region: Region) -> None:
+        """Keep the region and its source options.
+
+        Raises:
+            ConfigError: the region has no ``[monitor]`` table, or one for another source.
+        """
         self.region = region
+        options = monitor_config(region).options
+        if not isinstance(options, self.Options):
+            raise ConfigError(
+                f"[monitor] source is '{monitor_config(region).source}', not '{self.kind}'",
+                region.path,
+            )
+        self.options = options
 
     @abstractmethod
     def discover(self, known: Mapping[str, str], since: datetime | None) -> list[Scene]:

@@ -1,12 +1,14 @@
 """``source = "folder"``: GeoTIFFs arriving in folders, matched by ``[monitor] paths`` globs.
 
-A pass's acquisition time comes from :func:`geotl.io.dates.read_acquired` (``datetime_regex``
+Keys (:class:`FolderOptions`): ``paths`` (globs, relative to the region file) and
+``datetime_regex`` (default: ``[imagery] datetime_regex``). A pass's acquisition time comes from :func:`geotl.io.dates.read_acquired` (``datetime_regex``
 on the file name, else the file's TIFF date tag, else a date in the file name), else its
 modification time (logged as such).
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import re
@@ -15,24 +17,40 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from geotl.config import Region
+from pydantic import Field, field_validator
+
+from geotl.config import Region, SourceOptions, check_datetime_regex
 from geotl.io.dates import read_acquired
 from geotl.monitor.sources.base import SceneSource
 from geotl.monitor.sources.scene import AcquiredFrom, Scene, safe_scene_name
 
-__all__ = ["FolderSource"]
+__all__ = ["FolderOptions", "FolderSource"]
 
 log = logging.getLogger(__name__)
+
+
+class FolderOptions(SourceOptions):
+    """``source = "folder"``'s keys in ``[monitor]``."""
+
+    paths: list[str] = Field(min_length=1)  # globs, relative to the region file
+    datetime_regex: str | None = None
+
+    @field_validator("datetime_regex")
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        return check_datetime_regex(value)
 
 
 class FolderSource(SceneSource):
     """GeoTIFFs matched by the ``[monitor] paths`` globs."""
 
     kind = "folder"
+    Options = FolderOptions
+    options: FolderOptions
 
     def __init__(self, region: Region) -> None:
         super().__init__(region)
-        regex = region.monitor_datetime_regex
+        regex = self.options.datetime_regex or region.imagery.datetime_regex
         self._regex = re.compile(regex) if regex else None
 
     def band_names(self) -> list[str]:
@@ -45,7 +63,7 @@ class FolderSource(SceneSource):
         Known, unchanged files cost one ``stat`` each: their time stamps are not read again.
         """
         found: list[Scene] = []
-        for path in self.region.monitor_paths():
+        for path in self.scene_paths():
             if path.name.startswith(".tmp-"):
                 continue
             try:
@@ -70,6 +88,14 @@ class FolderSource(SceneSource):
                 )
             )
         return found
+
+    def scene_paths(self) -> list[Path]:
+        """Files the ``paths`` globs match now, sorted (may be none)."""
+        found: set[Path] = set()
+        for pattern in self.options.paths:
+            matches = glob.glob(str(self.region.resolve(pattern)), recursive=True)
+            found.update(Path(p) for p in matches)
+        return sorted(found)
 
     def acquisition_time(self, path: Path, mtime: float) -> tuple[datetime, AcquiredFrom]:
         """Acquisition time of a file (:func:`geotl.io.dates.read_acquired`), else its mtime."""

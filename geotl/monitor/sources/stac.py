@@ -1,5 +1,7 @@
 """``source = "stac"``: items of one collection of a STAC API, searched with pystac-client.
 
+Keys (:class:`StacOptions`): ``url``, ``collection``, ``assets`` (band -> asset key, or
+``key:band`` for a band of a multi-band asset) and ``max_cloud`` (percent).
 The search covers the region's AOI (the footprint of its imagery, or ``[monitor] aoi``), from
 a few days before the newest scene seen, in one collection, up to ``max_cloud`` percent cloud
 cover. Assets are mapped to bands with ``[monitor] assets`` and read remotely by window (see
@@ -16,17 +18,18 @@ from typing import Any
 
 import rasterio
 import shapely
+from pydantic import Field
 from rasterio.errors import RasterioError
 from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
-from geotl.config import Region
+from geotl.config import Region, SourceOptions
 from geotl.errors import ConfigError, GeotlRuntimeError
 from geotl.monitor.sources.base import SceneSource
 from geotl.monitor.sources.scene import Scene, parse_datetime_text, safe_scene_name
 
-__all__ = ["STAC_LOOKBACK", "StacSource", "region_aoi"]
+__all__ = ["STAC_LOOKBACK", "StacOptions", "StacSource", "region_aoi"]
 
 log = logging.getLogger(__name__)
 
@@ -81,25 +84,29 @@ def _split_asset(spec: str) -> tuple[str, int]:
     return spec, 1
 
 
+class StacOptions(SourceOptions):
+    """``source = "stac"``'s keys in ``[monitor]``."""
+
+    url: str
+    collection: str
+    assets: dict[str, str] = Field(min_length=1)  # band -> asset key (or "key:band")
+    max_cloud: float | None = Field(default=None, ge=0, le=100)
+
+
 class StacSource(SceneSource):
     """Items of one collection of a STAC API, searched with pystac-client."""
 
     kind = "stac"
+    Options = StacOptions
+    options: StacOptions
 
     def __init__(self, region: Region) -> None:
         super().__init__(region)
-        monitor = region.monitor
-        if monitor is None or not monitor.url or not monitor.collection or not monitor.assets:
-            raise ConfigError("source = 'stac' needs url, collection and assets", region.path)
-        self.url = monitor.url
-        self.collection = monitor.collection
-        self.max_cloud = monitor.max_cloud
-        self.assets = dict(monitor.assets)
         self._aoi: BaseGeometry | None = None
 
     def band_names(self) -> list[str]:
         """Band names in ``[monitor] assets`` order."""
-        return list(self.assets)
+        return list(self.options.assets)
 
     @property
     def aoi(self) -> BaseGeometry:
@@ -118,7 +125,7 @@ class StacSource(SceneSource):
         from pystac_client.exceptions import APIError
 
         search_kwargs: dict[str, Any] = {
-            "collections": [self.collection],
+            "collections": [self.options.collection],
             "intersects": mapping(self.aoi),
             "max_items": None,
             "limit": 500,
@@ -128,16 +135,16 @@ class StacSource(SceneSource):
             search_kwargs["datetime"] = (
                 f"{since.astimezone(UTC).isoformat().replace('+00:00', 'Z')}/.."
             )
-        if self.max_cloud is not None:
-            search_kwargs["query"] = {"eo:cloud_cover": {"lte": self.max_cloud}}
+        if self.options.max_cloud is not None:
+            search_kwargs["query"] = {"eo:cloud_cover": {"lte": self.options.max_cloud}}
         try:
-            client = Client.open(self.url)
+            client = Client.open(self.options.url)
             items = list(client.search(**search_kwargs).items_as_dicts())
         except (APIError, OSError, ValueError) as exc:
             raise GeotlRuntimeError(
                 f"STAC search failed ({str(exc).splitlines()[0][:200]}): check [monitor] url and that "
                 "the API is up",
-                self.url,
+                self.options.url,
             ) from exc
         scenes: list[Scene] = []
         for item in items:
@@ -148,7 +155,11 @@ class StacSource(SceneSource):
                 continue
             scenes.append(scene)
         log.debug(
-            "STAC search of %s since %s: %d items, %d new", self.url, since, len(items), len(scenes)
+            "STAC search of %s since %s: %d items, %d new",
+            self.options.url,
+            since,
+            len(items),
+            len(scenes),
         )
         return scenes
 
@@ -171,7 +182,11 @@ class StacSource(SceneSource):
         item_id = str(item["id"])
         props = item.get("properties") or {}
         cloud = props.get("eo:cloud_cover")
-        if self.max_cloud is not None and cloud is not None and float(cloud) > self.max_cloud:
+        if (
+            self.options.max_cloud is not None
+            and cloud is not None
+            and float(cloud) > self.options.max_cloud
+        ):
             return None  # the server ignored the query extension; filter here too
         when_text = props.get("datetime") or props.get("start_datetime")
         if not when_text:
@@ -179,21 +194,21 @@ class StacSource(SceneSource):
             return None
         item_assets = item.get("assets") or {}
         band_hrefs: dict[str, str] = {}
-        for band, spec in self.assets.items():
+        for band, spec in self.options.assets.items():
             asset_key, band_index = _split_asset(spec)
             asset = item_assets.get(asset_key)
             href = asset.get("href") if isinstance(asset, dict) else None
             band_hrefs[band] = f"{href}#{band_index}" if href else f"missing:{asset_key}"
         self_link = next(
             (link["href"] for link in item.get("links", []) if link.get("rel") == "self"),
-            f"{self.url.rstrip('/')}/collections/{self.collection}/items/{item_id}",
+            f"{self.options.url.rstrip('/')}/collections/{self.options.collection}/items/{item_id}",
         )
         geometry = item.get("geometry")
         footprint = shape(geometry).wkt if geometry else None
         updated = props.get("updated") or props.get("created") or ""
         fingerprint = f"{updated}|{json.dumps(band_hrefs, sort_keys=True)}"
         return Scene(
-            key=f"stac:{self.collection}/{item_id}",
+            key=f"stac:{self.options.collection}/{item_id}",
             name=safe_scene_name(item_id),
             acquired=parse_datetime_text(str(when_text)),
             acquired_from="stac",

@@ -257,6 +257,136 @@ def peak_memory(model_dir: Path, scene: Path, batch_size: int, device: str) -> t
     return float(rss), float(wall)
 
 
+# A child process times ``predict_scene`` with the geotl tree on its PYTHONPATH (this
+# checkout, or an older one to compare with: ``--before``), pinned to ``cores`` CPUs.
+# ``noop``: the card's model with a network whose forward costs nothing (an 8 px box mean
+# of band 1, thresholded by the softmax: smooth blobs), so the time is the pipeline's.
+_CHILD = r"""
+import dataclasses, json, os, sys, time
+from pathlib import Path
+a = json.loads(sys.argv[1])
+if a["cores"]:
+    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: a["cores"]]))
+import torch
+torch.set_num_threads(a["threads"])
+from geotl.models.artefact import load_artefact
+from geotl.predict import PredictOptions, predict_scene
+
+class Noop(torch.nn.Module):
+    def forward(self, x):
+        m = torch.nn.functional.avg_pool2d(x[:, :1], 8)
+        m = torch.nn.functional.interpolate(m, scale_factor=8.0, mode="nearest")
+        return torch.cat([torch.zeros_like(m), 4.0 * m], 1)
+
+art = load_artefact(Path(a["model"]), a["device"])
+if a["noop"]:
+    art.network = Noop().to(a["device"])
+with torch.inference_mode():
+    art.network(torch.zeros(1, 3, 256, 256, device=a["device"]))
+names = {f.name for f in dataclasses.fields(PredictOptions)}
+opts = {"batch_size": a["batch_size"], "progress": False}
+if "workers" in names:
+    opts["workers"] = a["workers"]
+try:
+    from geotl.predict.strips import warm_pool
+    warm_pool(a["workers"] or len(os.sched_getaffinity(0)))  # like the model's warm-up
+except ImportError:
+    pass
+times = []
+for _ in range(a["repeats"]):
+    t0 = time.perf_counter()
+    det = predict_scene(art, Path(a["scene"]), PredictOptions(**opts))
+    times.append(time.perf_counter() - t0)
+st = {k: round(v, 2) for k, v in vars(det.stats).items() if isinstance(v, float)}
+print(json.dumps({"times": times, "objects": len(det.features), "stages_s": st}))
+"""
+
+
+def child_predict(
+    tree: Path,
+    model: Path,
+    scene: Path,
+    *,
+    noop: bool,
+    cores: int | None,
+    threads: int,
+    workers: int | None,
+    batch_size: int,
+    device: str,
+    repeats: int = 1,
+) -> dict:
+    """``predict_scene`` timed in a fresh process running the geotl in ``tree``."""
+    args = {
+        "model": str(model),
+        "scene": str(scene),
+        "noop": noop,
+        "cores": cores,
+        "threads": threads,
+        "workers": workers,
+        "batch_size": batch_size,
+        "device": device,
+        "repeats": repeats,
+    }
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    res = subprocess.run(
+        [sys.executable, "-c", _CHILD, json.dumps(args)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd="/",
+    )
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def pipeline_throughput(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
+    """Non-model pipeline: Mpx/s per core with a zero-cost model, 1 and 2 cores."""
+    model = args.model or tmp / "model"
+    if args.model is None:
+        make_model(model, args.encoder, args.depth, args.task)
+    scene = tmp / "scene.tif"
+    make_scene(scene, args.size)
+    mpx = args.size**2 / 1e6
+    trees = {"after": REPO}
+    if args.before is not None:
+        trees["before"] = args.before
+    runs: dict[str, dict[int, list[dict]]] = {k: {1: [], 2: []} for k in trees}
+    for _ in range(args.repeats):  # interleaved: each repeat shares the machine's load
+        for cores in (1, 2):
+            for name, tree in trees.items():
+                runs[name][cores].append(
+                    child_predict(
+                        tree,
+                        model,
+                        scene,
+                        noop=True,
+                        cores=cores,
+                        threads=cores,
+                        workers=cores,
+                        batch_size=args.batch_size,
+                        device=args.device,
+                    )
+                )
+    out: dict[str, object] = {"scene_px": args.size, "load_avg": os.getloadavg()}
+    for name, by_cores in runs.items():
+        row: dict[str, object] = {}
+        for cores, rs in by_cores.items():
+            best = min(rs, key=lambda r: r["times"][0])
+            wall = best["times"][0]
+            row[f"{cores}_core"] = {
+                "wall_s": round(wall, 2),
+                "mpx_per_s_per_core": round(mpx / wall / cores, 2),
+                "polygons": best["objects"],
+                "stages_s": best["stages_s"],
+            }
+        w1 = row["1_core"]["wall_s"]  # type: ignore[index]
+        w2 = row["2_core"]["wall_s"]  # type: ignore[index]
+        row["scaling_1_to_2"] = round(w1 / w2 / 2, 3)
+        out[name] = row
+        print(json.dumps({name: row}), file=sys.stderr)
+    return out
+
+
 def _resnet18_model(model_dir: Path) -> None:
     spec = NetworkSpec(encoder="resnet18", in_channels=3, num_classes=2)
     torch.manual_seed(0)
@@ -438,6 +568,18 @@ def main() -> None:
     ap.add_argument("--chips", type=Path, help="--engines: the trained model's chips folder")
     ap.add_argument("--threads", type=int, help="torch and ONNX Runtime threads (default: all)")
     ap.add_argument("--skip-resnet", action="store_true", help="--engines: trained model only")
+    ap.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="non-model pipeline throughput (zero-cost model) at 1 and 2 cores",
+    )
+    ap.add_argument(
+        "--before",
+        type=Path,
+        help="a geotl tree to compare with in the same run (e.g. main at the start: "
+        "mkdir B && git archive COMMIT geotl | tar -x -C B)",
+    )
+    ap.add_argument("--skip-cli", action="store_true", help="no CLI process timing")
     args = ap.parse_args()
     torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
     results: dict[str, object] = {
@@ -449,14 +591,16 @@ def main() -> None:
         "batch_size": args.batch_size,
         "task": args.task,
     }
-    if args.engines:
-        with tempfile.TemporaryDirectory(prefix="geotl-bench-") as tmpname:
-            results["engines"] = compare_engines(args, Path(tmpname))
-        text = json.dumps(results, indent=2)
-        print(text)
-        if args.json:
-            args.json.write_text(text + "\n")
-        return
+    modes = {"pipeline": pipeline_throughput, "engines": compare_engines}
+    for key, run in modes.items():
+        if getattr(args, key):
+            with tempfile.TemporaryDirectory(prefix="geotl-bench-") as tmpname:
+                results[key] = run(args, Path(tmpname))
+            text = json.dumps(results, indent=2)
+            print(text)
+            if args.json:
+                args.json.write_text(text + "\n")
+            return
     with tempfile.TemporaryDirectory(prefix="geotl-bench-") as tmpname:
         tmp = Path(tmpname)
         model = args.model or tmp / "model"
@@ -469,28 +613,60 @@ def main() -> None:
         windows = read_windows(model, scene, args.window)
         n = len(windows)
         # interleaved repeats, best of each: the machine is shared, timings are noisy
-        bare_runs, lib_runs = [], []
+        bare_runs, lib_runs, before_runs = [], [], []
+        before_stages: dict = {}
+        after_stages: dict = {}
+
+        def library(tree: Path) -> dict:
+            return child_predict(
+                tree,
+                model,
+                scene,
+                noop=False,
+                cores=None,
+                threads=torch.get_num_threads(),
+                workers=None,
+                batch_size=args.batch_size,
+                device=args.device,
+            )
+
         for _ in range(args.repeats):
             bare_runs.append(bare_forward(model, windows, args.batch_size, args.device))
-            lib_s, det = geotl_library(model, scene, args.batch_size, args.device)
-            lib_runs.append(lib_s)
+            new = library(REPO)
+            lib_runs.append(new["times"][0])
+            after_stages = new["stages_s"]
+            if args.before is not None:
+                old = library(args.before)
+                before_runs.append(old["times"][0])
+                before_stages = old["stages_s"]
         del windows
+        _, det = geotl_library(model, scene, args.batch_size, args.device)  # the polygons
         bare_s, lib_s = min(bare_runs), min(lib_runs)
-        cli_s = geotl_cli(model, scene, tmp / "out.geojson", args.batch_size, args.device)
         km2 = (args.size * RES_M) ** 2 / 1e6
         results["speed"] = {
             "scene_px": args.size,
             "windows": n,
+            "load_avg": os.getloadavg(),
             "bare_forward_s": round(bare_s, 2),
-            "geotl_cli_s": round(cli_s, 2),
             "geotl_library_s": round(lib_s, 2),
-            "ratio_cli": round(cli_s / bare_s, 3),
             "ratio_library": round(lib_s / bare_s, 3),
-            "km2_per_min_cli": round(km2 / (cli_s / 60), 4),
-            "stages_s": {
-                k: round(v, 2) for k, v in vars(det.stats).items() if isinstance(v, float)
-            },  # type: ignore[attr-defined]
+            "ratio_library_median": round(
+                float(np.median([g / b for g, b in zip(lib_runs, bare_runs, strict=True)])), 3
+            ),
+            "runs_s": {"bare": bare_runs, "library": lib_runs},
+            "stages_s": after_stages,
         }
+        if before_runs:
+            before_s = min(before_runs)
+            results["speed"]["before_library_s"] = round(before_s, 2)  # type: ignore[index]
+            results["speed"]["ratio_before"] = round(before_s / bare_s, 3)  # type: ignore[index]
+            results["speed"]["runs_s"]["before"] = before_runs  # type: ignore[index]
+            results["speed"]["before_stages_s"] = before_stages  # type: ignore[index]
+        if not args.skip_cli:
+            cli_s = geotl_cli(model, scene, tmp / "out.geojson", args.batch_size, args.device)
+            results["speed"]["geotl_cli_s"] = round(cli_s, 2)  # type: ignore[index]
+            results["speed"]["ratio_cli"] = round(cli_s / bare_s, 3)  # type: ignore[index]
+            results["speed"]["km2_per_min_cli"] = round(km2 / (cli_s / 60), 4)  # type: ignore[index]
         print(json.dumps(results["speed"]), file=sys.stderr)
         if not args.skip_torchgeo:
             tg_s, tg_objects = torchgeo_baseline(model, scene, args.window, args.batch_size)
@@ -499,6 +675,9 @@ def main() -> None:
                 "torchgeo_s": round(tg_s, 2),
                 "geotl_library_s": round(lib_s, 2),
                 "speed_ratio_torchgeo_over_geotl": round(tg_s / lib_s, 3),
+                "speed_ratio_torchgeo_over_before": round(tg_s / min(before_runs), 3)
+                if before_runs
+                else None,
                 "agreement": agreement(ours, [o.geometry for o in tg_objects]),
             }
             print(json.dumps(results["torchgeo"]), file=sys.stderr)

@@ -53,6 +53,18 @@ from geotl.predict.engine import ENGINES
     help="ONNX Runtime threads (default: every core).",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Processes that vectorise row strips of a scene side by side (default: every usable "
+    "core for scenes of 4 Mpx or more, else 1). The polygons are the same for any number.",
+)
+@click.option(
+    "--read-threads",
+    type=click.IntRange(min=1),
+    help="Threads reading windows ahead (default: 16 for /vsicurl/ and other remote "
+    "files, else a quarter of the cores, 1 to 4).",
+)
+@click.option(
     "--batch-size",
     type=click.IntRange(min=1),
     default=8,
@@ -108,6 +120,8 @@ def command(
     device: str,
     engine: str,
     threads: int | None,
+    workers: int | None,
+    read_threads: int | None,
     batch_size: int,
     window_px: int | None,
     overlap_px: int | None,
@@ -134,6 +148,8 @@ def command(
         resample=resample,
         bands=tuple(b.strip() for b in bands.split(",") if b.strip()) if bands else None,
         progress=not no_progress,
+        workers=workers,
+        read_threads=read_threads,
     )
     summary = predict_scenes(
         model_dir,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from geotl.predict.engine import load_model
 from geotl.predict.outputs import WRITERS, Prediction, write_cog
 from geotl.predict.scene import check_resolution, map_bands, scene_band_names
 from geotl.predict.stream import StreamStats, infer_and_vectorise
+from geotl.predict.strips import usable_cores
 from geotl.predict.windows import ground_anchor, plan_windows
 from geotl.progress import progress_bar
 
@@ -78,6 +81,12 @@ class PredictOptions:
             ground; off: windows start at the scene's corner.
         flip_tta: average every window's probabilities over its four flips (4x the model
             time; steadier objects from pass to pass).
+        workers: processes that vectorise row strips of a scene side by side (default:
+            the usable cores, for scenes of at least 4 Mpx; smaller scenes, and 1,
+            vectorise in a thread: a pool's start costs more than it saves there). The
+            objects are the same whatever the number.
+        read_threads: threads reading windows ahead (default: 16 for ``/vsicurl/`` and
+            other remote files, else a quarter of the cores, 1 to 4).
     """
 
     batch_size: int = 8
@@ -96,6 +105,8 @@ class PredictOptions:
     progress: bool = True
     ground_grid: bool = True
     flip_tta: bool = False
+    workers: int | None = None
+    read_threads: int | None = None
 
     @classmethod
     def from_region(cls, region: Any, **overrides: Any) -> PredictOptions:
@@ -231,18 +242,19 @@ def predict_scene(
         footprint = gpd.GeoSeries([box(left, bottom, right, top)], crs=ds.crs).to_crs(4326).iloc[0]
         source: Any = ds
         vrt = None
+        vrt_options: dict[str, Any] | None = None
         if resample:
             f = card.resolution_m / res_m
             t = ds.transform
             transform = rasterio.Affine(t.a * f, t.b * f, t.c, t.d * f, t.e * f, t.f)
-            vrt = WarpedVRT(
-                ds,
-                crs=ds.crs,
-                transform=transform,
-                width=max(1, round(ds.width / f)),
-                height=max(1, round(ds.height / f)),
-                resampling=Resampling.bilinear,
-            )
+            vrt_options = {
+                "crs": ds.crs,
+                "transform": transform,
+                "width": max(1, round(ds.width / f)),
+                "height": max(1, round(ds.height / f)),
+                "resampling": Resampling.bilinear,
+            }
+            vrt = WarpedVRT(ds, **vrt_options)
             source = vrt
             log.info(
                 "%s: resampling %.4g m -> %.4g m on the fly",
@@ -292,6 +304,9 @@ def predict_scene(
                     else None,
                     progress=bar.update,
                     flip_tta=options.flip_tta,
+                    workers=_workers(options.workers, plan.scene_shape),
+                    read_threads=options.read_threads,
+                    open_source=lambda: _open_source(scene_path, vrt_options),
                 )
             if options.probabilities_path is not None:
                 write_cog(scratch / "probabilities.tif", options.probabilities_path)
@@ -330,6 +345,29 @@ def predict_scene(
         rgb_indexes=_rgb_indexes(scene_bands, indexes, card.bands),
         stats=stats,
     )
+
+
+_POOL_MIN_PX = 2048 * 2048
+
+
+def _workers(workers: int | None, scene_shape: tuple[int, int]) -> int:
+    """Vectorising processes: as asked, else every usable core for scenes worth a pool."""
+    if workers is not None:
+        return max(1, workers)
+    if scene_shape[0] * scene_shape[1] < _POOL_MIN_PX:
+        return 1
+    return usable_cores()
+
+
+@contextlib.contextmanager
+def _open_source(path: Path, vrt_options: dict[str, Any] | None) -> Iterator[Any]:
+    """Another handle on a scene (and its resampling), for one reading thread."""
+    with rasterio.open(path) as ds:
+        if vrt_options is None:
+            yield ds
+        else:
+            with WarpedVRT(ds, **vrt_options) as vrt:
+                yield vrt
 
 
 def _detect(

@@ -36,6 +36,7 @@ __all__ = [
     "OrtNetwork",
     "TorchEngine",
     "default_engine",
+    "device_probabilities",
     "engine_for",
     "load_model",
 ]
@@ -74,8 +75,8 @@ class TorchEngine:
         self.device = device
         self.head = head
 
-    def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """See :meth:`Engine.probabilities`."""
+    def tensor_probabilities(self, batch: np.ndarray) -> torch.Tensor:
+        """:meth:`probabilities` left on the model's device (no copy back)."""
         amp = self.device.type == "cuda"
         with (
             torch.inference_mode(),
@@ -87,8 +88,23 @@ class TorchEngine:
                 probs = self.head(logits)
             else:
                 probs = torch.softmax(logits.float(), dim=1)[:, 1:]
-        out: np.ndarray = probs.cpu().numpy()
+        return probs.float()
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """See :meth:`Engine.probabilities`."""
+        out: np.ndarray = self.tensor_probabilities(batch).cpu().numpy()
         return out
+
+
+def device_probabilities(engine: Engine, batch: np.ndarray) -> torch.Tensor:
+    """An engine's probabilities as a tensor where they were computed (the model's device).
+
+    Blending then happens there too (:mod:`geotl.predict.stream`); engines that compute on
+    the CPU give a tensor sharing their array's memory.
+    """
+    if isinstance(engine, TorchEngine):
+        return engine.tensor_probabilities(batch)
+    return torch.from_numpy(np.ascontiguousarray(engine.probabilities(batch), dtype=np.float32))
 
 
 def _session(model: OnnxModel, threads: int | None) -> object:

@@ -1,44 +1,60 @@
 """Streaming inference: overlapping windows in batches, blended, in bounded memory.
 
-Four threads share the work so that the model never waits on IO:
+Threads (and a process pool) share the work so that the model never waits:
 
-* a reader reads and normalises batches of windows (GDAL releases the GIL);
-* the calling thread runs the network;
-* a writer adds each window's blended probabilities into an on-disk accumulator and,
-  as soon as a row of windows is complete, turns the rows no later window touches into
-  the final per-pixel planes (class map, scores, ...: the task's
-  :class:`~geotl.predict.objects.ObjectExtractor` says which) and the optional
-  probability GeoTIFF;
-* a vectoriser turns finished rows into objects, window by window with a halo
-  (the extractor's ``extract_by_windows``), while inference goes on.
+* readers read and normalise windows ahead of the model (``read_threads`` threads, each
+  with its own handle on the scene: GDAL releases the GIL, and remote files reward many
+  requests in flight);
+* the calling thread runs the network; its probabilities stay on the model's device;
+* a writer blends each window's probabilities into a band of rows on that device (a
+  torch tensor as wide as the scene and one window high) and, as soon as a row of
+  windows is complete, turns the rows no later window touches into the final per-pixel
+  planes (class map, scores, ...: the task's
+  :class:`~geotl.predict.objects.ObjectExtractor` says which): only those finished rows'
+  probabilities are copied back to the CPU, into a scratch file
+  (:class:`~geotl.predict.strips.RawRaster`), and the optional probability GeoTIFF;
+* a vectoriser turns finished rows into objects window by window with a halo (the
+  ownership rule of :func:`~geotl.predict.vectorise.objects_by_windows`), in a process
+  pool over the cores (:mod:`geotl.predict.strips`) or in its own thread, while inference
+  goes on.
 
-The accumulator and the planes are raw scratch files read and written with
-``pread``/``pwrite``, so memory is bounded by the window and batch size, not the scene:
-the operating system's page cache, not the process, holds the scene.
+Memory is bounded by the window, the batch and the scene's width, not the scene: the
+planes file lives in the operating system's page cache, not the process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
+import torch
 from affine import Affine
 from rasterio.windows import Window
 
 from geotl.errors import GeotlInputError
 from geotl.models.artefact import Artefact
-from geotl.predict.engine import Engine, engine_for
+from geotl.predict.engine import Engine, device_probabilities, engine_for
 from geotl.predict.objects import ObjectExtractor, SegmentationExtractor, extractor_for
-from geotl.predict.vectorise import VectorObject
+from geotl.predict.strips import (
+    RawRaster,
+    StripResult,
+    StripTask,
+    discard_pool,
+    strip_pool,
+    submit_strip,
+)
+from geotl.predict.vectorise import VectorObject, core_windows
 from geotl.predict.windows import PixelWindow, WindowPlan, blend_weights
 
 __all__ = ["RawRaster", "StreamStats", "infer_and_vectorise"]
@@ -48,46 +64,13 @@ log = logging.getLogger(__name__)
 _FINALISE_COLS = 2048
 
 
-class RawRaster:
-    """A scratch raster ``(height, width, bands)`` in a raw file, read/written by window."""
-
-    def __init__(self, path: Path, height: int, width: int, bands: int, dtype: Any) -> None:
-        self.path = path
-        self.height, self.width, self.bands = height, width, bands
-        self.dtype = np.dtype(dtype)
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.ftruncate(self._fd, height * width * bands * self.dtype.itemsize)  # sparse zeros
-
-    def read(self, row: int, col: int, height: int, width: int) -> np.ndarray:
-        """Read a window as ``(height, width, bands)``."""
-        out = np.empty((height, width, self.bands), dtype=self.dtype)
-        row_bytes = self.width * self.bands * self.dtype.itemsize
-        px_bytes = self.bands * self.dtype.itemsize
-        for i in range(height):
-            os.preadv(
-                self._fd, [memoryview(out[i]).cast("B")], (row + i) * row_bytes + col * px_bytes
-            )
-        return out
-
-    def write(self, row: int, col: int, data: np.ndarray) -> None:
-        """Write ``(height, width, bands)`` at ``(row, col)``."""
-        data = np.ascontiguousarray(data, dtype=self.dtype)
-        row_bytes = self.width * self.bands * self.dtype.itemsize
-        px_bytes = self.bands * self.dtype.itemsize
-        for i in range(data.shape[0]):
-            os.pwritev(
-                self._fd, [memoryview(data[i]).cast("B")], (row + i) * row_bytes + col * px_bytes
-            )
-
-    def close(self) -> None:
-        """Close and delete the scratch file."""
-        os.close(self._fd)
-        self.path.unlink(missing_ok=True)
-
-
 @dataclass
 class StreamStats:
-    """Where the time went (seconds) and how much work was done."""
+    """Where the time went (seconds) and how much work was done.
+
+    ``vectorise_s`` is the vectorising work summed over the pool's processes (it can exceed
+    the wall time when several run at once).
+    """
 
     windows: int = 0
     batches: int = 0
@@ -160,6 +143,65 @@ def _batches(plan: WindowPlan, batch_size: int) -> Iterator[list[PixelWindow]]:
         yield batch
 
 
+class _BandAccumulator:
+    """Blends windows into a band of rows ``(channels + 1, rows, width)`` on a device.
+
+    Windows arrive in raster order, so only the rows between the finished-row frontier
+    and the bottom of the current row of windows are ever being blended: the band holds
+    those (at most about one window high), and :meth:`finish` hands over the rows no later
+    window touches and moves the band down.
+    """
+
+    def __init__(self, channels: int, rows: int, width: int, device: torch.device) -> None:
+        self.channels, self.width, self.device = channels, width, device
+        self.top = 0  # scene row of the band's first row
+        self.acc = torch.zeros((channels + 1, rows, width), dtype=torch.float32, device=device)
+
+    def add(
+        self, probs: torch.Tensor, weights: torch.Tensor, r0: int, c0: int, r1: int, c1: int
+    ) -> None:
+        """Add ``probs (channels, h, w)`` weighted by ``weights (h, w)`` at scene rows/cols."""
+        if r1 - self.top > self.acc.shape[1]:  # never for row-ordered plans; safe anyway
+            grow = torch.zeros(
+                (self.channels + 1, r1 - self.top - self.acc.shape[1], self.width),
+                dtype=self.acc.dtype,
+                device=self.device,
+            )
+            self.acc = torch.cat([self.acc, grow], 1)
+        view = self.acc[:, r0 - self.top : r1 - self.top, c0:c1]
+        # multiply, then add (not a fused multiply-add): the same rounding as numpy had
+        view[:-1].add_(probs * weights)
+        view[-1].add_(weights)
+
+    def finish(self, rows_end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Blended ``(channels, n, width)`` and valid ``(n, width)`` of rows ``top..rows_end``.
+
+        The band then starts at ``rows_end``.
+        """
+        n = rows_end - self.top
+        done = self.acc[:, :n]
+        wsum = done[-1]
+        valid = wsum > 0
+        blended = done[:-1] / torch.where(valid, wsum, torch.ones_like(wsum))
+        rest = torch.zeros_like(self.acc)
+        keep = self.acc.shape[1] - n
+        if keep > 0:
+            rest[:, :keep] = self.acc[:, n:]
+        self.acc = rest
+        self.top = rows_end
+        return blended, valid
+
+
+def _read_threads_default(source: Any) -> int:
+    """Threads reading ahead: many for remote files (latency), few for a local disk (CPU)."""
+    from geotl.predict.strips import usable_cores
+
+    name = str(getattr(source, "name", "") or "")
+    if name.startswith(("/vsicurl", "/vsis3", "/vsigs", "/vsiaz", "http://", "https://")):
+        return 16
+    return max(1, min(4, usable_cores() // 4))
+
+
 def infer_and_vectorise(
     artefact: Artefact,
     source: Any,
@@ -177,6 +219,9 @@ def infer_and_vectorise(
     progress: Callable[[int], object] | None = None,
     extractor: ObjectExtractor | None = None,
     flip_tta: bool = False,
+    workers: int = 1,
+    read_threads: int | None = None,
+    open_source: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
 ) -> tuple[list[VectorObject], StreamStats]:
     """Predict ``source`` window by window and vectorise the blended class map.
 
@@ -197,6 +242,11 @@ def infer_and_vectorise(
         progress: called with the number of windows done after each batch.
         extractor: the task's object extractor (default: from the card's task).
         flip_tta: average each window's probabilities over its four flips.
+        workers: processes that vectorise row strips (1: a thread of this process).
+        read_threads: threads reading windows ahead (default: 16 for remote files, else a
+            quarter of the cores, 1 to 4); more than one needs ``open_source``.
+        open_source: opens another handle on ``source`` (one per reading thread: a GDAL
+            dataset must not be shared between threads).
 
     Returns:
         The objects (scene CRS via ``source.transform``) and timing statistics.
@@ -209,68 +259,134 @@ def infer_and_vectorise(
     depth = 2**artefact.card.network.encoder_depth
     model_px = max(window_px, depth)
     model_px = (model_px + depth - 1) // depth * depth
-    weights_full = blend_weights(window_px, window_px, max(plan.overlap_px, 1))
+    device = artefact.device if artefact.engine is None else torch.device("cpu")
+    weights_full = torch.from_numpy(blend_weights(window_px, window_px, max(plan.overlap_px, 1)))
+    weights_full = weights_full.to(device)
     transform: Affine = source.transform
     stats = StreamStats(windows=len(plan.windows))
     pipe = _Pipeline()
+    n_threads = read_threads or _read_threads_default(source)
+    if open_source is None:
+        n_threads = 1
     q_in: queue.Queue[Any] = queue.Queue(maxsize=2)
     q_out: queue.Queue[Any] = queue.Queue(maxsize=2)
-    accum = RawRaster(scratch_dir / "accum.raw", height, width, n_ch + 1, np.float32)
+    band = _BandAccumulator(n_ch, min(window_px, height), width, device)
     planes = RawRaster(scratch_dir / "planes.raw", height, width, extractor.planes, np.float32)
     objects: list[VectorObject] = []
-    nodata = source.nodata
-    is_float = np.dtype(source.dtypes[0]).kind == "f"
+    pool = strip_pool(workers)
+    stats.extra["workers"] = float(workers if pool is not None else 1)
+    stats.extra["read_threads"] = float(n_threads)
+
+    def read_window(ds: Any, w: PixelWindow) -> tuple[np.ndarray, np.ndarray]:
+        """A window normalised and padded to the model's size, and its valid pixels."""
+        r0, c0, r1, c1 = w.clip((height, width))
+        win = Window(c0, r0, c1 - c0, r1 - r0)
+        raw = ds.read(band_indexes, window=win)
+        masks = ds.read_masks(band_indexes, window=win)
+        valid = (masks > 0).any(axis=0)
+        if np.dtype(ds.dtypes[0]).kind == "f":
+            valid &= np.isfinite(raw).all(axis=0)
+        elif ds.nodata is not None:
+            valid &= ~(raw == ds.nodata).all(axis=0)
+        norm = artefact.normalise(raw)
+        norm[:, ~valid] = 0.0
+        top, left = r0 - w.row_off, c0 - w.col_off
+        bottom, right = model_px - top - (r1 - r0), model_px - left - (c1 - c0)
+        if top or left or bottom or right:
+            norm = np.pad(norm, ((0, 0), (top, bottom), (left, right)), mode="symmetric")
+        full = np.zeros((model_px, model_px), dtype=bool)
+        full[top : top + r1 - r0, left : left + c1 - c0] = valid
+        return norm, full
 
     def reader() -> None:
         try:
-            for batch in _batches(plan, batch_size):
-                t0 = time.perf_counter()
-                arr = np.zeros(
-                    (len(batch), len(band_indexes), model_px, model_px), dtype=np.float32
-                )
-                valids: list[np.ndarray] = []
-                for k, w in enumerate(batch):
-                    r0, c0, r1, c1 = w.clip((height, width))
-                    win = Window(c0, r0, c1 - c0, r1 - r0)
-                    raw = source.read(band_indexes, window=win)
-                    masks = source.read_masks(band_indexes, window=win)
-                    valid = (masks > 0).any(axis=0)
-                    if is_float:
-                        valid &= np.isfinite(raw).all(axis=0)
-                    elif nodata is not None:
-                        valid &= ~(raw == nodata).all(axis=0)
-                    norm = artefact.normalise(raw)
-                    norm[:, ~valid] = 0.0
-                    top, left = r0 - w.row_off, c0 - w.col_off
-                    bottom, right = model_px - top - (r1 - r0), model_px - left - (c1 - c0)
-                    if top or left or bottom or right:
-                        norm = np.pad(
-                            norm, ((0, 0), (top, bottom), (left, right)), mode="symmetric"
-                        )
-                    arr[k] = norm
-                    valids.append(valid)
-                stats.read_s += time.perf_counter() - t0
-                pipe.put(q_in, (batch, arr, valids))
+            if n_threads == 1:
+                for batch in _batches(plan, batch_size):
+                    t0 = time.perf_counter()
+                    got = [read_window(source, w) for w in batch]
+                    stats.read_s += time.perf_counter() - t0
+                    pipe.put(q_in, (batch, *_stack(got)))
+            else:
+                _read_ahead(n_threads)
             pipe.put(q_in, None)
         except _Stop:
             pass
         except BaseException as exc:
             pipe.fail(exc)
 
+    def _read_ahead(n: int) -> None:
+        """``n`` threads, each with its own handle (opened and closed in that thread)."""
+        assert open_source is not None
+        windows = plan.windows
+        slots: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        cond = threading.Condition()
+        # windows in flight: enough to keep every thread busy for two batches
+        room = threading.Semaphore(max(2 * n, 2 * batch_size))
+        next_k = [0]
+
+        def work() -> None:
+            try:
+                with open_source() as ds:
+                    while True:
+                        while not room.acquire(timeout=0.1):
+                            if pipe.stop.is_set():
+                                return
+                        with cond:
+                            k = next_k[0]
+                            next_k[0] += 1
+                        if k >= len(windows) or pipe.stop.is_set():
+                            return
+                        t0 = time.perf_counter()
+                        item = read_window(ds, windows[k])
+                        with cond:
+                            stats.read_s += time.perf_counter() - t0
+                            slots[k] = item
+                            cond.notify_all()
+            except BaseException as exc:
+                pipe.fail(exc)
+
+        pool_threads = [
+            threading.Thread(target=work, name=f"geotl-read-{i}", daemon=True) for i in range(n)
+        ]
+        for t in pool_threads:
+            t.start()
+        try:
+            k = 0
+            for batch in _batches(plan, batch_size):
+                got = []
+                for _ in batch:
+                    with cond:
+                        while k not in slots:
+                            if pipe.stop.is_set():
+                                raise _Stop
+                            cond.wait(timeout=0.1)
+                        got.append(slots.pop(k))
+                    room.release()
+                    k += 1
+                pipe.put(q_in, (batch, *_stack(got)))
+        finally:
+            if k < len(windows):
+                pipe.stop.set()  # an error: the threads stop too
+            for t in pool_threads:
+                t.join()
+
     prob_ds: Any = None
 
-    def finalise(r0: int, r1: int) -> None:
+    def finalise(r_end: int) -> None:
+        r0 = band.top
+        blended_t, valid_t = band.finish(r_end)
+        # only the finished rows' blended probabilities leave the device
+        blended_all = blended_t.cpu().numpy()
+        valid_all = valid_t.cpu().numpy()
         for c0 in range(0, width, _FINALISE_COLS):
-            cw = min(_FINALISE_COLS, width - c0)
-            acc = accum.read(r0, c0, r1 - r0, cw)
-            wsum = acc[..., -1]
-            valid = wsum > 0
-            blended = np.moveaxis(acc[..., :-1] / np.where(valid, wsum, 1.0)[..., None], -1, 0)
+            c1 = min(c0 + _FINALISE_COLS, width)
+            blended = blended_all[:, :, c0:c1]
+            valid = valid_all[:, c0:c1]
             planes.write(r0, c0, np.moveaxis(extractor.finalise(blended, valid, threshold), 0, -1))
             if prob_ds is not None:
                 probs = extractor.class_probabilities(blended)
                 out = np.where(valid[None], probs, -1.0).astype(np.float32)
-                prob_ds.write(out, window=Window(c0, r0, cw, r1 - r0))
+                prob_ds.write(out, window=Window(c0, r0, c1 - c0, r_end - r0))
 
     def writer() -> None:
         try:
@@ -282,20 +398,17 @@ def infer_and_vectorise(
                     break
                 t0 = time.perf_counter()
                 batch, probs, valids = item
-                for w, p, valid in zip(batch, probs, valids, strict=True):
+                for k, w in enumerate(batch):
                     r0, c0, r1, c1 = w.clip((height, width))
                     rsl = slice(r0 - w.row_off, r1 - w.row_off)
                     csl = slice(c0 - w.col_off, c1 - w.col_off)
-                    wts = weights_full[rsl, csl] * valid
-                    acc = accum.read(r0, c0, r1 - r0, c1 - c0)
-                    acc[..., :-1] += np.moveaxis(p[:, rsl, csl], 0, -1) * wts[..., None]
-                    acc[..., -1] += wts
-                    accum.write(r0, c0, acc)
+                    wts = weights_full[rsl, csl] * valids[k, rsl, csl]
+                    band.add(probs[k, :, rsl, csl], wts, r0, c0, r1, c1)
                     done_in_row[w.grid_row] = done_in_row.get(w.grid_row, 0) + 1
                     if done_in_row[w.grid_row] == plan.n_cols:
                         rows = plan.final_rows_after(w.grid_row)
                         if rows > final:
-                            finalise(final, rows)
+                            finalise(rows)
                             final = rows
                             pipe.rows_done(final)
                 stats.write_s += time.perf_counter() - t0
@@ -315,21 +428,70 @@ def infer_and_vectorise(
     def vectoriser() -> None:
         t0 = time.perf_counter()
         try:
-            for obj in extractor.extract_by_windows(
-                read_final,
-                (height, width),
-                transform,
-                window_px=vector_window_px,
-                halo_px=halo_px,
-                simplify_px=simplify_px,
-                min_pixels=min_pixels,
-            ):
-                objects.append(obj)
-            stats.vectorise_s = time.perf_counter() - t0 - waited[0]
+            if pool is None:
+                for obj in extractor.extract_by_windows(
+                    read_final,
+                    (height, width),
+                    transform,
+                    window_px=vector_window_px,
+                    halo_px=halo_px,
+                    simplify_px=simplify_px,
+                    min_pixels=min_pixels,
+                ):
+                    objects.append(obj)
+                stats.vectorise_s = time.perf_counter() - t0 - waited[0]
+            else:
+                _vectorise_in_pool()
         except _Stop:
             pass
         except BaseException as exc:
             pipe.fail(exc)
+
+    def _vectorise_in_pool() -> None:
+        assert pool is not None
+        cores = [c for row in core_windows((height, width), vector_window_px) for c in row]
+        # a few tasks per worker: balanced, yet each reads its halos only once
+        per_task = max(1, len(cores) // (4 * workers))
+        chunks = [tuple(cores[i : i + per_task]) for i in range(0, len(cores), per_task)]
+
+        def task(chunk: tuple[tuple[int, int, int, int], ...]) -> StripTask:
+            return StripTask(
+                extractor=extractor,
+                planes_path=planes.path,
+                scene_shape=(height, width),
+                planes=extractor.planes,
+                cores=chunk,
+                transform=transform,
+                window_px=vector_window_px,
+                halo_px=halo_px,
+                simplify_px=simplify_px,
+                min_pixels=min_pixels,
+                rows_ready=pipe.final_rows,
+            )
+
+        futures: list[Future[StripResult]] = []
+        try:
+            for chunk in chunks:
+                last = chunk[-1]
+                pipe.wait_rows(min(last[0] + last[2] + halo_px, height))
+                futures.append(submit_strip(pool, task(chunk)))
+            for chunk, fut in zip(chunks, futures, strict=True):
+                res = fut.result()
+                while True:
+                    objects.extend(res.objects)
+                    stats.vectorise_s += res.seconds
+                    chunk = chunk[res.cores_done :]
+                    if not chunk:
+                        break
+                    # an object of this chunk reaches rows not final yet: wait, run the rest
+                    pipe.wait_rows(min(res.need_rows, height))
+                    res = submit_strip(pool, task(chunk)).result()
+        except BrokenProcessPool:
+            discard_pool(pool)
+            raise
+        finally:
+            for f in futures:
+                f.cancel()
 
     t_start = time.perf_counter()
     profile = None
@@ -374,8 +536,7 @@ def infer_and_vectorise(
                 t.join(timeout=30)
         if prob_ds is not None:
             prob_ds.close()
-        for raw in (accum, planes):
-            raw.close()
+        planes.close()
     if pipe.errors:
         raise pipe.errors[0]
     stats.wall_s = time.perf_counter() - t_start
@@ -383,13 +544,18 @@ def infer_and_vectorise(
     return objects, stats
 
 
-def _flip_averaged(engine: Engine, batch: np.ndarray) -> np.ndarray:
+def _stack(got: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """A batch's windows ``(B, bands, px, px)`` float32 and valid pixels ``(B, px, px)``."""
+    return np.stack([g[0] for g in got]), np.stack([g[1] for g in got])
+
+
+def _flip_averaged(engine: Engine, batch: np.ndarray) -> torch.Tensor:
     """Probabilities averaged over the identity, left-right, up-down and both flips."""
-    total: np.ndarray | None = None
+    total: torch.Tensor | None = None
     for axes in ((), (-1,), (-2,), (-2, -1)):
         x = np.ascontiguousarray(np.flip(batch, axes)) if axes else batch
-        p = engine.probabilities(x)
-        p = np.flip(p, axes) if axes else p
+        p = device_probabilities(engine, x)
+        p = torch.flip(p, axes) if axes else p
         total = p if total is None else total + p
     assert total is not None
     return total / 4.0
@@ -420,10 +586,11 @@ def _run_model(
                 return
             batch, arr, valids = item
             t0 = time.perf_counter()
-            out = _flip_averaged(engine, arr) if flip_tta else engine.probabilities(arr)
+            out = _flip_averaged(engine, arr) if flip_tta else device_probabilities(engine, arr)
+            valid_t = torch.from_numpy(valids).to(out.device, non_blocking=True)
             stats.model_s += time.perf_counter() - t0
             stats.batches += 1
-            pipe.put(q_out, (batch, out, valids))
+            pipe.put(q_out, (batch, out, valid_t))
             if progress is not None:
                 progress(len(batch))
     except _Stop:

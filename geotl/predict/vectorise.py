@@ -23,7 +23,7 @@ transform. That is what makes windowed vectorisation equal whole-scene vectorisa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,7 @@ __all__ = [
     "VectorObject",
     "WindowExtractor",
     "class_map_from_probabilities",
+    "core_windows",
     "label_classes",
     "objects_by_windows",
     "objects_to_frame",
@@ -206,11 +207,11 @@ def label_classes(
     labels = np.zeros(class_map.shape, dtype=np.int32)
     label_class: list[int] = [0]
     next_label = 1
-    for cls in np.unique(class_map):
-        cls_i = int(cls)
+    present = np.flatnonzero(np.bincount(class_map.ravel(), minlength=1))
+    for cls_i in (int(c) for c in present):
         if cls_i in (0, nodata_class):
             continue
-        lab, n = ndimage.label(class_map == cls, structure=_CROSS)
+        lab, n = ndimage.label(class_map == cls_i, structure=_CROSS)
         if n == 0:
             continue
         sel = lab > 0
@@ -230,6 +231,7 @@ def vectorise_labels(
     min_pixels: int = 1,
     row_off: int = 0,
     col_off: int = 0,
+    only: np.ndarray | None = None,
 ) -> list[VectorObject]:
     """Vectorise a label image: one object per label (each label a 4-connected region).
 
@@ -242,6 +244,7 @@ def vectorise_labels(
         min_pixels: see :func:`vectorise`.
         row_off: see :func:`vectorise`.
         col_off: see :func:`vectorise`.
+        only: boolean per label: vectorise only these labels (default: all).
 
     Returns:
         Objects sorted by first pixel (raster order), then class.
@@ -257,18 +260,20 @@ def vectorise_labels(
     slices = ndimage.find_objects(labels)
     keep = counts >= max(min_pixels, 1)
     keep[0] = False
+    if only is not None:
+        keep &= only
+    if not keep.any():
+        return objects
+    firsts = _first_pixels(labels, slices)
     px_transform = Affine.translation(col_off, row_off)
+    # only the kept labels are traced (the others are masked out: same rings for the kept)
     for geom_json, value in rasterio.features.shapes(
-        labels, mask=labels > 0, connectivity=4, transform=px_transform
+        labels, mask=keep[labels], connectivity=4, transform=px_transform
     ):
         lab_id = int(value)
-        if not keep[lab_id]:
-            continue
         sl = slices[lab_id - 1]
         assert sl is not None
-        # First pixel in raster order: leftmost pixel of the bounding box's top row.
-        r0 = sl[0].start
-        c0 = sl[1].start + int(np.argmax(labels[r0, sl[1]] == lab_id))
+        r0, c0 = firsts[lab_id]
         geom = _finish_geometry(shape(geom_json), simplify_px, transform)
         if geom.is_empty:
             continue
@@ -336,34 +341,55 @@ def vectorise_window(
     r_row, r_col, r_h, r_w = read_window
     c_row, c_col, c_h, c_w = core_window
     scene_h, scene_w = scene_shape
-    objects = vectorise(
-        class_map,
+    if class_map.shape[0] == 0 or class_map.shape[1] == 0:
+        return [], True
+    labels, label_class = label_classes(class_map)
+    # ownership and cuts from the labels alone: only owned objects are traced
+    slices = ndimage.find_objects(labels)
+    owned_labels: list[int] = []
+    for lab, (r0, c0) in _first_pixels(labels, slices).items():
+        if not (c_row <= r0 + r_row < c_row + c_h and c_col <= c0 + r_col < c_col + c_w):
+            continue
+        sl = slices[lab - 1]
+        assert sl is not None
+        if (
+            (sl[0].start == 0 and r_row > 0)
+            or (sl[1].start == 0 and r_col > 0)
+            or (sl[0].stop == r_h and r_row + r_h < scene_h)
+            or (sl[1].stop == r_w and r_col + r_w < scene_w)
+        ):
+            return [], False  # an owned object may continue outside: a larger halo
+        owned_labels.append(lab)
+    only = np.zeros(len(label_class), dtype=bool)
+    only[owned_labels] = True
+    owned = vectorise_labels(
+        labels,
+        label_class,
         transform,
         scores=scores,
         simplify_px=simplify_px,
-        min_pixels=1,
+        min_pixels=min_pixels,
         row_off=r_row,
         col_off=r_col,
+        only=only,
     )
-    owned: list[VectorObject] = []
-    complete = True
-    for obj in objects:
-        row, col = obj.first_px
-        if not (c_row <= row < c_row + c_h and c_col <= col < c_col + c_w):
+    return owned, True
+
+
+def _first_pixels(
+    labels: np.ndarray, slices: list[tuple[slice, slice] | None]
+) -> dict[int, tuple[int, int]]:
+    """``label -> (row, col)`` of its first pixel in raster order (local to ``labels``).
+
+    The leftmost pixel of the top row of the label's bounding box.
+    """
+    out: dict[int, tuple[int, int]] = {}
+    for lab, sl in enumerate(slices, start=1):
+        if sl is None:
             continue
-        b_r0, b_c0, b_r1, b_c1 = obj.bbox_px
-        cut = (
-            (b_r0 == r_row and r_row > 0)
-            or (b_c0 == r_col and r_col > 0)
-            or (b_r1 == r_row + r_h and r_row + r_h < scene_h)
-            or (b_c1 == r_col + r_w and r_col + r_w < scene_w)
-        )
-        if cut:
-            complete = False
-            continue
-        if obj.pixel_count >= min_pixels:
-            owned.append(obj)
-    return owned, complete
+        r0 = sl[0].start
+        out[lab] = (r0, sl[1].start + int(np.argmax(labels[r0, sl[1]] == lab)))
+    return out
 
 
 WindowReader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray | None]]
@@ -432,6 +458,28 @@ WindowExtractor = Callable[
 """``extract(data, read_window, core_window) -> (owned objects, complete)``."""
 
 
+def core_windows(
+    scene_shape: tuple[int, int], window_px: int
+) -> list[list[tuple[int, int, int, int]]]:
+    """The core windows that tile a scene, row by row: ``(row_off, col_off, height, width)``.
+
+    Each row of cores is a *row strip*: strips own disjoint objects (ownership rule), so
+    they can be vectorised independently and their objects concatenated in strip order.
+
+    >>> [[c[:2] for c in row] for row in core_windows((5, 7), 4)]
+    [[(0, 0), (0, 4)], [(4, 0), (4, 4)]]
+    """
+    scene_h, scene_w = scene_shape
+    window_px = max(int(window_px), 1)
+    return [
+        [
+            (r, c, min(window_px, scene_h - r), min(window_px, scene_w - c))
+            for c in range(0, scene_w, window_px)
+        ]
+        for r in range(0, scene_h, window_px)
+    ]
+
+
 def objects_by_windows(
     read: Callable[[int, int, int, int], Any],
     extract: WindowExtractor,
@@ -439,6 +487,7 @@ def objects_by_windows(
     *,
     window_px: int = 1024,
     halo_px: int = 64,
+    cores: Iterable[tuple[int, int, int, int]] | None = None,
 ) -> Iterator[VectorObject]:
     """The halo loop shared by every task's object extractor.
 
@@ -452,27 +501,28 @@ def objects_by_windows(
         scene_shape: ``(height, width)``.
         window_px: core window size.
         halo_px: initial halo around the core window.
+        cores: only these core windows (of :func:`core_windows` with ``window_px``);
+            default: all of them, in raster order.
 
     Yields:
         Objects, window by window.
     """
     scene_h, scene_w = scene_shape
-    window_px = max(int(window_px), 1)
-    for c_row in range(0, scene_h, window_px):
-        for c_col in range(0, scene_w, window_px):
-            core = (c_row, c_col, min(window_px, scene_h - c_row), min(window_px, scene_w - c_col))
-            halo = max(int(halo_px), 1)
-            while True:
-                r0, c0 = max(core[0] - halo, 0), max(core[1] - halo, 0)
-                r1 = min(core[0] + core[2] + halo, scene_h)
-                c1 = min(core[1] + core[3] + halo, scene_w)
-                owned, complete = extract(
-                    read(r0, c0, r1 - r0, c1 - c0), (r0, c0, r1 - r0, c1 - c0), core
-                )
-                if complete:
-                    yield from owned
-                    break
-                halo *= 2
+    if cores is None:
+        cores = [c for row in core_windows(scene_shape, window_px) for c in row]
+    for core in cores:
+        halo = max(int(halo_px), 1)
+        while True:
+            r0, c0 = max(core[0] - halo, 0), max(core[1] - halo, 0)
+            r1 = min(core[0] + core[2] + halo, scene_h)
+            c1 = min(core[1] + core[3] + halo, scene_w)
+            owned, complete = extract(
+                read(r0, c0, r1 - r0, c1 - c0), (r0, c0, r1 - r0, c1 - c0), core
+            )
+            if complete:
+                yield from owned
+                break
+            halo *= 2
 
 
 def objects_to_frame(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 from affine import Affine
 
-from geotl.predict.vectorise import VectorObject
+from geotl.predict.vectorise import VectorObject, WindowExtractor, objects_by_windows
 
 __all__ = ["ObjectExtractor", "PlaneReader"]
 
@@ -67,6 +67,20 @@ class ObjectExtractor(ABC):
         """Objects of a whole array of planes (a chip, or a small scene)."""
 
     @abstractmethod
+    def window_extractor(
+        self,
+        scene_shape: tuple[int, int],
+        transform: Affine,
+        *,
+        simplify_px: float,
+        min_pixels: int,
+    ) -> WindowExtractor:
+        """The objects a core window owns, from its planes read with a halo.
+
+        The returned function takes ``(planes, read_window, core_window)`` and gives
+        ``(owned objects, complete)`` (see :func:`geotl.predict.vectorise.objects_by_windows`).
+        """
+
     def extract_by_windows(
         self,
         read: PlaneReader,
@@ -77,5 +91,15 @@ class ObjectExtractor(ABC):
         halo_px: int,
         simplify_px: float,
         min_pixels: int,
+        cores: Iterable[tuple[int, int, int, int]] | None = None,
     ) -> Iterator[VectorObject]:
-        """Objects of a scene, window by window; equal to :meth:`extract` on the whole scene."""
+        """Objects of a scene, window by window; equal to :meth:`extract` on the whole scene.
+
+        ``cores``: only the objects these core windows own (default: every core window).
+        """
+        extract = self.window_extractor(
+            scene_shape, transform, simplify_px=simplify_px, min_pixels=min_pixels
+        )
+        return objects_by_windows(
+            read, extract, scene_shape, window_px=window_px, halo_px=halo_px, cores=cores
+        )

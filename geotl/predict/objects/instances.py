@@ -27,21 +27,19 @@ segmentation: by the window plus the largest component.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import torch
 from affine import Affine
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-from geotl.predict.objects.base import ObjectExtractor, PlaneReader
+from geotl.predict.objects.base import ObjectExtractor
 from geotl.predict.objects.segmentation import background_first
 from geotl.predict.vectorise import (
     NODATA_CLASS,
     VectorObject,
+    WindowExtractor,
     class_map_from_probabilities,
-    objects_by_windows,
     vectorise_labels,
 )
 
@@ -195,18 +193,15 @@ class InstanceExtractor(ObjectExtractor):
             min_pixels=min_pixels,
         )
 
-    def extract_by_windows(
+    def window_extractor(
         self,
-        read: PlaneReader,
         scene_shape: tuple[int, int],
         transform: Affine,
         *,
-        window_px: int,
-        halo_px: int,
         simplify_px: float,
         min_pixels: int,
-    ) -> Iterator[VectorObject]:
-        """Window by window: an object belongs to the core window holding its first pixel."""
+    ) -> WindowExtractor:
+        """An object belongs to the core window holding its first pixel."""
         scene_h, scene_w = scene_shape
         min_seed = _min_seed_px(min_pixels)
 
@@ -240,4 +235,4 @@ class InstanceExtractor(ObjectExtractor):
             ]
             return owned, True
 
-        return objects_by_windows(read, extract, scene_shape, window_px=window_px, halo_px=halo_px)
+        return extract

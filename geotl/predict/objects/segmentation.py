@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import torch
 from affine import Affine
 
-from geotl.predict.objects.base import ObjectExtractor, PlaneReader
+from geotl.predict.objects.base import ObjectExtractor
 from geotl.predict.vectorise import (
     VectorObject,
+    WindowExtractor,
     class_map_from_probabilities,
     vectorise,
-    vectorise_by_windows,
+    vectorise_window,
 )
 
 __all__ = ["SegmentationExtractor"]
@@ -48,29 +47,30 @@ class SegmentationExtractor(ObjectExtractor):
             min_pixels=min_pixels,
         )
 
-    def extract_by_windows(
+    def window_extractor(
         self,
-        read: PlaneReader,
         scene_shape: tuple[int, int],
         transform: Affine,
         *,
-        window_px: int,
-        halo_px: int,
         simplify_px: float,
         min_pixels: int,
-    ) -> Iterator[VectorObject]:
-        """:func:`geotl.predict.vectorise.vectorise_by_windows` on the class map."""
+    ) -> WindowExtractor:
+        """:func:`geotl.predict.vectorise.vectorise_window` on the class map."""
 
-        def read_classes(r: int, c: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-            planes = read(r, c, h, w)
-            return planes[0].astype(np.uint8), planes[1]
+        def extract(
+            planes: np.ndarray,
+            read_window: tuple[int, int, int, int],
+            core_window: tuple[int, int, int, int],
+        ) -> tuple[list[VectorObject], bool]:
+            return vectorise_window(
+                planes[0].astype(np.uint8),
+                transform,
+                read_window=read_window,
+                core_window=core_window,
+                scene_shape=scene_shape,
+                scores=planes[1],
+                simplify_px=simplify_px,
+                min_pixels=min_pixels,
+            )
 
-        return vectorise_by_windows(
-            read_classes,
-            scene_shape,
-            transform,
-            window_px=window_px,
-            halo_px=halo_px,
-            simplify_px=simplify_px,
-            min_pixels=min_pixels,
-        )
+        return extract

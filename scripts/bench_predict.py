@@ -451,7 +451,14 @@ def compare_engines(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
             raw = windows[:16] * std + mean
             calib = Calibration(tiles=(raw / 255.0).astype(np.float32), source="16 scene windows")
         res8 = export_onnx(
-            model_dir, int8, int8=True, tile_px=args.window, calibration=calib, overwrite=True
+            model_dir,
+            int8,
+            int8=True,
+            tile_px=args.window,
+            calibration=calib,
+            region_path=args.region,
+            chips_dir=args.chips,
+            overwrite=True,
         )
         row["export_int8_s"], row["size_int8_mb"] = round(res8.export_s, 1), res8.size_bytes / 1e6
         row["quantisation"] = res8.card.quantisation
@@ -504,14 +511,17 @@ def compare_engines(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
             tg_s, _ = torchgeo_baseline(model_dir, scene, args.window, args.batch_size)
             row["torchgeo_s"] = round(tg_s, 2)
             row["torchgeo_over"] = {k: round(tg_s / min(v), 2) for k, v in scene_s.items()}
-        if card.regions and Path(card.regions[0].path).is_file():
-            row["test_iou"] = _test_iou(model_dir, card, tmp, args)
+        region_path = args.region or (Path(card.regions[0].path) if card.regions else None)
+        if region_path is not None and region_path.is_file():
+            row["test_iou"] = _test_iou(model_dir, card, tmp, args, region_path)
         print(json.dumps(row), file=sys.stderr)
         out[key] = row
     return out
 
 
-def _test_iou(model_dir: Path, card: object, tmp: Path, args: argparse.Namespace) -> dict:
+def _test_iou(
+    model_dir: Path, card: object, tmp: Path, args: argparse.Namespace, region_path: Path
+) -> dict:
     """Tree IoU on the region's test chips: torch vs fp32 vs int8 graphs at the chip size."""
     from geotl.config import load_region
     from geotl.evaluate import _evaluate_chips
@@ -519,12 +529,18 @@ def _test_iou(model_dir: Path, card: object, tmp: Path, args: argparse.Namespace
     from geotl.models.artefact import load_artefact
     from geotl.predict.engine import load_model
 
-    region = load_region(Path(card.regions[0].path))  # type: ignore[attr-defined]
+    region = load_region(region_path)
     chips = args.chips or model_dir.parent / "chips"
     tile = card.chip_size_px  # type: ignore[attr-defined]
     export_onnx(model_dir, tmp / "eval.onnx", tile_px=tile, overwrite=True)
     export_onnx(
-        model_dir, tmp / "eval8.onnx", int8=True, tile_px=tile, chips_dir=chips, overwrite=True
+        model_dir,
+        tmp / "eval8.onnx",
+        int8=True,
+        tile_px=tile,
+        region_path=region_path,
+        chips_dir=chips,
+        overwrite=True,
     )
     res = {}
     for k, art in (
@@ -566,6 +582,11 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--engines", action="store_true", help="compare torch / ORT fp32 / ORT int8")
     ap.add_argument("--chips", type=Path, help="--engines: the trained model's chips folder")
+    ap.add_argument(
+        "--region",
+        type=Path,
+        help="--engines: the trained model's region file (default: the path in its card)",
+    )
     ap.add_argument("--threads", type=int, help="torch and ONNX Runtime threads (default: all)")
     ap.add_argument("--skip-resnet", action="store_true", help="--engines: trained model only")
     ap.add_argument(

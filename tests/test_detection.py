@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
+import shapely
 import torch
 from click.testing import CliRunner
 
 from geotl.chips import chip_region, read_chip_index
+from geotl.cli.main import cli
 from geotl.config import load_region
 from geotl.errors import BaseModelError
 from geotl.evaluate import evaluate_model
+from geotl.export import export_onnx
 from geotl.models.artefact import load_artefact
+from geotl.models.detector import level_anchors
 from geotl.predict import PredictOptions, predict_scene
+from geotl.predict.engine import OrtEngine, load_model
 from geotl.train import TrainOptions, load_region_chips, select_objects, train_model
 from geotl.train.tasks.detection import dihedral, flip_rotate_boxes
 
@@ -113,8 +121,6 @@ def test_train_evaluate_predict(det_model: Path, det_region: Path, tmp_path: Pat
 
 
 def test_detection_model_refuses_probabilities(det_model: Path, tmp_path: Path) -> None:
-    from geotl.cli.main import cli
-
     res = CliRunner().invoke(
         cli,
         ["predict", str(det_model), str(SCENE), "-o", str(tmp_path / "o.geojson"),
@@ -146,3 +152,84 @@ def test_detection_base_refused_for_segmentation(det_model: Path, tmp_path: Path
 def test_card_is_json(det_model: Path) -> None:
     card = json.loads((det_model / "model.json").read_text())
     assert card["network"]["anchor_sizes"] == [16, 32, 64, 128, 256]
+
+
+def _matched(ours: list[Any], ref: list[Any], min_iou: float) -> int:
+    """How many of ``ref``'s boxes one of ``ours`` overlaps at ``min_iou`` or more."""
+    tree = shapely.STRtree(ours)
+    hits = 0
+    for box in ref:
+        near = tree.query(box)
+        if any(box.intersection(ours[i]).area / box.union(ours[i]).area >= min_iou for i in near):
+            hits += 1
+    return hits
+
+
+def test_onnx_export_predicts_the_same_boxes(det_model: Path, tmp_path: Path) -> None:
+    """A detector's ONNX graph (every anchor's box and scores) + geotl's post-processing."""
+    onnx_path = tmp_path / "det.onnx"
+    res = CliRunner().invoke(
+        cli, ["-q", "export", str(det_model), "--onnx", str(onnx_path), "--tile-px", "256"]
+    )
+    assert res.exit_code == 0, res.stderr
+    graph = onnx.load(str(onnx_path))
+    meta = {p.key: json.loads(p.value) for p in graph.metadata_props}
+    card = load_artefact(det_model).card
+    assert meta["model_type"] == "Detector" and meta["det_type"] == "YOLO_v5_v7_DEFAULT"
+    assert meta["det_conf"] == card.threshold and meta["det_iou_thresh"] == card.nms_iou
+    assert meta["class_names"] == {"0": "background", "1": "tree"}
+    assert meta["tiles_size"] == 256 and meta["geotl_card"]["task"] == "detection"
+    stac = json.loads(onnx_path.with_suffix(".stac.json").read_text())["properties"]
+    assert stac["mlm:tasks"] == ["object-detection"]
+    assert stac["mlm:output"][0]["result"]["shape"] == [1, -1, 7]
+    # Deepness's layout: one window, one row per anchor: cx, cy, w, h, conf, class scores
+    rows = ort.InferenceSession(str(onnx_path)).run(None, {"image": np.zeros((1, 3, 256, 256), np.float32)})[0]  # fmt: skip
+    assert rows.shape == (1, sum(level_anchors(256)), 5 + 2)
+    assert np.allclose(rows[0, :, 4], rows[0, :, 6])  # conf: the best object class
+
+    # two epochs do not make a detector: keep every box down to a tiny score
+    art = load_artefact(det_model)
+    art.network.score_thresh = 0.0  # type: ignore[assignment]
+    exported = load_model(onnx_path, "onnxruntime", threads=1)
+    assert isinstance(exported.engine, OrtEngine)
+    exported.engine.score_thresh = 0.0
+    opts = PredictOptions(window_px=256, overlap_px=64, threshold=0.001, progress=False)
+    ref = predict_scene(art, SCENE, opts)
+    ours = predict_scene(exported, SCENE, opts)
+    a, b = list(ref.native.geometry), list(ours.native.geometry)
+    assert len(a) > 20 and abs(len(a) - len(b)) <= len(a) // 50
+    # the same boxes up to ties (near-equal scores of a weak model at the per-level
+    # candidate limit and in suppression)
+    assert _matched(b, a, 0.99) >= 0.97 * len(a), (len(a), len(b), _matched(b, a, 0.99))
+    assert np.allclose(
+        np.sort(ref.features["score"])[-20:], np.sort(ours.features["score"])[-20:], atol=1e-3
+    )
+    # code written for the torch network (geotl evaluate) runs the graph unchanged
+    out = exported.network(torch.zeros(1, 3, 256, 256))
+    assert isinstance(out, list) and set(out[0]) == {"boxes", "scores", "labels"}
+
+
+def test_int8_detector_quantises_its_convolutions(
+    det_model: Path, det_region: Path, tmp_path: Path
+) -> None:
+    """--int8 on a detector: int8 convolutions, box decoding and scores in float."""
+    fp32, int8 = tmp_path / "det.onnx", tmp_path / "det8.onnx"
+    export_onnx(det_model, fp32, tile_px=256)
+    res = export_onnx(det_model, int8, tile_px=256, int8=True, region_path=det_region)
+    assert (
+        res.card.quantisation.startswith("int8 static")
+        and res.size_bytes < 0.5 * fp32.stat().st_size
+    )
+    graph = onnx.load(str(int8))
+    ops = [n.op_type for n in graph.graph.node]
+    assert ops.count("DequantizeLinear") > 50 and "Exp" in ops and "Sigmoid" in ops
+    opts = PredictOptions(window_px=256, overlap_px=64, threshold=0.02, progress=False)
+    boxes = {}
+    for key, path in (("fp32", fp32), ("int8", int8)):
+        model = load_model(path, "onnxruntime", threads=1)
+        assert isinstance(model.engine, OrtEngine)
+        model.engine.score_thresh = 0.0  # a weak model: its best scores are a few hundredths
+        boxes[key] = list(predict_scene(model, SCENE, opts).native.geometry)
+    assert len(boxes["fp32"]) > 5
+    # int8 moves scores and boxes a little: most fp32 boxes are still found
+    assert _matched(boxes["int8"], boxes["fp32"], 0.5) >= 0.5 * len(boxes["fp32"])

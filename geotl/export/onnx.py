@@ -11,6 +11,15 @@ identity here): the same file is right for Deepness, for geotl's ONNX Runtime en
 for any other runtime. Tiles have a fixed size (Deepness reads it from the graph); the batch
 is free.
 
+A detector's graph (:class:`~geotl.models.detector.AnchorRows`) takes one tile and returns
+every anchor's decoded box and class scores::
+
+    detections     (1, anchors, 5 + classes) float32: cx, cy, w, h, conf, p_0..p_K
+
+the row layout of YOLO v5/v7 that Deepness reads (``model_type`` ``Detector``, ``det_type``,
+``det_conf``, ``det_iou_thresh``); geotl selects boxes from the rows as the PyTorch
+RetinaNet does (:func:`~geotl.models.detector.select_detections`).
+
 Metadata (``metadata_props``, every value JSON as Deepness reads it): Deepness's
 ``model_type``, ``class_names``, ``resolution`` (cm/px), ``tiles_size`` (and ``tile_size``,
 the name some plugin versions read), ``tiles_overlap`` (%), ``seg_thresh``,
@@ -29,7 +38,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -37,8 +46,10 @@ from geotl import __version__
 from geotl.errors import GeotlInputError, ModelArtefactError
 from geotl.io.atomic import atomic_path, check_output_file
 from geotl.models.artefact import Artefact, ModelCard, load_artefact
+from geotl.models.detector import AnchorRows, GeotlRetinaNet
 
 __all__ = [
+    "DETECTIONS_NAME",
     "INPUT_NAME",
     "INPUT_SCALE",
     "OPSET",
@@ -56,6 +67,7 @@ log = logging.getLogger(__name__)
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
+DETECTIONS_NAME = "detections"  # a detector's output: one row per anchor (AnchorRows)
 INPUT_SCALE = 255.0  # the graph's input is raw / INPUT_SCALE (Deepness's scaling)
 OPSET = 17
 _GRAPH_SHA_KEY = "geotl_graph_sha256"
@@ -63,11 +75,22 @@ _CARD_KEY = "geotl_card"
 
 
 class _Portable(torch.nn.Module):
-    """``raw / 255`` -> the card's normalisation -> network -> softmax over classes."""
+    """``raw / 255`` -> the card's normalisation -> network -> softmax over classes.
 
-    def __init__(self, network: torch.nn.Module, mean: list[float], std: list[float]) -> None:
+    With ``softmax=False`` the network's own output is the graph's (a detector's
+    :class:`~geotl.models.detector.AnchorRows`).
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        mean: list[float],
+        std: list[float],
+        softmax: bool = True,
+    ) -> None:
         super().__init__()
         self.network = network
+        self.softmax = softmax
         m = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
         s = torch.tensor(std, dtype=torch.float32)[None, :, None, None]
         # (x * 255 - mean) / std == x * (255 / std) - mean / std: one Mul and one Sub
@@ -78,7 +101,7 @@ class _Portable(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits: torch.Tensor = self.network(x * self.scale - self.shift)
-        return torch.softmax(logits, dim=1)
+        return torch.softmax(logits, dim=1) if self.softmax else logits
 
 
 @dataclass(frozen=True)
@@ -132,17 +155,26 @@ def graph_sha256(model: Any) -> str:
 def _deepness_metadata(card: ModelCard, tile_px: int) -> dict[str, Any]:
     n = len(card.bands)
     px_m2 = card.resolution_m**2
-    return {
-        "model_type": "Segmentor",
+    common = {
         "class_names": {"0": "background"} | {str(i): c for i, c in enumerate(card.classes, 1)},
         "resolution": round(card.resolution_m * 100.0, 6),
         "tiles_size": tile_px,
         "tile_size": tile_px,
         "tiles_overlap": 25,
-        "seg_thresh": card.threshold,
-        "seg_small_segment": int(card.min_area_m2 / px_m2) if px_m2 > 0 else 0,
         "standardization_mean": [0.0] * n,
         "standardization_std": [1.0] * n,
+    }
+    if card.task == "detection":
+        return common | {
+            "model_type": "Detector",
+            "det_type": "YOLO_v5_v7_DEFAULT",  # rows cx, cy, w, h, conf, class scores
+            "det_conf": card.threshold,
+            "det_iou_thresh": card.nms_iou,
+        }
+    return common | {
+        "model_type": "Segmentor",
+        "seg_thresh": card.threshold,
+        "seg_small_segment": int(card.min_area_m2 / px_m2) if px_m2 > 0 else 0,
     }
 
 
@@ -163,7 +195,17 @@ def torch_to_onnx(artefact: Artefact, tile_px: int) -> Any:
             f"tile size {tile_px} px is not a multiple of {depth} (the network's stride): "
             f"pass --tile-px {(tile_px + depth - 1) // depth * depth}"
         )
-    portable = _Portable(artefact.network, card.normalisation.mean, card.normalisation.std)
+    network, output, batch = artefact.network, OUTPUT_NAME, {0: "batch"}
+    if card.task == "detection":
+        # every anchor's box and scores; one window per run (as Deepness runs detectors)
+        network = AnchorRows(cast(GeotlRetinaNet, network), len(card.bands), tile_px)
+        output, batch = DETECTIONS_NAME, {}
+    portable = _Portable(
+        network,
+        card.normalisation.mean,
+        card.normalisation.std,
+        softmax=card.task != "detection",
+    )
     portable = portable.to("cpu").eval()
     example = torch.zeros(1, len(card.bands), tile_px, tile_px)
     buf = io.BytesIO()
@@ -176,8 +218,8 @@ def torch_to_onnx(artefact: Artefact, tile_px: int) -> Any:
             dynamo=False,  # the TorchScript exporter: no onnxscript dependency
             opset_version=OPSET,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            output_names=[output],
+            dynamic_axes={INPUT_NAME: batch, output: batch} if batch else None,
             do_constant_folding=True,
         )
     return onnx.load_from_string(buf.getvalue())
@@ -257,10 +299,10 @@ def export_onnx(
     t0 = time.perf_counter()
     artefact = load_artefact(model_dir)
     card = artefact.card
-    if card.task != "segmentation":
+    if card.task not in ("segmentation", "detection"):
         raise GeotlInputError(
-            f"a {card.task} model cannot be exported to ONNX yet (segmentation models "
-            "only): predict it with geotl predict --engine torch",
+            f"a {card.task} model cannot be exported to ONNX yet (segmentation and "
+            "detection models only): predict it with geotl predict --engine torch",
             Path(model_dir),
         )
     tile = tile_px or default_tile_px(card)
@@ -275,7 +317,7 @@ def export_onnx(
                 Path(region_path) if region_path else None,
                 Path(chips_dir) if chips_dir else None,
             )
-        model, note = quantise_int8(model, calibration)
+        model, note = quantise_int8(model, calibration, card.task)
         card = card.model_copy(update={"model_id": f"{card.model_id}-int8", "quantisation": note})
     data, digest = onnx_to_bytes(model, card, tile)
     with atomic_path(out) as tmp:

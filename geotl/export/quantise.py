@@ -3,7 +3,7 @@
 Activations are calibrated on the region's own training chips (MinMax ranges), weights are
 quantised per output channel (QDQ format: int8 weights, uint8 activations, which ONNX
 Runtime fuses into integer kernels on CPU). The input scaling and the final softmax stay in
-float. A layer the quantiser leaves in float (an operator it cannot handle) makes the export
+float; so do a detector's box decoding and scores (only its convolutions are quantised). A layer the quantiser leaves in float (an operator it cannot handle) makes the export
 fail with a message naming it: a half-quantised graph would be slow and still lossy.
 """
 
@@ -140,8 +140,14 @@ def _quiet_root_logger() -> Iterator[None]:
         root.setLevel(level)
 
 
-def quantise_int8(model: Any, calibration: Calibration | np.ndarray) -> tuple[Any, str]:
+def quantise_int8(
+    model: Any, calibration: Calibration | np.ndarray, task: str = "segmentation"
+) -> tuple[Any, str]:
     """Statically quantise ``model`` to int8, calibrated on ``calibration``.
+
+    A detector's graph (``task="detection"``) has only its convolutions quantised: the box
+    decoding, the scores and the heads' group normalisation stay in float (box corners in
+    uint8 steps would move by pixels).
 
     Returns:
         The quantised ``onnx.ModelProto`` and a one-line note for the card.
@@ -175,13 +181,15 @@ def quantise_int8(model: Any, calibration: Calibration | np.ndarray) -> tuple[An
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 nodes_to_exclude=_float_nodes(model),
+                op_types_to_quantize=["Conv"] if task == "detection" else None,
                 calibrate_method=CalibrationMethod.MinMax,
                 extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
             )
         except Exception as exc:  # the quantiser raises bare Exceptions on unsupported graphs
+            what = "the detector's convolutions" if task == "detection" else "the graph"
             raise GeotlInputError(
-                f"int8 quantisation failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}): "
-                "export fp32 (drop --int8)"
+                f"int8: {what} could not be quantised ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:160]}): export fp32 (drop --int8)"
             ) from exc
         quantised = onnx.load(str(out))
     left = _float_compute_nodes(quantised)

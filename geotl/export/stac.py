@@ -72,6 +72,21 @@ def model_item(
         outputs = "class logits"
     task = _TASKS.get(card.task, "segmentation")
     classes = ["background", *card.classes]
+    batch: int = -1
+    result = ModelResult(
+        shape=[-1, len(classes), side, side],
+        dim_order=["batch", "channel", "height", "width"],
+        data_type="float32",
+    )
+    if kind == "onnx" and card.task == "detection":
+        # one window a run; every anchor's cx, cy, w, h, conf and class scores
+        outputs = "anchor boxes and class scores (cx, cy, w, h, conf, p_0..p_K)"
+        batch = 1
+        result = ModelResult(
+            shape=[1, -1, 5 + len(classes)],
+            dim_order=["batch", "anchor", "channel"],
+            data_type="float32",
+        )
     props = MLModelProperties(
         name=card.model_id,
         architecture=f"{card.network.arch} ({card.network.encoder} encoder)",
@@ -89,7 +104,7 @@ def model_item(
                 name=f"{', '.join(bands)} at {card.resolution_m:g} m",
                 bands=bands,
                 input=InputStructure(
-                    shape=[-1, n, side, side],
+                    shape=[batch, n, side, side],
                     dim_order=["batch", "bands", "height", "width"],
                     data_type="float32",
                 ),
@@ -101,11 +116,7 @@ def model_item(
                 name=outputs,
                 tasks={task},  # type: ignore[arg-type]
                 classes=[MLMClassification(value=i, name=c) for i, c in enumerate(classes)],
-                result=ModelResult(
-                    shape=[-1, len(classes), side, side],
-                    dim_order=["batch", "channel", "height", "width"],
-                    data_type="float32",
-                ),
+                result=result,
             )
         ],
     )

@@ -38,10 +38,16 @@ from geotl.models.catalogue import LoadedBase
 from geotl.models.network import NetworkSpec
 
 __all__ = [
+    "DETECTIONS_PER_WINDOW",
     "DETECTOR_ARCH",
+    "SCORE_THRESH",
+    "TOPK_CANDIDATES",
+    "AnchorRows",
     "GeotlRetinaNet",
     "build_adapted_detector",
     "build_detector",
+    "level_anchors",
+    "select_detections",
     "timm_backbone_name",
 ]
 
@@ -53,6 +59,12 @@ DETECTOR_ARCH: Literal["retinanet"] = "retinanet"
 ANCHOR_SIZES: tuple[int, ...] = (16, 32, 64, 128, 256)
 # how much of an anchor must lie inside an ignore box for it to be left out of the loss
 IGNORE_IOA = 0.5
+# RetinaNet's own post-processing per window (torchvision's names), shared by the PyTorch
+# network and the ONNX path (select_detections): the lowest score considered, the best
+# candidates kept per pyramid level, the boxes kept per window after suppression
+SCORE_THRESH = 0.05
+TOPK_CANDIDATES = 1000
+DETECTIONS_PER_WINDOW = 300
 # the timm architectures a detector can be built on (smp encoder name -> timm name)
 _TIMM = {
     "tu-tf_efficientnet_lite0": "tf_efficientnet_lite0",
@@ -173,10 +185,10 @@ def build_detector(spec: NetworkSpec) -> GeotlRetinaNet:
         spec.num_classes,
         anchor_generator=anchors,
         head=head,
-        score_thresh=0.05,
+        score_thresh=SCORE_THRESH,
         nms_thresh=0.5,
-        detections_per_img=300,
-        topk_candidates=1000,
+        detections_per_img=DETECTIONS_PER_WINDOW,
+        topk_candidates=TOPK_CANDIDATES,
     )
     net.transform = _NoTransform(32, 32, [0.0], [1.0])
     return net
@@ -283,3 +295,109 @@ def _reuse_heads(net: nn.Module, full: dict[str, Tensor], old: list[str], new: l
         [c for c in new if c in old],
         [c for c in new if c not in old],
     )
+
+
+class AnchorRows(nn.Module):
+    """The detector up to every anchor's decoded box and class scores, as one tensor.
+
+    ``(1, bands, tile, tile)`` normalised -> ``(1, anchors, 5 + classes)``, one row per
+    anchor: ``cx, cy, w, h`` (window pixels), ``conf`` (the best object class's score) and
+    ``p_0 .. p_K`` (sigmoid of each class logit; class 0 is the unused background logit).
+    That is the YOLO v5/v7 layout QGIS's Deepness plugin reads, and what
+    :func:`select_detections` turns into the same boxes as the PyTorch network. The
+    anchors are fixed for the tile size, so they are constants here; :func:`level_anchors`
+    says how many belong to each pyramid level (the per-level candidate limit needs it).
+
+    Args:
+        net: a detector (:func:`build_detector`).
+        bands: its input bands.
+        tile_px: the fixed window size.
+    """
+
+    def __init__(self, net: GeotlRetinaNet, bands: int, tile_px: int) -> None:
+        super().__init__()
+        self.net = net
+        x = torch.zeros(1, bands, tile_px, tile_px)
+        with torch.no_grad():
+            feats = list(net.backbone(x).values())
+            anchors = net.anchor_generator(ImageList(x, [(tile_px, tile_px)]), feats)[0]
+        per_location = net.anchor_generator.num_anchors_per_location()[0]
+        counts = [int(f.shape[-2] * f.shape[-1]) * per_location for f in feats]
+        if counts != level_anchors(tile_px, per_location):  # the engine relies on the formula
+            raise ValueError(f"anchors per level {counts} differ from level_anchors({tile_px})")
+        widths = anchors[:, 2] - anchors[:, 0]
+        heights = anchors[:, 3] - anchors[:, 1]
+        # the anchors' sizes and centres, as torchvision's BoxCoder.decode_single takes them
+        self.size: Tensor
+        self.centre: Tensor
+        self.register_buffer("size", torch.stack([widths, heights], dim=1))
+        self.register_buffer("centre", anchors[:, :2] + 0.5 * self.size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Rows ``cx, cy, w, h, conf, p_0..p_K`` of every anchor (see the class)."""
+        net = self.net
+        out = net.head(list(net.backbone(x).values()))
+        codes = out["bbox_regression"][0]  # (anchors, 4)
+        weights = torch.tensor(net.box_coder.weights, dtype=codes.dtype)
+        codes = codes / weights
+        # BoxCoder.decode_single's arithmetic, stopped at the centre and size
+        centre = codes[:, :2] * self.size + self.centre
+        size = torch.exp(codes[:, 2:].clamp(max=net.box_coder.bbox_xform_clip)) * self.size
+        probs = torch.sigmoid(out["cls_logits"][0])
+        conf = probs[:, 1:].max(dim=1, keepdim=True).values
+        return torch.cat([centre, size, conf, probs], dim=1)[None]
+
+
+def level_anchors(tile_px: int, per_location: int = 9) -> list[int]:
+    """Anchors per pyramid level (P3..P7) of a detector on ``tile_px`` windows.
+
+    P3..P5 are the backbone's strides 8, 16 and 32 (``tile_px`` is a multiple of 32); P6
+    and P7 each halve the side, rounding up (3x3 convolutions of stride 2, padding 1).
+
+    >>> level_anchors(256)
+    [9216, 2304, 576, 144, 36]
+    """
+    sides = [tile_px // 8, tile_px // 16, tile_px // 32]
+    sides += [-(-sides[-1] // 2)]
+    sides += [-(-sides[-1] // 2)]
+    return [side * side * per_location for side in sides]
+
+
+def select_detections(
+    rows: Tensor,
+    level_anchors: list[int],
+    tile_px: int,
+    nms_iou: float,
+    score_thresh: float = SCORE_THRESH,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """RetinaNet's post-processing on :class:`AnchorRows` output of one window.
+
+    The same steps as torchvision's ``RetinaNet.postprocess_detections``: per pyramid
+    level, the (anchor, class) scores above ``score_thresh``, the best
+    :data:`TOPK_CANDIDATES`; boxes clipped to the window; class-wise NMS at ``nms_iou``;
+    the best :data:`DETECTIONS_PER_WINDOW`.
+
+    Returns:
+        Boxes ``(n, 4)`` x0 y0 x1 y1, scores ``(n,)`` and class ids ``(n,)``, best first.
+    """
+    from torchvision.ops import batched_nms, clip_boxes_to_image
+
+    half = 0.5 * rows[:, 2:4]
+    boxes = torch.cat([rows[:, :2] - half, rows[:, :2] + half], dim=1)
+    probs = rows[:, 5:]
+    classes = probs.shape[1]
+    all_boxes, all_scores, all_labels = [], [], []
+    start = 0
+    for n in level_anchors:
+        scores = probs[start : start + n].flatten()
+        candidates = torch.where(scores > score_thresh)[0]
+        top, order = scores[candidates].topk(min(TOPK_CANDIDATES, candidates.numel()))
+        candidates = candidates[order]
+        anchor = torch.div(candidates, classes, rounding_mode="floor") + start
+        all_boxes.append(clip_boxes_to_image(boxes[anchor], (tile_px, tile_px)))
+        all_scores.append(top)
+        all_labels.append(candidates % classes)
+        start += n
+    b, s, lab = torch.cat(all_boxes), torch.cat(all_scores), torch.cat(all_labels)
+    keep = batched_nms(b, s, lab, nms_iou)[:DETECTIONS_PER_WINDOW]
+    return b[keep], s[keep], lab[keep]

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import numpy as np
@@ -36,6 +37,7 @@ from shapely.geometry.base import BaseGeometry
 from torchvision.ops import batched_nms
 
 from geotl.models.artefact import Artefact
+from geotl.predict.engine import DetectionEngine
 from geotl.predict.stream import StreamStats
 from geotl.predict.windows import PixelWindow, WindowPlan
 
@@ -81,7 +83,14 @@ def axis_cores(offsets: Sequence[int], window_px: int, length: int) -> list[tupl
 
 
 def artefact_detector(artefact: Artefact, nms_iou: float) -> Detector:
-    """The artefact's detector as a :data:`Detector` (CUDA: float16 autocast)."""
+    """The artefact's detector as a :data:`Detector` (CUDA: float16 autocast).
+
+    An artefact opened with ONNX Runtime runs its exported graph instead
+    (:class:`geotl.predict.engine.DetectionEngine`).
+    """
+    engine = artefact.engine
+    if isinstance(engine, DetectionEngine):
+        return partial(engine.detections, nms_iou=nms_iou)
     device = artefact.device
     amp = device.type == "cuda"
     net = artefact.network

@@ -5,7 +5,9 @@ runs; an engine only turns a batch of normalised windows into foreground probabi
 
 * :class:`TorchEngine`: the artefact's network (autocast on CUDA).
 * :class:`OrtEngine`: an ONNX graph (:mod:`geotl.export.onnx`: normalisation folded in,
-  softmax included) in an ONNX Runtime CPU session, fp32 or int8.
+  softmax included) in an ONNX Runtime CPU session, fp32 or int8. A detector's graph gives
+  every anchor's box and scores; :meth:`OrtEngine.detections` applies RetinaNet's own
+  post-processing (:func:`geotl.models.detector.select_detections`) to them.
 
 :func:`load_model` opens a model folder or an ``.onnx`` file with the engine asked for.
 A model folder run with ONNX Runtime is exported once per weights and tile size into
@@ -19,7 +21,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -27,9 +29,11 @@ import torch
 from geotl.errors import GeotlInputError, ModelArtefactError
 from geotl.export.onnx import INPUT_NAME, INPUT_SCALE, OnnxModel, read_onnx
 from geotl.models.artefact import Artefact, ModelCard, load_artefact
+from geotl.models.detector import SCORE_THRESH, level_anchors, select_detections
 
 __all__ = [
     "ENGINES",
+    "DetectionEngine",
     "Engine",
     "EngineName",
     "OrtEngine",
@@ -57,6 +61,19 @@ class Engine(Protocol):
 
         Background is left out: channel ``k`` is the probability of class ``k + 1``.
         """
+        ...
+
+
+# boxes (n, 4) x0 y0 x1 y1 in window pixels, scores (n,), class ids (n,) of one window
+WindowBoxes = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+@runtime_checkable
+class DetectionEngine(Protocol):
+    """Turns normalised windows into each window's boxes (an exported detector)."""
+
+    def detections(self, batch: np.ndarray, nms_iou: float) -> list[WindowBoxes]:
+        """``(B, bands, H, W)`` normalised float32 -> per window: boxes, scores, class ids."""
         ...
 
 
@@ -144,6 +161,8 @@ class OrtEngine:
         norm = model.card.normalisation
         self._std = np.asarray(norm.std, dtype=np.float32)[None, :, None, None] / INPUT_SCALE
         self._mean = np.asarray(norm.mean, dtype=np.float32)[None, :, None, None] / INPUT_SCALE
+        # a detector's lowest candidate score (the PyTorch network's ``score_thresh``)
+        self.score_thresh = SCORE_THRESH
 
     def run(self, scaled: np.ndarray) -> np.ndarray:
         """The graph on ``(B, bands, tile, tile)`` raw / 255 values: all class probabilities."""
@@ -162,6 +181,23 @@ class OrtEngine:
         scaled = (batch * self._std + self._mean).astype(np.float32, copy=False)
         return self.run(scaled)[:, 1:]
 
+    def detections(self, batch: np.ndarray, nms_iou: float) -> list[WindowBoxes]:
+        """See :meth:`DetectionEngine.detections` (a detector's graph, one window a run)."""
+        if self.card.task != "detection":
+            raise GeotlInputError(
+                f"this ONNX graph is a {self.card.task} model, not a detector", self.model.path
+            )
+        scaled = (batch * self._std + self._mean).astype(np.float32, copy=False)
+        levels = level_anchors(self.tile_px)
+        out = []
+        for window in scaled:
+            rows = torch.from_numpy(self.run(window[None])[0])
+            boxes, scores, labels = select_detections(
+                rows, levels, self.tile_px, nms_iou, self.score_thresh
+            )
+            out.append((boxes.numpy(), scores.numpy(), labels.numpy().astype(np.int64)))
+        return out
+
 
 class OrtNetwork(torch.nn.Module):
     """An :class:`OrtEngine` as a torch module (normalised in, log-probabilities out).
@@ -174,9 +210,19 @@ class OrtNetwork(torch.nn.Module):
         super().__init__()
         self.engine = engine
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, bands, H, W)`` normalised -> ``(B, 1 + classes, H, W)`` log-probabilities."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[dict[str, torch.Tensor]]:
+        """``(B, bands, H, W)`` normalised -> ``(B, 1 + classes, H, W)`` log-probabilities.
+
+        A detector's graph gives what torchvision's detector gives in eval mode: per
+        window a dict of ``boxes``, ``scores`` and ``labels``.
+        """
         batch = x.detach().cpu().numpy().astype(np.float32, copy=False)
+        if self.engine.card.task == "detection":
+            return [
+                {"boxes": torch.from_numpy(b), "scores": torch.from_numpy(s),
+                 "labels": torch.from_numpy(lab)}
+                for b, s, lab in self.engine.detections(batch, self.engine.card.nms_iou)
+            ]  # fmt: skip
         scaled = batch * self.engine._std + self.engine._mean
         probs = self.engine.run(scaled.astype(np.float32, copy=False))
         return torch.log(torch.from_numpy(probs).clamp_min(1e-30)).to(x.device)
@@ -205,6 +251,10 @@ class _ExportingEngine:
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """See :meth:`Engine.probabilities`."""
         return self.engine(batch.shape[-1]).probabilities(batch)
+
+    def detections(self, batch: np.ndarray, nms_iou: float) -> list[WindowBoxes]:
+        """See :meth:`DetectionEngine.detections`."""
+        return self.engine(batch.shape[-1]).detections(batch, nms_iou)
 
 
 def _cached_export(artefact: Artefact, tile_px: int) -> OnnxModel:
@@ -239,7 +289,7 @@ def default_engine(device: str, task: str = "segmentation") -> str:
 
     ONNX Runtime for segmentation on CPU: 2-4x faster whole-scene prediction than PyTorch
     eager with identical polygons (BENCHMARKS.md, "ONNX Runtime"); PyTorch on CUDA and for
-    the other tasks (their heads are not exported).
+    the other tasks (a detector runs on ONNX Runtime when asked; not measured faster yet).
     """
     return "onnxruntime" if device == "cpu" and task == "segmentation" else "torch"
 
@@ -308,10 +358,5 @@ def load_model(
         )
     artefact = load_artefact(path, device)
     if engine == "onnxruntime":
-        if artefact.card.task == "detection":
-            raise GeotlInputError(
-                "detectors run with --engine torch (their ONNX export is not supported yet)",
-                path,
-            )
         artefact.engine = _ExportingEngine(artefact, threads)
     return artefact

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,17 @@ def _no_network(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPa
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path_factory.getbasetemp() / "hf-home"))
     monkeypatch.setenv("GEOTL_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "geotl-cache"))
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread: on a busy 2-core machine more threads only spin (10x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 # --- train/evaluate: the demo region's chips and one tiny model, shared per session ----

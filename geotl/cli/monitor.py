@@ -23,7 +23,13 @@ from typing import Any
 
 import click
 
-from geotl.cli.options import device_option, json_option, out_dir_option, overwrite_option
+from geotl.cli.options import (
+    cluster_option,
+    device_option,
+    json_option,
+    out_dir_option,
+    overwrite_option,
+)
 from geotl.config import load_region
 from geotl.monitor import (
     MonitorOptions,
@@ -96,9 +102,9 @@ def command() -> None:
     The plain form processes every new pass of REGION.toml: --model MODEL_DIR (default:
     [monitor] model), --out DIR, --once (default; for cron / systemd timers) or --every
     INTERVAL (30m, 6h, 1d; SIGTERM stops after the current scene), --reprocess (redo scenes
-    with a new model), --retry-failed, --device. Exit codes: 0 ok, 1 a scene failed (it is
-    retried with backoff), 2 bad input or another monitor holds the region's lock. All
-    options: geotl monitor REGION.toml --help.
+    with a new model), --retry-failed, --device, --cluster (Dask workers). Exit codes: 0 ok,
+    1 a scene failed (it is retried with backoff), 2 bad input or another monitor holds the
+    region's lock. All options: geotl monitor REGION.toml --help.
 
     `status` prints what was processed, what failed and when the next run is due;
     `report` writes a static page (map of open alerts, timeline, table); `ack` acknowledges
@@ -132,6 +138,10 @@ def command() -> None:
     "--retry-failed", is_flag=True, help="Retry failed scenes now instead of after their backoff."
 )
 @device_option()
+@cluster_option(
+    "Predict new passes on Dask workers (local:N or tcp://HOST:PORT); the state, the lock "
+    "and every output stay with this process."
+)
 def run_command(
     region_file: Path,
     model_dir: Path | None,
@@ -141,6 +151,7 @@ def run_command(
     reprocess: bool,
     retry_failed: bool,
     device: str,
+    cluster: str | None,
 ) -> None:
     """Process every new pass of REGION.toml once (``--once``) or every INTERVAL."""
     if once and every:
@@ -158,6 +169,7 @@ def run_command(
         reprocess=reprocess,
         retry_failed=retry_failed,
         device=device,
+        cluster=cluster,
     )
     stop = threading.Event()
     with _graceful_stop(stop):

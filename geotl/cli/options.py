@@ -14,6 +14,7 @@ import click
 
 __all__ = [
     "DEVICES",
+    "cluster_option",
     "device_option",
     "json_option",
     "out_dir_option",
@@ -32,6 +33,11 @@ def device_option(help: str | None = None) -> Callable[[F], F]:
     return click.option(
         "--device", type=click.Choice(DEVICES), default="cpu", show_default=True, help=help
     )
+
+
+def cluster_option(help: str) -> Callable[[F], F]:
+    """``--cluster local:N | tcp://HOST:PORT`` (Dask distributed; default: this process)."""
+    return click.option("--cluster", metavar="local:N|tcp://HOST:PORT", help=help)
 
 
 def overwrite_option(help: str) -> Callable[[F], F]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from geotl.cli.options import device_option, overwrite_option
+from geotl.cli.options import cluster_option, device_option, overwrite_option
 from geotl.errors import SceneError
 from geotl.predict import PredictOptions, predict_scenes
 from geotl.predict.engine import ENGINES
@@ -108,6 +108,10 @@ from geotl.predict.engine import ENGINES
 @click.option(
     "--bands", help="The scenes' bands in file order, comma separated (e.g. red,green,blue,nir)."
 )
+@cluster_option(
+    "Predict on Dask workers: local:N starts N worker processes here, tcp://HOST:PORT joins "
+    "a running scheduler. Large scenes are split into blocks; the outputs equal one process's."
+)
 @overwrite_option("Replace existing output files.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def command(
@@ -130,6 +134,7 @@ def command(
     simplify_px: float | None,
     resample: bool,
     bands: str | None,
+    cluster: str | None,
     overwrite: bool,
     no_progress: bool,
 ) -> None:
@@ -163,6 +168,7 @@ def command(
         overwrite=overwrite,
         engine=engine,
         threads=threads,
+        cluster=cluster,
     )
     written = [summary.geojson, *summary.qml]
     if summary.gpkg is not None:

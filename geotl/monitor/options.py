@@ -30,6 +30,8 @@ class MonitorOptions:
         retry_base_s: backoff after the first failure; doubles with each further failure.
         retry_max_s: longest backoff.
         max_attempts: after this many failures a scene is no longer retried automatically.
+        cluster: predict the passes on Dask workers (``local:N`` or ``tcp://HOST:PORT``,
+            :mod:`geotl.cluster`); the state, the lock and every output stay here.
     """
 
     out_dir: Path
@@ -40,3 +42,4 @@ class MonitorOptions:
     retry_base_s: float = 600.0
     retry_max_s: float = 86_400.0
     max_attempts: int = 8
+    cluster: str | None = None

@@ -15,6 +15,7 @@ backoff; it never stops the other scenes, and the run's exit code becomes 1.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import sys
@@ -23,11 +24,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 
+from geotl.cluster import (
+    ModelRef,
+    SceneJob,
+    check_workers,
+    open_cluster,
+    parse_cluster,
+    predict_on_cluster,
+)
 from geotl.config import Region
-from geotl.errors import ConfigError, GeotlError
+from geotl.errors import ConfigError, GeotlError, SceneError
 from geotl.io.atomic import TMP_PREFIX
 from geotl.models.artefact import Artefact
 from geotl.monitor.alerts.engine import AlertEngine
@@ -43,6 +53,7 @@ from geotl.predict.engine import load_model
 __all__ = [
     "Monitor",
     "RunSummary",
+    "cluster_detector",
     "predict_detector",
     "resolve_model_dir",
     "run_monitor",
@@ -115,6 +126,33 @@ def predict_detector(region: Region, bands: list[str]) -> Detector:
     return detect
 
 
+def cluster_detector(region: Region, bands: list[str], client: Any, model: ModelRef) -> Detector:
+    """:func:`predict_detector` on Dask workers (:func:`geotl.cluster.predict_on_cluster`).
+
+    A large pass is split into blocks over the workers; the detections equal
+    :func:`predict_detector`'s. A failure on the cluster (a scene's error, or a task whose
+    workers kept dying) fails the pass, which is retried like any failed pass.
+    """
+    from geotl.predict import PredictOptions
+
+    options = PredictOptions.from_region(region, bands=tuple(bands), progress=False)
+
+    def detect(artefact: Artefact, path: Path, scene: Scene) -> gpd.GeoDataFrame:
+        job = SceneJob(path, options, scene.acquired.isoformat())
+        for _, result in predict_on_cluster(client, model, [job], progress=False):
+            if isinstance(result, GeotlError):
+                raise result
+            if isinstance(result, BaseException):
+                raise SceneError(
+                    f"failed on the cluster ({type(result).__name__}: {result})", path
+                ) from result
+            frame: gpd.GeoDataFrame = result.features
+            return frame
+        raise SceneError("the cluster returned nothing", path)  # pragma: no cover
+
+    return detect
+
+
 def _check_bands(region: Region, source: SceneSource, artefact: Artefact) -> None:
     from geotl.predict.scene import check_model_bands
 
@@ -153,6 +191,7 @@ class Monitor:
         self.every_s = every_s
         self._detector = detector
         self._lock = RegionLock(self.dir, region.name)
+        self._cluster = contextlib.ExitStack()
         self._abandon = threading.Event()
         self._state: MonitorState | None = None
         self._passes: PassProcessor | None = None
@@ -164,11 +203,31 @@ class Monitor:
         out_parent = Path(self.options.out_dir)
         if out_parent.exists() and not out_parent.is_dir():
             raise ConfigError("--out exists and is a file: choose a folder", out_parent)
-        self._lock.acquire({"region": str(self.region.path), "model": str(self.model_dir)})
+        client = None
+        if self.options.cluster is not None and self._detector is None:
+            # before the lock: an unreachable scheduler or a refusing worker writes nothing
+            parse_cluster(self.options.cluster)
+            model = ModelRef.from_path(self.model_dir, "auto", self.options.device)
+            try:
+                client = self._cluster.enter_context(open_cluster(self.options.cluster))
+                check_workers(client, model)
+            except BaseException:
+                self._cluster.close()
+                raise
+        try:
+            self._lock.acquire({"region": str(self.region.path), "model": str(self.model_dir)})
+        except BaseException:
+            self._cluster.close()
+            raise
         try:
             artefact = load_model(self.model_dir, "auto", self.options.device)
             _check_bands(self.region, self.source, artefact)
-            detector = self._detector or predict_detector(self.region, self.source.band_names())
+            bands = self.source.band_names()
+            detector = self._detector or (
+                cluster_detector(self.region, bands, client, model)
+                if client is not None
+                else predict_detector(self.region, bands)
+            )
             self._state = MonitorState(self.dir / DB_FILE)
             self._passes = PassProcessor(
                 self.dir, self._state, self.source, artefact, detector, self.options, self._abandon
@@ -202,6 +261,7 @@ class Monitor:
         self._passes = None
         self._alerts = None
         self._lock.release()
+        self._cluster.close()
 
     @property
     def passes(self) -> PassProcessor:

@@ -7,8 +7,9 @@ import hashlib
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,16 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
+from geotl.cluster import ModelRef, SceneJob, open_cluster, parse_cluster, predict_on_cluster
 from geotl.errors import GeotlError, GeotlInputError, RasterError, SceneError
 from geotl.io.atomic import check_output_file
 from geotl.io.dates import acquired_text, read_acquired
 from geotl.io.rasters import ground_resolution_m, open_raster
 from geotl.models.artefact import Artefact
+from geotl.predict.blocks import RowBlock
 from geotl.predict.boxes import artefact_detector, detect_boxes
 from geotl.predict.engine import load_model
+from geotl.predict.objects import ObjectExtractor, extractor_for
 from geotl.predict.outputs import WRITERS, Prediction, write_cog
 from geotl.predict.scene import check_resolution, map_bands, scene_band_names
 from geotl.predict.stream import StreamStats, infer_and_vectorise
@@ -192,6 +196,7 @@ def predict_scene(
     scene_path: str | Path,
     options: PredictOptions | None = None,
     acquired: str | None = None,
+    block: RowBlock | None = None,
 ) -> SceneDetections:
     """Predict one scene into detection polygons.
 
@@ -200,6 +205,8 @@ def predict_scene(
         scene_path: a GeoTIFF (any CRS, EPSG code or not).
         options: see :class:`PredictOptions`.
         acquired: ISO 8601 acquisition time; default: from the TIFF tag or file name.
+        block: predict only the objects of these rows (:mod:`geotl.predict.blocks`;
+            segmentation and instances on the ground grid, without resampling).
 
     Returns:
         The detections (EPSG:4326 and native CRS).
@@ -262,6 +269,20 @@ def predict_scene(
                 res_m,
                 card.resolution_m,
             )
+        extractor: ObjectExtractor | None = None
+        open_source: Callable[[], contextlib.AbstractContextManager[Any]] = partial(
+            _open_source, scene_path, vrt_options
+        )
+        if block is not None:
+            if (
+                card.task == "detection"
+                or vrt is not None
+                or not options.ground_grid
+                or options.probabilities_path is not None
+            ):
+                raise ValueError("a block needs segmentation or instances on the ground grid")
+            extractor = extractor_for(card.task, len(card.classes))
+            source, extractor, open_source = block.wrap(source, extractor, window_px, open_source)
         plan = plan_windows(
             (source.height, source.width),
             window_px,
@@ -304,9 +325,11 @@ def predict_scene(
                     else None,
                     progress=bar.update,
                     flip_tta=options.flip_tta,
-                    workers=_workers(options.workers, plan.scene_shape),
+                    # a block is the unit of parallelism already: no strip pool in it
+                    workers=1 if block is not None else _workers(options.workers, plan.scene_shape),
                     read_threads=options.read_threads,
-                    open_source=lambda: _open_source(scene_path, vrt_options),
+                    open_source=open_source,
+                    extractor=extractor,
                 )
             if options.probabilities_path is not None:
                 write_cog(scratch / "probabilities.tif", options.probabilities_path)
@@ -445,6 +468,7 @@ def predict_scenes(
     overwrite: bool = False,
     engine: str = "torch",
     threads: int | None = None,
+    cluster: str | None = None,
 ) -> PredictSummary:
     """Predict several scenes into one GeoJSON (+ GeoPackage, QML styles, quicklooks).
 
@@ -452,11 +476,14 @@ def predict_scenes(
     ``overwrite``). A scene that fails is skipped and listed in ``failed``; the others are
     still written. With several scenes, ``quicklook`` and ``probabilities`` get one file per
     scene (``NAME_<scene>.png``). ``model_dir`` may be an exported ``.onnx``; ``engine`` and
-    ``threads``: see :func:`geotl.predict.engine.load_model`.
+    ``threads``: see :func:`geotl.predict.engine.load_model`. ``cluster`` (``local:N`` or
+    ``tcp://HOST:PORT``) predicts the scenes on Dask workers (:mod:`geotl.cluster`); this
+    process still writes every output, and the files equal a run without it.
 
     Raises:
         GeotlInputError: an output folder is missing, or an output exists without
             ``overwrite`` (before any work); the model folder is unusable.
+        ClusterError: the cluster cannot be reached or its workers cannot run the model.
         SceneError: every scene failed (a single scene's input error is raised as is).
     """
     options = options or PredictOptions()
@@ -470,29 +497,31 @@ def predict_scenes(
                 outputs.append(p)
     for p in outputs:
         check_output_file(p, overwrite)
-    artefact = load_model(model_dir, engine, device, threads)
-    _check_task(artefact, replace(options, probabilities_path=probabilities))
+    if cluster is not None:
+        parse_cluster(cluster)
+        if probabilities is not None:
+            raise GeotlInputError(
+                "--probabilities is written by one process: drop --cluster or --probabilities"
+            )
+    jobs = [
+        SceneJob(scene, replace(options, probabilities_path=_per_scene(probabilities, scene, many)))
+        for scene in scenes
+    ]
     done: list[SceneDetections] = []
     failed: list[tuple[Path, str]] = []
     summary = PredictSummary(geojson=geojson, features=0, scenes=done, failed=failed, gpkg=gpkg)
-    for scene in scenes:
-        opts = replace(options, probabilities_path=_per_scene(probabilities, scene, many))
-        try:
-            det = predict_scene(artefact, scene, opts)
-        except (GeotlError, RasterioError, OSError) as exc:
-            if not many and isinstance(exc, GeotlInputError):
-                raise  # a single unusable scene is an input error (exit 2), not a skip
-            reason = exc.message if isinstance(exc, GeotlError) else str(exc).splitlines()[0]
-            log.error("%s: skipped: %s", scene, reason)
-            failed.append((scene, reason))
-            continue
-        done.append(det)
-        if opts.probabilities_path is not None:
-            summary.probabilities.append(opts.probabilities_path)
-        ql = _per_scene(quicklook, scene, many)
-        if ql is not None:
-            one = Prediction(det.features, [det], artefact.card.classes)
-            summary.quicklooks.append(WRITERS["quicklook"].write(ql, one))
+    with contextlib.ExitStack() as stack:
+        if cluster is None:
+            artefact = load_model(model_dir, engine, device, threads)
+            _check_task(artefact, replace(options, probabilities_path=probabilities))
+            classes = artefact.card.classes
+            results = _predict_here(artefact, jobs)
+        else:
+            model = ModelRef.from_path(model_dir, engine, device, threads)
+            classes = list(model.classes)
+            client = stack.enter_context(open_cluster(cluster))
+            results = predict_on_cluster(client, model, jobs, progress=options.progress)
+        _gather(results, summary, quicklook, many, classes)
     if not done:
         raise SceneError(
             "no scene could be predicted: " + "; ".join(f"{p.name}: {r}" for p, r in failed),
@@ -501,10 +530,52 @@ def predict_scenes(
     frames = [d.features for d in done if len(d.features)]
     allf = pd.concat(frames, ignore_index=True) if frames else _empty_frame(4326)
     merged = gpd.GeoDataFrame(allf, geometry="geometry", crs=4326)
-    prediction = Prediction(merged, done, artefact.card.classes)
+    prediction = Prediction(merged, done, classes)
     WRITERS["geojson"].write(geojson, prediction)
     summary.features = len(merged)
     summary.qml.append(WRITERS["qml"].write(geojson.with_suffix(".qml"), prediction))
     if gpkg is not None:
         WRITERS["gpkg"].write(gpkg, prediction)
     return summary
+
+
+def _predict_here(
+    artefact: Artefact, jobs: list[SceneJob]
+) -> Iterator[tuple[SceneJob, SceneDetections | BaseException]]:
+    """Predict the scenes in this process, one after the other."""
+    for job in jobs:
+        try:
+            yield job, predict_scene(artefact, job.scene, job.options)
+        except (GeotlError, RasterioError, OSError) as exc:
+            yield job, exc
+
+
+def _gather(
+    results: Iterator[tuple[SceneJob, SceneDetections | BaseException]],
+    summary: PredictSummary,
+    quicklook: Path | None,
+    many: bool,
+    classes: list[str],
+) -> None:
+    """Record each scene's detections (and quicklook) or failure, in the scenes' order."""
+    for job, det in results:
+        scene, opts = job.scene, job.options
+        if isinstance(det, BaseException):
+            exc = det
+            if not many and isinstance(exc, GeotlInputError):
+                raise exc  # a single unusable scene is an input error (exit 2), not a skip
+            if not isinstance(exc, GeotlError | RasterioError | OSError):
+                exc_text = f"{type(exc).__name__}: {exc}"
+            else:
+                exc_text = exc.message if isinstance(exc, GeotlError) else str(exc)
+            reason = exc_text.splitlines()[0] if exc_text else type(exc).__name__
+            log.error("%s: skipped: %s", scene, reason)
+            summary.failed.append((scene, reason))
+            continue
+        summary.scenes.append(det)
+        if opts.probabilities_path is not None:
+            summary.probabilities.append(opts.probabilities_path)
+        ql = _per_scene(quicklook, scene, many)
+        if ql is not None:
+            one = Prediction(det.features, [det], classes)
+            summary.quicklooks.append(WRITERS["quicklook"].write(ql, one))

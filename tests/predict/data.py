@@ -134,3 +134,14 @@ def write_scene(
         if tags:
             ds.update_tags(**tags)
     return path
+
+
+def write_texture_model(model_dir: Path, seed: int = 0) -> ModelCard:
+    """A real network, randomly initialised: its objects follow a real scene's texture.
+
+    Cheap to make (no training) and as sensitive to every window's pixels as a trained
+    model, so block and window seams would show in its polygons.
+    """
+    c = card()
+    torch.manual_seed(seed)
+    return write_artefact(model_dir, build_network(c.network), c)

@@ -1,0 +1,512 @@
+"""Dask distributed: scenes, and blocks of large scenes, predicted as tasks on a cluster.
+
+The one module that talks to Dask. ``--cluster local:N`` starts a
+:class:`distributed.LocalCluster` of N worker processes on this machine;
+``--cluster tcp://HOST:PORT`` joins a running scheduler (dask-jobqueue on SLURM, Dask on
+Kubernetes, ...). The process that submits the job (the *coordinator*) keeps every write:
+it checks the outputs, fans the scenes out, gathers the detections in the scenes' order and
+writes the files exactly as one process would (:func:`geotl.predict.predict_scenes`,
+:class:`geotl.monitor.Monitor`).
+
+Each worker verifies that it runs the coordinator's geotl version and sees the same model
+(path and sha256 of its weights) before it predicts, loads the model once per process and
+streams its scene by windows as :func:`geotl.predict.predict_scene` does. A scene much
+larger than one worker's share is split into blocks of window rows
+(:mod:`geotl.predict.blocks`) whose objects join into exactly the whole scene's. A worker
+that dies mid-task is replaced and its task rerun elsewhere by the scheduler; results are
+keyed by task, so every object arrives once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import geopandas as gpd
+import pandas as pd
+
+from geotl import __version__
+from geotl.errors import GeotlError, GeotlInputError
+from geotl.models.artefact import WEIGHTS_FILE, read_card, verify_weights, weights_sha256
+from geotl.progress import progress_bar
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from geotl.models.artefact import Artefact
+    from geotl.predict.blocks import RowBlock
+    from geotl.predict.core import PredictOptions, SceneDetections
+
+__all__ = [
+    "ClusterError",
+    "ClusterSpec",
+    "ModelRef",
+    "SceneJob",
+    "check_worker",
+    "check_workers",
+    "join_blocks",
+    "open_cluster",
+    "parse_cluster",
+    "predict_on_cluster",
+]
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for a scheduler before giving up (a typo must not hang the command).
+CONNECT_TIMEOUT_S = 5.0
+_LOCAL = re.compile(r"^local:(\d+)$")
+# the inference window assumed when sizing blocks (the worker knows the real one)
+_MAX_WINDOW_PX = 512
+
+
+class ClusterError(GeotlInputError):
+    """The scheduler cannot be reached, or a worker cannot run this job (version, model)."""
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Where the work runs: N local worker processes, or a scheduler's address.
+
+    >>> parse_cluster("local:2")
+    ClusterSpec(local_workers=2, address=None)
+    >>> parse_cluster("tcp://10.0.0.5:8786").address
+    'tcp://10.0.0.5:8786'
+    """
+
+    local_workers: int | None = None
+    address: str | None = None
+
+    def __str__(self) -> str:
+        return self.address or f"local:{self.local_workers}"
+
+
+def parse_cluster(text: str) -> ClusterSpec:
+    """Parse ``local:N`` or ``tcp://HOST:PORT`` (also ``tls://``, ``ws://``...).
+
+    Raises:
+        ClusterError: anything else.
+    """
+    text = text.strip()
+    m = _LOCAL.match(text)
+    if m:
+        n = int(m.group(1))
+        if n < 1:
+            raise ClusterError(f"--cluster {text}: a local cluster needs at least 1 worker")
+        return ClusterSpec(local_workers=n)
+    if re.match(r"^(tcp|tls|ws|wss|inproc)://[^/\s]+$", text):
+        return ClusterSpec(address=text)
+    raise ClusterError(
+        f"--cluster {text!r}: use local:N (N worker processes here) or tcp://HOST:PORT "
+        "(a running Dask scheduler)"
+    )
+
+
+@contextlib.contextmanager
+def open_cluster(
+    spec: ClusterSpec | str, connect_timeout_s: float = CONNECT_TIMEOUT_S
+) -> Iterator[Client]:
+    """A Dask client on the cluster ``spec``; a local cluster is closed on exit.
+
+    Raises:
+        ClusterError: the scheduler cannot be reached within ``connect_timeout_s``.
+    """
+    from distributed import Client, LocalCluster
+
+    if isinstance(spec, str):
+        spec = parse_cluster(spec)
+    if spec.local_workers is not None:
+        with (
+            LocalCluster(
+                n_workers=spec.local_workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            yield client
+        return
+    try:
+        client = Client(spec.address, timeout=connect_timeout_s)
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(
+            f"cannot reach the Dask scheduler at {spec.address} within "
+            f"{connect_timeout_s:g} s ({type(exc).__name__}): start it (dask scheduler) and "
+            "its workers, or fix --cluster"
+        ) from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+# --- the model, as the coordinator knows it and as each worker checks it ----------------
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """The model a job runs, as every worker must see it.
+
+    Attributes:
+        path: absolute path of the model folder or ``.onnx`` file (same on every worker).
+        sha256: sha256 of its weights (``model.safetensors``, or the ``.onnx`` file).
+        geotl_version: the coordinator's geotl version.
+        task: the model's task.
+        classes: the model's classes.
+        engine: see :func:`geotl.predict.engine.load_model`.
+        device: torch device on the workers.
+        threads: ONNX Runtime threads on each worker.
+    """
+
+    path: str
+    sha256: str
+    geotl_version: str
+    task: str
+    classes: tuple[str, ...]
+    engine: str = "auto"
+    device: str = "cpu"
+    threads: int | None = None
+
+    @classmethod
+    def from_path(
+        cls,
+        model: str | Path,
+        engine: str = "auto",
+        device: str = "cpu",
+        threads: int | None = None,
+    ) -> ModelRef:
+        """Verify the model here (coordinator) and describe it for the workers.
+
+        Raises:
+            ModelArtefactError: missing or damaged model files.
+        """
+        path = Path(model).resolve()
+        if path.suffix.lower() == ".onnx":
+            from geotl.export.onnx import read_onnx
+
+            card = read_onnx(path).card
+            digest = weights_sha256(path)
+        else:
+            card = read_card(path)
+            digest = weights_sha256(verify_weights(path, card))
+        return cls(
+            str(path),
+            digest,
+            __version__,
+            card.task,
+            tuple(card.classes),
+            engine,
+            device,
+            threads,
+        )
+
+    @property
+    def weights(self) -> Path:
+        """The file whose sha256 identifies the model."""
+        path = Path(self.path)
+        return path if path.suffix.lower() == ".onnx" else path / WEIGHTS_FILE
+
+
+_WORKER_LOCK = threading.Lock()
+_WORKER_MODELS: dict[ModelRef, Artefact] = {}
+_WORKER_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def _worker_name() -> str:
+    from distributed import get_worker
+
+    try:
+        return str(get_worker().address)
+    except ValueError:  # not on a worker (a direct call)
+        return "this process"
+
+
+def check_worker(model: ModelRef) -> str:
+    """Refuse to work with another geotl version or without the very same model files.
+
+    Runs on a worker (before every task, and on every worker before a job starts).
+
+    Returns:
+        The worker's address.
+
+    Raises:
+        ClusterError: the message names the worker and says which check failed and how to
+            fix it.
+    """
+    name = _worker_name()
+    if __version__ != model.geotl_version:
+        raise ClusterError(
+            f"worker {name} runs geotl {__version__} but the coordinator runs "
+            f"{model.geotl_version}: install the same version on every worker "
+            f"(pip install 'geotl=={model.geotl_version}')"
+        )
+    weights = model.weights
+    try:
+        st = weights.stat()
+    except OSError:
+        raise ClusterError(
+            f"worker {name} has no model file {weights}: put the model on storage every "
+            "worker sees, at the same path"
+        ) from None
+    key = (str(weights), st.st_size, st.st_mtime_ns)
+    with _WORKER_LOCK:
+        digest = _WORKER_HASHES.get(key)
+        if digest is None:
+            digest = _WORKER_HASHES[key] = weights_sha256(weights)
+    if digest != model.sha256:
+        raise ClusterError(
+            f"worker {name} sees another model at {weights} (sha256 {digest[:12]}..., the "
+            f"coordinator's {model.sha256[:12]}...): copy the same model folder to every worker"
+        )
+    return name
+
+
+def check_workers(client: Client, model: ModelRef) -> list[str]:
+    """:func:`check_worker` on every worker the cluster has now (refuse early, by name).
+
+    Raises:
+        ClusterError: a worker runs another geotl or lacks the model; no worker at all.
+    """
+    if not client.nthreads():
+        try:
+            client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S * 6)
+        except TimeoutError:
+            raise ClusterError(
+                f"the Dask scheduler at {client.scheduler_info().get('address', '?')} has no "
+                "workers: start some (dask worker ADDRESS)"
+            ) from None
+    try:
+        names = client.run(check_worker, model)
+    except ClusterError:
+        raise
+    except GeotlError as exc:
+        raise ClusterError(str(exc)) from None
+    return list(names.values())
+
+
+def _worker_artefact(model: ModelRef) -> Artefact:
+    """The model, loaded once per worker process (keyed by path, sha256 and engine)."""
+    import torch
+
+    from geotl.predict.engine import load_model
+
+    check_worker(model)
+    with _WORKER_LOCK:
+        artefact = _WORKER_MODELS.get(model)
+        if artefact is None:
+            # as many threads as the worker runs tasks with (Dask sets OMP_NUM_THREADS=1 in
+            # its processes; ONNX Runtime would take every core of the machine)
+            threads = model.threads or _worker_threads()
+            torch.set_num_threads(threads)
+            artefact = load_model(model.path, model.engine, model.device, threads)
+            _WORKER_MODELS[model] = artefact
+        return artefact
+
+
+def _worker_threads() -> int:
+    import torch
+    from distributed import get_worker
+
+    try:
+        return max(1, int(get_worker().state.nthreads))
+    except ValueError:
+        return max(1, torch.get_num_threads())
+
+
+# --- tasks ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SceneJob:
+    """One scene to predict, with its options and (optionally) its acquisition time."""
+
+    scene: Path
+    options: PredictOptions
+    acquired: str | None = None
+
+
+def _predict_task(model: ModelRef, job: SceneJob, block: RowBlock | None) -> SceneDetections:
+    """Runs on a worker: one scene, or one block of it (widening its margin as needed)."""
+    from geotl.predict import predict_scene
+    from geotl.predict.blocks import BlockMarginError
+
+    artefact = _worker_artefact(model)
+    options = replace(job.options, progress=False)
+    if block is None:
+        return predict_scene(artefact, job.scene, options, acquired=job.acquired)
+    while True:
+        try:
+            return predict_scene(artefact, job.scene, options, acquired=job.acquired, block=block)
+        except BlockMarginError as exc:
+            log.info("%s: %s; doubling the margin", job.scene.name, exc)
+            block = replace(block, margin_px=block.margin_px * 2)
+
+
+def join_blocks(parts: list[SceneDetections]) -> SceneDetections:
+    """The detections of a scene's blocks (in row order) as one scene's detections."""
+    from geotl.predict.core import SceneDetections
+    from geotl.predict.stream import StreamStats
+
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+
+    def concat(frames: list[gpd.GeoDataFrame], empty: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+        kept = [f for f in frames if len(f)]
+        if not kept:
+            return empty
+        return gpd.GeoDataFrame(
+            pd.concat(kept, ignore_index=True), geometry="geometry", crs=empty.crs
+        )
+
+    stats = StreamStats()
+    for p in parts:
+        for name in ("windows", "batches", "objects"):
+            setattr(stats, name, getattr(stats, name) + getattr(p.stats, name))
+        for name in ("read_s", "model_s", "write_s", "vectorise_s", "wall_s"):
+            setattr(stats, name, getattr(stats, name) + getattr(p.stats, name))
+    return SceneDetections(
+        scene=first.scene,
+        features=concat([p.features for p in parts], first.features),
+        native=concat([p.native for p in parts], first.native),
+        footprint=first.footprint,
+        rgb_indexes=first.rgb_indexes,
+        stats=stats,
+    )
+
+
+def _scene_blocks(
+    job: SceneJob, model: ModelRef, share_px: float, block_rows: int | None
+) -> list[RowBlock] | None:
+    """How to split a scene (None: one task). Only what joins exactly is split."""
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    from geotl.predict.blocks import RowBlock, plan_blocks
+    from geotl.predict.windows import ground_anchor
+
+    opts = job.options
+    if (
+        model.task == "detection"
+        or opts.resample
+        or not opts.ground_grid
+        or opts.probabilities_path is not None
+    ):
+        return None
+    try:
+        with rasterio.open(job.scene) as ds:
+            height, width, transform = ds.height, ds.width, ds.transform
+    except (RasterioError, OSError):
+        return None  # the worker reports the scene's error
+    if ground_anchor(transform) is None:
+        return None
+    core = opts.vector_window_px
+    margin = 2 * opts.halo_px  # widened by the worker when an object needs more
+    if block_rows is not None:
+        n = math.ceil(height / max(block_rows, 1))
+    else:
+        # a block re-reads its margins and one inference window on each side: split only
+        # into blocks that own several times as many rows (default settings: >= 2048 rows)
+        n = min(
+            int(height * width // max(share_px, 1.0)),
+            height // max(2 * core, 4 * (margin + _MAX_WINDOW_PX)),
+        )
+        if n < 2:
+            return None
+    rows = plan_blocks(height, n, core)
+    if len(rows) < 2:
+        return None
+    return [RowBlock(a, b, margin) for a, b in rows]
+
+
+def _scene_pixels(scene: Path) -> int:
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    try:
+        with rasterio.open(scene) as ds:
+            return int(ds.height * ds.width)
+    except (RasterioError, OSError):
+        return 0
+
+
+def predict_on_cluster(
+    client: Client,
+    model: ModelRef,
+    jobs: list[SceneJob],
+    *,
+    block_rows: int | None = None,
+    progress: bool = True,
+) -> Iterator[tuple[SceneJob, SceneDetections | BaseException]]:
+    """Predict scenes on the cluster; yield each scene's detections or error, in order.
+
+    Scenes are tasks; a scene with more pixels than two workers' shares of the job (or
+    every scene, when ``block_rows`` is given) is split into blocks of whole vectoriser
+    windows, predicted by different workers and joined in row order.
+
+    Args:
+        client: from :func:`open_cluster`.
+        model: from :meth:`ModelRef.from_path`.
+        jobs: the scenes, in output order.
+        block_rows: rows per block (default: split by the workers' share).
+        progress: a progress bar over the tasks on stderr.
+
+    Yields:
+        ``(job, detections)`` or ``(job, exception)`` for a scene that failed.
+
+    Raises:
+        ClusterError: a worker runs another geotl version or lacks the model.
+    """
+    from distributed import as_completed
+
+    check_workers(client, model)
+    workers = max(1, sum(client.nthreads().values()))
+    total_px = sum(_scene_pixels(j.scene) for j in jobs)
+    share = total_px / workers
+    token = uuid.uuid4().hex[:12]  # keys of earlier jobs on the same client stay apart
+    futures: list[list[Any]] = []
+    for i, job in enumerate(jobs):
+        blocks = _scene_blocks(job, model, share, block_rows)
+        if blocks is None:
+            futures.append(
+                [client.submit(_predict_task, model, job, None, key=f"geotl-{token}-{i}")]
+            )
+        else:
+            futures.append(
+                [
+                    client.submit(
+                        _predict_task,
+                        model,
+                        job,
+                        b,
+                        key=f"geotl-{token}-{i}-rows{b.start}",
+                    )
+                    for b in blocks
+                ]
+            )
+    flat = [f for fs in futures for f in fs]
+    bar = progress_bar(total=len(flat), desc="predict (cluster)", unit="task", enabled=progress)
+    try:
+        for _ in as_completed(flat):
+            bar.update(1)
+        for job, fs in zip(jobs, futures, strict=True):
+            errors = [f.exception() for f in fs if f.status != "finished"]
+            if errors:
+                error = errors[0]
+                if isinstance(error, ClusterError):
+                    raise error
+                yield job, error if isinstance(error, BaseException) else RuntimeError(str(error))
+                continue
+            yield job, join_blocks([f.result() for f in fs])
+    finally:
+        bar.close()
+        client.cancel(flat)

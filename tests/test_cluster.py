@@ -1,0 +1,287 @@
+"""geotl.cluster on a real distributed.LocalCluster of worker processes (never a mock).
+
+One cluster of two worker processes serves the module; scenes are the repo's real demo
+scene (400 px) and mosaics of it, the model a randomly initialised real network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from distributed import Client, LocalCluster, get_task_stream
+
+import geotl
+from geotl.cli.main import cli
+from geotl.cluster import (
+    ClusterError,
+    ModelRef,
+    SceneJob,
+    check_worker,
+    parse_cluster,
+    predict_on_cluster,
+)
+from geotl.config import load_region
+from geotl.monitor import MonitorOptions, run_monitor
+from geotl.monitor.state import DB_FILE
+from geotl.predict import PredictOptions, predict_scene
+from geotl.predict.engine import load_model
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(TESTS / "monitor"))
+from monitor_helpers import copy_in, write_region  # noqa: E402
+from predict.data import write_texture_model  # noqa: E402
+
+REAL_SCENE = TESTS.parent / "regions" / "demo-osbs" / "imagery" / "OSBS_029.tif"
+# small windows: a 400 px scene then holds several blocks with their margins
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SMALL = PredictOptions(
+    window_px=32, overlap_px=8, vector_window_px=32, halo_px=8, min_area_m2=0.05, progress=False
+)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    """Two worker processes, one thread each, offline, with the tests' geotl cache."""
+    home = tmp_path_factory.mktemp("workers")
+    env = {
+        # the cache the tests' own process uses (conftest): ONNX exports are made once
+        "GEOTL_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "geotl-cache"),
+        "TORCH_HOME": str(home / "torch-home"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+            env=env,
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("model") / "m"
+    write_texture_model(out)
+    return out
+
+
+def _mosaic(path: Path, tiles: int, flip: bool = False) -> Path:
+    """``tiles x tiles`` copies of the real scene (mirrored so that seams stay textured)."""
+    with rasterio.open(REAL_SCENE) as ds:
+        arr, profile = ds.read(), ds.profile
+    if flip:
+        arr = arr[:, ::-1]
+    rows = [
+        np.concatenate([arr if (i + j) % 2 == 0 else arr[:, :, ::-1] for j in range(tiles)], 2)
+        for i in range(tiles)
+    ]
+    big = np.concatenate(rows, axis=1)
+    profile.update(
+        height=big.shape[1], width=big.shape[2], tiled=True, blockxsize=256, blockysize=256
+    )
+    with rasterio.open(path, "w", **profile) as out:
+        out.write(big)
+    return path
+
+
+def _invoke(args: list[str]) -> Any:
+    return CliRunner().invoke(cli, ["-q", *args])
+
+
+def test_parse_cluster() -> None:
+    assert parse_cluster("local:3").local_workers == 3
+    assert parse_cluster(" tcp://node-1:8786 ").address == "tcp://node-1:8786"
+    for bad in ("local:0", "local", "8786", "http://x:1", "tcp://"):
+        with pytest.raises(ClusterError, match="local:"):
+            parse_cluster(bad)
+
+
+def test_predict_on_the_cluster_writes_the_same_files(
+    client: Client, model: Path, tmp_path: Path
+) -> None:
+    second = _mosaic(tmp_path / "OSBS_mosaic.tif", 2, flip=True)
+    scenes = [str(REAL_SCENE), str(second)]
+    common = ["--engine", "torch", "--min-area", "0.05", "--no-progress"]
+    one = _invoke(["predict", str(model), *scenes, "-o", str(tmp_path / "one.geojson"), *common])
+    assert one.exit_code == 0, one.output
+    address = client.scheduler.address
+    cluster = ["--cluster", address]
+    many = _invoke(
+        ["predict", str(model), *scenes, "-o", str(tmp_path / "two.geojson"), *common, *cluster]
+    )
+    assert many.exit_code == 0, many.output
+    assert (tmp_path / "one.geojson").read_bytes() == (tmp_path / "two.geojson").read_bytes()
+    assert (tmp_path / "one.qml").read_bytes() == (tmp_path / "two.qml").read_bytes()
+
+
+def test_blocks_of_a_large_scene_run_on_both_workers_and_join_exactly(
+    client: Client, model: Path
+) -> None:
+    whole = predict_scene(load_model(model, "torch"), REAL_SCENE, SMALL).features
+    ref = ModelRef.from_path(model, "torch")
+    with get_task_stream(client) as stream:
+        [(_, det)] = list(
+            predict_on_cluster(
+                client, ref, [SceneJob(REAL_SCENE, SMALL)], block_rows=96, progress=False
+            )
+        )
+    assert not isinstance(det, BaseException), det
+    blocks = [t for t in stream.data if str(t["key"]).startswith("geotl-")]
+    assert len(blocks) == 5 and len({t["worker"] for t in blocks}) == 2
+    got = det.features
+    assert len(got) == len(whole) > 50
+    assert list(got["id"]) == list(whole["id"])
+    assert (got["score"].to_numpy() == whole["score"].to_numpy()).all()
+    assert (got["area_m2"].to_numpy() == whole["area_m2"].to_numpy()).all()
+    assert all(a.equals_exact(b, 0) for a, b in zip(got.geometry, whole.geometry, strict=True))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_scheduler_exit_2_names_it_and_writes_nothing(
+    model: Path, tmp_path: Path
+) -> None:
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    out = tmp_path / "out"
+    out.mkdir()
+    res = _invoke(
+        ["predict", str(model), str(REAL_SCENE), "-o", str(out / "p.geojson"), "--cluster", address]
+    )
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and address in lines[0] and "scheduler" in lines[0], res.output
+    region = write_region(
+        tmp_path / "region",
+        "osbs",
+        [REAL_SCENE],
+        ["red", "green", "blue"],
+        ["tree"],
+        'source = "folder"\npaths = ["incoming/*.tif"]',
+    )
+    res = _invoke(
+        ["monitor", str(region), "--model", str(model), "--out", str(out), "--cluster", address]
+    )
+    assert res.exit_code == 2 and address in res.output, res.output
+    assert list(out.iterdir()) == []
+
+
+def _set_version(version: str) -> None:
+    """Runs on the workers: pretend to be another geotl release."""
+    import geotl.cluster as cluster_module
+
+    geotl.__version__ = version
+    cluster_module.__version__ = version
+
+
+def test_workers_refuse_another_version_or_other_model_files(
+    client: Client, model: Path, tmp_path: Path
+) -> None:
+    ref = ModelRef.from_path(model, "torch")
+    job = [SceneJob(REAL_SCENE, SMALL)]
+    client.run(_set_version, "0.0.0-other")
+    try:
+        with pytest.raises(ClusterError, match=r"runs geotl 0\.0\.0-other .* coordinator runs"):
+            list(predict_on_cluster(client, ref, job, progress=False))
+    finally:
+        client.run(_set_version, geotl.__version__)
+    moved = ModelRef.from_path(model, "torch")
+    gone = tmp_path / "nowhere" / "m"
+    missing = moved.__class__(**{**moved.__dict__, "path": str(gone)})
+    with pytest.raises(ClusterError, match=r"worker tcp://.* has no model file .*nowhere"):
+        client.submit(check_worker, missing, pure=False).result()
+    other = moved.__class__(**{**moved.__dict__, "sha256": "0" * 64})
+    with pytest.raises(ClusterError, match="sees another model"):
+        list(predict_on_cluster(client, other, job, progress=False))
+
+
+def _kill_a_busy_worker(client: Client, after_s: float) -> str:
+    """SIGKILL the process of a worker while it runs a geotl task; its address."""
+    pids = client.run(os.getpid)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for worker, keys in client.processing().items():
+            if any(str(k).startswith("geotl-") for k in keys):
+                time.sleep(after_s)
+                os.kill(pids[worker], signal.SIGKILL)
+                return str(worker)
+        time.sleep(0.05)
+    raise AssertionError("no geotl task started")
+
+
+def test_a_worker_killed_mid_pass_is_retried_each_pass_once(
+    client: Client, model: Path, tmp_path: Path
+) -> None:
+    passes = [
+        _mosaic(tmp_path / "osbs_20240101.tif", 1),
+        _mosaic(tmp_path / "osbs_20240301.tif", 1, flip=True),
+    ]
+    outs = {}
+    for name in ("here", "cluster"):
+        region_file = write_region(
+            tmp_path / name,
+            "osbs",
+            passes,
+            ["red", "green", "blue"],
+            ["tree"],
+            'source = "folder"\npaths = ["incoming/*.tif"]',
+            datetime_regex=r"_(\d{8})\.tif$",
+            min_area_m2=1.0,
+        )
+        for p in passes:
+            copy_in(region_file, p)
+        outs[name] = (load_region(region_file), tmp_path / name / "out")
+    here = run_monitor(outs["here"][0], MonitorOptions(out_dir=outs["here"][1], model_dir=model))
+    assert len(here.processed) == 2
+
+    done: dict[str, Any] = {}
+    address = client.scheduler.address
+    opts = MonitorOptions(out_dir=outs["cluster"][1], model_dir=model, cluster=address)
+    thread = threading.Thread(
+        target=lambda: done.setdefault("summary", run_monitor(outs["cluster"][0], opts))
+    )
+    with get_task_stream(client) as stream:
+        thread.start()
+        killed = _kill_a_busy_worker(client, after_s=0.5)
+        thread.join(timeout=600)
+    summary = done["summary"]
+    assert [p.status for p in summary.passes] == ["done", "done"]
+    finished = {
+        str(t["key"]): t["worker"] for t in stream.data if str(t["key"]).startswith("geotl-")
+    }
+    assert len(finished) == 2 and killed not in finished.values()  # the killed task ran again
+
+    rdir_here, rdir_cluster = outs["here"][1] / "osbs", outs["cluster"][1] / "osbs"
+    with contextlib.closing(sqlite3.connect(rdir_cluster / DB_FILE)) as db:
+        rows = db.execute("SELECT scene_key, status FROM jobs").fetchall()
+    assert sorted(r[1] for r in rows) == ["done", "done"] and len({r[0] for r in rows}) == 2
+    for rel in ("passes", "changes"):
+        names = sorted(p.name for p in (rdir_here / rel).iterdir())
+        assert names == sorted(p.name for p in (rdir_cluster / rel).iterdir()) and len(names) == 2
+        for n in names:
+            assert (rdir_here / rel / n).read_bytes() == (rdir_cluster / rel / n).read_bytes()

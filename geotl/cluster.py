@@ -415,7 +415,7 @@ def _scene_blocks(
         n = math.ceil(height / max(block_rows, 1))
     else:
         # a block re-reads its margins and one inference window on each side: split only
-        # into blocks that own several times as many rows (default settings: >= 2048 rows)
+        # into blocks that own several times as many rows (default settings: >= 2560 rows)
         n = min(
             int(height * width // max(share_px, 1.0)),
             height // max(2 * core, 4 * (margin + _MAX_WINDOW_PX)),

@@ -16,7 +16,7 @@ from affine import Affine
 from rasterio.features import rasterize
 from shapely.geometry.base import BaseGeometry
 
-__all__ = ["IGNORE", "class_pixel_counts", "geojson_shapes", "nodata_mask", "rasterize_chip"]
+__all__ = ["IGNORE", "class_pixel_counts", "geojson_shapes", "rasterize_chip"]
 
 IGNORE = 255
 
@@ -120,45 +120,6 @@ def _geojson(geom: Any) -> Any:
 def _rings(polygon: Any) -> list[list[list[float]]]:
     rings = [polygon.exterior, *polygon.interiors]
     return [shapely.get_coordinates(r).tolist() for r in rings]
-
-
-def nodata_mask(data: npt.NDArray[np.generic], nodata: float | None) -> npt.NDArray[np.bool_]:
-    """Pixels that are nodata in every band (NaN counts as nodata for float data).
-
-    >>> import numpy as np
-    >>> nodata_mask(np.array([[[0, 5]], [[0, 0]]]), 0).tolist()
-    [[True, False]]
-    """
-    if data.ndim == 2:
-        data = data[np.newaxis]
-    floating = np.issubdtype(data.dtype, np.floating)
-    nan_only = nodata is None or (isinstance(nodata, float) and np.isnan(nodata))
-    if nan_only and not floating:
-        return np.zeros(data.shape[1:], dtype=bool)
-
-    value: Any = nodata
-    if data.dtype.kind in "iu" and not nan_only:
-        # compare in the data's own type (a float nodata would cast every pixel to float64)
-        info = np.iinfo(data.dtype.type)  # type: ignore[type-var]
-        if not (float(value).is_integer() and info.min <= value <= info.max):
-            return np.zeros(data.shape[1:], dtype=bool)  # no pixel can hold this value
-        value = data.dtype.type(int(value))
-
-    def test(band: npt.NDArray[np.generic]) -> npt.NDArray[np.bool_]:
-        if nan_only:
-            return np.asarray(np.isnan(band))
-        hit = np.asarray(band == value)
-        if floating:
-            hit |= np.isnan(band)
-        return hit
-
-    # band by band (cheaper than a (bands, h, w) comparison followed by all(axis=0))
-    out = np.asarray(test(data[0]), dtype=bool)
-    for band in data[1:]:
-        if not out.any():
-            break
-        out &= test(band)
-    return out
 
 
 def class_pixel_counts(mask: npt.NDArray[np.uint8], n_classes: int) -> list[int]:

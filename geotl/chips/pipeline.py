@@ -54,7 +54,6 @@ from geotl.chips.labels import (
     IGNORE,
     class_pixel_counts,
     geojson_shapes,
-    nodata_mask,
     rasterize_chip,
 )
 from geotl.chips.split import SPLITS, assign_blocks, block_key, split_chips
@@ -63,6 +62,7 @@ from geotl.chips.windows import ChipWindow, chip_windows, window_bounds
 from geotl.config import Region
 from geotl.errors import BandMismatchError, ConfigError, LabelError, RasterError
 from geotl.io.atomic import atomic_dir, prepare_output_dir
+from geotl.io.nodata import nodata_mask
 from geotl.io.rasters import SceneInfo, open_raster, read_scene_info
 from geotl.io.vectors import crs_name, read_areas, read_labels
 from geotl.progress import progress_bar

@@ -36,10 +36,11 @@ from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 from torchvision.ops import batched_nms
 
+from geotl.io.nodata import valid_mask
 from geotl.models.artefact import Artefact
 from geotl.predict.engine import DetectionEngine
 from geotl.predict.stream import StreamStats
-from geotl.predict.windows import PixelWindow, WindowPlan
+from geotl.predict.windows import WindowPlan
 
 __all__ = [
     "BoxObject",
@@ -114,22 +115,16 @@ def artefact_detector(artefact: Artefact, nms_iou: float) -> Detector:
 def _read_batch(
     source: Any,
     band_indexes: list[int],
-    batch: list[PixelWindow],
+    batch: list[Window],
     model_px: int,
     normalise: Callable[[np.ndarray], np.ndarray],
 ) -> tuple[npt.NDArray[np.float32], list[npt.NDArray[np.bool_]]]:
-    nodata = source.nodata
-    is_float = np.dtype(source.dtypes[0]).kind == "f"
     arr = np.zeros((len(batch), len(band_indexes), model_px, model_px), dtype=np.float32)
     valids = []
     for k, w in enumerate(batch):
         win = Window(w.col_off, w.row_off, w.width, w.height)
         raw = source.read(band_indexes, window=win)
-        valid = (source.read_masks(band_indexes, window=win) > 0).any(axis=0)
-        if is_float:
-            valid &= np.isfinite(raw).all(axis=0)
-        elif nodata is not None:
-            valid &= ~(raw == nodata).all(axis=0)
+        valid = valid_mask(raw, source.nodata, source.read_masks(band_indexes, window=win))
         norm = normalise(raw)
         norm[:, ~valid] = 0.0
         arr[k, :, : w.height, : w.width] = norm  # smaller scenes: zero padding, no mirrored objects
@@ -176,12 +171,13 @@ def detect_boxes(
     kept_boxes: list[npt.NDArray[np.float32]] = []
     kept_scores: list[npt.NDArray[np.float32]] = []
     kept_labels: list[npt.NDArray[np.int64]] = []
-    windows = list(plan.windows)
-    batches = [windows[i : i + batch_size] for i in range(0, len(windows), batch_size)]
+    indexes = list(range(len(plan.windows)))
+    batches = [indexes[i : i + batch_size] for i in range(0, len(indexes), batch_size)]
 
-    def read(batch: list[PixelWindow]) -> tuple[Any, list[Any], float]:
+    def read(batch: list[int]) -> tuple[Any, list[Any], float]:
         t0 = time.perf_counter()
-        arr, valids = _read_batch(source, band_indexes, batch, model_px, normalise)
+        windows = [plan.windows[k] for k in batch]
+        arr, valids = _read_batch(source, band_indexes, windows, model_px, normalise)
         return arr, valids, time.perf_counter() - t0
 
     with ThreadPoolExecutor(max_workers=1) as reader:  # reads the next batch meanwhile
@@ -195,8 +191,11 @@ def detect_boxes(
             results = detect(arr)
             stats.model_s += time.perf_counter() - t0
             stats.batches += 1
-            for w, valid, (boxes, scores, labels) in zip(batch, valids, results, strict=True):
-                keep = _owned(boxes, scores, w, valid, score_threshold, row_cores, col_cores)
+            for k, valid, (boxes, scores, labels) in zip(batch, valids, results, strict=True):
+                w = plan.windows[k]
+                grid_row, grid_col = plan.grid_position(k)
+                core = (row_cores[grid_row], col_cores[grid_col])
+                keep = _owned(boxes, scores, w, valid, score_threshold, core)
                 if keep.any():
                     b = boxes[keep].copy()
                     b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, w.width) + w.col_off
@@ -215,19 +214,20 @@ def detect_boxes(
 def _owned(
     boxes: npt.NDArray[np.float32],
     scores: npt.NDArray[np.float32],
-    w: PixelWindow,
+    w: Window,
     valid: npt.NDArray[np.bool_],
     score_threshold: float,
-    row_cores: list[tuple[float, float]],
-    col_cores: list[tuple[float, float]],
+    core: tuple[tuple[float, float], tuple[float, float]],
 ) -> npt.NDArray[np.bool_]:
-    """Boxes scored high enough whose centre is valid and lies in the window's core."""
+    """Boxes scored high enough whose centre is valid and lies in the window's core.
+
+    ``core``: the window's core rows and columns (scene pixels, ends exclusive).
+    """
     if len(boxes) == 0:
         return np.zeros(0, dtype=bool)
     cx = (np.clip(boxes[:, 0], 0, w.width) + np.clip(boxes[:, 2], 0, w.width)) / 2
     cy = (np.clip(boxes[:, 1], 0, w.height) + np.clip(boxes[:, 3], 0, w.height)) / 2
-    r0, r1 = row_cores[w.grid_row]
-    c0, c1 = col_cores[w.grid_col]
+    (r0, r1), (c0, c1) = core
     sx, sy = cx + w.col_off, cy + w.row_off
     keep = (scores >= score_threshold) & (sx >= c0) & (sx < c1) & (sy >= r0) & (sy < r1)
     if keep.any():

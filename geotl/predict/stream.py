@@ -43,6 +43,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from geotl.errors import GeotlInputError
+from geotl.io.nodata import valid_mask
 from geotl.models.artefact import Artefact
 from geotl.predict.engine import Engine, device_probabilities, engine_for
 from geotl.predict.objects import ObjectExtractor, SegmentationExtractor, extractor_for
@@ -55,7 +56,7 @@ from geotl.predict.strips import (
     submit_strip,
 )
 from geotl.predict.vectorise import VectorObject, core_windows
-from geotl.predict.windows import PixelWindow, WindowPlan, blend_weights
+from geotl.predict.windows import WindowPlan, blend_weights, clip_window
 
 __all__ = ["RawRaster", "StreamStats", "infer_and_vectorise"]
 
@@ -132,10 +133,11 @@ class _Pipeline:
             raise _Stop
 
 
-def _batches(plan: WindowPlan, batch_size: int) -> Iterator[list[PixelWindow]]:
-    batch: list[PixelWindow] = []
-    for w in plan.windows:
-        batch.append(w)
+def _batches(plan: WindowPlan, batch_size: int) -> Iterator[list[int]]:
+    """Indexes of the plan's windows, ``batch_size`` at a time."""
+    batch: list[int] = []
+    for k in range(len(plan.windows)):
+        batch.append(k)
         if len(batch) == batch_size:
             yield batch
             batch = []
@@ -277,17 +279,13 @@ def infer_and_vectorise(
     stats.extra["workers"] = float(workers if pool is not None else 1)
     stats.extra["read_threads"] = float(n_threads)
 
-    def read_window(ds: Any, w: PixelWindow) -> tuple[np.ndarray, np.ndarray]:
+    def read_window(ds: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         """A window normalised and padded to the model's size, and its valid pixels."""
-        r0, c0, r1, c1 = w.clip((height, width))
+        w = plan.windows[k]
+        r0, c0, r1, c1 = clip_window(w, (height, width))
         win = Window(c0, r0, c1 - c0, r1 - r0)
         raw = ds.read(band_indexes, window=win)
-        masks = ds.read_masks(band_indexes, window=win)
-        valid = (masks > 0).any(axis=0)
-        if np.dtype(ds.dtypes[0]).kind == "f":
-            valid &= np.isfinite(raw).all(axis=0)
-        elif ds.nodata is not None:
-            valid &= ~(raw == ds.nodata).all(axis=0)
+        valid = valid_mask(raw, ds.nodata, ds.read_masks(band_indexes, window=win))
         norm = artefact.normalise(raw)
         norm[:, ~valid] = 0.0
         top, left = r0 - w.row_off, c0 - w.col_off
@@ -303,7 +301,7 @@ def infer_and_vectorise(
             if n_threads == 1:
                 for batch in _batches(plan, batch_size):
                     t0 = time.perf_counter()
-                    got = [read_window(source, w) for w in batch]
+                    got = [read_window(source, k) for k in batch]
                     stats.read_s += time.perf_counter() - t0
                     pipe.put(q_in, (batch, *_stack(got)))
             else:
@@ -337,7 +335,7 @@ def infer_and_vectorise(
                         if k >= len(windows) or pipe.stop.is_set():
                             return
                         t0 = time.perf_counter()
-                        item = read_window(ds, windows[k])
+                        item = read_window(ds, k)
                         with cond:
                             stats.read_s += time.perf_counter() - t0
                             slots[k] = item
@@ -398,15 +396,17 @@ def infer_and_vectorise(
                     break
                 t0 = time.perf_counter()
                 batch, probs, valids = item
-                for k, w in enumerate(batch):
-                    r0, c0, r1, c1 = w.clip((height, width))
+                for j, k in enumerate(batch):
+                    w = plan.windows[k]
+                    grid_row = plan.grid_position(k)[0]
+                    r0, c0, r1, c1 = clip_window(w, (height, width))
                     rsl = slice(r0 - w.row_off, r1 - w.row_off)
                     csl = slice(c0 - w.col_off, c1 - w.col_off)
-                    wts = weights_full[rsl, csl] * valids[k, rsl, csl]
-                    band.add(probs[k, :, rsl, csl], wts, r0, c0, r1, c1)
-                    done_in_row[w.grid_row] = done_in_row.get(w.grid_row, 0) + 1
-                    if done_in_row[w.grid_row] == plan.n_cols:
-                        rows = plan.final_rows_after(w.grid_row)
+                    wts = weights_full[rsl, csl] * valids[j, rsl, csl]
+                    band.add(probs[j, :, rsl, csl], wts, r0, c0, r1, c1)
+                    done_in_row[grid_row] = done_in_row.get(grid_row, 0) + 1
+                    if done_in_row[grid_row] == plan.n_cols:
+                        rows = plan.final_rows_after(grid_row)
                         if rows > final:
                             finalise(rows)
                             final = rows

@@ -41,6 +41,7 @@ __all__ = [
     "NODATA_CLASS",
     "VectorObject",
     "WindowExtractor",
+    "class_map_from_foreground",
     "class_map_from_probabilities",
     "core_windows",
     "label_classes",
@@ -103,11 +104,27 @@ def class_map_from_probabilities(
     """
     if probabilities.ndim != 3 or probabilities.shape[0] < 2:
         raise ValueError("probabilities must be (C, H, W) with C >= 2 (background first)")
-    fg = probabilities[1:]
-    best = np.argmax(fg, axis=0)
-    best_p = np.take_along_axis(fg, best[None], axis=0)[0].astype(np.float32)
-    is_fg = best_p >= threshold
-    class_map = np.where(is_fg, best + 1, 0).astype(np.uint8)
+    return class_map_from_foreground(probabilities[1:], threshold, valid)
+
+
+def class_map_from_foreground(
+    fg: np.ndarray, threshold: float = 0.5, valid: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`class_map_from_probabilities` of the foreground channels ``(classes, H, W)``.
+
+    >>> cm, score = class_map_from_foreground(np.array([[[0.2, 0.8]]], dtype=np.float32))
+    >>> cm.tolist()
+    [[0, 1]]
+    """
+    if fg.shape[0] == 1:  # one class: no argmax to take
+        best_p = fg[0].astype(np.float32)
+        is_fg = best_p >= threshold
+        class_map = is_fg.astype(np.uint8)
+    else:
+        best = np.argmax(fg, axis=0)
+        best_p = np.take_along_axis(fg, best[None], axis=0)[0].astype(np.float32)
+        is_fg = best_p >= threshold
+        class_map = np.where(is_fg, best + 1, 0).astype(np.uint8)
     score = np.where(is_fg, best_p, 0.0).astype(np.float32)
     if valid is not None:
         class_map[~valid] = NODATA_CLASS
@@ -211,11 +228,11 @@ def label_classes(
     for cls_i in (int(c) for c in present):
         if cls_i in (0, nodata_class):
             continue
-        lab, n = ndimage.label(class_map == cls_i, structure=_CROSS)
+        lab, n = ndimage.label(class_map == cls_i, structure=_CROSS, output=np.int32)
         if n == 0:
             continue
-        sel = lab > 0
-        labels[sel] = lab[sel] + (next_label - 1)
+        # classes are disjoint: add the shifted labels where this class is
+        labels += np.where(lab > 0, lab + np.int32(next_label - 1), np.int32(0))
         label_class.extend([cls_i] * n)
         next_label += n
     return labels, label_class
@@ -232,6 +249,7 @@ def vectorise_labels(
     row_off: int = 0,
     col_off: int = 0,
     only: np.ndarray | None = None,
+    slices: list[tuple[slice, slice] | None] | None = None,
 ) -> list[VectorObject]:
     """Vectorise a label image: one object per label (each label a 4-connected region).
 
@@ -245,6 +263,7 @@ def vectorise_labels(
         row_off: see :func:`vectorise`.
         col_off: see :func:`vectorise`.
         only: boolean per label: vectorise only these labels (default: all).
+        slices: ``scipy.ndimage.find_objects(labels)`` when the caller has it.
 
     Returns:
         Objects sorted by first pixel (raster order), then class.
@@ -257,14 +276,15 @@ def vectorise_labels(
     counts = np.bincount(flat, minlength=n_labels + 1)
     if scores is not None:
         sums = np.bincount(flat, weights=scores.astype(np.float64).ravel(), minlength=n_labels + 1)
-    slices = ndimage.find_objects(labels)
+    if slices is None:
+        slices = ndimage.find_objects(labels)
     keep = counts >= max(min_pixels, 1)
     keep[0] = False
     if only is not None:
         keep &= only
     if not keep.any():
         return objects
-    firsts = _first_pixels(labels, slices)
+    firsts = _first_pixels(labels, [s if keep[i] else None for i, s in enumerate(slices, 1)])
     px_transform = Affine.translation(col_off, row_off)
     # only the kept labels are traced (the others are masked out: same rings for the kept)
     for geom_json, value in rasterio.features.shapes(
@@ -372,6 +392,7 @@ def vectorise_window(
         row_off=r_row,
         col_off=r_col,
         only=only,
+        slices=slices,
     )
     return owned, True
 

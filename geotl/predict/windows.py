@@ -16,56 +16,48 @@ from dataclasses import dataclass
 
 import numpy as np
 from affine import Affine
+from rasterio.windows import Window
 
 from geotl.chips.windows import grid_offsets
 
 __all__ = [
-    "PixelWindow",
     "WindowPlan",
     "blend_weights",
     "blend_weights_1d",
+    "clip_window",
     "ground_anchor",
     "plan_windows",
 ]
 
 
-@dataclass(frozen=True)
-class PixelWindow:
-    """A window of the scene grid: offsets and size in pixels, and its grid position.
+def clip_window(window: Window, scene_shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(row0, col0, row1, col1)`` of the part of ``window`` inside the scene (ends exclusive).
 
     A ground-anchored window may reach past the scene (negative offsets, or past the far
-    edge); :meth:`clip` is the part inside it.
+    edge); this is what is read of it.
+
+    >>> clip_window(Window(5, -3, 10, 10), (6, 12))
+    (0, 5, 6, 12)
     """
-
-    row_off: int
-    col_off: int
-    height: int
-    width: int
-    grid_row: int
-    grid_col: int
-
-    def clip(self, scene_shape: tuple[int, int]) -> tuple[int, int, int, int]:
-        """``(row0, col0, row1, col1)`` of the window inside the scene (ends exclusive).
-
-        >>> PixelWindow(-3, 5, 10, 10, 0, 0).clip((6, 12))
-        (0, 5, 6, 12)
-        """
-        return (
-            max(self.row_off, 0),
-            max(self.col_off, 0),
-            min(self.row_off + self.height, scene_shape[0]),
-            min(self.col_off + self.width, scene_shape[1]),
-        )
+    return (
+        max(int(window.row_off), 0),
+        max(int(window.col_off), 0),
+        min(int(window.row_off + window.height), scene_shape[0]),
+        min(int(window.col_off + window.width), scene_shape[1]),
+    )
 
 
 @dataclass(frozen=True)
 class WindowPlan:
-    """Overlapping windows covering a scene, in raster (row-major) order."""
+    """Overlapping windows covering a scene, in raster (row-major) order.
+
+    ``windows[k]`` sits in row ``k // n_cols`` and column ``k % n_cols`` of the grid.
+    """
 
     scene_shape: tuple[int, int]
     window_px: int
     overlap_px: int
-    windows: tuple[PixelWindow, ...]
+    windows: tuple[Window, ...]
     row_offsets: tuple[int, ...]
     col_offsets: tuple[int, ...]
 
@@ -78,6 +70,14 @@ class WindowPlan:
     def n_cols(self) -> int:
         """Number of window columns."""
         return len(self.col_offsets)
+
+    def grid_position(self, index: int) -> tuple[int, int]:
+        """``(grid_row, grid_col)`` of ``windows[index]``.
+
+        >>> plan_windows((500, 300), 256, 64).grid_position(3)
+        (1, 1)
+        """
+        return divmod(index, self.n_cols)
 
     def final_rows_after(self, grid_row: int) -> int:
         """Scene rows that no later window row touches once ``grid_row`` is done.
@@ -146,11 +146,7 @@ def plan_windows(
         rows = _anchored_offsets(height, window_px, stride, anchor[0])
         cols = _anchored_offsets(width, window_px, stride, anchor[1])
         win_h = win_w = window_px
-    windows = tuple(
-        PixelWindow(r, c, win_h, win_w, i, j)
-        for i, r in enumerate(rows)
-        for j, c in enumerate(cols)
-    )
+    windows = tuple(Window(c, r, win_w, win_h) for r in rows for c in cols)
     return WindowPlan(scene_shape, window_px, overlap_px, windows, rows, cols)
 
 

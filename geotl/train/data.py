@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -39,6 +38,7 @@ from geotl.chips.boxes import ChipBoxes, index_boxes
 from geotl.chips.labels import IGNORE
 from geotl.config import Region
 from geotl.errors import BandMismatchError, GeotlInputError, LabelError
+from geotl.io.nodata import valid_mask
 from geotl.io.vectors import read_labels
 from geotl.models.artefact import Normalisation, RegionRecord
 
@@ -198,11 +198,7 @@ def load_region_chips(
         img, transform, crs, nodata = _read_chip(chips_dir / str(r.image))
         mask = _read_chip(chips_dir / str(r.mask))[0][0].astype(np.uint8)
         mask = remap[mask]
-        valid = np.ones(mask.shape, dtype=bool)
-        if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
-            valid = ~np.all(img == nodata, axis=0)
-        elif nodata is not None:
-            valid = ~np.all(np.isnan(img), axis=0)
+        valid = valid_mask(img, nodata)
         mask[~valid] = IGNORE
         extra = unsampled_by_chip.get(r.chip_id)
         if extra and sampled is not None:

@@ -2,7 +2,8 @@ import numpy as np
 from affine import Affine
 from shapely.geometry import Polygon, box
 
-from geotl.chips.labels import IGNORE, class_pixel_counts, nodata_mask, rasterize_chip
+from geotl.chips.labels import IGNORE, class_pixel_counts, rasterize_chip
+from geotl.io.nodata import nodata_mask
 
 T = Affine(1, 0, 0, 0, -1, 8)  # 8x8 px chip covering (0, 0)-(8, 8)
 

@@ -34,12 +34,11 @@ from scipy import ndimage
 from skimage.segmentation import watershed
 
 from geotl.predict.objects.base import ObjectExtractor
-from geotl.predict.objects.segmentation import background_first
 from geotl.predict.vectorise import (
     NODATA_CLASS,
     VectorObject,
     WindowExtractor,
-    class_map_from_probabilities,
+    class_map_from_foreground,
     vectorise_labels,
 )
 
@@ -172,7 +171,7 @@ class InstanceExtractor(ObjectExtractor):
     def finalise(self, blended: np.ndarray, valid: np.ndarray, threshold: float) -> np.ndarray:
         """Class map, score and seed score of each pixel."""
         n = self.n_classes
-        cm, sc = class_map_from_probabilities(background_first(blended[:n]), threshold, valid)
+        cm, sc = class_map_from_foreground(blended[:n], threshold, valid)
         border, contact = blended[n], blended[n + 1]
         seed = (sc * (1.0 - border) * (1.0 - contact)).astype(np.float32)
         return np.stack([cm.astype(np.float32), sc, seed])

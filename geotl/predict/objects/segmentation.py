@@ -10,17 +10,12 @@ from geotl.predict.objects.base import ObjectExtractor
 from geotl.predict.vectorise import (
     VectorObject,
     WindowExtractor,
-    class_map_from_probabilities,
+    class_map_from_foreground,
     vectorise,
     vectorise_window,
 )
 
 __all__ = ["SegmentationExtractor"]
-
-
-def background_first(fg: np.ndarray) -> np.ndarray:
-    """``(C, H, W)`` foreground probabilities -> ``(C + 1, H, W)`` with background first."""
-    return np.concatenate([(1.0 - fg.sum(axis=0))[None], fg])
 
 
 class SegmentationExtractor(ObjectExtractor):
@@ -32,7 +27,7 @@ class SegmentationExtractor(ObjectExtractor):
 
     def finalise(self, blended: np.ndarray, valid: np.ndarray, threshold: float) -> np.ndarray:
         """Class map and score of each pixel."""
-        cm, sc = class_map_from_probabilities(background_first(blended), threshold, valid)
+        cm, sc = class_map_from_foreground(blended, threshold, valid)
         return np.stack([cm.astype(np.float32), sc])
 
     def extract(

@@ -8,6 +8,7 @@ import geopandas as gpd
 import numpy as np
 
 from geotl.io.atomic import atomic_path
+from geotl.io.nodata import valid_mask
 from geotl.predict.outputs.base import OutputWriter, Prediction
 from geotl.predict.outputs.style import class_colour01
 
@@ -58,7 +59,7 @@ def write_quicklook(
         masks = ds.read_masks(rgb_indexes, out_shape=(len(rgb_indexes), out_h, out_w))
         left, bottom, right, top = ds.bounds
         crs = ds.crs
-    valid = (masks > 0).any(axis=0) & np.isfinite(data).all(axis=0)
+        valid = valid_mask(data, ds.nodata, masks)
     img = _stretch(data, valid)
     img = np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img[:3]
     rgba = np.concatenate([np.moveaxis(img, 0, -1), valid[..., None].astype(np.float32)], axis=-1)

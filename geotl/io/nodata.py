@@ -1,0 +1,79 @@
+"""Which pixels hold data: the one rule that chips, training and prediction share.
+
+A pixel has **no data** when
+
+* every band holds the nodata value (compared in the data's own type), or
+* any band is NaN or infinite (float data: a network cannot use such a value), or
+* GDAL's masks (``read_masks``: per-band nodata, an alpha band, an internal mask), when
+  the caller read them, mask it in every band.
+
+Chips mark such pixels ignore in their masks, training leaves them out of the loss and the
+normalisation statistics, prediction gives them no weight and never an object.
+
+>>> import numpy as np
+>>> nodata_mask(np.array([[[0, 5, 0]], [[0, 0, 3]]], dtype=np.uint8), 0).tolist()
+[[True, False, False]]
+>>> nodata_mask(np.array([[[1.0, np.nan]], [[2.0, 2.0]]]), None).tolist()
+[[False, True]]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["nodata_mask", "valid_mask"]
+
+
+def _all_bands_equal(data: npt.NDArray[np.generic], nodata: float | None) -> npt.NDArray[np.bool_]:
+    none = np.zeros(data.shape[1:], dtype=bool)
+    if nodata is None or (isinstance(nodata, float) and np.isnan(nodata)):
+        return none  # NaN: the non-finite test covers it
+    value: Any = nodata
+    if data.dtype.kind in "iu":
+        # compare in the data's own type (a float nodata would cast every pixel to float64)
+        info = np.iinfo(data.dtype.type)  # type: ignore[type-var]
+        if not (float(value).is_integer() and info.min <= value <= info.max):
+            return none  # no pixel can hold this value
+        value = data.dtype.type(int(value))
+    # band by band (cheaper than a (bands, h, w) comparison followed by all(axis=0))
+    out = np.asarray(data[0] == value, dtype=bool)
+    for band in data[1:]:
+        if not out.any():
+            break
+        out &= np.asarray(band == value)
+    return out
+
+
+def nodata_mask(
+    data: npt.NDArray[np.generic],
+    nodata: float | None,
+    masks: npt.NDArray[np.generic] | None = None,
+) -> npt.NDArray[np.bool_]:
+    """Pixels without data (see the module's rule): ``(H, W)`` bool.
+
+    Args:
+        data: ``(bands, H, W)`` or ``(H, W)`` pixel values.
+        nodata: the nodata value (None: none; NaN: only non-finite values).
+        masks: optional GDAL masks of the same bands (``(bands, H, W)``, 0 = no data).
+    """
+    if data.ndim == 2:
+        data = data[np.newaxis]
+    out = _all_bands_equal(data, nodata)
+    if np.issubdtype(data.dtype, np.floating):
+        out |= ~np.isfinite(data).all(axis=0)
+    if masks is not None:
+        m = masks[np.newaxis] if masks.ndim == 2 else masks
+        out |= ~np.asarray(m != 0).any(axis=0)
+    return out
+
+
+def valid_mask(
+    data: npt.NDArray[np.generic],
+    nodata: float | None,
+    masks: npt.NDArray[np.generic] | None = None,
+) -> npt.NDArray[np.bool_]:
+    """Pixels with data: the complement of :func:`nodata_mask`."""
+    return ~nodata_mask(data, nodata, masks)

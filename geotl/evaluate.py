@@ -38,6 +38,7 @@ import torch
 from geotl.config import Region
 from geotl.errors import GeotlInputError
 from geotl.io.atomic import atomic_path, atomic_write_text
+from geotl.metrics import pixel_scores, precision_recall_f1
 
 __all__ = [
     "average_precision_50",
@@ -48,29 +49,11 @@ __all__ = [
     "label_curve",
     "match_boxes",
     "match_objects",
-    "pixel_scores",
 ]
 
 log = logging.getLogger(__name__)
 
 MATCH_IOU = 0.5
-
-
-def pixel_scores(conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class IoU and F1 from a confusion matrix (rows truth, columns prediction).
-
-    >>> iou, f1 = pixel_scores(np.array([[3, 1], [1, 3]]))
-    >>> iou.round(3).tolist(), f1.round(3).tolist()
-    ([0.6, 0.6], [0.75, 0.75])
-    """
-    conf = np.asarray(conf, dtype=np.float64)
-    tp = np.diagonal(conf, axis1=-2, axis2=-1)
-    fp = conf.sum(-2) - tp
-    fn = conf.sum(-1) - tp
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), np.nan)
-        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
-    return iou, f1
 
 
 def match_objects(
@@ -104,16 +87,6 @@ def match_objects(
             used_t.add(j)
     tp = len(used_p)
     return tp, len(pred) - tp, len(truth) - tp
-
-
-def _prf(
-    tp: np.ndarray, fp: np.ndarray, fn: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = np.where(tp + fp > 0, tp / (tp + fp), np.nan)
-        r = np.where(tp + fn > 0, tp / (tp + fn), np.nan)
-        f = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
-    return p, r, f
 
 
 def _count_ratio(counts: np.ndarray) -> np.ndarray:
@@ -295,8 +268,10 @@ def _evaluate_chips(
     iou_lo, iou_hi = bootstrap_ci(confs, lambda s: pixel_scores(s)[0], n_boot, seed)
     f1_lo, f1_hi = bootstrap_ci(confs, lambda s: pixel_scores(s)[1], n_boot, seed)
     tp, fp, fn = objs.sum(0)
-    op, orc, of1 = _prf(tp, fp, fn)
-    of1_lo, of1_hi = bootstrap_ci(objs, lambda s: _prf(s[:, 0], s[:, 1], s[:, 2])[2], n_boot, seed)
+    op, orc, of1 = precision_recall_f1(tp, fp, fn)
+    of1_lo, of1_hi = bootstrap_ci(
+        objs, lambda s: precision_recall_f1(s[:, 0], s[:, 1], s[:, 2])[2], n_boot, seed
+    )
     predicted = objs[:, 0] + objs[:, 1]  # (chips, classes)
     labelled = objs[:, 0] + objs[:, 2]
     counts = np.stack([predicted, labelled], axis=1)
@@ -625,9 +600,12 @@ def detection_scores(
     for m, iou in enumerate(DETECTION_IOUS):
         per = counts[:, m].sum(axis=-1)  # all classes together: (chips, 3)
         tp, fp, fn = per.sum(0)
-        p_, r_, f_ = _prf(np.array(tp), np.array(fp), np.array(fn))
+        p_, r_, f_ = precision_recall_f1(np.array(tp), np.array(fp), np.array(fn))
         lo, hi = bootstrap_ci(
-            per, lambda s: np.stack(_prf(s[:, 0], s[:, 1], s[:, 2]), axis=-1), n_boot, seed
+            per,
+            lambda s: np.stack(precision_recall_f1(s[:, 0], s[:, 1], s[:, 2]), axis=-1),
+            n_boot,
+            seed,
         )
         out[f"iou_{iou:g}"] = {
             "precision": _f(p_),

@@ -8,7 +8,8 @@ from shapely.geometry import box
 
 from geotl.config import load_region
 from geotl.errors import ModelArtefactError
-from geotl.evaluate import bootstrap_ci, evaluate_model, match_objects, pixel_scores
+from geotl.evaluate import bootstrap_ci, evaluate_model, match_objects
+from geotl.metrics import pixel_scores
 
 torch.set_num_threads(2)
 DEMO = Path(__file__).resolve().parents[1] / "regions" / "demo-osbs.toml"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from geotl.cli.options import device_option, seed_option
+from geotl.cli.options import chips_dir_option, device_option, seed_option
 from geotl.config import load_region
 from geotl.errors import GeotlInputError
 
@@ -34,12 +34,7 @@ def _int_list(text: str) -> list[int]:
     default=None,
     help="Write the metrics (or curve table) JSON here.",
 )
-@click.option(
-    "--chips",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="The region's chips folder.",
-)
+@chips_dir_option("The region's chips folder.")
 @click.option(
     "--curve",
     default=None,
@@ -58,7 +53,7 @@ def command(
     model_dir: Path,
     region_file: Path,
     out_file: Path | None,
-    chips: Path | None,
+    chips_dir: Path | None,
     curve: str | None,
     bases: str,
     epochs: int | None,
@@ -77,12 +72,12 @@ def command(
         budgets = _int_list(curve)
         base_ids = [b.strip() for b in bases.split(",") if b.strip()]
         options = TrainOptions(
-            chips=(chips,) if chips else (), epochs=epochs, seed=seed, device=device
+            chips=(chips_dir,) if chips_dir else (), epochs=epochs, seed=seed, device=device
         )
         table = label_curve(region, model_dir, budgets, base_ids, options, out_json=out_file)
         click.echo(json.dumps(table, indent=2))
         return
     metrics = evaluate_model(
-        model_dir, region, chips_dir=chips, out=out_file, device=device, seed=seed
+        model_dir, region, chips_dir=chips_dir, out=out_file, device=device, seed=seed
     )
     click.echo(json.dumps(metrics, indent=2))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from geotl.cli.options import overwrite_option
+from geotl.cli.options import chips_dir_option, overwrite_option
 from geotl.export import export_onnx
 
 
@@ -35,12 +35,7 @@ from geotl.export import export_onnx
     type=click.Path(path_type=Path, dir_okay=False),
     help="Region file whose training chips calibrate --int8 (default: the card's region).",
 )
-@click.option(
-    "--chips",
-    "chips_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="That region's chips folder (default: beside the model, else chipped afresh).",
-)
+@chips_dir_option("That region's chips folder (default: beside the model, else chipped afresh).")
 @overwrite_option("Replace existing output files.")
 def command(
     model_dir: Path,

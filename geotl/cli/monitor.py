@@ -27,6 +27,7 @@ from geotl.cli.options import (
     cluster_option,
     device_option,
     json_option,
+    model_dir_option,
     out_dir_option,
     overwrite_option,
 )
@@ -116,12 +117,7 @@ def command() -> None:
 @click.argument(
     "region_file", metavar="REGION.toml", type=click.Path(dir_okay=False, path_type=Path)
 )
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Model artefact folder (default: [monitor] model of the region).",
-)
+@model_dir_option("Model artefact folder (default: [monitor] model of the region).")
 @out_dir_option()
 @click.option(
     "--once", is_flag=True, help="One run, then exit (for cron and systemd timers; the default)."

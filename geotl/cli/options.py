@@ -14,11 +14,14 @@ import click
 
 __all__ = [
     "DEVICES",
+    "chips_dir_option",
     "cluster_option",
     "device_option",
     "json_option",
+    "model_dir_option",
     "out_dir_option",
     "overwrite_option",
+    "resample_option",
     "seed_option",
 ]
 
@@ -64,3 +67,30 @@ def seed_option(help: str | None = None) -> Callable[[F], F]:
 def json_option(help: str) -> Callable[[F], F]:
     """``--json``: machine-readable output, passed as ``as_json``."""
     return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def chips_dir_option(help: str) -> Callable[[F], F]:
+    """``--chips DIR``: a region's chips folder (``geotl chip``'s output), as ``chips_dir``."""
+    return click.option(
+        "--chips", "chips_dir", type=click.Path(path_type=Path, file_okay=False), help=help
+    )
+
+
+def model_dir_option(help: str, *, required: bool = False) -> Callable[[F], F]:
+    """``--model DIR``: a model artefact folder (``geotl train``'s output), as ``model_dir``."""
+    return click.option(
+        "--model",
+        "model_dir",
+        required=required,
+        type=click.Path(path_type=Path, file_okay=False),
+        help=help,
+    )
+
+
+def resample_option() -> Callable[[F], F]:
+    """``--resample``: scenes at another ground resolution are resampled to the model's."""
+    return click.option(
+        "--resample",
+        is_flag=True,
+        help="Resample scenes at another ground resolution to the model's on the fly.",
+    )

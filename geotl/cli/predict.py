@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from geotl.cli.options import cluster_option, device_option, overwrite_option
+from geotl.cli.options import cluster_option, device_option, overwrite_option, resample_option
 from geotl.errors import SceneError
 from geotl.predict import PredictOptions, predict_scenes
 from geotl.predict.engine import ENGINES
@@ -100,11 +100,7 @@ from geotl.predict.engine import ENGINES
     type=click.FloatRange(min=0),
     help="Simplification tolerance in pixels, topology kept (default: the model card's).",
 )
-@click.option(
-    "--resample",
-    is_flag=True,
-    help="Resample scenes at another ground resolution to the model's on the fly.",
-)
+@resample_option()
 @click.option(
     "--bands", help="The scenes' bands in file order, comma separated (e.g. red,green,blue,nir)."
 )

@@ -6,20 +6,20 @@ from pathlib import Path
 
 import click
 
-from geotl.cli.options import device_option, overwrite_option
+from geotl.cli.options import (
+    chips_dir_option,
+    device_option,
+    model_dir_option,
+    overwrite_option,
+    resample_option,
+)
 from geotl.config import load_region
 from geotl.suggest import SuggestOptions, suggest_areas
 
 
 @click.command("suggest")
 @click.argument("region_file", metavar="REGION.toml", type=click.Path(path_type=Path))
-@click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Model folder (geotl train) for the region's classes and bands.",
-)
+@model_dir_option("Model folder (geotl train) for the region's classes and bands.", required=True)
 @click.option("-n", "n", required=True, type=int, help="How many areas to suggest.")
 @click.option(
     "-o",
@@ -39,18 +39,11 @@ from geotl.suggest import SuggestOptions, suggest_areas
     type=click.Path(path_type=Path, dir_okay=False),
     help="Also append the areas to this complete_within file (created when missing).",
 )
-@click.option(
-    "--chips",
-    "chips_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="The region's chips, for its test split (default: MODEL_DIR/chips, else chip it).",
+@chips_dir_option(
+    "The region's chips, for its test split (default: MODEL_DIR/chips, else chip it)."
 )
 @device_option()
-@click.option(
-    "--resample",
-    is_flag=True,
-    help="Resample scenes at another ground resolution to the model's on the fly.",
-)
+@resample_option()
 @overwrite_option("Replace existing output files.")
 def command(
     region_file: Path,

@@ -142,9 +142,7 @@ class OnnxModel:
 
 def default_tile_px(card: ModelCard) -> int:
     """The tile size predict uses by default: max(256, chip size), a multiple of the stride."""
-    depth: int = 2**card.network.encoder_depth
-    tile = max(256, card.chip_size_px)
-    return (tile + depth - 1) // depth * depth
+    return card.network.round_up_px(max(256, card.chip_size_px))
 
 
 def graph_sha256(model: Any) -> str:
@@ -189,11 +187,11 @@ def torch_to_onnx(artefact: Artefact, tile_px: int) -> Any:
     import onnx
 
     card = artefact.card
-    depth = 2**card.network.encoder_depth
-    if tile_px % depth:
+    stride = card.network.stride_px
+    if tile_px % stride:
         raise GeotlInputError(
-            f"tile size {tile_px} px is not a multiple of {depth} (the network's stride): "
-            f"pass --tile-px {(tile_px + depth - 1) // depth * depth}"
+            f"tile size {tile_px} px is not a multiple of {stride} (the network's stride): "
+            f"pass --tile-px {card.network.round_up_px(tile_px)}"
         )
     network, output, batch = artefact.network, OUTPUT_NAME, {0: "batch"}
     if card.task == "detection":

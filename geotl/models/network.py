@@ -30,6 +30,19 @@ class NetworkSpec(BaseModel):
     fpn_channels: int = Field(default=64, gt=0)
     anchor_sizes: tuple[int, ...] = (16, 32, 64, 128, 256)
 
+    @property
+    def stride_px(self) -> int:
+        """The network's output stride: window sides must be multiples of it."""
+        return int(2**self.encoder_depth)
+
+    def round_up_px(self, px: int) -> int:
+        """``px`` rounded up to a multiple of :attr:`stride_px` (at least one stride).
+
+        >>> NetworkSpec(encoder="resnet18", in_channels=3, num_classes=2).round_up_px(100)
+        128
+        """
+        return max(self.stride_px, -(-px // self.stride_px) * self.stride_px)
+
 
 def build_network(spec: NetworkSpec) -> torch.nn.Module:
     """Build an untrained network from ``spec`` (weights are loaded by the caller).

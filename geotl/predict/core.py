@@ -223,9 +223,7 @@ def predict_scene(
     threshold = options.threshold if options.threshold is not None else card.threshold
     min_area_m2 = options.min_area_m2 if options.min_area_m2 is not None else card.min_area_m2
     simplify_px = options.simplify_px if options.simplify_px is not None else card.simplify_px
-    depth = 2**card.network.encoder_depth
-    window_px = options.window_px or max(256, card.chip_size_px)
-    window_px = max(depth, (window_px + depth - 1) // depth * depth)
+    window_px = card.network.round_up_px(options.window_px or max(256, card.chip_size_px))
     overlap_px = options.overlap_px if options.overlap_px is not None else window_px // 4
     overlap_px = min(overlap_px, window_px - 1)
     with open_raster(scene_path) as ds:
@@ -404,8 +402,7 @@ def _detect(
 ) -> tuple[list[Any], StreamStats]:
     """A detector's boxes over the scene (:mod:`geotl.predict.boxes`)."""
     nms_iou = options.nms_iou if options.nms_iou is not None else artefact.card.nms_iou
-    depth = 2**artefact.card.network.encoder_depth
-    model_px = (plan.window_px + depth - 1) // depth * depth
+    model_px = artefact.card.network.round_up_px(plan.window_px)
     return detect_boxes(
         artefact_detector(artefact, nms_iou),
         source,

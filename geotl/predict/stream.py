@@ -258,9 +258,7 @@ def infer_and_vectorise(
     extractor = extractor or extractor_for(card.task, len(card.classes))
     n_ch = extractor.channels
     window_px = plan.window_px
-    depth = 2**artefact.card.network.encoder_depth
-    model_px = max(window_px, depth)
-    model_px = (model_px + depth - 1) // depth * depth
+    model_px = card.network.round_up_px(window_px)
     device = artefact.device if artefact.engine is None else torch.device("cpu")
     weights_full = torch.from_numpy(blend_weights(window_px, window_px, max(plan.overlap_px, 1)))
     weights_full = weights_full.to(device)

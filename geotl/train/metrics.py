@@ -6,8 +6,9 @@ import numpy as np
 import torch
 
 from geotl.chips.labels import IGNORE
+from geotl.metrics import pixel_scores
 
-__all__ = ["ConfusionIoU", "confusion", "iou_from_confusion"]
+__all__ = ["ConfusionIoU", "confusion"]
 
 
 def confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -18,18 +19,6 @@ def confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> tor
     counts = torch.zeros(nn + 1, dtype=torch.long, device=idx.device)
     counts.index_add_(0, idx, torch.ones_like(idx))
     return counts[:nn].reshape(num_classes, num_classes)
-
-
-def iou_from_confusion(conf: np.ndarray) -> np.ndarray:
-    """Per-class IoU from a confusion matrix (rows truth, columns prediction); NaN if absent.
-
-    >>> iou_from_confusion(np.array([[3, 1], [0, 2]])).round(3).tolist()
-    [0.75, 0.667]
-    """
-    tp = np.diag(conf).astype(np.float64)
-    denom = conf.sum(0) + conf.sum(1) - tp
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(denom > 0, tp / denom, np.nan)
 
 
 class ConfusionIoU:
@@ -45,6 +34,6 @@ class ConfusionIoU:
 
     def compute(self) -> float:
         """Mean IoU of the foreground classes present (0 when none is)."""
-        iou = iou_from_confusion(self.counts.cpu().numpy())
+        iou, _ = pixel_scores(self.counts.cpu().numpy())
         fg = iou[1:]
         return float(np.nanmean(fg)) if np.isfinite(fg).any() else 0.0

@@ -24,6 +24,7 @@ import torch
 from geotl.chips.boxes import ChipBoxes
 from geotl.config import Region
 from geotl.errors import LabelError
+from geotl.metrics import precision_recall_f1
 from geotl.models.adapt import BandPlan
 from geotl.models.catalogue import LoadedBase
 from geotl.models.detector import build_adapted_detector
@@ -214,7 +215,7 @@ class BoxValidation:
 
     def compute(self) -> float:
         """AP50 (0 when undefined); remembers the F1-best threshold of the best pass."""
-        from geotl.evaluate import _prf, average_precision_50, match_boxes
+        from geotl.evaluate import average_precision_50, match_boxes
 
         ap = average_precision_50(self.preds, self.truths)
         score = 0.0 if np.isnan(ap) else ap
@@ -231,6 +232,6 @@ class BoxValidation:
                             _SELECT_IOU,
                             t["ignore"],
                         )
-            f1 = np.nan_to_num(_prf(counts[:, 0], counts[:, 1], counts[:, 2])[2])
+            f1 = np.nan_to_num(precision_recall_f1(counts[:, 0], counts[:, 1], counts[:, 2])[2])
             self.task.best_threshold = float(_THRESHOLDS[int(np.argmax(f1))])
         return score

@@ -49,6 +49,7 @@ __all__ = [
     "ClusterError",
     "ClusterSpec",
     "ModelRef",
+    "PendingScene",
     "SceneJob",
     "check_worker",
     "check_workers",
@@ -56,6 +57,7 @@ __all__ = [
     "open_cluster",
     "parse_cluster",
     "predict_on_cluster",
+    "submit_scenes",
 ]
 
 log = logging.getLogger(__name__)
@@ -439,6 +441,72 @@ def _scene_pixels(scene: Path) -> int:
         return 0
 
 
+@dataclass
+class PendingScene:
+    """A scene submitted to the cluster: its tasks (one, or one per block)."""
+
+    job: SceneJob
+    futures: list[Any]
+
+    def result(self) -> SceneDetections | BaseException:
+        """Wait for the scene's tasks: its detections, or the error of a failed task.
+
+        Raises:
+            ClusterError: a worker refused the job (another version, other model files).
+        """
+        from distributed import wait
+
+        wait(self.futures)
+        errors = [f.exception() for f in self.futures if f.status != "finished"]
+        if errors:
+            error = errors[0]
+            if isinstance(error, ClusterError):
+                raise error
+            return error if isinstance(error, BaseException) else RuntimeError(str(error))
+        joined = join_blocks([f.result() for f in self.futures])
+        joined.scene = self.job.scene  # as the caller named it (the workers got it absolute)
+        return joined
+
+    def cancel(self) -> None:
+        """Drop the scene's tasks (finished or not)."""
+        for f in self.futures:
+            f.cancel()
+
+
+def submit_scenes(
+    client: Client, model: ModelRef, jobs: list[SceneJob], *, block_rows: int | None = None
+) -> list[PendingScene]:
+    """Submit scenes to the cluster (after checking every worker); results come later.
+
+    Scenes are tasks; a scene with more pixels than two workers' shares of the job (or
+    every scene, when ``block_rows`` is given) is split into blocks of whole vectoriser
+    windows, predicted by different workers and joined in row order by
+    :meth:`PendingScene.result`.
+
+    Raises:
+        ClusterError: a worker runs another geotl version or lacks the model.
+    """
+    check_workers(client, model)
+    workers = max(1, sum(client.nthreads().values()))
+    total_px = sum(_scene_pixels(j.scene) for j in jobs)
+    share = total_px / workers
+    token = uuid.uuid4().hex[:12]  # keys of earlier jobs on the same client stay apart
+    pending = []
+    for i, job in enumerate(jobs):
+        blocks = _scene_blocks(job, model, share, block_rows)
+        # workers may run elsewhere: an absolute path (GDAL's /vsi... paths stay as given)
+        task = job if str(job.scene).startswith("/vsi") else replace(job, scene=job.scene.resolve())
+        if blocks is None:
+            futures = [client.submit(_predict_task, model, task, None, key=f"geotl-{token}-{i}")]
+        else:
+            futures = [
+                client.submit(_predict_task, model, task, b, key=f"geotl-{token}-{i}-rows{b.start}")
+                for b in blocks
+            ]
+        pending.append(PendingScene(job, futures))
+    return pending
+
+
 def predict_on_cluster(
     client: Client,
     model: ModelRef,
@@ -449,15 +517,12 @@ def predict_on_cluster(
 ) -> Iterator[tuple[SceneJob, SceneDetections | BaseException]]:
     """Predict scenes on the cluster; yield each scene's detections or error, in order.
 
-    Scenes are tasks; a scene with more pixels than two workers' shares of the job (or
-    every scene, when ``block_rows`` is given) is split into blocks of whole vectoriser
-    windows, predicted by different workers and joined in row order.
-
     Args:
         client: from :func:`open_cluster`.
         model: from :meth:`ModelRef.from_path`.
         jobs: the scenes, in output order.
-        block_rows: rows per block (default: split by the workers' share).
+        block_rows: rows per block (default: split by the workers' share; see
+            :func:`submit_scenes`).
         progress: a progress bar over the tasks on stderr.
 
     Yields:
@@ -466,47 +531,15 @@ def predict_on_cluster(
     Raises:
         ClusterError: a worker runs another geotl version or lacks the model.
     """
-    from distributed import as_completed
-
-    check_workers(client, model)
-    workers = max(1, sum(client.nthreads().values()))
-    total_px = sum(_scene_pixels(j.scene) for j in jobs)
-    share = total_px / workers
-    token = uuid.uuid4().hex[:12]  # keys of earlier jobs on the same client stay apart
-    futures: list[list[Any]] = []
-    for i, job in enumerate(jobs):
-        blocks = _scene_blocks(job, model, share, block_rows)
-        if blocks is None:
-            futures.append(
-                [client.submit(_predict_task, model, job, None, key=f"geotl-{token}-{i}")]
-            )
-        else:
-            futures.append(
-                [
-                    client.submit(
-                        _predict_task,
-                        model,
-                        job,
-                        b,
-                        key=f"geotl-{token}-{i}-rows{b.start}",
-                    )
-                    for b in blocks
-                ]
-            )
-    flat = [f for fs in futures for f in fs]
-    bar = progress_bar(total=len(flat), desc="predict (cluster)", unit="task", enabled=progress)
+    pending = submit_scenes(client, model, jobs, block_rows=block_rows)
+    total = sum(len(p.futures) for p in pending)
+    bar = progress_bar(total=total, desc="predict (cluster)", unit="task", enabled=progress)
     try:
-        for _ in as_completed(flat):
-            bar.update(1)
-        for job, fs in zip(jobs, futures, strict=True):
-            errors = [f.exception() for f in fs if f.status != "finished"]
-            if errors:
-                error = errors[0]
-                if isinstance(error, ClusterError):
-                    raise error
-                yield job, error if isinstance(error, BaseException) else RuntimeError(str(error))
-                continue
-            yield job, join_blocks([f.result() for f in fs])
+        for p in pending:
+            result = p.result()
+            bar.update(len(p.futures))
+            yield p.job, result
     finally:
         bar.close()
-        client.cancel(flat)
+        for p in pending:
+            p.cancel()

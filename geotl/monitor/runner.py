@@ -30,11 +30,12 @@ import geopandas as gpd
 
 from geotl.cluster import (
     ModelRef,
+    PendingScene,
     SceneJob,
     check_workers,
     open_cluster,
     parse_cluster,
-    predict_on_cluster,
+    submit_scenes,
 )
 from geotl.config import Region
 from geotl.errors import ConfigError, GeotlError, SceneError
@@ -51,9 +52,9 @@ from geotl.monitor.state import DB_FILE, MonitorState
 from geotl.predict.engine import load_model
 
 __all__ = [
+    "ClusterDetector",
     "Monitor",
     "RunSummary",
-    "cluster_detector",
     "predict_detector",
     "resolve_model_dir",
     "run_monitor",
@@ -126,31 +127,54 @@ def predict_detector(region: Region, bands: list[str]) -> Detector:
     return detect
 
 
-def cluster_detector(region: Region, bands: list[str], client: Any, model: ModelRef) -> Detector:
-    """:func:`predict_detector` on Dask workers (:func:`geotl.cluster.predict_on_cluster`).
+class ClusterDetector:
+    """:func:`predict_detector` on Dask workers (:mod:`geotl.cluster`).
 
-    A large pass is split into blocks over the workers; the detections equal
-    :func:`predict_detector`'s. A failure on the cluster (a scene's error, or a task whose
-    workers kept dying) fails the pass, which is retried like any failed pass.
+    :meth:`prefetch` submits every local pass due in a run at once, so the workers predict
+    them side by side (a large pass in blocks) while this process writes and records them
+    one by one, oldest first. The detections equal :func:`predict_detector`'s. A failure on
+    the cluster (the scene's error, or a task whose workers kept dying) fails the pass,
+    which is retried like any failed pass.
     """
-    from geotl.predict import PredictOptions
 
-    options = PredictOptions.from_region(region, bands=tuple(bands), progress=False)
+    def __init__(self, region: Region, bands: list[str], client: Any, model: ModelRef) -> None:
+        from geotl.predict import PredictOptions
 
-    def detect(artefact: Artefact, path: Path, scene: Scene) -> gpd.GeoDataFrame:
-        job = SceneJob(path, options, scene.acquired.isoformat())
-        for _, result in predict_on_cluster(client, model, [job], progress=False):
-            if isinstance(result, GeotlError):
-                raise result
-            if isinstance(result, BaseException):
-                raise SceneError(
-                    f"failed on the cluster ({type(result).__name__}: {result})", path
-                ) from result
-            frame: gpd.GeoDataFrame = result.features
-            return frame
-        raise SceneError("the cluster returned nothing", path)  # pragma: no cover
+        self.options = PredictOptions.from_region(region, bands=tuple(bands), progress=False)
+        self.client = client
+        self.model = model
+        self._ahead: dict[tuple[str, str], PendingScene] = {}
 
-    return detect
+    def _job(self, path: Path, scene: Scene) -> SceneJob:
+        return SceneJob(path, self.options, scene.acquired.isoformat())
+
+    def prefetch(self, scenes: list[Scene]) -> None:
+        """Submit the local scenes (remote ones are read through a VRT made per pass)."""
+        jobs = [self._job(Path(s.uri), s) for s in scenes if not s.is_remote]
+        for pending in submit_scenes(self.client, self.model, jobs):
+            self._ahead[(str(pending.job.scene), str(pending.job.acquired))] = pending
+
+    def discard(self) -> None:
+        """Cancel what was submitted and not used (a stopped run)."""
+        for pending in self._ahead.values():
+            pending.cancel()
+        self._ahead.clear()
+
+    def __call__(self, artefact: Artefact, path: Path, scene: Scene) -> gpd.GeoDataFrame:
+        """The pass's detections (EPSG:4326), from its prefetched tasks or submitted now."""
+        job = self._job(path, scene)
+        pending = self._ahead.pop((str(job.scene), str(job.acquired)), None)
+        if pending is None:
+            [pending] = submit_scenes(self.client, self.model, [job])
+        result = pending.result()
+        if isinstance(result, GeotlError):
+            raise result
+        if isinstance(result, BaseException):
+            raise SceneError(
+                f"failed on the cluster ({type(result).__name__}: {result})", path
+            ) from result
+        frame: gpd.GeoDataFrame = result.features
+        return frame
 
 
 def _check_bands(region: Region, source: SceneSource, artefact: Artefact) -> None:
@@ -224,7 +248,7 @@ class Monitor:
             _check_bands(self.region, self.source, artefact)
             bands = self.source.band_names()
             detector = self._detector or (
-                cluster_detector(self.region, bands, client, model)
+                ClusterDetector(self.region, bands, client, model)
                 if client is not None
                 else predict_detector(self.region, bands)
             )
@@ -318,6 +342,8 @@ class Monitor:
             due = state.due_jobs(model_id, utc_now(), self.options.retry_failed)
             if due:
                 log.info("%s: %d new scene(s), %d due", self.region.name, new, len(due))
+            if isinstance(self.passes.detector, ClusterDetector) and due:
+                self.passes.detector.prefetch([job.to_scene() for job in due])
             for job in due:
                 if self.stop.is_set():
                     summary.stopped = True
@@ -336,6 +362,8 @@ class Monitor:
                 self._alerts.after_passes(model_id, stop=self.stop.is_set)
             outcome = "stopped" if summary.stopped else ("failed" if summary.failed else "ok")
         finally:
+            if isinstance(self.passes.detector, ClusterDetector):
+                self.passes.detector.discard()
             state.finish_run(
                 run_id, utc_now(), len(summary.processed), len(summary.failed), outcome
             )

@@ -549,7 +549,17 @@ def _test_iou(
         ("ort_int8", load_model(tmp / "eval8.onnx", "onnxruntime")),
     ):
         m = _evaluate_chips(art, region, chips, "test", 16, 200, 0)
-        res[k] = m["pixel"]["per_class"][card.classes[0]]["iou"]  # type: ignore[attr-defined]
+        cls = card.classes[0]  # type: ignore[attr-defined]
+        pixel, objects = m["pixel"]["per_class"][cls], m["objects"][cls]
+        res[k] = pixel["iou"]
+        res[f"{k}_detail"] = {
+            "iou_ci95": pixel["iou_ci95"],
+            "object_precision": objects["precision"],
+            "object_recall": objects["recall"],
+            "object_f1": objects["f1"],
+            "object_f1_ci95": objects["f1_ci95"],
+        }
+    res["test_chips"] = m["chips"]
     return res
 
 

@@ -10,7 +10,11 @@ false. Reported per configuration:
 * ``false_change_share``: (new + gone) / (objects of both passes taking part), the
   monitor's view (goal: under 5 %);
 * ``one_to_one_share``: objects matched one to one at IoU >= 0.5, as a share of the
-  objects of both passes.
+  objects of both passes;
+* ``margin_<m>x:false_change_share``: the same share with the band of ``m`` times the
+  monitor's edge margin (half the window overlap) along each pass's edge left out, as
+  the monitor does (``m = 1``); ``--margins 0.5 1 2`` compares widths on the same
+  predictions.
 
 Configurations: ``scene-grid`` (windows start at the scene corner: geotl before issue 9),
 ``ground-grid`` (windows anchored to the CRS grid, the default now) and
@@ -75,8 +79,14 @@ def _inside(frame: gpd.GeoDataFrame, area: Any) -> gpd.GeoDataFrame:
     return frame[share >= 0.5]
 
 
-def compare(a: Any, b: Any) -> dict[str, int]:
-    """Monitor changes and one-to-one matches between two predictions of the same ground."""
+def compare(a: Any, b: Any, margins_m: dict[str, float]) -> dict[str, int]:
+    """Monitor changes and one-to-one matches between two predictions of the same ground.
+
+    ``new``/``gone`` compare every object inside the common ground (``edge_margin_m = 0``);
+    for each entry of ``margins_m`` (a label -> a margin in metres), ``<label>:new``,
+    ``<label>:gone`` and ``<label>:compared`` leave out the band of that width along each
+    pass's edge, as the monitor does with its default margin (half the window overlap).
+    """
     common = shapely.intersection(a.footprint, b.footprint)
     fa, fb = _inside(a.features, common), _inside(b.features, common)
     changes = detect_changes(
@@ -85,13 +95,29 @@ def compare(a: Any, b: Any) -> dict[str, int]:
     ga = list(fa.to_crs(a.native.crs).geometry) if len(fa) else []
     gb = list(fb.to_crs(a.native.crs).geometry) if len(fb) else []
     tp, _, _ = match_objects(gb, ga)
-    return {
+    row = {
         "objects_a": len(fa),
         "objects_b": len(fb),
         "new": changes.new,
         "gone": changes.gone,
         "one_to_one": tp,
     }
+    for label, margin in margins_m.items():
+        inner = detect_changes(
+            fb,
+            fa,
+            b.footprint,
+            a.footprint,
+            current_scene="b",
+            previous_scene="a",
+            edge_margin_m=margin,
+        )
+        row |= {
+            f"{label}:compared": inner.compared,
+            f"{label}:new": inner.new,
+            f"{label}:gone": inner.gone,
+        }
+    return row
 
 
 def main() -> None:
@@ -102,17 +128,22 @@ def main() -> None:
     ap.add_argument("--shift", type=int, nargs=2, default=(37, 53), metavar=("ROWS", "COLS"))
     ap.add_argument("--window", type=int, default=None, help="window px (default: predict's)")
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument(
+        "--margins",
+        nargs="+",
+        type=float,
+        default=[1.0],
+        help="edge margins as multiples of the monitor's default (half the window overlap)",
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     artefact = load_artefact(args.model)
     scenes = sorted(Path(p) for p in glob.glob(args.scenes))
     if not scenes:
         sys.exit(f"no scene matches {args.scenes}")
-    totals = {
-        c: dict.fromkeys(("objects_a", "objects_b", "new", "gone", "one_to_one"), 0)
-        for c in args.configs
-    }
+    totals: dict[str, dict[str, int]] = {c: {} for c in args.configs}
     seconds = dict.fromkeys(args.configs, 0.0)
+    margins: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="geotl-pass-") as tmp:
         for scene in scenes:
             shifted = Path(tmp) / f"{scene.stem}_shifted.tif"
@@ -123,9 +154,11 @@ def main() -> None:
                 a = predict_scene(artefact, scene, opts)
                 b = predict_scene(artefact, shifted, opts)
                 seconds[name] += time.perf_counter() - t0
-                for k, v in compare(a, b).items():
-                    totals[name][k] += v
-    rows = {}
+                default_m = opts.edge_margin_m(artefact.card)
+                margins = {f"margin_{m:g}x": m * default_m for m in args.margins}
+                for k, v in compare(a, b, margins).items():
+                    totals[name][k] = totals[name].get(k, 0) + v
+    rows: dict[str, dict[str, Any]] = {}
     for name, t in totals.items():
         both = t["objects_a"] + t["objects_b"]
         rows[name] = {
@@ -134,6 +167,12 @@ def main() -> None:
             "one_to_one_share": round(2 * t["one_to_one"] / both, 4) if both else None,
             "predict_seconds": round(seconds[name], 1),
         }
+        for label, metres in margins.items():
+            n = t[f"{label}:compared"]
+            rows[name][f"{label}:metres"] = round(metres, 3)
+            rows[name][f"{label}:false_change_share"] = (
+                round((t[f"{label}:new"] + t[f"{label}:gone"]) / n, 4) if n else None
+            )
     summary = {
         "model": artefact.card.model_id,
         "task": artefact.card.task,

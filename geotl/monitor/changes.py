@@ -98,7 +98,8 @@ class ChangeSet:
         new: how many current objects have no match in the previous pass.
         gone: how many previous objects have no match in the current pass.
         matches: current id -> ids of the previous objects it matched.
-        common_area_m2: area both passes cover.
+        common_area_m2: area both passes cover (less the edge margin).
+        compared: objects of both passes that took part (inside the common area).
     """
 
     frame: gpd.GeoDataFrame
@@ -106,6 +107,7 @@ class ChangeSet:
     gone: int
     matches: dict[str, list[str]] = field(default_factory=dict)
     common_area_m2: float = 0.0
+    compared: int = 0
 
 
 def empty_features(columns: list[str] | None = None) -> gpd.GeoDataFrame:
@@ -198,6 +200,7 @@ def detect_changes(
     previous_scene: str,
     min_overlap: float = 0.5,
     min_inside: float = 0.5,
+    edge_margin_m: float = 0.0,
 ) -> ChangeSet:
     """Compare two passes' detections inside the area both cover.
 
@@ -212,6 +215,10 @@ def detect_changes(
             are the same object.
         min_inside: share of an object's area that must lie in the common area for the
             object to take part in the comparison.
+        edge_margin_m: each footprint shrinks by this much before the common area is
+            taken: near a scene's edge the model saw padding instead of ground, so objects
+            there differ between passes that start elsewhere without any change on the
+            ground (:meth:`geotl.predict.PredictOptions.edge_margin_m`).
 
     Returns:
         The :class:`ChangeSet`.
@@ -222,7 +229,14 @@ def detect_changes(
     if common.is_empty or common.area == 0:
         return ChangeSet(frame=empty_features(CHANGE_COLUMNS), new=0, gone=0)
     metric = metric_crs(common)
-    common_m = gpd.GeoSeries([common], crs="EPSG:4326").to_crs(metric).iloc[0]
+    if edge_margin_m > 0:
+        inner = gpd.GeoSeries([current_footprint, previous_footprint], crs="EPSG:4326")
+        inner = inner.to_crs(metric).buffer(-edge_margin_m)
+        common_m = shapely.make_valid(shapely.intersection(inner.iloc[0], inner.iloc[1]))
+        if common_m.is_empty or common_m.area == 0:
+            return ChangeSet(frame=empty_features(CHANGE_COLUMNS), new=0, gone=0)
+    else:
+        common_m = gpd.GeoSeries([common], crs="EPSG:4326").to_crs(metric).iloc[0]
     cur_m = current.to_crs(metric) if not current.empty else current
     prev_m = previous.to_crs(metric) if not previous.empty else previous
     cur_m = (
@@ -278,4 +292,5 @@ def detect_changes(
         gone=len(gone_idx),
         matches=matches,
         common_area_m2=float(common_m.area),
+        compared=len(cur_in) + len(prev_in),
     )

@@ -127,6 +127,29 @@ class PredictOptions:
         )
         return replace(base, **overrides)
 
+    def windowing(self, card: Any) -> tuple[int, int]:
+        """Inference window and overlap in model pixels for a model card.
+
+        The window defaults to the larger of 256 px and the card's chip size and is rounded
+        up to the encoder's stride; the overlap defaults to a quarter of the window.
+        """
+        window_px = card.network.round_up_px(self.window_px or max(256, card.chip_size_px))
+        overlap_px = self.overlap_px if self.overlap_px is not None else window_px // 4
+        return window_px, min(overlap_px, window_px - 1)
+
+    def edge_margin_m(self, card: Any) -> float:
+        """Half the window overlap in metres: the band along a scene's edge that saw padding.
+
+        Inside a scene every pixel is owned by a window core at least half an overlap away
+        from that window's edge; within half an overlap of the scene's own edge there is no
+        neighbour window, so the model saw padded pixels there. ``detect_changes`` can leave
+        objects in such a band out (``edge_margin_m``); ``scripts/bench_pass_consistency.py
+        --margins`` measures multiples of this width. The monitor does not (yet): on the
+        NEON plots measured it helped on one site and hurt on another (BENCHMARKS.md).
+        """
+        _, overlap_px = self.windowing(card)
+        return overlap_px / 2 * float(card.resolution_m)
+
 
 @dataclass
 class SceneDetections:
@@ -223,9 +246,7 @@ def predict_scene(
     threshold = options.threshold if options.threshold is not None else card.threshold
     min_area_m2 = options.min_area_m2 if options.min_area_m2 is not None else card.min_area_m2
     simplify_px = options.simplify_px if options.simplify_px is not None else card.simplify_px
-    window_px = card.network.round_up_px(options.window_px or max(256, card.chip_size_px))
-    overlap_px = options.overlap_px if options.overlap_px is not None else window_px // 4
-    overlap_px = min(overlap_px, window_px - 1)
+    window_px, overlap_px = options.windowing(card)
     with open_raster(scene_path) as ds:
         if ds.crs is None:
             raise RasterError(

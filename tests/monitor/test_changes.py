@@ -82,6 +82,47 @@ def test_only_the_area_both_passes_cover_is_compared() -> None:
     ]
 
 
+def test_objects_in_the_edge_margin_take_no_part() -> None:
+    # the current pass starts 300 m further east; near its west edge the model saw padding
+    previous_fp = AREA
+    current_fp = box(-99.2 + 300 * DEG, 47.0, -99.2 + 1300 * DEG, 47.0 + 1000 * DEG)
+    previous = _frame([("p-mid", "water", _square(600, 500, 40))], "p")
+    current = _frame(
+        [
+            ("c-edge", "water", _square(305, 500, 20)),  # 5-25 m from the current west edge
+            ("c-mid", "water", _square(600, 500, 40)),
+        ],
+        "c",
+    )
+    plain = detect_changes(
+        current, previous, current_fp, previous_fp, current_scene="c", previous_scene="p"
+    )
+    assert (plain.new, plain.gone, plain.compared) == (1, 0, 3)
+    inner = detect_changes(
+        current,
+        previous,
+        current_fp,
+        previous_fp,
+        current_scene="c",
+        previous_scene="p",
+        edge_margin_m=30.0,
+    )
+    assert (inner.new, inner.gone, inner.compared) == (0, 0, 2)
+    assert inner.matches == {"c-mid": ["p-mid"]}
+    assert inner.common_area_m2 < plain.common_area_m2
+    # a margin wider than the common ground leaves nothing to compare
+    none = detect_changes(
+        current,
+        previous,
+        current_fp,
+        previous_fp,
+        current_scene="c",
+        previous_scene="p",
+        edge_margin_m=600.0,
+    )
+    assert (none.new, none.gone, none.compared) == (0, 0, 0)
+
+
 def test_split_objects_and_class_changes() -> None:
     field = _square(100, 100, 100)
     halves = [

@@ -300,3 +300,14 @@ def test_geojson_writer_output(tmp_path: Path, scene: tuple[Path, np.ndarray]) -
     out = write_geojson(tmp_path / "d.geojson", det.features)
     fc = json.loads(out.read_text())
     assert len(fc["features"]) == len(det.features)
+
+
+def test_windowing_and_edge_margin() -> None:
+    from geotl.predict import PredictOptions
+
+    c = data.card()  # 64 px chips at 0.1 m, encoder stride 8
+    assert PredictOptions().windowing(c) == (256, 64)
+    assert PredictOptions(window_px=100, overlap_px=500).windowing(c) == (104, 103)
+    # half the overlap along the scene's edge saw padding: 32 px of 0.1 m
+    assert PredictOptions().edge_margin_m(c) == pytest.approx(3.2)
+    assert PredictOptions(overlap_px=0).edge_margin_m(c) == 0.0

@@ -1,0 +1,144 @@
+"""Recipe variants of geotl's training against the plain script, on one region's chips.
+
+Issue 8 asks whether geotl's defaults beat a plain script (``scripts/baseline_plain.py``).
+``bench_transfer.py`` answers it over regions, bases and budgets; this script answers the
+narrower question "which ``[model]`` setting makes the difference" on one region: it chips
+the region once (the region files of ``bench_transfer.py``), then trains every variant on
+the same chips with the same steps and seed, and scores all of them with
+``evaluate_model`` on the test split (pixel IoU and object F1 with 95 % bootstrap CIs).
+
+Variants (``--variants``, comma-separated):
+
+- ``default``: geotl's defaults (``freeze = "backbone"``, encoder at 0.1x, scale jitter 0.25);
+- ``full``: the whole network trained, encoder at the decoder's rate (as the plain script);
+- ``full_nojit``: ``full`` without scale jitter;
+- ``full_win``: ``full`` with training windows of a whole chip instead of half a chip;
+- ``partial``: early encoder stages frozen, the rest at the decoder's rate;
+- ``plain``: ``scripts/baseline_plain.py`` on the same train (+ val) chips.
+
+Each result is one JSON line on stdout and in ``WORK/results.jsonl``::
+
+    .venv/bin/python scripts/bench_recipe.py --region neon --steps 300 \\
+        --variants plain,default,full --work /tmp/recipe
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+import bench_transfer as bt  # noqa: E402
+
+from geotl.config import load_region  # noqa: E402
+from geotl.models.artefact import read_card  # noqa: E402
+from geotl.train import TrainOptions, train_model  # noqa: E402
+
+#: variant -> ([model] keys written into the region file, TrainOptions overrides;
+#: ``window_px = "chip"``: windows of a whole chip)
+VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "default": ({}, {}),
+    "full": ({"freeze": "none"}, {"encoder_lr": 1e-3}),
+    "full_nojit": ({"freeze": "none", "scale_jitter": 0.0}, {"encoder_lr": 1e-3}),
+    "full_win": ({"freeze": "none"}, {"encoder_lr": 1e-3, "window_px": "chip"}),
+    "partial": ({"freeze": "partial"}, {"encoder_lr": 1e-3}),
+}
+
+
+def main() -> None:
+    """Chip once, train every variant, print and append one JSON line per run."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--region", default="neon", choices=["neon", "spacenet", "s2"])
+    ap.add_argument("--site", default="SJER", help="NEON site")
+    ap.add_argument("--chip-px", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--budget", type=int, default=None, help="labelled objects (default: all)")
+    ap.add_argument("--base", default="pkg:efficientnet-lite0")
+    ap.add_argument("--variants", default="plain,default,full")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--n-boot", type=int, default=300)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/geotl-recipe"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    work: Path = args.work
+    if args.region == "neon":
+        region_path = bt.neon_region(work, args.data, args.site, args.chip_px, "backbone")
+    elif args.region == "spacenet":
+        region_path = bt.spacenet_region(work, args.data, args.chip_px, "backbone")
+    else:
+        region_path = bt.s2_region(work, args.data, args.chip_px, "backbone")
+    chips = bt.chips_for(region_path, work)
+    table = tomllib.loads(region_path.read_text())
+    ns = argparse.Namespace(
+        device="cpu", n_boot_resolved=args.n_boot, steps=args.steps, resume=False
+    )
+    for variant in args.variants.split(","):
+        out = work / f"{args.region}-{variant}-s{args.seed}-n{args.steps}-b{args.budget}"
+        t0 = time.perf_counter()
+        if variant == "plain":
+            bt.train_plain(
+                load_region(region_path), chips, out, args.base, args.budget, args.seed, ns
+            )
+        else:
+            keys, overrides = VARIANTS[variant]
+            r = copy.deepcopy(table)
+            r["model"] = {k: v for k, v in r["model"].items() if k != "freeze"} | keys
+            top = {k: v for k, v in r.items() if not isinstance(v, dict)}
+            tables = {k: v for k, v in r.items() if isinstance(v, dict)}
+            path = bt.write_region(work / "regions" / f"{args.region}-{variant}.toml", top, tables)
+            if overrides.get("window_px") == "chip":
+                overrides = overrides | {"window_px": args.chip_px}
+            opts = TrainOptions(
+                chips=(chips,),
+                base=args.base,
+                max_labels=args.budget,
+                steps=args.steps,
+                val_every=max(1, min(50, args.steps // 5)),
+                seed=args.seed,
+                overwrite=True,
+                **overrides,
+            )
+            train_model([load_region(path)], out, opts)
+        wall = time.perf_counter() - t0
+        scores = bt.score(out, region_path, chips, ns)
+        card = read_card(out)
+        row = {
+            "region": args.region,
+            "budget": args.budget,
+            "variant": variant,
+            "seed": args.seed,
+            "steps": args.steps,
+            "wall_s": round(wall, 1),
+            "best_step": card.metrics.get("best_step"),
+            "val_iou": card.metrics.get("val_iou"),
+            **{
+                k: scores[k]
+                for k in (
+                    "pixel_iou",
+                    "pixel_iou_ci95",
+                    "object_f1",
+                    "object_f1_ci95",
+                    "all_class_iou",
+                )
+            },
+        }
+        print(json.dumps(row), flush=True)
+        with open(work / "results.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()

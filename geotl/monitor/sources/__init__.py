@@ -13,7 +13,6 @@ A source only discovers and opens scenes; the state database decides which ones 
 from __future__ import annotations
 
 from geotl.config import Region
-from geotl.errors import ConfigError
 from geotl.monitor.sources.base import SceneSource, monitor_config
 from geotl.monitor.sources.folder import FolderOptions, FolderSource
 from geotl.monitor.sources.remote import REMOTE_GDAL_OPTIONS, remote_gdal_env, write_scene_vrt
@@ -49,13 +48,9 @@ SOURCES: dict[str, type[SceneSource]] = {
 def make_source(region: Region) -> SceneSource:
     """Build the source that ``[monitor] source`` names.
 
+    The name is in :data:`SOURCES`: the region file was checked against it when loaded.
+
     Raises:
-        ConfigError: the region has no ``[monitor]`` table, or names an unknown source.
+        ConfigError: the region has no ``[monitor]`` table.
     """
-    name = monitor_config(region).source
-    if name not in SOURCES:
-        raise ConfigError(
-            f"[monitor] source '{name}' is not one of {sorted(SOURCES)}: pick one of those",
-            region.path,
-        )
-    return SOURCES[name](region)
+    return SOURCES[monitor_config(region).source](region)

@@ -34,7 +34,7 @@ import geopandas as gpd
 import pandas as pd
 
 from geotl import __version__
-from geotl.errors import GeotlError, GeotlInputError
+from geotl.errors import ClusterError, GeotlError
 from geotl.models.artefact import WEIGHTS_FILE, read_card, verify_weights, weights_sha256
 from geotl.progress import progress_bar
 
@@ -67,10 +67,6 @@ CONNECT_TIMEOUT_S = 5.0
 _LOCAL = re.compile(r"^local:(\d+)$")
 # the inference window assumed when sizing blocks (the worker knows the real one)
 _MAX_WINDOW_PX = 512
-
-
-class ClusterError(GeotlInputError):
-    """The scheduler cannot be reached, or a worker cannot run this job (version, model)."""
 
 
 @dataclass(frozen=True)
@@ -292,6 +288,12 @@ def check_workers(client: Client, model: ModelRef) -> list[str]:
         raise
     except GeotlError as exc:
         raise ClusterError(str(exc)) from None
+    except Exception as exc:  # e.g. a worker without geotl cannot even load the check
+        raise ClusterError(
+            f"a worker cannot run geotl's check ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}): install "
+            f"'geotl=={model.geotl_version}' in every worker's environment"
+        ) from None
     return list(names.values())
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "AlertError",
     "BandMismatchError",
     "BaseModelError",
+    "ClusterError",
     "ConfigError",
     "GeotlError",
     "GeotlInputError",
@@ -81,6 +82,10 @@ class OutputExistsError(GeotlInputError, FileExistsError):
 
 class SceneError(GeotlRuntimeError):
     """One scene failed during a multi-scene job (others continue; exit code 1)."""
+
+
+class ClusterError(GeotlInputError):
+    """The Dask scheduler cannot be reached, or a worker cannot run the job (version, model)."""
 
 
 class LockedError(GeotlInputError):

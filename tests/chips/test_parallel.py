@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import geotl.chips.pipeline as pipeline
-from geotl.chips import chip_region, read_chip_index
+import geotl.chips.cut as cut
+import geotl.chips.execute as execute
+import geotl.chips.scenes as scenes_mod
+from geotl.chips import ChipSummary, chip_region, read_chip_index
 from geotl.config import load_region
 
 from .data import write_boxes, write_region, write_scene
@@ -18,7 +20,7 @@ from .data import write_boxes, write_region, write_scene
 X0, Y0 = 500_000.0, 4_000_000.0
 
 pytestmark = pytest.mark.skipif(
-    pipeline._n_workers(2, [], None) == 1,  # type: ignore[arg-type]
+    execute.pick_workers(2, [], None) == 1,  # type: ignore[arg-type]
     reason="no fork start method here: chipping stays serial",
 )
 
@@ -69,10 +71,10 @@ def test_parallel_output_equals_serial(
 ) -> None:
     region = load_region(region_file)
     # narrow strips: several strips per chip row, many more strips than workers
-    monkeypatch.setattr(pipeline, "_STRIP_MAX_BYTES", 40 * 16 * 3)
+    monkeypatch.setattr(cut, "STRIP_MAX_BYTES", 40 * 16 * 3)
     serial = chip_region(region, tmp_path / "serial", workers=1)
     parallel = chip_region(region, tmp_path / "parallel", workers=2)
-    assert parallel == pipeline.ChipSummary(**{**serial.__dict__, "out_dir": parallel.out_dir})
+    assert parallel == ChipSummary(**{**serial.__dict__, "out_dir": parallel.out_dir})
     assert serial.n_chips > 20 and serial.n_skipped_nodata and serial.n_skipped_incomplete
     assert _tree(tmp_path / "serial") == _tree(tmp_path / "parallel")
     frame = read_chip_index(tmp_path / "parallel").frame
@@ -85,20 +87,20 @@ def test_large_jobs_pick_workers_small_jobs_stay_serial(
     region_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     region = load_region(region_file)
-    scenes = pipeline._scan_scenes(region)
+    scenes = scenes_mod.scan_scenes(region)
     n_chips = sum(len(s.windows) for s in scenes)
-    monkeypatch.setattr(pipeline, "_PARALLEL_MIN_CHIPS", n_chips + 1)
-    assert pipeline._n_workers(None, scenes, region) == 1  # enough strips, too few chips
-    monkeypatch.setattr(pipeline, "_PARALLEL_MIN_CHIPS", n_chips)
-    expected = min(pipeline._MAX_WORKERS, len(pipeline.os.sched_getaffinity(0)))
-    assert pipeline._n_workers(None, scenes, region) == expected
-    assert pipeline._n_workers(1, scenes, region) == 1
+    monkeypatch.setattr(execute, "PARALLEL_MIN_CHIPS", n_chips + 1)
+    assert execute.pick_workers(None, scenes, region) == 1  # enough strips, too few chips
+    monkeypatch.setattr(execute, "PARALLEL_MIN_CHIPS", n_chips)
+    expected = min(execute.MAX_WORKERS, len(execute.os.sched_getaffinity(0)))
+    assert execute.pick_workers(None, scenes, region) == expected
+    assert execute.pick_workers(1, scenes, region) == 1
     # no fork while a Python thread runs (fork + threads can deadlock)
     stop = threading.Event()
     t = threading.Thread(target=stop.wait)
     t.start()
     try:
-        assert pipeline._n_workers(2, scenes, region) == 1
+        assert execute.pick_workers(2, scenes, region) == 1
     finally:
         stop.set()
         t.join()
@@ -116,7 +118,7 @@ def test_worker_failure_leaves_nothing(
     region_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     region = load_region(region_file)
-    monkeypatch.setattr(pipeline, "_cut_strip", _boom)  # inherited by the forked workers
+    monkeypatch.setattr(execute, "cut_strip", _boom)  # inherited by the forked workers
     with pytest.raises(RuntimeError, match="worker failed"):
         chip_region(region, tmp_path / "chips", workers=2)
     assert not (tmp_path / "chips").exists()

@@ -12,7 +12,7 @@ import shapely
 from affine import Affine
 from rasterio.transform import array_bounds
 
-import geotl.chips.pipeline as pipeline
+import geotl.chips.cut as cut
 from geotl.chips import chip_region, read_chip_index
 from geotl.chips.labels import IGNORE, rasterize_chip
 from geotl.config import load_region
@@ -86,7 +86,7 @@ def test_output_does_not_depend_on_strip_size(
 ) -> None:
     region = load_region(overlapping)
     chip_region(region, tmp_path / "wide")
-    monkeypatch.setattr(pipeline, "_STRIP_MAX_BYTES", 1)  # one chip per strip
+    monkeypatch.setattr(cut, "STRIP_MAX_BYTES", 1)  # one chip per strip
     chip_region(region, tmp_path / "narrow")
     assert _tree(tmp_path / "wide") == _tree(tmp_path / "narrow")
 
@@ -95,9 +95,9 @@ def test_strips_group_runs_of_one_chip_row() -> None:
     from geotl.chips.windows import chip_windows
 
     windows = chip_windows(100, 40, 16, 10)
-    groups = pipeline._strips(windows, 40)
+    groups = cut.strips(windows, 40)
     assert [w for g in groups for w in g] == windows
     for g in groups:
         assert len({w.row_off for w in g}) == 1
         assert g[-1].col_off + 16 - g[0].col_off <= 40
-    assert len(pipeline._strips(windows, 1)) == len(windows)
+    assert len(cut.strips(windows, 1)) == len(windows)

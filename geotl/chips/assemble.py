@@ -1,0 +1,354 @@
+"""The chip index from the cut rows: footprints, guard bands, split checks, metadata."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import numpy.typing as npt
+from shapely.geometry.base import BaseGeometry
+
+from geotl import __version__
+from geotl.chips.boxes import (
+    MIN_BOX_PX,
+    MIN_VISIBLE_FRACTION,
+    flat_boxes,
+)
+from geotl.chips.cut import ChipRow, _mask_writer, chip_transform
+from geotl.chips.guard import GuardChip, GuardReport, apply_guard_bands, guard_boxes
+from geotl.chips.labels import (
+    IGNORE,
+    class_pixel_counts,
+)
+from geotl.chips.scenes import ChipScene, block_size
+from geotl.chips.split import SPLITS, assign_blocks, block_key
+from geotl.chips.tiff import ChipTiffWriter
+from geotl.config import Region
+from geotl.io.vectors import crs_name
+
+log = logging.getLogger(__name__)
+
+
+COMMON_CRS = "EPSG:4326"
+
+
+@dataclass(frozen=True)
+class ChipSummary:
+    """What ``chip_region`` produced."""
+
+    out_dir: Path
+    counts: dict[str, int]
+    n_objects: int
+    n_skipped_nodata: int = 0
+    n_skipped_incomplete: int = 0
+    n_scenes: int = 0
+    n_scenes_too_small: int = 0
+    objects_per_split: dict[str, int] = field(default_factory=dict)
+    n_small_boxes: int = 0
+    pixels_per_split: dict[str, int] = field(default_factory=dict)  # labelled (class) pixels
+    guard: GuardReport = field(default_factory=lambda: GuardReport(guard_px=0))
+
+    @property
+    def n_chips(self) -> int:
+        """Chips in the index."""
+        return sum(self.counts.values())
+
+    def line(self) -> str:
+        """The one-line summary printed at the end of ``geotl chip``."""
+        per_split = ", ".join(f"{self.counts.get(s, 0)} {s}" for s in SPLITS)
+        objects = ", ".join(f"{self.objects_per_split.get(s, 0)} {s}" for s in SPLITS)
+        pixels = ", ".join(f"{self.pixels_per_split.get(s, 0)} {s}" for s in SPLITS)
+        took = ", ".join(f"{n} {s}" for s, n in sorted(self.guard.pixels.items()))
+        text = (
+            f"{self.n_chips} chips ({per_split}) from {self.n_scenes} scene(s); "
+            f"{self.n_objects} labelled objects ({objects}); labelled pixels ({pixels}); "
+            f"guard bands of {self.guard.guard_px} px took {self.guard.total_pixels()} "
+            f"labelled pixels" + (f" ({took})" if took else "")
+        )
+        skipped = []
+        if self.n_skipped_nodata:
+            skipped.append(f"{self.n_skipped_nodata} mostly nodata")
+        if self.n_skipped_incomplete:
+            skipped.append(f"{self.n_skipped_incomplete} outside complete_within")
+        if skipped:
+            text += "; skipped " + ", ".join(skipped)
+        return text
+
+
+def footprints_common(rows: list[ChipRow], scenes: list[ChipScene]) -> list[BaseGeometry]:
+    """Chip footprints in EPSG:4326 (edges densified so reprojection stays faithful)."""
+    out: list[BaseGeometry | None] = [None] * len(rows)
+    by_scene: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_scene.setdefault(r.scene.scene_id, []).append(i)
+    for s in scenes:
+        idx = by_scene.get(s.scene_id, [])
+        if not idx:
+            continue
+        series = gpd.GeoSeries([rows[i].footprint_native for i in idx], crs=s.info.crs)
+        common = series.to_crs(COMMON_CRS).values
+        for i, g in zip(idx, common, strict=True):
+            out[i] = g
+    return [g for g in out if g is not None]
+
+
+def guard_bands(
+    region: Region,
+    rows: list[ChipRow],
+    footprints: list[BaseGeometry],
+    splits: list[str],
+    tmp: Path,
+) -> GuardReport:
+    """Ignore pixels between splits in the chips' masks (rows' pixel counts updated)."""
+    chips = [
+        GuardChip(
+            mask_path=tmp / "masks" / f"{r.chip_id}.tif",
+            crs=r.scene.info.crs,
+            transform=chip_transform(r.scene.info.transform, r.window),
+            width=r.window.width,
+            height=r.window.height,
+            resolution_m=r.scene.info.resolution_m,
+            footprint_native=r.footprint_native,
+        )
+        for r in rows
+    ]
+    writers: dict[str, ChipTiffWriter] = {}
+
+    def write(i: int, mask: npt.NDArray[np.uint8], band: npt.NDArray[np.bool_]) -> None:
+        r, chip = rows[i], chips[i]
+        wkt = r.scene.info.crs.to_wkt()
+        if wkt not in writers:
+            writers[wkt] = _mask_writer(wkt)
+        writers[wkt].write(os.fspath(chip.mask_path), mask, chip.transform)
+        r.px = class_pixel_counts(mask, len(region.classes))
+        if r.boxes is not None:
+            r.boxes = guard_boxes(r.boxes, band)
+
+    report, _ = apply_guard_bands(chips, footprints, COMMON_CRS, splits, region.guard_px, write)
+    return report
+
+
+def check_split(
+    region: Region,
+    rows: list[ChipRow],
+    splits: list[str],
+    objects_per_split: dict[str, int],
+    pixels_per_split: dict[str, int],
+    guard: GuardReport,
+) -> str | None:
+    """Advice when the split leaves training nothing (logged; ``geotl train`` raises it).
+
+    Regions with designated areas (``test_within`` / ``val_within``) may be chipped for
+    evaluation only; a region without any labelled object is left to training to report.
+    """
+    if any(r.forced for r in rows) or not any(objects_per_split.values()):
+        return None
+    if objects_per_split.get("train", 0) and pixels_per_split.get("train", 0):
+        return None
+    if objects_per_split.get("train", 0):
+        advice = (
+            f"the guard bands ([split] guard_px = {guard.guard_px}) took every object pixel of "
+            f"the train split: set guard_px = {guard.guard_px // 4} or raise block_size_m"
+        )
+    else:
+        n_train = sum(1 for s in splits if s == "train")
+        advice = (
+            f"the split left no labelled object in train ({n_train} of {len(rows)} chips; "
+            f"objects per split {objects_per_split}): {_split_advice(region, rows)}"
+        )
+    log.warning("%s: %s", region.path, advice)
+    return advice
+
+
+def _split_advice(region: Region, rows: list[ChipRow]) -> str:
+    """Settings that give train, val and test labelled chips here, found by trying them."""
+    split = region.split
+    chip_m = region.chips.size_px * max(r.scene.info.resolution_m for r in rows)
+    has_objects = [bool(r.object_ids) for r in rows]
+    n = len(rows)
+    fractions = list(
+        dict.fromkeys(
+            [
+                (split.val_fraction, split.test_fraction),
+                (min(split.val_fraction, 0.1), min(split.test_fraction, 0.1)),
+                (min(split.val_fraction, 1 / n), min(split.test_fraction, 1 / n)),
+            ]
+        )
+    )
+    for seed in range(split.seed, split.seed + 20):
+        for block_m in (split.block_size_m, chip_m):
+            blocks: list[Hashable] = []
+            for r in rows:
+                c = r.footprint_native.centroid
+                blocks.append(block_key(r.scene.crs_label, c.x, c.y, block_size(r.scene, block_m)))
+            for val, test in fractions:
+                got = assign_blocks(blocks, [None] * n, val, test, seed)
+                if all(
+                    any(s == want and o for s, o in zip(got, has_objects, strict=True))
+                    for want, frac in (("train", 1.0), ("val", val), ("test", test))
+                    if frac > 0
+                ):
+                    return (
+                        f"use [split] block_size_m = {block_m:g}, val_fraction = {val:.3g}, "
+                        f"test_fraction = {test:.3g}, seed = {seed} (one chip is {chip_m:g} m)"
+                    )
+    return (
+        "the region is too small for a train/val/test split: add labels, or set val_fraction "
+        f"= 0 and test_fraction = 0 ({n} chips of {chip_m:g} m)"
+    )
+
+
+def index_frame(
+    region: Region,
+    rows: list[ChipRow],
+    footprints: list[BaseGeometry],
+    splits: list[str],
+) -> gpd.GeoDataFrame:
+    """The chip index: one row per chip (split, footprint, pixel counts, objects, boxes)."""
+    keep = range(len(rows))
+    cols: dict[str, list[Any]] = {
+        "chip_id": [],
+        "scene": [],
+        "scene_crs": [],
+        "row_off": [],
+        "col_off": [],
+        "height": [],
+        "width": [],
+        "split": [],
+        "image": [],
+        "mask": [],
+        "resolution_m": [],
+        "nodata_fraction": [],
+        "px_background": [],
+        **{f"px_{c}": [] for c in region.classes},
+        "px_ignore": [],
+        "n_objects": [],
+        "object_ids": [],
+        # object boxes in chip pixels, flat [x0, y0, x1, y1, ...] (geotl.chips.boxes)
+        "boxes": [],
+        "box_classes": [],
+        "box_object_ids": [],
+        "ignore_boxes": [],
+    }
+    for i in keep:
+        r = rows[i]
+        cols["chip_id"].append(r.chip_id)
+        cols["scene"].append(str(r.scene.info.path))
+        cols["scene_crs"].append(r.scene.crs_label)
+        cols["row_off"].append(r.window.row_off)
+        cols["col_off"].append(r.window.col_off)
+        cols["height"].append(r.window.height)
+        cols["width"].append(r.window.width)
+        cols["split"].append(splits[i])
+        cols["image"].append(f"images/{r.chip_id}.tif")
+        cols["mask"].append(f"masks/{r.chip_id}.tif")
+        cols["resolution_m"].append(r.scene.info.resolution_m)
+        cols["nodata_fraction"].append(r.nodata_fraction)
+        cols["px_background"].append(r.px[0])
+        for k, c in enumerate(region.classes):
+            cols[f"px_{c}"].append(r.px[k + 1])
+        cols["px_ignore"].append(r.px[-1])
+        cols["n_objects"].append(len(r.object_ids))
+        cols["object_ids"].append(r.object_ids)
+        cb = r.boxes
+        cols["boxes"].append(flat_boxes(cb.boxes) if cb is not None else [])
+        cols["box_classes"].append(cb.classes.tolist() if cb is not None else [])
+        cols["box_object_ids"].append(cb.object_ids.tolist() if cb is not None else [])
+        cols["ignore_boxes"].append(flat_boxes(cb.ignore) if cb is not None else [])
+    frame = gpd.GeoDataFrame(
+        cols, geometry=gpd.GeoSeries([footprints[i] for i in keep], crs=COMMON_CRS)
+    )
+    for c in ("row_off", "col_off", "height", "width", "px_background", "px_ignore", "n_objects"):
+        frame[c] = frame[c].astype("int64")
+    for c in region.classes:
+        frame[f"px_{c}"] = frame[f"px_{c}"].astype("int64")
+    return frame
+
+
+def chipset_meta(
+    region: Region,
+    scenes: list[ChipScene],
+    frame: gpd.GeoDataFrame,
+    summary: ChipSummary,
+    labels: gpd.GeoDataFrame,
+) -> dict[str, Any]:
+    """``chipset.json``: how the chips were made (region, scenes, labels, split, summary)."""
+    assert region.labels is not None
+    per_scene = frame["scene"].value_counts().to_dict()
+    return {
+        "geotl_version": __version__,
+        "region": region.name,
+        "region_path": str(region.path),
+        "task": region.task,
+        "classes": list(region.classes),
+        "mask_values": {
+            "0": "background",
+            **{str(i + 1): c for i, c in enumerate(region.classes)},
+            str(IGNORE): "ignore",
+        },
+        "bands": list(region.imagery.bands),
+        "size_px": region.chips.size_px,
+        "stride_px": region.chips.stride,
+        "max_nodata_fraction": region.chips.max_nodata_fraction,
+        "labels": {
+            "path": str(region.labels_path()),
+            "class_field": region.labels.class_field,
+            "class_map": region.labels.class_map,
+            "unmapped": region.labels.unmapped,
+            "crs": region.labels.crs,
+            "complete_within": region.labels.complete_within,
+        },
+        "split": {
+            "method": "spatial blocks + guard bands",
+            "block_size_m": region.split.block_size_m,
+            "val_fraction": region.split.val_fraction,
+            "test_fraction": region.split.test_fraction,
+            "seed": region.split.seed,
+            "test_within": region.split.test_within,
+            "val_within": region.split.val_within,
+            "guard_px": region.guard_px,
+        },
+        "counts": {
+            **summary.counts,
+            "guard": {"chips": summary.guard.chips, "pixels": summary.guard.pixels},
+            "pixels_per_split": summary.pixels_per_split,
+            "skipped_nodata": summary.n_skipped_nodata,
+            "skipped_incomplete": summary.n_skipped_incomplete,
+            "objects": summary.n_objects,
+            "objects_per_split": summary.objects_per_split,
+            "labels_repaired": int(labels.attrs.get("n_repaired", 0)),
+            "labels_unmapped_skipped": int(labels.attrs.get("n_unmapped", 0)),
+            "labels_ignored": int(labels.attrs.get("n_dropped", 0)),
+            "boxes_too_small": summary.n_small_boxes,
+        },
+        "boxes": {
+            "units": "chip pixels, flat [x0, y0, x1, y1, ...], origin the chip's top-left corner",
+            "rule": (
+                "an object cut by the chip edge keeps its clipped box when at least "
+                f"{MIN_VISIBLE_FRACTION:g} of its box area is inside the chip; otherwise the "
+                "clipped part is an ignore box (no loss there)"
+            ),
+            "min_visible_fraction": MIN_VISIBLE_FRACTION,
+            "min_box_px": MIN_BOX_PX,
+        },
+        "scenes": [
+            {
+                "path": str(s.info.path),
+                "scene_id": s.scene_id,
+                "crs": crs_name(s.info.crs),
+                "width": s.info.width,
+                "height": s.info.height,
+                "dtype": s.info.dtype,
+                "nodata": s.nodata,
+                "resolution_m": s.info.resolution_m,
+                "chips": int(per_scene.get(str(s.info.path), 0)),
+            }
+            for s in scenes
+        ],
+    }

@@ -1,0 +1,189 @@
+"""The region's scenes as chipping sees them: scanned, checked, with their labels."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+from shapely.geometry import box
+from shapely.geometry.base import BaseGeometry
+
+from geotl.chips.windows import ChipWindow, chip_windows
+from geotl.config import Region
+from geotl.errors import BandMismatchError, ConfigError, LabelError, RasterError
+from geotl.io.rasters import SceneInfo, open_raster, read_scene_info
+from geotl.io.vectors import crs_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChipScene:
+    """A scene to chip: its facts, id, nodata value and chip windows."""
+
+    info: SceneInfo
+    scene_id: str
+    nodata: float | None
+    windows: list[ChipWindow]
+
+    @functools.cached_property
+    def crs_label(self) -> str:
+        """Short name of the scene's CRS (computed once: it is needed for every chip)."""
+        return crs_name(self.info.crs)
+
+
+def scan_scenes(region: Region) -> list[ChipScene]:
+    """Open and check every scene of the region (bands, CRS, resolution) and plan its chips."""
+    size, stride = region.chips.size_px, region.chips.stride
+    n_bands = len(region.imagery.bands)
+    scenes: list[ChipScene] = []
+    for path in region.scene_paths():
+        info = read_scene_info(path)
+        if info.count != n_bands:
+            raise BandMismatchError(
+                f"has {info.count} band(s) but [imagery] bands lists {n_bands} "
+                f"({', '.join(region.imagery.bands)}): list one name per band, in file order",
+                path,
+            )
+        _probe(path, info)
+        nodata = region.imagery.nodata if region.imagery.nodata is not None else info.nodata
+        windows = chip_windows(info.width, info.height, size, stride)
+        scenes.append(ChipScene(info, path.stem, nodata, windows))
+    widest = max(min(s.info.width, s.info.height) for s in scenes)
+    if not any(s.windows for s in scenes):
+        largest = max(scenes, key=lambda s: s.info.width * s.info.height)
+        raise ConfigError(
+            f"chips.size_px = {size} is larger than every scene (largest: "
+            f"{largest.info.path.name}, {largest.info.width}x{largest.info.height} px): "
+            f"lower [chips] size_px to {max(32, widest // 32 * 32)}",
+            region.path,
+        )
+    guard = region.guard_px
+    if guard and 2 * guard >= widest:
+        raise ConfigError(
+            f"[split] guard_px = {guard} is wider than the region (the widest scene is {widest} px "
+            f"across): bands on both sides of a split boundary would cover it; use guard_px = "
+            f"{max(1, widest // 16)} or less",
+            region.path,
+        )
+    for s in scenes:
+        if not s.windows:
+            log.warning(
+                "%s: %dx%d px is smaller than a %d px chip: skipped",
+                s.info.path.name,
+                s.info.width,
+                s.info.height,
+                size,
+            )
+    unique_scene_ids(scenes, region)
+    return scenes
+
+
+def _probe(path: Path, info: SceneInfo) -> None:
+    """Read the first and last pixel: catches most truncated files before any work."""
+    with open_raster(path) as ds:
+        try:
+            ds.read(window=Window(0, 0, 1, 1))
+            ds.read(window=Window(info.width - 1, info.height - 1, 1, 1))
+        except RasterioError as exc:
+            raise read_error(path, exc) from exc
+
+
+def read_error(path: Path, exc: Exception) -> RasterError:
+    """The input error for pixels that cannot be read."""
+    first = str(exc).splitlines()[0][:160]
+    return RasterError(
+        f"pixels cannot be read ({first}): the file is truncated or corrupt; replace it", path
+    )
+
+
+def unique_scene_ids(scenes: list[ChipScene], region: Region) -> None:
+    """Refuse two scenes whose file names (chip id prefixes) are the same."""
+    stems = [s.scene_id for s in scenes]
+    if len(set(stems)) == len(stems):
+        return
+    for s in scenes:
+        if stems.count(s.scene_id) > 1:
+            s.scene_id = f"{s.info.path.parent.name}_{s.info.path.stem}"
+    ids = [s.scene_id for s in scenes]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise ConfigError(
+            f"several scenes share the name {dup[0]!r}: give scenes unique file names",
+            region.path,
+        )
+
+
+def labels_per_scene(
+    region: Region, labels: gpd.GeoDataFrame, scenes: list[ChipScene]
+) -> dict[str, gpd.GeoDataFrame]:
+    """Labels reprojected to each scene's CRS, keeping those that touch the scene."""
+    path = region.labels_path()
+    out: dict[str, gpd.GeoDataFrame] = {}
+    hit = np.zeros(len(labels), dtype=bool)
+    for s in scenes:
+        if not s.windows:
+            continue
+        native = labels if labels.crs == s.info.crs else labels.to_crs(s.info.crs)
+        geoms = native.geometry.values
+        with np.errstate(invalid="ignore"):
+            finite = np.isfinite(shapely.bounds(geoms)).all(axis=1)
+        inside = finite & shapely.intersects(geoms, box(*s.info.bounds))
+        hit |= inside
+        sub = native[inside].copy()
+        sub["geometry"] = shapely.make_valid(sub.geometry.values)
+        out[s.scene_id] = sub
+    if not hit.any():
+        declared = crs_name(labels.crs)
+        for s in scenes:
+            as_scene = labels.geometry.set_crs(s.info.crs, allow_override=True)
+            if as_scene.intersects(box(*s.info.bounds)).any():
+                name = crs_name(s.info.crs)
+                raise LabelError(
+                    f"declared {declared} but coordinates look like {name} (the CRS of "
+                    f"{s.info.path.name}): set [labels] crs = '{name}' in the region file",
+                    path,
+                )
+        raise LabelError(
+            f"no label overlaps any scene (labels in {declared}, bounds "
+            f"{_fmt_bounds(labels.total_bounds)}): check [labels] path and [imagery] paths",
+            path,
+        )
+    outside = int((~hit).sum())
+    if outside:
+        log.warning("labels: %d of %d polygon(s) lie outside every scene", outside, len(labels))
+    return out
+
+
+def _fmt_bounds(bounds: Any) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in bounds) + ")"
+
+
+def areas_in(areas: gpd.GeoSeries | None, scene: ChipScene) -> list[BaseGeometry] | None:
+    """The areas that touch the scene, in the scene's CRS (None: no areas given)."""
+    if areas is None:
+        return None
+    native = areas if areas.crs == scene.info.crs else areas.to_crs(scene.info.crs)
+    sbox = box(*scene.info.bounds)
+    return [g for g in native.values if g is not None and g.intersects(sbox)]
+
+
+# Blocks narrower than a few chips are all boundary: every chip touches another block, and
+def block_size(scene: ChipScene, block_size_m: float) -> float:
+    """Block size in the units of the scene's CRS."""
+    crs = scene.info.crs
+    if crs.is_geographic:
+        t = scene.info.transform
+        px_deg = (math.hypot(t.a, t.d) + math.hypot(t.b, t.e)) / 2
+        return block_size_m / scene.info.resolution_m * px_deg
+    factor = crs.linear_units_factor[1] if crs.is_projected else 1.0
+    return block_size_m / factor

@@ -152,17 +152,30 @@ class _BandAccumulator:
     and the bottom of the current row of windows are ever being blended: the band holds
     those (at most about one window high), and :meth:`finish` hands over the rows no later
     window touches and moves the band down.
+
+    On the CPU the sums run in numpy on the tensors' memory: torch would spread these small
+    sums over its thread pool, whose spinning threads take the cores from the other stages.
+    Both multiply, then add (no fused multiply-add), so both round alike.
     """
 
     def __init__(self, channels: int, rows: int, width: int, device: torch.device) -> None:
         self.channels, self.width, self.device = channels, width, device
+        self.cpu = device.type == "cpu"
         self.top = 0  # scene row of the band's first row
         self.acc = torch.zeros((channels + 1, rows, width), dtype=torch.float32, device=device)
 
     def add(
-        self, probs: torch.Tensor, weights: torch.Tensor, r0: int, c0: int, r1: int, c1: int
+        self,
+        probs: torch.Tensor,
+        weights: torch.Tensor,
+        valid: torch.Tensor,
+        window: tuple[int, int, int, int],
     ) -> None:
-        """Add ``probs (channels, h, w)`` weighted by ``weights (h, w)`` at scene rows/cols."""
+        """Add ``probs (channels, h, w)`` weighted by ``weights * valid`` at ``window``.
+
+        ``window``: ``(row0, col0, row1, col1)`` in the scene.
+        """
+        r0, c0, r1, c1 = window
         if r1 - self.top > self.acc.shape[1]:  # never for row-ordered plans; safe anyway
             grow = torch.zeros(
                 (self.channels + 1, r1 - self.top - self.acc.shape[1], self.width),
@@ -171,9 +184,15 @@ class _BandAccumulator:
             )
             self.acc = torch.cat([self.acc, grow], 1)
         view = self.acc[:, r0 - self.top : r1 - self.top, c0:c1]
-        # multiply, then add (not a fused multiply-add): the same rounding as numpy had
-        view[:-1].add_(probs * weights)
-        view[-1].add_(weights)
+        if self.cpu:
+            v = view.numpy()
+            w = weights.numpy() * valid.numpy()
+            v[:-1] += probs.numpy() * w
+            v[-1] += w
+            return
+        w_t = weights * valid
+        view[:-1].add_(probs * w_t)
+        view[-1].add_(w_t)
 
     def finish(self, rows_end: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Blended ``(channels, n, width)`` and valid ``(n, width)`` of rows ``top..rows_end``.
@@ -181,15 +200,25 @@ class _BandAccumulator:
         The band then starts at ``rows_end``.
         """
         n = rows_end - self.top
-        done = self.acc[:, :n]
-        wsum = done[-1]
-        valid = wsum > 0
-        blended = done[:-1] / torch.where(valid, wsum, torch.ones_like(wsum))
-        rest = torch.zeros_like(self.acc)
         keep = self.acc.shape[1] - n
-        if keep > 0:
-            rest[:, :keep] = self.acc[:, n:]
-        self.acc = rest
+        if self.cpu:
+            acc = self.acc.numpy()
+            wsum = acc[-1, :n]
+            ok = wsum > 0
+            blended = torch.from_numpy(acc[:-1, :n] / np.where(ok, wsum, 1.0))
+            valid = torch.from_numpy(ok)
+            rest = np.zeros_like(acc)
+            rest[:, :keep] = acc[:, n:]
+            self.acc = torch.from_numpy(rest)
+        else:
+            done = self.acc[:, :n]
+            wsum_t = done[-1]
+            valid = wsum_t > 0
+            blended = done[:-1] / torch.where(valid, wsum_t, torch.ones_like(wsum_t))
+            rest_t = torch.zeros_like(self.acc)
+            if keep > 0:
+                rest_t[:, :keep] = self.acc[:, n:]
+            self.acc = rest_t
         self.top = rows_end
         return blended, valid
 
@@ -400,8 +429,12 @@ def infer_and_vectorise(
                     r0, c0, r1, c1 = clip_window(w, (height, width))
                     rsl = slice(r0 - w.row_off, r1 - w.row_off)
                     csl = slice(c0 - w.col_off, c1 - w.col_off)
-                    wts = weights_full[rsl, csl] * valids[j, rsl, csl]
-                    band.add(probs[j, :, rsl, csl], wts, r0, c0, r1, c1)
+                    band.add(
+                        probs[j, :, rsl, csl],
+                        weights_full[rsl, csl],
+                        valids[j, rsl, csl],
+                        (r0, c0, r1, c1),
+                    )
                     done_in_row[grid_row] = done_in_row.get(grid_row, 0) + 1
                     if done_in_row[grid_row] == plan.n_cols:
                         rows = plan.final_rows_after(grid_row)

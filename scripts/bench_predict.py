@@ -340,7 +340,12 @@ def child_predict(
 
 
 def pipeline_throughput(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
-    """Non-model pipeline: Mpx/s per core with a zero-cost model, 1 and 2 cores."""
+    """Non-model pipeline: Mpx/s per core with a zero-cost model, 1 and 2 cores.
+
+    Each run is a fresh process pinned to the first ``cores`` CPUs, with ``--workers`` set
+    to that number (2: the strip pool), best of 2 scenes per process and of ``--repeats``
+    processes, interleaved with the ``--before`` tree's runs.
+    """
     model = args.model or tmp / "model"
     if args.model is None:
         make_model(model, args.encoder, args.depth, args.task)
@@ -361,7 +366,9 @@ def pipeline_throughput(args: argparse.Namespace, tmp: Path) -> dict[str, object
                         scene,
                         noop=True,
                         cores=cores,
-                        threads=cores,
+                        # the zero-cost model needs no threads; torch's spin-waiting pool
+                        # would only measure how loaded the machine is
+                        threads=1,
                         workers=cores,
                         batch_size=args.batch_size,
                         device=args.device,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import re
 import threading
 import uuid
@@ -126,6 +127,9 @@ def open_cluster(
                 n_workers=spec.local_workers,
                 threads_per_worker=1,
                 processes=True,
+                # Dask starts workers with OMP_NUM_THREADS=1: a scene would run on one core
+                # while the others idle; each worker's torch takes its share of the machine
+                env={_THREADS_ENV: str(_local_share(spec.local_workers))},
                 dashboard_address=None,
                 silence_logs=logging.ERROR,
             ) as cluster,
@@ -316,10 +320,26 @@ def _worker_artefact(model: ModelRef) -> Artefact:
         return artefact
 
 
+#: set on the workers of a ``local:N`` cluster: torch threads per worker process
+_THREADS_ENV = "GEOTL_WORKER_THREADS"
+
+
+def _local_share(n_workers: int) -> int:
+    """Cores per worker process when ``n_workers`` share this machine (at least 1)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, n_workers))
+
+
 def _worker_threads() -> int:
     import torch
     from distributed import get_worker
 
+    share = os.environ.get(_THREADS_ENV)
+    if share and share.isdigit():
+        return max(1, int(share))
     try:
         return max(1, int(get_worker().state.nthreads))
     except ValueError:

@@ -282,3 +282,14 @@ def test_a_worker_killed_mid_pass_is_retried_each_pass_once(
         assert names == sorted(p.name for p in (rdir_cluster / rel).iterdir()) and len(names) == 2
         for n in names:
             assert (rdir_here / rel / n).read_bytes() == (rdir_cluster / rel / n).read_bytes()
+
+
+def test_local_workers_share_the_machine_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dask starts workers with OMP_NUM_THREADS=1; a local:N worker takes cores // N."""
+    from geotl import cluster
+
+    cores = len(os.sched_getaffinity(0))
+    assert cluster._local_share(1) == cores
+    assert cluster._local_share(cores * 2) == 1
+    monkeypatch.setenv(cluster._THREADS_ENV, "3")
+    assert cluster._worker_threads() == 3

@@ -326,11 +326,9 @@ _THREADS_ENV = "GEOTL_WORKER_THREADS"
 
 def _local_share(n_workers: int) -> int:
     """Cores per worker process when ``n_workers`` share this machine (at least 1)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, n_workers))
+    from geotl.cores import usable_cores
+
+    return max(1, usable_cores() // max(1, n_workers))
 
 
 def _worker_threads() -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
-import os
 import signal
 import sys
 import threading
@@ -34,6 +33,7 @@ from geotl.chips.cut import (
 )
 from geotl.chips.scenes import ChipScene, read_error
 from geotl.config import Region
+from geotl.cores import usable_cores
 from geotl.io.rasters import open_raster
 
 _MAX_PENDING_STRIPS = 1  # bounds memory: at most this many cut strips wait to be written
@@ -182,12 +182,11 @@ def pick_workers(workers: int | None, scenes: list[ChipScene], region: Region) -
     if _other_threads():
         return 1  # forking a process with Python threads running can deadlock
     if workers is None:
-        n_cpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         n_chips = sum(len(s.windows) for s in scenes)
         n_strips = sum(len(strips(s.windows, _strip_width_px(region, s))) for s in scenes)
         if n_strips < PARALLEL_MIN_STRIPS or n_chips < PARALLEL_MIN_CHIPS:
             return 1
-        workers = min(n_cpu or 1, MAX_WORKERS)
+        workers = min(usable_cores(), MAX_WORKERS)
     return max(1, workers)
 
 

@@ -26,6 +26,7 @@ from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
 from geotl.cluster import ModelRef, SceneJob, open_cluster, parse_cluster, predict_on_cluster
+from geotl.cores import usable_cores
 from geotl.errors import GeotlError, GeotlInputError, RasterError, SceneError
 from geotl.io.atomic import check_output_file
 from geotl.io.dates import acquired_text, read_acquired
@@ -38,7 +39,6 @@ from geotl.predict.objects import ObjectExtractor, extractor_for
 from geotl.predict.outputs import WRITERS, Prediction, write_cog
 from geotl.predict.scene import check_resolution, map_bands, scene_band_names
 from geotl.predict.stream import StreamStats, infer_and_vectorise
-from geotl.predict.strips import usable_cores
 from geotl.predict.windows import ground_anchor, plan_windows
 from geotl.progress import progress_bar
 

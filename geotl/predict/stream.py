@@ -225,7 +225,7 @@ class _BandAccumulator:
 
 def _read_threads_default(source: Any) -> int:
     """Threads reading ahead: many for remote files (latency), few for a local disk (CPU)."""
-    from geotl.predict.strips import usable_cores
+    from geotl.cores import usable_cores
 
     name = str(getattr(source, "name", "") or "")
     if name.startswith(("/vsicurl", "/vsis3", "/vsigs", "/vsiaz", "http://", "https://")):

@@ -38,7 +38,6 @@ __all__ = [
     "extract_strip",
     "strip_pool",
     "submit_strip",
-    "usable_cores",
     "warm_pool",
 ]
 
@@ -198,14 +197,6 @@ def extract_strip(task: StripTask) -> StripResult:
         raw.close()
     result.seconds = time.perf_counter() - t0
     return result
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, else the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
 
 
 _POOLS: dict[int, ProcessPoolExecutor] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def test_large_jobs_pick_workers_small_jobs_stay_serial(
     monkeypatch.setattr(execute, "PARALLEL_MIN_CHIPS", n_chips + 1)
     assert execute.pick_workers(None, scenes, region) == 1  # enough strips, too few chips
     monkeypatch.setattr(execute, "PARALLEL_MIN_CHIPS", n_chips)
-    expected = min(execute.MAX_WORKERS, len(execute.os.sched_getaffinity(0)))
+    expected = min(execute.MAX_WORKERS, len(os.sched_getaffinity(0)))
     assert execute.pick_workers(None, scenes, region) == expected
     assert execute.pick_workers(1, scenes, region) == 1
     # no fork while a Python thread runs (fork + threads can deadlock)

@@ -129,8 +129,11 @@ def train_and_score(
         chips=chips,
         base=base,
         max_labels=budget,
-        epochs=args.epochs,
-        seed=0,
+        epochs=None if args.steps else args.epochs,
+        steps=args.steps,
+        val_every=args.val_every,
+        seed=args.seed,
+        device=args.device,
         batch_size=args.batch_size,
         freeze=args.freeze,
         overwrite=True,
@@ -148,7 +151,11 @@ def train_and_score(
     }
     if target is not None:
         metrics = evaluate_model(
-            out, load_region(target), chips_dir=chips_for(target, args.work), n_boot=args.n_boot
+            out,
+            load_region(target),
+            chips_dir=chips_for(target, args.work),
+            n_boot=args.n_boot,
+            device=args.device,
         )
         row["test_chips"] = metrics["chips"]
         row["detection"] = metrics["detection"]
@@ -296,6 +303,10 @@ def main() -> None:
     p.add_argument("--runs", default="pkg:efficientnet-lite0@all")
     p.add_argument("--source-base", default="pkg:efficientnet-lite0")
     p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (wins over --epochs)")
+    p.add_argument("--val-every", type=int, default=None, help="validate every N steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--freeze", default="partial")
     p.add_argument("--n-boot", type=int, default=1000)

@@ -1,22 +1,25 @@
 """Streaming inference: overlapping windows in batches, blended, in bounded memory.
 
-Threads (and a process pool) share the work so that the model never waits:
+Four stages, in threads (and a process pool), share the work so that the model never
+waits; :func:`infer_and_vectorise` wires them together through a :class:`_Pipeline`
+(two queues, the first error, the finished-row frontier):
 
-* readers read and normalise windows ahead of the model (``read_threads`` threads, each
-  with its own handle on the scene: GDAL releases the GIL, and remote files reward many
-  requests in flight);
-* the calling thread runs the network; its probabilities stay on the model's device;
-* a writer blends each window's probabilities into a band of rows on that device (a
-  torch tensor as wide as the scene and one window high) and, as soon as a row of
-  windows is complete, turns the rows no later window touches into the final per-pixel
-  planes (class map, scores, ...: the task's
-  :class:`~geotl.predict.objects.ObjectExtractor` says which): only those finished rows'
-  probabilities are copied back to the CPU, into a scratch file
-  (:class:`~geotl.predict.strips.RawRaster`), and the optional probability GeoTIFF;
-* a vectoriser turns finished rows into objects window by window with a halo (the
-  ownership rule of :func:`~geotl.predict.vectorise.objects_by_windows`), in a process
-  pool over the cores (:mod:`geotl.predict.strips`) or in its own thread, while inference
-  goes on.
+1. :class:`_WindowReader` reads and normalises windows ahead of the model
+   (``read_threads`` threads, each with its own handle on the scene: GDAL releases the
+   GIL, and remote files reward many requests in flight);
+2. :func:`_run_model`, in the calling thread, runs the network; its probabilities stay on
+   the model's device;
+3. :class:`_RowWriter` blends each window's probabilities into a band of rows on that
+   device (:class:`~geotl.predict.band.BandAccumulator`, as wide as the scene and one
+   window high) and, as soon as a row of windows is complete, turns the rows no later
+   window touches into the final per-pixel planes (class map, scores, ...: the task's
+   :class:`~geotl.predict.objects.ObjectExtractor` says which): only those finished rows'
+   probabilities are copied back to the CPU, into a scratch file
+   (:class:`~geotl.predict.strips.RawRaster`), and the optional probability GeoTIFF;
+4. :class:`_Vectoriser` turns finished rows into objects window by window with a halo
+   (the ownership rule of :func:`~geotl.predict.vectorise.objects_by_windows`), in a
+   process pool over the cores (:mod:`geotl.predict.strips`) or in its own thread, while
+   inference goes on.
 
 Memory is bounded by the window, the batch and the scene's width, not the scene: the
 planes file lives in the operating system's page cache, not the process.
@@ -45,8 +48,10 @@ from rasterio.windows import Window
 from geotl.errors import GeotlInputError
 from geotl.io.nodata import valid_mask
 from geotl.models.artefact import Artefact
+from geotl.predict.band import BandAccumulator
 from geotl.predict.engine import Engine, device_probabilities, engine_for
 from geotl.predict.objects import ObjectExtractor, SegmentationExtractor, extractor_for
+from geotl.predict.outputs.cog import open_probabilities
 from geotl.predict.strips import (
     RawRaster,
     StripResult,
@@ -89,13 +94,28 @@ class _Stop(Exception):
 
 
 class _Pipeline:
-    """Shared state between the threads: queues, errors, the finished-row frontier."""
+    """What the stages share: the two queues, errors, the finished-row frontier.
+
+    ``batches`` carries read windows from the reader to the model, ``probabilities`` the
+    model's output to the writer; ``None`` on a queue says that nothing more comes.
+    """
 
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
         self.cond = threading.Condition()
         self.final_rows = 0
+        self.batches: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self.probabilities: queue.Queue[Any] = queue.Queue(maxsize=2)
+
+    def run_stage(self, stage: Callable[[], None]) -> None:
+        """Run ``stage``; its error stops every stage (and is raised by the caller later)."""
+        try:
+            stage()
+        except _Stop:
+            pass
+        except BaseException as exc:
+            self.fail(exc)
 
     def fail(self, exc: BaseException) -> None:
         self.errors.append(exc)
@@ -145,84 +165,6 @@ def _batches(plan: WindowPlan, batch_size: int) -> Iterator[list[int]]:
         yield batch
 
 
-class _BandAccumulator:
-    """Blends windows into a band of rows ``(channels + 1, rows, width)`` on a device.
-
-    Windows arrive in raster order, so only the rows between the finished-row frontier
-    and the bottom of the current row of windows are ever being blended: the band holds
-    those (at most about one window high), and :meth:`finish` hands over the rows no later
-    window touches and moves the band down.
-
-    On the CPU the sums run in numpy on the tensors' memory: torch would spread these small
-    sums over its thread pool, whose spinning threads take the cores from the other stages.
-    Both multiply, then add (no fused multiply-add), so both round alike.
-    """
-
-    def __init__(self, channels: int, rows: int, width: int, device: torch.device) -> None:
-        self.channels, self.width, self.device = channels, width, device
-        self.cpu = device.type == "cpu"
-        self.top = 0  # scene row of the band's first row
-        self.acc = torch.zeros((channels + 1, rows, width), dtype=torch.float32, device=device)
-
-    def add(
-        self,
-        probs: torch.Tensor,
-        weights: torch.Tensor,
-        valid: torch.Tensor,
-        window: tuple[int, int, int, int],
-    ) -> None:
-        """Add ``probs (channels, h, w)`` weighted by ``weights * valid`` at ``window``.
-
-        ``window``: ``(row0, col0, row1, col1)`` in the scene.
-        """
-        r0, c0, r1, c1 = window
-        if r1 - self.top > self.acc.shape[1]:  # never for row-ordered plans; safe anyway
-            grow = torch.zeros(
-                (self.channels + 1, r1 - self.top - self.acc.shape[1], self.width),
-                dtype=self.acc.dtype,
-                device=self.device,
-            )
-            self.acc = torch.cat([self.acc, grow], 1)
-        view = self.acc[:, r0 - self.top : r1 - self.top, c0:c1]
-        if self.cpu:
-            v = view.numpy()
-            w = weights.numpy() * valid.numpy()
-            v[:-1] += probs.numpy() * w
-            v[-1] += w
-            return
-        w_t = weights * valid
-        view[:-1].add_(probs * w_t)
-        view[-1].add_(w_t)
-
-    def finish(self, rows_end: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Blended ``(channels, n, width)`` and valid ``(n, width)`` of rows ``top..rows_end``.
-
-        The band then starts at ``rows_end``.
-        """
-        n = rows_end - self.top
-        keep = self.acc.shape[1] - n
-        if self.cpu:
-            acc = self.acc.numpy()
-            wsum = acc[-1, :n]
-            ok = wsum > 0
-            blended = torch.from_numpy(acc[:-1, :n] / np.where(ok, wsum, 1.0))
-            valid = torch.from_numpy(ok)
-            rest = np.zeros_like(acc)
-            rest[:, :keep] = acc[:, n:]
-            self.acc = torch.from_numpy(rest)
-        else:
-            done = self.acc[:, :n]
-            wsum_t = done[-1]
-            valid = wsum_t > 0
-            blended = done[:-1] / torch.where(valid, wsum_t, torch.ones_like(wsum_t))
-            rest_t = torch.zeros_like(self.acc)
-            if keep > 0:
-                rest_t[:, :keep] = self.acc[:, n:]
-            self.acc = rest_t
-        self.top = rows_end
-        return blended, valid
-
-
 def _read_threads_default(source: Any) -> int:
     """Threads reading ahead: many for remote files (latency), few for a local disk (CPU)."""
     from geotl.cores import usable_cores
@@ -231,6 +173,301 @@ def _read_threads_default(source: Any) -> int:
     if name.startswith(("/vsicurl", "/vsis3", "/vsigs", "/vsiaz", "http://", "https://")):
         return 16
     return max(1, min(4, usable_cores() // 4))
+
+
+class _WindowReader:
+    """Stage 1: reads the plan's windows ahead of the model and queues them by batch.
+
+    With one thread it reads ``source`` itself; with more, each thread opens its own handle
+    (``open_source``: a GDAL dataset must not be shared between threads) and the batches
+    are put together in plan order from what the threads read.
+    """
+
+    def __init__(
+        self,
+        pipe: _Pipeline,
+        stats: StreamStats,
+        artefact: Artefact,
+        plan: WindowPlan,
+        band_indexes: list[int],
+        batch_size: int,
+        source: Any,
+        open_source: Callable[[], contextlib.AbstractContextManager[Any]] | None,
+        n_threads: int,
+    ) -> None:
+        self.pipe, self.stats, self.artefact, self.plan = pipe, stats, artefact, plan
+        self.band_indexes, self.batch_size = band_indexes, batch_size
+        self.source, self.open_source, self.n_threads = source, open_source, n_threads
+        self.model_px = artefact.card.network.round_up_px(plan.window_px)
+        # the read-ahead threads' hand-over: windows read, by index, and the next to read
+        self._slots: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._cond = threading.Condition()
+        # windows in flight: enough to keep every thread busy for two batches
+        self._room = threading.Semaphore(max(2 * n_threads, 2 * batch_size))
+        self._next = 0
+
+    def read(self, ds: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Window ``k`` normalised and padded to the model's size, and its valid pixels."""
+        w = self.plan.windows[k]
+        r0, c0, r1, c1 = clip_window(w, self.plan.scene_shape)
+        win = Window(c0, r0, c1 - c0, r1 - r0)
+        raw = ds.read(self.band_indexes, window=win)
+        valid = valid_mask(raw, ds.nodata, ds.read_masks(self.band_indexes, window=win))
+        norm = self.artefact.normalise(raw)
+        norm[:, ~valid] = 0.0
+        model_px = self.model_px
+        top, left = r0 - w.row_off, c0 - w.col_off
+        bottom, right = model_px - top - (r1 - r0), model_px - left - (c1 - c0)
+        if top or left or bottom or right:
+            norm = np.pad(norm, ((0, 0), (top, bottom), (left, right)), mode="symmetric")
+        full = np.zeros((model_px, model_px), dtype=bool)
+        full[top : top + r1 - r0, left : left + c1 - c0] = valid
+        return norm, full
+
+    def run(self) -> None:
+        """Queue every batch, then None."""
+        if self.n_threads == 1:
+            for batch in _batches(self.plan, self.batch_size):
+                t0 = time.perf_counter()
+                got = [self.read(self.source, k) for k in batch]
+                self.stats.read_s += time.perf_counter() - t0
+                self.pipe.put(self.pipe.batches, (batch, *_stack(got)))
+        else:
+            self._read_ahead()
+        self.pipe.put(self.pipe.batches, None)
+
+    def _read_ahead(self) -> None:
+        """``n_threads`` threads read; this one queues their windows by batch, in order."""
+        threads = [
+            threading.Thread(target=self._work, name=f"geotl-read-{i}", daemon=True)
+            for i in range(self.n_threads)
+        ]
+        for t in threads:
+            t.start()
+        k = 0
+        try:
+            for batch in _batches(self.plan, self.batch_size):
+                got = []
+                for _ in batch:
+                    with self._cond:
+                        while k not in self._slots:
+                            if self.pipe.stop.is_set():
+                                raise _Stop
+                            self._cond.wait(timeout=0.1)
+                        got.append(self._slots.pop(k))
+                    self._room.release()
+                    k += 1
+                self.pipe.put(self.pipe.batches, (batch, *_stack(got)))
+        finally:
+            if k < len(self.plan.windows):
+                self.pipe.stop.set()  # an error: the threads stop too
+            for t in threads:
+                t.join()
+
+    def _work(self) -> None:
+        """One read-ahead thread: its own handle (opened and closed here), the next windows."""
+        assert self.open_source is not None
+        try:
+            with self.open_source() as ds:
+                while True:
+                    while not self._room.acquire(timeout=0.1):
+                        if self.pipe.stop.is_set():
+                            return
+                    with self._cond:
+                        k = self._next
+                        self._next += 1
+                    if k >= len(self.plan.windows) or self.pipe.stop.is_set():
+                        return
+                    t0 = time.perf_counter()
+                    item = self.read(ds, k)
+                    with self._cond:
+                        self.stats.read_s += time.perf_counter() - t0
+                        self._slots[k] = item
+                        self._cond.notify_all()
+        except BaseException as exc:
+            self.pipe.fail(exc)
+
+
+class _RowWriter:
+    """Stage 3: blends each window into the band, then finishes the rows it completes.
+
+    Finished rows become the task's final planes (in ``planes``) and, optionally, class
+    probabilities (in ``prob_ds``); only they leave the model's device.
+    """
+
+    def __init__(
+        self,
+        pipe: _Pipeline,
+        stats: StreamStats,
+        plan: WindowPlan,
+        extractor: ObjectExtractor,
+        threshold: float,
+        device: torch.device,
+        planes: RawRaster,
+        prob_ds: Any,
+    ) -> None:
+        self.pipe, self.stats, self.plan = pipe, stats, plan
+        self.extractor, self.threshold = extractor, threshold
+        self.planes, self.prob_ds = planes, prob_ds
+        height, width = plan.scene_shape
+        px = plan.window_px
+        weights = torch.from_numpy(blend_weights(px, px, max(plan.overlap_px, 1)))
+        self.weights = weights.to(device)
+        self.band = BandAccumulator(extractor.channels, min(px, height), width, device)
+        self.done_in_row: dict[int, int] = {}  # windows blended, per row of the plan
+        self.final = 0  # scene rows finished
+
+    def run(self) -> None:
+        """Blend batches from the model until it says it is done."""
+        while True:
+            item = self.pipe.get(self.pipe.probabilities)
+            if item is None:
+                return
+            t0 = time.perf_counter()
+            self.add_batch(*item)
+            self.stats.write_s += time.perf_counter() - t0
+
+    def add_batch(self, batch: list[int], probs: torch.Tensor, valids: torch.Tensor) -> None:
+        """Blend windows ``batch`` of the plan; finish the rows a complete window row frees."""
+        plan = self.plan
+        for j, k in enumerate(batch):
+            w = plan.windows[k]
+            r0, c0, r1, c1 = clip_window(w, plan.scene_shape)
+            rsl = slice(r0 - w.row_off, r1 - w.row_off)
+            csl = slice(c0 - w.col_off, c1 - w.col_off)
+            self.band.add(
+                probs[j, :, rsl, csl], self.weights[rsl, csl], valids[j, rsl, csl], (r0, c0, r1, c1)
+            )
+            grid_row = plan.grid_position(k)[0]
+            self.done_in_row[grid_row] = self.done_in_row.get(grid_row, 0) + 1
+            if self.done_in_row[grid_row] == plan.n_cols:
+                rows = plan.final_rows_after(grid_row)
+                if rows > self.final:
+                    self.finish_rows(rows)
+                    self.final = rows
+                    self.pipe.rows_done(rows)
+
+    def finish_rows(self, r_end: int) -> None:
+        """Write the final planes (and probabilities) of the band's rows above ``r_end``."""
+        r0 = self.band.top
+        blended_t, valid_t = self.band.finish(r_end)
+        blended_all = blended_t.cpu().numpy()
+        valid_all = valid_t.cpu().numpy()
+        width = self.plan.scene_shape[1]
+        for c0 in range(0, width, _FINALISE_COLS):
+            c1 = min(c0 + _FINALISE_COLS, width)
+            blended = blended_all[:, :, c0:c1]
+            valid = valid_all[:, c0:c1]
+            final = self.extractor.finalise(blended, valid, self.threshold)
+            self.planes.write(r0, c0, np.moveaxis(final, 0, -1))
+            if self.prob_ds is not None:
+                probs = self.extractor.class_probabilities(blended)
+                out = np.where(valid[None], probs, -1.0).astype(np.float32)
+                self.prob_ds.write(out, window=Window(c0, r0, c1 - c0, r_end - r0))
+
+
+class _Vectoriser:
+    """Stage 4: turns finished rows into objects, in its own thread or a process pool.
+
+    Objects are owned by the vectoriser's core windows
+    (:func:`~geotl.predict.vectorise.objects_by_windows`); each core waits until the rows
+    it reads (with its halo) are final.
+    """
+
+    def __init__(
+        self,
+        pipe: _Pipeline,
+        stats: StreamStats,
+        extractor: ObjectExtractor,
+        planes: RawRaster,
+        transform: Affine,
+        pool: Any,
+        workers: int,
+        *,
+        window_px: int,
+        halo_px: int,
+        simplify_px: float,
+        min_pixels: int,
+    ) -> None:
+        self.pipe, self.stats, self.extractor, self.planes = pipe, stats, extractor, planes
+        self.scene_shape = (planes.height, planes.width)
+        self.transform, self.pool, self.workers = transform, pool, workers
+        self.window_px, self.halo_px = window_px, halo_px
+        self.simplify_px, self.min_pixels = simplify_px, min_pixels
+        self.objects: list[VectorObject] = []
+        self.waited_s = 0.0  # time spent waiting for rows, left out of vectorise_s
+
+    def run(self) -> None:
+        """Vectorise every core window, in scene order."""
+        if self.pool is None:
+            self._in_thread()
+        else:
+            self._in_pool()
+
+    def _in_thread(self) -> None:
+        t0 = time.perf_counter()
+        for obj in self.extractor.extract_by_windows(
+            self._read_final,
+            self.scene_shape,
+            self.transform,
+            window_px=self.window_px,
+            halo_px=self.halo_px,
+            simplify_px=self.simplify_px,
+            min_pixels=self.min_pixels,
+        ):
+            self.objects.append(obj)
+        self.stats.vectorise_s = time.perf_counter() - t0 - self.waited_s
+
+    def _read_final(self, r: int, c: int, h: int, w: int) -> np.ndarray:
+        t0 = time.perf_counter()
+        self.pipe.wait_rows(r + h)
+        self.waited_s += time.perf_counter() - t0
+        return np.moveaxis(self.planes.read(r, c, h, w), -1, 0)
+
+    def _task(self, chunk: tuple[tuple[int, int, int, int], ...]) -> StripTask:
+        return StripTask(
+            extractor=self.extractor,
+            planes_path=self.planes.path,
+            scene_shape=self.scene_shape,
+            planes=self.extractor.planes,
+            cores=chunk,
+            transform=self.transform,
+            window_px=self.window_px,
+            halo_px=self.halo_px,
+            simplify_px=self.simplify_px,
+            min_pixels=self.min_pixels,
+            rows_ready=self.pipe.final_rows,
+        )
+
+    def _in_pool(self) -> None:
+        height = self.scene_shape[0]
+        cores = [c for row in core_windows(self.scene_shape, self.window_px) for c in row]
+        # a few tasks per worker: balanced, yet each reads its halos only once
+        per_task = max(1, len(cores) // (4 * self.workers))
+        chunks = [tuple(cores[i : i + per_task]) for i in range(0, len(cores), per_task)]
+        futures: list[Future[StripResult]] = []
+        try:
+            for chunk in chunks:
+                last = chunk[-1]
+                self.pipe.wait_rows(min(last[0] + last[2] + self.halo_px, height))
+                futures.append(submit_strip(self.pool, self._task(chunk)))
+            for chunk, fut in zip(chunks, futures, strict=True):
+                res = fut.result()
+                while True:
+                    self.objects.extend(res.objects)
+                    self.stats.vectorise_s += res.seconds
+                    chunk = chunk[res.cores_done :]
+                    if not chunk:
+                        break
+                    # an object of this chunk reaches rows not final yet: wait, run the rest
+                    self.pipe.wait_rows(min(res.need_rows, height))
+                    res = submit_strip(self.pool, self._task(chunk)).result()
+        except BrokenProcessPool:
+            discard_pool(self.pool)
+            raise
+        finally:
+            for f in futures:
+                f.cancel()
 
 
 def infer_and_vectorise(
@@ -285,279 +522,50 @@ def infer_and_vectorise(
     height, width = plan.scene_shape
     card = artefact.card
     extractor = extractor or extractor_for(card.task, len(card.classes))
-    n_ch = extractor.channels
-    window_px = plan.window_px
-    model_px = card.network.round_up_px(window_px)
     device = artefact.device if artefact.engine is None else torch.device("cpu")
-    weights_full = torch.from_numpy(blend_weights(window_px, window_px, max(plan.overlap_px, 1)))
-    weights_full = weights_full.to(device)
-    transform: Affine = source.transform
-    stats = StreamStats(windows=len(plan.windows))
-    pipe = _Pipeline()
-    n_threads = read_threads or _read_threads_default(source)
-    if open_source is None:
-        n_threads = 1
-    q_in: queue.Queue[Any] = queue.Queue(maxsize=2)
-    q_out: queue.Queue[Any] = queue.Queue(maxsize=2)
-    band = _BandAccumulator(n_ch, min(window_px, height), width, device)
-    planes = RawRaster(scratch_dir / "planes.raw", height, width, extractor.planes, np.float32)
-    objects: list[VectorObject] = []
+    n_threads = 1 if open_source is None else read_threads or _read_threads_default(source)
     pool = strip_pool(workers)
+    stats = StreamStats(windows=len(plan.windows))
     stats.extra["workers"] = float(workers if pool is not None else 1)
     stats.extra["read_threads"] = float(n_threads)
-
-    def read_window(ds: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """A window normalised and padded to the model's size, and its valid pixels."""
-        w = plan.windows[k]
-        r0, c0, r1, c1 = clip_window(w, (height, width))
-        win = Window(c0, r0, c1 - c0, r1 - r0)
-        raw = ds.read(band_indexes, window=win)
-        valid = valid_mask(raw, ds.nodata, ds.read_masks(band_indexes, window=win))
-        norm = artefact.normalise(raw)
-        norm[:, ~valid] = 0.0
-        top, left = r0 - w.row_off, c0 - w.col_off
-        bottom, right = model_px - top - (r1 - r0), model_px - left - (c1 - c0)
-        if top or left or bottom or right:
-            norm = np.pad(norm, ((0, 0), (top, bottom), (left, right)), mode="symmetric")
-        full = np.zeros((model_px, model_px), dtype=bool)
-        full[top : top + r1 - r0, left : left + c1 - c0] = valid
-        return norm, full
-
-    def reader() -> None:
-        try:
-            if n_threads == 1:
-                for batch in _batches(plan, batch_size):
-                    t0 = time.perf_counter()
-                    got = [read_window(source, k) for k in batch]
-                    stats.read_s += time.perf_counter() - t0
-                    pipe.put(q_in, (batch, *_stack(got)))
-            else:
-                _read_ahead(n_threads)
-            pipe.put(q_in, None)
-        except _Stop:
-            pass
-        except BaseException as exc:
-            pipe.fail(exc)
-
-    def _read_ahead(n: int) -> None:
-        """``n`` threads, each with its own handle (opened and closed in that thread)."""
-        assert open_source is not None
-        windows = plan.windows
-        slots: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        cond = threading.Condition()
-        # windows in flight: enough to keep every thread busy for two batches
-        room = threading.Semaphore(max(2 * n, 2 * batch_size))
-        next_k = [0]
-
-        def work() -> None:
-            try:
-                with open_source() as ds:
-                    while True:
-                        while not room.acquire(timeout=0.1):
-                            if pipe.stop.is_set():
-                                return
-                        with cond:
-                            k = next_k[0]
-                            next_k[0] += 1
-                        if k >= len(windows) or pipe.stop.is_set():
-                            return
-                        t0 = time.perf_counter()
-                        item = read_window(ds, k)
-                        with cond:
-                            stats.read_s += time.perf_counter() - t0
-                            slots[k] = item
-                            cond.notify_all()
-            except BaseException as exc:
-                pipe.fail(exc)
-
-        pool_threads = [
-            threading.Thread(target=work, name=f"geotl-read-{i}", daemon=True) for i in range(n)
-        ]
-        for t in pool_threads:
-            t.start()
-        try:
-            k = 0
-            for batch in _batches(plan, batch_size):
-                got = []
-                for _ in batch:
-                    with cond:
-                        while k not in slots:
-                            if pipe.stop.is_set():
-                                raise _Stop
-                            cond.wait(timeout=0.1)
-                        got.append(slots.pop(k))
-                    room.release()
-                    k += 1
-                pipe.put(q_in, (batch, *_stack(got)))
-        finally:
-            if k < len(windows):
-                pipe.stop.set()  # an error: the threads stop too
-            for t in pool_threads:
-                t.join()
-
-    prob_ds: Any = None
-
-    def finalise(r_end: int) -> None:
-        r0 = band.top
-        blended_t, valid_t = band.finish(r_end)
-        # only the finished rows' blended probabilities leave the device
-        blended_all = blended_t.cpu().numpy()
-        valid_all = valid_t.cpu().numpy()
-        for c0 in range(0, width, _FINALISE_COLS):
-            c1 = min(c0 + _FINALISE_COLS, width)
-            blended = blended_all[:, :, c0:c1]
-            valid = valid_all[:, c0:c1]
-            planes.write(r0, c0, np.moveaxis(extractor.finalise(blended, valid, threshold), 0, -1))
-            if prob_ds is not None:
-                probs = extractor.class_probabilities(blended)
-                out = np.where(valid[None], probs, -1.0).astype(np.float32)
-                prob_ds.write(out, window=Window(c0, r0, c1 - c0, r_end - r0))
-
-    def writer() -> None:
-        try:
-            done_in_row: dict[int, int] = {}
-            final = 0
-            while True:
-                item = pipe.get(q_out)
-                if item is None:
-                    break
-                t0 = time.perf_counter()
-                batch, probs, valids = item
-                for j, k in enumerate(batch):
-                    w = plan.windows[k]
-                    grid_row = plan.grid_position(k)[0]
-                    r0, c0, r1, c1 = clip_window(w, (height, width))
-                    rsl = slice(r0 - w.row_off, r1 - w.row_off)
-                    csl = slice(c0 - w.col_off, c1 - w.col_off)
-                    band.add(
-                        probs[j, :, rsl, csl],
-                        weights_full[rsl, csl],
-                        valids[j, rsl, csl],
-                        (r0, c0, r1, c1),
-                    )
-                    done_in_row[grid_row] = done_in_row.get(grid_row, 0) + 1
-                    if done_in_row[grid_row] == plan.n_cols:
-                        rows = plan.final_rows_after(grid_row)
-                        if rows > final:
-                            finalise(rows)
-                            final = rows
-                            pipe.rows_done(final)
-                stats.write_s += time.perf_counter() - t0
-        except _Stop:
-            pass
-        except BaseException as exc:
-            pipe.fail(exc)
-
-    waited = [0.0]
-
-    def read_final(r: int, c: int, h: int, w: int) -> np.ndarray:
-        t0 = time.perf_counter()
-        pipe.wait_rows(r + h)
-        waited[0] += time.perf_counter() - t0
-        return np.moveaxis(planes.read(r, c, h, w), -1, 0)
-
-    def vectoriser() -> None:
-        t0 = time.perf_counter()
-        try:
-            if pool is None:
-                for obj in extractor.extract_by_windows(
-                    read_final,
-                    (height, width),
-                    transform,
-                    window_px=vector_window_px,
-                    halo_px=halo_px,
-                    simplify_px=simplify_px,
-                    min_pixels=min_pixels,
-                ):
-                    objects.append(obj)
-                stats.vectorise_s = time.perf_counter() - t0 - waited[0]
-            else:
-                _vectorise_in_pool()
-        except _Stop:
-            pass
-        except BaseException as exc:
-            pipe.fail(exc)
-
-    def _vectorise_in_pool() -> None:
-        assert pool is not None
-        cores = [c for row in core_windows((height, width), vector_window_px) for c in row]
-        # a few tasks per worker: balanced, yet each reads its halos only once
-        per_task = max(1, len(cores) // (4 * workers))
-        chunks = [tuple(cores[i : i + per_task]) for i in range(0, len(cores), per_task)]
-
-        def task(chunk: tuple[tuple[int, int, int, int], ...]) -> StripTask:
-            return StripTask(
-                extractor=extractor,
-                planes_path=planes.path,
-                scene_shape=(height, width),
-                planes=extractor.planes,
-                cores=chunk,
-                transform=transform,
-                window_px=vector_window_px,
-                halo_px=halo_px,
-                simplify_px=simplify_px,
-                min_pixels=min_pixels,
-                rows_ready=pipe.final_rows,
-            )
-
-        futures: list[Future[StripResult]] = []
-        try:
-            for chunk in chunks:
-                last = chunk[-1]
-                pipe.wait_rows(min(last[0] + last[2] + halo_px, height))
-                futures.append(submit_strip(pool, task(chunk)))
-            for chunk, fut in zip(chunks, futures, strict=True):
-                res = fut.result()
-                while True:
-                    objects.extend(res.objects)
-                    stats.vectorise_s += res.seconds
-                    chunk = chunk[res.cores_done :]
-                    if not chunk:
-                        break
-                    # an object of this chunk reaches rows not final yet: wait, run the rest
-                    pipe.wait_rows(min(res.need_rows, height))
-                    res = submit_strip(pool, task(chunk)).result()
-        except BrokenProcessPool:
-            discard_pool(pool)
-            raise
-        finally:
-            for f in futures:
-                f.cancel()
-
+    pipe = _Pipeline()
+    reader = _WindowReader(
+        pipe, stats, artefact, plan, band_indexes, batch_size, source, open_source, n_threads
+    )
+    planes = RawRaster(scratch_dir / "planes.raw", height, width, extractor.planes, np.float32)
+    vectoriser = _Vectoriser(
+        pipe,
+        stats,
+        extractor,
+        planes,
+        source.transform,
+        pool,
+        workers,
+        window_px=vector_window_px,
+        halo_px=halo_px,
+        simplify_px=simplify_px,
+        min_pixels=min_pixels,
+    )
     t_start = time.perf_counter()
-    profile = None
-    if probabilities_path is not None:
-        profile = {
-            "driver": "GTiff",
-            "width": width,
-            "height": height,
-            "count": len(card.classes),
-            "dtype": "float32",
-            "crs": source.crs,
-            "transform": transform,
-            "nodata": -1.0,
-            "tiled": True,
-            "blockxsize": 512,
-            "blockysize": 512,
-            "compress": "deflate",
-            "predictor": 3,
-            "BIGTIFF": "IF_SAFER",
-        }
+    prob_ds: Any = None
     threads: list[threading.Thread] = []
     try:
         with rasterio.Env(GDAL_CACHEMAX=64 * 2**20):
-            if profile is not None:
-                prob_ds = rasterio.open(probabilities_path, "w", **profile)
-                for i, name in enumerate(artefact.card.classes, start=1):
-                    prob_ds.set_band_description(i, name)
+            if probabilities_path is not None:
+                prob_ds = open_probabilities(
+                    probabilities_path, width, height, source.crs, source.transform, card.classes
+                )
+            writer = _RowWriter(pipe, stats, plan, extractor, threshold, device, planes, prob_ds)
+            stages = {"read": reader.run, "write": writer.run, "vectorise": vectoriser.run}
             threads = [
-                threading.Thread(target=reader, name="geotl-read", daemon=True),
-                threading.Thread(target=writer, name="geotl-write", daemon=True),
-                threading.Thread(target=vectoriser, name="geotl-vectorise", daemon=True),
+                threading.Thread(
+                    target=pipe.run_stage, args=(stage,), name=f"geotl-{name}", daemon=True
+                )
+                for name, stage in stages.items()
             ]
             for t in threads:
                 t.start()
-            _run_model(artefact, extractor, flip_tta, pipe, q_in, q_out, stats, progress)
+            _run_model(artefact, extractor, flip_tta, pipe, stats, progress)
             for t in threads:
                 t.join()
     finally:
@@ -571,8 +579,8 @@ def infer_and_vectorise(
     if pipe.errors:
         raise pipe.errors[0]
     stats.wall_s = time.perf_counter() - t_start
-    stats.objects = len(objects)
-    return objects, stats
+    stats.objects = len(vectoriser.objects)
+    return vectoriser.objects, stats
 
 
 def _stack(got: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -597,11 +605,10 @@ def _run_model(
     extractor: ObjectExtractor,
     flip_tta: bool,
     pipe: _Pipeline,
-    q_in: queue.Queue[Any],
-    q_out: queue.Queue[Any],
     stats: StreamStats,
     progress: Callable[[int], object] | None,
 ) -> None:
+    """Stage 2, in the calling thread: the network's probabilities for each batch."""
     if artefact.engine is not None and not isinstance(extractor, SegmentationExtractor):
         raise GeotlInputError(
             f"the {artefact.engine.name} engine runs segmentation models only, this is a "
@@ -611,9 +618,9 @@ def _run_model(
     engine = engine_for(artefact, extractor.probabilities)
     try:
         while True:
-            item = pipe.get(q_in)
+            item = pipe.get(pipe.batches)
             if item is None:
-                pipe.put(q_out, None)
+                pipe.put(pipe.probabilities, None)
                 return
             batch, arr, valids = item
             t0 = time.perf_counter()
@@ -621,7 +628,7 @@ def _run_model(
             valid_t = torch.from_numpy(valids).to(out.device, non_blocking=True)
             stats.model_s += time.perf_counter() - t0
             stats.batches += 1
-            pipe.put(q_out, (batch, out, valid_t))
+            pipe.put(pipe.probabilities, (batch, out, valid_t))
             if progress is not None:
                 progress(len(batch))
     except _Stop:

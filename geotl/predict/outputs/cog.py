@@ -8,10 +8,44 @@ the probabilities window by window into a temporary GeoTIFF while it predicts, a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import rasterio
+from affine import Affine
 
 from geotl.io.atomic import atomic_path
 
-__all__ = ["write_cog"]
+__all__ = ["open_probabilities", "write_cog"]
+
+
+def open_probabilities(
+    path: Path, width: int, height: int, crs: Any, transform: Affine, classes: list[str]
+) -> Any:
+    """Open the GeoTIFF the stream writes probabilities into (tiled float32, nodata -1).
+
+    One band per class, described by the class name; :func:`write_cog` converts it.
+    """
+    ds = rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=len(classes),
+        dtype="float32",
+        crs=crs,
+        transform=transform,
+        nodata=-1.0,
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        predictor=3,
+        BIGTIFF="IF_SAFER",
+    )
+    for i, name in enumerate(classes, start=1):
+        ds.set_band_description(i, name)
+    return ds
 
 
 def write_cog(src: Path, dst: Path) -> None:

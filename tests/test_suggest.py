@@ -11,10 +11,11 @@ import pytest
 import rasterio
 import shapely
 from click.testing import CliRunner
+from rasterio.windows import Window
 from shapely.geometry import box
 
 from geotl.chips import read_chip_index
-from geotl.chips.windows import ChipWindow, window_bounds
+from geotl.chips.windows import window_bounds
 from geotl.cli.main import cli
 from geotl.suggest.ranking import entropy, pick_diverse, standardise
 
@@ -85,11 +86,7 @@ def _test_chips(chips: Path) -> list[shapely.Geometry]:
     with rasterio.open(SCENE) as ds:
         t = ds.transform
     return [
-        box(
-            *window_bounds(
-                t, ChipWindow(int(r.row_off), int(r.col_off), int(r.height), int(r.width))
-            )
-        )
+        box(*window_bounds(t, Window(int(r.col_off), int(r.row_off), int(r.width), int(r.height))))
         for r in frame.itertuples()
     ]
 
@@ -290,7 +287,7 @@ def test_qgis_opens_the_styled_areas(tmp_path: Path) -> None:
         pytest.skip("python3-qgis is not installed (scripts/install_system_deps.sh)")
     with rasterio.open(SCENE) as ds:
         t, crs = ds.transform, ds.crs
-    squares = [box(*window_bounds(t, ChipWindow(r, c, 64, 64))) for r, c in ((0, 0), (128, 192))]
+    squares = [box(*window_bounds(t, Window(c, r, 64, 64))) for r, c in ((0, 0), (128, 192))]
     areas = gpd.GeoDataFrame(
         {"rank": [1, 2], "score": [0.6, 0.5], "scene": SCENE.name, "expected_objects": [3, 0]},
         geometry=squares,

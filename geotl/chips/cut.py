@@ -32,7 +32,7 @@ from geotl.chips.labels import (
 )
 from geotl.chips.scenes import ChipScene
 from geotl.chips.tiff import ChipTiffWriter, Compression
-from geotl.chips.windows import ChipWindow, window_bounds
+from geotl.chips.windows import window_bounds
 from geotl.config import Region
 from geotl.io.nodata import nodata_mask
 
@@ -58,7 +58,7 @@ class ChipRow:
 
     chip_id: str
     scene: ChipScene
-    window: ChipWindow
+    window: Window
     nodata_fraction: float
     px: list[int]
     object_ids: list[int]
@@ -71,7 +71,7 @@ class ChipRow:
 class Strip:
     """A run of chips of one chip row, read and labelled together."""
 
-    windows: list[ChipWindow]
+    windows: list[Window]
     boxes: list[BaseGeometry]
     labels: list[list[int]]  # per chip: indices of the labels that intersect it
     complete: list[bool] | None  # per chip: touches a complete_within area (None: no areas)
@@ -80,7 +80,7 @@ class Strip:
 
 
 def _plan_strip(
-    windows: list[ChipWindow],
+    windows: list[Window],
     transform: Affine,
     label_tree: shapely.STRtree,
     complete_arr: npt.NDArray[np.object_] | None,
@@ -132,7 +132,7 @@ class CutJob:
     """One strip to cut: its pixels, chips, and the label shapes that touch it."""
 
     window: Window
-    windows: list[ChipWindow]
+    windows: list[Window]
     complete: list[bool] | None
     shapes: list[tuple[dict[str, Any], int]]  # (GeoJSON geometry, class id)
     complete_geoms: list[BaseGeometry] | None
@@ -231,7 +231,7 @@ class SceneCutter:
             )
         return out
 
-    def chip_boxes(self, label_idx: list[int], w: ChipWindow) -> ChipBoxes:
+    def chip_boxes(self, label_idx: list[int], w: Window) -> ChipBoxes:
         """The chip's object boxes under the chip-edge rule (:mod:`geotl.chips.boxes`)."""
         idx = np.asarray([i for i in label_idx if not self.small[i]], dtype=np.int64)
         return chip_boxes(
@@ -252,7 +252,7 @@ def _strip_width_px(region: Region, scene: ChipScene) -> int:
     return max(size, STRIP_MAX_BYTES // (size * px_bytes))
 
 
-def _chip_id(scene_id: str, w: ChipWindow) -> str:
+def _chip_id(scene_id: str, w: Window) -> str:
     return f"{scene_id}_r{w.row_off}_c{w.col_off}"
 
 
@@ -270,7 +270,7 @@ def _mask_writer(crs_wkt: str) -> ChipTiffWriter:
     )
 
 
-def chip_transform(t: Affine, w: ChipWindow) -> Affine:
+def chip_transform(t: Affine, w: Window) -> Affine:
     """The transform of a chip cut at window ``w`` of a scene with transform ``t``."""
     x, y = t @ (w.col_off, w.row_off)
     return Affine(t.a, t.b, x, t.d, t.e, y)
@@ -329,14 +329,14 @@ def cut_strip(
     return CutResult(records, n_nodata, n_incomplete), files
 
 
-def strips(windows: list[ChipWindow], max_width_px: int) -> list[list[ChipWindow]]:
+def strips(windows: list[Window], max_width_px: int) -> list[list[Window]]:
     """Consecutive windows of one chip row, each group spanning at most ``max_width_px``.
 
     >>> from geotl.chips.windows import chip_windows
     >>> [[(w.row_off, w.col_off) for w in s] for s in strips(chip_windows(5, 4, 2, 2), 4)]
     [[(0, 0), (0, 2)], [(0, 3)], [(2, 0), (2, 2)], [(2, 3)]]
     """
-    out: list[list[ChipWindow]] = []
+    out: list[list[Window]] = []
     for w in windows:
         last = out[-1] if out else None
         if (

@@ -17,7 +17,7 @@ from rasterio.windows import Window
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
-from geotl.chips.windows import ChipWindow, chip_windows
+from geotl.chips.windows import chip_windows
 from geotl.config import Region
 from geotl.errors import BandMismatchError, ConfigError, LabelError, RasterError
 from geotl.io.rasters import SceneInfo, open_raster, read_scene_info
@@ -33,7 +33,7 @@ class ChipScene:
     info: SceneInfo
     scene_id: str
     nodata: float | None
-    windows: list[ChipWindow]
+    windows: list[Window]
 
     @functools.cached_property
     def crs_label(self) -> str:

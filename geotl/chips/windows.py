@@ -3,25 +3,17 @@
 Chips form a regular grid of ``size_px`` with ``stride_px`` steps. The last row and column
 are shifted back so that they end at the scene's edge: every chip lies fully inside the
 scene and no padding is ever needed. Scenes smaller than a chip give no chips.
+
+A chip's window is rasterio's :class:`~rasterio.windows.Window` with integer offsets and
+sizes (``Window(col_off, row_off, width, height)``), the one window type of geotl.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from affine import Affine
+from rasterio.windows import Window
 
-__all__ = ["ChipWindow", "chip_windows", "grid_offsets", "window_bounds"]
-
-
-@dataclass(frozen=True, order=True)
-class ChipWindow:
-    """A chip's pixel window inside its scene."""
-
-    row_off: int
-    col_off: int
-    height: int
-    width: int
+__all__ = ["chip_windows", "grid_offsets", "window_bounds"]
 
 
 def grid_offsets(length_px: int, size_px: int, stride_px: int) -> list[int]:
@@ -55,7 +47,7 @@ def grid_offsets(length_px: int, size_px: int, stride_px: int) -> list[int]:
     return offsets
 
 
-def chip_windows(width_px: int, height_px: int, size_px: int, stride_px: int) -> list[ChipWindow]:
+def chip_windows(width_px: int, height_px: int, size_px: int, stride_px: int) -> list[Window]:
     """All chip windows of a scene, row by row.
 
     >>> [(w.row_off, w.col_off) for w in chip_windows(300, 200, 128, 128)]
@@ -65,14 +57,17 @@ def chip_windows(width_px: int, height_px: int, size_px: int, stride_px: int) ->
     """
     rows = grid_offsets(height_px, size_px, stride_px)
     cols = grid_offsets(width_px, size_px, stride_px)
-    return [ChipWindow(r, c, size_px, size_px) for r in rows for c in cols]
+    return [Window(c, r, size_px, size_px) for r in rows for c in cols]
 
 
-def window_bounds(transform: Affine, window: ChipWindow) -> tuple[float, float, float, float]:
+def window_bounds(transform: Affine, window: Window) -> tuple[float, float, float, float]:
     """(left, bottom, right, top) of a window in the scene's CRS.
 
+    Unlike :func:`rasterio.windows.bounds`, which assumes a north-up grid, this takes the
+    extremes of the four corners, so rotated and south-up grids give a true envelope.
+
     >>> from affine import Affine
-    >>> window_bounds(Affine(10, 0, 1000, 0, -10, 5000), ChipWindow(2, 3, 4, 4))
+    >>> window_bounds(Affine(10, 0, 1000, 0, -10, 5000), Window(3, 2, 4, 4))
     (1030.0, 4940.0, 1070.0, 4980.0)
     """
     xs, ys = [], []

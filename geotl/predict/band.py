@@ -7,7 +7,7 @@ window touches and moves the band down. The blending weights come from
 :func:`geotl.predict.windows.blend_weights`.
 
 >>> band = BandAccumulator(1, 2, 3, torch.device("cpu"))
->>> band.add(torch.ones(1, 2, 2), torch.full((2, 2), 0.5), torch.ones(2, 2), (0, 1, 2, 3))
+>>> band.add(torch.ones(1, 2, 2), torch.full((2, 2), 0.5), torch.ones(2, 2), Window(1, 0, 2, 2))
 >>> blended, valid = band.finish(1)
 >>> blended.tolist(), valid.tolist(), band.top
 ([[[0.0, 1.0, 1.0]]], [[False, True, True]], 1)
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from rasterio.windows import Window
 
 __all__ = ["BandAccumulator"]
 
@@ -42,13 +43,14 @@ class BandAccumulator:
         probs: torch.Tensor,
         weights: torch.Tensor,
         valid: torch.Tensor,
-        window: tuple[int, int, int, int],
+        window: Window,
     ) -> None:
         """Add ``probs (channels, h, w)`` weighted by ``weights * valid`` at ``window``.
 
-        ``window``: ``(row0, col0, row1, col1)`` in the scene.
+        ``window``: where ``probs`` lies in the scene (integer offsets and sizes).
         """
-        r0, c0, r1, c1 = window
+        r0, c0 = window.row_off, window.col_off
+        r1, c1 = r0 + window.height, c0 + window.width
         if r1 - self.top > self.acc.shape[1]:  # never for row-ordered plans; safe anyway
             grow = torch.zeros(
                 (self.channels + 1, r1 - self.top - self.acc.shape[1], self.width),

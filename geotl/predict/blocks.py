@@ -157,7 +157,7 @@ class _BlockExtractor(ObjectExtractor):
         halo_px: int,
         simplify_px: float,
         min_pixels: int,
-        cores: Iterable[tuple[int, int, int, int]] | None = None,
+        cores: Iterable[Window] | None = None,
     ) -> Iterator[VectorObject]:
         """The objects of the block's core windows; ``read`` and the rest are the crop's."""
         height = self.scene_shape[0]
@@ -175,7 +175,7 @@ class _BlockExtractor(ObjectExtractor):
             core
             for row in core_windows(self.scene_shape, window_px)
             for core in row
-            if o0 <= core[0] < o1
+            if o0 <= core.row_off < o1
         ]
         return self.inner.extract_by_windows(
             read_global,

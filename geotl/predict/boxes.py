@@ -122,9 +122,8 @@ def _read_batch(
     arr = np.zeros((len(batch), len(band_indexes), model_px, model_px), dtype=np.float32)
     valids = []
     for k, w in enumerate(batch):
-        win = Window(w.col_off, w.row_off, w.width, w.height)
-        raw = source.read(band_indexes, window=win)
-        valid = valid_mask(raw, source.nodata, source.read_masks(band_indexes, window=win))
+        raw = source.read(band_indexes, window=w)
+        valid = valid_mask(raw, source.nodata, source.read_masks(band_indexes, window=w))
         norm = normalise(raw)
         norm[:, ~valid] = 0.0
         arr[k, :, : w.height, : w.width] = norm  # smaller scenes: zero padding, no mirrored objects

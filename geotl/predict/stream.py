@@ -209,19 +209,18 @@ class _WindowReader:
     def read(self, ds: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Window ``k`` normalised and padded to the model's size, and its valid pixels."""
         w = self.plan.windows[k]
-        r0, c0, r1, c1 = clip_window(w, self.plan.scene_shape)
-        win = Window(c0, r0, c1 - c0, r1 - r0)
+        win = clip_window(w, self.plan.scene_shape)
         raw = ds.read(self.band_indexes, window=win)
         valid = valid_mask(raw, ds.nodata, ds.read_masks(self.band_indexes, window=win))
         norm = self.artefact.normalise(raw)
         norm[:, ~valid] = 0.0
         model_px = self.model_px
-        top, left = r0 - w.row_off, c0 - w.col_off
-        bottom, right = model_px - top - (r1 - r0), model_px - left - (c1 - c0)
+        top, left = win.row_off - w.row_off, win.col_off - w.col_off
+        bottom, right = model_px - top - win.height, model_px - left - win.width
         if top or left or bottom or right:
             norm = np.pad(norm, ((0, 0), (top, bottom), (left, right)), mode="symmetric")
         full = np.zeros((model_px, model_px), dtype=bool)
-        full[top : top + r1 - r0, left : left + c1 - c0] = valid
+        full[top : top + win.height, left : left + win.width] = valid
         return norm, full
 
     def run(self) -> None:
@@ -332,11 +331,11 @@ class _RowWriter:
         plan = self.plan
         for j, k in enumerate(batch):
             w = plan.windows[k]
-            r0, c0, r1, c1 = clip_window(w, plan.scene_shape)
-            rsl = slice(r0 - w.row_off, r1 - w.row_off)
-            csl = slice(c0 - w.col_off, c1 - w.col_off)
+            inside = clip_window(w, plan.scene_shape)
+            top, left = inside.row_off - w.row_off, inside.col_off - w.col_off
+            rsl, csl = slice(top, top + inside.height), slice(left, left + inside.width)
             self.band.add(
-                probs[j, :, rsl, csl], self.weights[rsl, csl], valids[j, rsl, csl], (r0, c0, r1, c1)
+                probs[j, :, rsl, csl], self.weights[rsl, csl], valids[j, rsl, csl], inside
             )
             grid_row = plan.grid_position(k)[0]
             self.done_in_row[grid_row] = self.done_in_row.get(grid_row, 0) + 1
@@ -424,7 +423,7 @@ class _Vectoriser:
         self.waited_s += time.perf_counter() - t0
         return np.moveaxis(self.planes.read(r, c, h, w), -1, 0)
 
-    def _task(self, chunk: tuple[tuple[int, int, int, int], ...]) -> StripTask:
+    def _task(self, chunk: tuple[Window, ...]) -> StripTask:
         return StripTask(
             extractor=self.extractor,
             planes_path=self.planes.path,
@@ -449,7 +448,7 @@ class _Vectoriser:
         try:
             for chunk in chunks:
                 last = chunk[-1]
-                self.pipe.wait_rows(min(last[0] + last[2] + self.halo_px, height))
+                self.pipe.wait_rows(min(last.row_off + last.height + self.halo_px, height))
                 futures.append(submit_strip(self.pool, self._task(chunk)))
             for chunk, fut in zip(chunks, futures, strict=True):
                 res = fut.result()

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 from affine import Affine
+from rasterio.windows import Window
 
 from geotl.predict.objects.base import ObjectExtractor
 from geotl.predict.vectorise import VectorObject, objects_by_windows
@@ -107,7 +108,7 @@ class StripTask:
         planes_path: the raw planes file ``(height, width, planes)`` float32.
         scene_shape: ``(height, width)``.
         planes: planes per pixel.
-        cores: the strip's core windows ``(row_off, col_off, height, width)``, in order.
+        cores: the strip's core windows, in order.
         transform: the scene's affine transform.
         window_px: core window size.
         halo_px: initial halo around each core.
@@ -120,7 +121,7 @@ class StripTask:
     planes_path: Path
     scene_shape: tuple[int, int]
     planes: int
-    cores: tuple[tuple[int, int, int, int], ...]
+    cores: tuple[Window, ...]
     transform: Affine
     window_px: int
     halo_px: int

@@ -31,6 +31,7 @@ import numpy as np
 import rasterio.features
 import shapely
 from affine import Affine
+from rasterio.windows import Window
 from scipy import ndimage
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
@@ -321,8 +322,8 @@ def vectorise_window(
     class_map: np.ndarray,
     transform: Affine,
     *,
-    read_window: tuple[int, int, int, int],
-    core_window: tuple[int, int, int, int],
+    read_window: Window,
+    core_window: Window,
     scene_shape: tuple[int, int],
     scores: np.ndarray | None = None,
     simplify_px: float = 1.0,
@@ -337,8 +338,8 @@ def vectorise_window(
     Args:
         class_map: the class map of the read window.
         transform: affine transform of the global grid.
-        read_window: ``(row_off, col_off, height, width)`` of ``class_map`` in the scene.
-        core_window: ``(row_off, col_off, height, width)`` this call owns.
+        read_window: where ``class_map`` lies in the scene.
+        core_window: the part of the scene this call owns.
         scene_shape: ``(height, width)`` of the scene.
         scores: optional scores for the read window.
         simplify_px: see :func:`vectorise`.
@@ -349,17 +350,27 @@ def vectorise_window(
         reached the halo's edge and the objects must be recomputed with a larger halo.
 
     >>> cm = np.zeros((6, 6), dtype=np.uint8); cm[2:4, 0:6] = 1
-    >>> objs, ok = vectorise_window(cm[:, :4], Affine.identity(), read_window=(0, 0, 6, 4),
-    ...     core_window=(0, 0, 6, 2), scene_shape=(6, 6), simplify_px=0)
+    >>> objs, ok = vectorise_window(cm[:, :4], Affine.identity(), read_window=Window(0, 0, 4, 6),
+    ...     core_window=Window(0, 0, 2, 6), scene_shape=(6, 6), simplify_px=0)
     >>> ok
     False
-    >>> objs, ok = vectorise_window(cm, Affine.identity(), read_window=(0, 0, 6, 6),
-    ...     core_window=(0, 0, 6, 2), scene_shape=(6, 6), simplify_px=0)
+    >>> objs, ok = vectorise_window(cm, Affine.identity(), read_window=Window(0, 0, 6, 6),
+    ...     core_window=Window(0, 0, 2, 6), scene_shape=(6, 6), simplify_px=0)
     >>> ok, len(objs), objs[0].geometry.area
     (True, 1, 12.0)
     """
-    r_row, r_col, r_h, r_w = read_window
-    c_row, c_col, c_h, c_w = core_window
+    r_row, r_col, r_h, r_w = (
+        read_window.row_off,
+        read_window.col_off,
+        read_window.height,
+        read_window.width,
+    )
+    c_row, c_col, c_h, c_w = (
+        core_window.row_off,
+        core_window.col_off,
+        core_window.height,
+        core_window.width,
+    )
     scene_h, scene_w = scene_shape
     if class_map.shape[0] == 0 or class_map.shape[1] == 0:
         return [], True
@@ -455,8 +466,8 @@ def vectorise_by_windows(
 
     def extract(
         data: tuple[np.ndarray, np.ndarray | None],
-        read_window: tuple[int, int, int, int],
-        core_window: tuple[int, int, int, int],
+        read_window: Window,
+        core_window: Window,
     ) -> tuple[list[VectorObject], bool]:
         class_map, scores = data
         return vectorise_window(
@@ -473,28 +484,24 @@ def vectorise_by_windows(
     yield from objects_by_windows(read, extract, scene_shape, window_px=window_px, halo_px=halo_px)
 
 
-WindowExtractor = Callable[
-    [Any, tuple[int, int, int, int], tuple[int, int, int, int]], tuple[list[VectorObject], bool]
-]
+WindowExtractor = Callable[[Any, Window, Window], tuple[list[VectorObject], bool]]
 """``extract(data, read_window, core_window) -> (owned objects, complete)``."""
 
 
-def core_windows(
-    scene_shape: tuple[int, int], window_px: int
-) -> list[list[tuple[int, int, int, int]]]:
-    """The core windows that tile a scene, row by row: ``(row_off, col_off, height, width)``.
+def core_windows(scene_shape: tuple[int, int], window_px: int) -> list[list[Window]]:
+    """The core windows that tile a scene, row by row.
 
     Each row of cores is a *row strip*: strips own disjoint objects (ownership rule), so
     they can be vectorised independently and their objects concatenated in strip order.
 
-    >>> [[c[:2] for c in row] for row in core_windows((5, 7), 4)]
+    >>> [[(c.row_off, c.col_off) for c in row] for row in core_windows((5, 7), 4)]
     [[(0, 0), (0, 4)], [(4, 0), (4, 4)]]
     """
     scene_h, scene_w = scene_shape
     window_px = max(int(window_px), 1)
     return [
         [
-            (r, c, min(window_px, scene_h - r), min(window_px, scene_w - c))
+            Window(c, r, min(window_px, scene_w - c), min(window_px, scene_h - r))
             for c in range(0, scene_w, window_px)
         ]
         for r in range(0, scene_h, window_px)
@@ -508,7 +515,7 @@ def objects_by_windows(
     *,
     window_px: int = 1024,
     halo_px: int = 64,
-    cores: Iterable[tuple[int, int, int, int]] | None = None,
+    cores: Iterable[Window] | None = None,
 ) -> Iterator[VectorObject]:
     """The halo loop shared by every task's object extractor.
 
@@ -534,12 +541,11 @@ def objects_by_windows(
     for core in cores:
         halo = max(int(halo_px), 1)
         while True:
-            r0, c0 = max(core[0] - halo, 0), max(core[1] - halo, 0)
-            r1 = min(core[0] + core[2] + halo, scene_h)
-            c1 = min(core[1] + core[3] + halo, scene_w)
-            owned, complete = extract(
-                read(r0, c0, r1 - r0, c1 - c0), (r0, c0, r1 - r0, c1 - c0), core
-            )
+            r0, c0 = max(core.row_off - halo, 0), max(core.col_off - halo, 0)
+            r1 = min(core.row_off + core.height + halo, scene_h)
+            c1 = min(core.col_off + core.width + halo, scene_w)
+            data = read(r0, c0, r1 - r0, c1 - c0)
+            owned, complete = extract(data, Window(c0, r0, c1 - c0, r1 - r0), core)
             if complete:
                 yield from owned
                 break

@@ -30,21 +30,19 @@ __all__ = [
 ]
 
 
-def clip_window(window: Window, scene_shape: tuple[int, int]) -> tuple[int, int, int, int]:
-    """``(row0, col0, row1, col1)`` of the part of ``window`` inside the scene (ends exclusive).
+def clip_window(window: Window, scene_shape: tuple[int, int]) -> Window:
+    """The part of ``window`` inside the scene, with integer offsets and sizes.
 
     A ground-anchored window may reach past the scene (negative offsets, or past the far
     edge); this is what is read of it.
 
     >>> clip_window(Window(5, -3, 10, 10), (6, 12))
-    (0, 5, 6, 12)
+    Window(col_off=5, row_off=0, width=7, height=6)
     """
-    return (
-        max(int(window.row_off), 0),
-        max(int(window.col_off), 0),
-        min(int(window.row_off + window.height), scene_shape[0]),
-        min(int(window.col_off + window.width), scene_shape[1]),
-    )
+    row0, col0 = max(int(window.row_off), 0), max(int(window.col_off), 0)
+    row1 = min(int(window.row_off + window.height), scene_shape[0])
+    col1 = min(int(window.col_off + window.width), scene_shape[1])
+    return Window(col0, row0, col1 - col0, row1 - row0)
 
 
 @dataclass(frozen=True)

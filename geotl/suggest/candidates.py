@@ -22,10 +22,11 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import shapely
+from rasterio.windows import Window
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
-from geotl.chips.windows import ChipWindow, window_bounds
+from geotl.chips.windows import window_bounds
 from geotl.config import Region
 from geotl.io.rasters import SceneInfo
 
@@ -48,7 +49,7 @@ class Candidate:
     """One square that could be labelled next."""
 
     scene: SceneInfo
-    window: ChipWindow
+    window: Window
     geometry: BaseGeometry  # the square in the scene's CRS
 
 
@@ -61,7 +62,7 @@ class TakenAreas:
     complete_source: str  # "complete_within", "labels' hull" or "none"
 
 
-def grid_windows(width_px: int, height_px: int, size_px: int) -> list[ChipWindow]:
+def grid_windows(width_px: int, height_px: int, size_px: int) -> list[Window]:
     """Non-overlapping squares tiling a scene from its top-left corner.
 
     >>> [(w.row_off, w.col_off) for w in grid_windows(300, 130, 128)]
@@ -70,7 +71,7 @@ def grid_windows(width_px: int, height_px: int, size_px: int) -> list[ChipWindow
     []
     """
     return [
-        ChipWindow(r, c, size_px, size_px)
+        Window(c, r, size_px, size_px)
         for r in range(0, height_px - size_px + 1, size_px)
         for c in range(0, width_px - size_px + 1, size_px)
     ]
@@ -197,7 +198,7 @@ def _test_chips(
         info = by_path.get(Path(str(scene)).resolve())
         if info is None:
             continue  # a scene no longer in [imagery]: nothing to suggest there
-        win = ChipWindow(int(row_off), int(col_off), int(h), int(w))
+        win = Window(int(col_off), int(row_off), int(w), int(h))
         out.setdefault(info.path, []).append(box(*window_bounds(info.transform, win)))
     log.debug(
         "test chips: %d in %d scene(s)", int(np.sum([len(v) for v in out.values()])), len(out)

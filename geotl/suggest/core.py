@@ -18,7 +18,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import rasterio
-from rasterio.windows import Window, from_bounds
+from rasterio.windows import from_bounds
 
 from geotl.bands import canonical_band
 from geotl.config import Region
@@ -246,10 +246,9 @@ def _score(
 ) -> _Scored | None:
     """Mean entropy, appearance descriptor and expected objects of one square."""
     info: SceneInfo = c.scene
-    w = c.window
+    win = c.window
     try:
         with rasterio.open(info.path) as ds:
-            win = Window(w.col_off, w.row_off, w.width, w.height)
             img = ds.read(window=win).astype(np.float64)
             valid = (ds.read_masks(window=win) > 0).all(axis=0) & np.isfinite(img).all(axis=0)
         with rasterio.open(prob_path) as pr:

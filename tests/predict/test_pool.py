@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rasterio.windows import Window
 
 from geotl.io.geojson import write_geojson
 from geotl.predict import PredictOptions, predict_scene
@@ -52,7 +53,7 @@ def test_strip_stops_at_rows_not_final(tmp_path: Path) -> None:
         planes_path=raw.path,
         scene_shape=(20, 10),
         planes=2,
-        cores=((0, 0, 5, 5), (0, 5, 5, 5)),
+        cores=(Window(0, 0, 5, 5), Window(5, 0, 5, 5)),
         transform=data.ORIGIN,
         window_px=5,
         halo_px=1,

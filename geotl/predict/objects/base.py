@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 import torch
 from affine import Affine
+from rasterio.windows import Window
 
 from geotl.predict.vectorise import VectorObject, WindowExtractor, objects_by_windows
 
@@ -91,7 +92,7 @@ class ObjectExtractor(ABC):
         halo_px: int,
         simplify_px: float,
         min_pixels: int,
-        cores: Iterable[tuple[int, int, int, int]] | None = None,
+        cores: Iterable[Window] | None = None,
     ) -> Iterator[VectorObject]:
         """Objects of a scene, window by window; equal to :meth:`extract` on the whole scene.
 

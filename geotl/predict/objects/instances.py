@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from affine import Affine
+from rasterio.windows import Window
 from scipy import ndimage
 from skimage.segmentation import watershed
 
@@ -83,10 +84,10 @@ def _split_window(
     class_map: np.ndarray,
     seed: np.ndarray,
     min_seed_px: int,
-    core: tuple[int, int, int, int] | None = None,
+    core: Window | None = None,
     cut_edges: tuple[bool, bool, bool, bool] = (False, False, False, False),
 ) -> tuple[np.ndarray, list[int]] | None:
-    """Label objects; only components with a pixel in ``core`` (local rows/cols) when given.
+    """Label objects; only components with a pixel in ``core`` (in the array) when given.
 
     ``cut_edges`` (top, left, bottom, right): edges of the array that are not scene edges;
     returns None when a component of the core touches one (it may continue outside).
@@ -101,9 +102,8 @@ def _split_window(
         comp, n = ndimage.label(class_map == cls, structure=_CROSS)
         in_core = np.ones(n + 1, dtype=bool)
         if core is not None:
-            r, c, ch, cw = core
             in_core[:] = False
-            in_core[np.unique(comp[r : r + ch, c : c + cw])] = True
+            in_core[np.unique(comp[core.toslices()])] = True
         for k, sl in enumerate(ndimage.find_objects(comp), start=1):
             if sl is None or not in_core[k]:
                 continue
@@ -206,12 +206,14 @@ class InstanceExtractor(ObjectExtractor):
 
         def extract(
             planes: np.ndarray,
-            read_window: tuple[int, int, int, int],
-            core_window: tuple[int, int, int, int],
+            read_window: Window,
+            core_window: Window,
         ) -> tuple[list[VectorObject], bool]:
-            r_row, r_col, r_h, r_w = read_window
-            c_row, c_col, c_h, c_w = core_window
-            local_core = (c_row - r_row, c_col - r_col, c_h, c_w)
+            r_row, r_col = read_window.row_off, read_window.col_off
+            r_h, r_w = read_window.height, read_window.width
+            c_row, c_col = core_window.row_off, core_window.col_off
+            c_h, c_w = core_window.height, core_window.width
+            local_core = Window(c_col - r_col, c_row - r_row, c_w, c_h)
             cut = (r_row > 0, r_col > 0, r_row + r_h < scene_h, r_col + r_w < scene_w)
             split = _split_window(planes[0].astype(np.uint8), planes[2], min_seed, local_core, cut)
             if split is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from affine import Affine
+from rasterio.windows import Window
 
 from geotl.predict.objects.base import ObjectExtractor
 from geotl.predict.vectorise import (
@@ -54,8 +55,8 @@ class SegmentationExtractor(ObjectExtractor):
 
         def extract(
             planes: np.ndarray,
-            read_window: tuple[int, int, int, int],
-            core_window: tuple[int, int, int, int],
+            read_window: Window,
+            core_window: Window,
         ) -> tuple[list[VectorObject], bool]:
             return vectorise_window(
                 planes[0].astype(np.uint8),

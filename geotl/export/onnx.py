@@ -25,7 +25,8 @@ Metadata (``metadata_props``, every value JSON as Deepness reads it): Deepness's
 the name some plugin versions read), ``tiles_overlap`` (%), ``seg_thresh``,
 ``seg_small_segment``, ``standardization_mean``/``standardization_std``; geotl's
 ``geotl_card`` (the whole model card: bands, normalisation, licence, base sha256, weights
-sha256, quantisation), ``geotl_input`` and ``geotl_graph_sha256``: the sha256 of the
+sha256, quantisation), for an int8 graph ``geotl_int8_float_nodes`` (the nodes kept in
+float, by reason), ``geotl_input`` and ``geotl_graph_sha256``: the sha256 of the
 serialised graph (weights included), checked on every load, so an altered file is refused.
 """
 
@@ -52,6 +53,7 @@ __all__ = [
     "DETECTIONS_NAME",
     "INPUT_NAME",
     "INPUT_SCALE",
+    "INT8_FLOAT_NODES_KEY",
     "OPSET",
     "OUTPUT_NAME",
     "ExportResult",
@@ -72,6 +74,7 @@ INPUT_SCALE = 255.0  # the graph's input is raw / INPUT_SCALE (Deepness's scalin
 OPSET = 17
 _GRAPH_SHA_KEY = "geotl_graph_sha256"
 _CARD_KEY = "geotl_card"
+INT8_FLOAT_NODES_KEY = "geotl_int8_float_nodes"  # an int8 graph's nodes kept in float, by reason
 
 
 class _Portable(torch.nn.Module):
@@ -223,8 +226,10 @@ def torch_to_onnx(artefact: Artefact, tile_px: int) -> Any:
     return onnx.load_from_string(buf.getvalue())
 
 
-def _set_metadata(model: Any, card: ModelCard, tile_px: int) -> str:
-    """Write the metadata props (replacing any); return the graph sha256 recorded."""
+def _set_metadata(
+    model: Any, card: ModelCard, tile_px: int, extra: dict[str, Any] | None = None
+) -> str:
+    """Write the metadata props (replacing any, ``extra`` added); return the graph sha256."""
     model.producer_name = "geotl"
     model.producer_version = __version__
     model.doc_string = (
@@ -232,12 +237,16 @@ def _set_metadata(model: Any, card: ModelCard, tile_px: int) -> str:
         f"{', '.join(card.bands)} / {INPUT_SCALE:g}, normalisation folded into the graph"
     )
     digest = graph_sha256(model)
-    props: dict[str, Any] = _deepness_metadata(card, tile_px) | {
-        _CARD_KEY: card.model_dump(mode="json"),
-        "geotl_input": f"raw digital numbers / {INPUT_SCALE:g}; bands {card.bands}",
-        "geotl_version": __version__,
-        _GRAPH_SHA_KEY: digest,
-    }
+    props: dict[str, Any] = (
+        _deepness_metadata(card, tile_px)
+        | {
+            _CARD_KEY: card.model_dump(mode="json"),
+            "geotl_input": f"raw digital numbers / {INPUT_SCALE:g}; bands {card.bands}",
+            "geotl_version": __version__,
+            _GRAPH_SHA_KEY: digest,
+        }
+        | (extra or {})
+    )
     del model.metadata_props[:]
     for key, value in props.items():
         entry = model.metadata_props.add()
@@ -246,9 +255,14 @@ def _set_metadata(model: Any, card: ModelCard, tile_px: int) -> str:
     return digest
 
 
-def onnx_to_bytes(model: Any, card: ModelCard, tile_px: int) -> tuple[bytes, str]:
-    """Serialise ``model`` with geotl's and Deepness's metadata; return bytes and graph sha256."""
-    digest = _set_metadata(model, card, tile_px)
+def onnx_to_bytes(
+    model: Any, card: ModelCard, tile_px: int, extra: dict[str, Any] | None = None
+) -> tuple[bytes, str]:
+    """Serialise ``model`` with geotl's and Deepness's metadata; return bytes and graph sha256.
+
+    ``extra`` adds metadata props (e.g. ``geotl_int8_float_nodes``).
+    """
+    digest = _set_metadata(model, card, tile_px, extra)
     return model.SerializeToString(), digest
 
 
@@ -262,6 +276,7 @@ def export_onnx(
     region_path: str | Path | None = None,
     chips_dir: str | Path | None = None,
     overwrite: bool = False,
+    scheme: Any = None,
 ) -> ExportResult:
     """Export ``MODEL_DIR`` to a portable ONNX file (optionally int8) and its STAC item.
 
@@ -279,6 +294,8 @@ def export_onnx(
         region_path: the region file to calibrate on.
         chips_dir: that region's chips folder.
         overwrite: replace an existing ``out``.
+        scheme: the quantiser's settings for ``int8``, a
+            :class:`geotl.export.quantise.Int8Scheme` (default: ``DEFAULT_SCHEME``).
 
     Returns:
         What was written.
@@ -305,9 +322,11 @@ def export_onnx(
         )
     tile = tile_px or default_tile_px(card)
     model = torch_to_onnx(artefact, tile)
+    extra: dict[str, Any] | None = None
     if int8:
-        from geotl.export.quantise import quantise_int8, region_calibration
+        from geotl.export.quantise import DEFAULT_SCHEME, quantise_int8, region_calibration
 
+        scheme = scheme or DEFAULT_SCHEME
         if calibration is None:
             calibration = region_calibration(
                 Path(model_dir),
@@ -315,9 +334,10 @@ def export_onnx(
                 Path(region_path) if region_path else None,
                 Path(chips_dir) if chips_dir else None,
             )
-        model, note = quantise_int8(model, calibration, card.task)
-        card = card.model_copy(update={"model_id": f"{card.model_id}-int8", "quantisation": note})
-    data, digest = onnx_to_bytes(model, card, tile)
+        q = quantise_int8(model, calibration, card.task, scheme)
+        model, extra = q.model, {INT8_FLOAT_NODES_KEY: q.float_nodes}
+        card = card.model_copy(update={"model_id": f"{card.model_id}-int8", "quantisation": q.note})
+    data, digest = onnx_to_bytes(model, card, tile, extra)
     with atomic_path(out) as tmp:
         tmp.write_bytes(data)
     write_model_item(stac, card, out, "onnx", tile)

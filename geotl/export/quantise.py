@@ -2,9 +2,16 @@
 
 Activations are calibrated on the region's own training chips (MinMax ranges), weights are
 quantised per output channel (QDQ format: int8 weights, uint8 activations, which ONNX
-Runtime fuses into integer kernels on CPU). The input scaling and the final softmax stay in
-float; so do a detector's box decoding and scores (only its convolutions are quantised). A layer the quantiser leaves in float (an operator it cannot handle) makes the export
-fail with a message naming it: a half-quantised graph would be slow and still lossy.
+Runtime fuses into integer kernels on CPU). What stays in float, always: the input scaling,
+the final softmax, and the graph's shape arithmetic (the nodes that compute "same" padding
+sizes from the tile's shape in EfficientNet's strided convolutions: quantised, those sizes
+were rounded to 8-bit steps, the padding moved by pixels, and NEON SJER lost 0.031 IoU); a
+detector also keeps its box decoding and scores in float (only its convolutions are
+quantised). :class:`Int8Scheme` holds the quantiser's other settings (the benchmark
+``scripts/bench_int8.py`` compares them). A compute layer the quantiser leaves in float
+against the scheme makes the export fail with a message naming it: a half-quantised graph
+would be slow and still lossy. The nodes kept in float are returned (the export records
+them in the ONNX metadata).
 """
 
 from __future__ import annotations
@@ -22,12 +29,79 @@ import numpy as np
 from geotl.errors import GeotlInputError
 from geotl.export.onnx import INPUT_NAME, INPUT_SCALE
 
-__all__ = ["Calibration", "calibration_from_chips", "quantise_int8"]
+__all__ = [
+    "DEFAULT_SCHEME",
+    "Calibration",
+    "Int8Result",
+    "Int8Scheme",
+    "calibration_from_chips",
+    "quantise_int8",
+    "region_calibration",
+]
 
 log = logging.getLogger(__name__)
 
 # operators that carry the network's arithmetic: each must end up between int8 Q/DQ pairs
 _COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+_CALIBRATIONS = ("minmax", "entropy", "percentile")
+
+
+@dataclass(frozen=True)
+class Int8Scheme:
+    """The settings geotl gives ONNX Runtime's static quantiser.
+
+    Attributes:
+        per_channel: one weight scale per output channel (else one per tensor).
+        reduce_range: 7-bit weights (for CPUs without VNNI, where 8-bit products can
+            saturate).
+        activation_symmetric: int8 activations centred on 0 (else uint8 with a zero point).
+        calibration: ``"minmax"``, ``"entropy"`` or ``"percentile"`` ranges.
+        moving_average: MinMax ranges averaged over calibration batches (``CalibMovingAverage``).
+        float_depthwise: keep the depthwise (grouped) convolutions in float.
+        float_stem_head: keep the first and the last convolution in float.
+        float_shape_arithmetic: keep the shape arithmetic (padding sizes) in float. False
+            reproduces geotl's earlier int8 export, for the benchmark only.
+    """
+
+    per_channel: bool = True
+    reduce_range: bool = False
+    activation_symmetric: bool = False
+    calibration: str = "minmax"
+    moving_average: bool = False
+    float_depthwise: bool = False
+    float_stem_head: bool = False
+    float_shape_arithmetic: bool = True
+
+    def describe(self) -> str:
+        """One line for the card, e.g. ``per-channel int8 weights, uint8 activations, MinMax``."""
+        weights = "per-channel" if self.per_channel else "per-tensor"
+        bits = " (7-bit range)" if self.reduce_range else ""
+        acts = "int8 symmetric" if self.activation_symmetric else "uint8"
+        method = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}[
+            self.calibration
+        ]
+        if self.moving_average:
+            method += " (moving average)"
+        return f"{weights} int8 weights{bits}, {acts} activations, {method} calibration"
+
+
+DEFAULT_SCHEME = Int8Scheme()
+
+
+@dataclass(frozen=True)
+class Int8Result:
+    """A quantised graph and what the card and the metadata record about it.
+
+    Attributes:
+        model: the quantised ``onnx.ModelProto``.
+        note: one line for the card's ``quantisation``.
+        float_nodes: node names kept in float, by reason (``"input scaling and softmax"``,
+            ``"shape arithmetic"``, ``"compute layers"``, ``"detector decoding"``).
+    """
+
+    model: Any
+    note: str
+    float_nodes: dict[str, list[str]]
 
 
 @dataclass(frozen=True)
@@ -107,12 +181,12 @@ class _Reader:
         pass
 
 
-def _float_compute_nodes(model: Any) -> list[str]:
-    """Compute nodes whose weights are not fed by a DequantizeLinear (left in float)."""
+def _float_compute_nodes(model: Any, kept: set[str]) -> list[str]:
+    """Compute nodes whose weights are not fed by a DequantizeLinear, other than ``kept``."""
     producers = {o: n for n in model.graph.node for o in n.output}
     left = []
     for node in model.graph.node:
-        if node.op_type not in _COMPUTE_OPS or len(node.input) < 2:
+        if node.op_type not in _COMPUTE_OPS or len(node.input) < 2 or node.name in kept:
             continue
         src = producers.get(node.input[1])
         if src is None or src.op_type != "DequantizeLinear":
@@ -128,6 +202,38 @@ def _float_nodes(model: Any) -> list[str]:
     return [n.name for n in scaling] + [n.name for n in model.graph.node if n.op_type == "Softmax"]
 
 
+def _shape_nodes(model: Any) -> list[str]:
+    """Nodes that compute on tensor shapes only (padding sizes), never on pixel values.
+
+    A node is pixel data if one of its inputs descends from the graph's input other than
+    through a ``Shape``; every other node (fed by shapes and constants only) is shape
+    arithmetic.
+    """
+    data = {i.name for i in model.graph.input}
+    shape = []
+    for node in model.graph.node:  # topologically sorted, as ONNX requires
+        if node.op_type != "Shape" and any(i in data for i in node.input):
+            data.update(node.output)
+        elif node.op_type != "Constant":
+            shape.append(node.name)
+    return shape
+
+
+def _float_compute_layers(model: Any, scheme: Int8Scheme) -> list[str]:
+    """The convolutions ``scheme`` keeps in float (depthwise; first and last)."""
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    keep: list[str] = []
+    if scheme.float_stem_head and convs:
+        keep += [convs[0].name, convs[-1].name]
+    if scheme.float_depthwise:
+        keep += [
+            n.name
+            for n in convs
+            if any(a.name == "group" and a.i > 1 for a in n.attribute) and n.name not in keep
+        ]
+    return keep
+
+
 @contextlib.contextmanager
 def _quiet_root_logger() -> Iterator[None]:
     """ONNX Runtime's quantiser logs advice on the root logger: keep stderr geotl's own."""
@@ -141,8 +247,11 @@ def _quiet_root_logger() -> Iterator[None]:
 
 
 def quantise_int8(
-    model: Any, calibration: Calibration | np.ndarray, task: str = "segmentation"
-) -> tuple[Any, str]:
+    model: Any,
+    calibration: Calibration | np.ndarray,
+    task: str = "segmentation",
+    scheme: Int8Scheme = DEFAULT_SCHEME,
+) -> Int8Result:
     """Statically quantise ``model`` to int8, calibrated on ``calibration``.
 
     A detector's graph (``task="detection"``) has only its convolutions quantised: the box
@@ -150,7 +259,7 @@ def quantise_int8(
     uint8 steps would move by pixels).
 
     Returns:
-        The quantised ``onnx.ModelProto`` and a one-line note for the card.
+        The quantised graph, a one-line note for the card and the nodes kept in float.
 
     Raises:
         GeotlInputError: the quantiser fails or leaves compute layers in float (named).
@@ -164,26 +273,47 @@ def quantise_int8(
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    if scheme.calibration not in _CALIBRATIONS:
+        raise GeotlInputError(
+            f"int8: unknown calibration {scheme.calibration!r} (one of {', '.join(_CALIBRATIONS)})"
+        )
     if isinstance(calibration, np.ndarray):
         calibration = Calibration(tiles=calibration, source=f"{len(calibration)} tiles")
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[scheme.calibration]
     with tempfile.TemporaryDirectory(prefix="geotl-int8-") as tmpname, _quiet_root_logger():
         pre, out = Path(tmpname) / "pre.onnx", Path(tmpname) / "int8.onnx"
         try:
             # shape inference and graph optimisation first, as ONNX Runtime recommends
             quant_pre_process(model, pre, skip_symbolic_shape=True)
             model = onnx.load(str(pre))
+            float_nodes = {
+                "input scaling and softmax": _float_nodes(model),
+                "shape arithmetic": _shape_nodes(model) if scheme.float_shape_arithmetic else [],
+                "compute layers": _float_compute_layers(model, scheme),
+            }
             quantize_static(
                 model,
                 out,
                 _Reader(calibration.tiles),
                 quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
+                per_channel=scheme.per_channel,
+                reduce_range=scheme.reduce_range,
+                activation_type=(
+                    QuantType.QInt8 if scheme.activation_symmetric else QuantType.QUInt8
+                ),
                 weight_type=QuantType.QInt8,
-                nodes_to_exclude=_float_nodes(model),
+                nodes_to_exclude=[n for names in float_nodes.values() for n in names],
                 op_types_to_quantize=["Conv"] if task == "detection" else None,
-                calibrate_method=CalibrationMethod.MinMax,
-                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+                calibrate_method=method,
+                extra_options={
+                    "ActivationSymmetric": scheme.activation_symmetric,
+                    "WeightSymmetric": True,
+                    "CalibMovingAverage": scheme.moving_average,
+                },
             )
         except Exception as exc:  # the quantiser raises bare Exceptions on unsupported graphs
             what = "the detector's convolutions" if task == "detection" else "the graph"
@@ -192,18 +322,21 @@ def quantise_int8(
                 f"{str(exc).splitlines()[0][:160]}): export fp32 (drop --int8)"
             ) from exc
         quantised = onnx.load(str(out))
-    left = _float_compute_nodes(quantised)
+    kept = float_nodes["compute layers"]
+    left = _float_compute_nodes(quantised, set(kept))
     if left:
         raise GeotlInputError(
             f"int8: {len(left)} layer(s) could not be quantised ({', '.join(left[:5])}"
             f"{', ...' if len(left) > 5 else ''}): export fp32 (drop --int8)"
         )
+    kept_note = f"{len(kept)} convolution(s): {', '.join(kept)}" if kept else "no convolution"
     note = (
-        "int8 static (ONNX Runtime QDQ, per-channel int8 weights, uint8 activations, "
-        f"MinMax calibration on {calibration.source})"
+        f"int8 static (ONNX Runtime QDQ, {scheme.describe()} on {calibration.source}; "
+        f"float: input scaling, softmax, "
+        f"{len(float_nodes['shape arithmetic'])} shape-arithmetic nodes, {kept_note})"
     )
     log.info("quantised to int8: %s", note)
-    return quantised, note
+    return Int8Result(model=quantised, note=note, float_nodes=float_nodes)
 
 
 def region_calibration(

@@ -129,13 +129,62 @@ def test_int8_calibrated_on_training_chips(
         region_path=DEMO_REGION,
     )
     assert "int8 static" in res.card.quantisation and "demo-osbs" in res.card.quantisation
+    assert "shape-arithmetic nodes" in res.card.quantisation
     assert res.card.model_id.endswith("-int8")
     assert res.size_bytes < 0.5 * exported.stat().st_size
     x, valid = chips
     fp = engine_for(load_model(exported, "onnxruntime")).probabilities(x)
     q = engine_for(load_model(res.path, "onnxruntime")).probabilities(x)
     agree = (_class_maps(fp, 0.5) == _class_maps(q, 0.5))[valid].mean()
-    assert agree > 0.95, agree
+    assert agree > 0.97, agree
+
+
+def _pads(path: Path, tiles: np.ndarray) -> list[list[int]]:
+    """The padding every Pad node of the graph applies to ``tiles`` (raw / 255)."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(path))
+    names = [n.input[1] for n in model.graph.node if n.op_type == "Pad"]
+    model.graph.output.extend(
+        onnx.helper.make_tensor_value_info(n, onnx.TensorProto.INT64, None) for n in names
+    )
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return [p.tolist() for p in sess.run(names, {INPUT_NAME: tiles})]
+
+
+@pytest.mark.parametrize("tile_px", [128, 256])
+def test_int8_keeps_padding_sizes_exact(
+    demo_model: Path, demo_chips: Path, tmp_path: Path, tile_px: int
+) -> None:
+    """EfficientNet's "same" padding is computed from the tile's shape in the graph: int8
+    keeps that arithmetic in float, so every padding equals fp32's (quantised, the sizes
+    moved by a pixel at 128 and 256 px, and NEON SJER lost 0.031 test IoU); the nodes kept in
+    float are listed in the metadata."""
+    import onnx
+
+    from geotl.export.onnx import INT8_FLOAT_NODES_KEY
+    from geotl.export.quantise import Int8Scheme, region_calibration
+
+    calib = region_calibration(demo_model, tile_px, DEMO_REGION, demo_chips)
+    paths = {}
+    for key, int8, scheme in (
+        ("fp32", False, None),
+        ("int8", True, None),
+        ("before", True, Int8Scheme(float_shape_arithmetic=False)),
+    ):
+        paths[key] = tmp_path / f"{key}.onnx"
+        export_onnx(
+            demo_model, paths[key], int8=int8, tile_px=tile_px, calibration=calib, scheme=scheme
+        )
+    pads = {k: _pads(p, calib.tiles[:2]) for k, p in paths.items()}
+    assert len(pads["fp32"]) >= 5 and any(any(p) for p in pads["fp32"])  # strided convs pad
+    assert pads["int8"] == pads["fp32"]
+    assert pads["before"] != pads["fp32"]  # the earlier export: the test tells them apart
+    meta = {p.key: json.loads(p.value) for p in onnx.load(str(paths["int8"])).metadata_props}
+    kept = meta[INT8_FLOAT_NODES_KEY]
+    assert len(kept["shape arithmetic"]) > 100 and kept["compute layers"] == []
+    assert len(kept["input scaling and softmax"]) == 3
 
 
 def _run(*args: str) -> tuple[int, str, str]:

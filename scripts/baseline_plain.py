@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     y = torch.from_numpy(masks.astype(np.int64))
     chip = min(x.shape[-1], x.shape[-2])
     crop = max(32, min(args.crop_px or chip // 2, chip) // 32 * 32)
-    net = build(x.shape[1], num_classes, args.init)
+    net = build(x.shape[1], num_classes, args.init).to(args.device)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     warmup = max(1, args.steps // 10)
 
@@ -168,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     for step in range(args.steps):
         xb, yb = random_batch(x, y, args.batch_size, crop, gen)
+        xb, yb = xb.to(args.device), yb.to(args.device)
         if (yb != IGNORE).sum() == 0:
             sched.step()
             continue
@@ -183,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     net.eval()
     save_file(
-        {k: v.contiguous() for k, v in net.state_dict().items()}, args.out / "model.safetensors"
+        {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
+        args.out / "model.safetensors",
     )
     record = {
         "encoder": ENCODER,

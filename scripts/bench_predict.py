@@ -327,15 +327,18 @@ def child_predict(
         "device": device,
         "repeats": repeats,
     }
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    # the tree first, then whatever the caller's PYTHONPATH holds (packages installed beside)
+    path = os.pathsep.join(p for p in (str(tree), os.environ.get("PYTHONPATH", "")) if p)
     res = subprocess.run(
         [sys.executable, "-c", _CHILD, json.dumps(args)],
-        check=True,
         capture_output=True,
         text=True,
-        env=env,
+        env={**os.environ, "PYTHONPATH": path},
         cwd="/",
     )
+    if res.returncode != 0:
+        sys.stderr.write(res.stderr[-4000:])
+        res.check_returncode()
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 

@@ -354,7 +354,7 @@ def train_plain(
         str(REPO / "scripts" / "baseline_plain.py"),
         "--chips", str(data), "--out", str(raw), "--init", init,
         "--steps", str(args.steps), "--seed", str(seed),
-        "--threads", str(torch.get_num_threads()),
+        "--threads", str(torch.get_num_threads()), "--device", args.device,
     ]  # fmt: skip
     subprocess.run(cmd, check=True)
     rec = json.loads((raw / "plain.json").read_text())

@@ -1,0 +1,66 @@
+"""``geotl evaluate``'s entry point: a model folder and a region in, the metrics JSON out.
+
+Finds (or cuts) the region's chips and hands them to the scorer of the model's task:
+:mod:`~geotl.evaluate.detection` for detection models, else
+:mod:`~geotl.evaluate.segmentation`.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from geotl.config import Region
+from geotl.evaluate.chips import find_chips
+from geotl.evaluate.detection import evaluate_boxes
+from geotl.evaluate.segmentation import evaluate_chips
+from geotl.io.atomic import atomic_write_text
+
+__all__ = ["evaluate_model"]
+
+
+def evaluate_model(
+    model_dir: str | Path,
+    region: Region,
+    *,
+    chips_dir: str | Path | None = None,
+    out: str | Path | None = None,
+    split: str = "test",
+    device: str = "cpu",
+    batch_size: int = 16,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Scores of a model on a region's test split, by its task's scorer.
+
+    Segmentation and instance models: pixel IoU/F1 per class and object P/R/F1
+    (:func:`~geotl.evaluate.segmentation.evaluate_chips`); detection models: box P/R/F1
+    and AP50 (:func:`~geotl.evaluate.detection.evaluate_boxes`); each with bootstrap CIs.
+
+    Returns:
+        The metrics dict (also written to ``out`` as JSON when given).
+
+    Raises:
+        ModelArtefactError: the model folder is incomplete.
+        GeotlInputError: chips of another region, no test chips, bands that do not fit.
+    """
+    from geotl.models.artefact import load_artefact
+
+    model_dir = Path(model_dir)
+    artefact = load_artefact(model_dir, device)
+    card = artefact.card
+    if out is not None:
+        from geotl.io.atomic import check_output_file
+
+        check_output_file(Path(out))
+    with tempfile.TemporaryDirectory(prefix="geotl-eval-") as tmpname:
+        cdir = find_chips(model_dir, region, Path(chips_dir) if chips_dir else None, Path(tmpname))
+        evaluate = evaluate_boxes if card.task == "detection" else evaluate_chips
+        metrics = evaluate(artefact, region, cdir, split, batch_size, n_boot, seed)
+    metrics["model"] = card.model_id
+    metrics["model_dir"] = str(model_dir)
+    if out is not None:
+        atomic_write_text(Path(out), json.dumps(metrics, indent=2) + "\n")
+    return metrics

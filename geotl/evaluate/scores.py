@@ -1,0 +1,53 @@
+"""From per-chip counts to reported numbers: bootstrap intervals, count ratios, rounding.
+
+Confidence intervals are percentile bootstraps over test chips: chips are resampled with
+replacement and each metric is recomputed from the summed counts (95 % by default).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+__all__ = ["bootstrap_ci", "count_ratio", "rounded"]
+
+
+def count_ratio(counts: np.ndarray) -> np.ndarray:
+    """Predicted / labelled objects from summed ``(..., 2, classes)`` counts."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(counts[:, 1] > 0, counts[:, 0] / counts[:, 1], np.nan)
+
+
+def bootstrap_ci(
+    per_chip: np.ndarray, stat: Any, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap over chips of ``stat(sum of resampled per-chip counts)``.
+
+    Args:
+        per_chip: ``(n_chips, ...)`` additive counts per chip.
+        stat: function of the summed counts (vectorised over a leading resample axis).
+        n_boot: number of resamples.
+        seed: seed of the resampling.
+        level: confidence level of the interval.
+    """
+    n = per_chip.shape[0]
+    if n == 0:
+        nan = np.full(np.shape(stat(per_chip.sum(0)[None]))[1:], np.nan)
+        return nan, nan
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    sums = np.stack([per_chip[row].sum(0) for row in idx])
+    values = stat(sums)
+    alpha = (1 - level) / 2
+    with warnings.catch_warnings():
+        # a class absent from every resample has no score: its interval is NaN, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanquantile(values, alpha, axis=0), np.nanquantile(values, 1 - alpha, axis=0)
+
+
+def rounded(v: Any) -> float | None:
+    """A score for the JSON report: 6 decimals, None for NaN (no score)."""
+    v = float(v)
+    return None if np.isnan(v) else round(v, 6)

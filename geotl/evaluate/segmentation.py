@@ -1,0 +1,226 @@
+"""Scores of a segmentation or instances model on a split's chips: pixels and objects.
+
+Pixel metrics: IoU and F1 per class from the confusion matrix over all chips (ignore pixels
+excluded). Object metrics: per chip, predicted polygons (the task's object extractor,
+:mod:`geotl.predict.objects`, on the chip's probabilities: instance models are scored on
+their separated objects) are matched one-to-one to the label polygons clipped to the chip
+(:func:`~geotl.evaluate.matching.match_objects`); objects smaller than the region's
+``[predict] min_area_m2`` are left out on both sides. Objects cut by a chip border are
+judged as their parts in that chip, on both sides alike.
+
+Count error: predicted objects / labelled objects, per chip (``count_per_chip``), over all
+chips (``count_ratio``, with a CI) and the median over chips with labels; 1.0 is the right
+count, below 1 merged (or missed) objects, above 1 split (or spurious) ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from geotl.config import Region
+from geotl.evaluate.chips import load_split
+from geotl.evaluate.matching import MATCH_IOU, match_objects
+from geotl.evaluate.scores import bootstrap_ci, count_ratio, rounded
+from geotl.metrics import pixel_scores, precision_recall_f1
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from geotl.train.data import ChipData
+
+__all__ = ["evaluate_chips", "segmentation_scores"]
+
+
+def evaluate_chips(
+    artefact: Any, region: Region, cdir: Path, split: str, batch_size: int, n_boot: int, seed: int
+) -> dict[str, Any]:
+    """Pixel IoU/F1 and object P/R/F1 (with CIs) of a model on the ``split`` chips of ``cdir``.
+
+    Raises:
+        GeotlInputError: bands that do not fit the model, no chips in the split.
+    """
+    from geotl.chips import read_chip_index
+    from geotl.predict.scene import check_model_bands
+
+    card = artefact.card
+    index = read_chip_index(cdir)
+    check_model_bands(
+        card.bands,
+        list(index.meta.get("bands", region.imagery.bands)),
+        region.path,
+        what="the region's",
+        fix="evaluate on a region with those bands, or a model trained on these",
+    )
+    data = load_split(card, region, cdir, split)
+    confs, objs = _chip_counts(
+        artefact, region, cdir, index.frame.set_index("chip_id"), data, batch_size
+    )
+    return {
+        "region": region.name,
+        "split": split,
+        "chips": len(data),
+        "match_iou": MATCH_IOU,
+        "bootstrap": {"resamples": n_boot, "level": 0.95, "unit": "test chip", "seed": seed},
+        **segmentation_scores(confs, objs, list(card.classes), list(data.chip_ids), n_boot, seed),
+    }
+
+
+def _chip_counts(
+    artefact: Any,
+    region: Region,
+    cdir: Path,
+    frame: pd.DataFrame,
+    data: ChipData,
+    batch_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per chip: the pixel confusion matrix and the object ``(tp, fp, fn)`` per class.
+
+    Returns:
+        ``(chips, classes + 1, classes + 1)`` and ``(chips, 3, classes)`` counts.
+    """
+    import geopandas as gpd
+    import rasterio
+    from shapely.geometry import box
+
+    from geotl.io.vectors import read_labels
+    from geotl.predict.objects import extractor_for
+    from geotl.train.metrics import confusion
+
+    card = artefact.card
+    num_classes = len(card.classes) + 1
+    labels_by_crs: dict[str, gpd.GeoDataFrame] = {}
+    min_area = region.predict.min_area_m2
+    confs = np.zeros((len(data), num_classes, num_classes), dtype=np.int64)
+    objs = np.zeros((len(data), 3, num_classes - 1), dtype=np.int64)  # tp, fp, fn per class
+    extractor = extractor_for(card.task, len(card.classes))
+    net = artefact.network
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            x = artefact.normalise(data.images[start : start + batch_size])
+            x = np.where(data.valid[start : start + batch_size, None], x, 0.0).astype(np.float32)
+            logits = net(torch.from_numpy(x).to(artefact.device))
+            probs = extractor.probabilities(logits).cpu().numpy()
+            for k in range(probs.shape[0]):
+                i = start + k
+                truth = data.masks[i]
+                planes = extractor.finalise(probs[k], data.valid[i], card.threshold)
+                p = planes[0].astype(np.uint8)
+                confs[i] = confusion(
+                    torch.from_numpy(p), torch.from_numpy(truth), num_classes
+                ).numpy()
+                chip_id = data.chip_ids[i]
+                row = frame.loc[chip_id]
+                with rasterio.open(cdir / str(row["image"])) as src:
+                    transform, crs, bounds = src.transform, src.crs, src.bounds
+                pixel_area = abs(transform.a * transform.e)
+                # the smallest object as prediction sees it (geotl.predict.core), so that
+                # seeds are filtered alike
+                min_pixels = max(1, int(min_area / pixel_area * 0.5))
+                objects = extractor.extract(
+                    planes, transform, simplify_px=0.0, min_pixels=min_pixels
+                )
+                key = str(crs)
+                if key not in labels_by_crs:
+                    labels_by_crs[key] = read_labels(region, crs=crs)
+                labels = labels_by_crs[key]
+                chip_box = box(*bounds)
+                near = labels.iloc[labels.sindex.query(chip_box, predicate="intersects")]
+                for c, name in enumerate(card.classes, start=1):
+                    pc = [
+                        o.geometry
+                        for o in objects
+                        if o.class_index == c and o.geometry.area >= max(min_area, pixel_area)
+                    ]
+                    tc = [
+                        g.intersection(chip_box) for g in near.loc[near["class"] == name].geometry
+                    ]
+                    tc = [g for g in tc if not g.is_empty and g.area >= max(min_area, pixel_area)]
+                    objs[i, :, c - 1] = match_objects(pc, tc)
+    return confs, objs
+
+
+def segmentation_scores(
+    confs: np.ndarray,
+    objs: np.ndarray,
+    classes: list[str],
+    chip_ids: list[str],
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The ``pixel`` and ``objects`` sections of the report, from per-chip counts.
+
+    Args:
+        confs: ``(chips, classes + 1, classes + 1)`` pixel confusion matrices.
+        objs: ``(chips, 3, classes)`` object ``(tp, fp, fn)``.
+        classes: class names (background not included).
+        chip_ids: the chips, in the counts' order.
+        n_boot: bootstrap resamples.
+        seed: seed of the resampling.
+    """
+    total = confs.sum(0)
+    iou, f1 = pixel_scores(total)
+    iou_lo, iou_hi = bootstrap_ci(confs, lambda s: pixel_scores(s)[0], n_boot, seed)
+    f1_lo, f1_hi = bootstrap_ci(confs, lambda s: pixel_scores(s)[1], n_boot, seed)
+    tp, fp, fn = objs.sum(0)
+    op, orc, of1 = precision_recall_f1(tp, fp, fn)
+    of1_lo, of1_hi = bootstrap_ci(
+        objs, lambda s: precision_recall_f1(s[:, 0], s[:, 1], s[:, 2])[2], n_boot, seed
+    )
+    predicted = objs[:, 0] + objs[:, 1]  # (chips, classes)
+    labelled = objs[:, 0] + objs[:, 2]
+    counts = np.stack([predicted, labelled], axis=1)
+    ratio = count_ratio(counts.sum(0)[None])[0]
+    ratio_lo, ratio_hi = bootstrap_ci(counts, count_ratio, n_boot, seed)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        chip_ratio = np.where(labelled > 0, predicted / np.maximum(labelled, 1), np.nan)
+    per_class = {
+        name: {
+            "iou": rounded(iou[c]),
+            "iou_ci95": [rounded(iou_lo[c]), rounded(iou_hi[c])],
+            "f1": rounded(f1[c]),
+            "f1_ci95": [rounded(f1_lo[c]), rounded(f1_hi[c])],
+            "pixels": int(total[c].sum()),
+        }
+        for c, name in enumerate(["background", *classes])
+    }
+    objects_out = {
+        name: {
+            "precision": rounded(op[c]),
+            "recall": rounded(orc[c]),
+            "f1": rounded(of1[c]),
+            "f1_ci95": [rounded(of1_lo[c]), rounded(of1_hi[c])],
+            "tp": int(tp[c]),
+            "fp": int(fp[c]),
+            "fn": int(fn[c]),
+            "count_ratio": rounded(ratio[c]),
+            "count_ratio_ci95": [rounded(ratio_lo[c]), rounded(ratio_hi[c])],
+            "count_ratio_median_chip": rounded(np.nanmedian(chip_ratio[:, c]))
+            if np.isfinite(chip_ratio[:, c]).any()
+            else None,
+            "count_per_chip": [
+                {
+                    "chip": chip_ids[i],
+                    "predicted": int(predicted[i, c]),
+                    "labelled": int(labelled[i, c]),
+                }
+                for i in range(len(chip_ids))
+            ],
+        }
+        for c, name in enumerate(classes)
+    }
+    mean_iou = float(np.nanmean(iou[1:])) if np.isfinite(iou[1:]).any() else float("nan")
+    miou_lo, miou_hi = bootstrap_ci(
+        confs, lambda s: np.nanmean(pixel_scores(s)[0][..., 1:], axis=-1), n_boot, seed
+    )
+    return {
+        "pixel": {
+            "mean_iou": rounded(mean_iou),
+            "mean_iou_ci95": [rounded(miou_lo), rounded(miou_hi)],
+            "per_class": per_class,
+        },
+        "objects": objects_out,
+    }

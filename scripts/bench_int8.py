@@ -10,6 +10,11 @@ For one trained segmentation model and its region, in one run:
    rotating), ratios to PyTorch as the median of the per-repeat ratios, times the best repeat;
 3. the load average (``uptime``) at the start, between the parts and at the end.
 
+``--debug SCHEME`` instead runs ONNX Runtime's quantisation debugger
+(``onnxruntime.quantization.qdq_loss_debug``) on a few calibration tiles: every tensor of
+the int8 graph against the fp32 one (SQNR in dB, along the graph), the tensors whose shape
+differs between the two (moved padding), and where the error first becomes large.
+
 Schemes (:class:`geotl.export.quantise.Int8Scheme`): ``default`` (what ``geotl export
 --int8`` does), ``before`` (the earlier export: shape arithmetic quantised), ``per-tensor``,
 ``reduce-range``, ``symmetric-acts``, ``moving-average``, ``entropy``, ``percentile``,
@@ -107,9 +112,9 @@ def export(
 def quality(engine: object, region_path: Path, chips: Path, cls: str) -> dict[str, object]:
     """Test-split tree IoU and object P/R/F1 (with intervals), as ``geotl evaluate``."""
     from geotl.config import load_region
-    from geotl.evaluate import _evaluate_chips
+    from geotl.evaluate.segmentation import evaluate_chips
 
-    m = _evaluate_chips(engine, load_region(region_path), chips, "test", 16, 200, 0)
+    m = evaluate_chips(engine, load_region(region_path), chips, "test", 16, 200, 0)
     pixel, objects = m["pixel"]["per_class"][cls], m["objects"][cls]
     return {
         "iou": pixel["iou"],
@@ -130,6 +135,72 @@ def forward_ms(engine: object, windows: np.ndarray, batch_size: int) -> float:
     return (time.perf_counter() - t0) / len(windows) * 1000
 
 
+def layer_errors(
+    model_dir: Path, calib: Calibration, scheme: str, tiles: int = 4
+) -> dict[str, object]:
+    """Per-tensor SQNR of the ``scheme`` int8 graph against fp32 (qdq_loss_debug)."""
+    import onnx
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from geotl.export.onnx import INPUT_NAME, torch_to_onnx
+    from geotl.export.quantise import quantise_int8
+    from geotl.models.artefact import load_artefact
+
+    art = load_artefact(model_dir)
+    tmp = Path(tempfile.mkdtemp(prefix="int8-debug-"))
+    fp32, int8 = tmp / "fp32.onnx", tmp / "int8.onnx"
+    model = torch_to_onnx(art, calib.tiles.shape[-1])
+    onnx.save(
+        quantise_int8(
+            onnx.ModelProto.FromString(model.SerializeToString()), calib, scheme=SCHEMES[scheme]
+        ).model,
+        str(int8),
+    )
+    quant_pre_process(model, fp32, skip_symbolic_shape=True)  # as quantise_int8 does
+    inputs = [{INPUT_NAME: calib.tiles[i : i + 1]} for i in range(min(tiles, len(calib.tiles)))]
+    acts = {}
+    for key, path in (("fp32", fp32), ("int8", int8)):
+        aug = tmp / f"{key}.aug.onnx"
+        modify_model_output_intermediate_tensors(str(path), str(aug))
+        acts[key] = collect_activations(str(aug), inputs)
+    match = create_activation_matching(acts["int8"], acts["fp32"])
+    graph = onnx.load(str(fp32)).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    rows = []
+    for node in graph.node:  # graph order
+        for name in node.output:
+            m = match.get(name, {})
+            if "float" not in m or "post_qdq" not in m:
+                continue
+            ref, got = m["float"], m["post_qdq"]
+            if not np.issubdtype(np.asarray(ref[0]).dtype, np.floating) or ref[0].size < 256:
+                continue  # pixel tensors only (the debugger returns them flattened)
+            same = all(a.shape == b.shape for a, b in zip(ref, got, strict=True))
+            sqnr = None
+            if same:
+                x = np.concatenate([a.ravel() for a in ref])
+                e = x - np.concatenate([b.ravel() for b in got])
+                sqnr = round(
+                    float(20 * np.log10(np.linalg.norm(x) / max(np.linalg.norm(e), 1e-12))), 1
+                )
+            rows.append({"tensor": name, "op": producer[name].op_type, "sqnr_db": sqnr})
+    moved = [r["tensor"] for r in rows if r["sqnr_db"] is None]
+    first_low = next((r for r in rows if r["sqnr_db"] is None or r["sqnr_db"] < 10), None)
+    return {
+        "scheme": scheme,
+        "tiles": len(inputs),
+        "shape_differs": moved,
+        "first_below_10db": first_low,
+        "output_sqnr_db": rows[-1]["sqnr_db"] if rows else None,
+        "tensors": rows,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, required=True)
@@ -142,6 +213,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="threads for every engine")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--debug", choices=list(SCHEMES), help="per-layer error of one scheme")
     args = ap.parse_args()
 
     import torch
@@ -164,6 +236,14 @@ def main() -> None:
     # 1. quality at the chip size
     chip = card.chip_size_px
     default, everything = calibrations(args.model, args.region, args.chips, chip)
+    if args.debug:
+        report = layer_errors(args.model, default, args.debug)
+        for r in report["tensors"]:  # type: ignore[attr-defined]
+            print(f"{r['sqnr_db']!s:>6} dB  {r['op']:10s} {r['tensor']}", file=sys.stderr)
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2))
+        print(json.dumps({k: v for k, v in report.items() if k != "tensors"}, indent=2))
+        return
     calib = {"default": default, "all": everything}
     out["calibration"] = {"default": default.source, "calib-all": everything.source}
     rows: dict[str, dict[str, object]] = {}
@@ -181,11 +261,9 @@ def main() -> None:
             )
             | facts
         )
-        rows[name]["iou_minus_fp32"] = round(rows[name]["iou"] - rows["fp32"]["iou"], 4)  # type: ignore[operator]
-        rows[name]["f1_minus_fp32"] = round(
-            rows[name]["object_f1"] - rows["fp32"]["object_f1"],
-            4,  # type: ignore[operator]
-        )
+        for key, metric in (("iou_minus_fp32", "iou"), ("f1_minus_fp32", "object_f1")):
+            diff = float(rows[name][metric]) - float(rows["fp32"][metric])  # type: ignore[arg-type]
+            rows[name][key] = round(diff, 4)
         print(name, json.dumps(rows[name]), file=sys.stderr)
     out["load_after_quality"] = uptime()
 

@@ -305,6 +305,10 @@ class MonitorConfig(_Strict):
 
     Attributes:
         aoi: the area the region watches (any OGR vector; default: the imagery's footprint).
+        edge_margin_m: the band along each pass's edge left out of the comparison of two
+            passes (default: half the model's window overlap; 0: none).
+        change_min_area_m2: smaller objects are never reported new or gone (default: twice
+            ``[predict] min_area_m2``, else twice the model's).
         options: the source's own keys (``paths``, ``url``, ...), validated by the ``Options``
             model of the registered source that ``source`` names.
     """
@@ -313,6 +317,8 @@ class MonitorConfig(_Strict):
     source: str = "folder"
     every: str | None = None
     aoi: str | None = None
+    edge_margin_m: float | None = Field(default=None, ge=0)
+    change_min_area_m2: float | None = Field(default=None, ge=0)
     alerts: AlertsConfig | None = None
     options: SerializeAsAny[SourceOptions]
 

@@ -7,6 +7,17 @@ previous object of the same class are the same object when their intersection co
 least ``min_overlap`` of the smaller one. That survives the one- or two-pixel shifts that
 co-registration and vectorisation produce between passes, and keeps a field split in two
 (or two merged) from showing up as new and gone. Matching is many-to-many.
+
+Which objects take part, and what counts as a change (:class:`ChangeCriteria`):
+
+* the compared ground is the intersection of both footprints, each first shrunk by an edge
+  margin (near a scene's edge the model saw padding, not ground); an object takes part when
+  ``min_inside`` of it lies in that ground, and when it is at least ``min_area_m2`` (an
+  object near predict's minimum area can fall under it in the other pass and vanish:
+  not a change on the ground);
+* an object that takes part is new (or gone) only when it matches *no* object of the other
+  pass, whether that object takes part or not: the same crown just inside the compared
+  ground in one pass and just outside it in the other is not a change.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -30,6 +42,7 @@ from shapely.geometry.base import BaseGeometry
 
 __all__ = [
     "CHANGE_COLUMNS",
+    "ChangeCriteria",
     "ChangeSet",
     "OverlapPairs",
     "detect_changes",
@@ -86,6 +99,60 @@ def overlap_pairs(left: np.ndarray, right: np.ndarray) -> OverlapPairs:
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.where(smaller > 0, inter / smaller, 0.0)
     return OverlapPairs(li, ri, np.asarray(inter, dtype=float), np.asarray(frac, dtype=float))
+
+
+@dataclass(frozen=True)
+class ChangeCriteria:
+    """Which objects two passes compare, and when two objects are the same object.
+
+    Attributes:
+        min_overlap: intersection / smaller area above which two objects of the same class
+            are the same object.
+        min_inside: share of an object's area that must lie in the compared ground for the
+            object to take part.
+        edge_margin_m: each footprint shrinks by this much before the compared ground is
+            taken: near a scene's edge the model saw padding instead of ground, so objects
+            there differ between passes that start elsewhere without any change on the
+            ground.
+        min_area_m2: smaller objects take no part (they still match the other pass's).
+    """
+
+    min_overlap: float = 0.5
+    min_inside: float = 0.5
+    edge_margin_m: float = 0.0
+    min_area_m2: float = 0.0
+
+    @classmethod
+    def for_model(
+        cls,
+        predict: Any,
+        card: Any,
+        *,
+        edge_margin_m: float | None = None,
+        min_area_m2: float | None = None,
+    ) -> ChangeCriteria:
+        """The monitor's criteria for a model's passes (``None``: the default).
+
+        The edge margin defaults to half the window overlap
+        (:meth:`geotl.predict.PredictOptions.edge_margin_m`): the band along a scene's edge
+        where no neighbour window overlaps, so the model saw padded pixels. The minimum
+        area defaults to twice predict's (the region's ``[predict] min_area_m2``, else the
+        card's): a one-pixel change of an outline moves a small object's area by about its
+        perimeter times the pixel size, which can take an object under twice the cut-off
+        below it in the other pass (BENCHMARKS.md, "Pass to pass, third look").
+
+        Args:
+            predict: the :class:`~geotl.predict.PredictOptions` the passes are predicted with.
+            card: the model card.
+            edge_margin_m: the region's ``[monitor] edge_margin_m``.
+            min_area_m2: the region's ``[monitor] change_min_area_m2``.
+        """
+        if edge_margin_m is None:
+            edge_margin_m = float(predict.edge_margin_m(card))
+        if min_area_m2 is None:
+            floor = predict.min_area_m2 if predict.min_area_m2 is not None else card.min_area_m2
+            min_area_m2 = 2.0 * float(floor or 0.0)
+        return cls(edge_margin_m=edge_margin_m, min_area_m2=min_area_m2)
 
 
 @dataclass
@@ -177,8 +244,14 @@ def share_inside(frame: gpd.GeoDataFrame, area: BaseGeometry) -> np.ndarray:
         return np.asarray(np.where(total > 0, inter / total, 0.0), dtype=float)
 
 
-def _inside(frame: gpd.GeoDataFrame, common: BaseGeometry, min_inside: float) -> np.ndarray:
-    return np.asarray(share_inside(frame, common) >= min_inside)
+def _taking_part(
+    frame: gpd.GeoDataFrame, common: BaseGeometry, min_inside: float, min_area_m2: float
+) -> np.ndarray:
+    """Indexes of the objects compared: enough of them inside ``common``, large enough."""
+    keep = share_inside(frame, common) >= min_inside
+    if min_area_m2 > 0 and not frame.empty:
+        keep &= shapely.area(frame.geometry.values) >= min_area_m2
+    return np.flatnonzero(keep)
 
 
 def _as_features(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -198,9 +271,7 @@ def detect_changes(
     *,
     current_scene: str,
     previous_scene: str,
-    min_overlap: float = 0.5,
-    min_inside: float = 0.5,
-    edge_margin_m: float = 0.0,
+    criteria: ChangeCriteria | None = None,
 ) -> ChangeSet:
     """Compare two passes' detections inside the area both cover.
 
@@ -211,27 +282,23 @@ def detect_changes(
         previous_footprint: valid-data footprint of the previous pass (EPSG:4326).
         current_scene: name of this pass's scene (recorded on every change feature).
         previous_scene: name of the previous pass's scene.
-        min_overlap: intersection / smaller area above which two objects of the same class
-            are the same object.
-        min_inside: share of an object's area that must lie in the common area for the
-            object to take part in the comparison.
-        edge_margin_m: each footprint shrinks by this much before the common area is
-            taken: near a scene's edge the model saw padding instead of ground, so objects
-            there differ between passes that start elsewhere without any change on the
-            ground (:meth:`geotl.predict.PredictOptions.edge_margin_m`).
+        criteria: which objects take part and when two are the same (default: every
+            object at least half inside the common footprint, no edge margin, no minimum
+            area; the monitor uses :meth:`ChangeCriteria.for_model`).
 
     Returns:
         The :class:`ChangeSet`.
     """
+    rule = criteria or ChangeCriteria()
     current = _as_features(current)
     previous = _as_features(previous)
     common = shapely.make_valid(shapely.intersection(current_footprint, previous_footprint))
     if common.is_empty or common.area == 0:
         return ChangeSet(frame=empty_features(CHANGE_COLUMNS), new=0, gone=0)
     metric = metric_crs(common)
-    if edge_margin_m > 0:
+    if rule.edge_margin_m > 0:
         inner = gpd.GeoSeries([current_footprint, previous_footprint], crs="EPSG:4326")
-        inner = inner.to_crs(metric).buffer(-edge_margin_m)
+        inner = inner.to_crs(metric).buffer(-rule.edge_margin_m)
         common_m = shapely.make_valid(shapely.intersection(inner.iloc[0], inner.iloc[1]))
         if common_m.is_empty or common_m.area == 0:
             return ChangeSet(frame=empty_features(CHANGE_COLUMNS), new=0, gone=0)
@@ -247,30 +314,35 @@ def detect_changes(
         if not prev_m.empty
         else prev_m
     )
-    cur_in = np.flatnonzero(_inside(cur_m, common_m, min_inside))
-    prev_in = np.flatnonzero(_inside(prev_m, common_m, min_inside))
+    cur_in = _taking_part(cur_m, common_m, rule.min_inside, rule.min_area_m2)
+    prev_in = _taking_part(prev_m, common_m, rule.min_inside, rule.min_area_m2)
 
+    # every object that takes part is matched against *all* objects of the other pass, not
+    # only against those that take part too: an object just inside the compared ground is
+    # the same object as its partner just outside it (a large crown across the edge band,
+    # a small one inside a large one), not a change
     matched_cur = np.zeros(len(cur_m), dtype=bool)
     matched_prev = np.zeros(len(prev_m), dtype=bool)
     overlaps_cur: dict[int, list[str]] = {}
     overlaps_prev: dict[int, list[str]] = {}
     matches: dict[str, list[str]] = {}
-    if len(cur_in) and len(prev_in):
-        pairs = overlap_pairs(cur_m.geometry.values[cur_in], prev_m.geometry.values[prev_in])
-        ci = cur_in[pairs.left]
-        pi = prev_in[pairs.right]
+    if len(cur_in) or len(prev_in):
+        pairs = overlap_pairs(cur_m.geometry.values, prev_m.geometry.values)
+        ci, pi = pairs.left, pairs.right
+        takes_part = np.isin(ci, cur_in) | np.isin(pi, prev_in)
         same_class = cur_m["class"].to_numpy()[ci] == prev_m["class"].to_numpy()[pi]
-        is_match = (pairs.overlap >= min_overlap) & same_class
+        is_match = (pairs.overlap >= rule.min_overlap) & same_class
         cur_ids = cur_m["id"].to_numpy()
         prev_ids = prev_m["id"].to_numpy()
-        for k, (c, p) in enumerate(zip(ci, pi, strict=True)):
+        for k in np.flatnonzero(takes_part):
+            c, p = int(ci[k]), int(pi[k])
             if is_match[k]:
                 matched_cur[c] = True
                 matched_prev[p] = True
                 matches.setdefault(str(cur_ids[c]), []).append(str(prev_ids[p]))
             elif pairs.intersection_m2[k] > 0:
-                overlaps_cur.setdefault(int(c), []).append(str(prev_ids[p]))
-                overlaps_prev.setdefault(int(p), []).append(str(cur_ids[c]))
+                overlaps_cur.setdefault(c, []).append(str(prev_ids[p]))
+                overlaps_prev.setdefault(p, []).append(str(cur_ids[c]))
 
     new_idx = [i for i in cur_in if not matched_cur[i]]
     gone_idx = [i for i in prev_in if not matched_prev[i]]

@@ -12,7 +12,7 @@ import logging
 import shutil
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -25,7 +25,13 @@ from shapely.geometry.base import BaseGeometry
 from geotl.errors import GeotlError, SceneError
 from geotl.io.geojson import write_geojson
 from geotl.models.artefact import Artefact
-from geotl.monitor.changes import CHANGE_COLUMNS, detect_changes, empty_features, scene_footprint
+from geotl.monitor.changes import (
+    CHANGE_COLUMNS,
+    ChangeCriteria,
+    detect_changes,
+    empty_features,
+    scene_footprint,
+)
 from geotl.monitor.options import Detector, MonitorOptions
 from geotl.monitor.outputs import pass_file, read_pass, read_pass_file
 from geotl.monitor.schedule import backoff_s, utc_now
@@ -66,6 +72,7 @@ class PassProcessor:
         detector: turns a scene into detections.
         options: retry policy.
         abandon: set when the current scene is to be abandoned (it goes back to pending).
+        criteria: how two passes are compared (:meth:`ChangeCriteria.for_model`).
     """
 
     dir: Path
@@ -75,6 +82,7 @@ class PassProcessor:
     detector: Detector
     options: MonitorOptions
     abandon: threading.Event
+    criteria: ChangeCriteria = field(default_factory=ChangeCriteria)
 
     def process(self, job: PassRecord) -> PassResult:
         """Process one job; failures are recorded and returned, never raised.
@@ -111,6 +119,7 @@ class PassProcessor:
                     footprint_of(previous),
                     current_scene=job.name,
                     previous_scene=previous.name,
+                    criteria=self.criteria,
                 )
                 new, gone = changes.new, changes.gone
                 write_geojson(self.dir / changes_rel, changes.frame)
@@ -223,6 +232,7 @@ class PassProcessor:
             footprint,
             current_scene=succ.name,
             previous_scene=job.name,
+            criteria=self.criteria,
         )
         changes_rel = succ.changes_path or pass_file("changes", succ.acquired, succ.name)
         write_geojson(self.dir / changes_rel, changes.frame)

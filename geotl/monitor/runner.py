@@ -42,6 +42,7 @@ from geotl.errors import ConfigError, GeotlError, SceneError
 from geotl.io.atomic import TMP_PREFIX
 from geotl.models.artefact import Artefact
 from geotl.monitor.alerts.engine import AlertEngine
+from geotl.monitor.changes import ChangeCriteria
 from geotl.monitor.lock import RegionLock
 from geotl.monitor.options import Detector, MonitorOptions
 from geotl.monitor.outputs import rebuild_outputs, region_dir
@@ -177,6 +178,23 @@ class ClusterDetector:
         return frame
 
 
+def change_criteria(region: Region, artefact: Artefact) -> ChangeCriteria:
+    """How the region's passes are compared.
+
+    ``[monitor] edge_margin_m`` and ``change_min_area_m2`` where the region sets them, else
+    the defaults for the model and ``[predict]`` (:meth:`ChangeCriteria.for_model`).
+    """
+    from geotl.predict import PredictOptions
+
+    config = monitor_config(region)
+    return ChangeCriteria.for_model(
+        PredictOptions.from_region(region),
+        artefact.card,
+        edge_margin_m=config.edge_margin_m,
+        min_area_m2=config.change_min_area_m2,
+    )
+
+
 def _check_bands(region: Region, source: SceneSource, artefact: Artefact) -> None:
     from geotl.predict.scene import check_model_bands
 
@@ -254,7 +272,14 @@ class Monitor:
             )
             self._state = MonitorState(self.dir / DB_FILE)
             self._passes = PassProcessor(
-                self.dir, self._state, self.source, artefact, detector, self.options, self._abandon
+                self.dir,
+                self._state,
+                self.source,
+                artefact,
+                detector,
+                self.options,
+                self._abandon,
+                change_criteria(self.region, artefact),
             )
             if monitor_config(self.region).alerts is not None:
                 self._alerts = AlertEngine(

@@ -142,10 +142,10 @@ class PredictOptions:
 
         Inside a scene every pixel is owned by a window core at least half an overlap away
         from that window's edge; within half an overlap of the scene's own edge there is no
-        neighbour window, so the model saw padded pixels there. ``detect_changes`` can leave
-        objects in such a band out (``edge_margin_m``); ``scripts/bench_pass_consistency.py
-        --margins`` measures multiples of this width. The monitor does not (yet): on the
-        NEON plots measured it helped on one site and hurt on another (BENCHMARKS.md).
+        neighbour window, so the model saw padded pixels there. The monitor leaves a band this
+        wide out when it compares two passes
+        (:meth:`geotl.monitor.changes.ChangeCriteria.for_model`, ``[monitor] edge_margin_m``);
+        ``scripts/bench_pass_consistency.py --margins`` measures multiples of this width.
         """
         _, overlap_px = self.windowing(card)
         return overlap_px / 2 * float(card.resolution_m)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import geopandas as gpd
 import numpy as np
 import pytest
@@ -10,7 +12,13 @@ from rasterio.transform import from_origin
 from shapely import affinity
 from shapely.geometry import Polygon, box
 
-from geotl.monitor.changes import CHANGE_COLUMNS, detect_changes, scene_footprint
+from geotl.monitor.changes import (
+    CHANGE_COLUMNS,
+    ChangeCriteria,
+    detect_changes,
+    scene_footprint,
+)
+from geotl.predict import PredictOptions
 
 # ~1 km squares near 47 N (degrees); objects are ~50-100 m fields
 DEG = 0.00001  # ~1 m
@@ -105,7 +113,7 @@ def test_objects_in_the_edge_margin_take_no_part() -> None:
         previous_fp,
         current_scene="c",
         previous_scene="p",
-        edge_margin_m=30.0,
+        criteria=ChangeCriteria(edge_margin_m=30.0),
     )
     assert (inner.new, inner.gone, inner.compared) == (0, 0, 2)
     assert inner.matches == {"c-mid": ["p-mid"]}
@@ -118,9 +126,105 @@ def test_objects_in_the_edge_margin_take_no_part() -> None:
         previous_fp,
         current_scene="c",
         previous_scene="p",
-        edge_margin_m=600.0,
+        criteria=ChangeCriteria(edge_margin_m=600.0),
     )
     assert (none.new, none.gone, none.compared) == (0, 0, 0)
+
+
+# HARV's ground (UTM 18N, metres): a 40 m plot and a second pass cropped 5.3 m further east
+HARV = "EPSG:32618"
+X0, Y0 = 731_600.0, 4_713_300.0
+
+
+def _utm_frame(rows: list[tuple[str, Polygon]], scene: str) -> gpd.GeoDataFrame:
+    frame = _frame([(i, "tree", g) for i, g in rows], scene).set_crs(HARV, allow_override=True)
+    return frame.to_crs("EPSG:4326")
+
+
+def _utm(geom: Polygon) -> Polygon:
+    out: Polygon = gpd.GeoSeries([geom], crs=HARV).to_crs("EPSG:4326").iloc[0]
+    return out
+
+
+def test_an_object_cut_by_the_edge_band_is_not_a_change() -> None:
+    # a crown across the inner edge of the band (6.4 m): 78 % of it inside the compared
+    # ground in the first pass; the second pass starts 5.3 m further east and sees a part of
+    # it, 39 % inside. A rule that matches only objects that both take part reported the
+    # first pass's crown gone (HARV's big crowns, BENCHMARKS.md).
+    first_fp = _utm(box(X0, Y0, X0 + 40, Y0 + 40))
+    second_fp = _utm(box(X0 + 5.3, Y0, X0 + 40, Y0 + 40))
+    crown = box(X0 + 9.7, Y0 + 15, X0 + 18.7, Y0 + 24)  # 9 m; band ends at x0 + 5.3 + 6.4
+    cut = crown.intersection(box(X0 + 5.3, Y0, X0 + 13, Y0 + 40))  # a part of it, in the band
+    inner = box(X0 + 20, Y0 + 15, X0 + 30, Y0 + 25)
+    first = _utm_frame([("crown", crown), ("inner", inner)], "a")
+    second = _utm_frame([("crown-cut", cut), ("inner-2", inner.buffer(0.1))], "b")
+    rule = ChangeCriteria(edge_margin_m=6.4)
+    result = detect_changes(
+        second, first, second_fp, first_fp, current_scene="b", previous_scene="a", criteria=rule
+    )
+    assert (result.new, result.gone, result.compared) == (0, 0, 3)
+    assert result.matches == {"crown-cut": ["crown"], "inner-2": ["inner"]}
+    # the same passes the other way round: the cut crown takes no part, the whole one matches
+    back = detect_changes(
+        first, second, first_fp, second_fp, current_scene="a", previous_scene="b", criteria=rule
+    )
+    assert (back.new, back.gone, back.compared) == (0, 0, 3)
+    # a crown really gone inside the compared ground still is
+    felled = detect_changes(
+        second.iloc[:1],
+        first,
+        second_fp,
+        first_fp,
+        current_scene="b",
+        previous_scene="a",
+        criteria=rule,
+    )
+    assert list(zip(felled.frame["id"], felled.frame["change"], strict=True)) == [("inner", "gone")]
+
+
+def test_objects_under_the_minimum_area_are_not_changes() -> None:
+    fp = _utm(box(X0, Y0, X0 + 40, Y0 + 40))
+    speck = box(X0 + 10, Y0 + 10, X0 + 10.8, Y0 + 10.8)  # 0.64 m2: near predict's 0.5 cut-off
+    crown = box(X0 + 20, Y0 + 20, X0 + 22, Y0 + 22)  # 4 m2
+    first = _utm_frame([("speck", speck), ("crown", crown)], "a")
+    second = _utm_frame([], "b")
+    plain = detect_changes(second, first, fp, fp, current_scene="b", previous_scene="a")
+    assert (plain.gone, plain.compared) == (2, 2)
+    rule = ChangeCriteria(min_area_m2=1.0)
+    floor = detect_changes(
+        second, first, fp, fp, current_scene="b", previous_scene="a", criteria=rule
+    )
+    assert (floor.gone, floor.compared) == (1, 1) and list(floor.frame["id"]) == ["crown"]
+    # a small object still matches a larger one of the other pass (a crown split off)
+    split = _utm_frame([("part", box(X0 + 20, Y0 + 20, X0 + 20.7, Y0 + 20.7))], "b")
+    kept = detect_changes(
+        split,
+        _utm_frame([("crown", crown)], "a"),
+        fp,
+        fp,
+        current_scene="b",
+        previous_scene="a",
+        criteria=rule,
+    )
+    assert (kept.new, kept.gone, kept.compared) == (0, 0, 1)
+
+
+def test_the_monitor_criteria_follow_the_model() -> None:
+    # what the criteria read of a model card: 0.1 m pixels, 128 px chips, 0.5 m2 objects
+    card = SimpleNamespace(
+        resolution_m=0.1,
+        min_area_m2=0.5,
+        chip_size_px=128,
+        network=SimpleNamespace(round_up_px=lambda px: px),
+    )
+
+    rule = ChangeCriteria.for_model(PredictOptions(), card)
+    # windows 256 px, overlap 64 px: half the overlap at 0.1 m; twice predict's 0.5 m2
+    assert (rule.edge_margin_m, rule.min_area_m2) == pytest.approx((3.2, 1.0))
+    rule = ChangeCriteria.for_model(PredictOptions(min_area_m2=2.0, overlap_px=32), card)
+    assert (rule.edge_margin_m, rule.min_area_m2) == pytest.approx((1.6, 4.0))
+    rule = ChangeCriteria.for_model(PredictOptions(), card, edge_margin_m=0, min_area_m2=0)
+    assert (rule.edge_margin_m, rule.min_area_m2) == (0, 0)
 
 
 def test_split_objects_and_class_changes() -> None:

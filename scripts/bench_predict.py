@@ -236,7 +236,19 @@ def torchgeo_baseline(
     cm, score = class_map_from_probabilities(
         np.stack([1 - probs, probs]), art.card.threshold, count > 0
     )
-    objects = vectorise(cm, transform, scores=score, simplify_px=1.0)
+    # the card's smallest object, as geotl's predict drops them (else every speck counts)
+    min_area = art.card.min_area_m2
+    objects = [
+        o
+        for o in vectorise(
+            cm,
+            transform,
+            scores=score,
+            simplify_px=art.card.simplify_px,
+            min_pixels=max(1, int(min_area / RES_M**2 * 0.5)),
+        )
+        if o.geometry.area >= min_area
+    ]
     return time.perf_counter() - t0, objects
 
 

@@ -14,6 +14,7 @@ Variants (``--variants``, comma-separated):
 - ``full_nojit``: ``full`` without scale jitter;
 - ``full_win``: ``full`` with training windows of a whole chip instead of half a chip;
 - ``partial``: early encoder stages frozen, the rest at the decoder's rate;
+- ``nojit`` / ``partial_nojit``: ``default`` / ``partial`` without scale jitter;
 - ``plain``: ``scripts/baseline_plain.py`` on the same train (+ val) chips.
 
 Each result is one JSON line on stdout and in ``WORK/results.jsonl``::
@@ -53,6 +54,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "full_nojit": ({"freeze": "none", "scale_jitter": 0.0}, {"encoder_lr": 1e-3}),
     "full_win": ({"freeze": "none"}, {"encoder_lr": 1e-3, "window_px": "chip"}),
     "partial": ({"freeze": "partial"}, {"encoder_lr": 1e-3}),
+    "nojit": ({"scale_jitter": 0.0}, {}),
+    "partial_nojit": ({"freeze": "partial", "scale_jitter": 0.0}, {"encoder_lr": 1e-3}),
 }
 
 

@@ -253,6 +253,19 @@ def discard_pool(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
+def close_pools() -> None:
+    """Shut every kept pool down and wait for it (the next prediction starts a fresh one).
+
+    A kept pool holds a management thread, so a process that forks afterwards (``geotl
+    chip``'s workers) falls back to serial work while one is alive; call this first.
+    """
+    with _POOLS_LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for pool in pools:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def submit_strip(pool: ProcessPoolExecutor, task: StripTask) -> Future[StripResult]:
     """Run :func:`extract_strip` in ``pool``."""
     return pool.submit(extract_strip, task)

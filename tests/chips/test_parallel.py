@@ -15,6 +15,7 @@ import geotl.chips.execute as execute
 import geotl.chips.scenes as scenes_mod
 from geotl.chips import ChipSummary, chip_region, read_chip_index
 from geotl.config import load_region
+from geotl.predict.strips import close_pools
 
 from .data import write_boxes, write_region, write_scene
 
@@ -87,6 +88,7 @@ def test_parallel_output_equals_serial(
 def test_large_jobs_pick_workers_small_jobs_stay_serial(
     region_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    close_pools()  # a strip pool kept by an earlier predict test holds a thread
     region = load_region(region_file)
     scenes = scenes_mod.scan_scenes(region)
     n_chips = sum(len(s.windows) for s in scenes)

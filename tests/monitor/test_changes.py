@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+from monitor_helpers import write_region
 from rasterio.transform import from_origin
 from shapely import affinity
 from shapely.geometry import Polygon, box
 
+from geotl.config import load_region
+from geotl.errors import ConfigError
 from geotl.monitor.changes import (
     CHANGE_COLUMNS,
     ChangeCriteria,
     detect_changes,
     scene_footprint,
 )
+from geotl.monitor.runner import change_criteria
 from geotl.predict import PredictOptions
 
 # ~1 km squares near 47 N (degrees); objects are ~50-100 m fields
@@ -209,7 +214,7 @@ def test_objects_under_the_minimum_area_are_not_changes() -> None:
     assert (kept.new, kept.gone, kept.compared) == (0, 0, 1)
 
 
-def test_the_monitor_criteria_follow_the_model() -> None:
+def test_the_monitor_criteria_follow_the_model_and_the_region(tmp_path: Path) -> None:
     # what the criteria read of a model card: 0.1 m pixels, 128 px chips, 0.5 m2 objects
     card = SimpleNamespace(
         resolution_m=0.1,
@@ -217,14 +222,25 @@ def test_the_monitor_criteria_follow_the_model() -> None:
         chip_size_px=128,
         network=SimpleNamespace(round_up_px=lambda px: px),
     )
-
     rule = ChangeCriteria.for_model(PredictOptions(), card)
     # windows 256 px, overlap 64 px: half the overlap at 0.1 m; twice predict's 0.5 m2
     assert (rule.edge_margin_m, rule.min_area_m2) == pytest.approx((3.2, 1.0))
-    rule = ChangeCriteria.for_model(PredictOptions(min_area_m2=2.0, overlap_px=32), card)
-    assert (rule.edge_margin_m, rule.min_area_m2) == pytest.approx((1.6, 4.0))
-    rule = ChangeCriteria.for_model(PredictOptions(), card, edge_margin_m=0, min_area_m2=0)
-    assert (rule.edge_margin_m, rule.min_area_m2) == (0, 0)
+
+    scene = tmp_path / "s.tif"
+    scene.write_bytes(b"")  # the region only globs it
+    monitor = 'source = "folder"\npaths = ["incoming/*.tif"]'
+    region = load_region(
+        write_region(tmp_path, "r", [scene], ["red"], ["tree"], monitor, min_area_m2=2.0)
+    )
+    rule = change_criteria(region, SimpleNamespace(card=card))  # type: ignore[arg-type]
+    assert (rule.edge_margin_m, rule.min_area_m2) == pytest.approx((3.2, 4.0))
+    keys = monitor + "\nedge_margin_m = 0\nchange_min_area_m2 = 10"
+    region = load_region(write_region(tmp_path, "r", [scene], ["red"], ["tree"], keys))
+    rule = change_criteria(region, SimpleNamespace(card=card))  # type: ignore[arg-type]
+    assert (rule.edge_margin_m, rule.min_area_m2) == (0, 10)
+    bad = write_region(tmp_path, "r", [scene], ["red"], ["tree"], monitor + "\nedge_margin_m = -1")
+    with pytest.raises(ConfigError, match="edge_margin_m"):
+        load_region(bad)
 
 
 def test_split_objects_and_class_changes() -> None:

@@ -138,8 +138,8 @@ class ChangeCriteria:
         where no neighbour window overlaps, so the model saw padded pixels. The minimum
         area defaults to twice predict's (the region's ``[predict] min_area_m2``, else the
         card's): a one-pixel change of an outline moves a small object's area by about its
-        perimeter times the pixel size, which can take an object under twice the cut-off
-        below it in the other pass (BENCHMARKS.md, "Pass to pass, third look").
+        perimeter times the pixel size, so an object under twice the cut-off can fall below
+        it in the other pass and vanish (BENCHMARKS.md, "Pass to pass, third look").
 
         Args:
             predict: the :class:`~geotl.predict.PredictOptions` the passes are predicted with.
@@ -166,7 +166,8 @@ class ChangeSet:
         gone: how many previous objects have no match in the current pass.
         matches: current id -> ids of the previous objects it matched.
         common_area_m2: area both passes cover (less the edge margin).
-        compared: objects of both passes that took part (inside the common area).
+        compared: objects of both passes that took part (inside the common area, less the
+            edge margin, and at least the criteria's minimum area).
     """
 
     frame: gpd.GeoDataFrame

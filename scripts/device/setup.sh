@@ -1,0 +1,7 @@
+# sourced by the call scripts on the GPU machine: install the carried packages once
+if [ ! -f /tmp/site/.done ]; then
+  [ -f .devrun1/site.tar.xz ] || { echo "cold machine and no .devrun1 carried"; exit 4; }
+  tar -xJf .devrun1/site.tar.xz -C /tmp && python3 -m pip install -q --no-index --no-deps \
+    --no-compile --target /tmp/site .devrun1/efficientnet*.whl .devrun1/extra/*.whl && touch /tmp/site/.done
+fi
+export PYTHONPATH=/tmp/site:$PWD:$PWD/scripts PYTHONUNBUFFERED=1 MPLBACKEND=Agg

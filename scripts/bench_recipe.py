@@ -15,6 +15,7 @@ Variants (``--variants``, comma-separated):
 - ``full_win``: ``full`` with training windows of a whole chip instead of half a chip;
 - ``partial``: early encoder stages frozen, the rest at the decoder's rate;
 - ``nojit`` / ``partial_nojit``: ``default`` / ``partial`` without scale jitter;
+- ``jit``: ``default`` with the scale jitter of the defaults before 2026-11-30 (0.25);
 - ``plain``: ``scripts/baseline_plain.py`` on the same train (+ val) chips.
 
 Each result is one JSON line on stdout and in ``WORK/results.jsonl``::
@@ -55,6 +56,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "full_win": ({"freeze": "none"}, {"encoder_lr": 1e-3, "window_px": "chip"}),
     "partial": ({"freeze": "partial"}, {"encoder_lr": 1e-3}),
     "nojit": ({"scale_jitter": 0.0}, {}),
+    "jit": ({"scale_jitter": 0.25}, {}),
     "partial_nojit": ({"freeze": "partial", "scale_jitter": 0.0}, {"encoder_lr": 1e-3}),
 }
 

@@ -201,7 +201,7 @@ def torchgeo_baseline(
     from torchgeo.samplers import GridGeoSampler
 
     from geotl.models.artefact import load_artefact
-    from geotl.predict.vectorise import class_map_from_probabilities, vectorise
+    from geotl.predict.vectorise import class_map_from_probabilities, min_pixels_for, vectorise
 
     art = load_artefact(model_dir)
     t0 = time.perf_counter()
@@ -245,7 +245,7 @@ def torchgeo_baseline(
             transform,
             scores=score,
             simplify_px=art.card.simplify_px,
-            min_pixels=max(1, int(min_area / RES_M**2 * 0.5)),
+            min_pixels=min_pixels_for(min_area, RES_M**2),
         )
         if o.geometry.area >= min_area
     ]

@@ -88,6 +88,7 @@ def _chip_counts(
 
     from geotl.io.vectors import read_labels
     from geotl.predict.objects import extractor_for
+    from geotl.predict.vectorise import min_pixels_for
     from geotl.train.metrics import confusion
 
     card = artefact.card
@@ -119,7 +120,7 @@ def _chip_counts(
                 pixel_area = abs(transform.a * transform.e)
                 # the smallest object as prediction sees it (geotl.predict.core), so that
                 # seeds are filtered alike
-                min_pixels = max(1, int(min_area / pixel_area * 0.5))
+                min_pixels = min_pixels_for(min_area, pixel_area)
                 objects = extractor.extract(
                     planes, transform, simplify_px=0.0, min_pixels=min_pixels
                 )

@@ -39,7 +39,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -48,6 +48,9 @@ from geotl.errors import GeotlInputError, ModelArtefactError
 from geotl.io.atomic import atomic_path, check_output_file
 from geotl.models.artefact import Artefact, ModelCard, load_artefact
 from geotl.models.detector import AnchorRows, GeotlRetinaNet
+
+if TYPE_CHECKING:
+    from geotl.export.quantise import Int8Scheme
 
 __all__ = [
     "DETECTIONS_NAME",
@@ -276,7 +279,7 @@ def export_onnx(
     region_path: str | Path | None = None,
     chips_dir: str | Path | None = None,
     overwrite: bool = False,
-    scheme: Any = None,
+    scheme: Int8Scheme | None = None,
 ) -> ExportResult:
     """Export ``MODEL_DIR`` to a portable ONNX file (optionally int8) and its STAC item.
 

@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 
 # operators that carry the network's arithmetic: each must end up between int8 Q/DQ pairs
 _COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
-_CALIBRATIONS = ("minmax", "entropy", "percentile")
+# calibration name -> ONNX Runtime's CalibrationMethod member (also the card's wording)
+_CALIBRATIONS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,7 @@ class Int8Scheme:
         weights = "per-channel" if self.per_channel else "per-tensor"
         bits = " (7-bit range)" if self.reduce_range else ""
         acts = "int8 symmetric" if self.activation_symmetric else "uint8"
-        method = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}[
-            self.calibration
-        ]
+        method = _CALIBRATIONS[self.calibration]
         if self.moving_average:
             method += " (moving average)"
         return f"{weights} int8 weights{bits}, {acts} activations, {method} calibration"
@@ -279,11 +278,7 @@ def quantise_int8(
         )
     if isinstance(calibration, np.ndarray):
         calibration = Calibration(tiles=calibration, source=f"{len(calibration)} tiles")
-    method = {
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-    }[scheme.calibration]
+    method = CalibrationMethod[_CALIBRATIONS[scheme.calibration]]
     with tempfile.TemporaryDirectory(prefix="geotl-int8-") as tmpname, _quiet_root_logger():
         pre, out = Path(tmpname) / "pre.onnx", Path(tmpname) / "int8.onnx"
         try:

@@ -26,7 +26,7 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
@@ -39,6 +39,10 @@ from rasterio.features import shapes
 from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
+
+if TYPE_CHECKING:
+    from geotl.models.artefact import ModelCard
+    from geotl.predict import PredictOptions
 
 __all__ = [
     "CHANGE_COLUMNS",
@@ -125,8 +129,8 @@ class ChangeCriteria:
     @classmethod
     def for_model(
         cls,
-        predict: Any,
-        card: Any,
+        predict: PredictOptions,
+        card: ModelCard,
         *,
         edge_margin_m: float | None = None,
         min_area_m2: float | None = None,
@@ -150,8 +154,7 @@ class ChangeCriteria:
         if edge_margin_m is None:
             edge_margin_m = float(predict.edge_margin_m(card))
         if min_area_m2 is None:
-            floor = predict.min_area_m2 if predict.min_area_m2 is not None else card.min_area_m2
-            min_area_m2 = 2.0 * float(floor or 0.0)
+            min_area_m2 = 2.0 * predict.min_area_for(card)
         return cls(edge_margin_m=edge_margin_m, min_area_m2=min_area_m2)
 
 

@@ -39,6 +39,7 @@ from geotl.predict.objects import ObjectExtractor, extractor_for
 from geotl.predict.outputs import WRITERS, Prediction, write_cog
 from geotl.predict.scene import check_resolution, map_bands, scene_band_names
 from geotl.predict.stream import StreamStats, infer_and_vectorise
+from geotl.predict.vectorise import min_pixels_for
 from geotl.predict.windows import ground_anchor, plan_windows
 from geotl.progress import progress_bar
 
@@ -136,6 +137,10 @@ class PredictOptions:
         window_px = card.network.round_up_px(self.window_px or max(256, card.chip_size_px))
         overlap_px = self.overlap_px if self.overlap_px is not None else window_px // 4
         return window_px, min(overlap_px, window_px - 1)
+
+    def min_area_for(self, card: Any) -> float:
+        """The smallest object kept in m² (``min_area_m2``, else the card's)."""
+        return float(self.min_area_m2 if self.min_area_m2 is not None else card.min_area_m2)
 
     def edge_margin_m(self, card: Any) -> float:
         """Half the window overlap in metres: the band along a scene's edge that saw padding.
@@ -244,7 +249,7 @@ def predict_scene(
     scene_path = Path(scene_path)
     card = artefact.card
     threshold = options.threshold if options.threshold is not None else card.threshold
-    min_area_m2 = options.min_area_m2 if options.min_area_m2 is not None else card.min_area_m2
+    min_area_m2 = options.min_area_for(card)
     simplify_px = options.simplify_px if options.simplify_px is not None else card.simplify_px
     window_px, overlap_px = options.windowing(card)
     with open_raster(scene_path) as ds:
@@ -312,7 +317,7 @@ def predict_scene(
             else None,
         )
         px_m = card.resolution_m if resample else res_m
-        min_pixels = max(1, int(min_area_m2 / (px_m * px_m) * 0.5))
+        min_pixels = min_pixels_for(min_area_m2, px_m * px_m)
         bar = progress_bar(
             total=len(plan.windows),
             desc=f"predict {scene_path.name}",

@@ -46,6 +46,7 @@ __all__ = [
     "class_map_from_probabilities",
     "core_windows",
     "label_classes",
+    "min_pixels_for",
     "objects_by_windows",
     "objects_to_frame",
     "vectorise",
@@ -164,6 +165,19 @@ def _finish_geometry(geom_px: BaseGeometry, simplify_px: float, transform: Affin
                 geom_px = shapely.normalize(_polygonal(shapely.make_valid(geom_px)))
     t = transform
     return shapely.affinity.affine_transform(geom_px, [t.a, t.b, t.d, t.e, t.c, t.f])
+
+
+def min_pixels_for(min_area_m2: float, pixel_area_m2: float) -> int:
+    """Pixel count under which an object is dropped before tracing, for ``min_area_m2``.
+
+    Half the pixels of the minimum area: a cheap filter before vectorising that keeps every
+    object that could still reach the area once traced and simplified (the area test after
+    vectorising decides).
+
+    >>> min_pixels_for(2.0, 0.01), min_pixels_for(0.0, 0.01)
+    (100, 1)
+    """
+    return max(1, int(min_area_m2 / pixel_area_m2 * 0.5))
 
 
 def vectorise(

@@ -19,6 +19,7 @@ from geotl.errors import ConfigError
 from geotl.monitor.changes import (
     CHANGE_COLUMNS,
     ChangeCriteria,
+    ChangeSet,
     detect_changes,
     scene_footprint,
 )
@@ -107,32 +108,26 @@ def test_objects_in_the_edge_margin_take_no_part() -> None:
         ],
         "c",
     )
-    plain = detect_changes(
-        current, previous, current_fp, previous_fp, current_scene="c", previous_scene="p"
-    )
+
+    def compare(margin_m: float) -> ChangeSet:
+        return detect_changes(
+            current,
+            previous,
+            current_fp,
+            previous_fp,
+            current_scene="c",
+            previous_scene="p",
+            criteria=ChangeCriteria(edge_margin_m=margin_m),
+        )
+
+    plain = compare(0.0)
     assert (plain.new, plain.gone, plain.compared) == (1, 0, 3)
-    inner = detect_changes(
-        current,
-        previous,
-        current_fp,
-        previous_fp,
-        current_scene="c",
-        previous_scene="p",
-        criteria=ChangeCriteria(edge_margin_m=30.0),
-    )
+    inner = compare(30.0)
     assert (inner.new, inner.gone, inner.compared) == (0, 0, 2)
     assert inner.matches == {"c-mid": ["p-mid"]}
     assert inner.common_area_m2 < plain.common_area_m2
     # a margin wider than the common ground leaves nothing to compare
-    none = detect_changes(
-        current,
-        previous,
-        current_fp,
-        previous_fp,
-        current_scene="c",
-        previous_scene="p",
-        criteria=ChangeCriteria(edge_margin_m=600.0),
-    )
+    none = compare(600.0)
     assert (none.new, none.gone, none.compared) == (0, 0, 0)
 
 

@@ -7,8 +7,16 @@ retrain. "suggest" picks with ``geotl suggest`` (uncertainty + diversity), "rand
 uniformly from the same candidates (same squares, same exclusions). A fixed set of plots
 is the test split (``test_within``) in every run; it is never suggested nor revealed.
 
+``--site spacenet`` runs the same loop on SpaceNet 4 Atlanta (one 0.5 m pan tile, every
+building outlined; the tile's right third is the test area). ``--steps N`` trains every round
+for the same number of steps (with ``--epochs``, more labels also mean more steps, so a
+round's score moves with the schedule as well as with the labels); ``--square-px`` sets the
+squares' side apart from the chips'.
+
 Each (seed, strategy) run writes one JSON file; ``--report`` gathers them into a table
-(mean and 95 % t-interval over seeds, per round) and a plot.
+(mean and 95 % t-interval over seeds, per round), the all-foreground floor, the goal checks
+paired by seed (squares needed to reach random's final IoU, IoU at equal labelled objects,
+mean difference over the rounds) and a plot.
 
     # one seed per process (each a few minutes on 2 busy cores), then the report
     for s in 0 1 2; do nice -n 10 python scripts/bench_suggest.py --seed $s --out bench-suggest; done
@@ -23,6 +31,7 @@ import logging
 import math
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,33 +39,82 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import rasterio
+import shapely
 from shapely.geometry import box
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "neon-trees" / "SJER"
+SPACENET = ROOT.parent / "shared" / "data" / "spacenet-atlanta"
 
 
-def _write_region(
-    work: Path,
-    data: Path,
-    scenes: list[Path],
-    complete: list[Any],
-    crs: Any,
-    args: argparse.Namespace,
-) -> Path:
-    gpd.GeoDataFrame(geometry=complete, crs=crs).to_file(work / "complete.gpkg")
+@dataclass(frozen=True)
+class _Site:
+    """What differs between the regions the loop runs on."""
+
+    name: str
+    files: list[Path]
+    footprints: list[Any]  # one per file
+    crs: Any
+    labels: Path
+    classes: str  # the region's classes / [labels] / [imagery] bands TOML lines
+    label_keys: str
+    bands: str
+    resolution_m: float
+    min_area_m2: float
+
+
+def _neon_site(data: Path, n: int | None) -> _Site:
+    files, footprints, crs = _plots(data, n)
+    return _Site(
+        data.name,
+        files,
+        footprints,
+        crs,
+        data / f"{data.name}_tree_crowns.gpkg",
+        '["tree"]',
+        'class_field = "label"\nclass_map = { Tree = "tree" }\nunmapped = "skip"',
+        '["red", "green", "blue"]',
+        0.1,
+        1.0,
+    )
+
+
+def _spacenet_site(data: Path) -> _Site:
+    """SpaceNet 4 Atlanta: one 900 px pan tile (0.5 m), every building outlined."""
+    tif = data / "sample_geotiff.tif"
+    with rasterio.open(tif) as ds:
+        crs, bounds = ds.crs, ds.bounds
+    return _Site(
+        "SpaceNet Atlanta",
+        [tif],
+        [box(*bounds)],
+        crs,
+        data / "geotiff_labels.geojson",
+        '["building"]',
+        "",
+        '["pan"]',
+        0.5,
+        4.0,
+    )
+
+
+def _write_region(work: Path, site: _Site, complete: list[Any], args: argparse.Namespace) -> Path:
+    gpd.GeoDataFrame(geometry=complete, crs=site.crs).to_file(work / "complete.gpkg")
+    if args.steps:  # a fixed number of steps: a round changes only the labels
+        schedule = f"steps = {args.steps}\nval_every = {max(1, args.steps // 4)}\npatience = 100"
+    else:  # passes over the labelled chips: more labels, more steps
+        schedule = f"epochs = {args.epochs}\npatience = {args.epochs}"
     text = f"""name = "bench-suggest"
 task = "segmentation"
-classes = ["tree"]
+classes = {site.classes}
 
 [imagery]
-paths = {json.dumps([str(p) for p in scenes])}
-bands = ["red", "green", "blue"]
+paths = {json.dumps([str(p) for p in site.files])}
+bands = {site.bands}
 
 [labels]
-path = "{data}/{data.name}_tree_crowns.gpkg"
-class_field = "label"
-class_map = {{ Tree = "tree" }}
+path = "{site.labels}"
+{site.label_keys}
 complete_within = "complete.gpkg"
 
 [chips]
@@ -72,12 +130,11 @@ test_within = "test.gpkg"
 [model]
 base = "pkg:efficientnet-lite0"
 freeze = "partial"
-epochs = {args.epochs}
+{schedule}
 batch_size = 8
-patience = {args.epochs}
 
 [predict]
-min_area_m2 = 1.0
+min_area_m2 = {site.min_area_m2}
 """
     path = work / "region.toml"
     path.write_text(text)
@@ -97,18 +154,43 @@ def _plots(data: Path, n: int | None) -> tuple[list[Path], list[Any], Any]:
     return files, footprints, crs
 
 
+def _site_and_test(args: argparse.Namespace) -> tuple[_Site, list[Any]]:
+    """The site and its test areas (the same in every run: the split never moves)."""
+    if args.site == "spacenet":
+        site = _spacenet_site(Path(args.data or SPACENET))
+        # the tile's right third (11 of 43 buildings)
+        x0, y0, x1, y1 = site.footprints[0].bounds
+        return site, [box(x1 - (x1 - x0) / 3, y0, x1, y1)]
+    site = _neon_site(Path(args.data or DATA), args.plots)
+    order = np.random.default_rng(12345).permutation(len(site.footprints))
+    return site, [site.footprints[i] for i in sorted(order[: args.test_plots])]
+
+
+def _floor(args: dict[str, str]) -> float:
+    """Test IoU of a model that calls every pixel foreground: label area / test area."""
+    ns = argparse.Namespace(
+        site=args.get("site", "neon"),
+        data=None if args.get("data") in (None, "None") else args["data"],
+        plots=None if args.get("plots") in (None, "None") else int(args["plots"]),
+        test_plots=int(args.get("test_plots", 8)),
+    )
+    site, test = _site_and_test(ns)
+    area = shapely.union_all(test)
+    labels = gpd.read_file(site.labels).to_crs(site.crs).union_all()
+    return float(area.intersection(labels).area / area.area)
+
+
 class _Loop:
     """The state of one seed's simulation: data, test plots, work folder."""
 
     def __init__(self, seed: int, args: argparse.Namespace) -> None:
         self.seed, self.args = seed, args
-        self.data = Path(args.data)
-        self.files, self.plots, self.crs = _plots(self.data, args.plots)
-        # the same test plots in every run: the split never moves
-        order = np.random.default_rng(12345).permutation(len(self.plots))
-        self.test = [self.plots[i] for i in sorted(order[: args.test_plots])]
-        self.size_m = args.chip_px * 0.1
-        self.labels = gpd.read_file(self.data / f"{self.data.name}_tree_crowns.gpkg")
+        self.site, self.test = _site_and_test(args)
+        self.crs = self.site.crs
+        self.cls = json.loads(self.site.classes)[0]
+        self.square_px = args.square_px or args.chip_px
+        self.size_m = self.square_px * self.site.resolution_m
+        self.labels = gpd.read_file(self.site.labels).to_crs(self.crs)
         self.work = Path(args.out) / f"work-{seed}"
         shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir(parents=True)
@@ -120,9 +202,7 @@ class _Loop:
         folder = self.work / tag
         folder.mkdir(exist_ok=True)
         shutil.copy(self.work / "test.gpkg", folder / "test.gpkg")
-        return load_region(
-            _write_region(folder, self.data, self.files, self.test + revealed, self.crs, self.args)
-        )
+        return load_region(_write_region(folder, self.site, self.test + revealed, self.args))
 
     def candidates(self, region: Any, chips: Path) -> list[Any]:
         from geotl.io.rasters import read_scene_info
@@ -134,7 +214,7 @@ class _Loop:
             c.geometry
             for s in scenes
             for c in scene_candidates(
-                s, self.args.chip_px, taken.test[s.path], taken.complete[s.path]
+                s, self.square_px, taken.test[s.path], taken.complete[s.path]
             )[0]
         ]
 
@@ -150,19 +230,25 @@ class _Loop:
         train_model(
             [region],
             model,
-            TrainOptions(chips=(cdir,), seed=self.seed, overwrite=True, epochs=self.args.epochs),
+            TrainOptions(
+                chips=(cdir,),
+                seed=self.seed,
+                overwrite=True,
+                steps=self.args.steps,
+                epochs=None if self.args.steps else self.args.epochs,
+            ),
         )
         metrics = evaluate_model(model, region, chips_dir=cdir, n_boot=500)
         union = gpd.GeoSeries(revealed, crs=self.crs).union_all()
-        tree = metrics["pixel"]["per_class"]["tree"]
+        tree = metrics["pixel"]["per_class"][self.cls]
         row = {
             "areas": len(revealed),
             "labelled_m2": round(len(revealed) * self.size_m**2, 1),
             "objects": int(self.labels.geometry.intersects(union).sum()),
             "iou": tree["iou"],
             "iou_ci95": tree["iou_ci95"],
-            "f1": metrics["objects"]["tree"]["f1"],
-            "f1_ci95": metrics["objects"]["tree"]["f1_ci95"],
+            "f1": metrics["objects"][self.cls]["f1"],
+            "f1_ci95": metrics["objects"][self.cls]["f1_ci95"],
             "test_chips": metrics["chips"],
         }
         return row, region, cdir, model
@@ -228,6 +314,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> list[dict[str, Any]]:
                 "seed": seed,
                 "strategy": strategy,
                 "rounds": rounds,
+                "site": loop.site.name,
                 "args": {k: str(v) for k, v in vars(args).items()},
             }
         )
@@ -254,7 +341,14 @@ def report(out: Path, plot: Path | None) -> str:
     for f in sorted(out.glob("result-*.json")):
         res = json.loads(f.read_text())
         for r in res["rounds"]:
-            rows.append({"seed": res["seed"], "strategy": res["strategy"], **r})
+            rows.append(
+                {
+                    "seed": res["seed"],
+                    "strategy": res["strategy"],
+                    "site": res.get("site", "NEON SJER"),
+                    **r,
+                }
+            )
     frame = pd.DataFrame(rows)
     lines = [
         "| round | areas | strategy | seeds | labelled objects | tree IoU (95 % CI over seeds) "
@@ -286,10 +380,109 @@ def report(out: Path, plot: Path | None) -> str:
             f"| {r} | {d_iou[0]:+.3f} [{d_iou[1]:+.3f}, {d_iou[2]:+.3f}] "
             f"| {d_f1[0]:+.3f} [{d_f1[1]:+.3f}, {d_f1[2]:+.3f}] |"
         )
-    lines += ["", _goal(summary, frame)]
+    first = json.loads(next(iter(sorted(out.glob("result-*.json")))).read_text())
+    lines += [
+        "",
+        f"All-foreground floor (a model that calls every test pixel foreground): "
+        f"IoU {_floor(first['args']):.3f}.",
+        "",
+        _goal(summary, frame),
+        "",
+        *_per_seed(frame),
+    ]
     if plot is not None:
         _plot(frame, plot)
     return "\n".join(lines)
+
+
+def _interp_reach(xs: np.ndarray, ys: np.ndarray, target: float) -> float:
+    """First x (linear between rounds) where ``ys`` reaches ``target``; nan if never."""
+    for i in range(len(xs)):
+        if ys[i] >= target:
+            if i == 0:
+                return float(xs[0])
+            return float(
+                xs[i - 1] + (target - ys[i - 1]) / (ys[i] - ys[i - 1]) * (xs[i] - xs[i - 1])
+            )
+    return math.nan
+
+
+def _per_seed(frame: pd.DataFrame) -> list[str]:
+    """The goal per seed, paired: labels needed, and IoU at equal labelled objects.
+
+    - share: the squares suggest needs to reach random's final IoU of the same seed, over
+      the final squares (linear between rounds; > 100 % when it never does);
+    - equal objects: suggest's IoU interpolated at random's final object count (when that
+      count lies within suggest's rounds) minus random's final IoU;
+    - mean over rounds 1..R of suggest - random (the area between the learning curves).
+    """
+    rows: list[dict[str, Any]] = []
+    for seed, g in frame.groupby("seed"):
+        by = {k: v.sort_values("round") for k, v in g.groupby("strategy")}
+        if set(by) != {"suggest", "random"} or len(by["suggest"]) != len(by["random"]):
+            continue
+        sug, ran = by["suggest"], by["random"]
+        target = float(ran["iou"].iloc[-1])
+        reach = _interp_reach(sug["areas"].to_numpy(float), sug["iou"].to_numpy(float), target)
+        if target <= float(sug["iou"].iloc[0]):  # random ends below the shared start: no test
+            reach = -math.inf
+        o_r = float(ran["objects"].iloc[-1])
+        xo = sug["objects"].to_numpy(float)
+        if xo.min() <= o_r <= xo.max() and np.all(np.diff(xo) > 0):
+            at_obj = float(np.interp(o_r, xo, sug["iou"].to_numpy(float))) - target
+        else:
+            at_obj = math.nan
+        later = sug["round"] > 0
+        rows.append(
+            {
+                "seed": seed,
+                "share": reach / float(sug["areas"].iloc[-1]),
+                "final": float(sug["iou"].iloc[-1]) - target,
+                "final_f1": float(sug["f1"].iloc[-1]) - float(ran["f1"].iloc[-1]),
+                "equal_objects": at_obj,
+                "alc": float((sug["iou"].to_numpy()[later] - ran["iou"].to_numpy()[later]).mean()),
+                "objects": f"{int(sug['objects'].iloc[-1])} / {int(o_r)}",
+            }
+        )
+    if not rows:
+        return []
+    t = pd.DataFrame(rows)
+    lines = [
+        "| seed | squares to reach random's final IoU | final IoU s - r | final F1 s - r "
+        "| IoU s - r at random's final objects | mean IoU s - r, rounds 1.. | final objects s / r |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        share = (
+            f"{r['share']:.0%}"
+            if np.isfinite(r["share"])
+            else ("never" if r["share"] > 0 else "n/a (random ends below round 0)")
+        )
+        eq = f"{r['equal_objects']:+.3f}" if np.isfinite(r["equal_objects"]) else "n/a"
+        lines.append(
+            f"| {r['seed']} | {share} | {r['final']:+.3f} | {r['final_f1']:+.3f} | {eq} "
+            f"| {r['alc']:+.3f} | {r['objects']} |"
+        )
+    below = int(np.isneginf(t["share"]).sum())
+    reached = t["share"][~np.isneginf(t["share"])].fillna(np.inf)
+    summary = []
+    for key, label in (
+        ("final", "final IoU suggest - random"),
+        ("final_f1", "final object F1 suggest - random"),
+        ("equal_objects", "IoU suggest - random at equal labelled objects"),
+        ("alc", "mean IoU suggest - random over rounds 1..R"),
+    ):
+        m, lo, hi = _tci(t[key].to_numpy(float))
+        n = int(np.isfinite(t[key].to_numpy(float)).sum())
+        summary.append(f"- {label}: {m:+.3f} [{lo:+.3f}, {hi:+.3f}] ({n} seeds)")
+    summary.append(
+        f"- suggest reaches random's final IoU with <= 60 % of the squares in "
+        f"{int((reached <= 0.6).sum())} of {len(reached)} seeds (median share "
+        f"{float(np.median(reached)) if len(reached) else math.nan:.0%}; never within the "
+        f"rounds: {int(np.isinf(reached).sum())}); not testable in {below} seed(s) where "
+        "random's final IoU is below the shared round 0"
+    )
+    return [*lines, "", "Paired by seed (mean, 95 % t-interval over seeds):", "", *summary]
 
 
 def _goal(summary: dict[tuple[str, int], dict[str, float]], frame: pd.DataFrame) -> str:
@@ -343,8 +536,11 @@ def _plot(frame: pd.DataFrame, path: Path) -> None:
             ax.set_xlabel("labelled squares" if x == "areas" else "labelled objects")
             ax.set_ylabel("test tree IoU" if metric == "iou" else "test object F1")
     axes[0].legend()
+    site = frame["site"].iloc[0] if "site" in frame else "NEON SJER"
     fig.suptitle(
-        "geotl suggest vs random areas (NEON SJER; mean and 95 % CI over seeds)", fontsize=9
+        f"geotl suggest vs random areas ({site}; {frame['seed'].nunique()} seeds, "
+        "mean and 95 % CI over seeds)",
+        fontsize=9,
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -353,7 +549,8 @@ def _plot(frame: pd.DataFrame, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("--site", choices=["neon", "spacenet"], default="neon")
+    parser.add_argument("--data", help="the site's folder (default: SJER, or SpaceNet Atlanta)")
     parser.add_argument("--out", default="bench-suggest")
     parser.add_argument("--seed", type=int, nargs="*", default=[0])
     parser.add_argument("--strategies", nargs="*", default=["suggest", "random"])
@@ -363,7 +560,13 @@ def main() -> None:
     parser.add_argument("--plots", type=int, help="a fixed subset of the plots (default: all)")
     parser.add_argument("--test-plots", type=int, default=8)
     parser.add_argument("--chip-px", type=int, default=128)
+    parser.add_argument(
+        "--square-px", type=int, help="side of the candidate squares (default: --chip-px)"
+    )
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument(
+        "--steps", type=int, help="train each round for this many steps (instead of --epochs)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--plot", type=Path)

@@ -396,6 +396,8 @@ def join_blocks(parts: list[SceneDetections]) -> SceneDetections:
             setattr(stats, name, getattr(stats, name) + getattr(p.stats, name))
         for name in ("read_s", "model_s", "write_s", "vectorise_s", "wall_s"):
             setattr(stats, name, getattr(stats, name) + getattr(p.stats, name))
+        for stage, cpu in p.stats.cpu_s.items():
+            stats.add_cpu(stage, cpu)
     return SceneDetections(
         scene=first.scene,
         features=concat([p.features for p in parts], first.features),

@@ -128,30 +128,36 @@ def read_windows(model_dir: Path, scene: Path, window_px: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrs))
 
 
-def bare_forward(model_dir: Path, windows: torch.Tensor, batch_size: int, device: str) -> float:
-    """The network alone over the same windows and batches (same precision as predict)."""
+def bare_forward(
+    model_dir: Path, windows: torch.Tensor, batch_size: int, device: str
+) -> tuple[float, float]:
+    """The network alone over the same windows and batches, as predict runs it.
+
+    Through predict's own engine (:class:`geotl.predict.engine.TorchEngine`: the same
+    precision, memory order and softmax), from windows already read and normalised in
+    memory, the probabilities copied back to the CPU; nothing else. Returns the wall and
+    the CPU time (every thread of this process).
+    """
     from geotl.models.artefact import load_artefact
+    from geotl.predict.engine import TorchEngine
 
     art = load_artefact(model_dir, device)
-    cuda = device == "cuda"
-    with torch.inference_mode(), torch.autocast("cuda", enabled=cuda):
-        art.network(windows[:1].to(device))  # warm-up
-        if cuda:  # cuDNN picks kernels per batch shape: one untimed pass (predict's child too)
-            _forward_all(art.network, windows, batch_size, device)
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        _forward_all(art.network, windows, batch_size, device)
-        if cuda:
-            torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    engine = TorchEngine(art.network, art.device)
+    arr = windows.numpy()
+    engine.tensor_probabilities(arr[:1])  # warm-up
+    if device == "cuda":  # cuDNN picks kernels per batch shape: one untimed pass (predict's too)
+        _forward_all(engine, arr, batch_size)
+        torch.cuda.synchronize()
+    t0, c0 = time.perf_counter(), time.process_time()
+    _forward_all(engine, arr, batch_size)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
-def _forward_all(
-    network: torch.nn.Module, windows: torch.Tensor, batch_size: int, device: str
-) -> None:
+def _forward_all(engine: object, windows: np.ndarray, batch_size: int) -> None:
     for i in range(0, len(windows), batch_size):
-        batch = windows[i : i + batch_size].to(device, non_blocking=True)
-        torch.softmax(network(batch), dim=1).float().cpu()
+        engine.tensor_probabilities(windows[i : i + batch_size]).cpu()  # type: ignore[attr-defined]
 
 
 def geotl_cli(model_dir: Path, scene: Path, out: Path, batch_size: int, device: str) -> float:
@@ -195,7 +201,8 @@ def geotl_library(
 
 def torchgeo_baseline(
     model_dir: Path, scene: Path, window_px: int, batch_size: int
-) -> tuple[float, list]:
+) -> tuple[float, list, float]:
+    """The plain torchgeo pipeline: wall time, objects, CPU time (every thread)."""
     from torch.utils.data import DataLoader
     from torchgeo.datasets import RasterDataset, stack_samples
     from torchgeo.samplers import GridGeoSampler
@@ -204,7 +211,7 @@ def torchgeo_baseline(
     from geotl.predict.vectorise import class_map_from_probabilities, min_pixels_for, vectorise
 
     art = load_artefact(model_dir)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
 
     class Scene(RasterDataset):  # type: ignore[misc]
         filename_glob = scene.name
@@ -249,7 +256,7 @@ def torchgeo_baseline(
         )
         if o.geometry.area >= min_area
     ]
-    return time.perf_counter() - t0, objects
+    return time.perf_counter() - t0, objects, time.process_time() - cpu0
 
 
 def agreement(ours: list, theirs: list) -> dict[str, float]:
@@ -315,13 +322,20 @@ except ImportError:
     pass
 if a["device"] == "cuda":  # cuDNN picks kernels per batch shape: one untimed pass, as the bare run
     predict_scene(art, Path(a["scene"]), PredictOptions(**opts))
-times = []
+times, cpus = [], []
 for _ in range(a["repeats"]):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     det = predict_scene(art, Path(a["scene"]), PredictOptions(**opts))
     times.append(time.perf_counter() - t0)
+    # CPU: every thread of this process, and the pool's processes (their tasks' CPU)
+    cpu = time.process_time() - c0
+    stage_cpu = getattr(det.stats, "cpu_s", {})
+    pool = getattr(det.stats, "extra", {}).get("pool_cpu_s", 0.0)
+    cpus.append({"total": cpu + pool, "pool": pool, "model": stage_cpu.get("model", 0.0),
+                 "stages": {k: round(v, 3) for k, v in stage_cpu.items()}})
 st = {k: round(v, 2) for k, v in vars(det.stats).items() if isinstance(v, float)}
-print(json.dumps({"times": times, "objects": len(det.features), "stages_s": st}))
+print(json.dumps({"times": times, "cpu": cpus, "objects": len(det.features), "stages_s": st,
+                  "windows": det.stats.windows, "load_avg": os.getloadavg()}))
 """
 
 
@@ -401,21 +415,35 @@ def pipeline_throughput(args: argparse.Namespace, tmp: Path) -> dict[str, object
                         repeats=2,
                     )
                 )
-    out: dict[str, object] = {"scene_px": args.size, "load_avg": os.getloadavg()}
+    out: dict[str, object] = {"scene_px": args.size, "load_avg_end": os.getloadavg()}
     for name, by_cores in runs.items():
         row: dict[str, object] = {}
         for cores, rs in by_cores.items():
             best = min(rs, key=lambda r: min(r["times"]))
             wall = min(best["times"])
+            # CPU time of the stages other than the model: the process's threads and the
+            # pool's processes, less the (zero-cost) forward passes' own thread
+            pipe_cpu = [c["total"] - c["model"] for r in rs for c in r["cpu"]]
             row[f"{cores}_core"] = {
                 "wall_s": round(wall, 2),
                 "mpx_per_s_per_core": round(mpx / wall / cores, 2),
+                "pipeline_cpu_s": round(min(pipe_cpu), 3),
+                "pipeline_cpu_s_median": round(float(np.median(pipe_cpu)), 3),
+                "mpx_per_cpu_s": round(mpx / min(pipe_cpu), 2),
+                "stage_cpu_s": min((c for r in rs for c in r["cpu"]), key=lambda c: c["total"])[
+                    "stages"
+                ],
                 "polygons": best["objects"],
                 "stages_s": best["stages_s"],
+                "load_avg_at_runs": [r["load_avg"][0] for r in rs],
             }
-        w1 = row["1_core"]["wall_s"]  # type: ignore[index]
-        w2 = row["2_core"]["wall_s"]  # type: ignore[index]
-        row["scaling_1_to_2"] = round(w1 / w2 / 2, 3)
+        one, two = row["1_core"], row["2_core"]
+        row["scaling_1_to_2"] = round(one["wall_s"] / two["wall_s"] / 2, 3)  # type: ignore[index]
+        # the pool's extra work (strip tasks, halos, pickling): 1.0 = none
+        row["cpu_efficiency_1_to_2"] = round(
+            one["pipeline_cpu_s"] / two["pipeline_cpu_s"],  # type: ignore[index]
+            3,
+        )
         out[name] = row
         print(json.dumps({name: row}), file=sys.stderr)
     return out
@@ -542,7 +570,7 @@ def compare_engines(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
             for k in ("ort_fp32", "ort_int8")
         }
         if card.regions and not args.skip_torchgeo:
-            tg_s, _ = torchgeo_baseline(model_dir, scene, args.window, args.batch_size)
+            tg_s, _, _ = torchgeo_baseline(model_dir, scene, args.window, args.batch_size)
             row["torchgeo_s"] = round(tg_s, 2)
             row["torchgeo_over"] = {k: round(tg_s / min(v), 2) for k, v in scene_s.items()}
         region_path = args.region or (Path(card.regions[0].path) if card.regions else None)
@@ -645,7 +673,15 @@ def main() -> None:
         "mkdir B && git archive COMMIT geotl | tar -x -C B)",
     )
     ap.add_argument("--skip-cli", action="store_true", help="no CLI process timing")
+    ap.add_argument(
+        "--issue10",
+        action="store_true",
+        help="issue 10's CPU figures in one run: --pipeline, then the ratio to the bare "
+        "forward passes and the torchgeo pipeline with --model (no CLI, no memory runs)",
+    )
     args = ap.parse_args()
+    if args.model is not None:
+        args.model = args.model.resolve()  # the timing children run elsewhere
     torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
     results: dict[str, object] = {
         "machine": f"{os.cpu_count()} CPU(s), torch {torch.__version__}, threads {torch.get_num_threads()}"
@@ -656,9 +692,13 @@ def main() -> None:
         "batch_size": args.batch_size,
         "task": args.task,
     }
+    if args.issue10:  # every CPU figure of issue 10 in one run
+        args.skip_cli, args.mem_sizes = True, []
+        with tempfile.TemporaryDirectory(prefix="geotl-bench-") as tmpname:
+            results["pipeline"] = pipeline_throughput(args, Path(tmpname))
     modes = {"pipeline": pipeline_throughput, "engines": compare_engines}
     for key, run in modes.items():
-        if getattr(args, key):
+        if getattr(args, key) and not args.issue10:
             with tempfile.TemporaryDirectory(prefix="geotl-bench-") as tmpname:
                 results[key] = run(args, Path(tmpname))
             text = json.dumps(results, indent=2)
@@ -679,6 +719,7 @@ def main() -> None:
         n = len(windows)
         # interleaved repeats, best of each: the machine is shared, timings are noisy
         bare_runs, lib_runs, before_runs = [], [], []
+        bare_cpu, lib_cpu, loads = [], [], []
         before_stages: dict = {}
         after_stages: dict = {}
 
@@ -696,9 +737,14 @@ def main() -> None:
             )
 
         for _ in range(args.repeats):
-            bare_runs.append(bare_forward(model, windows, args.batch_size, args.device))
+            loads.append(os.getloadavg()[0])
+            wall, cpu = bare_forward(model, windows, args.batch_size, args.device)
+            bare_runs.append(wall)
+            bare_cpu.append(cpu)
             new = library(REPO)
             lib_runs.append(new["times"][0])
+            lib_cpu.append(new["cpu"][0]["total"])
+            predict_windows = new["windows"]
             after_stages = new["stages_s"]
             if args.before is not None:
                 old = library(args.before)
@@ -719,6 +765,15 @@ def main() -> None:
                 float(np.median([g / b for g, b in zip(lib_runs, bare_runs, strict=True)])), 3
             ),
             "runs_s": {"bare": bare_runs, "library": lib_runs},
+            # CPU time (all threads, and the vectorising pool's processes): what the load
+            # changes least; on an idle machine both sides keep every core busy
+            "cpu_s": {"bare": bare_cpu, "library": lib_cpu},
+            "ratio_cpu_median": round(
+                float(np.median([g / b for g, b in zip(lib_cpu, bare_cpu, strict=True)])), 3
+            ),
+            "windows_bare": n,
+            "windows_predict": predict_windows,
+            "load_avg_at_repeats": loads,
             "stages_s": after_stages,
         }
         if before_runs:
@@ -734,12 +789,16 @@ def main() -> None:
             results["speed"]["km2_per_min_cli"] = round(km2 / (cli_s / 60), 4)  # type: ignore[index]
         print(json.dumps(results["speed"]), file=sys.stderr)
         if not args.skip_torchgeo:
-            tg_s, tg_objects = torchgeo_baseline(model, scene, args.window, args.batch_size)
+            load = os.getloadavg()[0]
+            tg_s, tg_objects, tg_cpu = torchgeo_baseline(model, scene, args.window, args.batch_size)
             ours = list(det.native.geometry)  # type: ignore[attr-defined]
             results["torchgeo"] = {
                 "torchgeo_s": round(tg_s, 2),
                 "geotl_library_s": round(lib_s, 2),
                 "speed_ratio_torchgeo_over_geotl": round(tg_s / lib_s, 3),
+                "torchgeo_cpu_s": round(tg_cpu, 2),
+                "cpu_ratio_torchgeo_over_geotl": round(tg_cpu / min(lib_cpu), 3),
+                "load_avg_at_start": load,
                 "speed_ratio_torchgeo_over_before": round(tg_s / min(before_runs), 3)
                 if before_runs
                 else None,

@@ -7,6 +7,7 @@ import hashlib
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -368,6 +369,7 @@ def predict_scene(
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
         crs = source.crs
+    cpu0 = time.thread_time()
     native = _frame(objects, crs, card.classes, scene_path.name, when, card.model_id)
     wgs = native.to_crs(4326)
     if len(wgs):
@@ -376,6 +378,7 @@ def predict_scene(
         wgs = wgs[keep].reset_index(drop=True)
         native = native[keep].reset_index(drop=True)
         native["area_m2"] = wgs["area_m2"].to_numpy()
+    stats.add_cpu("frame", time.thread_time() - cpu0)
     log.info(
         "%s: %d polygon(s) from %d window(s) in %.1f s (model %.1f s)",
         scene_path.name,

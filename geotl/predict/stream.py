@@ -75,7 +75,10 @@ class StreamStats:
     """Where the time went (seconds) and how much work was done.
 
     ``vectorise_s`` is the vectorising work summed over the pool's processes (it can exceed
-    the wall time when several run at once).
+    the wall time when several run at once). ``cpu_s`` is the CPU time of each stage
+    (``read``, ``model``: the forward passes' calling thread, ``write``, ``vectorise``: the
+    pool's processes and the thread that feeds them, ``frame``: the objects' table after
+    the stream), which the machine's load barely changes, unlike the wall times.
     """
 
     windows: int = 0
@@ -87,6 +90,15 @@ class StreamStats:
     wall_s: float = 0.0
     objects: int = 0
     extra: dict[str, float] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)
+
+    def add_cpu(self, stage: str, seconds: float) -> None:
+        """Add ``seconds`` of CPU time to ``stage`` (stages' threads add their own)."""
+        with _CPU_LOCK:
+            self.cpu_s[stage] = self.cpu_s.get(stage, 0.0) + seconds
+
+
+_CPU_LOCK = threading.Lock()
 
 
 class _Stop(Exception):
@@ -108,14 +120,20 @@ class _Pipeline:
         self.batches: queue.Queue[Any] = queue.Queue(maxsize=2)
         self.probabilities: queue.Queue[Any] = queue.Queue(maxsize=2)
 
-    def run_stage(self, stage: Callable[[], None]) -> None:
-        """Run ``stage``; its error stops every stage (and is raised by the caller later)."""
+    def run_stage(self, stage: Callable[[], None], name: str, stats: StreamStats) -> None:
+        """Run ``stage``; its error stops every stage (and is raised by the caller later).
+
+        The thread's CPU time goes to ``stats.cpu_s[name]``.
+        """
+        cpu0 = time.thread_time()
         try:
             stage()
         except _Stop:
             pass
         except BaseException as exc:
             self.fail(exc)
+        finally:
+            stats.add_cpu(name, time.thread_time() - cpu0)
 
     def fail(self, exc: BaseException) -> None:
         self.errors.append(exc)
@@ -266,6 +284,7 @@ class _WindowReader:
     def _work(self) -> None:
         """One read-ahead thread: its own handle (opened and closed here), the next windows."""
         assert self.open_source is not None
+        cpu0 = time.thread_time()
         try:
             with self.open_source() as ds:
                 while True:
@@ -285,6 +304,8 @@ class _WindowReader:
                         self._cond.notify_all()
         except BaseException as exc:
             self.pipe.fail(exc)
+        finally:
+            self.stats.add_cpu("read", time.thread_time() - cpu0)
 
 
 class _RowWriter:
@@ -455,6 +476,10 @@ class _Vectoriser:
                 while True:
                     self.objects.extend(res.objects)
                     self.stats.vectorise_s += res.seconds
+                    self.stats.add_cpu("vectorise", res.cpu_s)
+                    self.stats.extra["pool_cpu_s"] = (
+                        self.stats.extra.get("pool_cpu_s", 0.0) + res.cpu_s
+                    )
                     chunk = chunk[res.cores_done :]
                     if not chunk:
                         break
@@ -558,7 +583,10 @@ def infer_and_vectorise(
             stages = {"read": reader.run, "write": writer.run, "vectorise": vectoriser.run}
             threads = [
                 threading.Thread(
-                    target=pipe.run_stage, args=(stage,), name=f"geotl-{name}", daemon=True
+                    target=pipe.run_stage,
+                    args=(stage, name, stats),
+                    name=f"geotl-{name}",
+                    daemon=True,
                 )
                 for name, stage in stages.items()
             ]
@@ -622,10 +650,11 @@ def _run_model(
                 pipe.put(pipe.probabilities, None)
                 return
             batch, arr, valids = item
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.thread_time()
             out = _flip_averaged(engine, arr) if flip_tta else device_probabilities(engine, arr)
             valid_t = torch.from_numpy(valids).to(out.device, non_blocking=True)
             stats.model_s += time.perf_counter() - t0
+            stats.add_cpu("model", time.thread_time() - cpu0)
             stats.batches += 1
             pipe.put(pipe.probabilities, (batch, out, valid_t))
             if progress is not None:

@@ -149,22 +149,62 @@ def _polygonal(geom: BaseGeometry) -> BaseGeometry:
     return parts[0] if len(parts) == 1 else MultiPolygon(parts)
 
 
-def _finish_geometry(geom_px: BaseGeometry, simplify_px: float, transform: Affine) -> BaseGeometry:
-    """Repair, canonicalise, simplify (in pixels) and georeference one polygon."""
-    if not geom_px.is_valid:
-        geom_px = _polygonal(shapely.make_valid(geom_px))
-    geom_px = shapely.normalize(geom_px)
+def _polygons_from_shapes(shapes: list[dict[str, Any]]) -> np.ndarray:
+    """Traced polygons (GeoJSON-like, ``rasterio.features.shapes``) as shapely polygons.
+
+    Built in one call for all their rings, not ring by ring in Python.
+
+    >>> sq = {"type": "Polygon", "coordinates": [[(0, 0), (2, 0), (2, 2), (0, 2), (0, 0)]]}
+    >>> _polygons_from_shapes([sq])[0].area
+    4.0
+    """
+    if any(g["type"] != "Polygon" for g in shapes):  # never from GDAL's polygonize; safe
+        return np.array([shape(g) for g in shapes], dtype=object)
+    rings = [np.asarray(ring, dtype=np.float64) for g in shapes for ring in g["coordinates"]]
+    if not rings:
+        return np.empty(0, dtype=object)
+    ring_of_point = np.repeat(np.arange(len(rings)), [len(r) for r in rings])
+    polygon_of_ring = np.repeat(np.arange(len(shapes)), [len(g["coordinates"]) for g in shapes])
+    # the first ring of each polygon is its shell, the others its holes
+    built: np.ndarray = shapely.polygons(
+        shapely.linearrings(np.concatenate(rings), indices=ring_of_point),
+        indices=polygon_of_ring,
+    )
+    return built
+
+
+def _finish_geometries(geoms_px: np.ndarray, simplify_px: float, transform: Affine) -> np.ndarray:
+    """Repair, canonicalise, simplify (in pixels) and georeference polygons.
+
+    Each polygon on its own (the same as one at a time); validity, canonical form and the
+    affine transform run over the whole array at once.
+    """
+    geoms_px = geoms_px.copy()
+    for i in np.flatnonzero(~shapely.is_valid(geoms_px)):
+        geoms_px[i] = _polygonal(shapely.make_valid(geoms_px[i]))
+    geoms_px = shapely.normalize(geoms_px)
     if simplify_px > 0:
         # GEOS's coverage simplifier (topology-preserving Visvalingam-Whyatt) keeps rings
         # valid and holes inside like simplify(preserve_topology=True), but stays linear on
         # the huge many-holed polygons a noisy map gives (200k vertices: 0.9 s, not 20 s).
-        simplified = shapely.coverage_simplify(np.asarray([geom_px]), simplify_px)[0]
-        if not simplified.is_empty:
-            geom_px = simplified
-            if not geom_px.is_valid:
-                geom_px = shapely.normalize(_polygonal(shapely.make_valid(geom_px)))
+        # One coverage per polygon: polygons are simplified independently.
+        simplified = np.array(
+            [shapely.coverage_simplify(np.asarray([g]), simplify_px)[0] for g in geoms_px],
+            dtype=object,
+        )
+        took = ~shapely.is_empty(simplified)
+        geoms_px[took] = simplified[took]
+        for i in np.flatnonzero(took & ~shapely.is_valid(geoms_px)):
+            geoms_px[i] = shapely.normalize(_polygonal(shapely.make_valid(geoms_px[i])))
     t = transform
-    return shapely.affinity.affine_transform(geom_px, [t.a, t.b, t.d, t.e, t.c, t.f])
+
+    def affine(xy: np.ndarray) -> np.ndarray:
+        # shapely.affinity.affine_transform's arithmetic, over every polygon's points
+        x, y = xy[:, 0], xy[:, 1]
+        return np.stack([t.a * x + t.b * y + t.c, t.d * x + t.e * y + t.f], axis=1)
+
+    out: np.ndarray = shapely.transform(geoms_px, affine)
+    return out
 
 
 def min_pixels_for(min_area_m2: float, pixel_area_m2: float) -> int:
@@ -236,13 +276,15 @@ def label_classes(
     >>> labels.tolist(), classes
     ([[1, 1, 0, 2], [0, 0, 0, 2]], [0, 1, 2])
     """
-    labels = np.zeros(class_map.shape, dtype=np.int32)
     label_class: list[int] = [0]
     next_label = 1
     present = np.flatnonzero(np.bincount(class_map.ravel(), minlength=1))
-    for cls_i in (int(c) for c in present):
-        if cls_i in (0, nodata_class):
-            continue
+    classes = [int(c) for c in present if int(c) not in (0, nodata_class)]
+    if len(classes) == 1:  # one class: its labels are the labels
+        labels, n = ndimage.label(class_map == classes[0], structure=_CROSS, output=np.int32)
+        return labels, label_class + [classes[0]] * n
+    labels = np.zeros(class_map.shape, dtype=np.int32)
+    for cls_i in classes:
         lab, n = ndimage.label(class_map == cls_i, structure=_CROSS, output=np.int32)
         if n == 0:
             continue
@@ -278,7 +320,8 @@ def vectorise_labels(
         row_off: see :func:`vectorise`.
         col_off: see :func:`vectorise`.
         only: boolean per label: vectorise only these labels (default: all).
-        slices: ``scipy.ndimage.find_objects(labels)`` when the caller has it.
+        slices: ``scipy.ndimage.find_objects(labels)`` when the caller has it (None for
+            the labels that ``only`` leaves out is enough).
 
     Returns:
         Objects sorted by first pixel (raster order), then class.
@@ -302,14 +345,17 @@ def vectorise_labels(
     firsts = _first_pixels(labels, [s if keep[i] else None for i, s in enumerate(slices, 1)])
     px_transform = Affine.translation(col_off, row_off)
     # only the kept labels are traced (the others are masked out: same rings for the kept)
-    for geom_json, value in rasterio.features.shapes(
-        labels, mask=keep[labels], connectivity=4, transform=px_transform
-    ):
+    traced = list(
+        rasterio.features.shapes(labels, mask=keep[labels], connectivity=4, transform=px_transform)
+    )
+    geoms = _finish_geometries(
+        _polygons_from_shapes([g for g, _ in traced]), simplify_px, transform
+    )
+    for geom, (_, value) in zip(geoms, traced, strict=True):
         lab_id = int(value)
         sl = slices[lab_id - 1]
         assert sl is not None
         r0, c0 = firsts[lab_id]
-        geom = _finish_geometry(shape(geom_json), simplify_px, transform)
         if geom.is_empty:
             continue
         score = float(sums[lab_id] / counts[lab_id]) if scores is not None else float("nan")
@@ -405,19 +451,35 @@ def vectorise_window(
         ):
             return [], False  # an owned object may continue outside: a larger halo
         owned_labels.append(lab)
+    if not owned_labels:
+        return [], True
     only = np.zeros(len(label_class), dtype=bool)
     only[owned_labels] = True
+    # trace inside the owned objects' bounding box only (a retried window's halo can be
+    # larger than its core): every owned pixel is in it, the other labels are masked out
+    boxes = [slices[lab - 1] for lab in owned_labels]
+    top, left = min(b[0].start for b in boxes), min(b[1].start for b in boxes)
+    bottom, right = max(b[0].stop for b in boxes), max(b[1].stop for b in boxes)
+    crop = (slice(top, bottom), slice(left, right))
     owned = vectorise_labels(
-        labels,
+        labels[crop],
         label_class,
         transform,
-        scores=scores,
+        scores=None if scores is None else scores[crop],
         simplify_px=simplify_px,
         min_pixels=min_pixels,
-        row_off=r_row,
-        col_off=r_col,
+        row_off=r_row + top,
+        col_off=r_col + left,
         only=only,
-        slices=slices,
+        slices=[
+            (
+                slice(sl[0].start - top, sl[0].stop - top),
+                slice(sl[1].start - left, sl[1].stop - left),
+            )
+            if sl is not None and only[lab]
+            else None
+            for lab, sl in enumerate(slices, start=1)
+        ],
     )
     return owned, True
 
@@ -430,11 +492,18 @@ def _first_pixels(
     The leftmost pixel of the top row of the label's bounding box.
     """
     out: dict[int, tuple[int, int]] = {}
+    if not any(sl is not None for sl in slices):
+        return out
+    # the smallest raster index of each label, over all labelled pixels at once
+    flat = labels.ravel()
+    at = np.flatnonzero(flat)
+    first = np.full(len(slices) + 1, flat.size, dtype=np.int64)
+    np.minimum.at(first, flat[at], at)
+    width = labels.shape[1]
     for lab, sl in enumerate(slices, start=1):
-        if sl is None:
-            continue
-        r0 = sl[0].start
-        out[lab] = (r0, sl[1].start + int(np.argmax(labels[r0, sl[1]] == lab)))
+        if sl is not None:
+            r0, c0 = divmod(int(first[lab]), width)
+            out[lab] = (r0, c0)
     return out
 
 

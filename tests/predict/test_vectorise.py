@@ -139,3 +139,29 @@ def test_class_map_threshold_and_valid() -> None:
     assert score[0, 0] == pytest.approx(0.4)
     with pytest.raises(ValueError):
         class_map_from_probabilities(p[:1])
+
+
+def test_polygons_built_at_once_equal_shape_by_shape() -> None:
+    import rasterio.features
+    from shapely.geometry import shape
+
+    cm, _ = _blobs(5, classes=1)
+    cm[40:50, 40:50] = 1
+    cm[44:46, 44:46] = 0  # a hole
+    labels, _ = vec.label_classes(cm)
+    traced = [g for g, _ in rasterio.features.shapes(labels, mask=labels > 0, connectivity=4)]
+    built = vec._polygons_from_shapes(traced)
+    assert len(built) == len(traced) > 5
+    assert any(len(p.interiors) for p in built)
+    for got, geojson in zip(built, traced, strict=True):
+        assert got.equals_exact(shape(geojson), 0)
+
+
+def test_first_pixels_are_the_first_in_raster_order() -> None:
+    cm, _ = _blobs(6)
+    labels, _ = vec.label_classes(cm)
+    slices = ndimage.find_objects(labels)
+    got = vec._first_pixels(labels, slices)
+    for lab in range(1, labels.max() + 1):
+        rows, cols = np.nonzero(labels == lab)
+        assert got[lab] == (rows[0], cols[0])  # np.nonzero walks in raster order

@@ -1,0 +1,32 @@
+"""The PyTorch engine: channels-last on the CPU, the same probabilities as the network."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from geotl.models.network import NetworkSpec, build_network
+from geotl.predict.engine import TorchEngine
+
+
+def test_channels_last_on_cpu_gives_the_networks_probabilities() -> None:
+    spec = NetworkSpec(
+        encoder="tu-mobilenetv3_small_050",
+        in_channels=3,
+        num_classes=3,
+        encoder_depth=3,
+        decoder_channels=(16, 8, 8),
+    )
+    torch.manual_seed(0)
+    net = build_network(spec).eval()
+    x = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    with torch.inference_mode():
+        want = torch.softmax(net(torch.from_numpy(x)), dim=1)[:, 1:].numpy()
+    engine = TorchEngine(net, torch.device("cpu"))
+    weights = [p for p in net.parameters() if p.ndim == 4]
+    assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+    got = engine.tensor_probabilities(x)
+    assert got.is_contiguous() and got.shape == (2, 2, 64, 64)  # NCHW for the blending
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
+    TorchEngine(net, torch.device("cpu"))  # a second engine on the same network: no-op
+    np.testing.assert_allclose(engine.probabilities(x), want, atol=1e-5)

@@ -636,7 +636,11 @@ def main() -> None:
     ap.add_argument("--encoder", default="tu-mobilenetv3_small_050")
     ap.add_argument("--depth", type=int, default=5)
     ap.add_argument("--window", type=int, default=256)
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        help="windows per forward pass, for every side (default: predict's for the device)",
+    )
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument(
         "--model",
@@ -682,6 +686,13 @@ def main() -> None:
     args = ap.parse_args()
     if args.model is not None:
         args.model = args.model.resolve()  # the timing children run elsewhere
+    if args.batch_size is None:  # predict's default for a PyTorch network on the device
+        from types import SimpleNamespace
+
+        from geotl.predict import PredictOptions
+
+        torch_model = SimpleNamespace(engine=None, device=torch.device(args.device))
+        args.batch_size = PredictOptions().batch_for(args.window, torch_model)  # type: ignore[arg-type]
     torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
     results: dict[str, object] = {
         "machine": f"{os.cpu_count()} CPU(s), torch {torch.__version__}, threads {torch.get_num_threads()}"

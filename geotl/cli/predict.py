@@ -67,9 +67,8 @@ from geotl.predict.engine import ENGINES
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="Windows per forward pass.",
+    help="Windows per forward pass (default: 8; PyTorch on the CPU: 4 of 256 px, as many "
+    "as make 262,144 px).",
 )
 @click.option(
     "--window",
@@ -122,7 +121,7 @@ def command(
     threads: int | None,
     workers: int | None,
     read_threads: int | None,
-    batch_size: int,
+    batch_size: int | None,
     window_px: int | None,
     overlap_px: int | None,
     threshold: float | None,

@@ -30,3 +30,19 @@ def test_channels_last_on_cpu_gives_the_networks_probabilities() -> None:
     np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
     TorchEngine(net, torch.device("cpu"))  # a second engine on the same network: no-op
     np.testing.assert_allclose(engine.probabilities(x), want, atol=1e-5)
+
+
+def test_batch_default_fills_the_cpu_caches_with_pytorch_only() -> None:
+    from dataclasses import replace
+
+    from geotl.predict import PredictOptions
+
+    from . import data
+
+    cpu = data.threshold_artefact()
+    assert PredictOptions().batch_for(256, cpu) == 4
+    assert PredictOptions().batch_for(512, cpu) == 1
+    assert PredictOptions().batch_for(1024, cpu) == 1
+    assert PredictOptions(batch_size=3).batch_for(256, cpu) == 3
+    assert PredictOptions().batch_for(256, replace(cpu, device=torch.device("cuda"))) == 8
+    assert PredictOptions().batch_for(256, replace(cpu, engine=object())) == 8  # type: ignore[arg-type]

@@ -438,9 +438,8 @@ def vectorise_window(
     # ownership and cuts from the labels alone: only owned objects are traced
     slices = ndimage.find_objects(labels)
     owned_labels: list[int] = []
-    for lab, (r0, c0) in _first_pixels(labels, slices).items():
-        if not (c_row <= r0 + r_row < c_row + c_h and c_col <= c0 + r_col < c_col + c_w):
-            continue
+    core_local = Window(c_col - r_col, c_row - r_row, c_w, c_h)
+    for lab in _labels_starting_in(labels, slices, core_local):
         sl = slices[lab - 1]
         assert sl is not None
         if (
@@ -492,18 +491,42 @@ def _first_pixels(
     The leftmost pixel of the top row of the label's bounding box.
     """
     out: dict[int, tuple[int, int]] = {}
-    if not any(sl is not None for sl in slices):
-        return out
-    # the smallest raster index of each label, over all labelled pixels at once
-    flat = labels.ravel()
-    at = np.flatnonzero(flat)
-    first = np.full(len(slices) + 1, flat.size, dtype=np.int64)
-    np.minimum.at(first, flat[at], at)
-    width = labels.shape[1]
     for lab, sl in enumerate(slices, start=1):
-        if sl is not None:
-            r0, c0 = divmod(int(first[lab]), width)
-            out[lab] = (r0, c0)
+        if sl is None:
+            continue
+        r0 = sl[0].start
+        out[lab] = (r0, sl[1].start + int(np.argmax(labels[r0, sl[1]] == lab)))
+    return out
+
+
+def _labels_starting_in(
+    labels: np.ndarray, slices: list[tuple[slice, slice] | None], core: Window
+) -> list[int]:
+    """The labels whose first pixel (raster order) lies in ``core`` (local to ``labels``).
+
+    The bounding boxes decide it (a label's first pixel is in its box's top row); its
+    column is looked up only for the boxes that straddle the core's left or right edge.
+
+    >>> labels = np.array([[0, 1, 1], [2, 2, 1]], dtype=np.int32)
+    >>> _labels_starting_in(labels, ndimage.find_objects(labels), Window(0, 0, 2, 2))
+    [1, 2]
+    >>> _labels_starting_in(labels, ndimage.find_objects(labels), Window(2, 0, 1, 2))
+    []
+    """
+    row0, col0 = core.row_off, core.col_off
+    row1, col1 = row0 + core.height, col0 + core.width
+    out: list[int] = []
+    for lab, sl in enumerate(slices, start=1):
+        if sl is None or not row0 <= sl[0].start < row1:
+            continue
+        left, right = sl[1].start, sl[1].stop
+        if left >= col1 or right <= col0:
+            continue
+        if left < col0 or right > col1:  # straddles an edge: the first pixel's column
+            first = left + int(np.argmax(labels[sl[0].start, sl[1]] == lab))
+            if not col0 <= first < col1:
+                continue
+        out.append(lab)
     return out
 
 

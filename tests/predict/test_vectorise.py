@@ -165,3 +165,22 @@ def test_first_pixels_are_the_first_in_raster_order() -> None:
     for lab in range(1, labels.max() + 1):
         rows, cols = np.nonzero(labels == lab)
         assert got[lab] == (rows[0], cols[0])  # np.nonzero walks in raster order
+
+
+@pytest.mark.parametrize("core", [(0, 0, 40, 50), (30, 45, 37, 41), (60, 100, 40, 50)])
+def test_labels_starting_in_a_core_are_those_whose_first_pixel_it_holds(
+    core: tuple[int, int, int, int],
+) -> None:
+    from rasterio.windows import Window
+
+    cm, _ = _blobs(7)
+    labels, _ = vec.label_classes(cm)
+    slices = ndimage.find_objects(labels)
+    row, col, h, w = core
+    want = [
+        lab
+        for lab, (r, c) in vec._first_pixels(labels, slices).items()
+        if row <= r < row + h and col <= c < col + w
+    ]
+    assert want
+    assert vec._labels_starting_in(labels, slices, Window(col, row, w, h)) == want

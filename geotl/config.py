@@ -139,9 +139,11 @@ class ModelConfig(_Strict):
     val_every: int = Field(default=50, gt=0)
     min_steps: int | None = Field(default=None, ge=0)
     warmup_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
-    # passes over the train chips instead of steps (the recipe before steps; with it,
-    # validation follows every pass)
+    # epochs instead of steps: an epoch is a pass over the train chips, but at least
+    # samples_per_epoch random windows, so a small region still gets enough updates;
+    # validation follows every epoch
     epochs: int | None = Field(default=None, gt=0)
+    samples_per_epoch: int = Field(default=400, gt=0)
     window_px: int | None = Field(default=None, gt=0)  # training windows (default: <= 128)
     # off by default: on Sentinel-2 fields and SpaceNet buildings it cost 0.05-0.15 test IoU
     # (BENCHMARKS "Issue 8, third pass"); turn it on when regions differ in resolution

@@ -16,7 +16,12 @@ Variants (``--variants``, comma-separated):
 - ``partial``: early encoder stages frozen, the rest at the decoder's rate;
 - ``nojit`` / ``partial_nojit``: ``default`` / ``partial`` without scale jitter;
 - ``jit``: ``default`` with the scale jitter of the defaults before 2026-11-30 (0.25);
-- ``plain``: ``scripts/baseline_plain.py`` on the same train (+ val) chips.
+- ``default_last`` / ``full_last``: keep the last weights (``min_steps`` = steps: no
+  selection by validation);
+- ``design``: ``[model] epochs = 20`` as in DESIGN.md's region file (epochs of at least
+  ``samples_per_epoch`` windows), instead of ``--steps``;
+- ``plain``: ``scripts/baseline_plain.py`` on the same train (+ val) chips;
+- ``plain_train``: the plain script on the train chips only (what geotl trains on).
 
 Each result is one JSON line on stdout and in ``WORK/results.jsonl``::
 
@@ -57,6 +62,9 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "partial": ({"freeze": "partial"}, {"encoder_lr": 1e-3}),
     "nojit": ({"scale_jitter": 0.0}, {}),
     "jit": ({"scale_jitter": 0.25}, {}),
+    "default_last": ({}, {"min_steps": "steps"}),
+    "full_last": ({"freeze": "none"}, {"encoder_lr": 1e-3, "min_steps": "steps"}),
+    "design": ({"epochs": 20}, {"steps": None}),
     "partial_nojit": ({"freeze": "partial", "scale_jitter": 0.0}, {"encoder_lr": 1e-3}),
 }
 
@@ -93,9 +101,17 @@ def main() -> None:
     for variant in args.variants.split(","):
         out = work / f"{args.region}-{variant}-s{args.seed}-n{args.steps}-b{args.budget}"
         t0 = time.perf_counter()
-        if variant == "plain":
+        if variant in ("plain", "plain_train"):
+            splits = "train" if variant == "plain_train" else "train,val"
             bt.train_plain(
-                load_region(region_path), chips, out, args.base, args.budget, args.seed, ns
+                load_region(region_path),
+                chips,
+                out,
+                args.base,
+                args.budget,
+                args.seed,
+                ns,
+                splits,
             )
         else:
             keys, overrides = VARIANTS[variant]
@@ -106,15 +122,19 @@ def main() -> None:
             path = bt.write_region(work / "regions" / f"{args.region}-{variant}.toml", top, tables)
             if overrides.get("window_px") == "chip":
                 overrides = overrides | {"window_px": args.chip_px}
+            if overrides.get("min_steps") == "steps":
+                overrides = overrides | {"min_steps": args.steps}
             opts = TrainOptions(
-                chips=(chips,),
+                **{
+                    "chips": (chips,),
+                    "steps": args.steps,
+                    "val_every": max(1, min(50, args.steps // 5)),
+                }
+                | overrides,
                 base=args.base,
                 max_labels=args.budget,
-                steps=args.steps,
-                val_every=max(1, min(50, args.steps // 5)),
                 seed=args.seed,
                 overwrite=True,
-                **overrides,
             )
             train_model([load_region(path)], out, opts)
         wall = time.perf_counter() - t0

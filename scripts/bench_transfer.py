@@ -328,8 +328,9 @@ def train_plain(
     budget: int | None,
     seed: int,
     args: argparse.Namespace,
+    splits: str = "train,val",
 ) -> Any:
-    """Run scripts/baseline_plain.py and wrap its weights into a geotl model card."""
+    """Run scripts/baseline_plain.py on ``splits`` and wrap its weights into a model card."""
     import numpy as np
     import pandas as pd
     from safetensors.torch import load_file
@@ -353,7 +354,7 @@ def train_plain(
         sys.executable,
         str(REPO / "scripts" / "baseline_plain.py"),
         "--chips", str(data), "--out", str(raw), "--init", init,
-        "--steps", str(args.steps), "--seed", str(seed),
+        "--steps", str(args.steps), "--seed", str(seed), "--splits", splits,
         "--threads", str(torch.get_num_threads()), "--device", args.device,
     ]  # fmt: skip
     subprocess.run(cmd, check=True)

@@ -50,7 +50,11 @@ def det_region(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def det_model(det_region: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("detmodel") / "m"
-    train_model([load_region(det_region)], out, TrainOptions(epochs=2, batch_size=4, seed=0))
+    train_model(
+        [load_region(det_region)],
+        out,
+        TrainOptions(epochs=2, samples_per_epoch=1, batch_size=4, seed=0),
+    )
     return out
 
 
@@ -139,14 +143,18 @@ def test_segmentation_base_refused_for_detection(
         train_model(
             [load_region(det_region)],
             tmp_path / "m",
-            TrainOptions(base=f"model:{demo_model}", epochs=1),
+            TrainOptions(base=f"model:{demo_model}", epochs=1, samples_per_epoch=1),
         )
 
 
 def test_detection_base_refused_for_segmentation(det_model: Path, tmp_path: Path) -> None:
     region = load_region(REPO / "regions" / "demo-osbs.toml")
     with pytest.raises(BaseModelError, match="is a detection model"):
-        train_model([region], tmp_path / "m", TrainOptions(base=f"model:{det_model}", epochs=1))
+        train_model(
+            [region],
+            tmp_path / "m",
+            TrainOptions(base=f"model:{det_model}", epochs=1, samples_per_epoch=1),
+        )
 
 
 def test_card_is_json(det_model: Path) -> None:

@@ -49,7 +49,7 @@ def test_end_to_end_train_writes_artefact(demo_model):
         and card.regions[0].labels_used == card.regions[0].labels_available > 0
     )
     assert len(card.normalisation.mean) == 3 and 0 < card.normalisation.mean[0] < 255
-    # epochs=2: two passes of ceil(train chips / 8) steps, validated after each
+    # epochs=2, samples_per_epoch=1: two passes of ceil(train chips / 8) steps, validated after each
     assert card.metrics["validations"] == 2 and 0 <= card.metrics["val_iou"] <= 1
     assert (
         card.metrics["steps_run"]
@@ -67,7 +67,7 @@ def test_same_seed_same_metrics(demo_chips, demo_model, tmp_path):
     card = train_model(
         [region],
         tmp_path / "again",
-        TrainOptions(chips=(demo_chips,), epochs=2, seed=0, batch_size=8),
+        TrainOptions(chips=(demo_chips,), epochs=2, samples_per_epoch=1, seed=0, batch_size=8),
     )
     first = read_card(demo_model)
     assert card.metrics["history"] == first.metrics["history"]
@@ -86,7 +86,9 @@ def test_model_base_maps_classes_by_name(demo_chips, demo_model, tmp_path):
     region = load_region(region_file)
     out = tmp_path / "ft"
     card = train_model(
-        [region], out, TrainOptions(base=f"model:{demo_model}", epochs=1, batch_size=8)
+        [region],
+        out,
+        TrainOptions(base=f"model:{demo_model}", epochs=1, samples_per_epoch=1, batch_size=8),
     )
     assert card.classes == ["shrub", "tree"] and card.base.id == f"model:{demo_model}"
     assert (out / "chips" / "chipset.json").is_file()
@@ -102,7 +104,9 @@ def test_chips_of_another_region_refused(demo_chips, tmp_path):
     )
     with pytest.raises(GeotlInputError, match="cut for region 'demo-osbs'"):
         train_model(
-            [load_region(other)], tmp_path / "m", TrainOptions(chips=(demo_chips,), epochs=1)
+            [load_region(other)],
+            tmp_path / "m",
+            TrainOptions(chips=(demo_chips,), epochs=1, samples_per_epoch=1),
         )
 
 
@@ -125,7 +129,9 @@ def test_too_few_labels(demo_chips, tmp_path):
 
     write_chip_index(chips, frame, index.meta)
     with pytest.raises(LabelError, match="no labelled object in the train split"):
-        train_model([region], tmp_path / "m", TrainOptions(chips=(chips,), epochs=1))
+        train_model(
+            [region], tmp_path / "m", TrainOptions(chips=(chips,), epochs=1, samples_per_epoch=1)
+        )
 
 
 def _demo_variant(tmp_path: Path, old: str, new: str) -> Path:

@@ -56,7 +56,8 @@ from geotl.train.devices import STRATEGIES, DeviceLayout, launched_rank
     "--epochs",
     type=click.IntRange(min=1),
     default=None,
-    help="Passes over the train chips instead of --steps (validation after each).",
+    help="Epochs instead of --steps: passes over the train chips, at least "
+    "[model] samples_per_epoch windows each (validation after each).",
 )
 @click.option(
     "--freeze",

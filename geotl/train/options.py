@@ -20,7 +20,8 @@ class TrainOptions:
     base: str | None = None
     max_labels: int | None = None
     steps: int | None = None
-    epochs: int | None = None  # passes over the train chips instead of steps
+    epochs: int | None = None  # epochs of at least samples_per_epoch windows instead of steps
+    samples_per_epoch: int | None = None
     val_every: int | None = None
     min_steps: int | None = None
     freeze: str | None = None
@@ -47,6 +48,7 @@ class Settings:
     base: str
     steps: int | None  # None: epochs
     epochs: int | None
+    samples_per_epoch: int
     val_every: int
     min_steps: int | None
     warmup_fraction: float
@@ -90,6 +92,7 @@ def resolve_settings(regions: list[Region], options: TrainOptions) -> Settings:
         base=options.base or cfg.base,
         steps=steps,
         epochs=epochs,
+        samples_per_epoch=options.samples_per_epoch or cfg.samples_per_epoch,
         val_every=options.val_every or cfg.val_every,
         min_steps=options.min_steps if options.min_steps is not None else cfg.min_steps,
         warmup_fraction=cfg.warmup_fraction,
@@ -110,22 +113,27 @@ def resolve_settings(regions: list[Region], options: TrainOptions) -> Settings:
 def resolve_schedule(settings: Settings, n_train_chips: int, region: Region) -> Schedule:
     """Steps, validation interval, minimum and warm-up for this run.
 
-    With ``epochs``, a pass is ``ceil(chips / batch_size)`` steps and validation follows
-    every pass (no minimum). With ``steps``, early stopping never ends a run before
-    ``min_steps`` (default: a third of ``steps``).
+    With ``epochs``, an epoch is ``ceil(max(chips, samples_per_epoch) / batch_size)`` steps
+    (random windows, so a region of 16 chips still gets a useful number of updates) and
+    validation follows every epoch. Either way early stopping never ends a run, nor does
+    selection keep weights, before ``min_steps`` (default: a third of the steps).
 
     Raises:
         GeotlInputError: so few steps that no validation would run.
 
     >>> from types import SimpleNamespace as NS
-    >>> s = NS(steps=None, epochs=3, batch_size=8, val_every=50, min_steps=None, warmup_fraction=0.1)
-    >>> resolve_schedule(s, 21, NS(path="r.toml"))
-    Schedule(steps=9, val_every=3, min_steps=0, warmup_steps=1)
+    >>> s = NS(steps=None, epochs=20, samples_per_epoch=400, batch_size=16, val_every=50,
+    ...        min_steps=None, warmup_fraction=0.1)
+    >>> resolve_schedule(s, 16, NS(path="r.toml"))      # 16 chips: 25 steps per epoch
+    Schedule(steps=500, val_every=25, min_steps=166, warmup_steps=50)
+    >>> resolve_schedule(s, 3200, NS(path="r.toml"))    # 3200 chips: one pass, 200 steps
+    Schedule(steps=4000, val_every=200, min_steps=1333, warmup_steps=400)
     """
     if settings.steps is None:
         assert settings.epochs is not None
-        per_pass = max(1, math.ceil(max(n_train_chips, settings.batch_size) / settings.batch_size))
-        steps, val_every, min_steps = settings.epochs * per_pass, per_pass, 0
+        windows = max(n_train_chips, settings.samples_per_epoch, settings.batch_size)
+        per_epoch = max(1, math.ceil(windows / settings.batch_size))
+        steps, val_every = settings.epochs * per_epoch, per_epoch
     else:
         steps, val_every = settings.steps, settings.val_every
         if steps < val_every:
@@ -134,7 +142,7 @@ def resolve_schedule(settings: Settings, n_train_chips: int, region: Region) -> 
                 f"raise --steps or set [model] val_every = {max(1, steps // 5)}",
                 region.path,
             )
-        min_steps = min(steps, settings.min_steps if settings.min_steps is not None else steps // 3)
+    min_steps = min(steps, settings.min_steps if settings.min_steps is not None else steps // 3)
     return Schedule(
         steps=steps,
         val_every=val_every,

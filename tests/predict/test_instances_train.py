@@ -52,7 +52,9 @@ def test_train_evaluate_predict(demo_chips: Path, tmp_path: Path) -> None:
     region = load_region(_instances_region(tmp_path))
     out = tmp_path / "m"
     card = train_model(
-        [region], out, TrainOptions(chips=(demo_chips,), epochs=1, seed=0, batch_size=8)
+        [region],
+        out,
+        TrainOptions(chips=(demo_chips,), epochs=1, samples_per_epoch=1, seed=0, batch_size=8),
     )
     assert card.task == "instances" and card.classes == ["tree"]
     art = load_artefact(out)
@@ -79,5 +81,9 @@ def test_model_base_of_another_task_is_refused(demo_model: Path, tmp_path: Path)
     with pytest.raises(
         BaseModelError, match="is a segmentation model, the region's task is instances"
     ) as err:
-        train_model([region], tmp_path / "x", TrainOptions(base=f"model:{demo_model}", epochs=1))
+        train_model(
+            [region],
+            tmp_path / "x",
+            TrainOptions(base=f"model:{demo_model}", epochs=1, samples_per_epoch=1),
+        )
     assert err.value.path == region.path

@@ -19,7 +19,8 @@ Variants (``--variants``, comma-separated):
 - ``default_last`` / ``full_last``: keep the last weights (``min_steps`` = steps: no
   selection by validation);
 - ``design``: ``[model] epochs = 20`` as in DESIGN.md's region file (epochs of at least
-  ``samples_per_epoch`` windows), instead of ``--steps``;
+  ``samples_per_epoch`` windows), instead of ``--steps``; ``design_old``: the same with
+  epochs of one pass over the train chips (``samples_per_epoch = 1``: geotl before stop 19);
 - ``plain``: ``scripts/baseline_plain.py`` on the same train (+ val) chips;
 - ``plain_train``: the plain script on the train chips only (what geotl trains on).
 
@@ -65,6 +66,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "default_last": ({}, {"min_steps": "steps"}),
     "full_last": ({"freeze": "none"}, {"encoder_lr": 1e-3, "min_steps": "steps"}),
     "design": ({"epochs": 20}, {"steps": None}),
+    "design_old": ({"epochs": 20, "samples_per_epoch": 1}, {"steps": None, "min_steps": 0}),
     "partial_nojit": ({"freeze": "partial", "scale_jitter": 0.0}, {"encoder_lr": 1e-3}),
 }
 

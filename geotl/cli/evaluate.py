@@ -47,6 +47,12 @@ def _int_list(text: str) -> list[int]:
     help="Base ids for --curve, comma-separated.",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs per curve run.")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Optimizer steps per curve run (wins over --epochs; default: [model]).",
+)
 @seed_option()
 @device_option()
 def command(
@@ -57,6 +63,7 @@ def command(
     curve: str | None,
     bases: str,
     epochs: int | None,
+    steps: int | None,
     seed: int,
     device: str,
 ) -> None:
@@ -72,7 +79,12 @@ def command(
         budgets = _int_list(curve)
         base_ids = [b.strip() for b in bases.split(",") if b.strip()]
         options = TrainOptions(
-            chips=(chips_dir,) if chips_dir else (), epochs=epochs, seed=seed, device=device
+            chips=(chips_dir,) if chips_dir else (),
+            epochs=epochs,
+            steps=steps,
+            val_every=None if steps is None else min(steps, region.model.val_every),
+            seed=seed,
+            device=device,
         )
         table = label_curve(region, model_dir, budgets, base_ids, options, out_json=out_file)
         click.echo(json.dumps(table, indent=2))

@@ -127,8 +127,8 @@ def test_curve_small(demo_chips, tmp_path):
             "3,8",
             "--bases",
             "pkg:efficientnet-lite0,none",
-            "--epochs",
-            "1",
+            "--steps",
+            "2",
         ],
     )
     assert res.exit_code == 0, res.stderr

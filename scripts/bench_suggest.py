@@ -411,6 +411,10 @@ def _interp_reach(xs: np.ndarray, ys: np.ndarray, target: float) -> float:
     return math.nan
 
 
+def _pct(share: float) -> str:
+    return f"{share:.0%}" if np.isfinite(share) else "never"
+
+
 def _per_seed(frame: pd.DataFrame) -> list[str]:
     """The goal per seed, paired: labels needed, and IoU at equal labelled objects.
 
@@ -460,7 +464,7 @@ def _per_seed(frame: pd.DataFrame) -> list[str]:
         share = (
             f"{r['share']:.0%}"
             if np.isfinite(r["share"])
-            else ("never" if r["share"] > 0 else "n/a (random ends below round 0)")
+            else ("n/a (random ends below round 0)" if np.isneginf(r["share"]) else "never")
         )
         eq = f"{r['equal_objects']:+.3f}" if np.isfinite(r["equal_objects"]) else "n/a"
         lines.append(
@@ -482,7 +486,7 @@ def _per_seed(frame: pd.DataFrame) -> list[str]:
     summary.append(
         f"- suggest reaches random's final IoU with <= 60 % of the squares in "
         f"{int((reached <= 0.6).sum())} of {len(reached)} seeds (median share "
-        f"{float(np.median(reached)) if len(reached) else math.nan:.0%}; never within the "
+        f"{_pct(float(np.median(reached))) if len(reached) else 'n/a'}; never within the "
         f"rounds: {int(np.isinf(reached).sum())}); not testable in {below} seed(s) where "
         "random's final IoU is below the shared round 0"
     )

@@ -15,6 +15,15 @@ the model is a randomly initialised U-Net (speed does not depend on the weights)
 
     .venv/bin/python scripts/bench_predict.py --size 3072 --mem-sizes 1250 5000
 
+With ``--issue10`` it gives every CPU figure of issue 10 in one run (about 4 minutes on an
+idle 2-core machine): the non-model pipeline (``--pipeline``), then the ratio to the bare
+forward passes and the torchgeo pipeline with ``--model``; wall and CPU time (every thread,
+and the vectorising pool's processes), with the load average beside each run:
+
+    mkdir -p /tmp/geotl-before10 && git archive 58ce7e1 geotl | tar -x -C /tmp/geotl-before10
+    PYTHONPATH=. .venv/bin/python scripts/bench_predict.py --issue10 --model demo-out/model \
+        --size 2048 --repeats 3 --before /tmp/geotl-before10 --json issue10.json
+
 With ``--engines`` it compares the forward-pass engines instead (issue 11), in one run on
 the same scene and windows: PyTorch eager vs ONNX Runtime fp32 vs ONNX Runtime int8 (ms
 per window, whole-scene ``predict_scene`` time, Mpx/s), export time and file sizes,
@@ -336,7 +345,9 @@ if a["noop"]:
 with torch.inference_mode():
     art.network(torch.zeros(1, 3, 256, 256, device=a["device"]))
 names = {f.name for f in dataclasses.fields(PredictOptions)}
-opts = {"batch_size": a["batch_size"], "progress": False}
+opts = {"progress": False}
+if a["batch_size"] is not None:  # else the tree's own default
+    opts["batch_size"] = a["batch_size"]
 if "workers" in names:
     opts["workers"] = a["workers"]
 try:
@@ -372,7 +383,7 @@ def child_predict(
     cores: int | None,
     threads: int,
     workers: int | None,
-    batch_size: int,
+    batch_size: int | None,
     device: str,
     repeats: int = 1,
 ) -> dict:
@@ -401,6 +412,11 @@ def child_predict(
         sys.stderr.write(res.stderr[-4000:])
         res.check_returncode()
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _tree_batch(args: argparse.Namespace, tree: Path) -> int | None:
+    """The batch a tree predicts with: ``--batch-size``, else its own default (None)."""
+    return args.batch_size if args.batch_given or tree == REPO else None
 
 
 def pipeline_throughput(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
@@ -434,7 +450,7 @@ def pipeline_throughput(args: argparse.Namespace, tmp: Path) -> dict[str, object
                         # would only measure how loaded the machine is
                         threads=1,
                         workers=cores,
-                        batch_size=args.batch_size,
+                        batch_size=_tree_batch(args, tree),
                         device=args.device,
                         repeats=2,
                     )
@@ -471,6 +487,49 @@ def pipeline_throughput(args: argparse.Namespace, tmp: Path) -> dict[str, object
         out[name] = row
         print(json.dumps({name: row}), file=sys.stderr)
     return out
+
+
+def forward_grid(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
+    """CPU seconds per Mpx of the forward pass by window, batch and memory order.
+
+    One torch thread (CPU time is then the forward's own, not the spinning of a thread
+    pool), best of 3, about 1 Mpx per measurement; "nchw": the network as loaded (what the
+    plain torchgeo pipeline runs), "engine": predict's engine (channels-last on the CPU).
+    """
+    from geotl.models.artefact import load_artefact
+    from geotl.predict.engine import TorchEngine
+
+    model = args.model or tmp / "model"
+    if args.model is None:
+        make_model(model, args.encoder, args.depth, args.task)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    plain = load_artefact(model).network
+    engine = TorchEngine(load_artefact(model).network, torch.device("cpu"))
+
+    def nchw(x: np.ndarray) -> None:
+        with torch.inference_mode():
+            torch.softmax(plain(torch.from_numpy(x)), dim=1)[:, 1:].contiguous()
+
+    rows = []
+    for px, batch in ((256, 8), (256, 4), (256, 2), (512, 2), (512, 1)):
+        x = np.random.default_rng(0).normal(size=(batch, 3, px, px)).astype(np.float32)
+        n = max(1, 2**20 // (batch * px * px))
+        row: dict[str, object] = {"window_px": px, "batch": batch}
+        for name, run in (("nchw", nchw), ("engine", engine.tensor_probabilities)):
+            run(x)  # warm-up
+            best = float("inf")
+            for _ in range(3):
+                c0 = time.process_time()
+                for _ in range(n):
+                    run(x)
+                best = min(best, (time.process_time() - c0) / (n * batch * px * px / 1e6))
+            row[f"{name}_cpu_s_per_mpx"] = round(best, 3)
+        row["load_avg"] = os.getloadavg()[0]
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr)
+    torch.set_num_threads(threads)
+    return {"threads": 1, "rows": rows}
 
 
 def _resnet18_model(model_dir: Path) -> None:
@@ -663,7 +722,8 @@ def main() -> None:
     ap.add_argument(
         "--batch-size",
         type=int,
-        help="windows per forward pass, for every side (default: predict's for the device)",
+        help="windows per forward pass, for every side (default: predict's for the device; "
+        "a --before tree then predicts with its own default)",
     )
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument(
@@ -702,14 +762,21 @@ def main() -> None:
     )
     ap.add_argument("--skip-cli", action="store_true", help="no CLI process timing")
     ap.add_argument(
+        "--forward-grid",
+        action="store_true",
+        help="CPU s per Mpx of the forward pass by window, batch and memory order (1 thread)",
+    )
+    ap.add_argument(
         "--issue10",
         action="store_true",
-        help="issue 10's CPU figures in one run: --pipeline, then the ratio to the bare "
+        help="issue 10's CPU figures in one run: --forward-grid, --pipeline, then the ratio to "
+        "the bare "
         "forward passes and the torchgeo pipeline with --model (no CLI, no memory runs)",
     )
     args = ap.parse_args()
     if args.model is not None:
         args.model = args.model.resolve()  # the timing children run elsewhere
+    args.batch_given = args.batch_size is not None
     if args.batch_size is None:  # predict's default for a PyTorch network on the device
         from types import SimpleNamespace
 
@@ -730,8 +797,13 @@ def main() -> None:
     if args.issue10:  # every CPU figure of issue 10 in one run
         args.skip_cli, args.mem_sizes = True, []
         with tempfile.TemporaryDirectory(prefix="geotl-bench-") as tmpname:
+            results["forward_grid"] = forward_grid(args, Path(tmpname))
             results["pipeline"] = pipeline_throughput(args, Path(tmpname))
-    modes = {"pipeline": pipeline_throughput, "engines": compare_engines}
+    modes = {
+        "pipeline": pipeline_throughput,
+        "engines": compare_engines,
+        "forward_grid": forward_grid,
+    }
     for key, run in modes.items():
         if getattr(args, key) and not args.issue10:
             with tempfile.TemporaryDirectory(prefix="geotl-bench-") as tmpname:
@@ -767,7 +839,7 @@ def main() -> None:
                 cores=None,
                 threads=torch.get_num_threads(),
                 workers=None,
-                batch_size=args.batch_size,
+                batch_size=_tree_batch(args, tree),
                 device=args.device,
             )
 

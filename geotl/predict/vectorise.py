@@ -490,13 +490,16 @@ def _first_pixels(
 
     The leftmost pixel of the top row of the label's bounding box.
     """
-    out: dict[int, tuple[int, int]] = {}
-    for lab, sl in enumerate(slices, start=1):
-        if sl is None:
-            continue
-        r0 = sl[0].start
-        out[lab] = (r0, sl[1].start + int(np.argmax(labels[r0, sl[1]] == lab)))
-    return out
+    return {
+        lab: (sl[0].start, _first_column(labels, lab, sl))
+        for lab, sl in enumerate(slices, start=1)
+        if sl is not None
+    }
+
+
+def _first_column(labels: np.ndarray, lab: int, sl: tuple[slice, slice]) -> int:
+    """Column of ``lab``'s first pixel: the leftmost in the top row of its box ``sl``."""
+    return int(sl[1].start) + int(np.argmax(labels[sl[0].start, sl[1]] == lab))
 
 
 def _labels_starting_in(
@@ -522,10 +525,9 @@ def _labels_starting_in(
         left, right = sl[1].start, sl[1].stop
         if left >= col1 or right <= col0:
             continue
-        if left < col0 or right > col1:  # straddles an edge: the first pixel's column
-            first = left + int(np.argmax(labels[sl[0].start, sl[1]] == lab))
-            if not col0 <= first < col1:
-                continue
+        straddles = left < col0 or right > col1  # an edge: look up the first pixel's column
+        if straddles and not col0 <= _first_column(labels, lab, sl) < col1:
+            continue
         out.append(lab)
     return out
 

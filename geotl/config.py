@@ -155,6 +155,10 @@ class ModelConfig(_Strict):
     encoder_lr: float | None = Field(default=None, gt=0)
     loss: Literal["ce", "dice", "focal", "ce+dice"] = "ce+dice"
     patience: int = Field(default=5, gt=0)
+    # after validation has chosen the step, train once more on the train + val chips for
+    # that many steps and keep those weights: the val chips' labels are not lost to the
+    # model (costs a second, shorter run)
+    refit: bool = False
 
     @model_validator(mode="after")
     def _steps(self) -> ModelConfig:

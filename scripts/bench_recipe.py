@@ -21,8 +21,13 @@ Variants (``--variants``, comma-separated):
 - ``design``: ``[model] epochs = 20`` as in DESIGN.md's region file (epochs of at least
   ``samples_per_epoch`` windows), instead of ``--steps``; ``design_old``: the same with
   epochs of one pass over the train chips (``samples_per_epoch = 1``: geotl before stop 19);
-- ``plain``: ``scripts/baseline_plain.py`` on the same train (+ val) chips;
-- ``plain_train``: the plain script on the train chips only (what geotl trains on).
+- ``refit`` / ``full_refit``: ``default`` / ``full`` with ``[model] refit = true`` (train
+  again on train + val chips for the step validation chose);
+- ``none`` / ``none_refit``: ``default`` / ``refit`` from random weights (``--base none``);
+  ``none_old``: ``none`` with the encoder at a tenth of the rate (the default before stop 20);
+- ``plain``: ``scripts/baseline_plain.py`` on the same train (+ val) chips, the label budget
+  drawn over both; ``plain_train``: on the train chips only (what geotl trains on without
+  refit); ``plain_none`` / ``plain_train_none``: the same from random weights.
 
 Each result is one JSON line on stdout and in ``WORK/results.jsonl``::
 
@@ -68,6 +73,11 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "design": ({"epochs": 20}, {"steps": None}),
     "design_old": ({"epochs": 20, "samples_per_epoch": 1}, {"steps": None, "min_steps": 0}),
     "partial_nojit": ({"freeze": "partial", "scale_jitter": 0.0}, {"encoder_lr": 1e-3}),
+    "refit": ({"refit": True}, {}),
+    "full_refit": ({"freeze": "none", "refit": True}, {"encoder_lr": 1e-3}),
+    "none": ({}, {"base": "none"}),
+    "none_old": ({}, {"base": "none", "encoder_lr": 1e-4}),
+    "none_refit": ({"refit": True}, {"base": "none"}),
 }
 
 
@@ -103,13 +113,13 @@ def main() -> None:
     for variant in args.variants.split(","):
         out = work / f"{args.region}-{variant}-s{args.seed}-n{args.steps}-b{args.budget}"
         t0 = time.perf_counter()
-        if variant in ("plain", "plain_train"):
-            splits = "train" if variant == "plain_train" else "train,val"
+        if variant.startswith("plain"):
+            splits = "train" if variant.startswith("plain_train") else "train,val"
             bt.train_plain(
                 load_region(region_path),
                 chips,
                 out,
-                args.base,
+                "none" if variant.endswith("_none") else args.base,
                 args.budget,
                 args.seed,
                 ns,
@@ -132,8 +142,8 @@ def main() -> None:
                     "steps": args.steps,
                     "val_every": max(1, min(50, args.steps // 5)),
                 }
+                | {"base": args.base}
                 | overrides,
-                base=args.base,
                 max_labels=args.budget,
                 seed=args.seed,
                 overwrite=True,
@@ -150,6 +160,8 @@ def main() -> None:
             "steps": args.steps,
             "wall_s": round(wall, 1),
             "best_step": card.metrics.get("best_step"),
+            "refit_steps": (card.metrics.get("refit") or {}).get("steps"),
+            "labels_used": sum(r.labels_used for r in card.regions),
             "val_iou": card.metrics.get("val_iou"),
             **{
                 k: scores[k]

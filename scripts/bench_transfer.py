@@ -277,11 +277,15 @@ def run_one(
     return row
 
 
-def budget_chips(region: Any, chips: Path, budget: int | None, seed: int, out: Path) -> Path:
-    """The chips the plain script trains on: geotl's train chips under the budget + val chips.
+def budget_chips(
+    region: Any, chips: Path, budget: int | None, seed: int, out: Path, splits: str = "train,val"
+) -> Path:
+    """The chips the plain script trains on: ``splits``' chips under the label budget.
 
-    Masks of train chips are written as geotl's training sees them (pixels of unsampled
-    objects ignore); images are linked, not copied.
+    The budget is drawn over all of ``splits``' objects together, by the rule geotl's refit
+    uses (``geotl.train.load_refit_sets``): at budget B the plain script on train + val and
+    geotl with ``refit`` learn from the same B objects. Masks are written as geotl's
+    training sees them (pixels of unsampled objects ignore); images are linked, not copied.
     """
     import pandas as pd
     import rasterio
@@ -292,27 +296,24 @@ def budget_chips(region: Any, chips: Path, budget: int | None, seed: int, out: P
     index = read_chip_index(chips)
     if (out / "chips.parquet").is_file():
         return out
-    train = index.split("train")
-    sampled = select_objects([list(v) for v in train["object_ids"]], budget, seed)
+    names = splits.split(",")
+    object_ids = [list(v) for s in names for v in index.split(s)["object_ids"]]
+    sampled = select_objects(object_ids, budget, seed)
     bands = list(index.meta["bands"])
-    data = load_region_chips(
-        region, chips, "train", bands, sampled if budget is not None else None, seed
-    )
     (out / "masks").mkdir(parents=True, exist_ok=True)
     rows = []
-    for chip_id, mask in zip(data.chip_ids, data.masks, strict=True):
-        src_path = chips / f"masks/{chip_id}.tif"
-        with rasterio.open(src_path) as src:
-            profile = {
-                k: v for k, v in src.profile.items() if k not in ("blockxsize", "blockysize")
-            }
-        with rasterio.open(out / f"masks/{chip_id}.tif", "w", **profile) as dst:
-            dst.write(mask[None])
-        rows.append({"chip_id": chip_id, "split": "train", "mask": f"masks/{chip_id}.tif"})
-    for chip_id in index.split("val")["chip_id"]:
-        rows.append(
-            {"chip_id": chip_id, "split": "val", "mask": str(chips / f"masks/{chip_id}.tif")}
+    for split in names:
+        data = load_region_chips(
+            region, chips, split, bands, sampled if budget is not None else None, seed
         )
+        for chip_id, mask in zip(data.chip_ids, data.masks, strict=True):
+            with rasterio.open(chips / f"masks/{chip_id}.tif") as src:
+                profile = {
+                    k: v for k, v in src.profile.items() if k not in ("blockxsize", "blockysize")
+                }
+            with rasterio.open(out / f"masks/{chip_id}.tif", "w", **profile) as dst:
+                dst.write(mask[None])
+            rows.append({"chip_id": chip_id, "split": split, "mask": f"masks/{chip_id}.tif"})
     for r in rows:
         r["image"] = str(chips / f"images/{r['chip_id']}.tif")
     pd.DataFrame(rows).to_parquet(out / "chips.parquet")
@@ -348,7 +349,7 @@ def train_plain(
     init = {"pkg:efficientnet-lite0": "imagenet", "none": "none"}.get(base)
     if init is None:
         raise SystemExit(f"--recipes plain: base {base} is not measured (imagenet / none only)")
-    data = budget_chips(region, chips, budget, seed, out.parent / f"{out.name}-chips")
+    data = budget_chips(region, chips, budget, seed, out.parent / f"{out.name}-chips", splits)
     raw = out.parent / f"{out.name}-plain"
     cmd = [
         sys.executable,
@@ -365,14 +366,15 @@ def train_plain(
     network = build_network(spec)
     network.load_state_dict(load_file(raw / "model.safetensors"))
     index = read_chip_index(chips)
-    available = len({int(i) for ids in index.split("train")["object_ids"] for i in ids})
-    splits = pd.read_parquet(data / "chips.parquet", columns=["split"])["split"]
+    available = len(
+        {int(i) for s in splits.split(",") for ids in index.split(s)["object_ids"] for i in ids}
+    )
     record = RegionRecord(
         name=region.name,
         path=str(region.path),
         labels_available=available,
         labels_used=min(budget, available) if budget is not None else available,
-        chips_train=int((splits == "train").sum()),  # plus the val chips
+        chips_train=len(pd.read_parquet(data / "chips.parquet", columns=["split"])),
     )
     card = ModelCard(
         name=f"plain-{region.name}",

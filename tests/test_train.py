@@ -1,3 +1,4 @@
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,27 @@ def test_random_windows_keep_classes_ignore_and_budget():
     torch.manual_seed(1)
     again = Augment(64, 32, 0.25)(x, mask, valid)
     assert torch.equal(again[1], out_mask) and torch.equal(again[0], out_x)
+
+
+def test_refit_learns_from_train_and_val_chips_under_the_budget(demo_chips, tmp_path):
+    region = load_region(DEMO)
+    index = read_chip_index(demo_chips)
+    n_train, n_val = len(index.split("train")), len(index.split("val"))
+    assert n_val > 0
+    ids = {int(i) for s in ("train", "val") for v in index.split(s)["object_ids"] for i in v}
+    opts = TrainOptions(chips=(demo_chips,), steps=4, val_every=2, min_steps=2, batch_size=8)
+    plain = train_model([region], tmp_path / "plain", opts)
+    card = train_model([region], tmp_path / "refit", replace(opts, refit=True))
+    # validation chose the step as without refit; the refit ran that many steps on train + val
+    assert card.metrics["history"] == plain.metrics["history"]
+    assert card.metrics["refit"]["steps"] == card.metrics["best_step"] == plain.metrics["best_step"]
+    assert card.regions[0].chips_train == card.metrics["refit"]["chips"] == n_train + n_val
+    assert card.regions[0].labels_used == card.regions[0].labels_available == len(ids)
+    assert plain.regions[0].chips_train == n_train and "refit" not in plain.metrics
+    assert card.model_id != plain.model_id  # other weights
+    # the label budget holds over both splits together
+    few = train_model(
+        [region], tmp_path / "few", replace(opts, refit=True, max_labels=2, overwrite=True)
+    )
+    assert few.regions[0].labels_used == few.metrics["refit"]["labels_used"] == 2
+    assert few.regions[0].chips_train < n_train + n_val

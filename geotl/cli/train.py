@@ -65,6 +65,12 @@ from geotl.train.devices import STRATEGIES, DeviceLayout, launched_rank
     default=None,
     help="What of the encoder stays frozen.",
 )
+@click.option(
+    "--refit/--no-refit",
+    default=None,
+    help="After validation chose the step, train again on the train + val chips for that "
+    "many steps and keep those weights (default: [model] refit).",
+)
 @seed_option("Seed for sampling, init and augmentation.")
 @device_option("cuda adds mixed precision.")
 @click.option(
@@ -109,6 +115,7 @@ def command(
     val_every: int | None,
     epochs: int | None,
     freeze: str | None,
+    refit: bool | None,
     seed: int,
     device: str,
     batch_size: int | None,
@@ -135,6 +142,7 @@ def command(
         val_every=val_every,
         epochs=epochs,
         freeze=freeze,
+        refit=refit,
         seed=seed,
         device=device,
         batch_size=batch_size,

@@ -50,6 +50,7 @@ __all__ = [
     "TrainingSets",
     "compute_normalisation",
     "labels_available",
+    "load_refit_sets",
     "load_region_chips",
     "load_training_sets",
     "make_loader",
@@ -460,4 +461,55 @@ def load_training_sets(
     if not any(len(v) for v in sets.val):
         log.warning("no validation chips: early stopping watches the training chips instead")
         sets.val = sets.train
+    return sets
+
+
+def load_refit_sets(
+    regions: list[Region],
+    chips_dirs: list[Path],
+    band_order: list[str],
+    max_labels: int | None,
+    seed: int,
+) -> TrainingSets:
+    """Every region's train and val chips as one training set, for the refit.
+
+    Once validation has chosen the step, the final weights may learn from the val chips'
+    labels too. The label budget is drawn over both splits' objects by the same seeded rule
+    (:func:`select_objects`), so the refit still learns from at most ``max_labels``
+    objects. ``val`` is empty: the refit runs without validation.
+    """
+    sets = TrainingSets([], [], [])
+    splits = ("train", "val")
+    for r, cdir, budget in zip(
+        regions, chips_dirs, split_budget(max_labels, len(regions)), strict=True
+    ):
+        index = read_chip_index(cdir)
+        object_ids = [list(v) for s in splits for v in index.split(s)["object_ids"]]
+        sampled = select_objects(object_ids, budget, seed)
+        loaded = [
+            load_region_chips(r, cdir, s, band_order, sampled if budget is not None else None, seed)
+            for s in splits
+        ]
+        parts = [d for d in loaded if len(d)] or loaded[:1]
+        data = ChipData(
+            r.name,
+            np.concatenate([d.images for d in parts]),
+            np.concatenate([d.masks for d in parts]),
+            np.concatenate([d.valid for d in parts]),
+            [i for d in parts for i in d.chip_ids],
+            None
+            if any(d.boxes is None for d in parts)
+            else [b for d in parts for b in d.boxes or []],
+        )
+        sets.train.append(data)
+        sets.records.append(
+            RegionRecord(
+                name=r.name,
+                path=str(r.path),
+                labels_available=len({int(i) for ids in object_ids for i in ids}),
+                labels_used=len(sampled),
+                chips_train=len(data),
+            )
+        )
+        log.info("%s refit: %d objects, %d train + val chips", r.name, len(sampled), len(data))
     return sets

@@ -32,6 +32,7 @@ class TrainOptions:
     encoder_lr: float | None = None
     loss: str | None = None
     patience: int | None = None
+    refit: bool | None = None  # train again on train + val for the chosen steps
     window_px: int | None = None
     encoder: str | None = None  # architecture for --base none / file:
     overwrite: bool = False
@@ -60,6 +61,7 @@ class Settings:
     encoder_lr: float
     loss: str
     patience: int
+    refit: bool
     max_labels: int | None
     require_commercial: bool
     seed: int
@@ -104,6 +106,7 @@ def resolve_settings(regions: list[Region], options: TrainOptions) -> Settings:
         encoder_lr=options.encoder_lr or cfg.encoder_lr or lr * 0.1,
         loss=options.loss or cfg.loss,
         patience=options.patience or cfg.patience,
+        refit=options.refit if options.refit is not None else cfg.refit,
         max_labels=options.max_labels if options.max_labels is not None else cfg.max_labels,
         require_commercial=any(r.model.require_commercial_licence for r in regions),
         seed=options.seed,

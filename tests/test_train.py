@@ -198,3 +198,13 @@ def test_refit_learns_from_train_and_val_chips_under_the_budget(demo_chips, tmp_
     )
     assert few.regions[0].labels_used == few.metrics["refit"]["labels_used"] == 2
     assert few.regions[0].chips_train < n_train + n_val
+
+
+def test_encoder_learns_at_the_decoders_rate_unless_told():
+    from geotl.train.options import resolve_settings
+
+    region = load_region(DEMO)
+    assert resolve_settings([region], TrainOptions()).encoder_lr == region.model.lr
+    assert resolve_settings([region], TrainOptions(base="none")).encoder_lr == region.model.lr
+    assert resolve_settings([region], TrainOptions(lr=3e-4)).encoder_lr == 3e-4
+    assert resolve_settings([region], TrainOptions(encoder_lr=1e-5)).encoder_lr == 1e-5

@@ -103,7 +103,7 @@ def resolve_settings(regions: list[Region], options: TrainOptions) -> Settings:
         freeze=options.freeze or cfg.freeze,
         batch_size=options.batch_size or cfg.batch_size,
         lr=lr,
-        encoder_lr=options.encoder_lr or cfg.encoder_lr or lr * 0.1,
+        encoder_lr=options.encoder_lr or cfg.encoder_lr or lr,
         loss=options.loss or cfg.loss,
         patience=options.patience or cfg.patience,
         refit=options.refit if options.refit is not None else cfg.refit,

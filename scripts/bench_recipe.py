@@ -29,7 +29,8 @@ Variants (``--variants``, comma-separated):
   drawn over both; ``plain_train``: on the train chips only (what geotl trains on without
   refit); ``plain_none`` / ``plain_train_none``: the same from random weights.
 
-Each result is one JSON line on stdout and in ``WORK/results.jsonl``::
+geotl's runs are also scored at the threshold 0.5 (argmax: ``pixel_iou_t05``), beside
+the threshold their card chose on validation. Each result is one JSON line on stdout and in ``WORK/results.jsonl``::
 
     .venv/bin/python scripts/bench_recipe.py --region neon --steps 300 \\
         --variants plain,default,full --work /tmp/recipe
@@ -40,6 +41,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shutil
 import sys
 import time
 import tomllib
@@ -152,6 +154,13 @@ def main() -> None:
         wall = time.perf_counter() - t0
         scores = bt.score(out, region_path, chips, ns)
         card = read_card(out)
+        argmax = scores
+        if card.threshold != 0.5:  # also score the same weights at 0.5 (argmax)
+            alt = out.parent / f"{out.name}-t05"
+            shutil.copytree(out, alt, dirs_exist_ok=True)
+            meta = json.loads((alt / "model.json").read_text())
+            (alt / "model.json").write_text(json.dumps(meta | {"threshold": 0.5}))
+            argmax = bt.score(alt, region_path, chips, ns)
         row = {
             "region": args.region,
             "budget": args.budget,
@@ -163,6 +172,9 @@ def main() -> None:
             "refit_steps": (card.metrics.get("refit") or {}).get("steps"),
             "labels_used": sum(r.labels_used for r in card.regions),
             "val_iou": card.metrics.get("val_iou"),
+            "threshold": card.threshold,
+            "pixel_iou_t05": argmax["pixel_iou"],
+            "object_f1_t05": argmax["object_f1"],
             **{
                 k: scores[k]
                 for k in (

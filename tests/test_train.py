@@ -208,3 +208,43 @@ def test_encoder_learns_at_the_decoders_rate_unless_told():
     assert resolve_settings([region], TrainOptions(base="none")).encoder_lr == region.model.lr
     assert resolve_settings([region], TrainOptions(lr=3e-4)).encoder_lr == 3e-4
     assert resolve_settings([region], TrainOptions(encoder_lr=1e-5)).encoder_lr == 1e-5
+
+
+def test_validation_counts_every_threshold_and_picks_the_best():
+    from geotl.train.metrics import ConfusionIoU
+
+    # an unsure network: object pixels at p(fg) 0.3, background at 0.1
+    p_fg = torch.full((1, 8, 8), 0.1)
+    p_fg[:, :4] = 0.3
+    logits = torch.log(torch.stack([1 - p_fg, p_fg], 1))
+    target = torch.zeros(1, 8, 8, dtype=torch.long)
+    target[:, :4] = 1
+    target[:, 7, 7] = 255  # ignore stays out
+    metric = ConfusionIoU(2)
+    metric.update(logits, target)
+    assert metric.compute() == 0.0  # argmax finds nothing
+    value, iou = metric.best_threshold()
+    assert 0.1 < value <= 0.3 and iou == 1.0
+    # every threshold scores alike: 0.5 (argmax) is kept
+    flat = ConfusionIoU(2)
+    flat.update(torch.zeros(1, 2, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long))
+    assert flat.best_threshold()[0] == 0.5
+
+
+def test_card_takes_the_validated_threshold_unless_the_region_sets_one(
+    demo_chips, demo_model, tmp_path
+):
+    from geotl.predict import PredictOptions
+
+    card = read_card(demo_model)
+    chosen = card.metrics["threshold"]
+    assert card.threshold == chosen["value"] and chosen["val_iou"] >= chosen["val_iou_argmax"]
+    assert PredictOptions.from_region(load_region(DEMO)).threshold is None  # the card's stands
+    fixed = load_region(_demo_variant(tmp_path, "[predict]", "[predict]\nthreshold = 0.55"))
+    assert PredictOptions.from_region(fixed).threshold == 0.55
+    again = train_model(
+        [fixed],
+        tmp_path / "m",
+        TrainOptions(chips=(demo_chips,), steps=4, val_every=2, batch_size=8),
+    )
+    assert again.threshold == 0.55 and again.metrics["threshold"]["used"] == 0.55

@@ -118,11 +118,17 @@ class PredictOptions:
 
     @classmethod
     def from_region(cls, region: Any, **overrides: Any) -> PredictOptions:
-        """Options from a region's ``[predict]`` and ``[imagery]`` tables, then ``overrides``."""
+        """Options from a region's ``[predict]`` and ``[imagery]`` tables, then ``overrides``.
+
+        The threshold only when the file sets it: else the model card's (chosen on
+        validation) stands.
+        """
         base = cls(
             min_area_m2=region.predict.min_area_m2,
             simplify_px=region.predict.simplify_px,
-            threshold=region.predict.threshold,
+            threshold=region.predict.threshold
+            if "threshold" in region.predict.model_fields_set
+            else None,
             nms_iou=region.predict.nms_iou,
             overlap_px=region.predict.overlap_px,
             flip_tta=region.predict.flip_tta,

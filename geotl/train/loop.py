@@ -60,6 +60,7 @@ from geotl.train.data import (
     resolve_chips_dir,
 )
 from geotl.train.devices import DeviceLayout, launched_rank, set_threads_per_process
+from geotl.train.metrics import ConfusionIoU
 from geotl.train.options import (
     Schedule,
     Settings,
@@ -115,6 +116,7 @@ class TrainModule(pl.LightningModule):
         )
         self.val_metric: ValidationMetric | None = None
         self.last_val = -1.0
+        self.last_threshold: tuple[float, float] | None = None  # (threshold, its val IoU)
         # summed on the device, read once per validation (a read per step would sync a GPU)
         self._loss_sum = torch.zeros((), dtype=torch.float64)
         self._loss_steps = 0
@@ -189,6 +191,8 @@ class TrainModule(pl.LightningModule):
         """Log the score as ``val_iou`` (what early stopping watches) and the history."""
         assert self.val_metric is not None
         score = self.val_metric.compute()
+        if isinstance(self.val_metric, ConfusionIoU):
+            self.last_threshold = self.val_metric.best_threshold()
         # the same score in every rank (each validates all val chips): the mean changes nothing
         self.log("val_iou", score, prog_bar=False, sync_dist=self.trainer.world_size > 1)
         self.last_val = score
@@ -268,6 +272,7 @@ class KeepBest(pl.Callback):
         self.score = -1.0
         self.step = 0
         self.state: dict[str, torch.Tensor] | None = None
+        self.threshold: tuple[float, float] | None = None  # the kept pass's best threshold
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Runs after each validation (the module has set ``last_val``)."""
@@ -278,6 +283,7 @@ class KeepBest(pl.Callback):
             self.score = pl_module.last_val
             self.step = step
             self.state = copy.deepcopy(pl_module.network.state_dict())
+            self.threshold = pl_module.last_threshold
 
 
 def replaces(step: int, score: float, kept: tuple[int, float] | None, min_step: int) -> bool:
@@ -427,6 +433,7 @@ def _train(
     network = module.network
     if best.state is not None:
         network.load_state_dict(best.state)
+    threshold = _choose_threshold(task, best, first)
     records = sets.records
     refit: dict[str, Any] | None = None
     if settings.refit and sets.val is not sets.train and best.state is not None:
@@ -471,6 +478,8 @@ def _train(
             else None,
         },
     }
+    if threshold is not None:
+        metrics["threshold"] = threshold
     if refit is not None:
         metrics["refit"] = refit
     if plan is not None:
@@ -571,6 +580,24 @@ def _fit(
         warnings.filterwarnings("ignore", message=r".*no `val_dataloader`.*")
         trainer.fit(module, train_loader, val_loader)
     return best, time.perf_counter() - t0, trainer.is_global_zero
+
+
+def _choose_threshold(task: Task, best: KeepBest, first: Region) -> dict[str, float] | None:
+    """Take the foreground threshold that scored best on the kept weights' validation.
+
+    Where few labels leave a network unsure of the objects, argmax (0.5 for one class)
+    undercounts them; the threshold is chosen on the val chips, never the test chips. The
+    region's ``[predict] threshold``, when set, wins (:meth:`Task.card_fields`).
+    """
+    if best.threshold is None:
+        return None
+    value, val_iou = best.threshold
+    task.best_threshold = value
+    chosen = {"value": value, "val_iou": round(val_iou, 4), "val_iou_argmax": round(best.score, 4)}
+    if "threshold" in first.predict.model_fields_set:
+        return chosen | {"used": first.predict.threshold}
+    log.info("foreground threshold %.2f: val IoU %.4f (argmax %.4f)", value, val_iou, best.score)
+    return chosen
 
 
 def _window_px(settings: Settings, chip_px: int, first: Region) -> int:

@@ -69,6 +69,9 @@ class Task(ABC):
     def __init__(self, classes: list[str], loss: str = "ce+dice") -> None:
         self.classes = list(classes)
         self.loss_name = loss
+        # the threshold chosen on validation (foreground probability or box score); the
+        # card takes it unless the region sets [predict] threshold
+        self.best_threshold: float | None = None
 
     @property
     def num_classes(self) -> int:
@@ -145,10 +148,17 @@ class Task(ABC):
     # ---------------------------------------------------------------- card
 
     def card_fields(self, region: Region) -> dict[str, Any]:
-        """Model-card entries this task sets (how outputs become objects at predict time)."""
+        """Model-card entries this task sets (how outputs become objects at predict time).
+
+        The threshold is the region's ``[predict] threshold`` when the file sets one, else
+        the one chosen on validation, else the default.
+        """
+        threshold = region.predict.threshold
+        if "threshold" not in region.predict.model_fields_set and self.best_threshold is not None:
+            threshold = self.best_threshold
         return {
             "task": region.task,
-            "threshold": region.predict.threshold,
+            "threshold": threshold,
             "min_area_m2": region.predict.min_area_m2,
             "simplify_px": region.predict.simplify_px,
         }

@@ -76,7 +76,6 @@ class DetectionTask(Task):
     def __init__(self, classes: list[str], loss: str = "ce+dice") -> None:
         super().__init__(classes, loss)
         self.best_score = -1.0
-        self.best_threshold: float | None = None
 
     def build_network(
         self, base: LoadedBase, bands: list[str], seed: int, encoder: str | None
@@ -176,15 +175,13 @@ class DetectionTask(Task):
 
     def card_fields(self, region: Region) -> dict[str, Any]:
         """Score threshold (the region's, else the best on validation) and NMS IoU."""
-        threshold = region.predict.threshold
-        if "threshold" not in region.predict.model_fields_set and self.best_threshold is not None:
-            threshold = self.best_threshold
-            log.info("score threshold %.2f (best object F1 at IoU 0.4 on validation)", threshold)
-        return {
-            **super().card_fields(region),
-            "threshold": threshold,
-            "nms_iou": region.predict.nms_iou,
-        }
+        fields = super().card_fields(region)
+        if self.best_threshold is not None and fields["threshold"] == self.best_threshold:
+            log.info(
+                "score threshold %.2f (best object F1 at IoU 0.4 on validation)",
+                self.best_threshold,
+            )
+        return {**fields, "nms_iou": region.predict.nms_iou}
 
 
 class BoxValidation:

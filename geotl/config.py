@@ -152,9 +152,9 @@ class ModelConfig(_Strict):
     require_commercial_licence: bool = False
     batch_size: int = Field(default=16, gt=0)
     lr: float = Field(default=1e-3, gt=0)
-    # the trainable encoder's rate; default: lr. A tenth of it (the default before stop 20)
-    # left a random encoder (base none) nearly untrained: SJER test IoU BENCH (BENCHMARKS
-    # "Issue 8, fifth pass")
+    # the trainable encoder's rate; default: lr, as the plain script and torchgeo's trainers
+    # (every trainable-encoder variant measured in BENCHMARKS "Issue 8" ran at lr; a tenth
+    # of it was the default before stop 20, and holds a random encoder back for nothing)
     encoder_lr: float | None = Field(default=None, gt=0)
     loss: Literal["ce", "dice", "focal", "ce+dice"] = "ce+dice"
     patience: int = Field(default=5, gt=0)

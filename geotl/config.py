@@ -187,6 +187,8 @@ class PredictConfig(_Strict):
 
     min_area_m2: float = Field(default=0.0, ge=0)
     simplify_px: float = Field(default=1.0, ge=0)
+    # minimum foreground probability (detection: box score); unless set here, training
+    # chooses it on validation and the model card carries it to predict
     threshold: float = Field(default=0.5, gt=0, lt=1)
     overlap_px: int | None = Field(default=None, ge=0)
     nms_iou: float = Field(default=0.5, gt=0, le=1)  # detection: boxes overlapping more merge

@@ -436,29 +436,15 @@ def _train(
     threshold = _choose_threshold(task, best, first)
     records = sets.records
     refit: dict[str, Any] | None = None
-    if settings.refit and sets.val is not sets.train and best.state is not None:
-        refit_sets = load_refit_sets(
-            regions, chips_dirs, band_order, settings.max_labels, settings.seed
-        )
-        for r, cdir, data in zip(regions, chips_dirs, refit_sets.train, strict=True):
-            task.prepare_chips(r, cdir, data)
-        # the same learning-rate schedule, stopped where validation chose: a shorter
-        # schedule of its own decays too early (SJER: 40 steps, test IoU 0.17 against 0.36)
-        steps = max(1, best.step)
-        log.info("refit on train + val chips: %d of %d steps", steps, schedule.steps)
-        refit_module, _, _ = new_module(schedule)
-        _, refit_seconds, writes = _fit(
-            refit_module, refit_sets.train, None, schedule, settings, options, layout, steps
+    if settings.refit and (sets.val is sets.train or best.state is None):
+        log.warning("refit = true, but without val chips there is nothing to add: skipped")
+    elif settings.refit:
+        refit_module = new_module(schedule)[0]
+        records, refit, writes = _refit(
+            refit_module, regions, chips_dirs, band_order, best.step, settings, options, layout
         )
         network = refit_module.network
-        records = refit_sets.records
-        refit = {
-            "steps": steps,
-            "chips": sum(len(d) for d in refit_sets.train),
-            "labels_used": sum(r.labels_used for r in records),
-            "train_seconds": round(refit_seconds, 2),
-        }
-        seconds += refit_seconds
+        seconds += refit["train_seconds"]
     network.eval()
 
     metrics: dict[str, Any] = {
@@ -580,6 +566,42 @@ def _fit(
         warnings.filterwarnings("ignore", message=r".*no `val_dataloader`.*")
         trainer.fit(module, train_loader, val_loader)
     return best, time.perf_counter() - t0, trainer.is_global_zero
+
+
+def _refit(
+    module: TrainModule,
+    regions: list[Region],
+    chips_dirs: list[Path],
+    band_order: list[str],
+    step: int,
+    settings: Settings,
+    options: TrainOptions,
+    layout: DeviceLayout,
+) -> tuple[list[RegionRecord], dict[str, Any], bool]:
+    """Train a fresh ``module`` on the train + val chips up to the ``step`` validation chose.
+
+    The refit follows the run's learning-rate schedule and stops at ``step``: a shorter
+    schedule of its own decays too early (SJER: 40 steps, test IoU 0.17 against 0.36).
+
+    Returns:
+        What the final weights learned from, the card's record of the refit, and whether
+        this process writes the artefact.
+    """
+    sets = load_refit_sets(regions, chips_dirs, band_order, settings.max_labels, settings.seed)
+    for r, cdir, data in zip(regions, chips_dirs, sets.train, strict=True):
+        module.task.prepare_chips(r, cdir, data)
+    steps = max(1, step)
+    log.info("refit on train + val chips: %d of %d steps", steps, module.schedule.steps)
+    _, seconds, writes = _fit(
+        module, sets.train, None, module.schedule, settings, options, layout, steps
+    )
+    record = {
+        "steps": steps,
+        "chips": sum(len(d) for d in sets.train),
+        "labels_used": sum(r.labels_used for r in sets.records),
+        "train_seconds": round(seconds, 2),
+    }
+    return sets.records, record, writes
 
 
 def _choose_threshold(task: Task, best: KeepBest, first: Region) -> dict[str, float] | None:

@@ -194,6 +194,11 @@ class PredictConfig(_Strict):
     nms_iou: float = Field(default=0.5, gt=0, le=1)  # detection: boxes overlapping more merge
     flip_tta: bool = False  # average each window over its four flips (steadier, 4x model time)
 
+    @property
+    def threshold_set(self) -> float | None:
+        """The threshold when the region file sets one, else ``None`` (the card's stands)."""
+        return self.threshold if "threshold" in self.model_fields_set else None
+
 
 class Persistence(_Strict):
     """``persistence = { passes = K, of = N }``: seen in K of the last N passes that saw the ground."""

@@ -126,9 +126,7 @@ class PredictOptions:
         base = cls(
             min_area_m2=region.predict.min_area_m2,
             simplify_px=region.predict.simplify_px,
-            threshold=region.predict.threshold
-            if "threshold" in region.predict.model_fields_set
-            else None,
+            threshold=region.predict.threshold_set,
             nms_iou=region.predict.nms_iou,
             overlap_px=region.predict.overlap_px,
             flip_tta=region.predict.flip_tta,

@@ -616,8 +616,8 @@ def _choose_threshold(task: Task, best: KeepBest, first: Region) -> dict[str, fl
     value, val_iou = best.threshold
     task.best_threshold = value
     chosen = {"value": value, "val_iou": round(val_iou, 4), "val_iou_argmax": round(best.score, 4)}
-    if "threshold" in first.predict.model_fields_set:
-        return chosen | {"used": first.predict.threshold}
+    if first.predict.threshold_set is not None:
+        return chosen | {"used": first.predict.threshold_set}
     log.info("foreground threshold %.2f: val IoU %.4f (argmax %.4f)", value, val_iou, best.score)
     return chosen
 

@@ -153,9 +153,7 @@ class Task(ABC):
         The threshold is the region's ``[predict] threshold`` when the file sets one, else
         the one chosen on validation, else the default.
         """
-        threshold = region.predict.threshold
-        if "threshold" not in region.predict.model_fields_set and self.best_threshold is not None:
-            threshold = self.best_threshold
+        threshold = region.predict.threshold_set or self.best_threshold or region.predict.threshold
         return {
             "task": region.task,
             "threshold": threshold,

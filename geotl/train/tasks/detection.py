@@ -176,7 +176,7 @@ class DetectionTask(Task):
     def card_fields(self, region: Region) -> dict[str, Any]:
         """Score threshold (the region's, else the best on validation) and NMS IoU."""
         fields = super().card_fields(region)
-        if self.best_threshold is not None and fields["threshold"] == self.best_threshold:
+        if region.predict.threshold_set is None and self.best_threshold is not None:
             log.info(
                 "score threshold %.2f (best object F1 at IoU 0.4 on validation)",
                 self.best_threshold,

@@ -30,7 +30,8 @@ Variants (``--variants``, comma-separated):
   refit); ``plain_none`` / ``plain_train_none``: the same from random weights.
 
 geotl's runs are also scored at the threshold 0.5 (argmax: ``pixel_iou_t05``), beside
-the threshold their card chose on validation. Each result is one JSON line on stdout and in ``WORK/results.jsonl``::
+the threshold their card chose on validation. Each result is one JSON line on stdout and
+in ``WORK/results.jsonl``::
 
     .venv/bin/python scripts/bench_recipe.py --region neon --steps 300 \\
         --variants plain,default,full --work /tmp/recipe

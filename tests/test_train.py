@@ -211,7 +211,7 @@ def test_encoder_learns_at_the_decoders_rate_unless_told():
 
 
 def test_validation_counts_every_threshold_and_picks_the_best():
-    from geotl.train.metrics import ConfusionIoU
+    from geotl.train.metrics import ConfusionIoU, confusion
 
     # an unsure network: object pixels at p(fg) 0.3, background at 0.1
     p_fg = torch.full((1, 8, 8), 0.1)
@@ -222,9 +222,23 @@ def test_validation_counts_every_threshold_and_picks_the_best():
     target[:, 7, 7] = 255  # ignore stays out
     metric = ConfusionIoU(2)
     metric.update(logits, target)
-    assert metric.compute() == 0.0  # argmax finds nothing
+    assert metric.argmax() == 0.0  # argmax finds nothing
     value, iou = metric.best_threshold()
     assert 0.1 < value <= 0.3 and iou == 1.0
+    assert metric.compute() == 1.0  # selection follows the threshold the card will keep
+    # a region's own threshold is what validation scores, whatever the grid
+    fixed = ConfusionIoU(2, threshold=0.33)
+    fixed.update(logits, target)
+    assert fixed.compute() == 0.0 and fixed.best_threshold() == (value, 1.0)
+    # each threshold's counts equal thresholding the probabilities one by one
+    three = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    truth = torch.randint(0, 3, (2, 8, 8), generator=torch.Generator().manual_seed(1))
+    many = ConfusionIoU(3)
+    many.update(three, truth)
+    p, c = torch.softmax(three, 1)[:, 1:].max(1)
+    for k, t in enumerate(many.thresholds):
+        counts = confusion(torch.where(p >= t, c + 1, 0), truth, 3).numpy()
+        assert (many._by_threshold()[k] == counts).all()
     # every threshold scores alike: 0.5 (argmax) is kept
     flat = ConfusionIoU(2)
     flat.update(torch.zeros(1, 2, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long))
@@ -248,3 +262,27 @@ def test_card_takes_the_validated_threshold_unless_the_region_sets_one(
         TrainOptions(chips=(demo_chips,), steps=4, val_every=2, batch_size=8),
     )
     assert again.threshold == 0.55 and again.metrics["threshold"]["used"] == 0.55
+
+
+def test_model_base_kept_when_training_only_makes_it_worse(demo_chips, demo_model, tmp_path):
+    # a model: base of the same task and classes is scored before the first step; a run
+    # that ruins it (a learning rate of 1000) keeps the base's own weights
+    card = train_model(
+        [load_region(DEMO)],
+        tmp_path / "m",
+        TrainOptions(
+            chips=(demo_chips,),
+            base=f"model:{demo_model}",
+            freeze="none",
+            lr=1000.0,
+            steps=4,
+            val_every=2,
+            batch_size=8,
+        ),
+    )
+    assert card.metrics["kept_base"] and card.metrics["best_step"] == 0
+    assert card.metrics["val_iou"] == pytest.approx(card.metrics["base_val_iou"], abs=1e-4)
+    assert card.metrics["history"][0]["step"] == 0  # the base's own pass is on record
+    kept = load_artefact(tmp_path / "m").network.state_dict()
+    for name, tensor in load_artefact(demo_model).network.state_dict().items():
+        assert torch.equal(kept[name], tensor), name

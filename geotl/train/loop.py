@@ -30,6 +30,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.trainer.states import TrainerFn
 from tqdm import tqdm
 
 from geotl.bands import canonical_band
@@ -116,7 +117,8 @@ class TrainModule(pl.LightningModule):
         )
         self.val_metric: ValidationMetric | None = None
         self.last_val = -1.0
-        self.last_threshold: tuple[float, float] | None = None  # (threshold, its val IoU)
+        # the last pass's best threshold: {"value", "val_iou", "val_iou_argmax"}
+        self.last_threshold: dict[str, float] | None = None
         # summed on the device, read once per validation (a read per step would sync a GPU)
         self._loss_sum = torch.zeros((), dtype=torch.float64)
         self._loss_steps = 0
@@ -169,8 +171,9 @@ class TrainModule(pl.LightningModule):
         x, valid, targets = self.task.augment_batch(self.augment, x.float(), masks, valid, boxes)
         x = self._normalise(x, valid)
         loss = self.task.training_loss(self.network, x, targets)
-        if self._loss_sum.device != loss.device:
-            self._loss_sum = self._loss_sum.to(loss.device)
+        if self._loss_sum.device != loss.device or self._loss_sum.is_inference():
+            # (a validation before the first step resets it under inference mode)
+            self._loss_sum = self._loss_sum.clone().to(loss.device)
         self._loss_sum += loss.detach().double()
         self._loss_steps += 1
         return loss
@@ -191,8 +194,15 @@ class TrainModule(pl.LightningModule):
         """Log the score as ``val_iou`` (what early stopping watches) and the history."""
         assert self.val_metric is not None
         score = self.val_metric.compute()
+        argmax = None
         if isinstance(self.val_metric, ConfusionIoU):
-            self.last_threshold = self.val_metric.best_threshold()
+            value, iou = self.val_metric.best_threshold()
+            argmax = round(self.val_metric.argmax(), 4)
+            self.last_threshold = {
+                "value": value,
+                "val_iou": round(iou, 4),
+                "val_iou_argmax": argmax,
+            }
         # the same score in every rank (each validates all val chips): the mean changes nothing
         self.log("val_iou", score, prog_bar=False, sync_dist=self.trainer.world_size > 1)
         self.last_val = score
@@ -201,7 +211,8 @@ class TrainModule(pl.LightningModule):
         self._loss_sum = torch.zeros((), dtype=torch.float64, device=self._loss_sum.device)
         self._loss_steps = 0
         step = int(self.global_step)
-        self.history.append({"step": step, "train_loss": loss, "val_iou": score})
+        entry = {"step": step, "train_loss": loss, "val_iou": score}
+        self.history.append(entry if argmax is None else entry | {"val_iou_argmax": argmax})
         if self.trainer.is_global_zero:  # one line per validation, not one per process
             log.info(
                 "step %d/%d  loss %.4f  val IoU %.4f  (%.1fs)",
@@ -265,6 +276,9 @@ class KeepBest(pl.Callback):
     keeping it threw most of the training away (SpaceNet Atlanta: best step 20 of 100, test
     IoU 0.08 against 0.28). Before ``min_step`` the latest weights are kept, so a run that
     ends earlier still has some.
+
+    A validation outside fitting (``trainer.validate`` before the first step) scores the
+    base model's own weights: :meth:`settle` keeps them when no trained step beat them.
     """
 
     def __init__(self, min_step: int = 0) -> None:
@@ -272,18 +286,39 @@ class KeepBest(pl.Callback):
         self.score = -1.0
         self.step = 0
         self.state: dict[str, torch.Tensor] | None = None
-        self.threshold: tuple[float, float] | None = None  # the kept pass's best threshold
+        self.threshold: dict[str, float] | None = None  # the kept pass's best threshold
+        self.baseline: tuple[float, dict[str, torch.Tensor], dict[str, float] | None] | None
+        self.baseline = None
+        self.kept_base = False
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Runs after each validation (the module has set ``last_val``)."""
         assert isinstance(pl_module, TrainModule)
+        state = pl_module.network.state_dict()
+        if trainer.state.fn != TrainerFn.FITTING:
+            self.baseline = (pl_module.last_val, copy.deepcopy(state), pl_module.last_threshold)
+            return
         step = int(trainer.global_step)
         kept = None if self.state is None else (self.step, self.score)
         if replaces(step, pl_module.last_val, kept, self.min_step):
             self.score = pl_module.last_val
             self.step = step
-            self.state = copy.deepcopy(pl_module.network.state_dict())
+            self.state = copy.deepcopy(state)
             self.threshold = pl_module.last_threshold
+
+    def settle(self) -> None:
+        """Fall back to the base's own weights where training never beat them on validation."""
+        if self.baseline is None or (self.state is not None and self.score >= self.baseline[0]):
+            return
+        log.warning(
+            "no trained step beat the base model's own weights on validation (val IoU %.4f "
+            "against %.4f): kept the base's weights",
+            self.score,
+            self.baseline[0],
+        )
+        self.score, self.state, self.threshold = self.baseline
+        self.step = 0
+        self.kept_base = True
 
 
 def replaces(step: int, score: float, kept: tuple[int, float] | None, min_step: int) -> bool:
@@ -429,7 +464,14 @@ def _train(
         return module, spec, plan
 
     module, spec, plan = new_module(schedule)
-    best, seconds, writes = _fit(module, sets.train, sets.val, schedule, settings, options, layout)
+    # a model: base of this task with the same classes is already a model of the region's
+    # objects: if training only makes it worse on validation, keep it as it is (SJER at 10
+    # labels: one seed fell from the source's 0.27 test IoU to 0.09)
+    baseline = base.card is not None and list(base.card.classes) == list(first.classes)
+    best, seconds, writes = _fit(
+        module, sets.train, sets.val, schedule, settings, options, layout, baseline=baseline
+    )
+    best.settle()
     network = module.network
     if best.state is not None:
         network.load_state_dict(best.state)
@@ -438,6 +480,8 @@ def _train(
     refit: dict[str, Any] | None = None
     if settings.refit and (sets.val is sets.train or best.state is None):
         log.warning("refit = true, but without val chips there is nothing to add: skipped")
+    elif settings.refit and best.kept_base:
+        log.warning("refit = true, but the base's own weights were kept: skipped")
     elif settings.refit:
         refit_module = new_module(schedule)[0]
         records, refit, writes = _refit(
@@ -466,6 +510,9 @@ def _train(
     }
     if threshold is not None:
         metrics["threshold"] = threshold
+    if best.baseline is not None:  # the base's own weights, scored before the first step
+        metrics["base_val_iou"] = round(best.baseline[0], 4)
+        metrics["kept_base"] = best.kept_base
     if refit is not None:
         metrics["refit"] = refit
     if plan is not None:
@@ -501,11 +548,13 @@ def _fit(
     options: TrainOptions,
     layout: DeviceLayout,
     stop_at: int | None = None,
+    baseline: bool = False,
 ) -> tuple[KeepBest, float, bool]:
     """Run the Lightning trainer on ``layout``'s processes (``val=None``: no validation).
 
     ``stop_at``: end after that many of the schedule's steps (the learning rate still
-    follows the whole schedule).
+    follows the whole schedule). ``baseline``: validate the starting weights first, so
+    that :meth:`KeepBest.settle` can keep them.
 
     Returns:
         The best weights' keeper, the seconds taken, and whether this process is global
@@ -564,6 +613,8 @@ def _fit(
     with bar, warnings.catch_warnings():
         # a run without validation (the refit) is meant: Lightning's warning says nothing
         warnings.filterwarnings("ignore", message=r".*no `val_dataloader`.*")
+        if baseline and val_loader is not None:
+            trainer.validate(module, val_loader, verbose=False)
         trainer.fit(module, train_loader, val_loader)
     return best, time.perf_counter() - t0, trainer.is_global_zero
 
@@ -613,12 +664,16 @@ def _choose_threshold(task: Task, best: KeepBest, first: Region) -> dict[str, fl
     """
     if best.threshold is None:
         return None
-    value, val_iou = best.threshold
-    task.best_threshold = value
-    chosen = {"value": value, "val_iou": round(val_iou, 4), "val_iou_argmax": round(best.score, 4)}
+    chosen = dict(best.threshold)
+    task.best_threshold = chosen["value"]
     if first.predict.threshold_set is not None:
         return chosen | {"used": first.predict.threshold_set}
-    log.info("foreground threshold %.2f: val IoU %.4f (argmax %.4f)", value, val_iou, best.score)
+    log.info(
+        "foreground threshold %.2f: val IoU %.4f (argmax %.4f)",
+        chosen["value"],
+        chosen["val_iou"],
+        chosen["val_iou_argmax"],
+    )
     return chosen
 
 

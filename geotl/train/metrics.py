@@ -23,42 +23,90 @@ def confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> tor
 
 #: foreground thresholds tried on validation (prediction's rule: the most probable
 #: foreground class where its probability reaches the threshold, else background)
-THRESHOLDS = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))
+THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
 
 class ConfusionIoU:
     """Mean foreground IoU over a validation pass, counted on the device (one read at the end).
 
-    ``compute`` scores the argmax (what early stopping watches); the same pass also counts
-    every threshold of :data:`THRESHOLDS`, and :meth:`best_threshold` says which one
-    scores best, so the foreground threshold can be chosen on validation.
+    The pass scores every threshold of :data:`THRESHOLDS` (and the region's own, when it
+    sets one) at once: each pixel falls into a bin of (truth, most probable foreground
+    class, how many thresholds its probability reaches), and a cumulative sum over the
+    bins gives every threshold's confusion matrix.
+
+    :meth:`compute` (what early stopping and the kept weights follow) is the IoU at the
+    threshold prediction will use: ``threshold`` when given (the region sets one), else the
+    best of the grid, since that is the one the card will keep. :meth:`argmax` is the
+    plain argmax score, for the record.
+
+    Args:
+        num_classes: classes including background (index 0).
+        device: where the counts live.
+        threshold: the region's ``[predict] threshold``; ``None``: chosen on validation.
     """
 
-    def __init__(self, num_classes: int, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        device: torch.device | str = "cpu",
+        threshold: float | None = None,
+    ) -> None:
         self.num_classes = num_classes
+        self.fixed = threshold
+        grid = sorted(set(THRESHOLDS) | ({threshold} if threshold is not None else set()))
+        self.thresholds = tuple(grid)
+        self.edges = torch.tensor(grid, dtype=torch.float32, device=device)
         self.counts = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
-        self.by_threshold = torch.zeros(
-            len(THRESHOLDS), num_classes, num_classes, dtype=torch.long, device=device
+        # (truth, foreground class - 1, number of thresholds reached)
+        self.bins = torch.zeros(
+            num_classes * max(1, num_classes - 1) * (len(grid) + 1),
+            dtype=torch.long,
+            device=device,
         )
 
     def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
         """Add a batch: ``logits`` (B, K, H, W), ``target`` (B, H, W) with 255 ignore."""
-        self.counts += confusion(logits.argmax(1), target, self.num_classes)
-        fg = torch.softmax(logits.float(), dim=1)[:, 1:]
-        best_p, best = fg.max(dim=1)
-        for k, t in enumerate(THRESHOLDS):
-            pred = torch.where(best_p >= t, best + 1, 0)
-            self.by_threshold[k] += confusion(pred, target, self.num_classes)
+        k = self.num_classes
+        self.counts += confusion(logits.argmax(1), target, k)
+        if k < 2:
+            return
+        best_p, best = torch.softmax(logits.float(), dim=1)[:, 1:].max(dim=1)
+        best_p = torch.nan_to_num(best_p, nan=0.0)  # a diverged network predicts nothing
+        reached = torch.bucketize(best_p, self.edges.to(best_p.device), right=True)
+        ok = target != IGNORE
+        n = len(self.thresholds) + 1
+        idx = (target.long().clamp(max=k - 1) * (k - 1) + best) * n + reached
+        self.bins += torch.bincount(idx[ok], minlength=self.bins.numel())
+
+    def _by_threshold(self) -> np.ndarray:
+        """Confusion matrices ``(thresholds, K, K)`` from the bins."""
+        k, n = self.num_classes, len(self.thresholds)
+        h = self.bins.cpu().numpy().reshape(k, k - 1, n + 1)
+        # above[..., j]: pixels whose probability reaches threshold j (bins j + 1 and up)
+        above = np.flip(np.cumsum(np.flip(h, -1), -1), -1)[..., 1:]
+        out = np.zeros((n, k, k), dtype=np.int64)
+        out[:, :, 1:] = np.moveaxis(above, -1, 0)
+        out[:, :, 0] = h.sum(axis=(1, 2))[None, :] - out[:, :, 1:].sum(-1)
+        return out
 
     def compute(self) -> float:
-        """Mean IoU of the foreground classes present (0 when none is)."""
+        """Mean foreground IoU at the threshold prediction will use (0 when none is present)."""
+        if self.num_classes < 2:
+            return self.argmax()
+        if self.fixed is not None:
+            return _mean_foreground_iou(self._by_threshold()[self.thresholds.index(self.fixed)])
+        return self.best_threshold()[1]
+
+    def argmax(self) -> float:
+        """Mean foreground IoU of the argmax prediction."""
         return _mean_foreground_iou(self.counts.cpu().numpy())
 
     def best_threshold(self) -> tuple[float, float]:
         """``(threshold, mean foreground IoU)`` of the best threshold; ties go to 0.5."""
-        scores = [_mean_foreground_iou(c) for c in self.by_threshold.cpu().numpy()]
-        k = max(range(len(THRESHOLDS)), key=lambda i: (scores[i], -abs(THRESHOLDS[i] - 0.5)))
-        return THRESHOLDS[k], scores[k]
+        scores = [_mean_foreground_iou(c) for c in self._by_threshold()]
+        t = self.thresholds
+        i = max(range(len(t)), key=lambda j: (scores[j], -abs(t[j] - 0.5)))
+        return t[i], scores[i]
 
 
 def _mean_foreground_iou(counts: np.ndarray) -> float:

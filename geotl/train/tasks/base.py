@@ -72,6 +72,8 @@ class Task(ABC):
         # the threshold chosen on validation (foreground probability or box score); the
         # card takes it unless the region sets [predict] threshold
         self.best_threshold: float | None = None
+        # the region's [predict] threshold when its file sets one: validation scores there
+        self.threshold_set: float | None = None
 
     @property
     def num_classes(self) -> int:

@@ -114,5 +114,5 @@ class InstancesTask(Task):
         return out
 
     def validation_metric(self, device: torch.device) -> ConfusionIoU:
-        """Mean foreground pixel IoU of the class channels."""
-        return _ClassIoU(self.num_classes, device)
+        """Mean foreground pixel IoU of the class channels at prediction's threshold."""
+        return _ClassIoU(self.num_classes, device, self.threshold_set)

@@ -42,5 +42,5 @@ class SegmentationTask(Task):
         return cast(torch.Tensor, self.ce(outputs, targets) + self.dice(outputs, targets))
 
     def validation_metric(self, device: torch.device) -> ConfusionIoU:
-        """Mean foreground pixel IoU."""
-        return ConfusionIoU(self.num_classes, device)
+        """Mean foreground pixel IoU at the threshold prediction will use."""
+        return ConfusionIoU(self.num_classes, device, self.threshold_set)

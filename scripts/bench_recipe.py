@@ -88,7 +88,7 @@ def main() -> None:
     """Chip once, train every variant, print and append one JSON line per run."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    ap.add_argument("--region", default="neon", choices=["neon", "spacenet", "s2"])
+    ap.add_argument("--region", default="neon", choices=["neon", "spacenet", "s2", "pivots"])
     ap.add_argument("--site", default="SJER", help="NEON site")
     ap.add_argument("--chip-px", type=int, default=128)
     ap.add_argument("--steps", type=int, default=300)
@@ -106,6 +106,8 @@ def main() -> None:
         region_path = bt.neon_region(work, args.data, args.site, args.chip_px, "backbone")
     elif args.region == "spacenet":
         region_path = bt.spacenet_region(work, args.data, args.chip_px, "backbone")
+    elif args.region == "pivots":
+        region_path = bt.pivots_region(work, args.data, args.chip_px, "backbone")
     else:
         region_path = bt.s2_region(work, args.data, args.chip_px, "backbone")
     chips = bt.chips_for(region_path, work)

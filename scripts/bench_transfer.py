@@ -1,6 +1,6 @@
 """Benchmark: does pretraining pay? Pretrained bases vs random initialisation per label budget.
 
-Two real regions of ``../shared/data`` (read in place, never copied):
+Real regions of ``../shared/data`` (read in place, never copied):
 
 - **neon**: NEON airborne RGB, 0.1 m, tree crowns, site to site. A *source* model is
   trained on the source sites (default HARV + OSBS, one model across both regions, all
@@ -11,6 +11,11 @@ Two real regions of ``../shared/data`` (read in place, never copied):
   in Flanders; labels are complete only inside the 16 windows of the locations file
   (``complete_within``). Bases: ``pkg:efficientnet-lite0`` (red/green matched, nir new),
   ``pkg:ukis-csmask-4b`` (Sentinel-2 cloud-mask encoder: all three bands matched), ``none``.
+- **spacenet**: one SpaceNet 4 WorldView-2 pan tile (0.5 m), 43 buildings (the spacenet
+  bases).
+- **pivots**: a Landsat-like 3-band tile in a custom Albers CRS (30 m), 19 centre pivots
+  labelled in its east strip; the label file's wrong CRS is overridden in the region file
+  (the spacenet bases, the s2 chip size).
 
 For every region, base and label budget (whole labelled objects of the train split, see
 ``geotl train --max-labels``) it trains with :func:`geotl.train.train_model` and scores the
@@ -173,6 +178,49 @@ def spacenet_region(work: Path, data: Path, chip_px: int, freeze: str) -> Path:
             "split": {"block_size_m": 128.0, "val_fraction": 0.15, "test_fraction": 0.25},
             "model": {"freeze": freeze, "batch_size": 16},
             "predict": {"min_area_m2": 4.0},
+        },
+    )
+
+
+#: the pivots tile's labels cover its east strip only (pivots further west are unlabelled):
+#: labels are complete inside this box of the tile's Albers metres
+PIVOTS_COMPLETE = (-663600.0, 2118400.0, -658065.0, 2130165.0)
+
+
+def pivots_region(work: Path, data: Path, chip_px: int, freeze: str) -> Path:
+    """Landsat-like 3-band tile (custom Albers, 30 m), 19 centre pivots in its east strip.
+
+    The label file declares EPSG:4326 but holds the raster's Albers metres: the region
+    overrides its CRS (``[labels] crs``), as a user would. Labels are complete only inside
+    :data:`PIVOTS_COMPLETE`; the band order is taken as red, green, blue (the file does
+    not name them).
+    """
+    import geopandas as gpd
+    import rasterio
+    from shapely.geometry import box
+
+    d = data / "landsat-pivots"
+    tif = d / "sample_geotiff_custom_proj.tif"
+    with rasterio.open(tif) as src:
+        crs = src.crs.to_wkt()
+    area = work / "regions" / "pivots-complete.gpkg"
+    area.parent.mkdir(parents=True, exist_ok=True)
+    gpd.GeoDataFrame(geometry=[box(*PIVOTS_COMPLETE)], crs=crs).to_file(area, driver="GPKG")
+    return write_region(
+        work / "regions" / "pivots.toml",
+        {"name": "landsat-pivots", "classes": ["pivot"]},
+        {
+            "imagery": {"paths": [str(tif)], "bands": ["red", "green", "blue"]},
+            "labels": {
+                "path": str(d / "geotiff_custom_proj_labels.geojson"),
+                "crs": crs,
+                "complete_within": str(area),
+            },
+            "chips": {"size_px": chip_px, "stride_px": chip_px},
+            # 1.92 km blocks: 2 x 2 chips of 32 px at 30 m, a pivot or two each
+            "split": {"block_size_m": 1920.0, "val_fraction": 0.15, "test_fraction": 0.25},
+            "model": {"freeze": freeze, "batch_size": 16},
+            "predict": {"min_area_m2": 50000.0},
         },
     )
 
@@ -616,7 +664,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
     ap.add_argument("--work", type=Path, default=Path("/tmp/geotl-bench-transfer"))
-    ap.add_argument("--regions", default="neon,s2", help="neon, s2 or both")
+    ap.add_argument(
+        "--regions", default="neon,s2", help="comma-separated: neon, s2, spacenet, pivots"
+    )
     ap.add_argument("--budgets", default=None, help=f"label budgets (default {FULL['budgets']})")
     ap.add_argument("--seeds", default="0", help="training seeds, e.g. 0,1,2")
     ap.add_argument(
@@ -687,6 +737,9 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_region(
                 key, target, bases, budgets, seeds, args, (sources, "+".join(sites))
             )
+        elif key == "pivots":
+            target = pivots_region(work, args.data, args.s2_chip_px, args.freeze)
+            bases = [b for b in args.spacenet_bases.split(",") if b]
         elif key == "spacenet":
             target = spacenet_region(work, args.data, args.spacenet_chip_px, args.freeze)
             bases = [b for b in args.spacenet_bases.split(",") if b]
@@ -696,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
             bases = [b for b in pick("s2_bases").split(",") if b]
             rows += bench_region(key, target, bases, budgets, seeds, args)
         else:
-            ap.error(f"--regions: unknown region {key!r} (use neon, s2, spacenet)")
+            ap.error(f"--regions: unknown region {key!r} (use neon, s2, spacenet, pivots)")
     table = markdown(rows)
     pngs = plot(rows, work)
     record = {

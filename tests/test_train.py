@@ -286,3 +286,24 @@ def test_model_base_kept_when_training_only_makes_it_worse(demo_chips, demo_mode
     kept = load_artefact(tmp_path / "m").network.state_dict()
     for name, tensor in load_artefact(demo_model).network.state_dict().items():
         assert torch.equal(kept[name], tensor), name
+
+
+def test_early_stopping_ends_the_run_after_min_steps(demo_chips, tmp_path):
+    # a learning rate too small to improve anything: validation stops improving at once,
+    # so patience 1 ends the run soon after min_steps (before this was fixed, Lightning's
+    # implied min_epochs = 1, the whole one-epoch run, kept every run going to the end)
+    card = train_model(
+        [load_region(DEMO)],
+        tmp_path / "m",
+        TrainOptions(
+            chips=(demo_chips,),
+            steps=40,
+            val_every=2,
+            min_steps=10,
+            patience=1,
+            lr=1e-6,
+            batch_size=8,
+        ),
+    )
+    assert 10 <= card.metrics["steps_run"] < 40
+    assert card.metrics["best_step"] <= card.metrics["steps_run"]

@@ -571,6 +571,9 @@ def _fit(
     trainer = pl.Trainer(
         max_steps=max_steps,
         max_epochs=1,  # one pass of the sampler is all the steps
+        # min_steps alone makes Lightning require one whole epoch, which is the whole run
+        # here: early stopping would never stop it
+        min_epochs=0,
         min_steps=min(schedule.min_steps, max_steps),
         val_check_interval=schedule.val_every,
         check_val_every_n_epoch=None,

@@ -254,14 +254,17 @@ def test_card_takes_the_validated_threshold_unless_the_region_sets_one(
     chosen = card.metrics["threshold"]
     assert card.threshold == chosen["value"] and chosen["val_iou"] >= chosen["val_iou_argmax"]
     assert PredictOptions.from_region(load_region(DEMO)).threshold is None  # the card's stands
-    fixed = load_region(_demo_variant(tmp_path, "[predict]", "[predict]\nthreshold = 0.55"))
-    assert PredictOptions.from_region(fixed).threshold == 0.55
+    fixed = load_region(_demo_variant(tmp_path, "[predict]", "[predict]\nthreshold = 0.97"))
+    assert PredictOptions.from_region(fixed).threshold == 0.97
     again = train_model(
         [fixed],
         tmp_path / "m",
         TrainOptions(chips=(demo_chips,), steps=4, val_every=2, batch_size=8),
     )
-    assert again.threshold == 0.55 and again.metrics["threshold"]["used"] == 0.55
+    assert again.threshold == 0.97 and again.metrics["threshold"]["used"] == 0.97
+    # validation scored the weights at the region's threshold (a 4-step network is rarely
+    # that sure), not at the best of the grid
+    assert again.metrics["val_iou"] < again.metrics["threshold"]["val_iou"]
 
 
 def test_model_base_kept_when_training_only_makes_it_worse(demo_chips, demo_model, tmp_path):

@@ -407,6 +407,7 @@ def _train(
             first.path,
         )
     task = make_task(first.task, list(first.classes), settings.loss)
+    task.threshold_set = first.predict.threshold_set
     chips_dirs = [
         resolve_chips_dir(
             r,

@@ -211,15 +211,23 @@ def geotl_library(
 def torchgeo_baseline(
     model_dir: Path, scene: Path, window_px: int, batch_size: int
 ) -> tuple[float, list, float]:
-    """The plain torchgeo pipeline: wall time, objects, CPU time (every thread)."""
+    """The plain torchgeo pipeline: wall time, objects, CPU time (every thread).
+
+    torchgeo reads and samples the windows; their probabilities (every channel of the
+    card's task: an ``instances`` model's border and contact too) are averaged over the
+    whole scene in memory, then the task's objects are extracted from the whole scene at
+    once (for ``instances``: the same seeded watershed), so both sides do the same job.
+    """
     from torch.utils.data import DataLoader
     from torchgeo.datasets import RasterDataset, stack_samples
     from torchgeo.samplers import GridGeoSampler
 
     from geotl.models.artefact import load_artefact
-    from geotl.predict.vectorise import class_map_from_probabilities, min_pixels_for, vectorise
+    from geotl.predict.objects import extractor_for
+    from geotl.predict.vectorise import min_pixels_for
 
     art = load_artefact(model_dir)
+    task = extractor_for(art.card.task, len(art.card.classes))
     t0, cpu0 = time.perf_counter(), time.process_time()
 
     class Scene(RasterDataset):  # type: ignore[misc]
@@ -231,35 +239,31 @@ def torchgeo_baseline(
     loader = DataLoader(ds, sampler=sampler, batch_size=batch_size, collate_fn=stack_samples)
     with rasterio.open(scene) as src:
         height, width, transform = src.height, src.width, src.transform
-    prob_sum = np.zeros((height, width), np.float32)
+    prob_sum = np.zeros((task.channels, height, width), np.float32)
     count = np.zeros((height, width), np.float32)
     mean = torch.tensor(art.card.normalisation.mean)[None, :, None, None]
     std = torch.tensor(art.card.normalisation.std)[None, :, None, None]
     with torch.inference_mode():
         for batch in loader:
             x = (batch["image"].float() - mean) / std
-            p = torch.softmax(art.network(x), dim=1)[:, 1].numpy()
+            p = task.probabilities(art.network(x)).numpy()
             for k, b in enumerate(batch["bounds"].tolist()):
                 col = round((b[0] - transform.c) / RES_M)
                 row = round((transform.f - b[4]) / RES_M)
                 # torchgeo's grid starts at the bottom-left and pads past the scene edges
-                h, w = p.shape[1:]
+                h, w = p.shape[2:]
                 r0, c0 = max(row, 0), max(col, 0)
                 r1, c1 = min(row + h, height), min(col + w, width)
-                prob_sum[r0:r1, c0:c1] += p[k, r0 - row : r1 - row, c0 - col : c1 - col]
+                prob_sum[:, r0:r1, c0:c1] += p[k, :, r0 - row : r1 - row, c0 - col : c1 - col]
                 count[r0:r1, c0:c1] += 1
-    probs = prob_sum / np.maximum(count, 1)
-    cm, score = class_map_from_probabilities(
-        np.stack([1 - probs, probs]), art.card.threshold, count > 0
-    )
+    planes = task.finalise(prob_sum / np.maximum(count, 1), count > 0, art.card.threshold)
     # the card's smallest object, as geotl's predict drops them (else every speck counts)
     min_area = art.card.min_area_m2
     objects = [
         o
-        for o in vectorise(
-            cm,
+        for o in task.extract(
+            planes,
             transform,
-            scores=score,
             simplify_px=art.card.simplify_px,
             min_pixels=min_pixels_for(min_area, RES_M**2),
         )
@@ -312,11 +316,17 @@ from geotl.predict import PredictOptions, predict_scene
 NOOP_CPU = [0.0]  # the zero-cost forward's own CPU time (one torch thread: its caller's)
 
 class Noop(torch.nn.Module):
+    # an instance card's extra outputs (border, contact): constant logits of -4, so seeds
+    # are where the blobs are confident and the watershed splits blobs with several
+    def __init__(self, extra):
+        super().__init__()
+        self.extra = extra
+
     def forward(self, x):
         c0 = time.thread_time()
         m = torch.nn.functional.avg_pool2d(x[:, :1], 8)
         m = torch.nn.functional.interpolate(m, scale_factor=8.0, mode="nearest")
-        out = torch.cat([torch.zeros_like(m), 4.0 * m], 1)
+        out = torch.cat([torch.zeros_like(m), 4.0 * m] + [torch.full_like(m, -4.0)] * self.extra, 1)
         NOOP_CPU[0] += time.thread_time() - c0
         return out
 
@@ -341,7 +351,7 @@ def descendants_cpu():
 
 art = load_artefact(Path(a["model"]), a["device"])
 if a["noop"]:
-    art.network = Noop().to(a["device"])
+    art.network = Noop(2 if getattr(art.card, "task", "") == "instances" else 0).to(a["device"])
 with torch.inference_mode():
     art.network(torch.zeros(1, 3, 256, 256, device=a["device"]))
 names = {f.name for f in dataclasses.fields(PredictOptions)}

@@ -46,13 +46,17 @@ __all__ = [
     "class_map_from_probabilities",
     "core_windows",
     "label_classes",
+    "labels_starting_in",
     "min_pixels_for",
     "objects_by_windows",
     "objects_to_frame",
+    "touches_cut_edge",
     "vectorise",
     "vectorise_by_windows",
     "vectorise_labels",
+    "vectorise_owned",
     "vectorise_window",
+    "whole_in",
 ]
 
 NODATA_CLASS = IGNORE  # nodata pixels of a class map carry the chips' one ignore value
@@ -388,12 +392,15 @@ def vectorise_window(
     scores: np.ndarray | None = None,
     simplify_px: float = 1.0,
     min_pixels: int = 1,
+    done: Window | None = None,
 ) -> tuple[list[VectorObject], bool]:
     """Vectorise the objects a core window *owns*, from a read window with a halo.
 
     Ownership rule: an object belongs to the core window that holds its first pixel in
     raster order. An owned object that touches an edge of the read window that is not a
-    scene edge may continue outside it: the caller must retry with a larger halo.
+    scene edge may continue outside it: the caller must retry with a larger halo, and the
+    objects that were whole are returned all the same; the retry passes the earlier read
+    window as ``done`` and gets only the objects it did not have (:func:`whole_in`).
 
     Args:
         class_map: the class map of the read window.
@@ -404,10 +411,13 @@ def vectorise_window(
         scores: optional scores for the read window.
         simplify_px: see :func:`vectorise`.
         min_pixels: see :func:`vectorise`.
+        done: the read window of an earlier call for this core, whose whole objects the
+            caller has: they are left out.
 
     Returns:
         ``(owned objects, complete)``; when ``complete`` is false some owned object
-        reached the halo's edge and the objects must be recomputed with a larger halo.
+        reached the halo's edge: it is left out, and the caller reads again with a larger
+        halo.
 
     >>> cm = np.zeros((6, 6), dtype=np.uint8); cm[2:4, 0:6] = 1
     >>> objs, ok = vectorise_window(cm[:, :4], Affine.identity(), read_window=Window(0, 0, 4, 6),
@@ -419,56 +429,144 @@ def vectorise_window(
     >>> ok, len(objs), objs[0].geometry.area
     (True, 1, 12.0)
     """
-    r_row, r_col, r_h, r_w = (
-        read_window.row_off,
-        read_window.col_off,
-        read_window.height,
-        read_window.width,
-    )
-    c_row, c_col, c_h, c_w = (
-        core_window.row_off,
-        core_window.col_off,
-        core_window.height,
-        core_window.width,
-    )
-    scene_h, scene_w = scene_shape
     if class_map.shape[0] == 0 or class_map.shape[1] == 0:
         return [], True
     labels, label_class = label_classes(class_map)
     # ownership and cuts from the labels alone: only owned objects are traced
     slices = ndimage.find_objects(labels)
     owned_labels: list[int] = []
-    core_local = Window(c_col - r_col, c_row - r_row, c_w, c_h)
-    for lab in _labels_starting_in(labels, slices, core_local):
+    complete = True
+    core_local = Window(
+        core_window.col_off - read_window.col_off,
+        core_window.row_off - read_window.row_off,
+        core_window.width,
+        core_window.height,
+    )
+    for lab in labels_starting_in(labels, slices, core_local):
         sl = slices[lab - 1]
         assert sl is not None
-        if (
-            (sl[0].start == 0 and r_row > 0)
-            or (sl[1].start == 0 and r_col > 0)
-            or (sl[0].stop == r_h and r_row + r_h < scene_h)
-            or (sl[1].stop == r_w and r_col + r_w < scene_w)
-        ):
-            return [], False  # an owned object may continue outside: a larger halo
-        owned_labels.append(lab)
+        if touches_cut_edge(sl, read_window, scene_shape):
+            complete = False  # may continue outside: read again with a larger halo
+        elif not whole_in(done, sl, read_window, scene_shape):
+            owned_labels.append(lab)
+    owned = vectorise_owned(
+        labels,
+        label_class,
+        slices,
+        owned_labels,
+        transform,
+        scores=scores,
+        simplify_px=simplify_px,
+        min_pixels=min_pixels,
+        row_off=read_window.row_off,
+        col_off=read_window.col_off,
+    )
+    return owned, complete
+
+
+def touches_cut_edge(
+    sl: tuple[slice, slice], read_window: Window, scene_shape: tuple[int, int]
+) -> bool:
+    """Whether a box ``sl`` (local to ``read_window``) touches an edge that is not the scene's.
+
+    An object that does may continue outside the read window.
+
+    >>> touches_cut_edge((slice(0, 2), slice(1, 3)), Window(0, 5, 4, 4), (20, 20))
+    True
+    >>> touches_cut_edge((slice(1, 3), slice(0, 3)), Window(0, 5, 4, 4), (20, 20))
+    False
+    """
+    scene_h, scene_w = scene_shape
+    r_row, r_col = read_window.row_off, read_window.col_off
+    r_h, r_w = read_window.height, read_window.width
+    return bool(
+        (sl[0].start == 0 and r_row > 0)
+        or (sl[1].start == 0 and r_col > 0)
+        or (sl[0].stop == r_h and r_row + r_h < scene_h)
+        or (sl[1].stop == r_w and r_col + r_w < scene_w)
+    )
+
+
+def whole_in(
+    done: Window | None,
+    sl: tuple[slice, slice],
+    read_window: Window,
+    scene_shape: tuple[int, int],
+) -> bool:
+    """Whether the object with box ``sl`` (local to ``read_window``) was whole in ``done``.
+
+    ``done`` is an earlier, smaller read window around the same core. An object inside it
+    that touches none of its edges that are not scene edges is the same object there (the
+    same pixels, so the same split and polygon): that read already returned it.
+
+    >>> whole_in(Window(0, 0, 4, 4), (slice(1, 3), slice(0, 3)), Window(0, 0, 8, 8), (8, 8))
+    True
+    >>> whole_in(Window(0, 0, 4, 4), (slice(1, 4), slice(0, 3)), Window(0, 0, 8, 8), (8, 8))
+    False
+    """
+    if done is None:
+        return False
+    top, left = read_window.row_off + sl[0].start, read_window.col_off + sl[1].start
+    bottom, right = read_window.row_off + sl[0].stop, read_window.col_off + sl[1].stop
+    d_bottom, d_right = done.row_off + done.height, done.col_off + done.width
+    return bool(
+        (top > done.row_off or done.row_off == 0)
+        and (left > done.col_off or done.col_off == 0)
+        and (bottom < d_bottom or d_bottom == scene_shape[0])
+        and (right < d_right or d_right == scene_shape[1])
+    )
+
+
+def vectorise_owned(
+    labels: np.ndarray,
+    label_class: list[int],
+    slices: list[tuple[slice, slice] | None],
+    owned_labels: list[int],
+    transform: Affine,
+    *,
+    scores: np.ndarray | None = None,
+    simplify_px: float = 1.0,
+    min_pixels: int = 1,
+    row_off: int = 0,
+    col_off: int = 0,
+) -> list[VectorObject]:
+    """:func:`vectorise_labels` of the ``owned_labels`` only, traced inside their box.
+
+    A retried window's halo can be larger than its core: every owned pixel lies in the
+    owned objects' bounding box, and the other labels are masked out of the tracing, so
+    the owned objects are the same as from the whole array.
+
+    Args:
+        labels: see :func:`vectorise_labels`.
+        label_class: see :func:`vectorise_labels`.
+        slices: ``scipy.ndimage.find_objects(labels)``.
+        owned_labels: the labels to vectorise.
+        transform: see :func:`vectorise`.
+        scores: see :func:`vectorise`.
+        simplify_px: see :func:`vectorise`.
+        min_pixels: see :func:`vectorise`.
+        row_off: row of ``labels[0, 0]`` in the global grid.
+        col_off: column of ``labels[0, 0]`` in the global grid.
+    """
     if not owned_labels:
-        return [], True
+        return []
     only = np.zeros(len(label_class), dtype=bool)
     only[owned_labels] = True
-    # trace inside the owned objects' bounding box only (a retried window's halo can be
-    # larger than its core): every owned pixel is in it, the other labels are masked out
     boxes = [slices[lab - 1] for lab in owned_labels]
-    top, left = min(b[0].start for b in boxes), min(b[1].start for b in boxes)
-    bottom, right = max(b[0].stop for b in boxes), max(b[1].stop for b in boxes)
+    top = min(b[0].start for b in boxes if b is not None)
+    left = min(b[1].start for b in boxes if b is not None)
+    bottom = max(b[0].stop for b in boxes if b is not None)
+    right = max(b[1].stop for b in boxes if b is not None)
     crop = (slice(top, bottom), slice(left, right))
-    owned = vectorise_labels(
+    return vectorise_labels(
         labels[crop],
         label_class,
         transform,
         scores=None if scores is None else scores[crop],
         simplify_px=simplify_px,
         min_pixels=min_pixels,
-        row_off=r_row + top,
-        col_off=r_col + left,
+        row_off=row_off + top,
+        col_off=col_off + left,
         only=only,
         slices=[
             (
@@ -480,7 +578,6 @@ def vectorise_window(
             for lab, sl in enumerate(slices, start=1)
         ],
     )
-    return owned, True
 
 
 def _first_pixels(
@@ -502,7 +599,7 @@ def _first_column(labels: np.ndarray, lab: int, sl: tuple[slice, slice]) -> int:
     return int(sl[1].start) + int(np.argmax(labels[sl[0].start, sl[1]] == lab))
 
 
-def _labels_starting_in(
+def labels_starting_in(
     labels: np.ndarray, slices: list[tuple[slice, slice] | None], core: Window
 ) -> list[int]:
     """The labels whose first pixel (raster order) lies in ``core`` (local to ``labels``).
@@ -511,9 +608,9 @@ def _labels_starting_in(
     column is looked up only for the boxes that straddle the core's left or right edge.
 
     >>> labels = np.array([[0, 1, 1], [2, 2, 1]], dtype=np.int32)
-    >>> _labels_starting_in(labels, ndimage.find_objects(labels), Window(0, 0, 2, 2))
+    >>> labels_starting_in(labels, ndimage.find_objects(labels), Window(0, 0, 2, 2))
     [1, 2]
-    >>> _labels_starting_in(labels, ndimage.find_objects(labels), Window(2, 0, 1, 2))
+    >>> labels_starting_in(labels, ndimage.find_objects(labels), Window(2, 0, 1, 2))
     []
     """
     row0, col0 = core.row_off, core.col_off
@@ -576,6 +673,7 @@ def vectorise_by_windows(
         data: tuple[np.ndarray, np.ndarray | None],
         read_window: Window,
         core_window: Window,
+        done: Window | None,
     ) -> tuple[list[VectorObject], bool]:
         class_map, scores = data
         return vectorise_window(
@@ -587,13 +685,19 @@ def vectorise_by_windows(
             scores=scores,
             simplify_px=simplify_px,
             min_pixels=min_pixels,
+            done=done,
         )
 
     yield from objects_by_windows(read, extract, scene_shape, window_px=window_px, halo_px=halo_px)
 
 
-WindowExtractor = Callable[[Any, Window, Window], tuple[list[VectorObject], bool]]
-"""``extract(data, read_window, core_window) -> (owned objects, complete)``."""
+WindowExtractor = Callable[[Any, Window, Window, Window | None], tuple[list[VectorObject], bool]]
+"""``extract(data, read_window, core_window, done) -> (owned objects, complete)``.
+
+The owned objects that are whole in ``read_window``, less those whole in ``done`` (the
+read window of the previous call for this core, None at the first; :func:`whole_in`);
+``complete`` is false when some owned object may continue outside ``read_window``.
+"""
 
 
 def core_windows(scene_shape: tuple[int, int], window_px: int) -> list[list[Window]]:
@@ -628,8 +732,8 @@ def objects_by_windows(
     """The halo loop shared by every task's object extractor.
 
     Core windows tile the scene; each is read with a halo and ``extract`` returns the
-    objects the core owns and whether they are all whole; when not, the window is read
-    again with twice the halo.
+    objects the core owns that are whole, and whether those are all; when not, the window
+    is read again with twice the halo, and only the objects that were cut are made again.
 
     Args:
         read: reads the data of a window ``(row_off, col_off, height, width)``.
@@ -648,16 +752,20 @@ def objects_by_windows(
         cores = [c for row in core_windows(scene_shape, window_px) for c in row]
     for core in cores:
         halo = max(int(halo_px), 1)
+        owned: list[VectorObject] = []
+        done: Window | None = None
         while True:
             r0, c0 = max(core.row_off - halo, 0), max(core.col_off - halo, 0)
             r1 = min(core.row_off + core.height + halo, scene_h)
             c1 = min(core.col_off + core.width + halo, scene_w)
-            data = read(r0, c0, r1 - r0, c1 - c0)
-            owned, complete = extract(data, Window(c0, r0, c1 - c0, r1 - r0), core)
+            read_window = Window(c0, r0, c1 - c0, r1 - r0)
+            whole, complete = extract(read(r0, c0, r1 - r0, c1 - c0), read_window, core, done)
+            owned.extend(whole)
             if complete:
-                yield from owned
                 break
-            halo *= 2
+            done, halo = read_window, halo * 2
+        # raster order inside the core, however many reads it took
+        yield from sorted(owned, key=lambda o: (o.first_px, o.class_index))
 
 
 def objects_to_frame(

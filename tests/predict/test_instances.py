@@ -11,6 +11,7 @@ from scipy import ndimage
 from geotl.chips.targets import instance_targets
 from geotl.predict.objects import InstanceExtractor, SegmentationExtractor, extractor_for
 from geotl.predict.objects.instances import split_instances
+from geotl.predict.vectorise import vectorise_labels
 
 T = Affine(0.5, 0, 1000.0, 0, -0.5, 2000.0)
 
@@ -99,6 +100,49 @@ def test_windows_equal_whole_scene(window_px: int, halo_px: int, simplify_px: fl
         assert a.score == pytest.approx(b.score, rel=1e-12)
     if window_px < 100:
         assert min(h for h, _ in reads) < inst.shape[0]
+
+
+@pytest.mark.parametrize("window_px,halo_px", [(9, 1), (23, 4), (64, 2)])
+def test_windows_equal_whole_scene_with_specks(window_px: int, halo_px: int) -> None:
+    # specks on window edges: a speck cut by a halo edge may be larger outside, so the
+    # window is read again before it is left out
+    inst, noise = _touching_discs(4)
+    inst[::7, ::9] = np.where(inst[::7, ::9] == 0, 999, inst[::7, ::9])
+    planes = _planes(inst, noise)
+    ex = InstanceExtractor(1)
+    whole = ex.extract(planes, T, simplify_px=1.0, min_pixels=3)
+    tiled = ex.extract_by_windows(
+        lambda r, c, h, w: planes[:, r : r + h, c : c + w],
+        inst.shape,
+        T,
+        window_px=window_px,
+        halo_px=halo_px,
+        simplify_px=1.0,
+        min_pixels=3,
+    )
+    assert sorted(tiled, key=_key) == whole
+
+
+def test_small_components_left_out_are_the_objects_dropped_anyway() -> None:
+    # specks under min_pixels are not split or traced; the objects equal splitting all
+    inst, noise = _touching_discs(2)
+    rng = np.random.default_rng(3)
+    for k, (r, c) in enumerate(rng.integers(0, 140, size=(60, 2)), start=100):
+        side = 1 + k % 3  # 1, 4 and 9 px specks
+        inst[r : r + side, c : c + side] = np.where(inst[r : r + side, c : c + side] == 0, k, 0)
+    planes = _planes(inst, noise)
+    cm, seed = planes[0].astype(np.uint8), planes[2]
+    labels_all, classes_all = split_instances(cm, seed, min_seed_px=5)
+    labels_big, classes_big = split_instances(cm, seed, min_seed_px=5, min_pixels=5)
+    assert len(classes_big) < len(classes_all)  # specks were left out
+    kw = {"scores": planes[1], "simplify_px": 1.0, "min_pixels": 5}
+    want = vectorise_labels(labels_all, classes_all, T, **kw)  # type: ignore[arg-type]
+    got = vectorise_labels(labels_big, classes_big, T, **kw)  # type: ignore[arg-type]
+    assert [_key(o) for o in got] == [_key(o) for o in want]
+    assert all(
+        shapely.equals_exact(a.geometry, b.geometry, 0) for a, b in zip(got, want, strict=True)
+    )
+    assert InstanceExtractor(1).extract(planes, T, simplify_px=1.0, min_pixels=5) == got
 
 
 def test_extractor_for_task() -> None:

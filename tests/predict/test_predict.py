@@ -311,3 +311,25 @@ def test_windowing_and_edge_margin() -> None:
     # half the overlap along the scene's edge saw padding: 32 px of 0.1 m
     assert PredictOptions().edge_margin_m(c) == pytest.approx(3.2)
     assert PredictOptions(overlap_px=0).edge_margin_m(c) == 0.0
+
+
+def test_geodesic_areas_equal_pyproj_per_geometry() -> None:
+    from pyproj import Geod
+    from shapely.geometry import MultiPolygon, Polygon
+
+    from geotl.predict.core import geodesic_areas_m2
+
+    holed = Polygon(
+        [(10, 50), (10.01, 50), (10.01, 50.01), (10, 50.01)],
+        [
+            [(10.002, 50.002), (10.004, 50.002), (10.004, 50.004), (10.002, 50.004)],
+            [(10.006, 50.006), (10.008, 50.006), (10.008, 50.008)],
+        ],
+    )
+    clockwise = Polygon([(-70, -30), (-70, -29.99), (-69.99, -29.99)])
+    multi = MultiPolygon([holed, Polygon([(10.02, 50.02), (10.03, 50.02), (10.03, 50.03)])])
+    geoms = np.array([holed, clockwise, multi, holed], dtype=object)
+    geod = Geod(ellps="WGS84")
+    want = [abs(float(geod.geometry_area_perimeter(g)[0])) for g in geoms]
+    assert geodesic_areas_m2(geoms).tolist() == want
+    assert want[0] < want[2] and want[1] > 0

@@ -183,4 +183,4 @@ def test_labels_starting_in_a_core_are_those_whose_first_pixel_it_holds(
         if row <= r < row + h and col <= c < col + w
     ]
     assert want
-    assert vec._labels_starting_in(labels, slices, Window(col, row, w, h)) == want
+    assert vec.labels_starting_in(labels, slices, Window(col, row, w, h)) == want

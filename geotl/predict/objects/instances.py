@@ -27,6 +27,8 @@ segmentation: by the window plus the largest component.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import torch
 from affine import Affine
@@ -40,7 +42,11 @@ from geotl.predict.vectorise import (
     VectorObject,
     WindowExtractor,
     class_map_from_foreground,
+    labels_starting_in,
+    touches_cut_edge,
     vectorise_labels,
+    vectorise_owned,
+    whole_in,
 )
 
 __all__ = [
@@ -80,52 +86,114 @@ def split_component(mask: np.ndarray, seed: np.ndarray, min_seed_px: int) -> tup
     return mask.astype(np.int32), 1
 
 
+class _SplitCache:
+    """Splits of components that reach beyond a core window, for the next cores reading them.
+
+    A large component is read by every core window it touches; its split (a watershed over
+    the whole component) is made once. Keyed by class and bounding box in the scene; the
+    mask is compared before a split is reused, so a hit is the same pixels, hence the same
+    split. Least recently used entries go first beyond ``max_px`` cached pixels.
+    """
+
+    def __init__(self, max_px: int = 64_000_000) -> None:
+        self.max_px = max_px
+        self.items: OrderedDict[tuple[int, ...], tuple[np.ndarray, np.ndarray, int]] = OrderedDict()
+        self.px = 0
+
+    def split(
+        self, key: tuple[int, ...], mask: np.ndarray, seed: np.ndarray, min_seed_px: int
+    ) -> tuple[np.ndarray, int]:
+        hit = self.items.get(key)
+        if hit is not None and np.array_equal(hit[0], mask):
+            self.items.move_to_end(key)
+            return hit[1], hit[2]
+        parts, n = split_component(mask, seed, min_seed_px)
+        if n > 1 and mask.size <= self.max_px:
+            if hit is not None:
+                self.px -= hit[0].size
+            self.items[key] = (mask, parts, n)
+            self.px += mask.size
+            while self.px > self.max_px:
+                old_mask, _, _ = self.items.popitem(last=False)[1]
+                self.px -= old_mask.size
+        return parts, n
+
+
 def _split_window(
     class_map: np.ndarray,
     seed: np.ndarray,
     min_seed_px: int,
+    *,
+    min_pixels: int = 1,
     core: Window | None = None,
-    cut_edges: tuple[bool, bool, bool, bool] = (False, False, False, False),
-) -> tuple[np.ndarray, list[int]] | None:
-    """Label objects; only components with a pixel in ``core`` (in the array) when given.
+    read_window: Window | None = None,
+    scene_shape: tuple[int, int] | None = None,
+    done: Window | None = None,
+    cache: _SplitCache | None = None,
+) -> tuple[np.ndarray, list[int], bool]:
+    """Label objects: ``(labels, class of each label, complete)``.
 
-    ``cut_edges`` (top, left, bottom, right): edges of the array that are not scene edges;
-    returns None when a component of the core touches one (it may continue outside).
+    With ``core`` (in the array), only the components with a pixel in it. With
+    ``read_window`` (where the array lies in a scene of ``scene_shape``), components that
+    touch an edge of it that is not the scene's may continue outside: they are left out
+    and ``complete`` is false; so are the components whole in ``done`` (an earlier read,
+    :func:`~geotl.predict.vectorise.whole_in`). Components of fewer than ``min_pixels``
+    pixels are left out too: every object split from them would be dropped as smaller.
+    ``cache``: splits of components that reach beyond ``core``, reused across calls.
     """
     labels = np.zeros(class_map.shape, dtype=np.int32)
     label_class: list[int] = [0]
-    h, w = class_map.shape
-    for cls in np.unique(class_map):
-        cls_i = int(cls)
+    complete = True
+    for cls_i in np.flatnonzero(np.bincount(class_map.ravel(), minlength=1)).tolist():
         if cls_i in (0, NODATA_CLASS):
             continue
-        comp, n = ndimage.label(class_map == cls, structure=_CROSS)
-        in_core = np.ones(n + 1, dtype=bool)
+        comp, n = ndimage.label(class_map == cls_i, structure=_CROSS)
+        wanted = np.bincount(comp.ravel(), minlength=n + 1) >= min_pixels
         if core is not None:
-            in_core[:] = False
-            in_core[np.unique(comp[core.toslices()])] = True
+            wanted &= np.bincount(comp[core.toslices()].ravel(), minlength=n + 1) > 0
         for k, sl in enumerate(ndimage.find_objects(comp), start=1):
-            if sl is None or not in_core[k]:
+            if sl is None or not wanted[k]:
                 continue
-            top, left, bottom, right = cut_edges
-            if (
-                (top and sl[0].start == 0)
-                or (left and sl[1].start == 0)
-                or (bottom and sl[0].stop == h)
-                or (right and sl[1].stop == w)
-            ):
-                return None
+            if read_window is not None and scene_shape is not None:
+                if touches_cut_edge(sl, read_window, scene_shape):
+                    complete = False
+                    continue
+                if whole_in(done, sl, read_window, scene_shape):
+                    continue
             mask = comp[sl] == k
-            parts, m = split_component(mask, seed[sl], min_seed_px)
+            if cache is not None and core is not None and read_window is not None:
+                if _beyond(sl, core):
+                    key = (
+                        cls_i,
+                        read_window.row_off + sl[0].start,
+                        read_window.col_off + sl[1].start,
+                        read_window.row_off + sl[0].stop,
+                        read_window.col_off + sl[1].stop,
+                    )
+                    parts, m = cache.split(key, mask, seed[sl], min_seed_px)
+                else:
+                    parts, m = split_component(mask, seed[sl], min_seed_px)
+            else:
+                parts, m = split_component(mask, seed[sl], min_seed_px)
             base = len(label_class) - 1
             view = labels[sl]
             view[mask] = parts[mask] + base
             label_class.extend([cls_i] * m)
-    return labels, label_class
+    return labels, label_class, complete
+
+
+def _beyond(sl: tuple[slice, slice], core: Window) -> bool:
+    """Whether a box reaches outside the core window (both local to one array)."""
+    return bool(
+        sl[0].start < core.row_off
+        or sl[1].start < core.col_off
+        or sl[0].stop > core.row_off + core.height
+        or sl[1].stop > core.col_off + core.width
+    )
 
 
 def split_instances(
-    class_map: np.ndarray, seed: np.ndarray, min_seed_px: int = 4
+    class_map: np.ndarray, seed: np.ndarray, min_seed_px: int = 4, min_pixels: int = 1
 ) -> tuple[np.ndarray, list[int]]:
     """Objects of a whole class map: ``(labels int32 (H, W), class of each label)``.
 
@@ -133,10 +201,10 @@ def split_instances(
         class_map: ``uint8 (H, W)``, 0 background, 255 no data.
         seed: seed score ``(H, W)``.
         min_seed_px: seeds with fewer pixels are ignored.
+        min_pixels: components with fewer pixels are left out (background).
     """
-    out = _split_window(class_map, seed, min_seed_px)
-    assert out is not None
-    return out
+    labels, label_class, _ = _split_window(class_map, seed, min_seed_px, min_pixels=min_pixels)
+    return labels, label_class
 
 
 def _min_seed_px(min_pixels: int) -> int:
@@ -181,7 +249,7 @@ class InstanceExtractor(ObjectExtractor):
     ) -> list[VectorObject]:
         """Separated objects of a whole array."""
         labels, label_class = split_instances(
-            planes[0].astype(np.uint8), planes[2], _min_seed_px(min_pixels)
+            planes[0].astype(np.uint8), planes[2], _min_seed_px(min_pixels), min_pixels
         )
         return vectorise_labels(
             labels,
@@ -201,27 +269,40 @@ class InstanceExtractor(ObjectExtractor):
         min_pixels: int,
     ) -> WindowExtractor:
         """An object belongs to the core window holding its first pixel."""
-        scene_h, scene_w = scene_shape
         min_seed = _min_seed_px(min_pixels)
+        cache = _SplitCache()
 
         def extract(
             planes: np.ndarray,
             read_window: Window,
             core_window: Window,
+            done: Window | None,
         ) -> tuple[list[VectorObject], bool]:
             r_row, r_col = read_window.row_off, read_window.col_off
-            r_h, r_w = read_window.height, read_window.width
-            c_row, c_col = core_window.row_off, core_window.col_off
-            c_h, c_w = core_window.height, core_window.width
-            local_core = Window(c_col - r_col, c_row - r_row, c_w, c_h)
-            cut = (r_row > 0, r_col > 0, r_row + r_h < scene_h, r_col + r_w < scene_w)
-            split = _split_window(planes[0].astype(np.uint8), planes[2], min_seed, local_core, cut)
-            if split is None:
-                return [], False
-            labels, label_class = split
-            objects = vectorise_labels(
+            local_core = Window(
+                core_window.col_off - r_col,
+                core_window.row_off - r_row,
+                core_window.width,
+                core_window.height,
+            )
+            labels, label_class, complete = _split_window(
+                planes[0].astype(np.uint8),
+                planes[2],
+                min_seed,
+                min_pixels=min_pixels,
+                core=local_core,
+                read_window=read_window,
+                scene_shape=scene_shape,
+                done=done,
+                cache=cache,
+            )
+            # only the objects whose first pixel the core holds are traced
+            slices = ndimage.find_objects(labels)
+            owned = vectorise_owned(
                 labels,
                 label_class,
+                slices,
+                labels_starting_in(labels, slices, local_core),
                 transform,
                 scores=planes[1],
                 simplify_px=simplify_px,
@@ -229,11 +310,6 @@ class InstanceExtractor(ObjectExtractor):
                 row_off=r_row,
                 col_off=r_col,
             )
-            owned = [
-                o
-                for o in objects
-                if c_row <= o.first_px[0] < c_row + c_h and c_col <= o.first_px[1] < c_col + c_w
-            ]
-            return owned, True
+            return owned, complete
 
         return extract

@@ -57,6 +57,7 @@ class SegmentationExtractor(ObjectExtractor):
             planes: np.ndarray,
             read_window: Window,
             core_window: Window,
+            done: Window | None,
         ) -> tuple[list[VectorObject], bool]:
             return vectorise_window(
                 planes[0].astype(np.uint8),
@@ -67,6 +68,7 @@ class SegmentationExtractor(ObjectExtractor):
                 scores=planes[1],
                 simplify_px=simplify_px,
                 min_pixels=min_pixels,
+                done=done,
             )
 
         return extract

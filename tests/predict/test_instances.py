@@ -149,3 +149,36 @@ def test_extractor_for_task() -> None:
     assert isinstance(extractor_for("segmentation", 2), SegmentationExtractor)
     ex = extractor_for("instances", 2)
     assert ex.outputs == 5 and ex.channels == 4 and ex.planes == 3
+
+
+def test_a_component_across_windows_is_split_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a closed canopy: every disc touches the long bar, one component across all windows
+    import geotl.predict.objects.instances as instances
+
+    inst, noise = _touching_discs(5)
+    inst[:, 84:86] = 999
+    planes = _planes(inst, noise)
+    _, n_components = ndimage.label(inst > 0)
+    calls: list[tuple[int, int]] = []
+    real = instances.split_component
+
+    def counted(mask: np.ndarray, seed: np.ndarray, min_seed_px: int) -> tuple[np.ndarray, int]:
+        calls.append(mask.shape)
+        return real(mask, seed, min_seed_px)
+
+    monkeypatch.setattr(instances, "split_component", counted)
+    ex = InstanceExtractor(1)
+    whole = ex.extract(planes, T, simplify_px=1.0, min_pixels=1)
+    assert len(calls) == n_components
+    calls.clear()
+    tiled = ex.extract_by_windows(
+        lambda r, c, h, w: planes[:, r : r + h, c : c + w],
+        inst.shape,
+        T,
+        window_px=23,
+        halo_px=4,
+        simplify_px=1.0,
+        min_pixels=1,
+    )
+    assert sorted(tiled, key=_key) == whole
+    assert len(calls) == n_components  # not once per window the canopy touches

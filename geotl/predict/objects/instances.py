@@ -15,8 +15,11 @@ grows them over the component, downhill in seed score. A component without a see
 one object. Because a component is split from its own pixels only (cut to its bounding
 box), the split is the same whatever window it is read from: window-by-window extraction
 equals whole-scene extraction as long as every component is read whole, which the halo
-loop (:func:`geotl.predict.vectorise.objects_by_windows`) ensures. Memory is bounded as for
-segmentation: by the window plus the largest component.
+loop (:func:`geotl.predict.vectorise.objects_by_windows`) ensures. A component belongs to
+the core window that holds its first pixel (segmentation's rule, applied to components):
+that window reads it whole, splits it and gives all its objects, so a component across
+many windows (a closed canopy) is read whole and split once, not once per window it
+touches. Memory is bounded as for segmentation: by the window plus the largest component.
 
 >>> cm = np.zeros((5, 9), dtype=np.uint8); cm[1:4, 1:8] = 1
 >>> seed = np.zeros((5, 9), dtype=np.float32); seed[2, 2] = seed[2, 6] = 0.9
@@ -26,8 +29,6 @@ segmentation: by the window plus the largest component.
 """
 
 from __future__ import annotations
-
-from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -86,39 +87,6 @@ def split_component(mask: np.ndarray, seed: np.ndarray, min_seed_px: int) -> tup
     return mask.astype(np.int32), 1
 
 
-class _SplitCache:
-    """Splits of components that reach beyond a core window, for the next cores reading them.
-
-    A large component is read by every core window it touches; its split (a watershed over
-    the whole component) is made once. Keyed by class and bounding box in the scene; the
-    mask is compared before a split is reused, so a hit is the same pixels, hence the same
-    split. Least recently used entries go first beyond ``max_px`` cached pixels.
-    """
-
-    def __init__(self, max_px: int = 64_000_000) -> None:
-        self.max_px = max_px
-        self.items: OrderedDict[tuple[int, ...], tuple[np.ndarray, np.ndarray, int]] = OrderedDict()
-        self.px = 0
-
-    def split(
-        self, key: tuple[int, ...], mask: np.ndarray, seed: np.ndarray, min_seed_px: int
-    ) -> tuple[np.ndarray, int]:
-        hit = self.items.get(key)
-        if hit is not None and np.array_equal(hit[0], mask):
-            self.items.move_to_end(key)
-            return hit[1], hit[2]
-        parts, n = split_component(mask, seed, min_seed_px)
-        if n > 1 and mask.size <= self.max_px:
-            if hit is not None:
-                self.px -= hit[0].size
-            self.items[key] = (mask, parts, n)
-            self.px += mask.size
-            while self.px > self.max_px:
-                old_mask, _, _ = self.items.popitem(last=False)[1]
-                self.px -= old_mask.size
-        return parts, n
-
-
 def _split_window(
     class_map: np.ndarray,
     seed: np.ndarray,
@@ -129,17 +97,16 @@ def _split_window(
     read_window: Window | None = None,
     scene_shape: tuple[int, int] | None = None,
     done: Window | None = None,
-    cache: _SplitCache | None = None,
 ) -> tuple[np.ndarray, list[int], bool]:
     """Label objects: ``(labels, class of each label, complete)``.
 
-    With ``core`` (in the array), only the components with a pixel in it. With
-    ``read_window`` (where the array lies in a scene of ``scene_shape``), components that
-    touch an edge of it that is not the scene's may continue outside: they are left out
-    and ``complete`` is false; so are the components whole in ``done`` (an earlier read,
+    With ``core`` (in the array), only the components whose first pixel (raster order) it
+    holds: the core window *owns* them and all their objects. With ``read_window`` (where
+    the array lies in a scene of ``scene_shape``), owned components that touch an edge of
+    it that is not the scene's may continue outside: they are left out and ``complete`` is
+    false; so are the components whole in ``done`` (an earlier read,
     :func:`~geotl.predict.vectorise.whole_in`). Components of fewer than ``min_pixels``
     pixels are left out too: every object split from them would be dropped as smaller.
-    ``cache``: splits of components that reach beyond ``core``, reused across calls.
     """
     labels = np.zeros(class_map.shape, dtype=np.int32)
     label_class: list[int] = [0]
@@ -147,12 +114,13 @@ def _split_window(
     for cls_i in np.flatnonzero(np.bincount(class_map.ravel(), minlength=1)).tolist():
         if cls_i in (0, NODATA_CLASS):
             continue
-        comp, n = ndimage.label(class_map == cls_i, structure=_CROSS)
-        wanted = np.bincount(comp.ravel(), minlength=n + 1) >= min_pixels
-        if core is not None:
-            wanted &= np.bincount(comp[core.toslices()].ravel(), minlength=n + 1) > 0
-        for k, sl in enumerate(ndimage.find_objects(comp), start=1):
-            if sl is None or not wanted[k]:
+        comp, n = ndimage.label(class_map == cls_i, structure=_CROSS, output=np.int32)
+        slices = ndimage.find_objects(comp)
+        owned = range(1, n + 1) if core is None else labels_starting_in(comp, slices, core)
+        large = np.bincount(comp.ravel(), minlength=n + 1) >= min_pixels
+        for k in owned:
+            sl = slices[k - 1]
+            if sl is None:
                 continue
             if read_window is not None and scene_shape is not None:
                 if touches_cut_edge(sl, read_window, scene_shape):
@@ -160,36 +128,15 @@ def _split_window(
                     continue
                 if whole_in(done, sl, read_window, scene_shape):
                     continue
+            if not large[k]:
+                continue
             mask = comp[sl] == k
-            if cache is not None and core is not None and read_window is not None:
-                if _beyond(sl, core):
-                    key = (
-                        cls_i,
-                        read_window.row_off + sl[0].start,
-                        read_window.col_off + sl[1].start,
-                        read_window.row_off + sl[0].stop,
-                        read_window.col_off + sl[1].stop,
-                    )
-                    parts, m = cache.split(key, mask, seed[sl], min_seed_px)
-                else:
-                    parts, m = split_component(mask, seed[sl], min_seed_px)
-            else:
-                parts, m = split_component(mask, seed[sl], min_seed_px)
+            parts, m = split_component(mask, seed[sl], min_seed_px)
             base = len(label_class) - 1
             view = labels[sl]
             view[mask] = parts[mask] + base
             label_class.extend([cls_i] * m)
     return labels, label_class, complete
-
-
-def _beyond(sl: tuple[slice, slice], core: Window) -> bool:
-    """Whether a box reaches outside the core window (both local to one array)."""
-    return bool(
-        sl[0].start < core.row_off
-        or sl[1].start < core.col_off
-        or sl[0].stop > core.row_off + core.height
-        or sl[1].stop > core.col_off + core.width
-    )
 
 
 def split_instances(
@@ -268,9 +215,11 @@ class InstanceExtractor(ObjectExtractor):
         simplify_px: float,
         min_pixels: int,
     ) -> WindowExtractor:
-        """An object belongs to the core window holding its first pixel."""
+        """Each component, with all its objects, belongs to the core holding its first pixel.
+
+        So each component is read whole and split once, by its owner.
+        """
         min_seed = _min_seed_px(min_pixels)
-        cache = _SplitCache()
 
         def extract(
             planes: np.ndarray,
@@ -294,15 +243,14 @@ class InstanceExtractor(ObjectExtractor):
                 read_window=read_window,
                 scene_shape=scene_shape,
                 done=done,
-                cache=cache,
             )
-            # only the objects whose first pixel the core holds are traced
+            # every object of an owned component is owned, wherever its own first pixel
             slices = ndimage.find_objects(labels)
             owned = vectorise_owned(
                 labels,
                 label_class,
                 slices,
-                labels_starting_in(labels, slices, local_core),
+                [k for k, sl in enumerate(slices, start=1) if sl is not None],
                 transform,
                 scores=planes[1],
                 simplify_px=simplify_px,

@@ -81,7 +81,11 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "none": ({}, {"base": "none"}),
     "none_old": ({}, {"base": "none", "encoder_lr": 1e-4}),
     "none_refit": ({"refit": True}, {"base": "none"}),
+    "instances": ({}, {}),
+    "design_instances": ({"epochs": 20}, {"steps": None}),
 }
+#: variants that change the region's task (issue 9: touching objects separated)
+VARIANT_TASK: dict[str, str] = {"instances": "instances", "design_instances": "instances"}
 
 
 def main() -> None:
@@ -134,6 +138,8 @@ def main() -> None:
             keys, overrides = VARIANTS[variant]
             r = copy.deepcopy(table)
             r["model"] = {k: v for k, v in r["model"].items() if k != "freeze"} | keys
+            if variant in VARIANT_TASK:
+                r["task"] = VARIANT_TASK[variant]
             top = {k: v for k, v in r.items() if not isinstance(v, dict)}
             tables = {k: v for k, v in r.items() if isinstance(v, dict)}
             path = bt.write_region(work / "regions" / f"{args.region}-{variant}.toml", top, tables)

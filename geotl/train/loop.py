@@ -712,12 +712,6 @@ def _check_inputs(regions: list[Region], options: TrainOptions) -> None:
             raise BandMismatchError(
                 f"bands {r.imagery.bands} differ from {first.name}'s {first.imagery.bands}", r.path
             )
-    if first.task == "detection":
-        log.warning(
-            "%s: task = 'detection' is trained as segmentation of the object outlines (boxes "
-            "become filled polygons, predictions are polygons with scores)",
-            first.path,
-        )
     if options.chips and len(options.chips) != len(regions):
         raise GeotlInputError(
             f"{len(options.chips)} --chips folder(s) for {len(regions)} region(s): give one per region, in order"

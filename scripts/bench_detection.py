@@ -136,7 +136,6 @@ def train_and_score(
         device=args.device,
         batch_size=args.batch_size,
         freeze=args.freeze,
-        window_px=args.window_px,
         overwrite=True,
     )
     t0 = time.perf_counter()
@@ -310,12 +309,6 @@ def main() -> None:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--freeze", default="partial")
-    p.add_argument(
-        "--window-px",
-        type=int,
-        default=None,
-        help="training window (px, a multiple of 32 within the chips; default: the recipe's)",
-    )
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--speed", type=Path, help="a detection model folder: time prediction")

@@ -93,6 +93,7 @@ def test_train_evaluate_predict(det_model: Path, det_region: Path, tmp_path: Pat
     assert card.task == "detection" and card.network.arch == "retinanet"
     assert card.threshold == 0.05 and card.nms_iou == 0.4  # the region's [predict]
     assert card.metrics["validations"] == 2
+    assert card.metrics["window_px"] == 128  # a detector trains on whole chips
 
     metrics = evaluate_model(
         det_model, load_region(det_region), chips_dir=det_model / "chips", n_boot=50

@@ -437,11 +437,13 @@ def _train(
     schedule = resolve_schedule(settings, sum(len(d) for d in sets.train), first)
     chip_px = min(int(d.images.shape[-1]) for d in sets.train if len(d))
     window_px = _window_px(settings, chip_px, first)
+    seen_px = window_px if task.random_windows else chip_px  # what one training sample is
     log.info(
-        "%d steps of %d windows of %d px (validation every %d, at least %d)",
+        "%d steps of %d %s of %d px (validation every %d, at least %d)",
         schedule.steps,
         settings.batch_size,
-        window_px,
+        "windows" if task.random_windows else "whole chips",
+        seen_px,
         schedule.val_every,
         schedule.min_steps,
     )
@@ -498,7 +500,7 @@ def _train(
         "steps_run": int(module.global_step),
         "steps": schedule.steps,
         "validations": len(module.history),
-        "window_px": window_px,
+        "window_px": seen_px,
         "train_seconds": round(seconds, 2),
         "history": module.history,
         "throughput": {  # all processes together (each trains an equal share)

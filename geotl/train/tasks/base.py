@@ -65,6 +65,8 @@ class Task(ABC):
     name: ClassVar[str]
     # parameters under this prefix are the pretrained backbone (trained at ``encoder_lr``)
     encoder_prefix: ClassVar[str] = "encoder."
+    # trains on the loop's random windows (False: on whole chips, see augment_batch)
+    random_windows: ClassVar[bool] = True
 
     def __init__(self, classes: list[str], loss: str = "ce+dice") -> None:
         self.classes = list(classes)

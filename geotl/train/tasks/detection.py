@@ -71,6 +71,7 @@ class DetectionTask(Task):
 
     name: ClassVar[str] = "detection"
     encoder_prefix: ClassVar[str] = "backbone.body."
+    random_windows: ClassVar[bool] = False  # boxes follow the chip-edge rule of whole chips
     uses_boxes: ClassVar[bool] = True
 
     def __init__(self, classes: list[str], loss: str = "ce+dice") -> None:

@@ -338,6 +338,25 @@ def replaces(step: int, score: float, kept: tuple[int, float] | None, min_step: 
     return score > kept[1]
 
 
+class EarlyStopAfter(EarlyStopping):
+    """Early stopping that counts only the validations :class:`KeepBest` may keep.
+
+    Lightning's ``EarlyStopping`` counts patience from the first validation, so a score
+    from before ``min_step`` (which :class:`KeepBest` never keeps) could end the run the
+    moment ``min_step`` is reached, keeping weights no better than those it could not keep.
+    Here the first validation at or after ``min_step`` is the reference.
+    """
+
+    def __init__(self, min_step: int, patience: int) -> None:
+        super().__init__("val_iou", mode="max", patience=patience)
+        self.min_step = min_step
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step < self.min_step:
+            return
+        super().on_validation_end(trainer, pl_module)
+
+
 class StepProgress(pl.Callback):
     """Moves a progress bar once per optimizer step (``geotl --progress json`` for programs)."""
 
@@ -594,11 +613,7 @@ def _fit(
         num_sanity_val_steps=0,
         limit_val_batches=None if val is not None else 0,
         callbacks=[StepProgress(bar)]
-        + (
-            [best, EarlyStopping("val_iou", mode="max", patience=settings.patience)]
-            if val is not None
-            else []
-        ),
+        + ([best, EarlyStopAfter(best.min_step, settings.patience)] if val is not None else []),
     )
     train_loader = make_loader(
         train,

@@ -552,11 +552,9 @@ def vectorise_owned(
         return []
     only = np.zeros(len(label_class), dtype=bool)
     only[owned_labels] = True
-    boxes = [slices[lab - 1] for lab in owned_labels]
-    top = min(b[0].start for b in boxes if b is not None)
-    left = min(b[1].start for b in boxes if b is not None)
-    bottom = max(b[0].stop for b in boxes if b is not None)
-    right = max(b[1].stop for b in boxes if b is not None)
+    boxes = [b for b in (slices[lab - 1] for lab in owned_labels) if b is not None]
+    top, left = min(b[0].start for b in boxes), min(b[1].start for b in boxes)
+    bottom, right = max(b[0].stop for b in boxes), max(b[1].stop for b in boxes)
     crop = (slice(top, bottom), slice(left, right))
     return vectorise_labels(
         labels[crop],

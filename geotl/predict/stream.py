@@ -60,7 +60,7 @@ from geotl.predict.strips import (
     strip_pool,
     submit_strip,
 )
-from geotl.predict.vectorise import VectorObject, core_windows
+from geotl.predict.vectorise import CoreProgress, VectorObject, core_windows
 from geotl.predict.windows import WindowPlan, blend_weights, clip_window
 
 __all__ = ["RawRaster", "StreamStats", "infer_and_vectorise"]
@@ -444,7 +444,7 @@ class _Vectoriser:
         self.waited_s += time.perf_counter() - t0
         return np.moveaxis(self.planes.read(r, c, h, w), -1, 0)
 
-    def _task(self, chunk: tuple[Window, ...]) -> StripTask:
+    def _task(self, chunk: tuple[Window, ...], resume: CoreProgress | None = None) -> StripTask:
         return StripTask(
             extractor=self.extractor,
             planes_path=self.planes.path,
@@ -457,41 +457,71 @@ class _Vectoriser:
             simplify_px=self.simplify_px,
             min_pixels=self.min_pixels,
             rows_ready=self.pipe.final_rows,
+            resume=resume,
         )
 
     def _in_pool(self) -> None:
+        """Run the strips in the pool as soon as their rows are final, several at once.
+
+        A strip whose objects reach rows that were not final yet is run again (its cores
+        left) as soon as those rows are, beside the others: no strip waits for another.
+        Objects are gathered per strip and joined in scene order.
+        """
         height = self.scene_shape[0]
         cores = [c for row in core_windows(self.scene_shape, self.window_px) for c in row]
         # a few tasks per worker: balanced, yet each reads its halos only once
         per_task = max(1, len(cores) // (4 * self.workers))
-        chunks = [tuple(cores[i : i + per_task]) for i in range(0, len(cores), per_task)]
-        futures: list[Future[StripResult]] = []
+        left = [tuple(cores[i : i + per_task]) for i in range(0, len(cores), per_task)]
+        found: list[list[VectorObject]] = [[] for _ in left]
+        need = [min(c[-1].row_off + c[-1].height + self.halo_px, height) for c in left]
+        # where a strip's first core stopped, for its next run
+        resume: list[CoreProgress | None] = [None] * len(left)
+        todo = list(range(len(left)))  # strips to (re)start, in scene order
+        running: dict[Future[StripResult], int] = {}
+        cond = self.pipe.cond
+
+        def wake(_: Future[StripResult]) -> None:
+            with cond:
+                cond.notify_all()
+
+        def ready() -> bool:
+            rows = self.pipe.final_rows
+            return any(f.done() for f in running) or any(rows >= need[i] for i in todo)
+
         try:
-            for chunk in chunks:
-                last = chunk[-1]
-                self.pipe.wait_rows(min(last.row_off + last.height + self.halo_px, height))
-                futures.append(submit_strip(self.pool, self._task(chunk)))
-            for chunk, fut in zip(chunks, futures, strict=True):
-                res = fut.result()
-                while True:
-                    self.objects.extend(res.objects)
+            while todo or running:
+                with cond:
+                    while not ready() and not self.pipe.stop.is_set():
+                        cond.wait(timeout=0.5)
+                if self.pipe.stop.is_set():
+                    raise _Stop
+                rows = self.pipe.final_rows
+                for i in [i for i in todo if rows >= need[i]]:
+                    todo.remove(i)
+                    fut = submit_strip(self.pool, self._task(left[i], resume[i]))
+                    running[fut] = i
+                    fut.add_done_callback(wake)
+                for fut in [f for f in running if f.done()]:
+                    i = running.pop(fut)
+                    res = fut.result()
+                    found[i].extend(res.objects)
                     self.stats.vectorise_s += res.seconds
                     self.stats.add_cpu("vectorise", res.cpu_s)
                     self.stats.extra["pool_cpu_s"] = (
                         self.stats.extra.get("pool_cpu_s", 0.0) + res.cpu_s
                     )
-                    chunk = chunk[res.cores_done :]
-                    if not chunk:
-                        break
-                    # an object of this chunk reaches rows not final yet: wait, run the rest
-                    self.pipe.wait_rows(min(res.need_rows, height))
-                    res = submit_strip(self.pool, self._task(chunk)).result()
+                    left[i] = left[i][res.cores_done :]
+                    if left[i]:  # an object reaches rows not final yet: again once they are
+                        need[i], resume[i] = min(res.need_rows, height), res.resume
+                        todo.append(i)
+                        todo.sort()
         except BrokenProcessPool:
             discard_pool(self.pool)
             raise
         finally:
-            for f in futures:
+            for f in running:
                 f.cancel()
+        self.objects = [o for objects in found for o in objects]
 
 
 def infer_and_vectorise(

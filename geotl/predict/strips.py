@@ -29,7 +29,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from geotl.predict.objects.base import ObjectExtractor
-from geotl.predict.vectorise import VectorObject, objects_by_windows
+from geotl.predict.vectorise import CoreProgress, VectorObject, objects_by_windows
 
 __all__ = [
     "RawRaster",
@@ -115,6 +115,7 @@ class StripTask:
         simplify_px: see :func:`geotl.predict.vectorise.vectorise`.
         min_pixels: see :func:`geotl.predict.vectorise.vectorise`.
         rows_ready: rows of the file already final (reads must stay above).
+        resume: where the first core's halo loop stopped in an earlier run of the strip.
     """
 
     extractor: ObjectExtractor
@@ -128,6 +129,7 @@ class StripTask:
     simplify_px: float
     min_pixels: int
     rows_ready: int
+    resume: CoreProgress | None = None
 
 
 @dataclass
@@ -138,6 +140,7 @@ class StripResult:
         objects: objects of the cores done, in core order.
         cores_done: how many of the task's cores are done.
         need_rows: when not every core is done, the rows that must be final first.
+        resume: then, how far the first core not done got (to run it again from there).
         seconds: time spent.
         cpu_s: CPU time spent (this thread's: a pool worker runs one task at a time).
     """
@@ -145,6 +148,7 @@ class StripResult:
     objects: list[VectorObject] = field(default_factory=list)
     cores_done: int = 0
     need_rows: int = 0
+    resume: CoreProgress | None = None
     seconds: float = 0.0
     cpu_s: float = 0.0
 
@@ -179,7 +183,8 @@ def extract_strip(task: StripTask) -> StripResult:
             simplify_px=task.simplify_px,
             min_pixels=task.min_pixels,
         )
-        for core in task.cores:
+        for k, core in enumerate(task.cores):
+            progress = task.resume if k == 0 and task.resume is not None else CoreProgress()
             try:
                 owned = list(
                     objects_by_windows(
@@ -189,10 +194,11 @@ def extract_strip(task: StripTask) -> StripResult:
                         window_px=task.window_px,
                         halo_px=task.halo_px,
                         cores=[core],
+                        progress=progress,
                     )
                 )
             except _NeedRows as need:
-                result.need_rows = need.rows
+                result.need_rows, result.resume = need.rows, progress
                 break
             result.objects.extend(owned)
             result.cores_done += 1

@@ -24,7 +24,7 @@ transform. That is what makes windowed vectorisation equal whole-scene vectorisa
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,7 @@ from geotl.chips.labels import IGNORE
 
 __all__ = [
     "NODATA_CLASS",
+    "CoreProgress",
     "VectorObject",
     "WindowExtractor",
     "class_map_from_foreground",
@@ -718,6 +719,21 @@ def core_windows(scene_shape: tuple[int, int], window_px: int) -> list[list[Wind
     ]
 
 
+@dataclass
+class CoreProgress:
+    """How far the halo loop got with one core window, to carry into a later run.
+
+    Attributes:
+        owned: the core's objects found whole so far.
+        done: the last window read whole (objects whole in it are not made again).
+        halo_px: the halo of the next read.
+    """
+
+    owned: list[VectorObject] = field(default_factory=list)
+    done: Window | None = None
+    halo_px: int = 0
+
+
 def objects_by_windows(
     read: Callable[[int, int, int, int], Any],
     extract: WindowExtractor,
@@ -726,6 +742,7 @@ def objects_by_windows(
     window_px: int = 1024,
     halo_px: int = 64,
     cores: Iterable[Window] | None = None,
+    progress: CoreProgress | None = None,
 ) -> Iterator[VectorObject]:
     """The halo loop shared by every task's object extractor.
 
@@ -741,6 +758,8 @@ def objects_by_windows(
         halo_px: initial halo around the core window.
         cores: only these core windows (of :func:`core_windows` with ``window_px``);
             default: all of them, in raster order.
+        progress: the first core starts from it and it is kept up to date read by read,
+            so that a caller whose ``read`` raised can run that core again from there.
 
     Yields:
         Objects, window by window.
@@ -748,22 +767,22 @@ def objects_by_windows(
     scene_h, scene_w = scene_shape
     if cores is None:
         cores = [c for row in core_windows(scene_shape, window_px) for c in row]
-    for core in cores:
-        halo = max(int(halo_px), 1)
-        owned: list[VectorObject] = []
-        done: Window | None = None
+    for i, core in enumerate(cores):
+        state = progress if i == 0 and progress is not None else CoreProgress()
+        halo = max(int(halo_px), state.halo_px, 1)
         while True:
+            state.halo_px = halo
             r0, c0 = max(core.row_off - halo, 0), max(core.col_off - halo, 0)
             r1 = min(core.row_off + core.height + halo, scene_h)
             c1 = min(core.col_off + core.width + halo, scene_w)
             read_window = Window(c0, r0, c1 - c0, r1 - r0)
-            whole, complete = extract(read(r0, c0, r1 - r0, c1 - c0), read_window, core, done)
-            owned.extend(whole)
+            whole, complete = extract(read(r0, c0, r1 - r0, c1 - c0), read_window, core, state.done)
+            state.owned.extend(whole)
             if complete:
                 break
-            done, halo = read_window, halo * 2
+            state.done, halo = read_window, halo * 2
         # raster order inside the core, however many reads it took
-        yield from sorted(owned, key=lambda o: (o.first_px, o.class_index))
+        yield from sorted(state.owned, key=lambda o: (o.first_px, o.class_index))
 
 
 def objects_to_frame(

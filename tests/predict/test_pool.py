@@ -67,3 +67,48 @@ def test_strip_stops_at_rows_not_final(tmp_path: Path) -> None:
     assert done.cores_done == 2 and len(done.objects) == 1
     assert done.objects[0].pixel_count == 16
     raw.close()
+
+
+def test_strip_resumed_where_it_stopped_gives_the_whole_scene_objects(tmp_path: Path) -> None:
+    # two touching objects in one tall component, owned by the first core: the first run
+    # stops at rows not final; a run resumed from where it stopped equals one from scratch
+    # and the whole scene at once
+    from geotl.predict.objects import InstanceExtractor
+    from geotl.predict.strips import RawRaster
+
+    planes = np.zeros((3, 40, 12), np.float32)
+    planes[0, 2:38, 3:7] = 1.0  # class 1
+    planes[1, 2:38, 3:7] = 0.9  # score
+    planes[2, 2:38, 3:7] = 0.2  # seed score: two interiors, low where they meet
+    planes[2, 5:15, 4:6] = 0.9
+    planes[2, 25:35, 4:6] = 0.9
+    planes[:, 1:3, 0:2] = np.array([1.0, 0.9, 0.9])[:, None, None]  # small, whole at once
+    ex = InstanceExtractor(1)
+    whole = ex.extract(planes, data.ORIGIN, simplify_px=0.0, min_pixels=1)
+    assert len(whole) == 3
+    raw = RawRaster(tmp_path / "planes.raw", 40, 12, 3, np.float32)
+    raw.write(0, 0, np.moveaxis(planes, 0, -1))
+    task = StripTask(
+        extractor=ex,
+        planes_path=raw.path,
+        scene_shape=(40, 12),
+        planes=3,
+        cores=(Window(0, 0, 6, 6), Window(6, 0, 6, 6)),
+        transform=data.ORIGIN,
+        window_px=6,
+        halo_px=1,
+        simplify_px=0.0,
+        min_pixels=1,
+        rows_ready=12,
+    )
+    early = extract_strip(task)
+    assert early.cores_done == 0 and 12 < early.need_rows <= 40
+    assert early.resume is not None and early.resume.done is not None
+    assert len(early.resume.owned) == 1  # the small object: kept, not made again
+    assert early.resume.halo_px == early.need_rows - 6  # the read that could not be made
+    ready = {**vars(task), "rows_ready": 40}
+    again = extract_strip(StripTask(**{**ready, "resume": early.resume}))
+    fresh = extract_strip(StripTask(**ready))
+    assert again.cores_done == fresh.cores_done == 2
+    assert again.objects == fresh.objects == whole
+    raw.close()

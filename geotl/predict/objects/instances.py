@@ -46,7 +46,6 @@ from geotl.predict.vectorise import (
     labels_starting_in,
     touches_cut_edge,
     vectorise_labels,
-    vectorise_owned,
     whole_in,
 )
 
@@ -97,8 +96,8 @@ def _split_window(
     read_window: Window | None = None,
     scene_shape: tuple[int, int] | None = None,
     done: Window | None = None,
-) -> tuple[np.ndarray, list[int], bool]:
-    """Label objects: ``(labels, class of each label, complete)``.
+) -> tuple[np.ndarray, list[int], bool, tuple[slice, slice]]:
+    """Label objects: ``(labels, class of each label, complete, box of every label)``.
 
     With ``core`` (in the array), only the components whose first pixel (raster order) it
     holds: the core window *owns* them and all their objects. With ``read_window`` (where
@@ -111,13 +110,13 @@ def _split_window(
     labels = np.zeros(class_map.shape, dtype=np.int32)
     label_class: list[int] = [0]
     complete = True
+    top, left, bottom, right = class_map.shape[0], class_map.shape[1], 0, 0
     for cls_i in np.flatnonzero(np.bincount(class_map.ravel(), minlength=1)).tolist():
         if cls_i in (0, NODATA_CLASS):
             continue
         comp, n = ndimage.label(class_map == cls_i, structure=_CROSS, output=np.int32)
         slices = ndimage.find_objects(comp)
         owned = range(1, n + 1) if core is None else labels_starting_in(comp, slices, core)
-        large = np.bincount(comp.ravel(), minlength=n + 1) >= min_pixels
         for k in owned:
             sl = slices[k - 1]
             if sl is None:
@@ -128,15 +127,22 @@ def _split_window(
                     continue
                 if whole_in(done, sl, read_window, scene_shape):
                     continue
-            if not large[k]:
-                continue
             mask = comp[sl] == k
+            if np.count_nonzero(mask) < min_pixels:
+                continue
             parts, m = split_component(mask, seed[sl], min_seed_px)
             base = len(label_class) - 1
             view = labels[sl]
             view[mask] = parts[mask] + base
             label_class.extend([cls_i] * m)
-    return labels, label_class, complete
+            top, bottom = min(top, sl[0].start), max(bottom, sl[0].stop)
+            left, right = min(left, sl[1].start), max(right, sl[1].stop)
+    return (
+        labels,
+        label_class,
+        complete,
+        (slice(top, max(top, bottom)), slice(left, max(left, right))),
+    )
 
 
 def split_instances(
@@ -150,7 +156,7 @@ def split_instances(
         min_seed_px: seeds with fewer pixels are ignored.
         min_pixels: components with fewer pixels are left out (background).
     """
-    labels, label_class, _ = _split_window(class_map, seed, min_seed_px, min_pixels=min_pixels)
+    labels, label_class, _, _ = _split_window(class_map, seed, min_seed_px, min_pixels=min_pixels)
     return labels, label_class
 
 
@@ -234,7 +240,7 @@ class InstanceExtractor(ObjectExtractor):
                 core_window.width,
                 core_window.height,
             )
-            labels, label_class, complete = _split_window(
+            labels, label_class, complete, box = _split_window(
                 planes[0].astype(np.uint8),
                 planes[2],
                 min_seed,
@@ -244,19 +250,17 @@ class InstanceExtractor(ObjectExtractor):
                 scene_shape=scene_shape,
                 done=done,
             )
-            # every object of an owned component is owned, wherever its own first pixel
-            slices = ndimage.find_objects(labels)
-            owned = vectorise_owned(
-                labels,
+            # every object of an owned component is owned, wherever its own first pixel:
+            # all of them lie in ``box``, traced there
+            owned = vectorise_labels(
+                labels[box],
                 label_class,
-                slices,
-                [k for k, sl in enumerate(slices, start=1) if sl is not None],
                 transform,
-                scores=planes[1],
+                scores=planes[1][box],
                 simplify_px=simplify_px,
                 min_pixels=min_pixels,
-                row_off=r_row,
-                col_off=r_col,
+                row_off=r_row + box[0].start,
+                col_off=r_col + box[1].start,
             )
             return owned, complete
 

@@ -291,10 +291,11 @@ def test_model_base_kept_when_training_only_makes_it_worse(demo_chips, demo_mode
         assert torch.equal(kept[name], tensor), name
 
 
-def test_early_stopping_ends_the_run_after_min_steps(demo_chips, tmp_path):
+def test_early_stopping_ends_the_run_after_min_steps(demo_chips, tmp_path, caplog):
     # a learning rate too small to improve anything: validation stops improving at once,
     # so patience 1 ends the run soon after min_steps (before this was fixed, Lightning's
     # implied min_epochs = 1, the whole one-epoch run, kept every run going to the end)
+    caplog.set_level("INFO", logger="geotl")
     card = train_model(
         [load_region(DEMO)],
         tmp_path / "m",
@@ -314,3 +315,7 @@ def test_early_stopping_ends_the_run_after_min_steps(demo_chips, tmp_path):
     # earlier ones: the run cannot end on the very validation that starts the count
     assert card.metrics["steps_run"] >= 12
     assert card.metrics["best_step"] >= 10
+    # said as what it is (Lightning itself reports "max_epochs=1 reached")
+    assert card.metrics["stopped_early"] is True
+    stop = [r.getMessage() for r in caplog.records if "early stop at step" in r.getMessage()]
+    assert stop == [f"early stop at step {card.metrics['steps_run']}: " + stop[0].split(": ", 1)[1]]

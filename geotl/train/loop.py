@@ -355,6 +355,13 @@ class EarlyStopAfter(EarlyStopping):
         if trainer.global_step < self.min_step:
             return
         super().on_validation_end(trainer, pl_module)
+        if self.wait_count >= self.patience:  # Lightning's own message: "max_epochs=1 reached"
+            log.info(
+                "early stop at step %d: no better validation IoU in %d validations (best %.4f)",
+                trainer.global_step,
+                self.patience,
+                float(self.best_score),
+            )
 
 
 class StepProgress(pl.Callback):
@@ -518,6 +525,8 @@ def _train(
         "best_step": best.step,
         "steps_run": int(module.global_step),
         "steps": schedule.steps,
+        # ended by early stopping (patience), not by the schedule's last step
+        "stopped_early": int(module.global_step) < schedule.steps,
         "validations": len(module.history),
         "window_px": seen_px,
         "train_seconds": round(seconds, 2),

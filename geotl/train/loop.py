@@ -117,7 +117,7 @@ class TrainModule(pl.LightningModule):
         )
         self.val_metric: ValidationMetric | None = None
         self.last_val = -1.0
-        # the last pass's best threshold: {"value", "val_iou", "val_iou_argmax"}
+        # the last pass's best threshold: {"value", "val_iou", "val_iou_argmax", "floor_iou"}
         self.last_threshold: dict[str, float] | None = None
         # summed on the device, read once per validation (a read per step would sync a GPU)
         self._loss_sum = torch.zeros((), dtype=torch.float64)
@@ -202,6 +202,8 @@ class TrainModule(pl.LightningModule):
                 "value": value,
                 "val_iou": round(iou, 4),
                 "val_iou_argmax": argmax,
+                # the constant map's IoU: what the network must beat to be of any use
+                "floor_iou": round(self.val_metric.floor(), 4),
             }
         # the same score in every rank (each validates all val chips): the mean changes nothing
         self.log("val_iou", score, prog_bar=False, sync_dist=self.trainer.world_size > 1)
@@ -696,6 +698,15 @@ def _choose_threshold(task: Task, best: KeepBest, first: Region) -> dict[str, fl
         return None
     chosen = dict(best.threshold)
     task.best_threshold = chosen["value"]
+    floor = chosen.get("floor_iou")
+    if floor is not None and best.score <= floor:
+        log.warning(
+            "the model does not beat a map of nothing but %s on validation (IoU %.4f, that map "
+            "%.4f): label more objects, or adapt a pretrained base instead of none",
+            " / ".join(first.classes),
+            best.score,
+            floor,
+        )
     if first.predict.threshold_set is not None:
         return chosen | {"used": first.predict.threshold_set}
     log.info(

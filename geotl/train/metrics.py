@@ -101,6 +101,21 @@ class ConfusionIoU:
         """Mean foreground IoU of the argmax prediction."""
         return _mean_foreground_iou(self.counts.cpu().numpy())
 
+    def floor(self) -> float:
+        """Mean foreground IoU of the constant map: every pixel labelled as each class.
+
+        A class covering a share ``p`` of the valid pixels has IoU ``p`` when the whole
+        map is that class; a network that does not beat this has learnt nothing usable.
+
+        >>> m = ConfusionIoU(2)
+        >>> m.counts[:] = torch.tensor([[60, 0], [30, 10]])
+        >>> m.floor()
+        0.4
+        """
+        totals = self.counts.sum(dim=1).cpu().numpy().astype(np.float64)
+        n = totals.sum()
+        return float(np.mean(totals[1:] / n)) if n > 0 and len(totals) > 1 else 0.0
+
     def best_threshold(self) -> tuple[float, float]:
         """``(threshold, mean foreground IoU)`` of the best threshold; ties go to 0.5."""
         scores = [_mean_foreground_iou(c) for c in self._by_threshold()]

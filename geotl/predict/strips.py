@@ -13,6 +13,7 @@ numbers): a pool worker, or any other process that sees the scratch file, can ru
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -236,9 +237,22 @@ def strip_pool(workers: int) -> ProcessPoolExecutor | None:
                 ctx.set_forkserver_preload([__name__])
             else:
                 ctx = multiprocessing.get_context("spawn")
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+            pool = ProcessPoolExecutor(
+                max_workers=workers, mp_context=ctx, initializer=_yield_to_the_model
+            )
             _POOLS[workers] = pool
         return pool
+
+
+#: how much lower the pool's processes run than the model's threads (``nice``): the model
+#: computes in parallel regions whose threads wait for each other, so a core taken by a
+#: vectorising process stalls all of them; vectorising takes the cores' idle time instead
+POOL_NICENESS = 5
+
+
+def _yield_to_the_model() -> None:
+    with contextlib.suppress(OSError):  # not permitted here: the caller's priority
+        os.nice(POOL_NICENESS)
 
 
 def _ready() -> int:

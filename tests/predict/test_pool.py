@@ -112,3 +112,15 @@ def test_strip_resumed_where_it_stopped_gives_the_whole_scene_objects(tmp_path: 
     assert again.cores_done == fresh.cores_done == 2
     assert again.objects == fresh.objects == whole
     raw.close()
+
+
+def test_pool_processes_yield_the_cores_to_the_model() -> None:
+    import os
+
+    from geotl.predict.strips import POOL_NICENESS, strip_pool
+
+    pool = strip_pool(2)
+    assert pool is not None
+    here = os.nice(0)
+    there = pool.submit(os.nice, 0).result()
+    assert there == min(here + POOL_NICENESS, 19)

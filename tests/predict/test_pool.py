@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -39,28 +40,37 @@ def test_pool_and_read_threads_equal_serial_byte_for_byte(scene: Path, tmp_path:
     assert a == b
 
 
-def test_strip_stops_at_rows_not_final(tmp_path: Path) -> None:
-    from geotl.predict.objects import SegmentationExtractor
+def _first_row_task(
+    tmp_path: Path, extractor: Any, planes: np.ndarray, core_px: int, rows_ready: int
+) -> tuple[StripTask, Any]:
+    """A strip of the first two core windows over ``planes`` (bands first), and its file."""
     from geotl.predict.strips import RawRaster
 
-    planes = np.zeros((20, 10, 2), np.float32)
-    planes[2:18, 3, 0] = 1.0  # one object from row 2 to row 17
-    planes[2:18, 3, 1] = 0.9
-    raw = RawRaster(tmp_path / "planes.raw", 20, 10, 2, np.float32)
-    raw.write(0, 0, planes)
-    task = StripTask(
-        extractor=SegmentationExtractor(1),
+    bands, height, width = planes.shape
+    raw = RawRaster(tmp_path / "planes.raw", height, width, bands, np.float32)
+    raw.write(0, 0, np.moveaxis(planes, 0, -1))
+    return StripTask(
+        extractor=extractor,
         planes_path=raw.path,
-        scene_shape=(20, 10),
-        planes=2,
-        cores=(Window(0, 0, 5, 5), Window(5, 0, 5, 5)),
+        scene_shape=(height, width),
+        planes=bands,
+        cores=(Window(0, 0, core_px, core_px), Window(core_px, 0, core_px, core_px)),
         transform=data.ORIGIN,
-        window_px=5,
+        window_px=core_px,
         halo_px=1,
         simplify_px=0.0,
         min_pixels=1,
-        rows_ready=6,
-    )
+        rows_ready=rows_ready,
+    ), raw
+
+
+def test_strip_stops_at_rows_not_final(tmp_path: Path) -> None:
+    from geotl.predict.objects import SegmentationExtractor
+
+    planes = np.zeros((2, 20, 10), np.float32)
+    planes[0, 2:18, 3] = 1.0  # one object from row 2 to row 17
+    planes[1, 2:18, 3] = 0.9
+    task, raw = _first_row_task(tmp_path, SegmentationExtractor(1), planes, 5, rows_ready=6)
     early = extract_strip(task)
     assert early.cores_done == 0 and early.need_rows > 6 and not early.objects
     done = extract_strip(StripTask(**{**vars(task), "rows_ready": 20}))
@@ -74,7 +84,6 @@ def test_strip_resumed_where_it_stopped_gives_the_whole_scene_objects(tmp_path: 
     # stops at rows not final; a run resumed from where it stopped equals one from scratch
     # and the whole scene at once
     from geotl.predict.objects import InstanceExtractor
-    from geotl.predict.strips import RawRaster
 
     planes = np.zeros((3, 40, 12), np.float32)
     planes[0, 2:38, 3:7] = 1.0  # class 1
@@ -86,21 +95,7 @@ def test_strip_resumed_where_it_stopped_gives_the_whole_scene_objects(tmp_path: 
     ex = InstanceExtractor(1)
     whole = ex.extract(planes, data.ORIGIN, simplify_px=0.0, min_pixels=1)
     assert len(whole) == 3
-    raw = RawRaster(tmp_path / "planes.raw", 40, 12, 3, np.float32)
-    raw.write(0, 0, np.moveaxis(planes, 0, -1))
-    task = StripTask(
-        extractor=ex,
-        planes_path=raw.path,
-        scene_shape=(40, 12),
-        planes=3,
-        cores=(Window(0, 0, 6, 6), Window(6, 0, 6, 6)),
-        transform=data.ORIGIN,
-        window_px=6,
-        halo_px=1,
-        simplify_px=0.0,
-        min_pixels=1,
-        rows_ready=12,
-    )
+    task, raw = _first_row_task(tmp_path, ex, planes, 6, rows_ready=12)
     early = extract_strip(task)
     assert early.cores_done == 0 and 12 < early.need_rows <= 40
     assert early.resume is not None and early.resume.done is not None

@@ -702,7 +702,7 @@ def _choose_threshold(task: Task, best: KeepBest, first: Region) -> dict[str, fl
     if floor is not None and best.score <= floor:
         log.warning(
             "the model does not beat a map of nothing but %s on validation (IoU %.4f, that map "
-            "%.4f): label more objects, or adapt a pretrained base instead of none",
+            "%.4f): label more objects (with base none: adapt a pretrained base instead)",
             " / ".join(first.classes),
             best.score,
             floor,

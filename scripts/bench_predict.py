@@ -580,6 +580,7 @@ def compare_engines(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     from geotl.models.artefact import load_artefact
     from geotl.predict import PredictOptions, predict_scene
     from geotl.predict.engine import OrtEngine, TorchEngine, load_model
+    from geotl.predict.objects import extractor_for
 
     scene = tmp / "scene.tif"
     make_scene(scene, args.size)
@@ -618,8 +619,9 @@ def compare_engines(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
         row["export_int8_s"], row["size_int8_mb"] = round(res8.export_s, 1), res8.size_bytes / 1e6
         row["quantisation"] = res8.card.quantisation
         art = load_artefact(model_dir)
+        head = extractor_for(card.task, len(card.classes)).probabilities
         engines = {
-            "torch": TorchEngine(art.network, art.device),
+            "torch": TorchEngine(art.network, art.device, head),
             "ort_fp32": OrtEngine(read_onnx(fp32), args.threads),
             "ort_int8": OrtEngine(read_onnx(int8), args.threads),
         }

@@ -5,6 +5,11 @@ The exported graph maps a batch of tiles to class probabilities::
     image          (batch, bands, tile, tile) float32: the raw digital numbers / 255
     probabilities  (batch, 1 + classes, tile, tile) float32: softmax, class 0 = background
 
+An instance model's graph (``task = "instances"``) adds its two object maps after the
+classes, each a sigmoid: ``(batch, 1 + classes + 2, tile, tile)``, the last two channels
+the probability of an object's border and of a contact between two objects
+(:data:`geotl.predict.objects.instances.INSTANCE_CHANNELS`).
+
 The card's per-band normalisation ``(raw - mean) / std`` is folded into the graph, because
 QGIS's Deepness plugin feeds ``raw / 255`` (then an optional standardisation, left at the
 identity here): the same file is right for Deepness, for geotl's ONNX Runtime engine and
@@ -81,9 +86,11 @@ INT8_FLOAT_NODES_KEY = "geotl_int8_float_nodes"  # an int8 graph's nodes kept in
 
 
 class _Portable(torch.nn.Module):
-    """``raw / 255`` -> the card's normalisation -> network -> softmax over classes.
+    """``raw / 255`` -> the card's normalisation -> network -> the task's probabilities.
 
-    With ``softmax=False`` the network's own output is the graph's (a detector's
+    ``head``: ``"softmax"`` over background + classes (segmentation); ``"instances"``, that
+    softmax over the first ``classes`` channels and a sigmoid over the others (border,
+    contact); ``"none"``, the network's own output (a detector's
     :class:`~geotl.models.detector.AnchorRows`).
     """
 
@@ -92,11 +99,13 @@ class _Portable(torch.nn.Module):
         network: torch.nn.Module,
         mean: list[float],
         std: list[float],
-        softmax: bool = True,
+        head: str = "softmax",
+        classes: int = 0,
     ) -> None:
         super().__init__()
         self.network = network
-        self.softmax = softmax
+        self.head = head
+        self.classes = classes
         m = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
         s = torch.tensor(std, dtype=torch.float32)[None, :, None, None]
         # (x * 255 - mean) / std == x * (255 / std) - mean / std: one Mul and one Sub
@@ -107,7 +116,28 @@ class _Portable(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits: torch.Tensor = self.network(x * self.scale - self.shift)
-        return torch.softmax(logits, dim=1) if self.softmax else logits
+        if self.head == "softmax":
+            return torch.softmax(logits, dim=1)
+        if self.head == "instances":
+            k = self.classes
+            return torch.cat(
+                [torch.softmax(logits[:, :k], dim=1), torch.sigmoid(logits[:, k:])], dim=1
+            )
+        return logits
+
+
+def output_channels(card: ModelCard) -> list[str]:
+    """The names of the probability channels after background: classes, then any maps."""
+    if card.task == "instances":
+        from geotl.predict.objects.instances import INSTANCE_CHANNELS
+
+        return [*card.classes, *INSTANCE_CHANNELS]
+    return list(card.classes)
+
+
+def graph_head(task: str) -> str:
+    """The probabilities a task's graph ends with (see :class:`_Portable`)."""
+    return {"detection": "none", "instances": "instances"}.get(task, "softmax")
 
 
 @dataclass(frozen=True)
@@ -160,7 +190,7 @@ def _deepness_metadata(card: ModelCard, tile_px: int) -> dict[str, Any]:
     n = len(card.bands)
     px_m2 = card.resolution_m**2
     common = {
-        "class_names": {"0": "background"} | {str(i): c for i, c in enumerate(card.classes, 1)},
+        "class_names": {str(i): c for i, c in enumerate(["background", *output_channels(card)])},
         "resolution": round(card.resolution_m * 100.0, 6),
         "tiles_size": tile_px,
         "tile_size": tile_px,
@@ -208,7 +238,8 @@ def torch_to_onnx(artefact: Artefact, tile_px: int) -> Any:
         network,
         card.normalisation.mean,
         card.normalisation.std,
-        softmax=card.task != "detection",
+        head=graph_head(card.task),
+        classes=1 + len(card.classes),
     )
     portable = portable.to("cpu").eval()
     example = torch.zeros(1, len(card.bands), tile_px, tile_px)
@@ -317,12 +348,6 @@ def export_onnx(
     t0 = time.perf_counter()
     artefact = load_artefact(model_dir)
     card = artefact.card
-    if card.task not in ("segmentation", "detection"):
-        raise GeotlInputError(
-            f"a {card.task} model cannot be exported to ONNX yet (segmentation and "
-            "detection models only): predict it with geotl predict --engine torch",
-            Path(model_dir),
-        )
     tile = tile_px or default_tile_px(card)
     model = torch_to_onnx(artefact, tile)
     extra: dict[str, Any] | None = None

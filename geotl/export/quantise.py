@@ -3,8 +3,9 @@
 Activations are calibrated on the region's own training chips (MinMax ranges), weights are
 quantised per output channel (QDQ format: int8 weights, uint8 activations, which ONNX
 Runtime fuses into integer kernels on CPU). What stays in float, always: the input scaling,
-the final softmax, and the graph's shape arithmetic (the nodes that compute "same" padding
-sizes from the tile's shape in EfficientNet's strided convolutions: quantised, those sizes
+the output head (softmax, and an instance model's sigmoid maps), and the graph's shape
+arithmetic (the nodes that compute "same" padding sizes from the tile's shape in
+EfficientNet's strided convolutions: quantised, those sizes
 were rounded to 8-bit steps, the padding moved by pixels, and NEON SJER lost 0.031 IoU); a
 detector also keeps its box decoding and scores in float (only its convolutions are
 quantised). :class:`Int8Scheme` holds the quantiser's other settings (the benchmark
@@ -94,7 +95,7 @@ class Int8Result:
     Attributes:
         model: the quantised ``onnx.ModelProto``.
         note: one line for the card's ``quantisation``.
-        float_nodes: node names kept in float, by reason (``"input scaling and softmax"``,
+        float_nodes: node names kept in float, by reason (``"input scaling and output head"``,
             ``"shape arithmetic"``, ``"compute layers"``, ``"detector decoding"``).
     """
 
@@ -193,12 +194,31 @@ def _float_compute_nodes(model: Any, kept: set[str]) -> list[str]:
     return left
 
 
+# the ops of the probabilities at the end of the graph (softmax, an instance model's
+# sigmoid maps and how they are cut and joined)
+_HEAD_OPS = frozenset({"Softmax", "Sigmoid", "Slice", "Split", "Concat"})
+
+
+def _head_nodes(model: Any) -> list[str]:
+    """The nodes between the network's logits and the graph's output (:data:`_HEAD_OPS`)."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    todo = [o.name for o in model.graph.output]
+    found: dict[str, None] = {}
+    while todo:
+        node = producers.get(todo.pop())
+        if node is None or node.op_type not in _HEAD_OPS or node.name in found:
+            continue
+        found[node.name] = None
+        todo.extend(node.input)
+    return list(found)
+
+
 def _float_nodes(model: Any) -> list[str]:
-    """Nodes kept in float: the input scaling (Mul, Sub on the input) and the softmax."""
+    """Nodes kept in float: the input scaling (Mul, Sub on the input) and the output head."""
     scaling = [n for n in model.graph.node if INPUT_NAME in n.input]
     scaled = {o for n in scaling for o in n.output}
     scaling += [n for n in model.graph.node if scaled & set(n.input) and n.op_type == "Sub"]
-    return [n.name for n in scaling] + [n.name for n in model.graph.node if n.op_type == "Softmax"]
+    return [n.name for n in scaling] + _head_nodes(model)
 
 
 def _shape_nodes(model: Any) -> list[str]:
@@ -286,7 +306,7 @@ def quantise_int8(
             quant_pre_process(model, pre, skip_symbolic_shape=True)
             model = onnx.load(str(pre))
             float_nodes = {
-                "input scaling and softmax": _float_nodes(model),
+                "input scaling and output head": _float_nodes(model),
                 "shape arithmetic": _shape_nodes(model) if scheme.float_shape_arithmetic else [],
                 "compute layers": _float_compute_layers(model, scheme),
             }
@@ -327,7 +347,7 @@ def quantise_int8(
     kept_note = f"{len(kept)} convolution(s): {', '.join(kept)}" if kept else "no convolution"
     note = (
         f"int8 static (ONNX Runtime QDQ, {scheme.describe()} on {calibration.source}; "
-        f"float: input scaling, softmax, "
+        f"float: input scaling, output head, "
         f"{len(float_nodes['shape arithmetic'])} shape-arithmetic nodes, {kept_note})"
     )
     log.info("quantised to int8: %s", note)

@@ -61,7 +61,9 @@ def model_item(
         scaling: list[dict[str, object]] = [{"type": "scale", "value": 255.0}] * n
         framework, version = "ONNX Runtime", onnxruntime.__version__
         media = "application/octet-stream; application=onnx"
-        outputs = "class probabilities (softmax)"
+        outputs = "class probabilities (softmax)" + (
+            ", border and contact (sigmoid)" if card.task == "instances" else ""
+        )
     else:
         scaling = [
             {"type": "z-score", "mean": m, "stddev": s}

@@ -225,6 +225,7 @@ class OrtNetwork(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[dict[str, torch.Tensor]]:
         """``(B, bands, H, W)`` normalised -> ``(B, 1 + classes, H, W)`` log-probabilities.
 
+        An instance model's border and contact maps come as log-odds (sigmoid logits).
         A detector's graph gives what torchvision's detector gives in eval mode: per
         window a dict of ``boxes``, ``scores`` and ``labels``.
         """
@@ -236,8 +237,13 @@ class OrtNetwork(torch.nn.Module):
                 for b, s, lab in self.engine.detections(batch, self.engine.card.nms_iou)
             ]  # fmt: skip
         scaled = batch * self.engine._std + self.engine._mean
-        probs = self.engine.run(scaled.astype(np.float32, copy=False))
-        return torch.log(torch.from_numpy(probs).clamp_min(1e-30)).to(x.device)
+        probs = torch.from_numpy(self.engine.run(scaled.astype(np.float32, copy=False)))
+        logits = torch.log(probs.clamp_min(1e-30))
+        if self.engine.card.task == "instances":
+            # the maps after background + classes are sigmoids: their logits are log-odds
+            k = 1 + len(self.engine.card.classes)
+            logits[:, k:] -= torch.log1p(-probs[:, k:].clamp_max(1 - 1e-7))
+        return logits.to(x.device)
 
 
 class _ExportingEngine:
@@ -299,11 +305,12 @@ def _cached_export(artefact: Artefact, tile_px: int) -> OnnxModel:
 def default_engine(device: str, task: str = "segmentation") -> str:
     """The engine ``auto`` means for a model folder.
 
-    ONNX Runtime for segmentation on CPU: 2-4x faster whole-scene prediction than PyTorch
-    eager with identical polygons (BENCHMARKS.md, "ONNX Runtime"); PyTorch on CUDA and for
-    the other tasks (a detector runs on ONNX Runtime when asked; not measured faster yet).
+    ONNX Runtime for segmentation and instance models on CPU: 2-4x faster whole-scene
+    prediction than PyTorch eager with identical polygons (BENCHMARKS.md, "ONNX Runtime");
+    PyTorch on CUDA and for detectors (a detector runs on ONNX Runtime when asked; not
+    measured faster yet).
     """
-    return "onnxruntime" if device == "cpu" and task == "segmentation" else "torch"
+    return "onnxruntime" if device == "cpu" and task in ("segmentation", "instances") else "torch"
 
 
 def engine_for(

@@ -45,12 +45,11 @@ import torch
 from affine import Affine
 from rasterio.windows import Window
 
-from geotl.errors import GeotlInputError
 from geotl.io.nodata import valid_mask
 from geotl.models.artefact import Artefact
 from geotl.predict.band import BandAccumulator
 from geotl.predict.engine import Engine, device_probabilities, engine_for
-from geotl.predict.objects import ObjectExtractor, SegmentationExtractor, extractor_for
+from geotl.predict.objects import ObjectExtractor, extractor_for
 from geotl.predict.outputs.cog import open_probabilities
 from geotl.predict.strips import (
     RawRaster,
@@ -666,12 +665,6 @@ def _run_model(
     progress: Callable[[int], object] | None,
 ) -> None:
     """Stage 2, in the calling thread: the network's probabilities for each batch."""
-    if artefact.engine is not None and not isinstance(extractor, SegmentationExtractor):
-        raise GeotlInputError(
-            f"the {artefact.engine.name} engine runs segmentation models only, this is a "
-            f"{artefact.card.task} model: predict with --engine torch",
-            artefact.path,
-        )
     engine = engine_for(artefact, extractor.probabilities)
     try:
         while True:

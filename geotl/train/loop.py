@@ -217,10 +217,11 @@ class TrainModule(pl.LightningModule):
         self.history.append(entry if argmax is None else entry | {"val_iou_argmax": argmax})
         if self.trainer.is_global_zero:  # one line per validation, not one per process
             log.info(
-                "step %d/%d  loss %.4f  val IoU %.4f  (%.1fs)",
+                "step %d/%d  loss %.4f  val %s %.4f  (%.1fs)",
                 step,
                 self.schedule.steps,
                 loss,
+                self.task.score_name,
                 score,
                 time.perf_counter() - self._t_start,
             )
@@ -283,8 +284,9 @@ class KeepBest(pl.Callback):
     base model's own weights: :meth:`settle` keeps them when no trained step beat them.
     """
 
-    def __init__(self, min_step: int = 0) -> None:
+    def __init__(self, min_step: int = 0, score_name: str = "IoU") -> None:
         self.min_step = min_step
+        self.score_name = score_name  # the task's (Task.score_name), for the log
         self.score = -1.0
         self.step = 0
         self.state: dict[str, torch.Tensor] | None = None
@@ -313,8 +315,9 @@ class KeepBest(pl.Callback):
         if self.baseline is None or (self.state is not None and self.score >= self.baseline[0]):
             return
         log.warning(
-            "no trained step beat the base model's own weights on validation (val IoU %.4f "
+            "no trained step beat the base model's own weights on validation (val %s %.4f "
             "against %.4f): kept the base's weights",
+            self.score_name,
             self.score,
             self.baseline[0],
         )
@@ -568,7 +571,14 @@ def _train(
         return card  # not global rank 0: rank 0 writes the one artefact
     out.mkdir(parents=True, exist_ok=True)
     card = write_artefact(out, network, card)
-    log.info("wrote %s (val IoU %.4f, best step %d, %.1fs)", out, best.score, best.step, seconds)
+    log.info(
+        "wrote %s (val %s %.4f, best step %d, %.1fs)",
+        out,
+        task.score_name,
+        best.score,
+        best.step,
+        seconds,
+    )
     return card
 
 
@@ -593,7 +603,7 @@ def _fit(
         The best weights' keeper, the seconds taken, and whether this process is global
         rank 0 (the one that writes the artefact).
     """
-    best = KeepBest(schedule.min_steps)
+    best = KeepBest(schedule.min_steps, module.task.score_name)
     max_steps = stop_at or schedule.steps
     bar = progress_bar(
         total=max_steps, desc="train", unit="step", enabled=launched_rank(layout) == 0

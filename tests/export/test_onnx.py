@@ -184,7 +184,7 @@ def test_int8_keeps_padding_sizes_exact(
     meta = {p.key: json.loads(p.value) for p in onnx.load(str(paths["int8"])).metadata_props}
     kept = meta[INT8_FLOAT_NODES_KEY]
     assert len(kept["shape arithmetic"]) > 100 and kept["compute layers"] == []
-    assert len(kept["input scaling and softmax"]) == 3
+    assert len(kept["input scaling and output head"]) == 3
 
 
 def _run(*args: str) -> tuple[int, str, str]:
@@ -299,3 +299,78 @@ def test_export_cli_and_bad_onnx_files(demo_model: Path, exported: Path, tmp_pat
         "predict", str(exported), str(DEMO_SCENE), "-o", str(scene_out), "--engine", "torch"
     )
     assert code == 2 and "--engine onnxruntime" in stderr
+
+
+@pytest.fixture(scope="module")
+def instance_model(demo_chips: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1-epoch ``task = "instances"`` model of the demo region."""
+    import torch
+
+    from geotl.train import TrainOptions, train_model
+
+    root = tmp_path_factory.mktemp("instances")
+    text = (
+        DEMO_REGION.read_text()
+        .replace('task = "segmentation"', 'task = "instances"')
+        .replace('"demo-osbs/', f'"{DEMO_REGION.parent}/demo-osbs/')
+    )
+    (root / "region.toml").write_text(text)
+    torch.set_num_threads(2)
+    train_model(
+        [load_region(root / "region.toml")],
+        root / "m",
+        TrainOptions(chips=(demo_chips,), epochs=1, samples_per_epoch=1, seed=0, batch_size=8),
+    )
+    return root / "m"
+
+
+def test_instance_model_on_onnxruntime_equals_torch(
+    instance_model: Path, demo_chips: Path, chips: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    """The graph ends in the class softmax and the border / contact sigmoids; ONNX Runtime
+    gives torch's probabilities, objects and scores (``auto`` picks it on CPU)."""
+    import onnx
+
+    from geotl.evaluate.segmentation import evaluate_chips
+    from geotl.predict import PredictOptions, predict_scene
+    from geotl.predict.objects import extractor_for
+
+    out = tmp_path / "inst.onnx"
+    export_onnx(instance_model, out, tile_px=64)
+    meta = {p.key: json.loads(p.value) for p in onnx.load(str(out)).metadata_props}
+    assert meta["class_names"] == {"0": "background", "1": "tree", "2": "border", "3": "contact"}
+    x, _ = chips
+    art = load_artefact(instance_model)
+    head = extractor_for("instances", 1).probabilities
+    torch_p = TorchEngine(art.network, art.device, head).probabilities(x)
+    ort_p = engine_for(load_model(out, "onnxruntime")).probabilities(x)
+    assert ort_p.shape == torch_p.shape == (len(x), 3, 64, 64)
+    assert float(np.abs(ort_p - torch_p).max()) < 1e-4
+
+    auto = load_model(instance_model, "auto")
+    assert auto.engine is not None and auto.engine.name == "onnxruntime"
+    opts = PredictOptions(progress=False)
+    a = predict_scene(load_model(instance_model, "torch"), DEMO_SCENE, opts).features
+    b = predict_scene(auto, DEMO_SCENE, opts).features
+    assert len(a) > 5
+    same = sum(
+        1
+        for ga, gb in zip(a.geometry, b.geometry, strict=False)
+        if ga.symmetric_difference(gb).area < 1e-12
+    )
+    assert len(b) == len(a) and same >= len(a) - 1, (len(a), len(b), same)  # up to a tie
+    assert np.allclose(a["score"].to_numpy(), b["score"].to_numpy(), atol=1e-4)
+
+    # evaluate runs the exported graph unchanged: sigmoid maps come back as log-odds
+    import torch
+
+    logits = load_model(out, "onnxruntime").network(torch.from_numpy(x[:4]))
+    assert float((head(logits).numpy() - torch_p[:4]).__abs__().max()) < 1e-4
+    inst_region = load_region(instance_model.parent / "region.toml")
+    scores = {
+        name: evaluate_chips(m, inst_region, demo_chips, "test", 16, 20, 0)
+        for name, m in (("torch", art), ("onnx", load_model(out, "onnxruntime")))
+    }
+    t, o = scores["torch"]["objects"]["tree"], scores["onnx"]["objects"]["tree"]
+    assert abs(scores["torch"]["pixel"]["mean_iou"] - scores["onnx"]["pixel"]["mean_iou"]) < 1e-3
+    assert abs(t["tp"] - o["tp"]) <= 1 and abs(t["fp"] - o["fp"]) <= 1

@@ -67,6 +67,8 @@ class Task(ABC):
     encoder_prefix: ClassVar[str] = "encoder."
     # trains on the loop's random windows (False: on whole chips, see augment_batch)
     random_windows: ClassVar[bool] = True
+    # what the validation score is, as the training log names it
+    score_name: ClassVar[str] = "IoU"
 
     def __init__(self, classes: list[str], loss: str = "ce+dice") -> None:
         self.classes = list(classes)

@@ -73,6 +73,7 @@ class DetectionTask(Task):
     encoder_prefix: ClassVar[str] = "backbone.body."
     random_windows: ClassVar[bool] = False  # boxes follow the chip-edge rule of whole chips
     uses_boxes: ClassVar[bool] = True
+    score_name: ClassVar[str] = "AP50"
 
     def __init__(self, classes: list[str], loss: str = "ce+dice") -> None:
         super().__init__(classes, loss)

@@ -238,6 +238,19 @@ def mosaic(args: argparse.Namespace, tiles: int) -> Path:
     return out
 
 
+def _matched(ours: list[Any], ref: list[Any], min_iou: float) -> int:
+    """How many of ``ref``'s boxes one of ``ours`` overlaps at ``min_iou`` or more."""
+    import shapely
+
+    tree = shapely.STRtree(ours)
+    hits = 0
+    for box in ref:
+        near = tree.query(box)
+        if any(box.intersection(ours[i]).area / box.union(ours[i]).area >= min_iou for i in near):
+            hits += 1
+    return hits
+
+
 def speed(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
     """predict_scene over a mosaic of plots vs bare forward passes over the same windows."""
     import rasterio
@@ -282,7 +295,29 @@ def speed(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
         t_bare.append(bare())
         t, n = full()
         t_full.append(t)
-    return {
+    engines: dict[str, Any] = {}
+    if args.engines:  # the same scene through ONNX Runtime (fp32), alternating with torch
+        from geotl.predict.engine import load_model
+
+        ort = load_model(model_dir, "onnxruntime", threads=args.threads)
+        ref = predict_scene(art, scene, opts).features
+        got = predict_scene(ort, scene, opts).features  # also the export's warm-up
+        t_ort, t_torch = [], []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            predict_scene(ort, scene, opts)
+            t_ort.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            predict_scene(art, scene, opts)
+            t_torch.append(time.perf_counter() - t0)
+        engines = {
+            "torch_predict_s": [round(v, 2) for v in t_torch],
+            "ort_predict_s": [round(v, 2) for v in t_ort],
+            "ort_speedup_median": round(float(np.median(t_torch) / np.median(t_ort)), 3),
+            "objects_torch_ort": [len(ref), len(got)],
+            "boxes_matched_iou_0_9": _matched(list(got.geometry), list(ref.geometry), 0.9),
+        }
+    return engines | {
         "scene_px": list(plan.scene_shape),
         "windows": len(arrs),
         "window_px": window,
@@ -314,6 +349,9 @@ def main() -> None:
     p.add_argument("--speed", type=Path, help="a detection model folder: time prediction")
     p.add_argument("--tiles", type=int, default=4, help="speed: mosaic of tiles x tiles plots")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--engines", action="store_true", help="speed: also predict with ONNX Runtime (fp32)"
+    )
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import torch

@@ -99,6 +99,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--budget", type=int, default=None, help="labelled objects (default: all)")
     ap.add_argument("--base", default="pkg:efficientnet-lite0")
+    ap.add_argument(
+        "--band",
+        default="pan",
+        help="spacenet: the name given to the tile's one band (nir: a band no RGB base knows)",
+    )
     ap.add_argument("--variants", default="plain,default,full")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-boot", type=int, default=300)
@@ -109,7 +114,7 @@ def main() -> None:
     if args.region == "neon":
         region_path = bt.neon_region(work, args.data, args.site, args.chip_px, "backbone")
     elif args.region == "spacenet":
-        region_path = bt.spacenet_region(work, args.data, args.chip_px, "backbone")
+        region_path = bt.spacenet_region(work, args.data, args.chip_px, "backbone", args.band)
     elif args.region == "pivots":
         region_path = bt.pivots_region(work, args.data, args.chip_px, "backbone")
     else:

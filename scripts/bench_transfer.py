@@ -164,14 +164,17 @@ def s2_region(work: Path, data: Path, chip_px: int, freeze: str) -> Path:
     )
 
 
-def spacenet_region(work: Path, data: Path, chip_px: int, freeze: str) -> Path:
-    """SpaceNet 4 Atlanta: one 900 px WorldView-2 pan tile (0.5 m), 43 buildings."""
+def spacenet_region(work: Path, data: Path, chip_px: int, freeze: str, band: str = "pan") -> Path:
+    """SpaceNet 4 Atlanta: one 900 px WorldView-2 pan tile (0.5 m), 43 buildings.
+
+    ``band``: the name the region gives the tile's band (``nir``: one an RGB base lacks).
+    """
     d = data / "spacenet-atlanta"
     return write_region(
         work / "regions" / "spacenet.toml",
         {"name": "spacenet-atlanta", "classes": ["building"]},
         {
-            "imagery": {"paths": [str(d / "sample_geotiff.tif")], "bands": ["pan"]},
+            "imagery": {"paths": [str(d / "sample_geotiff.tif")], "bands": [band]},
             "labels": {"path": str(d / "geotiff_labels.geojson")},
             "chips": {"size_px": chip_px, "stride_px": chip_px},
             # 128 m blocks: about 2 x 2 chips of 128 px at 0.5 m

@@ -55,10 +55,17 @@ def freeze_encoder(network: torch.nn.Module, mode: str, keep_first_conv: bool) -
     frozen = names[:cut]
     first_conv = names[0] if names else ""
     params = dict(encoder.named_parameters())
+    kept = keep_first_conv and first_conv in frozen
     for n in frozen:
-        if keep_first_conv and n == first_conv:
+        if kept and n == first_conv:
             continue
         params[n].requires_grad_(False)
     prefixes = sorted({"encoder." + n.rsplit(".", 1)[0] for n in frozen})
-    log.info("freeze=%s: %d of %d encoder tensors frozen", mode, len(frozen), len(names))
+    log.info(
+        "freeze=%s: %d of %d encoder tensors frozen%s",
+        mode,
+        len(frozen) - kept,
+        len(names),
+        " (the first convolution trains: it has new bands)" if kept else "",
+    )
     return prefixes

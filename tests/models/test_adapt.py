@@ -21,11 +21,18 @@ def test_identity_plan():
     assert plan_bands(["red", "green", "blue"], ["B04", "B03", "B02"]).identity
 
 
-def test_no_overlap_lists_both_band_sets():
-    with pytest.raises(BandMismatchError) as exc:
-        plan_bands(["swir16", "swir22"], ["red", "green", "blue"])
-    msg = str(exc.value)
-    assert "swir16" in msg and "red" in msg
+def test_no_overlap_gives_new_filters_and_names_both_band_sets(caplog):
+    """A sensor the base never saw keeps the pretrained network behind a new first layer."""
+    with caplog.at_level(logging.WARNING, logger="geotl.models.adapt"):
+        plan = plan_bands(["swir16", "swir22"], ["red", "green", "blue"])
+    assert plan.sources == ((), ()) and plan.new == ("swir16", "swir22")
+    assert plan.dropped == ("red", "green", "blue")
+    assert "swir16" in caplog.text and "red" in caplog.text
+    w = torch.randn(8, 3, 3, 3, generator=torch.Generator().manual_seed(0))
+    out = adapt_weight(w, plan, torch.Generator().manual_seed(1))
+    assert out.shape == (8, 2, 3, 3) and not torch.equal(out[:, 0], out[:, 1])
+    # drawn from the pretrained filters' statistics: the same scale, not torch's default init
+    assert abs(float(out.std()) - float(w.std())) < 0.5 * float(w.std())
 
 
 def test_pan_takes_sum_of_visible_filters():

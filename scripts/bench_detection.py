@@ -315,7 +315,12 @@ def speed(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
             "ort_predict_s": [round(v, 2) for v in t_ort],
             "ort_speedup_median": round(float(np.median(t_torch) / np.median(t_ort)), 3),
             "objects_torch_ort": [len(ref), len(got)],
-            "boxes_matched_iou_0_9": _matched(list(got.geometry), list(ref.geometry), 0.9),
+            "boxes_matched_iou_0_999": _matched(list(got.geometry), list(ref.geometry), 0.999),
+            "scores_max_diff": float(
+                np.abs(np.sort(got["score"].to_numpy()) - np.sort(ref["score"].to_numpy())).max()
+            )
+            if len(got) == len(ref) and len(ref)
+            else None,
         }
     return engines | {
         "scene_px": list(plan.scene_shape),

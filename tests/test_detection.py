@@ -23,7 +23,7 @@ from geotl.export import export_onnx
 from geotl.models.artefact import load_artefact
 from geotl.models.detector import level_anchors
 from geotl.predict import PredictOptions, predict_scene
-from geotl.predict.engine import OrtEngine, load_model
+from geotl.predict.engine import OrtEngine, _ExportingEngine, load_model
 from geotl.train import TrainOptions, load_region_chips, select_objects, train_model
 from geotl.train.tasks.detection import dihedral, flip_rotate_boxes
 
@@ -216,6 +216,12 @@ def test_onnx_export_predicts_the_same_boxes(det_model: Path, tmp_path: Path) ->
     # code written for the torch network (geotl evaluate) runs the graph unchanged
     out = exported.network(torch.zeros(1, 3, 256, 256))
     assert isinstance(out, list) and set(out[0]) == {"boxes", "scores", "labels"}
+    # the default engine on CPU: the model folder, exported into the cache on first use
+    auto = load_model(det_model, "auto", threads=1)
+    assert isinstance(auto.engine, _ExportingEngine)
+    auto.engine.engine(256).score_thresh = 0.0  # as above: keep the weak model's boxes
+    b = list(predict_scene(auto, SCENE, opts).native.geometry)
+    assert _matched(b, a, 0.99) >= 0.97 * len(a), (len(a), len(b), _matched(b, a, 0.99))
 
 
 def test_int8_detector_quantises_its_convolutions(

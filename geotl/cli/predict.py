@@ -45,8 +45,7 @@ from geotl.predict.engine import ENGINES
     default="auto",
     show_default=True,
     help="Forward passes in PyTorch or ONNX Runtime (CPU; a model folder is exported once "
-    "and cached). auto: ONNX Runtime on CPU for segmentation and instance models and .onnx "
-    "files, else PyTorch.",
+    "and cached). auto: ONNX Runtime on CPU and for .onnx files, else PyTorch.",
 )
 @click.option(
     "--threads",

@@ -302,15 +302,13 @@ def _cached_export(artefact: Artefact, tile_px: int) -> OnnxModel:
         return OnnxModel(path=tmp_path, data=data, card=card, tile_px=tile_px, metadata={})
 
 
-def default_engine(device: str, task: str = "segmentation") -> str:
-    """The engine ``auto`` means for a model folder.
+def default_engine(device: str) -> str:
+    """The engine ``auto`` means for a model folder: ONNX Runtime on CPU, else PyTorch.
 
-    ONNX Runtime for segmentation and instance models on CPU: 2-4x faster whole-scene
-    prediction than PyTorch eager with identical polygons (BENCHMARKS.md, "ONNX Runtime");
-    PyTorch on CUDA and for detectors (a detector runs on ONNX Runtime when asked; not
-    measured faster yet).
+    On CPU ONNX Runtime predicted whole scenes 1.5-2x faster than PyTorch eager for every
+    task, with the same objects (BENCHMARKS.md, "ONNX Runtime"); it runs on CPU only.
     """
-    return "onnxruntime" if device == "cpu" and task in ("segmentation", "instances") else "torch"
+    return "onnxruntime" if device == "cpu" else "torch"
 
 
 def engine_for(
@@ -324,12 +322,6 @@ def engine_for(
     """
     engine: Engine | None = artefact.engine
     return engine if engine is not None else TorchEngine(artefact.network, artefact.device, head)
-
-
-def _task(model_dir: Path) -> str:
-    from geotl.models.artefact import read_card
-
-    return read_card(model_dir).task
 
 
 def load_model(
@@ -357,7 +349,7 @@ def load_model(
         raise GeotlInputError(f"unknown engine '{engine}': use one of {', '.join(ENGINES)}")
     is_onnx = path.suffix.lower() == ".onnx"
     if engine == "auto":
-        engine = "onnxruntime" if is_onnx else default_engine(device, _task(path))
+        engine = "onnxruntime" if is_onnx else default_engine(device)
     if engine == "onnxruntime" and device != "cpu":
         raise GeotlInputError(
             f"the onnxruntime engine runs on CPU here: use --engine torch with --device {device}"

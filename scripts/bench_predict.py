@@ -360,6 +360,8 @@ if a["batch_size"] is not None:  # else the tree's own default
     opts["batch_size"] = a["batch_size"]
 if "workers" in names:
     opts["workers"] = a["workers"]
+if a.get("vector_window_px"):
+    opts["vector_window_px"] = a["vector_window_px"]
 try:
     from geotl.predict.strips import warm_pool
     warm_pool(a["workers"] or len(os.sched_getaffinity(0)))  # like the model's warm-up
@@ -382,6 +384,9 @@ st = {k: round(v, 2) for k, v in vars(det.stats).items() if isinstance(v, float)
 print(json.dumps({"times": times, "cpu": cpus, "objects": len(det.features), "stages_s": st,
                   "windows": det.stats.windows, "load_avg": os.getloadavg()}))
 """
+
+
+VECTOR_WINDOW_PX = [0]  # --vector-window: the vectoriser's core window (0: the default)
 
 
 def child_predict(
@@ -408,6 +413,7 @@ def child_predict(
         "batch_size": batch_size,
         "device": device,
         "repeats": repeats,
+        "vector_window_px": VECTOR_WINDOW_PX[0],
     }
     # the tree first, then whatever the caller's PYTHONPATH holds (packages installed beside)
     path = os.pathsep.join(p for p in (str(tree), os.environ.get("PYTHONPATH", "")) if p)
@@ -762,6 +768,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, help="torch and ONNX Runtime threads (default: all)")
     ap.add_argument("--skip-resnet", action="store_true", help="--engines: trained model only")
     ap.add_argument(
+        "--vector-window", type=int, default=0, help="the vectoriser's core window (px)"
+    )
+    ap.add_argument(
         "--pipeline",
         action="store_true",
         help="non-model pipeline throughput (zero-cost model) at 1 and 2 cores",
@@ -786,6 +795,7 @@ def main() -> None:
         "forward passes and the torchgeo pipeline with --model (no CLI, no memory runs)",
     )
     args = ap.parse_args()
+    VECTOR_WINDOW_PX[0] = args.vector_window
     if args.model is not None:
         args.model = args.model.resolve()  # the timing children run elsewhere
     args.batch_given = args.batch_size is not None

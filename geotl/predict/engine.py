@@ -11,11 +11,13 @@ runs; an engine only turns a batch of normalised windows into foreground probabi
 
 :func:`load_model` opens a model folder or an ``.onnx`` file with the engine asked for.
 A model folder run with ONNX Runtime is exported once per weights and tile size into
-geotl's cache (``$GEOTL_CACHE_DIR/onnx``), so later runs start at once.
+geotl's cache (``$GEOTL_CACHE_DIR/onnx``), so later runs start at once; the cache keeps
+at most :data:`ONNX_CACHE_MB` of exports, the most recently used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -275,6 +277,36 @@ class _ExportingEngine:
         return self.engine(batch.shape[-1]).detections(batch, nms_iou)
 
 
+#: the most the ONNX exports of model folders may take in geotl's cache, in MB
+#: (``$GEOTL_ONNX_CACHE_MB``): beyond it the exports used longest ago are removed. A model
+#: retrained every week adds one export (about 20 MB for EfficientNet-Lite0) a week.
+ONNX_CACHE_MB = 2048.0
+
+
+def _prune_exports(folder: Path, keep: Path) -> None:
+    """Remove the least recently used exports in ``folder`` (never ``keep``) over the limit."""
+    limit = float(os.environ.get("GEOTL_ONNX_CACHE_MB", ONNX_CACHE_MB)) * 1e6
+    sized = []
+    for p in folder.glob("*.onnx"):
+        try:
+            st = p.stat()
+        except OSError:  # removed meanwhile by another process
+            continue
+        sized.append((st.st_mtime, st.st_size, p))
+    total = sum(size for _, size, _ in sized)
+    for _, size, p in sorted(sized):
+        if total <= limit:
+            break
+        if p == keep:
+            continue
+        try:
+            p.unlink()
+        except OSError:
+            continue
+        total -= size
+        log.info("removed the ONNX export %s from the cache (used longest ago)", p.name)
+
+
 def _cached_export(artefact: Artefact, tile_px: int) -> OnnxModel:
     from geotl import __version__
     from geotl.export.onnx import onnx_to_bytes, torch_to_onnx
@@ -286,7 +318,10 @@ def _cached_export(artefact: Artefact, tile_px: int) -> OnnxModel:
     path = cache_dir() / "onnx" / f"{sha[:32]}-{tile_px}px-geotl{__version__}.onnx"
     if path.is_file():
         try:
-            return read_onnx(path)
+            model = read_onnx(path)
+            with contextlib.suppress(OSError):  # used now: the last to be pruned
+                os.utime(path)
+            return model
         except ModelArtefactError:
             log.warning("cached ONNX export %s is damaged: exporting again", path)
     log.info("exporting %s to ONNX (%d px tiles) for ONNX Runtime", card.model_id, tile_px)
@@ -296,6 +331,7 @@ def _cached_export(artefact: Artefact, tile_px: int) -> OnnxModel:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             tmp.write_bytes(data)
+        _prune_exports(path.parent, keep=path)
         return read_onnx(path)
     except OSError:  # a read-only cache: keep the export in memory
         tmp_path = Path(artefact.path) / "model.onnx"

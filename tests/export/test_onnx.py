@@ -374,3 +374,25 @@ def test_instance_model_on_onnxruntime_equals_torch(
     t, o = scores["torch"]["objects"]["tree"], scores["onnx"]["objects"]["tree"]
     assert abs(scores["torch"]["pixel"]["mean_iou"] - scores["onnx"]["pixel"]["mean_iou"]) < 1e-3
     assert abs(t["tp"] - o["tp"]) <= 1 and abs(t["fp"] - o["fp"]) <= 1
+
+
+def test_cached_export_is_refreshed_when_used_and_pruned_on_export(
+    demo_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from geotl.predict.engine import _cached_export
+
+    monkeypatch.setenv("GEOTL_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "cache" / "onnx"
+    folder.mkdir(parents=True)
+    stale = folder / "stale.onnx"
+    stale.write_bytes(b"x" * 1000)
+    os.utime(stale, (1000, 1000))
+    art = load_artefact(demo_model)
+    monkeypatch.setenv("GEOTL_ONNX_CACHE_MB", "0")  # nothing fits but what was just written
+    first = _cached_export(art, 64)
+    assert first.path.parent == folder and first.path.exists() and not stale.exists()
+    os.utime(first.path, (1000, 1000))
+    again = _cached_export(art, 64)  # read from the cache, and marked as used now
+    assert again.path == first.path and first.path.stat().st_mtime > 1000

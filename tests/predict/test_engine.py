@@ -46,3 +46,24 @@ def test_batch_default_fills_the_cpu_caches_with_pytorch_only() -> None:
     assert PredictOptions(batch_size=3).batch_for(256, cpu) == 3
     assert PredictOptions().batch_for(256, replace(cpu, device=torch.device("cuda"))) == 8
     assert PredictOptions().batch_for(256, replace(cpu, engine=object())) == 8  # type: ignore[arg-type]
+
+
+def test_onnx_cache_removes_the_exports_used_longest_ago(tmp_path, monkeypatch) -> None:
+    import os
+
+    from geotl.predict.engine import _prune_exports
+
+    folder = tmp_path / "onnx"
+    folder.mkdir()
+    for name, mtime in (("a", 1000), ("b", 2000), ("c", 3000), ("keep", 500)):
+        f = folder / f"{name}.onnx"
+        f.write_bytes(b"x" * 1_000_000)
+        os.utime(f, (mtime, mtime))
+    (folder / "notes.txt").write_text("not an export")
+    monkeypatch.setenv("GEOTL_ONNX_CACHE_MB", "2.5")
+    _prune_exports(folder, keep=folder / "keep.onnx")
+    # 4 MB over 2.5: the two oldest go, the one just written stays whatever its time
+    assert sorted(p.name for p in folder.iterdir()) == ["c.onnx", "keep.onnx", "notes.txt"]
+    monkeypatch.setenv("GEOTL_ONNX_CACHE_MB", "100")
+    _prune_exports(folder, keep=folder / "keep.onnx")
+    assert (folder / "c.onnx").exists()

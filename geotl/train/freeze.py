@@ -7,7 +7,7 @@ from typing import cast
 
 import torch
 
-__all__ = ["freeze_encoder"]
+__all__ = ["freeze_encoder", "freeze_leading"]
 
 log = logging.getLogger(__name__)
 
@@ -52,20 +52,29 @@ def freeze_encoder(network: torch.nn.Module, mode: str, keep_first_conv: bool) -
                     idx = [i for i, n in enumerate(names) if n.startswith(last + ".")]
                     if idx:
                         cut = idx[-1] + 1
-    frozen = names[:cut]
-    first_conv = names[0] if names else ""
-    params = dict(encoder.named_parameters())
-    kept = keep_first_conv and first_conv in frozen
-    for n in frozen:
-        if kept and n == first_conv:
-            continue
+    frozen = freeze_leading(encoder, cut, keep_first_conv, mode, "encoder")
+    return sorted({"encoder." + n.rsplit(".", 1)[0] for n in frozen})
+
+
+def freeze_leading(
+    module: torch.nn.Module, cut: int, keep_first_conv: bool, mode: str, what: str
+) -> list[str]:
+    """Freeze ``module``'s first ``cut`` parameter tensors; returns their names.
+
+    With ``keep_first_conv`` the first tensor (the band-adapted first convolution) stays
+    trainable. Logs what ``mode`` froze of the ``what`` (encoder, backbone).
+    """
+    params = dict(module.named_parameters())
+    frozen = list(params)[:cut]
+    kept = keep_first_conv and bool(frozen)
+    for n in frozen[1:] if kept else frozen:
         params[n].requires_grad_(False)
-    prefixes = sorted({"encoder." + n.rsplit(".", 1)[0] for n in frozen})
     log.info(
-        "freeze=%s: %d of %d encoder tensors frozen%s",
+        "freeze=%s: %d of %d %s tensors frozen%s",
         mode,
         len(frozen) - kept,
-        len(names),
+        len(params),
+        what,
         " (the first convolution trains: it has new bands)" if kept else "",
     )
-    return prefixes
+    return frozen

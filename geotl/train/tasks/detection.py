@@ -29,6 +29,7 @@ from geotl.models.adapt import BandPlan
 from geotl.models.catalogue import LoadedBase
 from geotl.models.detector import build_adapted_detector
 from geotl.models.network import NetworkSpec
+from geotl.train.freeze import freeze_leading
 from geotl.train.tasks.base import Task
 
 __all__ = ["DetectionTask", "dihedral", "flip_rotate_boxes"]
@@ -97,13 +98,7 @@ class DetectionTask(Task):
             first_out = str(cast(Any, body).feature_info.module_name()[0])
             idx = [i for i, n in enumerate(names) if n.startswith(first_out + ".")]
             cut = idx[-1] + 1 if idx else len(names) // 3
-        params = dict(body.named_parameters())
-        frozen = names[:cut]
-        for i, n in enumerate(frozen):
-            if keep_first_conv and i == 0:
-                continue
-            params[n].requires_grad_(False)
-        log.info("freeze=%s: %d of %d backbone tensors frozen", mode, len(frozen), len(names))
+        frozen = freeze_leading(body, cut, keep_first_conv, mode, "backbone")
         return sorted({"backbone.body." + n.rsplit(".", 1)[0] for n in frozen})
 
     def augment_batch(

@@ -238,19 +238,6 @@ def mosaic(args: argparse.Namespace, tiles: int) -> Path:
     return out
 
 
-def _matched(ours: list[Any], ref: list[Any], min_iou: float) -> int:
-    """How many of ``ref``'s boxes one of ``ours`` overlaps at ``min_iou`` or more."""
-    import shapely
-
-    tree = shapely.STRtree(ours)
-    hits = 0
-    for box in ref:
-        near = tree.query(box)
-        if any(box.intersection(ours[i]).area / box.union(ours[i]).area >= min_iou for i in near):
-            hits += 1
-    return hits
-
-
 def speed(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
     """predict_scene over a mosaic of plots vs bare forward passes over the same windows."""
     import rasterio
@@ -297,6 +284,7 @@ def speed(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
         t_full.append(t)
     engines: dict[str, Any] = {}
     if args.engines:  # the same scene through ONNX Runtime (fp32), alternating with torch
+        from geotl.evaluate.matching import match_objects
         from geotl.predict.engine import load_model
 
         ort = load_model(model_dir, "onnxruntime", threads=args.threads)
@@ -315,7 +303,9 @@ def speed(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
             "ort_predict_s": [round(v, 2) for v in t_ort],
             "ort_speedup_median": round(float(np.median(t_torch) / np.median(t_ort)), 3),
             "objects_torch_ort": [len(ref), len(got)],
-            "boxes_matched_iou_0_999": _matched(list(got.geometry), list(ref.geometry), 0.999),
+            "boxes_matched_iou_0_999": match_objects(list(got.geometry), list(ref.geometry), 0.999)[
+                0
+            ],
             "scores_max_diff": float(
                 np.abs(np.sort(got["score"].to_numpy()) - np.sort(ref["score"].to_numpy())).max()
             )

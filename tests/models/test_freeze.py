@@ -12,14 +12,9 @@ from geotl.train.freeze import freeze_encoder
 
 
 def _net() -> torch.nn.Module:
-    spec = NetworkSpec(
-        encoder="tu-mobilenetv3_small_050",
-        in_channels=2,
-        num_classes=2,
-        encoder_depth=3,
-        decoder_channels=(16, 8, 8),
+    return build_network(
+        NetworkSpec(encoder="tu-mobilenetv3_small_050", in_channels=2, num_classes=2)
     )
-    return build_network(spec)
 
 
 @pytest.mark.parametrize("keep_first_conv", [False, True])

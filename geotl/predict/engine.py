@@ -145,6 +145,10 @@ def _session(model: OnnxModel, threads: int | None) -> object:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
     opts.inter_op_num_threads = 1
+    # no spin-waiting between operators: the threads reading windows ahead and the
+    # vectorising processes need those cores (2048 px scene, 2 cores: 5% faster whole
+    # scene, the bare forward passes no slower; BENCHMARKS.md, "Instance models on ONNX")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
     try:
         return ort.InferenceSession(model.data, opts, providers=["CPUExecutionProvider"])

@@ -9,6 +9,11 @@ was trained on, both in this vocabulary, so the adapter can match them by name:
 'nir08'
 >>> canonical_band("Red")
 'red'
+>>> canonical_band("VH")
+'vh'
+
+A region on bands no base model knows (radar, thermal) still adapts a pretrained base: the
+first layer is new, the rest of the network pretrained (:mod:`geotl.models.adapt`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,15 @@ COMMON_NAMES: tuple[str, ...] = (
     "swir16",
     "swir22",
     "pan",
+    # thermal infrared (STAC eo:common_name)
+    "lwir",
+    "lwir11",
+    "lwir12",
+    # synthetic-aperture radar polarisations (Sentinel-1 and the like; STAC sar:polarizations)
+    "vv",
+    "vh",
+    "hh",
+    "hv",
 )
 
 # Sentinel-2 MSI and Landsat 8/9 OLI Collection 2 ids, mapped to the common name of the
@@ -56,6 +70,7 @@ SENSOR_IDS: dict[str, str] = {
     "SR_B6": "swir16",
     "SR_B7": "swir22",
     "B8": "pan",
+    "ST_B10": "lwir11",
 }
 
 _ALIASES: dict[str, str] = {"water_vapour": "watervapour", "watervapor": "watervapour"}

@@ -339,3 +339,29 @@ def test_a_model_no_better_than_the_constant_map_is_reported(score, warned, capl
     assert chosen is not None and chosen["floor_iou"] == pytest.approx(0.4)
     said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert bool([m for m in said if "does not beat a map of nothing but tree" in m]) is warned
+
+
+def test_bands_no_base_knows_train_on_the_pretrained_network(tmp_path, caplog):
+    """Radar or thermal bands on an RGB base: a new, trainable first layer, not a refusal."""
+    import logging
+
+    region_file = tmp_path / "radar.toml"
+    region_file.write_text(
+        DEMO.read_text()
+        .replace('name = "demo-osbs"', 'name = "radar"')
+        .replace('bands = ["red", "green", "blue"]', 'bands = ["VV", "vh", "ST_B10"]')
+        .replace('"demo-osbs/', f'"{DEMO.parent}/demo-osbs/')
+    )
+    region = load_region(region_file)
+    assert region.imagery.bands == ["VV", "vh", "ST_B10"]
+    with caplog.at_level(logging.INFO):
+        card = train_model(
+            [region],
+            tmp_path / "m",
+            TrainOptions(epochs=1, samples_per_epoch=1, batch_size=8, freeze="backbone"),
+        )
+    assert "no band of the region" in caplog.text and "pkg:efficientnet-lite0" in card.base.id
+    assert "first convolution trains" in caplog.text
+    from geotl.bands import canonical_bands
+
+    assert canonical_bands(card.bands) == ["vv", "vh", "lwir11"]

@@ -354,7 +354,7 @@ def test_bands_no_base_knows_train_on_the_pretrained_network(tmp_path, caplog):
     )
     region = load_region(region_file)
     assert region.imagery.bands == ["VV", "vh", "ST_B10"]
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="geotl"):
         card = train_model(
             [region],
             tmp_path / "m",

@@ -351,7 +351,7 @@ def report(out: Path, plot: Path | None) -> str:
             )
     frame = pd.DataFrame(rows)
     lines = [
-        "| round | areas | strategy | seeds | labelled objects | tree IoU (95 % CI over seeds) "
+        "| round | areas | strategy | seeds | labelled objects | test IoU (95 % CI over seeds) "
         "| object F1 (95 % CI) |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -554,7 +554,7 @@ def _plot(frame: pd.DataFrame, path: Path, floor: float) -> None:
                 ax.axhline(floor, color="grey", ls="--", lw=0.8, label="all-foreground floor")
             ax.set_ylim(0, 1)
             ax.set_xlabel("labelled squares" if x == "areas" else "labelled objects")
-            ax.set_ylabel("test tree IoU" if metric == "iou" else "test object F1")
+            ax.set_ylabel("test IoU (the class)" if metric == "iou" else "test object F1")
     axes[0].legend()
     site = frame["site"].iloc[0] if "site" in frame else "NEON SJER"
     fig.suptitle(

@@ -105,7 +105,7 @@ def _write_region(work: Path, site: _Site, complete: list[Any], args: argparse.N
     else:  # passes over the labelled chips: more labels, more steps
         schedule = f"epochs = {args.epochs}\npatience = {args.epochs}"
     text = f"""name = "bench-suggest"
-task = "segmentation"
+task = "{args.task}"
 classes = {site.classes}
 
 [imagery]
@@ -240,15 +240,20 @@ class _Loop:
         )
         metrics = evaluate_model(model, region, chips_dir=cdir, n_boot=500)
         union = gpd.GeoSeries(revealed, crs=self.crs).union_all()
-        tree = metrics["pixel"]["per_class"][self.cls]
+        if self.args.task == "detection":  # the score is AP50; F1 at IoU 0.5
+            score, objects = metrics["ap50"], metrics["iou_0.5"]
+            score_ci = metrics["ap50_ci95"]
+        else:  # the score is the class's pixel IoU
+            tree = metrics["pixel"]["per_class"][self.cls]
+            score, score_ci, objects = tree["iou"], tree["iou_ci95"], metrics["objects"][self.cls]
         row = {
             "areas": len(revealed),
             "labelled_m2": round(len(revealed) * self.size_m**2, 1),
             "objects": int(self.labels.geometry.intersects(union).sum()),
-            "iou": tree["iou"],
-            "iou_ci95": tree["iou_ci95"],
-            "f1": metrics["objects"][self.cls]["f1"],
-            "f1_ci95": metrics["objects"][self.cls]["f1_ci95"],
+            "score": score,
+            "score_ci95": score_ci,
+            "f1": objects["f1"],
+            "f1_ci95": objects["f1_ci95"],
             "test_chips": metrics["chips"],
         }
         return row, region, cdir, model
@@ -350,45 +355,51 @@ def report(out: Path, plot: Path | None) -> str:
                 }
             )
     frame = pd.DataFrame(rows)
+    if "score" not in frame:  # results written before --task: the score was the pixel IoU
+        frame["score"] = frame["iou"]
+    first = json.loads(next(iter(sorted(out.glob("result-*.json")))).read_text())
+    detection = first["args"].get("task") == "detection"
+    frame.attrs["score_name"] = name = "AP50" if detection else "IoU"
     lines = [
-        "| round | areas | strategy | seeds | labelled objects | test IoU (95 % CI over seeds) "
+        f"| round | areas | strategy | seeds | labelled objects | test {name} (95 % CI over seeds) "
         "| object F1 (95 % CI) |",
         "|---|---|---|---|---|---|---|",
     ]
     summary: dict[tuple[str, int], dict[str, float]] = {}
     for (r, strat), g in frame.groupby(["round", "strategy"]):
-        iou = _tci(g["iou"].to_numpy())
+        iou = _tci(g["score"].to_numpy())
         f1 = _tci(g["f1"].astype(float).to_numpy())
         obj = g["objects"].mean()
-        summary[(str(strat), int(r))] = {"iou": iou[0], "f1": f1[0], "objects": obj}
+        summary[(str(strat), int(r))] = {"score": iou[0], "f1": f1[0], "objects": obj}
         lines.append(
             f"| {r} | {int(g['areas'].iloc[0])} | {strat} | {len(g)} | {obj:.1f} "
             f"| {iou[0]:.3f} [{iou[1]:.3f}, {iou[2]:.3f}] | {f1[0]:.3f} [{f1[1]:.3f}, {f1[2]:.3f}] |"
         )
     lines += [
         "",
-        "| round | IoU suggest - random (95 % CI, paired by seed) | F1 suggest - random |",
+        f"| round | {name} suggest - random (95 % CI, paired by seed) | F1 suggest - random |",
         "|---|---|---|",
     ]
     for r, g in frame.groupby("round"):
-        piv = g.pivot(index="seed", columns="strategy", values=["iou", "f1"]).dropna()
-        if "suggest" not in piv["iou"] or "random" not in piv["iou"]:
+        piv = g.pivot(index="seed", columns="strategy", values=["score", "f1"]).dropna()
+        if "suggest" not in piv["score"] or "random" not in piv["score"]:
             continue
-        d_iou = _tci((piv["iou"]["suggest"] - piv["iou"]["random"]).to_numpy())
+        d_iou = _tci((piv["score"]["suggest"] - piv["score"]["random"]).to_numpy())
         d_f1 = _tci((piv["f1"]["suggest"] - piv["f1"]["random"]).astype(float).to_numpy())
         lines.append(
             f"| {r} | {d_iou[0]:+.3f} [{d_iou[1]:+.3f}, {d_iou[2]:+.3f}] "
             f"| {d_f1[0]:+.3f} [{d_f1[1]:+.3f}, {d_f1[2]:+.3f}] |"
         )
-    first = json.loads(next(iter(sorted(out.glob("result-*.json")))).read_text())
-    floor = _floor(first["args"])
-    steps = frame.sort_values("round").groupby(["seed", "strategy"])["iou"].diff().abs().dropna()
+    floor = math.nan if detection else _floor(first["args"])
+    steps = frame.sort_values("round").groupby(["seed", "strategy"])["score"].diff().abs().dropna()
     lines += [
         "",
-        f"Round-to-round noise: median |IoU change| between consecutive rounds of one seed and "
+        f"Round-to-round noise: median |{name} change| between consecutive rounds of one seed and "
         f"strategy {steps.median():.3f} (max {steps.max():.3f}).",
         "",
-        f"All-foreground floor (a model that calls every test pixel foreground): IoU {floor:.3f}.",
+        f"All-foreground floor (a model that calls every test pixel foreground): {name} {floor:.3f}."
+        if not detection
+        else "(No all-foreground floor for boxes.)",
         "",
         _goal(summary, frame),
         "",
@@ -424,20 +435,21 @@ def _per_seed(frame: pd.DataFrame) -> list[str]:
       count lies within suggest's rounds) minus random's final IoU;
     - mean over rounds 1..R of suggest - random (the area between the learning curves).
     """
+    name = str(frame.attrs.get("score_name", "IoU"))
     rows: list[dict[str, Any]] = []
     for seed, g in frame.groupby("seed"):
         by = {k: v.sort_values("round") for k, v in g.groupby("strategy")}
         if set(by) != {"suggest", "random"} or len(by["suggest"]) != len(by["random"]):
             continue
         sug, ran = by["suggest"], by["random"]
-        target = float(ran["iou"].iloc[-1])
-        reach = _interp_reach(sug["areas"].to_numpy(float), sug["iou"].to_numpy(float), target)
-        if target <= float(sug["iou"].iloc[0]):  # random ends below the shared start: no test
+        target = float(ran["score"].iloc[-1])
+        reach = _interp_reach(sug["areas"].to_numpy(float), sug["score"].to_numpy(float), target)
+        if target <= float(sug["score"].iloc[0]):  # random ends below the shared start: no test
             reach = -math.inf
         o_r = float(ran["objects"].iloc[-1])
         xo = sug["objects"].to_numpy(float)
         if xo.min() <= o_r <= xo.max() and np.all(np.diff(xo) > 0):
-            at_obj = float(np.interp(o_r, xo, sug["iou"].to_numpy(float))) - target
+            at_obj = float(np.interp(o_r, xo, sug["score"].to_numpy(float))) - target
         else:
             at_obj = math.nan
         later = sug["round"] > 0
@@ -445,10 +457,12 @@ def _per_seed(frame: pd.DataFrame) -> list[str]:
             {
                 "seed": seed,
                 "share": reach / float(sug["areas"].iloc[-1]),
-                "final": float(sug["iou"].iloc[-1]) - target,
+                "final": float(sug["score"].iloc[-1]) - target,
                 "final_f1": float(sug["f1"].iloc[-1]) - float(ran["f1"].iloc[-1]),
                 "equal_objects": at_obj,
-                "alc": float((sug["iou"].to_numpy()[later] - ran["iou"].to_numpy()[later]).mean()),
+                "alc": float(
+                    (sug["score"].to_numpy()[later] - ran["score"].to_numpy()[later]).mean()
+                ),
                 "objects": f"{int(sug['objects'].iloc[-1])} / {int(o_r)}",
             }
         )
@@ -456,8 +470,8 @@ def _per_seed(frame: pd.DataFrame) -> list[str]:
         return []
     t = pd.DataFrame(rows)
     lines = [
-        "| seed | squares to reach random's final IoU | final IoU s - r | final F1 s - r "
-        "| IoU s - r at random's final objects | mean IoU s - r, rounds 1.. | final objects s / r |",
+        f"| seed | squares to reach random's final {name} | final {name} s - r | final F1 s - r "
+        f"| {name} s - r at random's final objects | mean {name} s - r, rounds 1.. | final objects s / r |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -475,32 +489,33 @@ def _per_seed(frame: pd.DataFrame) -> list[str]:
     reached = t["share"][~np.isneginf(t["share"])].fillna(np.inf)
     summary = []
     for key, label in (
-        ("final", "final IoU suggest - random"),
+        ("final", f"final {name} suggest - random"),
         ("final_f1", "final object F1 suggest - random"),
-        ("equal_objects", "IoU suggest - random at equal labelled objects"),
-        ("alc", "mean IoU suggest - random over rounds 1..R"),
+        ("equal_objects", f"{name} suggest - random at equal labelled objects"),
+        ("alc", f"mean {name} suggest - random over rounds 1..R"),
     ):
         m, lo, hi = _tci(t[key].to_numpy(float))
         n = int(np.isfinite(t[key].to_numpy(float)).sum())
         summary.append(f"- {label}: {m:+.3f} [{lo:+.3f}, {hi:+.3f}] ({n} seeds)")
     summary.append(
-        f"- suggest reaches random's final IoU with <= 60 % of the squares in "
+        f"- suggest reaches random's final {name} with <= 60 % of the squares in "
         f"{int((reached <= 0.6).sum())} of {len(reached)} seeds (median share "
         f"{_pct(float(np.median(reached))) if len(reached) else 'n/a'}; never within the "
         f"rounds: {int(np.isinf(reached).sum())}); not testable in {below} seed(s) where "
-        "random's final IoU is below the shared round 0"
+        f"random's final {name} is below the shared round 0"
     )
     return [*lines, "", "Paired by seed (mean, 95 % t-interval over seeds):", "", *summary]
 
 
 def _goal(summary: dict[tuple[str, int], dict[str, float]], frame: pd.DataFrame) -> str:
     """The issue's goal: random's final IoU with <= 60 % of the squares, or +0.05 IoU."""
+    name = str(frame.attrs.get("score_name", "IoU"))
     both = frame.groupby("round")["strategy"].nunique()
     last = int(both[both == 2].index.max())  # the last round both strategies finished
     areas = frame.groupby("round")["areas"].first()
-    target = summary[("random", last)]["iou"]
+    target = summary[("random", last)]["score"]
     xs = [float(areas[r]) for r in range(last + 1)]
-    ys = [summary[("suggest", r)]["iou"] for r in range(last + 1)]
+    ys = [summary[("suggest", r)]["score"] for r in range(last + 1)]
     reach = None
     for i in range(len(xs)):
         if ys[i] >= target:
@@ -509,7 +524,7 @@ def _goal(summary: dict[tuple[str, int], dict[str, float]], frame: pd.DataFrame)
             else:  # linear interpolation between rounds
                 reach = xs[i - 1] + (target - ys[i - 1]) / (ys[i] - ys[i - 1]) * (xs[i] - xs[i - 1])
             break
-    gain = summary[("suggest", last)]["iou"] - target
+    gain = summary[("suggest", last)]["score"] - target
     share = (
         f"at {reach / xs[-1]:.0%} of the squares"
         if reach is not None
@@ -518,13 +533,14 @@ def _goal(summary: dict[tuple[str, int], dict[str, float]], frame: pd.DataFrame)
     if target <= ys[0]:  # reached "at the start": the shared seed round is already above it
         share = f"no test (random ends at or below the shared round 0, {ys[0]:.3f})"
     return (
-        f"Goal check (mean over seeds): suggest reaches random's final IoU ({target:.3f}): "
-        f"{share}; at the final equal budget suggest - random = {gain:+.3f} IoU. "
-        f"Goal: <= 60 % of the squares, or >= +0.05 IoU."
+        f"Goal check (mean over seeds): suggest reaches random's final {name} ({target:.3f}): "
+        f"{share}; at the final equal budget suggest - random = {gain:+.3f} {name}. "
+        f"Goal: <= 60 % of the squares, or >= +0.05 {name}."
     )
 
 
 def _plot(frame: pd.DataFrame, path: Path, floor: float) -> None:
+    name = str(frame.attrs.get("score_name", "IoU"))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -536,9 +552,9 @@ def _plot(frame: pd.DataFrame, path: Path, floor: float) -> None:
         if not len(sub):
             continue
         for ax, metric, x in (
-            (axes[0], "iou", "areas"),
+            (axes[0], "score", "areas"),
             (axes[1], "f1", "areas"),
-            (axes[2], "iou", "objects"),
+            (axes[2], "score", "objects"),
         ):
             for _, one in sub.groupby("seed"):  # each seed, thin: the noise to see
                 one = one.sort_values("round")
@@ -550,11 +566,11 @@ def _plot(frame: pd.DataFrame, path: Path, floor: float) -> None:
             ax.fill_between(
                 xs, np.clip(stats[:, 1], 0, 1), np.clip(stats[:, 2], 0, 1), color=colour, alpha=0.15
             )
-            if metric == "iou" and strat == "random":
+            if metric == "score" and strat == "random" and np.isfinite(floor):
                 ax.axhline(floor, color="grey", ls="--", lw=0.8, label="all-foreground floor")
             ax.set_ylim(0, 1)
             ax.set_xlabel("labelled squares" if x == "areas" else "labelled objects")
-            ax.set_ylabel("test IoU (the class)" if metric == "iou" else "test object F1")
+            ax.set_ylabel(f"test {name} (the class)" if metric == "score" else "test object F1")
     axes[0].legend()
     site = frame["site"].iloc[0] if "site" in frame else "NEON SJER"
     fig.suptitle(
@@ -586,6 +602,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument(
         "--steps", type=int, help="train each round for this many steps (instead of --epochs)"
+    )
+    parser.add_argument(
+        "--task",
+        choices=["segmentation", "instances", "detection"],
+        default="segmentation",
+        help="the region's task (score: pixel IoU; detection: AP50)",
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--report", action="store_true")

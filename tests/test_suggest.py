@@ -17,7 +17,7 @@ from shapely.geometry import box
 from geotl.chips import read_chip_index
 from geotl.chips.windows import window_bounds
 from geotl.cli.main import cli
-from geotl.suggest.ranking import entropy, pick_diverse, standardise
+from geotl.suggest.ranking import box_uncertainty, entropy, pick_diverse, standardise
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from predict import data
@@ -116,6 +116,55 @@ def test_pick_spreads_over_clusters_unlike_pure_uncertainty() -> None:
 def test_pick_never_returns_more_than_candidates() -> None:
     assert pick_diverse([0.3, 0.2], [[0.0], [1.0]], 5) == [0, 1]
     assert pick_diverse([], np.zeros((0, 2)), 3) == []
+
+
+def test_box_uncertainty_is_centred_on_the_threshold() -> None:
+    for t in (0.05, 0.3, 0.7):
+        u = box_uncertainty([t, t / 2, (1 + t) / 2, 0.999], t)
+        assert u[0] == pytest.approx(1.0)  # a box scored at the threshold: a coin toss
+        assert 0 < u[3] < u[2] < 1 and 0 < u[1] < 1  # further from t: surer
+    # the same log-odds step either side of the threshold: the same uncertainty
+    t, step = 0.3, 1.5
+    lo, hi = (1 / (1 + np.exp(-(np.log(t / (1 - t)) + d))) for d in (-step, step))
+    assert box_uncertainty([lo], t)[0] == pytest.approx(box_uncertainty([hi], t)[0])
+
+
+def test_the_best_box_over_a_pixel_decides_its_uncertainty() -> None:
+    """Clutter under a confident box adds nothing; an unsure box counts by its area."""
+    from geotl.io.rasters import read_scene_info
+    from geotl.suggest.candidates import Candidate
+    from geotl.suggest.core import _box_uncertainty
+
+    info = read_scene_info(SCENE)
+    win = Window(0, 0, 40, 40)
+    x0, y0, x1, y1 = window_bounds(info.transform, win)  # 4 m x 4 m
+    xm = (x0 + x1) / 2
+    cand = Candidate(info, win, box(x0, y0, x1, y1))
+    t = 0.4
+    left = box(x0, y0, xm, y1)  # unsure: scored at the threshold
+    right = box(xm, y0, x1, y1)  # sure, with 30 low-score boxes under it
+    rng = np.random.default_rng(0)
+    clutter = [
+        box(x, y, x + 0.5, y + 0.5)
+        for x, y in zip(rng.uniform(xm, x1 - 0.5, 30), rng.uniform(y0, y1 - 0.5, 30), strict=True)
+    ]
+    boxes = gpd.GeoDataFrame(
+        {"score": [t, 0.99] + [0.06] * 30, "class": ["tree"] * 32},
+        geometry=[left, right, *clutter],
+        crs=info.crs,
+    )
+    valid = np.ones((40, 40), bool)
+    u, fractions = _box_uncertainty(cand, valid, boxes, t, ["tree"])
+    expect = (1.0 + box_uncertainty([0.99], t)[0]) / 2
+    assert u.mean() == pytest.approx(expect, abs=1e-3)
+    assert fractions.mean() == pytest.approx(1.0)  # every pixel under a kept box
+    # only the clutter: it counts by the area it covers, far below one unsure box's half
+    u2, f2 = _box_uncertainty(cand, valid, boxes.iloc[2:], t, ["tree"])
+    assert 0 < u2.mean() < 0.5 * box_uncertainty([0.06], t)[0] and f2.sum() == 0
+    # nodata pixels are left out
+    valid[:, 20:] = False
+    u3, _ = _box_uncertainty(cand, valid, boxes, t, ["tree"])
+    assert u3.size == 800 and u3.mean() == pytest.approx(1.0, abs=1e-3)
 
 
 # ----------------------------------------------------------------------------- command
@@ -312,3 +361,108 @@ def test_qgis_opens_the_styled_areas(tmp_path: Path) -> None:
     assert seen["loaded"] and seen["renderer"] == "singleSymbol"
     assert seen["labels"] and seen["label_field"] == "rank"
     assert {"rank", "score", "scene", "expected_objects"} <= set(seen["fields"])
+
+
+# ------------------------------------------------------------ detection and instances
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A briefly trained (40 steps) ``task = "detection"`` model of the demo plot, and its region."""
+    import torch
+
+    from geotl.config import load_region
+    from geotl.train import TrainOptions, train_model
+
+    tmp = tmp_path_factory.mktemp("detsuggest")
+    region = _region(tmp)
+    text = region.read_text().replace('task = "segmentation"', 'task = "detection"')
+    text = text.replace("size_px = 64\nstride_px = 64", "size_px = 128\nstride_px = 128")
+    region.write_text(text.replace("block_size_m = 24.0", "block_size_m = 40.0"))
+    torch.set_num_threads(2)
+    train_model(
+        [load_region(region)],
+        tmp / "m",
+        TrainOptions(steps=40, batch_size=4, seed=0),  # enough for boxes above its floor
+    )
+    return tmp / "m", region
+
+
+def test_suggest_scores_a_detector_by_its_boxes(
+    tmp_path: Path, detector: tuple[Path, Path]
+) -> None:
+    from geotl.config import load_region
+    from geotl.models.artefact import load_artefact
+    from geotl.predict import PredictOptions, predict_scene
+
+    model, region = detector
+    out = tmp_path / "boxes.gpkg"
+    code, _, stderr = _suggest(region, model, out, "-n", "4", "--size-m", "6.4")
+    assert code == 0, stderr
+    areas = gpd.read_file(out, layer="areas")
+    assert list(areas["rank"]) == [1, 2, 3, 4]
+    assert areas["score"].between(0, 1).all() and areas["score"].iloc[0] == areas["score"].max()
+    assert areas["score"].max() > 0  # the boxes (down to the detector's floor) were scored
+    # expected objects: the boxes `geotl predict` keeps at the region's threshold
+    kept = predict_scene(
+        load_artefact(model), SCENE, PredictOptions.from_region(load_region(region))
+    ).native
+    points = kept.geometry.representative_point()
+    assert list(areas["expected_objects"]) == [int(points.within(g).sum()) for g in areas.geometry]
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def instance_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained ``task = "instances"`` network (classes, then border and contact)."""
+    import torch
+
+    from geotl.models.artefact import write_artefact
+    from geotl.models.network import build_network
+
+    base = data.card()
+    card = base.model_copy(
+        update={
+            "task": "instances",
+            "network": base.network.model_copy(update={"num_classes": 4}),
+        }
+    )
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("instances")
+    write_artefact(out, build_network(card.network), card)
+    return out
+
+
+def test_suggest_counts_where_instances_meet(
+    tmp_path: Path, instance_net: Path, demo_chips: Path
+) -> None:
+    """An instance model's probabilities carry its border and contact maps, and a square's
+    score is the mean of class entropy or those maps' entropy, whichever is higher."""
+    from geotl.suggest.ranking import binary_entropy
+
+    prob = tmp_path / "prob.tif"
+    code, _, stderr = _run(
+        "predict", str(instance_net), str(SCENE), "-o", str(tmp_path / "p.geojson"),
+        "--probabilities", str(prob),
+    )  # fmt: skip
+    assert code == 0, stderr
+    with rasterio.open(prob) as ds:
+        assert ds.descriptions == ("tree", "border", "contact")
+        planes = ds.read().astype(np.float64)
+        transform = ds.transform
+    out = tmp_path / "next.gpkg"
+    args = ["-n", "3", "--size-m", "6.4", "--chips", str(demo_chips)]
+    code, _, stderr = _suggest(_region(tmp_path), instance_net, out, *args)
+    assert code == 0, stderr
+    areas = gpd.read_file(out, layer="areas")
+    from rasterio.windows import from_bounds
+
+    for g, score in zip(areas.geometry, areas["score"], strict=True):
+        win = from_bounds(*g.bounds, transform).round_offsets().round_lengths()
+        r, c, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
+        sq = planes[:, r : r + h, c : c + w]
+        sq = sq[:, (sq >= 0).all(axis=0)]  # -1: no data
+        cls = entropy(np.stack([1 - sq[0], sq[0]]))
+        both = np.maximum(cls, binary_entropy(sq[1:]).max(axis=0))
+        assert score == pytest.approx(both.mean(), abs=1e-3)
+        assert both.mean() > cls.mean()  # the maps add to what the classes say

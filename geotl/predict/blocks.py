@@ -124,8 +124,11 @@ class _BlockExtractor(ObjectExtractor):
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return self.inner.probabilities(logits)
 
-    def class_probabilities(self, blended: np.ndarray) -> np.ndarray:
-        return self.inner.class_probabilities(blended)
+    def probability_names(self, classes: list[str]) -> list[str]:
+        return self.inner.probability_names(classes)
+
+    def probability_planes(self, blended: np.ndarray) -> np.ndarray:
+        return self.inner.probability_planes(blended)
 
     def finalise(self, blended: np.ndarray, valid: np.ndarray, threshold: float) -> np.ndarray:
         return self.inner.finalise(blended, valid, threshold)

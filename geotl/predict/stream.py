@@ -380,7 +380,7 @@ class _RowWriter:
             final = self.extractor.finalise(blended, valid, self.threshold)
             self.planes.write(r0, c0, np.moveaxis(final, 0, -1))
             if self.prob_ds is not None:
-                probs = self.extractor.class_probabilities(blended)
+                probs = self.extractor.probability_planes(blended)
                 out = np.where(valid[None], probs, -1.0).astype(np.float32)
                 self.prob_ds.write(out, window=Window(c0, r0, c1 - c0, r_end - r0))
 
@@ -606,7 +606,12 @@ def infer_and_vectorise(
         with rasterio.Env(GDAL_CACHEMAX=64 * 2**20):
             if probabilities_path is not None:
                 prob_ds = open_probabilities(
-                    probabilities_path, width, height, source.crs, source.transform, card.classes
+                    probabilities_path,
+                    width,
+                    height,
+                    source.crs,
+                    source.transform,
+                    extractor.probability_names(card.classes),
                 )
             writer = _RowWriter(pipe, stats, plan, extractor, threshold, device, planes, prob_ds)
             stages = {"read": reader.run, "write": writer.run, "vectorise": vectoriser.run}

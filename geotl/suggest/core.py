@@ -2,9 +2,10 @@
 
 The scenes stream through the model with :func:`geotl.predict.predict_scene` (the same
 windows, blending and band checks as ``geotl predict``), which also writes the blended
-probabilities; each candidate square (:mod:`geotl.suggest.candidates`) is scored by the
-mean entropy of those probabilities and the ``n`` areas are picked greedily with an
-appearance-diversity discount (:mod:`geotl.suggest.ranking`).
+probabilities (a detector gives its boxes down to its own score floor instead); each
+candidate square (:mod:`geotl.suggest.candidates`) is scored by the mean uncertainty of
+its pixels and the ``n`` areas are picked greedily with an appearance-diversity discount
+(both in :mod:`geotl.suggest.ranking`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import rasterio
+from rasterio.features import rasterize
 from rasterio.windows import from_bounds
+from rasterio.windows import transform as window_transform
 
 from geotl.bands import canonical_band
 from geotl.config import Region
@@ -26,9 +29,16 @@ from geotl.errors import BandMismatchError, GeotlInputError, RasterError
 from geotl.io.atomic import check_output_file
 from geotl.io.rasters import SceneInfo, read_scene_info
 from geotl.models.artefact import read_card
+from geotl.models.detector import SCORE_THRESH
 from geotl.suggest.candidates import Candidate, read_taken_areas, scene_candidates
 from geotl.suggest.outputs import append_areas, write_areas
-from geotl.suggest.ranking import entropy, pick_diverse, standardise
+from geotl.suggest.ranking import (
+    binary_entropy,
+    box_uncertainty,
+    entropy,
+    pick_diverse,
+    standardise,
+)
 
 __all__ = ["COLUMNS", "SuggestOptions", "SuggestSummary", "suggest_areas"]
 
@@ -163,14 +173,31 @@ def suggest_areas(
     detections: dict[str, gpd.GeoDataFrame] = {}
     rgb: dict[str, list[int]] = {}
     max_nodata = region.chips.max_nodata_fraction
+    boxes = card.task == "detection"
+    threshold = popts.threshold if popts.threshold is not None else card.threshold
     with tempfile.TemporaryDirectory(prefix="geotl-suggest-") as tmp:
         for i, (path, cands) in enumerate(by_scene.items()):
             prob_path = Path(tmp) / f"prob_{i}.tif"
-            det = predict_scene(artefact, path, replace(popts, probabilities_path=prob_path))
-            detections[path.name] = det.native
+            if boxes:  # every box down to the detector's floor: the unsure ones too
+                det = predict_scene(artefact, path, replace(popts, threshold=SCORE_THRESH))
+                seen = det.native[det.native["score"] >= threshold].reset_index(drop=True)
+            else:
+                det = predict_scene(artefact, path, replace(popts, probabilities_path=prob_path))
+                seen = det.native
+            detections[path.name] = seen
             rgb[path.name] = det.rgb_indexes
             for c in cands:
-                item = _score(c, prob_path, det.native, max_nodata)
+                square = _read_square(c, max_nodata)
+                if square is None:
+                    dropped["nodata"] += 1
+                    continue
+                if boxes:
+                    u, fractions = _box_uncertainty(
+                        c, square[1], det.native, threshold, card.classes
+                    )
+                else:
+                    u, fractions = _pixel_uncertainty(c, prob_path, len(card.classes))
+                item = _scored(c, square, u, fractions, seen)
                 if item is None:
                     dropped["nodata"] += 1
                 else:
@@ -241,35 +268,88 @@ def _check_count(
         )
 
 
-def _score(
-    c: Candidate, prob_path: Path, detections: gpd.GeoDataFrame, max_nodata: float
-) -> _Scored | None:
-    """Mean entropy, appearance descriptor and expected objects of one square."""
+def _read_square(c: Candidate, max_nodata: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The square's valid pixels ``(bands, n)`` and valid mask, or None if mostly nodata."""
     info: SceneInfo = c.scene
-    win = c.window
     try:
         with rasterio.open(info.path) as ds:
-            img = ds.read(window=win).astype(np.float64)
-            valid = (ds.read_masks(window=win) > 0).all(axis=0) & np.isfinite(img).all(axis=0)
-        with rasterio.open(prob_path) as pr:
-            pwin = from_bounds(*c.geometry.bounds, pr.transform).round_offsets().round_lengths()
-            fg = pr.read(window=pwin, boundless=True, fill_value=-1.0).astype(np.float64)
+            img = ds.read(window=c.window).astype(np.float64)
+            valid = (ds.read_masks(window=c.window) > 0).all(axis=0) & np.isfinite(img).all(axis=0)
     except rasterio.errors.RasterioError as exc:
         raise RasterError(f"read failed ({str(exc).splitlines()[0][:160]})", info.path) from exc
     if valid.size == 0 or 1.0 - valid.mean() > max_nodata:
         return None
-    pvalid = (fg >= 0).all(axis=0)
-    if not pvalid.any():
+    return img[:, valid], valid
+
+
+def _pixel_uncertainty(
+    c: Candidate, prob_path: Path, n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per valid pixel of the probabilities: uncertainty, and class probabilities.
+
+    Class entropy; where the task also predicts maps of its own (an instance model's
+    border and contact), their binary entropy where that is higher.
+    """
+    try:
+        with rasterio.open(prob_path) as pr:
+            pwin = from_bounds(*c.geometry.bounds, pr.transform).round_offsets().round_lengths()
+            planes = pr.read(window=pwin, boundless=True, fill_value=-1.0).astype(np.float64)
+    except rasterio.errors.RasterioError as exc:
+        raise RasterError(f"read failed ({str(exc).splitlines()[0][:160]})", prob_path) from exc
+    pvalid = (planes >= 0).all(axis=0)
+    fg = planes[:n_classes, pvalid]
+    u = entropy(np.concatenate([1.0 - fg.sum(axis=0, keepdims=True), fg]))
+    if len(planes) > n_classes:
+        u = np.maximum(u, binary_entropy(planes[n_classes:, pvalid]).max(axis=0))
+    return u, fg
+
+
+def _box_uncertainty(
+    c: Candidate, valid: np.ndarray, boxes: gpd.GeoDataFrame, threshold: float, classes: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per valid pixel of the square: the uncertainty of the best box over it, and its class.
+
+    Boxes are the detector's down to its score floor; the best box over a pixel decides
+    whether an object is there (kept when it scores ``threshold`` or more).
+    """
+    h, w = int(c.window.height), int(c.window.width)
+    transform = window_transform(c.window, c.scene.transform)
+    inside = boxes.iloc[boxes.sindex.query(c.geometry)] if len(boxes) else boxes
+    best = np.zeros((h, w), np.float32)
+    cls = np.zeros((h, w), np.uint8)
+    if len(inside):
+        scores = inside["score"].to_numpy(np.float32)
+        order = np.argsort(scores, kind="stable")  # later shapes win: the best box
+        geoms = inside.geometry.to_numpy()[order]
+        ids = np.array([classes.index(k) + 1 for k in inside["class"]], dtype=np.uint8)[order]
+        rasterize(zip(geoms, scores[order], strict=True), out=best, transform=transform)
+        rasterize(zip(geoms, ids, strict=True), out=cls, transform=transform)
+    u = np.where(best > 0, box_uncertainty(best, threshold), 0.0)
+    kept = best >= threshold
+    fractions = np.stack([(cls == k) & kept for k in range(1, len(classes) + 1)])
+    return u[valid], fractions[:, valid].astype(np.float64)
+
+
+def _scored(
+    c: Candidate,
+    square: tuple[np.ndarray, np.ndarray],
+    u: np.ndarray,
+    fractions: np.ndarray,
+    seen: gpd.GeoDataFrame,
+) -> _Scored | None:
+    """Mean uncertainty, appearance descriptor and expected objects of one square.
+
+    ``u`` and ``fractions`` are per pixel (model grid for probabilities, the square's
+    pixels for boxes); ``seen`` the objects the model keeps.
+    """
+    pixels, _ = square
+    if u.size == 0:
         return None
-    probs = np.concatenate([1.0 - fg.sum(axis=0, keepdims=True), fg])[:, pvalid]
-    score = float(entropy(probs).mean())
-    pixels = img[:, valid]
-    features = np.concatenate([pixels.mean(axis=1), pixels.std(axis=1), probs[1:].mean(axis=1)])
+    features = np.concatenate([pixels.mean(axis=1), pixels.std(axis=1), fractions.mean(axis=1)])
     n_obj = 0
-    if len(detections):
-        pts = detections.geometry.representative_point()
-        n_obj = int(pts.within(c.geometry).sum())
-    return _Scored(c, score, features, n_obj)
+    if len(seen):
+        n_obj = int(seen.geometry.representative_point().within(c.geometry).sum())
+    return _Scored(c, float(u.mean()), features, n_obj)
 
 
 def _frame(items: list[_Scored], size_m: float) -> gpd.GeoDataFrame:

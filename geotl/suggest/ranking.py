@@ -1,8 +1,19 @@
 """Pure arithmetic of ``geotl suggest``: pixel uncertainty and a greedy, diverse pick.
 
-A candidate's **score** is the mean normalised entropy of the model's blended class
-probabilities over its valid pixels (0: the model is sure of every pixel, 1: every pixel
-is a coin toss between all classes). The pick is greedy: the first area is the most
+A candidate's **score** is the mean over its valid pixels of a per-pixel uncertainty in
+[0, 1] (0: the model is sure of every pixel, 1: every pixel a coin toss):
+
+- segmentation: the normalised entropy of the blended class probabilities;
+- separated instances: the same, or the binary entropy of the border and contact maps
+  where that is higher (where the model cannot tell whether two objects meet);
+- detection: the detector gives every box down to its own score floor, far below the
+  region's threshold; the best box over a pixel decides whether an object is there, and
+  its score, *centred on the threshold* (:func:`box_uncertainty`: a box scored exactly at
+  the threshold is a coin toss, 1), gives the pixel's binary entropy; 0 where no box is.
+  Clutter under a confident box does not count, and the many low-score boxes of a young
+  detector count no more than the area they cover.
+
+The pick is greedy: the first area is the most
 uncertain; each next one maximises ``score x min(1, d / tau)``, where ``d`` is the distance
 (in a z-scored appearance descriptor: per-band mean and spread, predicted class fractions)
 to the nearest area already picked and ``tau`` half the median distance between
@@ -14,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["entropy", "pick_diverse", "standardise"]
+__all__ = ["binary_entropy", "box_uncertainty", "entropy", "pick_diverse", "standardise"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -36,6 +47,31 @@ def entropy(probs: npt.NDArray[np.floating], axis: int = 0) -> FloatArray:
     h = -(p * np.log(p)).sum(axis=axis)
     out: FloatArray = np.clip(h / np.log(k), 0.0, 1.0)
     return out
+
+
+def binary_entropy(p: npt.ArrayLike) -> FloatArray:
+    """Entropy of yes/no probabilities ``p``, in [0, 1] (1 at ``p = 0.5``).
+
+    >>> binary_entropy([0.5, 0.0, 0.9]).round(3).tolist()
+    [1.0, 0.0, 0.469]
+    """
+    p = np.asarray(p, dtype=np.float64)
+    return entropy(np.stack([p, 1.0 - p]))
+
+
+def box_uncertainty(scores: npt.ArrayLike, threshold: float) -> FloatArray:
+    """Binary entropy of box scores, centred on the score ``threshold`` boxes are kept at.
+
+    The score is moved in log-odds by the threshold's log-odds, so a box scored exactly at
+    the threshold counts as a coin toss (1) whatever the threshold, and the further a score
+    lies from the threshold on either side, the surer the decision.
+
+    >>> box_uncertainty([0.3, 0.9, 0.05], 0.3).round(2).tolist()
+    [1.0, 0.27, 0.5]
+    """
+    s = np.clip(np.asarray(scores, dtype=np.float64), 1e-9, 1.0 - 1e-9)
+    t = min(max(float(threshold), 1e-9), 1.0 - 1e-9)
+    return binary_entropy(s * (1.0 - t) / (s * (1.0 - t) + t * (1.0 - s)))
 
 
 def standardise(features: npt.ArrayLike) -> FloatArray:

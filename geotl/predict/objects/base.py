@@ -53,8 +53,16 @@ class ObjectExtractor(ABC):
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """``(B, outputs, H, W)`` logits -> ``(B, channels, H, W)`` probabilities."""
 
-    def class_probabilities(self, blended: np.ndarray) -> np.ndarray:
-        """The foreground class probabilities ``(n_classes, H, W)`` of blended channels."""
+    def probability_names(self, classes: list[str]) -> list[str]:
+        """Names of the bands :meth:`probability_planes` gives: the foreground classes."""
+        return list(classes)
+
+    def probability_planes(self, blended: np.ndarray) -> np.ndarray:
+        """What ``--probabilities`` writes of blended channels: ``(bands, H, W)``.
+
+        The foreground class probabilities first (``n_classes`` bands), then any maps of
+        the task's own (named by :meth:`probability_names`).
+        """
         return blended[: self.n_classes]
 
     @abstractmethod

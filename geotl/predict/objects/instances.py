@@ -189,6 +189,14 @@ class InstanceExtractor(ObjectExtractor):
             [torch.softmax(logits[:, :k], dim=1)[:, 1:], torch.sigmoid(logits[:, k:])], 1
         )
 
+    def probability_names(self, classes: list[str]) -> list[str]:
+        """The classes, then ``border`` and ``contact``."""
+        return [*classes, *INSTANCE_CHANNELS]
+
+    def probability_planes(self, blended: np.ndarray) -> np.ndarray:
+        """Every blended channel: where objects meet is part of what the model predicts."""
+        return blended
+
     def finalise(self, blended: np.ndarray, valid: np.ndarray, threshold: float) -> np.ndarray:
         """Class map, score and seed score of each pixel."""
         n = self.n_classes

@@ -19,11 +19,12 @@ __all__ = ["open_probabilities", "write_cog"]
 
 
 def open_probabilities(
-    path: Path, width: int, height: int, crs: Any, transform: Affine, classes: list[str]
+    path: Path, width: int, height: int, crs: Any, transform: Affine, names: list[str]
 ) -> Any:
     """Open the GeoTIFF the stream writes probabilities into (tiled float32, nodata -1).
 
-    One band per class, described by the class name; :func:`write_cog` converts it.
+    One band per name (the classes, then any maps of the task's own), described by the
+    name; :func:`write_cog` converts it.
     """
     ds = rasterio.open(
         path,
@@ -31,7 +32,7 @@ def open_probabilities(
         driver="GTiff",
         width=width,
         height=height,
-        count=len(classes),
+        count=len(names),
         dtype="float32",
         crs=crs,
         transform=transform,
@@ -43,7 +44,7 @@ def open_probabilities(
         predictor=3,
         BIGTIFF="IF_SAFER",
     )
-    for i, name in enumerate(classes, start=1):
+    for i, name in enumerate(names, start=1):
         ds.set_band_description(i, name)
     return ds
 

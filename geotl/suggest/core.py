@@ -191,13 +191,12 @@ def suggest_areas(
                 if square is None:
                     dropped["nodata"] += 1
                     continue
+                pixels, valid = square
                 if boxes:
-                    u, fractions = _box_uncertainty(
-                        c, square[1], det.native, threshold, card.classes
-                    )
+                    u, fractions = _box_uncertainty(c, valid, det.native, threshold, card.classes)
                 else:
                     u, fractions = _pixel_uncertainty(c, prob_path, len(card.classes))
-                item = _scored(c, square, u, fractions, seen)
+                item = _scored(c, pixels, u, fractions, seen)
                 if item is None:
                     dropped["nodata"] += 1
                 else:
@@ -331,18 +330,14 @@ def _box_uncertainty(
 
 
 def _scored(
-    c: Candidate,
-    square: tuple[np.ndarray, np.ndarray],
-    u: np.ndarray,
-    fractions: np.ndarray,
-    seen: gpd.GeoDataFrame,
+    c: Candidate, pixels: np.ndarray, u: np.ndarray, fractions: np.ndarray, seen: gpd.GeoDataFrame
 ) -> _Scored | None:
     """Mean uncertainty, appearance descriptor and expected objects of one square.
 
-    ``u`` and ``fractions`` are per pixel (model grid for probabilities, the square's
-    pixels for boxes); ``seen`` the objects the model keeps.
+    ``pixels`` are the square's valid pixels ``(bands, n)``; ``u`` and ``fractions`` per
+    pixel (model grid for probabilities, the square's pixels for boxes); ``seen`` the
+    objects the model keeps.
     """
-    pixels, _ = square
     if u.size == 0:
         return None
     features = np.concatenate([pixels.mean(axis=1), pixels.std(axis=1), fractions.mean(axis=1)])

@@ -241,8 +241,8 @@ class _Loop:
         metrics = evaluate_model(model, region, chips_dir=cdir, n_boot=500)
         union = gpd.GeoSeries(revealed, crs=self.crs).union_all()
         if self.args.task == "detection":  # the score is AP50; F1 at IoU 0.5
-            score, objects = metrics["ap50"], metrics["iou_0.5"]
-            score_ci = metrics["ap50_ci95"]
+            boxes = metrics["detection"]
+            score, score_ci, objects = boxes["ap50"], boxes["ap50_ci95"], boxes["iou_0.5"]
         else:  # the score is the class's pixel IoU
             tree = metrics["pixel"]["per_class"][self.cls]
             score, score_ci, objects = tree["iou"], tree["iou_ci95"], metrics["objects"][self.cls]

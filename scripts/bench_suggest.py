@@ -358,7 +358,8 @@ def report(out: Path, plot: Path | None) -> str:
     if "score" not in frame:  # results written before --task: the score was the pixel IoU
         frame["score"] = frame["iou"]
     first = json.loads(next(iter(sorted(out.glob("result-*.json")))).read_text())
-    detection = first["args"].get("task") == "detection"
+    frame.attrs["task"] = first["args"].get("task", "segmentation")
+    detection = frame.attrs["task"] == "detection"
     frame.attrs["score_name"] = name = "AP50" if detection else "IoU"
     lines = [
         f"| round | areas | strategy | seeds | labelled objects | test {name} (95 % CI over seeds) "
@@ -574,7 +575,8 @@ def _plot(frame: pd.DataFrame, path: Path, floor: float) -> None:
     axes[0].legend()
     site = frame["site"].iloc[0] if "site" in frame else "NEON SJER"
     fig.suptitle(
-        f"geotl suggest vs random areas ({site}; {frame['seed'].nunique()} seeds, "
+        f"geotl suggest vs random areas ({site}, task {frame.attrs.get('task', 'segmentation')}; "
+        f"{frame['seed'].nunique()} seeds, "
         "mean, 95 % CI over seeds, thin: each seed)",
         fontsize=9,
     )

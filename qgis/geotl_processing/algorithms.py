@@ -157,7 +157,7 @@ class PredictAlgorithm(_GeotlAlgorithm):
         self.addParameter(
             QgsProcessingParameterRasterDestination(
                 "PROBABILITIES",
-                "Class probabilities (Cloud-Optimised GeoTIFF)",
+                "Probabilities, a band per class; instance models add border and contact (COG)",
                 optional=True,
                 createByDefault=False,
             )

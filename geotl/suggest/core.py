@@ -10,11 +10,14 @@ its pixels and the ``n`` areas are picked greedily with an appearance-diversity 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -27,7 +30,7 @@ from geotl.bands import canonical_band
 from geotl.config import Region
 from geotl.errors import BandMismatchError, GeotlInputError, RasterError
 from geotl.io.atomic import check_output_file
-from geotl.io.rasters import SceneInfo, read_scene_info
+from geotl.io.rasters import read_scene_info
 from geotl.models.artefact import read_card
 from geotl.models.detector import SCORE_THRESH
 from geotl.suggest.candidates import Candidate, read_taken_areas, scene_candidates
@@ -173,12 +176,12 @@ def suggest_areas(
     detections: dict[str, gpd.GeoDataFrame] = {}
     rgb: dict[str, list[int]] = {}
     max_nodata = region.chips.max_nodata_fraction
-    boxes = card.task == "detection"
+    detector = card.task == "detection"
     threshold = popts.threshold if popts.threshold is not None else card.threshold
     with tempfile.TemporaryDirectory(prefix="geotl-suggest-") as tmp:
         for i, (path, cands) in enumerate(by_scene.items()):
             prob_path = Path(tmp) / f"prob_{i}.tif"
-            if boxes:  # every box down to the detector's floor: the unsure ones too
+            if detector:  # every box down to the detector's floor: the unsure ones too
                 det = predict_scene(artefact, path, replace(popts, threshold=SCORE_THRESH))
                 seen = det.native[det.native["score"] >= threshold].reset_index(drop=True)
             else:
@@ -192,7 +195,7 @@ def suggest_areas(
                     dropped["nodata"] += 1
                     continue
                 pixels, valid = square
-                if boxes:
+                if detector:
                     u, fractions = _box_uncertainty(c, valid, det.native, threshold, card.classes)
                 else:
                     u, fractions = _pixel_uncertainty(c, prob_path, len(card.classes))
@@ -267,15 +270,21 @@ def _check_count(
         )
 
 
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[Any]:
+    """``rasterio.open(path)``; a GDAL failure while reading is a one-line RasterError."""
+    try:
+        with rasterio.open(path) as ds:
+            yield ds
+    except rasterio.errors.RasterioError as exc:
+        raise RasterError(f"read failed ({str(exc).splitlines()[0][:160]})", path) from exc
+
+
 def _read_square(c: Candidate, max_nodata: float) -> tuple[np.ndarray, np.ndarray] | None:
     """The square's valid pixels ``(bands, n)`` and valid mask, or None if mostly nodata."""
-    info: SceneInfo = c.scene
-    try:
-        with rasterio.open(info.path) as ds:
-            img = ds.read(window=c.window).astype(np.float64)
-            valid = (ds.read_masks(window=c.window) > 0).all(axis=0) & np.isfinite(img).all(axis=0)
-    except rasterio.errors.RasterioError as exc:
-        raise RasterError(f"read failed ({str(exc).splitlines()[0][:160]})", info.path) from exc
+    with _reading(c.scene.path) as ds:
+        img = ds.read(window=c.window).astype(np.float64)
+        valid = (ds.read_masks(window=c.window) > 0).all(axis=0) & np.isfinite(img).all(axis=0)
     if valid.size == 0 or 1.0 - valid.mean() > max_nodata:
         return None
     return img[:, valid], valid
@@ -289,12 +298,9 @@ def _pixel_uncertainty(
     Class entropy; where the task also predicts maps of its own (an instance model's
     border and contact), their binary entropy where that is higher.
     """
-    try:
-        with rasterio.open(prob_path) as pr:
-            pwin = from_bounds(*c.geometry.bounds, pr.transform).round_offsets().round_lengths()
-            planes = pr.read(window=pwin, boundless=True, fill_value=-1.0).astype(np.float64)
-    except rasterio.errors.RasterioError as exc:
-        raise RasterError(f"read failed ({str(exc).splitlines()[0][:160]})", prob_path) from exc
+    with _reading(prob_path) as pr:
+        pwin = from_bounds(*c.geometry.bounds, pr.transform).round_offsets().round_lengths()
+        planes = pr.read(window=pwin, boundless=True, fill_value=-1.0).astype(np.float64)
     pvalid = (planes >= 0).all(axis=0)
     fg = planes[:n_classes, pvalid]
     u = entropy(np.concatenate([1.0 - fg.sum(axis=0, keepdims=True), fg]))
@@ -314,15 +320,19 @@ def _box_uncertainty(
     h, w = int(c.window.height), int(c.window.width)
     transform = window_transform(c.window, c.scene.transform)
     inside = boxes.iloc[boxes.sindex.query(c.geometry)] if len(boxes) else boxes
-    best = np.zeros((h, w), np.float32)
-    cls = np.zeros((h, w), np.uint8)
+    # 1 + rank (by score) of the best box over each pixel, 0 where none: one rasterisation
+    # gives both its score and its class
+    rank = np.zeros((h, w), np.int32)
+    scores = np.zeros(1, np.float32)
+    ids = np.zeros(1, np.uint8)
     if len(inside):
-        scores = inside["score"].to_numpy(np.float32)
-        order = np.argsort(scores, kind="stable")  # later shapes win: the best box
-        geoms = inside.geometry.to_numpy()[order]
-        ids = np.array([classes.index(k) + 1 for k in inside["class"]], dtype=np.uint8)[order]
-        rasterize(zip(geoms, scores[order], strict=True), out=best, transform=transform)
-        rasterize(zip(geoms, ids, strict=True), out=cls, transform=transform)
+        order = np.argsort(inside["score"].to_numpy(np.float32), kind="stable")
+        shapes = zip(inside.geometry.to_numpy()[order], range(1, len(order) + 1), strict=True)
+        rasterize(shapes, out=rank, transform=transform)  # later shapes win: the best box
+        scores = np.concatenate([scores, inside["score"].to_numpy(np.float32)[order]])
+        by_box = [classes.index(k) + 1 for k in inside["class"]]
+        ids = np.concatenate([ids, np.array(by_box, dtype=np.uint8)[order]])
+    best, cls = scores[rank], ids[rank]
     u = np.where(best > 0, box_uncertainty(best, threshold), 0.0)
     kept = best >= threshold
     fractions = np.stack([(cls == k) & kept for k in range(1, len(classes) + 1)])

@@ -24,6 +24,13 @@ and the vectorising pool's processes), with the load average beside each run:
     PYTHONPATH=. .venv/bin/python scripts/bench_predict.py --issue10 --model demo-out/model \
         --size 2048 --repeats 3 --before /tmp/geotl-before10 --json issue10.json
 
+With ``--ort-ratio`` it times geotl's default CPU engine (ONNX Runtime) against its own bare
+forward passes over the same windows and batches, in a child process per tree (this one and
+``--before``), the trees taking turns for ``--rounds`` rounds:
+
+    PYTHONPATH=. .venv/bin/python scripts/bench_predict.py --ort-ratio --model demo-out/model \
+        --size 2048 --repeats 2 --rounds 3 --before /tmp/geotl-before --json ratio.json
+
 With ``--engines`` it compares the forward-pass engines instead (issue 11), in one run on
 the same scene and windows: PyTorch eager vs ONNX Runtime fp32 vs ONNX Runtime int8 (ms
 per window, whole-scene ``predict_scene`` time, Mpx/s), export time and file sizes,
@@ -430,6 +437,108 @@ def child_predict(
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+_ORT_CHILD = r"""
+import json, os, sys, time
+from pathlib import Path
+import numpy as np
+import rasterio
+a = json.loads(sys.argv[1])
+# geotl from the tree on PYTHONPATH (nothing here puts another on sys.path)
+from geotl.models.artefact import load_artefact
+from geotl.predict import PredictOptions, predict_scene
+from geotl.predict.engine import load_model
+from geotl.predict.strips import warm_pool
+from geotl.predict.windows import plan_windows
+import geotl
+model, scene = Path(a["model"]), Path(a["scene"])
+card_art = load_artefact(model)
+with rasterio.open(scene) as ds:  # the plan's windows, read and normalised beforehand
+    plan = plan_windows((ds.height, ds.width), a["window"], a["window"] // 4)
+    windows = np.stack([
+        card_art.normalise(ds.read(window=rasterio.windows.Window(w.col_off, w.row_off, w.width, w.height)))
+        for w in plan.windows
+    ])
+art = load_model(model, "onnxruntime", threads=a["threads"])
+opts = PredictOptions(progress=False)
+batch = opts.batch_for(a["window"], art)
+warm_pool(len(os.sched_getaffinity(0)))
+predict_scene(art, scene, opts)  # warm-up: the export cache, the pool, the session
+runs = []
+for _ in range(a["repeats"]):
+    t0 = time.perf_counter()
+    for i in range(0, len(windows), batch):
+        art.engine.probabilities(windows[i : i + batch])
+    bare = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    det = predict_scene(art, scene, opts)
+    whole = time.perf_counter() - t0
+    runs.append({"bare_s": round(bare, 3), "scene_s": round(whole, 3),
+                 "ratio": round(whole / bare, 3),
+                 "pool_cpu_s": round(det.stats.extra.get("pool_cpu_s", 0.0), 3),
+                 "model_s": round(det.stats.model_s, 3)})
+print(json.dumps({"geotl": geotl.__file__, "runs": runs, "objects": len(det.features),
+                  "holes": int(sum(len(g.interiors) for g in det.native.geometry)),
+                  "load_avg": os.getloadavg()[0]}))
+"""
+
+
+def ort_ratio(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
+    """geotl's default CPU engine (ONNX Runtime) against its own bare forward passes.
+
+    Each child process, running the geotl of one tree, times ONNX Runtime alone over the
+    plan's windows (read and normalised beforehand, predict's batch) and then
+    ``predict_scene`` with its defaults, ``--repeats`` times; the trees take turns for
+    ``--rounds`` rounds, so that both see the machine's drift alike.
+    """
+    if args.model is None:
+        raise SystemExit("--ort-ratio needs --model (a trained artefact)")
+    scene = tmp / "scene.tif"
+    make_scene(scene, args.size)
+    trees = {"after": REPO}
+    if args.before is not None:
+        trees["before"] = args.before.resolve()
+    child = {
+        "model": str(args.model),
+        "scene": str(scene),
+        "window": args.window,
+        "threads": args.threads or len(os.sched_getaffinity(0)),
+        "repeats": args.repeats,
+    }
+    runs: dict[str, list[dict]] = {k: [] for k in trees}
+    rows: dict[str, list[dict]] = {k: [] for k in trees}
+    for _ in range(args.rounds):
+        for name, tree in trees.items():
+            res = subprocess.run(
+                [sys.executable, "-c", _ORT_CHILD, json.dumps(child)],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(tree)},
+                cwd="/",
+            )
+            if res.returncode != 0:
+                sys.stderr.write(res.stderr[-4000:])
+                res.check_returncode()
+            row = json.loads(res.stdout.strip().splitlines()[-1])
+            assert row["geotl"].startswith(str(tree)), row["geotl"]  # the tree's own geotl
+            rows[name].append(row)
+            runs[name].extend(row["runs"])
+            print(json.dumps({name: row}), file=sys.stderr)
+    out: dict[str, object] = {"scene_px": args.size, "load_avg_end": os.getloadavg()}
+    for name, rs in runs.items():
+        out[name] = {
+            "ratio_median": round(float(np.median([r["ratio"] for r in rs])), 3),
+            "ratio_best_over_best": round(
+                min(r["scene_s"] for r in rs) / min(r["bare_s"] for r in rs), 3
+            ),
+            "ratios": [r["ratio"] for r in rs],
+            "pool_cpu_s_median": round(float(np.median([r["pool_cpu_s"] for r in rs])), 3),
+            "objects": rows[name][-1]["objects"],
+            "holes": rows[name][-1]["holes"],
+            "load_avg_at_rounds": [r["load_avg"] for r in rows[name]],
+        }
+    return out
+
+
 def _tree_batch(args: argparse.Namespace, tree: Path) -> int | None:
     """The batch a tree predicts with: ``--batch-size``, else its own default (None)."""
     return args.batch_size if args.batch_given or tree == REPO else None
@@ -783,6 +892,12 @@ def main() -> None:
     )
     ap.add_argument("--skip-cli", action="store_true", help="no CLI process timing")
     ap.add_argument(
+        "--ort-ratio",
+        action="store_true",
+        help="--model on ONNX Runtime: predict_scene against the bare forward passes, per tree",
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="--ort-ratio: rounds of the trees")
+    ap.add_argument(
         "--forward-grid",
         action="store_true",
         help="CPU s per Mpx of the forward pass by window, batch and memory order (1 thread)",
@@ -822,6 +937,7 @@ def main() -> None:
             results["forward_grid"] = forward_grid(args, Path(tmpname))
             results["pipeline"] = pipeline_throughput(args, Path(tmpname))
     modes = {
+        "ort_ratio": ort_ratio,
         "pipeline": pipeline_throughput,
         "engines": compare_engines,
         "forward_grid": forward_grid,

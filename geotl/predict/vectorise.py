@@ -2,7 +2,8 @@
 
 A class map is a 2-D ``uint8`` array: ``0`` background, ``i`` = ``classes[i - 1]``, and
 :data:`NODATA_CLASS` (255) for pixels without data (never vectorised). Each 4-connected
-region of one class becomes one polygon (holes kept), in the CRS of the affine transform.
+region of one class becomes one polygon, in the CRS of the affine transform; its holes are
+kept, except those under the pixel floor of objects (``min_pixels``), which it covers.
 
 The result for one object does not depend on the window it was computed in: polygons are
 traced in global pixel coordinates, put in a canonical form (:func:`shapely.normalize`)
@@ -62,6 +63,10 @@ __all__ = [
 
 NODATA_CLASS = IGNORE  # nodata pixels of a class map carry the chips' one ignore value
 _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
+# how much wider each read of a core window is than the last when an owned object was cut:
+# an object across the whole scene (a closed canopy) is then read in 3 windows, not 5, of a
+# 2048 px scene; each read labels its whole window (BENCHMARKS.md, issue 10, stop 26)
+HALO_GROWTH = 4
 
 
 @dataclass(frozen=True)
@@ -154,25 +159,43 @@ def _polygonal(geom: BaseGeometry) -> BaseGeometry:
     return parts[0] if len(parts) == 1 else MultiPolygon(parts)
 
 
-def _polygons_from_shapes(shapes: list[dict[str, Any]]) -> np.ndarray:
+def _polygons_from_shapes(shapes: list[dict[str, Any]], min_hole_px: int = 1) -> np.ndarray:
     """Traced polygons (GeoJSON-like, ``rasterio.features.shapes``) as shapely polygons.
 
-    Built in one call for all their rings, not ring by ring in Python.
+    Built in one call for all their rings, not ring by ring in Python. Holes of fewer than
+    ``min_hole_px`` pixels (a traced ring's area is its pixel count) are left out: the
+    polygon covers them, as an object smaller than that is dropped. A hole around another
+    object is at least that object's size, so it stays whenever the object does.
 
     >>> sq = {"type": "Polygon", "coordinates": [[(0, 0), (2, 0), (2, 2), (0, 2), (0, 0)]]}
     >>> _polygons_from_shapes([sq])[0].area
     4.0
+    >>> pin = [(1, 1), (1, 2), (2, 2), (2, 1), (1, 1)]
+    >>> holed = {"type": "Polygon", "coordinates": [[(0, 0), (3, 0), (3, 3), (0, 3), (0, 0)], pin]}
+    >>> _polygons_from_shapes([holed])[0].area, _polygons_from_shapes([holed], 2)[0].area
+    (8.0, 9.0)
     """
     if any(g["type"] != "Polygon" for g in shapes):  # never from GDAL's polygonize; safe
         return np.array([shape(g) for g in shapes], dtype=object)
     rings = [np.asarray(ring, dtype=np.float64) for g in shapes for ring in g["coordinates"]]
     if not rings:
         return np.empty(0, dtype=object)
-    ring_of_point = np.repeat(np.arange(len(rings)), [len(r) for r in rings])
     polygon_of_ring = np.repeat(np.arange(len(shapes)), [len(g["coordinates"]) for g in shapes])
-    # the first ring of each polygon is its shell, the others its holes
+    ring_of_point = np.repeat(np.arange(len(rings)), [len(r) for r in rings])
+    points = np.concatenate(rings)
+    if min_hole_px > 1 and len(rings) > len(shapes):
+        # the first ring of each polygon is its shell, the others its holes; a ring's
+        # area by the shoelace formula over its closed run of points
+        x, y = points[:, 0], points[:, 1]
+        cross = np.r_[x[:-1] * y[1:] - x[1:] * y[:-1], 0.0]
+        cross[np.r_[ring_of_point[1:] != ring_of_point[:-1], True]] = 0.0  # ring ends
+        area = np.abs(np.bincount(ring_of_point, weights=cross, minlength=len(rings))) / 2
+        keep = np.r_[True, polygon_of_ring[1:] != polygon_of_ring[:-1]] | (area >= min_hole_px)
+        polygon_of_ring = polygon_of_ring[keep]
+        points = points[keep[ring_of_point]]
+        ring_of_point = np.cumsum(keep)[ring_of_point[keep[ring_of_point]]] - 1
     built: np.ndarray = shapely.polygons(
-        shapely.linearrings(np.concatenate(rings), indices=ring_of_point),
+        shapely.linearrings(points, indices=ring_of_point),
         indices=polygon_of_ring,
     )
     return built
@@ -354,7 +377,9 @@ def vectorise_labels(
         rasterio.features.shapes(labels, mask=keep[labels], connectivity=4, transform=px_transform)
     )
     geoms = _finish_geometries(
-        _polygons_from_shapes([g for g, _ in traced]), simplify_px, transform
+        _polygons_from_shapes([g for g, _ in traced], min_hole_px=min_pixels),
+        simplify_px,
+        transform,
     )
     for geom, (_, value) in zip(geoms, traced, strict=True):
         lab_id = int(value)
@@ -646,7 +671,8 @@ def vectorise_by_windows(
 
     Each core window is read with a halo; an object belongs to the window holding its
     first pixel (raster order). When an owned object reaches the halo's edge, the window is
-    read again with twice the halo, until every owned object is whole. The objects equal
+    read again with a halo :data:`HALO_GROWTH` times as wide, until every owned object is
+    whole. The objects equal
     those of :func:`vectorise` on the whole scene.
 
     Args:
@@ -748,7 +774,8 @@ def objects_by_windows(
 
     Core windows tile the scene; each is read with a halo and ``extract`` returns the
     objects the core owns that are whole, and whether those are all; when not, the window
-    is read again with twice the halo, and only the objects that were cut are made again.
+    is read again with a halo :data:`HALO_GROWTH` times as wide, and only the objects that
+    were cut are made again.
 
     Args:
         read: reads the data of a window ``(row_off, col_off, height, width)``.
@@ -780,7 +807,7 @@ def objects_by_windows(
             state.owned.extend(whole)
             if complete:
                 break
-            state.done, halo = read_window, halo * 2
+            state.done, halo = read_window, halo * HALO_GROWTH
         # raster order inside the core, however many reads it took
         yield from sorted(state.owned, key=lambda o: (o.first_px, o.class_index))
 

@@ -48,10 +48,12 @@ def _key(o: vec.VectorObject) -> tuple[tuple[int, int], int]:
 
 
 @pytest.mark.parametrize("window_px,halo_px", [(7, 1), (16, 4), (33, 2), (50, 8), (1000, 64)])
-@pytest.mark.parametrize("simplify_px", [0.0, 1.0])
-def test_windows_equal_whole_scene(window_px: int, halo_px: int, simplify_px: float) -> None:
+@pytest.mark.parametrize("simplify_px,min_pixels", [(0.0, 3), (1.0, 3), (1.0, 30)])
+def test_windows_equal_whole_scene(
+    window_px: int, halo_px: int, simplify_px: float, min_pixels: int
+) -> None:
     cm, scores = _blobs(0)
-    whole = vectorise(cm, T, scores=scores, simplify_px=simplify_px, min_pixels=3)
+    whole = vectorise(cm, T, scores=scores, simplify_px=simplify_px, min_pixels=min_pixels)
     reads: list[tuple[int, int]] = []
 
     def read(r: int, c: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,7 +68,7 @@ def test_windows_equal_whole_scene(window_px: int, halo_px: int, simplify_px: fl
             window_px=window_px,
             halo_px=halo_px,
             simplify_px=simplify_px,
-            min_pixels=3,
+            min_pixels=min_pixels,
         ),
         key=_key,
     )
@@ -91,6 +93,27 @@ def test_hole_kept_and_georeferenced() -> None:
     assert len(obj.geometry.interiors) == 1
     assert obj.geometry.area == pytest.approx((64 - 9) * 0.25)
     assert obj.geometry.bounds == (400_000.5, 2_999_995.5, 400_004.5, 2_999_999.5)
+
+
+def test_holes_under_min_pixels_filled_the_others_kept() -> None:
+    cm = np.zeros((20, 30), dtype=np.uint8)
+    cm[1:19, 1:15] = 1  # object A (class 1), 18 x 14 px
+    cm[4, 4] = 0  # a pinhole: filled
+    cm[4:8, 8:12] = 0  # a 16 px hole: kept
+    cm[11, 4:6] = 2  # a 2 px speck of class 2, too small to keep: filled
+    cm[10:17, 7:14] = 0  # a 7 x 7 px hole ...
+    cm[12:15, 9:12] = 2  # ... around a 9 px island: the gap around a kept object stays
+    cm[1:19, 15:29] = 2  # object B (class 2) touching A
+    cm[9, 14:16] = 0  # a 2 px pocket between A and B: stays
+    a, b, island = vectorise(cm, Affine.identity(), simplify_px=0, min_pixels=6)
+    assert sorted(shapely.Polygon(r).area for r in a.geometry.interiors) == [16.0, 49.0]
+    assert a.geometry.area == a.pixel_count + 1 + 2  # the pinhole and the speck
+    assert (b.geometry.area, len(b.geometry.interiors)) == (b.pixel_count, 0)
+    assert island.geometry.area == island.pixel_count == 9
+    # min_pixels 1 (min_area 0) fills nothing: every hole stays, the speck is an object
+    objs = vectorise(cm, Affine.identity(), simplify_px=0, min_pixels=1)
+    assert len(objs[0].geometry.interiors) == 4
+    assert [o.pixel_count for o in objs] == [183, 251, 2, 9]
 
 
 def test_nodata_and_background_not_vectorised() -> None:

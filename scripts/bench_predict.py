@@ -313,7 +313,9 @@ _CHILD = r"""
 import dataclasses, json, os, sys, time
 from pathlib import Path
 a = json.loads(sys.argv[1])
-if a["cores"]:
+if a.get("cpu") is not None:  # one given CPU (the machine-ceiling pairs)
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[a["cpu"]]})
+elif a["cores"]:
     os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: a["cores"]]))
 import torch
 torch.set_num_threads(a["threads"])
@@ -408,8 +410,12 @@ def child_predict(
     batch_size: int | None,
     device: str,
     repeats: int = 1,
+    cpu: int | None = None,
 ) -> dict:
-    """``predict_scene`` timed in a fresh process running the geotl in ``tree``."""
+    """``predict_scene`` timed in a fresh process running the geotl in ``tree``.
+
+    ``cpu``: pin the process to that one CPU (the index among the usable ones) instead.
+    """
     args = {
         "model": str(model),
         "scene": str(scene),
@@ -421,6 +427,7 @@ def child_predict(
         "device": device,
         "repeats": repeats,
         "vector_window_px": VECTOR_WINDOW_PX[0],
+        "cpu": cpu,
     }
     # the tree first, then whatever the caller's PYTHONPATH holds (packages installed beside)
     path = os.pathsep.join(p for p in (str(tree), os.environ.get("PYTHONPATH", "")) if p)
@@ -549,7 +556,8 @@ def pipeline_throughput(args: argparse.Namespace, tmp: Path) -> dict[str, object
 
     Each run is a fresh process pinned to the first ``cores`` CPUs, with ``--workers`` set
     to that number (2: the strip pool), best of 2 scenes per process and of ``--repeats``
-    processes, interleaved with the ``--before`` tree's runs.
+    processes, interleaved with the ``--before`` tree's runs. Then the machine's own
+    ceiling for the same job (:func:`machine_ceiling`).
     """
     model = args.model or tmp / "model"
     if args.model is None:
@@ -611,7 +619,56 @@ def pipeline_throughput(args: argparse.Namespace, tmp: Path) -> dict[str, object
         )
         out[name] = row
         print(json.dumps({name: row}), file=sys.stderr)
+    out["machine_ceiling"] = machine_ceiling(model, scene, args)
     return out
+
+
+def machine_ceiling(model: Path, scene: Path, args: argparse.Namespace) -> dict[str, object]:
+    """How far this machine lets 2 cores scale: the 1-core pipeline alone, then twice at once.
+
+    Two independent processes, each pinned to its own CPU, run the same 1-core job; the
+    ratio of one alone to the slower of the pair is the scaling the machine itself gives
+    (1.0: the cores do not slow each other; shared caches, memory bandwidth or vCPUs on one
+    physical core make it less). Best of 2 scenes per process, ``--repeats`` pairs.
+    """
+    import threading
+
+    def one(cpu: int, into: dict[int, float]) -> None:
+        res = child_predict(
+            REPO,
+            model,
+            scene,
+            noop=True,
+            cores=1,
+            threads=1,
+            workers=1,
+            batch_size=_tree_batch(args, REPO),
+            device=args.device,
+            repeats=2,
+            cpu=cpu,
+        )
+        into[cpu] = min(res["times"])
+
+    pairs = []
+    for _ in range(args.repeats):
+        alone: dict[int, float] = {}
+        one(0, alone)
+        both: dict[int, float] = {}
+        threads = [threading.Thread(target=one, args=(c, both)) for c in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        pairs.append(
+            {
+                "alone_s": round(alone[0], 3),
+                "pair_s": [round(both[0], 3), round(both[1], 3)],
+                "scaling": round(alone[0] / max(both.values()), 3),
+                "load_avg": os.getloadavg()[0],
+            }
+        )
+        print(json.dumps({"machine_ceiling": pairs[-1]}), file=sys.stderr)
+    return {"pairs": pairs, "scaling_median": float(np.median([p["scaling"] for p in pairs]))}
 
 
 def forward_grid(args: argparse.Namespace, tmp: Path) -> dict[str, object]:

@@ -91,7 +91,8 @@ from geotl.predict.engine import ENGINES
     "--min-area",
     "min_area_m2",
     type=click.FloatRange(min=0),
-    help="Drop polygons smaller than this, fill holes under half of it (m2; default: the model card's).",
+    help="Drop polygons smaller than this and fill holes under half of it "
+    "(m2; default: the model card's).",
 )
 @click.option(
     "--simplify",

@@ -672,8 +672,7 @@ def vectorise_by_windows(
     Each core window is read with a halo; an object belongs to the window holding its
     first pixel (raster order). When an owned object reaches the halo's edge, the window is
     read again with a halo :data:`HALO_GROWTH` times as wide, until every owned object is
-    whole. The objects equal
-    those of :func:`vectorise` on the whole scene.
+    whole. The objects equal those of :func:`vectorise` on the whole scene.
 
     Args:
         read: reads ``(class_map, scores)`` of a window of the scene.

@@ -447,24 +447,17 @@ def child_predict(
 _ORT_CHILD = r"""
 import json, os, sys, time
 from pathlib import Path
-import numpy as np
-import rasterio
 a = json.loads(sys.argv[1])
-# geotl from the tree on PYTHONPATH (nothing here puts another on sys.path)
-from geotl.models.artefact import load_artefact
+# geotl from the tree on PYTHONPATH, imported before this script's module (which puts the
+# checkout on sys.path: its imports then find the tree's geotl already loaded)
+import geotl
 from geotl.predict import PredictOptions, predict_scene
 from geotl.predict.engine import load_model
 from geotl.predict.strips import warm_pool
-from geotl.predict.windows import plan_windows
-import geotl
+sys.path.insert(0, a["scripts"])
+from bench_predict import read_windows
 model, scene = Path(a["model"]), Path(a["scene"])
-card_art = load_artefact(model)
-with rasterio.open(scene) as ds:  # the plan's windows, read and normalised beforehand
-    plan = plan_windows((ds.height, ds.width), a["window"], a["window"] // 4)
-    windows = np.stack([
-        card_art.normalise(ds.read(window=rasterio.windows.Window(w.col_off, w.row_off, w.width, w.height)))
-        for w in plan.windows
-    ])
+windows = read_windows(model, scene, a["window"]).numpy()  # read and normalised beforehand
 art = load_model(model, "onnxruntime", threads=a["threads"])
 opts = PredictOptions(progress=False)
 batch = opts.batch_for(a["window"], art)
@@ -510,6 +503,7 @@ def ort_ratio(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
         "window": args.window,
         "threads": args.threads or len(os.sched_getaffinity(0)),
         "repeats": args.repeats,
+        "scripts": str(Path(__file__).resolve().parent),
     }
     runs: dict[str, list[dict]] = {k: [] for k in trees}
     rows: dict[str, list[dict]] = {k: [] for k in trees}

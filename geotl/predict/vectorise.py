@@ -191,9 +191,10 @@ def _polygons_from_shapes(shapes: list[dict[str, Any]], min_hole_px: int = 1) ->
         cross[np.r_[ring_of_point[1:] != ring_of_point[:-1], True]] = 0.0  # ring ends
         area = np.abs(np.bincount(ring_of_point, weights=cross, minlength=len(rings))) / 2
         keep = np.r_[True, polygon_of_ring[1:] != polygon_of_ring[:-1]] | (area >= min_hole_px)
+        kept_point = keep[ring_of_point]
         polygon_of_ring = polygon_of_ring[keep]
-        points = points[keep[ring_of_point]]
-        ring_of_point = np.cumsum(keep)[ring_of_point[keep[ring_of_point]]] - 1
+        points = points[kept_point]
+        ring_of_point = np.cumsum(keep)[ring_of_point[kept_point]] - 1
     built: np.ndarray = shapely.polygons(
         shapely.linearrings(points, indices=ring_of_point),
         indices=polygon_of_ring,

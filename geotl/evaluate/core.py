@@ -8,7 +8,6 @@ Finds (or cuts) the region's chips and hands them to the scorer of the model's t
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from geotl.evaluate.chips import find_chips
 from geotl.evaluate.detection import evaluate_boxes
 from geotl.evaluate.segmentation import evaluate_chips
 from geotl.io.atomic import atomic_write_text
+from geotl.io.scratch import scratch_dir
 
 __all__ = ["evaluate_model"]
 
@@ -55,8 +55,8 @@ def evaluate_model(
         from geotl.io.atomic import check_output_file
 
         check_output_file(Path(out))
-    with tempfile.TemporaryDirectory(prefix="geotl-eval-") as tmpname:
-        cdir = find_chips(model_dir, region, Path(chips_dir) if chips_dir else None, Path(tmpname))
+    with scratch_dir("eval") as tmp:
+        cdir = find_chips(model_dir, region, Path(chips_dir) if chips_dir else None, tmp)
         evaluate = evaluate_boxes if card.task == "detection" else evaluate_chips
         metrics = evaluate(artefact, region, cdir, split, batch_size, n_boot, seed)
     metrics["model"] = card.model_id

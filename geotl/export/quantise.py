@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 from geotl.errors import GeotlInputError
 from geotl.export.onnx import INPUT_NAME, INPUT_SCALE
+from geotl.io.scratch import scratch_dir
 
 __all__ = [
     "DEFAULT_SCHEME",
@@ -299,8 +299,8 @@ def quantise_int8(
     if isinstance(calibration, np.ndarray):
         calibration = Calibration(tiles=calibration, source=f"{len(calibration)} tiles")
     method = CalibrationMethod[_CALIBRATIONS[scheme.calibration]]
-    with tempfile.TemporaryDirectory(prefix="geotl-int8-") as tmpname, _quiet_root_logger():
-        pre, out = Path(tmpname) / "pre.onnx", Path(tmpname) / "int8.onnx"
+    with scratch_dir("int8") as tmp, _quiet_root_logger():
+        pre, out = tmp / "pre.onnx", tmp / "int8.onnx"
         try:
             # shape inference and graph optimisation first, as ONNX Runtime recommends
             quant_pre_process(model, pre, skip_symbolic_shape=True)
@@ -396,8 +396,8 @@ def region_calibration(
             ) == region.name:
                 chips_dir = cand
                 break
-    with tempfile.TemporaryDirectory(prefix="geotl-calib-") as tmpname:
-        cdir = find_chips(model_dir, region, chips_dir, Path(tmpname))
+    with scratch_dir("calib") as tmp:
+        cdir = find_chips(model_dir, region, chips_dir, tmp)
         data = load_region_chips(region, cdir, "train", list(card.bands))
     return calibration_from_chips(
         data.images,

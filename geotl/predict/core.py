@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -33,6 +31,7 @@ from geotl.errors import GeotlError, GeotlInputError, RasterError, SceneError
 from geotl.io.atomic import check_output_file
 from geotl.io.dates import acquired_text, read_acquired
 from geotl.io.rasters import ground_resolution_m, open_raster
+from geotl.io.scratch import scratch_dir
 from geotl.models.artefact import Artefact
 from geotl.predict.blocks import RowBlock
 from geotl.predict.boxes import artefact_detector, detect_boxes
@@ -371,38 +370,40 @@ def predict_scene(
             enabled=options.progress,
             leave=False,
         )
-        scratch: Path | None = None
         try:
-            # made inside the try: an interrupt (Cancel in QGIS) must not leave it behind
-            scratch = Path(tempfile.mkdtemp(prefix="geotl-predict-"))
-            if card.task == "detection":
-                objects, stats = _detect(artefact, source, indexes, plan, options, threshold, bar)
-            else:
-                objects, stats = infer_and_vectorise(
-                    artefact,
-                    source,
-                    indexes,
-                    plan,
-                    scratch,
-                    batch_size=options.batch_for(window_px, artefact),
-                    threshold=threshold,
-                    simplify_px=simplify_px,
-                    min_pixels=min_pixels,
-                    vector_window_px=options.vector_window_px,
-                    halo_px=options.halo_px,
-                    probabilities_path=(scratch / "probabilities.tif")
-                    if options.probabilities_path
-                    else None,
-                    progress=bar.update,
-                    flip_tta=options.flip_tta,
-                    # a block is the unit of parallelism already: no strip pool in it
-                    workers=1 if block is not None else _workers(options.workers, plan.scene_shape),
-                    read_threads=options.read_threads,
-                    open_source=open_source,
-                    extractor=extractor,
-                )
-            if options.probabilities_path is not None:
-                write_cog(scratch / "probabilities.tif", options.probabilities_path)
+            with scratch_dir("predict") as scratch:
+                if card.task == "detection":
+                    objects, stats = _detect(
+                        artefact, source, indexes, plan, options, threshold, bar
+                    )
+                else:
+                    objects, stats = infer_and_vectorise(
+                        artefact,
+                        source,
+                        indexes,
+                        plan,
+                        scratch,
+                        batch_size=options.batch_for(window_px, artefact),
+                        threshold=threshold,
+                        simplify_px=simplify_px,
+                        min_pixels=min_pixels,
+                        vector_window_px=options.vector_window_px,
+                        halo_px=options.halo_px,
+                        probabilities_path=(scratch / "probabilities.tif")
+                        if options.probabilities_path
+                        else None,
+                        progress=bar.update,
+                        flip_tta=options.flip_tta,
+                        # a block is the unit of parallelism already: no strip pool in it
+                        workers=1
+                        if block is not None
+                        else _workers(options.workers, plan.scene_shape),
+                        read_threads=options.read_threads,
+                        open_source=open_source,
+                        extractor=extractor,
+                    )
+                if options.probabilities_path is not None:
+                    write_cog(scratch / "probabilities.tif", options.probabilities_path)
         except RasterioError as exc:
             raise RasterError(
                 f"read failed ({str(exc).splitlines()[0][:160]}): the file is damaged", scene_path
@@ -411,8 +412,6 @@ def predict_scene(
             bar.close()
             if vrt is not None:
                 vrt.close()
-            if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
         crs = source.crs
     cpu0 = time.thread_time()
     native = _frame(objects, crs, card.classes, scene_path.name, when, card.model_id)

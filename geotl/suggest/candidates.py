@@ -14,7 +14,6 @@ candidate unless
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from shapely.geometry.base import BaseGeometry
 from geotl.chips.windows import window_bounds
 from geotl.config import Region
 from geotl.io.rasters import SceneInfo
+from geotl.io.scratch import scratch_dir
 
 __all__ = [
     "MAX_COMPLETE_FRACTION",
@@ -183,8 +183,8 @@ def _test_chips(
     from geotl.chips import read_chip_index
     from geotl.evaluate import find_chips
 
-    with tempfile.TemporaryDirectory(prefix="geotl-suggest-") as tmp:
-        cdir = find_chips(model_dir, region, chips_dir, Path(tmp))
+    with scratch_dir("suggest") as tmp:
+        cdir = find_chips(model_dir, region, chips_dir, tmp)
         frame = read_chip_index(cdir).split("test")
     out: dict[Path, list[BaseGeometry]] = {}
     for scene, row_off, col_off, h, w in zip(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -31,6 +30,7 @@ from geotl.config import Region
 from geotl.errors import BandMismatchError, GeotlInputError, RasterError
 from geotl.io.atomic import check_output_file
 from geotl.io.rasters import read_scene_info
+from geotl.io.scratch import scratch_dir
 from geotl.models.artefact import read_card
 from geotl.models.detector import SCORE_THRESH
 from geotl.suggest.candidates import Candidate, read_taken_areas, scene_candidates
@@ -178,9 +178,9 @@ def suggest_areas(
     max_nodata = region.chips.max_nodata_fraction
     detector = card.task == "detection"
     threshold = popts.threshold if popts.threshold is not None else card.threshold
-    with tempfile.TemporaryDirectory(prefix="geotl-suggest-") as tmp:
+    with scratch_dir("suggest") as tmp:
         for i, (path, cands) in enumerate(by_scene.items()):
-            prob_path = Path(tmp) / f"prob_{i}.tif"
+            prob_path = tmp / f"prob_{i}.tif"
             if detector:  # every box down to the detector's floor: the unsure ones too
                 det = predict_scene(artefact, path, replace(popts, threshold=SCORE_THRESH))
                 seen = det.native[det.native["score"] >= threshold].reset_index(drop=True)

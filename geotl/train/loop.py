@@ -18,8 +18,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import shutil
-import tempfile
 import time
 import warnings
 from functools import partial
@@ -38,6 +36,7 @@ from geotl.chips import read_chip_index
 from geotl.config import Region
 from geotl.errors import BandMismatchError, BaseModelError, GeotlInputError, OutputExistsError
 from geotl.io.atomic import prepare_output_dir
+from geotl.io.scratch import scratch_dir
 from geotl.models.adapt import BandPlan
 from geotl.models.artefact import (
     BaseModelRef,
@@ -412,11 +411,8 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
         return _train(regions, out, out / "chips", options, settings, layout)
     # other ranks chip the same regions into a folder of their own (no race on DIR/chips,
     # no shared file system needed) and write nothing else
-    private = Path(tempfile.mkdtemp(prefix=f"geotl-rank{rank}-"))
-    try:
+    with scratch_dir(f"rank{rank}") as private:
         return _train(regions, out, private / "chips", options, settings, layout)
-    finally:
-        shutil.rmtree(private, ignore_errors=True)
 
 
 def _train(

@@ -1,0 +1,95 @@
+"""Scratch folders in the system's temporary folder, and those that killed runs left.
+
+A run that is killed (SIGKILL, a systemd timeout, the kernel's out-of-memory killer, a Dask
+worker lost mid-scene) cannot remove its scratch folder, and a large scene's planes there
+take gigabytes. Every folder's name carries the host and the process id of its run:
+``geotl-<kind>-<host>-<pid>-<random>``. Making a new one first removes the folders of this
+host whose process is gone and that nothing has written to for :data:`STALE_AFTER_S`
+(so a process in another PID namespace that shares the folder and the host name keeps its
+own). ``TMPDIR`` chooses the folder, as for every program.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["STALE_AFTER_S", "remove_stale", "scratch_dir"]
+
+log = logging.getLogger(__name__)
+
+STALE_AFTER_S = 3600.0
+"""A dead process's folder is removed once nothing in it has changed for this long."""
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:64] or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _last_change(path: Path) -> float:
+    times = [path.stat().st_mtime]
+    with contextlib.suppress(OSError), os.scandir(path) as entries:
+        times += [e.stat(follow_symlinks=False).st_mtime for e in entries]
+    return max(times)
+
+
+def remove_stale(kind: str, now: float | None = None) -> list[Path]:
+    """Remove this host's ``kind`` scratch folders of processes that are gone; those removed.
+
+    >>> remove_stale("doctest-nothing-here")
+    []
+    """
+    pattern = re.compile(rf"geotl-{re.escape(kind)}-{re.escape(_host())}-(\d+)-")
+    now = time.time() if now is None else now
+    removed = []
+    with os.scandir(tempfile.gettempdir()) as entries:
+        candidates = [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+    for path in candidates:
+        match = pattern.match(path.name)
+        if match is None or path.stat().st_uid != os.getuid():
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid() or _alive(pid):
+            continue
+        with contextlib.suppress(OSError):
+            if now - _last_change(path) < STALE_AFTER_S:
+                continue
+            shutil.rmtree(path)
+            log.info("removed %s, left by a run that was killed (process %d)", path, pid)
+            removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def scratch_dir(kind: str) -> Iterator[Path]:
+    """A new scratch folder for one run (``kind``: what it holds), removed on the way out.
+
+    Created inside the context, so that an interrupt (Ctrl-C, Cancel in QGIS) while it is
+    made leaves nothing behind; stale folders of killed runs of the same kind go first.
+    """
+    remove_stale(kind)
+    path: Path | None = None
+    try:
+        path = Path(tempfile.mkdtemp(prefix=f"geotl-{kind}-{_host()}-{os.getpid()}-"))
+        yield path
+    finally:
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)

@@ -67,6 +67,12 @@ class ImageryConfig(_Strict):
     @classmethod
     def _known_bands(cls, bands: list[str]) -> list[str]:
         unknown = [b for b in bands if not is_known_band(b)]
+        if [b for b in unknown if b.lower() == "alpha"]:
+            raise ValueError(
+                "an alpha band is the mask of valid pixels, not a data band: leave it out (a "
+                "band GDAL does not tag as alpha: gdal_edit.py -colorinterp_N alpha FILE, N "
+                "its number)"
+            )
         if unknown:
             raise ValueError(
                 f"unknown band name(s) {unknown}: use common names (red, green, blue, nir, "

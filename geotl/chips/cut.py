@@ -34,7 +34,7 @@ from geotl.chips.scenes import ChipScene
 from geotl.chips.tiff import ChipTiffWriter, Compression
 from geotl.chips.windows import window_bounds
 from geotl.config import Region
-from geotl.io.nodata import nodata_mask
+from geotl.io.nodata import holds_value, nodata_mask
 
 # Chips are read and labelled a strip at a time (a run of chips of one chip row): one read
 # and one rasterisation per strip. A strip's pixels stay under this many bytes (a strip is
@@ -125,6 +125,8 @@ class SceneSpec:
     n_classes: int
     max_nodata_fraction: float
     folder: str  # the temporary chips folder
+    band_indexes: tuple[int, ...]  # the data bands in the file (an alpha band is not one)
+    masked: bool  # an alpha band or internal mask marks the valid pixels
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,8 @@ class SceneCutter:
             n_classes=len(region.classes),
             max_nodata_fraction=region.chips.max_nodata_fraction,
             folder=os.fspath(tmp),
+            band_indexes=info.band_indexes,
+            masked=info.masked,
         )
         self.strips = strips(scene.windows, _strip_width_px(region, scene))
 
@@ -277,12 +281,17 @@ def chip_transform(t: Affine, w: Window) -> Affine:
 
 
 def cut_strip(
-    spec: SceneSpec, job: CutJob, strip_data: npt.NDArray[Any]
+    spec: SceneSpec,
+    job: CutJob,
+    strip_data: npt.NDArray[Any],
+    dataset_mask: npt.NDArray[Any] | None = None,
 ) -> tuple[CutResult, list[ChipFile]]:
     """Nodata test, rasterise and slice one strip: the kept chips' records and files.
 
     The strip's labels (and ``complete_within`` areas) are rasterised once; each chip's
-    mask is a slice of it. Used by the serial path and by pool workers alike.
+    mask is a slice of it. Used by the serial path and by pool workers alike. Pixels that
+    the scene's per-dataset mask (``dataset_mask``, 0 = no data: an alpha band) leaves out
+    are written as the chips' nodata value in every band, so the chips carry them.
     """
     col0, row0 = int(job.window.col_off), int(job.window.row_off)
     h, width = int(job.window.height), int(job.window.width)
@@ -296,7 +305,10 @@ def cut_strip(
         )
     else:
         strip_mask = np.zeros((h, width), dtype=np.uint8)
-    strip_nd = nodata_mask(strip_data, spec.nodata)
+    strip_nd = nodata_mask(strip_data, spec.nodata, dataset_mask)
+    fill = spec.nodata
+    if dataset_mask is not None and fill is not None and holds_value(strip_data.dtype, fill):
+        strip_data[:, strip_nd] = fill
     strip_mask[strip_nd] = IGNORE  # chips are views: overlapping chips agree
     records: list[Record] = []
     files: list[ChipFile] = []

@@ -34,7 +34,7 @@ from geotl.chips.cut import (
 from geotl.chips.scenes import ChipScene, read_error
 from geotl.config import Region
 from geotl.cores import usable_cores
-from geotl.io.rasters import open_raster
+from geotl.io.rasters import open_raster, read_bands
 
 _MAX_PENDING_STRIPS = 1  # bounds memory: at most this many cut strips wait to be written
 
@@ -62,10 +62,12 @@ def chip_serial(
                         skipped["incomplete"] += len(strip.windows)
                         continue
                     try:
-                        strip_data = ds.read(window=strip.window)
+                        strip_data, valid = read_bands(
+                            ds, spec.band_indexes, spec.masked, strip.window
+                        )
                     except RasterioError as exc:
                         raise read_error(cutter.scene.info.path, exc) from exc
-                    result, files = cut_strip(spec, cutter.job(strip), strip_data)
+                    result, files = cut_strip(spec, cutter.job(strip), strip_data, valid)
                     skipped["nodata"] += result.n_nodata
                     skipped["incomplete"] += result.n_incomplete
                     rows.extend(cutter.rows(strip, result.records))
@@ -242,11 +244,13 @@ def _worker_cut(spec: SceneSpec, jobs: list[CutJob]) -> list[CutResult]:
     results = []
     for job in jobs:
         try:
-            strip_data = _worker["ds"].read(window=job.window)
+            strip_data, valid = read_bands(
+                _worker["ds"], spec.band_indexes, spec.masked, job.window
+            )
         except RasterioError as exc:
             results.append(CutResult([], 0, 0, error=str(exc)))
             break
-        result, files = cut_strip(spec, job, strip_data)
+        result, files = cut_strip(spec, job, strip_data, valid)
         write_chips(spec.folder, files, *_worker["writers"])
         results.append(result)
     return results

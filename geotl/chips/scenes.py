@@ -20,6 +20,7 @@ from shapely.geometry.base import BaseGeometry
 from geotl.chips.windows import chip_windows
 from geotl.config import Region
 from geotl.errors import BandMismatchError, ConfigError, LabelError, RasterError
+from geotl.io.nodata import mask_fill_value
 from geotl.io.rasters import SceneInfo, open_raster, read_scene_info
 from geotl.io.vectors import crs_name
 
@@ -49,13 +50,17 @@ def scan_scenes(region: Region) -> list[ChipScene]:
     for path in region.scene_paths():
         info = read_scene_info(path)
         if info.count != n_bands:
+            alpha = " and an alpha band (the mask: not listed)" if info.alpha_band else ""
             raise BandMismatchError(
-                f"has {info.count} band(s) but [imagery] bands lists {n_bands} "
-                f"({', '.join(region.imagery.bands)}): list one name per band, in file order",
+                f"has {info.count} data band(s){alpha} but [imagery] bands lists {n_bands} "
+                f"({', '.join(region.imagery.bands)}): list one name per data band, in file "
+                "order",
                 path,
             )
         _probe(path, info)
         nodata = region.imagery.nodata if region.imagery.nodata is not None else info.nodata
+        if nodata is None and info.masked:  # the chips carry the mask as a nodata value
+            nodata = mask_fill_value(info.dtype)
         windows = chip_windows(info.width, info.height, size, stride)
         scenes.append(ChipScene(info, path.stem, nodata, windows))
     widest = max(min(s.info.width, s.info.height) for s in scenes)

@@ -102,7 +102,9 @@ from geotl.predict.engine import ENGINES
 )
 @resample_option()
 @click.option(
-    "--bands", help="The scenes' bands in file order, comma separated (e.g. red,green,blue,nir)."
+    "--bands",
+    help="The scenes' bands in file order, comma separated (e.g. red,green,blue,nir); an "
+    "alpha band is the mask, not listed.",
 )
 @cluster_option(
     "Predict on Dask workers: local:N starts N worker processes here, tcp://HOST:PORT joins "

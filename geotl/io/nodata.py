@@ -24,7 +24,19 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["nodata_mask", "valid_mask"]
+__all__ = ["holds_value", "mask_fill_value", "nodata_mask", "valid_mask"]
+
+
+def holds_value(dtype: np.dtype[Any], value: float) -> bool:
+    """Whether a pixel of ``dtype`` can hold ``value`` (a nodata value, say).
+
+    >>> holds_value(np.dtype("uint8"), -9999), holds_value(np.dtype("int16"), -9999)
+    (False, True)
+    """
+    if dtype.kind not in "iu":
+        return True
+    info = np.iinfo(dtype)
+    return float(value).is_integer() and info.min <= value <= info.max
 
 
 def _all_bands_equal(data: npt.NDArray[np.generic], nodata: float | None) -> npt.NDArray[np.bool_]:
@@ -34,8 +46,7 @@ def _all_bands_equal(data: npt.NDArray[np.generic], nodata: float | None) -> npt
     value: Any = nodata
     if data.dtype.kind in "iu":
         # compare in the data's own type (a float nodata would cast every pixel to float64)
-        info = np.iinfo(data.dtype.type)  # type: ignore[type-var]
-        if not (float(value).is_integer() and info.min <= value <= info.max):
+        if not holds_value(data.dtype, value):
             return none  # no pixel can hold this value
         value = data.dtype.type(int(value))
     # band by band (cheaper than a (bands, h, w) comparison followed by all(axis=0))
@@ -77,3 +88,18 @@ def valid_mask(
 ) -> npt.NDArray[np.bool_]:
     """Pixels with data: the complement of :func:`nodata_mask`."""
     return ~nodata_mask(data, nodata, masks)
+
+
+def mask_fill_value(dtype: str) -> float:
+    """The nodata value that marks masked pixels (an alpha band's) in a file without one.
+
+    NaN for floats, 0 for unsigned integers (the usual nodata of 8- and 16-bit imagery),
+    the smallest value for signed ones.
+
+    >>> mask_fill_value("uint8"), mask_fill_value("int16"), mask_fill_value("float32")
+    (0.0, -32768.0, nan)
+    """
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        return float("nan")
+    return 0.0 if dt.kind == "u" else float(np.iinfo(dt).min)

@@ -1,6 +1,11 @@
 """Raster access: open scenes with clear errors, describe them, measure ground resolution.
 
 Everything here reads by window; nothing loads a whole scene.
+
+A band whose colour interpretation is *alpha* (drone orthomosaics, ``gdalwarp -dstalpha``,
+RGBA exports) is the file's mask of valid pixels, not a data band: a scene's bands are its
+other bands, in file order, and GDAL's per-dataset mask (the alpha band, or an internal
+mask) marks its pixels without data.
 """
 
 from __future__ import annotations
@@ -11,14 +16,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioError, RasterioIOError
+from rasterio.windows import Window
 
 from geotl.errors import RasterError
 
-__all__ = ["SceneInfo", "ground_resolution_m", "open_raster", "read_scene_info"]
+__all__ = [
+    "SceneInfo",
+    "data_band_indexes",
+    "ground_resolution_m",
+    "has_dataset_mask",
+    "open_raster",
+    "read_bands",
+    "read_scene_info",
+]
 
 
 @dataclass(frozen=True)
@@ -30,10 +46,13 @@ class SceneInfo:
     transform: Affine
     width: int
     height: int
-    count: int
+    count: int  # data bands (an alpha band is the mask, not one of them)
     dtype: str
     nodata: float | None
     resolution_m: float
+    band_indexes: tuple[int, ...] = ()  # the data bands' 1-based indexes in the file
+    masked: bool = False  # a per-dataset mask (alpha band, internal mask) marks valid pixels
+    alpha_band: int | None = None  # the alpha band's 1-based index, if the file has one
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -100,6 +119,9 @@ def read_scene_info(path: str | Path) -> SceneInfo:
             raise RasterError(
                 "raster has no georeferencing (identity transform): georeference it", path
             )
+        bands = data_band_indexes(ds)
+        if not bands:
+            raise RasterError("raster has an alpha band and no data band: use the imagery", path)
         try:
             res = ground_resolution_m(ds.crs, ds.transform, ds.width, ds.height)
         except RasterioError as exc:
@@ -110,11 +132,37 @@ def read_scene_info(path: str | Path) -> SceneInfo:
             transform=ds.transform,
             width=ds.width,
             height=ds.height,
-            count=ds.count,
-            dtype=ds.dtypes[0],
+            count=len(bands),
+            dtype=ds.dtypes[bands[0] - 1],
             nodata=ds.nodata,
             resolution_m=res,
+            band_indexes=tuple(bands),
+            masked=has_dataset_mask(ds),
+            alpha_band=next((i for i in range(1, ds.count + 1) if i not in bands), None),
         )
+
+
+def data_band_indexes(ds: rasterio.io.DatasetReader) -> list[int]:
+    """The 1-based indexes of the bands that hold data: every band but an alpha band."""
+    return [i for i, ci in enumerate(ds.colorinterp, 1) if ci != ColorInterp.alpha]
+
+
+def has_dataset_mask(ds: rasterio.io.DatasetReader) -> bool:
+    """Whether an alpha band or an internal mask marks the valid pixels of every band."""
+    bands = data_band_indexes(ds)
+    return bool(bands) and MaskFlags.per_dataset in ds.mask_flag_enums[bands[0] - 1]
+
+
+def read_bands(
+    ds: rasterio.io.DatasetReader, band_indexes: tuple[int, ...], masked: bool, window: Window
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A window's data bands ``(bands, h, w)``, and the per-dataset mask (0 = no data) or None.
+
+    ``band_indexes`` and ``masked``: the scene's :class:`SceneInfo` fields.
+    """
+    data = ds.read(list(band_indexes), window=window)
+    mask = ds.read_masks(band_indexes[0], window=window) if masked else None
+    return data, mask
 
 
 def _short(exc: Exception) -> str:

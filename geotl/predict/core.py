@@ -30,7 +30,7 @@ from geotl.cores import usable_cores
 from geotl.errors import GeotlError, GeotlInputError, RasterError, SceneError
 from geotl.io.atomic import check_output_file
 from geotl.io.dates import acquired_text, read_acquired
-from geotl.io.rasters import ground_resolution_m, open_raster
+from geotl.io.rasters import data_band_indexes, ground_resolution_m, open_raster
 from geotl.io.scratch import scratch_dir
 from geotl.models.artefact import Artefact
 from geotl.predict.blocks import RowBlock
@@ -303,10 +303,17 @@ def predict_scene(
                 "raster has no CRS: assign one (e.g. gdal_edit.py -a_srs EPSG:32633 FILE)",
                 scene_path,
             )
+        # an alpha band is the scene's mask (read with every band's), not a data band
+        data_bands = data_band_indexes(ds)
         scene_bands = scene_band_names(
-            ds.descriptions, ds.count, list(options.bands) if options.bands else None
+            tuple(ds.descriptions[i - 1] for i in data_bands),
+            len(data_bands),
+            list(options.bands) if options.bands else None,
         )
-        indexes = map_bands(scene_bands, ds.count, card.bands, scene_path)
+        indexes = [
+            data_bands[i - 1]
+            for i in map_bands(scene_bands, len(data_bands), card.bands, scene_path)
+        ]
         res_m = ground_resolution_m(ds.crs, ds.transform, ds.width, ds.height)
         resample = check_resolution(res_m, card.resolution_m, options.resample, scene_path)
         when = (

@@ -29,7 +29,7 @@ from geotl.bands import canonical_band
 from geotl.config import Region
 from geotl.errors import BandMismatchError, GeotlInputError, RasterError
 from geotl.io.atomic import check_output_file
-from geotl.io.rasters import read_scene_info
+from geotl.io.rasters import data_band_indexes, read_scene_info
 from geotl.io.scratch import scratch_dir
 from geotl.models.artefact import read_card
 from geotl.models.detector import SCORE_THRESH
@@ -283,8 +283,10 @@ def _reading(path: Path) -> Iterator[Any]:
 def _read_square(c: Candidate, max_nodata: float) -> tuple[np.ndarray, np.ndarray] | None:
     """The square's valid pixels ``(bands, n)`` and valid mask, or None if mostly nodata."""
     with _reading(c.scene.path) as ds:
-        img = ds.read(window=c.window).astype(np.float64)
-        valid = (ds.read_masks(window=c.window) > 0).all(axis=0) & np.isfinite(img).all(axis=0)
+        bands = data_band_indexes(ds)  # an alpha band is the mask, not a feature
+        img = ds.read(bands, window=c.window).astype(np.float64)
+        masks = ds.read_masks(bands, window=c.window)
+        valid = (masks > 0).all(axis=0) & np.isfinite(img).all(axis=0)
     if valid.size == 0 or 1.0 - valid.mean() > max_nodata:
         return None
     return img[:, valid], valid

@@ -153,6 +153,48 @@ def test_nodata_is_ignore_and_mostly_nodata_chips_skipped(tmp_path: Path) -> Non
         assert img.dtypes[0] == "int16" and img.nodata == -9999
 
 
+def test_alpha_band_is_the_mask_and_chips_carry_it_as_nodata(tmp_path: Path) -> None:
+    rgb = np.full((3, 32, 64), 90, dtype=np.uint8)
+    alpha = np.full((1, 32, 64), 255, dtype=np.uint8)
+    alpha[:, :4, :6] = 0  # transparent corner of the first chip
+    alpha[:, :, 32:] = 0  # the right half is outside the flight
+    with rasterio.open(
+        tmp_path / "s.tif",
+        "w",
+        driver="GTiff",
+        width=64,
+        height=32,
+        count=4,
+        dtype="uint8",
+        crs="EPSG:32618",
+        transform=rasterio.Affine(1, 0, X0, 0, -1, Y0),
+        photometric="RGB",
+        alpha="YES",
+    ) as ds:
+        ds.write(np.concatenate([rgb, alpha]))
+    write_boxes(tmp_path / "l.geojson", [(X0, Y0 - 32, X0 + 64, Y0)])
+    no_split = {"val_fraction": 0.0, "test_fraction": 0.0}
+    region = load_region(write_region(tmp_path / "r.toml", ["s.tif"], "l.geojson", split=no_split))
+    summary = chip_region(region, tmp_path / "chips")
+    assert summary.n_skipped_nodata == 4 and len(read_chip_index(tmp_path / "chips").frame) == 4
+    with rasterio.open(tmp_path / "chips/masks/s_r0_c0.tif") as m:
+        mask = m.read(1)
+    assert (mask[:4, :6] == 255).all() and int((mask == 255).sum()) == 24
+    with rasterio.open(tmp_path / "chips/images/s_r0_c0.tif") as img:
+        chip = img.read()
+        assert img.count == 3 and img.nodata == 0
+    assert (chip[:, :4, :6] == 0).all() and (chip[:, 4:, :] == 90).all()
+    _bad(
+        tmp_path,
+        BandMismatchError,
+        r"has 3 data band\(s\) and an alpha band \(the mask: not listed\) but \[imagery\] "
+        r"bands lists 4",
+        scenes=["s.tif"],
+        label_file="l.geojson",
+        imagery={"bands": ["red", "green", "blue", "nir"]},
+    )
+
+
 def test_complete_within_ignores_outside_and_skips_chips(tmp_path: Path) -> None:
     write_scene(tmp_path / "s.tif", width=64, height=64)
     write_boxes(tmp_path / "l.gpkg", [(X0 + 2, Y0 - 10, X0 + 6, Y0 - 2)])
@@ -339,7 +381,7 @@ def test_band_count_mismatch(tmp_path: Path) -> None:
     _bad(
         tmp_path,
         BandMismatchError,
-        r"s\.tif: has 1 band\(s\) but \[imagery\] bands lists 3",
+        r"s\.tif: has 1 data band\(s\) but \[imagery\] bands lists 3",
         scenes=["s.tif"],
         label_file="l.gpkg",
     )

@@ -84,6 +84,38 @@ def test_predict_writes_everything(tmp_path: Path, model_dir: Path) -> None:
     assert not list(tmp_path.glob(".tmp-*"))
 
 
+def test_an_alpha_band_is_the_mask_not_a_band(tmp_path: Path, model_dir: Path) -> None:
+    # an RGBA orthomosaic (drone software, gdalwarp -dstalpha): the stripe is transparent
+    import rasterio
+
+    rgb = np.full((3, 140, 150), 120, dtype=np.uint8)
+    alpha = np.full((1, 140, 150), 255, dtype=np.uint8)
+    alpha[:, :, 60:70] = 0
+    scene = tmp_path / "rgba_20210603.tif"
+    with rasterio.open(
+        scene,
+        "w",
+        driver="GTiff",
+        width=150,
+        height=140,
+        count=4,
+        dtype="uint8",
+        crs=data.UTM17,
+        transform=data.ORIGIN,
+        photometric="RGB",
+        alpha="YES",
+    ) as ds:
+        ds.write(np.concatenate([rgb, alpha]))
+    out = tmp_path / "out.geojson"
+    code, _, stderr = _run("predict", str(model_dir), str(scene), "-o", str(out), "--no-progress")
+    assert code == 0, stderr
+    fc = json.loads(out.read_text())
+    assert len(fc["features"]) == 2  # split by the transparent stripe, as by a nodata one
+    assert sum(f["properties"]["area_m2"] for f in fc["features"]) == pytest.approx(
+        140 * 140 * 0.01, rel=2e-3
+    )
+
+
 def test_existing_output_needs_overwrite(tmp_path: Path, model_dir: Path) -> None:
     scene = _stripe_scene(tmp_path / "s.tif")
     out = tmp_path / "out.geojson"

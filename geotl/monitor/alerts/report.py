@@ -33,6 +33,7 @@ from geotl.bands import canonical_band
 from geotl.config import Region
 from geotl.errors import GeotlInputError, OutputExistsError
 from geotl.io.atomic import atomic_dir
+from geotl.io.rasters import data_band_indexes
 from geotl.monitor.alerts.delivery import alert_feature
 from geotl.monitor.state import DB_FILE, AlertRecord, MonitorState, PassRecord
 
@@ -74,12 +75,13 @@ def _copy_static(dest: Path) -> None:
             (assets / "leaflet" / "images" / item.name).write_bytes(item.read_bytes())
 
 
-def _rgb_indexes(region: Region, count: int) -> list[int]:
+def _rgb_indexes(region: Region, data_bands: list[int]) -> list[int]:
+    """File indexes of red, green, blue among the data bands (an alpha band is not one)."""
     names = [canonical_band(b) for b in region.imagery.bands]
     wanted = [canonical_band(b) for b in ("red", "green", "blue")]
-    if len(names) == count and all(w in names for w in wanted):
-        return [names.index(w) + 1 for w in wanted]
-    return [1, 2, 3] if count >= 3 else [1]
+    if len(names) == len(data_bands) and all(w in names for w in wanted):
+        return [data_bands[names.index(w)] for w in wanted]
+    return data_bands[:3] if len(data_bands) >= 3 else data_bands[:1]
 
 
 def _write_quicklook(region: Region, scene: Path, out: Path) -> list[list[float]] | None:
@@ -96,7 +98,7 @@ def _write_quicklook(region: Region, scene: Path, out: Path) -> list[list[float]
             scale = max(vrt.width, vrt.height) / QUICKLOOK_MAX_PX
             width = max(1, round(vrt.width / max(scale, 1.0)))
             height = max(1, round(vrt.height / max(scale, 1.0)))
-            bands = _rgb_indexes(region, src.count)
+            bands = _rgb_indexes(region, data_band_indexes(src))
             data = vrt.read(
                 bands, out_shape=(len(bands), height, width), resampling=Resampling.average
             )

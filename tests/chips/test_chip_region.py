@@ -153,25 +153,36 @@ def test_nodata_is_ignore_and_mostly_nodata_chips_skipped(tmp_path: Path) -> Non
         assert img.dtypes[0] == "int16" and img.nodata == -9999
 
 
-def test_alpha_band_is_the_mask_and_chips_carry_it_as_nodata(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["alpha band", "internal mask"])
+def test_gdal_mask_is_carried_into_chips_as_nodata(tmp_path: Path, how: str) -> None:
+    # an RGBA orthomosaic (drone software, gdalwarp -dstalpha), or a COG's internal mask
     rgb = np.full((3, 32, 64), 90, dtype=np.uint8)
-    alpha = np.full((1, 32, 64), 255, dtype=np.uint8)
-    alpha[:, :4, :6] = 0  # transparent corner of the first chip
-    alpha[:, :, 32:] = 0  # the right half is outside the flight
-    with rasterio.open(
-        tmp_path / "s.tif",
-        "w",
-        driver="GTiff",
-        width=64,
-        height=32,
-        count=4,
-        dtype="uint8",
-        crs="EPSG:32618",
-        transform=rasterio.Affine(1, 0, X0, 0, -1, Y0),
-        photometric="RGB",
-        alpha="YES",
-    ) as ds:
-        ds.write(np.concatenate([rgb, alpha]))
+    valid = np.full((32, 64), 255, dtype=np.uint8)
+    valid[:4, :6] = 0  # a hidden corner of the first chip
+    valid[:, 32:] = 0  # the right half is outside the flight
+    alpha = how == "alpha band"
+    with (
+        rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+        rasterio.open(
+            tmp_path / "s.tif",
+            "w",
+            driver="GTiff",
+            width=64,
+            height=32,
+            count=4 if alpha else 3,
+            dtype="uint8",
+            crs="EPSG:32618",
+            transform=rasterio.Affine(1, 0, X0, 0, -1, Y0),
+            photometric="RGB",
+            **({"alpha": "YES"} if alpha else {}),
+        ) as ds,
+    ):
+        if alpha:
+            ds.write(np.concatenate([rgb, valid[None]]))
+        else:
+            ds.write(rgb)
+            ds.write_mask(valid)
+    assert not (tmp_path / "s.tif.msk").exists()
     write_boxes(tmp_path / "l.geojson", [(X0, Y0 - 32, X0 + 64, Y0)])
     no_split = {"val_fraction": 0.0, "test_fraction": 0.0}
     region = load_region(write_region(tmp_path / "r.toml", ["s.tif"], "l.geojson", split=no_split))
@@ -184,15 +195,16 @@ def test_alpha_band_is_the_mask_and_chips_carry_it_as_nodata(tmp_path: Path) -> 
         chip = img.read()
         assert img.count == 3 and img.nodata == 0
     assert (chip[:, :4, :6] == 0).all() and (chip[:, 4:, :] == 90).all()
-    _bad(
-        tmp_path,
-        BandMismatchError,
-        r"has 3 data band\(s\) and an alpha band \(the mask: not listed\) but \[imagery\] "
-        r"bands lists 4",
-        scenes=["s.tif"],
-        label_file="l.geojson",
-        imagery={"bands": ["red", "green", "blue", "nir"]},
-    )
+    if alpha:
+        _bad(
+            tmp_path,
+            BandMismatchError,
+            r"has 3 data band\(s\) and an alpha band \(the mask: not listed\) but \[imagery\] "
+            r"bands lists 4",
+            scenes=["s.tif"],
+            label_file="l.geojson",
+            imagery={"bands": ["red", "green", "blue", "nir"]},
+        )
 
 
 def test_complete_within_ignores_outside_and_skips_chips(tmp_path: Path) -> None:

@@ -2,8 +2,8 @@
 
 Everything here reads by window; nothing loads a whole scene.
 
-A band whose colour interpretation is *alpha* (drone orthomosaics, ``gdalwarp -dstalpha``,
-RGBA exports) is the file's mask of valid pixels, not a data band: a scene's bands are its
+A band that GDAL reads as the *alpha* mask (drone orthomosaics, ``gdalwarp -dstalpha``,
+RGBA exports: :func:`data_band_indexes`) is the file's mask of valid pixels, not a data band: a scene's bands are its
 other bands, in file order, and GDAL's per-dataset mask (the alpha band, or an internal
 mask) marks its pixels without data.
 """
@@ -143,7 +143,15 @@ def read_scene_info(path: str | Path) -> SceneInfo:
 
 
 def data_band_indexes(ds: rasterio.io.DatasetReader) -> list[int]:
-    """The 1-based indexes of the bands that hold data: every band but an alpha band."""
+    """The 1-based indexes of the bands that hold data: every band but an alpha band.
+
+    A band is the alpha band when GDAL masks the others with it: tagged alpha, in a file
+    without a nodata value. A file that has one (GDAL tags the fourth band of a 4-band
+    byte GeoTIFF alpha by default, a NAIP red-green-blue-NIR tile's NIR included) keeps
+    every band.
+    """
+    if MaskFlags.alpha not in ds.mask_flag_enums[0]:
+        return list(range(1, ds.count + 1))
     return [i for i, ci in enumerate(ds.colorinterp, 1) if ci != ColorInterp.alpha]
 
 

@@ -207,6 +207,26 @@ def test_gdal_mask_is_carried_into_chips_as_nodata(tmp_path: Path, how: str) -> 
         )
 
 
+def test_a_band_tagged_alpha_in_a_file_with_nodata_is_data(tmp_path: Path) -> None:
+    # GDAL tags the fourth band of a 4-band byte GeoTIFF alpha by default; with a nodata
+    # value GDAL does not mask with it, and in a NAIP tile it is the near infrared
+    write_scene(tmp_path / "s.tif", width=32, height=32, count=4, nodata=0)
+    with rasterio.open(tmp_path / "s.tif") as ds:
+        assert ds.colorinterp[3] == rasterio.enums.ColorInterp.alpha
+    write_boxes(tmp_path / "l.geojson", [(X0, Y0 - 32, X0 + 32, Y0)])
+    no_split = {"val_fraction": 0.0, "test_fraction": 0.0}
+    path = write_region(
+        tmp_path / "r.toml",
+        ["s.tif"],
+        "l.geojson",
+        split=no_split,
+        imagery={"bands": ["red", "green", "blue", "nir"]},
+    )
+    chip_region(load_region(path), tmp_path / "chips")
+    with rasterio.open(tmp_path / "chips/images/s_r0_c0.tif") as img:
+        assert img.count == 4
+
+
 def test_complete_within_ignores_outside_and_skips_chips(tmp_path: Path) -> None:
     write_scene(tmp_path / "s.tif", width=64, height=64)
     write_boxes(tmp_path / "l.gpkg", [(X0 + 2, Y0 - 10, X0 + 6, Y0 - 2)])

@@ -126,7 +126,7 @@ class SceneSpec:
     max_nodata_fraction: float
     folder: str  # the temporary chips folder
     band_indexes: tuple[int, ...]  # the data bands in the file (an alpha band is not one)
-    masked: bool  # an alpha band or internal mask marks the valid pixels
+    mask_bands: tuple[int, ...]  # bands whose GDAL masks are read beside the nodata value
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ class SceneCutter:
             max_nodata_fraction=region.chips.max_nodata_fraction,
             folder=os.fspath(tmp),
             band_indexes=info.band_indexes,
-            masked=info.masked,
+            mask_bands=info.mask_bands,
         )
         self.strips = strips(scene.windows, _strip_width_px(region, scene))
 

@@ -63,7 +63,7 @@ def chip_serial(
                         continue
                     try:
                         strip_data, valid = read_bands(
-                            ds, spec.band_indexes, spec.masked, strip.window
+                            ds, spec.band_indexes, spec.mask_bands, strip.window
                         )
                     except RasterioError as exc:
                         raise read_error(cutter.scene.info.path, exc) from exc
@@ -245,7 +245,7 @@ def _worker_cut(spec: SceneSpec, jobs: list[CutJob]) -> list[CutResult]:
     for job in jobs:
         try:
             strip_data, valid = read_bands(
-                _worker["ds"], spec.band_indexes, spec.masked, job.window
+                _worker["ds"], spec.band_indexes, spec.mask_bands, job.window
             )
         except RasterioError as exc:
             results.append(CutResult([], 0, 0, error=str(exc)))

@@ -21,7 +21,7 @@ from geotl.chips.windows import chip_windows
 from geotl.config import Region
 from geotl.errors import BandMismatchError, ConfigError, LabelError, RasterError
 from geotl.io.nodata import mask_fill_value
-from geotl.io.rasters import SceneInfo, open_raster, read_scene_info
+from geotl.io.rasters import SceneInfo, open_raster, read_data, read_scene_info
 from geotl.io.vectors import crs_name
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def scan_scenes(region: Region) -> list[ChipScene]:
             )
         _probe(path, info)
         nodata = region.imagery.nodata if region.imagery.nodata is not None else info.nodata
-        if nodata is None and info.masked:  # the chips carry the mask as a nodata value
+        if nodata is None and info.mask_bands:  # the chips carry the mask as a nodata value
             nodata = mask_fill_value(info.dtype)
         windows = chip_windows(info.width, info.height, size, stride)
         scenes.append(ChipScene(info, path.stem, nodata, windows))
@@ -97,8 +97,8 @@ def _probe(path: Path, info: SceneInfo) -> None:
     """Read the first and last pixel: catches most truncated files before any work."""
     with open_raster(path) as ds:
         try:
-            ds.read(window=Window(0, 0, 1, 1))
-            ds.read(window=Window(info.width - 1, info.height - 1, 1, 1))
+            read_data(ds, info.band_indexes, window=Window(0, 0, 1, 1))
+            read_data(ds, info.band_indexes, window=Window(info.width - 1, info.height - 1, 1, 1))
         except RasterioError as exc:
             raise read_error(path, exc) from exc
 

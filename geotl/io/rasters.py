@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -28,11 +29,13 @@ from geotl.errors import RasterError
 
 __all__ = [
     "SceneInfo",
+    "common_dtype",
     "data_band_indexes",
     "ground_resolution_m",
-    "has_dataset_mask",
+    "mask_bands",
     "open_raster",
     "read_bands",
+    "read_data",
     "read_scene_info",
 ]
 
@@ -51,7 +54,7 @@ class SceneInfo:
     nodata: float | None
     resolution_m: float
     band_indexes: tuple[int, ...] = ()  # the data bands' 1-based indexes in the file
-    masked: bool = False  # a per-dataset mask (alpha band, internal mask) marks valid pixels
+    mask_bands: tuple[int, ...] = ()  # bands whose GDAL masks to read (:func:`mask_bands`)
     alpha_band: int | None = None  # the alpha band's 1-based index, if the file has one
 
     @property
@@ -133,11 +136,11 @@ def read_scene_info(path: str | Path) -> SceneInfo:
             width=ds.width,
             height=ds.height,
             count=len(bands),
-            dtype=ds.dtypes[bands[0] - 1],
+            dtype=common_dtype(ds, bands),
             nodata=ds.nodata,
             resolution_m=res,
             band_indexes=tuple(bands),
-            masked=has_dataset_mask(ds),
+            mask_bands=mask_bands(ds, bands),
             alpha_band=next((i for i in range(1, ds.count + 1) if i not in bands), None),
         )
 
@@ -155,22 +158,64 @@ def data_band_indexes(ds: rasterio.io.DatasetReader) -> list[int]:
     return [i for i, ci in enumerate(ds.colorinterp, 1) if ci != ColorInterp.alpha]
 
 
-def has_dataset_mask(ds: rasterio.io.DatasetReader) -> bool:
-    """Whether an alpha band or an internal mask marks the valid pixels of every band."""
-    bands = data_band_indexes(ds)
-    return bool(bands) and MaskFlags.per_dataset in ds.mask_flag_enums[bands[0] - 1]
+def mask_bands(ds: rasterio.io.DatasetReader, bands: list[int]) -> tuple[int, ...]:
+    """The bands whose GDAL masks chips must read beside the nodata value (none: ``()``).
+
+    One band when an alpha band or an internal mask marks the valid pixels of every band;
+    every band when the bands have nodata values of their own (a stack of files).
+    """
+    if MaskFlags.per_dataset in ds.mask_flag_enums[bands[0] - 1]:
+        return (bands[0],)
+    if len({str(ds.nodatavals[i - 1]) for i in bands}) > 1:
+        return tuple(bands)
+    return ()
+
+
+def common_dtype(src: Any, indexes: Sequence[int]) -> str:
+    """The one dtype that holds every one of these bands (a stack may mix them).
+
+    A stack of float32 reflectance and an int16 band reads as float32.
+    """
+    return str(np.result_type(*(src.dtypes[i - 1] for i in indexes)))
+
+
+def read_data(src: Any, indexes: Sequence[int], **kwargs: Any) -> np.ndarray:
+    """``src.read(indexes, **kwargs)`` as one array, whatever the bands' dtypes.
+
+    rasterio reads bands of one dtype at a time: a stack that mixes them is read dtype by
+    dtype into :func:`common_dtype`.
+    """
+    indexes = list(indexes)
+    dtypes = [src.dtypes[i - 1] for i in indexes]
+    if len(set(dtypes)) == 1:
+        return np.asarray(src.read(indexes, **kwargs))
+    parts = {}
+    for dt in dict.fromkeys(dtypes):
+        group = [i for i, d in zip(indexes, dtypes, strict=True) if d == dt]
+        if "out_shape" in kwargs:  # (bands, h, w): the group's bands
+            kwargs["out_shape"] = (len(group), *kwargs["out_shape"][1:])
+        parts[dt] = np.asarray(src.read(group, **kwargs))
+    out = np.empty(
+        (len(indexes), *next(iter(parts.values())).shape[1:]), common_dtype(src, indexes)
+    )
+    for dt, part in parts.items():
+        out[[k for k, d in enumerate(dtypes) if d == dt]] = part
+    return out
 
 
 def read_bands(
-    ds: rasterio.io.DatasetReader, band_indexes: tuple[int, ...], masked: bool, window: Window
+    ds: rasterio.io.DatasetReader,
+    band_indexes: tuple[int, ...],
+    mask_bands: tuple[int, ...],
+    window: Window,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """A window's data bands ``(bands, h, w)``, and the per-dataset mask (0 = no data) or None.
+    """A window's data bands ``(bands, h, w)``, and GDAL's masks (0 = no data) or None.
 
-    ``band_indexes`` and ``masked``: the scene's :class:`SceneInfo` fields.
+    ``band_indexes`` and ``mask_bands``: the scene's :class:`SceneInfo` fields.
     """
-    data = ds.read(list(band_indexes), window=window)
-    mask = ds.read_masks(band_indexes[0], window=window) if masked else None
-    return data, mask
+    data = read_data(ds, band_indexes, window=window)
+    masks = ds.read_masks(list(mask_bands), window=window) if mask_bands else None
+    return data, masks
 
 
 def _short(exc: Exception) -> str:

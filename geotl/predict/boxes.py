@@ -37,6 +37,7 @@ from shapely.geometry.base import BaseGeometry
 from torchvision.ops import batched_nms
 
 from geotl.io.nodata import valid_mask
+from geotl.io.rasters import read_data
 from geotl.models.artefact import Artefact
 from geotl.predict.engine import DetectionEngine
 from geotl.predict.stream import StreamStats
@@ -122,7 +123,7 @@ def _read_batch(
     arr = np.zeros((len(batch), len(band_indexes), model_px, model_px), dtype=np.float32)
     valids = []
     for k, w in enumerate(batch):
-        raw = source.read(band_indexes, window=w)
+        raw = read_data(source, band_indexes, window=w)
         valid = valid_mask(raw, source.nodata, source.read_masks(band_indexes, window=w))
         norm = normalise(raw)
         norm[:, ~valid] = 0.0

@@ -46,6 +46,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from geotl.io.nodata import valid_mask
+from geotl.io.rasters import read_data
 from geotl.models.artefact import Artefact
 from geotl.predict.band import BandAccumulator
 from geotl.predict.engine import Engine, device_probabilities, engine_for
@@ -227,7 +228,7 @@ class _WindowReader:
         """Window ``k`` normalised and padded to the model's size, and its valid pixels."""
         w = self.plan.windows[k]
         win = clip_window(w, self.plan.scene_shape)
-        raw = ds.read(self.band_indexes, window=win)
+        raw = read_data(ds, self.band_indexes, window=win)
         valid = valid_mask(raw, ds.nodata, ds.read_masks(self.band_indexes, window=win))
         norm = self.artefact.normalise(raw)
         norm[:, ~valid] = 0.0

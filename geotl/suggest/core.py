@@ -29,7 +29,7 @@ from geotl.bands import canonical_band
 from geotl.config import Region
 from geotl.errors import BandMismatchError, GeotlInputError, RasterError
 from geotl.io.atomic import check_output_file
-from geotl.io.rasters import data_band_indexes, read_scene_info
+from geotl.io.rasters import data_band_indexes, read_data, read_scene_info
 from geotl.io.scratch import scratch_dir
 from geotl.models.artefact import read_card
 from geotl.models.detector import SCORE_THRESH
@@ -284,7 +284,7 @@ def _read_square(c: Candidate, max_nodata: float) -> tuple[np.ndarray, np.ndarra
     """The square's valid pixels ``(bands, n)`` and valid mask, or None if mostly nodata."""
     with _reading(c.scene.path) as ds:
         bands = data_band_indexes(ds)  # an alpha band is the mask, not a feature
-        img = ds.read(bands, window=c.window).astype(np.float64)
+        img = read_data(ds, bands, window=c.window).astype(np.float64)
         masks = ds.read_masks(bands, window=c.window)
         valid = (masks > 0).all(axis=0) & np.isfinite(img).all(axis=0)
     if valid.size == 0 or 1.0 - valid.mean() > max_nodata:

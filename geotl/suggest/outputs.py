@@ -19,6 +19,7 @@ import pyogrio
 
 from geotl.errors import LabelError
 from geotl.io.atomic import atomic_path, atomic_write_text
+from geotl.io.rasters import read_data
 from geotl.predict.outputs.gpkg import write_gpkg
 from geotl.predict.outputs.quicklook import _stretch
 
@@ -105,7 +106,7 @@ def write_contact_sheet(
         with rasterio.open(scenes[row.scene]) as ds:
             bands = rgb_indexes[row.scene]
             win = from_bounds(left, bottom, right, top, ds.transform)
-            data = ds.read(bands, window=win, out_shape=(len(bands), thumb_px, thumb_px))
+            data = read_data(ds, bands, window=win, out_shape=(len(bands), thumb_px, thumb_px))
             masks = ds.read_masks(bands, window=win, out_shape=(len(bands), thumb_px, thumb_px))
         valid = (masks > 0).any(axis=0) & np.isfinite(data).all(axis=0)
         img = _stretch(data.astype(np.float32), valid)

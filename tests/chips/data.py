@@ -10,6 +10,7 @@ import geopandas as gpd
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.crs import CRS
 from shapely.geometry import box
 
 
@@ -106,3 +107,55 @@ def _toml(value: Any) -> str:
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + " }"
     raise TypeError(value)
+
+
+_BAND = """  <VRTRasterBand dataType="{gdal_type}" band="{band}">
+    <NoDataValue>{nodata}</NoDataValue>
+    <ComplexSource>
+      <SourceFilename relativeToVRT="1">{name}</SourceFilename>
+      <SourceBand>1</SourceBand>
+      <SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}" />
+      <DstRect xOff="0" yOff="0" xSize="{w}" ySize="{h}" />
+      <NODATA>{nodata}</NODATA>
+    </ComplexSource>
+  </VRTRasterBand>
+"""
+_GDAL_TYPES = {"float32": "Float32", "int16": "Int16", "uint16": "UInt16", "uint8": "Byte"}
+
+
+def write_stack(
+    path: Path,
+    bands: list[tuple[np.ndarray, float]],
+    crs: CRS,
+    transform: Affine,
+) -> Path:
+    """``bands``: (values (H, W), nodata) per band; one GeoTIFF each beside ``path``."""
+    h, w = bands[0][0].shape
+    xml = [f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}">']
+    xml.append(f"  <SRS>{crs.to_wkt()}</SRS>")
+    xml.append(
+        "  <GeoTransform>" + ", ".join(repr(v) for v in transform.to_gdal()) + "</GeoTransform>"
+    )
+    for k, (values, nodata) in enumerate(bands, 1):
+        name = f"{path.stem}_b{k}.tif"
+        with rasterio.open(
+            path.parent / name,
+            "w",
+            driver="GTiff",
+            width=w,
+            height=h,
+            count=1,
+            dtype=values.dtype,
+            crs=crs,
+            transform=transform,
+            nodata=nodata,
+        ) as ds:
+            ds.write(values, 1)
+        xml.append(
+            _BAND.format(
+                gdal_type=_GDAL_TYPES[str(values.dtype)], band=k, nodata=nodata, name=name, w=w, h=h
+            ).rstrip("\n")
+        )
+    xml.append("</VRTDataset>")
+    path.write_text("\n".join(xml) + "\n")
+    return path

@@ -22,7 +22,7 @@ from geotl.errors import (
     RasterError,
 )
 
-from .data import write_boxes, write_region, write_scene
+from .data import write_boxes, write_region, write_scene, write_stack
 from .leak import assert_leak_free
 
 X0, Y0 = 500_000.0, 4_000_000.0  # top-left of the generated scenes (EPSG:32618, 1 m)
@@ -225,6 +225,39 @@ def test_a_band_tagged_alpha_in_a_file_with_nodata_is_data(tmp_path: Path) -> No
     chip_region(load_region(path), tmp_path / "chips")
     with rasterio.open(tmp_path / "chips/images/s_r0_c0.tif") as img:
         assert img.count == 4
+
+
+def test_a_vrt_stack_of_mixed_dtypes_and_nodata_values(tmp_path: Path) -> None:
+    # gdalbuildvrt -separate over Landsat-like files: float32 reflectance and an int16 band
+    refl = np.full((32, 32), 0.25, dtype=np.float32)
+    refl[:3, :5] = -99999  # nodata in every band ...
+    therm = np.full((32, 32), 2900, dtype=np.int16)
+    therm[:3, :5] = -32768
+    therm[10, :] = -32768  # ... and a row without data in this band only: kept
+    write_stack(
+        tmp_path / "stack.vrt",
+        [(refl, -99999), (refl, -99999), (therm, -32768)],
+        rasterio.crs.CRS.from_epsg(32618),
+        rasterio.Affine(1, 0, X0, 0, -1, Y0),
+    )
+    write_boxes(tmp_path / "l.geojson", [(X0, Y0 - 32, X0 + 32, Y0)])
+    no_split = {"val_fraction": 0.0, "test_fraction": 0.0}
+    path = write_region(
+        tmp_path / "r.toml",
+        ["stack.vrt"],
+        "l.geojson",
+        split=no_split,
+        imagery={"bands": ["red", "green", "lwir"]},
+    )
+    chip_region(load_region(path), tmp_path / "chips")
+    with rasterio.open(tmp_path / "chips/images/stack_r0_c0.tif") as img:
+        chip = img.read()
+        assert img.dtypes == ("float32",) * 3 and img.nodata == -99999
+    with rasterio.open(tmp_path / "chips/masks/stack_r0_c0.tif") as m:
+        mask = m.read(1)
+    assert (mask[:3, :5] == 255).all() and int((mask == 255).sum()) == 15
+    assert (chip[:, :3, :5] == -99999).all()
+    assert chip[2, 4, 7] == 2900 and chip[0, 4, 7] == np.float32(0.25)
 
 
 def test_complete_within_ignores_outside_and_skips_chips(tmp_path: Path) -> None:

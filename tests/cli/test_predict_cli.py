@@ -116,6 +116,32 @@ def test_an_alpha_band_is_the_mask_not_a_band(tmp_path: Path, model_dir: Path) -
     )
 
 
+def test_a_vrt_stack_of_mixed_dtypes_predicts(tmp_path: Path, model_dir: Path) -> None:
+    from chips.data import write_stack
+
+    rgb = np.full((140, 150), 120, dtype=np.uint8)
+    blue = np.full((140, 150), 120, dtype=np.int16)
+    blue[:, 60:70] = -1  # no data in every band: the constant model makes two polygons
+    rgb[:, 60:70] = 0
+    scene = write_stack(
+        tmp_path / "stack_20210603.vrt", [(rgb, 0), (rgb, 0), (blue, -1)], data.UTM17, data.ORIGIN
+    )
+    out = tmp_path / "out.geojson"
+    code, _, stderr = _run(
+        "predict",
+        str(model_dir),
+        str(scene),
+        "-o",
+        str(out),
+        "--quicklook",
+        str(tmp_path / "q.png"),
+        "--no-progress",
+    )
+    assert code == 0, stderr
+    fc = json.loads(out.read_text())
+    assert len(fc["features"]) == 2
+
+
 def test_existing_output_needs_overwrite(tmp_path: Path, model_dir: Path) -> None:
     scene = _stripe_scene(tmp_path / "s.tif")
     out = tmp_path / "out.geojson"

@@ -33,7 +33,7 @@ from geotl.bands import canonical_band
 from geotl.config import Region
 from geotl.errors import GeotlInputError, OutputExistsError
 from geotl.io.atomic import atomic_dir
-from geotl.io.rasters import data_band_indexes
+from geotl.io.rasters import data_band_indexes, read_data
 from geotl.monitor.alerts.delivery import alert_feature
 from geotl.monitor.state import DB_FILE, AlertRecord, MonitorState, PassRecord
 
@@ -99,8 +99,8 @@ def _write_quicklook(region: Region, scene: Path, out: Path) -> list[list[float]
             width = max(1, round(vrt.width / max(scale, 1.0)))
             height = max(1, round(vrt.height / max(scale, 1.0)))
             bands = _rgb_indexes(region, data_band_indexes(src))
-            data = vrt.read(
-                bands, out_shape=(len(bands), height, width), resampling=Resampling.average
+            data = read_data(
+                vrt, bands, out_shape=(len(bands), height, width), resampling=Resampling.average
             )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NodataShadowWarning)  # nodata wins: fine here

@@ -9,6 +9,7 @@ import numpy as np
 
 from geotl.io.atomic import atomic_path
 from geotl.io.nodata import valid_mask
+from geotl.io.rasters import read_data
 from geotl.predict.outputs.base import OutputWriter, Prediction
 from geotl.predict.outputs.style import class_colour01
 
@@ -55,7 +56,9 @@ def write_quicklook(
         scale = max(ds.width, ds.height) / max_px
         out_h = max(1, round(ds.height / max(scale, 1.0)))
         out_w = max(1, round(ds.width / max(scale, 1.0)))
-        data = ds.read(rgb_indexes, out_shape=(len(rgb_indexes), out_h, out_w)).astype(np.float32)
+        data = read_data(ds, rgb_indexes, out_shape=(len(rgb_indexes), out_h, out_w)).astype(
+            np.float32
+        )
         masks = ds.read_masks(rgb_indexes, out_shape=(len(rgb_indexes), out_h, out_w))
         left, bottom, right, top = ds.bounds
         crs = ds.crs

@@ -48,7 +48,7 @@ def scan_scenes(region: Region) -> list[ChipScene]:
     n_bands = len(region.imagery.bands)
     scenes: list[ChipScene] = []
     for path in region.scene_paths():
-        info = read_scene_info(path)
+        info = read_scene_info(path, n_bands)
         if info.count != n_bands:
             alpha = " and an alpha band (the mask: not listed)" if info.alpha_band else ""
             raise BandMismatchError(

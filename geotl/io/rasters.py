@@ -106,8 +106,10 @@ def ground_resolution_m(crs: CRS, transform: Affine, width: int, height: int) ->
     return float((px_x + px_y) / 2 * factor)
 
 
-def read_scene_info(path: str | Path) -> SceneInfo:
+def read_scene_info(path: str | Path, bands_expected: int | None = None) -> SceneInfo:
     """Describe a scene (CRS, grid, bands, nodata, ground resolution).
+
+    ``bands_expected``: how many data bands the region lists (see :func:`data_band_indexes`).
 
     Raises:
         RasterError: unreadable file, or a raster without a CRS or georeferencing.
@@ -122,7 +124,7 @@ def read_scene_info(path: str | Path) -> SceneInfo:
             raise RasterError(
                 "raster has no georeferencing (identity transform): georeference it", path
             )
-        bands = data_band_indexes(ds)
+        bands = data_band_indexes(ds, bands_expected)
         if not bands:
             raise RasterError("raster has an alpha band and no data band: use the imagery", path)
         try:
@@ -145,16 +147,17 @@ def read_scene_info(path: str | Path) -> SceneInfo:
         )
 
 
-def data_band_indexes(ds: rasterio.io.DatasetReader) -> list[int]:
+def data_band_indexes(ds: rasterio.io.DatasetReader, expected: int | None = None) -> list[int]:
     """The 1-based indexes of the bands that hold data: every band but an alpha band.
 
     A band is the alpha band when GDAL masks the others with it: tagged alpha, in a file
-    without a nodata value. A file that has one (GDAL tags the fourth band of a 4-band
-    byte GeoTIFF alpha by default, a NAIP red-green-blue-NIR tile's NIR included) keeps
-    every band.
+    without a nodata value. GDAL also tags the fourth band of any 4-band byte GeoTIFF
+    alpha by default (a NAIP tile's near infrared), so when the bands expected (the
+    region's, or the model's) are as many as the file's, every band holds data.
     """
-    if MaskFlags.alpha not in ds.mask_flag_enums[0]:
-        return list(range(1, ds.count + 1))
+    every = list(range(1, ds.count + 1))
+    if MaskFlags.alpha not in ds.mask_flag_enums[0] or expected == ds.count:
+        return every
     return [i for i, ci in enumerate(ds.colorinterp, 1) if ci != ColorInterp.alpha]
 
 
@@ -164,7 +167,11 @@ def mask_bands(ds: rasterio.io.DatasetReader, bands: list[int]) -> tuple[int, ..
     One band when an alpha band or an internal mask marks the valid pixels of every band;
     every band when the bands have nodata values of their own (a stack of files).
     """
-    if MaskFlags.per_dataset in ds.mask_flag_enums[bands[0] - 1]:
+    if len(bands) < ds.count:  # the alpha band is the mask
+        return (bands[0],)
+    if MaskFlags.per_dataset in ds.mask_flag_enums[bands[0] - 1] and (
+        MaskFlags.alpha not in ds.mask_flag_enums[bands[0] - 1]
+    ):  # an internal mask (an alpha band the region lists as data is not one)
         return (bands[0],)
     if len({str(ds.nodatavals[i - 1]) for i in bands}) > 1:
         return tuple(bands)

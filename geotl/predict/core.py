@@ -304,7 +304,7 @@ def predict_scene(
                 scene_path,
             )
         # an alpha band is the scene's mask (read with every band's), not a data band
-        data_bands = data_band_indexes(ds)
+        data_bands = data_band_indexes(ds, len(options.bands or card.bands))
         scene_bands = scene_band_names(
             tuple(ds.descriptions[i - 1] for i in data_bands),
             len(data_bands),

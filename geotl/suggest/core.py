@@ -29,7 +29,7 @@ from geotl.bands import canonical_band
 from geotl.config import Region
 from geotl.errors import BandMismatchError, GeotlInputError, RasterError
 from geotl.io.atomic import check_output_file
-from geotl.io.rasters import data_band_indexes, read_data, read_scene_info
+from geotl.io.rasters import read_data, read_scene_info
 from geotl.io.scratch import scratch_dir
 from geotl.models.artefact import read_card
 from geotl.models.detector import SCORE_THRESH
@@ -131,7 +131,8 @@ def suggest_areas(
     model_dir = Path(model_dir)
     card = read_card(model_dir)
     _check_fits(region, card.classes, card.bands, model_dir)
-    scenes = [read_scene_info(p) for p in region.scene_paths()]
+    n_bands = len(region.imagery.bands)
+    scenes = [read_scene_info(p, n_bands) for p in region.scene_paths()]
     size_m = options.size_m or DEFAULT_SIZE_CHIPS * region.chips.size_px * min(
         s.resolution_m for s in scenes
     )
@@ -283,7 +284,8 @@ def _reading(path: Path) -> Iterator[Any]:
 def _read_square(c: Candidate, max_nodata: float) -> tuple[np.ndarray, np.ndarray] | None:
     """The square's valid pixels ``(bands, n)`` and valid mask, or None if mostly nodata."""
     with _reading(c.scene.path) as ds:
-        bands = data_band_indexes(ds)  # an alpha band is the mask, not a feature
+        # an alpha band is the mask, not a feature
+        bands = list(c.scene.band_indexes) or list(range(1, ds.count + 1))
         img = read_data(ds, bands, window=c.window).astype(np.float64)
         masks = ds.read_masks(bands, window=c.window)
         valid = (masks > 0).all(axis=0) & np.isfinite(img).all(axis=0)

@@ -200,19 +200,24 @@ def test_gdal_mask_is_carried_into_chips_as_nodata(tmp_path: Path, how: str) -> 
             tmp_path,
             BandMismatchError,
             r"has 3 data band\(s\) and an alpha band \(the mask: not listed\) but \[imagery\] "
-            r"bands lists 4",
+            r"bands lists 2",
             scenes=["s.tif"],
             label_file="l.geojson",
-            imagery={"bands": ["red", "green", "blue", "nir"]},
+            imagery={"bands": ["red", "green"]},
         )
 
 
-def test_a_band_tagged_alpha_in_a_file_with_nodata_is_data(tmp_path: Path) -> None:
-    # GDAL tags the fourth band of a 4-band byte GeoTIFF alpha by default; with a nodata
-    # value GDAL does not mask with it, and in a NAIP tile it is the near infrared
-    write_scene(tmp_path / "s.tif", width=32, height=32, count=4, nodata=0)
+@pytest.mark.parametrize("nodata", [0, None])
+def test_a_band_tagged_alpha_that_the_region_lists_is_data(
+    tmp_path: Path, nodata: int | None
+) -> None:
+    # GDAL tags the fourth band of a 4-band byte GeoTIFF alpha by default: in a NAIP tile
+    # it is the near infrared. With a nodata value GDAL does not mask with it; without one
+    # it does, and the region listing four bands says it is data all the same
+    write_scene(tmp_path / "s.tif", width=32, height=32, count=4, nodata=nodata)
     with rasterio.open(tmp_path / "s.tif") as ds:
         assert ds.colorinterp[3] == rasterio.enums.ColorInterp.alpha
+        assert (rasterio.enums.MaskFlags.alpha in ds.mask_flag_enums[0]) == (nodata is None)
     write_boxes(tmp_path / "l.geojson", [(X0, Y0 - 32, X0 + 32, Y0)])
     no_split = {"val_fraction": 0.0, "test_fraction": 0.0}
     path = write_region(

@@ -116,6 +116,36 @@ def test_an_alpha_band_is_the_mask_not_a_band(tmp_path: Path, model_dir: Path) -
     )
 
 
+def test_a_fourth_band_gdal_tags_alpha_is_data_for_a_four_band_model(tmp_path: Path) -> None:
+    # a NAIP-like red-green-blue-NIR byte file written with GDAL's defaults: band 4 is
+    # tagged alpha, and without a nodata value GDAL masks with it (NIR 0 here: "no data")
+    import rasterio
+
+    model = tmp_path / "m4"
+    data.write_constant_model(model, bands=["red", "green", "blue", "nir"])
+    arr = np.full((4, 140, 150), 120, dtype=np.uint8)
+    arr[3, :, :50] = 0
+    scene = tmp_path / "naip.tif"
+    with rasterio.open(
+        scene,
+        "w",
+        driver="GTiff",
+        width=150,
+        height=140,
+        count=4,
+        dtype="uint8",
+        crs=data.UTM17,
+        transform=data.ORIGIN,
+    ) as ds:
+        ds.write(arr)
+    with rasterio.open(scene) as ds:
+        assert rasterio.enums.MaskFlags.alpha in ds.mask_flag_enums[0]
+    out = tmp_path / "out.geojson"
+    code, _, stderr = _run("predict", str(model), str(scene), "-o", str(out), "--no-progress")
+    assert code == 0, stderr
+    assert len(json.loads(out.read_text())["features"]) == 1
+
+
 def test_a_vrt_stack_of_mixed_dtypes_predicts(tmp_path: Path, model_dir: Path) -> None:
     from chips.data import write_stack
 

@@ -98,7 +98,7 @@ def _write_quicklook(region: Region, scene: Path, out: Path) -> list[list[float]
             scale = max(vrt.width, vrt.height) / QUICKLOOK_MAX_PX
             width = max(1, round(vrt.width / max(scale, 1.0)))
             height = max(1, round(vrt.height / max(scale, 1.0)))
-            bands = _rgb_indexes(region, data_band_indexes(src))
+            bands = _rgb_indexes(region, data_band_indexes(src, len(region.imagery.bands)))
             data = read_data(
                 vrt, bands, out_shape=(len(bands), height, width), resampling=Resampling.average
             )

@@ -290,8 +290,9 @@ def cut_strip(
 
     The strip's labels (and ``complete_within`` areas) are rasterised once; each chip's
     mask is a slice of it. Used by the serial path and by pool workers alike. Pixels that
-    the scene's per-dataset mask (``dataset_mask``, 0 = no data: an alpha band) leaves out
-    are written as the chips' nodata value in every band, so the chips carry them.
+    GDAL's masks (``dataset_mask``, 0 = no data: an alpha band, an internal mask, the bands'
+    own nodata values) leave out are written as the chips' nodata value in every band, so
+    the chips carry them.
     """
     col0, row0 = int(job.window.col_off), int(job.window.row_off)
     h, width = int(job.window.height), int(job.window.width)

@@ -3,9 +3,10 @@
 Everything here reads by window; nothing loads a whole scene.
 
 A band that GDAL reads as the *alpha* mask (drone orthomosaics, ``gdalwarp -dstalpha``,
-RGBA exports: :func:`data_band_indexes`) is the file's mask of valid pixels, not a data band: a scene's bands are its
-other bands, in file order, and GDAL's per-dataset mask (the alpha band, or an internal
-mask) marks its pixels without data.
+RGBA exports: :func:`data_band_indexes`) is the file's mask of valid pixels, not a data
+band: a scene's bands are its other bands, in file order, and GDAL's per-dataset mask (the
+alpha band, or an internal mask) marks its pixels without data. A stack of bands of
+different types (a VRT over single-band files) reads as one type (:func:`read_data`).
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def read_scene_info(path: str | Path, bands_expected: int | None = None) -> Scen
             )
         bands = data_band_indexes(ds, bands_expected)
         if not bands:
-            raise RasterError("raster has an alpha band and no data band: use the imagery", path)
+            raise RasterError("its only band is an alpha band (a mask): use the imagery itself", path)
         try:
             res = ground_resolution_m(ds.crs, ds.transform, ds.width, ds.height)
         except RasterioError as exc:

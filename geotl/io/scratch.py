@@ -51,14 +51,14 @@ def _last_change(path: Path) -> float:
     return max(times)
 
 
-def remove_stale(kind: str, now: float | None = None) -> list[Path]:
+def remove_stale(kind: str) -> list[Path]:
     """Remove this host's ``kind`` scratch folders of processes that are gone; those removed.
 
     >>> remove_stale("doctest-nothing-here")
     []
     """
     pattern = re.compile(rf"geotl-{re.escape(kind)}-{re.escape(_host())}-(\d+)-")
-    now = time.time() if now is None else now
+    now = time.time()
     removed = []
     with os.scandir(tempfile.gettempdir()) as entries:
         candidates = [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]

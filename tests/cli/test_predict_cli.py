@@ -26,23 +26,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _stripe_scene(path: Path) -> Path:
     band0 = np.full((140, 150), 120, dtype=np.uint8)
     band0[:, 60:70] = 0  # nodata stripe: the constant model makes two polygons
-    arr = np.stack([band0] * 3)
-    import rasterio
-
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=150,
-        height=140,
-        count=3,
-        dtype="uint8",
-        crs=data.UTM17,
-        transform=data.ORIGIN,
-        nodata=0,
-    ) as ds:
-        ds.write(arr)
-    return path
+    return data.write_bands(path, np.stack([band0] * 3), nodata=0)
 
 
 def _run(*args: str) -> tuple[int, str, str]:
@@ -86,26 +70,10 @@ def test_predict_writes_everything(tmp_path: Path, model_dir: Path) -> None:
 
 def test_an_alpha_band_is_the_mask_not_a_band(tmp_path: Path, model_dir: Path) -> None:
     # an RGBA orthomosaic (drone software, gdalwarp -dstalpha): the stripe is transparent
-    import rasterio
-
-    rgb = np.full((3, 140, 150), 120, dtype=np.uint8)
-    alpha = np.full((1, 140, 150), 255, dtype=np.uint8)
-    alpha[:, :, 60:70] = 0
-    scene = tmp_path / "rgba_20210603.tif"
-    with rasterio.open(
-        scene,
-        "w",
-        driver="GTiff",
-        width=150,
-        height=140,
-        count=4,
-        dtype="uint8",
-        crs=data.UTM17,
-        transform=data.ORIGIN,
-        photometric="RGB",
-        alpha="YES",
-    ) as ds:
-        ds.write(np.concatenate([rgb, alpha]))
+    rgba = np.full((4, 140, 150), 120, dtype=np.uint8)
+    rgba[3] = 255
+    rgba[3, :, 60:70] = 0
+    scene = data.write_bands(tmp_path / "rgba_20210603.tif", rgba, photometric="RGB", alpha="YES")
     out = tmp_path / "out.geojson"
     code, _, stderr = _run("predict", str(model_dir), str(scene), "-o", str(out), "--no-progress")
     assert code == 0, stderr
@@ -125,19 +93,7 @@ def test_a_fourth_band_gdal_tags_alpha_is_data_for_a_four_band_model(tmp_path: P
     data.write_constant_model(model, bands=["red", "green", "blue", "nir"])
     arr = np.full((4, 140, 150), 120, dtype=np.uint8)
     arr[3, :, :50] = 0
-    scene = tmp_path / "naip.tif"
-    with rasterio.open(
-        scene,
-        "w",
-        driver="GTiff",
-        width=150,
-        height=140,
-        count=4,
-        dtype="uint8",
-        crs=data.UTM17,
-        transform=data.ORIGIN,
-    ) as ds:
-        ds.write(arr)
+    scene = data.write_bands(tmp_path / "naip.tif", arr)
     with rasterio.open(scene) as ds:
         assert rasterio.enums.MaskFlags.alpha in ds.mask_flag_enums[0]
     out = tmp_path / "out.geojson"

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 
 from geotl.io import scratch
 from geotl.io.scratch import STALE_AFTER_S, remove_stale, scratch_dir
@@ -74,20 +73,7 @@ def test_scratch_dir_is_removed_on_error_and_names_its_process(tmpdir_env: Path)
 def test_a_killed_predict_leaves_scratch_that_the_next_run_removes(tmp_path: Path) -> None:
     model = tmp_path / "model"
     data.write_constant_model(model)
-    scene = tmp_path / "scene.tif"
-    arr = np.full((3, 140, 150), 120, dtype=np.uint8)
-    with rasterio.open(
-        scene,
-        "w",
-        driver="GTiff",
-        width=150,
-        height=140,
-        count=3,
-        dtype="uint8",
-        crs=data.UTM17,
-        transform=data.ORIGIN,
-    ) as ds:
-        ds.write(arr)
+    scene = data.write_bands(tmp_path / "scene.tif", np.full((3, 140, 150), 120, dtype=np.uint8))
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1"}

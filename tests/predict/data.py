@@ -136,6 +136,28 @@ def write_scene(
     return path
 
 
+def write_bands(
+    path: Path, bands: np.ndarray, *, nodata: float | None = None, **options: Any
+) -> Path:
+    """A GeoTIFF of ``bands`` ``(count, H, W)`` on the test grid; ``options``: creation options."""
+    count, height, width = bands.shape
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=count,
+        dtype=str(bands.dtype),
+        crs=UTM17,
+        transform=ORIGIN,
+        nodata=nodata,
+        **options,
+    ) as ds:
+        ds.write(bands)
+    return path
+
+
 def write_texture_model(model_dir: Path, seed: int = 0) -> ModelCard:
     """A real network, randomly initialised: its objects follow a real scene's texture.
 

@@ -113,21 +113,9 @@ def write_scene(
     tags: dict[str, str] | None = None,
     dtype: str = "uint8",
 ) -> Path:
-    height, width = band0.shape
     data = np.stack([band0] + [np.full_like(band0, 100)] * (count - 1)).astype(dtype)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=width,
-        height=height,
-        count=count,
-        dtype=dtype,
-        crs=crs,
-        transform=transform,
-        nodata=nodata,
-    ) as ds:
-        ds.write(data)
+    path = write_bands(path, data, nodata=nodata, crs=crs, transform=transform)
+    with rasterio.open(path, "r+") as ds:
         if descriptions:
             for i, d in enumerate(descriptions, start=1):
                 ds.set_band_description(i, d)
@@ -137,9 +125,18 @@ def write_scene(
 
 
 def write_bands(
-    path: Path, bands: np.ndarray, *, nodata: float | None = None, **options: Any
+    path: Path,
+    bands: np.ndarray,
+    *,
+    nodata: float | None = None,
+    crs: Any = UTM17,
+    transform: Affine = ORIGIN,
+    **options: Any,
 ) -> Path:
-    """A GeoTIFF of ``bands`` ``(count, H, W)`` on the test grid; ``options``: creation options."""
+    """A GeoTIFF of ``bands`` ``(count, H, W)``, on the test grid unless told otherwise.
+
+    ``options``: GDAL creation options (``photometric``, ``alpha``, ...).
+    """
     count, height, width = bands.shape
     with rasterio.open(
         path,
@@ -149,8 +146,8 @@ def write_bands(
         height=height,
         count=count,
         dtype=str(bands.dtype),
-        crs=UTM17,
-        transform=ORIGIN,
+        crs=crs,
+        transform=transform,
         nodata=nodata,
         **options,
     ) as ds:

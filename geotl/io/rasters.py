@@ -127,7 +127,9 @@ def read_scene_info(path: str | Path, bands_expected: int | None = None) -> Scen
             )
         bands = data_band_indexes(ds, bands_expected)
         if not bands:
-            raise RasterError("its only band is an alpha band (a mask): use the imagery itself", path)
+            raise RasterError(
+                "its only band is an alpha band (a mask): use the imagery itself", path
+            )
         try:
             res = ground_resolution_m(ds.crs, ds.transform, ds.width, ds.height)
         except RasterioError as exc:

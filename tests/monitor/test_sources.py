@@ -169,6 +169,36 @@ def test_vrt_stacks_bands_from_assets(tmp_path: Path) -> None:
         write_scene_vrt(too_few, tmp_path / "work" / "z.vrt")
 
 
+def test_vrt_of_assets_of_different_types_keeps_every_value(tmp_path: Path) -> None:
+    # a uint8 asset (a scene classification, say) listed before uint16 reflectance
+    scl = _tif(tmp_path / "scl.tif", count=1)
+    with rasterio.open(
+        tmp_path / "b08.tif",
+        "w",
+        driver="GTiff",
+        width=32,
+        height=32,
+        count=1,
+        dtype="uint16",
+        crs="EPSG:32614",
+        transform=from_origin(500000, 5200000, 5, 5),
+        nodata=0,
+    ) as dst:
+        dst.write(np.full((1, 32, 32), 4321, dtype=np.uint16))
+    scene = Scene(
+        key="stac:c/y",
+        name="y",
+        acquired=datetime(2020, 1, 1, tzinfo=UTC),
+        acquired_from="stac",
+        uri="u",
+        fingerprint="f",
+        assets={"scl": f"{scl}#1", "nir": f"{tmp_path / 'b08.tif'}#1"},
+    )
+    with rasterio.open(write_scene_vrt(scene, tmp_path / "work" / "y.vrt")) as ds:
+        assert ds.dtypes == ("uint16", "uint16")
+        assert ds.read(1)[0, 0] == 9 and ds.read(2)[0, 0] == 4321
+
+
 def test_every_registered_source_declares_its_keys() -> None:
     from geotl.config import SourceOptions, scene_sources
     from geotl.monitor.sources import SOURCES

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 
@@ -95,12 +96,14 @@ def write_scene_vrt(scene: Scene, vrt_path: Path) -> Path:
                         scene.uri,
                     ) from exc
             sources.append((href, index))
-    ref_crs, ref_transform, width, height, dtype, nodata = grids[sources[0][0]]
+    ref_crs, ref_transform, width, height, _, nodata = grids[sources[0][0]]
+    # one type that holds every band (a uint8 asset beside uint16 ones must not cut them)
+    dtype = str(np.result_type(*(grids[href][4] for href, _ in sources)))
     root = ET.Element("VRTDataset", rasterXSize=str(width), rasterYSize=str(height))
     ET.SubElement(root, "SRS").text = ref_crs.to_wkt()
     ET.SubElement(root, "GeoTransform").text = ", ".join(repr(v) for v in ref_transform.to_gdal())
     for i, (href, index) in enumerate(sources, start=1):
-        crs, transform, w, h, band_dtype, band_nodata = grids[href]
+        crs, transform, w, h, _, band_nodata = grids[href]
         if crs != ref_crs:
             raise SceneError(
                 f"asset {href} is in {crs}, other bands in {ref_crs}: cannot stack", scene.uri
@@ -121,7 +124,6 @@ def write_scene_vrt(scene: Scene, vrt_path: Path) -> Path:
         ET.SubElement(src, "DstRect", xOff="0", yOff="0", xSize=str(width), ySize=str(height))
         if band_nodata is not None:
             ET.SubElement(src, "NODATA").text = repr(float(band_nodata))
-        del band_dtype
     vrt_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(vrt_path, ET.tostring(root))
     return vrt_path

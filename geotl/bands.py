@@ -12,13 +12,27 @@ was trained on, both in this vocabulary, so the adapter can match them by name:
 >>> canonical_band("VH")
 'vh'
 
-A region on bands no base model knows (radar, thermal) still adapts a pretrained base: the
-first layer is new, the rest of the network pretrained (:mod:`geotl.models.adapt`).
+A band of one's own (an index, an elevation model, one date of a stacked time series) is
+written ``custom:<name>``: never mistaken for a typo, matched by that name between regions
+and models, and new to every pretrained base:
+
+>>> canonical_band("custom:NDVI"), canonical_band("swir1"), canonical_band("nir2")
+('custom:ndvi', 'swir16', 'nir09')
+
+A region on bands no base model knows (radar, thermal, custom) still adapts a pretrained
+base: the first layer is new, the rest of the network pretrained (:mod:`geotl.models.adapt`).
 """
 
 from __future__ import annotations
 
-__all__ = ["COMMON_NAMES", "SENSOR_IDS", "canonical_band", "canonical_bands", "is_known_band"]
+__all__ = [
+    "COMMON_NAMES",
+    "CUSTOM_PREFIX",
+    "SENSOR_IDS",
+    "canonical_band",
+    "canonical_bands",
+    "is_known_band",
+]
 
 COMMON_NAMES: tuple[str, ...] = (
     "coastal",
@@ -30,6 +44,9 @@ COMMON_NAMES: tuple[str, ...] = (
     "rededge3",
     "nir",
     "nir08",
+    "nir09",
+    "yellow",
+    "rededge",
     "watervapour",
     "cirrus",
     "swir16",
@@ -73,14 +90,27 @@ SENSOR_IDS: dict[str, str] = {
     "ST_B10": "lwir11",
 }
 
-_ALIASES: dict[str, str] = {"water_vapour": "watervapour", "watervapor": "watervapour"}
+# other spellings users write (Landsat community names, WorldView-2/3, PlanetScope)
+_ALIASES: dict[str, str] = {
+    "water_vapour": "watervapour",
+    "watervapor": "watervapour",
+    "coastal_blue": "coastal",
+    "coastal_aerosol": "coastal",
+    "red_edge": "rededge",
+    "nir1": "nir",
+    "nir2": "nir09",
+    "swir1": "swir16",
+    "swir2": "swir22",
+}
+CUSTOM_PREFIX = "custom:"
+"""How a band outside the vocabulary is declared: ``custom:ndvi``."""
 
 
 def canonical_band(name: str) -> str:
     """Return the common name for a band name or sensor band id.
 
     Args:
-        name: a common name (any case) or a Sentinel-2 / Landsat band id.
+        name: a common name (any case), a Sentinel-2 / Landsat band id, or ``custom:<name>``.
 
     Returns:
         The common name.
@@ -92,6 +122,8 @@ def canonical_band(name: str) -> str:
     if upper in SENSOR_IDS:
         return SENSOR_IDS[upper]
     lower = name.strip().lower()
+    if lower.startswith(CUSTOM_PREFIX) and lower[len(CUSTOM_PREFIX) :].strip():
+        return CUSTOM_PREFIX + lower[len(CUSTOM_PREFIX) :].strip()
     lower = _ALIASES.get(lower, lower)
     if lower in COMMON_NAMES:
         return lower

@@ -76,7 +76,8 @@ class ImageryConfig(_Strict):
         if unknown:
             raise ValueError(
                 f"unknown band name(s) {unknown}: use common names (red, green, blue, nir, "
-                "swir16, ...) or Sentinel-2 / Landsat band ids (B04, SR_B4, ...)"
+                "swir16, ...) or Sentinel-2 / Landsat band ids (B04, SR_B4, ...); a band of "
+                f"your own (an index, an elevation model) is written 'custom:{unknown[0]}'"
             )
         return bands
 

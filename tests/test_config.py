@@ -41,6 +41,25 @@ def test_demo_region_loads() -> None:
     assert region.labels_path().is_file()
 
 
+def test_sensor_spellings_and_custom_bands_load(folder: Path) -> None:
+    # WorldView-3 / PlanetScope / Landsat community spellings, and bands of one's own
+    from geotl.bands import canonical_bands
+
+    text = BASE.replace(
+        'bands = ["red", "green", "blue"]',
+        'bands = ["coastal_blue", "yellow", "red_edge", "nir2", "swir1", "custom:NDVI"]',
+    )
+    region = _load(folder, text)
+    assert canonical_bands(region.imagery.bands) == [  # type: ignore[attr-defined]
+        "coastal",
+        "yellow",
+        "rededge",
+        "nir09",
+        "swir16",
+        "custom:ndvi",
+    ]
+
+
 def test_paths_resolve_relative_to_file(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir("/")
     region = _load(folder, BASE)
@@ -58,7 +77,10 @@ def test_paths_resolve_relative_to_file(folder: Path, monkeypatch: pytest.Monkey
             lambda t: t.replace('"img/*.tif"', '"nope/*.tif"'),
             r"imagery.paths: 'nope/\*.tif' matches no file",
         ),
-        (lambda t: t.replace('"blue"', '"bleu"'), r"unknown band name\(s\) \['bleu'\]"),
+        (
+            lambda t: t.replace('"blue"', '"bleu"'),
+            r"unknown band name\(s\) \['bleu'\]: .* written 'custom:bleu'",
+        ),
         (
             lambda t: t.replace('Tree = "tree"', 'Tree = "trees"'),
             r"unknown class\(es\) \['trees'\]",

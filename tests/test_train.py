@@ -342,18 +342,18 @@ def test_a_model_no_better_than_the_constant_map_is_reported(score, warned, capl
 
 
 def test_bands_no_base_knows_train_on_the_pretrained_network(tmp_path, caplog):
-    """Radar or thermal bands on an RGB base: a new, trainable first layer, not a refusal."""
+    """Radar, thermal or custom bands on an RGB base: a new, trainable first layer."""
     import logging
 
     region_file = tmp_path / "radar.toml"
     region_file.write_text(
         DEMO.read_text()
         .replace('name = "demo-osbs"', 'name = "radar"')
-        .replace('bands = ["red", "green", "blue"]', 'bands = ["VV", "vh", "ST_B10"]')
+        .replace('bands = ["red", "green", "blue"]', 'bands = ["VV", "custom:DEM", "ST_B10"]')
         .replace('"demo-osbs/', f'"{DEMO.parent}/demo-osbs/')
     )
     region = load_region(region_file)
-    assert region.imagery.bands == ["VV", "vh", "ST_B10"]
+    assert region.imagery.bands == ["VV", "custom:DEM", "ST_B10"]
     with caplog.at_level(logging.INFO, logger="geotl"):
         card = train_model(
             [region],
@@ -364,4 +364,4 @@ def test_bands_no_base_knows_train_on_the_pretrained_network(tmp_path, caplog):
     assert "first convolution trains" in caplog.text
     from geotl.bands import canonical_bands
 
-    assert canonical_bands(card.bands) == ["vv", "vh", "lwir11"]
+    assert canonical_bands(card.bands) == ["vv", "custom:dem", "lwir11"]

@@ -54,23 +54,30 @@ def _last_change(path: Path) -> float:
 def remove_stale(kind: str) -> list[Path]:
     """Remove this host's ``kind`` scratch folders of processes that are gone; those removed.
 
+    Never fails a run: a folder that goes away meanwhile (its run ended) or cannot be
+    removed is passed over.
+
     >>> remove_stale("doctest-nothing-here")
     []
     """
     pattern = re.compile(rf"geotl-{re.escape(kind)}-{re.escape(_host())}-(\d+)-")
     now = time.time()
-    removed = []
-    with os.scandir(tempfile.gettempdir()) as entries:
-        candidates = [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
-    for path in candidates:
-        match = pattern.match(path.name)
-        if match is None or path.stat().st_uid != os.getuid():
-            continue
-        pid = int(match.group(1))
+    removed: list[Path] = []
+    try:
+        with os.scandir(tempfile.gettempdir()) as entries:
+            candidates = [
+                (Path(e.path), int(m.group(1)))
+                for e in entries
+                if (m := pattern.match(e.name)) is not None and e.is_dir(follow_symlinks=False)
+            ]
+    except OSError:
+        return removed
+    for path, pid in candidates:
         if pid == os.getpid() or _alive(pid):
             continue
+        # another run may remove its own folder between the listing and here
         with contextlib.suppress(OSError):
-            if now - _last_change(path) < STALE_AFTER_S:
+            if path.stat().st_uid != os.getuid() or now - _last_change(path) < STALE_AFTER_S:
                 continue
             shutil.rmtree(path)
             log.info("removed %s, left by a run that was killed (process %d)", path, pid)

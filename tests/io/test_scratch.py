@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -59,6 +60,23 @@ def test_only_old_folders_of_dead_processes_on_this_host_go(tmpdir_env: Path) ->
     assert sorted(p.name for p in tmpdir_env.iterdir()) == sorted(
         p.name for k, p in made.items() if k != "stale"
     )
+
+
+def test_a_folder_that_goes_away_meanwhile_is_passed_over(
+    tmpdir_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # another run ends (and removes its folder) between the listing and the checks
+    gone = tmpdir_env / f"geotl-predict-{scratch._host()}-{_dead_pid()}-f6"
+    gone.mkdir()
+    listing = os.scandir
+
+    def scandir_then_remove(path: str) -> object:
+        entries = list(listing(path))
+        gone.rmdir()
+        return contextlib.nullcontext(iter(entries))
+
+    monkeypatch.setattr(scratch.os, "scandir", scandir_then_remove)
+    assert remove_stale("predict") == []
 
 
 def test_scratch_dir_is_removed_on_error_and_names_its_process(tmpdir_env: Path) -> None:

@@ -54,7 +54,7 @@ class SceneInfo:
     dtype: str
     nodata: float | None
     resolution_m: float
-    band_indexes: tuple[int, ...] = ()  # the data bands' 1-based indexes in the file
+    band_indexes: tuple[int, ...]  # the data bands' 1-based indexes in the file
     mask_bands: tuple[int, ...] = ()  # bands whose GDAL masks to read (:func:`mask_bands`)
     alpha_band: int | None = None  # the alpha band's 1-based index, if the file has one
 

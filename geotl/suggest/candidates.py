@@ -92,7 +92,7 @@ def scene_candidates(
     >>> from affine import Affine
     >>> from rasterio.crs import CRS
     >>> info = SceneInfo(Path("s.tif"), CRS.from_epsg(32617), Affine(1, 0, 0, 0, -1, 40),
-    ...                  40, 40, 3, "uint8", None, 1.0)
+    ...                  40, 40, 3, "uint8", None, 1.0, (1, 2, 3))
     >>> cands, n_test, n_done = scene_candidates(info, 20, [box(0, 0, 10, 10)], [box(20, 20, 40, 40)])
     >>> [(c.window.row_off, c.window.col_off) for c in cands], n_test, n_done
     ([(0, 0), (20, 20)], 1, 1)

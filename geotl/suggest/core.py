@@ -284,8 +284,7 @@ def _reading(path: Path) -> Iterator[Any]:
 def _read_square(c: Candidate, max_nodata: float) -> tuple[np.ndarray, np.ndarray] | None:
     """The square's valid pixels ``(bands, n)`` and valid mask, or None if mostly nodata."""
     with _reading(c.scene.path) as ds:
-        # an alpha band is the mask, not a feature
-        bands = list(c.scene.band_indexes) or list(range(1, ds.count + 1))
+        bands = list(c.scene.band_indexes)  # an alpha band is the mask, not a feature
         img = read_data(ds, bands, window=c.window).astype(np.float64)
         masks = ds.read_masks(bands, window=c.window)
         valid = (masks > 0).all(axis=0) & np.isfinite(img).all(axis=0)

@@ -16,7 +16,8 @@ A candidate's **score** is the mean over its valid pixels of a per-pixel uncerta
 The pick is greedy: the first area is the most uncertain; each next one maximises
 ``score x min(1, d / tau)``, where ``d`` is the distance (in a z-scored appearance
 descriptor: per-band mean and spread, predicted class fractions) to the nearest area
-already picked and ``tau`` half the median distance between candidates. So the ``n`` suggestions do not pile up in one cloud shadow or one land cover.
+already picked and ``tau`` half the median distance between candidates. So the ``n``
+suggestions do not pile up in one cloud shadow or one land cover.
 """
 
 from __future__ import annotations

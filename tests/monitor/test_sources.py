@@ -29,19 +29,25 @@ from geotl.monitor.sources import (
 )
 
 
-def _tif(path: Path, tags: dict[str, str] | None = None, count: int = 4) -> Path:
+def _tif(
+    path: Path,
+    tags: dict[str, str] | None = None,
+    count: int = 4,
+    dtype: str = "uint8",
+    value: int = 9,
+) -> Path:
     profile = {
         "driver": "GTiff",
         "width": 32,
         "height": 32,
         "count": count,
-        "dtype": "uint8",
+        "dtype": dtype,
         "crs": "EPSG:32614",
         "transform": from_origin(500000, 5200000, 5, 5),
         "nodata": 0,
     }
     with rasterio.open(path, "w", **profile) as dst:
-        dst.write(np.full((count, 32, 32), 9, dtype=np.uint8))
+        dst.write(np.full((count, 32, 32), value, dtype=dtype))
         if tags:
             dst.update_tags(**tags)
     return path
@@ -172,19 +178,7 @@ def test_vrt_stacks_bands_from_assets(tmp_path: Path) -> None:
 def test_vrt_of_assets_of_different_types_keeps_every_value(tmp_path: Path) -> None:
     # a uint8 asset (a scene classification, say) listed before uint16 reflectance
     scl = _tif(tmp_path / "scl.tif", count=1)
-    with rasterio.open(
-        tmp_path / "b08.tif",
-        "w",
-        driver="GTiff",
-        width=32,
-        height=32,
-        count=1,
-        dtype="uint16",
-        crs="EPSG:32614",
-        transform=from_origin(500000, 5200000, 5, 5),
-        nodata=0,
-    ) as dst:
-        dst.write(np.full((1, 32, 32), 4321, dtype=np.uint16))
+    b08 = _tif(tmp_path / "b08.tif", count=1, dtype="uint16", value=4321)
     scene = Scene(
         key="stac:c/y",
         name="y",
@@ -192,7 +186,7 @@ def test_vrt_of_assets_of_different_types_keeps_every_value(tmp_path: Path) -> N
         acquired_from="stac",
         uri="u",
         fingerprint="f",
-        assets={"scl": f"{scl}#1", "nir": f"{tmp_path / 'b08.tif'}#1"},
+        assets={"scl": f"{scl}#1", "nir": f"{b08}#1"},
     )
     with rasterio.open(write_scene_vrt(scene, tmp_path / "work" / "y.vrt")) as ds:
         assert ds.dtypes == ("uint16", "uint16")

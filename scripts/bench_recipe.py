@@ -25,6 +25,9 @@ Variants (``--variants``, comma-separated):
   again on train + val chips for the step validation chose);
 - ``none`` / ``none_refit``: ``default`` / ``refit`` from random weights (``--base none``);
   ``none_old``: ``none`` with the encoder at a tenth of the rate (the default before stop 20);
+- ``trainprior`` / ``none_trainprior``: ``default`` / ``none`` with ``[model] class_prior =
+  "train"`` (no class-prior correction: geotl before stop 28); ``instances_trainprior``
+  the same for ``instances``;
 - ``plain``: ``scripts/baseline_plain.py`` on the same train (+ val) chips, the label budget
   drawn over both; ``plain_train``: on the train chips only (what geotl trains on without
   refit); ``plain_none`` / ``plain_train_none``: the same from random weights.
@@ -81,11 +84,18 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "none": ({}, {"base": "none"}),
     "none_old": ({}, {"base": "none", "encoder_lr": 1e-4}),
     "none_refit": ({"refit": True}, {"base": "none"}),
+    "trainprior": ({"class_prior": "train"}, {}),
+    "none_trainprior": ({"class_prior": "train"}, {"base": "none"}),
     "instances": ({}, {}),
+    "instances_trainprior": ({"class_prior": "train"}, {}),
     "design_instances": ({"epochs": 20}, {"steps": None}),
 }
 #: variants that change the region's task (issue 9: touching objects separated)
-VARIANT_TASK: dict[str, str] = {"instances": "instances", "design_instances": "instances"}
+VARIANT_TASK: dict[str, str] = {
+    "instances": "instances",
+    "instances_trainprior": "instances",
+    "design_instances": "instances",
+}
 
 
 def main() -> None:

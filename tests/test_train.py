@@ -1,6 +1,7 @@
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -339,6 +340,54 @@ def test_a_model_no_better_than_the_constant_map_is_reported(score, warned, capl
     assert chosen is not None and chosen["floor_iou"] == pytest.approx(0.4)
     said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert bool([m for m in said if "does not beat a map of nothing but tree" in m]) is warned
+
+
+@pytest.mark.parametrize("task_name", ["segmentation", "instances"])
+def test_class_prior_offsets_calibrate_the_logits_to_the_target_balance(task_name):
+    # train labels 5.6 % foreground (a budget thinned the objects), target balance 50 %:
+    # with the offsets in the loss, the logits a bias-only network learns give p(fg) 0.5
+    from geotl.train.data import prior_offsets
+    from geotl.train.tasks import make_task
+
+    masks = torch.zeros(4, 10, 10, dtype=torch.uint8)
+    masks[:, 0, :5] = 1  # 20 of 400 pixels
+    masks[:, 9, :] = 255  # ignore stays out of the balance
+    offsets = torch.tensor(prior_offsets(np.array([340, 20]) / 360, np.array([0.5, 0.5])))
+    learnt = {}
+    for name, correction in (("as labelled", None), ("corrected", offsets.float())):
+        task = make_task(task_name, ["tree"], "ce")
+        task.set_class_prior(correction)
+        channels = 2 if task_name == "segmentation" else 4
+        bias = torch.zeros(channels, requires_grad=True)
+        opt = torch.optim.Adam([bias], lr=0.05)
+        targets = task.targets(masks)
+        for _ in range(400):
+            opt.zero_grad()
+            task.loss(bias[None, :, None, None].expand(4, channels, 10, 10), targets).backward()
+            opt.step()
+        learnt[name] = torch.softmax(bias[:2].detach(), 0)[1].item()
+    assert learnt["as labelled"] == pytest.approx(20 / 360, abs=0.01)
+    assert learnt["corrected"] == pytest.approx(0.5, abs=0.02)
+
+
+def test_class_prior_follows_the_val_chips_under_a_budget(demo_chips, tmp_path):
+    from geotl.train.data import class_shares, load_training_sets
+
+    region = load_region(DEMO)
+    opts = TrainOptions(chips=(demo_chips,), steps=2, val_every=2, max_labels=2, batch_size=8)
+    card = train_model([region], tmp_path / "m", opts)
+    prior = card.metrics["class_prior"]
+    sets = load_training_sets([region], [demo_chips], ["red", "green", "blue"], 2, 0)
+    assert prior["train"] == pytest.approx(class_shares(sets.train, 2).tolist(), abs=1e-4)
+    assert prior["target"] == pytest.approx(class_shares(sets.val, 2).tolist(), abs=1e-4)
+    # unsampled crowns are ignore, their background is not: too few crown pixels in train
+    assert prior["train"][1] < prior["target"][1] and prior["offsets"][1] < 0
+    # class_prior = "train": the balance as labelled, nothing on the card
+    plain = load_region(
+        _demo_variant(tmp_path, "batch_size = 8", 'batch_size = 8\nclass_prior = "train"')
+    )
+    again = train_model([plain], tmp_path / "plain", opts)
+    assert "class_prior" not in again.metrics and again.model_id != card.model_id
 
 
 def test_bands_no_base_knows_train_on_the_pretrained_network(tmp_path, caplog):

@@ -62,6 +62,7 @@ class Settings:
     loss: str
     patience: int
     refit: bool
+    class_prior: str
     max_labels: int | None
     require_commercial: bool
     seed: int
@@ -107,6 +108,7 @@ def resolve_settings(regions: list[Region], options: TrainOptions) -> Settings:
         loss=options.loss or cfg.loss,
         patience=options.patience or cfg.patience,
         refit=options.refit if options.refit is not None else cfg.refit,
+        class_prior=cfg.class_prior,
         max_labels=options.max_labels if options.max_labels is not None else cfg.max_labels,
         require_commercial=any(r.model.require_commercial_licence for r in regions),
         seed=options.seed,

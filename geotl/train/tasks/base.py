@@ -78,6 +78,8 @@ class Task(ABC):
         self.best_threshold: float | None = None
         # the region's [predict] threshold when its file sets one: validation scores there
         self.threshold_set: float | None = None
+        # per-class logit offsets added in the training loss only (see set_class_prior)
+        self.logit_offsets: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:
@@ -107,6 +109,16 @@ class Task(ABC):
         augmentation moves it with the pixels.
         """
         return None
+
+    def set_class_prior(self, offsets: torch.Tensor | None) -> None:
+        """Correct the class balance of the training labels (``None``: as they are).
+
+        ``offsets`` (one per class, background first) are ``log(train share) - log(target
+        share)``: a task that scores classes adds them to its class logits in the loss, so
+        that the logits themselves model the target balance (logit adjustment). A task
+        without class logits (detection) overrides this to keep none.
+        """
+        self.logit_offsets = offsets
 
     @abstractmethod
     def targets(self, masks: torch.Tensor) -> Any:

@@ -80,6 +80,10 @@ class DetectionTask(Task):
         super().__init__(classes, loss)
         self.best_score = -1.0
 
+    def set_class_prior(self, offsets: torch.Tensor | None) -> None:
+        """Nothing to correct: RetinaNet's focal loss scores boxes, not pixel classes."""
+        self.logit_offsets = None
+
     def build_network(
         self, base: LoadedBase, bands: list[str], seed: int, encoder: str | None
     ) -> tuple[torch.nn.Module, NetworkSpec, BandPlan | None]:

@@ -76,6 +76,11 @@ class InstancesTask(Task):
         self.segmentation = SegmentationTask(classes, loss)
         self.pos_weight = torch.tensor([1.0, _CONTACT_WEIGHT])[:, None, None]
 
+    def set_class_prior(self, offsets: torch.Tensor | None) -> None:
+        """The class channels' offsets (border and contact keep their own weighting)."""
+        super().set_class_prior(offsets)
+        self.segmentation.set_class_prior(offsets)
+
     def build_network(
         self, base: LoadedBase, bands: list[str], seed: int, encoder: str | None
     ) -> tuple[torch.nn.Module, NetworkSpec, BandPlan | None]:

@@ -15,7 +15,11 @@ __all__ = ["SegmentationTask"]
 
 
 class SegmentationTask(Task):
-    """Per-pixel classes; loss ``ce``, ``dice``, ``focal`` or ``ce+dice``, ignore 255."""
+    """Per-pixel classes; loss ``ce``, ``dice``, ``focal`` or ``ce+dice``, ignore 255.
+
+    The loss sees the logits plus the class-prior offsets (:meth:`Task.set_class_prior`);
+    validation and prediction see the logits as they are.
+    """
 
     name: ClassVar[str] = "segmentation"
 
@@ -33,6 +37,8 @@ class SegmentationTask(Task):
         """The configured loss; zero (with a gradient path) when every pixel is ignore."""
         if (targets != IGNORE).sum() == 0:
             return outputs.sum() * 0.0
+        if self.logit_offsets is not None:
+            outputs = outputs + self.logit_offsets.to(outputs)[None, :, None, None]
         if self.loss_name == "ce":
             return cast(torch.Tensor, self.ce(outputs, targets))
         if self.loss_name == "dice":

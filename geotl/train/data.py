@@ -162,8 +162,9 @@ def class_shares(datasets: list[ChipData], num_classes: int) -> np.ndarray | Non
     """
     shares = []
     for d in datasets:
-        labelled = d.masks[d.masks != IGNORE]
-        counts = np.bincount(labelled, minlength=num_classes)[:num_classes]
+        counts = np.zeros(num_classes, np.int64)
+        for m in d.masks:  # chip by chip: no copy of a large region's masks
+            counts += np.bincount(m.ravel(), minlength=256)[:num_classes]
         if counts.sum():
             shares.append(counts / counts.sum())
     return np.mean(shares, axis=0) if shares else None

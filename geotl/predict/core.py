@@ -30,7 +30,7 @@ from geotl.cores import usable_cores
 from geotl.errors import GeotlError, GeotlInputError, RasterError, SceneError
 from geotl.io.atomic import check_output_file
 from geotl.io.dates import acquired_text, read_acquired
-from geotl.io.rasters import data_band_indexes, ground_resolution_m, open_raster
+from geotl.io.rasters import data_band_indexes, ground_resolution_m, mask_bands, open_raster
 from geotl.io.scratch import scratch_dir
 from geotl.models.artefact import Artefact
 from geotl.predict.blocks import RowBlock
@@ -38,7 +38,13 @@ from geotl.predict.boxes import artefact_detector, detect_boxes
 from geotl.predict.engine import load_model
 from geotl.predict.objects import ObjectExtractor, extractor_for
 from geotl.predict.outputs import WRITERS, Prediction, write_cog
-from geotl.predict.scene import check_resolution, map_bands, scene_band_names
+from geotl.predict.scene import (
+    check_resolution,
+    check_units,
+    map_bands,
+    scene_band_means,
+    scene_band_names,
+)
 from geotl.predict.stream import StreamStats, infer_and_vectorise
 from geotl.predict.vectorise import min_pixels_for
 from geotl.predict.windows import ground_anchor, plan_windows
@@ -314,6 +320,16 @@ def predict_scene(
             data_bands[i - 1]
             for i in map_bands(scene_bands, len(data_bands), card.bands, scene_path)
         ]
+        if block is None or block.start == 0:  # said once per scene, not once per block
+            means = scene_band_means(ds, indexes, mask_bands(ds, data_bands))
+            units = check_units(means, card.normalisation.mean) if means else None
+            if units:
+                log.warning(
+                    "%s: %s: rescale the scene to their units (or train on imagery like it); "
+                    "predicting as it is",
+                    scene_path.name,
+                    units,
+                )
         res_m = ground_resolution_m(ds.crs, ds.transform, ds.width, ds.height)
         resample = check_resolution(res_m, card.resolution_m, options.resample, scene_path)
         when = (

@@ -1,4 +1,4 @@
-"""Fit a scene to a model card: band mapping by name, ground resolution.
+"""Fit a scene to a model card: band mapping by name, ground resolution, units.
 
 A scene's acquisition date is read by :func:`geotl.io.dates.read_acquired`.
 """
@@ -6,21 +6,34 @@ A scene's acquisition date is read by :func:`geotl.io.dates.read_acquired`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rasterio.windows import Window
 
 from geotl.bands import canonical_band, is_known_band
 from geotl.errors import BandMismatchError, RasterError
+from geotl.io.nodata import valid_mask
+from geotl.io.rasters import read_bands
 
 __all__ = [
     "check_model_bands",
     "check_resolution",
+    "check_units",
     "map_bands",
+    "scene_band_means",
     "scene_band_names",
 ]
 
 log = logging.getLogger(__name__)
 
 RESOLUTION_TOLERANCE = 0.1  # relative difference accepted without resampling
+# band means this many times above or below the training chips' mean other units: 8- vs
+# 16-bit, digital numbers vs reflectance, reflectance x 10000 vs 0-1 floats
+UNITS_FACTOR = 10.0
+_SAMPLE_GRID, _SAMPLE_PX = 3, 256  # the scene's values: 3 x 3 windows of up to 256 px
 
 
 def scene_band_names(
@@ -140,3 +153,55 @@ def check_resolution(scene_m: float, model_m: float, resample: bool, path: str |
             path,
         )
     return True
+
+
+def scene_band_means(
+    ds: Any, indexes: Sequence[int], mask_bands: Sequence[int] = ()
+) -> list[float] | None:
+    """Per-band mean of the valid pixels in a 3 x 3 grid of small windows across the scene.
+
+    Cheap at any scene size (nine reads of at most 256 px); None when they hold no data.
+    """
+    h, w = min(_SAMPLE_PX, ds.height), min(_SAMPLE_PX, ds.width)
+    total = np.zeros(len(indexes))
+    count = 0
+    for i in range(_SAMPLE_GRID):
+        for j in range(_SAMPLE_GRID):
+            row = (ds.height - h) * i // (_SAMPLE_GRID - 1)
+            col = (ds.width - w) * j // (_SAMPLE_GRID - 1)
+            data, masks = read_bands(ds, tuple(indexes), tuple(mask_bands), Window(col, row, w, h))
+            valid = valid_mask(data, ds.nodata, masks)
+            total += data[:, valid].astype(np.float64).sum(axis=1)
+            count += int(valid.sum())
+    return (total / count).tolist() if count else None
+
+
+def check_units(scene_means: Sequence[float], model_means: Sequence[float]) -> str | None:
+    """Why the scene looks to be in other units than the model's training imagery, or None.
+
+    Most bands whose mean is more than :data:`UNITS_FACTOR` times above or below the
+    training chips' mean (bands with a mean of zero or below, such as radar in dB, are not
+    judged): the model would see values it never saw, and predict without complaint.
+
+    >>> check_units([4000.0, 3900.0, 4100.0], [100.0, 98.0, 101.0])
+    'its band means [4000, 3900, 4100] are about 40x those of the imagery the model was trained on [100, 98, 101]'
+    >>> check_units([0.12, 0.1], [1200.0, 1000.0])[:48]
+    'its band means [0.12, 0.1] are about 1/10,000 of'
+    >>> check_units([150.0, 20.0], [100.0, 60.0]) is None  # a brighter or darker scene
+    True
+    """
+    ratios = [s / m for s, m in zip(scene_means, model_means, strict=True) if m > 0 and s > 0]
+    off = [r for r in ratios if r > UNITS_FACTOR or r < 1 / UNITS_FACTOR]
+    judged = sum(1 for m in model_means if m > 0)
+    if not judged or 2 * len(off) <= judged:
+        return None
+    factor = float(np.median(off))
+    size = f"{factor:,.0f}x" if factor >= 1 else f"1/{1 / factor:,.0f} of"
+
+    def listed(values: Sequence[float]) -> str:
+        return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+    return (
+        f"its band means {listed(scene_means)} are about {size} those of the imagery the "
+        f"model was trained on {listed(model_means)}"
+    )

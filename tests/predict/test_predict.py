@@ -333,3 +333,30 @@ def test_geodesic_areas_equal_pyproj_per_geometry() -> None:
     want = [abs(float(geod.geometry_area_perimeter(g)[0])) for g in geoms]
     assert geodesic_areas_m2(geoms).tolist() == want
     assert want[0] < want[2] and want[1] > 0
+
+
+def test_scene_in_other_units_is_said(
+    tmp_path: Path, scene: tuple[Path, np.ndarray], caplog: pytest.LogCaptureFixture
+) -> None:
+    # the model learnt 8-bit values; the same scene as 16-bit numbers 40x larger would be
+    # predicted without complaint: it is said, naming the file and the factor
+    path, band0 = scene
+    art = data.threshold_artefact(["red", "green", "blue"])
+    caplog.set_level("WARNING", logger="geotl")
+    predict_scene(art, path, PredictOptions(progress=False))
+    assert not [r for r in caplog.records if "band means" in r.getMessage()]
+    stack = np.stack([band0, band0, band0]).astype(np.uint16) * 40
+    wide = data.write_bands(tmp_path / "sixteen_bit.tif", stack, nodata=0)
+    predict_scene(art, wide, PredictOptions(progress=False))
+    said = [r.getMessage() for r in caplog.records if "band means" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("sixteen_bit.tif: its band means")
+    factor = 40 * band0[band0 > 0].mean() / data.MEAN
+    assert f"about {factor:.0f}x those of the imagery the model was trained on [127.5" in said[0]
+    # nodata is left out of the means: a scene half empty is not "other units"
+    caplog.clear()
+    half = np.stack([band0, band0, band0])
+    half[:, :, : half.shape[2] // 2] = 0
+    predict_scene(
+        art, data.write_bands(tmp_path / "half.tif", half, nodata=0), PredictOptions(progress=False)
+    )
+    assert not [r for r in caplog.records if "band means" in r.getMessage()]

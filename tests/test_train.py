@@ -414,3 +414,49 @@ def test_bands_no_base_knows_train_on_the_pretrained_network(tmp_path, caplog):
     from geotl.bands import canonical_bands
 
     assert canonical_bands(card.bands) == ["vv", "custom:dem", "lwir11"]
+
+
+def _sixteen_bit_demo(tmp_path: Path) -> Path:
+    """The demo region with its plot as 16-bit numbers 40x the 8-bit ones."""
+    import rasterio
+
+    img = tmp_path / "sixteen" / "OSBS_029.tif"
+    img.parent.mkdir()
+    with rasterio.open(DEMO.parent / "demo-osbs" / "imagery" / "OSBS_029.tif") as src:
+        profile = src.profile | {"dtype": "uint16"}
+        data = src.read().astype(np.uint16) * 40
+    with rasterio.open(img, "w", **profile) as dst:
+        dst.write(data)
+    text = _demo_variant(tmp_path, 'name = "demo-osbs"', 'name = "demo-sixteen"').read_text()
+    path = tmp_path / "sixteen.toml"
+    path.write_text(text.replace(f'"{DEMO.parent}/demo-osbs/imagery/*.tif"', f'"{img}"'))
+    return path
+
+
+def test_imagery_in_other_units_is_caught(demo_chips, demo_model, tmp_path, caplog):
+    sixteen = load_region(_sixteen_bit_demo(tmp_path))
+    chips = tmp_path / "sixteen-chips"
+    chip_region(sixteen, chips)
+    # trained together with 8-bit imagery: refused before any step, naming the region file
+    with pytest.raises(
+        GeotlInputError,
+        match=r"about 40x .* \(region demo-osbs's\): the regions' imagery is in other units",
+    ) as err:
+        train_model(
+            [load_region(DEMO), sixteen],
+            tmp_path / "both",
+            TrainOptions(chips=(demo_chips, chips), steps=2, val_every=2, batch_size=8),
+        )
+    assert str(err.value).startswith(str(sixteen.path))
+    # an 8-bit model: base adapted to it: the region's own normalisation, said
+    caplog.set_level("WARNING", logger="geotl")
+    card = train_model(
+        [sixteen],
+        tmp_path / "m",
+        TrainOptions(
+            chips=(chips,), base=f"model:{demo_model}", steps=2, val_every=2, batch_size=8
+        ),
+    )
+    base_mean = read_card(demo_model).normalisation.mean
+    assert card.normalisation.mean[0] == pytest.approx(40 * base_mean[0], rel=0.1)
+    assert [r for r in caplog.records if "other units, so the region's own" in r.getMessage()]

@@ -40,7 +40,6 @@ from geotl.predict.objects import ObjectExtractor, extractor_for
 from geotl.predict.outputs import WRITERS, Prediction, write_cog
 from geotl.predict.scene import (
     check_resolution,
-    check_units,
     map_bands,
     scene_band_means,
     scene_band_names,
@@ -322,13 +321,14 @@ def predict_scene(
         ]
         if block is None or block.start == 0:  # said once per scene, not once per block
             means = scene_band_means(ds, indexes, mask_bands(ds, data_bands))
-            units = check_units(means, card.normalisation.mean) if means else None
-            if units:
+            factor = card.normalisation.unit_factor(means) if means else None
+            if means and factor:
                 log.warning(
-                    "%s: %s: rescale the scene to their units (or train on imagery like it); "
-                    "predicting as it is",
+                    "%s: its %s, those of the imagery the model was trained on: other units? "
+                    "Rescale the scene to theirs (or train on imagery like it); predicting as "
+                    "it is",
                     scene_path.name,
-                    units,
+                    card.normalisation.describe_factor(factor, means),
                 )
         res_m = ground_resolution_m(ds.crs, ds.transform, ds.width, ds.height)
         resample = check_resolution(res_m, card.resolution_m, options.resample, scene_path)

@@ -21,7 +21,6 @@ from geotl.io.rasters import read_bands
 __all__ = [
     "check_model_bands",
     "check_resolution",
-    "check_units",
     "map_bands",
     "scene_band_means",
     "scene_band_names",
@@ -30,9 +29,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RESOLUTION_TOLERANCE = 0.1  # relative difference accepted without resampling
-# band means this many times above or below the training chips' mean other units: 8- vs
-# 16-bit, digital numbers vs reflectance, reflectance x 10000 vs 0-1 floats
-UNITS_FACTOR = 10.0
 _SAMPLE_GRID, _SAMPLE_PX = 3, 256  # the scene's values: 3 x 3 windows of up to 256 px
 
 
@@ -174,34 +170,3 @@ def scene_band_means(
             total += data[:, valid].astype(np.float64).sum(axis=1)
             count += int(valid.sum())
     return (total / count).tolist() if count else None
-
-
-def check_units(scene_means: Sequence[float], model_means: Sequence[float]) -> str | None:
-    """Why the scene looks to be in other units than the model's training imagery, or None.
-
-    Most bands whose mean is more than :data:`UNITS_FACTOR` times above or below the
-    training chips' mean (bands with a mean of zero or below, such as radar in dB, are not
-    judged): the model would see values it never saw, and predict without complaint.
-
-    >>> check_units([4000.0, 3900.0, 4100.0], [100.0, 98.0, 101.0])
-    'its band means [4000, 3900, 4100] are about 40x those of the imagery the model was trained on [100, 98, 101]'
-    >>> check_units([0.12, 0.1], [1200.0, 1000.0])[:48]
-    'its band means [0.12, 0.1] are about 1/10,000 of'
-    >>> check_units([150.0, 20.0], [100.0, 60.0]) is None  # a brighter or darker scene
-    True
-    """
-    ratios = [s / m for s, m in zip(scene_means, model_means, strict=True) if m > 0 and s > 0]
-    off = [r for r in ratios if r > UNITS_FACTOR or r < 1 / UNITS_FACTOR]
-    judged = sum(1 for m in model_means if m > 0)
-    if not judged or 2 * len(off) <= judged:
-        return None
-    factor = float(np.median(off))
-    size = f"{factor:,.0f}x" if factor >= 1 else f"1/{1 / factor:,.0f} of"
-
-    def listed(values: Sequence[float]) -> str:
-        return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
-
-    return (
-        f"its band means {listed(scene_means)} are about {size} those of the imagery the "
-        f"model was trained on {listed(model_means)}"
-    )

@@ -455,14 +455,7 @@ def _train(
             if id(data) not in prepared:
                 task.prepare_chips(r, cdir, data)
                 prepared.add(id(data))
-    if base.card is not None and [canonical_band(b) for b in base.card.bands] == [
-        canonical_band(b) for b in band_order
-    ]:
-        # a model: base with the same bands keeps its normalisation, so the reused
-        # encoder/decoder see inputs exactly as they were trained on
-        norm = base.card.normalisation
-    else:
-        norm = compute_normalisation(sets.train)
+    norm = _normalisation(regions, sets.train, base, band_order)
 
     schedule = resolve_schedule(settings, sum(len(d) for d in sets.train), first)
     chip_px = min(int(d.images.shape[-1]) for d in sets.train if len(d))
@@ -707,6 +700,48 @@ def _refit(
         "train_seconds": round(seconds, 2),
     }
     return sets.records, record, writes
+
+
+def _normalisation(
+    regions: list[Region], train: list[ChipData], base: LoadedBase, band_order: list[str]
+) -> Normalisation:
+    """The input normalisation: the train chips', or a ``model:`` base's own.
+
+    A ``model:`` base with the same bands keeps its normalisation, so the reused network
+    sees inputs as it was trained on, unless the region's imagery is in other units (8- vs
+    16-bit, say): then the region's own statistics put it on the scale the network knows.
+
+    Raises:
+        GeotlInputError: regions trained together whose imagery is in other units.
+    """
+    filled = [(r, d) for r, d in zip(regions, train, strict=True) if len(d)]
+    if len(filled) > 1:
+        first, reference = filled[0][0], compute_normalisation([filled[0][1]])
+        for r, d in filled[1:]:
+            own = compute_normalisation([d])
+            factor = reference.unit_factor(own.mean)
+            if factor:
+                raise GeotlInputError(
+                    f"the chips' {reference.describe_factor(factor, own.mean)} (region "
+                    f"{first.name}'s): the regions' imagery is in other units; rescale one to "
+                    "the other's (e.g. gdal_translate -scale) or train them apart",
+                    r.path,
+                )
+    pooled = compute_normalisation(train)
+    if base.card is None or [canonical_band(b) for b in base.card.bands] != [
+        canonical_band(b) for b in band_order
+    ]:
+        return pooled
+    kept: Normalisation = base.card.normalisation
+    factor = kept.unit_factor(pooled.mean)
+    if factor:
+        log.warning(
+            "the train chips' %s, the base model's: other units, so the region's own "
+            "normalisation is used instead of the base's",
+            kept.describe_factor(factor, pooled.mean),
+        )
+        return pooled
+    return kept
 
 
 def _class_prior(

@@ -415,6 +415,7 @@ def _scene_blocks(
     import rasterio
     from rasterio.errors import RasterioError
 
+    from geotl.io.rasters import north_up
     from geotl.predict.blocks import RowBlock, plan_blocks
     from geotl.predict.windows import ground_anchor
 
@@ -431,8 +432,8 @@ def _scene_blocks(
             height, width, transform = ds.height, ds.width, ds.transform
     except (RasterioError, OSError):
         return None  # the worker reports the scene's error
-    if ground_anchor(transform) is None:
-        return None
+    if ground_anchor(transform) is None or north_up(transform, width, height) is not None:
+        return None  # rotated, or read north-up through a VRT: one worker takes it whole
     core = opts.vector_window_px
     margin = 2 * opts.halo_px  # widened by the worker when an object needs more
     if block_rows is not None:

@@ -34,6 +34,7 @@ __all__ = [
     "data_band_indexes",
     "ground_resolution_m",
     "mask_bands",
+    "north_up",
     "open_raster",
     "read_bands",
     "read_data",
@@ -105,6 +106,27 @@ def ground_resolution_m(crs: CRS, transform: Affine, width: int, height: int) ->
         return float((px_x * m_per_deg_lon + px_y * m_per_deg_lat) / 2)
     factor = crs.linear_units_factor[1] if crs.is_projected else 1.0
     return float((px_x + px_y) / 2 * factor)
+
+
+def north_up(transform: Affine, width: int, height: int) -> Affine | None:
+    """The north-up transform of a grid stored south-up or east-left, else None.
+
+    rioxarray writes ascending-y data south-up (a positive pixel height); reading such a
+    scene through this transform (a WarpedVRT, nearest: an exact flip) shows the model
+    the ground as every north-up scene does. None when the grid is north-up already, or
+    rotated (left as it is).
+
+    >>> north_up(Affine(0.1, 0, 400.0, 0, 0.1, 3000.0), 100, 50)
+    Affine(0.1, 0.0, 400.0,
+           0.0, -0.1, 3005.0)
+    >>> north_up(Affine(0.1, 0, 400.0, 0, -0.1, 3000.0), 100, 50) is None
+    True
+    """
+    if transform.b or transform.d or (transform.a > 0 and transform.e < 0):
+        return None
+    left = min(transform.c, transform.c + transform.a * width)
+    top = max(transform.f, transform.f + transform.e * height)
+    return Affine(abs(transform.a), 0.0, left, 0.0, -abs(transform.e), top)
 
 
 def read_scene_info(path: str | Path, bands_expected: int | None = None) -> SceneInfo:

@@ -30,7 +30,13 @@ from geotl.cores import usable_cores
 from geotl.errors import GeotlError, GeotlInputError, RasterError, SceneError
 from geotl.io.atomic import check_output_file
 from geotl.io.dates import acquired_text, read_acquired
-from geotl.io.rasters import data_band_indexes, ground_resolution_m, mask_bands, open_raster
+from geotl.io.rasters import (
+    data_band_indexes,
+    ground_resolution_m,
+    mask_bands,
+    north_up,
+    open_raster,
+)
 from geotl.io.scratch import scratch_dir
 from geotl.models.artefact import Artefact
 from geotl.predict.blocks import RowBlock
@@ -342,25 +348,30 @@ def predict_scene(
         source: Any = ds
         vrt = None
         vrt_options: dict[str, Any] | None = None
-        if resample:
-            f = card.resolution_m / res_m
-            t = ds.transform
-            transform = rasterio.Affine(t.a * f, t.b * f, t.c, t.d * f, t.e * f, t.f)
+        flipped = north_up(ds.transform, ds.width, ds.height)
+        if resample or flipped is not None:
+            # read through a VRT: at the model's resolution, and north-up (a scene stored
+            # south-up is seen as the model saw the ground in training, windows included)
+            f = card.resolution_m / res_m if resample else 1.0
+            t = flipped or ds.transform
             vrt_options = {
                 "crs": ds.crs,
-                "transform": transform,
+                "transform": rasterio.Affine(t.a * f, t.b * f, t.c, t.d * f, t.e * f, t.f),
                 "width": max(1, round(ds.width / f)),
                 "height": max(1, round(ds.height / f)),
-                "resampling": Resampling.bilinear,
+                "resampling": Resampling.bilinear if resample else Resampling.nearest,
             }
             vrt = WarpedVRT(ds, **vrt_options)
             source = vrt
-            log.info(
-                "%s: resampling %.4g m -> %.4g m on the fly",
-                scene_path.name,
-                res_m,
-                card.resolution_m,
-            )
+            if resample:
+                log.info(
+                    "%s: resampling %.4g m -> %.4g m on the fly",
+                    scene_path.name,
+                    res_m,
+                    card.resolution_m,
+                )
+            if flipped is not None:
+                log.info("%s: stored south-up or east-left: read north-up", scene_path.name)
         extractor: ObjectExtractor | None = None
         open_source: Callable[[], contextlib.AbstractContextManager[Any]] = partial(
             _open_source, scene_path, vrt_options

@@ -363,3 +363,36 @@ def test_scene_in_other_units_is_said(
         art, data.write_bands(tmp_path / "half.tif", half, nodata=0), PredictOptions(progress=False)
     )
     assert not [r for r in caplog.records if "band means" in r.getMessage()]
+
+
+def test_south_up_scene_reads_north_up(tmp_path: Path, scene: tuple[Path, np.ndarray]) -> None:
+    # the same ground stored south-up (positive pixel height, as rioxarray writes ascending
+    # y): the model sees it north-up, so the polygons and scores are those of the north-up file
+    from geotl.predict.outputs.quicklook import write_quicklook
+
+    path, band0 = scene
+    h = band0.shape[0]
+    south_up = Affine(0.1, 0, data.ORIGIN.c, 0, 0.1, data.ORIGIN.f - 0.1 * h)
+    flipped = data.write_scene(tmp_path / "south_up.tif", band0[::-1], transform=south_up)
+    art = data.threshold_artefact(["red", "green", "blue"])
+    north = predict_scene(art, path, PredictOptions(progress=False))
+    south = predict_scene(art, flipped, PredictOptions(progress=False))
+    assert len(north.native) == len(south.native) > 3
+
+    def key(frame):
+        frame = frame.assign(x=frame.centroid.x.round(6), y=frame.centroid.y.round(6))
+        return frame.sort_values(["x", "y"]).reset_index(drop=True)
+
+    a, b = key(north.native), key(south.native)
+    assert all(
+        shapely.equals_exact(g, k, 1e-9) for g, k in zip(a.geometry, b.geometry, strict=True)
+    )
+    assert (a["score"] == b["score"]).all()
+    # the quicklook shows it north-up too: the same picture
+    pictures = []
+    for det, name in ((north, "n.png"), (south, "s.png")):
+        write_quicklook(tmp_path / name, det.scene, det.native, [1, 2, 3], ["c"])
+        import matplotlib.image
+
+        pictures.append(matplotlib.image.imread(tmp_path / name)[40:-40, 40:-40, :3])
+    assert np.abs(pictures[0] - pictures[1]).mean() < 0.01

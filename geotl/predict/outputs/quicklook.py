@@ -63,6 +63,9 @@ def write_quicklook(
         left, bottom, right, top = ds.bounds
         crs = ds.crs
         valid = valid_mask(data, ds.nodata, masks)
+        # drawn north-up, whichever way the file stores its rows and columns
+        flip = tuple(ax for ax, d in ((1, ds.transform.e > 0), (2, ds.transform.a < 0)) if d)
+        data, valid = np.flip(data, flip), np.flip(valid, tuple(a - 1 for a in flip))
     img = _stretch(data, valid)
     img = np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img[:3]
     rgba = np.concatenate([np.moveaxis(img, 0, -1), valid[..., None].astype(np.float32)], axis=-1)

@@ -382,6 +382,15 @@ def test_class_prior_follows_the_val_chips_under_a_budget(demo_chips, tmp_path):
     assert prior["target"] == pytest.approx(class_shares(sets.val, 2).tolist(), abs=1e-4)
     # unsampled crowns are ignore, their background is not: too few crown pixels in train
     assert prior["train"][1] < prior["target"][1] and prior["offsets"][1] < 0
+    # an instance model's refit (masks packed with border and contact bits by then) aims at
+    # the same val balance, from its own train + val chips under the budget
+    crowns = load_region(REPO / "regions" / "demo-osbs-crowns.toml")
+    refit = train_model([crowns], tmp_path / "r", replace(opts, refit=True, chips=()))
+    again_prior = refit.metrics["refit"]["class_prior"]
+    assert again_prior["target"] == refit.metrics["class_prior"]["target"]
+    assert again_prior["train"][1] < again_prior["target"][1] and sum(
+        again_prior["train"]
+    ) == pytest.approx(1)
     # class_prior = "train": the balance as labelled, nothing on the card
     plain = load_region(
         _demo_variant(tmp_path, "batch_size = 8", 'batch_size = 8\nclass_prior = "train"')

@@ -448,7 +448,9 @@ def _train(
     ]
     band_order = list(first.imagery.bands)
     sets = load_training_sets(regions, chips_dirs, band_order, settings.max_labels, settings.seed)
-    prior = _class_prior(task, sets.train, sets.val, settings)
+    # the val chips' class balance, read before prepare_chips packs more into the masks
+    target = None if sets.val is sets.train else class_shares(sets.val, task.num_classes)
+    prior = _class_prior(task, sets.train, target, settings)
     prepared: set[int] = set()  # without val chips, sets.val is sets.train
     for datasets in (sets.train, sets.val):
         for r, cdir, data in zip(regions, chips_dirs, datasets, strict=True):
@@ -519,7 +521,7 @@ def _train(
             settings,
             options,
             layout,
-            sets.val,
+            target,
         )
         network = refit_module.network
         seconds += refit["train_seconds"]
@@ -672,20 +674,20 @@ def _refit(
     settings: Settings,
     options: TrainOptions,
     layout: DeviceLayout,
-    val: list[ChipData],
+    target: np.ndarray | None,
 ) -> tuple[list[RegionRecord], dict[str, Any], bool]:
     """Train a fresh ``module`` on the train + val chips up to the ``step`` validation chose.
 
     The refit follows the run's learning-rate schedule and stops at ``step``: a shorter
     schedule of its own decays too early (SJER: 40 steps, test IoU 0.17 against 0.36).
-    Its class prior is corrected towards the same target, the ``val`` chips' balance.
+    Its class prior is corrected towards the same ``target``, the val chips' balance.
 
     Returns:
         What the final weights learned from, the card's record of the refit, and whether
         this process writes the artefact.
     """
     sets = load_refit_sets(regions, chips_dirs, band_order, settings.max_labels, settings.seed)
-    _class_prior(module.task, sets.train, val, settings)
+    prior = _class_prior(module.task, sets.train, target, settings)
     for r, cdir, data in zip(regions, chips_dirs, sets.train, strict=True):
         module.task.prepare_chips(r, cdir, data)
     steps = max(1, step)
@@ -693,12 +695,14 @@ def _refit(
     _, seconds, writes = _fit(
         module, sets.train, None, module.schedule, settings, options, layout, steps
     )
-    record = {
+    record: dict[str, Any] = {
         "steps": steps,
         "chips": sum(len(d) for d in sets.train),
         "labels_used": sum(r.labels_used for r in sets.records),
         "train_seconds": round(seconds, 2),
     }
+    if prior is not None:
+        record["class_prior"] = prior
     return sets.records, record, writes
 
 
@@ -745,20 +749,21 @@ def _normalisation(
 
 
 def _class_prior(
-    task: Task, train: list[ChipData], val: list[ChipData], settings: Settings
+    task: Task, train: list[ChipData], target: np.ndarray | None, settings: Settings
 ) -> dict[str, list[float]] | None:
-    """Set the task's class-prior correction from the chips' class masks; the card's record.
+    """Set the task's class-prior correction towards ``target``; the card's record.
 
     ``[model] class_prior = "validation"`` calibrates the model to the val chips' class
-    balance, which the label budget leaves whole (:func:`~geotl.train.data.prior_offsets`).
-    Nothing to correct without val chips of their own, or with ``"train"``. Call it before
+    balance (``target``), which the label budget leaves whole
+    (:func:`~geotl.train.data.prior_offsets`). Nothing to correct without val chips of
+    their own (``target`` None), or with ``"train"``. Call it before
     :meth:`Task.prepare_chips`, which may pack more than classes into the masks.
     """
     task.set_class_prior(None)
-    if settings.class_prior != "validation" or val is train:
+    if settings.class_prior != "validation" or target is None:
         return None
-    source, target = class_shares(train, task.num_classes), class_shares(val, task.num_classes)
-    if source is None or target is None:
+    source = class_shares(train, task.num_classes)
+    if source is None:
         return None
     offsets = prior_offsets(source, target)
     task.set_class_prior(torch.tensor(offsets, dtype=torch.float32))

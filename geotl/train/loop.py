@@ -715,8 +715,8 @@ def _normalisation(
     sees inputs as it was trained on, unless the region's imagery is in other units (8- vs
     16-bit, say): then the region's own statistics put it on the scale the network knows.
 
-    Raises:
-        GeotlInputError: regions trained together whose imagery is in other units.
+    Regions trained together whose imagery looks to be in other units are said, not
+    refused: a snow-covered region beside a dark forest can differ 10x in visible bands.
     """
     filled = [(r, d) for r, d in zip(regions, train, strict=True) if len(d)]
     if len(filled) > 1:
@@ -725,11 +725,13 @@ def _normalisation(
             own = compute_normalisation([d])
             factor = reference.unit_factor(own.mean)
             if factor:
-                raise GeotlInputError(
-                    f"the chips' {reference.describe_factor(factor, own.mean)} (region "
-                    f"{first.name}'s): the regions' imagery is in other units; rescale one to "
-                    "the other's (e.g. gdal_translate -scale) or train them apart",
+                log.warning(
+                    "%s: the chips' %s (region %s's): other units? One normalisation serves "
+                    "both, so rescale one to the other's (e.g. gdal_translate -scale) or "
+                    "train them apart",
                     r.path,
+                    reference.describe_factor(factor, own.mean),
+                    first.name,
                 )
     pooled = compute_normalisation(train)
     if base.card is None or [canonical_band(b) for b in base.card.bands] != [

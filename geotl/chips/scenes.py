@@ -21,7 +21,15 @@ from geotl.chips.windows import chip_windows
 from geotl.config import Region
 from geotl.errors import BandMismatchError, ConfigError, LabelError, RasterError
 from geotl.io.nodata import mask_fill_value
-from geotl.io.rasters import SceneInfo, open_raster, read_data, read_scene_info
+from geotl.io.rasters import (
+    SceneInfo,
+    describe_units,
+    open_raster,
+    read_data,
+    read_scene_info,
+    scene_band_means,
+    unit_factor,
+)
 from geotl.io.vectors import crs_name
 
 log = logging.getLogger(__name__)
@@ -80,6 +88,7 @@ def scan_scenes(region: Region) -> list[ChipScene]:
             f"{max(1, widest // 16)} or less",
             region.path,
         )
+    _check_units(scenes)
     for s in scenes:
         if not s.windows:
             log.warning(
@@ -91,6 +100,32 @@ def scan_scenes(region: Region) -> list[ChipScene]:
             )
     unique_scene_ids(scenes, region)
     return scenes
+
+
+def _check_units(scenes: list[ChipScene]) -> None:
+    """Say which scenes look to be in other units than the first (16- beside 8-bit...).
+
+    One normalisation will serve every chip, so such a scene is said, with its factor; not
+    refused, as a snow-covered scene beside a dark forest can differ as much in visible bands.
+    """
+    reference: tuple[str, list[float]] | None = None
+    for s in scenes:
+        with open_raster(s.info.path) as ds:
+            means = scene_band_means(ds, s.info.band_indexes, s.info.mask_bands, s.nodata)
+        if means is None:
+            continue
+        if reference is None:
+            reference = (s.info.path.name, means)
+            continue
+        factor = unit_factor(means, reference[1])
+        if factor:
+            log.warning(
+                "%s: its %s (%s's): other units? Rescale the scenes to one (e.g. "
+                "gdal_translate -scale) before chipping",
+                s.info.path.name,
+                describe_units(factor, means, reference[1]),
+                reference[0],
+            )
 
 
 def _probe(path: Path, info: SceneInfo) -> None:

@@ -27,11 +27,13 @@ from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
 from geotl.errors import RasterError
+from geotl.io.nodata import valid_mask
 
 __all__ = [
     "SceneInfo",
     "common_dtype",
     "data_band_indexes",
+    "describe_units",
     "ground_resolution_m",
     "mask_bands",
     "north_up",
@@ -39,7 +41,14 @@ __all__ = [
     "read_bands",
     "read_data",
     "read_scene_info",
+    "scene_band_means",
+    "unit_factor",
 ]
+
+
+# band means this many times above or below a reference are other units (unit_factor)
+UNITS_FACTOR = 10.0
+_SAMPLE_GRID, _SAMPLE_PX = 3, 256  # scene_band_means: 3 x 3 windows of up to 256 px
 
 
 @dataclass(frozen=True)
@@ -252,3 +261,62 @@ def read_bands(
 
 def _short(exc: Exception) -> str:
     return str(exc).splitlines()[0][:200]
+
+
+def scene_band_means(
+    ds: Any,
+    indexes: Sequence[int],
+    mask_bands: Sequence[int] = (),
+    nodata: float | None = None,
+) -> list[float] | None:
+    """Per-band mean of the valid pixels in a 3 x 3 grid of small windows across the scene.
+
+    Cheap at any scene size (nine reads of at most 256 px); None when they hold no data.
+    ``nodata``: the value that marks no data (default: the file's).
+    """
+    h, w = min(_SAMPLE_PX, ds.height), min(_SAMPLE_PX, ds.width)
+    total = np.zeros(len(indexes))
+    count = 0
+    for i in range(_SAMPLE_GRID):
+        for j in range(_SAMPLE_GRID):
+            row = (ds.height - h) * i // (_SAMPLE_GRID - 1)
+            col = (ds.width - w) * j // (_SAMPLE_GRID - 1)
+            data, masks = read_bands(ds, tuple(indexes), tuple(mask_bands), Window(col, row, w, h))
+            valid = valid_mask(data, ds.nodata if nodata is None else nodata, masks)
+            total += data[:, valid].astype(np.float64).sum(axis=1)
+            count += int(valid.sum())
+    return (total / count).tolist() if count else None
+
+
+def unit_factor(means: Sequence[float], reference: Sequence[float]) -> float | None:
+    """How many times ``means`` are ``reference``, when the two look to be other units.
+
+    Other units (8- vs 16-bit, digital numbers vs reflectance, reflectance x 10000 vs 0-1
+    floats): in most bands the ratio is over :data:`UNITS_FACTOR` or under its inverse.
+    Bands with a reference mean of zero or below (radar in dB) are not judged. Returns the
+    median of those ratios, else None.
+
+    >>> round(unit_factor([4000.0, 3900.0, 4100.0], [100.0, 98.0, 101.0]))
+    40
+    >>> unit_factor([150.0, 20.0, 101.0], [100.0, 98.0, 101.0]) is None  # brighter, darker
+    True
+    """
+    pairs = [(s, m) for s, m in zip(means, reference, strict=True) if m > 0]
+    off = [s / m for s, m in pairs if s > 0 and not 1 / UNITS_FACTOR <= s / m <= UNITS_FACTOR]
+    if not pairs or 2 * len(off) <= len(pairs):
+        return None
+    return float(np.median(off))
+
+
+def describe_units(factor: float, means: Sequence[float], reference: Sequence[float]) -> str:
+    """``band means [...] are about 40x [...]``: what :func:`unit_factor` found, said.
+
+    >>> describe_units(0.0001, [0.12, 0.1], [1200.0, 1000.0])
+    'band means [0.12, 0.1] are about 1/10,000 of [1200, 1000]'
+    """
+    size = f"{factor:,.0f}x" if factor >= 1 else f"1/{1 / factor:,.0f} of"
+
+    def listed(values: Sequence[float]) -> str:
+        return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+    return f"band means {listed(means)} are about {size} {listed(reference)}"

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from geotl import __version__
 from geotl.errors import ModelArtefactError
 from geotl.io.atomic import atomic_path, atomic_write_text
+from geotl.io.rasters import describe_units, unit_factor
 from geotl.models.network import NetworkSpec, build_network
 
 if TYPE_CHECKING:
@@ -66,11 +67,6 @@ class BaseModelRef(_Card):
     pretraining: str = ""
 
 
-# band means this many times above or below the training chips' mean are other units: 8-
-# vs 16-bit, digital numbers vs reflectance, reflectance x 10000 vs 0-1 floats
-UNITS_FACTOR = 10.0
-
-
 class Normalisation(_Card):
     """Per-band input normalisation in the file's raw units: ``(raw - mean) / std``."""
 
@@ -78,32 +74,15 @@ class Normalisation(_Card):
     std: list[float]
 
     def unit_factor(self, means: list[float]) -> float | None:
-        """How many times ``means`` are these means, when they look to be other units.
+        """How many times ``means`` are these, when they look to be other units (else None).
 
-        Other units: in most bands the ratio is over :data:`UNITS_FACTOR` or under its
-        inverse (bands with a mean of zero or below, such as radar in dB, are not judged);
-        the median of those ratios is returned, else None.
-
-        >>> n = Normalisation(mean=[100.0, 98.0, 101.0], std=[50.0, 50.0, 50.0])
-        >>> round(n.unit_factor([4000.0, 3900.0, 4100.0]))
-        40
-        >>> n.unit_factor([150.0, 20.0, 101.0]) is None  # a brighter or darker scene
-        True
+        :func:`geotl.io.rasters.unit_factor` against this normalisation's means.
         """
-        pairs = [(s, m) for s, m in zip(means, self.mean, strict=True) if m > 0]
-        off = [s / m for s, m in pairs if s > 0 and not 1 / UNITS_FACTOR <= s / m <= UNITS_FACTOR]
-        if not pairs or 2 * len(off) <= len(pairs):
-            return None
-        return float(np.median(off))
+        return unit_factor(means, self.mean)
 
     def describe_factor(self, factor: float, means: list[float]) -> str:
-        """``band means [...] are about 40x [...]``: what :meth:`unit_factor` found, said."""
-        size = f"{factor:,.0f}x" if factor >= 1 else f"1/{1 / factor:,.0f} of"
-
-        def listed(values: list[float]) -> str:
-            return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
-
-        return f"band means {listed(means)} are about {size} {listed(self.mean)}"
+        """``band means [...] are about 40x [...]`` (these means last)."""
+        return describe_units(factor, means, self.mean)
 
 
 class RegionRecord(_Card):

@@ -36,6 +36,7 @@ from geotl.io.rasters import (
     mask_bands,
     north_up,
     open_raster,
+    scene_band_means,
 )
 from geotl.io.scratch import scratch_dir
 from geotl.models.artefact import Artefact
@@ -47,7 +48,6 @@ from geotl.predict.outputs import WRITERS, Prediction, write_cog
 from geotl.predict.scene import (
     check_resolution,
     map_bands,
-    scene_band_means,
     scene_band_names,
 )
 from geotl.predict.stream import StreamStats, infer_and_vectorise

@@ -1,4 +1,4 @@
-"""Fit a scene to a model card: band mapping by name, ground resolution, units.
+"""Fit a scene to a model card: band mapping by name, ground resolution.
 
 A scene's acquisition date is read by :func:`geotl.io.dates.read_acquired`.
 """
@@ -6,30 +6,21 @@ A scene's acquisition date is read by :func:`geotl.io.dates.read_acquired`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-from rasterio.windows import Window
 
 from geotl.bands import canonical_band, is_known_band
 from geotl.errors import BandMismatchError, RasterError
-from geotl.io.nodata import valid_mask
-from geotl.io.rasters import read_bands
 
 __all__ = [
     "check_model_bands",
     "check_resolution",
     "map_bands",
-    "scene_band_means",
     "scene_band_names",
 ]
 
 log = logging.getLogger(__name__)
 
 RESOLUTION_TOLERANCE = 0.1  # relative difference accepted without resampling
-_SAMPLE_GRID, _SAMPLE_PX = 3, 256  # the scene's values: 3 x 3 windows of up to 256 px
 
 
 def scene_band_names(
@@ -149,24 +140,3 @@ def check_resolution(scene_m: float, model_m: float, resample: bool, path: str |
             path,
         )
     return True
-
-
-def scene_band_means(
-    ds: Any, indexes: Sequence[int], mask_bands: Sequence[int] = ()
-) -> list[float] | None:
-    """Per-band mean of the valid pixels in a 3 x 3 grid of small windows across the scene.
-
-    Cheap at any scene size (nine reads of at most 256 px); None when they hold no data.
-    """
-    h, w = min(_SAMPLE_PX, ds.height), min(_SAMPLE_PX, ds.width)
-    total = np.zeros(len(indexes))
-    count = 0
-    for i in range(_SAMPLE_GRID):
-        for j in range(_SAMPLE_GRID):
-            row = (ds.height - h) * i // (_SAMPLE_GRID - 1)
-            col = (ds.width - w) * j // (_SAMPLE_GRID - 1)
-            data, masks = read_bands(ds, tuple(indexes), tuple(mask_bands), Window(col, row, w, h))
-            valid = valid_mask(data, ds.nodata, masks)
-            total += data[:, valid].astype(np.float64).sum(axis=1)
-            count += int(valid.sum())
-    return (total / count).tolist() if count else None

@@ -464,3 +464,24 @@ def test_scene_smaller_than_chip_is_skipped(tmp_path: Path) -> None:
     path = write_region(tmp_path / "r.toml", ["*.tif"], "l.gpkg")
     summary = chip_region(load_region(path), tmp_path / "out")
     assert summary.n_scenes == 1 and summary.n_scenes_too_small == 1
+
+
+def test_a_scene_in_other_units_is_said(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # one 8-bit scene and one of 16-bit numbers 40x larger in one region: one normalisation
+    # would serve both, so the second is named with its factor (chipped all the same)
+    ramp = np.random.default_rng(0).integers(1, 200, size=(3, 64, 64))
+    write_scene(tmp_path / "a.tif", fill=ramp.astype("uint8"))
+    write_scene(tmp_path / "b.tif", fill=ramp * 40, dtype="uint16", origin=(X0 + 200, Y0))
+    write_boxes(tmp_path / "labels.gpkg", [(X0 + 3, Y0 - 13, X0 + 10, Y0 - 4)])
+    region = load_region(write_region(tmp_path / "region.toml", ["*.tif"], "labels.gpkg"))
+    with caplog.at_level("WARNING", logger="geotl"):
+        chip_region(region, tmp_path / "chips")
+    said = [r.getMessage() for r in caplog.records if "other units?" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("b.tif: its band means")
+    assert "are about 40x" in said[0] and "(a.tif's)" in said[0]
+    # scenes in one set of units say nothing
+    caplog.clear()
+    write_scene(tmp_path / "b.tif", fill=(ramp // 2).astype("uint8"), origin=(X0 + 200, Y0))
+    with caplog.at_level("WARNING", logger="geotl"):
+        chip_region(region, tmp_path / "chips2")
+    assert "other units?" not in caplog.text

@@ -109,7 +109,7 @@ def _check_units(scenes: list[ChipScene]) -> None:
     refused, as a snow-covered scene beside a dark forest can differ as much in visible bands.
     """
     reference: tuple[str, list[float]] | None = None
-    for s in scenes:
+    for s in scenes if len(scenes) > 1 else []:
         with open_raster(s.info.path) as ds:
             means = scene_band_means(ds, s.info.band_indexes, s.info.mask_bands, s.nodata)
         if means is None:

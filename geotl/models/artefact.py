@@ -22,7 +22,6 @@ from safetensors.torch import load_file, save_file
 from geotl import __version__
 from geotl.errors import ModelArtefactError
 from geotl.io.atomic import atomic_path, atomic_write_text
-from geotl.io.rasters import describe_units, unit_factor
 from geotl.models.network import NetworkSpec, build_network
 
 if TYPE_CHECKING:
@@ -72,17 +71,6 @@ class Normalisation(_Card):
 
     mean: list[float]
     std: list[float]
-
-    def unit_factor(self, means: list[float]) -> float | None:
-        """How many times ``means`` are these, when they look to be other units (else None).
-
-        :func:`geotl.io.rasters.unit_factor` against this normalisation's means.
-        """
-        return unit_factor(means, self.mean)
-
-    def describe_factor(self, factor: float, means: list[float]) -> str:
-        """``band means [...] are about 40x [...]`` (these means last)."""
-        return describe_units(factor, means, self.mean)
 
 
 class RegionRecord(_Card):

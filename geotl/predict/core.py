@@ -32,11 +32,13 @@ from geotl.io.atomic import check_output_file
 from geotl.io.dates import acquired_text, read_acquired
 from geotl.io.rasters import (
     data_band_indexes,
+    describe_units,
     ground_resolution_m,
     mask_bands,
     north_up,
     open_raster,
     scene_band_means,
+    unit_factor,
 )
 from geotl.io.scratch import scratch_dir
 from geotl.models.artefact import Artefact
@@ -327,14 +329,14 @@ def predict_scene(
         ]
         if block is None or block.start == 0:  # said once per scene, not once per block
             means = scene_band_means(ds, indexes, mask_bands(ds, data_bands))
-            factor = card.normalisation.unit_factor(means) if means else None
+            factor = unit_factor(means, card.normalisation.mean) if means else None
             if means and factor:
                 log.warning(
                     "%s: its %s, those of the imagery the model was trained on: other units? "
                     "Rescale the scene to theirs (or train on imagery like it); predicting as "
                     "it is",
                     scene_path.name,
-                    card.normalisation.describe_factor(factor, means),
+                    describe_units(factor, means, card.normalisation.mean),
                 )
         res_m = ground_resolution_m(ds.crs, ds.transform, ds.width, ds.height)
         resample = check_resolution(res_m, card.resolution_m, options.resample, scene_path)

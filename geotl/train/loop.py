@@ -36,6 +36,7 @@ from geotl.chips import read_chip_index
 from geotl.config import Region
 from geotl.errors import BandMismatchError, BaseModelError, GeotlInputError, OutputExistsError
 from geotl.io.atomic import prepare_output_dir
+from geotl.io.rasters import describe_units, unit_factor
 from geotl.io.scratch import scratch_dir
 from geotl.models.adapt import BandPlan
 from geotl.models.artefact import (
@@ -723,14 +724,14 @@ def _normalisation(
         first, reference = filled[0][0], compute_normalisation([filled[0][1]])
         for r, d in filled[1:]:
             own = compute_normalisation([d])
-            factor = reference.unit_factor(own.mean)
+            factor = unit_factor(own.mean, reference.mean)
             if factor:
                 log.warning(
                     "%s: the chips' %s (region %s's): other units? One normalisation serves "
                     "both, so rescale one to the other's (e.g. gdal_translate -scale) or "
                     "train them apart",
                     r.path,
-                    reference.describe_factor(factor, own.mean),
+                    describe_units(factor, own.mean, reference.mean),
                     first.name,
                 )
     pooled = compute_normalisation(train)
@@ -739,12 +740,12 @@ def _normalisation(
     ]:
         return pooled
     kept: Normalisation = base.card.normalisation
-    factor = kept.unit_factor(pooled.mean)
+    factor = unit_factor(pooled.mean, kept.mean)
     if factor:
         log.warning(
             "the train chips' %s, the base model's: other units, so the region's own "
             "normalisation is used instead of the base's",
-            kept.describe_factor(factor, pooled.mean),
+            describe_units(factor, pooled.mean, kept.mean),
         )
         return pooled
     return kept

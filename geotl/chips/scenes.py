@@ -55,7 +55,9 @@ def scan_scenes(region: Region) -> list[ChipScene]:
     size, stride = region.chips.size_px, region.chips.stride
     n_bands = len(region.imagery.bands)
     scenes: list[ChipScene] = []
-    for path in region.scene_paths():
+    paths = region.scene_paths()
+    means: list[tuple[str, list[float] | None]] = []
+    for path in paths:
         info = read_scene_info(path, n_bands)
         if info.count != n_bands:
             alpha = " and an alpha band (the mask: not listed)" if info.alpha_band else ""
@@ -65,10 +67,11 @@ def scan_scenes(region: Region) -> list[ChipScene]:
                 "order",
                 path,
             )
-        _probe(path, info)
         nodata = region.imagery.nodata if region.imagery.nodata is not None else info.nodata
         if nodata is None and info.mask_bands:  # the chips carry the mask as a nodata value
             nodata = mask_fill_value(info.dtype)
+        # the band means only matter beside another scene's
+        means.append((path.name, _probe(path, info, nodata, sample=len(paths) > 1)))
         windows = chip_windows(info.width, info.height, size, stride)
         scenes.append(ChipScene(info, path.stem, nodata, windows))
     widest = max(min(s.info.width, s.info.height) for s in scenes)
@@ -88,7 +91,7 @@ def scan_scenes(region: Region) -> list[ChipScene]:
             f"{max(1, widest // 16)} or less",
             region.path,
         )
-    _check_units(scenes)
+    _check_units(means)
     for s in scenes:
         if not s.windows:
             log.warning(
@@ -102,38 +105,40 @@ def scan_scenes(region: Region) -> list[ChipScene]:
     return scenes
 
 
-def _check_units(scenes: list[ChipScene]) -> None:
+def _check_units(means: list[tuple[str, list[float] | None]]) -> None:
     """Say which scenes look to be in other units than the first (16- beside 8-bit...).
 
-    One normalisation will serve every chip, so such a scene is said, with its factor; not
+    ``means``: each scene's file name and band means (None: not sampled, or no data). One
+    normalisation will serve every chip, so such a scene is said, with its factor; not
     refused, as a snow-covered scene beside a dark forest can differ as much in visible bands.
     """
-    reference: tuple[str, list[float]] | None = None
-    for s in scenes if len(scenes) > 1 else []:
-        with open_raster(s.info.path) as ds:
-            means = scene_band_means(ds, s.info.band_indexes, s.info.mask_bands, s.nodata)
-        if means is None:
-            continue
-        if reference is None:
-            reference = (s.info.path.name, means)
-            continue
-        factor = unit_factor(means, reference[1])
+    sampled = [(name, m) for name, m in means if m is not None]
+    for name, m in sampled[1:]:
+        first, reference = sampled[0]
+        factor = unit_factor(m, reference)
         if factor:
             log.warning(
                 "%s: its %s (%s's): other units? Rescale the scenes to one (e.g. "
                 "gdal_translate -scale) before chipping",
-                s.info.path.name,
-                describe_units(factor, means, reference[1]),
-                reference[0],
+                name,
+                describe_units(factor, m, reference),
+                first,
             )
 
 
-def _probe(path: Path, info: SceneInfo) -> None:
-    """Read the first and last pixel: catches most truncated files before any work."""
+def _probe(path: Path, info: SceneInfo, nodata: float | None, sample: bool) -> list[float] | None:
+    """Read the first and last pixel: catches most truncated files before any work.
+
+    With ``sample``, also the band means of nine small windows (:func:`scene_band_means`),
+    in the same opening of the file.
+    """
     with open_raster(path) as ds:
         try:
             read_data(ds, info.band_indexes, window=Window(0, 0, 1, 1))
             read_data(ds, info.band_indexes, window=Window(info.width - 1, info.height - 1, 1, 1))
+            if not sample:
+                return None
+            return scene_band_means(ds, info.band_indexes, info.mask_bands, nodata)
         except RasterioError as exc:
             raise read_error(path, exc) from exc
 

@@ -160,6 +160,29 @@ def test_window_larger_than_chips_refused(demo_chips, tmp_path):
         train_model([region], tmp_path / "m", TrainOptions(chips=(demo_chips,), steps=20))
 
 
+def test_normalisation_pools_regions_over_their_valid_pixels_only():
+    from geotl.train.data import ChipData, band_sums, compute_normalisation
+
+    rng = np.random.default_rng(0)
+    sets = []
+    for scale, n in ((1.0, 3), (4.0, 5)):
+        images = (rng.random((n, 2, 8, 8)) * 100 * scale).astype(np.float32)
+        valid = rng.random((n, 8, 8)) > 0.3
+        images[~valid[:, None].repeat(2, 1)] = -9999.0  # nodata: must not count
+        sets.append(ChipData("r", images, np.zeros((n, 8, 8), np.uint8), valid))
+    pixels = np.concatenate([d.images.transpose(1, 0, 2, 3)[:, d.valid] for d in sets], 1)
+    pixels = pixels.astype(np.float64)
+    norm = compute_normalisation(sets)
+    assert norm.mean == pytest.approx(pixels.mean(1).tolist(), rel=1e-9)
+    assert norm.std == pytest.approx(pixels.std(1).tolist(), rel=1e-9)
+    # the per-region sums add up to the pooled figure; a region's own mean is its own
+    assert band_sums(sets[0]).mean == pytest.approx(
+        sets[0].images.transpose(1, 0, 2, 3)[:, sets[0].valid].mean(1).tolist()
+    )
+    with pytest.raises(LabelError, match="all nodata"):
+        compute_normalisation([replace(sets[0], valid=np.zeros_like(sets[0].valid))])
+
+
 def test_random_windows_keep_classes_ignore_and_budget():
     torch.manual_seed(0)
     x = torch.rand(6, 3, 64, 64) * 255

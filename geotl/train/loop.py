@@ -54,11 +54,12 @@ from geotl.train.augment import Augment, default_window_px
 from geotl.train.data import (
     Batch,
     ChipData,
+    band_sums,
     class_shares,
-    compute_normalisation,
     load_refit_sets,
     load_training_sets,
     make_loader,
+    pooled_normalisation,
     prior_offsets,
     resolve_chips_dir,
 )
@@ -719,22 +720,20 @@ def _normalisation(
     Regions trained together whose imagery looks to be in other units are said, not
     refused: a snow-covered region beside a dark forest can differ 10x in visible bands.
     """
-    filled = [(r, d) for r, d in zip(regions, train, strict=True) if len(d)]
-    if len(filled) > 1:
-        first, reference = filled[0][0], compute_normalisation([filled[0][1]])
-        for r, d in filled[1:]:
-            own = compute_normalisation([d])
-            factor = unit_factor(own.mean, reference.mean)
-            if factor:
-                log.warning(
-                    "%s: the chips' %s (region %s's): other units? One normalisation serves "
-                    "both, so rescale one to the other's (e.g. gdal_translate -scale) or "
-                    "train them apart",
-                    r.path,
-                    describe_units(factor, own.mean, reference.mean),
-                    first.name,
-                )
-    pooled = compute_normalisation(train)
+    sums = [(r, band_sums(d)) for r, d in zip(regions, train, strict=True) if len(d)]
+    for r, own in sums[1:]:
+        first, reference = sums[0]
+        factor = unit_factor(own.mean, reference.mean)
+        if factor:
+            log.warning(
+                "%s: the chips' %s (region %s's): other units? One normalisation serves "
+                "both, so rescale one to the other's (e.g. gdal_translate -scale) or "
+                "train them apart",
+                r.path,
+                describe_units(factor, own.mean, reference.mean),
+                first.name,
+            )
+    pooled = pooled_normalisation([s for _, s in sums])
     if base.card is None or [canonical_band(b) for b in base.card.bands] != [
         canonical_band(b) for b in band_order
     ]:

@@ -234,7 +234,7 @@ def load_region_chips(
             if unsampled:
                 unsampled_by_chip[r.chip_id] = unsampled
     labels_by_crs: dict[str, Any] = {}
-    images, masks, valids, ids = [], [], [], []
+    masks, valids, ids = [], [], []
     class_names = list(index.meta.get("classes", region.classes))
     boxes = None
     if "boxes" in frame.columns and rows:
@@ -242,7 +242,8 @@ def load_region_chips(
         box_rows = frame.set_index("chip_id").loc[[str(r.chip_id) for r in rows]]
         boxes = index_boxes(box_rows, class_names, list(region.classes), sampled)
     remap = _class_remap(class_names, region.classes)
-    for r in rows:
+    stacked: np.ndarray | None = None  # filled chip by chip: no list of copies to stack
+    for k, r in enumerate(rows):
         img, transform, crs, nodata = _read_chip(chips_dir / str(r.image))
         mask = _read_chip(chips_dir / str(r.mask))[0][0].astype(np.uint8)
         mask = remap[mask]
@@ -269,11 +270,13 @@ def load_region_chips(
                 invert=True,
             )
             mask[drop & ~keep] = IGNORE
-        images.append(img[order].astype(np.float32))
+        if stacked is None:
+            stacked = np.empty((len(rows), len(order), *img.shape[1:]), np.float32)
+        stacked[k] = img[order]
         masks.append(mask)
         valids.append(valid)
         ids.append(str(r.chip_id))
-    if not images:
+    if stacked is None:
         c = len(want)
         size = int(index.meta.get("size_px", region.chips.size_px))
         return ChipData(
@@ -283,7 +286,7 @@ def load_region_chips(
             np.zeros((0, size, size), bool),
             [],
         )
-    return ChipData(region.name, np.stack(images), np.stack(masks), np.stack(valids), ids, boxes)
+    return ChipData(region.name, stacked, np.stack(masks), np.stack(valids), ids, boxes)
 
 
 def _class_remap(chip_classes: list[str], classes: list[str]) -> np.ndarray:
@@ -363,30 +366,40 @@ def compute_normalisation(data: list[ChipData]) -> Normalisation:
     return pooled_normalisation([band_sums(d) for d in data if len(d)])
 
 
-def _compact(images: np.ndarray) -> np.ndarray:
-    """The smallest exact dtype for raw chip values (uint8 imagery stays 1 byte a value).
+def _compact(parts: list[np.ndarray], chunk: int = 64) -> np.ndarray:
+    """``parts`` joined in the smallest exact dtype of their raw values (uint8 stays 1 byte).
 
     Chips are held as float32 for the statistics; the training data is kept in the files'
     own integer range when it fits, which quarters the memory and the bytes each batch
-    moves (to a GPU too); the module casts to float on the device.
+    moves (to a GPU too); the module casts to float on the device. The checks read
+    ``chunk`` chips at a time and the join casts as it copies, so no float copy of the
+    whole set is made beside the parts (3,000 chips of 4 x 256 x 256 px: 3 GB of float32,
+    joined into 0.8 GB of uint8).
     """
-    if images.size == 0 or not np.isfinite(images).all():
-        return images
-    lo, hi = float(images.min()), float(images.max())
-    if not np.array_equal(images, np.floor(images)):
-        return images
-    for dtype in (np.uint8, np.int16, np.uint16):
-        info = np.iinfo(dtype)
-        if info.min <= lo and hi <= info.max:
-            return images.astype(dtype)
-    return images
+    blocks = (p[i : i + chunk] for p in parts for i in range(0, len(p), chunk))
+    lo, hi, exact = np.inf, -np.inf, True
+    for block in blocks:
+        if not block.size:
+            continue
+        if not (np.isfinite(block).all() and np.array_equal(block, np.floor(block))):
+            exact = False
+            break
+        lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+    dtype: type[np.generic] = parts[0].dtype.type if parts else np.float32
+    if exact and lo <= hi:
+        for candidate in (np.uint8, np.int16, np.uint16):
+            info = np.iinfo(candidate)
+            if info.min <= lo and hi <= info.max:
+                dtype = candidate
+                break
+    return np.concatenate(parts, dtype=dtype, casting="unsafe")
 
 
 class ChipDataset(torch.utils.data.Dataset[Batch]):
     """Chips of one or more regions as tensors (images kept in their compact raw dtype)."""
 
     def __init__(self, data: list[ChipData]) -> None:
-        self.x = torch.from_numpy(_compact(np.concatenate([d.images for d in data])))
+        self.x = torch.from_numpy(_compact([d.images for d in data]))
         self.y = torch.from_numpy(np.concatenate([d.masks for d in data]))
         self.valid = torch.from_numpy(np.concatenate([d.valid for d in data]))
         self.region_sizes = [len(d) for d in data]

@@ -1,11 +1,13 @@
-"""Memory and time of the training normalisation (per-band mean/std of the train chips).
+"""Memory and time of what training does with the chips before its first step.
 
-``compute_normalisation`` runs over every valid pixel of the train chips before training.
-This measures its peak memory above the chips themselves, and its time, on an in-memory
-set of real-texture chips (the demo plot's pixels tiled, 4 bands, a nodata border), in a
-fresh process per tree so that the peaks do not mix::
+Two stages run over every train chip held in memory: the normalisation (per-band mean/std
+of the valid pixels, ``compute_normalisation``) and the training tensors
+(``ChipDataset``: the chips joined in their smallest exact dtype). This measures each
+one's peak memory above the chips themselves, and its time, on an in-memory set of
+real-texture chips (the demo plot's pixels tiled, 4 bands, a nodata border), in a fresh
+process per tree and stage so that the peaks do not mix::
 
-    .venv/bin/python scripts/bench_normalisation.py --chips 2000 --px 128 --before /tmp/before
+    .venv/bin/python scripts/bench_train_memory.py --chips 2000 --px 128 --before /tmp/before
 
 ``--before DIR``: a tree holding an older ``geotl/`` (``git archive REV geotl | tar -x -C
 DIR``), measured in the same run.
@@ -26,9 +28,9 @@ CHILD = r"""
 import json, resource, sys, time
 import numpy as np
 import rasterio
-from geotl.train.data import ChipData, compute_normalisation
+from geotl.train.data import ChipData, ChipDataset, compute_normalisation
 import geotl
-n, px, tif = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+n, px, tif, stage = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 with rasterio.open(tif) as src:
     plot = src.read().astype(np.float32)
 bands = np.concatenate([plot, plot[:1]], 0)[:, :px, :px]  # 4 bands of real texture
@@ -40,19 +42,26 @@ valid[:, :, : px // 8] = False  # a nodata border
 data = ChipData("r", images, np.zeros((n, px, px), np.uint8), valid)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
-norm = compute_normalisation([data])
+if stage == "normalisation":
+    norm = compute_normalisation([data])
+    check = norm.mean[0]
+else:
+    half = n // 2  # two regions, as a multi-region run joins them
+    x = ChipDataset([ChipData("a", images[:half], data.masks[:half], valid[:half]),
+                     ChipData("b", images[half:], data.masks[half:], valid[half:])]).x
+    check = str(x.dtype)
 seconds = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"geotl": geotl.__file__, "seconds": round(seconds, 3),
                   "extra_peak_mb": round((peak - before) / 1024, 1),
-                  "chips_mb": round(images.nbytes / 2**20, 1), "mean": norm.mean, "std": norm.std}))
+                  "chips_mb": round(images.nbytes / 2**20, 1), "check": check}))
 """
 
 
-def run(tree: Path, n: int, px: int, tif: Path) -> dict[str, object]:
+def run(tree: Path, n: int, px: int, tif: Path, stage: str) -> dict[str, object]:
     env = os.environ | {"PYTHONPATH": str(tree)}
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(n), str(px), str(tif)],
+        [sys.executable, "-c", CHILD, str(n), str(px), str(tif), stage],
         env=env,
         capture_output=True,
         text=True,
@@ -74,13 +83,12 @@ def main() -> None:
     tif = REPO / "regions" / "demo-osbs" / "imagery" / "OSBS_029.tif"
     trees = {"now": REPO} | ({"before": args.before.resolve()} if args.before else {})
     for _ in range(args.repeats):
-        for name, tree in trees.items():
-            r = run(tree, args.chips, args.px, tif)
+        for stage, name in ((s, t) for s in ("normalisation", "tensors") for t in trees):
+            r = run(trees[name], args.chips, args.px, tif, stage)
             print(
                 json.dumps(
-                    {"tree": name, "chips": args.chips, "px": args.px}
-                    | {k: r[k] for k in ("seconds", "extra_peak_mb", "chips_mb")}
-                    | {"mean0": round(float(r["mean"][0]), 6), "std0": round(float(r["std"][0]), 6)}
+                    {"stage": stage, "tree": name, "chips": args.chips, "px": args.px}
+                    | {k: r[k] for k in ("seconds", "extra_peak_mb", "chips_mb", "check")}
                 )
             )
 

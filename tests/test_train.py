@@ -183,6 +183,31 @@ def test_normalisation_pools_regions_over_their_valid_pixels_only():
         compute_normalisation([replace(sets[0], valid=np.zeros_like(sets[0].valid))])
 
 
+def test_chips_are_held_in_their_files_dtype_and_joined_in_the_smallest_exact_one(demo_chips):
+    from geotl.train.data import ChipData, ChipDataset
+
+    demo = load_region_chips(load_region(DEMO), demo_chips, "train", ["red", "green", "blue"])
+    assert demo.images.dtype == np.uint8  # the demo plot is 8-bit: 1 byte a value, not 4
+
+    def part(values: np.ndarray) -> ChipData:
+        n = len(values) // 4  # chips of 2 x 2 px
+        mask, valid = np.zeros((n, 2, 2), np.uint8), np.ones((n, 2, 2), bool)
+        return ChipData("r", values.reshape(n, 1, 2, 2), mask, valid)
+
+    eight = part(np.arange(8, dtype=np.uint8))
+    cases = [
+        ([eight, part(np.array([300, 4000, 0, 1], np.uint16))], torch.int16),
+        ([eight, part(np.array([-9999.0, 1, 2, 3], np.float32))], torch.int16),
+        ([eight, part(np.array([60000, 1, 2, 3], np.uint16))], torch.uint16),
+        ([eight, part(np.array([0.5, 1, 2, 3], np.float32))], torch.float32),
+        ([part(np.arange(8, dtype=np.float32))], torch.uint8),
+    ]
+    for parts, dtype in cases:
+        x = ChipDataset(parts).x
+        joined = np.concatenate([p.images.astype(np.float64) for p in parts])
+        assert x.dtype == dtype and np.array_equal(x.numpy().astype(np.float64), joined)
+
+
 def test_random_windows_keep_classes_ignore_and_budget():
     torch.manual_seed(0)
     x = torch.rand(6, 3, 64, 64) * 255

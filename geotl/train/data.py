@@ -81,7 +81,9 @@ class ChipData:
     """One region's training or validation chips, in memory (raw units)."""
 
     region: str
-    images: np.ndarray  # (N, C, H, W) float32, raw units; nodata pixels set to mean later
+    # (N, C, H, W) raw units in the chip files' dtype (uint8 imagery: 1 byte a value, not
+    # 4); whoever computes with them casts (nodata pixels are zeroed after normalising)
+    images: np.ndarray
     masks: np.ndarray  # (N, H, W) uint8, 255 ignore
     valid: np.ndarray  # (N, H, W) bool, pixel has data
     chip_ids: list[str] = field(default_factory=list)
@@ -270,9 +272,12 @@ def load_region_chips(
                 invert=True,
             )
             mask[drop & ~keep] = IGNORE
+        chip = img[order]
         if stacked is None:
-            stacked = np.empty((len(rows), len(order), *img.shape[1:]), np.float32)
-        stacked[k] = img[order]
+            stacked = np.empty((len(rows), *chip.shape), chip.dtype)
+        elif chip.dtype != stacked.dtype:  # scenes of other dtypes in one region
+            stacked = stacked.astype(np.result_type(stacked.dtype, chip.dtype))
+        stacked[k] = chip
         masks.append(mask)
         valids.append(valid)
         ids.append(str(r.chip_id))
@@ -302,8 +307,8 @@ def _class_remap(chip_classes: list[str], classes: list[str]) -> np.ndarray:
 class BandSums:
     """Per-band sums of the valid pixels of some chips: they add up over regions.
 
-    >>> a = BandSums(np.array([2.0]), np.array([4.0]), 2)
-    >>> (a + BandSums(np.array([6.0]), np.array([18.0]), 2)).normalisation()
+    >>> a = BandSums(np.array([4.0]), np.array([10.0]), 2)  # pixels 1 and 3
+    >>> (a + BandSums(np.array([4.0]), np.array([10.0]), 2)).normalisation()
     Normalisation(mean=[2.0], std=[1.0])
     """
 
@@ -369,9 +374,10 @@ def compute_normalisation(data: list[ChipData]) -> Normalisation:
 def _compact(parts: list[np.ndarray], chunk: int = 64) -> np.ndarray:
     """``parts`` joined in the smallest exact dtype of their raw values (uint8 stays 1 byte).
 
-    Chips are held as float32 for the statistics; the training data is kept in the files'
-    own integer range when it fits, which quarters the memory and the bytes each batch
-    moves (to a GPU too); the module casts to float on the device. The checks read
+    Chips are held in their files' dtype, which may be float32 even where the values are
+    whole numbers; the training data is kept in the smallest integer range they fit, which
+    quarters the memory and the bytes each batch moves (to a GPU too); the module casts to
+    float on the device. The checks read
     ``chunk`` chips at a time and the join casts as it copies, so no float copy of the
     whole set is made beside the parts (3,000 chips of 4 x 256 x 256 px: 3 GB of float32,
     joined into 0.8 GB of uint8).
@@ -379,18 +385,20 @@ def _compact(parts: list[np.ndarray], chunk: int = 64) -> np.ndarray:
     blocks = (p[i : i + chunk] for p in parts for i in range(0, len(p), chunk))
     lo, hi, exact = np.inf, -np.inf, True
     for block in blocks:
-        if not block.size:
+        if not block.size or np.issubdtype(block.dtype, np.integer):
+            if block.size:
+                lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
             continue
         if not (np.isfinite(block).all() and np.array_equal(block, np.floor(block))):
             exact = False
             break
         lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
-    dtype: type[np.generic] = parts[0].dtype.type if parts else np.float32
+    dtype = np.result_type(*parts) if parts else np.dtype(np.float32)
     if exact and lo <= hi:
         for candidate in (np.uint8, np.int16, np.uint16):
             info = np.iinfo(candidate)
             if info.min <= lo and hi <= info.max:
-                dtype = candidate
+                dtype = np.dtype(candidate)
                 break
     return np.concatenate(parts, dtype=dtype, casting="unsafe")
 

@@ -188,6 +188,10 @@ def test_chips_are_held_in_their_files_dtype_and_joined_in_the_smallest_exact_on
 
     demo = load_region_chips(load_region(DEMO), demo_chips, "train", ["red", "green", "blue"])
     assert demo.images.dtype == np.uint8  # the demo plot is 8-bit: 1 byte a value, not 4
+    # one region's tensors share its arrays: training holds one copy, not two
+    tensors = ChipDataset([demo])
+    assert np.shares_memory(tensors.x.numpy(), demo.images)
+    assert np.shares_memory(tensors.y.numpy(), demo.masks)
 
     def part(values: np.ndarray) -> ChipData:
         n = len(values) // 4  # chips of 2 x 2 px

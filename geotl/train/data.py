@@ -400,6 +400,18 @@ def _compact(parts: list[np.ndarray], chunk: int = 64) -> np.ndarray:
             if info.min <= lo and hi <= info.max:
                 dtype = np.dtype(candidate)
                 break
+    return _join(parts, dtype)
+
+
+def _join(parts: list[np.ndarray], dtype: Any = None) -> np.ndarray:
+    """``parts`` concatenated (cast to ``dtype``); one part already of it is shared, not copied.
+
+    One region's chips are the common case: its tensors then share the arrays the loaded
+    chips hold, and training keeps one copy of them, not two.
+    """
+    dtype = np.result_type(*parts) if dtype is None else np.dtype(dtype)
+    if len(parts) == 1 and parts[0].dtype == dtype and parts[0].flags.c_contiguous:
+        return parts[0]
     return np.concatenate(parts, dtype=dtype, casting="unsafe")
 
 
@@ -408,8 +420,8 @@ class ChipDataset(torch.utils.data.Dataset[Batch]):
 
     def __init__(self, data: list[ChipData]) -> None:
         self.x = torch.from_numpy(_compact([d.images for d in data]))
-        self.y = torch.from_numpy(np.concatenate([d.masks for d in data]))
-        self.valid = torch.from_numpy(np.concatenate([d.valid for d in data]))
+        self.y = torch.from_numpy(_join([d.masks for d in data]))
+        self.valid = torch.from_numpy(_join([d.valid for d in data]))
         self.region_sizes = [len(d) for d in data]
         # object boxes travel with their chips when every region has them (detection)
         self.boxes = (

@@ -363,7 +363,10 @@ def pooled_normalisation(sums: list[BandSums]) -> Normalisation:
     Raises:
         LabelError: no valid pixel at all.
     """
-    return sum(sums[1:], sums[0] if sums else BandSums(np.zeros(0), np.zeros(0), 0)).normalisation()
+    pooled = sums[0] if sums else BandSums(np.zeros(0), np.zeros(0), 0)
+    for more in sums[1:]:
+        pooled = pooled + more
+    return pooled.normalisation()
 
 
 def compute_normalisation(data: list[ChipData]) -> Normalisation:
@@ -377,10 +380,9 @@ def _compact(parts: list[np.ndarray], chunk: int = 64) -> np.ndarray:
     Chips are held in their files' dtype, which may be float32 even where the values are
     whole numbers; the training data is kept in the smallest integer range they fit, which
     quarters the memory and the bytes each batch moves (to a GPU too); the module casts to
-    float on the device. The checks read
-    ``chunk`` chips at a time and the join casts as it copies, so no float copy of the
-    whole set is made beside the parts (3,000 chips of 4 x 256 x 256 px: 3 GB of float32,
-    joined into 0.8 GB of uint8).
+    float on the device. The checks read ``chunk`` chips at a time and the join casts as
+    it copies, so no float copy of the whole set is made beside the parts (3,000 chips of
+    4 x 256 x 256 px: 3 GB of float32, joined into 0.8 GB of uint8).
     """
     blocks = (p[i : i + chunk] for p in parts for i in range(0, len(p), chunk))
     lo, hi, exact = np.inf, -np.inf, True

@@ -31,12 +31,16 @@ def check_output_file(path: Path, overwrite: bool = True) -> None:
     """Fail early, before any work, when ``path`` cannot be written.
 
     Raises:
-        GeotlInputError: the parent folder does not exist.
+        GeotlInputError: the parent folder does not exist, or ``path`` is a folder.
         OutputExistsError: the file exists and ``overwrite`` is false.
     """
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise GeotlInputError(f"folder '{parent}' does not exist: create it first", path)
+    if path.is_dir():  # --overwrite cannot replace a folder with a file
+        raise GeotlInputError(
+            f"is a folder: name the file to write, e.g. '{path / ('out' + path.suffix)}'", path
+        )
     if path.exists() and not overwrite:
         raise OutputExistsError("exists: pass --overwrite to replace it", path)
 

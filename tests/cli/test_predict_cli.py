@@ -150,6 +150,21 @@ def test_missing_output_folder_exit_2_before_work(tmp_path: Path, model_dir: Pat
     assert "does not exist" in stderr and stderr.count("\n") == 1
 
 
+def test_output_that_is_a_folder_exit_2_before_work(tmp_path: Path, model_dir: Path) -> None:
+    scene = _stripe_scene(tmp_path / "s.tif")
+    folder = tmp_path / "detections"
+    (folder / "kept.txt").parent.mkdir()
+    (folder / "kept.txt").write_text("mine")
+    for extra in ([], ["--overwrite"]):
+        code, _, stderr = _run(
+            "predict", str(model_dir), str(scene), "-o", str(folder), "--no-progress", *extra
+        )
+        assert code == 2 and "is a folder: name the file to write" in stderr
+        assert stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("detections")] == ["detections"]
+    assert (folder / "kept.txt").read_text() == "mine"
+
+
 def test_corrupt_scene_skipped_others_written_exit_1(tmp_path: Path, model_dir: Path) -> None:
     good = _stripe_scene(tmp_path / "good.tif")
     bad = tmp_path / "bad.tif"

@@ -207,9 +207,11 @@ def test_chips_are_held_in_their_files_dtype_and_joined_in_the_smallest_exact_on
         ([part(np.arange(8, dtype=np.float32))], torch.uint8),
     ]
     for parts, dtype in cases:
-        x = ChipDataset(parts).x
         joined = np.concatenate([p.images.astype(np.float64) for p in parts])
+        x = ChipDataset(parts).x
         assert x.dtype == dtype and np.array_equal(x.numpy().astype(np.float64), joined)
+        # each region now views its slice of the joined tensors: one copy of the chips
+        assert all(np.shares_memory(p.images, x.numpy()) for p in parts)
 
 
 def test_random_windows_keep_classes_ignore_and_budget():

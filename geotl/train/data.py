@@ -418,12 +418,23 @@ def _join(parts: list[np.ndarray], dtype: Any = None) -> np.ndarray:
 
 
 class ChipDataset(torch.utils.data.Dataset[Batch]):
-    """Chips of one or more regions as tensors (images kept in their compact raw dtype)."""
+    """Chips of one or more regions as tensors (images kept in their compact raw dtype).
+
+    Each region's :class:`ChipData` then holds views of its slice of the joined arrays, so
+    the arrays it held before are freed: training keeps one copy of the chips, however
+    many regions it joins.
+    """
 
     def __init__(self, data: list[ChipData]) -> None:
-        self.x = torch.from_numpy(_compact([d.images for d in data]))
-        self.y = torch.from_numpy(_join([d.masks for d in data]))
-        self.valid = torch.from_numpy(_join([d.valid for d in data]))
+        x = _compact([d.images for d in data])
+        y = _join([d.masks for d in data])
+        valid = _join([d.valid for d in data])
+        start = 0
+        for d in data:
+            end = start + len(d)
+            d.images, d.masks, d.valid = x[start:end], y[start:end], valid[start:end]
+            start = end
+        self.x, self.y, self.valid = map(torch.from_numpy, (x, y, valid))
         self.region_sizes = [len(d) for d in data]
         # object boxes travel with their chips when every region has them (detection)
         self.boxes = (

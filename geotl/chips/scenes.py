@@ -23,12 +23,11 @@ from geotl.errors import BandMismatchError, ConfigError, LabelError, RasterError
 from geotl.io.nodata import mask_fill_value
 from geotl.io.rasters import (
     SceneInfo,
-    describe_units,
     open_raster,
+    other_units,
     read_data,
     read_scene_info,
     scene_band_means,
-    unit_factor,
 )
 from geotl.io.vectors import crs_name
 
@@ -115,13 +114,12 @@ def _check_units(means: list[tuple[str, list[float] | None]]) -> None:
     sampled = [(name, m) for name, m in means if m is not None]
     for name, m in sampled[1:]:
         first, reference = sampled[0]
-        factor = unit_factor(m, reference)
-        if factor:
+        if said := other_units(m, reference):
             log.warning(
                 "%s: its %s (%s's): other units? Rescale the scenes to one (e.g. "
                 "gdal_translate -scale) before chipping",
                 name,
-                describe_units(factor, m, reference),
+                said,
                 first,
             )
 

@@ -33,11 +33,11 @@ __all__ = [
     "SceneInfo",
     "common_dtype",
     "data_band_indexes",
-    "describe_units",
     "ground_resolution_m",
     "mask_bands",
     "north_up",
     "open_raster",
+    "other_units",
     "read_bands",
     "read_data",
     "read_scene_info",
@@ -308,12 +308,19 @@ def unit_factor(means: Sequence[float], reference: Sequence[float]) -> float | N
     return float(np.median(off))
 
 
-def describe_units(factor: float, means: Sequence[float], reference: Sequence[float]) -> str:
-    """``band means [...] are about 40x [...]``: what :func:`unit_factor` found, said.
+def other_units(means: Sequence[float], reference: Sequence[float]) -> str | None:
+    """What sets ``means`` apart from ``reference`` when they look to be other units, else None.
 
-    >>> describe_units(0.0001, [0.12, 0.1], [1200.0, 1000.0])
+    :func:`unit_factor`, said: ``band means [...] are about 40x [...]``.
+
+    >>> other_units([0.12, 0.1], [1200.0, 1000.0])
     'band means [0.12, 0.1] are about 1/10,000 of [1200, 1000]'
+    >>> other_units([150.0, 20.0, 101.0], [100.0, 98.0, 101.0]) is None
+    True
     """
+    factor = unit_factor(means, reference)
+    if factor is None:
+        return None
     size = f"{factor:,.0f}x" if factor >= 1 else f"1/{1 / factor:,.0f} of"
 
     def listed(values: Sequence[float]) -> str:

@@ -32,13 +32,12 @@ from geotl.io.atomic import check_output_file
 from geotl.io.dates import acquired_text, read_acquired
 from geotl.io.rasters import (
     data_band_indexes,
-    describe_units,
     ground_resolution_m,
     mask_bands,
     north_up,
     open_raster,
+    other_units,
     scene_band_means,
-    unit_factor,
 )
 from geotl.io.scratch import scratch_dir
 from geotl.models.artefact import Artefact
@@ -47,11 +46,7 @@ from geotl.predict.boxes import artefact_detector, detect_boxes
 from geotl.predict.engine import load_model
 from geotl.predict.objects import ObjectExtractor, extractor_for
 from geotl.predict.outputs import WRITERS, Prediction, write_cog
-from geotl.predict.scene import (
-    check_resolution,
-    map_bands,
-    scene_band_names,
-)
+from geotl.predict.scene import check_resolution, map_bands, scene_band_names
 from geotl.predict.stream import StreamStats, infer_and_vectorise
 from geotl.predict.vectorise import min_pixels_for
 from geotl.predict.windows import ground_anchor, plan_windows
@@ -329,14 +324,13 @@ def predict_scene(
         ]
         if block is None or block.start == 0:  # said once per scene, not once per block
             means = scene_band_means(ds, indexes, mask_bands(ds, data_bands))
-            factor = unit_factor(means, card.normalisation.mean) if means else None
-            if means and factor:
+            if means and (said := other_units(means, card.normalisation.mean)):
                 log.warning(
                     "%s: its %s, those of the imagery the model was trained on: other units? "
                     "Rescale the scene to theirs (or train on imagery like it); predicting as "
                     "it is",
                     scene_path.name,
-                    describe_units(factor, means, card.normalisation.mean),
+                    said,
                 )
         res_m = ground_resolution_m(ds.crs, ds.transform, ds.width, ds.height)
         resample = check_resolution(res_m, card.resolution_m, options.resample, scene_path)

@@ -36,7 +36,7 @@ from geotl.chips import read_chip_index
 from geotl.config import Region
 from geotl.errors import BandMismatchError, BaseModelError, GeotlInputError, OutputExistsError
 from geotl.io.atomic import prepare_output_dir
-from geotl.io.rasters import describe_units, unit_factor
+from geotl.io.rasters import other_units
 from geotl.io.scratch import scratch_dir
 from geotl.models.adapt import BandPlan
 from geotl.models.artefact import (
@@ -723,14 +723,13 @@ def _normalisation(
     sums = [(r, band_sums(d)) for r, d in zip(regions, train, strict=True) if len(d)]
     for r, own in sums[1:]:
         first, reference = sums[0]
-        factor = unit_factor(own.mean, reference.mean)
-        if factor:
+        if said := other_units(own.mean, reference.mean):
             log.warning(
                 "%s: the chips' %s (region %s's): other units? One normalisation serves "
                 "both, so rescale one to the other's (e.g. gdal_translate -scale) or "
                 "train them apart",
                 r.path,
-                describe_units(factor, own.mean, reference.mean),
+                said,
                 first.name,
             )
     pooled = pooled_normalisation([s for _, s in sums])
@@ -739,12 +738,11 @@ def _normalisation(
     ]:
         return pooled
     kept: Normalisation = base.card.normalisation
-    factor = unit_factor(pooled.mean, kept.mean)
-    if factor:
+    if said := other_units(pooled.mean, kept.mean):
         log.warning(
             "the train chips' %s, the base model's: other units, so the region's own "
             "normalisation is used instead of the base's",
-            describe_units(factor, pooled.mean, kept.mean),
+            said,
         )
         return pooled
     return kept

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import re
+import secrets
 import shutil
 import socket
 import tempfile
@@ -89,13 +90,23 @@ def remove_stale(kind: str) -> list[Path]:
 def scratch_dir(kind: str) -> Iterator[Path]:
     """A new scratch folder for one run (``kind``: what it holds), removed on the way out.
 
-    Created inside the context, so that an interrupt (Ctrl-C, Cancel in QGIS) while it is
-    made leaves nothing behind; stale folders of killed runs of the same kind go first.
+    The folder's name is chosen before it is made, so that an interrupt (Ctrl-C, Cancel in
+    QGIS) that lands just after it is made still removes it: with ``tempfile.mkdtemp`` the
+    name came back only once the folder existed, and an interrupt in between left it (seen
+    once in the QGIS plugin's cancel test). The name holds this process's id and 64 random
+    bits. Stale folders of killed runs of the same kind go first.
     """
     remove_stale(kind)
+    parent = Path(tempfile.gettempdir())
     path: Path | None = None
     try:
-        path = Path(tempfile.mkdtemp(prefix=f"geotl-{kind}-{_host()}-{os.getpid()}-"))
+        while True:
+            path = parent / f"geotl-{kind}-{_host()}-{os.getpid()}-{secrets.token_hex(8)}"
+            try:
+                os.mkdir(path, 0o700)
+                break
+            except FileExistsError:
+                continue
         yield path
     finally:
         if path is not None:

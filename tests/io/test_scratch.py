@@ -87,6 +87,25 @@ def test_scratch_dir_is_removed_on_error_and_names_its_process(tmpdir_env: Path)
     assert not list(tmpdir_env.iterdir())
 
 
+def test_an_interrupt_just_after_the_folder_is_made_leaves_nothing(
+    tmpdir_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Cancel in QGIS sends SIGINT as predict starts: it can land once the folder exists
+    made: list[str] = []
+    mkdir = os.mkdir
+
+    def mkdir_then_interrupt(path: str, mode: int = 0o777) -> None:
+        mkdir(path, mode)
+        made.append(str(path))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "mkdir", mkdir_then_interrupt)
+    with pytest.raises(KeyboardInterrupt), scratch_dir("predict"):
+        pass
+    monkeypatch.undo()
+    assert len(made) == 1 and not list(tmpdir_env.iterdir())
+
+
 @pytest.mark.slow
 def test_a_killed_predict_leaves_scratch_that_the_next_run_removes(tmp_path: Path) -> None:
     model = tmp_path / "model"

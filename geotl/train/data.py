@@ -387,11 +387,11 @@ def _compact(parts: list[np.ndarray], chunk: int = 64) -> np.ndarray:
     blocks = (p[i : i + chunk] for p in parts for i in range(0, len(p), chunk))
     lo, hi, exact = np.inf, -np.inf, True
     for block in blocks:
-        if not block.size or np.issubdtype(block.dtype, np.integer):
-            if block.size:
-                lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+        if not block.size:
             continue
-        if not (np.isfinite(block).all() and np.array_equal(block, np.floor(block))):
+        if not np.issubdtype(block.dtype, np.integer) and not (
+            np.isfinite(block).all() and np.array_equal(block, np.floor(block))
+        ):
             exact = False
             break
         lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))

@@ -177,6 +177,11 @@ class ModelConfig(_Strict):
     # of unsampled objects are ignore, their background is not: at 10 of 82 fields the
     # train chips hold 5 % field pixels, the val chips 55 %); "train" leaves it
     class_prior: Literal["validation", "train"] = "validation"
+    # fit a per-pixel linear model (the bands and their 3x3 and 7x7 statistics) beside a
+    # segmentation network and keep it when it beats the network on validation: with a few
+    # labels of spectrally distinct classes a network can fall below a map of nothing but
+    # the class, the per-pixel model rarely (BENCHMARKS "Issue 8, seventh pass")
+    pixel_model: bool = True
 
     @model_validator(mode="after")
     def _steps(self) -> ModelConfig:

@@ -28,6 +28,8 @@ Variants (``--variants``, comma-separated):
 - ``trainprior`` / ``none_trainprior``: ``default`` / ``none`` with ``[model] class_prior =
   "train"`` (no class-prior correction: geotl before stop 28); ``instances_trainprior``
   the same for ``instances``;
+- ``nopixel`` / ``none_nopixel``: ``default`` / ``none`` with ``[model] pixel_model =
+  false`` (the network always kept, never the per-pixel model: geotl before stop 31);
 - ``plain``: ``scripts/baseline_plain.py`` on the same train (+ val) chips, the label budget
   drawn over both; ``plain_train``: on the train chips only (what geotl trains on without
   refit); ``plain_none`` / ``plain_train_none``: the same from random weights.
@@ -86,6 +88,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "none_refit": ({"refit": True}, {"base": "none"}),
     "trainprior": ({"class_prior": "train"}, {}),
     "none_trainprior": ({"class_prior": "train"}, {"base": "none"}),
+    "nopixel": ({"pixel_model": False}, {}),
+    "none_nopixel": ({"pixel_model": False}, {"base": "none"}),
     "instances": ({}, {}),
     "instances_trainprior": ({"class_prior": "train"}, {}),
     "design_instances": ({"epochs": 20}, {"steps": None}),
@@ -196,6 +200,7 @@ def main() -> None:
             "refit_steps": (card.metrics.get("refit") or {}).get("steps"),
             "labels_used": sum(r.labels_used for r in card.regions),
             "val_iou": card.metrics.get("val_iou"),
+            "pixel_model": card.metrics.get("pixel_model"),
             "threshold": card.threshold,
             "pixel_iou_t05": argmax["pixel_iou"],
             "object_f1_t05": argmax["object_f1"],

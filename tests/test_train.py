@@ -69,7 +69,14 @@ def test_same_seed_same_metrics(demo_chips, demo_model, tmp_path):
     card = train_model(
         [region],
         tmp_path / "again",
-        TrainOptions(chips=(demo_chips,), epochs=2, samples_per_epoch=1, seed=0, batch_size=8),
+        TrainOptions(
+            chips=(demo_chips,),
+            epochs=2,
+            samples_per_epoch=1,
+            seed=0,
+            batch_size=8,
+            pixel_model=False,  # the U-Net, whatever validation prefers
+        ),
     )
     first = read_card(demo_model)
     assert card.metrics["history"] == first.metrics["history"]
@@ -237,7 +244,9 @@ def test_refit_learns_from_train_and_val_chips_under_the_budget(demo_chips, tmp_
     n_train, n_val = len(index.split("train")), len(index.split("val"))
     assert n_val > 0
     ids = {int(i) for s in ("train", "val") for v in index.split(s)["object_ids"] for i in v}
-    opts = TrainOptions(chips=(demo_chips,), steps=4, val_every=2, min_steps=2, batch_size=8)
+    opts = TrainOptions(
+        chips=(demo_chips,), steps=4, val_every=2, min_steps=2, batch_size=8, pixel_model=False
+    )
     plain = train_model([region], tmp_path / "plain", opts)
     card = train_model([region], tmp_path / "refit", replace(opts, refit=True))
     # validation chose the step as without refit; the refit ran that many steps on train + val
@@ -336,6 +345,7 @@ def test_model_base_kept_when_training_only_makes_it_worse(demo_chips, demo_mode
             steps=4,
             val_every=2,
             batch_size=8,
+            pixel_model=False,  # the network's own choice, not the per-pixel model's
         ),
     )
     assert card.metrics["kept_base"] and card.metrics["best_step"] == 0
@@ -525,3 +535,38 @@ def test_imagery_in_other_units_is_caught(demo_chips, demo_model, tmp_path, capl
     base_mean = read_card(demo_model).normalisation.mean
     assert card.normalisation.mean[0] == pytest.approx(40 * base_mean[0], rel=0.1)
     assert [r for r in caplog.records if "other units, so the region's own" in r.getMessage()]
+
+
+def test_a_per_pixel_model_stands_in_when_it_beats_the_network(demo_chips, tmp_path, monkeypatch):
+    """Two epochs leave the U-Net behind a linear model of the crowns' colours: kept instead."""
+    from geotl.errors import BaseModelError
+    from geotl.predict import PredictOptions, predict_scene
+
+    opts = TrainOptions(chips=(demo_chips,), epochs=2, samples_per_epoch=1, batch_size=8)
+    card = train_model([load_region(DEMO)], tmp_path / "m", opts)
+    record = card.metrics["pixel_model"]
+    assert record["kept"] and card.network.arch == "pixel"
+    assert record["val_iou"] > record["network_val_iou"] + 0.01
+    # the card's validation score and threshold are the kept model's
+    assert card.metrics["val_iou"] == pytest.approx(record["val_iou"], abs=1e-4)
+    assert card.threshold == record["threshold"] == card.metrics["threshold"]["value"]
+    assert record["pixels"] > 0 and card.metrics["best_step"] > 0  # the network's, on record
+    art = load_artefact(tmp_path / "m")
+    assert art.network(torch.zeros(1, 3, 50, 70)).shape == (1, 2, 50, 70)
+    scene = next((REPO / "regions" / "demo-osbs" / "imagery").glob("*.tif"))
+    assert len(predict_scene(art, scene, PredictOptions()).features) > 0
+    # a per-pixel model has no encoder to adapt: said, with what to do instead
+    with pytest.raises(BaseModelError, match=r"per-pixel model.*--no-pixel-model"):
+        train_model(
+            [load_region(DEMO)], tmp_path / "b", replace(opts, base=f"model:{tmp_path / 'm'}")
+        )
+    # the network is kept unless the per-pixel model beats it by the margin
+    import geotl.train.loop as loop
+
+    monkeypatch.setattr(loop, "PIXEL_MARGIN", 1.0)
+    card = train_model([load_region(DEMO)], tmp_path / "n", opts)
+    assert not card.metrics["pixel_model"]["kept"] and card.network.arch == "unet"
+    assert card.metrics["val_iou"] == pytest.approx(record["network_val_iou"], abs=1e-4)
+    # pixel_model = false: no per-pixel model at all
+    card = train_model([load_region(DEMO)], tmp_path / "o", replace(opts, pixel_model=False))
+    assert "pixel_model" not in card.metrics and card.network.arch == "unet"

@@ -71,6 +71,12 @@ from geotl.train.devices import STRATEGIES, DeviceLayout, launched_rank
     help="After validation chose the step, train again on the train + val chips for that "
     "many steps and keep those weights (default: [model] refit).",
 )
+@click.option(
+    "--pixel-model/--no-pixel-model",
+    default=None,
+    help="Fit a per-pixel model beside a segmentation network and keep it when it scores "
+    "better on validation (default: [model] pixel_model).",
+)
 @seed_option("Seed for sampling, init and augmentation.")
 @device_option("cuda adds mixed precision.")
 @click.option(
@@ -116,6 +122,7 @@ def command(
     epochs: int | None,
     freeze: str | None,
     refit: bool | None,
+    pixel_model: bool | None,
     seed: int,
     device: str,
     batch_size: int | None,
@@ -143,6 +150,7 @@ def command(
         epochs=epochs,
         freeze=freeze,
         refit=refit,
+        pixel_model=pixel_model,
         seed=seed,
         device=device,
         batch_size=batch_size,

@@ -91,7 +91,7 @@ def model_item(
         )
     props = MLModelProperties(
         name=card.model_id,
-        architecture=f"{card.network.arch} ({card.network.encoder} encoder)",
+        architecture=card.network.description,
         tasks={task},  # type: ignore[arg-type]
         framework=framework,
         framework_version=version,

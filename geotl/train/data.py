@@ -63,6 +63,7 @@ __all__ = [
     "load_region_chips",
     "load_training_sets",
     "make_loader",
+    "normalise",
     "pooled_normalisation",
     "prior_offsets",
     "resolve_chips_dir",
@@ -367,6 +368,18 @@ def pooled_normalisation(sums: list[BandSums]) -> Normalisation:
     for more in sums[1:]:
         pooled = pooled + more
     return pooled.normalisation()
+
+
+def normalise(
+    x: torch.Tensor, valid: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
+) -> torch.Tensor:
+    """Raw ``(B, C, H, W)`` to the network's input: ``(x - mean) / std``, nodata pixels 0.
+
+    ``mean`` and ``std`` broadcast over ``x`` (shape ``(1, C, 1, 1)``); ``valid`` is
+    ``(B, H, W)``.
+    """
+    x = (x.float() - mean) / std
+    return torch.where(valid[:, None], x, torch.zeros_like(x))
 
 
 def compute_normalisation(data: list[ChipData]) -> Normalisation:

@@ -54,11 +54,13 @@ from geotl.train.augment import Augment, default_window_px
 from geotl.train.data import (
     Batch,
     ChipData,
+    TrainingSets,
     band_sums,
     class_shares,
     load_refit_sets,
     load_training_sets,
     make_loader,
+    normalise,
     pooled_normalisation,
     prior_offsets,
     resolve_chips_dir,
@@ -72,6 +74,8 @@ from geotl.train.options import (
     resolve_schedule,
     resolve_settings,
 )
+from geotl.train.pixel import MARGIN as PIXEL_MARGIN
+from geotl.train.pixel import PixelCandidate, fit_pixel_candidate
 from geotl.train.tasks import Task, ValidationMetric, make_task
 
 __all__ = ["KeepBest", "StepProgress", "TrainModule", "train_model"]
@@ -133,9 +137,7 @@ class TrainModule(pl.LightningModule):
         self._t_phase: float | None = None
 
     def _normalise(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        mean, std = cast(torch.Tensor, self.mean), cast(torch.Tensor, self.std)
-        x = (x.float() - mean) / std
-        return torch.where(valid[:, None], x, torch.zeros_like(x))
+        return normalise(x, valid, cast(torch.Tensor, self.mean), cast(torch.Tensor, self.std))
 
     def forward(self, x: torch.Tensor) -> Any:
         """The task's outputs for a normalised batch."""
@@ -199,15 +201,8 @@ class TrainModule(pl.LightningModule):
         score = self.val_metric.compute()
         argmax = None
         if isinstance(self.val_metric, ConfusionIoU):
-            value, iou = self.val_metric.best_threshold()
-            argmax = round(self.val_metric.argmax(), 4)
-            self.last_threshold = {
-                "value": value,
-                "val_iou": round(iou, 4),
-                "val_iou_argmax": argmax,
-                # the constant map's IoU: what the network must beat to be of any use
-                "floor_iou": round(self.val_metric.floor(), 4),
-            }
+            self.last_threshold = self.val_metric.threshold_record()
+            argmax = self.last_threshold["val_iou_argmax"]
         # the same score in every rank (each validates all val chips): the mean changes nothing
         self.log("val_iou", score, prog_bar=False, sync_dist=self.trainer.world_size > 1)
         self.last_val = score
@@ -505,6 +500,17 @@ def _train(
     network = module.network
     if best.state is not None:
         network.load_state_dict(best.state)
+    pixel = _pixel_candidate(task, sets, norm, settings, best)
+    network_val_iou = best.score
+    kept_pixel = pixel is not None and pixel.val_iou > best.score + PIXEL_MARGIN
+    if pixel is not None and kept_pixel:
+        log.info(
+            "kept the per-pixel model: val IoU %.4f, the network's %.4f",
+            pixel.val_iou,
+            best.score,
+        )
+        network, spec = pixel.network, pixel.spec
+        best.score, best.threshold = pixel.val_iou, pixel.threshold
     threshold = _choose_threshold(task, best, first)
     records = sets.records
     refit: dict[str, Any] | None = None
@@ -512,6 +518,8 @@ def _train(
         log.warning("refit = true, but without val chips there is nothing to add: skipped")
     elif settings.refit and best.kept_base:
         log.warning("refit = true, but the base's own weights were kept: skipped")
+    elif settings.refit and kept_pixel:
+        log.warning("refit = true, but the per-pixel model was kept: skipped")
     elif settings.refit:
         refit_module = new_module(schedule)[0]
         records, refit, writes = _refit(
@@ -557,6 +565,8 @@ def _train(
         metrics["kept_base"] = best.kept_base
     if refit is not None:
         metrics["refit"] = refit
+    if pixel is not None:
+        metrics["pixel_model"] = pixel.record(kept_pixel, network_val_iou)
     if plan is not None:
         metrics["bands"] = {
             "matched": list(plan.matched),
@@ -780,6 +790,26 @@ def _class_prior(
         "target": np.round(target, 4).tolist(),
         "offsets": np.round(offsets, 4).tolist(),
     }
+
+
+def _pixel_candidate(
+    task: Task, sets: TrainingSets, norm: Normalisation, settings: Settings, best: KeepBest
+) -> PixelCandidate | None:
+    """The per-pixel model fitted beside the network, when the run can compare the two.
+
+    It needs a task whose outputs are class logits alone, val chips of their own and a
+    validated network (:mod:`geotl.train.pixel`); ``[model] pixel_model = false`` skips it.
+    """
+    if not (
+        settings.pixel_model
+        and task.pixel_candidate
+        and sets.val is not sets.train
+        and best.state is not None
+    ):
+        return None
+    return fit_pixel_candidate(
+        sets.train, sets.val, norm, task.num_classes, task.threshold_set, settings.seed
+    )
 
 
 def _choose_threshold(task: Task, best: KeepBest, first: Region) -> dict[str, float] | None:

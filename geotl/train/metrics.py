@@ -116,6 +116,20 @@ class ConfusionIoU:
         n = totals.sum()
         return float(np.mean(totals[1:] / n)) if n > 0 and len(totals) > 1 else 0.0
 
+    def threshold_record(self) -> dict[str, float]:
+        """The pass's best threshold as the card keeps it.
+
+        Its value and IoU, the argmax IoU, and the constant map's IoU (:meth:`floor`: what
+        a model must beat to be of any use).
+        """
+        value, iou = self.best_threshold()
+        return {
+            "value": value,
+            "val_iou": round(iou, 4),
+            "val_iou_argmax": round(self.argmax(), 4),
+            "floor_iou": round(self.floor(), 4),
+        }
+
     def best_threshold(self) -> tuple[float, float]:
         """``(threshold, mean foreground IoU)`` of the best threshold; ties go to 0.5."""
         scores = [_mean_foreground_iou(c) for c in self._by_threshold()]

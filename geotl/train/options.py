@@ -33,6 +33,7 @@ class TrainOptions:
     loss: str | None = None
     patience: int | None = None
     refit: bool | None = None  # train again on train + val for the chosen steps
+    pixel_model: bool | None = None  # None: [model] pixel_model
     window_px: int | None = None
     encoder: str | None = None  # architecture for --base none / file:
     overwrite: bool = False
@@ -63,6 +64,7 @@ class Settings:
     patience: int
     refit: bool
     class_prior: str
+    pixel_model: bool
     max_labels: int | None
     require_commercial: bool
     seed: int
@@ -109,6 +111,7 @@ def resolve_settings(regions: list[Region], options: TrainOptions) -> Settings:
         patience=options.patience or cfg.patience,
         refit=options.refit if options.refit is not None else cfg.refit,
         class_prior=cfg.class_prior,
+        pixel_model=options.pixel_model if options.pixel_model is not None else cfg.pixel_model,
         max_labels=options.max_labels if options.max_labels is not None else cfg.max_labels,
         require_commercial=any(r.model.require_commercial_licence for r in regions),
         seed=options.seed,

@@ -69,6 +69,9 @@ class Task(ABC):
     random_windows: ClassVar[bool] = True
     # what the validation score is, as the training log names it
     score_name: ClassVar[str] = "IoU"
+    # a per-pixel model (geotl.train.pixel) can stand in for the network: its outputs are
+    # class logits alone, scored by ConfusionIoU
+    pixel_candidate: ClassVar[bool] = False
 
     def __init__(self, classes: list[str], loss: str = "ce+dice") -> None:
         self.classes = list(classes)

@@ -22,6 +22,7 @@ class SegmentationTask(Task):
     """
 
     name: ClassVar[str] = "segmentation"
+    pixel_candidate: ClassVar[bool] = True
 
     def __init__(self, classes: list[str], loss: str = "ce+dice") -> None:
         super().__init__(classes, loss)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,25 +62,29 @@ def demo_chips(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_model(demo_chips: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_model_options(demo_chips: Path) -> Any:
+    """The :class:`~geotl.train.TrainOptions` of :func:`demo_model` (to train it again)."""
+    from geotl.train import TrainOptions
+
+    return TrainOptions(
+        chips=(demo_chips,),
+        epochs=2,
+        samples_per_epoch=1,
+        seed=0,
+        batch_size=8,
+        pixel_model=False,  # the U-Net, whatever validation prefers
+    )
+
+
+@pytest.fixture(scope="session")
+def demo_model(demo_model_options: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-epoch model of the demo region (efficientnet-lite0 base)."""
     import torch
 
     from geotl.config import load_region
-    from geotl.train import TrainOptions, train_model
+    from geotl.train import train_model
 
     torch.set_num_threads(2)
     out = tmp_path_factory.mktemp("model") / "m"
-    train_model(
-        [load_region(DEMO_REGION)],
-        out,
-        TrainOptions(
-            chips=(demo_chips,),
-            epochs=2,
-            samples_per_epoch=1,
-            seed=0,
-            batch_size=8,
-            pixel_model=False,  # the U-Net, whatever validation prefers
-        ),
-    )
+    train_model([load_region(DEMO_REGION)], out, demo_model_options)
     return out

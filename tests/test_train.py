@@ -64,20 +64,8 @@ def test_end_to_end_train_writes_artefact(demo_model):
     assert not list(demo_model.glob("*.pt*"))  # no pickles
 
 
-def test_same_seed_same_metrics(demo_chips, demo_model, tmp_path):
-    region = load_region(DEMO)
-    card = train_model(
-        [region],
-        tmp_path / "again",
-        TrainOptions(
-            chips=(demo_chips,),
-            epochs=2,
-            samples_per_epoch=1,
-            seed=0,
-            batch_size=8,
-            pixel_model=False,  # the U-Net, whatever validation prefers
-        ),
-    )
+def test_same_seed_same_metrics(demo_model_options, demo_model, tmp_path):
+    card = train_model([load_region(DEMO)], tmp_path / "again", demo_model_options)
     first = read_card(demo_model)
     assert card.metrics["history"] == first.metrics["history"]
     assert card.model_id.split("-")[-1] == first.model_id.split("-")[-1]

@@ -304,6 +304,8 @@ def run_one(
             device=args.device,
             batch_size=args.batch_size,
             freeze=args.freeze,
+            # a source model is a base for the target: its network, never a per-pixel model
+            pixel_model=None if evaluate_on else False,
             overwrite=True,
         )
         card = train_model(loaded, out, opts)

@@ -501,9 +501,9 @@ def _train(
     if best.state is not None:
         network.load_state_dict(best.state)
     pixel = _pixel_candidate(task, sets, norm, settings, best)
-    network_val_iou = best.score
-    kept_pixel = pixel is not None and pixel.val_iou > best.score + PIXEL_MARGIN
-    if pixel is not None and kept_pixel:
+    network_val_iou, kept_pixel = best.score, False
+    if pixel is not None and pixel.val_iou > best.score + PIXEL_MARGIN:
+        kept_pixel = True
         log.info(
             "kept the per-pixel model: val IoU %.4f, the network's %.4f",
             pixel.val_iou,

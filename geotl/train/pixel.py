@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from geotl.chips.labels import IGNORE
 from geotl.models.artefact import Normalisation
 from geotl.models.network import NetworkSpec
-from geotl.models.pixel import PixelNetwork, feature_count
+from geotl.models.pixel import PixelNetwork
 from geotl.train.data import ChipData, normalise
 from geotl.train.metrics import ConfusionIoU
 
@@ -107,7 +107,6 @@ def fit_pixel_candidate(
         in_channels=in_channels,
         num_classes=num_classes,
     )
-    assert feature_count(in_channels) == features.shape[1]
     return PixelCandidate(
         network,
         spec,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -396,3 +397,33 @@ def test_cached_export_is_refreshed_when_used_and_pruned_on_export(
     os.utime(first.path, (1000, 1000))
     again = _cached_export(art, 64)  # read from the cache, and marked as used now
     assert again.path == first.path and first.path.stat().st_mtime > 1000
+
+
+def test_a_per_pixel_model_exports_and_equals_torch(
+    demo_model_options: Any,
+    demo_chips: Path,
+    chips: tuple[np.ndarray, np.ndarray],
+    tmp_path: Path,
+) -> None:
+    """The model training keeps when it beats the U-Net: the same graph in ONNX, int8 too."""
+    from dataclasses import replace
+
+    from geotl.train import train_model
+
+    model = tmp_path / "pixel"
+    options = replace(demo_model_options, pixel_model=True)
+    card = train_model([load_region(DEMO_REGION)], model, options)
+    assert card.network.arch == "pixel"  # two epochs: the U-Net scores below it
+    x, valid = chips
+    art = load_artefact(model)
+    torch_fg = TorchEngine(art.network, art.device).probabilities(x)
+    for name, int8 in (("fp32", False), ("int8", True)):
+        out = tmp_path / f"{name}.onnx"
+        export_onnx(
+            model, out, tile_px=64, int8=int8, chips_dir=demo_chips, region_path=DEMO_REGION
+        )
+        ort_fg = engine_for(load_model(out, "onnxruntime")).probabilities(x)
+        assert ort_fg.shape == torch_fg.shape == (len(x), 1, 64, 64)
+        err = float(np.abs(ort_fg - torch_fg)[:, 0][valid].mean())
+        assert err < (1e-5 if name == "fp32" else 0.02), (name, err)
+    assert read_onnx(tmp_path / "fp32.onnx").card.network.arch == "pixel"

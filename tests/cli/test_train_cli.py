@@ -86,6 +86,7 @@ def test_train_then_evaluate_cli(demo_chips, tmp_path):
             "5",
             "--freeze",
             "backbone",
+            "--no-pixel-model",
         ],
     )
     assert res.exit_code == 0, res.stderr
@@ -96,6 +97,7 @@ def test_train_then_evaluate_cli(demo_chips, tmp_path):
         and card["regions"][0]["labels_used"] == 5
         and card["freeze"] == "backbone"
     )
+    assert card["network"]["arch"] == "unet" and "pixel_model" not in card["metrics"]
     res = runner.invoke(
         cli, ["train", str(DEMO), "--out", str(out), "--chips", str(demo_chips), "--epochs", "1"]
     )

@@ -548,6 +548,7 @@ def test_a_per_pixel_model_stands_in_when_it_beats_the_network(demo_chips, tmp_p
         train_model(
             [load_region(DEMO)], tmp_path / "b", replace(opts, base=f"model:{tmp_path / 'm'}")
         )
+    assert not (tmp_path / "b").exists()  # refused before chipping: nothing written
     # the network is kept unless the per-pixel model beats it by the margin
     import geotl.train.loop as loop
 

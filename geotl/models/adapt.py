@@ -200,12 +200,6 @@ def build_adapted_network(
     """
     from geotl.errors import BaseModelError
 
-    if base.card is not None and base.card.network.arch == "pixel":
-        raise BaseModelError(
-            f"base {base.entry.id} is a per-pixel model (training kept it over its network on "
-            "validation): it has no encoder to reuse; train the source with --no-pixel-model, "
-            "or use a pretrained backbone (pkg:efficientnet-lite0) or none"
-        )
     if base.card is not None and base.card.network.arch != "unet":
         raise BaseModelError(
             f"base {base.entry.id} is a {base.card.task} model ({base.card.network.arch}): a U-Net "

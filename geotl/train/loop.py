@@ -432,6 +432,13 @@ def _train(
             "(e.g. pkg:efficientnet-lite0)",
             first.path,
         )
+    if base.card is not None and base.card.network.arch == "pixel":
+        raise BaseModelError(
+            f"base {base.entry.id} is a per-pixel model (training kept it over its network on "
+            "validation): it has no encoder to reuse; train the source with --no-pixel-model, "
+            "or use a pretrained backbone (pkg:efficientnet-lite0) or none",
+            first.path,
+        )
     task = make_task(first.task, list(first.classes), settings.loss)
     task.threshold_set = first.predict.threshold_set
     chips_dirs = [

@@ -35,7 +35,7 @@ class ModelBase(BaseKind):
         base = card.base
         return BaseModelEntry(
             id=entry_id,
-            architecture=f"unet-{card.network.encoder} (geotl model {card.model_id})",
+            architecture=f"{card.network.description}, geotl model {card.model_id}",
             encoder=card.network.encoder,
             bands=canonical_or_raw(card.bands),
             band_ids=list(card.bands),

@@ -377,18 +377,16 @@ def test_early_stopping_ends_the_run_after_min_steps(demo_chips, tmp_path, caplo
 @pytest.mark.parametrize(("score", "warned"), [(0.30, True), (0.41, False)])
 def test_a_model_no_better_than_the_constant_map_is_reported(score, warned, caplog):
     # 40 % of the validation pixels are crowns: a map of nothing but crowns scores 0.40
-    from geotl.train.loop import KeepBest, _choose_threshold
+    from geotl.train.loop import _choose_threshold
     from geotl.train.metrics import ConfusionIoU
     from geotl.train.tasks import make_task
 
     metric = ConfusionIoU(2)
     metric.counts[:] = torch.tensor([[60, 0], [30, 10]])
-    best = KeepBest()
-    best.score = score
-    best.threshold = {"value": 0.3, "val_iou": score, "val_iou_argmax": score}
-    best.threshold["floor_iou"] = metric.floor()
+    record = {"value": 0.3, "val_iou": score, "val_iou_argmax": score}
+    record["floor_iou"] = metric.floor()
     region = load_region(DEMO)
-    chosen = _choose_threshold(make_task(region.task, region.classes), best, region)
+    chosen = _choose_threshold(make_task(region.task, region.classes), record, score, region)
     assert chosen is not None and chosen["floor_iou"] == pytest.approx(0.4)
     said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert bool([m for m in said if "does not beat a map of nothing but tree" in m]) is warned

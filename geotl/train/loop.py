@@ -508,7 +508,8 @@ def _train(
     if best.state is not None:
         network.load_state_dict(best.state)
     pixel = _pixel_candidate(task, sets, norm, settings, best)
-    network_val_iou, kept_pixel = best.score, False
+    # the kept model's validation score and threshold record (best: the network's)
+    score, record, kept_pixel = best.score, best.threshold, False
     if pixel is not None and pixel.val_iou > best.score + PIXEL_MARGIN:
         kept_pixel = True
         log.info(
@@ -517,8 +518,8 @@ def _train(
             best.score,
         )
         network, spec = pixel.network, pixel.spec
-        best.score, best.threshold = pixel.val_iou, pixel.threshold
-    threshold = _choose_threshold(task, best, first)
+        score, record = pixel.val_iou, pixel.threshold
+    threshold = _choose_threshold(task, record, score, first)
     records = sets.records
     refit: dict[str, Any] | None = None
     if settings.refit and (sets.val is sets.train or best.state is None):
@@ -545,7 +546,7 @@ def _train(
     network.eval()
 
     metrics: dict[str, Any] = {
-        "val_iou": best.score,
+        "val_iou": score,
         "best_step": best.step,
         "steps_run": int(module.global_step),
         "steps": schedule.steps,
@@ -573,7 +574,7 @@ def _train(
     if refit is not None:
         metrics["refit"] = refit
     if pixel is not None:
-        metrics["pixel_model"] = pixel.record(kept_pixel, network_val_iou)
+        metrics["pixel_model"] = pixel.record(kept_pixel, best.score)
     if plan is not None:
         metrics["bands"] = {
             "matched": list(plan.matched),
@@ -598,7 +599,7 @@ def _train(
         "wrote %s (val %s %.4f, best step %d, %.1fs)",
         out,
         task.score_name,
-        best.score,
+        score,
         best.step,
         seconds,
     )
@@ -819,24 +820,29 @@ def _pixel_candidate(
     )
 
 
-def _choose_threshold(task: Task, best: KeepBest, first: Region) -> dict[str, float] | None:
-    """Take the foreground threshold that scored best on the kept weights' validation.
+def _choose_threshold(
+    task: Task, record: dict[str, float] | None, score: float, first: Region
+) -> dict[str, float] | None:
+    """Take the foreground threshold that scored best on the kept model's validation.
+
+    ``record`` is that pass's :meth:`ConfusionIoU.threshold_record` (``None`` for a task
+    without thresholds), ``score`` the model's validation score.
 
     Where few labels leave a network unsure of the objects, argmax (0.5 for one class)
     undercounts them; the threshold is chosen on the val chips, never the test chips. The
     region's ``[predict] threshold``, when set, wins (:meth:`Task.card_fields`).
     """
-    if best.threshold is None:
+    if record is None:
         return None
-    chosen = dict(best.threshold)
+    chosen = dict(record)
     task.best_threshold = chosen["value"]
     floor = chosen.get("floor_iou")
-    if floor is not None and best.score <= floor:
+    if floor is not None and score <= floor:
         log.warning(
             "the model does not beat a map of nothing but %s on validation (IoU %.4f, that map "
             "%.4f): label more objects (with base none: adapt a pretrained base instead)",
             " / ".join(first.classes),
-            best.score,
+            score,
             floor,
         )
     if first.predict.threshold_set is not None:

@@ -1,4 +1,5 @@
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,20 @@ def test_bootstrap_ci_brackets_the_estimate():
     lo, hi = bootstrap_ci(per_chip, lambda s: pixel_scores(s)[0], n_boot=300)
     iou, _ = pixel_scores(per_chip.sum(0))
     assert np.all(lo <= iou) and np.all(iou <= hi)
+
+
+def test_bootstrap_ci_of_a_class_no_chip_holds_is_nan_without_a_warning():
+    # two chips with background only: the foreground mean has no score in any resample
+    per_chip = np.zeros((2, 3, 3), np.int64)
+    per_chip[:, 0, 0] = 50
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning would reach the user's terminal
+        lo, hi = bootstrap_ci(
+            per_chip, lambda s: np.nanmean(pixel_scores(s)[0][..., 1:], axis=-1), n_boot=50
+        )
+        assert np.isnan(lo) and np.isnan(hi)
+        lo, hi = bootstrap_ci(per_chip[:0], lambda s: np.nanmean(pixel_scores(s)[0], axis=-1))
+        assert np.isnan(lo) and np.isnan(hi)
 
 
 def test_evaluate_demo_model(demo_model, demo_chips, tmp_path):

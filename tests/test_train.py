@@ -557,3 +557,24 @@ def test_a_per_pixel_model_stands_in_when_it_beats_the_network(demo_chips, tmp_p
     # pixel_model = false: no per-pixel model at all
     card = train_model([load_region(DEMO)], tmp_path / "o", replace(opts, pixel_model=False))
     assert "pixel_model" not in card.metrics and card.network.arch == "unet"
+
+
+def test_classes_without_train_or_val_pixels_are_said(tmp_path, caplog):
+    from geotl.train.loop import _say_missing_classes
+
+    region = load_region(
+        _demo_variant(tmp_path, 'classes = ["tree"]', 'classes = ["tree", "shrub", "road"]')
+    )
+    train = np.array([0.5, 0.5, 0.0, 0.0])  # background, tree, shrub, road
+    val = np.array([0.4, 0.3, 0.3, 0.0])
+    with caplog.at_level("WARNING", logger="geotl.train.loop"):
+        assert _say_missing_classes(region, train, val) == ["shrub", "road"]
+    text = caplog.text
+    assert "'shrub' has no labelled pixel in the train chips: the model cannot learn it" in text
+    assert "'road' has no labelled pixel in the train or val chips" in text
+    assert region.path.name in text and "[split] seed" in text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="geotl.train.loop"):
+        assert _say_missing_classes(region, val[[0, 1, 2, 2]], None) == []  # no val chips
+        assert _say_missing_classes(region, train[[0, 1, 1, 1]], val) == ["road"]
+    assert "val chips: validation cannot score it" in caplog.text

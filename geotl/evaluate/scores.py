@@ -33,17 +33,17 @@ def bootstrap_ci(
         level: confidence level of the interval.
     """
     n = per_chip.shape[0]
-    if n == 0:
-        nan = np.full(np.shape(stat(per_chip.sum(0)[None]))[1:], np.nan)
-        return nan, nan
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    sums = np.stack([per_chip[row].sum(0) for row in idx])
-    values = stat(sums)
+    idx = rng.integers(0, n, size=(n_boot, n)) if n else None
     alpha = (1 - level) / 2
     with warnings.catch_warnings():
-        # a class absent from every resample has no score: its interval is NaN, not a warning
+        # a resample without any pixel of a class (or of every class) has no score: NaN,
+        # left out of the interval, not a warning on the user's terminal
         warnings.simplefilter("ignore", RuntimeWarning)
+        if idx is None:
+            nan = np.full(np.shape(stat(per_chip.sum(0)[None]))[1:], np.nan)
+            return nan, nan
+        values = stat(np.stack([per_chip[row].sum(0) for row in idx]))
         return np.nanquantile(values, alpha, axis=0), np.nanquantile(values, 1 - alpha, axis=0)
 
 

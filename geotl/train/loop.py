@@ -454,6 +454,7 @@ def _train(
     sets = load_training_sets(regions, chips_dirs, band_order, settings.max_labels, settings.seed)
     # the val chips' class balance, read before prepare_chips packs more into the masks
     target = None if sets.val is sets.train else class_shares(sets.val, task.num_classes)
+    _say_missing_classes(first, class_shares(sets.train, task.num_classes), target)
     prior = _class_prior(task, sets.train, target, settings)
     prepared: set[int] = set()  # without val chips, sets.val is sets.train
     for datasets in (sets.train, sets.val):
@@ -764,6 +765,42 @@ def _normalisation(
         )
         return pooled
     return kept
+
+
+def _say_missing_classes(
+    region: Region, train: np.ndarray | None, val: np.ndarray | None
+) -> list[str]:
+    """Warn of classes without a labelled pixel in the train or val chips; their names.
+
+    ``train`` / ``val``: each class's share of the labelled pixels (background first),
+    after the label budget. A class the train chips lack cannot be learnt; one the val
+    chips lack is not scored, so the kept weights and threshold ignore it.
+    """
+    said = []
+    for i, name in enumerate(region.classes, start=1):
+        where = [
+            split
+            for split, shares in (("train", train), ("val", val))
+            if shares is not None and shares[i] == 0
+        ]
+        if not where:
+            continue
+        said.append(name)
+        what = (
+            "the model cannot learn it"
+            if "train" in where
+            else "validation cannot score it (the kept weights and threshold ignore it)"
+        )
+        log.warning(
+            "%s: class %r has no labelled pixel in the %s chips: %s; label more %r objects "
+            "in more places, or move the split ([split] seed, block_size_m)",
+            region.path.name,
+            name,
+            " or ".join(where),
+            what,
+            name,
+        )
+    return said
 
 
 def _class_prior(

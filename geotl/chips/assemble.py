@@ -52,6 +52,8 @@ class ChipSummary:
     objects_per_split: dict[str, int] = field(default_factory=dict)
     n_small_boxes: int = 0
     pixels_per_split: dict[str, int] = field(default_factory=dict)  # labelled (class) pixels
+    # the same per class: {class: {split: pixels}} (in the line when there are several)
+    class_pixels_per_split: dict[str, dict[str, int]] = field(default_factory=dict)
     guard: GuardReport = field(default_factory=lambda: GuardReport(guard_px=0))
 
     @property
@@ -71,6 +73,11 @@ class ChipSummary:
             f"guard bands of {self.guard.guard_px} px took {self.guard.total_pixels()} "
             f"labelled pixels" + (f" ({took})" if took else "")
         )
+        if len(self.class_pixels_per_split) > 1:  # a class missing from a split shows
+            text += f"; labelled pixels per class ({' / '.join(SPLITS)}): " + ", ".join(
+                f"{c} " + " / ".join(str(by.get(s, 0)) for s in SPLITS)
+                for c, by in self.class_pixels_per_split.items()
+            )
         skipped = []
         if self.n_skipped_nodata:
             skipped.append(f"{self.n_skipped_nodata} mostly nodata")
@@ -318,6 +325,7 @@ def chipset_meta(
             **summary.counts,
             "guard": {"chips": summary.guard.chips, "pixels": summary.guard.pixels},
             "pixels_per_split": summary.pixels_per_split,
+            "pixels_per_class_per_split": summary.class_pixels_per_split,
             "skipped_nodata": summary.n_skipped_nodata,
             "skipped_incomplete": summary.n_skipped_incomplete,
             "objects": summary.n_objects,

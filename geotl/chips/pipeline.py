@@ -161,6 +161,10 @@ def _chip_region(
         }
         class_px = frame[[f"px_{c}" for c in region.classes]].sum(axis=1)
         pixels_per_split = {s: int(class_px[frame["split"] == s].sum()) for s in SPLITS}
+        class_pixels = {
+            c: {s: int(frame.loc[frame["split"] == s, f"px_{c}"].sum()) for s in SPLITS}
+            for c in region.classes
+        }
         advice = check_split(
             region, rows, result.splits, objects_per_split, pixels_per_split, guard
         )
@@ -185,6 +189,7 @@ def _chip_region(
             objects_per_split=objects_per_split,
             n_small_boxes=n_small,
             pixels_per_split=pixels_per_split,
+            class_pixels_per_split=class_pixels,
             guard=guard,
         )
         meta = chipset_meta(region, scenes, frame, summary, labels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 from pathlib import Path
@@ -78,6 +79,16 @@ def test_parallel_output_equals_serial(
     parallel = chip_region(region, tmp_path / "parallel", workers=2)
     assert parallel == ChipSummary(**{**serial.__dict__, "out_dir": parallel.out_dir})
     assert serial.n_chips > 20 and serial.n_skipped_nodata and serial.n_skipped_incomplete
+    # each class's labelled pixels per split add up to the split's, and the line says them
+    by_class = serial.class_pixels_per_split
+    assert list(by_class) == ["tree", "shrub"]
+    for split, total in serial.pixels_per_split.items():
+        assert sum(by_class[c][split] for c in by_class) == total
+    shrub = " / ".join(str(by_class["shrub"][s]) for s in ("train", "val", "test"))
+    assert "per class (train / val / test): tree " in serial.line()
+    assert f"shrub {shrub}" in serial.line()
+    meta = json.loads((tmp_path / "serial" / "chipset.json").read_text())
+    assert meta["counts"]["pixels_per_class_per_split"] == by_class
     assert _tree(tmp_path / "serial") == _tree(tmp_path / "parallel")
     frame = read_chip_index(tmp_path / "parallel").frame
     assert sorted(p.name for p in (tmp_path / "parallel" / "images").iterdir()) == sorted(

@@ -392,6 +392,18 @@ def test_a_model_no_better_than_the_constant_map_is_reported(score, warned, capl
     assert bool([m for m in said if "does not beat a map of nothing but tree" in m]) is warned
 
 
+@pytest.mark.parametrize(("score", "warned"), [(0.0, True), (0.05, False)])
+def test_a_detector_that_finds_no_val_object_is_reported(score, warned, caplog):
+    from geotl.train.loop import _choose_threshold
+    from geotl.train.tasks import make_task
+
+    region = load_region(DEMO)
+    task = make_task("detection", region.classes)
+    assert _choose_threshold(task, None, score, region) is None  # AP50: no threshold record
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert bool([m for m in said if "found none of the val objects (val AP50" in m]) is warned
+
+
 @pytest.mark.parametrize("task_name", ["segmentation", "instances"])
 def test_class_prior_offsets_calibrate_the_logits_to_the_target_balance(task_name):
     # train labels 5.6 % foreground (a budget thinned the objects), target balance 50 %:

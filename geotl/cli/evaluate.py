@@ -71,7 +71,7 @@ def command(
 
     With --curve: label-efficiency curves (JSON table + PNG plot beside it).
     """
-    from geotl.evaluate import evaluate_model, label_curve
+    from geotl.evaluate import evaluate_model, headline, label_curve
     from geotl.train import TrainOptions
 
     region = load_region(region_file)
@@ -93,3 +93,4 @@ def command(
         model_dir, region, chips_dir=chips_dir, out=out_file, device=device, seed=seed
     )
     click.echo(json.dumps(metrics, indent=2))
+    click.echo(f"geotl evaluate: {headline(metrics)} ({metrics.get('chips')} test chips)", err=True)

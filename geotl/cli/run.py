@@ -21,9 +21,10 @@ def command(region: Path, out_dir: Path, overwrite: bool, device: str) -> None:
 
     Ends by printing the GeoJSON and quicklook paths on stdout.
     """
+    from geotl.evaluate import headline
+
     summary = run_region(region, out_dir, overwrite=overwrite, device=device)
-    pixel_iou = summary.metrics.get("pixel", {}).get("mean_iou")
-    shown = f" (test mean IoU {pixel_iou:.2f})" if isinstance(pixel_iou, float) else ""
+    shown = f" ({headline(summary.metrics)})" if summary.metrics else ""
     click.echo(
         f"model {summary.model_dir}; metrics {summary.metrics_path}{shown}; "
         f"{summary.features} polygon(s); open {summary.geojson} in QGIS",

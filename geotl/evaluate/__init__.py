@@ -17,7 +17,7 @@ One module per concept:
 from __future__ import annotations
 
 from geotl.evaluate.chips import find_chips
-from geotl.evaluate.core import evaluate_model
+from geotl.evaluate.core import evaluate_model, headline
 from geotl.evaluate.curve import label_curve, plot_curve
 from geotl.evaluate.detection import (
     AP_RESAMPLES,
@@ -45,6 +45,7 @@ __all__ = [
     "evaluate_chips",
     "evaluate_model",
     "find_chips",
+    "headline",
     "label_curve",
     "match_boxes",
     "match_objects",

@@ -18,7 +18,7 @@ from geotl.evaluate.segmentation import evaluate_chips
 from geotl.io.atomic import atomic_write_text
 from geotl.io.scratch import scratch_dir
 
-__all__ = ["evaluate_model"]
+__all__ = ["evaluate_model", "headline"]
 
 
 def evaluate_model(
@@ -64,3 +64,40 @@ def evaluate_model(
     if out is not None:
         atomic_write_text(Path(out), json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def headline(metrics: dict[str, Any]) -> str:
+    """The metrics JSON in one line for a person: pixel IoU or AP50, and object F1.
+
+    >>> headline({"pixel": {"mean_iou": 0.61, "mean_iou_ci95": [0.5, 0.7]},
+    ...           "objects": {"tree": {"f1": 0.42, "f1_ci95": [0.3, 0.5]}}})
+    'test mean IoU 0.61 [0.50, 0.70]; object F1 0.42 [0.30, 0.50]'
+    >>> headline({"detection": {"ap50": 0.3, "ap50_ci95": [0.2, 0.4],
+    ...           "iou_0.5": {"f1": 0.5, "precision": 0.6, "recall": 0.4}}})
+    'test AP50 0.30 [0.20, 0.40]; object F1 0.50 at IoU 0.5 (precision 0.60, recall 0.40)'
+    """
+
+    def num(v: Any) -> str:
+        return f"{v:.2f}" if isinstance(v, (int, float)) else "n/a"
+
+    def ci(pair: Any) -> str:
+        ok = isinstance(pair, list) and all(isinstance(v, (int, float)) for v in pair)
+        return f" [{num(pair[0])}, {num(pair[1])}]" if ok else ""
+
+    if "detection" in metrics:
+        d = metrics["detection"]
+        at = d.get("iou_0.5", {})
+        return (
+            f"test AP50 {num(d.get('ap50'))}{ci(d.get('ap50_ci95'))}; object F1 "
+            f"{num(at.get('f1'))} at IoU 0.5 (precision {num(at.get('precision'))}, "
+            f"recall {num(at.get('recall'))})"
+        )
+    pixel = metrics.get("pixel", {})
+    text = f"test mean IoU {num(pixel.get('mean_iou'))}{ci(pixel.get('mean_iou_ci95'))}"
+    objects = metrics.get("objects", {})
+    if len(objects) == 1:
+        (only,) = objects.values()
+        text += f"; object F1 {num(only.get('f1'))}{ci(only.get('f1_ci95'))}"
+    elif objects:
+        text += "; object F1 " + ", ".join(f"{c} {num(o.get('f1'))}" for c, o in objects.items())
+    return text

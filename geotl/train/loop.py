@@ -869,7 +869,14 @@ def _choose_threshold(
     undercounts them; the threshold is chosen on the val chips, never the test chips. The
     region's ``[predict] threshold``, when set, wins (:meth:`Task.card_fields`).
     """
-    if record is None:
+    if record is None:  # a task scored without thresholds (detection: AP50)
+        if score <= 0:
+            log.warning(
+                "the model found none of the val objects (val %s %.4f): label more objects, "
+                "train longer ([model] steps), or adapt a pretrained base",
+                task.score_name,
+                score,
+            )
         return None
     chosen = dict(record)
     task.best_threshold = chosen["value"]

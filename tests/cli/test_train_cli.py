@@ -108,7 +108,12 @@ def test_train_then_evaluate_cli(demo_chips, tmp_path):
         ["evaluate", str(out), str(DEMO), "--chips", str(demo_chips), "--out", str(metrics_file)],
     )
     assert res.exit_code == 0, res.stderr
-    assert json.loads(res.stdout)["pixel"] == json.loads(metrics_file.read_text())["pixel"]
+    metrics = json.loads(res.stdout)
+    assert metrics["pixel"] == json.loads(metrics_file.read_text())["pixel"]
+    # a person's line on stderr: pixel IoU with its interval, and object F1
+    iou, f1 = metrics["pixel"]["mean_iou"], metrics["objects"]["tree"]["f1"]
+    assert f"geotl evaluate: test mean IoU {iou:.2f} [" in res.stderr
+    assert f"; object F1 {f1:.2f} [" in res.stderr
 
 
 def test_evaluate_missing_model_dir(tmp_path):

@@ -454,8 +454,9 @@ def _train(
     sets = load_training_sets(regions, chips_dirs, band_order, settings.max_labels, settings.seed)
     # the val chips' class balance, read before prepare_chips packs more into the masks
     target = None if sets.val is sets.train else class_shares(sets.val, task.num_classes)
-    _say_missing_classes(first, class_shares(sets.train, task.num_classes), target)
-    prior = _class_prior(task, sets.train, target, settings)
+    shares = class_shares(sets.train, task.num_classes)
+    _say_missing_classes(first, shares, target)
+    prior = _class_prior(task, shares, target, settings)
     prepared: set[int] = set()  # without val chips, sets.val is sets.train
     for datasets in (sets.train, sets.val):
         for r, cdir, data in zip(regions, chips_dirs, datasets, strict=True):
@@ -708,7 +709,9 @@ def _refit(
         this process writes the artefact.
     """
     sets = load_refit_sets(regions, chips_dirs, band_order, settings.max_labels, settings.seed)
-    prior = _class_prior(module.task, sets.train, target, settings)
+    prior = _class_prior(
+        module.task, class_shares(sets.train, module.task.num_classes), target, settings
+    )
     for r, cdir, data in zip(regions, chips_dirs, sets.train, strict=True):
         module.task.prepare_chips(r, cdir, data)
     steps = max(1, step)
@@ -804,10 +807,11 @@ def _say_missing_classes(
 
 
 def _class_prior(
-    task: Task, train: list[ChipData], target: np.ndarray | None, settings: Settings
+    task: Task, source: np.ndarray | None, target: np.ndarray | None, settings: Settings
 ) -> dict[str, list[float]] | None:
-    """Set the task's class-prior correction towards ``target``; the card's record.
+    """Set the task's class-prior correction from ``source`` towards ``target``; the record.
 
+    ``source`` / ``target``: the train / val chips' class shares (:func:`class_shares`).
     ``[model] class_prior = "validation"`` calibrates the model to the val chips' class
     balance (``target``), which the label budget leaves whole
     (:func:`~geotl.train.data.prior_offsets`). Nothing to correct without val chips of
@@ -815,10 +819,7 @@ def _class_prior(
     :meth:`Task.prepare_chips`, which may pack more than classes into the masks.
     """
     task.set_class_prior(None)
-    if settings.class_prior != "validation" or target is None:
-        return None
-    source = class_shares(train, task.num_classes)
-    if source is None:
+    if settings.class_prior != "validation" or target is None or source is None:
         return None
     offsets = prior_offsets(source, target)
     task.set_class_prior(torch.tensor(offsets, dtype=torch.float32))

@@ -253,6 +253,18 @@ def test_too_many_areas_says_how_many(tmp_path: Path, demo_model: Path, demo_chi
     assert "-n 500 but only 8 candidate 6.4 m square(s)" in stderr and str(region) in stderr
     assert len([ln for ln in stderr.splitlines() if ln.startswith("geotl: error")]) == 1
     assert not list(tmp_path.glob("a.*"))
+    # a few more than there are: the error names a square size that gives them
+    code, _, stderr = _suggest(
+        region, demo_model, out, "-n", "12", "--size-m", "6.4", "--chips", str(demo_chips)
+    )
+    assert code == 2 and "ask for at most 8 or lower --size-m (--size-m " in stderr
+    size = stderr.split("(--size-m ")[1].split(" ")[0]
+    assert float(size) < 6.4 and "gives 12 or more)" in stderr
+    code, _, stderr = _suggest(
+        region, demo_model, out, "-n", "12", "--size-m", size, "--chips", str(demo_chips)
+    )
+    assert code == 0, stderr
+    assert len(gpd.read_file(out, layer="areas")) == 12
 
 
 def test_no_area_left(tmp_path: Path, demo_model: Path, demo_chips: Path) -> None:

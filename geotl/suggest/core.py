@@ -29,11 +29,16 @@ from geotl.bands import canonical_band
 from geotl.config import Region
 from geotl.errors import BandMismatchError, GeotlInputError, RasterError
 from geotl.io.atomic import check_output_file
-from geotl.io.rasters import read_data, read_scene_info
+from geotl.io.rasters import SceneInfo, read_data, read_scene_info
 from geotl.io.scratch import scratch_dir
 from geotl.models.artefact import read_card
 from geotl.models.detector import SCORE_THRESH
-from geotl.suggest.candidates import Candidate, read_taken_areas, scene_candidates
+from geotl.suggest.candidates import (
+    Candidate,
+    TakenAreas,
+    read_taken_areas,
+    scene_candidates,
+)
 from geotl.suggest.outputs import append_areas, write_areas
 from geotl.suggest.ranking import (
     binary_entropy,
@@ -143,16 +148,7 @@ def suggest_areas(
             region.path,
         )
     taken = read_taken_areas(region, scenes, model_dir, options.chips_dir)
-    candidates: list[Candidate] = []
-    dropped = {"test": 0, "complete": 0, "nodata": 0}
-    for s in scenes:
-        size_px = max(1, round(size_m / s.resolution_m))
-        found, n_test, n_done = scene_candidates(
-            s, size_px, taken.test[s.path], taken.complete[s.path]
-        )
-        candidates += found
-        dropped["test"] += n_test
-        dropped["complete"] += n_done
+    candidates, dropped = _all_candidates(scenes, size_m, taken)
     what = _what_is_taken(region, taken.complete_source)
     if not candidates:
         raise GeotlInputError(
@@ -161,7 +157,10 @@ def suggest_areas(
             "add scenes or lower --size-m",
             region.path,
         )
-    _check_count(options.n, len(candidates), size_m, what, region)
+    if options.n > len(candidates):
+        smaller = _size_for(options.n, size_m, scenes, taken)
+        hint = f" (--size-m {smaller:g} gives {options.n} or more)" if smaller else ""
+        _check_count(options.n, len(candidates), size_m, what, region, hint=hint)
 
     artefact = load_artefact(model_dir, options.device)
     popts = PredictOptions.from_region(
@@ -259,14 +258,51 @@ def _what_is_taken(region: Region, complete_source: str) -> str:
     return " and ".join(parts)
 
 
+def _all_candidates(
+    scenes: list[SceneInfo], size_m: float, taken: TakenAreas
+) -> tuple[list[Candidate], dict[str, int]]:
+    """Every scene's candidate squares of ``size_m``, and how many were dropped and why."""
+    candidates: list[Candidate] = []
+    dropped = {"test": 0, "complete": 0, "nodata": 0}
+    for s in scenes:
+        size_px = max(1, round(size_m / s.resolution_m))
+        found, n_test, n_done = scene_candidates(
+            s, size_px, taken.test[s.path], taken.complete[s.path]
+        )
+        candidates += found
+        dropped["test"] += n_test
+        dropped["complete"] += n_done
+    return candidates, dropped
+
+
+def _size_for(n: int, size_m: float, scenes: list[SceneInfo], taken: TakenAreas) -> float | None:
+    """The largest of a few smaller squares (2 significant digits) giving ``n`` candidates.
+
+    None when even squares of 16 pixels do not.
+    """
+    smallest = 16 * max(s.resolution_m for s in scenes)
+    size = size_m
+    while size * 0.8 >= smallest:
+        size = float(f"{size * 0.8:.2g}")
+        if len(_all_candidates(scenes, size, taken)[0]) >= n:
+            return size
+    return None
+
+
 def _check_count(
-    n: int, available: int, size_m: float, what: str, region: Region, nodata: int = 0
+    n: int,
+    available: int,
+    size_m: float,
+    what: str,
+    region: Region,
+    nodata: int = 0,
+    hint: str = "",
 ) -> None:
     if n > available:
         extra = f" ({nodata} more are mostly nodata)" if nodata else ""
         raise GeotlInputError(
             f"-n {n} but only {available} candidate {size_m:g} m square(s) lie outside "
-            f"{what}{extra}: ask for at most {available} or lower --size-m",
+            f"{what}{extra}: ask for at most {available} or lower --size-m{hint}",
             region.path,
         )
 

@@ -157,6 +157,16 @@ def check_split(
     if any(r.forced for r in rows) or not any(objects_per_split.values()):
         return None
     if objects_per_split.get("train", 0) and pixels_per_split.get("train", 0):
+        fractions = {"val": region.split.val_fraction, "test": region.split.test_fraction}
+        empty = [s for s, f in fractions.items() if f > 0 and not objects_per_split.get(s, 0)]
+        if empty:  # training can go on, but validation or evaluation would score nothing
+            log.warning(
+                "%s: the split left no labelled object in %s (objects per split %s): %s",
+                region.path,
+                " or ".join(empty),
+                objects_per_split,
+                _split_advice(region, rows),
+            )
         return None
     if objects_per_split.get("train", 0):
         advice = (

@@ -159,12 +159,11 @@ def _chip_region(
             s: len({i for ids in frame.loc[frame["split"] == s, "object_ids"] for i in ids})
             for s in SPLITS
         }
-        class_px = frame[[f"px_{c}" for c in region.classes]].sum(axis=1)
-        pixels_per_split = {s: int(class_px[frame["split"] == s].sum()) for s in SPLITS}
         class_pixels = {
             c: {s: int(frame.loc[frame["split"] == s, f"px_{c}"].sum()) for s in SPLITS}
             for c in region.classes
         }
+        pixels_per_split = {s: sum(by[s] for by in class_pixels.values()) for s in SPLITS}
         advice = check_split(
             region, rows, result.splits, objects_per_split, pixels_per_split, guard
         )

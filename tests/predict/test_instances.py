@@ -182,3 +182,28 @@ def test_a_component_across_windows_is_split_once(monkeypatch: pytest.MonkeyPatc
     )
     assert sorted(tiled, key=_key) == whole
     assert len(calls) == n_components  # not once per window the canopy touches
+
+
+def test_the_flood_skips_inner_seed_pixels_and_grows_the_same_objects() -> None:
+    # a closed canopy of touching discs whose seeds cover most of it: split_component
+    # floods only what seeds can reach and gives scikit-image's watershed over the whole
+    # component, pixel for pixel (seed scores distinct: no ties for the heap to order)
+    from skimage.segmentation import watershed
+
+    from geotl.predict.objects.instances import SEED_THRESHOLD, split_component
+
+    inst, _ = _touching_discs(7, shape=(120, 140), n=60)
+    inst[:, 60:62] = 999  # every disc on a bar: one component
+    mask = ndimage.label(inst > 0)[0] == 1
+    rng = np.random.default_rng(8)
+    border, contact = instance_targets(inst)
+    seed = np.where(border | contact, 0.3, 0.7) + rng.random(inst.shape) * 0.2
+    markers = ndimage.label(
+        mask & (seed >= SEED_THRESHOLD), structure=ndimage.generate_binary_structure(2, 1)
+    )[0]
+    sizes = np.bincount(markers.ravel())
+    assert (markers > 0).sum() > 0.5 * mask.sum()  # most of the canopy is seed
+    got, n = split_component(mask, seed, min_seed_px=1)
+    want = watershed(-seed, markers, mask=mask, connectivity=1)
+    assert n == len(sizes) - 1 > 20
+    np.testing.assert_array_equal(got, want)

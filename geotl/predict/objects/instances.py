@@ -81,9 +81,31 @@ def split_component(mask: np.ndarray, seed: np.ndarray, min_seed_px: int) -> tup
         if n > 1:
             lut = np.zeros(keep.size, dtype=np.int32)
             lut[keep] = np.arange(1, n + 1, dtype=np.int32)
-            grown = watershed(-seed.astype(np.float64), lut[markers], mask=mask, connectivity=1)
-            return grown.astype(np.int32), n
+            return _grow(lut[markers], mask, seed), n
     return mask.astype(np.int32), 1
+
+
+def _grow(markers: np.ndarray, mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """Grow ``markers`` over ``mask`` downhill in ``seed`` (scikit-image's watershed).
+
+    Only the pixels the flood can reach are handed to the watershed: a seed pixel whose
+    four neighbours are seed or outside the mask is labelled already and would only be
+    pushed through the priority queue and popped again. In a closed canopy most pixels
+    are such (806,272 of 974,016 in ``scripts/bench_predict.py --pipeline``'s canopy;
+    its watershed took 0.34 s, now 0.06 s). The flood is the same; only the order among
+    seed pixels of exactly equal score, which scikit-image leaves to its heap, can differ
+    (5 pixels in that canopy, whose scores come in constant 8 px blocks).
+    """
+    seeded = markers > 0
+    inner = ndimage.binary_erosion(seeded | ~mask, _CROSS, border_value=1) & seeded
+    grown: np.ndarray = watershed(
+        -seed.astype(np.float64),
+        np.where(inner, 0, markers),
+        mask=mask & ~inner,
+        connectivity=1,
+    ).astype(np.int32)
+    grown[inner] = markers[inner]
+    return grown
 
 
 def _split_window(

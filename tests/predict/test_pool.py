@@ -119,3 +119,21 @@ def test_pool_processes_yield_the_cores_to_the_model() -> None:
     here = os.nice(0)
     there = pool.submit(os.nice, 0).result()
     assert there == min(here + POOL_NICENESS, 19)
+
+
+def test_pool_processes_do_not_load_torch() -> None:
+    # a worker needs numpy, GDAL, GEOS and scipy; torch and the model libraries take 4 s
+    # of CPU to import, from the model's cores, when a scene starts the pool
+    import subprocess
+    import sys
+
+    from geotl.predict.strips import strip_pool
+
+    pool = strip_pool(2)
+    assert pool is not None
+    loaded = "[m for m in ('torch', 'geopandas') if m in __import__('sys').modules]"
+    assert pool.submit(eval, loaded).result() == []
+    # what a worker imports to run a task: the strips module and the task's extractor
+    code = f"import geotl.predict.strips, geotl.predict.objects; print({loaded})"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

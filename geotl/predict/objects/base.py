@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from affine import Affine
 from rasterio.windows import Window
 
 from geotl.predict.vectorise import VectorObject, WindowExtractor, objects_by_windows
+
+if TYPE_CHECKING:  # imported where logits are: the strip workers (no logits) never load torch
+    import torch
 
 __all__ = ["ObjectExtractor", "PlaneReader"]
 

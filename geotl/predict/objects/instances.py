@@ -30,8 +30,9 @@ touches. Memory is bounded as for segmentation: by the window plus the largest c
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from affine import Affine
 from rasterio.windows import Window
 from scipy import ndimage
@@ -48,6 +49,9 @@ from geotl.predict.vectorise import (
     vectorise_labels,
     whole_in,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "INSTANCE_CHANNELS",
@@ -205,6 +209,8 @@ class InstanceExtractor(ObjectExtractor):
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Softmax over the class logits (background dropped), sigmoid of the others."""
+        import torch
+
         logits = logits.float()
         k = self.n_classes + 1
         return torch.cat(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from affine import Affine
 from rasterio.windows import Window
 
@@ -16,6 +17,9 @@ from geotl.predict.vectorise import (
     vectorise_window,
 )
 
+if TYPE_CHECKING:
+    import torch
+
 __all__ = ["SegmentationExtractor"]
 
 
@@ -24,6 +28,8 @@ class SegmentationExtractor(ObjectExtractor):
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Softmax, background dropped."""
+        import torch
+
         return torch.softmax(logits.float(), dim=1)[:, 1:]
 
     def finalise(self, blended: np.ndarray, valid: np.ndarray, threshold: float) -> np.ndarray:

@@ -52,7 +52,6 @@ from geotl import __version__
 from geotl.errors import GeotlInputError, ModelArtefactError
 from geotl.io.atomic import atomic_path, check_output_file
 from geotl.models.artefact import Artefact, ModelCard, load_artefact
-from geotl.models.detector import AnchorRows, GeotlRetinaNet
 
 if TYPE_CHECKING:
     from geotl.export.quantise import Int8Scheme
@@ -232,6 +231,8 @@ def torch_to_onnx(artefact: Artefact, tile_px: int) -> Any:
     network, output, batch = artefact.network, OUTPUT_NAME, {0: "batch"}
     if card.task == "detection":
         # every anchor's box and scores; one window per run (as Deepness runs detectors)
+        from geotl.models.detector import AnchorRows, GeotlRetinaNet
+
         network = AnchorRows(cast(GeotlRetinaNet, network), len(card.bands), tile_px)
         output, batch = DETECTIONS_NAME, {}
     portable = _Portable(

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -124,19 +125,45 @@ class ModelCard(_Card):
     created: str = ""
 
 
-@dataclass
 class Artefact:
     """A loaded model: its card, its network (eval mode) and where it came from.
 
     ``engine`` runs prediction's forward passes when set (ONNX Runtime, see
-    :func:`geotl.predict.engine.load_model`); ``None`` means the PyTorch network.
+    :func:`geotl.predict.engine.load_model`); ``None`` means the PyTorch network. The
+    network may be built on first use (``build``): ONNX Runtime with a cached export
+    never needs it.
     """
 
-    card: ModelCard
-    network: torch.nn.Module
-    path: Path
-    device: torch.device
-    engine: Engine | None = None
+    def __init__(
+        self,
+        card: ModelCard,
+        network: torch.nn.Module | None,
+        path: Path,
+        device: torch.device,
+        engine: Engine | None = None,
+        *,
+        build: Callable[[], torch.nn.Module] | None = None,
+    ) -> None:
+        if network is None and build is None:
+            raise ValueError("an artefact needs its network or a way to build it")
+        self.card = card
+        self.path = path
+        self.device = device
+        self.engine = engine
+        self._network = network
+        self._build = build
+
+    @property
+    def network(self) -> torch.nn.Module:
+        """The PyTorch network, built and loaded with the weights on first use."""
+        if self._network is None:
+            assert self._build is not None
+            self._network = self._build()
+        return self._network
+
+    @network.setter
+    def network(self, network: torch.nn.Module) -> None:
+        self._network = network
 
     @property
     def model_id(self) -> str:
@@ -259,8 +286,13 @@ def verify_weights(model_dir: str | Path, card: ModelCard | None = None) -> Path
     return weights_path
 
 
-def load_artefact(model_dir: str | Path, device: str | torch.device = "cpu") -> Artefact:
+def load_artefact(
+    model_dir: str | Path, device: str | torch.device = "cpu", *, lazy: bool = False
+) -> Artefact:
     """Load an artefact for inference, after verifying its weights against the card.
+
+    With ``lazy`` the network is built and its weights loaded on first use of
+    :attr:`Artefact.network` (the sha256 check still happens now).
 
     Raises:
         ModelArtefactError: a file is missing, the weights' sha256 differs from the
@@ -269,6 +301,14 @@ def load_artefact(model_dir: str | Path, device: str | torch.device = "cpu") -> 
     model_dir = Path(model_dir)
     card = read_card(model_dir)
     weights_path = verify_weights(model_dir, card)
+    dev = torch.device(device)
+    build = partial(_load_network, card, weights_path, dev)
+    return Artefact(
+        card=card, network=None if lazy else build(), path=model_dir, device=dev, build=build
+    )
+
+
+def _load_network(card: ModelCard, weights_path: Path, device: torch.device) -> torch.nn.Module:
     network = build_network(card.network)
     try:
         state = load_file(str(weights_path))
@@ -278,6 +318,5 @@ def load_artefact(model_dir: str | Path, device: str | torch.device = "cpu") -> 
         raise ModelArtefactError(
             f"weights do not fit the card ({first}); retrain", weights_path
         ) from exc
-    dev = torch.device(device)
-    network.to(dev).eval()
-    return Artefact(card=card, network=network, path=model_dir, device=dev)
+    network.to(device).eval()
+    return network

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import segmentation_models_pytorch as smp
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -80,6 +79,8 @@ def build_network(spec: NetworkSpec) -> torch.nn.Module:
         from geotl.models.pixel import PixelNetwork
 
         return PixelNetwork(spec.in_channels, spec.num_classes)
+    import segmentation_models_pytorch as smp  # 1.7 s with timm: only when a U-Net is built
+
     decoder_channels = spec.decoder_channels[: spec.encoder_depth]
     net: torch.nn.Module = smp.Unet(
         encoder_name=spec.encoder,

@@ -34,7 +34,6 @@ import torch
 from affine import Affine
 from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
-from torchvision.ops import batched_nms
 
 from geotl.io.nodata import valid_mask
 from geotl.io.rasters import read_data
@@ -246,6 +245,8 @@ def _nms_objects(
 ) -> list[BoxObject]:
     if not boxes:
         return []
+    from torchvision.ops import batched_nms  # 1.2 s to import: only when boxes are made
+
     b = np.concatenate(boxes).astype(np.float64)
     s = np.concatenate(scores)
     lab = np.concatenate(labels)

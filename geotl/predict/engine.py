@@ -31,7 +31,6 @@ import torch
 from geotl.errors import GeotlInputError, ModelArtefactError
 from geotl.export.onnx import INPUT_NAME, INPUT_SCALE, OnnxModel, read_onnx
 from geotl.models.artefact import Artefact, ModelCard, load_artefact
-from geotl.models.detector import SCORE_THRESH, level_anchors, select_detections
 
 __all__ = [
     "ENGINES",
@@ -179,8 +178,8 @@ class OrtEngine:
         norm = model.card.normalisation
         self._std = np.asarray(norm.std, dtype=np.float32)[None, :, None, None] / INPUT_SCALE
         self._mean = np.asarray(norm.mean, dtype=np.float32)[None, :, None, None] / INPUT_SCALE
-        # a detector's lowest candidate score (the PyTorch network's ``score_thresh``)
-        self.score_thresh = SCORE_THRESH
+        # a detector's lowest candidate score; None: the PyTorch network's ``score_thresh``
+        self.score_thresh: float | None = None
 
     def run(self, scaled: np.ndarray) -> np.ndarray:
         """The graph on ``(B, bands, tile, tile)`` raw / 255 values: all class probabilities."""
@@ -205,14 +204,16 @@ class OrtEngine:
             raise GeotlInputError(
                 f"this ONNX graph is a {self.card.task} model, not a detector", self.model.path
             )
+        # torchvision's detection code (1.2 s to import) only where a detector runs
+        from geotl.models.detector import SCORE_THRESH, level_anchors, select_detections
+
         scaled = (batch * self._std + self._mean).astype(np.float32, copy=False)
         levels = level_anchors(self.tile_px)
+        thresh = SCORE_THRESH if self.score_thresh is None else self.score_thresh
         out = []
         for window in scaled:
             rows = torch.from_numpy(self.run(window[None])[0])
-            boxes, scores, labels = select_detections(
-                rows, levels, self.tile_px, nms_iou, self.score_thresh
-            )
+            boxes, scores, labels = select_detections(rows, levels, self.tile_px, nms_iou, thresh)
             out.append((boxes.numpy(), scores.numpy(), labels.numpy().astype(np.int64)))
         return out
 
@@ -407,7 +408,8 @@ def load_model(
             device=torch.device("cpu"),
             engine=ort_engine,
         )
-    artefact = load_artefact(path, device)
+    # ONNX Runtime builds the PyTorch network only to export it (once per tile size)
+    artefact = load_artefact(path, device, lazy=engine == "onnxruntime")
     if engine == "onnxruntime":
         artefact.engine = _ExportingEngine(artefact, threads)
     return artefact

@@ -33,8 +33,7 @@ def test_channels_last_on_cpu_gives_the_networks_probabilities() -> None:
 
 
 def test_batch_default_fills_the_cpu_caches_with_pytorch_only() -> None:
-    from dataclasses import replace
-
+    from geotl.models.artefact import Artefact
     from geotl.predict import PredictOptions
 
     from . import data
@@ -44,8 +43,10 @@ def test_batch_default_fills_the_cpu_caches_with_pytorch_only() -> None:
     assert PredictOptions().batch_for(512, cpu) == 1
     assert PredictOptions().batch_for(1024, cpu) == 1
     assert PredictOptions(batch_size=3).batch_for(256, cpu) == 3
-    assert PredictOptions().batch_for(256, replace(cpu, device=torch.device("cuda"))) == 8
-    assert PredictOptions().batch_for(256, replace(cpu, engine=object())) == 8  # type: ignore[arg-type]
+    cuda = Artefact(cpu.card, cpu.network, cpu.path, torch.device("cuda"))
+    assert PredictOptions().batch_for(256, cuda) == 8
+    ort = Artefact(cpu.card, cpu.network, cpu.path, cpu.device, engine=object())  # type: ignore[arg-type]
+    assert PredictOptions().batch_for(256, ort) == 8
 
 
 def test_onnx_cache_removes_the_exports_used_longest_ago(tmp_path, monkeypatch) -> None:

@@ -31,6 +31,13 @@ forward passes over the same windows and batches, in a child process per tree (t
     PYTHONPATH=. .venv/bin/python scripts/bench_predict.py --ort-ratio --model demo-out/model \
         --size 2048 --repeats 2 --rounds 3 --before /tmp/geotl-before --json ratio.json
 
+With ``--cli-trees`` it times the whole ``geotl predict`` command with its defaults, as a
+user runs it (start-up, model loading, the pool's start and the outputs included), for
+this tree and ``--before``, taking turns:
+
+    PYTHONPATH=. .venv/bin/python scripts/bench_predict.py --cli-trees --model demo-out/model \
+        --size 2048 --rounds 3 --before /tmp/geotl-before --json cli.json
+
 With ``--engines`` it compares the forward-pass engines instead (issue 11), in one run on
 the same scene and windows: PyTorch eager vs ONNX Runtime fp32 vs ONNX Runtime int8 (ms
 per window, whole-scene ``predict_scene`` time, Mpx/s), export time and file sizes,
@@ -46,6 +53,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -199,6 +207,53 @@ def geotl_cli(model_dir: Path, scene: Path, out: Path, batch_size: int, device: 
         check=True,
     )
     return time.perf_counter() - t0
+
+
+def cli_trees(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
+    """The whole ``geotl predict`` command as a user runs it, per tree, the trees taking turns.
+
+    Defaults for everything (engine, workers, batch): start-up, model loading, the pool's
+    start and the outputs included, which the other modes leave out (they warm the model
+    and the pool first). Each run is a fresh process started outside the repository, so
+    that ``PYTHONPATH`` alone chooses the tree; the outputs must be byte-identical.
+    """
+    model = args.model or tmp / "model"
+    if args.model is None:
+        make_model(model, args.encoder, args.depth, args.task)
+    scene = tmp / "scene.tif"
+    make_scene(scene, args.size)
+    trees = {"after": REPO}
+    if args.before is not None:
+        trees["before"] = args.before.resolve()
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in trees}
+    outputs: dict[str, bytes] = {}
+    for _ in range(args.rounds):
+        for name, tree in trees.items():
+            out = tmp / f"{name}.geojson"
+            cmd = [sys.executable, "-m", "geotl", "predict", str(model), str(scene), "--out"]
+            cmd += [str(out), "--overwrite", "--no-progress"]
+            t0 = time.perf_counter()
+            done = subprocess.run(
+                cmd, cwd=tmp, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True,
+                text=True, check=True,
+            )  # fmt: skip
+            wall = time.perf_counter() - t0
+            # geotl.predict.core's log line: "...: N polygon(s) from W window(s) in S s (model M s)"
+            scene_s, model_s = (float(x) for x in re.findall(r"in ([0-9.]+) s \(model ([0-9.]+) s\)", done.stderr)[-1])  # fmt: skip
+            runs[name].append({"command_s": round(wall, 2), "predict_scene_s": scene_s,
+                               "model_s": model_s, "load_avg": round(os.getloadavg()[0], 2)})  # fmt: skip
+            outputs.setdefault(name, out.read_bytes())
+            print(json.dumps({name: runs[name][-1]}), file=sys.stderr)
+    result: dict[str, object] = {"scene_px": args.size, "runs": runs}
+    for name, rs in runs.items():
+        result[f"{name}_command_s_median"] = float(np.median([r["command_s"] for r in rs]))
+    if "before" in runs:
+        result["same_output"] = outputs["before"] == outputs["after"]
+        result["speed_up"] = round(
+            result["before_command_s_median"] / result["after_command_s_median"],
+            2,  # type: ignore[operator]
+        )
+    return result
 
 
 def geotl_library(
@@ -947,7 +1002,14 @@ def main() -> None:
         action="store_true",
         help="--model on ONNX Runtime: predict_scene against the bare forward passes, per tree",
     )
-    ap.add_argument("--rounds", type=int, default=3, help="--ort-ratio: rounds of the trees")
+    ap.add_argument(
+        "--cli-trees",
+        action="store_true",
+        help="the whole geotl predict command with its defaults, per tree (this and --before)",
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="--ort-ratio, --cli-trees: rounds of the trees"
+    )
     ap.add_argument(
         "--forward-grid",
         action="store_true",
@@ -988,6 +1050,7 @@ def main() -> None:
             results["forward_grid"] = forward_grid(args, Path(tmpname))
             results["pipeline"] = pipeline_throughput(args, Path(tmpname))
     modes = {
+        "cli_trees": cli_trees,
         "ort_ratio": ort_ratio,
         "pipeline": pipeline_throughput,
         "engines": compare_engines,

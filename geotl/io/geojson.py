@@ -14,6 +14,7 @@ Written atomically (temporary name, then rename), so a reader never sees half a 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from datetime import date, datetime
@@ -60,6 +61,37 @@ def _coords(obj: Any) -> Any:
     return obj
 
 
+_POLYGONAL = {3: "Polygon", 6: "MultiPolygon"}  # shapely's type ids
+
+
+def _coordinates(geoms: np.ndarray) -> list[dict[str, Any]]:
+    """Each geometry as a GeoJSON geometry object.
+
+    Polygons and multipolygons (every object geotl writes) are unpacked for the whole
+    array at once from GEOS's coordinate buffer, nested by its ring and part offsets
+    (``shapely.to_ragged_array``); other types go through ``mapping``. The lists hold the
+    same floats in the same order either way.
+    """
+    out: list[dict[str, Any]] = [{} for _ in range(len(geoms))]
+    kinds = shapely.get_type_id(geoms)
+    for kind, name in _POLYGONAL.items():
+        at = np.flatnonzero(kinds == kind)
+        if at.size == 0:
+            continue
+        _, coords, offsets = shapely.to_ragged_array(geoms[at])
+        nested: list[Any] = coords.tolist()
+        for off in offsets:  # rings of points, polygons of rings, multipolygons of polygons
+            bounds = off.tolist()
+            nested = [nested[a:b] for a, b in itertools.pairwise(bounds)]
+        for i, c in zip(at.tolist(), nested, strict=True):
+            out[i] = {"type": name, "coordinates": c}
+    for i in np.flatnonzero(~np.isin(kinds, list(_POLYGONAL))).tolist():
+        geometry = {**mapping(geoms[i])}
+        geometry["coordinates"] = _coords(geometry["coordinates"])
+        out[i] = geometry
+    return out
+
+
 def feature_collection(frame: gpd.GeoDataFrame) -> dict[str, Any]:
     """Build an RFC 7946 FeatureCollection from a GeoDataFrame in any CRS.
 
@@ -73,17 +105,15 @@ def feature_collection(frame: gpd.GeoDataFrame) -> dict[str, Any]:
     geoms = wgs.geometry.to_numpy()
     geoms = shapely.transform(geoms, lambda xy: np.round(xy, DECIMALS))
     geoms = shapely.orient_polygons(geoms, exterior_cw=False)
-    columns = [c for c in wgs.columns if c != wgs.geometry.name]
+    kept = np.flatnonzero(~(shapely.is_missing(geoms) | shapely.is_empty(geoms)))
+    columns = {c: wgs[c].to_numpy()[kept].tolist() for c in wgs.columns if c != wgs.geometry.name}
     features: list[dict[str, Any]] = []
-    for i, geom in enumerate(geoms):
-        if geom is None or geom.is_empty:
-            continue
-        props = {c: _value(wgs[c].iat[i]) for c in columns}
+    for k, geometry in enumerate(_coordinates(geoms[kept])):
+        props = {c: _value(values[k]) for c, values in columns.items()}
         feature: dict[str, Any] = {"type": "Feature"}
         if "id" in props and props["id"] is not None:
             feature["id"] = props["id"]
-        feature["geometry"] = {**mapping(geom)}
-        feature["geometry"]["coordinates"] = _coords(feature["geometry"]["coordinates"])
+        feature["geometry"] = geometry
         feature["properties"] = props
         features.append(feature)
     return {"type": "FeatureCollection", "features": features}

@@ -75,3 +75,29 @@ def test_needs_crs(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="CRS"):
         write_geojson(tmp_path / "x.geojson", frame)
     assert not (tmp_path / "x.geojson").exists()
+
+
+def test_coordinates_are_shapelys_for_every_geometry_type() -> None:
+    # polygons and multipolygons come from GEOS's buffer by offsets; the rest via mapping:
+    # the same nested lists of floats as shapely's own GeoJSON mapping, feature by feature
+    from shapely.geometry import LineString, Point, box, mapping
+
+    holed = Polygon(
+        [(0, 0), (10, 0), (10, 10), (0, 10)],
+        [[(2, 2), (3, 2), (3, 3), (2, 3)], [(5, 5), (6, 5), (6, 6), (5, 6)]],
+    )
+    multi = MultiPolygon([box(20, 20, 21, 21), holed])
+    geoms = [
+        holed,
+        Point(1.5, 2.25),
+        multi,
+        box(0.1234567, 0.1, 0.2, 0.3),
+        LineString([(0, 0), (1, 1)]),
+    ]
+    frame = gpd.GeoDataFrame({"k": range(len(geoms))}, geometry=geoms, crs=4326)
+    got = [f["geometry"] for f in gj.feature_collection(frame)["features"]]
+    oriented = shapely.orient_polygons(np.array(geoms, dtype=object), exterior_cw=False)
+    want = [json.loads(json.dumps(mapping(g))) for g in oriented]
+    assert [g["type"] for g in got] == ["Polygon", "Point", "MultiPolygon", "Polygon", "LineString"]
+    assert got == want
+    assert all(isinstance(v, float) for v in got[2]["coordinates"][1][2][0])

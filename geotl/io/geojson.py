@@ -106,7 +106,7 @@ def feature_collection(frame: gpd.GeoDataFrame) -> dict[str, Any]:
     geoms = shapely.transform(geoms, lambda xy: np.round(xy, DECIMALS))
     geoms = shapely.orient_polygons(geoms, exterior_cw=False)
     kept = np.flatnonzero(~(shapely.is_missing(geoms) | shapely.is_empty(geoms)))
-    columns = {c: wgs[c].to_numpy()[kept].tolist() for c in wgs.columns if c != wgs.geometry.name}
+    columns = {c: wgs[c].iloc[kept].tolist() for c in wgs.columns if c != wgs.geometry.name}
     features: list[dict[str, Any]] = []
     for k, geometry in enumerate(_coordinates(geoms[kept])):
         props = {c: _value(values[k]) for c, values in columns.items()}

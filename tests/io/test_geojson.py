@@ -9,6 +9,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
@@ -101,3 +102,27 @@ def test_coordinates_are_shapelys_for_every_geometry_type() -> None:
     assert [g["type"] for g in got] == ["Polygon", "Point", "MultiPolygon", "Polygon", "LineString"]
     assert got == want
     assert all(isinstance(v, float) for v in got[2]["coordinates"][1][2][0])
+
+
+def test_properties_are_each_cells_value_for_every_dtype() -> None:
+    # columns are read whole, not cell by cell: the same values as each cell, for dtypes
+    # whose array form differs from their cells (datetime64[ns] as integers, Int64 as floats)
+    when = pd.to_datetime(["2026-01-01T10:00:00", None, "2026-03-01T00:00:00"]).as_unit("ns")
+    frame = gpd.GeoDataFrame(
+        {
+            "when": when,
+            "when_utc": when.tz_localize("UTC"),
+            "count": pd.array([1, None, 3], dtype="Int64"),
+            "flag": [True, False, True],
+            "kind": pd.Categorical(["a", "b", "a"]),
+            "score": [0.5, np.nan, np.inf],
+        },
+        geometry=[shapely.box(0, 0, 1, 1), shapely.box(1, 1, 2, 2), shapely.Polygon()],
+        crs=4326,
+    )
+    got = [f["properties"] for f in gj.feature_collection(frame)["features"]]
+    want = [
+        {c: gj._value(frame[c].iat[i]) for c in frame.columns if c != "geometry"} for i in (0, 1)
+    ]
+    assert got == want
+    assert got[0]["when"] == "2026-01-01T10:00:00" and got[1]["count"] is not None

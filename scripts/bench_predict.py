@@ -234,14 +234,27 @@ def cli_trees(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
             cmd += [str(out), "--overwrite", "--no-progress"]
             t0 = time.perf_counter()
             done = subprocess.run(
-                cmd, cwd=tmp, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True,
-                text=True, check=True,
-            )  # fmt: skip
+                cmd,
+                cwd=tmp,
+                env={**os.environ, "PYTHONPATH": str(tree)},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             wall = time.perf_counter() - t0
             # geotl.predict.core's log line: "...: N polygon(s) from W window(s) in S s (model M s)"
-            scene_s, model_s = (float(x) for x in re.findall(r"in ([0-9.]+) s \(model ([0-9.]+) s\)", done.stderr)[-1])  # fmt: skip
-            runs[name].append({"command_s": round(wall, 2), "predict_scene_s": scene_s,
-                               "model_s": model_s, "load_avg": round(os.getloadavg()[0], 2)})  # fmt: skip
+            scene_s, model_s = (
+                float(x)
+                for x in re.findall(r"in ([0-9.]+) s \(model ([0-9.]+) s\)", done.stderr)[-1]
+            )
+            runs[name].append(
+                {
+                    "command_s": round(wall, 2),
+                    "predict_scene_s": scene_s,
+                    "model_s": model_s,
+                    "load_avg": round(os.getloadavg()[0], 2),
+                }
+            )
             outputs.setdefault(name, out.read_bytes())
             print(json.dumps({name: runs[name][-1]}), file=sys.stderr)
     result: dict[str, object] = {"scene_px": args.size, "runs": runs}

@@ -394,16 +394,34 @@ NOOP_CPU = [0.0]  # the zero-cost forward's own CPU time (one torch thread: its 
 
 class Noop(torch.nn.Module):
     # an instance card's extra outputs (border, contact): constant logits of -4, so seeds
-    # are where the blobs are confident and the watershed splits blobs with several
-    def __init__(self, extra):
+    # are where the blobs are confident and the watershed splits blobs with several.
+    # "replay": the outputs are computed once, in an untimed scene, and served in the
+    # plan's order afterwards (the forward then costs nothing, as the goal asks);
+    # "compute": computed on every call (about 7 ms a batch of 8 windows of 256 px here)
+    def __init__(self, extra, replay):
         super().__init__()
-        self.extra = extra
+        self.extra, self.replay = extra, replay
+        self.outputs, self.served, self.missed = [], 0, 0
+
+    def compute(self, x):
+        m = torch.nn.functional.avg_pool2d(x[:, :1], 8)
+        m = torch.nn.functional.interpolate(m, scale_factor=8.0, mode="nearest")
+        return torch.cat([torch.zeros_like(m), 4.0 * m] + [torch.full_like(m, -4.0)] * self.extra, 1)
 
     def forward(self, x):
         c0 = time.thread_time()
-        m = torch.nn.functional.avg_pool2d(x[:, :1], 8)
-        m = torch.nn.functional.interpolate(m, scale_factor=8.0, mode="nearest")
-        out = torch.cat([torch.zeros_like(m), 4.0 * m] + [torch.full_like(m, -4.0)] * self.extra, 1)
+        if not self.replay:
+            out = self.compute(x)
+        elif self.served < len(self.outputs):  # replaying
+            out = self.outputs[self.served]
+            self.served += 1
+            if out.shape[0] != x.shape[0] or out.shape[2:] != x.shape[2:]:
+                self.missed += 1  # another plan than the recorded one: compute
+                out = self.compute(x)
+        else:  # recording (the untimed scene)
+            out = self.compute(x)
+            self.outputs.append(out)
+            self.served += 1
         NOOP_CPU[0] += time.thread_time() - c0
         return out
 
@@ -428,7 +446,9 @@ def descendants_cpu():
 
 art = load_artefact(Path(a["model"]), a["device"])
 if a["noop"]:
-    art.network = Noop(2 if getattr(art.card, "task", "") == "instances" else 0).to(a["device"])
+    art.network = Noop(
+        2 if getattr(art.card, "task", "") == "instances" else 0, a["noop"] == "replay"
+    ).to(a["device"])
 with torch.inference_mode():
     art.network(torch.zeros(1, 3, 256, 256, device=a["device"]))
 names = {f.name for f in dataclasses.fields(PredictOptions)}
@@ -444,11 +464,18 @@ try:
     warm_pool(a["workers"] or len(os.sched_getaffinity(0)))  # like the model's warm-up
 except ImportError:
     pass
-if a["device"] == "cuda":  # cuDNN picks kernels per batch shape: one untimed pass, as the bare run
+if a["device"] == "cuda" or a["noop"] == "replay":
+    # cuDNN picks kernels per batch shape: one untimed pass, as the bare run; the zero-cost
+    # forward records the outputs it serves afterwards (not the warm-up's)
+    if a["noop"]:
+        art.network.outputs.clear()
+        art.network.served = 0
     predict_scene(art, Path(a["scene"]), PredictOptions(**opts))
 times, cpus = [], []
 for _ in range(a["repeats"]):
     NOOP_CPU[0] = 0.0
+    if a["noop"]:
+        art.network.served = 0
     t0, c0, d0 = time.perf_counter(), time.process_time(), descendants_cpu()
     det = predict_scene(art, Path(a["scene"]), PredictOptions(**opts))
     times.append(time.perf_counter() - t0)
@@ -459,11 +486,13 @@ for _ in range(a["repeats"]):
                  "stages": {k: round(v, 3) for k, v in stage_cpu.items()}})
 st = {k: round(v, 2) for k, v in vars(det.stats).items() if isinstance(v, float)}
 print(json.dumps({"times": times, "cpu": cpus, "objects": len(det.features), "stages_s": st,
-                  "windows": det.stats.windows, "load_avg": os.getloadavg()}))
+                  "windows": det.stats.windows, "load_avg": os.getloadavg(),
+                  "noop_missed": art.network.missed if a["noop"] else 0}))
 """
 
 
 VECTOR_WINDOW_PX = [0]  # --vector-window: the vectoriser's core window (0: the default)
+NOOP_FORWARD = ["replay"]  # --noop-forward: how the zero-cost model gives its outputs
 
 
 def child_predict(
@@ -487,7 +516,7 @@ def child_predict(
     args = {
         "model": str(model),
         "scene": str(scene),
-        "noop": noop,
+        "noop": NOOP_FORWARD[0] if noop else None,
         "cores": cores,
         "threads": threads,
         "workers": workers,
@@ -650,7 +679,11 @@ def pipeline_throughput(args: argparse.Namespace, tmp: Path) -> dict[str, object
                         repeats=2,
                     )
                 )
-    out: dict[str, object] = {"scene_px": args.size, "load_avg_end": os.getloadavg()}
+    out: dict[str, object] = {
+        "scene_px": args.size,
+        "noop_forward": NOOP_FORWARD[0],
+        "load_avg_end": os.getloadavg(),
+    }
     for name, by_cores in runs.items():
         row: dict[str, object] = {}
         for cores, rs in by_cores.items():
@@ -660,8 +693,10 @@ def pipeline_throughput(args: argparse.Namespace, tmp: Path) -> dict[str, object
             # pool's processes, less the (zero-cost) forward passes' own thread
             pipe_cpu = [c["total"] - c["model"] for r in rs for c in r["cpu"]]
             row[f"{cores}_core"] = {
-                "wall_s": round(wall, 2),
+                "wall_s": round(wall, 3),
                 "mpx_per_s_per_core": round(mpx / wall / cores, 2),
+                # batches whose shape was not the recorded one (computed instead): 0
+                "noop_missed": sum(r.get("noop_missed", 0) for r in rs),
                 "pipeline_cpu_s": round(min(pipe_cpu), 3),
                 "pipeline_cpu_s_median": round(float(np.median(pipe_cpu)), 3),
                 "mpx_per_cpu_s": round(mpx / min(pipe_cpu), 2),
@@ -999,6 +1034,13 @@ def main() -> None:
         "--vector-window", type=int, default=0, help="the vectoriser's core window (px)"
     )
     ap.add_argument(
+        "--noop-forward",
+        choices=["replay", "compute"],
+        default="replay",
+        help="--pipeline: the zero-cost model's outputs served from an untimed first scene "
+        "(replay), or computed on every call (compute: an 8 px box mean, as before stop 34)",
+    )
+    ap.add_argument(
         "--pipeline",
         action="store_true",
         help="non-model pipeline throughput (zero-cost model) at 1 and 2 cores",
@@ -1037,6 +1079,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     VECTOR_WINDOW_PX[0] = args.vector_window
+    NOOP_FORWARD[0] = args.noop_forward
     if args.model is not None:
         args.model = args.model.resolve()  # the timing children run elsewhere
     args.batch_given = args.batch_size is not None

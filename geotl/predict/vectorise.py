@@ -47,6 +47,7 @@ __all__ = [
     "class_map_from_foreground",
     "class_map_from_probabilities",
     "core_windows",
+    "drop_small",
     "label_classes",
     "labels_starting_in",
     "min_pixels_for",
@@ -461,6 +462,7 @@ def vectorise_window(
     labels, label_class = label_classes(class_map)
     # ownership and cuts from the labels alone: only owned objects are traced
     slices = ndimage.find_objects(labels)
+    kept = drop_small(labels, slices, min_pixels, read_window, scene_shape)
     owned_labels: list[int] = []
     complete = True
     core_local = Window(
@@ -469,7 +471,7 @@ def vectorise_window(
         core_window.width,
         core_window.height,
     )
-    for lab in labels_starting_in(labels, slices, core_local):
+    for lab in labels_starting_in(labels, kept, core_local):
         sl = slices[lab - 1]
         assert sl is not None
         if touches_cut_edge(sl, read_window, scene_shape):
@@ -512,6 +514,41 @@ def touches_cut_edge(
         or (sl[0].stop == r_h and r_row + r_h < scene_h)
         or (sl[1].stop == r_w and r_col + r_w < scene_w)
     )
+
+
+def drop_small(
+    labels: np.ndarray,
+    slices: list[tuple[slice, slice] | None],
+    min_pixels: int,
+    read_window: Window | None = None,
+    scene_shape: tuple[int, int] | None = None,
+) -> list[tuple[slice, slice] | None]:
+    """``slices`` with None for the labels of fewer than ``min_pixels`` pixels.
+
+    One count over the array instead of a test per label: a noisy map has thousands of
+    specks under the size limit in a window. A label on an edge of ``read_window`` that is
+    not the scene's (:func:`touches_cut_edge`) may be larger outside it, so it is kept.
+
+    >>> labels = np.array([[1, 0, 2, 2], [0, 3, 0, 2]], dtype=np.int32)
+    >>> drop_small(labels, ndimage.find_objects(labels), 2)
+    [None, (slice(0, 2, None), slice(2, 4, None)), None]
+    >>> drop_small(labels, ndimage.find_objects(labels), 2, Window(4, 0, 4, 2), (2, 8))[0]
+    (slice(0, 1, None), slice(0, 1, None))
+    """
+    if min_pixels <= 1 or not slices:
+        return slices
+    small = np.bincount(labels.ravel(), minlength=len(slices) + 1) < min_pixels
+    if read_window is not None and scene_shape is not None:
+        r_row, r_col = read_window.row_off, read_window.col_off
+        if r_row > 0:
+            small[labels[0]] = False
+        if r_col > 0:
+            small[labels[:, 0]] = False
+        if r_row + labels.shape[0] < scene_shape[0]:
+            small[labels[-1]] = False
+        if r_col + labels.shape[1] < scene_shape[1]:
+            small[labels[:, -1]] = False
+    return [None if tiny else sl for tiny, sl in zip(small[1:].tolist(), slices, strict=True)]
 
 
 def whole_in(

@@ -44,6 +44,7 @@ from geotl.predict.vectorise import (
     VectorObject,
     WindowExtractor,
     class_map_from_foreground,
+    drop_small,
     labels_starting_in,
     touches_cut_edge,
     vectorise_labels,
@@ -146,7 +147,7 @@ def _split_window(
         if cls_i in (0, NODATA_CLASS):
             continue
         comp, n = ndimage.label(class_map == cls_i, structure=_CROSS, output=np.int32)
-        slices = ndimage.find_objects(comp)
+        slices = drop_small(comp, ndimage.find_objects(comp), min_pixels, read_window, scene_shape)
         owned = range(1, n + 1) if core is None else labels_starting_in(comp, slices, core)
         for k in owned:
             sl = slices[k - 1]
@@ -159,8 +160,6 @@ def _split_window(
                 if whole_in(done, sl, read_window, scene_shape):
                     continue
             mask = comp[sl] == k
-            if np.count_nonzero(mask) < min_pixels:
-                continue
             parts, m = split_component(mask, seed[sl], min_seed_px)
             base = len(label_class) - 1
             view = labels[sl]

@@ -38,6 +38,13 @@ this tree and ``--before``, taking turns:
     PYTHONPATH=. .venv/bin/python scripts/bench_predict.py --cli-trees --model demo-out/model \
         --size 2048 --rounds 3 --before /tmp/geotl-before --json cli.json
 
+With ``--timeline`` it shows where the time of one scene goes on 2 cores with the zero-cost
+model: when the stream's last row was final, and when each strip task ran and its CPU time
+(the serial tail after the stream):
+
+    PYTHONPATH=. .venv/bin/python scripts/bench_predict.py --timeline --model demo-out/model \
+        --size 2048 --repeats 3 --json timeline.json
+
 With ``--engines`` it compares the forward-pass engines instead (issue 11), in one run on
 the same scene and windows: PyTorch eager vs ONNX Runtime fp32 vs ONNX Runtime int8 (ms
 per window, whole-scene ``predict_scene`` time, Mpx/s), export time and file sizes,
@@ -471,9 +478,38 @@ if a["device"] == "cuda" or a["noop"] == "replay":
         art.network.outputs.clear()
         art.network.served = 0
     predict_scene(art, Path(a["scene"]), PredictOptions(**opts))
+EVENTS, T0 = [], [0.0]  # --timeline: the strips' tasks and the finished rows, per scene
+if a.get("timeline"):
+    import geotl.predict.stream as stream_mod
+
+    submit = stream_mod.submit_strip
+
+    def traced_submit(pool, task):
+        start, fut = time.perf_counter() - T0[0], submit(pool, task)
+
+        def done(f, start=start, core=task.cores[0]):
+            res = f.result()
+            EVENTS.append({"task": [core.row_off, core.col_off], "start_s": round(start, 3),
+                           "end_s": round(time.perf_counter() - T0[0], 3),
+                           "cpu_s": round(res.cpu_s, 3), "cores_done": res.cores_done})
+
+        fut.add_done_callback(done)
+        return fut
+
+    stream_mod.submit_strip = traced_submit
+    rows_done = stream_mod._Pipeline.rows_done
+
+    def traced_rows(self, rows):
+        EVENTS.append({"rows_final": rows, "at_s": round(time.perf_counter() - T0[0], 3)})
+        rows_done(self, rows)
+
+    stream_mod._Pipeline.rows_done = traced_rows
+timelines = []
 times, cpus = [], []
 for _ in range(a["repeats"]):
     NOOP_CPU[0] = 0.0
+    EVENTS.clear()
+    T0[0] = time.perf_counter()
     if a["noop"]:
         art.network.served = 0
     t0, c0, d0 = time.perf_counter(), time.process_time(), descendants_cpu()
@@ -484,10 +520,13 @@ for _ in range(a["repeats"]):
     stage_cpu = getattr(det.stats, "cpu_s", {})
     cpus.append({"total": cpu + pool, "pool": pool, "model": NOOP_CPU[0],
                  "stages": {k: round(v, 3) for k, v in stage_cpu.items()}})
+    if a.get("timeline"):
+        timelines.append({"total_s": round(times[-1], 3), "events": list(EVENTS)})
 st = {k: round(v, 2) for k, v in vars(det.stats).items() if isinstance(v, float)}
 print(json.dumps({"times": times, "cpu": cpus, "objects": len(det.features), "stages_s": st,
                   "windows": det.stats.windows, "load_avg": os.getloadavg(),
-                  "noop_missed": art.network.missed if a["noop"] else 0}))
+                  "noop_missed": art.network.missed if a["noop"] else 0,
+                  "timelines": timelines}))
 """
 
 
@@ -508,10 +547,12 @@ def child_predict(
     device: str,
     repeats: int = 1,
     cpu: int | None = None,
+    timeline: bool = False,
 ) -> dict:
     """``predict_scene`` timed in a fresh process running the geotl in ``tree``.
 
     ``cpu``: pin the process to that one CPU (the index among the usable ones) instead.
+    ``timeline``: also record when each strip task ran and when rows became final.
     """
     args = {
         "model": str(model),
@@ -525,6 +566,7 @@ def child_predict(
         "repeats": repeats,
         "vector_window_px": VECTOR_WINDOW_PX[0],
         "cpu": cpu,
+        "timeline": timeline,
     }
     # the tree first, then whatever the caller's PYTHONPATH holds (packages installed beside)
     path = os.pathsep.join(p for p in (str(tree), os.environ.get("PYTHONPATH", "")) if p)
@@ -766,6 +808,50 @@ def machine_ceiling(model: Path, scene: Path, args: argparse.Namespace) -> dict[
         )
         print(json.dumps({"machine_ceiling": pairs[-1]}), file=sys.stderr)
     return {"pairs": pairs, "scaling_median": float(np.median([p["scaling"] for p in pairs]))}
+
+
+def timeline(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
+    """Where a scene's time goes on 2 cores: each strip task's start, end and CPU time.
+
+    The zero-cost model (``--noop-forward``) on ``--size``, in a fresh process pinned to
+    the first 2 CPUs with a pool of 2, ``--repeats`` scenes after the untimed one; per
+    scene, when the stream's last row was final and what ran after it (the serial tail).
+    """
+    model = args.model or tmp / "model"
+    if args.model is None:
+        make_model(model, args.encoder, args.depth, args.task)
+    scene = tmp / "scene.tif"
+    make_scene(scene, args.size)
+    res = child_predict(
+        REPO,
+        model,
+        scene,
+        noop=True,
+        cores=2,
+        threads=1,
+        workers=2,
+        batch_size=_tree_batch(args, REPO),
+        device=args.device,
+        repeats=args.repeats,
+        timeline=True,
+    )
+    scenes = []
+    for t in res["timelines"]:
+        last = max(e["at_s"] for e in t["events"] if "rows_final" in e)
+        tasks = [e for e in t["events"] if "task" in e]
+        after = [e for e in tasks if e["end_s"] > last]
+        scenes.append(
+            {
+                "total_s": t["total_s"],
+                "last_row_final_s": last,
+                "tail_s": round(t["total_s"] - last, 3),
+                "tasks": sorted(tasks, key=lambda e: e["start_s"]),
+                # CPU of the tasks still running when the last row was final (their whole run)
+                "tasks_after_last_row_cpu_s": round(sum(e["cpu_s"] for e in after), 3),
+            }
+        )
+        print(json.dumps(scenes[-1]), file=sys.stderr)
+    return {"scene_px": args.size, "noop_forward": NOOP_FORWARD[0], "scenes": scenes}
 
 
 def forward_grid(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
@@ -1034,6 +1120,12 @@ def main() -> None:
         "--vector-window", type=int, default=0, help="the vectoriser's core window (px)"
     )
     ap.add_argument(
+        "--timeline",
+        action="store_true",
+        help="2 cores, zero-cost model: when each strip task ran, and the tail after the "
+        "stream's last row",
+    )
+    ap.add_argument(
         "--noop-forward",
         choices=["replay", "compute"],
         default="replay",
@@ -1109,6 +1201,7 @@ def main() -> None:
         "cli_trees": cli_trees,
         "ort_ratio": ort_ratio,
         "pipeline": pipeline_throughput,
+        "timeline": timeline,
         "engines": compare_engines,
         "forward_grid": forward_grid,
     }

@@ -142,6 +142,16 @@ def make_scene(path: Path, size: int) -> None:
             ds.write(band, window=rasterio.windows.Window(0, r, size, h))
 
 
+def _model_and_scene(args: argparse.Namespace, tmp: Path) -> tuple[Path, Path]:
+    """``--model`` (else a random one made in ``tmp``) and a ``--size`` scene in ``tmp``."""
+    model = args.model or tmp / "model"
+    if args.model is None:
+        make_model(model, args.encoder, args.depth, args.task)
+    scene = tmp / "scene.tif"
+    make_scene(scene, args.size)
+    return model, scene
+
+
 def read_windows(model_dir: Path, scene: Path, window_px: int) -> torch.Tensor:
     """The plan's windows, read and normalised in memory beforehand (not timed)."""
     from geotl.models.artefact import load_artefact
@@ -224,11 +234,7 @@ def cli_trees(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     and the pool first). Each run is a fresh process started outside the repository, so
     that ``PYTHONPATH`` alone chooses the tree; the outputs must be byte-identical.
     """
-    model = args.model or tmp / "model"
-    if args.model is None:
-        make_model(model, args.encoder, args.depth, args.task)
-    scene = tmp / "scene.tif"
-    make_scene(scene, args.size)
+    model, scene = _model_and_scene(args, tmp)
     trees = {"after": REPO}
     if args.before is not None:
         trees["before"] = args.before.resolve()
@@ -692,11 +698,7 @@ def pipeline_throughput(args: argparse.Namespace, tmp: Path) -> dict[str, object
     processes, interleaved with the ``--before`` tree's runs. Then the machine's own
     ceiling for the same job (:func:`machine_ceiling`).
     """
-    model = args.model or tmp / "model"
-    if args.model is None:
-        make_model(model, args.encoder, args.depth, args.task)
-    scene = tmp / "scene.tif"
-    make_scene(scene, args.size)
+    model, scene = _model_and_scene(args, tmp)
     mpx = args.size**2 / 1e6
     trees = {"after": REPO}
     if args.before is not None:
@@ -817,11 +819,7 @@ def timeline(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     the first 2 CPUs with a pool of 2, ``--repeats`` scenes after the untimed one; per
     scene, when the stream's last row was final and what ran after it (the serial tail).
     """
-    model = args.model or tmp / "model"
-    if args.model is None:
-        make_model(model, args.encoder, args.depth, args.task)
-    scene = tmp / "scene.tif"
-    make_scene(scene, args.size)
+    model, scene = _model_and_scene(args, tmp)
     res = child_predict(
         REPO,
         model,

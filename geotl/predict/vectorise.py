@@ -461,8 +461,7 @@ def vectorise_window(
         return [], True
     labels, label_class = label_classes(class_map)
     # ownership and cuts from the labels alone: only owned objects are traced
-    slices = ndimage.find_objects(labels)
-    kept = drop_small(labels, slices, min_pixels, read_window, scene_shape)
+    slices = drop_small(labels, ndimage.find_objects(labels), min_pixels, read_window, scene_shape)
     owned_labels: list[int] = []
     complete = True
     core_local = Window(
@@ -471,7 +470,7 @@ def vectorise_window(
         core_window.width,
         core_window.height,
     )
-    for lab in labels_starting_in(labels, kept, core_local):
+    for lab in labels_starting_in(labels, slices, core_local):
         sl = slices[lab - 1]
         assert sl is not None
         if touches_cut_edge(sl, read_window, scene_shape):
@@ -505,14 +504,23 @@ def touches_cut_edge(
     >>> touches_cut_edge((slice(1, 3), slice(0, 3)), Window(0, 5, 4, 4), (20, 20))
     False
     """
-    scene_h, scene_w = scene_shape
-    r_row, r_col = read_window.row_off, read_window.col_off
-    r_h, r_w = read_window.height, read_window.width
+    top, left, bottom, right = _cut_sides(read_window, scene_shape)
     return bool(
-        (sl[0].start == 0 and r_row > 0)
-        or (sl[1].start == 0 and r_col > 0)
-        or (sl[0].stop == r_h and r_row + r_h < scene_h)
-        or (sl[1].stop == r_w and r_col + r_w < scene_w)
+        (top and sl[0].start == 0)
+        or (left and sl[1].start == 0)
+        or (bottom and sl[0].stop == read_window.height)
+        or (right and sl[1].stop == read_window.width)
+    )
+
+
+def _cut_sides(read_window: Window, scene_shape: tuple[int, int]) -> tuple[bool, ...]:
+    """Which edges of ``read_window`` (top, left, bottom, right) are not the scene's."""
+    r_row, r_col = read_window.row_off, read_window.col_off
+    return (
+        r_row > 0,
+        r_col > 0,
+        r_row + read_window.height < scene_shape[0],
+        r_col + read_window.width < scene_shape[1],
     )
 
 
@@ -539,15 +547,10 @@ def drop_small(
         return slices
     small = np.bincount(labels.ravel(), minlength=len(slices) + 1) < min_pixels
     if read_window is not None and scene_shape is not None:
-        r_row, r_col = read_window.row_off, read_window.col_off
-        if r_row > 0:
-            small[labels[0]] = False
-        if r_col > 0:
-            small[labels[:, 0]] = False
-        if r_row + labels.shape[0] < scene_shape[0]:
-            small[labels[-1]] = False
-        if r_col + labels.shape[1] < scene_shape[1]:
-            small[labels[:, -1]] = False
+        edges = (labels[0], labels[:, 0], labels[-1], labels[:, -1])
+        for cut, edge in zip(_cut_sides(read_window, scene_shape), edges, strict=True):
+            if cut:
+                small[edge] = False
     return [None if tiny else sl for tiny, sl in zip(small[1:].tolist(), slices, strict=True)]
 
 

@@ -303,8 +303,6 @@ def check_workers(client: Client, model: ModelRef) -> list[str]:
 
 def _worker_artefact(model: ModelRef) -> Artefact:
     """The model, loaded once per worker process (keyed by path, sha256 and engine)."""
-    import torch
-
     from geotl.predict.engine import load_model
 
     check_worker(model)
@@ -314,8 +312,11 @@ def _worker_artefact(model: ModelRef) -> Artefact:
             # as many threads as the worker runs tasks with (Dask sets OMP_NUM_THREADS=1 in
             # its processes; ONNX Runtime would take every core of the machine)
             threads = model.threads or _worker_threads()
-            torch.set_num_threads(threads)
             artefact = load_model(model.path, model.engine, model.device, threads)
+            if artefact.engine is None:  # PyTorch runs the network (ONNX Runtime: no torch)
+                import torch
+
+                torch.set_num_threads(threads)
             _WORKER_MODELS[model] = artefact
         return artefact
 
@@ -332,16 +333,17 @@ def _local_share(n_workers: int) -> int:
 
 
 def _worker_threads() -> int:
-    import torch
     from distributed import get_worker
+
+    from geotl.cores import usable_cores
 
     share = os.environ.get(_THREADS_ENV)
     if share and share.isdigit():
         return max(1, int(share))
     try:
         return max(1, int(get_worker().state.nthreads))
-    except ValueError:
-        return max(1, torch.get_num_threads())
+    except ValueError:  # not in a Dask worker
+        return usable_cores()
 
 
 # --- tasks ---------------------------------------------------------------------------------

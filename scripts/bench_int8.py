@@ -147,8 +147,9 @@ def layer_errors(
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from geotl.export.onnx import INPUT_NAME, torch_to_onnx
+    from geotl.export.onnx import INPUT_NAME
     from geotl.export.quantise import quantise_int8
+    from geotl.export.trace import torch_to_onnx
     from geotl.models.artefact import load_artefact
 
     art = load_artefact(model_dir)

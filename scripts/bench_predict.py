@@ -38,6 +38,9 @@ this tree and ``--before``, taking turns:
     PYTHONPATH=. .venv/bin/python scripts/bench_predict.py --cli-trees --model demo-out/model \
         --size 2048 --rounds 3 --before /tmp/geotl-before --json cli.json
 
+(``--scene regions/demo-osbs/imagery/OSBS_029.tif`` for the demo's own scene.) Each run's
+peak memory (the child's maximum resident set) is recorded beside its time.
+
 With ``--timeline`` it shows where the time of one scene goes on 2 cores with the zero-cost
 model: when the stream's last row was final, and when each strip task ran and its CPU time
 (the serial tail after the stream):
@@ -143,10 +146,12 @@ def make_scene(path: Path, size: int) -> None:
 
 
 def _model_and_scene(args: argparse.Namespace, tmp: Path) -> tuple[Path, Path]:
-    """``--model`` (else a random one made in ``tmp``) and a ``--size`` scene in ``tmp``."""
+    """``--model`` (else a random one made in ``tmp``) and ``--scene`` (else a ``--size`` one)."""
     model = args.model or tmp / "model"
     if args.model is None:
         make_model(model, args.encoder, args.depth, args.task)
+    if args.scene is not None:
+        return model, args.scene.resolve()
     scene = tmp / "scene.tif"
     make_scene(scene, args.size)
     return model, scene
@@ -245,26 +250,33 @@ def cli_trees(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
             out = tmp / f"{name}.geojson"
             cmd = [sys.executable, "-m", "geotl", "predict", str(model), str(scene), "--out"]
             cmd += [str(out), "--overwrite", "--no-progress"]
+            err_path = tmp / f"{name}.stderr"
             t0 = time.perf_counter()
-            done = subprocess.run(
-                cmd,
-                cwd=tmp,
-                env={**os.environ, "PYTHONPATH": str(tree)},
-                capture_output=True,
-                text=True,
-                check=True,
-            )
+            with open(err_path, "w") as err:
+                proc = subprocess.Popen(
+                    cmd,
+                    cwd=tmp,
+                    env={**os.environ, "PYTHONPATH": str(tree)},
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                )
+                # this child's own resource use (its peak memory), not every child's so far
+                _, status, usage = os.wait4(proc.pid, 0)
             wall = time.perf_counter() - t0
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            stderr = err_path.read_text()
+            if proc.returncode != 0:
+                raise SystemExit(f"{name}: geotl predict failed:\n{stderr[-3000:]}")
             # geotl.predict.core's log line: "...: N polygon(s) from W window(s) in S s (model M s)"
             scene_s, model_s = (
-                float(x)
-                for x in re.findall(r"in ([0-9.]+) s \(model ([0-9.]+) s\)", done.stderr)[-1]
+                float(x) for x in re.findall(r"in ([0-9.]+) s \(model ([0-9.]+) s\)", stderr)[-1]
             )
             runs[name].append(
                 {
                     "command_s": round(wall, 2),
                     "predict_scene_s": scene_s,
                     "model_s": model_s,
+                    "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # KB on Linux
                     "load_avg": round(os.getloadavg()[0], 2),
                 }
             )
@@ -273,6 +285,7 @@ def cli_trees(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     result: dict[str, object] = {"scene_px": args.size, "runs": runs}
     for name, rs in runs.items():
         result[f"{name}_command_s_median"] = float(np.median([r["command_s"] for r in rs]))
+        result[f"{name}_peak_rss_mb_median"] = float(np.median([r["peak_rss_mb"] for r in rs]))
     if "before" in runs:
         result["same_output"] = outputs["before"] == outputs["after"]
         result["speed_up"] = round(
@@ -1077,6 +1090,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--size", type=int, default=3072, help="scene side (px) for the speed comparison"
+    )
+    ap.add_argument(
+        "--scene",
+        type=Path,
+        help="--cli-trees, --pipeline, --timeline: this scene instead of a --size one made "
+        "of the NEON plots (e.g. regions/demo-osbs/imagery/OSBS_029.tif)",
     )
     ap.add_argument(
         "--mem-sizes", type=int, nargs="*", default=[1250, 5000], help="scene sides for peak memory"

@@ -155,6 +155,35 @@ def test_blocks_of_a_large_scene_run_on_both_workers_and_join_exactly(
     assert all(a.equals_exact(b, 0) for a, b in zip(got.geometry, whole.geometry, strict=True))
 
 
+def test_workers_predict_with_onnx_runtime_without_torch(
+    model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Fresh workers (a cluster of their own) load an exported model without torch."""
+    artefact = load_model(model, "onnxruntime")
+    artefact.engine.engine(256)  # type: ignore[union-attr]  # the export, cached once
+    whole = predict_scene(artefact, REAL_SCENE, PredictOptions(progress=False)).features
+    env = {"GEOTL_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "geotl-cache")}
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+            env=env,
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+        ref = ModelRef.from_path(model, "onnxruntime")
+        [(_, det)] = predict_on_cluster(
+            c, ref, [SceneJob(REAL_SCENE, PredictOptions(progress=False))], progress=False
+        )
+        assert not isinstance(det, BaseException), det
+        assert list(det.features["id"]) == list(whole["id"]) and len(whole) > 50
+        # a lambda travels by value (a test function would import this module, and torch)
+        assert set(c.run(lambda: "torch" in sys.modules).values()) == {False}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

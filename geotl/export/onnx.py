@@ -41,17 +41,14 @@ import hashlib
 import json
 import logging
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from geotl import __version__
-from geotl.errors import GeotlInputError, ModelArtefactError
+from geotl.errors import ModelArtefactError
 from geotl.io.atomic import atomic_path, check_output_file
-from geotl.models.artefact import Artefact, ModelCard, load_artefact
+from geotl.models.artefact import ModelCard, load_artefact
 
 if TYPE_CHECKING:
     from geotl.export.quantise import Int8Scheme
@@ -69,7 +66,6 @@ __all__ = [
     "graph_sha256",
     "onnx_to_bytes",
     "read_onnx",
-    "torch_to_onnx",
 ]
 
 log = logging.getLogger(__name__)
@@ -82,47 +78,6 @@ OPSET = 17
 _GRAPH_SHA_KEY = "geotl_graph_sha256"
 _CARD_KEY = "geotl_card"
 INT8_FLOAT_NODES_KEY = "geotl_int8_float_nodes"  # an int8 graph's nodes kept in float, by reason
-
-
-class _Portable(torch.nn.Module):
-    """``raw / 255`` -> the card's normalisation -> network -> the task's probabilities.
-
-    ``head``: ``"softmax"`` over background + classes (segmentation); ``"instances"``, that
-    softmax over the first ``classes`` channels and a sigmoid over the others (border,
-    contact); ``"none"``, the network's own output (a detector's
-    :class:`~geotl.models.detector.AnchorRows`).
-    """
-
-    def __init__(
-        self,
-        network: torch.nn.Module,
-        mean: list[float],
-        std: list[float],
-        head: str = "softmax",
-        classes: int = 0,
-    ) -> None:
-        super().__init__()
-        self.network = network
-        self.head = head
-        self.classes = classes
-        m = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
-        s = torch.tensor(std, dtype=torch.float32)[None, :, None, None]
-        # (x * 255 - mean) / std == x * (255 / std) - mean / std: one Mul and one Sub
-        self.scale: torch.Tensor
-        self.shift: torch.Tensor
-        self.register_buffer("scale", INPUT_SCALE / s)
-        self.register_buffer("shift", m / s)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.network(x * self.scale - self.shift)
-        if self.head == "softmax":
-            return torch.softmax(logits, dim=1)
-        if self.head == "instances":
-            k = self.classes
-            return torch.cat(
-                [torch.softmax(logits[:, :k], dim=1), torch.sigmoid(logits[:, k:])], dim=1
-            )
-        return logits
 
 
 def output_channels(card: ModelCard) -> list[str]:
@@ -209,56 +164,6 @@ def _deepness_metadata(card: ModelCard, tile_px: int) -> dict[str, Any]:
         "seg_thresh": card.threshold,
         "seg_small_segment": int(card.min_area_m2 / px_m2) if px_m2 > 0 else 0,
     }
-
-
-def torch_to_onnx(artefact: Artefact, tile_px: int) -> Any:
-    """Trace the artefact's network (normalisation folded, softmax added) to an ONNX model.
-
-    Returns:
-        The ``onnx.ModelProto``, without metadata.
-    """
-    import io
-
-    import onnx
-
-    card = artefact.card
-    stride = card.network.stride_px
-    if tile_px % stride:
-        raise GeotlInputError(
-            f"tile size {tile_px} px is not a multiple of {stride} (the network's stride): "
-            f"pass --tile-px {card.network.round_up_px(tile_px)}"
-        )
-    network, output, batch = artefact.network, OUTPUT_NAME, {0: "batch"}
-    if card.task == "detection":
-        # every anchor's box and scores; one window per run (as Deepness runs detectors)
-        from geotl.models.detector import AnchorRows, GeotlRetinaNet
-
-        network = AnchorRows(cast(GeotlRetinaNet, network), len(card.bands), tile_px)
-        output, batch = DETECTIONS_NAME, {}
-    portable = _Portable(
-        network,
-        card.normalisation.mean,
-        card.normalisation.std,
-        head=graph_head(card.task),
-        classes=1 + len(card.classes),
-    )
-    portable = portable.to("cpu").eval()
-    example = torch.zeros(1, len(card.bands), tile_px, tile_px)
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            portable,
-            (example,),
-            buf,  # type: ignore[arg-type]  # file-like objects are accepted
-            dynamo=False,  # the TorchScript exporter: no onnxscript dependency
-            opset_version=OPSET,
-            input_names=[INPUT_NAME],
-            output_names=[output],
-            dynamic_axes={INPUT_NAME: batch, output: batch} if batch else None,
-            do_constant_folding=True,
-        )
-    return onnx.load_from_string(buf.getvalue())
 
 
 def _set_metadata(
@@ -350,6 +255,8 @@ def export_onnx(
     artefact = load_artefact(model_dir)
     card = artefact.card
     tile = tile_px or default_tile_px(card)
+    from geotl.export.trace import torch_to_onnx  # torch: only to export
+
     model = torch_to_onnx(artefact, tile)
     extra: dict[str, Any] | None = None
     if int8:

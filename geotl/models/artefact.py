@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from safetensors.torch import load_file, save_file
 
 from geotl import __version__
 from geotl.errors import ModelArtefactError
@@ -26,6 +24,8 @@ from geotl.io.atomic import atomic_path, atomic_write_text
 from geotl.models.network import NetworkSpec, build_network
 
 if TYPE_CHECKING:
+    import torch
+
     from geotl.predict.engine import Engine
 
 __all__ = [
@@ -131,7 +131,8 @@ class Artefact:
     ``engine`` runs prediction's forward passes when set (ONNX Runtime, see
     :func:`geotl.predict.engine.load_model`); ``None`` means the PyTorch network. The
     network may be built on first use (``build``): ONNX Runtime with a cached export
-    never needs it.
+    never needs it, and then torch is never imported (a process that predicts with ONNX
+    Runtime starts 1.5-3 s sooner and holds about 700 MB less; BENCHMARKS.md, issue 10).
     """
 
     def __init__(
@@ -139,7 +140,7 @@ class Artefact:
         card: ModelCard,
         network: torch.nn.Module | None,
         path: Path,
-        device: torch.device,
+        device: str | torch.device,
         engine: Engine | None = None,
         *,
         build: Callable[[], torch.nn.Module] | None = None,
@@ -148,10 +149,22 @@ class Artefact:
             raise ValueError("an artefact needs its network or a way to build it")
         self.card = card
         self.path = path
-        self.device = device
+        self.device_name = str(device)
         self.engine = engine
         self._network = network
         self._build = build
+
+    @property
+    def device(self) -> torch.device:
+        """The PyTorch device of the network (imports torch)."""
+        import torch
+
+        return torch.device(self.device_name)
+
+    @property
+    def on_cpu(self) -> bool:
+        """Whether the forward passes run on the CPU (ONNX Runtime always does)."""
+        return self.engine is not None or self.device_name.split(":")[0] == "cpu"
 
     @property
     def network(self) -> torch.nn.Module:
@@ -224,6 +237,8 @@ def write_artefact(model_dir: str | Path, network: torch.nn.Module, card: ModelC
         The card as written, with ``model_id`` and ``created`` filled in.
     """
     from datetime import UTC, datetime
+
+    from safetensors.torch import save_file
 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -301,14 +316,15 @@ def load_artefact(
     model_dir = Path(model_dir)
     card = read_card(model_dir)
     weights_path = verify_weights(model_dir, card)
-    dev = torch.device(device)
-    build = partial(_load_network, card, weights_path, dev)
+    build = partial(_load_network, card, weights_path, str(device))
     return Artefact(
-        card=card, network=None if lazy else build(), path=model_dir, device=dev, build=build
+        card=card, network=None if lazy else build(), path=model_dir, device=device, build=build
     )
 
 
-def _load_network(card: ModelCard, weights_path: Path, device: torch.device) -> torch.nn.Module:
+def _load_network(card: ModelCard, weights_path: Path, device: str) -> torch.nn.Module:
+    from safetensors.torch import load_file
+
     network = build_network(card.network)
     try:
         state = load_file(str(weights_path))

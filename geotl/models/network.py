@@ -10,10 +10,12 @@ network without pickles: ``build_network(spec)`` then load the safetensors state
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:  # building a network imports torch; reading a card's spec does not
+    import torch
 
 __all__ = ["NetworkSpec", "build_network"]
 

@@ -30,10 +30,9 @@ import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from affine import Affine
 from rasterio.windows import Window
 
@@ -41,6 +40,9 @@ from geotl.errors import GeotlRuntimeError
 from geotl.predict.objects import ObjectExtractor
 from geotl.predict.objects.base import PlaneReader
 from geotl.predict.vectorise import VectorObject, WindowExtractor, core_windows
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["BlockMarginError", "RowBlock", "plan_blocks"]
 

@@ -30,7 +30,6 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 import shapely
-import torch
 from affine import Affine
 from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
@@ -92,6 +91,8 @@ def artefact_detector(artefact: Artefact, nms_iou: float) -> Detector:
     engine = artefact.engine
     if isinstance(engine, DetectionEngine):
         return partial(engine.detections, nms_iou=nms_iou)
+    import torch
+
     device = artefact.device
     amp = device.type == "cuda"
     net = artefact.network
@@ -245,6 +246,7 @@ def _nms_objects(
 ) -> list[BoxObject]:
     if not boxes:
         return []
+    import torch
     from torchvision.ops import batched_nms  # 1.2 s to import: only when boxes are made
 
     b = np.concatenate(boxes).astype(np.float64)

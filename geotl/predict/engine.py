@@ -22,15 +22,18 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 
 from geotl.errors import GeotlInputError, ModelArtefactError
 from geotl.export.onnx import INPUT_NAME, INPUT_SCALE, OnnxModel, read_onnx
 from geotl.models.artefact import Artefact, ModelCard, load_artefact
+
+if TYPE_CHECKING:  # a model folder or .onnx run by ONNX Runtime never imports torch
+    import torch
 
 __all__ = [
     "ENGINES",
@@ -38,7 +41,6 @@ __all__ = [
     "Engine",
     "EngineName",
     "OrtEngine",
-    "OrtNetwork",
     "TorchEngine",
     "default_engine",
     "device_probabilities",
@@ -95,6 +97,8 @@ class TorchEngine:
         device: torch.device,
         head: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
+        import torch
+
         self.network = network
         self.device = device
         self.head = head
@@ -105,6 +109,8 @@ class TorchEngine:
 
     def tensor_probabilities(self, batch: np.ndarray) -> torch.Tensor:
         """:meth:`probabilities` left on the model's device (no copy back)."""
+        import torch
+
         amp = self.device.type == "cuda"
         with (
             torch.inference_mode(),
@@ -131,15 +137,17 @@ class TorchEngine:
         return out
 
 
-def device_probabilities(engine: Engine, batch: np.ndarray) -> torch.Tensor:
-    """An engine's probabilities as a tensor where they were computed (the model's device).
+def device_probabilities(engine: Engine, batch: np.ndarray) -> np.ndarray | torch.Tensor:
+    """An engine's probabilities where they were computed: a tensor on an accelerator.
 
-    Blending then happens there too (:mod:`geotl.predict.stream`); engines that compute on
-    the CPU give a tensor sharing their array's memory.
+    Blending then happens there too (:mod:`geotl.predict.stream`). Probabilities computed
+    on the CPU come as a numpy array (a CPU tensor's own memory, not a copy), so that the
+    CPU path never needs torch.
     """
     if isinstance(engine, TorchEngine):
-        return engine.tensor_probabilities(batch)
-    return torch.from_numpy(np.ascontiguousarray(engine.probabilities(batch), dtype=np.float32))
+        probs = engine.tensor_probabilities(batch)
+        return probs if probs.is_cuda else probs.numpy()
+    return np.ascontiguousarray(engine.probabilities(batch), dtype=np.float32)
 
 
 def _session(model: OnnxModel, threads: int | None) -> object:
@@ -210,6 +218,8 @@ class OrtEngine:
                 f"this ONNX graph is a {self.card.task} model, not a detector", self.model.path
             )
         # torchvision's detection code (1.2 s to import) only where a detector runs
+        import torch
+
         from geotl.models.detector import SCORE_THRESH, level_anchors, select_detections
 
         scaled = (batch * self._std + self._mean).astype(np.float32, copy=False)
@@ -221,41 +231,6 @@ class OrtEngine:
             boxes, scores, labels = select_detections(rows, levels, self.tile_px, nms_iou, thresh)
             out.append((boxes.numpy(), scores.numpy(), labels.numpy().astype(np.int64)))
         return out
-
-
-class OrtNetwork(torch.nn.Module):
-    """An :class:`OrtEngine` as a torch module (normalised in, log-probabilities out).
-
-    Log-probabilities are valid logits (their softmax and argmax are the graph's), so code
-    written for the torch network (``geotl evaluate``) runs an exported graph unchanged.
-    """
-
-    def __init__(self, engine: OrtEngine) -> None:
-        super().__init__()
-        self.engine = engine
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[dict[str, torch.Tensor]]:
-        """``(B, bands, H, W)`` normalised -> ``(B, 1 + classes, H, W)`` log-probabilities.
-
-        An instance model's border and contact maps come as log-odds (sigmoid logits).
-        A detector's graph gives what torchvision's detector gives in eval mode: per
-        window a dict of ``boxes``, ``scores`` and ``labels``.
-        """
-        batch = x.detach().cpu().numpy().astype(np.float32, copy=False)
-        if self.engine.card.task == "detection":
-            return [
-                {"boxes": torch.from_numpy(b), "scores": torch.from_numpy(s),
-                 "labels": torch.from_numpy(lab)}
-                for b, s, lab in self.engine.detections(batch, self.engine.card.nms_iou)
-            ]  # fmt: skip
-        scaled = batch * self.engine._std + self.engine._mean
-        probs = torch.from_numpy(self.engine.run(scaled.astype(np.float32, copy=False)))
-        logits = torch.log(probs.clamp_min(1e-30))
-        if self.engine.card.task == "instances":
-            # the maps after background + classes are sigmoids: their logits are log-odds
-            k = 1 + len(self.engine.card.classes)
-            logits[:, k:] -= torch.log1p(-probs[:, k:].clamp_max(1 - 1e-7))
-        return logits.to(x.device)
 
 
 class _ExportingEngine:
@@ -319,9 +294,9 @@ def _prune_exports(folder: Path, keep: Path) -> None:
 
 def _cached_export(artefact: Artefact, tile_px: int) -> OnnxModel:
     from geotl import __version__
-    from geotl.export.onnx import onnx_to_bytes, torch_to_onnx
+    from geotl.export.onnx import onnx_to_bytes
     from geotl.io.atomic import atomic_path
-    from geotl.models.catalogue import cache_dir
+    from geotl.io.cache import cache_dir
 
     card = artefact.card
     sha = card.weights_sha256 or card.model_id
@@ -335,6 +310,8 @@ def _cached_export(artefact: Artefact, tile_px: int) -> OnnxModel:
         except ModelArtefactError:
             log.warning("cached ONNX export %s is damaged: exporting again", path)
     log.info("exporting %s to ONNX (%d px tiles) for ONNX Runtime", card.model_id, tile_px)
+    from geotl.export.trace import torch_to_onnx  # torch: only on a cache miss
+
     model = torch_to_onnx(artefact, tile_px)
     data, _ = onnx_to_bytes(model, card, tile_px)
     try:
@@ -368,6 +345,12 @@ def engine_for(
     """
     engine: Engine | None = artefact.engine
     return engine if engine is not None else TorchEngine(artefact.network, artefact.device, head)
+
+
+def _ort_network(engine: OrtEngine) -> torch.nn.Module:
+    from geotl.predict.ort_network import OrtNetwork
+
+    return OrtNetwork(engine)
 
 
 def load_model(
@@ -408,10 +391,11 @@ def load_model(
         ort_engine = OrtEngine(read_onnx(path), threads)
         return Artefact(
             card=ort_engine.card,
-            network=OrtNetwork(ort_engine),
+            network=None,
             path=path,
-            device=torch.device("cpu"),
+            device="cpu",
             engine=ort_engine,
+            build=partial(_ort_network, ort_engine),  # for code written for a torch network
         )
     # ONNX Runtime builds the PyTorch network only to export it (once per tile size)
     artefact = load_artefact(path, device, lazy=engine == "onnxruntime")

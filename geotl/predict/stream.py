@@ -37,18 +37,17 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
-import torch
 from affine import Affine
 from rasterio.windows import Window
 
 from geotl.io.nodata import valid_mask
 from geotl.io.rasters import read_data
 from geotl.models.artefact import Artefact
-from geotl.predict.band import BandAccumulator
+from geotl.predict.band import BandAccumulator, on_cpu
 from geotl.predict.engine import Engine, device_probabilities, engine_for
 from geotl.predict.objects import ObjectExtractor, extractor_for
 from geotl.predict.outputs.cog import open_probabilities
@@ -62,6 +61,9 @@ from geotl.predict.strips import (
 )
 from geotl.predict.vectorise import CoreProgress, VectorObject, core_windows
 from geotl.predict.windows import WindowPlan, blend_weights, clip_window
+
+if TYPE_CHECKING:  # on an accelerator only: on the CPU the stream runs in numpy
+    import torch
 
 __all__ = ["RawRaster", "StreamStats", "infer_and_vectorise"]
 
@@ -322,7 +324,7 @@ class _RowWriter:
         plan: WindowPlan,
         extractor: ObjectExtractor,
         threshold: float,
-        device: torch.device,
+        device: str,
         planes: RawRaster,
         prob_ds: Any,
     ) -> None:
@@ -331,8 +333,12 @@ class _RowWriter:
         self.planes, self.prob_ds = planes, prob_ds
         height, width = plan.scene_shape
         px = plan.window_px
-        weights = torch.from_numpy(blend_weights(px, px, max(plan.overlap_px, 1)))
-        self.weights = weights.to(device)
+        weights = blend_weights(px, px, max(plan.overlap_px, 1))
+        self.weights: Any = weights
+        if not on_cpu(device):
+            import torch
+
+            self.weights = torch.from_numpy(weights).to(device)
         self.band = BandAccumulator(extractor.channels, min(px, height), width, device)
         self.done_in_row: dict[int, int] = {}  # windows blended, per row of the plan
         self.final = 0  # scene rows finished
@@ -347,7 +353,12 @@ class _RowWriter:
             self.add_batch(*item)
             self.stats.write_s += time.perf_counter() - t0
 
-    def add_batch(self, batch: list[int], probs: torch.Tensor, valids: torch.Tensor) -> None:
+    def add_batch(
+        self,
+        batch: list[int],
+        probs: np.ndarray | torch.Tensor,
+        valids: np.ndarray | torch.Tensor,
+    ) -> None:
         """Blend windows ``batch`` of the plan; finish the rows a complete window row frees."""
         plan = self.plan
         for j, k in enumerate(batch):
@@ -370,9 +381,7 @@ class _RowWriter:
     def finish_rows(self, r_end: int) -> None:
         """Write the final planes (and probabilities) of the band's rows above ``r_end``."""
         r0 = self.band.top
-        blended_t, valid_t = self.band.finish(r_end)
-        blended_all = blended_t.cpu().numpy()
-        valid_all = valid_t.cpu().numpy()
+        blended_all, valid_all = (_host(a) for a in self.band.finish(r_end))
         width = self.plan.scene_shape[1]
         for c0 in range(0, width, _FINALISE_COLS):
             c1 = min(c0 + _FINALISE_COLS, width)
@@ -576,7 +585,7 @@ def infer_and_vectorise(
     height, width = plan.scene_shape
     card = artefact.card
     extractor = extractor or extractor_for(card.task, len(card.classes))
-    device = artefact.device if artefact.engine is None else torch.device("cpu")
+    device = "cpu" if artefact.on_cpu else artefact.device_name
     n_threads = 1 if open_source is None else read_threads or _read_threads_default(source)
     pool = strip_pool(workers)
     stats = StreamStats(windows=len(plan.windows))
@@ -650,16 +659,23 @@ def _stack(got: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.nda
     return np.stack([g[0] for g in got]), np.stack([g[1] for g in got])
 
 
-def _flip_averaged(engine: Engine, batch: np.ndarray) -> torch.Tensor:
+def _host(a: np.ndarray | torch.Tensor) -> np.ndarray:
+    """An array in this process's memory (a tensor on an accelerator is copied back)."""
+    return a if isinstance(a, np.ndarray) else a.cpu().numpy()
+
+
+def _flip_averaged(engine: Engine, batch: np.ndarray) -> np.ndarray | torch.Tensor:
     """Probabilities averaged over the identity, left-right, up-down and both flips."""
-    total: torch.Tensor | None = None
+    total: Any = None
     for axes in ((), (-1,), (-2,), (-2, -1)):
         x = np.ascontiguousarray(np.flip(batch, axes)) if axes else batch
-        p = device_probabilities(engine, x)
-        p = torch.flip(p, axes) if axes else p
+        p: Any = device_probabilities(engine, x)
+        if axes:
+            p = np.flip(p, axes) if isinstance(p, np.ndarray) else p.flip(axes)
         total = p if total is None else total + p
     assert total is not None
-    return total / 4.0
+    averaged: np.ndarray | torch.Tensor = total / 4.0
+    return averaged
 
 
 def _run_model(
@@ -681,7 +697,11 @@ def _run_model(
             batch, arr, valids = item
             t0, cpu0 = time.perf_counter(), time.thread_time()
             out = _flip_averaged(engine, arr) if flip_tta else device_probabilities(engine, arr)
-            valid_t = torch.from_numpy(valids).to(out.device, non_blocking=True)
+            valid_t: Any = valids
+            if not isinstance(out, np.ndarray):  # on an accelerator, beside the probabilities
+                import torch
+
+                valid_t = torch.from_numpy(valids).to(out.device, non_blocking=True)
             stats.model_s += time.perf_counter() - t0
             stats.add_cpu("model", time.thread_time() - cpu0)
             stats.batches += 1

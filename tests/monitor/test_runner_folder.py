@@ -234,3 +234,38 @@ def test_acquisition_time_falls_back_to_mtime(
     assert (
         tmp_path / "out" / "naip-nd" / "passes" / "20200913T122640Z_no-date-here.geojson"
     ).exists()
+
+
+def test_a_scheduled_pass_runs_without_torch(
+    naip_region: Path, naip_small: list[Path], naip_model: Path, tmp_path: Path
+) -> None:
+    """Each cron run is a fresh process: after the first (which exports the model to ONNX
+    for ONNX Runtime, once), the passes are predicted without importing torch."""
+    import subprocess
+    import sys
+
+    run = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('TORCH', 'torch' in sys.modules, file=sys.stderr))\n"
+        "from geotl.cli.main import main\n"
+        "sys.argv[0] = 'geotl'\n"
+        "main()\n"
+    )
+    out = tmp_path / "out"
+    args = ["monitor", str(naip_region), "--model", str(naip_model), "--out", str(out), "--once"]
+    cache = str(tmp_path / "cache")  # this test's own: the first run exports the model
+    said = []
+    for scenes in (naip_small[:1], naip_small[1:3]):
+        deliver(naip_region, scenes)
+        proc = subprocess.run(
+            [sys.executable, "-c", run, *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1", "GEOTL_CACHE_DIR": cache},
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        said.append(next(ln for ln in proc.stderr.splitlines() if ln.startswith("TORCH")))
+    assert said == ["TORCH True", "TORCH False"]
+    with MonitorState(out / "naip-nd" / "state.sqlite", readonly=True) as state:
+        assert len(state.done_passes()) == 3

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from geotl.bands import canonical_band
 from geotl.errors import BaseModelError
+from geotl.io.cache import cache_dir
 
 __all__ = [
     "BaseKind",
@@ -121,15 +122,6 @@ def sha256_file(path: Path) -> str:
 def cached_sha(path: Path) -> str:
     """:func:`sha256_file`, remembered per path for the process (entries are listed often)."""
     return sha256_file(path)
-
-
-def cache_dir() -> Path:
-    """Geotl's cache folder (``$GEOTL_CACHE_DIR``, else ``$XDG_CACHE_HOME/geotl``)."""
-    env = os.environ.get("GEOTL_CACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "geotl"
 
 
 def offline() -> bool:

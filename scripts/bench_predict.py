@@ -231,6 +231,14 @@ def geotl_cli(model_dir: Path, scene: Path, out: Path, batch_size: int, device: 
     return time.perf_counter() - t0
 
 
+# runs a command; its largest process's peak resident memory (KB) as stderr's last line
+_PEAK_RSS = (
+    "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+    "sys.exit(r.returncode)"
+)
+
+
 def cli_trees(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     """The whole ``geotl predict`` command as a user runs it, per tree, the trees taking turns.
 
@@ -253,20 +261,20 @@ def cli_trees(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
             err_path = tmp / f"{name}.stderr"
             t0 = time.perf_counter()
             with open(err_path, "w") as err:
-                proc = subprocess.Popen(
-                    cmd,
+                # through a small launcher: a child forked from this process (torch loaded)
+                # would report this process's memory as its own peak
+                done = subprocess.run(
+                    [sys.executable, "-c", _PEAK_RSS, *cmd],
                     cwd=tmp,
                     env={**os.environ, "PYTHONPATH": str(tree)},
                     stdout=subprocess.DEVNULL,
                     stderr=err,
                 )
-                # this child's own resource use (its peak memory), not every child's so far
-                _, status, usage = os.wait4(proc.pid, 0)
             wall = time.perf_counter() - t0
-            proc.returncode = os.waitstatus_to_exitcode(status)
             stderr = err_path.read_text()
-            if proc.returncode != 0:
+            if done.returncode != 0:
                 raise SystemExit(f"{name}: geotl predict failed:\n{stderr[-3000:]}")
+            peak_kb = int(stderr.strip().splitlines()[-1])
             # geotl.predict.core's log line: "...: N polygon(s) from W window(s) in S s (model M s)"
             scene_s, model_s = (
                 float(x) for x in re.findall(r"in ([0-9.]+) s \(model ([0-9.]+) s\)", stderr)[-1]
@@ -276,13 +284,15 @@ def cli_trees(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
                     "command_s": round(wall, 2),
                     "predict_scene_s": scene_s,
                     "model_s": model_s,
-                    "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # KB on Linux
+                    "peak_rss_mb": round(peak_kb / 1024, 1),
                     "load_avg": round(os.getloadavg()[0], 2),
                 }
             )
             outputs.setdefault(name, out.read_bytes())
             print(json.dumps({name: runs[name][-1]}), file=sys.stderr)
-    result: dict[str, object] = {"scene_px": args.size, "runs": runs}
+    with rasterio.open(scene) as ds:
+        result: dict[str, object] = {"scene": scene.name, "scene_px": [ds.height, ds.width]}
+    result["runs"] = runs
     for name, rs in runs.items():
         result[f"{name}_command_s_median"] = float(np.median([r["command_s"] for r in rs]))
         result[f"{name}_peak_rss_mb_median"] = float(np.median([r["peak_rss_mb"] for r in rs]))

@@ -151,6 +151,10 @@ def _model_and_scene(args: argparse.Namespace, tmp: Path) -> tuple[Path, Path]:
     if args.model is None:
         make_model(model, args.encoder, args.depth, args.task)
     if args.scene is not None:
+        with rasterio.open(args.scene) as ds:
+            if ds.height != ds.width:
+                raise SystemExit(f"--scene {args.scene}: a square scene, please")
+            args.size = ds.height  # the figures per Mpx and scene_px are the scene's
         return model, args.scene.resolve()
     scene = tmp / "scene.tif"
     make_scene(scene, args.size)
@@ -290,9 +294,7 @@ def cli_trees(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
             )
             outputs.setdefault(name, out.read_bytes())
             print(json.dumps({name: runs[name][-1]}), file=sys.stderr)
-    with rasterio.open(scene) as ds:
-        result: dict[str, object] = {"scene": scene.name, "scene_px": [ds.height, ds.width]}
-    result["runs"] = runs
+    result: dict[str, object] = {"scene": scene.name, "scene_px": args.size, "runs": runs}
     for name, rs in runs.items():
         result[f"{name}_command_s_median"] = float(np.median([r["command_s"] for r in rs]))
         result[f"{name}_peak_rss_mb_median"] = float(np.median([r["peak_rss_mb"] for r in rs]))

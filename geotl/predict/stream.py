@@ -470,11 +470,16 @@ class _Vectoriser:
         )
 
     def _in_pool(self) -> None:
-        """Run the strips in the pool as soon as their rows are final, several at once.
+        """Run the strips in the pool as soon as their rows are final, one per free worker.
 
         A strip whose objects reach rows that were not final yet is run again (its cores
         left) as soon as those rows are, beside the others: no strip waits for another.
-        Objects are gathered per strip and joined in scene order.
+        Only as many strips as there are workers are handed to the pool at a time, so that
+        when a worker frees, the longest work ready goes first: a strip run again with a
+        wider halo holds an object larger than its window (a closed canopy, read whole
+        and split in one process), and queued behind fresh strips it would start last and
+        end the scene late (BENCHMARKS.md, issue 10, stop 35). Objects are gathered per
+        strip and joined in scene order.
         """
         height = self.scene_shape[0]
         cores = [c for row in core_windows(self.scene_shape, self.window_px) for c in row]
@@ -485,7 +490,7 @@ class _Vectoriser:
         need = [min(c[-1].row_off + c[-1].height + self.halo_px, height) for c in left]
         # where a strip's first core stopped, for its next run
         resume: list[CoreProgress | None] = [None] * len(left)
-        todo = list(range(len(left)))  # strips to (re)start, in scene order
+        todo = list(range(len(left)))  # strips to (re)start
         running: dict[Future[StripResult], int] = {}
         cond = self.pipe.cond
 
@@ -493,9 +498,16 @@ class _Vectoriser:
             with cond:
                 cond.notify_all()
 
-        def ready() -> bool:
+        def startable() -> list[int]:
+            """Strips whose rows are final while a worker is free: widest halo, then order."""
+            if len(running) >= self.workers:
+                return []
             rows = self.pipe.final_rows
-            return any(f.done() for f in running) or any(rows >= need[i] for i in todo)
+            ready = [i for i in todo if rows >= need[i]]
+            return sorted(ready, key=lambda i: (-(resume[i].halo_px if resume[i] else 0), i))
+
+        def ready() -> bool:
+            return any(f.done() for f in running) or bool(startable())
 
         try:
             while todo or running:
@@ -504,12 +516,6 @@ class _Vectoriser:
                         cond.wait(timeout=0.5)
                 if self.pipe.stop.is_set():
                     raise _Stop
-                rows = self.pipe.final_rows
-                for i in [i for i in todo if rows >= need[i]]:
-                    todo.remove(i)
-                    fut = submit_strip(self.pool, self._task(left[i], resume[i]))
-                    running[fut] = i
-                    fut.add_done_callback(wake)
                 for fut in [f for f in running if f.done()]:
                     i = running.pop(fut)
                     res = fut.result()
@@ -523,7 +529,11 @@ class _Vectoriser:
                     if left[i]:  # an object reaches rows not final yet: again once they are
                         need[i], resume[i] = min(res.need_rows, height), res.resume
                         todo.append(i)
-                        todo.sort()
+                for i in startable()[: self.workers - len(running)]:
+                    todo.remove(i)
+                    fut = submit_strip(self.pool, self._task(left[i], resume[i]))
+                    running[fut] = i
+                    fut.add_done_callback(wake)
         except BrokenProcessPool:
             discard_pool(self.pool)
             raise

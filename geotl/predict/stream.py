@@ -76,8 +76,9 @@ _FINALISE_COLS = 2048
 class StreamStats:
     """Where the time went (seconds) and how much work was done.
 
-    ``vectorise_s`` is the vectorising work summed over the pool's processes (it can exceed
-    the wall time when several run at once). ``cpu_s`` is the CPU time of each stage
+    ``vectorise_s`` is the vectorising work summed over the pool's processes, and
+    ``read_s`` the reading summed over the read-ahead threads (either can exceed the wall
+    time when several run at once). ``cpu_s`` is the CPU time of each stage
     (``read``, ``model``: the forward passes' calling thread, ``write``, ``vectorise``: the
     pool's processes and the thread that feeds them, ``frame``: the objects' table after
     the stream), which the machine's load barely changes, unlike the wall times.

@@ -146,7 +146,7 @@ def device_probabilities(engine: Engine, batch: np.ndarray) -> np.ndarray | torc
     """
     if isinstance(engine, TorchEngine):
         probs = engine.tensor_probabilities(batch)
-        return probs if probs.is_cuda else probs.numpy()
+        return probs.numpy() if probs.device.type == "cpu" else probs
     return np.ascontiguousarray(engine.probabilities(batch), dtype=np.float32)
 
 

@@ -88,3 +88,34 @@ def test_flip_averaging_in_numpy() -> None:
     # each flip is undone: band 0 comes back where it was, the columns average to 2.5
     assert isinstance(got, np.ndarray) and got.dtype == np.float32
     np.testing.assert_allclose(got, x[:, :1] + 2.5, rtol=0, atol=1e-6)
+
+
+def test_the_accelerator_band_blends_as_the_cpu_band(monkeypatch) -> None:
+    """The torch branch of the band (an accelerator's), run on the CPU: the same sums."""
+    import torch
+    from rasterio.windows import Window
+
+    import geotl.predict.band as band_mod
+
+    monkeypatch.setattr(band_mod, "on_cpu", lambda device: False)
+    on_device = band_mod.BandAccumulator(2, 8, 12, "cpu")  # torch tensors (on the CPU here)
+    monkeypatch.undo()
+    in_numpy = band_mod.BandAccumulator(2, 8, 12, "cpu")
+    assert isinstance(on_device.acc, torch.Tensor) and isinstance(in_numpy.acc, np.ndarray)
+    rng = np.random.default_rng(0)
+    weights = rng.uniform(0.1, 1.0, (8, 8)).astype(np.float32)
+    got: list[list[np.ndarray]] = [[], []]
+    for window in (Window(0, 0, 8, 8), Window(4, 0, 8, 8), Window(0, 4, 8, 8), Window(4, 4, 8, 8)):
+        probs = rng.uniform(size=(2, 8, 8)).astype(np.float32)
+        valid = rng.uniform(size=(8, 8)) > 0.2
+        in_numpy.add(probs, weights, valid, window)
+        t = (torch.from_numpy(a) for a in (probs, weights, valid))
+        on_device.add(*t, window)
+        if window.row_off == 0 and window.col_off == 4:  # the first row of windows is done
+            for k, band in enumerate((in_numpy, on_device)):
+                got[k] += [np.asarray(a) for a in band.finish(4)]
+    for k, band in enumerate((in_numpy, on_device)):
+        got[k] += [np.asarray(a) for a in band.finish(12)]  # the rest (the band grew)
+    assert on_device.top == in_numpy.top == 12
+    for a, b in zip(got[0], got[1], strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -56,8 +56,8 @@ SMALL = PredictOptions(
 )
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+@contextlib.contextmanager
+def _two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     """Two worker processes, one thread each, offline, with the tests' geotl cache."""
     home = tmp_path_factory.mktemp("workers")
     env = {
@@ -77,6 +77,13 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
         ) as cluster,
         Client(cluster) as c,
     ):
+        yield c
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    """Two workers shared by the module's tests."""
+    with _two_workers(tmp_path_factory) as c:
         yield c
 
 
@@ -162,18 +169,7 @@ def test_workers_predict_with_onnx_runtime_without_torch(
     artefact = load_model(model, "onnxruntime")
     artefact.engine.engine(256)  # type: ignore[union-attr]  # the export, cached once
     whole = predict_scene(artefact, REAL_SCENE, PredictOptions(progress=False)).features
-    env = {"GEOTL_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "geotl-cache")}
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-            env=env,
-        ) as cluster,
-        Client(cluster) as c,
-    ):
+    with _two_workers(tmp_path_factory) as c:
         ref = ModelRef.from_path(model, "onnxruntime")
         [(_, det)] = predict_on_cluster(
             c, ref, [SceneJob(REAL_SCENE, PredictOptions(progress=False))], progress=False

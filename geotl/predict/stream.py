@@ -505,7 +505,7 @@ class _Vectoriser:
                 return []
             rows = self.pipe.final_rows
             ready = [i for i in todo if rows >= need[i]]
-            return sorted(ready, key=lambda i: (-(resume[i].halo_px if resume[i] else 0), i))
+            return sorted(ready, key=lambda i: (-_halo(resume[i]), i))
 
         def ready() -> bool:
             return any(f.done() for f in running) or bool(startable())
@@ -542,6 +542,11 @@ class _Vectoriser:
             for f in running:
                 f.cancel()
         self.objects = [o for objects in found for o in objects]
+
+
+def _halo(progress: CoreProgress | None) -> int:
+    """The halo a strip's next run starts with (0: a fresh strip)."""
+    return progress.halo_px if progress is not None else 0
 
 
 def infer_and_vectorise(

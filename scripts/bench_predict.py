@@ -662,8 +662,7 @@ def ort_ratio(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     """
     if args.model is None:
         raise SystemExit("--ort-ratio needs --model (a trained artefact)")
-    scene = tmp / "scene.tif"
-    make_scene(scene, args.size)
+    _, scene = _model_and_scene(args, tmp)
     trees = {"after": REPO}
     if args.before is not None:
         trees["before"] = args.before.resolve()
@@ -1106,8 +1105,8 @@ def main() -> None:
     ap.add_argument(
         "--scene",
         type=Path,
-        help="--cli-trees, --pipeline, --timeline: this scene instead of a --size one made "
-        "of the NEON plots (e.g. regions/demo-osbs/imagery/OSBS_029.tif)",
+        help="--cli-trees, --pipeline, --timeline, --ort-ratio: this scene instead of a --size "
+        "one made of the NEON plots (e.g. regions/demo-osbs/imagery/OSBS_029.tif)",
     )
     ap.add_argument(
         "--mem-sizes", type=int, nargs="*", default=[1250, 5000], help="scene sides for peak memory"

@@ -162,19 +162,32 @@ def _model_and_scene(args: argparse.Namespace, tmp: Path) -> tuple[Path, Path]:
 
 
 def read_windows(model_dir: Path, scene: Path, window_px: int) -> torch.Tensor:
-    """The plan's windows, read and normalised in memory beforehand (not timed)."""
+    """The plan's windows, read and normalised in memory beforehand (not timed).
+
+    The plan ``predict_scene`` makes (windows on the ground grid, padded where they pass
+    the scene's edge), so that the bare passes run the same windows as predict.
+    """
     from geotl.models.artefact import load_artefact
-    from geotl.predict.windows import plan_windows
+    from geotl.predict.windows import clip_window, ground_anchor, plan_windows
 
     art = load_artefact(model_dir)
+    arrs = []
     with rasterio.open(scene) as ds:
-        plan = plan_windows((ds.height, ds.width), window_px, window_px // 4)
-        arrs = [
-            art.normalise(
-                ds.read(window=rasterio.windows.Window(w.col_off, w.row_off, w.width, w.height))
+        plan = plan_windows(
+            (ds.height, ds.width), window_px, window_px // 4, anchor=ground_anchor(ds.transform)
+        )
+        for w in plan.windows:
+            win = clip_window(w, plan.scene_shape)
+            raw = ds.read(
+                window=rasterio.windows.Window(win.col_off, win.row_off, win.width, win.height)
             )
-            for w in plan.windows
-        ]
+            top, left = win.row_off - w.row_off, win.col_off - w.col_off
+            pad = (
+                (0, 0),
+                (top, window_px - top - win.height),
+                (left, window_px - left - win.width),
+            )
+            arrs.append(np.pad(art.normalise(raw), pad, mode="symmetric"))
     return torch.from_numpy(np.stack(arrs))
 
 

@@ -500,12 +500,8 @@ class _Vectoriser:
                 cond.notify_all()
 
         def startable() -> list[int]:
-            """Strips whose rows are final while a worker is free: widest halo, then order."""
-            if len(running) >= self.workers:
-                return []
-            rows = self.pipe.final_rows
-            ready = [i for i in todo if rows >= need[i]]
-            return sorted(ready, key=lambda i: (-_halo(resume[i]), i))
+            free = self.workers - len(running)
+            return _strips_to_start(todo, need, resume, self.pipe.final_rows, free)
 
         def ready() -> bool:
             return any(f.done() for f in running) or bool(startable())
@@ -530,7 +526,7 @@ class _Vectoriser:
                     if left[i]:  # an object reaches rows not final yet: again once they are
                         need[i], resume[i] = min(res.need_rows, height), res.resume
                         todo.append(i)
-                for i in startable()[: self.workers - len(running)]:
+                for i in startable():
                     todo.remove(i)
                     fut = submit_strip(self.pool, self._task(left[i], resume[i]))
                     running[fut] = i
@@ -544,9 +540,31 @@ class _Vectoriser:
         self.objects = [o for objects in found for o in objects]
 
 
-def _halo(progress: CoreProgress | None) -> int:
-    """The halo a strip's next run starts with (0: a fresh strip)."""
-    return progress.halo_px if progress is not None else 0
+def _strips_to_start(
+    todo: list[int],
+    need: list[int],
+    resume: list[CoreProgress | None],
+    final_rows: int,
+    free: int,
+) -> list[int]:
+    """Which strips to hand the pool now: at most ``free``, of those whose rows are final.
+
+    The widest halo first (a strip run again with a wider halo holds an object larger than
+    its window: the longest work), then scene order.
+
+    >>> wide = CoreProgress(halo_px=256)
+    >>> _strips_to_start([0, 1, 2, 3], [900, 500, 500, 400], [None, None, wide, None], 600, 2)
+    [2, 1]
+    """
+    if free <= 0:
+        return []
+    ready = [i for i in todo if final_rows >= need[i]]
+
+    def halo(i: int) -> int:
+        progress = resume[i]
+        return progress.halo_px if progress is not None else 0
+
+    return sorted(ready, key=lambda i: (-halo(i), i))[:free]
 
 
 def infer_and_vectorise(

@@ -40,6 +40,7 @@ __all__ = [
     "Normalisation",
     "RegionRecord",
     "load_artefact",
+    "on_cpu",
     "read_card",
     "verify_weights",
     "weights_sha256",
@@ -50,6 +51,11 @@ CARD_FILE = "model.json"
 WEIGHTS_FILE = "model.safetensors"
 STAC_FILE = "model.stac.json"  # STAC item with the ML Model extension (geotl.export.stac)
 CARD_FORMAT = 1  # bump when a card can no longer be read by older code
+
+
+def on_cpu(device: str | torch.device) -> bool:
+    """Whether ``device`` (``"cpu"``, ``"cuda:0"``, a ``torch.device``...) is the CPU."""
+    return str(device).split(":")[0] == "cpu"
 
 
 class _Card(BaseModel):
@@ -164,7 +170,7 @@ class Artefact:
     @property
     def on_cpu(self) -> bool:
         """Whether the forward passes run on the CPU (ONNX Runtime always does)."""
-        return self.engine is not None or self.device_name.split(":")[0] == "cpu"
+        return self.engine is not None or on_cpu(self.device_name)
 
     @property
     def network(self) -> torch.nn.Module:

@@ -21,15 +21,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from rasterio.windows import Window
 
+from geotl.models.artefact import on_cpu
+
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BandAccumulator", "on_cpu"]
-
-
-def on_cpu(device: str) -> bool:
-    """Whether ``device`` (``"cpu"``, ``"cuda:0"``...) is the CPU."""
-    return str(device).split(":")[0] == "cpu"
+__all__ = ["BandAccumulator"]
 
 
 class BandAccumulator:

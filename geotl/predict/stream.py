@@ -47,7 +47,7 @@ from rasterio.windows import Window
 from geotl.io.nodata import valid_mask
 from geotl.io.rasters import read_data
 from geotl.models.artefact import Artefact
-from geotl.predict.band import BandAccumulator, on_cpu
+from geotl.predict.band import BandAccumulator
 from geotl.predict.engine import Engine, device_probabilities, engine_for
 from geotl.predict.objects import ObjectExtractor, extractor_for
 from geotl.predict.outputs.cog import open_probabilities
@@ -334,13 +334,12 @@ class _RowWriter:
         self.planes, self.prob_ds = planes, prob_ds
         height, width = plan.scene_shape
         px = plan.window_px
-        weights = blend_weights(px, px, max(plan.overlap_px, 1))
-        self.weights: Any = weights
-        if not on_cpu(device):
+        self.band = BandAccumulator(extractor.channels, min(px, height), width, device)
+        self.weights: Any = blend_weights(px, px, max(plan.overlap_px, 1))
+        if not self.band.cpu:  # beside the band, on its device
             import torch
 
-            self.weights = torch.from_numpy(weights).to(device)
-        self.band = BandAccumulator(extractor.channels, min(px, height), width, device)
+            self.weights = torch.from_numpy(self.weights).to(device)
         self.done_in_row: dict[int, int] = {}  # windows blended, per row of the plan
         self.final = 0  # scene rows finished
 

@@ -217,7 +217,16 @@ class PredictConfig(_Strict):
     @property
     def threshold_set(self) -> float | None:
         """The threshold when the region file sets one, else ``None`` (the card's stands)."""
-        return self.threshold if "threshold" in self.model_fields_set else None
+        return self.given("threshold")
+
+    def given(self, key: str) -> Any:
+        """``key``'s value when the region file sets it, else ``None``.
+
+        Training writes the training region's values into the model card; a region that
+        only predicts or monitors with the model (no ``[predict]`` key) keeps the card's
+        rather than this table's defaults.
+        """
+        return getattr(self, key) if key in self.model_fields_set else None
 
 
 class Persistence(_Strict):

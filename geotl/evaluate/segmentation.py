@@ -89,12 +89,13 @@ def _chip_counts(
     from geotl.io.vectors import read_labels
     from geotl.predict.objects import extractor_for
     from geotl.predict.vectorise import min_pixels_for
+    from geotl.predict.core import PredictOptions
     from geotl.train.metrics import confusion
 
     card = artefact.card
     num_classes = len(card.classes) + 1
     labels_by_crs: dict[str, gpd.GeoDataFrame] = {}
-    min_area = region.predict.min_area_m2
+    min_area = PredictOptions(min_area_m2=region.predict.given("min_area_m2")).min_area_for(card)
     confs = np.zeros((len(data), num_classes, num_classes), dtype=np.int64)
     objs = np.zeros((len(data), 3, num_classes - 1), dtype=np.int64)  # tp, fp, fn per class
     extractor = extractor_for(card.task, len(card.classes))

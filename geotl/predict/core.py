@@ -128,14 +128,16 @@ class PredictOptions:
     def from_region(cls, region: Any, **overrides: Any) -> PredictOptions:
         """Options from a region's ``[predict]`` and ``[imagery]`` tables, then ``overrides``.
 
-        The threshold only when the file sets it: else the model card's (chosen on
-        validation) stands.
+        ``[predict]``'s threshold, minimum area, simplification and box overlap only when
+        the file sets them: else the model card's stand (the threshold chosen on
+        validation, the others the training region's).
         """
+        given = region.predict.given
         base = cls(
-            min_area_m2=region.predict.min_area_m2,
-            simplify_px=region.predict.simplify_px,
-            threshold=region.predict.threshold_set,
-            nms_iou=region.predict.nms_iou,
+            min_area_m2=given("min_area_m2"),
+            simplify_px=given("simplify_px"),
+            threshold=given("threshold"),
+            nms_iou=given("nms_iou"),
             overlap_px=region.predict.overlap_px,
             flip_tta=region.predict.flip_tta,
             bands=tuple(region.imagery.bands),

@@ -20,9 +20,10 @@ def write_region(
     monitor: str,
     *,
     datetime_regex: str | None = None,
-    min_area_m2: float = 0.0,
+    min_area_m2: float | None = 0.0,
 ) -> Path:
-    """Write a region TOML into ``folder`` and return its path."""
+    """Write a region TOML into ``folder`` and return its path (``min_area_m2=None``: no
+    ``[predict]`` table)."""
     folder.mkdir(parents=True, exist_ok=True)
     lines = [
         f"name = {json.dumps(name)}",
@@ -34,7 +35,9 @@ def write_region(
     ]
     if datetime_regex:
         lines.append(f"datetime_regex = '{datetime_regex}'")
-    lines += ["", "[predict]", f"min_area_m2 = {min_area_m2}", "", "[monitor]", monitor, ""]
+    if min_area_m2 is not None:
+        lines += ["", "[predict]", f"min_area_m2 = {min_area_m2}"]
+    lines += ["", "[monitor]", monitor, ""]
     text = "\n".join(lines)
     path = folder / f"{name}.toml"
     path.write_text(text, encoding="utf-8")

@@ -229,6 +229,13 @@ def test_the_monitor_criteria_follow_the_model_and_the_region(tmp_path: Path) ->
     )
     rule = change_criteria(region, SimpleNamespace(card=card))  # type: ignore[arg-type]
     assert (rule.edge_margin_m, rule.min_area_m2) == pytest.approx((3.2, 4.0))
+    # a region without [predict] keys predicts and compares with the card's, not 0 m2
+    bare = load_region(
+        write_region(tmp_path, "r", [scene], ["red"], ["tree"], monitor, min_area_m2=None)
+    )
+    assert PredictOptions.from_region(bare).min_area_for(card) == 0.5
+    rule = change_criteria(bare, SimpleNamespace(card=card))  # type: ignore[arg-type]
+    assert rule.min_area_m2 == pytest.approx(1.0)
     keys = monitor + "\nedge_margin_m = 0\nchange_min_area_m2 = 10"
     region = load_region(write_region(tmp_path, "r", [scene], ["red"], ["tree"], keys))
     rule = change_criteria(region, SimpleNamespace(card=card))  # type: ignore[arg-type]

@@ -351,11 +351,15 @@ def _worker_threads() -> int:
 
 @dataclass(frozen=True)
 class SceneJob:
-    """One scene to predict, with its options and (optionally) its acquisition time."""
+    """One scene to predict: its options, acquisition time and name in the outputs.
+
+    ``acquired``: default from the file; ``name``: default the file name.
+    """
 
     scene: Path
     options: PredictOptions
     acquired: str | None = None
+    name: str | None = None
 
 
 def _predict_task(model: ModelRef, job: SceneJob, block: RowBlock | None) -> SceneDetections:
@@ -366,10 +370,12 @@ def _predict_task(model: ModelRef, job: SceneJob, block: RowBlock | None) -> Sce
     artefact = _worker_artefact(model)
     options = replace(job.options, progress=False)
     if block is None:
-        return predict_scene(artefact, job.scene, options, acquired=job.acquired)
+        return predict_scene(artefact, job.scene, options, acquired=job.acquired, name=job.name)
     while True:
         try:
-            return predict_scene(artefact, job.scene, options, acquired=job.acquired, block=block)
+            return predict_scene(
+                artefact, job.scene, options, acquired=job.acquired, block=block, name=job.name
+            )
         except BlockMarginError as exc:
             log.info("%s: %s; doubling the margin", job.scene.name, exc)
             block = replace(block, margin_px=block.margin_px * 2)
@@ -402,6 +408,7 @@ def join_blocks(parts: list[SceneDetections]) -> SceneDetections:
             stats.add_cpu(stage, cpu)
     return SceneDetections(
         scene=first.scene,
+        name=first.name,
         features=concat([p.features for p in parts], first.features),
         native=concat([p.native for p in parts], first.native),
         footprint=first.footprint,

@@ -217,7 +217,8 @@ class PredictConfig(_Strict):
     @property
     def threshold_set(self) -> float | None:
         """The threshold when the region file sets one, else ``None`` (the card's stands)."""
-        return self.given("threshold")
+        threshold: float | None = self.given("threshold")
+        return threshold
 
     def given(self, key: str) -> Any:
         """``key``'s value when the region file sets it, else ``None``.

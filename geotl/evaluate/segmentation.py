@@ -87,9 +87,9 @@ def _chip_counts(
     from shapely.geometry import box
 
     from geotl.io.vectors import read_labels
+    from geotl.predict.core import PredictOptions
     from geotl.predict.objects import extractor_for
     from geotl.predict.vectorise import min_pixels_for
-    from geotl.predict.core import PredictOptions
     from geotl.train.metrics import confusion
 
     card = artefact.card

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -46,6 +47,7 @@ from geotl.predict.boxes import artefact_detector, detect_boxes
 from geotl.predict.engine import load_model
 from geotl.predict.objects import ObjectExtractor, extractor_for
 from geotl.predict.outputs import WRITERS, Prediction, write_cog
+from geotl.predict.outputs.base import scene_file_part
 from geotl.predict.scene import check_resolution, map_bands, scene_band_names
 from geotl.predict.stream import StreamStats, infer_and_vectorise
 from geotl.predict.vectorise import min_pixels_for
@@ -192,6 +194,7 @@ class SceneDetections:
 
     Attributes:
         scene: the scene file.
+        name: what the outputs call it (the ``scene`` column, per-scene file names).
         features: GeoDataFrame in EPSG:4326 with :data:`COLUMNS` + geometry.
         native: the same features in the scene's CRS (for the GeoPackage).
         footprint: the scene's footprint in EPSG:4326.
@@ -200,6 +203,7 @@ class SceneDetections:
     """
 
     scene: Path
+    name: str
     features: gpd.GeoDataFrame
     native: gpd.GeoDataFrame
     footprint: BaseGeometry
@@ -280,6 +284,7 @@ def predict_scene(
     options: PredictOptions | None = None,
     acquired: str | None = None,
     block: RowBlock | None = None,
+    name: str | None = None,
 ) -> SceneDetections:
     """Predict one scene into detection polygons.
 
@@ -290,6 +295,7 @@ def predict_scene(
         acquired: ISO 8601 acquisition time; default: from the TIFF tag or file name.
         block: predict only the objects of these rows (:mod:`geotl.predict.blocks`;
             segmentation and instances on the ground grid, without resampling).
+        name: the scene's name in the outputs (default: its file name).
 
     Returns:
         The detections (EPSG:4326 and native CRS).
@@ -302,6 +308,7 @@ def predict_scene(
     options = options or PredictOptions()
     _check_task(artefact, options)
     scene_path = Path(scene_path)
+    name = name or scene_path.name
     card = artefact.card
     threshold = options.threshold if options.threshold is not None else card.threshold
     min_area_m2 = options.min_area_for(card)
@@ -446,7 +453,7 @@ def predict_scene(
                 vrt.close()
         crs = source.crs
     cpu0 = time.thread_time()
-    native = _frame(objects, crs, card.classes, scene_path.name, when, card.model_id)
+    native = _frame(objects, crs, card.classes, name, when, card.model_id)
     wgs = native.to_crs(4326)
     if len(wgs):
         wgs["area_m2"] = [round(float(a), 2) for a in geodesic_areas_m2(wgs.geometry.to_numpy())]
@@ -465,6 +472,7 @@ def predict_scene(
     )
     return SceneDetections(
         scene=scene_path,
+        name=name,
         features=wgs,
         native=native,
         footprint=footprint,
@@ -551,10 +559,49 @@ def _frame(
     )
 
 
-def _per_scene(path: Path | None, scene: Path, many: bool) -> Path | None:
+def _per_scene(path: Path | None, name: str, many: bool) -> Path | None:
     if path is None or not many:
         return path
-    return path.with_name(f"{path.stem}_{scene.stem}{path.suffix}")
+    return path.with_name(f"{path.stem}_{scene_file_part(name)}{path.suffix}")
+
+
+def scene_names(scenes: list[Path]) -> list[str]:
+    """What the outputs call each scene: its file name, and folders as needed.
+
+    As many of its folders as tell it from the other scenes' (``a/plot.tif``,
+    ``b/plot.tif``).
+
+    >>> scene_names([Path("x/a/plot.tif"), Path("x/b/plot.tif"), Path("x/c.tif")])
+    ['a/plot.tif', 'b/plot.tif', 'c.tif']
+
+    Raises:
+        GeotlInputError: a file is given twice.
+    """
+    full = [Path(os.path.abspath(s)) for s in scenes]
+    seen: dict[Path, Path] = {}
+    for given, path in zip(scenes, full, strict=True):
+        if path in seen:
+            raise GeotlInputError(
+                f"is given twice (also as {seen[path]}): give each scene once", given
+            )
+        seen[path] = given
+    depth = [1] * len(full)
+    while True:
+        names = ["/".join(p.parts[-d:]) for p, d in zip(full, depth, strict=True)]
+        parts = [scene_file_part(n) for n in names]
+        clash = {n for n in parts if parts.count(n) > 1}
+        if not clash:
+            return names
+        grown = False
+        for i, n in enumerate(parts):
+            if n in clash and depth[i] < len(full[i].parts) - 1:
+                depth[i] += 1
+                grown = True
+        if not grown:
+            raise GeotlInputError(
+                f"scenes {', '.join(str(s) for s, n in zip(scenes, parts, strict=True) if n in clash)}"
+                " would write outputs of the same name: rename one"
+            )
 
 
 def predict_scenes(
@@ -590,11 +637,12 @@ def predict_scenes(
     """
     options = options or PredictOptions()
     many = len(scenes) > 1
+    names = scene_names(scenes)
     outputs: list[Path] = [geojson, geojson.with_suffix(".qml")]
     if gpkg is not None:
         outputs.append(gpkg)
-    for s in scenes:
-        for p in (_per_scene(quicklook, s, many), _per_scene(probabilities, s, many)):
+    for name in names:
+        for p in (_per_scene(quicklook, name, many), _per_scene(probabilities, name, many)):
             if p is not None:
                 outputs.append(p)
     for p in outputs:
@@ -606,8 +654,12 @@ def predict_scenes(
                 "--probabilities is written by one process: drop --cluster or --probabilities"
             )
     jobs = [
-        SceneJob(scene, replace(options, probabilities_path=_per_scene(probabilities, scene, many)))
-        for scene in scenes
+        SceneJob(
+            scene,
+            replace(options, probabilities_path=_per_scene(probabilities, name, many)),
+            name=name,
+        )
+        for scene, name in zip(scenes, names, strict=True)
     ]
     done: list[SceneDetections] = []
     failed: list[tuple[Path, str]] = []
@@ -647,7 +699,7 @@ def _predict_here(
     """Predict the scenes in this process, one after the other."""
     for job in jobs:
         try:
-            yield job, predict_scene(artefact, job.scene, job.options)
+            yield job, predict_scene(artefact, job.scene, job.options, name=job.name)
         except (GeotlError, RasterioError, OSError) as exc:
             yield job, exc
 
@@ -677,7 +729,7 @@ def _gather(
         summary.scenes.append(det)
         if opts.probabilities_path is not None:
             summary.probabilities.append(opts.probabilities_path)
-        ql = _per_scene(quicklook, scene, many)
+        ql = _per_scene(quicklook, det.name, many)
         if ql is not None:
             one = Prediction(det.features, [det], classes)
             summary.quicklooks.append(WRITERS["quicklook"].write(ql, one))

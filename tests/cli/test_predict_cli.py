@@ -225,3 +225,49 @@ def test_all_nodata_scene_empty_collection(tmp_path: Path, model_dir: Path) -> N
     )
     assert code == 0, stderr
     assert json.loads(out.read_text()) == {"type": "FeatureCollection", "features": []}
+
+
+def test_scenes_of_one_name_in_two_folders_keep_their_outputs_apart(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    import pyogrio
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = _stripe_scene(tmp_path / "a" / "plot.tif")
+    band0 = np.full((140, 150), 120, dtype=np.uint8)
+    second = data.write_bands(tmp_path / "b" / "plot.tif", np.stack([band0] * 3), crs="EPSG:32618")
+    out = tmp_path / "o.geojson"
+    code, stdout, stderr = _run(
+        "predict",
+        str(model_dir),
+        str(first),
+        str(second),
+        "-o",
+        str(out),
+        "--gpkg",
+        str(tmp_path / "o.gpkg"),
+        "--quicklook",
+        str(tmp_path / "q.png"),
+        "--no-progress",
+    )
+    assert code == 0, stderr
+    quicklooks = [tmp_path / "q_a_plot.png", tmp_path / "q_b_plot.png"]
+    assert all(str(q) in stdout.split() and q.stat().st_size > 0 for q in quicklooks)
+    features = json.loads(out.read_text())["features"]
+    by_scene = {f["properties"]["scene"] for f in features}
+    assert by_scene == {"a/plot.tif", "b/plot.tif"} and len(features) == 3
+    assert len({f["properties"]["id"] for f in features}) == 3
+    layers = sorted(str(n) for n, _ in pyogrio.list_layers(tmp_path / "o.gpkg"))
+    assert [n for n in layers if n.startswith("detections")] == [
+        "detections_a_plot",
+        "detections_b_plot",
+    ]
+    # the same file twice: refused before any work, nothing written
+    again = tmp_path / "again.geojson"
+    code, _, stderr = _run(
+        "predict", str(model_dir), str(first), str(tmp_path / "a" / ".." / "a" / "plot.tif"),
+        "-o", str(again), "--no-progress",
+    )  # fmt: skip
+    assert code == 2 and "given twice" in stderr and "plot.tif" in stderr
+    assert not again.exists()

@@ -10,7 +10,7 @@ from typing import ClassVar, Protocol
 
 import geopandas as gpd
 
-__all__ = ["OutputWriter", "Prediction", "ScenePrediction"]
+__all__ = ["OutputWriter", "Prediction", "ScenePrediction", "scene_file_part"]
 
 
 class ScenePrediction(Protocol):
@@ -19,6 +19,11 @@ class ScenePrediction(Protocol):
     @property
     def scene(self) -> Path:
         """The scene file."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """What the outputs call it (unique among the job's scenes)."""
         ...
 
     @property
@@ -67,3 +72,12 @@ class OutputWriter(ABC):
     @abstractmethod
     def write(self, path: Path, prediction: Prediction) -> Path:
         """Write ``prediction`` to ``path`` atomically (temporary name, then rename)."""
+
+
+def scene_file_part(name: str) -> str:
+    """A scene's name as part of a file or layer name: without its suffix, ``/`` as ``_``.
+
+    >>> scene_file_part("2023/plot.tif"), scene_file_part("plot.tif")
+    ('2023_plot', 'plot')
+    """
+    return str(Path(name).with_suffix("")).replace("/", "_")

@@ -9,7 +9,7 @@ import geopandas as gpd
 import pandas as pd
 
 from geotl.io.atomic import atomic_path
-from geotl.predict.outputs.base import OutputWriter, Prediction
+from geotl.predict.outputs.base import OutputWriter, Prediction, scene_file_part
 from geotl.predict.outputs.style import qml_style
 
 __all__ = ["GpkgWriter", "write_gpkg"]
@@ -79,5 +79,5 @@ class GpkgWriter(OutputWriter):
                 "detections": gpd.GeoDataFrame(layer, geometry="geometry", crs=done[0].native.crs)
             }
         else:
-            layers = {f"detections_{d.scene.stem}": d.native for d in done}
+            layers = {f"detections_{scene_file_part(d.name)}": d.native for d in done}
         return write_gpkg(path, layers, prediction.classes)

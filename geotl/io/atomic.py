@@ -46,10 +46,11 @@ def check_output_file(path: Path, overwrite: bool = True) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: Path, suffix: str | None = None, *, optional: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
-    On an exception the temporary file is removed and ``path`` is untouched.
+    On an exception the temporary file is removed and ``path`` is untouched. ``optional``:
+    nothing written under the temporary name is no error (``path`` is left as it is).
     """
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(
@@ -60,6 +61,8 @@ def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
     tmp.unlink()
     try:
         yield tmp
+        if optional and not tmp.exists():
+            return
         if tmp.exists():
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())

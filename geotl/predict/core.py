@@ -29,7 +29,7 @@ from tqdm import tqdm
 from geotl.cluster import ModelRef, SceneJob, open_cluster, parse_cluster, predict_on_cluster
 from geotl.cores import usable_cores
 from geotl.errors import GeotlError, GeotlInputError, RasterError, SceneError
-from geotl.io.atomic import check_output_file
+from geotl.io.atomic import atomic_path, check_output_file
 from geotl.io.dates import acquired_text, read_acquired
 from geotl.io.rasters import (
     data_band_indexes,
@@ -653,21 +653,76 @@ def predict_scenes(
             raise GeotlInputError(
                 "--probabilities is written by one process: drop --cluster or --probabilities"
             )
-    jobs = [
-        SceneJob(
-            scene,
-            replace(options, probabilities_path=_per_scene(probabilities, name, many)),
-            name=name,
-        )
-        for scene, name in zip(scenes, names, strict=True)
-    ]
-    done: list[SceneDetections] = []
-    failed: list[tuple[Path, str]] = []
-    summary = PredictSummary(geojson=geojson, features=0, scenes=done, failed=failed, gpkg=gpkg)
+    with contextlib.ExitStack() as staged:
+        # every file is written under a temporary name and renamed when all are: an
+        # interrupted or failed run leaves none of them, and the same command can run again
+        def stage(path: Path | None) -> Path | None:
+            return None if path is None else staged.enter_context(atomic_path(path, optional=True))
+
+        jobs = [
+            SceneJob(
+                scene,
+                replace(options, probabilities_path=stage(_per_scene(probabilities, name, many))),
+                name=name,
+            )
+            for scene, name in zip(scenes, names, strict=True)
+        ]
+        quicklooks = {name: stage(_per_scene(quicklook, name, many)) for name in names}
+        got = _predict_jobs(model_dir, jobs, quicklooks, options, cluster, engine, device, threads)
+        done, failed = got.scenes, got.failed
+        if not done:
+            raise SceneError(
+                "no scene could be predicted: " + "; ".join(f"{p.name}: {r}" for p, r in failed),
+                scenes[0] if len(scenes) == 1 else None,
+            )
+        frames = [d.features for d in done if len(d.features)]
+        allf = pd.concat(frames, ignore_index=True) if frames else _empty_frame(4326)
+        merged = gpd.GeoDataFrame(allf, geometry="geometry", crs=4326)
+        prediction = Prediction(merged, done, got.classes)
+        qml = geojson.with_suffix(".qml")
+        for fmt, path in (("geojson", geojson), ("qml", qml), ("gpkg", gpkg)):
+            if path is not None:
+                WRITERS[fmt].write(staged.enter_context(atomic_path(path)), prediction)
+
+    def written(path: Path | None) -> list[Path]:
+        return [p for d in done if (p := _per_scene(path, d.name, many)) is not None]
+
+    return PredictSummary(
+        geojson=geojson,
+        features=len(merged),
+        scenes=done,
+        failed=failed,
+        gpkg=gpkg,
+        qml=[qml],
+        quicklooks=written(quicklook),
+        probabilities=written(probabilities),
+    )
+
+
+@dataclass
+class _Gathered:
+    """The scenes predicted, those that failed, and the model's classes."""
+
+    classes: list[str]
+    scenes: list[SceneDetections] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def _predict_jobs(
+    model_dir: str | Path,
+    jobs: list[SceneJob],
+    quicklooks: dict[str, Path | None],
+    options: PredictOptions,
+    cluster: str | None,
+    engine: str,
+    device: str,
+    threads: int | None,
+) -> _Gathered:
+    """Predict the jobs here or on the cluster; each scene's quicklook as it comes."""
     with contextlib.ExitStack() as stack:
         if cluster is None:
             artefact = load_model(model_dir, engine, device, threads)
-            _check_task(artefact, replace(options, probabilities_path=probabilities))
+            _check_task(artefact, jobs[0].options)
             classes = artefact.card.classes
             results = _predict_here(artefact, jobs)
         else:
@@ -675,22 +730,9 @@ def predict_scenes(
             classes = list(model.classes)
             client = stack.enter_context(open_cluster(cluster))
             results = predict_on_cluster(client, model, jobs, progress=options.progress)
-        _gather(results, summary, quicklook, many, classes)
-    if not done:
-        raise SceneError(
-            "no scene could be predicted: " + "; ".join(f"{p.name}: {r}" for p, r in failed),
-            scenes[0] if len(scenes) == 1 else None,
-        )
-    frames = [d.features for d in done if len(d.features)]
-    allf = pd.concat(frames, ignore_index=True) if frames else _empty_frame(4326)
-    merged = gpd.GeoDataFrame(allf, geometry="geometry", crs=4326)
-    prediction = Prediction(merged, done, classes)
-    WRITERS["geojson"].write(geojson, prediction)
-    summary.features = len(merged)
-    summary.qml.append(WRITERS["qml"].write(geojson.with_suffix(".qml"), prediction))
-    if gpkg is not None:
-        WRITERS["gpkg"].write(gpkg, prediction)
-    return summary
+        got = _Gathered(classes)
+        _gather(results, got, quicklooks, many=len(jobs) > 1)
+    return got
 
 
 def _predict_here(
@@ -706,14 +748,13 @@ def _predict_here(
 
 def _gather(
     results: Iterator[tuple[SceneJob, SceneDetections | BaseException]],
-    summary: PredictSummary,
-    quicklook: Path | None,
+    got: _Gathered,
+    quicklooks: dict[str, Path | None],
     many: bool,
-    classes: list[str],
 ) -> None:
     """Record each scene's detections (and quicklook) or failure, in the scenes' order."""
     for job, det in results:
-        scene, opts = job.scene, job.options
+        scene = job.scene
         if isinstance(det, BaseException):
             exc = det
             if not many and isinstance(exc, GeotlInputError):
@@ -724,12 +765,9 @@ def _gather(
                 exc_text = exc.message if isinstance(exc, GeotlError) else str(exc)
             reason = exc_text.splitlines()[0] if exc_text else type(exc).__name__
             log.error("%s: skipped: %s", scene, reason)
-            summary.failed.append((scene, reason))
+            got.failed.append((scene, reason))
             continue
-        summary.scenes.append(det)
-        if opts.probabilities_path is not None:
-            summary.probabilities.append(opts.probabilities_path)
-        ql = _per_scene(quicklook, det.name, many)
+        got.scenes.append(det)
+        ql = quicklooks[det.name]
         if ql is not None:
-            one = Prediction(det.features, [det], classes)
-            summary.quicklooks.append(WRITERS["quicklook"].write(ql, one))
+            WRITERS["quicklook"].write(ql, Prediction(det.features, [det], got.classes))

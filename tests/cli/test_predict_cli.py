@@ -271,3 +271,48 @@ def test_scenes_of_one_name_in_two_folders_keep_their_outputs_apart(
     )  # fmt: skip
     assert code == 2 and "given twice" in stderr and "plot.tif" in stderr
     assert not again.exists()
+
+
+def test_an_interrupted_run_leaves_no_output_and_runs_again(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import geotl.predict.core as core
+
+    scenes = [_stripe_scene(tmp_path / f"s{i}.tif") for i in range(2)]
+    args = [
+        "predict", str(model_dir), *map(str, scenes), "-o", str(tmp_path / "o.geojson"),
+        "--gpkg", str(tmp_path / "o.gpkg"), "--quicklook", str(tmp_path / "q.png"),
+        "--probabilities", str(tmp_path / "p.tif"), "--no-progress",
+    ]  # fmt: skip
+    real = core.predict_scene
+    calls: list[Path] = []
+
+    def ctrl_c_on_the_second(*a: object, **k: object) -> object:
+        calls.append(Path(str(a[1])))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the first scene's quicklook and probabilities are done
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(core, "predict_scene", ctrl_c_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        core.predict_scenes(
+            model_dir, scenes, tmp_path / "o.geojson", gpkg=tmp_path / "o.gpkg",
+            quicklook=tmp_path / "q.png", probabilities=tmp_path / "p.tif",
+        )  # fmt: skip
+    assert len(calls) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s0.tif", "s1.tif"]
+    monkeypatch.setattr(core, "predict_scene", real)
+    code, stdout, stderr = _run(*args)
+    assert code == 0, stderr
+    written = {Path(p).name for p in stdout.split()}
+    assert written == {
+        "o.geojson",
+        "o.qml",
+        "o.gpkg",
+        "q_s0.png",
+        "q_s1.png",
+        "p_s0.tif",
+        "p_s1.tif",
+    }
+    assert all((tmp_path / name).stat().st_size > 0 for name in written)
+    assert not list(tmp_path.glob(".tmp-*"))

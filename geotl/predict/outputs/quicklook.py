@@ -34,6 +34,7 @@ def write_quicklook(
     rgb_indexes: list[int],
     classes: list[str],
     max_px: int = 1024,
+    name: str | None = None,
 ) -> Path:
     """Write a PNG of the scene (downsampled to ``max_px``) with the polygons drawn on it.
 
@@ -44,6 +45,7 @@ def write_quicklook(
         rgb_indexes: 1-based bands to show as red, green, blue (one band: grey).
         classes: the model's classes (colours).
         max_px: longest side of the picture.
+        name: the scene's name in the title (default: its file name).
     """
     import matplotlib
 
@@ -84,7 +86,7 @@ def write_quicklook(
             for i, n in enumerate(classes)
         ]
         ax.legend(handles=handles, loc="lower right", fontsize=7)
-    ax.set_title(f"{scene_path.name}: {len(frame)} detection(s)", fontsize=9)
+    ax.set_title(f"{name or scene_path.name}: {len(frame)} detection(s)", fontsize=9)
     ax.set_axis_off()
     ax.set_xlim(left, right)
     ax.set_ylim(bottom, top)
@@ -104,4 +106,6 @@ class QuicklookWriter(OutputWriter):
     def write(self, path: Path, prediction: Prediction) -> Path:
         """Draw the one scene of ``prediction``."""
         (det,) = prediction.scenes
-        return write_quicklook(path, det.scene, det.native, det.rgb_indexes, prediction.classes)
+        return write_quicklook(
+            path, det.scene, det.native, det.rgb_indexes, prediction.classes, name=det.name
+        )

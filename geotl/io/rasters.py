@@ -99,13 +99,25 @@ def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
         ds.close()
 
 
+SCALE_TOLERANCE = 0.01
+"""A projection whose scale at the scene differs from 1 by more is measured on the ground."""
+
+
 def ground_resolution_m(crs: CRS, transform: Affine, width: int, height: int) -> float:
-    """Mean pixel size in metres (geographic CRSs measured at the scene centre).
+    """Mean pixel size in metres on the ground, at the scene centre.
+
+    Geographic CRSs are measured in degrees of latitude and longitude there. A projected
+    CRS's grid metres are ground metres where its scale is within :data:`SCALE_TOLERANCE`
+    of 1 (UTM, state planes, national grids); elsewhere (Web Mercator: 1.15 at 30 degrees
+    of latitude) the grid is divided by the projection's scale at the centre.
 
     >>> from affine import Affine
     >>> from rasterio.crs import CRS
     >>> round(ground_resolution_m(CRS.from_epsg(32617), Affine(0.1, 0, 0, 0, -0.1, 0), 10, 10), 3)
     0.1
+    >>> y = 3_470_000.0  # about 29.7 degrees north
+    >>> round(ground_resolution_m(CRS.from_epsg(3857), Affine(0.1153, 0, 0, 0, -0.1153, y), 10, 10), 4)
+    0.1001
     """
     px_x, px_y = math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e)
     if crs.is_geographic:
@@ -114,7 +126,27 @@ def ground_resolution_m(crs: CRS, transform: Affine, width: int, height: int) ->
         m_per_deg_lon = 111_412.84 * math.cos(math.radians(lat))
         return float((px_x * m_per_deg_lon + px_y * m_per_deg_lat) / 2)
     factor = crs.linear_units_factor[1] if crs.is_projected else 1.0
+    if crs.is_projected:
+        k_x, k_y = _point_scales(crs, transform @ (width / 2, height / 2))
+        if max(abs(k_x - 1), abs(k_y - 1)) > SCALE_TOLERANCE:
+            px_x, px_y = px_x / k_x, px_y / k_y
     return float((px_x + px_y) / 2 * factor)
+
+
+def _point_scales(crs: CRS, xy: tuple[float, float]) -> tuple[float, float]:
+    """The projection's scale along the parallel and the meridian at ``xy`` (1 if unknown)."""
+    import pyproj
+
+    try:
+        proj_crs = pyproj.CRS.from_wkt(crs.to_wkt())
+        lon, lat = pyproj.Transformer.from_crs(proj_crs, 4326, always_xy=True).transform(*xy)
+        f = pyproj.Proj(proj_crs).get_factors(lon, lat)
+        k_x, k_y = float(f.parallel_scale), float(f.meridional_scale)
+    except (pyproj.exceptions.CRSError, pyproj.exceptions.ProjError):
+        return 1.0, 1.0
+    if not (math.isfinite(k_x) and math.isfinite(k_y)) or k_x <= 0 or k_y <= 0:
+        return 1.0, 1.0
+    return k_x, k_y
 
 
 def north_up(transform: Affine, width: int, height: int) -> Affine | None:

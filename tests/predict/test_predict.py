@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -234,6 +235,20 @@ def test_geographic_scene_area(tmp_path: Path) -> None:
     (area,) = det.features["area_m2"]
     assert area == pytest.approx(60 * 60 * (111_000 / 85_000 * 0.766) * 1.0, rel=0.02)
     assert det.features["acquired"].iloc[0] == "2020-07-12"
+
+
+def test_web_mercator_scene_is_measured_on_the_ground(tmp_path: Path) -> None:
+    # 1 m on the ground at 40 N is 1 / cos(40) = 1.305 m of Web Mercator's grid (QGIS's
+    # web layers saved as GeoTIFF): the 1 m model takes it as it is, the same square
+    band0 = np.full((100, 100), 60, dtype=np.uint8)
+    band0[20:80, 20:80] = 200
+    px = 1 / math.cos(math.radians(40.0))
+    t = Affine(px, 0, -10_686_671.0, 0, -px, 4_865_942.0)  # 96 W, 40 N
+    path = data.write_scene(tmp_path / "merc.tif", band0, crs=CRS.from_epsg(3857), transform=t)
+    art = data.threshold_artefact(resolution_m=1.0)
+    det = predict_scene(art, path, PredictOptions(window_px=64, progress=False))
+    (area,) = det.features["area_m2"]
+    assert area == pytest.approx(60 * 60, rel=0.02)
 
 
 def test_probabilities_cog_smooth(tmp_path: Path, scene: tuple[Path, np.ndarray]) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "OutputExistsError",
     "RasterError",
     "ReferenceLayerError",
+    "ResolutionError",
     "SceneError",
 ]
 
@@ -62,6 +63,10 @@ class RasterError(GeotlInputError, OSError):
 
 class LabelError(GeotlInputError):
     """A label vector file is unusable (no CRS, empty, far from the imagery...)."""
+
+
+class ResolutionError(RasterError):
+    """A scene's ground resolution differs from the model's (and resampling is off)."""
 
 
 class BandMismatchError(GeotlInputError):

@@ -30,6 +30,7 @@ from geotl.cli.options import (
     model_dir_option,
     out_dir_option,
     overwrite_option,
+    resample_option,
 )
 from geotl.config import load_region
 from geotl.monitor import (
@@ -134,6 +135,7 @@ def command() -> None:
     "--retry-failed", is_flag=True, help="Retry failed scenes now instead of after their backoff."
 )
 @device_option()
+@resample_option()
 @cluster_option(
     "Predict new passes on Dask workers (local:N or tcp://HOST:PORT); the state, the lock "
     "and every output stay with this process."
@@ -147,6 +149,7 @@ def run_command(
     reprocess: bool,
     retry_failed: bool,
     device: str,
+    resample: bool,
     cluster: str | None,
 ) -> None:
     """Process every new pass of REGION.toml once (``--once``) or every INTERVAL."""
@@ -166,6 +169,7 @@ def run_command(
         retry_failed=retry_failed,
         device=device,
         cluster=cluster,
+        resample=resample,
     )
     stop = threading.Event()
     with _graceful_stop(stop):

@@ -32,6 +32,7 @@ class MonitorOptions:
         max_attempts: after this many failures a scene is no longer retried automatically.
         cluster: predict the passes on Dask workers (``local:N`` or ``tcp://HOST:PORT``,
             :mod:`geotl.cluster`); the state, the lock and every output stay here.
+        resample: passes at another ground resolution are resampled to the model's.
     """
 
     out_dir: Path
@@ -43,3 +44,4 @@ class MonitorOptions:
     retry_max_s: float = 86_400.0
     max_attempts: int = 8
     cluster: str | None = None
+    resample: bool = False

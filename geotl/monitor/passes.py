@@ -22,7 +22,7 @@ from rasterio.errors import RasterioError
 from shapely import wkt as shapely_wkt
 from shapely.geometry.base import BaseGeometry
 
-from geotl.errors import GeotlError, SceneError
+from geotl.errors import BandMismatchError, GeotlError, ResolutionError, SceneError
 from geotl.io.geojson import write_geojson
 from geotl.models.artefact import Artefact
 from geotl.monitor.changes import (
@@ -180,17 +180,20 @@ class PassProcessor:
         if not isinstance(exc, GeotlError):
             message = f"{type(exc).__name__}: {message}"
         next_attempt: datetime | None = None
-        if attempts < self.options.max_attempts:
+        # the same file fails the same way until it, the region or the options change
+        final = isinstance(exc, BandMismatchError | ResolutionError)
+        if attempts < self.options.max_attempts and not final:
             delay = backoff_s(attempts, self.options.retry_base_s, self.options.retry_max_s)
             next_attempt = utc_now() + timedelta(seconds=delay)
         self.state.mark_failed(
             job.key, self.artefact.model_id, now=utc_now(), error=message, next_attempt=next_attempt
         )
-        when = (
-            f"retry after {next_attempt.isoformat(timespec='seconds')}"
-            if next_attempt
-            else f"no more automatic retries after {attempts} attempts (use --retry-failed)"
-        )
+        if next_attempt:
+            when = f"retry after {next_attempt.isoformat(timespec='seconds')}"
+        elif final:
+            when = "not retried automatically: fix it, then run with --retry-failed"
+        else:
+            when = f"no more automatic retries after {attempts} attempts (use --retry-failed)"
         log.warning("pass %s failed (attempt %d; %s): %s", job.name, attempts, when, message)
         return PassResult(
             job.name, job.acquired, "failed", duration, error=message, next_attempt=next_attempt

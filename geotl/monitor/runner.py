@@ -108,17 +108,20 @@ def resolve_model_dir(region: Region, model_dir: Path | None) -> Path:
     )
 
 
-def predict_detector(region: Region, bands: list[str]) -> Detector:
+def predict_detector(region: Region, bands: list[str], resample: bool = False) -> Detector:
     """The default detector: :func:`geotl.predict.predict_scene` with the region's settings.
 
     Args:
         region: supplies ``[predict]`` (thresholds, minimum area, simplification).
         bands: the monitored scenes' bands in file order (``[imagery] bands`` for folders,
             ``[monitor] assets`` order for STAC).
+        resample: passes at another ground resolution are resampled to the model's.
     """
     from geotl.predict import PredictOptions, predict_scene
 
-    options = PredictOptions.from_region(region, bands=tuple(bands), progress=sys.stderr.isatty())
+    options = PredictOptions.from_region(
+        region, bands=tuple(bands), progress=sys.stderr.isatty(), resample=resample
+    )
 
     def detect(artefact: Artefact, path: Path, scene: Scene) -> gpd.GeoDataFrame:
         result = predict_scene(artefact, path, options, acquired=scene.acquired.isoformat())
@@ -138,10 +141,14 @@ class ClusterDetector:
     which is retried like any failed pass.
     """
 
-    def __init__(self, region: Region, bands: list[str], client: Any, model: ModelRef) -> None:
+    def __init__(
+        self, region: Region, bands: list[str], client: Any, model: ModelRef, resample: bool = False
+    ) -> None:
         from geotl.predict import PredictOptions
 
-        self.options = PredictOptions.from_region(region, bands=tuple(bands), progress=False)
+        self.options = PredictOptions.from_region(
+            region, bands=tuple(bands), progress=False, resample=resample
+        )
         self.client = client
         self.model = model
         self._ahead: dict[tuple[str, str], PendingScene] = {}
@@ -266,9 +273,9 @@ class Monitor:
             _check_bands(self.region, self.source, artefact)
             bands = self.source.band_names()
             detector = self._detector or (
-                ClusterDetector(self.region, bands, client, model)
+                ClusterDetector(self.region, bands, client, model, self.options.resample)
                 if client is not None
-                else predict_detector(self.region, bands)
+                else predict_detector(self.region, bands, self.options.resample)
             )
             self._state = MonitorState(self.dir / DB_FILE)
             self._passes = PassProcessor(

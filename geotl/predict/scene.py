@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 from geotl.bands import canonical_band, is_known_band
-from geotl.errors import BandMismatchError, RasterError
+from geotl.errors import BandMismatchError, ResolutionError
 
 __all__ = [
     "check_model_bands",
@@ -124,7 +124,7 @@ def check_resolution(scene_m: float, model_m: float, resample: bool, path: str |
     """Whether the scene must be resampled to the model's ground resolution.
 
     Raises:
-        RasterError: resolutions differ by more than 10 % and ``resample`` is false.
+        ResolutionError: resolutions differ by more than 10 % and ``resample`` is false.
 
     >>> check_resolution(0.1, 0.1, False, "s.tif")
     False
@@ -134,7 +134,7 @@ def check_resolution(scene_m: float, model_m: float, resample: bool, path: str |
     if abs(scene_m - model_m) <= RESOLUTION_TOLERANCE * model_m:
         return False
     if not resample:
-        raise RasterError(
+        raise ResolutionError(
             f"ground resolution {scene_m:.4g} m differs from the model's {model_m:.4g} m: "
             "pass --resample to resample on the fly, or use imagery at the model's resolution",
             path,

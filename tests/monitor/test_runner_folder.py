@@ -178,6 +178,31 @@ def test_failing_scene_is_recorded_retried_and_never_blocks(
     assert rows[naip_small[2].stem]["previous_scene"] == corrupt.stem
 
 
+def test_a_pass_at_another_resolution_waits_for_a_fix_then_resamples(
+    naip_region: Path, naip_small: list[Path], naip_model: Path, tmp_path: Path
+) -> None:
+    import rasterio
+    from rasterio.enums import Resampling
+
+    region = load_region(naip_region)
+    out = tmp_path / "out"
+    coarse = naip_region.parent / "incoming" / naip_small[0].name
+    coarse.parent.mkdir(exist_ok=True)
+    with rasterio.open(naip_small[0]) as src:  # 10 m pixels for the 5 m model
+        profile = {**src.profile, "width": 128, "height": 128}
+        profile["transform"] = src.transform @ src.transform.scale(2, 2)
+        with rasterio.open(coarse, "w", **profile) as dst:
+            dst.write(src.read(out_shape=(src.count, 128, 128), resampling=Resampling.average))
+    opts = MonitorOptions(out_dir=out, model_dir=naip_model)
+    summary = run_monitor(region, opts)
+    assert [p.scene for p in summary.failed] == [coarse.stem]
+    failed = monitor_status(region, out).failed[0]
+    assert "--resample" in (failed.error or "") and failed.next_attempt is None  # not retried
+    resampled = MonitorOptions(out_dir=out, model_dir=naip_model, resample=True, retry_failed=True)
+    summary = run_monitor(region, resampled)
+    assert [p.scene for p in summary.processed] == [coarse.stem] and summary.exit_code == 0
+
+
 def test_exactly_once_per_model_and_reprocess(
     naip_region: Path, naip_small: list[Path], naip_model: Path, naip_model_v2: Path, tmp_path: Path
 ) -> None:

@@ -132,6 +132,18 @@ def test_folder_source_times_new_and_changed_files(
     del by_tag
 
 
+def test_a_folder_that_does_not_exist_is_a_config_error(tmp_path: Path) -> None:
+    region_file = _folder_region(tmp_path, _tif(tmp_path / "anchor.tif"))
+    source = make_source(load_region(region_file))
+    with pytest.raises(ConfigError, match="does not exist: create the folder"):
+        source.discover({}, None)  # a typo in paths must not watch nothing, run after run
+    (region_file.parent / "incoming").mkdir()
+    with pytest.raises(ConfigError, match=r"'more/\*\*/\*.tif' looks in .*more, which"):
+        source.discover({}, None)  # every glob's folder
+    (region_file.parent / "more").mkdir()
+    assert source.discover({}, None) == []  # empty folders: no new pass yet
+
+
 def test_region_aoi_from_imagery_or_file(tmp_path: Path) -> None:
     anchor = _tif(tmp_path / "anchor.tif")
     region = load_region(_folder_region(tmp_path, anchor))

@@ -20,6 +20,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from geotl.config import Region, SourceOptions, check_datetime_regex
+from geotl.errors import ConfigError
 from geotl.io.dates import read_acquired
 from geotl.monitor.sources.base import SceneSource
 from geotl.monitor.sources.scene import AcquiredFrom, Scene, safe_scene_name
@@ -90,11 +91,23 @@ class FolderSource(SceneSource):
         return found
 
     def scene_paths(self) -> list[Path]:
-        """Files the ``paths`` globs match now, sorted (may be none)."""
+        """Files the ``paths`` globs match now, sorted (may be none).
+
+        Raises:
+            ConfigError: the folder a glob looks in does not exist (a typo would otherwise
+                watch nothing, run after run, and say all is well).
+        """
         found: set[Path] = set()
         for pattern in self.options.paths:
-            matches = glob.glob(str(self.region.resolve(pattern)), recursive=True)
-            found.update(Path(p) for p in matches)
+            resolved = self.region.resolve(pattern)
+            folder = _fixed_folder(resolved)
+            if not folder.is_dir():
+                raise ConfigError(
+                    f"[monitor] paths: '{pattern}' looks in {folder}, which does not exist: "
+                    "create the folder new passes arrive in, or fix the path",
+                    self.region.path,
+                )
+            found.update(Path(p) for p in glob.glob(str(resolved), recursive=True))
         return sorted(found)
 
     def acquisition_time(self, path: Path, mtime: float) -> tuple[datetime, AcquiredFrom]:
@@ -110,3 +123,14 @@ class FolderSource(SceneSource):
             when.isoformat(timespec="seconds"),
         )
         return when, "mtime"
+
+
+def _fixed_folder(pattern: Path) -> Path:
+    """The folder a glob starts in: its leading parts without wildcards.
+
+    >>> _fixed_folder(Path("/data/incoming/*.tif")), _fixed_folder(Path("/data/*/x.tif"))
+    (PosixPath('/data/incoming'), PosixPath('/data'))
+    """
+    parts = pattern.parts
+    fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts) - 1)
+    return Path(*parts[:fixed]) if fixed else Path(".")

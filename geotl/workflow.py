@@ -55,7 +55,6 @@ def run_region(
     out = Path(out_dir)
     scenes = region.scene_paths()
     with atomic_dir(out, overwrite) as tmp:
-        tmp.chmod(0o755)  # a normal folder once renamed, not mkdtemp's 0700
         log.info("1/4 chip %s", region.name)
         chip_region(region, tmp / "chips")
         log.info("2/4 train")

@@ -139,6 +139,30 @@ def _demo_variant(tmp_path: Path, old: str, new: str) -> Path:
     return path
 
 
+def test_a_failed_or_interrupted_train_leaves_no_folder(tmp_path, monkeypatch):
+    import signal
+
+    from geotl.train.loop import TrainModule
+
+    # chipped, then refused: every chip goes to val or test
+    region = load_region(_demo_variant(tmp_path, "val_fraction = 0.15", "val_fraction = 0.79"))
+    out = tmp_path / "m"
+    with pytest.raises(GeotlInputError):
+        train_model([region], out, TrainOptions(steps=2, val_every=1, batch_size=4))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["variant.toml"]  # no m/chips, no .tmp-*
+
+    # Ctrl+C in a step: Lightning's sys.exit(1) is a KeyboardInterrupt again, SIGINT works
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TrainModule, "training_step", ctrl_c)
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        train_model([load_region(DEMO)], out, TrainOptions(steps=2, val_every=1, batch_size=4))
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["variant.toml"]
+
+
 def test_steps_below_validation_interval_refused(demo_chips, tmp_path):
     with pytest.raises(ConfigError, match=r"steps = 10 is below val_every = 20.*val_every = 2"):
         load_region(_demo_variant(tmp_path, "steps = 60", "steps = 10"))

@@ -108,6 +108,9 @@ def atomic_dir(path: Path, overwrite: bool) -> Iterator[Path]:
     prepare_output_dir(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent))
+    mask = os.umask(0)
+    os.umask(mask)
+    tmp.chmod(0o777 & ~mask)  # a folder like any other once renamed, not mkdtemp's 0700
     try:
         yield tmp
     except BaseException:

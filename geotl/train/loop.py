@@ -15,11 +15,14 @@ weights and metrics. ``devices`` / ``num_nodes`` run several processes with DDP
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
+import signal
 import time
 import warnings
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -35,7 +38,7 @@ from geotl.bands import canonical_band
 from geotl.chips import read_chip_index
 from geotl.config import Region
 from geotl.errors import BandMismatchError, BaseModelError, GeotlInputError, OutputExistsError
-from geotl.io.atomic import prepare_output_dir
+from geotl.io.atomic import atomic_dir
 from geotl.io.rasters import other_units
 from geotl.io.scratch import scratch_dir
 from geotl.models.adapt import BandPlan
@@ -405,9 +408,12 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
         has_model = (out / "model.json").exists() or (out / "model.safetensors").exists()
         if has_model and not options.overwrite:
             raise OutputExistsError("a model exists here: pass --overwrite to replace it", out)
-        if not options.chips:
-            prepare_output_dir(out, options.overwrite)
-        return _train(regions, out, out / "chips", options, settings, layout)
+        if options.chips:
+            return _train(regions, out, out / "chips", options, settings, layout)
+        # the model and the chips cut for it appear together or not at all: a run that
+        # fails or is interrupted leaves no folder that would stop the same command again
+        with atomic_dir(out, options.overwrite) as tmp:
+            return _train(regions, tmp, tmp / "chips", options, settings, layout)
     # other ranks chip the same regions into a folder of their own (no race on DIR/chips,
     # no shared file system needed) and write nothing else
     with scratch_dir(f"rank{rank}") as private:
@@ -678,13 +684,30 @@ def _fit(
         else None
     )
     t0 = time.perf_counter()
-    with bar, warnings.catch_warnings():
+    with bar, warnings.catch_warnings(), _ctrl_c_stays_ctrl_c(trainer):
         # a run without validation (the refit) is meant: Lightning's warning says nothing
         warnings.filterwarnings("ignore", message=r".*no `val_dataloader`.*")
         if baseline and val_loader is not None:
             trainer.validate(module, val_loader, verbose=False)
         trainer.fit(module, train_loader, val_loader)
     return best, time.perf_counter() - t0, trainer.is_global_zero
+
+
+@contextlib.contextmanager
+def _ctrl_c_stays_ctrl_c(trainer: pl.Trainer) -> Iterator[None]:
+    """Lightning turns Ctrl+C into ``sys.exit(1)`` and ignores SIGINT from then on.
+
+    Give both back: the command then says it was interrupted (exit 130), as every other
+    command does, and a second Ctrl+C works again.
+    """
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        signal.signal(signal.SIGINT, handler)
+        raise KeyboardInterrupt from None
 
 
 def _refit(

@@ -56,9 +56,15 @@ def list_command(as_json: bool, supported: bool) -> None:
         )
         for e in entries
     ]
-    widths = [min(max(len(str(r[i])) for r in [header, *rows]), 44) for i in range(len(header))]
+    # ids are copied into region files and --base: never cut; long descriptions are
+    cut = [None] + [44] * (len(header) - 1)
+    widths = [
+        min(max(len(str(r[i])) for r in [header, *rows]), cut[i] or 10**6)
+        for i in range(len(header))
+    ]
     for r in [header, *rows]:
-        click.echo("  ".join(str(v)[:44].ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+        cells = (str(v)[:c].ljust(w) for v, w, c in zip(r, widths, cut, strict=True))
+        click.echo("  ".join(cells).rstrip())
 
 
 @command.command("import")

@@ -85,7 +85,7 @@ def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
     """
     path = Path(path)
     if not path.exists():
-        raise RasterError("file not found: check [imagery] paths", path)
+        raise RasterError("file not found: check the path", path)
     try:
         ds = rasterio.open(path)
     except RasterioIOError as exc:

@@ -638,6 +638,12 @@ def predict_scenes(
     options = options or PredictOptions()
     many = len(scenes) > 1
     names = scene_names(scenes)
+    for path, suffixes, fix in (
+        (geojson, (".geojson", ".json"), "-o OUT.geojson (--gpkg OUT.gpkg for a GeoPackage)"),
+        (gpkg, (".gpkg",), "--gpkg OUT.gpkg"),
+    ):
+        if path is not None and path.suffix.lower() not in suffixes:
+            raise GeotlInputError(f"is written as {suffixes[0][1:]}: name it {fix}", path)
     outputs: list[Path] = [geojson, geojson.with_suffix(".qml")]
     if gpkg is not None:
         outputs.append(gpkg)

@@ -316,3 +316,15 @@ def test_an_interrupted_run_leaves_no_output_and_runs_again(
     }
     assert all((tmp_path / name).stat().st_size > 0 for name in written)
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_an_output_named_for_another_format_is_refused(tmp_path: Path, model_dir: Path) -> None:
+    scene = _stripe_scene(tmp_path / "s.tif")
+    code, _, stderr = _run("predict", str(model_dir), str(scene), "-o", str(tmp_path / "o.shp"))
+    assert code == 2 and "o.shp: is written as geojson: name it -o OUT.geojson" in stderr
+    code, _, stderr = _run(
+        "predict", str(model_dir), str(scene), "-o", str(tmp_path / "o.geojson"),
+        "--gpkg", str(tmp_path / "o.sqlite"),
+    )  # fmt: skip
+    assert code == 2 and "o.sqlite: is written as gpkg" in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]

@@ -19,6 +19,11 @@ def test_models_list_table_and_json():
         "pkg:efficientnet-lite0" in res.stdout
         and "torchgeo:ResNet18_Weights.SENTINEL2_RGB_MOCO" in res.stdout
     )
+    table = res.stdout
+    res = runner.invoke(cli, ["models", "list", "--json"])
+    ids = [e["id"] for e in json.loads(res.stdout)]
+    rows = [line.split()[0] for line in table.splitlines()[1:]]
+    assert rows == ids  # whole, to copy: the longest are over 44 characters
     res = runner.invoke(cli, ["models", "list", "--json", "--supported"])
     entries = json.loads(res.stdout)
     assert all(e["supported"] for e in entries) and any(

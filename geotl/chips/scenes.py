@@ -85,9 +85,9 @@ def scan_scenes(region: Region) -> list[ChipScene]:
     guard = region.guard_px
     if guard and 2 * guard >= widest:
         raise ConfigError(
-            f"[split] guard_px = {guard} is wider than the region (the widest scene is {widest} px "
-            f"across): bands on both sides of a split boundary would cover it; use guard_px = "
-            f"{max(1, widest // 16)} or less",
+            f"[split] guard_px = {guard}: the ignored bands on both sides of a split boundary "
+            f"({2 * guard} px) would cover the widest scene ({widest} px across); use guard_px "
+            f"= {max(1, (widest - 1) // 2)} or less",
             region.path,
         )
     _check_units(means)

@@ -21,6 +21,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RESOLUTION_TOLERANCE = 0.1  # relative difference accepted without resampling
+MAX_RESAMPLE = 8  # the largest ratio of ground resolutions that --resample bridges
 
 
 def scene_band_names(
@@ -124,12 +125,17 @@ def check_resolution(scene_m: float, model_m: float, resample: bool, path: str |
     """Whether the scene must be resampled to the model's ground resolution.
 
     Raises:
-        ResolutionError: resolutions differ by more than 10 % and ``resample`` is false.
+        ResolutionError: resolutions differ by more than 10 % and ``resample`` is false,
+            or by more than :data:`MAX_RESAMPLE` times.
 
     >>> check_resolution(0.1, 0.1, False, "s.tif")
     False
     >>> check_resolution(0.3, 0.1, True, "s.tif")
     True
+    >>> check_resolution(30.0, 0.5, True, "s.tif")
+    Traceback (most recent call last):
+    ...
+    geotl.errors.ResolutionError: s.tif: ground resolution 30 m is 60x the model's 0.5 m (at most 8x is resampled: its objects would be far from the sizes the model learnt); use a model trained near 30 m
     """
     if abs(scene_m - model_m) <= RESOLUTION_TOLERANCE * model_m:
         return False
@@ -137,6 +143,14 @@ def check_resolution(scene_m: float, model_m: float, resample: bool, path: str |
         raise ResolutionError(
             f"ground resolution {scene_m:.4g} m differs from the model's {model_m:.4g} m: "
             "pass --resample to resample on the fly, or use imagery at the model's resolution",
+            path,
+        )
+    factor = max(scene_m, model_m) / min(scene_m, model_m)
+    if factor > MAX_RESAMPLE:
+        raise ResolutionError(
+            f"ground resolution {scene_m:.4g} m is {factor:.0f}x the model's {model_m:.4g} m "
+            f"(at most {MAX_RESAMPLE}x is resampled: its objects would be far from the sizes "
+            f"the model learnt); use a model trained near {scene_m:.4g} m",
             path,
         )
     return True

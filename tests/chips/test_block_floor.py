@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import geopandas as gpd
+import pytest
 
 from geotl.chips import chip_region
 from geotl.config import load_region
@@ -39,3 +40,13 @@ def test_wider_band_takes_more(tmp_path: Path) -> None:
     assert wide.guard.total_pixels() > narrow.guard.total_pixels() > 0
     assert wide.counts == narrow.counts  # same split: only the bands differ
     assert_leak_free(tmp_path / "b")
+
+
+def test_a_guard_band_wider_than_a_scene_names_a_band_that_fits(tmp_path: Path) -> None:
+    from geotl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"\(400 px\) would cover .* use guard_px = 199 or less"):
+        chip_region(load_region(_demo_with(tmp_path, 24.0, 200)), tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    # the advice, taken, chips
+    assert chip_region(load_region(_demo_with(tmp_path, 24.0, 199)), tmp_path / "b").n_chips > 0

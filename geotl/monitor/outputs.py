@@ -84,7 +84,9 @@ def read_pass_file(path: Path) -> gpd.GeoDataFrame:
     """
     if not path.exists():
         raise SceneError(
-            "previous pass file is missing: rerun with --reprocess to rebuild it", path
+            "pass file is missing and its pass could not be predicted again: restore the "
+            "file, or the pass's scene, and run again",
+            path,
         )
     frame = gpd.read_file(path)
     if frame.crs is None:

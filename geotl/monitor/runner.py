@@ -367,6 +367,13 @@ class Monitor:
             new, changed = state.record_scenes(found, self.source.kind, model_id, now)
             summary.found = new
             owed = state.ensure_jobs(model_id, self.options.reprocess)
+            lost = state.requeue_lost(model_id, self.dir)
+            if lost:
+                log.warning(
+                    "%d pass file(s) missing (%s): predicting those passes again",
+                    len(lost),
+                    ", ".join(lost[:5]) + (", ..." if len(lost) > 5 else ""),
+                )
             if changed:
                 log.info("%d scene(s) changed since they were processed: redoing them", changed)
             if owed and self.options.reprocess:

@@ -579,6 +579,30 @@ class MonitorState:
                 ),
             )
 
+    def requeue_lost(self, model_id: str, root: Path) -> list[str]:
+        """Done jobs of ``model_id`` whose pass file is gone go back to pending.
+
+        A file deleted by hand or by a disk clean-up is predicted again by the run.
+
+        Returns:
+            The names of their scenes.
+        """
+        with self.transaction() as db:
+            rows = db.execute(
+                "SELECT j.scene_key, s.name, j.pass_path FROM jobs j JOIN scenes s "
+                "ON s.key = j.scene_key WHERE j.model_id = ? AND j.status = 'done' "
+                "AND j.pass_path IS NOT NULL",
+                (model_id,),
+            ).fetchall()
+            lost = [(str(k), str(n)) for k, n, p in rows if not (root / str(p)).exists()]
+            for key, _ in lost:
+                db.execute(
+                    "UPDATE jobs SET status = 'pending', attempts = 0, error = NULL, "
+                    "next_attempt = NULL WHERE scene_key = ? AND model_id = ?",
+                    (key, model_id),
+                )
+        return [name for _, name in lost]
+
     def ensure_jobs(self, model_id: str, reprocess: bool) -> int:
         """Create pending jobs for ``model_id`` where one is owed.
 

@@ -203,6 +203,26 @@ def test_a_pass_at_another_resolution_waits_for_a_fix_then_resamples(
     assert [p.scene for p in summary.processed] == [coarse.stem] and summary.exit_code == 0
 
 
+def test_a_deleted_pass_file_is_predicted_again(
+    naip_region: Path, naip_small: list[Path], naip_model: Path, tmp_path: Path
+) -> None:
+    region = load_region(naip_region)
+    out = tmp_path / "out"
+    deliver(naip_region, naip_small[:3])
+    opts = MonitorOptions(out_dir=out, model_dir=naip_model)
+    assert len(run_monitor(region, opts).processed) == 3
+    passes = sorted((out / "naip-nd" / "passes").glob("*.geojson"))
+    kept = passes[1].read_bytes()
+    passes[1].unlink()  # a clean-up that went too far
+    deliver(naip_region, naip_small[3:4])
+    summary = run_monitor(region, opts)
+    # the lost pass first (oldest first), then the new one, compared with it
+    assert [p.scene for p in summary.processed] == [naip_small[1].stem, naip_small[3].stem]
+    assert summary.exit_code == 0 and passes[1].read_bytes() == kept
+    assert monitor_status(region, out).by_status == {"done": 4}
+    assert len(_history(out / "naip-nd")) == 4
+
+
 def test_exactly_once_per_model_and_reprocess(
     naip_region: Path, naip_small: list[Path], naip_model: Path, naip_model_v2: Path, tmp_path: Path
 ) -> None:

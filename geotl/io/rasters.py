@@ -40,6 +40,7 @@ __all__ = [
     "other_units",
     "read_bands",
     "read_data",
+    "read_failure",
     "read_scene_info",
     "scene_band_means",
     "unit_factor",
@@ -291,8 +292,24 @@ def read_bands(
     return data, masks
 
 
-def _short(exc: Exception) -> str:
+def _short(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:200]
+
+
+def read_failure(exc: BaseException, path: str | Path) -> RasterError:
+    """A failed read of a raster as a one-line input error, with GDAL's own reason.
+
+    rasterio's "Read failed. See previous exception" is followed to the GDAL error it
+    chains (``TIFFReadEncodedStrip() failed``, ...).
+    """
+    cause: BaseException = exc
+    while cause.__cause__ is not None and "previous exception" in str(cause):
+        cause = cause.__cause__
+    return RasterError(
+        f"read failed ({_short(cause)}): the file is damaged or cut short; copy it again "
+        "(or wait until a copy in progress is whole)",
+        path,
+    )
 
 
 def scene_band_means(

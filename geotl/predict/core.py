@@ -38,6 +38,7 @@ from geotl.io.rasters import (
     north_up,
     open_raster,
     other_units,
+    read_failure,
     scene_band_means,
 )
 from geotl.io.scratch import scratch_dir
@@ -305,9 +306,22 @@ def predict_scene(
             ``resample``.
         BandMismatchError: the scene's bands cannot be mapped onto the model's.
     """
+    try:
+        return _predict_scene(artefact, Path(scene_path), options, acquired, block, name)
+    except RasterioError as exc:
+        raise read_failure(exc, scene_path) from exc
+
+
+def _predict_scene(
+    artefact: Artefact,
+    scene_path: Path,
+    options: PredictOptions | None,
+    acquired: str | None,
+    block: RowBlock | None,
+    name: str | None,
+) -> SceneDetections:
     options = options or PredictOptions()
     _check_task(artefact, options)
-    scene_path = Path(scene_path)
     name = name or scene_path.name
     card = artefact.card
     threshold = options.threshold if options.threshold is not None else card.threshold
@@ -443,10 +457,6 @@ def predict_scene(
                     )
                 if options.probabilities_path is not None:
                     write_cog(scratch / "probabilities.tif", options.probabilities_path)
-        except RasterioError as exc:
-            raise RasterError(
-                f"read failed ({str(exc).splitlines()[0][:160]}): the file is damaged", scene_path
-            ) from exc
         finally:
             bar.close()
             if vrt is not None:

@@ -308,6 +308,16 @@ def test_corrupt_scene_is_raster_error(tmp_path: Path) -> None:
         predict_scene(data.threshold_artefact(), bad, PredictOptions(progress=False))
 
 
+def test_a_scene_cut_short_says_so_with_gdals_reason(
+    tmp_path: Path, scene: tuple[Path, np.ndarray]
+) -> None:
+    whole = scene[0].read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole[: len(whole) // 2])  # a copy still in progress
+    with pytest.raises(RasterError, match=r"read failed \(.*cut.tif.*\): .* cut short"):
+        predict_scene(data.threshold_artefact(), cut, PredictOptions(progress=False))
+
+
 def test_geojson_writer_output(tmp_path: Path, scene: tuple[Path, np.ndarray]) -> None:
     from geotl.io.geojson import write_geojson
 

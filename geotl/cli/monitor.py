@@ -118,7 +118,10 @@ def command() -> None:
 @click.argument(
     "region_file", metavar="REGION.toml", type=click.Path(dir_okay=False, path_type=Path)
 )
-@model_dir_option("Model artefact folder (default: [monitor] model of the region).")
+@model_dir_option(
+    "Model artefact folder or exported .onnx file (default: [monitor] model of the region).",
+    onnx=True,
+)
 @out_dir_option()
 @click.option(
     "--once", is_flag=True, help="One run, then exit (for cron and systemd timers; the default)."

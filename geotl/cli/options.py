@@ -76,13 +76,16 @@ def chips_dir_option(help: str) -> Callable[[F], F]:
     )
 
 
-def model_dir_option(help: str, *, required: bool = False) -> Callable[[F], F]:
-    """``--model DIR``: a model artefact folder (``geotl train``'s output), as ``model_dir``."""
+def model_dir_option(help: str, *, required: bool = False, onnx: bool = False) -> Callable[[F], F]:
+    """``--model DIR``: a model artefact folder (``geotl train``'s output), as ``model_dir``.
+
+    ``onnx``: an exported ``.onnx`` file (``geotl export``) is taken too.
+    """
     return click.option(
         "--model",
         "model_dir",
         required=required,
-        type=click.Path(path_type=Path, file_okay=False),
+        type=click.Path(path_type=Path, file_okay=onnx),
         help=help,
     )
 

@@ -205,6 +205,12 @@ def read_card(model_dir: str | Path) -> ModelCard:
     """
     model_dir = Path(model_dir)
     card_path = model_dir / CARD_FILE
+    if model_dir.is_file():
+        raise ModelArtefactError(
+            "is a file, not a model folder: pass the folder geotl train wrote (or a .onnx file "
+            "geotl export wrote); the model comes first, then the scenes",
+            model_dir,
+        )
     if not model_dir.is_dir():
         raise ModelArtefactError(
             "model folder not found: pass a folder written by geotl train", model_dir

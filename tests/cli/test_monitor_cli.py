@@ -148,6 +148,13 @@ def test_input_errors_are_one_line_exit_2(tmp_path: Path, small_scenes: list[Pat
         ["monitor", str(region), "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
     )
     assert missing.exit_code == 2 and "model folder not found" in missing.stderr
+    # an exported .onnx is taken as the model (this one is broken: geotl's line, not click's)
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"junk")
+    broken = CliRunner().invoke(
+        cli, ["monitor", str(region), "--model", str(onnx), "--out", str(tmp_path / "o")]
+    )
+    assert broken.exit_code == 2 and "not a readable ONNX file" in broken.stderr
     no_region = CliRunner().invoke(
         cli, ["monitor", "status", str(tmp_path / "none.toml"), "--out", str(tmp_path)]
     )

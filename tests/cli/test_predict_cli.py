@@ -328,3 +328,9 @@ def test_an_output_named_for_another_format_is_refused(tmp_path: Path, model_dir
     )  # fmt: skip
     assert code == 2 and "o.sqlite: is written as gpkg" in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]
+
+
+def test_a_scene_where_the_model_goes_says_so(tmp_path: Path) -> None:
+    scene = _stripe_scene(tmp_path / "s.tif")
+    code, _, stderr = _run("predict", str(scene), str(scene), "-o", str(tmp_path / "o.geojson"))
+    assert code == 2 and "s.tif: is a file, not a model folder" in stderr

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
 import traceback
 import warnings
+from types import FrameType
 from typing import Any
 
 import click
@@ -51,11 +53,24 @@ class _GeotlGroup(click.Group):
                 traceback.print_exc(file=sys.stderr)
             click.echo(f"geotl: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if ctx.find_root().meta.get("geotl.verbose"):
                 traceback.print_exc(file=sys.stderr)
-            click.echo("geotl: interrupted", err=True)
-            ctx.exit(130)
+            terminated = isinstance(exc, Terminated)
+            click.echo(f"geotl: {'terminated' if terminated else 'interrupted'}", err=True)
+            ctx.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, unwinding as Ctrl+C does.
+
+    ``kill``, ``systemctl stop``, a batch system's time limit: every temporary file and
+    folder is removed on the way out, and the exit code is 143.
+    """
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signal.Signals(signum).name)
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
@@ -118,5 +133,6 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (SIGTERM raises :class:`Terminated`)."""
+    signal.signal(signal.SIGTERM, _terminate)
     cli(prog_name="geotl")

@@ -334,3 +334,35 @@ def test_a_scene_where_the_model_goes_says_so(tmp_path: Path) -> None:
     scene = _stripe_scene(tmp_path / "s.tif")
     code, _, stderr = _run("predict", str(scene), str(scene), "-o", str(tmp_path / "o.geojson"))
     assert code == 2 and "s.tif: is a file, not a model folder" in stderr
+
+
+def test_sigterm_unwinds_like_ctrl_c(tmp_path: Path, model_dir: Path) -> None:
+    """``kill`` (systemd, a batch system's limit): exit 143, no scratch folder, no output."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    band = np.full((2048, 2048), 120, dtype=np.uint8)
+    scene = data.write_bands(tmp_path / "big.tif", np.stack([band] * 3))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    out = tmp_path / "o.geojson"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "geotl", "-q", "predict", str(model_dir), str(scene), "-o",
+         str(out), "--window", "32", "--overlap", "8", "--no-progress"],
+        env={**os.environ, "TMPDIR": str(scratch)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(scratch.glob("geotl-predict-*")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.05)
+    time.sleep(0.5)  # windows streaming
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().endswith("geotl: terminated")
+    assert not list(scratch.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.tif", "tmp"]

@@ -131,6 +131,9 @@ def open_cluster(
                 # while the others idle; each worker's torch takes its share of the machine
                 env={_THREADS_ENV: str(_local_share(spec.local_workers))},
                 dashboard_address=None,
+                # the scheduler serves HTTP even without a dashboard, on 8787 unless told:
+                # a free port, so a dashboard of the user's own there is no clash (warnings)
+                scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
                 silence_logs=logging.ERROR,
             ) as cluster,
             Client(cluster) as client,

@@ -322,3 +322,25 @@ def test_local_workers_share_the_machine_cores(monkeypatch: pytest.MonkeyPatch) 
     assert cluster._local_share(cores * 2) == 1
     monkeypatch.setenv(cluster._THREADS_ENV, "3")
     assert cluster._worker_threads() == 3
+
+
+def test_a_local_cluster_leaves_port_8787_to_the_user() -> None:
+    """Dask's scheduler serves HTTP on 8787 unless told: a user's dashboard there clashed."""
+    import warnings
+
+    from geotl.cluster import open_cluster
+
+    taken = socket.socket()
+    try:
+        taken.bind(("127.0.0.1", 8787))
+    except OSError:
+        pytest.skip("port 8787 is in use here")
+    taken.listen()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with open_cluster("local:1") as client:
+                assert client.submit(sum, [1, 2]).result() == 3
+        assert not [w for w in caught if "8787" in str(w.message)]
+    finally:
+        taken.close()

@@ -129,15 +129,18 @@ def test_predict_on_the_cluster_writes_the_same_files(model: Path, tmp_path: Pat
     second = _mosaic(tmp_path / "OSBS_mosaic.tif", 2, flip=True)
     scenes = [str(REAL_SCENE), str(second)]
     common = ["--engine", "torch", "--min-area", "0.05", "--no-progress"]
-    one = _invoke(["predict", str(model), *scenes, "-o", str(tmp_path / "one.geojson"), *common])
+    def outputs(name: str) -> list[str]:
+        return ["-o", str(tmp_path / f"{name}.geojson"), "--gpkg", str(tmp_path / f"{name}.gpkg")]
+
+    one = _invoke(["predict", str(model), *scenes, *outputs("one"), *common])
     assert one.exit_code == 0, one.output
+    time.sleep(1.1)  # another second on the clock: the GeoPackage's stamps must not follow it
     cluster = ["--cluster", "local:2"]  # a LocalCluster of its own (the others use tcp://)
-    many = _invoke(
-        ["predict", str(model), *scenes, "-o", str(tmp_path / "two.geojson"), *common, *cluster]
-    )
+    many = _invoke(["predict", str(model), *scenes, *outputs("two"), *common, *cluster])
     assert many.exit_code == 0, many.output
-    assert (tmp_path / "one.geojson").read_bytes() == (tmp_path / "two.geojson").read_bytes()
-    assert (tmp_path / "one.qml").read_bytes() == (tmp_path / "two.qml").read_bytes()
+    for suffix in (".geojson", ".qml", ".gpkg"):
+        one_file, two_file = tmp_path / f"one{suffix}", tmp_path / f"two{suffix}"
+        assert one_file.read_bytes() == two_file.read_bytes(), suffix
 
 
 def test_blocks_of_a_large_scene_run_on_both_workers_and_join_exactly(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import geopandas as gpd
@@ -21,6 +23,8 @@ def write_gpkg(
     """Write detection layers (each in its own CRS) to a GeoPackage, styled for QGIS.
 
     The style is stored as each layer's default (``layer_styles`` table), which QGIS loads.
+    The file's time stamps are :data:`STAMP`, not the clock's: the same detections give the
+    same bytes (a run with ``--cluster`` and one without, two runs to compare).
 
     Args:
         path: the ``.gpkg`` file.
@@ -29,7 +33,7 @@ def write_gpkg(
         style: another QGIS style (QML text) than the detections' (``geotl suggest``).
     """
     qml = style if style is not None else qml_style(classes)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, _gdal_option("OGR_CURRENT_DATE", STAMP):
         for name, frame in layers.items():
             frame.to_file(
                 tmp,
@@ -49,18 +53,35 @@ def write_gpkg(
                 update_time DATETIME DEFAULT CURRENT_TIMESTAMP)"""
             )
             db.execute(
-                "INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier) "
-                "VALUES ('layer_styles', 'attributes', 'layer_styles')"
+                "INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier, "
+                "last_change) VALUES ('layer_styles', 'attributes', 'layer_styles', ?)",
+                (STAMP,),
             )
             for name in layers:
                 db.execute(
                     "INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, "
-                    "f_geometry_column, styleName, styleQML, styleSLD, useAsDefault, description) "
-                    "VALUES ('', '', ?, 'geom', 'geotl', ?, '', 1, 'geotl detections')",
-                    (name, qml),
+                    "f_geometry_column, styleName, styleQML, styleSLD, useAsDefault, description, "
+                    "update_time) VALUES ('', '', ?, 'geom', 'geotl', ?, '', 1, 'geotl detections', ?)",
+                    (name, qml, STAMP),
                 )
         db.close()
     return path
+
+
+STAMP = "2000-01-01T00:00:00.000Z"
+"""The GeoPackage's ``last_change`` and style ``update_time``: fixed, for reproducible files."""
+
+
+@contextlib.contextmanager
+def _gdal_option(key: str, value: str) -> Iterator[None]:
+    import pyogrio
+
+    before = pyogrio.get_gdal_config_option(key)
+    pyogrio.set_gdal_config_options({key: value})
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options({key: before})
 
 
 class GpkgWriter(OutputWriter):

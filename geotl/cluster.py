@@ -403,7 +403,7 @@ def join_blocks(parts: list[SceneDetections]) -> SceneDetections:
 
     stats = StreamStats()
     for p in parts:
-        for name in ("windows", "batches", "objects"):
+        for name in ("windows", "valid_windows", "batches", "objects"):
             setattr(stats, name, getattr(stats, name) + getattr(p.stats, name))
         for name in ("read_s", "model_s", "write_s", "vectorise_s", "wall_s"):
             setattr(stats, name, getattr(stats, name) + getattr(p.stats, name))

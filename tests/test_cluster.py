@@ -129,6 +129,7 @@ def test_predict_on_the_cluster_writes_the_same_files(model: Path, tmp_path: Pat
     second = _mosaic(tmp_path / "OSBS_mosaic.tif", 2, flip=True)
     scenes = [str(REAL_SCENE), str(second)]
     common = ["--engine", "torch", "--min-area", "0.05", "--no-progress"]
+
     def outputs(name: str) -> list[str]:
         return ["-o", str(tmp_path / f"{name}.geojson"), "--gpkg", str(tmp_path / f"{name}.gpkg")]
 

@@ -191,6 +191,7 @@ def detect_boxes(
             results = detect(arr)
             stats.model_s += time.perf_counter() - t0
             stats.batches += 1
+            stats.valid_windows += sum(bool(v.any()) for v in valids)
             for k, valid, (boxes, scores, labels) in zip(batch, valids, results, strict=True):
                 w = plan.windows[k]
                 grid_row, grid_col = plan.grid_position(k)

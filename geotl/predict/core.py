@@ -648,12 +648,6 @@ def predict_scenes(
     options = options or PredictOptions()
     many = len(scenes) > 1
     names = scene_names(scenes)
-    for path, suffixes, fix in (
-        (geojson, (".geojson", ".json"), "-o OUT.geojson (--gpkg OUT.gpkg for a GeoPackage)"),
-        (gpkg, (".gpkg",), "--gpkg OUT.gpkg"),
-    ):
-        if path is not None and path.suffix.lower() not in suffixes:
-            raise GeotlInputError(f"is written as {suffixes[0][1:]}: name it {fix}", path)
     outputs: list[Path] = [geojson, geojson.with_suffix(".qml")]
     if gpkg is not None:
         outputs.append(gpkg)
@@ -663,6 +657,12 @@ def predict_scenes(
                 outputs.append(p)
     for p in outputs:
         check_output_file(p, overwrite)
+    for path, suffixes, fix in (
+        (geojson, (".geojson", ".json"), "-o OUT.geojson (--gpkg OUT.gpkg for a GeoPackage)"),
+        (gpkg, (".gpkg",), "--gpkg OUT.gpkg"),
+    ):
+        if path is not None and path.suffix.lower() not in suffixes:
+            raise GeotlInputError(f"is written as {suffixes[0][1:]}: name it {fix}", path)
     if cluster is not None:
         parse_cluster(cluster)
         if probabilities is not None:
@@ -783,6 +783,14 @@ def _gather(
             log.error("%s: skipped: %s", scene, reason)
             got.failed.append((scene, reason))
             continue
+        if det.stats.windows and not det.stats.valid_windows:
+            # nothing seen, nothing detected (a tile beyond a swath's edge); but say so: a
+            # wrong nodata value looks the same
+            log.warning(
+                "%s: no valid pixel (every pixel is nodata or masked), so no detections; if "
+                "it holds data, check its nodata value (gdalinfo)",
+                scene,
+            )
         got.scenes.append(det)
         ql = quicklooks[det.name]
         if ql is not None:

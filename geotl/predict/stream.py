@@ -78,13 +78,15 @@ class StreamStats:
 
     ``vectorise_s`` is the vectorising work summed over the pool's processes, and
     ``read_s`` the reading summed over the read-ahead threads (either can exceed the wall
-    time when several run at once). ``cpu_s`` is the CPU time of each stage
+    time when several run at once). ``valid_windows`` counts the windows that hold a valid
+    pixel (none: the scene is all nodata). ``cpu_s`` is the CPU time of each stage
     (``read``, ``model``: the forward passes' calling thread, ``write``, ``vectorise``: the
     pool's processes and the thread that feeds them, ``frame``: the objects' table after
     the stream), which the machine's load barely changes, unlike the wall times.
     """
 
     windows: int = 0
+    valid_windows: int = 0
     batches: int = 0
     read_s: float = 0.0
     model_s: float = 0.0
@@ -738,6 +740,7 @@ def _run_model(
             stats.model_s += time.perf_counter() - t0
             stats.add_cpu("model", time.thread_time() - cpu0)
             stats.batches += 1
+            stats.valid_windows += int(valids.reshape(len(valids), -1).any(axis=1).sum())
             pipe.put(pipe.probabilities, (batch, out, valid_t))
             if progress is not None:
                 progress(len(batch))

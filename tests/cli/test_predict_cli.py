@@ -366,3 +366,12 @@ def test_sigterm_unwinds_like_ctrl_c(tmp_path: Path, model_dir: Path) -> None:
     assert stderr.strip().endswith("geotl: terminated")
     assert not list(scratch.iterdir())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.tif", "tmp"]
+
+
+def test_a_scene_without_a_valid_pixel_is_said(tmp_path: Path, model_dir: Path) -> None:
+    empty = data.write_bands(tmp_path / "empty.tif", np.zeros((3, 90, 90), np.uint8), nodata=0)
+    out = tmp_path / "o.geojson"
+    code, _, stderr = _run("predict", str(model_dir), str(empty), "-o", str(out), "--no-progress")
+    # nothing seen, nothing detected (a tile beyond a swath's edge), and said
+    assert code == 0 and "empty.tif: no valid pixel" in stderr
+    assert json.loads(out.read_text())["features"] == []

@@ -71,6 +71,25 @@ def test_evaluate_finds_chips_in_model_dir_or_chips_itself(demo_model):
     assert metrics["chips"] > 0
 
 
+def test_a_region_scored_on_another_split_than_it_trained_on_is_refused(
+    demo_model, demo_chips, tmp_path
+):
+    from geotl.errors import GeotlInputError
+    from geotl.models.artefact import read_card
+    from geotl.train import TrainOptions, train_model
+
+    # the region file edited after training (another split seed): training ground in "test"
+    text = DEMO.read_text().replace('"demo-osbs/', f'"{DEMO.parent}/demo-osbs/')
+    edited = tmp_path / "demo-osbs.toml"
+    edited.write_text(text.replace("seed = 0", "seed = 5"))
+    assert read_card(demo_model).regions[0].split_sha
+    with pytest.raises(GeotlInputError, match="not the one the model was trained on"):
+        evaluate_model(demo_model, load_region(edited), n_boot=10)
+    # and its old chips no longer train that region file
+    with pytest.raises(GeotlInputError, match="seed = 0 there, 5 now"):
+        train_model([load_region(edited)], tmp_path / "m", TrainOptions(chips=(demo_chips,)))
+
+
 def test_missing_weights_file(demo_model, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -6,6 +6,7 @@ to the chips folder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,20 @@ class ChipIndex:
     def split(self, name: str) -> gpd.GeoDataFrame:
         """Rows of one split (``train``, ``val`` or ``test``)."""
         return self.frame[self.frame["split"] == name]
+
+    def split_sha(self) -> str:
+        """A fingerprint of which ground went to which split (16 hex digits).
+
+        Each chip's scene file name, window and split, whatever folder the scenes are in:
+        the same region file and seed give the same fingerprint, another split another.
+        """
+        rows = sorted(
+            f"{Path(str(r.scene)).name}|{r.row_off}|{r.col_off}|{r.height}|{r.width}|{r.split}"
+            for r in self.frame[
+                ["scene", "row_off", "col_off", "height", "width", "split"]
+            ].itertuples(index=False)
+        )
+        return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
     def image_path(self, chip_id: str) -> Path:
         """Absolute path of a chip's image GeoTIFF."""

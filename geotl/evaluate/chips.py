@@ -36,6 +36,31 @@ def find_chips(model_dir: Path, region: Region, chips_dir: Path | None, tmp: Pat
     return tmp / "chips"
 
 
+def check_same_split(card: Any, region: Region, cdir: Path) -> None:
+    """A region the model was trained on is scored on the split it was trained with.
+
+    An edited ``[split]`` (another seed, fraction or ``test_within``), or chips cut with
+    other settings, would put training ground in the test chips and inflate the scores.
+
+    Raises:
+        GeotlInputError: the chips' split is not the one the card records for the region.
+    """
+    from geotl.chips import read_chip_index
+
+    trained = {r.name: r.split_sha for r in card.regions if r.split_sha}
+    if region.name not in trained:
+        return  # another region (transfer), or a card from before the record
+    now = read_chip_index(cdir).split_sha()
+    if now != trained[region.name]:
+        raise GeotlInputError(
+            f"the split of region '{region.name}' is not the one the model was trained on "
+            f"(split {now}, trained on {trained[region.name]}): its test chips may hold "
+            "training ground; evaluate with the region file (and chips) the model was trained "
+            "with, or train again",
+            region.path,
+        )
+
+
 def load_split(card: Any, region: Region, cdir: Path, split: str) -> ChipData:
     """The ``split`` chips of ``cdir`` in memory, bands and classes in the model's order.
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from geotl.config import Region
-from geotl.evaluate.chips import find_chips
+from geotl.evaluate.chips import check_same_split, find_chips
 from geotl.evaluate.detection import evaluate_boxes
 from geotl.evaluate.segmentation import evaluate_chips
 from geotl.io.atomic import atomic_write_text
@@ -57,6 +57,7 @@ def evaluate_model(
         check_output_file(Path(out))
     with scratch_dir("eval") as tmp:
         cdir = find_chips(model_dir, region, Path(chips_dir) if chips_dir else None, tmp)
+        check_same_split(card, region, cdir)
         evaluate = evaluate_boxes if card.task == "detection" else evaluate_chips
         metrics = evaluate(artefact, region, cdir, split, batch_size, n_boot, seed)
     metrics["model"] = card.model_id

@@ -88,6 +88,7 @@ class RegionRecord(_Card):
     labels_available: int
     labels_used: int
     chips_train: int
+    split_sha: str | None = None  # ChipIndex.split_sha of the chips trained on (evaluate checks)
 
 
 class DeviceRecord(_Card):

@@ -119,6 +119,25 @@ def resolve_chips_dir(
             "or drop --chips to chip it",
             chips_dir,
         )
+    cut = index.meta.get("split", {})
+    now = {
+        "block_size_m": region.split.block_size_m,
+        "val_fraction": region.split.val_fraction,
+        "test_fraction": region.split.test_fraction,
+        "seed": region.split.seed,
+        "test_within": region.split.test_within,
+        "val_within": region.split.val_within,
+        "guard_px": region.guard_px,
+    }
+    differ = [
+        f"{k} = {cut[k]!r} there, {v!r} now" for k, v in now.items() if k in cut and cut[k] != v
+    ]
+    if differ:
+        raise GeotlInputError(
+            f"chips were cut with another [split] than {region.path.name} has now "
+            f"({'; '.join(differ)}): chip again (geotl chip --overwrite) or drop --chips",
+            chips_dir,
+        )
     return Path(chips_dir)
 
 
@@ -600,6 +619,7 @@ def load_training_sets(
                 labels_available=available,
                 labels_used=len(sampled),
                 chips_train=len(td),
+                split_sha=read_chip_index(cdir).split_sha(),
             )
         )
         log.info(
@@ -661,6 +681,7 @@ def load_refit_sets(
                 labels_available=len({int(i) for ids in object_ids for i in ids}),
                 labels_used=len(sampled),
                 chips_train=len(data),
+                split_sha=read_chip_index(cdir).split_sha(),
             )
         )
         log.info("%s refit: %d objects, %d train + val chips", r.name, len(sampled), len(data))

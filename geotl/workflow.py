@@ -56,7 +56,7 @@ def run_region(
     scenes = region.scene_paths()
     with atomic_dir(out, overwrite) as tmp:
         log.info("1/4 chip %s", region.name)
-        chip_region(region, tmp / "chips")
+        log.info("%s", chip_region(region, tmp / "chips").line())
         log.info("2/4 train")
         train_model([region], tmp / "model", TrainOptions(chips=(tmp / "chips",), device=device))
         log.info("3/4 evaluate")

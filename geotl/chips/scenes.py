@@ -53,6 +53,15 @@ def scan_scenes(region: Region) -> list[ChipScene]:
     """Open and check every scene of the region (bands, CRS, resolution) and plan its chips."""
     size, stride = region.chips.size_px, region.chips.stride
     n_bands = len(region.imagery.bands)
+    if region.chips.stride > region.chips.size_px:
+        log.warning(
+            "%s: [chips] stride_px = %d is larger than size_px = %d: the %d px between chips "
+            "are never trained on, nor their labels",
+            region.path.name,
+            region.chips.stride,
+            region.chips.size_px,
+            region.chips.stride - region.chips.size_px,
+        )
     scenes: list[ChipScene] = []
     paths = region.scene_paths()
     means: list[tuple[str, list[float] | None]] = []

@@ -97,12 +97,17 @@ def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
             every_s = parse_every(region.monitor.every)
     next_due = (last.started + timedelta(seconds=every_s)) if last and every_s else None
     retries = [f.next_attempt for f in summary.failed if f.next_attempt is not None]
+    running_pid = RegionLock(rdir, region.name).holder_pid()
+    by_status = dict(summary.by_status)
+    if running_pid is None and by_status.get("running"):
+        # no run holds the lock: a run was killed mid-pass, and the next one redoes it
+        by_status["interrupted"] = by_status.pop("running")
     return MonitorStatus(
         region=region.name,
         dir=rdir,
         initialised=True,
         scenes=summary.scenes,
-        by_status=summary.by_status,
+        by_status=by_status,
         latest=summary.latest_done,
         failed=summary.failed,
         pending=summary.pending,
@@ -111,7 +116,7 @@ def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
         last_run_outcome=last.outcome if last else None,
         next_run_due=next_due,
         next_retry=min(retries) if retries else None,
-        running_pid=RegionLock(rdir, region.name).holder_pid(),
+        running_pid=running_pid,
         models=summary.models,
     )
 
@@ -140,9 +145,10 @@ def format_status(status: MonitorStatus) -> str:
         retry = f"next retry {ts(f.next_attempt)}" if f.next_attempt else "no automatic retry left"
         lines.append(f"  {f.name}: {f.attempts} attempt(s), {retry}: {f.error}")
     if status.pending:
+        what = "pending" + (", interrupted included" if status.by_status.get("interrupted") else "")
         lines.append(
-            f"pending: {len(status.pending)} ({', '.join(p.name for p in status.pending[:5])}"
-            f"{', ...' if len(status.pending) > 5 else ''})"
+            f"to process: {len(status.pending)} ({', '.join(p.name for p in status.pending[:5])}"
+            f"{', ...' if len(status.pending) > 5 else ''}; {what})"
         )
     lines.append(
         f"last run: started {ts(status.last_run_started)}, finished {ts(status.last_run_finished)}, "

@@ -50,3 +50,13 @@ def test_a_guard_band_wider_than_a_scene_names_a_band_that_fits(tmp_path: Path) 
     assert not (tmp_path / "a").exists()
     # the advice, taken, chips
     assert chip_region(load_region(_demo_with(tmp_path, 24.0, 199)), tmp_path / "b").n_chips > 0
+
+
+def test_a_stride_beyond_the_chip_says_what_is_left_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    region_file = _demo_with(tmp_path, 24.0, 16)
+    region_file.write_text(region_file.read_text().replace("stride_px = 64", "stride_px = 96"))
+    with caplog.at_level("WARNING", logger="geotl"):
+        chip_region(load_region(region_file), tmp_path / "c")
+    assert "stride_px = 96 is larger than size_px = 64: the 32 px between chips" in caplog.text

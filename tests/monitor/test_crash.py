@@ -94,6 +94,10 @@ def test_sigkill_mid_pass_then_rerun_finishes_cleanly(
     assert proc.returncode == -signal.SIGKILL
     with MonitorState(rdir / "state.sqlite", readonly=True) as state:
         assert len(state.done_passes()) < 10  # really killed mid-series
+    status = _geotl("monitor", "status", str(naip_region), "--out", str(out))
+    said, _ = status.communicate(timeout=120)
+    # nothing runs now: the killed run's pass is said to be interrupted, not running
+    assert b"running" not in said and b"interrupted 1" in said, said.decode()
     rerun = _geotl(*args)
     _, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err.decode()[-3000:]

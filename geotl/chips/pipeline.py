@@ -11,6 +11,7 @@ import logging
 from collections.abc import Hashable
 from multiprocessing.pool import Pool
 from pathlib import Path
+from typing import NoReturn
 
 import rasterio
 
@@ -31,7 +32,7 @@ from geotl.chips.index import write_chip_index
 from geotl.chips.scenes import ChipScene, areas_in, block_size, labels_per_scene, scan_scenes
 from geotl.chips.split import SPLITS, block_key, split_chips
 from geotl.config import Region
-from geotl.errors import ConfigError, LabelError
+from geotl.errors import ConfigError, LabelError, RasterError
 from geotl.io.atomic import atomic_dir, prepare_output_dir
 from geotl.io.vectors import read_areas, read_labels
 from geotl.progress import progress_bar
@@ -134,11 +135,7 @@ def _chip_region(
                 log.debug("cutting strips in %d worker processes", n_workers)
                 rows = chip_parallel(cutters, pool, n_workers, skipped, bar)
         if not rows:
-            raise LabelError(
-                "no chip left (all mostly nodata or outside complete_within): check "
-                "[labels] complete_within and [chips] max_nodata_fraction",
-                region.labels_path(),
-            )
+            _no_chip_left(region, skipped)
         footprints = footprints_common(rows, scenes)
         blocks: list[Hashable] = []
         block_sizes = {s.scene_id: block_size(s, region.split.block_size_m) for s in scenes}
@@ -196,3 +193,26 @@ def _chip_region(
         write_chip_index(tmp, frame, meta)
     log.debug("%s", summary.line())
     return summary
+
+
+def _no_chip_left(region: Region, skipped: dict[str, int]) -> NoReturn:
+    """Say why every chip was dropped, naming the file to fix.
+
+    Raises:
+        RasterError: the scenes were (mostly) nodata where chips fell.
+        LabelError: the chips lay outside ``complete_within``.
+    """
+    limit = region.chips.max_nodata_fraction
+    if skipped["nodata"] >= skipped["incomplete"]:
+        raise RasterError(
+            f"no chip left: all {skipped['nodata']} were more than {limit:.0%} nodata; check "
+            "the scenes' nodata value ([imagery] nodata, gdalinfo) and that they hold data, or "
+            "raise [chips] max_nodata_fraction",
+            region.path,
+        )
+    raise LabelError(
+        f"no chip left: {skipped['incomplete']} lay outside [labels] complete_within "
+        f"({skipped['nodata']} more were over {limit:.0%} nodata): check that its areas cover "
+        "the scenes",
+        region.labels_path(),
+    )

@@ -287,6 +287,19 @@ def test_complete_within_ignores_outside_and_skips_chips(tmp_path: Path) -> None
     assert frame.loc["s_r0_c0", "px_tree"] == 4 * 8
 
 
+def test_a_region_of_nodata_names_the_scenes_not_the_labels(tmp_path: Path) -> None:
+    from geotl.errors import RasterError
+
+    write_scene(tmp_path / "s.tif", nodata=0, fill=np.zeros((64, 64), dtype="uint8"))
+    write_boxes(tmp_path / "l.gpkg", [(X0 + 2, Y0 - 10, X0 + 6, Y0 - 2)])
+    region = load_region(write_region(tmp_path / "r.toml", ["s.tif"], "l.gpkg"))
+    with pytest.raises(
+        RasterError, match=r"r.toml: no chip left: all 16 were more than 50% nodata"
+    ):
+        chip_region(region, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_test_within_forces_test_split(tmp_path: Path) -> None:
     write_scene(tmp_path / "s.tif", width=128, height=128)
     write_boxes(tmp_path / "l.gpkg", [(X0 + 2, Y0 - 10, X0 + 6, Y0 - 2)])

@@ -274,7 +274,13 @@ def test_no_area_left(tmp_path: Path, demo_model: Path, demo_chips: Path) -> Non
         region, demo_model, out, "-n", "1", "--size-m", "20", "--chips", str(demo_chips)
     )
     assert code == 2 and "no 20 m square of the scenes is left outside" in stderr
-    assert "lower --size-m" in stderr and not list(tmp_path.glob("a.*"))
+    assert ("use --size-m " in stderr or "add scenes" in stderr) and not list(tmp_path.glob("a.*"))
+    # squares larger than every scene: said so, with a size that fits
+    code, _, stderr = _suggest(
+        region, demo_model, out, "-n", "1", "--size-m", "500", "--chips", str(demo_chips)
+    )
+    assert code == 2 and "no 500 m square fits in a scene (the widest is 40 m across)" in stderr
+    assert "use --size-m " in stderr
 
 
 @pytest.mark.parametrize(

@@ -151,10 +151,18 @@ def suggest_areas(
     candidates, dropped = _all_candidates(scenes, size_m, taken)
     what = _what_is_taken(region, taken.complete_source)
     if not candidates:
+        smaller = _size_for(options.n, size_m, scenes, taken)
+        fix = f"use --size-m {smaller:g}" if smaller else "add scenes"
+        if not dropped["test"] and not dropped["complete"]:
+            widest = max(min(s.width, s.height) * s.resolution_m for s in scenes)
+            raise GeotlInputError(
+                f"no {size_m:g} m square fits in a scene (the widest is {widest:g} m across): "
+                f"{fix}",
+                region.path,
+            )
         raise GeotlInputError(
             f"no {size_m:g} m square of the scenes is left outside {what} "
-            f"({dropped['test']} overlap test areas, {dropped['complete']} are labelled): "
-            "add scenes or lower --size-m",
+            f"({dropped['test']} overlap test areas, {dropped['complete']} are labelled): {fix}",
             region.path,
         )
     if options.n > len(candidates):

@@ -337,9 +337,9 @@ def test_a_local_cluster_leaves_port_8787_to_the_user() -> None:
     taken = socket.socket()
     try:
         taken.bind(("127.0.0.1", 8787))
+        taken.listen()
     except OSError:
-        pytest.skip("port 8787 is in use here")
-    taken.listen()
+        pass  # in use already (another test's cluster): the case itself
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -24,7 +24,7 @@ transform. That is what makes windowed vectorisation equal whole-scene vectorisa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -336,7 +336,7 @@ def vectorise_labels(
     row_off: int = 0,
     col_off: int = 0,
     only: np.ndarray | None = None,
-    slices: Sequence[tuple[slice, slice] | None] | None = None,
+    slices: list[tuple[slice, slice] | None] | None = None,
 ) -> list[VectorObject]:
     """Vectorise a label image: one object per label (each label a 4-connected region).
 

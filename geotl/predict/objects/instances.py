@@ -30,7 +30,7 @@ touches. Memory is bounded as for segmentation: by the window plus the largest c
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 from affine import Affine
@@ -128,8 +128,8 @@ def _split_window(
     read_window: Window | None = None,
     scene_shape: tuple[int, int] | None = None,
     done: Window | None = None,
-) -> _Split:
-    """Label objects, with the class and bounding box of each (see :class:`_Split`).
+) -> tuple[np.ndarray, list[int], bool, tuple[slice, slice]]:
+    """Label objects: ``(labels, class of each label, complete, box of every label)``.
 
     With ``core`` (in the array), only the components whose first pixel (raster order) it
     holds: the core window *owns* them and all their objects. With ``read_window`` (where
@@ -141,7 +141,6 @@ def _split_window(
     """
     labels = np.zeros(class_map.shape, dtype=np.int32)
     label_class: list[int] = [0]
-    label_slices: list[tuple[slice, slice]] = []
     complete = True
     top, left, bottom, right = class_map.shape[0], class_map.shape[1], 0, 0
     for cls_i in np.flatnonzero(np.bincount(class_map.ravel(), minlength=1)).tolist():
@@ -166,49 +165,14 @@ def _split_window(
             view = labels[sl]
             view[mask] = parts[mask] + base
             label_class.extend([cls_i] * m)
-            label_slices.extend([sl] if m == 1 else _shifted(ndimage.find_objects(parts), sl))
             top, bottom = min(top, sl[0].start), max(bottom, sl[0].stop)
             left, right = min(left, sl[1].start), max(right, sl[1].stop)
-    box = (slice(top, max(top, bottom)), slice(left, max(left, right)))
-    return _Split(labels, label_class, complete, box, label_slices)
-
-
-class _Split(NamedTuple):
-    """What :func:`_split_window` labelled.
-
-    Attributes:
-        labels: ``int32``, ``1..n`` the objects, 0 elsewhere.
-        label_class: the class of each label (``label_class[0]`` is background).
-        complete: false when an owned component may continue outside the read window.
-        box: the bounding box of every label.
-        slices: the bounding box of each label, as ``ndimage.find_objects(labels)`` gives
-            them (known from the split: the labels need not be searched again).
-    """
-
-    labels: np.ndarray
-    label_class: list[int]
-    complete: bool
-    box: tuple[slice, slice]
-    slices: list[tuple[slice, slice]]
-
-    def in_box(self) -> list[tuple[slice, slice] | None]:
-        """``slices`` relative to ``box``, for ``labels[box]``."""
-        r, c = self.box[0].start, self.box[1].start
-        return [
-            (slice(a.start - r, a.stop - r), slice(b.start - c, b.stop - c)) for a, b in self.slices
-        ]
-
-
-def _shifted(
-    slices: list[tuple[slice, slice] | None], within: tuple[slice, slice]
-) -> list[tuple[slice, slice]]:
-    """Boxes found in ``array[within]``, as boxes of ``array`` (each part is present)."""
-    r, c = within[0].start, within[1].start
-    out = []
-    for s in slices:
-        assert s is not None  # every seed kept grows into a part of the component
-        out.append((slice(s[0].start + r, s[0].stop + r), slice(s[1].start + c, s[1].stop + c)))
-    return out
+    return (
+        labels,
+        label_class,
+        complete,
+        (slice(top, max(top, bottom)), slice(left, max(left, right))),
+    )
 
 
 def split_instances(
@@ -222,8 +186,8 @@ def split_instances(
         min_seed_px: seeds with fewer pixels are ignored.
         min_pixels: components with fewer pixels are left out (background).
     """
-    split = _split_window(class_map, seed, min_seed_px, min_pixels=min_pixels)
-    return split.labels, split.label_class
+    labels, label_class, _, _ = _split_window(class_map, seed, min_seed_px, min_pixels=min_pixels)
+    return labels, label_class
 
 
 def _min_seed_px(min_pixels: int) -> int:
@@ -277,14 +241,13 @@ class InstanceExtractor(ObjectExtractor):
         self, planes: np.ndarray, transform: Affine, *, simplify_px: float, min_pixels: int
     ) -> list[VectorObject]:
         """Separated objects of a whole array."""
-        split = _split_window(
-            planes[0].astype(np.uint8), planes[2], _min_seed_px(min_pixels), min_pixels=min_pixels
+        labels, label_class = split_instances(
+            planes[0].astype(np.uint8), planes[2], _min_seed_px(min_pixels), min_pixels
         )
         return vectorise_labels(
-            split.labels,
-            split.label_class,
+            labels,
+            label_class,
             transform,
-            slices=split.slices,
             scores=planes[1],
             simplify_px=simplify_px,
             min_pixels=min_pixels,
@@ -317,7 +280,7 @@ class InstanceExtractor(ObjectExtractor):
                 core_window.width,
                 core_window.height,
             )
-            split = _split_window(
+            labels, label_class, complete, box = _split_window(
                 planes[0].astype(np.uint8),
                 planes[2],
                 min_seed,
@@ -329,18 +292,16 @@ class InstanceExtractor(ObjectExtractor):
             )
             # every object of an owned component is owned, wherever its own first pixel:
             # all of them lie in ``box``, traced there
-            box = split.box
             owned = vectorise_labels(
-                split.labels[box],
-                split.label_class,
+                labels[box],
+                label_class,
                 transform,
                 scores=planes[1][box],
                 simplify_px=simplify_px,
                 min_pixels=min_pixels,
                 row_off=r_row + box[0].start,
                 col_off=r_col + box[1].start,
-                slices=split.in_box(),
             )
-            return owned, split.complete
+            return owned, complete
 
         return extract

@@ -321,16 +321,7 @@ def chipset_meta(
             "crs": region.labels.crs,
             "complete_within": region.labels.complete_within,
         },
-        "split": {
-            "method": "spatial blocks + guard bands",
-            "block_size_m": region.split.block_size_m,
-            "val_fraction": region.split.val_fraction,
-            "test_fraction": region.split.test_fraction,
-            "seed": region.split.seed,
-            "test_within": region.split.test_within,
-            "val_within": region.split.val_within,
-            "guard_px": region.guard_px,
-        },
+        "split": {"method": "spatial blocks + guard bands", **split_settings(region)},
         "counts": {
             **summary.counts,
             "guard": {"chips": summary.guard.chips, "pixels": summary.guard.pixels},
@@ -369,4 +360,17 @@ def chipset_meta(
             }
             for s in scenes
         ],
+    }
+
+
+def split_settings(region: Region) -> dict[str, Any]:
+    """The region's settings that decide its split (``chipset.json``'s ``split``)."""
+    return {
+        "block_size_m": region.split.block_size_m,
+        "val_fraction": region.split.val_fraction,
+        "test_fraction": region.split.test_fraction,
+        "seed": region.split.seed,
+        "test_within": region.split.test_within,
+        "val_within": region.split.val_within,
+        "guard_px": region.guard_px,
     }

@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, Sampler, WeightedRandomSampler
 
 from geotl.bands import canonical_band
 from geotl.chips import chip_region, read_chip_index
+from geotl.chips.assemble import split_settings
 from geotl.chips.boxes import ChipBoxes, index_boxes
 from geotl.chips.labels import IGNORE
 from geotl.config import Region
@@ -120,15 +121,7 @@ def resolve_chips_dir(
             chips_dir,
         )
     cut = index.meta.get("split", {})
-    now = {
-        "block_size_m": region.split.block_size_m,
-        "val_fraction": region.split.val_fraction,
-        "test_fraction": region.split.test_fraction,
-        "seed": region.split.seed,
-        "test_within": region.split.test_within,
-        "val_within": region.split.val_within,
-        "guard_px": region.guard_px,
-    }
+    now = split_settings(region)
     differ = [
         f"{k} = {cut[k]!r} there, {v!r} now" for k, v in now.items() if k in cut and cut[k] != v
     ]

@@ -943,6 +943,18 @@ def _check_inputs(regions: list[Region], options: TrainOptions) -> None:
     if not regions:
         raise GeotlInputError("give at least one region file")
     first = regions[0]
+    seen: dict[str, Region] = {}
+    for r in regions:
+        if r.name in seen:
+            same = r.path.resolve() == seen[r.name].path.resolve()
+            raise GeotlInputError(
+                "is given twice: give each region once"
+                if same
+                else f"has the name '{r.name}' of {seen[r.name].path.name}: each region needs a "
+                "name of its own (its chips, its record in the model card)",
+                r.path,
+            )
+        seen[r.name] = r
     for r in regions[1:]:
         if r.classes != first.classes:
             raise GeotlInputError(

@@ -90,6 +90,17 @@ def test_a_region_scored_on_another_split_than_it_trained_on_is_refused(
         train_model([load_region(edited)], tmp_path / "m", TrainOptions(chips=(demo_chips,)))
 
 
+def test_a_region_of_other_classes_is_refused(demo_model, tmp_path):
+    from geotl.errors import GeotlInputError
+
+    text = DEMO.read_text().replace('"demo-osbs/', f'"{DEMO.parent}/demo-osbs/')
+    other = tmp_path / "b.toml"
+    other.write_text(text.replace('classes = ["tree"]', 'classes = ["building"]').replace(
+        'class_map = { Tree = "tree" }', 'class_map = { Tree = "building" }'))  # fmt: skip
+    with pytest.raises(GeotlInputError, match=r"classes \['building'\] are not the model's"):
+        evaluate_model(demo_model, load_region(other))
+
+
 def test_missing_weights_file(demo_model, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -166,7 +166,7 @@ def test_a_failed_or_interrupted_train_leaves_no_folder(tmp_path, monkeypatch):
 def test_two_regions_of_one_name_are_refused(tmp_path):
     other = load_region(_demo_variant(tmp_path, "seed = 0", "seed = 1"))  # same name
     opts = TrainOptions(steps=2, val_every=1)
-    with pytest.raises(GeotlInputError, match="variant.toml: has the name 'demo-osbs' of"):
+    with pytest.raises(GeotlInputError, match=r"variant\.toml: has the name 'demo-osbs' of"):
         train_model([load_region(DEMO), other], tmp_path / "m", opts)
     with pytest.raises(GeotlInputError, match="is given twice"):
         train_model([load_region(DEMO), load_region(DEMO)], tmp_path / "m", opts)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from geotl.config import Region
+from geotl.errors import GeotlInputError
 from geotl.evaluate.chips import check_same_split, find_chips
 from geotl.evaluate.detection import evaluate_boxes
 from geotl.evaluate.segmentation import evaluate_chips
@@ -51,6 +52,13 @@ def evaluate_model(
     model_dir = Path(model_dir)
     artefact = load_artefact(model_dir, device)
     card = artefact.card
+    unknown = [c for c in region.classes if c not in card.classes]
+    if unknown:
+        raise GeotlInputError(
+            f"classes {unknown} are not the model's {list(card.classes)}: evaluate on a region "
+            "of the model's classes (its labels would all score as misses)",
+            region.path,
+        )
     if out is not None:
         from geotl.io.atomic import check_output_file
 

@@ -56,6 +56,12 @@ def test_report_folder_is_self_contained(
     assert (other / "notes.txt").read_text() == "keep me"
     with pytest.raises(GeotlInputError, match="run geotl monitor"):
         write_report(load_region(naip_region), tmp_path / "nowhere", tmp_path / "r2")
+    # the monitor's own folder, above it or inside it: refused even with --overwrite
+    rdir = report.parent
+    for place in (rdir, rdir.parent, rdir / "passes"):
+        with pytest.raises(GeotlInputError, match="is the monitor's folder"):
+            write_report(load_region(naip_region), rdir, place, overwrite=True)
+    assert (rdir / "state.sqlite").is_file()
 
 
 @pytest.mark.skipif(

@@ -225,7 +225,16 @@ def _delivery_text(a: AlertRecord) -> str:
     return f"{a.attempts} attempt(s){status}: {a.last_error or ''}".strip()
 
 
-def _check_report_dir(path: Path, overwrite: bool) -> None:
+def _check_report_dir(path: Path, overwrite: bool, region_dir: Path) -> None:
+    here, state = path.resolve(), region_dir.resolve()
+    inside = state in here.parents and here != state / "report"
+    if here == state or here in state.parents or inside:
+        # replacing it would delete the monitor's state, passes and alerts (--overwrite too)
+        raise GeotlInputError(
+            f"is the monitor's folder {region_dir}, inside it or above it: choose a folder of "
+            f"its own for --report-dir (default: {region_dir / 'report'})",
+            path,
+        )
     if path.exists() and not path.is_dir():
         raise GeotlInputError("exists and is a file: choose a folder for --report-dir", path)
     if (
@@ -263,7 +272,7 @@ def write_report(
             db,
         )
     report_dir = Path(report_dir)
-    _check_report_dir(report_dir, overwrite)
+    _check_report_dir(report_dir, overwrite, Path(region_dir))
     with MonitorState(db, readonly=True) as state:
         passes = state.latest_passes()
         alerts = state.alerts()

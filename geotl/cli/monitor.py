@@ -135,7 +135,10 @@ def command() -> None:
     "--reprocess", is_flag=True, help="Redo scenes processed by another model with this model."
 )
 @click.option(
-    "--retry-failed", is_flag=True, help="Retry failed scenes now instead of after their backoff."
+    "--retry-failed",
+    is_flag=True,
+    help="Retry failed scenes now instead of after their backoff, and send alerts whose "
+    "delivery failed again.",
 )
 @device_option()
 @resample_option()
@@ -188,6 +191,12 @@ def run_command(
         len(summary.failed),
         " (stopped early)" if summary.stopped and every_s is None else "",
     )
+    if summary.undelivered:
+        log.error(
+            "%d alert(s) could not be delivered: fix the webhook or the receiver, then run "
+            "with --retry-failed to send them again",
+            len(summary.undelivered),
+        )
     if summary.exit_code:
         raise click.exceptions.Exit(summary.exit_code)
 

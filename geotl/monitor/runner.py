@@ -75,6 +75,7 @@ class RunSummary:
     passes: list[PassResult] = field(default_factory=list)
     stopped: bool = False
     rounds: int = 0
+    undelivered: list[str] = field(default_factory=list)  # alerts whose delivery failed for good
 
     @property
     def processed(self) -> list[PassResult]:
@@ -88,8 +89,8 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 when nothing failed, 1 otherwise."""
-        return 1 if self.failed else 0
+        """0 when nothing failed, 1 otherwise (a scene, or an alert's delivery)."""
+        return 1 if self.failed or self.undelivered else 0
 
 
 def resolve_model_dir(region: Region, model_dir: Path | None) -> Path:
@@ -398,7 +399,11 @@ class Monitor:
             if summary.processed or not (self.dir / "history.csv").exists():
                 self.rebuild_outputs()
             if self._alerts is not None:  # evaluate, record, deliver (alerts/engine.py)
-                self._alerts.after_passes(model_id, stop=self.stop.is_set)
+                if self.options.retry_failed and (again := state.reopen_failed_alerts()):
+                    log.info("sending %d alert(s) whose delivery had failed again", again)
+                done = self._alerts.after_passes(model_id, stop=self.stop.is_set)
+                if done.delivery is not None:
+                    summary.undelivered = list(done.delivery.failed)
             outcome = "stopped" if summary.stopped else ("failed" if summary.failed else "ok")
         finally:
             if isinstance(self.passes.detector, ClusterDetector):
@@ -464,6 +469,7 @@ def watch_region(
             total.rounds += 1
             total.found += summary.found
             total.passes.extend(summary.passes)
+            total.undelivered.extend(summary.undelivered)
             next_at = utc_now() + timedelta(seconds=every_s)
             log.info(
                 "run %d: %d new scene(s), %d processed, %d failed; next run at %s",

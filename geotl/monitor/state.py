@@ -953,6 +953,19 @@ class MonitorState:
         ).fetchone()
         return None if row is None else _alert(row)
 
+    def reopen_failed_alerts(self) -> int:
+        """Alerts whose delivery failed for good are open again, attempts from zero.
+
+        Returns:
+            How many (``geotl monitor --retry-failed``, once the receiver is fixed).
+        """
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE alerts SET status = 'open', attempts = 0, next_attempt = NULL "
+                "WHERE status = 'failed'"
+            )
+        return int(cur.rowcount)
+
     def due_alerts(self, now: datetime) -> list[AlertRecord]:
         """Open alerts to deliver now (never tried, or their backoff has expired)."""
         rows = self._db.execute(

@@ -71,6 +71,25 @@ def test_4xx_marks_failed_without_retrying(state_dir: tuple[Path, list[str]]) ->
     assert all(a.last_error == "HTTP 404" for a in alerts)
 
 
+def test_failed_alerts_are_sent_again_once_the_receiver_is_fixed(
+    state_dir: tuple[Path, list[str]],
+) -> None:
+    """``geotl monitor --retry-failed``: alerts that failed for good are not lost."""
+    rdir, ids = state_dir
+    receiver = Receiver(statuses=[404, 404])  # a wrong path, fixed on the receiver's side
+    try:
+        policy = DeliveryPolicy(receiver.url, retry_base_s=0.01, wait_s=5)
+        with MonitorState(rdir / "state.sqlite") as state:
+            assert sorted(deliver_due(state, "naip-nd", policy).failed) == sorted(ids)
+            assert state.reopen_failed_alerts() == 2
+            report = deliver_due(state, "naip-nd", policy)
+            alerts = state.alerts()
+    finally:
+        receiver.close()
+    assert sorted(report.delivered) == sorted(ids)
+    assert all(a.status == "delivered" for a in alerts)
+
+
 def test_unreachable_receiver_waits_for_a_later_run(state_dir: tuple[Path, list[str]]) -> None:
     rdir, ids = state_dir
     receiver = Receiver()
@@ -121,3 +140,10 @@ def test_killed_between_sending_and_recording_is_sent_again(
     assert sorted(report.delivered) == sorted(ids)
     assert [r["key"] for r in receiver.requests].count(first_key) == 2
     assert [d["outcome"] for d in _deliveries(rdir, killed.id)] == ["sending", "delivered"]
+
+
+def test_undelivered_alerts_make_the_run_exit_1() -> None:
+    from geotl.monitor.runner import RunSummary
+
+    assert RunSummary(region="r", model_id="m").exit_code == 0
+    assert RunSummary(region="r", model_id="m", undelivered=["a1"]).exit_code == 1  # cron sees it

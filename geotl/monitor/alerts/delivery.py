@@ -286,6 +286,7 @@ def deliver_due(
         wait = max((upcoming - _now()).total_seconds(), 0.0)
         if time.monotonic() + wait > deadline:
             break
+        log.info("waiting %.0f s for the next delivery attempt (due within this run)", wait)
         sleep(wait)
     report.retrying = [a.id for a in state.alerts(("open",)) if a.attempts > 0]
     return report

@@ -64,6 +64,15 @@ def test_train_evaluate_predict(demo_chips: Path, tmp_path: Path) -> None:
     assert {"count_ratio", "count_ratio_ci95", "count_per_chip"} <= set(tree)
     assert len(tree["count_per_chip"]) == metrics["chips"]
     assert sum(c["labelled"] for c in tree["count_per_chip"]) == tree["tp"] + tree["fn"]
+    # as a model: base of another instance region, its border and contact channels are kept
+    from geotl.models.catalogue import load_base
+
+    base = load_base(f"model:{out}")
+    net, _, _ = make_task("instances", ["tree"]).build_network(
+        base, ["red", "green", "blue"], seed=1, encoder=None
+    )
+    head = [k for k in base.full_state or {} if k.startswith("segmentation_head.")]
+    assert head and all(torch.equal(net.state_dict()[k], (base.full_state or {})[k]) for k in head)
     det = predict_scene(art, SCENE, PredictOptions(progress=False))
     assert list(det.features.columns)[:7] == [
         "id",

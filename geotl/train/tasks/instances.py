@@ -12,6 +12,7 @@ rotations of the training loop move them with the pixels like any mask.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -84,9 +85,16 @@ class InstancesTask(Task):
     def build_network(
         self, base: LoadedBase, bands: list[str], seed: int, encoder: str | None
     ) -> tuple[torch.nn.Module, NetworkSpec, BandPlan | None]:
-        """The U-Net with the border and contact channels after the classes."""
-        head = [*self.classes, *(f":{c}" for c in INSTANCE_CHANNELS)]
-        return build_adapted_network(base, bands, head, seed=seed, encoder=encoder)
+        """The U-Net with the border and contact channels after the classes.
+
+        From an instance model (``model:``), its border and contact channels are reused too.
+        """
+        extra = [f":{c}" for c in INSTANCE_CHANNELS]
+        if base.classes is not None and base.card is not None and base.card.task == "instances":
+            base = dataclasses.replace(base, classes=[*base.classes, *extra])
+        return build_adapted_network(
+            base, bands, [*self.classes, *extra], seed=seed, encoder=encoder
+        )
 
     def prepare_chips(self, region: Region, chips_dir: Path, data: Any) -> None:
         """Pack each chip's border and contact targets into its mask."""

@@ -29,12 +29,13 @@ class ModelBase(BaseKind):
         Raises:
             ModelArtefactError: the folder holds no readable model card.
         """
-        model_dir = Path(entry_id.removeprefix(self.prefix)).expanduser()
+        model_dir = Path(entry_id.removeprefix(self.prefix)).expanduser().absolute()
         card = read_card(model_dir)
         weights = model_dir / WEIGHTS_FILE
         base = card.base
         return BaseModelEntry(
-            id=entry_id,
+            # absolute: the card that records it can be followed from any folder
+            id=f"{self.prefix}{model_dir}",
             architecture=f"{card.network.description}, geotl model {card.model_id}",
             encoder=card.network.encoder,
             bands=canonical_or_raw(card.bands),

@@ -47,7 +47,12 @@ def crs_name(crs: Any) -> str:
 
 
 def read_vector(
-    path: Path, what: str, crs_override: str | None = None, *, crs_fix: str | None = None
+    path: Path,
+    what: str,
+    crs_override: str | None = None,
+    *,
+    crs_fix: str | None = None,
+    fids: bool = False,
 ) -> gpd.GeoDataFrame:
     """Read the first data layer of a vector file with pyogrio.
 
@@ -56,6 +61,7 @@ def read_vector(
         what: the region key that names the file, used in error messages.
         crs_override: a CRS that replaces the file's own (``[labels] crs``).
         crs_fix: how to fix a missing CRS (default: add one or set ``[labels] crs``).
+        fids: index the frame by the features' OGR ids (what QGIS shows as a feature's id).
 
     Raises:
         LabelError: unreadable, empty, or without a CRS.
@@ -68,7 +74,9 @@ def read_vector(
             data_layers = [n for n in layers if n != "layer_styles"] or layers
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                frame = gpd.read_file(path, layer=data_layers[0], engine="pyogrio")
+                frame = gpd.read_file(
+                    path, layer=data_layers[0], engine="pyogrio", fid_as_index=fids
+                )
     except Exception as exc:  # any OGR / parquet failure: report it as one line
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise LabelError(

@@ -98,6 +98,11 @@ def test_inside_outside_unmatched(permits: Path, tmp_path: Path) -> None:
     ).to_file(buildings)
     layer = read_reference_layer(buildings, "rule.unmatched", None)
     assert set(fired(unmatched="map.geojson")) == {"out", "edge"}
+    # a layer without an id column: the feature ids QGIS shows (a GeoPackage's fid from 1)
+    bare = tmp_path / "bare.gpkg"
+    gpd.GeoDataFrame(geometry=[box(X0, Y0, X0 + 400, Y0 + 400)], crs=UTM).to_file(bare)
+    layer = read_reference_layer(bare, "rule.inside", None)
+    assert fired(inside="bare.gpkg") == {"in": ("1",)}
 
 
 def test_min_area_and_score() -> None:

@@ -59,7 +59,8 @@ def _feature_ids(frame: gpd.GeoDataFrame) -> np.ndarray:
             values = frame[column].astype(str)
             if values.is_unique and not frame[column].isna().any():
                 return np.asarray(values.to_numpy(), dtype=object)
-    return np.asarray([str(i) for i in range(len(frame))], dtype=object)
+    # the feature ids QGIS shows (a GeoPackage's fid counts from 1); a GeoParquet's rows
+    return np.asarray([str(i) for i in frame.index], dtype=object)
 
 
 def read_reference_layer(path: Path, key: str, region_area: BaseGeometry | None) -> ReferenceLayer:
@@ -79,6 +80,7 @@ def read_reference_layer(path: Path, key: str, region_area: BaseGeometry | None)
         frame = read_vector(
             path,
             key,
+            fids=True,
             crs_fix=f"add one to the file, e.g. ogr2ogr -a_srs EPSG:4326 fixed.gpkg {path.name} ({key})",
         )
     except LabelError as exc:

@@ -161,6 +161,15 @@ def test_a_failed_or_interrupted_train_leaves_no_folder(tmp_path, monkeypatch):
         train_model([load_region(DEMO)], out, TrainOptions(steps=2, val_every=1, batch_size=4))
     assert signal.getsignal(signal.SIGINT) is handler
     assert sorted(p.name for p in tmp_path.iterdir()) == ["variant.toml"]
+    # SIGTERM (geotl's Terminated) stays itself: exit 143, not Ctrl+C's 130
+    from geotl.cli.main import Terminated
+
+    def sigterm(*args, **kwargs):
+        raise Terminated("SIGTERM")
+
+    monkeypatch.setattr(TrainModule, "training_step", sigterm)
+    with pytest.raises(Terminated):
+        train_model([load_region(DEMO)], out, TrainOptions(steps=2, val_every=1, batch_size=4))
 
 
 def test_two_regions_of_one_name_are_refused(tmp_path):

@@ -697,17 +697,18 @@ def _fit(
 def _ctrl_c_stays_ctrl_c(trainer: pl.Trainer) -> Iterator[None]:
     """Lightning turns Ctrl+C into ``sys.exit(1)`` and ignores SIGINT from then on.
 
-    Give both back: the command then says it was interrupted (exit 130), as every other
-    command does, and a second Ctrl+C works again.
+    Give both back: the command then says it was interrupted (exit 130; SIGTERM's 143), as
+    every other command does, and a second Ctrl+C works again.
     """
     handler = signal.getsignal(signal.SIGINT)
     try:
         yield
-    except SystemExit:
+    except SystemExit as exc:
         if not trainer.interrupted:
             raise
         signal.signal(signal.SIGINT, handler)
-        raise KeyboardInterrupt from None
+        caught = exc.__context__  # what Lightning caught (a SIGTERM is geotl's Terminated)
+        raise (caught if isinstance(caught, KeyboardInterrupt) else KeyboardInterrupt()) from None
 
 
 def _refit(

@@ -604,8 +604,7 @@ def _train(
     out.mkdir(parents=True, exist_ok=True)
     card = write_artefact(out, network, card)
     log.info(
-        "wrote %s (val %s %.4f, best step %d, %.1fs)",
-        out,
+        "trained: val %s %.4f, best step %d, %.1fs",  # the folder may be a temporary one
         task.score_name,
         score,
         best.step,

@@ -579,10 +579,11 @@ def load_training_sets(
     for r, cdir, budget in zip(
         regions, chips_dirs, split_budget(max_labels, len(regions)), strict=True
     ):
-        train_frame = read_chip_index(cdir).split("train")
+        index = read_chip_index(cdir)
+        train_frame = index.split("train")
         available = labels_available(cdir, "train")
         if available == 0:
-            advice = read_chip_index(cdir).meta.get("split", {}).get("advice") or (
+            advice = index.meta.get("split", {}).get("advice") or (
                 "add labels, or lower [split] val_fraction/test_fraction or block_size_m"
             )
             raise LabelError(
@@ -595,7 +596,7 @@ def load_training_sets(
             r, cdir, "train", band_order, sampled if budget is not None else None, seed
         )
         if not ((td.masks > 0) & (td.masks != IGNORE)).any():
-            guard = read_chip_index(cdir).meta.get("split", {}).get("guard_px")
+            guard = index.meta.get("split", {}).get("guard_px")
             raise LabelError(
                 f"no object pixel left in the train split of {r.name}: the guard bands between "
                 f"splits ([split] guard_px = {guard}) took them; lower guard_px or raise "
@@ -612,7 +613,7 @@ def load_training_sets(
                 labels_available=available,
                 labels_used=len(sampled),
                 chips_train=len(td),
-                split_sha=read_chip_index(cdir).split_sha(),
+                split_sha=index.split_sha(),
             )
         )
         log.info(
@@ -674,7 +675,7 @@ def load_refit_sets(
                 labels_available=len({int(i) for ids in object_ids for i in ids}),
                 labels_used=len(sampled),
                 chips_train=len(data),
-                split_sha=read_chip_index(cdir).split_sha(),
+                split_sha=index.split_sha(),
             )
         )
         log.info("%s refit: %d objects, %d train + val chips", r.name, len(sampled), len(data))

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pandas as pd
 import pytest
 import shapely
 import torch
@@ -248,3 +249,27 @@ def test_int8_detector_quantises_its_convolutions(
     assert len(boxes["fp32"]) > 5
     # int8 moves scores and boxes a little: most fp32 boxes are still found
     assert _matched(boxes["int8"], boxes["fp32"], 0.5) >= 0.5 * len(boxes["fp32"])
+
+
+def test_a_box_in_ground_two_chips_share_is_scored_once() -> None:
+    from geotl.evaluate.chips import owned_pixels
+    from geotl.evaluate.detection import detection_scores, owned_boxes
+
+    # two 8-px chips overlapping by 4 px; one object in the shared ground, found by both
+    rows = pd.DataFrame(
+        {"scene": ["s", "s"], "row_off": [0, 0], "col_off": [0, 4], "height": 8, "width": 8}
+    )
+    found = {
+        "boxes": np.array([[5.0, 1, 7, 3]], np.float32),
+        "scores": np.array([0.9], np.float32),
+        "labels": np.array([1]),
+    }
+    preds = [found, {**found, "boxes": found["boxes"] - [4, 0, 4, 0]}]
+    truths = [
+        {"boxes": p["boxes"].copy(), "labels": np.array([1]), "ignore": np.zeros((0, 4))}
+        for p in preds
+    ]
+    preds, truths = owned_boxes(preds, truths, owned_pixels(rows))
+    counts = detection_scores(preds, truths, ["tree"], 0.5, n_boot=10)["iou_0.5"]
+    assert (counts["tp"], counts["fp"], counts["fn"]) == (1, 0, 0)
+    assert len(truths[1]["boxes"]) == 0 and len(truths[1]["ignore"]) == 1

@@ -65,6 +65,48 @@ def test_evaluate_demo_model(demo_model, demo_chips, tmp_path):
     assert obj["tp"] + obj["fn"] > 0 and metrics["chips"] > 0 and metrics["split"] == "test"
 
 
+def test_evaluate_scores_ground_edge_chips_share_once(demo_model, demo_chips):
+    # the last row and column of chips end at the scene's edge, overlapping their
+    # neighbours: each labelled pixel is counted once
+    import rasterio
+
+    from geotl.chips import read_chip_index
+
+    metrics = evaluate_model(demo_model, load_region(DEMO), chips_dir=demo_chips, n_boot=10)
+    test = read_chip_index(demo_chips).split("test")
+    canvas: dict[str, np.ndarray] = {}
+    for r in test.itertuples():
+        if r.scene not in canvas:
+            with rasterio.open(r.scene) as scene_src:
+                canvas[r.scene] = np.full(scene_src.shape, 255)
+        with rasterio.open(demo_chips / r.mask) as src:
+            mask = src.read(1)
+        canvas[r.scene][r.row_off : r.row_off + r.height, r.col_off : r.col_off + r.width] = mask
+    labelled = sum(int((c != 255).sum()) for c in canvas.values())
+    overlapping = sum(r.height * r.width for r in test.itertuples()) - labelled
+    assert overlapping > 0  # the demo's test split has shifted edge chips
+    counted = sum(c["pixels"] for c in metrics["pixel"]["per_class"].values())
+    assert counted == labelled
+
+
+def test_objects_on_ignore_pixels_are_neither_right_nor_wrong(demo_model, demo_chips):
+    from geotl.chips import read_chip_index
+    from geotl.chips.labels import IGNORE
+    from geotl.evaluate.chips import load_split
+    from geotl.evaluate.segmentation import _chip_counts
+    from geotl.models.artefact import load_artefact
+
+    region = load_region(DEMO)
+    artefact = load_artefact(demo_model, device="cpu")
+    data = load_split(artefact.card, region, demo_chips, "test")
+    frame = read_chip_index(demo_chips).frame.set_index("chip_id")
+    _, objs = _chip_counts(artefact, region, demo_chips, frame, data, 8)
+    assert objs[:, 2].sum() > 0  # labelled objects in the test chips
+    data.masks[:] = IGNORE  # nothing labelled there (nodata, outside complete_within)
+    confs, objs = _chip_counts(artefact, region, demo_chips, frame, data, 8)
+    assert confs.sum() == 0 and objs.sum() == 0
+
+
 def test_evaluate_finds_chips_in_model_dir_or_chips_itself(demo_model):
     # no --chips and no chips in the model folder: the region is chipped again (same split)
     metrics = evaluate_model(demo_model, load_region(DEMO), n_boot=50)
@@ -107,3 +149,27 @@ def test_missing_weights_file(demo_model, tmp_path):
     (broken / "model.json").write_text((demo_model / "model.json").read_text())
     with pytest.raises(ModelArtefactError, match=r"missing model\.safetensors"):
         evaluate_model(broken, load_region(DEMO))
+
+
+def test_object_areas_are_judged_on_the_ground_in_a_degree_crs():
+    # a lon/lat chip (~0.1 m pixels): min_area_m2 is compared in m², not in degrees²
+    from affine import Affine
+
+    from geotl.evaluate.segmentation import _Ground
+
+    deg = 0.1 / 111_320  # about 0.1 m
+    t = Affine(deg, 0, -82.0, 0, -deg, 29.7)
+    owned = np.ones((64, 64), bool)
+    ignore = np.zeros((64, 64), bool)
+    ignore[:, :32] = True  # the left half unlabelled
+    ground = _Ground.of(owned, ignore, t, (-82.0, 29.7 - 64 * deg, -82.0 + 64 * deg, 29.7),
+                        min_area_m2=0.5, resolution_m=0.1)  # fmt: skip
+
+    def square(col: int, size: int) -> object:
+        x0, y0 = t * (col, 10)
+        x1, y1 = t * (col + size, 10 + size)
+        return box(x0, y1, x1, y0)
+
+    big, small, unlabelled = square(40, 10), square(40, 5), square(5, 10)  # 1 m², 0.25 m²
+    kept = ground.scored([big, small, unlabelled])
+    assert len(kept) == 1 and kept[0].equals(big)

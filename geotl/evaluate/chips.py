@@ -6,13 +6,17 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from geotl.config import Region
 from geotl.errors import GeotlInputError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from geotl.train.data import ChipData
 
-__all__ = ["find_chips", "load_split"]
+__all__ = ["find_chips", "load_split", "owned_pixels"]
 
 log = logging.getLogger(__name__)
 
@@ -76,3 +80,48 @@ def load_split(card: Any, region: Region, cdir: Path, split: str) -> ChipData:
             f"no {split} chips in {cdir}: lower block_size_m or raise test_fraction", region.path
         )
     return data
+
+
+def owned_pixels(rows: pd.DataFrame) -> list[np.ndarray]:
+    """Per chip, the pixels no earlier chip of ``rows`` in the same scene holds.
+
+    A scene's last row and column of chips are shifted back to end at its edge, so they
+    overlap their neighbours (by up to most of a chip). Scoring every chip whole would
+    count the overlapped ground, its pixels and its objects, two or four times and let the
+    bootstrap treat the copies as independent samples; each pixel is scored once, in the
+    first chip (in ``rows``' order) that holds it.
+
+    Args:
+        rows: chip index rows (``scene``, ``row_off``, ``col_off``, ``height``, ``width``).
+
+    Returns:
+        One boolean ``(height, width)`` array per row, True where the chip owns the pixel.
+
+    >>> import pandas as pd
+    >>> rows = pd.DataFrame({"scene": ["a", "a", "b"], "row_off": [0, 0, 0],
+    ...     "col_off": [0, 2, 0], "height": [4, 4, 4], "width": [4, 4, 4]})
+    >>> [int(m.sum()) for m in owned_pixels(rows)]
+    [16, 8, 16]
+    """
+    scene = rows["scene"].astype(str).to_numpy()
+    r0 = rows["row_off"].to_numpy(dtype=np.int64)
+    c0 = rows["col_off"].to_numpy(dtype=np.int64)
+    r1 = r0 + rows["height"].to_numpy(dtype=np.int64)
+    c1 = c0 + rows["width"].to_numpy(dtype=np.int64)
+    out: list[np.ndarray] = []
+    for i in range(len(rows)):
+        mask = np.ones((int(r1[i] - r0[i]), int(c1[i] - c0[i])), dtype=bool)
+        earlier = np.flatnonzero(
+            (scene[:i] == scene[i])
+            & (r0[:i] < r1[i])
+            & (r1[:i] > r0[i])
+            & (c0[:i] < c1[i])
+            & (c1[:i] > c0[i])
+        )
+        for j in earlier.tolist():
+            mask[
+                max(r0[j], r0[i]) - r0[i] : min(r1[j], r1[i]) - r0[i],
+                max(c0[j], c0[i]) - c0[i] : min(c1[j], c1[i]) - c0[i],
+            ] = False
+        out.append(mask)
+    return out

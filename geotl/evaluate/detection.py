@@ -1,5 +1,8 @@
 """Scores of a detection model on a split's chips: boxes, not polygons.
 
+A box is scored in the chip that owns its centre (:func:`owned_boxes`): ground that edge
+chips share with a neighbour counts once.
+
 Object precision, recall and F1 at IoU 0.4 and 0.5 against the chip index's boxes
 (:func:`~geotl.evaluate.matching.match_boxes`) and COCO AP50 (torchmetrics), each with a
 bootstrap CI over chips (:func:`detection_scores`).
@@ -16,7 +19,7 @@ import torch
 
 from geotl.config import Region
 from geotl.errors import GeotlInputError
-from geotl.evaluate.chips import load_split
+from geotl.evaluate.chips import load_split, owned_pixels
 from geotl.evaluate.matching import match_boxes
 from geotl.evaluate.scores import bootstrap_ci, rounded
 from geotl.metrics import precision_recall_f1
@@ -28,6 +31,7 @@ __all__ = [
     "detect_chips",
     "detection_scores",
     "evaluate_boxes",
+    "owned_boxes",
 ]
 
 DETECTION_IOUS = (0.4, 0.5)
@@ -105,6 +109,45 @@ def detect_chips(
                     }
                 )
     return out
+
+
+def owned_boxes(
+    preds: list[dict[str, np.ndarray]],
+    truths: list[dict[str, np.ndarray]],
+    owned: list[np.ndarray],
+) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
+    """Each box scored in one chip only: the one owning its centre pixel.
+
+    Edge chips overlap their neighbours (:func:`~geotl.evaluate.chips.owned_pixels`): in
+    the shared ground a chip's predicted boxes are dropped and its labelled boxes become
+    ignore boxes (a detection there is neither right nor wrong; the owning chip scores it).
+    """
+
+    def inside(boxes: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        h, w = mask.shape
+        cx = np.clip(((boxes[:, 0] + boxes[:, 2]) / 2).astype(np.int64), 0, w - 1)
+        cy = np.clip(((boxes[:, 1] + boxes[:, 3]) / 2).astype(np.int64), 0, h - 1)
+        return np.asarray(mask[cy, cx], dtype=bool)
+
+    out_p, out_t = [], []
+    for p, t, mask in zip(preds, truths, owned, strict=True):
+        if mask.all():
+            out_p.append(p)
+            out_t.append(t)
+            continue
+        keep = inside(p["boxes"].reshape(-1, 4), mask)
+        out_p.append({k: v[keep] for k, v in p.items()})
+        tb = np.asarray(t["boxes"]).reshape(-1, 4)
+        mine = inside(tb, mask)
+        ignore = np.asarray(t["ignore"]).reshape(-1, 4)
+        out_t.append(
+            {
+                "boxes": tb[mine],
+                "labels": np.asarray(t["labels"])[mine],
+                "ignore": np.concatenate([ignore, tb[~mine]]).astype(tb.dtype),
+            }
+        )
+    return out_p, out_t
 
 
 def detection_scores(
@@ -206,6 +249,7 @@ def evaluate_boxes(
         for b in index_boxes(rows, chip_classes, list(card.classes))
     ]
     preds = detect_chips(artefact, data.images, data.valid, batch_size)
+    preds, truths = owned_boxes(preds, truths, owned_pixels(rows))
     scores = detection_scores(preds, truths, list(card.classes), card.threshold, n_boot, seed)
     return {
         "region": region.name,

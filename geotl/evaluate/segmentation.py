@@ -5,8 +5,10 @@ excluded). Object metrics: per chip, predicted polygons (the task's object extra
 :mod:`geotl.predict.objects`, on the chip's probabilities: instance models are scored on
 their separated objects) are matched one-to-one to the label polygons clipped to the chip
 (:func:`~geotl.evaluate.matching.match_objects`); objects smaller than the region's
-``[predict] min_area_m2`` are left out on both sides. Objects cut by a chip border are
-judged as their parts in that chip, on both sides alike.
+``[predict] min_area_m2`` are left out on both sides, and so are objects lying mostly on
+ignore pixels (nodata, outside ``complete_within``). Each pixel is scored once: ground
+that edge chips share with a neighbour counts in the first chip only. Objects cut by a
+chip border are judged as their parts in that chip, on both sides alike.
 
 Count error: predicted objects / labelled objects, per chip (``count_per_chip``), over all
 chips (``count_ratio``, with a CI) and the median over chips with labels; 1.0 is the right
@@ -15,10 +17,12 @@ count, below 1 merged (or missed) objects, above 1 split (or spurious) ones.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import shapely
 import torch
 
 from geotl.config import Region
@@ -29,6 +33,8 @@ from geotl.metrics import pixel_scores, precision_recall_f1
 
 if TYPE_CHECKING:
     import pandas as pd
+    from affine import Affine
+    from shapely.geometry.base import BaseGeometry
 
     from geotl.train.data import ChipData
 
@@ -79,13 +85,22 @@ def _chip_counts(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per chip: the pixel confusion matrix and the object ``(tp, fp, fn)`` per class.
 
+    Each chip is scored on the pixels it owns (:func:`~geotl.evaluate.chips.owned_pixels`:
+    ground shared with an earlier chip is scored there). Objects, predicted and labelled
+    alike, are judged as their parts in that ground, and left out when they are smaller than
+    the region's ``min_area_m2`` (measured on the ground, whatever the CRS's units) or when
+    most of them lies on ignore pixels (nodata, outside ``complete_within``): there the
+    labels say nothing, so such an object is neither right nor wrong.
+
     Returns:
         ``(chips, classes + 1, classes + 1)`` and ``(chips, 3, classes)`` counts.
     """
     import geopandas as gpd
     import rasterio
-    from shapely.geometry import box
 
+    from geotl.chips.labels import IGNORE
+    from geotl.evaluate.chips import owned_pixels
+    from geotl.io.rasters import ground_resolution_m
     from geotl.io.vectors import read_labels
     from geotl.predict.core import PredictOptions
     from geotl.predict.objects import extractor_for
@@ -96,6 +111,8 @@ def _chip_counts(
     num_classes = len(card.classes) + 1
     labels_by_crs: dict[str, gpd.GeoDataFrame] = {}
     min_area = PredictOptions(min_area_m2=region.predict.given("min_area_m2")).min_area_for(card)
+    rows = frame.loc[list(data.chip_ids)]
+    owned = owned_pixels(rows)
     confs = np.zeros((len(data), num_classes, num_classes), dtype=np.int64)
     objs = np.zeros((len(data), 3, num_classes - 1), dtype=np.int64)  # tp, fp, fn per class
     extractor = extractor_for(card.task, len(card.classes))
@@ -108,41 +125,96 @@ def _chip_counts(
             probs = extractor.probabilities(logits).cpu().numpy()
             for k in range(probs.shape[0]):
                 i = start + k
-                truth = data.masks[i]
+                truth = np.where(owned[i], data.masks[i], IGNORE).astype(data.masks.dtype)
                 planes = extractor.finalise(probs[k], data.valid[i], card.threshold)
                 p = planes[0].astype(np.uint8)
                 confs[i] = confusion(
                     torch.from_numpy(p), torch.from_numpy(truth), num_classes
                 ).numpy()
-                chip_id = data.chip_ids[i]
-                row = frame.loc[chip_id]
+                row = rows.iloc[i]
                 with rasterio.open(cdir / str(row["image"])) as src:
-                    transform, crs, bounds = src.transform, src.crs, src.bounds
-                pixel_area = abs(transform.a * transform.e)
+                    transform, crs = src.transform, src.crs
+                    ground = _Ground.of(
+                        owned[i],
+                        truth == IGNORE,
+                        transform,
+                        src.bounds,
+                        min_area,
+                        ground_resolution_m(crs, transform, src.width, src.height),
+                    )
                 # the smallest object as prediction sees it (geotl.predict.core), so that
                 # seeds are filtered alike
-                min_pixels = min_pixels_for(min_area, pixel_area)
                 objects = extractor.extract(
-                    planes, transform, simplify_px=0.0, min_pixels=min_pixels
+                    planes,
+                    transform,
+                    simplify_px=0.0,
+                    min_pixels=min_pixels_for(min_area, ground.px_m2),
                 )
                 key = str(crs)
                 if key not in labels_by_crs:
                     labels_by_crs[key] = read_labels(region, crs=crs)
                 labels = labels_by_crs[key]
-                chip_box = box(*bounds)
-                near = labels.iloc[labels.sindex.query(chip_box, predicate="intersects")]
+                near = labels.iloc[labels.sindex.query(ground.area, predicate="intersects")]
                 for c, name in enumerate(card.classes, start=1):
-                    pc = [
-                        o.geometry
-                        for o in objects
-                        if o.class_index == c and o.geometry.area >= max(min_area, pixel_area)
-                    ]
-                    tc = [
-                        g.intersection(chip_box) for g in near.loc[near["class"] == name].geometry
-                    ]
-                    tc = [g for g in tc if not g.is_empty and g.area >= max(min_area, pixel_area)]
+                    pc = ground.scored([o.geometry for o in objects if o.class_index == c])
+                    tc = ground.scored(list(near.loc[near["class"] == name].geometry))
                     objs[i, :, c - 1] = match_objects(pc, tc)
     return confs, objs
+
+
+@dataclass(frozen=True)
+class _Ground:
+    """Where a chip's objects are scored: its owned ground, less the ignore pixels."""
+
+    area: BaseGeometry  # the chip's owned ground
+    ignore: BaseGeometry  # ignore pixels in it
+    pixel_area: float  # one pixel, in the CRS's units squared
+    px_m2: float  # one pixel on the ground, m²
+    min_area_m2: float
+
+    @classmethod
+    def of(
+        cls,
+        owned: np.ndarray,
+        ignore: np.ndarray,
+        transform: Affine,
+        bounds: Any,
+        min_area_m2: float,
+        resolution_m: float,
+    ) -> _Ground:
+        from shapely.geometry import box
+
+        area = box(*bounds) if owned.all() else _pixels_shape(owned, transform)
+        return cls(
+            area=area,
+            ignore=_pixels_shape(ignore & owned, transform),
+            pixel_area=abs(transform.a * transform.e - transform.b * transform.d),
+            px_m2=resolution_m * resolution_m,
+            min_area_m2=min_area_m2,
+        )
+
+    def scored(self, geoms: list[BaseGeometry]) -> list[BaseGeometry]:
+        """The parts of ``geoms`` in this ground that count: big enough, mostly labelled."""
+        if not geoms:
+            return []
+        parts = shapely.intersection(np.asarray(geoms, dtype=object), self.area)
+        px = shapely.area(parts) / self.pixel_area
+        keep = (px >= 1.0) & (px * self.px_m2 >= self.min_area_m2)
+        if not self.ignore.is_empty and keep.any():
+            on_ignore = shapely.area(shapely.intersection(parts, self.ignore)) / self.pixel_area
+            keep &= on_ignore < 0.5 * px
+        return [g for g, k in zip(parts.tolist(), keep.tolist(), strict=True) if k]
+
+
+def _pixels_shape(mask: np.ndarray, transform: Affine) -> BaseGeometry:
+    """The pixels where ``mask`` is True, as one (multi)polygon in the CRS."""
+    from rasterio.features import shapes
+    from shapely.geometry import shape
+
+    if not mask.any():
+        return shapely.Polygon()
+    m = mask.astype(np.uint8)
+    return shapely.union_all([shape(g) for g, _ in shapes(m, mask=mask, transform=transform)])
 
 
 def segmentation_scores(

@@ -106,6 +106,12 @@ from geotl.predict.engine import ENGINES
     help="The scenes' bands in file order, comma separated (e.g. red,green,blue,nir); an "
     "alpha band is the mask, not listed.",
 )
+@click.option(
+    "--nodata",
+    type=float,
+    help="The scenes' nodata value, over the files' own (a region's [imagery] nodata): "
+    "pixels where every band holds it get no objects.",
+)
 @cluster_option(
     "Predict on Dask workers: local:N starts N worker processes here, tcp://HOST:PORT joins "
     "a running scheduler. Large scenes are split into blocks; the outputs equal one process's."
@@ -132,6 +138,7 @@ def command(
     simplify_px: float | None,
     resample: bool,
     bands: str | None,
+    nodata: float | None,
     cluster: str | None,
     overwrite: bool,
     no_progress: bool,
@@ -150,6 +157,7 @@ def command(
         simplify_px=simplify_px,
         resample=resample,
         bands=tuple(b.strip() for b in bands.split(",") if b.strip()) if bands else None,
+        nodata=nodata,
         progress=not no_progress,
         workers=workers,
         read_threads=read_threads,

@@ -35,6 +35,7 @@ __all__ = [
     "data_band_indexes",
     "ground_resolution_m",
     "mask_bands",
+    "nodata_vrt_options",
     "north_up",
     "open_raster",
     "other_units",
@@ -44,6 +45,7 @@ __all__ = [
     "read_scene_info",
     "scene_band_means",
     "unit_factor",
+    "with_nodata",
 ]
 
 
@@ -98,6 +100,33 @@ def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
         yield ds
     finally:
         ds.close()
+
+
+class _NodataView:
+    """An open dataset seen with another nodata value; everything else is the dataset's."""
+
+    def __init__(self, ds: Any, nodata: float) -> None:
+        self._ds = ds
+        self.nodata = nodata
+        self.nodatavals = (nodata,) * ds.count
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ds, name)
+
+
+def with_nodata(ds: Any, nodata: float | None) -> Any:
+    """``ds``, its nodata value replaced by ``nodata`` (a region's ``[imagery] nodata``).
+
+    A region names the nodata value its files lack (or state wrongly); chipping uses it
+    (:mod:`geotl.chips.scenes`), and prediction reads scenes through this view so that it
+    leaves out the same pixels. None: the file's own.
+    """
+    return ds if nodata is None else _NodataView(ds, nodata)
+
+
+def nodata_vrt_options(nodata: float | None) -> dict[str, Any]:
+    """``WarpedVRT`` keywords that give it ``nodata`` as the source's and its own value."""
+    return {} if nodata is None else {"src_nodata": nodata, "nodata": nodata}
 
 
 SCALE_TOLERANCE = 0.01

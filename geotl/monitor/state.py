@@ -506,7 +506,7 @@ class MonitorState:
                 row = db.execute(
                     "SELECT fingerprint FROM scenes WHERE key = ?", (scene.key,)
                 ).fetchone()
-                assets = json.dumps(scene.assets, sort_keys=True)
+                assets = json.dumps(scene.assets)
                 if row is None:
                     name = scene.name
                     if name in names and names[name] != scene.key:
@@ -573,7 +573,7 @@ class MonitorState:
                     format_ts(scene.acquired),
                     scene.fingerprint,
                     scene.footprint_wkt,
-                    json.dumps(scene.assets, sort_keys=True),
+                    json.dumps(scene.assets),
                     scene.cloud_cover,
                     scene.key,
                 ),

@@ -35,11 +35,13 @@ from geotl.io.rasters import (
     data_band_indexes,
     ground_resolution_m,
     mask_bands,
+    nodata_vrt_options,
     north_up,
     open_raster,
     other_units,
     read_failure,
     scene_band_means,
+    with_nodata,
 )
 from geotl.io.scratch import scratch_dir
 from geotl.models.artefact import Artefact
@@ -90,6 +92,8 @@ class PredictOptions:
         resample: resample scenes at another ground resolution to the model's.
         bands: the scenes' band names in file order (default: band descriptions, else the
             model's order when the count matches).
+        nodata: the scenes' nodata value, over the files' own (the region's ``[imagery]
+            nodata``: chips, training and prediction see the same pixels as no data).
         datetime_regex: reads the acquisition date from a file name (one capture group).
         vector_window_px: core window of the vectoriser.
         halo_px: initial halo of the vectoriser windows.
@@ -117,6 +121,7 @@ class PredictOptions:
     simplify_px: float | None = None
     resample: bool = False
     bands: tuple[str, ...] | None = None
+    nodata: float | None = None
     datetime_regex: str | None = None
     vector_window_px: int = 1024
     halo_px: int = 64
@@ -144,6 +149,7 @@ class PredictOptions:
             overlap_px=region.predict.overlap_px,
             flip_tta=region.predict.flip_tta,
             bands=tuple(region.imagery.bands),
+            nodata=region.imagery.nodata,
             datetime_regex=region.imagery.datetime_regex,
         )
         return replace(base, **overrides)
@@ -328,7 +334,8 @@ def _predict_scene(
     min_area_m2 = options.min_area_for(card)
     simplify_px = options.simplify_px if options.simplify_px is not None else card.simplify_px
     window_px, overlap_px = options.windowing(card)
-    with open_raster(scene_path) as ds:
+    with open_raster(scene_path) as file_ds:
+        ds = with_nodata(file_ds, options.nodata)
         if ds.crs is None:
             raise RasterError(
                 "raster has no CRS: assign one (e.g. gdal_edit.py -a_srs EPSG:32633 FILE)",
@@ -374,13 +381,14 @@ def _predict_scene(
             f = card.resolution_m / res_m if resample else 1.0
             t = flipped or ds.transform
             vrt_options = {
+                **nodata_vrt_options(options.nodata),
                 "crs": ds.crs,
                 "transform": rasterio.Affine(t.a * f, t.b * f, t.c, t.d * f, t.e * f, t.f),
                 "width": max(1, round(ds.width / f)),
                 "height": max(1, round(ds.height / f)),
                 "resampling": Resampling.bilinear if resample else Resampling.nearest,
             }
-            vrt = WarpedVRT(ds, **vrt_options)
+            vrt = WarpedVRT(file_ds, **vrt_options)
             source = vrt
             if resample:
                 log.info(
@@ -393,7 +401,7 @@ def _predict_scene(
                 log.info("%s: stored south-up or east-left: read north-up", scene_path.name)
         extractor: ObjectExtractor | None = None
         open_source: Callable[[], contextlib.AbstractContextManager[Any]] = partial(
-            _open_source, scene_path, vrt_options
+            _open_source, scene_path, vrt_options, options.nodata
         )
         if block is not None:
             if (
@@ -504,11 +512,13 @@ def _workers(workers: int | None, scene_shape: tuple[int, int]) -> int:
 
 
 @contextlib.contextmanager
-def _open_source(path: Path, vrt_options: dict[str, Any] | None) -> Iterator[Any]:
+def _open_source(
+    path: Path, vrt_options: dict[str, Any] | None, nodata: float | None
+) -> Iterator[Any]:
     """Another handle on a scene (and its resampling), for one reading thread."""
     with rasterio.open(path) as ds:
         if vrt_options is None:
-            yield ds
+            yield with_nodata(ds, nodata)
         else:
             with WarpedVRT(ds, **vrt_options) as vrt:
                 yield vrt

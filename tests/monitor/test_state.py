@@ -139,3 +139,16 @@ def test_lock_is_exclusive_across_processes_and_freed_on_death(tmp_path: Path) -
     # the OS released the dead holder's lock
     with RegionLock(tmp_path, "r"), pytest.raises(LockedError):
         RegionLock(tmp_path, "r").acquire()
+
+
+def test_a_remote_scene_keeps_its_bands_in_the_source_order(tmp_path: Path) -> None:
+    # [monitor] assets red, green, blue, nir: stacked in that order, never alphabetically
+    assets = {"red": "r.tif#1", "green": "g.tif#1", "blue": "b.tif#1", "nir": "n.tif#1"}
+    scene = Scene(**{**_scene(1).__dict__, "assets": assets})
+    with MonitorState(tmp_path / "state.sqlite") as state:
+        state.record_scenes([scene], "stac", "m1", T0)
+        (due,) = state.due_jobs("m1", T0)
+        assert list(due.to_scene().assets) == ["red", "green", "blue", "nir"]
+        state.update_scene(Scene(**{**scene.__dict__, "fingerprint": "2:2"}))
+        (due,) = state.due_jobs("m1", T0)
+        assert list(due.to_scene().assets) == ["red", "green", "blue", "nir"]

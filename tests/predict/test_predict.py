@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,27 @@ def test_nodata_gives_no_detections(tmp_path: Path) -> None:
     assert len(det.native) == 2  # left and right of the stripe
     stripe = shapely.box(404_008.0, 3_284_980.0, 404_010.0, 3_285_000.0)
     assert all(not g.intersection(stripe).area > 1e-6 for g in det.native.geometry)
+
+
+@pytest.mark.parametrize("how", ["one reader", "reading threads", "resampled"])
+def test_a_nodata_value_the_file_lacks_is_honoured(tmp_path: Path, how: str) -> None:
+    # the region's [imagery] nodata (250) names what the file does not: a stripe of it
+    # would otherwise be foreground joining the two halves into one object
+    band0 = np.full((200, 200), 220, dtype=np.uint8)
+    band0[:, 80:100] = 250
+    path = data.write_bands(tmp_path / "s.tif", np.stack([band0] * 3), nodata=None)
+    options = PredictOptions(window_px=64, progress=False, nodata=250)
+    if how == "reading threads":
+        options = replace(options, read_threads=2)
+    art = data.threshold_artefact()
+    if how == "resampled":  # read through a WarpedVRT at the model's resolution
+        art = data.threshold_artefact(resolution_m=0.2)
+        options = replace(options, resample=True)
+    assert len(predict_scene(art, path, replace(options, nodata=None)).native) == 1
+    det = predict_scene(art, path, options)
+    assert len(det.native) == 2
+    stripe = shapely.box(404_008.5, 3_284_980.0, 404_009.5, 3_285_000.0)
+    assert all(g.intersection(stripe).area < 1e-6 for g in det.native.geometry)
 
 
 def test_all_nodata_scene_is_empty(tmp_path: Path) -> None:
@@ -421,3 +443,14 @@ def test_south_up_scene_reads_north_up(tmp_path: Path, scene: tuple[Path, np.nda
 
         pictures.append(matplotlib.image.imread(tmp_path / name)[40:-40, 40:-40, :3])
     assert np.abs(pictures[0] - pictures[1]).mean() < 0.01
+
+
+def test_run_and_monitor_predict_with_the_region_nodata() -> None:
+    from geotl.config import load_region
+
+    region = load_region(Path(__file__).resolve().parents[2] / "regions" / "demo-osbs.toml")
+    assert PredictOptions.from_region(region).nodata is None
+    imagery = region.imagery.model_copy(update={"nodata": -9999.0})
+    assert (
+        PredictOptions.from_region(region.model_copy(update={"imagery": imagery})).nodata == -9999.0
+    )

@@ -22,6 +22,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
@@ -110,5 +111,10 @@ class SceneSource(ABC):
         if not scene.is_remote:
             yield Path(scene.uri)
             return
+        # the bands in the source's order (a state written by an older geotl kept the
+        # assets sorted by band name)
+        order = [b for b in self.band_names() if b in scene.assets]
+        if sorted(order) == sorted(scene.assets):
+            scene = replace(scene, assets={b: scene.assets[b] for b in order})
         with remote_gdal_env():
             yield write_scene_vrt(scene, work_dir / f"{scene.name}.vrt")

@@ -111,8 +111,13 @@ def guard_bands(
     footprints: list[BaseGeometry],
     splits: list[str],
     tmp: Path,
+    designated: dict[str, dict[str, list[BaseGeometry]]] | None = None,
 ) -> GuardReport:
-    """Ignore pixels between splits in the chips' masks (rows' pixel counts updated)."""
+    """Ignore pixels between splits in the chips' masks (rows' pixel counts updated).
+
+    ``designated``: per scene id, the ``test`` / ``val`` areas in the scene's CRS.
+    """
+    designated = designated or {}
     chips = [
         GuardChip(
             mask_path=tmp / "masks" / f"{r.chip_id}.tif",
@@ -122,6 +127,7 @@ def guard_bands(
             height=r.window.height,
             resolution_m=r.scene.info.resolution_m,
             footprint_native=r.footprint_native,
+            areas=designated.get(r.scene.scene_id, {}),
         )
         for r in rows
     ]

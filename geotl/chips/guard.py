@@ -7,11 +7,17 @@ gives way to test. So no labelled training pixel lies within ``guard_px`` pixels
 val or test pixel, and no labelled val pixel within ``guard_px`` of a test pixel, while
 the image pixels stay (context for the network). The band is a square buffer (Chebyshev
 distance) around the other chip's footprint, in the chip's own CRS and pixels.
+
+Designated areas (``[split] test_within`` / ``val_within``) are ground of their split
+whether or not a chip of it covers them (a chip is test when its centre lies in a test
+area, so the parts of an area under chips centred outside it belong to other splits'
+chips): a chip gives way to the designated areas of the splits above its own just as it
+does to their chips, band included.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +33,7 @@ from shapely.ops import transform as shapely_transform
 
 from geotl.chips.boxes import ChipBoxes
 from geotl.chips.labels import IGNORE
-from geotl.chips.split import guard_pairs
+from geotl.chips.split import SPLIT_RANK, guard_pairs
 
 __all__ = ["GuardChip", "GuardReport", "apply_guard_bands", "band_mask", "guard_boxes"]
 
@@ -43,6 +49,8 @@ class GuardChip:
     height: int
     resolution_m: float
     footprint_native: BaseGeometry  # in ``crs``
+    # designated areas near the chip, by split (``test`` / ``val``), in ``crs``
+    areas: Mapping[str, Sequence[BaseGeometry]] = field(default_factory=dict)
 
 
 @dataclass
@@ -117,10 +125,9 @@ def apply_guard_bands(
     max_m = max(guard_px * c.resolution_m for c in chips)
     pairs = guard_pairs(footprints_common, splits, _metres_to_degrees(max_m, footprints_common))
     transformers: dict[tuple[str, str], Transformer] = {}
-    for i, higher in pairs.items():
-        chip = chips[i]
-        others = []
-        for j in higher:
+    for i, chip in enumerate(chips):
+        others = _areas_near(chip, splits[i], guard_px)
+        for j in pairs.get(i, []):
             other = chips[j]
             if other.crs == chip.crs:
                 others.append(other.footprint_native)
@@ -129,6 +136,8 @@ def apply_guard_bands(
             if key not in transformers:
                 transformers[key] = Transformer.from_crs(common_crs, chip.crs, always_xy=True)
             others.append(shapely_transform(transformers[key].transform, footprints_common[j]))
+        if not others:
+            continue
         band = band_mask(chip, others, guard_px)
         if not band.any():
             continue
@@ -144,6 +153,15 @@ def apply_guard_bands(
         report.chips[s] = report.chips.get(s, 0) + 1
         report.pixels[s] = report.pixels.get(s, 0) + int(taken.sum())
     return report, changed
+
+
+def _areas_near(chip: GuardChip, split: str, guard_px: int) -> list[BaseGeometry]:
+    """The designated areas of the splits above ``split`` within the chip's band."""
+    above = [a for s, a in chip.areas.items() if SPLIT_RANK[s] > SPLIT_RANK[split]]
+    if not above:
+        return []
+    reach = shapely.buffer(chip.footprint_native, (guard_px + 1) * _pixel_size(chip.transform))
+    return [g for areas in above for g in areas if g.intersects(reach)]
 
 
 def guard_boxes(boxes: ChipBoxes, band: npt.NDArray[np.bool_]) -> ChipBoxes:

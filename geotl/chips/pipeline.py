@@ -143,14 +143,26 @@ def _chip_region(
             c = r.footprint_native.centroid
             size = block_sizes[r.scene.scene_id]
             blocks.append(block_key(r.scene.crs_label, c.x, c.y, size))
+        # designated areas are the whole of their split: no random blocks beside them
         result = split_chips(
             blocks,
             [r.forced for r in rows],
-            region.split.val_fraction,
-            region.split.test_fraction,
+            0.0 if val_areas is not None else region.split.val_fraction,
+            0.0 if test_areas is not None else region.split.test_fraction,
             region.split.seed,
         )
-        guard = guard_bands(region, rows, footprints, result.splits, tmp)
+        designated = {
+            s.scene_id: {
+                split: areas
+                for split, areas in (
+                    ("test", areas_in(test_areas, s)),
+                    ("val", areas_in(val_areas, s)),
+                )
+                if areas
+            }
+            for s in scenes
+        }
+        guard = guard_bands(region, rows, footprints, result.splits, tmp, designated)
         frame = index_frame(region, rows, footprints, result.splits)
         objects_per_split = {
             s: len({i for ids in frame.loc[frame["split"] == s, "object_ids"] for i in ids})

@@ -9,6 +9,8 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+import shapely
+from shapely.geometry import box
 
 import geotl.chips.pipeline as pipeline
 from geotl.chips import chip_region, read_chip_index
@@ -317,6 +319,36 @@ def test_test_within_forces_test_split(tmp_path: Path) -> None:
     inside = (frame["col_off"] >= 64) & (frame["row_off"] >= 64)
     assert set(frame.loc[inside, "split"]) == {"test"}
     assert "test" not in set(frame.loc[~inside, "split"])
+    assert_leak_free(tmp_path / "out")
+
+
+def test_designated_areas_are_their_split_alone_and_lend_no_pixel(tmp_path: Path) -> None:
+    # a test area off the 16 px chip grid: chips centred outside it still cover parts of it
+    import json
+
+    write_scene(tmp_path / "s.tif", width=128, height=128)
+    boxes = [
+        (X0 + x, Y0 - y - 6, X0 + x + 6, Y0 - y) for x in range(2, 122, 9) for y in range(2, 122, 9)
+    ]
+    write_boxes(tmp_path / "l.gpkg", boxes)
+    area = (X0 + 42, Y0 - 90, X0 + 90, Y0 - 42)
+    write_boxes(tmp_path / "test.gpkg", [area])
+    # the default test_fraction (0.2) is left in the file: the area alone is the test split
+    region = load_region(
+        write_region(tmp_path / "r.toml", ["s.tif"], "l.gpkg", split={"test_within": "test.gpkg"})
+    )
+    chip_region(region, tmp_path / "out")
+    frame = read_chip_index(tmp_path / "out").frame
+    centre_in = frame.apply(lambda r: 42 < r.col_off + 8 < 90 and 42 < r.row_off + 8 < 90, axis=1)
+    assert (frame["split"] == "test").to_numpy().tolist() == centre_in.tolist()
+    guard = json.loads((tmp_path / "out" / "chipset.json").read_text())["split"]["guard_px"]
+    grown = box(*area).buffer(guard, join_style="mitre")
+    for r in frame.loc[frame["split"] != "test"].itertuples():
+        with rasterio.open(tmp_path / "out" / r.mask) as src:
+            mask, t = src.read(1), src.transform
+        rows, cols = np.nonzero(mask != 255)
+        xs, ys = rasterio.transform.xy(t, rows, cols)
+        assert not shapely.contains_xy(grown, xs, ys).any(), r.chip_id
     assert_leak_free(tmp_path / "out")
 
 

@@ -31,10 +31,27 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEVICES = ("cpu", "cuda")
 
 
-def device_option(help: str | None = None) -> Callable[[F], F]:
-    """``--device cpu|cuda`` (default cpu)."""
+def device_option(help: str | None = None, *, here: bool = True) -> Callable[[F], F]:
+    """``--device cpu|cuda`` (default cpu).
+
+    ``here``: the device is this machine's, so ``cuda`` without a CUDA device is refused
+    before any work (exit 2); else (work on a cluster's workers) where the model loads.
+    """
+
+    def check(ctx: click.Context, param: click.Parameter, value: str) -> str:
+        if here and value != "cpu":
+            from geotl.models.artefact import require_device
+
+            require_device(value)
+        return value
+
     return click.option(
-        "--device", type=click.Choice(DEVICES), default="cpu", show_default=True, help=help
+        "--device",
+        type=click.Choice(DEVICES),
+        default="cpu",
+        show_default=True,
+        help=help,
+        callback=check,
     )
 
 

@@ -38,7 +38,7 @@ from geotl.predict.engine import ENGINES
     type=click.Path(path_type=Path),
     help="Cloud-Optimised GeoTIFF of the blended class probabilities.",
 )
-@device_option()
+@device_option(here=False)  # with --cluster, the workers' device: checked where it loads
 @click.option(
     "--engine",
     type=click.Choice(list(ENGINES)),

@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from geotl import __version__
-from geotl.errors import ModelArtefactError
+from geotl.errors import GeotlInputError, ModelArtefactError
 from geotl.io.atomic import atomic_path, atomic_write_text
 from geotl.models.network import NetworkSpec, build_network
 
@@ -42,6 +42,7 @@ __all__ = [
     "load_artefact",
     "on_cpu",
     "read_card",
+    "require_device",
     "verify_weights",
     "weights_sha256",
     "write_artefact",
@@ -314,6 +315,23 @@ def verify_weights(model_dir: str | Path, card: ModelCard | None = None) -> Path
     return weights_path
 
 
+def require_device(device: str | torch.device) -> None:
+    """Refuse a device torch cannot use here, before any work.
+
+    Raises:
+        GeotlInputError: ``cuda`` (or ``cuda:N``) where torch sees no CUDA device, or a
+            device torch does not know.
+    """
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as exc:
+        raise GeotlInputError(f"--device {device!r}: use cpu or cuda") from exc
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise GeotlInputError("--device cuda but no CUDA device is available: use --device cpu")
+
+
 def load_artefact(
     model_dir: str | Path, device: str | torch.device = "cpu", *, lazy: bool = False
 ) -> Artefact:
@@ -323,9 +341,11 @@ def load_artefact(
     :attr:`Artefact.network` (the sha256 check still happens now).
 
     Raises:
+        GeotlInputError: a device torch cannot use here (:func:`require_device`).
         ModelArtefactError: a file is missing, the weights' sha256 differs from the
             card's, or the weights do not fit the card.
     """
+    require_device(device)
     model_dir = Path(model_dir)
     card = read_card(model_dir)
     weights_path = verify_weights(model_dir, card)

@@ -48,6 +48,7 @@ from geotl.models.artefact import (
     ModelCard,
     Normalisation,
     RegionRecord,
+    require_device,
     write_artefact,
 )
 from geotl.models.catalogue import LoadedBase, load_base
@@ -973,8 +974,7 @@ def _check_inputs(regions: list[Region], options: TrainOptions) -> None:
         )
     if options.device not in ("cpu", "cuda"):
         raise GeotlInputError(f"--device {options.device!r}: use cpu or cuda")
-    if options.device == "cuda" and not torch.cuda.is_available():
-        raise GeotlInputError("--device cuda but no CUDA device is available: use --device cpu")
+    require_device(options.device)
 
 
 def _load_base(settings: Settings, encoder: str | None, first: Region) -> LoadedBase:

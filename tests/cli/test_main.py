@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+import torch
 from click.testing import CliRunner
 
 from geotl.cli.main import cli
@@ -23,3 +25,34 @@ def test_input_error_is_one_line_exit_2(tmp_path: Path) -> None:
     assert "bad.toml" in lines[0] and "bogus" in lines[0]
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["evaluate", "{model}", "{region}"],
+        ["predict", "{model}", "{scene}", "-o", "{tmp}/p.geojson"],
+        ["suggest", "{model}", "{region}"],
+        ["monitor", "{region}", "--model", "{model}"],
+        ["run", "{region}", "--out", "{out}"],
+    ],
+)
+def test_device_cuda_without_cuda_is_refused_before_any_work(
+    args: list[str], demo_model: Path, tmp_path: Path
+) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    region = tmp_path / "demo.toml"
+    region.write_text(
+        (repo / "regions" / "demo-osbs.toml")
+        .read_text()
+        .replace('"demo-osbs/', f'"{repo}/regions/demo-osbs/')
+    )
+    out = tmp_path / "out"
+    values = {"model": demo_model, "region": region, "out": out, "tmp": tmp_path,
+              "scene": repo / "regions" / "demo-osbs" / "imagery" / "OSBS_029.tif"}  # fmt: skip
+    result = CliRunner().invoke(cli, [a.format(**values) for a in args] + ["--device", "cuda"])
+    assert result.exit_code == 2, result.output
+    assert "no CUDA device is available: use --device cpu" in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["demo.toml"]

@@ -30,6 +30,7 @@ from geotl.io.rasters import (
     scene_band_means,
 )
 from geotl.io.vectors import crs_name
+from geotl.predict.scene import scene_band_names
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,15 @@ def scan_scenes(region: Region) -> list[ChipScene]:
                 "order",
                 path,
             )
+        # the one naming rule prediction follows: a disagreement is refused, not guessed
+        scene_band_names(
+            info.descriptions,
+            info.count,
+            list(region.imagery.bands),
+            path=path,
+            declared_by="[imagery] bands",
+            declared_wins=False,
+        )
         nodata = region.imagery.nodata if region.imagery.nodata is not None else info.nodata
         if nodata is None and info.mask_bands:  # the chips carry the mask as a nodata value
             nodata = mask_fill_value(info.dtype)

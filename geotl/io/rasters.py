@@ -70,6 +70,7 @@ class SceneInfo:
     band_indexes: tuple[int, ...]  # the data bands' 1-based indexes in the file
     mask_bands: tuple[int, ...] = ()  # bands whose GDAL masks to read (:func:`mask_bands`)
     alpha_band: int | None = None  # the alpha band's 1-based index, if the file has one
+    descriptions: tuple[str | None, ...] = ()  # the data bands' descriptions (names), if any
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -240,6 +241,7 @@ def read_scene_info(path: str | Path, bands_expected: int | None = None) -> Scen
             band_indexes=tuple(bands),
             mask_bands=mask_bands(ds, bands),
             alpha_band=next((i for i in range(1, ds.count + 1) if i not in bands), None),
+            descriptions=tuple(ds.descriptions[i - 1] for i in bands),
         )
 
 

@@ -322,6 +322,8 @@ def require_device(device: str | torch.device) -> None:
         GeotlInputError: ``cuda`` (or ``cuda:N``) where torch sees no CUDA device, or a
             device torch does not know.
     """
+    if str(device) == "cpu":
+        return  # (without importing torch: ONNX Runtime prediction never does)
     import torch
 
     try:

@@ -92,6 +92,9 @@ class PredictOptions:
         resample: resample scenes at another ground resolution to the model's.
         bands: the scenes' band names in file order (default: band descriptions, else the
             model's order when the count matches).
+        bands_from: who named ``bands``: ``--bands`` wins over the files' band
+            descriptions (with a warning); the region's ``[imagery] bands`` never does
+            (a disagreement is refused: :func:`geotl.predict.scene.scene_band_names`).
         nodata: the scenes' nodata value, over the files' own (the region's ``[imagery]
             nodata``: chips, training and prediction see the same pixels as no data).
         datetime_regex: reads the acquisition date from a file name (one capture group).
@@ -121,6 +124,7 @@ class PredictOptions:
     simplify_px: float | None = None
     resample: bool = False
     bands: tuple[str, ...] | None = None
+    bands_from: str = "--bands"
     nodata: float | None = None
     datetime_regex: str | None = None
     vector_window_px: int = 1024
@@ -149,6 +153,7 @@ class PredictOptions:
             overlap_px=region.predict.overlap_px,
             flip_tta=region.predict.flip_tta,
             bands=tuple(region.imagery.bands),
+            bands_from="[imagery] bands",
             nodata=region.imagery.nodata,
             datetime_regex=region.imagery.datetime_regex,
         )
@@ -347,6 +352,9 @@ def _predict_scene(
             tuple(ds.descriptions[i - 1] for i in data_bands),
             len(data_bands),
             list(options.bands) if options.bands else None,
+            path=scene_path,
+            declared_by=options.bands_from,
+            declared_wins=options.bands_from == "--bands",
         )
         indexes = [
             data_bands[i - 1]

@@ -14,6 +14,8 @@ from geotl.errors import BandMismatchError, ResolutionError
 __all__ = [
     "check_model_bands",
     "check_resolution",
+    "declared_bands",
+    "described_bands",
     "map_bands",
     "scene_band_names",
 ]
@@ -24,24 +26,98 @@ RESOLUTION_TOLERANCE = 0.1  # relative difference accepted without resampling
 MAX_RESAMPLE = 8  # the largest ratio of ground resolutions that --resample bridges
 
 
-def scene_band_names(
-    descriptions: tuple[str | None, ...], count: int, declared: list[str] | None = None
-) -> list[str] | None:
-    """The scene's band names, canonical, or None when unknown.
+def described_bands(descriptions: tuple[str | None, ...], count: int) -> list[str] | None:
+    """A file's band names from its band descriptions, canonical; None unless all are known.
 
-    Sources: ``declared`` (``--bands`` / region), else the file's band descriptions when
-    they are all known band names.
+    >>> described_bands(("Red", "Green", "Blue"), 3)
+    ['red', 'green', 'blue']
+    >>> described_bands(("B4", "B3"), 2) is None, described_bands((None, None), 2) is None
+    (True, True)
+    """
+    if len(descriptions) == count and all(d and is_known_band(d) for d in descriptions):
+        return [canonical_band(str(d)) for d in descriptions]
+    return None
+
+
+def declared_bands(declared: list[str] | tuple[str, ...], what: str, path: str | Path) -> list[str]:
+    """Canonical names of bands a user listed.
+
+    Raises:
+        BandMismatchError: a name is not in the band vocabulary (:mod:`geotl.bands`).
+    """
+    unknown = [b for b in declared if not is_known_band(b)]
+    if unknown:
+        raise BandMismatchError(
+            f"{what} names unknown band(s) {unknown}: use common names (red, green, blue, nir, "
+            "swir16...), sensor ids (B04, SR_B5) or custom:NAME for a band of your own",
+            path,
+        )
+    return [canonical_band(b) for b in declared]
+
+
+def scene_band_names(
+    descriptions: tuple[str | None, ...],
+    count: int,
+    declared: list[str] | None = None,
+    *,
+    path: str | Path = "",
+    declared_by: str = "--bands",
+    declared_wins: bool = True,
+) -> list[str] | None:
+    """The scene's band names, canonical, or None when unknown: one rule for every command.
+
+    A file whose band descriptions are all known band names names its own bands. Names the
+    user declared (``--bands``, or the region's ``[imagery] bands``) name a file without
+    them; where both name the bands and disagree, ``declared_wins`` (an explicit
+    ``--bands``) takes the declared names with a warning, else the disagreement is refused:
+    one of them is wrong, and guessing would feed the model the wrong bands silently. A
+    declared list of another length than the file's bands gives way to complete
+    descriptions (a monitored pass with more bands, or in another order, than the imagery).
+
+    Raises:
+        BandMismatchError: a declared name is unknown, or declared names and descriptions
+            disagree (``declared_wins`` false).
 
     >>> scene_band_names(("Red", "Green", "Blue"), 3)
     ['red', 'green', 'blue']
     >>> scene_band_names((None, None), 2) is None
     True
+    >>> scene_band_names(("nir", "red", "green", "blue"), 4, ["red", "green", "blue"])
+    ['nir', 'red', 'green', 'blue']
     """
+    described = described_bands(descriptions, count)
     if declared:
-        return [canonical_band(b) for b in declared]
-    if len(descriptions) == count and all(d and is_known_band(d) for d in descriptions):
-        return [canonical_band(str(d)) for d in descriptions]
-    return None
+        names = declared_bands(declared, declared_by, path)
+        if described is None or described == names:
+            return names
+        if len(names) != count:
+            log.info(
+                "%s: %d band(s) named by %s, %d described in the file: using the file's %s",
+                path,
+                len(names),
+                declared_by,
+                count,
+                described,
+            )
+            return described
+        said = f"its band descriptions say {described}, {declared_by} says {names}"
+        if declared_wins:
+            log.warning("%s: %s: using %s", path, said, declared_by)
+            return names
+        raise BandMismatchError(
+            f"{said}: fix the one that is wrong (gdal_edit.py -setdesc, or the region file)",
+            path,
+        )
+    if described is None and any(descriptions):
+        unknown = [d for d in descriptions if not (d and is_known_band(d))]
+        log.warning(
+            "%s: band descriptions %s include names geotl does not know (%s): name the bands "
+            "with --bands (or [imagery] bands) in file order",
+            path,
+            list(descriptions),
+            ", ".join(repr(u) for u in unknown),
+        )
+    return described
 
 
 def check_model_bands(
@@ -116,7 +192,9 @@ def map_bands(
         scene_bands,
         path,
         what="scene",
-        fix="use imagery with those bands or a model trained on these",
+        fix="use imagery with those bands or a model trained on these; if the names are "
+        "wrong (Landsat 4-7's SR_B1..SR_B7 are not Landsat 8/9's), name the bands in file "
+        "order with --bands",
     )
     return [scene_bands.index(b) + 1 for b in wanted]
 

@@ -352,6 +352,18 @@ def test_designated_areas_are_their_split_alone_and_lend_no_pixel(tmp_path: Path
     assert_leak_free(tmp_path / "out")
 
 
+def test_bands_the_file_describes_otherwise_are_refused(tmp_path: Path) -> None:
+    write_scene(tmp_path / "s.tif")
+    with rasterio.open(tmp_path / "s.tif", "r+") as ds:
+        for i, name in enumerate(["blue", "green", "red"], start=1):
+            ds.set_band_description(i, name)
+    write_boxes(tmp_path / "l.gpkg", [(X0 + 2, Y0 - 10, X0 + 6, Y0 - 2)])
+    region = load_region(write_region(tmp_path / "r.toml", ["s.tif"], "l.gpkg"))  # red, green, blue
+    with pytest.raises(BandMismatchError, match=r"s\.tif: its band descriptions say"):
+        chip_region(region, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_unmapped_values_error_lists_counts_or_skip(tmp_path: Path) -> None:
     write_scene(tmp_path / "s.tif")
     boxes = [(X0 + i, Y0 - 10, X0 + i + 4, Y0 - 2) for i in range(0, 40, 5)]

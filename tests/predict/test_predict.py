@@ -202,6 +202,30 @@ def test_bands_mapped_by_name(tmp_path: Path, scene: tuple[Path, np.ndarray]) ->
         predict_scene(art, path, PredictOptions(bands=("red", "green", "nir"), progress=False))
 
 
+def test_band_names_follow_one_rule(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    band0 = data.blobs(64, 64, seed=2)
+    art = data.threshold_artefact(["red", "green", "blue"])
+    described = data.write_scene(tmp_path / "d.tif", band0, descriptions=["red", "green", "blue"])
+    # a region's [imagery] bands that contradict the file's descriptions: refused
+    region_says = PredictOptions(bands=("blue", "green", "red"), bands_from="[imagery] bands")
+    with pytest.raises(BandMismatchError, match=r"descriptions say \['red', 'green', 'blue'\], \[imagery\] bands says \['blue', 'green', 'red'\]"):  # fmt: skip
+        predict_scene(art, described, replace(region_says, progress=False))
+    # an unknown name in --bands: a one-line error, not a KeyError
+    with pytest.raises(BandMismatchError, match=r"unknown band\(s\) \['rde'\]"):
+        predict_scene(art, described, PredictOptions(bands=("rde", "green", "blue")))
+    # a monitored pass with more bands, each described: mapped by its descriptions
+    wide = data.write_scene(
+        tmp_path / "w.tif", band0, count=5, descriptions=["red", "nir", "green", "swir16", "blue"]
+    )
+    det = predict_scene(art, wide, replace(region_says, bands=("red", "green", "blue")))
+    assert len(det.native) == len(_expected(band0, data.ORIGIN))
+    # descriptions in part unknown (Earth Engine's unpadded ids): said, not dropped silently
+    partly = data.write_scene(tmp_path / "p.tif", band0, descriptions=["B4", "B3", "B2"])
+    with caplog.at_level("WARNING"):
+        predict_scene(art, partly, PredictOptions(progress=False))
+    assert "include names geotl does not know ('B4', 'B3', 'B2')" in caplog.text
+
+
 def test_unmappable_bands_name_both_sets(tmp_path: Path) -> None:
     path = data.write_scene(tmp_path / "two.tif", data.blobs(64, 64), count=2)
     with pytest.raises(BandMismatchError) as err:

@@ -93,7 +93,7 @@ def test_torchgeo_route_loads_from_torch_cache():
         (folder / "resnet18_sentinel2_rgb_moco-e3a335e3.pth").unlink()
 
 
-def _fake_weights_enum(url: str):
+def _fake_weights_enum(url: str, model: str = "resnet18"):
     from torchvision.models._api import Weights, WeightsEnum
 
     class Fake_Weights(WeightsEnum):
@@ -101,7 +101,7 @@ def _fake_weights_enum(url: str):
             url=url,
             transforms=None,
             meta={
-                "model": "resnet18",
+                "model": model,
                 "in_chans": 3,
                 "bands": ["B4", "B3", "B2"],
                 "dataset": "SSL4EO-L",
@@ -130,6 +130,26 @@ def test_import_verifies_sha_and_makes_weights_offline(tmp_path, monkeypatch):
         base.encoder_state["conv1.weight"], torch.load(src, weights_only=True)["conv1.weight"]
     )
     target.unlink()
+
+
+@pytest.mark.parametrize("what", ["junk", "another architecture"])
+def test_import_of_weights_without_a_published_hash_must_fit(tmp_path, monkeypatch, what):
+    # torchgeo publishes some files without a hash prefix: the file must still be the
+    # weights of that network, or training would fail later with a traceback
+    fake = _fake_weights_enum("https://example.invalid/w/resnet50_fake.pth", model="resnet50")
+    monkeypatch.setattr(
+        torchgeo_kind, "torchgeo_weights", lambda: {"torchgeo:Fake_Weights.TINY": fake}
+    )
+    src = tmp_path / "download.pth"
+    if what == "junk":
+        src.write_text("<html>404 Not Found</html>")
+    else:
+        torch.save(_fake_resnet18_state(), src)  # a ResNet-18's tensors for a ResNet-50
+    with pytest.raises(
+        BaseModelError, match=r"download\.pth: is not torchgeo:Fake_Weights\.TINY's weights"
+    ):
+        import_weights(src, "torchgeo:Fake_Weights.TINY")
+    assert not (torch_hub_checkpoints() / "resnet50_fake.pth").exists()
 
 
 def test_import_sha_mismatch_names_both_hashes(tmp_path):

@@ -11,6 +11,7 @@ import contextlib
 import inspect
 import logging
 import os
+import pickle
 import re
 import shutil
 import sys
@@ -234,15 +235,51 @@ class TorchgeoBase(BaseKind):
         """The encoder's tensors: a U-Net's ``encoder.*``, a ResNet without its ``fc``."""
         del encoder
         require_supported(entry)
-        state = _state(entry)
-        if entry.architecture.startswith("unet-"):
-            enc = encoder_part(state)
-            if not enc:
-                raise BaseModelError(f"weights of {entry.id} hold no 'encoder.*' tensors")
-        else:
-            # timm / torchvision ResNets share key names with smp's ResNet encoders; fc is unused.
-            enc = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        return LoadedBase(entry=entry, encoder_state=enc)
+        return LoadedBase(entry=entry, encoder_state=_encoder_state(entry, _state(entry)))
+
+
+def _encoder_state(
+    entry: BaseModelEntry, state: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """The encoder's tensors: a U-Net's ``encoder.*``, a ResNet without its ``fc``."""
+    if entry.architecture.startswith("unet-"):
+        enc = encoder_part(state)
+        if not enc:
+            raise BaseModelError(f"weights of {entry.id} hold no 'encoder.*' tensors")
+        return enc
+    # timm / torchvision ResNets share key names with smp's ResNet encoders; fc is unused.
+    return {k: v for k, v in state.items() if not k.startswith("fc.")}
+
+
+#: what loading a weights file that is not one raises (torch.load, torch.hub)
+_LOAD_ERRORS = (OSError, RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError)
+
+
+def _check_fits(file: Path, entry: BaseModelEntry) -> None:
+    """A file imported as ``entry`` must build its network: a state dict of its shapes.
+
+    Raises:
+        BaseModelError: not a PyTorch state dict, or one of another architecture.
+    """
+    from geotl.models.adapt import build_adapted_network
+
+    if entry.encoder is None:
+        return  # geotl cannot build it: the hash is all there is to check
+    try:
+        state = unwrap_state(torch.load(file, map_location="cpu", weights_only=True))
+        base = LoadedBase(entry=entry, encoder_state=_encoder_state(entry, state))
+        build_adapted_network(base, list(entry.bands), ["object"])
+    except (*_LOAD_ERRORS, BaseModelError) as exc:
+        raise BaseModelError(
+            f"is not {entry.id}'s weights ({_first_line(exc)}): download the file again from "
+            f"{torchgeo_weights()[entry.id].url}",
+            file,
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _state(entry: BaseModelEntry) -> dict[str, torch.Tensor]:
@@ -258,9 +295,9 @@ def _state(entry: BaseModelEntry) -> dict[str, torch.Tensor]:
         # torch.hub announces downloads on stdout; stdout carries only data in geotl.
         with contextlib.redirect_stdout(sys.stderr):
             state = weights.get_state_dict(progress=False, weights_only=True, check_hash=True)
-    except (OSError, RuntimeError, ValueError) as exc:
+    except _LOAD_ERRORS as exc:
         raise BaseModelError(
-            f"cannot load base model {entry.id} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}): "
+            f"cannot load base model {entry.id} ({_first_line(exc)}): "
             f"download {weights.url} and run 'geotl models import {filename} --as {entry.id}'"
         ) from exc
     return unwrap_state(state)
@@ -276,7 +313,8 @@ def import_weights(file: str | Path, entry_id: str, *, overwrite: bool = True) -
         Where the file now lies (``$TORCH_HOME/hub/checkpoints/<torchgeo file name>``).
 
     Raises:
-        BaseModelError: unknown id, missing file, or a sha256 mismatch (both hashes named).
+        BaseModelError: unknown id, missing file, a sha256 mismatch (both hashes named), or
+            a file that does not build the network the id names (:func:`_check_fits`).
     """
     file = Path(file)
     if not entry_id.startswith(TorchgeoBase.prefix):
@@ -297,6 +335,7 @@ def import_weights(file: str | Path, entry_id: str, *, overwrite: bool = True) -
             "download the file again from " + weights.url,
             file,
         )
+    _check_fits(file, entry)
     if prefix is None:
         log.warning("torchgeo publishes no hash for %s; imported with sha256 %s", filename, digest)
     target_dir = torch_hub_checkpoints()

@@ -70,7 +70,9 @@ def run_region(
             tmp / "detections.geojson",
             gpkg=tmp / "detections.gpkg",
             quicklook=tmp / "quicklook.png",
-            options=PredictOptions.from_region(region),
+            # the region's own scenes: those at another ground resolution than the model's
+            # (a mixed region's chips give it their median) are read at the model's
+            options=PredictOptions.from_region(region, resample=True),
             device=device,
         )
     return RunSummary(

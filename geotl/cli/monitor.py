@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from geotl.cli.main import Terminated
 from geotl.cli.options import (
     cluster_option,
     device_option,
@@ -69,21 +70,26 @@ class _DefaultGroup(click.Group):
 
 
 @contextlib.contextmanager
-def _graceful_stop(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM / SIGINT: the first finishes the current scene and stops; the second abandons it."""
+def _graceful_stop(stop: threading.Event) -> Iterator[list[int]]:
+    """SIGTERM / SIGINT: the first finishes the current scene and stops; the second abandons it.
+
+    Yields the signals received: the command then exits as the first one's would (143, 130).
+    """
+    received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
-    hits = {"n": 0}
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        hits["n"] += 1
+        received.append(signum)
         name = signal.Signals(signum).name
-        if hits["n"] == 1:
+        if len(received) == 1:
             log.warning(
                 "%s: finishing the current scene, then stopping (send again to abandon it)", name
             )
             stop.set()
+        elif signum == signal.SIGTERM:
+            raise Terminated(name)
         else:
             raise KeyboardInterrupt(name)
 
@@ -91,7 +97,7 @@ def _graceful_stop(stop: threading.Event) -> Iterator[None]:
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous[sig] = signal.signal(sig, handler)
     try:
-        yield
+        yield received
     finally:
         for sig_restore, old in previous.items():
             signal.signal(sig_restore, old)
@@ -103,7 +109,7 @@ def command() -> None:
 
     The plain form processes every new pass of REGION.toml: --model MODEL_DIR (default:
     [monitor] model), --out DIR, --once (default; for cron / systemd timers) or --every
-    INTERVAL (30m, 6h, 1d; SIGTERM stops after the current scene), --reprocess (redo scenes
+    INTERVAL (30m, 6h, 1d; SIGTERM stops after the current scene, exit 143), --reprocess (redo scenes
     with a new model), --retry-failed, --device, --cluster (Dask workers). Exit codes: 0 ok,
     1 a scene failed (it is retried with backoff), 2 bad input or another monitor holds the
     region's lock. All options: geotl monitor REGION.toml --help.
@@ -178,7 +184,7 @@ def run_command(
         resample=resample,
     )
     stop = threading.Event()
-    with _graceful_stop(stop):
+    with _graceful_stop(stop) as received:
         if every_s is None:
             summary = run_monitor(region, options, stop=stop)
         else:
@@ -197,6 +203,8 @@ def run_command(
             "with --retry-failed to send them again",
             len(summary.undelivered),
         )
+    if received:  # stopped by a signal, after finishing cleanly: say so as its exit code
+        raise click.exceptions.Exit(128 + received[0])
     if summary.exit_code:
         raise click.exceptions.Exit(summary.exit_code)
 

@@ -8,13 +8,14 @@ import click
 
 from geotl.cli.options import cluster_option, device_option, overwrite_option, resample_option
 from geotl.errors import SceneError
+from geotl.io.rasters import scene_path
 from geotl.predict import PredictOptions, predict_scenes
 from geotl.predict.engine import ENGINES
 
 
 @click.command("predict")
 @click.argument("model_dir", type=click.Path(path_type=Path))
-@click.argument("scenes", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("scenes", nargs=-1, required=True)
 @click.option(
     "-o",
     "--out",
@@ -120,7 +121,7 @@ from geotl.predict.engine import ENGINES
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def command(
     model_dir: Path,
-    scenes: tuple[Path, ...],
+    scenes: tuple[str, ...],
     geojson: Path,
     gpkg: Path | None,
     quicklook: Path | None,
@@ -164,7 +165,7 @@ def command(
     )
     summary = predict_scenes(
         model_dir,
-        list(scenes),
+        [scene_path(s) for s in scenes],  # GDAL's /vsicurl/https://... verbatim
         geojson,
         gpkg=gpkg,
         quicklook=quicklook,

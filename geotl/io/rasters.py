@@ -30,6 +30,7 @@ from geotl.errors import RasterError
 from geotl.io.nodata import valid_mask
 
 __all__ = [
+    "REMOTE_GDAL_OPTIONS",
     "SceneInfo",
     "common_dtype",
     "data_band_indexes",
@@ -44,6 +45,7 @@ __all__ = [
     "read_failure",
     "read_scene_info",
     "scene_band_means",
+    "scene_path",
     "unit_factor",
     "with_nodata",
 ]
@@ -80,15 +82,82 @@ class SceneInfo:
         return (min(left, right), min(bottom, top), max(left, right), max(bottom, top))
 
 
+#: GDAL settings for reading remote files by HTTP range requests (no directory listing,
+#: no full download, bounded retries).
+REMOTE_GDAL_OPTIONS: dict[str, str | int] = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF,.vrt",
+    "GDAL_HTTP_MAX_RETRY": 2,
+    "GDAL_HTTP_RETRY_DELAY": 1,
+    "GDAL_HTTP_TIMEOUT": 30,
+    "GDAL_HTTP_MULTIRANGE": "YES",
+    "VSI_CACHE": "TRUE",
+}
+
+
+@contextlib.contextmanager
+def remote_gdal_env() -> Iterator[None]:
+    """GDAL settings for windowed reads of HTTP files (wrap remote reads in this)."""
+    with rasterio.Env(**REMOTE_GDAL_OPTIONS):
+        yield
+
+
+class GdalPath(type(Path())):  # type: ignore[misc]
+    """A GDAL virtual path (``/vsicurl/https://...``, ``/vsizip/a.zip/b.tif``) kept verbatim.
+
+    pathlib would fold the ``//`` of a URL; GDAL needs it. The name and suffix are the
+    path's as usual (``b.tif``).
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        raw = args[0] if len(args) == 1 and isinstance(args[0], str) else None
+        self._raw: str = raw if raw is not None else super().__str__()
+
+    def __str__(self) -> str:
+        return self._raw
+
+    def __fspath__(self) -> str:
+        return self._raw
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self._raw,))  # to Dask workers verbatim too
+
+
+def is_virtual(path: str | Path) -> bool:
+    """Whether GDAL, not the file system, finds ``path`` (``/vsi...``, ``https://...``).
+
+    >>> is_virtual("/vsicurl/https://e.org/a.tif"), is_virtual("https://e.org/a.tif")
+    (True, True)
+    >>> is_virtual("scenes/a.tif")
+    False
+    """
+    text = str(path)
+    return text.startswith("/vsi") or "://" in text
+
+
+def scene_path(text: str) -> Path:
+    """A scene argument as a path: GDAL virtual paths verbatim (:class:`GdalPath`).
+
+    >>> str(scene_path("/vsicurl/https://e.org/s/a.tif")), scene_path("/vsicurl/https://e.org/s/a.tif").name
+    ('/vsicurl/https://e.org/s/a.tif', 'a.tif')
+    """
+    if text.startswith(("http://", "https://")):
+        text = f"/vsicurl/{text}"
+    return GdalPath(text) if is_virtual(text) else Path(text)
+
+
 @contextlib.contextmanager
 def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
     """Open a raster for reading, turning GDAL failures into one-line input errors.
 
+    ``path`` may be a GDAL virtual path (:func:`scene_path`): GDAL says whether it exists.
+
     Raises:
         RasterError: the file is missing, not a raster, or corrupt.
     """
-    path = Path(path)
-    if not path.exists():
+    path = path if isinstance(path, Path) else scene_path(path)
+    if not is_virtual(path) and not path.exists():
         raise RasterError("file not found: check the path", path)
     try:
         ds = rasterio.open(path)

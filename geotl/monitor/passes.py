@@ -37,6 +37,8 @@ from geotl.monitor.outputs import pass_file, read_pass, read_pass_file
 from geotl.monitor.schedule import backoff_s, utc_now
 from geotl.monitor.sequence import footprint_of, next_pass, overlaps, previous_pass
 from geotl.monitor.sources import Scene, SceneSource
+from geotl.monitor.sources.remote import ItemError
+from geotl.monitor.sources.scene import error_text
 from geotl.monitor.state import MonitorState, PassRecord
 
 __all__ = ["PassProcessor", "PassResult"]
@@ -176,12 +178,13 @@ class PassProcessor:
 
     def _failed(self, job: PassRecord, exc: BaseException, duration: float) -> PassResult:
         attempts = job.attempts + 1
-        message = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+        message = error_text(exc, 500)
         if not isinstance(exc, GeotlError):
             message = f"{type(exc).__name__}: {message}"
         next_attempt: datetime | None = None
-        # the same file fails the same way until it, the region or the options change
-        final = isinstance(exc, BandMismatchError | ResolutionError)
+        # the same file or item fails the same way until it, the region or the options change
+        # (a changed file or item is found again with a new fingerprint and redone)
+        final = isinstance(exc, BandMismatchError | ResolutionError | ItemError)
         if attempts < self.options.max_attempts and not final:
             delay = backoff_s(attempts, self.options.retry_base_s, self.options.retry_max_s)
             next_attempt = utc_now() + timedelta(seconds=delay)
@@ -191,7 +194,7 @@ class PassProcessor:
         if next_attempt:
             when = f"retry after {next_attempt.isoformat(timespec='seconds')}"
         elif final:
-            when = "not retried automatically: fix it, then run with --retry-failed"
+            when = "not retried until it changes: fix it, then run with --retry-failed"
         else:
             when = f"no more automatic retries after {attempts} attempts (use --retry-failed)"
         log.warning("pass %s failed (attempt %d; %s): %s", job.name, attempts, when, message)
@@ -207,9 +210,7 @@ class PassProcessor:
                 try:
                     footprint = scene_footprint(path)
                 except (RasterioError, OSError) as exc:
-                    raise SceneError(
-                        f"cannot be read ({str(exc).splitlines()[0][:200]})", scene.uri
-                    ) from exc
+                    raise SceneError(f"cannot be read ({error_text(exc)})", scene.uri) from exc
             frame = self.detector(self.artefact, path, scene)
         frame = frame.to_crs("EPSG:4326") if frame.crs is not None else frame.set_crs("EPSG:4326")
         frame = frame.copy()

@@ -10,7 +10,9 @@ exist, so a run killed at any point is finished by the next one without duplicat
 half-written files.
 
 A failing scene is recorded with its error and retried on later runs after an exponential
-backoff; it never stops the other scenes, and the run's exit code becomes 1.
+backoff; it never stops the other scenes, and the run's exit code becomes 1. A scene that
+would fail the same way again (bands the model lacks, another resolution, a STAC item
+missing an asset) is not retried until it changes or ``--retry-failed`` is given.
 """
 
 from __future__ import annotations
@@ -364,7 +366,11 @@ class Monitor:
         run_id = state.start_run(model_id, now, self.every_s)
         outcome = "error"
         try:
-            found = self.source.discover(state.known_fingerprints(), state.latest_acquired())
+            since = state.latest_acquired()
+            given_up = state.oldest_given_up(model_id)
+            if since is not None and given_up is not None:
+                since = min(since, given_up)  # a new version of its item heals it
+            found = self.source.discover(state.known_fingerprints(), since)
             new, changed = state.record_scenes(found, self.source.kind, model_id, now)
             summary.found = new
             owed = state.ensure_jobs(model_id, self.options.reprocess)
@@ -448,38 +454,45 @@ def watch_region(
     """Run, sleep ``every_s``, run again, until ``stop`` is set (``geotl monitor --every``).
 
     The lock is held for the whole loop. A failing search is logged and retried on the next
-    round. Returns the union of all rounds.
+    round. The loop's end, however it ends, is recorded (status then no longer announces a
+    next run). Returns the union of all rounds.
     """
     stop = stop or threading.Event()
     with Monitor(region, options, detector=detector, stop=stop, every_s=every_s) as monitor:
         if on_monitor is not None:
             on_monitor(monitor)
         total = RunSummary(region=region.name, model_id=monitor.artefact.model_id)
-        while not stop.is_set():
-            try:
-                summary = monitor.run_once()
-            except GeotlError as exc:
-                if exc.exit_code == 2:
-                    raise
-                log.error("run failed: %s", exc)
-                summary = RunSummary(region=region.name, model_id=total.model_id)
-                total.passes.append(
-                    PassResult("(search)", utc_now(), "failed", 0.0, error=str(exc))
-                )
-            total.rounds += 1
-            total.found += summary.found
-            total.passes.extend(summary.passes)
-            total.undelivered.extend(summary.undelivered)
-            next_at = utc_now() + timedelta(seconds=every_s)
-            log.info(
-                "run %d: %d new scene(s), %d processed, %d failed; next run at %s",
-                total.rounds,
-                summary.found,
-                len(summary.processed),
-                len(summary.failed),
-                next_at.isoformat(timespec="seconds"),
-            )
-            if stop.wait(every_s):
-                break
+        try:
+            while not stop.is_set():
+                _one_round(monitor, total)
+                if stop.wait(every_s):
+                    break
+        finally:
+            monitor.state.record_loop_stopped(utc_now())
         total.stopped = True
         return total
+
+
+def _one_round(monitor: Monitor, total: RunSummary) -> None:
+    """One run of :func:`watch_region`'s loop, added into ``total``."""
+    try:
+        summary = monitor.run_once()
+    except GeotlError as exc:
+        if exc.exit_code == 2:
+            raise
+        log.error("run failed: %s", exc)
+        summary = RunSummary(region=total.region, model_id=total.model_id)
+        total.passes.append(PassResult("(search)", utc_now(), "failed", 0.0, error=str(exc)))
+    total.rounds += 1
+    total.found += summary.found
+    total.passes.extend(summary.passes)
+    total.undelivered.extend(summary.undelivered)
+    next_at = utc_now() + timedelta(seconds=monitor.every_s or 0.0)
+    log.info(
+        "run %d: %d new scene(s), %d processed, %d failed; next run at %s",
+        total.rounds,
+        summary.found,
+        len(summary.processed),
+        len(summary.failed),
+        next_at.isoformat(timespec="seconds"),
+    )

@@ -487,6 +487,19 @@ class MonitorState:
         row = self._db.execute("SELECT MAX(acquired) FROM scenes").fetchone()
         return _opt_ts(row[0]) if row else None
 
+    def oldest_given_up(self, model_id: str) -> datetime | None:
+        """Acquisition time of the oldest scene whose job for ``model_id`` is no longer retried.
+
+        A catalogue is searched back to it, so that a new version of its item (the only
+        thing that heals such a job without ``--retry-failed``) is found.
+        """
+        row = self._db.execute(
+            "SELECT MIN(s.acquired) FROM jobs j JOIN scenes s ON s.key = j.scene_key "
+            "WHERE j.model_id = ? AND j.status = 'failed' AND j.next_attempt IS NULL",
+            (model_id,),
+        ).fetchone()
+        return _opt_ts(row[0]) if row else None
+
     def record_scenes(
         self, scenes: list[Scene], source: str, model_id: str, now: datetime
     ) -> tuple[int, int]:
@@ -809,6 +822,14 @@ class MonitorState:
                 "UPDATE runs SET finished = ?, processed = ?, failed = ?, outcome = ? WHERE id = ?",
                 (format_ts(now), processed, failed, outcome, run_id),
             )
+
+    def record_loop_stopped(self, now: datetime) -> None:
+        """An ``--every`` loop ended (stopped, or failed on bad input): no run follows."""
+        self.set_meta("loop_stopped", format_ts(now))
+
+    def loop_stopped(self) -> datetime | None:
+        """When an ``--every`` loop last ended (None when none did)."""
+        return _opt_ts(self.get_meta("loop_stopped"))
 
     def last_run(self) -> RunRecord | None:
         """The most recent run."""

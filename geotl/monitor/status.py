@@ -37,6 +37,7 @@ class MonitorStatus:
     last_run_finished: datetime | None = None
     last_run_outcome: str | None = None
     next_run_due: datetime | None = None
+    loop_stopped: datetime | None = None
     next_retry: datetime | None = None
     running_pid: int | None = None
     models: list[str] = field(default_factory=list)
@@ -76,6 +77,7 @@ class MonitorStatus:
                 "outcome": self.last_run_outcome,
             },
             "next_run_due": ts(self.next_run_due),
+            "loop_stopped": ts(self.loop_stopped),
             "next_retry": ts(self.next_retry),
             "running_pid": self.running_pid,
             "models": self.models,
@@ -90,14 +92,23 @@ def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
         return MonitorStatus(region=region.name, dir=rdir, initialised=False)
     with MonitorState(db_path, readonly=True) as state:
         summary = state.summary()
+        loop_stopped = state.loop_stopped()
     last = summary.last_run
+    running_pid = RegionLock(rdir, region.name).holder_pid()
     every_s = last.every_s if last and last.every_s else None
-    if every_s is None and region.monitor is not None and region.monitor.every:
-        with contextlib.suppress(ValueError):
-            every_s = parse_every(region.monitor.every)
+    if last and every_s and running_pid is None:
+        # an --every loop holds the lock while it lives: with none held, no run is coming
+        # (a loop killed outright did not record its end: then the last run's end stands)
+        every_s = None
+        if loop_stopped is None or loop_stopped < last.started:
+            loop_stopped = last.finished or last.started
+    else:
+        loop_stopped = None
+        if every_s is None and region.monitor is not None and region.monitor.every:
+            with contextlib.suppress(ValueError):
+                every_s = parse_every(region.monitor.every)
     next_due = (last.started + timedelta(seconds=every_s)) if last and every_s else None
     retries = [f.next_attempt for f in summary.failed if f.next_attempt is not None]
-    running_pid = RegionLock(rdir, region.name).holder_pid()
     by_status = dict(summary.by_status)
     if running_pid is None and by_status.get("running"):
         # no run holds the lock: a run was killed mid-pass, and the next one redoes it
@@ -115,6 +126,7 @@ def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
         last_run_finished=last.finished if last else None,
         last_run_outcome=last.outcome if last else None,
         next_run_due=next_due,
+        loop_stopped=loop_stopped,
         next_retry=min(retries) if retries else None,
         running_pid=running_pid,
         models=summary.models,
@@ -156,11 +168,12 @@ def format_status(status: MonitorStatus) -> str:
     )
     if status.running_pid is not None:
         lines.append(f"running now: pid {status.running_pid}")
-    due = (
-        ts(status.next_run_due)
-        if status.next_run_due
-        else "on the next scheduled run (cron/systemd; no --every recorded)"
-    )
+    if status.next_run_due:
+        due = ts(status.next_run_due)
+    elif status.loop_stopped:
+        due = f"none: the --every loop stopped at {ts(status.loop_stopped)} (start it again)"
+    else:
+        due = "on the next scheduled run (cron/systemd; no --every recorded)"
     lines.append(f"next run due: {due}")
     if status.next_retry is not None:
         lines.append(f"next retry due: {ts(status.next_retry)}")

@@ -34,15 +34,18 @@ from geotl.io.dates import acquired_text, read_acquired
 from geotl.io.rasters import (
     data_band_indexes,
     ground_resolution_m,
+    is_virtual,
     mask_bands,
     nodata_vrt_options,
     north_up,
     open_raster,
     other_units,
     read_failure,
+    remote_gdal_env,
     scene_band_means,
     with_nodata,
 )
+from geotl.io.rasters import scene_path as as_scene_path
 from geotl.io.scratch import scratch_dir
 from geotl.models.artefact import Artefact
 from geotl.predict.blocks import RowBlock
@@ -317,8 +320,10 @@ def predict_scene(
             ``resample``.
         BandMismatchError: the scene's bands cannot be mapped onto the model's.
     """
+    path = scene_path if isinstance(scene_path, Path) else as_scene_path(scene_path)
     try:
-        return _predict_scene(artefact, Path(scene_path), options, acquired, block, name)
+        with remote_gdal_env() if is_virtual(path) else contextlib.nullcontext():
+            return _predict_scene(artefact, path, options, acquired, block, name)
     except RasterioError as exc:
         raise read_failure(exc, scene_path) from exc
 

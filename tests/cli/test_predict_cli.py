@@ -375,3 +375,39 @@ def test_a_scene_without_a_valid_pixel_is_said(tmp_path: Path, model_dir: Path) 
     # nothing seen, nothing detected (a tile beyond a swath's edge), and said
     assert code == 0 and "empty.tif: no valid pixel" in stderr
     assert json.loads(out.read_text())["features"] == []
+
+
+def test_gdal_virtual_paths_are_read_as_given(tmp_path: Path, model_dir: Path) -> None:
+    # a scene inside a zip, and one over HTTP (byte ranges, as a COG in a bucket)
+    import zipfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from monitor.stac_server import FileServer
+
+    (tmp_path / "served").mkdir()
+    scene = _stripe_scene(tmp_path / "served" / "scene.tif")
+    with zipfile.ZipFile(tmp_path / "scenes.zip", "w") as z:
+        z.write(scene, "inner/scene.tif")
+    server = FileServer(tmp_path / "served")
+    try:
+        url = server.url(scene)
+        for i, given in enumerate(
+            [f"/vsizip/{tmp_path}/scenes.zip/inner/scene.tif", f"/vsicurl/{url}", url]
+        ):
+            out = tmp_path / f"out{i}.geojson"
+            code, _, stderr = _run("predict", str(model_dir), given, "-o", str(out), "--overwrite")
+            assert code == 0, stderr
+            features = json.loads(out.read_text())["features"]
+            assert len(features) == 2 and {f["properties"]["scene"] for f in features} == {
+                "scene.tif"
+            }
+        code, _, stderr = _run(
+            "predict",
+            str(model_dir),
+            f"/vsicurl/{url[:-4]}-gone.tif",
+            "-o",
+            str(tmp_path / "x.geojson"),
+        )
+        assert code == 2 and "scene-gone.tif" in stderr and "Traceback" not in stderr
+    finally:
+        server.close()

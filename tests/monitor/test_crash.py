@@ -19,7 +19,14 @@ from monitor_helpers import deliver
 
 from geotl.cli.main import cli
 from geotl.config import load_region
-from geotl.monitor import MonitorOptions, MonitorState, RegionLock, watch_region
+from geotl.monitor import (
+    MonitorOptions,
+    MonitorState,
+    RegionLock,
+    format_status,
+    monitor_status,
+    watch_region,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -169,8 +176,12 @@ def test_second_monitor_exits_at_once_and_sigterm_stops_gracefully(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0, err.decode()[-3000:]
+    # stopped by SIGTERM, after finishing the scene and releasing the lock: 128 + 15
+    assert proc.returncode == 143, err.decode()[-3000:]
     assert "SIGTERM: finishing the current scene" in err.decode()
+    status = CliRunner().invoke(cli, ["monitor", "status", str(naip_region), "--out", str(out)])
+    assert "next run due: none: the --every loop stopped at" in status.output
+    assert "running now" not in status.output
     with MonitorState(rdir / "state.sqlite", readonly=True) as state:
         summary = state.summary()
         done = len(state.done_passes())
@@ -227,3 +238,31 @@ def test_every_loops_until_stopped_and_logs_one_line_per_pass(
     assert len(pass_lines) == 3
     assert "first pass over this area" in pass_lines[0].getMessage()
     assert "new" in pass_lines[1].getMessage() and "gone" in pass_lines[1].getMessage()
+
+
+def test_status_announces_no_next_run_once_the_every_loop_stopped(
+    naip_region: Path, naip_small: list[Path], naip_model: Path, tmp_path: Path
+) -> None:
+    region = load_region(naip_region)
+    deliver(naip_region, naip_small[:1])
+    out = tmp_path / "out"
+    stop = threading.Event()
+    seen: list[str] = []
+
+    def stop_after_the_first_run() -> None:
+        _wait_for(lambda: (out / "naip-nd" / "history.csv").exists(), 120)
+        status = monitor_status(region, out)  # while the loop sleeps: a next run is due
+        seen.append(format_status(status))
+        stop.set()
+
+    thread = threading.Thread(target=stop_after_the_first_run)
+    thread.start()
+    watch_region(region, MonitorOptions(out_dir=out, model_dir=naip_model), 3600.0, stop=stop)
+    thread.join()
+    assert "next run due: 2" in seen[0] and "running now: pid" in seen[0]
+    status = monitor_status(region, out)
+    assert status.next_run_due is None and status.loop_stopped is not None
+    assert status.last_run_finished is not None and status.loop_stopped >= status.last_run_finished
+    text = format_status(status)
+    assert "next run due: none: the --every loop stopped at" in text
+    assert status.to_dict()["next_run_due"] is None

@@ -15,12 +15,13 @@ from monitor_helpers import NAIP_BANDS, NAIP_REGEX, write_region
 from rasterio.transform import from_origin
 
 from geotl.config import SourceOptions, load_region
-from geotl.errors import ConfigError, SceneError
+from geotl.errors import ConfigError, GeotlRuntimeError, SceneError
 from geotl.monitor.sources import (
     SOURCES,
     FolderSource,
     Scene,
     SceneSource,
+    StacSource,
     make_source,
     parse_datetime_text,
     region_aoi,
@@ -161,6 +162,70 @@ def test_region_aoi_from_imagery_or_file(tmp_path: Path) -> None:
     )
     (tmp_path / "region" / "r.toml").write_text(text)
     assert region_aoi(load_region(tmp_path / "region" / "r.toml")).bounds == (1.0, 1.0, 2.0, 2.0)
+
+
+def test_an_aoi_away_from_the_imagery_is_warned_about_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    anchor = _tif(tmp_path / "anchor.tif")  # near lon -99.0, lat 46.9 (EPSG:32614)
+    region_file = _folder_region(tmp_path, anchor)
+    text = region_file.read_text().replace("[monitor]\n", '[monitor]\naoi = "aoi.geojson"\n')
+    region_file.write_text(text)
+
+    def write_aoi(ring: str) -> None:
+        (region_file.parent / "aoi.geojson").write_text(
+            '{"type":"FeatureCollection","features":[{"type":"Feature","properties":{},'
+            f'"geometry":{{"type":"Polygon","coordinates":[{ring}]}}}}]}}'
+        )
+
+    # over the imagery: no warning
+    write_aoi("[[-99.1,46.9],[-98.9,46.9],[-98.9,47.0],[-99.1,47.0],[-99.1,46.9]]")
+    with caplog.at_level(logging.WARNING, logger="geotl.monitor"):
+        region_aoi(load_region(region_file))
+    assert not caplog.records
+    # drawn in the imagery's UTM metres but written as GeoJSON (read as lon/lat): elsewhere;
+    # said once, on one line
+    (tmp_path / "utm").mkdir()
+    region_file = region_file.rename(tmp_path / "utm" / "r.toml")
+    write_aoi(
+        "[[500000,5199840],[500160,5199840],[500160,5200000],[500000,5200000],[500000,5199840]]"
+    )
+    with caplog.at_level(logging.WARNING, logger="geotl.monitor"):
+        region = load_region(region_file)
+        assert region_aoi(region).bounds == (500000.0, 5199840.0, 500160.0, 5200000.0)
+        region_aoi(region)
+    [record] = caplog.records
+    message = record.getMessage()
+    assert message.startswith(str(region_file.parent / "aoi.geojson"))
+    assert "monitor.aoi does not overlap the region's imagery" in message
+    assert "the region is near lon -98.99" in message and "\n" not in message
+
+
+def test_a_stac_url_answering_404_with_an_empty_body_is_a_one_line_error(
+    tmp_path: Path,
+) -> None:
+    from stac_server import FileServer
+
+    (tmp_path / "served").mkdir()
+    server = FileServer(tmp_path / "served")  # a real HTTP server: 404 with no body
+    try:
+        url = f"http://127.0.0.1:{server.port}/stac"
+        monitor = (
+            f'source = "stac"\nurl = "{url}"\ncollection = "c"\n'
+            'assets = { red = "image:1", green = "image:2", blue = "image:3", nir = "image:4" }'
+        )
+        anchor = _tif(tmp_path / "anchor.tif")
+        region = load_region(
+            write_region(tmp_path / "region", "r", [anchor], NAIP_BANDS, ["water"], monitor)
+        )
+        with pytest.raises(GeotlRuntimeError) as err:
+            StacSource(region).discover({}, None)
+    finally:
+        server.close()
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(url)
+    assert "STAC search failed (APIError: HTTP 404)" in message and "[monitor] url" in message
+    assert ("GET", "/stac", 404, 0) in server.log.entries
 
 
 def test_vrt_stacks_bands_from_assets(tmp_path: Path) -> None:

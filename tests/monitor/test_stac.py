@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from monitor_helpers import NAIP_BANDS, PERU_BANDS, write_region
 from stac_server import StacServer, collection_json, item_json
 
 from geotl.config import load_region
-from geotl.errors import GeotlRuntimeError
+from geotl.errors import ConfigError, GeotlRuntimeError
 from geotl.monitor import MonitorOptions, StacSource, monitor_status, run_monitor
 
 pytestmark = [pytest.mark.stac, pytest.mark.slow]
@@ -186,3 +188,106 @@ def test_unreachable_api_is_a_runtime_error(
     with pytest.raises(GeotlRuntimeError, match="STAC search failed"):
         run_monitor(region, MonitorOptions(out_dir=tmp_path / "out", model_dir=naip_model))
     assert StacSource(region).band_names() == NAIP_BANDS
+
+
+def test_a_mistyped_collection_is_a_config_error_naming_the_collections(
+    stac_server: StacServer, naip_scenes: list[Path], tmp_path: Path
+) -> None:
+    server = stac_server
+    server.load_collection(collection_json("naip-quiet", "a collection with no items yet"))
+    region_file = _stac_region(
+        tmp_path, server, "typo", naip_scenes[0], NAIP_BANDS, "naip-quiet", ["water"], 0.0
+    )
+    # an existing collection with nothing over the AOI is quiet, not wrong
+    assert StacSource(load_region(region_file)).discover({}, None) == []
+    region_file.write_text(region_file.read_text().replace('"naip-quiet"', '"naip-qiuet"'))
+    with pytest.raises(ConfigError, match="collection 'naip-qiuet' is not a collection of") as err:
+        StacSource(load_region(region_file)).discover({}, None)
+    assert err.value.exit_code == 2 and err.value.path == region_file
+    assert "naip-quiet" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_item_missing_an_asset_or_in_mixed_crss_waits_for_a_new_version(
+    stac_server: StacServer,
+    naip_scenes: list[Path],
+    peru_scenes: list[Path],
+    naip_model: Path,
+    tmp_path: Path,
+) -> None:
+    server = stac_server
+    files = server.files
+    assert files is not None
+    server.load_collection(collection_json("naip-two-assets", "rgb in one asset, nir in another"))
+
+    def item(name: str, rgb: Path, nir: Path | None, when: str) -> dict[str, Any]:
+        out = item_json("naip-two-assets", name, rgb, files.url(rgb), when, 1.0, asset_key="rgb")
+        if nir is not None:
+            out["assets"]["nir"] = {**out["assets"]["rgb"], "href": files.url(nir)}
+        return out
+
+    good = item("good", naip_scenes[0], naip_scenes[0], _naip_when(naip_scenes[0]))
+    missing = item("no-nir", naip_scenes[1], None, _naip_when(naip_scenes[1]))
+    mixed = item("mixed-crs", naip_scenes[2], peru_scenes[0], _naip_when(naip_scenes[2]))
+    server.load_items([good, missing, mixed])
+    monitor = (
+        f'source = "stac"\nurl = "{server.url}"\ncollection = "naip-two-assets"\n'
+        'assets = { red = "rgb:1", green = "rgb:2", blue = "rgb:3", nir = "nir:4" }'
+    )
+    region = load_region(
+        write_region(
+            tmp_path / "region", "two-assets", naip_scenes[:1], NAIP_BANDS, ["water"], monitor
+        )
+    )
+    # no backoff: a failure that is retried at all is retried by the very next run
+    opts = MonitorOptions(out_dir=tmp_path / "out", model_dir=naip_model, retry_base_s=0.0)
+    first = run_monitor(region, opts)
+    assert [p.scene for p in first.processed] == ["good"]
+    assert {p.scene: p.next_attempt for p in first.failed} == {"no-nir": None, "mixed-crs": None}
+    errors = {f.name: f.error or "" for f in monitor_status(region, tmp_path / "out").failed}
+    assert "item has no asset 'nir' for band 'nir'" in errors["no-nir"]
+    assert "cannot stack" in errors["mixed-crs"]
+    assert run_monitor(region, opts).passes == []  # the same item version is not retried
+
+    # a new version of the item (its asset added) is processed by the next run
+    fixed = item("no-nir", naip_scenes[1], naip_scenes[1], _naip_when(naip_scenes[1]))
+    fixed["properties"]["updated"] = "2024-01-01T00:00:00Z"
+    server.load_items([fixed])
+    again = run_monitor(region, opts)
+    assert [p.scene for p in again.processed] == ["no-nir"] and again.failed == []
+
+
+def test_max_cloud_keeps_items_that_do_not_state_their_cloud_cover(
+    stac_server: StacServer,
+    naip_scenes: list[Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = stac_server
+    files = server.files
+    assert files is not None
+    server.load_collection(collection_json("naip-clouds", "items with and without cloud cover"))
+    clear, cloudy, unknown = (
+        item_json("naip-clouds", name, s, files.url(s), _naip_when(s), cloud)
+        for name, s, cloud in zip(
+            ("clear", "cloudy", "unknown"), naip_scenes[:3], (5.0, 80.0, 0.0), strict=True
+        )
+    )
+    del unknown["properties"]["eo:cloud_cover"]
+    server.load_items([clear, cloudy, unknown])
+    region = load_region(
+        _stac_region(
+            tmp_path,
+            server,
+            "clouds",
+            naip_scenes[0],
+            NAIP_BANDS,
+            "naip-clouds",
+            ["water"],
+            0.0,
+            50,
+        )
+    )
+    with caplog.at_level(logging.INFO, logger="geotl.monitor"):
+        found = StacSource(region).discover({}, None)
+    assert sorted(s.name for s in found) == ["clear", "unknown"]
+    assert "STAC item unknown states no eo:cloud_cover: kept" in caplog.text

@@ -19,7 +19,8 @@ from shapely.geometry.base import BaseGeometry
 
 from geotl.config import Region
 from geotl.errors import LabelError, ReferenceLayerError
-from geotl.io.vectors import crs_name, read_vector
+from geotl.io.vectors import read_vector
+from geotl.monitor.areas import far_from_region
 
 __all__ = ["ReferenceLayer", "load_reference_layers", "read_reference_layer"]
 
@@ -112,16 +113,11 @@ def read_reference_layer(path: Path, key: str, region_area: BaseGeometry | None)
         geoms=np.asarray(shapely.make_valid(wgs.values), dtype=object),
     )
     if region_area is not None and not region_area.is_empty:
-        extent = shapely.box(*shapely.total_bounds(layer.geoms))
-        if not np.isfinite(shapely.total_bounds(layer.geoms)).all() or not extent.intersects(
-            region_area
-        ):
-            lon, lat = region_area.representative_point().coords[0]
-            x0, y0, x1, y1 = shapely.total_bounds(gpd.GeoSeries(geoms, crs=source_crs).values)
+        far = far_from_region(region_area, layer.geoms, geoms, source_crs)
+        if far is not None:
             raise ReferenceLayerError(
-                f"does not overlap the region (its features in {crs_name(source_crs)} span "
-                f"{x0:.6g},{y0:.6g} to {x1:.6g},{y1:.6g}; the region is near lon {lon:.4f}, "
-                f"lat {lat:.4f}): fix the file's CRS or point {key} at a layer of this region",
+                f"does not overlap the region ({far}): fix the file's CRS or point {key} at a "
+                "layer of this region",
                 path,
             )
     return layer

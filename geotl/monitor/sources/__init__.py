@@ -15,7 +15,12 @@ from __future__ import annotations
 from geotl.config import Region
 from geotl.monitor.sources.base import SceneSource, monitor_config
 from geotl.monitor.sources.folder import FolderOptions, FolderSource
-from geotl.monitor.sources.remote import REMOTE_GDAL_OPTIONS, remote_gdal_env, write_scene_vrt
+from geotl.monitor.sources.remote import (
+    REMOTE_GDAL_OPTIONS,
+    ItemError,
+    remote_gdal_env,
+    write_scene_vrt,
+)
 from geotl.monitor.sources.scene import AcquiredFrom, Scene, parse_datetime_text, safe_scene_name
 from geotl.monitor.sources.stac import StacOptions, StacSource, region_aoi
 
@@ -25,6 +30,7 @@ __all__ = [
     "AcquiredFrom",
     "FolderOptions",
     "FolderSource",
+    "ItemError",
     "Scene",
     "SceneSource",
     "StacOptions",

@@ -82,8 +82,9 @@ class SceneSource(ABC):
     def discover(self, known: Mapping[str, str], since: datetime | None) -> list[Scene]:
         """Scenes that are not in ``known`` (key -> fingerprint) or whose fingerprint changed.
 
-        ``since`` is the acquisition time of the newest scene seen so far (sources that search
-        a catalogue use it to ask only for newer items; folder sources ignore it).
+        ``since`` is the acquisition time of the newest scene seen so far, or of an older one
+        whose job is no longer retried (sources that search a catalogue use it to ask only for
+        items from then on; folder sources ignore it).
 
         Raises:
             GeotlRuntimeError: the source cannot be searched (the run fails; ``--every`` retries).

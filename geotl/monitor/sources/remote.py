@@ -7,8 +7,6 @@ only the byte ranges that prediction reads are fetched.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,28 +16,19 @@ from rasterio.errors import RasterioError
 
 from geotl.errors import SceneError
 from geotl.io.atomic import atomic_write_bytes
-from geotl.monitor.sources.scene import Scene
+from geotl.io.rasters import REMOTE_GDAL_OPTIONS, remote_gdal_env
+from geotl.monitor.sources.scene import Scene, error_text
 
-__all__ = ["REMOTE_GDAL_OPTIONS", "remote_gdal_env", "write_scene_vrt"]
-
-#: GDAL settings for reading remote assets by HTTP range requests (no directory listing,
-#: no full download, bounded retries).
-REMOTE_GDAL_OPTIONS: dict[str, str | int] = {
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF,.vrt",
-    "GDAL_HTTP_MAX_RETRY": 2,
-    "GDAL_HTTP_RETRY_DELAY": 1,
-    "GDAL_HTTP_TIMEOUT": 30,
-    "GDAL_HTTP_MULTIRANGE": "YES",
-    "VSI_CACHE": "TRUE",
-}
+__all__ = ["REMOTE_GDAL_OPTIONS", "ItemError", "remote_gdal_env", "write_scene_vrt"]
 
 
-@contextmanager
-def remote_gdal_env() -> Iterator[None]:
-    """GDAL settings for windowed reads of HTTP assets (wrap remote reads in this)."""
-    with rasterio.Env(**REMOTE_GDAL_OPTIONS):
-        yield
+class ItemError(SceneError):
+    """A STAC item's assets cannot make a scene.
+
+    An asset is missing or lacks the band, or the assets lie in other CRSs or extents.
+    Unlike an unreachable asset this does not heal by waiting: the pass fails without
+    automatic retries until the item changes (a new fingerprint puts it back to pending).
+    """
 
 
 def _vsi(href: str) -> str:
@@ -59,17 +48,18 @@ def write_scene_vrt(scene: Scene, vrt_path: Path) -> Path:
     extent (a coarser band, e.g. 20 m beside 10 m, is resampled through the VRT).
 
     Raises:
-        SceneError: an asset is missing from the item, unreachable, or on another grid.
+        ItemError: an asset is missing from the item, lacks the band, or is on another grid.
+        SceneError: an asset cannot be read (unreachable, not a raster).
     """
     if not scene.assets:
-        raise SceneError("scene has no assets to stack", scene.uri)
+        raise ItemError("scene has no assets to stack", scene.uri)
     grids: dict[str, tuple[Any, Any, int, int, str, float | None]] = {}
     sources: list[tuple[str, int]] = []
     with remote_gdal_env():
         for band, spec in scene.assets.items():
             href, _, index_text = spec.rpartition("#")
             if spec.startswith("missing:"):
-                raise SceneError(
+                raise ItemError(
                     f"item has no asset '{spec[8:]}' for band '{band}': fix [monitor] assets",
                     scene.uri,
                 )
@@ -78,7 +68,7 @@ def write_scene_vrt(scene: Scene, vrt_path: Path) -> Path:
                 try:
                     with rasterio.open(_vsi(href)) as ds:
                         if index > ds.count:
-                            raise SceneError(
+                            raise ItemError(
                                 f"asset {href} has {ds.count} band(s), [monitor] assets asks for band {index}",
                                 scene.uri,
                             )
@@ -92,7 +82,7 @@ def write_scene_vrt(scene: Scene, vrt_path: Path) -> Path:
                         )
                 except (RasterioError, OSError) as exc:
                     raise SceneError(
-                        f"asset {href} for band '{band}' cannot be read ({str(exc).splitlines()[0][:160]})",
+                        f"asset {href} for band '{band}' cannot be read ({error_text(exc, 160)})",
                         scene.uri,
                     ) from exc
             sources.append((href, index))
@@ -105,13 +95,13 @@ def write_scene_vrt(scene: Scene, vrt_path: Path) -> Path:
     for i, (href, index) in enumerate(sources, start=1):
         crs, transform, w, h, _, band_nodata = grids[href]
         if crs != ref_crs:
-            raise SceneError(
+            raise ItemError(
                 f"asset {href} is in {crs}, other bands in {ref_crs}: cannot stack", scene.uri
             )
         left, top = transform.c, transform.f
         right, bottom = transform @ (w, h)
         if not _same_extent((left, top, right, bottom), ref_transform, width, height):
-            raise SceneError(f"asset {href} covers another extent than the first band", scene.uri)
+            raise ItemError(f"asset {href} covers another extent than the first band", scene.uri)
         vrt_band = ET.SubElement(root, "VRTRasterBand", dataType=_gdal_type(dtype), band=str(i))
         if nodata is not None:
             ET.SubElement(vrt_band, "NoDataValue").text = repr(float(nodata))

@@ -1,10 +1,11 @@
 """``source = "stac"``: items of one collection of a STAC API, searched with pystac-client.
 
 Keys (:class:`StacOptions`): ``url``, ``collection``, ``assets`` (band -> asset key, or
-``key:band`` for a band of a multi-band asset) and ``max_cloud`` (percent).
+``key:band`` for a band of a multi-band asset) and ``max_cloud`` (percent; items that do not
+state ``eo:cloud_cover`` are kept).
 The search covers the region's AOI (the footprint of its imagery, or ``[monitor] aoi``), from
-a few days before the newest scene seen, in one collection, up to ``max_cloud`` percent cloud
-cover. Assets are mapped to bands with ``[monitor] assets`` and read remotely by window (see
+a few days before the newest scene seen (or the oldest one failed for good, whose item may
+have been fixed), in one collection, up to ``max_cloud`` percent cloud cover. Assets are mapped to bands with ``[monitor] assets`` and read remotely by window (see
 :mod:`geotl.monitor.sources.remote`).
 """
 
@@ -14,6 +15,8 @@ import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import rasterio
@@ -26,8 +29,9 @@ from shapely.geometry.base import BaseGeometry
 
 from geotl.config import Region, SourceOptions
 from geotl.errors import ConfigError, GeotlRuntimeError
+from geotl.monitor.areas import far_from_region
 from geotl.monitor.sources.base import SceneSource
-from geotl.monitor.sources.scene import Scene, parse_datetime_text, safe_scene_name
+from geotl.monitor.sources.scene import Scene, error_text, parse_datetime_text, safe_scene_name
 
 __all__ = ["STAC_LOOKBACK", "StacOptions", "StacSource", "region_aoi"]
 
@@ -42,26 +46,58 @@ def region_aoi(region: Region) -> BaseGeometry:
     """The area a region watches, in EPSG:4326.
 
     ``[monitor] aoi`` (any OGR vector, all features united) when given, else the union of
-    the footprints (bounding boxes) of the region's ``[imagery]`` scenes.
+    the footprints (bounding boxes) of the region's ``[imagery]`` scenes. An aoi that does
+    not meet that footprint (usually a wrong CRS) is warned about, once per file.
 
     Raises:
         ConfigError: the AOI file cannot be read or is empty.
     """
-    if region.monitor is not None and region.monitor.aoi:
-        import geopandas as gpd
+    if region.monitor is None or not region.monitor.aoi:
+        return _imagery_footprint(region)
+    import geopandas as gpd
 
-        aoi_path = region.resolve(region.monitor.aoi)
+    aoi_path = region.resolve(region.monitor.aoi)
+    try:
+        frame = gpd.read_file(aoi_path)
+    except Exception as exc:
+        raise ConfigError(
+            f"monitor.aoi cannot be read ({exc}); use GeoJSON or GPKG", aoi_path
+        ) from exc
+    if frame.empty or frame.crs is None:
+        raise ConfigError(
+            "monitor.aoi is empty or has no CRS: give it polygons with a CRS", aoi_path
+        )
+    geoms_4326 = frame.to_crs("EPSG:4326").geometry.values
+    if aoi_path not in _AOI_CHECKED:
+        _AOI_CHECKED.add(aoi_path)
         try:
-            frame = gpd.read_file(aoi_path)
-        except Exception as exc:
-            raise ConfigError(
-                f"monitor.aoi cannot be read ({exc}); use GeoJSON or GPKG", aoi_path
-            ) from exc
-        if frame.empty or frame.crs is None:
-            raise ConfigError(
-                "monitor.aoi is empty or has no CRS: give it polygons with a CRS", aoi_path
-            )
-        return shapely.union_all(frame.to_crs("EPSG:4326").geometry.values)
+            footprint = _imagery_footprint(region)
+        except ConfigError as exc:
+            log.debug("aoi not checked against the imagery: %s", exc)
+        else:
+            far = None
+            if not footprint.is_empty:
+                far = far_from_region(footprint, geoms_4326, frame.geometry.values, frame.crs)
+            if far is not None:
+                log.warning(
+                    "%s: monitor.aoi does not overlap the region's imagery (%s): fix the "
+                    "file's CRS or draw the aoi over the region",
+                    aoi_path,
+                    far,
+                )
+    return shapely.union_all(geoms_4326)
+
+
+#: aoi files already checked against their region's imagery (warned about once a process)
+_AOI_CHECKED: set[Path] = set()
+
+
+def _imagery_footprint(region: Region) -> BaseGeometry:
+    """The union of the bounding boxes of the region's ``[imagery]`` scenes (EPSG:4326).
+
+    Raises:
+        ConfigError: a scene cannot be read.
+    """
     parts = []
     for path in region.scene_paths():
         try:
@@ -84,8 +120,31 @@ def _split_asset(spec: str) -> tuple[str, int]:
     return spec, 1
 
 
+def _cloud_filter(max_cloud: float) -> dict[str, Any]:
+    """CQL2 search arguments: cloud cover up to ``max_cloud``, or not stated."""
+    cloud = {"property": "eo:cloud_cover"}
+    return {
+        "filter": {
+            "op": "or",
+            "args": [
+                {"op": "<=", "args": [cloud, max_cloud]},
+                {"op": "isNull", "args": [cloud]},
+            ],
+        },
+        "filter_lang": "cql2-json",
+    }
+
+
 class StacOptions(SourceOptions):
-    """``source = "stac"``'s keys in ``[monitor]``."""
+    """``source = "stac"``'s keys in ``[monitor]``.
+
+    Attributes:
+        url: the STAC API's root (its landing page).
+        collection: the id of the collection to watch.
+        assets: band -> asset key, or ``key:band`` for a band of a multi-band asset.
+        max_cloud: skip items whose ``eo:cloud_cover`` exceeds this (percent); an item that
+            does not state its cloud cover is kept (and logged), not silently dropped.
+    """
 
     url: str
     collection: str
@@ -103,6 +162,7 @@ class StacSource(SceneSource):
     def __init__(self, region: Region) -> None:
         super().__init__(region)
         self._aoi: BaseGeometry | None = None
+        self._collection_found = False
 
     def band_names(self) -> list[str]:
         """Band names in ``[monitor] assets`` order."""
@@ -119,9 +179,11 @@ class StacSource(SceneSource):
         """Items of the collection over the AOI acquired at or after ``since - STAC_LOOKBACK``.
 
         Raises:
+            ConfigError: the search found nothing and the API has no such collection.
             GeotlRuntimeError: the API cannot be reached or answers with an error.
         """
         from pystac_client import Client
+        from pystac_client.conformance import ConformanceClasses
         from pystac_client.exceptions import APIError
 
         search_kwargs: dict[str, Any] = {
@@ -135,17 +197,21 @@ class StacSource(SceneSource):
             search_kwargs["datetime"] = (
                 f"{since.astimezone(UTC).isoformat().replace('+00:00', 'Z')}/.."
             )
-        if self.options.max_cloud is not None:
-            search_kwargs["query"] = {"eo:cloud_cover": {"lte": self.options.max_cloud}}
         try:
             client = Client.open(self.options.url)
+            if self.options.max_cloud is not None and client.conforms_to(ConformanceClasses.FILTER):
+                search_kwargs.update(_cloud_filter(self.options.max_cloud))
+            # else every item comes and the cloudy ones are dropped here: the query extension
+            # would also drop the items that do not state their cloud cover
             items = list(client.search(**search_kwargs).items_as_dicts())
         except (APIError, OSError, ValueError) as exc:
             raise GeotlRuntimeError(
-                f"STAC search failed ({str(exc).splitlines()[0][:200]}): check [monitor] url and that "
-                "the API is up",
+                f"STAC search failed ({error_text(exc)}): check that [monitor] url is the "
+                "API's root (its landing page) and that the API is up",
                 self.options.url,
             ) from exc
+        if not items:
+            self._check_collection(client)
         scenes: list[Scene] = []
         for item in items:
             scene = self._scene_from_item(item)
@@ -153,6 +219,8 @@ class StacSource(SceneSource):
                 continue
             if known.get(scene.key) == scene.fingerprint:
                 continue
+            if self.options.max_cloud is not None and scene.cloud_cover is None:
+                log.info("STAC item %s states no eo:cloud_cover: kept (max_cloud)", scene.name)
             scenes.append(scene)
         log.debug(
             "STAC search of %s since %s: %d items, %d new",
@@ -162,6 +230,36 @@ class StacSource(SceneSource):
             len(scenes),
         )
         return scenes
+
+    def _check_collection(self, client: Any) -> None:
+        """Raise when ``[monitor] collection`` is not on the API (asked after an empty search).
+
+        A mistyped collection returns no items, like a quiet collection; only an empty search
+        pays for this request, and a collection found once is not asked for again.
+
+        Raises:
+            ConfigError: the API answers that it has no such collection.
+        """
+        from pystac_client.exceptions import APIError
+
+        if self._collection_found:
+            return
+        collection = self.options.collection
+        try:
+            found = client.get_collection(collection) is not None
+            others = [] if found else [c.id for c in islice(client.get_collections(), 11)]
+        except (APIError, OSError, ValueError) as exc:
+            log.debug("cannot check collection %s on %s (%s)", collection, self.options.url, exc)
+            return  # the search itself worked: do not fail the run on this check
+        if found:
+            self._collection_found = True
+            return
+        listed = ", ".join(others[:10]) + (", ..." if len(others) > 10 else "")
+        raise ConfigError(
+            f"[monitor] collection '{collection}' is not a collection of {self.options.url} "
+            f"(it has: {listed or 'none'}): fix [monitor] collection",
+            self.region.path,
+        )
 
     def refresh(self, scene: Scene) -> Scene | None:
         """Fetch ``scene``'s item again (a retry sees fixed assets); None when unreachable."""

@@ -91,6 +91,7 @@ class LabelsConfig(_Strict):
     """``[labels]``: the vector labels and how their values map onto classes."""
 
     path: str
+    layer: str | None = None  # the layer of a file of several (a GeoPackage's)
     class_field: str | None = None
     class_map: dict[str, str] | None = None
     unmapped: Literal["error", "skip"] = "error"

@@ -53,8 +53,13 @@ def read_vector(
     *,
     crs_fix: str | None = None,
     fids: bool = False,
+    layer: str | None = None,
+    layer_fix: str | None = None,
 ) -> gpd.GeoDataFrame:
-    """Read the first data layer of a vector file with pyogrio.
+    """Read the data layer of a vector file with pyogrio: ``layer``, else its only one.
+
+    A file of several data layers (a GeoPackage of buildings and roads) is never read by
+    guessing which: without ``layer`` it is refused, naming its layers.
 
     Args:
         path: any OGR vector (GeoJSON, GeoPackage, Shapefile, GeoParquet).
@@ -62,9 +67,12 @@ def read_vector(
         crs_override: a CRS that replaces the file's own (``[labels] crs``).
         crs_fix: how to fix a missing CRS (default: add one or set ``[labels] crs``).
         fids: index the frame by the features' OGR ids (what QGIS shows as a feature's id).
+        layer: the layer to read.
+        layer_fix: how to name a layer, for the message (default: keep one in the file).
 
     Raises:
-        LabelError: unreadable, empty, or without a CRS.
+        LabelError: unreadable, empty, without a CRS, several layers and none named, or
+            no layer of that name.
     """
     try:
         if path.suffix.lower() == ".parquet":
@@ -72,11 +80,12 @@ def read_vector(
         else:
             layers = [str(name) for name, _ in pyogrio.list_layers(path)]
             data_layers = [n for n in layers if n != "layer_styles"] or layers
+            chosen = _data_layer(path, what, data_layers, layer, layer_fix)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                frame = gpd.read_file(
-                    path, layer=data_layers[0], engine="pyogrio", fid_as_index=fids
-                )
+                frame = gpd.read_file(path, layer=chosen, engine="pyogrio", fid_as_index=fids)
+    except LabelError:
+        raise
     except Exception as exc:  # any OGR / parquet failure: report it as one line
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise LabelError(
@@ -128,7 +137,7 @@ def _classes(region: Region, frame: gpd.GeoDataFrame, path: Path) -> np.ndarray:
     if cfg.class_field is None:
         return np.array([region.classes[0]] * len(frame), dtype=object)
     if cfg.class_field not in frame.columns:
-        fields = ", ".join(str(c) for c in frame.columns if c != "geometry")
+        fields = ", ".join(str(c) for c in frame.columns if c != "geometry") or "none"
         raise LabelError(
             f"has no field '{cfg.class_field}' (fields: {fields}): fix [labels] class_field",
             path,
@@ -154,6 +163,21 @@ def _classes(region: Region, frame: gpd.GeoDataFrame, path: Path) -> np.ndarray:
     return mapped
 
 
+def _data_layer(
+    path: Path, what: str, layers: list[str], layer: str | None, layer_fix: str | None
+) -> str:
+    """The layer to read: ``layer`` (which must exist), else the file's only data layer."""
+    listed = ", ".join(repr(n) for n in layers)
+    if layer is not None:
+        if layer not in layers:
+            raise LabelError(f"has no layer {layer!r} (layers: {listed}): fix {what}", path)
+        return layer
+    if len(layers) > 1:
+        fix = layer_fix or f"keep only the one {what} means in the file (ogr2ogr OUT FILE LAYER)"
+        raise LabelError(f"has {len(layers)} layers ({listed}): {fix}", path)
+    return layers[0]
+
+
 def read_labels(region: Region, crs: Any = None) -> gpd.GeoDataFrame:
     """Read a region's label polygons, mapped onto its classes and repaired.
 
@@ -172,7 +196,13 @@ def read_labels(region: Region, crs: Any = None) -> gpd.GeoDataFrame:
     """
     path = region.labels_path()
     assert region.labels is not None
-    frame = read_vector(path, "[labels] path", region.labels.crs)
+    frame = read_vector(
+        path,
+        "[labels] path",
+        region.labels.crs,
+        layer=region.labels.layer,
+        layer_fix='name the one to read with [labels] layer = "NAME"',
+    )
     frame = _points_as_boxes(region, frame, path)
     classes = _classes(region, frame, path)
     geoms, n_repaired, n_dropped = _polygonal(frame.geometry)

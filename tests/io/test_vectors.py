@@ -74,3 +74,21 @@ def test_read_areas(tmp_path: Path) -> None:
     gpd.GeoDataFrame(geometry=[box(0, 0, 1, 1)], crs="EPSG:32618").to_file(tmp_path / "a.gpkg")
     areas = read_areas(tmp_path / "a.gpkg", "[split] test_within")
     assert len(areas) == 1 and areas.crs.to_epsg() == 32618
+
+
+def test_a_file_of_several_layers_is_read_by_name_never_guessed(tmp_path: Path) -> None:
+    # a GeoPackage of roads (first) and the crowns the region means
+    path = tmp_path / "l.gpkg"
+    gpd.GeoDataFrame(geometry=[box(0, 0, 9, 1)], crs="EPSG:32618").to_file(path, layer="roads")
+    gpd.GeoDataFrame(
+        {"kind": ["T", "S"]}, geometry=[box(0, 0, 1, 1), box(2, 2, 3, 3)], crs="EPSG:32618"
+    ).to_file(path, layer="crowns")
+    extra = 'class_field = "kind"\nclass_map = { T = "tree", S = "shrub" }\n'
+    with pytest.raises(LabelError, match=r"l\.gpkg: has 2 layers \('roads', 'crowns'\): name the one to read with \[labels\] layer"):  # fmt: skip
+        read_labels(load_region(_region(tmp_path, "l.gpkg", extra)))
+    labels = read_labels(load_region(_region(tmp_path, "l.gpkg", extra + 'layer = "crowns"\n')))
+    assert labels["class"].tolist() == ["tree", "shrub"]
+    with pytest.raises(LabelError, match=r"has no layer 'crown' \(layers: 'roads', 'crowns'\)"):
+        read_labels(load_region(_region(tmp_path, "l.gpkg", extra + 'layer = "crown"\n')))
+    with pytest.raises(LabelError, match=r"has 2 layers .*keep only the one"):
+        read_areas(path, "[labels] complete_within")

@@ -173,3 +173,17 @@ def test_object_areas_are_judged_on_the_ground_in_a_degree_crs():
     big, small, unlabelled = square(40, 10), square(40, 5), square(5, 10)  # 1 m², 0.25 m²
     kept = ground.scored([big, small, unlabelled])
     assert len(kept) == 1 and kept[0].equals(big)
+
+
+def test_a_class_without_test_pixels_is_left_out_of_the_mean_and_named():
+    from geotl.evaluate.segmentation import segmentation_scores
+
+    # two chips; "shrub" is never labelled in the test split but predicted on a few pixels
+    confs = np.zeros((2, 3, 3), np.int64)
+    confs[:, 0, 0], confs[:, 1, 1], confs[:, 1, 0], confs[:, 0, 2] = 50, 6, 2, 3
+    objs = np.zeros((2, 3, 2), np.int64)
+    pixel = segmentation_scores(confs, objs, ["tree", "shrub"], ["a", "b"], 50, 0)["pixel"]
+    assert pixel["per_class"]["shrub"]["iou"] == 0.0
+    assert pixel["mean_iou"] == pixel["per_class"]["tree"]["iou"] == 0.75
+    assert pixel["classes_without_test_pixels"] == ["shrub"]
+    assert pixel["mean_iou_ci95"] == [0.75, 0.75]

@@ -81,6 +81,8 @@ def headline(metrics: dict[str, Any]) -> str:
     >>> headline({"pixel": {"mean_iou": 0.61, "mean_iou_ci95": [0.5, 0.7]},
     ...           "objects": {"tree": {"f1": 0.42, "f1_ci95": [0.3, 0.5]}}})
     'test mean IoU 0.61 [0.50, 0.70]; object F1 0.42 [0.30, 0.50]'
+    >>> headline({"pixel": {"mean_iou": None, "classes_without_test_pixels": ["tree"]}})
+    'test mean IoU n/a (no labelled test pixels of tree)'
     >>> headline({"detection": {"ap50": 0.3, "ap50_ci95": [0.2, 0.4],
     ...           "iou_0.5": {"f1": 0.5, "precision": 0.6, "recall": 0.4}}})
     'test AP50 0.30 [0.20, 0.40]; object F1 0.50 at IoU 0.5 (precision 0.60, recall 0.40)'
@@ -103,6 +105,8 @@ def headline(metrics: dict[str, Any]) -> str:
         )
     pixel = metrics.get("pixel", {})
     text = f"test mean IoU {num(pixel.get('mean_iou'))}{ci(pixel.get('mean_iou_ci95'))}"
+    if absent := pixel.get("classes_without_test_pixels"):
+        text += f" (no labelled test pixels of {', '.join(absent)})"
     objects = metrics.get("objects", {})
     if len(objects) == 1:
         (only,) = objects.values()

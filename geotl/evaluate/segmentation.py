@@ -17,6 +17,7 @@ count, below 1 merged (or missed) objects, above 1 split (or spurious) ones.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -217,6 +218,20 @@ def _pixels_shape(mask: np.ndarray, transform: Affine) -> BaseGeometry:
     return shapely.union_all([shape(g) for g, _ in shapes(m, mask=mask, transform=transform)])
 
 
+def _mean_labelled_iou(conf: np.ndarray) -> np.ndarray:
+    """Mean foreground IoU over the classes with labelled pixels (NaN: none has any).
+
+    >>> float(_mean_labelled_iou(np.array([[8, 2, 0], [1, 3, 0], [0, 0, 0]])))  # class 2: none
+    0.5
+    """
+    iou = pixel_scores(conf)[0][..., 1:]
+    labelled = np.asarray(conf).sum(-1)[..., 1:] > 0
+    kept = np.where(labelled, iou, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no labelled class
+        return np.asarray(np.nanmean(kept, axis=-1))
+
+
 def segmentation_scores(
     confs: np.ndarray,
     objs: np.ndarray,
@@ -286,15 +301,17 @@ def segmentation_scores(
         }
         for c, name in enumerate(classes)
     }
-    mean_iou = float(np.nanmean(iou[1:])) if np.isfinite(iou[1:]).any() else float("nan")
-    miou_lo, miou_hi = bootstrap_ci(
-        confs, lambda s: np.nanmean(pixel_scores(s)[0][..., 1:], axis=-1), n_boot, seed
-    )
+    mean_iou = float(_mean_labelled_iou(total))
+    miou_lo, miou_hi = bootstrap_ci(confs, _mean_labelled_iou, n_boot, seed)
     return {
         "pixel": {
             "mean_iou": rounded(mean_iou),
             "mean_iou_ci95": [rounded(miou_lo), rounded(miou_hi)],
             "per_class": per_class,
+            # left out of the mean: an IoU there says only whether the model kept quiet
+            "classes_without_test_pixels": [
+                name for c, name in enumerate(classes, start=1) if not total[c].sum()
+            ],
         },
         "objects": objects_out,
     }

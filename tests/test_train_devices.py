@@ -161,3 +161,31 @@ def test_batch_that_does_not_split_is_refused(crowns_region: Path, tmp_path: Pat
     assert "--batch-size 6 does not split over 4 devices" in res.stderr
     assert "use --batch-size 8" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "said"),
+    [
+        ({}, ["--devices", "2", "--num-nodes", "2"], "start geotl on every machine with torchrun"),
+        (
+            {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"},
+            ["--devices", "2", "--num-nodes", "2"],
+            "the launcher started 2 process(es) but --devices 2 --num-nodes 2 make 4",
+        ),
+    ],
+)
+def test_a_layout_no_launcher_can_start_is_refused_not_waited_for(
+    crowns_region: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
+    args: list[str], said: str,
+) -> None:  # fmt: skip
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SLURM_NTASKS", "MASTER_ADDR", "NODE_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "m"
+    res = CliRunner().invoke(
+        cli, ["train", str(crowns_region), "--out", str(out), "--batch-size", "8", *args]
+    )
+    assert res.exit_code == 2, res.output
+    assert said in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not out.exists()

@@ -80,6 +80,25 @@ class DeviceLayout:
                 f"--strategy {self.strategy!r}: use one of {', '.join(STRATEGIES)}"
             )
         world = self.world_size
+        env = os.environ
+        started = env.get("WORLD_SIZE") or (
+            env.get("SLURM_NTASKS") if int(env.get("SLURM_NTASKS", "1")) > 1 else None
+        )
+        if started is not None and int(started) != world:
+            raise GeotlInputError(
+                f"the launcher started {started} process(es) but --devices {self.devices} "
+                f"--num-nodes {self.num_nodes} make {world}: give the launcher's numbers "
+                "(--nproc-per-node and --nnodes, or srun's tasks)"
+            )
+        if self.num_nodes > 1 and started is None and not (
+            "MASTER_ADDR" in env and "NODE_RANK" in env
+        ):
+            # Lightning would wait for the other machines at localhost, forever
+            raise GeotlInputError(
+                f"--num-nodes {self.num_nodes}: start geotl on every machine with torchrun "
+                "(--nnodes, --nproc-per-node, --rdzv-endpoint) or srun, or set MASTER_ADDR, "
+                "MASTER_PORT and NODE_RANK on each (README, 'Training on several devices')"
+            )
         if batch_size % world or batch_size // world < MIN_CHIPS_PER_DEVICE:
             need = world * MIN_CHIPS_PER_DEVICE
             raise GeotlInputError(

@@ -465,6 +465,21 @@ class Region(_Strict):
         p = Path(relative).expanduser()
         return p if p.is_absolute() else (self.root / p)
 
+    def base_model(self) -> str:
+        """``[model] base``, a ``model:`` / ``file:`` path resolved against the region file.
+
+        >>> r = Region.model_validate({"name": "r", "classes": ["a"], "path": "/data/r.toml",
+        ...     "imagery": {"paths": ["*.tif"], "bands": ["red"]},
+        ...     "model": {"base": "model:../runs/a"}})
+        >>> r.base_model()
+        'model:/data/../runs/a'
+        """
+        base = self.model.base
+        for prefix in ("model:", "file:"):
+            if base.startswith(prefix):
+                return prefix + str(self.resolve(base[len(prefix) :]))
+        return base
+
     def scene_paths(self) -> list[Path]:
         """The imagery files, sorted, from the ``[imagery] paths`` globs."""
         return _expand_globs(self, self.imagery.paths, "imagery.paths")

@@ -156,3 +156,21 @@ def test_not_toml_and_missing(folder: Path) -> None:
         _load(folder, "name = ")
     with pytest.raises(ConfigError, match="region file not found"):
         load_region(folder / "absent.toml")
+
+
+def test_a_base_model_path_in_the_region_file_is_relative_to_it(tmp_path, monkeypatch):
+    from geotl.train import TrainOptions
+    from geotl.train.options import resolve_settings
+
+    (tmp_path / "regions").mkdir()
+    (tmp_path / "regions" / "s.tif").write_bytes(b"")  # the glob must match; never opened
+    path = tmp_path / "regions" / "r.toml"
+    path.write_text(
+        'name = "r"\nclasses = ["a"]\n[imagery]\npaths = ["*.tif"]\nbands = ["red"]\n'
+        '[model]\nbase = "model:../runs/source"\n'
+    )
+    monkeypatch.chdir(tmp_path)  # run from elsewhere than the region file's folder
+    settings = resolve_settings([load_region(path)], TrainOptions())
+    assert settings.base == f"model:{tmp_path / 'regions' / '..' / 'runs' / 'source'}"
+    # --base on the command line stays relative to where the command runs
+    assert resolve_settings([load_region(path)], TrainOptions(base="model:m")).base == "model:m"

@@ -94,7 +94,7 @@ def resolve_settings(regions: list[Region], options: TrainOptions) -> Settings:
     else:
         steps, epochs = cfg.steps, None
     return Settings(
-        base=options.base or cfg.base,
+        base=options.base or regions[0].base_model(),
         steps=steps,
         epochs=epochs,
         samples_per_epoch=options.samples_per_epoch or cfg.samples_per_epoch,

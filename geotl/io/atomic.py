@@ -7,6 +7,7 @@ A reader never sees a half-written file, and an interrupted run leaves at most a
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
@@ -66,11 +67,21 @@ def atomic_path(path: Path, suffix: str | None = None, *, optional: bool = False
         if tmp.exists():
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
+            if tmp.is_file():  # a file like any other (safetensors writes 0600)
+                tmp.chmod(0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+@functools.cache
+def _umask() -> int:
+    """The process's umask, read once (reading it sets it: not while threads create files)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -108,9 +119,7 @@ def atomic_dir(path: Path, overwrite: bool) -> Iterator[Path]:
     prepare_output_dir(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent))
-    mask = os.umask(0)
-    os.umask(mask)
-    tmp.chmod(0o777 & ~mask)  # a folder like any other once renamed, not mkdtemp's 0700
+    tmp.chmod(0o777 & ~_umask())  # a folder like any other once renamed, not mkdtemp's 0700
     try:
         yield tmp
     except BaseException:

@@ -47,3 +47,17 @@ def test_atomic_dir_refuses_existing_without_overwrite(tmp_path: Path) -> None:
 def test_check_output_file_missing_parent(tmp_path: Path) -> None:
     with pytest.raises(GeotlInputError, match="does not exist"):
         check_output_file(tmp_path / "missing" / "out.geojson")
+
+
+def test_files_get_the_usual_permissions_whatever_wrote_them(tmp_path: Path) -> None:
+    import os
+
+    import torch
+    from safetensors.torch import save_file
+
+    target = tmp_path / "model.safetensors"
+    with atomic_path(target) as tmp:
+        save_file({"w": torch.zeros(2)}, str(tmp))  # safetensors creates its file 0600
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask

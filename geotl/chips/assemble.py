@@ -173,6 +173,21 @@ def check_split(
                 objects_per_split,
                 _split_advice(region, rows),
             )
+        guarded = [
+            s
+            for s, f in fractions.items()
+            if f > 0 and objects_per_split.get(s, 0) and not pixels_per_split.get(s, 0)
+        ]
+        if guarded:  # objects there, but the bands between splits took all their pixels
+            log.warning(
+                "%s: the guard bands ([split] guard_px = %d) took every object pixel of %s "
+                "(objects per split %s): set guard_px = %d or raise block_size_m",
+                region.path,
+                guard.guard_px,
+                " and ".join(guarded),
+                objects_per_split,
+                guard.guard_px // 4,
+            )
         return None
     if objects_per_split.get("train", 0):
         advice = (

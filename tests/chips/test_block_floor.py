@@ -60,3 +60,26 @@ def test_a_stride_beyond_the_chip_says_what_is_left_out(
     with caplog.at_level("WARNING", logger="geotl"):
         chip_region(load_region(region_file), tmp_path / "c")
     assert "stride_px = 96 is larger than size_px = 64: the 32 px between chips" in caplog.text
+
+
+def test_guard_bands_that_take_every_val_object_pixel_are_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from types import SimpleNamespace
+
+    from geotl.chips.assemble import check_split
+    from geotl.chips.guard import GuardReport
+
+    region = load_region(_demo_with(tmp_path, 24.0, 64))
+    rows = [SimpleNamespace(forced=None)] * 3
+    with caplog.at_level("WARNING", logger="geotl"):
+        advice = check_split(
+            region,
+            rows,  # type: ignore[arg-type]
+            ["train", "val", "test"],
+            {"train": 20, "val": 4, "test": 5},
+            {"train": 900, "val": 0, "test": 300},  # val's objects, all inside bands
+            GuardReport(guard_px=64),
+        )
+    assert advice is None  # training can go on; validation would score nothing
+    assert "took every object pixel of val" in caplog.text and "guard_px = 16" in caplog.text

@@ -20,7 +20,7 @@ import pyogrio
 from geotl.errors import LabelError
 from geotl.io.atomic import atomic_path, atomic_write_text
 from geotl.io.rasters import read_data
-from geotl.predict.outputs.gpkg import write_gpkg
+from geotl.predict.outputs.gpkg import GPKG_OPTIONS, write_gpkg
 from geotl.predict.outputs.quicklook import _stretch
 
 __all__ = ["AREAS_LAYER", "append_areas", "areas_qml", "write_areas", "write_contact_sheet"]
@@ -172,7 +172,13 @@ def append_areas(path: Path, areas: gpd.GeoDataFrame) -> int:
     )
     with atomic_path(path) as tmp:
         if not path.exists():
-            geoms.to_file(tmp, layer=AREAS_LAYER, engine="pyogrio", promote_to_multi=True)
+            geoms.to_file(
+                tmp,
+                layer=AREAS_LAYER,
+                engine="pyogrio",
+                promote_to_multi=True,
+                dataset_options=GPKG_OPTIONS,
+            )
             return len(geoms)
         existing = read_vector(path, "--append-to")
         layers = [str(name) for name, _ in pyogrio.list_layers(path)]

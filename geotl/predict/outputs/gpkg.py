@@ -14,7 +14,12 @@ from geotl.io.atomic import atomic_path
 from geotl.predict.outputs.base import OutputWriter, Prediction, scene_file_part
 from geotl.predict.outputs.style import qml_style
 
-__all__ = ["GpkgWriter", "write_gpkg"]
+__all__ = ["GPKG_OPTIONS", "GpkgWriter", "write_gpkg"]
+
+
+#: GeoPackage 1.2, which every QGIS reads without a word (pyogrio's GDAL writes 1.4 by
+#: default; GDAL 3.6, under QGIS 3.22 on Debian 12, warns it "may only be partially supported")
+GPKG_OPTIONS = {"VERSION": "1.2"}
 
 
 def write_gpkg(
@@ -34,7 +39,7 @@ def write_gpkg(
     """
     qml = style if style is not None else qml_style(classes)
     with atomic_path(path) as tmp, _gdal_option("OGR_CURRENT_DATE", STAMP):
-        for name, frame in layers.items():
+        for i, (name, frame) in enumerate(layers.items()):
             frame.to_file(
                 tmp,
                 layer=name,
@@ -42,6 +47,7 @@ def write_gpkg(
                 engine="pyogrio",
                 promote_to_multi=True,
                 geometry_type="MultiPolygon",
+                dataset_options=GPKG_OPTIONS if i == 0 else None,
             )
         with sqlite3.connect(tmp) as db:
             db.execute(

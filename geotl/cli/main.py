@@ -11,6 +11,7 @@ import importlib
 import logging
 import signal
 import sys
+import time
 import traceback
 import warnings
 from types import FrameType
@@ -69,14 +70,32 @@ class Terminated(KeyboardInterrupt):
     """
 
 
+def _formatter(stamped: bool) -> logging.Formatter:
+    """``LEVEL logger: message``, after an ISO 8601 UTC time when ``stamped``.
+
+    >>> record = logging.makeLogRecord({"levelname": "INFO", "name": "geotl.x", "msg": "hi",
+    ...     "created": 0.0})
+    >>> _formatter(True).format(record), _formatter(False).format(record)
+    ('1970-01-01T00:00:00Z INFO geotl.x: hi', 'INFO geotl.x: hi')
+    """
+    if not stamped:
+        return logging.Formatter("%(levelname)s %(name)s: %(message)s")
+    formatter = logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%SZ"
+    )
+    formatter.converter = time.gmtime
+    return formatter
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise Terminated(signal.Signals(signum).name)
 
 
-def _configure_logging(verbose: int, quiet: bool) -> None:
+def _configure_logging(verbose: int, quiet: bool, stamped: bool = False) -> None:
+    """Send the geotl loggers to stderr; ``stamped``: each line starts with its UTC time."""
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_formatter(stamped))
     root = logging.getLogger("geotl")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -113,8 +132,19 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 def cli(ctx: click.Context, verbose: int, quiet: bool, progress_format: ProgressFormat) -> None:
     """Adapt pretrained remote-sensing models to a region, then watch it pass by pass."""
     ctx.meta["geotl.verbose"] = verbose > 0
-    _configure_logging(verbose, quiet)
+    # a log file (cron, systemd, a redirect) needs the time of each line; a terminal and
+    # the QGIS plugin (JSON progress, lines read by their level) do not
+    _configure_logging(
+        verbose, quiet, stamped=progress_format == "bar" and not _is_terminal(sys.stderr)
+    )
     set_progress_format(progress_format)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 # Commands are imported only when used, so `geotl --help`, `geotl monitor status` and input

@@ -56,3 +56,26 @@ def test_device_cuda_without_cuda_is_refused_before_any_work(
     assert "no CUDA device is available: use --device cpu" in result.output
     assert "Traceback" not in result.output
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["demo.toml"]
+
+
+def test_log_lines_carry_their_time_in_a_log_file_not_for_the_qgis_plugin(tmp_path: Path) -> None:
+    import re
+
+    repo = Path(__file__).resolve().parents[2]
+    region = tmp_path / "demo.toml"  # a stride beyond the chip: a warning to log
+    region.write_text(
+        (repo / "regions" / "demo-osbs.toml")
+        .read_text()
+        .replace('"demo-osbs/', f'"{repo}/regions/demo-osbs/')
+        .replace("stride_px = 64", "stride_px = 96")
+    )
+    res = CliRunner().invoke(cli, ["chip", str(region), "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    logged = [ln for ln in res.stderr.splitlines() if " geotl." in ln]
+    assert logged and all(
+        re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (INFO|WARNING) geotl\.", ln) for ln in logged
+    ), logged
+    res = CliRunner().invoke(
+        cli, ["--progress", "json", "chip", str(region), "--out", str(tmp_path / "b")]
+    )
+    assert any(ln.startswith("WARNING geotl.") for ln in res.stderr.splitlines()), res.stderr

@@ -395,7 +395,15 @@ def test_gdal_virtual_paths_are_read_as_given(tmp_path: Path, model_dir: Path) -
             [f"/vsizip/{tmp_path}/scenes.zip/inner/scene.tif", f"/vsicurl/{url}", url]
         ):
             out = tmp_path / f"out{i}.geojson"
-            code, _, stderr = _run("predict", str(model_dir), given, "-o", str(out), "--overwrite")
+            code, _, stderr = _run(
+                "predict",
+                str(model_dir),
+                given,
+                "-o",
+                str(out),
+                "--quicklook",
+                str(tmp_path / f"q{i}.png"),
+            )
             assert code == 0, stderr
             features = json.loads(out.read_text())["features"]
             assert len(features) == 2 and {f["properties"]["scene"] for f in features} == {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import geopandas as gpd
@@ -9,7 +10,7 @@ import numpy as np
 
 from geotl.io.atomic import atomic_path
 from geotl.io.nodata import valid_mask
-from geotl.io.rasters import read_data
+from geotl.io.rasters import is_virtual, read_data, remote_gdal_env
 from geotl.predict.outputs.base import OutputWriter, Prediction
 from geotl.predict.outputs.style import class_colour01
 
@@ -54,7 +55,8 @@ def write_quicklook(
     import rasterio
     from matplotlib.patches import Patch
 
-    with rasterio.open(scene_path) as ds:
+    remote = remote_gdal_env() if is_virtual(scene_path) else contextlib.nullcontext()
+    with remote, rasterio.open(scene_path) as ds:
         scale = max(ds.width, ds.height) / max_px
         out_h = max(1, round(ds.height / max(scale, 1.0)))
         out_w = max(1, round(ds.width / max(scale, 1.0)))

@@ -405,11 +405,22 @@ def read_failure(exc: BaseException, path: str | Path) -> RasterError:
     cause: BaseException = exc
     while cause.__cause__ is not None and "previous exception" in str(cause):
         cause = cause.__cause__
-    return RasterError(
-        f"read failed ({_short(cause)}): the file is damaged or cut short; copy it again "
-        "(or wait until a copy in progress is whole)",
-        path,
-    )
+    reason = _short(cause)
+    if any(s in reason for s in _MISSING):
+        fix = "a file it reads from is missing (a VRT's source, an archive member): check that path"
+    elif any(s in reason for s in _UNREACHABLE):
+        fix = "the remote file could not be fetched: check the URL, the network and credentials"
+    else:
+        fix = (
+            "the file is damaged or cut short; copy it again (or wait until a copy in progress "
+            "is whole)"
+        )
+    return RasterError(f"read failed ({reason}): {fix}", path)
+
+
+#: GDAL's words for a file that is not there, and for a remote one it could not fetch
+_MISSING = ("does not exist in the file system", "No such file or directory")
+_UNREACHABLE = ("HTTP response code", "Could not resolve host", "timed out", "Connection")
 
 
 def scene_band_means(

@@ -419,3 +419,17 @@ def test_gdal_virtual_paths_are_read_as_given(tmp_path: Path, model_dir: Path) -
         assert code == 2 and "scene-gone.tif" in stderr and "Traceback" not in stderr
     finally:
         server.close()
+
+
+def test_a_vrt_whose_source_is_gone_names_the_missing_file_not_damage(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    from chips.data import write_stack
+
+    band = np.full((140, 150), 120, dtype=np.uint8)
+    scene = write_stack(tmp_path / "stack.vrt", [(band, 0)] * 3, data.UTM17, data.ORIGIN)
+    (tmp_path / "stack_b2.tif").unlink()  # moved away after the VRT was built
+    code, _, stderr = _run("predict", str(model_dir), str(scene), "-o", str(tmp_path / "o.geojson"))
+    assert code == 2, stderr
+    assert "stack.vrt" in stderr and "is missing (a VRT's source" in stderr
+    assert "damaged" not in stderr and "Traceback" not in stderr

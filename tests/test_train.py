@@ -633,3 +633,30 @@ def test_classes_without_train_or_val_pixels_are_said(tmp_path, caplog):
         assert _say_missing_classes(region, val[[0, 1, 2, 2]], None) == []  # no val chips
         assert _say_missing_classes(region, train[[0, 1, 1, 1]], val) == ["road"]
     assert "val chips: validation cannot score it" in caplog.text
+
+
+def test_without_min_area_the_card_leaves_out_specks_by_the_labels_own_sizes(tmp_path):
+    import geopandas as gpd
+    import numpy as np
+
+    from geotl.config import load_region
+    from geotl.train.tasks.base import default_min_area_m2
+
+    repo = Path(__file__).resolve().parents[1]
+    labels = gpd.read_file(repo / "regions" / "demo-osbs" / "labels" / "OSBS_029_crowns.geojson")
+    expected = 0.25 * float(np.quantile(labels.to_crs(32617).area, 0.05))
+    text = (repo / "regions" / "demo-osbs.toml").read_text().replace("min_area_m2 = 0.5\n", "")
+    text = text.replace('"demo-osbs/', f'"{repo}/regions/demo-osbs/')
+    # the same labels in lon/lat: measured on the ground all the same
+    labels.to_crs(4326).to_file(tmp_path / "crowns.geojson")
+    for i, path in enumerate(["", str(tmp_path / "crowns.geojson")]):
+        region_text = (
+            text
+            if not path
+            else text.replace(f"{repo}/regions/demo-osbs/labels/OSBS_029_crowns.geojson", path)
+        )
+        (tmp_path / f"r{i}.toml").write_text(region_text)
+        region = load_region(tmp_path / f"r{i}.toml")
+        assert region.predict.given("min_area_m2") is None
+        assert default_min_area_m2(region) == pytest.approx(expected, rel=0.01)
+    assert 0.2 < expected < 5  # crowns of a few m²: specks of a few 0.1 m pixels go

@@ -172,12 +172,49 @@ class Task(ABC):
         """Model-card entries this task sets (how outputs become objects at predict time).
 
         The threshold is the region's ``[predict] threshold`` when the file sets one, else
-        the one chosen on validation, else the default.
+        the one chosen on validation, else the default. The smallest object is the region's
+        ``[predict] min_area_m2`` when set, else :func:`default_min_area_m2`.
         """
         threshold = region.predict.threshold_set or self.best_threshold or region.predict.threshold
+        min_area = region.predict.given("min_area_m2")
         return {
             "task": region.task,
             "threshold": threshold,
-            "min_area_m2": region.predict.min_area_m2,
+            "min_area_m2": min_area if min_area is not None else default_min_area_m2(region),
             "simplify_px": region.predict.simplify_px,
         }
+
+
+#: without ``[predict] min_area_m2``: objects smaller than this share of the labelled
+#: objects' area at this quantile are specks, not objects
+MIN_AREA_SHARE, MIN_AREA_QUANTILE = 0.25, 0.05
+
+
+def default_min_area_m2(region: Region) -> float:
+    """The smallest object worth a polygon, from the region's own labels (m²).
+
+    A quarter of the 5th percentile of the labelled objects' areas: a few stray pixels
+    are never an object, while an object the size of the small labelled ones always is.
+    0 when the region has no labelled polygon.
+    """
+    import logging
+
+    import numpy as np
+
+    from geotl.io.vectors import read_labels
+
+    labels = read_labels(region)
+    if labels.empty:
+        return 0.0
+    areas = labels.to_crs(labels.estimate_utm_crs()).area.to_numpy()  # m², any CRS
+    areas = areas[areas > 0]
+    if not len(areas):
+        return 0.0
+    value = float(f"{MIN_AREA_SHARE * float(np.quantile(areas, MIN_AREA_QUANTILE)):.3g}")
+    logging.getLogger(__name__).info(
+        "%s: objects under %g m2 are left out at predict time (a quarter of the labelled "
+        "objects' 5th percentile area); set [predict] min_area_m2 to choose",
+        region.name,
+        value,
+    )
+    return value

@@ -68,6 +68,7 @@ class Settings:
     max_labels: int | None
     require_commercial: bool
     seed: int
+    val_every_set: bool = False  # --val-every or [model] val_every given: epochs keep it
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ def resolve_settings(regions: list[Region], options: TrainOptions) -> Settings:
         epochs=epochs,
         samples_per_epoch=options.samples_per_epoch or cfg.samples_per_epoch,
         val_every=options.val_every or cfg.val_every,
+        val_every_set=options.val_every is not None or "val_every" in cfg.model_fields_set,
         min_steps=options.min_steps if options.min_steps is not None else cfg.min_steps,
         warmup_fraction=cfg.warmup_fraction,
         window_px=options.window_px or cfg.window_px,
@@ -123,7 +125,7 @@ def resolve_schedule(settings: Settings, n_train_chips: int, region: Region) -> 
 
     With ``epochs``, an epoch is ``ceil(max(chips, samples_per_epoch) / batch_size)`` steps
     (random windows, so a region of 16 chips still gets a useful number of updates) and
-    validation follows every epoch. Either way early stopping never ends a run, nor does
+    validation follows every epoch (unless ``val_every`` is given). Either way early stopping never ends a run, nor does
     selection keep weights, before ``min_steps`` (default: a third of the steps).
 
     Raises:
@@ -136,12 +138,15 @@ def resolve_schedule(settings: Settings, n_train_chips: int, region: Region) -> 
     Schedule(steps=500, val_every=25, min_steps=166, warmup_steps=50)
     >>> resolve_schedule(s, 3200, NS(path="r.toml"))    # 3200 chips: one pass, 200 steps
     Schedule(steps=4000, val_every=200, min_steps=1333, warmup_steps=400)
+    >>> resolve_schedule(NS(**{**vars(s), "val_every_set": True}), 16, NS(path="r.toml"))
+    Schedule(steps=500, val_every=50, min_steps=166, warmup_steps=50)
     """
     if settings.steps is None:
         assert settings.epochs is not None
         windows = max(n_train_chips, settings.samples_per_epoch, settings.batch_size)
         per_epoch = max(1, math.ceil(windows / settings.batch_size))
-        steps, val_every = settings.epochs * per_epoch, per_epoch
+        steps = settings.epochs * per_epoch
+        val_every = settings.val_every if getattr(settings, "val_every_set", False) else per_epoch
     else:
         steps, val_every = settings.steps, settings.val_every
         if steps < val_every:

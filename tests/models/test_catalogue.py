@@ -126,6 +126,7 @@ def test_import_verifies_sha_and_makes_weights_offline(tmp_path, monkeypatch):
     entry = get_entry("torchgeo:Fake_Weights.TINY")
     assert entry.available_offline and entry.licence == "CC0-1.0"
     base = load_base("torchgeo:Fake_Weights.TINY")
+    assert base.entry.sha256 == digest  # the card records the file's whole hash
     assert torch.equal(
         base.encoder_state["conv1.weight"], torch.load(src, weights_only=True)["conv1.weight"]
     )

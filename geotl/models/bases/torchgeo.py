@@ -28,6 +28,7 @@ from geotl.models.bases.kind import (
     BaseKind,
     BaseModelEntry,
     LoadedBase,
+    cached_sha,
     canonical_or_raw,
     encoder_part,
     offline,
@@ -235,7 +236,17 @@ class TorchgeoBase(BaseKind):
         """The encoder's tensors: a U-Net's ``encoder.*``, a ResNet without its ``fc``."""
         del encoder
         require_supported(entry)
-        return LoadedBase(entry=entry, encoder_state=_encoder_state(entry, _state(entry)))
+        state = _state(entry)
+        local = torch_hub_checkpoints() / checkpoint_name(torchgeo_weights()[entry.id])
+        if local.is_file():  # the card records the very file's hash, not the published prefix
+            entry = entry.model_copy(
+                update={
+                    "sha256": cached_sha(local),
+                    "size_bytes": local.stat().st_size,
+                    "available_offline": True,
+                }
+            )
+        return LoadedBase(entry=entry, encoder_state=_encoder_state(entry, state))
 
 
 def _encoder_state(

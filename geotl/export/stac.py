@@ -4,7 +4,10 @@ Built with ``stac-model`` (the extension's pydantic models, which validate every
 and pystac. One item per model file: ``MODEL_DIR/model.stac.json`` for the safetensors
 artefact (written with it), ``OUT.stac.json`` beside an ONNX export. The weights asset
 carries its size and sha256 (``file:checksum``, a multihash), so a catalogue can check a
-download; the inputs say which bands and which scaling the file expects.
+download; the inputs say which bands and which scaling the file expects, and the output
+describes the tensor the network gives: one classification class per channel, the
+background and the model's classes, then an instance model's border and contact maps
+(``geotl.export.onnx.output_channels``), so the channel count is the graph's.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from geotl.io.atomic import atomic_write_text
 from geotl.models.artefact import ModelCard
+
+if TYPE_CHECKING:
+    from stac_model.output import MLMClassification
 
 __all__ = ["model_item", "write_model_item"]
 
@@ -31,6 +37,29 @@ _TASKS = {
 def _multihash_sha256(path: Path) -> str:
     with open(path, "rb") as fh:
         return "1220" + hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _channel_classes(card: ModelCard) -> list[MLMClassification]:
+    """One classification class per output channel: background, classes, then any maps.
+
+    An instance model's border and contact channels are named so and described as what
+    they are (an object map each, not a class), as in the ONNX graph's ``class_names``.
+    """
+    from stac_model.output import MLMClassification
+
+    from geotl.export.onnx import output_channels
+
+    maps = {
+        "border": "object border: the pixels on an object's outline (a map, not a class)",
+        "contact": "object contact: the pixels where two objects touch (a map, not a class)",
+    }
+    names = ["background", *output_channels(card)]
+    return [
+        MLMClassification(
+            value=i, name=name, description=maps.get(name, name) if i > len(card.classes) else None
+        )
+        for i, name in enumerate(names)
+    ]
 
 
 def model_item(
@@ -62,7 +91,7 @@ def model_item(
         framework, version = "ONNX Runtime", onnxruntime.__version__
         media = "application/octet-stream; application=onnx"
         outputs = "class probabilities (softmax)" + (
-            ", border and contact (sigmoid)" if card.task == "instances" else ""
+            ", then border and contact probabilities (sigmoid)" if card.task == "instances" else ""
         )
     else:
         scaling = [
@@ -71,16 +100,20 @@ def model_item(
         ]
         framework, version = "pytorch", torch.__version__.split("+")[0]
         media = "application/octet-stream; application=safetensors"
-        outputs = "class logits"
+        outputs = "class logits" + (
+            ", then border and contact logits" if card.task == "instances" else ""
+        )
     task = _TASKS.get(card.task, "segmentation")
     classes = ["background", *card.classes]
+    channels = _channel_classes(card)
     batch: int = -1
     result = ModelResult(
-        shape=[-1, len(classes), side, side],
+        shape=[-1, len(channels), side, side],
         dim_order=["batch", "channel", "height", "width"],
         data_type="float32",
     )
     if kind == "onnx" and card.task == "detection":
+        channels = [MLMClassification(value=i, name=c) for i, c in enumerate(classes)]
         # one window a run; every anchor's cx, cy, w, h, conf and class scores
         outputs = "anchor boxes and class scores (cx, cy, w, h, conf, p_0..p_K)"
         batch = 1
@@ -117,7 +150,7 @@ def model_item(
             ModelOutput(
                 name=outputs,
                 tasks={task},  # type: ignore[arg-type]
-                classes=[MLMClassification(value=i, name=c) for i, c in enumerate(classes)],
+                classes=channels,
                 result=result,
             )
         ],

@@ -160,13 +160,25 @@ def _polygonal(geom: BaseGeometry) -> BaseGeometry:
     return parts[0] if len(parts) == 1 else MultiPolygon(parts)
 
 
-def _polygons_from_shapes(shapes: list[dict[str, Any]], min_hole_px: int = 1) -> np.ndarray:
+def _polygons_from_shapes(
+    shapes: list[dict[str, Any]],
+    min_hole_px: int = 1,
+    nodes: np.ndarray | None = None,
+    origin: tuple[int, int] = (0, 0),
+) -> np.ndarray:
     """Traced polygons (GeoJSON-like, ``rasterio.features.shapes``) as shapely polygons.
 
     Built in one call for all their rings, not ring by ring in Python. Holes of fewer than
     ``min_hole_px`` pixels (a traced ring's area is its pixel count) are left out: the
     polygon covers them, as an object smaller than that is dropped. A hole around another
     object is at least that object's size, so it stays whenever the object does.
+
+    The tracer puts a vertex where a ring turns only: where a neighbour's edge meets a
+    straight side (a T-junction), the straight side has none, and the polygons are not a
+    coverage whose shared edges can be simplified once. ``nodes`` (boolean
+    ``(H + 1, W + 1)``, :func:`_node_corners`; pixel corner ``(row, col)`` at
+    ``nodes[row - origin[0], col - origin[1]]``) are the pixel corners where three or more
+    polygons (or background) meet: every ring through one gets a vertex there.
 
     >>> sq = {"type": "Polygon", "coordinates": [[(0, 0), (2, 0), (2, 2), (0, 2), (0, 0)]]}
     >>> _polygons_from_shapes([sq])[0].area
@@ -175,6 +187,12 @@ def _polygons_from_shapes(shapes: list[dict[str, Any]], min_hole_px: int = 1) ->
     >>> holed = {"type": "Polygon", "coordinates": [[(0, 0), (3, 0), (3, 3), (0, 3), (0, 0)], pin]}
     >>> _polygons_from_shapes([holed])[0].area, _polygons_from_shapes([holed], 2)[0].area
     (8.0, 9.0)
+    >>> labels = np.array([[1, 2], [1, 3]], dtype=np.int32)
+    >>> rings = [g for g, _ in rasterio.features.shapes(labels, connectivity=4)]
+    >>> bool(shapely.coverage_is_valid(_polygons_from_shapes(rings)))
+    False
+    >>> bool(shapely.coverage_is_valid(_polygons_from_shapes(rings, nodes=_node_corners(labels))))
+    True
     """
     if any(g["type"] != "Polygon" for g in shapes):  # never from GDAL's polygonize; safe
         return np.array([shape(g) for g in shapes], dtype=object)
@@ -196,6 +214,8 @@ def _polygons_from_shapes(shapes: list[dict[str, Any]], min_hole_px: int = 1) ->
         polygon_of_ring = polygon_of_ring[keep]
         points = points[kept_point]
         ring_of_point = np.cumsum(keep)[ring_of_point[kept_point]] - 1
+    if nodes is not None:
+        points, ring_of_point = _with_nodes(points, ring_of_point, nodes, origin)
     built: np.ndarray = shapely.polygons(
         shapely.linearrings(points, indices=ring_of_point),
         indices=polygon_of_ring,
@@ -203,25 +223,73 @@ def _polygons_from_shapes(shapes: list[dict[str, Any]], min_hole_px: int = 1) ->
     return built
 
 
-def _finish_geometries(geoms_px: np.ndarray, simplify_px: float, transform: Affine) -> np.ndarray:
+def _node_corners(labels: np.ndarray) -> np.ndarray:
+    """Pixel corners where three or more labels (0, background, counts) meet.
+
+    ``(H + 1, W + 1)`` boolean: corner ``(r, c)`` is the top-left corner of pixel
+    ``(r, c)``; outside the array is background. These are the only points where a ring
+    goes straight and a neighbour's ring ends or turns (two labels meeting at a corner
+    either both turn there or both go straight).
+
+    >>> _node_corners(np.array([[1, 2], [1, 3]], dtype=np.int32)).astype(int).tolist()
+    [[0, 1, 0], [0, 1, 1], [0, 1, 0]]
+    """
+    padded = np.pad(labels, 1)
+    a, b = padded[:-1, :-1], padded[:-1, 1:]
+    c, d = padded[1:, :-1], padded[1:, 1:]
+    # a third distinct value among the four pixels around the corner
+    distinct = (b != a).astype(np.uint8)
+    distinct += (c != a) & (c != b)
+    distinct += (d != a) & (d != b) & (d != c)
+    nodes: np.ndarray = distinct >= 2
+    return nodes
+
+
+def _with_nodes(
+    points: np.ndarray, ring_of_point: np.ndarray, nodes: np.ndarray, origin: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rings (closed runs of ``points``) with a vertex at every node corner they pass.
+
+    Traced rings run along pixel edges: each segment is split into unit steps, and a step
+    is kept where it starts a segment or lies on a node (all in arrays, no Python loop).
+    """
+    same_ring = np.r_[ring_of_point[1:] == ring_of_point[:-1], False]
+    step = np.zeros_like(points)
+    step[:-1] = points[1:] - points[:-1]
+    step[~same_ring] = 0.0
+    length = np.abs(step).sum(axis=1).astype(np.int64)
+    if not np.all((step[:, 0] == 0) | (step[:, 1] == 0)):  # never from the tracer: as it is
+        return points, ring_of_point
+    count = np.where(same_ring, length, 1)
+    owner = np.repeat(np.arange(len(points)), count)
+    t = np.arange(owner.size) - np.repeat(np.cumsum(count) - count, count)
+    unit = np.sign(step)[owner]
+    dense = points[owner] + t[:, None] * unit
+    col = dense[:, 0].astype(np.int64) - origin[1]
+    row = dense[:, 1].astype(np.int64) - origin[0]
+    keep = (t == 0) | nodes[row, col]
+    return dense[keep], ring_of_point[owner][keep]
+
+
+def _finish_geometries(
+    geoms_px: np.ndarray,
+    simplify_px: float,
+    transform: Affine,
+    groups: np.ndarray | None = None,
+) -> np.ndarray:
     """Repair, canonicalise, simplify (in pixels) and georeference polygons.
 
-    Each polygon on its own (the same as one at a time); validity, canonical form and the
-    affine transform run over the whole array at once.
+    ``groups`` (one id per polygon; default: each polygon its own) says which polygons are
+    simplified together, as one coverage (:func:`_simplify_coverages`): touching polygons
+    of one group keep their shared edges. Validity, canonical form and the affine
+    transform run over the whole array at once.
     """
     geoms_px = geoms_px.copy()
     for i in np.flatnonzero(~shapely.is_valid(geoms_px)):
         geoms_px[i] = _polygonal(shapely.make_valid(geoms_px[i]))
     geoms_px = shapely.normalize(geoms_px)
     if simplify_px > 0:
-        # GEOS's coverage simplifier (topology-preserving Visvalingam-Whyatt) keeps rings
-        # valid and holes inside like simplify(preserve_topology=True), but stays linear on
-        # the huge many-holed polygons a noisy map gives (200k vertices: 0.9 s, not 20 s).
-        # One coverage per polygon: polygons are simplified independently.
-        simplified = np.array(
-            [shapely.coverage_simplify(np.asarray([g]), simplify_px)[0] for g in geoms_px],
-            dtype=object,
-        )
+        simplified = _simplify_coverages(geoms_px, simplify_px, groups)
         took = ~shapely.is_empty(simplified)
         geoms_px[took] = simplified[took]
         for i in np.flatnonzero(took & ~shapely.is_valid(geoms_px)):
@@ -234,6 +302,42 @@ def _finish_geometries(geoms_px: np.ndarray, simplify_px: float, transform: Affi
         return np.stack([t.a * x + t.b * y + t.c, t.d * x + t.e * y + t.f], axis=1)
 
     out: np.ndarray = shapely.transform(geoms_px, affine)
+    return out
+
+
+def _simplify_coverages(
+    geoms_px: np.ndarray, simplify_px: float, groups: np.ndarray | None
+) -> np.ndarray:
+    """Simplify each group of polygons (traced in pixels) as one coverage.
+
+    GEOS's coverage simplifier (topology-preserving Visvalingam-Whyatt) simplifies each
+    edge shared by two polygons once, so neighbours keep exactly the same boundary (no
+    overlap, no gap), and keeps rings valid and holes inside like
+    ``simplify(preserve_topology=True)``; it also stays linear on the huge many-holed
+    polygons a noisy map gives (200k vertices: 0.9 s, not 20 s). The polygons of a group
+    must be edge-matched (``nodes`` of :func:`_polygons_from_shapes`).
+
+    The result for a polygon depends on its group only, never on polygons outside it: a
+    group is whatever is read whole in one window (one polygon, or the touching objects of
+    an instance model's cluster), so windows give the same polygons as the whole scene.
+
+    >>> col, row = np.arange(8)[None, :], np.arange(8)[:, None]
+    >>> labels = np.where(col >= 3 + row % 2, 2, 1).astype(np.int32)  # a zigzag between
+    >>> rings = [g for g, _ in rasterio.features.shapes(labels, connectivity=4)]
+    >>> geoms = _polygons_from_shapes(rings, nodes=_node_corners(labels))
+    >>> alone = _simplify_coverages(geoms, 1.0, None)
+    >>> together = _simplify_coverages(geoms, 1.0, np.array([1, 1]))
+    >>> float(shapely.union_all(alone).area), float(shapely.union_all(together).area)
+    (58.0, 64.0)
+    >>> float(shapely.intersection(*together).area)  # and no overlap
+    0.0
+    """
+    if groups is None or len(groups) == 0:
+        groups = np.arange(len(geoms_px))
+    out = np.empty(len(geoms_px), dtype=object)
+    order = np.argsort(groups, kind="stable")  # members keep their order (by label)
+    for members in np.split(order, np.flatnonzero(np.diff(groups[order])) + 1):
+        out[members] = shapely.coverage_simplify(geoms_px[members], simplify_px)
     return out
 
 
@@ -269,7 +373,7 @@ def vectorise(
             global grid -> CRS coordinates); the array sits at ``(row_off, col_off)``.
         scores: optional ``float (H, W)`` probability of each pixel's class; the object's
             score is its mean.
-        simplify_px: Douglas-Peucker tolerance in pixels, topology preserved (0: none).
+        simplify_px: simplification tolerance in pixels, topology preserved (0: none).
         min_pixels: drop objects with fewer pixels.
         row_off: row of ``class_map[0, 0]`` in the global grid.
         col_off: column of ``class_map[0, 0]`` in the global grid.
@@ -337,6 +441,7 @@ def vectorise_labels(
     col_off: int = 0,
     only: np.ndarray | None = None,
     slices: list[tuple[slice, slice] | None] | None = None,
+    groups: np.ndarray | None = None,
 ) -> list[VectorObject]:
     """Vectorise a label image: one object per label (each label a 4-connected region).
 
@@ -352,6 +457,11 @@ def vectorise_labels(
         only: boolean per label: vectorise only these labels (default: all).
         slices: ``scipy.ndimage.find_objects(labels)`` when the caller has it (None for
             the labels that ``only`` leaves out is enough).
+        groups: group of each label (``int``, one per entry of ``label_class``): the
+            polygons of one group are simplified together as one coverage, so that those
+            that touch keep their shared edges exactly (default: each label on its own).
+            A group must be read whole wherever it is vectorised, or windows would not
+            equal the whole scene.
 
     Returns:
         Objects sorted by first pixel (raster order), then class.
@@ -378,10 +488,19 @@ def vectorise_labels(
     traced = list(
         rasterio.features.shapes(labels, mask=keep[labels], connectivity=4, transform=px_transform)
     )
+    nodes, group_of = None, None
+    if groups is not None and simplify_px > 0:
+        # the members of a group in label order, whatever order the tracer gave them in
+        traced.sort(key=lambda t: int(t[1]))
+        group_of = np.asarray(groups)[[int(v) for _, v in traced]]
+        nodes = _node_corners(np.where(keep[labels], labels, 0))
     geoms = _finish_geometries(
-        _polygons_from_shapes([g for g, _ in traced], min_hole_px=min_pixels),
+        _polygons_from_shapes(
+            [g for g, _ in traced], min_hole_px=min_pixels, nodes=nodes, origin=(row_off, col_off)
+        ),
         simplify_px,
         transform,
+        group_of,
     )
     for geom, (_, value) in zip(geoms, traced, strict=True):
         lab_id = int(value)

@@ -90,8 +90,10 @@ class DeviceLayout:
                 f"--num-nodes {self.num_nodes} make {world}: give the launcher's numbers "
                 "(--nproc-per-node and --nnodes, or srun's tasks)"
             )
-        if self.num_nodes > 1 and started is None and not (
-            "MASTER_ADDR" in env and "NODE_RANK" in env
+        if (
+            self.num_nodes > 1
+            and started is None
+            and not ("MASTER_ADDR" in env and "NODE_RANK" in env)
         ):
             # Lightning would wait for the other machines at localhost, forever
             raise GeotlInputError(

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from stac_model.schema import MLModelProperties
 
@@ -65,3 +66,46 @@ def test_onnx_export_has_its_own_item(model_dir: Path, tmp_path: Path) -> None:
     assert mlm.input[0].input.shape == [-1, 3, 64, 64]
     assert [s.model_dump()["value"] for s in mlm.input[0].value_scaling or []] == [255.0] * 3
     _checks_file(item, res.path)
+
+
+@pytest.fixture(scope="module")
+def instance_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained one-class ``task = "instances"`` artefact (its item written with it)."""
+    import torch
+
+    from geotl.models.artefact import write_artefact
+    from geotl.models.network import build_network
+
+    base = data.card()
+    card = base.model_copy(
+        update={"task": "instances", "network": base.network.model_copy(update={"num_classes": 4})}
+    )
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("stac-instances") / "m"
+    write_artefact(d, build_network(card.network), card)
+    return d
+
+
+def test_instance_items_describe_every_output_channel(instance_dir: Path, tmp_path: Path) -> None:
+    """Background, the class, then border and contact: the channels the network gives."""
+    import onnxruntime
+    import torch
+
+    from geotl.models.artefact import load_artefact
+
+    art = load_artefact(instance_dir)
+    with torch.no_grad():
+        logits = art.network(torch.zeros(1, 3, 64, 64))
+    item = json.loads((instance_dir / STAC_FILE).read_text())
+    (out,) = _mlm(item).output
+    assert out.result.shape[1] == logits.shape[1] == 4
+    assert [c.name for c in out.classes] == ["background", "tree", "border", "contact"]
+    assert "border" in out.name and "contact" in out.name
+    assert "not a class" in (out.classes[2].description or "")
+
+    res = export_onnx(instance_dir, tmp_path / "m.onnx", tile_px=64)
+    (out,) = _mlm(json.loads(res.stac.read_text())).output
+    session = onnxruntime.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
+    (probabilities,) = session.run(None, {"image": np.zeros((1, 3, 64, 64), np.float32)})
+    assert out.result.shape == [-1, probabilities.shape[1], 64, 64] == [-1, 4, 64, 64]
+    assert [c.name for c in out.classes] == ["background", "tree", "border", "contact"]

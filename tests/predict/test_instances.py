@@ -40,6 +40,14 @@ def _planes(inst: np.ndarray, noise: np.ndarray) -> np.ndarray:
     return np.stack([fg.astype(np.float32), score, seed])
 
 
+def _clusters(labels: np.ndarray, label_class: list[int]) -> np.ndarray:
+    """The group of each label: the touching objects (4-connected foreground) it is in."""
+    clusters, _ = ndimage.label(labels > 0)
+    groups = np.zeros(len(label_class), dtype=np.int64)
+    groups[labels.ravel()] = clusters.ravel()
+    return groups
+
+
 def _key(o: object) -> tuple[tuple[int, int], int]:
     return (o.first_px, o.class_index)  # type: ignore[attr-defined]
 
@@ -136,8 +144,12 @@ def test_small_components_left_out_are_the_objects_dropped_anyway() -> None:
     labels_big, classes_big = split_instances(cm, seed, min_seed_px=5, min_pixels=5)
     assert len(classes_big) < len(classes_all)  # specks were left out
     kw = {"scores": planes[1], "simplify_px": 1.0, "min_pixels": 5}
-    want = vectorise_labels(labels_all, classes_all, T, **kw)  # type: ignore[arg-type]
-    got = vectorise_labels(labels_big, classes_big, T, **kw)  # type: ignore[arg-type]
+    want = vectorise_labels(
+        labels_all, classes_all, T, groups=_clusters(labels_all, classes_all), **kw
+    )  # type: ignore[arg-type]
+    got = vectorise_labels(
+        labels_big, classes_big, T, groups=_clusters(labels_big, classes_big), **kw
+    )  # type: ignore[arg-type]
     assert [_key(o) for o in got] == [_key(o) for o in want]
     assert all(
         shapely.equals_exact(a.geometry, b.geometry, 0) for a, b in zip(got, want, strict=True)
@@ -207,3 +219,57 @@ def test_the_flood_skips_inner_seed_pixels_and_grows_the_same_objects() -> None:
     want = watershed(-seed, markers, mask=mask, connectivity=1)
     assert n == len(sizes) - 1 > 20
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("simplify_px", [1.0, 2.0])
+@pytest.mark.parametrize("n_classes", [1, 2])
+@pytest.mark.parametrize("window_px", [None, 23])
+def test_touching_objects_keep_their_shared_edges_when_simplified(
+    simplify_px: float, n_classes: int, window_px: int | None
+) -> None:
+    # README: "--simplify (pixels, topology kept)". Touching objects (split from one
+    # component, or of two classes side by side) are simplified as one coverage: their
+    # shared edges stay shared, with no overlap and no gap, whole or window by window
+    inst, noise = _touching_discs(5)
+    planes = _planes(inst, noise)
+    if n_classes == 2:  # odd discs of class 2: components of both classes touch
+        planes[0] = np.where(inst > 0, 1 + inst % 2, 0).astype(np.float32)
+    ex = InstanceExtractor(n_classes)
+    exact = ex.extract(planes, T, simplify_px=0, min_pixels=5)
+    if window_px is None:
+        objs = ex.extract(planes, T, simplify_px=simplify_px, min_pixels=5)
+    else:
+        objs = sorted(
+            ex.extract_by_windows(
+                lambda r, c, h, w: planes[:, r : r + h, c : c + w],
+                inst.shape,
+                T,
+                window_px=window_px,
+                halo_px=4,
+                simplify_px=simplify_px,
+                min_pixels=5,
+            ),
+            key=_key,
+        )
+    assert [_key(o) for o in objs] == [_key(o) for o in exact]
+    before = np.array([o.geometry for o in exact])
+    after = np.array([o.geometry for o in objs])
+    assert shapely.get_num_coordinates(after).sum() < shapely.get_num_coordinates(before).sum()
+    assert shapely.is_valid(after).all()
+    # the pairs that share an edge (not just a corner) in pixels
+    i, j = shapely.STRtree(before).query(before, predicate="intersects")
+    i, j = i[i < j], j[i < j]
+    shared = shapely.intersection(before[i], before[j])
+    along = shapely.length(shared) > 0
+    i, j, shared = i[along], j[along], shared[along]
+    assert len(i) > 20
+    # no overlap
+    overlap = shapely.area(shapely.intersection(after[i], after[j]))
+    smaller = np.minimum(shapely.area(after[i]), shapely.area(after[j]))
+    assert (overlap <= 1e-9 * smaller).all(), f"{int((overlap > 1e-9 * smaller).sum())} overlap"
+    # no gap: every shared edge is still covered by the objects, away from the outline
+    # of the objects (which simplification moves, by up to about simplify_px)
+    outline = shapely.boundary(shapely.union_all(before))
+    inner = shapely.difference(shared, shapely.buffer(outline, 2 * simplify_px * T.a))
+    gaps = shapely.length(shapely.difference(inner, shapely.union_all(after)))
+    assert gaps.max() < 1e-9, f"{int((gaps > 1e-9).sum())} shared edges with gaps"

@@ -15,11 +15,15 @@ grows them over the component, downhill in seed score. A component without a see
 one object. Because a component is split from its own pixels only (cut to its bounding
 box), the split is the same whatever window it is read from: window-by-window extraction
 equals whole-scene extraction as long as every component is read whole, which the halo
-loop (:func:`geotl.predict.vectorise.objects_by_windows`) ensures. A component belongs to
-the core window that holds its first pixel (segmentation's rule, applied to components):
-that window reads it whole, splits it and gives all its objects, so a component across
-many windows (a closed canopy) is read whole and split once, not once per window it
-touches. Memory is bounded as for segmentation: by the window plus the largest component.
+loop (:func:`geotl.predict.vectorise.objects_by_windows`) ensures. Components that touch
+(of different classes) make a *cluster*, a 4-connected region of foreground, which belongs
+to the core window that holds its first pixel (segmentation's rule, applied to clusters):
+that window reads it whole, splits its components and gives all their objects, so a
+cluster across many windows (a closed canopy) is read whole and split once, not once per
+window it touches. The objects of a cluster are simplified together, as one coverage
+(:func:`geotl.predict.vectorise.vectorise_labels`'s ``groups``): touching objects keep
+exactly shared edges, neither overlapping nor leaving gaps, in windows as in the whole
+scene. Memory is bounded as for segmentation: by the window plus the largest cluster.
 
 >>> cm = np.zeros((5, 9), dtype=np.uint8); cm[1:4, 1:8] = 1
 >>> seed = np.zeros((5, 9), dtype=np.float32); seed[2, 2] = seed[2, 6] = 0.9
@@ -128,51 +132,89 @@ def _split_window(
     read_window: Window | None = None,
     scene_shape: tuple[int, int] | None = None,
     done: Window | None = None,
-) -> tuple[np.ndarray, list[int], bool, tuple[slice, slice]]:
-    """Label objects: ``(labels, class of each label, complete, box of every label)``.
+) -> tuple[np.ndarray, list[int], list[int], bool, tuple[slice, slice]]:
+    """Label objects: ``(labels, class and group of each label, complete, box of them all)``.
 
-    With ``core`` (in the array), only the components whose first pixel (raster order) it
+    Objects are split from components (4-connected regions of one class); the components
+    that touch, of different classes, make a *cluster* (a 4-connected region of
+    foreground), the unit that is owned, read whole and simplified as one coverage (the
+    *group* of each of its labels), so that touching objects keep their shared edges.
+    With ``core`` (in the array), only the clusters whose first pixel (raster order) it
     holds: the core window *owns* them and all their objects. With ``read_window`` (where
-    the array lies in a scene of ``scene_shape``), owned components that touch an edge of
-    it that is not the scene's may continue outside: they are left out and ``complete`` is
-    false; so are the components whole in ``done`` (an earlier read,
+    the array lies in a scene of ``scene_shape``), owned clusters that touch an edge of it
+    that is not the scene's may continue outside: they are left out and ``complete`` is
+    false; so are the clusters whole in ``done`` (an earlier read,
     :func:`~geotl.predict.vectorise.whole_in`). Components of fewer than ``min_pixels``
     pixels are left out too: every object split from them would be dropped as smaller.
     """
     labels = np.zeros(class_map.shape, dtype=np.int32)
     label_class: list[int] = [0]
+    groups: list[int] = [0]
     complete = True
     top, left, bottom, right = class_map.shape[0], class_map.shape[1], 0, 0
-    for cls_i in np.flatnonzero(np.bincount(class_map.ravel(), minlength=1)).tolist():
-        if cls_i in (0, NODATA_CLASS):
+    present = np.flatnonzero(np.bincount(class_map.ravel(), minlength=1)).tolist()
+    classes = [c for c in present if c not in (0, NODATA_CLASS)]
+    foreground = class_map == classes[0] if len(classes) == 1 else np.isin(class_map, classes)
+    clusters, n = ndimage.label(foreground, structure=_CROSS, output=np.int32)
+    slices = drop_small(
+        clusters, ndimage.find_objects(clusters), min_pixels, read_window, scene_shape
+    )
+    owned = range(1, n + 1) if core is None else labels_starting_in(clusters, slices, core)
+    for k in owned:
+        sl = slices[k - 1]
+        if sl is None:
             continue
-        comp, n = ndimage.label(class_map == cls_i, structure=_CROSS, output=np.int32)
-        slices = drop_small(comp, ndimage.find_objects(comp), min_pixels, read_window, scene_shape)
-        owned = range(1, n + 1) if core is None else labels_starting_in(comp, slices, core)
-        for k in owned:
-            sl = slices[k - 1]
-            if sl is None:
+        if read_window is not None and scene_shape is not None:
+            if touches_cut_edge(sl, read_window, scene_shape):
+                complete = False
                 continue
-            if read_window is not None and scene_shape is not None:
-                if touches_cut_edge(sl, read_window, scene_shape):
-                    complete = False
-                    continue
-                if whole_in(done, sl, read_window, scene_shape):
-                    continue
-            mask = comp[sl] == k
-            parts, m = split_component(mask, seed[sl], min_seed_px)
+            if whole_in(done, sl, read_window, scene_shape):
+                continue
+        in_cluster = clusters[sl] == k
+        view, seed_box = labels[sl], seed[sl]
+        one = classes[0] if len(classes) == 1 else None
+        for cls_i, box, mask in _components(class_map[sl], in_cluster, min_pixels, one):
+            parts, m = split_component(mask, seed_box[box], min_seed_px)
             base = len(label_class) - 1
-            view = labels[sl]
-            view[mask] = parts[mask] + base
+            view[box][mask] = parts[mask] + base
             label_class.extend([cls_i] * m)
-            top, bottom = min(top, sl[0].start), max(bottom, sl[0].stop)
-            left, right = min(left, sl[1].start), max(right, sl[1].stop)
+            groups.extend([k] * m)
+        top, bottom = min(top, sl[0].start), max(bottom, sl[0].stop)
+        left, right = min(left, sl[1].start), max(right, sl[1].stop)
     return (
         labels,
         label_class,
+        groups,
         complete,
         (slice(top, max(top, bottom)), slice(left, max(left, right))),
     )
+
+
+def _components(
+    class_box: np.ndarray, in_cluster: np.ndarray, min_pixels: int, one: int | None = None
+) -> list[tuple[int, tuple[slice, slice], np.ndarray]]:
+    """``(class, box, mask in box)`` of each component of a cluster (cut to its box).
+
+    The components of a cluster are found in its own box, so they and their order (class,
+    then raster order) are the same whatever window the cluster is read from. ``one``: the
+    only class of the window, when it has one (then the cluster is the component).
+    """
+    whole = (slice(0, in_cluster.shape[0]), slice(0, in_cluster.shape[1]))
+    if one is not None:
+        return [(one, whole, in_cluster)]
+    classes = np.flatnonzero(np.bincount(class_box[in_cluster])).tolist()
+    if len(classes) == 1:  # one class (every cluster of a one-class model): one component
+        return [(classes[0], whole, in_cluster)]
+    out: list[tuple[int, tuple[slice, slice], np.ndarray]] = []
+    for cls_i in classes:
+        comp, _ = ndimage.label(in_cluster & (class_box == cls_i), structure=_CROSS)
+        for j, box in enumerate(ndimage.find_objects(comp), start=1):
+            if box is None:
+                continue
+            mask = comp[box] == j
+            if np.count_nonzero(mask) >= min_pixels:
+                out.append((cls_i, box, mask))
+    return out
 
 
 def split_instances(
@@ -186,7 +228,9 @@ def split_instances(
         min_seed_px: seeds with fewer pixels are ignored.
         min_pixels: components with fewer pixels are left out (background).
     """
-    labels, label_class, _, _ = _split_window(class_map, seed, min_seed_px, min_pixels=min_pixels)
+    labels, label_class, _, _, _ = _split_window(
+        class_map, seed, min_seed_px, min_pixels=min_pixels
+    )
     return labels, label_class
 
 
@@ -241,8 +285,11 @@ class InstanceExtractor(ObjectExtractor):
         self, planes: np.ndarray, transform: Affine, *, simplify_px: float, min_pixels: int
     ) -> list[VectorObject]:
         """Separated objects of a whole array."""
-        labels, label_class = split_instances(
-            planes[0].astype(np.uint8), planes[2], _min_seed_px(min_pixels), min_pixels
+        labels, label_class, groups, _, _ = _split_window(
+            planes[0].astype(np.uint8),
+            planes[2],
+            _min_seed_px(min_pixels),
+            min_pixels=min_pixels,
         )
         return vectorise_labels(
             labels,
@@ -251,6 +298,7 @@ class InstanceExtractor(ObjectExtractor):
             scores=planes[1],
             simplify_px=simplify_px,
             min_pixels=min_pixels,
+            groups=np.asarray(groups),
         )
 
     def window_extractor(
@@ -261,9 +309,10 @@ class InstanceExtractor(ObjectExtractor):
         simplify_px: float,
         min_pixels: int,
     ) -> WindowExtractor:
-        """Each component, with all its objects, belongs to the core holding its first pixel.
+        """Each cluster, with all its objects, belongs to the core holding its first pixel.
 
-        So each component is read whole and split once, by its owner.
+        So each cluster of touching components is read whole, split and simplified once,
+        by its owner.
         """
         min_seed = _min_seed_px(min_pixels)
 
@@ -280,7 +329,7 @@ class InstanceExtractor(ObjectExtractor):
                 core_window.width,
                 core_window.height,
             )
-            labels, label_class, complete, box = _split_window(
+            labels, label_class, groups, complete, box = _split_window(
                 planes[0].astype(np.uint8),
                 planes[2],
                 min_seed,
@@ -301,6 +350,7 @@ class InstanceExtractor(ObjectExtractor):
                 min_pixels=min_pixels,
                 row_off=r_row + box[0].start,
                 col_off=r_col + box[1].start,
+                groups=np.asarray(groups),
             )
             return owned, complete
 

@@ -57,8 +57,8 @@ from geotl.train.devices import STRATEGIES, DeviceLayout, launched_rank
     type=click.IntRange(min=1),
     default=None,
     help="Epochs instead of --steps: passes over the train chips, at least "
-    "[model] samples_per_epoch windows each (validation after each, unless --val-every or "
-    "[model] val_every is given).",
+    "[model] samples_per_epoch windows each (validation after each, unless --val-every is "
+    "given).",
 )
 @click.option(
     "--freeze",

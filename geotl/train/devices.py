@@ -62,8 +62,9 @@ class DeviceLayout:
         """Refuse layouts the recipe cannot run on.
 
         Raises:
-            GeotlInputError: an unknown strategy, or a batch that does not split into
-                shares of at least two chips per device.
+            GeotlInputError: an unknown strategy, a batch that does not split into
+                shares of at least two chips per device, a launcher that started another
+                number of processes, or machines and no launcher to start them.
 
         >>> DeviceLayout(2).check(8)
         >>> DeviceLayout(4, 2).check(8)  # doctest: +ELLIPSIS
@@ -80,6 +81,13 @@ class DeviceLayout:
                 f"--strategy {self.strategy!r}: use one of {', '.join(STRATEGIES)}"
             )
         world = self.world_size
+        if batch_size % world or batch_size // world < MIN_CHIPS_PER_DEVICE:
+            need = world * MIN_CHIPS_PER_DEVICE
+            raise GeotlInputError(
+                f"--batch-size {batch_size} does not split over {world} devices (each needs an "
+                f"equal share of at least {MIN_CHIPS_PER_DEVICE} chips): use --batch-size "
+                f"{max(need, -(-batch_size // world) * world)}"
+            )
         env = os.environ
         started = env.get("WORLD_SIZE") or (
             env.get("SLURM_NTASKS") if int(env.get("SLURM_NTASKS", "1")) > 1 else None
@@ -100,13 +108,6 @@ class DeviceLayout:
                 f"--num-nodes {self.num_nodes}: start geotl on every machine with torchrun "
                 "(--nnodes, --nproc-per-node, --rdzv-endpoint) or srun, or set MASTER_ADDR, "
                 "MASTER_PORT and NODE_RANK on each (README, 'Training on several devices')"
-            )
-        if batch_size % world or batch_size // world < MIN_CHIPS_PER_DEVICE:
-            need = world * MIN_CHIPS_PER_DEVICE
-            raise GeotlInputError(
-                f"--batch-size {batch_size} does not split over {world} devices (each needs an "
-                f"equal share of at least {MIN_CHIPS_PER_DEVICE} chips): use --batch-size "
-                f"{max(need, -(-batch_size // world) * world)}"
             )
 
 

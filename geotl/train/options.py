@@ -68,7 +68,7 @@ class Settings:
     max_labels: int | None
     require_commercial: bool
     seed: int
-    val_every_set: bool = False  # --val-every or [model] val_every given: epochs keep it
+    val_every_set: bool = False  # --val-every (or val_every beside [model] epochs): kept
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,9 @@ def resolve_settings(regions: list[Region], options: TrainOptions) -> Settings:
         epochs=epochs,
         samples_per_epoch=options.samples_per_epoch or cfg.samples_per_epoch,
         val_every=options.val_every or cfg.val_every,
-        val_every_set=options.val_every is not None or "val_every" in cfg.model_fields_set,
+        # the region's val_every goes with the region's own schedule (its steps, or epochs)
+        val_every_set=options.val_every is not None
+        or ({"val_every", "epochs"} <= cfg.model_fields_set and options.epochs is None),
         min_steps=options.min_steps if options.min_steps is not None else cfg.min_steps,
         warmup_fraction=cfg.warmup_fraction,
         window_px=options.window_px or cfg.window_px,

@@ -141,6 +141,30 @@ class PredictAlgorithm(_GeotlAlgorithm):
             )
         )
         self.addParameter(
+            QgsProcessingParameterBoolean(
+                "RESAMPLE",
+                "Resample scenes at another ground resolution to the model's (geotl's --resample)",
+                defaultValue=False,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "WINDOW",
+                "Inference window in pixels (geotl's --window; empty: max(256, chip size))",
+                QgsProcessingParameterNumber.Integer,
+                optional=True,
+                minValue=16,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "NODATA",
+                "The scenes' nodata value, over the files' own (geotl's --nodata)",
+                QgsProcessingParameterNumber.Double,
+                optional=True,
+            )
+        )
+        self.addParameter(
             QgsProcessingParameterVectorDestination(
                 "OUTPUT", "Detections (GeoJSON)", QgsProcessing.TypeVectorPolygon
             )
@@ -182,6 +206,12 @@ class PredictAlgorithm(_GeotlAlgorithm):
         bands = self.parameterAsString(parameters, "BANDS", context).strip()
         if bands:
             args += ["--bands", bands]
+        if self.parameterAsBoolean(parameters, "RESAMPLE", context):
+            args.append("--resample")
+        if parameters.get("WINDOW") not in (None, ""):
+            args += ["--window", str(self.parameterAsInt(parameters, "WINDOW", context))]
+        if parameters.get("NODATA") not in (None, ""):
+            args += ["--nodata", repr(self.parameterAsDouble(parameters, "NODATA", context))]
         gpkg = self.parameterAsFileOutput(parameters, "GPKG", context) or None
         if gpkg:
             args += ["--gpkg", gpkg]

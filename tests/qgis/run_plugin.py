@@ -121,6 +121,8 @@ try:
             "MODEL": spec["model"],
             "OUTPUT": out,
             "GPKG": spec["gpkg"],
+            "RESAMPLE": True,  # the options predict's own errors advise
+            "WINDOW": 128,
         }
         res = run("geotl:predict", params, fb, context)
         report.update(res, progress=fb.progress_values, texts=fb.texts, log=fb.log)

@@ -145,6 +145,7 @@ def test_predict_in_qgis(
     # the bar moved with geotl's JSON progress lines, up to 100 %
     assert report["progress"] and max(report["progress"]) == 100
     assert any(t.startswith("predict OSBS_029.tif") for t in report["texts"])
+    assert "--resample --window 128" in " ".join(report["log"])  # passed on to geotl
     assert sorted(p.name for p in out.iterdir()) == ["trees.geojson", "trees.gpkg", "trees.qml"]
 
 

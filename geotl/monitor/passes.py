@@ -211,7 +211,13 @@ class PassProcessor:
                     footprint = scene_footprint(path)
                 except (RasterioError, OSError) as exc:
                     raise SceneError(f"cannot be read ({error_text(exc)})", scene.uri) from exc
-            frame = self.detector(self.artefact, path, scene)
+            try:
+                frame = self.detector(self.artefact, path, scene)
+            except GeotlError as exc:
+                if not scene.is_remote or exc.path != path:
+                    raise
+                # name the item, not the temporary VRT that stacks its assets
+                raise type(exc)(exc.message, scene.uri) from exc
         frame = frame.to_crs("EPSG:4326") if frame.crs is not None else frame.set_crs("EPSG:4326")
         frame = frame.copy()
         if scene.is_remote or "scene" not in frame.columns:

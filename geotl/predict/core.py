@@ -343,6 +343,9 @@ def _predict_scene(
     threshold = options.threshold if options.threshold is not None else card.threshold
     min_area_m2 = options.min_area_for(card)
     simplify_px = options.simplify_px if options.simplify_px is not None else card.simplify_px
+    fixed = getattr(artefact.engine, "tile_px", None)  # an .onnx file's graph: one tile size
+    if options.window_px is None and fixed is not None:
+        options = replace(options, window_px=int(fixed))
     window_px, overlap_px = options.windowing(card)
     with open_raster(scene_path) as file_ds:
         ds = with_nodata(file_ds, options.nodata)

@@ -218,7 +218,7 @@ def test_predict_with_onnxruntime_equals_torch(
     assert len(a) > 5
     same = [k for k in a if k in b and a[k].symmetric_difference(b[k]).area < 1e-12]
     assert len(same) >= len(a) - 1, (len(a), len(b), len(same))  # up to a tie
-    # the exported file itself (64 px tiles) predicts when the window matches
+    # the exported file itself (64 px tiles) predicts with its graph's tile as the window
     code, _, stderr = _run(
         "predict",
         str(exported),
@@ -227,11 +227,15 @@ def test_predict_with_onnxruntime_equals_torch(
         str(tmp_path / "x.geojson"),
         "--engine",
         "onnxruntime",
-        "--window",
-        "64",
         "--no-progress",
     )
     assert code == 0, stderr
+    # another window is the user's choice, refused with the fix
+    code, _, stderr = _run(
+        "predict", str(exported), str(DEMO_SCENE), "-o", str(tmp_path / "y.geojson"),
+        "--window", "128", "--no-progress",
+    )  # fmt: skip
+    assert code != 0 and "takes 64 px tiles" in stderr
 
 
 def test_export_cli_and_bad_onnx_files(demo_model: Path, exported: Path, tmp_path: Path) -> None:

@@ -43,8 +43,15 @@ def label_curve(
     """
     import re
 
+    from geotl.models.bases.kind import require_supported
+    from geotl.models.catalogue import check_licence, get_entry
     from geotl.train import resolve_chips_dir, train_model
 
+    # every base refused now, before chipping and hours of training on the others
+    for base in bases:
+        entry = get_entry(base)
+        require_supported(entry)
+        check_licence(entry, region.model.require_commercial_licence)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path = Path(out_json) if out_json else out / "curve.json"

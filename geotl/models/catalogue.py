@@ -40,6 +40,7 @@ __all__ = [
     "BaseModelEntry",
     "LoadedBase",
     "cache_dir",
+    "check_licence",
     "get_entry",
     "import_weights",
     "list_entries",
@@ -101,10 +102,19 @@ def load_base(
     """
     kind = _kind_of(entry_id)
     entry = kind.describe(entry_id)
+    check_licence(entry, require_commercial)
+    return kind.load(entry, encoder)
+
+
+def check_licence(entry: BaseModelEntry, require_commercial: bool) -> None:
+    """Refuse weights whose licence does not permit commercial use, when that is required.
+
+    Raises:
+        BaseModelError: the licence does not permit commercial use.
+    """
     if require_commercial and not entry.commercial_use:
         raise BaseModelError(
             f"base model {entry.id} is licensed '{entry.licence}', which does not permit commercial use, "
             "and the region sets require_commercial_licence = true: choose another --base "
             "(e.g. pkg:efficientnet-lite0) or drop the requirement"
         )
-    return kind.load(entry, encoder)

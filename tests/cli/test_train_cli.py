@@ -150,3 +150,19 @@ def test_curve_small(demo_chips, tmp_path):
         "none",
     }
     assert (tmp_path / "curve" / "curve.png").stat().st_size > 1000
+
+
+def test_curve_refuses_a_base_the_licence_forbids_before_any_work(tmp_path):
+    text = DEMO.read_text().replace('"demo-osbs/', f'"{DEMO.parent}/demo-osbs/')
+    region = tmp_path / "commercial.toml"
+    region.write_text(text.replace("[model]\n", "[model]\nrequire_commercial_licence = true\n"))
+    res = CliRunner().invoke(
+        cli,
+        [
+            "evaluate", str(tmp_path / "curve"), str(region), "--curve", "3",
+            "--bases", "pkg:efficientnet-lite0,torchgeo:ResNet50_Weights.SENTINEL2_ALL_SECO_ECO",
+        ],
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "does not permit commercial use" in res.stderr
+    assert not (tmp_path / "curve").exists()  # nothing chipped, nothing trained

@@ -116,4 +116,9 @@ def torch_to_onnx(artefact: Artefact, tile_px: int) -> Any:
             dynamic_axes={INPUT_NAME: batch, output: batch} if batch else None,
             do_constant_folding=True,
         )
-    return onnx.load_from_string(buf.getvalue())
+    model = onnx.load_from_string(buf.getvalue())
+    if batch:  # a probability map is the tile's size: say so (the exporter names the axes)
+        for dim in model.graph.output[0].type.tensor_type.shape.dim[2:]:
+            dim.Clear()
+            dim.dim_value = tile_px
+    return model

@@ -461,3 +461,13 @@ def test_onnx_runtime_builds_the_torch_network_only_to_export(
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_graph_says_its_output_is_the_tile_size(exported: Path) -> None:
+    import onnx
+
+    graph = onnx.load(str(exported)).graph
+    dims = [
+        [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.output
+    ]
+    assert dims == [["batch", 2, 64, 64]]  # background and tree, on the 64 px tile

@@ -103,20 +103,6 @@ def read_vector(
     elif frame.crs is None:
         fix = crs_fix or f"add one to the file or set [labels] crs = 'EPSG:...' ({what})"
         raise LabelError(f"has no CRS: {fix}", path)
-    if frame.crs.is_geographic and len(frame):
-        x0, y0, x1, y1 = (float(v) for v in frame.total_bounds)
-        if min(x0, y0) < -180.0001 or x1 > 360.0001 or max(abs(y0), abs(y1)) > 90.0001:
-            fix = (
-                "set [labels] crs = the CRS its coordinates are in (often the imagery's)"
-                if what == "[labels] path"
-                else f"assign the one its coordinates are in (ogr2ogr -a_srs EPSG:... fixed.gpkg "
-                f"{path.name}) ({what})"
-            )
-            raise LabelError(
-                f"coordinates reach ({x0:.6g}, {y0:.6g})-({x1:.6g}, {y1:.6g}), which are not "
-                f"degrees, yet its CRS is {crs_name(frame.crs)}: {fix}",
-                path,
-            )
     return frame
 
 

@@ -94,15 +94,7 @@ def test_a_file_of_several_layers_is_read_by_name_never_guessed(tmp_path: Path) 
         read_areas(path, "[labels] complete_within")
 
 
-def test_labels_whose_crs_cannot_be_right_or_that_are_points_say_the_fix(tmp_path: Path) -> None:
-    # UTM metres in a file that claims lon/lat
-    gpd.GeoDataFrame(
-        geometry=[box(500_000, 4_000_000, 500_010, 4_000_010)], crs="EPSG:4326"
-    ).to_file(tmp_path / "utm.geojson")
-    with pytest.raises(
-        LabelError, match=r"not degrees, yet its CRS is EPSG:4326: set \[labels\] crs"
-    ):
-        read_labels(load_region(_region(tmp_path, "utm.geojson")))
+def test_point_labels_of_a_segmentation_region_name_the_key_that_draws_them(tmp_path: Path) -> None:
     # points for a segmentation region: the key that turns them into squares is named
     gpd.GeoDataFrame(geometry=[Point(1, 1), Point(5, 5)], crs="EPSG:32618").to_file(
         tmp_path / "pts.geojson"

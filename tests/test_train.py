@@ -660,3 +660,21 @@ def test_without_min_area_the_card_leaves_out_specks_by_the_labels_own_sizes(tmp
         assert region.predict.given("min_area_m2") is None
         assert default_min_area_m2(region) == pytest.approx(expected, rel=0.01)
     assert 0.2 < expected < 5  # crowns of a few m²: specks of a few 0.1 m pixels go
+
+
+def test_a_model_base_keeps_its_normalisation_for_the_bands_it_knows(demo_model):
+    from geotl.config import load_region
+    from geotl.models.catalogue import load_base
+    from geotl.train.data import ChipData
+    from geotl.train.loop import _normalisation
+
+    # the demo model (red, green, blue) as the base of a region of green, red and nir
+    base = load_base(f"model:{demo_model}")
+    own = base.card.normalisation
+    rng = np.random.default_rng(0)
+    images = (rng.random((4, 3, 8, 8)) * 200).astype(np.float32)
+    train = [ChipData("r", images, np.zeros((4, 8, 8), np.uint8), np.ones((4, 8, 8), bool))]
+    region = load_region(Path(__file__).resolve().parents[1] / "regions" / "demo-osbs.toml")
+    norm = _normalisation([region], train, base, ["green", "red", "nir"])
+    assert norm.mean[:2] == [own.mean[1], own.mean[0]] and norm.std[:2] == [own.std[1], own.std[0]]
+    assert norm.mean[2] == pytest.approx(float(images[:, 2].mean()), rel=1e-6)  # new: its own

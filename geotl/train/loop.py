@@ -759,9 +759,10 @@ def _normalisation(
 ) -> Normalisation:
     """The input normalisation: the train chips', or a ``model:`` base's own.
 
-    A ``model:`` base with the same bands keeps its normalisation, so the reused network
-    sees inputs as it was trained on, unless the region's imagery is in other units (8- vs
-    16-bit, say): then the region's own statistics put it on the scale the network knows.
+    A ``model:`` base keeps its normalisation for every band it knows (the region's own
+    statistics for bands new to it), so the reused network sees inputs as it was trained
+    on, unless the region's imagery is in other units (8- vs 16-bit, say): then the
+    region's own statistics put it on the scale the network knows.
 
     Regions trained together whose imagery looks to be in other units are said, not
     refused: a snow-covered region beside a dark forest can differ 10x in visible bands.
@@ -779,19 +780,34 @@ def _normalisation(
                 first.name,
             )
     pooled = pooled_normalisation([s for _, s in sums])
-    if base.card is None or [canonical_band(b) for b in base.card.bands] != [
-        canonical_band(b) for b in band_order
-    ]:
+    if base.card is None:
         return pooled
-    kept: Normalisation = base.card.normalisation
-    if said := other_units(pooled.mean, kept.mean):
+    # a geotl model as the base: its encoder learnt its bands under its own normalisation,
+    # kept for every band it knows (the region's own for bands new to it)
+    base_bands = [canonical_band(b) for b in base.card.bands]
+    order = [canonical_band(b) for b in band_order]
+    shared = [i for i, b in enumerate(order) if b in base_bands]
+    if not shared:
+        return pooled
+    own = base.card.normalisation
+    at = [base_bands.index(order[i]) for i in shared]
+    if said := other_units([pooled.mean[i] for i in shared], [own.mean[j] for j in at]):
         log.warning(
             "the train chips' %s, the base model's: other units, so the region's own "
             "normalisation is used instead of the base's",
             said,
         )
         return pooled
-    return kept
+    mean, std = list(pooled.mean), list(pooled.std)
+    for i, j in zip(shared, at, strict=True):
+        mean[i], std[i] = own.mean[j], own.std[j]
+    if len(shared) < len(order):
+        log.info(
+            "normalisation: the base model's for %s, the region's own for %s (new to the base)",
+            [band_order[i] for i in shared],
+            [b for i, b in enumerate(band_order) if i not in shared],
+        )
+    return Normalisation(mean=mean, std=std)
 
 
 def _say_missing_classes(

@@ -224,8 +224,17 @@ def build_adapted_network(
         next(n for n, m in encoder_module.named_modules() if isinstance(m, torch.nn.Conv2d))
         + ".weight"
     )
+    # file: weights are put into the encoder the user names (default: Lite0's)
+    fix = (
+        ": name the architecture they were trained with, --encoder NAME (a "
+        "segmentation_models_pytorch encoder: resnet34, efficientnet-b0, tu-convnext_tiny...)"
+        if base.entry.id.startswith("file:")
+        else ""
+    )
     if key not in state:
-        raise BaseModelError(f"weights of {base.entry.id} have no '{key}' for encoder {enc_name}")
+        raise BaseModelError(
+            f"weights of {base.entry.id} have no '{key}' for encoder {enc_name}{fix}"
+        )
     if not base_bands:  # file: weights declare no bands; positional if the count fits
         if state[key].shape[1] != len(region_bands):
             raise BandMismatchError(
@@ -240,7 +249,7 @@ def build_adapted_network(
     if missing:
         raise BaseModelError(
             f"weights of {base.entry.id} do not fit encoder {enc_name}: {len(missing)} missing tensors "
-            f"(first: {missing[0]})"
+            f"(first: {missing[0]}){fix}"
         )
     if base.full_state is not None and base.classes is not None:
         _reuse_decoder(net, base.full_state, base.classes, classes)

@@ -232,3 +232,21 @@ def test_ukis_base_is_cached_with_sha(tmp_path, monkeypatch):
     )
     _net, _, plan = build_adapted_network(again, ["nir", "red", "green"], ["field"])
     assert plan.dropped == ("blue",)
+
+
+def test_a_file_base_of_another_architecture_says_how_to_name_it(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "resnet18.safetensors"
+    save_file({k: v.contiguous() for k, v in _fake_resnet18_state().items()}, str(path))
+    base = load_base(f"file:{path}")
+    with pytest.raises(
+        BaseModelError,
+        match=r"for encoder tu-tf_efficientnet_lite0: name the architecture .*--encoder NAME",
+    ):
+        build_adapted_network(base, ["red", "green", "blue"], ["tree"])
+    net, _, _ = build_adapted_network(
+        load_base(f"file:{path}", encoder="resnet18"), ["red", "green", "blue"], ["tree"],
+        encoder="resnet18",
+    )  # fmt: skip
+    assert net is not None

@@ -27,6 +27,7 @@ __all__ = [
     "ReferenceLayerError",
     "ResolutionError",
     "SceneError",
+    "error_text",
 ]
 
 
@@ -103,3 +104,21 @@ class ReferenceLayerError(GeotlInputError):
 
 class AlertError(GeotlInputError):
     """An alert command or setting is wrong (unknown alert id, webhook that is not http(s)...)."""
+
+
+def error_text(exc: BaseException, limit: int = 200) -> str:
+    r"""The first line of ``exc``'s message, for a one-line error; never empty.
+
+    An exception without a message (an HTTP 404 with an empty body) is named by its class
+    and, when it carries one, its HTTP status.
+
+    >>> error_text(ValueError("bad value\nsecond line"))
+    'bad value'
+    >>> error_text(ValueError())
+    'ValueError'
+    """
+    lines = str(exc).strip().splitlines()
+    if lines and lines[0].strip():
+        return lines[0].strip()[:limit]
+    status = getattr(exc, "status_code", None)
+    return f"{type(exc).__name__}: HTTP {status}" if status else type(exc).__name__

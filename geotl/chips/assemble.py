@@ -180,20 +180,14 @@ def check_split(
         ]
         if guarded:  # objects there, but the bands between splits took all their pixels
             log.warning(
-                "%s: the guard bands ([split] guard_px = %d) took every object pixel of %s "
-                "(objects per split %s): set guard_px = %d or raise block_size_m",
+                "%s: %s (objects per split %s)",
                 region.path,
-                guard.guard_px,
-                " and ".join(guarded),
+                _guard_advice(guard, " and ".join(guarded)),
                 objects_per_split,
-                guard.guard_px // 4,
             )
         return None
     if objects_per_split.get("train", 0):
-        advice = (
-            f"the guard bands ([split] guard_px = {guard.guard_px}) took every object pixel of "
-            f"the train split: set guard_px = {guard.guard_px // 4} or raise block_size_m"
-        )
+        advice = _guard_advice(guard, "the train split")
     else:
         n_train = sum(1 for s in splits if s == "train")
         advice = (
@@ -202,6 +196,14 @@ def check_split(
         )
     log.warning("%s: %s", region.path, advice)
     return advice
+
+
+def _guard_advice(guard: GuardReport, what: str) -> str:
+    """Guard bands took every object pixel of ``what``: the narrower band that keeps some."""
+    return (
+        f"the guard bands ([split] guard_px = {guard.guard_px}) took every object pixel of "
+        f"{what}: set guard_px = {guard.guard_px // 4} or raise block_size_m"
+    )
 
 
 def _split_advice(region: Region, rows: list[ChipRow]) -> str:

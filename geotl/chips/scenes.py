@@ -83,7 +83,6 @@ def scan_scenes(region: Region) -> list[ChipScene]:
             list(region.imagery.bands),
             path=path,
             declared_by="[imagery] bands",
-            declared_wins=False,
         )
         nodata = region.imagery.nodata if region.imagery.nodata is not None else info.nodata
         if nodata is None and info.mask_bands:  # the chips carry the mask as a nodata value

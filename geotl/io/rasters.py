@@ -26,7 +26,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
-from geotl.errors import RasterError
+from geotl.errors import RasterError, error_text
 from geotl.io.nodata import valid_mask
 
 __all__ = [
@@ -163,7 +163,7 @@ def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
         ds = rasterio.open(path)
     except RasterioIOError as exc:
         raise RasterError(
-            f"cannot be read as a raster ({_short(exc)}): replace the file with a valid GeoTIFF",
+            f"cannot be read as a raster ({error_text(exc)}): replace the file with a valid GeoTIFF",
             path,
         ) from exc
     try:
@@ -296,7 +296,7 @@ def read_scene_info(path: str | Path, bands_expected: int | None = None) -> Scen
         try:
             res = ground_resolution_m(ds.crs, ds.transform, ds.width, ds.height)
         except RasterioError as exc:
-            raise RasterError(f"unsupported CRS ({_short(exc)})", path) from exc
+            raise RasterError(f"unsupported CRS ({error_text(exc)})", path) from exc
         return SceneInfo(
             path=path,
             crs=ds.crs,
@@ -392,10 +392,6 @@ def read_bands(
     return data, masks
 
 
-def _short(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:200]
-
-
 def read_failure(exc: BaseException, path: str | Path) -> RasterError:
     """A failed read of a raster as a one-line input error, with GDAL's own reason.
 
@@ -405,7 +401,7 @@ def read_failure(exc: BaseException, path: str | Path) -> RasterError:
     cause: BaseException = exc
     while cause.__cause__ is not None and "previous exception" in str(cause):
         cause = cause.__cause__
-    reason = _short(cause)
+    reason = error_text(cause)
     if any(s in reason for s in _MISSING):
         fix = "a file it reads from is missing (a VRT's source, an archive member): check that path"
     elif any(s in reason for s in _UNREACHABLE):

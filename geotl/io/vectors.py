@@ -22,7 +22,7 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError
 
 from geotl.config import Region
-from geotl.errors import ConfigError, LabelError
+from geotl.errors import ConfigError, LabelError, error_text
 
 __all__ = ["crs_name", "read_areas", "read_labels", "read_vector"]
 
@@ -87,9 +87,8 @@ def read_vector(
     except LabelError:
         raise
     except Exception as exc:  # any OGR / parquet failure: report it as one line
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise LabelError(
-            f"cannot be read as a vector file ({first}): fix {what} or the file", path
+            f"cannot be read as a vector file ({error_text(exc)}): fix {what} or the file", path
         ) from exc
     if len(frame) == 0:
         raise LabelError(f"has no features: point {what} at a file with polygons", path)

@@ -22,7 +22,7 @@ from rasterio.errors import RasterioError
 from shapely import wkt as shapely_wkt
 from shapely.geometry.base import BaseGeometry
 
-from geotl.errors import BandMismatchError, GeotlError, ResolutionError, SceneError
+from geotl.errors import BandMismatchError, GeotlError, ResolutionError, SceneError, error_text
 from geotl.io.geojson import write_geojson
 from geotl.models.artefact import Artefact
 from geotl.monitor.changes import (
@@ -38,7 +38,6 @@ from geotl.monitor.schedule import backoff_s, utc_now
 from geotl.monitor.sequence import footprint_of, next_pass, overlaps, previous_pass
 from geotl.monitor.sources import Scene, SceneSource
 from geotl.monitor.sources.remote import ItemError
-from geotl.monitor.sources.scene import error_text
 from geotl.monitor.state import MonitorState, PassRecord
 
 __all__ = ["PassProcessor", "PassResult"]

@@ -362,7 +362,6 @@ def _predict_scene(
             list(options.bands) if options.bands else None,
             path=scene_path,
             declared_by=options.bands_from,
-            declared_wins=options.bands_from == "--bands",
         )
         indexes = [
             data_bands[i - 1]

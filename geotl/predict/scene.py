@@ -62,21 +62,20 @@ def scene_band_names(
     *,
     path: str | Path = "",
     declared_by: str = "--bands",
-    declared_wins: bool = True,
 ) -> list[str] | None:
     """The scene's band names, canonical, or None when unknown: one rule for every command.
 
     A file whose band descriptions are all known band names names its own bands. Names the
     user declared (``--bands``, or the region's ``[imagery] bands``) name a file without
-    them; where both name the bands and disagree, ``declared_wins`` (an explicit
-    ``--bands``) takes the declared names with a warning, else the disagreement is refused:
-    one of them is wrong, and guessing would feed the model the wrong bands silently. A
-    declared list of another length than the file's bands gives way to complete
-    descriptions (a monitored pass with more bands, or in another order, than the imagery).
+    them; where both name the bands and disagree, an explicit ``--bands`` (``declared_by``)
+    takes the declared names with a warning, a region's are refused: one of them is
+    wrong, and guessing would feed the model the wrong bands silently. A declared list of
+    another length than the file's bands gives way to complete descriptions (a monitored
+    pass with more or fewer bands than the imagery).
 
     Raises:
         BandMismatchError: a declared name is unknown, or declared names and descriptions
-            disagree (``declared_wins`` false).
+            disagree (declared by a region, not ``--bands``).
 
     >>> scene_band_names(("Red", "Green", "Blue"), 3)
     ['red', 'green', 'blue']
@@ -101,7 +100,7 @@ def scene_band_names(
             )
             return described
         said = f"its band descriptions say {described}, {declared_by} says {names}"
-        if declared_wins:
+        if declared_by == "--bands":
             log.warning("%s: %s: using %s", path, said, declared_by)
             return names
         raise BandMismatchError(

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from geotl.errors import BaseModelError
+from geotl.errors import BaseModelError, error_text
 from geotl.io.atomic import atomic_path
 from geotl.models.bases.kind import (
     BaseKind,
@@ -282,15 +282,10 @@ def _check_fits(file: Path, entry: BaseModelEntry) -> None:
         build_adapted_network(base, list(entry.bands), ["object"])
     except (*_LOAD_ERRORS, BaseModelError) as exc:
         raise BaseModelError(
-            f"is not {entry.id}'s weights ({_first_line(exc)}): download the file again from "
+            f"is not {entry.id}'s weights ({error_text(exc)}): download the file again from "
             f"{torchgeo_weights()[entry.id].url}",
             file,
         ) from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _state(entry: BaseModelEntry) -> dict[str, torch.Tensor]:
@@ -308,7 +303,7 @@ def _state(entry: BaseModelEntry) -> dict[str, torch.Tensor]:
             state = weights.get_state_dict(progress=False, weights_only=True, check_hash=True)
     except _LOAD_ERRORS as exc:
         raise BaseModelError(
-            f"cannot load base model {entry.id} ({_first_line(exc)}): "
+            f"cannot load base model {entry.id} ({error_text(exc)}): "
             f"download {weights.url} and run 'geotl models import {filename} --as {entry.id}'"
         ) from exc
     return unwrap_state(state)

@@ -14,10 +14,10 @@ import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 
-from geotl.errors import SceneError
+from geotl.errors import SceneError, error_text
 from geotl.io.atomic import atomic_write_bytes
 from geotl.io.rasters import REMOTE_GDAL_OPTIONS, remote_gdal_env
-from geotl.monitor.sources.scene import Scene, error_text
+from geotl.monitor.sources.scene import Scene
 
 __all__ = ["REMOTE_GDAL_OPTIONS", "ItemError", "remote_gdal_env", "write_scene_vrt"]
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 from geotl.io.dates import parse_datetime_text  # re-exported: the sources' one date parser
 
-__all__ = ["AcquiredFrom", "Scene", "error_text", "parse_datetime_text", "safe_scene_name"]
+__all__ = ["AcquiredFrom", "Scene", "parse_datetime_text", "safe_scene_name"]
 
 AcquiredFrom = Literal["regex", "tiff-tag", "file-name", "mtime", "stac"]
 
@@ -54,21 +54,3 @@ def safe_scene_name(text: str) -> str:
     """
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")
     return cleaned[:120] or "scene"
-
-
-def error_text(exc: BaseException, limit: int = 200) -> str:
-    r"""The first line of ``exc``'s message, for a one-line error; never empty.
-
-    An exception without a message (an HTTP 404 with an empty body) is named by its class
-    and, when it carries one, its HTTP status.
-
-    >>> error_text(ValueError("bad value\nsecond line"))
-    'bad value'
-    >>> error_text(ValueError())
-    'ValueError'
-    """
-    lines = str(exc).strip().splitlines()
-    if lines and lines[0].strip():
-        return lines[0].strip()[:limit]
-    status = getattr(exc, "status_code", None)
-    return f"{type(exc).__name__}: HTTP {status}" if status else type(exc).__name__

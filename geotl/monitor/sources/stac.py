@@ -28,10 +28,10 @@ from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
 from geotl.config import Region, SourceOptions
-from geotl.errors import ConfigError, GeotlRuntimeError
+from geotl.errors import ConfigError, GeotlRuntimeError, error_text
 from geotl.monitor.areas import far_from_region
 from geotl.monitor.sources.base import SceneSource
-from geotl.monitor.sources.scene import Scene, error_text, parse_datetime_text, safe_scene_name
+from geotl.monitor.sources.scene import Scene, parse_datetime_text, safe_scene_name
 
 __all__ = ["STAC_LOOKBACK", "StacOptions", "StacSource", "region_aoi"]
 

@@ -144,7 +144,8 @@ class ModelConfig(_Strict):
     # explodes on a large one; validation every val_every steps, early stopping after
     # `patience` validations without improvement, never before min_steps
     steps: int = Field(default=500, gt=0)
-    val_every: int = Field(default=50, gt=0)
+    # default: 50, or a fifth of the steps when that is less (steps = 40 validates every 8)
+    val_every: int | None = Field(default=None, gt=0)
     min_steps: int | None = Field(default=None, ge=0)
     warmup_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     # epochs instead of steps: an epoch is a pass over the train chips, but at least
@@ -186,7 +187,7 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _steps(self) -> ModelConfig:
-        if self.epochs is None and self.steps < self.val_every:
+        if self.epochs is None and self.val_every is not None and self.steps < self.val_every:
             raise ValueError(
                 f"steps = {self.steps} is below val_every = {self.val_every}: no validation "
                 f"would run; raise steps or set val_every = {max(1, self.steps // 5)}"

@@ -11,6 +11,7 @@ from geotl.errors import ConfigError, GeotlInputError, LabelError
 from geotl.models.artefact import load_artefact, read_card
 from geotl.train import TrainOptions, load_region_chips, select_objects, train_model
 from geotl.train.augment import Augment
+from geotl.train.options import resolve_schedule, resolve_settings
 
 torch.set_num_threads(2)
 REPO = Path(__file__).resolve().parents[1]
@@ -190,6 +191,18 @@ def test_steps_below_validation_interval_refused(demo_chips, tmp_path):
         train_model([region], tmp_path / "m", TrainOptions(chips=(demo_chips,), steps=5))
 
 
+def test_unset_validation_interval_follows_short_runs(tmp_path):
+    """Without val_every anywhere, a short run validates every fifth of its steps."""
+    path = _demo_variant(tmp_path, "steps = 60\nval_every = 20", "steps = 10")
+    region = load_region(path)  # not refused: val_every was never set
+    settings = resolve_settings([region], TrainOptions())
+    assert resolve_schedule(settings, 16, region).val_every == 2
+    settings = resolve_settings([region], TrainOptions(steps=3))
+    assert resolve_schedule(settings, 16, region).val_every == 1
+    settings = resolve_settings([region], TrainOptions(steps=1000))
+    assert resolve_schedule(settings, 16, region).val_every == 50
+
+
 def test_window_larger_than_chips_refused(demo_chips, tmp_path):
     region = load_region(
         _demo_variant(tmp_path, "batch_size = 8", "batch_size = 8\nwindow_px = 96")
@@ -296,8 +309,6 @@ def test_refit_learns_from_train_and_val_chips_under_the_budget(demo_chips, tmp_
 
 
 def test_encoder_learns_at_the_decoders_rate_unless_told():
-    from geotl.train.options import resolve_settings
-
     region = load_region(DEMO)
     assert resolve_settings([region], TrainOptions()).encoder_lr == region.model.lr
     assert resolve_settings([region], TrainOptions(base="none")).encoder_lr == region.model.lr

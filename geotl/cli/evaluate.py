@@ -82,7 +82,11 @@ def command(
             chips=(chips_dir,) if chips_dir else (),
             epochs=epochs,
             steps=steps,
-            val_every=None if steps is None else min(steps, region.model.val_every),
+            val_every=(
+                min(steps, region.model.val_every)
+                if steps is not None and region.model.val_every is not None
+                else None
+            ),
             seed=seed,
             device=device,
         )

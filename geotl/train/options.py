@@ -9,7 +9,28 @@ from pathlib import Path
 from geotl.config import Region
 from geotl.errors import GeotlInputError
 
-__all__ = ["Schedule", "Settings", "TrainOptions", "resolve_schedule", "resolve_settings"]
+__all__ = [
+    "Schedule",
+    "Settings",
+    "TrainOptions",
+    "default_val_every",
+    "resolve_schedule",
+    "resolve_settings",
+]
+
+#: validation interval when nothing sets one (a run of fewer steps validates 5 times)
+VAL_EVERY = 50
+
+
+def default_val_every(steps: int | None) -> int:
+    """Steps between validations when neither ``--val-every`` nor ``[model]`` sets them.
+
+    >>> default_val_every(500), default_val_every(40), default_val_every(3), default_val_every(None)
+    (50, 8, 1, 50)
+    """
+    if steps is None:
+        return VAL_EVERY
+    return min(VAL_EVERY, max(1, steps // 5))
 
 
 @dataclass(frozen=True)
@@ -99,7 +120,7 @@ def resolve_settings(regions: list[Region], options: TrainOptions) -> Settings:
         steps=steps,
         epochs=epochs,
         samples_per_epoch=options.samples_per_epoch or cfg.samples_per_epoch,
-        val_every=options.val_every or cfg.val_every,
+        val_every=options.val_every or cfg.val_every or default_val_every(steps),
         # the region's val_every goes with the region's own schedule (its steps, or epochs)
         val_every_set=options.val_every is not None
         or ({"val_every", "epochs"} <= cfg.model_fields_set and options.epochs is None),

@@ -35,7 +35,7 @@ import geopandas as gpd
 import pandas as pd
 
 from geotl import __version__
-from geotl.errors import ClusterError, GeotlError
+from geotl.errors import ClusterError, GeotlError, error_text
 from geotl.models.artefact import WEIGHTS_FILE, read_card, verify_weights, weights_sha256
 from geotl.progress import progress_bar
 
@@ -297,8 +297,8 @@ def check_workers(client: Client, model: ModelRef) -> list[str]:
         raise ClusterError(str(exc)) from None
     except Exception as exc:  # e.g. a worker without geotl cannot even load the check
         raise ClusterError(
-            f"a worker cannot run geotl's check ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}): install "
+            f"a worker cannot run geotl's check ({type(exc).__name__}: {error_text(exc)}): "
+            "install "
             f"'geotl=={model.geotl_version}' in every worker's environment"
         ) from None
     return list(names.values())

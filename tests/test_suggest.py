@@ -484,3 +484,22 @@ def test_suggest_counts_where_instances_meet(
         both = np.maximum(cls, binary_entropy(sq[1:]).max(axis=0))
         assert score == pytest.approx(both.mean(), abs=1e-3)
         assert both.mean() > cls.mean()  # the maps add to what the classes say
+
+
+def test_a_read_failure_without_a_message_is_one_line(monkeypatch, tmp_path: Path) -> None:
+    """GDAL errors can carry no text: the error still names the file (no IndexError)."""
+    import rasterio
+
+    from geotl.errors import RasterError
+    from geotl.suggest import core
+
+    def fail(path: object) -> object:
+        raise rasterio.errors.RasterioIOError()
+
+    monkeypatch.setattr(core.rasterio, "open", fail)
+    with (
+        pytest.raises(RasterError, match=r"read failed \(RasterioIOError\)") as err,
+        core._reading(tmp_path / "scene.tif"),
+    ):
+        pass
+    assert "scene.tif" in str(err.value)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from geotl.errors import GeotlInputError, ModelArtefactError
+from geotl.errors import GeotlInputError, ModelArtefactError, error_text
 from geotl.export.onnx import INPUT_NAME, INPUT_SCALE, OnnxModel, read_onnx
 from geotl.models.artefact import Artefact, ModelCard, load_artefact
 
@@ -165,9 +165,8 @@ def _session(model: OnnxModel, threads: int | None) -> object:
     try:
         return ort.InferenceSession(model.data, opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph...)
-        first = str(exc).splitlines()[0][:200]
         raise ModelArtefactError(
-            f"ONNX Runtime {ort.__version__} cannot load this graph ({first}): upgrade "
+            f"ONNX Runtime {ort.__version__} cannot load this graph ({error_text(exc)}): upgrade "
             "onnxruntime, or export the model again with this geotl",
             model.path,
         ) from None

@@ -27,7 +27,7 @@ from rasterio.windows import transform as window_transform
 
 from geotl.bands import canonical_band
 from geotl.config import Region
-from geotl.errors import BandMismatchError, GeotlInputError, RasterError
+from geotl.errors import BandMismatchError, GeotlInputError, RasterError, error_text
 from geotl.io.atomic import check_output_file
 from geotl.io.rasters import SceneInfo, read_data, read_scene_info
 from geotl.io.scratch import scratch_dir
@@ -322,7 +322,7 @@ def _reading(path: Path) -> Iterator[Any]:
         with rasterio.open(path) as ds:
             yield ds
     except rasterio.errors.RasterioError as exc:
-        raise RasterError(f"read failed ({str(exc).splitlines()[0][:160]})", path) from exc
+        raise RasterError(f"read failed ({error_text(exc, 160)})", path) from exc
 
 
 def _read_square(c: Candidate, max_nodata: float) -> tuple[np.ndarray, np.ndarray] | None:

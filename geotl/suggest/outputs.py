@@ -17,7 +17,7 @@ import geopandas as gpd
 import numpy as np
 import pyogrio
 
-from geotl.errors import LabelError
+from geotl.errors import LabelError, error_text
 from geotl.io.atomic import atomic_path, atomic_write_text
 from geotl.io.rasters import read_data
 from geotl.predict.outputs.gpkg import GPKG_OPTIONS, write_gpkg
@@ -189,8 +189,8 @@ def append_areas(path: Path, areas: gpd.GeoDataFrame) -> int:
         try:
             add.to_file(tmp, layer=layer, mode="a", engine="pyogrio", promote_to_multi=multi)
         except Exception as exc:  # any OGR failure: one line, the file untouched
-            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise LabelError(
-                f"cannot append the areas ({first}): use a GeoPackage for --append-to", path
+                f"cannot append the areas ({error_text(exc)}): use a GeoPackage for --append-to",
+                path,
             ) from exc
     return len(geoms)

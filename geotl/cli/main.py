@@ -46,6 +46,14 @@ class _GeotlGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # `geotl chip REGION -v` as well as `geotl -v chip REGION`: the logging options
+        # are the group's, wherever on the line they are typed (before a `--`)
+        end = args.index("--") if "--" in args else len(args)
+        hoisted = [a for a in args[:end] if a in _LOGGING_FLAGS]
+        rest = [a for a in args[:end] if a not in _LOGGING_FLAGS]
+        return super().parse_args(ctx, hoisted + rest + args[end:])
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -60,6 +68,10 @@ class _GeotlGroup(click.Group):
             terminated = isinstance(exc, Terminated)
             click.echo(f"geotl: {'terminated' if terminated else 'interrupted'}", err=True)
             ctx.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
+
+
+#: the group's options that any command line may carry after the command's name
+_LOGGING_FLAGS = frozenset({"-v", "-vv", "-vvv", "--verbose", "-q", "--quiet"})
 
 
 class Terminated(KeyboardInterrupt):

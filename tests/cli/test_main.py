@@ -27,6 +27,17 @@ def test_input_error_is_one_line_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_verbose_may_follow_the_command(tmp_path: Path) -> None:
+    """`geotl chip REGION -v` shows the traceback as `geotl -v chip REGION` does."""
+    missing = str(tmp_path / "missing.toml")
+    for args in (["-v", "chip", missing], ["chip", missing, "-v"], ["chip", "-v", missing]):
+        result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "out")])
+        assert result.exit_code == 2, (args, result.output)
+        assert "Traceback" in result.output and "region file not found" in result.output
+    quiet = CliRunner().invoke(cli, ["chip", missing, "--out", str(tmp_path / "o"), "-q"])
+    assert quiet.exit_code == 2 and "Traceback" not in quiet.output
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
 @pytest.mark.parametrize(
     "args",

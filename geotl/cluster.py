@@ -134,7 +134,8 @@ def open_cluster(
                 # the scheduler serves HTTP even without a dashboard, on 8787 unless told:
                 # a free port, so a dashboard of the user's own there is no clash (warnings)
                 scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-                silence_logs=logging.ERROR,
+                # geotl reports each failed task itself, in one line: not the workers' log
+                silence_logs=logging.CRITICAL,
             ) as cluster,
             Client(cluster) as client,
         ):

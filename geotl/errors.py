@@ -41,6 +41,11 @@ class GeotlError(Exception):
         self.message = message
         super().__init__(f"{path}: {message}" if path is not None else message)
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # rebuilt from (message, path): a Dask worker's error reaches the coordinator as
+        # itself (tblib cannot rebuild a class with two built-in bases, e.g. RasterError)
+        return (type(self), (self.message, self.path), self.__dict__)
+
 
 class GeotlInputError(GeotlError, ValueError):
     """The user's input (a file, an option) is wrong; exit code 2."""

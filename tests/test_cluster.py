@@ -144,6 +144,25 @@ def test_predict_on_the_cluster_writes_the_same_files(model: Path, tmp_path: Pat
         assert one_file.read_bytes() == two_file.read_bytes(), suffix
 
 
+def test_a_workers_input_error_is_the_same_one_line_error(
+    client: Client, model: Path, tmp_path: Path
+) -> None:
+    """A scene a worker cannot read: exit 2 and the error geotl gives in one process."""
+    missing = tmp_path / "missing.tif"
+    out = tmp_path / "p.geojson"
+    args = ["predict", str(model), str(missing), "-o", str(out), "--no-progress"]
+    alone = _invoke(args)
+    remote = _invoke([*args, "--cluster", client.scheduler.address])
+    assert alone.exit_code == remote.exit_code == 2, remote.output
+    assert remote.output.strip() == alone.output.strip()
+    assert "missing.tif: file not found" in remote.output and "Exception" not in remote.output
+    assert not out.exists()
+    # among other scenes: skipped, named by the same message
+    both = _invoke([*args[:3], str(REAL_SCENE), *args[3:], "--cluster", client.scheduler.address])
+    assert both.exit_code == 1 and "Exception" not in both.output, both.output
+    assert "missing.tif: skipped: " in both.output and "file not found" in both.output
+
+
 def test_blocks_of_a_large_scene_run_on_both_workers_and_join_exactly(
     client: Client, model: Path
 ) -> None:

@@ -163,7 +163,11 @@ def check_split(
     if any(r.forced for r in rows) or not any(objects_per_split.values()):
         return None
     if objects_per_split.get("train", 0) and pixels_per_split.get("train", 0):
-        fractions = {"val": region.split.val_fraction, "test": region.split.test_fraction}
+        # a split with designated areas has no random share (pipeline says when none hit)
+        fractions = {
+            "val": 0.0 if region.split.val_within else region.split.val_fraction,
+            "test": 0.0 if region.split.test_within else region.split.test_fraction,
+        }
         empty = [s for s, f in fractions.items() if f > 0 and not objects_per_split.get(s, 0)]
         if empty:  # training can go on, but validation or evaluation would score nothing
             log.warning(

@@ -306,7 +306,9 @@ def cut_strip(
         )
     else:
         strip_mask = np.zeros((h, width), dtype=np.uint8)
-    strip_nd = nodata_mask(strip_data, spec.nodata, dataset_mask)
+    # masks of several bands are a stack's own nodata values: a band without a value there
+    # leaves the pixel without data (its nodata number would pass as a reflectance)
+    strip_nd = nodata_mask(strip_data, spec.nodata, dataset_mask, per_band=len(spec.mask_bands) > 1)
     fill = spec.nodata
     if dataset_mask is not None and fill is not None and holds_value(strip_data.dtype, fill):
         strip_data[:, strip_nd] = fill

@@ -26,10 +26,17 @@ from geotl.chips.assemble import (
 from geotl.chips.boxes import (
     MIN_BOX_PX,
 )
-from geotl.chips.cut import SceneCutter
+from geotl.chips.cut import ChipRow, SceneCutter
 from geotl.chips.execute import chip_parallel, chip_serial, fork_pool, pick_workers
 from geotl.chips.index import write_chip_index
-from geotl.chips.scenes import ChipScene, areas_in, block_size, labels_per_scene, scan_scenes
+from geotl.chips.scenes import (
+    ChipScene,
+    areas_in,
+    block_size,
+    labels_per_scene,
+    scan_scenes,
+    warn_label_overlaps,
+)
 from geotl.chips.split import SPLITS, block_key, split_chips
 from geotl.config import Region
 from geotl.errors import ConfigError, LabelError, RasterError
@@ -91,6 +98,7 @@ def _chip_region(
 ) -> ChipSummary:
     assert region.labels is not None
     labels = read_labels(region)
+    warn_label_overlaps(region, labels)
     per_scene = labels_per_scene(region, labels, scenes)
     complete = (
         read_areas(region.resolve(region.labels.complete_within), "[labels] complete_within")
@@ -137,6 +145,7 @@ def _chip_region(
         if not rows:
             _no_chip_left(region, skipped)
         footprints = footprints_common(rows, scenes)
+        _warn_unused_areas(region, rows)
         blocks: list[Hashable] = []
         block_sizes = {s.scene_id: block_size(s, region.split.block_size_m) for s in scenes}
         for r in rows:
@@ -207,6 +216,25 @@ def _chip_region(
     return summary
 
 
+def _warn_unused_areas(region: Region, rows: list[ChipRow]) -> None:
+    """Say which designated areas (``test_within`` / ``val_within``) no chip is centred in.
+
+    Their split is then empty: no random blocks stand in for designated areas.
+    """
+    chip_m = region.chips.size_px * max(r.scene.info.resolution_m for r in rows)
+    for split, key in (("test", region.split.test_within), ("val", region.split.val_within)):
+        if key and not any(r.forced == split for r in rows):
+            log.warning(
+                "%s: no chip is centred inside these [split] %s_within areas, so the %s split "
+                "is empty: they lie off the scenes or are narrower than a chip (%.0f m); draw "
+                "them over the scenes, at least a chip wide",
+                region.resolve(key),
+                split,
+                split,
+                chip_m,
+            )
+
+
 def _no_chip_left(region: Region, skipped: dict[str, int]) -> NoReturn:
     """Say why every chip was dropped, naming the file to fix.
 
@@ -222,9 +250,10 @@ def _no_chip_left(region: Region, skipped: dict[str, int]) -> NoReturn:
             "raise [chips] max_nodata_fraction",
             region.path,
         )
+    areas = region.labels.complete_within if region.labels else None
     raise LabelError(
-        f"no chip left: {skipped['incomplete']} lay outside [labels] complete_within "
-        f"({skipped['nodata']} more were over {limit:.0%} nodata): check that its areas cover "
-        "the scenes",
-        region.labels_path(),
+        f"no chip left: {skipped['incomplete']} lay outside these [labels] complete_within "
+        f"areas ({skipped['nodata']} more were over {limit:.0%} nodata): check that they "
+        "cover the scenes",
+        region.resolve(areas) if areas else region.labels_path(),
     )

@@ -12,6 +12,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import shapely
+from rasterio.enums import ColorInterp
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from shapely.geometry import box
@@ -20,7 +21,7 @@ from shapely.geometry.base import BaseGeometry
 from geotl.chips.windows import chip_windows
 from geotl.config import Region
 from geotl.errors import BandMismatchError, ConfigError, LabelError, RasterError
-from geotl.io.nodata import mask_fill_value
+from geotl.io.nodata import holds_value, mask_fill_value
 from geotl.io.rasters import (
     SceneInfo,
     open_raster,
@@ -73,9 +74,10 @@ def scan_scenes(region: Region) -> list[ChipScene]:
             raise BandMismatchError(
                 f"has {info.count} data band(s){alpha} but [imagery] bands lists {n_bands} "
                 f"({', '.join(region.imagery.bands)}): list one name per data band, in file "
-                "order",
+                f"order{_band_count_hint(info, n_bands, len(paths))}",
                 path,
             )
+        _check_nodata(region, info)
         # the one naming rule prediction follows: a disagreement is refused, not guessed
         scene_band_names(
             info.descriptions,
@@ -120,6 +122,48 @@ def scan_scenes(region: Region) -> list[ChipScene]:
             )
     unique_scene_ids(scenes, region)
     return scenes
+
+
+def _band_count_hint(info: SceneInfo, n_bands: int, n_paths: int) -> str:
+    """What likely explains a scene with another number of bands than the region lists."""
+    if info.count == 1 and n_bands > 1 and n_paths > 1:
+        return (
+            "; bands in separate files are one scene once stacked: gdalbuildvrt -separate "
+            "scene.vrt BAND1.tif BAND2.tif ... (one VRT per scene, in the order of [imagery] "
+            "bands), and [imagery] paths = the VRTs"
+        )
+    if info.count == n_bands + 1 and info.alpha_band is None:
+        with open_raster(info.path) as ds:
+            interp = ds.colorinterp
+        alpha = [i for i in info.band_indexes if interp[i - 1] == ColorInterp.alpha]
+        if alpha:
+            a = alpha[-1]
+            keep = " ".join(f"-b {i}" for i in info.band_indexes if i != a)
+            return (
+                f"; band {a} is tagged alpha, but GDAL masks with an alpha band only in files "
+                f"of 2 or 4 bands, so here it reads as data: make it the file's mask "
+                f"(gdal_translate {keep} -mask {a} IN.tif OUT.tif)"
+            )
+    return ""
+
+
+def _check_nodata(region: Region, info: SceneInfo) -> None:
+    """Refuse an ``[imagery] nodata`` that no pixel of the scene's type can hold.
+
+    Raises:
+        ConfigError: e.g. ``nodata = -9999`` for an 8-bit scene (it would mark nothing).
+    """
+    nodata = region.imagery.nodata
+    dtype = np.dtype(info.dtype)
+    if nodata is None or holds_value(dtype, nodata):
+        return
+    span = f"{np.iinfo(dtype).min}..{np.iinfo(dtype).max}"
+    raise ConfigError(
+        f"[imagery] nodata = {nodata:g} cannot occur in {info.path.name} ({dtype}, "
+        f"whole numbers {span}): set the value the scenes mark missing pixels with, or "
+        "remove it to use each file's own nodata",
+        region.path,
+    )
 
 
 def _check_units(means: list[tuple[str, list[float] | None]]) -> None:
@@ -223,6 +267,62 @@ def labels_per_scene(
     if outside:
         log.warning("labels: %d of %d polygon(s) lie outside every scene", outside, len(labels))
     return out
+
+
+def warn_label_overlaps(region: Region, labels: gpd.GeoDataFrame) -> tuple[int, int]:
+    """Say where label polygons overlap in ways that change the masks or the counts.
+
+    Polygons of different classes that overlap: the shared pixels take the class listed
+    later (a detection region's boxes may overlap: not said). Copies (the same class and
+    shape, 99 % shared): each counts as an object (label budget, object scores). Overlaps
+    under 1 % of the smaller polygon (slivers along shared edges) do not count.
+
+    Returns:
+        (overlapping pairs of different classes, copies).
+    """
+    geoms = np.asarray(labels.geometry.values, dtype=object)
+    classes = labels["class"].to_numpy()
+    ids = labels["label_id"].to_numpy() + 1  # as a person counts features in the file
+    name = region.labels_path().name
+    left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    left, right = left[left < right], right[left < right]
+    if not len(left):
+        return 0, 0
+    try:
+        shared = shapely.area(shapely.intersection(geoms[left], geoms[right]))
+    except shapely.errors.GEOSException:  # a warning is not worth failing the chips for
+        return 0, 0
+    a_left, a_right = shapely.area(geoms[left]), shapely.area(geoms[right])
+    same = classes[left] == classes[right]
+    mixed = ~same & (shared > 0.01 * np.minimum(a_left, a_right))
+    if region.task == "detection":
+        mixed[:] = False
+    copies = same & (shared >= 0.99 * np.maximum(a_left, a_right))
+    if mixed.any():
+        i, j = int(left[mixed][0]), int(right[mixed][0])
+        log.warning(
+            "%s: %d pair(s) of label polygons of different classes overlap (e.g. features "
+            "%d %r and %d %r, counted from 1 in file order): their shared pixels take the "
+            "class listed later in classes; fix the labels if that is not meant",
+            name,
+            int(mixed.sum()),
+            ids[i],
+            classes[i],
+            ids[j],
+            classes[j],
+        )
+    if copies.any():
+        i, j = int(left[copies][0]), int(right[copies][0])
+        log.warning(
+            "%s: %d label polygon(s) repeat another of the same class (e.g. features %d and "
+            "%d, counted from 1 in file order): each copy counts as an object (label budget, "
+            "object scores); remove the copies",
+            name,
+            int(copies.sum()),
+            ids[i],
+            ids[j],
+        )
+    return int(mixed.sum()), int(copies.sum())
 
 
 def _fmt_bounds(bounds: Any) -> str:

@@ -5,7 +5,9 @@ A pixel has **no data** when
 * every band holds the nodata value (compared in the data's own type), or
 * any band is NaN or infinite (float data: a network cannot use such a value), or
 * GDAL's masks (``read_masks``: per-band nodata, an alpha band, an internal mask), when
-  the caller read them, mask it in every band.
+  the caller read them, mask it in every band; or, for the masks of a stack whose bands
+  have nodata values of their own (``per_band``: ``gdalbuildvrt -separate`` over files),
+  in any band: that band has no value there, and its nodata number is no reflectance.
 
 Chips mark such pixels ignore in their masks, training leaves them out of the loss and the
 normalisation statistics, prediction gives them no weight and never an object.
@@ -62,6 +64,7 @@ def nodata_mask(
     data: npt.NDArray[np.generic],
     nodata: float | None,
     masks: npt.NDArray[np.generic] | None = None,
+    per_band: bool = False,
 ) -> npt.NDArray[np.bool_]:
     """Pixels without data (see the module's rule): ``(H, W)`` bool.
 
@@ -69,6 +72,13 @@ def nodata_mask(
         data: ``(bands, H, W)`` or ``(H, W)`` pixel values.
         nodata: the nodata value (None: none; NaN: only non-finite values).
         masks: optional GDAL masks of the same bands (``(bands, H, W)``, 0 = no data).
+        per_band: ``masks`` are the bands' own nodata values (a stack of files with
+            different ones): a pixel that any band's mask hides has no data.
+
+    >>> data = np.array([[[1, 2]], [[-32768, 3]]], dtype=np.int16)
+    >>> masks = np.array([[[255, 255]], [[0, 255]]], dtype=np.uint8)
+    >>> nodata_mask(data, None, masks).tolist(), nodata_mask(data, None, masks, per_band=True).tolist()
+    ([[False, False]], [[True, False]])
     """
     if data.ndim == 2:
         data = data[np.newaxis]
@@ -77,7 +87,8 @@ def nodata_mask(
         out |= ~np.isfinite(data).all(axis=0)
     if masks is not None:
         m = masks[np.newaxis] if masks.ndim == 2 else masks
-        out |= ~np.asarray(m != 0).any(axis=0)
+        hidden = np.asarray(m == 0)
+        out |= hidden.any(axis=0) if per_band else hidden.all(axis=0)
     return out
 
 
@@ -85,9 +96,10 @@ def valid_mask(
     data: npt.NDArray[np.generic],
     nodata: float | None,
     masks: npt.NDArray[np.generic] | None = None,
+    per_band: bool = False,
 ) -> npt.NDArray[np.bool_]:
     """Pixels with data: the complement of :func:`nodata_mask`."""
-    return ~nodata_mask(data, nodata, masks)
+    return ~nodata_mask(data, nodata, masks, per_band)
 
 
 def mask_fill_value(dtype: str) -> float:

@@ -36,6 +36,7 @@ __all__ = [
     "data_band_indexes",
     "ground_resolution_m",
     "mask_bands",
+    "nodata_per_band",
     "nodata_vrt_options",
     "north_up",
     "open_raster",
@@ -340,9 +341,18 @@ def mask_bands(ds: rasterio.io.DatasetReader, bands: list[int]) -> tuple[int, ..
         MaskFlags.alpha not in ds.mask_flag_enums[bands[0] - 1]
     ):  # an internal mask (an alpha band the region lists as data is not one)
         return (bands[0],)
-    if len({str(ds.nodatavals[i - 1]) for i in bands}) > 1:
+    if nodata_per_band(ds, bands):
         return tuple(bands)
     return ()
+
+
+def nodata_per_band(ds: Any, bands: Sequence[int]) -> bool:
+    """The bands have nodata values of their own (a stack of files, ``gdalbuildvrt -separate``).
+
+    Their GDAL masks then say where each band has a value, and a pixel that any band lacks
+    has no data (:func:`geotl.io.nodata.nodata_mask`'s ``per_band``).
+    """
+    return len({str(ds.nodatavals[i - 1]) for i in bands}) > 1
 
 
 def common_dtype(src: Any, indexes: Sequence[int]) -> str:
@@ -438,7 +448,9 @@ def scene_band_means(
             row = (ds.height - h) * i // (_SAMPLE_GRID - 1)
             col = (ds.width - w) * j // (_SAMPLE_GRID - 1)
             data, masks = read_bands(ds, tuple(indexes), tuple(mask_bands), Window(col, row, w, h))
-            valid = valid_mask(data, ds.nodata if nodata is None else nodata, masks)
+            valid = valid_mask(
+                data, ds.nodata if nodata is None else nodata, masks, len(mask_bands) > 1
+            )
             total += data[:, valid].astype(np.float64).sum(axis=1)
             count += int(valid.sum())
     return (total / count).tolist() if count else None

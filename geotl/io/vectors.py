@@ -78,8 +78,12 @@ def read_vector(
         if path.suffix.lower() == ".parquet":
             frame = gpd.read_parquet(path)
         else:
-            layers = [str(name) for name, _ in pyogrio.list_layers(path)]
-            data_layers = [n for n in layers if n != "layer_styles"] or layers
+            listed = pyogrio.list_layers(path)
+            layers = [str(name) for name, _ in listed]
+            # QGIS's styles and attribute tables (a code list beside the polygons) hold none
+            data_layers = [
+                str(n) for n, kind in listed if kind is not None and n != "layer_styles"
+            ] or layers
             chosen = _data_layer(path, what, data_layers, layer, layer_fix)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -142,11 +146,14 @@ def _classes(region: Region, frame: gpd.GeoDataFrame, path: Path) -> np.ndarray:
             path,
         )
     mapping = cfg.class_map if cfg.class_map else {c: c for c in region.classes}
-    raw = [
-        "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
-        for v in frame[cfg.class_field]
-    ]
-    mapped = np.array([mapping.get(v) for v in raw], dtype=object)
+    values = list(frame[cfg.class_field])
+    raw = [_value_text(v) for v in values]
+    # a whole-number code read as float (an integer field with a null in it) is 1, not 1.0;
+    # a class_map written with "1.0" still maps it
+    mapped = np.array(
+        [mapping.get(t, mapping.get(str(v))) for t, v in zip(raw, values, strict=True)],
+        dtype=object,
+    )
     unmapped = Counter(v for v, m in zip(raw, mapped, strict=True) if m is None)
     if unmapped:
         listed = ", ".join(f"{v!r} ({n})" for v, n in sorted(unmapped.items()))
@@ -162,6 +169,19 @@ def _classes(region: Region, frame: gpd.GeoDataFrame, path: Path) -> np.ndarray:
     return mapped
 
 
+def _value_text(value: Any) -> str:
+    """A class field's value as the text ``class_map`` keys are matched with.
+
+    >>> _value_text(3.0), _value_text(2.5), _value_text(None), _value_text("Tree")
+    ('3', '2.5', '', 'Tree')
+    """
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _data_layer(
     path: Path, what: str, layers: list[str], layer: str | None, layer_fix: str | None
 ) -> str:
@@ -169,7 +189,8 @@ def _data_layer(
     listed = ", ".join(repr(n) for n in layers)
     if layer is not None:
         if layer not in layers:
-            raise LabelError(f"has no layer {layer!r} (layers: {listed}): fix {what}", path)
+            fix = layer_fix or f"fix {what}"  # the key that names the layer, not the file
+            raise LabelError(f"has no layer {layer!r} (layers: {listed}): {fix}", path)
         return layer
     if len(layers) > 1:
         fix = layer_fix or f"keep only the one {what} means in the file (ogr2ogr OUT FILE LAYER)"
@@ -220,6 +241,12 @@ def read_labels(region: Region, crs: Any = None) -> gpd.GeoDataFrame:
         if n_points
         else ""
     )
+    n_lines = int(kinds.str.contains("LineString").sum())
+    if n_lines:  # a road or river centre line has no width to burn into a mask
+        points_fix += (
+            f"; {n_lines} of them are lines: label areas with polygons (buffer the lines by "
+            "half their width, e.g. QGIS Vector > Geoprocessing Tools > Buffer)"
+        )
     if n_dropped:
         log.warning(
             "labels: ignored %d feature(s) that are empty or not polygons%s", n_dropped, points_fix

@@ -35,7 +35,7 @@ from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
 from geotl.io.nodata import valid_mask
-from geotl.io.rasters import read_data
+from geotl.io.rasters import nodata_per_band, read_data
 from geotl.models.artefact import Artefact
 from geotl.predict.engine import DetectionEngine
 from geotl.predict.stream import StreamStats
@@ -124,7 +124,8 @@ def _read_batch(
     valids = []
     for k, w in enumerate(batch):
         raw = read_data(source, band_indexes, window=w)
-        valid = valid_mask(raw, source.nodata, source.read_masks(band_indexes, window=w))
+        masks = source.read_masks(band_indexes, window=w)
+        valid = valid_mask(raw, source.nodata, masks, nodata_per_band(source, band_indexes))
         norm = normalise(raw)
         norm[:, ~valid] = 0.0
         arr[k, :, : w.height, : w.width] = norm  # smaller scenes: zero padding, no mirrored objects

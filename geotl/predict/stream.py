@@ -45,7 +45,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from geotl.io.nodata import valid_mask
-from geotl.io.rasters import read_data
+from geotl.io.rasters import nodata_per_band, read_data
 from geotl.models.artefact import Artefact
 from geotl.predict.band import BandAccumulator
 from geotl.predict.engine import Engine, device_probabilities, engine_for
@@ -234,7 +234,8 @@ class _WindowReader:
         w = self.plan.windows[k]
         win = clip_window(w, self.plan.scene_shape)
         raw = read_data(ds, self.band_indexes, window=win)
-        valid = valid_mask(raw, ds.nodata, ds.read_masks(self.band_indexes, window=win))
+        masks = ds.read_masks(self.band_indexes, window=win)
+        valid = valid_mask(raw, ds.nodata, masks, nodata_per_band(ds, self.band_indexes))
         norm = self.artefact.normalise(raw)
         norm[:, ~valid] = 0.0
         model_px = self.model_px

@@ -29,7 +29,8 @@ from geotl.bands import canonical_band
 from geotl.config import Region
 from geotl.errors import BandMismatchError, GeotlInputError, RasterError, error_text
 from geotl.io.atomic import check_output_file
-from geotl.io.rasters import SceneInfo, read_data, read_scene_info
+from geotl.io.nodata import valid_mask
+from geotl.io.rasters import SceneInfo, nodata_per_band, read_data, read_scene_info
 from geotl.io.scratch import scratch_dir
 from geotl.models.artefact import read_card
 from geotl.models.detector import SCORE_THRESH
@@ -331,7 +332,7 @@ def _read_square(c: Candidate, max_nodata: float) -> tuple[np.ndarray, np.ndarra
         bands = list(c.scene.band_indexes)  # an alpha band is the mask, not a feature
         img = read_data(ds, bands, window=c.window).astype(np.float64)
         masks = ds.read_masks(bands, window=c.window)
-        valid = (masks > 0).all(axis=0) & np.isfinite(img).all(axis=0)
+        valid = valid_mask(img, ds.nodata, masks, nodata_per_band(ds, bands))
     if valid.size == 0 or 1.0 - valid.mean() > max_nodata:
         return None
     return img[:, valid], valid

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
+from rasterio.enums import ColorInterp
 from shapely.geometry import box
 
 import geotl.chips.pipeline as pipeline
@@ -240,7 +241,7 @@ def test_a_vrt_stack_of_mixed_dtypes_and_nodata_values(tmp_path: Path) -> None:
     refl[:3, :5] = -99999  # nodata in every band ...
     therm = np.full((32, 32), 2900, dtype=np.int16)
     therm[:3, :5] = -32768
-    therm[10, :] = -32768  # ... and a row without data in this band only: kept
+    therm[10, :] = -32768  # ... and a row without data in this band only: no data either
     write_stack(
         tmp_path / "stack.vrt",
         [(refl, -99999), (refl, -99999), (therm, -32768)],
@@ -262,9 +263,41 @@ def test_a_vrt_stack_of_mixed_dtypes_and_nodata_values(tmp_path: Path) -> None:
         assert img.dtypes == ("float32",) * 3 and img.nodata == -99999
     with rasterio.open(tmp_path / "chips/masks/stack_r0_c0.tif") as m:
         mask = m.read(1)
-    assert (mask[:3, :5] == 255).all() and int((mask == 255).sum()) == 15
+    assert (mask[:3, :5] == 255).all() and (mask[10] == 255).all()
+    assert int((mask == 255).sum()) == 15 + 16  # a 16 px chip
     assert (chip[:, :3, :5] == -99999).all()
     assert chip[2, 4, 7] == 2900 and chip[0, 4, 7] == np.float32(0.25)
+
+
+def test_a_band_without_data_in_a_stack_is_no_reflectance(tmp_path: Path) -> None:
+    # nc-landsat-landcover: lsat7_2000_70.tif (int16, nodata -32768) lacks data where the
+    # float32 bands (nodata -99999) have it; kept as data, -32768 made that band's mean
+    # -7721 in the model card. Such pixels are ignore, their bands the chips' nodata.
+    refl = np.full((32, 32), 0.25, dtype=np.float32)
+    therm = np.full((32, 32), 2900, dtype=np.int16)
+    therm[:, 20:] = -32768
+    write_stack(
+        tmp_path / "stack.vrt",
+        [(refl, -99999), (therm, -32768)],
+        rasterio.crs.CRS.from_epsg(32618),
+        rasterio.Affine(1, 0, X0, 0, -1, Y0),
+    )
+    write_boxes(tmp_path / "l.geojson", [(X0, Y0 - 32, X0 + 32, Y0)])
+    path = write_region(
+        tmp_path / "r.toml",
+        ["stack.vrt"],
+        "l.geojson",
+        split={"val_fraction": 0.0, "test_fraction": 0.0},
+        imagery={"bands": ["red", "lwir"]},
+        chips={"size_px": 32, "max_nodata_fraction": 0.9},
+    )
+    chip_region(load_region(path), tmp_path / "chips")
+    with rasterio.open(tmp_path / "chips/images/stack_r0_c0.tif") as img:
+        chip, nodata = img.read(), img.nodata
+    with rasterio.open(tmp_path / "chips/masks/stack_r0_c0.tif") as m:
+        mask = m.read(1)
+    assert (mask[:, 20:] == 255).all() and (mask[:, :20] == 1).all()
+    assert (chip[:, :, 20:] == nodata).all() and not (chip == -32768).any()
 
 
 def test_complete_within_ignores_outside_and_skips_chips(tmp_path: Path) -> None:
@@ -320,6 +353,41 @@ def test_test_within_forces_test_split(tmp_path: Path) -> None:
     assert set(frame.loc[inside, "split"]) == {"test"}
     assert "test" not in set(frame.loc[~inside, "split"])
     assert_leak_free(tmp_path / "out")
+
+
+def test_test_areas_off_the_scenes_are_named_not_advised_as_fractions(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # it advised "[split] test_fraction = 0.2 ..." (unused beside test_within), never the file
+    write_scene(tmp_path / "s.tif", width=64, height=64)
+    write_boxes(tmp_path / "l.gpkg", [(X0 + 2, Y0 - 10, X0 + 6, Y0 - 2)])
+    write_boxes(tmp_path / "test.gpkg", [(X0 + 5000, Y0 - 64, X0 + 5064, Y0)])
+    path = write_region(
+        tmp_path / "r.toml",
+        ["s.tif"],
+        "l.gpkg",
+        split={"test_within": "test.gpkg", "test_fraction": 0.2, "val_fraction": 0.0},
+    )
+    with caplog.at_level("WARNING", logger="geotl"):
+        summary = chip_region(load_region(path), tmp_path / "out")
+    assert summary.counts["test"] == 0
+    assert "test.gpkg: no chip is centred inside these [split] test_within areas" in caplog.text
+    assert "left no labelled object in test" not in caplog.text
+
+
+def test_complete_within_off_the_scenes_names_its_file(tmp_path: Path) -> None:
+    # the error named the labels file
+    write_scene(tmp_path / "s.tif")
+    write_boxes(tmp_path / "l.gpkg", [(X0, Y0 - 5, X0 + 5, Y0)])
+    write_boxes(tmp_path / "areas.gpkg", [(X0 + 5000, Y0 - 64, X0 + 5064, Y0)])
+    _bad(
+        tmp_path,
+        LabelError,
+        r"areas\.gpkg: no chip left: 16 lay outside these \[labels\] complete_within areas",
+        scenes=["s.tif"],
+        label_file="l.gpkg",
+        labels={"complete_within": "areas.gpkg"},
+    )
 
 
 def test_designated_areas_are_their_split_alone_and_lend_no_pixel(tmp_path: Path) -> None:
@@ -396,6 +464,43 @@ def test_invalid_geometries_repaired_and_counted(
     index = read_chip_index(tmp_path / "out")
     assert index.meta["counts"]["labels_repaired"] == 1
     assert index.frame["px_tree"].sum() > 0
+
+
+def test_overlapping_polygons_of_different_classes_and_copies_are_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the later class silently won the shared pixels, and copies counted as objects;
+    # touching neighbours are no overlap
+    write_scene(tmp_path / "s.tif")
+    boxes = [
+        box(X0, Y0 - 10, X0 + 10, Y0),  # water
+        box(X0 + 5, Y0 - 10, X0 + 15, Y0),  # field, overlapping it by half
+        box(X0 + 15, Y0 - 10, X0 + 25, Y0),  # water, touching the field only
+    ]
+    boxes.append(boxes[2])  # a copy
+    frame = gpd.GeoDataFrame({"label": ["W", "F", "W", "W"]}, geometry=boxes, crs="EPSG:32618")
+    frame.to_file(tmp_path / "l.gpkg")
+    path = write_region(
+        tmp_path / "r.toml",
+        ["s.tif"],
+        "l.gpkg",
+        classes=["water", "field"],
+        labels={"class_map": {"W": "water", "F": "field"}},
+        split={"val_fraction": 0.0, "test_fraction": 0.0},
+        chips={"size_px": 32, "stride_px": 32},
+    )
+    with caplog.at_level("WARNING", logger="geotl"):
+        chip_region(load_region(path), tmp_path / "out")
+    assert (
+        "1 pair(s) of label polygons of different classes overlap (e.g. features 1 'water'"
+        in caplog.text
+    )
+    assert (
+        "1 label polygon(s) repeat another of the same class (e.g. features 3 and 4" in caplog.text
+    )
+    with rasterio.open(tmp_path / "out/masks/s_r0_c0.tif") as m:
+        row = m.read(1)[5, :25].tolist()
+    assert row == [1] * 5 + [2] * 10 + [1] * 10  # field (listed later) wins the overlap
 
 
 # ---- bad input: each one line, exit-2 errors, nothing written ----
@@ -511,6 +616,52 @@ def test_band_count_mismatch(tmp_path: Path) -> None:
         r"s\.tif: has 1 data band\(s\) but \[imagery\] bands lists 3",
         scenes=["s.tif"],
         label_file="l.gpkg",
+    )
+
+
+def test_single_band_files_are_told_to_stack(tmp_path: Path) -> None:
+    # nc-landsat-landcover's lsat7_2000_10.tif ... _70.tif matched by one glob
+    for b in (1, 2, 3):
+        write_scene(tmp_path / f"band{b}.tif", count=1)
+    write_boxes(tmp_path / "l.gpkg", [(X0, Y0 - 5, X0 + 5, Y0)])
+    _bad(
+        tmp_path,
+        BandMismatchError,
+        r"band1\.tif: has 1 data band\(s\) but .*gdalbuildvrt -separate",
+        scenes=["band*.tif"],
+        label_file="l.gpkg",
+    )
+
+
+def test_an_alpha_band_gdal_does_not_mask_with_is_explained(tmp_path: Path) -> None:
+    # gdalwarp -dstalpha over a 6-band scene: band 7 is tagged alpha, yet GDAL's masks use
+    # an alpha band only in 2- and 4-band files, so it reads as a seventh data band
+    scene = write_scene(tmp_path / "s.tif", count=5)
+    with rasterio.open(scene, "r+") as ds:
+        ds.colorinterp = [ColorInterp.gray] + [ColorInterp.undefined] * 3 + [ColorInterp.alpha]
+    write_boxes(tmp_path / "l.gpkg", [(X0, Y0 - 5, X0 + 5, Y0)])
+    _bad(
+        tmp_path,
+        BandMismatchError,
+        r"has 5 data band\(s\) but .* lists 4 .*band 5 is tagged alpha.*-b 1 -b 2 -b 3 -b 4 -mask 5",
+        scenes=["s.tif"],
+        label_file="l.gpkg",
+        imagery={"bands": ["blue", "green", "red", "nir"]},
+    )
+
+
+@pytest.mark.parametrize("nodata", [-9999.0, 300.0, float("nan")])
+def test_a_nodata_the_scenes_cannot_hold_is_refused(tmp_path: Path, nodata: float) -> None:
+    # it crashed in the chip writer with a rasterio ValueError and a traceback
+    write_scene(tmp_path / "s.tif")
+    write_boxes(tmp_path / "l.gpkg", [(X0, Y0 - 5, X0 + 5, Y0)])
+    _bad(
+        tmp_path,
+        ConfigError,
+        r"r\.toml: \[imagery\] nodata = .* cannot occur in s\.tif \(uint8, whole numbers 0\.\.255\)",
+        scenes=["s.tif"],
+        label_file="l.gpkg",
+        imagery={"nodata": nodata},
     )
 
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import pytest
-from shapely.geometry import Point, Polygon, box
+from shapely.geometry import LineString, Point, Polygon, box
 
 from geotl.config import load_region
 from geotl.errors import LabelError
@@ -88,7 +88,7 @@ def test_a_file_of_several_layers_is_read_by_name_never_guessed(tmp_path: Path) 
         read_labels(load_region(_region(tmp_path, "l.gpkg", extra)))
     labels = read_labels(load_region(_region(tmp_path, "l.gpkg", extra + 'layer = "crowns"\n')))
     assert labels["class"].tolist() == ["tree", "shrub"]
-    with pytest.raises(LabelError, match=r"has no layer 'crown' \(layers: 'roads', 'crowns'\)"):
+    with pytest.raises(LabelError, match=r"has no layer 'crown' \(layers: 'roads', 'crowns'\): name the one to read with \[labels\] layer"):  # fmt: skip
         read_labels(load_region(_region(tmp_path, "l.gpkg", extra + 'layer = "crown"\n')))
     with pytest.raises(LabelError, match=r"has 2 layers .*keep only the one"):
         read_areas(path, "[labels] complete_within")
@@ -101,3 +101,45 @@ def test_point_labels_of_a_segmentation_region_name_the_key_that_draws_them(tmp_
     )
     with pytest.raises(LabelError, match=r"2 of them are points: set \[labels\] point_box_m"):
         read_labels(load_region(_region(tmp_path, "pts.geojson")))
+
+
+def test_line_labels_of_a_segmentation_region_say_to_draw_areas(tmp_path: Path) -> None:
+    # they were only "empty or not polygons"
+    lines = [LineString([(0, 0), (5, 5)]), LineString([(1, 0), (9, 0)])]
+    gpd.GeoDataFrame(geometry=lines, crs="EPSG:32618").to_file(tmp_path / "roads.gpkg")
+    with pytest.raises(LabelError, match=r"2 of them are lines: label areas with polygons"):
+        read_labels(load_region(_region(tmp_path, "roads.gpkg")))
+
+
+def test_a_table_without_geometry_beside_the_labels_is_no_layer_to_choose(
+    tmp_path: Path,
+) -> None:
+    # a code list saved in the same GeoPackage made it "2 layers: name the one to read"
+    import pandas as pd
+    import pyogrio
+
+    path = tmp_path / "l.gpkg"
+    gpd.GeoDataFrame({"kind": ["T"]}, geometry=[box(0, 0, 1, 1)], crs="EPSG:32618").to_file(path)
+    pyogrio.write_dataframe(pd.DataFrame({"kind": ["T"], "name": ["tree"]}), path, layer="codes")
+    extra = 'class_field = "kind"\nclass_map = { T = "tree" }\n'
+    assert read_labels(load_region(_region(tmp_path, "l.gpkg", extra)))["class"].tolist() == [
+        "tree"
+    ]
+
+
+@pytest.mark.parametrize("key", ["1", "1.0"])
+def test_whole_number_codes_read_as_float_map_like_integers(tmp_path: Path, key: str) -> None:
+    # an integer code field with a null in it reads as float: 1.0 must meet class_map's 1
+    frame = gpd.GeoDataFrame(
+        {"code": [1.0, 2.0, None]},
+        geometry=[box(0, 0, 1, 1), box(2, 2, 3, 3), box(4, 4, 5, 5)],
+        crs="EPSG:32618",
+    )
+    frame.to_file(tmp_path / "l.gpkg")
+    other = "2" if key == "1" else "2.0"
+    extra = (
+        f'class_field = "code"\nclass_map = {{ "{key}" = "tree", "{other}" = "shrub" }}\n'
+        'unmapped = "skip"\n'
+    )
+    labels = read_labels(load_region(_region(tmp_path, "l.gpkg", extra)))
+    assert list(labels["class"]) == ["tree", "shrub"]

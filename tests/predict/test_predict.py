@@ -478,3 +478,24 @@ def test_run_and_monitor_predict_with_the_region_nodata() -> None:
     assert (
         PredictOptions.from_region(region.model_copy(update={"imagery": imagery})).nodata == -9999.0
     )
+
+
+def test_a_stack_band_without_data_leaves_the_pixel_out(tmp_path: Path) -> None:
+    """A stack of files with nodata values of their own: where one band has none, no data.
+
+    The other band's value there must not make an object (the chips mark such pixels
+    ignore; prediction reads them by the same rule).
+    """
+    from tests.chips.data import write_stack
+
+    bright = np.full((64, 64), 250.0, dtype=np.float32)  # foreground for BandThreshold
+    other = np.full((64, 64), 100, dtype=np.int16)
+    other[:, 32:] = -32768  # this band has no value on the right half
+    path = write_stack(
+        tmp_path / "stack.vrt", [(bright, -99999), (other, -32768)], data.UTM17, data.ORIGIN
+    )
+    opts = PredictOptions(window_px=64, overlap_px=0, min_area_m2=0.0, progress=False)
+    det = predict_scene(data.threshold_artefact(["red", "nir"]), path, opts)
+    assert len(det.native) == 1
+    left, _, right, _ = det.native.geometry.iloc[0].bounds
+    assert (left, right) == pytest.approx((data.ORIGIN.c, data.ORIGIN.c + 3.2))

@@ -12,6 +12,8 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import numpy.typing as npt
+import rasterio.features
+from pyproj import Transformer
 from shapely.geometry.base import BaseGeometry
 
 from geotl import __version__
@@ -105,6 +107,42 @@ def footprints_common(rows: list[ChipRow], scenes: list[ChipScene]) -> list[Base
     return [g for g in out if g is not None]
 
 
+def chip_blocks(rows: list[ChipRow], block_size_m: float) -> list[Hashable]:
+    """The spatial block of each chip's centre, in one frame for the whole region.
+
+    Scenes in one CRS are blocked in it. Scenes in several (the same ground delivered in two
+    UTM zones, a reprojected copy) are blocked in the first projected one, so the same
+    ground falls in the same block, and split, whichever scene it comes from; otherwise
+    each scene's ground would be split on its own and the guard bands between them would
+    take most of it.
+    """
+    crs_of = {r.scene.scene_id: r.scene for r in rows}
+    labels = {s.crs_label for s in crs_of.values()}
+    frame = next((s for s in crs_of.values() if s.info.crs.is_projected), None)
+    if len(labels) == 1 or frame is None:
+        sizes = {k: block_size(s, block_size_m) for k, s in crs_of.items()}
+        return [
+            block_key(r.scene.crs_label, c.x, c.y, sizes[r.scene.scene_id])
+            for r in rows
+            for c in (r.footprint_native.centroid,)
+        ]
+    size = block_size(frame, block_size_m)
+    to_frame: dict[str, Transformer] = {}
+    keys: list[Hashable] = []
+    for r in rows:
+        c = r.footprint_native.centroid
+        if r.scene.crs_label != frame.crs_label:
+            if r.scene.crs_label not in to_frame:
+                to_frame[r.scene.crs_label] = Transformer.from_crs(
+                    r.scene.info.crs, frame.info.crs, always_xy=True
+                )
+            x, y = to_frame[r.scene.crs_label].transform(c.x, c.y)
+        else:
+            x, y = c.x, c.y
+        keys.append(block_key(frame.crs_label, x, y, size))
+    return keys
+
+
 def guard_bands(
     region: Region,
     rows: list[ChipRow],
@@ -112,10 +150,15 @@ def guard_bands(
     splits: list[str],
     tmp: Path,
     designated: dict[str, dict[str, list[BaseGeometry]]] | None = None,
+    labels: dict[str, gpd.GeoDataFrame] | None = None,
 ) -> GuardReport:
     """Ignore pixels between splits in the chips' masks (rows' pixel counts updated).
 
     ``designated``: per scene id, the ``test`` / ``val`` areas in the scene's CRS.
+    ``labels``: per scene id, the labels in the scene's CRS (``label_id`` column): a chip's
+    objects whose every pixel a band took leave its ``object_ids``, so that the label
+    budget never spends an object on a chip that no longer shows it, and the objects per
+    split count what each split can learn from or score.
     """
     designated = designated or {}
     chips = [
@@ -132,6 +175,7 @@ def guard_bands(
         for r in rows
     ]
     writers: dict[str, ChipTiffWriter] = {}
+    shapes = {k: v.set_index("label_id").geometry for k, v in (labels or {}).items()}
 
     def write(i: int, mask: npt.NDArray[np.uint8], band: npt.NDArray[np.bool_]) -> None:
         r, chip = rows[i], chips[i]
@@ -140,11 +184,39 @@ def guard_bands(
             writers[wkt] = _mask_writer(wkt)
         writers[wkt].write(os.fspath(chip.mask_path), mask, chip.transform)
         r.px = class_pixel_counts(mask, len(region.classes))
+        if r.object_ids and labels is not None:
+            r.object_ids = objects_left(
+                r.object_ids, shapes[r.scene.scene_id], mask, chip.transform
+            )
         if r.boxes is not None:
             r.boxes = guard_boxes(r.boxes, band)
 
     report, _ = apply_guard_bands(chips, footprints, COMMON_CRS, splits, region.guard_px, write)
     return report
+
+
+def objects_left(
+    object_ids: list[int], shapes: gpd.GeoSeries, mask: npt.NDArray[np.uint8], transform: Any
+) -> list[int]:
+    """The objects of a chip that keep a labelled (not ignore) pixel in its ``mask``.
+
+    ``shapes``: the labels' geometries in the chip's CRS, indexed by ``label_id``.
+    """
+    kept = []
+    for i in object_ids:
+        if i not in shapes.index:
+            kept.append(i)
+            continue
+        inside = rasterio.features.geometry_mask(
+            list(shapes.loc[[i]]),
+            out_shape=mask.shape,
+            transform=transform,
+            invert=True,
+            all_touched=True,
+        )
+        if (mask[inside] != IGNORE).any():
+            kept.append(i)
+    return kept
 
 
 def check_split(
@@ -227,10 +299,7 @@ def _split_advice(region: Region, rows: list[ChipRow]) -> str:
     )
     for seed in range(split.seed, split.seed + 20):
         for block_m in (split.block_size_m, chip_m):
-            blocks: list[Hashable] = []
-            for r in rows:
-                c = r.footprint_native.centroid
-                blocks.append(block_key(r.scene.crs_label, c.x, c.y, block_size(r.scene, block_m)))
+            blocks = chip_blocks(rows, block_m)
             for val, test in fractions:
                 got = assign_blocks(blocks, [None] * n, val, test, seed)
                 if all(

@@ -8,7 +8,6 @@ claims missing chips.
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable
 from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import NoReturn
@@ -18,6 +17,7 @@ import rasterio
 from geotl.chips.assemble import (
     ChipSummary,
     check_split,
+    chip_blocks,
     chipset_meta,
     footprints_common,
     guard_bands,
@@ -32,12 +32,11 @@ from geotl.chips.index import write_chip_index
 from geotl.chips.scenes import (
     ChipScene,
     areas_in,
-    block_size,
     labels_per_scene,
     scan_scenes,
     warn_label_overlaps,
 )
-from geotl.chips.split import SPLITS, block_key, split_chips
+from geotl.chips.split import SPLITS, split_chips
 from geotl.config import Region
 from geotl.errors import ConfigError, LabelError, RasterError
 from geotl.io.atomic import atomic_dir, prepare_output_dir
@@ -146,12 +145,7 @@ def _chip_region(
             _no_chip_left(region, skipped)
         footprints = footprints_common(rows, scenes)
         _warn_unused_areas(region, rows)
-        blocks: list[Hashable] = []
-        block_sizes = {s.scene_id: block_size(s, region.split.block_size_m) for s in scenes}
-        for r in rows:
-            c = r.footprint_native.centroid
-            size = block_sizes[r.scene.scene_id]
-            blocks.append(block_key(r.scene.crs_label, c.x, c.y, size))
+        blocks = chip_blocks(rows, region.split.block_size_m)
         # designated areas are the whole of their split: no random blocks beside them
         result = split_chips(
             blocks,
@@ -171,7 +165,7 @@ def _chip_region(
             }
             for s in scenes
         }
-        guard = guard_bands(region, rows, footprints, result.splits, tmp, designated)
+        guard = guard_bands(region, rows, footprints, result.splits, tmp, designated, per_scene)
         frame = index_frame(region, rows, footprints, result.splits)
         objects_per_split = {
             s: len({i for ids in frame.loc[frame["split"] == s, "object_ids"] for i in ids})

@@ -24,6 +24,7 @@ from geotl.errors import (
     OutputExistsError,
     RasterError,
 )
+from geotl.io.vectors import read_labels
 
 from .data import write_boxes, write_region, write_scene, write_stack
 from .leak import assert_leak_free
@@ -693,3 +694,91 @@ def test_a_scene_in_other_units_is_said(tmp_path: Path, caplog: pytest.LogCaptur
     with caplog.at_level("WARNING", logger="geotl"):
         chip_region(region, tmp_path / "chips2")
     assert "other units?" not in caplog.text
+
+
+def test_the_same_ground_in_two_crss_falls_in_the_same_split(tmp_path: Path) -> None:
+    """A scene and its copy in the next UTM zone: blocked in one frame, split alike.
+
+    Blocked per CRS, each copy's ground was split on its own: the same field was train in
+    one and test in the other, and the guard bands between them took most pixels.
+    """
+    from rasterio.warp import calculate_default_transform, reproject
+
+    a = write_scene(tmp_path / "a.tif", width=256, height=256)
+    with rasterio.open(a) as src:
+        transform, w, h = calculate_default_transform(
+            src.crs, "EPSG:32617", src.width, src.height, *src.bounds, resolution=1.0
+        )
+        profile = src.profile | {
+            "crs": "EPSG:32617",
+            "transform": transform,
+            "width": w,
+            "height": h,
+        }
+        with rasterio.open(tmp_path / "b.tif", "w", **profile) as dst:
+            for k in range(1, src.count + 1):
+                reproject(rasterio.band(src, k), rasterio.band(dst, k))
+    x0, y0 = 500_000.0, 4_000_000.0
+    grid = [
+        (x0 + i, y0 - j - 4, x0 + i + 4, y0 - j) for i in range(2, 250, 8) for j in range(2, 250, 8)
+    ]
+    write_boxes(tmp_path / "l.gpkg", grid)
+    region = load_region(
+        write_region(
+            tmp_path / "r.toml",
+            ["a.tif", "b.tif"],
+            "l.gpkg",
+            chips={"size_px": 32, "stride_px": 32},
+            split={"block_size_m": 64, "guard_px": 4},
+        )
+    )
+    chip_region(region, tmp_path / "out")
+    frame = read_chip_index(tmp_path / "out").frame.to_crs("EPSG:32618")
+    in_a = frame[frame["chip_id"].str.startswith("a_")]
+    in_b = frame[frame["chip_id"].str.startswith("b_")]
+    assert len(in_a) == 64 and len(in_b) >= 64
+    agree = []
+    for geom, split in zip(in_b.geometry, in_b["split"], strict=True):
+        overlap = in_a.geometry.intersection(geom).area
+        if overlap.max() > 0.5 * geom.area:  # a chip of b mostly over one chip of a
+            agree.append(in_a["split"].iloc[int(overlap.argmax())] == split)
+    assert len(agree) > 30 and np.mean(agree) > 0.9, np.mean(agree)
+
+
+def test_objects_the_guard_bands_took_leave_the_chips_object_ids(tmp_path: Path) -> None:
+    """A chip lists only objects it still shows: the label budget never draws one it hid.
+
+    Before, an object wholly inside a guard band stayed in its chip's ``object_ids``: the
+    budget could spend a label on it, and the split's object counts held it.
+    """
+    from rasterio.features import geometry_mask
+
+    write_scene(tmp_path / "s.tif", width=128, height=128)
+    x0, y0 = 500_000.0, 4_000_000.0
+    grid = [
+        (x0 + i, y0 - j - 2, x0 + i + 2, y0 - j) for i in range(1, 127, 6) for j in range(1, 127, 6)
+    ]
+    write_boxes(tmp_path / "l.gpkg", grid)
+    region = load_region(
+        write_region(
+            tmp_path / "r.toml",
+            ["s.tif"],
+            "l.gpkg",
+            split={"block_size_m": 16, "val_fraction": 0.3, "test_fraction": 0.3, "guard_px": 4},
+        )
+    )
+    summary = chip_region(region, tmp_path / "out")
+    frame = read_chip_index(tmp_path / "out").frame
+    labels = read_labels(region).set_index("label_id").geometry
+    listed = 0
+    for row in frame.itertuples():
+        with rasterio.open(tmp_path / "out" / str(row.mask)) as m:
+            mask, transform = m.read(1), m.transform
+        for i in row.object_ids:
+            shown = geometry_mask(
+                [labels.loc[int(i)]], mask.shape, transform, invert=True, all_touched=True
+            )
+            assert (mask[shown] != 255).any(), (row.chip_id, i)
+            listed += 1
+    assert summary.n_objects < len(grid)  # the bands took some objects whole
+    assert listed >= summary.n_objects > len(grid) // 2

@@ -111,8 +111,9 @@ def command() -> None:
     [monitor] model), --out DIR, --once (default; for cron / systemd timers) or --every
     INTERVAL (30m, 6h, 1d; SIGTERM stops after the current scene, exit 143), --reprocess (redo scenes
     with a new model), --retry-failed, --device, --cluster (Dask workers). Exit codes: 0 ok,
-    1 a scene failed (it is retried with backoff), 2 bad input or another monitor holds the
-    region's lock. All options: geotl monitor REGION.toml --help.
+    1 a scene failed (it is retried with backoff) or an alert could not be delivered, 2 bad
+    input or another monitor holds the region's lock. All options: geotl monitor
+    REGION.toml --help.
 
     `status` prints what was processed, what failed and when the next run is due;
     `report` writes a static page (map of open alerts, timeline, table); `ack` acknowledges

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from geotl.errors import LockedError
+from geotl.errors import ConfigError, LockedError
 
 __all__ = ["LOCK_FILE", "RegionLock"]
 
@@ -42,9 +42,17 @@ class RegionLock:
 
         Raises:
             LockedError: another process holds it.
+            ConfigError: the folder cannot be written.
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only disk or share, another user's folder
+            raise ConfigError(
+                f"cannot write the monitor's output folder ({exc.strerror or exc}): choose a "
+                "writable --out folder or fix its permissions",
+                self.path.parent,
+            ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -124,6 +124,17 @@ class PassProcessor:
                 )
                 new, gone = changes.new, changes.gone
                 write_geojson(self.dir / changes_rel, changes.frame)
+                if previous.model_id != model_id:
+                    log.warning(
+                        "pass %s compared with %s, which model %s processed: some of its %d "
+                        "new / %d gone may come from the change of model, not of the ground "
+                        "(geotl monitor --reprocess redoes the earlier passes with this model)",
+                        job.name,
+                        previous.name,
+                        previous.model_id,
+                        new,
+                        gone,
+                    )
             else:
                 write_geojson(self.dir / changes_rel, empty_features(CHANGE_COLUMNS))
             duration = time.perf_counter() - started

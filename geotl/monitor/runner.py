@@ -51,7 +51,7 @@ from geotl.monitor.outputs import rebuild_outputs, region_dir
 from geotl.monitor.passes import PassProcessor, PassResult
 from geotl.monitor.schedule import utc_now
 from geotl.monitor.sources import Scene, SceneSource, make_source, monitor_config, region_aoi
-from geotl.monitor.state import DB_FILE, MonitorState
+from geotl.monitor.state import DB_FILE, MonitorState, PassRecord
 from geotl.predict.engine import load_model
 
 __all__ = [
@@ -385,7 +385,9 @@ class Monitor:
                 log.info("%d scene(s) changed since they were processed: redoing them", changed)
             if owed and self.options.reprocess:
                 log.info("reprocessing %d scene(s) with model %s", owed, model_id)
-            due = state.due_jobs(model_id, utc_now(), self.options.retry_failed)
+            due = self._without_vanished(
+                state.due_jobs(model_id, utc_now(), self.options.retry_failed)
+            )
             if due:
                 log.info("%s: %d new scene(s), %d due", self.region.name, new, len(due))
             if isinstance(self.passes.detector, ClusterDetector) and due:
@@ -410,7 +412,9 @@ class Monitor:
                 done = self._alerts.after_passes(model_id, stop=self.stop.is_set)
                 if done.delivery is not None:
                     summary.undelivered = list(done.delivery.failed)
-            outcome = "stopped" if summary.stopped else ("failed" if summary.failed else "ok")
+            # "failed" whenever the run exits 1 (a scene, or an alert's delivery): status then
+            # says what the scheduler saw
+            outcome = "stopped" if summary.stopped else ("failed" if summary.exit_code else "ok")
         finally:
             if isinstance(self.passes.detector, ClusterDetector):
                 self.passes.detector.discard()
@@ -418,6 +422,26 @@ class Monitor:
                 run_id, utc_now(), len(summary.processed), len(summary.failed), outcome
             )
         return summary
+
+    def _without_vanished(self, due: list[PassRecord]) -> list[PassRecord]:
+        """Due jobs less those whose file left the folder: they are forgotten, not failed.
+
+        An operator deletes a half-copied or broken file, or moves it away: retrying it would
+        fail every run (exit 1) until the retries run out. Should it come back, it is found
+        again as a new scene.
+        """
+        kept: list[PassRecord] = []
+        for job in due:
+            if job.source == "folder" and not job.assets and not Path(job.uri).exists():
+                self.state.forget_job(job.key, job.model_id)
+                log.warning(
+                    "%s: its file %s is gone: forgotten (it is processed if it arrives again)",
+                    job.name,
+                    job.uri,
+                )
+            else:
+                kept.append(job)
+        return kept
 
     def rebuild_outputs(self) -> None:
         """Rewrite ``history.csv`` and ``latest.geojson`` from the state (atomically)."""

@@ -17,13 +17,13 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from geotl.errors import GeotlRuntimeError
+from geotl.errors import ConfigError, GeotlRuntimeError
 from geotl.monitor.sources.scene import Scene
 
 __all__ = [
@@ -353,6 +353,7 @@ class StateSummary:
     pending: list[PassRecord]
     last_run: RunRecord | None
     models: list[str]
+    alerts: dict[str, int] = field(default_factory=dict)  # alert status -> count
 
 
 _JOB_COLUMNS = (
@@ -406,9 +407,7 @@ class MonitorState:
         self.readonly = readonly
         try:
             if readonly:
-                self._db = sqlite3.connect(
-                    f"file:{self.path}?mode=ro", uri=True, isolation_level=None
-                )
+                self._db = self._connect_readonly()
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
@@ -418,6 +417,12 @@ class MonitorState:
                 self._db.executescript(_SCHEMA)
                 self._check_schema()
         except sqlite3.DatabaseError as exc:
+            if not readonly and not os.access(self.path.parent, os.W_OK):
+                raise ConfigError(
+                    f"monitor state cannot be written ({exc}): the folder is read-only; "
+                    "choose a writable --out folder or fix its permissions",
+                    self.path,
+                ) from exc
             raise GeotlRuntimeError(
                 f"monitor state cannot be opened ({exc}): restore it from a backup or move it away "
                 "to start over",
@@ -425,10 +430,34 @@ class MonitorState:
             ) from exc
         self._db.execute("PRAGMA busy_timeout=30000")
 
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """A read-only connection, schema checked (connecting alone reads nothing).
+
+        WAL readers need the ``-shm`` file, which cannot be created in a folder this user
+        cannot write (a backup, a read-only share, another user's monitor). Without a
+        ``-wal`` file no writer is active and the database file holds everything: it is then
+        read as immutable.
+        """
+        uri = f"file:{self.path}?mode=ro"
+        db: sqlite3.Connection | None = None
+        try:
+            db = self._db = sqlite3.connect(uri, uri=True, isolation_level=None)
+            self._check_schema()
+        except sqlite3.OperationalError:
+            wal = self.path.with_name(self.path.name + "-wal")
+            if os.access(self.path.parent, os.W_OK) or wal.exists():
+                raise
+            if db is not None:
+                db.close()
+            self._db = sqlite3.connect(f"{uri}&immutable=1", uri=True, isolation_level=None)
+            self._check_schema()
+        return self._db
+
     def _check_schema(self) -> None:
         version = self.get_meta("schema_version")
         if version is None:
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
+            if not self.readonly:
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
         elif int(version) != SCHEMA_VERSION:
             raise GeotlRuntimeError(
                 f"monitor state has schema {version}, this geotl writes {SCHEMA_VERSION}: use the "
@@ -638,6 +667,23 @@ class MonitorState:
                 (model_id, model_id),
             )
             return int(cur.rowcount)
+
+    def forget_job(self, key: str, model_id: str) -> None:
+        """Drop a job that was never done, and its scene when no other job refers to it.
+
+        For a scene file that left the folder before it was processed: found again, it is
+        a new scene.
+        """
+        with self.transaction() as db:
+            db.execute(
+                "DELETE FROM jobs WHERE scene_key = ? AND model_id = ? AND status != 'done'",
+                (key, model_id),
+            )
+            db.execute(
+                "DELETE FROM scenes WHERE key = ? AND NOT EXISTS "
+                "(SELECT 1 FROM jobs j WHERE j.scene_key = ?)",
+                (key, key),
+            )
 
     def recover_running(self) -> int:
         """Jobs left ``running`` by a killed monitor go back to pending.
@@ -879,6 +925,12 @@ class MonitorState:
             str(m)
             for (m,) in self._db.execute("SELECT DISTINCT model_id FROM jobs ORDER BY model_id")
         ]
+        alerts = {
+            str(status): int(count)
+            for status, count in self._db.execute(
+                "SELECT status, COUNT(*) FROM alerts GROUP BY status"
+            )
+        }
         return StateSummary(
             scenes=scenes,
             by_status=by_status,
@@ -887,6 +939,7 @@ class MonitorState:
             pending=[_record(r) for r in pending],
             last_run=self.last_run(),
             models=models,
+            alerts=alerts,
         )
 
     # --- alerts ---------------------------------------------------------------------------

@@ -41,6 +41,7 @@ class MonitorStatus:
     next_retry: datetime | None = None
     running_pid: int | None = None
     models: list[str] = field(default_factory=list)
+    alerts: dict[str, int] = field(default_factory=dict)  # alert status -> count
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
@@ -81,6 +82,7 @@ class MonitorStatus:
             "next_retry": ts(self.next_retry),
             "running_pid": self.running_pid,
             "models": self.models,
+            "alerts": self.alerts,
         }
 
 
@@ -130,6 +132,7 @@ def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
         next_retry=min(retries) if retries else None,
         running_pid=running_pid,
         models=summary.models,
+        alerts=summary.alerts,
     )
 
 
@@ -178,4 +181,12 @@ def format_status(status: MonitorStatus) -> str:
     if status.next_retry is not None:
         lines.append(f"next retry due: {ts(status.next_retry)}")
     lines.append(f"models: {', '.join(status.models)}")
+    if status.alerts:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(status.alerts.items()))
+        lines.append(f"alerts: {sum(status.alerts.values())} ({counts})")
+        if status.alerts.get("failed"):
+            lines.append(
+                f"  {status.alerts['failed']} alert(s) could not be delivered: fix the webhook or "
+                "the receiver, then run geotl monitor with --retry-failed to send them again"
+            )
     return "\n".join(lines) + "\n"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -106,6 +108,31 @@ def test_unreachable_receiver_waits_for_a_later_run(state_dir: tuple[Path, list[
     )
 
 
+def test_a_receiver_that_never_answers_does_not_hold_the_run(
+    tmp_path: Path, naip_small: list[Path]
+) -> None:
+    # a host that accepts connections and never answers: each alert waited timeout_s in
+    # turn, so 100 open alerts held a cron run (and the region's lock) for 100 x 10 s
+    rdir = tmp_path / "out" / "naip-nd"
+    ids = fake_monitor_state(rdir, naip_small[:2], [3, 3])
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel completes connections nobody ever accepts
+    host, port = silent.getsockname()
+    policy = DeliveryPolicy(f"http://{host}:{port}/hook", timeout_s=0.5, wait_s=0)
+    try:
+        started = time.monotonic()
+        with MonitorState(rdir / "state.sqlite") as state:
+            report = deliver_due(state, "naip-nd", policy)
+            alerts = state.alerts()
+        elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+    assert report.attempts == 1 and elapsed < 2.5  # not 6 x 0.5 s
+    assert sorted(a.attempts for a in alerts) == [0] * (len(ids) - 1) + [1]
+    assert all(a.status == "open" for a in alerts)  # the others wait for the next round
+
+
 def test_killed_between_sending_and_recording_is_sent_again(
     state_dir: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
@@ -147,3 +174,29 @@ def test_undelivered_alerts_make_the_run_exit_1() -> None:
 
     assert RunSummary(region="r", model_id="m").exit_code == 0
     assert RunSummary(region="r", model_id="m", undelivered=["a1"]).exit_code == 1  # cron sees it
+
+
+def test_status_counts_alerts_and_says_how_to_resend_failed_ones(
+    tmp_path: Path, naip_small: list[Path], naip_region: Path
+) -> None:
+    # a run whose alerts could not be delivered exits 1; status said nothing of alerts
+    from geotl.config import load_region
+    from geotl.monitor import format_status, monitor_status
+
+    out = tmp_path / "out"
+    ids = fake_monitor_state(out / "naip-nd", naip_small[:2], [1, 2])
+    assert len(ids) == 3
+    receiver = Receiver(statuses=[404])
+    try:
+        policy = DeliveryPolicy(receiver.url, retry_base_s=0.01, wait_s=5)
+        with MonitorState(out / "naip-nd" / "state.sqlite") as state:
+            report = deliver_due(state, "naip-nd", policy)
+            state.acknowledge_alerts(report.delivered[:1], state.alerts()[0].created)
+    finally:
+        receiver.close()
+    status = monitor_status(load_region(naip_region), out)
+    assert status.alerts == {"acknowledged": 1, "delivered": 1, "failed": 1}
+    assert status.to_dict()["alerts"] == status.alerts
+    text = format_status(status)
+    assert "alerts: 3 (acknowledged 1, delivered 1, failed 1)" in text
+    assert "1 alert(s) could not be delivered" in text and "--retry-failed" in text

@@ -145,3 +145,30 @@ outside = "{name}"
         assert result.exit_code == 2, result.output
         assert len(result.stderr.splitlines()) == 1 and path.name in result.stderr
         assert message in result.stderr
+
+
+def test_a_run_with_undelivered_alerts_is_recorded_as_failed(
+    naip_region: Path, naip_small: list[Path], naip_model: Path, tmp_path: Path
+) -> None:
+    # the run exits 1 (cron / systemd see a failure) and status must not say "ok"
+    from monitor_helpers import deliver
+
+    from geotl.monitor import format_status, monitor_status
+
+    out = tmp_path / "out"
+    receiver = Receiver(statuses=[404] * 100)  # a wrong path: every alert fails for good
+    try:
+        add_alerts(
+            naip_region,
+            f'\n[monitor.alerts]\nwebhook = "{receiver.url}"\npersistence = {{ passes = 1, of = 1 }}\n'
+            '[[monitor.alerts.rule]]\nclass = "water"\nwhen = "present"\n',
+        )
+        deliver(naip_region, naip_small[:1])
+        region = load_region(naip_region)
+        summary = run_monitor(region, MonitorOptions(out_dir=out, model_dir=naip_model))
+    finally:
+        receiver.close()
+    assert summary.undelivered and not summary.failed and summary.exit_code == 1
+    status = monitor_status(region, out)
+    assert status.last_run_outcome == "failed"
+    assert "could not be delivered" in format_status(status)

@@ -100,3 +100,21 @@ def test_report_renders_in_headless_chromium(
     assert rows == 5 and "4 open alert(s)" in heading
     assert natural > 0  # the quicklook loaded from the folder
     assert "water-new" in popup
+
+
+def test_a_report_folder_that_cannot_be_written_is_an_input_error(
+    naip_region: Path, naip_small: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the monitor's folder on a read-only share (simulated: root ignores permissions): the
+    # report crashed with an OSError traceback instead of naming --report-dir
+    rdir = tmp_path / "out" / "naip-nd"
+    fake_monitor_state(rdir, naip_small[:1], [1])
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr("geotl.monitor.alerts.report.tempfile.TemporaryFile", read_only)
+    monkeypatch.setattr("geotl.monitor.alerts.report.atomic_dir", read_only)  # failed here
+    with pytest.raises(GeotlInputError, match=r"Read-only file system.*--report-dir") as info:
+        write_report(load_region(naip_region), rdir, rdir / "report")
+    assert info.value.exit_code == 2 and str(rdir / "report") in str(info.value)

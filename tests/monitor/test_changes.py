@@ -308,3 +308,38 @@ def test_scene_footprint_follows_valid_data(tmp_path) -> None:  # type: ignore[n
     with rasterio.open(tmp_path / "full.tif", "w", **profile) as dst:
         dst.write(data)
     assert scene_footprint(tmp_path / "full.tif").area == pytest.approx(full.area, rel=0.01)
+
+
+def test_nodata_pixels_inside_a_scene_do_not_eat_the_compared_ground(tmp_path: Path) -> None:
+    # NEON RGB plots declare nodata = 255, so every saturated pixel is a hole in the
+    # footprint; the edge margin (3.2 m) grew around each of them and left almost nothing
+    # to compare: a real pass with 18 crowns felled reported 0 gone (OSBS_029)
+    rng = np.random.default_rng(0)
+    data = np.full((1, 400, 400), 90, dtype=np.uint8)
+    rows, cols = rng.integers(0, 400, 300), rng.integers(0, 400, 300)
+    data[0, rows, cols] = 255  # 300 scattered "saturated" pixels
+    path = tmp_path / "speckled.tif"
+    profile = {
+        "driver": "GTiff",
+        "width": 400,
+        "height": 400,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": HARV,
+        "transform": from_origin(X0, Y0 + 40, 0.1, 0.1),
+        "nodata": 255,
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    fp = scene_footprint(path)
+    crowns = [box(X0 + x, Y0 + 18, X0 + x + 3, Y0 + 21) for x in (8, 14, 20, 26)]
+    first = _utm_frame([(f"c{i}", g) for i, g in enumerate(crowns)], "a")
+    second = _utm_frame([("c0-b", crowns[0]), ("c1-b", crowns[1])], "b")
+    rule = ChangeCriteria(edge_margin_m=3.2, min_area_m2=1.0)
+    result = detect_changes(
+        second, first, fp, fp, current_scene="b", previous_scene="a", criteria=rule
+    )
+    assert (result.new, result.gone, result.compared) == (0, 2, 6)
+    assert sorted(result.frame["id"]) == ["c2", "c3"]
+    # the margin still applies along the scene's outer edges: (40 - 2 * 3.2)^2 m2, less holes
+    assert result.common_area_m2 == pytest.approx(33.6**2, rel=0.02)

@@ -178,6 +178,29 @@ def test_failing_scene_is_recorded_retried_and_never_blocks(
     assert rows[naip_small[2].stem]["previous_scene"] == corrupt.stem
 
 
+def test_a_failed_file_removed_from_the_folder_is_forgotten(
+    naip_region: Path, naip_model: Path, tmp_path: Path
+) -> None:
+    # the operator deletes a half-copied file: it was retried (and the run exited 1) until
+    # its retries ran out, and status listed it as failed for ever
+    region = load_region(naip_region)
+    out = tmp_path / "out"
+    broken = naip_region.parent / "incoming" / "m_4709963_se_14_1_20110101.tif"
+    broken.write_bytes(b"II*\x00 half a copy")
+    opts = MonitorOptions(out_dir=out, model_dir=naip_model, retry_failed=True)
+    assert run_monitor(region, opts).exit_code == 1
+    broken.unlink()
+    summary = run_monitor(region, opts)
+    assert summary.exit_code == 0 and not summary.failed
+    status = monitor_status(region, out)
+    assert status.scenes == 0 and not status.failed and status.last_run_outcome == "ok"
+    # should it come back, it is a new scene
+    broken.write_bytes(b"II*\x00 half a copy again")
+    summary = run_monitor(region, opts)
+    assert summary.found == 1 and [p.scene for p in summary.failed] == [broken.stem]
+    assert monitor_status(region, out).failed[0].attempts == 1
+
+
 def test_a_pass_at_another_resolution_waits_for_a_fix_then_resamples(
     naip_region: Path, naip_small: list[Path], naip_model: Path, tmp_path: Path
 ) -> None:
@@ -224,7 +247,12 @@ def test_a_deleted_pass_file_is_predicted_again(
 
 
 def test_exactly_once_per_model_and_reprocess(
-    naip_region: Path, naip_small: list[Path], naip_model: Path, naip_model_v2: Path, tmp_path: Path
+    naip_region: Path,
+    naip_small: list[Path],
+    naip_model: Path,
+    naip_model_v2: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     region = load_region(naip_region)
     out = tmp_path / "out"
@@ -236,7 +264,12 @@ def test_exactly_once_per_model_and_reprocess(
     v2 = MonitorOptions(out_dir=out, model_dir=naip_model_v2)
     assert run_monitor(region, v2).processed == []
     deliver(naip_region, naip_small[3:4])
-    assert [p.scene for p in run_monitor(region, v2).processed] == [naip_small[3].stem]
+    with caplog.at_level(logging.WARNING, logger="geotl.monitor"):
+        assert [p.scene for p in run_monitor(region, v2).processed] == [naip_small[3].stem]
+    # its changes are against the old model's pass: the log says they may be the model's
+    crossed = [r.getMessage() for r in caplog.records if "which model" in r.getMessage()]
+    assert len(crossed) == 1 and read_card(naip_model).model_id in crossed[0]
+    assert "--reprocess" in crossed[0]
     # --reprocess redoes the three older scenes with the new model, once
     redo = MonitorOptions(out_dir=out, model_dir=naip_model_v2, reprocess=True)
     assert [p.scene for p in run_monitor(region, redo).processed] == [

@@ -8,10 +8,11 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from geotl.errors import LockedError
+from geotl.errors import ConfigError, GeotlRuntimeError, LockedError
 from geotl.monitor.lock import RegionLock
 from geotl.monitor.sources import Scene
 from geotl.monitor.state import MonitorState
@@ -115,6 +116,54 @@ def test_readonly_state_while_a_writer_holds_it(tmp_path: Path) -> None:
         writer.record_scenes([_scene(1)], "folder", "m1", T0)
         with MonitorState(tmp_path / "state.sqlite", readonly=True) as reader:
             assert reader.summary().by_status == {"pending": 1}
+
+
+def test_a_damaged_state_fails_to_open_read_only_too(tmp_path: Path) -> None:
+    # `monitor status` / `report` open the state read-only, which reads nothing until the
+    # first query: a damaged file then crashed them with sqlite3's traceback
+    db = tmp_path / "state.sqlite"
+    db.write_bytes(b"garbage, not a database" * 10)
+    with pytest.raises(GeotlRuntimeError, match=r"cannot be opened .*move it away"):
+        MonitorState(db, readonly=True)
+    with MonitorState(tmp_path / "good.sqlite") as writer:
+        writer.set_meta("schema_version", "999")
+    with pytest.raises(GeotlRuntimeError, match="schema 999"):
+        MonitorState(tmp_path / "good.sqlite", readonly=True)
+
+
+def test_a_read_only_out_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # --out on a read-only disk or share (simulated: the tests may run as root, which
+    # ignores permissions): the run crashed with an OSError traceback and status told to
+    # "restore the state from a backup" although nothing was wrong with it
+    db = tmp_path / "state.sqlite"
+    with MonitorState(db) as writer:
+        writer.record_scenes([_scene(1)], "folder", "m1", T0)
+
+    def read_only(*args: object, **kwargs: object) -> int:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr("geotl.monitor.lock.os.open", read_only)
+    with pytest.raises(ConfigError, match=r"Read-only file system.*writable --out") as info:
+        RegionLock(tmp_path / "r", "r").acquire()
+    assert info.value.exit_code == 2
+    monkeypatch.undo()
+
+    real_connect = sqlite3.connect
+
+    def connect(target: str, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        read_only_wal = "mode=ro" in str(target) and "immutable=1" not in str(target)
+        if read_only_wal or "unwritable" in str(target):
+            # what a WAL reader gets when its -shm file cannot be created, or any writer
+            raise sqlite3.OperationalError("unable to open database file")
+        connection: sqlite3.Connection = real_connect(target, *args, **kwargs)
+        return connection
+
+    monkeypatch.setattr("geotl.monitor.state.os.access", lambda path, mode: False)
+    monkeypatch.setattr("geotl.monitor.state.sqlite3.connect", connect)
+    with MonitorState(db, readonly=True) as reader:
+        assert reader.summary().by_status == {"pending": 1}
+    with pytest.raises(ConfigError, match="read-only; choose a writable --out"):
+        MonitorState(tmp_path / "unwritable" / "state.sqlite")
 
 
 def test_lock_is_exclusive_across_processes_and_freed_on_death(tmp_path: Path) -> None:

@@ -194,7 +194,8 @@ def _attempt(
     alert: AlertRecord,
     policy: DeliveryPolicy,
     report: DeliveryReport,
-) -> None:
+) -> bool:
+    """One attempt at one alert; False when the receiver did not answer at all."""
     body = json.dumps(webhook_payload(region_name, alert), separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/geo+json",
@@ -252,6 +253,7 @@ def _attempt(
             alert.id,
             error,
         )
+    return status is not None
 
 
 def deliver_due(
@@ -279,7 +281,10 @@ def deliver_due(
     while True:
         due = state.due_alerts(_now())
         for alert in due:
-            _attempt(state, region_name, alert, policy, report)
+            if not _attempt(state, region_name, alert, policy, report):
+                # unreachable (down, timing out): the others would wait timeout_s each, so
+                # they wait for the next round instead, and one run stays within wait_s
+                break
         upcoming = state.next_alert_attempt()
         if upcoming is None or (stop is not None and stop()):
             break

@@ -20,6 +20,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import tempfile
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -237,6 +238,15 @@ def _check_report_dir(path: Path, overwrite: bool, region_dir: Path) -> None:
         )
     if path.exists() and not path.is_dir():
         raise GeotlInputError("exists and is a file: choose a folder for --report-dir", path)
+    try:  # the page is written beside its folder first, then renamed into place
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as exc:
+        raise GeotlInputError(
+            f"cannot write the report here ({exc.strerror or exc}): pass --report-dir with "
+            "a writable folder",
+            path,
+        ) from exc
     if (
         path.is_dir()
         and any(path.iterdir())

@@ -37,7 +37,8 @@ from geotl.predict.engine import ENGINES
 @click.option(
     "--probabilities",
     type=click.Path(path_type=Path),
-    help="Cloud-Optimised GeoTIFF of the blended class probabilities.",
+    help="Cloud-Optimised GeoTIFF of the blended class probabilities (one per scene: "
+    "NAME_<scene>.tif).",
 )
 @device_option(here=False)  # with --cluster, the workers' device: checked where it loads
 @click.option(

@@ -95,15 +95,22 @@ def _coordinates(geoms: np.ndarray) -> list[dict[str, Any]]:
 def feature_collection(frame: gpd.GeoDataFrame) -> dict[str, Any]:
     """Build an RFC 7946 FeatureCollection from a GeoDataFrame in any CRS.
 
-    Geometries are reprojected to EPSG:4326, rounded to :data:`DECIMALS`, oriented
-    counter-clockwise (exterior) / clockwise (holes), empty ones dropped. An ``id`` column
-    becomes each feature's ``id`` member (and stays a property).
+    Geometries are reprojected to EPSG:4326, rounded to :data:`DECIMALS` (valid ones stay
+    valid), oriented counter-clockwise (exterior) / clockwise (holes), empty ones dropped.
+    An ``id`` column becomes each feature's ``id`` member (and stays a property).
     """
     if frame.crs is None:
         raise ValueError("frame has no CRS: set one before writing GeoJSON")
     wgs = frame.to_crs(4326) if not frame.crs.equals("EPSG:4326") else frame
     geoms = wgs.geometry.to_numpy()
-    geoms = shapely.transform(geoms, lambda xy: np.round(xy, DECIMALS))
+    rounded = shapely.transform(geoms, lambda xy: np.round(xy, DECIMALS))
+    # rounding each coordinate alone can make a narrow part of a polygon cross itself
+    # (objects of centimetre imagery): those are snapped to the same grid by GEOS, valid
+    broken = np.flatnonzero(~shapely.is_valid(rounded) & ~shapely.is_missing(rounded))
+    if broken.size:
+        snapped = shapely.set_precision(geoms[broken], 10.0**-DECIMALS)
+        rounded[broken] = shapely.transform(snapped, lambda xy: np.round(xy, DECIMALS))
+    geoms = rounded
     geoms = shapely.orient_polygons(geoms, exterior_cw=False)
     kept = np.flatnonzero(~(shapely.is_missing(geoms) | shapely.is_empty(geoms)))
     columns = {c: wgs[c].iloc[kept].tolist() for c in wgs.columns if c != wgs.geometry.name}

@@ -685,6 +685,8 @@ def predict_scenes(
     for path, suffixes, fix in (
         (geojson, (".geojson", ".json"), "-o OUT.geojson (--gpkg OUT.gpkg for a GeoPackage)"),
         (gpkg, (".gpkg",), "--gpkg OUT.gpkg"),
+        (quicklook, (".png",), "--quicklook OUT.png"),
+        (probabilities, (".tif", ".tiff"), "--probabilities OUT.tif"),
     ):
         if path is not None and path.suffix.lower() not in suffixes:
             raise GeotlInputError(f"is written as {suffixes[0][1:]}: name it {fix}", path)

@@ -19,6 +19,7 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingOutputMultipleLayers,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
@@ -53,11 +54,18 @@ class _GeotlAlgorithm(QgsProcessingAlgorithm):
     def createInstance(self) -> QgsProcessingAlgorithm:
         return type(self)()
 
-    def geotl(self, args: List[str], feedback: Any) -> str:
-        """Run ``geotl ARGS``; its one-line error becomes this algorithm's error."""
+    def geotl(self, args: List[str], feedback: Any, partial_ok: bool = False) -> str:
+        """Run ``geotl ARGS``; its one-line error becomes this algorithm's error.
+
+        ``partial_ok``: exit code 1 after geotl wrote its outputs (``predict``: a scene
+        skipped, the others written) is a warning, and the outputs are returned.
+        """
         try:
             return run_geotl(executable(), args, feedback)
         except GeotlCliError as exc:
+            if partial_ok and exc.returncode == 1 and exc.stdout.strip():
+                feedback.reportError(str(exc), False)
+                return exc.stdout
             raise QgsProcessingException(str(exc)) from None
 
 
@@ -71,6 +79,8 @@ def _file_of(layer: Any) -> str:
             f"layer '{layer.name()}' is not file-backed ({provider}): geotl reads raster files; "
             "write it to a GeoTIFF first (right-click the layer > Export > Save As...)"
         )
+    if parts.get("vsiPrefix"):  # a raster in an archive: GDAL's path to it (geotl reads those)
+        return f"{parts['vsiPrefix']}{path}{parts.get('vsiSuffix') or ''}"
     return path
 
 
@@ -186,6 +196,12 @@ class PredictAlgorithm(_GeotlAlgorithm):
                 createByDefault=False,
             )
         )
+        self.addOutput(
+            QgsProcessingOutputMultipleLayers(
+                "PROBABILITIES_PER_SCENE",
+                "Probabilities, one file per scene (NAME_<scene>.tif when there are several)",
+            )
+        )
 
     def processAlgorithm(
         self, parameters: Dict[str, Any], context: Any, feedback: Any
@@ -218,11 +234,65 @@ class PredictAlgorithm(_GeotlAlgorithm):
         probs = self.parameterAsOutputLayer(parameters, "PROBABILITIES", context) or None
         if probs:
             args += ["--probabilities", probs]
-        self.geotl(args, feedback)
-        qml = str(Path(out).with_suffix(".qml"))
+        written = self.geotl(args, feedback, partial_ok=True).splitlines()
+        # the layers to load are changed first: a post-processor is set last (details own it)
+        per_scene: List[str] = [probs] if probs else []
+        if probs and len(scenes) > 1:
+            # one file per scene (NAME_<scene>.tif): PROBABILITIES itself is not written
+            per_scene = _per_scene_files(probs, written)
+            if context.willLoadLayerOnCompletion(probs):
+                _load_as(context, probs, *per_scene)
+            probs = None
         if context.willLoadLayerOnCompletion(out):
-            context.layerToLoadOnCompletionDetails(out).setPostProcessor(_LoadStyle.create(qml))
-        return {"OUTPUT": out, "GPKG": gpkg, "PROBABILITIES": probs}
+            load = out
+            if _no_features(out):
+                # an empty GeoJSON tells OGR no geometry type: QGIS would load a table
+                # without CRS or style; a polygon layer, styled, says "none found" on the map
+                load = out + "|geometrytype=Polygon"
+                _load_as(context, out, load)
+            qml = str(Path(out).with_suffix(".qml"))
+            context.layerToLoadOnCompletionDetails(load).setPostProcessor(_LoadStyle.create(qml))
+        return {
+            "OUTPUT": out,
+            "GPKG": gpkg,
+            "PROBABILITIES": probs,
+            "PROBABILITIES_PER_SCENE": per_scene,
+        }
+
+
+def _no_features(geojson: str) -> bool:
+    """Whether geotl's GeoJSON holds no feature (read only when the file is tiny)."""
+    try:
+        if os.path.getsize(geojson) > 1024:
+            return False
+        with open(geojson, encoding="utf-8") as fh:
+            return not json.load(fh).get("features")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _per_scene_files(path: str, written: List[str]) -> List[str]:
+    """The files geotl wrote (its stdout) for ``path``, one per scene: ``NAME_<scene>.SUFFIX``."""
+    base = Path(path)
+    return [
+        w
+        for w in written
+        if Path(w).parent == base.parent
+        and Path(w).suffix == base.suffix
+        and Path(w).name.startswith(base.stem + "_")
+    ]
+
+
+def _load_as(context: Any, path: str, *sources: str) -> None:
+    """Load ``sources`` on completion instead of ``path``, with its details."""
+    layers = context.layersToLoadOnCompletion()
+    details = layers.pop(path)
+    for source in sources:
+        copy = QgsProcessingContext.LayerDetails(details)
+        if len(sources) > 1:
+            copy.name = Path(source.split("|")[0]).stem
+        layers[source] = copy
+    context.setLayersToLoadOnCompletion(layers)
 
 
 class SuggestAlgorithm(_GeotlAlgorithm):

@@ -32,7 +32,17 @@ CANCEL_GRACE_S = 60.0
 
 
 class GeotlCliError(Exception):
-    """geotl failed, or could not be run; the message is one line for the user."""
+    """geotl failed, or could not be run; the message is one line for the user.
+
+    Attributes:
+        returncode: geotl's exit code (None when it could not be run).
+        stdout: what geotl printed on stdout before it failed (the files it wrote).
+    """
+
+    def __init__(self, message: str, returncode: Optional[int] = None, stdout: str = "") -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.stdout = stdout
 
 
 class GeotlCancelled(GeotlCliError):
@@ -241,5 +251,5 @@ def run_geotl(exe: str, args: Sequence[str], feedback: Any, cwd: Optional[str] =
     if code != 0 and cancelled_at is not None:
         raise GeotlCancelled("cancelled: geotl stopped and wrote nothing")
     if code != 0:  # (code 0 after Cancel: geotl finished first, its outputs are complete)
-        raise GeotlCliError(error_message(stderr_lines, code))
+        raise GeotlCliError(error_message(stderr_lines, code), code, "".join(stdout_parts))
     return "".join(stdout_parts)

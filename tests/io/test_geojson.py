@@ -126,3 +126,22 @@ def test_properties_are_each_cells_value_for_every_dtype() -> None:
     ]
     assert got == want
     assert got[0]["when"] == "2026-01-01T10:00:00" and got[1]["count"] is not None
+
+
+def test_rounding_keeps_polygons_valid(tmp_path: Path) -> None:
+    # a slot 0.06e-7 degrees wide (a gap under a centimetre, as between two crowns of
+    # drone imagery): rounding its two sides alone to 7 decimals makes them one line
+    e = 1e-7
+    a, b = 10 + 1.52 * e, 10 + 1.58 * e
+    ring = [(10, 50), (10 + 4 * e, 50), (10 + 4 * e, 50 + 3 * e), (b, 50 + 3 * e)]
+    ring += [(b, 50 + e), (a, 50 + e), (a, 50 + 3 * e), (10, 50 + 3 * e)]
+    slot = Polygon(ring)
+    assert slot.is_valid
+    frame = gpd.GeoDataFrame({"id": ["slot"]}, geometry=[slot], crs=4326)
+    text = write_geojson(tmp_path / "o.geojson", frame).read_text()
+    (feature,) = json.loads(text)["features"]
+    geom = shapely.geometry.shape(feature["geometry"])
+    assert geom.is_valid and geom.area == pytest.approx(slot.area, rel=0.1)
+    assert geom.exterior.is_ccw
+    for number in re.findall(r"-?\d+\.\d+", text):
+        assert len(number.split(".")[1]) <= 7

@@ -73,6 +73,9 @@ class Feedback(QgsProcessingFeedback):
     def pushWarning(self, info: str) -> None:
         self.log.append(info)
 
+    def reportError(self, error: str, fatalError: bool = False) -> None:
+        self.log.append(error)
+
 
 def run(alg: str, params: dict, feedback: Feedback, context=None) -> dict:
     """processing.run; the error message instead of results when it fails."""
@@ -133,6 +136,46 @@ try:
             gpkg = QgsVectorLayer(res["results"]["GPKG"] + "|layername=detections", "g", "ogr")
             report["gpkg"] = {"valid": gpkg.isValid(), "count": gpkg.featureCount()}
             report["gpkg"]["crs"] = gpkg.crs().authid()
+    elif case == "predict_loads":
+        # what the Processing dialog loads once the algorithm is done (its Postprocessing)
+        from qgis.core import QgsProcessingUtils, QgsWkbTypes  # type: ignore[import-not-found]
+
+        fb = Feedback()
+        context = QgsProcessingContext()
+        context.setProject(QgsProject.instance())
+        scenes = []
+        for item in spec["scenes"]:
+            if isinstance(item, dict):  # a layer of the project (as the dialog offers them)
+                layer = QgsRasterLayer(item["uri"], item["name"], "gdal")
+                QgsProject.instance().addMapLayer(layer)
+                item = layer.id()
+            scenes.append(item)
+        params = {
+            "INPUT": scenes,
+            "MODEL": spec["model"],
+            "OUTPUT": QgsProcessingOutputLayerDefinition(spec["output"], QgsProject.instance()),
+        }
+        if spec.get("probabilities"):
+            params["PROBABILITIES"] = QgsProcessingOutputLayerDefinition(
+                spec["probabilities"], QgsProject.instance()
+            )
+        res = run("geotl:predict", params, fb, context)
+        report.update(res, log=fb.log)
+        loaded = report["loaded"] = []
+        for key, details in context.layersToLoadOnCompletion().items():
+            layer = QgsProcessingUtils.mapLayerFromString(
+                key, context, typeHint=details.layerTypeHint
+            )
+            item = {"source": key, "name": details.name, "valid": bool(layer and layer.isValid())}
+            if layer is not None and details.postProcessor():
+                details.postProcessor().postProcessLayer(layer, context, QgsProcessingFeedback())
+            if item["valid"]:
+                item["crs"] = layer.crs().authid()
+                if isinstance(layer, QgsVectorLayer):
+                    item["geometry"] = QgsWkbTypes.geometryDisplayString(layer.geometryType())
+                    item["count"] = layer.featureCount()
+                    item["renderer"] = layer.renderer().type() if layer.renderer() else None
+            loaded.append(item)
     elif case == "cancel":
         fb = Feedback(cancel_at_progress=True)
         params = {"INPUT": [spec["scene"]], "MODEL": spec["model"], "OUTPUT": spec["output"]}

@@ -309,3 +309,86 @@ def test_suggest_in_qgis(
     # the dialog loads the squares under this name, numbered by geotl's style
     assert areas["load_name"] == "Areas to label" and areas["labels"] == "rank"
     assert any(t.startswith("predict OSBS_029.tif") for t in report["texts"])
+
+
+@needs_qgis
+def test_predict_outputs_load_in_qgis(plugins_dir: Path, geotl_exe: Path, tmp_path: Path) -> None:
+    # an empty GeoJSON was loaded as a table (no geometry, no CRS, no style), and with
+    # several scenes the dialog looked for a PROBABILITIES file that is never written
+    import numpy as np
+    from predict import data
+
+    none, every = tmp_path / "none", tmp_path / "every"
+    data.write_constant_model(none, fg=False)
+    data.write_constant_model(every)
+    band0 = np.full((60, 70), 150, dtype=np.uint8)
+    utm17 = data.write_scene(tmp_path / "a.tif", band0)
+    utm18 = data.write_scene(tmp_path / "b.tif", band0, crs="EPSG:32618")
+    out = tmp_path / "out"
+    out.mkdir()
+    base = {"plugins": str(plugins_dir), "geotl": str(geotl_exe), "case": "predict_loads"}
+    empty = _run_case(
+        base | {"scenes": [str(utm17)], "model": str(none), "output": str(out / "e.geojson")},
+        tmp_path,
+    )
+    assert "results" in empty, empty.get("error")
+    (layer,) = empty["loaded"]
+    assert layer["valid"] and layer["count"] == 0
+    assert (layer["geometry"], layer["crs"]) == ("Polygon", "EPSG:4326")
+    assert layer["renderer"] == "categorizedSymbol"
+    probs = str(out / "p.tif")
+    many = _run_case(
+        base
+        | {
+            "scenes": [str(utm17), str(utm18)],
+            "model": str(every),
+            "output": str(out / "m.geojson"),
+            "probabilities": probs,
+        },
+        tmp_path,
+    )
+    assert "results" in many, many.get("error")
+    per_scene = [str(out / "p_a.tif"), str(out / "p_b.tif")]
+    assert many["results"]["PROBABILITIES"] is None
+    assert many["results"]["PROBABILITIES_PER_SCENE"] == per_scene
+    loaded = {item["source"]: item for item in many["loaded"]}
+    assert set(loaded) == {str(out / "m.geojson"), *per_scene}
+    assert all(item["valid"] for item in loaded.values()), loaded
+    assert [loaded[p]["crs"] for p in per_scene] == ["EPSG:32617", "EPSG:32618"]
+    assert loaded[str(out / "m.geojson")]["renderer"] == "categorizedSymbol"
+    # a scene geotl skips (exit 1, the others written): a warning, not a failure that
+    # leaves the written detections unloaded
+    oneband = data.write_scene(tmp_path / "oneband.tif", band0, count=1)
+    partial = _run_case(
+        base
+        | {
+            "scenes": [str(utm17), str(oneband)],
+            "model": str(every),
+            "output": str(out / "partial.geojson"),
+        },
+        tmp_path,
+    )
+    assert "results" in partial, partial.get("error")
+    (layer,) = partial["loaded"]
+    assert layer["valid"] and layer["count"] == 1
+    assert any("1 of 2 scene(s) skipped" in line for line in partial["log"]), partial["log"]
+    # rasters inside a zip (a download, opened as is): geotl gets GDAL's path to each,
+    # not the zip file twice
+    import zipfile
+
+    archive = tmp_path / "scenes.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(utm17, "a.tif")
+        zf.write(utm18, "b.tif")
+    zipped = _run_case(
+        base
+        | {
+            "scenes": [{"uri": f"/vsizip/{archive}/{n}.tif", "name": n} for n in "ab"],
+            "model": str(every),
+            "output": str(out / "zipped.geojson"),
+        },
+        tmp_path,
+    )
+    assert "results" in zipped, zipped.get("error")
+    (layer,) = zipped["loaded"]
+    assert layer["valid"] and layer["count"] == 2

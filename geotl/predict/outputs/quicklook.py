@@ -78,8 +78,8 @@ def write_quicklook(
     ax.imshow(rgba, extent=(left, right, bottom, top), interpolation="nearest")
     if len(frame) and crs is not None:
         native = frame.to_crs(crs) if frame.crs is not None and not frame.crs.equals(crs) else frame
-        for i, name in enumerate(classes):
-            sub = native[native["class"] == name]
+        for i, class_name in enumerate(classes):  # not `name`: the title's scene name
+            sub = native[native["class"] == class_name]
             if len(sub):
                 colour = class_colour01(i)
                 sub.boundary.plot(ax=ax, color=colour, linewidth=1.0)

@@ -1,0 +1,69 @@
+"""Prediction outputs as a GIS user meets them: quicklook, output names."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from shapely.geometry import box
+
+from geotl.cli.main import cli
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from predict import data
+
+
+def test_quicklook_title_names_the_scene(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the title named the last class drawn ("tree: 2 detection(s)"), not the scene
+    from matplotlib.axes import Axes
+
+    from geotl.predict.outputs.quicklook import write_quicklook
+
+    titles: list[str] = []
+    set_title = Axes.set_title
+
+    def record(self: Axes, label: str, *args: Any, **kwargs: Any) -> Any:
+        titles.append(label)
+        return set_title(self, label, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "set_title", record)
+    scene = data.write_scene(tmp_path / "plot_7.tif", np.full((40, 50), 150, dtype=np.uint8))
+    x, y = data.ORIGIN.c, data.ORIGIN.f
+    frame = gpd.GeoDataFrame(
+        {"class": ["tree", "building"]},
+        geometry=[box(x + 1, y - 2, x + 2, y - 1), box(x + 3, y - 3, x + 4, y - 2)],
+        crs=data.UTM17,
+    )
+    out = write_quicklook(
+        tmp_path / "q.png", scene, frame, [1, 2, 3], ["building", "tree"], name="2023/plot_7.tif"
+    )
+    assert out.stat().st_size > 0
+    assert titles == ["2023/plot_7.tif: 2 detection(s)"]
+
+
+@pytest.mark.parametrize(
+    ("option", "name", "said"),
+    [
+        ("--quicklook", "q.jpg", "q.jpg: is written as png: name it --quicklook OUT.png"),
+        ("--probabilities", "p.png", "p.png: is written as tif: name it --probabilities OUT.tif"),
+    ],
+)
+def test_quicklook_and_probabilities_named_for_another_format_are_refused(
+    tmp_path: Path, option: str, name: str, said: str
+) -> None:
+    # a PNG was written as q.jpg and a GeoTIFF as p.png, after all the work
+    model = tmp_path / "model"
+    data.write_constant_model(model)
+    scene = data.write_scene(tmp_path / "s.tif", np.full((40, 50), 150, dtype=np.uint8))
+    out = tmp_path / "o.geojson"
+    res = CliRunner().invoke(
+        cli, ["-q", "predict", str(model), str(scene), "-o", str(out), option, str(tmp_path / name)]
+    )
+    assert res.exit_code == 2 and said in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not out.exists() and not (tmp_path / name).exists()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from geotl.cli.options import json_option
+from geotl.cli.options import json_option, overwrite_option
 from geotl.models.catalogue import import_weights, list_entries
 
 
@@ -72,9 +72,10 @@ def list_command(as_json: bool, supported: bool) -> None:
 @click.option(
     "--as", "entry_id", required=True, help="torchgeo:<WeightsEnum>.<NAME> the file holds."
 )
-def import_command(file: Path, entry_id: str) -> None:
+@overwrite_option("Replace other weights already imported for the id.")
+def import_command(file: Path, entry_id: str, overwrite: bool) -> None:
     """Verify a downloaded weights file against torchgeo's sha256 and make it available offline."""
-    target = import_weights(file, entry_id)
+    target = import_weights(file, entry_id, overwrite=overwrite)
     click.echo(f"geotl models import: {entry_id} ready offline", err=True)
     click.echo(str(target))
 

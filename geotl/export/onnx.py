@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geotl import __version__
-from geotl.errors import ModelArtefactError
+from geotl.errors import GeotlInputError, ModelArtefactError
 from geotl.io.atomic import atomic_path, check_output_file
 from geotl.models.artefact import ModelCard, load_artefact
 
@@ -241,13 +241,20 @@ def export_onnx(
         What was written.
 
     Raises:
-        GeotlInputError: ``out`` exists without ``overwrite``, a bad tile size, a model the
-            quantiser cannot handle.
+        GeotlInputError: ``out`` does not end in ``.onnx`` or exists without ``overwrite``,
+            a bad tile size, a model the quantiser cannot handle.
         ModelArtefactError: the model folder is incomplete or its weights were altered.
     """
     from geotl.export.stac import write_model_item
 
     out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        # predict, monitor and Deepness know an exported model by its suffix
+        raise GeotlInputError(
+            f"an ONNX export must end in .onnx (geotl predict takes it by that name): "
+            f"pass --onnx {out.with_suffix('.onnx')}",
+            out,
+        )
     stac = out.with_suffix(".stac.json")
     check_output_file(out, overwrite)
     check_output_file(stac, overwrite)

@@ -8,6 +8,10 @@ Bands are matched by name (:func:`geotl.bands.canonical_band`):
   pretrained filters across input bands (seeded, so reproducible);
 - ``pan`` with no ``pan`` in the base takes the sum of the base's visible filters (red,
   green, blue): a grey input then produces what the base saw for the same grey in colour;
+- a near-infrared band the base lacks under that name (``nir``, ``nir08``, ``nir09``: the
+  broad and narrow NIR of Sentinel-2 B08 / B8A, Landsat's NIR, WorldView's NIR2) takes the
+  filter of the base's nearest NIR band: the same reflectance plateau of vegetation, so a
+  Landsat region (``nir08``) keeps the pretrained NIR filter of a Sentinel-2 base (``nir``);
 - a base band the region lacks is dropped (its filter removed) with a warning;
 - a base band listed twice (multi-date stacks such as torchgeo's FTW U-Nets) contributes
   the sum of its filters, so a single-date input behaves like the same date repeated;
@@ -45,6 +49,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _VISIBLE = ("red", "green", "blue")
+# a NIR band the base lacks by name: the base's NIR bands to take instead, nearest first
+_NIR_STANDINS = {
+    "nir": ("nir08", "nir09"),
+    "nir08": ("nir", "nir09"),
+    "nir09": ("nir08", "nir"),
+}
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,8 @@ def plan_bands(
     >>> p = plan_bands(["nir", "red", "green"], ["B04", "B03", "B02"])
     >>> p.sources, p.dropped
     (((), (0,), (1,)), ('blue',))
+    >>> plan_bands(["SR_B5", "red"], ["B04", "B08"]).sources  # Landsat NIR on S2's B08
+    ((1,), (0,))
     """
     region = tuple(_canon(b) for b in region_bands)
     base = tuple(_canon(b) for b in base_bands)
@@ -101,6 +113,11 @@ def plan_bands(
         idx = tuple(i for i, b in enumerate(base) if b == band)
         if not idx and band == "pan":
             idx = tuple(i for i, b in enumerate(base) if b in _VISIBLE)
+        for other in _NIR_STANDINS.get(band, ()) if not idx else ():
+            idx = tuple(i for i, b in enumerate(base) if b == other)
+            if idx:
+                log.info("region band %s takes the base model's %s filter", band, other)
+                break
         sources.append(idx)
     if not any(sources):
         log.warning(

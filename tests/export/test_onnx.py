@@ -248,6 +248,11 @@ def test_export_cli_and_bad_onnx_files(demo_model: Path, exported: Path, tmp_pat
     assert stdout.splitlines()[0] == str(out) and out.is_file()
     code, _, stderr = _run("export", str(demo_model), "--onnx", str(out))
     assert code == 2 and "--overwrite" in stderr
+    # another suffix: predict would not take the file for a model, so nothing is written
+    code, stdout, stderr = _run("export", str(demo_model), "--onnx", str(tmp_path / "m.bin"))
+    assert code == 2 and stdout == "" and len(stderr.strip().splitlines()) == 1
+    assert "m.bin" in stderr and str(tmp_path / "m.onnx") in stderr, stderr
+    assert not (tmp_path / "m.bin").exists()
     code, stdout, _ = _run("models", "verify", str(out))
     assert code == 0 and stdout.strip() == str(out)
 

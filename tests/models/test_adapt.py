@@ -43,6 +43,21 @@ def test_pan_takes_sum_of_visible_filters():
     assert torch.equal(out[:, 0], w[:, 0] + w[:, 1] + w[:, 2])
 
 
+def test_a_nir_band_of_another_width_keeps_the_pretrained_nir_filter():
+    # Landsat's NIR (SR_B5: nir08) on a Sentinel-2 RGBN base (B08: nir), and the reverse on
+    # ukis-csmask / torchgeo Landsat bases: the same band, not a new one drawn at random
+    plan = plan_bands(["blue", "SR_B5"], ["blue", "green", "red", "nir"])
+    assert plan.sources == ((0,), (3,)) and plan.new == ()
+    assert plan.dropped == ("green", "red")
+    plan = plan_bands(["B08", "red"], ["blue", "green", "red", "nir08", "swir16"])
+    assert plan.sources == ((3,), (2,))
+    # the exact band wins where the base has both (Sentinel-2 all-band bases)
+    assert plan_bands(["B8A"], ["B08", "B8A"]).sources == ((1,),)
+    w = torch.randn(4, 4, 3, 3)
+    out = adapt_weight(w, plan_bands(["nir08"], ["B04", "B03", "B02", "B08"]))
+    assert torch.equal(out[:, 0], w[:, 3])
+
+
 def test_duplicate_base_bands_are_summed():
     plan = plan_bands(["red", "nir"], ["B04", "B08", "B04", "B08"])
     w = torch.randn(4, 4, 3, 3)

@@ -133,8 +133,16 @@ def test_import_verifies_sha_and_makes_weights_offline(tmp_path, monkeypatch):
     target.unlink()
 
 
-@pytest.mark.parametrize("what", ["junk", "another architecture"])
-def test_import_of_weights_without_a_published_hash_must_fit(tmp_path, monkeypatch, what):
+@pytest.mark.parametrize(
+    ("what", "said"),
+    [
+        ("junk", r"is not a PyTorch weights file \(neither a zip nor a pickle checkpoint\)"),
+        # text the pickle reader takes for opcodes fails with "KeyError: 101" (the 'e')
+        ("text", r"is not a PyTorch weights file \(neither a zip nor a pickle checkpoint\)"),
+        ("another architecture", r"is not torchgeo:Fake_Weights\.TINY's weights"),
+    ],
+)
+def test_import_of_weights_without_a_published_hash_must_fit(tmp_path, monkeypatch, what, said):
     # torchgeo publishes some files without a hash prefix: the file must still be the
     # weights of that network, or training would fail later with a traceback
     fake = _fake_weights_enum("https://example.invalid/w/resnet50_fake.pth", model="resnet50")
@@ -144,13 +152,45 @@ def test_import_of_weights_without_a_published_hash_must_fit(tmp_path, monkeypat
     src = tmp_path / "download.pth"
     if what == "junk":
         src.write_text("<html>404 Not Found</html>")
+    elif what == "text":
+        src.write_text("hello\n")
     else:
         torch.save(_fake_resnet18_state(), src)  # a ResNet-18's tensors for a ResNet-50
-    with pytest.raises(
-        BaseModelError, match=r"download\.pth: is not torchgeo:Fake_Weights\.TINY's weights"
-    ):
+    with pytest.raises(BaseModelError, match=r"download\.pth: " + said) as exc:
         import_weights(src, "torchgeo:Fake_Weights.TINY")
+    assert "download the file again from https://example.invalid/" in str(exc.value)
     assert not (torch_hub_checkpoints() / "resnet50_fake.pth").exists()
+
+
+def test_import_again_replaces_other_weights_only_with_overwrite(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from geotl.cli.main import cli
+
+    # torchgeo publishes this file without a hash: another download of other weights would
+    # pass every check and silently replace the weights earlier models were trained on
+    fake = _fake_weights_enum("https://example.invalid/w/resnet18_nohash.pth")
+    monkeypatch.setattr(
+        torchgeo_kind, "torchgeo_weights", lambda: {"torchgeo:Fake_Weights.TINY": fake}
+    )
+    first, second = tmp_path / "first.pth", tmp_path / "second.pth"
+    torch.save(_fake_resnet18_state(1), first)
+    torch.save(_fake_resnet18_state(2), second)
+    target = torch_hub_checkpoints() / "resnet18_nohash.pth"
+
+    def run(*args: str):
+        return CliRunner().invoke(
+            cli, ["models", "import", *args, "--as", "torchgeo:Fake_Weights.TINY"]
+        )
+
+    assert run(str(first)).exit_code == 0
+    assert run(str(first)).exit_code == 0  # the same file again: nothing to replace
+    result = run(str(second))
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "resnet18_nohash.pth" in result.output and "--overwrite" in result.output
+    assert target.read_bytes() == first.read_bytes()
+    assert run(str(second), "--overwrite").exit_code == 0
+    assert target.read_bytes() == second.read_bytes()
 
 
 def test_import_sha_mismatch_names_both_hashes(tmp_path):
@@ -232,6 +272,17 @@ def test_ukis_base_is_cached_with_sha(tmp_path, monkeypatch):
     )
     _net, _, plan = build_adapted_network(again, ["nir", "red", "green"], ["field"])
     assert plan.dropped == ("blue",)
+
+
+def test_a_file_base_that_is_no_checkpoint_says_so(tmp_path):
+    path = tmp_path / "notes.pth"
+    path.write_text("hello\n")  # torch.load: "KeyError: 101"
+    with pytest.raises(BaseModelError) as exc:
+        load_base(f"file:{path}")
+    assert str(exc.value) == (
+        f"{path}: cannot read weights (neither a zip nor a pickle checkpoint); "
+        "give a safetensors or plain state-dict .pth"
+    )
 
 
 def test_a_file_base_of_another_architecture_says_how_to_name_it(tmp_path):

@@ -13,6 +13,7 @@ from geotl.models.bases.kind import (
     LoadedBase,
     cached_sha,
     encoder_part,
+    load_failure,
     unwrap_state,
 )
 
@@ -69,7 +70,9 @@ class FileBase(BaseKind):
             raise
         except Exception as exc:
             raise BaseModelError(
-                f"cannot read weights ({exc}); give a safetensors or plain state-dict .pth", path
+                f"cannot read weights ({load_failure(exc)}); give a safetensors or plain "
+                "state-dict .pth",
+                path,
             ) from exc
         if any(k.startswith("encoder.") for k in state):
             state = encoder_part(state)

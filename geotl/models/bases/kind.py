@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -14,7 +15,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from geotl.bands import canonical_band
-from geotl.errors import BaseModelError
+from geotl.errors import BaseModelError, error_text
 from geotl.io.cache import cache_dir
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "cached_sha",
     "canonical_or_raw",
     "encoder_part",
+    "load_failure",
     "offline",
     "require_supported",
     "sha256_file",
@@ -138,6 +140,36 @@ def canonical_or_raw(names: list[str]) -> list[str]:
         except KeyError:
             out.append(name)
     return out
+
+
+def load_failure(exc: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` refused a file, in words.
+
+    Text that is no checkpoint fails in the pickle reader with the code of its first
+    character (``KeyError: 101`` for ``hello``) or an unsupported operand; a checkpoint with
+    Python objects beside its tensors fails with torch's advice to load it unsafely. Neither
+    first line says what is wrong with the file.
+
+    >>> load_failure(KeyError(101))
+    'neither a zip nor a pickle checkpoint'
+    >>> load_failure(RuntimeError("PytorchStreamReader failed reading zip archive"))
+    'PytorchStreamReader failed reading zip archive'
+    >>> load_failure(ValueError("Weights only load failed. ... Unsupported global: GLOBAL x.Y was"))
+    'it holds Python objects (x.Y) beside its tensors, which geotl does not unpickle'
+    """
+    text = str(exc)
+    if found := re.search(r"Unsupported global: GLOBAL ([\w.]+)", text):
+        return (
+            f"it holds Python objects ({found.group(1)}) beside its tensors, "
+            "which geotl does not unpickle"
+        )
+    if (
+        isinstance(exc, KeyError | EOFError)
+        or "Unsupported operand" in text
+        or not any(c.isalpha() for c in error_text(exc))
+    ):
+        return "neither a zip nor a pickle checkpoint"
+    return error_text(exc)
 
 
 def unwrap_state(state: Any) -> dict[str, torch.Tensor]:

@@ -31,6 +31,7 @@ from geotl.models.bases.kind import (
     cached_sha,
     canonical_or_raw,
     encoder_part,
+    load_failure,
     offline,
     require_supported,
     sha256_file,
@@ -276,15 +277,20 @@ def _check_fits(file: Path, entry: BaseModelEntry) -> None:
 
     if entry.encoder is None:
         return  # geotl cannot build it: the hash is all there is to check
+    fix = f"download the file again from {torchgeo_weights()[entry.id].url}"
     try:
-        state = unwrap_state(torch.load(file, map_location="cpu", weights_only=True))
+        raw = torch.load(file, map_location="cpu", weights_only=True)
+    except _LOAD_ERRORS as exc:
+        raise BaseModelError(
+            f"is not a PyTorch weights file ({load_failure(exc)}): {fix}", file
+        ) from exc
+    try:
+        state = unwrap_state(raw)
         base = LoadedBase(entry=entry, encoder_state=_encoder_state(entry, state))
         build_adapted_network(base, list(entry.bands), ["object"])
     except (*_LOAD_ERRORS, BaseModelError) as exc:
         raise BaseModelError(
-            f"is not {entry.id}'s weights ({error_text(exc)}): download the file again from "
-            f"{torchgeo_weights()[entry.id].url}",
-            file,
+            f"is not {entry.id}'s weights ({error_text(exc)}): {fix}", file
         ) from exc
 
 
@@ -309,18 +315,21 @@ def _state(entry: BaseModelEntry) -> dict[str, torch.Tensor]:
     return unwrap_state(state)
 
 
-def import_weights(file: str | Path, entry_id: str, *, overwrite: bool = True) -> Path:
+def import_weights(file: str | Path, entry_id: str, *, overwrite: bool = False) -> Path:
     """Verify a downloaded torchgeo weights file and place it where torch.hub looks.
 
     The file's sha256 must start with the hash prefix in torchgeo's file name (files
-    torchgeo publishes without one are accepted and their full sha256 logged).
+    torchgeo publishes without one are accepted and their full sha256 logged). Importing
+    the same file again does nothing; another file for weights already there (possible
+    only where torchgeo publishes no hash) needs ``overwrite``.
 
     Returns:
         Where the file now lies (``$TORCH_HOME/hub/checkpoints/<torchgeo file name>``).
 
     Raises:
-        BaseModelError: unknown id, missing file, a sha256 mismatch (both hashes named), or
-            a file that does not build the network the id names (:func:`_check_fits`).
+        BaseModelError: unknown id, missing file, a sha256 mismatch (both hashes named),
+            a file that does not build the network the id names (:func:`_check_fits`), or
+            other weights already imported for the id without ``overwrite``.
     """
     file = Path(file)
     if not entry_id.startswith(TorchgeoBase.prefix):
@@ -342,11 +351,17 @@ def import_weights(file: str | Path, entry_id: str, *, overwrite: bool = True) -
             file,
         )
     _check_fits(file, entry)
+    target_dir = torch_hub_checkpoints()
+    target: Path = target_dir / filename
+    if target.is_file() and not overwrite and (before := sha256_file(target)) != digest:
+        raise BaseModelError(
+            f"{entry.id} is already imported with sha256 {before[:12]}..., this file has "
+            f"{digest[:12]}...: pass --overwrite to replace it",
+            target,
+        )
     if prefix is None:
         log.warning("torchgeo publishes no hash for %s; imported with sha256 %s", filename, digest)
-    target_dir = torch_hub_checkpoints()
     target_dir.mkdir(parents=True, exist_ok=True)
-    target: Path = target_dir / filename
     if target.resolve() != file.resolve():
         with atomic_path(target) as tmp:
             shutil.copyfile(file, tmp)

@@ -20,7 +20,7 @@ from shapely.geometry.base import BaseGeometry
 
 from geotl.chips.windows import chip_windows
 from geotl.config import Region
-from geotl.errors import BandMismatchError, ConfigError, LabelError, RasterError
+from geotl.errors import BandMismatchError, ConfigError, LabelError, RasterError, error_text
 from geotl.io.nodata import holds_value, mask_fill_value
 from geotl.io.rasters import (
     SceneInfo,
@@ -205,9 +205,9 @@ def _probe(path: Path, info: SceneInfo, nodata: float | None, sample: bool) -> l
 
 def read_error(path: Path, exc: Exception) -> RasterError:
     """The input error for pixels that cannot be read."""
-    first = str(exc).splitlines()[0][:160]
     return RasterError(
-        f"pixels cannot be read ({first}): the file is truncated or corrupt; replace it", path
+        f"pixels cannot be read ({error_text(exc, 160)}): the file is truncated or corrupt; replace it",
+        path,
     )
 
 

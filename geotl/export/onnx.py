@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geotl import __version__
-from geotl.errors import GeotlInputError, ModelArtefactError
+from geotl.errors import GeotlInputError, ModelArtefactError, error_text
 from geotl.io.atomic import atomic_path, check_output_file
 from geotl.models.artefact import ModelCard, load_artefact
 
@@ -324,7 +324,7 @@ def read_onnx(path: str | Path) -> OnnxModel:
         model = onnx.load_from_string(data)
     except (DecodeError, ValueError, RuntimeError) as exc:
         raise ModelArtefactError(
-            f"not a readable ONNX file ({str(exc).splitlines()[0][:80]}): a truncated copy? "
+            f"not a readable ONNX file ({error_text(exc, 80)}): a truncated copy? "
             "export it again with geotl export",
             path,
         ) from None
@@ -351,7 +351,7 @@ def read_onnx(path: str | Path) -> OnnxModel:
         card = ModelCard.model_validate(json.loads(meta[_CARD_KEY]))
     except ValueError as exc:
         raise ModelArtefactError(
-            f"unreadable geotl card in the ONNX metadata ({str(exc).splitlines()[0]}): "
+            f"unreadable geotl card in the ONNX metadata ({error_text(exc)}): "
             "export it again with this geotl",
             path,
         ) from None

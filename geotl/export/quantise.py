@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from geotl.errors import GeotlInputError
+from geotl.errors import GeotlInputError, error_text
 from geotl.export.onnx import INPUT_NAME, INPUT_SCALE
 from geotl.io.scratch import scratch_dir
 
@@ -334,7 +334,7 @@ def quantise_int8(
             what = "the detector's convolutions" if task == "detection" else "the graph"
             raise GeotlInputError(
                 f"int8: {what} could not be quantised ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:160]}): export fp32 (drop --int8)"
+                f"{error_text(exc, 160)}): export fp32 (drop --int8)"
             ) from exc
         quantised = onnx.load(str(out))
     kept = float_nodes["compute layers"]

@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from geotl import __version__
-from geotl.errors import GeotlInputError, ModelArtefactError
+from geotl.errors import GeotlInputError, ModelArtefactError, error_text
 from geotl.io.atomic import atomic_path, atomic_write_text
 from geotl.models.network import NetworkSpec, build_network
 
@@ -365,9 +365,8 @@ def _load_network(card: ModelCard, weights_path: Path, device: str) -> torch.nn.
         state = load_file(str(weights_path))
         network.load_state_dict(state, strict=True)
     except (RuntimeError, OSError) as exc:
-        first = str(exc).splitlines()[0]
         raise ModelArtefactError(
-            f"weights do not fit the card ({first}); retrain", weights_path
+            f"weights do not fit the card ({error_text(exc)}); retrain", weights_path
         ) from exc
     network.to(device).eval()
     return network

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from geotl import __version__
 from geotl.config import AlertsConfig, Region, check_webhook_url
-from geotl.errors import AlertError
+from geotl.errors import AlertError, error_text
 from geotl.monitor.state import AlertRecord, MonitorState
 
 __all__ = [
@@ -210,7 +210,7 @@ def _attempt(
     try:
         status = _post(policy.url, body, headers, policy.timeout_s)
     except (OSError, ValueError) as exc:  # refused, reset, timeout, DNS, bad URL
-        error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        error = f"{type(exc).__name__}: {error_text(exc, 300)}"
     outcome: Literal["delivered", "retry", "failed"]
     next_attempt: datetime | None = None
     retryable = status is None or status >= 500 or status in RETRY_STATUSES

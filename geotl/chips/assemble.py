@@ -68,15 +68,18 @@ class ChipSummary:
         per_split = ", ".join(f"{self.counts.get(s, 0)} {s}" for s in SPLITS)
         objects = ", ".join(f"{self.objects_per_split.get(s, 0)} {s}" for s in SPLITS)
         pixels = ", ".join(f"{self.pixels_per_split.get(s, 0)} {s}" for s in SPLITS)
-        took = ", ".join(f"{n} {s}" for s, n in sorted(self.guard.pixels.items()))
+        took = ", ".join(f"{n} {s}" for s, n in sorted(self.guard.object_pixels.items()))
+        background = self.guard.total_pixels() - sum(self.guard.object_pixels.values())
         text = (
             f"{self.n_chips} chips ({per_split}) from {self.n_scenes} scene(s); "
-            f"{self.n_objects} labelled objects ({objects}); labelled pixels ({pixels}); "
-            f"guard bands of {self.guard.guard_px} px took {self.guard.total_pixels()} "
-            f"labelled pixels" + (f" ({took})" if took else "")
+            f"{self.n_objects} labelled objects ({objects}); object pixels ({pixels}); "
+            f"guard bands of {self.guard.guard_px} px took "
+            f"{sum(self.guard.object_pixels.values())} more object pixels"
+            + (f" ({took})" if took else "")
+            + f" and {background} background pixels"
         )
         if len(self.class_pixels_per_split) > 1:  # a class missing from a split shows
-            text += f"; labelled pixels per class ({' / '.join(SPLITS)}): " + ", ".join(
+            text += f"; object pixels per class ({' / '.join(SPLITS)}): " + ", ".join(
                 f"{c} " + " / ".join(str(by.get(s, 0)) for s in SPLITS)
                 for c, by in self.class_pixels_per_split.items()
             )
@@ -420,7 +423,11 @@ def chipset_meta(
         "split": {"method": "spatial blocks + guard bands", **split_settings(region)},
         "counts": {
             **summary.counts,
-            "guard": {"chips": summary.guard.chips, "pixels": summary.guard.pixels},
+            "guard": {
+                "chips": summary.guard.chips,
+                "pixels": summary.guard.pixels,
+                "object_pixels": summary.guard.object_pixels,
+            },
             "pixels_per_split": summary.pixels_per_split,
             "pixels_per_class_per_split": summary.class_pixels_per_split,
             "skipped_nodata": summary.n_skipped_nodata,

@@ -60,6 +60,8 @@ class GuardReport:
     guard_px: int
     chips: dict[str, int] = field(default_factory=dict)  # per split
     pixels: dict[str, int] = field(default_factory=dict)  # labelled pixels -> ignore, per split
+    # of those, the pixels of objects (any class but background), per split
+    object_pixels: dict[str, int] = field(default_factory=dict)
 
     def total_pixels(self) -> int:
         """Labelled pixels the bands took, all splits."""
@@ -146,12 +148,14 @@ def apply_guard_bands(
         taken = band & (mask != IGNORE)
         if not taken.any():
             continue
+        objects = int((taken & (mask > 0)).sum())  # IGNORE excluded by taken
         mask[band] = IGNORE
         write_mask(i, mask, band)
         changed[i] = mask
         s = splits[i]
         report.chips[s] = report.chips.get(s, 0) + 1
         report.pixels[s] = report.pixels.get(s, 0) + int(taken.sum())
+        report.object_pixels[s] = report.object_pixels.get(s, 0) + objects
     return report, changed
 
 

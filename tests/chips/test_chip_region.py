@@ -781,4 +781,8 @@ def test_objects_the_guard_bands_took_leave_the_chips_object_ids(tmp_path: Path)
             assert (mask[shown] != 255).any(), (row.chip_id, i)
             listed += 1
     assert summary.n_objects < len(grid)  # the bands took some objects whole
+    # what they took is said apart: object pixels, and the background around them
+    guard = summary.guard
+    assert 0 < sum(guard.object_pixels.values()) < guard.total_pixels()
+    assert f"took {sum(guard.object_pixels.values())} more object pixels" in summary.line()
     assert listed >= summary.n_objects > len(grid) // 2

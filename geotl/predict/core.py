@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import geopandas as gpd
 import numpy as np
@@ -54,6 +54,7 @@ from geotl.predict.engine import load_model
 from geotl.predict.objects import ObjectExtractor, extractor_for
 from geotl.predict.outputs import WRITERS, Prediction, write_cog
 from geotl.predict.outputs.base import scene_file_part
+from geotl.predict.outputs.quicklook import QuicklookWriter, sidecar_paths
 from geotl.predict.scene import check_resolution, map_bands, scene_band_names
 from geotl.predict.stream import StreamStats, infer_and_vectorise
 from geotl.predict.vectorise import min_pixels_for
@@ -594,6 +595,10 @@ def _frame(
     )
 
 
+#: a scene's staged quicklook: the PNG, and its world file and ``.aux.xml``
+_Quicklook = tuple[Path, tuple[Path, Path]]
+
+
 def _per_scene(path: Path | None, name: str, many: bool) -> Path | None:
     if path is None or not many:
         return path
@@ -680,6 +685,8 @@ def predict_scenes(
         for p in (_per_scene(quicklook, name, many), _per_scene(probabilities, name, many)):
             if p is not None:
                 outputs.append(p)
+        if quicklook is not None:  # the files that place each picture on the map
+            outputs.extend(sidecar_paths(_per_scene(quicklook, name, many) or quicklook))
     for p in outputs:
         check_output_file(p, overwrite)
     for path, suffixes, fix in (
@@ -700,7 +707,10 @@ def predict_scenes(
         # every file is written under a temporary name and renamed when all are: an
         # interrupted or failed run leaves none of them, and the same command can run again
         def stage(path: Path | None) -> Path | None:
-            return None if path is None else staged.enter_context(atomic_path(path, optional=True))
+            return None if path is None else stage_file(path)
+
+        def stage_file(path: Path) -> Path:
+            return staged.enter_context(atomic_path(path, optional=True))
 
         jobs = [
             SceneJob(
@@ -710,7 +720,12 @@ def predict_scenes(
             )
             for scene, name in zip(scenes, names, strict=True)
         ]
-        quicklooks = {name: stage(_per_scene(quicklook, name, many)) for name in names}
+        quicklooks: dict[str, _Quicklook | None] = {name: None for name in names}
+        if quicklook is not None:
+            for name in names:
+                png = _per_scene(quicklook, name, many) or quicklook
+                pgw, aux = sidecar_paths(png)
+                quicklooks[name] = (stage_file(png), (stage_file(pgw), stage_file(aux)))
         got = _predict_jobs(model_dir, jobs, quicklooks, options, cluster, engine, device, threads)
         done, failed = got.scenes, got.failed
         if not done:
@@ -754,7 +769,7 @@ class _Gathered:
 def _predict_jobs(
     model_dir: str | Path,
     jobs: list[SceneJob],
-    quicklooks: dict[str, Path | None],
+    quicklooks: dict[str, _Quicklook | None],
     options: PredictOptions,
     cluster: str | None,
     engine: str,
@@ -792,7 +807,7 @@ def _predict_here(
 def _gather(
     results: Iterator[tuple[SceneJob, SceneDetections | BaseException]],
     got: _Gathered,
-    quicklooks: dict[str, Path | None],
+    quicklooks: dict[str, _Quicklook | None],
     many: bool,
 ) -> None:
     """Record each scene's detections (and quicklook) or failure, in the scenes' order."""
@@ -821,4 +836,5 @@ def _gather(
         got.scenes.append(det)
         ql = quicklooks[det.name]
         if ql is not None:
-            WRITERS["quicklook"].write(ql, Prediction(det.features, [det], got.classes))
+            writer = cast(QuicklookWriter, WRITERS["quicklook"])
+            writer.write(ql[0], Prediction(det.features, [det], got.classes), sidecars=ql[1])

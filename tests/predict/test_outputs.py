@@ -67,3 +67,30 @@ def test_quicklook_and_probabilities_named_for_another_format_are_refused(
     assert res.exit_code == 2 and said in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     assert not out.exists() and not (tmp_path / name).exists()
+
+
+def test_quicklook_lies_on_the_map_where_its_scene_does(tmp_path: Path) -> None:
+    """GDAL (so QGIS) opens the PNG in the scene's CRS, each place over its own pixels."""
+    import rasterio
+
+    from geotl.predict.outputs.quicklook import write_quicklook
+
+    band0 = np.full((40, 50), 50, dtype=np.uint8)
+    band0[:20, :25] = 250  # a bright top-left quarter
+    scene = data.write_scene(tmp_path / "s.tif", band0)
+    empty = gpd.GeoDataFrame({"class": []}, geometry=[], crs=data.UTM17)
+    png = write_quicklook(tmp_path / "q.png", scene, empty, [1, 2, 3], ["tree"])
+    assert (tmp_path / "q.pgw").is_file() and (tmp_path / "q.png.aux.xml").is_file()
+    x0, y0, px = data.ORIGIN.c, data.ORIGIN.f, data.ORIGIN.a
+    with rasterio.open(png) as pic:
+        assert pic.crs == data.UTM17
+        red = pic.read(1)
+        # scene pixel coordinates, a tenth of a scene pixel on either side of the edges
+        places = [((12, 10), True), ((37, 30), False), ((24.9, 10), True), ((25.1, 10), False)]
+        places += [((10, 19.9), True), ((10, 20.1), False)]
+        for (col, row), bright in places:
+            r, c = pic.index(x0 + col * px, y0 - row * px)
+            assert (red[r, c] > 200) == bright, (col, row, red[r, c])
+        # the scene's corners fall inside the picture, at the right scale
+        assert pic.bounds.left <= x0 and pic.bounds.top >= y0
+        assert abs(pic.transform.a * pic.width - (pic.bounds.right - pic.bounds.left)) < 1e-6

@@ -1,20 +1,61 @@
-"""``quicklook``: a PNG of each scene with its detections drawn on it."""
+"""``quicklook``: a PNG of each scene with its detections drawn on it.
+
+Beside the PNG, a world file (``.pgw``) and GDAL's ``.png.aux.xml`` (the CRS) place the
+picture on the map: QGIS and GDAL open it where the scene lies (title and legend included).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import html
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
 
-from geotl.io.atomic import atomic_path
+from geotl.io.atomic import atomic_path, atomic_write_text
 from geotl.io.nodata import valid_mask
-from geotl.io.rasters import is_virtual, read_data, remote_gdal_env
+from geotl.io.rasters import is_virtual, nodata_per_band, read_data, remote_gdal_env
 from geotl.predict.outputs.base import OutputWriter, Prediction
 from geotl.predict.outputs.style import class_colour01
 
-__all__ = ["QuicklookWriter", "write_quicklook"]
+__all__ = ["QuicklookWriter", "sidecar_paths", "write_quicklook"]
+
+
+def sidecar_paths(path: Path) -> tuple[Path, Path]:
+    """The world file and the GDAL PAM file that georeference the PNG ``path``.
+
+    >>> [p.name for p in sidecar_paths(Path("trees_OSBS.png"))]
+    ['trees_OSBS.pgw', 'trees_OSBS.png.aux.xml']
+    """
+    return path.with_suffix(".pgw"), path.with_name(path.name + ".aux.xml")
+
+
+def world_file(
+    picture: tuple[float, float], axes: tuple[float, float, float, float], bounds: Any
+) -> str:
+    """The world file of a picture whose axes box shows ``bounds``.
+
+    ``picture``: its (width, height) in pixels; ``axes``: the axes box in display pixels
+    (x0, y0 from the bottom left, x1, y1); ``bounds``: (left, bottom, right, top) in the
+    scene's CRS. A world file gives the pixel size and the centre of the top-left pixel.
+
+    >>> print(world_file((120, 110), (10, 5, 110, 105), (0, 0, 1000, 1000)), end="")
+    10.0
+    0.0
+    0.0
+    -10.0
+    -95.0
+    1045.0
+    """
+    left, bottom, right, top = bounds
+    x0, y0, x1, y1 = axes
+    sx, sy = (right - left) / (x1 - x0), (top - bottom) / (y1 - y0)
+    c = left - x0 * sx  # x of the picture's left edge
+    f = top + (picture[1] - y1) * sy  # y of its top edge
+    lines = [sx, 0.0, 0.0, -sy, c + sx / 2, f - sy / 2]
+    return "".join(f"{float(v)!r}\n" for v in lines)
 
 
 def _stretch(rgb: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -36,6 +77,7 @@ def write_quicklook(
     classes: list[str],
     max_px: int = 1024,
     name: str | None = None,
+    sidecars: tuple[Path, Path] | None = None,
 ) -> Path:
     """Write a PNG of the scene (downsampled to ``max_px``) with the polygons drawn on it.
 
@@ -47,6 +89,8 @@ def write_quicklook(
         classes: the model's classes (colours).
         max_px: longest side of the picture.
         name: the scene's name in the title (default: its file name).
+        sidecars: where to write the world file and the ``.aux.xml`` (the CRS) that place
+            the picture on the map (default: :func:`sidecar_paths` of ``path``).
     """
     import matplotlib
 
@@ -66,7 +110,7 @@ def write_quicklook(
         masks = ds.read_masks(rgb_indexes, out_shape=(len(rgb_indexes), out_h, out_w))
         left, bottom, right, top = ds.bounds
         crs = ds.crs
-        valid = valid_mask(data, ds.nodata, masks)
+        valid = valid_mask(data, ds.nodata, masks, nodata_per_band(ds, rgb_indexes))
         # drawn north-up, whichever way the file stores its rows and columns
         flip = tuple(ax for ax, d in ((1, ds.transform.e > 0), (2, ds.transform.a < 0)) if d)
         data, valid = np.flip(data, flip), np.flip(valid, tuple(a - 1 for a in flip))
@@ -93,9 +137,22 @@ def write_quicklook(
     ax.set_xlim(left, right)
     ax.set_ylim(bottom, top)
     fig.tight_layout()
+    fig.canvas.draw()  # the axes' final box: where the scene lies in the picture
+    box = ax.get_window_extent()
+    world = world_file(
+        (fig.bbox.width, fig.bbox.height),
+        (box.x0, box.y0, box.x1, box.y1),
+        (left, bottom, right, top),
+    )
+    pgw, aux = sidecars or sidecar_paths(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+    atomic_write_text(pgw, world)
+    if crs is not None:
+        wkt = html.escape(crs.to_wkt())
+        srs = f'  <SRS dataAxisToSRSAxisMapping="1,2">{wkt}</SRS>\n'
+        atomic_write_text(aux, f"<PAMDataset>\n{srs}</PAMDataset>\n")
     return path
 
 
@@ -105,9 +162,17 @@ class QuicklookWriter(OutputWriter):
     format = "quicklook"
     per_scene = True
 
-    def write(self, path: Path, prediction: Prediction) -> Path:
-        """Draw the one scene of ``prediction``."""
+    def write(
+        self, path: Path, prediction: Prediction, sidecars: tuple[Path, Path] | None = None
+    ) -> Path:
+        """Draw the one scene of ``prediction`` (``sidecars``: see :func:`write_quicklook`)."""
         (det,) = prediction.scenes
         return write_quicklook(
-            path, det.scene, det.native, det.rgb_indexes, prediction.classes, name=det.name
+            path,
+            det.scene,
+            det.native,
+            det.rgb_indexes,
+            prediction.classes,
+            name=det.name,
+            sidecars=sidecars,
         )

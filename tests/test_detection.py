@@ -273,3 +273,79 @@ def test_a_box_in_ground_two_chips_share_is_scored_once() -> None:
     counts = detection_scores(preds, truths, ["tree"], 0.5, n_boot=10)["iou_0.5"]
     assert (counts["tp"], counts["fp"], counts["fn"]) == (1, 0, 0)
     assert len(truths[1]["boxes"]) == 0 and len(truths[1]["ignore"]) == 1
+
+
+def test_ap_ignore_boxes_hold_for_every_class() -> None:
+    from geotl.evaluate.detection import average_precision_50
+
+    # class 2: one object found, one detection on an ignore box (a sliver at a chip edge)
+    truth = {
+        "boxes": np.array([[0.0, 0, 10, 10]], np.float32),
+        "labels": np.array([2]),
+        "ignore": np.array([[20.0, 20, 30, 30]], np.float32),
+    }
+    pred = {
+        "boxes": np.array([[0.0, 0, 10, 10], [20, 20, 30, 30]], np.float32),
+        "scores": np.array([0.5, 0.9], np.float32),
+        "labels": np.array([2, 2]),
+    }
+    assert average_precision_50([pred], [truth]) == pytest.approx(1.0)
+
+
+def test_ap_counts_more_than_100_boxes_per_chip() -> None:
+    from geotl.evaluate.detection import average_precision_50
+
+    # a dense chip (cars in a car park): 150 objects, all found
+    n = 150
+    boxes = np.array(
+        [[i % 15 * 10, i // 15 * 10, i % 15 * 10 + 8, i // 15 * 10 + 8] for i in range(n)]
+    )
+    truth = {"boxes": boxes.astype(np.float32), "labels": np.ones(n), "ignore": np.zeros((0, 4))}
+    pred = {
+        "boxes": boxes.astype(np.float32),
+        "scores": np.linspace(0.9, 0.5, n).astype(np.float32),
+        "labels": np.ones(n),
+    }
+    assert average_precision_50([pred], [truth]) == pytest.approx(1.0)
+
+
+def test_boxes_all_too_small_refused_before_training(det_region: Path, tmp_path: Path) -> None:
+    import geopandas as gpd
+
+    # labels as 0.15 m squares (1.5 px at 0.1 m): every box is dropped when chipping
+    region = load_region(det_region)
+    labels = gpd.read_file(region.labels_path())
+    labels["geometry"] = labels.geometry.centroid.buffer(0.075, cap_style="square")
+    labels.to_file(tmp_path / "tiny.geojson")
+    text = det_region.read_text()
+    text = text.replace(str(region.labels_path()), str(tmp_path / "tiny.geojson"))
+    (tmp_path / "tiny.toml").write_text(text)
+    result = CliRunner().invoke(
+        cli,
+        ["train", str(tmp_path / "tiny.toml"), "--out", str(tmp_path / "m"), "--epochs", "1"],
+    )
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert "tiny.geojson" in line and "2 px" in line and "point_box_m" in line
+    assert not (tmp_path / "m" / "model.json").exists()
+
+
+def test_chips_off_the_stride_are_padded_like_prediction_windows() -> None:
+    from geotl.train.tasks.detection import DetectionTask
+
+    class Recorder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.shapes: list[tuple[int, ...]] = []
+
+        def forward(self, x: torch.Tensor, targets: Any = None) -> Any:
+            self.shapes.append(tuple(x.shape))
+            return {"loss": x.sum()} if targets is not None else []
+
+    # 100 px chips: anchors spaced by 100 // 13 = 7 px at P3 would sit off the feature cells
+    net, task = Recorder(), DetectionTask(["tree"])
+    x = torch.ones(2, 3, 100, 100)
+    task.training_loss(net, x, [{}, {}])
+    task.forward(net, x)
+    assert net.shapes == [(2, 3, 128, 128), (2, 3, 128, 128)]
+    assert task.forward(net, torch.ones(1, 3, 64, 64)) == [] and net.shapes[-1] == (1, 3, 64, 64)

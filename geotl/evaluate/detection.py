@@ -43,11 +43,28 @@ def average_precision_50(preds: list[dict[str, Any]], truths: list[dict[str, Any
 
     ``preds``: per chip ``boxes`` (n, 4), ``scores``, ``labels``; ``truths``: per chip
     ``boxes``, ``labels`` and ``ignore`` boxes (passed as COCO crowd regions: a detection
-    on one is neither right nor wrong). NaN when no chip holds an object.
+    on one is neither right nor wrong, whatever its class). NaN when no chip holds an
+    object. Up to :data:`~geotl.models.detector.DETECTIONS_PER_WINDOW` boxes per chip
+    count (COCO's 100 would cap the recall of dense chips: cars in a car park).
     """
     from torchmetrics.detection import MeanAveragePrecision
 
-    metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", iou_thresholds=[0.5])
+    from geotl.models.detector import DETECTIONS_PER_WINDOW
+
+    metric = MeanAveragePrecision(
+        box_format="xyxy",
+        iou_type="bbox",
+        iou_thresholds=[0.5],
+        max_detection_thresholds=[1, 10, DETECTIONS_PER_WINDOW],
+        extended_summary=True,  # pycocotools' own summary reads AP at 100 boxes only
+    )
+    # ignore boxes carry no class: each becomes a crowd region of every class
+    classes = np.unique(
+        np.concatenate(
+            [np.asarray(d["labels"], dtype=np.int64).reshape(-1) for d in [*preds, *truths]]
+            or [np.ones(1, np.int64)]
+        )
+    )
     p_list, t_list = [], []
     for p, t in zip(preds, truths, strict=True):
         p_list.append(
@@ -60,22 +77,26 @@ def average_precision_50(preds: list[dict[str, Any]], truths: list[dict[str, Any
         boxes = np.asarray(t["boxes"], dtype=np.float32).reshape(-1, 4)
         ignore = np.asarray(t.get("ignore", np.zeros((0, 4))), dtype=np.float32).reshape(-1, 4)
         labels = np.asarray(t["labels"], dtype=np.int64)
+        crowd = np.tile(ignore, (len(classes), 1))
         t_list.append(
             {
-                "boxes": torch.from_numpy(np.concatenate([boxes, ignore])),
+                "boxes": torch.from_numpy(np.concatenate([boxes, crowd])),
                 "labels": torch.from_numpy(
-                    np.concatenate([labels, np.ones(len(ignore), np.int64)])
+                    np.concatenate([labels, np.repeat(classes, len(ignore))])
                 ),
                 "iscrowd": torch.from_numpy(
-                    np.concatenate([np.zeros(len(boxes), np.int64), np.ones(len(ignore), np.int64)])
+                    np.concatenate([np.zeros(len(boxes), np.int64), np.ones(len(crowd), np.int64)])
                 ),
             }
         )
     if not any(len(t["boxes"]) for t in truths):
         return float("nan")
     metric.update(p_list, t_list)
-    value = float(metric.compute()["map"])
-    return value if value >= 0 else float("nan")  # torchmetrics: -1 when undefined
+    # precision (IoU, recall, class, area, max boxes): all areas, the most boxes, as COCO
+    # averages it (-1: a class without objects)
+    precision = metric.compute()["precision"][0, :, :, 0, -1].numpy()
+    valid = precision[precision > -1]
+    return float(valid.mean()) if valid.size else float("nan")
 
 
 def detect_chips(

@@ -16,12 +16,13 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
 
-from geotl.chips.boxes import ChipBoxes
+from geotl.chips.boxes import MIN_BOX_PX, ChipBoxes, unflat_boxes
 from geotl.config import Region
 from geotl.errors import LabelError
 from geotl.metrics import precision_recall_f1
@@ -32,7 +33,7 @@ from geotl.models.network import NetworkSpec
 from geotl.train.freeze import freeze_leading
 from geotl.train.tasks.base import Task
 
-__all__ = ["DetectionTask", "dihedral", "flip_rotate_boxes"]
+__all__ = ["DetectionTask", "dihedral", "flip_rotate_boxes", "pad_to_stride"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,22 @@ def flip_rotate_boxes(boxes: torch.Tensor, code: int, size: int) -> torch.Tensor
     return b
 
 
+def pad_to_stride(x: torch.Tensor, stride: int = 32) -> torch.Tensor:
+    """Zero-pad a normalised batch below and right to a multiple of ``stride`` px.
+
+    The anchors' spacing is the input size over each pyramid level's size: on chips that
+    are no multiple of 32 px (``size_px = 100`` or ``400``) they would sit off the feature
+    cells, unlike in prediction's windows (multiples of 32, zero padding). Zeros are what
+    nodata becomes; boxes keep their coordinates (the origin is the top-left corner).
+
+    >>> pad_to_stride(torch.ones(1, 3, 100, 128)).shape
+    torch.Size([1, 3, 128, 128])
+    """
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    ph, pw = -h % stride, -w % stride
+    return torch.nn.functional.pad(x, (0, pw, 0, ph)) if ph or pw else x
+
+
 class DetectionTask(Task):
     """Boxes with classes and scores; RetinaNet focal + box losses, ignore boxes."""
 
@@ -79,6 +96,42 @@ class DetectionTask(Task):
     def __init__(self, classes: list[str], loss: str = "ce+dice") -> None:
         super().__init__(classes, loss)
         self.best_score = -1.0
+
+    def prepare_chips(self, region: Region, chips_dir: Path, data: Any) -> None:
+        """Refuse a region whose train chips hold no object box: nothing to learn.
+
+        The chips keep only boxes at least :data:`~geotl.chips.boxes.MIN_BOX_PX` wide and
+        tall: labels smaller than that at the chip resolution (points drawn as tiny boxes,
+        vehicles at a coarse resolution) all vanish, and training would fit background only.
+
+        Raises:
+            LabelError: the train split of ``chips_dir`` holds no object box.
+        """
+        from geotl.chips import read_chip_index
+
+        index = read_chip_index(chips_dir)
+        frame = index.frame
+        if "boxes" not in frame.columns:
+            return  # old chips: _targets says to rechip
+        train = frame.loc[frame["split"] == "train", "boxes"]
+        if sum(len(unflat_boxes(b)) for b in train):
+            return
+        counts = index.meta.get("counts", {})
+        small = int(counts.get("boxes_too_small", 0))
+        res = {s.get("resolution_m") for s in index.meta.get("scenes", [])} - {None}
+        size = f" ({MIN_BOX_PX * float(min(res)):g} m)" if res else ""
+        why = (
+            f"{small} label box(es) were narrower or shorter than {MIN_BOX_PX:g} px{size} at "
+            "the chip resolution and dropped: draw boxes around whole objects (points: a larger "
+            "[labels] point_box_m) or chip at a finer resolution"
+            if small
+            else "label objects inside the imagery's train chips"
+        )
+        raise LabelError(
+            f"the {len(train)} train chip(s) of {chips_dir} hold no object box for "
+            f"task = 'detection': {why}",
+            region.labels_path(),
+        )
 
     def set_class_prior(self, offsets: torch.Tensor | None) -> None:
         """Nothing to correct: RetinaNet's focal loss scores boxes, not pixel classes."""
@@ -163,11 +216,15 @@ class DetectionTask(Task):
         """Not used: the detector computes its losses (:meth:`training_loss`)."""
         raise NotImplementedError("the detector computes its own loss")
 
+    def forward(self, network: torch.nn.Module, x: torch.Tensor) -> Any:
+        """Detections of whole chips, padded like prediction windows (:func:`pad_to_stride`)."""
+        return network(pad_to_stride(x))
+
     def training_loss(
         self, network: torch.nn.Module, x: torch.Tensor, targets: Any
     ) -> torch.Tensor:
         """Focal classification loss + box regression loss (torchvision's RetinaNet)."""
-        losses = network(x, targets)
+        losses = network(pad_to_stride(x), targets)
         return cast(torch.Tensor, sum(losses.values()))
 
     def validation_metric(self, device: torch.device) -> BoxValidation:

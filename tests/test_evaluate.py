@@ -63,6 +63,10 @@ def test_evaluate_demo_model(demo_model, demo_chips, tmp_path):
     assert 0 <= tree["iou"] <= 1 and tree["iou_ci95"][0] <= tree["iou"] <= tree["iou_ci95"][1]
     obj = metrics["objects"]["tree"]
     assert obj["tp"] + obj["fn"] > 0 and metrics["chips"] > 0 and metrics["split"] == "test"
+    # object precision and recall carry their intervals, as F1 does
+    for key in ("precision", "recall", "f1"):
+        lo, hi = obj[f"{key}_ci95"]
+        assert obj[key] is None or (lo is not None and lo <= obj[key] <= hi)
 
 
 def test_evaluate_scores_ground_edge_chips_share_once(demo_model, demo_chips):

@@ -164,9 +164,11 @@ def command(
     card = train_model(regions, out_dir, options)
     if rank:
         return
-    val = card.metrics.get("val_iou")
+    from geotl.train.tasks import TASKS
+
+    val = card.metrics.get("val_iou")  # the task's validation score (a detector's AP50)
     click.echo(
-        f"geotl train: {card.model_id}, val IoU {val:.4f}"
+        f"geotl train: {card.model_id}, val {TASKS[card.task].score_name} {val:.4f}"
         if isinstance(val, float)
         else f"geotl train: {card.model_id}",
         err=True,

@@ -86,10 +86,14 @@ def headline(metrics: dict[str, Any]) -> str:
     >>> headline({"detection": {"ap50": 0.3, "ap50_ci95": [0.2, 0.4],
     ...           "iou_0.5": {"f1": 0.5, "precision": 0.6, "recall": 0.4}}})
     'test AP50 0.30 [0.20, 0.40]; object F1 0.50 at IoU 0.5 (precision 0.60, recall 0.40)'
+    >>> headline({"detection": {"ap50": 0.0016, "ap50_ci95": [0.00035, 0.0038]}})[:34]
+    'test AP50 0.0016 [0.00035, 0.0038]'
     """
 
-    def num(v: Any) -> str:
-        return f"{v:.2f}" if isinstance(v, (int, float)) else "n/a"
+    def num(v: Any) -> str:  # two decimals, or two significant digits below 0.01
+        if not isinstance(v, (int, float)):
+            return "n/a"
+        return f"{v:.2f}" if v == 0 or abs(v) >= 0.01 else f"{v:.2g}"
 
     def ci(pair: Any) -> str:
         ok = isinstance(pair, list) and all(isinstance(v, (int, float)) for v in pair)

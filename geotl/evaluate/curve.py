@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from geotl.config import Region
+from geotl.errors import GeotlInputError
 from geotl.evaluate.core import evaluate_model
 from geotl.io.atomic import atomic_path, atomic_write_text
 
@@ -56,11 +57,18 @@ def label_curve(
     out.mkdir(parents=True, exist_ok=True)
     json_path = Path(out_json) if out_json else out / "curve.json"
     chips = options.chips[0] if options.chips else None
-    cdir = (
-        resolve_chips_dir(region, chips, out / "chips", options.overwrite)
-        if chips or not (out / "chips" / "chipset.json").is_file()
-        else out / "chips"
-    )
+    default = out / "chips"
+    if chips is None and default.exists():
+        # a previous curve's chips are reused; anything else there (a model folder's chips
+        # of other regions) is not this region's and must not be overwritten
+        if not _chips_of(default, region.name):
+            raise GeotlInputError(
+                f"holds chips of another region than {region.name} (is {out} a model folder?): "
+                "give --curve a folder of its own for its models, or pass --chips",
+                default,
+            )
+        chips = default
+    cdir = resolve_chips_dir(region, chips, default, options.overwrite)
     rows: list[dict[str, Any]] = []
     for base in bases:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", base)
@@ -71,6 +79,17 @@ def label_curve(
             card = train_model([region], mdir, opts)
             m = evaluate_model(mdir, region, chips_dir=cdir, n_boot=n_boot, seed=options.seed)
             fg = card.classes[0]
+            kept = _kept(card.metrics)
+            if kept != "network":
+                # the base's network played no part in this row's scores
+                log.warning(
+                    "curve: base %s, %d labels: the %s was kept, not a network trained from "
+                    "the base, so this row does not compare bases (train with --no-pixel-model "
+                    "or more steps)",
+                    base,
+                    budget,
+                    kept,
+                )
             rows.append(
                 {
                     "base": base,
@@ -85,6 +104,7 @@ def label_curve(
                     "object_f1": m["objects"][fg]["f1"],
                     "object_f1_ci95": m["objects"][fg]["f1_ci95"],
                     "model": card.model_id,
+                    "kept": kept,
                 }
             )
     table = {
@@ -97,6 +117,24 @@ def label_curve(
     atomic_write_text(json_path, json.dumps(table, indent=2) + "\n")
     plot_curve(table, json_path.with_suffix(".png"))
     return table
+
+
+def _chips_of(folder: Path, name: str) -> bool:
+    """Whether ``folder`` holds chips cut for the region ``name``."""
+    from geotl.chips import read_chip_index
+
+    if not (folder / "chipset.json").is_file():
+        return False
+    return bool(read_chip_index(folder).meta.get("region") == name)
+
+
+def _kept(metrics: dict[str, Any]) -> str:
+    """What training kept: "network", "pixel model" or "base weights" (none trained better)."""
+    if (metrics.get("pixel_model") or {}).get("kept"):
+        return "pixel model"
+    if metrics.get("kept_base"):
+        return "base weights"
+    return "network"
 
 
 def plot_curve(table: dict[str, Any], path: Path) -> None:

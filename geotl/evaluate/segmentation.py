@@ -256,6 +256,12 @@ def segmentation_scores(
     f1_lo, f1_hi = bootstrap_ci(confs, lambda s: pixel_scores(s)[1], n_boot, seed)
     tp, fp, fn = objs.sum(0)
     op, orc, of1 = precision_recall_f1(tp, fp, fn)
+    op_lo, op_hi = bootstrap_ci(
+        objs, lambda s: precision_recall_f1(s[:, 0], s[:, 1], s[:, 2])[0], n_boot, seed
+    )
+    orc_lo, orc_hi = bootstrap_ci(
+        objs, lambda s: precision_recall_f1(s[:, 0], s[:, 1], s[:, 2])[1], n_boot, seed
+    )
     of1_lo, of1_hi = bootstrap_ci(
         objs, lambda s: precision_recall_f1(s[:, 0], s[:, 1], s[:, 2])[2], n_boot, seed
     )
@@ -279,7 +285,9 @@ def segmentation_scores(
     objects_out = {
         name: {
             "precision": rounded(op[c]),
+            "precision_ci95": [rounded(op_lo[c]), rounded(op_hi[c])],
             "recall": rounded(orc[c]),
+            "recall_ci95": [rounded(orc_lo[c]), rounded(orc_hi[c])],
             "f1": rounded(of1[c]),
             "f1_ci95": [rounded(of1_lo[c]), rounded(of1_hi[c])],
             "tp": int(tp[c]),

@@ -69,6 +69,7 @@ __all__ = [
     "prior_offsets",
     "resolve_chips_dir",
     "select_objects",
+    "share_budget",
     "split_budget",
 ]
 
@@ -120,6 +121,13 @@ def resolve_chips_dir(
             "or drop --chips to chip it",
             chips_dir,
         )
+    cut_px = index.meta.get("size_px")
+    if cut_px is not None and int(cut_px) != region.chips.size_px:
+        raise GeotlInputError(
+            f"chips were cut at {cut_px} px, {region.path.name} has [chips] size_px = "
+            f"{region.chips.size_px} now: chip again (geotl chip --overwrite) or drop --chips",
+            chips_dir,
+        )
     cut = index.meta.get("split", {})
     now = split_settings(region)
     differ = [
@@ -166,6 +174,33 @@ def split_budget(max_labels: int | None, n: int) -> list[int | None]:
     if max_labels < n:
         raise GeotlInputError(f"--max-labels {max_labels} is below the number of regions ({n})")
     return [max_labels // n + (1 if i < max_labels % n else 0) for i in range(n)]
+
+
+def share_budget(max_labels: int | None, available: list[int]) -> list[int | None]:
+    """The label budget shared evenly between regions, none given more than it has.
+
+    What a region cannot use goes to the others, so the regions together use
+    ``max_labels`` objects whenever they hold that many.
+
+    >>> share_budget(40, [39, 10])
+    [30, 10]
+    >>> share_budget(7, [9, 9])
+    [4, 3]
+    """
+    shares = split_budget(max_labels, len(available))
+    if max_labels is None:
+        return shares
+    got = [0] * len(available)
+    left = max_labels
+    open_ = [i for i, a in enumerate(available) if a > 0]
+    while left > 0 and open_:
+        each = [left // len(open_) + (1 if k < left % len(open_) else 0) for k in range(len(open_))]
+        for i, e in zip(open_, each, strict=True):
+            give = min(e, available[i] - got[i])
+            got[i] += give
+            left -= give
+        open_ = [i for i in open_ if got[i] < available[i]]
+    return list(got)
 
 
 def class_shares(datasets: list[ChipData], num_classes: int) -> np.ndarray | None:
@@ -576,9 +611,8 @@ def load_training_sets(
         LabelError: a region has no labelled object in its train split.
     """
     sets = TrainingSets([], [], [])
-    for r, cdir, budget in zip(
-        regions, chips_dirs, split_budget(max_labels, len(regions)), strict=True
-    ):
+    budgets = share_budget(max_labels, [labels_available(c, "train") for c in chips_dirs])
+    for r, cdir, budget in zip(regions, chips_dirs, budgets, strict=True):
         index = read_chip_index(cdir)
         train_frame = index.split("train")
         available = labels_available(cdir, "train")
@@ -646,8 +680,19 @@ def load_refit_sets(
     """
     sets = TrainingSets([], [], [])
     splits = ("train", "val")
+    available = [
+        len(
+            {
+                int(i)
+                for s in splits
+                for ids in read_chip_index(c).split(s)["object_ids"]
+                for i in ids
+            }
+        )
+        for c in chips_dirs
+    ]
     for r, cdir, budget in zip(
-        regions, chips_dirs, split_budget(max_labels, len(regions)), strict=True
+        regions, chips_dirs, share_budget(max_labels, available), strict=True
     ):
         index = read_chip_index(cdir)
         object_ids = [list(v) for s in splits for v in index.split(s)["object_ids"]]

@@ -458,6 +458,7 @@ def _train(
         for i, r in enumerate(regions)
     ]
     band_order = list(first.imagery.bands)
+    _warn_mixed_resolution(regions, chips_dirs)
     sets = load_training_sets(regions, chips_dirs, band_order, settings.max_labels, settings.seed)
     # the val chips' class balance, read before prepare_chips packs more into the masks
     target = None if sets.val is sets.train else class_shares(sets.val, task.num_classes)
@@ -573,6 +574,9 @@ def _train(
             else None,
         },
     }
+    if sets.val is sets.train:
+        # no val chips: val_iou, the step and the threshold were scored on training chips
+        metrics["validated_on"] = "train"
     if threshold is not None:
         metrics["threshold"] = threshold
     if prior is not None:
@@ -955,6 +959,23 @@ def _window_px(settings: Settings, chip_px: int, first: Region) -> int:
     return settings.window_px
 
 
+def _warn_mixed_resolution(regions: list[Region], chips_dirs: list[Path]) -> None:
+    """Say so when regions differ in ground resolution: the card records the first's."""
+    res = []
+    for cdir in chips_dirs:
+        frame = read_chip_index(cdir).frame
+        res.append(float(np.median(frame["resolution_m"])) if len(frame) else 0.0)
+    if len(res) > 1 and min(res) > 0 and max(res) / min(res) > 1.25:
+        log.warning(
+            "regions differ in ground resolution (%s): the model card records %g m (%s's), and "
+            "predict refuses (or with --resample, resamples) imagery at another; resample the "
+            "scenes to one resolution (gdalwarp -tr) to train at one scale",
+            ", ".join(f"{r.name} {v:g} m" for r, v in zip(regions, res, strict=True)),
+            res[0],
+            regions[0].name,
+        )
+
+
 def _check_inputs(regions: list[Region], options: TrainOptions) -> None:
     """Regions that can train together, and options that fit them and the machine."""
     if not regions:
@@ -973,6 +994,18 @@ def _check_inputs(regions: list[Region], options: TrainOptions) -> None:
             )
         seen[r.name] = r
     for r in regions[1:]:
+        if r.task != first.task:
+            raise GeotlInputError(
+                f"task '{r.task}' differs from {first.name}'s '{first.task}': one model has one "
+                "task; set the same task in every region file, or train them apart",
+                r.path,
+            )
+        if r.chips.size_px != first.chips.size_px:
+            raise GeotlInputError(
+                f"[chips] size_px = {r.chips.size_px} differs from {first.name}'s "
+                f"{first.chips.size_px}: set the same size_px in every region file",
+                r.path,
+            )
         if r.classes != first.classes:
             raise GeotlInputError(
                 f"classes {r.classes} differ from {first.name}'s {first.classes}: train regions with the same classes",
@@ -1053,7 +1086,7 @@ def _model_card(
             sha256=entry.sha256,
             pretraining=entry.pretraining,
         ),
-        freeze=settings.freeze,
+        freeze=settings.freeze if entry.id != "none" else "none",  # random weights: all train
         label_budget=settings.max_labels,
         regions=records,
         seed=settings.seed,

@@ -149,7 +149,23 @@ def test_curve_small(demo_chips, tmp_path):
         "pkg:efficientnet-lite0",
         "none",
     }
+    # whether the base's network or the per-pixel model / the base's own weights made a row
+    assert all(r["kept"] in ("network", "pixel model", "base weights") for r in table["rows"])
     assert (tmp_path / "curve" / "curve.png").stat().st_size > 1000
+
+
+def test_curve_into_a_model_folder_of_other_regions_says_how_to_fix(tmp_path):
+    """A model trained on several regions holds chips/<region>/: the curve must not say
+    '--overwrite' (evaluate has none) nor chip over them."""
+    model = tmp_path / "model"
+    (model / "chips" / "harv").mkdir(parents=True)
+    res = CliRunner().invoke(
+        cli, ["evaluate", str(model), str(DEMO), "--curve", "3", "--bases", "none", "--steps", "2"]
+    )
+    assert res.exit_code == 2
+    assert "chips of another region than demo-osbs" in res.stderr
+    assert "give --curve a folder of its own" in res.stderr and "--overwrite" not in res.stderr
+    assert [p.name for p in (model / "chips").iterdir()] == ["harv"]
 
 
 def test_curve_refuses_a_base_the_licence_forbids_before_any_work(tmp_path):

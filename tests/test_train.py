@@ -762,3 +762,22 @@ def test_card_of_random_weights_records_that_nothing_was_frozen(demo_chips, tmp_
     assert region.model.freeze != "none"
     opts = TrainOptions(chips=(demo_chips,), steps=2, val_every=1, base="none", pixel_model=False)
     assert train_model([region], tmp_path / "m", opts).freeze == "none"
+
+
+def test_chips_whose_label_file_changed_since_are_refused(tmp_path):
+    """Labels edited after chipping (a labelling loop): --chips would train on old masks."""
+    import shutil
+
+    import geopandas as gpd
+
+    labels = tmp_path / "crowns.geojson"
+    shutil.copy(REPO / "regions" / "demo-osbs" / "labels" / "OSBS_029_crowns.geojson", labels)
+    old = f'path = "{DEMO.parent}/demo-osbs/labels/OSBS_029_crowns.geojson"'
+    region = load_region(_demo_variant(tmp_path, old, f'path = "{labels}"'))
+    chip_region(region, tmp_path / "chips")
+    opts = TrainOptions(chips=(tmp_path / "chips",), steps=1, val_every=1, pixel_model=False)
+    frame = gpd.read_file(labels)
+    frame.iloc[:-5].to_file(labels, driver="GeoJSON")  # five crowns fewer
+    with pytest.raises(GeotlInputError, match=r"labels file changed after these chips were cut"):
+        train_model([region], tmp_path / "m", opts)
+    assert not (tmp_path / "m").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Hashable
@@ -421,6 +422,7 @@ def chipset_meta(
             "complete_within": region.labels.complete_within,
         },
         "split": {"method": "spatial blocks + guard bands", **split_settings(region)},
+        "inputs_sha256": label_inputs(region),
         "counts": {
             **summary.counts,
             "guard": {
@@ -464,6 +466,37 @@ def chipset_meta(
             for s in scenes
         ],
     }
+
+
+def label_inputs(region: Region) -> dict[str, str]:
+    """sha256 of each label file the chips' masks and split follow, by its role.
+
+    ``labels``, ``complete_within``, ``test_within``, ``val_within`` (those the region
+    names and that exist; a Shapefile with its ``.dbf``, which holds the classes). Chips
+    whose files changed since (``geotl suggest --append-to`` grows ``complete_within``)
+    hold stale masks: ``geotl train --chips`` compares these.
+    """
+    assert region.labels is not None
+    roles = {
+        "labels": region.labels.path,
+        "complete_within": region.labels.complete_within,
+        "test_within": region.split.test_within,
+        "val_within": region.split.val_within,
+    }
+    out = {}
+    for role, rel in roles.items():
+        if not rel or "://" in str(rel) or str(rel).startswith("/vsi"):
+            continue
+        path = region.resolve(rel)
+        parts = [path, path.with_suffix(".dbf")] if path.suffix.lower() == ".shp" else [path]
+        if not path.is_file():
+            continue
+        digest = hashlib.sha256()
+        for part in parts:
+            if part.is_file():
+                digest.update(part.read_bytes())  # label files: megabytes at most
+        out[role] = digest.hexdigest()
+    return out
 
 
 def split_settings(region: Region) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Sampler, WeightedRandomSampler
 
 from geotl.bands import canonical_band
 from geotl.chips import chip_region, read_chip_index
-from geotl.chips.assemble import split_settings
+from geotl.chips.assemble import label_inputs, split_settings
 from geotl.chips.boxes import ChipBoxes, index_boxes
 from geotl.chips.labels import IGNORE
 from geotl.config import Region
@@ -139,6 +139,18 @@ def resolve_chips_dir(
             f"({'; '.join(differ)}): chip again (geotl chip --overwrite) or drop --chips",
             chips_dir,
         )
+    # a label file edited since (suggest --append-to grows complete_within): stale masks
+    was = index.meta.get("inputs_sha256") or {}
+    if was and region.labels is not None:
+        now_sha = label_inputs(region)
+        changed = [role for role, sha in now_sha.items() if role in was and was[role] != sha]
+        if changed:
+            raise GeotlInputError(
+                f"the region's {' and '.join(changed)} file changed after these chips were "
+                "cut, so their masks and split follow the old one: chip again (geotl chip "
+                "--overwrite) or drop --chips",
+                chips_dir,
+            )
     return Path(chips_dir)
 
 

@@ -70,12 +70,12 @@ class ChipSummary:
         objects = ", ".join(f"{self.objects_per_split.get(s, 0)} {s}" for s in SPLITS)
         pixels = ", ".join(f"{self.pixels_per_split.get(s, 0)} {s}" for s in SPLITS)
         took = ", ".join(f"{n} {s}" for s, n in sorted(self.guard.object_pixels.items()))
-        background = self.guard.total_pixels() - sum(self.guard.object_pixels.values())
+        took_objects = sum(self.guard.object_pixels.values())
+        background = self.guard.total_pixels() - took_objects
         text = (
             f"{self.n_chips} chips ({per_split}) from {self.n_scenes} scene(s); "
             f"{self.n_objects} labelled objects ({objects}); object pixels ({pixels}); "
-            f"guard bands of {self.guard.guard_px} px took "
-            f"{sum(self.guard.object_pixels.values())} more object pixels"
+            f"guard bands of {self.guard.guard_px} px took {took_objects} more object pixels"
             + (f" ({took})" if took else "")
             + f" and {background} background pixels"
         )
@@ -120,30 +120,22 @@ def chip_blocks(rows: list[ChipRow], block_size_m: float) -> list[Hashable]:
     each scene's ground would be split on its own and the guard bands between them would
     take most of it.
     """
-    crs_of = {r.scene.scene_id: r.scene for r in rows}
-    labels = {s.crs_label for s in crs_of.values()}
-    frame = next((s for s in crs_of.values() if s.info.crs.is_projected), None)
-    if len(labels) == 1 or frame is None:
-        sizes = {k: block_size(s, block_size_m) for k, s in crs_of.items()}
-        return [
-            block_key(r.scene.crs_label, c.x, c.y, sizes[r.scene.scene_id])
-            for r in rows
-            for c in (r.footprint_native.centroid,)
-        ]
-    size = block_size(frame, block_size_m)
+    scenes = {r.scene.scene_id: r.scene for r in rows}
+    several = len({s.crs_label for s in scenes.values()}) > 1
+    frame = next((s for s in scenes.values() if s.info.crs.is_projected), None) if several else None
+    sizes = {k: block_size(frame or s, block_size_m) for k, s in scenes.items()}
     to_frame: dict[str, Transformer] = {}
     keys: list[Hashable] = []
     for r in rows:
-        c = r.footprint_native.centroid
-        if r.scene.crs_label != frame.crs_label:
-            if r.scene.crs_label not in to_frame:
-                to_frame[r.scene.crs_label] = Transformer.from_crs(
+        c, label = r.footprint_native.centroid, r.scene.crs_label
+        x, y = c.x, c.y
+        if frame is not None and label != frame.crs_label:
+            if label not in to_frame:
+                to_frame[label] = Transformer.from_crs(
                     r.scene.info.crs, frame.info.crs, always_xy=True
                 )
-            x, y = to_frame[r.scene.crs_label].transform(c.x, c.y)
-        else:
-            x, y = c.x, c.y
-        keys.append(block_key(frame.crs_label, x, y, size))
+            x, y = to_frame[label].transform(x, y)
+        keys.append(block_key(frame.crs_label if frame else label, x, y, sizes[r.scene.scene_id]))
     return keys
 
 
@@ -488,9 +480,9 @@ def label_inputs(region: Region) -> dict[str, str]:
         if not rel or "://" in str(rel) or str(rel).startswith("/vsi"):
             continue
         path = region.resolve(rel)
-        parts = [path, path.with_suffix(".dbf")] if path.suffix.lower() == ".shp" else [path]
         if not path.is_file():
             continue
+        parts = [path, path.with_suffix(".dbf")] if path.suffix.lower() == ".shp" else [path]
         digest = hashlib.sha256()
         for part in parts:
             if part.is_file():

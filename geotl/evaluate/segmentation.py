@@ -256,14 +256,9 @@ def segmentation_scores(
     f1_lo, f1_hi = bootstrap_ci(confs, lambda s: pixel_scores(s)[1], n_boot, seed)
     tp, fp, fn = objs.sum(0)
     op, orc, of1 = precision_recall_f1(tp, fp, fn)
-    op_lo, op_hi = bootstrap_ci(
-        objs, lambda s: precision_recall_f1(s[:, 0], s[:, 1], s[:, 2])[0], n_boot, seed
-    )
-    orc_lo, orc_hi = bootstrap_ci(
-        objs, lambda s: precision_recall_f1(s[:, 0], s[:, 1], s[:, 2])[1], n_boot, seed
-    )
-    of1_lo, of1_hi = bootstrap_ci(
-        objs, lambda s: precision_recall_f1(s[:, 0], s[:, 1], s[:, 2])[2], n_boot, seed
+    # one set of resamples for all three: (precision, recall, F1) x class
+    (op_lo, orc_lo, of1_lo), (op_hi, orc_hi, of1_hi) = bootstrap_ci(
+        objs, lambda s: np.stack(precision_recall_f1(s[:, 0], s[:, 1], s[:, 2]), 1), n_boot, seed
     )
     predicted = objs[:, 0] + objs[:, 1]  # (chips, classes)
     labelled = objs[:, 0] + objs[:, 2]

@@ -39,7 +39,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler, WeightedRandomSampler
 
 from geotl.bands import canonical_band
-from geotl.chips import chip_region, read_chip_index
+from geotl.chips import ChipIndex, chip_region, read_chip_index
 from geotl.chips.assemble import label_inputs, split_settings
 from geotl.chips.boxes import ChipBoxes, index_boxes
 from geotl.chips.labels import IGNORE
@@ -171,8 +171,17 @@ def select_objects(object_ids: list[list[int]], max_labels: int | None, seed: in
 
 def labels_available(chips_dir: Path, split: str) -> int:
     """Number of distinct labelled objects in one split of a chips folder."""
-    frame = read_chip_index(chips_dir).split(split)
-    return len({int(i) for ids in frame["object_ids"] for i in ids})
+    return len(_objects(read_chip_index(chips_dir), (split,)))
+
+
+def _objects(index: ChipIndex, splits: tuple[str, ...]) -> set[int]:
+    """The distinct labelled objects of these splits of a chip index."""
+    return {int(i) for s in splits for ids in index.split(s)["object_ids"] for i in ids}
+
+
+def _even_shares(total: int, n: int) -> list[int]:
+    """``total`` in ``n`` near-equal whole shares, the remainder to the first ones."""
+    return [total // n + (1 if i < total % n else 0) for i in range(n)]
 
 
 def split_budget(max_labels: int | None, n: int) -> list[int | None]:
@@ -185,7 +194,7 @@ def split_budget(max_labels: int | None, n: int) -> list[int | None]:
         return [None] * n
     if max_labels < n:
         raise GeotlInputError(f"--max-labels {max_labels} is below the number of regions ({n})")
-    return [max_labels // n + (1 if i < max_labels % n else 0) for i in range(n)]
+    return list(_even_shares(max_labels, n))
 
 
 def share_budget(max_labels: int | None, available: list[int]) -> list[int | None]:
@@ -199,15 +208,14 @@ def share_budget(max_labels: int | None, available: list[int]) -> list[int | Non
     >>> share_budget(7, [9, 9])
     [4, 3]
     """
-    shares = split_budget(max_labels, len(available))
+    shares = split_budget(max_labels, len(available))  # refuses fewer labels than regions
     if max_labels is None:
         return shares
     got = [0] * len(available)
     left = max_labels
     open_ = [i for i, a in enumerate(available) if a > 0]
     while left > 0 and open_:
-        each = [left // len(open_) + (1 if k < left % len(open_) else 0) for k in range(len(open_))]
-        for i, e in zip(open_, each, strict=True):
+        for i, e in zip(open_, _even_shares(left, len(open_)), strict=True):
             give = min(e, available[i] - got[i])
             got[i] += give
             left -= give
@@ -623,11 +631,13 @@ def load_training_sets(
         LabelError: a region has no labelled object in its train split.
     """
     sets = TrainingSets([], [], [])
-    budgets = share_budget(max_labels, [labels_available(c, "train") for c in chips_dirs])
-    for r, cdir, budget in zip(regions, chips_dirs, budgets, strict=True):
-        index = read_chip_index(cdir)
+    indexes = [read_chip_index(c) for c in chips_dirs]
+    counts = [len(_objects(index, ("train",))) for index in indexes]
+    budgets = share_budget(max_labels, counts)
+    for r, cdir, index, available, budget in zip(
+        regions, chips_dirs, indexes, counts, budgets, strict=True
+    ):
         train_frame = index.split("train")
-        available = labels_available(cdir, "train")
         if available == 0:
             advice = index.meta.get("split", {}).get("advice") or (
                 "add labels, or lower [split] val_fraction/test_fraction or block_size_m"
@@ -692,21 +702,12 @@ def load_refit_sets(
     """
     sets = TrainingSets([], [], [])
     splits = ("train", "val")
-    available = [
-        len(
-            {
-                int(i)
-                for s in splits
-                for ids in read_chip_index(c).split(s)["object_ids"]
-                for i in ids
-            }
-        )
-        for c in chips_dirs
-    ]
-    for r, cdir, budget in zip(
-        regions, chips_dirs, share_budget(max_labels, available), strict=True
+    indexes = [read_chip_index(c) for c in chips_dirs]
+    available = [len(_objects(index, splits)) for index in indexes]
+    budgets = share_budget(max_labels, available)
+    for r, cdir, index, n_objects, budget in zip(
+        regions, chips_dirs, indexes, available, budgets, strict=True
     ):
-        index = read_chip_index(cdir)
         object_ids = [list(v) for s in splits for v in index.split(s)["object_ids"]]
         sampled = select_objects(object_ids, budget, seed)
         loaded = [
@@ -729,7 +730,7 @@ def load_refit_sets(
             RegionRecord(
                 name=r.name,
                 path=str(r.path),
-                labels_available=len({int(i) for ids in object_ids for i in ids}),
+                labels_available=n_objects,
                 labels_used=len(sampled),
                 chips_train=len(data),
                 split_sha=index.split_sha(),

@@ -12,6 +12,10 @@ was trained on, both in this vocabulary, so the adapter can match them by name:
 >>> canonical_band("VH")
 'vh'
 
+One-digit ids (``B4``, ``B8``) are no names: Earth Engine spells Sentinel-2's bands so
+(``B8`` the near infrared), Landsat Level-1 products its own (``B8`` the panchromatic
+band), and they part from ``B5`` on. Write ``B08``, ``SR_B5`` or the common name.
+
 A band of one's own (an index, an elevation model, one date of a stacked time series) is
 written ``custom:<name>``: never mistaken for a typo, matched by that name between regions
 and models, and new to every pretrained base:
@@ -86,8 +90,8 @@ SENSOR_IDS: dict[str, str] = {
     "SR_B5": "nir08",
     "SR_B6": "swir16",
     "SR_B7": "swir22",
-    "B8": "pan",
     "ST_B10": "lwir11",
+    # no one-digit "B8": Earth Engine's Sentinel-2 B8 is nir, Landsat Level-1's B8 pan
 }
 
 # other spellings users write (Landsat community names, WorldView-2/3, PlanetScope)

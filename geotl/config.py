@@ -73,6 +73,13 @@ class ImageryConfig(_Strict):
                 "band GDAL does not tag as alpha: gdal_edit.py -colorinterp_N alpha FILE, N "
                 "its number)"
             )
+        one_digit = [b for b in unknown if re.fullmatch(r"[Bb]\d", b.strip())]
+        if one_digit:
+            raise ValueError(
+                f"band id(s) {one_digit} are ambiguous (Sentinel-2's B8 is nir, Landsat's B8 "
+                f"pan): write Sentinel-2 ids with two digits ('B0{one_digit[0].strip()[1]}'), "
+                "Landsat's as SR_B4, or the common name (red, nir, ...)"
+            )
         if unknown:
             raise ValueError(
                 f"unknown band name(s) {unknown}: use common names (red, green, blue, nir, "
@@ -98,6 +105,19 @@ class LabelsConfig(_Strict):
     complete_within: str | None = None
     crs: str | None = None  # overrides a wrong or missing CRS in the label file
     point_box_m: float | None = Field(default=None, gt=0)  # points -> square boxes this wide
+
+    @model_validator(mode="after")
+    def _field_for_map(self) -> LabelsConfig:
+        # without class_field every feature is classes[0]: a class_map (or unmapped) would
+        # be silently ignored, and every land-cover polygon would become the first class
+        given = [k for k in ("class_map", "unmapped") if k in self.model_fields_set]
+        if self.class_field is None and given:
+            raise ValueError(
+                f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} class_field: "
+                "add class_field = the label file's field that holds the values (e.g. "
+                'class_field = "label"); without it every feature is the first class'
+            )
+        return self
 
 
 class ChipsConfig(_Strict):
@@ -187,6 +207,11 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _steps(self) -> ModelConfig:
+        if {"steps", "epochs"} <= self.model_fields_set:  # epochs won, steps went unread
+            raise ValueError(
+                f"steps = {self.steps} and epochs = {self.epochs} both set the training "
+                "length: keep one (steps: optimizer steps; epochs: passes over the train chips)"
+            )
         if self.epochs is None and self.val_every is not None and self.steps < self.val_every:
             raise ValueError(
                 f"steps = {self.steps} is below val_every = {self.val_every}: no validation "
@@ -485,6 +510,47 @@ class Region(_Strict):
         """The imagery files, sorted, from the ``[imagery] paths`` globs."""
         return _expand_globs(self, self.imagery.paths, "imagery.paths")
 
+    def input_paths(self) -> list[Path]:
+        """Every local file or folder the region reads, absolute.
+
+        The region file, its scenes, labels, area and reference layers, and a ``model:`` /
+        ``file:`` base.
+        """
+        base = self.model.base
+        written: list[str | None] = list(self.imagery.paths)
+        if base.startswith(("model:", "file:")):
+            written.append(base.split(":", 1)[1])
+        if self.labels is not None:
+            written += [self.labels.path, self.labels.complete_within]
+        written += [self.split.test_within, self.split.val_within]
+        if self.monitor is not None:  # not [monitor] model: a run may replace it on purpose
+            written.append(self.monitor.aoi)
+            alerts = self.monitor.alerts
+            written += [r.reference_path for r in (alerts.rule if alerts is not None else [])]
+        found = [self.path]
+        for rel in written:
+            if rel is None or "://" in rel or rel.startswith("/vsi"):
+                continue
+            found += [Path(p).resolve() for p in glob.glob(str(self.resolve(rel)), recursive=True)]
+        return found
+
+    def check_output_dir(self, out: str | Path) -> None:
+        """Refuse an output folder that holds any of the region's inputs.
+
+        Replacing it (``--overwrite``) would delete the scenes, labels or the region file.
+
+        Raises:
+            ConfigError: ``out`` is, or lies above, one of :meth:`input_paths`.
+        """
+        folder = Path(out).expanduser().resolve()
+        inside = [p for p in self.input_paths() if p == folder or folder in p.parents]
+        if inside:
+            raise ConfigError(
+                f"holds this region's input {inside[0]}: replacing the folder would delete it; "
+                "choose an --out folder outside the region's files",
+                folder,
+            )
+
     def labels_path(self) -> Path:
         """The label vector file (``[labels] path``)."""
         if self.labels is None:
@@ -509,10 +575,19 @@ def check_datetime_regex(value: str | None) -> str | None:
     return value
 
 
+#: files GDAL (and QGIS) write beside a raster: never scenes of their own, and a glob such as
+#: ``imagery/*`` picks them up once a scene has been opened in QGIS or given overviews
+_SIDECAR_SUFFIXES = (".aux.xml", ".ovr", ".msk", ".tfw", ".tifw", ".tiffw", ".wld")
+
+
 def _expand_globs(region: Region, patterns: list[str], key: str) -> list[Path]:
     found: set[Path] = set()
     for pattern in patterns:
-        matches = glob.glob(str(region.resolve(pattern)), recursive=True)
+        matches = [
+            m
+            for m in glob.glob(str(region.resolve(pattern)), recursive=True)
+            if not m.lower().endswith(_SIDECAR_SUFFIXES)
+        ]
         if not matches:
             raise ConfigError(
                 f"{key}: '{pattern}' matches no file (paths are relative to the region file)",
@@ -565,8 +640,13 @@ def load_region(path: str | Path) -> Region:
     if not region_path.is_file():
         raise ConfigError("region file not found: check the path", path)
     try:
-        raw: dict[str, Any] = tomllib.loads(region_path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        # utf-8-sig: Windows editors (Notepad) start UTF-8 files with a byte-order mark
+        text = region_path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text ({exc.reason}): save it as UTF-8", path) from exc
+    try:
+        raw: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML ({exc})", path) from exc
     if "path" in raw:
         raise ConfigError("unknown key 'path': remove it or fix its spelling", path)

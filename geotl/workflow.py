@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from geotl.config import load_region
+from geotl.errors import ConfigError
 from geotl.io.atomic import atomic_dir, atomic_write_text
 
 __all__ = ["RunSummary", "run_region"]
@@ -52,11 +54,23 @@ def run_region(
     from geotl.train import TrainOptions, train_model
 
     region = load_region(region_path)
-    out = Path(out_dir)
+    out = Path(out_dir).expanduser()
+    if not out.name or ".." in out.parts:  # `--out .` / `..`: a name to swap the folder in by
+        out = Path(os.path.abspath(out))
+    region.check_output_dir(out)
     scenes = region.scene_paths()
     with atomic_dir(out, overwrite) as tmp:
         log.info("1/4 chip %s", region.name)
-        log.info("%s", chip_region(region, tmp / "chips").line())
+        chipped = chip_region(region, tmp / "chips")
+        log.info("%s", chipped.line())
+        if not chipped.counts.get("test", 0):
+            # found now, not after training: evaluate would refuse an empty test split
+            raise ConfigError(
+                "the split gives no test chips, and geotl run evaluates on them: set [split] "
+                "test_fraction above 0 (or test_within), or lower block_size_m; for a region "
+                "without a test split, run geotl train, then geotl predict",
+                region.path,
+            )
         log.info("2/4 train")
         train_model([region], tmp / "model", TrainOptions(chips=(tmp / "chips",), device=device))
         log.info("3/4 evaluate")

@@ -81,6 +81,11 @@ def test_paths_resolve_relative_to_file(folder: Path, monkeypatch: pytest.Monkey
             lambda t: t.replace('"blue"', '"bleu"'),
             r"unknown band name\(s\) \['bleu'\]: .* written 'custom:bleu'",
         ),
+        # Earth Engine's Sentinel-2 "B8" (nir) was read as Landsat's panchromatic band
+        (
+            lambda t: t.replace('["red", "green", "blue"]', '["B4", "B3", "B2", "B8"]'),
+            r"band id\(s\) \['B4', 'B3', 'B2', 'B8'\] are ambiguous .* \('B04'\)",
+        ),
         (
             lambda t: t.replace('Tree = "tree"', 'Tree = "trees"'),
             r"unknown class\(es\) \['trees'\]",
@@ -90,7 +95,21 @@ def test_paths_resolve_relative_to_file(folder: Path, monkeypatch: pytest.Monkey
             r"labels.path: file 'missing.geojson' not found",
         ),
         (lambda t: t + 'unmapped = "drop"\n', r"'labels.unmapped'"),
+        # a class_map without class_field was ignored: every feature became classes[0]
+        (
+            lambda t: t.replace('class_field = "label"\n', ""),
+            r"'labels': class_map needs class_field: add class_field = ",
+        ),
+        (
+            lambda t: t.replace('class_field = "label"\n', "") + 'unmapped = "skip"\n',
+            r"class_map and unmapped need class_field",
+        ),
         (lambda t: t + "[split]\nval_fraction = 0.6\ntest_fraction = 0.5\n", r"must be below 1"),
+        # epochs won silently: steps = 30 ran 20 epochs of at least 400 windows
+        (
+            lambda t: t + "[model]\nsteps = 30\nepochs = 20\n",
+            r"'model': steps = 30 and epochs = 20 both set the training length: keep one",
+        ),
         (
             lambda t: t + '[split]\ntest_within = "areas.gpkg"\n',
             r"split.test_within: file 'areas.gpkg' not found",
@@ -156,6 +175,24 @@ def test_not_toml_and_missing(folder: Path) -> None:
         _load(folder, "name = ")
     with pytest.raises(ConfigError, match="region file not found"):
         load_region(folder / "absent.toml")
+
+
+def test_scene_globs_leave_gdal_sidecars_out(folder: Path) -> None:
+    """`imagery/*` took a scene's .aux.xml (QGIS writes one on opening it) for a scene."""
+    for name in ("a.tif.aux.xml", "a.tif.ovr", "a.tfw", "b.tif"):
+        (folder / "img" / name).write_bytes(b"")
+    region = _load(folder, BASE.replace('"img/*.tif"', '"img/*"'))
+    assert [p.name for p in region.scene_paths()] == ["a.tif", "b.tif"]  # type: ignore[attr-defined]
+
+
+def test_windows_editors_files_load(folder: Path) -> None:
+    """A byte-order mark and CRLF line ends (Notepad's UTF-8) load; Latin-1 says what to do."""
+    path = folder / "r.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + BASE.replace("\n", "\r\n").encode())
+    assert load_region(path).name == "my-region"
+    path.write_bytes(BASE.replace("my-region", "caf\xe9").encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"r\.toml: not UTF-8 text \(.*\): save it as UTF-8"):
+        load_region(path)
 
 
 def test_a_base_model_path_in_the_region_file_is_relative_to_it(tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ claims missing chips.
 from __future__ import annotations
 
 import logging
+import os
 from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import NoReturn
@@ -74,7 +75,10 @@ def chip_region(
         OutputExistsError: ``out_dir`` exists and is not empty, without ``overwrite``.
         ConfigError, RasterError, LabelError, BandMismatchError: bad input (nothing written).
     """
-    out = Path(out_dir)
+    out = Path(out_dir).expanduser()
+    if not out.name or ".." in out.parts:  # `--out .` / `..`: a name to swap the folder in by
+        out = Path(os.path.abspath(out))
+    region.check_output_dir(out)
     prepare_output_dir(out, overwrite)
     if region.labels is None:
         raise ConfigError(

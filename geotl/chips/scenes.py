@@ -266,6 +266,19 @@ def labels_per_scene(
     outside = int((~hit).sum())
     if outside:
         log.warning("labels: %d of %d polygon(s) lie outside every scene", outside, len(labels))
+    bare = [s.info.path.name for s in scenes if s.windows and not len(out[s.scene_id])]
+    if bare and region.labels is not None and region.labels.complete_within is None:
+        # every pixel of such a scene becomes background: right for a scene without
+        # objects, wrong for one nobody labelled (its objects teach "background")
+        log.warning(
+            "labels: %d of %d scene(s) hold no label (%s%s): all their chips are background; "
+            "if they are unlabelled rather than empty, leave them out of [imagery] paths or "
+            "set [labels] complete_within",
+            len(bare),
+            sum(1 for s in scenes if s.windows),
+            ", ".join(bare[:3]),
+            ", ..." if len(bare) > 3 else "",
+        )
     return out
 
 

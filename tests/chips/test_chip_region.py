@@ -786,3 +786,36 @@ def test_objects_the_guard_bands_took_leave_the_chips_object_ids(tmp_path: Path)
     assert 0 < sum(guard.object_pixels.values()) < guard.total_pixels()
     assert f"took {sum(guard.object_pixels.values())} more object pixels" in summary.line()
     assert listed >= summary.n_objects > len(grid) // 2
+
+
+def test_a_scene_without_any_label_is_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unlabelled plot among labelled ones became background chips without a word."""
+    write_scene(tmp_path / "a.tif")
+    write_scene(tmp_path / "b.tif", origin=(X0 + 1000, Y0))  # 1 km east: no label there
+    write_boxes(tmp_path / "l.geojson", [(X0 + 4, Y0 - 12, X0 + 12, Y0 - 4)])
+    path = write_region(
+        tmp_path / "r.toml",
+        ["a.tif", "b.tif"],
+        "l.geojson",
+        split={"val_fraction": 0.0, "test_fraction": 0.0},
+    )
+    with caplog.at_level("WARNING", logger="geotl"):
+        chip_region(load_region(path), tmp_path / "out")
+    assert "labels: 1 of 2 scene(s) hold no label (b.tif): all their chips are background" in (
+        caplog.text
+    )
+    caplog.clear()
+    areas = gpd.GeoDataFrame(geometry=[box(X0, Y0 - 64, X0 + 64, Y0)], crs="EPSG:32618")
+    areas.to_file(tmp_path / "done.gpkg")
+    path = write_region(
+        tmp_path / "r.toml",
+        ["a.tif", "b.tif"],
+        "l.geojson",
+        labels={"complete_within": "done.gpkg"},
+        split={"val_fraction": 0.0, "test_fraction": 0.0},
+    )
+    with caplog.at_level("WARNING", logger="geotl"):
+        chip_region(load_region(path), tmp_path / "out2")
+    assert "hold no label" not in caplog.text  # its chips are skipped, not background

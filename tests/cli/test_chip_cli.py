@@ -87,3 +87,27 @@ def test_small_region_succeeds(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["chip", str(region), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert read_chip_index(tmp_path / "out").meta["counts"]["objects"] == 1
+
+
+def test_out_holding_the_region_inputs_is_refused(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`--out` the region's own folder (or one above it) with --overwrite deleted the scenes,
+    labels and region file when the chips were swapped in; `--out .` was a traceback."""
+    project = tmp_path / "project"
+    project.mkdir()
+    _scene(project / "s.tif")
+    region = _region(project, LABELS_32618)
+    inputs = sorted(p.name for p in project.iterdir())
+    for out in (project, tmp_path):
+        result = CliRunner().invoke(cli, ["chip", str(region), "--out", str(out), "--overwrite"])
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"{out}: holds this region's input" in lines[0]
+        assert "choose an --out folder outside" in lines[0]
+    assert sorted(p.name for p in project.iterdir()) == inputs
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    result = CliRunner().invoke(cli, ["chip", str(region), "--out", "."])
+    assert result.exit_code == 0, result.output
+    assert read_chip_index(empty).meta["counts"]["objects"] == 1

@@ -90,3 +90,37 @@ def test_log_lines_carry_their_time_in_a_log_file_not_for_the_qgis_plugin(tmp_pa
         cli, ["--progress", "json", "chip", str(region), "--out", str(tmp_path / "b")]
     )
     assert any(ln.startswith("WARNING geotl.") for ln in res.stderr.splitlines()), res.stderr
+
+
+def test_run_without_test_split_is_refused_before_training(tmp_path: Path) -> None:
+    """`geotl run` evaluates on the test split: none is an input error found after chipping.
+
+    It was found by evaluate, after training, naming the run's temporary folder.
+    """
+    from tests.chips.data import write_boxes, write_region, write_scene
+
+    write_scene(tmp_path / "s.tif")
+    x0, y0 = 500_000.0, 4_000_000.0
+    write_boxes(tmp_path / "l.geojson", [(x0 + 4, y0 - 12, x0 + 12, y0 - 4)])
+    region = write_region(tmp_path / "r.toml", ["s.tif"], "l.geojson", split={"test_fraction": 0.0})
+    result = CliRunner().invoke(cli, ["run", str(region), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("geotl: error")]
+    assert len(lines) == 1 and "r.toml: the split gives no test chips" in lines[0]
+    assert "test_fraction above 0" in lines[0] and ".tmp-" not in lines[0]
+    assert "2/4 train" not in result.output
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+def test_run_refuses_an_out_that_holds_the_region(tmp_path: Path) -> None:
+    """`geotl run REGION --out DIR --overwrite` with the region's files in DIR deleted them."""
+    from tests.chips.data import write_boxes, write_region, write_scene
+
+    write_scene(tmp_path / "s.tif")
+    write_boxes(tmp_path / "l.geojson", [(500_004.0, 3_999_988.0, 500_012.0, 3_999_996.0)])
+    region = write_region(tmp_path / "r.toml", ["s.tif"], "l.geojson")
+    result = CliRunner().invoke(cli, ["run", str(region), "--out", str(tmp_path), "--overwrite"])
+    assert result.exit_code == 2, result.output
+    assert f"{tmp_path}: holds this region's input" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l.geojson", "r.toml", "s.tif"]

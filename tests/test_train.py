@@ -489,7 +489,7 @@ def test_early_stopping_ends_the_run_after_min_steps(demo_chips, tmp_path, caplo
     assert stop == [f"early stop at step {card.metrics['steps_run']}: " + stop[0].split(": ", 1)[1]]
 
 
-@pytest.mark.parametrize(("score", "warned"), [(0.30, True), (0.41, False)])
+@pytest.mark.parametrize(("score", "warned"), [(0.30, True), (0.405, True), (0.41, False)])
 def test_a_model_no_better_than_the_constant_map_is_reported(score, warned, caplog):
     # 40 % of the validation pixels are crowns: a map of nothing but crowns scores 0.40
     from geotl.train.loop import _choose_threshold
@@ -780,4 +780,65 @@ def test_chips_whose_label_file_changed_since_are_refused(tmp_path):
     frame.iloc[:-5].to_file(labels, driver="GeoJSON")  # five crowns fewer
     with pytest.raises(GeotlInputError, match=r"labels file changed after these chips were cut"):
         train_model([region], tmp_path / "m", opts)
+    assert not (tmp_path / "m").exists()
+
+
+def test_card_of_a_run_in_steps_says_steps_not_zero_epochs(demo_chips, demo_model, tmp_path):
+    """A run set in steps wrote ``epochs: 0`` and nothing of the steps on the card."""
+    import json
+
+    opts = TrainOptions(chips=(demo_chips,), steps=4, val_every=2, batch_size=8)
+    card = train_model([load_region(DEMO)], tmp_path / "m", replace(opts, pixel_model=False))
+    raw = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert raw["epochs"] is None and raw["steps"] == 4 == card.metrics["steps_run"]
+    by_epochs = read_card(demo_model)  # epochs = 2: said, with the steps they made
+    assert by_epochs.epochs == 2 and by_epochs.steps == by_epochs.metrics["steps_run"] > 2
+
+
+def _named_variant(tmp_path: Path, name: str, old: str, new: str) -> Path:
+    path = _demo_variant(tmp_path, 'name = "demo-osbs"', f'name = "{name}"')
+    text = path.read_text()
+    assert old in text
+    (tmp_path / f"{name}.toml").write_text(text.replace(old, new))
+    return tmp_path / f"{name}.toml"
+
+
+def test_regions_trained_together_share_their_predict_settings_on_the_card(demo_chips, tmp_path):
+    """The card took min_area_m2 and the threshold from the first region only."""
+    small = _named_variant(tmp_path, "small", "min_area_m2 = 0.5", "min_area_m2 = 0.2")
+    fixed = _named_variant(tmp_path, "fixed", "[predict]", "[predict]\nthreshold = 0.7")
+    other = _named_variant(tmp_path, "other", "[predict]", "[predict]\nthreshold = 0.6")
+    opts = TrainOptions(steps=2, val_every=1, batch_size=4, pixel_model=False)
+    with pytest.raises(GeotlInputError, match=r"other\.toml: \[predict\] threshold = 0.6 differs"):
+        train_model([load_region(fixed), load_region(other)], tmp_path / "x", opts)
+    assert not (tmp_path / "x").exists()  # refused before chipping
+    card = train_model(
+        [load_region(DEMO), load_region(small), load_region(fixed)], tmp_path / "m", opts
+    )
+    # the smallest objects any region keeps; the threshold a later region set
+    assert card.min_area_m2 == 0.2 and card.threshold == 0.7
+    assert card.metrics["threshold"]["used"] == 0.7
+
+
+def test_an_out_folder_holding_the_regions_files_is_refused(tmp_path):
+    """--overwrite replaced the region's own folder: the region file and scenes were deleted."""
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(DEMO.parent / "demo-osbs", project / "demo-osbs")
+    shutil.copy(DEMO, project / "demo-osbs.toml")
+    region = load_region(project / "demo-osbs.toml")
+    opts = TrainOptions(steps=2, val_every=1, batch_size=4, overwrite=True)
+    for out in (project, project / "demo-osbs"):
+        with pytest.raises(ConfigError, match=r"holds this region's input .*choose an --out"):
+            train_model([region], out, opts)
+    assert (project / "demo-osbs.toml").is_file() and list(project.glob("demo-osbs/imagery/*"))
+
+
+def test_regions_of_other_bands_are_refused_with_the_fix(tmp_path):
+    from geotl.errors import BandMismatchError
+
+    nir = _named_variant(tmp_path, "nir", '"green", "blue"]', '"green", "nir"]')
+    with pytest.raises(BandMismatchError, match=r"nir\.toml: bands .* differ from .*--base model:"):
+        train_model([load_region(DEMO), load_region(nir)], tmp_path / "m", TrainOptions(steps=2))
     assert not (tmp_path / "m").exists()

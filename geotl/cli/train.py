@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,6 +12,9 @@ from geotl.cli.options import device_option, out_dir_option, overwrite_option, s
 from geotl.config import load_region
 from geotl.train import TrainOptions, train_model
 from geotl.train.devices import STRATEGIES, DeviceLayout, launched_rank
+
+if TYPE_CHECKING:
+    from geotl.models.artefact import ModelCard
 
 
 @click.command("train")
@@ -164,13 +168,26 @@ def command(
     card = train_model(regions, out_dir, options)
     if rank:
         return
+    click.echo(summary(card), err=True)
+    click.echo(str(out_dir))
+
+
+def summary(card: ModelCard) -> str:
+    """The person's line: the model id, its validation score and which weights were kept.
+
+    A per-pixel model or the base's own weights kept in place of the trained network is
+    said here too (it was only in the log, hidden by ``-q``).
+    """
     from geotl.train.tasks import TASKS
 
     val = card.metrics.get("val_iou")  # the task's validation score (a detector's AP50)
-    click.echo(
-        f"geotl train: {card.model_id}, val {TASKS[card.task].score_name} {val:.4f}"
-        if isinstance(val, float)
-        else f"geotl train: {card.model_id}",
-        err=True,
-    )
-    click.echo(str(out_dir))
+    name = TASKS[card.task].score_name
+    line = f"geotl train: {card.model_id}"
+    if isinstance(val, float):
+        line += f", val {name} {val:.4f}"
+    pixel = card.metrics.get("pixel_model") or {}
+    if pixel.get("kept"):
+        line += f" (the per-pixel model; the network's val {name} {pixel['network_val_iou']:.4f})"
+    elif card.metrics.get("kept_base"):
+        line += " (the base model's own weights: no trained step beat them on validation)"
+    return line

@@ -39,6 +39,7 @@ __all__ = [
     "ModelCard",
     "Normalisation",
     "RegionRecord",
+    "card_digest",
     "load_artefact",
     "on_cpu",
     "read_card",
@@ -107,7 +108,8 @@ class ModelCard(_Card):
 
     card_format: int = CARD_FORMAT
     geotl_version: str = __version__
-    model_id: str = ""  # filled by write_artefact: "<name>-<sha256 of weights, 12 hex>"
+    # filled by write_artefact: "<name>-<card digest, 8 hex>-<sha256 of weights, 12 hex>"
+    model_id: str = ""
     weights_sha256: str = ""  # filled by write_artefact; every load checks the weights against it
     quantisation: str = "none"  # how an exported graph was quantised (e.g. int8 static)
     name: str
@@ -123,7 +125,8 @@ class ModelCard(_Card):
     label_budget: int | None = None
     regions: list[RegionRecord] = Field(default_factory=list)
     seed: int = 0
-    epochs: int = 0
+    epochs: int | None = None  # the epochs asked for; None when training ran by steps
+    steps: int | None = None  # optimizer steps trained (metrics: the schedule's); None: older cards
     threshold: float = 0.5  # detection: the minimum box score
     nms_iou: float = 0.5  # detection: boxes of one class overlapping more are one object
     min_area_m2: float = 0.0  # the training region's [predict] defaults
@@ -188,7 +191,7 @@ class Artefact:
 
     @property
     def model_id(self) -> str:
-        """Stable id of the artefact (name + weights hash)."""
+        """Stable id of the artefact (name + card digest + weights hash)."""
         return self.card.model_id
 
     def normalise(self, raw: np.ndarray) -> np.ndarray:
@@ -263,7 +266,7 @@ def write_artefact(model_dir: str | Path, network: torch.nn.Module, card: ModelC
     digest = weights_sha256(weights_path)
     card = card.model_copy(
         update={
-            "model_id": f"{card.name}-{digest[:12]}",
+            "model_id": f"{card.name}-{card_digest(card)[:8]}-{digest[:12]}",
             "weights_sha256": digest,
             "created": card.created or datetime.now(UTC).isoformat(timespec="seconds"),
         }
@@ -273,6 +276,23 @@ def write_artefact(model_dir: str | Path, network: torch.nn.Module, card: ModelC
 
     write_model_item(model_dir / STAC_FILE, card, weights_path, "safetensors")
     return card
+
+
+#: card entries that do not change what a deployed model does (when, how fast, how it scored)
+_NOT_IN_ID = {"model_id", "weights_sha256", "created", "geotl_version", "metrics", "trained_on"}
+
+
+def card_digest(card: ModelCard) -> str:
+    """Hex sha256 of what the card says the model is, beside its weights.
+
+    The same weights can be different models: a per-pixel model fitted alike beside two
+    bases, or one network carded with another threshold, minimum area or classes. The model
+    id carries this digest as well as the weights', so such artefacts never share an id
+    (monitor keys its passes by it), while the same run repeated gets the same id.
+    """
+    kept = card.model_dump(mode="json", exclude=_NOT_IN_ID)
+    text = json.dumps(kept, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def weights_sha256(path: str | Path) -> str:

@@ -182,3 +182,18 @@ def test_curve_refuses_a_base_the_licence_forbids_before_any_work(tmp_path):
     assert res.exit_code == 2, res.output
     assert "does not permit commercial use" in res.stderr
     assert not (tmp_path / "curve").exists()  # nothing chipped, nothing trained
+
+
+def test_train_says_when_a_per_pixel_model_or_the_base_was_kept(demo_model):
+    """Which weights the folder holds was only in the log (hidden by -q)."""
+    from geotl.cli.train import summary
+    from geotl.models.artefact import read_card
+
+    card = read_card(demo_model)
+    val = card.metrics["val_iou"]
+    assert summary(card) == f"geotl train: {card.model_id}, val IoU {val:.4f}"
+    pixel = {"kept": True, "network_val_iou": 0.1234, "val_iou": 0.2}
+    kept = card.model_copy(update={"metrics": card.metrics | {"pixel_model": pixel}})
+    assert summary(kept).endswith("(the per-pixel model; the network's val IoU 0.1234)")
+    base = card.model_copy(update={"metrics": card.metrics | {"kept_base": True}})
+    assert "(the base model's own weights" in summary(base)

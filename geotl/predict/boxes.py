@@ -15,7 +15,9 @@ keep every object exactly once across window seams:
    either side of a core boundary, and larger objects seen clipped by both.
 
 Memory holds one batch of windows and the scene's boxes (a few numbers per object), not
-the scene. Boxes whose centre pixel is nodata are dropped.
+the scene. Boxes stay on valid imagery: a box mostly on nodata (fewer than half its
+pixels valid) is dropped, and the others are cut back to the rows and columns of their
+valid pixels, so no box reaches past a swath's edge or into a masked hole's margin.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ __all__ = [
     "artefact_detector",
     "axis_cores",
     "detect_boxes",
+    "fit_to_valid",
 ]
 
 # boxes (n, 4) x0 y0 x1 y1 in window pixels, scores (n,), class ids (n,) for one window
@@ -197,14 +200,17 @@ def detect_boxes(
                 w = plan.windows[k]
                 grid_row, grid_col = plan.grid_position(k)
                 core = (row_cores[grid_row], col_cores[grid_col])
-                keep = _owned(boxes, scores, w, valid, score_threshold, core)
+                keep = _owned(boxes, scores, w, score_threshold, core)
                 if keep.any():
                     b = boxes[keep].copy()
-                    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, w.width) + w.col_off
-                    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, w.height) + w.row_off
-                    kept_boxes.append(b)
-                    kept_scores.append(scores[keep])
-                    kept_labels.append(labels[keep])
+                    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, w.width)
+                    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, w.height)
+                    b, on_valid = fit_to_valid(b, valid)
+                    b[:, [0, 2]] += w.col_off
+                    b[:, [1, 3]] += w.row_off
+                    kept_boxes.append(b[on_valid])
+                    kept_scores.append(scores[keep][on_valid])
+                    kept_labels.append(labels[keep][on_valid])
             if progress is not None:
                 progress(len(batch))
     objects = _nms_objects(kept_boxes, kept_scores, kept_labels, nms_iou, source.transform)
@@ -213,15 +219,54 @@ def detect_boxes(
     return objects, stats
 
 
+def fit_to_valid(
+    boxes: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_], min_valid: float = 0.5
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """Boxes cut back to their valid pixels, and which of them are mostly on valid pixels.
+
+    Args:
+        boxes: ``(n, 4)`` x0 y0 x1 y1 in the pixels of ``valid`` (inside it).
+        valid: ``(h, w)`` True where the imagery has data.
+        min_valid: the smallest share of a box's pixels that must be valid to keep it.
+
+    Returns:
+        The boxes, each shrunk to the bounds of its valid pixels (unchanged when all are
+        valid), and a mask of those to keep.
+
+    >>> valid = np.ones((10, 10), dtype=bool); valid[:, 6:] = False
+    >>> b, keep = fit_to_valid(np.array([[2, 1, 8, 4], [5, 1, 9, 4]], np.float32), valid)
+    >>> b[0].tolist(), keep.tolist()
+    ([2.0, 1.0, 6.0, 4.0], [True, False])
+    """
+    out = boxes.copy()
+    keep = np.ones(len(boxes), dtype=bool)
+    h, w = valid.shape
+    for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+        c0, r0 = min(int(np.floor(x0)), w - 1), min(int(np.floor(y0)), h - 1)
+        c1, r1 = max(int(np.ceil(x1)), c0 + 1), max(int(np.ceil(y1)), r0 + 1)
+        sub = valid[r0:r1, c0:c1]
+        if sub.mean() < min_valid:
+            keep[i] = False
+        elif not sub.all():
+            rows = np.flatnonzero(sub.any(axis=1))
+            cols = np.flatnonzero(sub.any(axis=0))
+            out[i] = (
+                max(x0, c0 + cols[0]),
+                max(y0, r0 + rows[0]),
+                min(x1, c0 + cols[-1] + 1),
+                min(y1, r0 + rows[-1] + 1),
+            )
+    return out, keep
+
+
 def _owned(
     boxes: npt.NDArray[np.float32],
     scores: npt.NDArray[np.float32],
     w: Window,
-    valid: npt.NDArray[np.bool_],
     score_threshold: float,
     core: tuple[tuple[float, float], tuple[float, float]],
 ) -> npt.NDArray[np.bool_]:
-    """Boxes scored high enough whose centre is valid and lies in the window's core.
+    """Boxes scored high enough whose centre lies in the window's core.
 
     ``core``: the window's core rows and columns (scene pixels, ends exclusive).
     """
@@ -232,10 +277,6 @@ def _owned(
     (r0, r1), (c0, c1) = core
     sx, sy = cx + w.col_off, cy + w.row_off
     keep = (scores >= score_threshold) & (sx >= c0) & (sx < c1) & (sy >= r0) & (sy < r1)
-    if keep.any():
-        ci = np.clip(cx.astype(np.int64), 0, w.width - 1)
-        ri = np.clip(cy.astype(np.int64), 0, w.height - 1)
-        keep &= valid[ri, ci]
     return np.asarray(keep)
 
 

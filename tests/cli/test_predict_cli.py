@@ -165,6 +165,42 @@ def test_output_that_is_a_folder_exit_2_before_work(tmp_path: Path, model_dir: P
     assert (folder / "kept.txt").read_text() == "mine"
 
 
+def test_read_only_output_folder_exit_2_before_work(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder files cannot be created in (a read-only disk: root is refused too)."""
+    import errno
+    import tempfile
+
+    import geotl.predict.core
+
+    scene = _stripe_scene(tmp_path / "s.tif")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    mkstemp = tempfile.mkstemp
+
+    def refuse_ro(*args: object, **kwargs: object) -> tuple[int, str]:
+        if Path(str(kwargs.get("dir"))) == ro:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return mkstemp(*args, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before the outputs were checked")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse_ro)
+    monkeypatch.setattr(geotl.predict.core, "load_model", no_work)
+    for outputs in (
+        ["-o", str(ro / "o.geojson")],
+        ["-o", str(tmp_path / "o.geojson"), "--gpkg", str(ro / "o.gpkg")],
+        ["-o", str(tmp_path / "o.geojson"), "--quicklook", str(ro / "o.png")],
+    ):
+        code, _, stderr = _run("predict", str(model_dir), str(scene), *outputs, "--no-progress")
+        assert code == 2, stderr
+        assert "cannot write in folder" in stderr and "Read-only file system" in stderr
+        assert stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ro", "s.tif"]
+
+
 def test_corrupt_scene_skipped_others_written_exit_1(tmp_path: Path, model_dir: Path) -> None:
     good = _stripe_scene(tmp_path / "good.tif")
     bad = tmp_path / "bad.tif"

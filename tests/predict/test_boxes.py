@@ -96,3 +96,45 @@ def test_cores_tile_the_axis() -> None:
     cores = axis_cores(plan.row_offsets, 128, 500)
     assert cores[0][0] == 0 and cores[-1][1] == 500
     assert all(a[1] == b[0] for a, b in itertools.pairwise(cores))
+
+
+def _fixed(box: tuple[float, float, float, float]):  # type: ignore[no-untyped-def]
+    """A detector that reports one box at the same window position in every window."""
+
+    def detect(batch: npt.NDArray[np.float32]) -> list[Detections]:
+        b = np.array([box], dtype=np.float32)
+        return [(b, np.ones(1, np.float32), np.ones(1, np.int64)) for _ in batch]
+
+    return detect
+
+
+@pytest.mark.parametrize(("nodata_from", "expect_x1"), [(30, 30.0), (20, None), (48, 40.0)])
+def test_boxes_stay_on_valid_imagery(
+    tmp_path: Path, nodata_from: int, expect_x1: float | None
+) -> None:
+    """A real plot with its right side blanked: boxes are cut at its edge, or dropped."""
+    scene = Path(__file__).resolve().parents[2] / "regions" / "demo-osbs" / "imagery"
+    path = tmp_path / "blanked.tif"
+    with rasterio.open(scene / "OSBS_029.tif") as ds:
+        arr = ds.read(window=((0, 64), (0, 64)))
+        profile = ds.profile | {"width": 64, "height": 64, "transform": ds.transform}
+    arr[:, :, nodata_from:] = 255
+    profile.pop("blockxsize", None), profile.pop("blockysize", None)
+    with rasterio.open(path, "w", **(profile | {"nodata": 255, "tiled": False})) as dst:
+        dst.write(arr)
+    # centre (25, 25) valid in every case: only the box's share on nodata decides
+    with rasterio.open(path) as src:
+        objects, _ = detect_boxes(
+            _fixed((10.0, 10.0, 40.0, 40.0)), src, [1, 2, 3], plan_windows((64, 64), 64, 0),
+            normalise=lambda a: a.astype(np.float32), model_px=64,
+        )  # fmt: skip
+        transform = src.transform
+    if expect_x1 is None:  # two thirds of the box on nodata
+        assert objects == []
+        return
+    assert len(objects) == 1
+    x0, y0, x1, y1 = objects[0].geometry.bounds
+    c0, r1 = ~transform @ (x0, y0)
+    c1, r0 = ~transform @ (x1, y1)
+    assert [round(v, 3) for v in (c0, r0, c1, r1)] == [10.0, 10.0, expect_x1, 40.0]
+    assert objects[0].first_px == (10, 10, 40, int(expect_x1))

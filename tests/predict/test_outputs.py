@@ -94,3 +94,43 @@ def test_quicklook_lies_on_the_map_where_its_scene_does(tmp_path: Path) -> None:
         # the scene's corners fall inside the picture, at the right scale
         assert pic.bounds.left <= x0 and pic.bounds.top >= y0
         assert abs(pic.transform.a * pic.width - (pic.bounds.right - pic.bounds.left)) < 1e-6
+
+
+def test_quicklook_of_a_rotated_scene_draws_its_boxes_on_their_pixels(tmp_path: Path) -> None:
+    """A grid rotated 30 degrees: picture, world file and polygons agree, as they do north-up.
+
+    It was drawn as if north-up over the rotated footprint's bounds, the polygons in map
+    units: boxes off their objects, and the picture off its scene in QGIS.
+    """
+    import math
+
+    import rasterio
+    from affine import Affine
+    from shapely import affinity
+
+    from geotl.predict.outputs.quicklook import write_quicklook
+
+    t = data.ORIGIN @ Affine.rotation(30)
+    assert t.b != 0 and t.d != 0
+    band0 = np.full((40, 50), 50, dtype=np.uint8)
+    band0[:20, :25] = 250  # a bright top-left quarter of the stored grid
+    scene = data.write_scene(tmp_path / "rot.tif", band0, transform=t)
+    obj = affinity.affine_transform(box(30, 25, 45, 35), [t.a, t.b, t.d, t.e, t.c, t.f])
+    frame = gpd.GeoDataFrame({"class": ["tree"]}, geometry=[obj], crs=data.UTM17)
+    png = write_quicklook(tmp_path / "q.png", scene, frame, [1, 2, 3], ["tree"])
+    with rasterio.open(png) as pic:
+        assert pic.crs == data.UTM17
+        assert math.isclose(abs(pic.transform.b), abs(pic.transform.a) * math.tan(math.pi / 6))
+        red, green = pic.read(1), pic.read(2)
+
+        def at(col: float, row: float) -> tuple[int, int]:
+            r, c = pic.index(*(t @ (col, row)))
+            return int(r), int(c)
+
+        for (col, row), bright in [((12, 10), True), ((37, 10), False), ((12, 30), False)]:
+            r, c = at(col, row)
+            assert (red[r, c] > 200) == bright, (col, row, red[r, c])
+        # the box's outline (class colour: green) on its pixels, none inside or elsewhere
+        for (col, row), outline in [((30, 30), True), ((45, 28), True), ((37, 30), False)]:
+            r, c = at(col, row)
+            assert (green[r - 2 : r + 3, c - 2 : c + 3].max() > 100) == outline, (col, row)

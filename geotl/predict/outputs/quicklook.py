@@ -13,6 +13,7 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+from affine import Affine
 
 from geotl.io.atomic import atomic_path, atomic_write_text
 from geotl.io.nodata import valid_mask
@@ -33,13 +34,18 @@ def sidecar_paths(path: Path) -> tuple[Path, Path]:
 
 
 def world_file(
-    picture: tuple[float, float], axes: tuple[float, float, float, float], bounds: Any
+    picture: tuple[float, float],
+    axes: tuple[float, float, float, float],
+    bounds: Any,
+    transform: Affine | None = None,
 ) -> str:
     """The world file of a picture whose axes box shows ``bounds``.
 
     ``picture``: its (width, height) in pixels; ``axes``: the axes box in display pixels
     (x0, y0 from the bottom left, x1, y1); ``bounds``: (left, bottom, right, top) in the
-    scene's CRS. A world file gives the pixel size and the centre of the top-left pixel.
+    scene's CRS. A world file gives the pixel size (and rotation) and the centre of the
+    top-left pixel. ``transform``: ``bounds`` are in the units it maps to the CRS (a rotated
+    scene's pixel columns and negated rows), not the CRS's.
 
     >>> print(world_file((120, 110), (10, 5, 110, 105), (0, 0, 1000, 1000)), end="")
     10.0
@@ -54,7 +60,11 @@ def world_file(
     sx, sy = (right - left) / (x1 - x0), (top - bottom) / (y1 - y0)
     c = left - x0 * sx  # x of the picture's left edge
     f = top + (picture[1] - y1) * sy  # y of its top edge
-    lines = [sx, 0.0, 0.0, -sy, c + sx / 2, f - sy / 2]
+    m = Affine(sx, 0.0, c, 0.0, -sy, f)
+    if transform is not None:  # columns, negated rows -> the scene's pixels -> the CRS
+        m = transform @ Affine.scale(1.0, -1.0) @ m
+    cx, cy = m @ (0.5, 0.5)
+    lines = [m.a, m.d, m.b, m.e, cx, cy]
     return "".join(f"{float(v)!r}\n" for v in lines)
 
 
@@ -108,20 +118,31 @@ def write_quicklook(
             np.float32
         )
         masks = ds.read_masks(rgb_indexes, out_shape=(len(rgb_indexes), out_h, out_w))
-        left, bottom, right, top = ds.bounds
+        bounds = tuple(ds.bounds)
         crs = ds.crs
+        transform = ds.transform
+        scene_shape = (ds.height, ds.width)
         valid = valid_mask(data, ds.nodata, masks, nodata_per_band(ds, rgb_indexes))
-        # drawn north-up, whichever way the file stores its rows and columns
-        flip = tuple(ax for ax, d in ((1, ds.transform.e > 0), (2, ds.transform.a < 0)) if d)
-        data, valid = np.flip(data, flip), np.flip(valid, tuple(a - 1 for a in flip))
+        # a rotated grid is drawn as stored, in its own pixels (its world file rotates it)
+        rotated = transform.b != 0 or transform.d != 0
+        if not rotated:  # drawn north-up, whichever way the file stores rows and columns
+            flip = tuple(ax for ax, d in ((1, transform.e > 0), (2, transform.a < 0)) if d)
+            data, valid = np.flip(data, flip), np.flip(valid, tuple(a - 1 for a in flip))
     img = _stretch(data, valid)
     img = np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img[:3]
     rgba = np.concatenate([np.moveaxis(img, 0, -1), valid[..., None].astype(np.float32)], axis=-1)
     zoom = max(1.0, 800 / max(out_w, out_h))  # small scenes are drawn larger, pixels crisp
     fig, ax = plt.subplots(figsize=(out_w * zoom / 100 + 0.5, out_h * zoom / 100 + 0.5), dpi=100)
-    ax.imshow(rgba, extent=(left, right, bottom, top), interpolation="nearest")
+    # the axes' units: the CRS, or a rotated scene's pixels (left, bottom, right, top)
+    shown = (0.0, float(scene_shape[0]), float(scene_shape[1]), 0.0) if rotated else bounds
+    ax.imshow(rgba, extent=(shown[0], shown[2], shown[1], shown[3]), interpolation="nearest")
     if len(frame) and crs is not None:
         native = frame.to_crs(crs) if frame.crs is not None and not frame.crs.equals(crs) else frame
+        if rotated:
+            inv = ~transform
+            native = native.set_geometry(
+                native.geometry.affine_transform([inv.a, inv.b, inv.d, inv.e, inv.c, inv.f])
+            )
         for i, class_name in enumerate(classes):  # not `name`: the title's scene name
             sub = native[native["class"] == class_name]
             if len(sub):
@@ -134,15 +155,16 @@ def write_quicklook(
         ax.legend(handles=handles, loc="lower right", fontsize=7)
     ax.set_title(f"{name or scene_path.name}: {len(frame)} detection(s)", fontsize=9)
     ax.set_axis_off()
-    ax.set_xlim(left, right)
-    ax.set_ylim(bottom, top)
+    ax.set_xlim(shown[0], shown[2])
+    ax.set_ylim(shown[1], shown[3])
     fig.tight_layout()
     fig.canvas.draw()  # the axes' final box: where the scene lies in the picture
     box = ax.get_window_extent()
     world = world_file(
         (fig.bbox.width, fig.bbox.height),
         (box.x0, box.y0, box.x1, box.y1),
-        (left, bottom, right, top),
+        (shown[0], -shown[1], shown[2], shown[3]) if rotated else shown,
+        transform if rotated else None,
     )
     pgw, aux = sidecars or sidecar_paths(path)
     with atomic_path(path) as tmp:

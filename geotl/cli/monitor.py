@@ -260,6 +260,6 @@ def ack_command(region_file: Path, alert_ids: tuple[str, ...], out_dir: Path) ->
     from geotl.monitor.alerts.engine import acknowledge_alerts
 
     region = load_region(region_file)
-    done = acknowledge_alerts(region_dir(region, out_dir), list(alert_ids))
+    done = acknowledge_alerts(region_dir(region, out_dir), list(alert_ids), region)
     for alert_id in done:
         click.echo(alert_id)

@@ -15,15 +15,17 @@ from pathlib import Path
 from typing import Literal
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import shapely
+from pyproj import Geod
 from shapely.geometry.base import BaseGeometry
 
 from geotl.config import Region
 from geotl.errors import SceneError
 from geotl.io.atomic import atomic_write_text
 from geotl.io.geojson import write_geojson
-from geotl.monitor.changes import empty_features
+from geotl.monitor.changes import ChangeCriteria, empty_features, metric_crs, overlap_pairs
 from geotl.monitor.sequence import footprint_of
 from geotl.monitor.state import MonitorState, PassRecord
 
@@ -37,6 +39,8 @@ __all__ = [
     "rebuild_outputs",
     "region_dir",
 ]
+
+_GEOD = Geod(ellps="WGS84")
 
 HISTORY_COLUMNS = [
     "acquired",
@@ -130,26 +134,81 @@ def rebuild_outputs(state: MonitorState, rdir: Path) -> None:
 
 
 def latest_frame(rdir: Path, passes: list[PassRecord]) -> gpd.GeoDataFrame:
-    """Newest pass wins where passes overlap; older passes fill what newer ones did not see."""
+    """Newest pass wins where passes overlap; older passes fill what newer ones did not see.
+
+    An object that crosses the edge of a newer pass's footprint is in both: its part in
+    the newer pass, whole in the older one. It is one feature, the newer one, grown by the
+    older object's part outside the newer footprint (its ``area_m2`` measured again), never
+    two overlapping features.
+    """
     if not passes:
         return empty_features()
     footprints = [footprint_of(p) for p in passes]
     everything = shapely.union_all(footprints)
     covered: BaseGeometry = shapely.Polygon()
-    parts: list[gpd.GeoDataFrame] = []
+    kept: gpd.GeoDataFrame | None = None
     for rec, fp in zip(reversed(passes), reversed(footprints), strict=True):
         frame = read_pass(rdir, rec)
         if not frame.empty:
-            if not covered.is_empty:
+            if kept is None or covered.is_empty:
+                kept = frame if kept is None else _concat([kept, frame])
+            else:
+                frame = _fold_into(kept, frame, covered)
                 points = frame.geometry.representative_point()
-                frame = frame[~points.within(covered).to_numpy()]
-            parts.append(frame)
+                kept = _concat([kept, frame[~points.within(covered).to_numpy()]])
         covered = shapely.union(covered, fp)
         if covered.covers(everything):
             break
-    parts = [p for p in parts if not p.empty]
-    if not parts:
+    if kept is None or kept.empty:
+        return empty_features()
+    return kept
+
+
+def _concat(frames: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
+    frames = [f for f in frames if not f.empty]
+    if not frames:
         return empty_features()
     return gpd.GeoDataFrame(
-        pd.concat(parts, ignore_index=True), geometry="geometry", crs="EPSG:4326"
+        pd.concat(frames, ignore_index=True), geometry="geometry", crs="EPSG:4326"
     )
+
+
+def _fold_into(
+    kept: gpd.GeoDataFrame, older: gpd.GeoDataFrame, covered: BaseGeometry
+) -> gpd.GeoDataFrame:
+    """``older``'s objects less those a kept (newer) object is the same object as.
+
+    Such an older object crossed the edge of the newer footprints: its part outside them
+    joins the kept object (``kept`` is changed in place).
+    """
+    if older.empty or kept.empty:
+        return older
+    metric = metric_crs(shapely.union_all(kept.geometry.values))
+    new_m = shapely.make_valid(kept.to_crs(metric).geometry.values)
+    old_m = shapely.make_valid(older.to_crs(metric).geometry.values)
+    pairs = overlap_pairs(new_m, old_m)
+    same_class = (
+        kept["class"].astype(str).to_numpy()[pairs.left]
+        == older["class"].astype(str).to_numpy()[pairs.right]
+        if "class" in kept.columns and "class" in older.columns
+        else np.ones(len(pairs.left), dtype=bool)
+    )
+    match = (pairs.overlap >= ChangeCriteria.min_overlap) & same_class
+    folded: set[int] = set()
+    # an older object joins the newer one it shares most ground with
+    for k in sorted(np.flatnonzero(match), key=lambda k: -float(pairs.intersection_m2[k])):
+        n, o = int(pairs.left[k]), int(pairs.right[k])
+        if o in folded:
+            continue
+        folded.add(o)
+        outside = shapely.difference(older.geometry.iloc[o], covered)
+        if outside.is_empty or outside.area == 0:
+            continue
+        grown = shapely.make_valid(shapely.union(kept.geometry.iloc[n], outside))
+        kept.loc[kept.index[n], "geometry"] = grown
+        if "area_m2" in kept.columns:
+            area = abs(float(_GEOD.geometry_area_perimeter(grown)[0]))
+            kept.loc[kept.index[n], "area_m2"] = round(area, 2)
+    if not folded:
+        return older
+    return older.drop(index=older.index[sorted(folded)])

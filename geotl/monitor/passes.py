@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 import geopandas as gpd
+import shapely
 from rasterio.errors import RasterioError
 from shapely import wkt as shapely_wkt
 from shapely.geometry.base import BaseGeometry
@@ -28,14 +29,15 @@ from geotl.models.artefact import Artefact
 from geotl.monitor.changes import (
     CHANGE_COLUMNS,
     ChangeCriteria,
+    ChangeSet,
     detect_changes,
     empty_features,
     scene_footprint,
 )
 from geotl.monitor.options import Detector, MonitorOptions
-from geotl.monitor.outputs import pass_file, read_pass, read_pass_file
+from geotl.monitor.outputs import latest_frame, pass_file, read_pass
 from geotl.monitor.schedule import backoff_s, utc_now
-from geotl.monitor.sequence import footprint_of, next_pass, overlaps, previous_pass
+from geotl.monitor.sequence import footprint_of, next_pass, overlaps, previous_passes
 from geotl.monitor.sources import Scene, SceneSource
 from geotl.monitor.sources.remote import ItemError
 from geotl.monitor.state import MonitorState, PassRecord
@@ -109,29 +111,23 @@ class PassProcessor:
             footprint, features = self._detect(scene)
             pass_rel = pass_file("passes", scene.acquired, job.name)
             write_geojson(self.dir / pass_rel, features)
-            previous = previous_pass(state, model_id, job, footprint)
+            earlier = previous_passes(state, model_id, job, footprint)
+            previous = earlier[0] if earlier else None
             changes_rel = pass_file("changes", scene.acquired, job.name)
             new = gone = None
             if previous is not None:
-                changes = detect_changes(
-                    features,
-                    read_pass(self.dir, previous),
-                    footprint,
-                    footprint_of(previous),
-                    current_scene=job.name,
-                    previous_scene=previous.name,
-                    criteria=self.criteria,
-                )
+                changes = self._compare(features, footprint, job.name, earlier)
                 new, gone = changes.new, changes.gone
                 write_geojson(self.dir / changes_rel, changes.frame)
-                if previous.model_id != model_id:
+                other = next((r for r in earlier if r.model_id != model_id), None)
+                if other is not None:
                     log.warning(
                         "pass %s compared with %s, which model %s processed: some of its %d "
                         "new / %d gone may come from the change of model, not of the ground "
                         "(geotl monitor --reprocess redoes the earlier passes with this model)",
                         job.name,
-                        previous.name,
-                        previous.model_id,
+                        other.name,
+                        other.model_id,
                         new,
                         gone,
                     )
@@ -152,6 +148,7 @@ class PassProcessor:
                 footprint_wkt=footprint.wkt,
             )
             self._refresh_successor(job, footprint)
+            self._remove_replaced(job)
         except KeyboardInterrupt:
             state.mark_abandoned(job.key, model_id)
             log.warning("pass %s abandoned: it will be redone on the next run", job.name)
@@ -172,7 +169,16 @@ class PassProcessor:
             len(features),
             "-" if new is None else new,
             "-" if gone is None else gone,
-            f" since {previous.name}" if previous else " (first pass over this area)",
+            (
+                f" since {previous.name}"
+                + (
+                    f" (and {len(earlier) - 1} earlier pass(es) beyond it)"
+                    if len(earlier) > 1
+                    else ""
+                )
+                if previous
+                else " (first pass over this area)"
+            ),
             duration,
         )
         return PassResult(
@@ -237,23 +243,51 @@ class PassProcessor:
             frame["acquired"] = scene.acquired.isoformat()
         return footprint, frame
 
+    def _remove_replaced(self, job: PassRecord) -> None:
+        """The files of the job's earlier processing, when they had another name.
+
+        A redone pass whose acquisition time changed (a file replaced, dated by its
+        modification time or by a corrected name or tag) is written under a new stem; the
+        old files would stay in ``passes/`` and ``changes/`` as a second pass of the scene.
+        """
+        for old in (job.pass_path, job.changes_path):
+            if old and not self.state.output_in_use(old):
+                (self.dir / old).unlink(missing_ok=True)
+
+    def _compare(
+        self,
+        features: gpd.GeoDataFrame,
+        footprint: BaseGeometry,
+        name: str,
+        earlier: list[PassRecord],
+    ) -> ChangeSet:
+        """A pass's changes since what ``earlier`` (newest first) last saw of its ground."""
+        if len(earlier) == 1:
+            before = read_pass(self.dir, earlier[0])
+        else:
+            before = latest_frame(self.dir, list(reversed(earlier)))
+        return detect_changes(
+            features,
+            before,
+            footprint,
+            shapely.union_all([footprint_of(r) for r in earlier]),
+            current_scene=name,
+            previous_scene=earlier[0].name,
+            criteria=self.criteria,
+        )
+
     def _refresh_successor(self, job: PassRecord, footprint: BaseGeometry) -> None:
-        """A pass processed late (a backfill, a retry) becomes its successor's previous pass."""
+        """A pass processed late (a backfill, a retry) becomes part of its successor's past."""
         succ = next_pass(self.state, self.artefact.model_id, job, footprint)
-        if succ is None or succ.previous_scene == job.name or succ.pass_path is None:
+        if succ is None or succ.pass_path is None:
             return
         succ_fp = footprint_of(succ)
         if not overlaps(succ_fp, job, footprint):
             return
-        changes = detect_changes(
-            read_pass(self.dir, succ),
-            read_pass_file(self.dir / pass_file("passes", job.acquired, job.name)),
-            succ_fp,
-            footprint,
-            current_scene=succ.name,
-            previous_scene=job.name,
-            criteria=self.criteria,
-        )
+        earlier = previous_passes(self.state, self.artefact.model_id, succ, succ_fp)
+        if job.key not in {r.key for r in earlier}:
+            return
+        changes = self._compare(read_pass(self.dir, succ), succ_fp, succ.name, earlier)
         changes_rel = succ.changes_path or pass_file("changes", succ.acquired, succ.name)
         write_geojson(self.dir / changes_rel, changes.frame)
         self.state.update_changes(
@@ -262,6 +296,6 @@ class PassProcessor:
             changes_path=changes_rel,
             new=changes.new,
             gone=changes.gone,
-            previous_scene=job.name,
+            previous_scene=earlier[0].name,
         )
         log.info("changes of %s recomputed against %s (processed later)", succ.name, job.name)

@@ -18,7 +18,9 @@ missing an asset) is not retried until it changes or ``--retry-failed`` is given
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import logging
+import os
 import shutil
 import sys
 import threading
@@ -281,6 +283,7 @@ class Monitor:
                 else predict_detector(self.region, bands, self.options.resample)
             )
             self._state = MonitorState(self.dir / DB_FILE)
+            self._state.check_region_file(self.region.path, self.region.name, claim=True)
             self._passes = PassProcessor(
                 self.dir,
                 self._state,
@@ -370,7 +373,9 @@ class Monitor:
             given_up = state.oldest_given_up(model_id)
             if since is not None and given_up is not None:
                 since = min(since, given_up)  # a new version of its item heals it
-            found = self.source.discover(state.known_fingerprints(), since)
+            known = state.known_fingerprints()
+            found = self.source.discover({**state.copy_fingerprints(), **known}, since)
+            found = self._without_copies(self._without_moved(found, known), known)
             new, changed = state.record_scenes(found, self.source.kind, model_id, now)
             summary.found = new
             owed = state.ensure_jobs(model_id, self.options.reprocess)
@@ -423,6 +428,80 @@ class Monitor:
             )
         return summary
 
+    def _without_moved(self, found: list[Scene], known: dict[str, str]) -> list[Scene]:
+        """New files less known scenes whose file moved there (and is gone from where it was).
+
+        A project folder moved or renamed, or the incoming folder moved to another disk
+        (``mv``, ``rsync -a``: the same name, size and time stamp): its passes are the same
+        passes, not new ones to predict and list again beside the old.
+        """
+        if self.source.kind != "folder":
+            return found
+        kept: list[Scene] = []
+        moved: list[str] = []
+        for scene in found:
+            old = None
+            if scene.key not in known:
+                old = next(
+                    (
+                        (key, uri)
+                        for key, _, uri in self.state.folder_scenes_with(scene.fingerprint)
+                        if Path(uri).name == Path(scene.uri).name and not os.path.lexists(uri)
+                    ),
+                    None,
+                )
+            if old is None:
+                kept.append(scene)
+                continue
+            self.state.move_scene(old[0], scene.key, scene.uri)
+            moved.append(f"{old[1]} -> {scene.uri}")
+        if moved:
+            log.info(
+                "%d known pass file(s) moved (%s): they stay the same passes",
+                len(moved),
+                moved[0] + (", ..." if len(moved) > 1 else ""),
+            )
+        return kept
+
+    def _without_copies(self, found: list[Scene], known: dict[str, str]) -> list[Scene]:
+        """New files less those with the same bytes as a known scene or another new file.
+
+        The same pass delivered twice under other names (re-sent, or copied into two
+        folders the globs match) would be two passes of one date: listed twice, its changes
+        counted twice, and an alert's persistence reached by one sighting. A copy is
+        recorded and skipped while it stays unchanged.
+        """
+        if self.source.kind != "folder":
+            return found
+        kept: list[Scene] = []
+        for scene in found:
+            if scene.key in known:
+                kept.append(scene)
+                continue
+            size = scene.fingerprint.split(":", 1)[0]
+            others = [
+                (s.key, s.name, s.uri) for s in kept if s.fingerprint.split(":", 1)[0] == size
+            ]
+            original = next(
+                (
+                    (key, name, uri)
+                    for key, name, uri in [*self.state.folder_scenes_of_size(size), *others]
+                    if key != scene.key and _same_bytes(uri, scene.uri)
+                ),
+                None,
+            )
+            if original is None:
+                kept.append(scene)
+                continue
+            self.state.record_copy(scene.key, scene.fingerprint, original[0])
+            log.warning(
+                "%s: the same bytes as scene %s (%s): a copy, not a new pass; skipped",
+                scene.uri,
+                original[1],
+                original[2],
+            )
+        return kept
+
     def _without_vanished(self, due: list[PassRecord]) -> list[PassRecord]:
         """Due jobs less those whose file left the folder: they are forgotten, not failed.
 
@@ -446,6 +525,27 @@ class Monitor:
     def rebuild_outputs(self) -> None:
         """Rewrite ``history.csv`` and ``latest.geojson`` from the state (atomically)."""
         rebuild_outputs(self.state, self.dir)
+
+
+def _same_bytes(a: str, b: str, tail_bytes: int = 1 << 20) -> bool:
+    """Whether two files hold the same bytes (False when one cannot be read).
+
+    Their ends are compared first: scenes of one grid can share long runs of header and
+    nodata at the start, and a new file may be compared with many scenes of its size.
+    """
+    try:
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            size = os.fstat(fa.fileno()).st_size
+            if size != os.fstat(fb.fileno()).st_size:
+                return False
+            start = max(0, size - tail_bytes)
+            fa.seek(start)
+            fb.seek(start)
+            if fa.read(tail_bytes) != fb.read(tail_bytes):
+                return False
+        return filecmp.cmp(a, b, shallow=False)
+    except OSError:
+        return False
 
 
 def run_monitor(

@@ -1,11 +1,14 @@
 """Pass ordering: which recorded pass comes before or after another over the same area.
 
-Changes are always computed against the latest earlier pass whose footprint overlaps: same
-model first, else any model. A pass processed late (a backfill, a retry) slots in between,
-so its successor's changes must then be recomputed against it.
+Changes are computed against what the earlier passes last saw of a pass's ground: the latest
+earlier pass whose footprint overlaps, then, where it did not cover the ground, the latest
+before it that did, and so on (same model first, else any model). A pass processed late (a
+backfill, a retry) slots in between, so its successor's changes must then be recomputed.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import shapely
 from shapely import wkt as shapely_wkt
@@ -13,7 +16,13 @@ from shapely.geometry.base import BaseGeometry
 
 from geotl.monitor.state import MonitorState, PassRecord
 
-__all__ = ["footprint_of", "next_pass", "overlaps", "previous_pass"]
+__all__ = ["footprint_of", "next_pass", "overlaps", "previous_pass", "previous_passes"]
+
+#: at most this many earlier passes make up the view a pass is compared with
+MAX_EARLIER = 20
+#: ground less than this share of a footprint is not worth another earlier pass (the slivers
+#: that decimated nodata masks leave between passes of one grid)
+_SLIVER = 1e-3
 
 
 def footprint_of(rec: PassRecord) -> BaseGeometry:
@@ -38,6 +47,48 @@ def previous_pass(
         if rec.acquired < job.acquired and rec.key != job.key and overlaps(footprint, rec):
             return rec
     return None
+
+
+def previous_passes(
+    state: MonitorState, model_id: str, job: PassRecord, footprint: BaseGeometry
+) -> list[PassRecord]:
+    """The earlier passes that last saw ``footprint``'s ground, newest first.
+
+    The latest earlier overlapping pass first (:func:`previous_pass`'s), then each older one
+    that saw ground inside ``footprint`` the newer ones did not, until all of it is seen.
+    A pass that only partly overlaps the last one is thus compared, beyond that one, with
+    what an earlier pass saw there: a change there is not missed.
+    """
+
+    def same() -> Iterator[PassRecord]:
+        for rec in state.neighbour_passes(model_id, job.acquired, before=True):
+            if rec.key != job.key:
+                yield rec
+
+    def anyone() -> Iterator[PassRecord]:  # read only when no pass of this model overlaps
+        for rec in reversed(state.done_passes()):
+            if rec.acquired < job.acquired and rec.key != job.key:
+                yield rec
+
+    for candidates in (same(), anyone()):
+        out: list[PassRecord] = []
+        seen: BaseGeometry = shapely.Polygon()
+        for rec in candidates:
+            fp = footprint_of(rec)
+            if not overlaps(footprint, rec, fp):
+                continue
+            adds = shapely.difference(shapely.intersection(footprint, fp), seen)
+            if out and adds.area <= _SLIVER * footprint.area:
+                continue
+            out.append(rec)
+            seen = shapely.union(seen, fp)
+            if len(out) >= MAX_EARLIER or shapely.difference(footprint, seen).area <= (
+                _SLIVER * footprint.area
+            ):
+                break
+        if out:
+            return out
+    return []
 
 
 def next_pass(

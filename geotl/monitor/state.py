@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -367,6 +368,22 @@ def _opt_ts(text: str | None) -> datetime | None:
     return parse_ts(text) if text else None
 
 
+def _region_name(path: Path) -> str | None:
+    """The ``name`` of a region file, or None when it is gone or unreadable."""
+    try:
+        name = tomllib.loads(path.read_text(encoding="utf-8")).get("name")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    return name if isinstance(name, str) else None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def _record(row: sqlite3.Row) -> PassRecord:
     return PassRecord(
         key=row[0],
@@ -505,6 +522,40 @@ class MonitorState:
             (key, value),
         )
 
+    def check_region_file(self, region_file: Path, name: str, *, claim: bool = False) -> None:
+        """Refuse a state that another region file of the same name monitors.
+
+        Two region files of one ``name`` and one ``--out`` would share this state: the
+        second's passes compared against the first's objects, its scenes marked done by the
+        first. The state records the region file it belongs to and where it was then; a file
+        that was moved (the recorded one is gone, or no longer has this name) is adopted, and
+        so is any file once the state itself was moved or copied elsewhere.
+
+        Args:
+            region_file: the region file of this command.
+            name: its region name.
+            claim: record ``region_file`` as the state's (a monitor run; readers only check).
+
+        Raises:
+            ConfigError: the recorded region file is another file of the same name.
+        """
+        here = Path(region_file).resolve()
+        where = str(self.path.parent.resolve())
+        stored = self.get_meta("region_file")
+        if stored is not None and stored != str(here) and self.get_meta("region_dir") == where:
+            other = Path(stored)
+            if _region_name(other) == name and not _same_file(other, here):
+                raise ConfigError(
+                    f"region '{name}' in {self.path.parent.parent} is already monitored from "
+                    f"{other}: two region files of one name cannot share a monitor state; give "
+                    "this one another name or another --out (or remove the other file if this "
+                    "one replaces it)",
+                    here,
+                )
+        if claim and (stored != str(here) or self.get_meta("region_dir") != where):
+            self.set_meta("region_file", str(here))
+            self.set_meta("region_dir", where)
+
     # --- scenes ---------------------------------------------------------------------------
 
     def known_fingerprints(self) -> dict[str, str]:
@@ -603,6 +654,48 @@ class MonitorState:
                     )
                     changed += 1
         return new, changed
+
+    def copy_fingerprints(self) -> dict[str, str]:
+        """Files found to be byte copies of a known scene (no passes): key -> fingerprint."""
+        rows = self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'copy:%'")
+        return {str(k)[len("copy:") :]: str(json.loads(v)["fingerprint"]) for k, v in rows}
+
+    def record_copy(self, key: str, fingerprint: str, original: str) -> None:
+        """A file is a byte copy of the scene ``original``: it is not a pass of its own."""
+        self.set_meta(f"copy:{key}", json.dumps({"fingerprint": fingerprint, "of": original}))
+
+    def folder_scenes_of_size(self, size: str) -> list[tuple[str, str, str]]:
+        """(key, name, uri) of the folder scenes whose file had ``size`` bytes when seen."""
+        rows = self._db.execute(
+            "SELECT key, name, uri FROM scenes WHERE source = 'folder' AND fingerprint LIKE ?",
+            (f"{size}:%",),
+        )
+        return [(str(k), str(n), str(u)) for k, n, u in rows]
+
+    def folder_scenes_with(self, fingerprint: str) -> list[tuple[str, str, str]]:
+        """(key, name, uri) of the folder scenes last seen with ``fingerprint``."""
+        rows = self._db.execute(
+            "SELECT key, name, uri FROM scenes WHERE source = 'folder' AND fingerprint = ?",
+            (fingerprint,),
+        )
+        return [(str(k), str(n), str(u)) for k, n, u in rows]
+
+    def move_scene(self, old_key: str, new_key: str, uri: str) -> None:
+        """A known scene's file moved (same name, bytes and time stamp): it keeps its passes."""
+        with self.transaction() as db:
+            db.execute("PRAGMA defer_foreign_keys = ON")
+            db.execute("UPDATE scenes SET key = ?, uri = ? WHERE key = ?", (new_key, uri, old_key))
+            db.execute("UPDATE jobs SET scene_key = ? WHERE scene_key = ?", (new_key, old_key))
+            db.execute(
+                "UPDATE alert_evaluations SET scene_key = ? WHERE scene_key = ?", (new_key, old_key)
+            )
+
+    def output_in_use(self, rel: str) -> bool:
+        """Whether a job records ``rel`` (relative to the region folder) as its pass or changes."""
+        row = self._db.execute(
+            "SELECT 1 FROM jobs WHERE pass_path = ? OR changes_path = ? LIMIT 1", (rel, rel)
+        ).fetchone()
+        return row is not None
 
     def update_scene(self, scene: Scene) -> None:
         """Replace a known scene's source fields (a refreshed STAC item)."""

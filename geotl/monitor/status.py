@@ -93,6 +93,7 @@ def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
     if not db_path.exists():
         return MonitorStatus(region=region.name, dir=rdir, initialised=False)
     with MonitorState(db_path, readonly=True) as state:
+        state.check_region_file(region.path, region.name)
         summary = state.summary()
         loop_stopped = state.loop_stopped()
     last = summary.last_run

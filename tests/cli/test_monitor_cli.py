@@ -167,3 +167,62 @@ def test_help_shows_both_forms() -> None:
     assert (
         "REGION.toml --out DIR" in result.output and "status REGION.toml --out DIR" in result.output
     )
+
+
+def test_two_region_files_of_one_name_cannot_share_an_out_folder(
+    tmp_path: Path, small_scenes: list[Path], model: Path
+) -> None:
+    first = write_region(
+        tmp_path / "a",
+        "cli-test",
+        small_scenes[:1],
+        NAIP_BANDS,
+        ["water"],
+        'source = "folder"\npaths = ["incoming/*.tif"]',
+        datetime_regex=NAIP_REGEX,
+    )
+    second = write_region(
+        tmp_path / "b",
+        "cli-test",
+        small_scenes[:1],
+        NAIP_BANDS,
+        ["water"],
+        'source = "folder"\npaths = ["incoming/*.tif"]',
+        datetime_regex=NAIP_REGEX,
+    )
+    deliver(first, small_scenes[:2])
+    deliver(second, small_scenes[2:])
+    out = tmp_path / "out"
+    runner = CliRunner()
+    args = ["--model", str(model), "--out", str(out), "--once"]
+    assert runner.invoke(cli, ["monitor", str(first), *args]).exit_code == 0
+    history = (out / "cli-test" / "history.csv").read_text()
+
+    # the second file's pass was compared against the first's objects, its run exit 0
+    refused = runner.invoke(cli, ["monitor", str(second), *args])
+    assert refused.exit_code == 2
+    line = refused.stderr.strip()
+    assert line.count("\n") == 0 and str(second) in line and str(first) in line
+    assert "another name or another --out" in line
+    assert (out / "cli-test" / "history.csv").read_text() == history
+    for sub in (["status"], ["report"], ["ack", "a1"]):
+        other = runner.invoke(cli, ["monitor", sub[0], str(second), "--out", str(out), *sub[1:]])
+        assert other.exit_code == 2 and str(first) in other.stderr, sub
+
+    # the first file still runs; moved elsewhere (the old path gone) it is the same region
+    assert runner.invoke(cli, ["monitor", str(first), *args]).exit_code == 0
+    moved = first.with_name("renamed.toml")
+    first.rename(moved)
+    again = runner.invoke(cli, ["monitor", str(moved), *args])
+    assert again.exit_code == 0, again.output
+    # ... and now the file of the same name at the old path is the other one
+    first.write_text(moved.read_text())
+    assert runner.invoke(cli, ["monitor", "status", str(first), "--out", str(out)]).exit_code == 2
+
+    # a copy of the whole folder (the state moved) belongs to whichever file runs it
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    status = runner.invoke(cli, ["monitor", "status", str(second), "--out", str(copy)])
+    assert status.exit_code == 0, status.output

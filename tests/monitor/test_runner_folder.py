@@ -9,6 +9,7 @@ import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import pytest
@@ -314,6 +315,27 @@ def test_acquisition_time_falls_back_to_mtime(
     ).exists()
 
 
+def test_a_redone_pass_with_another_date_leaves_no_old_files(
+    naip_region: Path, naip_small: list[Path], naip_model: Path, tmp_path: Path
+) -> None:
+    """A file dated by its modification time is replaced: one pass, one set of files."""
+    region = load_region(naip_region)
+    opts = MonitorOptions(out_dir=tmp_path / "out", model_dir=naip_model)
+    rdir = tmp_path / "out" / "naip-nd"
+    target = copy_in(naip_region, naip_small[0], "no-date-here.tif")
+    os.utime(target, (1_600_000_000, 1_600_000_000))
+    assert len(run_monitor(region, opts).processed) == 1
+    copy_in(naip_region, naip_small[1], "no-date-here.tif")
+    os.utime(target, (1_600_086_400, 1_600_086_400))
+    assert len(run_monitor(region, opts).processed) == 1
+    [row] = _history(rdir)
+    assert row["pass_file"] == "passes/20200914T122640Z_no-date-here.geojson"
+    for sub in ("passes", "changes"):
+        assert [p.name for p in (rdir / sub).glob("*.geojson")] == [
+            "20200914T122640Z_no-date-here.geojson"
+        ]
+
+
 def test_a_scheduled_pass_runs_without_torch(
     naip_region: Path, naip_small: list[Path], naip_model: Path, tmp_path: Path
 ) -> None:
@@ -347,3 +369,197 @@ def test_a_scheduled_pass_runs_without_torch(
     assert said == ["TORCH True", "TORCH False"]
     with MonitorState(out / "naip-nd" / "state.sqlite", readonly=True) as state:
         assert len(state.done_passes()) == 3
+
+
+@pytest.mark.parametrize("side", ["east", "west"])
+def test_latest_keeps_an_object_across_a_newer_pass_edge_once(
+    tmp_path: Path, naip_small: list[Path], naip_model: Path, side: str
+) -> None:
+    """A newer pass that covers part of an object: latest.geojson holds it once, whole."""
+    import rasterio
+    from rasterio.windows import Window
+
+    (tmp_path / "region" / "incoming").mkdir(parents=True)
+    region_file = write_region(
+        tmp_path / "region",
+        "edge",
+        naip_small[:1],
+        ["red", "green", "blue", "nir"],
+        ["water"],
+        'source = "folder"\npaths = ["incoming/*.tif"]',
+        datetime_regex=r"_(\d{8})\.tif$",
+    )
+    scene = naip_small[1]
+    copy_in(region_file, scene, "p_20100629.tif")
+    region = load_region(region_file)
+    opts = MonitorOptions(out_dir=tmp_path / "out", model_dir=naip_model)
+    rdir = tmp_path / "out" / "edge"
+    assert run_monitor(region, opts).exit_code == 0
+    first = gpd.read_file(next((rdir / "passes").glob("*p_20100629.geojson")))
+    # a later pass of the same image, cut through the middle of its largest object
+    with rasterio.open(scene) as src:
+        big = first.to_crs(src.crs).geometry.iloc[int(first["area_m2"].idxmax())]
+        _, col0 = src.index(big.bounds[0], big.bounds[3])
+        _, col1 = src.index(big.bounds[2], big.bounds[1])
+        cut = (col0 + col1) // 2
+        window = (
+            Window(cut, 0, src.width - cut, src.height)
+            if side == "east"
+            else Window(0, 0, cut, src.height)
+        )
+        profile = {
+            **src.profile,
+            "width": window.width,
+            "height": window.height,
+            "transform": src.window_transform(window),
+        }
+        with rasterio.open(
+            region_file.parent / "incoming" / f"{side}_20100703.tif", "w", **profile
+        ) as dst:
+            dst.write(src.read(window=window))
+    assert run_monitor(region, opts).exit_code == 0
+
+    latest = gpd.read_file(rdir / "latest.geojson").to_crs("EPSG:32614")
+    # no two features of latest.geojson overlap (the object was there twice: whole from the
+    # first pass, its eastern part from the second)
+    left, right = latest.sindex.query(latest.geometry, predicate="intersects")
+    overlaps = [
+        latest.geometry.iloc[i].intersection(latest.geometry.iloc[j]).area
+        for i, j in zip(left, right, strict=True)
+        if i < j
+    ]
+    assert max(overlaps, default=0.0) < 1.0
+    assert len(latest) <= len(first)
+    # the same ground, the same image: the same water, to the footprint's seam
+    assert latest["area_m2"].sum() == pytest.approx(first["area_m2"].sum(), rel=0.03)
+    assert f"{side}_20100703.tif" in set(latest["scene"])
+
+
+def test_the_same_pass_under_another_name_is_one_pass(
+    naip_region: Path, naip_small: list[Path], naip_model: Path, tmp_path: Path
+) -> None:
+    region = load_region(naip_region)
+    out = tmp_path / "out"
+    opts = MonitorOptions(out_dir=out, model_dir=naip_model)
+    deliver(naip_region, naip_small[:2])
+    # the second pass delivered twice in one batch, under another name
+    copy_in(naip_region, naip_small[1], "resent_" + naip_small[1].name)
+    first = run_monitor(region, opts)
+    assert [p.scene for p in first.processed] == [s.stem for s in naip_small[:2]]
+    # the first pass again, later, under another name and date
+    copy_in(naip_region, naip_small[0], "again_20210101.tif")
+    assert run_monitor(region, opts).passes == []
+    assert run_monitor(region, opts).passes == []  # remembered, not compared again
+    history = _history(out / "naip-nd")
+    assert [h["scene"] for h in history] == [s.stem for s in naip_small[:2]]
+    assert len(list((out / "naip-nd" / "passes").glob("*.geojson"))) == 2
+
+    # a copy that is then replaced by another image is a pass
+    copy_in(naip_region, naip_small[2], "again_20210101.tif")
+    later = run_monitor(region, opts)
+    assert [p.scene for p in later.processed] == ["again_20210101"]
+    assert later.processed[0].previous_scene == naip_small[1].stem
+
+
+def test_a_moved_project_folder_keeps_its_passes(
+    naip_region: Path, naip_small: list[Path], naip_model: Path, tmp_path: Path
+) -> None:
+    """Region file, incoming passes and --out moved together (mv keeps names and times)."""
+    import shutil
+
+    for scene in naip_small[:2]:
+        copy_in(naip_region, scene)
+    out = naip_region.parent / "out"
+    first = run_monitor(load_region(naip_region), MonitorOptions(out_dir=out, model_dir=naip_model))
+    assert len(first.processed) == 2
+    moved = tmp_path / "moved"
+    shutil.move(naip_region.parent, moved)
+    region = load_region(moved / naip_region.name)
+    opts = MonitorOptions(out_dir=moved / "out", model_dir=naip_model)
+    again = run_monitor(region, opts)
+    assert again.passes == [] and again.found == 0
+    history = _history(moved / "out" / "naip-nd")
+    assert [h["scene"] for h in history] == [s.stem for s in naip_small[:2]]
+    status = monitor_status(region, moved / "out")
+    assert status.by_status == {"done": 2} and status.scenes == 2
+    # the next pass is compared with the moved ones
+    copy_in(moved / naip_region.name, naip_small[2])
+    later = run_monitor(region, opts)
+    assert [p.previous_scene for p in later.processed] == [naip_small[1].stem]
+
+
+def test_a_change_beyond_the_last_partial_pass_is_found(
+    tmp_path: Path, naip_small: list[Path], naip_model: Path
+) -> None:
+    """A full pass, a strip of it, then a full pass again: changes where the strip did not
+    look are found against the first pass (they were compared with the strip alone)."""
+    import rasterio
+    from rasterio.windows import Window
+    from shapely.geometry import box
+
+    from geotl.monitor.runner import predict_detector
+
+    (tmp_path / "region" / "incoming").mkdir(parents=True)
+    region_file = write_region(
+        tmp_path / "region",
+        "strips",
+        naip_small[:1],
+        ["red", "green", "blue", "nir"],
+        ["water"],
+        'source = "folder"\npaths = ["incoming/*.tif"]',
+        datetime_regex=r"_(\d{8})\.tif$",
+    )
+    incoming = region_file.parent / "incoming"
+    scene = naip_small[1]
+    copy_in(region_file, scene, "a_20100629.tif")
+    with rasterio.open(scene) as src:
+        east = Window(128, 0, src.width - 128, src.height)
+        profile = {
+            **src.profile,
+            "width": east.width,
+            "height": east.height,
+            "transform": src.window_transform(east),
+        }
+        with rasterio.open(incoming / "b_20100703.tif", "w", **profile) as dst:
+            dst.write(src.read(window=east))
+        strip_west_edge = src.xy(0, 128)[0]
+        inner = box(*src.bounds).buffer(-170)  # away from the scene's edges (edge margin)
+        crs = src.crs
+    region = load_region(region_file)
+    opts = MonitorOptions(out_dir=tmp_path / "out", model_dir=naip_model)
+    assert len(run_monitor(region, opts).processed) == 2
+    rdir = tmp_path / "out" / "strips"
+    first = gpd.read_file(rdir / "passes" / "20100629T000000Z_a_20100629.geojson")
+    geoms = first.to_crs(crs).geometry
+    west = first[  # wholly west of b, mostly away from the scene's edges
+        (geoms.bounds["maxx"] < strip_west_edge).to_numpy()
+        & (geoms.intersection(inner).area >= 0.6 * geoms.area).to_numpy()
+    ]
+    assert len(west) > 0
+
+    # the third pass sees the whole scene again (the same image, other bytes: no copy); the
+    # west objects have gone
+    with (
+        rasterio.open(scene) as src,
+        rasterio.open(incoming / "c_20100705.tif", "w", **src.profile) as dst,
+    ):
+        dst.write(src.read())
+        dst.update_tags(PASS="c")
+    detect = predict_detector(region, ["red", "green", "blue", "nir"])
+
+    def drained(artefact: Any, path: Path, pass_scene: Any) -> gpd.GeoDataFrame:
+        found = detect(artefact, path, pass_scene)
+        x_found = found.to_crs(crs).representative_point().x.to_numpy()
+        kept: gpd.GeoDataFrame = found[x_found >= strip_west_edge]
+        return kept
+
+    summary = run_monitor(region, opts, detector=drained)
+    [c] = summary.processed
+    assert c.previous_scene == "b_20100703"
+    changes = gpd.read_file(rdir / "changes" / "20100705T000000Z_c_20100705.geojson")
+    gone = changes[changes["change"] == "gone"]
+    # gone since a, the last pass that saw that ground (compared with b alone: 0 gone)
+    assert c.gone == len(gone) > 0
+    gone_area = gone.to_crs(crs).union_all()
+    for geom in west.to_crs(crs).geometry:
+        assert geom.intersection(gone_area).area >= 0.5 * geom.area

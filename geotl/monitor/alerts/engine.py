@@ -348,16 +348,24 @@ def write_alert_outputs(state: MonitorState, region_dir: Path) -> Path:
     return path
 
 
-def acknowledge_alerts(region_dir: Path, alert_ids: list[str]) -> list[str]:
+def acknowledge_alerts(
+    region_dir: Path, alert_ids: list[str], region: Region | None = None
+) -> list[str]:
     """Acknowledge alerts by id (all or none) and rewrite ``alerts.geojson``.
 
     Safe while a monitor runs on the region (SQLite serialises the writes).
+
+    Args:
+        region_dir: the region's monitor folder.
+        alert_ids: the alerts to acknowledge.
+        region: the region file given; refused when another file of its name owns the state.
 
     Returns:
         The ids acknowledged.
 
     Raises:
         AlertError: the region has no monitor state here, or an id is not one of its alerts.
+        ConfigError: another region file of the same name is monitored into this folder.
     """
     db = Path(region_dir) / DB_FILE
     if not db.exists():
@@ -365,6 +373,8 @@ def acknowledge_alerts(region_dir: Path, alert_ids: list[str]) -> list[str]:
             "no monitor state here: pass the --out folder the monitor writes to", region_dir
         )
     with MonitorState(db) as state:
+        if region is not None:
+            state.check_region_file(region.path, region.name)
         unknown = state.acknowledge_alerts(list(dict.fromkeys(alert_ids)), datetime.now(UTC))
         if unknown:
             raise AlertError(

@@ -284,6 +284,7 @@ def write_report(
     report_dir = Path(report_dir)
     _check_report_dir(report_dir, overwrite, Path(region_dir))
     with MonitorState(db, readonly=True) as state:
+        state.check_region_file(region.path, region.name)
         passes = state.latest_passes()
         alerts = state.alerts()
         deliveries = {a.id: _delivery_text(a) for a in alerts}

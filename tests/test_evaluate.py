@@ -191,3 +191,36 @@ def test_a_class_without_test_pixels_is_left_out_of_the_mean_and_named():
     assert pixel["mean_iou"] == pixel["per_class"]["tree"]["iou"] == 0.75
     assert pixel["classes_without_test_pixels"] == ["shrub"]
     assert pixel["mean_iou_ci95"] == [0.75, 0.75]
+
+
+def test_chips_beside_the_model_cut_before_a_label_edit_are_cut_again(
+    demo_model, demo_chips, tmp_path, caplog
+):
+    # geotl train without --chips keeps the chips in MODEL_DIR/chips; the labels are edited
+    # afterwards (half the crowns dropped): evaluate must not score on the old masks
+    import logging
+    import shutil
+
+    import geopandas as gpd
+
+    model = tmp_path / "m"
+    shutil.copytree(demo_model, model)
+    shutil.copytree(demo_chips, model / "chips")
+    labels = tmp_path / "crowns.geojson"
+    shutil.copy(DEMO.parent / "demo-osbs" / "labels" / "OSBS_029_crowns.geojson", labels)
+    text = DEMO.read_text().replace('"demo-osbs/', f'"{DEMO.parent}/demo-osbs/')
+    text = text.replace(f'"{DEMO.parent}/demo-osbs/labels/OSBS_029_crowns.geojson"', f'"{labels}"')
+    region_file = tmp_path / "demo-osbs.toml"
+    region_file.write_text(text)
+
+    def labelled() -> int:
+        metrics = evaluate_model(model, load_region(region_file), n_boot=10)
+        return int(sum(c["labelled"] for c in metrics["objects"]["tree"]["count_per_chip"]))
+
+    before = labelled()  # the chips beside the model fit the region: used as they are
+    crowns = gpd.read_file(labels)
+    crowns.iloc[::2].to_file(labels, driver="GeoJSON")
+    with caplog.at_level(logging.WARNING, logger="geotl.evaluate.chips"):
+        after = labelled()
+    assert "labels file changed after they were cut" in caplog.text
+    assert 0 < after < before  # scored on masks of the edited labels

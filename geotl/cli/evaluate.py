@@ -21,7 +21,7 @@ def _int_list(text: str) -> list[int]:
         ) from None
     if not values or min(values) < 1:
         raise GeotlInputError(f"--curve {text!r}: give positive label budgets, e.g. 100,300,1000")
-    return values
+    return list(dict.fromkeys(values))  # a budget given twice is one point
 
 
 @click.command("evaluate")
@@ -77,7 +77,11 @@ def command(
     region = load_region(region_file)
     if curve is not None:
         budgets = _int_list(curve)
-        base_ids = [b.strip() for b in bases.split(",") if b.strip()]
+        base_ids = list(dict.fromkeys(b.strip() for b in bases.split(",") if b.strip()))
+        if not base_ids:
+            raise GeotlInputError(
+                f"--bases {bases!r}: give base ids, e.g. pkg:efficientnet-lite0,none"
+            )
         options = TrainOptions(
             chips=(chips_dir,) if chips_dir else (),
             epochs=epochs,

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from geotl.train.data import ChipData
 
-__all__ = ["find_chips", "load_split", "owned_pixels"]
+__all__ = ["find_chips", "load_split", "owned_pixels", "stale_reason"]
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +29,52 @@ def find_chips(model_dir: Path, region: Region, chips_dir: Path | None, tmp: Pat
     if chips_dir is not None:
         return resolve_chips_dir(region, chips_dir, chips_dir, False)
     for cand in (model_dir / "chips", model_dir / "chips" / region.name):
-        if (cand / "chipset.json").is_file() and read_chip_index(cand).meta.get(
-            "region"
-        ) == region.name:
+        if not (cand / "chipset.json").is_file():
+            continue
+        meta = read_chip_index(cand).meta
+        if meta.get("region") != region.name:
+            continue
+        if (why := stale_reason(region, meta)) is None:
             return cand
+        # the masks (or split) of those chips follow the old files: fresh chips instead;
+        # check_same_split then refuses a split that is not the one the model trained on
+        log.warning("the chips in %s are not used: %s; chipping %s again", cand, why, region.name)
+        break
     log.info(
         "chipping %s for evaluation (the split is a pure function of the region file)", region.name
     )
     chip_region(region, tmp / "chips")
     return tmp / "chips"
+
+
+def stale_reason(region: Region, meta: dict[str, Any]) -> str | None:
+    """Why chips (their ``chipset.json`` ``meta``) no longer fit ``region``, or None.
+
+    Chips follow the label, ``complete_within``, ``test_within`` and ``val_within`` files
+    and the ``[chips]`` / ``[split]`` settings they were cut with; an edit since (``geotl
+    suggest --append-to`` grows ``complete_within``) leaves their masks or split stale.
+    """
+    from geotl.chips.assemble import label_inputs, split_settings
+
+    cut_px = meta.get("size_px")
+    if cut_px is not None and int(cut_px) != region.chips.size_px:
+        return f"cut at {cut_px} px, the region has [chips] size_px = {region.chips.size_px}"
+    cut = meta.get("split", {})
+    differ = [
+        f"{k} = {cut[k]!r} there, {v!r} now"
+        for k, v in split_settings(region).items()
+        if k in cut and cut[k] != v
+    ]
+    if differ:
+        return f"cut with another [split] ({'; '.join(differ)})"
+    was = meta.get("inputs_sha256") or {}
+    if was and region.labels is not None:
+        now = label_inputs(region)
+        # a file named, edited or dropped since (each changes the masks)
+        changed = [role for role in {**was, **now} if was.get(role) != now.get(role)]
+        if changed:
+            return f"the region's {' and '.join(changed)} file changed after they were cut"
+    return None
 
 
 def check_same_split(card: Any, region: Region, cdir: Path) -> None:

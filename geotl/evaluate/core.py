@@ -88,6 +88,8 @@ def headline(metrics: dict[str, Any]) -> str:
     'test AP50 0.30 [0.20, 0.40]; object F1 0.50 at IoU 0.5 (precision 0.60, recall 0.40)'
     >>> headline({"detection": {"ap50": 0.0016, "ap50_ci95": [0.00035, 0.0038]}})[:34]
     'test AP50 0.0016 [0.00035, 0.0038]'
+    >>> headline({"detection": {"ap50": None, "objects": 0, "iou_0.5": {}}})[:40]
+    'test AP50 n/a (no labelled test objects)'
     """
 
     def num(v: Any) -> str:  # two decimals, or two significant digits below 0.01
@@ -102,8 +104,9 @@ def headline(metrics: dict[str, Any]) -> str:
     if "detection" in metrics:
         d = metrics["detection"]
         at = d.get("iou_0.5", {})
+        none = " (no labelled test objects)" if d.get("objects") == 0 else ""
         return (
-            f"test AP50 {num(d.get('ap50'))}{ci(d.get('ap50_ci95'))}; object F1 "
+            f"test AP50 {num(d.get('ap50'))}{ci(d.get('ap50_ci95'))}{none}; object F1 "
             f"{num(at.get('f1'))} at IoU 0.5 (precision {num(at.get('precision'))}, "
             f"recall {num(at.get('recall'))})"
         )

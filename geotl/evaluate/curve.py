@@ -12,6 +12,7 @@ import numpy as np
 
 from geotl.config import Region
 from geotl.errors import GeotlInputError
+from geotl.evaluate.chips import stale_reason
 from geotl.evaluate.core import evaluate_model
 from geotl.io.atomic import atomic_path, atomic_write_text
 
@@ -44,6 +45,8 @@ def label_curve(
     """
     import re
 
+    from geotl.chips import read_chip_index
+    from geotl.io.atomic import check_output_file
     from geotl.models.bases.kind import require_supported
     from geotl.models.catalogue import check_licence, get_entry
     from geotl.train import resolve_chips_dir, train_model
@@ -54,10 +57,13 @@ def label_curve(
         require_supported(entry)
         check_licence(entry, region.model.require_commercial_licence)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     json_path = Path(out_json) if out_json else out / "curve.json"
+    if out_json:  # a folder that does not exist fails now, not after the first model
+        check_output_file(json_path)
+    out.mkdir(parents=True, exist_ok=True)
     chips = options.chips[0] if options.chips else None
     default = out / "chips"
+    overwrite = options.overwrite
     if chips is None and default.exists():
         # a previous curve's chips are reused; anything else there (a model folder's chips
         # of other regions) is not this region's and must not be overwritten
@@ -67,13 +73,42 @@ def label_curve(
                 "give --curve a folder of its own for its models, or pass --chips",
                 default,
             )
-        chips = default
-    cdir = resolve_chips_dir(region, chips, default, options.overwrite)
+        why = stale_reason(region, read_chip_index(default).meta)
+        if why is None:
+            chips = default
+        elif (out / "model.json").is_file():  # a model's own chips are not the curve's to replace
+            raise GeotlInputError(
+                f"holds the chips of the model in {out}, {why}: give --curve a folder of its "
+                "own for its models, or pass --chips",
+                default,
+            )
+        else:  # the curve's own chips, cut before the labels were edited: cut them again
+            log.warning("curve: the chips in %s are not used: %s; chipping again", default, why)
+            overwrite = True
+    cdir = resolve_chips_dir(region, chips, default, overwrite)
+    settings = _settings(region, options, read_chip_index(cdir).split_sha(), n_boot)
+    done = _done_rows(json_path, region.name, settings)
+    task = region.task
     rows: list[dict[str, Any]] = []
+    table = {
+        "region": region.name,
+        "task": task,
+        "class": region.classes[0],
+        "bases": bases,
+        "budgets": budgets,
+        "rows": rows,
+        "complete": False,
+        "settings": settings,
+    }
     for base in bases:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", base)
         for budget in budgets:
             mdir = out / slug / str(budget)
+            kept_row = done.get((base, budget))
+            if kept_row is not None and _model_id(mdir) == kept_row.get("model"):
+                log.info("curve: base %s, %d labels: done by an earlier run, kept", base, budget)
+                rows.append(kept_row)
+                continue
             log.info("curve: base %s, %d labels", base, budget)
             opts = replace(options, base=base, max_labels=budget, chips=(cdir,), overwrite=True)
             card = train_model([region], mdir, opts)
@@ -90,33 +125,90 @@ def label_curve(
                     budget,
                     kept,
                 )
-            rows.append(
-                {
-                    "base": base,
-                    "budget": budget,
-                    "labels_used": card.regions[0].labels_used,
-                    "train_seconds": card.metrics.get("train_seconds"),
-                    "steps_run": card.metrics.get("steps_run"),
-                    "pixel_iou": m["pixel"]["per_class"][fg]["iou"],
-                    "pixel_iou_ci95": m["pixel"]["per_class"][fg]["iou_ci95"],
-                    "pixel_f1": m["pixel"]["per_class"][fg]["f1"],
-                    "pixel_f1_ci95": m["pixel"]["per_class"][fg]["f1_ci95"],
+            row: dict[str, Any] = {
+                "base": base,
+                "budget": budget,
+                "labels_used": card.regions[0].labels_used,
+                "train_seconds": card.metrics.get("train_seconds"),
+                "steps_run": card.metrics.get("steps_run"),
+            }
+            if "detection" in m:  # boxes: AP50, and object F1 at IoU 0.5
+                at = m["detection"]["iou_0.5"]
+                row |= {
+                    "ap50": m["detection"]["ap50"],
+                    "ap50_ci95": m["detection"]["ap50_ci95"],
+                    "object_f1": at["f1"],
+                    "object_f1_ci95": at["f1_ci95"],
+                }
+            else:
+                px = m["pixel"]["per_class"][fg]
+                row |= {
+                    "pixel_iou": px["iou"],
+                    "pixel_iou_ci95": px["iou_ci95"],
+                    "pixel_f1": px["f1"],
+                    "pixel_f1_ci95": px["f1_ci95"],
                     "object_f1": m["objects"][fg]["f1"],
                     "object_f1_ci95": m["objects"][fg]["f1_ci95"],
-                    "model": card.model_id,
-                    "kept": kept,
                 }
-            )
-    table = {
-        "region": region.name,
-        "class": region.classes[0],
-        "bases": bases,
-        "budgets": budgets,
-        "rows": rows,
-    }
+            rows.append(row | {"model": card.model_id, "kept": kept})
+            # each point as it is done: a curve stopped half-way keeps what it finished
+            _write(table, json_path)
+    table["complete"] = True
+    _write(table, json_path)
+    return table
+
+
+def _write(table: dict[str, Any], json_path: Path) -> None:
+    """The table (JSON) and its plot (PNG beside it), each written atomically."""
     atomic_write_text(json_path, json.dumps(table, indent=2) + "\n")
     plot_curve(table, json_path.with_suffix(".png"))
-    return table
+
+
+def _settings(region: Region, options: Any, split_sha: str, n_boot: int) -> dict[str, Any]:
+    """What a curve point's result follows besides its base and budget (JSON values).
+
+    The training options, the region's ``[model]`` and ``[chips]`` tables, its label files
+    and its split: a point of an earlier run is reused only when all of these are the same.
+    """
+    from dataclasses import asdict
+
+    from geotl.chips.assemble import label_inputs
+
+    per_point = ("chips", "base", "max_labels", "overwrite", "num_workers")
+    settings = {
+        "options": {k: v for k, v in asdict(options).items() if k not in per_point},
+        "model": region.model.model_dump(mode="json"),
+        "chips": region.chips.model_dump(mode="json"),
+        "labels_sha256": label_inputs(region) if region.labels is not None else {},
+        "split_sha": split_sha,
+        "n_boot": n_boot,
+    }
+    return dict(json.loads(json.dumps(settings, default=str)))
+
+
+def _done_rows(
+    json_path: Path, name: str, settings: dict[str, Any]
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """The points an earlier run of the same curve finished, by (base, budget)."""
+    try:
+        old = json.loads(json_path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(old, dict) or old.get("region") != name or old.get("settings") != settings:
+        return {}
+    return {
+        (str(r["base"]), int(r["budget"])): r
+        for r in old.get("rows", [])
+        if isinstance(r, dict) and "base" in r and "budget" in r
+    }
+
+
+def _model_id(model_dir: Path) -> str | None:
+    """The model id of ``model_dir``'s card, or None (no readable card)."""
+    try:
+        return str(json.loads((model_dir / "model.json").read_text())["model_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _chips_of(folder: Path, name: str) -> bool:
@@ -138,26 +230,32 @@ def _kept(metrics: dict[str, Any]) -> str:
 
 
 def plot_curve(table: dict[str, Any], path: Path) -> None:
-    """PNG of pixel IoU (with 95 % CI band) against labels used, one line per base."""
+    """PNG of pixel IoU (a detector's AP50), with 95 % CI band, against labels used, per base."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # a detector has no pixel scores: its AP50
+    key, label = (
+        ("ap50", "test AP50")
+        if table.get("task") == "detection"
+        else ("pixel_iou", "test pixel IoU")
+    )
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for base in table["bases"]:
         rows = sorted(
             (r for r in table["rows"] if r["base"] == base), key=lambda r: r["labels_used"]
         )
         x = [r["labels_used"] for r in rows]
-        y = [np.nan if r["pixel_iou"] is None else r["pixel_iou"] for r in rows]
-        lo = [np.nan if r["pixel_iou_ci95"][0] is None else r["pixel_iou_ci95"][0] for r in rows]
-        hi = [np.nan if r["pixel_iou_ci95"][1] is None else r["pixel_iou_ci95"][1] for r in rows]
+        y = [np.nan if r[key] is None else r[key] for r in rows]
+        lo = [np.nan if r[f"{key}_ci95"][0] is None else r[f"{key}_ci95"][0] for r in rows]
+        hi = [np.nan if r[f"{key}_ci95"][1] is None else r[f"{key}_ci95"][1] for r in rows]
         ax.plot(x, y, marker="o", label=base)
         ax.fill_between(x, lo, hi, alpha=0.2)
     ax.set_xscale("log")
     ax.set_xlabel("labelled objects used for training")
-    ax.set_ylabel(f"test pixel IoU ({table['class']})")
+    ax.set_ylabel(f"{label} ({table['class']})")
     ax.set_title(f"label efficiency: {table['region']}")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)

@@ -11,10 +11,12 @@ import contextlib
 import logging
 import math
 import shutil
+from glob import escape as glob_escape
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyogrio
 
 from geotl.errors import LabelError, error_text
@@ -154,6 +156,36 @@ def write_areas(
     return gpkg, qml, png
 
 
+def _append_shapefile(path: Path, add: gpd.GeoDataFrame) -> None:
+    """Append to a Shapefile: its files copied under a temporary name, appended, renamed.
+
+    A Shapefile is several files (``.shp``, ``.shx``, ``.dbf``, ...): the copy holds them
+    all, so OGR finds its index, and each replaces its original only once all are written.
+    """
+    import os
+    import tempfile
+
+    parts = [p for p in path.parent.glob(f"{glob_escape(path.stem)}.*") if p.stem == path.stem]
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.", dir=path.parent))
+    try:
+        for part in parts:
+            shutil.copy2(part, tmp_dir / part.name)
+        multi = str(pyogrio.read_info(path)["geometry_type"]).startswith("Multi")
+        try:
+            add[["geometry"]].to_file(
+                tmp_dir / path.name, mode="a", engine="pyogrio", promote_to_multi=multi
+            )
+        except Exception as exc:  # any OGR failure: one line, the files untouched
+            raise LabelError(
+                f"cannot append the areas ({error_text(exc)}): use a GeoPackage for --append-to",
+                path,
+            ) from exc
+        for part in parts:
+            os.replace(tmp_dir / part.name, part)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
 def append_areas(path: Path, areas: gpd.GeoDataFrame) -> int:
     """Append the areas to a ``complete_within`` file (created when missing), atomically.
 
@@ -170,6 +202,9 @@ def append_areas(path: Path, areas: gpd.GeoDataFrame) -> int:
         geometry=areas.geometry.values,
         crs=areas.crs,
     )
+    if path.exists() and path.suffix.lower() == ".shp":
+        _append_shapefile(path, geoms.to_crs(read_vector(path, "--append-to").crs))
+        return len(geoms)
     with atomic_path(path) as tmp:
         if not path.exists():
             geoms.to_file(
@@ -181,12 +216,16 @@ def append_areas(path: Path, areas: gpd.GeoDataFrame) -> int:
             )
             return len(geoms)
         existing = read_vector(path, "--append-to")
-        layers = [str(name) for name, _ in pyogrio.list_layers(path)]
-        layer = next((n for n in layers if n != "layer_styles"), layers[0])
-        multi = str(pyogrio.read_info(path, layer=layer)["geometry_type"]).startswith("Multi")
-        shutil.copy2(path, tmp)
         add = geoms.to_crs(existing.crs)[["geometry"]]
+        if path.suffix.lower() == ".parquet":  # GeoParquet: GDAL may not write it
+            both = pd.concat([existing, add], ignore_index=True)
+            gpd.GeoDataFrame(both, geometry="geometry", crs=existing.crs).to_parquet(tmp)
+            return len(geoms)
         try:
+            layers = [str(name) for name, _ in pyogrio.list_layers(path)]
+            layer = next((n for n in layers if n != "layer_styles"), layers[0])
+            multi = str(pyogrio.read_info(path, layer=layer)["geometry_type"]).startswith("Multi")
+            shutil.copy2(path, tmp)
             add.to_file(tmp, layer=layer, mode="a", engine="pyogrio", promote_to_multi=multi)
         except Exception as exc:  # any OGR failure: one line, the file untouched
             raise LabelError(

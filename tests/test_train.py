@@ -9,7 +9,13 @@ from geotl.chips import chip_region, read_chip_index
 from geotl.config import load_region
 from geotl.errors import ConfigError, GeotlInputError, LabelError
 from geotl.models.artefact import load_artefact, read_card
-from geotl.train import TrainOptions, load_region_chips, select_objects, train_model
+from geotl.train import (
+    TrainOptions,
+    load_region_chips,
+    resolve_chips_dir,
+    select_objects,
+    train_model,
+)
 from geotl.train.augment import Augment
 from geotl.train.options import resolve_schedule, resolve_settings
 
@@ -778,9 +784,46 @@ def test_chips_whose_label_file_changed_since_are_refused(tmp_path):
     opts = TrainOptions(chips=(tmp_path / "chips",), steps=1, val_every=1, pixel_model=False)
     frame = gpd.read_file(labels)
     frame.iloc[:-5].to_file(labels, driver="GeoJSON")  # five crowns fewer
-    with pytest.raises(GeotlInputError, match=r"labels file changed after these chips were cut"):
+    with pytest.raises(GeotlInputError, match=r"labels file changed after they were cut"):
         train_model([region], tmp_path / "m", opts)
     assert not (tmp_path / "m").exists()
+
+
+def test_chips_stay_usable_when_an_area_file_is_written_again_alike(tmp_path):
+    """A GeoPackage written again with the same areas has other bytes (its time stamps).
+
+    The chips' record held the files' byte digests, so --chips was refused after a script
+    (or a QGIS export) rewrote an unchanged complete_within file; an edited one still is.
+    """
+    import time
+
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    region0 = load_region(DEMO)
+    import rasterio
+
+    with rasterio.open(region0.scene_paths()[0]) as src:
+        bounds, crs = src.bounds, src.crs
+    area = tmp_path / "complete.gpkg"
+
+    def write(shrink: float) -> None:
+        gpd.GeoDataFrame(geometry=[box(*bounds).buffer(-shrink)], crs=crs).to_file(area)
+
+    write(1.0)
+    old = "[labels]\n"
+    region = load_region(_demo_variant(tmp_path, old, f'[labels]\ncomplete_within = "{area}"\n'))
+    chip_region(region, tmp_path / "chips")
+    before = area.read_bytes()
+    time.sleep(1.1)
+    write(1.0)  # the same polygon, written again
+    assert area.read_bytes() != before
+    assert (
+        resolve_chips_dir(region, tmp_path / "chips", tmp_path / "x", False) == tmp_path / "chips"
+    )
+    write(5.0)  # another polygon
+    with pytest.raises(GeotlInputError, match=r"complete_within file changed after they were cut"):
+        resolve_chips_dir(region, tmp_path / "chips", tmp_path / "x", False)
 
 
 def test_card_of_a_run_in_steps_says_steps_not_zero_epochs(demo_chips, demo_model, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Hashable
@@ -33,7 +32,7 @@ from geotl.chips.scenes import ChipScene, block_size
 from geotl.chips.split import SPLITS, assign_blocks, block_key
 from geotl.chips.tiff import ChipTiffWriter
 from geotl.config import Region
-from geotl.io.vectors import crs_name
+from geotl.io.vectors import content_sha256, crs_name
 
 log = logging.getLogger(__name__)
 
@@ -414,7 +413,7 @@ def chipset_meta(
             "complete_within": region.labels.complete_within,
         },
         "split": {"method": "spatial blocks + guard bands", **split_settings(region)},
-        "inputs_sha256": label_inputs(region),
+        INPUTS_KEY: label_inputs(region),
         "counts": {
             **summary.counts,
             "guard": {
@@ -461,12 +460,14 @@ def chipset_meta(
 
 
 def label_inputs(region: Region) -> dict[str, str]:
-    """sha256 of each label file the chips' masks and split follow, by its role.
+    """Digest of each label file the chips' masks and split follow, by its role.
 
     ``labels``, ``complete_within``, ``test_within``, ``val_within`` (those the region
-    names and that exist; a Shapefile with its ``.dbf``, which holds the classes). Chips
+    names and that exist). The digest is of the features a file holds
+    (:func:`geotl.io.vectors.content_sha256`), not of its bytes: a GeoPackage written again
+    with the same features has other bytes (its time stamps) and the same digest. Chips
     whose files changed since (``geotl suggest --append-to`` grows ``complete_within``)
-    hold stale masks: ``geotl train --chips`` compares these.
+    hold stale masks: :func:`stale_reason` compares these.
     """
     assert region.labels is not None
     roles = {
@@ -480,15 +481,41 @@ def label_inputs(region: Region) -> dict[str, str]:
         if not rel or "://" in str(rel) or str(rel).startswith("/vsi"):
             continue
         path = region.resolve(rel)
-        if not path.is_file():
-            continue
-        parts = [path, path.with_suffix(".dbf")] if path.suffix.lower() == ".shp" else [path]
-        digest = hashlib.sha256()
-        for part in parts:
-            if part.is_file():
-                digest.update(part.read_bytes())  # label files: megabytes at most
-        out[role] = digest.hexdigest()
+        if path.is_file():
+            out[role] = content_sha256(path)
     return out
+
+
+#: chipset.json's record of :func:`label_inputs` (``inputs_sha256`` held bytes' digests)
+INPUTS_KEY = "inputs_content_sha256"
+
+
+def stale_reason(region: Region, meta: dict[str, Any]) -> str | None:
+    """Why chips (their ``chipset.json`` ``meta``) no longer fit ``region``, or None.
+
+    Chips follow the label, ``complete_within``, ``test_within`` and ``val_within`` files
+    and the ``[chips]`` / ``[split]`` settings they were cut with; an edit since (``geotl
+    suggest --append-to`` grows ``complete_within``) leaves their masks or split stale.
+    """
+    cut_px = meta.get("size_px")
+    if cut_px is not None and int(cut_px) != region.chips.size_px:
+        return f"cut at {cut_px} px, the region has [chips] size_px = {region.chips.size_px}"
+    cut = meta.get("split", {})
+    differ = [
+        f"{k} = {cut[k]!r} there, {v!r} now"
+        for k, v in split_settings(region).items()
+        if k in cut and cut[k] != v
+    ]
+    if differ:
+        return f"cut with another [split] ({'; '.join(differ)})"
+    was = meta.get(INPUTS_KEY) or {}
+    if was and region.labels is not None:
+        now = label_inputs(region)
+        # a file named, edited or dropped since (each changes the masks)
+        changed = [role for role in {**was, **now} if was.get(role) != now.get(role)]
+        if changed:
+            return f"the region's {' and '.join(changed)} file changed after they were cut"
+    return None
 
 
 def split_settings(region: Region) -> dict[str, Any]:

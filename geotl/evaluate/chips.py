@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from geotl.train.data import ChipData
 
-__all__ = ["find_chips", "load_split", "owned_pixels", "stale_reason"]
+__all__ = ["find_chips", "load_split", "owned_pixels"]
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 def find_chips(model_dir: Path, region: Region, chips_dir: Path | None, tmp: Path) -> Path:
     """The region's chips: given, else the model's ``chips/``, else cut into ``tmp``."""
     from geotl.chips import chip_region, read_chip_index
+    from geotl.chips.assemble import stale_reason
     from geotl.train import resolve_chips_dir
 
     if chips_dir is not None:
@@ -45,36 +46,6 @@ def find_chips(model_dir: Path, region: Region, chips_dir: Path | None, tmp: Pat
     )
     chip_region(region, tmp / "chips")
     return tmp / "chips"
-
-
-def stale_reason(region: Region, meta: dict[str, Any]) -> str | None:
-    """Why chips (their ``chipset.json`` ``meta``) no longer fit ``region``, or None.
-
-    Chips follow the label, ``complete_within``, ``test_within`` and ``val_within`` files
-    and the ``[chips]`` / ``[split]`` settings they were cut with; an edit since (``geotl
-    suggest --append-to`` grows ``complete_within``) leaves their masks or split stale.
-    """
-    from geotl.chips.assemble import label_inputs, split_settings
-
-    cut_px = meta.get("size_px")
-    if cut_px is not None and int(cut_px) != region.chips.size_px:
-        return f"cut at {cut_px} px, the region has [chips] size_px = {region.chips.size_px}"
-    cut = meta.get("split", {})
-    differ = [
-        f"{k} = {cut[k]!r} there, {v!r} now"
-        for k, v in split_settings(region).items()
-        if k in cut and cut[k] != v
-    ]
-    if differ:
-        return f"cut with another [split] ({'; '.join(differ)})"
-    was = meta.get("inputs_sha256") or {}
-    if was and region.labels is not None:
-        now = label_inputs(region)
-        # a file named, edited or dropped since (each changes the masks)
-        changed = [role for role in {**was, **now} if was.get(role) != now.get(role)]
-        if changed:
-            return f"the region's {' and '.join(changed)} file changed after they were cut"
-    return None
 
 
 def check_same_split(card: Any, region: Region, cdir: Path) -> None:

@@ -12,7 +12,6 @@ import numpy as np
 
 from geotl.config import Region
 from geotl.errors import GeotlInputError
-from geotl.evaluate.chips import stale_reason
 from geotl.evaluate.core import evaluate_model
 from geotl.io.atomic import atomic_path, atomic_write_text
 
@@ -46,6 +45,7 @@ def label_curve(
     import re
 
     from geotl.chips import read_chip_index
+    from geotl.chips.assemble import stale_reason
     from geotl.io.atomic import check_output_file
     from geotl.models.bases.kind import require_supported
     from geotl.models.catalogue import check_licence, get_entry

@@ -7,6 +7,7 @@ the file, stable across runs), ``class`` (a name from the region's ``classes``) 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import warnings
 from collections import Counter
@@ -24,7 +25,7 @@ from pyproj.exceptions import CRSError
 from geotl.config import Region
 from geotl.errors import ConfigError, LabelError, error_text
 
-__all__ = ["crs_name", "read_areas", "read_labels", "read_vector"]
+__all__ = ["content_sha256", "crs_name", "read_areas", "read_labels", "read_vector"]
 
 log = logging.getLogger(__name__)
 
@@ -327,3 +328,48 @@ def read_areas(path: Path, what: str) -> gpd.GeoSeries:
     if not kept:
         raise LabelError(f"has no polygons: {what} must name polygon areas", path)
     return gpd.GeoSeries(kept, crs=frame.crs)
+
+
+def content_sha256(path: Path) -> str:
+    """sha256 of what a vector file holds: its data layers' CRS, fields, geometries, values.
+
+    Not of its bytes: a GeoPackage keeps the time of its last write, a Shapefile's ``.dbf``
+    the day, so the same features written again (exported anew from QGIS, a script that
+    rewrites its area file) give other bytes but the same digest. QGIS styles
+    (``layer_styles``), tables without geometry and layer names (a Shapefile's is its file
+    name) are not counted; feature order and every value are. A file OGR cannot read is digested by its
+    bytes (what reads it later reports the fault).
+
+    Args:
+        path: any OGR vector file, or GeoParquet.
+    """
+    digest = hashlib.sha256()
+
+    def add(*parts: Any) -> None:
+        for part in parts:
+            data = part if isinstance(part, bytes) else repr(part).encode()
+            digest.update(len(data).to_bytes(8, "little") + data)
+
+    try:
+        if path.suffix.lower() == ".parquet":
+            frame = gpd.read_parquet(path)
+            values = frame.drop(columns=frame.geometry.name)
+            add(str(frame.crs), list(values.columns), values.to_numpy().tolist())
+            add(*(g or b"" for g in frame.geometry.to_wkb()))
+            return digest.hexdigest()
+        layers = sorted(
+            str(name)
+            for name, kind in pyogrio.list_layers(path)
+            if kind is not None and name != "layer_styles"
+        )
+        for layer in layers:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                meta, _, geoms, fields = pyogrio.raw.read(
+                    path, layer=layer, datetime_as_string=True
+                )
+            add(meta.get("crs"), list(meta.get("fields", [])), meta.get("geometry_type"))
+            add(*(g or b"" for g in geoms), *(np.asarray(f).tolist() for f in fields))
+    except Exception:  # unreadable here: the reader that needs it says what is wrong
+        digest = hashlib.sha256(path.read_bytes())
+    return digest.hexdigest()

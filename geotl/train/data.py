@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Sampler, WeightedRandomSampler
 
 from geotl.bands import canonical_band
 from geotl.chips import ChipIndex, chip_region, read_chip_index
-from geotl.chips.assemble import label_inputs, split_settings
+from geotl.chips.assemble import stale_reason
 from geotl.chips.boxes import ChipBoxes, index_boxes
 from geotl.chips.labels import IGNORE
 from geotl.config import Region
@@ -121,36 +121,15 @@ def resolve_chips_dir(
             "or drop --chips to chip it",
             chips_dir,
         )
-    cut_px = index.meta.get("size_px")
-    if cut_px is not None and int(cut_px) != region.chips.size_px:
+    # cut at another size, with another [split], or before a label or area file changed:
+    # their masks and split follow the old ones (suggest --append-to grows complete_within)
+    why = stale_reason(region, index.meta)
+    if why is not None:
         raise GeotlInputError(
-            f"chips were cut at {cut_px} px, {region.path.name} has [chips] size_px = "
-            f"{region.chips.size_px} now: chip again (geotl chip --overwrite) or drop --chips",
+            f"these chips no longer fit {region.path.name}: {why}: chip again (geotl chip "
+            "--overwrite) or drop --chips",
             chips_dir,
         )
-    cut = index.meta.get("split", {})
-    now = split_settings(region)
-    differ = [
-        f"{k} = {cut[k]!r} there, {v!r} now" for k, v in now.items() if k in cut and cut[k] != v
-    ]
-    if differ:
-        raise GeotlInputError(
-            f"chips were cut with another [split] than {region.path.name} has now "
-            f"({'; '.join(differ)}): chip again (geotl chip --overwrite) or drop --chips",
-            chips_dir,
-        )
-    # a label file edited since (suggest --append-to grows complete_within): stale masks
-    was = index.meta.get("inputs_sha256") or {}
-    if was and region.labels is not None:
-        now_sha = label_inputs(region)
-        changed = [role for role, sha in now_sha.items() if role in was and was[role] != sha]
-        if changed:
-            raise GeotlInputError(
-                f"the region's {' and '.join(changed)} file changed after these chips were "
-                "cut, so their masks and split follow the old one: chip again (geotl chip "
-                "--overwrite) or drop --chips",
-                chips_dir,
-            )
     return Path(chips_dir)
 
 

@@ -1,3 +1,5 @@
+import sqlite3
+import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -6,7 +8,7 @@ from shapely.geometry import LineString, Point, Polygon, box
 
 from geotl.config import load_region
 from geotl.errors import LabelError
-from geotl.io.vectors import crs_name, read_areas, read_labels
+from geotl.io.vectors import content_sha256, crs_name, read_areas, read_labels
 
 
 def _region(tmp_path: Path, labels: str, extra: str = "") -> Path:
@@ -143,3 +145,41 @@ def test_whole_number_codes_read_as_float_map_like_integers(tmp_path: Path, key:
     )
     labels = read_labels(load_region(_region(tmp_path, "l.gpkg", extra)))
     assert list(labels["class"]) == ["tree", "shrub"]
+
+
+@pytest.mark.parametrize("suffix", [".gpkg", ".shp", ".geojson", ".parquet"])
+def test_content_digest_follows_features_not_bytes(tmp_path: Path, suffix: str) -> None:
+    """The same features written again keep their digest; a moved vertex or class does not."""
+    frame = gpd.GeoDataFrame(
+        {"kind": ["T", "S"]}, geometry=[box(0, 0, 1, 1), box(2, 2, 3, 3)], crs="EPSG:32618"
+    )
+
+    def write(f: gpd.GeoDataFrame, path: Path) -> Path:
+        f.to_parquet(path) if suffix == ".parquet" else f.to_file(path)
+        return path
+
+    first = write(frame, tmp_path / f"a{suffix}")
+    time.sleep(1.1)  # a GeoPackage stamps its last write, a .dbf the day
+    again = write(frame, tmp_path / f"b{suffix}")
+    if suffix == ".shp":  # the .dbf's date of last update: another day, the same features
+        dbf = bytearray(again.with_suffix(".dbf").read_bytes())
+        dbf[1:4] = bytes([99, 1, 2])
+        again.with_suffix(".dbf").write_bytes(bytes(dbf))
+    assert content_sha256(first) == content_sha256(again)
+    if suffix in (".gpkg", ".shp"):
+        assert first.read_bytes() != again.read_bytes() or suffix == ".shp"
+    moved = frame.copy()
+    moved.geometry = [box(0, 0, 1, 1.5), box(2, 2, 3, 3)]
+    relabelled = frame.assign(kind=["T", "T"])
+    assert content_sha256(write(moved, tmp_path / f"c{suffix}")) != content_sha256(first)
+    assert content_sha256(write(relabelled, tmp_path / f"d{suffix}")) != content_sha256(first)
+
+
+def test_content_digest_ignores_qgis_styles(tmp_path: Path) -> None:
+    path = tmp_path / "l.gpkg"
+    gpd.GeoDataFrame(geometry=[box(0, 0, 1, 1)], crs="EPSG:32618").to_file(path)
+    before = content_sha256(path)
+    with sqlite3.connect(path) as db:  # what QGIS's "save style in the database" adds
+        db.execute("CREATE TABLE layer_styles (id INTEGER PRIMARY KEY, styleQML TEXT)")
+        db.execute("INSERT INTO layer_styles (styleQML) VALUES ('<qgis/>')")
+    assert content_sha256(path) == before

@@ -3,8 +3,12 @@
 :func:`read_acquired` looks, in this order, at:
 
 1. ``datetime_regex`` (one capture group) on the file name: the user said where the date is;
-2. the file's TIFF date tags (``TIFFTAG_DATETIME``, ``ACQUISITIONDATETIME``, ``DATETIME``);
-3. a ``YYYY-MM-DD`` or ``YYYYMMDD`` date in the file name.
+2. the file's ``ACQUISITIONDATETIME`` tag;
+3. its ``TIFFTAG_DATETIME`` / ``DATETIME`` tag, unless the file name holds a date of another
+   day: that tag is when the file was written (TIFF's "date and time of image creation"),
+   which a pass re-saved in a GIS moves to the day of the save, so the name's day wins then
+   (with a warning);
+4. a ``YYYY-MM-DD`` or ``YYYYMMDD`` date in the file name.
 
 It returns None when none of them gives a date; the monitor then falls back to the file's
 modification time (and says so), prediction leaves ``acquired`` empty.
@@ -32,7 +36,9 @@ _DIGIT_FORMATS = {
     12: "%Y%m%d%H%M",
     14: "%Y%m%d%H%M%S",
 }
-_TAGS = ("TIFFTAG_DATETIME", "ACQUISITIONDATETIME", "DATETIME")
+_TAGS = ("ACQUISITIONDATETIME", "TIFFTAG_DATETIME", "DATETIME")
+#: tags of when the file was written, which can be long after the acquisition
+_WRITE_TAGS = ("TIFFTAG_DATETIME", "DATETIME")
 _NAME_DATES = (
     re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)"),
     re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})(?!\d)"),
@@ -130,14 +136,27 @@ def read_acquired(
             except ValueError:
                 log.warning("%s: datetime_regex matched %r, which is not a date", name, text)
     tags = _file_tags(Path(path)) if tags is None else tags
+    day = _name_date(name)
     for tag in _TAGS:
         value = tags.get(tag)
-        if value:
-            try:
-                return Acquired(parse_datetime_text(value), "tiff-tag")
-            except ValueError:
-                log.debug("%s: tag %s=%r is not a date", name, tag, value)
-    day = _name_date(name)
+        if not value:
+            continue
+        try:
+            when = parse_datetime_text(value)
+        except ValueError:
+            log.debug("%s: tag %s=%r is not a date", name, tag, value)
+            continue
+        if tag in _WRITE_TAGS and day is not None and when.date() != day.date():
+            log.warning(
+                "%s: %s says %s, the file name %s: taking the name's day (the tag is when "
+                "the file was written; set [imagery] datetime_regex to choose)",
+                name,
+                tag,
+                when.date().isoformat(),
+                day.date().isoformat(),
+            )
+            break
+        return Acquired(when, "tiff-tag")
     return Acquired(day, "file-name", date_only=True) if day is not None else None
 
 

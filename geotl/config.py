@@ -577,7 +577,7 @@ def check_datetime_regex(value: str | None) -> str | None:
 
 #: files GDAL (and QGIS) write beside a raster: never scenes of their own, and a glob such as
 #: ``imagery/*`` picks them up once a scene has been opened in QGIS or given overviews
-_SIDECAR_SUFFIXES = (".aux.xml", ".ovr", ".msk", ".tfw", ".tifw", ".tiffw", ".wld")
+SIDECAR_SUFFIXES = (".aux.xml", ".ovr", ".msk", ".tfw", ".tifw", ".tiffw", ".wld")
 
 
 def _expand_globs(region: Region, patterns: list[str], key: str) -> list[Path]:
@@ -586,7 +586,7 @@ def _expand_globs(region: Region, patterns: list[str], key: str) -> list[Path]:
         matches = [
             m
             for m in glob.glob(str(region.resolve(pattern)), recursive=True)
-            if not m.lower().endswith(_SIDECAR_SUFFIXES)
+            if not m.lower().endswith(SIDECAR_SUFFIXES)
         ]
         if not matches:
             raise ConfigError(

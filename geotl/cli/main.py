@@ -125,6 +125,9 @@ def _configure_logging(verbose: int, quiet: bool, stamped: bool = False) -> None
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+    # rasterio's NodataShadowWarning: geotl's rule is that the nodata value wins over an
+    # alpha band (README), so the warning, with its source lines, is noise to a user
+    warnings.filterwarnings("ignore", message=r".*nodata attribute is shadowing the alpha band")
 
 
 @click.group(cls=_GeotlGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -108,6 +108,8 @@ def test_folder_source_times_new_and_changed_files(
     by_mtime = _tif(incoming / "undated.tif")
     os.utime(by_mtime, (1_500_000_000, 1_500_000_000))
     (incoming / ".tmp-partial.tif").write_bytes(b"half")
+    (incoming / "m_x_20190904.tif.aux.xml").write_text("<PAMDataset/>")  # QGIS opened it
+    (incoming / "m_x_20190904.tif.ovr").write_bytes(b"overviews")
     source = make_source(load_region(region_file))
     assert isinstance(source, FolderSource) and source.band_names() == NAIP_BANDS
     with caplog.at_level(logging.WARNING, logger="geotl"):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from geotl.config import Region, SourceOptions, check_datetime_regex
+from geotl.config import SIDECAR_SUFFIXES, Region, SourceOptions, check_datetime_regex
 from geotl.errors import ConfigError
 from geotl.io.dates import read_acquired
 from geotl.monitor.sources.base import SceneSource
@@ -65,8 +65,8 @@ class FolderSource(SceneSource):
         """
         found: list[Scene] = []
         for path in self.scene_paths():
-            if path.name.startswith(".tmp-"):
-                continue
+            if path.name.startswith(".tmp-") or path.name.lower().endswith(SIDECAR_SUFFIXES):
+                continue  # being written, or GDAL's and QGIS's files beside a scene
             try:
                 st = path.stat()
             except OSError:

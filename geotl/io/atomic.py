@@ -1,7 +1,10 @@
 """Atomic writes: write to a temporary name beside the target, then rename.
 
 A reader never sees a half-written file, and an interrupted run leaves at most a
-``.tmp-*`` file that the next run ignores and removes.
+``.tmp-*`` file or folder that later runs ignore. An output folder is built as
+``.tmp-NAME.PID@HOST.XXXX``: a run killed outright (SIGKILL, out of memory, power) leaves it
+behind, and the next run that builds ``NAME`` on that host removes it once that process is
+gone (chips and a partial model can take gigabytes).
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,7 +123,11 @@ def atomic_dir(path: Path, overwrite: bool) -> Iterator[Path]:
     path = Path(path)
     prepare_output_dir(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent))
+    host = socket.gethostname()
+    _remove_orphans(path, host)
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{path.name}.{os.getpid()}@{host}.", dir=path.parent)
+    )
     tmp.chmod(0o777 & ~_umask())  # a folder like any other once renamed, not mkdtemp's 0700
     try:
         yield tmp
@@ -133,3 +142,29 @@ def atomic_dir(path: Path, overwrite: bool) -> Iterator[Path]:
     os.replace(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_orphans(path: Path, host: str) -> None:
+    """Remove the folders that killed runs of this host left while building ``path``.
+
+    Only ``.tmp-NAME.PID@HOST.XXXX`` folders of this host whose process is gone: a run still
+    going (here or on another machine sharing the disk) keeps its folder.
+    """
+    pattern = re.compile(
+        rf"{re.escape(TMP_PREFIX + path.name)}\.(\d+)@{re.escape(host)}\.[A-Za-z0-9_]+"
+    )
+    for cand in path.parent.glob(f"{TMP_PREFIX}{path.name}.*@*"):
+        match = pattern.fullmatch(cand.name)
+        if match and cand.is_dir() and not _alive(int(match.group(1))):
+            shutil.rmtree(cand, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True

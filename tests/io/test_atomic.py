@@ -61,3 +61,30 @@ def test_files_get_the_usual_permissions_whatever_wrote_them(tmp_path: Path) -> 
     mask = os.umask(0)
     os.umask(mask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_atomic_dir_removes_what_killed_runs_left(tmp_path: Path) -> None:
+    """A run killed outright (SIGKILL) left its whole temporary folder beside the output."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    out = tmp_path / "model"
+    host = socket.gethostname()
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead = int(child.stdout)  # a process that has ended
+    orphan = tmp_path / f".tmp-model.{dead}@{host}.abc123"
+    running = tmp_path / f".tmp-model.{os.getpid()}@{host}.def456"
+    elsewhere = tmp_path / f".tmp-model.{dead}@another-host.ghi789"
+    other_output = tmp_path / f".tmp-chips.{dead}@{host}.jkl012"
+    for d in (orphan, running, elsewhere, other_output):
+        (d / "chips").mkdir(parents=True)
+    with atomic_dir(out, overwrite=False) as tmp:
+        (tmp / "model.json").write_text("{}")
+        assert f".{os.getpid()}@{host}." in tmp.name
+    assert not orphan.exists()
+    assert running.exists() and elsewhere.exists() and other_output.exists()
+    assert (out / "model.json").is_file()

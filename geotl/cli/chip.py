@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from geotl.chips import chip_region
-from geotl.cli.options import out_dir_option, overwrite_option
+from geotl.cli.options import out_dir_option, overwrite_option, say
 from geotl.config import load_region
 
 
@@ -24,5 +24,5 @@ def command(region_file: Path, out_dir: Path, overwrite: bool) -> None:
     """
     region = load_region(region_file)
     summary = chip_region(region, out_dir, overwrite=overwrite)
-    click.echo(f"geotl chip: {summary.line()}", err=True)
+    say(f"geotl chip: {summary.line()}")
     click.echo(str(summary.out_dir))

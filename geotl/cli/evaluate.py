@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from geotl.cli.options import chips_dir_option, device_option, seed_option
+from geotl.cli.options import chips_dir_option, device_option, say, seed_option
 from geotl.config import load_region
 from geotl.errors import GeotlInputError
 
@@ -101,4 +101,4 @@ def command(
         model_dir, region, chips_dir=chips_dir, out=out_file, device=device, seed=seed
     )
     click.echo(json.dumps(metrics, indent=2))
-    click.echo(f"geotl evaluate: {headline(metrics)} ({metrics.get('chips')} test chips)", err=True)
+    say(f"geotl evaluate: {headline(metrics)} ({metrics.get('chips')} test chips)")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from geotl.cli.options import chips_dir_option, overwrite_option
+from geotl.cli.options import chips_dir_option, overwrite_option, say
 from geotl.export import export_onnx
 
 
@@ -61,8 +61,7 @@ def command(
     )
     click.echo(str(result.path))
     click.echo(str(result.stac))
-    click.echo(
+    say(
         f"geotl export: {result.card.model_id}, {result.tile_px} px tiles, "
         f"{result.size_bytes / 1e6:.1f} MB, {result.export_s:.1f} s",
-        err=True,
     )

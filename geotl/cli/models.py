@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from geotl.cli.options import json_option, overwrite_option
+from geotl.cli.options import json_option, overwrite_option, say
 from geotl.models.catalogue import import_weights, list_entries
 
 
@@ -76,7 +76,7 @@ def list_command(as_json: bool, supported: bool) -> None:
 def import_command(file: Path, entry_id: str, overwrite: bool) -> None:
     """Verify a downloaded weights file against torchgeo's sha256 and make it available offline."""
     target = import_weights(file, entry_id, overwrite=overwrite)
-    click.echo(f"geotl models import: {entry_id} ready offline", err=True)
+    say(f"geotl models import: {entry_id} ready offline")
     click.echo(str(target))
 
 
@@ -92,12 +92,12 @@ def verify_command(model: Path) -> None:
         from geotl.export.onnx import read_onnx
 
         onnx_model = read_onnx(model)
-        click.echo(f"geotl models verify: {onnx_model.card.model_id}: ok", err=True)
+        say(f"geotl models verify: {onnx_model.card.model_id}: ok")
         click.echo(str(model))
         return
     from geotl.models.artefact import read_card, verify_weights
 
     card = read_card(model)
     weights = verify_weights(model, card)
-    click.echo(f"geotl models verify: {card.model_id}: ok", err=True)
+    say(f"geotl models verify: {card.model_id}: ok")
     click.echo(str(weights))

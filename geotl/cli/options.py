@@ -6,6 +6,7 @@ means for that command, while name, type and default are the same everywhere.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -114,3 +115,13 @@ def resample_option() -> Callable[[F], F]:
         is_flag=True,
         help="Resample scenes at another ground resolution to the model's on the fly.",
     )
+
+
+def say(text: str, *, warn: bool = False) -> None:
+    """A command's closing summary line, on stderr; ``-q`` leaves it out unless ``warn``.
+
+    ``-q`` means warnings and errors only (a cron job's mail stays empty when all went well);
+    the paths a command prints on stdout are its output and stay.
+    """
+    if warn or logging.getLogger("geotl").isEnabledFor(logging.INFO):
+        click.echo(text, err=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from geotl.cli.options import cluster_option, device_option, overwrite_option, resample_option
+from geotl.cli.options import cluster_option, device_option, overwrite_option, resample_option, say
 from geotl.errors import SceneError
 from geotl.io.rasters import scene_path
 from geotl.predict import PredictOptions, predict_scenes
@@ -184,10 +184,10 @@ def command(
     written += summary.quicklooks + summary.probabilities
     for path in written:
         click.echo(str(path))
-    click.echo(
+    say(
         f"{summary.features} polygon(s) from {len(summary.scenes)} scene(s)"
         + (f"; {len(summary.failed)} failed" if summary.failed else ""),
-        err=True,
+        warn=bool(summary.failed),
     )
     if summary.failed:
         detail = "; ".join(f"{p}: {reason}" for p, reason in summary.failed)

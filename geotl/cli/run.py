@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from geotl.cli.options import device_option, out_dir_option, overwrite_option
+from geotl.cli.options import device_option, out_dir_option, overwrite_option, say
 from geotl.errors import SceneError
 from geotl.workflow import run_region
 
@@ -25,10 +25,9 @@ def command(region: Path, out_dir: Path, overwrite: bool, device: str) -> None:
 
     summary = run_region(region, out_dir, overwrite=overwrite, device=device)
     shown = f" ({headline(summary.metrics)})" if summary.metrics else ""
-    click.echo(
+    say(
         f"model {summary.model_dir}; metrics {summary.metrics_path}{shown}; "
         f"{summary.features} polygon(s); open {summary.geojson} in QGIS",
-        err=True,
     )
     click.echo(str(summary.geojson))
     for q in summary.quicklooks:

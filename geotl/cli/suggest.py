@@ -12,6 +12,7 @@ from geotl.cli.options import (
     model_dir_option,
     overwrite_option,
     resample_option,
+    say,
 )
 from geotl.config import load_region
 from geotl.suggest import SuggestOptions, suggest_areas
@@ -75,7 +76,6 @@ def command(
     for path in (summary.gpkg, summary.qml, summary.contact_sheet, summary.appended_to):
         if path is not None:
             click.echo(str(path))
-    click.echo(
+    say(
         f"geotl suggest: {len(summary.areas)} of {summary.n_candidates} candidate areas",
-        err=True,
     )

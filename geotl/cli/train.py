@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from geotl.cli.options import device_option, out_dir_option, overwrite_option, seed_option
+from geotl.cli.options import device_option, out_dir_option, overwrite_option, say, seed_option
 from geotl.config import load_region
 from geotl.train import TrainOptions, train_model
 from geotl.train.devices import STRATEGIES, DeviceLayout, launched_rank
@@ -168,7 +168,7 @@ def command(
     card = train_model(regions, out_dir, options)
     if rank:
         return
-    click.echo(summary(card), err=True)
+    say(summary(card))
     click.echo(str(out_dir))
 
 

@@ -124,3 +124,14 @@ def test_run_refuses_an_out_that_holds_the_region(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert f"{tmp_path}: holds this region's input" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l.geojson", "r.toml", "s.tif"]
+
+
+def test_quiet_leaves_out_the_summary_line_not_the_output(tmp_path: Path) -> None:
+    """`-q` is "only warnings and errors": a cron job's mail was never empty."""
+    demo = Path(__file__).resolve().parents[2] / "regions" / "demo-osbs.toml"
+    loud = CliRunner().invoke(cli, ["chip", str(demo), "--out", str(tmp_path / "a")])
+    quiet = CliRunner().invoke(cli, ["-q", "chip", str(demo), "--out", str(tmp_path / "b")])
+    assert loud.exit_code == quiet.exit_code == 0, (loud.output, quiet.output)
+    assert "geotl chip:" in loud.stderr
+    assert quiet.stderr == ""
+    assert quiet.stdout == loud.stdout.replace(str(tmp_path / "a"), str(tmp_path / "b"))

@@ -217,7 +217,9 @@ def test_regions_of_another_task_or_chip_size_are_refused(tmp_path):
 
 def test_chips_cut_at_another_size_are_refused(demo_chips, tmp_path):
     region = load_region(_demo_variant(tmp_path, "size_px = 64", "size_px = 96"))
-    with pytest.raises(GeotlInputError, match=r"cut at 64 px, variant\.toml has .* = 96"):
+    with pytest.raises(
+        GeotlInputError, match=r"variant\.toml: cut at 64 px, the region has .* = 96"
+    ):
         train_model([region], tmp_path / "m", TrainOptions(chips=(demo_chips,), steps=2))
 
 

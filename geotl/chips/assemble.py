@@ -490,12 +490,17 @@ def label_inputs(region: Region) -> dict[str, str]:
 INPUTS_KEY = "inputs_content_sha256"
 
 
-def stale_reason(region: Region, meta: dict[str, Any]) -> str | None:
+def stale_reason(region: Region, meta: dict[str, Any], *, named_since: bool = True) -> str | None:
     """Why chips (their ``chipset.json`` ``meta``) no longer fit ``region``, or None.
 
     Chips follow the label, ``complete_within``, ``test_within`` and ``val_within`` files
     and the ``[chips]`` / ``[split]`` settings they were cut with; an edit since (``geotl
     suggest --append-to`` grows ``complete_within``) leaves their masks or split stale.
+
+    Args:
+        named_since: a file named or dropped in the region since counts too (where stale
+            chips are cut again); without it only files edited since (where ``--chips`` is
+            refused).
     """
     cut_px = meta.get("size_px")
     if cut_px is not None and int(cut_px) != region.chips.size_px:
@@ -512,7 +517,8 @@ def stale_reason(region: Region, meta: dict[str, Any]) -> str | None:
     if was and region.labels is not None:
         now = label_inputs(region)
         # a file named, edited or dropped since (each changes the masks)
-        changed = [role for role in {**was, **now} if was.get(role) != now.get(role)]
+        roles = {**was, **now} if named_since else {r: 0 for r in was if r in now}
+        changed = [role for role in roles if was.get(role) != now.get(role)]
         if changed:
             return f"the region's {' and '.join(changed)} file changed after they were cut"
     return None

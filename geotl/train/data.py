@@ -123,7 +123,7 @@ def resolve_chips_dir(
         )
     # cut at another size, with another [split], or before a label or area file changed:
     # their masks and split follow the old ones (suggest --append-to grows complete_within)
-    why = stale_reason(region, index.meta)
+    why = stale_reason(region, index.meta, named_since=False)
     if why is not None:
         raise GeotlInputError(
             f"these chips no longer fit {region.path.name}: {why}: chip again (geotl chip "

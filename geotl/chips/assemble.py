@@ -498,6 +498,8 @@ def stale_reason(region: Region, meta: dict[str, Any], *, named_since: bool = Tr
     suggest --append-to`` grows ``complete_within``) leaves their masks or split stale.
 
     Args:
+        region: the region the chips are for, as its file reads now.
+        meta: the chips' ``chipset.json`` record.
         named_since: a file named or dropped in the region since counts too (where stale
             chips are cut again); without it only files edited since (where ``--chips`` is
             refused).

@@ -185,9 +185,9 @@ def summary(card: ModelCard) -> str:
     line = f"geotl train: {card.model_id}"
     if isinstance(val, float):
         line += f", val {name} {val:.4f}"
-    pixel = card.metrics.get("pixel_model") or {}
-    if pixel.get("kept"):
-        line += f" (the per-pixel model; the network's val {name} {pixel['network_val_iou']:.4f})"
-    elif card.metrics.get("kept_base"):
+    if card.kept == "pixel model":
+        network = card.metrics["pixel_model"]["network_val_iou"]
+        line += f" (the per-pixel model; the network's val {name} {network:.4f})"
+    elif card.kept == "base weights":
         line += " (the base model's own weights: no trained step beat them on validation)"
     return line

@@ -67,13 +67,14 @@ def label_curve(
     if chips is None and default.exists():
         # a previous curve's chips are reused; anything else there (a model folder's chips
         # of other regions) is not this region's and must not be overwritten
-        if not _chips_of(default, region.name):
+        meta = read_chip_index(default).meta if (default / "chipset.json").is_file() else {}
+        if meta.get("region") != region.name:
             raise GeotlInputError(
                 f"holds chips of another region than {region.name} (is {out} a model folder?): "
                 "give --curve a folder of its own for its models, or pass --chips",
                 default,
             )
-        why = stale_reason(region, read_chip_index(default).meta)
+        why = stale_reason(region, meta)
         if why is None:
             chips = default
         elif (out / "model.json").is_file():  # a model's own chips are not the curve's to replace
@@ -114,7 +115,7 @@ def label_curve(
             card = train_model([region], mdir, opts)
             m = evaluate_model(mdir, region, chips_dir=cdir, n_boot=n_boot, seed=options.seed)
             fg = card.classes[0]
-            kept = _kept(card.metrics)
+            kept = card.kept
             if kept != "network":
                 # the base's network played no part in this row's scores
                 log.warning(
@@ -209,24 +210,6 @@ def _model_id(model_dir: Path) -> str | None:
         return str(json.loads((model_dir / "model.json").read_text())["model_id"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def _chips_of(folder: Path, name: str) -> bool:
-    """Whether ``folder`` holds chips cut for the region ``name``."""
-    from geotl.chips import read_chip_index
-
-    if not (folder / "chipset.json").is_file():
-        return False
-    return bool(read_chip_index(folder).meta.get("region") == name)
-
-
-def _kept(metrics: dict[str, Any]) -> str:
-    """What training kept: "network", "pixel model" or "base weights" (none trained better)."""
-    if (metrics.get("pixel_model") or {}).get("kept"):
-        return "pixel model"
-    if metrics.get("kept_base"):
-        return "base weights"
-    return "network"
 
 
 def plot_curve(table: dict[str, Any], path: Path) -> None:

@@ -135,6 +135,15 @@ class ModelCard(_Card):
     trained_on: DeviceRecord | None = None  # None in cards written before it was recorded
     created: str = ""
 
+    @property
+    def kept(self) -> str:
+        """What training kept: "network", "pixel model" or "base weights" (none trained better)."""
+        if (self.metrics.get("pixel_model") or {}).get("kept"):
+            return "pixel model"
+        if self.metrics.get("kept_base"):
+            return "base weights"
+        return "network"
+
 
 class Artefact:
     """A loaded model: its card, its network (eval mode) and where it came from.

@@ -16,7 +16,7 @@ from shapely.geometry.base import BaseGeometry
 
 from geotl.monitor.state import MonitorState, PassRecord
 
-__all__ = ["footprint_of", "next_pass", "overlaps", "previous_pass", "previous_passes"]
+__all__ = ["footprint_of", "next_pass", "overlaps", "previous_passes"]
 
 #: at most this many earlier passes make up the view a pass is compared with
 MAX_EARLIER = 20
@@ -36,26 +36,14 @@ def overlaps(footprint: BaseGeometry, rec: PassRecord, other: BaseGeometry | Non
     return bool(not fp.is_empty and shapely.intersection(footprint, fp).area > 0)
 
 
-def previous_pass(
-    state: MonitorState, model_id: str, job: PassRecord, footprint: BaseGeometry
-) -> PassRecord | None:
-    """The latest earlier pass overlapping ``footprint``: same model first, else any model."""
-    for rec in state.neighbour_passes(model_id, job.acquired, before=True):
-        if rec.key != job.key and overlaps(footprint, rec):
-            return rec
-    for rec in reversed(state.done_passes()):
-        if rec.acquired < job.acquired and rec.key != job.key and overlaps(footprint, rec):
-            return rec
-    return None
-
-
 def previous_passes(
     state: MonitorState, model_id: str, job: PassRecord, footprint: BaseGeometry
 ) -> list[PassRecord]:
     """The earlier passes that last saw ``footprint``'s ground, newest first.
 
-    The latest earlier overlapping pass first (:func:`previous_pass`'s), then each older one
-    that saw ground inside ``footprint`` the newer ones did not, until all of it is seen.
+    The latest earlier overlapping pass first (same model first, else any model), then each
+    older one that saw ground inside ``footprint`` the newer ones did not, until all of it
+    is seen.
     A pass that only partly overlaps the last one is thus compared, beyond that one, with
     what an earlier pass saw there: a change there is not missed.
     """

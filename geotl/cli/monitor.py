@@ -233,7 +233,7 @@ def status_command(region_file: Path, out_dir: Path, as_json: bool) -> None:
 @out_dir_option("The monitor's output folder.")
 @click.option(
     "--report-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),  # a file there is refused in one line by write_report
     help="Where to write the page (default: DIR/<region>/report).",
 )
 @overwrite_option("Replace a --report-dir that is not an earlier report.")

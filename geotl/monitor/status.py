@@ -42,6 +42,10 @@ class MonitorStatus:
     running_pid: int | None = None
     models: list[str] = field(default_factory=list)
     alerts: dict[str, int] = field(default_factory=dict)  # alert status -> count
+    #: open alerts whose delivery failed and is retried: how many, the next attempt, last error
+    alerts_retrying: int = 0
+    alert_next_attempt: datetime | None = None
+    alert_last_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
@@ -83,6 +87,11 @@ class MonitorStatus:
             "running_pid": self.running_pid,
             "models": self.models,
             "alerts": self.alerts,
+            "alerts_retrying": {
+                "count": self.alerts_retrying,
+                "next_attempt": ts(self.alert_next_attempt),
+                "last_error": self.alert_last_error,
+            },
         }
 
 
@@ -96,6 +105,7 @@ def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
         state.check_region_file(region.path, region.name)
         summary = state.summary()
         loop_stopped = state.loop_stopped()
+        retrying = [a for a in state.alerts(("open",)) if a.attempts > 0]
     last = summary.last_run
     running_pid = RegionLock(rdir, region.name).holder_pid()
     every_s = last.every_s if last and last.every_s else None
@@ -134,6 +144,11 @@ def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
         running_pid=running_pid,
         models=summary.models,
         alerts=summary.alerts,
+        alerts_retrying=len(retrying),
+        alert_next_attempt=min(
+            (a.next_attempt for a in retrying if a.next_attempt is not None), default=None
+        ),
+        alert_last_error=max(retrying, key=lambda a: a.updated).last_error if retrying else None,
     )
 
 
@@ -181,10 +196,16 @@ def format_status(status: MonitorStatus) -> str:
     lines.append(f"next run due: {due}")
     if status.next_retry is not None:
         lines.append(f"next retry due: {ts(status.next_retry)}")
-    lines.append(f"models: {', '.join(status.models)}")
+    lines.append(f"models: {', '.join(status.models) or 'none yet'}")
     if status.alerts:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(status.alerts.items()))
         lines.append(f"alerts: {sum(status.alerts.values())} ({counts})")
+        if status.alerts_retrying:
+            lines.append(
+                f"  {status.alerts_retrying} open alert(s) not delivered yet "
+                f"({status.alert_last_error or 'no answer'}): retried from "
+                f"{ts(status.alert_next_attempt)} by the next run; check the webhook"
+            )
         if status.alerts.get("failed"):
             lines.append(
                 f"  {status.alerts['failed']} alert(s) could not be delivered: fix the webhook or "

@@ -53,11 +53,17 @@ def add_alerts(region_file: Path, alerts_toml: str) -> Path:
 
 @dataclass
 class Receiver:
-    """A webhook receiver on 127.0.0.1: answers ``statuses`` in turn, then 200."""
+    """A webhook receiver on 127.0.0.1: answers ``statuses`` in turn, then 200.
+
+    ``redirect``: every POST is answered 301 to ``/moved``, where a GET (recorded in ``gets``)
+    is answered 200 (an http:// hook that moved to https://).
+    """
 
     statuses: list[int] = field(default_factory=list)
     kill_pid_on_first: Callable[[], int | None] | None = None
     requests: list[dict] = field(default_factory=list)
+    redirect: bool = False
+    gets: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         receiver = self
@@ -67,8 +73,18 @@ class Receiver:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length))
                 receiver.requests.append(
-                    {"key": self.headers.get("Idempotency-Key"), "body": body, "path": self.path}
+                    {
+                        "key": self.headers.get("Idempotency-Key"),
+                        "body": body,
+                        "path": self.path,
+                        "auth": self.headers.get("Authorization"),
+                    }
                 )
+                if receiver.redirect:
+                    self.send_response(301)
+                    self.send_header("Location", receiver.url.replace("/hook", "/moved"))
+                    self.end_headers()
+                    return
                 if receiver.kill_pid_on_first is not None and len(receiver.requests) == 1:
                     pid = receiver.kill_pid_on_first()
                     if pid:
@@ -79,6 +95,12 @@ class Receiver:
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
                 self.wfile.write(b'{"ok": true}' if status < 300 else b'{"error": "no"}')
+
+            def do_GET(self) -> None:
+                receiver.gets.append(self.path)
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"moved here")
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -73,6 +73,45 @@ def test_4xx_marks_failed_without_retrying(state_dir: tuple[Path, list[str]]) ->
     assert all(a.last_error == "HTTP 404" for a in alerts)
 
 
+def test_a_redirecting_webhook_is_not_delivered(state_dir: tuple[Path, list[str]]) -> None:
+    """An http:// hook that moved (301): urllib sent the POST on as a bodyless GET, whose 200
+    marked every alert delivered while the receiver got none of them."""
+    rdir, ids = state_dir
+    receiver = Receiver(redirect=True)
+    try:
+        policy = DeliveryPolicy(receiver.url, retry_base_s=0.01, wait_s=5)
+        with MonitorState(rdir / "state.sqlite") as state:
+            report = deliver_due(state, "naip-nd", policy)
+            alerts = state.alerts()
+    finally:
+        receiver.close()
+    assert receiver.gets == [] and not report.delivered
+    assert sorted(report.failed) == sorted(ids) and len(receiver.requests) == 2  # no retries
+    moved = receiver.url.replace("/hook", "/moved")
+    assert all(a.status == "failed" and a.http_status == 301 for a in alerts)
+    assert all(f"redirects to {moved}" in (a.last_error or "") for a in alerts)
+
+
+def test_a_webhook_with_credentials_sends_them_as_basic_auth(
+    state_dir: tuple[Path, list[str]],
+) -> None:
+    # https://user:password@host/hook: urllib looked up "user:password@host" as the host
+    # name, every attempt failed as a network error and was retried until it gave up
+    rdir, ids = state_dir
+    receiver = Receiver()
+    try:
+        url = receiver.url.replace("http://", "http://geotl:s3cr%40t@")
+        policy = DeliveryPolicy(url, retry_base_s=0.01, wait_s=5)
+        with MonitorState(rdir / "state.sqlite") as state:
+            report = deliver_due(state, "naip-nd", policy)
+    finally:
+        receiver.close()
+    assert sorted(report.delivered) == sorted(ids)
+    assert [r["auth"] for r in receiver.requests] == ["Basic Z2VvdGw6czNjckB0"] * 2  # geotl:s3cr@t
+    attempts = _deliveries(rdir, ids[0])
+    assert attempts[0]["url"] == receiver.url  # the state keeps no password
+
+
 def test_failed_alerts_are_sent_again_once_the_receiver_is_fixed(
     state_dir: tuple[Path, list[str]],
 ) -> None:
@@ -200,3 +239,27 @@ def test_status_counts_alerts_and_says_how_to_resend_failed_ones(
     text = format_status(status)
     assert "alerts: 3 (acknowledged 1, delivered 1, failed 1)" in text
     assert "1 alert(s) could not be delivered" in text and "--retry-failed" in text
+
+
+def test_status_says_which_alerts_wait_for_a_retry(
+    tmp_path: Path, naip_small: list[Path], naip_region: Path
+) -> None:
+    # a receiver that is down: the alerts stay open with a retry due, the run exits 0, and
+    # status said only "open 2", as for alerts never sent (no webhook)
+    from geotl.config import load_region
+    from geotl.monitor import format_status, monitor_status
+
+    out = tmp_path / "out"
+    fake_monitor_state(out / "naip-nd", naip_small[:2], [1, 1])
+    receiver = Receiver()
+    url = receiver.url
+    receiver.close()  # connection refused
+    with MonitorState(out / "naip-nd" / "state.sqlite") as state:
+        deliver_due(state, "naip-nd", DeliveryPolicy(url, retry_base_s=3600, wait_s=1))
+    status = monitor_status(load_region(naip_region), out)
+    assert status.alerts == {"open": 2} and status.alerts_retrying == 2
+    assert status.alert_next_attempt is not None
+    retrying = status.to_dict()["alerts_retrying"]
+    assert retrying["count"] == 2 and "refused" in retrying["last_error"]
+    text = format_status(status)
+    assert "2 open alert(s) not delivered yet (URLError" in text and "next run" in text

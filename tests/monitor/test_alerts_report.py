@@ -118,3 +118,49 @@ def test_a_report_folder_that_cannot_be_written_is_an_input_error(
     with pytest.raises(GeotlInputError, match=r"Read-only file system.*--report-dir") as info:
         write_report(load_region(naip_region), rdir, rdir / "report")
     assert info.value.exit_code == 2 and str(rdir / "report") in str(info.value)
+
+
+def test_a_report_folder_holding_the_region_or_the_shell_is_refused(
+    naip_region: Path, naip_small: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --report-dir REGION_FOLDER --overwrite replaced the folder with the page: the region
+    # file, its incoming passes and reference layers were deleted; --report-dir . crashed
+    # with a traceback (os.replace of ".") and left a .tmp- folder behind
+    rdir = tmp_path / "out" / "naip-nd"
+    fake_monitor_state(rdir, naip_small[:1], [1])
+    region = load_region(naip_region)
+    before = sorted(p.name for p in naip_region.parent.iterdir())
+    for place in (naip_region.parent, naip_region.parent / "incoming"):
+        with pytest.raises(GeotlInputError, match="holds this region's input") as info:
+            write_report(region, rdir, place, overwrite=True)
+        assert info.value.exit_code == 2
+    assert sorted(p.name for p in naip_region.parent.iterdir()) == before
+    here = tmp_path / "shell"
+    (here / "sub").mkdir(parents=True)
+    monkeypatch.chdir(here / "sub")
+    for place in (Path("."), Path("..")):
+        with pytest.raises(GeotlInputError, match="the folder this command runs in"):
+            write_report(region, rdir, place)
+    assert [p.name for p in here.iterdir()] == ["sub"]
+    assert write_report(region, rdir, Path("report")).path == Path("report/index.html")
+    assert (here / "sub" / "report" / "index.html").is_file()
+
+
+def test_a_report_dir_that_is_a_file_is_one_line_exit_2(
+    naip_region: Path, naip_small: list[Path], tmp_path: Path
+) -> None:
+    # click answered with its usage text ("Usage: ... Error: Directory ... is a file.")
+    from click.testing import CliRunner
+
+    from geotl.cli.main import cli
+
+    fake_monitor_state(tmp_path / "out" / "naip-nd", naip_small[:1], [1])
+    afile = tmp_path / "report.html"
+    afile.write_text("mine")
+    args = ["monitor", "report", str(naip_region), "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(cli, [*args, "--report-dir", str(afile)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Usage" not in result.output, result.output
+    assert str(afile) in lines[0] and "choose a folder for --report-dir" in lines[0]
+    assert afile.read_text() == "mine"

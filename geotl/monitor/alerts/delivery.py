@@ -8,12 +8,14 @@ receiver drop the duplicate.
 
 Answers: 2xx delivered; 408, 425, 429, 5xx and network errors are retried with exponential
 backoff (``retry_base_s``, doubling, at most six hours) up to ``max_attempts``; any other
-status (4xx: a wrong URL, a rejected payload) marks the alert ``failed`` with the status at
-once: retrying cannot fix it.
+status (4xx: a wrong URL, a rejected payload; 3xx: a hook that moved, whose redirect is not
+followed because urllib would resend the POST as a GET without its body) marks the alert
+``failed`` with the status at once: retrying cannot fix it.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from geotl import __version__
 from geotl.config import AlertsConfig, Region, check_webhook_url
@@ -173,15 +176,57 @@ def webhook_payload(region_name: str, alert: AlertRecord) -> dict[str, Any]:
     }
 
 
-def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> int:
-    """POST and return the HTTP status; network failures raise OSError."""
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as it is, never followed.
+
+    urllib sends a POST's 301/302/303 on as a GET without the body, whose 200 then marked an
+    alert delivered that nobody received.
+    """
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def _split_credentials(url: str) -> tuple[str, str | None]:
+    """The URL without ``user:password@`` and the Basic ``Authorization`` header they make.
+
+    urllib cannot send a URL's credentials (it looked the host up as ``user:password@host``).
+
+    >>> _split_credentials("https://geotl:s3cr%40t@hooks.example.org/a")
+    ('https://hooks.example.org/a', 'Basic Z2VvdGw6czNjckB0')
+    >>> _split_credentials("https://hooks.example.org/a")
+    ('https://hooks.example.org/a', None)
+    """
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.netloc.rsplit("@", 1)[1]
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    token = base64.b64encode(pair.encode()).decode("ascii")
+    return urlunsplit(parts._replace(netloc=host)), f"Basic {token}"
+
+
+def _post(
+    url: str, body: bytes, headers: dict[str, str], timeout_s: float
+) -> tuple[int, str | None]:
+    """POST; return the HTTP status and, for a redirect, where it points.
+
+    Network failures raise OSError.
+    """
+    url, authorization = _split_credentials(url)
+    if authorization is not None:
+        headers = {**headers, "Authorization": authorization}
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        with _OPENER.open(request, timeout=timeout_s) as response:
             response.read(65536)
-            return int(response.status)
+            return int(response.status), None
     except urllib.error.HTTPError as exc:
-        return int(exc.code)
+        location = exc.headers.get("Location") if exc.headers is not None else None
+        return int(exc.code), location
 
 
 def _now() -> datetime:
@@ -202,13 +247,15 @@ def _attempt(
         "Idempotency-Key": idempotency_key(region_name, alert.id),
         "User-Agent": f"geotl/{__version__}",
     }
-    delivery_id = state.start_delivery(alert.id, policy.url, _now())
+    # the state records where it went, not the password
+    delivery_id = state.start_delivery(alert.id, _split_credentials(policy.url)[0], _now())
     attempts = alert.attempts + 1
     report.attempts += 1
     status: int | None = None
     error: str | None = None
+    location: str | None = None
     try:
-        status = _post(policy.url, body, headers, policy.timeout_s)
+        status, location = _post(policy.url, body, headers, policy.timeout_s)
     except (OSError, ValueError) as exc:  # refused, reset, timeout, DNS, bad URL
         error = f"{type(exc).__name__}: {error_text(exc, 300)}"
     outcome: Literal["delivered", "retry", "failed"]
@@ -222,6 +269,9 @@ def _attempt(
         outcome = "failed"
     if outcome != "delivered" and status is not None:
         error = f"HTTP {status}"
+        if 300 <= status < 400:
+            where = f" to {location[:200]}" if location else ""
+            error += f": the webhook redirects{where}; set the webhook to the URL it redirects to"
     if outcome == "failed" and retryable:
         error = f"{error}; gave up after {attempts} attempts"
     state.finish_delivery(
@@ -291,7 +341,8 @@ def deliver_due(
         wait = max((upcoming - _now()).total_seconds(), 0.0)
         if time.monotonic() + wait > deadline:
             break
-        log.info("waiting %.0f s for the next delivery attempt (due within this run)", wait)
+        if wait >= 1:  # not once per alert while a down receiver is tried alert by alert
+            log.info("waiting %.0f s for the next delivery attempt (due within this run)", wait)
         sleep(wait)
     report.retrying = [a.id for a in state.alerts(("open",)) if a.attempts > 0]
     return report

@@ -207,7 +207,7 @@ class AlertEngine:
                         sightings.append(AlertSighting(alert.id, rec.name, rec.acquired))
                     continue
                 new.append(self._record(cand, rec.model_id, rec, now))
-        sightings.extend(self._sightings(rec, views[0], crs, known, by_rule))
+        sightings.extend(self._sightings(rec, views[0], crs, {s.alert_id for s in sightings}))
         inserted = self.state.record_alert_evaluation(
             rec.key, rec.model_id, self.rules_hash, now=now, new=new, sightings=sightings
         )
@@ -225,18 +225,23 @@ class AlertEngine:
         rec: PassRecord,
         view: PassView,
         crs: str | None,
-        known: dict[str, list[AlertRecord]],
-        fired: dict[str, list[Candidate]],
+        sighted: set[str],
     ) -> list[AlertSighting]:
-        """Alerts of new/present rules whose object this pass sees again (last pass moves on)."""
+        """Alerts of new/present rules whose object this pass sees again (last pass moves on).
+
+        Every known alert of such a rule is looked for, also when its rule fired for other
+        objects in this pass (``sighted``: the alerts a candidate of this pass matched).
+        """
         out: list[AlertSighting] = []
         if crs is None or view.features.empty or "class" not in view.features.columns:
             return out
         for rule_name, rule in zip(self.config.rule_names(), self.config.rule, strict=True):
-            if rule.when == "gone" or rule_name in fired:
+            if rule.when == "gone":
                 continue
             alerts = [
-                a for a in self.state.alerts(rule=rule_name) if a.last_acquired < rec.acquired
+                a
+                for a in self.state.alerts(rule=rule_name)
+                if a.last_acquired < rec.acquired and a.id not in sighted
             ]
             if not alerts:
                 continue
@@ -372,6 +377,8 @@ def acknowledge_alerts(
         raise AlertError(
             "no monitor state here: pass the --out folder the monitor writes to", region_dir
         )
+    # ids as pasted from a report or a mail: "57E5FCA6623D", "57e5fca6623d,"
+    alert_ids = [a.strip().strip(",;").strip().lower() for a in alert_ids]
     with MonitorState(db) as state:
         if region is not None:
             state.check_region_file(region.path, region.name)

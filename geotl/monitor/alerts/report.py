@@ -226,7 +226,18 @@ def _delivery_text(a: AlertRecord) -> str:
     return f"{a.attempts} attempt(s){status}: {a.last_error or ''}".strip()
 
 
-def _check_report_dir(path: Path, overwrite: bool, region_dir: Path) -> None:
+def _region_inputs(region: Region) -> list[Path]:
+    """The region's input files and the folders a folder source watches (even when empty)."""
+    watched = []
+    options = region.monitor.options if region.monitor is not None else None
+    for pattern in getattr(options, "paths", None) or []:
+        parts = Path(region.resolve(pattern)).parts
+        fixed = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")), None)
+        watched.append(Path(*parts[:fixed]).resolve() if fixed else Path(*parts).resolve())
+    return [*region.input_paths(), *watched]
+
+
+def _check_report_dir(path: Path, overwrite: bool, region_dir: Path, region: Region) -> None:
     here, state = path.resolve(), region_dir.resolve()
     inside = state in here.parents and here != state / "report"
     if here == state or here in state.parents or inside:
@@ -234,6 +245,20 @@ def _check_report_dir(path: Path, overwrite: bool, region_dir: Path) -> None:
         raise GeotlInputError(
             f"is the monitor's folder {region_dir}, inside it or above it: choose a folder of "
             f"its own for --report-dir (default: {region_dir / 'report'})",
+            path,
+        )
+    cwd = Path.cwd().resolve()
+    if here == cwd or here in cwd.parents:  # replaced whole, it would leave the shell nowhere
+        raise GeotlInputError(
+            "is the folder this command runs in, or above it: choose a folder of its own for "
+            f"--report-dir, e.g. {path / 'report'}",
+            path,
+        )
+    held = [p for p in _region_inputs(region) if p == here or here in p.parents]
+    if held:  # replacing it would delete the region file, its scenes or reference layers
+        raise GeotlInputError(
+            f"holds this region's input {held[0]}: replacing the folder would delete it; "
+            f"choose a folder of its own for --report-dir (default: {region_dir / 'report'})",
             path,
         )
     if path.exists() and not path.is_dir():
@@ -282,7 +307,7 @@ def write_report(
             db,
         )
     report_dir = Path(report_dir)
-    _check_report_dir(report_dir, overwrite, Path(region_dir))
+    _check_report_dir(report_dir, overwrite, Path(region_dir), region)
     with MonitorState(db, readonly=True) as state:
         state.check_region_file(region.path, region.name)
         passes = state.latest_passes()
@@ -292,7 +317,8 @@ def write_report(
     for a in alerts:
         fired[a.fired_scene] = fired.get(a.fired_scene, 0) + 1
     open_alerts = [a for a in alerts if a.status in OPEN]
-    with atomic_dir(report_dir, overwrite=True) as tmp:
+    # resolved: "." (the folder the command runs in) cannot be renamed as "." itself
+    with atomic_dir(report_dir.resolve(), overwrite=True) as tmp:
         _copy_static(tmp)
         (tmp / REPORT_MARKER).write_text(f"geotl monitor report of {region.name}\n")
         (tmp / "alerts").mkdir()
@@ -350,11 +376,15 @@ def _page(
         if latest
         else "no pass processed yet"
     )
-    map_note = (
-        f"Open alerts over the quicklook of {e(latest.name)}."
-        if latest and bounds
-        else "Open alerts (no quicklook: the latest scene is not a local file)."
-    )
+    if latest is None:
+        map_note = "Open alerts (no quicklook: no pass processed yet)."
+    elif bounds:
+        map_note = f"Open alerts over the quicklook of {e(latest.name)}."
+    else:
+        map_note = (
+            f"Open alerts (no quicklook: the latest pass's scene {e(latest.uri)} is not a "
+            "readable local file)."
+        )
     legend = "".join(
         f'<span><i class="swatch" style="background:{c}"></i>{s}</span>'
         for s, c in (("open", "#e41a1c"), ("delivered", "#ff7f00"), ("failed", "#984ea3"))

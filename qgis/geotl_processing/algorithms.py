@@ -14,6 +14,7 @@ from qgis.core import (
     QgsFeatureSink,
     QgsField,
     QgsFields,
+    QgsMapLayerType,
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
@@ -70,18 +71,48 @@ class _GeotlAlgorithm(QgsProcessingAlgorithm):
 
 
 def _file_of(layer: Any) -> str:
-    """The file behind a raster layer, or an error that says how to make one."""
+    """The raster behind a layer as geotl reads it, or an error that says how to make one.
+
+    A file, or GDAL's path to a remote (``/vsicurl/``, ``/vsis3/``) or zipped raster.
+    """
+    if layer.type() != QgsMapLayerType.RasterLayer:
+        raise QgsProcessingException(
+            f"layer '{layer.name()}' is not a raster layer: predict reads scenes (raster "
+            "layers or raster files); choose the imagery, not a vector layer"
+        )
     provider = layer.providerType()
     parts = QgsProviderRegistry.instance().decodeUri(provider, layer.source())
     path = parts.get("path") or ""
-    if provider != "gdal" or not path or not os.path.isfile(path):
+    # a COG by URL (/vsicurl/https://..., /vsis3/...): geotl streams those as GDAL does
+    remote = path.startswith(("/vsi", "vsi")) or "://" in path
+    if provider != "gdal" or not path or not (remote or os.path.isfile(path)):
         raise QgsProcessingException(
             f"layer '{layer.name()}' is not file-backed ({provider}): geotl reads raster files; "
             "write it to a GeoTIFF first (right-click the layer > Export > Save As...)"
         )
+    table = parts.get("layerName")
+    rasters = _rasters_in(path) if table else 1
+    if rasters > 1:  # geotl would open the file, not this table of it
+        raise QgsProcessingException(
+            f"layer '{layer.name()}' is the raster table '{table}' of {path}, which holds "
+            f"{rasters} rasters: geotl reads a file's only raster; write this one to "
+            "a GeoTIFF first (right-click the layer > Export > Save As...)"
+        )
     if parts.get("vsiPrefix"):  # a raster in an archive: GDAL's path to it (geotl reads those)
         return f"{parts['vsiPrefix']}{path}{parts.get('vsiSuffix') or ''}"
     return path
+
+
+def _rasters_in(path: str) -> int:
+    """How many rasters a container file (a GeoPackage...) holds; 1 when it is one raster."""
+    try:
+        from osgeo import gdal
+
+        ds = gdal.OpenEx(path, gdal.OF_RASTER)
+        found = len((ds.GetMetadata("SUBDATASETS") or {}) if ds is not None else {}) // 2
+    except Exception:  # GDAL's Python may raise anything; geotl will say what is wrong
+        return 1
+    return max(found, 1)
 
 
 class _LoadStyle(QgsProcessingLayerPostProcessorInterface):
@@ -130,7 +161,9 @@ class PredictAlgorithm(_GeotlAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterFile(
-                "MODEL", "Model folder", behavior=QgsProcessingParameterFile.Folder
+                "MODEL",
+                "Model folder (or type the path of a model exported with geotl export --onnx)",
+                behavior=QgsProcessingParameterFile.Folder,
             )
         )
         self.addParameter(
@@ -327,7 +360,7 @@ class SuggestAlgorithm(_GeotlAlgorithm):
         self.addParameter(
             QgsProcessingParameterNumber(
                 "SIZE_M",
-                "Side of the squares in metres (empty: two chip widths)",
+                "Side of the squares in metres (geotl's --size-m; empty: two chip widths)",
                 QgsProcessingParameterNumber.Double,
                 optional=True,
                 minValue=0.001,
@@ -352,6 +385,10 @@ class SuggestAlgorithm(_GeotlAlgorithm):
         region = self.parameterAsFile(parameters, "REGION", context)
         model = self.parameterAsFile(parameters, "MODEL", context)
         out = self.parameterAsFileOutput(parameters, "OUTPUT", context)
+        if not out.lower().endswith(".gpkg"):  # geotl writes a GeoPackage whatever the name
+            raise QgsProcessingException(
+                f"the areas to label are a GeoPackage: save them as a .gpkg file, not '{out}'"
+            )
         n = self.parameterAsInt(parameters, "N", context)
         args = ["suggest", region, "--model", model, "-n", str(n), "-o", out, "--overwrite"]
         if parameters.get("SIZE_M") not in (None, ""):
@@ -483,7 +520,9 @@ class TrainAlgorithm(_GeotlAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterBoolean(
-                "OVERWRITE", "Replace a model already in the folder", defaultValue=False
+                "OVERWRITE",
+                "Replace a model already in the folder (geotl's --overwrite)",
+                defaultValue=False,
             )
         )
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT", "Model folder"))

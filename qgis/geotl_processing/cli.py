@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -19,7 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 HERE = Path(__file__).resolve().parent
 SETTING_HINT = (
@@ -29,6 +30,12 @@ SETTING_HINT = (
 ERROR_PREFIX = "geotl: error: "
 #: seconds geotl gets to clean up after Cancel before it is terminated
 CANCEL_GRACE_S = 60.0
+#: the oldest geotl this plugin runs (``--progress json``, predict's ``--window``, ``--nodata``...)
+MIN_GEOTL_VERSION = (0, 1, 0)
+UPDATE_HINT = (
+    "update geotl (in its repository: git pull, then make venv) and reinstall this plugin "
+    "from the same checkout (make qgis-plugin), or " + SETTING_HINT.replace("set its", "set the")
+)
 
 
 class GeotlCliError(Exception):
@@ -77,6 +84,18 @@ def default_executable() -> str:
 _checked: dict = {}
 
 
+def version_of(said: str) -> Optional[Tuple[int, ...]]:
+    """The version ``geotl --version`` states, as a tuple of ints (None when it states none).
+
+    >>> version_of("geotl, version 0.1.0")
+    (0, 1, 0)
+    >>> version_of("geotl, version 0.2.0.dev3+g1234") is None, version_of("geotl") is None
+    (False, True)
+    """
+    found = re.search(r"version (\d+)\.(\d+)(?:\.(\d+))?", said)
+    return tuple(int(g or 0) for g in found.groups()) if found else None
+
+
 def check_executable(exe: str) -> str:
     """The absolute path of ``exe`` once it answers ``--version`` as geotl.
 
@@ -101,6 +120,13 @@ def check_executable(exe: str) -> str:
     if res.returncode != 0 or not said or not said[0].startswith("geotl"):
         first = said[0][:120] if said else f"exit code {res.returncode}"
         raise GeotlCliError(f"'{path}' is not the geotl executable ({first}): {SETTING_HINT}")
+    version = version_of(said[0])
+    if version is not None and version < MIN_GEOTL_VERSION:
+        need = ".".join(map(str, MIN_GEOTL_VERSION))
+        raise GeotlCliError(
+            f"'{path}' is geotl {'.'.join(map(str, version))}, older than this plugin needs "
+            f"({need} or newer): {UPDATE_HINT}"
+        )
     _checked[exe] = path
     return path
 
@@ -140,6 +166,14 @@ def _show_progress(update: dict, feedback: Any) -> None:
         feedback.setProgressText(f"{what}: {int(n)} {update.get('unit', '')}".rstrip())
 
 
+#: click's usage errors for what a geotl of another version lacks
+_UNKNOWN_TO_GEOTL = (
+    "Error: No such option",
+    "Error: No such command",
+    "Error: Got unexpected extra",
+)
+
+
 def error_message(stderr_lines: Sequence[str], returncode: int) -> str:
     """The one-line error geotl printed, or the end of its output when it died without one.
 
@@ -151,6 +185,11 @@ def error_message(stderr_lines: Sequence[str], returncode: int) -> str:
     for line in reversed(stderr_lines):
         if line.startswith(ERROR_PREFIX):
             return line[len(ERROR_PREFIX) :].strip()
+    for line in reversed(stderr_lines):
+        # click's usage error for an option or command this geotl lacks: another version
+        if line.startswith(_UNKNOWN_TO_GEOTL):
+            said = line[len("Error: ") :].strip()
+            return f"this geotl does not match the plugin ({said}): {UPDATE_HINT}"
     tail = [ln for ln in stderr_lines if ln.strip() and progress_of(ln) is None][-1:]
     return f"geotl failed (exit code {returncode})" + (f": {tail[0].strip()}" if tail else "")
 
@@ -170,12 +209,21 @@ def _interrupt(proc: subprocess.Popen[str]) -> None:
         os.killpg(proc.pid, signal.SIGINT)
 
 
+def _kill(proc: subprocess.Popen[str]) -> None:
+    """Kill geotl and every process it started (workers hold its stderr open: no EOF else)."""
+    if sys.platform == "win32":
+        proc.kill()
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 def run_geotl(exe: str, args: Sequence[str], feedback: Any, cwd: Optional[str] = None) -> str:
     """Run ``geotl --progress json ARGS``; return its stdout.
 
     Progress lines move the feedback's bar, log lines go to its log. Cancel sends geotl an
     interrupt (what Ctrl+C does: it stops and removes its temporary files); a geotl that
-    has not exited :data:`CANCEL_GRACE_S` seconds later is killed.
+    has not exited :data:`CANCEL_GRACE_S` seconds later is killed, with the processes it started.
 
     Raises:
         GeotlCancelled: the feedback was cancelled.
@@ -219,14 +267,17 @@ def run_geotl(exe: str, args: Sequence[str], feedback: Any, cwd: Optional[str] =
         t.start()
     stderr_lines: List[str] = []
     cancelled_at: Optional[float] = None
+    killed = False
     stderr_open = True
     while stderr_open or proc.poll() is None:
         if cancelled_at is None and feedback.isCanceled():
             cancelled_at = time.monotonic()
             feedback.pushInfo("geotl: cancelling (removing what was started)")
             _interrupt(proc)
-        if cancelled_at is not None and time.monotonic() - cancelled_at > CANCEL_GRACE_S:
-            proc.kill()
+        overdue = cancelled_at is not None and time.monotonic() - cancelled_at > CANCEL_GRACE_S
+        if overdue and not killed:
+            _kill(proc)
+            killed = True
         try:
             line = lines.get(timeout=0.1)
         except queue.Empty:

@@ -185,7 +185,11 @@ try:
         for attempt in spec["attempts"]:
             inputs = []
             for item in attempt["inputs"]:
-                if item.get("provider"):
+                if item.get("provider") == "ogr":  # a vector layer where scenes are asked for
+                    layer = QgsVectorLayer(item["uri"], item["name"], "ogr")
+                    QgsProject.instance().addMapLayer(layer)
+                    inputs.append(layer.id())
+                elif item.get("provider"):
                     layer = QgsRasterLayer(item["uri"], item["name"], item["provider"])
                     QgsProject.instance().addMapLayer(layer)
                     inputs.append(layer.id())
@@ -195,7 +199,8 @@ try:
             ProcessingConfig.settings[GEOTL_EXECUTABLE].value = attempt.get("geotl", spec["geotl"])
             fb = Feedback()
             params = {"INPUT": inputs, "MODEL": attempt["model"], "OUTPUT": attempt["output"]}
-            report["errors"].append(run("geotl:predict", params, fb))
+            params = attempt.get("params", params)  # another algorithm's form
+            report["errors"].append(run(attempt.get("alg", "geotl:predict"), params, fb))
     elif case == "suggest":
         fb = Feedback()
         context = QgsProcessingContext()

@@ -97,6 +97,30 @@ def test_cancel_interrupts_and_waits_for_cleanup(tmp_path: Path) -> None:
     assert not (tmp_path / ".tmp-out").exists()
 
 
+def test_cancel_kills_geotl_and_its_workers_when_overdue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a geotl stuck where Ctrl+C cannot reach it: only geotl itself was killed after the
+    # grace time, and the worker it started kept its stderr open, so Cancel hung as long
+    # as the worker ran
+    monkeypatch.setattr(cli, "CANCEL_GRACE_S", 0.5)
+    exe = _fake_geotl(
+        tmp_path,
+        "trap '' INT\n"
+        f"sleep 30 &\necho $! > {tmp_path}/worker\n"
+        'echo \'{"progress": "predict", "n": 0, "total": 9, "unit": "win"}\' >&2\n'
+        "wait\n",
+    )
+    t0 = time.monotonic()
+    with pytest.raises(cli.GeotlCancelled):
+        cli.run_geotl(exe, ["predict"], Feedback(cancel_after_s=0.5))
+    assert time.monotonic() - t0 < 10
+    stat = Path(f"/proc/{int((tmp_path / 'worker').read_text())}/stat")
+    time.sleep(0.2)
+    if stat.exists():  # killed, not yet reaped by whoever adopted it
+        assert stat.read_text().split(")")[-1].split()[0] == "Z"
+
+
 def test_missing_or_wrong_executable(tmp_path: Path) -> None:
     hint = "Processing > Options > Providers > geotl > geotl executable"
     with pytest.raises(cli.GeotlCliError, match="not found") as exc:
@@ -105,6 +129,31 @@ def test_missing_or_wrong_executable(tmp_path: Path) -> None:
     with pytest.raises(cli.GeotlCliError, match="not the geotl executable") as exc:
         cli.run_geotl("/bin/echo", ["predict"], Feedback())
     assert hint in str(exc.value)
+
+
+def test_older_geotl_is_refused_with_the_fix(tmp_path: Path) -> None:
+    # a geotl older than the plugin failed on the first option it lacks, as
+    # "geotl failed (exit code 2): Error: No such option: --progress"
+    old = tmp_path / "old"
+    old.mkdir()
+    exe = old / "geotl"
+    exe.write_text(
+        '#!/bin/sh\nif [ "$1" = "--version" ]; then echo "geotl, version 0.0.3"; exit 0; fi\n'
+        "echo 'Error: No such option: --progress' >&2\nexit 2\n"
+    )
+    exe.chmod(0o755)
+    with pytest.raises(cli.GeotlCliError) as exc:
+        cli.run_geotl(str(exe), ["predict"], Feedback())
+    message = str(exc.value)
+    assert "geotl 0.0.3, older than this plugin needs (0.1.0 or newer)" in message
+    assert "make venv" in message and "Processing > Options > Providers > geotl" in message
+    # a geotl that states a version and still lacks an option the plugin passes
+    newer = _fake_geotl(tmp_path, "echo \"Error: No such option '--window'.\" >&2\nexit 2\n")
+    with pytest.raises(cli.GeotlCliError) as exc:
+        cli.run_geotl(newer, ["predict", "--window", "128"], Feedback())
+    message = str(exc.value)
+    assert message.startswith("this geotl does not match the plugin (No such option '--window'.)")
+    assert "make qgis-plugin" in message and "\n" not in message
 
 
 def test_default_executable_from_build_record(

@@ -6,10 +6,15 @@ geotl executable of this checkout (a small wrapper script), as QGIS would.
 
 from __future__ import annotations
 
+import functools
+import http.server
+import io
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -392,3 +397,130 @@ def test_predict_outputs_load_in_qgis(plugins_dir: Path, geotl_exe: Path, tmp_pa
     assert "results" in zipped, zipped.get("error")
     (layer,) = zipped["loaded"]
     assert layer["valid"] and layer["count"] == 2
+
+
+class _RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files with HTTP range requests, as GDAL's /vsicurl/ reads a COG."""
+
+    def send_head(self) -> Any:
+        path = self.translate_path(self.path)
+        ranged = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
+        if ranged is None or not os.path.isfile(path):
+            return super().send_head()
+        size = os.path.getsize(path)
+        start, end = int(ranged[1]), min(int(ranged[2] or size - 1), size - 1)
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            body = fh.read(end - start + 1)
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        return io.BytesIO(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@needs_qgis
+def test_predict_remote_cog_layer(plugins_dir: Path, geotl_exe: Path, tmp_path: Path) -> None:
+    # a COG added by URL (Layer > Add Raster Layer > HTTP): geotl streams it as GDAL does;
+    # the plugin refused it as "not file-backed" and asked for a download
+    import numpy as np
+    from predict import data
+
+    every = tmp_path / "every"
+    data.write_constant_model(every)
+    served = tmp_path / "www"
+    served.mkdir()
+    for name in ("a", "b"):
+        data.write_scene(served / f"{name}.tif", np.full((60, 70), 150, dtype=np.uint8))
+    handler = functools.partial(_RangeHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    out = tmp_path / "out"
+    out.mkdir()
+    try:
+        report = _run_case(
+            {
+                "plugins": str(plugins_dir),
+                "geotl": str(geotl_exe),
+                "case": "predict_loads",
+                "scenes": [
+                    {"uri": f"/vsicurl/{url}/a.tif", "name": "cog"},
+                    {"uri": f"{url}/b.tif", "name": "url"},
+                ],
+                "model": str(every),
+                "output": str(out / "cog.geojson"),
+            },
+            tmp_path,
+        )
+    finally:
+        server.shutdown()
+    assert "results" in report, report.get("error")
+    assert f"/vsicurl/{url}/a.tif {url}/b.tif -o" in " ".join(report["log"])  # verbatim
+    (layer,) = report["loaded"]
+    assert layer["valid"] and layer["count"] == 2  # one object per scene
+
+
+@needs_qgis
+def test_layers_geotl_cannot_read_are_refused(
+    plugins_dir: Path, geotl_exe: Path, tmp_path: Path
+) -> None:
+    # a raster table of a GeoPackage holding several: geotl got the GeoPackage's path and
+    # said "raster has no CRS"; a vector layer was "not file-backed"; suggest's areas saved
+    # as .geojson were a GeoPackage under that name
+    import numpy as np
+    import rasterio
+    from predict import data
+
+    model = tmp_path / "model"
+    data.write_constant_model(model)
+    scene = data.write_scene(tmp_path / "a.tif", np.full((60, 70), 150, dtype=np.uint8))
+    tables = tmp_path / "tables.gpkg"
+    with rasterio.open(scene) as src:
+        for table, extra in (("first", {}), ("second", {"APPEND_SUBDATASET": "YES"})):
+            profile = src.profile | {"driver": "GPKG", "RASTER_TABLE": table, **extra}
+            profile.pop("nodata", None)
+            with rasterio.open(tables, "w", **profile) as dst:
+                dst.write(src.read())
+    vectors = tmp_path / "labels.geojson"
+    vectors.write_text(
+        '{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, '
+        '"geometry": {"type": "Point", "coordinates": [-81.99, 29.69]}}]}'
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    suggest = {
+        "REGION": str(REPO / "regions" / "demo-osbs.toml"),
+        "MODEL": str(model),
+        "N": 3,
+        "OUTPUT": str(out / "areas.geojson"),
+    }
+
+    def attempt(*inputs: dict[str, str], **kw: Any) -> dict[str, Any]:
+        return {"inputs": list(inputs), "model": str(model), "output": str(out / "d.geojson")} | kw
+
+    report = _run_case(
+        {
+            "plugins": str(plugins_dir),
+            "geotl": str(geotl_exe),
+            "case": "errors",
+            "attempts": [
+                attempt({"provider": "gdal", "name": "second", "uri": f"GPKG:{tables}:second"}),
+                attempt({"provider": "ogr", "name": "labels", "uri": str(vectors)}),
+                attempt(alg="geotl:suggest", params=suggest),
+            ],
+        },
+        tmp_path,
+    )
+    errors = [r.get("error", "") for r in report["errors"]]
+    assert all("Traceback" not in e and "\n" not in e.strip() for e in errors), errors
+    table, vector, areas = errors
+    assert "'second'" in table and str(tables) in table and "2 rasters" in table, table
+    assert "Export > Save As" in table
+    assert "'labels' is not a raster layer" in vector, vector
+    assert ".gpkg" in areas and "areas.geojson" in areas, areas
+    assert list(out.iterdir()) == []

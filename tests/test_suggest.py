@@ -243,6 +243,19 @@ def test_existing_output_needs_overwrite(
     assert len(gpd.read_file(out, layer="areas")) == 1
 
 
+def test_an_output_not_named_gpkg_is_refused(
+    tmp_path: Path, demo_model: Path, demo_chips: Path
+) -> None:
+    """-o areas.geojson wrote a GeoPackage under that name (and replaced areas.qml/.png)."""
+    region = _region(tmp_path)
+    out = tmp_path / "areas.geojson"
+    args = ["-n", "1", "--size-m", "6.4", "--chips", str(demo_chips)]
+    code, _, stderr = _suggest(region, demo_model, out, *args)
+    assert code == 2 and "AREAS.gpkg" in stderr and str(out) in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    assert not out.exists() and not out.with_suffix(".png").exists()
+
+
 def test_too_many_areas_says_how_many(tmp_path: Path, demo_model: Path, demo_chips: Path) -> None:
     region = _region(tmp_path)
     out = tmp_path / "a.gpkg"

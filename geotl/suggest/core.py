@@ -130,6 +130,8 @@ def suggest_areas(
     out = Path(out)
     if options.n < 1:
         raise GeotlInputError(f"-n {options.n}: ask for at least one area")
+    if out.suffix.lower() != ".gpkg":  # the file is a GeoPackage whatever its name says
+        raise GeotlInputError("is written as gpkg: name it -o AREAS.gpkg", out)
     for p in (out, out.with_suffix(".qml"), out.with_suffix(".png")):
         check_output_file(p, options.overwrite)
     if options.append_to is not None:

@@ -35,7 +35,7 @@ import geopandas as gpd
 import pandas as pd
 
 from geotl import __version__
-from geotl.errors import ClusterError, GeotlError, error_text
+from geotl.errors import ClusterError, GeotlError, GeotlRuntimeError, error_text
 from geotl.models.artefact import WEIGHTS_FILE, read_card, verify_weights, weights_sha256
 from geotl.progress import progress_bar
 
@@ -141,18 +141,35 @@ def open_cluster(
         ):
             yield client
         return
+    with _quiet_client_log():
+        try:
+            client = Client(spec.address, timeout=connect_timeout_s)
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(
+                f"cannot reach the Dask scheduler at {spec.address} within "
+                f"{connect_timeout_s:g} s ({type(exc).__name__}): start it (dask scheduler) "
+                "and its workers, or fix --cluster"
+            ) from None
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+@contextlib.contextmanager
+def _quiet_client_log() -> Iterator[None]:
+    """Dask's client logs a lost scheduler with tracebacks; geotl says it in one line.
+
+    Left as it is when geotl logs at DEBUG (``-vv``).
+    """
+    logger = logging.getLogger("distributed.client")
+    level = logger.level
+    if logging.getLogger("geotl").getEffectiveLevel() > logging.DEBUG:
+        logger.setLevel(logging.CRITICAL)
     try:
-        client = Client(spec.address, timeout=connect_timeout_s)
-    except (OSError, TimeoutError) as exc:
-        raise ClusterError(
-            f"cannot reach the Dask scheduler at {spec.address} within "
-            f"{connect_timeout_s:g} s ({type(exc).__name__}): start it (dask scheduler) and "
-            "its workers, or fix --cluster"
-        ) from None
-    try:
-        yield client
+        yield
     finally:
-        client.close()
+        logger.setLevel(level)
 
 
 # --- the model, as the coordinator knows it and as each worker checks it ----------------
@@ -236,10 +253,12 @@ def _worker_name() -> str:
         return "this process"
 
 
-def check_worker(model: ModelRef) -> str:
+def check_worker(model: ModelRef, dask_worker: Any = None) -> str:
     """Refuse to work with another geotl version or without the very same model files.
 
     Runs on a worker (before every task, and on every worker before a job starts).
+    ``dask_worker``: the worker, as :meth:`distributed.Client.run` passes it (its tasks'
+    worker is found without it).
 
     Returns:
         The worker's address.
@@ -248,7 +267,7 @@ def check_worker(model: ModelRef) -> str:
         ClusterError: the message names the worker and says which check failed and how to
             fix it.
     """
-    name = _worker_name()
+    name = str(dask_worker.address) if dask_worker is not None else _worker_name()
     if __version__ != model.geotl_version:
         raise ClusterError(
             f"worker {name} runs geotl {__version__} but the coordinator runs "
@@ -281,28 +300,53 @@ def check_workers(client: Client, model: ModelRef) -> list[str]:
 
     Raises:
         ClusterError: a worker runs another geotl or lacks the model; no worker at all.
+        GeotlRuntimeError: the scheduler stopped answering (now, or since an earlier job).
     """
-    if not client.nthreads():
-        try:
-            client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S * 6)
-        except TimeoutError:
-            raise ClusterError(
-                f"the Dask scheduler at {client.scheduler_info().get('address', '?')} has no "
-                "workers: start some (dask worker ADDRESS)"
-            ) from None
+    from concurrent.futures import CancelledError
+
+    if client.status in ("closing", "closed"):  # it lost the scheduler earlier (monitor --every)
+        raise _lost_scheduler(client, "an earlier job ran")
     try:
-        names = client.run(check_worker, model)
-    except ClusterError:
-        raise
-    except GeotlError as exc:
-        raise ClusterError(str(exc)) from None
-    except Exception as exc:  # e.g. a worker without geotl cannot even load the check
-        raise ClusterError(
-            f"a worker cannot run geotl's check ({type(exc).__name__}: {error_text(exc)}): "
-            "install "
-            f"'geotl=={model.geotl_version}' in every worker's environment"
-        ) from None
-    return list(names.values())
+        if not client.nthreads():
+            try:
+                client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S * 6)
+            except TimeoutError:
+                raise ClusterError(
+                    f"the Dask scheduler at {_address(client)} has no workers: start some "
+                    "(dask worker ADDRESS)"
+                ) from None
+        # each worker's answer, so that a refusal names the worker (client.run raises the
+        # first error alone, and get_worker() is unset where it runs)
+        answers = client.run(check_worker, model, on_error="return")
+    except (OSError, CancelledError) as exc:  # OSError: Dask's CommClosedError, timeouts
+        raise _lost_scheduler(client, "the workers were checked") from exc
+    for address, answer in answers.items():
+        if isinstance(answer, ClusterError):
+            raise answer
+        if isinstance(answer, GeotlError):
+            raise ClusterError(f"worker {address}: {answer}") from None
+        if isinstance(answer, BaseException):  # a worker without geotl cannot load the check
+            raise ClusterError(
+                f"worker {address} cannot run geotl's check ({type(answer).__name__}: "
+                f"{error_text(answer)}): install 'geotl=={model.geotl_version}' in every "
+                "worker's environment"
+            ) from None
+    return [str(name) for name in answers.values()]
+
+
+def _address(client: Client | None) -> str:
+    """The scheduler's address as the client knows it (also once it closed)."""
+    address = getattr(getattr(client, "scheduler", None), "address", None)
+    given = getattr(client, "_start_arg", None)  # the address given (a closed client's)
+    return str(address or (given if isinstance(given, str) else "?"))
+
+
+def _lost_scheduler(client: Client | None, during: str) -> GeotlRuntimeError:
+    """The error for a scheduler that stopped answering mid-job (its tasks went with it)."""
+    return GeotlRuntimeError(
+        f"lost the Dask scheduler at {_address(client)} while {during}: check that the "
+        "scheduler still runs, then run the command again"
+    )
 
 
 def _worker_artefact(model: ModelRef) -> Artefact:
@@ -357,21 +401,34 @@ def _worker_threads() -> int:
 class SceneJob:
     """One scene to predict: its options, acquisition time and name in the outputs.
 
-    ``acquired``: default from the file; ``name``: default the file name.
+    ``acquired``: default from the file; ``name``: default the file name; ``seen_here``:
+    the coordinator sees the file (set by :func:`submit_scenes`).
     """
 
     scene: Path
     options: PredictOptions
     acquired: str | None = None
     name: str | None = None
+    seen_here: bool = False
 
 
 def _predict_task(model: ModelRef, job: SceneJob, block: RowBlock | None) -> SceneDetections:
-    """Runs on a worker: one scene, or one block of it (widening its margin as needed)."""
+    """Runs on a worker: one scene, or one block of it (widening its margin as needed).
+
+    Raises:
+        ClusterError: the coordinator sees the scene's file and this worker does not (a
+            "file not found" there sent the user to check a path that exists).
+    """
     from geotl.predict import predict_scene
     from geotl.predict.blocks import BlockMarginError
 
     artefact = _worker_artefact(model)
+    if job.seen_here and not os.path.exists(job.scene):
+        raise ClusterError(
+            f"worker {_worker_name()} has no such file (the coordinator has): put the scenes "
+            "on storage every worker sees, at the same path",
+            job.scene,
+        )
     options = replace(job.options, progress=False)
     if block is None:
         return predict_scene(artefact, job.scene, options, acquired=job.acquired, name=job.name)
@@ -489,11 +546,20 @@ class PendingScene:
 
         Raises:
             ClusterError: a worker refused the job (another version, other model files).
+            GeotlRuntimeError: the connection to the scheduler was lost (it stopped, or the
+                network failed): the scene's tasks are gone with it.
         """
+        from concurrent.futures import CancelledError
+
         from distributed import wait
 
-        wait(self.futures)
-        errors = [f.exception() for f in self.futures if f.status != "finished"]
+        try:
+            wait(self.futures)
+            errors = [f.exception() for f in self.futures if f.status != "finished"]
+        except (OSError, CancelledError) as exc:
+            # the client cancels every task when it loses the scheduler for good
+            client = self.futures[0].client if self.futures else None
+            raise _lost_scheduler(client, f"{self.job.scene.name} was predicted") from exc
         if errors:
             error = errors[0]
             if isinstance(error, ClusterError):
@@ -504,9 +570,16 @@ class PendingScene:
         return joined
 
     def cancel(self) -> None:
-        """Drop the scene's tasks (finished or not)."""
+        """Drop the scene's tasks (finished or not); nothing to do once the client closed.
+
+        A generator of :func:`predict_on_cluster` abandoned by an error is closed when it
+        is collected, often after its client: cancelling then printed a traceback.
+        """
         for f in self.futures:
-            f.cancel()
+            if getattr(f.client, "status", None) != "running":
+                return
+            with contextlib.suppress(RuntimeError):  # the client's event loop just closed
+                f.cancel()
 
 
 def submit_scenes(
@@ -531,7 +604,10 @@ def submit_scenes(
     for i, job in enumerate(jobs):
         blocks = _scene_blocks(job, model, share, block_rows)
         # workers may run elsewhere: an absolute path (GDAL's /vsi... paths stay as given)
-        task = job if str(job.scene).startswith("/vsi") else replace(job, scene=job.scene.resolve())
+        if str(job.scene).startswith("/vsi"):
+            task = job
+        else:
+            task = replace(job, scene=job.scene.resolve(), seen_here=job.scene.exists())
         if blocks is None:
             futures = [client.submit(_predict_task, model, task, None, key=f"geotl-{token}-{i}")]
         else:

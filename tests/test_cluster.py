@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -163,6 +164,41 @@ def test_a_workers_input_error_is_the_same_one_line_error(
     assert "missing.tif: skipped: " in both.output and "file not found" in both.output
 
 
+def test_a_single_scenes_error_prints_one_line_in_a_real_process(
+    client: Client, model: Path, tmp_path: Path
+) -> None:
+    """The abandoned task generator, collected after the client closed, printed a traceback."""
+    out = tmp_path / "p.geojson"
+    args = [str(model), str(tmp_path / "missing.tif"), "-o", str(out), "--no-progress"]
+    res = subprocess.run(
+        [sys.executable, "-m", "geotl", "predict", *args, "--cluster", client.scheduler.address],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines() == [
+        f"geotl: error: {tmp_path / 'missing.tif'}: file not found: check the path"
+    ], res.stderr
+    assert not out.exists()
+
+
+def test_a_scene_the_workers_cannot_see_is_named_so(
+    client: Client, model: Path, tmp_path: Path
+) -> None:
+    """A scene on the coordinator's disk only: not 'file not found: check the path'."""
+    from geotl.cluster import _predict_task
+
+    ref = ModelRef.from_path(model, "torch")
+    elsewhere = SceneJob(tmp_path / "local-disk" / "scene.tif", SMALL, seen_here=True)
+    with pytest.raises(ClusterError) as caught:
+        client.submit(_predict_task, ref, elsewhere, None, pure=False).result()
+    text = str(caught.value)
+    assert text.startswith(f"{elsewhere.scene}: worker tcp://"), text
+    assert "has no such file (the coordinator has)" in text and "every worker sees" in text
+
+
 def test_blocks_of_a_large_scene_run_on_both_workers_and_join_exactly(
     client: Client, model: Path
 ) -> None:
@@ -263,6 +299,83 @@ def test_workers_refuse_another_version_or_other_model_files(
     other = moved.__class__(**{**moved.__dict__, "sha256": "0" * 64})
     with pytest.raises(ClusterError, match="sees another model"):
         list(predict_on_cluster(client, other, job, progress=False))
+
+
+def test_a_refusing_worker_is_named_by_its_address(client: Client, model: Path) -> None:
+    """The check that runs on every worker before a job names the worker that refused."""
+    ref = ModelRef.from_path(model, "torch")
+    client.run(_set_version, "0.0.0-other")
+    try:
+        with pytest.raises(ClusterError) as caught:
+            list(predict_on_cluster(client, ref, [SceneJob(REAL_SCENE, SMALL)], progress=False))
+    finally:
+        client.run(_set_version, geotl.__version__)
+    assert "this process" not in str(caught.value)
+    named = str(caught.value).split()[1]
+    assert named in client.nthreads(), caught.value  # a worker's address (it said "this process")
+
+
+def test_a_lost_scheduler_is_one_line_and_writes_nothing(model: Path, tmp_path: Path) -> None:
+    """The scheduler dies mid-job: exit 1 with one line naming it (a Dask traceback before)."""
+    dask = Path(sys.executable).parent / "dask"
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    quiet = subprocess.DEVNULL
+    port = address.rsplit(":", 1)[1]
+    scheduler = subprocess.Popen(
+        [str(dask), "scheduler", "--port", port, "--no-dashboard"],
+        stdout=quiet,
+        stderr=quiet,
+        env=env,
+    )
+    worker = subprocess.Popen(
+        [str(dask), "worker", address, "--nthreads", "1", "--no-dashboard"],
+        stdout=quiet,
+        stderr=quiet,
+        env=env,
+    )
+    scene = _mosaic(tmp_path / "big.tif", 3)
+    out = tmp_path / "out"
+    out.mkdir()
+    done: dict[str, Any] = {}
+    try:
+        with Client(address, timeout=60) as watcher:
+            watcher.wait_for_workers(1, timeout=60)
+            args = ["predict", str(model), str(scene), "-o", str(out / "p.geojson")]
+            thread = threading.Thread(
+                target=lambda: done.setdefault("res", _invoke([*args, "--cluster", address]))
+            )
+            thread.start()
+            deadline = time.monotonic() + 120
+            while not any(
+                str(k).startswith("geotl-") for keys in watcher.processing().values() for k in keys
+            ):
+                assert time.monotonic() < deadline, "no geotl task started"
+                time.sleep(0.05)
+            scheduler.kill()
+            thread.join(timeout=120)
+    finally:
+        scheduler.kill()
+        worker.kill()
+        scheduler.wait()
+        worker.wait()
+    res = done["res"]
+    assert res.exit_code == 1, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "lost the Dask scheduler" in lines[0], res.output
+    assert address in lines[0] and "big.tif" in lines[0]
+    assert list(out.iterdir()) == []
+
+
+def test_a_client_that_lost_its_scheduler_earlier_says_so(client: Client, model: Path) -> None:
+    """monitor --every keeps its client: after a lost scheduler, one line, not AttributeError."""
+    from geotl.errors import GeotlRuntimeError
+
+    ref = ModelRef.from_path(model, "torch")
+    closed = Client(client.scheduler.address, timeout=30)
+    closed.close()
+    with pytest.raises(GeotlRuntimeError, match=r"lost the Dask scheduler at tcp://"):
+        list(predict_on_cluster(closed, ref, [SceneJob(REAL_SCENE, SMALL)], progress=False))
 
 
 def _kill_a_busy_worker(client: Client, after_s: float) -> str:

@@ -189,3 +189,22 @@ def test_a_layout_no_launcher_can_start_is_refused_not_waited_for(
     assert res.exit_code == 2, res.output
     assert said in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_more_cuda_devices_than_the_machine_shows_are_refused_before_any_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--devices 2 --device cuda on a one-GPU machine: one line (Lightning: a late traceback)."""
+    from geotl.errors import GeotlInputError
+    from geotl.train.devices import DeviceLayout
+
+    for key in ("WORLD_SIZE", "SLURM_NTASKS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    DeviceLayout(1).check(8, "cuda")
+    DeviceLayout(2).check(8, "cpu")  # CPU processes: as many as asked
+    with pytest.raises(GeotlInputError, match=r"--devices 2 --device cuda: this machine shows 1 "):
+        DeviceLayout(2).check(8, "cuda")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(GeotlInputError, match="use --device cpu"):
+        DeviceLayout(2).check(8, "cuda")

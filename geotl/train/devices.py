@@ -58,13 +58,18 @@ class DeviceLayout:
         """What the Trainer is given: the strategy, or ``auto`` for a single process."""
         return self.strategy if self.world_size > 1 else "auto"
 
-    def check(self, batch_size: int) -> None:
+    def check(self, batch_size: int, accelerator: str = "cpu") -> None:
         """Refuse layouts the recipe cannot run on.
+
+        Args:
+            batch_size: the global batch.
+            accelerator: ``cpu`` or ``cuda`` (``--device``).
 
         Raises:
             GeotlInputError: an unknown strategy, a batch that does not split into
-                shares of at least two chips per device, a launcher that started another
-                number of processes, or machines and no launcher to start them.
+                shares of at least two chips per device, more CUDA devices than this
+                machine has, a launcher that started another number of processes, or
+                machines and no launcher to start them.
 
         >>> DeviceLayout(2).check(8)
         >>> DeviceLayout(4, 2).check(8)  # doctest: +ELLIPSIS
@@ -87,6 +92,13 @@ class DeviceLayout:
                 f"--batch-size {batch_size} does not split over {world} devices (each needs an "
                 f"equal share of at least {MIN_CHIPS_PER_DEVICE} chips): use --batch-size "
                 f"{max(need, -(-batch_size // world) * world)}"
+            )
+        if accelerator == "cuda" and self.devices > (visible := torch.cuda.device_count()):
+            # Lightning would refuse it only after chipping and loading, with a traceback
+            raise GeotlInputError(
+                f"--devices {self.devices} --device cuda: this machine shows {visible} CUDA "
+                "device(s) (CUDA_VISIBLE_DEVICES): "
+                + (f"use --devices {visible} or fewer" if visible else "use --device cpu")
             )
         env = os.environ
         started = env.get("WORLD_SIZE") or (

@@ -35,7 +35,13 @@ import geopandas as gpd
 import pandas as pd
 
 from geotl import __version__
-from geotl.errors import ClusterError, GeotlError, GeotlRuntimeError, error_text
+from geotl.errors import (
+    ClusterError,
+    GeotlError,
+    GeotlRuntimeError,
+    SchedulerUnreachableError,
+    error_text,
+)
 from geotl.models.artefact import WEIGHTS_FILE, read_card, verify_weights, weights_sha256
 from geotl.progress import progress_bar
 
@@ -145,7 +151,7 @@ def open_cluster(
         try:
             client = Client(spec.address, timeout=connect_timeout_s)
         except (OSError, TimeoutError) as exc:
-            raise ClusterError(
+            raise SchedulerUnreachableError(
                 f"cannot reach the Dask scheduler at {spec.address} within "
                 f"{connect_timeout_s:g} s ({type(exc).__name__}): start it (dask scheduler) "
                 "and its workers, or fix --cluster"

@@ -27,6 +27,7 @@ __all__ = [
     "ReferenceLayerError",
     "ResolutionError",
     "SceneError",
+    "SchedulerUnreachableError",
     "error_text",
 ]
 
@@ -97,6 +98,10 @@ class SceneError(GeotlRuntimeError):
 
 class ClusterError(GeotlInputError):
     """The Dask scheduler cannot be reached, or a worker cannot run the job (version, model)."""
+
+
+class SchedulerUnreachableError(ClusterError):
+    """The Dask scheduler at ``--cluster`` does not answer."""
 
 
 class LockedError(GeotlInputError):

@@ -449,6 +449,51 @@ def test_a_worker_killed_mid_pass_is_retried_each_pass_once(
             assert (rdir_here / rel / n).read_bytes() == (rdir_cluster / rel / n).read_bytes()
 
 
+def test_monitor_connects_again_after_losing_its_scheduler(
+    client: Client, model: Path, tmp_path: Path
+) -> None:
+    """monitor --every keeps one client: once it lost the scheduler, a round reconnects.
+
+    Before, every later round failed with "lost the Dask scheduler" until a restart by hand.
+    """
+    from dataclasses import replace
+
+    from geotl.errors import GeotlRuntimeError
+    from geotl.monitor.runner import ClusterDetector, Monitor
+
+    passes = [
+        _mosaic(tmp_path / "osbs_20240101.tif", 1),
+        _mosaic(tmp_path / "osbs_20240301.tif", 1, flip=True),
+    ]
+    region_file = write_region(
+        tmp_path / "r",
+        "osbs",
+        passes,
+        ["red", "green", "blue"],
+        ["tree"],
+        'source = "folder"\npaths = ["incoming/*.tif"]',
+        datetime_regex=r"_(\d{8})\.tif$",
+        min_area_m2=1.0,
+    )
+    copy_in(region_file, passes[0])
+    opts = MonitorOptions(
+        out_dir=tmp_path / "out", model_dir=model, cluster=client.scheduler.address
+    )
+    with Monitor(load_region(region_file), opts) as monitor:
+        detector = monitor.passes.detector
+        assert isinstance(detector, ClusterDetector)
+        assert [p.status for p in monitor.run_once().passes] == ["done"]
+        detector.client.close()  # what a lost scheduler leaves
+        copy_in(region_file, passes[1])
+        # the scheduler is not back yet: this round fails (exit 1), the loop goes on
+        monitor.options = replace(opts, cluster=f"tcp://127.0.0.1:{_free_port()}")
+        with pytest.raises(GeotlRuntimeError, match="the next round tries again"):
+            monitor.run_once()
+        monitor.options = opts  # back at its address: the next round connects again
+        assert [p.status for p in monitor.run_once().passes] == ["done"]
+        assert detector.client.status == "running"
+
+
 def test_local_workers_share_the_machine_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     """Dask starts workers with OMP_NUM_THREADS=1; a local:N worker takes cores // N."""
     from geotl import cluster

@@ -42,7 +42,13 @@ from geotl.cluster import (
     submit_scenes,
 )
 from geotl.config import Region
-from geotl.errors import ConfigError, GeotlError, SceneError
+from geotl.errors import (
+    ConfigError,
+    GeotlError,
+    GeotlRuntimeError,
+    SceneError,
+    SchedulerUnreachableError,
+)
 from geotl.io.atomic import TMP_PREFIX
 from geotl.models.artefact import Artefact
 from geotl.monitor.alerts.engine import AlertEngine
@@ -147,7 +153,13 @@ class ClusterDetector:
     """
 
     def __init__(
-        self, region: Region, bands: list[str], client: Any, model: ModelRef, resample: bool = False
+        self,
+        region: Region,
+        bands: list[str],
+        client: Any,
+        model: ModelRef,
+        resample: bool = False,
+        reopen: Callable[[], Any] | None = None,
     ) -> None:
         from geotl.predict import PredictOptions
 
@@ -156,7 +168,28 @@ class ClusterDetector:
         )
         self.client = client
         self.model = model
+        self._reopen = reopen
         self._ahead: dict[tuple[str, str], PendingScene] = {}
+
+    def ensure_connected(self) -> None:
+        """Connect again when the client lost its scheduler in an earlier round.
+
+        ``monitor --every`` keeps one client for days; a scheduler restarted meanwhile (a
+        new pod, a maintenance window) would fail every later round until the monitor was
+        restarted by hand.
+
+        Raises:
+            GeotlRuntimeError: the scheduler cannot be reached yet (the round fails, the
+                next one tries again).
+            ClusterError: the workers refuse the job (another version, other model files).
+        """
+        if self._reopen is None or getattr(self.client, "status", "running") == "running":
+            return
+        log.warning("the Dask scheduler was lost in an earlier round: connecting again")
+        try:
+            self.client = self._reopen()
+        except SchedulerUnreachableError as exc:
+            raise GeotlRuntimeError(f"{exc.message}; the next round tries again") from None
 
     def _job(self, path: Path, scene: Scene) -> SceneJob:
         return SceneJob(path, self.options, scene.acquired.isoformat())
@@ -278,7 +311,9 @@ class Monitor:
             _check_bands(self.region, self.source, artefact)
             bands = self.source.band_names()
             detector = self._detector or (
-                ClusterDetector(self.region, bands, client, model, self.options.resample)
+                ClusterDetector(
+                    self.region, bands, client, model, self.options.resample, self._reconnect
+                )
                 if client is not None
                 else predict_detector(self.region, bands, self.options.resample)
             )
@@ -314,6 +349,14 @@ class Monitor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _reconnect(self) -> Any:
+        """A new client on ``--cluster`` (the old one lost its scheduler), its workers checked."""
+        assert self.options.cluster is not None
+        self._cluster.close()
+        client = self._cluster.enter_context(open_cluster(self.options.cluster))
+        check_workers(client, ModelRef.from_path(self.model_dir, "auto", self.options.device))
+        return client
 
     def close(self) -> None:
         """Close the state and release the lock."""
@@ -396,6 +439,7 @@ class Monitor:
             if due:
                 log.info("%s: %d new scene(s), %d due", self.region.name, new, len(due))
             if isinstance(self.passes.detector, ClusterDetector) and due:
+                self.passes.detector.ensure_connected()
                 self.passes.detector.prefetch([job.to_scene() for job in due])
             for job in due:
                 if self.stop.is_set():

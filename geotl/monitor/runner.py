@@ -41,7 +41,7 @@ from geotl.cluster import (
     parse_cluster,
     submit_scenes,
 )
-from geotl.config import Region
+from geotl.config import AlertRule, Region
 from geotl.errors import (
     ConfigError,
     GeotlError,
@@ -252,6 +252,19 @@ def _check_bands(region: Region, source: SceneSource, artefact: Artefact) -> Non
     )
 
 
+def _check_rule_classes(region: Region, rules: list[AlertRule], artefact: Artefact) -> None:
+    """Refuse alert rules for a class the model does not predict: they could never fire."""
+    classes = artefact.card.classes
+    for i, rule in enumerate(rules):
+        if rule.class_name not in classes:
+            raise ConfigError(
+                f"monitor.alerts.rule[{i}] is for class '{rule.class_name}', which model "
+                f"{artefact.model_id} does not predict ({', '.join(classes)}): name one of "
+                "its classes or use a model for this class",
+                region.path,
+            )
+
+
 class Monitor:
     """A region under watch: its lock, state, source and model, held for one or more runs.
 
@@ -309,6 +322,9 @@ class Monitor:
         try:
             artefact = load_model(self.model_dir, "auto", self.options.device)
             _check_bands(self.region, self.source, artefact)
+            alerts = monitor_config(self.region).alerts
+            if alerts is not None:
+                _check_rule_classes(self.region, alerts.rule, artefact)
             bands = self.source.band_names()
             detector = self._detector or (
                 ClusterDetector(
@@ -329,7 +345,7 @@ class Monitor:
                 self._abandon,
                 change_criteria(self.region, artefact),
             )
-            if monitor_config(self.region).alerts is not None:
+            if alerts is not None:
                 self._alerts = AlertEngine(
                     self.region, self._state, self.dir, region_aoi(self.region)
                 )

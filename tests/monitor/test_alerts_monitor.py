@@ -172,3 +172,22 @@ def test_a_run_with_undelivered_alerts_is_recorded_as_failed(
     status = monitor_status(region, out)
     assert status.last_run_outcome == "failed"
     assert "could not be delivered" in format_status(status)
+
+
+def test_a_rule_for_a_class_the_model_does_not_predict_is_refused(
+    naip_region: Path, naip_model: Path, tmp_path: Path
+) -> None:
+    """A "lake" rule with a "water" model could never fire; the monitor ran with exit 0."""
+    text = naip_region.read_text()
+    assert 'classes = ["water"]' in text
+    naip_region.write_text(text.replace('classes = ["water"]', 'classes = ["lake"]'))
+    add_alerts(naip_region, '\n[monitor.alerts]\n[[monitor.alerts.rule]]\nclass = "lake"\n')
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli, ["monitor", str(naip_region), "--out", str(out), "--model", str(naip_model), "--once"]
+    )
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "'lake'" in result.stderr and "water" in result.stderr
+    assert str(naip_region) in result.stderr
+    assert not (out / "naip-nd" / "state.sqlite").exists()

@@ -47,8 +47,8 @@ from typing import TYPE_CHECKING, Any
 
 from geotl import __version__
 from geotl.errors import GeotlInputError, ModelArtefactError, error_text
-from geotl.io.atomic import atomic_path, check_output_file
-from geotl.models.artefact import ModelCard, load_artefact
+from geotl.io.atomic import atomic_path, check_output_file, check_writable
+from geotl.models.artefact import STAC_FILE, ModelCard, load_artefact
 
 if TYPE_CHECKING:
     from geotl.export.quantise import Int8Scheme
@@ -241,8 +241,10 @@ def export_onnx(
         What was written.
 
     Raises:
-        GeotlInputError: ``out`` does not end in ``.onnx`` or exists without ``overwrite``,
-            a bad tile size, a model the quantiser cannot handle.
+        GeotlInputError: ``out`` does not end in ``.onnx``, exists without ``overwrite``,
+            lies in a folder that cannot be written, or its STAC item would replace the
+            model folder's own; ``model_dir`` is an ``.onnx`` file; a bad tile size, a model
+            the quantiser cannot handle, a calibration region without the model's bands.
         ModelArtefactError: the model folder is incomplete or its weights were altered.
     """
     from geotl.export.stac import write_model_item
@@ -256,8 +258,22 @@ def export_onnx(
             out,
         )
     stac = out.with_suffix(".stac.json")
+    if Path(model_dir).suffix.lower() == ".onnx" and Path(model_dir).is_file():
+        raise GeotlInputError(
+            "is already an ONNX export: geotl export takes the model folder geotl train "
+            "wrote (for int8, export that folder with --int8)",
+            model_dir,
+        )
+    if stac.resolve() == (Path(model_dir) / STAC_FILE).resolve():
+        # the model folder's own STAC item describes its safetensors weights
+        raise GeotlInputError(
+            f"its STAC item would replace the model folder's own {STAC_FILE}: name the export "
+            f"otherwise, e.g. --onnx {out.with_name(out.stem + '-export.onnx')}",
+            out,
+        )
     check_output_file(out, overwrite)
     check_output_file(stac, overwrite)
+    check_writable([out])
     t0 = time.perf_counter()
     artefact = load_artefact(model_dir)
     card = artefact.card
@@ -281,9 +297,11 @@ def export_onnx(
         model, extra = q.model, {INT8_FLOAT_NODES_KEY: q.float_nodes}
         card = card.model_copy(update={"model_id": f"{card.model_id}-int8", "quantisation": q.note})
     data, digest = onnx_to_bytes(model, card, tile, extra)
+    # the pair or nothing: the item is written (from the graph under its temporary name)
+    # before the graph takes its name, so a failure leaves neither file behind
     with atomic_path(out) as tmp:
         tmp.write_bytes(data)
-    write_model_item(stac, card, out, "onnx", tile)
+        write_model_item(stac, card, tmp, "onnx", tile, href=out.name)
     result = ExportResult(
         path=out,
         card=card,

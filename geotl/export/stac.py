@@ -63,7 +63,11 @@ def _channel_classes(card: ModelCard) -> list[MLMClassification]:
 
 
 def model_item(
-    card: ModelCard, model_file: Path, kind: Kind, tile_px: int | None = None
+    card: ModelCard,
+    model_file: Path,
+    kind: Kind,
+    tile_px: int | None = None,
+    href: str | None = None,
 ) -> dict[str, object]:
     """The STAC item (as a dict) describing ``model_file`` (safetensors or ONNX).
 
@@ -72,6 +76,8 @@ def model_item(
         model_file: the weights file (``model.safetensors``) or the exported ``.onnx``.
         kind: which of the two.
         tile_px: an ONNX graph's fixed tile size (``None``: any multiple of the stride).
+        href: the model asset's file name (default: ``model_file``'s; another when
+            ``model_file`` is still under a temporary name).
     """
     import pystac
     import torch
@@ -174,7 +180,7 @@ def model_item(
     item.add_asset(
         "model",
         pystac.Asset(
-            href=model_file.name,
+            href=href or model_file.name,
             media_type=media,
             roles=["mlm:model", "mlm:weights", "data"],
             extra_fields={
@@ -199,9 +205,14 @@ def model_item(
 
 
 def write_model_item(
-    path: Path, card: ModelCard, model_file: Path, kind: Kind, tile_px: int | None = None
+    path: Path,
+    card: ModelCard,
+    model_file: Path,
+    kind: Kind,
+    tile_px: int | None = None,
+    href: str | None = None,
 ) -> Path:
     """Write :func:`model_item` as JSON to ``path`` (atomically)."""
-    item = model_item(card, model_file, kind, tile_px)
+    item = model_item(card, model_file, kind, tile_px, href)
     atomic_write_text(path, json.dumps(item, indent=2) + "\n")
     return path

@@ -16,10 +16,10 @@ import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from geotl.errors import GeotlInputError, OutputExistsError
+from geotl.errors import GeotlInputError, OutputExistsError, error_text
 
 __all__ = [
     "atomic_dir",
@@ -27,6 +27,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "check_output_file",
+    "check_writable",
     "prepare_output_dir",
 ]
 
@@ -49,6 +50,30 @@ def check_output_file(path: Path, overwrite: bool = True) -> None:
         )
     if path.exists() and not overwrite:
         raise OutputExistsError("exists: pass --overwrite to replace it", path)
+
+
+def check_writable(outputs: Iterable[Path]) -> None:
+    """Fail before any work when a file cannot be created in an output's folder.
+
+    Raises:
+        GeotlInputError: a folder is read-only (permissions, a read-only disk or share).
+    """
+    seen: set[Path] = set()
+    for path in outputs:
+        parent = path.parent if str(path.parent) else Path(".")
+        if parent in seen:
+            continue
+        seen.add(parent)
+        try:
+            fd, probe = tempfile.mkstemp(prefix=TMP_PREFIX, dir=parent)
+        except OSError as exc:
+            raise GeotlInputError(
+                f"cannot write in folder '{parent}' ({exc.strerror or error_text(exc)}): "
+                "choose a writable folder or fix its permissions",
+                path,
+            ) from None
+        os.close(fd)
+        os.unlink(probe)
 
 
 @contextlib.contextmanager

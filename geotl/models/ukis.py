@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from geotl.errors import BaseModelError
+from geotl.errors import BaseModelError, error_text
 
 __all__ = ["build_torch_unet", "converted_state", "onnx_bands", "onnx_path", "onnx_state"]
 
@@ -103,7 +103,11 @@ def build_torch_unet(variant: str, level: str = "l2a") -> torch.nn.Module:
 
 
 def converted_state(variant: str, level: str = "l2a") -> dict[str, torch.Tensor]:
-    """The converted U-Net state, from geotl's cache (converted once, then reused)."""
+    """The converted U-Net state, from geotl's cache (converted once, then reused).
+
+    A cache that cannot be written (a read-only home or share) costs a conversion per run,
+    not the run: the state is then converted in memory, with a warning.
+    """
     from safetensors.torch import load_file, save_file
 
     from geotl.io.atomic import atomic_path, atomic_write_text
@@ -117,23 +121,42 @@ def converted_state(variant: str, level: str = "l2a") -> dict[str, torch.Tensor]
     target = folder / f"model_{variant}_{level}-{source_sha[:12]}.safetensors"
     record = target.with_suffix(".json")
     if target.is_file() and record.is_file():
-        info = json.loads(record.read_text(encoding="utf-8"))
-        if info.get("sha256") == sha256_file(target):
+        try:
+            info = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # a record cut short: its conversion is not trusted
+            info = {}
+        if isinstance(info, dict) and info.get("sha256") == sha256_file(target):
             return load_file(str(target))
         log.warning("cached conversion %s fails its sha256: converting again", target)
-    folder.mkdir(parents=True, exist_ok=True)
     net = build_torch_unet(variant, level)
     state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
-    with atomic_path(target) as tmp:
-        save_file(state, str(tmp), metadata={"source": source.name, "source_sha256": source_sha})
-    atomic_write_text(
-        record,
-        json.dumps(
-            {"source": str(source), "source_sha256": source_sha, "sha256": sha256_file(target)},
-            indent=2,
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            save_file(
+                state, str(tmp), metadata={"source": source.name, "source_sha256": source_sha}
+            )
+        atomic_write_text(
+            record,
+            json.dumps(
+                {
+                    "source": str(source),
+                    "source_sha256": source_sha,
+                    "sha256": sha256_file(target),
+                },
+                indent=2,
+            )
+            + "\n",
         )
-        + "\n",
-    )
+    except OSError as exc:
+        log.warning(
+            "cannot keep the conversion of %s in %s (%s): converted for this run only; set "
+            "GEOTL_CACHE_DIR to a writable folder",
+            source.name,
+            folder,
+            exc.strerror or error_text(exc),
+        )
+        return state
     log.info("converted %s to %s", source.name, target)
     return state
 

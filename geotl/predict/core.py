@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -29,8 +28,8 @@ from tqdm import tqdm
 
 from geotl.cluster import ModelRef, SceneJob, open_cluster, parse_cluster, predict_on_cluster
 from geotl.cores import usable_cores
-from geotl.errors import GeotlError, GeotlInputError, RasterError, SceneError, error_text
-from geotl.io.atomic import TMP_PREFIX, atomic_path, check_output_file
+from geotl.errors import GeotlError, GeotlInputError, RasterError, SceneError
+from geotl.io.atomic import atomic_path, check_output_file, check_writable
 from geotl.io.dates import acquired_text, read_acquired
 from geotl.io.rasters import (
     data_band_indexes,
@@ -690,7 +689,7 @@ def predict_scenes(
             outputs.extend(sidecar_paths(_per_scene(quicklook, name, many) or quicklook))
     for p in outputs:
         check_output_file(p, overwrite)
-    _check_writable(outputs)
+    check_writable(outputs)
     for path, suffixes, fix in (
         (geojson, (".geojson", ".json"), "-o OUT.geojson (--gpkg OUT.gpkg for a GeoPackage)"),
         (gpkg, (".gpkg",), "--gpkg OUT.gpkg"),
@@ -757,30 +756,6 @@ def predict_scenes(
         quicklooks=written(quicklook),
         probabilities=written(probabilities),
     )
-
-
-def _check_writable(outputs: list[Path]) -> None:
-    """Fail before any work when a file cannot be created in an output's folder.
-
-    Raises:
-        GeotlInputError: a folder is read-only (permissions, a read-only disk or share).
-    """
-    seen: set[Path] = set()
-    for path in outputs:
-        parent = path.parent if str(path.parent) else Path(".")
-        if parent in seen:
-            continue
-        seen.add(parent)
-        try:
-            fd, probe = tempfile.mkstemp(prefix=TMP_PREFIX, dir=parent)
-        except OSError as exc:
-            raise GeotlInputError(
-                f"cannot write in folder '{parent}' ({exc.strerror or error_text(exc)}): "
-                "choose a writable folder or fix its permissions",
-                path,
-            ) from exc
-        os.close(fd)
-        os.unlink(probe)
 
 
 @dataclass

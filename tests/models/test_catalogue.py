@@ -1,4 +1,5 @@
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -193,6 +194,61 @@ def test_import_again_replaces_other_weights_only_with_overwrite(tmp_path, monke
     assert target.read_bytes() == second.read_bytes()
 
 
+def test_import_of_weights_for_other_bands_names_both_band_counts(tmp_path, monkeypatch):
+    import timm
+
+    # a 4-band checkpoint of the right architecture for weights that take red, green, blue
+    fake = _fake_weights_enum("https://example.invalid/w/resnet18_bands.pth")
+    monkeypatch.setattr(
+        torchgeo_kind, "torchgeo_weights", lambda: {"torchgeo:Fake_Weights.TINY": fake}
+    )
+    src = tmp_path / "download.pth"
+    torch.save(timm.create_model("resnet18", pretrained=False, in_chans=4).state_dict(), src)
+    with pytest.raises(BaseModelError) as exc:
+        import_weights(src, "torchgeo:Fake_Weights.TINY")
+    said = str(exc.value)
+    assert said.startswith(f"{src}: is not torchgeo:Fake_Weights.TINY's weights: ")
+    assert (
+        "its first layer takes 4 bands, torchgeo:Fake_Weights.TINY takes 3 (red, green, blue)"
+        in said
+    )
+    assert "catalogue entry is wrong" not in said  # the file is, not the catalogue
+    assert not (torch_hub_checkpoints() / "resnet18_bands.pth").exists()
+
+
+def test_import_refuses_what_nothing_can_verify(tmp_path, monkeypatch):
+    # no hash published and a network geotl cannot build: a ResNet's file (or any junk)
+    # would be "ready offline" for weights no geotl command can use
+    fake = _fake_weights_enum("https://example.invalid/w/vit_nohash.pth", model="vit_small")
+    monkeypatch.setattr(
+        torchgeo_kind, "torchgeo_weights", lambda: {"torchgeo:Fake_Weights.TINY": fake}
+    )
+    src = tmp_path / "download.pth"
+    torch.save(_fake_resnet18_state(), src)
+    with pytest.raises(BaseModelError) as exc:
+        import_weights(src, "torchgeo:Fake_Weights.TINY")
+    said = str(exc.value)
+    assert said.startswith(f"{src}: cannot verify this file as torchgeo:Fake_Weights.TINY")
+    assert "vit_small" in said and "geotl models list --supported" in said
+    assert not (torch_hub_checkpoints() / "vit_nohash.pth").exists()
+
+
+def test_list_shows_the_sha256_of_weights_imported_without_a_published_hash(tmp_path, monkeypatch):
+    fake = _fake_weights_enum("https://example.invalid/w/resnet18_listed.pth")
+    monkeypatch.setattr(
+        torchgeo_kind, "torchgeo_weights", lambda: {"torchgeo:Fake_Weights.TINY": fake}
+    )
+    src = tmp_path / "download.pth"
+    torch.save(_fake_resnet18_state(3), src)
+    listed = {e.id: e for e in list_entries()}["torchgeo:Fake_Weights.TINY"]
+    assert listed.sha256 is None and not listed.available_offline
+    target = import_weights(src, "torchgeo:Fake_Weights.TINY")
+    listed = {e.id: e for e in list_entries()}["torchgeo:Fake_Weights.TINY"]
+    assert listed.available_offline
+    assert listed.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
+    target.unlink()
+
+
 def test_import_sha_mismatch_names_both_hashes(tmp_path):
     src = tmp_path / "resnet18_sentinel2_rgb_moco-e3a335e3.pth"
     torch.save({"conv1.weight": torch.zeros(1)}, src)
@@ -272,6 +328,52 @@ def test_ukis_base_is_cached_with_sha(tmp_path, monkeypatch):
     )
     _net, _, plan = build_adapted_network(again, ["nir", "red", "green"], ["field"])
     assert plan.dropped == ("blue",)
+
+
+def test_ukis_base_loads_where_the_cache_cannot_be_written(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("GEOTL_CACHE_DIR", str(tmp_path))
+    (tmp_path / "ukis-csmask").write_text("")  # as a read-only cache: no folder can be made
+    base = load_base("pkg:ukis-csmask-4b")
+    assert base.encoder_state["_conv_stem.weight"].shape[1] == 4
+    assert "converted for this run only" in caplog.text and "GEOTL_CACHE_DIR" in caplog.text
+
+
+def test_ukis_base_converts_again_over_a_damaged_record(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEOTL_CACHE_DIR", str(tmp_path))
+    first = load_base("pkg:ukis-csmask-4b")
+    (record,) = (tmp_path / "ukis-csmask").glob("*.json")
+    record.write_text(record.read_text()[:20])  # cut short by a full disk
+    again = load_base("pkg:ukis-csmask-4b")
+    assert torch.equal(
+        again.encoder_state["_conv_stem.weight"], first.encoder_state["_conv_stem.weight"]
+    )
+    assert json.loads(record.read_text())["sha256"]  # written whole again
+
+
+def test_a_file_base_that_is_a_folder_says_so(tmp_path):
+    folder = tmp_path / "weights.pth"
+    folder.mkdir()
+    with pytest.raises(BaseModelError) as exc:
+        load_base(f"file:{folder}")
+    assert str(exc.value).startswith(f"{folder}: is a folder, not a weights file: ")
+    assert "model:<MODEL_DIR>" in str(exc.value)
+
+
+def test_a_truncated_download_is_called_so(tmp_path, monkeypatch):
+    fake = _fake_weights_enum("https://example.invalid/w/resnet18_cut.pth")
+    monkeypatch.setattr(
+        torchgeo_kind, "torchgeo_weights", lambda: {"torchgeo:Fake_Weights.TINY": fake}
+    )
+    whole = tmp_path / "whole.pth"
+    torch.save(_fake_resnet18_state(), whole)
+    cut = tmp_path / "download.pth"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 3])
+    for attempt in (lambda: import_weights(cut, "torchgeo:Fake_Weights.TINY"),
+                    lambda: load_base(f"file:{cut}")):  # fmt: skip
+        with pytest.raises(BaseModelError) as exc:
+            attempt()
+        assert "(a zip checkpoint cut short or damaged)" in str(exc.value)
+        assert "miniz" not in str(exc.value)
 
 
 def test_a_file_base_that_is_no_checkpoint_says_so(tmp_path):

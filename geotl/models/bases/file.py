@@ -57,6 +57,12 @@ class FileBase(BaseKind):
         """
         encoder = encoder or DEFAULT_ENCODER
         path = Path(entry.source)
+        if path.is_dir():
+            raise BaseModelError(
+                "is a folder, not a weights file: name the .safetensors or .pth file after "
+                "'file:' (a geotl model folder is 'model:<MODEL_DIR>')",
+                path,
+            )
         if not path.is_file():
             raise BaseModelError("weights file not found: check the path after 'file:'", path)
         try:

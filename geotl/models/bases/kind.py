@@ -156,8 +156,12 @@ def load_failure(exc: BaseException) -> str:
     'PytorchStreamReader failed reading zip archive'
     >>> load_failure(ValueError("Weights only load failed. ... Unsupported global: GLOBAL x.Y was"))
     'it holds Python objects (x.Y) beside its tensors, which geotl does not unpickle'
+    >>> load_failure(RuntimeError("PytorchStreamReader failed reading zip archive: failed finding central directory. This is an internal miniz error."))
+    'a zip checkpoint cut short or damaged'
     """
     text = str(exc)
+    if "failed finding central directory" in text:  # torch's words for a partial download
+        return "a zip checkpoint cut short or damaged"
     if found := re.search(r"Unsupported global: GLOBAL ([\w.]+)", text):
         return (
             f"it holds Python objects ({found.group(1)}) beside its tensors, "

@@ -217,8 +217,19 @@ class TorchgeoBase(BaseKind):
     pattern = "torchgeo:<WeightsEnum>.<NAME>"
 
     def listed(self) -> list[BaseModelEntry]:
-        """Every torchgeo weight, supported or not."""
-        return [_entry(i, w) for i, w in torchgeo_weights().items()]
+        """Every torchgeo weight, supported or not.
+
+        Weights torchgeo publishes without a hash show the sha256 of the file imported for
+        them (``geotl models import``), when there is one.
+        """
+        entries = []
+        for entry_id, weights in torchgeo_weights().items():
+            entry = _entry(entry_id, weights)
+            if entry.sha256 is None and entry.available_offline:
+                local = torch_hub_checkpoints() / checkpoint_name(weights)
+                entry = entry.model_copy(update={"sha256": cached_sha(local)})
+            entries.append(entry)
+        return entries
 
     def describe(self, entry_id: str) -> BaseModelEntry:
         """The weights' architecture, bands, licence and hash prefix from torchgeo's meta."""
@@ -263,6 +274,9 @@ def _encoder_state(
     return {k: v for k, v in state.items() if not k.startswith("fc.")}
 
 
+#: the input layer's weight in the encoders geotl builds (ResNet; smp's and timm's EfficientNet)
+_FIRST_LAYERS = ("conv1.weight", "_conv_stem.weight", "conv_stem.weight")
+
 #: what loading a weights file that is not one raises (torch.load, torch.hub)
 _LOAD_ERRORS = (OSError, RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError)
 
@@ -286,9 +300,23 @@ def _check_fits(file: Path, entry: BaseModelEntry) -> None:
         ) from exc
     try:
         state = unwrap_state(raw)
-        base = LoadedBase(entry=entry, encoder_state=_encoder_state(entry, state))
+        encoder_state = _encoder_state(entry, state)
+        first = next((encoder_state[k] for k in _FIRST_LAYERS if k in encoder_state), None)
+        if first is not None and first.ndim == 4 and first.shape[1] != len(entry.bands):
+            raise BaseModelError(
+                f"is not {entry.id}'s weights: its first layer takes {first.shape[1]} bands, "
+                f"{entry.id} takes {len(entry.bands)} ({', '.join(entry.bands)}): {fix}",
+                file,
+            )
+        base = LoadedBase(entry=entry, encoder_state=encoder_state)
         build_adapted_network(base, list(entry.bands), ["object"])
-    except (*_LOAD_ERRORS, BaseModelError) as exc:
+    except BaseModelError as exc:
+        if exc.path == file:  # already says what is wrong with the file
+            raise
+        raise BaseModelError(
+            f"is not {entry.id}'s weights ({error_text(exc)}): {fix}", file
+        ) from exc
+    except _LOAD_ERRORS as exc:
         raise BaseModelError(
             f"is not {entry.id}'s weights ({error_text(exc)}): {fix}", file
         ) from exc
@@ -328,8 +356,10 @@ def import_weights(file: str | Path, entry_id: str, *, overwrite: bool = False) 
 
     Raises:
         BaseModelError: unknown id, missing file, a sha256 mismatch (both hashes named),
-            a file that does not build the network the id names (:func:`_check_fits`), or
-            other weights already imported for the id without ``overwrite``.
+            a file that does not build the network the id names (:func:`_check_fits`),
+            weights with no published hash whose network geotl cannot build (nothing
+            could verify them), or other weights already imported for the id without
+            ``overwrite``.
     """
     file = Path(file)
     if not entry_id.startswith(TorchgeoBase.prefix):
@@ -343,6 +373,14 @@ def import_weights(file: str | Path, entry_id: str, *, overwrite: bool = False) 
         raise BaseModelError("weights file not found", file)
     filename = checkpoint_name(weights)
     prefix = _hash_prefix(filename)
+    if prefix is None and entry.encoder is None:
+        # no hash to compare and no network to build: nothing could tell junk from weights
+        raise BaseModelError(
+            f"cannot verify this file as {entry.id}: torchgeo publishes no hash for it and "
+            f"geotl cannot build its network ({entry.unsupported_reason}), so it cannot be "
+            "used as a base either: choose a supported base ('geotl models list --supported')",
+            file,
+        )
     digest = sha256_file(file)
     if prefix is not None and not digest.startswith(prefix):
         raise BaseModelError(
@@ -361,6 +399,8 @@ def import_weights(file: str | Path, entry_id: str, *, overwrite: bool = False) 
         )
     if prefix is None:
         log.warning("torchgeo publishes no hash for %s; imported with sha256 %s", filename, digest)
+    if entry.encoder is None:
+        log.warning("%s cannot be a base for geotl train: %s", entry.id, entry.unsupported_reason)
     target_dir.mkdir(parents=True, exist_ok=True)
     if target.resolve() != file.resolve():
         with atomic_path(target) as tmp:

@@ -80,6 +80,16 @@ class ImageryConfig(_Strict):
                 f"pan): write Sentinel-2 ids with two digits ('B0{one_digit[0].strip()[1]}'), "
                 "Landsat's as SR_B4, or the common name (red, nir, ...)"
             )
+        ids = {b.strip().upper() for b in bands}
+        if {"SR_B5", "SR_B7"} <= ids and "SR_B6" not in ids:
+            # Landsat 4-7 (TM / ETM+) have no SR_B6 (band 6 is thermal, ST_B6) and number their
+            # bands otherwise: read as OLI ids, their blue took the coastal filter, nir the red's
+            raise ValueError(
+                "band ids SR_B5 and SR_B7 without SR_B6 look like Landsat 4-7 (TM / ETM+), "
+                "whose SR_B1-SR_B5 are blue, green, red, nir08, swir16; geotl reads SR_B ids "
+                "as Landsat 8/9 OLI's (SR_B1 coastal ... SR_B5 nir08): write the common names "
+                "(Landsat 4-7: blue, green, red, nir08, swir16, swir22)"
+            )
         if unknown:
             raise ValueError(
                 f"unknown band name(s) {unknown}: use common names (red, green, blue, nir, "
@@ -450,6 +460,10 @@ class Region(_Strict):
             raise ValueError(f"class names must be unique, got {classes}")
         if "background" in classes:
             raise ValueError("'background' is implicit: remove it from classes")
+        if "ignore" in classes:  # the chips' name for unlabelled pixels (mask value 255)
+            raise ValueError("'ignore' names the chips' unlabelled pixels: rename that class")
+        if any(not c.strip() for c in classes):
+            raise ValueError(f"class names must not be blank, got {classes}")
         return classes
 
     @model_validator(mode="after")

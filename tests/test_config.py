@@ -60,6 +60,12 @@ def test_sensor_spellings_and_custom_bands_load(folder: Path) -> None:
     ]
 
 
+def test_landsat_oli_band_ids_load(folder: Path) -> None:
+    oli = '["SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7"]'
+    region = _load(folder, BASE.replace('["red", "green", "blue"]', oli))
+    assert len(region.imagery.bands) == 7  # type: ignore[attr-defined]
+
+
 def test_paths_resolve_relative_to_file(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir("/")
     region = _load(folder, BASE)
@@ -86,6 +92,13 @@ def test_paths_resolve_relative_to_file(folder: Path, monkeypatch: pytest.Monkey
             lambda t: t.replace('["red", "green", "blue"]', '["B4", "B3", "B2", "B8"]'),
             r"band id\(s\) \['B4', 'B3', 'B2', 'B8'\] are ambiguous .* \('B04'\)",
         ),
+        # Landsat 7's SR_B1..SR_B5 (blue .. swir16) were read as OLI's (coastal .. nir08)
+        (
+            lambda t: t.replace(
+                '["red", "green", "blue"]', '["SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B7"]'
+            ),
+            r"SR_B5 and SR_B7 without SR_B6 look like Landsat 4-7 .* write the common names",
+        ),
         (
             lambda t: t.replace('Tree = "tree"', 'Tree = "trees"'),
             r"unknown class\(es\) \['trees'\]",
@@ -103,6 +116,15 @@ def test_paths_resolve_relative_to_file(folder: Path, monkeypatch: pytest.Monkey
         (
             lambda t: t.replace('class_field = "label"\n', "") + 'unmapped = "skip"\n',
             r"class_map and unmapped need class_field",
+        ),
+        # a class named 'ignore' crashed chip (its px_ column is the ignore pixels' count)
+        (
+            lambda t: t.replace('["tree"]', '["ignore", "tree"]'),
+            r"'classes': 'ignore' names the chips' unlabelled pixels: rename that class",
+        ),
+        (
+            lambda t: t.replace('["tree"]', '["tree", " "]'),
+            r"'classes': class names must not be blank",
         ),
         (lambda t: t + "[split]\nval_fraction = 0.6\ntest_fraction = 0.5\n", r"must be below 1"),
         # epochs won silently: steps = 30 ran 20 epochs of at least 400 windows

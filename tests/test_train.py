@@ -828,6 +828,37 @@ def test_chips_stay_usable_when_an_area_file_is_written_again_alike(tmp_path):
         resolve_chips_dir(region, tmp_path / "chips", tmp_path / "x", False)
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "match"),
+    [
+        # the file's bands named in another order after chipping: the chips kept the old
+        # names, so the model took the file's bands in the old meaning and the card the new
+        (
+            '["red", "green", "blue"]',
+            '["blue", "green", "red"]',
+            r"cut with \[imagery\] bands = \['red', 'green', 'blue'\], the region has",
+        ),
+        (
+            'class_map = { Tree = "tree" }',
+            'class_map = { Tree = "tree", Bush = "tree" }',
+            "class_map",
+        ),
+        (
+            'classes = ["tree"]',
+            'classes = ["tree", "shrub"]',
+            r"without the class\(es\) \['shrub'\]",
+        ),
+    ],
+)
+def test_chips_cut_with_other_bands_or_classes_are_refused(demo_chips, tmp_path, old, new, match):
+    region = load_region(_demo_variant(tmp_path, old, new))
+    with pytest.raises(GeotlInputError, match=r"these chips no longer fit .*" + match):
+        resolve_chips_dir(region, demo_chips, tmp_path / "x", False)
+    # the same bands under their sensor ids are the same bands
+    same = load_region(_demo_variant(tmp_path, '["red", "green", "blue"]', '["B04", "B03", "B02"]'))
+    assert resolve_chips_dir(same, demo_chips, tmp_path / "x", False) == demo_chips
+
+
 def test_card_of_a_run_in_steps_says_steps_not_zero_epochs(demo_chips, demo_model, tmp_path):
     """A run set in steps wrote ``epochs: 0`` and nothing of the steps on the card."""
     import json

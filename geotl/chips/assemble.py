@@ -17,6 +17,7 @@ from pyproj import Transformer
 from shapely.geometry.base import BaseGeometry
 
 from geotl import __version__
+from geotl.bands import canonical_band
 from geotl.chips.boxes import (
     MIN_BOX_PX,
     MIN_VISIBLE_FRACTION,
@@ -411,6 +412,8 @@ def chipset_meta(
             "unmapped": region.labels.unmapped,
             "crs": region.labels.crs,
             "complete_within": region.labels.complete_within,
+            "layer": region.labels.layer,
+            "point_box_m": region.labels.point_box_m,
         },
         "split": {"method": "spatial blocks + guard bands", **split_settings(region)},
         INPUTS_KEY: label_inputs(region),
@@ -507,6 +510,25 @@ def stale_reason(region: Region, meta: dict[str, Any], *, named_since: bool = Tr
     cut_px = meta.get("size_px")
     if cut_px is not None and int(cut_px) != region.chips.size_px:
         return f"cut at {cut_px} px, the region has [chips] size_px = {region.chips.size_px}"
+    cut_bands = meta.get("bands")
+    if cut_bands is not None and _band_names(cut_bands) != _band_names(region.imagery.bands):
+        # the chips' bands stay in file order under their old names: a model trained on them
+        # would take the file's bands in the old meaning, and the region's in the new
+        return (
+            f"cut with [imagery] bands = {list(cut_bands)}, the region has "
+            f"{list(region.imagery.bands)}"
+        )
+    cut_classes = meta.get("classes")
+    added = [c for c in region.classes if cut_classes is not None and c not in cut_classes]
+    if added:
+        return f"cut without the class(es) {added} the region lists now"
+    cut_labels = meta.get("labels") or {}
+    for key in _LABEL_SETTINGS if region.labels is not None else ():
+        if key in cut_labels and cut_labels[key] != getattr(region.labels, key):
+            return (
+                f"cut with [labels] {key} = {cut_labels[key]!r}, the region has "
+                f"{getattr(region.labels, key)!r}"
+            )
     cut = meta.get("split", {})
     differ = [
         f"{k} = {cut[k]!r} there, {v!r} now"
@@ -524,6 +546,21 @@ def stale_reason(region: Region, meta: dict[str, Any], *, named_since: bool = Tr
         if changed:
             return f"the region's {' and '.join(changed)} file changed after they were cut"
     return None
+
+
+#: ``[labels]`` settings that decide the masks (recorded in chipset.json's ``labels``)
+_LABEL_SETTINGS = ("class_field", "class_map", "unmapped", "crs", "layer", "point_box_m")
+
+
+def _band_names(bands: Any) -> list[str]:
+    """Band names compared by meaning (``B04`` is ``red``), else as written."""
+    out = []
+    for b in bands:
+        try:
+            out.append(canonical_band(str(b)))
+        except KeyError:
+            out.append(str(b).strip().lower())
+    return out
 
 
 def split_settings(region: Region) -> dict[str, Any]:

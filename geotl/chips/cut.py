@@ -229,7 +229,7 @@ class SceneCutter:
                     px=px,
                     object_ids=sorted({int(self.label_ids[i]) for i in strip.labels[k]}),
                     forced=forced(strip.boxes[k], self.test_tree, self.val_tree),
-                    footprint_native=strip.boxes[k],
+                    footprint_native=_footprint(self.scene.info.transform, w, strip.boxes[k]),
                     boxes=self.chip_boxes(strip.labels[k], w),
                 )
             )
@@ -247,6 +247,18 @@ class SceneCutter:
             w.height,
             w.width,
         )
+
+
+def _footprint(t: Affine, w: Window, envelope: BaseGeometry) -> BaseGeometry:
+    """A chip's ground: its envelope on a north-up or south-up grid, else its four corners.
+
+    On a rotated grid the envelope reaches over the neighbouring chips, so the guard bands
+    of a split boundary took most of the chips around it.
+    """
+    if t.b == 0 and t.d == 0:
+        return envelope
+    c0, r0, c1, r1 = w.col_off, w.row_off, w.col_off + w.width, w.row_off + w.height
+    return shapely.Polygon([t @ (c0, r0), t @ (c1, r0), t @ (c1, r1), t @ (c0, r1)])
 
 
 def _strip_width_px(region: Region, scene: ChipScene) -> int:

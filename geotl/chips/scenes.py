@@ -18,7 +18,7 @@ from rasterio.windows import Window
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
-from geotl.chips.windows import chip_windows
+from geotl.chips.windows import chip_windows, window_bounds
 from geotl.config import Region
 from geotl.errors import BandMismatchError, ConfigError, LabelError, RasterError, error_text
 from geotl.io.nodata import holds_value, mask_fill_value
@@ -44,6 +44,17 @@ class ChipScene:
     scene_id: str
     nodata: float | None
     windows: list[Window]
+
+    @functools.cached_property
+    def envelope(self) -> BaseGeometry:
+        """The scene's envelope in its CRS, from all four corners (rotated grids too).
+
+        ``SceneInfo.bounds`` takes two opposite corners, which on a rotated grid leaves out
+        much of the scene: the labels and areas there were dropped (masks of background
+        where fields lay).
+        """
+        info = self.info
+        return box(*window_bounds(info.transform, Window(0, 0, info.width, info.height)))
 
     @functools.cached_property
     def crs_label(self) -> str:
@@ -111,6 +122,7 @@ def scan_scenes(region: Region) -> list[ChipScene]:
             region.path,
         )
     _check_units(means)
+    _warn_mixed_resolutions(region, scenes)
     for s in scenes:
         if not s.windows:
             log.warning(
@@ -122,6 +134,35 @@ def scan_scenes(region: Region) -> list[ChipScene]:
             )
     unique_scene_ids(scenes, region)
     return scenes
+
+
+def _warn_mixed_resolutions(region: Region, scenes: list[ChipScene]) -> None:
+    """Say so when the region's scenes differ in ground resolution beyond prediction's tolerance.
+
+    The model card records one resolution (the chips' median) and prediction refuses imagery
+    more than :data:`~geotl.predict.scene.RESOLUTION_TOLERANCE` away from it, so a region of
+    5 m and 30 m scenes trained on both and then refused the 30 m ones.
+    """
+    from geotl.predict.scene import RESOLUTION_TOLERANCE
+
+    chipped = [s for s in scenes if s.windows]
+    if len(chipped) < 2:
+        return
+    fine = min(chipped, key=lambda s: s.info.resolution_m)
+    coarse = max(chipped, key=lambda s: s.info.resolution_m)
+    if coarse.info.resolution_m <= (1 + RESOLUTION_TOLERANCE) * fine.info.resolution_m:
+        return
+    log.warning(
+        "%s: scenes differ in ground resolution (%s %.4g m, %s %.4g m): a chip then covers "
+        "different ground in each, the model card records one resolution and predict refuses "
+        "(or with --resample, resamples) imagery at another; resample the scenes to one "
+        "resolution (gdalwarp -tr) or give each resolution its own region",
+        region.path.name,
+        fine.info.path.name,
+        fine.info.resolution_m,
+        coarse.info.path.name,
+        coarse.info.resolution_m,
+    )
 
 
 def _band_count_hint(info: SceneInfo, n_bands: int, n_paths: int) -> str:
@@ -242,7 +283,7 @@ def labels_per_scene(
         geoms = native.geometry.values
         with np.errstate(invalid="ignore"):
             finite = np.isfinite(shapely.bounds(geoms)).all(axis=1)
-        inside = finite & shapely.intersects(geoms, box(*s.info.bounds))
+        inside = finite & shapely.intersects(geoms, s.envelope)
         hit |= inside
         sub = native[inside].copy()
         sub["geometry"] = shapely.make_valid(sub.geometry.values)
@@ -251,7 +292,7 @@ def labels_per_scene(
         declared = crs_name(labels.crs)
         for s in scenes:
             as_scene = labels.geometry.set_crs(s.info.crs, allow_override=True)
-            if as_scene.intersects(box(*s.info.bounds)).any():
+            if as_scene.intersects(s.envelope).any():
                 name = crs_name(s.info.crs)
                 raise LabelError(
                     f"declared {declared} but coordinates look like {name} (the CRS of "
@@ -347,7 +388,7 @@ def areas_in(areas: gpd.GeoSeries | None, scene: ChipScene) -> list[BaseGeometry
     if areas is None:
         return None
     native = areas if areas.crs == scene.info.crs else areas.to_crs(scene.info.crs)
-    sbox = box(*scene.info.bounds)
+    sbox = scene.envelope
     return [g for g in native.values if g is not None and g.intersects(sbox)]
 
 

@@ -819,3 +819,69 @@ def test_a_scene_without_any_label_is_said(
     with caplog.at_level("WARNING", logger="geotl"):
         chip_region(load_region(path), tmp_path / "out2")
     assert "hold no label" not in caplog.text  # its chips are skipped, not background
+
+
+def test_scenes_of_other_resolutions_are_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 1 m and 3 m scenes were chipped and trained together silently: the card recorded the
+    # chips' median resolution and predict then refused the other scenes
+    write_scene(tmp_path / "fine.tif", width=64, height=64)
+    write_scene(tmp_path / "coarse.tif", width=32, height=32, origin=(X0 + 200, Y0), res=3.0)
+    write_scene(tmp_path / "near.tif", width=64, height=64, origin=(X0 + 400, Y0), res=1.05)
+    write_boxes(tmp_path / "l.gpkg", [(X0 + 2, Y0 - 10, X0 + 6, Y0 - 2)])
+    path = write_region(tmp_path / "r.toml", ["fine.tif", "near.tif", "coarse.tif"], "l.gpkg")
+    with caplog.at_level("WARNING", logger="geotl"):
+        chip_region(load_region(path), tmp_path / "out")
+    assert "r.toml: scenes differ in ground resolution (fine.tif 1 m, coarse.tif 3 m)" in (
+        caplog.text
+    )
+    caplog.clear()
+    path = write_region(tmp_path / "r2.toml", ["fine.tif", "near.tif"], "l.gpkg")
+    with caplog.at_level("WARNING", logger="geotl"):
+        chip_region(load_region(path), tmp_path / "out2")
+    assert "ground resolution" not in caplog.text
+
+
+def test_a_rotated_scene_keeps_its_labels_and_its_chips_own_ground(tmp_path: Path) -> None:
+    # the scene's two-corner bounds left out most of a rotated grid: its labels were dropped
+    # (background in the masks where they lay), and each chip's footprint was its envelope,
+    # so guard bands took the ground of the chips around it
+    from affine import Affine
+    from rasterio.features import rasterize
+
+    transform = Affine.translation(X0, Y0) @ Affine.rotation(30) @ Affine.scale(1, -1)
+    with rasterio.open(
+        tmp_path / "rot.tif", "w", driver="GTiff", width=96, height=64, count=3,
+        dtype="uint8", crs="EPSG:32618", transform=transform,
+    ) as dst:  # fmt: skip
+        dst.write(np.full((3, 64, 96), 100, np.uint8))
+    # boxes spread over the scene, most of them outside its two-corner bounds
+    centres = [transform @ (c, r) for c in (8, 40, 72) for r in (8, 32, 56)]
+    write_boxes(tmp_path / "l.gpkg", [(x - 2, y - 2, x + 2, y + 2) for x, y in centres])
+    path = write_region(tmp_path / "r.toml", ["rot.tif"], "l.gpkg", split={"guard_px": 2})
+    chip_region(load_region(path), tmp_path / "out")
+    frame = read_chip_index(tmp_path / "out").frame
+    labels = gpd.read_file(tmp_path / "l.gpkg")
+    assert len({i for ids in frame["object_ids"] for i in ids}) == len(centres)
+    for row in frame.itertuples():
+        with rasterio.open(tmp_path / "out" / row.mask) as src:
+            mask, chip_t = src.read(1), src.transform
+        truth = rasterize(list(labels.geometry), out_shape=mask.shape, transform=chip_t)
+        kept = mask != 255
+        assert (mask[kept] == truth[kept]).all()
+        # a 2 px guard band leaves most of a 16 px chip labelled
+        assert kept.mean() > 0.5
+    # no leak, measured in the scene's own pixels (tests/chips/leak.py assumes north-up)
+    rank = {"train": 0, "val": 1, "test": 2}
+    rows = list(frame.itertuples())
+    for a in rows:
+        with rasterio.open(tmp_path / "out" / a.mask) as src:
+            r, c = np.nonzero(src.read(1) != 255)
+        r, c = r + a.row_off + 0.5, c + a.col_off + 0.5
+        for b in rows:
+            if rank[b.split] <= rank[a.split]:
+                continue
+            dr = np.maximum.reduce([b.row_off - r, 0 * r, r - (b.row_off + b.height)])
+            dc = np.maximum.reduce([b.col_off - c, 0 * c, c - (b.col_off + b.width)])
+            assert np.maximum(dr, dc).min(initial=np.inf) > 2, (a.chip_id, b.chip_id)

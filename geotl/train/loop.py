@@ -402,7 +402,7 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
     _check_inputs(regions, options)
     settings = resolve_settings(regions, options)
     layout = DeviceLayout(options.devices, options.num_nodes, options.strategy)
-    layout.check(settings.batch_size)
+    layout.check(settings.batch_size, options.device)
     out = Path(out_dir)
     rank = launched_rank(layout)
     if rank == 0:

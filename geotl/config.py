@@ -527,8 +527,8 @@ class Region(_Strict):
     def input_paths(self) -> list[Path]:
         """Every local file or folder the region reads, absolute.
 
-        The region file, its scenes, labels, area and reference layers, and a ``model:`` /
-        ``file:`` base.
+        The region file, its scenes, labels, area and reference layers, a ``model:`` /
+        ``file:`` base, and the folders a monitor's folder source watches.
         """
         base = self.model.base
         written: list[str | None] = list(self.imagery.paths)
@@ -546,7 +546,17 @@ class Region(_Strict):
             if rel is None or "://" in rel or rel.startswith("/vsi"):
                 continue
             found += [Path(p).resolve() for p in glob.glob(str(self.resolve(rel)), recursive=True)]
-        return found
+        return found + self._watched_folders()
+
+    def _watched_folders(self) -> list[Path]:
+        """The folders a monitor's folder source watches, also while they are empty."""
+        options = self.monitor.options if self.monitor is not None else None
+        folders = []
+        for pattern in getattr(options, "paths", None) or []:
+            parts = Path(self.resolve(pattern)).parts
+            fixed = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")), None)
+            folders.append(Path(*parts[:fixed]).resolve() if fixed else Path(*parts).resolve())
+        return folders
 
     def check_output_dir(self, out: str | Path) -> None:
         """Refuse an output folder that holds any of the region's inputs.

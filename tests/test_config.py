@@ -233,3 +233,12 @@ def test_a_base_model_path_in_the_region_file_is_relative_to_it(tmp_path, monkey
     assert settings.base == f"model:{tmp_path / 'regions' / '..' / 'runs' / 'source'}"
     # --base on the command line stays relative to where the command runs
     assert resolve_settings([load_region(path)], TrainOptions(base="model:m")).base == "model:m"
+
+
+def test_an_output_folder_holding_a_watched_incoming_folder_is_refused(folder: Path) -> None:
+    """chip/train/run --out incoming --overwrite would delete the passes a monitor waits on."""
+    region = _load(folder, BASE + '[monitor]\nsource = "folder"\npaths = ["incoming/*.tif"]\n')
+    assert (folder / "incoming").resolve() in region.input_paths()  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="holds this region's input"):
+        region.check_output_dir(folder / "incoming")  # type: ignore[attr-defined]
+    region.check_output_dir(folder / "out")  # type: ignore[attr-defined]

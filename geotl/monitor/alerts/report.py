@@ -226,17 +226,6 @@ def _delivery_text(a: AlertRecord) -> str:
     return f"{a.attempts} attempt(s){status}: {a.last_error or ''}".strip()
 
 
-def _region_inputs(region: Region) -> list[Path]:
-    """The region's input files and the folders a folder source watches (even when empty)."""
-    watched = []
-    options = region.monitor.options if region.monitor is not None else None
-    for pattern in getattr(options, "paths", None) or []:
-        parts = Path(region.resolve(pattern)).parts
-        fixed = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")), None)
-        watched.append(Path(*parts[:fixed]).resolve() if fixed else Path(*parts).resolve())
-    return [*region.input_paths(), *watched]
-
-
 def _check_report_dir(path: Path, overwrite: bool, region_dir: Path, region: Region) -> None:
     here, state = path.resolve(), region_dir.resolve()
     inside = state in here.parents and here != state / "report"
@@ -254,7 +243,7 @@ def _check_report_dir(path: Path, overwrite: bool, region_dir: Path, region: Reg
             f"--report-dir, e.g. {path / 'report'}",
             path,
         )
-    held = [p for p in _region_inputs(region) if p == here or here in p.parents]
+    held = [p for p in region.input_paths() if p == here or here in p.parents]
     if held:  # replacing it would delete the region file, its scenes or reference layers
         raise GeotlInputError(
             f"holds this region's input {held[0]}: replacing the folder would delete it; "

@@ -157,7 +157,10 @@ def _classes(region: Region, frame: gpd.GeoDataFrame, path: Path) -> np.ndarray:
     )
     unmapped = Counter(v for v, m in zip(raw, mapped, strict=True) if m is None)
     if unmapped:
-        listed = ", ".join(f"{v!r} ({n})" for v, n in sorted(unmapped.items()))
+        # an empty value is a feature without a class (null in the file): say so
+        listed = ", ".join(
+            f"{v!r} ({n})" if v else f"no value ({n})" for v, n in sorted(unmapped.items())
+        )
         if cfg.unmapped == "error":
             raise LabelError(
                 f"field '{cfg.class_field}' has values that class_map does not map: {listed}; "

@@ -438,7 +438,7 @@ def test_unmapped_values_error_lists_counts_or_skip(tmp_path: Path) -> None:
     boxes = [(X0 + i, Y0 - 10, X0 + i + 4, Y0 - 2) for i in range(0, 40, 5)]
     write_boxes(tmp_path / "l.gpkg", boxes, labels=["Tree"] * 5 + ["", "Shrub", "Shrub"])
     path = write_region(tmp_path / "r.toml", ["s.tif"], "l.gpkg")
-    with pytest.raises(LabelError, match=r"'' \(1\), 'Shrub' \(2\).*unmapped = \"skip\""):
+    with pytest.raises(LabelError, match=r"no value \(1\), 'Shrub' \(2\).*unmapped = \"skip\""):
         chip_region(load_region(path), tmp_path / "out")
     assert not (tmp_path / "out").exists()
     path = write_region(tmp_path / "r2.toml", ["s.tif"], "l.gpkg", labels={"unmapped": "skip"})

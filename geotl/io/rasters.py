@@ -46,6 +46,7 @@ __all__ = [
     "read_failure",
     "read_scene_info",
     "scene_band_means",
+    "scene_bounds",
     "scene_path",
     "unit_factor",
     "with_nodata",
@@ -77,10 +78,25 @@ class SceneInfo:
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
-        """(left, bottom, right, top) in the scene's CRS."""
-        left, top = self.transform @ (0, 0)
-        right, bottom = self.transform @ (self.width, self.height)
-        return (min(left, right), min(bottom, top), max(left, right), max(bottom, top))
+        """(left, bottom, right, top) in the scene's CRS (:func:`scene_bounds`)."""
+        return scene_bounds(self.transform, self.width, self.height)
+
+
+def scene_bounds(transform: Affine, width: int, height: int) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) of a grid in its CRS, left < right and bottom < top.
+
+    All four corners count: on a rotated grid two opposite corners leave out the other two,
+    and a grid stored south-up or east-left has its first corner at the bottom or right
+    (rasterio's ``bounds`` then give ``bottom > top``).
+
+    >>> scene_bounds(Affine(1, 0, 0, 0, 1, 0), 4, 2)  # south-up
+    (0.0, 0.0, 4.0, 2.0)
+    >>> [round(v, 3) for v in scene_bounds(Affine.rotation(90), 4, 2)]
+    [-2.0, 0.0, 0.0, 4.0]
+    """
+    corners = [transform @ (c, r) for c, r in ((0, 0), (width, 0), (width, height), (0, height))]
+    xs, ys = [float(x) for x, _ in corners], [float(y) for _, y in corners]
+    return (min(xs), min(ys), max(xs), max(ys))
 
 
 #: GDAL settings for reading remote files by HTTP range requests (no directory listing,

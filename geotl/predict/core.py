@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import rasterio
 import shapely
+import shapely.affinity
 from pyproj import Geod
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
@@ -366,7 +367,13 @@ def _predict_scene(
         )
         indexes = [
             data_bands[i - 1]
-            for i in map_bands(scene_bands, len(data_bands), card.bands, scene_path)
+            for i in map_bands(
+                scene_bands,
+                len(data_bands),
+                card.bands,
+                scene_path,
+                say=block is None or block.start == 0,  # once per scene
+            )
         ]
         if block is None or block.start == 0:  # said once per scene, not once per block
             means = scene_band_means(ds, indexes, mask_bands(ds, data_bands))
@@ -385,8 +392,7 @@ def _predict_scene(
             if acquired is not None
             else acquired_text(read_acquired(scene_path, ds.tags(), options.datetime_regex))
         )
-        left, bottom, right, top = ds.bounds
-        footprint = gpd.GeoSeries([box(left, bottom, right, top)], crs=ds.crs).to_crs(4326).iloc[0]
+        footprint = _footprint(ds.transform, ds.width, ds.height, ds.crs)
         source: Any = ds
         vrt = None
         vrt_options: dict[str, Any] | None = None
@@ -489,6 +495,7 @@ def _predict_scene(
     cpu0 = time.thread_time()
     native = _frame(objects, crs, card.classes, name, when, card.model_id)
     wgs = native.to_crs(4326)
+    wgs = wgs.set_geometry(split_antimeridian(wgs.geometry.to_numpy()), crs=4326)
     if len(wgs):
         wgs["area_m2"] = [round(float(a), 2) for a in geodesic_areas_m2(wgs.geometry.to_numpy())]
         keep = (wgs["area_m2"] >= min_area_m2).to_numpy()
@@ -513,6 +520,57 @@ def _predict_scene(
         rgb_indexes=_rgb_indexes(scene_bands, indexes, card.bands),
         stats=stats,
     )
+
+
+def _footprint(transform: Any, width: int, height: int, crs: Any) -> BaseGeometry:
+    """The grid's outline in EPSG:4326: its four corners (a rotated grid's bounds are not)."""
+    corners = [transform @ (c, r) for c, r in ((0, 0), (width, 0), (width, height), (0, height))]
+    outline = shapely.Polygon(corners)
+    outline = shapely.segmentize(outline, max(outline.length / 64, 1e-9))  # edges curve in 4326
+    wgs = gpd.GeoSeries([outline], crs=crs).to_crs(4326).to_numpy()
+    return cast(BaseGeometry, split_antimeridian(wgs)[0])
+
+
+def split_antimeridian(geoms: np.ndarray) -> np.ndarray:
+    """Longitude/latitude polygons cut at the antimeridian, as RFC 7946 asks (3.1.9).
+
+    An object of a scene across longitude 180 (Fiji, Chukotka, the Aleutians) comes out of
+    the reprojection with longitudes near 180 and near -180 in one ring: a polygon around
+    the world, which broke the GeoJSON writer (a GEOS traceback). Such a polygon (wider
+    than 180 degrees) is unwrapped east of 180 and cut there into two parts, each within
+    -180..180; every other geometry is kept as it is.
+
+    >>> ring = [(179.9, 0), (-179.9, 0), (-179.9, 1), (179.9, 1)]
+    >>> (cut,) = split_antimeridian(np.array([shapely.Polygon(ring)]))
+    >>> cut.geom_type, [round(v, 1) for v in cut.bounds], round(cut.area, 2)
+    ('MultiPolygon', [-180.0, 0.0, 180.0, 1.0], 0.2)
+    """
+    out = geoms.copy()
+    bounds = shapely.bounds(geoms)
+    wide = np.flatnonzero((bounds[:, 2] - bounds[:, 0]) > 180)
+    if wide.size == 0:
+        return out
+    east, west = box(-180, -90, 180, 90), box(180, -90, 540, 90)
+    for i in wide:
+        unwrapped = shapely.transform(
+            geoms[i],
+            lambda xy: np.column_stack(
+                [np.where(xy[:, 0] < 0, xy[:, 0] + 360, xy[:, 0]), xy[:, 1]]
+            ),
+        )
+        unwrapped = shapely.make_valid(unwrapped)
+        parts = [
+            shapely.intersection(unwrapped, east),
+            shapely.affinity.translate(shapely.intersection(unwrapped, west), xoff=-360),
+        ]
+        polys = [
+            p
+            for part in parts
+            for p in shapely.get_parts(part)
+            if p.geom_type == "Polygon" and not p.is_empty
+        ]
+        out[i] = shapely.MultiPolygon(polys) if polys else geoms[i]
+    return out
 
 
 _POOL_MIN_PX = 2048 * 2048

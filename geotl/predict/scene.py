@@ -154,12 +154,19 @@ def check_model_bands(
 
 
 def map_bands(
-    scene_bands: list[str] | None, count: int, model_bands: list[str], path: str | Path
+    scene_bands: list[str] | None,
+    count: int,
+    model_bands: list[str],
+    path: str | Path,
+    *,
+    say: bool = True,
 ) -> list[int]:
     """1-based scene band indexes, in the model's band order.
 
     Names are compared as canonical names (``B04`` = ``red``). Without names, a scene with
-    as many bands as the model is assumed to be in the model's order.
+    as many bands as the model is assumed to be in the model's order; with two bands or
+    more that is warned (``say``: once per scene), naming ``--bands``: bands in another
+    order give wrong polygons and nothing else shows it.
 
     Raises:
         BandMismatchError: a model band is missing, or the scene's bands are unknown and
@@ -173,7 +180,15 @@ def map_bands(
     wanted = [canonical_band(b) if is_known_band(b) else b for b in model_bands]
     if scene_bands is None:
         if count == len(wanted):
-            log.info("%s: band names unknown, assuming the model's order %s", path, model_bands)
+            if say:
+                log.log(
+                    logging.WARNING if count > 1 else logging.INFO,
+                    "%s: the file does not name its bands (no band descriptions): read as the "
+                    "model's %s in that order; if its order differs, name them with --bands "
+                    "(file order), else the polygons are wrong",
+                    path,
+                    model_bands,
+                )
             return list(range(1, count + 1))
         raise BandMismatchError(
             f"the scene has {count} unnamed band(s) but the model needs {model_bands}: "

@@ -28,6 +28,16 @@ def test_read_scene_info(tmp_path: Path) -> None:
     assert info.bounds == (100.0, 198.0, 104.0, 200.0)
 
 
+def test_bounds_of_a_rotated_scene_hold_all_four_corners(tmp_path: Path) -> None:
+    """Its bounds came from two opposite corners: a 30-degree grid lost a third of its width."""
+    t = T0 @ Affine.rotation(30)
+    info = read_scene_info(_write(tmp_path / "rot.tif", "EPSG:32616", t))
+    corners = [t @ (c, r) for c in (0, 8) for r in (0, 4)]
+    xs, ys = [x for x, _ in corners], [y for _, y in corners]
+    assert info.bounds == pytest.approx((min(xs), min(ys), max(xs), max(ys)))
+    assert info.bounds[2] - info.bounds[0] == pytest.approx(4 * 0.866 + 2 * 0.5, abs=0.01)
+
+
 def test_geographic_resolution_in_metres() -> None:
     res = ground_resolution_m(
         CRS.from_epsg(4326), Affine(0.0003, 0, -101, 0, -0.0003, 41.5), 10, 10

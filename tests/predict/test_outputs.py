@@ -134,3 +134,62 @@ def test_quicklook_of_a_rotated_scene_draws_its_boxes_on_their_pixels(tmp_path: 
         for (col, row), outline in [((30, 30), True), ((45, 28), True), ((37, 30), False)]:
             r, c = at(col, row)
             assert (green[r - 2 : r + 3, c - 2 : c + 3].max() > 100) == outline, (col, row)
+
+
+@pytest.mark.parametrize("stored", ["south-up", "east-left"])
+def test_quicklook_of_a_flipped_scene_draws_its_polygons_on_their_pixels(
+    tmp_path: Path, stored: str
+) -> None:
+    """A grid stored south-up (or east-left): picture, world file and polygons agree.
+
+    rasterio's bounds of such a grid have bottom > top (left > right): the picture was
+    drawn north-up but its axes ran the other way, so every polygon was drawn mirrored
+    over other pixels, and the world file placed the picture upside down.
+    """
+    import rasterio
+    from affine import Affine
+    from shapely import affinity
+
+    from geotl.predict.outputs.quicklook import write_quicklook
+
+    o = data.ORIGIN
+    if stored == "south-up":  # row 0 is the southern edge
+        t = Affine(o.a, 0, o.c, 0, -o.e, o.f + o.e * 40)
+    else:  # column 0 is the eastern edge
+        t = Affine(-o.a, 0, o.c + o.a * 50, 0, o.e, o.f)
+    band0 = np.full((40, 50), 50, dtype=np.uint8)
+    band0[:20, :25] = 250  # a bright first quarter of the stored grid
+    scene = data.write_scene(tmp_path / "s.tif", band0, transform=t)
+    obj = affinity.affine_transform(box(30, 25, 45, 35), [t.a, t.b, t.d, t.e, t.c, t.f])
+    frame = gpd.GeoDataFrame({"class": ["tree"]}, geometry=[obj], crs=data.UTM17)
+    png = write_quicklook(tmp_path / "q.png", scene, frame, [1, 2, 3], ["tree"])
+    with rasterio.open(png) as pic:
+        assert pic.transform.a > 0 and pic.transform.e < 0  # north-up, east-right
+        red, green = pic.read(1), pic.read(2)
+
+        def at(col: float, row: float) -> tuple[int, int]:
+            r, c = pic.index(*(t @ (col, row)))
+            return int(r), int(c)
+
+        for (col, row), bright in [((12, 10), True), ((37, 10), False), ((12, 30), False)]:
+            r, c = at(col, row)
+            assert (red[r, c] > 200) == bright, (col, row, red[r, c])
+        for (col, row), outline in [((30, 30), True), ((45, 28), True), ((37, 30), False)]:
+            r, c = at(col, row)
+            assert (green[r - 2 : r + 3, c - 2 : c + 3].max() > 100) == outline, (col, row)
+
+
+def test_quicklook_of_a_one_pixel_wide_scene_warns_nothing(tmp_path: Path) -> None:
+    """A 1 x 400 px strip: drawn, without matplotlib's tight-layout warning on stderr."""
+    import warnings
+
+    from geotl.predict.outputs.quicklook import write_quicklook
+
+    scene = data.write_scene(tmp_path / "strip.tif", np.full((400, 1), 200, dtype=np.uint8))
+    o = data.ORIGIN
+    obj = box(o.c, o.f - 30, o.c + 0.1, o.f - 10)  # an object in the strip: a legend too
+    frame = gpd.GeoDataFrame({"class": ["tree"]}, geometry=[obj], crs=data.UTM17)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        png = write_quicklook(tmp_path / "q.png", scene, frame, [1, 2, 3], ["tree"])
+    assert png.is_file()

@@ -226,6 +226,28 @@ def test_band_names_follow_one_rule(tmp_path: Path, caplog: pytest.LogCaptureFix
     assert "include names geotl does not know ('B4', 'B3', 'B2')" in caplog.text
 
 
+def test_unnamed_bands_read_in_the_model_order_are_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file without band names is read in the model's order: warned, naming --bands.
+
+    It was an INFO line only: a BGR file gave wrong polygons (3 where 21 crowns were) with
+    nothing visible under -q or in a log filtered to warnings.
+    """
+    band0 = data.blobs(64, 64, seed=2)
+    art = data.threshold_artefact(["red", "green", "blue"])
+    unnamed = data.write_scene(tmp_path / "u.tif", band0)
+    named = data.write_scene(tmp_path / "n.tif", band0, descriptions=["red", "green", "blue"])
+    caplog.set_level("WARNING", logger="geotl")
+    predict_scene(art, named, PredictOptions(progress=False))
+    predict_scene(art, unnamed, PredictOptions(progress=False, bands=("red", "green", "blue")))
+    assert not caplog.records
+    predict_scene(art, unnamed, PredictOptions(progress=False))
+    (rec,) = caplog.records
+    assert rec.levelname == "WARNING" and "u.tif" in rec.getMessage()
+    assert "['red', 'green', 'blue']" in rec.getMessage() and "--bands" in rec.getMessage()
+
+
 def test_unmappable_bands_name_both_sets(tmp_path: Path) -> None:
     path = data.write_scene(tmp_path / "two.tif", data.blobs(64, 64), count=2)
     with pytest.raises(BandMismatchError) as err:
@@ -499,3 +521,39 @@ def test_a_stack_band_without_data_leaves_the_pixel_out(tmp_path: Path) -> None:
     assert len(det.native) == 1
     left, _, right, _ = det.native.geometry.iloc[0].bounds
     assert (left, right) == pytest.approx((data.ORIGIN.c, data.ORIGIN.c + 3.2))
+
+
+def test_a_scene_across_the_antimeridian_gives_rfc7946_polygons(tmp_path: Path) -> None:
+    """Objects across longitude 180 (Fiji) are cut there, as RFC 7946 asks.
+
+    Reprojected as they were, their rings held longitudes near 180 and near -180: polygons
+    around the world, and the GeoJSON writer failed with a GEOS traceback.
+    """
+    from geotl.io.geojson import feature_collection
+
+    # UTM 60S, the scene's centre on 180 E at 17 S
+    fiji = Affine(0.1, 0, 819_448.35, 0, -0.1, 8_118_001.39)
+    band0 = np.full((64, 64), 50, dtype=np.uint8)
+    band0[10:50, 5:60] = 250  # one object across the middle column
+    path = data.write_scene(tmp_path / "fiji.tif", band0, crs=CRS.from_epsg(32760), transform=fiji)
+    det = predict_scene(data.threshold_artefact(), path, PredictOptions(progress=False))
+    assert len(det.features) == 1
+    (obj,) = det.features.geometry
+    assert obj.is_valid and obj.geom_type == "MultiPolygon" and len(obj.geoms) == 2
+    west, east = sorted(obj.geoms, key=lambda g: g.bounds[0])
+    assert west.bounds[0] == pytest.approx(-180.0) and east.bounds[2] == pytest.approx(180.0)
+    assert det.features["area_m2"].iloc[0] == pytest.approx(40 * 55 * 0.01, rel=0.02)
+    (feature,) = feature_collection(det.features)["features"]
+    assert all(-180 <= x <= 180 for poly in feature["geometry"]["coordinates"] for x, _ in poly[0])
+
+
+def test_the_footprint_of_a_rotated_scene_is_its_outline(tmp_path: Path) -> None:
+    """A grid rotated 30 degrees: its footprint is the scene, not the box around two corners."""
+    import geopandas as gpd
+
+    t = data.ORIGIN @ Affine.rotation(30)
+    path = data.write_scene(tmp_path / "rot.tif", data.blobs(64, 48), transform=t)
+    det = predict_scene(data.threshold_artefact(), path, PredictOptions(progress=False))
+    native = gpd.GeoSeries([det.footprint], crs=4326).to_crs(data.UTM17).iloc[0]
+    outline = shapely.Polygon([t @ (c, r) for c, r in ((0, 0), (48, 0), (48, 64), (0, 64))])
+    assert native.symmetric_difference(outline).area < 0.001 * outline.area

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,13 @@ from affine import Affine
 
 from geotl.io.atomic import atomic_path, atomic_write_text
 from geotl.io.nodata import valid_mask
-from geotl.io.rasters import is_virtual, nodata_per_band, read_data, remote_gdal_env
+from geotl.io.rasters import (
+    is_virtual,
+    nodata_per_band,
+    read_data,
+    remote_gdal_env,
+    scene_bounds,
+)
 from geotl.predict.outputs.base import OutputWriter, Prediction
 from geotl.predict.outputs.style import class_colour01
 
@@ -118,7 +125,8 @@ def write_quicklook(
             np.float32
         )
         masks = ds.read_masks(rgb_indexes, out_shape=(len(rgb_indexes), out_h, out_w))
-        bounds = tuple(ds.bounds)
+        # not rasterio's bounds: a south-up grid's give bottom > top (polygons drawn mirrored)
+        bounds = scene_bounds(ds.transform, ds.width, ds.height)
         crs = ds.crs
         transform = ds.transform
         scene_shape = (ds.height, ds.width)
@@ -157,7 +165,11 @@ def write_quicklook(
     ax.set_axis_off()
     ax.set_xlim(shown[0], shown[2])
     ax.set_ylim(shown[1], shown[3])
-    fig.tight_layout()
+    with warnings.catch_warnings():
+        # a scene a few pixels wide leaves no room for margins: drawn without, not warned
+        # (matplotlib's warning printed its source line on every such quicklook)
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
     fig.canvas.draw()  # the axes' final box: where the scene lies in the picture
     box = ax.get_window_extent()
     world = world_file(

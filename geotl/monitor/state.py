@@ -562,9 +562,16 @@ class MonitorState:
         """Every scene seen: key -> fingerprint."""
         return {str(k): str(f) for k, f in self._db.execute("SELECT key, fingerprint FROM scenes")}
 
-    def latest_acquired(self) -> datetime | None:
-        """Acquisition time of the newest scene seen."""
-        row = self._db.execute("SELECT MAX(acquired) FROM scenes").fetchone()
+    def latest_acquired(self, now: datetime | None = None) -> datetime | None:
+        """Acquisition time of the newest scene seen, not after ``now`` (default: the clock).
+
+        A scene dated in the future (a wrong datetime in a catalogue item or a file name) is
+        left out: a catalogue searched from its date on would never return another item.
+        """
+        row = self._db.execute(
+            "SELECT MAX(acquired) FROM scenes WHERE acquired <= ?",
+            (format_ts(now or datetime.now(UTC)),),
+        ).fetchone()
         return _opt_ts(row[0]) if row else None
 
     def oldest_given_up(self, model_id: str) -> datetime | None:

@@ -230,6 +230,51 @@ def test_a_stac_url_answering_404_with_an_empty_body_is_a_one_line_error(
     assert ("GET", "/stac", 404, 0) in server.log.entries
 
 
+@pytest.mark.timeout(60)
+def test_a_stac_api_that_never_answers_fails_the_run_instead_of_hanging_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextlib
+    import socket
+    import threading
+    import time
+
+    import geotl.monitor.sources.stac as stac_module
+
+    monkeypatch.setattr(stac_module, "STAC_TIMEOUT_S", (1.0, 1.0))
+    accepted: list[socket.socket] = []
+
+    def hold(listener: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(listener.accept()[0])
+
+    with socket.socket() as listener:  # accepts connections, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        threading.Thread(target=hold, args=(listener,), daemon=True).start()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        monitor = (
+            f'source = "stac"\nurl = "{url}"\ncollection = "c"\n'
+            'assets = { red = "image:1", green = "image:2", blue = "image:3", nir = "image:4" }'
+        )
+        anchor = _tif(tmp_path / "anchor.tif")
+        region = load_region(
+            write_region(tmp_path / "region", "r", [anchor], NAIP_BANDS, ["water"], monitor)
+        )
+        started = time.monotonic()
+        with pytest.raises(GeotlRuntimeError) as err:
+            StacSource(region).discover({}, None)
+    elapsed = time.monotonic() - started
+    for conn in accepted:
+        conn.close()
+    assert elapsed < 30
+    assert len(accepted) == 1  # a read that timed out is not retried (six minutes by default)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(url)
+    assert "timed out" in message and "STAC search failed" in message
+
+
 def test_vrt_stacks_bands_from_assets(tmp_path: Path) -> None:
     a = _tif(tmp_path / "a.tif")
     b = _tif(tmp_path / "b.tif", count=1)

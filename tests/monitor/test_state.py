@@ -43,6 +43,23 @@ def test_wal_and_scene_bookkeeping(tmp_path: Path) -> None:
         assert [d.name for d in due] == ["s1", "s2"] and all(d.status == "pending" for d in due)
 
 
+def test_a_scene_dated_in_the_future_does_not_move_the_search_window(tmp_path: Path) -> None:
+    # a catalogue item dated 2099 by mistake: a STAC search from its date on would never
+    # return another item, so the newest scene counts only up to now
+    future = Scene(
+        key="stac:c/future",
+        name="future",
+        acquired=datetime(2099, 1, 1, tzinfo=UTC),
+        acquired_from="stac",
+        uri="http://x/items/future",
+        fingerprint="u",
+    )
+    with MonitorState(tmp_path / "state.sqlite") as state:
+        state.record_scenes([_scene(1), future, _scene(2)], "stac", "m1", T0)
+        assert state.latest_acquired() == T0 + timedelta(days=2)
+        assert state.latest_acquired(now=T0 + timedelta(days=1)) == T0 + timedelta(days=1)
+
+
 def test_status_transitions_backoff_and_recovery(tmp_path: Path) -> None:
     with MonitorState(tmp_path / "state.sqlite") as state:
         state.record_scenes([_scene(1), _scene(2)], "folder", "m1", T0)

@@ -33,13 +33,17 @@ from geotl.monitor.areas import far_from_region
 from geotl.monitor.sources.base import SceneSource
 from geotl.monitor.sources.scene import Scene, parse_datetime_text, safe_scene_name
 
-__all__ = ["STAC_LOOKBACK", "StacOptions", "StacSource", "region_aoi"]
+__all__ = ["STAC_LOOKBACK", "STAC_TIMEOUT_S", "StacOptions", "StacSource", "region_aoi"]
 
 log = logging.getLogger(__name__)
 
 #: Items acquired up to this long before the newest seen scene are searched again, so that a
 #: catalogue that publishes an item late still gets it processed (known items are skipped).
 STAC_LOOKBACK = timedelta(days=3)
+
+#: (connect, read) timeout of each request to the STAC API, in seconds: an API that accepts
+#: the connection and never answers fails the run (``--every`` retries) instead of hanging it
+STAC_TIMEOUT_S = (10.0, 60.0)
 
 
 def region_aoi(region: Region) -> BaseGeometry:
@@ -110,6 +114,18 @@ def _imagery_footprint(region: Region) -> BaseGeometry:
             ) from exc
         parts.append(shape(geom))
     return shapely.union_all(parts)
+
+
+def _stac_io() -> Any:
+    """pystac-client's HTTP client: connection errors retried, a read that timed out not.
+
+    pystac-client retries every failure of a GET five times: after a read timeout that is
+    six times :data:`STAC_TIMEOUT_S` before the run fails.
+    """
+    from pystac_client.stac_api_io import StacApiIO
+    from urllib3 import Retry
+
+    return StacApiIO(max_retries=Retry(total=5, read=0, backoff_factor=0.5))
 
 
 def _split_asset(spec: str) -> tuple[str, int]:
@@ -198,7 +214,7 @@ class StacSource(SceneSource):
                 f"{since.astimezone(UTC).isoformat().replace('+00:00', 'Z')}/.."
             )
         try:
-            client = Client.open(self.options.url)
+            client = Client.open(self.options.url, stac_io=_stac_io(), timeout=STAC_TIMEOUT_S)
             if self.options.max_cloud is not None and client.conforms_to(ConformanceClasses.FILTER):
                 search_kwargs.update(_cloud_filter(self.options.max_cloud))
             # else every item comes and the cloudy ones are dropped here: the query extension
@@ -303,12 +319,20 @@ class StacSource(SceneSource):
         )
         geometry = item.get("geometry")
         footprint = shape(geometry).wkt if geometry else None
+        acquired = parse_datetime_text(str(when_text))
+        if acquired > datetime.now(UTC) + timedelta(days=1):
+            log.warning(
+                "STAC item %s is dated %s, in the future: processed, but later searches start "
+                "from the newest item dated before now (fix the item's datetime)",
+                item_id,
+                acquired.isoformat(),
+            )
         updated = props.get("updated") or props.get("created") or ""
         fingerprint = f"{updated}|{json.dumps(band_hrefs, sort_keys=True)}"
         return Scene(
             key=f"stac:{self.options.collection}/{item_id}",
             name=safe_scene_name(item_id),
-            acquired=parse_datetime_text(str(when_text)),
+            acquired=acquired,
             acquired_from="stac",
             uri=self_link,
             fingerprint=fingerprint,

@@ -83,6 +83,26 @@ def test_a_curve_json_in_a_missing_folder_is_refused_before_training(tmp_path, m
     assert not (tmp_path / "curve").exists()
 
 
+def test_a_curve_json_over_another_file_is_refused_without_overwrite(tmp_path, monkeypatch):
+    # --out names the metrics.json of an earlier 'geotl evaluate': the curve would resume
+    # nothing from it and replace it with its table
+    import geotl.train
+    from geotl.errors import OutputExistsError
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before the output was checked")
+
+    monkeypatch.setattr(geotl.train, "train_model", no_training)
+    region = load_region(_region_file(tmp_path))
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text('{"region": "demo-osbs", "pixel": {"mean_iou": 0.5}}\n')
+    with pytest.raises(OutputExistsError, match="not a label curve of region 'demo-osbs'"):
+        label_curve(region, tmp_path / "curve", [3], ["none"], TrainOptions(),
+                    out_json=metrics)  # fmt: skip
+    assert metrics.read_text() == '{"region": "demo-osbs", "pixel": {"mean_iou": 0.5}}\n'
+    assert not (tmp_path / "curve").exists()
+
+
 def test_a_curve_rerun_after_a_label_edit_cuts_its_own_chips_again(tmp_path, caplog, one_thread):
     # the curve's chips (no --chips) were cut before an edit: it was refused with 'drop
     # --chips' (the user gave none); its chips are cut again and its points trained again

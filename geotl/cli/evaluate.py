@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from geotl.cli.options import chips_dir_option, device_option, say, seed_option
+from geotl.cli.options import (
+    chips_dir_option,
+    device_option,
+    overwrite_option,
+    say,
+    seed_option,
+)
 from geotl.config import load_region
 from geotl.errors import GeotlInputError
 
@@ -53,6 +59,9 @@ def _int_list(text: str) -> list[int]:
     default=None,
     help="Optimizer steps per curve run (wins over --epochs; default: [model]).",
 )
+@overwrite_option(
+    "Replace an existing --out file (--curve resumes its own table of the region without it)."
+)
 @seed_option()
 @device_option()
 def command(
@@ -66,6 +75,7 @@ def command(
     steps: int | None,
     seed: int,
     device: str,
+    overwrite: bool,
 ) -> None:
     """Pixel IoU/F1 and object P/R/F1 on the region's test split (JSON on stdout).
 
@@ -94,11 +104,19 @@ def command(
             seed=seed,
             device=device,
         )
-        table = label_curve(region, model_dir, budgets, base_ids, options, out_json=out_file)
+        table = label_curve(
+            region, model_dir, budgets, base_ids, options, out_json=out_file, overwrite=overwrite
+        )
         click.echo(json.dumps(table, indent=2))
         return
     metrics = evaluate_model(
-        model_dir, region, chips_dir=chips_dir, out=out_file, device=device, seed=seed
+        model_dir,
+        region,
+        chips_dir=chips_dir,
+        out=out_file,
+        device=device,
+        seed=seed,
+        overwrite=overwrite,
     )
     click.echo(json.dumps(metrics, indent=2))
     say(f"geotl evaluate: {headline(metrics)} ({metrics.get('chips')} test chips)")

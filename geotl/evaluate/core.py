@@ -33,6 +33,7 @@ def evaluate_model(
     batch_size: int = 16,
     n_boot: int = 1000,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Scores of a model on a region's test split, by its task's scorer.
 
@@ -41,13 +42,17 @@ def evaluate_model(
     and AP50 (:func:`~geotl.evaluate.detection.evaluate_boxes`); each with bootstrap CIs.
 
     Returns:
-        The metrics dict (also written to ``out`` as JSON when given).
+        The metrics dict (also written to ``out`` as JSON when given; an existing ``out`` is
+        replaced only with ``overwrite``).
 
     Raises:
         ModelArtefactError: the model folder is incomplete.
-        GeotlInputError: chips of another region, no test chips, bands that do not fit.
+        BandMismatchError: the region's bands lack one the model needs.
+        OutputExistsError: ``out`` exists and ``overwrite`` is false.
+        GeotlInputError: chips of another region, no test chips.
     """
     from geotl.models.artefact import load_artefact
+    from geotl.predict.scene import check_model_bands
 
     model_dir = Path(model_dir)
     artefact = load_artefact(model_dir, device)
@@ -59,10 +64,19 @@ def evaluate_model(
             "of the model's classes (its labels would all score as misses)",
             region.path,
         )
+    # before chipping (minutes on a large region), and before the split check, whose
+    # message would blame the split of chips cut from other imagery
+    check_model_bands(
+        list(card.bands),
+        list(region.imagery.bands),
+        region.path,
+        what="the region's",
+        fix="evaluate on a region with those bands, or a model trained on these",
+    )
     if out is not None:
         from geotl.io.atomic import check_output_file
 
-        check_output_file(Path(out))
+        check_output_file(Path(out), overwrite)
     with scratch_dir("eval") as tmp:
         cdir = find_chips(model_dir, region, Path(chips_dir) if chips_dir else None, tmp)
         check_same_split(card, region, cdir)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from geotl.config import Region
-from geotl.errors import GeotlInputError
+from geotl.errors import GeotlInputError, OutputExistsError
 from geotl.evaluate.core import evaluate_model
 from geotl.io.atomic import atomic_path, atomic_write_text
 
@@ -29,6 +29,7 @@ def label_curve(
     *,
     out_json: str | Path | None = None,
     n_boot: int = 1000,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train and evaluate at each label budget for each base; write JSON table + PNG plot.
 
@@ -41,6 +42,12 @@ def label_curve(
             ``max_labels`` are replaced per run).
         out_json: where the JSON table goes (default ``out_dir/curve.json``; the PNG beside it).
         n_boot: bootstrap resamples per evaluation.
+        overwrite: replace a JSON file at ``out_json`` that is not this region's curve table
+            (a curve table of the region is resumed: its finished points are kept).
+
+    Raises:
+        OutputExistsError: ``out_json`` holds another file (a metrics JSON, another
+            region's curve) and ``overwrite`` is false.
     """
     import re
 
@@ -60,6 +67,12 @@ def label_curve(
     json_path = Path(out_json) if out_json else out / "curve.json"
     if out_json:  # a folder that does not exist fails now, not after the first model
         check_output_file(json_path)
+    if json_path.is_file() and not overwrite and not _is_curve_of(json_path, region.name):
+        raise OutputExistsError(
+            f"exists and is not a label curve of region '{region.name}' (which --curve would "
+            "resume): pass --overwrite to replace it, or give --out another file",
+            json_path,
+        )
     out.mkdir(parents=True, exist_ok=True)
     chips = options.chips[0] if options.chips else None
     default = out / "chips"
@@ -202,6 +215,15 @@ def _done_rows(
         for r in old.get("rows", [])
         if isinstance(r, dict) and "base" in r and "budget" in r
     }
+
+
+def _is_curve_of(json_path: Path, name: str) -> bool:
+    """Whether ``json_path`` holds a curve table of region ``name`` (one to resume)."""
+    try:
+        old = json.loads(json_path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(old, dict) and old.get("region") == name and "rows" in old
 
 
 def _model_id(model_dir: Path) -> str | None:

@@ -8,7 +8,9 @@ their separated objects) are matched one-to-one to the label polygons clipped to
 ``[predict] min_area_m2`` are left out on both sides, and so are objects lying mostly on
 ignore pixels (nodata, outside ``complete_within``). Each pixel is scored once: ground
 that edge chips share with a neighbour counts in the first chip only. Objects cut by a
-chip border are judged as their parts in that chip, on both sides alike.
+chip border are judged as their parts in that chip, on both sides alike; one the chip's
+border cuts into separate pieces counts as those pieces, as the chip shows them
+(:func:`_pieces`).
 
 Count error: predicted objects / labelled objects, per chip (``count_per_chip``), over all
 chips (``count_ratio``, with a CI) and the median over chips with labels; 1.0 is the right
@@ -198,13 +200,38 @@ class _Ground:
         """The parts of ``geoms`` in this ground that count: big enough, mostly labelled."""
         if not geoms:
             return []
-        parts = shapely.intersection(np.asarray(geoms, dtype=object), self.area)
+        parts = _pieces(geoms, shapely.intersection(np.asarray(geoms, dtype=object), self.area))
         px = shapely.area(parts) / self.pixel_area
         keep = (px >= 1.0) & (px * self.px_m2 >= self.min_area_m2)
         if not self.ignore.is_empty and keep.any():
             on_ignore = shapely.area(shapely.intersection(parts, self.ignore)) / self.pixel_area
             keep &= on_ignore < 0.5 * px
         return [g for g, k in zip(parts.tolist(), keep.tolist(), strict=True) if k]
+
+
+def _pieces(whole: list[BaseGeometry], clipped: np.ndarray) -> np.ndarray:
+    """The clipped objects, each one the chip's ground cut apart split into its pieces.
+
+    A U-shaped field or a crown whose middle lies outside the chip (or on ground an earlier
+    chip owns) is seen in the chip as separate pieces: the extractor draws them as separate
+    predicted objects, so they are scored as separate objects, labels and predictions
+    alike (one labelled multi-part object against two right predictions would score as a
+    miss and two false positives). A label that is a MultiPolygon of its own stays one
+    object while clipping adds no piece.
+
+    >>> from shapely.geometry import box
+    >>> u = box(0, 0, 3, 3).difference(box(1, 1, 2, 3))  # a U, open at the top
+    >>> [round(g.area, 1) for g in _pieces([u], np.array([u.intersection(box(0, 2, 3, 3))]))]
+    [1.0, 1.0]
+    """
+    out: list[BaseGeometry] = []
+    for g, part in zip(whole, clipped.tolist(), strict=True):
+        polys = [q for q in shapely.get_parts(part).tolist() if q.geom_type == "Polygon"]
+        if len(polys) > len(shapely.get_parts(g)):
+            out.extend(polys)
+        else:
+            out.append(part)
+    return np.asarray(out, dtype=object)
 
 
 def _pixels_shape(mask: np.ndarray, transform: Affine) -> BaseGeometry:

@@ -10,9 +10,15 @@ keep every object exactly once across window seams:
    wider than the overlap is seen whole by the window that owns its centre (and a
    neighbour's clipped view of it has its centre outside that neighbour's core), so it is
    neither lost nor duplicated.
-2. **Non-maximum suppression in scene coordinates** (per class, ``nms_iou``) removes what
-   rule 1 cannot: the same object predicted by two windows with centres that fall on
-   either side of a core boundary, and larger objects seen clipped by both.
+2. **Joining the cut views of an object wider than the overlap.** No window need see
+   such an object whole: the window on each side of the seam gives a box cut by its own
+   edge (and each owns that box's centre). Two boxes of one class, one cut by a window's
+   far edge and the other by the next window's near edge, that both cover most of the
+   strip the two windows share and agree across the seam (IoU of their extents along it
+   at least :data:`SEAM_JOIN_IOU`), are one object: their union (the higher score).
+3. **Non-maximum suppression in scene coordinates** (per class, ``nms_iou``) removes what
+   rules 1 and 2 cannot: the same object predicted by two windows with centres that fall
+   on either side of a core boundary.
 
 Memory holds one batch of windows and the scene's boxes (a few numbers per object), not
 the scene. Boxes stay on valid imagery: a box mostly on nodata (fewer than half its
@@ -44,13 +50,20 @@ from geotl.predict.stream import StreamStats
 from geotl.predict.windows import WindowPlan
 
 __all__ = [
+    "SEAM_JOIN_IOU",
     "BoxObject",
     "Detections",
     "artefact_detector",
     "axis_cores",
     "detect_boxes",
     "fit_to_valid",
+    "join_cut_boxes",
 ]
+
+# how closely two cut views of one object must agree across the seam (their extents along
+# it) to be joined, and how near a window's edge a box's side must lie to be cut by it
+SEAM_JOIN_IOU = 0.5
+_CUT_PX = 2.0
 
 # boxes (n, 4) x0 y0 x1 y1 in window pixels, scores (n,), class ids (n,) for one window
 Detections = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]
@@ -175,6 +188,7 @@ def detect_boxes(
     kept_boxes: list[npt.NDArray[np.float32]] = []
     kept_scores: list[npt.NDArray[np.float32]] = []
     kept_labels: list[npt.NDArray[np.int64]] = []
+    kept_cut: list[npt.NDArray[np.bool_]] = []
     indexes = list(range(len(plan.windows)))
     batches = [indexes[i : i + batch_size] for i in range(0, len(indexes), batch_size)]
 
@@ -200,23 +214,134 @@ def detect_boxes(
                 w = plan.windows[k]
                 grid_row, grid_col = plan.grid_position(k)
                 core = (row_cores[grid_row], col_cores[grid_col])
-                keep = _owned(boxes, scores, w, score_threshold, core)
+                keep = _owned(boxes, scores, labels, w, score_threshold, core)
                 if keep.any():
                     b = boxes[keep].copy()
                     b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, w.width)
                     b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, w.height)
+                    cut = _cut_sides(b, w, (height, width))
                     b, on_valid = fit_to_valid(b, valid)
                     b[:, [0, 2]] += w.col_off
                     b[:, [1, 3]] += w.row_off
                     kept_boxes.append(b[on_valid])
                     kept_scores.append(scores[keep][on_valid])
                     kept_labels.append(labels[keep][on_valid])
+                    kept_cut.append(cut[on_valid])
             if progress is not None:
                 progress(len(batch))
+    if kept_boxes:
+        joined = join_cut_boxes(
+            np.concatenate(kept_boxes),
+            np.concatenate(kept_scores),
+            np.concatenate(kept_labels),
+            np.concatenate(kept_cut),
+        )
+        kept_boxes, kept_scores, kept_labels = [joined[0]], [joined[1]], [joined[2]]
     objects = _nms_objects(kept_boxes, kept_scores, kept_labels, nms_iou, source.transform)
     stats.objects = len(objects)
     stats.wall_s = time.perf_counter() - t_start
     return objects, stats
+
+
+def _cut_sides(
+    boxes: npt.NDArray[np.float32], w: Window, scene_shape: tuple[int, int]
+) -> npt.NDArray[np.bool_]:
+    """Which sides (x0 y0 x1 y1) of window boxes lie on an edge of the window inside the scene."""
+    h, wd = scene_shape
+    inner = np.array(
+        [w.col_off > 0, w.row_off > 0, w.col_off + w.width < wd, w.row_off + w.height < h]
+    )
+    at_edge = np.column_stack(
+        [
+            boxes[:, 0] <= _CUT_PX,
+            boxes[:, 1] <= _CUT_PX,
+            boxes[:, 2] >= w.width - _CUT_PX,
+            boxes[:, 3] >= w.height - _CUT_PX,
+        ]
+    )
+    return np.asarray(at_edge & inner)
+
+
+def join_cut_boxes(
+    boxes: npt.NDArray[np.float32],
+    scores: npt.NDArray[np.float32],
+    labels: npt.NDArray[np.int64],
+    cut: npt.NDArray[np.bool_],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Join the views of objects cut by window edges on both sides of a seam (rule 2).
+
+    Args:
+        boxes: ``(n, 4)`` x0 y0 x1 y1 in scene pixels.
+        scores: ``(n,)``.
+        labels: ``(n,)`` class ids.
+        cut: ``(n, 4)`` which sides (x0 y0 x1 y1) lie on an edge of their window that is
+            not the scene's.
+
+    Returns:
+        Boxes, scores and labels, each set of joined views replaced by its union.
+
+    >>> b = np.array([[150, 10, 256, 50], [192, 12, 290, 50], [300, 0, 340, 9]], np.float32)
+    >>> cut = np.array([[0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0]], bool)
+    >>> j = join_cut_boxes(b, np.array([0.9, 0.8, 0.7], np.float32), np.ones(3, np.int64), cut)
+    >>> j[0].tolist(), [round(s, 2) for s in j[1].tolist()]
+    ([[150.0, 10.0, 290.0, 50.0], [300.0, 0.0, 340.0, 9.0]], [0.9, 0.7])
+    """
+    n = len(boxes)
+    parent = np.arange(n)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = int(parent[i])
+        return i
+
+    shapes = shapely.box(boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3])
+    # seams across x (columns), then across y (rows): the axis's sides, the other axis's
+    for lo, hi, a_lo, a_hi in ((0, 2, 1, 3), (1, 3, 0, 2)):
+        ends, starts = np.flatnonzero(cut[:, hi]), np.flatnonzero(cut[:, lo])
+        if not len(ends) or not len(starts):
+            continue
+        # only boxes that meet can be views of one object (a spatial index, not all pairs)
+        i, j = shapely.STRtree(shapes[starts]).query(shapes[ends], predicate="intersects")
+        p, q = ends[i], starts[j]
+        near, far = boxes[q, lo], boxes[p, hi]  # the strip the two windows share
+        strip = far - near
+        inter = np.minimum(boxes[p, a_hi], boxes[q, a_hi]) - np.maximum(
+            boxes[p, a_lo], boxes[q, a_lo]
+        )
+        union = np.maximum(boxes[p, a_hi], boxes[q, a_hi]) - np.minimum(
+            boxes[p, a_lo], boxes[q, a_lo]
+        )
+        same = (
+            (p != q)
+            & (labels[p] == labels[q])
+            & (strip > 0)
+            # both cover most of the strip, and agree along the seam
+            & (boxes[p, lo] <= near + strip / 2)
+            & (boxes[q, hi] >= far - strip / 2)
+            & (inter >= SEAM_JOIN_IOU * np.maximum(union, 1e-9))
+        )
+        for a, b in zip(p[same].tolist(), q[same].tolist(), strict=True):
+            parent[root(a)] = root(b)
+    roots = np.array([root(k) for k in range(n)], dtype=np.int64)
+    _, first, group = np.unique(roots, return_index=True, return_inverse=True)
+    if len(first) == n:
+        return boxes, scores, labels
+    k = len(first)
+    out = np.empty((k, 4), dtype=np.float64)
+    out[:, :2], out[:, 2:] = np.inf, -np.inf
+    np.minimum.at(out[:, 0], group, boxes[:, 0])
+    np.minimum.at(out[:, 1], group, boxes[:, 1])
+    np.maximum.at(out[:, 2], group, boxes[:, 2])
+    np.maximum.at(out[:, 3], group, boxes[:, 3])
+    best = np.full(k, -np.inf)
+    np.maximum.at(best, group, scores.astype(np.float64))
+    order = np.argsort(first, kind="stable")  # first-seen order
+    return (
+        out[order].astype(np.float32),
+        best[order].astype(np.float32),
+        labels[first[order]].astype(np.int64),
+    )
 
 
 def fit_to_valid(
@@ -262,11 +387,12 @@ def fit_to_valid(
 def _owned(
     boxes: npt.NDArray[np.float32],
     scores: npt.NDArray[np.float32],
+    labels: npt.NDArray[np.int64],
     w: Window,
     score_threshold: float,
     core: tuple[tuple[float, float], tuple[float, float]],
 ) -> npt.NDArray[np.bool_]:
-    """Boxes scored high enough whose centre lies in the window's core.
+    """Boxes of a class scored high enough whose centre lies in the window's core.
 
     ``core``: the window's core rows and columns (scene pixels, ends exclusive).
     """
@@ -277,7 +403,9 @@ def _owned(
     (r0, r1), (c0, c1) = core
     sx, sy = cx + w.col_off, cy + w.row_off
     keep = (scores >= score_threshold) & (sx >= c0) & (sx < c1) & (sy >= r0) & (sy < r1)
-    return np.asarray(keep)
+    # class 0 is the detector's unused background logit (RetinaNet scores it as a class):
+    # no object, and it would be named after the last class (classes[-1])
+    return np.asarray(keep & (labels > 0))
 
 
 def _nms_objects(

@@ -36,6 +36,7 @@ __all__ = [
     "pixel_boxes",
     "small_boxes",
     "unflat_boxes",
+    "unseen_boxes",
 ]
 
 MIN_VISIBLE_FRACTION = 0.5
@@ -78,6 +79,22 @@ def pixel_boxes(geoms: npt.NDArray[np.object_], transform: Affine) -> npt.NDArra
         return np.stack([inv.a * x + inv.b * y + inv.c, inv.d * x + inv.e * y + inv.f], axis=1)
 
     return np.asarray(shapely.bounds(shapely.transform(geoms, to_px)), dtype=np.float64)
+
+
+def unseen_boxes(px_boxes: npt.NDArray[np.float64], chip_px: int) -> npt.NDArray[np.bool_]:
+    """Boxes no chip of ``chip_px`` shows at :data:`MIN_VISIBLE_FRACTION` or more.
+
+    Such an object (a building larger than the chip) is an ignore box in every chip: a
+    detector never learns it.
+
+    >>> unseen_boxes(np.array([[0, 0, 200, 10], [0, 0, 100, 60]]), 64).tolist()
+    [True, False]
+    """
+    w = px_boxes[:, 2] - px_boxes[:, 0]
+    h = px_boxes[:, 3] - px_boxes[:, 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        best = np.minimum(w, chip_px) * np.minimum(h, chip_px) / (w * h)
+    return np.asarray((w * h > 0) & (best < MIN_VISIBLE_FRACTION))
 
 
 def small_boxes(px_boxes: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:

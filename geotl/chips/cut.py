@@ -23,6 +23,7 @@ from geotl.chips.boxes import (
     chip_boxes,
     pixel_boxes,
     small_boxes,
+    unseen_boxes,
 )
 from geotl.chips.labels import (
     IGNORE,
@@ -181,6 +182,7 @@ class SceneCutter:
         # object boxes (envelopes in scene pixels); too small ones never become boxes
         self.label_px_boxes = pixel_boxes(geoms, info.transform)
         self.small = small_boxes(self.label_px_boxes)
+        self.unseen = unseen_boxes(self.label_px_boxes, region.chips.size_px)
         self.complete_arr = np.asarray(complete, dtype=object) if complete is not None else None
         self.complete_tree = shapely.STRtree(self.complete_arr) if complete else None
         self.test_tree = shapely.STRtree(test_areas) if test_areas else None

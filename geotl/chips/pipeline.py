@@ -193,6 +193,15 @@ def _chip_region(
                 n_small,
                 MIN_BOX_PX,
             )
+        n_unseen = len({int(i) for c in cutters for i in c.label_ids[c.unseen]})
+        if n_unseen and region.task == "detection":
+            log.warning(
+                "%s: %d object(s) larger than a chip can show (no chip holds half of the box): "
+                "they are ignore boxes everywhere and a detector never learns them; raise "
+                "[chips] size_px or chip at a coarser resolution",
+                region.labels_path(),
+                n_unseen,
+            )
         summary = ChipSummary(
             out_dir=out,
             counts=result.counts(),

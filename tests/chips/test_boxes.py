@@ -74,6 +74,20 @@ def test_tiny_boxes_dropped_with_a_warning(
     assert list(row["box_object_ids"]) == [1]
 
 
+def test_objects_no_chip_can_show_are_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A box wider than twice the chip is an ignore box in every chip: never learnt, unsaid."""
+    boxes = [(X0 - 10, Y0 - 14, X0 + 40, Y0 - 2), (X0 + 4, Y0 - 12, X0 + 10, Y0 - 4)]
+    region = load_region(
+        _region(tmp_path, boxes, split={"val_fraction": 0.0, "test_fraction": 0.0})
+    )
+    with caplog.at_level(logging.WARNING):
+        chip_region(region, tmp_path / "chips")
+    assert "1 object(s) larger than a chip can show" in caplog.text
+    assert "size_px" in caplog.text
+
+
 def _write_geoms(path: Path, geoms: list) -> None:  # type: ignore[type-arg]
     gpd.GeoDataFrame({"label": ["Tree"] * len(geoms)}, geometry=geoms, crs="EPSG:32618").to_file(
         path

@@ -280,6 +280,22 @@ def test_window_larger_than_chips_refused(demo_chips, tmp_path):
         train_model([region], tmp_path / "m", TrainOptions(chips=(demo_chips,), steps=20))
 
 
+@pytest.mark.parametrize("scale_jitter", [0.0, 0.25])
+def test_random_windows_of_nan_nodata_chips_keep_their_valid_pixels_finite(scale_jitter):
+    # SAR in dB or reflectance 0-1 with NaN nodata: rotations interpolate, and a NaN
+    # spread into valid neighbours made the training loss NaN from the first step
+    torch.manual_seed(0)
+    x = -15.0 + 3.0 * torch.randn(8, 2, 32, 32)
+    x[:, :, :6, :9] = float("nan")
+    x[3] = float("nan")  # a chip of nodata only
+    valid = ~x[:, 0].isnan()
+    mask = torch.zeros(8, 32, 32, dtype=torch.uint8)
+    for _ in range(5):
+        out_x, _mask, out_valid = Augment(32, 32, scale_jitter)(x, mask, valid)
+        assert torch.isfinite(out_x).all()
+        assert out_valid.sum(dim=(1, 2))[3] == 0 and out_valid.any()
+
+
 def test_normalisation_pools_regions_over_their_valid_pixels_only():
     from geotl.train.data import ChipData, band_sums, compute_normalisation
 
@@ -442,9 +458,12 @@ def test_card_takes_the_validated_threshold_unless_the_region_sets_one(
     assert again.metrics["val_iou"] < again.metrics["threshold"]["val_iou"]
 
 
-def test_model_base_kept_when_training_only_makes_it_worse(demo_chips, demo_model, tmp_path):
+def test_model_base_kept_when_training_only_makes_it_worse(
+    demo_chips, demo_model, tmp_path, caplog
+):
     # a model: base of the same task and classes is scored before the first step; a run
     # that ruins it (a learning rate of 1000) keeps the base's own weights
+    caplog.set_level("INFO", logger="geotl.train.loop")
     card = train_model(
         [load_region(DEMO)],
         tmp_path / "m",
@@ -462,6 +481,8 @@ def test_model_base_kept_when_training_only_makes_it_worse(demo_chips, demo_mode
     assert card.metrics["kept_base"] and card.metrics["best_step"] == 0
     assert card.metrics["val_iou"] == pytest.approx(card.metrics["base_val_iou"], abs=1e-4)
     assert card.metrics["history"][0]["step"] == 0  # the base's own pass is on record
+    # ... said without a loss, not as "loss nan" (no step has run: nothing diverged)
+    assert "step 0/4  loss -  val IoU" in caplog.text and "loss nan" not in caplog.text
     kept = load_artefact(tmp_path / "m").network.state_dict()
     for name, tensor in load_artefact(demo_model).network.state_dict().items():
         assert torch.equal(kept[name], tensor), name
@@ -717,6 +738,13 @@ def test_classes_without_train_or_val_pixels_are_said(tmp_path, caplog):
         assert _say_missing_classes(region, val[[0, 1, 2, 2]], None) == []  # no val chips
         assert _say_missing_classes(region, train[[0, 1, 1, 1]], val) == ["road"]
     assert "val chips: validation cannot score it" in caplog.text
+    assert "--max-labels" not in caplog.text
+    caplog.clear()
+    # --max-labels below the classes: the budget, not the labelling, left the class out
+    with caplog.at_level("WARNING", logger="geotl.train.loop"):
+        assert _say_missing_classes(region, train[[0, 1, 1, 2]], val, (2, 10)) == ["road"]
+    assert "or raise the label budget (--max-labels" in caplog.text
+    assert "2 of 10 train objects used" in caplog.text
 
 
 def test_without_min_area_the_card_leaves_out_specks_by_the_labels_own_sizes(tmp_path):

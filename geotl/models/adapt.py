@@ -12,6 +12,10 @@ Bands are matched by name (:func:`geotl.bands.canonical_band`):
   broad and narrow NIR of Sentinel-2 B08 / B8A, Landsat's NIR, WorldView's NIR2) takes the
   filter of the base's nearest NIR band: the same reflectance plateau of vegetation, so a
   Landsat region (``nir08``) keeps the pretrained NIR filter of a Sentinel-2 base (``nir``);
+- a base filter that several region bands take (Sentinel-2's B08 and B8A both on a base's
+  ``nir``, or ``pan`` beside ``red``/``green``/``blue``) is shared evenly between them, so
+  the base's band still weighs what it did: taken whole by each, a vegetation pixel's NIR
+  reached the pretrained layers twice as strong as the base ever saw it;
 - a base band the region lacks is dropped (its filter removed) with a warning;
 - a base band listed twice (multi-date stacks such as torchgeo's FTW U-Nets) contributes
   the sum of its filters, so a single-date input behaves like the same date repeated;
@@ -27,6 +31,7 @@ The region's own band order is kept, so the network's input is exactly the chip'
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from typing import cast
 
@@ -127,6 +132,18 @@ def plan_bands(
             list(region_bands),
             list(base_bands),
         )
+    shared = [
+        (base[i], [band for band, src in zip(region, sources, strict=True) if i in src])
+        for i in sorted({i for s in sources for i in s})
+    ]
+    for band, takers in shared:
+        if len(takers) > 1:
+            log.info(
+                "region bands %s share the base model's %s filter (1/%d each)",
+                takers,
+                band,
+                len(takers),
+            )
     used = {i for s in sources for i in s}
     dropped = tuple(dict.fromkeys(b for i, b in enumerate(base) if i not in used))
     return BandPlan(region_bands=region, base_bands=base, sources=tuple(sources), dropped=dropped)
@@ -150,10 +167,12 @@ def adapt_weight(
     w = weight.detach().float()
     mean = w.mean(dim=1)
     std = w.std(dim=1, unbiased=False) if w.shape[1] > 1 else torch.zeros_like(mean)
+    # a base filter several region bands take is shared between them (see the module doc)
+    takers = Counter(i for src in plan.sources for i in src)
     channels = []
     for src in plan.sources:
         if src:
-            channels.append(w[:, list(src)].sum(dim=1))
+            channels.append(torch.stack([w[:, i] / takers[i] for i in src]).sum(dim=0))
         else:
             noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
             channels.append(mean + std * noise)

@@ -80,9 +80,12 @@ class Augment(torch.nn.Module):
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``x`` (B, C, H, W) float raw units; ``mask`` (B, H, W); ``valid`` (B, H, W) bool."""
+        """``x`` (B, C, H, W) float raw units; ``mask`` (B, H, W); ``valid`` (B, H, W) bool.
+
+        Nodata pixels come out as their chip's band mean (any NaN gone), still not valid.
+        """
         labels = torch.stack([mask.float(), valid.float()], dim=1)
-        x, labels = self.geometric(x, labels)
+        x, labels = self.geometric(_fill_nodata(x, valid), labels)
         mask = labels[:, 0].round().clamp(0, IGNORE).to(torch.uint8)
         valid = labels[:, 1] > 0.5
         if self.photometric is not None:
@@ -102,3 +105,20 @@ class Augment(torch.nn.Module):
         unit = ((x - lo) / span).clamp(0, 1).reshape(b * c, 1, h, w)
         out = cast(torch.Tensor, self.photometric(unit)).reshape(b, c, h, w)
         return torch.where(v, out * span + lo, x)
+
+
+def _fill_nodata(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``x`` with each chip's nodata pixels set to the mean of its band's valid pixels.
+
+    Rotations and resized windows interpolate: a NaN nodata (float SAR or reflectance) made
+    its valid neighbours NaN and the loss NaN, and a -9999 bled into them. The chip's band
+    mean normalises to about 0, the value nodata pixels get after normalisation anyway.
+
+    >>> x = torch.tensor([[[[1.0, float("nan")], [3.0, 5.0]]]])
+    >>> _fill_nodata(x, ~x[:, 0].isnan()).flatten().tolist()
+    [1.0, 3.0, 3.0, 5.0]
+    """
+    v = valid[:, None].expand_as(x)
+    count = v.sum(dim=(2, 3), keepdim=True).clamp_min(1)
+    mean = torch.where(v, x, torch.zeros_like(x)).sum(dim=(2, 3), keepdim=True) / count
+    return torch.where(v, x, mean)

@@ -219,10 +219,10 @@ class TrainModule(pl.LightningModule):
         self.history.append(entry if argmax is None else entry | {"val_iou_argmax": argmax})
         if self.trainer.is_global_zero:  # one line per validation, not one per process
             log.info(
-                "step %d/%d  loss %.4f  val %s %.4f  (%.1fs)",
+                "step %d/%d  loss %s  val %s %.4f  (%.1fs)",
                 step,
                 self.schedule.steps,
-                loss,
+                f"{loss:.4f}" if steps else "-",  # the base's own score: no step, no loss
                 self.task.score_name,
                 score,
                 time.perf_counter() - self._t_start,
@@ -465,7 +465,9 @@ def _train(
     # the val chips' class balance, read before prepare_chips packs more into the masks
     target = None if sets.val is sets.train else class_shares(sets.val, task.num_classes)
     shares = class_shares(sets.train, task.num_classes)
-    _say_missing_classes(first, shares, target)
+    used = sum(r.labels_used for r in sets.records)
+    available = sum(r.labels_available for r in sets.records)
+    _say_missing_classes(first, shares, target, (used, available) if used < available else None)
     prior = _class_prior(task, shares, target, settings)
     prepared: set[int] = set()  # without val chips, sets.val is sets.train
     for datasets in (sets.train, sets.val):
@@ -817,13 +819,18 @@ def _normalisation(
 
 
 def _say_missing_classes(
-    region: Region, train: np.ndarray | None, val: np.ndarray | None
+    region: Region,
+    train: np.ndarray | None,
+    val: np.ndarray | None,
+    budget: tuple[int, int] | None = None,
 ) -> list[str]:
     """Warn of classes without a labelled pixel in the train or val chips; their names.
 
     ``train`` / ``val``: each class's share of the labelled pixels (background first),
     after the label budget. A class the train chips lack cannot be learnt; one the val
-    chips lack is not scored, so the kept weights and threshold ignore it.
+    chips lack is not scored, so the kept weights and threshold ignore it. ``budget``:
+    the train objects used and available when the label budget left some out (the
+    budget draws objects whatever their class, so it may leave out every one of a class).
     """
     said = []
     for i, name in enumerate(region.classes, start=1):
@@ -840,14 +847,21 @@ def _say_missing_classes(
             if "train" in where
             else "validation cannot score it (the kept weights and threshold ignore it)"
         )
+        raise_budget = (
+            ", or raise the label budget (--max-labels, [model] max_labels: "
+            f"{budget[0]} of {budget[1]} train objects used)"
+            if budget is not None and "train" in where
+            else ""
+        )
         log.warning(
             "%s: class %r has no labelled pixel in the %s chips: %s; label more %r objects "
-            "in more places, or move the split ([split] seed, block_size_m)",
+            "in more places, or move the split ([split] seed, block_size_m)%s",
             region.path.name,
             name,
             " or ".join(where),
             what,
             name,
+            raise_budget,
         )
     return said
 

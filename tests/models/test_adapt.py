@@ -58,6 +58,24 @@ def test_a_nir_band_of_another_width_keeps_the_pretrained_nir_filter():
     assert torch.equal(out[:, 0], w[:, 3])
 
 
+def test_a_base_filter_several_region_bands_take_is_shared_between_them(caplog):
+    # all of Sentinel-2 on an RGBN base: B08 takes the base's nir by name and B8A takes it
+    # as the nearest NIR; taken whole by both, the pretrained layers saw NIR twice as strong
+    w = torch.randn(4, 4, 3, 3)
+    with caplog.at_level("INFO", logger="geotl.models.adapt"):
+        plan = plan_bands(["B04", "B08", "B8A"], ["red", "green", "blue", "nir"])
+    assert plan.sources == ((0,), (3,), (3,))
+    assert "share the base model's nir filter" in caplog.text
+    out = adapt_weight(w, plan)
+    assert torch.allclose(out[:, 1], w[:, 3] / 2) and torch.allclose(out[:, 2], w[:, 3] / 2)
+    assert torch.equal(out[:, 0], w[:, 0])
+    # a grey pan band beside the colours it stands for: each visible filter split in two
+    rgb = ["red", "green", "blue", "nir"]
+    out = adapt_weight(w, plan_bands(["pan", "red", "green", "blue"], rgb))
+    assert torch.allclose(out.sum(1), w[:, :3].sum(1))
+    assert torch.allclose(out[:, 1], w[:, 0] / 2)
+
+
 def test_duplicate_base_bands_are_summed():
     plan = plan_bands(["red", "nir"], ["B04", "B08", "B04", "B08"])
     w = torch.randn(4, 4, 3, 3)

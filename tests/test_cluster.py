@@ -396,25 +396,35 @@ def _kill_a_busy_worker(client: Client, after_s: float) -> str:
     raise AssertionError("no geotl task started")
 
 
+def _two_passes(folder: Path) -> list[Path]:
+    """Two dated passes of the real scene (the second mirrored)."""
+    return [
+        _mosaic(folder / "osbs_20240101.tif", 1),
+        _mosaic(folder / "osbs_20240301.tif", 1, flip=True),
+    ]
+
+
+def _folder_region(folder: Path, passes: list[Path]) -> Path:
+    """A folder-source region for ``passes`` (they arrive in ``incoming/``)."""
+    return write_region(
+        folder,
+        "osbs",
+        passes,
+        ["red", "green", "blue"],
+        ["tree"],
+        'source = "folder"\npaths = ["incoming/*.tif"]',
+        datetime_regex=r"_(\d{8})\.tif$",
+        min_area_m2=1.0,
+    )
+
+
 def test_a_worker_killed_mid_pass_is_retried_each_pass_once(
     client: Client, model: Path, tmp_path: Path
 ) -> None:
-    passes = [
-        _mosaic(tmp_path / "osbs_20240101.tif", 1),
-        _mosaic(tmp_path / "osbs_20240301.tif", 1, flip=True),
-    ]
+    passes = _two_passes(tmp_path)
     outs = {}
     for name in ("here", "cluster"):
-        region_file = write_region(
-            tmp_path / name,
-            "osbs",
-            passes,
-            ["red", "green", "blue"],
-            ["tree"],
-            'source = "folder"\npaths = ["incoming/*.tif"]',
-            datetime_regex=r"_(\d{8})\.tif$",
-            min_area_m2=1.0,
-        )
+        region_file = _folder_region(tmp_path / name, passes)
         for p in passes:
             copy_in(region_file, p)
         outs[name] = (load_region(region_file), tmp_path / name / "out")
@@ -461,20 +471,8 @@ def test_monitor_connects_again_after_losing_its_scheduler(
     from geotl.errors import GeotlRuntimeError
     from geotl.monitor.runner import ClusterDetector, Monitor
 
-    passes = [
-        _mosaic(tmp_path / "osbs_20240101.tif", 1),
-        _mosaic(tmp_path / "osbs_20240301.tif", 1, flip=True),
-    ]
-    region_file = write_region(
-        tmp_path / "r",
-        "osbs",
-        passes,
-        ["red", "green", "blue"],
-        ["tree"],
-        'source = "folder"\npaths = ["incoming/*.tif"]',
-        datetime_regex=r"_(\d{8})\.tif$",
-        min_area_m2=1.0,
-    )
+    passes = _two_passes(tmp_path)
+    region_file = _folder_region(tmp_path / "r", passes)
     copy_in(region_file, passes[0])
     opts = MonitorOptions(
         out_dir=tmp_path / "out", model_dir=model, cluster=client.scheduler.address

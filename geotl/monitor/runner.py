@@ -59,7 +59,7 @@ from geotl.monitor.outputs import rebuild_outputs, region_dir
 from geotl.monitor.passes import PassProcessor, PassResult
 from geotl.monitor.schedule import utc_now
 from geotl.monitor.sources import Scene, SceneSource, make_source, monitor_config, region_aoi
-from geotl.monitor.state import DB_FILE, MonitorState, PassRecord
+from geotl.monitor.state import DB_FILE, LAST_RUN_ERROR, MonitorState, PassRecord
 from geotl.predict.engine import load_model
 
 __all__ = [
@@ -426,7 +426,7 @@ class Monitor:
         now = utc_now()
         summary = RunSummary(region=self.region.name, model_id=model_id, rounds=1)
         run_id = state.start_run(model_id, now, self.every_s)
-        outcome = "error"
+        outcome, error = "error", ""
         try:
             since = state.latest_acquired()
             given_up = state.oldest_given_up(model_id)
@@ -480,12 +480,17 @@ class Monitor:
             # "failed" whenever the run exits 1 (a scene, or an alert's delivery): status then
             # says what the scheduler saw
             outcome = "stopped" if summary.stopped else ("failed" if summary.exit_code else "ok")
+        except BaseException as exc:
+            error = str(exc) or type(exc).__name__
+            raise
         finally:
             if isinstance(self.passes.detector, ClusterDetector):
                 self.passes.detector.discard()
             state.finish_run(
                 run_id, utc_now(), len(summary.processed), len(summary.failed), outcome
             )
+            # why the run stopped short, for monitor status (one line; empty after a run)
+            state.set_meta(LAST_RUN_ERROR, " ".join(error.split())[:500])
         return summary
 
     def _without_moved(self, found: list[Scene], known: dict[str, str]) -> list[Scene]:

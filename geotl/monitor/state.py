@@ -45,6 +45,9 @@ __all__ = [
 DB_FILE = "state.sqlite"
 SCHEMA_VERSION = 1
 
+#: meta key: why the last run ended in error (empty when it did not)
+LAST_RUN_ERROR = "last_run_error"
+
 JobStatus = Literal["pending", "running", "done", "failed"]
 AlertStatus = Literal["open", "delivered", "acknowledged", "failed"]
 ALERT_STATUSES: tuple[AlertStatus, ...] = ("open", "delivered", "acknowledged", "failed")

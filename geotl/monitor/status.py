@@ -16,7 +16,7 @@ from geotl.config import Region
 from geotl.monitor.lock import RegionLock
 from geotl.monitor.outputs import region_dir
 from geotl.monitor.schedule import parse_every
-from geotl.monitor.state import DB_FILE, MonitorState, PassRecord
+from geotl.monitor.state import DB_FILE, LAST_RUN_ERROR, MonitorState, PassRecord
 
 __all__ = ["MonitorStatus", "format_status", "monitor_status"]
 
@@ -36,6 +36,7 @@ class MonitorStatus:
     last_run_started: datetime | None = None
     last_run_finished: datetime | None = None
     last_run_outcome: str | None = None
+    last_run_error: str | None = None  # why the last run ended in error
     next_run_due: datetime | None = None
     loop_stopped: datetime | None = None
     next_retry: datetime | None = None
@@ -80,6 +81,7 @@ class MonitorStatus:
                 "started": ts(self.last_run_started),
                 "finished": ts(self.last_run_finished),
                 "outcome": self.last_run_outcome,
+                "error": self.last_run_error,
             },
             "next_run_due": ts(self.next_run_due),
             "loop_stopped": ts(self.loop_stopped),
@@ -106,6 +108,7 @@ def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
         summary = state.summary()
         loop_stopped = state.loop_stopped()
         retrying = [a for a in state.alerts(("open",)) if a.attempts > 0]
+        last_error = state.get_meta(LAST_RUN_ERROR) or None
     last = summary.last_run
     running_pid = RegionLock(rdir, region.name).holder_pid()
     every_s = last.every_s if last and last.every_s else None
@@ -138,6 +141,7 @@ def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
         last_run_started=last.started if last else None,
         last_run_finished=last.finished if last else None,
         last_run_outcome=last.outcome if last else None,
+        last_run_error=last_error if last and last.outcome == "error" else None,
         next_run_due=next_due,
         loop_stopped=loop_stopped,
         next_retry=min(retries) if retries else None,
@@ -184,6 +188,7 @@ def format_status(status: MonitorStatus) -> str:
     lines.append(
         f"last run: started {ts(status.last_run_started)}, finished {ts(status.last_run_finished)}, "
         f"{status.last_run_outcome or 'unfinished'}"
+        + (f": {status.last_run_error}" if status.last_run_error else "")
     )
     if status.running_pid is not None:
         lines.append(f"running now: pid {status.running_pid}")

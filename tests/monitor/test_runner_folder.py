@@ -563,3 +563,33 @@ def test_a_change_beyond_the_last_partial_pass_is_found(
     gone_area = gone.to_crs(crs).union_all()
     for geom in west.to_crs(crs).geometry:
         assert geom.intersection(gone_area).area >= 0.5 * geom.area
+
+
+def test_status_says_why_the_last_run_failed(
+    naip_region: Path, naip_model: Path, tmp_path: Path
+) -> None:
+    """A run that ended in error showed "error" alone: the operator had to dig in the logs."""
+    from geotl.errors import GeotlRuntimeError
+    from geotl.monitor import format_status
+    from geotl.monitor.runner import Monitor
+
+    region = load_region(naip_region)
+    out = tmp_path / "out"
+    with Monitor(region, MonitorOptions(out_dir=out, model_dir=naip_model)) as monitor:
+
+        def unreachable(*args: Any, **kwargs: Any) -> Any:
+            raise GeotlRuntimeError("search failed (HTTP 503): the catalogue is down")
+
+        real = monitor.source.discover
+        monitor.source.discover = unreachable  # type: ignore[method-assign]
+        with pytest.raises(GeotlRuntimeError):
+            monitor.run_once()
+        status = monitor_status(region, out)
+        assert status.last_run_outcome == "error"
+        assert "the catalogue is down" in format_status(status)
+        assert status.to_dict()["last_run"]["error"].endswith("the catalogue is down")
+        monitor.source.discover = real  # type: ignore[method-assign]
+        assert monitor.run_once().exit_code == 0
+    status = monitor_status(region, out)
+    assert status.last_run_outcome == "ok" and status.last_run_error is None
+    assert "catalogue" not in format_status(status)

@@ -39,9 +39,12 @@ def _stac_region(
     classes: list[str],
     min_area_m2: float,
     max_cloud: float | None = None,
+    lookback_days: float | None = None,
 ) -> Path:
     assets = ", ".join(f'{b} = "image:{i}"' for i, b in enumerate(bands, start=1))
     cloud = f"max_cloud = {max_cloud}\n" if max_cloud is not None else ""
+    if lookback_days is not None:
+        cloud += f"lookback_days = {lookback_days}\n"
     monitor = f'source = "stac"\nurl = "{server.url}"\ncollection = "{collection}"\n{cloud}assets = {{ {assets} }}'
     return write_region(
         tmp_path / "region", name, [imagery], bands, classes, monitor, min_area_m2=min_area_m2
@@ -291,3 +294,40 @@ def test_max_cloud_keeps_items_that_do_not_state_their_cloud_cover(
         found = StacSource(region).discover({}, None)
     assert sorted(s.name for s in found) == ["clear", "unknown"]
     assert "STAC item unknown states no eo:cloud_cover: kept" in caplog.text
+
+
+def test_an_item_published_late_is_found_within_lookback_days(
+    stac_server: StacServer, naip_scenes: list[Path], naip_model: Path, tmp_path: Path
+) -> None:
+    """A catalogue that backfills an older item: found once lookback_days reaches back to it.
+
+    The search starts a fixed three days before the newest item seen: an item published
+    later than that was never processed.
+    """
+    server, files = stac_server, stac_server.files
+    assert files is not None
+    server.load_collection(collection_json("naip-late", "NAIP items published late"))
+    items = [item_json("naip-late", s.stem, s, files.url(s), _naip_when(s), 0) for s in naip_scenes]
+    server.load_items([items[1]])
+    runs = {}
+    for name, days in (("default", None), ("backfill", 20 * 365)):
+        region = load_region(
+            _stac_region(
+                tmp_path / name,
+                server,
+                f"naip-{name}",
+                naip_scenes[0],
+                NAIP_BANDS,
+                "naip-late",
+                ["water"],
+                200.0,
+                lookback_days=days,
+            )
+        )
+        opts = MonitorOptions(out_dir=tmp_path / name / "out", model_dir=naip_model)
+        runs[name] = (region, opts)
+        assert [p.scene for p in run_monitor(region, opts).processed] == [naip_scenes[1].stem]
+    server.load_items([items[0]])  # an earlier pass, published after the later one was seen
+    assert run_monitor(*runs["default"]).processed == []
+    late = run_monitor(*runs["backfill"]).processed
+    assert [p.scene for p in late] == [naip_scenes[0].stem]

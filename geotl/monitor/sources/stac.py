@@ -38,7 +38,8 @@ __all__ = ["STAC_LOOKBACK", "STAC_TIMEOUT_S", "StacOptions", "StacSource", "regi
 log = logging.getLogger(__name__)
 
 #: Items acquired up to this long before the newest seen scene are searched again, so that a
-#: catalogue that publishes an item late still gets it processed (known items are skipped).
+#: catalogue that publishes an item late still gets it processed (known items are skipped);
+#: the default of ``[monitor] lookback_days``.
 STAC_LOOKBACK = timedelta(days=3)
 
 #: (connect, read) timeout of each request to the STAC API, in seconds: an API that accepts
@@ -160,12 +161,16 @@ class StacOptions(SourceOptions):
         assets: band -> asset key, or ``key:band`` for a band of a multi-band asset.
         max_cloud: skip items whose ``eo:cloud_cover`` exceeds this (percent); an item that
             does not state its cloud cover is kept (and logged), not silently dropped.
+        lookback_days: how far before the newest item seen each search starts, so that an
+            item the catalogue publishes late is still found (known items are skipped, so a
+            longer look back costs search time only).
     """
 
     url: str
     collection: str
     assets: dict[str, str] = Field(min_length=1)  # band -> asset key (or "key:band")
     max_cloud: float | None = Field(default=None, ge=0, le=100)
+    lookback_days: float = Field(default=STAC_LOOKBACK.days, ge=0)
 
 
 class StacSource(SceneSource):
@@ -192,7 +197,7 @@ class StacSource(SceneSource):
         return self._aoi
 
     def discover(self, known: Mapping[str, str], since: datetime | None) -> list[Scene]:
-        """Items of the collection over the AOI acquired at or after ``since - STAC_LOOKBACK``.
+        """Items of the collection over the AOI acquired at or after ``since`` less the look back.
 
         Raises:
             ConfigError: the search found nothing and the API has no such collection.
@@ -209,7 +214,7 @@ class StacSource(SceneSource):
             "limit": 500,
         }
         if since is not None:
-            since -= STAC_LOOKBACK
+            since -= timedelta(days=self.options.lookback_days)
             search_kwargs["datetime"] = (
                 f"{since.astimezone(UTC).isoformat().replace('+00:00', 'Z')}/.."
             )

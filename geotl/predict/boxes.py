@@ -286,15 +286,11 @@ def join_cut_boxes(
     >>> j[0].tolist(), [round(s, 2) for s in j[1].tolist()]
     ([[150.0, 10.0, 290.0, 50.0], [300.0, 0.0, 340.0, 9.0]], [0.9, 0.7])
     """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     n = len(boxes)
-    parent = np.arange(n)
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = int(parent[i])
-        return i
-
+    pairs: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] = []
     shapes = shapely.box(boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3])
     # seams across x (columns), then across y (rows): the axis's sides, the other axis's
     for lo, hi, a_lo, a_hi in ((0, 2, 1, 3), (1, 3, 0, 2)):
@@ -321,9 +317,12 @@ def join_cut_boxes(
             & (boxes[q, hi] >= far - strip / 2)
             & (inter >= SEAM_JOIN_IOU * np.maximum(union, 1e-9))
         )
-        for a, b in zip(p[same].tolist(), q[same].tolist(), strict=True):
-            parent[root(a)] = root(b)
-    roots = np.array([root(k) for k in range(n)], dtype=np.int64)
+        pairs.append((p[same], q[same]))
+    if not pairs:
+        return boxes, scores, labels
+    a, b = np.concatenate([x for x, _ in pairs]), np.concatenate([y for _, y in pairs])
+    graph = coo_matrix((np.ones(len(a), dtype=bool), (a, b)), shape=(n, n))
+    _, roots = connected_components(graph, directed=False)
     _, first, group = np.unique(roots, return_index=True, return_inverse=True)
     if len(first) == n:
         return boxes, scores, labels

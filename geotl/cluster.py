@@ -27,6 +27,7 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -308,8 +309,6 @@ def check_workers(client: Client, model: ModelRef) -> list[str]:
         ClusterError: a worker runs another geotl or lacks the model; no worker at all.
         GeotlRuntimeError: the scheduler stopped answering (now, or since an earlier job).
     """
-    from concurrent.futures import CancelledError
-
     if client.status in ("closing", "closed"):  # it lost the scheduler earlier (monitor --every)
         raise _lost_scheduler(client, "an earlier job ran")
     try:
@@ -555,8 +554,6 @@ class PendingScene:
             GeotlRuntimeError: the connection to the scheduler was lost (it stopped, or the
                 network failed): the scene's tasks are gone with it.
         """
-        from concurrent.futures import CancelledError
-
         from distributed import wait
 
         try:

@@ -15,8 +15,8 @@ from rasterio.windows import Window
 from shapely.geometry import box
 
 from geotl.chips import read_chip_index
-from geotl.chips.windows import window_bounds
 from geotl.cli.main import cli
+from geotl.io.rasters import window_bounds
 from geotl.suggest.ranking import box_uncertainty, entropy, pick_diverse, standardise
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -33,9 +33,9 @@ from geotl.chips.labels import (
 )
 from geotl.chips.scenes import ChipScene
 from geotl.chips.tiff import ChipTiffWriter, Compression
-from geotl.chips.windows import window_bounds
 from geotl.config import Region
 from geotl.io.nodata import holds_value, nodata_mask
+from geotl.io.rasters import window_bounds, window_corners
 
 # Chips are read and labelled a strip at a time (a run of chips of one chip row): one read
 # and one rasterisation per strip. A strip's pixels stay under this many bytes (a strip is
@@ -259,8 +259,7 @@ def _footprint(t: Affine, w: Window, envelope: BaseGeometry) -> BaseGeometry:
     """
     if t.b == 0 and t.d == 0:
         return envelope
-    c0, r0, c1, r1 = w.col_off, w.row_off, w.col_off + w.width, w.row_off + w.height
-    return shapely.Polygon([t @ (c0, r0), t @ (c1, r0), t @ (c1, r1), t @ (c0, r1)])
+    return shapely.Polygon(window_corners(t, w))
 
 
 def _strip_width_px(region: Region, scene: ChipScene) -> int:

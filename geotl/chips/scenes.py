@@ -18,7 +18,7 @@ from rasterio.windows import Window
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
-from geotl.chips.windows import chip_windows, window_bounds
+from geotl.chips.windows import chip_windows
 from geotl.config import Region
 from geotl.errors import BandMismatchError, ConfigError, LabelError, RasterError, error_text
 from geotl.io.nodata import holds_value, mask_fill_value
@@ -49,12 +49,10 @@ class ChipScene:
     def envelope(self) -> BaseGeometry:
         """The scene's envelope in its CRS, from all four corners (rotated grids too).
 
-        ``SceneInfo.bounds`` takes two opposite corners, which on a rotated grid leaves out
-        much of the scene: the labels and areas there were dropped (masks of background
-        where fields lay).
+        Two opposite corners leave out much of a rotated scene: the labels and areas there
+        were dropped (masks of background where fields lay).
         """
-        info = self.info
-        return box(*window_bounds(info.transform, Window(0, 0, info.width, info.height)))
+        return box(*self.info.bounds)
 
     @functools.cached_property
     def crs_label(self) -> str:

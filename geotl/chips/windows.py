@@ -10,10 +10,9 @@ sizes (``Window(col_off, row_off, width, height)``), the one window type of geot
 
 from __future__ import annotations
 
-from affine import Affine
 from rasterio.windows import Window
 
-__all__ = ["chip_windows", "grid_offsets", "window_bounds"]
+__all__ = ["chip_windows", "grid_offsets"]
 
 
 def grid_offsets(length_px: int, size_px: int, stride_px: int) -> list[int]:
@@ -58,26 +57,3 @@ def chip_windows(width_px: int, height_px: int, size_px: int, stride_px: int) ->
     rows = grid_offsets(height_px, size_px, stride_px)
     cols = grid_offsets(width_px, size_px, stride_px)
     return [Window(c, r, size_px, size_px) for r in rows for c in cols]
-
-
-def window_bounds(transform: Affine, window: Window) -> tuple[float, float, float, float]:
-    """(left, bottom, right, top) of a window in the scene's CRS.
-
-    Unlike :func:`rasterio.windows.bounds`, which assumes a north-up grid, this takes the
-    extremes of the four corners, so rotated and south-up grids give a true envelope.
-
-    >>> from affine import Affine
-    >>> window_bounds(Affine(10, 0, 1000, 0, -10, 5000), Window(3, 2, 4, 4))
-    (1030.0, 4940.0, 1070.0, 4980.0)
-    """
-    xs, ys = [], []
-    for col, row in (
-        (window.col_off, window.row_off),
-        (window.col_off + window.width, window.row_off),
-        (window.col_off, window.row_off + window.height),
-        (window.col_off + window.width, window.row_off + window.height),
-    ):
-        x, y = transform @ (col, row)
-        xs.append(x)
-        ys.append(y)
-    return (min(xs), min(ys), max(xs), max(ys))

@@ -49,6 +49,8 @@ __all__ = [
     "scene_bounds",
     "scene_path",
     "unit_factor",
+    "window_bounds",
+    "window_corners",
     "with_nodata",
 ]
 
@@ -82,21 +84,46 @@ class SceneInfo:
         return scene_bounds(self.transform, self.width, self.height)
 
 
+def window_corners(transform: Affine, window: Window) -> list[tuple[float, float]]:
+    """A window's four corners in the scene's CRS, in ring order (rotated grids too).
+
+    >>> window_corners(Affine(10, 0, 1000, 0, -10, 5000), Window(3, 2, 4, 4))[:2]
+    [(1030.0, 4980.0), (1070.0, 4980.0)]
+    """
+    c0, r0 = window.col_off, window.row_off
+    c1, r1 = c0 + window.width, r0 + window.height
+    return [
+        (float(x), float(y))
+        for x, y in (transform @ (c, r) for c, r in ((c0, r0), (c1, r0), (c1, r1), (c0, r1)))
+    ]
+
+
+def window_bounds(transform: Affine, window: Window) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) of a window in the scene's CRS.
+
+    Unlike :func:`rasterio.windows.bounds`, which assumes a north-up grid, this takes the
+    extremes of the four corners, so rotated and south-up grids give a true envelope.
+
+    >>> window_bounds(Affine(10, 0, 1000, 0, -10, 5000), Window(3, 2, 4, 4))
+    (1030.0, 4940.0, 1070.0, 4980.0)
+    """
+    xs, ys = zip(*window_corners(transform, window), strict=True)
+    return (min(xs), min(ys), max(xs), max(ys))
+
+
 def scene_bounds(transform: Affine, width: int, height: int) -> tuple[float, float, float, float]:
     """(left, bottom, right, top) of a grid in its CRS, left < right and bottom < top.
 
-    All four corners count: on a rotated grid two opposite corners leave out the other two,
-    and a grid stored south-up or east-left has its first corner at the bottom or right
-    (rasterio's ``bounds`` then give ``bottom > top``).
+    All four corners count (:func:`window_bounds`): on a rotated grid two opposite corners
+    leave out the other two, and a grid stored south-up or east-left has its first corner
+    at the bottom or right (rasterio's ``bounds`` then give ``bottom > top``).
 
     >>> scene_bounds(Affine(1, 0, 0, 0, 1, 0), 4, 2)  # south-up
     (0.0, 0.0, 4.0, 2.0)
     >>> [round(v, 3) for v in scene_bounds(Affine.rotation(90), 4, 2)]
     [-2.0, 0.0, 0.0, 4.0]
     """
-    corners = [transform @ (c, r) for c, r in ((0, 0), (width, 0), (width, height), (0, height))]
-    xs, ys = [float(x) for x, _ in corners], [float(y) for _, y in corners]
-    return (min(xs), min(ys), max(xs), max(ys))
+    return window_bounds(transform, Window(0, 0, width, height))
 
 
 #: GDAL settings for reading remote files by HTTP range requests (no directory listing,

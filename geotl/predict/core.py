@@ -23,6 +23,7 @@ from pyproj import Geod
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
@@ -44,6 +45,7 @@ from geotl.io.rasters import (
     read_failure,
     remote_gdal_env,
     scene_band_means,
+    window_corners,
     with_nodata,
 )
 from geotl.io.rasters import scene_path as as_scene_path
@@ -524,8 +526,7 @@ def _predict_scene(
 
 def _footprint(transform: Any, width: int, height: int, crs: Any) -> BaseGeometry:
     """The grid's outline in EPSG:4326: its four corners (a rotated grid's bounds are not)."""
-    corners = [transform @ (c, r) for c, r in ((0, 0), (width, 0), (width, height), (0, height))]
-    outline = shapely.Polygon(corners)
+    outline = shapely.Polygon(window_corners(transform, Window(0, 0, width, height)))
     outline = shapely.segmentize(outline, max(outline.length / 64, 1e-9))  # edges curve in 4326
     wgs = gpd.GeoSeries([outline], crs=crs).to_crs(4326).to_numpy()
     return cast(BaseGeometry, split_antimeridian(wgs)[0])

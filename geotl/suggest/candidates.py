@@ -25,9 +25,8 @@ from rasterio.windows import Window
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
-from geotl.chips.windows import window_bounds
 from geotl.config import Region
-from geotl.io.rasters import SceneInfo
+from geotl.io.rasters import SceneInfo, window_bounds
 from geotl.io.scratch import scratch_dir
 
 __all__ = [

@@ -8,7 +8,8 @@ from rasterio.windows import Window
 import geotl.chips.labels
 import geotl.chips.split
 import geotl.chips.windows
-from geotl.chips.windows import chip_windows, grid_offsets, window_bounds
+from geotl.chips.windows import chip_windows, grid_offsets
+from geotl.io.rasters import window_bounds
 
 
 @pytest.mark.parametrize("module", [geotl.chips.windows, geotl.chips.labels, geotl.chips.split])

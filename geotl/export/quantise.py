@@ -375,7 +375,7 @@ def region_calibration(
     from geotl.config import load_region
     from geotl.evaluate import find_chips
     from geotl.models.artefact import read_card
-    from geotl.models.bases.kind import canonical_or_raw
+    from geotl.predict.scene import check_model_bands
     from geotl.train import load_region_chips
 
     card = read_card(model_dir)
@@ -390,15 +390,14 @@ def region_calibration(
                 model_dir,
             )
     region = load_region(region_path)
-    region_bands = canonical_or_raw(list(region.imagery.bands))
-    missing = [b for b in canonical_or_raw(list(card.bands)) if b not in region_bands]
-    if missing:  # before cutting its chips, and named by the file to change
-        raise GeotlInputError(
-            f"cannot calibrate on region {region.name}: its bands {region_bands} lack "
-            f"{missing} that the model takes ({list(card.bands)}): pass --calibrate a "
-            "region of the model's bands",
-            region_path,
-        )
+    # before cutting its chips, and named by the file to change
+    check_model_bands(
+        list(card.bands),
+        list(region.imagery.bands),
+        region_path,
+        what="the calibration region's",
+        fix="pass --calibrate a region of the model's bands",
+    )
     if chips_dir is None:
         for cand in (model_dir / "chips", model_dir.parent / "chips"):
             if (cand / "chipset.json").is_file() and read_chip_index(cand).meta.get(

@@ -33,6 +33,8 @@ __all__ = [
     "COMMON_NAMES",
     "CUSTOM_PREFIX",
     "SENSOR_IDS",
+    "band_key",
+    "band_keys",
     "canonical_band",
     "canonical_bands",
     "is_known_band",
@@ -146,3 +148,32 @@ def is_known_band(name: str) -> bool:
 def canonical_bands(names: list[str] | tuple[str, ...]) -> list[str]:
     """Canonical names of a band list, in order (see :func:`canonical_band`)."""
     return [canonical_band(n) for n in names]
+
+
+def band_key(name: str) -> str:
+    """The spelling a band is compared by: one rule wherever two band lists meet.
+
+    A known name compares as its common name (:func:`canonical_band`: ``B04``, ``Red`` and
+    ``RED`` are all ``red``); a name outside the vocabulary (a torchgeo band id geotl does
+    not map, an old chip index's band) compares as written, stripped and lower-case. Chips,
+    base models and prediction each spelled that fallback their own way, so a name could
+    match at chip time and be refused at predict time.
+
+    >>> band_key("B04"), band_key(" NIR "), band_key("custom:DEM"), band_key(" Elevation")
+    ('red', 'nir', 'custom:dem', 'elevation')
+
+    One-digit ids stay themselves (no alias: ``B4`` is red for Sentinel-2 and Landsat 8/9
+    but near infrared for Landsat 4-7), so they never match ``red``:
+
+    >>> band_key("B4")
+    'b4'
+    """
+    try:
+        return canonical_band(name)
+    except KeyError:
+        return name.strip().lower()
+
+
+def band_keys(names: list[str] | tuple[str, ...]) -> list[str]:
+    """:func:`band_key` of each name, in order."""
+    return [band_key(str(n)) for n in names]

@@ -17,7 +17,7 @@ from pyproj import Transformer
 from shapely.geometry.base import BaseGeometry
 
 from geotl import __version__
-from geotl.bands import canonical_band
+from geotl.bands import band_keys
 from geotl.chips.boxes import (
     MIN_BOX_PX,
     MIN_VISIBLE_FRACTION,
@@ -511,7 +511,7 @@ def stale_reason(region: Region, meta: dict[str, Any], *, named_since: bool = Tr
     if cut_px is not None and int(cut_px) != region.chips.size_px:
         return f"cut at {cut_px} px, the region has [chips] size_px = {region.chips.size_px}"
     cut_bands = meta.get("bands")
-    if cut_bands is not None and _band_names(cut_bands) != _band_names(region.imagery.bands):
+    if cut_bands is not None and band_keys(cut_bands) != band_keys(region.imagery.bands):
         # the chips' bands stay in file order under their old names: a model trained on them
         # would take the file's bands in the old meaning, and the region's in the new
         return (
@@ -550,17 +550,6 @@ def stale_reason(region: Region, meta: dict[str, Any], *, named_since: bool = Tr
 
 #: ``[labels]`` settings that decide the masks (recorded in chipset.json's ``labels``)
 _LABEL_SETTINGS = ("class_field", "class_map", "unmapped", "crs", "layer", "point_box_m")
-
-
-def _band_names(bands: Any) -> list[str]:
-    """Band names compared by meaning (``B04`` is ``red``), else as written."""
-    out = []
-    for b in bands:
-        try:
-            out.append(canonical_band(str(b)))
-        except KeyError:
-            out.append(str(b).strip().lower())
-    return out
 
 
 def split_settings(region: Region) -> dict[str, Any]:

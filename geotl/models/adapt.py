@@ -1,6 +1,6 @@
 """Band adaptation: put a base model's first-layer filters onto a region's bands.
 
-Bands are matched by name (:func:`geotl.bands.canonical_band`):
+Bands are matched by name (:func:`geotl.bands.band_key`):
 
 - a region band the base knows keeps the base's pretrained first-layer filter;
 - a region band the base lacks gets a new filter drawn, per output channel and kernel
@@ -37,7 +37,7 @@ from typing import cast
 
 import torch
 
-from geotl.bands import canonical_band
+from geotl.bands import band_keys
 from geotl.errors import BandMismatchError
 from geotl.models.bases.kind import LoadedBase
 from geotl.models.network import NetworkSpec, build_network
@@ -93,13 +93,6 @@ class BandPlan:
         )
 
 
-def _canon(name: str) -> str:
-    try:
-        return canonical_band(name)
-    except KeyError:
-        return name.strip().lower()
-
-
 def plan_bands(
     region_bands: list[str] | tuple[str, ...], base_bands: list[str] | tuple[str, ...]
 ) -> BandPlan:
@@ -111,8 +104,8 @@ def plan_bands(
     >>> plan_bands(["SR_B5", "red"], ["B04", "B08"]).sources  # Landsat NIR on S2's B08
     ((1,), (0,))
     """
-    region = tuple(_canon(b) for b in region_bands)
-    base = tuple(_canon(b) for b in base_bands)
+    region = tuple(band_keys(region_bands))
+    base = tuple(band_keys(base_bands))
     sources: list[tuple[int, ...]] = []
     for band in region:
         idx = tuple(i for i, b in enumerate(base) if b == band)

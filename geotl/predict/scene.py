@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from geotl.bands import canonical_band, is_known_band
+from geotl.bands import band_keys, canonical_band, is_known_band
 from geotl.errors import BandMismatchError, ResolutionError
 
 __all__ = [
@@ -122,7 +122,7 @@ def scene_band_names(
 def check_model_bands(
     model_bands: list[str], available: list[str], path: str | Path | None, *, what: str, fix: str
 ) -> None:
-    """The one check that imagery has every band a model needs (matched by canonical name).
+    """The one check that imagery has every band a model needs (by :func:`~geotl.bands.band_key`).
 
     Used by prediction (:func:`map_bands`), evaluation (a region's chips) and monitoring
     (the monitored scenes).
@@ -142,8 +142,8 @@ def check_model_bands(
     Traceback (most recent call last):
     geotl.errors.BandMismatchError: s.tif: scene bands ['red'] lack ['nir'] that the model needs (model bands ['red', 'nir']): use other imagery
     """
-    have = {canonical_band(b) if is_known_band(b) else b for b in available}
-    wanted = [canonical_band(b) if is_known_band(b) else b for b in model_bands]
+    have = set(band_keys(available))
+    wanted = band_keys(model_bands)
     missing = [b for b in wanted if b not in have]
     if missing:
         raise BandMismatchError(
@@ -163,10 +163,10 @@ def map_bands(
 ) -> list[int]:
     """1-based scene band indexes, in the model's band order.
 
-    Names are compared as canonical names (``B04`` = ``red``). Without names, a scene with
-    as many bands as the model is assumed to be in the model's order; with two bands or
-    more that is warned (``say``: once per scene), naming ``--bands``: bands in another
-    order give wrong polygons and nothing else shows it.
+    Names are compared by :func:`geotl.bands.band_key` (``B04`` = ``red``). Without names, a
+    scene with as many bands as the model is assumed to be in the model's order; with two
+    bands or more that is warned (``say``: once per scene), naming ``--bands``: bands in
+    another order give wrong polygons and nothing else shows it.
 
     Raises:
         BandMismatchError: a model band is missing, or the scene's bands are unknown and
@@ -177,7 +177,7 @@ def map_bands(
     >>> map_bands(None, 3, ["red", "green", "blue"], "s.tif")
     [1, 2, 3]
     """
-    wanted = [canonical_band(b) if is_known_band(b) else b for b in model_bands]
+    wanted = band_keys(model_bands)
     if scene_bands is None:
         if count == len(wanted):
             if say:
@@ -210,7 +210,8 @@ def map_bands(
         "wrong (Landsat 4-7's SR_B1..SR_B7 are not Landsat 8/9's), name the bands in file "
         "order with --bands",
     )
-    return [scene_bands.index(b) + 1 for b in wanted]
+    have = band_keys(scene_bands)
+    return [have.index(b) + 1 for b in wanted]
 
 
 def check_resolution(scene_m: float, model_m: float, resample: bool, path: str | Path) -> bool:

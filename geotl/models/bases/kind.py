@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from geotl.bands import canonical_band
+from geotl.bands import band_keys
 from geotl.errors import BaseModelError, error_text
 from geotl.io.cache import cache_dir
 
@@ -132,14 +132,12 @@ def offline() -> bool:
 
 
 def canonical_or_raw(names: list[str]) -> list[str]:
-    """Each band's canonical name where geotl knows it, else the name as given."""
-    out = []
-    for name in names:
-        try:
-            out.append(canonical_band(name))
-        except KeyError:
-            out.append(name)
-    return out
+    """An entry's ``bands``: each compared as chips and prediction compare it.
+
+    :func:`geotl.bands.band_keys` (canonical where known, else stripped and lower-case);
+    the entry's ``band_ids`` keep the names as the source declares them.
+    """
+    return band_keys(names)
 
 
 def load_failure(exc: BaseException) -> str:

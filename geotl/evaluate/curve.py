@@ -103,11 +103,14 @@ def label_curve(
     settings = _settings(region, options, read_chip_index(cdir).split_sha(), n_boot)
     done = _done_rows(json_path, region.name, settings)
     task = region.task
+    multi = len(region.classes) > 1 and task != "detection"  # a detector's scores pool classes
     rows: list[dict[str, Any]] = []
     table = {
         "region": region.name,
         "task": task,
         "class": region.classes[0],
+        # several classes (segmentation): each row has every class's scores and their mean
+        **({"classes": list(region.classes)} if multi else {}),
         "bases": bases,
         "budgets": budgets,
         "rows": rows,
@@ -119,7 +122,12 @@ def label_curve(
         for budget in budgets:
             mdir = out / slug / str(budget)
             kept_row = done.get((base, budget))
-            if kept_row is not None and _model_id(mdir) == kept_row.get("model"):
+            if (
+                kept_row is not None
+                and _model_id(mdir) == kept_row.get("model")
+                # an earlier version's row of several classes had the first one's scores only
+                and (not multi or "per_class" in kept_row)
+            ):
                 log.info("curve: base %s, %d labels: done by an earlier run, kept", base, budget)
                 rows.append(kept_row)
                 continue
@@ -155,21 +163,32 @@ def label_curve(
                     "object_f1_ci95": at["f1_ci95"],
                 }
             else:
-                px = m["pixel"]["per_class"][fg]
-                row |= {
-                    "pixel_iou": px["iou"],
-                    "pixel_iou_ci95": px["iou_ci95"],
-                    "pixel_f1": px["f1"],
-                    "pixel_f1_ci95": px["f1_ci95"],
-                    "object_f1": m["objects"][fg]["f1"],
-                    "object_f1_ci95": m["objects"][fg]["f1_ci95"],
-                }
+                row |= _class_scores(m, fg)
+                if multi:
+                    row["per_class"] = {c: _class_scores(m, c) for c in card.classes}
+                    row["mean"] = {
+                        "pixel_iou": m["pixel"]["mean_iou"],
+                        "pixel_iou_ci95": m["pixel"]["mean_iou_ci95"],
+                    }
             rows.append(row | {"model": card.model_id, "kept": kept})
             # each point as it is done: a curve stopped half-way keeps what it finished
             _write(table, json_path)
     table["complete"] = True
     _write(table, json_path)
     return table
+
+
+def _class_scores(metrics: dict[str, Any], name: str) -> dict[str, Any]:
+    """One class's pixel and object scores of an evaluation, as a curve row holds them."""
+    px = metrics["pixel"]["per_class"][name]
+    return {
+        "pixel_iou": px["iou"],
+        "pixel_iou_ci95": px["iou_ci95"],
+        "pixel_f1": px["f1"],
+        "pixel_f1_ci95": px["f1_ci95"],
+        "object_f1": metrics["objects"][name]["f1"],
+        "object_f1_ci95": metrics["objects"][name]["f1_ci95"],
+    }
 
 
 def _write(table: dict[str, Any], json_path: Path) -> None:
@@ -235,7 +254,11 @@ def _model_id(model_dir: Path) -> str | None:
 
 
 def plot_curve(table: dict[str, Any], path: Path) -> None:
-    """PNG of pixel IoU (a detector's AP50), with 95 % CI band, against labels used, per base."""
+    """PNG of pixel IoU (a detector's AP50), with 95 % CI band, against labels used, per base.
+
+    With several classes the solid line is their mean IoU (with its CI band) and a dashed
+    line each class's IoU: the first class alone hid a class the model never learnt.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -247,20 +270,33 @@ def plot_curve(table: dict[str, Any], path: Path) -> None:
         if table.get("task") == "detection"
         else ("pixel_iou", "test pixel IoU")
     )
+    classes = table.get("classes") or []
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for base in table["bases"]:
         rows = sorted(
             (r for r in table["rows"] if r["base"] == base), key=lambda r: r["labels_used"]
         )
         x = [r["labels_used"] for r in rows]
-        y = [np.nan if r[key] is None else r[key] for r in rows]
-        lo = [np.nan if r[f"{key}_ci95"][0] is None else r[f"{key}_ci95"][0] for r in rows]
-        hi = [np.nan if r[f"{key}_ci95"][1] is None else r[f"{key}_ci95"][1] for r in rows]
-        ax.plot(x, y, marker="o", label=base)
-        ax.fill_between(x, lo, hi, alpha=0.2)
+        scores = [r.get("mean", {}) for r in rows] if classes else rows
+        name = f"{base} (mean)" if classes else base
+        (line,) = ax.plot(x, _values(scores, key), marker="o", label=name)
+        lo = _values(scores, f"{key}_ci95", 0)
+        ax.fill_between(x, lo, _values(scores, f"{key}_ci95", 1), alpha=0.2)
+        for c in classes:
+            per = [r.get("per_class", {}).get(c, {}) for r in rows]
+            ax.plot(
+                x,
+                _values(per, key),
+                "--",
+                lw=1,
+                marker=".",
+                color=line.get_color(),
+                label=f"{base}: {c}",
+            )
     ax.set_xscale("log")
     ax.set_xlabel("labelled objects used for training")
-    ax.set_ylabel(f"{label} ({table['class']})")
+    what = f"mean of {len(classes)} classes, dashed: each" if classes else table["class"]
+    ax.set_ylabel(f"{label} ({what})")
     ax.set_title(f"label efficiency: {table['region']}")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
@@ -268,3 +304,20 @@ def plot_curve(table: dict[str, Any], path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def _values(scores: list[dict[str, Any]], key: str, index: int | None = None) -> list[float]:
+    """``key`` (a CI's ``index`` end) of each score dict; NaN where missing or None.
+
+    >>> _values([{"a": 0.5}, {"a": None}, {}], "a")
+    [0.5, nan, nan]
+    >>> _values([{"a_ci95": [0.1, 0.9]}], "a_ci95", 1)
+    [0.9]
+    """
+    out = []
+    for s in scores:
+        v = s.get(key)
+        if index is not None and v is not None:
+            v = v[index]
+        out.append(np.nan if v is None else float(v))
+    return out

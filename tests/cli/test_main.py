@@ -97,7 +97,7 @@ def test_run_without_test_split_is_refused_before_training(tmp_path: Path) -> No
 
     It was found by evaluate, after training, naming the run's temporary folder.
     """
-    from tests.chips.data import write_boxes, write_region, write_scene
+    from chips.data import write_boxes, write_region, write_scene
 
     write_scene(tmp_path / "s.tif")
     x0, y0 = 500_000.0, 4_000_000.0
@@ -115,7 +115,7 @@ def test_run_without_test_split_is_refused_before_training(tmp_path: Path) -> No
 
 def test_run_refuses_an_out_that_holds_the_region(tmp_path: Path) -> None:
     """`geotl run REGION --out DIR --overwrite` with the region's files in DIR deleted them."""
-    from tests.chips.data import write_boxes, write_region, write_scene
+    from chips.data import write_boxes, write_region, write_scene
 
     write_scene(tmp_path / "s.tif")
     write_boxes(tmp_path / "l.geojson", [(500_004.0, 3_999_988.0, 500_012.0, 3_999_996.0)])

@@ -508,7 +508,7 @@ def test_a_stack_band_without_data_leaves_the_pixel_out(tmp_path: Path) -> None:
     The other band's value there must not make an object (the chips mark such pixels
     ignore; prediction reads them by the same rule).
     """
-    from tests.chips.data import write_stack
+    from chips.data import write_stack
 
     bright = np.full((64, 64), 250.0, dtype=np.float32)  # foreground for BandThreshold
     other = np.full((64, 64), 100, dtype=np.int16)

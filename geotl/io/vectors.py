@@ -56,6 +56,7 @@ def read_vector(
     fids: bool = False,
     layer: str | None = None,
     layer_fix: str | None = None,
+    allow_empty: bool = False,
 ) -> gpd.GeoDataFrame:
     """Read the data layer of a vector file with pyogrio: ``layer``, else its only one.
 
@@ -70,6 +71,8 @@ def read_vector(
         fids: index the frame by the features' OGR ids (what QGIS shows as a feature's id).
         layer: the layer to read.
         layer_fix: how to name a layer, for the message (default: keep one in the file).
+        allow_empty: a layer without features is returned (labels must have some; a
+            reference layer of permits may have none yet).
 
     Raises:
         LabelError: unreadable, empty, without a CRS, several layers and none named, or
@@ -95,7 +98,7 @@ def read_vector(
         raise LabelError(
             f"cannot be read as a vector file ({error_text(exc)}): fix {what} or the file", path
         ) from exc
-    if len(frame) == 0:
+    if len(frame) == 0 and not allow_empty:
         raise LabelError(f"has no features: point {what} at a file with polygons", path)
     if crs_override is not None:
         try:

@@ -11,6 +11,7 @@ import shapely
 from shapely.geometry import box
 
 from geotl.config import AlertsConfig
+from geotl.errors import ReferenceLayerError
 from geotl.monitor.alerts import PassView, evaluate_rules, persistent_change
 from geotl.monitor.alerts.reference import read_reference_layer
 
@@ -103,6 +104,38 @@ def test_inside_outside_unmatched(permits: Path, tmp_path: Path) -> None:
     gpd.GeoDataFrame(geometry=[box(X0, Y0, X0 + 400, Y0 + 400)], crs=UTM).to_file(bare)
     layer = read_reference_layer(bare, "rule.inside", None)
     assert fired(inside="bare.gpkg") == {"in": ("1",)}
+
+
+def test_an_empty_reference_layer_is_a_state_not_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No permits issued yet: everything is outside, nothing inside, everything unmatched."""
+    objects = {"a": _b(100, 100), "b": _b(600, 100)}
+    current, previous = _pass(0, objects), _pass(-1, {})
+    empty = tmp_path / "permits.gpkg"
+    gpd.GeoDataFrame({"id": []}, geometry=[], crs=UTM).to_file(empty)
+    with caplog.at_level("WARNING"):
+        layer = read_reference_layer(empty, "rule.outside", box(-100, 40, -90, 50))
+    assert len(layer.geoms) == 0 and "has no polygons" in caplog.text
+
+    def fired(key: str) -> set[str]:
+        cands = evaluate_rules(
+            _config(when="present", **{key: "permits.gpkg"}),
+            [current, previous],
+            {"permits.gpkg": layer},
+        )
+        return {c.object_id for c in cands}
+
+    assert fired("outside") == {"a", "b"}
+    assert fired("inside") == set()
+    assert fired("unmatched") == {"a", "b"}
+    # lines only are still a wrong layer, not an empty one
+    lines = tmp_path / "roads.gpkg"
+    gpd.GeoDataFrame(
+        {"id": ["r"]}, geometry=[shapely.LineString([(X0, Y0), (X0 + 9, Y0)])], crs=UTM
+    ).to_file(lines)
+    with pytest.raises(ReferenceLayerError, match="has no polygons"):
+        read_reference_layer(lines, "rule.outside", None)
 
 
 def test_min_area_and_score() -> None:

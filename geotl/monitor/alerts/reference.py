@@ -73,9 +73,12 @@ def read_reference_layer(path: Path, key: str, region_area: BaseGeometry | None)
         region_area: the region's area (EPSG:4326); the layer must overlap it. None skips
             the check.
 
+    A layer without features (or whose features are all empty) is kept, empty, with a
+    warning; features that are all points or lines are refused.
+
     Raises:
-        ReferenceLayerError: unreadable, empty, without CRS, without polygons, or nowhere
-            near the region (usually a wrong CRS).
+        ReferenceLayerError: unreadable, without CRS, without polygons among its features,
+            or nowhere near the region (usually a wrong CRS).
     """
     try:
         frame = read_vector(
@@ -83,6 +86,7 @@ def read_reference_layer(path: Path, key: str, region_area: BaseGeometry | None)
             key,
             fids=True,
             crs_fix=f"add one to the file, e.g. ogr2ogr -a_srs EPSG:4326 fixed.gpkg {path.name} ({key})",
+            allow_empty=True,
         )
     except LabelError as exc:
         raise ReferenceLayerError(exc.message, path) from exc
@@ -90,6 +94,13 @@ def read_reference_layer(path: Path, key: str, region_area: BaseGeometry | None)
     ids = _feature_ids(frame)
     present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
     geoms, ids = geoms[present], ids[present]
+    if not len(geoms):
+        # a layer with nothing in it yet (no permits issued, an empty export) is a state,
+        # not a mistake: ``outside`` it is everything, ``inside`` it nothing, ``unmatched``
+        # everything. Said, because a wrong export looks the same.
+        log.warning("%s: %s has no polygons: every object is outside it (and unmatched)", path, key)
+        empty = np.zeros(0, dtype=object)
+        return ReferenceLayer(path=path, key=key, ids=empty, geoms=empty.copy())
     geoms = np.asarray(shapely.make_valid(geoms), dtype=object)
     polygonal = np.array(
         [g.geom_type in _POLYGONAL or g.geom_type == "GeometryCollection" for g in geoms],

@@ -946,3 +946,35 @@ def test_regions_of_other_bands_are_refused_with_the_fix(tmp_path):
     with pytest.raises(BandMismatchError, match=r"nir\.toml: bands .* differ from .*--base model:"):
         train_model([load_region(DEMO), load_region(nir)], tmp_path / "m", TrainOptions(steps=2))
     assert not (tmp_path / "m").exists()
+
+
+def test_a_small_label_budget_keeps_every_class(tmp_path):
+    # a rare class (2 of 61 crowns) was left out of most small draws: never learnt
+    import geopandas as gpd
+
+    from geotl.train.data import load_training_sets, object_classes
+
+    crowns = gpd.read_file(DEMO.parent / "demo-osbs" / "labels" / "OSBS_029_crowns.geojson")
+    crowns["label"] = ["Snag" if i in (7, 40) else "Tree" for i in range(len(crowns))]
+    crowns.to_file(tmp_path / "crowns.geojson", driver="GeoJSON")
+    path = _demo_variant(tmp_path, 'classes = ["tree"]', 'classes = ["tree", "snag"]')
+    text = path.read_text().replace(
+        f'"{DEMO.parent}/demo-osbs/labels/OSBS_029_crowns.geojson"',
+        f'"{tmp_path / "crowns.geojson"}"',
+    )
+    path.write_text(text.replace('{ Tree = "tree" }', '{ Tree = "tree", Snag = "snag" }'))
+    region = load_region(path)
+    chips = tmp_path / "chips"
+    chip_region(region, chips)
+    kinds = object_classes(region)
+    assert kinds is not None and sorted(kinds.values()).count("snag") == 2
+    train_ids = [list(v) for v in read_chip_index(chips).split("train")["object_ids"]]
+    in_train = {int(i) for v in train_ids for i in v}
+    assert any(kinds[i] == "snag" for i in in_train)  # else the split took both away
+    for seed in range(4):
+        sets = load_training_sets([region], [chips], ["red", "green", "blue"], 3, seed)
+        (td,) = sets.train
+        assert sets.records[0].labels_used == 3
+        assert (td.masks == 2).any() and (td.masks == 1).any(), seed
+    # one class: the plain seeded draw, as before
+    assert select_objects(train_ids, 3, 0, None) == select_objects(train_ids, 3, 0)

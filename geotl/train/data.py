@@ -133,19 +133,60 @@ def resolve_chips_dir(
     return Path(chips_dir)
 
 
-def select_objects(object_ids: list[list[int]], max_labels: int | None, seed: int) -> set[int]:
+def select_objects(
+    object_ids: list[list[int]],
+    max_labels: int | None,
+    seed: int,
+    object_class: dict[int, str] | None = None,
+) -> set[int]:
     """Sample whole objects deterministically: the first ``max_labels`` of a seeded permutation.
+
+    With ``object_class`` (each object's class) and a budget of at least as many objects
+    as there are classes, every class keeps at least one object: a class of 5 % of the
+    objects would be left out of a 10-label draw about 60 % of the time, and the model
+    would never see it. A missing class takes the place of the last drawn object of the
+    class drawn most; one class (or no classes) gives exactly the plain draw.
 
     >>> sorted(select_objects([[1, 2], [2, 3], []], None, 0))
     [1, 2, 3]
     >>> len(select_objects([[1, 2], [2, 3], [4]], 2, 0))
     2
+    >>> kinds = {i: "tree" for i in range(1, 20)} | {20: "snag"}
+    >>> "snag" in {kinds[i] for i in select_objects([list(range(1, 21))], 2, 0, kinds)}
+    True
     """
     ids = sorted({int(i) for ids in object_ids for i in ids})
     if max_labels is None or max_labels >= len(ids):
         return set(ids)
-    order = np.random.default_rng(seed).permutation(len(ids))
-    return {ids[i] for i in order[:max_labels]}
+    order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+    chosen = order[:max_labels]
+    if object_class is None:
+        return set(chosen)
+    classes = {object_class.get(i) for i in ids}
+    if len(classes) < 2 or len(classes) > max_labels:
+        return set(chosen)
+    for i in order[max_labels:]:
+        drawn = [object_class.get(j) for j in chosen]
+        if object_class.get(i) in drawn:
+            continue
+        most = max(set(drawn), key=lambda c: (drawn.count(c), str(c)))
+        last = max(k for k, c in enumerate(drawn) if c == most)
+        chosen[last] = i
+    return set(chosen)
+
+
+def object_classes(region: Region) -> dict[int, str] | None:
+    """Each labelled object's class (by ``label_id``), for a region of several classes.
+
+    The chips were checked against the label file (:func:`stale_reason`), so their object
+    ids are this file's ``label_id``. None for a region of one class: nothing to balance.
+    """
+    if len(region.classes) < 2 or region.labels is None:
+        return None
+    labels = read_labels(region)
+    return dict(
+        zip(labels["label_id"].astype(int).tolist(), labels["class"].astype(str), strict=True)
+    )
 
 
 def labels_available(chips_dir: Path, split: str) -> int:
@@ -626,7 +667,12 @@ def load_training_sets(
                 f"chips): {advice}",
                 r.path,
             )
-        sampled = select_objects([list(v) for v in train_frame["object_ids"]], budget, seed)
+        sampled = select_objects(
+            [list(v) for v in train_frame["object_ids"]],
+            budget,
+            seed,
+            object_classes(r) if budget is not None else None,
+        )
         td = load_region_chips(
             r, cdir, "train", band_order, sampled if budget is not None else None, seed
         )
@@ -688,7 +734,9 @@ def load_refit_sets(
         regions, chips_dirs, indexes, available, budgets, strict=True
     ):
         object_ids = [list(v) for s in splits for v in index.split(s)["object_ids"]]
-        sampled = select_objects(object_ids, budget, seed)
+        sampled = select_objects(
+            object_ids, budget, seed, object_classes(r) if budget is not None else None
+        )
         loaded = [
             load_region_chips(r, cdir, s, band_order, sampled if budget is not None else None, seed)
             for s in splits

@@ -128,6 +128,9 @@ def _configure_logging(verbose: int, quiet: bool, stamped: bool = False) -> None
     # rasterio's NodataShadowWarning: geotl's rule is that the nodata value wins over an
     # alpha band (README), so the warning, with its source lines, is noise to a user
     warnings.filterwarnings("ignore", message=r".*nodata attribute is shadowing the alpha band")
+    # rasterio's NotGeoreferencedWarning (two lines with its source) came before geotl's
+    # own one-line error for the same file (geotl.io.rasters.check_georeferenced)
+    warnings.filterwarnings("ignore", message=r"Dataset has no geotransform, gcps, or rpcs")
 
 
 @click.group(cls=_GeotlGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -32,6 +32,7 @@ from geotl.io.nodata import valid_mask
 __all__ = [
     "REMOTE_GDAL_OPTIONS",
     "SceneInfo",
+    "check_georeferenced",
     "common_dtype",
     "data_band_indexes",
     "ground_resolution_m",
@@ -314,6 +315,28 @@ def north_up(transform: Affine, width: int, height: int) -> Affine | None:
     return Affine(abs(transform.a), 0.0, left, 0.0, -abs(transform.e), top)
 
 
+def check_georeferenced(ds: Any, path: str | Path) -> None:
+    """Refuse a raster without a CRS or without a geotransform, in one line.
+
+    A TIFF that lost its geotransform (a plain image, an export without world file) still
+    opens: rasterio returns the identity matrix, so its ground resolution came out as one
+    degree (59,730 m) and predict asked for ``--resample``, which cannot help.
+
+    Raises:
+        RasterError: no CRS, or an identity transform (no georeferencing).
+    """
+    if ds.crs is None:
+        raise RasterError(
+            "raster has no CRS: assign one (e.g. gdal_edit.py -a_srs EPSG:32633 FILE)", path
+        )
+    if ds.transform == Affine.identity():
+        raise RasterError(
+            "raster has no geotransform: georeference it (gdal_edit.py -a_ullr ULX ULY LRX "
+            "LRY FILE; a file with GCPs: gdalwarp FILE OUT.tif)",
+            path,
+        )
+
+
 def read_scene_info(path: str | Path, bands_expected: int | None = None) -> SceneInfo:
     """Describe a scene (CRS, grid, bands, nodata, ground resolution).
 
@@ -324,14 +347,7 @@ def read_scene_info(path: str | Path, bands_expected: int | None = None) -> Scen
     """
     path = Path(path)
     with open_raster(path) as ds:
-        if ds.crs is None:
-            raise RasterError(
-                "raster has no CRS: assign one (e.g. gdal_edit.py -a_srs EPSG:32633 FILE)", path
-            )
-        if ds.transform == Affine.identity():
-            raise RasterError(
-                "raster has no georeferencing (identity transform): georeference it", path
-            )
+        check_georeferenced(ds, path)
         bands = data_band_indexes(ds, bands_expected)
         if not bands:
             raise RasterError(

@@ -30,10 +30,11 @@ from tqdm import tqdm
 
 from geotl.cluster import ModelRef, SceneJob, open_cluster, parse_cluster, predict_on_cluster
 from geotl.cores import usable_cores
-from geotl.errors import GeotlError, GeotlInputError, RasterError, SceneError
+from geotl.errors import GeotlError, GeotlInputError, SceneError
 from geotl.io.atomic import atomic_path, check_output_file, check_writable
 from geotl.io.dates import acquired_text, read_acquired
 from geotl.io.rasters import (
+    check_georeferenced,
     data_band_indexes,
     ground_resolution_m,
     is_virtual,
@@ -253,9 +254,12 @@ def _object_id(scene: str, class_name: str, *px: int) -> str:
 def geodesic_areas_m2(geoms: np.ndarray) -> np.ndarray:
     """Geodesic area (m², WGS84 ellipsoid) of each (multi)polygon in lon/lat degrees.
 
-    The sums of pyproj's ``Geod.geometry_area_perimeter`` (a part: its shell's signed area
-    plus its holes'; a geometry: its parts'), added in the same order, so the areas are
-    the same to the bit; rings come out of shapely as arrays instead of one ``.xy`` each.
+    A part's area is its shell's less its holes', whatever way each ring winds: the
+    vectoriser's rings are not oriented yet (GeoJSON orients them when it writes), and a
+    hole wound like its shell would add its area, as pyproj's signed sum does (a field
+    with a 3,000 m² hole came out 9 % too large). For oriented polygons this is the sum of
+    pyproj's ``Geod.geometry_area_perimeter`` to the bit; rings come out of shapely as
+    arrays instead of one ``.xy`` each.
 
     >>> from shapely.geometry import Polygon
     >>> sq = Polygon([(0, 0), (0.001, 0), (0.001, 0.001), (0, 0.001)])
@@ -271,12 +275,13 @@ def geodesic_areas_m2(geoms: np.ndarray) -> np.ndarray:
     for r, end in enumerate(ends.tolist()):
         ring_area, _ = _GEOD.polygon_area_perimeter(coords[start:end, 0], coords[start:end, 1])
         p = part_of_ring[r]
-        part_area[p] = ring_area if r == 0 or part_of_ring[r - 1] != p else part_area[p] + ring_area
+        shell = r == 0 or part_of_ring[r - 1] != p
+        part_area[p] = abs(ring_area) if shell else part_area[p] - abs(ring_area)
         start = end
+    # every geometry's parts summed in order (a polygon's one part: its area to the bit); a
+    # collection's lines and points have no rings and add nothing
     areas = np.zeros(len(geoms), dtype=np.float64)
-    multi = shapely.get_type_id(geoms) == shapely.GeometryType.MULTIPOLYGON
-    for p, g in enumerate(geom_of_part):
-        areas[g] = areas[g] + part_area[p] if multi[g] else part_area[p]
+    np.add.at(areas, geom_of_part, part_area)
     return np.abs(areas)
 
 
@@ -353,11 +358,7 @@ def _predict_scene(
     window_px, overlap_px = options.windowing(card)
     with open_raster(scene_path) as file_ds:
         ds = with_nodata(file_ds, options.nodata)
-        if ds.crs is None:
-            raise RasterError(
-                "raster has no CRS: assign one (e.g. gdal_edit.py -a_srs EPSG:32633 FILE)",
-                scene_path,
-            )
+        check_georeferenced(ds, scene_path)
         # an alpha band is the scene's mask (read with every band's), not a data band
         data_bands = data_band_indexes(ds, len(options.bands or card.bands))
         scene_bands = scene_band_names(

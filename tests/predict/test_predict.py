@@ -423,9 +423,33 @@ def test_geodesic_areas_equal_pyproj_per_geometry() -> None:
     multi = MultiPolygon([holed, Polygon([(10.02, 50.02), (10.03, 50.02), (10.03, 50.03)])])
     geoms = np.array([holed, clockwise, multi, holed], dtype=object)
     geod = Geod(ellps="WGS84")
-    want = [abs(float(geod.geometry_area_perimeter(g)[0])) for g in geoms]
+    # pyproj's signed sum is the area only for oriented rings (shell ccw, holes cw)
+    oriented = shapely.orient_polygons(geoms, exterior_cw=False)
+    want = [abs(float(geod.geometry_area_perimeter(g)[0])) for g in oriented]
     assert geodesic_areas_m2(geoms).tolist() == want
+    assert geodesic_areas_m2(oriented).tolist() == want
     assert want[0] < want[2] and want[1] > 0
+
+
+def test_geodesic_area_subtracts_a_hole_wound_like_its_shell() -> None:
+    """The instance vectoriser gave a field a hole wound like its shell: its area was added.
+
+    Seen on the Sentinel-2 fields reprojected to EPSG:4326 (task "instances"): area_m2
+    72,469 m² for a field of 66,563 m² (shell 69,654 m², holes 2,953 and 137 m²).
+    """
+    from shapely.geometry import Polygon
+
+    from geotl.predict.core import geodesic_areas_m2
+
+    shell = [(4.0, 51.0), (4.01, 51.0), (4.01, 51.01), (4.0, 51.01)]
+    hole = [(4.002, 51.002), (4.004, 51.002), (4.004, 51.004), (4.002, 51.004)]
+    same_way = Polygon(shell, [hole])  # both counter-clockwise
+    oriented = Polygon(shell, [hole[::-1]])
+    assert same_way.exterior.is_ccw and same_way.interiors[0].is_ccw
+    without = float(geodesic_areas_m2(np.array([Polygon(shell)]))[0])
+    areas = geodesic_areas_m2(np.array([same_way, oriented], dtype=object))
+    assert areas[0] == areas[1] < without
+    assert areas[0] == pytest.approx(without * (1 - 0.04), rel=1e-3)  # the hole is 4 %
 
 
 def test_scene_in_other_units_is_said(

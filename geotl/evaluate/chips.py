@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from geotl.train.data import ChipData
 
-__all__ = ["find_chips", "load_split", "owned_pixels"]
+__all__ = ["find_chips", "load_split", "owned_pixels", "warn_other_resolution"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,35 @@ def check_same_split(card: Any, region: Region, cdir: Path) -> None:
             "training ground; evaluate with the region file (and chips) the model was trained "
             "with, or train again",
             region.path,
+        )
+
+
+def warn_other_resolution(card: Any, region: Region, cdir: Path, split: str) -> None:
+    """Say so when the chips scored are at another ground resolution than the model's.
+
+    The network then sees its objects at another scale than it learnt them, which predict
+    refuses (or, with ``--resample``, resamples away); evaluate scores the chips as they
+    are, so the scores are not those predict would give. A warning, not a refusal: a model
+    trained on regions of several resolutions records the first region's.
+    """
+    from geotl.chips import read_chip_index
+    from geotl.predict.scene import RESOLUTION_TOLERANCE
+
+    rows = read_chip_index(cdir).split(split)
+    if not len(rows) or not card.resolution_m:
+        return
+    chips_m = float(np.median(rows["resolution_m"]))
+    if abs(chips_m - card.resolution_m) > RESOLUTION_TOLERANCE * card.resolution_m:
+        log.warning(
+            "%s: the %s chips are at %.4g m, the model at %.4g m: it is scored at a scale it "
+            "did not learn, and predict would refuse this imagery without --resample; resample "
+            "the scenes to %.4g m (gdalwarp -tr), or adapt the model to this region (geotl "
+            "train REGION --base model:MODEL_DIR)",
+            region.path,
+            split,
+            chips_m,
+            card.resolution_m,
+            card.resolution_m,
         )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from geotl.config import Region
 from geotl.errors import GeotlInputError
-from geotl.evaluate.chips import check_same_split, find_chips
+from geotl.evaluate.chips import check_same_split, find_chips, warn_other_resolution
 from geotl.evaluate.detection import evaluate_boxes
 from geotl.evaluate.segmentation import evaluate_chips
 from geotl.io.atomic import atomic_write_text
@@ -80,6 +80,7 @@ def evaluate_model(
     with scratch_dir("eval") as tmp:
         cdir = find_chips(model_dir, region, Path(chips_dir) if chips_dir else None, tmp)
         check_same_split(card, region, cdir)
+        warn_other_resolution(card, region, cdir, split)
         evaluate = evaluate_boxes if card.task == "detection" else evaluate_chips
         metrics = evaluate(artefact, region, cdir, split, batch_size, n_boot, seed)
     metrics["model"] = card.model_id

@@ -291,7 +291,10 @@ def _finish_geometries(
     if simplify_px > 0:
         simplified = _simplify_coverages(geoms_px, simplify_px, groups)
         took = ~shapely.is_empty(simplified)
-        geoms_px[took] = simplified[took]
+        # the coverage simplifier can give a hole its shell's winding (an instance cluster
+        # of touching fields): wound as normalize winds them again (shells clockwise in
+        # pixels), each ring reversed only where it is wrong, so the rest are unchanged
+        geoms_px[took] = shapely.orient_polygons(simplified[took], exterior_cw=True)
         for i in np.flatnonzero(took & ~shapely.is_valid(geoms_px)):
             geoms_px[i] = shapely.normalize(_polygonal(shapely.make_valid(geoms_px[i])))
     t = transform

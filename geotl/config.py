@@ -26,6 +26,7 @@ from pydantic import (
 
 from geotl.bands import is_known_band
 from geotl.errors import ConfigError
+from geotl.models.artefact import SEED_THRESHOLD
 
 if TYPE_CHECKING:
     from geotl.monitor.sources.base import SceneSource
@@ -247,6 +248,9 @@ class PredictConfig(_Strict):
     # minimum foreground probability (detection: box score); unless set here, training
     # chooses it on validation and the model card carries it to predict
     threshold: float = Field(default=0.5, gt=0, lt=1)
+    # instances: the seed score where the watershed starts an object; unless set here, the
+    # card's (0.6; training logs the val chips' object F1 at 0.3-0.8 as a guide)
+    seed_threshold: float = Field(default=SEED_THRESHOLD, gt=0, lt=1)
     overlap_px: int | None = Field(default=None, ge=0)
     nms_iou: float = Field(default=0.5, gt=0, le=1)  # detection: boxes overlapping more merge
     flip_tta: bool = False  # average each window over its four flips (steadier, 4x model time)

@@ -39,9 +39,10 @@ if TYPE_CHECKING:
     from affine import Affine
     from shapely.geometry.base import BaseGeometry
 
+    from geotl.predict.objects import ObjectExtractor
     from geotl.train.data import ChipData
 
-__all__ = ["evaluate_chips", "segmentation_scores"]
+__all__ = ["evaluate_chips", "object_counts_by_seed_threshold", "segmentation_scores"]
 
 
 def evaluate_chips(
@@ -73,9 +74,39 @@ def evaluate_chips(
         "split": split,
         "chips": len(data),
         "match_iou": MATCH_IOU,
+        # the watershed's: which objects were scored (old cards: the default, 0.6)
+        **({"seed_threshold": card.seed_threshold} if card.task == "instances" else {}),
         "bootstrap": {"resamples": n_boot, "level": 0.95, "unit": "test chip", "seed": seed},
         **segmentation_scores(confs, objs, list(card.classes), list(data.chip_ids), n_boot, seed),
     }
+
+
+def object_counts_by_seed_threshold(
+    artefact: Any, region: Region, cdir: Path, split: str, seed_thresholds: list[float]
+) -> np.ndarray:
+    """Object ``(tp, fp, fn)`` per class on the ``split`` chips at each seed threshold.
+
+    How training scores an instance model's seed thresholds on its val chips: the objects
+    are scored exactly as ``geotl evaluate`` scores them (:func:`_chip_counts`), the
+    network run once per chip and its objects extracted at each threshold.
+
+    Returns:
+        ``(len(seed_thresholds), 3, classes)`` counts summed over the chips.
+
+    Raises:
+        GeotlInputError: no chips in the split.
+    """
+    from geotl.chips import read_chip_index
+    from geotl.predict.objects import extractor_for
+
+    card = artefact.card
+    data = load_split(card, region, cdir, split)
+    extractors = [
+        extractor_for(card.task, len(card.classes), seed_threshold=t) for t in seed_thresholds
+    ]
+    frame = read_chip_index(cdir).frame.set_index("chip_id")
+    _, objs = _counts(artefact, region, cdir, frame, data, 16, extractors)
+    return objs.sum(axis=1)
 
 
 def _chip_counts(
@@ -88,6 +119,30 @@ def _chip_counts(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per chip: the pixel confusion matrix and the object ``(tp, fp, fn)`` per class.
 
+    The objects are the card's extractor's (:func:`_counts`).
+
+    Returns:
+        ``(chips, classes + 1, classes + 1)`` and ``(chips, 3, classes)`` counts.
+    """
+    from geotl.predict.objects import extractor_for
+
+    card = artefact.card
+    extractor = extractor_for(card.task, len(card.classes), seed_threshold=card.seed_threshold)
+    confs, objs = _counts(artefact, region, cdir, frame, data, batch_size, [extractor])
+    return confs, objs[0]
+
+
+def _counts(
+    artefact: Any,
+    region: Region,
+    cdir: Path,
+    frame: pd.DataFrame,
+    data: ChipData,
+    batch_size: int,
+    extractors: list[ObjectExtractor],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per chip: the pixel confusion matrix and, per extractor, the object counts.
+
     Each chip is scored on the pixels it owns (:func:`~geotl.evaluate.chips.owned_pixels`:
     ground shared with an earlier chip is scored there). Objects, predicted and labelled
     alike, are judged as their parts in that ground, and left out when they are smaller than
@@ -95,8 +150,11 @@ def _chip_counts(
     most of them lies on ignore pixels (nodata, outside ``complete_within``): there the
     labels say nothing, so such an object is neither right nor wrong.
 
+    ``extractors`` turn the same planes into objects one after the other (an instance
+    model at several seed thresholds); the first one's planes are scored.
+
     Returns:
-        ``(chips, classes + 1, classes + 1)`` and ``(chips, 3, classes)`` counts.
+        ``(chips, classes + 1, classes + 1)`` and ``(extractors, chips, 3, classes)`` counts.
     """
     import geopandas as gpd
     import rasterio
@@ -106,7 +164,6 @@ def _chip_counts(
     from geotl.io.rasters import ground_resolution_m
     from geotl.io.vectors import read_labels
     from geotl.predict.core import PredictOptions
-    from geotl.predict.objects import extractor_for
     from geotl.predict.vectorise import min_pixels_for
     from geotl.train.metrics import confusion
 
@@ -117,8 +174,9 @@ def _chip_counts(
     rows = frame.loc[list(data.chip_ids)]
     owned = owned_pixels(rows)
     confs = np.zeros((len(data), num_classes, num_classes), dtype=np.int64)
-    objs = np.zeros((len(data), 3, num_classes - 1), dtype=np.int64)  # tp, fp, fn per class
-    extractor = extractor_for(card.task, len(card.classes))
+    extractor = extractors[0]
+    # tp, fp, fn per class
+    objs = np.zeros((len(extractors), len(data), 3, num_classes - 1), dtype=np.int64)
     net = artefact.network
     with torch.no_grad():
         for start in range(0, len(data), batch_size):
@@ -145,23 +203,27 @@ def _chip_counts(
                         min_area,
                         ground_resolution_m(crs, transform, src.width, src.height),
                     )
-                # the smallest object as prediction sees it (geotl.predict.core), so that
-                # seeds are filtered alike
-                objects = extractor.extract(
-                    planes,
-                    transform,
-                    simplify_px=0.0,
-                    min_pixels=min_pixels_for(min_area, ground.px_m2),
-                )
                 key = str(crs)
                 if key not in labels_by_crs:
                     labels_by_crs[key] = read_labels(region, crs=crs)
                 labels = labels_by_crs[key]
                 near = labels.iloc[labels.sindex.query(ground.area, predicate="intersects")]
-                for c, name in enumerate(card.classes, start=1):
-                    pc = ground.scored([o.geometry for o in objects if o.class_index == c])
-                    tc = ground.scored(list(near.loc[near["class"] == name].geometry))
-                    objs[i, :, c - 1] = match_objects(pc, tc)
+                truths = [
+                    ground.scored(list(near.loc[near["class"] == name].geometry))
+                    for name in card.classes
+                ]
+                for e, ex in enumerate(extractors):
+                    # the smallest object as prediction sees it (geotl.predict.core), so that
+                    # seeds are filtered alike
+                    objects = ex.extract(
+                        planes,
+                        transform,
+                        simplify_px=0.0,
+                        min_pixels=min_pixels_for(min_area, ground.px_m2),
+                    )
+                    for c, tc in enumerate(truths, start=1):
+                        pc = ground.scored([o.geometry for o in objects if o.class_index == c])
+                        objs[e, i, :, c - 1] = match_objects(pc, tc)
     return confs, objs
 
 

@@ -53,6 +53,10 @@ CARD_FILE = "model.json"
 WEIGHTS_FILE = "model.safetensors"
 STAC_FILE = "model.stac.json"  # STAC item with the ML Model extension (geotl.export.stac)
 CARD_FORMAT = 1  # bump when a card can no longer be read by older code
+SEED_THRESHOLD = 0.6
+"""An instance model's watershed seed threshold where its card records none: cards written
+before training chose one on validation keep predicting as they did (0.6 was chosen on the
+demo plot: BENCHMARKS.md, issue 9 section)."""
 
 
 def on_cpu(device: str | torch.device) -> bool:
@@ -129,6 +133,8 @@ class ModelCard(_Card):
     steps: int | None = None  # optimizer steps trained (metrics: the schedule's); None: older cards
     threshold: float = 0.5  # detection: the minimum box score
     nms_iou: float = 0.5  # detection: boxes of one class overlapping more are one object
+    # instances: the seed score where the watershed starts an object (the training region's)
+    seed_threshold: float = Field(default=SEED_THRESHOLD, gt=0, lt=1)
     min_area_m2: float = 0.0  # the training region's [predict] defaults
     simplify_px: float = 1.0
     metrics: dict[str, Any] = Field(default_factory=dict)

@@ -94,6 +94,8 @@ class PredictOptions:
             the card's).
         nms_iou: detectors: boxes of one class overlapping more are one object (default:
             the card's).
+        seed_threshold: instance models: the seed score where the watershed starts an
+            object (default: the card's: 0.6, or the training region's).
         min_area_m2: drop smaller polygons (default: the card's, from the training region).
         simplify_px: topology-preserving simplification tolerance in pixels (default: the
             card's).
@@ -128,6 +130,7 @@ class PredictOptions:
     overlap_px: int | None = None
     threshold: float | None = None
     nms_iou: float | None = None
+    seed_threshold: float | None = None
     min_area_m2: float | None = None
     simplify_px: float | None = None
     resample: bool = False
@@ -148,7 +151,7 @@ class PredictOptions:
     def from_region(cls, region: Any, **overrides: Any) -> PredictOptions:
         """Options from a region's ``[predict]`` and ``[imagery]`` tables, then ``overrides``.
 
-        ``[predict]``'s threshold, minimum area, simplification and box overlap only when
+        ``[predict]``'s thresholds, minimum area, simplification and box overlap only when
         the file sets them: else the model card's stand (the threshold chosen on
         validation, the others the training region's).
         """
@@ -158,6 +161,7 @@ class PredictOptions:
             simplify_px=given("simplify_px"),
             threshold=given("threshold"),
             nms_iou=given("nms_iou"),
+            seed_threshold=given("seed_threshold"),
             overlap_px=region.predict.overlap_px,
             flip_tta=region.predict.flip_tta,
             bands=tuple(region.imagery.bands),
@@ -189,6 +193,12 @@ class PredictOptions:
         if artefact.engine is None and artefact.device.type == "cpu":
             return max(1, CPU_BATCH_PX // (window_px * window_px))
         return 8
+
+    def seed_threshold_for(self, card: Any) -> float:
+        """Instance models' watershed seed threshold (``seed_threshold``, else the card's)."""
+        return float(
+            self.seed_threshold if self.seed_threshold is not None else card.seed_threshold
+        )
 
     def min_area_for(self, card: Any) -> float:
         """The smallest object kept in m² (``min_area_m2``, else the card's)."""
@@ -425,6 +435,10 @@ def _predict_scene(
             if flipped is not None:
                 log.info("%s: stored south-up or east-left: read north-up", scene_path.name)
         extractor: ObjectExtractor | None = None
+        if card.task != "detection":
+            extractor = extractor_for(
+                card.task, len(card.classes), seed_threshold=options.seed_threshold_for(card)
+            )
         open_source: Callable[[], contextlib.AbstractContextManager[Any]] = partial(
             _open_source, scene_path, vrt_options, options.nodata
         )
@@ -436,7 +450,7 @@ def _predict_scene(
                 or options.probabilities_path is not None
             ):
                 raise ValueError("a block needs segmentation or instances on the ground grid")
-            extractor = extractor_for(card.task, len(card.classes))
+            assert extractor is not None
             source, extractor, open_source = block.wrap(source, extractor, window_px, open_source)
         plan = plan_windows(
             (source.height, source.width),

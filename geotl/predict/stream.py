@@ -620,7 +620,9 @@ def infer_and_vectorise(
     """
     height, width = plan.scene_shape
     card = artefact.card
-    extractor = extractor or extractor_for(card.task, len(card.classes))
+    extractor = extractor or extractor_for(
+        card.task, len(card.classes), seed_threshold=card.seed_threshold
+    )
     device = "cpu" if artefact.on_cpu else artefact.device_name
     n_threads = 1 if open_source is None else read_threads or _read_threads_default(source)
     pool = strip_pool(workers)

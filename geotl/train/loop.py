@@ -82,7 +82,7 @@ from geotl.train.pixel import MARGIN as PIXEL_MARGIN
 from geotl.train.pixel import PixelCandidate, fit_pixel_candidate
 from geotl.train.tasks import Task, ValidationMetric, make_task
 
-__all__ = ["KeepBest", "StepProgress", "TrainModule", "train_model"]
+__all__ = ["KeepBest", "StepProgress", "TrainModule", "best_seed_threshold", "train_model"]
 
 log = logging.getLogger(__name__)
 
@@ -534,6 +534,9 @@ def _train(
         network, spec = pixel.network, pixel.spec
         score, record = pixel.val_iou, pixel.threshold
     threshold = _choose_threshold(task, record, score, first)
+    kept_network = (
+        network  # the validated weights (a refit's are not): val scores the seeds on them
+    )
     records = sets.records
     refit: dict[str, Any] | None = None
     if settings.refit and (sets.val is sets.train or best.state is None):
@@ -610,6 +613,12 @@ def _train(
     ).model_copy(update={"trained_on": trained_on})
     if not writes:
         return card  # not global rank 0: rank 0 writes the one artefact
+    with_val = (
+        [] if sets.val is sets.train else list(zip(regions, chips_dirs, sets.val, strict=True))
+    )
+    card = _record_seed_threshold(
+        card, kept_network, [(r, c) for r, c, v in with_val if len(v)], _card_region(regions)
+    )
     out.mkdir(parents=True, exist_ok=True)
     card = write_artefact(out, network, card)
     log.info(
@@ -967,6 +976,80 @@ def _choose_threshold(
 #: a validation score below this multiple of the constant map's is no better than it
 FLOOR_MARGIN = 1.02
 
+#: the watershed seed thresholds an instance model's val chips choose from
+SEED_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+
+
+def best_seed_threshold(grid: list[float], f1: list[float], default: float) -> int:
+    """Index of the best F1 in ``grid``; among equals the default's, else the nearest to it.
+
+    A tie means validation cannot tell the thresholds apart (a model whose seeds split
+    nothing scores alike at all of them): then nothing changes from the default.
+
+    >>> best_seed_threshold([0.3, 0.4, 0.5, 0.6, 0.7], [0.2, 0.5, 0.5, 0.4, 0.5], 0.6)
+    2
+    >>> best_seed_threshold([0.3, 0.6, 0.8], [0.0, 0.0, 0.0], 0.6)
+    1
+    """
+    return max(range(len(grid)), key=lambda i: (f1[i], -round(abs(grid[i] - default), 6)))
+
+
+def _record_seed_threshold(
+    card: ModelCard, network: torch.nn.Module, val: list[tuple[Region, Path]], first: Region
+) -> ModelCard:
+    """An instance model's card with its seed threshold, and val's object F1 at each of a grid.
+
+    ``val``: the regions with val chips, and their chips folders; ``first``: the region
+    whose ``[predict]`` the card takes (:func:`_card_region`).
+
+    How strong the network's border and contact maps come out differs from region to region:
+    too low a threshold merges touching objects, too high splits them. The kept weights'
+    objects on the val chips (of every region; never the test chips) are scored as
+    ``geotl evaluate`` scores them, object F1 over all classes, at each of
+    :data:`SEED_THRESHOLDS`, logged and kept in ``metrics.seed_threshold``. The card keeps
+    the default (:data:`~geotl.models.artefact.SEED_THRESHOLD`) unless the region's
+    ``[predict] seed_threshold`` sets one: taking val's best was measured on two regions
+    and three seeds each, and it did no better on the test chips (once 0.06 F1 worse;
+    BENCHMARKS.md, "The seed threshold chosen on the val chips"). A few dozen val objects
+    cannot rank the grid; the record says where to look when objects merge or split.
+    """
+    if card.task != "instances":
+        return card
+    from geotl.evaluate.segmentation import object_counts_by_seed_threshold
+    from geotl.metrics import precision_recall_f1
+    from geotl.models.artefact import SEED_THRESHOLD, Artefact
+
+    given = first.predict.given("seed_threshold")
+    if not val:
+        log.info("no val chips: the seed threshold stays %.2f", given or SEED_THRESHOLD)
+        return card if given is None else card.model_copy(update={"seed_threshold": given})
+    network.eval()
+    artefact = Artefact(card, network, Path("."), next(network.parameters()).device)
+    grid = list(SEED_THRESHOLDS)
+    counts = sum(object_counts_by_seed_threshold(artefact, r, cdir, "val", grid) for r, cdir in val)
+    tp, fp, fn = np.asarray(counts).sum(axis=-1).T  # over classes: (thresholds,) each
+    f1 = np.nan_to_num(precision_recall_f1(tp, fp, fn)[2], nan=0.0)
+    best = best_seed_threshold(grid, f1.tolist(), SEED_THRESHOLD)
+    value = SEED_THRESHOLD if given is None else given
+    record: dict[str, Any] = {
+        "value": value,
+        "best_on_val": grid[best],
+        "val_f1_best": round(float(f1[best]), 4),
+        "val_f1_default": round(float(f1[grid.index(SEED_THRESHOLD)]), 4),
+        "val_objects": int(tp[0] + fn[0]),
+        "grid": {f"{t:g}": round(float(v), 4) for t, v in zip(grid, f1, strict=True)},
+    }
+    log.info(
+        "seed threshold %.2f%s; val object F1 by threshold: %s (%d val objects)",
+        value,
+        " ([predict] seed_threshold)" if given is not None else "",
+        ", ".join(f"{t} {v:.3f}" for t, v in record["grid"].items()),
+        record["val_objects"],
+    )
+    return card.model_copy(
+        update={"seed_threshold": value, "metrics": card.metrics | {"seed_threshold": record}}
+    )
+
 
 def _window_px(settings: Settings, chip_px: int, first: Region) -> int:
     """The training window: ``[model] window_px`` (or the default), within the chips."""
@@ -1048,7 +1131,7 @@ def _check_inputs(regions: list[Region], options: TrainOptions) -> None:
         raise GeotlInputError(
             f"{len(options.chips)} --chips folder(s) for {len(regions)} region(s): give one per region, in order"
         )
-    _card_region(regions)  # one threshold and NMS IoU for all
+    _card_region(regions)  # one threshold, seed threshold and NMS IoU for all
     if options.device not in ("cpu", "cuda"):
         raise GeotlInputError(f"--device {options.device!r}: use cpu or cuda")
     require_device(options.device)
@@ -1126,7 +1209,7 @@ def _model_card(
 
 
 #: ``[predict]`` keys one model card holds a single value of, and that training itself uses
-_ONE_VALUE = ("threshold", "nms_iou")
+_ONE_VALUE = ("threshold", "nms_iou", "seed_threshold")
 
 
 def _card_region(regions: list[Region]) -> Region:

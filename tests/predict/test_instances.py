@@ -174,9 +174,11 @@ def test_a_component_across_windows_is_split_once(monkeypatch: pytest.MonkeyPatc
     calls: list[tuple[int, int]] = []
     real = instances.split_component
 
-    def counted(mask: np.ndarray, seed: np.ndarray, min_seed_px: int) -> tuple[np.ndarray, int]:
+    def counted(
+        mask: np.ndarray, seed: np.ndarray, min_seed_px: int, seed_threshold: float
+    ) -> tuple[np.ndarray, int]:
         calls.append(mask.shape)
-        return real(mask, seed, min_seed_px)
+        return real(mask, seed, min_seed_px, seed_threshold)
 
     monkeypatch.setattr(instances, "split_component", counted)
     ex = InstanceExtractor(1)

@@ -10,9 +10,13 @@ object **border** and the **contact** zone between touching objects. Per pixel:
 
 Each 4-connected region of a class (a *component*, which may hold several touching objects)
 is split on its own: seeds are the connected parts of the component whose seed score reaches
-:data:`SEED_THRESHOLD` (at least ``min_seed_px`` pixels), and scikit-image's watershed
+the seed threshold (at least ``min_seed_px`` pixels), and scikit-image's watershed
 grows them over the component, downhill in seed score. A component without a seed stays
-one object. Because a component is split from its own pixels only (cut to its bounding
+one object. How strong the border and contact maps come out differs from region to region,
+and with it how many seeds a threshold gives (too few: touching objects merge; too many:
+objects split), so the card carries it (``seed_threshold``:
+:data:`~geotl.models.artefact.SEED_THRESHOLD` unless the training region set one, with the
+val chips' object F1 at a grid of thresholds as a guide). Because a component is split from its own pixels only (cut to its bounding
 box), the split is the same whatever window it is read from: window-by-window extraction
 equals whole-scene extraction as long as every component is read whole, which the halo
 loop (:func:`geotl.predict.vectorise.objects_by_windows`) ensures. Components that touch
@@ -42,6 +46,7 @@ from rasterio.windows import Window
 from scipy import ndimage
 from skimage.segmentation import watershed
 
+from geotl.models.artefact import SEED_THRESHOLD
 from geotl.predict.objects.base import ObjectExtractor
 from geotl.predict.vectorise import (
     NODATA_CLASS,
@@ -69,19 +74,21 @@ __all__ = [
 INSTANCE_CHANNELS = ("border", "contact")
 """The extra network outputs of an instance model, after background + classes."""
 
-SEED_THRESHOLD = 0.6  # chosen on the demo plot (docs: BENCHMARKS.md, issue 9 section)
 _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
 
 
-def split_component(mask: np.ndarray, seed: np.ndarray, min_seed_px: int) -> tuple[np.ndarray, int]:
+def split_component(
+    mask: np.ndarray, seed: np.ndarray, min_seed_px: int, seed_threshold: float = SEED_THRESHOLD
+) -> tuple[np.ndarray, int]:
     """Split one connected component into objects: ``(labels 1..n on mask, n)``.
 
     Args:
         mask: boolean ``(h, w)``, one 4-connected component (cut to its bounding box).
         seed: seed score ``(h, w)``.
         min_seed_px: seeds with fewer pixels are ignored.
+        seed_threshold: the seed score a seed pixel reaches.
     """
-    seeded = mask & (seed >= SEED_THRESHOLD)
+    seeded = mask & (seed >= seed_threshold)
     if np.count_nonzero(seeded) < 2 * max(min_seed_px, 1):
         # too few seed pixels for two seeds: one object, without labelling them (507 of
         # the 781 components in ``scripts/bench_predict.py --pipeline``'s scene)
@@ -127,6 +134,7 @@ def _split_window(
     seed: np.ndarray,
     min_seed_px: int,
     *,
+    seed_threshold: float = SEED_THRESHOLD,
     min_pixels: int = 1,
     core: Window | None = None,
     read_window: Window | None = None,
@@ -174,7 +182,7 @@ def _split_window(
         view, seed_box = labels[sl], seed[sl]
         one = classes[0] if len(classes) == 1 else None
         for cls_i, box, mask in _components(class_map[sl], in_cluster, min_pixels, one):
-            parts, m = split_component(mask, seed_box[box], min_seed_px)
+            parts, m = split_component(mask, seed_box[box], min_seed_px, seed_threshold)
             base = len(label_class) - 1
             view[box][mask] = parts[mask] + base
             label_class.extend([cls_i] * m)
@@ -218,7 +226,11 @@ def _components(
 
 
 def split_instances(
-    class_map: np.ndarray, seed: np.ndarray, min_seed_px: int = 4, min_pixels: int = 1
+    class_map: np.ndarray,
+    seed: np.ndarray,
+    min_seed_px: int = 4,
+    min_pixels: int = 1,
+    seed_threshold: float = SEED_THRESHOLD,
 ) -> tuple[np.ndarray, list[int]]:
     """Objects of a whole class map: ``(labels int32 (H, W), class of each label)``.
 
@@ -227,9 +239,10 @@ def split_instances(
         seed: seed score ``(H, W)``.
         min_seed_px: seeds with fewer pixels are ignored.
         min_pixels: components with fewer pixels are left out (background).
+        seed_threshold: the seed score a seed pixel reaches.
     """
     labels, label_class, _, _, _ = _split_window(
-        class_map, seed, min_seed_px, min_pixels=min_pixels
+        class_map, seed, min_seed_px, seed_threshold=seed_threshold, min_pixels=min_pixels
     )
     return labels, label_class
 
@@ -241,9 +254,18 @@ def _min_seed_px(min_pixels: int) -> int:
 
 
 class InstanceExtractor(ObjectExtractor):
-    """Softmax classes + sigmoid border/contact; planes: class, score, seed; watershed."""
+    """Softmax classes + sigmoid border/contact; planes: class, score, seed; watershed.
+
+    Args:
+        n_classes: foreground classes of the model.
+        seed_threshold: the seed score a seed pixel reaches (the card's ``seed_threshold``).
+    """
 
     planes = 3
+
+    def __init__(self, n_classes: int, seed_threshold: float = SEED_THRESHOLD) -> None:
+        super().__init__(n_classes)
+        self.seed_threshold = seed_threshold
 
     @property
     def channels(self) -> int:
@@ -289,6 +311,7 @@ class InstanceExtractor(ObjectExtractor):
             planes[0].astype(np.uint8),
             planes[2],
             _min_seed_px(min_pixels),
+            seed_threshold=self.seed_threshold,
             min_pixels=min_pixels,
         )
         return vectorise_labels(
@@ -333,6 +356,7 @@ class InstanceExtractor(ObjectExtractor):
                 planes[0].astype(np.uint8),
                 planes[2],
                 min_seed,
+                seed_threshold=self.seed_threshold,
                 min_pixels=min_pixels,
                 core=local_core,
                 read_window=read_window,

@@ -18,6 +18,7 @@ from types import FrameType
 from typing import Any
 
 import click
+from click.exceptions import NoArgsIsHelpError
 
 from geotl import __version__
 from geotl.errors import GeotlError
@@ -52,11 +53,18 @@ class _GeotlGroup(click.Group):
         end = args.index("--") if "--" in args else len(args)
         hoisted = [a for a in args[:end] if a in _LOGGING_FLAGS]
         rest = [a for a in args[:end] if a not in _LOGGING_FLAGS]
-        return super().parse_args(ctx, hoisted + rest + args[end:])
+        try:
+            return super().parse_args(ctx, hoisted + rest + args[end:])
+        except click.UsageError as exc:
+            _usage_error(ctx, exc)
+            raise  # help asked for by giving nothing: click shows it
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a command's options or arguments
+            _usage_error(ctx, exc)
+            raise
         except GeotlError as exc:
             if ctx.find_root().meta.get("geotl.verbose"):
                 traceback.print_exc(file=sys.stderr)
@@ -68,6 +76,20 @@ class _GeotlGroup(click.Group):
             terminated = isinstance(exc, Terminated)
             click.echo(f"geotl: {'terminated' if terminated else 'interrupted'}", err=True)
             ctx.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
+
+
+def _usage_error(ctx: click.Context, exc: click.UsageError) -> None:
+    """A mistyped command line as one line, exit code 2, like geotl's other input errors.
+
+    Click prints its usage text, a hint and the error on four lines; a program (the QGIS
+    plugin, a scheduler's mail) shows only the last, a person the first. ``geotl`` alone
+    (help asked for) is left to click.
+    """
+    if isinstance(exc, NoArgsIsHelpError):
+        return
+    path = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+    click.echo(f"geotl: error: {exc.format_message()} ({path} --help says more)", err=True)
+    ctx.exit(exc.exit_code)
 
 
 #: the group's options that any command line may carry after the command's name

@@ -166,12 +166,9 @@ def _show_progress(update: dict, feedback: Any) -> None:
         feedback.setProgressText(f"{what}: {int(n)} {update.get('unit', '')}".rstrip())
 
 
-#: click's usage errors for what a geotl of another version lacks
-_UNKNOWN_TO_GEOTL = (
-    "Error: No such option",
-    "Error: No such command",
-    "Error: Got unexpected extra",
-)
+#: click's usage errors for what a geotl of another version lacks (after "Error: " in older
+#: versions, after geotl's own error prefix in newer ones)
+_UNKNOWN_TO_GEOTL = ("No such option", "No such command", "Got unexpected extra")
 
 
 def error_message(stderr_lines: Sequence[str], returncode: int) -> str:
@@ -184,14 +181,26 @@ def error_message(stderr_lines: Sequence[str], returncode: int) -> str:
     """
     for line in reversed(stderr_lines):
         if line.startswith(ERROR_PREFIX):
-            return line[len(ERROR_PREFIX) :].strip()
+            said = line[len(ERROR_PREFIX) :].strip()
+            return _unknown_to_geotl(said) or said
     for line in reversed(stderr_lines):
-        # click's usage error for an option or command this geotl lacks: another version
-        if line.startswith(_UNKNOWN_TO_GEOTL):
-            said = line[len("Error: ") :].strip()
-            return f"this geotl does not match the plugin ({said}): {UPDATE_HINT}"
+        # click's own usage text (geotl before one-line usage errors)
+        if line.startswith("Error: ") and (known := _unknown_to_geotl(line[len("Error: ") :])):
+            return known
     tail = [ln for ln in stderr_lines if ln.strip() and progress_of(ln) is None][-1:]
     return f"geotl failed (exit code {returncode})" + (f": {tail[0].strip()}" if tail else "")
+
+
+def _unknown_to_geotl(said: str) -> str | None:
+    """The message for a usage error about an option or command this geotl lacks, else None.
+
+    >>> _unknown_to_geotl("No such option: --window (geotl predict --help says more)")[:37]
+    'this geotl does not match the plugin '
+    """
+    said = said.strip()
+    if said.startswith(_UNKNOWN_TO_GEOTL):
+        return f"this geotl does not match the plugin ({said}): {UPDATE_HINT}"
+    return None
 
 
 def _default_sigint() -> None:

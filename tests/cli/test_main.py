@@ -27,6 +27,27 @@ def test_input_error_is_one_line_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["train", "r.toml", "--out", "o", "--max-labels", "0"], "'--max-labels': 0 is not in"),
+        (["predict", "m", "s.tif", "-o", "x.geojson", "--frob"], "No such option '--frob'"),
+        (["frob"], "No such command 'frob'"),
+        (["monitor", "status"], "Missing argument 'REGION.toml'"),
+    ],
+)
+def test_a_mistyped_command_line_is_one_line_exit_2(args: list[str], said: str) -> None:
+    # click printed four lines (usage, hint, blank, error): the QGIS plugin and a cron mail
+    # show only one
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("geotl: error: "), result.output
+    assert said in lines[0] and "--help says more" in lines[0]
+    # asking for help by giving nothing still shows it
+    assert "Usage:" in CliRunner().invoke(cli, []).output
+
+
 def test_verbose_may_follow_the_command(tmp_path: Path) -> None:
     """`geotl chip REGION -v` shows the traceback as `geotl -v chip REGION` does."""
     missing = str(tmp_path / "missing.toml")

@@ -154,6 +154,16 @@ def test_older_geotl_is_refused_with_the_fix(tmp_path: Path) -> None:
     message = str(exc.value)
     assert message.startswith("this geotl does not match the plugin (No such option '--window'.)")
     assert "make qgis-plugin" in message and "\n" not in message
+    # geotl's own one-line usage error (since 0.1.x) says the same
+    (tmp_path / "one").mkdir()
+    one_line = _fake_geotl(
+        tmp_path / "one",
+        'echo "geotl: error: No such option: --window (geotl predict --help says more)" >&2\n'
+        "exit 2\n",
+    )
+    with pytest.raises(cli.GeotlCliError) as exc:
+        cli.run_geotl(one_line, ["predict", "--window", "128"], Feedback())
+    assert str(exc.value).startswith("this geotl does not match the plugin (No such option")
 
 
 def test_default_executable_from_build_record(

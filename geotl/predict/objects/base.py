@@ -15,10 +15,29 @@ from geotl.predict.vectorise import VectorObject, WindowExtractor, objects_by_wi
 if TYPE_CHECKING:  # imported where logits are: the strip workers (no logits) never load torch
     import torch
 
-__all__ = ["ObjectExtractor", "PlaneReader"]
+__all__ = ["ObjectExtractor", "PlaneReader", "class_probabilities"]
 
 PlaneReader = Callable[[int, int, int, int], np.ndarray]
 """``read(row_off, col_off, height, width) -> planes (P, height, width) float32``."""
+
+
+def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over background + classes ``(B, 1 + n, H, W)``, background dropped.
+
+    One class is ``sigmoid(class - background)``, the same number: a two-way softmax over
+    the channel axis took 2.3x as long on the CPU (its strided reductions), a cost the
+    CPU pays for every window of a scene. Several classes take the softmax.
+
+    >>> import torch
+    >>> x = torch.tensor([[[[0.5]], [[2.0]]]])
+    >>> round(float(class_probabilities(x)), 6) == round(float(torch.softmax(x, 1)[0, 1]), 6)
+    True
+    """
+    import torch
+
+    if logits.shape[1] == 2:
+        return torch.sigmoid(logits[:, 1:] - logits[:, :1])
+    return torch.softmax(logits, dim=1)[:, 1:]
 
 
 class ObjectExtractor(ABC):

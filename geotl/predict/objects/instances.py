@@ -47,12 +47,12 @@ from scipy import ndimage
 from skimage.segmentation import watershed
 
 from geotl.models.artefact import SEED_THRESHOLD
-from geotl.predict.objects.base import ObjectExtractor
+from geotl.predict.objects.base import ObjectExtractor, class_probabilities
 from geotl.predict.vectorise import (
-    NODATA_CLASS,
     VectorObject,
     WindowExtractor,
     class_map_from_foreground,
+    classes_present,
     drop_small,
     labels_starting_in,
     touches_cut_edge,
@@ -160,8 +160,7 @@ def _split_window(
     groups: list[int] = [0]
     complete = True
     top, left, bottom, right = class_map.shape[0], class_map.shape[1], 0, 0
-    present = np.flatnonzero(np.bincount(class_map.ravel(), minlength=1)).tolist()
-    classes = [c for c in present if c not in (0, NODATA_CLASS)]
+    classes = classes_present(class_map)
     foreground = class_map == classes[0] if len(classes) == 1 else np.isin(class_map, classes)
     clusters, n = ndimage.label(foreground, structure=_CROSS, output=np.int32)
     slices = drop_small(
@@ -283,9 +282,7 @@ class InstanceExtractor(ObjectExtractor):
 
         logits = logits.float()
         k = self.n_classes + 1
-        return torch.cat(
-            [torch.softmax(logits[:, :k], dim=1)[:, 1:], torch.sigmoid(logits[:, k:])], 1
-        )
+        return torch.cat([class_probabilities(logits[:, :k]), torch.sigmoid(logits[:, k:])], 1)
 
     def probability_names(self, classes: list[str]) -> list[str]:
         """The classes, then ``border`` and ``contact``."""

@@ -8,7 +8,7 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
-from geotl.predict.objects.base import ObjectExtractor
+from geotl.predict.objects.base import ObjectExtractor, class_probabilities
 from geotl.predict.vectorise import (
     VectorObject,
     WindowExtractor,
@@ -27,10 +27,8 @@ class SegmentationExtractor(ObjectExtractor):
     """Softmax over background + classes; planes: class map, score; connected regions."""
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """Softmax, background dropped."""
-        import torch
-
-        return torch.softmax(logits.float(), dim=1)[:, 1:]
+        """Softmax, background dropped (:func:`~geotl.predict.objects.base.class_probabilities`)."""
+        return class_probabilities(logits.float())
 
     def finalise(self, blended: np.ndarray, valid: np.ndarray, threshold: float) -> np.ndarray:
         """Class map and score of each pixel."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,14 @@ if TYPE_CHECKING:
 
     from geotl.train.data import ChipData
 
-__all__ = ["find_chips", "load_split", "owned_pixels", "warn_other_resolution"]
+__all__ = [
+    "ScoredClasses",
+    "find_chips",
+    "load_split",
+    "owned_pixels",
+    "scored_classes",
+    "warn_other_resolution",
+]
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +125,65 @@ def load_split(card: Any, region: Region, cdir: Path, split: str) -> ChipData:
             f"no {split} chips in {cdir}: lower block_size_m or raise test_fraction", region.path
         )
     return data
+
+
+@dataclass(frozen=True)
+class ScoredClasses:
+    """The model's classes that a region's labels can score, and where the others go.
+
+    A region may label fewer classes than the model predicts (a tree-and-snag model on a
+    region where only trees were drawn). Its labels say nothing about the others, so they
+    have no score there, and their predictions count as what :func:`load_split`'s truth
+    calls them: background, "none of the region's classes". Where the region labels a tree,
+    a snag predicted there is a tree missed (as predict's output would show it: no tree);
+    on the region's background it is right for every scored class and no evidence either
+    way about snags.
+    """
+
+    names: list[str]  # the scored classes, in the model's order
+    lut: np.ndarray  # model class index (0: background) -> scored class index (0: the others)
+    not_in_region: list[str]  # the model's classes the region does not label
+
+    def report(self) -> dict[str, Any]:
+        """The metrics JSON's record of the classes left out (nothing when none was)."""
+        if not self.not_in_region:
+            return {}
+        return {
+            "classes_not_in_region": self.not_in_region,
+            "classes_not_in_region_note": (
+                f"not scored: the region labels only {', '.join(self.names)}, so its labels "
+                "say nothing about these; their predictions count as background (a miss where "
+                "the region labels one of its classes)"
+            ),
+        }
+
+
+def scored_classes(card: Any, region: Region) -> ScoredClasses:
+    """The model's classes ``region`` labels; warns once when it labels fewer.
+
+    The caller refuses a region with a class the model lacks, so the region's classes are
+    a subset of the card's; the order is the card's, so a region of the same classes is
+    scored exactly as before.
+
+    >>> from types import SimpleNamespace as NS
+    >>> s = scored_classes(NS(classes=["tree", "snag"]), NS(classes=["tree"], path="r.toml"))
+    >>> s.names, s.lut.tolist(), s.not_in_region
+    (['tree'], [0, 1, 0], ['snag'])
+    """
+    names = [c for c in card.classes if c in region.classes]
+    others = [c for c in card.classes if c not in region.classes]
+    lut = np.zeros(len(card.classes) + 1, dtype=np.int64)
+    for k, name in enumerate(card.classes, start=1):
+        lut[k] = names.index(name) + 1 if name in names else 0
+    if others:
+        log.warning(
+            "%s: the region does not label the model's class(es) %s: they are not scored, and "
+            "their predictions count as background (a miss where the region labels %s)",
+            region.path,
+            ", ".join(others),
+            ", ".join(names),
+        )
+    return ScoredClasses(names=names, lut=lut, not_in_region=others)
 
 
 def owned_pixels(rows: pd.DataFrame) -> list[np.ndarray]:

@@ -40,6 +40,8 @@ def evaluate_model(
     Segmentation and instance models: pixel IoU/F1 per class and object P/R/F1
     (:func:`~geotl.evaluate.segmentation.evaluate_chips`); detection models: box P/R/F1
     and AP50 (:func:`~geotl.evaluate.detection.evaluate_boxes`); each with bootstrap CIs.
+    A region may label fewer classes than the model: only its classes are scored, the
+    others named in ``classes_not_in_region`` (:class:`~geotl.evaluate.chips.ScoredClasses`).
 
     Returns:
         The metrics dict (also written to ``out`` as JSON when given; an existing ``out`` is
@@ -101,6 +103,8 @@ def headline(metrics: dict[str, Any]) -> str:
     >>> headline({"detection": {"ap50": 0.3, "ap50_ci95": [0.2, 0.4],
     ...           "iou_0.5": {"f1": 0.5, "precision": 0.6, "recall": 0.4}}})
     'test AP50 0.30 [0.20, 0.40]; object F1 0.50 at IoU 0.5 (precision 0.60, recall 0.40)'
+    >>> headline({"pixel": {"mean_iou": 0.5}, "classes_not_in_region": ["snag"]})
+    'test mean IoU 0.50 (snag not scored: not a class of the region)'
     >>> headline({"detection": {"ap50": 0.0016, "ap50_ci95": [0.00035, 0.0038]}})[:34]
     'test AP50 0.0016 [0.00035, 0.0038]'
     >>> headline({"detection": {"ap50": None, "objects": 0, "iou_0.5": {}}})[:40]
@@ -116,6 +120,9 @@ def headline(metrics: dict[str, Any]) -> str:
         ok = isinstance(pair, list) and all(isinstance(v, (int, float)) for v in pair)
         return f" [{num(pair[0])}, {num(pair[1])}]" if ok else ""
 
+    # scores over fewer classes than the model predicts: say so beside them
+    skipped = metrics.get("classes_not_in_region")
+    unscored = f" ({', '.join(skipped)} not scored: not a class of the region)" if skipped else ""
     if "detection" in metrics:
         d = metrics["detection"]
         at = d.get("iou_0.5", {})
@@ -123,7 +130,7 @@ def headline(metrics: dict[str, Any]) -> str:
         return (
             f"test AP50 {num(d.get('ap50'))}{ci(d.get('ap50_ci95'))}{none}; object F1 "
             f"{num(at.get('f1'))} at IoU 0.5 (precision {num(at.get('precision'))}, "
-            f"recall {num(at.get('recall'))})"
+            f"recall {num(at.get('recall'))}){unscored}"
         )
     pixel = metrics.get("pixel", {})
     text = f"test mean IoU {num(pixel.get('mean_iou'))}{ci(pixel.get('mean_iou_ci95'))}"
@@ -135,4 +142,4 @@ def headline(metrics: dict[str, Any]) -> str:
         text += f"; object F1 {num(only.get('f1'))}{ci(only.get('f1_ci95'))}"
     elif objects:
         text += "; object F1 " + ", ".join(f"{c} {num(o.get('f1'))}" for c, o in objects.items())
-    return text
+    return text + unscored

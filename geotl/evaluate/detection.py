@@ -5,7 +5,8 @@ chips share with a neighbour counts once.
 
 Object precision, recall and F1 at IoU 0.4 and 0.5 against the chip index's boxes
 (:func:`~geotl.evaluate.matching.match_boxes`) and COCO AP50 (torchmetrics), each with a
-bootstrap CI over chips (:func:`detection_scores`).
+bootstrap CI over chips (:func:`detection_scores`). Only the classes the region labels are
+scored (:class:`~geotl.evaluate.chips.ScoredClasses`): boxes of another class are dropped.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 
 from geotl.config import Region
 from geotl.errors import GeotlInputError
-from geotl.evaluate.chips import load_split, owned_pixels
+from geotl.evaluate.chips import load_split, owned_pixels, scored_classes
 from geotl.evaluate.matching import match_boxes
 from geotl.evaluate.scores import bootstrap_ci, rounded
 from geotl.metrics import precision_recall_f1
@@ -242,6 +243,25 @@ def detection_scores(
     return out
 
 
+def _scored_boxes(
+    chips: list[dict[str, np.ndarray]], lut: np.ndarray
+) -> list[dict[str, np.ndarray]]:
+    """Boxes relabelled to the scored classes; those of a class the region lacks dropped.
+
+    A box of such a class is no evidence either way: the region's labels do not mark that
+    class. A labelled object it covers stays a miss of the object's own class.
+    """
+    out = []
+    for chip in chips:
+        labels = lut[np.asarray(chip["labels"], dtype=np.int64)]
+        keep = labels > 0
+        # ignore boxes carry no class: they stay as they are
+        row = {k: v if k == "ignore" else np.asarray(v)[keep] for k, v in chip.items()}
+        row["labels"] = labels[keep]
+        out.append(row)
+    return out
+
+
 def evaluate_boxes(
     artefact: Any, region: Region, cdir: Path, split: str, batch_size: int, n_boot: int, seed: int
 ) -> dict[str, Any]:
@@ -269,13 +289,16 @@ def evaluate_boxes(
         {"boxes": b.boxes, "labels": b.classes, "ignore": b.ignore}
         for b in index_boxes(rows, chip_classes, list(card.classes))
     ]
+    scored = scored_classes(card, region)
     preds = detect_chips(artefact, data.images, data.valid, batch_size)
     preds, truths = owned_boxes(preds, truths, owned_pixels(rows))
-    scores = detection_scores(preds, truths, list(card.classes), card.threshold, n_boot, seed)
+    preds, truths = _scored_boxes(preds, scored.lut), _scored_boxes(truths, scored.lut)
+    scores = detection_scores(preds, truths, scored.names, card.threshold, n_boot, seed)
     return {
         "region": region.name,
         "split": split,
         "chips": len(data),
+        **scored.report(),
         "task": "detection",
         "bootstrap": {
             "resamples": n_boot,

@@ -11,13 +11,29 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["bootstrap_ci", "count_ratio", "rounded"]
+__all__ = ["bootstrap_ci", "count_ratio", "fold_confusion", "rounded"]
 
 
 def count_ratio(counts: np.ndarray) -> np.ndarray:
     """Predicted / labelled objects from summed ``(..., 2, classes)`` counts."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(counts[:, 1] > 0, counts[:, 0] / counts[:, 1], np.nan)
+
+
+def fold_confusion(conf: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """``(..., K, K)`` confusion matrices with class ``i`` counted as class ``lut[i]``.
+
+    How a class the region does not label is scored as background (``lut`` 0): on both
+    axes, so truth and prediction stay in the same classes.
+
+    >>> conf = np.array([[5, 0, 2], [1, 3, 1], [0, 0, 0]])  # truth rows; class 2 unlabelled
+    >>> fold_confusion(conf, np.array([0, 1, 0])).tolist()
+    [[7, 0], [2, 3]]
+    """
+    lut = np.asarray(lut)
+    onto = np.zeros((len(lut), int(lut.max()) + 1), dtype=conf.dtype)
+    onto[np.arange(len(lut)), lut] = 1
+    return np.asarray(onto.T @ conf @ onto)
 
 
 def bootstrap_ci(

@@ -10,7 +10,9 @@ ignore pixels (nodata, outside ``complete_within``). Each pixel is scored once: 
 that edge chips share with a neighbour counts in the first chip only. Objects cut by a
 chip border are judged as their parts in that chip, on both sides alike; one the chip's
 border cuts into separate pieces counts as those pieces, as the chip shows them
-(:func:`_pieces`).
+(:func:`_pieces`). Only the classes the region labels are scored
+(:class:`~geotl.evaluate.chips.ScoredClasses`): a model class it does not label counts as
+background.
 
 Count error: predicted objects / labelled objects, per chip (``count_per_chip``), over all
 chips (``count_ratio``, with a CI) and the median over chips with labels; 1.0 is the right
@@ -29,9 +31,9 @@ import shapely
 import torch
 
 from geotl.config import Region
-from geotl.evaluate.chips import load_split
+from geotl.evaluate.chips import load_split, scored_classes
 from geotl.evaluate.matching import MATCH_IOU, match_objects
-from geotl.evaluate.scores import bootstrap_ci, count_ratio, rounded
+from geotl.evaluate.scores import bootstrap_ci, count_ratio, fold_confusion, rounded
 from geotl.metrics import pixel_scores, precision_recall_f1
 
 if TYPE_CHECKING:
@@ -66,18 +68,23 @@ def evaluate_chips(
         fix="evaluate on a region with those bands, or a model trained on these",
     )
     data = load_split(card, region, cdir, split)
+    scored = scored_classes(card, region)
     confs, objs = _chip_counts(
         artefact, region, cdir, index.frame.set_index("chip_id"), data, batch_size
     )
+    # a class the region does not label: its pixels background, its objects not scored
+    confs = fold_confusion(confs, scored.lut)
+    objs = objs[..., scored.lut[1:] > 0]
     return {
         "region": region.name,
         "split": split,
         "chips": len(data),
+        **scored.report(),
         "match_iou": MATCH_IOU,
         # the watershed's: which objects were scored (old cards: the default, 0.6)
         **({"seed_threshold": card.seed_threshold} if card.task == "instances" else {}),
         "bootstrap": {"resamples": n_boot, "level": 0.95, "unit": "test chip", "seed": seed},
-        **segmentation_scores(confs, objs, list(card.classes), list(data.chip_ids), n_boot, seed),
+        **segmentation_scores(confs, objs, scored.names, list(data.chip_ids), n_boot, seed),
     }
 
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from typing import Any, Literal
 
 from tqdm import tqdm
 
-__all__ = ["ProgressFormat", "progress_bar", "set_progress_format"]
+__all__ = ["ProgressFormat", "progress_bar", "progress_seen", "set_progress_format"]
 
 ProgressFormat = Literal["bar", "json"]
 
@@ -61,6 +62,21 @@ class _JsonLines(tqdm):  # type: ignore[type-arg]
             self.display()  # the final count, however recent the last update
         self.leave = False  # nothing to leave on a terminal
         super().close()
+
+
+def progress_seen() -> bool:
+    """Whether a progress bar on stderr reaches anyone: a terminal, or a program reading JSON.
+
+    A bar redrawn into a log file (cron, the journal) is noise, so steps that run
+    unattended as often as not (``geotl monitor``) show theirs only where this holds; JSON
+    lines always do, since a program that asked for them reads stderr through a pipe.
+    """
+    if _format == "json":
+        return True
+    try:
+        return bool(sys.stderr.isatty())
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        return False
 
 
 def progress_bar(

@@ -22,7 +22,6 @@ import filecmp
 import logging
 import os
 import shutil
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +60,7 @@ from geotl.monitor.schedule import utc_now
 from geotl.monitor.sources import Scene, SceneSource, make_source, monitor_config, region_aoi
 from geotl.monitor.state import DB_FILE, LAST_RUN_ERROR, MonitorState, PassRecord
 from geotl.predict.engine import load_model
+from geotl.progress import progress_seen
 
 __all__ = [
     "ClusterDetector",
@@ -131,7 +131,7 @@ def predict_detector(region: Region, bands: list[str], resample: bool = False) -
     from geotl.predict import PredictOptions, predict_scene
 
     options = PredictOptions.from_region(
-        region, bands=tuple(bands), progress=sys.stderr.isatty(), resample=resample
+        region, bands=tuple(bands), progress=progress_seen(), resample=resample
     )
 
     def detect(artefact: Artefact, path: Path, scene: Scene) -> gpd.GeoDataFrame:

@@ -244,7 +244,8 @@ def export_onnx(
         GeotlInputError: ``out`` does not end in ``.onnx``, exists without ``overwrite``,
             lies in a folder that cannot be written, or its STAC item would replace the
             model folder's own; ``model_dir`` is an ``.onnx`` file; a bad tile size, a model
-            the quantiser cannot handle, a calibration region without the model's bands.
+            the quantiser cannot handle, a calibration region without the model's bands,
+            ``region_path`` or ``chips_dir`` without ``int8``.
         ModelArtefactError: the model folder is incomplete or its weights were altered.
     """
     from geotl.export.stac import write_model_item
@@ -256,6 +257,14 @@ def export_onnx(
             f"an ONNX export must end in .onnx (geotl predict takes it by that name): "
             f"pass --onnx {out.with_suffix('.onnx')}",
             out,
+        )
+    if not int8 and (region_path is not None or chips_dir is not None):
+        # calibration is for int8 only: silently writing fp32 would hide a forgotten --int8
+        what = "--calibrate" if region_path is not None else "--chips"
+        raise GeotlInputError(
+            f"{what} calibrates --int8, which was not given: add --int8 for an int8 export, "
+            f"or drop {what} for fp32",
+            region_path if region_path is not None else chips_dir,
         )
     stac = out.with_suffix(".stac.json")
     if Path(model_dir).suffix.lower() == ".onnx" and Path(model_dir).is_file():

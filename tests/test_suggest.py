@@ -294,6 +294,12 @@ def test_no_area_left(tmp_path: Path, demo_model: Path, demo_chips: Path) -> Non
     )
     assert code == 2 and "no 500 m square fits in a scene (the widest is 40 m across)" in stderr
     assert "use --size-m " in stderr
+    # squares of a few pixels (0.1 m ones here): refused at once, with the smallest size
+    code, _, stderr = _suggest(
+        region, demo_model, out, "-n", "1", "--size-m", "0.5", "--chips", str(demo_chips)
+    )
+    assert code == 2 and "--size-m 0.5 is under 16 pixels" in stderr
+    assert "use --size-m 2 or more" in stderr and not list(tmp_path.glob("a.*"))
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ __all__ = [
     "check_georeferenced",
     "common_dtype",
     "data_band_indexes",
+    "ground_pixel_size_m",
     "ground_resolution_m",
     "mask_bands",
     "nodata_per_band",
@@ -251,10 +252,8 @@ SCALE_TOLERANCE = 0.01
 def ground_resolution_m(crs: CRS, transform: Affine, width: int, height: int) -> float:
     """Mean pixel size in metres on the ground, at the scene centre.
 
-    Geographic CRSs are measured in degrees of latitude and longitude there. A projected
-    CRS's grid metres are ground metres where its scale is within :data:`SCALE_TOLERANCE`
-    of 1 (UTM, state planes, national grids); elsewhere (Web Mercator: 1.15 at 30 degrees
-    of latitude) the grid is divided by the projection's scale at the centre.
+    The mean of :func:`ground_pixel_size_m`'s two sides: one figure for the resolution
+    checks of chipping, training and prediction.
 
     >>> from affine import Affine
     >>> from rasterio.crs import CRS
@@ -264,18 +263,40 @@ def ground_resolution_m(crs: CRS, transform: Affine, width: int, height: int) ->
     >>> round(ground_resolution_m(CRS.from_epsg(3857), Affine(0.1153, 0, 0, 0, -0.1153, y), 10, 10), 4)
     0.1001
     """
+    size_x, size_y = ground_pixel_size_m(crs, transform, width, height)
+    return float((size_x + size_y) / 2)
+
+
+def ground_pixel_size_m(
+    crs: CRS, transform: Affine, width: int, height: int
+) -> tuple[float, float]:
+    """Ground size in metres of a pixel along its row (x) and its column (y), at the centre.
+
+    Geographic CRSs are measured in degrees of latitude and longitude there, so a square
+    pixel in degrees is narrower east-west than north-south by the cosine of the latitude
+    (what an area meant to be square on the ground must be sized by). A projected CRS's
+    grid metres are ground metres where its scale is within :data:`SCALE_TOLERANCE` of 1
+    (UTM, state planes, national grids); elsewhere (Web Mercator: 1.15 at 30 degrees of
+    latitude) the grid is divided by the projection's scale at the centre.
+
+    >>> from affine import Affine
+    >>> from rasterio.crs import CRS
+    >>> x, y = ground_pixel_size_m(CRS.from_epsg(4326), Affine(1e-4, 0, 10, 0, -1e-4, 50.1), 2000, 2000)
+    >>> round(x, 2), round(y, 2), round(x / y, 3)  # cos(50 degrees) = 0.643
+    (7.16, 11.12, 0.644)
+    """
     px_x, px_y = math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e)
     if crs.is_geographic:
         _, lat = transform @ (width / 2, height / 2)
         m_per_deg_lat = 111_132.954 - 559.822 * math.cos(2 * math.radians(lat))
         m_per_deg_lon = 111_412.84 * math.cos(math.radians(lat))
-        return float((px_x * m_per_deg_lon + px_y * m_per_deg_lat) / 2)
+        return float(px_x * m_per_deg_lon), float(px_y * m_per_deg_lat)
     factor = crs.linear_units_factor[1] if crs.is_projected else 1.0
     if crs.is_projected:
         k_x, k_y = _point_scales(crs, transform @ (width / 2, height / 2))
         if max(abs(k_x - 1), abs(k_y - 1)) > SCALE_TOLERANCE:
             px_x, px_y = px_x / k_x, px_y / k_y
-    return float((px_x + px_y) / 2 * factor)
+    return float(px_x * factor), float(px_y * factor)
 
 
 def _point_scales(crs: CRS, xy: tuple[float, float]) -> tuple[float, float]:

@@ -1,8 +1,10 @@
 """Candidate areas for ``geotl suggest``: squares over the scenes, minus what is taken.
 
-Squares of ``size_px`` tile each scene from its top-left pixel (no overlap; a strip
-narrower than a square at the right and bottom edges is left out). A square is a
-candidate unless
+Windows of ``size_px`` (columns, rows) tile each scene from its top-left pixel (no
+overlap; a strip narrower than a window at the right and bottom edges is left out). They
+are square on the ground, not in pixels: a scene in degrees has pixels narrower east-west
+than north-south, so its windows have more columns than rows (see
+:func:`geotl.io.rasters.ground_pixel_size_m`). A window is a candidate unless
 
 - it overlaps a **test area** at all: the test chips of the region's spatial split (from
   the chips folder, see :func:`geotl.evaluate.find_chips`) and the ``[split] test_within``
@@ -45,11 +47,11 @@ MAX_COMPLETE_FRACTION = 0.1
 
 @dataclass(frozen=True)
 class Candidate:
-    """One square that could be labelled next."""
+    """One area, square on the ground, that could be labelled next."""
 
     scene: SceneInfo
-    window: Window
-    geometry: BaseGeometry  # the square in the scene's CRS
+    window: Window  # columns and rows may differ: pixels need not be square on the ground
+    geometry: BaseGeometry  # the window's outline in the scene's CRS
 
 
 @dataclass(frozen=True)
@@ -61,38 +63,43 @@ class TakenAreas:
     complete_source: str  # "complete_within", "labels' hull" or "none"
 
 
-def grid_windows(width_px: int, height_px: int, size_px: int) -> list[Window]:
-    """Non-overlapping squares tiling a scene from its top-left corner.
+def grid_windows(width_px: int, height_px: int, size_px: tuple[int, int]) -> list[Window]:
+    """Non-overlapping windows of ``size_px`` (columns, rows) tiling a scene from its top left.
 
-    >>> [(w.row_off, w.col_off) for w in grid_windows(300, 130, 128)]
+    >>> [(w.row_off, w.col_off) for w in grid_windows(300, 130, (128, 128))]
     [(0, 0), (0, 128)]
-    >>> grid_windows(100, 100, 128)
+    >>> grid_windows(100, 100, (128, 128))
     []
+    >>> [(w.col_off, w.width, w.height) for w in grid_windows(300, 130, (150, 100))]
+    [(0, 150, 100), (150, 150, 100)]
     """
+    cols, rows = size_px
     return [
-        Window(c, r, size_px, size_px)
-        for r in range(0, height_px - size_px + 1, size_px)
-        for c in range(0, width_px - size_px + 1, size_px)
+        Window(c, r, cols, rows)
+        for r in range(0, height_px - rows + 1, rows)
+        for c in range(0, width_px - cols + 1, cols)
     ]
 
 
 def scene_candidates(
     scene: SceneInfo,
-    size_px: int,
+    size_px: tuple[int, int],
     test: Sequence[BaseGeometry],
     complete: Sequence[BaseGeometry],
 ) -> tuple[list[Candidate], int, int]:
-    """The candidate squares of one scene.
+    """The candidate windows of ``size_px`` (columns, rows) of one scene.
 
     Returns:
-        The candidates, and how many squares were dropped for test areas and for
+        The candidates, and how many windows were dropped for test areas and for
         complete areas.
 
     >>> from affine import Affine
     >>> from rasterio.crs import CRS
     >>> info = SceneInfo(Path("s.tif"), CRS.from_epsg(32617), Affine(1, 0, 0, 0, -1, 40),
     ...                  40, 40, 3, "uint8", None, 1.0, (1, 2, 3))
-    >>> cands, n_test, n_done = scene_candidates(info, 20, [box(0, 0, 10, 10)], [box(20, 20, 40, 40)])
+    >>> cands, n_test, n_done = scene_candidates(
+    ...     info, (20, 20), [box(0, 0, 10, 10)], [box(20, 20, 40, 40)]
+    ... )
     >>> [(c.window.row_off, c.window.col_off) for c in cands], n_test, n_done
     ([(0, 0), (20, 20)], 1, 1)
     """

@@ -6,12 +6,19 @@ probabilities (a detector gives its boxes down to its own score floor instead); 
 candidate square (:mod:`geotl.suggest.candidates`) is scored by the mean uncertainty of
 its pixels and the ``n`` areas are picked greedily with an appearance-diversity discount
 (both in :mod:`geotl.suggest.ranking`).
+
+Squares are ``size_m`` on the ground along both axes: each scene's window is sized in
+columns and rows by the ground size of its pixels along x and y at the scene centre
+(:func:`geotl.io.rasters.ground_pixel_size_m`), so a scene in degrees (pixels narrower
+east-west than north-south) gets windows with more columns than rows, and ``size_m`` is
+what the areas measure, not a nominal figure.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -30,8 +37,15 @@ from geotl.config import Region
 from geotl.errors import BandMismatchError, GeotlInputError, RasterError, error_text
 from geotl.io.atomic import check_output_file
 from geotl.io.nodata import valid_mask
-from geotl.io.rasters import SceneInfo, nodata_per_band, read_data, read_scene_info
+from geotl.io.rasters import (
+    SceneInfo,
+    ground_pixel_size_m,
+    nodata_per_band,
+    read_data,
+    read_scene_info,
+)
 from geotl.io.scratch import scratch_dir
+from geotl.io.vectors import read_vector
 from geotl.models.artefact import read_card
 from geotl.models.detector import SCORE_THRESH
 from geotl.suggest.candidates import (
@@ -55,6 +69,7 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["rank", "score", "scene", "expected_objects", "size_m"]
 DEFAULT_SIZE_CHIPS = 2  # default square: this many chip widths
+MIN_SQUARE_PX = 16  # the smallest square, in pixels along each axis
 
 
 @dataclass(frozen=True)
@@ -136,14 +151,28 @@ def suggest_areas(
         check_output_file(p, options.overwrite)
     if options.append_to is not None:
         check_output_file(options.append_to, True)
+        if options.append_to.exists():
+            # read now, not after the scenes' prediction: an unreadable file found then
+            # would leave the areas written and the append missing
+            read_vector(options.append_to, "--append-to")
     model_dir = Path(model_dir)
     card = read_card(model_dir)
     _check_fits(region, card.classes, card.bands, model_dir)
     n_bands = len(region.imagery.bands)
     scenes = [read_scene_info(p, n_bands) for p in region.scene_paths()]
+    pixel_m = _pixel_sizes(scenes)
     size_m = options.size_m or DEFAULT_SIZE_CHIPS * region.chips.size_px * min(
         s.resolution_m for s in scenes
     )
+    smallest = _smallest_m(scenes, pixel_m)
+    if size_m < smallest:
+        # a square of a few pixels says nothing to label, and one pixel each made 216,000
+        # candidates that ran for many minutes before anything was said
+        raise GeotlInputError(
+            f"--size-m {size_m:g} is under {MIN_SQUARE_PX} pixels of these scenes: use "
+            f"--size-m {math.ceil(smallest):g} or more",
+            region.path,
+        )
     if not region.split.test_within:
         log.warning(
             "%s: no [split] test_within: the test split is recomputed from the chips, so it "
@@ -151,13 +180,15 @@ def suggest_areas(
             region.path,
         )
     taken = read_taken_areas(region, scenes, model_dir, options.chips_dir)
-    candidates, dropped = _all_candidates(scenes, size_m, taken)
+    candidates, dropped = _all_candidates(scenes, pixel_m, size_m, taken)
     what = _what_is_taken(region, taken.complete_source)
     if not candidates:
-        smaller = _size_for(options.n, size_m, scenes, taken)
+        smaller = _size_for(options.n, size_m, scenes, pixel_m, taken)
         fix = f"use --size-m {smaller:g}" if smaller else "add scenes"
         if not dropped["test"] and not dropped["complete"]:
-            widest = max(min(s.width, s.height) * s.resolution_m for s in scenes)
+            widest = max(
+                min(s.width * pixel_m[s.path][0], s.height * pixel_m[s.path][1]) for s in scenes
+            )
             raise GeotlInputError(
                 f"no {size_m:g} m square fits in a scene (the widest is {widest:g} m across): "
                 f"{fix}",
@@ -169,7 +200,7 @@ def suggest_areas(
             region.path,
         )
     if options.n > len(candidates):
-        smaller = _size_for(options.n, size_m, scenes, taken)
+        smaller = _size_for(options.n, size_m, scenes, pixel_m, taken)
         hint = f" (--size-m {smaller:g} gives {options.n} or more)" if smaller else ""
         _check_count(options.n, len(candidates), size_m, what, region, hint=hint)
 
@@ -269,16 +300,34 @@ def _what_is_taken(region: Region, complete_source: str) -> str:
     return " and ".join(parts)
 
 
+def _pixel_sizes(scenes: list[SceneInfo]) -> dict[Path, tuple[float, float]]:
+    """Each scene's pixel on the ground (x, y metres), measured once for every size tried."""
+    return {s.path: ground_pixel_size_m(s.crs, s.transform, s.width, s.height) for s in scenes}
+
+
+def _window_px(size_m: float, pixel_m: tuple[float, float]) -> tuple[int, int]:
+    """Columns and rows of a window ``size_m`` on the ground along both axes.
+
+    >>> _window_px(6.4, (0.1, 0.1))
+    (64, 64)
+    >>> _window_px(1500.0, (19.2, 30.9))  # degrees at 51.5 N: more columns than rows
+    (78, 49)
+    """
+    return max(1, round(size_m / pixel_m[0])), max(1, round(size_m / pixel_m[1]))
+
+
 def _all_candidates(
-    scenes: list[SceneInfo], size_m: float, taken: TakenAreas
+    scenes: list[SceneInfo],
+    pixel_m: dict[Path, tuple[float, float]],
+    size_m: float,
+    taken: TakenAreas,
 ) -> tuple[list[Candidate], dict[str, int]]:
     """Every scene's candidate squares of ``size_m``, and how many were dropped and why."""
     candidates: list[Candidate] = []
     dropped = {"test": 0, "complete": 0, "nodata": 0}
     for s in scenes:
-        size_px = max(1, round(size_m / s.resolution_m))
         found, n_test, n_done = scene_candidates(
-            s, size_px, taken.test[s.path], taken.complete[s.path]
+            s, _window_px(size_m, pixel_m[s.path]), taken.test[s.path], taken.complete[s.path]
         )
         candidates += found
         dropped["test"] += n_test
@@ -286,16 +335,28 @@ def _all_candidates(
     return candidates, dropped
 
 
-def _size_for(n: int, size_m: float, scenes: list[SceneInfo], taken: TakenAreas) -> float | None:
+def _smallest_m(scenes: list[SceneInfo], pixel_m: dict[Path, tuple[float, float]]) -> float:
+    """The smallest square worth suggesting: :data:`MIN_SQUARE_PX` of every scene's coarser axis."""
+    return MIN_SQUARE_PX * max(max(pixel_m[s.path]) for s in scenes)
+
+
+def _size_for(
+    n: int,
+    size_m: float,
+    scenes: list[SceneInfo],
+    pixel_m: dict[Path, tuple[float, float]],
+    taken: TakenAreas,
+) -> float | None:
     """The largest of a few smaller squares (2 significant digits) giving ``n`` candidates.
 
-    None when even squares of 16 pixels do not.
+    None when even squares of :data:`MIN_SQUARE_PX` pixels along each axis of every scene (its coarser
+    axis: the longer side of a pixel) do not.
     """
-    smallest = 16 * max(s.resolution_m for s in scenes)
+    smallest = _smallest_m(scenes, pixel_m)
     size = size_m
     while size * 0.8 >= smallest:
         size = float(f"{size * 0.8:.2g}")
-        if len(_all_candidates(scenes, size, taken)[0]) >= n:
+        if len(_all_candidates(scenes, pixel_m, size, taken)[0]) >= n:
             return size
     return None
 

@@ -103,6 +103,7 @@ def write_contact_sheet(
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.4, rows * 2.6), dpi=100, squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
+    geographic = areas.crs is not None and areas.crs.is_geographic
     for ax, row in zip(axes.ravel(), areas.itertuples(index=False), strict=False):
         left, bottom, right, top = row.geometry.bounds
         with rasterio.open(scenes[row.scene]) as ds:
@@ -121,6 +122,8 @@ def write_contact_sheet(
                 near.boundary.clip(row.geometry).plot(ax=ax, color="yellow", linewidth=0.8)
         ax.set_xlim(left, right)
         ax.set_ylim(bottom, top)
+        if geographic:  # a degree of longitude is shorter on the ground: show the square
+            ax.set_aspect(1 / math.cos(math.radians((bottom + top) / 2)))
         ax.set_title(
             f"#{row.rank} {row.score:.3f} ~{row.expected_objects}\n{row.scene}", fontsize=7
         )

@@ -296,6 +296,7 @@ class Monitor:
         self._state: MonitorState | None = None
         self._passes: PassProcessor | None = None
         self._alerts: AlertEngine | None = None
+        self._made: list[Path] = []  # the folders entering made (the region's first run)
 
     # --- lifetime -------------------------------------------------------------------------
 
@@ -303,6 +304,8 @@ class Monitor:
         out_parent = Path(self.options.out_dir)
         if out_parent.exists() and not out_parent.is_dir():
             raise ConfigError("--out exists and is a file: choose a folder", out_parent)
+        # a folder the first run makes is removed again if that run fails on bad input
+        self._made = [p for p in (self.dir, out_parent) if not p.exists()]
         client = None
         if self.options.cluster is not None and self._detector is None:
             # before the lock: an unreachable scheduler or a refusing worker writes nothing
@@ -366,6 +369,19 @@ class Monitor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def discard_first_run(self) -> None:
+        """Remove the folders this monitor made, its region's first run having failed on input.
+
+        Some mistakes show only when the source is first searched (a ``[monitor]
+        collection`` the API lacks), after the state and folders exist: a fresh ``--out``
+        kept an empty state, ``passes/`` and ``changes/`` for a region that never ran.
+        Nothing is removed from a folder that existed before.
+        """
+        self.close()
+        for folder in self._made:
+            shutil.rmtree(folder, ignore_errors=True)
+        self._made = []
+
     def _reconnect(self) -> Any:
         """A new client on ``--cluster`` (the old one lost its scheduler), its workers checked."""
         assert self.options.cluster is not None
@@ -383,6 +399,11 @@ class Monitor:
         self._alerts = None
         self._lock.release()
         self._cluster.close()
+
+    @property
+    def is_open(self) -> bool:
+        """Inside the context manager, and not closed."""
+        return self._passes is not None
 
     @property
     def passes(self) -> PassProcessor:
@@ -628,7 +649,7 @@ def run_monitor(
         GeotlRuntimeError: the scene source cannot be searched.
     """
     with Monitor(region, options, detector=detector, stop=stop) as monitor:
-        return monitor.run_once()
+        return _first_run(monitor)
 
 
 def watch_region(
@@ -653,19 +674,30 @@ def watch_region(
         total = RunSummary(region=region.name, model_id=monitor.artefact.model_id)
         try:
             while not stop.is_set():
-                _one_round(monitor, total)
+                _one_round(monitor, total, first=total.rounds == 0)
                 if stop.wait(every_s):
                     break
         finally:
-            monitor.state.record_loop_stopped(utc_now())
+            if monitor.is_open:  # not when a failed first run discarded it
+                monitor.state.record_loop_stopped(utc_now())
         total.stopped = True
         return total
 
 
-def _one_round(monitor: Monitor, total: RunSummary) -> None:
+def _first_run(monitor: Monitor) -> RunSummary:
+    """``monitor.run_once()``; a first run of the region that fails on input leaves nothing."""
+    try:
+        return monitor.run_once()
+    except GeotlError as exc:
+        if exc.exit_code == 2:
+            monitor.discard_first_run()
+        raise
+
+
+def _one_round(monitor: Monitor, total: RunSummary, *, first: bool = False) -> None:
     """One run of :func:`watch_region`'s loop, added into ``total``."""
     try:
-        summary = monitor.run_once()
+        summary = _first_run(monitor) if first else monitor.run_once()
     except GeotlError as exc:
         if exc.exit_code == 2:
             raise

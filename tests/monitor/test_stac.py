@@ -194,7 +194,7 @@ def test_unreachable_api_is_a_runtime_error(
 
 
 def test_a_mistyped_collection_is_a_config_error_naming_the_collections(
-    stac_server: StacServer, naip_scenes: list[Path], tmp_path: Path
+    stac_server: StacServer, naip_scenes: list[Path], naip_model: Path, tmp_path: Path
 ) -> None:
     server = stac_server
     server.load_collection(collection_json("naip-quiet", "a collection with no items yet"))
@@ -208,6 +208,17 @@ def test_a_mistyped_collection_is_a_config_error_naming_the_collections(
         StacSource(load_region(region_file)).discover({}, None)
     assert err.value.exit_code == 2 and err.value.path == region_file
     assert "naip-quiet" in str(err.value) and "\n" not in str(err.value)
+    # the region's first monitor run leaves nothing behind (it kept an empty state, passes/
+    # and changes/); a folder that existed before keeps what it held
+    out = tmp_path / "out"
+    options = MonitorOptions(out_dir=out, model_dir=naip_model)
+    with pytest.raises(ConfigError, match="naip-qiuet"):
+        run_monitor(load_region(region_file), options)
+    assert not out.exists()
+    (out / "notes").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="naip-qiuet"):
+        run_monitor(load_region(region_file), options)
+    assert sorted(p.name for p in out.iterdir()) == ["notes"]
 
 
 def test_an_item_missing_an_asset_or_in_mixed_crss_waits_for_a_new_version(

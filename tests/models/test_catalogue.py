@@ -257,6 +257,10 @@ def test_import_sha_mismatch_names_both_hashes(tmp_path):
         import_weights(src, RGB_MOCO)
     assert digest in str(exc.value) and "e3a335e3" in str(exc.value)
     assert not (torch_hub_checkpoints() / src.name).exists()
+    # a path that is not there: said with the file to fetch and where from
+    with pytest.raises(BaseModelError, match="not found: check the path, or download") as exc:
+        import_weights(tmp_path / "nowhere.pth", RGB_MOCO)
+    assert "resnet18_sentinel2_rgb_moco-e3a335e3.pth from https://" in str(exc.value)
 
 
 def test_efficientnet_lite0_maps_key_for_key_onto_timm(shared_data):

@@ -369,9 +369,13 @@ def import_weights(file: str | Path, entry_id: str, *, overwrite: bool = False) 
         )
     entry = TorchgeoBase().describe(entry_id)
     weights = torchgeo_weights()[entry.id]
-    if not file.is_file():
-        raise BaseModelError("weights file not found", file)
     filename = checkpoint_name(weights)
+    if not file.is_file():
+        raise BaseModelError(
+            f"weights file not found: check the path, or download {filename} from "
+            f"{weights.url} on a machine that can",
+            file,
+        )
     prefix = _hash_prefix(filename)
     if prefix is None and entry.encoder is None:
         # no hash to compare and no network to build: nothing could tell junk from weights

@@ -428,9 +428,8 @@ def test_a_per_pixel_model_exports_and_equals_torch(
     torch_fg = TorchEngine(art.network, art.device).probabilities(x)
     for name, int8 in (("fp32", False), ("int8", True)):
         out = tmp_path / f"{name}.onnx"
-        export_onnx(
-            model, out, tile_px=64, int8=int8, chips_dir=demo_chips, region_path=DEMO_REGION
-        )
+        calibration = {"chips_dir": demo_chips, "region_path": DEMO_REGION} if int8 else {}
+        export_onnx(model, out, tile_px=64, int8=int8, **calibration)
         ort_fg = engine_for(load_model(out, "onnxruntime")).probabilities(x)
         assert ort_fg.shape == torch_fg.shape == (len(x), 1, 64, 64)
         err = float(np.abs(ort_fg - torch_fg)[:, 0][valid].mean())

@@ -296,7 +296,7 @@ class Monitor:
         self._state: MonitorState | None = None
         self._passes: PassProcessor | None = None
         self._alerts: AlertEngine | None = None
-        self._made: list[Path] = []  # the folders entering made (the region's first run)
+        self._made: list[Path] = []  # the folders entering made, until the first run ends
 
     # --- lifetime -------------------------------------------------------------------------
 
@@ -369,18 +369,24 @@ class Monitor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def discard_first_run(self) -> None:
-        """Remove the folders this monitor made, its region's first run having failed on input.
+    def run(self) -> RunSummary:
+        """:meth:`run_once`; the region's first run, failing on bad input, leaves nothing.
 
         Some mistakes show only when the source is first searched (a ``[monitor]
         collection`` the API lacks), after the state and folders exist: a fresh ``--out``
-        kept an empty state, ``passes/`` and ``changes/`` for a region that never ran.
-        Nothing is removed from a folder that existed before.
+        kept an empty state, ``passes/`` and ``changes/`` for a region that never ran. The
+        folders entering made are removed then; nothing is removed from a folder that
+        existed before, nor after the region's first run.
         """
-        self.close()
-        for folder in self._made:
-            shutil.rmtree(folder, ignore_errors=True)
-        self._made = []
+        made, self._made = self._made, []
+        try:
+            return self.run_once()
+        except GeotlError as exc:
+            if exc.exit_code == 2 and made:
+                self.close()
+                for folder in made:
+                    shutil.rmtree(folder, ignore_errors=True)
+            raise
 
     def _reconnect(self) -> Any:
         """A new client on ``--cluster`` (the old one lost its scheduler), its workers checked."""
@@ -649,7 +655,7 @@ def run_monitor(
         GeotlRuntimeError: the scene source cannot be searched.
     """
     with Monitor(region, options, detector=detector, stop=stop) as monitor:
-        return _first_run(monitor)
+        return monitor.run()
 
 
 def watch_region(
@@ -674,7 +680,7 @@ def watch_region(
         total = RunSummary(region=region.name, model_id=monitor.artefact.model_id)
         try:
             while not stop.is_set():
-                _one_round(monitor, total, first=total.rounds == 0)
+                _one_round(monitor, total)
                 if stop.wait(every_s):
                     break
         finally:
@@ -684,20 +690,10 @@ def watch_region(
         return total
 
 
-def _first_run(monitor: Monitor) -> RunSummary:
-    """``monitor.run_once()``; a first run of the region that fails on input leaves nothing."""
-    try:
-        return monitor.run_once()
-    except GeotlError as exc:
-        if exc.exit_code == 2:
-            monitor.discard_first_run()
-        raise
-
-
-def _one_round(monitor: Monitor, total: RunSummary, *, first: bool = False) -> None:
+def _one_round(monitor: Monitor, total: RunSummary) -> None:
     """One run of :func:`watch_region`'s loop, added into ``total``."""
     try:
-        summary = _first_run(monitor) if first else monitor.run_once()
+        summary = monitor.run()
     except GeotlError as exc:
         if exc.exit_code == 2:
             raise

@@ -165,13 +165,19 @@ def select_objects(
     classes = {object_class.get(i) for i in ids}
     if len(classes) < 2 or len(classes) > max_labels:
         return set(chosen)
+    drawn = [object_class.get(j) for j in chosen]
+    missing = classes - set(drawn)
     for i in order[max_labels:]:
-        drawn = [object_class.get(j) for j in chosen]
-        if object_class.get(i) in drawn:
+        if not missing:
+            break
+        kind = object_class.get(i)
+        if kind not in missing:
             continue
+        # more draws than classes: the class drawn most has two or more, so none goes missing
         most = max(set(drawn), key=lambda c: (drawn.count(c), str(c)))
         last = max(k for k, c in enumerate(drawn) if c == most)
-        chosen[last] = i
+        chosen[last], drawn[last] = i, kind
+        missing.discard(kind)
     return set(chosen)
 
 

@@ -534,9 +534,8 @@ def _train(
         network, spec = pixel.network, pixel.spec
         score, record = pixel.val_iou, pixel.threshold
     threshold = _choose_threshold(task, record, score, first)
-    kept_network = (
-        network  # the validated weights (a refit's are not): val scores the seeds on them
-    )
+    # the validated weights (a refit's are not): val scores the seed thresholds on them
+    kept_network = network
     records = sets.records
     refit: dict[str, Any] | None = None
     if settings.refit and (sets.val is sets.train or best.state is None):
@@ -977,7 +976,7 @@ def _choose_threshold(
 #: a validation score below this multiple of the constant map's is no better than it
 FLOOR_MARGIN = 1.02
 
-#: the watershed seed thresholds an instance model's val chips choose from
+#: the watershed seed thresholds an instance model's val chips are scored at
 SEED_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 

@@ -16,11 +16,12 @@ one object. How strong the border and contact maps come out differs from region 
 and with it how many seeds a threshold gives (too few: touching objects merge; too many:
 objects split), so the card carries it (``seed_threshold``:
 :data:`~geotl.models.artefact.SEED_THRESHOLD` unless the training region set one, with the
-val chips' object F1 at a grid of thresholds as a guide). Because a component is split from its own pixels only (cut to its bounding
-box), the split is the same whatever window it is read from: window-by-window extraction
-equals whole-scene extraction as long as every component is read whole, which the halo
-loop (:func:`geotl.predict.vectorise.objects_by_windows`) ensures. Components that touch
-(of different classes) make a *cluster*, a 4-connected region of foreground, which belongs
+val chips' object F1 at a grid of thresholds as a guide). Because a component is split
+from its own pixels only (cut to its bounding box), the split is the same whatever window
+it is read from: window-by-window extraction equals whole-scene extraction as long as
+every component is read whole, which the halo loop
+(:func:`geotl.predict.vectorise.objects_by_windows`) ensures. Components that touch (of
+different classes) make a *cluster*, a 4-connected region of foreground, which belongs
 to the core window that holds its first pixel (segmentation's rule, applied to clusters):
 that window reads it whole, splits its components and gives all their objects, so a
 cluster across many windows (a closed canopy) is read whole and split once, not once per

@@ -36,12 +36,15 @@ from rasterio.windows import Window
 from scipy import ndimage
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
+from skimage.segmentation import flood
 
 from geotl.chips.labels import IGNORE
 
 __all__ = [
+    "FLOOD_SEEDS",
     "NODATA_CLASS",
     "CoreProgress",
+    "EarlierRead",
     "VectorObject",
     "WindowExtractor",
     "class_map_from_foreground",
@@ -49,6 +52,8 @@ __all__ = [
     "classes_present",
     "core_windows",
     "drop_small",
+    "first_pixel",
+    "flood_owned",
     "label_classes",
     "labels_starting_in",
     "min_pixels_for",
@@ -69,6 +74,10 @@ _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
 # an object across the whole scene (a closed canopy) is then read in 3 windows, not 5, of a
 # 2048 px scene; each read labels its whole window (BENCHMARKS.md, issue 10, stop 26)
 HALO_GROWTH = 4
+# a retry floods the objects an earlier read cut from their first pixels (each flood costs a
+# pass over the window) instead of labelling the whole wider window; beyond this many it
+# labels (BENCHMARKS.md, issue 10, stop 43)
+FLOOD_SEEDS = 8
 
 
 @dataclass(frozen=True)
@@ -501,15 +510,16 @@ def vectorise_labels(
     firsts = _first_pixels(labels, [s if keep[i] else None for i, s in enumerate(slices, 1)])
     px_transform = Affine.translation(col_off, row_off)
     # only the kept labels are traced (the others are masked out: same rings for the kept)
+    kept = keep[labels]
     traced = list(
-        rasterio.features.shapes(labels, mask=keep[labels], connectivity=4, transform=px_transform)
+        rasterio.features.shapes(labels, mask=kept, connectivity=4, transform=px_transform)
     )
     nodes, group_of = None, None
     if groups is not None and simplify_px > 0:
         # the members of a group in label order, whatever order the tracer gave them in
         traced.sort(key=lambda t: int(t[1]))
         group_of = np.asarray(groups)[[int(v) for _, v in traced]]
-        nodes = _node_corners(np.where(keep[labels], labels, 0))
+        nodes = _node_corners(np.where(kept, labels, 0))
     geoms = _finish_geometries(
         _polygons_from_shapes(
             [g for g, _ in traced], min_hole_px=min_pixels, nodes=nodes, origin=(row_off, col_off)
@@ -555,15 +565,15 @@ def vectorise_window(
     scores: np.ndarray | None = None,
     simplify_px: float = 1.0,
     min_pixels: int = 1,
-    done: Window | None = None,
-) -> tuple[list[VectorObject], bool]:
+    earlier: EarlierRead | None = None,
+) -> tuple[list[VectorObject], list[tuple[int, int]]]:
     """Vectorise the objects a core window *owns*, from a read window with a halo.
 
     Ownership rule: an object belongs to the core window that holds its first pixel in
     raster order. An owned object that touches an edge of the read window that is not a
     scene edge may continue outside it: the caller must retry with a larger halo, and the
-    objects that were whole are returned all the same; the retry passes the earlier read
-    window as ``done`` and gets only the objects it did not have (:func:`whole_in`).
+    objects that were whole are returned all the same; the retry passes what the earlier
+    read left (``earlier``) and gets only the objects it did not have.
 
     Args:
         class_map: the class map of the read window.
@@ -574,44 +584,62 @@ def vectorise_window(
         scores: optional scores for the read window.
         simplify_px: see :func:`vectorise`.
         min_pixels: see :func:`vectorise`.
-        done: the read window of an earlier call for this core, whose whole objects the
-            caller has: they are left out.
+        earlier: the earlier read for this core, whose whole objects the caller has: they
+            are left out (:class:`EarlierRead`).
 
     Returns:
-        ``(owned objects, complete)``; when ``complete`` is false some owned object
-        reached the halo's edge: it is left out, and the caller reads again with a larger
-        halo.
+        ``(owned objects, cut)``: ``cut`` holds the first pixels (global) of the owned
+        objects that reached the halo's edge: they are left out, and the caller reads
+        again with a larger halo; empty when every owned object was whole.
 
     >>> cm = np.zeros((6, 6), dtype=np.uint8); cm[2:4, 0:6] = 1
-    >>> objs, ok = vectorise_window(cm[:, :4], Affine.identity(), read_window=Window(0, 0, 4, 6),
+    >>> objs, cut = vectorise_window(cm[:, :4], Affine.identity(), read_window=Window(0, 0, 4, 6),
     ...     core_window=Window(0, 0, 2, 6), scene_shape=(6, 6), simplify_px=0)
-    >>> ok
-    False
-    >>> objs, ok = vectorise_window(cm, Affine.identity(), read_window=Window(0, 0, 6, 6),
-    ...     core_window=Window(0, 0, 2, 6), scene_shape=(6, 6), simplify_px=0)
-    >>> ok, len(objs), objs[0].geometry.area
-    (True, 1, 12.0)
+    >>> cut
+    [(2, 0)]
+    >>> objs, cut = vectorise_window(cm, Affine.identity(), read_window=Window(0, 0, 6, 6),
+    ...     core_window=Window(0, 0, 2, 6), scene_shape=(6, 6), simplify_px=0,
+    ...     earlier=EarlierRead(Window(0, 0, 4, 6), ((2, 0),)))
+    >>> cut, len(objs), objs[0].geometry.area
+    ([], 1, 12.0)
     """
     if class_map.shape[0] == 0 or class_map.shape[1] == 0:
-        return [], True
-    labels, label_class = label_classes(class_map)
-    # ownership and cuts from the labels alone: only owned objects are traced
-    slices = drop_small(labels, ndimage.find_objects(labels), min_pixels, read_window, scene_shape)
-    owned_labels: list[int] = []
-    complete = True
-    core_local = Window(
-        core_window.col_off - read_window.col_off,
-        core_window.row_off - read_window.row_off,
-        core_window.width,
-        core_window.height,
-    )
-    for lab in labels_starting_in(labels, slices, core_local):
-        sl = slices[lab - 1]
-        assert sl is not None
-        if touches_cut_edge(sl, read_window, scene_shape):
-            complete = False  # may continue outside: read again with a larger halo
-        elif not whole_in(done, sl, read_window, scene_shape):
-            owned_labels.append(lab)
+        return [], []
+    cut: list[tuple[int, int]] = []
+    if earlier is not None and earlier.floods:
+        # only the objects the earlier read cut can be owned and new here
+        found, cut = flood_owned(
+            class_map, earlier.seeds, read_window, core_window, scene_shape, min_pixels
+        )
+        labels = np.zeros(class_map.shape, dtype=np.int32)
+        label_class, slices = [0], []
+        for lab, (box, mask) in enumerate(found, start=1):
+            labels[box][mask] = lab
+            label_class.append(int(class_map[box][0, np.argmax(mask[0])]))
+            slices.append(box)
+        owned_labels = list(range(1, len(found) + 1))
+    else:
+        labels, label_class = label_classes(class_map)
+        # ownership and cuts from the labels alone: only owned objects are traced
+        slices = drop_small(
+            labels, ndimage.find_objects(labels), min_pixels, read_window, scene_shape
+        )
+        owned_labels = []
+        core_local = Window(
+            core_window.col_off - read_window.col_off,
+            core_window.row_off - read_window.row_off,
+            core_window.width,
+            core_window.height,
+        )
+        done = None if earlier is None else earlier.window
+        for lab in labels_starting_in(labels, slices, core_local):
+            sl = slices[lab - 1]
+            assert sl is not None
+            if touches_cut_edge(sl, read_window, scene_shape):
+                # may continue outside: read again with a larger halo
+                cut.append(first_pixel(labels, lab, sl, read_window))
+            elif not whole_in(done, sl, read_window, scene_shape):
+                owned_labels.append(lab)
     owned = vectorise_owned(
         labels,
         label_class,
@@ -624,7 +652,7 @@ def vectorise_window(
         row_off=read_window.row_off,
         col_off=read_window.col_off,
     )
-    return owned, complete
+    return owned, cut
 
 
 def touches_cut_edge(
@@ -717,6 +745,103 @@ def whole_in(
         and (bottom < d_bottom or d_bottom == scene_shape[0])
         and (right < d_right or d_right == scene_shape[1])
     )
+
+
+@dataclass(frozen=True)
+class EarlierRead:
+    """What an earlier read of a core window left for the next, wider one.
+
+    Attributes:
+        window: the earlier read window; the objects whole in it were returned
+            (:func:`whole_in`).
+        seeds: the first pixels ``(row, col)`` (global) of the owned objects it cut:
+            pieces that may continue outside it. The owned objects the next read can add
+            are the ones through these pixels (and no others: an owned object that is not
+            whole in ``window`` has its first pixel there, on a piece that reaches an edge).
+    """
+
+    window: Window
+    seeds: tuple[tuple[int, int], ...]
+
+    @property
+    def floods(self) -> bool:
+        """Whether flooding from the seeds is cheaper than labelling the wider window."""
+        return len(self.seeds) <= FLOOD_SEEDS
+
+
+def first_pixel(
+    labels: np.ndarray, lab: int, sl: tuple[slice, slice], read_window: Window
+) -> tuple[int, int]:
+    """The global ``(row, col)`` of label ``lab``'s first pixel; ``sl`` its box in ``labels``.
+
+    >>> first_pixel(np.array([[0, 0, 1], [1, 1, 1]]), 1, (slice(0, 2), slice(0, 3)), Window(5, 2, 3, 2))
+    (2, 7)
+    """
+    return read_window.row_off + sl[0].start, read_window.col_off + _first_column(labels, lab, sl)
+
+
+def flood_owned(
+    values: np.ndarray,
+    seeds: Iterable[tuple[int, int]],
+    read_window: Window,
+    core_window: Window,
+    scene_shape: tuple[int, int],
+    min_pixels: int = 1,
+) -> tuple[list[tuple[tuple[slice, slice], np.ndarray]], list[tuple[int, int]]]:
+    """The owned objects through ``seeds`` in a read: ``([(box, mask in box)], cut)``.
+
+    An object is a 4-connected region of one value of ``values`` (the read window's array;
+    ``seeds`` are global pixels of objects, never of background). Each is flooded from its
+    seed (scikit-image's flood fill: one pass over the window, not a labelling of it), and
+    kept when ``core_window`` (global) holds its first pixel, it has ``min_pixels`` pixels
+    and it touches no edge of ``read_window`` that is not the scene's; owned objects that
+    do are *cut*: their first pixels (global) come back in ``cut``. Objects in raster
+    order of their first pixel, as :func:`scipy.ndimage.label` numbers them.
+
+    >>> v = np.zeros((4, 6), dtype=np.uint8); v[1, 1:5] = 1; v[3, 0:2] = 2
+    >>> found, cut = flood_owned(v, [(1, 3), (1, 1), (3, 0)], Window(0, 0, 6, 4),
+    ...     Window(0, 0, 3, 3), (4, 6))
+    >>> [(box, mask.sum()) for box, mask in found], cut
+    ([((slice(1, 2, None), slice(1, 5, None)), np.int64(4))], [])
+    >>> found, cut = flood_owned(v[:, :4], [(1, 1)], Window(0, 0, 4, 4), Window(0, 0, 3, 3), (4, 6))
+    >>> found, cut
+    ([], [(1, 1)])
+    """
+    r0, c0 = read_window.row_off, read_window.col_off
+    core = Window(
+        core_window.col_off - c0, core_window.row_off - r0, core_window.width, core_window.height
+    )
+    found: list[tuple[tuple[int, int], tuple[slice, slice], np.ndarray]] = []
+    cut: list[tuple[int, int]] = []
+    seen: list[tuple[tuple[slice, slice], np.ndarray]] = []  # every object flooded
+    for row, col in sorted(set(seeds)):
+        r, c = row - r0, col - c0
+        if any(
+            b[0].start <= r < b[0].stop
+            and b[1].start <= c < b[1].stop
+            and m[r - b[0].start, c - b[1].start]
+            for b, m in seen
+        ):
+            continue  # another seed of an object already flooded
+        full = flood(values, (r, c), connectivity=1)
+        rows = np.flatnonzero(full.any(axis=1))
+        top, bottom = int(rows[0]), int(rows[-1]) + 1
+        cols = np.flatnonzero(full[top:bottom].any(axis=0))
+        box = (slice(top, bottom), slice(int(cols[0]), int(cols[-1]) + 1))
+        mask = full[box].copy()
+        seen.append((box, mask))
+        first = (top, box[1].start + int(np.argmax(mask[0])))
+        if not (
+            core.row_off <= first[0] < core.row_off + core.height
+            and core.col_off <= first[1] < core.col_off + core.width
+        ):
+            continue  # another core's
+        if touches_cut_edge(box, read_window, scene_shape):
+            cut.append((first[0] + r0, first[1] + c0))
+        elif np.count_nonzero(mask) >= min_pixels:
+            found.append((first, box, mask))
+    found.sort(key=lambda f: f[0])
+    return [(box, mask) for _, box, mask in found], sorted(cut)
 
 
 def vectorise_owned(
@@ -873,8 +998,8 @@ def vectorise_by_windows(
         data: tuple[np.ndarray, np.ndarray | None],
         read_window: Window,
         core_window: Window,
-        done: Window | None,
-    ) -> tuple[list[VectorObject], bool]:
+        earlier: EarlierRead | None,
+    ) -> tuple[list[VectorObject], list[tuple[int, int]]]:
         class_map, scores = data
         return vectorise_window(
             class_map,
@@ -885,18 +1010,21 @@ def vectorise_by_windows(
             scores=scores,
             simplify_px=simplify_px,
             min_pixels=min_pixels,
-            done=done,
+            earlier=earlier,
         )
 
     yield from objects_by_windows(read, extract, scene_shape, window_px=window_px, halo_px=halo_px)
 
 
-WindowExtractor = Callable[[Any, Window, Window, Window | None], tuple[list[VectorObject], bool]]
-"""``extract(data, read_window, core_window, done) -> (owned objects, complete)``.
+WindowExtractor = Callable[
+    [Any, Window, Window, EarlierRead | None], tuple[list[VectorObject], list[tuple[int, int]]]
+]
+"""``extract(data, read_window, core_window, earlier) -> (owned objects, cut)``.
 
-The owned objects that are whole in ``read_window``, less those whole in ``done`` (the
-read window of the previous call for this core, None at the first; :func:`whole_in`);
-``complete`` is false when some owned object may continue outside ``read_window``.
+The owned objects that are whole in ``read_window``, less those the previous call for this
+core returned (``earlier``, None at the first: :class:`EarlierRead`); ``cut`` holds the
+first pixels (global) of the owned objects that may continue outside ``read_window``,
+empty when there are none.
 """
 
 
@@ -926,12 +1054,13 @@ class CoreProgress:
 
     Attributes:
         owned: the core's objects found whole so far.
-        done: the last window read whole (objects whole in it are not made again).
+        earlier: the last read and the owned objects it cut (objects whole in it are not
+            made again).
         halo_px: the halo of the next read.
     """
 
     owned: list[VectorObject] = field(default_factory=list)
-    done: Window | None = None
+    earlier: EarlierRead | None = None
     halo_px: int = 0
 
 
@@ -948,9 +1077,9 @@ def objects_by_windows(
     """The halo loop shared by every task's object extractor.
 
     Core windows tile the scene; each is read with a halo and ``extract`` returns the
-    objects the core owns that are whole, and whether those are all; when not, the window
-    is read again with a halo :data:`HALO_GROWTH` times as wide, and only the objects that
-    were cut are made again.
+    objects the core owns that are whole, and the first pixels of those that were cut; when
+    there are some, the window is read again with a halo :data:`HALO_GROWTH` times as wide,
+    and only the objects that were cut are made again.
 
     Args:
         read: reads the data of a window ``(row_off, col_off, height, width)``.
@@ -978,11 +1107,12 @@ def objects_by_windows(
             r1 = min(core.row_off + core.height + halo, scene_h)
             c1 = min(core.col_off + core.width + halo, scene_w)
             read_window = Window(c0, r0, c1 - c0, r1 - r0)
-            whole, complete = extract(read(r0, c0, r1 - r0, c1 - c0), read_window, core, state.done)
+            data = read(r0, c0, r1 - r0, c1 - c0)
+            whole, cut = extract(data, read_window, core, state.earlier)
             state.owned.extend(whole)
-            if complete:
+            if not cut:
                 break
-            state.done, halo = read_window, halo * HALO_GROWTH
+            state.earlier, halo = EarlierRead(read_window, tuple(cut)), halo * HALO_GROWTH
         # raster order inside the core, however many reads it took
         yield from sorted(state.owned, key=lambda o: (o.first_px, o.class_index))
 

@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import rasterio
 import torch
 from affine import Affine
 from rasterio.crs import CRS
 
+import geotl.predict.vectorise as vec
 from geotl.models.artefact import Artefact, BaseModelRef, ModelCard, Normalisation, write_artefact
 from geotl.models.network import NetworkSpec, build_network
 
@@ -164,3 +166,17 @@ def write_texture_model(model_dir: Path, seed: int = 0) -> ModelCard:
     c = card()
     torch.manual_seed(seed)
     return write_artefact(model_dir, build_network(c.network), c)
+
+
+def count_floods(monkeypatch: pytest.MonkeyPatch, flood_seeds: int) -> list[int]:
+    """Retries flood at most ``flood_seeds`` seeds (else label): how many floods ran."""
+    monkeypatch.setattr(vec, "FLOOD_SEEDS", flood_seeds)
+    floods: list[int] = []
+    real = vec.flood
+
+    def counted(*args: object, **kwargs: object) -> np.ndarray:
+        floods.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(vec, "flood", counted)
+    return floods

@@ -11,7 +11,9 @@ from scipy import ndimage
 from geotl.chips.targets import instance_targets
 from geotl.predict.objects import InstanceExtractor, SegmentationExtractor, extractor_for
 from geotl.predict.objects.instances import split_instances
-from geotl.predict.vectorise import vectorise_labels
+from geotl.predict.vectorise import FLOOD_SEEDS, vectorise_labels
+
+from . import data
 
 T = Affine(0.5, 0, 1000.0, 0, -0.5, 2000.0)
 
@@ -75,7 +77,16 @@ def test_component_without_seed_stays_one_object() -> None:
 
 @pytest.mark.parametrize("window_px,halo_px", [(9, 1), (23, 4), (40, 16), (64, 2), (500, 64)])
 @pytest.mark.parametrize("simplify_px", [0.0, 1.0])
-def test_windows_equal_whole_scene(window_px: int, halo_px: int, simplify_px: float) -> None:
+@pytest.mark.parametrize("flood_seeds", [0, FLOOD_SEEDS, 10**6])
+def test_windows_equal_whole_scene(
+    window_px: int,
+    halo_px: int,
+    simplify_px: float,
+    flood_seeds: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a retry labels its whole window or floods the clusters the earlier read cut: the same
+    floods = data.count_floods(monkeypatch, flood_seeds)
     inst, noise = _touching_discs(1)
     planes = _planes(inst, noise)
     ex = InstanceExtractor(1)
@@ -108,12 +119,17 @@ def test_windows_equal_whole_scene(window_px: int, halo_px: int, simplify_px: fl
         assert a.score == pytest.approx(b.score, rel=1e-12)
     if window_px < 100:
         assert min(h for h, _ in reads) < inst.shape[0]
+        assert (len(floods) > 0) == (flood_seeds > 0)
 
 
 @pytest.mark.parametrize("window_px,halo_px", [(9, 1), (23, 4), (64, 2)])
-def test_windows_equal_whole_scene_with_specks(window_px: int, halo_px: int) -> None:
+@pytest.mark.parametrize("flood_seeds", [0, 10**6])
+def test_windows_equal_whole_scene_with_specks(
+    window_px: int, halo_px: int, flood_seeds: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # specks on window edges: a speck cut by a halo edge may be larger outside, so the
     # window is read again before it is left out
+    data.count_floods(monkeypatch, flood_seeds)
     inst, noise = _touching_discs(4)
     inst[::7, ::9] = np.where(inst[::7, ::9] == 0, 999, inst[::7, ::9])
     planes = _planes(inst, noise)

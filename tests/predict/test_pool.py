@@ -98,7 +98,7 @@ def test_strip_resumed_where_it_stopped_gives_the_whole_scene_objects(tmp_path: 
     task, raw = _first_row_task(tmp_path, ex, planes, 6, rows_ready=12)
     early = extract_strip(task)
     assert early.cores_done == 0 and 12 < early.need_rows <= 40
-    assert early.resume is not None and early.resume.done is not None
+    assert early.resume is not None and early.resume.earlier is not None
     assert len(early.resume.owned) == 1  # the small object: kept, not made again
     assert early.resume.halo_px == early.need_rows - 6  # the read that could not be made
     ready = {**vars(task), "rows_ready": 40}

@@ -19,6 +19,8 @@ from geotl.predict.vectorise import (
     vectorise_by_windows,
 )
 
+from . import data
+
 T = Affine(0.5, 0, 400_000, 0, -0.5, 3_000_000)
 
 
@@ -49,9 +51,17 @@ def _key(o: vec.VectorObject) -> tuple[tuple[int, int], int]:
 
 @pytest.mark.parametrize("window_px,halo_px", [(7, 1), (16, 4), (33, 2), (50, 8), (1000, 64)])
 @pytest.mark.parametrize("simplify_px,min_pixels", [(0.0, 3), (1.0, 3), (1.0, 30)])
+@pytest.mark.parametrize("flood_seeds", [0, vec.FLOOD_SEEDS, 10**6])
 def test_windows_equal_whole_scene(
-    window_px: int, halo_px: int, simplify_px: float, min_pixels: int
+    window_px: int,
+    halo_px: int,
+    simplify_px: float,
+    min_pixels: int,
+    flood_seeds: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # a retry labels its whole window or floods the objects the earlier read cut: the same
+    floods = data.count_floods(monkeypatch, flood_seeds)
     cm, scores = _blobs(0)
     whole = vectorise(cm, T, scores=scores, simplify_px=simplify_px, min_pixels=min_pixels)
     reads: list[tuple[int, int]] = []
@@ -82,6 +92,7 @@ def test_windows_equal_whole_scene(
     assert sum(o.geometry.area for o in tiled) == pytest.approx(sum(o.geometry.area for o in whole))
     if window_px < 100:
         assert min(h for h, _ in reads) < cm.shape[0]  # really windowed
+        assert (len(floods) > 0) == (flood_seeds > 0)
 
 
 def test_hole_kept_and_georeferenced() -> None:

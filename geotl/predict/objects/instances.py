@@ -50,11 +50,15 @@ from skimage.segmentation import watershed
 from geotl.models.artefact import SEED_THRESHOLD
 from geotl.predict.objects.base import ObjectExtractor, class_probabilities
 from geotl.predict.vectorise import (
+    NODATA_CLASS,
+    EarlierRead,
     VectorObject,
     WindowExtractor,
     class_map_from_foreground,
     classes_present,
     drop_small,
+    first_pixel,
+    flood_owned,
     labels_starting_in,
     touches_cut_edge,
     vectorise_labels,
@@ -140,9 +144,9 @@ def _split_window(
     core: Window | None = None,
     read_window: Window | None = None,
     scene_shape: tuple[int, int] | None = None,
-    done: Window | None = None,
-) -> tuple[np.ndarray, list[int], list[int], bool, tuple[slice, slice]]:
-    """Label objects: ``(labels, class and group of each label, complete, box of them all)``.
+    earlier: EarlierRead | None = None,
+) -> tuple[np.ndarray, list[int], list[int], list[tuple[int, int]], tuple[slice, slice]]:
+    """Label objects: ``(labels in box, class and group of each label, cut, box)``.
 
     Objects are split from components (4-connected regions of one class); the components
     that touch, of different classes, make a *cluster* (a 4-connected region of
@@ -151,51 +155,76 @@ def _split_window(
     With ``core`` (in the array), only the clusters whose first pixel (raster order) it
     holds: the core window *owns* them and all their objects. With ``read_window`` (where
     the array lies in a scene of ``scene_shape``), owned clusters that touch an edge of it
-    that is not the scene's may continue outside: they are left out and ``complete`` is
-    false; so are the clusters whole in ``done`` (an earlier read,
-    :func:`~geotl.predict.vectorise.whole_in`). Components of fewer than ``min_pixels``
+    that is not the scene's may continue outside: they are left out and their first pixels
+    (global) are ``cut``; so are the clusters an earlier read returned (``earlier``: only
+    those through its seeds can be new, flooded from them,
+    :func:`~geotl.predict.vectorise.flood_owned`). Components of fewer than ``min_pixels``
     pixels are left out too: every object split from them would be dropped as smaller.
+    ``labels`` cover ``box`` only (the owned clusters' box); ``class_map`` may be the
+    float plane of a class map.
     """
-    labels = np.zeros(class_map.shape, dtype=np.int32)
+    class_map = np.asarray(class_map, dtype=np.uint8)  # once, not per comparison
     label_class: list[int] = [0]
     groups: list[int] = [0]
-    complete = True
-    top, left, bottom, right = class_map.shape[0], class_map.shape[1], 0, 0
-    classes = classes_present(class_map)
-    foreground = class_map == classes[0] if len(classes) == 1 else np.isin(class_map, classes)
-    clusters, n = ndimage.label(foreground, structure=_CROSS, output=np.int32)
-    slices = drop_small(
-        clusters, ndimage.find_objects(clusters), min_pixels, read_window, scene_shape
-    )
-    owned = range(1, n + 1) if core is None else labels_starting_in(clusters, slices, core)
-    for k in owned:
-        sl = slices[k - 1]
-        if sl is None:
-            continue
-        if read_window is not None and scene_shape is not None:
-            if touches_cut_edge(sl, read_window, scene_shape):
-                complete = False
-                continue
-            if whole_in(done, sl, read_window, scene_shape):
-                continue
-        in_cluster = clusters[sl] == k
-        view, seed_box = labels[sl], seed[sl]
+    cut: list[tuple[int, int]] = []
+    one: int | None = None  # the window's only class, when it has one
+    owned: list[tuple[int, tuple[slice, slice], np.ndarray]] = []  # (group, box, in cluster)
+    if earlier is not None and earlier.floods and read_window is not None and core is not None:
+        assert scene_shape is not None
+        foreground = class_map != 0
+        foreground &= class_map != NODATA_CLASS
+        global_core = Window(
+            core.col_off + read_window.col_off,
+            core.row_off + read_window.row_off,
+            core.width,
+            core.height,
+        )
+        found, cut = flood_owned(
+            foreground.view(np.uint8),
+            earlier.seeds,
+            read_window,
+            global_core,
+            scene_shape,
+            min_pixels,
+        )
+        owned = [(k, box, mask) for k, (box, mask) in enumerate(found, start=1)]
+    else:
+        classes = classes_present(class_map)
         one = classes[0] if len(classes) == 1 else None
+        foreground = class_map == one if one is not None else np.isin(class_map, classes)
+        clusters, n = ndimage.label(foreground, structure=_CROSS, output=np.int32)
+        slices = drop_small(
+            clusters, ndimage.find_objects(clusters), min_pixels, read_window, scene_shape
+        )
+        done = None if earlier is None else earlier.window
+        ks = range(1, n + 1) if core is None else labels_starting_in(clusters, slices, core)
+        for k in ks:
+            sl = slices[k - 1]
+            if sl is None:
+                continue
+            if read_window is not None and scene_shape is not None:
+                if touches_cut_edge(sl, read_window, scene_shape):
+                    cut.append(first_pixel(clusters, k, sl, read_window))
+                    continue
+                if whole_in(done, sl, read_window, scene_shape):
+                    continue
+            owned.append((k, sl, clusters[sl] == k))
+    # labels over the owned clusters' box only: a wide read is mostly other cores' pixels
+    top = min((sl[0].start for _, sl, _ in owned), default=0)
+    left = min((sl[1].start for _, sl, _ in owned), default=0)
+    bottom = max((sl[0].stop for _, sl, _ in owned), default=0)
+    right = max((sl[1].stop for _, sl, _ in owned), default=0)
+    labels = np.zeros((bottom - top, right - left), dtype=np.int32)
+    for k, sl, in_cluster in owned:
+        view = labels[sl[0].start - top : sl[0].stop - top, sl[1].start - left : sl[1].stop - left]
+        seed_box = seed[sl]
         for cls_i, box, mask in _components(class_map[sl], in_cluster, min_pixels, one):
             parts, m = split_component(mask, seed_box[box], min_seed_px, seed_threshold)
             base = len(label_class) - 1
             view[box][mask] = parts[mask] + base
             label_class.extend([cls_i] * m)
             groups.extend([k] * m)
-        top, bottom = min(top, sl[0].start), max(bottom, sl[0].stop)
-        left, right = min(left, sl[1].start), max(right, sl[1].stop)
-    return (
-        labels,
-        label_class,
-        groups,
-        complete,
-        (slice(top, max(top, bottom)), slice(left, max(left, right))),
-    )
+    return labels, label_class, groups, cut, (slice(top, bottom), slice(left, right))
 
 
 def _components(
@@ -241,9 +270,11 @@ def split_instances(
         min_pixels: components with fewer pixels are left out (background).
         seed_threshold: the seed score a seed pixel reaches.
     """
-    labels, label_class, _, _, _ = _split_window(
+    in_box, label_class, _, _, box = _split_window(
         class_map, seed, min_seed_px, seed_threshold=seed_threshold, min_pixels=min_pixels
     )
+    labels = np.zeros(class_map.shape, dtype=np.int32)
+    labels[box] = in_box
     return labels, label_class
 
 
@@ -305,8 +336,8 @@ class InstanceExtractor(ObjectExtractor):
         self, planes: np.ndarray, transform: Affine, *, simplify_px: float, min_pixels: int
     ) -> list[VectorObject]:
         """Separated objects of a whole array."""
-        labels, label_class, groups, _, _ = _split_window(
-            planes[0].astype(np.uint8),
+        labels, label_class, groups, _, box = _split_window(
+            planes[0],
             planes[2],
             _min_seed_px(min_pixels),
             seed_threshold=self.seed_threshold,
@@ -316,9 +347,11 @@ class InstanceExtractor(ObjectExtractor):
             labels,
             label_class,
             transform,
-            scores=planes[1],
+            scores=planes[1][box],
             simplify_px=simplify_px,
             min_pixels=min_pixels,
+            row_off=box[0].start,
+            col_off=box[1].start,
             groups=np.asarray(groups),
         )
 
@@ -341,8 +374,8 @@ class InstanceExtractor(ObjectExtractor):
             planes: np.ndarray,
             read_window: Window,
             core_window: Window,
-            done: Window | None,
-        ) -> tuple[list[VectorObject], bool]:
+            earlier: EarlierRead | None,
+        ) -> tuple[list[VectorObject], list[tuple[int, int]]]:
             r_row, r_col = read_window.row_off, read_window.col_off
             local_core = Window(
                 core_window.col_off - r_col,
@@ -350,8 +383,8 @@ class InstanceExtractor(ObjectExtractor):
                 core_window.width,
                 core_window.height,
             )
-            labels, label_class, groups, complete, box = _split_window(
-                planes[0].astype(np.uint8),
+            labels, label_class, groups, cut, box = _split_window(
+                planes[0],
                 planes[2],
                 min_seed,
                 seed_threshold=self.seed_threshold,
@@ -359,12 +392,12 @@ class InstanceExtractor(ObjectExtractor):
                 core=local_core,
                 read_window=read_window,
                 scene_shape=scene_shape,
-                done=done,
+                earlier=earlier,
             )
             # every object of an owned component is owned, wherever its own first pixel:
             # all of them lie in ``box``, traced there
             owned = vectorise_labels(
-                labels[box],
+                labels,
                 label_class,
                 transform,
                 scores=planes[1][box],
@@ -374,6 +407,6 @@ class InstanceExtractor(ObjectExtractor):
                 col_off=r_col + box[1].start,
                 groups=np.asarray(groups),
             )
-            return owned, complete
+            return owned, cut
 
         return extract

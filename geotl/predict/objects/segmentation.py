@@ -10,6 +10,7 @@ from rasterio.windows import Window
 
 from geotl.predict.objects.base import ObjectExtractor, class_probabilities
 from geotl.predict.vectorise import (
+    EarlierRead,
     VectorObject,
     WindowExtractor,
     class_map_from_foreground,
@@ -61,8 +62,8 @@ class SegmentationExtractor(ObjectExtractor):
             planes: np.ndarray,
             read_window: Window,
             core_window: Window,
-            done: Window | None,
-        ) -> tuple[list[VectorObject], bool]:
+            earlier: EarlierRead | None,
+        ) -> tuple[list[VectorObject], list[tuple[int, int]]]:
             return vectorise_window(
                 planes[0].astype(np.uint8),
                 transform,
@@ -72,7 +73,7 @@ class SegmentationExtractor(ObjectExtractor):
                 scores=planes[1],
                 simplify_px=simplify_px,
                 min_pixels=min_pixels,
-                done=done,
+                earlier=earlier,
             )
 
         return extract

@@ -612,7 +612,8 @@ def vectorise_window(
             class_map, earlier.seeds, read_window, core_window, scene_shape, min_pixels
         )
         labels = np.zeros(class_map.shape, dtype=np.int32)
-        label_class, slices = [0], []
+        label_class = [0]
+        slices: list[tuple[slice, slice] | None] = []
         for lab, (box, mask) in enumerate(found, start=1):
             labels[box][mask] = lab
             label_class.append(int(class_map[box][0, np.argmax(mask[0])]))

@@ -221,6 +221,27 @@ def test_a_mistyped_collection_is_a_config_error_naming_the_collections(
     assert sorted(p.name for p in out.iterdir()) == ["notes"]
 
 
+def test_an_asset_key_no_item_has_is_a_config_error_naming_the_keys(
+    stac_server: StacServer, naip_scenes: list[Path], naip_model: Path, tmp_path: Path
+) -> None:
+    server = stac_server
+    files = server.files
+    assert files is not None
+    server.load_collection(collection_json("naip-keys", "items with one asset, 'image'"))
+    tif = naip_scenes[0]
+    server.load_items([item_json("naip-keys", "one", tif, files.url(tif), _naip_when(tif), 1.0)])
+    region_file = _stac_region(
+        tmp_path, server, "keys", tif, NAIP_BANDS, "naip-keys", ["water"], 0.0
+    )
+    assert len(StacSource(load_region(region_file)).discover({}, None)) == 1
+    region_file.write_text(region_file.read_text().replace('red = "image:1"', 'red = "imgae:1"'))
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"has an asset 'imgae' \(they have: image\)") as err:
+        run_monitor(load_region(region_file), MonitorOptions(out_dir=out, model_dir=naip_model))
+    assert err.value.exit_code == 2 and err.value.path == region_file
+    assert "\n" not in str(err.value) and not out.exists()  # nothing written, no pass failed
+
+
 def test_an_item_missing_an_asset_or_in_mixed_crss_waits_for_a_new_version(
     stac_server: StacServer,
     naip_scenes: list[Path],

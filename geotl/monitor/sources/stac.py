@@ -200,7 +200,8 @@ class StacSource(SceneSource):
         """Items of the collection over the AOI acquired at or after ``since`` less the look back.
 
         Raises:
-            ConfigError: the search found nothing and the API has no such collection.
+            ConfigError: the search found nothing and the API has no such collection, or
+                no item it found has an asset key of ``[monitor] assets``.
             GeotlRuntimeError: the API cannot be reached or answers with an error.
         """
         from pystac_client import Client
@@ -233,6 +234,8 @@ class StacSource(SceneSource):
             ) from exc
         if not items:
             self._check_collection(client)
+        else:
+            self._check_assets(items)
         scenes: list[Scene] = []
         for item in items:
             scene = self._scene_from_item(item)
@@ -279,6 +282,28 @@ class StacSource(SceneSource):
         raise ConfigError(
             f"[monitor] collection '{collection}' is not a collection of {self.options.url} "
             f"(it has: {listed or 'none'}): fix [monitor] collection",
+            self.region.path,
+        )
+
+    def _check_assets(self, items: list[dict[str, Any]]) -> None:
+        """Raise when an asset key of ``[monitor] assets`` is on none of the items found.
+
+        One item without an asset waits for a new version of it (its pass fails alone); a
+        key that no item of the search has is a mistyped key, which would fail every pass.
+
+        Raises:
+            ConfigError: names the keys and the asset keys the items have.
+        """
+        have = {str(key) for item in items for key in item.get("assets") or {}}
+        keys = dict.fromkeys(_split_asset(spec)[0] for spec in self.options.assets.values())
+        missing = [key for key in keys if key not in have]
+        if not missing:
+            return
+        listed = ", ".join(sorted(have)[:20]) + (", ..." if len(have) > 20 else "")
+        raise ConfigError(
+            f"[monitor] assets: no item of collection '{self.options.collection}' "
+            f"({len(items)} found) has an asset {' or '.join(repr(k) for k in missing)} "
+            f"(they have: {listed or 'none'}): fix [monitor] assets",
             self.region.path,
         )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,18 +205,41 @@ def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
     """
     path = path if isinstance(path, Path) else scene_path(path)
     if not is_virtual(path) and not path.exists():
+        if any(ch in path.name for ch in "*?["):
+            # a quoted pattern (or one from a tool that runs geotl without a shell)
+            raise RasterError(
+                "no such file, and geotl does not expand patterns: give the files "
+                "(leave the pattern unquoted for the shell to expand)",
+                path,
+            )
         raise RasterError("file not found: check the path", path)
     try:
         ds = rasterio.open(path)
     except RasterioIOError as exc:
-        raise RasterError(
-            f"cannot be read as a raster ({error_text(exc)}): replace the file with a valid GeoTIFF",
-            path,
-        ) from exc
+        raise RasterError(_why_unreadable(path, exc), path) from exc
     try:
         yield ds
     finally:
         ds.close()
+
+
+def _why_unreadable(path: Path, exc: Exception) -> str:
+    """What to do with a path GDAL refused: a folder or an archive is named as such.
+
+    Only once GDAL has refused it: GDAL opens some folders (an ArcInfo grid) itself.
+    """
+    if not is_virtual(path) and path.is_dir():
+        return "is a folder, not a raster: give its scenes (DIR/*.tif)"
+    if not is_virtual(path) and zipfile.is_zipfile(path):
+        # a downloaded archive: GDAL reads the raster in it without unpacking
+        with zipfile.ZipFile(path) as zf:
+            inside = [n for n in zf.namelist() if n.lower().endswith((".tif", ".tiff", ".vrt"))]
+        more = f" ({len(inside)} rasters in it)" if len(inside) > 1 else ""
+        name = inside[0] if inside else "NAME.tif"
+        return (
+            f"is a zip archive, not a raster: give the raster in it as /vsizip/{path}/{name}{more}"
+        )
+    return f"cannot be read as a raster ({error_text(exc)}): replace the file with a valid GeoTIFF"
 
 
 class _NodataView:

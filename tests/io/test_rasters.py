@@ -56,3 +56,40 @@ def test_errors(tmp_path: Path) -> None:
         pass
     with pytest.raises(RasterError, match="file not found"):
         read_scene_info(tmp_path / "missing.tif")
+
+
+def test_a_folder_or_a_quoted_pattern_says_so(tmp_path: Path) -> None:
+    """`geotl predict MODEL scenes` or `'scenes/*.tif'`: it said "replace the file with a
+    valid GeoTIFF" and "file not found"."""
+    (tmp_path / "scenes").mkdir()
+    _write(tmp_path / "scenes" / "a.tif", "EPSG:32616")
+    with (
+        pytest.raises(RasterError, match=r"scenes: is a folder, not a raster: give its scenes"),
+        open_raster(tmp_path / "scenes"),
+    ):
+        pass
+    with (
+        pytest.raises(RasterError, match=r"\*\.tif: no such file, and geotl does not expand"),
+        open_raster(tmp_path / "scenes" / "*.tif"),
+    ):
+        pass
+
+
+def test_a_zip_archive_names_the_raster_in_it(tmp_path: Path) -> None:
+    """A downloaded NAIP/Landsat zip passed as is: "replace the file with a valid GeoTIFF"."""
+    import zipfile
+
+    tif = _write(tmp_path / "scene.tif", "EPSG:32616")
+    with zipfile.ZipFile(tmp_path / "dl.zip", "w") as zf:
+        zf.write(tif, "scene.tif")
+    with (
+        pytest.raises(
+            RasterError,
+            match=r"dl\.zip: is a zip archive, not a raster: give the "
+            r"raster in it as /vsizip/.*dl\.zip/scene\.tif",
+        ),
+        open_raster(tmp_path / "dl.zip"),
+    ):
+        pass
+    with open_raster(f"/vsizip/{tmp_path / 'dl.zip'}/scene.tif") as ds:
+        assert ds.count == 2

@@ -38,6 +38,7 @@ __all__ = [
     "calibration_from_chips",
     "quantise_int8",
     "region_calibration",
+    "warn_calibration_resolution",
 ]
 
 log = logging.getLogger(__name__)
@@ -354,6 +355,31 @@ def quantise_int8(
     return Int8Result(model=quantised, note=note, float_nodes=float_nodes)
 
 
+def warn_calibration_resolution(model_m: float | None, rows: Any, region_path: Path) -> None:
+    """Say so when the calibration chips are at another ground resolution than the model's.
+
+    The activations' ranges are then those of imagery the model never predicts (predict
+    refuses it without ``--resample``): the card recorded a training region that is not
+    here, and the region at hand was passed instead. A warning, not a refusal: the bands
+    fit, and a model trained on regions of several resolutions records the first region's.
+    """
+    from geotl.predict.scene import RESOLUTION_TOLERANCE
+
+    if not len(rows) or not model_m:
+        return
+    chips_m = float(np.median(rows["resolution_m"]))
+    if abs(chips_m - model_m) > RESOLUTION_TOLERANCE * model_m:
+        log.warning(
+            "%s: its training chips are at %.4g m, the model at %.4g m: int8 is calibrated on "
+            "imagery unlike the scenes it will predict; pass --calibrate a region at %.4g m "
+            "(the model's training region, or one resampled with gdalwarp -tr)",
+            region_path,
+            chips_m,
+            model_m,
+            model_m,
+        )
+
+
 def region_calibration(
     model_dir: Path,
     tile_px: int,
@@ -407,6 +433,9 @@ def region_calibration(
                 break
     with scratch_dir("calib") as tmp:
         cdir = find_chips(model_dir, region, chips_dir, tmp)
+        warn_calibration_resolution(
+            card.resolution_m, read_chip_index(cdir).split("train"), region_path
+        )
         data = load_region_chips(region, cdir, "train", list(card.bands))
     return calibration_from_chips(
         data.images,

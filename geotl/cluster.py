@@ -435,16 +435,33 @@ def _predict_task(model: ModelRef, job: SceneJob, block: RowBlock | None) -> Sce
             job.scene,
         )
     options = replace(job.options, progress=False)
-    if block is None:
-        return predict_scene(artefact, job.scene, options, acquired=job.acquired, name=job.name)
-    while True:
-        try:
-            return predict_scene(
-                artefact, job.scene, options, acquired=job.acquired, block=block, name=job.name
-            )
-        except BlockMarginError as exc:
-            log.info("%s: %s; doubling the margin", job.scene.name, exc)
-            block = replace(block, margin_px=block.margin_px * 2)
+    with _without_causes():
+        if block is None:
+            return predict_scene(artefact, job.scene, options, acquired=job.acquired, name=job.name)
+        while True:
+            try:
+                return predict_scene(
+                    artefact, job.scene, options, acquired=job.acquired, block=block, name=job.name
+                )
+            except BlockMarginError as exc:
+                log.info("%s: %s; doubling the margin", job.scene.name, exc)
+                block = replace(block, margin_px=block.margin_px * 2)
+
+
+@contextlib.contextmanager
+def _without_causes() -> Iterator[None]:
+    """Errors of geotl leave a worker without the exceptions they were raised from.
+
+    Dask sends an exception back with its cause; rasterio's (``CPLE_AppDefinedError``)
+    cannot be unpickled, and Dask then sends ``Exception(repr(error))``: an input error
+    became a traceback-like line with exit 1. The message already holds the cause's text.
+    """
+    try:
+        yield
+    except GeotlError as exc:
+        exc.__cause__ = exc.__context__ = None
+        exc.__suppress_context__ = True
+        raise
 
 
 def join_blocks(parts: list[SceneDetections]) -> SceneDetections:

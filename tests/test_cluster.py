@@ -162,6 +162,16 @@ def test_a_workers_input_error_is_the_same_one_line_error(
     both = _invoke([*args[:3], str(REAL_SCENE), *args[3:], "--cluster", client.scheduler.address])
     assert both.exit_code == 1 and "Exception" not in both.output, both.output
     assert "missing.tif: skipped: " in both.output and "file not found" in both.output
+    # a file rasterio fails on: its GDAL error, raised from, cannot be unpickled by Dask
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(REAL_SCENE.read_bytes()[:4096])
+    args[2], args[4] = str(corrupt), str(tmp_path / "c.geojson")
+    alone = _invoke(args)
+    remote = _invoke([*args, "--cluster", client.scheduler.address])
+    assert alone.exit_code == remote.exit_code == 2, remote.output
+    error = alone.output.strip().splitlines()[-1]  # after the local run's band warning
+    assert remote.output.strip().splitlines()[-1] == error
+    assert "corrupt.tif: read failed" in error and "Exception" not in remote.output
 
 
 def test_a_single_scenes_error_prints_one_line_in_a_real_process(

@@ -267,6 +267,22 @@ def unique_scene_ids(scenes: list[ChipScene], region: Region) -> None:
         )
 
 
+def _lonlat_on_a_scene(labels: gpd.GeoDataFrame, scenes: list[ChipScene]) -> bool:
+    """Whether labels declared in a projected CRS are longitude/latitude over a scene.
+
+    A layer exported in degrees but tagged with the project's UTM zone (a ``set_crs``
+    where ``to_crs`` was meant) then sits a few metres from that zone's origin: the
+    scene CRSs tried before miss it, since no scene is in degrees.
+    """
+    if labels.crs is None or labels.crs.is_geographic:
+        return False
+    x0, y0, x1, y1 = labels.total_bounds
+    if not (-180 <= x0 <= x1 <= 180 and -90 <= y0 <= y1 <= 90):
+        return False
+    lonlat = labels.geometry.set_crs("EPSG:4326", allow_override=True)
+    return any(lonlat.to_crs(s.info.crs).intersects(s.envelope).any() for s in scenes if s.windows)
+
+
 def labels_per_scene(
     region: Region, labels: gpd.GeoDataFrame, scenes: list[ChipScene]
 ) -> dict[str, gpd.GeoDataFrame]:
@@ -274,18 +290,28 @@ def labels_per_scene(
     path = region.labels_path()
     out: dict[str, gpd.GeoDataFrame] = {}
     hit = np.zeros(len(labels), dtype=bool)
+    on_skipped = np.zeros(len(labels), dtype=bool)  # on a scene smaller than a chip
     for s in scenes:
-        if not s.windows:
-            continue
         native = labels if labels.crs == s.info.crs else labels.to_crs(s.info.crs)
         geoms = native.geometry.values
         with np.errstate(invalid="ignore"):
             finite = np.isfinite(shapely.bounds(geoms)).all(axis=1)
         inside = finite & shapely.intersects(geoms, s.envelope)
+        if not s.windows:
+            on_skipped |= inside
+            continue
         hit |= inside
         sub = native[inside].copy()
         sub["geometry"] = shapely.make_valid(sub.geometry.values)
         out[s.scene_id] = sub
+    small = min((min(s.info.width, s.info.height) for s in scenes if not s.windows), default=0)
+    fit = max(32, small // 32 * 32)  # the multiple of 32 the size_px error above suggests
+    if not hit.any() and on_skipped.any():
+        raise LabelError(
+            "the labels lie only on scenes smaller than a chip (skipped): lower [chips] "
+            f"size_px to {fit}",
+            path,
+        )
     if not hit.any():
         declared = crs_name(labels.crs)
         for s in scenes:
@@ -297,14 +323,30 @@ def labels_per_scene(
                     f"{s.info.path.name}): set [labels] crs = '{name}' in the region file",
                     path,
                 )
+        if _lonlat_on_a_scene(labels, scenes):
+            raise LabelError(
+                f"declared {declared} but coordinates look like longitude/latitude "
+                "(EPSG:4326): set [labels] crs = 'EPSG:4326' in the region file",
+                path,
+            )
         raise LabelError(
             f"no label overlaps any scene (labels in {declared}, bounds "
             f"{_fmt_bounds(labels.total_bounds)}): check [labels] path and [imagery] paths",
             path,
         )
-    outside = int((~hit).sum())
+    outside = int((~hit & ~on_skipped).sum())
     if outside:
-        log.warning("labels: %d of %d polygon(s) lie outside every scene", outside, len(labels))
+        log.warning("%s: %d of %d polygon(s) lie outside every scene", path, outside, len(labels))
+    if lost := int((~hit & on_skipped).sum()):
+        # not "outside": the user has imagery for them, and one setting brings them back
+        log.warning(
+            "%s: %d of %d polygon(s) lie only on scenes smaller than a chip (skipped): "
+            "lower [chips] size_px to %d to train on them",
+            path,
+            lost,
+            len(labels),
+            fit,
+        )
     bare = [s.info.path.name for s in scenes if s.windows and not len(out[s.scene_id])]
     if bare and region.labels is not None and region.labels.complete_within is None:
         # every pixel of such a scene becomes background: right for a scene without

@@ -224,3 +224,25 @@ def test_chips_beside_the_model_cut_before_a_label_edit_are_cut_again(
         after = labelled()
     assert "labels file changed after they were cut" in caplog.text
     assert 0 < after < before  # scored on masks of the edited labels
+
+
+def test_a_run_folders_chips_beside_its_model_are_used(
+    demo_model, demo_chips, tmp_path, monkeypatch
+):
+    # geotl run DIR keeps DIR/chips beside DIR/model: evaluate DIR/model scores on them
+    # (a large region is not chipped again) and gives what run wrote into DIR/metrics.json
+    import shutil
+
+    import geotl.chips
+
+    run = tmp_path / "run"
+    shutil.copytree(demo_model, run / "model")
+    shutil.copytree(demo_chips, run / "chips")
+    region = load_region(DEMO)
+    expected = evaluate_model(run / "model", region, chips_dir=run / "chips", n_boot=10)
+
+    def no_chipping(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the region was chipped again")
+
+    monkeypatch.setattr(geotl.chips, "chip_region", no_chipping)
+    assert evaluate_model(run / "model", region, n_boot=10) == expected

@@ -30,14 +30,20 @@ log = logging.getLogger(__name__)
 
 
 def find_chips(model_dir: Path, region: Region, chips_dir: Path | None, tmp: Path) -> Path:
-    """The region's chips: given, else the model's ``chips/``, else cut into ``tmp``."""
+    """The region's chips: given, else the model's ``chips/``, else cut into ``tmp``.
+
+    The model's chips are those ``geotl train`` keeps in ``MODEL_DIR/chips`` and those
+    ``geotl run`` keeps beside ``DIR/model`` in ``DIR/chips``: found there, a large region
+    is not chipped again (minutes) to score the model the run just made.
+    """
     from geotl.chips import chip_region, read_chip_index
     from geotl.chips.assemble import stale_reason
     from geotl.train import resolve_chips_dir
 
     if chips_dir is not None:
         return resolve_chips_dir(region, chips_dir, chips_dir, False)
-    for cand in (model_dir / "chips", model_dir / "chips" / region.name):
+    beside = model_dir.resolve().parent / "chips"
+    for cand in (model_dir / "chips", model_dir / "chips" / region.name, beside):
         if not (cand / "chipset.json").is_file():
             continue
         meta = read_chip_index(cand).meta

@@ -349,3 +349,22 @@ def test_chips_off_the_stride_are_padded_like_prediction_windows() -> None:
     task.forward(net, x)
     assert net.shapes == [(2, 3, 128, 128), (2, 3, 128, 128)]
     assert task.forward(net, torch.ones(1, 3, 64, 64)) == [] and net.shapes[-1] == (1, 3, 64, 64)
+
+
+def test_a_class_without_test_objects_is_named() -> None:
+    from geotl.evaluate.detection import detection_scores
+
+    # one snag in the whole region, and it fell in train: the test chips hold trees only
+    truth = {
+        "boxes": np.array([[0.0, 0, 10, 10]], np.float32),
+        "labels": np.array([1]),
+        "ignore": np.zeros((0, 4), np.float32),
+    }
+    pred = {
+        "boxes": np.array([[0.0, 0, 10, 10], [20, 20, 30, 30]], np.float32),
+        "scores": np.array([0.9, 0.8], np.float32),
+        "labels": np.array([1, 2]),
+    }
+    scores = detection_scores([pred], [truth], ["tree", "snag"], 0.5, n_boot=10)
+    assert scores["classes_without_test_objects"] == ["snag"]
+    assert scores["iou_0.5"]["per_class"]["snag"] == {"tp": 0, "fp": 1, "fn": 0}

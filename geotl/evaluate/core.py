@@ -109,6 +109,9 @@ def headline(metrics: dict[str, Any]) -> str:
     'test AP50 0.0016 [0.00035, 0.0038]'
     >>> headline({"detection": {"ap50": None, "objects": 0, "iou_0.5": {}}})[:40]
     'test AP50 n/a (no labelled test objects)'
+    >>> headline({"detection": {"ap50": 0.3, "objects": 9, "iou_0.5": {},
+    ...           "classes_without_test_objects": ["snag"]}})[:50]
+    'test AP50 0.30 (no labelled test objects of snag);'
     """
 
     def num(v: Any) -> str:  # two decimals, or two significant digits below 0.01
@@ -127,6 +130,8 @@ def headline(metrics: dict[str, Any]) -> str:
         d = metrics["detection"]
         at = d.get("iou_0.5", {})
         none = " (no labelled test objects)" if d.get("objects") == 0 else ""
+        if not none and (absent := d.get("classes_without_test_objects")):
+            none = f" (no labelled test objects of {', '.join(absent)})"
         return (
             f"test AP50 {num(d.get('ap50'))}{ci(d.get('ap50_ci95'))}{none}; object F1 "
             f"{num(at.get('f1'))} at IoU 0.5 (precision {num(at.get('precision'))}, "

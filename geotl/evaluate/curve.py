@@ -179,8 +179,23 @@ def label_curve(
 
 
 def _class_scores(metrics: dict[str, Any], name: str) -> dict[str, Any]:
-    """One class's pixel and object scores of an evaluation, as a curve row holds them."""
+    """One class's pixel and object scores of an evaluation, as a curve row holds them.
+
+    A class without labelled test pixels has no scores (None, not plotted): its IoU of 0
+    would only say the model predicted some of it, and a curve of zeros with a CI of
+    [0, 0] reads as a class the model never learns, at every budget.
+
+    >>> m = {"pixel": {"per_class": {"water": {"iou": 0.0, "iou_ci95": [0.0, 0.0],
+    ...     "f1": 0.0, "f1_ci95": [0.0, 0.0], "pixels": 0}},
+    ...     "classes_without_test_pixels": ["water"]},
+    ...     "objects": {"water": {"f1": 0.0, "f1_ci95": [0.0, 0.0]}}}
+    >>> _class_scores(m, "water")["pixel_iou"], _class_scores(m, "water")["object_f1_ci95"]
+    (None, [None, None])
+    """
     px = metrics["pixel"]["per_class"][name]
+    if name in metrics["pixel"].get("classes_without_test_pixels", []):
+        keys = ("pixel_iou", "pixel_f1", "object_f1")
+        return {k: v for key in keys for k, v in ((key, None), (f"{key}_ci95", [None, None]))}
     return {
         "pixel_iou": px["iou"],
         "pixel_iou_ci95": px["iou_ci95"],

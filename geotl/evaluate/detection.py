@@ -240,6 +240,13 @@ def detection_scores(
     out["ap50_ci95"] = [rounded(ap_lo), rounded(ap_hi)]
     out["objects"] = int(sum(len(t["boxes"]) for t in truths))
     out["predicted"] = int(sum(int((p["scores"] >= threshold).sum()) for p in preds))
+    # a class nobody labelled in the test chips reads tp = fn = 0 in per_class: name it, as
+    # segmentation's classes_without_test_pixels does, so 0 recall is not read as a score
+    out["classes_without_test_objects"] = [
+        name
+        for c, name in enumerate(classes, start=1)
+        if not any((np.asarray(t["labels"]) == c).any() for t in truths)
+    ]
     return out
 
 

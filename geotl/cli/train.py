@@ -184,7 +184,11 @@ def summary(card: ModelCard) -> str:
     name = TASKS[card.task].score_name
     line = f"geotl train: {card.model_id}"
     if isinstance(val, float):
-        line += f", val {name} {val:.4f}"
+        # without val chips the loop scored the training chips: not a held-out score
+        on = "train-chip" if card.metrics.get("validated_on") == "train" else "val"
+        line += f", {on} {name} {val:.4f}"
+        if on == "train-chip":
+            line += " (no val chips: [split] gave none)"
     if card.kept == "pixel model":
         network = card.metrics["pixel_model"]["network_val_iou"]
         line += f" (the per-pixel model; the network's val {name} {network:.4f})"

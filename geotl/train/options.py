@@ -175,7 +175,8 @@ def resolve_schedule(settings: Settings, n_train_chips: int, region: Region) -> 
         if steps < val_every:
             raise GeotlInputError(
                 f"steps = {steps} is below val_every = {val_every}: no validation would run; "
-                f"raise --steps or set [model] val_every = {max(1, steps // 5)}",
+                f"raise --steps, or pass --val-every {max(1, steps // 5)} (or set [model] "
+                f"val_every = {max(1, steps // 5)})",
                 region.path,
             )
     min_steps = min(steps, settings.min_steps if settings.min_steps is not None else steps // 3)

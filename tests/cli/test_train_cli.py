@@ -197,3 +197,15 @@ def test_train_says_when_a_per_pixel_model_or_the_base_was_kept(demo_model):
     assert summary(kept).endswith("(the per-pixel model; the network's val IoU 0.1234)")
     base = card.model_copy(update={"metrics": card.metrics | {"kept_base": True}})
     assert "(the base model's own weights" in summary(base)
+
+
+def test_train_does_not_call_a_training_chip_score_val(demo_model):
+    """A region whose split gives no val chips is scored on its training chips."""
+    from geotl.cli.train import summary
+    from geotl.models.artefact import read_card
+
+    card = read_card(demo_model)
+    on_train = card.model_copy(update={"metrics": card.metrics | {"validated_on": "train"}})
+    line = summary(on_train)
+    assert f"train-chip IoU {card.metrics['val_iou']:.4f} (no val chips" in line
+    assert "val IoU" not in line

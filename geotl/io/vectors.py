@@ -170,10 +170,24 @@ def _classes(region: Region, frame: gpd.GeoDataFrame, path: Path) -> np.ndarray:
                 'add them to [labels] class_map or set [labels] unmapped = "skip"',
                 path,
             )
-        log.warning(
-            "labels: skipped %d feature(s) with unmapped values: %s", sum(unmapped.values()), listed
+        _warn_once(
+            f"{path}: skipped {sum(unmapped.values())} feature(s) with unmapped values: {listed}"
         )
     return mapped
+
+
+_SAID: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Log a warning about the label file once per process (one command).
+
+    A command reads the labels several times (chipping, the label budget, each point of
+    a label curve): the same warning 18 times hides the others.
+    """
+    if message not in _SAID:
+        _SAID.add(message)
+        log.warning("%s", message)
 
 
 def _value_text(value: Any) -> str:

@@ -147,6 +147,23 @@ def test_whole_number_codes_read_as_float_map_like_integers(tmp_path: Path, key:
     assert list(labels["class"]) == ["tree", "shrub"]
 
 
+def test_skipped_unmapped_values_are_warned_once_naming_the_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a command reads its labels several times (chipping, budget, each curve point)
+    frame = gpd.GeoDataFrame(
+        {"kind": ["T", "X"]}, geometry=[box(0, 0, 1, 1), box(2, 2, 3, 3)], crs="EPSG:32618"
+    )
+    frame.to_file(tmp_path / "once.gpkg")
+    extra = 'class_field = "kind"\nclass_map = { T = "tree" }\nunmapped = "skip"\n'
+    region = load_region(_region(tmp_path, "once.gpkg", extra))
+    with caplog.at_level("WARNING", logger="geotl.io.vectors"):
+        for _ in range(3):
+            assert list(read_labels(region)["class"]) == ["tree"]
+    said = [r.getMessage() for r in caplog.records if "unmapped" in r.getMessage()]
+    assert said == [f"{tmp_path / 'once.gpkg'}: skipped 1 feature(s) with unmapped values: 'X' (1)"]
+
+
 @pytest.mark.parametrize("suffix", [".gpkg", ".shp", ".geojson", ".parquet"])
 def test_content_digest_follows_features_not_bytes(tmp_path: Path, suffix: str) -> None:
     """The same features written again keep their digest; a moved vertex or class does not."""

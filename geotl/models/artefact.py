@@ -236,8 +236,14 @@ def read_card(model_dir: str | Path) -> ModelCard:
             "model folder not found: pass a folder written by geotl train", model_dir
         )
     if not card_path.is_file():
+        inner = model_dir / "model"
+        hint = (
+            f": pass {inner} (geotl run keeps its model there)"
+            if (inner / CARD_FILE).is_file()
+            else ""
+        )
         raise ModelArtefactError(
-            f"missing {CARD_FILE}: this is not a geotl model folder", model_dir
+            f"missing {CARD_FILE}: this is not a geotl model folder{hint}", model_dir
         )
     try:
         raw = json.loads(card_path.read_text(encoding="utf-8"))

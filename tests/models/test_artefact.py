@@ -2,9 +2,11 @@
 
 from pathlib import Path
 
+import pytest
 import torch
 
-from geotl.models.artefact import BaseModelRef, ModelCard, Normalisation, write_artefact
+from geotl.errors import ModelArtefactError
+from geotl.models.artefact import BaseModelRef, ModelCard, Normalisation, read_card, write_artefact
 from geotl.models.network import NetworkSpec
 
 
@@ -38,3 +40,17 @@ def test_same_weights_under_other_cards_get_other_ids(tmp_path: Path) -> None:
         tmp_path / "d", net, _card("none").model_copy(update={"metrics": {"s": 1}})
     )
     assert again.model_id == a.model_id
+
+
+def test_a_run_folder_given_as_the_model_names_its_model_folder(tmp_path: Path) -> None:
+    """`geotl run` writes DIR/model: DIR itself is not a model, and the error says where."""
+    write_artefact(tmp_path / "run" / "model", torch.nn.Linear(3, 2), _card())
+    with pytest.raises(ModelArtefactError) as err:
+        read_card(tmp_path / "run")
+    assert str(err.value) == (
+        f"{tmp_path / 'run'}: missing model.json: this is not a geotl model folder: "
+        f"pass {tmp_path / 'run' / 'model'} (geotl run keeps its model there)"
+    )
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelArtefactError, match=r"not a geotl model folder$"):
+        read_card(tmp_path / "empty")  # no model inside: no hint

@@ -852,8 +852,20 @@ class MonitorState:
         previous_scene: str | None,
         footprint_wkt: str | None,
     ) -> None:
-        """A job finished: record its outputs (one transaction)."""
+        """A job finished: record its outputs (one transaction).
+
+        Alert evaluations of this pass and of the later passes of ``model_id`` are dropped
+        in the same transaction: a pass done again (its file replaced by a corrected one)
+        or a pass arriving late changes what those passes' rules see, so the alert engine
+        evaluates them again (alert ids are deterministic: nothing already raised fires twice).
+        """
         with self.transaction() as db:
+            db.execute(
+                "DELETE FROM alert_evaluations WHERE model_id = ? AND scene_key IN "
+                "(SELECT key FROM scenes WHERE acquired >= "
+                "(SELECT acquired FROM scenes WHERE key = ?))",
+                (model_id, key),
+            )
             db.execute(
                 "UPDATE jobs SET status = 'done', error = NULL, next_attempt = NULL, finished = ?, "
                 "duration_s = ?, pass_path = ?, changes_path = ?, detections = ?, new = ?, gone = ?, "

@@ -204,6 +204,12 @@ def run_command(
             "with --retry-failed to send them again",
             len(summary.undelivered),
         )
+    if summary.unanswered:
+        log.error(
+            "%d alert(s) not delivered yet: the webhook did not answer or asked to retry; "
+            "later runs send them again (geotl monitor status says when): check the webhook",
+            len(summary.unanswered),
+        )
     if received:  # stopped by a signal, after finishing cleanly: say so as its exit code
         raise click.exceptions.Exit(128 + received[0])
     if summary.exit_code:

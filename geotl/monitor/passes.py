@@ -46,6 +46,9 @@ __all__ = ["PassProcessor", "PassResult"]
 
 log = logging.getLogger(__name__)
 
+#: A pass with no detections where this many objects of the previous pass were is warned.
+BLANK_PASS_GONE = 5
+
 
 @dataclass(frozen=True)
 class PassResult:
@@ -119,6 +122,19 @@ class PassProcessor:
                 changes = self._compare(features, footprint, job.name, earlier)
                 new, gone = changes.new, changes.gone
                 write_geojson(self.dir / changes_rel, changes.frame)
+                if features.empty and gone >= BLANK_PASS_GONE:
+                    # every object gone at once is rarely the ground: a pass the model does
+                    # not fit (haze, another season or processing) would fire `gone` now and
+                    # `new` for everything on the next pass
+                    log.warning(
+                        "pass %s: no detections, and all %d objects of %s gone: the model may "
+                        "not fit this pass (haze, season, processing); check the scene before "
+                        "trusting its changes (alert persistence such as passes = 2, of = 3 "
+                        "keeps one such pass from alerting)",
+                        job.name,
+                        gone,
+                        previous.name,
+                    )
                 other = next((r for r in earlier if r.model_id != model_id), None)
                 if other is not None:
                     log.warning(
@@ -226,7 +242,15 @@ class PassProcessor:
                 try:
                     footprint = scene_footprint(path)
                 except (RasterioError, OSError) as exc:
-                    raise SceneError(f"cannot be read ({error_text(exc)})", scene.uri) from exc
+                    fix = (
+                        "check the item's assets"
+                        if scene.is_remote
+                        else "the file is damaged or not a raster: copy it again (or wait "
+                        "until a copy in progress is whole)"
+                    )
+                    raise SceneError(
+                        f"cannot be read ({error_text(exc)}); {fix}", scene.uri
+                    ) from exc
             try:
                 frame = self.detector(self.artefact, path, scene)
             except GeotlError as exc:

@@ -86,6 +86,7 @@ class RunSummary:
     stopped: bool = False
     rounds: int = 0
     undelivered: list[str] = field(default_factory=list)  # alerts whose delivery failed for good
+    unanswered: list[str] = field(default_factory=list)  # tried in this run, retried later
 
     @property
     def processed(self) -> list[PassResult]:
@@ -100,7 +101,7 @@ class RunSummary:
     @property
     def exit_code(self) -> int:
         """0 when nothing failed, 1 otherwise (a scene, or an alert's delivery)."""
-        return 1 if self.failed or self.undelivered else 0
+        return 1 if self.failed or self.undelivered or self.unanswered else 0
 
 
 def resolve_model_dir(region: Region, model_dir: Path | None) -> Path:
@@ -504,6 +505,7 @@ class Monitor:
                 done = self._alerts.after_passes(model_id, stop=self.stop.is_set)
                 if done.delivery is not None:
                     summary.undelivered = list(done.delivery.failed)
+                    summary.unanswered = done.delivery.unanswered
             # "failed" whenever the run exits 1 (a scene, or an alert's delivery): status then
             # says what the scheduler saw
             outcome = "stopped" if summary.stopped else ("failed" if summary.exit_code else "ok")
@@ -704,6 +706,7 @@ def _one_round(monitor: Monitor, total: RunSummary) -> None:
     total.found += summary.found
     total.passes.extend(summary.passes)
     total.undelivered.extend(summary.undelivered)
+    total.unanswered = summary.unanswered  # a later round may have delivered earlier ones
     next_at = utc_now() + timedelta(seconds=monitor.every_s or 0.0)
     log.info(
         "run %d: %d new scene(s), %d processed, %d failed; next run at %s",

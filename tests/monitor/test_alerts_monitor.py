@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,68 @@ def test_a_rule_for_a_class_the_model_does_not_predict_is_refused(
     assert "'lake'" in result.stderr and "water" in result.stderr
     assert str(naip_region) in result.stderr
     assert not (out / "naip-nd" / "state.sqlite").exists()
+
+
+def test_a_pass_replaced_by_a_corrected_file_is_evaluated_again(
+    naip_region: Path, naip_small: list[Path], naip_model: Path, tmp_path: Path
+) -> None:
+    """A pass re-sent corrected (same name) is evaluated again: its new lakes fire.
+
+    The provider first delivers 2010's file with 2009's pixels (one pixel differs: not a
+    byte copy), so nothing is new; the corrected file has 2010's lakes.
+    """
+    import numpy as np
+    import rasterio
+    from monitor_helpers import copy_in
+
+    out = tmp_path / "out"
+    add_alerts(
+        naip_region,
+        "\n[monitor.alerts]\npersistence = { passes = 1, of = 1 }\n"
+        '[[monitor.alerts.rule]]\nname = "lake-new"\nclass = "water"\nwhen = "new"\n'
+        "min_area_m2 = 5000\n",
+    )
+    region = load_region(naip_region)
+    opts = MonitorOptions(out_dir=out, model_dir=naip_model)
+    deliver(naip_region, naip_small[:1])
+    second = copy_in(naip_region, naip_small[0], naip_small[1].name)
+    with rasterio.open(second, "r+") as ds:
+        ds.write(np.full((4, 1, 1), 99, dtype="uint8"), window=((0, 1), (0, 1)))
+    assert len(run_monitor(region, opts).processed) == 2
+    assert _alerts(out / "naip-nd") == {}  # the same lakes twice
+
+    copy_in(naip_region, naip_small[1])  # the corrected file
+    os.utime(second, ns=(second.stat().st_atime_ns, second.stat().st_mtime_ns + 10**9))
+    assert len(run_monitor(region, opts).processed) == 1
+
+    after = _alerts(out / "naip-nd")
+    assert after, "the corrected pass's new lakes raised no alert"
+    assert {a.fired_scene for a in after.values()} == {second.stem}
+
+
+def test_a_webhook_that_does_not_answer_makes_the_run_exit_1(
+    naip_region: Path, naip_small: list[Path], naip_model: Path, tmp_path: Path
+) -> None:
+    """Retried later, but this run could not deliver: cron must see it now, not hours later."""
+    out = tmp_path / "out"
+    receiver = Receiver(statuses=[503] * 100)  # down for the whole test
+    try:
+        add_alerts(
+            naip_region,
+            f'\n[monitor.alerts]\nwebhook = "{receiver.url}"\nretry_base_s = 3600\n'
+            "persistence = { passes = 1, of = 1 }\n"
+            '[[monitor.alerts.rule]]\nclass = "water"\nwhen = "present"\n',
+        )
+        deliver(naip_region, naip_small[:1])
+        region = load_region(naip_region)
+        opts = MonitorOptions(out_dir=out, model_dir=naip_model)
+        first = run_monitor(region, opts)
+        assert first.unanswered and not first.undelivered and first.exit_code == 1
+        assert set(first.unanswered) == set(_alerts(out / "naip-nd"))
+        tried = len(receiver.requests)
+        # the next run has nothing due (backoff of an hour): nothing tried, nothing to report
+        second = run_monitor(region, opts)
+        assert len(receiver.requests) == tried
+        assert not second.unanswered and second.exit_code == 0
+    finally:
+        receiver.close()

@@ -154,6 +154,7 @@ def test_failing_scene_is_recorded_retried_and_never_blocks(
     assert [f.name for f in status.failed] == [corrupt.stem]
     assert status.failed[0].attempts == 1 and status.failed[0].next_attempt is not None
     assert "cannot be read" in (status.failed[0].error or "")
+    assert "copy it again" in (status.failed[0].error or "")  # the fix, not only the symptom
 
     # within the backoff the failed scene is not retried; new passes still go through
     deliver(naip_region, naip_small[2:3])
@@ -593,3 +594,31 @@ def test_status_says_why_the_last_run_failed(
     status = monitor_status(region, out)
     assert status.last_run_outcome == "ok" and status.last_run_error is None
     assert "catalogue" not in format_status(status)
+
+
+def test_a_pass_the_model_sees_nothing_in_is_warned(
+    naip_region: Path,
+    naip_small: list[Path],
+    naip_model: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # a pass the model does not fit (NAIP 2015 is hazy: water's NIR above 55 drove a water
+    # model to 0 detections): every lake "gone", then all "new" on the next pass, unwarned
+    import numpy as np
+    import rasterio
+
+    region = load_region(naip_region)
+    deliver(naip_region, naip_small[1:2])  # 2010
+    blank = copy_in(naip_region, naip_small[1], naip_small[2].name)  # "2012": no water seen
+    with rasterio.open(blank, "r+") as ds:
+        field = np.array([120, 130, 110, 200], dtype="uint8")[:, None, None]
+        ds.write(np.broadcast_to(field, (4, ds.height, ds.width)))
+    opts = MonitorOptions(out_dir=tmp_path / "out", model_dir=naip_model)
+    with caplog.at_level("WARNING", logger="geotl.monitor.passes"):
+        summary = run_monitor(region, opts)
+    first, second = summary.processed
+    assert first.detections and first.detections >= 10
+    assert second.detections == 0 and second.gone and second.gone >= 5
+    warned = [r.getMessage() for r in caplog.records if "no detections" in r.getMessage()]
+    assert len(warned) == 1 and blank.stem in warned[0] and "may not fit" in warned[0]

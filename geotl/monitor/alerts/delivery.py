@@ -117,6 +117,17 @@ class DeliveryReport:
     failed: list[str] = field(default_factory=list)
     retrying: list[str] = field(default_factory=list)
     attempts: int = 0
+    tried: set[str] = field(default_factory=set)
+
+    @property
+    def unanswered(self) -> list[str]:
+        """Alerts tried in this round and still waiting for a retry (down, hanging, 5xx).
+
+        A run that leaves them undelivered exits 1, as one with a failed pass does, so a
+        webhook that stopped answering shows up in cron at once, not when it gives up hours
+        later; alerts merely waiting for their backoff (not tried) do not count.
+        """
+        return [i for i in self.retrying if i in self.tried]
 
 
 def idempotency_key(region_name: str, alert_id: str) -> str:
@@ -251,6 +262,7 @@ def _attempt(
     delivery_id = state.start_delivery(alert.id, _split_credentials(policy.url)[0], _now())
     attempts = alert.attempts + 1
     report.attempts += 1
+    report.tried.add(alert.id)
     status: int | None = None
     error: str | None = None
     location: str | None = None

@@ -522,3 +522,30 @@ def test_a_read_failure_without_a_message_is_one_line(monkeypatch, tmp_path: Pat
     ):
         pass
     assert "scene.tif" in str(err.value)
+
+
+def test_the_same_ground_in_two_passes_is_suggested_once(shared_data: Path) -> None:
+    # two NAIP dates of one tile (grids 1 m apart): their squares were picked twice, the
+    # same ground at ranks 2 and 7, while one label layer serves both scenes
+    from geotl.io.rasters import read_scene_info
+    from geotl.suggest.candidates import scene_candidates
+    from geotl.suggest.core import _same_ground, _Scored
+    from geotl.suggest.ranking import pick_diverse
+
+    naip = shared_data / "naip-landsat-timeseries" / "naip"
+    if not naip.is_dir():
+        pytest.skip(f"{naip} not found")
+    items = []
+    for name in ("m_4709963_se_14_1_20090818.tif", "m_4709963_se_14_1_20100629.tif"):
+        cands, _, _ = scene_candidates(read_scene_info(naip / name, 4), (100, 100), [], [])
+        items += [_Scored(c, 0.5, np.zeros(1), 0) for c in cands]
+    per_scene = len(items) // 2
+    same = _same_ground(items)
+    # each square shares its ground with the square of the other date (and no more: the
+    # grids are 1 m apart, a 500 m square's neighbours get far under a tenth)
+    assert [len(s) for s in same] == [1] * len(items)
+    assert all(same[i] == [i + per_scene] for i in range(per_scene))
+    order = pick_diverse([it.score for it in items], np.zeros((len(items), 1)), per_scene, same)
+    picked = {tuple(items[i].candidate.geometry.bounds) for i in order}
+    assert len(order) == per_scene and len(picked) == per_scene
+    assert not any(j in order for i in order for j in same[i])

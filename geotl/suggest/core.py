@@ -28,6 +28,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import rasterio
+import shapely
 from rasterio.features import rasterize
 from rasterio.windows import from_bounds
 from rasterio.windows import transform as window_transform
@@ -49,6 +50,7 @@ from geotl.io.vectors import read_vector
 from geotl.models.artefact import read_card
 from geotl.models.detector import SCORE_THRESH
 from geotl.suggest.candidates import (
+    MAX_COMPLETE_FRACTION,
     Candidate,
     TakenAreas,
     read_taken_areas,
@@ -121,6 +123,32 @@ class _Scored:
     expected_objects: int
 
 
+def _warn_append_not_complete_within(region: Region, append_to: Path) -> None:
+    """Warn when ``--append-to`` is not the region's ``[labels] complete_within``.
+
+    Squares appended elsewhere are invisible to the region: training reads their unlabelled
+    pixels as unknown, and the next ``geotl suggest`` proposes the same squares again.
+    """
+    current = region.labels.complete_within if region.labels is not None else None
+    if current is not None and _same_path(region.resolve(current), append_to):
+        return
+    log.warning(
+        "%s: --append-to %s is not the region's [labels] complete_within (%s): training and "
+        'the next suggest will not see these areas; set complete_within = "%s"',
+        region.path,
+        append_to,
+        current or "none",
+        append_to,
+    )
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
 def suggest_areas(
     region: Region, model_dir: str | Path, out: str | Path, options: SuggestOptions
 ) -> SuggestSummary:
@@ -155,6 +183,7 @@ def suggest_areas(
             # read now, not after the scenes' prediction: an unreadable file found then
             # would leave the areas written and the append missing
             read_vector(options.append_to, "--append-to")
+        _warn_append_not_complete_within(region, options.append_to)
     model_dir = Path(model_dir)
     card = read_card(model_dir)
     _check_fits(region, card.classes, card.bands, model_dir)
@@ -254,7 +283,7 @@ def suggest_areas(
         )
     _check_count(options.n, len(scored), size_m, what, region, dropped["nodata"])
     features = standardise(np.stack([s.features for s in scored]))
-    order = pick_diverse([s.score for s in scored], features, options.n)
+    order = pick_diverse([s.score for s in scored], features, options.n, _same_ground(scored))
     areas = _frame([scored[i] for i in order], size_m)
     gpkg, qml, png = write_areas(out, areas, {s.path.name: s.path for s in scenes}, rgb, detections)
     summary = SuggestSummary(gpkg, qml, png, areas, len(scored), dropped=dropped)
@@ -466,6 +495,36 @@ def _scored(
     if len(seen):
         n_obj = int(seen.geometry.representative_point().within(c.geometry).sum())
     return _Scored(c, float(u.mean()), features, n_obj)
+
+
+def _same_ground(items: list[_Scored]) -> list[list[int]]:
+    """Per candidate, the others with more than a tenth of it on their ground.
+
+    Scenes of one area at several dates tile the same ground: the same square in two
+    passes is one square to label (the labels are one layer for all scenes), so a pick
+    takes the other out of the pool, as complete areas do (``MAX_COMPLETE_FRACTION``).
+    """
+    if len({it.candidate.scene.path for it in items}) < 2:
+        return [[] for _ in items]  # one scene's squares tile it without overlap
+    main = items[0].candidate.scene.crs
+    geoms = np.empty(len(items), dtype=object)
+    by_crs: dict[str, list[int]] = {}
+    for i, it in enumerate(items):
+        by_crs.setdefault(it.candidate.scene.crs.to_wkt(), []).append(i)
+    for idx in by_crs.values():  # one reprojection per CRS, not per square
+        crs = items[idx[0]].candidate.scene.crs
+        series = gpd.GeoSeries([items[i].candidate.geometry for i in idx], crs=crs)
+        geoms[idx] = series.to_crs(main).to_numpy()
+    areas = shapely.area(geoms)
+    left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    keep = left != right
+    left, right = left[keep], right[keep]
+    shared = shapely.area(shapely.intersection(geoms[left], geoms[right]))
+    out: list[list[int]] = [[] for _ in items]
+    for i, j, a in zip(left, right, shared, strict=True):
+        if a > MAX_COMPLETE_FRACTION * min(areas[i], areas[j]):
+            out[int(i)].append(int(j))
+    return out
 
 
 def _frame(items: list[_Scored], size_m: float) -> gpd.GeoDataFrame:

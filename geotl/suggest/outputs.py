@@ -219,7 +219,10 @@ def append_areas(path: Path, areas: gpd.GeoDataFrame) -> int:
             )
             return len(geoms)
         existing = read_vector(path, "--append-to")
-        add = geoms.to_crs(existing.crs)[["geometry"]]
+        # the file's own schema decides: our columns only where it has them (a file that an
+        # earlier --append-to created keeps its rank and source on every row)
+        keep = [c for c in ("rank", "source") if c in existing.columns]
+        add = geoms.to_crs(existing.crs)[[*keep, "geometry"]]
         if path.suffix.lower() == ".parquet":  # GeoParquet: GDAL may not write it
             both = pd.concat([existing, add], ignore_index=True)
             gpd.GeoDataFrame(both, geometry="geometry", crs=existing.crs).to_parquet(tmp)

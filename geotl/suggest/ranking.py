@@ -22,6 +22,8 @@ suggestions do not pile up in one cloud shadow or one land cover.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -91,6 +93,7 @@ def pick_diverse(
     scores: npt.ArrayLike,
     features: npt.ArrayLike,
     n: int,
+    same_ground: Sequence[Iterable[int]] | None = None,
 ) -> list[int]:
     """Greedy pick of ``n`` candidates: uncertain first, discounted near earlier picks.
 
@@ -98,11 +101,16 @@ def pick_diverse(
         scores: uncertainty per candidate (higher: more to learn).
         features: ``(candidates, dims)`` descriptor, already standardised.
         n: how many to pick (at most the number of candidates).
+        same_ground: per candidate, the candidates that cover its ground (the same square
+            in another pass of the area); they leave the pool once it is picked, since one
+            label layer serves every scene and a square is labelled once.
 
     Returns:
         Candidate indices in pick order (rank 1 first).
 
     >>> pick_diverse([0.9, 0.85, 0.5], [[0.0], [0.01], [5.0]], 2)
+    [0, 2]
+    >>> pick_diverse([0.9, 0.85, 0.5], [[0.0], [5.0], [9.0]], 2, [[1], [0], []])
     [0, 2]
     """
     s = np.asarray(scores, dtype=np.float64)
@@ -127,5 +135,7 @@ def pick_diverse(
         best = int(np.lexsort((np.arange(m), -np.where(allowed, s, -np.inf), -value))[0])
         picked.append(best)
         allowed[best] = False
+        if same_ground is not None:
+            allowed[list(same_ground[best])] = False
         nearest = np.minimum(nearest, np.sqrt(((f - f[best]) ** 2).sum(-1)))
     return picked

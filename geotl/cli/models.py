@@ -85,8 +85,9 @@ def import_command(file: Path, entry_id: str, overwrite: bool) -> None:
 def verify_command(model: Path) -> None:
     """Check a model folder's weights (or an exported .onnx) against their recorded sha256.
 
-    Exit 0 and the verified file on stdout when intact; exit 2 and one line naming the
-    file and the fix when it is truncated, altered or swapped.
+    A model folder's card is checked against its model id too. Exit 0 and the verified
+    file on stdout when intact; exit 2 and one line naming the file and the fix when it
+    is truncated, altered, swapped or its card edited.
     """
     if model.suffix.lower() == ".onnx":
         from geotl.export.onnx import read_onnx
@@ -95,9 +96,10 @@ def verify_command(model: Path) -> None:
         say(f"geotl models verify: {onnx_model.card.model_id}: ok")
         click.echo(str(model))
         return
-    from geotl.models.artefact import read_card, verify_weights
+    from geotl.models.artefact import read_card, verify_card, verify_weights
 
     card = read_card(model)
     weights = verify_weights(model, card)
+    verify_card(model)
     say(f"geotl models verify: {card.model_id}: ok")
     click.echo(str(weights))

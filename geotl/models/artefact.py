@@ -356,6 +356,37 @@ def verify_weights(model_dir: str | Path, card: ModelCard | None = None) -> Path
     return weights_path
 
 
+def verify_card(model_dir: str | Path) -> None:
+    """Check that ``model.json`` still says what it said when the model id was made.
+
+    The id's middle part is :func:`card_digest` of the card as written. It is recomputed
+    from the file's own entries, not from the card as this geotl reads it: a newer geotl
+    fills in entries an older card lacks, which would change the digest of an untouched
+    card. An id without that part (written before it existed) is not checked.
+
+    Raises:
+        ModelArtefactError: the card was edited after the model was written (a class
+            renamed, a threshold changed): its outputs would carry an id that is not theirs.
+    """
+    card_path = Path(model_dir) / CARD_FILE
+    raw = json.loads(card_path.read_text(encoding="utf-8"))
+    rest, _, _ = str(raw.get("model_id", "")).rpartition("-")
+    recorded = rest.rpartition("-")[2]
+    if len(recorded) != 8 or any(c not in "0123456789abcdef" for c in recorded):
+        return
+    kept = {k: v for k, v in raw.items() if k not in _NOT_IN_ID}
+    text = json.dumps(kept, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if not digest.startswith(recorded):
+        raise ModelArtefactError(
+            f"changed since the model was written (its entries hash to {digest[:8]}, the "
+            f"model id {raw['model_id']} says {recorded}): outputs would carry an id that "
+            "is not theirs; restore it from the model's source, set [predict] options in "
+            "the region file instead, or retrain",
+            card_path,
+        )
+
+
 def require_device(device: str | torch.device) -> None:
     """Refuse a device torch cannot use here, before any work.
 

@@ -107,6 +107,25 @@ def test_models_verify_ok(model_dir: Path) -> None:
     assert stdout.strip() == str(model_dir / WEIGHTS_FILE)
 
 
+def test_models_verify_refuses_an_edited_card(copy: Path) -> None:
+    """A class renamed in model.json keeps the model id in outputs: verify says so."""
+    card = json.loads((copy / "model.json").read_text())
+    (copy / "model.json").write_text(json.dumps(card, indent=4))  # laid out anew: still ok
+    code, _, stderr = _run("models", "verify", str(copy))
+    assert code == 0, stderr
+    card["classes"] = [f"{card['classes'][0]}-renamed"]
+    (copy / "model.json").write_text(json.dumps(card))
+    code, stdout, stderr = _run("models", "verify", str(copy))
+    lines = stderr.strip().splitlines()
+    assert code == 2 and stdout == "" and len(lines) == 1, stderr
+    assert (
+        str(copy / "model.json") in lines[0] and "changed since the model was written" in lines[0]
+    )
+    card["model_id"] = "m-" + card["model_id"].rpartition("-")[2]  # an id without the digest
+    (copy / "model.json").write_text(json.dumps(card))
+    assert _run("models", "verify", str(copy))[0] == 0
+
+
 def test_models_verify_missing_folder(tmp_path: Path) -> None:
     code, _, stderr = _run("models", "verify", str(tmp_path / "nope"))
     assert code == 2 and "nope" in stderr

@@ -310,7 +310,7 @@ def plot_curve(table: dict[str, Any], path: Path) -> None:
             )
     ax.set_xscale("log")
     ax.set_xlabel("labelled objects used for training")
-    what = f"mean of {len(classes)} classes, dashed: each" if classes else table["class"]
+    what = _mean_of(table, classes, key) if classes else table["class"]
     ax.set_ylabel(f"{label} ({what})")
     ax.set_title(f"label efficiency: {table['region']}")
     ax.grid(True, alpha=0.3)
@@ -319,6 +319,25 @@ def plot_curve(table: dict[str, Any], path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def _mean_of(table: dict[str, Any], classes: list[str], key: str) -> str:
+    """The axis label's word on the mean: of the classes with test scores, not of all.
+
+    >>> rows = [{"per_class": {"a": {"pixel_iou": 0.5}, "b": {"pixel_iou": None}}}]
+    >>> _mean_of({"rows": rows}, ["a", "b"], "pixel_iou")
+    'mean of 1 class, dashed: each; b: no test pixels'
+    """
+    scored = [
+        c
+        for c in classes
+        if any(r.get("per_class", {}).get(c, {}).get(key) is not None for r in table["rows"])
+    ]
+    n = len(scored)
+    what = f"mean of {n} class{'' if n == 1 else 'es'}, dashed: each"
+    if unscored := [c for c in classes if c not in scored]:
+        what += f"; {', '.join(unscored)}: no test pixels"
+    return what
 
 
 def _values(scores: list[dict[str, Any]], key: str, index: int | None = None) -> list[float]:

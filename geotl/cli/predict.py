@@ -38,7 +38,7 @@ from geotl.predict.engine import ENGINES
     "--probabilities",
     type=click.Path(path_type=Path),
     help="Cloud-Optimised GeoTIFF of the blended class probabilities (one per scene: "
-    "NAME_<scene>.tif).",
+    "NAME_<scene>.tif), with a QGIS style NAME.qml beside it.",
 )
 @device_option(here=False)  # with --cluster, the workers' device: checked where it loads
 @click.option(

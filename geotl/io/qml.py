@@ -1,14 +1,14 @@
-"""QGIS layer styles (``.qml``): polygons filled and outlined by category, with a label.
+"""QGIS layer styles (``.qml``): polygons by category with a label, a raster band in colour.
 
-QGIS loads ``<name>.qml`` beside a vector file as that layer's default style, and a
-GeoPackage's ``layer_styles`` table holds the same text.
+QGIS loads ``<name>.qml`` beside a vector or raster file as that layer's default style,
+and a GeoPackage's ``layer_styles`` table holds the same text.
 """
 
 from __future__ import annotations
 
 from xml.sax.saxutils import quoteattr
 
-__all__ = ["categorized_qml"]
+__all__ = ["categorized_qml", "pseudocolor_qml"]
 
 RGB = tuple[int, int, int]
 
@@ -78,5 +78,58 @@ def categorized_qml(
       <rendering scaleVisibility="0" obstacle="1" fontLimitPixelSize="0" displayAll="{int(display_all)}"/>
     </settings>
   </labeling>
+</qgis>
+"""
+
+
+def pseudocolor_qml(
+    band: int,
+    band_names: list[str],
+    colour: RGB,
+    *,
+    minimum: float = 0.0,
+    maximum: float = 1.0,
+) -> str:
+    """A raster style: band ``band`` (1-based) from transparent at ``minimum`` to ``colour``.
+
+    Without it QGIS shows a file of three or more bands as an RGB composite of its first
+    three, which means nothing for probabilities. The fixed range keeps one colour one
+    value across scenes (QGIS would stretch each file to its own min and max). The legend
+    names the band, and a comment lists every band (Symbology > Band picks another).
+
+    >>> qml = pseudocolor_qml(1, ["tree", "border"], (27, 158, 119))
+    >>> 'type="singlebandpseudocolor"' in qml and 'band="1"' in qml and 'label="tree 1"' in qml
+    True
+    """
+    name = band_names[band - 1]
+    listed = ", ".join(f"{i} {n}" for i, n in enumerate(band_names, start=1))
+    listed = listed.replace("--", "- -")  # "--" may not appear in an XML comment
+    hex_colour = "#{:02x}{:02x}{:02x}".format(*colour)
+    lo, hi = repr(float(minimum)), repr(float(maximum))
+    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.22.0" styleCategories="Symbology">
+  <!-- bands: {listed} -->
+  <pipe>
+    <rasterrenderer type="singlebandpseudocolor" band="{band}" opacity="1" alphaBand="-1" classificationMin="{lo}" classificationMax="{hi}" nodataColor="">
+      <minMaxOrigin>
+        <limits>None</limits>
+        <extent>WholeRaster</extent>
+        <statAccuracy>Estimated</statAccuracy>
+        <cumulativeCutLower>0.02</cumulativeCutLower>
+        <cumulativeCutUpper>0.98</cumulativeCutUpper>
+        <stdDevFactor>2</stdDevFactor>
+      </minMaxOrigin>
+      <rastershader>
+        <colorrampshader colorRampType="INTERPOLATED" classificationMode="1" clip="0" labelPrecision="2" minimumValue="{lo}" maximumValue="{hi}">
+          <item alpha="0" value="{lo}" label={quoteattr(f"{name} {minimum:g}")} color="{hex_colour}"/>
+          <item alpha="255" value="{hi}" label={quoteattr(f"{name} {maximum:g}")} color="{hex_colour}"/>
+        </colorrampshader>
+      </rastershader>
+    </rasterrenderer>
+    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
+    <huesaturation saturation="0" grayscaleMode="0" invertColors="0" colorizeOn="0" colorizeRed="255" colorizeGreen="128" colorizeBlue="128" colorizeStrength="100"/>
+    <rasterresampler maxOversampling="2"/>
+  </pipe>
+  <blendMode>0</blendMode>
 </qgis>
 """

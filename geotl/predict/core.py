@@ -56,7 +56,7 @@ from geotl.predict.blocks import RowBlock
 from geotl.predict.boxes import artefact_detector, detect_boxes
 from geotl.predict.engine import load_model
 from geotl.predict.objects import ObjectExtractor, extractor_for
-from geotl.predict.outputs import WRITERS, Prediction, write_cog
+from geotl.predict.outputs import WRITERS, Prediction, write_cog, write_probabilities_qml
 from geotl.predict.outputs.base import scene_file_part
 from geotl.predict.outputs.quicklook import QuicklookWriter, sidecar_paths
 from geotl.predict.scene import check_resolution, map_bands, scene_band_names
@@ -679,6 +679,21 @@ def _per_scene(path: Path | None, name: str, many: bool) -> Path | None:
     return path.with_name(f"{path.stem}_{scene_file_part(name)}{path.suffix}")
 
 
+def _probabilities_qml(
+    probabilities: Path | None, name: str, many: bool, geojson: Path
+) -> Path | None:
+    """The QGIS style beside a scene's probabilities COG (``NAME.qml``), or None.
+
+    None too where it would be the detections' style (``-o p.geojson --probabilities
+    p.tif``): that one wins, and the COG opens unstyled.
+    """
+    cog = _per_scene(probabilities, name, many)
+    if cog is None:
+        return None
+    style = cog.with_suffix(".qml")
+    return None if style == geojson.with_suffix(".qml") else style
+
+
 def scene_names(scenes: list[Path]) -> list[str]:
     """What the outputs call each scene: its file name, and folders as needed.
 
@@ -759,6 +774,15 @@ def predict_scenes(
         for p in (_per_scene(quicklook, name, many), _per_scene(probabilities, name, many)):
             if p is not None:
                 outputs.append(p)
+        if (style := _probabilities_qml(probabilities, name, many, geojson)) is not None:
+            outputs.append(style)
+        elif probabilities is not None:
+            log.warning(
+                "%s: written without its QGIS style: %s is the detections' style "
+                "(name the probabilities unlike the GeoJSON to get one)",
+                _per_scene(probabilities, name, many),
+                geojson.with_suffix(".qml"),
+            )
         if quicklook is not None:  # the files that place each picture on the map
             outputs.extend(sidecar_paths(_per_scene(quicklook, name, many) or quicklook))
     for p in outputs:
@@ -816,6 +840,13 @@ def predict_scenes(
         for fmt, path in (("geojson", geojson), ("qml", qml), ("gpkg", gpkg)):
             if path is not None:
                 WRITERS[fmt].write(staged.enter_context(atomic_path(path)), prediction)
+        styles = [qml]
+        cogs = {job.name: job.options.probabilities_path for job in jobs}
+        for d in done:
+            style = _probabilities_qml(probabilities, d.name, many, geojson)
+            if style is not None and (cog := cogs[d.name]) is not None:
+                write_probabilities_qml(cog, stage_file(style))
+                styles.append(style)
 
     def written(path: Path | None) -> list[Path]:
         return [p for d in done if (p := _per_scene(path, d.name, many)) is not None]
@@ -826,7 +857,7 @@ def predict_scenes(
         scenes=done,
         failed=failed,
         gpkg=gpkg,
-        qml=[qml],
+        qml=styles,
         quicklooks=written(quicklook),
         probabilities=written(probabilities),
     )

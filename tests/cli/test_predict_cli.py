@@ -349,6 +349,8 @@ def test_an_interrupted_run_leaves_no_output_and_runs_again(
         "q_s1.png",
         "p_s0.tif",
         "p_s1.tif",
+        "p_s0.qml",
+        "p_s1.qml",
     }
     assert all((tmp_path / name).stat().st_size > 0 for name in written)
     assert not list(tmp_path.glob(".tmp-*"))

@@ -5,7 +5,8 @@
 - ``gpkg`` (:mod:`.gpkg`): detections in each scene's CRS, styled for QGIS;
 - ``quicklook`` (:mod:`.quicklook`): a PNG per scene with its detections;
 - ``probabilities`` (:mod:`.cog`): the class probabilities as a COG, converted from the
-  GeoTIFF the stream writes while it predicts (so not a :class:`OutputWriter`).
+  GeoTIFF the stream writes while it predicts (so not a :class:`OutputWriter`), and its
+  QGIS style beside it.
 
 Colours and the QML text live in :mod:`.style`. Every file is written atomically.
 """
@@ -13,7 +14,7 @@ Colours and the QML text live in :mod:`.style`. Every file is written atomically
 from __future__ import annotations
 
 from geotl.predict.outputs.base import OutputWriter, Prediction, ScenePrediction
-from geotl.predict.outputs.cog import write_cog
+from geotl.predict.outputs.cog import write_cog, write_probabilities_qml
 from geotl.predict.outputs.geojson import GeoJSONWriter
 from geotl.predict.outputs.gpkg import GpkgWriter, write_gpkg
 from geotl.predict.outputs.qml import QmlWriter, write_qml
@@ -29,6 +30,7 @@ __all__ = [
     "qml_style",
     "write_cog",
     "write_gpkg",
+    "write_probabilities_qml",
     "write_qml",
     "write_quicklook",
 ]

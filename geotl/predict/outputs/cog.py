@@ -3,6 +3,8 @@
 Unlike the other formats this one is not written from the detections: the stream writes
 the probabilities window by window into a temporary GeoTIFF while it predicts, and
 :func:`write_cog` turns that file into a COG (rio-cogeo, deflate, 512 px tiles).
+:func:`write_probabilities_qml` writes the QGIS style beside it (else QGIS shows the first
+three bands as an RGB composite).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from typing import Any
 import rasterio
 from affine import Affine
 
-from geotl.io.atomic import atomic_path
+from geotl.io.atomic import atomic_path, atomic_write_text
+from geotl.predict.outputs.style import probabilities_qml_style
 
-__all__ = ["open_probabilities", "write_cog"]
+__all__ = ["open_probabilities", "write_cog", "write_probabilities_qml"]
 
 
 def open_probabilities(
@@ -60,3 +63,15 @@ def write_cog(src: Path, dst: Path) -> None:
         cog_translate(
             str(src), str(tmp), profile, quiet=True, use_cog_driver=False, in_memory=False
         )
+
+
+def write_probabilities_qml(cog: Path, qml: Path) -> Path:
+    """Write the QGIS style for the probabilities in ``cog``, named by its band descriptions.
+
+    QGIS loads ``NAME.qml`` beside ``NAME.tif`` as the layer's style: the first class in
+    pseudocolour, 0 to 1.
+    """
+    with rasterio.open(cog) as ds:
+        names = [d or f"band {i}" for i, d in enumerate(ds.descriptions, start=1)]
+    atomic_write_text(qml, probabilities_qml_style(names))
+    return qml

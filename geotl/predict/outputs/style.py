@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from geotl.io.qml import categorized_qml
+from geotl.io.qml import categorized_qml, pseudocolor_qml
 
-__all__ = ["CLASS_COLOURS", "class_colour", "class_colour01", "qml_style"]
+__all__ = [
+    "CLASS_COLOURS",
+    "class_colour",
+    "class_colour01",
+    "probabilities_qml_style",
+    "qml_style",
+]
 
 # ColorBrewer Dark2: distinct, readable on imagery.
 CLASS_COLOURS: tuple[tuple[int, int, int], ...] = (
@@ -41,3 +47,12 @@ def qml_style(classes: list[str]) -> str:
         [(name, class_colour(i)) for i, name in enumerate(classes)],
         '"class" || \' \' || format_number("score", 2)',
     )
+
+
+def probabilities_qml_style(band_names: list[str]) -> str:
+    """A QGIS raster style for the probabilities: the first class, 0-1, in its own colour.
+
+    >>> 'label="tree 1"' in probabilities_qml_style(["tree", "border", "contact"])
+    True
+    """
+    return pseudocolor_qml(1, band_names, class_colour(0))

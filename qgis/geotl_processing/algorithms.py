@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import threading
 from pathlib import Path
-from typing import Any, ClassVar, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional, Sequence
 
 from qgis.core import (
     QgsFeature,
@@ -55,19 +56,72 @@ class _GeotlAlgorithm(QgsProcessingAlgorithm):
     def createInstance(self) -> QgsProcessingAlgorithm:
         return type(self)()
 
-    def geotl(self, args: List[str], feedback: Any, partial_ok: bool = False) -> str:
+    def geotl(
+        self,
+        args: List[str],
+        feedback: Any,
+        partial_ok: bool = False,
+        outputs: Sequence[Optional[str]] = (),
+    ) -> str:
         """Run ``geotl ARGS``; its one-line error becomes this algorithm's error.
 
         ``partial_ok``: exit code 1 after geotl wrote its outputs (``predict``: a scene
         skipped, the others written) is a warning, and the outputs are returned.
+        ``outputs``: files geotl writes; their missing folders are made first (a user types
+        a new folder into the output box; geotl asks for folders to exist) and removed
+        again, while still empty, when geotl fails or is cancelled.
         """
+        made = _make_folders(outputs)
         try:
             return run_geotl(executable(), args, feedback)
         except GeotlCliError as exc:
             if partial_ok and exc.returncode == 1 and exc.stdout.strip():
                 feedback.reportError(str(exc), False)
                 return exc.stdout
+            _remove_empty(made)
             raise QgsProcessingException(str(exc)) from None
+
+
+def _make_folders(outputs: Sequence[Optional[str]]) -> List[Path]:
+    """Make the missing folders of ``outputs``; the ones made, deepest first."""
+    made: List[Path] = []
+    for out in outputs:
+        if not out or "://" in out or out.startswith(("/vsi", "memory:", "ogr:", "postgres")):
+            continue
+        folder = Path(out).parent
+        missing = [p for p in [folder, *folder.parents] if not p.exists()]
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _remove_empty(made)
+            raise QgsProcessingException(
+                f"cannot create the folder '{folder}' for '{out}' ({exc.strerror}): "
+                "choose a folder you can write to"
+            ) from None
+        made += [p for p in missing if p not in made]
+    return sorted(made, key=lambda p: len(p.parts), reverse=True)
+
+
+def _remove_empty(folders: List[Path]) -> None:
+    """Remove the folders made for a run that failed, those still empty (deepest first)."""
+    for folder in folders:
+        # not empty (something else wrote there) or gone: leave it
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _model_folder(path: str, feedback: Any) -> str:
+    """The model folder to pass: a ``geotl run`` folder (``DIR/model``) is taken for its model.
+
+    A user browsing for "the model" picks the folder ``geotl run --out`` made; geotl wants
+    the ``model`` folder inside it, and says so, but here the choice is unambiguous.
+    """
+    folder = Path(path)
+    inner = folder / "model"
+    if not (folder / "model.json").is_file() and (inner / "model.json").is_file():
+        feedback.pushInfo(f"'{folder}' is a geotl run folder: using its model, '{inner}'")
+        return str(inner)
+    return path
 
 
 def _file_of(layer: Any) -> str:
@@ -116,7 +170,11 @@ def _rasters_in(path: str) -> int:
 
 
 class _LoadStyle(QgsProcessingLayerPostProcessorInterface):
-    """Applies geotl's QML style to the detections layer when the dialog loads it."""
+    """Applies geotl's QML style to an output layer when the dialog loads it.
+
+    Processing loads outputs without their default style (the ``.qml`` beside the file),
+    so the detections, areas and probabilities would show in QGIS's random defaults.
+    """
 
     instances: ClassVar[List[_LoadStyle]] = []  # Processing keeps no reference; keep one
 
@@ -149,8 +207,11 @@ class PredictAlgorithm(_GeotlAlgorithm):
         return (
             "Runs <code>geotl predict</code>: the model in <b>Model folder</b> turns the raster "
             "layers (or files) into detection polygons, loaded with geotl's style (a QML file "
-            "is written beside the GeoJSON). Layers must be files (a WMS or other web layer: "
-            "Export > Save As... a GeoTIFF first). Empty options take the model card's defaults."
+            "is written beside the GeoJSON); the probabilities load showing the first class, "
+            "0-1 (their QML too). Layers must be files (a WMS or other web layer: Export > "
+            "Save As... a GeoTIFF first). The model folder may be a geotl run folder (its "
+            "model/ is used); missing output folders are made. Empty options take the model "
+            "card's defaults."
         )
 
     def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:
@@ -243,7 +304,7 @@ class PredictAlgorithm(_GeotlAlgorithm):
         if not layers:
             raise QgsProcessingException("no scene: choose at least one raster layer or file")
         scenes = [_file_of(layer) for layer in layers]
-        model = self.parameterAsFile(parameters, "MODEL", context)
+        model = _model_folder(self.parameterAsFile(parameters, "MODEL", context), feedback)
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         if not out.lower().endswith(".geojson"):
             raise QgsProcessingException(
@@ -267,7 +328,9 @@ class PredictAlgorithm(_GeotlAlgorithm):
         probs = self.parameterAsOutputLayer(parameters, "PROBABILITIES", context) or None
         if probs:
             args += ["--probabilities", probs]
-        written = self.geotl(args, feedback, partial_ok=True).splitlines()
+        written = self.geotl(
+            args, feedback, partial_ok=True, outputs=[out, gpkg, probs]
+        ).splitlines()
         # the layers to load are changed first: a post-processor is set last (details own it)
         per_scene: List[str] = [probs] if probs else []
         if probs and len(scenes) > 1:
@@ -276,6 +339,14 @@ class PredictAlgorithm(_GeotlAlgorithm):
             if context.willLoadLayerOnCompletion(probs):
                 _load_as(context, probs, *per_scene)
             probs = None
+        for cog in per_scene:  # geotl's style beside each: the first class, 0-1 (not RGB)
+            style = str(Path(cog).with_suffix(".qml"))
+            # (none when named like the GeoJSON: NAME.qml is then the detections' style)
+            mine = style != str(Path(out).with_suffix(".qml"))
+            if context.willLoadLayerOnCompletion(cog) and mine and os.path.isfile(style):
+                context.layerToLoadOnCompletionDetails(cog).setPostProcessor(
+                    _LoadStyle.create(style)
+                )
         if context.willLoadLayerOnCompletion(out):
             load = out
             if _no_features(out):
@@ -383,7 +454,7 @@ class SuggestAlgorithm(_GeotlAlgorithm):
         self, parameters: Dict[str, Any], context: Any, feedback: Any
     ) -> Dict[str, Any]:
         region = self.parameterAsFile(parameters, "REGION", context)
-        model = self.parameterAsFile(parameters, "MODEL", context)
+        model = _model_folder(self.parameterAsFile(parameters, "MODEL", context), feedback)
         out = self.parameterAsFileOutput(parameters, "OUTPUT", context)
         if not out.lower().endswith(".gpkg"):  # geotl writes a GeoPackage whatever the name
             raise QgsProcessingException(
@@ -396,7 +467,7 @@ class SuggestAlgorithm(_GeotlAlgorithm):
         append_to = self.parameterAsFileOutput(parameters, "APPEND_TO", context) or None
         if append_to:
             args += ["--append-to", append_to]
-        self.geotl(args, feedback)
+        self.geotl(args, feedback, outputs=[out, append_to])
         if context.project() is not None:  # the dialog loads the squares, styled
             details = QgsProcessingContext.LayerDetails(
                 "Areas to label", context.project(), "OUTPUT"

@@ -175,6 +175,14 @@ try:
                     item["geometry"] = QgsWkbTypes.geometryDisplayString(layer.geometryType())
                     item["count"] = layer.featureCount()
                     item["renderer"] = layer.renderer().type() if layer.renderer() else None
+                else:  # the probabilities: how the dialog shows them
+                    renderer = layer.renderer()
+                    item["renderer"] = renderer.type()
+                    if renderer.type() == "singlebandpseudocolor":
+                        ramp = renderer.shader().rasterShaderFunction()
+                        item["band"] = renderer.band()
+                        item["range"] = [renderer.classificationMin(), renderer.classificationMax()]
+                        item["legend"] = [i.label for i in ramp.colorRampItemList()]
             loaded.append(item)
     elif case == "cancel":
         fb = Feedback(cancel_at_progress=True)

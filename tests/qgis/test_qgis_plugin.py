@@ -524,3 +524,52 @@ def test_layers_geotl_cannot_read_are_refused(
     assert "'labels' is not a raster layer" in vector, vector
     assert ".gpkg" in areas and "areas.geojson" in areas, areas
     assert list(out.iterdir()) == []
+
+
+@needs_qgis
+def test_probabilities_load_styled_into_new_folders(
+    plugins_dir: Path, geotl_exe: Path, tmp_path: Path
+) -> None:
+    # the probabilities COG loaded as QGIS's default (grey, or an RGB composite of the
+    # first three bands for an instance model), not as the class's probability 0-1; the
+    # outputs' folders had to exist, and a `geotl run` folder was refused as the model
+    import numpy as np
+    from predict import data
+
+    run = tmp_path / "run ä"  # what `geotl run --out` makes: the model is run/model
+    data.write_constant_model(run / "model")
+    scene = data.write_scene(tmp_path / "scène 1.tif", np.full((60, 70), 150, dtype=np.uint8))
+    out = tmp_path / "new é" / "deeper"
+    probs = tmp_path / "also new" / "p ü.tif"
+    base = {"plugins": str(plugins_dir), "geotl": str(geotl_exe), "case": "predict_loads"}
+    report = _run_case(
+        base
+        | {
+            "scenes": [{"uri": str(scene), "name": "scène"}],
+            "model": str(run),
+            "output": str(out / "d.geojson"),
+            "probabilities": str(probs),
+        },
+        tmp_path,
+    )
+    assert "results" in report, report.get("error")
+    assert any("geotl run folder" in line for line in report["log"]), report["log"]
+    loaded = {item["source"]: item for item in report["loaded"]}
+    assert loaded[str(out / "d.geojson")]["renderer"] == "categorizedSymbol"
+    layer = loaded[str(probs)]
+    assert layer["valid"] and layer["renderer"] == "singlebandpseudocolor", layer
+    assert (layer["band"], layer["range"]) == (1, [0.0, 1.0])
+    assert layer["legend"] == ["tree 0", "tree 1"]
+    assert sorted(p.name for p in probs.parent.iterdir()) == ["p ü.qml", "p ü.tif"]
+    # geotl fails: the folders made for it are removed again
+    failed = _run_case(
+        base
+        | {
+            "scenes": [str(scene)],
+            "model": str(tmp_path / "also new"),
+            "output": str(tmp_path / "gone" / "a" / "d.geojson"),
+        },
+        tmp_path,
+    )
+    assert "missing model.json" in failed["error"]
+    assert not (tmp_path / "gone").exists()

@@ -776,13 +776,6 @@ def predict_scenes(
                 outputs.append(p)
         if (style := _probabilities_qml(probabilities, name, many, geojson)) is not None:
             outputs.append(style)
-        elif probabilities is not None:
-            log.warning(
-                "%s: written without its QGIS style: %s is the detections' style "
-                "(name the probabilities unlike the GeoJSON to get one)",
-                _per_scene(probabilities, name, many),
-                geojson.with_suffix(".qml"),
-            )
         if quicklook is not None:  # the files that place each picture on the map
             outputs.extend(sidecar_paths(_per_scene(quicklook, name, many) or quicklook))
     for p in outputs:
@@ -843,10 +836,19 @@ def predict_scenes(
         styles = [qml]
         cogs = {job.name: job.options.probabilities_path for job in jobs}
         for d in done:
+            if (cog := cogs[d.name]) is None:
+                continue
             style = _probabilities_qml(probabilities, d.name, many, geojson)
-            if style is not None and (cog := cogs[d.name]) is not None:
-                write_probabilities_qml(cog, stage_file(style))
-                styles.append(style)
+            if style is None:  # said once the file is written, not before a refusal
+                log.warning(
+                    "%s: written without its QGIS style: %s is the detections' style "
+                    "(name the probabilities unlike the GeoJSON to get one)",
+                    _per_scene(probabilities, d.name, many),
+                    geojson.with_suffix(".qml"),
+                )
+                continue
+            write_probabilities_qml(cog, stage_file(style))
+            styles.append(style)
 
     def written(path: Path | None) -> list[Path]:
         return [p for d in done if (p := _per_scene(path, d.name, many)) is not None]

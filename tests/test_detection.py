@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -368,3 +369,27 @@ def test_a_class_without_test_objects_is_named() -> None:
     scores = detection_scores([pred], [truth], ["tree", "snag"], 0.5, n_boot=10)
     assert scores["classes_without_test_objects"] == ["snag"]
     assert scores["iou_0.5"]["per_class"]["snag"] == {"tp": 0, "fp": 1, "fn": 0}
+
+
+def test_evaluate_leaves_out_boxes_predict_drops_as_too_small(
+    det_model: Path, det_region: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # predict drops boxes under [predict] min_area_m2; evaluate scored them all the same, so
+    # a min_area_m2 larger than every crown gave a recall that predict never delivers
+    art = load_artefact(det_model)
+    art.network.score_thresh = 0.0  # type: ignore[assignment]
+    big = tmp_path / "big.toml"
+    big.write_text(det_region.read_text().replace("min_area_m2 = 0.0", "min_area_m2 = 5000.0"))
+    chips = det_model / "chips"
+    with caplog.at_level("WARNING", logger="geotl.evaluate.detection"):
+        det = evaluate_model(det_model, load_region(big), chips_dir=chips, n_boot=10)["detection"]
+    assert det["objects"] == 0 and det["predicted"] == 0
+    assert det["objects_under_min_area"] > 0 and det["min_area_m2"] == 5000.0
+    assert "lower [predict] min_area_m2" in caplog.text
+    # predict with that minimum writes no box either: the two agree
+    opts = PredictOptions(window_px=256, overlap_px=64, threshold=0.001, progress=False)
+    assert len(predict_scene(art, SCENE, replace(opts, min_area_m2=5000.0)).features) == 0
+    # the region's own minimum (0) leaves every labelled box in
+    det = evaluate_model(det_model, load_region(det_region), chips_dir=chips, n_boot=10)
+    assert det["detection"]["objects_under_min_area"] == 0
+    assert det["detection"]["objects"] > 0

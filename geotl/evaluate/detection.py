@@ -7,10 +7,13 @@ Object precision, recall and F1 at IoU 0.4 and 0.5 against the chip index's boxe
 (:func:`~geotl.evaluate.matching.match_boxes`) and COCO AP50 (torchmetrics), each with a
 bootstrap CI over chips (:func:`detection_scores`). Only the classes the region labels are
 scored (:class:`~geotl.evaluate.chips.ScoredClasses`): boxes of another class are dropped.
+Boxes smaller than ``min_area_m2`` are left out as predict leaves them out
+(:func:`without_small_boxes`), so the scores describe the boxes predict writes.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,8 @@ from geotl.evaluate.matching import match_boxes
 from geotl.evaluate.scores import bootstrap_ci, rounded
 from geotl.metrics import precision_recall_f1
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "AP_RESAMPLES",
     "DETECTION_IOUS",
@@ -33,6 +38,7 @@ __all__ = [
     "detection_scores",
     "evaluate_boxes",
     "owned_boxes",
+    "without_small_boxes",
 ]
 
 DETECTION_IOUS = (0.4, 0.5)
@@ -172,6 +178,78 @@ def owned_boxes(
     return out_p, out_t
 
 
+def without_small_boxes(
+    preds: list[dict[str, np.ndarray]],
+    truths: list[dict[str, np.ndarray]],
+    min_px: list[float],
+) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]], int]:
+    """Boxes under ``min_area_m2`` left out on both sides, as predict leaves them out.
+
+    Predict drops boxes smaller than ``min_area_m2`` (:mod:`geotl.predict.core`), so a
+    score that counted them would describe boxes nobody gets. A labelled box that small
+    becomes an ignore box: predict cannot find it, and a larger box drawn on it is neither
+    right nor wrong (as segmentation leaves such objects out on both sides).
+
+    Args:
+        preds: per chip ``boxes`` (n, 4) in chip pixels, ``scores``, ``labels``.
+        truths: per chip ``boxes``, ``labels``, ``ignore``.
+        min_px: per chip, ``min_area_m2`` in that chip's pixels.
+
+    Returns:
+        The predictions and truths without small boxes, and how many labelled boxes were
+        left out.
+
+    >>> p = {"boxes": np.array([[0.0, 0, 2, 2], [0, 0, 9, 9]]), "scores": np.ones(2),
+    ...      "labels": np.ones(2, np.int64)}
+    >>> t = {"boxes": np.array([[0.0, 0, 3, 3]]), "labels": np.ones(1, np.int64),
+    ...      "ignore": np.zeros((0, 4))}
+    >>> p2, t2, n = without_small_boxes([p], [t], [10.0])
+    >>> p2[0]["boxes"].tolist(), len(t2[0]["boxes"]), t2[0]["ignore"].tolist(), n
+    ([[0.0, 0.0, 9.0, 9.0]], 0, [[0.0, 0.0, 3.0, 3.0]], 1)
+    """
+
+    def area(boxes: np.ndarray) -> np.ndarray:
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        return np.asarray((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))
+
+    out_p, out_t, dropped = [], [], 0
+    for p, t, px in zip(preds, truths, min_px, strict=True):
+        if px <= 0:
+            out_p.append(p)
+            out_t.append(t)
+            continue
+        keep = area(p["boxes"]) >= px
+        out_p.append({k: np.asarray(v)[keep] for k, v in p.items()})
+        tb = np.asarray(t["boxes"]).reshape(-1, 4)
+        big = area(tb) >= px
+        dropped += int((~big).sum())
+        ignore = np.asarray(t["ignore"]).reshape(-1, 4)
+        out_t.append(
+            {
+                "boxes": tb[big],
+                "labels": np.asarray(t["labels"])[big],
+                "ignore": np.concatenate([ignore, tb[~big]]).astype(tb.dtype),
+            }
+        )
+    return out_p, out_t, dropped
+
+
+def _min_area_px(cdir: Path, rows: Any, min_area_m2: float) -> list[float]:
+    """``min_area_m2`` in each chip's pixels (its ground resolution, whatever the CRS)."""
+    import rasterio
+
+    from geotl.io.rasters import ground_resolution_m
+
+    if min_area_m2 <= 0:
+        return [0.0] * len(rows)
+    out = []
+    for image in rows["image"]:
+        with rasterio.open(cdir / str(image)) as src:
+            res_m = ground_resolution_m(src.crs, src.transform, src.width, src.height)
+        out.append(min_area_m2 / (res_m * res_m))
+    return out
+
+
 def detection_scores(
     preds: list[dict[str, np.ndarray]],
     truths: list[dict[str, np.ndarray]],
@@ -281,6 +359,7 @@ def evaluate_boxes(
     """
     from geotl.chips import read_chip_index
     from geotl.chips.boxes import index_boxes
+    from geotl.predict.core import PredictOptions
 
     card = artefact.card
     index = read_chip_index(cdir)
@@ -300,7 +379,25 @@ def evaluate_boxes(
     preds = detect_chips(artefact, data.images, data.valid, batch_size)
     preds, truths = owned_boxes(preds, truths, owned_pixels(rows))
     preds, truths = _scored_boxes(preds, scored.lut), _scored_boxes(truths, scored.lut)
+    min_area = PredictOptions(min_area_m2=region.predict.given("min_area_m2")).min_area_for(card)
+    n_labelled = sum(len(t["boxes"]) for t in truths)
+    preds, truths, small = without_small_boxes(preds, truths, _min_area_px(cdir, rows, min_area))
+    if small:
+        log.warning(
+            "%s: %d of the %d labelled %s boxes are smaller than min_area_m2 = %g m2: left "
+            "out of the scores, as predict leaves such boxes out%s",
+            region.path,
+            small,
+            n_labelled,
+            split,
+            min_area,
+            ": predict finds none of them; lower [predict] min_area_m2 in the region file"
+            if small == n_labelled
+            else "",
+        )
     scores = detection_scores(preds, truths, scored.names, card.threshold, n_boot, seed)
+    scores["min_area_m2"] = min_area
+    scores["objects_under_min_area"] = small
     return {
         "region": region.name,
         "split": split,

@@ -16,8 +16,16 @@ keep every object exactly once across window seams:
    far edge and the other by the next window's near edge, that both cover most of the
    strip the two windows share and agree across the seam (IoU of their extents along it
    at least :data:`SEAM_JOIN_IOU`), are one object: their union (the higher score).
-3. **Non-maximum suppression in scene coordinates** (per class, ``nms_iou``) removes what
-   rules 1 and 2 cannot: the same object predicted by two windows with centres that fall
+3. **Reading a cut object again, placed to see it whole.** A real detector's two views of
+   an object wider than the overlap do not always meet rule 2 (one view stops short of
+   the seam, or its centre falls in the other window's core and it is dropped), and a lone
+   cut view would come out clipped at the seam. So a kept box that is not joined and
+   ends within :data:`_NEAR_EDGE_PX` of an edge of its window inside the scene is
+   detected again in one window placed to hold it with room on the cut side (as
+   segmentation reads a window again wider); the box of the same class there that holds
+   most of the cut view, and is itself not cut, replaces it.
+4. **Non-maximum suppression in scene coordinates** (per class, ``nms_iou``) removes what
+   rules 1 to 3 cannot: the same object predicted by two windows with centres that fall
    on either side of a core boundary.
 
 Memory holds one batch of windows and the scene's boxes (a few numbers per object), not
@@ -64,6 +72,8 @@ __all__ = [
 # it) to be joined, and how near a window's edge a box's side must lie to be cut by it
 SEAM_JOIN_IOU = 0.5
 _CUT_PX = 2.0
+# a kept box this near an edge of its window inside the scene may be a clipped view
+_NEAR_EDGE_PX = 8.0
 
 # boxes (n, 4) x0 y0 x1 y1 in window pixels, scores (n,), class ids (n,) for one window
 Detections = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]
@@ -189,6 +199,7 @@ def detect_boxes(
     kept_scores: list[npt.NDArray[np.float32]] = []
     kept_labels: list[npt.NDArray[np.int64]] = []
     kept_cut: list[npt.NDArray[np.bool_]] = []
+    kept_near: list[npt.NDArray[np.bool_]] = []
     indexes = list(range(len(plan.windows)))
     batches = [indexes[i : i + batch_size] for i in range(0, len(indexes), batch_size)]
 
@@ -220,6 +231,7 @@ def detect_boxes(
                     b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, w.width)
                     b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, w.height)
                     cut = _cut_sides(b, w, (height, width))
+                    near = _cut_sides(b, w, (height, width), _NEAR_EDGE_PX)
                     b, on_valid = fit_to_valid(b, valid)
                     b[:, [0, 2]] += w.col_off
                     b[:, [1, 3]] += w.row_off
@@ -227,15 +239,26 @@ def detect_boxes(
                     kept_scores.append(scores[keep][on_valid])
                     kept_labels.append(labels[keep][on_valid])
                     kept_cut.append(cut[on_valid])
+                    kept_near.append(near[on_valid])
             if progress is not None:
                 progress(len(batch))
     if kept_boxes:
+        all_boxes = np.concatenate(kept_boxes)
         joined = join_cut_boxes(
-            np.concatenate(kept_boxes),
+            all_boxes,
             np.concatenate(kept_scores),
             np.concatenate(kept_labels),
             np.concatenate(kept_cut),
         )
+        # a box left as it was (not joined) that ends near its window's inner edge: which sides
+        all_near = np.concatenate(kept_near)
+        lone = {tuple(b): n for b, n in zip(all_boxes.tolist(), all_near, strict=True) if n.any()}
+        redo = [(i, lone[tuple(b)]) for i, b in enumerate(joined[0].tolist()) if tuple(b) in lone]
+        if redo:
+            read_whole = partial(_read_batch, source, band_indexes, model_px=model_px)
+            _see_whole(
+                detect, read_whole, normalise, joined, redo, plan, score_threshold, batch_size
+            )
         kept_boxes, kept_scores, kept_labels = [joined[0]], [joined[1]], [joined[2]]
     objects = _nms_objects(kept_boxes, kept_scores, kept_labels, nms_iou, source.transform)
     stats.objects = len(objects)
@@ -244,7 +267,10 @@ def detect_boxes(
 
 
 def _cut_sides(
-    boxes: npt.NDArray[np.float32], w: Window, scene_shape: tuple[int, int]
+    boxes: npt.NDArray[np.float32],
+    w: Window,
+    scene_shape: tuple[int, int],
+    margin_px: float = _CUT_PX,
 ) -> npt.NDArray[np.bool_]:
     """Which sides (x0 y0 x1 y1) of window boxes lie on an edge of the window inside the scene."""
     h, wd = scene_shape
@@ -253,13 +279,91 @@ def _cut_sides(
     )
     at_edge = np.column_stack(
         [
-            boxes[:, 0] <= _CUT_PX,
-            boxes[:, 1] <= _CUT_PX,
-            boxes[:, 2] >= w.width - _CUT_PX,
-            boxes[:, 3] >= w.height - _CUT_PX,
+            boxes[:, 0] <= margin_px,
+            boxes[:, 1] <= margin_px,
+            boxes[:, 2] >= w.width - margin_px,
+            boxes[:, 3] >= w.height - margin_px,
         ]
     )
     return np.asarray(at_edge & inner)
+
+
+def _whole_view_window(
+    box: Sequence[float], near: Sequence[bool], window_px: int, scene_shape: tuple[int, int]
+) -> Window | None:
+    """A window that holds ``box`` with room on its cut sides; None when it cannot fit.
+
+    Along an axis cut on one side the window ends just past the box's other side (all the
+    room goes to the cut side); cut on both sides or neither, it is centred on the box.
+
+    >>> _whole_view_window((100, 10, 252, 50), (False, False, True, False), 256, (300, 600))
+    Window(col_off=84, row_off=0, width=256, height=256)
+    """
+    h, wd = scene_shape
+    x0, y0, x1, y1 = box
+    offsets = []
+    for lo, hi, cut_lo, cut_hi, length in (
+        (x0, x1, near[0], near[2], wd),
+        (y0, y1, near[1], near[3], h),
+    ):
+        size = min(window_px, length)
+        if hi - lo > size - 4 * _NEAR_EDGE_PX and size < length:
+            return None  # no window sees it whole with room around it
+        if cut_hi and not cut_lo:
+            off = lo - 2 * _NEAR_EDGE_PX
+        elif cut_lo and not cut_hi:
+            off = hi + 2 * _NEAR_EDGE_PX - size
+        else:
+            off = (lo + hi - size) / 2
+        offsets.append((int(np.clip(round(off), 0, length - size)), size))
+    (col, width), (row, height) = offsets
+    return Window(col, row, width, height)
+
+
+def _see_whole(
+    detect: Detector,
+    read: Callable[..., tuple[npt.NDArray[np.float32], list[npt.NDArray[np.bool_]]]],
+    normalise: Callable[[np.ndarray], np.ndarray],
+    joined: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]],
+    redo: list[tuple[int, npt.NDArray[np.bool_]]],
+    plan: WindowPlan,
+    score_threshold: float,
+    batch_size: int,
+) -> None:
+    """Rule 3: detect each ``redo`` box again in a window placed to see it whole (in place).
+
+    ``redo``: (index into ``joined``, which sides x0 y0 x1 y1 end near an inner window edge).
+
+    The box of the same class there that holds most of the cut view (at least half of it)
+    and is not near an inner edge of that window replaces the cut view, with its score.
+    """
+    boxes, scores, labels = joined
+    scene_shape = plan.scene_shape
+    jobs: list[tuple[int, Window]] = []
+    for i, near in redo:
+        win = _whole_view_window(boxes[i].tolist(), near.tolist(), plan.window_px, scene_shape)
+        if win is not None:
+            jobs.append((i, win))
+    for s in range(0, len(jobs), batch_size):
+        part = jobs[s : s + batch_size]
+        arr, valids = read([w for _, w in part], normalise=normalise)
+        for (i, w), valid, (wb, ws, wl) in zip(part, valids, detect(arr), strict=True):
+            wb = wb.copy()
+            wb[:, [0, 2]] = np.clip(wb[:, [0, 2]], 0, w.width)
+            wb[:, [1, 3]] = np.clip(wb[:, [1, 3]], 0, w.height)
+            whole = ~_cut_sides(wb, w, scene_shape, _NEAR_EDGE_PX).any(axis=1)
+            wb, on_valid = fit_to_valid(wb, valid)
+            ok = (ws >= score_threshold) & (wl == labels[i]) & whole & on_valid
+            if not ok.any():
+                continue
+            wb[:, [0, 2]] += w.col_off
+            wb[:, [1, 3]] += w.row_off
+            cut_view = shapely.box(*boxes[i].tolist())
+            cand = shapely.box(wb[:, 0], wb[:, 1], wb[:, 2], wb[:, 3])
+            share = np.where(ok, shapely.area(shapely.intersection(cand, cut_view)), 0.0)
+            k = int(np.argmax(share))
+            if share[k] >= 0.5 * cut_view.area:
+                boxes[i], scores[i] = wb[k], ws[k]
 
 
 def join_cut_boxes(

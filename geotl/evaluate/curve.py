@@ -108,7 +108,10 @@ def label_curve(
     table = {
         "region": region.name,
         "task": task,
-        "class": region.classes[0],
+        # the class each row scores: a detector's AP50 and F1 pool its classes
+        "class": region.classes[0]
+        if task != "detection" or len(region.classes) == 1
+        else "all classes",
         # several classes (segmentation): each row has every class's scores and their mean
         **({"classes": list(region.classes)} if multi else {}),
         "bases": bases,

@@ -434,7 +434,7 @@ def _predict_task(model: ModelRef, job: SceneJob, block: RowBlock | None) -> Sce
             "on storage every worker sees, at the same path",
             job.scene,
         )
-    options = replace(job.options, progress=False)
+    options = _task_options(job.options)
     with _without_causes():
         if block is None:
             return predict_scene(artefact, job.scene, options, acquired=job.acquired, name=job.name)
@@ -444,8 +444,20 @@ def _predict_task(model: ModelRef, job: SceneJob, block: RowBlock | None) -> Sce
                     artefact, job.scene, options, acquired=job.acquired, block=block, name=job.name
                 )
             except BlockMarginError as exc:
-                log.info("%s: %s; doubling the margin", job.scene.name, exc)
-                block = replace(block, margin_px=block.margin_px * 2)
+                block = block.widened(exc.rows)
+                log.info("%s: %s; margin now %d px", job.scene.name, exc, block.margin_px)
+
+
+def _task_options(options: PredictOptions) -> PredictOptions:
+    """A task's options on its worker: no progress bar, and vectorising in its share.
+
+    Without ``--workers``, a scene of 4 Mpx or more is vectorised by a pool of every core
+    the process may use: on each of ``local:2``'s workers that made 2 Dask workers and 2
+    pools of 2 on 2 cores. The worker's share (:func:`_worker_threads`) is what it runs
+    on; an explicit ``--workers`` is kept.
+    """
+    workers = options.workers if options.workers is not None else _worker_threads()
+    return replace(options, progress=False, workers=workers)
 
 
 @contextlib.contextmanager

@@ -61,7 +61,10 @@ SMALL = PredictOptions(
 def _two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     """Two worker processes, one thread each, offline, with the tests' geotl cache."""
     home = tmp_path_factory.mktemp("workers")
+    (home / "tmp").mkdir()
     env = {
+        # scratch folders of the worker a test kills stay under the test's folder, not /tmp
+        "TMPDIR": str(home / "tmp"),
         # the cache the tests' own process uses (conftest): ONNX exports are made once
         "GEOTL_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "geotl-cache"),
         "TORCH_HOME": str(home / "torch-home"),
@@ -511,6 +514,17 @@ def test_local_workers_share_the_machine_cores(monkeypatch: pytest.MonkeyPatch) 
     assert cluster._local_share(cores * 2) == 1
     monkeypatch.setenv(cluster._THREADS_ENV, "3")
     assert cluster._worker_threads() == 3
+
+
+def test_a_task_vectorises_in_its_workers_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    """local:2 on 2 cores: a large scene's task has no pool of every core (2 x 2 processes)."""
+    from geotl import cluster
+    from geotl.predict.core import PredictOptions
+
+    monkeypatch.setenv(cluster._THREADS_ENV, "1")
+    task = cluster._task_options(PredictOptions())
+    assert task.workers == 1 and task.progress is False
+    assert cluster._task_options(PredictOptions(workers=3)).workers == 3  # --workers: as asked
 
 
 def test_a_local_cluster_leaves_port_8787_to_the_user() -> None:

@@ -208,3 +208,43 @@ def test_more_cuda_devices_than_the_machine_shows_are_refused_before_any_work(
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     with pytest.raises(GeotlInputError, match="use --device cpu"):
         DeviceLayout(2).check(8, "cuda")
+
+
+def test_a_verdict_every_rank_reaches_is_said_once(tmp_path: Path) -> None:
+    """Rank 1 reaches rank 0's verdicts on the same val chips: only rank 0 says them.
+
+    At 4 steps the demo region's model (a real NEON plot) does not beat an all-tree map:
+    that warning came twice with ``--devices 2``.
+    """
+    region = REPO / "regions" / "demo-osbs-crowns.toml"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "two"
+    args = ["--steps", "4", "--val-every", "2", "--batch-size", "8", "--devices", "2"]
+    res = subprocess.run(
+        [sys.executable, "-m", "geotl", "train", str(region), "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=420,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    warnings = [
+        line.split(" ", 1)[1] for line in res.stderr.splitlines() if " WARNING geotl." in line
+    ]
+    assert any("does not beat a map of nothing but tree" in w for w in warnings), res.stderr
+    assert len(warnings) == len(set(warnings)), warnings
+
+
+def test_processes_share_the_cores_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """4 processes on 4 allotted cores of a larger machine: 1 thread each, not cores/4."""
+    from geotl.train.devices import DeviceLayout, set_threads_per_process
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    before = torch.get_num_threads()
+    try:
+        set_threads_per_process(DeviceLayout(4))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from geotl.cores import usable_cores
 from geotl.errors import GeotlInputError
 
 __all__ = ["STRATEGIES", "DeviceLayout", "launched_rank", "set_threads_per_process"]
@@ -142,7 +143,9 @@ def set_threads_per_process(layout: DeviceLayout) -> None:
     """On CPU, share the cores between the node's processes (unless ``OMP_NUM_THREADS`` is set).
 
     Lightning does this for spawned processes only; re-launched ones would each take
-    every core and slow each other down.
+    every core and slow each other down. The cores are those this process may run on (a
+    SLURM job or ``taskset`` allots fewer than the machine has): sharing the machine's
+    count gave each of 4 processes 16 threads on 4 allotted cores of 64.
     """
     if layout.devices > 1 and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // layout.devices))
+        torch.set_num_threads(max(1, usable_cores() // layout.devices))

@@ -22,7 +22,7 @@ import math
 import signal
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -533,17 +533,20 @@ def _train(
         )
         network, spec = pixel.network, pixel.spec
         score, record = pixel.val_iou, pixel.threshold
-    threshold = _choose_threshold(task, record, score, first)
+    # every rank reaches the same verdicts: only the one that writes says them (a warning
+    # of --devices 2 came twice)
+    warn = log.warning if writes else log.debug
+    threshold = _choose_threshold(task, record, score, first, warn=warn)
     # the validated weights (a refit's are not): val scores the seed thresholds on them
     kept_network = network
     records = sets.records
     refit: dict[str, Any] | None = None
     if settings.refit and (sets.val is sets.train or best.state is None):
-        log.warning("refit = true, but without val chips there is nothing to add: skipped")
+        warn("refit = true, but without val chips there is nothing to add: skipped")
     elif settings.refit and best.kept_base:
-        log.warning("refit = true, but the base's own weights were kept: skipped")
+        warn("refit = true, but the base's own weights were kept: skipped")
     elif settings.refit and kept_pixel:
-        log.warning("refit = true, but the per-pixel model was kept: skipped")
+        warn("refit = true, but the per-pixel model was kept: skipped")
     elif settings.refit:
         refit_module = new_module(schedule)[0]
         records, refit, writes = _refit(
@@ -928,7 +931,12 @@ def _pixel_candidate(
 
 
 def _choose_threshold(
-    task: Task, record: dict[str, float] | None, score: float, first: Region
+    task: Task,
+    record: dict[str, float] | None,
+    score: float,
+    first: Region,
+    *,
+    warn: Callable[..., None] = log.warning,
 ) -> dict[str, float] | None:
     """Take the foreground threshold that scored best on the kept model's validation.
 
@@ -937,11 +945,12 @@ def _choose_threshold(
 
     Where few labels leave a network unsure of the objects, argmax (0.5 for one class)
     undercounts them; the threshold is chosen on the val chips, never the test chips. The
-    region's ``[predict] threshold``, when set, wins (:meth:`Task.card_fields`).
+    region's ``[predict] threshold``, when set, wins (:meth:`Task.card_fields`). ``warn``
+    says what is wrong (``log.debug`` on the ranks that do not report).
     """
     if record is None:  # a task scored without thresholds (detection: AP50)
         if score <= 0:
-            log.warning(
+            warn(
                 "the model found none of the val objects (val %s %.4f): label more objects, "
                 "train longer ([model] steps), or adapt a pretrained base",
                 task.score_name,
@@ -954,7 +963,7 @@ def _choose_threshold(
     # within 2 % of it is no better: HARV at 20 steps scored 0.1056 against 0.105 at a
     # threshold of 0.10, one polygon over the whole scene, and nothing was said
     if floor is not None and score <= floor * FLOOR_MARGIN:
-        log.warning(
+        warn(
             "the model does not beat a map of nothing but %s on validation (IoU %.4f, that map "
             "%.4f): label more objects, train longer ([model] steps) (with base none: adapt a "
             "pretrained base instead)",

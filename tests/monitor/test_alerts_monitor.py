@@ -211,7 +211,7 @@ def test_a_pass_replaced_by_a_corrected_file_is_evaluated_again(
         naip_region,
         "\n[monitor.alerts]\npersistence = { passes = 1, of = 1 }\n"
         '[[monitor.alerts.rule]]\nname = "lake-new"\nclass = "water"\nwhen = "new"\n'
-        "min_area_m2 = 5000\n",
+        "min_area_m2 = 1\n",
     )
     region = load_region(naip_region)
     opts = MonitorOptions(out_dir=out, model_dir=naip_model)

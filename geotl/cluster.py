@@ -97,10 +97,20 @@ class ClusterSpec:
 def parse_cluster(text: str) -> ClusterSpec:
     """Parse ``local:N`` or ``tcp://HOST:PORT`` (also ``tls://``, ``ws://``...).
 
+    ``HOST:PORT`` alone (and a trailing ``/``) is the scheduler's TCP address, as Dask
+    takes it (``dask worker HOST:PORT``).
+
+    >>> parse_cluster("10.0.0.5:8786/").address
+    'tcp://10.0.0.5:8786'
+
     Raises:
         ClusterError: anything else.
     """
     text = text.strip()
+    if re.match(r"^[\w.\-]+:\d+/?$", text) and not _LOCAL.match(text):
+        text = f"tcp://{text}"
+    if "://" in text:
+        text = text.rstrip("/")
     m = _LOCAL.match(text)
     if m:
         n = int(m.group(1))

@@ -124,7 +124,10 @@ def _invoke(args: list[str]) -> Any:
 def test_parse_cluster() -> None:
     assert parse_cluster("local:3").local_workers == 3
     assert parse_cluster(" tcp://node-1:8786 ").address == "tcp://node-1:8786"
-    for bad in ("local:0", "local", "8786", "http://x:1", "tcp://"):
+    # the address as `dask worker` takes it: bare HOST:PORT, a trailing slash
+    assert parse_cluster("node-1:8786").address == "tcp://node-1:8786"
+    assert parse_cluster("tcp://node-1:8786/").address == "tcp://node-1:8786"
+    for bad in ("local:0", "local", "8786", "http://x:1", "tcp://", "node-1:port"):
         with pytest.raises(ClusterError, match="local:"):
             parse_cluster(bad)
 

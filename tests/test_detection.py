@@ -27,7 +27,12 @@ from geotl.models.detector import level_anchors
 from geotl.predict import PredictOptions, predict_scene
 from geotl.predict.engine import OrtEngine, _ExportingEngine, load_model
 from geotl.train import TrainOptions, load_region_chips, select_objects, train_model
-from geotl.train.tasks.detection import dihedral, flip_rotate_boxes
+from geotl.train.tasks.detection import (
+    BoxValidation,
+    DetectionTask,
+    dihedral,
+    flip_rotate_boxes,
+)
 
 torch.set_num_threads(2)
 REPO = Path(__file__).resolve().parents[1]
@@ -393,3 +398,21 @@ def test_evaluate_leaves_out_boxes_predict_drops_as_too_small(
     det = evaluate_model(det_model, load_region(det_region), chips_dir=chips, n_boot=10)
     assert det["detection"]["objects_under_min_area"] == 0
     assert det["detection"]["objects"] > 0
+
+
+def test_validation_scores_the_boxes_predict_keeps() -> None:
+    """The score threshold is chosen on the boxes min_area_m2 leaves, as evaluate scores."""
+
+    def scored(min_box_px: float | None) -> float:
+        task = DetectionTask(["tree"])
+        task.min_box_px = min_box_px
+        val = BoxValidation(task)
+        small = torch.tensor([[0.0, 0.0, 4.0, 4.0]])  # 16 px, found exactly
+        outputs = [{"boxes": small, "scores": torch.tensor([0.9]), "labels": torch.tensor([1])}]
+        targets = [{"boxes": small, "labels": torch.tensor([1]), "ignore": torch.zeros((0, 4))}]
+        val.update(outputs, targets)
+        return val.compute()
+
+    assert scored(None) == pytest.approx(1.0)
+    assert scored(0.0) == pytest.approx(1.0)
+    assert scored(20.0) == 0.0  # predict drops it: nothing left to find

@@ -96,6 +96,8 @@ class DetectionTask(Task):
     def __init__(self, classes: list[str], loss: str = "ce+dice") -> None:
         super().__init__(classes, loss)
         self.best_score = -1.0
+        # [predict] min_area_m2 in chip pixels: validation scores the boxes predict keeps
+        self.min_box_px: float | None = None
 
     def prepare_chips(self, region: Region, chips_dir: Path, data: Any) -> None:
         """Refuse a region whose train chips hold no object box: nothing to learn.
@@ -110,6 +112,10 @@ class DetectionTask(Task):
         from geotl.chips import read_chip_index
 
         index = read_chip_index(chips_dir)
+        res = [s["resolution_m"] for s in index.meta.get("scenes", []) if s.get("resolution_m")]
+        if self.min_box_px is None:  # the first region's, as the card's min_area_m2
+            m = float(np.median(res)) if res else 0.0
+            self.min_box_px = region.predict.min_area_m2 / (m * m) if m > 0 else 0.0
         frame = index.frame
         if "boxes" not in frame.columns:
             return  # old chips: _targets says to rechip
@@ -118,7 +124,6 @@ class DetectionTask(Task):
             return
         counts = index.meta.get("counts", {})
         small = int(counts.get("boxes_too_small", 0))
-        res = {s.get("resolution_m") for s in index.meta.get("scenes", [])} - {None}
         size = f" ({MIN_BOX_PX * float(min(res)):g} m)" if res else ""
         why = (
             f"{small} label box(es) were narrower or shorter than {MIN_BOX_PX:g} px{size} at "
@@ -269,15 +274,26 @@ class BoxValidation:
             )
 
     def compute(self) -> float:
-        """AP50 (0 when undefined); remembers the F1-best threshold of the best pass."""
-        from geotl.evaluate import average_precision_50, match_boxes
+        """AP50 (0 when undefined); remembers the F1-best threshold of the best pass.
 
-        ap = average_precision_50(self.preds, self.truths)
+        Boxes under ``[predict] min_area_m2`` are left out on both sides, as evaluate
+        leaves them out (:func:`~geotl.evaluate.detection.without_small_boxes`): the score
+        threshold is chosen on the boxes predict writes.
+        """
+        from geotl.evaluate import average_precision_50, match_boxes
+        from geotl.evaluate.detection import without_small_boxes
+
+        preds, truths = self.preds, self.truths
+        if self.task.min_box_px:  # boxes predict drops are neither found nor missed
+            preds, truths, _ = without_small_boxes(
+                preds, truths, [self.task.min_box_px] * len(preds)
+            )
+        ap = average_precision_50(preds, truths)
         score = 0.0 if np.isnan(ap) else ap
         if score > self.task.best_score:
             self.task.best_score = score
             counts = np.zeros((len(_THRESHOLDS), 3), dtype=np.int64)
-            for p, t in zip(self.preds, self.truths, strict=True):
+            for p, t in zip(preds, truths, strict=True):
                 for k, thr in enumerate(_THRESHOLDS):
                     keep = p["scores"] >= thr
                     for c in np.unique(np.concatenate([p["labels"], t["labels"]])):

@@ -606,10 +606,16 @@ def vectorise_window(
     if class_map.shape[0] == 0 or class_map.shape[1] == 0:
         return [], []
     cut: list[tuple[int, int]] = []
+    core_local = Window(
+        core_window.col_off - read_window.col_off,
+        core_window.row_off - read_window.row_off,
+        core_window.width,
+        core_window.height,
+    )
     if earlier is not None and earlier.floods:
         # only the objects the earlier read cut can be owned and new here
         found, cut = flood_owned(
-            class_map, earlier.seeds, read_window, core_window, scene_shape, min_pixels
+            class_map, earlier.seeds, read_window, core_local, scene_shape, min_pixels
         )
         labels = np.zeros(class_map.shape, dtype=np.int32)
         label_class = [0]
@@ -626,12 +632,6 @@ def vectorise_window(
             labels, ndimage.find_objects(labels), min_pixels, read_window, scene_shape
         )
         owned_labels = []
-        core_local = Window(
-            core_window.col_off - read_window.col_off,
-            core_window.row_off - read_window.row_off,
-            core_window.width,
-            core_window.height,
-        )
         done = None if earlier is None else earlier.window
         for lab in labels_starting_in(labels, slices, core_local):
             sl = slices[lab - 1]
@@ -785,7 +785,7 @@ def flood_owned(
     values: np.ndarray,
     seeds: Iterable[tuple[int, int]],
     read_window: Window,
-    core_window: Window,
+    core: Window,
     scene_shape: tuple[int, int],
     min_pixels: int = 1,
 ) -> tuple[list[tuple[tuple[slice, slice], np.ndarray]], list[tuple[int, int]]]:
@@ -794,10 +794,11 @@ def flood_owned(
     An object is a 4-connected region of one value of ``values`` (the read window's array;
     ``seeds`` are global pixels of objects, never of background). Each is flooded from its
     seed (scikit-image's flood fill: one pass over the window, not a labelling of it), and
-    kept when ``core_window`` (global) holds its first pixel, it has ``min_pixels`` pixels
-    and it touches no edge of ``read_window`` that is not the scene's; owned objects that
-    do are *cut*: their first pixels (global) come back in ``cut``. Objects in raster
-    order of their first pixel, as :func:`scipy.ndimage.label` numbers them.
+    kept when ``core`` (in the array, as for :func:`labels_starting_in`) holds its first
+    pixel, it has ``min_pixels`` pixels and it touches no edge of ``read_window`` that is
+    not the scene's; owned objects that do are *cut*: their first pixels (global) come back
+    in ``cut``. Objects in raster order of their first pixel, as
+    :func:`scipy.ndimage.label` numbers them.
 
     >>> v = np.zeros((4, 6), dtype=np.uint8); v[1, 1:5] = 1; v[3, 0:2] = 2
     >>> found, cut = flood_owned(v, [(1, 3), (1, 1), (3, 0)], Window(0, 0, 6, 4),
@@ -809,9 +810,6 @@ def flood_owned(
     ([], [(1, 1)])
     """
     r0, c0 = read_window.row_off, read_window.col_off
-    core = Window(
-        core_window.col_off - c0, core_window.row_off - r0, core_window.width, core_window.height
-    )
     found: list[tuple[tuple[int, int], tuple[slice, slice], np.ndarray]] = []
     cut: list[tuple[int, int]] = []
     seen: list[tuple[tuple[slice, slice], np.ndarray]] = []  # every object flooded

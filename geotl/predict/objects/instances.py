@@ -173,19 +173,8 @@ def _split_window(
         assert scene_shape is not None
         foreground = class_map != 0
         foreground &= class_map != NODATA_CLASS
-        global_core = Window(
-            core.col_off + read_window.col_off,
-            core.row_off + read_window.row_off,
-            core.width,
-            core.height,
-        )
         found, cut = flood_owned(
-            foreground.view(np.uint8),
-            earlier.seeds,
-            read_window,
-            global_core,
-            scene_shape,
-            min_pixels,
+            foreground.view(np.uint8), earlier.seeds, read_window, core, scene_shape, min_pixels
         )
         owned = [(k, box, mask) for k, (box, mask) in enumerate(found, start=1)]
     else:

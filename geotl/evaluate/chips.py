@@ -21,6 +21,7 @@ __all__ = [
     "ScoredClasses",
     "find_chips",
     "load_split",
+    "other_resolution",
     "owned_pixels",
     "scored_classes",
     "warn_other_resolution",
@@ -87,6 +88,26 @@ def check_same_split(card: Any, region: Region, cdir: Path) -> None:
         )
 
 
+def other_resolution(model_m: float | None, rows: Any) -> float | None:
+    """The chips' (median) ground resolution when it is not the model's, else None.
+
+    ``rows``: chip index rows (their ``resolution_m``). Within
+    :data:`~geotl.predict.scene.RESOLUTION_TOLERANCE` is the model's, as predict accepts it.
+
+    >>> import pandas as pd
+    >>> other_resolution(0.1, pd.DataFrame({"resolution_m": [0.5, 0.5]}))
+    0.5
+    >>> other_resolution(0.1, pd.DataFrame({"resolution_m": [0.105]})) is None
+    True
+    """
+    from geotl.predict.scene import RESOLUTION_TOLERANCE
+
+    if not len(rows) or not model_m:
+        return None
+    chips_m = float(np.median(rows["resolution_m"]))
+    return chips_m if abs(chips_m - model_m) > RESOLUTION_TOLERANCE * model_m else None
+
+
 def warn_other_resolution(card: Any, region: Region, cdir: Path, split: str) -> None:
     """Say so when the chips scored are at another ground resolution than the model's.
 
@@ -96,13 +117,9 @@ def warn_other_resolution(card: Any, region: Region, cdir: Path, split: str) -> 
     trained on regions of several resolutions records the first region's.
     """
     from geotl.chips import read_chip_index
-    from geotl.predict.scene import RESOLUTION_TOLERANCE
 
-    rows = read_chip_index(cdir).split(split)
-    if not len(rows) or not card.resolution_m:
-        return
-    chips_m = float(np.median(rows["resolution_m"]))
-    if abs(chips_m - card.resolution_m) > RESOLUTION_TOLERANCE * card.resolution_m:
+    chips_m = other_resolution(card.resolution_m, read_chip_index(cdir).split(split))
+    if chips_m is not None:
         log.warning(
             "%s: the %s chips are at %.4g m, the model at %.4g m: it is scored at a scale it "
             "did not learn, and predict would refuse this imagery without --resample; resample "

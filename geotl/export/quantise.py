@@ -363,12 +363,10 @@ def warn_calibration_resolution(model_m: float | None, rows: Any, region_path: P
     here, and the region at hand was passed instead. A warning, not a refusal: the bands
     fit, and a model trained on regions of several resolutions records the first region's.
     """
-    from geotl.predict.scene import RESOLUTION_TOLERANCE
+    from geotl.evaluate.chips import other_resolution
 
-    if not len(rows) or not model_m:
-        return
-    chips_m = float(np.median(rows["resolution_m"]))
-    if abs(chips_m - model_m) > RESOLUTION_TOLERANCE * model_m:
+    chips_m = other_resolution(model_m, rows)
+    if chips_m is not None:
         log.warning(
             "%s: its training chips are at %.4g m, the model at %.4g m: int8 is calibrated on "
             "imagery unlike the scenes it will predict; pass --calibrate a region at %.4g m "

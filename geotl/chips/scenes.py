@@ -108,7 +108,7 @@ def scan_scenes(region: Region) -> list[ChipScene]:
         raise ConfigError(
             f"chips.size_px = {size} is larger than every scene (largest: "
             f"{largest.info.path.name}, {largest.info.width}x{largest.info.height} px): "
-            f"lower [chips] size_px to {max(32, widest // 32 * 32)}",
+            f"lower [chips] size_px to {_size_px_within(widest)}",
             region.path,
         )
     guard = region.guard_px
@@ -267,6 +267,15 @@ def unique_scene_ids(scenes: list[ChipScene], region: Region) -> None:
         )
 
 
+def _size_px_within(px: int) -> int:
+    """The chip size to suggest for scenes ``px`` wide: a multiple of 32, at least 32.
+
+    >>> _size_px_within(212), _size_px_within(20)
+    (192, 32)
+    """
+    return max(32, px // 32 * 32)
+
+
 def _lonlat_on_a_scene(labels: gpd.GeoDataFrame, scenes: list[ChipScene]) -> bool:
     """Whether labels declared in a projected CRS are longitude/latitude over a scene.
 
@@ -305,7 +314,7 @@ def labels_per_scene(
         sub["geometry"] = shapely.make_valid(sub.geometry.values)
         out[s.scene_id] = sub
     small = min((min(s.info.width, s.info.height) for s in scenes if not s.windows), default=0)
-    fit = max(32, small // 32 * 32)  # the multiple of 32 the size_px error above suggests
+    fit = _size_px_within(small)
     if not hit.any() and on_skipped.any():
         raise LabelError(
             "the labels lie only on scenes smaller than a chip (skipped): lower [chips] "

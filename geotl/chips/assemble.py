@@ -455,6 +455,7 @@ def chipset_meta(
                 "dtype": s.info.dtype,
                 "nodata": s.nodata,
                 "resolution_m": s.info.resolution_m,
+                "pixel_aspect": round(s.info.pixel_aspect, 4),
                 "chips": int(per_scene.get(str(s.info.path), 0)),
             }
             for s in scenes

@@ -36,6 +36,7 @@ __all__ = [
     "check_georeferenced",
     "common_dtype",
     "data_band_indexes",
+    "describe_grid",
     "ground_pixel_size_m",
     "ground_resolution_m",
     "mask_bands",
@@ -52,6 +53,7 @@ __all__ = [
     "scene_bounds",
     "scene_path",
     "unit_factor",
+    "utm_epsg_at",
     "window_bounds",
     "window_corners",
     "with_nodata",
@@ -80,6 +82,9 @@ class SceneInfo:
     mask_bands: tuple[int, ...] = ()  # bands whose GDAL masks to read (:func:`mask_bands`)
     alpha_band: int | None = None  # the alpha band's 1-based index, if the file has one
     descriptions: tuple[str | None, ...] = ()  # the data bands' descriptions (names), if any
+    # ground size east-west / north-south of a pixel (degree grids: cos(latitude)), which a
+    # model trained on these pixels expects of every scene (geotl.predict.scene)
+    pixel_aspect: float = 1.0
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -323,6 +328,50 @@ def ground_pixel_size_m(
     return float(px_x * factor), float(px_y * factor)
 
 
+def describe_grid(crs: CRS, transform: Affine, width: int, height: int) -> str:
+    """What a scene's grid is, for messages about its pixels' ground shape ("" if unremarkable).
+
+    >>> from affine import Affine
+    >>> from rasterio.crs import CRS
+    >>> describe_grid(CRS.from_epsg(4326), Affine(1e-4, 0, 2.8, 0, -1e-4, 51.0), 10, 10)
+    'a degree grid at 51 N'
+    >>> describe_grid(CRS.from_epsg(32631), Affine(10, 0, 0, 0, -10, 0), 10, 10)
+    ''
+    """
+    if not crs.is_geographic:
+        return ""
+    _, lat = transform @ (width / 2, height / 2)
+    return f"a degree grid at {abs(lat):.0f} {'N' if lat >= 0 else 'S'}"
+
+
+def utm_epsg_at(crs: CRS, transform: Affine, width: int, height: int) -> int | None:
+    """The EPSG code of the UTM zone at a grid's centre (WGS 84), for a fix to suggest.
+
+    >>> from affine import Affine
+    >>> from rasterio.crs import CRS
+    >>> utm_epsg_at(CRS.from_epsg(4326), Affine(1e-4, 0, 3.2, 0, -1e-4, 51.0), 10, 10)
+    32631
+    >>> utm_epsg_at(CRS.from_epsg(4326), Affine(1e-4, 0, -70.5, 0, -1e-4, -12.0), 10, 10)
+    32719
+    """
+    import pyproj
+
+    x, y = transform * (width / 2, height / 2)
+    try:
+        if crs.is_geographic:
+            lon, lat = x, y
+        else:
+            proj_crs = pyproj.CRS.from_wkt(crs.to_wkt())
+            to_wgs = pyproj.Transformer.from_crs(proj_crs, 4326, always_xy=True)
+            lon, lat = to_wgs.transform(x, y)
+    except (pyproj.exceptions.CRSError, pyproj.exceptions.ProjError):
+        return None
+    if not (math.isfinite(lon) and math.isfinite(lat)) or abs(lat) > 84:
+        return None  # UTM stops at 84 N / 80 S: no zone to suggest near the poles
+    zone = min(int((lon + 180) // 6) + 1, 60)
+    return (32600 if lat >= 0 else 32700) + zone
+
+
 def _point_scales(crs: CRS, xy: tuple[float, float]) -> tuple[float, float]:
     """The projection's scale along the parallel and the meridian at ``xy`` (1 if unknown)."""
     import pyproj
@@ -399,7 +448,7 @@ def read_scene_info(path: str | Path, bands_expected: int | None = None) -> Scen
                 "its only band is an alpha band (a mask): use the imagery itself", path
             )
         try:
-            res = ground_resolution_m(ds.crs, ds.transform, ds.width, ds.height)
+            size_x, size_y = ground_pixel_size_m(ds.crs, ds.transform, ds.width, ds.height)
         except RasterioError as exc:
             raise RasterError(f"unsupported CRS ({error_text(exc)})", path) from exc
         return SceneInfo(
@@ -411,11 +460,12 @@ def read_scene_info(path: str | Path, bands_expected: int | None = None) -> Scen
             count=len(bands),
             dtype=common_dtype(ds, bands),
             nodata=ds.nodata,
-            resolution_m=res,
+            resolution_m=float((size_x + size_y) / 2),  # as ground_resolution_m
             band_indexes=tuple(bands),
             mask_bands=mask_bands(ds, bands),
             alpha_band=next((i for i in range(1, ds.count + 1) if i not in bands), None),
             descriptions=tuple(ds.descriptions[i - 1] for i in bands),
+            pixel_aspect=size_x / size_y,
         )
 
 

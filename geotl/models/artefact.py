@@ -122,7 +122,13 @@ class ModelCard(_Card):
     bands: list[str]
     normalisation: Normalisation
     chip_size_px: int
-    resolution_m: float
+    resolution_m: float  # mean of a chip pixel's two ground sides (median over the chips)
+    # east-west / north-south ground size of the chips' pixels (median): 1 on a projected
+    # grid, cos(latitude) on a square-degree one; predict resamples scenes of another shape.
+    # None in cards written before it was recorded: not known, so predict keeps comparing
+    # the mean resolution only (a model trained on a degree grid must not be refused the
+    # very scenes it was trained on)
+    pixel_aspect: float | None = Field(default=None, gt=0)
     network: NetworkSpec
     base: BaseModelRef
     freeze: str

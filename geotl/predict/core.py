@@ -36,7 +36,8 @@ from geotl.io.dates import acquired_text, read_acquired
 from geotl.io.rasters import (
     check_georeferenced,
     data_band_indexes,
-    ground_resolution_m,
+    describe_grid,
+    ground_pixel_size_m,
     is_virtual,
     mask_bands,
     nodata_vrt_options,
@@ -46,6 +47,7 @@ from geotl.io.rasters import (
     read_failure,
     remote_gdal_env,
     scene_band_means,
+    utm_epsg_at,
     window_corners,
     with_nodata,
 )
@@ -59,7 +61,13 @@ from geotl.predict.objects import ObjectExtractor, extractor_for
 from geotl.predict.outputs import WRITERS, Prediction, write_cog, write_probabilities_qml
 from geotl.predict.outputs.base import scene_file_part
 from geotl.predict.outputs.quicklook import QuicklookWriter, sidecar_paths
-from geotl.predict.scene import check_resolution, map_bands, scene_band_names
+from geotl.predict.scene import (
+    RESOLUTION_TOLERANCE,
+    check_resolution,
+    map_bands,
+    model_pixel_size_m,
+    scene_band_names,
+)
 from geotl.predict.stream import StreamStats, infer_and_vectorise
 from geotl.predict.vectorise import min_pixels_for
 from geotl.predict.windows import ground_anchor, plan_windows
@@ -398,8 +406,31 @@ def _predict_scene(
                     scene_path.name,
                     said,
                 )
-        res_m = ground_resolution_m(ds.crs, ds.transform, ds.width, ds.height)
-        resample = check_resolution(res_m, card.resolution_m, options.resample, scene_path)
+        scene_xy = ground_pixel_size_m(ds.crs, ds.transform, ds.width, ds.height)
+        grid = describe_grid(ds.crs, ds.transform, ds.width, ds.height)
+        aspect = card.pixel_aspect
+        if aspect is None:  # an older card: the chips' pixel shape is unknown, assume the scene's
+            aspect = scene_xy[0] / scene_xy[1]
+            if abs(aspect - 1) > RESOLUTION_TOLERANCE and (block is None or block.start == 0):
+                log.warning(
+                    "%s: pixels are %.4g x %.4g m on the ground%s; the model card does not "
+                    "record the shape of the pixels it was trained on (written before geotl "
+                    "recorded it), so it is not checked: retrain to have it checked and "
+                    "resampled",
+                    scene_path.name,
+                    *scene_xy,
+                    f" ({grid})" if grid else "",
+                )
+        model_xy = model_pixel_size_m(card.resolution_m, aspect)
+        factors = check_resolution(
+            scene_xy,
+            model_xy,
+            options.resample,
+            scene_path,
+            grid=grid,
+            utm_epsg=utm_epsg_at(ds.crs, ds.transform, ds.width, ds.height),
+        )
+        resample = factors is not None
         when = (
             acquired
             if acquired is not None
@@ -411,26 +442,28 @@ def _predict_scene(
         vrt_options: dict[str, Any] | None = None
         flipped = north_up(ds.transform, ds.width, ds.height)
         if resample or flipped is not None:
-            # read through a VRT: at the model's resolution, and north-up (a scene stored
-            # south-up is seen as the model saw the ground in training, windows included)
-            f = card.resolution_m / res_m if resample else 1.0
+            # read through a VRT: at the model's pixel size and shape (each axis scaled on
+            # its own: a degree grid's pixels are narrower east-west than the model's), and
+            # north-up (a scene stored south-up is seen as the model saw the ground in
+            # training, windows included)
+            fx, fy = factors or (1.0, 1.0)
             t = flipped or ds.transform
             vrt_options = {
                 **nodata_vrt_options(options.nodata),
                 "crs": ds.crs,
-                "transform": rasterio.Affine(t.a * f, t.b * f, t.c, t.d * f, t.e * f, t.f),
-                "width": max(1, round(ds.width / f)),
-                "height": max(1, round(ds.height / f)),
+                "transform": rasterio.Affine(t.a * fx, t.b * fy, t.c, t.d * fx, t.e * fy, t.f),
+                "width": max(1, round(ds.width / fx)),
+                "height": max(1, round(ds.height / fy)),
                 "resampling": Resampling.bilinear if resample else Resampling.nearest,
             }
             vrt = WarpedVRT(file_ds, **vrt_options)
             source = vrt
             if resample:
                 log.info(
-                    "%s: resampling %.4g m -> %.4g m on the fly",
+                    "%s: resampling %.4g x %.4g m -> %.4g x %.4g m pixels on the fly",
                     scene_path.name,
-                    res_m,
-                    card.resolution_m,
+                    *scene_xy,
+                    *model_xy,
                 )
             if flipped is not None:
                 log.info("%s: stored south-up or east-left: read north-up", scene_path.name)
@@ -461,8 +494,8 @@ def _predict_scene(
             if options.ground_grid and card.task != "detection"
             else None,
         )
-        px_m = card.resolution_m if resample else res_m
-        min_pixels = min_pixels_for(min_area_m2, px_m * px_m)
+        px_x, px_y = model_xy if resample else scene_xy
+        min_pixels = min_pixels_for(min_area_m2, px_x * px_y)
         bar = progress_bar(
             total=len(plan.windows),
             desc=f"predict {scene_path.name}",

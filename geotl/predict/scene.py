@@ -17,6 +17,7 @@ __all__ = [
     "declared_bands",
     "described_bands",
     "map_bands",
+    "model_pixel_size_m",
     "scene_band_names",
 ]
 
@@ -214,36 +215,109 @@ def map_bands(
     return [have.index(b) + 1 for b in wanted]
 
 
-def check_resolution(scene_m: float, model_m: float, resample: bool, path: str | Path) -> bool:
-    """Whether the scene must be resampled to the model's ground resolution.
+def model_pixel_size_m(resolution_m: float, pixel_aspect: float = 1.0) -> tuple[float, float]:
+    """The ground size (east-west, north-south) in metres of the pixels a model was trained on.
+
+    A card records the mean of the two sides (``resolution_m``, as
+    :func:`~geotl.io.rasters.ground_resolution_m` measures it) and their ratio
+    (``pixel_aspect``): both sides follow from them.
+
+    >>> model_pixel_size_m(10.0)
+    (10.0, 10.0)
+    >>> [round(v, 2) for v in model_pixel_size_m(10.0, 0.625)]  # a degree grid at 51 N
+    [7.69, 12.31]
+    """
+    y = 2 * resolution_m / (1 + pixel_aspect)
+    return pixel_aspect * y, y
+
+
+def _sides(xy: tuple[float, float]) -> str:
+    return f"{xy[0]:.4g} m" if _same(xy[0], xy[1]) else f"{xy[0]:.4g} x {xy[1]:.4g} m"
+
+
+def _same(value: float, reference: float) -> bool:
+    return abs(value - reference) <= RESOLUTION_TOLERANCE * reference
+
+
+def check_resolution(
+    scene_xy: tuple[float, float],
+    model_xy: tuple[float, float],
+    resample: bool,
+    path: str | Path,
+    *,
+    grid: str = "",
+    utm_epsg: int | None = None,
+) -> tuple[float, float] | None:
+    """How to resample the scene's pixels to the model's ground size and shape, if at all.
+
+    Each side of a pixel (east-west, north-south; :func:`~geotl.io.rasters.ground_pixel_size_m`)
+    is compared on its own: a degree grid is narrower east-west than north-south by the
+    cosine of the latitude, so one mean resolution can match the model's while the model
+    would see the ground squeezed (or a model trained on a degree grid would see UTM
+    imagery stretched). Such pixels are resampled on each axis apart.
+
+    Args:
+        scene_xy: the scene's pixel sides in metres on the ground.
+        model_xy: the model's (:func:`model_pixel_size_m`).
+        resample: whether the user allowed resampling (``--resample``).
+        path: the scene, for the message.
+        grid: what the scene's grid is, for the message (e.g. "a degree grid at 51 N").
+        utm_epsg: the UTM zone at the scene, for the fix the message suggests.
+
+    Returns:
+        None when both sides are within :data:`RESOLUTION_TOLERANCE` of the model's; else
+        the factors (x, y) that scale the scene's pixel sides to the model's.
 
     Raises:
-        ResolutionError: resolutions differ by more than 10 % and ``resample`` is false,
-            or by more than :data:`MAX_RESAMPLE` times.
+        ResolutionError: a side differs by more than 10 % and ``resample`` is false, or
+            by more than :data:`MAX_RESAMPLE` times.
 
-    >>> check_resolution(0.1, 0.1, False, "s.tif")
-    False
-    >>> check_resolution(0.3, 0.1, True, "s.tif")
+    >>> check_resolution((0.1, 0.1), (0.1, 0.1), False, "s.tif") is None
     True
-    >>> check_resolution(30.0, 0.5, True, "s.tif")
+    >>> check_resolution((0.3, 0.3), (0.1, 0.1), True, "s.tif")
+    (0.33333333333333337, 0.33333333333333337)
+    >>> check_resolution((7.7, 12.3), (10.0, 10.0), False, "s.tif", grid="a degree grid at 51 N", utm_epsg=32631)
+    Traceback (most recent call last):
+    ...
+    geotl.errors.ResolutionError: s.tif: pixels are 7.7 x 12.3 m on the ground (a degree grid at 51 N), the model's 10 m: it would see the ground squeezed or stretched; pass --resample to resample each axis on the fly, or warp the scene to its UTM zone at 10 m (gdalwarp -t_srs EPSG:32631 -tr 10 10)
+    >>> check_resolution((30.0, 30.0), (0.5, 0.5), True, "s.tif")
     Traceback (most recent call last):
     ...
     geotl.errors.ResolutionError: s.tif: ground resolution 30 m is 60x the model's 0.5 m (at most 8x is resampled: its objects would be far from the sizes the model learnt); use a model trained near 30 m
     """
-    if abs(scene_m - model_m) <= RESOLUTION_TOLERANCE * model_m:
-        return False
+    (sx, sy), (mx, my) = scene_xy, model_xy
+    if _same(sx, mx) and _same(sy, my):
+        return None
+    scene_m, model_m = (sx + sy) / 2, (mx + my) / 2
+    same_shape = _same(sx / sy, mx / my)
     if not resample:
+        if same_shape:
+            raise ResolutionError(
+                f"ground resolution {scene_m:.4g} m differs from the model's {model_m:.4g} m: "
+                "pass --resample to resample on the fly, or use imagery at the model's "
+                "resolution",
+                path,
+            )
+        where = f" ({grid})" if grid else ""
+        zone = f"EPSG:{utm_epsg}" if utm_epsg is not None else "<its UTM zone>"
+        other = (
+            f"warp the scene to its UTM zone at {mx:.4g} m (gdalwarp -t_srs {zone} -tr "
+            f"{mx:.4g} {my:.4g})"
+            if _same(mx, my)
+            else "use a model trained on pixels of this shape"
+        )
         raise ResolutionError(
-            f"ground resolution {scene_m:.4g} m differs from the model's {model_m:.4g} m: "
-            "pass --resample to resample on the fly, or use imagery at the model's resolution",
+            f"pixels are {_sides(scene_xy)} on the ground{where}, the model's "
+            f"{_sides(model_xy)}: it would see the ground squeezed or stretched; pass "
+            f"--resample to resample each axis on the fly, or {other}",
             path,
         )
-    factor = max(scene_m, model_m) / min(scene_m, model_m)
+    factor = max(sx / mx, mx / sx, sy / my, my / sy)
     if factor > MAX_RESAMPLE:
         raise ResolutionError(
-            f"ground resolution {scene_m:.4g} m is {factor:.0f}x the model's {model_m:.4g} m "
-            f"(at most {MAX_RESAMPLE}x is resampled: its objects would be far from the sizes "
-            f"the model learnt); use a model trained near {scene_m:.4g} m",
+            f"ground resolution {_sides(scene_xy)} is {factor:.0f}x the model's "
+            f"{_sides(model_xy)} (at most {MAX_RESAMPLE}x is resampled: its objects would be "
+            f"far from the sizes the model learnt); use a model trained near {scene_m:.4g} m",
             path,
         )
-    return True
+    return mx / sx, my / sy

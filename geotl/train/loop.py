@@ -35,11 +35,11 @@ from lightning.pytorch.trainer.states import TrainerFn
 from tqdm import tqdm
 
 from geotl.bands import canonical_band
-from geotl.chips import read_chip_index
+from geotl.chips import ChipIndex, read_chip_index
 from geotl.config import Region
 from geotl.errors import BandMismatchError, BaseModelError, GeotlInputError, OutputExistsError
 from geotl.io.atomic import atomic_dir
-from geotl.io.rasters import other_units
+from geotl.io.rasters import ground_pixel_size_m, other_units
 from geotl.io.scratch import scratch_dir
 from geotl.models.adapt import BandPlan
 from geotl.models.artefact import (
@@ -1174,6 +1174,36 @@ def _build_network(
         raise BandMismatchError(exc.message, first.path) from exc  # name the region file
 
 
+def chips_pixel_aspect(index: ChipIndex) -> float:
+    """East-west / north-south ground size of the chips' pixels, the median over the chips.
+
+    Chips are cut on their scene's grid as it is, so chips of a square-degree scene have
+    pixels narrower east-west than north-south (cos(latitude)): the card records it, and
+    predict resamples scenes of another shape to it. The shape is a scene's: the chipset's
+    record of its scenes gives it, and for chips written before it was recorded one chip
+    image per scene is measured.
+    """
+    frame = index.frame
+    if not len(frame):
+        return 1.0
+    recorded = {
+        str(s["path"]): float(s["pixel_aspect"])
+        for s in index.meta.get("scenes", [])
+        if s.get("pixel_aspect")
+    }
+    per_chip: list[float] = []
+    for scene, rows in frame.groupby("scene", sort=False):
+        aspect = recorded.get(str(scene))
+        if aspect is None:
+            import rasterio
+
+            with rasterio.open(index.path / str(rows["image"].iloc[0])) as ds:
+                x, y = ground_pixel_size_m(ds.crs, ds.transform, ds.width, ds.height)
+            aspect = x / y
+        per_chip += [aspect] * len(rows)
+    return round(float(np.median(per_chip)), 4)
+
+
 def _model_card(
     regions: list[Region],
     task: Task,
@@ -1189,6 +1219,7 @@ def _model_card(
     first = _card_region(regions)
     index = read_chip_index(chips_dir)
     res = float(np.median(index.frame["resolution_m"])) if len(index.frame) else 0.0
+    pixel_aspect = chips_pixel_aspect(index)
     entry = base.entry
     return ModelCard(
         name="-".join(r.name for r in regions)[:80],
@@ -1197,6 +1228,7 @@ def _model_card(
         normalisation=norm,
         chip_size_px=int(index.meta.get("size_px", first.chips.size_px)),
         resolution_m=res,
+        pixel_aspect=pixel_aspect,
         network=spec,
         base=BaseModelRef(
             id=entry.id,

@@ -356,7 +356,7 @@ def utm_epsg_at(crs: CRS, transform: Affine, width: int, height: int) -> int | N
     """
     import pyproj
 
-    x, y = transform * (width / 2, height / 2)
+    x, y = transform @ (width / 2, height / 2)
     try:
         if crs.is_geographic:
             lon, lat = x, y

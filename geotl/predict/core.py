@@ -18,13 +18,11 @@ import numpy as np
 import pandas as pd
 import rasterio
 import shapely
-import shapely.affinity
 from pyproj import Geod
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
-from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
@@ -33,6 +31,7 @@ from geotl.cores import usable_cores
 from geotl.errors import GeotlError, GeotlInputError, SceneError
 from geotl.io.atomic import atomic_path, check_output_file, check_writable
 from geotl.io.dates import acquired_text, read_acquired
+from geotl.io.geojson import wrap_longitudes
 from geotl.io.rasters import (
     check_georeferenced,
     data_band_indexes,
@@ -587,7 +586,8 @@ def split_antimeridian(geoms: np.ndarray) -> np.ndarray:
     the reprojection with longitudes near 180 and near -180 in one ring: a polygon around
     the world, which broke the GeoJSON writer (a GEOS traceback). Such a polygon (wider
     than 180 degrees) is unwrapped east of 180 and cut there into two parts, each within
-    -180..180; every other geometry is kept as it is.
+    -180..180 (:func:`geotl.io.geojson.wrap_longitudes`, which also brings any geometry
+    past 180 into range); every other geometry is kept as it is.
 
     >>> ring = [(179.9, 0), (-179.9, 0), (-179.9, 1), (179.9, 1)]
     >>> (cut,) = split_antimeridian(np.array([shapely.Polygon(ring)]))
@@ -596,30 +596,19 @@ def split_antimeridian(geoms: np.ndarray) -> np.ndarray:
     """
     out = geoms.copy()
     bounds = shapely.bounds(geoms)
-    wide = np.flatnonzero((bounds[:, 2] - bounds[:, 0]) > 180)
-    if wide.size == 0:
-        return out
-    east, west = box(-180, -90, 180, 90), box(180, -90, 540, 90)
-    for i in wide:
-        unwrapped = shapely.transform(
-            geoms[i],
-            lambda xy: np.column_stack(
-                [np.where(xy[:, 0] < 0, xy[:, 0] + 360, xy[:, 0]), xy[:, 1]]
-            ),
+    with np.errstate(invalid="ignore"):  # empty geometries have NaN bounds: left alone
+        wide = np.flatnonzero((bounds[:, 2] - bounds[:, 0]) > 180)
+    for i in wide.tolist():
+        out[i] = shapely.make_valid(
+            shapely.transform(
+                geoms[i],
+                lambda xy: np.column_stack(
+                    [np.where(xy[:, 0] < 0, xy[:, 0] + 360, xy[:, 0]), xy[:, 1]]
+                ),
+            )
         )
-        unwrapped = shapely.make_valid(unwrapped)
-        parts = [
-            shapely.intersection(unwrapped, east),
-            shapely.affinity.translate(shapely.intersection(unwrapped, west), xoff=-360),
-        ]
-        polys = [
-            p
-            for part in parts
-            for p in shapely.get_parts(part)
-            if p.geom_type == "Polygon" and not p.is_empty
-        ]
-        out[i] = shapely.MultiPolygon(polys) if polys else geoms[i]
-    return out
+    # the unwrapped ones (and any past 180 already: a degree grid beyond it) cut at 180
+    return wrap_longitudes(out)
 
 
 _POOL_MIN_PX = 2048 * 2048

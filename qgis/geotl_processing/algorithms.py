@@ -194,6 +194,12 @@ class _LoadStyle(QgsProcessingLayerPostProcessorInterface):
         return inst
 
 
+PROBABILITIES_LABEL = (
+    "Probabilities, a band per class; instance models add border and contact (COG; not for "
+    "detection models, which predict boxes)"
+)
+
+
 class PredictAlgorithm(_GeotlAlgorithm):
     """``geotl predict MODEL_DIR SCENE... -o OUT.geojson``."""
 
@@ -285,7 +291,7 @@ class PredictAlgorithm(_GeotlAlgorithm):
         self.addParameter(
             QgsProcessingParameterRasterDestination(
                 "PROBABILITIES",
-                "Probabilities, a band per class; instance models add border and contact (COG)",
+                PROBABILITIES_LABEL,
                 optional=True,
                 createByDefault=False,
             )
@@ -339,6 +345,11 @@ class PredictAlgorithm(_GeotlAlgorithm):
             if context.willLoadLayerOnCompletion(probs):
                 _load_as(context, probs, *per_scene)
             probs = None
+        elif probs and context.willLoadLayerOnCompletion(probs):
+            details = context.layerToLoadOnCompletionDetails(probs)
+            if details.name == PROBABILITIES_LABEL:
+                # the Layers panel showed the form's whole label as the layer's name
+                details.name = "Probabilities"
         for cog in per_scene:  # geotl's style beside each: the first class, 0-1 (not RGB)
             style = str(Path(cog).with_suffix(".qml"))
             # (none when named like the GeoJSON: NAME.qml is then the detections' style)

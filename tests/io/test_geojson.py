@@ -145,3 +145,24 @@ def test_rounding_keeps_polygons_valid(tmp_path: Path) -> None:
     assert geom.exterior.is_ccw
     for number in re.findall(r"-?\d+\.\d+", text):
         assert len(number.split(".")[1]) <= 7
+
+
+def test_longitudes_past_180_are_cut_and_wrapped() -> None:
+    # a geographic frame past 180 (0..360 longitudes) was written as it was: longitudes
+    # beyond 180, an object across 180 in one ring; RFC 7946 (3.1.9) asks for a cut
+    across = Polygon(
+        [(179.5, 0), (180.5, 0), (180.5, 1), (179.5, 1)],
+        [[(179.9, 0.4), (180.1, 0.4), (180.1, 0.6), (179.9, 0.6)]],
+    )
+    frame = gpd.GeoDataFrame(
+        {"id": ["across", "east", "inside"]},
+        geometry=[across, shapely.box(190, 0, 191, 1), shapely.box(10, 0, 11, 1)],
+        crs=4326,
+    )
+    features = {f["id"]: f["geometry"] for f in gj.feature_collection(frame)["features"]}
+    cut = shapely.geometry.shape(features["across"])
+    assert cut.geom_type == "MultiPolygon" and cut.is_valid
+    assert cut.bounds == (-180.0, 0.0, 180.0, 1.0)
+    assert cut.area == pytest.approx(across.area)  # the hole is cut with it, nothing lost
+    assert shapely.geometry.shape(features["east"]).bounds == (-170.0, 0.0, -169.0, 1.0)
+    assert features["inside"]["coordinates"][0][0] == [11.0, 0.0]  # within range: as it was

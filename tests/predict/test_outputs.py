@@ -9,6 +9,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pytest
+from affine import Affine
 from click.testing import CliRunner
 from shapely.geometry import box
 
@@ -193,3 +194,40 @@ def test_quicklook_of_a_one_pixel_wide_scene_warns_nothing(tmp_path: Path) -> No
         warnings.simplefilter("error")
         png = write_quicklook(tmp_path / "q.png", scene, frame, [1, 2, 3], ["tree"])
     assert png.is_file()
+
+
+def test_a_geographic_scene_past_180_gives_longitudes_within_180(tmp_path: Path) -> None:
+    # a scene in EPSG:4326 whose columns run past longitude 180 (Fiji on a 0..360 grid):
+    # nothing to reproject, so the GeoJSON held longitudes up to 180.0000135 and the
+    # object across 180 uncut, where RFC 7946 (3.1.9) asks for -180..180 and a cut
+    import json
+
+    model = tmp_path / "model"
+    data.write_constant_model(model)  # foreground everywhere: one object, the scene
+    deg = 0.1 / 111_320  # 0.1 m pixels at the equator, the model's
+    west = 180 - 30 * deg  # 30 of 60 columns west of 180
+    scene = data.write_scene(
+        tmp_path / "fiji.tif",
+        np.full((40, 60), 150, dtype=np.uint8),
+        crs="EPSG:4326",
+        transform=Affine(deg, 0, west, 0, -deg, -17.0),
+    )
+    out = tmp_path / "fiji.geojson"
+    gpkg = tmp_path / "fiji.gpkg"
+    args = ["predict", str(model), str(scene), "-o", str(out), "--gpkg", str(gpkg)]
+    result = CliRunner().invoke(cli, [*args, "--min-area", "0", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    (feature,) = json.loads(out.read_text())["features"]
+    geometry = feature["geometry"]
+    assert geometry["type"] == "MultiPolygon" and len(geometry["coordinates"]) == 2
+    sides = sorted((min(xs), max(xs)) for xs in _longitudes(geometry["coordinates"]))
+    assert sides[0] == pytest.approx((-180, -180 + 30 * deg), abs=1e-7)
+    assert sides[1] == pytest.approx((180 - 30 * deg, 180), abs=1e-7)
+    # the GeoPackage stays in the scene's own longitudes (its CRS, as the scene has them)
+    native = gpd.read_file(gpkg, layer="detections")
+    assert native.total_bounds[2] == pytest.approx(180 + 30 * deg)
+
+
+def _longitudes(multipolygon: list[Any]) -> list[list[float]]:
+    """Each part's longitudes, from a GeoJSON MultiPolygon's coordinates."""
+    return [[x for ring in poly for x, _ in ring] for poly in multipolygon]

@@ -1,7 +1,8 @@
 """Run under Debian's system Python with python3-qgis: open geotl outputs as QGIS layers.
 
 Usage: QT_QPA_PLATFORM=offscreen /usr/bin/python3 check_layers.py SPEC.json
-SPEC: {"geojson": path, "gpkg": path, "qml": path, "count": n, "footprint": [w, s, e, n]}.
+SPEC: {"geojson": path, "gpkg": path, "qml": path, "count": n, "footprint": [w, s, e, n],
+       "acquired_type": QGIS's type name of the acquired field (optional)}.
 Prints one JSON object with what QGIS saw; exit 0 when every check passed.
 """
 
@@ -38,6 +39,9 @@ for key, layer in layers.items():
     check(f"{key}.count", layer.featureCount() == spec["count"], str(layer.featureCount()))
     names = {f.name() for f in layer.fields()}
     check(f"{key}.properties", props <= names, sorted(names))
+    if "acquired_type" in spec:  # the type QGIS gives the field, the same in both files
+        kind = layer.fields().field("acquired").typeName() if "acquired" in names else None
+        check(f"{key}.acquired_type", kind == spec["acquired_type"], kind)
     if key == "geojson":
         check("geojson.crs", layer.crs().authid() == "EPSG:4326", layer.crs().authid())
         ext = layer.extent()

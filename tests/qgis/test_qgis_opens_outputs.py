@@ -141,3 +141,37 @@ def test_qgis_opens_real_scene_output(tmp_path: Path, shared_data: Path) -> None
         },
         tmp_path,
     )
+
+
+def test_qgis_reads_acquired_as_a_date_in_both_files(tmp_path: Path) -> None:
+    """The pass's day: a Date field in the GeoJSON and in the GeoPackage alike.
+
+    QGIS (GDAL) reads the GeoJSON's ISO 8601 strings as a Date field, while the GeoPackage
+    stored them as text: a date filter or the temporal controller worked on one file only.
+    """
+    import numpy as np
+
+    from geotl.predict import PredictOptions, predict_scenes
+
+    model = tmp_path / "model"
+    data.write_constant_model(model)
+    scene = data.write_scene(tmp_path / "plot_20200615.tif", np.full((60, 70), 150, np.uint8))
+    summary = predict_scenes(
+        model,
+        [scene],
+        tmp_path / "d.geojson",
+        gpkg=tmp_path / "d.gpkg",
+        options=PredictOptions(progress=False),
+    )
+    assert summary.scenes[0].features["acquired"].tolist() == ["2020-06-15"]
+    _open_in_qgis(
+        {
+            "geojson": str(summary.geojson),
+            "gpkg": str(summary.gpkg),
+            "qml": str(summary.qml[0]),
+            "count": summary.features,
+            "footprint": list(summary.scenes[0].footprint.bounds),
+            "acquired_type": "Date",
+        },
+        tmp_path,
+    )

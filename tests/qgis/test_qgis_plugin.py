@@ -560,6 +560,8 @@ def test_probabilities_load_styled_into_new_folders(
     assert layer["valid"] and layer["renderer"] == "singlebandpseudocolor", layer
     assert (layer["band"], layer["range"]) == (1, [0.0, 1.0])
     assert layer["legend"] == ["tree 0", "tree 1"]
+    # named for what it is, not the form's whole label (a sentence in the Layers panel)
+    assert layer["name"] == "Probabilities"
     assert sorted(p.name for p in probs.parent.iterdir()) == ["p ü.qml", "p ü.tif"]
     # geotl fails: the folders made for it are removed again
     failed = _run_case(

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
+import pyarrow as pa
 
 from geotl.io.atomic import atomic_path
 from geotl.predict.outputs.base import OutputWriter, Prediction, scene_file_part
 from geotl.predict.outputs.style import qml_style
 
-__all__ = ["GPKG_OPTIONS", "GpkgWriter", "write_gpkg"]
+__all__ = ["GPKG_OPTIONS", "GpkgWriter", "typed_dates", "write_gpkg"]
 
 
 #: GeoPackage 1.2, which every QGIS reads without a word (pyogrio's GDAL writes 1.4 by
@@ -45,6 +46,7 @@ def write_gpkg(
                 layer=name,
                 driver="GPKG",
                 engine="pyogrio",
+                use_arrow=True,  # a date column (pyarrow date32) is written as a GPKG DATE
                 promote_to_multi=True,
                 geometry_type="MultiPolygon",
                 dataset_options=GPKG_OPTIONS if i == 0 else None,
@@ -90,6 +92,40 @@ def _gdal_option(key: str, value: str) -> Iterator[None]:
         pyogrio.set_gdal_config_options({key: before})
 
 
+def typed_dates(frame: gpd.GeoDataFrame, column: str = "acquired") -> gpd.GeoDataFrame:
+    """``frame`` with its ISO 8601 ``column`` as dates, typed as QGIS reads the GeoJSON's.
+
+    GDAL reads the GeoJSON's ``acquired`` strings as a Date field (a DateTime one when a
+    value holds a time), while the GeoPackage kept them as text: the same field filtered
+    by date in one file and compared as text in the other, and only the GeoJSON in QGIS's
+    temporal controller. Dates become a date column (a GPKG ``DATE``), values with a time
+    a timestamp one (``DATETIME``); a column of nulls, or one that does not parse, is kept.
+
+    >>> f = gpd.GeoDataFrame({"acquired": ["2020-06-15", None]}, geometry=[None, None])
+    >>> str(typed_dates(f)["acquired"].dtype)
+    'date32[day][pyarrow]'
+    >>> f = gpd.GeoDataFrame({"acquired": ["2020-06-15", "2020-06-16T10:20:30"]}, geometry=[None, None])
+    >>> typed_dates(f)["acquired"].dtype.kind  # numpy's datetime64
+    'M'
+    """
+    if column not in frame.columns:
+        return frame
+    values = frame[column]
+    known = values.dropna()
+    if known.empty or not all(isinstance(v, str) for v in known):
+        return frame
+    try:
+        when = pd.to_datetime(values, format="ISO8601")
+    except (ValueError, TypeError):  # mixed time zones, or not a date: left as text
+        return frame
+    typed = frame.copy()
+    if all(len(v) == 10 for v in known):  # YYYY-MM-DD: a day, no time to invent
+        typed[column] = when.dt.date.astype(pd.ArrowDtype(pa.date32()))
+    else:
+        typed[column] = when
+    return typed
+
+
 class GpkgWriter(OutputWriter):
     """One ``detections`` layer when all scenes share a CRS, else one layer per scene."""
 
@@ -107,4 +143,5 @@ class GpkgWriter(OutputWriter):
             }
         else:
             layers = {f"detections_{scene_file_part(d.name)}": d.native for d in done}
+        layers = {name: typed_dates(frame) for name, frame in layers.items()}
         return write_gpkg(path, layers, prediction.classes)

@@ -205,9 +205,13 @@ def run_command(
             len(summary.undelivered),
         )
     if summary.unanswered:
+        # all open alerts, not only those tried: a hanging webhook costs each attempt the
+        # request timeout, so most wait untried for the next run
         log.error(
-            "%d alert(s) not delivered yet: the webhook did not answer or asked to retry; "
-            "later runs send them again (geotl monitor status says when): check the webhook",
+            "%d alert(s) not delivered yet (%d tried in this run): the webhook did not answer "
+            "or asked to retry; later runs send them again (geotl monitor status says when): "
+            "check the webhook",
+            max(summary.open_alerts, len(summary.unanswered)),
             len(summary.unanswered),
         )
     if received:  # stopped by a signal, after finishing cleanly: say so as its exit code

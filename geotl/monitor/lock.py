@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from geotl.errors import ConfigError, LockedError
+from geotl.monitor.storage import storage_error
 
 __all__ = ["LOCK_FILE", "RegionLock"]
 
@@ -70,8 +71,17 @@ class RegionLock:
             "since": datetime.now(UTC).isoformat(timespec="seconds"),
             **(holder or {}),
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(payload).encode("utf-8"), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(payload).encode("utf-8"), 0)
+        except OSError as exc:  # a full disk: the run could write nothing else either
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            raise storage_error(exc, self.path.parent) or ConfigError(
+                f"cannot write the monitor's lock ({exc.strerror or exc}): choose a writable "
+                "--out folder or fix its permissions",
+                self.path,
+            ) from exc
         self._fd = fd
 
     def holder(self) -> dict[str, Any]:

@@ -8,8 +8,10 @@ exist. A failure is recorded with its error and a retry time (exponential backof
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -41,6 +43,7 @@ from geotl.monitor.sequence import footprint_of, next_pass, overlaps, previous_p
 from geotl.monitor.sources import Scene, SceneSource
 from geotl.monitor.sources.remote import ItemError
 from geotl.monitor.state import MonitorState, PassRecord
+from geotl.monitor.storage import storage_error
 
 __all__ = ["PassProcessor", "PassResult"]
 
@@ -170,6 +173,11 @@ class PassProcessor:
             log.warning("pass %s abandoned: it will be redone on the next run", job.name)
             raise
         except (GeotlError, RasterioError, OSError, ValueError, RuntimeError) as exc:
+            if (full := storage_error(exc, self.dir)) is not None:
+                # not the scene's fault: no failure, no backoff; redone once there is room
+                with contextlib.suppress(sqlite3.Error):
+                    state.mark_abandoned(job.key, model_id)
+                raise full from exc
             if self.abandon.is_set():
                 state.mark_abandoned(job.key, model_id)
                 return PassResult(

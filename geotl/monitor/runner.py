@@ -22,6 +22,7 @@ import filecmp
 import logging
 import os
 import shutil
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ from geotl.monitor.passes import PassProcessor, PassResult
 from geotl.monitor.schedule import utc_now
 from geotl.monitor.sources import Scene, SceneSource, make_source, monitor_config, region_aoi
 from geotl.monitor.state import DB_FILE, LAST_RUN_ERROR, MonitorState, PassRecord
+from geotl.monitor.storage import storage_error
 from geotl.predict.engine import load_model
 from geotl.progress import progress_seen
 
@@ -87,6 +89,7 @@ class RunSummary:
     rounds: int = 0
     undelivered: list[str] = field(default_factory=list)  # alerts whose delivery failed for good
     unanswered: list[str] = field(default_factory=list)  # tried in this run, retried later
+    open_alerts: int = 0  # not delivered after the run, tried or not
 
     @property
     def processed(self) -> list[PassResult]:
@@ -362,8 +365,15 @@ class Monitor:
                     "%d scene(s) were left running by an interrupted monitor: redoing them",
                     recovered,
                 )
-        except BaseException:
+        except BaseException as exc:
             self.close()
+            full = (
+                storage_error(exc, self.dir)
+                if isinstance(exc, OSError | sqlite3.Error) and not isinstance(exc, GeotlError)
+                else None
+            )
+            if full is not None:  # the disk under --out is full or read-only
+                raise full from exc
             raise
         return self
 
@@ -388,6 +398,10 @@ class Monitor:
                 for folder in made:
                     shutil.rmtree(folder, ignore_errors=True)
             raise
+        except (OSError, sqlite3.Error) as exc:  # the disk under --out filled up mid-run
+            if (full := storage_error(exc, self.dir)) is None:
+                raise
+            raise full from exc
 
     def _reconnect(self) -> Any:
         """A new client on ``--cluster`` (the old one lost its scheduler), its workers checked."""
@@ -502,10 +516,13 @@ class Monitor:
             if self._alerts is not None:  # evaluate, record, deliver (alerts/engine.py)
                 if self.options.retry_failed and (again := state.reopen_failed_alerts()):
                     log.info("sending %d alert(s) whose delivery had failed again", again)
-                done = self._alerts.after_passes(model_id, stop=self.stop.is_set)
+                done = self._alerts.after_passes(
+                    model_id, stop=self.stop.is_set, sleep=self.stop.wait
+                )
                 if done.delivery is not None:
                     summary.undelivered = list(done.delivery.failed)
                     summary.unanswered = done.delivery.unanswered
+                    summary.open_alerts = done.delivery.open
             # "failed" whenever the run exits 1 (a scene, or an alert's delivery): status then
             # says what the scheduler saw
             outcome = "stopped" if summary.stopped else ("failed" if summary.exit_code else "ok")
@@ -707,6 +724,7 @@ def _one_round(monitor: Monitor, total: RunSummary) -> None:
     total.passes.extend(summary.passes)
     total.undelivered.extend(summary.undelivered)
     total.unanswered = summary.unanswered  # a later round may have delivered earlier ones
+    total.open_alerts = summary.open_alerts
     next_at = utc_now() + timedelta(seconds=monitor.every_s or 0.0)
     log.info(
         "run %d: %d new scene(s), %d processed, %d failed; next run at %s",

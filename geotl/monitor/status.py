@@ -47,6 +47,9 @@ class MonitorStatus:
     alerts_retrying: int = 0
     alert_next_attempt: datetime | None = None
     alert_last_error: str | None = None
+    #: each rule of the region (and any that raised alerts before it was renamed) -> alerts;
+    #: a rule at 0 is shown, so a rule that can never fire does not pass unnoticed
+    alerts_by_rule: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
@@ -94,6 +97,7 @@ class MonitorStatus:
                 "next_attempt": ts(self.alert_next_attempt),
                 "last_error": self.alert_last_error,
             },
+            "alerts_by_rule": self.alerts_by_rule,
         }
 
 
@@ -108,6 +112,7 @@ def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
         summary = state.summary()
         loop_stopped = state.loop_stopped()
         retrying = [a for a in state.alerts(("open",)) if a.attempts > 0]
+        by_rule = _alerts_by_rule(region, [a.rule for a in state.alerts()])
         last_error = state.get_meta(LAST_RUN_ERROR) or None
     last = summary.last_run
     running_pid = RegionLock(rdir, region.name).holder_pid()
@@ -153,7 +158,17 @@ def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
             (a.next_attempt for a in retrying if a.next_attempt is not None), default=None
         ),
         alert_last_error=max(retrying, key=lambda a: a.updated).last_error if retrying else None,
+        alerts_by_rule=by_rule,
     )
+
+
+def _alerts_by_rule(region: Region, fired: list[str]) -> dict[str, int]:
+    """Alerts per rule, the region's rules first (in file order) with 0 where none fired."""
+    alerts = region.monitor.alerts if region.monitor is not None else None
+    counts = dict.fromkeys(alerts.rule_names() if alerts is not None else [], 0)
+    for rule in fired:
+        counts[rule] = counts.get(rule, 0) + 1
+    return counts
 
 
 def format_status(status: MonitorStatus) -> str:
@@ -202,14 +217,28 @@ def format_status(status: MonitorStatus) -> str:
     if status.next_retry is not None:
         lines.append(f"next retry due: {ts(status.next_retry)}")
     lines.append(f"models: {', '.join(status.models) or 'none yet'}")
-    if status.alerts:
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(status.alerts.items()))
+    if status.alerts or status.alerts_by_rule:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(status.alerts.items())) or "none yet"
         lines.append(f"alerts: {sum(status.alerts.values())} ({counts})")
+        rules = ", ".join(f"{k} {v}" for k, v in status.alerts_by_rule.items())
+        silent = [k for k, v in status.alerts_by_rule.items() if v == 0]
+        lines.append(
+            f"  by rule: {rules}"
+            + (
+                f" (none in {processed} pass(es) yet: {', '.join(silent)})"
+                if silent and processed
+                else ""
+            )
+        )
         if status.alerts_retrying:
+            # every open alert waits, not only those tried: a hanging webhook leaves most untried
+            untried = status.alerts.get("open", 0) - status.alerts_retrying
             lines.append(
-                f"  {status.alerts_retrying} open alert(s) not delivered yet "
-                f"({status.alert_last_error or 'no answer'}): retried from "
-                f"{ts(status.alert_next_attempt)} by the next run; check the webhook"
+                f"  {status.alerts_retrying + max(untried, 0)} open alert(s) not delivered yet "
+                f"({status.alert_last_error or 'no answer'}"
+                + (f"; {untried} not tried yet" if untried > 0 else "")
+                + f"): retried from {ts(status.alert_next_attempt)} by the next run; check the "
+                "webhook"
             )
         if status.alerts.get("failed"):
             lines.append(

@@ -263,3 +263,42 @@ def test_status_says_which_alerts_wait_for_a_retry(
     assert retrying["count"] == 2 and "refused" in retrying["last_error"]
     text = format_status(status)
     assert "2 open alert(s) not delivered yet (URLError" in text and "next run" in text
+
+
+def test_status_counts_every_alert_waiting_and_every_rule(
+    tmp_path: Path, naip_small: list[Path], naip_region: Path
+) -> None:
+    # a webhook that never answers: the run tries one alert (each attempt costs the
+    # timeout) and the others wait untried; status said "1 open alert(s) not delivered yet"
+    # for 5 waiting, and nothing of a rule that never fired
+    from alert_helpers import add_alerts
+
+    from geotl.config import load_region
+    from geotl.monitor import format_status, monitor_status
+
+    out = tmp_path / "out"
+    ids = fake_monitor_state(out / "naip-nd", naip_small[:2], [2, 3])
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    host, port = silent.getsockname()
+    try:
+        policy = DeliveryPolicy(f"http://{host}:{port}/hook", timeout_s=0.3, wait_s=0)
+        with MonitorState(out / "naip-nd" / "state.sqlite") as state:
+            report = deliver_due(state, "naip-nd", policy)
+    finally:
+        silent.close()
+    assert report.open == len(ids) == 5 and len(report.unanswered) == 1
+    add_alerts(
+        naip_region,
+        "[monitor.alerts]\n"
+        '[[monitor.alerts.rule]]\nname = "water-new"\nclass = "water"\nwhen = "new"\n'
+        '[[monitor.alerts.rule]]\nname = "water-gone"\nclass = "water"\nwhen = "gone"\n',
+    )
+    status = monitor_status(load_region(naip_region), out)
+    assert status.alerts_by_rule == {"water-new": 5, "water-gone": 0}
+    assert status.to_dict()["alerts_by_rule"] == status.alerts_by_rule
+    text = format_status(status)
+    assert "5 open alert(s) not delivered yet (TimeoutError" in text
+    assert "4 not tried yet" in text
+    assert "by rule: water-new 5, water-gone 0 (none in 2 pass(es) yet: water-gone)" in text

@@ -257,3 +257,48 @@ def test_a_webhook_that_does_not_answer_makes_the_run_exit_1(
         assert not second.unanswered and second.exit_code == 0
     finally:
         receiver.close()
+
+
+def test_a_stop_during_the_webhook_backoff_ends_the_wait_at_once(
+    naip_region: Path, naip_small: list[Path], naip_model: Path, tmp_path: Path
+) -> None:
+    """SIGTERM (``systemctl stop``) while the run waits to retry a 5xx webhook.
+
+    The wait slept on (30 s here, up to a minute) and then sent the alerts once more after
+    the stop; the run now stops at once, and says how many alerts still wait.
+    """
+    import threading
+    import time
+
+    out = tmp_path / "out"
+    receiver = Receiver(statuses=[503] * 100)
+    stop = threading.Event()
+    stopped_at: list[float] = []
+
+    def stop_while_waiting() -> None:
+        while not receiver.requests:
+            time.sleep(0.02)
+        time.sleep(2.0)  # the first round is over: the run sleeps until its retry
+        stopped_at.append(time.monotonic())
+        stop.set()
+
+    try:
+        add_alerts(
+            naip_region,
+            f'\n[monitor.alerts]\nwebhook = "{receiver.url}"\nretry_base_s = 30\n'
+            "persistence = { passes = 1, of = 1 }\n"
+            '[[monitor.alerts.rule]]\nclass = "water"\nwhen = "present"\n',
+        )
+        deliver(naip_region, naip_small[:1])
+        opts = MonitorOptions(out_dir=out, model_dir=naip_model)
+        stopper = threading.Thread(target=stop_while_waiting, daemon=True)
+        stopper.start()
+        summary = run_monitor(load_region(naip_region), opts, stop=stop)
+        ended_at = time.monotonic()
+        stopper.join()
+    finally:
+        receiver.close()
+    alerts = _alerts(out / "naip-nd")
+    assert alerts and len(receiver.requests) == len(alerts)  # nothing sent after the stop
+    assert ended_at - stopped_at[0] < 2 and summary.exit_code == 1
+    assert summary.open_alerts == len(alerts) == len(summary.unanswered)

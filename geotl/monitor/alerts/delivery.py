@@ -118,6 +118,8 @@ class DeliveryReport:
     retrying: list[str] = field(default_factory=list)
     attempts: int = 0
     tried: set[str] = field(default_factory=set)
+    open: int = 0  # alerts still open after the round, tried or not (a hanging webhook
+    # leaves most untried: each attempt costs the request timeout)
 
     @property
     def unanswered(self) -> list[str]:
@@ -323,7 +325,7 @@ def deliver_due(
     region_name: str,
     policy: DeliveryPolicy,
     *,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], object] = time.sleep,
     stop: Callable[[], bool] | None = None,
 ) -> DeliveryReport:
     """Send every open alert that is due; wait for retries due within ``policy.wait_s``.
@@ -332,7 +334,8 @@ def deliver_due(
         state: the region's state (the caller holds the region's lock).
         region_name: goes into the body and the idempotency key.
         policy: URL, timeouts, retries.
-        sleep: how to wait between rounds (tests pass a fake).
+        sleep: how to wait between rounds (tests pass a fake; the runner its stop event's
+            ``wait``, which SIGTERM ends early).
         stop: returns True when the run should stop waiting (SIGTERM).
 
     Returns:
@@ -356,5 +359,9 @@ def deliver_due(
         if wait >= 1:  # not once per alert while a down receiver is tried alert by alert
             log.info("waiting %.0f s for the next delivery attempt (due within this run)", wait)
         sleep(wait)
-    report.retrying = [a.id for a in state.alerts(("open",)) if a.attempts > 0]
+        if stop is not None and stop():  # stopped while waiting: no attempt after SIGTERM
+            break
+    still_open = state.alerts(("open",))
+    report.retrying = [a.id for a in still_open if a.attempts > 0]
+    report.open = len(still_open)
     return report

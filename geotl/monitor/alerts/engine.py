@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -317,18 +318,23 @@ class AlertEngine:
         deliver: bool = True,
         wait_s: float = 60.0,
         stop: Callable[[], bool] | None = None,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> AlertRound:
         """Evaluate pending passes, rewrite ``alerts.geojson``, deliver open alerts.
 
         Call after a run's passes are recorded (and on runs without new passes: retries and
-        passes left unevaluated by a killed run are due then).
+        passes left unevaluated by a killed run are due then). ``sleep`` waits for retries
+        due within the run: the runner's wakes up at SIGTERM, so a stop does not wait out
+        a webhook's backoff.
         """
         evaluated, new = self.evaluate_pending(model_id)
         result = AlertRound(evaluated=evaluated, new=new)
         write_alert_outputs(self.state, self.dir)
         if deliver and self.url is not None:
             policy = DeliveryPolicy.from_config(self.url, self.config, wait_s=wait_s)
-            result.delivery = deliver_due(self.state, self.region.name, policy, stop=stop)
+            result.delivery = deliver_due(
+                self.state, self.region.name, policy, stop=stop, sleep=sleep
+            )
             if result.delivery.attempts:
                 write_alert_outputs(self.state, self.dir)
         return result

@@ -366,12 +366,12 @@ def _page(
         else "no pass processed yet"
     )
     if latest is None:
-        map_note = "Open alerts (no quicklook: no pass processed yet)."
+        map_note = "Alerts not acknowledged (no quicklook: no pass processed yet)."
     elif bounds:
-        map_note = f"Open alerts over the quicklook of {e(latest.name)}."
+        map_note = f"Alerts not acknowledged over the quicklook of {e(latest.name)}."
     else:
         map_note = (
-            f"Open alerts (no quicklook: the latest pass's scene {e(latest.uri)} is not a "
+            f"Alerts not acknowledged (no quicklook: the latest pass's scene {e(latest.uri)} is not a "
             "readable local file)."
         )
     legend = "".join(
@@ -390,7 +390,7 @@ def _page(
 </head>
 <body>
 <header>
-<h1>{e(region.name)}: {len(open_alerts)} open alert(s)</h1>
+<h1>{e(region.name)}: {len(open_alerts)} alert(s) not acknowledged</h1>
 <p>{len(passes)} pass(es), {latest_text}; {len(alerts)} alert(s) in all. Generated {generated} by geotl.</p>
 </header>
 <main>

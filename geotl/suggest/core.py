@@ -169,6 +169,7 @@ def suggest_areas(
     """
     from geotl.models.artefact import load_artefact
     from geotl.predict import PredictOptions, predict_scene
+    from geotl.predict.core import scene_names
 
     out = Path(out)
     if options.n < 1:
@@ -240,6 +241,9 @@ def suggest_areas(
         resample=options.resample,
         progress=options.progress,
     )
+    # what the outputs call each scene: passes of one file name in several folders
+    # (a/plot.tif, b/plot.tif) stay apart, as in geotl predict
+    names = dict(zip((s.path for s in scenes), scene_names([s.path for s in scenes]), strict=True))
     by_scene: dict[Path, list[Candidate]] = {}
     for c in candidates:
         by_scene.setdefault(c.scene.path, []).append(c)
@@ -258,8 +262,8 @@ def suggest_areas(
             else:
                 det = predict_scene(artefact, path, replace(popts, probabilities_path=prob_path))
                 seen = det.native
-            detections[path.name] = seen
-            rgb[path.name] = det.rgb_indexes
+            detections[names[path]] = seen
+            rgb[names[path]] = det.rgb_indexes
             for c in cands:
                 square = _read_square(c, max_nodata)
                 if square is None:
@@ -284,8 +288,21 @@ def suggest_areas(
     _check_count(options.n, len(scored), size_m, what, region, dropped["nodata"])
     features = standardise(np.stack([s.features for s in scored]))
     order = pick_diverse([s.score for s in scored], features, options.n, _same_ground(scored))
-    areas = _frame([scored[i] for i in order], size_m)
-    gpkg, qml, png = write_areas(out, areas, {s.path.name: s.path for s in scenes}, rgb, detections)
+    if len(order) < options.n:
+        # passes of one area tile the same ground, which is labelled once: fewer squares
+        # than scene-square pairs, and fewer than asked is what -n larger than the
+        # candidates means
+        _check_count(
+            options.n,
+            len(order),
+            size_m,
+            what,
+            region,
+            counted="distinct",
+            hint=" (the same ground in several scenes is one square)",
+        )
+    areas = _frame([scored[i] for i in order], size_m, names)
+    gpkg, qml, png = write_areas(out, areas, {n: p for p, n in names.items()}, rgb, detections)
     summary = SuggestSummary(gpkg, qml, png, areas, len(scored), dropped=dropped)
     if options.append_to is not None:
         n = append_areas(options.append_to, areas)
@@ -398,11 +415,12 @@ def _check_count(
     region: Region,
     nodata: int = 0,
     hint: str = "",
+    counted: str = "candidate",
 ) -> None:
     if n > available:
         extra = f" ({nodata} more are mostly nodata)" if nodata else ""
         raise GeotlInputError(
-            f"-n {n} but only {available} candidate {size_m:g} m square(s) lie outside "
+            f"-n {n} but only {available} {counted} {size_m:g} m square(s) lie outside "
             f"{what}{extra}: ask for at most {available} or lower --size-m{hint}",
             region.path,
         )
@@ -527,7 +545,7 @@ def _same_ground(items: list[_Scored]) -> list[list[int]]:
     return out
 
 
-def _frame(items: list[_Scored], size_m: float) -> gpd.GeoDataFrame:
+def _frame(items: list[_Scored], size_m: float, names: dict[Path, str]) -> gpd.GeoDataFrame:
     """The areas in rank order, in the CRS most of them share (others reprojected)."""
     crs_of = {it.candidate.scene.crs.to_wkt(): it.candidate.scene.crs for it in items}
     main = crs_of[Counter(it.candidate.scene.crs.to_wkt() for it in items).most_common(1)[0][0]]
@@ -539,7 +557,7 @@ def _frame(items: list[_Scored], size_m: float) -> gpd.GeoDataFrame:
         {
             "rank": np.arange(1, len(items) + 1, dtype=np.int64),
             "score": [round(it.score, 4) for it in items],
-            "scene": [it.candidate.scene.path.name for it in items],
+            "scene": [names[it.candidate.scene.path] for it in items],
             "expected_objects": np.array([it.expected_objects for it in items], dtype=np.int64),
             "size_m": round(size_m, 3),
         },

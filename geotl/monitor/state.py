@@ -43,7 +43,9 @@ __all__ = [
 ]
 
 DB_FILE = "state.sqlite"
-SCHEMA_VERSION = 1
+#: 2: jobs record areas (``detected_area_m2``, ``new_area_m2``, ``gone_area_m2``); a state of
+#: schema 1 is migrated in place when opened for writing (:meth:`MonitorState._migrate`)
+SCHEMA_VERSION = 2
 
 #: meta key: why the last run ended in error (empty when it did not)
 LAST_RUN_ERROR = "last_run_error"
@@ -88,6 +90,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     new INTEGER,
     gone INTEGER,
     previous_scene TEXT,
+    detected_area_m2 REAL,
+    new_area_m2 REAL,
+    gone_area_m2 REAL,
     PRIMARY KEY (scene_key, model_id)
 );
 CREATE INDEX IF NOT EXISTS jobs_model_status ON jobs (model_id, status);
@@ -196,6 +201,11 @@ class PassRecord:
     new: int | None
     gone: int | None
     previous_scene: str | None
+    #: the pass's objects' ``area_m2`` summed, and the new / gone ones' (None: not known,
+    #: e.g. a pass done by a geotl before areas were recorded whose files did not tell)
+    detected_area_m2: float | None = None
+    new_area_m2: float | None = None
+    gone_area_m2: float | None = None
 
     def to_scene(self) -> Scene:
         """The scene this job processes."""
@@ -363,8 +373,15 @@ class StateSummary:
 _JOB_COLUMNS = (
     "s.key, s.name, s.source, s.uri, s.acquired, s.acquired_from, s.fingerprint, s.footprint, "
     "s.assets, j.model_id, j.status, j.attempts, j.error, j.next_attempt, j.started, j.finished, "
-    "j.duration_s, j.pass_path, j.changes_path, j.detections, j.new, j.gone, j.previous_scene"
+    "j.duration_s, j.pass_path, j.changes_path, j.detections, j.new, j.gone, j.previous_scene, "
+    "j.detected_area_m2, j.new_area_m2, j.gone_area_m2"
 )
+#: what schema 1 (no areas) reads in their place, when it cannot be migrated (read-only)
+_JOB_COLUMNS_V1 = _JOB_COLUMNS.replace(
+    "j.detected_area_m2, j.new_area_m2, j.gone_area_m2", "NULL, NULL, NULL"
+)
+#: the columns schema 2 adds to ``jobs``
+_AREA_COLUMNS = ("detected_area_m2", "new_area_m2", "gone_area_m2")
 
 
 def _opt_ts(text: str | None) -> datetime | None:
@@ -385,6 +402,34 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def _area_from_file(
+    root: Path, rel: str | None, expected: dict[str | None, int | None]
+) -> dict[str | None, float] | None:
+    """``area_m2`` summed per ``change`` (None: all features) of a pass's GeoJSON file.
+
+    For passes recorded before areas were (schema 1). None unless the file exists, parses
+    and holds exactly the ``expected`` number of features of each kind: a file rewritten
+    after its counts were recorded (a run killed in between) would give areas of another
+    comparison than the counts'.
+    """
+    if rel is None or any(v is None for v in expected.values()):
+        return None
+    try:
+        features = json.loads((root / rel).read_text(encoding="utf-8"))["features"]
+        props = [f.get("properties") or {} for f in features]
+        if len(props) != sum(int(v or 0) for v in expected.values()):
+            return None
+        areas: dict[str | None, float] = {}
+        for kind, count in expected.items():
+            mine = [p for p in props if kind is None or p.get("change") == kind]
+            if len(mine) != count:
+                return None
+            areas[kind] = float(sum(float(p.get("area_m2") or 0.0) for p in mine))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return areas
 
 
 def _record(row: sqlite3.Row) -> PassRecord:
@@ -412,6 +457,9 @@ def _record(row: sqlite3.Row) -> PassRecord:
         new=row[20],
         gone=row[21],
         previous_scene=row[22],
+        detected_area_m2=row[23],
+        new_area_m2=row[24],
+        gone_area_m2=row[25],
     )
 
 
@@ -425,6 +473,7 @@ class MonitorState:
     def __init__(self, db_path: Path, readonly: bool = False) -> None:
         self.path = Path(db_path)
         self.readonly = readonly
+        self._job_columns = _JOB_COLUMNS
         try:
             if readonly:
                 self._db = self._connect_readonly()
@@ -435,6 +484,7 @@ class MonitorState:
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("PRAGMA foreign_keys=ON")
                 self._db.executescript(_SCHEMA)
+                self._migrate()
                 self._check_schema()
         except sqlite3.DatabaseError as exc:
             if not readonly and not os.access(self.path.parent, os.W_OK):
@@ -473,11 +523,57 @@ class MonitorState:
             self._check_schema()
         return self._db
 
+    def _migrate(self) -> None:
+        """Bring a state of schema 1 (an earlier geotl) to this one, in place, once.
+
+        Schema 2 adds the areas of each pass. Passes done before are given them from their
+        own files where those are the ones recorded (the pass file holds ``detections``
+        features, the changes file ``new`` and ``gone`` ones); otherwise the areas stay
+        empty (not known), never a guess. One transaction: a second writer waits, then
+        finds the state migrated.
+        """
+        if self.get_meta("schema_version") != "1":
+            return
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None or int(row[0]) != 1:
+                return
+            have = {str(r[1]) for r in db.execute("PRAGMA table_info(jobs)")}
+            for column in _AREA_COLUMNS:
+                if column not in have:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column} REAL")
+            rows = db.execute(
+                "SELECT scene_key, model_id, pass_path, changes_path, detections, new, gone "
+                "FROM jobs WHERE status = 'done'"
+            ).fetchall()
+            for key, model_id, pass_path, changes_path, detections, new, gone in rows:
+                detected = _area_from_file(self.path.parent, pass_path, {None: detections})
+                changed = (
+                    _area_from_file(self.path.parent, changes_path, {"new": new, "gone": gone})
+                    if new is not None and gone is not None
+                    else None
+                )
+                db.execute(
+                    "UPDATE jobs SET detected_area_m2 = ?, new_area_m2 = ?, gone_area_m2 = ? "
+                    "WHERE scene_key = ? AND model_id = ?",
+                    (
+                        None if detected is None else detected[None],
+                        None if changed is None else changed["new"],
+                        None if changed is None else changed["gone"],
+                        key,
+                        model_id,
+                    ),
+                )
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", ("2",))
+
     def _check_schema(self) -> None:
         version = self.get_meta("schema_version")
         if version is None:
             if not self.readonly:
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(version) == 1 and self.readonly:
+            # an earlier geotl's state read before a monitor run migrated it: no areas yet
+            self._job_columns = _JOB_COLUMNS_V1
         elif int(version) != SCHEMA_VERSION:
             raise GeotlRuntimeError(
                 f"monitor state has schema {version}, this geotl writes {SCHEMA_VERSION}: use the "
@@ -812,7 +908,7 @@ class MonitorState:
         )
         params: tuple[Any, ...] = (model_id,) if retry_failed else (model_id, format_ts(now))
         rows = self._db.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN scenes s ON s.key = j.scene_key "
+            f"SELECT {self._job_columns} FROM jobs j JOIN scenes s ON s.key = j.scene_key "
             f"WHERE j.model_id = ? AND (j.status = 'pending' OR {failed_clause}) "
             "ORDER BY s.acquired, s.name",
             params,
@@ -822,7 +918,7 @@ class MonitorState:
     def job(self, key: str, model_id: str) -> PassRecord | None:
         """One job, or None."""
         row = self._db.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN scenes s ON s.key = j.scene_key "
+            f"SELECT {self._job_columns} FROM jobs j JOIN scenes s ON s.key = j.scene_key "
             "WHERE s.key = ? AND j.model_id = ?",
             (key, model_id),
         ).fetchone()
@@ -851,6 +947,9 @@ class MonitorState:
         gone: int | None,
         previous_scene: str | None,
         footprint_wkt: str | None,
+        detected_area_m2: float | None = None,
+        new_area_m2: float | None = None,
+        gone_area_m2: float | None = None,
     ) -> None:
         """A job finished: record its outputs (one transaction).
 
@@ -869,7 +968,8 @@ class MonitorState:
             db.execute(
                 "UPDATE jobs SET status = 'done', error = NULL, next_attempt = NULL, finished = ?, "
                 "duration_s = ?, pass_path = ?, changes_path = ?, detections = ?, new = ?, gone = ?, "
-                "previous_scene = ? WHERE scene_key = ? AND model_id = ?",
+                "previous_scene = ?, detected_area_m2 = ?, new_area_m2 = ?, gone_area_m2 = ? "
+                "WHERE scene_key = ? AND model_id = ?",
                 (
                     format_ts(now),
                     duration_s,
@@ -879,6 +979,9 @@ class MonitorState:
                     new,
                     gone,
                     previous_scene,
+                    detected_area_m2,
+                    new_area_m2,
+                    gone_area_m2,
                     key,
                     model_id,
                 ),
@@ -895,13 +998,24 @@ class MonitorState:
         new: int,
         gone: int,
         previous_scene: str | None,
+        new_area_m2: float | None = None,
+        gone_area_m2: float | None = None,
     ) -> None:
-        """Replace a done job's change counts (its predecessor changed)."""
+        """Replace a done job's change counts and areas (its predecessor changed)."""
         with self.transaction() as db:
             db.execute(
-                "UPDATE jobs SET changes_path = ?, new = ?, gone = ?, previous_scene = ? "
-                "WHERE scene_key = ? AND model_id = ?",
-                (changes_path, new, gone, previous_scene, key, model_id),
+                "UPDATE jobs SET changes_path = ?, new = ?, gone = ?, previous_scene = ?, "
+                "new_area_m2 = ?, gone_area_m2 = ? WHERE scene_key = ? AND model_id = ?",
+                (
+                    changes_path,
+                    new,
+                    gone,
+                    previous_scene,
+                    new_area_m2,
+                    gone_area_m2,
+                    key,
+                    model_id,
+                ),
             )
 
     def mark_failed(
@@ -936,7 +1050,7 @@ class MonitorState:
         """Done jobs of ``model_id`` acquired before (or after) ``acquired``, nearest first."""
         op, order = ("<", "DESC") if before else (">", "ASC")
         cursor = self._db.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN scenes s ON s.key = j.scene_key "
+            f"SELECT {self._job_columns} FROM jobs j JOIN scenes s ON s.key = j.scene_key "
             f"WHERE j.model_id = ? AND j.status = 'done' AND s.acquired {op} ? "
             f"ORDER BY s.acquired {order}, s.name {order}",
             (model_id, format_ts(acquired)),
@@ -948,7 +1062,7 @@ class MonitorState:
         """Done jobs (of one model, or all), oldest acquisition first."""
         where, params = ("AND j.model_id = ?", (model_id,)) if model_id else ("", ())
         rows = self._db.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN scenes s ON s.key = j.scene_key "
+            f"SELECT {self._job_columns} FROM jobs j JOIN scenes s ON s.key = j.scene_key "
             f"WHERE j.status = 'done' {where} ORDER BY s.acquired, s.name, j.finished",
             params,
         ).fetchall()
@@ -957,7 +1071,7 @@ class MonitorState:
     def latest_passes(self) -> list[PassRecord]:
         """For each scene, its most recently finished done job, oldest acquisition first."""
         rows = self._db.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN scenes s ON s.key = j.scene_key "
+            f"SELECT {self._job_columns} FROM jobs j JOIN scenes s ON s.key = j.scene_key "
             "WHERE j.status = 'done' AND j.finished = (SELECT MAX(d.finished) FROM jobs d "
             "WHERE d.scene_key = j.scene_key AND d.status = 'done') ORDER BY s.acquired, s.name"
         ).fetchall()
@@ -1024,16 +1138,16 @@ class MonitorState:
         ):
             by_status[str(status)] = int(count)
         latest = self._db.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN scenes s ON s.key = j.scene_key "
+            f"SELECT {self._job_columns} FROM jobs j JOIN scenes s ON s.key = j.scene_key "
             "WHERE j.status = 'done' ORDER BY s.acquired DESC, j.finished DESC LIMIT 1"
         ).fetchone()
         failed = self._db.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN scenes s ON s.key = j.scene_key "
+            f"SELECT {self._job_columns} FROM jobs j JOIN scenes s ON s.key = j.scene_key "
             "WHERE j.status = 'failed' AND NOT EXISTS (SELECT 1 FROM jobs d WHERE d.scene_key = s.key "
             "AND d.status = 'done') ORDER BY s.acquired"
         ).fetchall()
         pending = self._db.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN scenes s ON s.key = j.scene_key "
+            f"SELECT {self._job_columns} FROM jobs j JOIN scenes s ON s.key = j.scene_key "
             "WHERE j.status IN ('pending', 'running') ORDER BY s.acquired"
         ).fetchall()
         models = [

@@ -14,7 +14,7 @@ from typing import Any
 
 from geotl.config import Region
 from geotl.monitor.lock import RegionLock
-from geotl.monitor.outputs import region_dir
+from geotl.monitor.outputs import counted, format_ha, region_dir
 from geotl.monitor.schedule import parse_every
 from geotl.monitor.state import DB_FILE, LAST_RUN_ERROR, MonitorState, PassRecord
 
@@ -63,12 +63,19 @@ class MonitorStatus:
             "initialised": self.initialised,
             "scenes": self.scenes,
             "by_status": self.by_status,
+            # areas in m² (the text says ha); null where not known or not compared
             "latest": None
             if self.latest is None
             else {
                 "scene": self.latest.name,
                 "acquired": ts(self.latest.acquired),
                 "detections": self.latest.detections,
+                "detected_area_m2": _m2(self.latest.detected_area_m2),
+                "previous_scene": self.latest.previous_scene,
+                "new": self.latest.new,
+                "new_area_m2": _m2(self.latest.new_area_m2),
+                "gone": self.latest.gone,
+                "gone_area_m2": _m2(self.latest.gone_area_m2),
             },
             "failed": [
                 {
@@ -99,6 +106,10 @@ class MonitorStatus:
             },
             "alerts_by_rule": self.alerts_by_rule,
         }
+
+
+def _m2(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
 
 
 def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
@@ -185,11 +196,18 @@ def format_status(status: MonitorStatus) -> str:
     lines.append(f"scenes: {status.scenes} ({counts})")
     processed = status.by_status.get("done", 0)
     lines.append(f"processed: {processed}")
-    if status.latest is not None:
+    if (latest := status.latest) is not None:
+        area = latest.detected_area_m2
         lines.append(
-            f"latest pass: {status.latest.name} acquired {ts(status.latest.acquired)} "
-            f"({status.latest.detections} detections)"
+            f"latest pass: {latest.name} acquired {ts(latest.acquired)} "
+            f"({latest.detections} detections{'' if area is None else ', ' + format_ha(area)})"
         )
+        if latest.previous_scene is not None:
+            lines.append(
+                f"  since {latest.previous_scene}: "
+                f"{counted(latest.new, latest.new_area_m2, 'new')}, "
+                f"{counted(latest.gone, latest.gone_area_m2, 'gone')}"
+            )
     lines.append(f"failed: {len(status.failed)}")
     for f in status.failed:
         retry = f"next retry {ts(f.next_attempt)}" if f.next_attempt else "no automatic retry left"

@@ -7,6 +7,8 @@
   the page is viewed; the quicklook is warped to Web Mercator so it lies exactly under the
   alerts);
 - a timeline of object counts and alerts per pass (an SVG drawn here, no script needed);
+- a table of the passes: objects detected, new and gone since the previous pass, each with
+  its area in hectares (how much was cleared is what is acted on, not how many patches);
 - a table of every alert (status, rule, class, area, first and last pass, reference
   features, delivery), each linking to its own GeoJSON file.
 
@@ -36,6 +38,7 @@ from geotl.errors import GeotlInputError, OutputExistsError
 from geotl.io.atomic import atomic_dir
 from geotl.io.rasters import data_band_indexes, read_data
 from geotl.monitor.alerts.delivery import alert_feature
+from geotl.monitor.outputs import format_ha
 from geotl.monitor.state import DB_FILE, AlertRecord, MonitorState, PassRecord
 
 __all__ = ["REPORT_MARKER", "ReportSummary", "write_report"]
@@ -183,6 +186,34 @@ def _timeline_svg(passes: list[PassRecord], fired: dict[str, int]) -> str:
 
 def _fmt(v: datetime | None) -> str:
     return v.date().isoformat() if v else ""
+
+
+def _passes_table(passes: list[PassRecord], fired: dict[str, int]) -> str:
+    """One row per pass, newest first: counts and areas (empty where not known)."""
+    if not passes:
+        return '<p class="note">No pass processed yet.</p>'
+    e = html.escape
+
+    def n(v: int | None) -> str:
+        return "" if v is None else str(v)
+
+    def ha(v: float | None) -> str:
+        return "" if v is None else format_ha(v)
+
+    head = (
+        "<tr><th>acquired</th><th>scene</th><th>objects</th><th>area</th><th>new</th>"
+        "<th>new area</th><th>gone</th><th>gone area</th><th>since</th><th>alerts</th></tr>"
+    )
+    rows = [
+        f'<tr class="pass-row" data-scene="{e(p.name)}"><td>{_fmt(p.acquired)}</td>'
+        f"<td>{e(p.name)}</td><td class='num'>{n(p.detections)}</td>"
+        f"<td class='num'>{ha(p.detected_area_m2)}</td><td class='num'>{n(p.new)}</td>"
+        f"<td class='num'>{ha(p.new_area_m2)}</td><td class='num'>{n(p.gone)}</td>"
+        f"<td class='num'>{ha(p.gone_area_m2)}</td><td>{e(p.previous_scene or '')}</td>"
+        f"<td class='num'>{fired.get(p.name, 0)}</td></tr>"
+        for p in sorted(passes, key=lambda p: (p.acquired, p.name), reverse=True)
+    ]
+    return f'<table id="passes">\n{head}\n' + "\n".join(rows) + "\n</table>"
 
 
 def _table(alerts: list[AlertRecord], deliveries: dict[str, str]) -> str:
@@ -402,6 +433,12 @@ def _page(
 <section class="timeline">
 <h2>Timeline</h2>
 {_timeline_svg(passes, fired)}
+</section>
+<section>
+<h2>Passes</h2>
+<p class="note">New and gone: since the previous pass over the same ground (empty for the
+first pass, and areas empty for passes a geotl without areas processed).</p>
+{_passes_table(passes, fired)}
 </section>
 <section>
 <h2>Alerts</h2>

@@ -646,6 +646,10 @@ _STATUS_FIELDS = [
     ("attempts", QVariant.Int),
     ("error", QVariant.String),
     ("next_attempt", QVariant.String),
+    # history.csv's areas (m2), appended after the fields a saved model may refer to
+    ("detected_area_m2", QVariant.Double),
+    ("new_area_m2", QVariant.Double),
+    ("gone_area_m2", QVariant.Double),
 ]
 
 
@@ -692,8 +696,8 @@ class MonitorStatusAlgorithm(_GeotlAlgorithm):
     def shortHelpString(self) -> str:
         return (
             "Runs <code>geotl monitor status --json</code> and returns the monitor's passes of "
-            "the region as a table: one row per processed pass (detections, new, gone, the "
-            "pass and changes files), failed pass (error, next attempt) and pending pass."
+            "the region as a table: one row per processed pass (detections, new, gone, their "
+            "areas in m², the pass and changes files), failed pass (error, next attempt) and pending pass."
         )
 
     def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:

@@ -287,6 +287,7 @@ def test_train_form_and_monitor_table(
     row = table["rows"][0]
     assert row["status"] == "done" and row["scene"].startswith("OSBS_029")
     assert int(row["detections"]) > 0 and row["pass_file"].endswith(".geojson")
+    assert float(row["detected_area_m2"]) > 0  # history.csv's areas reach the table
 
 
 @needs_qgis

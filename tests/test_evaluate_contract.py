@@ -50,6 +50,32 @@ def test_a_region_of_other_bands_is_refused_before_chipping(demo_model, tmp_path
         evaluate_model(demo_model, load_region(other))
 
 
+def test_a_region_without_a_test_split_is_refused_before_chipping(
+    demo_model, tmp_path, monkeypatch
+):
+    """test_fraction = 0 and no test_within: said at once, not after chipping into scratch.
+
+    Found driving geotl: the error came after chipping (minutes on a large region) and named
+    a scratch folder that was already gone.
+    """
+    import geotl.chips
+
+    text = DEMO.read_text().replace('"demo-osbs/', f'"{DEMO.parent}/demo-osbs/')
+    region = tmp_path / "no test.toml"
+    region.write_text(text.replace("test_fraction = 0.2", "test_fraction = 0.0"))
+
+    def no_chipping(*args: object, **kwargs: object) -> None:
+        raise AssertionError("chipped a region that has no test split")
+
+    monkeypatch.setattr(geotl.chips, "chip_region", no_chipping)
+    out = tmp_path / "metrics.json"
+    result = CliRunner().invoke(cli, ["evaluate", str(demo_model), str(region), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    said = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(said) == 1 and "no test.toml" in said[0] and "test_fraction = 0" in said[0]
+    assert not out.exists()
+
+
 def test_a_label_a_chip_edge_cuts_apart_is_scored_as_its_pieces():
     from affine import Affine
 
@@ -68,3 +94,21 @@ def test_a_label_a_chip_edge_cuts_apart_is_scored_as_its_pieces():
     # a label that is a MultiPolygon of its own, whole in the chip, stays one object
     two = box(1, 1, 3, 3).union(box(5, 5, 7, 7))
     assert len(ground.scored([two])) == 1
+
+
+def test_a_curve_without_a_test_split_is_refused_before_training(tmp_path, monkeypatch):
+    import geotl.train
+    from geotl.errors import GeotlInputError
+    from geotl.evaluate import label_curve
+    from geotl.train import TrainOptions
+
+    text = DEMO.read_text().replace('"demo-osbs/', f'"{DEMO.parent}/demo-osbs/')
+    region = tmp_path / "region.toml"
+    region.write_text(text.replace("test_fraction = 0.2", "test_fraction = 0.0"))
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained a curve point that could not be scored")
+
+    monkeypatch.setattr(geotl.train, "train_model", no_training)
+    with pytest.raises(GeotlInputError, match=r"test_fraction = 0 and no test_within"):
+        label_curve(load_region(region), tmp_path / "c", [5], ["none"], TrainOptions())

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 
 from geotl.errors import GeotlInputError
 
@@ -47,6 +48,63 @@ class ChipIndex:
             ].itertuples(index=False)
         )
         return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+
+    def pixel_aspects(self, rows: gpd.GeoDataFrame | None = None) -> np.ndarray:
+        """East-west / north-south ground size of each chip's pixels (``rows``: default all).
+
+        Chips are cut on their scene's grid as it is, so chips of a square-degree scene have
+        pixels narrower east-west than north-south (cos(latitude)). The shape is a scene's:
+        the chipset's record of its scenes gives it, and for chips written before it was
+        recorded one chip image per scene is measured.
+        """
+        frame = self.frame if rows is None else rows
+        recorded = {
+            str(s["path"]): float(s["pixel_aspect"])
+            for s in self.meta.get("scenes", [])
+            if s.get("pixel_aspect")
+        }
+        out = np.ones(len(frame), dtype=np.float64)
+        scenes = frame["scene"].astype(str).to_numpy()
+        for scene in dict.fromkeys(scenes.tolist()):
+            aspect = recorded.get(scene)
+            if aspect is None:
+                import rasterio
+
+                from geotl.io.rasters import ground_pixel_size_m
+
+                image = frame["image"].to_numpy()[scenes == scene][0]
+                with rasterio.open(self.path / str(image)) as ds:
+                    x, y = ground_pixel_size_m(ds.crs, ds.transform, ds.width, ds.height)
+                aspect = x / y
+            out[scenes == scene] = aspect
+        return out
+
+    def pixel_size_m(self, rows: gpd.GeoDataFrame | None = None) -> tuple[float, float] | None:
+        """The chips' pixel sides (east-west, north-south) in metres: medians over ``rows``.
+
+        The mean side and the shape are the medians a model card records of its training
+        chips (``resolution_m``, ``pixel_aspect``), so the two compare side by side with
+        :func:`~geotl.predict.scene.model_pixel_size_m` of a card. None without rows.
+        """
+        from geotl.predict.scene import model_pixel_size_m
+
+        frame = self.frame if rows is None else rows
+        if not len(frame):
+            return None
+        aspect = round(float(np.median(self.pixel_aspects(frame))), 4)
+        return model_pixel_size_m(float(np.median(frame["resolution_m"])), aspect)
+
+    def utm_epsg(self, rows: gpd.GeoDataFrame | None = None) -> int | None:
+        """The UTM zone (EPSG code) at the first chip of ``rows``, for a warp to suggest."""
+        import rasterio
+
+        from geotl.io.rasters import utm_epsg_at
+
+        frame = self.frame if rows is None else rows
+        if not len(frame):
+            return None
+        with rasterio.open(self.path / str(frame["image"].iloc[0])) as ds:
+            return utm_epsg_at(ds.crs, ds.transform, ds.width, ds.height)
 
     def image_path(self, chip_id: str) -> Path:
         """Absolute path of a chip's image GeoTIFF."""

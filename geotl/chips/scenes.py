@@ -149,6 +149,7 @@ def _warn_mixed_resolutions(region: Region, scenes: list[ChipScene]) -> None:
     fine = min(chipped, key=lambda s: s.info.resolution_m)
     coarse = max(chipped, key=lambda s: s.info.resolution_m)
     if coarse.info.resolution_m <= (1 + RESOLUTION_TOLERANCE) * fine.info.resolution_m:
+        _warn_mixed_shapes(region, chipped)
         return
     log.warning(
         "%s: scenes differ in ground resolution (%s %.4g m, %s %.4g m): a chip then covers "
@@ -160,6 +161,46 @@ def _warn_mixed_resolutions(region: Region, scenes: list[ChipScene]) -> None:
         fine.info.resolution_m,
         coarse.info.path.name,
         coarse.info.resolution_m,
+    )
+
+
+def _warn_mixed_shapes(region: Region, chipped: list[ChipScene]) -> None:
+    """Say so when the region's scenes differ in pixel shape at one mean resolution.
+
+    A UTM scene (10 x 10 m) and its degree-grid twin at 51 N (7.7 x 12.3 m) have the same
+    mean resolution, yet the model card records one shape (the chips' median) and predict
+    refuses (or resamples) scenes of the other: the region's own scenes among them.
+    """
+    from geotl.io.rasters import describe_grid, utm_epsg_at
+    from geotl.predict.scene import model_pixel_size_m, other_pixel_size
+
+    narrow = min(chipped, key=lambda s: s.info.pixel_aspect).info
+    wide = max(chipped, key=lambda s: s.info.pixel_aspect).info
+    # the shapes compared at one mean resolution: the means were compared already
+    res = narrow.resolution_m
+    shapes = (
+        model_pixel_size_m(res, wide.pixel_aspect),
+        model_pixel_size_m(res, narrow.pixel_aspect),
+    )
+    if other_pixel_size(*shapes) is None:
+        return
+
+    def said(info: SceneInfo) -> str:
+        x, y = model_pixel_size_m(info.resolution_m, info.pixel_aspect)
+        grid = describe_grid(info.crs, info.transform, info.width, info.height)
+        return f"{info.path.name} {x:.4g} x {y:.4g} m{f', {grid}' if grid else ''}"
+
+    zone = utm_epsg_at(narrow.crs, narrow.transform, narrow.width, narrow.height)
+    log.warning(
+        "%s: scenes differ in pixel shape (%s; %s): the model card records one shape and "
+        "predict refuses (or with --resample, resamples) scenes of the other; warp the scenes "
+        "to one grid (gdalwarp -t_srs %s -tr %.4g %.4g) or give each grid its own region",
+        region.path.name,
+        said(narrow),
+        said(wide),
+        f"EPSG:{zone}" if zone else "<the UTM zone>",
+        res,
+        res,
     )
 
 

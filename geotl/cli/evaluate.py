@@ -14,6 +14,7 @@ from geotl.cli.options import (
     say,
     seed_option,
 )
+from geotl.cli.train import pixel_model_option
 from geotl.config import load_region
 from geotl.errors import GeotlInputError
 
@@ -59,6 +60,7 @@ def _int_list(text: str) -> list[int]:
     default=None,
     help="Optimizer steps per curve run (wins over --epochs; default: [model]).",
 )
+@pixel_model_option
 @overwrite_option(
     "Replace an existing --out file (--curve resumes its own table of the region without it)."
 )
@@ -73,6 +75,7 @@ def command(
     bases: str,
     epochs: int | None,
     steps: int | None,
+    pixel_model: bool | None,
     seed: int,
     device: str,
     overwrite: bool,
@@ -85,6 +88,14 @@ def command(
     from geotl.train import TrainOptions
 
     region = load_region(region_file)
+    curve_only = {"--epochs": epochs, "--steps": steps, "--pixel-model": pixel_model}
+    given = [name for name, value in curve_only.items() if value is not None]
+    if curve is None and given:
+        # they shape the models a curve trains; a plain evaluate trains nothing
+        raise GeotlInputError(
+            f"{', '.join(given)} only appl{'y' if len(given) > 1 else 'ies'} with --curve (the "
+            f"models it trains): drop {'them' if len(given) > 1 else 'it'}, or add --curve BUDGETS"
+        )
     if curve is not None:
         budgets = _int_list(curve)
         base_ids = list(dict.fromkeys(b.strip() for b in bases.split(",") if b.strip()))
@@ -103,6 +114,7 @@ def command(
             ),
             seed=seed,
             device=device,
+            pixel_model=pixel_model,
         )
         table = label_curve(
             region, model_dir, budgets, base_ids, options, out_json=out_file, overwrite=overwrite

@@ -17,6 +17,15 @@ if TYPE_CHECKING:
     from geotl.models.artefact import ModelCard
 
 
+#: shared with ``geotl evaluate --curve``, whose rows train models the same way
+pixel_model_option = click.option(
+    "--pixel-model/--no-pixel-model",
+    default=None,
+    help="Fit a per-pixel model beside a segmentation network and keep it when it scores "
+    "better on validation (default: [model] pixel_model).",
+)
+
+
 @click.command("train")
 @click.argument(
     "region_files",
@@ -76,12 +85,7 @@ if TYPE_CHECKING:
     help="After validation chose the step, train again on the train + val chips for that "
     "many steps and keep those weights (default: [model] refit).",
 )
-@click.option(
-    "--pixel-model/--no-pixel-model",
-    default=None,
-    help="Fit a per-pixel model beside a segmentation network and keep it when it scores "
-    "better on validation (default: [model] pixel_model).",
-)
+@pixel_model_option
 @seed_option("Seed for sampling, init and augmentation.")
 @device_option("cuda adds mixed precision.")
 @click.option(

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ScoredClasses",
+    "check_test_split",
     "find_chips",
     "load_split",
     "other_resolution",
@@ -63,6 +64,20 @@ def find_chips(model_dir: Path, region: Region, chips_dir: Path | None, tmp: Pat
     return tmp / "chips"
 
 
+def check_test_split(region: Region) -> None:
+    """Refuse a region whose split can hold no test chip, before chipping or training.
+
+    Raises:
+        GeotlInputError: ``[split] test_fraction = 0`` and no ``test_within``.
+    """
+    if region.split.test_fraction == 0 and not region.split.test_within:
+        raise GeotlInputError(
+            "[split] test_fraction = 0 and no test_within: the region has no test chips to "
+            "score; set test_fraction (e.g. 0.15) or test_within, the areas to evaluate on",
+            region.path,
+        )
+
+
 def check_same_split(card: Any, region: Region, cdir: Path) -> None:
     """A region the model was trained on is scored on the split it was trained with.
 
@@ -89,10 +104,10 @@ def check_same_split(card: Any, region: Region, cdir: Path) -> None:
 
 
 def other_resolution(model_m: float | None, rows: Any) -> float | None:
-    """The chips' (median) ground resolution when it is not the model's, else None.
+    """The chips' (median) mean ground resolution when it is not the model's, else None.
 
-    ``rows``: chip index rows (their ``resolution_m``). Within
-    :data:`~geotl.predict.scene.RESOLUTION_TOLERANCE` is the model's, as predict accepts it.
+    For a caller that knows only the card's mean resolution (export's calibration check);
+    :func:`warn_other_resolution` compares both sides of a pixel (:func:`~geotl.predict.scene.other_pixel_size`).
 
     >>> import pandas as pd
     >>> other_resolution(0.1, pd.DataFrame({"resolution_m": [0.5, 0.5]}))
@@ -100,37 +115,82 @@ def other_resolution(model_m: float | None, rows: Any) -> float | None:
     >>> other_resolution(0.1, pd.DataFrame({"resolution_m": [0.105]})) is None
     True
     """
-    from geotl.predict.scene import RESOLUTION_TOLERANCE
+    from geotl.predict.scene import other_pixel_size
 
     if not len(rows) or not model_m:
         return None
     chips_m = float(np.median(rows["resolution_m"]))
-    return chips_m if abs(chips_m - model_m) > RESOLUTION_TOLERANCE * model_m else None
+    return chips_m if other_pixel_size((model_m, model_m), (chips_m, chips_m)) else None
 
 
 def warn_other_resolution(card: Any, region: Region, cdir: Path, split: str) -> None:
-    """Say so when the chips scored are at another ground resolution than the model's.
+    """Say so when the chips scored have pixels of another ground size or shape than the model's.
 
-    The network then sees its objects at another scale than it learnt them, which predict
-    refuses (or, with ``--resample``, resamples away); evaluate scores the chips as they
-    are, so the scores are not those predict would give. A warning, not a refusal: a model
-    trained on regions of several resolutions records the first region's.
+    The network then sees its objects at another scale, or squeezed on one axis (a model of
+    UTM pixels scored on a degree grid, or the reverse), which predict refuses (or, with
+    ``--resample``, resamples away); evaluate scores the chips as they are, so the scores
+    are not those predict would give. A warning, not a refusal: a model trained on regions
+    of several resolutions records the first region's.
     """
     from geotl.chips import read_chip_index
+    from geotl.predict.scene import (
+        RESOLUTION_TOLERANCE,
+        model_pixel_size_m,
+        other_pixel_size,
+        pixel_sides,
+    )
 
-    chips_m = other_resolution(card.resolution_m, read_chip_index(cdir).split(split))
-    if chips_m is not None:
+    index = read_chip_index(cdir)
+    rows = index.split(split)
+    chips_xy = index.pixel_size_m(rows)
+    if chips_xy is None or not card.resolution_m:
+        return
+    chips_aspect = chips_xy[0] / chips_xy[1]
+    # a card from before geotl recorded the shape: not known, so the mean alone is compared
+    aspect = card.pixel_aspect if card.pixel_aspect is not None else chips_aspect
+    model_xy = model_pixel_size_m(card.resolution_m, aspect)
+    if other_pixel_size(model_xy, chips_xy) is None:
+        return
+    trained = [r.name for r in card.regions]
+    if region.name in trained:
+        # one of its own training regions: the model learnt these pixels, but its card records
+        # the first region's, which predict holds every scene to
         log.warning(
-            "%s: the %s chips are at %.4g m, the model at %.4g m: it is scored at a scale it "
-            "did not learn, and predict would refuse this imagery without --resample; resample "
-            "the scenes to %.4g m (gdalwarp -tr), or adapt the model to this region (geotl "
-            "train REGION --base model:MODEL_DIR)",
+            "%s: the %s chips' pixels are %s on the ground, the model card's %s (%s's, the "
+            "first region it was trained on): predict would refuse this region's imagery "
+            "without --resample; train on regions of one pixel size and shape (gdalwarp the "
+            "scenes to one grid), or this region first",
             region.path,
             split,
-            chips_m,
-            card.resolution_m,
-            card.resolution_m,
+            pixel_sides(chips_xy),
+            pixel_sides(model_xy),
+            trained[0],
         )
+        return
+    if abs(chips_aspect - aspect) <= RESOLUTION_TOLERANCE * aspect:
+        seen = "at a scale it did not learn"
+        fix = f"resample the scenes to {card.resolution_m:.4g} m (gdalwarp -tr)"
+    else:
+        seen = "squeezed or stretched on one axis, a shape it did not learn"
+        zone = index.utm_epsg(rows)
+        fix = (
+            f"warp the scenes to their UTM zone at {model_xy[0]:.4g} m (gdalwarp -t_srs "
+            f"{f'EPSG:{zone}' if zone else '<its UTM zone>'} -tr {model_xy[0]:.4g} "
+            f"{model_xy[1]:.4g})"
+            if abs(aspect - 1) <= RESOLUTION_TOLERANCE
+            else "use a model trained on pixels of this shape"
+        )
+    log.warning(
+        "%s: the %s chips' pixels are %s on the ground, the model's %s: it is scored on "
+        "ground %s, and predict would refuse this imagery without --resample; %s, or adapt "
+        "the model to this region (geotl train REGION --base model:MODEL_DIR)",
+        region.path,
+        split,
+        pixel_sides(chips_xy),
+        pixel_sides(model_xy),
+        seen,
+        fix,
+    )
 
 
 def load_split(card: Any, region: Region, cdir: Path, split: str) -> ChipData:

@@ -13,7 +13,12 @@ from typing import Any
 
 from geotl.config import Region
 from geotl.errors import GeotlInputError
-from geotl.evaluate.chips import check_same_split, find_chips, warn_other_resolution
+from geotl.evaluate.chips import (
+    check_same_split,
+    check_test_split,
+    find_chips,
+    warn_other_resolution,
+)
 from geotl.evaluate.detection import evaluate_boxes
 from geotl.evaluate.segmentation import evaluate_chips
 from geotl.io.atomic import atomic_write_text
@@ -75,6 +80,8 @@ def evaluate_model(
         what="the region's",
         fix="evaluate on a region with those bands, or a model trained on these",
     )
+    if split == "test":
+        check_test_split(region)
     if out is not None:
         from geotl.io.atomic import check_output_file
 

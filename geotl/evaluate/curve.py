@@ -53,11 +53,13 @@ def label_curve(
 
     from geotl.chips import read_chip_index
     from geotl.chips.assemble import stale_reason
+    from geotl.evaluate.chips import check_test_split
     from geotl.io.atomic import check_output_file
     from geotl.models.bases.kind import require_supported
     from geotl.models.catalogue import check_licence, get_entry
     from geotl.train import resolve_chips_dir, train_model
 
+    check_test_split(region)  # each point is scored on the test split: none, no curve
     # every base refused now, before chipping and hours of training on the others
     for base in bases:
         entry = get_entry(base)
@@ -144,11 +146,15 @@ def label_curve(
                 # the base's network played no part in this row's scores
                 log.warning(
                     "curve: base %s, %d labels: the %s was kept, not a network trained from "
-                    "the base, so this row does not compare bases (train with --no-pixel-model "
-                    "or more steps)",
+                    "the base, so this row does not compare bases (%s)",
                     base,
                     budget,
                     kept,
+                    # geotl evaluate --curve takes --no-pixel-model as geotl train does
+                    f"pass --no-pixel-model, or set pixel_model = false in [model] of "
+                    f"{region.path.name}"
+                    if kept == "pixel model"
+                    else "train longer: --steps, or more labels",
                 )
             row: dict[str, Any] = {
                 "base": base,

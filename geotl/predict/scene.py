@@ -18,6 +18,8 @@ __all__ = [
     "described_bands",
     "map_bands",
     "model_pixel_size_m",
+    "other_pixel_size",
+    "pixel_sides",
     "scene_band_names",
 ]
 
@@ -231,8 +233,35 @@ def model_pixel_size_m(resolution_m: float, pixel_aspect: float = 1.0) -> tuple[
     return pixel_aspect * y, y
 
 
-def _sides(xy: tuple[float, float]) -> str:
+def pixel_sides(xy: tuple[float, float]) -> str:
+    """A pixel's ground sides for a message: one figure when square within the tolerance.
+
+    >>> pixel_sides((10.0, 10.4)), pixel_sides((7.738, 12.27))
+    ('10 m', '7.738 x 12.27 m')
+    """
     return f"{xy[0]:.4g} m" if _same(xy[0], xy[1]) else f"{xy[0]:.4g} x {xy[1]:.4g} m"
+
+
+def other_pixel_size(
+    model_xy: tuple[float, float], chips_xy: tuple[float, float] | None
+) -> tuple[float, float] | None:
+    """The chips' pixel sides when either is not the model's, else None.
+
+    Each side (east-west, north-south) is compared on its own, as :func:`check_resolution`
+    compares a scene's: a degree grid at 51 N has 7.7 x 12.3 m pixels, a mean of 10 m, yet
+    a model of 10 x 10 m pixels sees its ground squeezed. Within
+    :data:`RESOLUTION_TOLERANCE` is the model's.
+
+    >>> other_pixel_size((10.0, 10.0), (7.7, 12.3))
+    (7.7, 12.3)
+    >>> other_pixel_size((10.0, 10.0), (10.4, 9.8)) is None
+    True
+    """
+    if chips_xy is None or not all(model_xy):
+        return None
+    if all(_same(c, m) for c, m in zip(chips_xy, model_xy, strict=True)):
+        return None
+    return chips_xy
 
 
 def _same(value: float, reference: float) -> bool:
@@ -307,16 +336,16 @@ def check_resolution(
             else "use a model trained on pixels of this shape"
         )
         raise ResolutionError(
-            f"pixels are {_sides(scene_xy)} on the ground{where}, the model's "
-            f"{_sides(model_xy)}: it would see the ground squeezed or stretched; pass "
+            f"pixels are {pixel_sides(scene_xy)} on the ground{where}, the model's "
+            f"{pixel_sides(model_xy)}: it would see the ground squeezed or stretched; pass "
             f"--resample to resample each axis on the fly, or {other}",
             path,
         )
     factor = max(sx / mx, mx / sx, sy / my, my / sy)
     if factor > MAX_RESAMPLE:
         raise ResolutionError(
-            f"ground resolution {_sides(scene_xy)} is {factor:.0f}x the model's "
-            f"{_sides(model_xy)} (at most {MAX_RESAMPLE}x is resampled: its objects would be "
+            f"ground resolution {pixel_sides(scene_xy)} is {factor:.0f}x the model's "
+            f"{pixel_sides(model_xy)} (at most {MAX_RESAMPLE}x is resampled: its objects would be "
             f"far from the sizes the model learnt); use a model trained near {scene_m:.4g} m",
             path,
         )

@@ -39,7 +39,7 @@ from geotl.chips import ChipIndex, read_chip_index
 from geotl.config import Region
 from geotl.errors import BandMismatchError, BaseModelError, GeotlInputError, OutputExistsError
 from geotl.io.atomic import atomic_dir
-from geotl.io.rasters import ground_pixel_size_m, other_units
+from geotl.io.rasters import other_units
 from geotl.io.scratch import scratch_dir
 from geotl.models.adapt import BandPlan
 from geotl.models.artefact import (
@@ -1075,20 +1075,51 @@ def _window_px(settings: Settings, chip_px: int, first: Region) -> int:
 
 
 def _warn_mixed_resolution(regions: list[Region], chips_dirs: list[Path]) -> None:
-    """Say so when regions differ in ground resolution: the card records the first's."""
-    res = []
-    for cdir in chips_dirs:
-        frame = read_chip_index(cdir).frame
-        res.append(float(np.median(frame["resolution_m"])) if len(frame) else 0.0)
-    if len(res) > 1 and min(res) > 0 and max(res) / min(res) > 1.25:
-        log.warning(
-            "regions differ in ground resolution (%s): the model card records %g m (%s's), and "
-            "predict refuses (or with --resample, resamples) imagery at another; resample the "
-            "scenes to one resolution (gdalwarp -tr) to train at one scale",
-            ", ".join(f"{r.name} {v:g} m" for r, v in zip(regions, res, strict=True)),
-            res[0],
-            regions[0].name,
+    """Say so when regions differ in ground resolution or pixel shape: the card records the first's.
+
+    The shape counts apart from the mean: a UTM region (10 x 10 m) and a degree-grid one at
+    51 N (7.7 x 12.3 m) have the same mean resolution, yet the card records one shape and
+    predict refuses (or resamples) imagery of the other, as it would the other region's.
+    """
+    from geotl.predict.scene import model_pixel_size_m, other_pixel_size, pixel_sides
+
+    indexes = [read_chip_index(cdir) for cdir in chips_dirs]
+    sides = [index.pixel_size_m() for index in indexes]
+    known = [(r, xy) for r, xy in zip(regions, sides, strict=True) if xy is not None]
+    if len(known) < 2:
+        return
+    res = [(x + y) / 2 for _, (x, y) in known]
+    first_r, first_xy = known[0]
+    other_scale = max(res) / min(res) > 1.25
+    # another shape at the first's mean resolution: what predict would refuse of it
+    other_shape = any(
+        other_pixel_size(first_xy, model_pixel_size_m(res[0], x / y)) for _, (x, y) in known
+    )
+    if not (other_scale or other_shape):
+        return
+    # the UTM zone of each region whose pixels are not square (a degree grid)
+    zones = " / ".join(
+        dict.fromkeys(
+            f"EPSG:{z}"
+            for index, xy in zip(indexes, sides, strict=True)
+            if xy is not None and other_pixel_size(xy, (xy[1], xy[1])) is not None
+            if (z := index.utm_epsg()) is not None
         )
+    )
+    log.warning(
+        "regions differ in ground %s (%s): the model card records %s (%s's), and predict "
+        "refuses (or with --resample, resamples) imagery of another; %s",
+        "pixel size and shape"
+        if other_scale and other_shape
+        else ("resolution" if other_scale else "pixel shape"),
+        ", ".join(f"{r.name} {pixel_sides(xy)}" for r, xy in known),
+        pixel_sides(first_xy),
+        first_r.name,
+        "warp the scenes to their UTM zone at one resolution (gdalwarp -t_srs "
+        f"{zones or '<its UTM zone>'} -tr RES RES) to train on one pixel shape"
+        if other_shape
+        else "resample the scenes to one resolution (gdalwarp -tr) to train at one scale",
+    )
 
 
 def _check_inputs(regions: list[Region], options: TrainOptions) -> None:
@@ -1177,31 +1208,12 @@ def _build_network(
 def chips_pixel_aspect(index: ChipIndex) -> float:
     """East-west / north-south ground size of the chips' pixels, the median over the chips.
 
-    Chips are cut on their scene's grid as it is, so chips of a square-degree scene have
-    pixels narrower east-west than north-south (cos(latitude)): the card records it, and
-    predict resamples scenes of another shape to it. The shape is a scene's: the chipset's
-    record of its scenes gives it, and for chips written before it was recorded one chip
-    image per scene is measured.
+    The card records it, and predict resamples scenes of another shape to it
+    (:meth:`~geotl.chips.ChipIndex.pixel_aspects`: cos(latitude) on a square-degree grid).
     """
-    frame = index.frame
-    if not len(frame):
+    if not len(index.frame):
         return 1.0
-    recorded = {
-        str(s["path"]): float(s["pixel_aspect"])
-        for s in index.meta.get("scenes", [])
-        if s.get("pixel_aspect")
-    }
-    per_chip: list[float] = []
-    for scene, rows in frame.groupby("scene", sort=False):
-        aspect = recorded.get(str(scene))
-        if aspect is None:
-            import rasterio
-
-            with rasterio.open(index.path / str(rows["image"].iloc[0])) as ds:
-                x, y = ground_pixel_size_m(ds.crs, ds.transform, ds.width, ds.height)
-            aspect = x / y
-        per_chip += [aspect] * len(rows)
-    return round(float(np.median(per_chip)), 4)
+    return round(float(np.median(index.pixel_aspects())), 4)
 
 
 def _model_card(

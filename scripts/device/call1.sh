@@ -8,6 +8,10 @@ python3 -m geotl train regions/demo-osbs.toml --out /tmp/res/gpu/model --device 
 timeout 150 python3 scripts/bench_predict.py --device cuda --model /tmp/res/gpu/model --size 4096 --batch-size 32 \
   --repeats 3 --skip-torchgeo --skip-cli --mem-sizes --json /tmp/res/ratio.json 2> /tmp/res/ratio.log
 grep '"scene_px": 4096' /tmp/res/ratio.log | head -1
+# the same with 512 px vectoriser cores: 64 units of work for 16 workers instead of 16
+# (BENCHMARKS.md, issue 10, stop 44: simulated 0.95 -> 0.77 s on the real maps)
+timeout 100 python3 scripts/bench_predict.py --device cuda --model /tmp/res/gpu/model --size 4096 --batch-size 32 \
+  --repeats 2 --skip-torchgeo --skip-cli --mem-sizes --vector-window 512 --json /tmp/res/ratio512.json 2> /tmp/res/ratio512.log
 LEFT=$(( ${BUDGET:-400} - ($(date +%s)-T0) - 20 )); PIDS=()
 for s in 0 1 2; do for r in spacenet s2; do
   OMP_NUM_THREADS=2 timeout $LEFT python3 scripts/bench_transfer.py --data /tmp/data --device cuda --regions $r \

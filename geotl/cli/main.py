@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -145,6 +146,11 @@ def _configure_logging(verbose: int, quiet: bool, stamped: bool = False) -> None
         "fiona",
     ):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
+    # GDAL's messages that rasterio routes to logging (inside a rasterio.Env) print like
+    # geotl's own lines, stamped, instead of bare through Python's last-resort handler
+    for library in ("rasterio", "fiona"):
+        logging.getLogger(library).handlers[:] = [handler]
+        logging.getLogger(library).propagate = False
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
     # rasterio's NodataShadowWarning: geotl's rule is that the nodata value wins over an
@@ -175,9 +181,28 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, progress_format: Progress
     # a log file (cron, systemd, a redirect) needs the time of each line; a terminal and
     # the QGIS plugin (JSON progress, lines read by their level) do not
     _configure_logging(
-        verbose, quiet, stamped=progress_format == "bar" and not _is_terminal(sys.stderr)
+        verbose,
+        quiet,
+        stamped=progress_format == "bar"
+        and not _is_terminal(sys.stderr)
+        and not _is_journal(sys.stderr),
     )
     set_progress_format(progress_format)
+
+
+def _is_journal(stream: Any) -> bool:
+    """Whether ``stream`` is the systemd journal, which stamps each line itself.
+
+    systemd sets ``JOURNAL_STREAM`` to the device and inode of the journal's socket; a
+    service that sends stderr to a file instead keeps geotl's own time stamps.
+    """
+    value = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        dev, ino = (int(v) for v in value.split(":"))
+        st = os.fstat(stream.fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (dev, ino)
 
 
 def _is_terminal(stream: Any) -> bool:

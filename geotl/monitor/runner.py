@@ -53,6 +53,7 @@ from geotl.io.atomic import TMP_PREFIX
 from geotl.models.artefact import Artefact
 from geotl.monitor.alerts.engine import AlertEngine
 from geotl.monitor.changes import ChangeCriteria
+from geotl.monitor.gdal_messages import gdal_messages_logged
 from geotl.monitor.lock import RegionLock
 from geotl.monitor.options import Detector, MonitorOptions
 from geotl.monitor.outputs import rebuild_outputs, region_dir
@@ -391,7 +392,8 @@ class Monitor:
         """
         made, self._made = self._made, []
         try:
-            return self.run_once()
+            with gdal_messages_logged():
+                return self.run_once()
         except GeotlError as exc:
             if exc.exit_code == 2 and made:
                 self.close()
@@ -488,7 +490,11 @@ class Monitor:
                     ", ".join(lost[:5]) + (", ..." if len(lost) > 5 else ""),
                 )
             if changed:
-                log.info("%d scene(s) changed since they were processed: redoing them", changed)
+                # processed or failed (a half-copied file, since completed): both read again
+                log.info(
+                    "%d scene file(s) changed since they were last read: processing them again",
+                    changed,
+                )
             if owed and self.options.reprocess:
                 log.info("reprocessing %d scene(s) with model %s", owed, model_id)
             due = self._without_vanished(

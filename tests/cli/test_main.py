@@ -156,3 +156,28 @@ def test_quiet_leaves_out_the_summary_line_not_the_output(tmp_path: Path) -> Non
     assert "geotl chip:" in loud.stderr
     assert quiet.stderr == ""
     assert quiet.stdout == loud.stdout.replace(str(tmp_path / "a"), str(tmp_path / "b"))
+
+
+def test_journal_is_known_by_its_stream_not_by_the_variable_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under systemd the journal stamps each line: geotl does not stamp them twice.
+
+    ``JOURNAL_STREAM`` names the journal's socket (device:inode); a service whose stderr
+    goes to a file instead keeps geotl's stamps although the variable is set.
+    """
+    import os
+    import socket
+
+    from geotl.cli.main import _is_journal
+
+    journal, _other = socket.socketpair()
+    st = os.fstat(journal.fileno())
+    monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+    assert _is_journal(journal.makefile("w"))
+    with open(tmp_path / "log.txt", "w") as log_file:
+        assert not _is_journal(log_file)
+    monkeypatch.delenv("JOURNAL_STREAM")
+    assert not _is_journal(journal.makefile("w"))
+    journal.close()
+    _other.close()

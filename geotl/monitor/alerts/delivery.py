@@ -252,6 +252,7 @@ def _attempt(
     alert: AlertRecord,
     policy: DeliveryPolicy,
     report: DeliveryReport,
+    failures: _RoundFailures,
 ) -> bool:
     """One attempt at one alert; False when the receiver did not answer at all."""
     body = json.dumps(webhook_payload(region_name, alert), separators=(",", ":")).encode()
@@ -302,22 +303,60 @@ def _attempt(
         log.info("alert %s delivered (HTTP %s)", alert.id, status)
     elif next_attempt is not None:
         report.retrying.append(alert.id)
-        log.warning(
+        log.debug(
             "alert %s: delivery attempt %d failed (%s); retry after %s",
             alert.id,
             attempts,
             error,
             next_attempt.isoformat(timespec="seconds"),
         )
+        failures.add(alert.id, error or "", next_attempt)
     else:
         report.failed.append(alert.id)
-        log.error(
-            "alert %s: delivery failed (%s): fix the webhook or the receiver; the alert stays "
-            "in alerts.geojson and the report",
-            alert.id,
-            error,
-        )
+        log.debug("alert %s: delivery attempt %d failed for good (%s)", alert.id, attempts, error)
+        failures.add(alert.id, error or "", None)
     return status is not None
+
+
+@dataclass
+class _RoundFailures:
+    """The failed attempts of one round, logged as one line per error, not one per alert.
+
+    A webhook answering 500 fails every alert of a round the same way: 21 alerts made 21
+    warnings per round in a cron log. Each alert's own attempt stays at debug level (and in
+    the state's deliveries table).
+    """
+
+    #: (error, retried) -> (alert ids, earliest next attempt)
+    groups: dict[tuple[str, bool], tuple[list[str], datetime | None]] = field(default_factory=dict)
+
+    def add(self, alert_id: str, error: str, next_attempt: datetime | None) -> None:
+        ids, earliest = self.groups.get((error, next_attempt is not None), ([], None))
+        ids.append(alert_id)
+        if next_attempt is not None and (earliest is None or next_attempt < earliest):
+            earliest = next_attempt
+        self.groups[(error, next_attempt is not None)] = (ids, earliest)
+
+    def log(self) -> None:
+        for (error, retried), (ids, earliest) in self.groups.items():
+            named = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+            if retried and earliest is not None:
+                log.warning(
+                    "%d alert(s) not delivered (%s): next try at %s (%s)",
+                    len(ids),
+                    error,
+                    earliest.isoformat(timespec="seconds"),
+                    named,
+                )
+            else:
+                log.error(
+                    "%d alert(s) could not be delivered (%s): fix the webhook or the receiver; "
+                    "they stay in alerts.geojson and the report (%s)",
+                    len(ids),
+                    error,
+                    named,
+                )
+        self.groups.clear()
 
 
 def deliver_due(
@@ -345,11 +384,13 @@ def deliver_due(
     deadline = time.monotonic() + policy.wait_s
     while True:
         due = state.due_alerts(_now())
+        failures = _RoundFailures()
         for alert in due:
-            if not _attempt(state, region_name, alert, policy, report):
+            if not _attempt(state, region_name, alert, policy, report, failures):
                 # unreachable (down, timing out): the others would wait timeout_s each, so
                 # they wait for the next round instead, and one run stays within wait_s
                 break
+        failures.log()
         upcoming = state.next_alert_attempt()
         if upcoming is None or (stop is not None and stop()):
             break

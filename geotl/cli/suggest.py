@@ -15,7 +15,7 @@ from geotl.cli.options import (
     say,
 )
 from geotl.config import load_region
-from geotl.suggest import SuggestOptions, suggest_areas
+from geotl.io.atomic import check_output_file, check_writable
 
 
 @click.command("suggest")
@@ -62,7 +62,12 @@ def command(
 
     Squares lie outside complete and test areas. Prints the files written on stdout.
     """
+    # before importing the suggester (seconds): a mistyped -o folder is said at once
+    check_output_file(out, overwrite)
+    check_writable([out])
     region = load_region(region_file)
+    from geotl.suggest import SuggestOptions, suggest_areas
+
     options = SuggestOptions(
         n=n,
         size_m=size_m,

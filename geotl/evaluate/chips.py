@@ -15,6 +15,7 @@ from geotl.errors import GeotlInputError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from geotl.chips.index import ChipIndex
     from geotl.train.data import ChipData
 
 __all__ = [
@@ -22,7 +23,7 @@ __all__ = [
     "check_test_split",
     "find_chips",
     "load_split",
-    "other_resolution",
+    "other_pixel_sides",
     "owned_pixels",
     "scored_classes",
     "warn_other_resolution",
@@ -103,24 +104,27 @@ def check_same_split(card: Any, region: Region, cdir: Path) -> None:
         )
 
 
-def other_resolution(model_m: float | None, rows: Any) -> float | None:
-    """The chips' (median) mean ground resolution when it is not the model's, else None.
+def other_pixel_sides(
+    card: Any, index: ChipIndex, rows: Any
+) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """The model's and the chips' pixel sides (metres) when they differ, else None.
 
-    For a caller that knows only the card's mean resolution (export's calibration check);
-    :func:`warn_other_resolution` compares both sides of a pixel (:func:`~geotl.predict.scene.other_pixel_size`).
-
-    >>> import pandas as pd
-    >>> other_resolution(0.1, pd.DataFrame({"resolution_m": [0.5, 0.5]}))
-    0.5
-    >>> other_resolution(0.1, pd.DataFrame({"resolution_m": [0.105]})) is None
-    True
+    Each side is compared on its own (:func:`~geotl.predict.scene.other_pixel_size`), as
+    predict compares a scene's: a degree grid at 51 N has a 10 m mean but 7.7 x 12.3 m
+    pixels. A card from before geotl recorded the pixels' shape (``pixel_aspect`` None) is
+    given the chips' shape, so only the mean is compared. Shared by evaluate's warning
+    and export's calibration check, so both say the same of the same chips.
     """
-    from geotl.predict.scene import other_pixel_size
+    from geotl.predict.scene import model_pixel_size_m, other_pixel_size
 
-    if not len(rows) or not model_m:
+    chips_xy = index.pixel_size_m(rows)
+    if chips_xy is None or not card.resolution_m:
         return None
-    chips_m = float(np.median(rows["resolution_m"]))
-    return chips_m if other_pixel_size((model_m, model_m), (chips_m, chips_m)) else None
+    aspect = card.pixel_aspect if card.pixel_aspect is not None else chips_xy[0] / chips_xy[1]
+    model_xy = model_pixel_size_m(card.resolution_m, aspect)
+    if other_pixel_size(model_xy, chips_xy) is None:
+        return None
+    return model_xy, chips_xy
 
 
 def warn_other_resolution(card: Any, region: Region, cdir: Path, split: str) -> None:
@@ -133,24 +137,16 @@ def warn_other_resolution(card: Any, region: Region, cdir: Path, split: str) -> 
     of several resolutions records the first region's.
     """
     from geotl.chips import read_chip_index
-    from geotl.predict.scene import (
-        RESOLUTION_TOLERANCE,
-        model_pixel_size_m,
-        other_pixel_size,
-        pixel_sides,
-    )
+    from geotl.predict.scene import RESOLUTION_TOLERANCE, pixel_sides
 
     index = read_chip_index(cdir)
     rows = index.split(split)
-    chips_xy = index.pixel_size_m(rows)
-    if chips_xy is None or not card.resolution_m:
+    sides = other_pixel_sides(card, index, rows)
+    if sides is None:
         return
+    model_xy, chips_xy = sides
     chips_aspect = chips_xy[0] / chips_xy[1]
-    # a card from before geotl recorded the shape: not known, so the mean alone is compared
-    aspect = card.pixel_aspect if card.pixel_aspect is not None else chips_aspect
-    model_xy = model_pixel_size_m(card.resolution_m, aspect)
-    if other_pixel_size(model_xy, chips_xy) is None:
-        return
+    aspect = model_xy[0] / model_xy[1]
     trained = [r.name for r in card.regions]
     if region.name in trained:
         # one of its own training regions: the model learnt these pixels, but its card records

@@ -7,7 +7,10 @@ Finds (or cuts) the region's chips and hands them to the scorer of the model's t
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +64,10 @@ def evaluate_model(
     from geotl.models.artefact import load_artefact
     from geotl.predict.scene import check_model_bands
 
+    if out is not None:  # before loading the model: a mistyped -o is said at once
+        from geotl.io.atomic import check_output_file
+
+        check_output_file(Path(out), overwrite)
     model_dir = Path(model_dir)
     artefact = load_artefact(model_dir, device)
     card = artefact.card
@@ -82,11 +89,7 @@ def evaluate_model(
     )
     if split == "test":
         check_test_split(region)
-    if out is not None:
-        from geotl.io.atomic import check_output_file
-
-        check_output_file(Path(out), overwrite)
-    with scratch_dir("eval") as tmp:
+    with scratch_dir("eval") as tmp, _said_once("geotl.io.vectors"):
         cdir = find_chips(model_dir, region, Path(chips_dir) if chips_dir else None, tmp)
         check_same_split(card, region, cdir)
         warn_other_resolution(card, region, cdir, split)
@@ -97,6 +100,38 @@ def evaluate_model(
     if out is not None:
         atomic_write_text(Path(out), json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+class _Once(logging.Filter):
+    """Lets each message through the first time only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
+@contextlib.contextmanager
+def _said_once(logger: str) -> Iterator[None]:
+    """Each of ``logger``'s messages said once while the block runs.
+
+    Evaluate reads the region's labels when it cuts the chips and again to score objects
+    (in each chip CRS): what the reading says of the file ("ignored 1 feature(s) that are
+    empty...") is one fact about one file, said once per command.
+    """
+    once = _Once()
+    log = logging.getLogger(logger)
+    log.addFilter(once)
+    try:
+        yield
+    finally:
+        log.removeFilter(once)
 
 
 def headline(metrics: dict[str, Any]) -> str:

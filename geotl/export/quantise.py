@@ -22,13 +22,16 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from geotl.errors import GeotlInputError, error_text
 from geotl.export.onnx import INPUT_NAME, INPUT_SCALE
 from geotl.io.scratch import scratch_dir
+
+if TYPE_CHECKING:
+    from geotl.chips.index import ChipIndex
 
 __all__ = [
     "DEFAULT_SCHEME",
@@ -383,27 +386,35 @@ def quantise_int8(
     return Int8Result(model=quantised, note=note, float_nodes=float_nodes)
 
 
-def warn_calibration_resolution(model_m: float | None, rows: Any, region_path: Path) -> None:
-    """Say so when the calibration chips are at another ground resolution than the model's.
+def warn_calibration_resolution(card: Any, index: ChipIndex, rows: Any, region_path: Path) -> None:
+    """Say so when the calibration chips have pixels of another ground size or shape than the model's.
 
     The activations' ranges are then those of imagery the model never predicts (predict
     refuses it without ``--resample``): the card recorded a training region that is not
-    here, and the region at hand was passed instead. A warning, not a refusal: the bands
-    fit, and a model trained on regions of several resolutions records the first region's.
+    here, and the region at hand was passed instead. Both sides of a pixel are compared,
+    as evaluate compares them (:func:`~geotl.evaluate.chips.other_pixel_sides`): the same
+    fields in UTM and on a degree grid share a mean but not a shape. A warning, not a
+    refusal: the bands fit, and a model trained on regions of several resolutions records
+    the first region's.
     """
-    from geotl.evaluate.chips import other_resolution
+    from geotl.evaluate.chips import other_pixel_sides
+    from geotl.predict.scene import pixel_sides
 
-    chips_m = other_resolution(model_m, rows)
-    if chips_m is not None:
-        log.warning(
-            "%s: its training chips are at %.4g m, the model at %.4g m: int8 is calibrated on "
-            "imagery unlike the scenes it will predict; pass --calibrate a region at %.4g m "
-            "(the model's training region, or one resampled with gdalwarp -tr)",
-            region_path,
-            chips_m,
-            model_m,
-            model_m,
-        )
+    sides = other_pixel_sides(card, index, rows)
+    if sides is None:
+        return
+    model_xy, chips_xy = sides
+    grid = f"{model_xy[0]:.4g} {model_xy[1]:.4g}"
+    log.warning(
+        "%s: its training chips' pixels are %s on the ground, the model's %s: int8 is "
+        "calibrated on imagery unlike the scenes it will predict; pass --calibrate a region "
+        "of %s pixels (the model's training region, or one warped with gdalwarp -tr %s)",
+        region_path,
+        pixel_sides(chips_xy),
+        pixel_sides(model_xy),
+        pixel_sides(model_xy),
+        grid,
+    )
 
 
 def region_calibration(
@@ -454,9 +465,8 @@ def region_calibration(
     # passed over) by find_chips; only --chips is held to fit
     with scratch_dir("calib") as tmp:
         cdir = find_chips(model_dir, region, chips_dir, tmp)
-        warn_calibration_resolution(
-            card.resolution_m, read_chip_index(cdir).split("train"), region_path
-        )
+        index = read_chip_index(cdir)
+        warn_calibration_resolution(card, index, index.split("train"), region_path)
         data = load_region_chips(region, cdir, "train", list(card.bands))
     return calibration_from_chips(
         data.images,

@@ -36,7 +36,7 @@ from rasterio.windows import transform as window_transform
 from geotl.bands import canonical_band
 from geotl.config import Region
 from geotl.errors import BandMismatchError, GeotlInputError, RasterError, error_text
-from geotl.io.atomic import check_output_file
+from geotl.io.atomic import check_output_file, check_writable
 from geotl.io.nodata import valid_mask
 from geotl.io.rasters import (
     SceneInfo,
@@ -176,10 +176,15 @@ def suggest_areas(
         raise GeotlInputError(f"-n {options.n}: ask for at least one area")
     if out.suffix.lower() != ".gpkg":  # the file is a GeoPackage whatever its name says
         raise GeotlInputError("is written as gpkg: name it -o AREAS.gpkg", out)
-    for p in (out, out.with_suffix(".qml"), out.with_suffix(".png")):
+    outputs = [out, out.with_suffix(".qml"), out.with_suffix(".png")]
+    for p in outputs:
         check_output_file(p, options.overwrite)
     if options.append_to is not None:
         check_output_file(options.append_to, True)
+        outputs.append(options.append_to)
+    # a read-only folder is said now, not after every scene's prediction (minutes)
+    check_writable(outputs)
+    if options.append_to is not None:
         if options.append_to.exists():
             # read now, not after the scenes' prediction: an unreadable file found then
             # would leave the areas written and the append missing
@@ -229,10 +234,14 @@ def suggest_areas(
             f"({dropped['test']} overlap test areas, {dropped['complete']} are labelled): {fix}",
             region.path,
         )
-    if options.n > len(candidates):
+    distinct = _distinct_squares(candidates)
+    if options.n > distinct:
         smaller = _size_for(options.n, size_m, scenes, pixel_m, taken)
         hint = f" (--size-m {smaller:g} gives {options.n} or more)" if smaller else ""
-        _check_count(options.n, len(candidates), size_m, what, region, hint=hint)
+        if distinct < len(candidates):  # passes of one area: say why there are fewer
+            hint = f"{hint} (the same ground in several scenes is one square)"
+        counted = "distinct" if distinct < len(candidates) else "candidate"
+        _check_count(options.n, distinct, size_m, what, region, hint=hint, counted=counted)
 
     artefact = load_artefact(model_dir, options.device)
     popts = PredictOptions.from_region(
@@ -287,7 +296,12 @@ def suggest_areas(
         )
     _check_count(options.n, len(scored), size_m, what, region, dropped["nodata"])
     features = standardise(np.stack([s.features for s in scored]))
-    order = pick_diverse([s.score for s in scored], features, options.n, _same_ground(scored))
+    order = pick_diverse(
+        [s.score for s in scored],
+        features,
+        options.n,
+        _same_ground([s.candidate for s in scored]),
+    )
     if len(order) < options.n:
         # passes of one area tile the same ground, which is labelled once: fewer squares
         # than scene-square pairs, and fewer than asked is what -n larger than the
@@ -393,7 +407,7 @@ def _size_for(
     pixel_m: dict[Path, tuple[float, float]],
     taken: TakenAreas,
 ) -> float | None:
-    """The largest of a few smaller squares (2 significant digits) giving ``n`` candidates.
+    """The largest of a few smaller squares (2 significant digits) giving ``n`` distinct squares.
 
     None when even squares of :data:`MIN_SQUARE_PX` pixels along each axis of every scene (its coarser
     axis: the longer side of a pixel) do not.
@@ -402,7 +416,7 @@ def _size_for(
     size = size_m
     while size * 0.8 >= smallest:
         size = float(f"{size * 0.8:.2g}")
-        if len(_all_candidates(scenes, pixel_m, size, taken)[0]) >= n:
+        if _distinct_squares(_all_candidates(scenes, pixel_m, size, taken)[0]) >= n:
             return size
     return None
 
@@ -515,23 +529,23 @@ def _scored(
     return _Scored(c, float(u.mean()), features, n_obj)
 
 
-def _same_ground(items: list[_Scored]) -> list[list[int]]:
+def _same_ground(items: list[Candidate]) -> list[list[int]]:
     """Per candidate, the others with more than a tenth of it on their ground.
 
     Scenes of one area at several dates tile the same ground: the same square in two
     passes is one square to label (the labels are one layer for all scenes), so a pick
     takes the other out of the pool, as complete areas do (``MAX_COMPLETE_FRACTION``).
     """
-    if len({it.candidate.scene.path for it in items}) < 2:
+    if len({it.scene.path for it in items}) < 2:
         return [[] for _ in items]  # one scene's squares tile it without overlap
-    main = items[0].candidate.scene.crs
+    main = items[0].scene.crs
     geoms = np.empty(len(items), dtype=object)
     by_crs: dict[str, list[int]] = {}
     for i, it in enumerate(items):
-        by_crs.setdefault(it.candidate.scene.crs.to_wkt(), []).append(i)
+        by_crs.setdefault(it.scene.crs.to_wkt(), []).append(i)
     for idx in by_crs.values():  # one reprojection per CRS, not per square
-        crs = items[idx[0]].candidate.scene.crs
-        series = gpd.GeoSeries([items[i].candidate.geometry for i in idx], crs=crs)
+        crs = items[idx[0]].scene.crs
+        series = gpd.GeoSeries([items[i].geometry for i in idx], crs=crs)
         geoms[idx] = series.to_crs(main).to_numpy()
     areas = shapely.area(geoms)
     left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
@@ -543,6 +557,33 @@ def _same_ground(items: list[_Scored]) -> list[list[int]]:
         if a > MAX_COMPLETE_FRACTION * min(areas[i], areas[j]):
             out[int(i)].append(int(j))
     return out
+
+
+def _distinct_squares(candidates: list[Candidate]) -> int:
+    """How many squares of ``candidates`` can be suggested together, at most.
+
+    Passes of one area tile the same ground, and a pick takes the squares on its ground
+    out of the pool (:func:`_same_ground`), so the picks never outnumber the groups of
+    squares that all share ground: counted here before any prediction, so a too-large
+    ``-n`` is refused before minutes of it. Groups are formed greedily; a grid shifted
+    between passes may leave more groups than picks, never fewer, so nothing that could
+    be suggested is refused.
+    """
+    if len({c.scene.path for c in candidates}) < 2:
+        return len(candidates)
+    shared = _same_ground(candidates)
+    groups: list[list[int]] = []
+    group_of: dict[int, int] = {}
+    for i, near in enumerate(shared):
+        nbrs = set(near)
+        fits = sorted({group_of[j] for j in nbrs if j in group_of})
+        g = next((g for g in fits if all(j in nbrs for j in groups[g])), None)
+        if g is None:
+            g = len(groups)
+            groups.append([])
+        groups[g].append(i)
+        group_of[i] = g
+    return len(groups)
 
 
 def _frame(items: list[_Scored], size_m: float, names: dict[Path, str]) -> gpd.GeoDataFrame:

@@ -427,8 +427,58 @@ class SceneJob:
     seen_here: bool = False
 
 
-def _predict_task(model: ModelRef, job: SceneJob, block: RowBlock | None) -> SceneDetections:
+#: a task's warnings as ``(level, logger name, message)``, sent back with its detections
+LogRecords = list[tuple[int, str, str]]
+_TASK_RECORDS: dict[int, LogRecords] = {}
+
+
+class _TaskLog(logging.Handler):
+    """Keeps the warnings of the task running in each thread of a worker for its result.
+
+    Printed on the worker, a scene's warning (the band order of a file without band names)
+    came once per block and per worker, unformatted, and not at all on a remote cluster's
+    workers: the coordinator logs the scene's warnings once, as one process does. Records
+    of threads that run no task are printed as before (Python's last-resort handler).
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        records = _TASK_RECORDS.get(record.thread or 0)
+        if records is not None:
+            records.append((record.levelno, record.name, record.getMessage()))
+        elif logging.lastResort is not None:
+            logging.lastResort.handle(record)
+
+
+_TASK_LOG = _TaskLog(logging.WARNING)
+
+
+@contextlib.contextmanager
+def _task_warnings() -> Iterator[LogRecords]:
+    """The geotl warnings logged by this thread meanwhile (on a Dask worker only)."""
+    records: LogRecords = []
+    if _worker_name() == "this process":  # a direct call: the caller's handlers say them
+        yield records
+        return
+    ident = threading.get_ident()
+    logger = logging.getLogger("geotl")
+    with _WORKER_LOCK:
+        _TASK_RECORDS[ident] = records
+        if _TASK_LOG not in logger.handlers:
+            logger.addHandler(_TASK_LOG)
+    try:
+        yield records
+    finally:
+        with _WORKER_LOCK:
+            _TASK_RECORDS.pop(ident, None)
+
+
+def _predict_task(
+    model: ModelRef, job: SceneJob, block: RowBlock | None
+) -> tuple[SceneDetections, LogRecords]:
     """Runs on a worker: one scene, or one block of it (widening its margin as needed).
+
+    Returns:
+        The detections, and the warnings logged meanwhile (said by the coordinator).
 
     Raises:
         ClusterError: the coordinator sees the scene's file and this worker does not (a
@@ -445,14 +495,16 @@ def _predict_task(model: ModelRef, job: SceneJob, block: RowBlock | None) -> Sce
             job.scene,
         )
     options = _task_options(job.options)
-    with _without_causes():
+    with _without_causes(), _task_warnings() as records:
         if block is None:
-            return predict_scene(artefact, job.scene, options, acquired=job.acquired, name=job.name)
+            det = predict_scene(artefact, job.scene, options, acquired=job.acquired, name=job.name)
+            return det, records
         while True:
             try:
-                return predict_scene(
+                det = predict_scene(
                     artefact, job.scene, options, acquired=job.acquired, block=block, name=job.name
                 )
+                return det, records
             except BlockMarginError as exc:
                 block = block.widened(exc.rows)
                 log.info("%s: %s; margin now %d px", job.scene.name, exc, block.margin_px)
@@ -580,10 +632,14 @@ def _scene_pixels(scene: Path) -> int:
 
 @dataclass
 class PendingScene:
-    """A scene submitted to the cluster: its tasks (one, or one per block)."""
+    """A scene submitted to the cluster: its tasks (one, or one per block).
+
+    ``sent``: the scene's path as the workers got it (absolute), named in their warnings.
+    """
 
     job: SceneJob
     futures: list[Any]
+    sent: Path | None = None
 
     def result(self) -> SceneDetections | BaseException:
         """Wait for the scene's tasks: its detections, or the error of a failed task.
@@ -607,9 +663,22 @@ class PendingScene:
             if isinstance(error, ClusterError):
                 raise error
             return error if isinstance(error, BaseException) else RuntimeError(str(error))
-        joined = join_blocks([f.result() for f in self.futures])
+        results = [f.result() for f in self.futures]
+        self._say([r for _, records in results for r in records])
+        joined = join_blocks([det for det, _ in results])
         joined.scene = self.job.scene  # as the caller named it (the workers got it absolute)
         return joined
+
+    def _say(self, records: LogRecords) -> None:
+        """Log the workers' warnings here, each once for the scene, naming it as given.
+
+        Every block (and a task rerun after its worker died) warns as the whole scene
+        would: the same message from several tasks is one warning.
+        """
+        for level, name, message in dict.fromkeys(records):
+            if self.sent is not None and self.sent != self.job.scene:
+                message = message.replace(str(self.sent), str(self.job.scene))
+            logging.getLogger(name).log(level, "%s", message)
 
     def cancel(self) -> None:
         """Drop the scene's tasks (finished or not); nothing to do once the client closed.
@@ -657,7 +726,7 @@ def submit_scenes(
                 client.submit(_predict_task, model, task, b, key=f"geotl-{token}-{i}-rows{b.start}")
                 for b in blocks
             ]
-        pending.append(PendingScene(job, futures))
+        pending.append(PendingScene(job, futures, task.scene))
     return pending
 
 

@@ -550,3 +550,21 @@ def test_a_local_cluster_leaves_port_8787_to_the_user() -> None:
         assert not [w for w in caught if "8787" in str(w.message)]
     finally:
         taken.close()
+
+
+def test_a_scenes_warning_is_said_once_by_the_coordinator_naming_it_as_given(
+    client: Client, model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Five blocks on two workers warn of the unnamed bands once, here, as one process."""
+    scene = _mosaic(tmp_path / "unnamed.tif", 1)  # no band descriptions, as the NEON file
+    given = Path(os.path.relpath(scene))
+    ref = ModelRef.from_path(model, "torch")
+    with caplog.at_level(logging.WARNING, logger="geotl"):
+        [(_, det)] = list(
+            predict_on_cluster(client, ref, [SceneJob(given, SMALL)], block_rows=96, progress=False)
+        )
+    assert not isinstance(det, BaseException), det
+    said = [r.getMessage() for r in caplog.records if "does not name its bands" in r.getMessage()]
+    assert len(said) == 1, said
+    assert said[0].startswith(f"{given}: the file does not name its bands"), said
+    assert [r.name for r in caplog.records if r.getMessage() == said[0]] == ["geotl.predict.scene"]

@@ -48,6 +48,22 @@ NAIP_REGEX = r"_(\d{8})\.tif$"
 PERU_REGEX = r"^(\d{4})\.tif$"
 
 
+def peru_folder_region(
+    folder: Path, scenes: list[Path], *, min_area_m2: float | None = 20000.0
+) -> Path:
+    """The Peru clearing region watching ``folder/incoming`` (passes named by their year)."""
+    return write_region(
+        folder,
+        "peru",
+        scenes,
+        PERU_BANDS,
+        ["clearing"],
+        'source = "folder"\npaths = ["incoming/*.tif"]',
+        datetime_regex=PERU_REGEX,
+        min_area_m2=min_area_m2,
+    )
+
+
 def deliver(region_file: Path, scenes: list[Path]) -> None:
     """Make passes arrive in the region's ``incoming/`` folder (symlinks to the real data)."""
     incoming = region_file.parent / "incoming"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from alert_helpers import Receiver, fake_monitor_state
-from monitor_helpers import PERU_BANDS, PERU_REGEX, write_region
+from monitor_helpers import peru_folder_region
 
 from geotl.monitor.alerts import DeliveryPolicy, deliver_due
 from geotl.monitor.state import MonitorState
@@ -45,15 +45,7 @@ def _monitor(region_file: Path, model: Path, out: Path, log_file: Path) -> str:
 def test_cron_log_lines_are_all_stamped_and_a_completed_copy_is_read_again(
     tmp_path: Path, peru_scenes: list[Path], peru_model: Path
 ) -> None:
-    region = write_region(
-        tmp_path / "region",
-        "peru",
-        peru_scenes[:1],
-        PERU_BANDS,
-        ["clearing"],
-        'source = "folder"\npaths = ["incoming/*.tif"]',
-        datetime_regex=PERU_REGEX,
-    )
+    region = peru_folder_region(tmp_path / "region", peru_scenes[:1], min_area_m2=0.0)
     incoming = region.parent / "incoming"
     incoming.mkdir()
     shutil.copyfile(peru_scenes[0], incoming / peru_scenes[0].name)

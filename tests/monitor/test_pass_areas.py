@@ -14,7 +14,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from monitor_helpers import PERU_BANDS, PERU_REGEX, deliver, write_region
+from monitor_helpers import deliver, peru_folder_region
 
 from geotl.config import Region, load_region
 from geotl.monitor import MonitorOptions, MonitorState, format_status, monitor_status, run_monitor
@@ -52,16 +52,7 @@ def _area(props: list[dict], change: str | None = None) -> float:
 
 
 def _peru(tmp_path: Path, scenes: list[Path]) -> tuple[Region, Path]:
-    region_file = write_region(
-        tmp_path / "region",
-        "peru",
-        scenes[:1],
-        PERU_BANDS,
-        ["clearing"],
-        'source = "folder"\npaths = ["incoming/*.tif"]',
-        datetime_regex=PERU_REGEX,
-        min_area_m2=20000.0,
-    )
+    region_file = peru_folder_region(tmp_path / "region", scenes[:1])
     deliver(region_file, scenes)
     return load_region(region_file), tmp_path / "out"
 

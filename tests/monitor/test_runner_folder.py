@@ -13,7 +13,12 @@ from typing import Any
 
 import geopandas as gpd
 import pytest
-from monitor_helpers import PERU_BANDS, PERU_REGEX, copy_in, deliver, write_region
+from monitor_helpers import (
+    copy_in,
+    deliver,
+    peru_folder_region,
+    write_region,
+)
 
 from geotl.config import load_region
 from geotl.errors import BandMismatchError, ConfigError
@@ -109,16 +114,7 @@ def test_naip_series_as_a_stream_of_passes(
 def test_peru_landsat_series_with_year_only_dates(
     tmp_path: Path, peru_scenes: list[Path], peru_model: Path
 ) -> None:
-    region_file = write_region(
-        tmp_path / "region",
-        "peru",
-        peru_scenes[:1],
-        PERU_BANDS,
-        ["clearing"],
-        'source = "folder"\npaths = ["incoming/*.tif"]',
-        datetime_regex=PERU_REGEX,
-        min_area_m2=20000.0,
-    )
+    region_file = peru_folder_region(tmp_path / "region", peru_scenes[:1])
     region = load_region(region_file)
     opts = MonitorOptions(out_dir=tmp_path / "out", model_dir=peru_model)
     # epochs arrive out of order: the late 1990 pass is compared with 1985 and

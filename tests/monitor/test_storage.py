@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from monitor_helpers import PERU_BANDS, PERU_REGEX, deliver, write_region
+from monitor_helpers import deliver, peru_folder_region
 
 import geotl.monitor.lock as lock_module
 import geotl.monitor.passes as passes_module
@@ -70,16 +70,7 @@ def test_disk_full_mid_run_stops_without_failing_the_pass(
     Recording it failed would put it on a retry backoff (and run on into every other pass,
     each failing alike); the next run, once there is room, must redo it at once.
     """
-    region_file = write_region(
-        tmp_path / "region",
-        "peru",
-        peru_scenes[:1],
-        PERU_BANDS,
-        ["clearing"],
-        'source = "folder"\npaths = ["incoming/*.tif"]',
-        datetime_regex=PERU_REGEX,
-        min_area_m2=20000.0,
-    )
+    region_file = peru_folder_region(tmp_path / "region", peru_scenes[:1])
     out = tmp_path / "out"
     args = ["monitor", str(region_file), "--model", str(peru_model), "--out", str(out), "--once"]
     deliver(region_file, peru_scenes[:1])

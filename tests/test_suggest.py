@@ -540,7 +540,7 @@ def test_the_same_ground_in_two_passes_is_suggested_once(shared_data: Path) -> N
         cands, _, _ = scene_candidates(read_scene_info(naip / name, 4), (100, 100), [], [])
         items += [_Scored(c, 0.5, np.zeros(1), 0) for c in cands]
     per_scene = len(items) // 2
-    same = _same_ground(items)
+    same = _same_ground([it.candidate for it in items])
     # each square shares its ground with the square of the other date (and no more: the
     # grids are 1 m apart, a 500 m square's neighbours get far under a tenth)
     assert [len(s) for s in same] == [1] * len(items)

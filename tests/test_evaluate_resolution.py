@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import rasterio
 from affine import Affine
+from predict import data
 
 from geotl.config import load_region
 from geotl.evaluate import evaluate_model
@@ -72,24 +73,11 @@ def _warp_to_degrees(src_path: Path, dst_path: Path) -> None:
     At the plot's 29.7 N a degree of longitude is cos(29.7 N) = 0.87 of a degree of
     latitude on the ground: 0.093 x 0.107 m pixels, a mean of the model's 0.1 m.
     """
-    from rasterio.warp import Resampling, calculate_default_transform, reproject
-
+    lat = 29.69
+    deg = 0.1 / (111_320 * (1 + math.cos(math.radians(lat))) / 2)
     with rasterio.open(src_path) as src:
-        lat = 29.69
-        deg = 0.1 / (111_320 * (1 + math.cos(math.radians(lat))) / 2)
-        t, w, h = calculate_default_transform(
-            src.crs, "EPSG:4326", src.width, src.height, *src.bounds, resolution=(deg, deg)
-        )
-        profile = {**src.profile, "crs": "EPSG:4326", "transform": t, "width": w, "height": h}
-        profile.pop("blockxsize", None), profile.pop("blockysize", None)
-        with rasterio.open(dst_path, "w", **profile) as dst:
-            for b in range(1, src.count + 1):
-                reproject(
-                    rasterio.band(src, b),
-                    rasterio.band(dst, b),
-                    dst_nodata=src.nodata,
-                    resampling=Resampling.bilinear,
-                )
+        nodata = src.nodata
+    data.warp(src_path, dst_path, "EPSG:4326", (deg, deg), nodata=nodata)
 
 
 def test_degree_grid_at_30_n_is_within_tolerance_as_predict_says(

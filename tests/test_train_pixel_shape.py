@@ -12,10 +12,9 @@ import logging
 from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
 import pytest
 import rasterio
-from rasterio.warp import Resampling, calculate_default_transform, reproject
+from predict import data
 from rasterio.windows import Window
 
 from geotl.config import load_region
@@ -40,28 +39,6 @@ def _crop(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _warp_to_degrees(src: Path, dst: Path) -> Path:
-    """``gdalwarp -t_srs EPSG:4326 -tr DEG DEG -r bilinear -dstnodata 0``."""
-    with rasterio.open(src) as s:
-        t, w, h = calculate_default_transform(
-            s.crs, "EPSG:4326", s.width, s.height, *s.bounds, resolution=(DEG, DEG)
-        )
-        profile = {**s.profile, "crs": "EPSG:4326", "transform": t, "width": w, "height": h}
-        with rasterio.open(dst, "w", **profile | {"nodata": 0}) as d:
-            for b in range(1, s.count + 1):
-                out = np.zeros((h, w), s.dtypes[0])
-                reproject(
-                    rasterio.band(s, b),
-                    out,
-                    dst_transform=t,
-                    dst_crs="EPSG:4326",
-                    dst_nodata=0,
-                    resampling=Resampling.bilinear,
-                )
-                d.write(out, b)
-    return dst
-
-
 def _region(tmp_path: Path, name: str, scene: Path, labels: Path) -> Path:
     path = tmp_path / f"{name}.toml"
     path.write_text(
@@ -79,7 +56,7 @@ def _region(tmp_path: Path, name: str, scene: Path, labels: Path) -> Path:
 def utm_and_degrees(shared_data: Path, tmp_path: Path) -> tuple[Path, Path]:
     src = shared_data / FLANDERS
     utm = _crop(src / SCENE, tmp_path / "fields_utm.tif")
-    deg = _warp_to_degrees(utm, tmp_path / "fields_deg.tif")
+    deg = data.warp(utm, tmp_path / "fields_deg.tif", "EPSG:4326", (DEG, DEG))
     labels = tmp_path / "fields.geojson"
     frame = gpd.read_file(src / "fields_BEFL-s2-fields-2023_polygons.gpkg", layer="polygons")
     frame.to_crs(4326).to_file(labels)  # GeoJSON in EPSG:4326 over both grids

@@ -180,3 +180,29 @@ def count_floods(monkeypatch: pytest.MonkeyPatch, flood_seeds: int) -> list[int]
 
     monkeypatch.setattr(vec, "flood", counted)
     return floods
+
+
+def warp(src: Path, dst: Path, crs: str, res: tuple[float, float], *, nodata: float = 0) -> Path:
+    """``gdalwarp -t_srs CRS -tr RES -r bilinear -dstnodata NODATA`` (band names kept)."""
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    with rasterio.open(src) as s:
+        t, w, h = calculate_default_transform(
+            s.crs, crs, s.width, s.height, *s.bounds, resolution=res
+        )
+        profile = s.profile | {"crs": crs, "transform": t, "width": w, "height": h}
+        profile.update(nodata=nodata, tiled=True, blockxsize=256, blockysize=256)
+        with rasterio.open(dst, "w", **profile) as d:
+            for b in range(1, s.count + 1):
+                out = np.full((h, w), nodata, s.dtypes[0])
+                reproject(
+                    rasterio.band(s, b),
+                    out,
+                    dst_transform=t,
+                    dst_crs=crs,
+                    dst_nodata=nodata,
+                    resampling=Resampling.bilinear,
+                )
+                d.write(out, b)
+            d.descriptions = s.descriptions
+    return dst

@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
-from rasterio.warp import Resampling, calculate_default_transform, reproject
 from rasterio.windows import Window
 
 from geotl.chips import ChipIndex
@@ -50,30 +49,6 @@ def _utm_crop(shared_data: Path, dst: Path) -> Path:
     return dst
 
 
-def _warp(src: Path, dst: Path, crs: str, res: tuple[float, float]) -> Path:
-    """``gdalwarp -t_srs CRS -tr RES -r bilinear``, nodata 0 outside the source."""
-    with rasterio.open(src) as s:
-        t, w, h = calculate_default_transform(
-            s.crs, crs, s.width, s.height, *s.bounds, resolution=res
-        )
-        profile = s.profile | {"crs": crs, "transform": t, "width": w, "height": h, "nodata": 0}
-        profile.update(tiled=True, blockxsize=256, blockysize=256)
-        with rasterio.open(dst, "w", **profile) as d:
-            for b in range(1, s.count + 1):
-                out = np.zeros((h, w), s.dtypes[0])
-                reproject(
-                    rasterio.band(s, b),
-                    out,
-                    dst_transform=t,
-                    dst_crs=crs,
-                    dst_nodata=0,
-                    resampling=Resampling.bilinear,
-                )
-                d.write(out, b)
-            d.descriptions = s.descriptions
-    return dst
-
-
 def _model(scene: Path, pixel_aspect: float | None = 1.0) -> Artefact:
     """The pointwise threshold model (fields: nir above its median), trained on 10 m pixels."""
     with rasterio.open(scene) as ds:
@@ -93,7 +68,7 @@ def _options(**kw: object) -> PredictOptions:
 @pytest.fixture
 def twins(shared_data: Path, tmp_path: Path) -> tuple[Path, Path]:
     utm = _utm_crop(shared_data, tmp_path / "flanders_utm.tif")
-    return utm, _warp(utm, tmp_path / "flanders 4326.tif", "EPSG:4326", (DEG, DEG))
+    return utm, data.warp(utm, tmp_path / "flanders 4326.tif", "EPSG:4326", (DEG, DEG))
 
 
 def test_degree_grid_is_refused_without_resample(twins: tuple[Path, Path]) -> None:

@@ -137,7 +137,7 @@ def warn_other_resolution(card: Any, region: Region, cdir: Path, split: str) -> 
     of several resolutions records the first region's.
     """
     from geotl.chips import read_chip_index
-    from geotl.predict.scene import RESOLUTION_TOLERANCE, pixel_sides
+    from geotl.predict.scene import RESOLUTION_TOLERANCE, pixel_sides, shape_fix
 
     index = read_chip_index(cdir)
     rows = index.split(split)
@@ -168,14 +168,7 @@ def warn_other_resolution(card: Any, region: Region, cdir: Path, split: str) -> 
         fix = f"resample the scenes to {card.resolution_m:.4g} m (gdalwarp -tr)"
     else:
         seen = "squeezed or stretched on one axis, a shape it did not learn"
-        zone = index.utm_epsg(rows)
-        fix = (
-            f"warp the scenes to their UTM zone at {model_xy[0]:.4g} m (gdalwarp -t_srs "
-            f"{f'EPSG:{zone}' if zone else '<its UTM zone>'} -tr {model_xy[0]:.4g} "
-            f"{model_xy[1]:.4g})"
-            if abs(aspect - 1) <= RESOLUTION_TOLERANCE
-            else "use a model trained on pixels of this shape"
-        )
+        fix = shape_fix(model_xy, index.utm_epsg(rows), "the scenes to their")
     log.warning(
         "%s: the %s chips' pixels are %s on the ground, the model's %s: it is scored on "
         "ground %s, and predict would refuse this imagery without --resample; %s, or adapt "

@@ -21,6 +21,7 @@ __all__ = [
     "other_pixel_size",
     "pixel_sides",
     "scene_band_names",
+    "shape_fix",
 ]
 
 log = logging.getLogger(__name__)
@@ -268,6 +269,26 @@ def _same(value: float, reference: float) -> bool:
     return abs(value - reference) <= RESOLUTION_TOLERANCE * reference
 
 
+def shape_fix(
+    model_xy: tuple[float, float], utm_epsg: int | None, scenes: str = "the scene to its"
+) -> str:
+    """What to do with imagery whose pixels are not the model's shape, for a message.
+
+    A model of square pixels: warp to the UTM zone at its resolution; a model of another
+    shape (trained on a degree grid): no warp gives its pixels, so a model of these.
+
+    >>> shape_fix((10.0, 10.0), 32631)
+    'warp the scene to its UTM zone at 10 m (gdalwarp -t_srs EPSG:32631 -tr 10 10)'
+    >>> shape_fix((7.7, 12.3), None)
+    'use a model trained on pixels of this shape'
+    """
+    mx, my = model_xy
+    if not _same(mx, my):
+        return "use a model trained on pixels of this shape"
+    zone = f"EPSG:{utm_epsg}" if utm_epsg is not None else "<its UTM zone>"
+    return f"warp {scenes} UTM zone at {mx:.4g} m (gdalwarp -t_srs {zone} -tr {mx:.4g} {my:.4g})"
+
+
 def check_resolution(
     scene_xy: tuple[float, float],
     model_xy: tuple[float, float],
@@ -328,13 +349,7 @@ def check_resolution(
                 path,
             )
         where = f" ({grid})" if grid else ""
-        zone = f"EPSG:{utm_epsg}" if utm_epsg is not None else "<its UTM zone>"
-        other = (
-            f"warp the scene to its UTM zone at {mx:.4g} m (gdalwarp -t_srs {zone} -tr "
-            f"{mx:.4g} {my:.4g})"
-            if _same(mx, my)
-            else "use a model trained on pixels of this shape"
-        )
+        other = shape_fix(model_xy, utm_epsg)
         raise ResolutionError(
             f"pixels are {pixel_sides(scene_xy)} on the ground{where}, the model's "
             f"{pixel_sides(model_xy)}: it would see the ground squeezed or stretched; pass "

@@ -79,6 +79,16 @@ class ChipIndex:
             out[scenes == scene] = aspect
         return out
 
+    def pixel_aspect(self, rows: gpd.GeoDataFrame | None = None) -> float:
+        """The median of :meth:`pixel_aspects` over ``rows`` (4 decimals; 1 without rows).
+
+        What a model card records of its training chips (``pixel_aspect``).
+        """
+        frame = self.frame if rows is None else rows
+        if not len(frame):
+            return 1.0
+        return round(float(np.median(self.pixel_aspects(frame))), 4)
+
     def pixel_size_m(self, rows: gpd.GeoDataFrame | None = None) -> tuple[float, float] | None:
         """The chips' pixel sides (east-west, north-south) in metres: medians over ``rows``.
 
@@ -91,8 +101,7 @@ class ChipIndex:
         frame = self.frame if rows is None else rows
         if not len(frame):
             return None
-        aspect = round(float(np.median(self.pixel_aspects(frame))), 4)
-        return model_pixel_size_m(float(np.median(frame["resolution_m"])), aspect)
+        return model_pixel_size_m(float(np.median(frame["resolution_m"])), self.pixel_aspect(frame))
 
     def utm_epsg(self, rows: gpd.GeoDataFrame | None = None) -> int | None:
         """The UTM zone (EPSG code) at the first chip of ``rows``, for a warp to suggest."""

@@ -1211,9 +1211,7 @@ def chips_pixel_aspect(index: ChipIndex) -> float:
     The card records it, and predict resamples scenes of another shape to it
     (:meth:`~geotl.chips.ChipIndex.pixel_aspects`: cos(latitude) on a square-degree grid).
     """
-    if not len(index.frame):
-        return 1.0
-    return round(float(np.median(index.pixel_aspects())), 4)
+    return index.pixel_aspect()
 
 
 def _model_card(

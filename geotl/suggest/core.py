@@ -239,7 +239,7 @@ def suggest_areas(
         smaller = _size_for(options.n, size_m, scenes, pixel_m, taken)
         hint = f" (--size-m {smaller:g} gives {options.n} or more)" if smaller else ""
         if distinct < len(candidates):  # passes of one area: say why there are fewer
-            hint = f"{hint} (the same ground in several scenes is one square)"
+            hint += _SAME_GROUND
         counted = "distinct" if distinct < len(candidates) else "candidate"
         _check_count(options.n, distinct, size_m, what, region, hint=hint, counted=counted)
 
@@ -313,7 +313,7 @@ def suggest_areas(
             what,
             region,
             counted="distinct",
-            hint=" (the same ground in several scenes is one square)",
+            hint=_SAME_GROUND,
         )
     areas = _frame([scored[i] for i in order], size_m, names)
     gpkg, qml, png = write_areas(out, areas, {n: p for p, n in names.items()}, rgb, detections)
@@ -527,6 +527,10 @@ def _scored(
     if len(seen):
         n_obj = int(seen.geometry.representative_point().within(c.geometry).sum())
     return _Scored(c, float(u.mean()), features, n_obj)
+
+
+#: why fewer squares than scene-square pairs can be suggested (passes of one area)
+_SAME_GROUND = " (the same ground in several scenes is one square)"
 
 
 def _same_ground(items: list[Candidate]) -> list[list[int]]:

@@ -159,6 +159,7 @@ class PassProcessor:
             else:
                 write_geojson(self.dir / changes_rel, empty_features(CHANGE_COLUMNS))
             duration = time.perf_counter() - started
+            detected_area = total_area_m2(features)
             state.mark_done(
                 job.key,
                 model_id,
@@ -171,7 +172,7 @@ class PassProcessor:
                 gone=gone,
                 previous_scene=previous.name if previous else None,
                 footprint_wkt=footprint.wkt,
-                detected_area_m2=total_area_m2(features),
+                detected_area_m2=detected_area,
                 new_area_m2=new_area,
                 gone_area_m2=gone_area,
             )
@@ -199,7 +200,7 @@ class PassProcessor:
             "pass %s %s: %s, %s, %s%s (%.1f s)",
             scene.acquired.date().isoformat(),
             job.name,
-            counted(len(features), total_area_m2(features), "detections"),
+            counted(len(features), detected_area, "detections"),
             counted(new, new_area, "new"),
             counted(gone, gone_area, "gone"),
             (
@@ -223,7 +224,7 @@ class PassProcessor:
             new=new,
             gone=gone,
             previous_scene=previous.name if previous else None,
-            detected_area_m2=total_area_m2(features),
+            detected_area_m2=detected_area,
             new_area_m2=new_area,
             gone_area_m2=gone_area,
         )

@@ -366,7 +366,7 @@ def utm_epsg_at(crs: CRS, transform: Affine, width: int, height: int) -> int | N
             lon, lat = to_wgs.transform(x, y)
     except (pyproj.exceptions.CRSError, pyproj.exceptions.ProjError):
         return None
-    if not (math.isfinite(lon) and math.isfinite(lat)) or abs(lat) > 84:
+    if not (math.isfinite(lon) and math.isfinite(lat)) or not -80 <= lat <= 84:
         return None  # UTM stops at 84 N / 80 S: no zone to suggest near the poles
     zone = min(int((lon + 180) // 6) + 1, 60)
     return (32600 if lat >= 0 else 32700) + zone

@@ -28,7 +28,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import CancelledError
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -205,6 +205,8 @@ class ModelRef:
         engine: see :func:`geotl.predict.engine.load_model`.
         device: torch device on the workers.
         threads: ONNX Runtime threads on each worker.
+        given: the path as the user gave it (named in a worker's refusal beside ``path``);
+            not part of the model's identity.
     """
 
     path: str
@@ -215,6 +217,7 @@ class ModelRef:
     engine: str = "auto"
     device: str = "cpu"
     threads: int | None = None
+    given: str | None = field(default=None, compare=False)
 
     @classmethod
     def from_path(
@@ -247,6 +250,7 @@ class ModelRef:
             engine,
             device,
             threads,
+            str(model),
         )
 
     @property
@@ -254,6 +258,18 @@ class ModelRef:
         """The file whose sha256 identifies the model."""
         path = Path(self.path)
         return path if path.suffix.lower() == ".onnx" else path / WEIGHTS_FILE
+
+    def weights_named(self) -> str:
+        """The weights file as the user named it, and where workers look when that differs.
+
+        A relative model folder (``geotl predict models/m ...``) is sent to the workers
+        absolute: a refusal naming only that path left the user to match it to theirs.
+        """
+        if self.given is None:
+            return str(self.weights)
+        given = Path(self.given)
+        given = given if given.suffix.lower() == ".onnx" else given / WEIGHTS_FILE
+        return str(given) if str(given) == str(self.weights) else f"{given} ({self.weights})"
 
 
 _WORKER_LOCK = threading.Lock()
@@ -296,8 +312,8 @@ def check_worker(model: ModelRef, dask_worker: Any = None) -> str:
         st = weights.stat()
     except OSError:
         raise ClusterError(
-            f"worker {name} has no model file {weights}: put the model on storage every "
-            "worker sees, at the same path"
+            f"worker {name} has no model file {model.weights_named()}: put the model on "
+            "storage every worker sees, at the same path"
         ) from None
     key = (str(weights), st.st_size, st.st_mtime_ns)
     with _WORKER_LOCK:
@@ -306,8 +322,9 @@ def check_worker(model: ModelRef, dask_worker: Any = None) -> str:
             digest = _WORKER_HASHES[key] = weights_sha256(weights)
     if digest != model.sha256:
         raise ClusterError(
-            f"worker {name} sees another model at {weights} (sha256 {digest[:12]}..., the "
-            f"coordinator's {model.sha256[:12]}...): copy the same model folder to every worker"
+            f"worker {name} sees another model at {model.weights_named()} (sha256 "
+            f"{digest[:12]}..., the coordinator's {model.sha256[:12]}...): copy the same model "
+            "folder to every worker"
         )
     return name
 
@@ -427,34 +444,40 @@ class SceneJob:
     seen_here: bool = False
 
 
-#: a task's warnings as ``(level, logger name, message)``, sent back with its detections
+#: a task's log lines as ``(level, logger name, message)``, sent back with its detections
 LogRecords = list[tuple[int, str, str]]
 _TASK_RECORDS: dict[int, LogRecords] = {}
 
 
 class _TaskLog(logging.Handler):
-    """Keeps the warnings of the task running in each thread of a worker for its result.
+    """Keeps the log lines (INFO and up) of the task running in each thread of a worker.
 
     Printed on the worker, a scene's warning (the band order of a file without band names)
-    came once per block and per worker, unformatted, and not at all on a remote cluster's
-    workers: the coordinator logs the scene's warnings once, as one process does. Records
-    of threads that run no task are printed as before (Python's last-resort handler).
+    came once per block and per worker, unformatted, and its INFO lines (resampling on the
+    fly, the scene's count) not at all: the worker logs at WARNING, and a remote cluster's
+    user never sees a worker's stderr. The coordinator logs them once per scene, as one
+    process does. The count line is left out: a block's count is not the scene's, and the
+    coordinator says the joined scene's. Records of threads that run no task are printed
+    as before (Python's last-resort handler, warnings and up).
     """
 
     def emit(self, record: logging.LogRecord) -> None:
+        from geotl.predict.core import SCENE_COUNT_LOG
+
         records = _TASK_RECORDS.get(record.thread or 0)
         if records is not None:
-            records.append((record.levelno, record.name, record.getMessage()))
-        elif logging.lastResort is not None:
+            if record.msg is not SCENE_COUNT_LOG:
+                records.append((record.levelno, record.name, record.getMessage()))
+        elif logging.lastResort is not None and record.levelno >= logging.lastResort.level:
             logging.lastResort.handle(record)
 
 
-_TASK_LOG = _TaskLog(logging.WARNING)
+_TASK_LOG = _TaskLog(logging.INFO)
 
 
 @contextlib.contextmanager
 def _task_warnings() -> Iterator[LogRecords]:
-    """The geotl warnings logged by this thread meanwhile (on a Dask worker only)."""
+    """The geotl log lines of this thread meanwhile (on a Dask worker only)."""
     records: LogRecords = []
     if _worker_name() == "this process":  # a direct call: the caller's handlers say them
         yield records
@@ -465,6 +488,8 @@ def _task_warnings() -> Iterator[LogRecords]:
         _TASK_RECORDS[ident] = records
         if _TASK_LOG not in logger.handlers:
             logger.addHandler(_TASK_LOG)
+            if logger.getEffectiveLevel() > logging.INFO:  # Dask's workers log at WARNING
+                logger.setLevel(logging.INFO)
     try:
         yield records
     finally:
@@ -490,12 +515,12 @@ def _predict_task(
     artefact = _worker_artefact(model)
     if job.seen_here and not os.path.exists(job.scene):
         raise ClusterError(
-            f"worker {_worker_name()} has no such file (the coordinator has): put the scenes "
-            "on storage every worker sees, at the same path",
+            f"worker {_worker_name()} has no such file at {job.scene} (the coordinator has): "
+            "put the scenes on storage every worker sees, at the same path",
             job.scene,
         )
     options = _task_options(job.options)
-    with _without_causes(), _task_warnings() as records:
+    with _task_warnings() as records, _without_causes(records):
         if block is None:
             det = predict_scene(artefact, job.scene, options, acquired=job.acquired, name=job.name)
             return det, records
@@ -511,30 +536,39 @@ def _predict_task(
 
 
 def _task_options(options: PredictOptions) -> PredictOptions:
-    """A task's options on its worker: no progress bar, and vectorising in its share.
+    """A task's options on its worker: no progress bar, and no vectorising process pool.
 
-    Without ``--workers``, a scene of 4 Mpx or more is vectorised by a pool of every core
-    the process may use: on each of ``local:2``'s workers that made 2 Dask workers and 2
-    pools of 2 on 2 cores. The worker's share (:func:`_worker_threads`) is what it runs
-    on; an explicit ``--workers`` is kept.
+    The tasks are the job's parallelism (scenes, blocks of large scenes). A pool inside a
+    worker is unknown to Dask, and outlives the worker: a ``dask worker --no-nanny`` killed
+    mid-task (SIGKILL, the OOM killer) left the pool's processes and its forkserver running
+    for good, and their resource tracker warned of 5 leaked semaphores when they ended. A
+    nanny's worker process is daemonic and never started one
+    (:func:`geotl.predict.strips.strip_pool`); now no worker does, whatever ``--workers``
+    says: the polygons are the same for any number.
     """
-    workers = options.workers if options.workers is not None else _worker_threads()
-    return replace(options, progress=False, workers=workers)
+    return replace(options, progress=False, workers=1)
+
+
+#: the attribute of a task's error that carries the log lines said before it failed
+_RECORDS_ATTR = "worker_log"
 
 
 @contextlib.contextmanager
-def _without_causes() -> Iterator[None]:
+def _without_causes(records: LogRecords) -> Iterator[None]:
     """Errors of geotl leave a worker without the exceptions they were raised from.
 
     Dask sends an exception back with its cause; rasterio's (``CPLE_AppDefinedError``)
     cannot be unpickled, and Dask then sends ``Exception(repr(error))``: an input error
     became a traceback-like line with exit 1. The message already holds the cause's text.
+    The task's log lines so far go with the error (one process says a damaged file's band
+    warning before its error; the cluster said none).
     """
     try:
         yield
     except GeotlError as exc:
         exc.__cause__ = exc.__context__ = None
         exc.__suppress_context__ = True
+        setattr(exc, _RECORDS_ATTR, list(records))
         raise
 
 
@@ -660,6 +694,9 @@ class PendingScene:
             raise _lost_scheduler(client, f"{self.job.scene.name} was predicted") from exc
         if errors:
             error = errors[0]
+            if isinstance(error, GeotlError):
+                self._say(error.__dict__.pop(_RECORDS_ATTR, []))
+                error = self._as_given_error(error)
             if isinstance(error, ClusterError):
                 raise error
             return error if isinstance(error, BaseException) else RuntimeError(str(error))
@@ -667,18 +704,56 @@ class PendingScene:
         self._say([r for _, records in results for r in records])
         joined = join_blocks([det for det, _ in results])
         joined.scene = self.job.scene  # as the caller named it (the workers got it absolute)
+        self._say_count(joined)
         return joined
 
+    def _as_given(self, text: str) -> str:
+        """``text`` naming the scene as the caller gave it (the workers got it absolute)."""
+        if self.sent is None or self.sent == self.job.scene:
+            return text
+        return text.replace(str(self.sent), str(self.job.scene))
+
+    def _as_given_error(self, error: GeotlError) -> GeotlError:
+        """A worker's error about the scene, naming it as the caller gave it.
+
+        A relative scene failed as ``/abs/path/scene.tif: file not found`` on the cluster and
+        ``scene.tif: file not found`` in one process. A worker's refusal
+        (:class:`ClusterError`) keeps where the worker looked in its message.
+        """
+        if self.sent is None or self.sent == self.job.scene:
+            return error
+        path = self.job.scene if error.path == self.sent else error.path
+        message = (
+            error.message if isinstance(error, ClusterError) else self._as_given(error.message)
+        )
+        renamed = type(error)(message, path)
+        renamed.__dict__.update(
+            {k: v for k, v in error.__dict__.items() if k not in ("message", "path")}
+        )
+        return renamed
+
     def _say(self, records: LogRecords) -> None:
-        """Log the workers' warnings here, each once for the scene, naming it as given.
+        """Log the workers' lines here, each once for the scene, naming it as given.
 
         Every block (and a task rerun after its worker died) warns as the whole scene
-        would: the same message from several tasks is one warning.
+        would: the same message from several tasks is one line.
         """
         for level, name, message in dict.fromkeys(records):
-            if self.sent is not None and self.sent != self.job.scene:
-                message = message.replace(str(self.sent), str(self.job.scene))
-            logging.getLogger(name).log(level, "%s", message)
+            logging.getLogger(name).log(level, "%s", self._as_given(message))
+
+    def _say_count(self, joined: SceneDetections) -> None:
+        """The scene's count line, as one process says it: the blocks' totals, said once."""
+        from geotl.predict.core import SCENE_COUNT_LOG
+
+        stats = joined.stats
+        logging.getLogger("geotl.predict.core").info(
+            SCENE_COUNT_LOG,
+            Path(self.job.scene).name,
+            len(joined.features),
+            stats.windows,
+            stats.wall_s,
+            stats.model_s,
+        )
 
     def cancel(self) -> None:
         """Drop the scene's tasks (finished or not); nothing to do once the client closed.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,7 @@ TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 sys.path.insert(0, str(TESTS / "monitor"))
 from monitor_helpers import copy_in, write_region  # noqa: E402
-from predict.data import write_texture_model  # noqa: E402
+from predict.data import warp, write_texture_model  # noqa: E402
 
 REAL_SCENE = TESTS.parent / "regions" / "demo-osbs" / "imagery" / "OSBS_029.tif"
 # small windows: a 400 px scene then holds several blocks with their margins
@@ -212,7 +214,8 @@ def test_a_scene_the_workers_cannot_see_is_named_so(
         client.submit(_predict_task, ref, elsewhere, None, pure=False).result()
     text = str(caught.value)
     assert text.startswith(f"{elsewhere.scene}: worker tcp://"), text
-    assert "has no such file (the coordinator has)" in text and "every worker sees" in text
+    assert f"has no such file at {elsewhere.scene} (the coordinator has)" in text
+    assert "every worker sees" in text
 
 
 def test_blocks_of_a_large_scene_run_on_both_workers_and_join_exactly(
@@ -527,7 +530,8 @@ def test_a_task_vectorises_in_its_workers_share(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv(cluster._THREADS_ENV, "1")
     task = cluster._task_options(PredictOptions())
     assert task.workers == 1 and task.progress is False
-    assert cluster._task_options(PredictOptions(workers=3)).workers == 3  # --workers: as asked
+    # the tasks are the parallelism: no pool inside a worker, whatever --workers says
+    assert cluster._task_options(PredictOptions(workers=3)).workers == 1
 
 
 def test_a_local_cluster_leaves_port_8787_to_the_user() -> None:
@@ -568,3 +572,106 @@ def test_a_scenes_warning_is_said_once_by_the_coordinator_naming_it_as_given(
     assert len(said) == 1, said
     assert said[0].startswith(f"{given}: the file does not name its bands"), said
     assert [r.name for r in caplog.records if r.getMessage() == said[0]] == ["geotl.predict.scene"]
+
+
+def _lines(caplog: pytest.LogCaptureFixture, level: int, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == level and text in r.getMessage()]
+
+
+def test_a_scenes_info_lines_are_said_once_by_the_coordinator_as_one_process_says_them(
+    client: Client, model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The count line (the blocks' total, once) and 'resampling on the fly' came from no one.
+
+    The workers log at WARNING: their INFO lines were dropped there, and a remote cluster's
+    user never sees a worker's stderr anyway.
+    """
+    artefact = load_model(model, "torch")
+    scene = _mosaic(tmp_path / "blocks.tif", 1)
+    fine = warp(REAL_SCENE, tmp_path / "fine.tif", "EPSG:32617", (0.08, 0.08))
+    resampled = replace(SMALL, resample=True)
+    counted = " polygon(s) from "
+    with caplog.at_level(logging.INFO, logger="geotl"):
+        predict_scene(artefact, scene, SMALL)
+        predict_scene(artefact, fine, resampled)
+    # a block re-reads windows in its margins: the blocks' total windows is the work done
+    alone = [m.split(" from ")[0] for m in _lines(caplog, logging.INFO, counted)]
+    alone_resampling = _lines(caplog, logging.INFO, "on the fly")
+    assert len(alone) == 2 and len(alone_resampling) == 1, caplog.text
+    caplog.clear()
+    ref = ModelRef.from_path(model, "torch")
+    jobs = [SceneJob(Path(os.path.relpath(scene)), SMALL), SceneJob(fine, resampled)]
+    with caplog.at_level(logging.INFO, logger="geotl"):
+        got = list(predict_on_cluster(client, ref, jobs[:1], block_rows=96, progress=False))
+        got += list(predict_on_cluster(client, ref, jobs[1:], progress=False))
+    assert not [d for _, d in got if isinstance(d, BaseException)], got
+    said = [m.split(" from ")[0] for m in _lines(caplog, logging.INFO, counted)]
+    assert said == alone, caplog.text  # one line per scene, five blocks' total in the first
+    assert _lines(caplog, logging.INFO, "on the fly") == alone_resampling
+    assert [r.name for r in caplog.records if counted in r.getMessage()] == [
+        "geotl.predict.core"
+    ] * 2
+
+
+def test_a_workers_error_names_the_scene_as_given_after_its_warnings(
+    client: Client, model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A relative scene failed as '/abs/path/scene.tif: ...' (one process: 'scene.tif: ...')."""
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(REAL_SCENE.read_bytes()[:4096])
+    given = Path(os.path.relpath(corrupt))
+    assert given != corrupt
+    ref = ModelRef.from_path(model, "torch")
+    with caplog.at_level(logging.WARNING, logger="geotl"):
+        [(_, error)] = list(
+            predict_on_cluster(client, ref, [SceneJob(given, SMALL)], progress=False)
+        )
+    assert isinstance(error, geotl.errors.RasterError), error
+    assert str(error).startswith(f"{given}: read failed"), error  # it named it absolute
+    assert error.path == given and not hasattr(error, "worker_log")
+    # the band warning one process says before the error, said here too, naming it as given
+    said = _lines(caplog, logging.WARNING, "does not name its bands")
+    assert len(said) == 1 and said[0].startswith(f"{given}: "), caplog.text
+    # a refusing worker names the model as given, and the path it looked at
+    copy = tmp_path / "model-copy"
+    shutil.copytree(model, copy)
+    relative = ModelRef.from_path(os.path.relpath(copy), "torch")
+    (copy / "model.safetensors").rename(copy / "moved.safetensors")
+    with pytest.raises(ClusterError) as caught:
+        client.submit(check_worker, relative, pure=False).result()
+    named = f"{os.path.relpath(copy)}/model.safetensors ({copy}/model.safetensors)"
+    assert f"has no model file {named}: " in str(caught.value), caught.value
+
+
+def test_a_worker_starts_no_vectorising_pool_that_would_outlive_it(
+    model: Path, tmp_path: Path
+) -> None:
+    """A non-daemonic worker (dask worker --no-nanny) started --workers' pool.
+
+    SIGKILLed, such a worker left the pool and its forkserver running, and their resource
+    tracker warned of leaked semaphores. Here a worker thread of this (non-daemonic)
+    process stands for it.
+    """
+    import multiprocessing
+
+    from geotl.cluster import _predict_task
+    from geotl.predict import strips
+
+    strips.close_pools()
+    geotl_log = logging.getLogger("geotl")
+    handlers, level = list(geotl_log.handlers), geotl_log.level
+    ref = ModelRef.from_path(model, "torch")
+    job = SceneJob(REAL_SCENE, replace(SMALL, workers=2))
+    children = set(multiprocessing.active_children())  # the module's cluster's workers
+    try:
+        with (
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=False) as cluster,
+            Client(cluster) as c,
+        ):
+            det, _ = c.submit(_predict_task, ref, job, None, pure=False).result()
+            assert len(det.features) > 50
+            assert not strips._POOLS and set(multiprocessing.active_children()) == children
+    finally:
+        strips.close_pools()
+        geotl_log.handlers[:] = handlers
+        geotl_log.setLevel(level)

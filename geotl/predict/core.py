@@ -83,6 +83,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: a scene's count line; on a Dask cluster the coordinator says it with the scene's totals
+#: (:meth:`geotl.cluster.PendingScene.result`), not each block's worker
+SCENE_COUNT_LOG = "%s: %d polygon(s) from %d window(s) in %.1f s (model %.1f s)"
+
 COLUMNS = ["id", "class", "score", "area_m2", "scene", "acquired", "model"]
 CPU_BATCH_PX = 4 * 256 * 256
 """Pixels per forward pass of a PyTorch network on the CPU (:meth:`PredictOptions.batch_for`)."""
@@ -552,14 +556,7 @@ def _predict_scene(
         native = native[keep].reset_index(drop=True)
         native["area_m2"] = wgs["area_m2"].to_numpy()
     stats.add_cpu("frame", time.thread_time() - cpu0)
-    log.info(
-        "%s: %d polygon(s) from %d window(s) in %.1f s (model %.1f s)",
-        scene_path.name,
-        len(wgs),
-        stats.windows,
-        stats.wall_s,
-        stats.model_s,
-    )
+    log.info(SCENE_COUNT_LOG, scene_path.name, len(wgs), stats.windows, stats.wall_s, stats.model_s)
     return SceneDetections(
         scene=scene_path,
         name=name,

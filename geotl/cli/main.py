@@ -23,6 +23,7 @@ from click.exceptions import NoArgsIsHelpError
 
 from geotl import __version__
 from geotl.errors import GeotlError
+from geotl.io.gdal_messages import gdal_messages_logged
 from geotl.progress import ProgressFormat, set_progress_format
 
 __all__ = ["cli", "main"]
@@ -62,7 +63,9 @@ class _GeotlGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            # every command: GDAL's messages as geotl's log lines, never bare on stderr
+            with gdal_messages_logged():
+                return super().invoke(ctx)
         except click.UsageError as exc:  # a command's options or arguments
             _usage_error(ctx, exc)
             raise

@@ -50,10 +50,10 @@ from geotl.errors import (
     SchedulerUnreachableError,
 )
 from geotl.io.atomic import TMP_PREFIX
+from geotl.io.gdal_messages import gdal_messages_logged
 from geotl.models.artefact import Artefact
 from geotl.monitor.alerts.engine import AlertEngine
 from geotl.monitor.changes import ChangeCriteria
-from geotl.monitor.gdal_messages import gdal_messages_logged
 from geotl.monitor.lock import RegionLock
 from geotl.monitor.options import Detector, MonitorOptions
 from geotl.monitor.outputs import rebuild_outputs, region_dir

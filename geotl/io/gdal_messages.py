@@ -1,12 +1,14 @@
-"""GDAL's warnings during a monitor run, as log lines like geotl's own.
+"""GDAL's own messages, as log lines like geotl's.
 
 GDAL prints a warning as ``Warning 1: ...`` on stderr itself unless a rasterio environment
 is active: rasterio routes GDAL's messages to Python logging (logger ``rasterio._env``)
 only inside ``rasterio.Env``, and its ``open`` leaves the environment it enters once the
 file is open. A mask or overview directory read later (``mask_flag_enums`` re-reads the
-TIFF directory) then warned straight on stderr, once per pass, without the UTC time every
-other line of a cron log or the journal starts with. The whole run therefore happens inside
-one environment, and its messages reach geotl's handler.
+TIFF directory) then warned straight on stderr, bare, without the UTC time every other
+line of a cron log or the journal starts with, and past ``-q`` and the QGIS plugin's reading
+of lines by their level. The CLI therefore runs every command inside one environment
+(:func:`gdal_messages_logged`, entered once in ``geotl.cli.main``), and the monitor's pass
+runner enters it too for callers of the library.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-
-import rasterio
 
 __all__ = ["HARMLESS", "gdal_messages_logged"]
 
@@ -57,10 +57,12 @@ def _handled(logger: logging.Logger) -> bool:
 def gdal_messages_logged() -> Iterator[None]:
     """Within: GDAL's messages go through logging, stamped and named as geotl's lines.
 
-    When nothing handles rasterio's logger (the CLI configures only ``geotl``'s), it
+    When nothing handles rasterio's logger (a library caller configured only ``geotl``'s), it
     borrows the ``geotl`` logger's handlers for the duration; Python's last-resort handler
     would print the bare message. A caller that configured logging keeps its own.
     """
+    import rasterio  # here, not at import: `geotl --help` answers without it
+
     logger = logging.getLogger(_RASTERIO)
     gdal = [logging.getLogger(name) for name in _GDAL_LOGGERS]
     harmless = _HarmlessFilter()

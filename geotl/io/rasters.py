@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
 from geotl.errors import RasterError, error_text
+from geotl.io.compression import say_compression
 from geotl.io.nodata import valid_mask
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "describe_grid",
     "ground_pixel_size_m",
     "ground_resolution_m",
+    "is_subdataset",
     "mask_bands",
     "nodata_per_band",
     "nodata_vrt_options",
@@ -49,7 +52,7 @@ __all__ = [
     "read_data",
     "read_failure",
     "read_scene_info",
-    "scene_band_means",
+    "scene_band_sample",
     "scene_bounds",
     "scene_path",
     "unit_factor",
@@ -62,7 +65,7 @@ __all__ = [
 
 # band means this many times above or below a reference are other units (unit_factor)
 UNITS_FACTOR = 10.0
-_SAMPLE_GRID, _SAMPLE_PX = 3, 256  # scene_band_means: 3 x 3 windows of up to 256 px
+_SAMPLE_GRID, _SAMPLE_PX = 3, 256  # scene_band_sample: 3 x 3 windows of up to 256 px
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,23 @@ def is_virtual(path: str | Path) -> bool:
     return text.startswith("/vsi") or "://" in text
 
 
+#: GDAL's name for one raster inside a container file (``netCDF:"f.nc":var``,
+#: ``HDF5:"f.h5"://group/var``, ``GTIFF_DIR:2:f.tif``, ``GPKG:f.gpkg:table``): the file
+#: system does not know it, GDAL does. Two letters at least: ``C:`` is a Windows drive.
+_SUBDATASET = re.compile(r"^[A-Za-z][A-Za-z0-9_]+:(?!//)")
+
+
+def is_subdataset(path: str | Path) -> bool:
+    """Whether ``path`` names a subdataset of a container (``netCDF:"f.nc":var``).
+
+    >>> is_subdataset('netCDF:"scene.nc":Band1'), is_subdataset("GTIFF_DIR:2:mp.tif")
+    (True, True)
+    >>> is_subdataset("C:/scenes/a.tif"), is_subdataset("https://e.org/a.tif")
+    (False, False)
+    """
+    return bool(_SUBDATASET.match(str(path)))
+
+
 def scene_path(text: str) -> Path:
     """A scene argument as a path: GDAL virtual paths verbatim (:class:`GdalPath`).
 
@@ -196,7 +216,7 @@ def scene_path(text: str) -> Path:
     """
     if text.startswith(("http://", "https://")):
         text = f"/vsicurl/{text}"
-    return GdalPath(text) if is_virtual(text) else Path(text)
+    return GdalPath(text) if is_virtual(text) or is_subdataset(text) else Path(text)
 
 
 @contextlib.contextmanager
@@ -209,7 +229,7 @@ def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
         RasterError: the file is missing, not a raster, or corrupt.
     """
     path = path if isinstance(path, Path) else scene_path(path)
-    if not is_virtual(path) and not path.exists():
+    if not is_virtual(path) and not is_subdataset(path) and not path.exists():
         if any(ch in path.name for ch in "*?["):
             # a quoted pattern (or one from a tool that runs geotl without a shell)
             raise RasterError(
@@ -222,10 +242,28 @@ def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
         ds = rasterio.open(path)
     except RasterioIOError as exc:
         raise RasterError(_why_unreadable(path, exc), path) from exc
+    if ds.count == 0:  # a container (NetCDF, HDF): without this, "raster has no CRS"
+        inside = ds.subdatasets
+        ds.close()
+        raise RasterError(_which_subdataset(inside), path)
     try:
         yield ds
     finally:
         ds.close()
+
+
+def _which_subdataset(inside: Sequence[str]) -> str:
+    """What to give instead of a file that holds rasters (subdatasets) but no bands itself.
+
+    >>> _which_subdataset(["GTIFF_DIR:1:s.tif", "GTIFF_DIR:2:s.tif"])
+    "holds no bands itself but 2 subdatasets: give one of them as the scene, in quotes ('GTIFF_DIR:1:s.tif'; gdalinfo FILE lists them)"
+    """
+    if not inside:
+        return "holds no raster bands: give a raster file (GeoTIFF)"
+    return (
+        f"holds no bands itself but {len(inside)} subdatasets: give one of them as the scene, "
+        f"in quotes ('{inside[0]}'; gdalinfo FILE lists them)"
+    )
 
 
 def _why_unreadable(path: Path, exc: Exception) -> str:
@@ -243,6 +281,11 @@ def _why_unreadable(path: Path, exc: Exception) -> str:
         name = inside[0] if inside else "NAME.tif"
         return (
             f"is a zip archive, not a raster: give the raster in it as /vsizip/{path}/{name}{more}"
+        )
+    if is_subdataset(path):  # GDAL's own reason says whether the file or the name is wrong
+        return (
+            f"cannot be read as a raster ({error_text(exc)}): check the file and the "
+            "subdataset's name (gdalinfo FILE lists them)"
         )
     return f"cannot be read as a raster ({error_text(exc)}): replace the file with a valid GeoTIFF"
 
@@ -416,6 +459,11 @@ def check_georeferenced(ds: Any, path: str | Path) -> None:
     opens: rasterio returns the identity matrix, so its ground resolution came out as one
     degree (59,730 m) and predict asked for ``--resample``, which cannot help.
 
+    Every scene that chip, predict, suggest and monitor open passes here, so this is also
+    where one whose compression changed pixels (JPEG tiles, ``COMPRESS=JPEG``) or lost
+    them (undecodable tiles) says so, once
+    (:func:`geotl.io.compression.say_compression`).
+
     Raises:
         RasterError: no CRS, or an identity transform (no georeferencing).
     """
@@ -429,6 +477,7 @@ def check_georeferenced(ds: Any, path: str | Path) -> None:
             "LRY FILE; a file with GCPs: gdalwarp FILE OUT.tif)",
             path,
         )
+    say_compression(ds, path)
 
 
 def read_scene_info(path: str | Path, bands_expected: int | None = None) -> SceneInfo:
@@ -583,19 +632,30 @@ _MISSING = ("does not exist in the file system", "No such file or directory")
 _UNREACHABLE = ("HTTP response code", "Could not resolve host", "timed out", "Connection")
 
 
-def scene_band_means(
+@dataclass(frozen=True)
+class BandSample:
+    """Per-band mean and standard deviation of a scene's valid pixels, from a sample."""
+
+    mean: list[float]
+    std: list[float]
+    count: int  # valid pixels sampled
+
+
+def scene_band_sample(
     ds: Any,
     indexes: Sequence[int],
     mask_bands: Sequence[int] = (),
     nodata: float | None = None,
-) -> list[float] | None:
-    """Per-band mean of the valid pixels in a 3 x 3 grid of small windows across the scene.
+) -> BandSample | None:
+    """Per-band mean and std of the valid pixels in a 3 x 3 grid of small windows.
 
-    Cheap at any scene size (nine reads of at most 256 px); None when they hold no data.
+    The windows run from corner to corner of the scene: cheap at any scene size (nine reads
+    of at most 256 px, at most 590,000 pixels a band); None when they hold no data.
     ``nodata``: the value that marks no data (default: the file's).
     """
     h, w = min(_SAMPLE_PX, ds.height), min(_SAMPLE_PX, ds.width)
     total = np.zeros(len(indexes))
+    squares = np.zeros(len(indexes))
     count = 0
     for i in range(_SAMPLE_GRID):
         for j in range(_SAMPLE_GRID):
@@ -605,9 +665,15 @@ def scene_band_means(
             valid = valid_mask(
                 data, ds.nodata if nodata is None else nodata, masks, len(mask_bands) > 1
             )
-            total += data[:, valid].astype(np.float64).sum(axis=1)
-            count += int(valid.sum())
-    return (total / count).tolist() if count else None
+            x = data[:, valid].astype(np.float64)
+            total += x.sum(axis=1)
+            squares += np.einsum("ij,ij->i", x, x)
+            count += x.shape[1]
+    if not count:
+        return None
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    return BandSample(mean=mean.tolist(), std=std.tolist(), count=count)
 
 
 def unit_factor(means: Sequence[float], reference: Sequence[float]) -> float | None:

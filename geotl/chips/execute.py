@@ -31,10 +31,10 @@ from geotl.chips.cut import (
     write_chips,
     writers,
 )
-from geotl.chips.scenes import ChipScene, read_error
+from geotl.chips.scenes import ChipScene
 from geotl.config import Region
 from geotl.cores import usable_cores
-from geotl.io.rasters import open_raster, read_bands
+from geotl.io.rasters import open_raster, read_bands, read_failure
 
 _MAX_PENDING_STRIPS = 1  # bounds memory: at most this many cut strips wait to be written
 
@@ -66,7 +66,7 @@ def chip_serial(
                             ds, spec.band_indexes, spec.mask_bands, strip.window
                         )
                     except RasterioError as exc:
-                        raise read_error(cutter.scene.info.path, exc) from exc
+                        raise read_failure(exc, cutter.scene.info.path) from exc
                     result, files = cut_strip(spec, cutter.job(strip), strip_data, valid)
                     skipped["nodata"] += result.n_nodata
                     skipped["incomplete"] += result.n_incomplete
@@ -105,7 +105,7 @@ def chip_parallel(
         cutter, strips, future = pending.popleft()
         for strip, result in zip(strips, future.get(), strict=True):
             if result.error is not None:
-                raise read_error(cutter.scene.info.path, RasterioError(result.error))
+                raise read_failure(RasterioError(result.error), cutter.scene.info.path)
             skipped["nodata"] += result.n_nodata
             skipped["incomplete"] += result.n_incomplete
             rows.extend(cutter.rows(strip, result.records))

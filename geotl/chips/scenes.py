@@ -20,15 +20,16 @@ from shapely.geometry.base import BaseGeometry
 
 from geotl.chips.windows import chip_windows
 from geotl.config import Region
-from geotl.errors import BandMismatchError, ConfigError, LabelError, RasterError, error_text
+from geotl.errors import BandMismatchError, ConfigError, LabelError
 from geotl.io.nodata import holds_value, mask_fill_value
 from geotl.io.rasters import (
     SceneInfo,
     open_raster,
     other_units,
     read_data,
+    read_failure,
     read_scene_info,
-    scene_band_means,
+    scene_band_sample,
 )
 from geotl.io.vectors import crs_name
 from geotl.predict.scene import scene_band_names
@@ -269,7 +270,7 @@ def _check_units(means: list[tuple[str, list[float] | None]]) -> None:
 def _probe(path: Path, info: SceneInfo, nodata: float | None, sample: bool) -> list[float] | None:
     """Read the first and last pixel: catches most truncated files before any work.
 
-    With ``sample``, also the band means of nine small windows (:func:`scene_band_means`),
+    With ``sample``, also the band means of nine small windows (:func:`scene_band_sample`),
     in the same opening of the file.
     """
     with open_raster(path) as ds:
@@ -278,17 +279,10 @@ def _probe(path: Path, info: SceneInfo, nodata: float | None, sample: bool) -> l
             read_data(ds, info.band_indexes, window=Window(info.width - 1, info.height - 1, 1, 1))
             if not sample:
                 return None
-            return scene_band_means(ds, info.band_indexes, info.mask_bands, nodata)
+            got = scene_band_sample(ds, info.band_indexes, info.mask_bands, nodata)
+            return got.mean if got else None
         except RasterioError as exc:
-            raise read_error(path, exc) from exc
-
-
-def read_error(path: Path, exc: Exception) -> RasterError:
-    """The input error for pixels that cannot be read."""
-    return RasterError(
-        f"pixels cannot be read ({error_text(exc, 160)}): the file is truncated or corrupt; replace it",
-        path,
-    )
+            raise read_failure(exc, path) from exc
 
 
 def unique_scene_ids(scenes: list[ChipScene], region: Region) -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "owned_pixels",
     "scored_classes",
     "warn_other_resolution",
+    "warn_other_units",
 ]
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,32 @@ def load_split(card: Any, region: Region, cdir: Path, split: str) -> ChipData:
         raise GeotlInputError(
             f"no {split} chips in {cdir}: lower block_size_m or raise test_fraction", region.path
         )
+    if split == "test":  # a region's imagery in other units than the model's (not val in training)
+        warn_other_units(card, data, region)
     return data
+
+
+def warn_other_units(card: Any, data: ChipData, region: Region) -> str | None:
+    """Say when the chips' values look to be in other units than the model's training chips.
+
+    The rule predict applies to a scene (:mod:`geotl.predict.radiometry`), on every valid
+    pixel of the chips: a model scored on 0-1 reflectance it saw as reflectance x 10000, or
+    on Sentinel-2 passes 1000 higher, scores near zero and nothing else says why.
+    """
+    from geotl.predict.radiometry import warn_other_radiometry
+    from geotl.train.data import band_sums
+
+    sums = band_sums(data)
+    if not sums.count:
+        return None
+    return warn_other_radiometry(
+        (sums.normalisation(), sums.count),
+        card.normalisation,
+        card.bands,
+        region.path,
+        doing="scoring them as they are",
+        whose="the test chips'",
+    )
 
 
 @dataclass(frozen=True)

@@ -42,10 +42,8 @@ from geotl.io.rasters import (
     nodata_vrt_options,
     north_up,
     open_raster,
-    other_units,
     read_failure,
     remote_gdal_env,
-    scene_band_means,
     utm_epsg_at,
     window_corners,
     with_nodata,
@@ -60,6 +58,7 @@ from geotl.predict.objects import ObjectExtractor, extractor_for
 from geotl.predict.outputs import WRITERS, Prediction, write_cog, write_probabilities_qml
 from geotl.predict.outputs.base import scene_file_part
 from geotl.predict.outputs.quicklook import QuicklookWriter, sidecar_paths
+from geotl.predict.radiometry import sample_scene, warn_other_radiometry
 from geotl.predict.scene import (
     RESOLUTION_TOLERANCE,
     check_resolution,
@@ -400,15 +399,12 @@ def _predict_scene(
             )
         ]
         if block is None or block.start == 0:  # said once per scene, not once per block
-            means = scene_band_means(ds, indexes, mask_bands(ds, data_bands))
-            if means and (said := other_units(means, card.normalisation.mean)):
-                log.warning(
-                    "%s: its %s, those of the imagery the model was trained on: other units? "
-                    "Rescale the scene to theirs (or train on imagery like it); predicting as "
-                    "it is",
-                    scene_path.name,
-                    said,
-                )
+            warn_other_radiometry(
+                sample_scene(ds, indexes, mask_bands(ds, data_bands)),
+                card.normalisation,
+                card.bands,
+                scene_path,
+            )
         scene_xy = ground_pixel_size_m(ds.crs, ds.transform, ds.width, ds.height)
         grid = describe_grid(ds.crs, ds.transform, ds.width, ds.height)
         aspect = card.pixel_aspect

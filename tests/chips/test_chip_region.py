@@ -537,7 +537,7 @@ def test_truncated_geotiff(tmp_path: Path) -> None:
     _bad(
         tmp_path,
         RasterError,
-        r"s\.tif: .*(truncated|cannot be read)",
+        r"s\.tif: .*(cut short|cannot be read)",
         scenes=["s.tif"],
         label_file="l.gpkg",
     )

@@ -5,9 +5,9 @@ A GeoPackage that GDAL writes keeps its tiles as JPEG unless told otherwise (its
 pixels), and a GeoTIFF may be ``COMPRESS=JPEG`` or lossy WebP. The blocky 8 x 8 artefacts
 and smoothed colours change the pixels a model sees, so the same ground gives other
 polygons than the lossless original, with nothing in the output to show it. geotl reads
-such scenes (often nothing better exists) and says so, once, where a scene is checked on
-opening (:func:`geotl.io.rasters.check_georeferenced`). So is a GeoPackage tile GDAL
-cannot decode, which it reads as no data without a word.
+such scenes (often nothing better exists) and predict says so, once a scene; chipping does
+not (the training imagery is what the model learns from). Both say when a GeoPackage tile
+is one GDAL cannot decode, which it reads as no data without a word.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ GPKG_TILES_SAMPLED = 256
 #: the scenes (path, mtime_ns, size) already looked at in this process: predict
 #: opens a scene once per block (Dask), suggest once to describe it and once to predict;
 #: a file replaced under the same name is another scene
-_said: set[tuple[str, int, int]] = set()
+_said: set[tuple[str, tuple[str, int, int]]] = set()
 
 
 def _tile_format(head: bytes) -> str | None:
@@ -132,23 +132,22 @@ def lossy_compression(ds: Any, tiles: Counter[str] | None = None) -> str | None:
     return None
 
 
-def say_compression(ds: Any, path: str | Path) -> None:
+def say_compression(ds: Any, path: str | Path, lossy: bool = True) -> None:
     """Warn, once per scene in this process, of pixels its compression changed or lost.
 
-    Lossy compression changes them (:func:`lossy_compression`); a GeoPackage tile in a
-    format GDAL cannot decode is read as transparent, no data, without a word from GDAL:
-    its ground then gives no chips and no polygons.
+    A GeoPackage tile in a format GDAL cannot decode is read as transparent, no data,
+    without a word from GDAL: its ground then gives no chips and no polygons. With
+    ``lossy`` (predict: not chipping, where the imagery is what the model learns from),
+    lossy compression too (:func:`lossy_compression`), which changes the pixels.
     """
     try:
         st = Path(str(path)).stat()
         key = (str(path), st.st_mtime_ns, st.st_size)
     except OSError:  # a GDAL virtual path, a subdataset
         key = (str(path), 0, 0)
-    if key in _said:
-        return
-    _said.add(key)
     name = Path(str(path)).name
-    tiles = _gpkg_tiles(ds)
+    tiles = _gpkg_tiles(ds) if ("tiles", key) not in _said else Counter()
+    _said.add(("tiles", key))
     if tiles["unknown"]:
         log.warning(
             "%s: %d of the %d tiles looked at are in no image format GDAL reads (JPEG, PNG, "
@@ -158,13 +157,16 @@ def say_compression(ds: Any, path: str | Path) -> None:
             tiles["unknown"],
             sum(tiles.values()),
         )
-    what = lossy_compression(ds, tiles)
+    if not lossy or ("lossy", key) in _said:
+        return
+    _said.add(("lossy", key))
+    what = lossy_compression(ds, tiles if tiles else None)
     if what is None:
         return
     log.warning(
         "%s: its pixels are lossy-compressed (%s): the artefacts change what the model sees, "
-        "so its results may differ from those on its training imagery; use a lossless copy if "
-        "there is one (GeoTIFF COMPRESS=DEFLATE or LZW, GeoPackage TILE_FORMAT=PNG)",
+        "so its results may differ from those on lossless training imagery; use a lossless "
+        "copy if there is one (GeoTIFF COMPRESS=DEFLATE or LZW, GeoPackage TILE_FORMAT=PNG)",
         name,
         what,
     )

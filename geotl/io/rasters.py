@@ -459,11 +459,6 @@ def check_georeferenced(ds: Any, path: str | Path) -> None:
     opens: rasterio returns the identity matrix, so its ground resolution came out as one
     degree (59,730 m) and predict asked for ``--resample``, which cannot help.
 
-    Every scene that chip, predict, suggest and monitor open passes here, so this is also
-    where one whose compression changed pixels (JPEG tiles, ``COMPRESS=JPEG``) or lost
-    them (undecodable tiles) says so, once
-    (:func:`geotl.io.compression.say_compression`).
-
     Raises:
         RasterError: no CRS, or an identity transform (no georeferencing).
     """
@@ -477,7 +472,6 @@ def check_georeferenced(ds: Any, path: str | Path) -> None:
             "LRY FILE; a file with GCPs: gdalwarp FILE OUT.tif)",
             path,
         )
-    say_compression(ds, path)
 
 
 def read_scene_info(path: str | Path, bands_expected: int | None = None) -> SceneInfo:
@@ -491,6 +485,7 @@ def read_scene_info(path: str | Path, bands_expected: int | None = None) -> Scen
     path = Path(path)
     with open_raster(path) as ds:
         check_georeferenced(ds, path)
+        say_compression(ds, path, lossy=False)  # tiles it cannot decode; lossy: predict's
         bands = data_band_indexes(ds, bands_expected)
         if not bands:
             raise RasterError(

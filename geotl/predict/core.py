@@ -30,6 +30,7 @@ from geotl.cluster import ModelRef, SceneJob, open_cluster, parse_cluster, predi
 from geotl.cores import usable_cores
 from geotl.errors import GeotlError, GeotlInputError, SceneError
 from geotl.io.atomic import atomic_path, check_output_file, check_writable
+from geotl.io.compression import say_compression
 from geotl.io.dates import acquired_text, read_acquired
 from geotl.io.geojson import wrap_longitudes
 from geotl.io.rasters import (
@@ -399,6 +400,7 @@ def _predict_scene(
             )
         ]
         if block is None or block.start == 0:  # said once per scene, not once per block
+            say_compression(file_ds, scene_path)
             warn_other_radiometry(
                 sample_scene(ds, indexes, mask_bands(ds, data_bands)),
                 card.normalisation,

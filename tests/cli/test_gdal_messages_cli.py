@@ -99,14 +99,23 @@ def test_gdal_warnings_go_through_geotls_log_lines_not_bare(tmp_path: Path) -> N
     assert all(re.match(stamp, line) for line in said), said
 
 
-def test_chip_says_once_that_a_geopackage_scene_is_jpeg(tmp_path: Path) -> None:
+def test_predict_says_once_that_a_geopackage_scene_is_jpeg_chip_does_not(
+    tmp_path: Path, demo_model: Path
+) -> None:
     pixels = np.random.default_rng(1).integers(1, 250, (3, 64, 64), dtype=np.uint8)
     with rasterio.open(
-        tmp_path / "s.gpkg", "w", driver="GPKG", count=3, TILE_FORMAT="JPEG", **_GRID
+        tmp_path / "s.gpkg", "w", driver="GPKG", count=3, TILE_FORMAT="JPEG",
+        **{**_GRID, "transform": Affine(0.1, 0, 500_000, 0, -0.1, 4_000_000)},  # the demo's
     ) as dst:  # fmt: skip
         dst.write(pixels)
     region = _region(tmp_path, "s.gpkg", '"red", "green", "blue"')
-    result = CliRunner().invoke(cli, ["chip", str(region), "--out", str(tmp_path / "out")])
+    chipped = CliRunner().invoke(cli, ["chip", str(region), "--out", str(tmp_path / "out")])
+    assert chipped.exit_code == 0, chipped.output
+    assert "lossy-compressed" not in chipped.stderr  # the training imagery is what it is
+    result = CliRunner().invoke(
+        cli,
+        ["predict", str(demo_model), str(tmp_path / "s.gpkg"), "-o", str(tmp_path / "p.geojson")],
+    )
     assert result.exit_code == 0, result.output
     said = [line for line in result.stderr.splitlines() if "lossy-compressed" in line]
     assert len(said) == 1, result.stderr

@@ -18,7 +18,7 @@ from affine import Affine
 from rasterio.shutil import copy
 
 from geotl.errors import RasterError
-from geotl.io.compression import gpkg_tile_formats, lossy_compression
+from geotl.io.compression import gpkg_tile_formats, lossy_compression, say_compression
 from geotl.io.rasters import open_raster, read_scene_info
 
 _GRID = {
@@ -71,8 +71,11 @@ def test_lossy_compression_is_named_lossless_is_not(
     with rasterio.open(path) as ds:
         assert lossy_compression(ds) == said
     with caplog.at_level(logging.WARNING, logger="geotl.io.compression"):
-        read_scene_info(path)
-        read_scene_info(path)  # chip, suggest and predict's blocks open a scene again
+        read_scene_info(path)  # chipping: the training imagery is what it is, not said
+        assert not caplog.records
+        with rasterio.open(path) as ds:
+            say_compression(ds, path)
+            say_compression(ds, path)  # suggest and predict's blocks open a scene again
     lines = [r.getMessage() for r in caplog.records if r.name == "geotl.io.compression"]
     if said is None:
         assert lines == []

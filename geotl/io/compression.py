@@ -145,10 +145,16 @@ def say_compression(ds: Any, path: str | Path, lossy: bool = True) -> None:
         key = (str(path), st.st_mtime_ns, st.st_size)
     except OSError:  # a GDAL virtual path, a subdataset
         key = (str(path), 0, 0)
-    name = Path(str(path)).name
-    tiles = _gpkg_tiles(ds) if ("tiles", key) not in _said else Counter()
+    say_tiles = ("tiles", key) not in _said
+    say_lossy = lossy and ("lossy", key) not in _said
+    if not (say_tiles or say_lossy):
+        return
     _said.add(("tiles", key))
-    if tiles["unknown"]:
+    if lossy:
+        _said.add(("lossy", key))
+    name = Path(str(path)).name
+    tiles = _gpkg_tiles(ds)  # read once for both
+    if say_tiles and tiles["unknown"]:
         log.warning(
             "%s: %d of the %d tiles looked at are in no image format GDAL reads (JPEG, PNG, "
             "WebP, TIFF): they read as no data, so their ground gives no chips or polygons; "
@@ -157,10 +163,7 @@ def say_compression(ds: Any, path: str | Path, lossy: bool = True) -> None:
             tiles["unknown"],
             sum(tiles.values()),
         )
-    if not lossy or ("lossy", key) in _said:
-        return
-    _said.add(("lossy", key))
-    what = lossy_compression(ds, tiles if tiles else None)
+    what = lossy_compression(ds, tiles) if say_lossy else None
     if what is None:
         return
     log.warning(

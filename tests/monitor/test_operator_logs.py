@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alert_helpers import Receiver, fake_monitor_state
@@ -68,22 +69,42 @@ def test_cron_log_lines_are_all_stamped_and_a_completed_copy_is_read_again(
     assert "pass 1990-01-01" in text
 
 
+def _deliver_to(
+    tmp_path: Path,
+    scenes: list[Path],
+    alerts: list[int],
+    status: int,
+    caplog: pytest.LogCaptureFixture,
+    level: int,
+    **policy: float,
+) -> tuple[list[str], Any, int]:
+    """Deliver a fake state's alerts to a receiver answering ``status`` to each.
+
+    Returns the alert ids, the delivery report and how many requests the receiver got.
+    """
+    rdir = tmp_path / "out" / "naip-nd"
+    ids = fake_monitor_state(rdir, scenes[:2], alerts)
+    receiver = Receiver(statuses=[status] * len(ids))
+    try:
+        with (
+            caplog.at_level(level, logger="geotl.monitor"),
+            MonitorState(rdir / "state.sqlite") as state,
+        ):
+            report = deliver_due(
+                state, "naip-nd", DeliveryPolicy(receiver.url, timeout_s=5, wait_s=0, **policy)
+            )
+    finally:
+        receiver.close()
+    return ids, report, len(receiver.requests)
+
+
 def test_a_failing_webhook_logs_one_line_per_round_not_per_alert(
     tmp_path: Path, naip_small: list[Path], caplog: pytest.LogCaptureFixture
 ) -> None:
-    rdir = tmp_path / "out" / "naip-nd"
-    ids = fake_monitor_state(rdir, naip_small[:2], [3, 3])
-    receiver = Receiver(statuses=[500] * len(ids))
-    try:
-        policy = DeliveryPolicy(receiver.url, timeout_s=5, retry_base_s=60, wait_s=0)
-        with (
-            caplog.at_level(logging.DEBUG, logger="geotl.monitor"),
-            MonitorState(rdir / "state.sqlite") as state,
-        ):
-            report = deliver_due(state, "naip-nd", policy)
-    finally:
-        receiver.close()
-    assert sorted(report.unanswered) == sorted(ids) and len(receiver.requests) == len(ids)
+    ids, report, requests = _deliver_to(
+        tmp_path, naip_small, [3, 3], 500, caplog, logging.DEBUG, retry_base_s=60
+    )
+    assert sorted(report.unanswered) == sorted(ids) and requests == len(ids)
     shown = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(shown) == 1, [r.getMessage() for r in shown]
     assert re.fullmatch(
@@ -97,18 +118,7 @@ def test_a_failing_webhook_logs_one_line_per_round_not_per_alert(
 def test_a_webhook_that_refuses_every_alert_says_so_once(
     tmp_path: Path, naip_small: list[Path], caplog: pytest.LogCaptureFixture
 ) -> None:
-    rdir = tmp_path / "out" / "naip-nd"
-    ids = fake_monitor_state(rdir, naip_small[:2], [2, 2])
-    receiver = Receiver(statuses=[404] * len(ids))
-    try:
-        policy = DeliveryPolicy(receiver.url, timeout_s=5, wait_s=0)
-        with (
-            caplog.at_level(logging.INFO, logger="geotl.monitor"),
-            MonitorState(rdir / "state.sqlite") as state,
-        ):
-            report = deliver_due(state, "naip-nd", policy)
-    finally:
-        receiver.close()
+    ids, report, _ = _deliver_to(tmp_path, naip_small, [2, 2], 404, caplog, logging.INFO)
     assert sorted(report.failed) == sorted(ids)
     [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert line.startswith("4 alert(s) could not be delivered (HTTP 404): fix the webhook")

@@ -60,6 +60,11 @@ HISTORY_COLUMNS = [
     "detected_area_m2",
     "new_area_m2",
     "gone_area_m2",
+    # appended: how many distinct warnings were said while the pass was processed (its
+    # scene's units or offset, lossy compression, guessed bands or nodata; 0: none, or a
+    # pass of a geotl that did not record them) and the first one, so a suspect pass shows
+    "warnings",
+    "first_warning",
 ]
 
 
@@ -136,10 +141,12 @@ def read_pass(rdir: Path, rec: PassRecord) -> gpd.GeoDataFrame:
 def rebuild_outputs(state: MonitorState, rdir: Path) -> None:
     """Rewrite ``history.csv`` and ``latest.geojson`` from the state (atomically)."""
     passes = state.latest_passes()
+    heard = state.pass_warnings()
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(HISTORY_COLUMNS)
     for rec in passes:
+        said = heard.get((rec.key, rec.model_id))
         writer.writerow(
             [
                 rec.acquired.isoformat(),
@@ -157,6 +164,8 @@ def rebuild_outputs(state: MonitorState, rdir: Path) -> None:
                     "" if v is None else f"{v:.2f}"
                     for v in (rec.detected_area_m2, rec.new_area_m2, rec.gone_area_m2)
                 ),
+                said.count if said else 0,
+                said.lines[0] if said else "",
             ]
         )
     atomic_write_text(rdir / "history.csv", buf.getvalue())

@@ -3,7 +3,7 @@
 A pass is read through its source, handed to the detector, written as
 ``passes/<stem>.geojson``, compared with the previous pass over the same area
 (``changes/<stem>.geojson``) and recorded as done in one transaction, only after its files
-exist. A failure is recorded with its error and a retry time (exponential backoff).
+exist, with the warnings said while it was processed. A failure is recorded with its error and a retry time (exponential backoff).
 """
 
 from __future__ import annotations
@@ -52,6 +52,27 @@ log = logging.getLogger(__name__)
 
 #: A pass with no detections where this many objects of the previous pass were is warned.
 BLANK_PASS_GONE = 5
+
+
+class _WarningsHeard(logging.Handler):
+    """The distinct geotl warnings logged while one pass is processed, kept with the pass.
+
+    What predict says about a scene (other units or an offset, lossy compression, bands or
+    nodata guessed) and what the pass loop says about its result (no detections where
+    there were many, another model's previous pass) goes to stderr, which nobody reads a
+    week later: the pass's record keeps it for ``monitor status``, the report page and
+    ``history.csv``. A warning repeated (once per window or block) counts once. Warnings of
+    the ``--cluster`` workers count too: the coordinator logs them again, once per scene.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = " ".join(record.getMessage().split())[:500]
+        if line not in self.lines:
+            self.lines.append(line)
 
 
 @dataclass(frozen=True)
@@ -117,6 +138,8 @@ class PassProcessor:
                 state.update_scene(fresh)
                 scene = replace(fresh, name=job.name)
         state.mark_running(job.key, model_id, utc_now())
+        heard = _WarningsHeard()
+        logging.getLogger("geotl").addHandler(heard)
         try:
             footprint, features = self._detect(scene)
             pass_rel = pass_file("passes", scene.acquired, job.name)
@@ -175,6 +198,7 @@ class PassProcessor:
                 detected_area_m2=detected_area,
                 new_area_m2=new_area,
                 gone_area_m2=gone_area,
+                warnings=heard.lines,
             )
             self._refresh_successor(job, footprint)
             self._remove_replaced(job)
@@ -195,6 +219,7 @@ class PassProcessor:
                 )
             return self._failed(job, exc, time.perf_counter() - started)
         finally:
+            logging.getLogger("geotl").removeHandler(heard)
             shutil.rmtree(self.dir / ".work", ignore_errors=True)
         log.info(
             "pass %s %s: %s, %s, %s%s (%.1f s)",

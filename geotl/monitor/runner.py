@@ -9,6 +9,9 @@ written under a temporary name and renamed, and each job is recorded only after 
 exist, so a run killed at any point is finished by the next one without duplicates or
 half-written files.
 
+A scene that re-publishes a pass already done (a reprocessed STAC item under a new id or
+updated in place, a re-delivered file) is not a new pass (:mod:`geotl.monitor.republished`).
+
 A failing scene is recorded with its error and retried on later runs after an exponential
 backoff; it never stops the other scenes, and the run's exit code becomes 1. A scene that
 would fail the same way again (bands the model lacks, another resolution, a STAC item
@@ -58,6 +61,7 @@ from geotl.monitor.lock import RegionLock
 from geotl.monitor.options import Detector, MonitorOptions
 from geotl.monitor.outputs import rebuild_outputs, region_dir
 from geotl.monitor.passes import PassProcessor, PassResult
+from geotl.monitor.republished import without_republished
 from geotl.monitor.schedule import utc_now
 from geotl.monitor.sources import Scene, SceneSource, make_source, monitor_config, region_aoi
 from geotl.monitor.state import DB_FILE, LAST_RUN_ERROR, MonitorState, PassRecord
@@ -477,8 +481,16 @@ class Monitor:
             if since is not None and given_up is not None:
                 since = min(since, given_up)  # a new version of its item heals it
             known = state.known_fingerprints()
-            found = self.source.discover({**state.copy_fingerprints(), **known}, since)
+            seen = {**state.copy_fingerprints(), **known, **state.republished_fingerprints()}
+            found = self.source.discover(seen, since)
             found = self._without_copies(self._without_moved(found, known), known)
+            found = without_republished(
+                found,
+                state,
+                self.source.kind,
+                getattr(self.source.options, "republished", "skip"),
+                now,
+            )
             new, changed = state.record_scenes(found, self.source.kind, model_id, now)
             summary.found = new
             owed = state.ensure_jobs(model_id, self.options.reprocess)

@@ -19,13 +19,13 @@ import sqlite3
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 from geotl.errors import ConfigError, GeotlRuntimeError
-from geotl.monitor.sources.scene import Scene
+from geotl.monitor.sources.scene import Scene, safe_scene_name
 
 __all__ = [
     "ALERT_STATUSES",
@@ -36,6 +36,8 @@ __all__ = [
     "JobStatus",
     "MonitorState",
     "PassRecord",
+    "PassWarnings",
+    "RepublishedRecord",
     "RunRecord",
     "StateSummary",
     "format_ts",
@@ -44,8 +46,13 @@ __all__ = [
 
 DB_FILE = "state.sqlite"
 #: 2: jobs record areas (``detected_area_m2``, ``new_area_m2``, ``gone_area_m2``); a state of
-#: schema 1 is migrated in place when opened for writing (:meth:`MonitorState._migrate`)
+#: schema 1 is migrated in place when opened for writing (:meth:`MonitorState._migrate`).
+#: The tables ``republished`` and ``pass_warnings`` came later within schema 2: they only add
+#: (a writer creates them, ``CREATE TABLE IF NOT EXISTS``), and a read-only reader of a
+#: state without them sees none (:meth:`MonitorState._optional`)
 SCHEMA_VERSION = 2
+#: how many of a pass's warnings are kept word for word (all are counted)
+PASS_WARNING_LINES = 3
 
 #: meta key: why the last run ended in error (empty when it did not)
 LAST_RUN_ERROR = "last_run_error"
@@ -151,6 +158,22 @@ CREATE TABLE IF NOT EXISTS alert_deliveries (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS alert_deliveries_alert ON alert_deliveries (alert_id);
+CREATE TABLE IF NOT EXISTS republished (
+    key TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    of_key TEXT NOT NULL,
+    acquired TEXT NOT NULL,
+    seen TEXT NOT NULL,
+    replaced INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS pass_warnings (
+    scene_key TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    lines TEXT NOT NULL,
+    PRIMARY KEY (scene_key, model_id)
+);
 CREATE TABLE IF NOT EXISTS alert_evaluations (
     scene_key TEXT NOT NULL,
     model_id TEXT NOT NULL,
@@ -257,6 +280,35 @@ class AlertRecord:
     http_status: int | None = None
     delivered: datetime | None = None
     acknowledged: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PassWarnings:
+    """What was warned while a pass was processed (its scene's units, compression, bands).
+
+    Kept with the pass so that ``monitor status``, the report page and ``history.csv`` show
+    a week later that its detections and changes are suspect, not only stderr at the time.
+    """
+
+    count: int
+    lines: list[str]  # the first :data:`PASS_WARNING_LINES`, as logged
+
+
+@dataclass(frozen=True)
+class RepublishedRecord:
+    """An item or file found to be a re-publication of a pass already done.
+
+    ``key``/``name``: the re-published item (or file); ``of_key``/``of_name``: the scene whose
+    pass stands for the acquisition (the same key when an item was updated in place).
+    """
+
+    key: str
+    name: str
+    of_key: str
+    of_name: str
+    acquired: datetime
+    seen: datetime
+    replaced: bool = False  # superseded: the pass was predicted again from a later version
 
 
 _ALERT_COLUMNS = (
@@ -770,6 +822,144 @@ class MonitorState:
         """A file is a byte copy of the scene ``original``: it is not a pass of its own."""
         self.set_meta(f"copy:{key}", json.dumps({"fingerprint": fingerprint, "of": original}))
 
+    def _optional(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """Rows of a table a read-only state written by an earlier geotl may lack (then none)."""
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            return []
+
+    def done_keys(self) -> set[str]:
+        """Keys of the scenes whose pass is done (by any model)."""
+        rows = self._db.execute("SELECT DISTINCT scene_key FROM jobs WHERE status = 'done'")
+        return {str(k) for (k,) in rows}
+
+    def done_scenes_near(
+        self, acquired: datetime, within: timedelta, source: str
+    ) -> list[tuple[str, str, str | None, str]]:
+        """(key, name, footprint WKT, uri) of ``source``'s done scenes acquired within ``within``.
+
+        Scenes dated by their file's modification time are left out: that is when the file
+        was written, not when the ground was seen.
+        """
+        rows = self._db.execute(
+            "SELECT s.key, s.name, s.footprint, s.uri FROM scenes s WHERE s.source = ? "
+            "AND s.acquired_from != 'mtime' AND s.acquired BETWEEN ? AND ? AND EXISTS (SELECT 1 FROM jobs j "
+            "WHERE j.scene_key = s.key AND j.status = 'done') ORDER BY s.acquired, s.name",
+            (source, format_ts(acquired - within), format_ts(acquired + within)),
+        )
+        return [(str(k), str(n), f, str(u)) for k, n, f, u in rows]
+
+    def republished_fingerprints(self) -> dict[str, str]:
+        """Items and files recorded as re-publications of a done pass: key -> fingerprint."""
+        rows = self._optional("SELECT key, fingerprint FROM republished")
+        return {str(k): str(f) for k, f in rows}
+
+    def record_republished(self, scene: Scene, of_key: str, now: datetime) -> None:
+        """``scene`` re-publishes the pass of ``of_key``: remembered, not a pass of its own.
+
+        A scene of another key that was recorded before (a file half copied when first
+        seen) loses its jobs that are not done, and its row when none is left.
+        """
+        with self.transaction() as db:
+            if scene.key != of_key:
+                db.execute(
+                    "DELETE FROM jobs WHERE scene_key = ? AND status != 'done'", (scene.key,)
+                )
+                db.execute(
+                    "DELETE FROM scenes WHERE key = ? AND NOT EXISTS "
+                    "(SELECT 1 FROM jobs j WHERE j.scene_key = ?)",
+                    (scene.key, scene.key),
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO republished (key, name, fingerprint, of_key, acquired, "
+                "seen) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    scene.key,
+                    scene.name,
+                    scene.fingerprint,
+                    of_key,
+                    format_ts(scene.acquired),
+                    format_ts(now),
+                ),
+            )
+
+    def republished(self) -> list[RepublishedRecord]:
+        """Every re-publication recorded, most recently seen first."""
+        rows = self._optional(
+            "SELECT r.key, r.name, r.of_key, COALESCE(s.name, r.of_key), r.acquired, r.seen, "
+            "r.replaced FROM republished r LEFT JOIN scenes s ON s.key = r.of_key "
+            "ORDER BY r.seen DESC, r.name"
+        )
+        return [
+            RepublishedRecord(str(k), str(n), str(o), str(on), parse_ts(a), parse_ts(t), bool(r))
+            for k, n, o, on, a, t, r in rows
+        ]
+
+    def replace_scene(self, old_key: str, scene: Scene, now: datetime) -> None:
+        """The pass of ``old_key`` is to be predicted again from ``scene``, its re-publication.
+
+        One transaction: the scene row takes the new item's (or file's) key, address,
+        fingerprint and assets but keeps its name, so the pass keeps its output files and
+        its alert ids (nothing already raised fires again); its jobs go back to pending; the
+        old key is remembered as superseded, so the old item, still in the catalogue, is
+        not found as a new pass.
+        """
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT name, fingerprint, acquired FROM scenes WHERE key = ?", (old_key,)
+            ).fetchone()
+            if row is None:
+                return
+            db.execute("PRAGMA defer_foreign_keys = ON")
+            # the new key recorded before as a pass of its own, never done (a half-copied file)
+            db.execute("DELETE FROM jobs WHERE scene_key = ? AND status != 'done'", (scene.key,))
+            db.execute("DELETE FROM scenes WHERE key = ?", (scene.key,))
+            db.execute(
+                "UPDATE scenes SET key = ?, uri = ?, fingerprint = ?, assets = ?, "
+                "footprint = COALESCE(?, footprint), cloud_cover = ?, last_seen = ? WHERE key = ?",
+                (
+                    scene.key,
+                    scene.uri,
+                    scene.fingerprint,
+                    json.dumps(scene.assets),
+                    scene.footprint_wkt,
+                    scene.cloud_cover,
+                    format_ts(now),
+                    old_key,
+                ),
+            )
+            db.execute(
+                "UPDATE jobs SET scene_key = ?, status = 'pending', attempts = 0, error = NULL, "
+                "next_attempt = NULL WHERE scene_key = ?",
+                (scene.key, old_key),
+            )
+            for table in ("alert_evaluations", "pass_warnings"):
+                db.execute(
+                    f"UPDATE {table} SET scene_key = ? WHERE scene_key = ?", (scene.key, old_key)
+                )
+            db.execute("DELETE FROM republished WHERE key = ?", (scene.key,))
+            db.execute("UPDATE republished SET of_key = ? WHERE of_key = ?", (scene.key, old_key))
+            # named for the superseded item or file (the pass keeps its own name)
+            superseded = safe_scene_name(
+                old_key.rsplit("/", 1)[-1] if old_key.startswith("stac:") else Path(old_key).stem
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO republished (key, name, fingerprint, of_key, acquired, "
+                "seen, replaced) VALUES (?, ?, ?, ?, ?, ?, 1)",
+                (old_key, superseded, str(row[1]), scene.key, str(row[2]), format_ts(now)),
+            )
+
+    def pass_warnings(self) -> dict[tuple[str, str], PassWarnings]:
+        """(scene key, model id) -> the warnings said while that pass was processed."""
+        rows = self._optional("SELECT scene_key, model_id, count, lines FROM pass_warnings")
+        return {
+            (str(k), str(m)): PassWarnings(int(c), list(json.loads(lines)))
+            for k, m, c, lines in rows
+        }
+
     def folder_scenes_of_size(self, size: str) -> list[tuple[str, str, str]]:
         """(key, name, uri) of the folder scenes whose file had ``size`` bytes when seen."""
         rows = self._db.execute(
@@ -792,9 +982,10 @@ class MonitorState:
             db.execute("PRAGMA defer_foreign_keys = ON")
             db.execute("UPDATE scenes SET key = ?, uri = ? WHERE key = ?", (new_key, uri, old_key))
             db.execute("UPDATE jobs SET scene_key = ? WHERE scene_key = ?", (new_key, old_key))
-            db.execute(
-                "UPDATE alert_evaluations SET scene_key = ? WHERE scene_key = ?", (new_key, old_key)
-            )
+            for table in ("alert_evaluations", "pass_warnings"):
+                db.execute(
+                    f"UPDATE {table} SET scene_key = ? WHERE scene_key = ?", (new_key, old_key)
+                )
 
     def output_in_use(self, rel: str) -> bool:
         """Whether a job records ``rel`` (relative to the region folder) as its pass or changes."""
@@ -950,8 +1141,9 @@ class MonitorState:
         detected_area_m2: float | None = None,
         new_area_m2: float | None = None,
         gone_area_m2: float | None = None,
+        warnings: list[str] | None = None,
     ) -> None:
-        """A job finished: record its outputs (one transaction).
+        """A job finished: record its outputs and what was warned meanwhile (one transaction).
 
         Alert evaluations of this pass and of the later passes of ``model_id`` are dropped
         in the same transaction: a pass done again (its file replaced by a corrected one)
@@ -988,6 +1180,15 @@ class MonitorState:
             )
             if footprint_wkt is not None:
                 db.execute("UPDATE scenes SET footprint = ? WHERE key = ?", (footprint_wkt, key))
+            db.execute(
+                "DELETE FROM pass_warnings WHERE scene_key = ? AND model_id = ?", (key, model_id)
+            )
+            if warnings:
+                db.execute(
+                    "INSERT INTO pass_warnings (scene_key, model_id, count, lines) "
+                    "VALUES (?, ?, ?, ?)",
+                    (key, model_id, len(warnings), json.dumps(warnings[:PASS_WARNING_LINES])),
+                )
 
     def update_changes(
         self,

@@ -16,7 +16,14 @@ from geotl.config import Region
 from geotl.monitor.lock import RegionLock
 from geotl.monitor.outputs import counted, format_ha, region_dir
 from geotl.monitor.schedule import parse_every
-from geotl.monitor.state import DB_FILE, LAST_RUN_ERROR, MonitorState, PassRecord
+from geotl.monitor.state import (
+    DB_FILE,
+    LAST_RUN_ERROR,
+    MonitorState,
+    PassRecord,
+    PassWarnings,
+    RepublishedRecord,
+)
 
 __all__ = ["MonitorStatus", "format_status", "monitor_status"]
 
@@ -50,6 +57,10 @@ class MonitorStatus:
     #: each rule of the region (and any that raised alerts before it was renamed) -> alerts;
     #: a rule at 0 is shown, so a rule that can never fire does not pass unnoticed
     alerts_by_rule: dict[str, int] = field(default_factory=dict)
+    #: the passes (as in history.csv) whose processing warned, newest first: suspect results
+    warned: list[tuple[PassRecord, PassWarnings]] = field(default_factory=list)
+    #: items and files that re-publish a done pass, most recently seen first
+    republished: list[RepublishedRecord] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
@@ -105,6 +116,26 @@ class MonitorStatus:
                 "last_error": self.alert_last_error,
             },
             "alerts_by_rule": self.alerts_by_rule,
+            "warned": [
+                {
+                    "scene": p.name,
+                    "acquired": ts(p.acquired),
+                    "model": p.model_id,
+                    "warnings": w.count,
+                    "lines": w.lines,
+                }
+                for p, w in self.warned
+            ],
+            "republished": [
+                {
+                    "scene": r.name,
+                    "of": r.of_name,
+                    "acquired": ts(r.acquired),
+                    "seen": ts(r.seen),
+                    "replaced": r.replaced,
+                }
+                for r in self.republished
+            ],
         }
 
 
@@ -125,6 +156,13 @@ def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
         retrying = [a for a in state.alerts(("open",)) if a.attempts > 0]
         by_rule = _alerts_by_rule(region, [a.rule for a in state.alerts()])
         last_error = state.get_meta(LAST_RUN_ERROR) or None
+        heard = state.pass_warnings()
+        warned = [
+            (p, heard[(p.key, p.model_id)])
+            for p in reversed(state.latest_passes())
+            if (p.key, p.model_id) in heard
+        ]
+        republished = state.republished()
     last = summary.last_run
     running_pid = RegionLock(rdir, region.name).holder_pid()
     every_s = last.every_s if last and last.every_s else None
@@ -170,6 +208,8 @@ def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
         ),
         alert_last_error=max(retrying, key=lambda a: a.updated).last_error if retrying else None,
         alerts_by_rule=by_rule,
+        warned=warned,
+        republished=republished,
     )
 
 
@@ -208,6 +248,32 @@ def format_status(status: MonitorStatus) -> str:
                 f"{counted(latest.new, latest.new_area_m2, 'new')}, "
                 f"{counted(latest.gone, latest.gone_area_m2, 'gone')}"
             )
+    if status.warned:
+        lines.append(
+            f"passes with warnings: {len(status.warned)} (their results may be suspect; "
+            "newest first)"
+        )
+        for p, w in status.warned[:5]:
+            lines.append(
+                f"  {p.name} acquired {ts(p.acquired)}: {w.count} warning(s): {w.lines[0]}"
+            )
+        if len(status.warned) > 5:
+            lines.append(f"  ... and {len(status.warned) - 5} more (history.csv: warnings)")
+    if status.republished:
+        lines.append(
+            f"re-published: {len(status.republished)} item(s) or file(s) of passes already "
+            "done ([monitor] republished)"
+        )
+        for r in status.republished[:5]:
+            if r.key == r.of_key:
+                again = "updated in place"
+            elif r.replaced:  # [monitor] republished = "replace"
+                again = f"superseded: pass {r.of_name} predicted again from a later version"
+            else:
+                again = f"re-publishes {r.of_name}"
+            lines.append(f"  {r.name} {again} (acquired {ts(r.acquired)}; seen {ts(r.seen)})")
+        if len(status.republished) > 5:
+            lines.append(f"  ... and {len(status.republished) - 5} more")
     lines.append(f"failed: {len(status.failed)}")
     for f in status.failed:
         retry = f"next retry {ts(f.next_attempt)}" if f.next_attempt else "no automatic retry left"

@@ -78,7 +78,8 @@ def test_history_status_and_report_carry_the_areas(
     # other tools read the columns by position: the old ones first, in order
     assert header == HISTORY_COLUMNS
     assert header[: len(OLD_COLUMNS)] == OLD_COLUMNS
-    assert header[len(OLD_COLUMNS) :] == ["detected_area_m2", "new_area_m2", "gone_area_m2"]
+    areas = header[len(OLD_COLUMNS) : len(OLD_COLUMNS) + 3]
+    assert areas == ["detected_area_m2", "new_area_m2", "gone_area_m2"]
     assert rows[0]["new_area_m2"] == "" and rows[0]["gone_area_m2"] == ""
     for row in rows:
         detected = _features(rdir / row["pass_file"])

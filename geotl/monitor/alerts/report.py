@@ -39,7 +39,7 @@ from geotl.io.atomic import atomic_dir
 from geotl.io.rasters import data_band_indexes, read_data
 from geotl.monitor.alerts.delivery import alert_feature
 from geotl.monitor.outputs import format_ha
-from geotl.monitor.state import DB_FILE, AlertRecord, MonitorState, PassRecord
+from geotl.monitor.state import DB_FILE, AlertRecord, MonitorState, PassRecord, PassWarnings
 
 __all__ = ["REPORT_MARKER", "ReportSummary", "write_report"]
 
@@ -188,8 +188,16 @@ def _fmt(v: datetime | None) -> str:
     return v.date().isoformat() if v else ""
 
 
-def _passes_table(passes: list[PassRecord], fired: dict[str, int]) -> str:
-    """One row per pass, newest first: counts and areas (empty where not known)."""
+def _passes_table(
+    passes: list[PassRecord],
+    fired: dict[str, int],
+    heard: dict[tuple[str, str], PassWarnings] | None = None,
+) -> str:
+    """One row per pass, newest first: counts and areas (empty where not known).
+
+    ``heard``: the warnings said while each pass was processed (its scene's units, lossy
+    compression, ...), shown beside its counts: they may be artefacts of the scene.
+    """
     if not passes:
         return '<p class="note">No pass processed yet.</p>'
     e = html.escape
@@ -200,9 +208,20 @@ def _passes_table(passes: list[PassRecord], fired: dict[str, int]) -> str:
     def ha(v: float | None) -> str:
         return "" if v is None else format_ha(v)
 
+    def said(p: PassRecord) -> str:
+        w = (heard or {}).get((p.key, p.model_id))
+        if w is None:
+            return "<td></td>"
+        more = f" (+{w.count - 1} more)" if w.count > 1 else ""
+        return (
+            f'<td class="warned" title="{e(chr(10).join(w.lines))}">{w.count}: '
+            f"{e(w.lines[0])}{more}</td>"
+        )
+
     head = (
         "<tr><th>acquired</th><th>scene</th><th>objects</th><th>area</th><th>new</th>"
-        "<th>new area</th><th>gone</th><th>gone area</th><th>since</th><th>alerts</th></tr>"
+        "<th>new area</th><th>gone</th><th>gone area</th><th>since</th><th>alerts</th>"
+        "<th>warnings</th></tr>"
     )
     rows = [
         f'<tr class="pass-row" data-scene="{e(p.name)}"><td>{_fmt(p.acquired)}</td>'
@@ -210,7 +229,7 @@ def _passes_table(passes: list[PassRecord], fired: dict[str, int]) -> str:
         f"<td class='num'>{ha(p.detected_area_m2)}</td><td class='num'>{n(p.new)}</td>"
         f"<td class='num'>{ha(p.new_area_m2)}</td><td class='num'>{n(p.gone)}</td>"
         f"<td class='num'>{ha(p.gone_area_m2)}</td><td>{e(p.previous_scene or '')}</td>"
-        f"<td class='num'>{fired.get(p.name, 0)}</td></tr>"
+        f"<td class='num'>{fired.get(p.name, 0)}</td>{said(p)}</tr>"
         for p in sorted(passes, key=lambda p: (p.acquired, p.name), reverse=True)
     ]
     return f'<table id="passes">\n{head}\n' + "\n".join(rows) + "\n</table>"
@@ -331,6 +350,7 @@ def write_report(
     with MonitorState(db, readonly=True) as state:
         state.check_region_file(region.path, region.name)
         passes = state.latest_passes()
+        heard = state.pass_warnings()
         alerts = state.alerts()
         deliveries = {a.id: _delivery_text(a) for a in alerts}
     fired: dict[str, int] = {}
@@ -367,7 +387,7 @@ def write_report(
             encoding="utf-8",
         )
         (tmp / "index.html").write_text(
-            _page(region, passes, alerts, open_alerts, fired, deliveries, latest, bounds),
+            _page(region, passes, alerts, open_alerts, fired, deliveries, latest, bounds, heard),
             encoding="utf-8",
         )
     log.info("report of %s: %s", region.name, report_dir / "index.html")
@@ -389,6 +409,7 @@ def _page(
     deliveries: dict[str, str],
     latest: PassRecord | None,
     bounds: list[list[float]] | None,
+    heard: dict[tuple[str, str], PassWarnings] | None = None,
 ) -> str:
     e = html.escape
     latest_text = (
@@ -437,8 +458,10 @@ def _page(
 <section>
 <h2>Passes</h2>
 <p class="note">New and gone: since the previous pass over the same ground (empty for the
-first pass, and areas empty for passes a geotl without areas processed).</p>
-{_passes_table(passes, fired)}
+first pass, and areas empty for passes a geotl without areas processed). Warnings: what geotl
+said about the pass while processing it (units, offsets, lossy compression): its counts may
+come from the scene, not the ground.</p>
+{_passes_table(passes, fired, heard)}
 </section>
 <section>
 <h2>Alerts</h2>

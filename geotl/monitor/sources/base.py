@@ -25,14 +25,14 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from geotl.config import MonitorConfig, Region, SourceOptions
 from geotl.errors import ConfigError
 from geotl.monitor.sources.remote import remote_gdal_env, write_scene_vrt
 from geotl.monitor.sources.scene import Scene
 
-__all__ = ["SceneSource", "monitor_config"]
+__all__ = ["RepublishedOptions", "SceneSource", "monitor_config"]
 
 
 def monitor_config(region: Region) -> MonitorConfig:
@@ -47,6 +47,20 @@ def monitor_config(region: Region) -> MonitorConfig:
             region.path,
         )
     return region.monitor
+
+
+class RepublishedOptions(SourceOptions):
+    """The ``[monitor]`` key of sources whose passes can be published again.
+
+    Attributes:
+        republished: what to do with an item or file that re-publishes a pass already done
+            (the same acquisition over the same ground under a new STAC item id, a STAC item
+            updated in place, a re-delivered file with other bytes; see
+            :mod:`geotl.monitor.republished`): ``"skip"`` records it and keeps the pass as
+            it is; ``"replace"`` predicts the pass again from it, under the pass's name.
+    """
+
+    republished: Literal["skip", "replace"] = "skip"
 
 
 class SceneSource(ABC):

@@ -1,7 +1,9 @@
 """``source = "folder"``: GeoTIFFs arriving in folders, matched by ``[monitor] paths`` globs.
 
-Keys (:class:`FolderOptions`): ``paths`` (globs, relative to the region file) and
-``datetime_regex`` (default: ``[imagery] datetime_regex``). A pass's acquisition time comes from :func:`geotl.io.dates.read_acquired` (``datetime_regex``
+Keys (:class:`FolderOptions`): ``paths`` (globs, relative to the region file),
+``datetime_regex`` (default: ``[imagery] datetime_regex``) and ``republished`` (a file that
+delivers a done pass's acquisition again: ``"skip"`` or ``"replace"``,
+:mod:`geotl.monitor.republished`). A pass's acquisition time comes from :func:`geotl.io.dates.read_acquired` (``datetime_regex``
 on the file name, else the file's TIFF date tag, else a date in the file name), else its
 modification time (logged as such).
 """
@@ -19,10 +21,10 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from geotl.config import SIDECAR_SUFFIXES, Region, SourceOptions, check_datetime_regex
+from geotl.config import SIDECAR_SUFFIXES, Region, check_datetime_regex
 from geotl.errors import ConfigError
 from geotl.io.dates import read_acquired
-from geotl.monitor.sources.base import SceneSource
+from geotl.monitor.sources.base import RepublishedOptions, SceneSource
 from geotl.monitor.sources.scene import AcquiredFrom, Scene, safe_scene_name
 
 __all__ = ["FolderOptions", "FolderSource"]
@@ -30,7 +32,7 @@ __all__ = ["FolderOptions", "FolderSource"]
 log = logging.getLogger(__name__)
 
 
-class FolderOptions(SourceOptions):
+class FolderOptions(RepublishedOptions):
     """``source = "folder"``'s keys in ``[monitor]``."""
 
     paths: list[str] = Field(min_length=1)  # globs, relative to the region file

@@ -1,8 +1,9 @@
 """``source = "stac"``: items of one collection of a STAC API, searched with pystac-client.
 
 Keys (:class:`StacOptions`): ``url``, ``collection``, ``assets`` (band -> asset key, or
-``key:band`` for a band of a multi-band asset) and ``max_cloud`` (percent; items that do not
-state ``eo:cloud_cover`` are kept).
+``key:band`` for a band of a multi-band asset), ``max_cloud`` (percent; items that do not
+state ``eo:cloud_cover`` are kept) and ``republished`` (an item that publishes a done pass
+again: ``"skip"`` or ``"replace"``, :mod:`geotl.monitor.republished`).
 The search covers the region's AOI (the footprint of its imagery, or ``[monitor] aoi``), from
 a few days before the newest scene seen (or the oldest one failed for good, whose item may
 have been fixed), in one collection, up to ``max_cloud`` percent cloud cover. Assets are mapped to bands with ``[monitor] assets`` and read remotely by window (see
@@ -27,10 +28,10 @@ from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
-from geotl.config import Region, SourceOptions
+from geotl.config import Region
 from geotl.errors import ConfigError, GeotlRuntimeError, error_text
 from geotl.monitor.areas import far_from_region
-from geotl.monitor.sources.base import SceneSource
+from geotl.monitor.sources.base import RepublishedOptions, SceneSource
 from geotl.monitor.sources.scene import Scene, parse_datetime_text, safe_scene_name
 
 __all__ = ["STAC_LOOKBACK", "STAC_TIMEOUT_S", "StacOptions", "StacSource", "region_aoi"]
@@ -152,7 +153,7 @@ def _cloud_filter(max_cloud: float) -> dict[str, Any]:
     }
 
 
-class StacOptions(SourceOptions):
+class StacOptions(RepublishedOptions):
     """``source = "stac"``'s keys in ``[monitor]``.
 
     Attributes:

@@ -5,7 +5,8 @@ A GeoPackage that GDAL writes keeps its tiles as JPEG unless told otherwise (its
 pixels), and a GeoTIFF may be ``COMPRESS=JPEG`` or lossy WebP. The blocky 8 x 8 artefacts
 and smoothed colours change the pixels a model sees, so the same ground gives other
 polygons than the lossless original, with nothing in the output to show it. geotl reads
-such scenes (often nothing better exists) and predict says so, once a scene; chipping does
+such scenes (often nothing better exists) and predict says so, once a scene, unless the
+model learnt from imagery compressed the same way (its card's ``lossy``); chipping does
 not (the training imagery is what the model learns from). Both say when a GeoPackage tile
 is one GDAL cannot decode, which it reads as no data without a word.
 """
@@ -15,10 +16,17 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["gpkg_tile_formats", "lossy_compression", "say_compression"]
+__all__ = [
+    "gpkg_tile_formats",
+    "lossy_codecs",
+    "lossy_compression",
+    "not_said",
+    "say_compression",
+]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +38,23 @@ GPKG_TILES_SAMPLED = 256
 #: opens a scene once per block (Dask), suggest once to describe it and once to predict;
 #: a file replaced under the same name is another scene
 _said: set[tuple[str, tuple[str, int, int]]] = set()
+
+
+def not_said(what: str, path: str | Path) -> bool:
+    """Whether ``what`` is yet to be said of the scene at ``path`` in this process.
+
+    Records it as said: the caller says it now. A file replaced under the same name is
+    another scene (its mtime and size).
+    """
+    try:
+        st = Path(str(path)).stat()
+        key = (str(path), st.st_mtime_ns, st.st_size)
+    except OSError:  # a GDAL virtual path, a subdataset
+        key = (str(path), 0, 0)
+    if (what, key) in _said:
+        return False
+    _said.add((what, key))
+    return True
 
 
 def _tile_format(head: bytes) -> str | None:
@@ -105,8 +130,12 @@ def _gpkg_tiles(ds: Any) -> Counter[str]:
     return gpkg_tile_formats(Path(name), table)
 
 
-def lossy_compression(ds: Any, tiles: Counter[str] | None = None) -> str | None:
-    """How an open raster's pixels were lossy-compressed, in words; None when they were not.
+def lossy_codecs(ds: Any, tiles: Counter[str] | None = None) -> list[str]:
+    """The lossy codecs an open raster's pixels went through, sorted; ``[]`` when none.
+
+    ``"JPEG"``, ``"WEBP"``, ``"LERC"`` (with a MAX_Z_ERROR), or GDAL's name of another lossy
+    compression. What a model card records of its training scenes (``lossy``), so that
+    predict says a scene's compression only where it differs from theirs.
 
     GDAL says it for WebP (``COMPRESSION_REVERSIBILITY``) but not for JPEG in a GeoTIFF, nor
     for a GeoPackage's tiles, which hold their own format each: those are read from the file
@@ -114,44 +143,59 @@ def lossy_compression(ds: Any, tiles: Counter[str] | None = None) -> str | None:
     """
     if ds.driver == "GPKG":
         tiles = _gpkg_tiles(ds) if tiles is None else tiles
-        lossy = sorted(set(tiles) & {"JPEG", "WEBP"})
-        return f"{' and '.join(lossy)} tiles in a GeoPackage" if lossy else None
+        return sorted(set(tiles) & {"JPEG", "WEBP"})
     structure = ds.tags(ns="IMAGE_STRUCTURE")
     compression = str(structure.get("COMPRESSION", "")).upper()
     reversibility = str(structure.get("COMPRESSION_REVERSIBILITY", "")).upper()
     if reversibility.startswith("LOSSLESS"):
-        return None
-    kind = "GeoTIFF" if ds.driver in ("GTiff", "COG") else f"{ds.driver} file"
+        return []
     if "JPEG" in compression:
-        return f"a JPEG-compressed {kind}" if kind == "GeoTIFF" else "a JPEG file"
+        return ["JPEG"]
     if reversibility == "LOSSY":
-        return f"a lossy {compression or ds.driver}-compressed {kind}"
-    max_z_error = structure.get("MAX_Z_ERROR", "0")
-    if compression == "LERC" and max_z_error not in ("0", "0.0", ""):
+        return [compression or str(ds.driver).upper()]
+    if compression == "LERC" and structure.get("MAX_Z_ERROR", "0") not in ("0", "0.0", ""):
+        return ["LERC"]
+    return []
+
+
+def lossy_compression(ds: Any, tiles: Counter[str] | None = None) -> str | None:
+    """How an open raster's pixels were lossy-compressed, in words; None when they were not.
+
+    :func:`lossy_codecs`, said.
+    """
+    codecs = lossy_codecs(ds, tiles)
+    if not codecs:
+        return None
+    if ds.driver == "GPKG":
+        return f"{' and '.join(codecs)} tiles in a GeoPackage"
+    kind = "GeoTIFF" if ds.driver in ("GTiff", "COG") else f"{ds.driver} file"
+    if codecs == ["JPEG"]:
+        return f"a JPEG-compressed {kind}" if kind == "GeoTIFF" else "a JPEG file"
+    if codecs == ["LERC"]:
+        max_z_error = ds.tags(ns="IMAGE_STRUCTURE").get("MAX_Z_ERROR")
         return f"a LERC-compressed {kind} with MAX_Z_ERROR={max_z_error}"
-    return None
+    return f"a lossy {codecs[0]}-compressed {kind}"
 
 
-def say_compression(ds: Any, path: str | Path, lossy: bool = True) -> None:
+def say_compression(
+    ds: Any, path: str | Path, lossy: bool = True, trained: Sequence[str] | None = None
+) -> None:
     """Warn, once per scene in this process, of pixels its compression changed or lost.
 
     A GeoPackage tile in a format GDAL cannot decode is read as transparent, no data,
     without a word from GDAL: its ground then gives no chips and no polygons. With
     ``lossy`` (predict: not chipping, where the imagery is what the model learns from),
     lossy compression too (:func:`lossy_compression`), which changes the pixels.
+
+    ``trained``: the lossy codecs of the model's training scenes (its card's ``lossy``;
+    None: not recorded, a card written before it was). A model that learnt from JPEG
+    imagery has seen its artefacts: a scene compressed by those codecs only is not warned
+    of, one by another (or any, after lossless training) is.
     """
-    try:
-        st = Path(str(path)).stat()
-        key = (str(path), st.st_mtime_ns, st.st_size)
-    except OSError:  # a GDAL virtual path, a subdataset
-        key = (str(path), 0, 0)
-    say_tiles = ("tiles", key) not in _said
-    say_lossy = lossy and ("lossy", key) not in _said
+    say_tiles = not_said("tiles", path)
+    say_lossy = lossy and not_said("lossy", path)
     if not (say_tiles or say_lossy):
         return
-    _said.add(("tiles", key))
-    if lossy:
-        _said.add(("lossy", key))
     name = Path(str(path)).name
     tiles = _gpkg_tiles(ds)  # read once for both
     if say_tiles and tiles["unknown"]:
@@ -163,13 +207,28 @@ def say_compression(ds: Any, path: str | Path, lossy: bool = True) -> None:
             tiles["unknown"],
             sum(tiles.values()),
         )
-    what = lossy_compression(ds, tiles) if say_lossy else None
-    if what is None:
+    if not say_lossy:
         return
+    codecs = lossy_codecs(ds, tiles)
+    if not codecs:
+        return
+    if trained is not None and set(codecs) <= set(trained):
+        log.info(
+            "%s: its pixels are lossy-compressed (%s), as the model's training imagery was",
+            name,
+            lossy_compression(ds, tiles),
+        )
+        return
+    learnt = (
+        "lossless training imagery"
+        if not trained
+        else f"the training imagery ({' and '.join(trained)}-compressed)"
+    )
     log.warning(
         "%s: its pixels are lossy-compressed (%s): the artefacts change what the model sees, "
-        "so its results may differ from those on lossless training imagery; use a lossless "
-        "copy if there is one (GeoTIFF COMPRESS=DEFLATE or LZW, GeoPackage TILE_FORMAT=PNG)",
+        "so its results may differ from those on %s; use a lossless copy if there is one "
+        "(GeoTIFF COMPRESS=DEFLATE or LZW, GeoPackage TILE_FORMAT=PNG)",
         name,
-        what,
+        lossy_compression(ds, tiles),
+        learnt,
     )

@@ -12,6 +12,7 @@ different types (a VRT over single-band files) reads as one type (:func:`read_da
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import re
 import zipfile
@@ -29,7 +30,7 @@ from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
 from geotl.errors import RasterError, error_text
-from geotl.io.compression import say_compression
+from geotl.io.compression import lossy_codecs, not_said, say_compression
 from geotl.io.nodata import valid_mask
 
 __all__ = [
@@ -52,9 +53,11 @@ __all__ = [
     "read_data",
     "read_failure",
     "read_scene_info",
+    "say_pages",
     "scene_band_sample",
     "scene_bounds",
     "scene_path",
+    "split_subdataset",
     "unit_factor",
     "utm_epsg_at",
     "window_bounds",
@@ -62,6 +65,8 @@ __all__ = [
     "with_nodata",
 ]
 
+
+log = logging.getLogger(__name__)
 
 # band means this many times above or below a reference are other units (unit_factor)
 UNITS_FACTOR = 10.0
@@ -88,6 +93,9 @@ class SceneInfo:
     # ground size east-west / north-south of a pixel (degree grids: cos(latitude)), which a
     # model trained on these pixels expects of every scene (geotl.predict.scene)
     pixel_aspect: float = 1.0
+    # the lossy codecs its pixels went through (:func:`~geotl.io.compression.lossy_codecs`),
+    # which a model card records of its training scenes
+    lossy: tuple[str, ...] = ()
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -208,6 +216,33 @@ def is_subdataset(path: str | Path) -> bool:
     return bool(_SUBDATASET.match(str(path)))
 
 
+#: a subdataset's file: quoted (``netCDF:"f.nc":var``), after a page number
+#: (``GTIFF_DIR:2:f.tif``), or before the table (``GPKG:f.gpkg:table``)
+_SUBDATASET_FILE = (
+    re.compile(r'^([A-Za-z][A-Za-z0-9_]+:")([^"]+)(".*)$'),
+    re.compile(r"^(GTIFF_DIR:\d+:)(.+)()$"),
+    re.compile(r"^(GPKG:)(.+)(:[^:/\\]+)$"),
+)
+
+
+def split_subdataset(text: str) -> tuple[str, str, str] | None:
+    """A subdataset's name as (before, its file, after); None if its file is not found in it.
+
+    >>> split_subdataset("GTIFF_DIR:2:/data/mp.tif")
+    ('GTIFF_DIR:2:', '/data/mp.tif', '')
+    >>> split_subdataset('netCDF:"/data/s.nc":Band1')
+    ('netCDF:"', '/data/s.nc', '":Band1')
+    >>> split_subdataset("GPKG:/data/a.gpkg:tiles"), split_subdataset("/data/a.tif")
+    (('GPKG:', '/data/a.gpkg', ':tiles'), None)
+    """
+    for pattern in _SUBDATASET_FILE:
+        found = pattern.match(text)
+        if found:
+            before, file, after = found.groups()
+            return before, file, after
+    return None
+
+
 def scene_path(text: str) -> Path:
     """A scene argument as a path: GDAL virtual paths verbatim (:class:`GdalPath`).
 
@@ -250,6 +285,33 @@ def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
         yield ds
     finally:
         ds.close()
+
+
+def say_pages(ds: Any, path: str | Path) -> None:
+    """Warn, once per file in this process, that a multi-page TIFF is read as its page 1.
+
+    GDAL reads a TIFF of several full pages (IFDs that are neither overviews nor masks:
+    a stack written page by page by tifffile or ``gdal_translate -co APPEND_SUBDATASET``,
+    dates or products one per page) as its first page and lists the others as
+    subdatasets. Page 1 is most often the image meant (GDAL, QGIS and rasterio show it), so
+    the file is read, not refused; but another page is silently never seen, so it is said,
+    with the name that reads another (a page given as ``GTIFF_DIR:N:FILE`` is not warned),
+    and how to extract it (a region's ``[imagery] paths`` take files only).
+    """
+    if ds.driver != "GTiff" or is_subdataset(path):
+        return
+    pages = [s for s in ds.subdatasets if str(s).startswith("GTIFF_DIR:")]
+    if len(pages) < 2 or not not_said("pages", path):
+        return
+    log.warning(
+        "%s: a multi-page TIFF of %d pages: page 1 is read; to read another, give it as the "
+        "scene in quotes ('GTIFF_DIR:2:%s'; gdalinfo FILE lists the pages) or extract it "
+        "(gdal_translate 'GTIFF_DIR:2:%s' page2.tif)",
+        path,
+        len(pages),
+        path,
+        path,
+    )
 
 
 def _which_subdataset(inside: Sequence[str]) -> str:
@@ -486,6 +548,7 @@ def read_scene_info(path: str | Path, bands_expected: int | None = None) -> Scen
     with open_raster(path) as ds:
         check_georeferenced(ds, path)
         say_compression(ds, path, lossy=False)  # tiles it cannot decode; lossy: predict's
+        say_pages(ds, path)
         bands = data_band_indexes(ds, bands_expected)
         if not bands:
             raise RasterError(
@@ -510,6 +573,7 @@ def read_scene_info(path: str | Path, bands_expected: int | None = None) -> Scen
             alpha_band=next((i for i in range(1, ds.count + 1) if i not in bands), None),
             descriptions=tuple(ds.descriptions[i - 1] for i in bands),
             pixel_aspect=size_x / size_y,
+            lossy=tuple(lossy_codecs(ds)),
         )
 
 

@@ -129,6 +129,11 @@ class ModelCard(_Card):
     # the mean resolution only (a model trained on a degree grid must not be refused the
     # very scenes it was trained on)
     pixel_aspect: float | None = Field(default=None, gt=0)
+    # the lossy codecs the training scenes' pixels went through (sorted; [] none: lossless),
+    # so predict warns of a lossy scene only where the model did not learn from such
+    # artefacts; None: not known (a card written before it was recorded, or scenes that
+    # could not be opened when it was written): every lossy scene is warned of
+    lossy: list[str] | None = None
     network: NetworkSpec
     base: BaseModelRef
     freeze: str
@@ -305,8 +310,17 @@ def write_artefact(model_dir: str | Path, network: torch.nn.Module, card: ModelC
     return card
 
 
-#: card entries that do not change what a deployed model does (when, how fast, how it scored)
-_NOT_IN_ID = {"model_id", "weights_sha256", "created", "geotl_version", "metrics", "trained_on"}
+#: card entries that do not change what a deployed model does (when, how fast, how it scored;
+#: ``lossy``: which scenes predict warns of, and None where the chips' scenes were not at hand)
+_NOT_IN_ID = {
+    "model_id",
+    "weights_sha256",
+    "created",
+    "geotl_version",
+    "metrics",
+    "trained_on",
+    "lossy",
+}
 
 
 def card_digest(card: ModelCard) -> str:

@@ -45,6 +45,8 @@ from geotl.io.rasters import (
     open_raster,
     read_failure,
     remote_gdal_env,
+    say_pages,
+    split_subdataset,
     utm_epsg_at,
     window_corners,
     with_nodata,
@@ -400,7 +402,8 @@ def _predict_scene(
             )
         ]
         if block is None or block.start == 0:  # said once per scene, not once per block
-            say_compression(file_ds, scene_path)
+            say_compression(file_ds, scene_path, trained=card.lossy)
+            say_pages(file_ds, scene_path)
             warn_other_radiometry(
                 sample_scene(ds, indexes, mask_bands(ds, data_bands)),
                 card.normalisation,
@@ -418,7 +421,7 @@ def _predict_scene(
                     "record the shape of the pixels it was trained on (written before geotl "
                     "recorded it), so it is not checked: retrain to have it checked and "
                     "resampled",
-                    scene_path.name,
+                    name,
                     *scene_xy,
                     f" ({grid})" if grid else "",
                 )
@@ -462,12 +465,12 @@ def _predict_scene(
             if resample:
                 log.info(
                     "%s: resampling %.4g x %.4g m -> %.4g x %.4g m pixels on the fly",
-                    scene_path.name,
+                    name,
                     *scene_xy,
                     *model_xy,
                 )
             if flipped is not None:
-                log.info("%s: stored south-up or east-left: read north-up", scene_path.name)
+                log.info("%s: stored south-up or east-left: read north-up", name)
         extractor: ObjectExtractor | None = None
         if card.task != "detection":
             extractor = extractor_for(
@@ -499,7 +502,7 @@ def _predict_scene(
         min_pixels = min_pixels_for(min_area_m2, px_x * px_y)
         bar = progress_bar(
             total=len(plan.windows),
-            desc=f"predict {scene_path.name}",
+            desc=f"predict {name}",
             unit="win",
             enabled=options.progress,
             leave=False,
@@ -554,7 +557,7 @@ def _predict_scene(
         native = native[keep].reset_index(drop=True)
         native["area_m2"] = wgs["area_m2"].to_numpy()
     stats.add_cpu("frame", time.thread_time() - cpu0)
-    log.info(SCENE_COUNT_LOG, scene_path.name, len(wgs), stats.windows, stats.wall_s, stats.model_s)
+    log.info(SCENE_COUNT_LOG, name, len(wgs), stats.windows, stats.wall_s, stats.model_s)
     return SceneDetections(
         scene=scene_path,
         name=name,
@@ -715,25 +718,33 @@ def scene_names(scenes: list[Path]) -> list[str]:
     """What the outputs call each scene: its file name, and folders as needed.
 
     As many of its folders as tell it from the other scenes' (``a/plot.tif``,
-    ``b/plot.tif``).
+    ``b/plot.tif``). A subdataset is named as given, its file by name in the same way
+    (``GTIFF_DIR:2:mp.tif``, ``netCDF:"s.nc":Band1``).
 
     >>> scene_names([Path("x/a/plot.tif"), Path("x/b/plot.tif"), Path("x/c.tif")])
     ['a/plot.tif', 'b/plot.tif', 'c.tif']
+    >>> scene_names([Path("GTIFF_DIR:1:/d/mp.tif"), Path("GTIFF_DIR:2:/d/mp.tif")])
+    ['GTIFF_DIR:1:mp.tif', 'GTIFF_DIR:2:mp.tif']
 
     Raises:
         GeotlInputError: a file is given twice.
     """
-    full = [Path(os.path.abspath(s)) for s in scenes]
-    seen: dict[Path, Path] = {}
-    for given, path in zip(scenes, full, strict=True):
-        if path in seen:
+    parts_of = [split_subdataset(str(s)) or ("", str(s), "") for s in scenes]
+    full = [Path(os.path.abspath(file)) for _, file, _ in parts_of]
+    seen: dict[tuple[str, Path, str], Path] = {}
+    for given, (before, _, after), path in zip(scenes, parts_of, full, strict=True):
+        key = (before, path, after)
+        if key in seen:
             raise GeotlInputError(
-                f"is given twice (also as {seen[path]}): give each scene once", given
+                f"is given twice (also as {seen[key]}): give each scene once", given
             )
-        seen[path] = given
+        seen[key] = given
     depth = [1] * len(full)
     while True:
-        names = ["/".join(p.parts[-d:]) for p, d in zip(full, depth, strict=True)]
+        names = [
+            before + "/".join(p.parts[-d:]) + after
+            for (before, _, after), p, d in zip(parts_of, full, depth, strict=True)
+        ]
         parts = [scene_file_part(n) for n in names]
         clash = {n for n in parts if parts.count(n) > 1}
         if not clash:

@@ -37,9 +37,16 @@ from tqdm import tqdm
 from geotl.bands import canonical_band
 from geotl.chips import ChipIndex, read_chip_index
 from geotl.config import Region
-from geotl.errors import BandMismatchError, BaseModelError, GeotlInputError, OutputExistsError
+from geotl.errors import (
+    BandMismatchError,
+    BaseModelError,
+    GeotlInputError,
+    OutputExistsError,
+    RasterError,
+)
 from geotl.io.atomic import atomic_dir
-from geotl.io.rasters import other_units
+from geotl.io.compression import lossy_codecs
+from geotl.io.rasters import open_raster, other_units
 from geotl.io.scratch import scratch_dir
 from geotl.models.adapt import BandPlan
 from geotl.models.artefact import (
@@ -1214,6 +1221,29 @@ def chips_pixel_aspect(index: ChipIndex) -> float:
     return index.pixel_aspect()
 
 
+def chips_lossy(index: ChipIndex) -> list[str] | None:
+    """The lossy codecs the chips' scenes went through (sorted; ``[]`` none), for the card.
+
+    The chipset's record of its scenes gives them where it holds them (``lossy``); else each
+    scene is opened where the chips were cut from it. None when a scene cannot be opened
+    (chips moved to another machine): not known, so predict warns of every lossy scene as
+    it does for cards written before this was recorded.
+    """
+    recorded = {str(s["path"]): s.get("lossy") for s in index.meta.get("scenes", [])}
+    found: set[str] = set()
+    for scene in dict.fromkeys(index.frame["scene"].astype(str).tolist()):
+        codecs = recorded.get(scene)
+        if codecs is None:
+            try:
+                with open_raster(scene) as ds:
+                    codecs = lossy_codecs(ds)
+            except RasterError as exc:
+                log.info("%s: its compression is not recorded in the model card (%s)", scene, exc)
+                return None
+        found.update(codecs)
+    return sorted(found)
+
+
 def _model_card(
     regions: list[Region],
     task: Task,
@@ -1239,6 +1269,7 @@ def _model_card(
         chip_size_px=int(index.meta.get("size_px", first.chips.size_px)),
         resolution_m=res,
         pixel_aspect=pixel_aspect,
+        lossy=chips_lossy(index),
         network=spec,
         base=BaseModelRef(
             id=entry.id,

@@ -748,7 +748,7 @@ class PendingScene:
         stats = joined.stats
         logging.getLogger("geotl.predict.core").info(
             SCENE_COUNT_LOG,
-            Path(self.job.scene).name,
+            self.job.name or Path(self.job.scene).name,
             len(joined.features),
             stats.windows,
             stats.wall_s,

@@ -408,7 +408,7 @@ def _predict_scene(
                 sample_scene(ds, indexes, mask_bands(ds, data_bands)),
                 card.normalisation,
                 card.bands,
-                scene_path,
+                name,
             )
         scene_xy = ground_pixel_size_m(ds.crs, ds.transform, ds.width, ds.height)
         grid = describe_grid(ds.crs, ds.transform, ds.width, ds.height)

@@ -31,7 +31,7 @@ from geotl.io.rasters import (
     read_scene_info,
     scene_band_sample,
 )
-from geotl.io.vectors import crs_name
+from geotl.io.vectors import crs_name, shift_longitudes
 from geotl.predict.scene import scene_band_names
 
 log = logging.getLogger(__name__)
@@ -327,6 +327,21 @@ def _lonlat_on_a_scene(labels: gpd.GeoDataFrame, scenes: list[ChipScene]) -> boo
     return any(lonlat.to_crs(s.info.crs).intersects(s.envelope).any() for s in scenes if s.windows)
 
 
+def _web_mercator_on_a_scene(labels: gpd.GeoDataFrame, scenes: list[ChipScene]) -> bool:
+    """Whether labels declared in another CRS are Web Mercator metres over a scene.
+
+    The commonest CRS of web and old GeoJSON exports: a file whose ``crs`` member names a
+    code GDAL does not know is read as EPSG:4326 while its numbers are millions of metres.
+    """
+    if labels.crs is None or labels.crs.to_epsg() == 3857:
+        return False
+    merc = labels.geometry.set_crs("EPSG:3857", allow_override=True)
+    with np.errstate(invalid="ignore"):
+        return any(
+            merc.to_crs(s.info.crs).intersects(s.envelope).any() for s in scenes if s.windows
+        )
+
+
 def labels_per_scene(
     region: Region, labels: gpd.GeoDataFrame, scenes: list[ChipScene]
 ) -> dict[str, gpd.GeoDataFrame]:
@@ -337,6 +352,8 @@ def labels_per_scene(
     on_skipped = np.zeros(len(labels), dtype=bool)  # on a scene smaller than a chip
     for s in scenes:
         native = labels if labels.crs == s.info.crs else labels.to_crs(s.info.crs)
+        if s.info.crs.is_geographic:  # a scene counting longitudes past 180: labels too
+            native = shift_longitudes(native, shapely.centroid(s.envelope).x)
         geoms = native.geometry.values
         with np.errstate(invalid="ignore"):
             finite = np.isfinite(shapely.bounds(geoms)).all(axis=1)
@@ -367,6 +384,13 @@ def labels_per_scene(
                     f"{s.info.path.name}): set [labels] crs = '{name}' in the region file",
                     path,
                 )
+        if _web_mercator_on_a_scene(labels, scenes):
+            raise LabelError(
+                f"declared {declared} but coordinates look like Web Mercator metres "
+                "(EPSG:3857; an old GeoJSON 'crs' member GDAL could not read falls back to "
+                "EPSG:4326): set [labels] crs = 'EPSG:3857' in the region file",
+                path,
+            )
         if _lonlat_on_a_scene(labels, scenes):
             raise LabelError(
                 f"declared {declared} but coordinates look like longitude/latitude "

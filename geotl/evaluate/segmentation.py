@@ -169,14 +169,14 @@ def _counts(
     from geotl.chips.labels import IGNORE
     from geotl.evaluate.chips import owned_pixels
     from geotl.io.rasters import ground_resolution_m
-    from geotl.io.vectors import read_labels
+    from geotl.io.vectors import label_key, read_labels
     from geotl.predict.core import PredictOptions
     from geotl.predict.vectorise import min_pixels_for
     from geotl.train.metrics import confusion
 
     card = artefact.card
     num_classes = len(card.classes) + 1
-    labels_by_crs: dict[str, gpd.GeoDataFrame] = {}
+    labels_by_crs: dict[tuple[str, float | None], gpd.GeoDataFrame] = {}
     min_area = PredictOptions(min_area_m2=region.predict.given("min_area_m2")).min_area_for(card)
     rows = frame.loc[list(data.chip_ids)]
     owned = owned_pixels(rows)
@@ -201,18 +201,18 @@ def _counts(
                 ).numpy()
                 row = rows.iloc[i]
                 with rasterio.open(cdir / str(row["image"])) as src:
-                    transform, crs = src.transform, src.crs
+                    transform, crs, bounds = src.transform, src.crs, src.bounds
                     ground = _Ground.of(
                         owned[i],
                         truth == IGNORE,
                         transform,
-                        src.bounds,
+                        bounds,
                         min_area,
                         ground_resolution_m(crs, transform, src.width, src.height),
                     )
-                key = str(crs)
+                key = label_key(crs, bounds)
                 if key not in labels_by_crs:
-                    labels_by_crs[key] = read_labels(region, crs=crs)
+                    labels_by_crs[key] = read_labels(region, crs, key[1])
                 labels = labels_by_crs[key]
                 near = labels.iloc[labels.sindex.query(ground.area, predicate="intersects")]
                 truths = [

@@ -1,8 +1,9 @@
 """Vector reads: label polygons and area polygons from any OGR format.
 
 Labels come back as a GeoDataFrame with the columns ``label_id`` (the feature's position in
-the file, stable across runs), ``class`` (a name from the region's ``classes``) and
-``geometry`` (valid polygons; invalid ones repaired with ``make_valid``).
+the file, stable across runs; the separate parts of a multi-part feature after its first
+are numbered on from the file's last feature), ``class`` (a name from the region's
+``classes``) and ``geometry`` (valid polygons; invalid ones repaired with ``make_valid``).
 """
 
 from __future__ import annotations
@@ -21,11 +22,21 @@ import pyogrio
 import shapely
 from pyproj import CRS
 from pyproj.exceptions import CRSError
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from geotl.config import Region
 from geotl.errors import ConfigError, LabelError, error_text
 
-__all__ = ["content_sha256", "crs_name", "read_areas", "read_labels", "read_vector"]
+__all__ = [
+    "content_sha256",
+    "crs_name",
+    "label_key",
+    "read_areas",
+    "read_labels",
+    "read_vector",
+    "shift_longitudes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -219,15 +230,19 @@ def _data_layer(
     return layers[0]
 
 
-def read_labels(region: Region, crs: Any = None) -> gpd.GeoDataFrame:
+def read_labels(region: Region, crs: Any = None, near_lon: float | None = None) -> gpd.GeoDataFrame:
     """Read a region's label polygons, mapped onto its classes and repaired.
 
     Args:
         region: the region (its ``[labels]`` table says file, class field and map).
         crs: reproject to this CRS when given (anything pyproj understands).
+        near_lon: in a geographic CRS, move the labels by whole turns to lie within 180
+            degrees of this longitude (:func:`shift_longitudes`): for imagery on the
+            antimeridian (``label_key`` gives it for a window).
 
     Returns:
-        GeoDataFrame with columns ``label_id`` (int, the feature's position in the file),
+        GeoDataFrame with columns ``label_id`` (int, the feature's position in the file;
+        one row per separate part of a multi-part feature, see :func:`_one_object_per_part`),
         ``class`` (str) and ``geometry`` (valid polygons), in the file's CRS (or the
         ``[labels] crs`` override) unless ``crs`` is given.
 
@@ -246,6 +261,8 @@ def read_labels(region: Region, crs: Any = None) -> gpd.GeoDataFrame:
     )
     frame = _points_as_boxes(region, frame, path)
     classes = _classes(region, frame, path)
+    # before the repair: a polygon that make_valid cut into parts is still one object
+    multipart = frame.geometry.geom_type.isin(["MultiPolygon", "GeometryCollection"]).to_numpy()
     geoms, n_repaired, n_dropped = _polygonal(frame.geometry)
     keep = np.array([g is not None for g in geoms]) & np.array([c is not None for c in classes])
     if n_repaired:
@@ -286,12 +303,172 @@ def read_labels(region: Region, crs: Any = None) -> gpd.GeoDataFrame:
         geometry=gpd.GeoSeries(list(geoms[keep]), crs=frame.crs),
         crs=frame.crs,
     )
+    out = _one_object_per_part(out, multipart[keep], len(frame), path)
     out.attrs["n_repaired"] = n_repaired
     out.attrs["n_dropped"] = n_dropped
     out.attrs["n_unmapped"] = int(sum(c is None for c in classes))
     if crs is not None:
         out = out.to_crs(crs)
+    if near_lon is not None:
+        out = shift_longitudes(out, near_lon)
     return out.reset_index(drop=True)
+
+
+def label_key(crs: Any, bounds: tuple[float, float, float, float]) -> tuple[str, float | None]:
+    """Which labels a window in ``crs`` needs: the CRS, and in a geographic CRS a longitude.
+
+    The longitude is the multiple of 90 degrees nearest the window's centre; labels moved
+    within 180 degrees of it (``read_labels(region, crs, near_lon)``) lie where the window
+    does, whether its file counts longitudes -180..180 or 0..360. Callers that keep labels
+    per CRS keep them per key.
+
+    >>> label_key("EPSG:4326", (179.98, -17.1, 180.02, -17.0))
+    ('EPSG:4326', 180.0)
+    >>> label_key("EPSG:32617", (0.0, 0.0, 10.0, 10.0))
+    ('EPSG:32617', None)
+    """
+    c = CRS.from_user_input(crs)
+    if not c.is_geographic:
+        return str(crs), None
+    return str(crs), 90.0 * round((bounds[0] + bounds[2]) / 2 / 90.0)
+
+
+def shift_longitudes(labels: gpd.GeoDataFrame, centre_lon: float) -> gpd.GeoDataFrame:
+    """Labels in a geographic CRS moved by whole turns to lie within 180 degrees of a longitude.
+
+    A scene across the antimeridian may count longitudes past 180 (GDAL's warp to
+    EPSG:4326 writes 179.9..180.1), while labels follow RFC 7946 (-180..180, an object on
+    the line cut into two parts at 180 and -180): as read, the labels west of the line
+    miss the scene and their pixels become background. Each part is moved on its own and
+    the parts of an object joined again. Other CRSs are returned as they are.
+
+    >>> from shapely.geometry import MultiPolygon, box
+    >>> halves = MultiPolygon([box(179.9, 0, 180, 1), box(-180, 0, -179.9, 1)])
+    >>> frame = gpd.GeoDataFrame(geometry=[halves, box(-179.5, 0, -179.4, 1)], crs="EPSG:4326")
+    >>> [tuple(round(v, 1) for v in g.bounds) for g in shift_longitudes(frame, 180.0).geometry]
+    [(179.9, 0.0, 180.1, 1.0), (180.5, 0.0, 180.6, 1.0)]
+    """
+    if labels.crs is None or not labels.crs.is_geographic or labels.empty:
+        return labels
+    geoms = np.asarray(labels.geometry.values, dtype=object).copy()
+    bounds = shapely.bounds(geoms)
+    lo, hi = centre_lon - 180.0, centre_lon + 180.0
+    outside = np.flatnonzero((bounds[:, 0] < lo) | (bounds[:, 2] > hi))
+    if not len(outside):
+        return labels
+    for i in outside:
+        parts = shapely.get_parts(geoms[i])
+        centre = shapely.bounds(parts)[:, [0, 2]].mean(axis=1)
+        turns = np.round((centre_lon - centre) / 360.0)
+        if not turns.any():
+            continue  # a part out of the range but nearer where it is than a turn away
+        moved = [
+            shapely.transform(part, lambda xy, dx=360.0 * t: xy + np.array([dx, 0.0]))
+            if t
+            else part
+            for part, t in zip(parts, turns, strict=True)
+        ]
+        geoms[i] = shapely.union_all(moved)  # the halves of an object meet again
+    out = labels.copy()
+    out["geometry"] = gpd.GeoSeries(geoms, index=labels.index, crs=labels.crs)
+    return out
+
+
+def _one_object_per_part(
+    labels: gpd.GeoDataFrame, multipart: np.ndarray, n_features: int, path: Path
+) -> gpd.GeoDataFrame:
+    """Split the file's multi-part polygons into one label per part.
+
+    ArcGIS's Dissolve and QGIS's "Collect geometries" write many separate objects (lakes,
+    crowns, buildings) as one MultiPolygon feature. Read as one object, a detection region
+    gets a single box around all of them (larger than any chip: ignored everywhere), an
+    instances region one instance for disjoint shapes, and the label budget and object
+    counts see one object. The halves of an object cut at the antimeridian (RFC 7946
+    GeoJSON, geotl's own output reused as labels) stay one object.
+    A polygon that only became multi-part when repaired (a bow-tie drawn as one object)
+    stays one. Each object after a feature's first gets an id after the file's last
+    feature, so a file without multi-part features keeps its ids (feature positions).
+
+    Args:
+        labels: the kept labels (``label_id``, ``class``, ``geometry``).
+        multipart: per row, whether the file's geometry was multi-part (a MultiPolygon, or a
+            collection: KML's MultiGeometry of polygons and points).
+        n_features: the number of features in the file (the first id free for parts).
+        path: the label file, for the log line.
+    """
+    geographic = labels.crs is not None and labels.crs.is_geographic
+    objects: list[list[Any]] = [
+        _connected_parts(g, geographic) if split else [g]
+        for g, split in zip(labels.geometry.values, multipart, strict=True)
+    ]
+    counts = np.array([len(o) for o in objects], dtype=np.int64)
+    labels.attrs["n_split"] = int((counts > 1).sum())
+    if (counts < 2).all():
+        return labels
+    rows = np.repeat(np.arange(len(labels)), counts)
+    first = np.r_[True, rows[1:] != rows[:-1]]
+    ids = labels["label_id"].to_numpy()[rows].copy()
+    ids[~first] = n_features + np.arange(int((~first).sum()))
+    log.info(
+        "%s: %d multi-part feature(s) read as %d separate objects (one per part)",
+        path.name,
+        int((counts > 1).sum()),
+        int(counts[counts > 1].sum()),
+    )
+    out = gpd.GeoDataFrame(
+        {
+            "label_id": ids.astype("int64"),
+            "class": pd.array(labels["class"].to_numpy()[rows], dtype=object),
+        },
+        geometry=gpd.GeoSeries([g for o in objects for g in o], crs=labels.crs),
+        crs=labels.crs,
+    )
+    out.attrs["n_split"] = labels.attrs["n_split"]
+    return out
+
+
+def _connected_parts(geom: Any, geographic: bool) -> list[Any]:
+    """The objects of a multi-part polygon: one per part, but one across the antimeridian.
+
+    In a projected CRS, parts that touch at a corner stay apart, as the single polygons
+    they came from did (a valid MultiPolygon's parts share no edge; those that did were
+    merged by the repair). In a geographic CRS, longitude/latitude cut objects: one on the
+    antimeridian into a part that reaches 180 and one that reaches -180 (joined where they
+    meet there), one round a pole into parts that touch at a point (joined).
+
+    >>> from shapely.geometry import MultiPolygon, box
+    >>> [g.geom_type for g in _connected_parts(MultiPolygon([box(0, 0, 1, 1), box(1, 1, 2, 2)]), False)]
+    ['Polygon', 'Polygon']
+    >>> len(_connected_parts(MultiPolygon([box(179, 0, 180, 1), box(-180, 0, -179, 1)]), True))
+    1
+    >>> len(_connected_parts(MultiPolygon([box(0, 0, 1, 1), box(1, 1, 2, 2)]), True))
+    1
+    """
+    parts = shapely.get_parts(geom)
+    if len(parts) < 2:
+        return list(parts)
+    pairs: list[tuple[int, int]] = []
+    if geographic:
+        # longitude/latitude cut an object round a pole into parts that touch at a point
+        left, right = shapely.STRtree(parts).query(parts, predicate="intersects")
+        pairs += [(int(a), int(b)) for a, b in zip(left, right, strict=True) if a < b]
+        east = np.flatnonzero(shapely.bounds(parts)[:, 2] >= 180.0 - 1e-9)
+        west = np.flatnonzero(shapely.bounds(parts)[:, 0] <= -180.0 + 1e-9)
+        if len(east) and len(west):
+            moved = shapely.transform(parts[west], lambda xy: xy + np.array([360.0, 0.0]))
+            for w, part in zip(west.tolist(), moved, strict=True):
+                pairs += [(int(e), w) for e in east if shapely.intersects(parts[e], part)]
+    if not pairs:
+        return list(parts)
+    a, b = np.array(pairs, dtype=np.int64).T
+    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(len(parts), len(parts)))
+    _, component = connected_components(graph, directed=False)
+    members: dict[int, list[int]] = {}
+    for i, c in enumerate(component.tolist()):
+        members.setdefault(c, []).append(i)
+    return [
+        parts[m[0]] if len(m) == 1 else shapely.multipolygons(parts[m]) for m in members.values()
+    ]
 
 
 def _points_as_boxes(region: Region, frame: gpd.GeoDataFrame, path: Path) -> gpd.GeoDataFrame:

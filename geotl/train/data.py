@@ -46,7 +46,7 @@ from geotl.chips.labels import IGNORE
 from geotl.config import Region
 from geotl.errors import BandMismatchError, GeotlInputError, LabelError
 from geotl.io.nodata import valid_mask
-from geotl.io.vectors import read_labels
+from geotl.io.vectors import label_key, read_labels
 from geotl.models.artefact import Normalisation, RegionRecord
 
 __all__ = [
@@ -329,7 +329,7 @@ def load_region_chips(
             unsampled = [int(i) for i in r.object_ids if int(i) not in sampled]
             if unsampled:
                 unsampled_by_chip[r.chip_id] = unsampled
-    labels_by_crs: dict[str, Any] = {}
+    labels_by_crs: dict[tuple[str, float | None], Any] = {}
     masks, valids, ids = [], [], []
     class_names = list(index.meta.get("classes", region.classes))
     boxes = None
@@ -347,9 +347,9 @@ def load_region_chips(
         mask[~valid] = IGNORE
         extra = unsampled_by_chip.get(r.chip_id)
         if extra and sampled is not None:
-            key = str(crs)
+            key = label_key(crs, rasterio.transform.array_bounds(*mask.shape, transform))
             if key not in labels_by_crs:
-                labels_by_crs[key] = read_labels(region, crs=crs).set_index("label_id")
+                labels_by_crs[key] = read_labels(region, crs, key[1]).set_index("label_id")
             labels = labels_by_crs[key]
             sampled_ids = [int(i) for i in r.object_ids if int(i) in sampled]
             drop = rasterio.features.geometry_mask(

@@ -33,7 +33,8 @@ from geotl.chips.scenes import ChipScene, block_size
 from geotl.chips.split import SPLITS, assign_blocks, block_key
 from geotl.chips.tiff import ChipTiffWriter
 from geotl.config import Region
-from geotl.io.vectors import content_sha256, crs_name
+from geotl.errors import GeotlInputError
+from geotl.io.vectors import content_sha256, crs_name, read_labels
 
 log = logging.getLogger(__name__)
 
@@ -417,6 +418,7 @@ def chipset_meta(
         },
         "split": {"method": "spatial blocks + guard bands", **split_settings(region)},
         INPUTS_KEY: label_inputs(region),
+        LABEL_READING_KEY: LABEL_READING,
         "counts": {
             **summary.counts,
             "guard": {
@@ -456,6 +458,7 @@ def chipset_meta(
                 "nodata": s.nodata,
                 "resolution_m": s.info.resolution_m,
                 "pixel_aspect": round(s.info.pixel_aspect, 4),
+                "lossy": list(s.info.lossy),
                 "chips": int(per_scene.get(str(s.info.path), 0)),
             }
             for s in scenes
@@ -492,6 +495,10 @@ def label_inputs(region: Region) -> dict[str, str]:
 
 #: chipset.json's record of :func:`label_inputs` (``inputs_sha256`` held bytes' digests)
 INPUTS_KEY = "inputs_content_sha256"
+#: how label files are read into objects, recorded in chipset.json (absent: 1). 2: each part
+#: of a multi-part feature is an object of its own (:func:`geotl.io.vectors.read_labels`)
+LABEL_READING_KEY = "label_reading"
+LABEL_READING = 2
 
 
 def stale_reason(region: Region, meta: dict[str, Any], *, named_since: bool = True) -> str | None:
@@ -538,6 +545,13 @@ def stale_reason(region: Region, meta: dict[str, Any], *, named_since: bool = Tr
     ]
     if differ:
         return f"cut with another [split] ({'; '.join(differ)})"
+    if int(meta.get(LABEL_READING_KEY, 1)) < 2 and region.labels is not None:
+        split = _multipart_features(region)
+        if split:
+            return (
+                f"cut by an earlier geotl, which read each of the {split} multi-part label "
+                "feature(s) as one object (now one object per part)"
+            )
     was = meta.get(INPUTS_KEY) or {}
     if was and region.labels is not None:
         now = label_inputs(region)
@@ -547,6 +561,14 @@ def stale_reason(region: Region, meta: dict[str, Any], *, named_since: bool = Tr
         if changed:
             return f"the region's {' and '.join(changed)} file changed after they were cut"
     return None
+
+
+def _multipart_features(region: Region) -> int:
+    """How many of the region's label features are read as several objects (0: unreadable)."""
+    try:
+        return int(read_labels(region).attrs.get("n_split", 0))
+    except GeotlInputError:
+        return 0  # a label file gone or broken: chipping again says so
 
 
 #: ``[labels]`` settings that decide the masks (recorded in chipset.json's ``labels``)

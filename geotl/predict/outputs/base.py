@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,7 +78,14 @@ class OutputWriter(ABC):
 def scene_file_part(name: str) -> str:
     """A scene's name as part of a file or layer name: without its suffix, ``/`` as ``_``.
 
+    A subdataset's ``:`` and ``"`` too (``GTIFF_DIR:2:mp.tif``): a file named with them is
+    invalid on Windows, and GDAL would read it as a subdataset's name.
+
     >>> scene_file_part("2023/plot.tif"), scene_file_part("plot.tif")
     ('2023_plot', 'plot')
+    >>> scene_file_part("GTIFF_DIR:2:mp.tif"), scene_file_part('netCDF:"s.nc":Band1')
+    ('GTIFF_DIR_2_mp', 'netCDF_s.nc_Band1')
     """
-    return str(Path(name).with_suffix("")).replace("/", "_")
+    path = Path(name)
+    stem = name if re.search(r'[:"]', path.suffix) else str(path.with_suffix(""))
+    return re.sub(r"[:/]", "_", stem.replace('"', ""))

@@ -91,7 +91,11 @@ def _usage_error(ctx: click.Context, exc: click.UsageError) -> None:
     """
     if isinstance(exc, NoArgsIsHelpError):
         return
-    path = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+    failed = exc.ctx if exc.ctx is not None else ctx
+    path = failed.command_path
+    if failed.command.hidden and failed.parent is not None:  # a group's default (monitor run)
+        arguments = [p for p in failed.command.collect_usage_pieces(failed) if p != "[OPTIONS]"]
+        path = " ".join([failed.parent.command_path, *arguments])
     click.echo(f"geotl: error: {exc.format_message()} ({path} --help says more)", err=True)
     ctx.exit(exc.exit_code)
 

@@ -121,7 +121,20 @@ def command() -> None:
     """
 
 
-@command.command(_DEFAULT, hidden=True)
+class _RunCommand(click.Command):
+    """The hidden default ``run``: its usage shows the plain form users type.
+
+    ``geotl monitor REGION.toml --help`` reaches this command through the default-command
+    rewrite; without this its usage would read ``geotl monitor run ...``, a name the README
+    and ``geotl monitor --help`` never mention.
+    """
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        path = ctx.parent.command_path if ctx.parent is not None else ctx.command_path
+        formatter.write_usage(path, "REGION.toml --out DIR [OPTIONS]")
+
+
+@command.command(_DEFAULT, cls=_RunCommand, hidden=True)
 @click.argument(
     "region_file", metavar="REGION.toml", type=click.Path(dir_okay=False, path_type=Path)
 )
@@ -165,7 +178,7 @@ def run_command(
     resample: bool,
     cluster: str | None,
 ) -> None:
-    """Process every new pass of REGION.toml once (``--once``) or every INTERVAL."""
+    """Process every new pass of REGION.toml once (--once, the default) or every INTERVAL."""
     if once and every:
         raise click.UsageError("--once and --every exclude each other: pick one")
     every_s: float | None = None

@@ -12,7 +12,7 @@ from geotl.workflow import run_region
 
 
 @click.command("run")
-@click.argument("region", type=click.Path(path_type=Path))
+@click.argument("region", metavar="REGION.toml", type=click.Path(path_type=Path))
 @out_dir_option()
 @overwrite_option("Replace an existing output folder.")
 @device_option()

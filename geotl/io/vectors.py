@@ -148,6 +148,41 @@ def _polygonal(geoms: gpd.GeoSeries) -> tuple[np.ndarray, int, int]:
     return out, int(invalid.sum()), dropped
 
 
+def _wrong_way_round(frame: gpd.GeoDataFrame, repaired: np.ndarray) -> np.ndarray:
+    """Per feature: in a geographic CRS, a part spans over 180 degrees of longitude, no pole.
+
+    An object across the antimeridian written in longitudes -180..180 without being cut
+    at 180 (ogr2ogr -t_srs EPSG:4326 without -wrapdateline, or with a vertex that lies on
+    180) joins 179.9 to -179.9 the long way round: a valid polygon (or, self-crossing,
+    one that make_valid repairs) over most of the world's longitudes, which burns every
+    scene at its latitudes as the class. Parts cut at 180 (RFC 7946) each span little; a
+    cap round a pole rightly spans all longitudes and reaches latitude 90, so is kept.
+    Both the file's geometry and the repaired one are checked: the repair may split a
+    self-crossing ring into strips that each still span half the world.
+
+    >>> from shapely.geometry import MultiPolygon, box
+    >>> frame = gpd.GeoDataFrame(geometry=[
+    ...     box(-179.9, -76, 179.9, -75),  # joined the long way round
+    ...     MultiPolygon([box(179.9, -76, 180, -75), box(-180, -76, -179.9, -75)]),  # cut
+    ...     box(-180, -90, 180, -88),  # a cap round the south pole
+    ... ], crs="EPSG:4326")
+    >>> _wrong_way_round(frame, np.asarray(frame.geometry.values, dtype=object)).tolist()
+    [True, False, False]
+    """
+    flagged = np.zeros(len(frame), dtype=bool)
+    if frame.crs is None or not frame.crs.is_geographic:
+        return flagged
+    for geoms in (np.asarray(frame.geometry.values, dtype=object), repaired):
+        parts, feature = shapely.get_parts(geoms, return_index=True)
+        bounds = shapely.bounds(parts)
+        wide = (bounds[:, 2] - bounds[:, 0] > 180.0) & (
+            (bounds[:, 1] > -90.0 + 1e-9) & (bounds[:, 3] < 90.0 - 1e-9)
+        )
+        flagged[feature[wide]] = True
+    flagged &= np.array([g is not None for g in repaired], dtype=bool)  # dropped already
+    return flagged
+
+
 def _classes(region: Region, frame: gpd.GeoDataFrame, path: Path) -> np.ndarray:
     """Class name per feature (None where unmapped and ``unmapped = 'skip'``)."""
     assert region.labels is not None
@@ -243,8 +278,9 @@ def read_labels(region: Region, crs: Any = None, near_lon: float | None = None) 
     Returns:
         GeoDataFrame with columns ``label_id`` (int, the feature's position in the file;
         one row per separate part of a multi-part feature, see :func:`_one_object_per_part`),
-        ``class`` (str) and ``geometry`` (valid polygons), in the file's CRS (or the
-        ``[labels] crs`` override) unless ``crs`` is given.
+        ``class`` (str) and ``geometry`` (valid polygons; in longitude/latitude none that
+        goes round the world the wrong way, :func:`_wrong_way_round`), in the file's CRS
+        (or the ``[labels] crs`` override) unless ``crs`` is given.
 
     Raises:
         LabelError: unreadable or empty file, no CRS, missing class field, unmapped values
@@ -264,6 +300,18 @@ def read_labels(region: Region, crs: Any = None, near_lon: float | None = None) 
     # before the repair: a polygon that make_valid cut into parts is still one object
     multipart = frame.geometry.geom_type.isin(["MultiPolygon", "GeometryCollection"]).to_numpy()
     geoms, n_repaired, n_dropped = _polygonal(frame.geometry)
+    around = _wrong_way_round(frame, geoms)
+    geoms[around] = None
+    n_around = int(around.sum())
+    if n_around:
+        _warn_once(
+            f"{path}: ignored {n_around} label(s) that span more than 180 degrees of longitude "
+            "without reaching a pole: each marks every longitude at its latitudes as its class "
+            "(an object across the antimeridian joined the long way round, as ogr2ogr -t_srs "
+            "EPSG:4326 writes it without -wrapdateline or with a vertex on 180): cut them at "
+            "180 as RFC 7946 says (ogr2ogr -t_srs EPSG:4326 -wrapdateline from the projected "
+            "file) or give the labels in a projected CRS"
+        )
     keep = np.array([g is not None for g in geoms]) & np.array([c is not None for c in classes])
     if n_repaired:
         log.info(
@@ -291,8 +339,8 @@ def read_labels(region: Region, crs: Any = None, near_lon: float | None = None) 
         )
     if not keep.any():
         raise LabelError(
-            "has no usable polygons (all empty, not polygons or unmapped): check [labels] path"
-            + points_fix,
+            "has no usable polygons (all empty, not polygons, unmapped or round the world): "
+            "check [labels] path" + points_fix,
             path,
         )
     out = gpd.GeoDataFrame(
@@ -305,8 +353,9 @@ def read_labels(region: Region, crs: Any = None, near_lon: float | None = None) 
     )
     out = _one_object_per_part(out, multipart[keep], len(frame), path)
     out.attrs["n_repaired"] = n_repaired
-    out.attrs["n_dropped"] = n_dropped
+    out.attrs["n_dropped"] = n_dropped + n_around  # chipset.json: labels_ignored
     out.attrs["n_unmapped"] = int(sum(c is None for c in classes))
+    out.attrs["n_round_the_world"] = n_around
     if crs is not None:
         out = out.to_crs(crs)
     if near_lon is not None:

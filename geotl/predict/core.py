@@ -856,7 +856,7 @@ def predict_scenes(
         frames = [d.features for d in done if len(d.features)]
         allf = pd.concat(frames, ignore_index=True) if frames else _empty_frame(4326)
         merged = gpd.GeoDataFrame(allf, geometry="geometry", crs=4326)
-        prediction = Prediction(merged, done, got.classes)
+        prediction = Prediction(merged, done, got.classes, got.task)
         qml = geojson.with_suffix(".qml")
         for fmt, path in (("geojson", geojson), ("qml", qml), ("gpkg", gpkg)):
             if path is not None:
@@ -895,9 +895,10 @@ def predict_scenes(
 
 @dataclass
 class _Gathered:
-    """The scenes predicted, those that failed, and the model's classes."""
+    """The scenes predicted, those that failed, and the model's classes and task."""
 
     classes: list[str]
+    task: str
     scenes: list[SceneDetections] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
@@ -917,14 +918,14 @@ def _predict_jobs(
         if cluster is None:
             artefact = load_model(model_dir, engine, device, threads)
             _check_task(artefact, jobs[0].options)
-            classes = artefact.card.classes
+            classes, task = artefact.card.classes, artefact.card.task
             results = _predict_here(artefact, jobs)
         else:
             model = ModelRef.from_path(model_dir, engine, device, threads)
-            classes = list(model.classes)
+            classes, task = list(model.classes), model.task
             client = stack.enter_context(open_cluster(cluster))
             results = predict_on_cluster(client, model, jobs, progress=options.progress)
-        got = _Gathered(classes)
+        got = _Gathered(classes, task)
         _gather(results, got, quicklooks, many=len(jobs) > 1)
     return got
 
@@ -973,4 +974,6 @@ def _gather(
         ql = quicklooks[det.name]
         if ql is not None:
             writer = cast(QuicklookWriter, WRITERS["quicklook"])
-            writer.write(ql[0], Prediction(det.features, [det], got.classes), sidecars=ql[1])
+            writer.write(
+                ql[0], Prediction(det.features, [det], got.classes, got.task), sidecars=ql[1]
+            )

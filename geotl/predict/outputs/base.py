@@ -51,11 +51,13 @@ class Prediction:
         features: all detections, EPSG:4326 (the GeoJSON's content).
         scenes: the scenes predicted (one for per-scene outputs).
         classes: the model's classes (styles and colours).
+        task: the model's task (what its polygons are: detections, objects, areas).
     """
 
     features: gpd.GeoDataFrame
     scenes: Sequence[ScenePrediction]
     classes: list[str]
+    task: str = "detection"
 
 
 class OutputWriter(ABC):

@@ -28,7 +28,7 @@ from geotl.io.rasters import (
 from geotl.predict.outputs.base import OutputWriter, Prediction
 from geotl.predict.outputs.style import class_colour01
 
-__all__ = ["QuicklookWriter", "sidecar_paths", "write_quicklook"]
+__all__ = ["QuicklookWriter", "sidecar_paths", "title", "write_quicklook"]
 
 
 def sidecar_paths(path: Path) -> tuple[Path, Path]:
@@ -86,6 +86,38 @@ def _stretch(rgb: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
+def title(name: str, frame: gpd.GeoDataFrame, classes: list[str], task: str) -> str:
+    """The quicklook's title: the scene and what its polygons are, counted as the task means.
+
+    A detector's boxes are detections and an instance model's polygons objects; a
+    segmentation model's polygons are the areas of each class (one lake may be one
+    polygon, a field of crops several), so they are counted per class, not as detections.
+
+    >>> frame = gpd.GeoDataFrame({"class": ["water", "forest", "water"]}, geometry=[None] * 3)
+    >>> title("s.tif", frame, ["forest", "water"], "segmentation")
+    's.tif: 3 areas (1 forest, 2 water)'
+    >>> title("s.tif", frame.iloc[:1], ["forest", "water"], "segmentation")
+    's.tif: 1 area of water'
+    >>> title("s.tif", frame, ["forest", "water"], "instances")
+    's.tif: 3 object(s)'
+    >>> title("s.tif", frame.iloc[:0], ["water"], "detection")
+    's.tif: 0 detection(s)'
+    """
+    if task == "detection":
+        return f"{name}: {len(frame)} detection(s)"
+    if task != "segmentation":
+        return f"{name}: {len(frame)} object(s)"
+    counts = frame["class"].value_counts() if len(frame) else {}
+    per_class = [(c, int(counts[c])) for c in classes if c in counts]
+    if not per_class:
+        return f"{name}: no areas of {', '.join(classes)}"
+    if len(per_class) == 1:
+        ((cls, n),) = per_class
+        return f"{name}: {n} area{'' if n == 1 else 's'} of {cls}"
+    listed = ", ".join(f"{n} {c}" for c, n in per_class)
+    return f"{name}: {len(frame)} areas ({listed})"
+
+
 def write_quicklook(
     path: Path,
     scene_path: Path,
@@ -95,6 +127,7 @@ def write_quicklook(
     max_px: int = 1024,
     name: str | None = None,
     sidecars: tuple[Path, Path] | None = None,
+    task: str = "detection",
 ) -> Path:
     """Write a PNG of the scene (downsampled to ``max_px``) with the polygons drawn on it.
 
@@ -108,6 +141,7 @@ def write_quicklook(
         name: the scene's name in the title (default: its file name).
         sidecars: where to write the world file and the ``.aux.xml`` (the CRS) that place
             the picture on the map (default: :func:`sidecar_paths` of ``path``).
+        task: the model's task, which says what the title counts (:func:`title`).
     """
     import matplotlib
 
@@ -161,7 +195,7 @@ def write_quicklook(
             for i, n in enumerate(classes)
         ]
         ax.legend(handles=handles, loc="lower right", fontsize=7)
-    ax.set_title(f"{name or scene_path.name}: {len(frame)} detection(s)", fontsize=9)
+    ax.set_title(title(name or scene_path.name, frame, classes, task), fontsize=9)
     ax.set_axis_off()
     ax.set_xlim(shown[0], shown[2])
     ax.set_ylim(shown[1], shown[3])
@@ -209,4 +243,5 @@ class QuicklookWriter(OutputWriter):
             prediction.classes,
             name=det.name,
             sidecars=sidecars,
+            task=prediction.task,
         )

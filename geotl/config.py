@@ -549,6 +549,10 @@ class Region(_Strict):
         for rel in written:
             if rel is None or "://" in rel or rel.startswith("/vsi"):
                 continue
+            page = _subdataset(self, rel, "imagery.paths") if rel in self.imagery.paths else None
+            if page is not None:  # the container file, not GDAL's name for a page of it
+                found.append(page[1].resolve())
+                continue
             found += [Path(p).resolve() for p in glob.glob(str(self.resolve(rel)), recursive=True)]
         return found + self._watched_folders()
 
@@ -608,9 +612,43 @@ def check_datetime_regex(value: str | None) -> str | None:
 SIDECAR_SUFFIXES = (".aux.xml", ".ovr", ".msk", ".tfw", ".tifw", ".tiffw", ".wld")
 
 
+def _subdataset(region: Region, text: str, key: str) -> tuple[str, Path, str] | None:
+    """A subdataset name (``GTIFF_DIR:2:a.tif``, ``netCDF:"f.nc":var``) split round its file.
+
+    GDAL finds a relative file from the working folder, not the region's, and the name is
+    no glob (no file is called ``GTIFF_DIR:2:a.tif``): the file part is resolved against
+    the region file, used as written (brackets in it are no pattern) and must exist.
+    Returns (before, the file resolved, after); None when ``text`` is no subdataset whose
+    file part is known.
+
+    Raises:
+        ConfigError: the file part does not exist.
+    """
+    from geotl.io.rasters import is_subdataset, split_subdataset  # rasterio: imported lazily
+
+    parts = split_subdataset(text) if is_subdataset(text) else None
+    if parts is None:
+        return None
+    before, file, after = parts
+    resolved = region.resolve(file)
+    if not resolved.is_file():
+        raise ConfigError(
+            f"{key}: '{text}' names file '{file}', which is not found "
+            "(paths are relative to the region file)",
+            region.path,
+        )
+    return before, resolved, after
+
+
 def _expand_globs(region: Region, patterns: list[str], key: str) -> list[Path]:
     found: set[Path] = set()
     for pattern in patterns:
+        page = _subdataset(region, pattern, key)
+        if page is not None:  # GDAL's name for it, the file part resolved: a GdalPath
+            from geotl.io.rasters import scene_path
+
+            found.add(scene_path(f"{page[0]}{page[1]}{page[2]}"))
+            continue
         matches = [
             m
             for m in glob.glob(str(region.resolve(pattern)), recursive=True)

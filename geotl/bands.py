@@ -23,11 +23,21 @@ and models, and new to every pretrained base:
 >>> canonical_band("custom:NDVI"), canonical_band("swir1"), canonical_band("nir2")
 ('custom:ndvi', 'swir16', 'nir09')
 
+Radar bands as SNAP and the ESA toolboxes write them in a GeoTIFF's band descriptions
+(calibrated backscatter, linear or in dB) are their polarisation: whether a scene is in dB
+or linear power is the values' business, judged at prediction
+(:mod:`geotl.predict.radiometry`), not the name's:
+
+>>> canonical_band("Sigma0_VV_db"), canonical_band("Gamma0_VH"), canonical_band("beta0_hh_dB")
+('vv', 'vh', 'hh')
+
 A region on bands no base model knows (radar, thermal, custom) still adapts a pretrained
 base: the first layer is new, the rest of the network pretrained (:mod:`geotl.models.adapt`).
 """
 
 from __future__ import annotations
+
+import re
 
 __all__ = [
     "COMMON_NAMES",
@@ -111,6 +121,10 @@ _ALIASES: dict[str, str] = {
 CUSTOM_PREFIX = "custom:"
 """How a band outside the vocabulary is declared: ``custom:ndvi``."""
 
+# SNAP's calibrated radar bands: Sigma0_VV, Gamma0_VH_db, Beta0_HH (uncalibrated
+# Amplitude_VV / Intensity_VV are no backscatter: not named so)
+_RADAR_CALIBRATED = re.compile(r"(?:sigma|gamma|beta)0_(vv|vh|hh|hv)(?:_db)?")
+
 
 def canonical_band(name: str) -> str:
     """Return the common name for a band name or sensor band id.
@@ -133,6 +147,8 @@ def canonical_band(name: str) -> str:
     lower = _ALIASES.get(lower, lower)
     if lower in COMMON_NAMES:
         return lower
+    if radar := _RADAR_CALIBRATED.fullmatch(lower):
+        return radar.group(1)
     raise KeyError(name)
 
 

@@ -32,6 +32,8 @@ from geotl.io.rasters import (
     scene_band_sample,
 )
 from geotl.io.vectors import crs_name, shift_longitudes
+from geotl.models.artefact import Normalisation
+from geotl.predict.radiometry import decibel_offset, decibel_units
 from geotl.predict.scene import scene_band_names
 
 log = logging.getLogger(__name__)
@@ -76,7 +78,7 @@ def scan_scenes(region: Region) -> list[ChipScene]:
         )
     scenes: list[ChipScene] = []
     paths = region.scene_paths()
-    means: list[tuple[str, list[float] | None]] = []
+    means: list[tuple[str, Normalisation | None]] = []
     for path in paths:
         info = read_scene_info(path, n_bands)
         if info.count != n_bands:
@@ -247,17 +249,19 @@ def _check_nodata(region: Region, info: SceneInfo) -> None:
     )
 
 
-def _check_units(means: list[tuple[str, list[float] | None]]) -> None:
+def _check_units(samples: list[tuple[str, Normalisation | None]]) -> None:
     """Say which scenes look to be in other units than the first (16- beside 8-bit...).
 
-    ``means``: each scene's file name and band means (None: not sampled, or no data). One
-    normalisation will serve every chip, so such a scene is said, with its factor; not
-    refused, as a snow-covered scene beside a dark forest can differ as much in visible bands.
+    ``samples``: each scene's file name and band means and stds (None: not sampled, or no
+    data). One normalisation will serve every chip, so such a scene is said, with its
+    factor; not refused, as a snow-covered scene beside a dark forest can differ as much in
+    visible bands. Radar: linear power beside dB, or a pass shifted in dB
+    (:mod:`geotl.predict.radiometry`'s rules; a flooded pass is not one).
     """
-    sampled = [(name, m) for name, m in means if m is not None]
+    sampled = [(name, m) for name, m in samples if m is not None]
     for name, m in sampled[1:]:
         first, reference = sampled[0]
-        if said := other_units(m, reference):
+        if said := other_units(m.mean, reference.mean):
             log.warning(
                 "%s: its %s (%s's): other units? Rescale the scenes to one (e.g. "
                 "gdal_translate -scale) before chipping",
@@ -265,13 +269,25 @@ def _check_units(means: list[tuple[str, list[float] | None]]) -> None:
                 said,
                 first,
             )
+        elif said := decibel_units(m, reference, f"{first}'s"):
+            log.warning("%s: its %s before chipping", name, said)
+        elif (shift := decibel_offset(m, reference)) is not None:
+            log.warning(
+                "%s: its bands in dB read about %.3g dB %s than %s's, alike in every band "
+                "with the spread kept: a calibration other than theirs? Chip scenes of one "
+                "processing (sigma0 in dB), or subtract the shift first",
+                name,
+                abs(shift),
+                "higher" if shift > 0 else "lower",
+                first,
+            )
 
 
-def _probe(path: Path, info: SceneInfo, nodata: float | None, sample: bool) -> list[float] | None:
+def _probe(path: Path, info: SceneInfo, nodata: float | None, sample: bool) -> Normalisation | None:
     """Read the first and last pixel: catches most truncated files before any work.
 
-    With ``sample``, also the band means of nine small windows (:func:`scene_band_sample`),
-    in the same opening of the file.
+    With ``sample``, also the band means and stds of nine small windows
+    (:func:`scene_band_sample`), in the same opening of the file.
     """
     with open_raster(path) as ds:
         try:
@@ -280,7 +296,7 @@ def _probe(path: Path, info: SceneInfo, nodata: float | None, sample: bool) -> l
             if not sample:
                 return None
             got = scene_band_sample(ds, info.band_indexes, info.mask_bands, nodata)
-            return got.mean if got else None
+            return Normalisation(mean=got.mean, std=got.std) if got else None
         except RasterioError as exc:
             raise read_failure(exc, path) from exc
 

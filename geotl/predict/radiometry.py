@@ -26,6 +26,25 @@ windows of 128 px each judged against every scene of their set gave no offset, w
 +1000 and -1000 added to the Albers tile's windows were all found. Both cases are warnings,
 not refusals: a scene that happens to differ (one fully under cloud) must not stop a
 monitor's pass, and predict's polygons on it are still what the model makes of it.
+
+Radar backscatter in dB (Sentinel-1 VV/VH and the like) has negative means, so neither
+rule above judges it; its two mistakes are judged apart, on the bands with a negative
+training mean:
+
+- **Linear power (or amplitude, or digital numbers) given to a dB model**
+  (:func:`decibel_units`): every such band's mean turned positive and its spread is no
+  longer the training's (power 0.01-1 spreads about 0.1, dB about 5): the model sees a
+  scene of uniform brightness and finds no water, or water everywhere; and the reverse, dB
+  given to a model of linear power (means turned negative).
+- **A shift in dB** (:func:`decibel_offset`): a factor in linear power (a calibration
+  constant left out, power x 10, another product's scaling) is a shift in dB that leaves
+  the spread exactly as it was; so it is said when every dB band moved the same way,
+  alike, by at least its training standard deviation and :data:`DB_SHIFT_MIN`, with the
+  spread within :data:`DB_STD_RATIO` of the training's. A flood or a scene mostly of sea
+  moves dB means down as far (-10.7 dB VV and VH on a Sentinel-1-like pass all under
+  water, derived from the NAIP tile in ``tests/predict/radar.py``), but narrows the
+  spread to the speckle of calm water (std 2.3 dB against 4.7) and is not said; nor is
+  any of seven summers of that ground (2009-2017) judged against any other.
 """
 
 from __future__ import annotations
@@ -41,9 +60,13 @@ from geotl.io.rasters import other_units, scene_band_sample
 from geotl.models.artefact import Normalisation
 
 __all__ = [
+    "DB_SHIFT_MIN",
+    "DB_STD_RATIO",
     "MIN_PIXELS",
     "OFFSET_SPREAD",
     "STD_RATIO",
+    "decibel_offset",
+    "decibel_units",
     "other_radiometry",
     "sample_scene",
     "unit_offset",
@@ -55,6 +78,8 @@ log = logging.getLogger(__name__)
 MIN_PIXELS = 1000  # fewer valid sampled pixels than this (a scene mostly nodata): not judged
 OFFSET_SPREAD = 1.3  # an offset moves every band alike: the largest shift over the smallest
 STD_RATIO = (0.4, 2.5)  # ... and keeps the spread: scene std over training std, every band
+DB_SHIFT_MIN = 3.0  # dB: a shift smaller than a factor 2 in power is weather, soil moisture
+DB_STD_RATIO = (0.7, 1.4)  # a shift in dB keeps the spread; calm water (flood, sea) halves it
 
 
 def sample_scene(
@@ -74,9 +99,9 @@ def sample_scene(
 def unit_offset(scene: Normalisation, trained: Normalisation) -> float | None:
     """The offset between ``scene`` and ``trained`` values when they look to differ by one.
 
-    Judged on the bands with a positive training mean (radar in dB is not), at least two:
-    with one, an offset cannot be told from a brighter scene. Returns the median shift
-    (scene minus training, raw units), else None.
+    Judged on the bands with a positive training mean (radar in dB: :func:`decibel_offset`),
+    at least two: with one, an offset cannot be told from a brighter scene. Returns the
+    median shift (scene minus training, raw units), else None.
 
     >>> trained = Normalisation(mean=[807.0, 1168.0, 1285.0], std=[248.0, 333.0, 439.0])
     >>> unit_offset(Normalisation(mean=[1807, 2168, 2285], std=[250, 330, 440]), trained)
@@ -87,6 +112,77 @@ def unit_offset(scene: Normalisation, trained: Normalisation) -> float | None:
     at = [i for i, m in enumerate(trained.mean) if m > 0]
     if len(at) < 2:
         return None
+    return _shared_shift(scene, trained, at, STD_RATIO)
+
+
+def decibel_offset(scene: Normalisation, trained: Normalisation) -> float | None:
+    """The shift in dB between ``scene`` and ``trained``, when they look to differ by one.
+
+    Judged on the bands with a negative training mean (radar backscatter in dB): every one
+    moved the same way by at least its training std and :data:`DB_SHIFT_MIN`, alike, with
+    the spread kept (:data:`DB_STD_RATIO`). Returns the median shift in dB, else None.
+
+    >>> trained = Normalisation(mean=[-11.3, -18.4], std=[4.9, 5.0])
+    >>> decibel_offset(Normalisation(mean=[-1.4, -8.5], std=[4.8, 5.0]), trained)
+    9.9
+    >>> # a flooded scene: as far down, but the spread of calm water only
+    >>> decibel_offset(Normalisation(mean=[-20.5, -27.6], std=[2.4, 2.5]), trained)
+    """
+    at = [i for i, m in enumerate(trained.mean) if m < 0]
+    shift = _shared_shift(scene, trained, at, DB_STD_RATIO) if at else None
+    if shift is None or abs(shift) < DB_SHIFT_MIN:
+        return None
+    return round(shift, 4)
+
+
+def decibel_units(
+    scene: Normalisation, trained: Normalisation, whose: str = "the training's"
+) -> str | None:
+    """What sets ``scene`` apart from ``trained`` when one is in dB and the other is not.
+
+    ``whose``: who owns ``trained``'s values in the message.
+
+    A dB model's bands have negative means; linear power, amplitude or digital numbers
+    have positive ones, with a spread unlike 5 dB (0.1 in power, hundreds in numbers). Said
+    when every band of one sign in training changed sign with the spread outside
+    :data:`STD_RATIO` (a bright city in dB can read above 0 dB, but spreads alike).
+
+    >>> trained = Normalisation(mean=[-11.3, -18.4], std=[4.9, 5.0])
+    >>> print(decibel_units(Normalisation(mean=[0.09, 0.017], std=[0.11, 0.02]), trained))
+    band means [0.09, 0.017] are positive where the training's in dB are negative ([-11.3, -18.4]): linear power, amplitude or digital numbers? Convert the scene to dB: 10 * log10(power)
+    >>> decibel_units(Normalisation(mean=[1.2, -4.1], std=[5.5, 5.2]), trained) is None
+    True
+    """
+    for sign, units, fix in (
+        (
+            -1,
+            "in dB",
+            "linear power, amplitude or digital numbers? Convert the scene to dB: "
+            "10 * log10(power)",
+        ),
+        (1, "in linear power", "dB? Convert the scene to linear power: 10 ** (dB / 10)"),
+    ):
+        at = [i for i, m in enumerate(trained.mean) if np.sign(m) == sign]
+        if sign == 1:  # linear power: small means (reflectance x 10000 and DN models are not)
+            at = [i for i in at if trained.mean[i] < 1]
+        if not at or any(np.sign(scene.mean[i]) != -sign for i in at):
+            continue
+        ratio = [scene.std[i] / trained.std[i] if trained.std[i] else 1.0 for i in at]
+        if all(STD_RATIO[0] <= r <= STD_RATIO[1] for r in ratio):
+            continue
+        return (
+            f"band means {_listed([scene.mean[i] for i in at])} are "
+            f"{'positive' if sign < 0 else 'negative'} where {whose} {units} are "
+            f"{'negative' if sign < 0 else 'positive'} ({_listed([trained.mean[i] for i in at])}): "
+            f"{fix}"
+        )
+    return None
+
+
+def _shared_shift(
+    scene: Normalisation, trained: Normalisation, at: Sequence[int], std_ratio: tuple[float, float]
+) -> float | None:
+    """The median shift of bands ``at`` when all moved alike, by their std, spread kept."""
     shift = np.array([scene.mean[i] - trained.mean[i] for i in at])
     size = np.abs(shift)
     std = np.array([trained.std[i] for i in at])
@@ -95,7 +191,7 @@ def unit_offset(scene: Normalisation, trained: Normalisation) -> float | None:
         return None
     if (size < std).any() or size.max() > OFFSET_SPREAD * size.min():
         return None
-    if ((ratio < STD_RATIO[0]) | (ratio > STD_RATIO[1])).any():
+    if ((ratio < std_ratio[0]) | (ratio > std_ratio[1])).any():
         return None
     return float(np.median(shift))
 
@@ -112,6 +208,19 @@ def other_radiometry(
         return (
             f"{whose} {said}, those of the imagery the model was trained on: other units? Rescale "
             "the scene to theirs (or train on imagery like it)"
+        )
+    if said := decibel_units(scene, trained):
+        return f"{whose} {said} (gdal_calc.py, rio calc), or train on imagery in its units"
+    if (shift := decibel_offset(scene, trained)) is not None:
+        at = [i for i, m in enumerate(trained.mean) if m < 0]
+        return (
+            f"bands {', '.join(bands[i] for i in at)} read about {abs(shift):.3g} dB "
+            f"{'higher' if shift > 0 else 'lower'} than the imagery the model was trained on, "
+            f"alike in every band with the spread kept (means {_listed([scene.mean[i] for i in at])} "
+            f"against {_listed([trained.mean[i] for i in at])}): a factor of "
+            f"{10 ** (shift / 10):.3g} in power? Check the calibration (sigma0 of the same "
+            "processing as the training scenes, power not amplitude) and subtract the shift "
+            "(gdal_calc.py, rio calc), or adapt a model on imagery of this processing"
         )
     offset = unit_offset(scene, trained)
     if offset is None:

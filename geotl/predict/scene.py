@@ -187,8 +187,8 @@ def map_bands(
             if say:
                 log.log(
                     logging.WARNING if count > 1 else logging.INFO,
-                    "%s: the file does not name its bands (no band descriptions): read as the "
-                    "model's %s in that order; if its order differs, name them with --bands "
+                    "%s: the file does not name its bands (no band descriptions geotl knows): "
+                    "read as the model's %s in that order; if its order differs, name them with --bands "
                     "(file order), else the polygons are wrong",
                     path,
                     model_bands,

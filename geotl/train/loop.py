@@ -60,6 +60,7 @@ from geotl.models.artefact import (
 )
 from geotl.models.catalogue import LoadedBase, load_base
 from geotl.models.network import NetworkSpec
+from geotl.predict.radiometry import decibel_units
 from geotl.progress import progress_bar
 from geotl.train.augment import Augment, default_window_px
 from geotl.train.data import (
@@ -806,6 +807,16 @@ def _normalisation(
                 said,
                 first.name,
             )
+        elif said := decibel_units(
+            own.normalisation(), reference.normalisation(), f"region {first.name}'s"
+        ):
+            # radar in linear power beside dB: other_units judges positive means only
+            log.warning(
+                "%s: the chips' %s; one normalisation serves both: convert one region's "
+                "scenes or train them apart",
+                r.path,
+                said,
+            )
     pooled = pooled_normalisation([s for _, s in sums])
     if base.card is None:
         return pooled
@@ -818,10 +829,16 @@ def _normalisation(
         return pooled
     own = base.card.normalisation
     at = [base_bands.index(order[i]) for i in shared]
-    if said := other_units([pooled.mean[i] for i in shared], [own.mean[j] for j in at]):
+    region_units = Normalisation(
+        mean=[pooled.mean[i] for i in shared], std=[pooled.std[i] for i in shared]
+    )
+    base_units = Normalisation(mean=[own.mean[j] for j in at], std=[own.std[j] for j in at])
+    if said := other_units(region_units.mean, base_units.mean) or decibel_units(
+        region_units, base_units, "the base model's"
+    ):
         log.warning(
-            "the train chips' %s, the base model's: other units, so the region's own "
-            "normalisation is used instead of the base's",
+            "the base model's normalisation does not fit the train chips (other units, so the "
+            "region's own normalisation is used instead of the base's): %s",
             said,
         )
         return pooled

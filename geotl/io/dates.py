@@ -4,11 +4,13 @@
 
 1. ``datetime_regex`` (one capture group) on the file name: the user said where the date is;
 2. the file's ``ACQUISITIONDATETIME`` tag;
-3. its ``TIFFTAG_DATETIME`` / ``DATETIME`` tag, unless the file name holds a date of another
-   day: that tag is when the file was written (TIFF's "date and time of image creation"),
-   which a pass re-saved in a GIS moves to the day of the save, so the name's day wins then
-   (with a warning);
-4. a ``YYYY-MM-DD`` or ``YYYYMMDD`` date in the file name.
+3. its ``TIFFTAG_DATETIME`` / ``DATETIME`` tag, unless the file name holds a sensing time or
+   a date of another day: that tag is when the file was written (TIFF's "date and time of
+   image creation"), which a pass re-saved in a GIS moves to the day of the save, so the
+   name's day wins then (with a warning);
+4. a sensing time ``YYYYMMDDTHHMMSS`` in the file name (Sentinel-1/2 and other ESA
+   products): two passes of one day stay two;
+5. a ``YYYY-MM-DD`` or ``YYYYMMDD`` date in the file name (the day only).
 
 It returns None when none of them gives a date; the monitor then falls back to the file's
 modification time (and says so), prediction leaves ``acquired`` empty.
@@ -39,6 +41,8 @@ _DIGIT_FORMATS = {
 _TAGS = ("ACQUISITIONDATETIME", "TIFFTAG_DATETIME", "DATETIME")
 #: tags of when the file was written, which can be long after the acquisition
 _WRITE_TAGS = ("TIFFTAG_DATETIME", "DATETIME")
+#: a sensing time in a file name (Sentinel-1/2 and ESA products: ``..._20140720T003000_...``)
+_NAME_TIME = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(?!\d)")
 _NAME_DATES = (
     re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)"),
     re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})(?!\d)"),
@@ -82,6 +86,7 @@ class Acquired:
 
 
 def _name_date(name: str) -> datetime | None:
+    """The first date in a file name (midnight UTC), or None."""
     for pattern in _NAME_DATES:
         for found in pattern.finditer(name):
             try:
@@ -91,6 +96,28 @@ def _name_date(name: str) -> datetime | None:
                 continue
             if 1950 <= day.year <= 2100:
                 return day
+    return None
+
+
+def _name_time(name: str) -> datetime | None:
+    """The first sensing time in a file name (``YYYYMMDDTHHMMSS``, UTC), or None.
+
+    Two passes of one day (Sentinel-1A at 00:30 and 1B at 17:15) are two acquisitions: a
+    date alone would make them one.
+
+    >>> _name_time("S1A_IW_GRDH_1SDV_20140720T003000_20140720T003025_001.tif").isoformat()
+    '2014-07-20T00:30:00+00:00'
+    >>> _name_time("LC08_L2SP_027031_20200712_02_T1.tif") is None
+    True
+    """
+    for found in _NAME_TIME.finditer(name):
+        try:
+            y, mo, d, h, mi, sec = (int(g) for g in found.groups())
+            when = datetime(y, mo, d, h, mi, sec, tzinfo=UTC)
+        except ValueError:
+            continue
+        if 1950 <= when.year <= 2100:
+            return when
     return None
 
 
@@ -120,6 +147,9 @@ def read_acquired(
     >>> a = read_acquired("LC08_L2SP_027031_20200712_02_T1.tif", {})
     >>> a.source, a.date_only, a.when.date().isoformat()
     ('file-name', True, '2020-07-12')
+    >>> s1 = "S1B_IW_GRDH_1SDV_20140720T171500_20140720T171525_001.tif"
+    >>> read_acquired(s1, {"TIFFTAG_DATETIME": "2014:07:20 19:02:11"}).when.isoformat()
+    '2014-07-20T17:15:00+00:00'
     >>> read_acquired("s_2019-01-02_20200101.tif", {}, r"_(\d{8})").source
     'regex'
     >>> read_acquired("OSBS_029.tif", {}) is None
@@ -136,11 +166,11 @@ def read_acquired(
             except ValueError:
                 log.warning("%s: datetime_regex matched %r, which is not a date", name, text)
     tags = _file_tags(Path(path)) if tags is None else tags
-    day = _name_date(name)
+    day, sensed = _name_date(name), _name_time(name)
     for tag in _TAGS:
         value = tags.get(tag)
-        if not value:
-            continue
+        if not value or (tag in _WRITE_TAGS and sensed is not None):
+            continue  # a sensing time in the name beats when the file was written
         try:
             when = parse_datetime_text(value)
         except ValueError:
@@ -157,6 +187,8 @@ def read_acquired(
             )
             break
         return Acquired(when, "tiff-tag")
+    if sensed is not None:
+        return Acquired(sensed, "file-name")
     return Acquired(day, "file-name", date_only=True) if day is not None else None
 
 

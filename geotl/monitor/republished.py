@@ -18,7 +18,8 @@ A found scene re-publishes a done pass when it is
 A folder file replaced in place is not one: it is the pass's own file, corrected, and is
 redone as before. A byte copy is caught earlier (``Monitor._without_copies``). A file dated
 by its modification time is never one: that is when it was written, not when the ground was
-seen.
+seen; nor one dated by its day alone (a date in its name), which two passes of one day
+share (Sentinel-1A in the morning, 1B in the evening over the same ground).
 
 ``[monitor] republished`` says what happens then:
 
@@ -86,8 +87,10 @@ def without_republished(
                 kept.append(scene)  # a file replaced in place: its pass is redone
                 continue
             original: tuple[str, str] | None = (scene.key, scene.name)
-        elif scene.acquired_from == "mtime":
-            original = None  # dated when the file was written, not when the ground was seen
+        elif scene.acquired_from == "mtime" or scene.day_only:
+            # dated when the file was written, not when the ground was seen; or by its day
+            # alone, which two passes of one day share
+            original = None
         else:
             original = _done_pass_of(scene, state, source, footprints)
         if original is None:
@@ -158,7 +161,7 @@ def _newest_of_each(
 ) -> list[Scene]:
     """New scenes less older versions of another new scene of the same acquisition."""
     new = sorted(
-        (s for s in scenes if s.key not in known and s.acquired_from != "mtime"),
+        (s for s in scenes if s.key not in known and s.acquired_from != "mtime" and not s.day_only),
         key=lambda s: s.acquired,
     )
     older: set[str] = set()

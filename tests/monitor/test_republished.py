@@ -160,15 +160,76 @@ def _reencoded(src: Path, dest: Path, **options: Any) -> Path:
     return dest
 
 
+def _timed(scene: Path, prefix: str = "") -> str:
+    """The scene's file name with a sensing time (``_20090818T170000``), as ESA names carry."""
+    return prefix + scene.name.replace(".tif", "T170000.tif")
+
+
 @pytest.mark.slow
 def test_a_file_redelivered_under_another_name_is_not_a_second_pass(
     naip_small: list[Path], naip_scenes: list[Path], naip_model: Path, tmp_path: Path
 ) -> None:
-    """Before: the re-delivered file (other bytes, the same date and ground) was a second
-    pass of the same day, with its own changes against the first."""
+    """Before: the re-delivered file (other bytes, the same sensing time and ground) was a
+    second pass, with its own changes against the first."""
     region_file = write_region(
         tmp_path / "region",
         "naip-redelivered",
+        naip_small[:1],
+        NAIP_BANDS,
+        ["water"],
+        'source = "folder"\npaths = ["incoming/*.tif"]',
+        datetime_regex=r"_(\d{8}T\d{6})\.tif$",
+        min_area_m2=200.0,
+    )
+    region = load_region(region_file)
+    opts = MonitorOptions(out_dir=tmp_path / "out", model_dir=naip_model)
+    copy_in(region_file, naip_small[0], _timed(naip_small[0]))
+    assert len(run_monitor(region, opts).processed) == 1
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    again = _reencoded(naip_small[0], scratch / "again.tif", compress="packbits")
+    copy_in(region_file, again, _timed(naip_small[0], "v2_"))
+    # two versions of the next acquisition arriving together: one pass
+    copy_in(region_file, naip_small[1], _timed(naip_small[1]))
+    copy_in(
+        region_file,
+        _reencoded(naip_small[1], scratch / "next.tif", compress="lzw"),
+        _timed(naip_small[1], "v2_"),
+    )
+    # the same time over other ground (another quad, a neighbouring tile) is a pass
+    west = scratch / "west.tif"
+    with rasterio.open(naip_scenes[1]) as ds:
+        window = Window(0, 0, 256, 256)
+        with rasterio.open(
+            west,
+            "w",
+            **{**ds.profile, "width": 256, "height": 256, "transform": ds.window_transform(window)},
+        ) as out:
+            out.write(ds.read(window=window))
+    copy_in(region_file, west, _timed(naip_scenes[1], "west_"))
+    run = run_monitor(region, opts)
+    assert sorted(p.scene for p in run.processed) == sorted(
+        [Path(_timed(naip_small[1], "v2_")).stem, Path(_timed(naip_scenes[1], "west_")).stem]
+    )
+    history = _history(tmp_path / "out" / "naip-redelivered")
+    assert len(history) == 3 and history[1]["previous_scene"] == history[0]["scene"]
+    text = format_status(monitor_status(region, tmp_path / "out"))
+    first = Path(_timed(naip_small[0])).stem
+    assert f"v2_{first} re-publishes {first}" in text
+    assert "re-published: 2 " in text
+
+
+@pytest.mark.slow
+def test_two_passes_of_one_day_known_by_their_day_alone_are_two_passes(
+    naip_small: list[Path], naip_model: Path, tmp_path: Path
+) -> None:
+    """Files dated by their day alone (a date in the name) cannot tell a re-delivery from a
+    second pass that day (Sentinel-1A in the morning, 1B in the evening): both are passes,
+    never one dropped as a re-publication of the other."""
+    region_file = write_region(
+        tmp_path / "region",
+        "naip-same-day",
         naip_small[:1],
         NAIP_BANDS,
         ["water"],
@@ -179,33 +240,10 @@ def test_a_file_redelivered_under_another_name_is_not_a_second_pass(
     region = load_region(region_file)
     opts = MonitorOptions(out_dir=tmp_path / "out", model_dir=naip_model)
     copy_in(region_file, naip_small[0])
-    assert len(run_monitor(region, opts).processed) == 1
-
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    again = _reencoded(naip_small[0], scratch / f"v2_{naip_small[0].name}", compress="packbits")
-    copy_in(region_file, again)
-    # two versions of the next acquisition arriving together: one pass
-    copy_in(region_file, naip_small[1])
-    copy_in(
-        region_file,
-        _reencoded(naip_small[1], scratch / f"v2_{naip_small[1].name}", compress="lzw"),
-    )
-    # the same date over other ground (another quad, a neighbouring tile) is a pass
-    west = scratch / f"west_{naip_scenes[1].name}"
-    with rasterio.open(naip_scenes[1]) as ds:
-        window = Window(0, 0, 256, 256)
-        with rasterio.open(
-            west,
-            "w",
-            **{**ds.profile, "width": 256, "height": 256, "transform": ds.window_transform(window)},
-        ) as out:
-            out.write(ds.read(window=window))
-    copy_in(region_file, west)
+    evening = _reencoded(naip_small[0], scratch / "evening.tif", compress="packbits")
+    copy_in(region_file, evening, f"evening_{naip_small[0].name}")
     run = run_monitor(region, opts)
-    assert sorted(p.scene for p in run.processed) == sorted([f"v2_{naip_small[1].stem}", west.stem])
-    history = _history(tmp_path / "out" / "naip-redelivered")
-    assert len(history) == 3 and history[1]["previous_scene"] == history[0]["scene"]
-    text = format_status(monitor_status(region, tmp_path / "out"))
-    assert f"v2_{naip_small[0].stem} re-publishes {naip_small[0].stem}" in text
-    assert "re-published: 2 " in text
+    assert len(run.processed) == 2
+    assert "re-published" not in format_status(monitor_status(region, tmp_path / "out"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 from typing import Literal
 
 from geotl.io.dates import parse_datetime_text  # re-exported: the sources' one date parser
@@ -39,6 +39,16 @@ class Scene:
     footprint_wkt: str | None = None
     assets: dict[str, str] = field(default_factory=dict)
     cloud_cover: float | None = None
+
+    @property
+    def day_only(self) -> bool:
+        """Whether only the day of the acquisition is known (a date in the file name).
+
+        Two passes of that day (Sentinel-1A in the morning, 1B in the evening) cannot be
+        told apart by their time then. A time of exactly midnight from a name or a
+        ``datetime_regex`` is taken as a day alone.
+        """
+        return self.acquired_from in ("file-name", "regex") and self.acquired.time() == time()
 
     @property
     def is_remote(self) -> bool:

@@ -98,3 +98,16 @@ def test_a_page_of_a_missing_file_names_the_file(tmp_path: Path, shared_data: Pa
     text = str(caught.value)
     assert "\n" not in text and f"'GTIFF_DIR:2:{NAME}' names file '{NAME}'" in text
     assert "not found" in text and "region.toml" in text
+
+
+def test_two_pages_of_one_file_are_two_scenes(tmp_path: Path, shared_data: Path) -> None:
+    """Before: 'several scenes share the name', which no renaming could fix."""
+    folder = tmp_path / "two"
+    _pages(folder, shared_data)
+    region = _region(folder, [f"GTIFF_DIR:1:{NAME}", f"GTIFF_DIR:2:{NAME}"])
+    result = CliRunner().invoke(cli, ["chip", str(region), "--out", str(tmp_path / "chips")])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(tmp_path / "chips" / "chips.parquet")
+    prefixes = {c.rsplit("_r", 1)[0] for c in frame["chip_id"]}
+    assert prefixes == {"Étang page_GTIFF_DIR_1", "Étang page_GTIFF_DIR_2"}
+    assert frame["chip_id"].is_unique

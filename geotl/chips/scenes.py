@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from geotl.io.rasters import (
     read_failure,
     read_scene_info,
     scene_band_sample,
+    split_subdataset,
 )
 from geotl.io.vectors import crs_name, shift_longitudes
 from geotl.models.artefact import Normalisation
@@ -302,13 +304,22 @@ def _probe(path: Path, info: SceneInfo, nodata: float | None, sample: bool) -> N
 
 
 def unique_scene_ids(scenes: list[ChipScene], region: Region) -> None:
-    """Refuse two scenes whose file names (chip id prefixes) are the same."""
+    """Refuse two scenes whose file names (chip id prefixes) are the same.
+
+    Scenes of one name are told apart by their folder, or, pages or variables of one file
+    (``GTIFF_DIR:2:a.tif``, ``netCDF:"f.nc":vv``), by the page or variable.
+    """
     stems = [s.scene_id for s in scenes]
     if len(set(stems)) == len(stems):
         return
     for s in scenes:
         if stems.count(s.scene_id) > 1:
-            s.scene_id = f"{s.info.path.parent.name}_{s.info.path.stem}"
+            parts = split_subdataset(str(s.info.path))
+            if parts is not None:
+                which = re.sub(r"[^0-9A-Za-z]+", "_", parts[0] + parts[2]).strip("_")
+                s.scene_id = f"{s.info.path.stem}_{which}"
+            else:
+                s.scene_id = f"{s.info.path.parent.name}_{s.info.path.stem}"
     ids = [s.scene_id for s in scenes]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})

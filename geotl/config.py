@@ -94,7 +94,7 @@ class ImageryConfig(_Strict):
         if unknown:
             raise ValueError(
                 f"unknown band name(s) {unknown}: use common names (red, green, blue, nir, "
-                "swir16, ...) or Sentinel-2 / Landsat band ids (B04, SR_B4, ...); a band of "
+                "swir16, ..., radar vv, vh) or Sentinel-2 / Landsat band ids (B04, SR_B4, ...); a band of "
                 f"your own (an index, an elevation model) is written 'custom:{unknown[0]}'"
             )
         return bands

@@ -53,7 +53,7 @@ def declared_bands(declared: list[str] | tuple[str, ...], what: str, path: str |
     if unknown:
         raise BandMismatchError(
             f"{what} names unknown band(s) {unknown}: use common names (red, green, blue, nir, "
-            "swir16...), sensor ids (B04, SR_B5) or custom:NAME for a band of your own",
+            "swir16..., radar vv, vh), sensor ids (B04, SR_B5) or custom:NAME for a band of your own",
             path,
         )
     return [canonical_band(b) for b in declared]

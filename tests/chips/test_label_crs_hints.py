@@ -106,3 +106,26 @@ def test_labels_only_on_a_scene_smaller_than_a_chip_say_which_setting_fixes_it(
     with pytest.raises(LabelError, match=r"crowns\.gpkg: the labels lie only on scenes smaller"):
         chip_region(load_region(region), tmp_path / "chips")
     assert not (tmp_path / "chips").exists()
+
+
+def test_web_mercator_read_as_longitude_latitude_is_named(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    """An old GeoJSON in Web Mercator whose ``crs`` member names a code GDAL does not know:
+    GDAL reads it as EPSG:4326 with numbers in the millions of metres. Chipping must say
+    which CRS the numbers are in (EPSG:3857), and the fix it names must work."""
+    crowns = _crowns(shared_data)
+    labels = tmp_path / "crowns.geojson"
+    crowns.to_crs(3857).to_file(labels, driver="GeoJSON", RFC7946="NO")
+    text = labels.read_text()
+    assert "urn:ogc:def:crs:EPSG::3857" in text  # the old GeoJSON crs member
+    labels.write_text(text.replace("urn:ogc:def:crs:EPSG::3857", "urn:ogc:def:crs:EPSG::999999"))
+    with pytest.raises(LabelError) as info:
+        chip_region(load_region(_region(tmp_path, shared_data, labels)), tmp_path / "chips")
+    message = str(info.value)
+    assert message.startswith(f"{labels}: declared EPSG:4326 but coordinates look like Web")
+    assert "set [labels] crs = 'EPSG:3857'" in message
+    assert not (tmp_path / "chips").exists()
+    fixed = _region(tmp_path, shared_data, labels, crs="EPSG:3857")
+    summary = chip_region(load_region(fixed), tmp_path / "chips")
+    assert summary.n_objects == len(crowns)

@@ -13,7 +13,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "python3.12 not found: install Python 3.12+ or run make PYTHON=/path/to/python3.12" >&2; exit 2; }
-	@test -x $(BIN)/python || { free=$$(df -Pk $(dir $(VENV)) | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	@test -x $(BIN)/python || { free=$$( (df -Pk $(dir $(VENV)) 2>/dev/null || df -Pk .) | awk 'NR==2 {print int($$4 / 1048576)}'); \
 	  test "$$free" -ge 8 || { echo "make: a new $(VENV) takes about 7.5 GB (PyPI's torch is a CUDA build) and $(dir $(VENV)) has $$free GB free: free some disk, or make VENV=/path/on/a/larger/disk/venv" >&2; exit 2; }; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip

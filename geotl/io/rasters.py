@@ -30,6 +30,7 @@ from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
 from geotl.errors import RasterError, error_text
+from geotl.io.band_names import band_descriptions
 from geotl.io.compression import lossy_codecs, not_said, say_compression
 from geotl.io.nodata import valid_mask
 
@@ -558,6 +559,7 @@ def read_scene_info(path: str | Path, bands_expected: int | None = None) -> Scen
             size_x, size_y = ground_pixel_size_m(ds.crs, ds.transform, ds.width, ds.height)
         except RasterioError as exc:
             raise RasterError(f"unsupported CRS ({error_text(exc)})", path) from exc
+        described = band_descriptions(ds)
         return SceneInfo(
             path=path,
             crs=ds.crs,
@@ -571,7 +573,7 @@ def read_scene_info(path: str | Path, bands_expected: int | None = None) -> Scen
             band_indexes=tuple(bands),
             mask_bands=mask_bands(ds, bands),
             alpha_band=next((i for i in range(1, ds.count + 1) if i not in bands), None),
-            descriptions=tuple(ds.descriptions[i - 1] for i in bands),
+            descriptions=tuple(described[i - 1] for i in bands),
             pixel_aspect=size_x / size_y,
             lossy=tuple(lossy_codecs(ds)),
         )

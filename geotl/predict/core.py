@@ -28,8 +28,9 @@ from tqdm import tqdm
 
 from geotl.cluster import ModelRef, SceneJob, open_cluster, parse_cluster, predict_on_cluster
 from geotl.cores import usable_cores
-from geotl.errors import GeotlError, GeotlInputError, SceneError
+from geotl.errors import BandMismatchError, GeotlError, GeotlInputError, SceneError
 from geotl.io.atomic import atomic_path, check_output_file, check_writable
+from geotl.io.band_names import band_descriptions
 from geotl.io.compression import say_compression
 from geotl.io.dates import acquired_text, read_acquired
 from geotl.io.geojson import wrap_longitudes
@@ -64,6 +65,7 @@ from geotl.predict.outputs.quicklook import QuicklookWriter, sidecar_paths
 from geotl.predict.radiometry import sample_scene, warn_other_radiometry
 from geotl.predict.scene import (
     RESOLUTION_TOLERANCE,
+    STACK_BANDS,
     check_resolution,
     map_bands,
     model_pixel_size_m,
@@ -384,8 +386,9 @@ def _predict_scene(
         check_georeferenced(ds, scene_path)
         # an alpha band is the scene's mask (read with every band's), not a data band
         data_bands = data_band_indexes(ds, len(options.bands or card.bands))
+        described = band_descriptions(ds)
         scene_bands = scene_band_names(
-            tuple(ds.descriptions[i - 1] for i in data_bands),
+            tuple(described[i - 1] for i in data_bands),
             len(data_bands),
             list(options.bands) if options.bands else None,
             path=scene_path,
@@ -409,6 +412,7 @@ def _predict_scene(
                 card.normalisation,
                 card.bands,
                 name,
+                scaling=[(ds.scales[i - 1], ds.offsets[i - 1]) for i in indexes],
             )
         scene_xy = ground_pixel_size_m(ds.crs, ds.transform, ds.width, ds.height)
         grid = describe_grid(ds.crs, ds.transform, ds.width, ds.height)
@@ -848,6 +852,13 @@ def predict_scenes(
                 quicklooks[name] = (stage_file(png), (stage_file(pgw), stage_file(aux)))
         got = _predict_jobs(model_dir, jobs, quicklooks, options, cluster, engine, device, threads)
         done, failed = got.scenes, got.failed
+        if not done and len(failed) > 1 and all(r.endswith(STACK_BANDS) for _, r in failed):
+            # one file per band given as the scenes: one line, not the same advice per file
+            raise BandMismatchError(
+                f"{len(failed)} files of one band each ({failed[0][0].name}, ...) given as "
+                f"scenes, but the model needs its bands in one scene: {STACK_BANDS}",
+                failed[0][0].parent,
+            )
         if not done:
             raise SceneError(
                 "no scene could be predicted: " + "; ".join(f"{p.name}: {r}" for p, r in failed),

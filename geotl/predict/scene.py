@@ -157,6 +157,15 @@ def check_model_bands(
         )
 
 
+#: How a file of one band, given where the model needs several, becomes a scene: Landsat
+#: Collection 2 and Sentinel-2 ship one file per band
+STACK_BANDS = (
+    "bands in separate files (Landsat's ..._SR_B4.TIF, Sentinel-2's ..._B04.jp2) are one "
+    "scene once stacked: gdalbuildvrt -separate SCENE.vrt BAND.tif ... (one VRT per pass; "
+    "its bands are named by their files), then predict SCENE.vrt"
+)
+
+
 def map_bands(
     scene_bands: list[str] | None,
     count: int,
@@ -194,9 +203,10 @@ def map_bands(
                     model_bands,
                 )
             return list(range(1, count + 1))
+        fix = "name them with --bands (file order) or set band descriptions"
         raise BandMismatchError(
             f"the scene has {count} unnamed band(s) but the model needs {model_bands}: "
-            "name them with --bands (file order) or set band descriptions",
+            f"{STACK_BANDS if count == 1 < len(wanted) else fix}",
             path,
         )
     if len(scene_bands) != count:
@@ -205,14 +215,17 @@ def map_bands(
             "list every band in file order",
             path,
         )
+    fix = (
+        "use imagery with those bands or a model trained on these; if the names are "
+        "wrong (Landsat 4-7's SR_B1..SR_B7 are not Landsat 8/9's), name the bands in file "
+        "order with --bands"
+    )
     check_model_bands(
         model_bands,
         scene_bands,
         path,
         what="scene",
-        fix="use imagery with those bands or a model trained on these; if the names are "
-        "wrong (Landsat 4-7's SR_B1..SR_B7 are not Landsat 8/9's), name the bands in file "
-        "order with --bands",
+        fix=STACK_BANDS if count == 1 < len(wanted) else fix,
     )
     have = band_keys(scene_bands)
     return [have.index(b) + 1 for b in wanted]

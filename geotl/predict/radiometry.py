@@ -197,14 +197,35 @@ def _shared_shift(
 
 
 def other_radiometry(
-    scene: Normalisation, trained: Normalisation, bands: Sequence[str], whose: str = "its"
+    scene: Normalisation,
+    trained: Normalisation,
+    bands: Sequence[str],
+    whose: str = "its",
+    scaling: Sequence[tuple[float, float]] | None = None,
 ) -> str | None:
     """What looks wrong with ``scene``'s values against the training's, or None.
 
     ``bands``: the card's band names, in the order of both normalisations; ``whose``: who
-    owns the values in the message ("its": the scene named before it).
+    owns the values in the message ("its": the scene named before it); ``scaling``: the
+    scene's GDAL scale and offset per band, in the same order (Landsat Collection 2 digital
+    numbers carry 2.75e-05 and -0.2 to reflectance; geotl reads the raw numbers).
+
+    >>> trained = Normalisation(mean=[0.05, 0.08, 0.3], std=[0.02, 0.03, 0.1])
+    >>> dn = Normalisation(mean=[9091.0, 10182.0, 18182.0], std=[700.0, 1000.0, 3600.0])
+    >>> print(other_radiometry(dn, trained, ["red", "green", "nir08"], scaling=[(2.75e-5, -0.2)] * 3))
+    its band means [9091, 1.018e+04, 1.818e+04] are about 127,275x [0.05, 0.08, 0.3], those of the imagery the model was trained on: other units? Its bands carry a GDAL scale and offset (2.75e-05 and -0.2), which give means [0.05, 0.08, 0.3], the model's units: geotl reads the raw numbers, so write the scaled values first (gdal_translate -unscale -ot Float32 IN OUT)
     """
     if said := other_units(scene.mean, trained.mean):
+        scaled = _scaled_means(scene, scaling)
+        if scaled is not None and other_units(scaled, trained.mean) is None:
+            pairs = sorted({(float(a), float(b)) for a, b in scaling or ()})
+            given = "; ".join(f"{a:.4g} and {b:.4g}" for a, b in pairs)
+            return (
+                f"{whose} {said}, those of the imagery the model was trained on: other units? "
+                f"Its bands carry a GDAL scale and offset ({given}), which give means "
+                f"{_listed(scaled)}, the model's units: geotl reads the raw numbers, so write "
+                "the scaled values first (gdal_translate -unscale -ot Float32 IN OUT)"
+            )
         return (
             f"{whose} {said}, those of the imagery the model was trained on: other units? Rescale "
             "the scene to theirs (or train on imagery like it)"
@@ -242,6 +263,7 @@ def warn_other_radiometry(
     path: str | Path,
     doing: str = "predicting as it is",
     whose: str = "its",
+    scaling: Sequence[tuple[float, float]] | None = None,
 ) -> str | None:
     """Log :func:`other_radiometry`'s finding as one warning naming ``path``; return it.
 
@@ -256,12 +278,21 @@ def warn_other_radiometry(
             0 if scene is None else scene[1],
         )
         return None
-    said = other_radiometry(scene[0], trained, bands, whose)
+    said = other_radiometry(scene[0], trained, bands, whose, scaling)
     if said is None:
         return None
     message = f"{name}: {said}; {doing}"
     log.warning("%s", message)
     return message
+
+
+def _scaled_means(
+    scene: Normalisation, scaling: Sequence[tuple[float, float]] | None
+) -> list[float] | None:
+    """``scene``'s means through its GDAL scale and offset; None when it carries none."""
+    if not scaling or all((a, b) == (1.0, 0.0) for a, b in scaling):
+        return None
+    return [m * a + b for m, (a, b) in zip(scene.mean, scaling, strict=True)]
 
 
 def _listed(values: Sequence[float]) -> str:

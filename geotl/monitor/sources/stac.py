@@ -28,6 +28,7 @@ from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
+from geotl.bands import band_key, is_known_band
 from geotl.config import Region
 from geotl.errors import ConfigError, GeotlRuntimeError, error_text
 from geotl.monitor.areas import far_from_region
@@ -138,6 +139,40 @@ def _split_asset(spec: str) -> tuple[str, int]:
     return spec, 1
 
 
+def _asset_band_name(asset: Any, index: int) -> str | None:
+    """The band name an item gives its asset's band ``index`` (1-based), or None.
+
+    STAC 1.0's ``eo:bands`` (``common_name``, else ``name``) or STAC 1.1's ``bands``
+    (``eo:common_name``, else ``name``); a name outside geotl's vocabulary says nothing.
+
+    >>> _asset_band_name({"eo:bands": [{"name": "SR_B4", "common_name": "red"}]}, 1)
+    'red'
+    >>> _asset_band_name({"bands": [{"name": "B08"}]}, 1), _asset_band_name({}, 1)
+    ('B08', None)
+    """
+    if not isinstance(asset, dict):
+        return None
+    listed = asset.get("eo:bands") or asset.get("bands")
+    if (
+        not isinstance(listed, list)
+        or len(listed) < index
+        or not isinstance(listed[index - 1], dict)
+    ):
+        return None
+    entry = listed[index - 1]
+    for field in ("common_name", "eo:common_name", "name"):
+        name = entry.get(field)
+        if isinstance(name, str) and is_known_band(name):
+            return name
+    return None
+
+
+def _same_band(band: str, name: str) -> bool:
+    """Whether ``[monitor] assets``' ``band`` and an item's ``name`` are one band."""
+    keys = {band_key(band), band_key(name)}
+    return len(keys) == 1 or keys == {"nir", "nir08"}
+
+
 def _cloud_filter(max_cloud: float) -> dict[str, Any]:
     """CQL2 search arguments: cloud cover up to ``max_cloud``, or not stated."""
     cloud = {"property": "eo:cloud_cover"}
@@ -237,6 +272,7 @@ class StacSource(SceneSource):
             self._check_collection(client)
         else:
             self._check_assets(items)
+            self._check_asset_bands(items)
         scenes: list[Scene] = []
         for item in items:
             scene = self._scene_from_item(item)
@@ -307,6 +343,45 @@ class StacSource(SceneSource):
             f"(they have: {listed or 'none'}): fix [monitor] assets",
             self.region.path,
         )
+
+    def _check_asset_bands(self, items: list[dict[str, Any]]) -> None:
+        """Raise when ``[monitor] assets`` maps a band to an asset that says it is another.
+
+        Per-band assets are stacked in ``[monitor] assets`` order under its band names, and
+        prediction matches them to the model by those names: a swapped pair (``red =
+        "nir08"``) gives a scene whose bands read as others and polygons that are wrong with
+        nothing else showing it. Items that name their assets' bands (``eo:bands`` in STAC
+        1.0, ``bands`` in 1.1, as Planetary Computer and Earth Search publish them) are
+        checked against the mapping; a band is wrong when every item that names it says
+        another band. ``nir`` and ``nir08`` pass for each other (a region may call
+        Landsat's near infrared ``nir``).
+
+        Raises:
+            ConfigError: names the band, its asset and what the items call it.
+        """
+        for band, spec in self.options.assets.items():
+            key, index = _split_asset(spec)
+            said = {
+                name
+                for item in items
+                if (name := _asset_band_name((item.get("assets") or {}).get(key), index))
+            }
+            if said and not any(_same_band(band, name) for name in said):
+                right = sorted(
+                    {
+                        other
+                        for item in items
+                        for other, asset in (item.get("assets") or {}).items()
+                        if (name := _asset_band_name(asset, 1)) and _same_band(band, name)
+                    }
+                )
+                fix = f'{band} = "{right[0]}"' if len(right) == 1 else "each band its own asset"
+                raise ConfigError(
+                    f"[monitor] assets: band '{band}' is asset '{spec}', which the items of "
+                    f"'{self.options.collection}' call {' or '.join(sorted(said))}: a band "
+                    f"stacked as another gives wrong polygons; map {fix}",
+                    self.region.path,
+                )
 
     def refresh(self, scene: Scene) -> Scene | None:
         """Fetch ``scene``'s item again (a retry sees fixed assets); None when unreachable."""

@@ -236,7 +236,7 @@ def test_bad_input_messages(
     bad_folder, other_version, bands, web, missing, wrong = errors
     assert str(empty) in bad_folder and "not a geotl model folder" in bad_folder
     assert str(other) in other_version and "retrain" in other_version
-    assert str(oneband) in bands and "--bands" in bands
+    assert str(oneband) in bands and "gdalbuildvrt -separate" in bands  # one band of several
     assert "not file-backed" in web and "Export > Save As" in web
     for msg in (missing, wrong):
         assert "Processing > Options > Providers > geotl" in msg, msg

@@ -57,7 +57,7 @@ def test_monitor_and_predict_read_the_same_date(tmp_path: Path) -> None:
     f = _tif(tmp_path / "x_20210504.tif", {"TIFFTAG_DATETIME": "2021:05:04 10:30:00"})
     source = FolderSource.__new__(FolderSource)
     source._regex = None
-    when, origin = source.acquisition_time(f, 0.0)
+    when, origin, _ = source.acquisition_time(f, 0.0)
     acquired = read_acquired(f)
     assert acquired is not None
     assert (

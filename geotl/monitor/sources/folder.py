@@ -79,13 +79,14 @@ class FolderSource(SceneSource):
             fingerprint = f"{st.st_size}:{st.st_mtime_ns}"
             if known.get(key) == fingerprint:
                 continue
-            acquired, origin = self.acquisition_time(path, st.st_mtime)
+            acquired, origin, day_only = self.acquisition_time(path, st.st_mtime)
             found.append(
                 Scene(
                     key=key,
                     name=safe_scene_name(path.stem),
                     acquired=acquired,
                     acquired_from=origin,
+                    day_only=day_only,
                     uri=str(path),
                     fingerprint=fingerprint,
                 )
@@ -112,11 +113,14 @@ class FolderSource(SceneSource):
             found.update(Path(p) for p in glob.glob(str(resolved), recursive=True))
         return sorted(found)
 
-    def acquisition_time(self, path: Path, mtime: float) -> tuple[datetime, AcquiredFrom]:
-        """Acquisition time of a file (:func:`geotl.io.dates.read_acquired`), else its mtime."""
+    def acquisition_time(self, path: Path, mtime: float) -> tuple[datetime, AcquiredFrom, bool]:
+        """Acquisition time of a file (:func:`geotl.io.dates.read_acquired`), else its mtime.
+
+        With where it came from, and whether only its day is known.
+        """
         acquired = read_acquired(path, None, self._regex.pattern if self._regex else None)
         if acquired is not None:
-            return acquired.when, acquired.source
+            return acquired.when, acquired.source, acquired.date_only
         when = datetime.fromtimestamp(mtime, tz=UTC)
         log.warning(
             "%s: acquisition time taken from the file's modification time (%s): no datetime_regex "
@@ -124,7 +128,7 @@ class FolderSource(SceneSource):
             path,
             when.isoformat(timespec="seconds"),
         )
-        return when, "mtime"
+        return when, "mtime", False
 
 
 def _fixed_folder(pattern: Path) -> Path:

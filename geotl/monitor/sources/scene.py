@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime
 from typing import Literal
 
 from geotl.io.dates import parse_datetime_text  # re-exported: the sources' one date parser
@@ -28,6 +28,9 @@ class Scene:
         footprint_wkt: the pass's footprint in EPSG:4326 when the source knows it.
         assets: band name -> ``href`` or ``href#band`` (STAC sources).
         cloud_cover: ``eo:cloud_cover`` in percent, when known.
+        day_only: only the day of the acquisition is known (a date in the file name or a
+            ``datetime_regex`` without a time): two passes of that day (Sentinel-1A in the
+            morning, 1B in the evening) cannot be told apart by their time.
     """
 
     key: str
@@ -39,16 +42,7 @@ class Scene:
     footprint_wkt: str | None = None
     assets: dict[str, str] = field(default_factory=dict)
     cloud_cover: float | None = None
-
-    @property
-    def day_only(self) -> bool:
-        """Whether only the day of the acquisition is known (a date in the file name).
-
-        Two passes of that day (Sentinel-1A in the morning, 1B in the evening) cannot be
-        told apart by their time then. A time of exactly midnight from a name or a
-        ``datetime_regex`` is taken as a day alone.
-        """
-        return self.acquired_from in ("file-name", "regex") and self.acquired.time() == time()
+    day_only: bool = False
 
     @property
     def is_remote(self) -> bool:

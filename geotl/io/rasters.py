@@ -50,6 +50,7 @@ __all__ = [
     "north_up",
     "open_raster",
     "other_units",
+    "pixel_size_crs",
     "read_bands",
     "read_data",
     "read_failure",
@@ -420,7 +421,7 @@ def ground_pixel_size_m(
     >>> round(x, 2), round(y, 2), round(x / y, 3)  # cos(50 degrees) = 0.643
     (7.16, 11.12, 0.644)
     """
-    px_x, px_y = math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e)
+    px_x, px_y = pixel_size_crs(transform)
     if crs.is_geographic:
         _, lat = transform @ (width / 2, height / 2)
         m_per_deg_lat = 111_132.954 - 559.822 * math.cos(2 * math.radians(lat))
@@ -432,6 +433,15 @@ def ground_pixel_size_m(
         if max(abs(k_x - 1), abs(k_y - 1)) > SCALE_TOLERANCE:
             px_x, px_y = px_x / k_x, px_y / k_y
     return float(px_x * factor), float(px_y * factor)
+
+
+def pixel_size_crs(transform: Affine) -> tuple[float, float]:
+    """A pixel's sides along its row and its column in the CRS's units (rotated grids too).
+
+    >>> [round(v, 9) for v in pixel_size_crs(Affine.rotation(30) @ Affine(0.3, 0, 0, 0, -0.2, 0))]
+    [0.3, 0.2]
+    """
+    return math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e)
 
 
 def describe_grid(crs: CRS, transform: Affine, width: int, height: int) -> str:
@@ -516,18 +526,32 @@ def north_up(transform: Affine, width: int, height: int) -> Affine | None:
 
 
 def check_georeferenced(ds: Any, path: str | Path) -> None:
-    """Refuse a raster without a CRS or without a geotransform, in one line.
+    """Refuse a raster that is not on a map grid of the Earth, in one line.
 
     A TIFF that lost its geotransform (a plain image, an export without world file) still
     opens: rasterio returns the identity matrix, so its ground resolution came out as one
-    degree (59,730 m) and predict asked for ``--resample``, which cannot help.
+    degree (59,730 m) and predict asked for ``--resample``, which cannot help. A raw,
+    unorthorectified product (GCPs or RPCs, no geotransform) has no CRS of its own either:
+    assigning one (the no-CRS fix) cannot help it, orthorectifying does. A local
+    (engineering) CRS has no place on the Earth: its feet were taken for metres, and the
+    GeoJSON's longitudes and latitudes failed with a traceback.
 
     Raises:
-        RasterError: no CRS, or an identity transform (no georeferencing).
+        RasterError: no CRS, only GCPs or RPCs, a local CRS, or an identity transform.
     """
+    gcps, gcp_crs = ds.gcps
+    if ds.transform == Affine.identity() and (gcps or ds.rpcs is not None):
+        raise RasterError(_unorthorectified(ds, gcps, gcp_crs), path)
     if ds.crs is None:
         raise RasterError(
             "raster has no CRS: assign one (e.g. gdal_edit.py -a_srs EPSG:32633 FILE)", path
+        )
+    if not (ds.crs.is_projected or ds.crs.is_geographic):
+        raise RasterError(
+            f"its CRS ({_crs_name(ds.crs)}) is a local grid with no place on the Earth, so "
+            "its pixel size and the output's longitudes and latitudes are unknown: assign "
+            "the map CRS it was surveyed in (gdal_edit.py -a_srs EPSG:CODE FILE)",
+            path,
         )
     if ds.transform == Affine.identity():
         raise RasterError(
@@ -535,6 +559,35 @@ def check_georeferenced(ds: Any, path: str | Path) -> None:
             "LRY FILE; a file with GCPs: gdalwarp FILE OUT.tif)",
             path,
         )
+
+
+def _unorthorectified(ds: Any, gcps: Sequence[Any], gcp_crs: CRS | None) -> str:
+    """The refusal of a scene placed by GCPs or RPCs only, with the gdalwarp that fixes it."""
+    utm = None
+    if gcps and gcp_crs is not None and len(gcps) >= 3:
+        with contextlib.suppress(Exception):  # collinear GCPs: no zone to suggest
+            transform = rasterio.transform.from_gcps(gcps)
+            utm = utm_epsg_at(gcp_crs, transform, ds.width, ds.height)
+    elif not gcps:  # RPCs are centred on their offsets (longitude, latitude)
+        lon_lat = Affine.translation(ds.rpcs.long_off, ds.rpcs.lat_off)
+        utm = utm_epsg_at(CRS.from_epsg(4326), lon_lat, 0, 0)
+    t_srs = f"EPSG:{utm}" if utm else "EPSG:CODE"
+    if gcps:
+        what, warp = f"{len(gcps)} ground control points", f"gdalwarp -t_srs {t_srs}"
+        more = "; -tps for many GCPs over rough ground"
+    else:
+        what, warp = "RPCs", f"gdalwarp -rpc -t_srs {t_srs}"
+        more = "; -to RPC_DEM=DEM.tif over relief"
+    return (
+        f"placed only by {what}, with no geotransform (a raw, unorthorectified product): "
+        f"orthorectify it onto a map grid first ({warp} FILE OUT.tif{more})"
+    )
+
+
+def _crs_name(crs: CRS) -> str:
+    """A CRS's name as GDAL reads it (its WKT's first quoted string)."""
+    match = re.search(r'"([^"]*)"', crs.to_wkt())
+    return match.group(1) if match and match.group(1) else "unnamed"
 
 
 def read_scene_info(path: str | Path, bands_expected: int | None = None) -> SceneInfo:

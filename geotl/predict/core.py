@@ -44,6 +44,7 @@ from geotl.io.rasters import (
     nodata_vrt_options,
     north_up,
     open_raster,
+    pixel_size_crs,
     read_failure,
     remote_gdal_env,
     say_pages,
@@ -437,6 +438,8 @@ def _predict_scene(
             scene_path,
             grid=grid,
             utm_epsg=utm_epsg_at(ds.crs, ds.transform, ds.width, ds.height),
+            crs_xy=pixel_size_crs(ds.transform),
+            crs_units=ds.crs.linear_units if ds.crs.is_projected else "degree",
         )
         resample = factors is not None
         when = (

@@ -302,6 +302,29 @@ def shape_fix(
     return f"warp {scenes} UTM zone at {mx:.4g} m (gdalwarp -t_srs {zone} -tr {mx:.4g} {my:.4g})"
 
 
+def _warp_fix(
+    scene_xy: tuple[float, float],
+    model_xy: tuple[float, float],
+    crs_xy: tuple[float, float] | None,
+    crs_units: str,
+) -> str:
+    """The ``gdalwarp -tr`` (in the scene's CRS units) that gives the model's pixel size.
+
+    >>> _warp_fix((20.0, 20.0), (10.0, 10.0), (20.0, 20.0), "metre")
+    'resample the scene to it (gdalwarp -tr 10 10 -r bilinear FILE OUT.tif)'
+    >>> _warp_fix((0.1, 0.1), (0.3, 0.3), None, "metre")
+    "use imagery at the model's resolution"
+    """
+    if crs_xy is None:
+        return "use imagery at the model's resolution"
+    tr_x, tr_y = (c * m / s for c, m, s in zip(crs_xy, model_xy, scene_xy, strict=True))
+    # averaging is what a coarser grid's pixel is; a finer one is interpolated
+    how = "average" if model_xy[0] > scene_xy[0] else "bilinear"
+    units = "" if crs_units in ("metre", "meter", "m") else f"; in its CRS's unit, the {crs_units}"
+    tr = f"-tr {tr_x:.4g} {tr_y:.4g} -r {how}"
+    return f"resample the scene to it (gdalwarp {tr} FILE OUT.tif{units})"
+
+
 def check_resolution(
     scene_xy: tuple[float, float],
     model_xy: tuple[float, float],
@@ -310,6 +333,8 @@ def check_resolution(
     *,
     grid: str = "",
     utm_epsg: int | None = None,
+    crs_xy: tuple[float, float] | None = None,
+    crs_units: str = "metre",
 ) -> tuple[float, float] | None:
     """How to resample the scene's pixels to the model's ground size and shape, if at all.
 
@@ -326,6 +351,10 @@ def check_resolution(
         path: the scene, for the message.
         grid: what the scene's grid is, for the message (e.g. "a degree grid at 51 N").
         utm_epsg: the UTM zone at the scene, for the fix the message suggests.
+        crs_xy: the scene's pixel sides in its CRS's units (``crs_units``), for the
+            ``gdalwarp -tr`` the message suggests: a state-plane scene is in feet, where
+            the model's "0.1 m" typed as ``-tr 0.1`` gives 3 cm pixels.
+        crs_units: the unit of ``crs_xy`` (GDAL's name: ``metre``, ``US survey foot``).
 
     Returns:
         None when both sides are within :data:`RESOLUTION_TOLERANCE` of the model's; else
@@ -339,6 +368,10 @@ def check_resolution(
     True
     >>> check_resolution((0.3, 0.3), (0.1, 0.1), True, "s.tif")
     (0.33333333333333337, 0.33333333333333337)
+    >>> check_resolution((0.2, 0.2), (0.1, 0.1), False, "s.tif", crs_xy=(0.6562, 0.6562), crs_units="US survey foot")
+    Traceback (most recent call last):
+    ...
+    geotl.errors.ResolutionError: s.tif: ground resolution 0.2 m differs from the model's 0.1 m: pass --resample to resample on the fly, or resample the scene to it (gdalwarp -tr 0.3281 0.3281 -r bilinear FILE OUT.tif; in its CRS's unit, the US survey foot)
     >>> check_resolution((7.7, 12.3), (10.0, 10.0), False, "s.tif", grid="a degree grid at 51 N", utm_epsg=32631)
     Traceback (most recent call last):
     ...
@@ -357,8 +390,8 @@ def check_resolution(
         if same_shape:
             raise ResolutionError(
                 f"ground resolution {scene_m:.4g} m differs from the model's {model_m:.4g} m: "
-                "pass --resample to resample on the fly, or use imagery at the model's "
-                "resolution",
+                "pass --resample to resample on the fly, or "
+                + _warp_fix(scene_xy, model_xy, crs_xy, crs_units),
                 path,
             )
         where = f" ({grid})" if grid else ""

@@ -4,15 +4,18 @@ Pixel metrics: IoU and F1 per class from the confusion matrix over all chips (ig
 excluded). Object metrics: per chip, predicted polygons (the task's object extractor,
 :mod:`geotl.predict.objects`, on the chip's probabilities: instance models are scored on
 their separated objects) are matched one-to-one to the label polygons clipped to the chip
-(:func:`~geotl.evaluate.matching.match_objects`); objects smaller than the region's
-``[predict] min_area_m2`` are left out on both sides, and so are objects lying mostly on
-ignore pixels (nodata, outside ``complete_within``). Each pixel is scored once: ground
-that edge chips share with a neighbour counts in the first chip only. Objects cut by a
-chip border are judged as their parts in that chip, on both sides alike; one the chip's
-border cuts into separate pieces counts as those pieces, as the chip shows them
-(:func:`_pieces`). Only the classes the region labels are scored
-(:class:`~geotl.evaluate.chips.ScoredClasses`): a model class it does not label counts as
-background.
+(:func:`~geotl.evaluate.matching.match_objects`). Each pixel is scored once: ground
+that edge chips share with a neighbour counts in the first chip only. Objects are judged
+as their parts on the chip's labelled ground, on both sides alike: the chip's border and
+the edge of the ignore pixels (nodata, outside ``[labels] complete_within``) cut them
+alike, and one cut into separate pieces counts as those pieces (:func:`_pieces`). A part
+smaller than the region's ``[predict] min_area_m2`` is left out on both sides, so an
+object lying wholly (or all but a sliver) where the labels say nothing is neither right
+nor wrong. Where the labels are sample polygons drawn inside each class (training-area
+labelling, ``complete_within`` = the label file), a predicted field is thus scored by its
+part inside the polygons, not dropped for spilling beyond them. Only the classes the
+region labels are scored (:class:`~geotl.evaluate.chips.ScoredClasses`): a model class it
+does not label counts as background.
 
 Count error: predicted objects / labelled objects, per chip (``count_per_chip``), over all
 chips (``count_ratio``, with a CI) and the median over chips with labels; 1.0 is the right
@@ -33,7 +36,14 @@ import torch
 from geotl.config import Region
 from geotl.evaluate.chips import load_split, scored_classes
 from geotl.evaluate.matching import MATCH_IOU, match_objects
-from geotl.evaluate.scores import bootstrap_ci, count_ratio, fold_confusion, rounded
+from geotl.evaluate.scores import (
+    bootstrap_ci,
+    count_ratio,
+    exact_ci_note,
+    fold_confusion,
+    object_score_ci,
+    rounded,
+)
 from geotl.metrics import pixel_scores, precision_recall_f1
 
 if TYPE_CHECKING:
@@ -152,10 +162,10 @@ def _counts(
 
     Each chip is scored on the pixels it owns (:func:`~geotl.evaluate.chips.owned_pixels`:
     ground shared with an earlier chip is scored there). Objects, predicted and labelled
-    alike, are judged as their parts in that ground, and left out when they are smaller than
-    the region's ``min_area_m2`` (measured on the ground, whatever the CRS's units) or when
-    most of them lies on ignore pixels (nodata, outside ``complete_within``): there the
-    labels say nothing, so such an object is neither right nor wrong.
+    alike, are judged as their parts in that ground less its ignore pixels (nodata, outside
+    ``complete_within``: there the labels say nothing), and left out when that part is
+    smaller than the region's ``min_area_m2`` (measured on the ground, whatever the CRS's
+    units).
 
     ``extractors`` turn the same planes into objects one after the other (an instance
     model at several seed thresholds); the first one's planes are scored.
@@ -239,7 +249,7 @@ class _Ground:
     """Where a chip's objects are scored: its owned ground, less the ignore pixels."""
 
     area: BaseGeometry  # the chip's owned ground
-    ignore: BaseGeometry  # ignore pixels in it
+    labelled: BaseGeometry  # the part of it the labels describe (ignore pixels taken out)
     pixel_area: float  # one pixel, in the CRS's units squared
     px_m2: float  # one pixel on the ground, m²
     min_area_m2: float
@@ -257,24 +267,28 @@ class _Ground:
         from shapely.geometry import box
 
         area = box(*bounds) if owned.all() else _pixels_shape(owned, transform)
+        labelled = area if not (ignore & owned).any() else _pixels_shape(owned & ~ignore, transform)
         return cls(
             area=area,
-            ignore=_pixels_shape(ignore & owned, transform),
+            labelled=labelled,
             pixel_area=abs(transform.a * transform.e - transform.b * transform.d),
             px_m2=resolution_m * resolution_m,
             min_area_m2=min_area_m2,
         )
 
     def scored(self, geoms: list[BaseGeometry]) -> list[BaseGeometry]:
-        """The parts of ``geoms`` in this ground that count: big enough, mostly labelled."""
+        """The parts of ``geoms`` on this ground's labelled pixels that count: big enough.
+
+        The edge of the labelled ground (``complete_within``, nodata) is treated as a chip's
+        edge: a predicted field that spills beyond the sample polygon an analyst drew is
+        judged by its part inside it, as the label is, not dropped (scored 0) for lying
+        mostly where the labels say nothing.
+        """
         if not geoms:
             return []
-        parts = _pieces(geoms, shapely.intersection(np.asarray(geoms, dtype=object), self.area))
+        parts = _pieces(geoms, shapely.intersection(np.asarray(geoms, dtype=object), self.labelled))
         px = shapely.area(parts) / self.pixel_area
         keep = (px >= 1.0) & (px * self.px_m2 >= self.min_area_m2)
-        if not self.ignore.is_empty and keep.any():
-            on_ignore = shapely.area(shapely.intersection(parts, self.ignore)) / self.pixel_area
-            keep &= on_ignore < 0.5 * px
         return [g for g, k in zip(parts.tolist(), keep.tolist(), strict=True) if k]
 
 
@@ -353,9 +367,7 @@ def segmentation_scores(
     tp, fp, fn = objs.sum(0)
     op, orc, of1 = precision_recall_f1(tp, fp, fn)
     # one set of resamples for all three: (precision, recall, F1) x class
-    (op_lo, orc_lo, of1_lo), (op_hi, orc_hi, of1_hi) = bootstrap_ci(
-        objs, lambda s: np.stack(precision_recall_f1(s[:, 0], s[:, 1], s[:, 2]), 1), n_boot, seed
-    )
+    (op_lo, orc_lo, of1_lo), (op_hi, orc_hi, of1_hi), exact = object_score_ci(objs, n_boot, seed)
     predicted = objs[:, 0] + objs[:, 1]  # (chips, classes)
     labelled = objs[:, 0] + objs[:, 2]
     counts = np.stack([predicted, labelled], axis=1)
@@ -384,6 +396,7 @@ def segmentation_scores(
             "tp": int(tp[c]),
             "fp": int(fp[c]),
             "fn": int(fn[c]),
+            **exact_ci_note(exact[:, c], int(tp[c] + fn[c]), int(tp[c] + fp[c])),
             "count_ratio": rounded(ratio[c]),
             "count_ratio_ci95": [rounded(ratio_lo[c]), rounded(ratio_hi[c])],
             "count_ratio_median_chip": rounded(np.nanmedian(chip_ratio[:, c]))

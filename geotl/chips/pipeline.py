@@ -100,7 +100,8 @@ def _chip_region(
     n_workers: int,
 ) -> ChipSummary:
     assert region.labels is not None
-    labels = read_labels(region)
+    # a national layer over a few scenes: only the geometries over them are read
+    labels = read_labels(region, within=[(s.info.crs, s.envelope) for s in scenes])
     warn_label_overlaps(region, labels)
     per_scene = labels_per_scene(region, labels, scenes)
     complete = (

@@ -33,7 +33,7 @@ from geotl.io.rasters import (
     scene_band_sample,
     split_subdataset,
 )
-from geotl.io.vectors import crs_name, shift_longitudes
+from geotl.io.vectors import crs_name, shift_longitudes, warn_without_datum_shift
 from geotl.models.artefact import Normalisation
 from geotl.predict.radiometry import decibel_offset, decibel_units
 from geotl.predict.scene import scene_band_names
@@ -377,7 +377,11 @@ def labels_per_scene(
     out: dict[str, gpd.GeoDataFrame] = {}
     hit = np.zeros(len(labels), dtype=bool)
     on_skipped = np.zeros(len(labels), dtype=bool)  # on a scene smaller than a chip
+    checked: set[str] = set()  # one look per scene CRS: PROJ's look-up takes 0.1 s
     for s in scenes:
+        if labels.crs != s.info.crs and s.crs_label not in checked:
+            checked.add(s.crs_label)
+            warn_without_datum_shift(labels.crs, s.info.crs, path, s.info.bounds)
         native = labels if labels.crs == s.info.crs else labels.to_crs(s.info.crs)
         if s.info.crs.is_geographic:  # a scene counting longitudes past 180: labels too
             native = shift_longitudes(native, shapely.centroid(s.envelope).x)
@@ -487,6 +491,7 @@ def warn_label_overlaps(region: Region, labels: gpd.GeoDataFrame) -> tuple[int, 
     if region.task == "detection":
         mixed[:] = False
     copies = same & (shared >= 0.99 * np.maximum(a_left, a_right))
+    _warn_swallowed(region, name, labels, (left[mixed], right[mixed]), shared[mixed])
     if mixed.any():
         i, j = int(left[mixed][0]), int(right[mixed][0])
         log.warning(
@@ -512,6 +517,64 @@ def warn_label_overlaps(region: Region, labels: gpd.GeoDataFrame) -> tuple[int, 
             ids[j],
         )
     return int(mixed.sum()), int(copies.sum())
+
+
+def _warn_swallowed(
+    region: Region,
+    name: str,
+    labels: gpd.GeoDataFrame,
+    pairs: tuple[np.ndarray, np.ndarray],
+    shared: np.ndarray,
+) -> int:
+    """Say which polygons lie inside one of a class listed later, so vanish from the masks.
+
+    The later class wins shared pixels: a clearing drawn inside a forest polygon (no hole
+    cut) is all forest when ``classes = ["clearing", "forest"]``; its class may get no
+    pixel at all while its objects still count. Worth a warning of its own, naming the
+    two fixes, beside the general one about overlaps.
+
+    Args:
+        region: the region (the order of its ``classes`` decides).
+        name: the label file's name, for the message.
+        labels: the labels (``label_id``, ``class``, ``geometry``).
+        pairs: the two labels of each overlapping pair of different classes.
+        shared: the area each pair shares.
+
+    Returns:
+        How many polygons vanish.
+    """
+    left, right = pairs
+    if not len(left):
+        return 0
+    rank = {c: i for i, c in enumerate(region.classes)}
+    classes = labels["class"].to_numpy()
+    lose_left = np.array(
+        [rank[a] < rank[b] for a, b in zip(classes[left], classes[right], strict=True)]
+    )
+    loser = np.where(lose_left, left, right)
+    winner = np.where(lose_left, right, left)
+    inside = shared >= 0.99 * shapely.area(np.asarray(labels.geometry.values)[loser])
+    gone = np.unique(loser[inside])
+    if not len(gone):
+        return 0
+    k = int(np.flatnonzero(inside)[0])
+    lost, won = classes[loser[k]], classes[winner[k]]
+    ids = labels["label_id"].to_numpy() + 1  # as a person counts features in the file
+    log.warning(
+        "%s: %d label polygon(s) lie inside a polygon of a class listed later in classes and "
+        "get none of their pixels (e.g. feature %d %r inside feature %d %r): list %r after "
+        "%r in classes, or cut them out of the polygons around them (QGIS Vector > "
+        "Geoprocessing Tools > Difference)",
+        name,
+        len(gone),
+        ids[loser[k]],
+        lost,
+        ids[winner[k]],
+        won,
+        lost,
+        won,
+    )
+    return len(gone)
 
 
 def _fmt_bounds(bounds: Any) -> str:

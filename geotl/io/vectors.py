@@ -12,6 +12,7 @@ import hashlib
 import logging
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,10 @@ import pandas as pd
 import pyogrio
 import shapely
 from pyproj import CRS
-from pyproj.exceptions import CRSError
+from pyproj.exceptions import CRSError, ProjError
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from shapely.geometry.base import BaseGeometry
 
 from geotl.config import Region
 from geotl.errors import ConfigError, LabelError, error_text
@@ -36,6 +38,7 @@ __all__ = [
     "read_labels",
     "read_vector",
     "shift_longitudes",
+    "warn_without_datum_shift",
 ]
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,7 @@ def read_vector(
     layer: str | None = None,
     layer_fix: str | None = None,
     allow_empty: bool = False,
+    within: Sequence[tuple[Any, BaseGeometry]] | None = None,
 ) -> gpd.GeoDataFrame:
     """Read the data layer of a vector file with pyogrio: ``layer``, else its only one.
 
@@ -84,6 +88,9 @@ def read_vector(
         layer_fix: how to name a layer, for the message (default: keep one in the file).
         allow_empty: a layer without features is returned (labels must have some; a
             reference layer of permits may have none yet).
+        within: (CRS, polygon) areas: only the geometries of features that touch them are
+            read (:func:`_read_within`); the others keep their row and attributes, with no
+            geometry, and ``frame.attrs["outside"]`` marks them.
 
     Raises:
         LabelError: unreadable, empty, without a CRS, several layers and none named, or
@@ -102,7 +109,18 @@ def read_vector(
             chosen = _data_layer(path, what, data_layers, layer, layer_fix)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                frame = gpd.read_file(path, layer=chosen, engine="pyogrio", fid_as_index=fids)
+                part = None
+                if within and not fids:
+                    part = _read_within(path, chosen, within, crs_override)
+                # on_invalid="fix": a ring some tools leave unclosed (first vertex not
+                # repeated) is closed, as OGR and QGIS read it, instead of failing the file
+                frame = (
+                    part
+                    if part is not None
+                    else gpd.read_file(
+                        path, layer=chosen, engine="pyogrio", fid_as_index=fids, on_invalid="fix"
+                    )
+                )
     except LabelError:
         raise
     except Exception as exc:  # any OGR / parquet failure: report it as one line
@@ -124,9 +142,73 @@ def read_vector(
     return frame
 
 
+#: formats whose spatial index (or compact records) make a spatial filter cheaper than a
+#: whole read; files of fewer features are read whole (the filter's set-up costs more)
+_INDEXED = (".gpkg", ".fgb", ".shp")
+_WITHIN_MIN_BYTES = 4_000_000  # some 10 000 polygons
+
+
+def _read_within(
+    path: Path, layer: str, within: Sequence[tuple[Any, BaseGeometry]], crs_override: str | None
+) -> gpd.GeoDataFrame | None:
+    """Every feature's attributes, but geometries only where they touch ``within``.
+
+    A national layer (100 000 land-cover polygons) over two scenes: decoding, repairing
+    and reprojecting every geometry costs seconds and hundreds of MB for nothing. The
+    attributes of all features are still read (cheap), so class values are checked and
+    ids stay file positions exactly as in a whole read; the geometries come through OGR's
+    spatial filter (a GeoPackage's or FlatGeobuf's index). None (read the whole file)
+    for small files and formats without an index, where the areas cannot be put into the
+    file's CRS safely (longitude/latitude near the antimeridian or a pole), where feature
+    ids do not give positions, or where no geometry touches the areas (a file whose
+    declared CRS is wrong: the whole read diagnoses it).
+    """
+    if path.suffix.lower() not in _INDEXED or path.stat().st_size < _WITHIN_MIN_BYTES:
+        return None  # GeoJSON, KML: read in full anyway, twice would cost more
+    info = pyogrio.read_info(path, layer=layer)
+    crs = crs_override or info.get("crs")
+    if not crs:
+        return None
+    target = CRS.from_user_input(crs)
+    shapes = []
+    for area_crs, area in within:
+        one = gpd.GeoSeries([area], crs=area_crs)
+        step = max(area.bounds[2] - area.bounds[0], area.bounds[3] - area.bounds[1]) / 32
+        with np.errstate(invalid="ignore"):
+            shapes.append(one.segmentize(step).to_crs(target).iloc[0])  # curved edges
+    mask = shapely.union_all(shapes)
+    x0, y0, x1, y1 = mask.bounds
+    if not mask.is_valid or not np.isfinite([x0, y0, x1, y1]).all():
+        return None
+    if target.is_geographic and not (-179.0 < x0 < x1 < 179.0 and -89.0 < y0 < y1 < 89.0):
+        return None
+    mask = mask.buffer(0.01 * max(x1 - x0, y1 - y0))  # edges drawn again: a margin
+    attributes = pyogrio.read_dataframe(path, layer=layer, read_geometry=False, fid_as_index=True)
+    if not attributes.index.is_unique:
+        return None
+    part = pyogrio.read_dataframe(
+        path, layer=layer, columns=[], mask=mask, fid_as_index=True, on_invalid="fix"
+    )
+    rows = attributes.index.get_indexer(part.index)
+    if not len(part) or (rows < 0).any():
+        return None
+    geoms = np.full(len(attributes), None, dtype=object)
+    geoms[rows] = np.asarray(part.geometry.values, dtype=object)
+    outside = np.ones(len(attributes), dtype=bool)
+    outside[rows] = False
+    frame = gpd.GeoDataFrame(attributes.reset_index(drop=True), geometry=list(geoms), crs=part.crs)
+    frame.attrs["outside"] = outside
+    log.debug("%s: read the geometries of %d of %d features", path.name, len(part), len(frame))
+    return frame
+
+
 def _polygonal(geoms: gpd.GeoSeries) -> tuple[np.ndarray, int, int]:
-    """Keep polygonal parts; repair invalid ones. Returns (geoms, n_repaired, n_dropped)."""
-    values = np.asarray(geoms.values, dtype=object)
+    """Keep polygonal parts; repair invalid ones. Returns (geoms, n_repaired, n_dropped).
+
+    ``geoms`` is left as read: callers still look at the file's geometries (a zero-area
+    sliver is a polygon there, not the line make_valid turns it into).
+    """
+    values = np.array(geoms.values, dtype=object)  # a copy: asarray shares the frame's array
     present = ~(shapely.is_missing(values) | shapely.is_empty(values))
     invalid = present & ~shapely.is_valid(values)
     if invalid.any():
@@ -204,12 +286,19 @@ def _classes(region: Region, frame: gpd.GeoDataFrame, path: Path) -> np.ndarray:
         [mapping.get(t, mapping.get(str(v))) for t, v in zip(raw, values, strict=True)],
         dtype=object,
     )
+    _map_loosely(mapping, raw, mapped, path)
     unmapped = Counter(v for v, m in zip(raw, mapped, strict=True) if m is None)
     if unmapped:
         # an empty value is a feature without a class (null in the file): say so
         listed = ", ".join(
             f"{v!r} ({n})" if v else f"no value ({n})" for v, n in sorted(unmapped.items())
         )
+        if cfg.unmapped == "error" and set(unmapped) == {""}:
+            raise LabelError(
+                f"{unmapped['']} feature(s) have no value in field '{cfg.class_field}': give "
+                'them a class in the file or set [labels] unmapped = "skip" to leave them out',
+                path,
+            )
         if cfg.unmapped == "error":
             raise LabelError(
                 f"field '{cfg.class_field}' has values that class_map does not map: {listed}; "
@@ -220,6 +309,40 @@ def _classes(region: Region, frame: gpd.GeoDataFrame, path: Path) -> np.ndarray:
             f"{path}: skipped {sum(unmapped.values())} feature(s) with unmapped values: {listed}"
         )
     return mapped
+
+
+def _loose(text: str) -> str:
+    """A class value as people mean it: case and surrounding spaces do not count.
+
+    >>> _loose(" Forest  "), _loose("FOREST")
+    ('forest', 'forest')
+    """
+    return text.strip().casefold()
+
+
+def _map_loosely(mapping: dict[str, str], raw: list[str], mapped: np.ndarray, path: Path) -> None:
+    """Map, in place, the values no key matches exactly by a key equal up to case and spaces.
+
+    Hand-typed attribute tables hold "Forest ", "forest" and "FOREST" for one class (a
+    trailing space is invisible in QGIS's table); refusing them makes the user list every
+    variant in ``class_map``. A value whose loose form fits keys of different classes
+    ("Water" -> water, "water" -> wetland) stays unmapped: only an exact key decides it.
+    """
+    targets: dict[str, set[str]] = {}
+    for key, cls in mapping.items():
+        targets.setdefault(_loose(key), set()).add(cls)
+    loosely: Counter[tuple[str, str]] = Counter()
+    for i in np.flatnonzero(np.array([m is None for m in mapped], dtype=bool)).tolist():
+        found = targets.get(_loose(raw[i]), set()) if raw[i] else set()
+        if len(found) == 1:
+            mapped[i] = next(iter(found))
+            loosely[(raw[i], mapped[i])] += 1
+    if loosely:
+        listed = ", ".join(f"{v!r} -> {c} ({n})" for (v, c), n in sorted(loosely.items()))
+        _warn_once(
+            f"{path}: matched class value(s) to [labels] class_map ignoring case and "
+            f"surrounding spaces: {listed}"
+        )
 
 
 _SAID: set[str] = set()
@@ -265,7 +388,13 @@ def _data_layer(
     return layers[0]
 
 
-def read_labels(region: Region, crs: Any = None, near_lon: float | None = None) -> gpd.GeoDataFrame:
+def read_labels(
+    region: Region,
+    crs: Any = None,
+    near_lon: float | None = None,
+    *,
+    within: Sequence[tuple[Any, BaseGeometry]] | None = None,
+) -> gpd.GeoDataFrame:
     """Read a region's label polygons, mapped onto its classes and repaired.
 
     Args:
@@ -274,6 +403,9 @@ def read_labels(region: Region, crs: Any = None, near_lon: float | None = None) 
         near_lon: in a geographic CRS, move the labels by whole turns to lie within 180
             degrees of this longitude (:func:`shift_longitudes`): for imagery on the
             antimeridian (``label_key`` gives it for a window).
+        within: (CRS, polygon) areas, e.g. the scenes' footprints: labels that touch none
+            are left out without reading their geometry (a national layer over a few
+            scenes). Ids, class checks and counts are those of a whole read.
 
     Returns:
         GeoDataFrame with columns ``label_id`` (int, the feature's position in the file;
@@ -294,12 +426,15 @@ def read_labels(region: Region, crs: Any = None, near_lon: float | None = None) 
         region.labels.crs,
         layer=region.labels.layer,
         layer_fix='name the one to read with [labels] layer = "NAME"',
+        within=within,
     )
+    outside = frame.attrs.get("outside", np.zeros(len(frame), dtype=bool))
     frame = _points_as_boxes(region, frame, path)
     classes = _classes(region, frame, path)
     # before the repair: a polygon that make_valid cut into parts is still one object
     multipart = frame.geometry.geom_type.isin(["MultiPolygon", "GeometryCollection"]).to_numpy()
     geoms, n_repaired, n_dropped = _polygonal(frame.geometry)
+    n_dropped -= int(outside.sum())  # not read, not dropped
     around = _wrong_way_round(frame, geoms)
     geoms[around] = None
     n_around = int(around.sum())
@@ -343,6 +478,7 @@ def read_labels(region: Region, crs: Any = None, near_lon: float | None = None) 
             "check [labels] path" + points_fix,
             path,
         )
+    _refuse_classes_without_areas(classes, keep | outside, kinds.to_numpy(), path)
     out = gpd.GeoDataFrame(
         {
             "label_id": np.flatnonzero(keep).astype("int64"),
@@ -361,6 +497,103 @@ def read_labels(region: Region, crs: Any = None, near_lon: float | None = None) 
     if near_lon is not None:
         out = shift_longitudes(out, near_lon)
     return out.reset_index(drop=True)
+
+
+def warn_without_datum_shift(
+    src: Any, dst: Any, path: Path, bounds: tuple[float, float, float, float]
+) -> bool:
+    """Warn when labels change datum by a coarse transformation because a grid is missing.
+
+    PROJ moves NAD27 to NAD83 with the NADCON grid (0.15 m); offline and without the grid
+    it silently takes the best it has, a Helmert good to 10-14 m (or a "ballpark" that
+    ignores the datum change): the labels then sit that far off the imagery, half a
+    Landsat pixel but twenty NAIP pixels. Only losses above 2 m between datums on
+    different ellipsoids are reported (NAD83, its HARN realisation and WGS 84 lie within
+    a metre or two).
+
+    Args:
+        src: the labels' CRS.
+        dst: the scene's CRS.
+        path: the label file, for the message.
+        bounds: the scene's bounds in ``dst`` (where the transformation is looked at).
+
+    Returns:
+        Whether a warning was given (once per file and pair of CRSs).
+    """
+    from pyproj.transformer import AreaOfInterest, Transformer, TransformerGroup
+
+    a, b = CRS.from_user_input(src), CRS.from_user_input(dst)
+    if a == b or a.ellipsoid is None or b.ellipsoid is None:
+        return False
+    if abs(a.ellipsoid.semi_major_metre - b.ellipsoid.semi_major_metre) < 1.0:
+        return False  # WGS 84 / GRS 80 (NAD83, ETRS89, HARN): datums a metre or two apart
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Best transformation is not available": said below
+        try:
+            # the operation geopandas' to_crs uses at the scene's centre
+            centre = ((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2)
+            x, y = Transformer.from_crs(b, a, always_xy=True).transform(*centre)
+            forward = Transformer.from_crs(a, b, always_xy=True)
+            forward.transform(x, y)
+            used = forward.get_last_used_operation()
+            lon, lat = Transformer.from_crs(b, b.geodetic_crs, always_xy=True).transform(*centre)
+            here = AreaOfInterest(lon, lat, lon, lat)  # not the grids of other countries
+            group = TransformerGroup(a, b, always_xy=True, area_of_interest=here)
+        except (ProjError, ValueError):  # no operation here at all: to_crs will say so
+            return False
+    missing = group.unavailable_operations
+    accuracy = used.accuracy if used is not None else -1.0
+    better = [op for op in missing if op.accuracy < 2.0 and op.grids]  # -1: not known
+    if not better or 0 <= accuracy <= 2.0:
+        return False
+    grid = next(iter(better[0].grids)).short_name
+    how = f"accurate to {accuracy:g} m" if accuracy >= 0 else "of unknown accuracy"
+    _warn_once(
+        f"{path}: labels in {crs_name(a)} are moved into the scene's {crs_name(b)} by a "
+        f"transformation {how}, as PROJ lacks the grid {grid} of a better one: they may "
+        "sit that far off the imagery; install the "
+        f"grid (projsync --file {grid}, or PROJ_NETWORK=ON) or give the labels in the "
+        "scene's datum"
+    )
+    return True
+
+
+def _refuse_classes_without_areas(
+    classes: np.ndarray, keep: np.ndarray, kinds: np.ndarray, path: Path
+) -> None:
+    """Refuse a class whose every feature is a line or a point: it would get no pixel.
+
+    Roads or streams drawn as centre lines beside polygon classes are dropped one by one
+    with a warning; when that empties a class, training goes on with a class it never
+    sees (0 pixels in every split), which a warning in a long log does not stop.
+
+    Args:
+        classes: class per feature (None: unmapped, skipped).
+        keep: per feature, whether it is (or, not read, may be) a polygon label.
+        kinds: per feature, its geometry type in the file ("" for none).
+        path: the label file, for the message.
+
+    Raises:
+        LabelError: names the class, what its features are and the fix.
+    """
+    named = np.array([c is not None for c in classes], dtype=bool)
+    lost = sorted({str(c) for c in classes[named & ~keep]} - {str(c) for c in classes[keep]})
+    for cls in lost:
+        mine = kinds[named & (classes == cls)]
+        if any("LineString" in k for k in mine):
+            raise LabelError(
+                f"every feature of class '{cls}' is a line or not a polygon ({len(mine)}): a "
+                "mask needs areas; buffer the lines by half their width (QGIS Vector > "
+                "Geoprocessing Tools > Buffer) or leave the class out of classes",
+                path,
+            )
+        if any("Point" in k for k in mine):
+            raise LabelError(
+                f"every feature of class '{cls}' is a point or not a polygon ({len(mine)}): "
+                "set [labels] point_box_m = <object width in metres> to label each as a "
+                "square, or leave the class out of classes",
+                path,
+            )
 
 
 def label_key(crs: Any, bounds: tuple[float, float, float, float]) -> tuple[str, float | None]:

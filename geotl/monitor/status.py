@@ -54,6 +54,9 @@ class MonitorStatus:
     alerts_retrying: int = 0
     alert_next_attempt: datetime | None = None
     alert_last_error: str | None = None
+    #: why the alerts that could not be delivered failed (the latest error among them: a
+    #: 410, a redirect and where to): the fix depends on it
+    alerts_failed_error: str | None = None
     #: each rule of the region (and any that raised alerts before it was renamed) -> alerts;
     #: a rule at 0 is shown, so a rule that can never fire does not pass unnoticed
     alerts_by_rule: dict[str, int] = field(default_factory=dict)
@@ -115,6 +118,10 @@ class MonitorStatus:
                 "next_attempt": ts(self.alert_next_attempt),
                 "last_error": self.alert_last_error,
             },
+            "alerts_failed": {
+                "count": self.alerts.get("failed", 0),
+                "last_error": self.alerts_failed_error,
+            },
             "alerts_by_rule": self.alerts_by_rule,
             "warned": [
                 {
@@ -154,6 +161,7 @@ def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
         summary = state.summary()
         loop_stopped = state.loop_stopped()
         retrying = [a for a in state.alerts(("open",)) if a.attempts > 0]
+        undeliverable = state.alerts(("failed",))
         by_rule = _alerts_by_rule(region, [a.rule for a in state.alerts()])
         last_error = state.get_meta(LAST_RUN_ERROR) or None
         heard = state.pass_warnings()
@@ -207,6 +215,9 @@ def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
             (a.next_attempt for a in retrying if a.next_attempt is not None), default=None
         ),
         alert_last_error=max(retrying, key=lambda a: a.updated).last_error if retrying else None,
+        alerts_failed_error=(
+            max(undeliverable, key=lambda a: a.updated).last_error if undeliverable else None
+        ),
         alerts_by_rule=by_rule,
         warned=warned,
         republished=republished,
@@ -326,7 +337,9 @@ def format_status(status: MonitorStatus) -> str:
             )
         if status.alerts.get("failed"):
             lines.append(
-                f"  {status.alerts['failed']} alert(s) could not be delivered: fix the webhook or "
-                "the receiver, then run geotl monitor with --retry-failed to send them again"
+                f"  {status.alerts['failed']} alert(s) could not be delivered"
+                + (f" ({status.alerts_failed_error})" if status.alerts_failed_error else "")
+                + ": fix the webhook or the receiver, then run geotl monitor with --retry-failed "
+                "to send them again"
             )
     return "\n".join(lines) + "\n"

@@ -28,9 +28,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from shapely.geometry import shape
+
 from geotl import __version__
 from geotl.config import AlertsConfig, Region, check_webhook_url
 from geotl.errors import AlertError, error_text
+from geotl.io.geojson import DECIMALS
 from geotl.monitor.state import AlertRecord, MonitorState
 
 __all__ = [
@@ -40,6 +43,7 @@ __all__ = [
     "alert_feature",
     "deliver_due",
     "idempotency_key",
+    "pass_evidence",
     "webhook_payload",
     "webhook_url",
 ]
@@ -51,6 +55,9 @@ WEBHOOK_ENV = "GEOTL_WEBHOOK"
 
 RETRY_STATUSES = frozenset({408, 425, 429})
 RETRY_MAX_S = 6 * 3600.0
+#: An unanswered attempt that took this long (or the whole timeout) makes one alert probe a
+#: receiver alone until it answers (see :func:`deliver_due`).
+SLOW_ATTEMPT_S = 1.0
 
 
 def webhook_url(region: Region) -> str | None:
@@ -147,9 +154,14 @@ def alert_feature(alert: AlertRecord) -> dict[str, Any]:
     def ts(v: datetime | None) -> str | None:
         return v.isoformat() if v else None
 
+    geom = shape(alert.geometry)
+    # RFC 7946 5: where it is at a glance, for a receiver that posts to a chat or a ticket
+    # and cannot draw a polygon (a map link from two corners)
+    bbox = {} if geom.is_empty else {"bbox": [round(v, DECIMALS) for v in geom.bounds]}
     return {
         "type": "Feature",
         "id": alert.id,
+        **bbox,
         "geometry": alert.geometry,
         "properties": {
             "id": alert.id,
@@ -178,13 +190,46 @@ def alert_feature(alert: AlertRecord) -> dict[str, Any]:
     }
 
 
-def webhook_payload(region_name: str, alert: AlertRecord) -> dict[str, Any]:
-    """The JSON body: the alert as a GeoJSON Feature plus ``region``, ``pass`` and the key."""
+#: (scene name, model id) -> the pass's files, relative to the region's output folder
+Evidence = dict[tuple[str, str], dict[str, str | None]]
+
+
+def pass_evidence(state: MonitorState) -> Evidence:
+    """The detections and changes files of each done pass, to send with its alerts.
+
+    A team acting on an alert wants what it rests on: the pass's detections (the object
+    with its neighbours) and the changes since the pass before, not only the polygon.
+    """
+    return {
+        (rec.name, rec.model_id): {"detections": rec.pass_path, "changes": rec.changes_path}
+        for rec in state.done_passes()
+    }
+
+
+def webhook_payload(
+    region_name: str,
+    alert: AlertRecord,
+    evidence: Evidence | None = None,
+    region_dir: str | None = None,
+) -> dict[str, Any]:
+    """The JSON body: the alert as a GeoJSON Feature plus ``region``, ``pass`` and the key.
+
+    ``pass`` also names the pass's ``detections`` and ``changes`` files (paths relative to
+    ``region_dir``, the region's output folder, sent as ``pass.dir``) when ``evidence`` has
+    them.
+    """
     feature = alert_feature(alert)
+    fired: dict[str, Any] = {
+        "scene": alert.fired_scene,
+        "acquired": alert.fired_acquired.isoformat(),
+    }
+    files = (evidence or {}).get((alert.fired_scene, alert.model_id))
+    if files is not None:
+        fired.update({"dir": region_dir, **files})
     return {
         **feature,
         "region": region_name,
-        "pass": {"scene": alert.fired_scene, "acquired": alert.fired_acquired.isoformat()},
+        "pass": fired,
         "idempotency_key": idempotency_key(region_name, alert.id),
     }
 
@@ -253,9 +298,11 @@ def _attempt(
     policy: DeliveryPolicy,
     report: DeliveryReport,
     failures: _RoundFailures,
+    evidence: Evidence | None = None,
 ) -> bool:
     """One attempt at one alert; False when the receiver did not answer at all."""
-    body = json.dumps(webhook_payload(region_name, alert), separators=(",", ":")).encode()
+    payload = webhook_payload(region_name, alert, evidence, str(state.path.parent.resolve()))
+    body = json.dumps(payload, separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/geo+json",
         "Idempotency-Key": idempotency_key(region_name, alert.id),
@@ -300,7 +347,8 @@ def _attempt(
     )
     if outcome == "delivered":
         report.delivered.append(alert.id)
-        log.info("alert %s delivered (HTTP %s)", alert.id, status)
+        log.debug("alert %s delivered (HTTP %s)", alert.id, status)
+        failures.add_delivered(alert.id)
     elif next_attempt is not None:
         report.retrying.append(alert.id)
         log.debug(
@@ -320,33 +368,45 @@ def _attempt(
 
 @dataclass
 class _RoundFailures:
-    """The failed attempts of one round, logged as one line per error, not one per alert.
+    """The attempts since the last wait, logged as one line per outcome, not one per alert.
 
     A webhook answering 500 fails every alert of a round the same way: 21 alerts made 21
-    warnings per round in a cron log. Each alert's own attempt stays at debug level (and in
-    the state's deliveries table).
+    warnings per round in a cron log. Retries fall due milliseconds apart (each alert's
+    backoff starts when its own attempt ended), so the lines are only written when the run
+    really waits or ends, not after each of those rounds of one or two alerts. Each alert's
+    own attempt stays at debug level (and in the state's deliveries table).
     """
 
-    #: (error, retried) -> (alert ids, earliest next attempt)
-    groups: dict[tuple[str, bool], tuple[list[str], datetime | None]] = field(default_factory=dict)
+    #: (error, retried) -> {alert id: its next attempt}; each alert in the group of its
+    #: latest attempt (tried again before the lines were written, it is still one alert)
+    groups: dict[tuple[str, bool], dict[str, datetime | None]] = field(default_factory=dict)
+    delivered: list[str] = field(default_factory=list)
+
+    def _forget(self, alert_id: str) -> None:
+        for ids in self.groups.values():
+            ids.pop(alert_id, None)
+
+    def add_delivered(self, alert_id: str) -> None:
+        # its failed attempts before stay said: the receiver failed, then recovered
+        self.delivered.append(alert_id)  # delivered once: never tried again
 
     def add(self, alert_id: str, error: str, next_attempt: datetime | None) -> None:
-        ids, earliest = self.groups.get((error, next_attempt is not None), ([], None))
-        ids.append(alert_id)
-        if next_attempt is not None and (earliest is None or next_attempt < earliest):
-            earliest = next_attempt
-        self.groups[(error, next_attempt is not None)] = (ids, earliest)
+        self._forget(alert_id)
+        self.groups.setdefault((error, next_attempt is not None), {})[alert_id] = next_attempt
 
     def log(self) -> None:
-        for (error, retried), (ids, earliest) in self.groups.items():
-            named = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+        for (error, retried), by_id in self.groups.items():
+            if not by_id:
+                continue
+            ids = list(by_id)
+            earliest = min((t for t in by_id.values() if t is not None), default=None)
             if retried and earliest is not None:
                 log.warning(
                     "%d alert(s) not delivered (%s): next try at %s (%s)",
                     len(ids),
                     error,
                     earliest.isoformat(timespec="seconds"),
-                    named,
+                    _named(ids),
                 )
             else:
                 log.error(
@@ -354,9 +414,17 @@ class _RoundFailures:
                     "they stay in alerts.geojson and the report (%s)",
                     len(ids),
                     error,
-                    named,
+                    _named(ids),
                 )
         self.groups.clear()
+        if self.delivered:  # after the failures: a receiver that recovered reads in order
+            log.info("%d alert(s) delivered (%s)", len(self.delivered), _named(self.delivered))
+            self.delivered.clear()
+
+
+def _named(ids: list[str]) -> str:
+    """The first few ids of a group, for one log line."""
+    return ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
 
 
 def deliver_due(
@@ -382,26 +450,43 @@ def deliver_due(
     """
     report = DeliveryReport()
     deadline = time.monotonic() + policy.wait_s
+    failures = _RoundFailures()
+    evidence = pass_evidence(state)
+    # An alert whose attempt waited for an answer that never came (a webhook hanging past
+    # timeout_s, a slow DNS failure) probes the receiver alone until it answers: trying each
+    # other alert in turn cost timeout_s apiece, so a hanging webhook held the run (and the
+    # region's lock) for all of wait_s. A refused connection costs nothing: the others are
+    # tried too, so each records why it waits.
+    probe: str | None = None
     while True:
         due = state.due_alerts(_now())
-        failures = _RoundFailures()
+        if probe is not None:
+            due = [a for a in due if a.id == probe]
         for alert in due:
-            if not _attempt(state, region_name, alert, policy, report, failures):
-                # unreachable (down, timing out): the others would wait timeout_s each, so
-                # they wait for the next round instead, and one run stays within wait_s
-                break
-        failures.log()
-        upcoming = state.next_alert_attempt()
+            started = time.monotonic()
+            if not _attempt(state, region_name, alert, policy, report, failures, evidence):
+                if time.monotonic() - started >= min(SLOW_ATTEMPT_S, policy.timeout_s):
+                    probe = alert.id  # the others wait for a later round or run
+                break  # unreachable: the next round starts with the next due alert
+            probe = None
+        if probe is not None:
+            upcoming = next(
+                (a.next_attempt for a in state.alerts(("open",)) if a.id == probe), None
+            )
+        else:
+            upcoming = state.next_alert_attempt()
         if upcoming is None or (stop is not None and stop()):
             break
         wait = max((upcoming - _now()).total_seconds(), 0.0)
         if time.monotonic() + wait > deadline:
             break
-        if wait >= 1:  # not once per alert while a down receiver is tried alert by alert
+        if wait >= 1:  # not once per alert while retries fall due one after the other
+            failures.log()
             log.info("waiting %.0f s for the next delivery attempt (due within this run)", wait)
         sleep(wait)
         if stop is not None and stop():  # stopped while waiting: no attempt after SIGTERM
             break
+    failures.log()
     still_open = state.alerts(("open",))
     report.retrying = [a.id for a in still_open if a.attempts > 0]
     report.open = len(still_open)

@@ -71,6 +71,12 @@ class Candidate:
         seen: in how many of the last ``of`` passes that saw the ground the object was
             there (``gone``: missing).
         looked: how many such passes there were (at most ``of``).
+        last_scene: the newest pass where the object was there, matched by overlap (``gone``:
+            newer than ``scene`` when a later pass saw it as part of a larger object: a
+            pond's edge the lake took in; None: ``scene``). What the alert says as "last
+            seen": the pass the outline comes from said "gone since 2010" of an object
+            seen in 2019.
+        last_acquired: when that pass was acquired.
     """
 
     rule: str
@@ -88,6 +94,8 @@ class Candidate:
     reference_ids: tuple[str, ...]
     seen: int
     looked: int
+    last_scene: str | None = None
+    last_acquired: datetime | None = None
 
 
 @dataclass
@@ -263,8 +271,10 @@ def evaluate_rules(
             hits = sum(window) if rule.when != "gone" else sum(not s for s in window)
             there = looked if rule.when == "gone" else looked[: persistence.of]
             first = max((p for p in there if present[k, p]), default=0)
+            last = min((p for p in there if present[k, p]), default=int(source[i]))
             view = metric[int(source[i])].view
             first_view = metric[first].view
+            last_view = metric[last].view
             score = scores[i]
             out.append(
                 Candidate(
@@ -283,6 +293,8 @@ def evaluate_rules(
                     reference_ids=touched[i],
                     seen=hits,
                     looked=len(window),
+                    last_scene=last_view.scene,
+                    last_acquired=last_view.acquired,
                 )
             )
     return out

@@ -172,13 +172,25 @@ def test_batch_that_does_not_split_is_refused(crowns_region: Path, tmp_path: Pat
             ["--devices", "2", "--num-nodes", "2"],
             "the launcher started 2 process(es) but --devices 2 --num-nodes 2 make 4",
         ),
+        (  # torchrun --nproc-per-node 2 without --devices: the options it needs
+            {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"},
+            [],
+            "--devices 1 --num-nodes 1 make 1, 1 per node: use --devices 2 --num-nodes 1",
+        ),
+        (  # srun, 2 nodes of 2 tasks
+            {"SLURM_NTASKS": "4", "SLURM_NTASKS_PER_NODE": "2(x2)", "SLURM_PROCID": "0"},
+            ["--devices", "4"],
+            "started 4 process(es), 2 per node, but --devices 4 --num-nodes 1 make 4, 4 per "
+            "node: use --devices 2 --num-nodes 2",
+        ),
     ],
 )
 def test_a_layout_no_launcher_can_start_is_refused_not_waited_for(
     crowns_region: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
     args: list[str], said: str,
 ) -> None:  # fmt: skip
-    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SLURM_NTASKS", "MASTER_ADDR", "NODE_RANK"):
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "SLURM_NTASKS",
+                "SLURM_NTASKS_PER_NODE", "SLURM_PROCID", "MASTER_ADDR", "NODE_RANK"):  # fmt: skip
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -248,3 +260,84 @@ def test_processes_share_the_cores_this_process_may_use(monkeypatch: pytest.Monk
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_damaged_or_missing_chip_is_one_line_naming_it(
+    crowns_region: Path, tmp_path: Path
+) -> None:
+    """A bad chip file under --chips: one line that names it and says to chip again (exit 2).
+
+    Every rank loads every chip before training; a truncated chip ended ``--devices 2`` with
+    rasterio's traceback (exit 1).
+    """
+    chips = tmp_path / "chips"
+    assert CliRunner().invoke(cli, ["chip", str(crowns_region), "--out", str(chips)]).exit_code == 0
+    index = gpd.read_parquet(chips / "chips.parquet")
+    image = chips / str(index[index["split"] == "train"]["image"].iloc[0])
+    image.write_bytes(image.read_bytes()[:600])  # a copy cut short: the header survives
+    out = tmp_path / "m"
+    args = ["train", str(crowns_region), "--out", str(out), "--chips", str(chips)]
+    res = CliRunner().invoke(cli, [*args, "--devices", "2", "--batch-size", "8"])
+    assert res.exit_code == 2, res.output
+    last = res.stderr.strip().splitlines()[-1]  # after GDAL's own warnings about the file
+    assert "Traceback" not in res.stderr and last.startswith("geotl: error: "), res.stderr
+    assert f"{image}: chip damaged or cut short" in last
+    assert f"geotl chip region.toml --out {chips} --overwrite" in res.stderr
+    assert not out.exists()
+
+    image.unlink()
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2 and f"{image}: chip missing: cut the chips again" in res.stderr
+    assert not out.exists()
+
+
+_RANK = """
+import os, sys, torch, torch.distributed as dist
+rank = int(sys.argv[1])
+dist.init_process_group("gloo", init_method="tcp://127.0.0.1:" + sys.argv[2], rank=rank,
+                        world_size=2)
+dist.barrier()
+if rank == 1:
+    os._exit(0)  # gone without a word: killed, out of memory, its machine lost
+from geotl.errors import GeotlRuntimeError
+from geotl.train.devices import DeviceLayout, process_lost_is_one_line
+try:
+    with process_lost_is_one_line(DeviceLayout(2)):
+        for _ in range(50):
+            dist.all_reduce(torch.ones(1000))
+except GeotlRuntimeError as exc:
+    print(exc)
+"""
+
+
+def test_a_rank_that_is_gone_is_one_line_on_the_others(tmp_path: Path) -> None:
+    """Real gloo: rank 1 leaves, rank 0's next collective fails; geotl says it in one line.
+
+    ``geotl train --devices 2`` with its second process killed mid-training printed a
+    traceback of 120 lines ending in gloo's ``pair.cc`` read error.
+    """
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    script = tmp_path / "rank.py"
+    script.write_text(_RANK)
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(r), port],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for r in (0, 1)
+    ]
+    said, err = ranks[0].communicate(timeout=120)
+    ranks[1].communicate(timeout=30)
+    lines = said.strip().splitlines()
+    assert len(lines) == 1, (said, err[-2000:])
+    assert lines[0].startswith("training stopped: another of the 2 processes (--devices 2 ")
+    assert "no model was written, run the command again" in lines[0]
+    assert "pair.cc" not in lines[0] and "GLHF" not in lines[0]

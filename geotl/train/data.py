@@ -36,6 +36,7 @@ import numpy as np
 import rasterio
 import rasterio.features
 import torch
+from rasterio.errors import RasterioIOError
 from torch.utils.data import DataLoader, Sampler, WeightedRandomSampler
 
 from geotl.bands import canonical_band
@@ -44,8 +45,9 @@ from geotl.chips.assemble import stale_reason
 from geotl.chips.boxes import ChipBoxes, index_boxes
 from geotl.chips.labels import IGNORE
 from geotl.config import Region
-from geotl.errors import BandMismatchError, GeotlInputError, LabelError
+from geotl.errors import BandMismatchError, GeotlInputError, LabelError, RasterError
 from geotl.io.nodata import valid_mask
+from geotl.io.rasters import open_raster
 from geotl.io.vectors import label_key, read_labels
 from geotl.models.artefact import Normalisation, RegionRecord
 
@@ -285,9 +287,25 @@ def prior_offsets(train: np.ndarray, target: np.ndarray) -> np.ndarray:
     return out
 
 
-def _read_chip(path: Path) -> tuple[np.ndarray, Any, Any, float | None]:
-    with rasterio.open(path) as src:
-        return src.read(), src.transform, src.crs, src.nodata
+def _read_chip(
+    chips_dir: Path, name: str, region: Region
+) -> tuple[np.ndarray, Any, Any, float | None]:
+    """A chip's pixels and grid; a missing or damaged chip is an input error saying to chip again.
+
+    Every rank of a ``--devices N`` run loads every chip before training: without this, one
+    bad chip file ended the run with a rasterio traceback (exit 1) instead of one line.
+    """
+    path = chips_dir / name
+    try:
+        with open_raster(path) as src:
+            return src.read(), src.transform, src.crs, src.nodata
+    except (RasterError, RasterioIOError) as exc:
+        why = "damaged or cut short" if path.exists() else "missing"  # -v shows GDAL's words
+        raise RasterError(
+            f"chip {why}: cut the chips again (geotl chip {region.path.name} "
+            f"--out {chips_dir} --overwrite) or drop --chips",
+            path,
+        ) from exc
 
 
 def load_region_chips(
@@ -340,8 +358,8 @@ def load_region_chips(
     remap = _class_remap(class_names, region.classes)
     stacked: np.ndarray | None = None  # filled chip by chip: no list of copies to stack
     for k, r in enumerate(rows):
-        img, transform, crs, nodata = _read_chip(chips_dir / str(r.image))
-        mask = _read_chip(chips_dir / str(r.mask))[0][0].astype(np.uint8)
+        img, transform, crs, nodata = _read_chip(chips_dir, str(r.image), region)
+        mask = _read_chip(chips_dir, str(r.mask), region)[0][0].astype(np.uint8)
         mask = remap[mask]
         valid = valid_mask(img, nodata)
         mask[~valid] = IGNORE

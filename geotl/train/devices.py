@@ -17,15 +17,24 @@ them all): each loads the same chips and builds the same network from the same s
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
 from geotl.cores import usable_cores
-from geotl.errors import GeotlInputError
+from geotl.errors import GeotlInputError, GeotlRuntimeError, error_text
 
-__all__ = ["STRATEGIES", "DeviceLayout", "launched_rank", "set_threads_per_process"]
+__all__ = [
+    "STRATEGIES",
+    "DeviceLayout",
+    "launched_rank",
+    "process_lost_is_one_line",
+    "set_threads_per_process",
+]
 
 #: Strategies ``--strategy`` accepts (DDP keeps every rank's state, which the best-weights
 #: keeper needs; spawn-based strategies would lose it).
@@ -105,11 +114,16 @@ class DeviceLayout:
         started = env.get("WORLD_SIZE") or (
             env.get("SLURM_NTASKS") if int(env.get("SLURM_NTASKS", "1")) > 1 else None
         )
-        if started is not None and int(started) != world:
+        per_node = _launched_per_node()
+        if started is not None and (int(started) != world or per_node not in (None, self.devices)):
+            # the same total in another shape (2 nodes of 2 as --devices 4) failed only
+            # after chipping and loading, in Lightning's environment check
+            shape = "" if per_node is None else f", {per_node} per node,"
+            mine = "" if per_node is None else f", {self.devices} per node"
             raise GeotlInputError(
-                f"the launcher started {started} process(es) but --devices {self.devices} "
-                f"--num-nodes {self.num_nodes} make {world}: give the launcher's numbers "
-                "(--nproc-per-node and --nnodes, or srun's tasks)"
+                f"the launcher started {started} process(es){shape} but --devices "
+                f"{self.devices} --num-nodes {self.num_nodes} make {world}{mine}: "
+                f"{_launcher_layout(int(started))}"
             )
         if (
             self.num_nodes > 1
@@ -122,6 +136,32 @@ class DeviceLayout:
                 "(--nnodes, --nproc-per-node, --rdzv-endpoint) or srun, or set MASTER_ADDR, "
                 "MASTER_PORT and NODE_RANK on each (README, 'Training on several devices')"
             )
+
+
+def _launched_per_node() -> int | None:
+    """Processes per node as the launcher says, or None when it does not say.
+
+    torchrun's ``LOCAL_WORLD_SIZE`` (its ``--nproc-per-node``), SLURM's
+    ``SLURM_NTASKS_PER_NODE`` (``4(x2)``: 2 nodes of 4; ``4,2``, nodes that differ, is None).
+    """
+    env = os.environ
+    said = env.get("LOCAL_WORLD_SIZE") or env.get("SLURM_NTASKS_PER_NODE", "").split("(")[0]
+    return int(said) if said.isdigit() and int(said) > 0 else None
+
+
+def _launcher_layout(started: int) -> str:
+    """The options that match what the launcher started, when it says per node.
+
+    ``torchrun --nproc-per-node 2`` without ``--devices`` said "give the launcher's
+    numbers" where it could say which.
+    """
+    per_node = _launched_per_node()
+    if per_node is not None and started % per_node == 0:
+        return f"use --devices {per_node} --num-nodes {started // per_node}"
+    return (
+        "give the launcher's numbers (--devices its --nproc-per-node or srun's tasks per "
+        "node, --num-nodes its --nnodes or srun's nodes)"
+    )
 
 
 def launched_rank(layout: DeviceLayout) -> int:
@@ -149,3 +189,36 @@ def set_threads_per_process(layout: DeviceLayout) -> None:
     """
     if layout.devices > 1 and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, usable_cores() // layout.devices))
+
+
+# how gloo and NCCL word a peer that is gone: gloo raises a plain RuntimeError
+_LOST_PEER = ("gloo", "nccl", "connection reset by peer", "connection closed by peer")
+
+
+@contextlib.contextmanager
+def process_lost_is_one_line(layout: DeviceLayout) -> Iterator[None]:
+    """Turn "another training process is gone" into one line (exit 1) instead of a traceback.
+
+    A rank that dies (killed, out of memory, its node lost) leaves the others failing in
+    their next collective with the communication library's error: rank 0 printed a
+    traceback of 120 lines that named gloo's source file, not the run. The rank that failed
+    says its own error; this one says what happened to the run and what to do.
+
+    Raises:
+        GeotlRuntimeError: a collective failed because a peer process went away.
+    """
+    try:
+        yield
+    except RuntimeError as exc:
+        text = str(exc).lower()
+        lost = isinstance(exc, torch.distributed.DistError) or any(w in text for w in _LOST_PEER)
+        if layout.world_size == 1 or not lost:
+            raise
+        # gloo's message starts with its source file and ends in advice about its own bugs
+        said = re.sub(r"^\[[^\]]*\]\s*", "", error_text(exc, 400)).split(". ")[0][:120]
+        raise GeotlRuntimeError(
+            f"training stopped: another of the {layout.world_size} processes "
+            f"(--devices {layout.devices} --num-nodes {layout.num_nodes}) is gone "
+            f"({said}): see its error above or the launcher's log; "
+            "no model was written, run the command again"
+        ) from exc

@@ -77,7 +77,12 @@ from geotl.train.data import (
     prior_offsets,
     resolve_chips_dir,
 )
-from geotl.train.devices import DeviceLayout, launched_rank, set_threads_per_process
+from geotl.train.devices import (
+    DeviceLayout,
+    launched_rank,
+    process_lost_is_one_line,
+    set_threads_per_process,
+)
 from geotl.train.metrics import ConfusionIoU
 from geotl.train.options import (
     Schedule,
@@ -712,7 +717,12 @@ def _fit(
         else None
     )
     t0 = time.perf_counter()
-    with bar, warnings.catch_warnings(), _ctrl_c_stays_ctrl_c(trainer):
+    with (
+        bar,
+        warnings.catch_warnings(),
+        _ctrl_c_stays_ctrl_c(trainer),
+        process_lost_is_one_line(layout),
+    ):
         # a run without validation (the refit) is meant: Lightning's warning says nothing
         warnings.filterwarnings("ignore", message=r".*no `val_dataloader`.*")
         if baseline and val_loader is not None:

@@ -31,8 +31,14 @@ the name some plugin versions read), ``tiles_overlap`` (%), ``seg_thresh``,
 ``seg_small_segment``, ``standardization_mean``/``standardization_std``; geotl's
 ``geotl_card`` (the whole model card: bands, normalisation, licence, base sha256, weights
 sha256, quantisation), for an int8 graph ``geotl_int8_float_nodes`` (the nodes kept in
-float, by reason), ``geotl_input`` and ``geotl_graph_sha256``: the sha256 of the
-serialised graph (weights included), checked on every load, so an altered file is refused.
+float, by reason), ``geotl_input``, ``geotl_graph_sha256``: the sha256 of the
+serialised graph (weights included), and ``geotl_card_sha256``: the sha256 of the
+``geotl_card`` text. Both are checked on every load, so an altered graph is refused, and so
+is a card edited in the metadata (a threshold or class renamed), whose outputs would carry
+a model id that is not theirs (a model folder refuses this through its id's card digest,
+:func:`geotl.models.artefact.verify_card`; an int8 export's card differs from the folder's,
+so the export records its own hash). Exports written before ``geotl_card_sha256`` existed
+still load, their card unchecked (said at info level).
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ INPUT_SCALE = 255.0  # the graph's input is raw / INPUT_SCALE (Deepness's scalin
 OPSET = 17
 _GRAPH_SHA_KEY = "geotl_graph_sha256"
 _CARD_KEY = "geotl_card"
+_CARD_SHA_KEY = "geotl_card_sha256"  # sha256 of the geotl_card value, exactly as stored
 INT8_FLOAT_NODES_KEY = "geotl_int8_float_nodes"  # an int8 graph's nodes kept in float, by reason
 
 
@@ -177,10 +184,10 @@ def _set_metadata(
         f"{', '.join(card.bands)} / {INPUT_SCALE:g}, normalisation folded into the graph"
     )
     digest = graph_sha256(model)
+    card_text = json.dumps(card.model_dump(mode="json"))
     props: dict[str, Any] = (
         _deepness_metadata(card, tile_px)
         | {
-            _CARD_KEY: card.model_dump(mode="json"),
             "geotl_input": f"raw digital numbers / {INPUT_SCALE:g}; bands {card.bands}",
             "geotl_version": __version__,
             _GRAPH_SHA_KEY: digest,
@@ -192,7 +199,16 @@ def _set_metadata(
         entry = model.metadata_props.add()
         entry.key = key
         entry.value = json.dumps(value)
+    # the card's text is stored as hashed: re-serialising it could change the bytes
+    for key, text in ((_CARD_KEY, card_text), (_CARD_SHA_KEY, json.dumps(_sha256_text(card_text)))):
+        entry = model.metadata_props.add()
+        entry.key = key
+        entry.value = text
     return digest
+
+
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def onnx_to_bytes(
@@ -374,6 +390,7 @@ def read_onnx(path: str | Path) -> OnnxModel:
             "(an altered copy): export it again from the model folder",
             path,
         )
+    _verify_card_text(path, meta)
     try:
         card = ModelCard.model_validate(json.loads(meta[_CARD_KEY]))
     except ValueError as exc:
@@ -395,3 +412,36 @@ def read_onnx(path: str | Path) -> OnnxModel:
         tile_px=tile,
         metadata={k: v for k, v in meta.items() if k != _CARD_KEY},
     )
+
+
+def _verify_card_text(path: Path, meta: dict[str, str]) -> None:
+    """Refuse an embedded card that differs from the one the export recorded the hash of.
+
+    The graph hash does not cover the metadata, so without this an edited ``geotl_card``
+    (threshold, classes, minimum area) would be read as the model's own and its outputs
+    labelled with the model id. Exports from before the hash was recorded are let through.
+
+    Raises:
+        ModelArtefactError: the card's sha256 differs from ``geotl_card_sha256``.
+    """
+    if _CARD_SHA_KEY not in meta:
+        log.info(
+            "%s records no %s (exported by an older geotl): its model card is not verified; "
+            "export it again to have it checked",
+            path,
+            _CARD_SHA_KEY,
+        )
+        return
+    try:
+        recorded = str(json.loads(meta[_CARD_SHA_KEY]))
+    except ValueError:
+        recorded = meta[_CARD_SHA_KEY]  # edited into no JSON: compared as is, so refused
+    actual = _sha256_text(meta[_CARD_KEY])
+    if actual != recorded:
+        raise ModelArtefactError(
+            f"its model card ({_CARD_KEY} in the ONNX metadata) was changed after export "
+            f"(sha256 {actual[:12]}..., recorded {recorded[:12]}...): outputs would carry a "
+            "model id that is not theirs; export it again from the model folder, and set "
+            "[predict] options in the region file instead of editing the card",
+            path,
+        )

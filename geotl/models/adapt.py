@@ -31,7 +31,9 @@ The region's own band order is kept, so the network's input is exactly the chip'
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import cast
 
@@ -260,6 +262,8 @@ def build_adapted_network(
         if base.entry.id.startswith("file:")
         else ""
     )
+    if enc_name.startswith("tu-"):
+        state = timm_keys_to_smp(state, encoder_module.state_dict().keys())
     if key not in state:
         raise BaseModelError(
             f"weights of {base.entry.id} have no '{key}' for encoder {enc_name}{fix}"
@@ -272,17 +276,67 @@ def build_adapted_network(
             )
         base_bands = list(region_bands)
     state, plan = adapt_first_conv(state, region_bands, base_bands, seed=seed, key=key)
-    # nn.Module.load_state_dict: some smp encoders override it and return nothing
-    missing, _unexpected = torch.nn.Module.load_state_dict(encoder_module, state, strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing:
+    if misfit := _misfit(encoder_module.state_dict(), state):
         raise BaseModelError(
-            f"weights of {base.entry.id} do not fit encoder {enc_name}: {len(missing)} missing tensors "
-            f"(first: {missing[0]}){fix}"
+            f"weights of {base.entry.id} do not fit encoder {enc_name}: {misfit}{fix}"
         )
+    # nn.Module.load_state_dict: some smp encoders override it and return nothing
+    torch.nn.Module.load_state_dict(encoder_module, state, strict=False)
     if base.full_state is not None and base.classes is not None:
         _reuse_decoder(net, base.full_state, base.classes, classes)
     return net, spec, plan
+
+
+def timm_keys_to_smp(state: dict[str, torch.Tensor], own: Iterable[str]) -> dict[str, torch.Tensor]:
+    """A plain timm model's state dict under the names of smp's ``tu-`` encoder of it.
+
+    smp wraps timm's ``features_only`` network as ``model``, which flattens the first
+    level of a sequential stem or stage list (``stem.0`` becomes ``stem_0``); a state dict
+    saved from ``timm.create_model(name)`` (what people have) would otherwise match no key.
+    Keys already in smp's names, and those no encoder key takes (a classifier head), are
+    kept as they are.
+
+    >>> own = ["model.stem_0.weight", "model.stages_1.blocks.0.gamma", "model.conv_stem.weight"]
+    >>> sorted(timm_keys_to_smp({"stem.0.weight": 1, "stages.1.blocks.0.gamma": 2,
+    ...     "conv_stem.weight": 3, "head.fc.weight": 4}, own))  # doctest: +NORMALIZE_WHITESPACE
+    ['head.fc.weight', 'model.conv_stem.weight', 'model.stages_1.blocks.0.gamma',
+     'model.stem_0.weight']
+    """
+    out = dict(state)
+    for key in own:
+        if key in out or not key.startswith("model."):
+            continue
+        first, _, rest = key.removeprefix("model.").partition(".")
+        plain = ".".join(filter(None, (re.sub(r"_(\d+)$", r".\1", first), rest)))
+        if plain in out:
+            out[key] = out.pop(plain)
+    return out
+
+
+def _misfit(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str:
+    """Why ``state`` cannot fill an encoder whose tensors are ``own``, in words ("" if it can).
+
+    A tensor of another shape is named with both shapes (the commonest sign of another
+    depth or width: resnet18 weights for resnet50); tensors the encoder lacks in the file,
+    and the file's tensors no encoder layer takes, by count and first name.
+    """
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    if not wrong and not missing:
+        return ""
+    unexpected = [k for k in state if k not in own]
+    said = []
+    if wrong:
+        k = wrong[0]
+        said.append(
+            f"{len(wrong)} tensors of another shape (first: {k} is "
+            f"{tuple(state[k].shape)} in the file, {tuple(own[k].shape)} in the encoder)"
+        )
+    if missing:
+        said.append(f"{len(missing)} missing tensors (first: {missing[0]})")
+    if unexpected:
+        said.append(f"{len(unexpected)} the encoder does not take (first: {unexpected[0]})")
+    return ", ".join(said)
 
 
 def _reuse_decoder(

@@ -41,6 +41,7 @@ __all__ = [
     "LoadedBase",
     "cache_dir",
     "check_licence",
+    "commercial_alternative",
     "get_entry",
     "import_weights",
     "list_entries",
@@ -109,6 +110,8 @@ def load_base(
 def check_licence(entry: BaseModelEntry, require_commercial: bool) -> None:
     """Refuse weights whose licence does not permit commercial use, when that is required.
 
+    The message names an allowed alternative (:func:`commercial_alternative`).
+
     Raises:
         BaseModelError: the licence does not permit commercial use.
     """
@@ -116,5 +119,37 @@ def check_licence(entry: BaseModelEntry, require_commercial: bool) -> None:
         raise BaseModelError(
             f"base model {entry.id} is licensed '{entry.licence}', which does not permit commercial use, "
             "and the region sets require_commercial_licence = true: choose another --base "
-            "(e.g. pkg:efficientnet-lite0) or drop the requirement"
+            f"(e.g. {commercial_alternative(entry)}) or drop the requirement"
         )
+
+
+def commercial_alternative(entry: BaseModelEntry) -> str:
+    """The id of a usable, commercially licensed base closest to ``entry``, in words.
+
+    Non-commercial weights often have a twin under a permissive licence (torchgeo's FTW
+    U-Nets: ``..._NC_FTW`` beside ``..._FTW``): the same bands and architecture keep what
+    the user chose the base for. Among the bases with the same bands, the same architecture
+    comes first, then one available offline, then the same encoder; without any, ``pkg:efficientnet-lite0`` (RGB,
+    Apache-2.0, offline).
+    """
+    fallback = f"{PKG_IDS[0]} (RGB, Apache-2.0, offline)"
+    if not entry.bands:
+        return fallback
+    same_bands = [
+        e
+        for e in list_entries()
+        if e.supported and e.commercial_use and e.id != entry.id and e.bands == entry.bands
+    ]
+    if not same_bands:
+        return fallback
+    best = min(
+        same_bands,
+        key=lambda e: (
+            e.architecture != entry.architecture,
+            not e.available_offline,
+            e.encoder != entry.encoder,
+            e.id,
+        ),
+    )
+    offline = "offline" if best.available_offline else "not downloaded yet"
+    return f"{best.id}: the same bands, {best.architecture}, {best.licence}, {offline}"

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,32 @@ def test_vit_refused_for_segmentation():
 def test_non_commercial_refused_by_name():
     with pytest.raises(BaseModelError, match=r"OAM_RGB_RESNET50_TCD.*CC-BY-NC"):
         load_base("torchgeo:Unet_Weights.OAM_RGB_RESNET50_TCD", require_commercial=True)
+
+
+@pytest.mark.parametrize(
+    ("refused", "alternative"),
+    [
+        # FTW's non-commercial U-Nets have CC-BY twins: same bands and architecture
+        (
+            "torchgeo:Unet_Weights.SENTINEL2_2CLASS_NC_FTW",
+            "torchgeo:Unet_Weights.SENTINEL2_2CLASS_FTW",
+        ),
+        (
+            "torchgeo:Unet_Weights.SENTINEL2_FTW_PRUE_EFNETB5",
+            "torchgeo:Unet_Weights.SENTINEL2_FTW_PRUE_CCBY_EFNETB5",
+        ),
+        # RGB: the packaged base, offline, before torchgeo weights still to download
+        ("torchgeo:Unet_Weights.OAM_RGB_RESNET50_TCD", "pkg:efficientnet-lite0"),
+    ],
+)
+def test_non_commercial_refusal_names_an_alternative_with_the_same_bands(refused, alternative):
+    with pytest.raises(BaseModelError) as info:
+        load_base(refused, require_commercial=True)
+    found = re.search(r"\(e\.g\. ((?:torchgeo|pkg):[\w.\-]+)", str(info.value))
+    assert found and found.group(1) == alternative, str(info.value)
+    chosen = get_entry(alternative)
+    assert chosen.supported and chosen.commercial_use
+    assert chosen.bands == get_entry(refused).bands
 
 
 def test_torchgeo_route_loads_from_torch_cache():

@@ -23,7 +23,7 @@ from rasterio.errors import RasterioError
 
 from geotl.bands import is_known_band
 
-__all__ = ["band_descriptions", "name_band"]
+__all__ = ["band_descriptions", "name_band", "split_band_file"]
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,32 @@ def name_band(file_name: str) -> str | None:
     >>> name_band("LE07_L2SP_016035_20020501_20200916_02_T1_SR_B4.TIF") is None  # ETM+: nir
     True
     """
+    split = split_band_file(file_name)
+    return split[1] if split else None
+
+
+def split_band_file(file_name: str) -> tuple[str, str] | None:
+    """A band file's name as (the scene's part, the band), when it ends with a band geotl knows.
+
+    The files of one scene delivered band by band share the first part (Landsat Collection 2,
+    Sentinel-2 SAFE granules); :func:`name_band` is the second.
+
+    >>> split_band_file("LC08_L2SP_016035_20230415_20230417_02_T1_SR_B2.TIF")
+    ('LC08_L2SP_016035_20230415_20230417_02_T1', 'SR_B2')
+    >>> split_band_file("T31UFS_20230101T105441_B8A_20m.jp2")
+    ('T31UFS_20230101T105441', 'B8A')
+    >>> split_band_file("naip_20150601.tif") is None
+    True
+    """
     if _TM_ETM.match(Path(file_name).name):
         return None  # SR_B ids are read as OLI's: Landsat 4-7's SR_B4 is near infrared
     stem = _RESOLUTION.sub("", Path(file_name).name.split(".")[0])
     tokens = re.split(r"[_\-.]", stem)
     for size in (2, 1):
-        if len(tokens) >= size and is_known_band(name := "_".join(tokens[-size:])):
-            return name
+        if len(tokens) > size and is_known_band(name := "_".join(tokens[-size:])):
+            return stem[: len(stem) - len(name)].rstrip("_-."), name
+        if len(tokens) == size and is_known_band(name := "_".join(tokens)):
+            return "", name
     return None
 
 

@@ -281,7 +281,7 @@ class PassProcessor:
         )
 
     def _detect(self, scene: Scene) -> tuple[BaseGeometry, gpd.GeoDataFrame]:
-        with self.source.open_scene(scene, self.dir / ".work") as path:
+        with self.source.open_scene(scene, self.dir / ".work", self.artefact.card) as path:
             if scene.footprint_wkt:
                 footprint = shapely_wkt.loads(scene.footprint_wkt)
             else:

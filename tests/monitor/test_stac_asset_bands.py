@@ -17,6 +17,7 @@ from stac_server import StacServer, collection_json, item_json
 from geotl.config import load_region
 from geotl.errors import ConfigError
 from geotl.monitor import StacSource
+from geotl.monitor.sources.remote import parse_asset_spec
 
 pytestmark = [pytest.mark.stac, pytest.mark.slow]
 
@@ -118,9 +119,10 @@ def test_band_assets_in_another_order_stack_by_name(
     ]
     assert source.band_names() == ["blue", "nir", "red", "green"]
     for scene in scenes:
-        assert [spec.rpartition("#")[0].rsplit("/", 1)[-1] for spec in scene.assets.values()] == [
-            naip_scenes[0].name
-        ] * 4
+        specs = [parse_asset_spec(spec) for spec in scene.assets.values()]
+        assert [href.rsplit("/", 1)[-1] for href, _, _ in specs] == [naip_scenes[0].name] * 4
+        # the items' raster:bands scale and offset travel with each band
+        assert {scaling for _, _, scaling in specs} == {(2.75e-05, -0.2)}
         assert list(scene.assets) == ["blue", "nir", "red", "green"]
 
 

@@ -29,6 +29,7 @@ from typing import ClassVar, Literal
 
 from geotl.config import MonitorConfig, Region, SourceOptions
 from geotl.errors import ConfigError
+from geotl.models.artefact import ModelCard
 from geotl.monitor.sources.remote import remote_gdal_env, write_scene_vrt
 from geotl.monitor.sources.scene import Scene
 
@@ -114,11 +115,15 @@ class SceneSource(ABC):
         return None
 
     @contextmanager
-    def open_scene(self, scene: Scene, work_dir: Path) -> Iterator[Path]:
+    def open_scene(
+        self, scene: Scene, work_dir: Path, card: ModelCard | None = None
+    ) -> Iterator[Path]:
         """Yield a path prediction can open, with the settings to read it active.
 
         A local scene is its file; a remote one becomes a VRT in ``work_dir`` (the runner
-        deletes that folder after each pass) read under :func:`remote_gdal_env`.
+        deletes that folder after each pass) read under :func:`remote_gdal_env`; with the
+        model's ``card``, the VRT applies the catalogue's scale and offset when the model
+        was trained on values in those units (:mod:`geotl.monitor.sources.scaling`).
 
         Raises:
             SceneError: a remote asset is missing, unreachable or on another grid.
@@ -132,4 +137,4 @@ class SceneSource(ABC):
         if sorted(order) == sorted(scene.assets):
             scene = replace(scene, assets={b: scene.assets[b] for b in order})
         with remote_gdal_env():
-            yield write_scene_vrt(scene, work_dir / f"{scene.name}.vrt")
+            yield write_scene_vrt(scene, work_dir / f"{scene.name}.vrt", card)

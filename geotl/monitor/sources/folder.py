@@ -23,6 +23,7 @@ from pydantic import Field, field_validator
 
 from geotl.config import SIDECAR_SUFFIXES, Region, check_datetime_regex
 from geotl.errors import ConfigError
+from geotl.io.band_names import split_band_file
 from geotl.io.dates import read_acquired
 from geotl.monitor.sources.base import RepublishedOptions, SceneSource
 from geotl.monitor.sources.scene import AcquiredFrom, Scene, safe_scene_name
@@ -66,7 +67,9 @@ class FolderSource(SceneSource):
         Known, unchanged files cost one ``stat`` each: their time stamps are not read again.
         """
         found: list[Scene] = []
-        for path in self.scene_paths():
+        paths = self.scene_paths()
+        self._refuse_band_files(paths)
+        for path in paths:
             if path.name.startswith(".tmp-") or path.name.lower().endswith(SIDECAR_SUFFIXES):
                 continue  # being written, or GDAL's and QGIS's files beside a scene
             try:
@@ -112,6 +115,38 @@ class FolderSource(SceneSource):
                 )
             found.update(Path(p) for p in glob.glob(str(resolved), recursive=True))
         return sorted(found)
+
+    def _refuse_band_files(self, paths: list[Path]) -> None:
+        """Refuse a folder that holds scenes one file per band, before any pass fails.
+
+        USGS (EarthExplorer, bulk download) delivers Landsat Collection 2 as one GeoTIFF per
+        band (``..._SR_B2.TIF``, ``..._SR_B3.TIF``), Copernicus Sentinel-2 as one JPEG 2000
+        per band. A folder pass is one file holding ``[imagery] bands``: each band file
+        would be a pass of its own that fails for its bands, run after run. Files of one
+        scene are told by their names: the same first part, then two bands or more.
+
+        Raises:
+            ConfigError: names the folder, two files of one scene and the stacking command.
+        """
+        if len(self.region.imagery.bands) < 2:
+            return
+        scenes: dict[tuple[Path, str], dict[str, Path]] = {}
+        for path in paths:
+            split = split_band_file(path.name)
+            if split is not None:
+                scenes.setdefault((path.parent, split[0]), {})[split[1]] = path
+        for (folder, stem), files in scenes.items():
+            if len(files) < 2:
+                continue
+            names = sorted(p.name for p in files.values())
+            raise ConfigError(
+                f"[monitor] paths: {folder} holds scene {stem or '?'} as one file per band "
+                f"({names[0]}, {names[1]}, ...); a pass is one file with all of "
+                f"[imagery] bands: stack each scene in that order (gdalbuildvrt -separate "
+                f"{stem or 'SCENE'}.vrt FILES..., one file per band) into another folder and "
+                "watch that one",
+                self.region.path,
+            )
 
     def acquisition_time(self, path: Path, mtime: float) -> tuple[datetime, AcquiredFrom, bool]:
         """Acquisition time of a file (:func:`geotl.io.dates.read_acquired`), else its mtime.

@@ -33,6 +33,7 @@ from geotl.config import Region
 from geotl.errors import ConfigError, GeotlRuntimeError, error_text
 from geotl.monitor.areas import far_from_region
 from geotl.monitor.sources.base import RepublishedOptions, SceneSource
+from geotl.monitor.sources.remote import asset_spec
 from geotl.monitor.sources.scene import Scene, parse_datetime_text, safe_scene_name
 
 __all__ = ["STAC_LOOKBACK", "STAC_TIMEOUT_S", "StacOptions", "StacSource", "region_aoi"]
@@ -164,6 +165,40 @@ def _asset_band_name(asset: Any, index: int) -> str | None:
         name = entry.get(field)
         if isinstance(name, str) and is_known_band(name):
             return name
+    return None
+
+
+def _asset_scaling(asset: Any, index: int) -> tuple[float, float] | None:
+    """The scale and offset an item gives its asset's band ``index`` (1-based), or None.
+
+    STAC 1.0's raster extension (``raster:bands``: ``scale``, ``offset``) or STAC 1.1's
+    ``bands`` (``raster:scale``, ``raster:offset``; ``scale``, ``offset`` as some catalogues
+    write them). A band that states neither has none.
+
+    >>> _asset_scaling({"raster:bands": [{"scale": 2.75e-05, "offset": -0.2}]}, 1)
+    (2.75e-05, -0.2)
+    >>> _asset_scaling({"bands": [{"raster:offset": -0.1, "raster:scale": 0.0001}]}, 1)
+    (0.0001, -0.1)
+    >>> _asset_scaling({"raster:bands": [{"nodata": 0}]}, 1), _asset_scaling({}, 1)
+    (None, None)
+    """
+    if not isinstance(asset, dict):
+        return None
+    for field in ("raster:bands", "bands"):
+        listed = asset.get(field)
+        if not isinstance(listed, list) or len(listed) < index:
+            continue
+        entry = listed[index - 1]
+        if not isinstance(entry, dict):
+            continue
+        scale = entry.get("raster:scale", entry.get("scale"))
+        offset = entry.get("raster:offset", entry.get("offset"))
+        if scale is None and offset is None:
+            continue
+        try:
+            return float(1.0 if scale is None else scale), float(offset or 0.0)
+        except (TypeError, ValueError):
+            log.debug("asset band %d states scale %r, offset %r: ignored", index, scale, offset)
     return None
 
 
@@ -414,11 +449,17 @@ class StacSource(SceneSource):
             return None
         item_assets = item.get("assets") or {}
         band_hrefs: dict[str, str] = {}
+        band_specs: dict[str, str] = {}
         for band, spec in self.options.assets.items():
             asset_key, band_index = _split_asset(spec)
             asset = item_assets.get(asset_key)
             href = asset.get("href") if isinstance(asset, dict) else None
-            band_hrefs[band] = f"{href}#{band_index}" if href else f"missing:{asset_key}"
+            band_hrefs[band] = asset_spec(href, band_index) if href else f"missing:{asset_key}"
+            band_specs[band] = (
+                asset_spec(href, band_index, _asset_scaling(asset, band_index))
+                if href
+                else band_hrefs[band]
+            )
         self_link = next(
             (link["href"] for link in item.get("links", []) if link.get("rel") == "self"),
             f"{self.options.url.rstrip('/')}/collections/{self.options.collection}/items/{item_id}",
@@ -434,6 +475,7 @@ class StacSource(SceneSource):
                 acquired.isoformat(),
             )
         updated = props.get("updated") or props.get("created") or ""
+        # the hrefs alone: a state written before scale and offset were kept knows its items
         fingerprint = f"{updated}|{json.dumps(band_hrefs, sort_keys=True)}"
         return Scene(
             key=f"stac:{self.options.collection}/{item_id}",
@@ -443,6 +485,6 @@ class StacSource(SceneSource):
             uri=self_link,
             fingerprint=fingerprint,
             footprint_wkt=footprint,
-            assets=band_hrefs,
+            assets=band_specs,
             cloud_cover=float(cloud) if cloud is not None else None,
         )

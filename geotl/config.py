@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from geotl.monitor.sources.base import SceneSource
 
 __all__ = [
+    "BACKGROUND",
     "AlertRule",
     "AlertsConfig",
     "ChipsConfig",
@@ -105,8 +106,19 @@ class ImageryConfig(_Strict):
         return check_datetime_regex(value)
 
 
+#: the class_map target that burns a feature as background (0), over the class polygons
+BACKGROUND = "background"
+
+
 class LabelsConfig(_Strict):
-    """``[labels]``: the vector labels and how their values map onto classes."""
+    """``[labels]``: the vector labels and how their values map onto classes.
+
+    ``class_map`` maps the values of ``class_field`` onto ``classes``, or onto
+    ``"background"``: those features are holes, cut out of the class polygons they overlap
+    and labelled background (0), not ignore. A lake drawn as its own feature inside a forest
+    polygon (``{ Forest = "forest", Water = "background" }``) stays water, where
+    ``unmapped = "skip"`` would only drop it and leave its pixels forest.
+    """
 
     path: str
     layer: str | None = None  # the layer of a file of several (a GeoPackage's)
@@ -462,8 +474,11 @@ class Region(_Strict):
     def _unique_classes(cls, classes: list[str]) -> list[str]:
         if len(set(classes)) != len(classes):
             raise ValueError(f"class names must be unique, got {classes}")
-        if "background" in classes:
-            raise ValueError("'background' is implicit: remove it from classes")
+        if BACKGROUND in classes:
+            raise ValueError(
+                "'background' is implicit: remove it from classes (to label features as "
+                'background, map their value to it: [labels] class_map = { Water = "background" })'
+            )
         if "ignore" in classes:  # the chips' name for unlabelled pixels (mask value 255)
             raise ValueError("'ignore' names the chips' unlabelled pixels: rename that class")
         if any(not c.strip() for c in classes):
@@ -473,11 +488,18 @@ class Region(_Strict):
     @model_validator(mode="after")
     def _class_map_targets(self) -> Region:
         if self.labels is not None and self.labels.class_map:
-            unknown = sorted({v for v in self.labels.class_map.values() if v not in self.classes})
+            known = {*self.classes, BACKGROUND}  # background: holes cut from the classes
+            unknown = sorted({v for v in self.labels.class_map.values() if v not in known})
             if unknown:
                 raise ValueError(
                     f"labels.class_map maps onto unknown class(es) {unknown}; "
-                    f"add them to classes = {self.classes} or fix the map"
+                    f'add them to classes = {self.classes}, map them to "background" '
+                    "(burnt as background over the classes) or fix the map"
+                )
+            if set(self.labels.class_map.values()) == {BACKGROUND}:
+                raise ValueError(
+                    'labels.class_map maps every value to "background": map at least one '
+                    f"onto classes = {self.classes}"
                 )
         return self
 

@@ -496,9 +496,12 @@ def label_inputs(region: Region) -> dict[str, str]:
 #: chipset.json's record of :func:`label_inputs` (``inputs_sha256`` held bytes' digests)
 INPUTS_KEY = "inputs_content_sha256"
 #: how label files are read into objects, recorded in chipset.json (absent: 1). 2: each part
-#: of a multi-part feature is an object of its own (:func:`geotl.io.vectors.read_labels`)
+#: of a multi-part feature is an object of its own (:func:`geotl.io.vectors.read_labels`);
+#: 3: part j >= 1 of the feature at position i is object ``j * n_features + i``, the same
+#: whether the whole file or only the scenes' part of it is read (2 numbered them on from
+#: the features read)
 LABEL_READING_KEY = "label_reading"
-LABEL_READING = 2
+LABEL_READING = 3
 
 
 def stale_reason(region: Region, meta: dict[str, Any], *, named_since: bool = True) -> str | None:
@@ -545,12 +548,18 @@ def stale_reason(region: Region, meta: dict[str, Any], *, named_since: bool = Tr
     ]
     if differ:
         return f"cut with another [split] ({'; '.join(differ)})"
-    if int(meta.get(LABEL_READING_KEY, 1)) < 2 and region.labels is not None:
+    reading = int(meta.get(LABEL_READING_KEY, 1))
+    if reading < LABEL_READING and region.labels is not None:
         split = _multipart_features(region)
         if split:
+            how = (
+                "read each of them as one object (now one object per part)"
+                if reading < 2
+                else "numbered their parts otherwise (the ids a label budget draws by)"
+            )
             return (
-                f"cut by an earlier geotl, which read each of the {split} multi-part label "
-                "feature(s) as one object (now one object per part)"
+                f"cut by an earlier geotl, which, of the {split} multi-part label "
+                f"feature(s), {how}"
             )
     was = meta.get(INPUTS_KEY) or {}
     if was and region.labels is not None:

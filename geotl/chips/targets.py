@@ -125,19 +125,22 @@ def chip_instance_targets(
     from shapely.geometry import box
 
     from geotl.chips.index import read_chip_index
-    from geotl.io.vectors import label_key, read_labels
+    from geotl.io.vectors import chip_areas, label_key, read_labels
 
     out = np.zeros((len(chip_ids), 2, *masks.shape[1:]), dtype=np.uint8)
     if not chip_ids:
         return out
     frame = read_chip_index(chips_dir).frame.set_index("chip_id")
     labels_by_crs: dict[tuple[str, float | None], Any] = {}
+    within = chip_areas(frame.loc[chip_ids])  # not the rest of a national layer
     for i, chip_id in enumerate(chip_ids):
         with rasterio.open(chips_dir / str(frame.loc[chip_id, "image"])) as src:
             transform, crs, bounds, (h, w) = src.transform, src.crs, src.bounds, src.shape
         key = label_key(crs, bounds)
         if key not in labels_by_crs:
-            labels_by_crs[key] = read_labels(region, crs, key[1]).sort_values("label_id")
+            labels_by_crs[key] = read_labels(region, crs, key[1], within=within).sort_values(
+                "label_id"
+            )
         labels = labels_by_crs[key]
         near = labels.iloc[sorted(labels.sindex.query(box(*bounds), predicate="intersects"))]
         inst = rasterize_instances(list(near.geometry), transform, h, w)

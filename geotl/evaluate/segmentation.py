@@ -179,7 +179,7 @@ def _counts(
     from geotl.chips.labels import IGNORE
     from geotl.evaluate.chips import owned_pixels
     from geotl.io.rasters import ground_resolution_m
-    from geotl.io.vectors import label_key, read_labels
+    from geotl.io.vectors import chip_areas, label_key, read_labels
     from geotl.predict.core import PredictOptions
     from geotl.predict.vectorise import min_pixels_for
     from geotl.train.metrics import confusion
@@ -189,6 +189,7 @@ def _counts(
     labels_by_crs: dict[tuple[str, float | None], gpd.GeoDataFrame] = {}
     min_area = PredictOptions(min_area_m2=region.predict.given("min_area_m2")).min_area_for(card)
     rows = frame.loc[list(data.chip_ids)]
+    within = chip_areas(rows)  # the labels over these chips, not a whole national layer
     owned = owned_pixels(rows)
     confs = np.zeros((len(data), num_classes, num_classes), dtype=np.int64)
     extractor = extractors[0]
@@ -222,7 +223,7 @@ def _counts(
                     )
                 key = label_key(crs, bounds)
                 if key not in labels_by_crs:
-                    labels_by_crs[key] = read_labels(region, crs, key[1])
+                    labels_by_crs[key] = read_labels(region, crs, key[1], within=within)
                 labels = labels_by_crs[key]
                 near = labels.iloc[labels.sindex.query(ground.area, predicate="intersects")]
                 truths = [

@@ -1,8 +1,8 @@
 """Vector reads: label polygons and area polygons from any OGR format.
 
 Labels come back as a GeoDataFrame with the columns ``label_id`` (the feature's position in
-the file, stable across runs; the separate parts of a multi-part feature after its first
-are numbered on from the file's last feature), ``class`` (a name from the region's
+the file, stable across runs; part ``j`` >= 1 of a multi-part feature at position ``i`` is
+``j * n_features + i``, whatever else is read), ``class`` (a name from the region's
 ``classes``) and ``geometry`` (valid polygons; invalid ones repaired with ``make_valid``).
 """
 
@@ -27,10 +27,11 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from shapely.geometry.base import BaseGeometry
 
-from geotl.config import Region
+from geotl.config import BACKGROUND, Region
 from geotl.errors import ConfigError, LabelError, error_text
 
 __all__ = [
+    "chip_areas",
     "content_sha256",
     "crs_name",
     "label_key",
@@ -448,6 +449,11 @@ def read_labels(
             "file) or give the labels in a projected CRS"
         )
     keep = np.array([g is not None for g in geoms]) & np.array([c is not None for c in classes])
+    holes = keep & (classes == BACKGROUND)
+    keep &= ~holes
+    polygons = keep.copy()  # before a hole covers one whole
+    if holes.any():
+        _cut_holes(geoms, keep, holes, path)
     if n_repaired:
         log.info(
             "labels: repaired %d invalid geometr%s with make_valid",
@@ -478,7 +484,9 @@ def read_labels(
             "check [labels] path" + points_fix,
             path,
         )
-    _refuse_classes_without_areas(classes, keep | outside, kinds.to_numpy(), path)
+    named = classes.copy()
+    named[classes == BACKGROUND] = None  # holes are not a class
+    _refuse_classes_without_areas(named, polygons | outside, kinds.to_numpy(), path)
     out = gpd.GeoDataFrame(
         {
             "label_id": np.flatnonzero(keep).astype("int64"),
@@ -491,6 +499,7 @@ def read_labels(
     out.attrs["n_repaired"] = n_repaired
     out.attrs["n_dropped"] = n_dropped + n_around  # chipset.json: labels_ignored
     out.attrs["n_unmapped"] = int(sum(c is None for c in classes))
+    out.attrs["n_holes"] = int(holes.sum())
     out.attrs["n_round_the_world"] = n_around
     if crs is not None:
         out = out.to_crs(crs)
@@ -558,6 +567,42 @@ def warn_without_datum_shift(
     return True
 
 
+def _cut_holes(geoms: np.ndarray, keep: np.ndarray, holes: np.ndarray, path: Path) -> None:
+    """Cut the features mapped to background out of the kept labels, in place.
+
+    A lake drawn as its own feature over a forest polygon (``class_map = { Water =
+    "background" }``): burnt as background on top of the classes, so its pixels are
+    labelled background (0), not forest and not ignore. Cutting it from the geometries,
+    rather than burning it last, gives every stage the same labels: the chips' masks,
+    the objects evaluate matches and the areas suggest counts. A label the holes cover
+    whole is left out (``keep`` cleared).
+
+    Args:
+        geoms: repaired polygons per feature (None: not one); kept ones are replaced.
+        keep: per feature, whether it is a class label.
+        holes: per feature, whether it is a background polygon.
+        path: the label file, for the log line.
+    """
+    cutters = geoms[holes]
+    rows = np.flatnonzero(keep)
+    hit, by = shapely.STRtree(cutters).query(geoms[rows], predicate="intersects")
+    for k in np.unique(hit).tolist():
+        i = int(rows[k])
+        left = shapely.difference(geoms[i], shapely.union_all(cutters[by[hit == k]]))
+        parts = [g for g in shapely.get_parts(left) if g.geom_type in _POLYGONAL and g.area > 0]
+        if parts:
+            geoms[i] = parts[0] if len(parts) == 1 else shapely.multipolygons(parts)
+        else:
+            geoms[i], keep[i] = None, False
+    log.info(
+        "%s: %d feature(s) mapped to background cut out of %d label(s) (%d left no area)",
+        path.name,
+        int(holes.sum()),
+        len(np.unique(hit)),
+        int((~keep[rows]).sum()),
+    )
+
+
 def _refuse_classes_without_areas(
     classes: np.ndarray, keep: np.ndarray, kinds: np.ndarray, path: Path
 ) -> None:
@@ -594,6 +639,35 @@ def _refuse_classes_without_areas(
                 "square, or leave the class out of classes",
                 path,
             )
+
+
+def chip_areas(chips: gpd.GeoDataFrame) -> list[tuple[Any, BaseGeometry]] | None:
+    """The areas chips cover, for ``read_labels(region, within=...)``: one box per scene.
+
+    Stages after ``geotl chip`` (train's label budget and dropped objects, instance
+    targets, evaluate's objects) need only the labels over their chips; a national layer
+    read whole costs seconds and hundreds of MB in each. Each scene's chips' footprints
+    (the index's EPSG:4326) give one box, which :func:`_read_within` puts, densified, into
+    the labels' CRS. None (read the whole file) where footprints are not boxes one can
+    trust in longitude/latitude: across the antimeridian or near a pole.
+
+    Args:
+        chips: rows of a chip index (``scene`` and footprint columns).
+    """
+    if chips.empty or chips.crs is None or "scene" not in chips.columns:
+        return None
+    areas: list[tuple[Any, BaseGeometry]] = []
+    bounds = shapely.bounds(np.asarray(chips.geometry.values, dtype=object))
+    scenes = chips["scene"].astype(str).to_numpy()
+    for scene in dict.fromkeys(scenes.tolist()):
+        x0, y0 = bounds[scenes == scene, :2].min(axis=0)
+        x1, y1 = bounds[scenes == scene, 2:].max(axis=0)
+        if not np.isfinite([x0, y0, x1, y1]).all():
+            return None
+        if chips.crs.is_geographic and not (x1 - x0 < 180.0 and -89.0 < y0 <= y1 < 89.0):
+            return None
+        areas.append((chips.crs, shapely.box(x0, y0, x1, y1)))
+    return areas
 
 
 def label_key(crs: Any, bounds: tuple[float, float, float, float]) -> tuple[str, float | None]:
@@ -668,8 +742,10 @@ def _one_object_per_part(
     counts see one object. The halves of an object cut at the antimeridian (RFC 7946
     GeoJSON, geotl's own output reused as labels) stay one object.
     A polygon that only became multi-part when repaired (a bow-tie drawn as one object)
-    stays one. Each object after a feature's first gets an id after the file's last
-    feature, so a file without multi-part features keeps its ids (feature positions).
+    stays one. Object ``j`` >= 1 of the feature at position ``i`` gets the id
+    ``j * n_features + i``: after the file's last feature, so a file without multi-part
+    features keeps its ids (feature positions), and from the feature alone, so a read of
+    the scenes' part of the file (``within``) gives each object the id a whole read does.
 
     Args:
         labels: the kept labels (``label_id``, ``class``, ``geometry``).
@@ -690,7 +766,9 @@ def _one_object_per_part(
     rows = np.repeat(np.arange(len(labels)), counts)
     first = np.r_[True, rows[1:] != rows[:-1]]
     ids = labels["label_id"].to_numpy()[rows].copy()
-    ids[~first] = n_features + np.arange(int((~first).sum()))
+    starts = np.flatnonzero(first)
+    part = np.arange(len(rows)) - np.repeat(starts, counts)  # j: the object's place in its feature
+    ids += part * n_features
     log.info(
         "%s: %d multi-part feature(s) read as %d separate objects (one per part)",
         path.name,

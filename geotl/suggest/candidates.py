@@ -158,7 +158,7 @@ def read_taken_areas(
             _add_native(complete, done, scenes)
             source = "complete_within"
         else:
-            labels = read_labels(region)
+            labels = read_labels(region, within=[(s.crs, box(*s.bounds)) for s in scenes])
             for s in scenes:
                 native = labels.to_crs(s.crs).geometry
                 inside = native[native.intersects(box(*s.bounds))]

@@ -48,7 +48,7 @@ from geotl.config import Region
 from geotl.errors import BandMismatchError, GeotlInputError, LabelError, RasterError
 from geotl.io.nodata import valid_mask
 from geotl.io.rasters import open_raster
-from geotl.io.vectors import label_key, read_labels
+from geotl.io.vectors import chip_areas, label_key, read_labels
 from geotl.models.artefact import Normalisation, RegionRecord
 
 __all__ = [
@@ -183,15 +183,17 @@ def select_objects(
     return set(chosen)
 
 
-def object_classes(region: Region) -> dict[int, str] | None:
+def object_classes(region: Region, index: ChipIndex | None = None) -> dict[int, str] | None:
     """Each labelled object's class (by ``label_id``), for a region of several classes.
 
     The chips were checked against the label file (:func:`stale_reason`), so their object
     ids are this file's ``label_id``. None for a region of one class: nothing to balance.
+    With ``index``, only the labels over its chips are read (a national layer's others
+    are never in them).
     """
     if len(region.classes) < 2 or region.labels is None:
         return None
-    labels = read_labels(region)
+    labels = read_labels(region, within=chip_areas(index.frame) if index is not None else None)
     return dict(
         zip(labels["label_id"].astype(int).tolist(), labels["class"].astype(str), strict=True)
     )
@@ -348,6 +350,7 @@ def load_region_chips(
             if unsampled:
                 unsampled_by_chip[r.chip_id] = unsampled
     labels_by_crs: dict[tuple[str, float | None], Any] = {}
+    within = chip_areas(frame) if unsampled_by_chip else None  # only these chips' labels
     masks, valids, ids = [], [], []
     class_names = list(index.meta.get("classes", region.classes))
     boxes = None
@@ -367,7 +370,9 @@ def load_region_chips(
         if extra and sampled is not None:
             key = label_key(crs, rasterio.transform.array_bounds(*mask.shape, transform))
             if key not in labels_by_crs:
-                labels_by_crs[key] = read_labels(region, crs, key[1]).set_index("label_id")
+                labels_by_crs[key] = read_labels(region, crs, key[1], within=within).set_index(
+                    "label_id"
+                )
             labels = labels_by_crs[key]
             sampled_ids = [int(i) for i in r.object_ids if int(i) in sampled]
             drop = rasterio.features.geometry_mask(
@@ -695,7 +700,7 @@ def load_training_sets(
             [list(v) for v in train_frame["object_ids"]],
             budget,
             seed,
-            object_classes(r) if budget is not None else None,
+            object_classes(r, index) if budget is not None else None,
         )
         td = load_region_chips(
             r, cdir, "train", band_order, sampled if budget is not None else None, seed
@@ -759,7 +764,7 @@ def load_refit_sets(
     ):
         object_ids = [list(v) for s in splits for v in index.split(s)["object_ids"]]
         sampled = select_objects(
-            object_ids, budget, seed, object_classes(r) if budget is not None else None
+            object_ids, budget, seed, object_classes(r, index) if budget is not None else None
         )
         loaded = [
             load_region_chips(r, cdir, s, band_order, sampled if budget is not None else None, seed)

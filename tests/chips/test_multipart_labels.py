@@ -104,7 +104,7 @@ def test_halves_cut_at_the_antimeridian_stay_one_object(tmp_path: Path) -> None:
     labels = read_labels(
         load_region(write_region(tmp_path / "r.toml", ["s.tif"], "labels.geojson"))
     )
-    assert labels["label_id"].tolist() == [0, 1, 2]  # extra parts: ids after the file's
+    assert labels["label_id"].tolist() == [0, 1, 3]  # part j of feature i: j * n_features + i
     # the halves are one object; so are parts that touch at a point (as round a pole)
     assert [shapely.get_num_geometries(g) for g in labels.geometry] == [2, 1, 2]
 
@@ -152,3 +152,9 @@ def test_chips_cut_when_a_multipart_feature_was_one_object_are_stale(
             assert why is None  # nothing read otherwise now: the chips stay good
         else:
             assert why is not None and "2 multi-part label feature(s)" in why
+        # label_reading 2 numbered the parts on from the features read: stale the same way
+        numbered = stale_reason(region, {**meta, LABEL_READING_KEY: 2})
+        if name == "single":
+            assert numbered is None
+        else:
+            assert numbered is not None and "numbered their parts otherwise" in numbered

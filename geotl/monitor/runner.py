@@ -73,6 +73,7 @@ __all__ = [
     "ClusterDetector",
     "Monitor",
     "RunSummary",
+    "failure_reason",
     "predict_detector",
     "resolve_model_dir",
     "run_monitor",
@@ -544,6 +545,9 @@ class Monitor:
             # "failed" whenever the run exits 1 (a scene, or an alert's delivery): status then
             # says what the scheduler saw
             outcome = "stopped" if summary.stopped else ("failed" if summary.exit_code else "ok")
+            if summary.exit_code:
+                # cron mailed exit 1: status must say why, not only "failed"
+                error = failure_reason(summary, state)
         except BaseException as exc:
             error = str(exc) or type(exc).__name__
             raise
@@ -654,6 +658,40 @@ class Monitor:
     def rebuild_outputs(self) -> None:
         """Rewrite ``history.csv`` and ``latest.geojson`` from the state (atomically)."""
         rebuild_outputs(self.state, self.dir)
+
+
+def failure_reason(summary: RunSummary, state: MonitorState) -> str:
+    """Why a run exits 1, in one line, for ``monitor status`` (``last_run.error``).
+
+    The run ended without an exception (its scenes and alerts are recorded), so nothing
+    else says why cron saw exit 1: a failed pass, alerts that could not be delivered, or a
+    webhook that did not answer (with the latest error and when it is tried again).
+    """
+    parts: list[str] = []
+    if failed := summary.failed:
+        parts.append(f"{len(failed)} pass(es) failed ({failed[0].scene}: {failed[0].error})")
+    if summary.undelivered:
+        errors = [
+            a.last_error
+            for a in state.alerts(("failed", "withdrawn"))  # a withdrawal's notice too
+            if a.id in summary.undelivered
+        ]
+        parts.append(
+            f"{len(summary.undelivered)} alert(s) could not be delivered"
+            + (f" ({errors[-1]})" if errors and errors[-1] else "")
+            + "; fix the webhook, then run with --retry-failed"
+        )
+    if summary.unanswered:
+        waiting = state.unsent_alerts()
+        tried = [a for a in waiting if a.attempts > 0]
+        error = max(tried, key=lambda a: a.updated).last_error if tried else None
+        due = min((a.next_attempt for a in tried if a.next_attempt is not None), default=None)
+        parts.append(
+            f"{max(len(waiting), len(summary.unanswered))} alert(s) not delivered"
+            + f" ({error or 'no answer'})"
+            + (f"; next try at {due.isoformat(timespec='seconds')}" if due else "")
+        )
+    return "; ".join(parts)
 
 
 def _same_bytes(a: str, b: str, tail_bytes: int = 1 << 20) -> bool:

@@ -17,7 +17,7 @@ import json
 import os
 import sqlite3
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,17 +49,28 @@ DB_FILE = "state.sqlite"
 #: schema 1 is migrated in place when opened for writing (:meth:`MonitorState._migrate`).
 #: The tables ``republished`` and ``pass_warnings`` came later within schema 2: they only add
 #: (a writer creates them, ``CREATE TABLE IF NOT EXISTS``), and a read-only reader of a
-#: state without them sees none (:meth:`MonitorState._optional`)
+#: state without them sees none (:meth:`MonitorState._optional`). So did the alerts' columns
+#: ``last_area_m2`` (the area when last seen) and ``withdrawn*`` (their pass was done again
+#: from a corrected file without the object): a writer rebuilds an earlier ``alerts`` table
+#: in place for its status CHECK (:meth:`MonitorState._upgrade_alerts`); an earlier geotl
+#: still reads and writes the state (it names its columns), a reader of an earlier state
+#: sees nothing seen again or withdrawn
 SCHEMA_VERSION = 2
 #: how many of a pass's warnings are kept word for word (all are counted)
 PASS_WARNING_LINES = 3
 
-#: meta key: why the last run ended in error (empty when it did not)
+#: meta key: why the last run ended in error or exited 1 (empty after a good run)
 LAST_RUN_ERROR = "last_run_error"
 
 JobStatus = Literal["pending", "running", "done", "failed"]
-AlertStatus = Literal["open", "delivered", "acknowledged", "failed"]
-ALERT_STATUSES: tuple[AlertStatus, ...] = ("open", "delivered", "acknowledged", "failed")
+AlertStatus = Literal["open", "delivered", "acknowledged", "failed", "withdrawn"]
+ALERT_STATUSES: tuple[AlertStatus, ...] = (
+    "open",
+    "delivered",
+    "acknowledged",
+    "failed",
+    "withdrawn",
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -119,7 +130,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     rule TEXT NOT NULL,
     class TEXT NOT NULL,
     change TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('open', 'delivered', 'acknowledged', 'failed')),
+    status TEXT NOT NULL CHECK (status IN ('open', 'delivered', 'acknowledged', 'failed',
+                                           'withdrawn')),
     geometry TEXT NOT NULL,
     object_id TEXT NOT NULL,
     score REAL,
@@ -142,7 +154,11 @@ CREATE TABLE IF NOT EXISTS alerts (
     last_error TEXT,
     http_status INTEGER,
     delivered TEXT,
-    acknowledged TEXT
+    acknowledged TEXT,
+    last_area_m2 REAL,
+    withdrawn TEXT,
+    withdrawn_scene TEXT,
+    withdrawal_notice TEXT CHECK (withdrawal_notice IN ('pending', 'sent', 'failed'))
 );
 CREATE INDEX IF NOT EXISTS alerts_status ON alerts (status);
 CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule);
@@ -280,6 +296,19 @@ class AlertRecord:
     http_status: int | None = None
     delivered: datetime | None = None
     acknowledged: datetime | None = None
+    #: the object's area in ``last_scene`` (None: not seen since it fired, or an older state)
+    last_area_m2: float | None = None
+    #: when and by which pass (done again, without the object) it was withdrawn
+    withdrawn: datetime | None = None
+    withdrawn_scene: str | None = None
+    #: telling the webhook of the withdrawal: None (it never received the alert), pending,
+    #: sent or failed
+    withdrawal_notice: str | None = None
+
+    @property
+    def notice_due(self) -> bool:
+        """A withdrawn alert whose receiver must still be told (its earlier POST arrived)."""
+        return self.status == "withdrawn" and self.withdrawal_notice == "pending"
 
 
 @dataclass(frozen=True)
@@ -315,8 +344,17 @@ _ALERT_COLUMNS = (
     "id, rule, class, change, status, geometry, object_id, score, area_m2, model_id, "
     "fired_scene, fired_acquired, first_scene, first_acquired, last_scene, last_acquired, "
     "reference_layer, reference_ids, seen, looked, created, updated, attempts, next_attempt, "
-    "last_error, http_status, delivered, acknowledged"
+    "last_error, http_status, delivered, acknowledged, last_area_m2, withdrawn, "
+    "withdrawn_scene, withdrawal_notice"
 )
+#: a read-only reader of an earlier state (not upgraded yet): nothing seen or withdrawn
+_ALERT_COLUMNS_EARLIER = _ALERT_COLUMNS.replace(
+    "last_area_m2, withdrawn, withdrawn_scene, withdrawal_notice", "NULL, NULL, NULL, NULL"
+)
+
+
+#: alerts a delivery round sends: open ones, and withdrawals their receiver must hear of
+_TO_SEND = "(status = 'open' OR (status = 'withdrawn' AND withdrawal_notice = 'pending'))"
 
 
 def _alert(row: sqlite3.Row) -> AlertRecord:
@@ -349,6 +387,10 @@ def _alert(row: sqlite3.Row) -> AlertRecord:
         http_status=row[25],
         delivered=_opt_ts(row[26]),
         acknowledged=_opt_ts(row[27]),
+        last_area_m2=None if row[28] is None else float(row[28]),
+        withdrawn=_opt_ts(row[29]),
+        withdrawn_scene=row[30],
+        withdrawal_notice=row[31],
     )
 
 
@@ -382,16 +424,21 @@ def _alert_values(a: AlertRecord) -> tuple[Any, ...]:
         a.http_status,
         format_ts(a.delivered) if a.delivered else None,
         format_ts(a.acknowledged) if a.acknowledged else None,
+        a.last_area_m2,
+        format_ts(a.withdrawn) if a.withdrawn else None,
+        a.withdrawn_scene,
+        a.withdrawal_notice,
     )
 
 
 @dataclass(frozen=True)
 class AlertSighting:
-    """A later pass saw an alert's object again: its last pass moves forward."""
+    """A later pass saw an alert's object again: its last pass (and area) moves forward."""
 
     alert_id: str
     scene: str
     acquired: datetime
+    area_m2: float | None = None
 
 
 @dataclass(frozen=True)
@@ -526,6 +573,8 @@ class MonitorState:
         self.path = Path(db_path)
         self.readonly = readonly
         self._job_columns = _JOB_COLUMNS
+        self._alert_columns = _ALERT_COLUMNS
+        self._to_send = _TO_SEND
         try:
             if readonly:
                 self._db = self._connect_readonly()
@@ -576,7 +625,50 @@ class MonitorState:
         return self._db
 
     def _migrate(self) -> None:
-        """Bring a state of schema 1 (an earlier geotl) to this one, in place, once.
+        """Bring a state of an earlier geotl's schema to this one, in place, once per step."""
+        self._migrate_1_to_2()
+        self._upgrade_alerts()
+
+    def _alert_table_columns(self) -> list[str]:
+        return [str(r[1]) for r in self._db.execute("PRAGMA table_info(alerts)")]
+
+    def _upgrade_alerts(self) -> None:
+        """Alerts of an earlier geotl gain ``last_area_m2`` and the ``withdrawn`` status.
+
+        SQLite cannot change a CHECK constraint, so the table is rebuilt under this
+        geotl's definition and every row copied (the new columns empty: not seen since, not
+        withdrawn), all in one transaction; ``alert_deliveries`` keeps pointing at the same
+        ids. A second writer waits, then finds the table upgraded.
+        """
+        if "withdrawal_notice" in self._alert_table_columns():
+            return
+        # SQLite's way to change a table (https://sqlite.org/lang_altertable.html#otheralter):
+        # foreign keys off (outside the transaction), a new table renamed over the old one,
+        # so the deliveries' REFERENCES alerts clause is not rewritten, then checked
+        self._db.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with self.transaction() as db:
+                have = self._alert_table_columns()
+                if "withdrawal_notice" not in have:
+                    table = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS alerts (") :]
+                    table = table[: table.index(");") + 2]
+                    columns = ", ".join(have)
+                    db.execute(table.replace("IF NOT EXISTS alerts (", "alerts_v3 (", 1))
+                    db.execute(f"INSERT INTO alerts_v3 ({columns}) SELECT {columns} FROM alerts")
+                    db.execute("DROP TABLE alerts")
+                    db.execute("ALTER TABLE alerts_v3 RENAME TO alerts")
+                    db.execute("CREATE INDEX IF NOT EXISTS alerts_status ON alerts (status)")
+                    db.execute("CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule)")
+                    if (
+                        db.execute("PRAGMA foreign_key_check(alert_deliveries)").fetchone()
+                        is not None
+                    ):
+                        raise sqlite3.DatabaseError("alert deliveries lost their alerts")
+        finally:
+            self._db.execute("PRAGMA foreign_keys=ON")
+
+    def _migrate_1_to_2(self) -> None:
+        """Bring a state of schema 1 to schema 2, in place, once.
 
         Schema 2 adds the areas of each pass. Passes done before are given them from their
         own files where those are the ones recorded (the pass file holds ``detections``
@@ -632,6 +724,9 @@ class MonitorState:
                 "geotl that wrote it or start a new --out folder",
                 self.path,
             )
+        if self.readonly and "withdrawal_notice" not in self._alert_table_columns():
+            self._alert_columns = _ALERT_COLUMNS_EARLIER  # alerts of an earlier geotl
+            self._to_send = "status = 'open'"
 
     def close(self) -> None:
         """Close the database."""
@@ -1393,11 +1488,15 @@ class MonitorState:
         now: datetime,
         new: list[AlertRecord],
         sightings: list[AlertSighting],
+        withdrawn: Sequence[str] = (),
     ) -> int:
         """Store one pass's evaluation in one transaction: new alerts, sightings, the mark.
 
         A pass evaluated twice (a run killed after the alerts were written) inserts nothing
-        twice: alert ids are deterministic and inserts ignore existing ids.
+        twice: alert ids are deterministic and inserts ignore existing ids. An alert of this
+        pass withdrawn earlier that fires again (the pass corrected back) is raised again
+        under its id, as a new alert. ``withdrawn``: alerts of this pass (done again) that
+        it no longer supports; the receivers of those delivered are told once.
 
         Returns:
             How many alerts were new.
@@ -1406,23 +1505,42 @@ class MonitorState:
         inserted = 0
         with self.transaction() as db:
             for alert in new:
+                # a withdrawn one is raised again in place: its deliveries keep pointing at it
                 cur = db.execute(
-                    f"INSERT OR IGNORE INTO alerts ({_ALERT_COLUMNS}) VALUES "
-                    f"({', '.join('?' * 28)})",
+                    f"INSERT INTO alerts ({_ALERT_COLUMNS}) VALUES ({', '.join('?' * 32)}) "
+                    "ON CONFLICT (id) DO UPDATE SET status = 'open', geometry = "
+                    "excluded.geometry, object_id = excluded.object_id, score = excluded.score, "
+                    "area_m2 = excluded.area_m2, last_area_m2 = NULL, seen = excluded.seen, "
+                    "looked = excluded.looked, updated = excluded.updated, attempts = 0, "
+                    "next_attempt = NULL, last_error = NULL, http_status = NULL, delivered = "
+                    "NULL, withdrawn = NULL, withdrawn_scene = NULL, withdrawal_notice = NULL "
+                    "WHERE alerts.status = 'withdrawn'",
                     _alert_values(alert),
                 )
                 inserted += int(cur.rowcount)
             for seen in sightings:
+                # the same pass again (done again, corrected): its area is the newer one
                 db.execute(
-                    "UPDATE alerts SET last_scene = ?, last_acquired = ?, updated = ? "
-                    "WHERE id = ? AND last_acquired < ?",
+                    "UPDATE alerts SET last_scene = ?, last_acquired = ?, updated = ?, "
+                    "last_area_m2 = COALESCE(?, last_area_m2) WHERE id = ? AND last_acquired <= ? "
+                    "AND status != 'withdrawn'",
                     (
                         seen.scene,
                         format_ts(seen.acquired),
                         stamp,
+                        seen.area_m2,
                         seen.alert_id,
                         format_ts(seen.acquired),
                     ),
+                )
+            for alert_id in withdrawn:
+                # kept, never deleted; a receiver that got the alert is told (its own key)
+                db.execute(
+                    "UPDATE alerts SET status = 'withdrawn', withdrawn = ?, withdrawn_scene = "
+                    "(SELECT name FROM scenes WHERE key = ?), updated = ?, attempts = 0, "
+                    "next_attempt = NULL, withdrawal_notice = CASE WHEN delivered IS NULL THEN "
+                    "NULL ELSE 'pending' END WHERE id = ? AND status != 'withdrawn'",
+                    (stamp, scene_key, stamp, alert_id),
                 )
             db.execute(
                 "INSERT OR REPLACE INTO alert_evaluations (scene_key, model_id, rules, evaluated, "
@@ -1445,7 +1563,7 @@ class MonitorState:
             params.append(rule)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self._db.execute(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts {clause} ORDER BY fired_acquired, created, id",
+            f"SELECT {self._alert_columns} FROM alerts {clause} ORDER BY fired_acquired, created, id",
             params,
         ).fetchall()
         return [_alert(r) for r in rows]
@@ -1453,7 +1571,7 @@ class MonitorState:
     def alert(self, alert_id: str) -> AlertRecord | None:
         """One alert, or None."""
         row = self._db.execute(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)
+            f"SELECT {self._alert_columns} FROM alerts WHERE id = ?", (alert_id,)
         ).fetchone()
         return None if row is None else _alert(row)
 
@@ -1468,12 +1586,24 @@ class MonitorState:
                 "UPDATE alerts SET status = 'open', attempts = 0, next_attempt = NULL "
                 "WHERE status = 'failed'"
             )
-        return int(cur.rowcount)
+            notices = db.execute(
+                "UPDATE alerts SET withdrawal_notice = 'pending', attempts = 0, next_attempt = "
+                "NULL WHERE status = 'withdrawn' AND withdrawal_notice = 'failed'"
+            )
+        return int(cur.rowcount) + int(notices.rowcount)
+
+    def unsent_alerts(self) -> list[AlertRecord]:
+        """Alerts not sent yet: open ones, and withdrawals their receiver must still hear of."""
+        rows = self._db.execute(
+            f"SELECT {self._alert_columns} FROM alerts WHERE {self._to_send} "
+            "ORDER BY fired_acquired, created, id"
+        ).fetchall()
+        return [_alert(r) for r in rows]
 
     def due_alerts(self, now: datetime) -> list[AlertRecord]:
-        """Open alerts to deliver now (never tried, or their backoff has expired)."""
+        """Open alerts (and withdrawals to tell) to send now (never tried, or backoff over)."""
         rows = self._db.execute(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE status = 'open' AND "
+            f"SELECT {self._alert_columns} FROM alerts WHERE {self._to_send} AND "
             "(next_attempt IS NULL OR next_attempt <= ?) ORDER BY fired_acquired, created, id",
             (format_ts(now),),
         ).fetchall()
@@ -1482,7 +1612,7 @@ class MonitorState:
     def next_alert_attempt(self) -> datetime | None:
         """When the next open alert is due for another delivery attempt."""
         row = self._db.execute(
-            "SELECT MIN(COALESCE(next_attempt, '')) FROM alerts WHERE status = 'open'"
+            f"SELECT MIN(COALESCE(next_attempt, '')) FROM alerts WHERE {self._to_send}"
         ).fetchone()
         if row is None or row[0] is None:
             return None
@@ -1520,7 +1650,8 @@ class MonitorState:
     ) -> None:
         """Record a delivery attempt's outcome and move the alert on (one transaction).
 
-        An alert acknowledged meanwhile stays acknowledged.
+        An alert acknowledged meanwhile stays acknowledged; a withdrawn one stays withdrawn
+        (its notice is what was sent: sent, retried or failed).
         """
         stamp = format_ts(now)
         status = {"delivered": "delivered", "retry": "open", "failed": "failed"}[outcome]
@@ -1531,11 +1662,15 @@ class MonitorState:
                 (stamp, outcome, http_status, error, delivery_id),
             )
             db.execute(
-                "UPDATE alerts SET status = CASE WHEN status = 'acknowledged' THEN status ELSE ? END, "
+                "UPDATE alerts SET status = CASE WHEN status IN ('acknowledged', 'withdrawn') "
+                "THEN status ELSE ? END, withdrawal_notice = CASE WHEN status = 'withdrawn' "
+                "THEN ? ELSE withdrawal_notice END, "
                 "http_status = ?, last_error = ?, next_attempt = ?, updated = ?, "
-                "delivered = CASE WHEN ? = 'delivered' THEN ? ELSE delivered END WHERE id = ?",
+                "delivered = CASE WHEN ? = 'delivered' AND status != 'withdrawn' THEN ? "
+                "ELSE delivered END WHERE id = ?",
                 (
                     status,
+                    {"delivered": "sent", "retry": "pending", "failed": "failed"}[outcome],
                     http_status,
                     error,
                     format_ts(next_attempt) if next_attempt else None,

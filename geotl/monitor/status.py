@@ -43,7 +43,7 @@ class MonitorStatus:
     last_run_started: datetime | None = None
     last_run_finished: datetime | None = None
     last_run_outcome: str | None = None
-    last_run_error: str | None = None  # why the last run ended in error
+    last_run_error: str | None = None  # why the last run ended in error or failed (exit 1)
     next_run_due: datetime | None = None
     loop_stopped: datetime | None = None
     next_retry: datetime | None = None
@@ -160,7 +160,8 @@ def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
         state.check_region_file(region.path, region.name)
         summary = state.summary()
         loop_stopped = state.loop_stopped()
-        retrying = [a for a in state.alerts(("open",)) if a.attempts > 0]
+        # withdrawals a receiver must still hear of wait like open alerts
+        retrying = [a for a in state.unsent_alerts() if a.attempts > 0]
         undeliverable = state.alerts(("failed",))
         by_rule = _alerts_by_rule(region, [a.rule for a in state.alerts()])
         last_error = state.get_meta(LAST_RUN_ERROR) or None
@@ -203,7 +204,8 @@ def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
         last_run_started=last.started if last else None,
         last_run_finished=last.finished if last else None,
         last_run_outcome=last.outcome if last else None,
-        last_run_error=last_error if last and last.outcome == "error" else None,
+        # "failed": the run ended but exited 1 (a pass, an alert's delivery): the reason too
+        last_run_error=last_error if last and last.outcome in ("error", "failed") else None,
         next_run_due=next_due,
         loop_stopped=loop_stopped,
         next_retry=min(retries) if retries else None,

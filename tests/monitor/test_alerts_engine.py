@@ -7,6 +7,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pytest
 import rasterio
 import shapely
 from rasterio.transform import from_origin
@@ -137,3 +138,177 @@ def test_ack_takes_ids_as_pasted(tmp_path: Path) -> None:
         assert {a.id: a.status for a in state.alerts()} == {new[0]: "acknowledged", new[1]: "open"}
     features = json.loads((rdir / "alerts.geojson").read_text())["features"]
     assert [f["id"] for f in features] == [new[1]]
+
+
+def test_alerts_show_the_area_when_last_seen_beside_the_area_when_raised(tmp_path: Path) -> None:
+    """A pond raised at 1 ha that grew to 9 ha: alerts.geojson and the report said 1 ha."""
+    import json
+
+    from geotl.monitor.alerts.engine import acknowledge_alerts, write_alert_outputs
+    from geotl.monitor.alerts.report import _table
+
+    region = _region(
+        tmp_path / "region",
+        '[[monitor.alerts.rule]]\nname = "new"\nclass = "clearing"\n'
+        '[[monitor.alerts.rule]]\nname = "present"\nclass = "clearing"\nwhen = "present"',
+    )
+    rdir = tmp_path / "out" / "eng"
+    # grows from 100 m to 300 m a side (its first outline is inside: the same object)
+    _record_passes(rdir, [{}, {"a": _b(100, 100)}, {"a2": _b(100, 100, 300.0)}])
+    with MonitorState(rdir / "state.sqlite") as state:
+        AlertEngine(region, state, rdir, None).evaluate_pending(MODEL)
+        write_alert_outputs(state, rdir)
+        alerts = {a.rule: a for a in state.alerts()}
+    # "new" fired in p1 and saw it again in p2 without firing; "present" fired in both
+    assert sorted(alerts) == ["new", "present"]
+    for alert in alerts.values():
+        assert (alert.fired_scene, alert.last_scene) == ("p1", "p2")
+        assert alert.area_m2 == pytest.approx(1e4, rel=0.01)  # as raised: ids stay stable
+        assert alert.last_area_m2 == pytest.approx(9e4, rel=0.01)
+    features = json.loads((rdir / "alerts.geojson").read_text())["features"]
+    for f in features:
+        assert f["properties"]["area_m2"] == pytest.approx(1e4, rel=0.01)
+        assert f["properties"]["last_area_m2"] == pytest.approx(9e4, rel=0.01)
+    assert "90,0" in _table(list(alerts.values()), {})  # the report's "last seen m²"
+    # acknowledged, it stays acknowledged as it grows (see the report: no re-raise)
+    acknowledge_alerts(rdir, [alerts["new"].id], region)
+    with MonitorState(rdir / "state.sqlite", readonly=True) as state:
+        assert state.alert(alerts["new"].id).status == "acknowledged"  # type: ignore[union-attr]
+
+
+def test_a_pass_done_again_without_the_object_withdraws_its_alert(tmp_path: Path) -> None:
+    """The corrected pass no longer holds the object: its alert is withdrawn, not deleted.
+
+    It leaves alerts.geojson, keeps its id and history in the state, and the receiver that
+    got it is told once, under a key of its own; the alert still supported stays as it was.
+    """
+    import json
+
+    from alert_helpers import Receiver
+
+    from geotl.monitor.alerts.delivery import DeliveryPolicy, deliver_due
+    from geotl.monitor.alerts.engine import write_alert_outputs
+
+    region = _region(tmp_path / "region", '[[monitor.alerts.rule]]\nclass = "clearing"')
+    rdir = tmp_path / "out" / "eng"
+    a, b = _b(100, 100), _b(800, 800)
+    _record_passes(rdir, [{}, {"a": a, "b": b}])
+    receiver = Receiver()
+    try:
+        policy = DeliveryPolicy(receiver.url, retry_base_s=0.01)
+        with MonitorState(rdir / "state.sqlite") as state:
+            engine = AlertEngine(region, state, rdir, None)
+            _, new = engine.evaluate_pending(MODEL)
+            assert len(new) == 2
+            assert len(deliver_due(state, "eng", policy).delivered) == 2
+            ids = {x.object_id: x.id for x in state.alerts()}
+
+            # p1 done again from a corrected file: only b is there
+            frame = gpd.GeoDataFrame(
+                {"id": ["b"], "class": ["clearing"], "score": [0.9], "area_m2": [b.area]},
+                geometry=[b],
+                crs=UTM,
+            ).to_crs("EPSG:4326")
+            frame.to_file(rdir / "passes" / "p1.geojson", driver="GeoJSON")
+            fp = state.done_passes(MODEL)[1].footprint_wkt
+            state.mark_done(
+                "k1",
+                MODEL,
+                now=datetime.now(UTC),
+                duration_s=1.0,
+                pass_path="passes/p1.geojson",
+                changes_path=None,
+                detections=1,
+                new=None,
+                gone=None,
+                previous_scene="p0",
+                footprint_wkt=fp,
+            )
+            engine.forget_passes()
+            evaluated, again = engine.evaluate_pending(MODEL)
+            assert evaluated == 1 and again == []  # nothing fires twice
+            write_alert_outputs(state, rdir)
+            gone, kept = state.alert(ids["a"]), state.alert(ids["b"])
+            assert gone is not None and kept is not None
+            assert (gone.status, gone.withdrawn_scene, gone.withdrawal_notice) == (
+                "withdrawn",
+                "p1",
+                "pending",
+            )
+            assert kept.status == "delivered" and kept.withdrawn is None
+            features = json.loads((rdir / "alerts.geojson").read_text())["features"]
+            assert [f["id"] for f in features] == [ids["b"]]
+
+            sent = len(receiver.requests)
+            report = deliver_due(state, "eng", policy)
+            assert report.delivered == [ids["a"]] and not report.retrying
+            told = receiver.requests[sent:]
+            assert [r["key"] for r in told] == [f"geotl:eng:{ids['a']}:withdrawn"]
+            assert told[0]["body"]["properties"]["status"] == "withdrawn"
+            assert told[0]["body"]["properties"]["withdrawn_scene"] == "p1"
+            assert state.alert(ids["a"]).withdrawal_notice == "sent"  # type: ignore[union-attr]
+            # told once; evaluated again (rules edited, a run killed): nothing more
+            assert deliver_due(state, "eng", policy).attempts == 0
+            assert len(state.alerts()) == 2 and len(state.deliveries(ids["a"])) == 2
+    finally:
+        receiver.close()
+
+
+#: the alerts table as geotl wrote it before alerts could be withdrawn or seen again
+_EARLIER_ALERTS = """
+CREATE TABLE alerts (
+    id TEXT PRIMARY KEY, rule TEXT NOT NULL, class TEXT NOT NULL, change TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('open', 'delivered', 'acknowledged', 'failed')),
+    geometry TEXT NOT NULL, object_id TEXT NOT NULL, score REAL, area_m2 REAL NOT NULL,
+    model_id TEXT NOT NULL, fired_scene TEXT NOT NULL, fired_acquired TEXT NOT NULL,
+    first_scene TEXT NOT NULL, first_acquired TEXT NOT NULL, last_scene TEXT NOT NULL,
+    last_acquired TEXT NOT NULL, reference_layer TEXT, reference_ids TEXT NOT NULL DEFAULT '[]',
+    seen INTEGER NOT NULL, looked INTEGER NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, next_attempt TEXT, last_error TEXT,
+    http_status INTEGER, delivered TEXT, acknowledged TEXT
+)"""
+
+
+def test_a_state_with_earlier_alerts_is_read_and_upgraded_in_place(tmp_path: Path) -> None:
+    """Existing state.sqlite files: read as they are, upgraded by the next run, nothing lost."""
+    import sqlite3
+
+    from geotl.monitor.alerts.delivery import DeliveryPolicy, deliver_due
+
+    region = _region(tmp_path / "region", '[[monitor.alerts.rule]]\nclass = "clearing"')
+    rdir = tmp_path / "out" / "eng"
+    _record_passes(rdir, [{}, {"a": _b(100, 100), "b": _b(800, 800)}])
+    db_path = rdir / "state.sqlite"
+    with MonitorState(db_path) as state:
+        AlertEngine(region, state, rdir, None).evaluate_pending(MODEL)
+        # one attempt each, recorded as an earlier geotl would (a refused connection)
+        deliver_due(state, "eng", DeliveryPolicy("http://127.0.0.1:9/hook", retry_base_s=60))
+        before = state.alerts()
+        deliveries = {a.id: state.deliveries(a.id) for a in before}
+    db = sqlite3.connect(db_path)
+    columns = ", ".join(str(r[1]) for r in db.execute("PRAGMA table_info(alerts)"))
+    kept = columns.split(", last_area_m2")[0]
+    db.executescript(
+        "PRAGMA foreign_keys=OFF; "
+        + _EARLIER_ALERTS.replace("TABLE alerts", "TABLE earlier")
+        + f"; INSERT INTO earlier SELECT {kept} FROM alerts; DROP TABLE alerts; "
+        "ALTER TABLE earlier RENAME TO alerts;"
+    )
+    db.close()
+
+    with MonitorState(db_path, readonly=True) as state:  # status, report: as they are
+        assert [(a.id, a.status, a.last_area_m2) for a in state.alerts()] == [
+            (a.id, a.status, None) for a in before
+        ]
+        assert [a.id for a in state.unsent_alerts()] == [a.id for a in before]  # status
+    with MonitorState(db_path) as state:  # the next run: upgraded, rows and attempts kept
+        assert [a.id for a in state.alerts()] == [a.id for a in before]
+        assert {a.id: state.deliveries(a.id) for a in before} == deliveries
+        state.record_alert_evaluation(
+            "k1", MODEL, "x", now=datetime.now(UTC), new=[], sightings=[], withdrawn=[before[0].id]
+        )
+        assert state.alert(before[0].id).status == "withdrawn"  # type: ignore[union-attr]
+        assert state._db.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert state._db.execute("PRAGMA foreign_keys").fetchone() == (1,)
+    with MonitorState(db_path) as state:  # opened again: nothing done twice
+        assert len(state.alerts()) == len(before)

@@ -173,6 +173,12 @@ def test_a_run_with_undelivered_alerts_is_recorded_as_failed(
     status = monitor_status(region, out)
     assert status.last_run_outcome == "failed"
     assert "could not be delivered" in format_status(status)
+    # why, where an operator reading status after the cron mail looks (last_run.error)
+    assert status.last_run_error is not None
+    assert f"{len(summary.undelivered)} alert(s) could not be delivered (HTTP 404)" in (
+        status.last_run_error
+    )
+    assert status.to_dict()["last_run"]["error"] == status.last_run_error
 
 
 def test_a_rule_for_a_class_the_model_does_not_predict_is_refused(
@@ -235,6 +241,8 @@ def test_a_webhook_that_does_not_answer_makes_the_run_exit_1(
     naip_region: Path, naip_small: list[Path], naip_model: Path, tmp_path: Path
 ) -> None:
     """Retried later, but this run could not deliver: cron must see it now, not hours later."""
+    from geotl.monitor import format_status, monitor_status
+
     out = tmp_path / "out"
     receiver = Receiver(statuses=[503] * 100)  # down for the whole test
     try:
@@ -250,11 +258,21 @@ def test_a_webhook_that_does_not_answer_makes_the_run_exit_1(
         first = run_monitor(region, opts)
         assert first.unanswered and not first.undelivered and first.exit_code == 1
         assert set(first.unanswered) == set(_alerts(out / "naip-nd"))
+        status = monitor_status(region, out)
+        assert status.last_run_outcome == "failed"
+        # the reason cron's exit 1 had: how many, the webhook's answer, when tried again
+        assert status.last_run_error is not None
+        assert f"{len(first.unanswered)} alert(s) not delivered (HTTP 503); next try at " in (
+            status.last_run_error
+        )
+        assert f"failed: {status.last_run_error}" in format_status(status)
         tried = len(receiver.requests)
         # the next run has nothing due (backoff of an hour): nothing tried, nothing to report
         second = run_monitor(region, opts)
         assert len(receiver.requests) == tried
         assert not second.unanswered and second.exit_code == 0
+        status = monitor_status(region, out)
+        assert status.last_run_outcome == "ok" and status.last_run_error is None
     finally:
         receiver.close()
 

@@ -139,13 +139,22 @@ class DeliveryReport:
         return [i for i in self.retrying if i in self.tried]
 
 
-def idempotency_key(region_name: str, alert_id: str) -> str:
+def idempotency_key(region_name: str, alert_id: str, withdrawn: bool = False) -> str:
     """The key a receiver uses to drop duplicate deliveries of one alert.
+
+    A withdrawal has a key of its own: a receiver dropping the alert's key as a duplicate
+    would drop the news that it was withdrawn.
 
     >>> idempotency_key("naip-nd", "3f2a9c01b7de")
     'geotl:naip-nd:3f2a9c01b7de'
+    >>> idempotency_key("naip-nd", "3f2a9c01b7de", withdrawn=True)
+    'geotl:naip-nd:3f2a9c01b7de:withdrawn'
     """
-    return f"geotl:{region_name}:{alert_id}"
+    return f"geotl:{region_name}:{alert_id}" + (":withdrawn" if withdrawn else "")
+
+
+def _key(region_name: str, alert: AlertRecord) -> str:
+    return idempotency_key(region_name, alert.id, withdrawn=alert.status == "withdrawn")
 
 
 def alert_feature(alert: AlertRecord) -> dict[str, Any]:
@@ -171,7 +180,11 @@ def alert_feature(alert: AlertRecord) -> dict[str, Any]:
             "status": alert.status,
             "object_id": alert.object_id,
             "score": alert.score,
-            "area_m2": round(alert.area_m2, 2),
+            "area_m2": round(alert.area_m2, 2),  # when it fired
+            # when last seen (last_scene): a pond that grew after it fired
+            "last_area_m2": round(
+                alert.area_m2 if alert.last_area_m2 is None else alert.last_area_m2, 2
+            ),
             "model": alert.model_id,
             "fired_scene": alert.fired_scene,
             "fired_acquired": ts(alert.fired_acquired),
@@ -186,6 +199,9 @@ def alert_feature(alert: AlertRecord) -> dict[str, Any]:
             "created": ts(alert.created),
             "delivered": ts(alert.delivered),
             "acknowledged": ts(alert.acknowledged),
+            # its pass was done again (a corrected file) without the object
+            "withdrawn": ts(alert.withdrawn),
+            "withdrawn_scene": alert.withdrawn_scene,
         },
     }
 
@@ -230,7 +246,7 @@ def webhook_payload(
         **feature,
         "region": region_name,
         "pass": fired,
-        "idempotency_key": idempotency_key(region_name, alert.id),
+        "idempotency_key": _key(region_name, alert),
     }
 
 
@@ -305,7 +321,7 @@ def _attempt(
     body = json.dumps(payload, separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/geo+json",
-        "Idempotency-Key": idempotency_key(region_name, alert.id),
+        "Idempotency-Key": _key(region_name, alert),
         "User-Agent": f"geotl/{__version__}",
     }
     # the state records where it went, not the password
@@ -470,9 +486,7 @@ def deliver_due(
                 break  # unreachable: the next round starts with the next due alert
             probe = None
         if probe is not None:
-            upcoming = next(
-                (a.next_attempt for a in state.alerts(("open",)) if a.id == probe), None
-            )
+            upcoming = next((a.next_attempt for a in state.unsent_alerts() if a.id == probe), None)
         else:
             upcoming = state.next_alert_attempt()
         if upcoming is None or (stop is not None and stop()):
@@ -487,7 +501,7 @@ def deliver_due(
         if stop is not None and stop():  # stopped while waiting: no attempt after SIGTERM
             break
     failures.log()
-    still_open = state.alerts(("open",))
+    still_open = state.unsent_alerts()
     report.retrying = [a.id for a in still_open if a.attempts > 0]
     report.open = len(still_open)
     return report

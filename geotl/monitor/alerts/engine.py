@@ -7,8 +7,11 @@ alerts and sightings of known ones in the state in one transaction per pass, rew
 ``alerts.geojson`` (+ its QGIS style ``alerts.qml``) and delivers open alerts to the webhook.
 
 An object that fires a rule again in a later pass is the same alert (matched by overlap, as
-pass-to-pass changes are): its last pass moves on; nothing is sent twice. Alert ids are
-deterministic (region, rule, pass and object id), so re-evaluating a pass never duplicates.
+pass-to-pass changes are): its last pass and its area when last seen move on; nothing is
+sent twice. Alert ids are deterministic (region, rule, pass and object id), so re-evaluating
+a pass never duplicates. A pass done again from a corrected file that no longer supports an
+alert it raised withdraws it: kept in the state, out of ``alerts.geojson``, and a receiver
+that got it is told once (``status: withdrawn``, its own idempotency key).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from geotl.monitor.alerts.delivery import (
     webhook_url,
 )
 from geotl.monitor.alerts.reference import ReferenceLayer, load_reference_layers
-from geotl.monitor.alerts.rules import Candidate, PassView, evaluate_rules
+from geotl.monitor.alerts.rules import Candidate, PassView, evaluate_rules, object_areas
 from geotl.monitor.alerts.style import alerts_qml
 from geotl.monitor.changes import metric_crs, overlap_pairs
 from geotl.monitor.state import (
@@ -196,22 +199,41 @@ class AlertEngine:
         by_rule: dict[str, list[Candidate]] = {}
         for cand in candidates:
             by_rule.setdefault(cand.rule, []).append(cand)
+        supported: set[str] = set()  # alerts a candidate of this pass matched
         for rule_name, cands in by_rule.items():
-            known[rule_name] = self.state.alerts(rule=rule_name)
+            # a withdrawn alert is no longer the object's: firing again raises a new one
+            known[rule_name] = [a for a in self.state.alerts(rule=rule_name) if a.withdrawn is None]
             matched = self._match(
                 [c.geometry for c in cands], [a.geometry for a in known[rule_name]], crs
             )
             for cand, hit in zip(cands, matched, strict=True):
                 if hit is not None:
                     alert = known[rule_name][hit]
+                    supported.add(alert.id)
                     if cand.when != "gone":
-                        sightings.append(AlertSighting(alert.id, rec.name, rec.acquired))
+                        sightings.append(
+                            AlertSighting(alert.id, rec.name, rec.acquired, cand.area_m2)
+                        )
                     continue
                 new.append(self._record(cand, rec.model_id, rec, now))
         sightings.extend(self._sightings(rec, views[0], crs, {s.alert_id for s in sightings}))
+        withdrawn = self._withdrawn(rec, supported | {a.id for a in new})
         inserted = self.state.record_alert_evaluation(
-            rec.key, rec.model_id, self.rules_hash, now=now, new=new, sightings=sightings
+            rec.key,
+            rec.model_id,
+            self.rules_hash,
+            now=now,
+            new=new,
+            sightings=sightings,
+            withdrawn=withdrawn,
         )
+        if withdrawn:
+            log.warning(
+                "pass %s was done again without the object of %d alert(s): withdrawn (%s)",
+                rec.name,
+                len(withdrawn),
+                ", ".join(withdrawn[:5]) + (", ..." if len(withdrawn) > 5 else ""),
+            )
         if new:
             log.info(
                 "pass %s: %d new alert(s) (%s)",
@@ -220,6 +242,26 @@ class AlertEngine:
                 ", ".join(f"{a.id} {a.rule}" for a in new[:5]) + (", ..." if len(new) > 5 else ""),
             )
         return [a.id for a in new]
+
+    def _withdrawn(self, rec: PassRecord, supported: set[str]) -> list[str]:
+        """Alerts this pass raised that it no longer supports, now that it was done again.
+
+        Only a pass predicted again after the alert was raised (``[monitor] republished =
+        "replace"``, a corrected file) takes an alert back: its detections changed. A pass
+        evaluated again for other reasons (rules edited, a late pass before it, a run
+        killed before its mark) has the detections that raised it, and edited rules must
+        not silently retract what a team was already sent.
+        """
+        if rec.finished is None:
+            return []
+        return [
+            a.id
+            for a in self.state.alerts(("open", "delivered", "failed", "acknowledged"))
+            if a.fired_scene == rec.name
+            and a.model_id == rec.model_id
+            and a.created < rec.finished
+            and a.id not in supported
+        ]
 
     def _sightings(
         self,
@@ -242,7 +284,7 @@ class AlertEngine:
             alerts = [
                 a
                 for a in self.state.alerts(rule=rule_name)
-                if a.last_acquired < rec.acquired and a.id not in sighted
+                if a.last_acquired <= rec.acquired and a.id not in sighted and a.withdrawn is None
             ]
             if not alerts:
                 continue
@@ -250,8 +292,9 @@ class AlertEngine:
             matched = self._match(
                 [shape(a.geometry) for a in alerts], list(objects.geometry.values), crs
             )
+            areas = object_areas(objects)
             out.extend(
-                AlertSighting(a.id, rec.name, rec.acquired)
+                AlertSighting(a.id, rec.name, rec.acquired, float(areas[hit]))
                 for a, hit in zip(alerts, matched, strict=True)
                 if hit is not None
             )

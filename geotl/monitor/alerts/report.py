@@ -9,8 +9,9 @@
 - a timeline of object counts and alerts per pass (an SVG drawn here, no script needed);
 - a table of the passes: objects detected, new and gone since the previous pass, each with
   its area in hectares (how much was cleared is what is acted on, not how many patches);
-- a table of every alert (status, rule, class, area, first and last pass, reference
-  features, delivery), each linking to its own GeoJSON file.
+- a table of every alert (status, rule, class, area when raised and when last seen, first and
+  last pass, reference features, delivery or withdrawal), each linking to its own GeoJSON
+  file.
 
 The data the map needs are in ``data.js`` (a script, not JSON fetched at run time, because
 browsers refuse ``fetch`` from ``file://`` pages). The folder is built under a temporary name
@@ -240,7 +241,7 @@ def _table(alerts: list[AlertRecord], deliveries: dict[str, str]) -> str:
         return '<p class="note">No alert so far.</p>'
     head = (
         "<tr><th>id</th><th>status</th><th>rule</th><th>class</th><th>change</th>"
-        "<th>area m²</th><th>score</th><th>first seen</th><th>last seen</th><th>raised in</th>"
+        "<th>area m²</th><th>last seen m²</th><th>score</th><th>first seen</th><th>last seen</th><th>raised in</th>"
         "<th>reference</th><th>delivery</th><th>map</th></tr>"
     )
     rows = []
@@ -258,6 +259,8 @@ def _table(alerts: list[AlertRecord], deliveries: dict[str, str]) -> str:
             f'<td><a href="alerts/{e(a.id)}.geojson">{e(a.id)}</a></td>'
             f"<td>{e(a.status)}</td><td>{e(a.rule)}</td><td>{e(a.class_name)}</td>"
             f"<td>{e(a.change)}</td><td class='num'>{a.area_m2:,.0f}</td>"
+            # the area in its last pass: a pond that grew (or shrank) since it fired
+            f"<td class='num'>{a.area_m2 if a.last_area_m2 is None else a.last_area_m2:,.0f}</td>"
             f"<td class='num'>{'' if a.score is None else f'{a.score:.2f}'}</td>"
             f"<td title='{e(a.first_scene)}'>{_fmt(a.first_acquired)}</td>"
             f"<td title='{e(a.last_scene)}'>{_fmt(a.last_acquired)}</td>"
@@ -268,6 +271,12 @@ def _table(alerts: list[AlertRecord], deliveries: dict[str, str]) -> str:
 
 
 def _delivery_text(a: AlertRecord) -> str:
+    if a.withdrawn is not None:  # why it left the map, and whether its receiver knows
+        told = {"sent": "; receiver told", "pending": "; receiver not told yet"}.get(
+            a.withdrawal_notice or "", "; receiver not told" if a.withdrawal_notice else ""
+        )
+        when = a.withdrawn.isoformat(timespec="seconds")
+        return f"withdrawn {when}: pass {a.withdrawn_scene} done again without it{told}"
     if a.delivered:
         return f"delivered {a.delivered.isoformat(timespec='seconds')}"
     if a.attempts == 0:

@@ -26,7 +26,7 @@ from geotl.monitor.alerts.persistence import persistent_change
 from geotl.monitor.alerts.reference import ReferenceLayer
 from geotl.monitor.changes import metric_crs, overlap_pairs
 
-__all__ = ["Candidate", "PassView", "evaluate_rules"]
+__all__ = ["Candidate", "PassView", "evaluate_rules", "object_areas"]
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,8 @@ def _column(frame: gpd.GeoDataFrame, name: str) -> np.ndarray:
     return np.full(len(frame), None, dtype=object)
 
 
-def _areas(frame: gpd.GeoDataFrame) -> np.ndarray:
+def object_areas(frame: gpd.GeoDataFrame) -> np.ndarray:
+    """Each object's ``area_m2`` as predict wrote it (measured where a file lacks it)."""
     stored = pd.to_numeric(pd.Series(_column(frame, "area_m2")), errors="coerce").to_numpy()
     measured = shapely.area(frame.geometry.values) if len(frame) else np.zeros(0)
     return np.where(np.isfinite(stored), stored, measured).astype(float)
@@ -235,7 +236,7 @@ def evaluate_rules(
         if frame.empty:
             continue
         geoms = np.asarray(frame.geometry.values, dtype=object)
-        areas = _areas(frame)
+        areas = object_areas(frame)
         scores = pd.to_numeric(pd.Series(_column(frame, "score")), errors="coerce").to_numpy()
         keep = areas >= rule.min_area_m2
         if rule.min_score > 0:

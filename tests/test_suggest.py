@@ -154,16 +154,17 @@ def test_the_best_box_over_a_pixel_decides_its_uncertainty() -> None:
         crs=info.crs,
     )
     valid = np.ones((40, 40), bool)
-    u, fractions = _box_uncertainty(cand, valid, boxes, t, ["tree"])
+    u, fractions, why = _box_uncertainty(cand, valid, boxes, t, ["tree"])
+    assert why == "tree or not?"
     expect = (1.0 + box_uncertainty([0.99], t)[0]) / 2
     assert u.mean() == pytest.approx(expect, abs=1e-3)
     assert fractions.mean() == pytest.approx(1.0)  # every pixel under a kept box
     # only the clutter: it counts by the area it covers, far below one unsure box's half
-    u2, f2 = _box_uncertainty(cand, valid, boxes.iloc[2:], t, ["tree"])
+    u2, f2, _ = _box_uncertainty(cand, valid, boxes.iloc[2:], t, ["tree"])
     assert 0 < u2.mean() < 0.5 * box_uncertainty([0.06], t)[0] and f2.sum() == 0
     # nodata pixels are left out
     valid[:, 20:] = False
-    u3, _ = _box_uncertainty(cand, valid, boxes, t, ["tree"])
+    u3, _, _ = _box_uncertainty(cand, valid, boxes, t, ["tree"])
     assert u3.size == 800 and u3.mean() == pytest.approx(1.0, abs=1e-3)
 
 
@@ -191,7 +192,7 @@ def test_suggest_writes_areas_outside_complete_and_test(
     areas = gpd.read_file(out, layer="areas")
     assert areas.crs.to_epsg() == 32617
     assert list(areas["rank"]) == [1, 2, 3, 4]
-    assert {"rank", "score", "scene", "expected_objects", "size_m"} <= set(areas.columns)
+    assert {"rank", "score", "why", "scene", "expected_objects", "size_m"} <= set(areas.columns)
     assert (areas["scene"] == "OSBS_029.tif").all()
     assert areas["score"].between(0, 1).all() and areas["score"].iloc[0] == areas["score"].max()
     assert (areas["expected_objects"] >= 0).all()
@@ -494,7 +495,7 @@ def test_suggest_counts_where_instances_meet(
     areas = gpd.read_file(out, layer="areas")
     from rasterio.windows import from_bounds
 
-    for g, score in zip(areas.geometry, areas["score"], strict=True):
+    for g, score, why in zip(areas.geometry, areas["score"], areas["why"], strict=True):
         win = from_bounds(*g.bounds, transform).round_offsets().round_lengths()
         r, c, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
         sq = planes[:, r : r + h, c : c + w]
@@ -503,6 +504,12 @@ def test_suggest_counts_where_instances_meet(
         both = np.maximum(cls, binary_entropy(sq[1:]).max(axis=0))
         assert score == pytest.approx(both.mean(), abs=1e-3)
         assert both.mean() > cls.mean()  # the maps add to what the classes say
+        edges = binary_entropy(sq[1:]).max(axis=0)
+        # the why says which of the two carries most: where to look when labelling
+        if edges.sum() > cls.sum():
+            assert why == "where objects meet or end?"
+        else:
+            assert why in ("tree or background?", "background or tree?")
 
 
 def test_a_read_failure_without_a_message_is_one_line(monkeypatch, tmp_path: Path) -> None:
@@ -538,7 +545,7 @@ def test_the_same_ground_in_two_passes_is_suggested_once(shared_data: Path) -> N
     items = []
     for name in ("m_4709963_se_14_1_20090818.tif", "m_4709963_se_14_1_20100629.tif"):
         cands, _, _ = scene_candidates(read_scene_info(naip / name, 4), (100, 100), [], [])
-        items += [_Scored(c, 0.5, np.zeros(1), 0) for c in cands]
+        items += [_Scored(c, 0.5, np.zeros(1), 0, "") for c in cands]
     per_scene = len(items) // 2
     same = _same_ground([it.candidate for it in items])
     # each square shares its ground with the square of the other date (and no more: the

@@ -34,7 +34,7 @@ from rasterio.windows import from_bounds
 from rasterio.windows import transform as window_transform
 
 from geotl.bands import canonical_band
-from geotl.config import Region
+from geotl.config import BACKGROUND, Region
 from geotl.errors import BandMismatchError, GeotlInputError, RasterError, error_text
 from geotl.io.atomic import check_output_file, check_writable
 from geotl.io.nodata import valid_mask
@@ -61,6 +61,7 @@ from geotl.suggest.ranking import (
     binary_entropy,
     box_uncertainty,
     entropy,
+    hesitation,
     pick_diverse,
     standardise,
 )
@@ -69,7 +70,7 @@ __all__ = ["COLUMNS", "SuggestOptions", "SuggestSummary", "suggest_areas"]
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["rank", "score", "scene", "expected_objects", "size_m"]
+COLUMNS = ["rank", "score", "why", "scene", "expected_objects", "size_m"]
 DEFAULT_SIZE_CHIPS = 2  # default square: this many chip widths
 MIN_SQUARE_PX = 16  # the smallest square, in pixels along each axis
 
@@ -121,6 +122,7 @@ class _Scored:
     score: float
     features: np.ndarray
     expected_objects: int
+    why: str
 
 
 def _warn_append_not_complete_within(region: Region, append_to: Path) -> None:
@@ -138,6 +140,33 @@ def _warn_append_not_complete_within(region: Region, append_to: Path) -> None:
         region.path,
         append_to,
         current or "none",
+        append_to,
+    )
+
+
+def _check_append_not_labels(region: Region, append_to: Path) -> None:
+    """Refuse ``--append-to`` the region's label file (``[labels] path``).
+
+    A region may name its label file as ``complete_within`` too (each labelled polygon an
+    area labelled completely), and the README's loop says to append to complete_within:
+    the squares then went into the labels themselves, as features without a class, and a
+    region without ``class_field`` reads every feature as ``classes[0]``: whole squares
+    trained as one object.
+
+    Raises:
+        GeotlInputError: ``append_to`` is the label file.
+    """
+    if region.labels is None or not _same_path(region.resolve(region.labels.path), append_to):
+        return
+    read_as = (
+        "features without a class"
+        if region.labels.class_field
+        else f"'{region.classes[0]}' objects, whole squares"
+    )
+    raise GeotlInputError(
+        f"--append-to is the region's label file ([labels] path): the squares would be read "
+        f"as labels ({read_as}); keep the complete areas in a file of their own ([labels] "
+        'complete_within = "areas.gpkg") and append to that',
         append_to,
     )
 
@@ -185,6 +214,7 @@ def suggest_areas(
     # a read-only folder is said now, not after every scene's prediction (minutes)
     check_writable(outputs)
     if options.append_to is not None:
+        _check_append_not_labels(region, options.append_to)
         if options.append_to.exists():
             # read now, not after the scenes' prediction: an unreadable file found then
             # would leave the areas written and the append missing
@@ -280,10 +310,12 @@ def suggest_areas(
                     continue
                 pixels, valid = square
                 if detector:
-                    u, fractions = _box_uncertainty(c, valid, det.native, threshold, card.classes)
+                    u, fractions, why = _box_uncertainty(
+                        c, valid, det.native, threshold, card.classes
+                    )
                 else:
-                    u, fractions = _pixel_uncertainty(c, prob_path, len(card.classes))
-                item = _scored(c, pixels, u, fractions, seen)
+                    u, fractions, why = _pixel_uncertainty(c, prob_path, card.classes)
+                item = _scored(c, pixels, u, fractions, seen, why)
                 if item is None:
                     dropped["nodata"] += 1
                 else:
@@ -463,31 +495,42 @@ def _read_square(c: Candidate, max_nodata: float) -> tuple[np.ndarray, np.ndarra
 
 
 def _pixel_uncertainty(
-    c: Candidate, prob_path: Path, n_classes: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per valid pixel of the probabilities: uncertainty, and class probabilities.
+    c: Candidate, prob_path: Path, classes: list[str]
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Per valid pixel of the probabilities: uncertainty, class probabilities, and why.
 
     Class entropy; where the task also predicts maps of its own (an instance model's
-    border and contact), their binary entropy where that is higher.
+    border and contact), their binary entropy where that is higher. The why names the two
+    classes the square hesitates between (:func:`~geotl.suggest.ranking.hesitation`), or
+    says the model cannot tell where objects meet or end when the border and contact maps
+    carry most of the uncertainty.
     """
+    n_classes = len(classes)
     with _reading(prob_path) as pr:
         pwin = from_bounds(*c.geometry.bounds, pr.transform).round_offsets().round_lengths()
         planes = pr.read(window=pwin, boundless=True, fill_value=-1.0).astype(np.float64)
     pvalid = (planes >= 0).all(axis=0)
     fg = planes[:n_classes, pvalid]
-    u = entropy(np.concatenate([1.0 - fg.sum(axis=0, keepdims=True), fg]))
+    probs = np.concatenate([1.0 - fg.sum(axis=0, keepdims=True), fg])
+    u = entropy(probs)
+    why = hesitation(u, probs, [BACKGROUND, *classes])
     if len(planes) > n_classes:
-        u = np.maximum(u, binary_entropy(planes[n_classes:, pvalid]).max(axis=0))
-    return u, fg
+        edges = binary_entropy(planes[n_classes:, pvalid]).max(axis=0)
+        if edges.sum() > u.sum():
+            why = "where objects meet or end?"
+        u = np.maximum(u, edges)
+    return u, fg, why
 
 
 def _box_uncertainty(
     c: Candidate, valid: np.ndarray, boxes: gpd.GeoDataFrame, threshold: float, classes: list[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per valid pixel of the square: the uncertainty of the best box over it, and its class.
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Per valid pixel of the square: the uncertainty of the best box over it, its class, why.
 
     Boxes are the detector's down to its score floor; the best box over a pixel decides
-    whether an object is there (kept when it scores ``threshold`` or more).
+    whether an object is there (kept when it scores ``threshold`` or more). The why names
+    the class of the unsure boxes (their pixels weighted by uncertainty): what the detector
+    cannot decide about.
     """
     h, w = int(c.window.height), int(c.window.width)
     transform = window_transform(c.window, c.scene.transform)
@@ -508,17 +551,24 @@ def _box_uncertainty(
     u = np.where(best > 0, box_uncertainty(best, threshold), 0.0)
     kept = best >= threshold
     fractions = np.stack([(cls == k) & kept for k in range(1, len(classes) + 1)])
-    return u[valid], fractions[:, valid].astype(np.float64)
+    weight = np.bincount(cls[valid], weights=u[valid], minlength=len(classes) + 1)[1:]
+    why = f"{classes[int(weight.argmax())]} or not?" if weight.max() > 0 else "no box here"
+    return u[valid], fractions[:, valid].astype(np.float64), why
 
 
 def _scored(
-    c: Candidate, pixels: np.ndarray, u: np.ndarray, fractions: np.ndarray, seen: gpd.GeoDataFrame
+    c: Candidate,
+    pixels: np.ndarray,
+    u: np.ndarray,
+    fractions: np.ndarray,
+    seen: gpd.GeoDataFrame,
+    why: str,
 ) -> _Scored | None:
     """Mean uncertainty, appearance descriptor and expected objects of one square.
 
     ``pixels`` are the square's valid pixels ``(bands, n)``; ``u`` and ``fractions`` per
     pixel (model grid for probabilities, the square's pixels for boxes); ``seen`` the
-    objects the model keeps.
+    objects the model keeps; ``why`` what the model hesitates about there.
     """
     if u.size == 0:
         return None
@@ -526,7 +576,7 @@ def _scored(
     n_obj = 0
     if len(seen):
         n_obj = int(seen.geometry.representative_point().within(c.geometry).sum())
-    return _Scored(c, float(u.mean()), features, n_obj)
+    return _Scored(c, float(u.mean()), features, n_obj, why)
 
 
 #: why fewer squares than scene-square pairs can be suggested (passes of one area)
@@ -602,6 +652,7 @@ def _frame(items: list[_Scored], size_m: float, names: dict[Path, str]) -> gpd.G
         {
             "rank": np.arange(1, len(items) + 1, dtype=np.int64),
             "score": [round(it.score, 4) for it in items],
+            "why": [it.why for it in items],
             "scene": [names[it.candidate.scene.path] for it in items],
             "expected_objects": np.array([it.expected_objects for it in items], dtype=np.int64),
             "size_m": round(size_m, 3),

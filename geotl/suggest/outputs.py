@@ -25,12 +25,21 @@ from geotl.io.rasters import read_data
 from geotl.predict.outputs.gpkg import GPKG_OPTIONS, write_gpkg
 from geotl.predict.outputs.quicklook import _stretch
 
-__all__ = ["AREAS_LAYER", "append_areas", "areas_qml", "write_areas", "write_contact_sheet"]
+__all__ = [
+    "AREAS_LAYER",
+    "TITLE_CHARS",
+    "append_areas",
+    "areas_qml",
+    "short_name",
+    "write_areas",
+    "write_contact_sheet",
+]
 
 log = logging.getLogger(__name__)
 
 AREAS_LAYER = "areas"
 _OUTLINE = (255, 0, 255)  # magenta: visible on vegetation, soil, water and snow
+TITLE_CHARS = 40  # a thumbnail title's width (2.4 in at 7 pt), in characters
 
 
 def areas_qml() -> str:
@@ -69,6 +78,27 @@ def areas_qml() -> str:
   </labeling>
 </qgis>
 """
+
+
+def short_name(name: str, max_chars: int = TITLE_CHARS) -> str:
+    """``name`` cut in the middle to ``max_chars``, so thumbnail titles do not run together.
+
+    Sentinel-2 and Landsat file names run to 60 characters and more, which at the contact
+    sheet's font is twice a thumbnail's width: the titles of neighbours overprinted each
+    other. Both ends are kept, two thirds from the start (product and first date, which
+    tell passes apart) and the rest from the end (the variant); the full name is in the
+    GeoPackage's ``scene`` field.
+
+    >>> short_name("BEFL-TEST-s2_2023-05-01_2023-07-01_B08-B04-B03_min_byte.tif")
+    'BEFL-TEST-s2_2023-05-01_2...min_byte.tif'
+    >>> short_name("plot.tif")
+    'plot.tif'
+    """
+    if len(name) <= max_chars:
+        return name
+    keep = max_chars - 3
+    end = keep // 3
+    return f"{name[: keep - end]}...{name[len(name) - end :]}"
 
 
 def write_contact_sheet(
@@ -119,13 +149,19 @@ def write_contact_sheet(
         if det is not None and len(det):
             near = det[det.intersects(row.geometry)]
             if len(near):
-                near.boundary.clip(row.geometry).plot(ax=ax, color="yellow", linewidth=0.8)
+                # an outline crossing the square's edge clips to a line and the point where it
+                # leaves: only lines are drawn, not a yellow dot on the edge of every thumbnail
+                lines = near.boundary.clip(row.geometry, keep_geom_type=True)
+                lines = lines[~lines.is_empty]
+                if len(lines):
+                    lines.plot(ax=ax, color="yellow", linewidth=0.8)
         ax.set_xlim(left, right)
         ax.set_ylim(bottom, top)
         if geographic:  # a degree of longitude is shorter on the ground: show the square
             ax.set_aspect(1 / math.cos(math.radians((bottom + top) / 2)))
         ax.set_title(
-            f"#{row.rank} {row.score:.3f} ~{row.expected_objects}\n{row.scene}", fontsize=7
+            f"#{row.rank} {row.score:.3f} ~{row.expected_objects}\n{short_name(row.scene)}",
+            fontsize=7,
         )
     fig.suptitle("rank, score (uncertainty), ~expected objects; yellow: model", fontsize=8)
     fig.tight_layout()

@@ -27,7 +27,14 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["binary_entropy", "box_uncertainty", "entropy", "pick_diverse", "standardise"]
+__all__ = [
+    "binary_entropy",
+    "box_uncertainty",
+    "entropy",
+    "hesitation",
+    "pick_diverse",
+    "standardise",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -74,6 +81,33 @@ def box_uncertainty(scores: npt.ArrayLike, threshold: float) -> FloatArray:
     s = np.clip(np.asarray(scores, dtype=np.float64), 1e-9, 1.0 - 1e-9)
     t = min(max(float(threshold), 1e-9), 1.0 - 1e-9)
     return binary_entropy(s * (1.0 - t) / (s * (1.0 - t) + t * (1.0 - s)))
+
+
+def hesitation(u: npt.ArrayLike, probs: npt.ArrayLike, names: Sequence[str]) -> str:
+    """Why a square is uncertain, in words: the two classes its pixels hesitate between.
+
+    ``score`` alone says how unsure the model is, not about what; the analyst who opens the
+    square in QGIS wants to know what to look for. The classes are ranked by their mean
+    probability weighted by each pixel's uncertainty, so sure pixels do not decide. How
+    unsure is the ``score``'s to say: a share of "unsure" pixels would hang on a cut-off
+    that means little with eight classes (normalised entropy seldom reaches 0.5 there).
+
+    Args:
+        u: per-pixel uncertainty, ``(pixels,)``.
+        probs: per-class probabilities (background first), ``(classes + 1, pixels)``.
+        names: the classes' names, background first.
+
+    >>> hesitation([0.9, 0.1], [[0.5, 0.9], [0.4, 0.1], [0.1, 0.0]], ["background", "a", "b"])
+    'background or a?'
+    >>> hesitation([0.0], [[1.0], [0.0]], ["background", "a"])
+    'sure everywhere'
+    """
+    w = np.asarray(u, dtype=np.float64)
+    p = np.asarray(probs, dtype=np.float64).reshape(len(names), -1)
+    if w.size == 0 or w.sum() <= 0:
+        return "sure everywhere"
+    first, second = np.argsort(-(p * w).sum(axis=1), kind="stable")[:2]
+    return f"{names[first]} or {names[second]}?"
 
 
 def standardise(features: npt.ArrayLike) -> FloatArray:

@@ -558,8 +558,7 @@ def stale_reason(region: Region, meta: dict[str, Any], *, named_since: bool = Tr
                 else "numbered their parts otherwise (the ids a label budget draws by)"
             )
             return (
-                f"cut by an earlier geotl, which, of the {split} multi-part label "
-                f"feature(s), {how}"
+                f"cut by an earlier geotl, which, of the {split} multi-part label feature(s), {how}"
             )
     was = meta.get(INPUTS_KEY) or {}
     if was and region.labels is not None:

@@ -69,6 +69,7 @@ __all__ = [
     "decibel_units",
     "other_radiometry",
     "sample_scene",
+    "scaling_fits",
     "unit_offset",
     "warn_other_radiometry",
 ]
@@ -217,7 +218,7 @@ def other_radiometry(
     """
     if said := other_units(scene.mean, trained.mean):
         scaled = _scaled_means(scene, scaling)
-        if scaled is not None and other_units(scaled, trained.mean) is None:
+        if scaled is not None and scaling_fits(scene, trained, scaling or ()):
             pairs = sorted({(float(a), float(b)) for a, b in scaling or ()})
             given = "; ".join(f"{a:.4g} and {b:.4g}" for a, b in pairs)
             return (
@@ -284,6 +285,28 @@ def warn_other_radiometry(
     message = f"{name}: {said}; {doing}"
     log.warning("%s", message)
     return message
+
+
+def scaling_fits(
+    scene: Normalisation, trained: Normalisation, scaling: Sequence[tuple[float, float]]
+) -> bool:
+    """Whether a scale and offset turn ``scene``'s other units into the training's.
+
+    True when the raw numbers are other units than the training's and the scale and offset
+    (GDAL's, or a STAC catalogue's ``raster:bands``) give the training's units. The rule behind predict's advice to unscale a scene and the monitor's choice to read a
+    STAC pass through its catalogue's scale and offset.
+
+    >>> trained = Normalisation(mean=[0.05, 0.08, 0.3], std=[0.02, 0.03, 0.1])
+    >>> dn = Normalisation(mean=[9091.0, 10182.0, 18182.0], std=[700.0, 1000.0, 3600.0])
+    >>> scaling_fits(dn, trained, [(2.75e-5, -0.2)] * 3), scaling_fits(dn, dn, [(2.75e-5, -0.2)] * 3)
+    (True, False)
+    """
+    scaled = _scaled_means(scene, scaling)
+    return (
+        scaled is not None
+        and other_units(scene.mean, trained.mean) is not None
+        and other_units(scaled, trained.mean) is None
+    )
 
 
 def _scaled_means(

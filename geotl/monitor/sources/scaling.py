@@ -6,7 +6,7 @@ band, Sentinel-2 L2A from processing baseline 04.00 on Earth Search ``scale`` 0.
 ``offset`` -0.1 (its numbers are reflectance x 10000 + 1000). geotl reads raw numbers, and a
 model's card records the units it was trained in only through its normalisation (means in
 the training files' raw units). So which reading a pass needs is judged on the pass itself,
-with the rules prediction warns by (:func:`geotl.io.rasters.other_units`,
+with the rules prediction warns by (:func:`geotl.predict.radiometry.scaling_fits`,
 :func:`geotl.predict.radiometry.unit_offset`):
 
 - ``"scaled"``: the raw means are other units than the training's (over 10x off) and the
@@ -26,9 +26,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from geotl.io.rasters import other_units
 from geotl.models.artefact import Normalisation
-from geotl.predict.radiometry import unit_offset
+from geotl.predict.radiometry import scaling_fits, unit_offset
 
 __all__ = ["OFFSET_TOLERANCE", "Reading", "Scaling", "choose_reading", "reading_factors"]
 
@@ -62,8 +61,7 @@ def choose_reading(
     """
     if all((s, o) == (1.0, 0.0) for s, o in scaling):
         return None
-    scaled = [m * s + o for m, (s, o) in zip(raw.mean, scaling, strict=True)]
-    if other_units(raw.mean, trained.mean) and not other_units(scaled, trained.mean):
+    if scaling_fits(raw, trained, scaling):
         return "scaled"
     shift = unit_offset(raw, trained)
     raw_offsets = {round(-o / s, 6) for s, o in scaling if s}

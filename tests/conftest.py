@@ -35,6 +35,22 @@ def _no_network(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPa
 
 
 @pytest.fixture
+def titles(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The titles matplotlib is asked to draw (quicklooks, contact sheets), in order."""
+    from matplotlib.axes import Axes
+
+    said: list[str] = []
+    set_title = Axes.set_title
+
+    def record(self: Axes, label: str, *args: Any, **kwargs: Any) -> Any:
+        said.append(label)
+        return set_title(self, label, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "set_title", record)
+    return said
+
+
+@pytest.fixture
 def one_thread() -> Iterator[None]:
     """One torch thread: on a busy 2-core machine more threads only spin (10x slower)."""
     import torch

@@ -29,21 +29,6 @@ PASSES = [
 ]
 
 
-@pytest.fixture
-def titles(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    from matplotlib.axes import Axes
-
-    said: list[str] = []
-    set_title = Axes.set_title
-
-    def record(self: Axes, label: str, *args: Any, **kwargs: Any) -> Any:
-        said.append(label)
-        return set_title(self, label, *args, **kwargs)
-
-    monkeypatch.setattr(Axes, "set_title", record)
-    return said
-
-
 @pytest.fixture(scope="module")
 def flanders(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, Path]:
     """The Flanders region (complete_within: the locations as GeoJSON in EPSG:4326) and a

@@ -4,32 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import geopandas as gpd
 import numpy as np
-import pytest
 from shapely.geometry import box
 
 from geotl.predict.outputs.quicklook import write_quicklook
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from predict import data
-
-
-@pytest.fixture
-def titles(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    from matplotlib.axes import Axes
-
-    said: list[str] = []
-    set_title = Axes.set_title
-
-    def record(self: Axes, label: str, *args: Any, **kwargs: Any) -> Any:
-        said.append(label)
-        return set_title(self, label, *args, **kwargs)
-
-    monkeypatch.setattr(Axes, "set_title", record)
-    return said
 
 
 def _water_and_forest(tmp_path: Path) -> tuple[Path, gpd.GeoDataFrame]:

@@ -95,6 +95,26 @@ def write_region(path: Path, scenes: list[str], label_file: str, **tables: dict[
     return path
 
 
+#: the NC Landsat land-cover scene's bands, in file order
+NC_BANDS = ["blue", "green", "red", "nir", "swir16"]
+
+
+def write_nc_region(
+    tmp_path: Path, shared_data: Path, labels: Path, classes: list[str], **lab: object
+) -> Path:
+    """A region of the NC Landsat scene (32 px chips) with ``labels`` and these classes."""
+    return write_region(
+        tmp_path / "nc.toml",
+        [str(shared_data / "nc-landsat-landcover" / "landsat_multiband.tif")],
+        str(labels),
+        classes=classes,
+        imagery={"bands": NC_BANDS},
+        labels={"class_map": None, **lab},
+        chips={"size_px": 32, "stride_px": 32},
+        split={"block_size_m": 2000, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0},
+    )
+
+
 def _toml(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -18,25 +18,13 @@ from geotl.io import vectors
 from geotl.io.vectors import chip_areas, read_labels
 from geotl.train.data import object_classes
 
-from .data import write_region
+from .data import write_nc_region
 
 NC = "nc-landsat-landcover"
-BANDS = ["blue", "green", "red", "nir", "swir16"]
 
 
 def _region(tmp_path: Path, shared_data: Path, labels: Path, classes: list[str], **lab: object):
-    return load_region(
-        write_region(
-            tmp_path / "nc.toml",
-            [str(shared_data / NC / "landsat_multiband.tif")],
-            str(labels),
-            classes=classes,
-            imagery={"bands": BANDS},
-            labels={"class_map": None, **lab},
-            chips={"size_px": 32, "stride_px": 32},
-            split={"block_size_m": 2000, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0},
-        )
-    )
+    return load_region(write_nc_region(tmp_path, shared_data, labels, classes, **lab))
 
 
 def _national(tmp_path: Path, shared_data: Path) -> Path:

@@ -22,28 +22,12 @@ from geotl.config import load_region
 from geotl.errors import LabelError
 from geotl.io.vectors import read_labels
 
-from .data import write_region
+from .data import write_nc_region
 
 NC = "nc-landsat-landcover"
-BANDS = ["blue", "green", "red", "nir", "swir16"]
 CRS = "EPSG:32119"  # the scene's NC State Plane (its GeoTIFF writes it as an unnamed LCC)
 # inside the scene (630534, 215488) - (644470, 228114)
 FOREST = [(633000, 218000), (640000, 218000), (640000, 225000), (633000, 225000), (633000, 218000)]
-
-
-def _region(
-    tmp_path: Path, shared_data: Path, labels: Path, classes: list[str], **lab: object
-) -> Path:
-    return write_region(
-        tmp_path / "nc.toml",
-        [str(shared_data / NC / "landsat_multiband.tif")],
-        str(labels),
-        classes=classes,
-        imagery={"bands": BANDS},
-        labels={"class_map": None, **lab},
-        chips={"size_px": 32, "stride_px": 32},
-        split={"block_size_m": 2000, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0},
-    )
 
 
 def _geojson(path: Path, features: list[tuple[dict, dict | None]]) -> Path:
@@ -64,7 +48,7 @@ def test_clearing_inside_forest_of_a_later_class_is_named(
         geometry=[box(633000, 218000, 640000, 225000), box(635000, 220000, 637000, 222000)],
         crs=CRS,
     ).to_file(labels)
-    region = load_region(_region(tmp_path, shared_data, labels, ["clearing", "forest"]))
+    region = load_region(write_nc_region(tmp_path, shared_data, labels, ["clearing", "forest"]))
     with caplog.at_level("WARNING", logger="geotl"):
         summary = chip_region(region, tmp_path / "chips")
     assert sum(summary.class_pixels_per_split["clearing"].values()) == 0
@@ -72,7 +56,7 @@ def test_clearing_inside_forest_of_a_later_class_is_named(
     assert "list 'clearing' after 'forest' in classes" in caplog.text
     # listed the other way round the clearing keeps its pixels: no such warning
     caplog.clear()
-    region = load_region(_region(tmp_path, shared_data, labels, ["forest", "clearing"]))
+    region = load_region(write_nc_region(tmp_path, shared_data, labels, ["forest", "clearing"]))
     with caplog.at_level("WARNING", logger="geotl"):
         warn_label_overlaps(region, read_labels(region))
     assert "get none of their pixels" not in caplog.text
@@ -85,7 +69,7 @@ def test_unclosed_ring_is_closed_not_a_failed_file(tmp_path: Path, shared_data: 
         tmp_path / "unclosed.geojson",
         [({"label": "forest"}, {"type": "Polygon", "coordinates": [FOREST[:-1]]})],
     )
-    region = load_region(_region(tmp_path, shared_data, labels, ["forest"]))
+    region = load_region(write_nc_region(tmp_path, shared_data, labels, ["forest"]))
     out = read_labels(region)
     assert len(out) == 1
     assert out.geometry.iloc[0].area == pytest.approx(7000.0 * 7000.0)
@@ -105,7 +89,7 @@ def test_sliver_is_not_reported_as_a_line(
             ({"label": "forest"}, None),
         ],
     )
-    region = load_region(_region(tmp_path, shared_data, labels, ["forest"]))
+    region = load_region(write_nc_region(tmp_path, shared_data, labels, ["forest"]))
     with caplog.at_level("WARNING", logger="geotl"):
         out = read_labels(region)
     assert out["label_id"].tolist() == [0]
@@ -125,14 +109,14 @@ def test_class_values_match_up_to_case_and_spaces(
     labels = tmp_path / "typed.gpkg"
     typed.to_file(labels)
     classes = sorted(real["label"].unique())
-    region = load_region(_region(tmp_path, shared_data, labels, classes))
+    region = load_region(write_nc_region(tmp_path, shared_data, labels, classes))
     with caplog.at_level("WARNING", logger="geotl"):
         out = read_labels(region)
     assert out["class"].tolist() == real["label"].tolist()
     assert "'Forest ' -> forest" in caplog.text
     # a loose form that fits keys of two classes is left to an exact key: still refused
     region = load_region(
-        _region(
+        write_nc_region(
             tmp_path,
             shared_data,
             labels,
@@ -152,7 +136,7 @@ def test_features_without_a_class_say_so(tmp_path: Path, shared_data: Path) -> N
     labels = tmp_path / "nulls.gpkg"
     real.to_file(labels)
     region = load_region(
-        _region(tmp_path, shared_data, labels, sorted(real["label"].dropna().unique()))
+        write_nc_region(tmp_path, shared_data, labels, sorted(real["label"].dropna().unique()))
     )
     with pytest.raises(LabelError, match=r"2 feature\(s\) have no value in field 'label'"):
         read_labels(region)
@@ -166,11 +150,13 @@ def test_a_class_drawn_only_as_lines_is_refused(tmp_path: Path, shared_data: Pat
     labels = tmp_path / "roads.gpkg"
     gpd.GeoDataFrame(pd.concat([real, roads]), crs=real.crs).to_file(labels)
     classes = [*sorted(real["label"].unique()), "road"]
-    region = load_region(_region(tmp_path, shared_data, labels, classes))
+    region = load_region(write_nc_region(tmp_path, shared_data, labels, classes))
     with pytest.raises(LabelError, match=r"every feature of class 'road' is a line.*buffer"):
         read_labels(region)
     # without the class the lines are dropped with a warning, as before
-    region = load_region(_region(tmp_path, shared_data, labels, classes[:-1], unmapped="skip"))
+    region = load_region(
+        write_nc_region(tmp_path, shared_data, labels, classes[:-1], unmapped="skip")
+    )
     assert len(read_labels(region)) == len(real)
 
 
@@ -230,7 +216,7 @@ def test_a_national_layer_reads_only_the_geometries_over_the_scenes(
     monkeypatch.setattr(vectors, "_WITHIN_MIN_BYTES", 0)  # a real national layer: > 4 MB
     path, layer = national
     classes = sorted(layer["label"].unique())
-    region = load_region(_region(tmp_path, shared_data, path, classes))
+    region = load_region(write_nc_region(tmp_path, shared_data, path, classes))
     with rasterio.open(shared_data / NC / "landsat_multiband.tif") as src:
         within = [(src.crs, box(*src.bounds))]
     whole = read_labels(region)
@@ -259,12 +245,12 @@ def test_a_national_layer_in_a_wrong_crs_is_still_diagnosed(
     path, layer = national
     classes = sorted(layer["label"].unique())
     # NC State Plane metres declared as UTM 17N: no geometry over the scene, whole read
-    region = load_region(_region(tmp_path, shared_data, path, classes, crs="EPSG:26917"))
+    region = load_region(write_nc_region(tmp_path, shared_data, path, classes, crs="EPSG:26917"))
     with pytest.raises(LabelError, match="coordinates look like"):
         chip_region(region, tmp_path / "chips")
     # a class value outside the scenes is refused as in a whole read
     layer.loc[2999, "label"] = "Quarry"
     layer.to_file(path)
-    region = load_region(_region(tmp_path, shared_data, path, classes))
+    region = load_region(write_nc_region(tmp_path, shared_data, path, classes))
     with pytest.raises(LabelError, match=r"'Quarry' \(1\)"):
         chip_region(region, tmp_path / "chips")

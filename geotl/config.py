@@ -305,13 +305,19 @@ class AlertRule(_Strict):
     At most one of ``inside``, ``outside`` and ``unmatched`` names a reference layer (any OGR
     vector, relative to the region file); without one, every object of the class that passes
     ``when``, ``min_area_m2``, ``min_score`` and persistence alerts.
+
+    ``when = "grown"`` follows the alerts the class's ``new`` / ``present`` rules raised: an
+    object of such an alert (acknowledged or not) that grew to ``grown_by`` times and/or by
+    ``min_growth_m2`` over its area when last raised raises an alert of its own (a clearing
+    raised at 1 ha and acknowledged is raised again at 2 ha, then at 4 ha with ``grown_by =
+    2``). Both thresholds hold when both are given.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]*$")
     class_name: str = Field(alias="class")
-    when: Literal["new", "present", "gone"] = "new"
+    when: Literal["new", "present", "gone", "grown"] = "new"
     inside: str | None = None
     outside: str | None = None
     unmatched: str | None = None
@@ -319,6 +325,8 @@ class AlertRule(_Strict):
     min_score: float = Field(default=0.0, ge=0, le=1)
     overlap: float = Field(default=0.5, gt=0, le=1)
     persistence: Persistence | None = None
+    grown_by: float | None = Field(default=None, gt=1)
+    min_growth_m2: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _one_reference(self) -> AlertRule:
@@ -329,6 +337,32 @@ class AlertRule(_Strict):
                 "split it into two rules"
             )
         return self
+
+    @model_validator(mode="after")
+    def _growth(self) -> AlertRule:
+        growth = self.grown_by is not None or self.min_growth_m2 is not None
+        if self.when == "grown" and not growth:
+            raise ValueError(
+                'a rule with when = "grown" needs grown_by (e.g. 2.0: twice the area when last '
+                "raised) and/or min_growth_m2"
+            )
+        if self.when != "grown" and growth:
+            raise ValueError(
+                f'grown_by / min_growth_m2 only apply to when = "grown", not "{self.when}": '
+                'set when = "grown" in a rule of its own'
+            )
+        return self
+
+    def has_grown(self, area_m2: float, since_m2: float) -> bool:
+        """Whether an object of ``area_m2`` grew enough over ``since_m2`` (its area when raised).
+
+        >>> rule = AlertRule.model_validate({"class": "clearing", "when": "grown", "grown_by": 2})
+        >>> rule.has_grown(19_000.0, 10_000.0), rule.has_grown(20_000.0, 10_000.0)
+        (False, True)
+        """
+        if self.grown_by is not None and area_m2 < self.grown_by * since_m2:
+            return False
+        return self.min_growth_m2 is None or area_m2 - since_m2 >= self.min_growth_m2
 
     @property
     def reference_key(self) -> Literal["inside", "outside", "unmatched"] | None:
@@ -368,6 +402,14 @@ class AlertsConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"rule names must be unique, got {dupes} twice: rename one")
+        raised = {r.class_name for r in self.rule if r.when in ("new", "present")}
+        for name, r in zip(names, self.rule, strict=True):
+            if r.when == "grown" and r.class_name not in raised:
+                raise ValueError(
+                    f"rule '{name}' (when = \"grown\") follows the alerts of class "
+                    f"'{r.class_name}' that a new or present rule raises, and no rule does: "
+                    "add one"
+                )
         return self
 
     def rule_names(self) -> list[str]:

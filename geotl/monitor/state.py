@@ -54,7 +54,9 @@ DB_FILE = "state.sqlite"
 #: from a corrected file without the object): a writer rebuilds an earlier ``alerts`` table
 #: in place for its status CHECK (:meth:`MonitorState._upgrade_alerts`); an earlier geotl
 #: still reads and writes the state (it names its columns), a reader of an earlier state
-#: sees nothing seen again or withdrawn
+#: sees nothing seen again or withdrawn. ``grown_from`` / ``grown_from_area_m2`` (a growth
+#: alert's original alert and the area it grew from) are added to such a table as they are
+#: (nullable, no CHECK), and read as empty where they are not yet
 SCHEMA_VERSION = 2
 #: how many of a pass's warnings are kept word for word (all are counted)
 PASS_WARNING_LINES = 3
@@ -158,7 +160,9 @@ CREATE TABLE IF NOT EXISTS alerts (
     last_area_m2 REAL,
     withdrawn TEXT,
     withdrawn_scene TEXT,
-    withdrawal_notice TEXT CHECK (withdrawal_notice IN ('pending', 'sent', 'failed'))
+    withdrawal_notice TEXT CHECK (withdrawal_notice IN ('pending', 'sent', 'failed')),
+    grown_from TEXT,
+    grown_from_area_m2 REAL
 );
 CREATE INDEX IF NOT EXISTS alerts_status ON alerts (status);
 CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule);
@@ -304,6 +308,10 @@ class AlertRecord:
     #: telling the webhook of the withdrawal: None (it never received the alert), pending,
     #: sent or failed
     withdrawal_notice: str | None = None
+    #: a ``grown`` alert: the alert first raised for the object (the one a team acknowledged)
+    #: and the area it grew from (that alert's, or the previous growth alert's)
+    grown_from: str | None = None
+    grown_from_area_m2: float | None = None
 
     @property
     def notice_due(self) -> bool:
@@ -345,12 +353,17 @@ _ALERT_COLUMNS = (
     "fired_scene, fired_acquired, first_scene, first_acquired, last_scene, last_acquired, "
     "reference_layer, reference_ids, seen, looked, created, updated, attempts, next_attempt, "
     "last_error, http_status, delivered, acknowledged, last_area_m2, withdrawn, "
-    "withdrawn_scene, withdrawal_notice"
+    "withdrawn_scene, withdrawal_notice, grown_from, grown_from_area_m2"
 )
-#: a read-only reader of an earlier state (not upgraded yet): nothing seen or withdrawn
-_ALERT_COLUMNS_EARLIER = _ALERT_COLUMNS.replace(
-    "last_area_m2, withdrawn, withdrawn_scene, withdrawal_notice", "NULL, NULL, NULL, NULL"
-)
+_ALERT_COLUMN_COUNT = len(_ALERT_COLUMNS.split(", "))
+
+
+def _alert_columns_of(have: Sequence[str]) -> str:
+    """What a read-only reader selects from an earlier ``alerts`` table (not upgraded yet).
+
+    The columns it lacks read as NULL: nothing seen again, withdrawn or grown.
+    """
+    return ", ".join(c if c in have else "NULL" for c in _ALERT_COLUMNS.split(", "))
 
 
 #: alerts a delivery round sends: open ones, and withdrawals their receiver must hear of
@@ -391,6 +404,8 @@ def _alert(row: sqlite3.Row) -> AlertRecord:
         withdrawn=_opt_ts(row[29]),
         withdrawn_scene=row[30],
         withdrawal_notice=row[31],
+        grown_from=row[32],
+        grown_from_area_m2=None if row[33] is None else float(row[33]),
     )
 
 
@@ -428,6 +443,8 @@ def _alert_values(a: AlertRecord) -> tuple[Any, ...]:
         format_ts(a.withdrawn) if a.withdrawn else None,
         a.withdrawn_scene,
         a.withdrawal_notice,
+        a.grown_from,
+        a.grown_from_area_m2,
     )
 
 
@@ -633,14 +650,22 @@ class MonitorState:
         return [str(r[1]) for r in self._db.execute("PRAGMA table_info(alerts)")]
 
     def _upgrade_alerts(self) -> None:
-        """Alerts of an earlier geotl gain ``last_area_m2`` and the ``withdrawn`` status.
+        """Alerts of an earlier geotl gain ``last_area_m2``, ``withdrawn`` and ``grown_from``.
 
-        SQLite cannot change a CHECK constraint, so the table is rebuilt under this
-        geotl's definition and every row copied (the new columns empty: not seen since, not
-        withdrawn), all in one transaction; ``alert_deliveries`` keeps pointing at the same
-        ids. A second writer waits, then finds the table upgraded.
+        SQLite cannot change a CHECK constraint, so a table without the ``withdrawn`` status
+        is rebuilt under this geotl's definition and every row copied (the new columns
+        empty: not seen since, not withdrawn, not grown), all in one transaction;
+        ``alert_deliveries`` keeps pointing at the same ids. A table that has it only gains
+        the growth columns (``ALTER TABLE ... ADD COLUMN``). A second writer waits, then
+        finds the table upgraded.
         """
-        if "withdrawal_notice" in self._alert_table_columns():
+        have = self._alert_table_columns()
+        if "withdrawal_notice" in have:
+            if "grown_from" not in have:
+                with self.transaction() as db:
+                    for column, kind in (("grown_from", "TEXT"), ("grown_from_area_m2", "REAL")):
+                        if column not in self._alert_table_columns():
+                            db.execute(f"ALTER TABLE alerts ADD COLUMN {column} {kind}")
             return
         # SQLite's way to change a table (https://sqlite.org/lang_altertable.html#otheralter):
         # foreign keys off (outside the transaction), a new table renamed over the old one,
@@ -724,9 +749,11 @@ class MonitorState:
                 "geotl that wrote it or start a new --out folder",
                 self.path,
             )
-        if self.readonly and "withdrawal_notice" not in self._alert_table_columns():
-            self._alert_columns = _ALERT_COLUMNS_EARLIER  # alerts of an earlier geotl
-            self._to_send = "status = 'open'"
+        have = self._alert_table_columns()
+        if self.readonly and "grown_from" not in have:
+            self._alert_columns = _alert_columns_of(have)  # alerts of an earlier geotl
+            if "withdrawal_notice" not in have:
+                self._to_send = "status = 'open'"
 
     def close(self) -> None:
         """Close the database."""
@@ -1507,13 +1534,16 @@ class MonitorState:
             for alert in new:
                 # a withdrawn one is raised again in place: its deliveries keep pointing at it
                 cur = db.execute(
-                    f"INSERT INTO alerts ({_ALERT_COLUMNS}) VALUES ({', '.join('?' * 32)}) "
+                    f"INSERT INTO alerts ({_ALERT_COLUMNS}) VALUES "
+                    f"({', '.join('?' * _ALERT_COLUMN_COUNT)}) "
                     "ON CONFLICT (id) DO UPDATE SET status = 'open', geometry = "
                     "excluded.geometry, object_id = excluded.object_id, score = excluded.score, "
                     "area_m2 = excluded.area_m2, last_area_m2 = NULL, seen = excluded.seen, "
                     "looked = excluded.looked, updated = excluded.updated, attempts = 0, "
                     "next_attempt = NULL, last_error = NULL, http_status = NULL, delivered = "
-                    "NULL, withdrawn = NULL, withdrawn_scene = NULL, withdrawal_notice = NULL "
+                    "NULL, withdrawn = NULL, withdrawn_scene = NULL, withdrawal_notice = NULL, "
+                    "grown_from = excluded.grown_from, grown_from_area_m2 = "
+                    "excluded.grown_from_area_m2 "
                     "WHERE alerts.status = 'withdrawn'",
                     _alert_values(alert),
                 )

@@ -202,6 +202,11 @@ def alert_feature(alert: AlertRecord) -> dict[str, Any]:
             # its pass was done again (a corrected file) without the object
             "withdrawn": ts(alert.withdrawn),
             "withdrawn_scene": alert.withdrawn_scene,
+            # a "grown" alert: the alert first raised for the object, the area it grew from
+            "grown_from": alert.grown_from,
+            "grown_from_area_m2": None
+            if alert.grown_from_area_m2 is None
+            else round(alert.grown_from_area_m2, 2),
         },
     }
 

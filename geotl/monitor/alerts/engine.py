@@ -12,10 +12,15 @@ sent twice. Alert ids are deterministic (region, rule, pass and object id), so r
 a pass never duplicates. A pass done again from a corrected file that no longer supports an
 alert it raised withdraws it: kept in the state, out of ``alerts.geojson``, and a receiver
 that got it is told once (``status: withdrawn``, its own idempotency key).
+
+A ``grown`` rule raises an object again when it grew past its area when last raised (see
+:meth:`AlertEngine._grown`): a new alert, its id built like any other, linked to the
+alert first raised for the object (``grown_from``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -32,7 +37,7 @@ from shapely import wkt as shapely_wkt
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
-from geotl.config import Region
+from geotl.config import AlertRule, AlertsConfig, Region
 from geotl.errors import AlertError, ConfigError
 from geotl.io.atomic import atomic_write_text
 from geotl.io.geojson import DECIMALS
@@ -63,6 +68,7 @@ __all__ = [
     "AlertRound",
     "acknowledge_alerts",
     "alert_id",
+    "rules_hash",
     "write_alert_outputs",
 ]
 
@@ -84,6 +90,27 @@ def alert_id(region: str, rule: str, scene: str, object_id: str) -> str:
     return digest[:12]
 
 
+def rules_hash(config: AlertsConfig) -> str:
+    """What the rules' evaluations are marked with: edited rules evaluate every pass again.
+
+    The growth keys are left out of rules without them, so the rules of a region file
+    written before ``grown`` rules existed keep their hash (its passes are not evaluated
+    again after an upgrade).
+
+    >>> rules_hash(AlertsConfig.model_validate({"rule": [{"class": "water"}]}))
+    'c90678780470'
+    """
+    growth = {"grown_by", "min_growth_m2"}
+    plain = {
+        i: growth
+        for i, r in enumerate(config.rule)
+        if r.grown_by is None and r.min_growth_m2 is None
+    }
+    return hashlib.sha256(
+        config.model_dump_json(by_alias=True, exclude={"webhook": True, "rule": plain}).encode()
+    ).hexdigest()[:12]
+
+
 @dataclass
 class AlertRound:
     """What one call of :meth:`AlertEngine.after_passes` did."""
@@ -91,6 +118,13 @@ class AlertRound:
     evaluated: int = 0
     new: list[str] = field(default_factory=list)
     delivery: DeliveryReport | None = None
+
+
+def _in_metric(items: list[BaseGeometry] | list[dict[str, object]], crs: str) -> np.ndarray:
+    """Geometries (EPSG:4326, shapely or GeoJSON) in ``crs``, valid: ready to be matched."""
+    shapes = [g if isinstance(g, BaseGeometry) else shape(g) for g in items]
+    series = gpd.GeoSeries(shapes, crs="EPSG:4326").to_crs(crs)
+    return np.asarray(shapely.make_valid(series.values), dtype=object)
 
 
 def _footprint(rec: PassRecord) -> BaseGeometry:
@@ -128,9 +162,7 @@ class AlertEngine:
         self.dir = Path(region_dir)
         self.references: dict[str, ReferenceLayer] = load_reference_layers(region, region_area)
         self.url = webhook_url(region)
-        self.rules_hash = hashlib.sha256(
-            config.model_dump_json(by_alias=True, exclude={"webhook"}).encode()
-        ).hexdigest()[:12]
+        self.rules_hash = rules_hash(config)
         self.lookback = 3 * max((r.persistence or config.persistence).of for r in config.rule) + 1
         self._views: dict[tuple[str, str, datetime | None], PassView] = {}
 
@@ -200,7 +232,17 @@ class AlertEngine:
         for cand in candidates:
             by_rule.setdefault(cand.rule, []).append(cand)
         supported: set[str] = set()  # alerts a candidate of this pass matched
+        rules = dict(zip(self.config.rule_names(), self.config.rule, strict=True))
         for rule_name, cands in by_rule.items():
+            if rules[rule_name].when == "grown":
+                # raised by this pass before (evaluated again): supported, not new
+                raised = {a.id for a in self.state.alerts(rule=rule_name) if a.withdrawn is None}
+                for alert in self._grown(rule_name, rules[rule_name], cands, rec, crs, now):
+                    if alert.id in raised:
+                        supported.add(alert.id)
+                    else:
+                        new.append(alert)
+                continue
             # a withdrawn alert is no longer the object's: firing again raises a new one
             known[rule_name] = [a for a in self.state.alerts(rule=rule_name) if a.withdrawn is None]
             matched = self._match(
@@ -242,6 +284,72 @@ class AlertEngine:
                 ", ".join(f"{a.id} {a.rule}" for a in new[:5]) + (", ..." if len(new) > 5 else ""),
             )
         return [a.id for a in new]
+
+    def _grown(
+        self,
+        rule_name: str,
+        rule: AlertRule,
+        cands: list[Candidate],
+        rec: PassRecord,
+        crs: str | None,
+        now: datetime,
+    ) -> list[AlertRecord]:
+        """The growth alerts of a ``grown`` rule in this pass.
+
+        An object there now that matches an alert of its class's ``new`` / ``present``
+        rules (acknowledged or not; withdrawn ones are no longer the object's) grew when
+        its area reached the rule's thresholds over its area when last raised: that
+        original alert's, or the latest growth alert's for it. Like any change it must hold
+        in ``passes`` of the last ``of`` passes that saw the ground, this one included.
+        Only alerts raised by earlier passes count, so a pass evaluated again (a killed run,
+        a corrected file) raises the same alert, under the same id, or withdraws it.
+        """
+        followed = {
+            name
+            for name, r in zip(self.config.rule_names(), self.config.rule, strict=True)
+            if r.class_name == rule.class_name and r.when in ("new", "present")
+        }
+        earlier = [
+            a
+            for a in self.state.alerts()
+            if a.withdrawn is None and a.fired_acquired < rec.acquired
+        ]
+        originals = [a for a in earlier if a.rule in followed]
+        if not originals or crs is None:
+            return []  # never raised: new / present rules speak for these objects
+        # an object that took in several raised ponds (a wet year) grew from the oldest
+        pairs = overlap_pairs(
+            _in_metric([c.geometry for c in cands], crs),
+            _in_metric([a.geometry for a in originals], crs),
+        )
+        matched: dict[int, AlertRecord] = {}
+        same = pairs.overlap >= 0.5  # the same object, as in _match
+        for i, j in zip(pairs.left[same], pairs.right[same], strict=True):
+            a, m = originals[int(j)], matched.get(int(i))
+            if m is None or (a.fired_acquired, a.id) < (m.fired_acquired, m.id):
+                matched[int(i)] = a
+        persistence = rule.persistence or self.config.persistence
+        out: list[AlertRecord] = []
+        for k, cand in enumerate(cands):
+            original = matched.get(k)
+            if original is None:
+                continue
+            chain = [a for a in earlier if a.rule == rule_name and a.grown_from == original.id]
+            since = max(chain, key=lambda a: (a.fired_acquired, a.id), default=original).area_m2
+            grown = [a is not None and rule.has_grown(a, since) for a in cand.areas_m2]
+            if not grown or not grown[0] or sum(grown) < persistence.passes:
+                continue
+            record = self._record(cand, rec.model_id, rec, now)
+            out.append(
+                dataclasses.replace(
+                    record,
+                    grown_from=original.id,
+                    grown_from_area_m2=since,
+                    seen=sum(grown),
+                    looked=len(grown),
+                )
+            )
+        return out
 
     def _withdrawn(self, rec: PassRecord, supported: set[str]) -> list[str]:
         """Alerts this pass raised that it no longer supports, now that it was done again.
@@ -310,13 +418,7 @@ class AlertEngine:
         """For each geometry, the index of the first of ``others`` it matches, else None."""
         if not geoms or not others or crs is None:
             return [None] * len(geoms)
-
-        def metric(items: list[BaseGeometry] | list[dict[str, object]]) -> np.ndarray:
-            shapes = [g if isinstance(g, BaseGeometry) else shape(g) for g in items]
-            series = gpd.GeoSeries(shapes, crs="EPSG:4326").to_crs(crs)
-            return np.asarray(shapely.make_valid(series.values), dtype=object)
-
-        pairs = overlap_pairs(metric(geoms), metric(others))
+        pairs = overlap_pairs(_in_metric(geoms, crs), _in_metric(others, crs))
         out: list[int | None] = [None] * len(geoms)
         for i, j, ov in zip(pairs.left, pairs.right, pairs.overlap, strict=True):
             if ov >= min_overlap and out[int(i)] is None:

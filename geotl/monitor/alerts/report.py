@@ -258,7 +258,7 @@ def _table(alerts: list[AlertRecord], deliveries: dict[str, str]) -> str:
             f'<tr class="alert-row status-{e(a.status)}" data-id="{e(a.id)}">'
             f'<td><a href="alerts/{e(a.id)}.geojson">{e(a.id)}</a></td>'
             f"<td>{e(a.status)}</td><td>{e(a.rule)}</td><td>{e(a.class_name)}</td>"
-            f"<td>{e(a.change)}</td><td class='num'>{a.area_m2:,.0f}</td>"
+            f"<td>{e(a.change)}{_grown_text(a)}</td><td class='num'>{a.area_m2:,.0f}</td>"
             # the area in its last pass: a pond that grew (or shrank) since it fired
             f"<td class='num'>{a.area_m2 if a.last_area_m2 is None else a.last_area_m2:,.0f}</td>"
             f"<td class='num'>{'' if a.score is None else f'{a.score:.2f}'}</td>"
@@ -268,6 +268,14 @@ def _table(alerts: list[AlertRecord], deliveries: dict[str, str]) -> str:
             f"<td>{ref}</td><td>{e(deliveries.get(a.id, ''))}</td><td>{zoom}</td></tr>"
         )
     return f'<table id="alerts">\n{head}\n' + "\n".join(rows) + "\n</table>"
+
+
+def _grown_text(a: AlertRecord) -> str:
+    """A growth alert's link to the alert first raised for its object, and its area then."""
+    if a.grown_from is None:
+        return ""
+    since = "" if a.grown_from_area_m2 is None else f", {a.grown_from_area_m2:,.0f} m²"
+    return f' (from <a href="alerts/{html.escape(a.grown_from)}.geojson">{html.escape(a.grown_from)}</a>{since})'
 
 
 def _delivery_text(a: AlertRecord) -> str:

@@ -7,6 +7,10 @@ the same class are the same object when their intersection covers ``min_overlap`
 smaller one; an object is seen by a pass when ``min_inside`` of it lies in the pass's
 footprint. Work is vectorised with STRtrees, so 10,000 objects against 1,000 reference
 polygons take well under a second.
+
+A ``grown`` rule's candidates are the objects there now (persistent as ``present``), each
+with its area in the passes of the persistence window: whether it grew needs the alerts
+raised before (the state), so :class:`~geotl.monitor.alerts.engine.AlertEngine` decides.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from geotl.config import AlertRule, AlertsConfig
 from geotl.monitor.alerts.persistence import persistent_change
 from geotl.monitor.alerts.reference import ReferenceLayer
 from geotl.monitor.changes import metric_crs, overlap_pairs
+from geotl.predict.core import geodesic_areas_m2
 
 __all__ = ["Candidate", "PassView", "evaluate_rules", "object_areas"]
 
@@ -77,6 +82,9 @@ class Candidate:
             seen": the pass the outline comes from said "gone since 2010" of an object
             seen in 2019.
         last_acquired: when that pass was acquired.
+        areas_m2: the object's area in each of the last ``of`` passes that saw the ground
+            under it, newest (this pass) first; None where it was not there. Set for
+            ``grown`` rules: growth must persist like any change.
     """
 
     rule: str
@@ -96,6 +104,7 @@ class Candidate:
     looked: int
     last_scene: str | None = None
     last_acquired: datetime | None = None
+    areas_m2: tuple[float | None, ...] = ()
 
 
 @dataclass
@@ -153,6 +162,20 @@ def _present(geoms: np.ndarray, others: np.ndarray, min_overlap: float) -> np.nd
     return out
 
 
+def _matched_areas(geoms: np.ndarray, others: gpd.GeoDataFrame, min_overlap: float) -> np.ndarray:
+    """Each geometry's area in another pass: the largest object there it matches (NaN: none).
+
+    The largest, because a clearing that grew may have merged with a neighbour it matches.
+    """
+    out = np.full(len(geoms), np.nan)
+    if others.empty:
+        return out
+    pairs = overlap_pairs(geoms, np.asarray(others.geometry.values, dtype=object))
+    hit = pairs.overlap >= min_overlap
+    np.fmax.at(out, pairs.left[hit], object_areas(others)[pairs.right[hit]])
+    return out
+
+
 def _reference_test(
     rule: AlertRule, geoms: np.ndarray, layer: ReferenceLayer, crs: str
 ) -> tuple[np.ndarray, list[tuple[str, ...]]]:
@@ -193,10 +216,22 @@ def _column(frame: gpd.GeoDataFrame, name: str) -> np.ndarray:
 
 
 def object_areas(frame: gpd.GeoDataFrame) -> np.ndarray:
-    """Each object's ``area_m2`` as predict wrote it (measured where a file lacks it)."""
+    """Each object's ``area_m2`` as predict wrote it (measured where a file lacks it).
+
+    A file without ``area_m2`` (a pass written by hand, an older tool) is measured the way
+    predict measures (geodesic m², :func:`geotl.predict.core.geodesic_areas_m2`), whatever
+    the frame's CRS: pass files are EPSG:4326, where the planar area is in square degrees.
+    A frame without a CRS is taken as EPSG:4326 (RFC 7946).
+    """
     stored = pd.to_numeric(pd.Series(_column(frame, "area_m2")), errors="coerce").to_numpy()
-    measured = shapely.area(frame.geometry.values) if len(frame) else np.zeros(0)
-    return np.where(np.isfinite(stored), stored, measured).astype(float)
+    areas = np.array(stored, dtype=float)  # a copy: pandas' array may be read-only
+    missing = ~np.isfinite(areas)
+    if missing.any():
+        geoms = gpd.GeoSeries(frame.geometry.values[missing], crs=frame.crs or "EPSG:4326")
+        if not geoms.crs.equals("EPSG:4326"):
+            geoms = geoms.to_crs("EPSG:4326")
+        areas[missing] = geodesic_areas_m2(np.asarray(geoms.values, dtype=object))
+    return areas
 
 
 def evaluate_rules(
@@ -261,11 +296,24 @@ def evaluate_rules(
         )
         ids = _column(frame, "id")
         wgs = gpd.GeoSeries(sub, crs=crs).to_crs("EPSG:4326").values
+        sizes = (
+            np.stack(
+                [
+                    areas[idx] if p == 0 else _matched_areas(sub, b, min_overlap)
+                    for p, b in enumerate(by_pass)
+                ],
+                axis=1,
+            )
+            if rule.when == "grown"
+            else None
+        )
         for k, i in enumerate(idx):
             looked = [p for p in range(len(metric)) if visible[k, p]]
             seq = [bool(present[k, p]) for p in looked]
+            # growth is decided against the alerts raised before (the engine): here, there now
+            when = "present" if rule.when == "grown" else rule.when
             if not visible[k, 0] or not persistent_change(
-                seq, rule.when, persistence.passes, persistence.of
+                seq, when, persistence.passes, persistence.of
             ):
                 continue
             window = seq[: persistence.of]
@@ -296,6 +344,12 @@ def evaluate_rules(
                     looked=len(window),
                     last_scene=last_view.scene,
                     last_acquired=last_view.acquired,
+                    areas_m2=()
+                    if sizes is None
+                    else tuple(
+                        float(sizes[k, p]) if np.isfinite(sizes[k, p]) else None
+                        for p in looked[: persistence.of]
+                    ),
                 )
             )
     return out

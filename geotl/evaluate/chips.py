@@ -138,7 +138,7 @@ def warn_other_resolution(card: Any, region: Region, cdir: Path, split: str) -> 
     of several resolutions records the first region's.
     """
     from geotl.chips import read_chip_index
-    from geotl.predict.scene import RESOLUTION_TOLERANCE, pixel_sides, shape_fix
+    from geotl.predict.scene import RESOLUTION_TOLERANCE, pixel_sides, shape_fix, warp_fix
 
     index = read_chip_index(cdir)
     rows = index.split(split)
@@ -166,7 +166,12 @@ def warn_other_resolution(card: Any, region: Region, cdir: Path, split: str) -> 
         return
     if abs(chips_aspect - aspect) <= RESOLUTION_TOLERANCE * aspect:
         seen = "at a scale it did not learn"
-        fix = f"resample the scenes to {card.resolution_m:.4g} m (gdalwarp -tr)"
+        # -tr in the scenes' own units (the chips are cut on their grid): 0.1 typed on a
+        # grid in US survey feet gives 3 cm pixels
+        crs_xy, crs_units = _grid_units(index, rows)
+        fix = warp_fix(
+            chips_xy, model_xy, crs_xy, crs_units, f"the scenes to {pixel_sides(model_xy)}"
+        )
     else:
         seen = "squeezed or stretched on one axis, a shape it did not learn"
         fix = shape_fix(model_xy, index.utm_epsg(rows), "the scenes to their")
@@ -181,6 +186,23 @@ def warn_other_resolution(card: Any, region: Region, cdir: Path, split: str) -> 
         seen,
         fix,
     )
+
+
+def _grid_units(index: ChipIndex, rows: Any) -> tuple[tuple[float, float] | None, str]:
+    """The chips' pixel sides in their CRS's units, and the unit (the first chip's grid).
+
+    Chips are cut on their scene's grid as it is, so these are the scenes' own: what a
+    ``gdalwarp -tr`` of the scenes is typed in.
+    """
+    import rasterio
+
+    from geotl.io.rasters import pixel_size_crs
+    from geotl.predict.scene import crs_units
+
+    if not len(rows):
+        return None, "metre"
+    with rasterio.open(index.path / str(rows["image"].iloc[0])) as ds:
+        return pixel_size_crs(ds.transform), crs_units(ds.crs)
 
 
 def load_split(card: Any, region: Region, cdir: Path, split: str) -> ChipData:

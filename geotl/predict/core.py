@@ -37,19 +37,15 @@ from geotl.io.geojson import wrap_longitudes
 from geotl.io.rasters import (
     check_georeferenced,
     data_band_indexes,
-    describe_grid,
-    ground_pixel_size_m,
     is_virtual,
     mask_bands,
     nodata_vrt_options,
     north_up,
     open_raster,
-    pixel_size_crs,
     read_failure,
     remote_gdal_env,
     say_pages,
     split_subdataset,
-    utm_epsg_at,
     window_corners,
     with_nodata,
 )
@@ -65,11 +61,9 @@ from geotl.predict.outputs.base import scene_file_part
 from geotl.predict.outputs.quicklook import QuicklookWriter, sidecar_paths
 from geotl.predict.radiometry import sample_scene, warn_other_radiometry
 from geotl.predict.scene import (
-    RESOLUTION_TOLERANCE,
     STACK_BANDS,
-    check_resolution,
+    check_scene_pixels,
     map_bands,
-    model_pixel_size_m,
     scene_band_names,
 )
 from geotl.predict.stream import StreamStats, infer_and_vectorise
@@ -415,31 +409,16 @@ def _predict_scene(
                 name,
                 scaling=[(ds.scales[i - 1], ds.offsets[i - 1]) for i in indexes],
             )
-        scene_xy = ground_pixel_size_m(ds.crs, ds.transform, ds.width, ds.height)
-        grid = describe_grid(ds.crs, ds.transform, ds.width, ds.height)
-        aspect = card.pixel_aspect
-        if aspect is None:  # an older card: the chips' pixel shape is unknown, assume the scene's
-            aspect = scene_xy[0] / scene_xy[1]
-            if abs(aspect - 1) > RESOLUTION_TOLERANCE and (block is None or block.start == 0):
-                log.warning(
-                    "%s: pixels are %.4g x %.4g m on the ground%s; the model card does not "
-                    "record the shape of the pixels it was trained on (written before geotl "
-                    "recorded it), so it is not checked: retrain to have it checked and "
-                    "resampled",
-                    name,
-                    *scene_xy,
-                    f" ({grid})" if grid else "",
-                )
-        model_xy = model_pixel_size_m(card.resolution_m, aspect)
-        factors = check_resolution(
-            scene_xy,
-            model_xy,
+        scene_xy, model_xy, factors = check_scene_pixels(
+            ds.crs,
+            ds.transform,
+            ds.width,
+            ds.height,
+            card,
             options.resample,
             scene_path,
-            grid=grid,
-            utm_epsg=utm_epsg_at(ds.crs, ds.transform, ds.width, ds.height),
-            crs_xy=pixel_size_crs(ds.transform),
-            crs_units=ds.crs.linear_units if ds.crs.is_projected else "degree",
+            name=name,
+            say=block is None or block.start == 0,  # once per scene, not once per block
         )
         resample = factors is not None
         when = (

@@ -7,13 +7,23 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from geotl.bands import band_keys, canonical_band, is_known_band
 from geotl.errors import BandMismatchError, ResolutionError
 
+if TYPE_CHECKING:
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from geotl.models.artefact import ModelCard
+
 __all__ = [
+    "PixelFit",
     "check_model_bands",
     "check_resolution",
+    "check_scene_pixels",
+    "crs_units",
     "declared_bands",
     "described_bands",
     "map_bands",
@@ -22,6 +32,7 @@ __all__ = [
     "pixel_sides",
     "scene_band_names",
     "shape_fix",
+    "warp_fix",
 ]
 
 log = logging.getLogger(__name__)
@@ -302,17 +313,24 @@ def shape_fix(
     return f"warp {scenes} UTM zone at {mx:.4g} m (gdalwarp -t_srs {zone} -tr {mx:.4g} {my:.4g})"
 
 
-def _warp_fix(
+def warp_fix(
     scene_xy: tuple[float, float],
     model_xy: tuple[float, float],
     crs_xy: tuple[float, float] | None,
     crs_units: str,
+    scenes: str = "the scene to it",
 ) -> str:
     """The ``gdalwarp -tr`` (in the scene's CRS units) that gives the model's pixel size.
 
-    >>> _warp_fix((20.0, 20.0), (10.0, 10.0), (20.0, 20.0), "metre")
+    The model's size in metres typed as ``-tr`` on a grid in feet (a state plane) gives
+    pixels a third of it: the figures are the scene's own units, named when not metres.
+    ``scenes`` is what is resampled to what, for the message.
+
+    >>> warp_fix((20.0, 20.0), (10.0, 10.0), (20.0, 20.0), "metre")
     'resample the scene to it (gdalwarp -tr 10 10 -r bilinear FILE OUT.tif)'
-    >>> _warp_fix((0.1, 0.1), (0.3, 0.3), None, "metre")
+    >>> warp_fix((0.2, 0.2), (0.1, 0.1), (0.6562, 0.6562), "US survey foot", "the scenes to 0.1 m")
+    "resample the scenes to 0.1 m (gdalwarp -tr 0.3281 0.3281 -r bilinear FILE OUT.tif; in its CRS's unit, the US survey foot)"
+    >>> warp_fix((0.1, 0.1), (0.3, 0.3), None, "metre")
     "use imagery at the model's resolution"
     """
     if crs_xy is None:
@@ -322,7 +340,7 @@ def _warp_fix(
     how = "average" if model_xy[0] > scene_xy[0] else "bilinear"
     units = "" if crs_units in ("metre", "meter", "m") else f"; in its CRS's unit, the {crs_units}"
     tr = f"-tr {tr_x:.4g} {tr_y:.4g} -r {how}"
-    return f"resample the scene to it (gdalwarp {tr} FILE OUT.tif{units})"
+    return f"resample {scenes} (gdalwarp {tr} FILE OUT.tif{units})"
 
 
 def check_resolution(
@@ -391,7 +409,7 @@ def check_resolution(
             raise ResolutionError(
                 f"ground resolution {scene_m:.4g} m differs from the model's {model_m:.4g} m: "
                 "pass --resample to resample on the fly, or "
-                + _warp_fix(scene_xy, model_xy, crs_xy, crs_units),
+                + warp_fix(scene_xy, model_xy, crs_xy, crs_units),
                 path,
             )
         where = f" ({grid})" if grid else ""
@@ -411,3 +429,85 @@ def check_resolution(
             path,
         )
     return mx / sx, my / sy
+
+
+def crs_units(crs: CRS) -> str:
+    """The unit of a CRS's grid, as GDAL names it, for a ``gdalwarp -tr`` (:func:`warp_fix`).
+
+    >>> from rasterio.crs import CRS
+    >>> crs_units(CRS.from_epsg(2264)), crs_units(CRS.from_epsg(4326))
+    ('US survey foot', 'degree')
+    """
+    return str(crs.linear_units) if crs.is_projected else "degree"
+
+
+class PixelFit(NamedTuple):
+    """A scene's pixels against a model's: both sides in metres, and the resampling."""
+
+    scene_xy: tuple[float, float]
+    model_xy: tuple[float, float]
+    factors: tuple[float, float] | None  # None: read as it is (:func:`check_resolution`)
+
+
+def check_scene_pixels(
+    crs: CRS,
+    transform: Affine,
+    width: int,
+    height: int,
+    card: ModelCard,
+    resample: bool,
+    path: str | Path,
+    *,
+    name: str | None = None,
+    say: bool = True,
+) -> PixelFit:
+    """Whether a scene's pixels fit the model's ground size and shape, and how to resample.
+
+    What ``geotl predict`` checks of each scene before reading it, in one place so that
+    ``geotl suggest`` checks its scenes the same way before chipping the region and
+    predicting (minutes), not after. A card from before geotl recorded the pixels' shape is
+    given the scene's (said when not square, if ``say``).
+
+    Args:
+        crs: the scene's CRS (a dataset's or a :class:`~geotl.io.rasters.SceneInfo`'s).
+        transform: its grid's transform.
+        width: its columns.
+        height: its rows.
+        card: the model card (``resolution_m``, ``pixel_aspect``).
+        resample: whether the user allowed resampling (``--resample``).
+        path: the scene, for the message.
+        name: what messages call the scene (default: its file name).
+        say: log the older card's warning (once per scene, not once per block).
+
+    Raises:
+        ResolutionError: see :func:`check_resolution`.
+    """
+    from geotl.io.rasters import describe_grid, ground_pixel_size_m, pixel_size_crs, utm_epsg_at
+
+    scene_xy = ground_pixel_size_m(crs, transform, width, height)
+    grid = describe_grid(crs, transform, width, height)
+    aspect = card.pixel_aspect
+    if aspect is None:  # an older card: the chips' pixel shape is unknown, assume the scene's
+        aspect = scene_xy[0] / scene_xy[1]
+        if abs(aspect - 1) > RESOLUTION_TOLERANCE and say:
+            log.warning(
+                "%s: pixels are %.4g x %.4g m on the ground%s; the model card does not "
+                "record the shape of the pixels it was trained on (written before geotl "
+                "recorded it), so it is not checked: retrain to have it checked and "
+                "resampled",
+                name or Path(path).name,
+                *scene_xy,
+                f" ({grid})" if grid else "",
+            )
+    model_xy = model_pixel_size_m(card.resolution_m, aspect)
+    factors = check_resolution(
+        scene_xy,
+        model_xy,
+        resample,
+        path,
+        grid=grid,
+        utm_epsg=utm_epsg_at(crs, transform, width, height),
+        crs_xy=pixel_size_crs(transform),
+        crs_units=crs_units(crs),
+    )
+    return PixelFit(scene_xy, model_xy, factors)

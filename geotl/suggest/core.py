@@ -49,6 +49,7 @@ from geotl.io.scratch import scratch_dir
 from geotl.io.vectors import read_vector
 from geotl.models.artefact import read_card
 from geotl.models.detector import SCORE_THRESH
+from geotl.predict.scene import check_scene_pixels
 from geotl.suggest.candidates import (
     MAX_COMPLETE_FRACTION,
     Candidate,
@@ -225,6 +226,12 @@ def suggest_areas(
     _check_fits(region, card.classes, card.bands, model_dir)
     n_bands = len(region.imagery.bands)
     scenes = [read_scene_info(p, n_bands) for p in region.scene_paths()]
+    for s in scenes:
+        # predict's check, now: a scene it refuses (another pixel size or shape without
+        # --resample) was said only after the region was chipped (minutes)
+        check_scene_pixels(
+            s.crs, s.transform, s.width, s.height, card, options.resample, s.path, say=False
+        )
     pixel_m = _pixel_sizes(scenes)
     size_m = options.size_m or DEFAULT_SIZE_CHIPS * region.chips.size_px * min(
         s.resolution_m for s in scenes

@@ -624,7 +624,7 @@ def _train(
         batch_per_device=settings.batch_size // layout.world_size,
     )
     card = _model_card(
-        regions, task, chips_dirs[0], band_order, norm, spec, base, settings, records, metrics
+        regions, task, chips_dirs, band_order, norm, spec, base, settings, records, metrics
     ).model_copy(update={"trained_on": trained_on})
     if not writes:
         return card  # not global rank 0: rank 0 writes the one artefact
@@ -1274,7 +1274,7 @@ def chips_lossy(index: ChipIndex) -> list[str] | None:
 def _model_card(
     regions: list[Region],
     task: Task,
-    chips_dir: Path,
+    chips_dirs: list[Path],
     band_order: list[str],
     norm: Normalisation,
     spec: NetworkSpec,
@@ -1284,7 +1284,7 @@ def _model_card(
     metrics: dict[str, Any],
 ) -> ModelCard:
     first = _card_region(regions)
-    index = read_chip_index(chips_dir)
+    index = read_chip_index(chips_dirs[0])
     res = float(np.median(index.frame["resolution_m"])) if len(index.frame) else 0.0
     pixel_aspect = chips_pixel_aspect(index)
     entry = base.entry
@@ -1313,7 +1313,7 @@ def _model_card(
         epochs=settings.epochs,  # None: the run was set in steps
         steps=int(metrics["steps_run"]),
         metrics=metrics,
-        **task.card_fields(_with_min_area(first, regions)),
+        **task.card_fields(_with_min_area(first, regions, chips_dirs)),
     )
 
 
@@ -1352,22 +1352,23 @@ def _card_region(regions: list[Region]) -> Region:
     return first.model_copy(update={"predict": first.predict.model_copy(update=update)})
 
 
-def _with_min_area(first: Region, regions: list[Region]) -> Region:
+def _with_min_area(first: Region, regions: list[Region], chips_dirs: list[Path]) -> Region:
     """``first`` with the smallest minimum object area of all the regions trained together.
 
     The card's ``min_area_m2`` is what predict uses without a region file; each region's
-    own (``[predict] min_area_m2``, else derived from its labels) still holds where its
-    region file is given. The smallest drops no region's objects (the first region's alone
-    dropped the small buildings of a second region with smaller ones).
+    own (``[predict] min_area_m2``, else derived from its labels over its chips: the
+    objects the model learns from, read without the rest of a national layer) still holds
+    where its region file is given. The smallest drops no region's objects (the first
+    region's alone dropped the small buildings of a second region with smaller ones).
     """
-    if len(regions) == 1:
-        return first
     from geotl.train.tasks.base import default_min_area_m2
 
     own = {}
-    for r in regions:
+    for r, cdir in zip(regions, chips_dirs, strict=True):
         given = r.predict.given("min_area_m2")
-        own[r.name] = given if given is not None else default_min_area_m2(r)
+        own[r.name] = (
+            given if given is not None else default_min_area_m2(r, read_chip_index(cdir).frame)
+        )
     smallest = min(own.values())
     if len(set(own.values())) > 1:
         log.info(

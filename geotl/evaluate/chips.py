@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ScoredClasses",
     "check_test_split",
+    "chip_grid_units",
     "find_chips",
     "load_split",
     "other_pixel_sides",
@@ -168,7 +169,7 @@ def warn_other_resolution(card: Any, region: Region, cdir: Path, split: str) -> 
         seen = "at a scale it did not learn"
         # -tr in the scenes' own units (the chips are cut on their grid): 0.1 typed on a
         # grid in US survey feet gives 3 cm pixels
-        crs_xy, crs_units = _grid_units(index, rows)
+        crs_xy, crs_units = chip_grid_units(index, rows)
         fix = warp_fix(
             chips_xy, model_xy, crs_xy, crs_units, f"the scenes to {pixel_sides(model_xy)}"
         )
@@ -188,7 +189,7 @@ def warn_other_resolution(card: Any, region: Region, cdir: Path, split: str) -> 
     )
 
 
-def _grid_units(index: ChipIndex, rows: Any) -> tuple[tuple[float, float] | None, str]:
+def chip_grid_units(index: ChipIndex, rows: Any) -> tuple[tuple[float, float] | None, str]:
     """The chips' pixel sides in their CRS's units, and the unit (the first chip's grid).
 
     Chips are cut on their scene's grid as it is, so these are the scenes' own: what a

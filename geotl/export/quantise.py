@@ -397,23 +397,23 @@ def warn_calibration_resolution(card: Any, index: ChipIndex, rows: Any, region_p
     refusal: the bands fit, and a model trained on regions of several resolutions records
     the first region's.
     """
-    from geotl.evaluate.chips import other_pixel_sides
-    from geotl.predict.scene import pixel_sides
+    from geotl.evaluate.chips import chip_grid_units, other_pixel_sides
+    from geotl.predict.scene import pixel_sides, warp_fix
 
     sides = other_pixel_sides(card, index, rows)
     if sides is None:
         return
     model_xy, chips_xy = sides
-    grid = f"{model_xy[0]:.4g} {model_xy[1]:.4g}"
+    crs_xy, units = chip_grid_units(index, rows)  # -tr in the scenes' units (feet too)
     log.warning(
         "%s: its training chips' pixels are %s on the ground, the model's %s: int8 is "
         "calibrated on imagery unlike the scenes it will predict; pass --calibrate a region "
-        "of %s pixels (the model's training region, or one warped with gdalwarp -tr %s)",
+        "of %s pixels (the model's training region, or %s)",
         region_path,
         pixel_sides(chips_xy),
         pixel_sides(model_xy),
         pixel_sides(model_xy),
-        grid,
+        warp_fix(chips_xy, model_xy, crs_xy, units, "a region's scenes to them"),
     )
 
 

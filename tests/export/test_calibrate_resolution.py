@@ -35,6 +35,8 @@ def test_calibration_at_another_resolution_is_named(
     warned = [r.getMessage() for r in caplog.records if r.name == "geotl.export.quantise"]
     assert len(warned) == 1, warned
     assert str(landsat) in warned[0] and "28.5 m" in warned[0] and "0.1 m" in warned[0]
+    # the gdalwarp it suggests is in the scenes' own units (metres here), averaging down
+    assert "gdalwarp -tr 0.1 0.1 -r bilinear" in warned[0], warned[0]
 
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="geotl.export.quantise"):

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import math
 import re
+import threading
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
-from geotl.errors import RasterError, error_text
+from geotl.errors import GeotlInputError, RasterError, error_text
 from geotl.io.band_names import band_descriptions
 from geotl.io.compression import lossy_codecs, not_said, say_compression
 from geotl.io.nodata import valid_mask
@@ -41,6 +42,7 @@ __all__ = [
     "common_dtype",
     "data_band_indexes",
     "describe_grid",
+    "gdal_write_errors",
     "ground_pixel_size_m",
     "ground_resolution_m",
     "is_subdataset",
@@ -351,7 +353,21 @@ def _why_unreadable(path: Path, exc: Exception) -> str:
             f"cannot be read as a raster ({error_text(exc)}): check the file and the "
             "subdataset's name (gdalinfo FILE lists them)"
         )
-    return f"cannot be read as a raster ({error_text(exc)}): replace the file with a valid GeoTIFF"
+    reason = error_text(exc)
+    if is_virtual(path) and _NO_RANGES in reason:
+        # python -m http.server and some proxies send whole files only; GDAL reads by parts
+        return (
+            f"cannot be read remotely ({reason}): the server does not answer HTTP range "
+            "requests; download the file and give the local copy, or serve it from a server "
+            "that does (nginx, Apache, object storage)"
+        )
+    if is_virtual(path) and any(s in reason for s in _UNREACHABLE):
+        return f"cannot be read remotely ({reason}): check the URL, the network and credentials"
+    return f"cannot be read as a raster ({reason}): replace the file with a valid GeoTIFF"
+
+
+#: GDAL's words for a server that sends whole files only (no ``Accept-Ranges``)
+_NO_RANGES = "Range downloading not supported"
 
 
 class _NodataView:
@@ -829,3 +845,57 @@ def other_units(means: Sequence[float], reference: Sequence[float]) -> str | Non
         return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
 
     return f"band means {listed(means)} are about {size} {listed(reference)}"
+
+
+@contextlib.contextmanager
+def gdal_write_errors(path: Path) -> Iterator[None]:
+    """Raise the errors GDAL meets writing ``path`` in this thread, which rasterio only logs.
+
+    GDAL writes a tile when its block cache is full or the file is closed, and rasterio
+    raises for neither: a full disk (or a file-size limit) left a GeoTIFF with missing tiles
+    behind a run that exited 0. Wrap the writes and the close (a write that fails at once
+    raises ``RasterioIOError``, said the same way). rasterio logs GDAL's failures at INFO
+    on ``rasterio._env`` (and only inside an ``Env``, per thread); this thread's are
+    collected there, ahead of any other filter (geotl's says a repeated message once, and
+    each tile's failure reads alike), and records below the logger's level before are kept
+    from its handlers as they were. One thread at a time: the level is the logger's.
+
+    Raises:
+        GeotlInputError: GDAL failed while writing; names the file and the fix.
+    """
+    said: list[str] = []
+    me = threading.get_ident()
+    logger = logging.getLogger("rasterio._env")
+    shown = logger.getEffectiveLevel()
+
+    class _Failures(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            if record.thread == me:
+                if record.msg == _GDAL_FAILURE and isinstance(record.args, tuple):
+                    said.append(str(record.args[1]))  # GDAL's own words
+                elif record.levelno >= logging.ERROR:
+                    said.append(record.getMessage())
+            return record.levelno >= shown
+
+    failures = _Failures()
+    logger.filters.insert(0, failures)
+    level = logger.level
+    logger.setLevel(min(shown, logging.INFO))
+    try:
+        with rasterio.Env():
+            yield
+    except RasterioIOError as exc:  # a write GDAL did at once (a whole tile) fails here
+        said.append(str(exc.__cause__ or exc))
+    finally:
+        logger.setLevel(level)
+        logger.removeFilter(failures)
+    if said:
+        raise GeotlInputError(
+            f"could not be written ({said[0]}): free space on its disk (or set TMPDIR to "
+            "a larger one for scratch files) and run again",
+            path,
+        )
+
+
+_GDAL_FAILURE = "GDAL signalled an error: err_no=%r, msg=%r"
+"""How rasterio logs a GDAL failure (``CE_Failure``), at INFO."""

@@ -45,12 +45,12 @@ from affine import Affine
 from rasterio.windows import Window
 
 from geotl.io.nodata import valid_mask
-from geotl.io.rasters import nodata_per_band, read_data
+from geotl.io.rasters import gdal_write_errors, nodata_per_band, read_data
 from geotl.models.artefact import Artefact
 from geotl.predict.band import BandAccumulator
 from geotl.predict.engine import Engine, device_probabilities, engine_for
 from geotl.predict.objects import ObjectExtractor, extractor_for
-from geotl.predict.outputs.cog import open_probabilities
+from geotl.predict.outputs.cog import GDAL_CACHE_BYTES, open_probabilities
 from geotl.predict.strips import (
     RawRaster,
     StripResult,
@@ -395,7 +395,9 @@ class _RowWriter:
             if self.prob_ds is not None:
                 probs = self.extractor.probability_planes(blended)
                 out = np.where(valid[None], probs, -1.0).astype(np.float32)
-                self.prob_ds.write(out, window=Window(c0, r0, c1 - c0, r_end - r0))
+                # a full cache writes tiles out here: a full disk must not pass unseen
+                with gdal_write_errors(Path(self.prob_ds.name)):
+                    self.prob_ds.write(out, window=Window(c0, r0, c1 - c0, r_end - r0))
 
 
 class _Vectoriser:
@@ -651,7 +653,7 @@ def infer_and_vectorise(
     prob_ds: Any = None
     threads: list[threading.Thread] = []
     try:
-        with rasterio.Env(GDAL_CACHEMAX=64 * 2**20):
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
             if probabilities_path is not None:
                 prob_ds = open_probabilities(
                     probabilities_path,
@@ -677,12 +679,15 @@ def infer_and_vectorise(
             _run_model(artefact, extractor, flip_tta, pipe, stats, progress)
             for t in threads:
                 t.join()
+            if prob_ds is not None and not pipe.errors:
+                with gdal_write_errors(Path(prob_ds.name)):  # the last tiles go out here
+                    prob_ds.close()
     finally:
         pipe.stop.set()
         for t in threads:
             if t.ident is not None:  # an interrupt can land between two starts
                 t.join(timeout=30)
-        if prob_ds is not None:
+        if prob_ds is not None and not prob_ds.closed:
             prob_ds.close()
         planes.close()
     if pipe.errors:

@@ -79,3 +79,30 @@ def test_a_probabilities_name_like_the_geojson_keeps_the_detections_style(
     assert summary.qml == [tmp_path / "p.qml"]
     assert 'attr="class"' in (tmp_path / "p.qml").read_text(encoding="utf-8")
     assert "written without its QGIS style" in caplog.text
+
+
+def test_the_cog_conversion_keeps_gdal_cache_small(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GDAL's default block cache (5 % of the machine's memory) filled while the COG was
+    # converted: a 10,000 px scene peaked at 6.2 GB, growing with the scene
+    import rio_cogeo.cogeo
+
+    from geotl.predict.outputs.cog import GDAL_CACHE_BYTES, write_cog
+
+    src = tmp_path / "src.tif"
+    profile = {"driver": "GTiff", "width": 64, "height": 64, "count": 2, "dtype": "float32"}
+    with rasterio.open(src, "w", **profile) as ds:
+        ds.write(np.random.default_rng(0).random((2, 64, 64), dtype=np.float32))
+    real = rio_cogeo.cogeo.cog_translate
+    caches: list[str | None] = []
+
+    def translate(*args: object, **kwargs: object) -> None:
+        caches.append(rasterio.env.get_gdal_config("GDAL_CACHEMAX"))
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rio_cogeo.cogeo, "cog_translate", translate)
+    write_cog(src, tmp_path / "p.tif")
+    assert caches and caches[0] is not None and int(caches[0]) <= GDAL_CACHE_BYTES
+    with rasterio.open(tmp_path / "p.tif") as cog:
+        assert cog.dtypes == ("float32", "float32") and cog.read().shape == (2, 64, 64)

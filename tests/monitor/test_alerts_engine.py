@@ -12,6 +12,7 @@ import rasterio
 import shapely
 from rasterio.transform import from_origin
 from shapely.geometry import box
+from test_alerts_rules import clearings
 
 from geotl.config import Region, load_region
 from geotl.monitor.alerts import AlertEngine
@@ -69,16 +70,7 @@ def _record_passes(rdir: Path, passes: list[dict[str, shapely.Polygon]]) -> None
     with MonitorState(rdir / "state.sqlite") as state:
         state.record_scenes(scenes, "folder", MODEL, T0)
         for scene, objects in zip(scenes, passes, strict=True):
-            frame = gpd.GeoDataFrame(
-                {
-                    "id": list(objects),
-                    "class": ["clearing"] * len(objects),
-                    "score": [0.9] * len(objects),
-                    "area_m2": [g.area for g in objects.values()],
-                },
-                geometry=list(objects.values()),
-                crs=UTM,
-            ).to_crs("EPSG:4326")
+            frame = clearings(objects)
             rel = f"passes/{scene.name}.geojson"
             frame.to_file(rdir / rel, driver="GeoJSON")
             state.mark_done(

@@ -10,6 +10,7 @@ import geopandas as gpd
 import pytest
 from shapely.geometry import box
 from test_alerts_engine import MODEL, UTM, X0, Y0, _b, _record_passes, _region
+from test_alerts_rules import clearings
 
 from geotl.config import AlertsConfig
 from geotl.errors import ConfigError
@@ -102,16 +103,7 @@ def _record_more(state: MonitorState, rdir: Path, i: int, objects: dict) -> None
         footprint_wkt=fp,
     )
     state.record_scenes([scene], "folder", MODEL, T0)
-    frame = gpd.GeoDataFrame(
-        {
-            "id": list(objects),
-            "class": ["clearing"] * len(objects),
-            "score": [0.9] * len(objects),
-            "area_m2": [g.area for g in objects.values()],
-        },
-        geometry=list(objects.values()),
-        crs=UTM,
-    ).to_crs("EPSG:4326")
+    frame = clearings(objects)
     frame.to_file(rdir / f"passes/p{i}.geojson", driver="GeoJSON")
     state.mark_done(
         scene.key,

@@ -17,6 +17,22 @@ from geotl.monitor.alerts.reference import read_reference_layer
 
 UTM = "EPSG:32614"  # North Dakota, where the NAIP series lies
 X0, Y0 = 480_000.0, 5_205_000.0
+
+
+def clearings(objects: dict[str, shapely.Polygon]) -> gpd.GeoDataFrame:
+    """A pass's detections as predict writes them: clearings by id, in EPSG:4326."""
+    return gpd.GeoDataFrame(
+        {
+            "id": list(objects),
+            "class": ["clearing"] * len(objects),
+            "score": [0.9] * len(objects),
+            "area_m2": [g.area for g in objects.values()],
+        },
+        geometry=list(objects.values()),
+        crs=UTM,
+    ).to_crs("EPSG:4326")
+
+
 T0 = datetime(2020, 6, 1, tzinfo=UTC)
 
 
@@ -31,16 +47,7 @@ def _to_wgs(geom: shapely.Geometry) -> shapely.Geometry:
 def _pass(
     i: int, objects: dict[str, shapely.Polygon], footprint: shapely.Geometry | None = None
 ) -> PassView:
-    frame = gpd.GeoDataFrame(
-        {
-            "id": list(objects),
-            "class": ["clearing"] * len(objects),
-            "score": [0.9] * len(objects),
-            "area_m2": [g.area for g in objects.values()],
-        },
-        geometry=list(objects.values()),
-        crs=UTM,
-    ).to_crs("EPSG:4326")
+    frame = clearings(objects)
     fp = footprint if footprint is not None else box(X0 - 100, Y0 - 100, X0 + 2000, Y0 + 2000)
     return PassView(
         key=f"k{i}",

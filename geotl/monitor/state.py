@@ -652,20 +652,13 @@ class MonitorState:
     def _upgrade_alerts(self) -> None:
         """Alerts of an earlier geotl gain ``last_area_m2``, ``withdrawn`` and ``grown_from``.
 
-        SQLite cannot change a CHECK constraint, so a table without the ``withdrawn`` status
-        is rebuilt under this geotl's definition and every row copied (the new columns
+        SQLite cannot change a CHECK constraint (the ``withdrawn`` status), so an earlier
+        table is rebuilt under this geotl's definition and every row copied (the new columns
         empty: not seen since, not withdrawn, not grown), all in one transaction;
-        ``alert_deliveries`` keeps pointing at the same ids. A table that has it only gains
-        the growth columns (``ALTER TABLE ... ADD COLUMN``). A second writer waits, then
+        ``alert_deliveries`` keeps pointing at the same ids. A second writer waits, then
         finds the table upgraded.
         """
-        have = self._alert_table_columns()
-        if "withdrawal_notice" in have:
-            if "grown_from" not in have:
-                with self.transaction() as db:
-                    for column, kind in (("grown_from", "TEXT"), ("grown_from_area_m2", "REAL")):
-                        if column not in self._alert_table_columns():
-                            db.execute(f"ALTER TABLE alerts ADD COLUMN {column} {kind}")
+        if "grown_from" in self._alert_table_columns():
             return
         # SQLite's way to change a table (https://sqlite.org/lang_altertable.html#otheralter):
         # foreign keys off (outside the transaction), a new table renamed over the old one,
@@ -674,7 +667,7 @@ class MonitorState:
         try:
             with self.transaction() as db:
                 have = self._alert_table_columns()
-                if "withdrawal_notice" not in have:
+                if "grown_from" not in have:
                     table = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS alerts (") :]
                     table = table[: table.index(");") + 2]
                     columns = ", ".join(have)

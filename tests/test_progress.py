@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +72,22 @@ def test_cli_option(monkeypatch: pytest.MonkeyPatch) -> None:
     assert res.exit_code == 0 and progress._format == "json"
     res = CliRunner().invoke(cli, ["--progress", "xml", "models", "--help"])
     assert res.exit_code == 2 and "xml" in res.output
+
+
+def test_predict_says_what_it_does_after_the_last_window(
+    json_progress: None, demo_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bar at 100 % through a large scene's tail, COG and objects looked hung (stop 47)."""
+    from geotl.models.artefact import load_artefact
+    from geotl.predict import PredictOptions, predict_scene
+
+    scene = Path(__file__).parent.parent / "regions" / "demo-osbs" / "imagery" / "OSBS_029.tif"
+    opts = PredictOptions(probabilities_path=tmp_path / "p.tif", workers=1)
+    predict_scene(load_artefact(demo_model, "cpu"), scene, opts)
+    lines = [json.loads(ln) for ln in capsys.readouterr().err.splitlines() if ln.startswith("{")]
+    bars = [ln for ln in lines if ln["progress"].startswith("predict")]
+    phases = [ln.get("phase") for ln in bars]
+    total = bars[0]["total"]
+    # no phase while windows are counted; then the tail, then the probabilities file
+    assert all(ln.get("phase") is None for ln in bars if ln["n"] < total)
+    assert phases.index("last rows") < phases.index("writing the probabilities")

@@ -24,7 +24,6 @@ from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
-from tqdm import tqdm
 
 from geotl.cluster import ModelRef, SceneJob, open_cluster, parse_cluster, predict_on_cluster
 from geotl.cores import usable_cores
@@ -69,7 +68,7 @@ from geotl.predict.scene import (
 from geotl.predict.stream import StreamStats, infer_and_vectorise
 from geotl.predict.vectorise import min_pixels_for
 from geotl.predict.windows import ground_anchor, plan_windows
-from geotl.progress import progress_bar
+from geotl.progress import progress_bar, set_phase
 
 __all__ = [
     "COLUMNS",
@@ -493,11 +492,17 @@ def _predict_scene(
             enabled=options.progress,
             leave=False,
         )
+
+        def advance(n: int = 1) -> None:
+            bar.update(n)
+            if bar.n >= len(plan.windows):  # the count stops here; the scene is not done
+                set_phase(bar, "merging boxes" if card.task == "detection" else "last rows")
+
         try:
             with scratch_dir("predict") as scratch:
                 if card.task == "detection":
                     objects, stats = _detect(
-                        artefact, source, indexes, plan, options, threshold, bar
+                        artefact, source, indexes, plan, options, threshold, advance
                     )
                 else:
                     objects, stats = infer_and_vectorise(
@@ -515,7 +520,7 @@ def _predict_scene(
                         probabilities_path=(scratch / "probabilities.tif")
                         if options.probabilities_path
                         else None,
-                        progress=bar.update,
+                        progress=advance,
                         flip_tta=options.flip_tta,
                         # a block is the unit of parallelism already: no strip pool in it
                         workers=1
@@ -526,6 +531,7 @@ def _predict_scene(
                         extractor=extractor,
                     )
                 if options.probabilities_path is not None:
+                    set_phase(bar, "writing the probabilities")
                     write_cog(scratch / "probabilities.tif", options.probabilities_path)
         finally:
             bar.close()
@@ -627,7 +633,7 @@ def _detect(
     plan: Any,
     options: PredictOptions,
     threshold: float,
-    bar: tqdm[Any],
+    progress: Callable[[int], None],
 ) -> tuple[list[Any], StreamStats]:
     """A detector's boxes over the scene (:mod:`geotl.predict.boxes`)."""
     nms_iou = options.nms_iou if options.nms_iou is not None else artefact.card.nms_iou
@@ -642,7 +648,7 @@ def _detect(
         batch_size=options.batch_for(model_px, artefact),
         score_threshold=threshold,
         nms_iou=nms_iou,
-        progress=bar.update,
+        progress=progress,
     )
 
 

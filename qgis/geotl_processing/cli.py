@@ -159,11 +159,14 @@ def progress_of(line: str) -> Optional[dict]:
 def _show_progress(update: dict, feedback: Any) -> None:
     n, total = update.get("n") or 0, update.get("total")
     what = update.get("progress") or "geotl"
+    # after the count: what the step does once it stops moving (geotl.progress.set_phase)
+    phase = f", {update['phase']}" if update.get("phase") else ""
     if total:
         feedback.setProgress(min(100.0, 100.0 * n / total))
-        feedback.setProgressText(f"{what}: {int(n)}/{int(total)} {update.get('unit', '')}".rstrip())
+        text = f"{what}: {int(n)}/{int(total)} {update.get('unit', '')}".rstrip()
     else:
-        feedback.setProgressText(f"{what}: {int(n)} {update.get('unit', '')}".rstrip())
+        text = f"{what}: {int(n)} {update.get('unit', '')}".rstrip()
+    feedback.setProgressText(text + phase)
 
 
 #: click's usage errors for what a geotl of another version lacks (after "Error: " in older

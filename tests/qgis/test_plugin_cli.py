@@ -62,12 +62,13 @@ def test_progress_log_and_stdout(tmp_path: Path) -> None:
         'echo \'{"progress": "chips", "n": 0, "total": 4, "unit": "chip"}\' >&2\n'
         "echo 'INFO geotl.chips: cut' >&2\n"
         'echo \'{"progress": "chips", "n": 4, "total": 4, "unit": "chip"}\' >&2\n'
+        'echo \'{"progress": "chips", "n": 4, "total": 4, "unit": "chip", "phase": "last rows"}\' >&2\n'
         "echo /out/chips\n",
     )
     fb = Feedback()
     assert cli.run_geotl(exe, ["chip", "r.toml"], fb) == "/out/chips\n"
-    assert fb.progress == [0.0, 100.0]
-    assert fb.texts == ["chips: 0/4 chip", "chips: 4/4 chip"]
+    assert fb.progress == [0.0, 100.0, 100.0]
+    assert fb.texts == ["chips: 0/4 chip", "chips: 4/4 chip", "chips: 4/4 chip, last rows"]
     assert "--progress json chip r.toml" in fb.info  # the global option comes first
     assert "INFO geotl.chips: cut" in fb.info
 

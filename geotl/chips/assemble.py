@@ -419,6 +419,7 @@ def chipset_meta(
         "split": {"method": "spatial blocks + guard bands", **split_settings(region)},
         INPUTS_KEY: label_inputs(region),
         LABEL_READING_KEY: LABEL_READING,
+        CUT_RULES_KEY: CUT_RULES,
         "counts": {
             **summary.counts,
             "guard": {
@@ -502,6 +503,13 @@ INPUTS_KEY = "inputs_content_sha256"
 #: the features read)
 LABEL_READING_KEY = "label_reading"
 LABEL_READING = 3
+#: how the split and the chips' objects were made, recorded in chipset.json. 2: scenes in
+#: several CRSs are blocked in one frame (the same ground falls in one split whichever scene
+#: shows it; each CRS was split on its own before), and a chip's ``object_ids`` leave the
+#: objects its guard bands hid wholly (before, a label budget spent labels on them and the
+#: card counted them). Chips without the key: see :func:`cut_rules`
+CUT_RULES_KEY = "cut_rules"
+CUT_RULES = 2
 
 
 def stale_reason(region: Region, meta: dict[str, Any], *, named_since: bool = True) -> str | None:
@@ -560,6 +568,8 @@ def stale_reason(region: Region, meta: dict[str, Any], *, named_since: bool = Tr
             return (
                 f"cut by an earlier geotl, which, of the {split} multi-part label feature(s), {how}"
             )
+    if cut_rules(meta) < CUT_RULES and (earlier := _earlier_cut(meta)) is not None:
+        return f"cut by an earlier geotl, {earlier}"
     was = meta.get(INPUTS_KEY) or {}
     if was and region.labels is not None:
         now = label_inputs(region)
@@ -568,6 +578,47 @@ def stale_reason(region: Region, meta: dict[str, Any], *, named_since: bool = Tr
         changed = [role for role in roles if was.get(role) != now.get(role)]
         if changed:
             return f"the region's {' and '.join(changed)} file changed after they were cut"
+    return None
+
+
+def cut_rules(meta: dict[str, Any]) -> int:
+    """The :data:`CUT_RULES` a ``chipset.json`` (``meta``) was cut by.
+
+    Chips cut before the key was recorded are 2 when they record what only chips cut since
+    rule 2 do (the guard bands' ``object_pixels``, :data:`LABEL_READING_KEY` or
+    :data:`INPUTS_KEY`), else 1 (chips cut in the half hour between rule 2 and the first of
+    those count as 1: chipped again, never used wrongly).
+
+    >>> cut_rules({"cut_rules": 2}), cut_rules({"counts": {"guard": {"chips": {}}}})
+    (2, 1)
+    >>> cut_rules({"counts": {"guard": {"object_pixels": {"train": 10}}}})
+    2
+    """
+    if CUT_RULES_KEY in meta:
+        return int(meta[CUT_RULES_KEY])
+    guard = (meta.get("counts") or {}).get("guard") or {}
+    later = "object_pixels" in guard or LABEL_READING_KEY in meta or INPUTS_KEY in meta
+    return 2 if later else 1
+
+
+def _earlier_cut(meta: dict[str, Any]) -> str | None:
+    """What chips of rule 1 (``meta``) hold that rule 2 would not, or None (nothing differs).
+
+    The split differs only where the scenes are in several CRSs; the objects only where the
+    guard bands took pixels from a chip.
+    """
+    crss = {str(s.get("crs")) for s in meta.get("scenes") or []}
+    if len(crss) > 1:
+        return (
+            f"which split the scenes of each of their {len(crss)} CRSs on their own (the same "
+            "ground could be in two splits)"
+        )
+    guard = ((meta.get("counts") or {}).get("guard") or {}).get("chips") or {}
+    if any(int(n) for n in guard.values()):
+        return (
+            "whose chips beside the guard bands list objects the bands hid wholly (a label "
+            "budget would spend labels on them, and the model card count them)"
+        )
     return None
 
 

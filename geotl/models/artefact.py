@@ -42,6 +42,7 @@ __all__ = [
     "card_digest",
     "load_artefact",
     "on_cpu",
+    "parse_card",
     "read_card",
     "require_device",
     "verify_weights",
@@ -262,20 +263,59 @@ def read_card(model_dir: str | Path) -> ModelCard:
         raise ModelArtefactError(
             f"unreadable model card ({exc}); retrain or restore it", card_path
         ) from exc
+    return parse_card(raw, card_path)
+
+
+#: what to do with a card a newer geotl wrote (this geotl cannot tell what it would change)
+_NEWER = "use the geotl that wrote it (or a later one), or retrain with this one"
+
+
+def parse_card(raw: object, source: str | Path) -> ModelCard:
+    """Validate a model card's JSON (``model.json``, or the card an ONNX export embeds).
+
+    A card of a newer geotl (a higher ``card_format``, or entries this geotl does not know)
+    is refused as such, not as an invalid card to retrain: its model is fine, this geotl is
+    older. Entries this geotl does not know are never dropped: each may change what the
+    model predicts (another band order, a threshold), so reading the rest would be wrong
+    silently. Cards of earlier geotl versions read their missing entries as the defaults
+    that keep them predicting as they did.
+
+    Args:
+        raw: the card as parsed JSON.
+        source: the file it came from, named in errors.
+
+    Raises:
+        ModelArtefactError: another card format, an unknown entry or an invalid value.
+    """
     fmt = raw.get("card_format") if isinstance(raw, dict) else None
+    if isinstance(fmt, int) and fmt > CARD_FORMAT:
+        raise ModelArtefactError(
+            f"model card format {fmt} is newer than this geotl reads (format {CARD_FORMAT}): "
+            + _NEWER,
+            source,
+        )
     if fmt != CARD_FORMAT:
         raise ModelArtefactError(
-            f"model card format {fmt!r} written by geotl {raw.get('geotl_version', '?') if isinstance(raw, dict) else '?'}"
-            f" is not supported by geotl {__version__} (format {CARD_FORMAT}): retrain with this geotl",
-            card_path,
+            f"model card format {fmt!r} is not supported by this geotl (format "
+            f"{CARD_FORMAT}): retrain with this geotl",
+            source,
         )
     try:
         return ModelCard.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
+        errors = exc.errors()
+        unknown = [
+            ".".join(str(p) for p in e["loc"]) for e in errors if e["type"] == "extra_forbidden"
+        ]
+        if unknown:
+            raise ModelArtefactError(
+                f"model card has entries this geotl does not know ({', '.join(unknown)}), "
+                "written by a newer geotl: " + _NEWER,
+                source,
+            ) from None
+        key = ".".join(str(p) for p in errors[0]["loc"])
         raise ModelArtefactError(
-            f"invalid model card at '{key}': {err['msg']}; retrain", card_path
+            f"invalid model card at '{key}': {errors[0]['msg']}; retrain", source
         ) from None
 
 

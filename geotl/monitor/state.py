@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import tomllib
@@ -24,8 +25,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from geotl.errors import ConfigError, GeotlRuntimeError
+from geotl.errors import ConfigError, GeotlInputError, GeotlRuntimeError, error_text
+from geotl.io.atomic import atomic_path
 from geotl.monitor.sources.scene import Scene, safe_scene_name
+from geotl.monitor.storage import storage_error
 
 __all__ = [
     "ALERT_STATUSES",
@@ -42,11 +45,15 @@ __all__ = [
     "StateSummary",
     "format_ts",
     "parse_ts",
+    "schema_copy",
 ]
+
+log = logging.getLogger(__name__)
 
 DB_FILE = "state.sqlite"
 #: 2: jobs record areas (``detected_area_m2``, ``new_area_m2``, ``gone_area_m2``); a state of
-#: schema 1 is migrated in place when opened for writing (:meth:`MonitorState._migrate`).
+#: schema 1 is migrated in place when opened for writing (:meth:`MonitorState._migrate`),
+#: its copy as schema 1 kept beside it for the geotl that wrote it (:func:`schema_copy`).
 #: The tables ``republished`` and ``pass_warnings`` came later within schema 2: they only add
 #: (a writer creates them, ``CREATE TABLE IF NOT EXISTS``), and a read-only reader of a
 #: state without them sees none (:meth:`MonitorState._optional`). So did the alerts' columns
@@ -58,6 +65,8 @@ DB_FILE = "state.sqlite"
 #: alert's original alert and the area it grew from) are added to such a table as they are
 #: (nullable, no CHECK), and read as empty where they are not yet
 SCHEMA_VERSION = 2
+#: the oldest schema this geotl opens (and migrates in place)
+OLDEST_SCHEMA = 1
 #: how many of a pass's warnings are kept word for word (all are counted)
 PASS_WARNING_LINES = 3
 
@@ -203,6 +212,18 @@ CREATE TABLE IF NOT EXISTS alert_evaluations (
     PRIMARY KEY (scene_key, model_id, rules)
 );
 """
+
+
+def schema_copy(db_path: Path, version: int) -> Path:
+    """Where the state is kept as schema ``version`` when a geotl migrates it past that.
+
+    A state migrated in place can no longer be opened by the geotl that wrote it (it refuses
+    another schema), so a team that goes back to that geotl needs the state as it left it.
+
+    >>> schema_copy(Path("out/peru/state.sqlite"), 1).as_posix()
+    'out/peru/state-schema-1.sqlite'
+    """
+    return db_path.with_name(f"{db_path.stem}-schema-{version}{db_path.suffix}")
 
 
 def format_ts(value: datetime) -> str:
@@ -548,6 +569,18 @@ def _area_from_file(
     return areas
 
 
+def _schema_number(version: str, path: Path) -> int:
+    """The ``schema_version`` meta value as a number (a damaged state refused in one line)."""
+    try:
+        return int(version)
+    except ValueError:
+        raise GeotlRuntimeError(
+            f"monitor state records schema {version!r}, not a number: restore it from a "
+            "backup or move it away to start over",
+            path,
+        ) from None
+
+
 def _record(row: sqlite3.Row) -> PassRecord:
     return PassRecord(
         key=row[0],
@@ -611,6 +644,8 @@ class MonitorState:
                     "choose a writable --out folder or fix its permissions",
                     self.path,
                 ) from exc
+            if (full := storage_error(exc, self.path.parent)) is not None:
+                raise full from exc  # a full disk (a migration writes), not a damaged state
             raise GeotlRuntimeError(
                 f"monitor state cannot be opened ({exc}): restore it from a backup or move it away "
                 "to start over",
@@ -696,6 +731,7 @@ class MonitorState:
         """
         if self.get_meta("schema_version") != "1":
             return
+        copy = self._keep_copy(1)
         with self.transaction() as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None or int(row[0]) != 1:
@@ -727,19 +763,71 @@ class MonitorState:
                     ),
                 )
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", ("2",))
+        log.info(
+            "%s: monitor state migrated from schema 1 to 2 (pass areas); the geotl that wrote "
+            "it cannot open it now: its copy as schema 1 is %s (to go back to that geotl, put "
+            "it back as %s)",
+            self.path,
+            copy.name,
+            self.path.name,
+        )
+
+    def _keep_copy(self, version: int) -> Path:
+        """Copy the state, as of schema ``version``, beside it before migrating it in place.
+
+        The copy is a consistent snapshot (SQLite's online backup, WAL included) written to
+        a temporary name and renamed. One copy is kept: one already there is the state as
+        the earlier geotl left it (a migration that failed after the copy leaves the state
+        as it was, so the copy is the same).
+
+        Raises:
+            ConfigError: the disk is full or read-only (nothing is migrated).
+        """
+        copy = schema_copy(self.path, version)
+        if copy.exists():
+            return copy
+        try:
+            with atomic_path(copy) as tmp:
+                target = sqlite3.connect(tmp)
+                try:
+                    self._db.backup(target)
+                finally:
+                    target.close()
+        except (OSError, sqlite3.Error) as exc:
+            raise storage_error(exc, self.path.parent) or ConfigError(
+                f"cannot keep a copy of the monitor state before migrating it "
+                f"({error_text(exc)}): fix the --out folder, then run again",
+                copy,
+            ) from exc
+        return copy
 
     def _check_schema(self) -> None:
         version = self.get_meta("schema_version")
+        number = SCHEMA_VERSION if version is None else _schema_number(version, self.path)
         if version is None:
             if not self.readonly:
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
-        elif int(version) == 1 and self.readonly:
+        elif number == 1 and self.readonly:
             # an earlier geotl's state read before a monitor run migrated it: no areas yet
             self._job_columns = _JOB_COLUMNS_V1
-        elif int(version) != SCHEMA_VERSION:
+        elif number > SCHEMA_VERSION:
+            copy = schema_copy(self.path, SCHEMA_VERSION)
+            back = (
+                f", or put back {copy.name} (this geotl's state, kept when the newer one "
+                "migrated it; passes done since are then done again)"
+                if copy.exists()
+                else ""
+            )
+            raise GeotlInputError(
+                f"monitor state has schema {number}, written by a newer geotl (this one reads "
+                f"schemas {OLDEST_SCHEMA} to {SCHEMA_VERSION}): run that geotl or a later one"
+                f"{back}, or start a new --out folder",
+                self.path,
+            )
+        elif number != SCHEMA_VERSION:
             raise GeotlRuntimeError(
-                f"monitor state has schema {version}, this geotl writes {SCHEMA_VERSION}: use the "
-                "geotl that wrote it or start a new --out folder",
+                f"monitor state has schema {number}, which no geotl wrote: restore it from a "
+                "backup or move it away to start over",
                 self.path,
             )
         have = self._alert_table_columns()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from geotl.errors import ConfigError, GeotlRuntimeError, LockedError
+from geotl.errors import ConfigError, GeotlInputError, GeotlRuntimeError, LockedError
 from geotl.monitor.lock import RegionLock
 from geotl.monitor.sources import Scene
 from geotl.monitor.state import MonitorState
@@ -144,7 +144,8 @@ def test_a_damaged_state_fails_to_open_read_only_too(tmp_path: Path) -> None:
         MonitorState(db, readonly=True)
     with MonitorState(tmp_path / "good.sqlite") as writer:
         writer.set_meta("schema_version", "999")
-    with pytest.raises(GeotlRuntimeError, match="schema 999"):
+    # a newer geotl's state is the user's input, not damage: one line, exit 2
+    with pytest.raises(GeotlInputError, match="schema 999, written by a newer geotl"):
         MonitorState(tmp_path / "good.sqlite", readonly=True)
 
 

@@ -31,7 +31,10 @@ the name some plugin versions read), ``tiles_overlap`` (%), ``seg_thresh``,
 ``seg_small_segment``, ``standardization_mean``/``standardization_std``; geotl's
 ``geotl_card`` (the whole model card: bands, normalisation, licence, base sha256, weights
 sha256, quantisation), for an int8 graph ``geotl_int8_float_nodes`` (the nodes kept in
-float, by reason), ``geotl_input``, ``geotl_graph_sha256``: the sha256 of the
+float, by reason), ``geotl_input``, ``geotl_output`` (:func:`output_description`: the
+output's shape and channels or columns, which maps are sigmoids, and how geotl makes objects
+of it with which of the card's numbers, for whoever runs the file without geotl),
+``geotl_graph_sha256``: the sha256 of the
 serialised graph (weights included), and ``geotl_card_sha256``: the sha256 of the
 ``geotl_card`` text. Both are checked on every load, so an altered graph is refused, and so
 is a card edited in the metadata (a threshold or class renamed), whose outputs would carry
@@ -65,12 +68,14 @@ __all__ = [
     "INPUT_SCALE",
     "INT8_FLOAT_NODES_KEY",
     "OPSET",
+    "OUTPUT_KEY",
     "OUTPUT_NAME",
     "ExportResult",
     "OnnxModel",
     "export_onnx",
     "graph_sha256",
     "onnx_to_bytes",
+    "output_description",
     "read_onnx",
 ]
 
@@ -85,6 +90,7 @@ _GRAPH_SHA_KEY = "geotl_graph_sha256"
 _CARD_KEY = "geotl_card"
 _CARD_SHA_KEY = "geotl_card_sha256"  # sha256 of the geotl_card value, exactly as stored
 INT8_FLOAT_NODES_KEY = "geotl_int8_float_nodes"  # an int8 graph's nodes kept in float, by reason
+OUTPUT_KEY = "geotl_output"  # the output's layout and how geotl makes objects of it
 
 
 def output_channels(card: ModelCard) -> list[str]:
@@ -173,6 +179,68 @@ def _deepness_metadata(card: ModelCard, tile_px: int) -> dict[str, Any]:
     }
 
 
+def output_description(card: ModelCard, tile_px: int) -> dict[str, Any]:
+    """What the graph's output means and how geotl turns it into objects (``geotl_output``).
+
+    Deepness knows its own keys; anybody else running the file (plain ONNX Runtime, another
+    tool) would otherwise have to read geotl's source to learn the channel layout, which
+    maps are sigmoids, that a detector's rows still need RetinaNet's selection, and which of
+    the card's numbers (threshold, seed threshold, suppression IoU) to apply.
+    """
+    channels = ["background", *output_channels(card)]
+    pixels = (
+        "a pixel belongs to its most probable class (channels 1..K) when that probability "
+        f"reaches threshold; objects are the 4-connected regions of one class, those under "
+        f"min_area_m2 ({card.resolution_m:g} m pixels) dropped"
+    )
+    if card.task == "detection":
+        from geotl.models.detector import (
+            DETECTIONS_PER_WINDOW,
+            SCORE_THRESH,
+            TOPK_CANDIDATES,
+            level_anchors,
+        )
+
+        levels = level_anchors(tile_px)
+        return {
+            "name": DETECTIONS_NAME,
+            "shape": [1, sum(levels), 5 + len(channels)],
+            "columns": ["cx", "cy", "w", "h", "conf", *(f"p_{c}" for c in channels)],
+            "meaning": "one row per anchor of one tile: box centre and size in tile pixels "
+            "(x right, y down from the tile's top-left corner), conf = the best class's "
+            "score, p_k = the sigmoid score of class k (p_background is an unused logit)",
+            "objects": "RetinaNet's selection, per pyramid level (rows in level order, "
+            f"anchors per level {levels}): scores above {SCORE_THRESH:g}, the best "
+            f"{TOPK_CANDIDATES} (anchor, class) pairs; boxes clipped to the tile; class-wise "
+            f"non-maximum suppression at nms_iou; the best {DETECTIONS_PER_WINDOW}; then the "
+            "boxes whose score reaches threshold, those under min_area_m2 dropped",
+            "threshold": card.threshold,
+            "nms_iou": card.nms_iou,
+            "min_area_m2": card.min_area_m2,
+        }
+    out: dict[str, Any] = {
+        "name": OUTPUT_NAME,
+        "shape": ["batch", len(channels), tile_px, tile_px],
+        "channels": channels,
+        "meaning": "softmax over background and the classes",
+        "objects": pixels,
+        "threshold": card.threshold,
+        "min_area_m2": card.min_area_m2,
+    }
+    if card.task == "instances":
+        k = 1 + len(card.classes)
+        out["meaning"] += (
+            f"; channels {k}.. are sigmoid maps (not classes): {', '.join(channels[k:])}"
+        )
+        out["objects"] = (
+            f"{pixels}; each region is split by a watershed from seeds, the connected "
+            "pixels where P(class) x (1 - P(border)) x (1 - P(contact)) reaches "
+            "seed_threshold, grown downhill in that score"
+        )
+        out["seed_threshold"] = card.seed_threshold
+    return out
+
+
 def _set_metadata(
     model: Any, card: ModelCard, tile_px: int, extra: dict[str, Any] | None = None
 ) -> str:
@@ -181,7 +249,8 @@ def _set_metadata(
     model.producer_version = __version__
     model.doc_string = (
         f"geotl model {card.model_id} ({card.task}: {', '.join(card.classes)}); input: raw "
-        f"{', '.join(card.bands)} / {INPUT_SCALE:g}, normalisation folded into the graph"
+        f"{', '.join(card.bands)} / {INPUT_SCALE:g}, normalisation folded into the graph; "
+        f"output: see the metadata key {OUTPUT_KEY}"
     )
     digest = graph_sha256(model)
     card_text = json.dumps(card.model_dump(mode="json"))
@@ -189,6 +258,7 @@ def _set_metadata(
         _deepness_metadata(card, tile_px)
         | {
             "geotl_input": f"raw digital numbers / {INPUT_SCALE:g}; bands {card.bands}",
+            OUTPUT_KEY: output_description(card, tile_px),
             "geotl_version": __version__,
             _GRAPH_SHA_KEY: digest,
         }

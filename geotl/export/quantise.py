@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 
 # operators that carry the network's arithmetic: each must end up between int8 Q/DQ pairs
 _COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+# a detector's float nodes besides the others: only its convolutions are quantised
+_DETECTOR_FLOAT = "detector: not convolutions"
 # calibration name -> ONNX Runtime's CalibrationMethod member (also the card's wording)
 _CALIBRATIONS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
@@ -100,7 +102,9 @@ class Int8Result:
         model: the quantised ``onnx.ModelProto``.
         note: one line for the card's ``quantisation``.
         float_nodes: node names kept in float, by reason (``"input scaling and output head"``,
-            ``"shape arithmetic"``, ``"compute layers"``, ``"pixel features"``).
+            ``"shape arithmetic"``, ``"compute layers"``, ``"pixel features"``; a detector
+            also ``"detector: not convolutions"``: group normalisation, pyramid sums and
+            upsampling, box decoding, scores).
     """
 
     model: Any
@@ -368,6 +372,15 @@ def quantise_int8(
                 f"{error_text(exc, 160)}): export fp32 (drop --int8)"
             ) from exc
         quantised = onnx.load(str(out))
+    if task == "detection":
+        # listed as the others are, so that the metadata names every node left in float
+        # (a detector's group normalisation, pyramid sums and upsampling, box decoding)
+        listed = {n for names in float_nodes.values() for n in names}
+        float_nodes[_DETECTOR_FLOAT] = [
+            n.name
+            for n in model.graph.node
+            if n.op_type not in ("Conv", "Constant") and n.name not in listed
+        ]
     kept = float_nodes["compute layers"]
     left = _float_compute_nodes(quantised, set(kept))
     if left:
@@ -380,7 +393,13 @@ def quantise_int8(
         f"int8 static (ONNX Runtime QDQ, {scheme.describe()} on {calibration.source}; "
         f"float: input scaling, output head, "
         f"{len(float_nodes['shape arithmetic'])} shape-arithmetic nodes, "
-        f"{len(float_nodes['pixel features'])} pixel-feature nodes, {kept_note})"
+        f"{len(float_nodes['pixel features'])} pixel-feature nodes, {kept_note}"
+        + (
+            f", {len(float_nodes[_DETECTOR_FLOAT])} nodes besides the convolutions"
+            if task == "detection"
+            else ""
+        )
+        + ")"
     )
     log.info("quantised to int8: %s", note)
     return Int8Result(model=quantised, note=note, float_nodes=float_nodes)

@@ -7,7 +7,9 @@ carries its size and sha256 (``file:checksum``, a multihash), so a catalogue can
 download; the inputs say which bands and which scaling the file expects, and the output
 describes the tensor the network gives: one classification class per channel, the
 background and the model's classes, then an instance model's border and contact maps
-(``geotl.export.onnx.output_channels``), so the channel count is the graph's.
+(``geotl.export.onnx.output_channels``), so the channel count is the graph's. A detector
+has no class maps: its ONNX graph gives every anchor's box and class scores, its PyTorch
+network each window's selected boxes, scores and classes, and the item says which.
 """
 
 from __future__ import annotations
@@ -118,16 +120,27 @@ def model_item(
         dim_order=["batch", "channel", "height", "width"],
         data_type="float32",
     )
-    if kind == "onnx" and card.task == "detection":
+    if card.task == "detection":
         channels = [MLMClassification(value=i, name=c) for i, c in enumerate(classes)]
-        # one window a run; every anchor's cx, cy, w, h, conf and class scores
-        outputs = "anchor boxes and class scores (cx, cy, w, h, conf, p_0..p_K)"
-        batch = 1
-        result = ModelResult(
-            shape=[1, -1, 5 + len(classes)],
-            dim_order=["batch", "anchor", "channel"],
-            data_type="float32",
-        )
+        if kind == "onnx":
+            # one window a run; every anchor's cx, cy, w, h, conf and class scores
+            outputs = "anchor boxes and class scores (cx, cy, w, h, conf, p_0..p_K)"
+            batch = 1
+            result = ModelResult(
+                shape=[1, -1, 5 + len(classes)],
+                dim_order=["batch", "anchor", "channel"],
+                data_type="float32",
+            )
+        else:  # the PyTorch RetinaNet has no class maps: per window, its selected boxes
+            outputs = (
+                "detected boxes per window: x0, y0, x1, y1 (window pixels), score, class "
+                "(RetinaNet's selection: per-level best candidates, class-wise suppression)"
+            )
+            result = ModelResult(
+                shape=[-1, -1, 6],
+                dim_order=["batch", "detection", "channel"],
+                data_type="float32",
+            )
     props = MLModelProperties(
         name=card.model_id,
         architecture=card.network.description,

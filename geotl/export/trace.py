@@ -87,12 +87,16 @@ def torch_to_onnx(artefact: Artefact, tile_px: int) -> Any:
             f"pass --tile-px {card.network.round_up_px(tile_px)}"
         )
     network, output, batch = artefact.network, OUTPUT_NAME, {0: "batch"}
+    # the output's fixed sizes (axis -> size): a probability map is the tile's size
+    fixed = {2: tile_px, 3: tile_px}
     if card.task == "detection":
         # every anchor's box and scores; one window per run (as Deepness runs detectors)
         from geotl.models.detector import AnchorRows, GeotlRetinaNet
 
         network = AnchorRows(cast(GeotlRetinaNet, network), len(card.bands), tile_px)
         output, batch = DETECTIONS_NAME, {}
+        # one row per anchor: cx, cy, w, h, conf, p_0..p_K
+        fixed = {0: 1, 1: int(network.centre.shape[0]), 2: 5 + 1 + len(card.classes)}
     portable = _Portable(
         network,
         card.normalisation.mean,
@@ -117,8 +121,10 @@ def torch_to_onnx(artefact: Artefact, tile_px: int) -> Any:
             do_constant_folding=True,
         )
     model = onnx.load_from_string(buf.getvalue())
-    if batch:  # a probability map is the tile's size: say so (the exporter names the axes)
-        for dim in model.graph.output[0].type.tensor_type.shape.dim[2:]:
+    # said in the graph: the exporter leaves a detector's as generated names
+    # ("Unsqueezedetections_dim_1"), which onnx, Netron and converters read as its shape
+    for axis, dim in enumerate(model.graph.output[0].type.tensor_type.shape.dim):
+        if axis in fixed:
             dim.Clear()
-            dim.dim_value = tile_px
+            dim.dim_value = fixed[axis]
     return model

@@ -2,7 +2,8 @@
 
 :class:`RegionLock` holds an exclusive ``flock`` on ``<region dir>/.lock`` for the whole run;
 the OS releases it when the process dies, even by SIGKILL. The file records who holds it, so
-that a second monitor and ``geotl monitor status`` can say so.
+that a second monitor and ``geotl monitor status`` can say so; whether it is held at all is
+asked of the OS (a killed holder's record stays in the file).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +26,23 @@ from geotl.monitor.storage import storage_error
 __all__ = ["LOCK_FILE", "RegionLock"]
 
 LOCK_FILE = ".lock"
+
+
+def _flock_exclusive(fd: int, probe_s: float = 0.2) -> None:
+    """Take ``fd``'s exclusive lock at once, or after ``probe_s`` once, or fail.
+
+    :meth:`RegionLock.is_held` (``monitor status``) holds a shared lock for an instant; a
+    monitor starting then tries once more instead of refusing to run. Another monitor is
+    refused ``probe_s`` later.
+
+    Raises:
+        BlockingIOError: another process holds the lock.
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        time.sleep(probe_s)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 class RegionLock:
@@ -55,7 +74,7 @@ class RegionLock:
                 self.path.parent,
             ) from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock_exclusive(fd)
         except BlockingIOError:
             os.close(fd)
             info = self.holder()
@@ -92,11 +111,45 @@ class RegionLock:
             return {}
         return info if isinstance(info, dict) else {}
 
-    def holder_pid(self) -> int | None:
-        """The pid of a live process holding the lock, else None (readable without locking)."""
-        pid = self.holder().get("pid")
-        if not isinstance(pid, int):
+    def is_held(self) -> bool | None:
+        """Whether a process holds the lock now, as the OS says (None: it cannot say).
+
+        The file alone cannot say: a monitor killed by SIGKILL leaves its pid there, and
+        that pid alive again (reused, or pid 1 in a container run by cron) read as a
+        monitor still running. A shared lock tried and dropped at once answers instead; a
+        monitor starting in that instant waits for it (:func:`_flock_exclusive`).
+        """
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        except OSError:
             return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:  # a file system without flock
+            return None
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+
+    def holder_pid(self) -> int | None:
+        """The pid of the process holding the lock, else None (readable without locking).
+
+        Where the OS cannot say whether the lock is held, a live process of the recorded
+        pid on this host counts.
+        """
+        held = self.is_held()
+        info = self.holder()
+        pid = info.get("pid")
+        if held is False or not isinstance(pid, int):
+            return None
+        if held or info.get("host", socket.gethostname()) != socket.gethostname():
+            return pid
         try:
             os.kill(pid, 0)
         except ProcessLookupError:

@@ -314,8 +314,6 @@ class Monitor:
         out_parent = Path(self.options.out_dir)
         if out_parent.exists() and not out_parent.is_dir():
             raise ConfigError("--out exists and is a file: choose a folder", out_parent)
-        # a folder the first run makes is removed again if that run fails on bad input
-        self._made = [p for p in (self.dir, out_parent) if not p.exists()]
         client = None
         if self.options.cluster is not None and self._detector is None:
             # before the lock: an unreachable scheduler or a refusing worker writes nothing
@@ -327,6 +325,8 @@ class Monitor:
             except BaseException:
                 self._cluster.close()
                 raise
+        # a folder the first run makes is removed again if that run fails on bad input
+        self._made = [p for p in (self.dir, out_parent) if not p.exists()]
         try:
             self._lock.acquire({"region": str(self.region.path), "model": str(self.model_dir)})
         except BaseException:
@@ -372,12 +372,19 @@ class Monitor:
                     recovered,
                 )
         except BaseException as exc:
-            self.close()
             full = (
                 storage_error(exc, self.dir)
                 if isinstance(exc, OSError | sqlite3.Error) and not isinstance(exc, GeotlError)
                 else None
             )
+            # a refusal (bad model, bands, rule, reference layer) leaves no folder, lock or
+            # state behind: cron would otherwise keep an empty region folder that status
+            # reads as a region that never ran
+            error = full or exc
+            refused = isinstance(error, GeotlError) and error.exit_code == 2
+            self.close(discard=self._made if refused else [])
+            if refused:
+                self._made = []
             if full is not None:  # the disk under --out is full or read-only
                 raise full from exc
             raise
@@ -401,9 +408,7 @@ class Monitor:
                 return self.run_once()
         except GeotlError as exc:
             if exc.exit_code == 2 and made:
-                self.close()
-                for folder in made:
-                    shutil.rmtree(folder, ignore_errors=True)
+                self.close(discard=made)
             raise
         except (OSError, sqlite3.Error) as exc:  # the disk under --out filled up mid-run
             if (full := storage_error(exc, self.dir)) is None:
@@ -418,13 +423,21 @@ class Monitor:
         check_workers(client, ModelRef.from_path(self.model_dir, "auto", self.options.device))
         return client
 
-    def close(self) -> None:
-        """Close the state and release the lock."""
+    def close(self, discard: list[Path] | None = None) -> None:
+        """Close the state and release the lock.
+
+        Args:
+            discard: folders this monitor made and removes (a refused first run). They go
+                while the lock is still held: released first, a monitor starting meanwhile
+                could take the lock in the folder about to be removed.
+        """
         if self._state is not None:
             self._state.close()
             self._state = None
         self._passes = None
         self._alerts = None
+        for folder in discard or []:
+            shutil.rmtree(folder, ignore_errors=True)
         self._lock.release()
         self._cluster.close()
 

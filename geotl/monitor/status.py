@@ -48,6 +48,9 @@ class MonitorStatus:
     loop_stopped: datetime | None = None
     next_retry: datetime | None = None
     running_pid: int | None = None
+    #: where and since when the running monitor runs (from the lock file), as it wrote them
+    running_host: str | None = None
+    running_since: str | None = None
     models: list[str] = field(default_factory=list)
     alerts: dict[str, int] = field(default_factory=dict)  # alert status -> count
     #: open alerts whose delivery failed and is retried: how many, the next attempt, last error
@@ -111,6 +114,8 @@ class MonitorStatus:
             "loop_stopped": ts(self.loop_stopped),
             "next_retry": ts(self.next_retry),
             "running_pid": self.running_pid,
+            "running_host": self.running_host,
+            "running_since": self.running_since,
             "models": self.models,
             "alerts": self.alerts,
             "alerts_retrying": {
@@ -154,8 +159,20 @@ def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
     """Read a region's monitor state without locking it (safe while a monitor runs)."""
     rdir = region_dir(region, out_dir)
     db_path = rdir / DB_FILE
-    if not db_path.exists():
-        return MonitorStatus(region=region.name, dir=rdir, initialised=False)
+    lock = RegionLock(rdir, region.name)
+    running_pid = lock.holder_pid()
+    holder = lock.holder() if running_pid is not None else {}
+    running_host = str(holder["host"]) if "host" in holder else None
+    running_since = str(holder["since"]) if "since" in holder else None
+    if not db_path.exists():  # a first run may be loading its model
+        return MonitorStatus(
+            region=region.name,
+            dir=rdir,
+            initialised=False,
+            running_pid=running_pid,
+            running_host=running_host,
+            running_since=running_since,
+        )
     with MonitorState(db_path, readonly=True) as state:
         state.check_region_file(region.path, region.name)
         summary = state.summary()
@@ -173,7 +190,6 @@ def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
         ]
         republished = state.republished()
     last = summary.last_run
-    running_pid = RegionLock(rdir, region.name).holder_pid()
     every_s = last.every_s if last and last.every_s else None
     if last and every_s and running_pid is None:
         # an --every loop holds the lock while it lives: with none held, no run is coming
@@ -210,6 +226,8 @@ def monitor_status(region: Region, out_dir: Path) -> MonitorStatus:
         loop_stopped=loop_stopped,
         next_retry=min(retries) if retries else None,
         running_pid=running_pid,
+        running_host=running_host,
+        running_since=running_since,
         models=summary.models,
         alerts=summary.alerts,
         alerts_retrying=len(retrying),
@@ -238,8 +256,15 @@ def _alerts_by_rule(region: Region, fired: list[str]) -> dict[str, int]:
 def format_status(status: MonitorStatus) -> str:
     """Human-readable status, one fact per line."""
     lines = [f"region: {status.region} ({status.dir})"]
+    running = (
+        f"running now: pid {status.running_pid}"
+        + (f" on {status.running_host}" if status.running_host else "")
+        + (f" since {status.running_since}" if status.running_since else "")
+    )
     if not status.initialised:
         lines.append("state: never run (no state database yet)")
+        if status.running_pid is not None:
+            lines.append(running)
         return "\n".join(lines) + "\n"
 
     def ts(v: datetime | None) -> str:
@@ -297,13 +322,15 @@ def format_status(status: MonitorStatus) -> str:
             f"to process: {len(status.pending)} ({', '.join(p.name for p in status.pending[:5])}"
             f"{', ...' if len(status.pending) > 5 else ''}; {what})"
         )
+    # a run without an outcome is running, or was killed
+    unfinished = "running" if status.running_pid is not None else "unfinished"
     lines.append(
         f"last run: started {ts(status.last_run_started)}, finished {ts(status.last_run_finished)}, "
-        f"{status.last_run_outcome or 'unfinished'}"
+        f"{status.last_run_outcome or unfinished}"
         + (f": {status.last_run_error}" if status.last_run_error else "")
     )
     if status.running_pid is not None:
-        lines.append(f"running now: pid {status.running_pid}")
+        lines.append(running)
     if status.next_run_due:
         due = ts(status.next_run_due)
     elif status.loop_stopped:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import re
 import socket
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from alert_helpers import Receiver, fake_monitor_state
 
 from geotl.monitor.alerts import DeliveryPolicy, deliver_due
-from geotl.monitor.state import MonitorState
+from geotl.monitor.state import AlertRecord, MonitorState
 
 LOGGER = "geotl.monitor.alerts.delivery"
 
@@ -98,3 +99,33 @@ def test_status_says_why_alerts_could_not_be_delivered(
     text = format_status(status)
     assert "2 alert(s) could not be delivered (HTTP 301: the webhook redirects to http" in text
     assert "/moved; set the webhook to the URL it redirects to)" in text
+
+
+def test_a_refused_webhook_tries_every_alert_from_one_reading_of_the_due_ones(
+    tmp_path: Path, naip_small: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # nothing listens on the port: each attempt is refused at once. The due alerts were read
+    # again after each refusal, so a run with 2,000 open alerts did O(n^2) work and held the
+    # lock for all of wait_s (60 s) having tried 813 of them
+    rdir = tmp_path / "out" / "naip-nd"
+    ids = fake_monitor_state(rdir, naip_small[:2], [12, 12])
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    host, port = closed.getsockname()
+    closed.close()
+    readings: list[int] = []
+    policy = DeliveryPolicy(f"http://{host}:{port}/hook", timeout_s=5, retry_base_s=3600)
+    with MonitorState(rdir / "state.sqlite") as state:
+        due_alerts = state.due_alerts
+
+        def counted(now: datetime) -> list[AlertRecord]:
+            found = due_alerts(now)
+            readings.append(len(found))
+            return found
+
+        monkeypatch.setattr(state, "due_alerts", counted)
+        report = deliver_due(state, "naip-nd", policy)
+        alerts = state.alerts()
+    assert readings == [len(ids)]
+    assert report.attempts == len(ids) and sorted(report.unanswered) == sorted(ids)
+    assert all(a.attempts == 1 and a.status == "open" and a.last_error for a in alerts)

@@ -11,7 +11,8 @@ pass-to-pass changes are): its last pass and its area when last seen move on; no
 sent twice. Alert ids are deterministic (region, rule, pass and object id), so re-evaluating
 a pass never duplicates. A pass done again from a corrected file that no longer supports an
 alert it raised withdraws it: kept in the state, out of ``alerts.geojson``, and a receiver
-that got it is told once (``status: withdrawn``, its own idempotency key).
+that got it is told once (``status: withdrawn``, its own idempotency key). Should a later
+correction bring the object back, it is raised as a new alert (its own id and key).
 
 A ``grown`` rule raises an object again when it grew past its area when last raised (see
 :meth:`AlertEngine._grown`): a new alert, its id built like any other, linked to the
@@ -259,6 +260,7 @@ class AlertEngine:
                     continue
                 new.append(self._record(cand, rec.model_id, rec, now))
         sightings.extend(self._sightings(rec, views[0], crs, {s.alert_id for s in sightings}))
+        new = self._reopened(new)
         withdrawn = self._withdrawn(rec, supported | {a.id for a in new})
         inserted = self.state.record_alert_evaluation(
             rec.key,
@@ -349,6 +351,36 @@ class AlertEngine:
                     looked=len(grown),
                 )
             )
+        return out
+
+    def _reopened(self, new: list[AlertRecord]) -> list[AlertRecord]:
+        """The new alerts, each one that was raised before and withdrawn under a new id.
+
+        A pass corrected back (its object there again) raised the withdrawn alert again
+        under its id, so its webhook went out under the idempotency key of the first
+        delivery: a receiver that drops a key it has seen dropped it, and one keyed on it
+        (a PagerDuty ``dedup_key``, an Opsgenie ``alias``) took it for the incident the
+        withdrawal had closed. Each opening is an alert, with its own id and key, as
+        PagerDuty opens a new incident for a trigger after a resolve. The id is still
+        deterministic (the object id numbered by its opening): a pass evaluated again
+        raises the same one.
+        """
+        withdrawn = {a.id for a in self.state.alerts(("withdrawn",))} if new else set()
+        out: list[AlertRecord] = []
+        for alert in new:
+            opening, reopened = 1, alert
+            while reopened.id in withdrawn:
+                opening += 1
+                reopened = dataclasses.replace(
+                    alert,
+                    id=alert_id(
+                        self.region.name,
+                        alert.rule,
+                        alert.fired_scene,
+                        f"{alert.object_id}#{opening}",
+                    ),
+                )
+            out.append(reopened)
         return out
 
     def _withdrawn(self, rec: PassRecord, supported: set[str]) -> list[str]:

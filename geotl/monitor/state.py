@@ -1601,10 +1601,11 @@ class MonitorState:
         """Store one pass's evaluation in one transaction: new alerts, sightings, the mark.
 
         A pass evaluated twice (a run killed after the alerts were written) inserts nothing
-        twice: alert ids are deterministic and inserts ignore existing ids. An alert of this
-        pass withdrawn earlier that fires again (the pass corrected back) is raised again
-        under its id, as a new alert. ``withdrawn``: alerts of this pass (done again) that
-        it no longer supports; the receivers of those delivered are told once.
+        twice: alert ids are deterministic and inserts ignore existing ids. An object whose
+        alert was withdrawn and that fires again (the pass corrected back) comes here under
+        a new id (``AlertEngine._reopened``: a receiver sees a new key); were a withdrawn id
+        given again, it would be reopened in place. ``withdrawn``: alerts of this pass (done
+        again) that it no longer supports; the receivers of those delivered are told once.
 
         Returns:
             How many alerts were new.
@@ -1613,7 +1614,7 @@ class MonitorState:
         inserted = 0
         with self.transaction() as db:
             for alert in new:
-                # a withdrawn one is raised again in place: its deliveries keep pointing at it
+                # a withdrawn id given again is reopened in place (the engine gives new ids)
                 cur = db.execute(
                     f"INSERT INTO alerts ({_ALERT_COLUMNS}) VALUES "
                     f"({', '.join('?' * _ALERT_COLUMN_COUNT)}) "

@@ -28,6 +28,7 @@ from geotl.monitor.changes import ChangeCriteria, empty_features, metric_crs, ov
 from geotl.monitor.sequence import footprint_of
 from geotl.monitor.state import MonitorState, PassRecord
 from geotl.predict.core import geodesic_areas_m2
+from geotl.predict.vectorise import polygonal_part
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -243,7 +244,8 @@ def _fold_into(
         outside = shapely.difference(older.geometry.iloc[o], covered)
         if outside.is_empty or outside.area == 0:
             continue
-        grown = shapely.make_valid(shapely.union(kept.geometry.iloc[n], outside))
+        # an outside sliver touching the kept object along a line unions into a collection
+        grown = polygonal_part(shapely.make_valid(shapely.union(kept.geometry.iloc[n], outside)))
         kept.loc[kept.index[n], "geometry"] = grown
         if "area_m2" in kept.columns:
             # make_valid's parts wind either way: pyproj's signed sum took one part of a

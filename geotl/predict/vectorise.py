@@ -59,6 +59,7 @@ __all__ = [
     "min_pixels_for",
     "objects_by_windows",
     "objects_to_frame",
+    "polygonal_part",
     "touches_cut_edge",
     "vectorise",
     "vectorise_by_windows",
@@ -155,8 +156,12 @@ def class_map_from_foreground(
     return class_map, score
 
 
-def _polygonal(geom: BaseGeometry) -> BaseGeometry:
-    """Keep the polygonal parts of a (repaired) geometry."""
+def polygonal_part(geom: BaseGeometry) -> BaseGeometry:
+    """Keep the polygonal parts of a (repaired) geometry.
+
+    ``make_valid`` of a polygon, or of a union of polygons, can give a GeometryCollection
+    with lines or points beside the polygons: an object is only its area.
+    """
     if isinstance(geom, Polygon | MultiPolygon):
         return geom
     parts: list[Polygon] = []
@@ -296,7 +301,7 @@ def _finish_geometries(
     """
     geoms_px = geoms_px.copy()
     for i in np.flatnonzero(~shapely.is_valid(geoms_px)):
-        geoms_px[i] = _polygonal(shapely.make_valid(geoms_px[i]))
+        geoms_px[i] = polygonal_part(shapely.make_valid(geoms_px[i]))
     geoms_px = shapely.normalize(geoms_px)
     if simplify_px > 0:
         simplified = _simplify_coverages(geoms_px, simplify_px, groups)
@@ -306,7 +311,7 @@ def _finish_geometries(
         # pixels), each ring reversed only where it is wrong, so the rest are unchanged
         geoms_px[took] = shapely.orient_polygons(simplified[took], exterior_cw=True)
         for i in np.flatnonzero(took & ~shapely.is_valid(geoms_px)):
-            geoms_px[i] = shapely.normalize(_polygonal(shapely.make_valid(geoms_px[i])))
+            geoms_px[i] = shapely.normalize(polygonal_part(shapely.make_valid(geoms_px[i])))
     t = transform
 
     def affine(xy: np.ndarray) -> np.ndarray:

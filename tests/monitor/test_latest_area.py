@@ -92,3 +92,25 @@ def test_latest_area_of_an_object_grown_by_a_disjoint_part_is_its_ground(tmp_pat
     assert grown.geom_type == "MultiPolygon"  # the strip beyond the newer footprint is apart
     ground_m2 = float(latest.to_crs(latest.estimate_utm_crs()).area.iloc[0])
     assert float(latest["area_m2"].iloc[0]) == pytest.approx(ground_m2, rel=0.005)
+
+
+def test_an_older_object_joined_by_a_sliver_stays_a_polygon(tmp_path: Path) -> None:
+    """A newer pass covering part of an older one: the older crown's part outside it was two
+    slivers, and their union with the newer crown was repaired into a polygon and a line, a
+    GeometryCollection that ``latest.geojson``'s writer failed on (``KeyError: 'coordinates'``)
+    after the passes were recorded done; the next run then never wrote it.
+
+    ``data/fold_sliver.geojson``: the newer crown, the older one and the newer footprint, from
+    a real run (the demo model on OSBS_029 and a 400 x 300 px crop of it, found by an
+    upgrade drive in stop 48).
+    """
+    from geotl.monitor.outputs import _fold_into
+
+    frame = gpd.read_file(Path(__file__).parent / "data" / "fold_sliver.geojson")
+    kept = frame[frame.role == "kept"].drop(columns="role").reset_index(drop=True)
+    older = frame[frame.role == "older"].drop(columns="role").reset_index(drop=True)
+    covered = frame[frame.role == "covered"].geometry.iloc[0]
+    assert _fold_into(kept, older, covered).empty  # the older crown is the newer one
+    assert list(kept.geom_type) == ["Polygon"]
+    write_geojson(tmp_path / "latest.geojson", kept)
+    assert gpd.read_file(tmp_path / "latest.geojson").geometry.iloc[0].is_valid

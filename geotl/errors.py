@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "ERROR_PREFIX",
     "AlertError",
     "BandMismatchError",
     "BaseModelError",
@@ -30,6 +31,10 @@ __all__ = [
     "SchedulerUnreachableError",
     "error_text",
 ]
+
+#: how the one line of an error starts on stderr (the CLI's, and a training process's that
+#: ends itself; the QGIS plugin finds the line by it)
+ERROR_PREFIX = "geotl: error: "
 
 
 class GeotlError(Exception):

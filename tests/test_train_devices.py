@@ -341,3 +341,69 @@ def test_a_rank_that_is_gone_is_one_line_on_the_others(tmp_path: Path) -> None:
     assert lines[0].startswith("training stopped: another of the 2 processes (--devices 2 ")
     assert "no model was written, run the command again" in lines[0]
     assert "pair.cc" not in lines[0] and "GLHF" not in lines[0]
+
+
+# imported at start-up by the processes Lightning starts (LOCAL_RANK 1; rank 0 runs as 0):
+# rank 1 dies as the out-of-memory killer ends a process, before it joins the group
+_KILL_RANK_1 = """
+import os, signal
+if os.environ.get("LOCAL_RANK") == "1":
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_rank_killed_before_training_is_one_line_naming_it(
+    crowns_region: Path, tmp_path: Path
+) -> None:
+    """Rank 1 SIGKILLed at start: rank 0 says which process, how and what to try (exit 1).
+
+    Lightning's observer SIGKILLed rank 0 too: exit 137, no word a user could act on, and the
+    half-built model folder left beside DIR. Rank 0 waited for rank 1 to join the group,
+    where no error comes and no signal handler runs.
+    """
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_KILL_RANK_1)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(hook), str(REPO)]),
+        "OMP_NUM_THREADS": "1",
+    }
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    out = runs / "m"
+    res = subprocess.run(
+        [sys.executable, "-m", "geotl", "train", str(crowns_region), "--out", str(out),
+         *STEPS, "--devices", "2"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 1, res.stderr[-3000:]
+    said = [line for line in res.stderr.splitlines() if line.startswith("geotl: ")]
+    assert said == [
+        "geotl: error: training stopped: process 1 of 2 (--devices 2 --num-nodes 1) was "
+        "killed (SIGKILL, most often by the system for want of memory): use fewer --devices "
+        "or a smaller --batch-size; no model was written, run the command again"
+    ], res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    assert not list(runs.iterdir())  # neither DIR nor its half-built .tmp-m.* folder
+
+
+def test_torchrun_processes_failing_alike_say_it_once(crowns_region: Path, tmp_path: Path) -> None:
+    """Every process of ``torchrun --nproc-per-node 2`` refuses the layout: one line, not 2.
+
+    torchrun's own summary of the failed processes follows it (geotl cannot hold it back).
+    """
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "m"
+    res = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "geotl",
+         "train", str(crowns_region), "--out", str(out), "--batch-size", "8"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert res.returncode != 0
+    said = [line for line in res.stderr.splitlines() if line.startswith("geotl: ")]
+    assert said == [
+        "geotl: error: the launcher started 2 process(es), 2 per node, but --devices 1 "
+        "--num-nodes 1 make 1, 1 per node: use --devices 2 --num-nodes 1"
+    ], res.stderr[-3000:]
+    assert not out.exists()

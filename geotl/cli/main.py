@@ -22,7 +22,7 @@ import click
 from click.exceptions import NoArgsIsHelpError
 
 from geotl import __version__
-from geotl.errors import GeotlError
+from geotl.errors import ERROR_PREFIX, GeotlError
 from geotl.io.gdal_messages import gdal_messages_logged
 from geotl.progress import ProgressFormat, set_progress_format
 
@@ -72,7 +72,7 @@ class _GeotlGroup(click.Group):
         except GeotlError as exc:
             if ctx.find_root().meta.get("geotl.verbose"):
                 traceback.print_exc(file=sys.stderr)
-            click.echo(f"geotl: error: {exc}", err=True)
+            click.echo(f"{ERROR_PREFIX}{exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt as exc:
             if ctx.find_root().meta.get("geotl.verbose"):
@@ -96,7 +96,7 @@ def _usage_error(ctx: click.Context, exc: click.UsageError) -> None:
     if failed.command.hidden and failed.parent is not None:  # a group's default (monitor run)
         arguments = [p for p in failed.command.collect_usage_pieces(failed) if p != "[OPTIONS]"]
         path = " ".join([failed.parent.command_path, *arguments])
-    click.echo(f"geotl: error: {exc.format_message()} ({path} --help says more)", err=True)
+    click.echo(f"{ERROR_PREFIX}{exc.format_message()} ({path} --help says more)", err=True)
     ctx.exit(exc.exit_code)
 
 

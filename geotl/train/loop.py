@@ -81,6 +81,8 @@ from geotl.train.devices import (
     DeviceLayout,
     launched_rank,
     process_lost_is_one_line,
+    removed_if_forced_out,
+    said_once,
     set_threads_per_process,
 )
 from geotl.train.metrics import ConfusionIoU
@@ -412,28 +414,31 @@ def train_model(regions: list[Region], out_dir: str | Path, options: TrainOption
     Raises:
         GeotlInputError: bad regions, chips, base model or too few labels.
     """
-    _check_inputs(regions, options)
-    settings = resolve_settings(regions, options)
-    layout = DeviceLayout(options.devices, options.num_nodes, options.strategy)
-    layout.check(settings.batch_size, options.device)
-    out = Path(out_dir)
-    rank = launched_rank(layout)
-    if rank == 0:
-        has_model = (out / "model.json").exists() or (out / "model.safetensors").exists()
-        if has_model and not options.overwrite:
-            raise OutputExistsError("a model exists here: pass --overwrite to replace it", out)
-        if options.chips:
-            return _train(regions, out, out / "chips", options, settings, layout)
-        for r in regions:  # the folder is replaced whole: never one holding the inputs
-            r.check_output_dir(out)
-        # the model and the chips cut for it appear together or not at all: a run that
-        # fails or is interrupted leaves no folder that would stop the same command again
-        with atomic_dir(out, options.overwrite) as tmp:
-            return _train(regions, tmp, tmp / "chips", options, settings, layout)
-    # other ranks chip the same regions into a folder of their own (no race on DIR/chips,
-    # no shared file system needed) and write nothing else
-    with scratch_dir(f"rank{rank}") as private:
-        return _train(regions, out, private / "chips", options, settings, layout)
+    # torchrun's processes all fail alike on a bad input: the first one says it
+    with said_once():
+        _check_inputs(regions, options)
+        settings = resolve_settings(regions, options)
+        layout = DeviceLayout(options.devices, options.num_nodes, options.strategy)
+        layout.check(settings.batch_size, options.device)
+        out = Path(out_dir)
+        rank = launched_rank(layout)
+        if rank == 0:
+            has_model = (out / "model.json").exists() or (out / "model.safetensors").exists()
+            if has_model and not options.overwrite:
+                raise OutputExistsError("a model exists here: pass --overwrite to replace it", out)
+            if options.chips:
+                return _train(regions, out, out / "chips", options, settings, layout)
+            for r in regions:  # the folder is replaced whole: never one holding the inputs
+                r.check_output_dir(out)
+            # the model and the chips cut for it appear together or not at all: a run that
+            # fails or is interrupted leaves no folder that would stop the same command again
+            # (also when a dead process's watch ends this one: removed_if_forced_out)
+            with atomic_dir(out, options.overwrite) as tmp, removed_if_forced_out(tmp):
+                return _train(regions, tmp, tmp / "chips", options, settings, layout)
+        # other ranks chip the same regions into a folder of their own (no race on DIR/chips,
+        # no shared file system needed) and write nothing else
+        with scratch_dir(f"rank{rank}") as private:
+            return _train(regions, out, private / "chips", options, settings, layout)
 
 
 def _train(

@@ -295,8 +295,10 @@ def parse_card(raw: object, source: str | Path) -> ModelCard:
             source,
         )
     if fmt != CARD_FORMAT:
+        wrote = raw.get("geotl_version") if isinstance(raw, dict) else None
+        by = f" (written by geotl {wrote})" if wrote else ""
         raise ModelArtefactError(
-            f"model card format {fmt!r} is not supported by this geotl (format "
+            f"model card format {fmt!r}{by} is not supported by this geotl (format "
             f"{CARD_FORMAT}): retrain with this geotl",
             source,
         )

@@ -68,7 +68,7 @@ def test_a_card_of_a_later_format_is_from_a_newer_geotl(tmp_path: Path) -> None:
     with pytest.raises(ModelArtefactError, match=r"format 2 is newer than this geotl reads"):
         read_card(tmp_path / "m")
     _edit(tmp_path / "m", card_format=0)
-    with pytest.raises(ModelArtefactError, match=r"format 0 is not supported.*retrain") as err:
+    with pytest.raises(ModelArtefactError, match=r"format 0 .*is not supported.*retrain") as err:
         read_card(tmp_path / "m")
     assert err.value.path == card
 

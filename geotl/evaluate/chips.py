@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -307,8 +307,10 @@ def scored_classes(card: Any, region: Region) -> ScoredClasses:
     return ScoredClasses(names=names, lut=lut, not_in_region=others)
 
 
-def owned_pixels(rows: pd.DataFrame) -> list[np.ndarray]:
-    """Per chip, the pixels no earlier chip of ``rows`` in the same scene holds.
+def owned_pixels(
+    rows: pd.DataFrame, masks: np.ndarray | None = None, datetime_regex: str | None = None
+) -> list[np.ndarray]:
+    """Per chip, the pixels whose ground no earlier chip of ``rows`` holds.
 
     A scene's last row and column of chips are shifted back to end at its edge, so they
     overlap their neighbours (by up to most of a chip). Scoring every chip whole would
@@ -316,8 +318,23 @@ def owned_pixels(rows: pd.DataFrame) -> list[np.ndarray]:
     bootstrap treat the copies as independent samples; each pixel is scored once, in the
     first chip (in ``rows``' order) that holds it.
 
+    Tiles of one acquisition hold the same ground twice as well: adjacent Sentinel-2 tiles
+    share 10 km, and across a UTM zone boundary the two tiles are even in different CRSs.
+    When ``rows`` carries the chips' footprints (a chip index: ``geometry`` and
+    ``scene_crs``), a pixel whose centre lies on ground an earlier chip of another tile of
+    its acquisition scored is left out too. Tiles are of one acquisition when their
+    acquisition times are equal and carry a time of day (:func:`~geotl.predict.tiles.
+    one_acquisition`, as predict keeps their objects once): passes of other dates over the
+    same ground are other imagery, each scored. With ``masks`` (the chips' label masks)
+    "scored" means labelled there (not :data:`~geotl.chips.labels.IGNORE`), so ground one
+    tile lacks (its nodata collar) is scored in the other; without, the earlier chip's whole
+    footprint counts.
+
     Args:
-        rows: chip index rows (``scene``, ``row_off``, ``col_off``, ``height``, ``width``).
+        rows: chip index rows (``scene``, ``row_off``, ``col_off``, ``height``, ``width``,
+            and optionally ``geometry`` + ``scene_crs``).
+        masks: optional ``(N, H, W)`` label masks of the same chips.
+        datetime_regex: the region's ``[imagery] datetime_regex`` (the scenes' times).
 
     Returns:
         One boolean ``(height, width)`` array per row, True where the chip owns the pixel.
@@ -328,12 +345,16 @@ def owned_pixels(rows: pd.DataFrame) -> list[np.ndarray]:
     >>> [int(m.sum()) for m in owned_pixels(rows)]
     [16, 8, 16]
     """
+    from geotl.chips.labels import IGNORE
+
     scene = rows["scene"].astype(str).to_numpy()
     r0 = rows["row_off"].to_numpy(dtype=np.int64)
     c0 = rows["col_off"].to_numpy(dtype=np.int64)
     r1 = r0 + rows["height"].to_numpy(dtype=np.int64)
     c1 = c0 + rows["width"].to_numpy(dtype=np.int64)
+    across = _OtherScenes.of(rows, datetime_regex)
     out: list[np.ndarray] = []
+    held: list[np.ndarray] = []  # per chip, the owned pixels it scores: another scene's skip them
     for i in range(len(rows)):
         mask = np.ones((int(r1[i] - r0[i]), int(c1[i] - c0[i])), dtype=bool)
         earlier = np.flatnonzero(
@@ -348,5 +369,110 @@ def owned_pixels(rows: pd.DataFrame) -> list[np.ndarray]:
                 max(r0[j], r0[i]) - r0[i] : min(r1[j], r1[i]) - r0[i],
                 max(c0[j], c0[i]) - c0[i] : min(c1[j], c1[i]) - c0[i],
             ] = False
+        if across is not None:
+            across.leave_out(i, mask, held)
+            held.append(mask if masks is None else mask & (masks[i] != IGNORE))
         out.append(mask)
     return out
+
+
+@dataclass
+class _OtherScenes:
+    """The chips' grids in their own CRSs, to find ground tiles of one acquisition share."""
+
+    files: np.ndarray  # per chip, its scene
+    acquisitions: np.ndarray  # per chip, its acquisition (-1 - scene: shared with no other)
+    footprints: np.ndarray  # shapely geometries in ``crs``
+    tree: Any  # shapely.STRtree of ``footprints``
+    crs: Any
+    scene_crs: list[Any]
+    shapes: list[tuple[int, int]]
+    _bounds: dict[int, tuple[float, float, float, float]] = field(default_factory=dict)
+    _transformers: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame, datetime_regex: str | None) -> _OtherScenes | None:
+        """None when ``rows`` hold no two tiles of one acquisition or carry no footprints."""
+        import geopandas as gpd
+        import shapely
+        from pyproj import CRS
+
+        from geotl.io.dates import acquired_text, read_acquired
+        from geotl.predict.tiles import one_acquisition
+
+        if not isinstance(rows, gpd.GeoDataFrame) or "scene_crs" not in rows or rows.crs is None:
+            return None
+        names = list(dict.fromkeys(rows["scene"].astype(str)))
+        if len(names) < 2:
+            return None
+        times = [acquired_text(read_acquired(n, None, datetime_regex)) for n in names]
+        group = {names[i]: k for k, g in enumerate(one_acquisition(times)) for i in g}
+        if not group:
+            return None
+        files = rows["scene"].astype(str).to_numpy()
+        acquisitions = np.array([group.get(n, -1 - names.index(n)) for n in files])
+        by_label: dict[str, Any] = {}
+        crs = [by_label.setdefault(c, CRS.from_user_input(c)) for c in rows["scene_crs"]]
+        shapes = list(
+            zip(
+                rows["height"].to_numpy(dtype=np.int64).tolist(),
+                rows["width"].to_numpy(dtype=np.int64).tolist(),
+                strict=True,
+            )
+        )
+        footprints = np.asarray(rows.geometry.values)
+        tree = shapely.STRtree(footprints)
+        return cls(files, acquisitions, footprints, tree, rows.crs, crs, shapes)
+
+    def leave_out(self, i: int, mask: np.ndarray, held: list[np.ndarray]) -> None:
+        """Clear chip ``i``'s pixels whose centres fall on earlier chips' ``held`` pixels.
+
+        Only chips of the acquisition's other tiles are looked at (``held[j]``: chip j's
+        pixels that count as its ground); a chip's own scene is handled by row and column.
+        """
+        near = self.tree.query(self.footprints[i], predicate="intersects").tolist()
+        others = [
+            j
+            for j in sorted(near)
+            if j < i
+            and self.acquisitions[j] == self.acquisitions[i]
+            and self.files[j] != self.files[i]
+            and held[j].any()
+        ]
+        if not others:
+            return
+        h, w = self.shapes[i]
+        left, bottom, right, top = self._native_bounds(i)
+        cols, rws = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+        x = left + cols * (right - left) / w
+        y = top - rws * (top - bottom) / h
+        for j in others:
+            hj, wj = self.shapes[j]
+            lj, bj, rj, tj = self._native_bounds(j)
+            xj, yj = self._transformer(i, j).transform(x, y)
+            cj = np.floor((np.asarray(xj) - lj) / (rj - lj) * wj).astype(np.int64)
+            rj_ = np.floor((tj - np.asarray(yj)) / (tj - bj) * hj).astype(np.int64)
+            inside = (cj >= 0) & (cj < wj) & (rj_ >= 0) & (rj_ < hj)
+            on = np.zeros_like(inside)
+            on[inside] = held[j][rj_[inside], cj[inside]]
+            mask[on] = False
+
+    def _native_bounds(self, i: int) -> tuple[float, float, float, float]:
+        """Chip ``i``'s box in its scene's CRS (its footprint's corners are exact vertices)."""
+        if i not in self._bounds:
+            import geopandas as gpd
+
+            g = gpd.GeoSeries([self.footprints[i]], crs=self.crs).to_crs(self.scene_crs[i])
+            b = g.total_bounds
+            self._bounds[i] = (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
+        return self._bounds[i]
+
+    def _transformer(self, i: int, j: int) -> Any:
+        from pyproj import Transformer
+
+        key = (self.scene_crs[i].to_wkt(), self.scene_crs[j].to_wkt())
+        if key not in self._transformers:
+            self._transformers[key] = Transformer.from_crs(
+                self.scene_crs[i], self.scene_crs[j], always_xy=True
+            )
+        return self._transformers[key]

@@ -183,7 +183,9 @@ def owned_boxes(
     return out_p, out_t
 
 
-def scored_ground(rows: Any, masks: np.ndarray) -> list[np.ndarray]:
+def scored_ground(
+    rows: Any, masks: np.ndarray, datetime_regex: str | None = None
+) -> list[np.ndarray]:
     """Per chip, the pixels its boxes are scored on: owned, and not ignore.
 
     Outside ``complete_within`` (and on nodata) the labels say nothing: a box found there
@@ -198,7 +200,8 @@ def scored_ground(rows: Any, masks: np.ndarray) -> list[np.ndarray]:
     """
     from geotl.chips.labels import IGNORE
 
-    return [owned & (mask != IGNORE) for owned, mask in zip(owned_pixels(rows), masks, strict=True)]
+    owned = owned_pixels(rows, masks, datetime_regex)
+    return [o & (mask != IGNORE) for o, mask in zip(owned, masks, strict=True)]
 
 
 def without_small_boxes(
@@ -396,7 +399,8 @@ def evaluate_boxes(
     ]
     scored = scored_classes(card, region)
     preds = detect_chips(artefact, data.images, data.valid, batch_size)
-    preds, truths = owned_boxes(preds, truths, scored_ground(rows, data.masks))
+    ground = scored_ground(rows, data.masks, region.imagery.datetime_regex)
+    preds, truths = owned_boxes(preds, truths, ground)
     preds, truths = _scored_boxes(preds, scored.lut), _scored_boxes(truths, scored.lut)
     min_area = PredictOptions(min_area_m2=region.predict.given("min_area_m2")).min_area_for(card)
     n_labelled = sum(len(t["boxes"]) for t in truths)

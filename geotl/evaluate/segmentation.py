@@ -5,7 +5,8 @@ excluded). Object metrics: per chip, predicted polygons (the task's object extra
 :mod:`geotl.predict.objects`, on the chip's probabilities: instance models are scored on
 their separated objects) are matched one-to-one to the label polygons clipped to the chip
 (:func:`~geotl.evaluate.matching.match_objects`). Each pixel is scored once: ground
-that edge chips share with a neighbour counts in the first chip only. Objects are judged
+that edge chips share with a neighbour, or that overlapping tiles of one acquisition (even
+in two UTM zones) both hold, counts in the first chip only. Objects are judged
 as their parts on the chip's labelled ground, on both sides alike: the chip's border and
 the edge of the ignore pixels (nodata, outside ``[labels] complete_within``) cut them
 alike, and one cut into separate pieces counts as those pieces (:func:`_pieces`). A part
@@ -161,7 +162,8 @@ def _counts(
     """Per chip: the pixel confusion matrix and, per extractor, the object counts.
 
     Each chip is scored on the pixels it owns (:func:`~geotl.evaluate.chips.owned_pixels`:
-    ground shared with an earlier chip is scored there). Objects, predicted and labelled
+    ground shared with an earlier chip, of its scene or of another tile of its acquisition,
+    is scored there). Objects, predicted and labelled
     alike, are judged as their parts in that ground less its ignore pixels (nodata, outside
     ``complete_within``: there the labels say nothing), and left out when that part is
     smaller than the region's ``min_area_m2`` (measured on the ground, whatever the CRS's
@@ -190,7 +192,7 @@ def _counts(
     min_area = PredictOptions(min_area_m2=region.predict.given("min_area_m2")).min_area_for(card)
     rows = frame.loc[list(data.chip_ids)]
     within = chip_areas(rows)  # the labels over these chips, not a whole national layer
-    owned = owned_pixels(rows)
+    owned = owned_pixels(rows, data.masks, region.imagery.datetime_regex)
     confs = np.zeros((len(data), num_classes, num_classes), dtype=np.int64)
     extractor = extractors[0]
     # tp, fp, fn per class

@@ -66,6 +66,7 @@ from geotl.predict.scene import (
     scene_band_names,
 )
 from geotl.predict.stream import StreamStats, infer_and_vectorise
+from geotl.predict.tiles import drop_tile_overlaps
 from geotl.predict.vectorise import min_pixels_for
 from geotl.predict.windows import ground_anchor, plan_windows
 from geotl.progress import progress_bar, set_phase
@@ -852,10 +853,12 @@ def predict_scenes(
                 "no scene could be predicted: " + "; ".join(f"{p.name}: {r}" for p, r in failed),
                 scenes[0] if len(scenes) == 1 else None,
             )
-        frames = [d.features for d in done if len(d.features)]
+        # tiles of one acquisition overlap: an object seen by two is kept once
+        kept = drop_tile_overlaps(done)
+        frames = [d.features for d in kept if len(d.features)]
         allf = pd.concat(frames, ignore_index=True) if frames else _empty_frame(4326)
         merged = gpd.GeoDataFrame(allf, geometry="geometry", crs=4326)
-        prediction = Prediction(merged, done, got.classes, got.task)
+        prediction = Prediction(merged, kept, got.classes, got.task)
         qml = geojson.with_suffix(".qml")
         for fmt, path in (("geojson", geojson), ("qml", qml), ("gpkg", gpkg)):
             if path is not None:

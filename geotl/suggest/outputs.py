@@ -13,11 +13,13 @@ import math
 import shutil
 from glob import escape as glob_escape
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyogrio
+from pyproj import CRS
 
 from geotl.errors import LabelError, error_text
 from geotl.io.atomic import atomic_path, atomic_write_text
@@ -114,7 +116,8 @@ def write_contact_sheet(
     Args:
         path: the PNG.
         areas: the suggested areas (``rank``, ``score``, ``scene``, ``expected_objects``),
-            each ``geometry`` in the scene's CRS.
+            in one CRS (the one most of them share: a scene in another UTM zone has its
+            squares reprojected, and each thumbnail is read back in its scene's CRS).
         scenes: scene name -> file.
         rgb_indexes: scene name -> 1-based bands to show (one band: grey).
         detections: scene name -> the model's polygons in the scene's CRS.
@@ -133,10 +136,13 @@ def write_contact_sheet(
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.4, rows * 2.6), dpi=100, squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
-    geographic = areas.crs is not None and areas.crs.is_geographic
     for ax, row in zip(axes.ravel(), areas.itertuples(index=False), strict=False):
-        left, bottom, right, top = row.geometry.bounds
         with rasterio.open(scenes[row.scene]) as ds:
+            square = _in_scene_crs(row.geometry, areas.crs, ds.crs)
+            geographic = ds.crs is not None and ds.crs.is_geographic
+            # a square reprojected from another zone is a little rotated: its box may pass
+            # the scene's edge, which a window must not
+            left, bottom, right, top = _clip_bounds(square.bounds, ds.bounds)
             bands = rgb_indexes[row.scene]
             win = from_bounds(left, bottom, right, top, ds.transform)
             data = read_data(ds, bands, window=win, out_shape=(len(bands), thumb_px, thumb_px))
@@ -147,11 +153,11 @@ def write_contact_sheet(
         ax.imshow(np.moveaxis(img, 0, -1), extent=(left, right, bottom, top))
         det = detections.get(row.scene)
         if det is not None and len(det):
-            near = det[det.intersects(row.geometry)]
+            near = det[det.intersects(square)]
             if len(near):
                 # an outline crossing the square's edge clips to a line and the point where it
                 # leaves: only lines are drawn, not a yellow dot on the edge of every thumbnail
-                lines = near.boundary.clip(row.geometry, keep_geom_type=True)
+                lines = near.boundary.clip(square, keep_geom_type=True)
                 lines = lines[~lines.is_empty]
                 if len(lines):
                     lines.plot(ax=ax, color="yellow", linewidth=0.8)
@@ -169,6 +175,30 @@ def write_contact_sheet(
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
+
+
+def _in_scene_crs(geometry: Any, crs: Any, scene_crs: Any) -> Any:
+    """``geometry`` (in ``crs``) in the scene's CRS; as it is when either is unknown."""
+    if crs is None or scene_crs is None or CRS.from_user_input(crs) == scene_crs:
+        return geometry
+    return gpd.GeoSeries([geometry], crs=crs).to_crs(scene_crs).iloc[0]
+
+
+def _clip_bounds(
+    bounds: tuple[float, float, float, float], limits: Any
+) -> tuple[float, float, float, float]:
+    """``bounds`` (left, bottom, right, top) cut to ``limits`` (a scene's bounds).
+
+    >>> _clip_bounds((-5.0, 0.0, 10.0, 12.0), (0.0, 0.0, 8.0, 10.0))
+    (0.0, 0.0, 8.0, 10.0)
+    """
+    left, bottom, right, top = bounds
+    return (
+        max(left, limits[0]),
+        max(bottom, limits[1]),
+        min(right, limits[2]),
+        min(top, limits[3]),
+    )
 
 
 def write_areas(

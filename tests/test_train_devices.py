@@ -177,8 +177,14 @@ def test_batch_that_does_not_split_is_refused(crowns_region: Path, tmp_path: Pat
             [],
             "--devices 1 --num-nodes 1 make 1, 1 per node: use --devices 2 --num-nodes 1",
         ),
-        (  # srun, 2 nodes of 2 tasks
-            {"SLURM_NTASKS": "4", "SLURM_NTASKS_PER_NODE": "2(x2)", "SLURM_PROCID": "0"},
+        (  # srun --ntasks-per-node 2 on 2 nodes
+            {"SLURM_NTASKS": "4", "SLURM_NTASKS_PER_NODE": "2", "SLURM_PROCID": "0"},
+            ["--devices", "4"],
+            "started 4 process(es), 2 per node, but --devices 4 --num-nodes 1 make 4, 4 per "
+            "node: use --devices 2 --num-nodes 2",
+        ),
+        (  # srun -N2 -n4: SLURM says the tasks per node in its compact form only
+            {"SLURM_NTASKS": "4", "SLURM_TASKS_PER_NODE": "2(x2)", "SLURM_PROCID": "0"},
             ["--devices", "4"],
             "started 4 process(es), 2 per node, but --devices 4 --num-nodes 1 make 4, 4 per "
             "node: use --devices 2 --num-nodes 2",
@@ -190,7 +196,8 @@ def test_a_layout_no_launcher_can_start_is_refused_not_waited_for(
     args: list[str], said: str,
 ) -> None:  # fmt: skip
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "SLURM_NTASKS",
-                "SLURM_NTASKS_PER_NODE", "SLURM_PROCID", "MASTER_ADDR", "NODE_RANK"):  # fmt: skip
+                "SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE", "SLURM_PROCID", "MASTER_ADDR",
+                "NODE_RANK"):  # fmt: skip
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -407,3 +414,18 @@ def test_torchrun_processes_failing_alike_say_it_once(crowns_region: Path, tmp_p
         "--num-nodes 1 make 1, 1 per node: use --devices 2 --num-nodes 1"
     ], res.stderr[-3000:]
     assert not out.exists()
+
+
+def test_torchrun_processes_reading_a_bad_region_file_say_it_once(tmp_path: Path) -> None:
+    """A region file every process of ``torchrun`` reads is refused once, not once per process."""
+    region = tmp_path / "bad.toml"
+    region.write_text('name = "bad"\ntask = "segmentation"\nclasses = ["tree"]\n[imagery\n')
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "geotl",
+         "train", str(region), "--out", str(tmp_path / "m"), "--devices", "2"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert res.returncode != 0
+    said = [line for line in res.stderr.splitlines() if line.startswith("geotl: ")]
+    assert len(said) == 1 and str(region) in said[0], res.stderr[-3000:]

@@ -11,7 +11,7 @@ import click
 from geotl.cli.options import device_option, out_dir_option, overwrite_option, say, seed_option
 from geotl.config import load_region
 from geotl.train import TrainOptions, train_model
-from geotl.train.devices import STRATEGIES, DeviceLayout, launched_rank
+from geotl.train.devices import STRATEGIES, DeviceLayout, launched_rank, said_once
 
 if TYPE_CHECKING:
     from geotl.models.artefact import ModelCard
@@ -149,7 +149,8 @@ def command(
     rank = launched_rank(DeviceLayout(devices, num_nodes, strategy))
     if rank:
         logging.getLogger("geotl").setLevel(logging.WARNING)
-    regions = [load_region(p) for p in region_files]
+    with said_once():  # torchrun's processes all read the same bad region file
+        regions = [load_region(p) for p in region_files]
     options = TrainOptions(
         chips=tuple(chips),
         base=base,

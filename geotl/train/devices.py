@@ -174,10 +174,16 @@ def _launched_per_node() -> int | None:
     """Processes per node as the launcher says, or None when it does not say.
 
     torchrun's ``LOCAL_WORLD_SIZE`` (its ``--nproc-per-node``), SLURM's
-    ``SLURM_NTASKS_PER_NODE`` (``4(x2)``: 2 nodes of 4; ``4,2``, nodes that differ, is None).
+    ``SLURM_NTASKS_PER_NODE`` (``--ntasks-per-node``: ``4``) or, without that option
+    (``srun -N2 -n8``), ``SLURM_TASKS_PER_NODE`` (``4(x2)``: 2 nodes of 4; ``4,2``, nodes
+    that differ, is None).
     """
     env = os.environ
-    said = env.get("LOCAL_WORLD_SIZE") or env.get("SLURM_NTASKS_PER_NODE", "").split("(")[0]
+    said = (
+        env.get("LOCAL_WORLD_SIZE")
+        or env.get("SLURM_NTASKS_PER_NODE")
+        or env.get("SLURM_TASKS_PER_NODE", "")
+    ).split("(")[0]
     return int(said) if said.isdigit() and int(said) > 0 else None
 
 

@@ -18,17 +18,14 @@ import pytest
 import rasterio
 import rasterio.features
 import shapely
-from rasterio.warp import Resampling, calculate_default_transform, reproject
 from rasterio.windows import Window
 from shapely.geometry import box, shape
+from zones import FLANDERS, SCENE, warped_window
 
 from geotl.chips import chip_region, read_chip_index
 from geotl.chips.labels import IGNORE
 from geotl.config import load_region
 from geotl.evaluate.chips import owned_pixels
-
-FLANDERS = "s2-fields-flanders"
-SCENE = "BEFL-TEST-s2_2023-05-01_2023-07-01_B08-B04-B03_min_byte.tif"
 
 
 def _write(path: Path, profile: dict, pixels: np.ndarray) -> None:
@@ -55,34 +52,11 @@ def _two_zones(shared_data: Path, tmp_path: Path, east_time: str = "20230601T105
             {**ds.profile, "width": 300, "height": 256, "transform": ds.window_transform(west)},
             ds.read(window=west),
         )
-        east = Window(500, 250, 300, 256)
-        pixels, east_tf = ds.read(window=east), ds.window_transform(east)
-        bounds = rasterio.windows.bounds(east, ds.transform)
-        tf, w, h = calculate_default_transform(
-            ds.crs, "EPSG:32632", 300, 256, *bounds, resolution=10.0
-        )
-        warped = np.zeros((3, h, w), dtype=np.uint8)
-        reproject(
-            pixels,
-            warped,
-            src_transform=east_tf,
-            src_crs=ds.crs,
-            dst_transform=tf,
-            dst_crs="EPSG:32632",
-            resampling=Resampling.bilinear,
-            dst_nodata=0,
-        )
-        _write(
+        warped_window(
+            src / SCENE,
+            Window(500, 250, 300, 256),
+            "EPSG:32632",
             tmp_path / "imagery" / f"S2A_T32ULB_{east_time}.tif",
-            {
-                **ds.profile,
-                "crs": "EPSG:32632",
-                "transform": tf,
-                "width": w,
-                "height": h,
-                "nodata": 0,
-            },
-            warped,
         )
         # the 1 km overlap: columns 500..600 of the source, 640 m of its rows
         x0 = ds.transform.c + 500 * 10.0

@@ -11,18 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
 import pytest
 import rasterio
 from matplotlib.image import imread
-from rasterio.warp import Resampling, calculate_default_transform, reproject
 from rasterio.windows import Window
 from shapely.geometry import box
+from zones import FLANDERS, SCENE, warped_window
 
 from geotl.suggest.outputs import write_contact_sheet
-
-FLANDERS = "s2-fields-flanders"
-SCENE = "BEFL-TEST-s2_2023-05-01_2023-07-01_B08-B04-B03_min_byte.tif"
 
 
 def _zone32_scene(shared_data: Path, tmp_path: Path) -> Path:
@@ -30,38 +26,7 @@ def _zone32_scene(shared_data: Path, tmp_path: Path) -> Path:
     src = shared_data / FLANDERS / SCENE
     if not src.is_file():
         pytest.skip(f"{src} not found")
-    win = Window(500, 250, 300, 256)
-    with rasterio.open(src) as ds:
-        pixels, tf_in = ds.read(window=win), ds.window_transform(win)
-        bounds = rasterio.windows.bounds(win, ds.transform)
-        tf, w, h = calculate_default_transform(
-            ds.crs, "EPSG:32632", 300, 256, *bounds, resolution=10.0
-        )
-        out = np.zeros((3, h, w), dtype=np.uint8)
-        reproject(
-            pixels,
-            out,
-            src_transform=tf_in,
-            src_crs=ds.crs,
-            dst_transform=tf,
-            dst_crs="EPSG:32632",
-            resampling=Resampling.bilinear,
-            dst_nodata=0,
-        )
-        profile = {
-            **ds.profile,
-            "crs": "EPSG:32632",
-            "transform": tf,
-            "width": w,
-            "height": h,
-            "nodata": 0,
-        }
-    for k in ("blockxsize", "blockysize", "tiled"):
-        profile.pop(k, None)
-    path = tmp_path / "T32.tif"
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(out)
-    return path
+    return warped_window(src, Window(500, 250, 300, 256), "EPSG:32632", tmp_path / "T32.tif")
 
 
 def test_square_of_a_scene_in_another_zone(shared_data: Path, tmp_path: Path) -> None:

@@ -18,8 +18,13 @@
    object was already there in the pass before (a grid-shift or cloud-edge artefact, not a
    new object).
 
+3. One delivery round with ``--delivery N`` open alerts over 50 passes: a webhook that
+   refuses connections (nothing listens: every alert waits for its retry) against one that
+   answers 200 at once, the baseline measured in the same run (both must try every alert).
+
 Usage:
     .venv/bin/python scripts/bench_alerts.py [--repeats 3] [--objects 10000] [--refs 1000] [--crop 512]
+    .venv/bin/python scripts/bench_alerts.py --delivery 2000 --skip-scale --skip-false
 """
 
 from __future__ import annotations
@@ -430,6 +435,43 @@ def bench_false_alerts(work: Path, crop: int) -> dict[str, dict[str, int]]:
     return out
 
 
+def bench_delivery(work: Path, alerts: int, passes: int = 50) -> dict[str, object]:
+    """One ``deliver_due`` round with ``alerts`` open alerts: refused webhook vs answering one."""
+    import socket
+
+    from alert_helpers import Receiver, fake_monitor_state
+
+    from geotl.monitor.alerts.delivery import DeliveryPolicy, deliver_due
+
+    scene = SERIES / "m_4709963_se_14_1_20090818.tif"
+    out: dict[str, object] = {"alerts": alerts, "passes": passes}
+    for mode in ("answers", "refused"):
+        root = work / f"delivery-{mode}"
+        fake_monitor_state(root, [scene] * passes, [alerts // passes] * passes)
+        receiver = Receiver() if mode == "answers" else None
+        if receiver is not None:
+            url = receiver.url
+        else:  # a port nothing listens on
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                url = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
+        policy = DeliveryPolicy(url, timeout_s=5, retry_base_s=3600, wait_s=60)
+        try:
+            with MonitorState(root / "state.sqlite") as state:
+                t0 = time.perf_counter()
+                report = deliver_due(state, "naip-nd", policy, sleep=lambda s: None)
+                wall = time.perf_counter() - t0
+        finally:
+            if receiver is not None:
+                receiver.close()
+        out[mode] = {"wall_s": round(wall, 2), "attempts": report.attempts}
+        print(f"delivery, webhook {mode}: {wall:.2f} s, {report.attempts} attempts", flush=True)
+    out["refused_over_answers"] = round(
+        out["refused"]["wall_s"] / out["answers"]["wall_s"], 2  # type: ignore[index]
+    )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -441,6 +483,9 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="reuse a tiny water model built before")
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--skip-false", action="store_true")
+    parser.add_argument(
+        "--delivery", type=int, default=0, help="open alerts for one delivery round (0: skip)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="bench-alerts-"))
@@ -454,6 +499,8 @@ def main() -> None:
             report["scale"] = scale
         if not args.skip_false:
             report["false_alerts"] = bench_false_alerts(work, args.crop)
+        if args.delivery:
+            report["delivery"] = bench_delivery(work, args.delivery)
         print(json.dumps(report, indent=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -60,10 +60,12 @@ def _acquired(d: SceneDetections) -> str | None:
     return str(values.iloc[0]) if len(values) else None
 
 
-def drop_tile_overlaps(done: list[SceneDetections]) -> list[SceneDetections]:
+def drop_tile_overlaps(done: list[SceneDetections], *, say: bool = True) -> list[SceneDetections]:
     """``done`` with each object that two tiles of one acquisition both saw kept once.
 
     Returns the same list when no two scenes are tiles of one acquisition that overlap.
+    ``say``: log what each tile leaves to another (predict's outputs; the monitor's alert
+    rules look at earlier passes again every run and say nothing).
     """
     out = list(done)
     for group in one_acquisition([_acquired(d) for d in done]):
@@ -79,7 +81,7 @@ def drop_tile_overlaps(done: list[SceneDetections]) -> list[SceneDetections]:
             if not drop[i]:
                 continue
             d = done[i]
-            log.info(
+            (log.info if say else log.debug)(
                 "%s: %d object(s) also seen by another tile of its acquisition (%s) and kept "
                 "there, where they lie farther from the tile's edge",
                 d.name,

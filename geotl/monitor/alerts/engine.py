@@ -14,6 +14,16 @@ alert it raised withdraws it: kept in the state, out of ``alerts.geojson``, and 
 that got it is told once (``status: withdrawn``, its own idempotency key). Should a later
 correction bring the object back, it is raised as a new alert (its own id and key).
 
+Persistence counts acquisitions, not files. The passes of one acquisition (tiles with equal
+``acquired`` carrying a time of day, as :func:`geotl.predict.tiles.one_acquisition` groups
+them for predict and evaluate: two Sentinel-2 tiles across a UTM zone boundary) are one look
+in the history a pass is judged against: their footprints unioned, an object both tiles saw
+kept once (:func:`geotl.predict.tiles.drop_tile_overlaps`). Taken as two looks, one new
+acquisition over two tiles whose predictions of the acquisition before disagreed in the
+overlap fired "new, seen 2 of 3" (27 of 28 ``new`` alerts on a two-tile region). Passes
+known by their day alone (a date in the file name) or by a file's modification time stay
+separate looks: two passes of one day are two acquisitions.
+
 A ``grown`` rule raises an object again when it grew past its area when last raised (see
 :meth:`AlertEngine._grown`): a new alert, its id built like any other, linked to the
 alert first raised for the object (``grown_from``).
@@ -61,6 +71,8 @@ from geotl.monitor.state import (
     MonitorState,
     PassRecord,
 )
+from geotl.predict.core import SceneDetections
+from geotl.predict.tiles import drop_tile_overlaps, one_acquisition
 
 __all__ = [
     "ALERTS_GEOJSON",
@@ -132,6 +144,22 @@ def _footprint(rec: PassRecord) -> BaseGeometry:
     return shapely_wkt.loads(rec.footprint_wkt) if rec.footprint_wkt else shapely.Polygon()
 
 
+def _acquisition_text(rec: PassRecord) -> str | None:
+    """The pass's acquisition as :func:`one_acquisition` groups it (None: never grouped).
+
+    The state keeps a time, not whether it was sensed: a pass dated by its day alone was
+    stored at midnight UTC, so a time of 00:00:00 is taken as a day (two passes of one day
+    stay two looks; a tile really sensed at midnight to the second is then counted per
+    tile, as before). A modification time is when the file was written.
+    """
+    if rec.acquired_from == "mtime":
+        return None
+    t = rec.acquired
+    if (t.hour, t.minute, t.second, t.microsecond) == (0, 0, 0, 0):
+        return t.date().isoformat()
+    return t.isoformat()
+
+
 class AlertEngine:
     """A region's alert rules, reference layers and webhook, bound to its open state.
 
@@ -166,6 +194,7 @@ class AlertEngine:
         self.rules_hash = rules_hash(config)
         self.lookback = 3 * max((r.persistence or config.persistence).of for r in config.rule) + 1
         self._views: dict[tuple[str, str, datetime | None], PassView] = {}
+        self._looks: dict[tuple[tuple[str, str, datetime | None], ...], list[PassView]] = {}
 
     # --- evaluation -----------------------------------------------------------------------
 
@@ -182,6 +211,7 @@ class AlertEngine:
     def forget_passes(self) -> None:
         """Drop the cached passes (a long-running monitor reads them afresh)."""
         self._views.clear()
+        self._looks.clear()
 
     def pass_view(self, rec: PassRecord) -> PassView:
         """A done pass as the rules see it: read once, cached (with its projections)."""
@@ -211,19 +241,100 @@ class AlertEngine:
         for i, rec in enumerate(done):
             if rec.key in evaluated:
                 continue
-            fp = _footprint(rec)
-            history = [
-                r
-                for r in reversed(done[:i])
-                if r.acquired < rec.acquired and not fp.is_empty and _footprint(r).intersects(fp)
-            ][: self.lookback]
-            new_ids.extend(self._evaluate(rec, history))
+            new_ids.extend(self._evaluate(rec, self.history(rec, done[:i])))
             count += 1
         return count, new_ids
 
-    def _evaluate(self, rec: PassRecord, history: list[PassRecord]) -> list[str]:
-        views = [self.pass_view(rec), *(self.pass_view(h) for h in history)]
-        candidates = evaluate_rules(self.config, views, self.references)
+    def history(self, rec: PassRecord, earlier: list[PassRecord]) -> list[list[PassRecord]]:
+        """The looks before ``rec`` at its ground, newest first: each one acquisition's passes.
+
+        Args:
+            rec: the pass evaluated.
+            earlier: the done passes listed before it (oldest first, as the state lists them).
+
+        Returns:
+            At most :attr:`lookback` looks, each the passes (tiles) of one acquisition
+            acquired before ``rec`` whose footprints meet its footprint.
+        """
+        fp = _footprint(rec)
+        if fp.is_empty:
+            return []
+        passes = [
+            r
+            for r in reversed(earlier)
+            if r.acquired < rec.acquired and _footprint(r).intersects(fp)
+        ]
+        group = {
+            j: g
+            for g, tiles in enumerate(one_acquisition([_acquisition_text(r) for r in passes]))
+            for j in tiles
+        }
+        looks: list[list[PassRecord]] = []
+        where: dict[int, int] = {}  # group -> its look
+        for j, r in enumerate(passes):
+            g = group.get(j)
+            if g is not None and g in where:
+                looks[where[g]].append(r)
+                continue
+            if len(looks) == self.lookback:
+                break  # tiles of one acquisition are listed together: none of the last is left
+            if g is not None:
+                where[g] = len(looks)
+            looks.append([r])
+        return looks
+
+    def look_views(self, tiles: list[PassRecord]) -> list[PassView]:
+        """The passes of one acquisition as the rules see them: an object both saw, once.
+
+        Of an object two overlapping tiles saw, the one kept is the one whose tile it lies
+        deeper in, as predict keeps it (:func:`drop_tile_overlaps`); the others' views lose
+        it. Cached like the passes.
+        """
+        views = [self.pass_view(r) for r in tiles]
+        if len(views) < 2 or any("id" not in v.features.columns for v in views):
+            return views
+        key = tuple((r.key, r.model_id, r.finished) for r in tiles)
+        if key not in self._looks:
+            if len(self._looks) > 2 * self.lookback:
+                self._looks.pop(next(iter(self._looks)))
+            when = tiles[0].acquired.isoformat()  # one acquisition: the group drop_ works on
+            crs = metric_crs(shapely.union_all([v.footprint for v in views]))
+            kept = drop_tile_overlaps(
+                [
+                    SceneDetections(
+                        scene=Path(v.scene),
+                        name=v.scene,
+                        features=v.features.assign(acquired=when),
+                        native=v.features.to_crs(crs),
+                        footprint=v.footprint,
+                        rgb_indexes=[],
+                    )
+                    for v in views
+                ],
+                say=False,
+            )
+            self._looks[key] = [
+                v
+                if len(d.features) == len(v.features)
+                else PassView(
+                    key=v.key,
+                    scene=v.scene,
+                    acquired=v.acquired,
+                    footprint=v.footprint,
+                    features=v.features[v.features["id"].isin(d.features["id"])],
+                )
+                for v, d in zip(views, kept, strict=True)
+            ]
+        return self._looks[key]
+
+    def _evaluate(self, rec: PassRecord, history: list[list[PassRecord]]) -> list[str]:
+        views = [self.pass_view(rec)]
+        looks = [0]
+        for n, tiles in enumerate(history, start=1):
+            tile_views = self.look_views(tiles)
+            views.extend(tile_views)
+            looks.extend([n] * len(tile_views))
+        candidates = evaluate_rules(self.config, views, self.references, looks=looks)
         now = datetime.now(UTC)
         known: dict[str, list[AlertRecord]] = {}
         new: list[AlertRecord] = []

@@ -8,6 +8,13 @@ smaller one; an object is seen by a pass when ``min_inside`` of it lies in the p
 footprint. Work is vectorised with STRtrees, so 10,000 objects against 1,000 reference
 polygons take well under a second.
 
+Persistence counts looks, not files: the tiles of one acquisition (two Sentinel-2 tiles
+across a UTM zone boundary, same sensing time) are one look at the ground, so
+:func:`evaluate_rules` takes, per pass, the look it belongs to. A look saw the ground under
+an object when the union of its tiles' footprints did, and saw the object when any of its
+tiles did; counted per tile, one new acquisition over an overlap made "2 of 3" out of one
+sighting and two disagreeing tiles of the acquisition before it.
+
 A ``grown`` rule's candidates are the objects there now (persistent as ``present``), each
 with its area in the passes of the persistence window: whether it grew needs the alerts
 raised before (the state), so :class:`~geotl.monitor.alerts.engine.AlertEngine` decides.
@@ -15,7 +22,7 @@ raised before (the state), so :class:`~geotl.monitor.alerts.engine.AlertEngine` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -234,11 +241,26 @@ def object_areas(frame: gpd.GeoDataFrame) -> np.ndarray:
     return areas
 
 
+def _look_members(passes: int, looks: Sequence[int] | None) -> list[np.ndarray]:
+    """The passes of each look, oldest look last (see :func:`evaluate_rules`)."""
+    look_of = np.arange(passes) if looks is None else np.asarray(looks, dtype=int)
+    members = [np.flatnonzero(look_of == n) for n in range(int(look_of.max()) + 1)]
+    if len(look_of) != passes or any(not len(m) for m in members) or len(members[0]) != 1:
+        raise ValueError(f"looks {list(look_of)}: one per pass, 0..n, the current pass alone")
+    return members
+
+
+def _per_look(values: np.ndarray, members: list[np.ndarray], reduce: np.ufunc) -> np.ndarray:
+    """Per object and look (columns): ``reduce`` over the look's passes (``values``' columns)."""
+    return np.stack([reduce.reduce(values[:, m], axis=1) for m in members], axis=1)
+
+
 def evaluate_rules(
     config: AlertsConfig,
     passes: list[PassView],
     references: Mapping[str, ReferenceLayer],
     *,
+    looks: Sequence[int] | None = None,
     min_overlap: float = 0.5,
     min_inside: float = 0.5,
 ) -> list[Candidate]:
@@ -247,19 +269,32 @@ def evaluate_rules(
     Args:
         config: ``[monitor.alerts]``.
         passes: the current pass, then earlier passes over the same area, newest first
-            (enough for persistence: about ``2 * of`` that saw the ground).
+            (enough for persistence: about ``2 * of`` looks that saw the ground).
         references: the loaded reference layers, keyed by the path as the rules write it.
+        looks: per pass, the look (acquisition) it belongs to: 0 for the current pass alone,
+            then 1, 2, ... newest first, tiles of one acquisition sharing theirs (each with
+            its objects the other tiles also saw dropped). None: each pass is a look.
         min_overlap: overlap share above which two objects of a class are the same object.
-        min_inside: share of an object inside a pass's footprint for that pass to count as
-            having seen the ground under it.
+        min_inside: share of an object inside a look's footprint (its tiles' union) for that
+            look to count as having seen the ground under it.
 
     Returns:
         One :class:`Candidate` per (rule, object), in rule order.
+
+    Raises:
+        ValueError: ``looks`` is not one look per pass numbered so.
     """
     if not passes or passes[0].footprint.is_empty:
         return []
+    members = _look_members(len(passes), looks)
     crs = metric_crs(passes[0].footprint)
     metric = [_to_metric(p, crs) for p in passes]
+    footprints = [
+        metric[m[0]].footprint
+        if len(m) == 1
+        else shapely.make_valid(shapely.union_all([metric[p].footprint for p in m]))
+        for m in members
+    ]
     out: list[Candidate] = []
     for name, rule in zip(config.rule_names(), config.rule, strict=True):
         persistence = rule.persistence or config.persistence
@@ -284,8 +319,8 @@ def evaluate_rules(
         if not len(idx):
             continue
         sub = geoms[idx]
-        visible = np.stack([_share_inside(sub, m.footprint) >= min_inside for m in metric], 1)
-        present = np.stack(
+        visible = np.stack([_share_inside(sub, fp) >= min_inside for fp in footprints], 1)
+        in_pass = np.stack(
             [
                 np.ones(len(sub), dtype=bool)  # the current pass's own objects: there
                 if p == 0 and rule.when != "gone"
@@ -294,22 +329,29 @@ def evaluate_rules(
             ],
             axis=1,
         )
+        present = _per_look(in_pass, members, np.logical_or)
+        # the pass of each look that saw the object (its first tile that did; else its first)
+        seen_in = [[int(m[np.argmax(in_pass[k, m])]) for m in members] for k in range(len(sub))]
         ids = _column(frame, "id")
         wgs = gpd.GeoSeries(sub, crs=crs).to_crs("EPSG:4326").values
         sizes = (
-            np.stack(
-                [
-                    areas[idx] if p == 0 else _matched_areas(sub, b, min_overlap)
-                    for p, b in enumerate(by_pass)
-                ],
-                axis=1,
+            _per_look(
+                np.stack(
+                    [
+                        areas[idx] if p == 0 else _matched_areas(sub, b, min_overlap)
+                        for p, b in enumerate(by_pass)
+                    ],
+                    axis=1,
+                ),
+                members,
+                np.fmax,
             )
             if rule.when == "grown"
             else None
         )
         for k, i in enumerate(idx):
-            looked = [p for p in range(len(metric)) if visible[k, p]]
-            seq = [bool(present[k, p]) for p in looked]
+            looked = [n for n in range(len(members)) if visible[k, n]]
+            seq = [bool(present[k, n]) for n in looked]
             # growth is decided against the alerts raised before (the engine): here, there now
             when = "present" if rule.when == "grown" else rule.when
             if not visible[k, 0] or not persistent_change(
@@ -319,11 +361,11 @@ def evaluate_rules(
             window = seq[: persistence.of]
             hits = sum(window) if rule.when != "gone" else sum(not s for s in window)
             there = looked if rule.when == "gone" else looked[: persistence.of]
-            first = max((p for p in there if present[k, p]), default=0)
-            last = min((p for p in there if present[k, p]), default=int(source[i]))
+            first = max((n for n in there if present[k, n]), default=0)
+            last = min((n for n in there if present[k, n]), default=None)
             view = metric[int(source[i])].view
-            first_view = metric[first].view
-            last_view = metric[last].view
+            first_view = metric[seen_in[k][first]].view
+            last_view = view if last is None else metric[seen_in[k][last]].view
             score = scores[i]
             out.append(
                 Candidate(
@@ -347,8 +389,8 @@ def evaluate_rules(
                     areas_m2=()
                     if sizes is None
                     else tuple(
-                        float(sizes[k, p]) if np.isfinite(sizes[k, p]) else None
-                        for p in looked[: persistence.of]
+                        float(sizes[k, n]) if np.isfinite(sizes[k, n]) else None
+                        for n in looked[: persistence.of]
                     ),
                 )
             )

@@ -1,4 +1,8 @@
-"""``geotl evaluate MODEL_DIR REGION.toml [--out metrics.json] [--curve ... --bases ...]``."""
+"""``geotl evaluate MODEL_DIR REGION.toml [--out metrics.json] [--curve ... --bases ...]``.
+
+MODEL_DIR may be an ``.onnx`` file ``geotl export`` wrote (fp32 or int8), scored the same
+way in ONNX Runtime.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ def _int_list(text: str) -> list[int]:
 
 
 @click.command("evaluate")
-@click.argument("model_dir", metavar="MODEL_DIR", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("model_dir", metavar="MODEL_DIR", type=click.Path(path_type=Path))
 @click.argument("region_file", metavar="REGION.toml", type=click.Path(path_type=Path))
 @click.option(
     "--out",
@@ -82,7 +86,9 @@ def command(
 ) -> None:
     """Pixel IoU/F1 and object P/R/F1 on the region's test split (JSON on stdout).
 
-    With --curve: label-efficiency curves (JSON table + PNG plot beside it).
+    MODEL_DIR: a model folder, or an .onnx file from geotl export (fp32 or int8, run in
+    ONNX Runtime; its tile size must be the chips'). With --curve: label-efficiency curves
+    (JSON table + PNG plot beside it).
     """
     from geotl.evaluate import evaluate_model, headline, label_curve
     from geotl.train import TrainOptions
@@ -97,6 +103,12 @@ def command(
             f"models it trains): drop {'them' if len(given) > 1 else 'it'}, or add --curve BUDGETS"
         )
     if curve is not None:
+        if model_dir.is_file():  # an .onnx export: scored without --curve
+            raise GeotlInputError(
+                "is a file: --curve trains its models into MODEL_DIR, a folder; pass a folder, "
+                "or drop --curve to score an .onnx file",
+                model_dir,
+            )
         budgets = _int_list(curve)
         base_ids = list(dict.fromkeys(b.strip() for b in bases.split(",") if b.strip()))
         if not base_ids:

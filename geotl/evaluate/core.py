@@ -27,7 +27,7 @@ from geotl.evaluate.segmentation import evaluate_chips
 from geotl.io.atomic import atomic_write_text
 from geotl.io.scratch import scratch_dir
 
-__all__ = ["evaluate_model", "headline"]
+__all__ = ["check_graph_takes_chips", "evaluate_model", "headline"]
 
 
 def evaluate_model(
@@ -43,7 +43,14 @@ def evaluate_model(
     seed: int = 0,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Scores of a model on a region's test split, by its task's scorer.
+    """Scores of a model (folder, or ``.onnx`` export) on a region's test split.
+
+    An ``.onnx`` file written by ``geotl export`` (fp32 or int8) is scored by the same
+    scorer, run in ONNX Runtime (:func:`geotl.predict.engine.load_model`), so an int8
+    export's quality is measured as its folder's is; its card gives classes, bands and
+    thresholds. Its graph's fixed tile size must be the chips' (a detector's: the chips
+    padded to 32 px, as the network is fed): chips padded to a larger tile score otherwise
+    than the network sees them (:func:`check_graph_takes_chips`).
 
     Segmentation and instance models: pixel IoU/F1 per class and object P/R/F1
     (:func:`~geotl.evaluate.segmentation.evaluate_chips`); detection models: box P/R/F1
@@ -56,12 +63,14 @@ def evaluate_model(
         replaced only with ``overwrite``).
 
     Raises:
-        ModelArtefactError: the model folder is incomplete.
+        ModelArtefactError: the model folder is incomplete, or the ``.onnx`` file damaged.
         BandMismatchError: the region's bands lack one the model needs.
         OutputExistsError: ``out`` exists and ``overwrite`` is false.
-        GeotlInputError: chips of another region, no test chips.
+        GeotlInputError: chips of another region, no test chips; an ``.onnx`` file on
+            another device than the CPU, or whose tile size is not the chips'.
     """
     from geotl.models.artefact import load_artefact
+    from geotl.predict.engine import OrtEngine, load_model
     from geotl.predict.scene import check_model_bands
 
     if out is not None:  # before loading the model: a mistyped -o is said at once
@@ -69,7 +78,19 @@ def evaluate_model(
 
         check_output_file(Path(out), overwrite)
     model_dir = Path(model_dir)
-    artefact = load_artefact(model_dir, device)
+    onnx: OrtEngine | None = None
+    if model_dir.suffix.lower() == ".onnx" and not model_dir.is_dir():
+        if device != "cpu":
+            raise GeotlInputError(
+                f"an .onnx file is evaluated with ONNX Runtime on the CPU, not {device}: drop "
+                "--device, or evaluate the model folder",
+                model_dir,
+            )
+        artefact = load_model(model_dir, "onnxruntime")
+        assert isinstance(artefact.engine, OrtEngine)
+        onnx = artefact.engine
+    else:
+        artefact = load_artefact(model_dir, device)
     card = artefact.card
     unknown = [c for c in region.classes if c not in card.classes]
     if unknown:
@@ -89,17 +110,57 @@ def evaluate_model(
     )
     if split == "test":
         check_test_split(region)
+    if onnx is not None and chips_dir is None:  # before chipping: those chips are this size
+        check_graph_takes_chips(onnx, region.chips.size_px, f"[chips] size_px of {region.path}")
     with scratch_dir("eval") as tmp, _said_once("geotl.io.vectors"):
         cdir = find_chips(model_dir, region, Path(chips_dir) if chips_dir else None, tmp)
+        if onnx is not None:
+            from geotl.chips import read_chip_index
+
+            chip_px = read_chip_index(cdir).meta.get("size_px", region.chips.size_px)
+            check_graph_takes_chips(onnx, int(chip_px), f"chips in {cdir}")
         check_same_split(card, region, cdir)
         warn_other_resolution(card, region, cdir, split)
         evaluate = evaluate_boxes if card.task == "detection" else evaluate_chips
         metrics = evaluate(artefact, region, cdir, split, batch_size, n_boot, seed)
     metrics["model"] = card.model_id
-    metrics["model_dir"] = str(model_dir)
+    metrics["model_dir"] = str(model_dir)  # the folder or the .onnx file
+    # which forward passes made these numbers: an int8 export scores otherwise than its folder
+    metrics["engine"] = "torch" if onnx is None else "onnxruntime"
+    metrics["quantisation"] = card.quantisation
+    if onnx is not None:
+        metrics["onnx"] = {
+            "file": str(model_dir),
+            "tile_px": onnx.tile_px,
+            "graph_sha256": json.loads(onnx.model.metadata.get("geotl_graph_sha256", "null")),
+        }
     if out is not None:
         atomic_write_text(Path(out), json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def check_graph_takes_chips(engine: Any, chip_px: int, chips: str) -> None:
+    """Refuse an exported graph whose fixed tile size is not the chips' (as fed).
+
+    Segmentation chips are fed as cut, a detector's padded to 32 px
+    (:func:`~geotl.evaluate.detection.padded_px`). Chips are not padded to a larger tile:
+    the network would see zeros beyond their borders that it never sees on the chips its
+    folder is scored on, and the scores would not be the model's.
+
+    Raises:
+        GeotlInputError: the graph's tile size is not the chips'.
+    """
+    from geotl.evaluate.detection import padded_px
+
+    fed = padded_px(chip_px) if engine.card.task == "detection" else chip_px
+    if engine.tile_px != fed:
+        raise GeotlInputError(
+            f"this ONNX graph takes {engine.tile_px} px tiles, the test chips are {fed} px "
+            f"({chips}): export the model folder again with geotl export MODEL_DIR --onnx "
+            f"OUT.onnx --tile-px {fed} to evaluate it (chips padded to the tile would score "
+            "otherwise)",
+            engine.model.path,
+        )
 
 
 class _Once(logging.Filter):

@@ -40,6 +40,7 @@ __all__ = [
     "detection_scores",
     "evaluate_boxes",
     "owned_boxes",
+    "padded_px",
     "scored_ground",
     "without_small_boxes",
 ]
@@ -109,6 +110,15 @@ def average_precision_50(preds: list[dict[str, Any]], truths: list[dict[str, Any
     return float(valid.mean()) if valid.size else float("nan")
 
 
+def padded_px(px: int) -> int:
+    """The side a detector's chips of ``px`` are zero-padded to (a multiple of 32 px).
+
+    >>> padded_px(64), padded_px(100)
+    (64, 128)
+    """
+    return -(-px // 32) * 32
+
+
 def detect_chips(
     artefact: Any, images: np.ndarray, valid: np.ndarray, batch_size: int = 8
 ) -> list[dict[str, np.ndarray]]:
@@ -118,7 +128,7 @@ def detect_chips(
     down to the detector's floor (0.05): thresholds are applied by the caller.
     """
     n, _, h, w = images.shape
-    hp, wp = -(-h // 32) * 32, -(-w // 32) * 32
+    hp, wp = padded_px(h), padded_px(w)
     net = artefact.network
     net.nms_thresh = artefact.card.nms_iou
     out: list[dict[str, np.ndarray]] = []

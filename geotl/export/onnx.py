@@ -57,13 +57,14 @@ from typing import TYPE_CHECKING, Any
 from geotl import __version__
 from geotl.errors import GeotlInputError, ModelArtefactError, error_text
 from geotl.io.atomic import atomic_path, check_output_file, check_writable
-from geotl.models.artefact import STAC_FILE, ModelCard, load_artefact
+from geotl.models.artefact import STAC_FILE, ModelCard, load_artefact, parse_card
 
 if TYPE_CHECKING:
     from geotl.export.quantise import Int8Scheme
 
 __all__ = [
     "DETECTIONS_NAME",
+    "EXPORT_FORMAT",
     "INPUT_NAME",
     "INPUT_SCALE",
     "INT8_FLOAT_NODES_KEY",
@@ -71,6 +72,7 @@ __all__ = [
     "OUTPUT_KEY",
     "OUTPUT_NAME",
     "ExportResult",
+    "OlderExportError",
     "OnnxModel",
     "export_onnx",
     "graph_sha256",
@@ -91,6 +93,15 @@ _CARD_KEY = "geotl_card"
 _CARD_SHA_KEY = "geotl_card_sha256"  # sha256 of the geotl_card value, exactly as stored
 INT8_FLOAT_NODES_KEY = "geotl_int8_float_nodes"  # an int8 graph's nodes kept in float, by reason
 OUTPUT_KEY = "geotl_output"  # the output's layout and how geotl makes objects of it
+#: what an export holds and how it is checked (graph layout, metadata keys): bump it when an
+#: export written before the change must not be reused by geotl's cache of exports
+#: (:func:`geotl.predict.engine.load_model`), whose files are named by it. 2: with
+#: ``geotl_card_sha256``. Not ``geotl.__version__``, which changes when no release is made.
+EXPORT_FORMAT = 2
+
+
+class OlderExportError(ModelArtefactError):
+    """An export of an older geotl, refused where only a current one will do (the cache)."""
 
 
 def output_channels(card: ModelCard) -> list[str]:
@@ -419,12 +430,17 @@ def export_onnx(
     return result
 
 
-def read_onnx(path: str | Path) -> OnnxModel:
+def read_onnx(path: str | Path, *, current: bool = False) -> OnnxModel:
     """Read and verify a geotl ONNX export: graph sha256 and embedded card.
+
+    ``current``: refuse an export of an older geotl (no ``geotl_card_sha256``) instead of
+    loading it unverified; geotl's own cache of exports asks this, so an export it made
+    before an upgrade is made again (:func:`geotl.predict.engine.load_model`).
 
     Raises:
         ModelArtefactError: not an ONNX file, truncated, altered (graph sha256 differs from
-            the recorded one), or without geotl metadata.
+            the recorded one), without geotl metadata, or its card of a newer geotl.
+        OlderExportError: ``current`` and an export of an older geotl.
     """
     import onnx
     from google.protobuf.message import DecodeError
@@ -460,15 +476,17 @@ def read_onnx(path: str | Path) -> OnnxModel:
             "(an altered copy): export it again from the model folder",
             path,
         )
-    _verify_card_text(path, meta)
+    _verify_card_text(path, meta, current)
     try:
-        card = ModelCard.model_validate(json.loads(meta[_CARD_KEY]))
+        raw = json.loads(meta[_CARD_KEY])
     except ValueError as exc:
         raise ModelArtefactError(
             f"unreadable geotl card in the ONNX metadata ({error_text(exc)}): "
             "export it again with this geotl",
             path,
         ) from None
+    # a card of a newer geotl is said to be newer (not "invalid: export it again")
+    card = parse_card(raw, path)
     shape = model.graph.input[0].type.tensor_type.shape.dim
     tile = int(shape[-1].dim_value) if len(shape) == 4 else 0
     if tile <= 0:
@@ -484,7 +502,7 @@ def read_onnx(path: str | Path) -> OnnxModel:
     )
 
 
-def _verify_card_text(path: Path, meta: dict[str, str]) -> None:
+def _verify_card_text(path: Path, meta: dict[str, str], current: bool = False) -> None:
     """Refuse an embedded card that differs from the one the export recorded the hash of.
 
     The graph hash does not cover the metadata, so without this an edited ``geotl_card``
@@ -493,8 +511,11 @@ def _verify_card_text(path: Path, meta: dict[str, str]) -> None:
 
     Raises:
         ModelArtefactError: the card's sha256 differs from ``geotl_card_sha256``.
+        OlderExportError: ``current`` and no ``geotl_card_sha256``.
     """
     if _CARD_SHA_KEY not in meta:
+        if current:
+            raise OlderExportError(f"records no {_CARD_SHA_KEY}: exported by an older geotl", path)
         log.info(
             "%s records no %s (exported by an older geotl): its model card is not verified; "
             "export it again to have it checked",

@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from geotl.errors import GeotlInputError, ModelArtefactError, error_text
-from geotl.export.onnx import INPUT_NAME, INPUT_SCALE, OnnxModel, read_onnx
+from geotl.export.onnx import (
+    EXPORT_FORMAT,
+    INPUT_NAME,
+    INPUT_SCALE,
+    OlderExportError,
+    OnnxModel,
+    read_onnx,
+)
 from geotl.models.artefact import Artefact, ModelCard, load_artefact
 
 if TYPE_CHECKING:  # a model folder or .onnx run by ONNX Runtime never imports torch
@@ -292,22 +299,32 @@ def _prune_exports(folder: Path, keep: Path) -> None:
 
 
 def _cached_export(artefact: Artefact, tile_px: int) -> OnnxModel:
-    from geotl import __version__
+    """The artefact's ONNX export for ``tile_px`` tiles, from geotl's cache or made now.
+
+    Files are named by the weights, the tile size and :data:`EXPORT_FORMAT` (not geotl's
+    version, which stays put between releases): an export of another format is never
+    reused, and one this geotl would only load with a caveat (an older export without its
+    card's hash) is made again silently, as the user never made it.
+    """
     from geotl.export.onnx import onnx_to_bytes
     from geotl.io.atomic import atomic_path
     from geotl.io.cache import cache_dir
 
     card = artefact.card
     sha = card.weights_sha256 or card.model_id
-    path = cache_dir() / "onnx" / f"{sha[:32]}-{tile_px}px-geotl{__version__}.onnx"
+    path = cache_dir() / "onnx" / f"{sha[:32]}-{tile_px}px-format{EXPORT_FORMAT}.onnx"
     if path.is_file():
         try:
-            model = read_onnx(path)
+            model = read_onnx(path, current=True)
             with contextlib.suppress(OSError):  # used now: the last to be pruned
                 os.utime(path)
             return model
-        except ModelArtefactError:
-            log.warning("cached ONNX export %s is damaged: exporting again", path)
+        except OlderExportError as exc:
+            log.debug("cached ONNX export %s: %s; exporting again", path, exc.message)
+        except ModelArtefactError as exc:  # damaged, or of a newer geotl (a downgrade)
+            log.warning(
+                "cached ONNX export %s cannot be used (%s): exporting again", path, exc.message
+            )
     log.info("exporting %s to ONNX (%d px tiles) for ONNX Runtime", card.model_id, tile_px)
     from geotl.export.trace import torch_to_onnx  # torch: only on a cache miss
 

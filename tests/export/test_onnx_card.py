@@ -92,3 +92,33 @@ def test_export_from_before_the_card_hash_still_loads(
     out = tmp_path / "o.geojson"
     code, _, stderr = _run("predict", str(old), str(scene), "-o", str(out), "--no-progress")
     assert code == 0 and out.is_file(), stderr
+
+
+def _as_newer_geotl(src: Path, dst: Path, edit_card: dict[str, object]) -> Path:
+    """``src`` as a newer geotl would write it: its card edited, the card's hash recorded."""
+    import hashlib
+
+    model = onnx.load(str(src))
+    for p in model.metadata_props:
+        if p.key == "geotl_card":
+            p.value = json.dumps(json.loads(p.value) | edit_card)
+            text = p.value
+    for p in model.metadata_props:
+        if p.key == "geotl_card_sha256":
+            p.value = json.dumps(hashlib.sha256(text.encode()).hexdigest())
+    onnx.save(model, str(dst))
+    return dst
+
+
+@pytest.mark.parametrize("edit", [{"card_format": 99}, {"tile_policy": "pad"}])
+def test_export_of_a_newer_geotl_says_newer(
+    exported: Path, tmp_path: Path, edit: dict[str, object]
+) -> None:
+    # before: "(1 validation error) export it again" for an unknown entry, and a higher
+    # card format read silently as this geotl's
+    newer = _as_newer_geotl(exported, tmp_path / "newer.onnx", edit)
+    with pytest.raises(ModelArtefactError, match="newer") as err:
+        read_onnx(newer)
+    assert "validation error" not in str(err.value) and str(newer) in str(err.value)
+    code, _, stderr = _run("models", "verify", str(newer))
+    assert code == 2 and "newer" in stderr and len(stderr.strip().splitlines()) == 1, stderr

@@ -68,3 +68,47 @@ def test_onnx_cache_removes_the_exports_used_longest_ago(tmp_path, monkeypatch) 
     monkeypatch.setenv("GEOTL_ONNX_CACHE_MB", "100")
     _prune_exports(folder, keep=folder / "keep.onnx")
     assert (folder / "c.onnx").exists()
+
+
+def test_onnx_cache_makes_an_older_export_again_silently(tmp_path, monkeypatch, caplog) -> None:
+    """geotl's version stayed 0.1.0 across changes of the export: a cached export without its
+    card's hash was reused, and every run said "exported by an older geotl... export it
+    again" of a file the user never made."""
+    import logging
+
+    import onnx
+
+    from geotl.export.onnx import read_onnx
+    from geotl.models.artefact import load_artefact
+    from geotl.predict.engine import _cached_export
+
+    from . import data
+
+    monkeypatch.setenv("GEOTL_CACHE_DIR", str(tmp_path / "cache"))
+    data.write_constant_model(tmp_path / "m")
+    art = load_artefact(tmp_path / "m")
+    first = _cached_export(art, 64)
+    # the export an older geotl cached under that name: no geotl_card_sha256
+    old = onnx.load(str(first.path))
+    kept = [(p.key, p.value) for p in old.metadata_props if p.key != "geotl_card_sha256"]
+    del old.metadata_props[:]
+    for key, value in kept:
+        entry = old.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(old, str(first.path))
+    assert "geotl_card_sha256" not in read_onnx(first.path).metadata
+    with caplog.at_level(logging.INFO, logger="geotl"):
+        again = _cached_export(art, 64)
+    assert caplog.records == [r for r in caplog.records if "exporting" in r.getMessage()]
+    assert not any("older geotl" in r.getMessage() or r.levelno >= logging.WARNING
+                   for r in caplog.records), caplog.text  # fmt: skip
+    assert again.path == first.path and "geotl_card_sha256" in again.metadata
+    assert "geotl_card_sha256" in read_onnx(first.path).metadata  # replaced on disk
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="geotl"):
+        _cached_export(art, 64)  # now a hit: nothing said, nothing exported
+    assert caplog.records == []
+    from geotl.export.onnx import EXPORT_FORMAT
+
+    # named by the export's format, not geotl's version (which stays put between releases)
+    assert first.path.name.endswith(f"-64px-format{EXPORT_FORMAT}.onnx")

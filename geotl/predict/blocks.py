@@ -125,6 +125,10 @@ class _BlockExtractor(ObjectExtractor):
         self.reliable = reliable
 
     @property
+    def reach_px(self) -> int | None:
+        return self.inner.reach_px
+
+    @property
     def channels(self) -> int:
         return self.inner.channels
 
@@ -159,6 +163,19 @@ class _BlockExtractor(ObjectExtractor):
     ) -> WindowExtractor:
         return self.inner.window_extractor(
             scene_shape, transform, simplify_px=simplify_px, min_pixels=min_pixels
+        )
+
+    def reading_window_extractor(
+        self,
+        read: PlaneReader,
+        scene_shape: tuple[int, int],
+        transform: Affine,
+        *,
+        simplify_px: float,
+        min_pixels: int,
+    ) -> WindowExtractor:
+        return self.inner.reading_window_extractor(
+            read, scene_shape, transform, simplify_px=simplify_px, min_pixels=min_pixels
         )
 
     def extract_by_windows(

@@ -179,7 +179,8 @@ def extract_strip(task: StripTask) -> StripResult:
                 raise _NeedRows(r + h)
             return np.moveaxis(raw.read(r, c, h, w), -1, 0)
 
-        extract = task.extractor.window_extractor(
+        extract = task.extractor.reading_window_extractor(
+            read,
             task.scene_shape,
             task.transform,
             simplify_px=task.simplify_px,
@@ -197,6 +198,7 @@ def extract_strip(task: StripTask) -> StripResult:
                         halo_px=task.halo_px,
                         cores=[core],
                         progress=progress,
+                        reach_px=task.extractor.reach_px,
                     )
                 )
             except _NeedRows as need:

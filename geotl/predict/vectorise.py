@@ -1077,6 +1077,7 @@ def objects_by_windows(
     halo_px: int = 64,
     cores: Iterable[Window] | None = None,
     progress: CoreProgress | None = None,
+    reach_px: int | None = None,
 ) -> Iterator[VectorObject]:
     """The halo loop shared by every task's object extractor.
 
@@ -1095,6 +1096,8 @@ def objects_by_windows(
             default: all of them, in raster order.
         progress: the first core starts from it and it is kept up to date read by read,
             so that a caller whose ``read`` raised can run that core again from there.
+        reach_px: the halo grows to this and stops there when ``extract`` cuts nothing
+            at it (an instance model splits wider clusters by tiles); default: unbounded.
 
     Yields:
         Objects, window by window.
@@ -1116,7 +1119,10 @@ def objects_by_windows(
             state.owned.extend(whole)
             if not cut:
                 break
-            state.earlier, halo = EarlierRead(read_window, tuple(cut)), halo * HALO_GROWTH
+            wider = halo * HALO_GROWTH
+            if reach_px is not None and halo < reach_px:
+                wider = min(wider, reach_px)
+            state.earlier, halo = EarlierRead(read_window, tuple(cut)), wider
         # raster order inside the core, however many reads it took
         yield from sorted(state.owned, key=lambda o: (o.first_px, o.class_index))
 

@@ -62,6 +62,15 @@ class ObjectExtractor(ABC):
         self.n_classes = n_classes
 
     @property
+    def reach_px(self) -> int | None:
+        """How far around a core window its reads need to grow at most (None: unbounded).
+
+        Objects are read whole, so the halo grows until they are; a task that splits wider
+        objects otherwise (an instance model's tiles) says where its reads stop.
+        """
+        return None
+
+    @property
     def channels(self) -> int:
         """How many probability channels are blended."""
         return self.n_classes
@@ -112,6 +121,24 @@ class ObjectExtractor(ABC):
         ``(owned objects, complete)`` (see :func:`geotl.predict.vectorise.objects_by_windows`).
         """
 
+    def reading_window_extractor(
+        self,
+        read: PlaneReader,
+        scene_shape: tuple[int, int],
+        transform: Affine,
+        *,
+        simplify_px: float,
+        min_pixels: int,
+    ) -> WindowExtractor:
+        """:meth:`window_extractor`, for a task that may read more of the scene (``read``).
+
+        An instance model splits a cluster wider than a window's reach by tiles of the
+        scene grid, read on their own; the other tasks read only the window they are given.
+        """
+        return self.window_extractor(
+            scene_shape, transform, simplify_px=simplify_px, min_pixels=min_pixels
+        )
+
     def extract_by_windows(
         self,
         read: PlaneReader,
@@ -128,9 +155,15 @@ class ObjectExtractor(ABC):
 
         ``cores``: only the objects these core windows own (default: every core window).
         """
-        extract = self.window_extractor(
-            scene_shape, transform, simplify_px=simplify_px, min_pixels=min_pixels
+        extract = self.reading_window_extractor(
+            read, scene_shape, transform, simplify_px=simplify_px, min_pixels=min_pixels
         )
         return objects_by_windows(
-            read, extract, scene_shape, window_px=window_px, halo_px=halo_px, cores=cores
+            read,
+            extract,
+            scene_shape,
+            window_px=window_px,
+            halo_px=halo_px,
+            cores=cores,
+            reach_px=self.reach_px,
         )

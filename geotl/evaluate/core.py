@@ -49,7 +49,7 @@ def evaluate_model(
     scorer, run in ONNX Runtime (:func:`geotl.predict.engine.load_model`), so an int8
     export's quality is measured as its folder's is; its card gives classes, bands and
     thresholds. Its graph's fixed tile size must be the chips' (a detector's: the chips
-    padded to 32 px, as the network is fed): chips padded to a larger tile score otherwise
+    padded to the network's stride, as it is fed): chips padded to a larger tile score otherwise
     than the network sees them (:func:`check_graph_takes_chips`).
 
     Segmentation and instance models: pixel IoU/F1 per class and object P/R/F1
@@ -142,17 +142,16 @@ def evaluate_model(
 def check_graph_takes_chips(engine: Any, chip_px: int, chips: str) -> None:
     """Refuse an exported graph whose fixed tile size is not the chips' (as fed).
 
-    Segmentation chips are fed as cut, a detector's padded to 32 px
-    (:func:`~geotl.evaluate.detection.padded_px`). Chips are not padded to a larger tile:
+    Segmentation chips are fed as cut, a detector's padded to its network's stride
+    (``round_up_px``, as :func:`~geotl.evaluate.detection.detect_chips` feeds them). Chips are not padded to a larger tile:
     the network would see zeros beyond their borders that it never sees on the chips its
     folder is scored on, and the scores would not be the model's.
 
     Raises:
         GeotlInputError: the graph's tile size is not the chips'.
     """
-    from geotl.evaluate.detection import padded_px
-
-    fed = padded_px(chip_px) if engine.card.task == "detection" else chip_px
+    card = engine.card
+    fed = card.network.round_up_px(chip_px) if card.task == "detection" else chip_px
     if engine.tile_px != fed:
         raise GeotlInputError(
             f"this ONNX graph takes {engine.tile_px} px tiles, the test chips are {fed} px "

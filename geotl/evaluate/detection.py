@@ -40,7 +40,6 @@ __all__ = [
     "detection_scores",
     "evaluate_boxes",
     "owned_boxes",
-    "padded_px",
     "scored_ground",
     "without_small_boxes",
 ]
@@ -110,25 +109,17 @@ def average_precision_50(preds: list[dict[str, Any]], truths: list[dict[str, Any
     return float(valid.mean()) if valid.size else float("nan")
 
 
-def padded_px(px: int) -> int:
-    """The side a detector's chips of ``px`` are zero-padded to (a multiple of 32 px).
-
-    >>> padded_px(64), padded_px(100)
-    (64, 128)
-    """
-    return -(-px // 32) * 32
-
-
 def detect_chips(
     artefact: Any, images: np.ndarray, valid: np.ndarray, batch_size: int = 8
 ) -> list[dict[str, np.ndarray]]:
     """Run a detection artefact on chips (raw units): boxes, scores, labels per chip.
 
-    Chips are zero-padded to a multiple of 32 px; boxes are clipped to the chip. Scores go
+    Chips are zero-padded to a multiple of the network's stride (32 px); boxes are clipped to the chip. Scores go
     down to the detector's floor (0.05): thresholds are applied by the caller.
     """
     n, _, h, w = images.shape
-    hp, wp = padded_px(h), padded_px(w)
+    # zero-padded to the network's stride, as predict pads its windows (round_up_px)
+    hp, wp = artefact.card.network.round_up_px(h), artefact.card.network.round_up_px(w)
     net = artefact.network
     net.nms_thresh = artefact.card.nms_iou
     out: list[dict[str, np.ndarray]] = []

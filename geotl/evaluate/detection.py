@@ -114,8 +114,9 @@ def detect_chips(
 ) -> list[dict[str, np.ndarray]]:
     """Run a detection artefact on chips (raw units): boxes, scores, labels per chip.
 
-    Chips are zero-padded to a multiple of the network's stride (32 px); boxes are clipped to the chip. Scores go
-    down to the detector's floor (0.05): thresholds are applied by the caller.
+    Chips are zero-padded to a multiple of the network's stride (32 px); boxes are clipped
+    to the chip. Scores go down to the detector's floor (0.05): thresholds are applied by
+    the caller.
     """
     n, _, h, w = images.shape
     # zero-padded to the network's stride, as predict pads its windows (round_up_px)

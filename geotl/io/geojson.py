@@ -24,11 +24,12 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import shapely
-from shapely.geometry import box, mapping
+from shapely.geometry import mapping
 
 from geotl.io.atomic import atomic_write_text
+from geotl.io.lonlat import wrap_longitudes
 
-__all__ = ["DECIMALS", "feature_collection", "wrap_longitudes", "write_geojson"]
+__all__ = ["DECIMALS", "feature_collection", "write_geojson"]
 
 DECIMALS = 7  # ~1 cm at the equator; RFC 7946 section 11.2 recommends no more than needed
 
@@ -89,51 +90,6 @@ def _coordinates(geoms: np.ndarray) -> list[dict[str, Any]]:
         geometry = {**mapping(geoms[i])}
         geometry["coordinates"] = _coords(geometry["coordinates"])
         out[i] = geometry
-    return out
-
-
-def wrap_longitudes(geoms: np.ndarray) -> np.ndarray:
-    """Geometries that reach past longitude 180 (or -180) brought within -180..180.
-
-    A scene in a geographic CRS can run past 180: the Pacific in 0..360 longitudes, or a
-    grid whose last columns cross the antimeridian. Its objects keep those longitudes
-    through ``to_crs(4326)`` (nothing to reproject), so the GeoJSON held longitudes up to
-    180.002 and polygons across 180 uncut, where RFC 7946 (3.1.9) asks for -180..180 and a
-    cut. Each such geometry is cut at every antimeridian it crosses and each part moved by
-    whole turns into range, so an object across 180 becomes a MultiPolygon of its two
-    sides; geometries within range are returned as they are.
-
-    >>> (cut,) = wrap_longitudes(np.array([box(179.5, 0, 180.5, 1)]))
-    >>> cut.geom_type, [round(v, 1) for v in cut.bounds], round(cut.area, 2)
-    ('MultiPolygon', [-180.0, 0.0, 180.0, 1.0], 1.0)
-    >>> wrap_longitudes(np.array([box(190, 0, 191, 1)]))[0].bounds
-    (-170.0, 0.0, -169.0, 1.0)
-    """
-    out = geoms.copy()
-    bounds = shapely.bounds(geoms)
-    with np.errstate(invalid="ignore"):  # empty geometries have NaN bounds: left alone
-        outside = np.flatnonzero((bounds[:, 0] < -180) | (bounds[:, 2] > 180))
-    for i in outside.tolist():
-        west, south, east, north = bounds[i]
-        dimension = shapely.get_dimensions(geoms[i])
-        parts: list[Any] = []
-        for turn in range(math.floor((west + 180) / 360), math.ceil((east - 180) / 360) + 1):
-            shift = 360.0 * turn
-            piece = shapely.intersection(
-                geoms[i], box(shift - 180, south - 1, shift + 180, north + 1)
-            )
-            moved = shapely.transform(piece, lambda xy, s=shift: xy - [s, 0.0])
-            # a part only touching the cut (a line along it) is no part of a polygon
-            parts += [
-                p
-                for p in shapely.get_parts(moved)
-                if not p.is_empty and shapely.get_dimensions(p) == dimension
-            ]
-        polygons = [p for p in parts if p.geom_type == "Polygon"]
-        if len(polygons) == len(parts) > 1:
-            out[i] = shapely.MultiPolygon(polygons)
-        elif parts:
-            out[i] = parts[0] if len(parts) == 1 else shapely.GeometryCollection(parts)
     return out
 
 

@@ -24,10 +24,10 @@ from geotl.config import Region
 from geotl.errors import SceneError
 from geotl.io.atomic import atomic_write_text
 from geotl.io.geojson import write_geojson
+from geotl.io.lonlat import geodesic_areas_m2
 from geotl.monitor.changes import ChangeCriteria, empty_features, metric_crs, overlap_pairs
 from geotl.monitor.sequence import footprint_of
 from geotl.monitor.state import MonitorState, PassRecord
-from geotl.predict.core import geodesic_areas_m2
 from geotl.predict.vectorise import polygonal_part
 
 __all__ = [

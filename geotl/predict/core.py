@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import rasterio
 import shapely
-from pyproj import Geod
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
@@ -32,7 +31,7 @@ from geotl.io.atomic import atomic_path, check_output_file, check_writable
 from geotl.io.band_names import band_descriptions
 from geotl.io.compression import say_compression
 from geotl.io.dates import acquired_text, read_acquired
-from geotl.io.geojson import wrap_longitudes
+from geotl.io.lonlat import geodesic_areas_m2, lonlat
 from geotl.io.rasters import (
     check_georeferenced,
     data_band_indexes,
@@ -89,7 +88,6 @@ SCENE_COUNT_LOG = "%s: %d polygon(s) from %d window(s) in %.1f s (model %.1f s)"
 COLUMNS = ["id", "class", "score", "area_m2", "scene", "acquired", "model"]
 CPU_BATCH_PX = 4 * 256 * 256
 """Pixels per forward pass of a PyTorch network on the CPU (:meth:`PredictOptions.batch_for`)."""
-_GEOD = Geod(ellps="WGS84")
 
 
 @dataclass(frozen=True)
@@ -269,40 +267,6 @@ def _object_id(scene: str, class_name: str, *px: int) -> str:
     key = "|".join([scene, class_name, *(str(v) for v in px)])
     digest = hashlib.sha1(key.encode(), usedforsecurity=False)
     return digest.hexdigest()[:16]
-
-
-def geodesic_areas_m2(geoms: np.ndarray) -> np.ndarray:
-    """Geodesic area (m², WGS84 ellipsoid) of each (multi)polygon in lon/lat degrees.
-
-    A part's area is its shell's less its holes', whatever way each ring winds: the
-    vectoriser's rings are not oriented yet (GeoJSON orients them when it writes), and a
-    hole wound like its shell would add its area, as pyproj's signed sum does (a field
-    with a 3,000 m² hole came out 9 % too large). For oriented polygons this is the sum of
-    pyproj's ``Geod.geometry_area_perimeter`` to the bit; rings come out of shapely as
-    arrays instead of one ``.xy`` each.
-
-    >>> from shapely.geometry import Polygon
-    >>> sq = Polygon([(0, 0), (0.001, 0), (0.001, 0.001), (0, 0.001)])
-    >>> abs(float(_GEOD.geometry_area_perimeter(sq)[0])) == float(geodesic_areas_m2(np.array([sq]))[0])
-    True
-    """
-    parts, geom_of_part = shapely.get_parts(geoms, return_index=True)
-    rings, part_of_ring = shapely.get_rings(parts, return_index=True)
-    coords, ring_of_coord = shapely.get_coordinates(rings, return_index=True)
-    ends = np.cumsum(np.bincount(ring_of_coord, minlength=len(rings)))
-    part_area = np.zeros(len(parts), dtype=np.float64)
-    start = 0
-    for r, end in enumerate(ends.tolist()):
-        ring_area, _ = _GEOD.polygon_area_perimeter(coords[start:end, 0], coords[start:end, 1])
-        p = part_of_ring[r]
-        shell = r == 0 or part_of_ring[r - 1] != p
-        part_area[p] = abs(ring_area) if shell else part_area[p] - abs(ring_area)
-        start = end
-    # every geometry's parts summed in order (a polygon's one part: its area to the bit); a
-    # collection's lines and points have no rings and add nothing
-    areas = np.zeros(len(geoms), dtype=np.float64)
-    np.add.at(areas, geom_of_part, part_area)
-    return np.abs(areas)
 
 
 def _empty_frame(crs: Any) -> gpd.GeoDataFrame:
@@ -541,10 +505,10 @@ def _predict_scene(
         crs = source.crs
     cpu0 = time.thread_time()
     native = _frame(objects, crs, card.classes, name, when, card.model_id)
-    wgs = native.to_crs(4326)
-    wgs = wgs.set_geometry(split_antimeridian(wgs.geometry.to_numpy()), crs=4326)
+    geoms, areas = _lonlat_areas(objects, native.geometry.to_numpy(), crs)
+    wgs = native.set_geometry(geoms, crs=4326)
     if len(wgs):
-        wgs["area_m2"] = [round(float(a), 2) for a in geodesic_areas_m2(wgs.geometry.to_numpy())]
+        wgs["area_m2"] = [round(float(a), 2) for a in areas]
         keep = (wgs["area_m2"] >= min_area_m2).to_numpy()
         wgs = wgs[keep].reset_index(drop=True)
         native = native[keep].reset_index(drop=True)
@@ -566,40 +530,21 @@ def _footprint(transform: Any, width: int, height: int, crs: Any) -> BaseGeometr
     """The grid's outline in EPSG:4326: its four corners (a rotated grid's bounds are not)."""
     outline = shapely.Polygon(window_corners(transform, Window(0, 0, width, height)))
     outline = shapely.segmentize(outline, max(outline.length / 64, 1e-9))  # edges curve in 4326
-    wgs = gpd.GeoSeries([outline], crs=crs).to_crs(4326).to_numpy()
-    return cast(BaseGeometry, split_antimeridian(wgs)[0])
+    return cast(BaseGeometry, lonlat(np.array([outline]), crs)[0])
 
 
-def split_antimeridian(geoms: np.ndarray) -> np.ndarray:
-    """Longitude/latitude polygons cut at the antimeridian, as RFC 7946 asks (3.1.9).
+def _lonlat_areas(objects: list[Any], geoms: np.ndarray, crs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The objects in longitude/latitude and their geodesic areas (m²).
 
-    An object of a scene across longitude 180 (Fiji, Chukotka, the Aleutians) comes out of
-    the reprojection with longitudes near 180 and near -180 in one ring: a polygon around
-    the world, which broke the GeoJSON writer (a GEOS traceback). Such a polygon (wider
-    than 180 degrees) is unwrapped east of 180 and cut there into two parts, each within
-    -180..180 (:func:`geotl.io.geojson.wrap_longitudes`, which also brings any geometry
-    past 180 into range); every other geometry is kept as it is.
-
-    >>> ring = [(179.9, 0), (-179.9, 0), (-179.9, 1), (179.9, 1)]
-    >>> (cut,) = split_antimeridian(np.array([shapely.Polygon(ring)]))
-    >>> cut.geom_type, [round(v, 1) for v in cut.bounds], round(cut.area, 2)
-    ('MultiPolygon', [-180.0, 0.0, 180.0, 1.0], 0.2)
+    As the vectorising pool's workers made them beside the model
+    (:func:`geotl.predict.strips.measured`: the same functions on the same geometries, so
+    equal to the bit), else made here (objects vectorised in this process: one core, boxes).
     """
-    out = geoms.copy()
-    bounds = shapely.bounds(geoms)
-    with np.errstate(invalid="ignore"):  # empty geometries have NaN bounds: left alone
-        wide = np.flatnonzero((bounds[:, 2] - bounds[:, 0]) > 180)
-    for i in wide.tolist():
-        out[i] = shapely.make_valid(
-            shapely.transform(
-                geoms[i],
-                lambda xy: np.column_stack(
-                    [np.where(xy[:, 0] < 0, xy[:, 0] + 360, xy[:, 0]), xy[:, 1]]
-                ),
-            )
-        )
-    # the unwrapped ones (and any past 180 already: a degree grid beyond it) cut at 180
-    return wrap_longitudes(out)
+    carried = [getattr(o, "lonlat", None) for o in objects]
+    if objects and all(g is not None for g in carried):
+        return np.array(carried, dtype=object), np.array([o.area_m2 for o in objects])
+    wgs = lonlat(geoms, crs)
+    return wgs, geodesic_areas_m2(wgs)
 
 
 _POOL_MIN_PX = 2048 * 2048

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
+from geotl.io.lonlat import geodesic_areas_m2, lonlat
 from geotl.predict.objects.base import ObjectExtractor
 from geotl.predict.vectorise import CoreProgress, VectorObject, objects_by_windows
 
@@ -118,6 +119,8 @@ class StripTask:
         min_pixels: see :func:`geotl.predict.vectorise.vectorise`.
         rows_ready: rows of the file already final (reads must stay above).
         resume: where the first core's halo loop stopped in an earlier run of the strip.
+        crs: the scene's CRS (:func:`geotl.io.lonlat.crs_wkt`): the worker then gives its
+            objects in longitude/latitude, with their geodesic areas.
     """
 
     extractor: ObjectExtractor
@@ -132,6 +135,7 @@ class StripTask:
     min_pixels: int
     rows_ready: int
     resume: CoreProgress | None = None
+    crs: str | None = None
 
 
 @dataclass
@@ -208,9 +212,21 @@ def extract_strip(task: StripTask) -> StripResult:
             result.cores_done += 1
     finally:
         raw.close()
+    if task.crs is not None and result.objects:
+        result.objects = measured(result.objects, task.crs)
     result.seconds = time.perf_counter() - t0
     result.cpu_s = time.thread_time() - cpu0
     return result
+
+
+def measured(objects: list[VectorObject], crs: str) -> list[VectorObject]:
+    """The objects in longitude/latitude and their geodesic areas (m²), as predict makes them."""
+    wgs = lonlat(np.array([o.geometry for o in objects], dtype=object), crs)
+    areas = geodesic_areas_m2(wgs).tolist()
+    return [
+        replace(o, lonlat=g, area_m2=float(a))
+        for o, g, a in zip(objects, wgs.tolist(), areas, strict=True)
+    ]
 
 
 _POOLS: dict[int, ProcessPoolExecutor] = {}

@@ -94,6 +94,9 @@ class VectorObject:
             global grid (``row_off``/``col_off`` added): the object's identity and the
             ownership key at window seams.
         bbox_px: ``(row_min, col_min, row_max, col_max)`` (max exclusive), global grid.
+        lonlat: the geometry in longitude/latitude (:func:`geotl.io.lonlat.lonlat`) and
+        area_m2: its geodesic area (:func:`geotl.io.lonlat.geodesic_areas_m2`), where the
+            process that vectorised it made them (a pool worker, beside the model).
     """
 
     class_index: int
@@ -102,6 +105,8 @@ class VectorObject:
     pixel_count: int
     first_px: tuple[int, int]
     bbox_px: tuple[int, int, int, int]
+    lonlat: BaseGeometry | None = None
+    area_m2: float | None = None
 
 
 def class_map_from_probabilities(

@@ -19,9 +19,9 @@ import shapely
 from shapely.geometry import box
 
 from geotl.io.geojson import write_geojson
+from geotl.io.lonlat import geodesic_areas_m2
 from geotl.monitor.outputs import latest_frame, read_pass_file
 from geotl.monitor.state import PassRecord
-from geotl.predict.core import geodesic_areas_m2
 
 
 def _record(name: str, day: int, footprint: shapely.Geometry) -> PassRecord:

@@ -79,6 +79,27 @@ def test_strip_stops_at_rows_not_final(tmp_path: Path) -> None:
     raw.close()
 
 
+def test_strip_measures_its_objects_as_the_scene_frame_would(tmp_path: Path) -> None:
+    # a pool worker measures geodesic areas beside the model; predict keeps its figures,
+    # so they must be the ones the predicting process would compute, to the bit
+    from geotl.io.lonlat import crs_wkt, geodesic_areas_m2, lonlat
+    from geotl.predict.objects import SegmentationExtractor
+
+    planes = np.zeros((2, 20, 10), np.float32)
+    planes[:, 1:9, 1:4] = np.array([1.0, 0.8])[:, None, None]  # owned by the first core
+    planes[:, 2:8, 6:9] = np.array([1.0, 0.7])[:, None, None]  # and by the second
+    task, raw = _first_row_task(tmp_path, SegmentationExtractor(1), planes, 5, rows_ready=20)
+    plain = extract_strip(task)
+    assert [(o.lonlat, o.area_m2) for o in plain.objects] == [(None, None)] * 2  # predict will
+    done = extract_strip(StripTask(**{**vars(task), "crs": crs_wkt(data.UTM17)}))
+    wgs = lonlat(np.array([o.geometry for o in done.objects], dtype=object), data.UTM17)
+    here = geodesic_areas_m2(wgs).tolist()
+    assert [o.area_m2 for o in done.objects] == here
+    assert [o.lonlat.wkb for o in done.objects] == [g.wkb for g in wgs]
+    assert 0.23 < here[0] < 0.25 and 0.17 < here[1] < 0.19  # 8 x 3 and 6 x 3 px of 0.1 m
+    raw.close()
+
+
 def test_strip_resumed_where_it_stopped_gives_the_whole_scene_objects(tmp_path: Path) -> None:
     # two touching objects in one tall component, owned by the first core: the first run
     # stops at rows not final; a run resumed from where it stopped equals one from scratch
@@ -137,3 +158,20 @@ def test_pool_processes_do_not_load_torch() -> None:
     code = f"import geotl.predict.strips, geotl.predict.objects; print({loaded})"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_read_threads_follow_the_storage_and_where_the_model_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from types import SimpleNamespace
+
+    import geotl.cores
+    from geotl.predict.stream import _read_threads_default
+
+    monkeypatch.setattr(geotl.cores, "usable_cores", lambda: 16)
+    local = SimpleNamespace(name="/data/scene.tif")
+    assert _read_threads_default(local) == 4  # beside a model on the CPU
+    assert _read_threads_default(local, accelerator=True) == 8  # the cores are free
+    assert _read_threads_default(SimpleNamespace(name="/vsicurl/https://x/s.tif")) == 16
+    monkeypatch.setattr(geotl.cores, "usable_cores", lambda: 2)
+    assert _read_threads_default(local) == _read_threads_default(local, accelerator=True) == 1

@@ -410,7 +410,7 @@ def test_geodesic_areas_equal_pyproj_per_geometry() -> None:
     from pyproj import Geod
     from shapely.geometry import MultiPolygon, Polygon
 
-    from geotl.predict.core import geodesic_areas_m2
+    from geotl.io.lonlat import geodesic_areas_m2
 
     holed = Polygon(
         [(10, 50), (10.01, 50), (10.01, 50.01), (10, 50.01)],
@@ -439,7 +439,7 @@ def test_geodesic_area_subtracts_a_hole_wound_like_its_shell() -> None:
     """
     from shapely.geometry import Polygon
 
-    from geotl.predict.core import geodesic_areas_m2
+    from geotl.io.lonlat import geodesic_areas_m2
 
     shell = [(4.0, 51.0), (4.01, 51.0), (4.01, 51.01), (4.0, 51.01)]
     hole = [(4.002, 51.002), (4.004, 51.002), (4.004, 51.004), (4.002, 51.004)]

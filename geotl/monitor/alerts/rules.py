@@ -33,10 +33,10 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from geotl.config import AlertRule, AlertsConfig
+from geotl.io.lonlat import geodesic_areas_m2
 from geotl.monitor.alerts.persistence import persistent_change
 from geotl.monitor.alerts.reference import ReferenceLayer
 from geotl.monitor.changes import metric_crs, overlap_pairs
-from geotl.predict.core import geodesic_areas_m2
 
 __all__ = ["Candidate", "PassView", "evaluate_rules", "object_areas"]
 
@@ -226,7 +226,7 @@ def object_areas(frame: gpd.GeoDataFrame) -> np.ndarray:
     """Each object's ``area_m2`` as predict wrote it (measured where a file lacks it).
 
     A file without ``area_m2`` (a pass written by hand, an older tool) is measured the way
-    predict measures (geodesic m², :func:`geotl.predict.core.geodesic_areas_m2`), whatever
+    predict measures (geodesic m², :func:`geotl.io.lonlat.geodesic_areas_m2`), whatever
     the frame's CRS: pass files are EPSG:4326, where the planar area is in square degrees.
     A frame without a CRS is taken as EPSG:4326 (RFC 7946).
     """

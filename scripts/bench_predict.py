@@ -1223,6 +1223,8 @@ def main() -> None:
     NOOP_FORWARD[0] = args.noop_forward
     if args.model is not None:
         args.model = args.model.resolve()  # the timing children run elsewhere
+    if args.before is not None:
+        args.before = args.before.resolve()
     args.batch_given = args.batch_size is not None
     if args.batch_size is None:  # predict's default for a PyTorch network on the device
         from types import SimpleNamespace
@@ -1303,11 +1305,12 @@ def main() -> None:
             lib_runs.append(new["times"][0])
             lib_cpu.append(new["cpu"][0]["total"])
             predict_windows = new["windows"]
-            after_stages = new["stages_s"]
+            # wall seconds per stage (summed over threads and processes), and CPU seconds
+            after_stages = {**new["stages_s"], "cpu": new["cpu"][0]["stages"]}
             if args.before is not None:
                 old = library(args.before)
                 before_runs.append(old["times"][0])
-                before_stages = old["stages_s"]
+                before_stages = {**old["stages_s"], "cpu": old["cpu"][0]["stages"]}
             if not args.skip_torchgeo:  # in the same round: the pairs share the machine's state
                 tg_runs.append(torchgeo_baseline(model, scene, args.window, args.batch_size))
         del windows

@@ -6,6 +6,10 @@
 #   b: the same scene with 512 px vectoriser cores, then the CPU figures on this quiet
 #      16-core machine: the pipeline without the model at 1 and 2 cores, and the trained
 #      model's ratio to its bare forward passes on 2 cores.
+#   d: one call, nothing trained there: the models trained here (.devrun1/models/osbs, the
+#      demo region's per-pixel model, and .devrun1/models/unet, its U-Net) predict the 4096 px
+#      scene with this tree and with .devrun1/before (`git archive COMMIT geotl`), turn about
+#      in one process each, against the same bare forward passes.
 set -u; T0=$(date +%s); mkdir -p /tmp/res
 source scripts/device/setup.sh
 B="python3 scripts/bench_predict.py --model /tmp/res/gpu/model"
@@ -30,6 +34,15 @@ b)
   OMP_NUM_THREADS=2 timeout 150 taskset -c 0,1 $B --size 2048 --repeats 2 --skip-torchgeo --skip-cli \
     --mem-sizes --threads 2 --json /tmp/res/cpu2.json > /tmp/res/cpu2.out 2> /tmp/res/cpu2.log
   echo "cpu2 rc $?"; tail -c 1500 /tmp/res/cpu2.out ;;
+d)
+  nvidia-smi -L; uptime; nproc
+  for m in osbs unet; do
+    [ -d .devrun1/models/$m ] || { echo "no .devrun1/models/$m"; exit 4; }
+    timeout 240 python3 scripts/bench_predict.py --model .devrun1/models/$m --device cuda --size 4096 \
+      --batch-size 32 --repeats 3 --skip-torchgeo --skip-cli --mem-sizes --before .devrun1/before \
+      --json /tmp/res/d-$m.json > /tmp/res/d-$m.out 2> /tmp/res/d-$m.log
+    echo "$m rc $?"; tail -3 /tmp/res/d-$m.log | cut -c1-1500
+  done; uptime ;;
 esac
 bash scripts/device/pack.sh "$OUT"; echo "done $(( $(date +%s)-T0 )) s"
 # c (optional, same machine): the main thread's profile of a warm predict_scene, and one

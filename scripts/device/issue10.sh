@@ -36,13 +36,15 @@ b)
   echo "cpu2 rc $?"; tail -c 1500 /tmp/res/cpu2.out ;;
 d)
   nvidia-smi -L; uptime; nproc
-  for m in osbs unet; do
+  bash scripts/device/pack.sh "$OUT" --loop & PACK=$!
+  for run in osbs:0:3 unet:0:2 osbs:512:2; do  # model : vectoriser core px (0: default) : repeats
+    IFS=: read -r m vw reps <<< "$run"
     [ -d .devrun1/models/$m ] || { echo "no .devrun1/models/$m"; exit 4; }
-    timeout 240 python3 scripts/bench_predict.py --model .devrun1/models/$m --device cuda --size 4096 \
-      --batch-size 32 --repeats 3 --skip-torchgeo --skip-cli --mem-sizes --before .devrun1/before \
-      --json /tmp/res/d-$m.json > /tmp/res/d-$m.out 2> /tmp/res/d-$m.log
-    echo "$m rc $?"; tail -3 /tmp/res/d-$m.log | cut -c1-1500
-  done; uptime ;;
+    timeout 200 python3 scripts/bench_predict.py --model .devrun1/models/$m --device cuda --size 4096 \
+      --batch-size 32 --repeats $reps --vector-window $vw --skip-torchgeo --skip-cli --mem-sizes \
+      --before .devrun1/before --json /tmp/res/d-$m-$vw.json > /tmp/res/d-$m-$vw.out 2> /tmp/res/d-$m-$vw.log
+    echo "$m $vw rc $? at $(( $(date +%s)-T0 )) s"; grep '"scene_px"' /tmp/res/d-$m-$vw.log | cut -c1-1800
+  done; uptime; kill $PACK ;;
 esac
 bash scripts/device/pack.sh "$OUT"; echo "done $(( $(date +%s)-T0 )) s"
 # c (optional, same machine): the main thread's profile of a warm predict_scene, and one

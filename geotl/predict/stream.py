@@ -191,21 +191,19 @@ def _batches(plan: WindowPlan, batch_size: int) -> Iterator[list[int]]:
         yield batch
 
 
-def _read_threads_default(source: Any, *, accelerator: bool = False) -> int:
+def _read_threads_default(source: Any) -> int:
     """Threads reading ahead: many for remote files (latency), few for a local disk (CPU).
 
-    On a local disk reading costs CPU (decoding, normalising): a quarter of the cores (1
-    to 4) beside a model on the CPU, half of them (1 to 8) when the model runs on an
-    accelerator and leaves the cores to the other stages (on a 16-core GPU machine, 4
-    threads spent 1.55 s reading a 4096 px scene whose forward passes took 0.09 s).
+    A quarter of the cores (1 to 4) on a local disk, with the model on the CPU or not: on
+    a 16-core GPU machine, 8 threads instead of 4 read a 4096 px scene with 30 % more CPU
+    and made the stream slower (the threads contend for this process's GIL with the stage
+    that blends; BENCHMARKS.md, issue 10, stop 49).
     """
     from geotl.cores import usable_cores
 
     name = str(getattr(source, "name", "") or "")
     if name.startswith(("/vsicurl", "/vsis3", "/vsigs", "/vsiaz", "http://", "https://")):
         return 16
-    if accelerator:
-        return max(1, min(8, usable_cores() // 2))
     return max(1, min(4, usable_cores() // 4))
 
 
@@ -403,7 +401,7 @@ class _RowWriter:
             blended = blended_all[:, g0:g1]
             valid = valid_all[g0:g1]
             final = self.extractor.finalise(blended, valid, self.threshold)
-            self.planes.write(top + g0, 0, np.moveaxis(final, 0, -1))  # whole rows: one write
+            self.planes.write_planes(top + g0, 0, final)  # whole rows: one write
             if self.prob_ds is not None:
                 probs = self.extractor.probability_planes(blended)
                 out = np.where(valid[None], probs, -1.0).astype(np.float32)
@@ -642,11 +640,7 @@ def infer_and_vectorise(
         card.task, len(card.classes), seed_threshold=card.seed_threshold
     )
     device = "cpu" if artefact.on_cpu else artefact.device_name
-    n_threads = (
-        1
-        if open_source is None
-        else read_threads or _read_threads_default(source, accelerator=device != "cpu")
-    )
+    n_threads = 1 if open_source is None else read_threads or _read_threads_default(source)
     pool = strip_pool(workers)
     stats = StreamStats(windows=len(plan.windows))
     stats.extra["workers"] = float(workers if pool is not None else 1)

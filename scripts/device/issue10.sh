@@ -37,7 +37,7 @@ b)
 d)
   nvidia-smi -L; uptime; nproc
   bash scripts/device/pack.sh "$OUT" --loop & PACK=$!
-  for run in osbs:0:3 unet:0:2 osbs:512:2; do  # model : vectoriser core px (0: default) : repeats
+  for run in ${RUNS:-osbs:0:3 unet:0:2 osbs:512:2}; do  # model : vectoriser core px (0: default) : repeats
     IFS=: read -r m vw reps <<< "$run"
     [ -d .devrun1/models/$m ] || { echo "no .devrun1/models/$m"; exit 4; }
     timeout 200 python3 scripts/bench_predict.py --model .devrun1/models/$m --device cuda --size 4096 \

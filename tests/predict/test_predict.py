@@ -561,6 +561,11 @@ def test_a_scene_across_the_antimeridian_gives_rfc7946_polygons(tmp_path: Path) 
     band0[10:50, 5:60] = 250  # one object across the middle column
     path = data.write_scene(tmp_path / "fiji.tif", band0, crs=CRS.from_epsg(32760), transform=fiji)
     det = predict_scene(data.threshold_artefact(), path, PredictOptions(progress=False))
+    # the pool's workers cut and measure their objects themselves: the same to the bit
+    pooled = predict_scene(
+        data.threshold_artefact(), path, PredictOptions(progress=False, workers=2)
+    )
+    assert pooled.features.to_json() == det.features.to_json()
     assert len(det.features) == 1
     (obj,) = det.features.geometry
     assert obj.is_valid and obj.geom_type == "MultiPolygon" and len(obj.geoms) == 2

@@ -416,3 +416,36 @@ def test_validation_scores_the_boxes_predict_keeps() -> None:
     assert scored(None) == pytest.approx(1.0)
     assert scored(0.0) == pytest.approx(1.0)
     assert scored(20.0) == 0.0  # predict drops it: nothing left to find
+
+
+def test_evaluate_scores_an_exported_detector_as_its_folder(
+    det_region: Path, tmp_path: Path
+) -> None:
+    """``geotl evaluate DET.onnx`` runs the graph on the test chips, scored as the folder is."""
+    # a weak detector (8 short epochs) and a low threshold: enough boxes to compare (188)
+    region = tmp_path / "det-low.toml"
+    region.write_text(det_region.read_text().replace("threshold = 0.05", "threshold = 0.001"))
+    model = tmp_path / "m"
+    train_model(
+        [load_region(region)], model, TrainOptions(epochs=8, samples_per_epoch=4, batch_size=4)
+    )
+    onnx_path = tmp_path / "det.onnx"
+    export_onnx(model, onnx_path, tile_px=128)  # the chips' size
+    runs = {}
+    for name, path in (("torch", model), ("onnx", onnx_path)):
+        out = tmp_path / f"{name}.json"
+        args = [str(path), str(region), "--chips", str(model / "chips"), "--out", str(out)]
+        res = CliRunner().invoke(cli, ["-q", "evaluate", *args])
+        assert res.exit_code == 0, res.stderr
+        runs[name] = json.loads(out.read_text())
+    assert runs["torch"]["engine"] == "torch" and runs["onnx"]["engine"] == "onnxruntime"
+    assert runs["onnx"]["onnx"]["file"] == str(onnx_path)
+    ref, ours = runs["torch"]["detection"], runs["onnx"]["detection"]
+    assert ref["score_threshold"] == ours["score_threshold"] == 0.001
+    assert ours["objects"] == ref["objects"] > 0 and ref["predicted"] > 10
+    # the same boxes up to ties of a weak model's near-equal scores
+    assert abs(ours["predicted"] - ref["predicted"]) <= max(2, ref["predicted"] // 20)
+    assert ours["ap50"] == pytest.approx(ref["ap50"], abs=0.02)
+    for key in ("iou_0.4", "iou_0.5"):
+        for k in ("tp", "fp", "fn"):
+            assert abs(ours[key][k] - ref[key][k]) <= max(2, ref[key][k] // 20), (key, ours, ref)

@@ -90,8 +90,8 @@ def split_antimeridian(geoms: np.ndarray) -> np.ndarray:
     the reprojection with longitudes near 180 and near -180 in one ring: a polygon around
     the world, which broke the GeoJSON writer (a GEOS traceback). Such a polygon (wider
     than 180 degrees) is unwrapped east of 180 and cut there into two parts, each within
-    -180..180 (:func:`wrap_longitudes`, which also brings any geometry
-    past 180 into range); every other geometry is kept as it is.
+    -180..180 (:func:`wrap_longitudes`, which also brings any geometry past 180 into
+    range); every other geometry is kept as it is.
 
     >>> ring = [(179.9, 0), (-179.9, 0), (-179.9, 1), (179.9, 1)]
     >>> (cut,) = split_antimeridian(np.array([shapely.Polygon(ring)]))

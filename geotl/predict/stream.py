@@ -435,8 +435,9 @@ class _Vectoriser:
         crs: Any = None,
     ) -> None:
         self.pipe, self.stats, self.extractor, self.planes = pipe, stats, extractor, planes
-        # a pool worker measures its objects' geodesic areas (off the scene's serial tail)
-        self.crs_wkt = crs_wkt(crs) if crs is not None else None
+        # a pool worker gives its objects in lon/lat with their areas (off the serial tail);
+        # in this process (no pool) the scene's frame makes them
+        self.crs_wkt = crs_wkt(crs) if crs is not None and pool is not None else None
         self.scene_shape = (planes.height, planes.width)
         self.transform, self.pool, self.workers = transform, pool, workers
         self.window_px, self.halo_px = window_px, halo_px

@@ -17,7 +17,7 @@ import math
 import re
 import threading
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,9 @@ __all__ = [
     "read_bands",
     "read_data",
     "read_failure",
+    "read_normalised",
     "read_scene_info",
+    "read_valid",
     "say_pages",
     "scene_band_sample",
     "scene_bounds",
@@ -735,6 +737,44 @@ def read_bands(
     return data, masks
 
 
+def read_valid(
+    ds: Any,
+    band_indexes: Sequence[int],
+    mask_bands: Sequence[int],
+    window: Window,
+    nodata: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A window's data bands ``(bands, h, w)`` and its pixels with data ``(h, w)``.
+
+    The one rule of :mod:`geotl.io.nodata` as chips apply it: the nodata value (``nodata``,
+    default the dataset's), and GDAL's masks only of ``mask_bands`` (:func:`mask_bands` of
+    the scene's data bands: an alpha band, an internal mask, nodata values per band).
+    Reading every band's mask of a file whose only mask is its nodata value costs a second
+    read and says nothing more.
+    """
+    data, masks = read_bands(ds, tuple(band_indexes), tuple(mask_bands), window)
+    valid = valid_mask(data, ds.nodata if nodata is None else nodata, masks, len(mask_bands) > 1)
+    return data, valid
+
+
+def read_normalised(
+    ds: Any,
+    band_indexes: Sequence[int],
+    mask_bands: Sequence[int],
+    window: Window,
+    normalise: Callable[[np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """A window as a model sees it: normalised, 0 where :func:`read_valid` finds no data.
+
+    Returns the float32 ``(bands, h, w)`` input and the ``(h, w)`` pixels with data.
+    """
+    data, valid = read_valid(ds, band_indexes, mask_bands, window)
+    norm = normalise(data)
+    if not valid.all():
+        norm[:, ~valid] = 0.0
+    return norm, valid
+
+
 def read_failure(exc: BaseException, path: str | Path) -> RasterError:
     """A failed read of a raster as a one-line input error, with GDAL's own reason.
 
@@ -791,10 +831,7 @@ def scene_band_sample(
         for j in range(_SAMPLE_GRID):
             row = (ds.height - h) * i // (_SAMPLE_GRID - 1)
             col = (ds.width - w) * j // (_SAMPLE_GRID - 1)
-            data, masks = read_bands(ds, tuple(indexes), tuple(mask_bands), Window(col, row, w, h))
-            valid = valid_mask(
-                data, ds.nodata if nodata is None else nodata, masks, len(mask_bands) > 1
-            )
+            data, valid = read_valid(ds, indexes, mask_bands, Window(col, row, w, h), nodata)
             x = data[:, valid].astype(np.float64)
             total += x.sum(axis=1)
             squares += np.einsum("ij,ij->i", x, x)

@@ -222,10 +222,18 @@ class Artefact:
         return self.card.model_id
 
     def normalise(self, raw: np.ndarray) -> np.ndarray:
-        """Normalise a ``(..., C, H, W)`` raw array with the card's per-band mean/std."""
+        """Normalise a ``(..., C, H, W)`` raw array with the card's per-band mean/std.
+
+        A new float32 array, computed in place (one allocation: a window's temporaries
+        cost ten times the arithmetic), equal to the bit to ``(raw - mean) / std`` in
+        float32.
+        """
         mean = np.asarray(self.card.normalisation.mean, dtype=np.float32)[:, None, None]
         std = np.asarray(self.card.normalisation.std, dtype=np.float32)[:, None, None]
-        return ((raw.astype(np.float32) - mean) / std).astype(np.float32)
+        out = raw.astype(np.float32)  # a copy, always
+        np.subtract(out, mean, out=out)
+        np.divide(out, std, out=out)
+        return out
 
 
 def read_card(model_dir: str | Path) -> ModelCard:

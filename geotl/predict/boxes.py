@@ -50,8 +50,7 @@ from affine import Affine
 from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
-from geotl.io.nodata import valid_mask
-from geotl.io.rasters import nodata_per_band, read_data
+from geotl.io.rasters import read_normalised
 from geotl.models.artefact import Artefact
 from geotl.predict.engine import DetectionEngine
 from geotl.predict.stream import StreamStats
@@ -142,6 +141,7 @@ def artefact_detector(artefact: Artefact, nms_iou: float) -> Detector:
 def _read_batch(
     source: Any,
     band_indexes: list[int],
+    mask_bands: tuple[int, ...],
     batch: list[Window],
     model_px: int,
     normalise: Callable[[np.ndarray], np.ndarray],
@@ -149,11 +149,7 @@ def _read_batch(
     arr = np.zeros((len(batch), len(band_indexes), model_px, model_px), dtype=np.float32)
     valids = []
     for k, w in enumerate(batch):
-        raw = read_data(source, band_indexes, window=w)
-        masks = source.read_masks(band_indexes, window=w)
-        valid = valid_mask(raw, source.nodata, masks, nodata_per_band(source, band_indexes))
-        norm = normalise(raw)
-        norm[:, ~valid] = 0.0
+        norm, valid = read_normalised(source, band_indexes, mask_bands, w, normalise)
         arr[k, :, : w.height, : w.width] = norm  # smaller scenes: zero padding, no mirrored objects
         valids.append(valid)
     return arr, valids
@@ -171,6 +167,7 @@ def detect_boxes(
     score_threshold: float = 0.5,
     nms_iou: float = 0.5,
     progress: Callable[[int], object] | None = None,
+    mask_bands: tuple[int, ...] = (),
 ) -> tuple[list[BoxObject], StreamStats]:
     """Detect objects over a whole scene, window by window (see the module docstring).
 
@@ -185,6 +182,8 @@ def detect_boxes(
         score_threshold: drop boxes scored lower.
         nms_iou: boxes of one class overlapping more than this are one object.
         progress: called with the number of windows done after each batch.
+        mask_bands: the bands whose GDAL masks are read beside the nodata value
+            (:func:`geotl.io.rasters.mask_bands` of the scene's data bands).
 
     Returns:
         The objects (box polygons in the scene CRS via ``source.transform``), best score
@@ -206,7 +205,7 @@ def detect_boxes(
     def read(batch: list[int]) -> tuple[Any, list[Any], float]:
         t0 = time.perf_counter()
         windows = [plan.windows[k] for k in batch]
-        arr, valids = _read_batch(source, band_indexes, windows, model_px, normalise)
+        arr, valids = _read_batch(source, band_indexes, mask_bands, windows, model_px, normalise)
         return arr, valids, time.perf_counter() - t0
 
     with ThreadPoolExecutor(max_workers=1) as reader:  # reads the next batch meanwhile
@@ -255,7 +254,7 @@ def detect_boxes(
         lone = {tuple(b): n for b, n in zip(all_boxes.tolist(), all_near, strict=True) if n.any()}
         redo = [(i, lone[tuple(b)]) for i, b in enumerate(joined[0].tolist()) if tuple(b) in lone]
         if redo:
-            read_whole = partial(_read_batch, source, band_indexes, model_px=model_px)
+            read_whole = partial(_read_batch, source, band_indexes, mask_bands, model_px=model_px)
             _see_whole(
                 detect, read_whole, normalise, joined, redo, plan, score_threshold, batch_size
             )

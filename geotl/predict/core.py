@@ -363,11 +363,12 @@ def _predict_scene(
                 say=block is None or block.start == 0,  # once per scene
             )
         ]
+        masked = mask_bands(ds, data_bands)  # GDAL masks read beside the nodata value
         if block is None or block.start == 0:  # said once per scene, not once per block
             say_compression(file_ds, scene_path, trained=card.lossy)
             say_pages(file_ds, scene_path)
             warn_other_radiometry(
-                sample_scene(ds, indexes, mask_bands(ds, data_bands)),
+                sample_scene(ds, indexes, masked),
                 card.normalisation,
                 card.bands,
                 name,
@@ -467,7 +468,7 @@ def _predict_scene(
             with scratch_dir("predict") as scratch:
                 if card.task == "detection":
                     objects, stats = _detect(
-                        artefact, source, indexes, plan, options, threshold, advance
+                        artefact, source, indexes, masked, plan, options, threshold, advance
                     )
                 else:
                     objects, stats = infer_and_vectorise(
@@ -476,6 +477,7 @@ def _predict_scene(
                         indexes,
                         plan,
                         scratch,
+                        mask_bands=masked,
                         batch_size=options.batch_for(window_px, artefact),
                         threshold=threshold,
                         simplify_px=simplify_px,
@@ -576,6 +578,7 @@ def _detect(
     artefact: Artefact,
     source: Any,
     indexes: list[int],
+    masked: tuple[int, ...],
     plan: Any,
     options: PredictOptions,
     threshold: float,
@@ -595,6 +598,7 @@ def _detect(
         score_threshold=threshold,
         nms_iou=nms_iou,
         progress=progress,
+        mask_bands=masked,
     )
 
 

@@ -45,8 +45,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from geotl.io.lonlat import crs_wkt
-from geotl.io.nodata import valid_mask
-from geotl.io.rasters import gdal_write_errors, nodata_per_band, read_data
+from geotl.io.rasters import gdal_write_errors, read_normalised
 from geotl.models.artefact import Artefact
 from geotl.predict.band import BandAccumulator
 from geotl.predict.engine import Engine, device_probabilities, engine_for
@@ -222,13 +221,15 @@ class _WindowReader:
         artefact: Artefact,
         plan: WindowPlan,
         band_indexes: list[int],
+        mask_bands: tuple[int, ...],
         batch_size: int,
         source: Any,
         open_source: Callable[[], contextlib.AbstractContextManager[Any]] | None,
         n_threads: int,
     ) -> None:
         self.pipe, self.stats, self.artefact, self.plan = pipe, stats, artefact, plan
-        self.band_indexes, self.batch_size = band_indexes, batch_size
+        self.band_indexes, self.mask_bands = band_indexes, mask_bands
+        self.batch_size = batch_size
         self.source, self.open_source, self.n_threads = source, open_source, n_threads
         self.model_px = artefact.card.network.round_up_px(plan.window_px)
         # the read-ahead threads' hand-over: windows read, by index, and the next to read
@@ -242,11 +243,9 @@ class _WindowReader:
         """Window ``k`` normalised and padded to the model's size, and its valid pixels."""
         w = self.plan.windows[k]
         win = clip_window(w, self.plan.scene_shape)
-        raw = read_data(ds, self.band_indexes, window=win)
-        masks = ds.read_masks(self.band_indexes, window=win)
-        valid = valid_mask(raw, ds.nodata, masks, nodata_per_band(ds, self.band_indexes))
-        norm = self.artefact.normalise(raw)
-        norm[:, ~valid] = 0.0
+        norm, valid = read_normalised(
+            ds, self.band_indexes, self.mask_bands, win, self.artefact.normalise
+        )
         model_px = self.model_px
         top, left = win.row_off - w.row_off, win.col_off - w.col_off
         bottom, right = model_px - top - win.height, model_px - left - win.width
@@ -593,6 +592,7 @@ def infer_and_vectorise(
     plan: WindowPlan,
     scratch_dir: Path,
     *,
+    mask_bands: tuple[int, ...] = (),
     batch_size: int = 8,
     threshold: float = 0.5,
     simplify_px: float = 1.0,
@@ -615,6 +615,9 @@ def infer_and_vectorise(
         band_indexes: 1-based source bands in the model's band order.
         plan: the window plan over ``source``.
         scratch_dir: folder for the scratch files (removed by the caller).
+        mask_bands: the bands whose GDAL masks are read beside the nodata value
+            (:func:`geotl.io.rasters.mask_bands` of the scene's data bands; none: the
+            nodata value alone says which pixels hold data).
         batch_size: windows per forward pass.
         threshold: minimum foreground probability.
         simplify_px: polygon simplification tolerance in pixels.
@@ -648,7 +651,16 @@ def infer_and_vectorise(
     stats.extra["read_threads"] = float(n_threads)
     pipe = _Pipeline()
     reader = _WindowReader(
-        pipe, stats, artefact, plan, band_indexes, batch_size, source, open_source, n_threads
+        pipe,
+        stats,
+        artefact,
+        plan,
+        band_indexes,
+        mask_bands,
+        batch_size,
+        source,
+        open_source,
+        n_threads,
     )
     planes = RawRaster(scratch_dir / "planes.raw", height, width, extractor.planes, np.float32)
     vectoriser = _Vectoriser(

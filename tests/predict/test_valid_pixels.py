@@ -1,0 +1,104 @@
+"""Prediction leaves out the pixels chips leave out: one rule for which pixels hold data.
+
+GDAL's masks are read only where they say more than the nodata value (an alpha band, an
+internal mask, nodata values per band: :func:`geotl.io.rasters.mask_bands`), as chips
+read them. The probabilities GeoTIFF (nodata -1) shows which pixels prediction used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from geotl.io.rasters import read_scene_info, read_valid
+from geotl.predict import PredictOptions, predict_scene
+
+from . import data
+
+
+def _used(art: object, path: Path, tmp_path: Path, nodata: float | None = None) -> np.ndarray:
+    """The pixels whose probabilities prediction wrote (not its nodata, -1)."""
+    out = tmp_path / "p.tif"
+    options = PredictOptions(window_px=64, probabilities_path=out, progress=False, nodata=nodata)
+    predict_scene(art, path, options)  # type: ignore[arg-type]
+    with rasterio.open(out) as ds:
+        return np.asarray(ds.read(1) != -1)
+
+
+def _chips_valid(path: Path, bands: int, nodata: float | None = None) -> np.ndarray:
+    """The pixels chips count as data, for a region that lists ``bands`` bands."""
+    info = read_scene_info(path, bands_expected=bands)
+    with rasterio.open(path) as ds:
+        window = rasterio.windows.Window(0, 0, ds.width, ds.height)
+        _, valid = read_valid(ds, info.band_indexes, info.mask_bands, window, nodata)
+    return valid
+
+
+def test_a_near_infrared_band_gdal_tags_alpha_is_data(tmp_path: Path) -> None:
+    # a NAIP tile without a nodata value: GDAL tags band 4 alpha and masks every band with
+    # it, yet a 4-band model reads it as the near infrared: its zeros are dark water, data
+    band0 = data.blobs(96, 96)
+    bands = np.stack([band0, np.full_like(band0, 100), np.full_like(band0, 90), band0 // 2])
+    bands[3, 10:30, 40:70] = 0
+    path = data.write_bands(tmp_path / "naip.tif", bands)
+    with rasterio.open(path) as ds:
+        assert rasterio.enums.MaskFlags.alpha in ds.mask_flag_enums[0]  # GDAL would mask
+        assert not ds.read_masks(1)[10:30, 40:70].any()
+    art = data.threshold_artefact(bands=["red", "green", "blue", "nir"])
+    used = _used(art, path, tmp_path)
+    assert used.all()
+    assert np.array_equal(used, _chips_valid(path, 4))
+
+
+def test_an_alpha_band_and_an_internal_mask_hide_pixels(tmp_path: Path) -> None:
+    band0 = data.blobs(96, 96)
+    rgb = np.stack([band0, np.full_like(band0, 100), np.full_like(band0, 90)])
+    hidden = np.zeros((96, 96), dtype=bool)
+    hidden[:20, :33] = True
+    hidden[60:, 70:] = True
+    alpha = np.where(hidden, 0, 255).astype(np.uint8)
+    rgba = data.write_bands(
+        tmp_path / "rgba_alpha.tif",
+        np.concatenate([rgb, alpha[None]]),
+        photometric="RGB",
+        alpha="YES",
+    )
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        masked = data.write_bands(tmp_path / "masked.tif", rgb)
+        with rasterio.open(masked, "r+") as ds:
+            ds.write_mask(alpha)
+    art = data.threshold_artefact()
+    for path in (rgba, masked):
+        used = _used(art, path, tmp_path)
+        assert np.array_equal(used, ~hidden), path.name
+        assert np.array_equal(used, _chips_valid(path, 3)), path.name
+
+
+def test_the_region_nodata_value_over_the_files_own(tmp_path: Path) -> None:
+    # a file that states 0 as its nodata value wrongly (the region says 255): its black
+    # pixels are data, its 255 pixels are not, in chips and in prediction alike
+    band0 = data.blobs(96, 96)
+    rgb = np.stack([band0, np.full_like(band0, 100), np.full_like(band0, 90)])
+    rgb[:, 5:15, 5:50] = 0
+    rgb[:, 70:80, 20:60] = 255
+    path = data.write_bands(tmp_path / "wrong.tif", rgb, nodata=0)
+    used = _used(data.threshold_artefact(), path, tmp_path, nodata=255)
+    assert used[5:15, 5:50].all() and not used[70:80, 20:60].any()
+    assert int((~used).sum()) == 10 * 40
+    assert np.array_equal(used, _chips_valid(path, 3, nodata=255))
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "float32"])
+def test_normalise_is_the_formula_to_the_bit(dtype: str) -> None:
+    art = data.threshold_artefact()
+    rng = np.random.default_rng(1)
+    raw = rng.integers(0, 250, (3, 17, 23)).astype(dtype)
+    mean = np.float32(data.MEAN)
+    std = np.float32(data.STD)
+    want = (raw.astype(np.float32) - mean) / std
+    got = art.normalise(raw)
+    assert got.dtype == np.float32 and np.array_equal(got, want)
+    assert not np.shares_memory(got, raw)

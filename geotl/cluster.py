@@ -8,9 +8,10 @@ it checks the outputs, fans the scenes out, gathers the detections in the scenes
 writes the files exactly as one process would (:func:`geotl.predict.predict_scenes`,
 :class:`geotl.monitor.Monitor`).
 
-Each worker verifies that it runs the coordinator's geotl version and sees the same model
-(path and sha256 of its weights) before it predicts, loads the model once per process and
-streams its scene by windows as :func:`geotl.predict.predict_scene` does. A scene much
+Each worker verifies that it runs the coordinator's geotl (its release, and the digest of
+its code: :mod:`geotl.build`) and sees the same model (path and sha256 of its weights)
+before it predicts, loads the model once per process and streams its scene by windows as
+:func:`geotl.predict.predict_scene` does. A scene much
 larger than one worker's share is split into blocks of window rows
 (:mod:`geotl.predict.blocks`) whose objects join into exactly the whole scene's. A worker
 that dies mid-task is replaced and its task rerun elsewhere by the scheduler; results are
@@ -36,6 +37,7 @@ import geopandas as gpd
 import pandas as pd
 
 from geotl import __version__
+from geotl.build import code_digest
 from geotl.errors import (
     ClusterError,
     GeotlError,
@@ -205,6 +207,8 @@ class ModelRef:
         engine: see :func:`geotl.predict.engine.load_model`.
         device: torch device on the workers.
         threads: ONNX Runtime threads on each worker.
+        build: the digest of the coordinator's geotl code (:func:`geotl.build.code_digest`):
+            one release installed from two commits differs here.
         given: the path as the user gave it (named in a worker's refusal beside ``path``);
             not part of the model's identity.
     """
@@ -217,6 +221,7 @@ class ModelRef:
     engine: str = "auto"
     device: str = "cpu"
     threads: int | None = None
+    build: str = ""
     given: str | None = field(default=None, compare=False)
 
     @classmethod
@@ -250,6 +255,7 @@ class ModelRef:
             engine,
             device,
             threads,
+            code_digest(),
             str(model),
         )
 
@@ -287,7 +293,7 @@ def _worker_name() -> str:
 
 
 def check_worker(model: ModelRef, dask_worker: Any = None) -> str:
-    """Refuse to work with another geotl version or without the very same model files.
+    """Refuse to work with another geotl (release or code) or without the same model files.
 
     Runs on a worker (before every task, and on every worker before a job starts).
     ``dask_worker``: the worker, as :meth:`distributed.Client.run` passes it (its tasks'
@@ -306,6 +312,12 @@ def check_worker(model: ModelRef, dask_worker: Any = None) -> str:
             f"worker {name} runs geotl {__version__} but the coordinator runs "
             f"{model.geotl_version}: install the same version on every worker "
             f"(pip install 'geotl=={model.geotl_version}')"
+        )
+    if model.build and code_digest() != model.build:
+        raise ClusterError(
+            f"worker {name} runs geotl {__version__} built from other code (digest "
+            f"{code_digest()}) than the coordinator's ({model.build}): install geotl from "
+            "the same commit on every worker"
         )
     weights = model.weights
     try:

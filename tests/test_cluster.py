@@ -29,6 +29,7 @@ from click.testing import CliRunner
 from distributed import Client, LocalCluster, get_task_stream
 
 import geotl
+from geotl.build import code_digest
 from geotl.cli.main import cli
 from geotl.cluster import (
     ClusterError,
@@ -318,6 +319,54 @@ def test_workers_refuse_another_version_or_other_model_files(
     other = moved.__class__(**{**moved.__dict__, "sha256": "0" * 64})
     with pytest.raises(ClusterError, match="sees another model"):
         list(predict_on_cluster(client, other, job, progress=False))
+
+
+def _set_digest(digest: str | None) -> None:
+    """Runs on the workers: pretend to run other code under the same release (None: undo)."""
+    import geotl.cluster as cluster_module
+    from geotl.build import code_digest
+
+    cluster_module.code_digest = (lambda: digest) if digest else code_digest  # type: ignore[assignment]
+
+
+def test_workers_refuse_other_code_under_the_same_release(client: Client, model: Path) -> None:
+    # geotl installed from two commits of main: one release (0.1.0), other vectorisers
+    ref = ModelRef.from_path(model, "torch")
+    assert ref.build == code_digest() and len(ref.build) == 12
+    client.run(_set_digest, "0" * 12)
+    try:
+        with pytest.raises(
+            ClusterError,
+            match=rf"runs geotl {geotl.__version__} built from other code \(digest 0{{12}}\) "
+            rf"than the coordinator's \({ref.build}\): install geotl from the same commit",
+        ):
+            list(predict_on_cluster(client, ref, [SceneJob(REAL_SCENE, SMALL)], progress=False))
+    finally:
+        client.run(_set_digest, None)
+    assert list(predict_on_cluster(client, ref, [SceneJob(REAL_SCENE, SMALL)], progress=False))
+
+
+def test_the_code_digest_is_the_sources_not_their_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import geotl.build as build
+
+    here = build.code_digest()
+    for copy in ("a", "b"):
+        shutil.copytree(Path(geotl.__file__).parent, tmp_path / copy / "geotl")
+    (tmp_path / "b" / "geotl" / "__pycache__" / "stray.py").parent.mkdir(exist_ok=True)
+    (tmp_path / "b" / "geotl" / "__pycache__" / "stray.py").write_text("x = 1\n")
+    digests = []
+    for copy in ("a", "b"):
+        monkeypatch.setattr(build, "_PACKAGE", tmp_path / copy / "geotl")
+        build.code_digest.cache_clear()
+        digests.append(build.code_digest())
+    assert digests == [here, here]  # another folder, a cache's stray file: the same code
+    vec = tmp_path / "b" / "geotl" / "predict" / "vectorise.py"
+    vec.write_text(vec.read_text() + "\n# a one-line change\n")
+    build.code_digest.cache_clear()
+    assert build.code_digest() != here
+    build.code_digest.cache_clear()  # the next caller hashes the real package again
 
 
 def test_a_refusing_worker_is_named_by_its_address(client: Client, model: Path) -> None:

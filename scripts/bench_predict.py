@@ -516,6 +516,8 @@ if "workers" in names:
     opts["workers"] = a["workers"]
 if a.get("vector_window_px"):
     opts["vector_window_px"] = a["vector_window_px"]
+if a.get("read_threads") and "read_threads" in names:
+    opts["read_threads"] = a["read_threads"]
 try:
     from geotl.predict.strips import warm_pool
     warm_pool(a["workers"] or len(os.sched_getaffinity(0)))  # like the model's warm-up
@@ -576,11 +578,12 @@ st = {k: round(v, 2) for k, v in vars(det.stats).items() if isinstance(v, float)
 print(json.dumps({"times": times, "cpu": cpus, "objects": len(det.features), "stages_s": st,
                   "windows": det.stats.windows, "load_avg": os.getloadavg(),
                   "noop_missed": art.network.missed if a["noop"] else 0,
-                  "timelines": timelines}))
+                  "timelines": timelines, "geotl": sys.modules["geotl"].__file__}))
 """
 
 
 VECTOR_WINDOW_PX = [0]  # --vector-window: the vectoriser's core window (0: the default)
+READ_THREADS = [0]  # --read-threads: threads reading windows ahead (0: the default)
 NOOP_FORWARD = ["replay"]  # --noop-forward: how the zero-cost model gives its outputs
 
 
@@ -615,6 +618,7 @@ def child_predict(
         "device": device,
         "repeats": repeats,
         "vector_window_px": VECTOR_WINDOW_PX[0],
+        "read_threads": READ_THREADS[0],
         "cpu": cpu,
         "timeline": timeline,
     }
@@ -630,7 +634,9 @@ def child_predict(
     if res.returncode != 0:
         sys.stderr.write(res.stderr[-4000:])
         res.check_returncode()
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    row = json.loads(res.stdout.strip().splitlines()[-1])
+    assert row["geotl"].startswith(str(tree.resolve())), row["geotl"]  # the tree's own geotl
+    return row
 
 
 _ORT_CHILD = r"""
@@ -1167,6 +1173,12 @@ def main() -> None:
         "--vector-window", type=int, default=0, help="the vectoriser's core window (px)"
     )
     ap.add_argument(
+        "--read-threads",
+        type=int,
+        default=0,
+        help="threads reading windows ahead in the child processes (0: predict's default)",
+    )
+    ap.add_argument(
         "--timeline",
         action="store_true",
         help="2 cores, zero-cost model: when each strip task ran, and the tail after the "
@@ -1220,11 +1232,18 @@ def main() -> None:
     )
     args = ap.parse_args()
     VECTOR_WINDOW_PX[0] = args.vector_window
+    READ_THREADS[0] = args.read_threads
     NOOP_FORWARD[0] = args.noop_forward
     if args.model is not None:
         args.model = args.model.resolve()  # the timing children run elsewhere
     if args.before is not None:
         args.before = args.before.resolve()
+        if not (args.before / "geotl" / "__init__.py").is_file():
+            # a child would import the installed geotl instead: "before" = "after", silently
+            raise SystemExit(
+                f"--before {args.before}: no geotl/__init__.py in it; pass the folder that "
+                "holds the geotl package (mkdir B && git archive COMMIT geotl | tar -x -C B)"
+            )
     args.batch_given = args.batch_size is not None
     if args.batch_size is None:  # predict's default for a PyTorch network on the device
         from types import SimpleNamespace

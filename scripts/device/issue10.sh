@@ -37,13 +37,15 @@ b)
 d)
   nvidia-smi -L; uptime; nproc
   bash scripts/device/pack.sh "$OUT" --loop & PACK=$!
-  for run in ${RUNS:-osbs:0:3 unet:0:2 osbs:512:2}; do  # model : vectoriser core px (0: default) : repeats
-    IFS=: read -r m vw reps <<< "$run"
+  # model : vectoriser core px (0: default) : repeats [: read threads (0: default)]
+  for run in ${RUNS:-osbs:0:3 unet:0:2 osbs:512:2}; do
+    IFS=: read -r m vw reps rt <<< "$run"; rt=${rt:-0}
     [ -d .devrun1/models/$m ] || { echo "no .devrun1/models/$m"; exit 4; }
     timeout 200 python3 scripts/bench_predict.py --model .devrun1/models/$m --device cuda --size 4096 \
-      --batch-size 32 --repeats $reps --vector-window $vw --skip-torchgeo --skip-cli --mem-sizes \
-      --before .devrun1/before --json /tmp/res/d-$m-$vw.json > /tmp/res/d-$m-$vw.out 2> /tmp/res/d-$m-$vw.log
-    echo "$m $vw rc $? at $(( $(date +%s)-T0 )) s"; grep '"scene_px"' /tmp/res/d-$m-$vw.log | cut -c1-1800
+      --batch-size 32 --repeats $reps --vector-window $vw --read-threads $rt --skip-torchgeo --skip-cli \
+      --mem-sizes --before .devrun1/before --json /tmp/res/d-$m-$vw-$rt.json \
+      > /tmp/res/d-$m-$vw-$rt.out 2> /tmp/res/d-$m-$vw-$rt.log
+    echo "$m $vw $rt rc $? at $(( $(date +%s)-T0 )) s"; grep '"scene_px"' /tmp/res/d-$m-$vw-$rt.log | cut -c1-1800
   done; uptime; kill $PACK ;;
 esac
 bash scripts/device/pack.sh "$OUT"; echo "done $(( $(date +%s)-T0 )) s"

@@ -556,3 +556,24 @@ def test_the_same_ground_in_two_passes_is_suggested_once(shared_data: Path) -> N
     picked = {tuple(items[i].candidate.geometry.bounds) for i in order}
     assert len(order) == per_scene and len(picked) == per_scene
     assert not any(j in order for i in order for j in same[i])
+
+
+def test_a_square_counts_the_pixels_chips_count(tmp_path: Path) -> None:
+    # a scene without a nodata value and a black collar; the region says [imagery] nodata = 0
+    # (as chips and predict read it): the collar is no data, the square mostly nodata
+    from geotl.io.rasters import read_scene_info
+    from geotl.suggest.candidates import Candidate
+    from geotl.suggest.core import _read_square
+
+    bands = np.stack([data.blobs(64, 64), np.full((64, 64), 90), np.full((64, 64), 70)])
+    bands = bands.astype(np.uint8)
+    bands[:, :, :40] = 0
+    path = data.write_bands(tmp_path / "collar.tif", bands)
+    square = Candidate(read_scene_info(path, 3), Window(0, 0, 64, 64), box(0, 0, 1, 1))
+    assert _read_square(square, 0.5, 0) is None  # 62.5 % nodata: dropped
+    got = _read_square(square, 0.7, 0)
+    assert got is not None
+    pixels, valid = got
+    assert not valid[:, :40].any() and valid[:, 40:].all() and pixels.shape == (3, 64 * 24)
+    got = _read_square(square, 0.5, None)  # the file's own (none): every pixel is data
+    assert got is not None and got[1].all()

@@ -37,13 +37,11 @@ from geotl.bands import canonical_band
 from geotl.config import BACKGROUND, Region
 from geotl.errors import BandMismatchError, GeotlInputError, RasterError, error_text
 from geotl.io.atomic import check_output_file, check_writable
-from geotl.io.nodata import valid_mask
 from geotl.io.rasters import (
     SceneInfo,
     ground_pixel_size_m,
-    nodata_per_band,
-    read_data,
     read_scene_info,
+    read_valid,
 )
 from geotl.io.scratch import scratch_dir
 from geotl.io.vectors import read_vector
@@ -311,7 +309,7 @@ def suggest_areas(
             detections[names[path]] = seen
             rgb[names[path]] = det.rgb_indexes
             for c in cands:
-                square = _read_square(c, max_nodata)
+                square = _read_square(c, max_nodata, region.imagery.nodata)
                 if square is None:
                     dropped["nodata"] += 1
                     continue
@@ -489,16 +487,20 @@ def _reading(path: Path) -> Iterator[Any]:
         raise RasterError(f"read failed ({error_text(exc, 160)})", path) from exc
 
 
-def _read_square(c: Candidate, max_nodata: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """The square's valid pixels ``(bands, n)`` and valid mask, or None if mostly nodata."""
+def _read_square(
+    c: Candidate, max_nodata: float, nodata: float | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The square's valid pixels ``(bands, n)`` and valid mask, or None if mostly nodata.
+
+    Valid as chips count it (:func:`geotl.io.rasters.read_valid`): ``nodata`` (the region's
+    ``[imagery] nodata``, default the file's) and the GDAL masks chips read.
+    """
     with _reading(c.scene.path) as ds:
-        bands = list(c.scene.band_indexes)  # an alpha band is the mask, not a feature
-        img = read_data(ds, bands, window=c.window).astype(np.float64)
-        masks = ds.read_masks(bands, window=c.window)
-        valid = valid_mask(img, ds.nodata, masks, nodata_per_band(ds, bands))
+        # an alpha band is the mask, not a feature
+        img, valid = read_valid(ds, c.scene.band_indexes, c.scene.mask_bands, c.window, nodata)
     if valid.size == 0 or 1.0 - valid.mean() > max_nodata:
         return None
-    return img[:, valid], valid
+    return img[:, valid].astype(np.float64), valid
 
 
 def _pixel_uncertainty(

@@ -363,7 +363,8 @@ def _predict_scene(
                 say=block is None or block.start == 0,  # once per scene
             )
         ]
-        masked = mask_bands(ds, data_bands)  # GDAL masks read beside the nodata value
+        # the GDAL masks read beside the nodata value: the file's, as chips read them
+        masked = mask_bands(file_ds, data_bands)
         if block is None or block.start == 0:  # said once per scene, not once per block
             say_compression(file_ds, scene_path, trained=card.lossy)
             say_pages(file_ds, scene_path)

@@ -102,3 +102,22 @@ def test_normalise_is_the_formula_to_the_bit(dtype: str) -> None:
     got = art.normalise(raw)
     assert got.dtype == np.float32 and np.array_equal(got, want)
     assert not np.shares_memory(got, raw)
+
+
+def test_a_stack_with_a_region_nodata_value_keeps_its_bands_own(tmp_path: Path) -> None:
+    # gdalbuildvrt -separate over files with nodata values of their own, and a region that
+    # names one more ([imagery] nodata = 7): a pixel a band lacks, or that every band holds
+    # as 7, has no data, in chips and in prediction alike
+    from chips.data import write_stack
+
+    bright = np.full((64, 64), 250.0, dtype=np.float32)
+    bright[40:50, 10:20] = 7.0
+    other = np.full((64, 64), 7, dtype=np.int16)
+    other[:, 50:] = -32768  # this band has no value on the right
+    path = write_stack(
+        tmp_path / "stack.vrt", [(bright, -99999), (other, -32768)], data.UTM17, data.ORIGIN
+    )
+    used = _used(data.threshold_artefact(["red", "nir"]), path, tmp_path, nodata=7)
+    assert not used[:, 50:].any() and not used[40:50, 10:20].any()
+    assert int((~used).sum()) == 64 * 14 + 100
+    assert np.array_equal(used, _chips_valid(path, 2, nodata=7))

@@ -14,16 +14,17 @@ import pytest
 import rasterio
 
 from geotl.io.rasters import read_scene_info, read_valid
+from geotl.models.artefact import Artefact
 from geotl.predict import PredictOptions, predict_scene
 
 from . import data
 
 
-def _used(art: object, path: Path, tmp_path: Path, nodata: float | None = None) -> np.ndarray:
+def _used(art: Artefact, path: Path, tmp_path: Path, nodata: float | None = None) -> np.ndarray:
     """The pixels whose probabilities prediction wrote (not its nodata, -1)."""
     out = tmp_path / "p.tif"
     options = PredictOptions(window_px=64, probabilities_path=out, progress=False, nodata=nodata)
-    predict_scene(art, path, options)  # type: ignore[arg-type]
+    predict_scene(art, path, options)
     with rasterio.open(out) as ds:
         return np.asarray(ds.read(1) != -1)
 

@@ -276,6 +276,10 @@ def read_card(model_dir: str | Path) -> ModelCard:
 
 #: what to do with a card a newer geotl wrote (this geotl cannot tell what it would change)
 _NEWER = "use the geotl that wrote it (or a later one), or retrain with this one"
+_NEWER_EXPORT = (
+    "use the geotl that exported it (or a later one), or export its model folder again "
+    "with this one"
+)
 
 
 def parse_card(raw: object, source: str | Path) -> ModelCard:
@@ -295,11 +299,19 @@ def parse_card(raw: object, source: str | Path) -> ModelCard:
     Raises:
         ModelArtefactError: another card format, an unknown entry or an invalid value.
     """
+    # an export is made again from its model folder; a folder's card, by training again
+    export = Path(source).suffix.lower() == ".onnx"
+    redo = (
+        "export it again from its model folder with this geotl (geotl export), or retrain"
+        if export
+        else "retrain with this geotl"
+    )
+    newer = _NEWER_EXPORT if export else _NEWER
     fmt = raw.get("card_format") if isinstance(raw, dict) else None
     if isinstance(fmt, int) and fmt > CARD_FORMAT:
         raise ModelArtefactError(
             f"model card format {fmt} is newer than this geotl reads (format {CARD_FORMAT}): "
-            + _NEWER,
+            + newer,
             source,
         )
     if fmt != CARD_FORMAT:
@@ -307,7 +319,7 @@ def parse_card(raw: object, source: str | Path) -> ModelCard:
         by = f" (written by geotl {wrote})" if wrote else ""
         raise ModelArtefactError(
             f"model card format {fmt!r}{by} is not supported by this geotl (format "
-            f"{CARD_FORMAT}): retrain with this geotl",
+            f"{CARD_FORMAT}): {redo}",
             source,
         )
     try:
@@ -320,12 +332,12 @@ def parse_card(raw: object, source: str | Path) -> ModelCard:
         if unknown:
             raise ModelArtefactError(
                 f"model card has entries this geotl does not know ({', '.join(unknown)}), "
-                "written by a newer geotl: " + _NEWER,
+                "written by a newer geotl: " + newer,
                 source,
             ) from None
         key = ".".join(str(p) for p in errors[0]["loc"])
         raise ModelArtefactError(
-            f"invalid model card at '{key}': {errors[0]['msg']}; retrain", source
+            f"invalid model card at '{key}': {errors[0]['msg']}; {redo}", source
         ) from None
 
 

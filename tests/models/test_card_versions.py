@@ -75,5 +75,27 @@ def test_a_card_of_a_later_format_is_from_a_newer_geotl(tmp_path: Path) -> None:
 
 def test_an_invalid_value_still_says_retrain(tmp_path: Path) -> None:
     _edit(_model(tmp_path / "m"), chip_size_px="big")
-    with pytest.raises(ModelArtefactError, match=r"invalid model card at 'chip_size_px'.*retrain$"):
+    with pytest.raises(
+        ModelArtefactError, match=r"invalid model card at 'chip_size_px'.*retrain with this geotl$"
+    ):
         read_card(tmp_path / "m")
+
+
+def test_an_exports_card_says_export_again_not_retrain(tmp_path: Path) -> None:
+    # the card an .onnx file embeds: its fix is another export from the model folder
+    from geotl.models.artefact import parse_card
+
+    raw = json.loads((_model(tmp_path / "m") / "model.json").read_text())
+    onnx = tmp_path / "m.onnx"
+    with pytest.raises(ModelArtefactError) as err:
+        parse_card({**raw, "card_format": 0}, onnx)
+    assert str(err.value).endswith(
+        "export it again from its model folder with this geotl (geotl export), or retrain"
+    )
+    assert err.value.path == onnx
+    with pytest.raises(ModelArtefactError, match=r"chip_size_px.*; export it again from its"):
+        parse_card({**raw, "chip_size_px": "big"}, onnx)
+    with pytest.raises(ModelArtefactError, match=r"newer geotl: use the geotl that exported it"):
+        parse_card({**raw, "scale": "dB"}, onnx)
+    with pytest.raises(ModelArtefactError, match=r"format 9 is newer.*export its model folder"):
+        parse_card({**raw, "card_format": 9}, onnx)

@@ -14,9 +14,7 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-from geotl import __version__
-
-__all__ = ["build_id", "code_digest"]
+__all__ = ["code_digest"]
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -34,12 +32,3 @@ def code_digest() -> str:
             continue
         h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:12]
-
-
-def build_id() -> str:
-    """``RELEASE+DIGEST`` (``0.1.0+3f2a9c81d0e4``): what a worker must match.
-
-    >>> build_id().startswith(__version__ + "+")
-    True
-    """
-    return f"{__version__}+{code_digest()}"

@@ -617,6 +617,8 @@ def join_blocks(parts: list[SceneDetections]) -> SceneDetections:
         footprint=first.footprint,
         rgb_indexes=first.rgb_indexes,
         stats=stats,
+        mask_bands=first.mask_bands,
+        nodata=first.nodata,
     )
 
 

@@ -365,6 +365,7 @@ def test_qgis_opens_the_styled_areas(tmp_path: Path) -> None:
     import os
     import subprocess
 
+    from geotl.predict.outputs.quicklook import ScenePicture
     from geotl.suggest.outputs import write_areas
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
@@ -381,7 +382,7 @@ def test_qgis_opens_the_styled_areas(tmp_path: Path) -> None:
         crs=crs,
     )
     gpkg, _, png = write_areas(
-        tmp_path / "areas.gpkg", areas, {SCENE.name: SCENE}, {SCENE.name: [1, 2, 3]}, {}
+        tmp_path / "areas.gpkg", areas, {SCENE.name: ScenePicture(SCENE, [1, 2, 3])}, {}
     )
     assert png.read_bytes()[:4] == b"\x89PNG"
     res = subprocess.run(

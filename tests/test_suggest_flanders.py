@@ -20,6 +20,7 @@ from shapely.geometry import Polygon, box
 
 from geotl.cli.main import cli
 from geotl.io.rasters import window_bounds
+from geotl.predict.outputs.quicklook import ScenePicture
 from geotl.suggest.outputs import TITLE_CHARS, write_contact_sheet
 
 SCENE = Path(__file__).resolve().parents[1] / "regions" / "demo-osbs" / "imagery" / "OSBS_029.tif"
@@ -142,7 +143,7 @@ def test_contact_sheet_titles_fit_and_outlines_draw_no_dots(
     )
     det = gpd.GeoDataFrame(geometry=[touching, crossing], crs=crs)
     out = write_contact_sheet(
-        tmp_path / "s.png", areas, {name: SCENE}, {name: [1, 2, 3]}, {name: det}
+        tmp_path / "s.png", areas, {name: ScenePicture(SCENE, [1, 2, 3])}, {name: det}
     )
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert dots == []

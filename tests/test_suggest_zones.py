@@ -18,6 +18,7 @@ from rasterio.windows import Window
 from shapely.geometry import box
 from zones import FLANDERS, SCENE, warped_window
 
+from geotl.predict.outputs.quicklook import ScenePicture
 from geotl.suggest.outputs import write_contact_sheet
 
 
@@ -42,7 +43,7 @@ def test_square_of_a_scene_in_another_zone(shared_data: Path, tmp_path: Path) ->
     detections = {"T32.tif": gpd.GeoDataFrame(geometry=[field], crs="EPSG:32632")}
 
     png = write_contact_sheet(
-        tmp_path / "areas.png", areas, {"T32.tif": scene}, {"T32.tif": [1, 2, 3]}, detections
+        tmp_path / "areas.png", areas, {"T32.tif": ScenePicture(scene, [1, 2, 3])}, detections
     )
 
     img = imread(png)[..., :3]

@@ -727,13 +727,19 @@ def read_bands(
     band_indexes: tuple[int, ...],
     mask_bands: tuple[int, ...],
     window: Window,
+    out_shape: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """A window's data bands ``(bands, h, w)``, and GDAL's masks (0 = no data) or None.
 
-    ``band_indexes`` and ``mask_bands``: the scene's :class:`SceneInfo` fields.
+    ``band_indexes`` and ``mask_bands``: the scene's :class:`SceneInfo` fields;
+    ``out_shape``: ``(h, w)`` to read the window at (a picture's), else its own size.
     """
-    data = read_data(ds, band_indexes, window=window)
-    masks = ds.read_masks(list(mask_bands), window=window) if mask_bands else None
+    size = {} if out_shape is None else {"out_shape": (len(band_indexes), *out_shape)}
+    data = read_data(ds, band_indexes, window=window, **size)
+    masks = None
+    if mask_bands:
+        size = {} if out_shape is None else {"out_shape": (len(mask_bands), *out_shape)}
+        masks = ds.read_masks(list(mask_bands), window=window, **size)
     return data, masks
 
 
@@ -743,6 +749,7 @@ def read_valid(
     mask_bands: Sequence[int],
     window: Window,
     nodata: float | None = None,
+    out_shape: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A window's data bands ``(bands, h, w)`` and its pixels with data ``(h, w)``.
 
@@ -750,9 +757,10 @@ def read_valid(
     default the dataset's), and GDAL's masks only of ``mask_bands`` (:func:`mask_bands` of
     the scene's data bands: an alpha band, an internal mask, nodata values per band).
     Reading every band's mask of a file whose only mask is its nodata value costs a second
-    read and says nothing more.
+    read and says nothing more. ``out_shape``: ``(h, w)`` to read at (a downsampled
+    picture: quicklooks, thumbnails), by the same rule.
     """
-    data, masks = read_bands(ds, tuple(band_indexes), tuple(mask_bands), window)
+    data, masks = read_bands(ds, tuple(band_indexes), tuple(mask_bands), window, out_shape)
     valid = valid_mask(data, ds.nodata if nodata is None else nodata, masks, len(mask_bands) > 1)
     return data, valid
 

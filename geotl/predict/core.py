@@ -56,7 +56,7 @@ from geotl.predict.engine import load_model
 from geotl.predict.objects import ObjectExtractor, extractor_for
 from geotl.predict.outputs import WRITERS, Prediction, write_cog, write_probabilities_qml
 from geotl.predict.outputs.base import scene_file_part
-from geotl.predict.outputs.quicklook import QuicklookWriter, sidecar_paths
+from geotl.predict.outputs.quicklook import QuicklookWriter, ScenePicture, sidecar_paths
 from geotl.predict.radiometry import sample_scene, warn_other_radiometry
 from geotl.predict.scene import (
     STACK_BANDS,
@@ -238,6 +238,10 @@ class SceneDetections:
         footprint: the scene's footprint in EPSG:4326.
         rgb_indexes: 1-based scene bands to show in a quicklook.
         stats: timings.
+        mask_bands: the bands whose GDAL masks told the pixels with data
+            (:func:`geotl.io.rasters.mask_bands`), and
+        nodata: the nodata value they were read with (None: the file's): a quicklook
+            shows the pixels prediction saw as data, the rest transparent.
     """
 
     scene: Path
@@ -247,6 +251,13 @@ class SceneDetections:
     footprint: BaseGeometry
     rgb_indexes: list[int]
     stats: StreamStats = field(default_factory=StreamStats)
+    mask_bands: tuple[int, ...] = ()
+    nodata: float | None = None
+
+    @property
+    def picture(self) -> ScenePicture:
+        """The scene to draw, with the pixels prediction saw as data (quicklooks, thumbnails)."""
+        return ScenePicture(self.scene, self.rgb_indexes, self.mask_bands, self.nodata)
 
 
 @dataclass
@@ -526,6 +537,8 @@ def _predict_scene(
         footprint=footprint,
         rgb_indexes=_rgb_indexes(scene_bands, indexes, card.bands),
         stats=stats,
+        mask_bands=masked,
+        nodata=options.nodata,
     )
 
 

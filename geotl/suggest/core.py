@@ -198,6 +198,7 @@ def suggest_areas(
     from geotl.models.artefact import load_artefact
     from geotl.predict import PredictOptions, predict_scene
     from geotl.predict.core import scene_names
+    from geotl.predict.outputs.quicklook import ScenePicture
 
     out = Path(out)
     if options.n < 1:
@@ -293,7 +294,7 @@ def suggest_areas(
         by_scene.setdefault(c.scene.path, []).append(c)
     scored: list[_Scored] = []
     detections: dict[str, gpd.GeoDataFrame] = {}
-    rgb: dict[str, list[int]] = {}
+    pictures: dict[str, ScenePicture] = {}
     max_nodata = region.chips.max_nodata_fraction
     detector = card.task == "detection"
     threshold = popts.threshold if popts.threshold is not None else card.threshold
@@ -307,7 +308,7 @@ def suggest_areas(
                 det = predict_scene(artefact, path, replace(popts, probabilities_path=prob_path))
                 seen = det.native
             detections[names[path]] = seen
-            rgb[names[path]] = det.rgb_indexes
+            pictures[names[path]] = det.picture
             for c in cands:
                 square = _read_square(c, max_nodata, region.imagery.nodata)
                 if square is None:
@@ -353,7 +354,7 @@ def suggest_areas(
             hint=_SAME_GROUND,
         )
     areas = _frame([scored[i] for i in order], size_m, names)
-    gpkg, qml, png = write_areas(out, areas, {n: p for p, n in names.items()}, rgb, detections)
+    gpkg, qml, png = write_areas(out, areas, pictures, detections)
     summary = SuggestSummary(gpkg, qml, png, areas, len(scored), dropped=dropped)
     if options.append_to is not None:
         n = append_areas(options.append_to, areas)

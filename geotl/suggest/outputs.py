@@ -23,9 +23,8 @@ from pyproj import CRS
 
 from geotl.errors import LabelError, error_text
 from geotl.io.atomic import atomic_path, atomic_write_text
-from geotl.io.rasters import read_data
 from geotl.predict.outputs.gpkg import GPKG_OPTIONS, write_gpkg
-from geotl.predict.outputs.quicklook import _stretch
+from geotl.predict.outputs.quicklook import ScenePicture, _stretch
 
 __all__ = [
     "AREAS_LAYER",
@@ -106,8 +105,7 @@ def short_name(name: str, max_chars: int = TITLE_CHARS) -> str:
 def write_contact_sheet(
     path: Path,
     areas: gpd.GeoDataFrame,
-    scenes: dict[str, Path],
-    rgb_indexes: dict[str, list[int]],
+    scenes: dict[str, ScenePicture],
     detections: dict[str, gpd.GeoDataFrame],
     thumb_px: int = 192,
 ) -> Path:
@@ -118,8 +116,8 @@ def write_contact_sheet(
         areas: the suggested areas (``rank``, ``score``, ``scene``, ``expected_objects``),
             in one CRS (the one most of them share: a scene in another UTM zone has its
             squares reprojected, and each thumbnail is read back in its scene's CRS).
-        scenes: scene name -> file.
-        rgb_indexes: scene name -> 1-based bands to show (one band: grey).
+        scenes: scene name -> its file, the bands to show and its pixels with data (as
+            prediction read them: the rest is drawn transparent).
         detections: scene name -> the model's polygons in the scene's CRS.
         thumb_px: thumbnail size.
     """
@@ -137,18 +135,16 @@ def write_contact_sheet(
     for ax in axes.ravel():
         ax.set_axis_off()
     for ax, row in zip(axes.ravel(), areas.itertuples(index=False), strict=False):
-        with rasterio.open(scenes[row.scene]) as ds:
+        picture = scenes[row.scene]
+        with rasterio.open(picture.path) as ds:
             square = _in_scene_crs(row.geometry, areas.crs, ds.crs)
             geographic = ds.crs is not None and ds.crs.is_geographic
             # a square reprojected from another zone is a little rotated: its box may pass
             # the scene's edge, which a window must not
             left, bottom, right, top = _clip_bounds(square.bounds, ds.bounds)
-            bands = rgb_indexes[row.scene]
             win = from_bounds(left, bottom, right, top, ds.transform)
-            data = read_data(ds, bands, window=win, out_shape=(len(bands), thumb_px, thumb_px))
-            masks = ds.read_masks(bands, window=win, out_shape=(len(bands), thumb_px, thumb_px))
-        valid = (masks > 0).any(axis=0) & np.isfinite(data).all(axis=0)
-        img = _stretch(data.astype(np.float32), valid)
+            data, valid = picture.read(ds, win, (thumb_px, thumb_px))
+        img = _stretch(data, valid)
         img = np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img[:3]
         ax.imshow(np.moveaxis(img, 0, -1), extent=(left, right, bottom, top))
         det = detections.get(row.scene)
@@ -204,8 +200,7 @@ def _clip_bounds(
 def write_areas(
     gpkg: Path,
     areas: gpd.GeoDataFrame,
-    scenes: dict[str, Path],
-    rgb_indexes: dict[str, list[int]],
+    scenes: dict[str, ScenePicture],
     detections: dict[str, gpd.GeoDataFrame],
 ) -> tuple[Path, Path, Path]:
     """Write ``AREAS.gpkg`` (styled), ``AREAS.qml`` and ``AREAS.png``, renamed together.
@@ -221,7 +216,7 @@ def write_areas(
         style = areas_qml()
         write_gpkg(tmp_gpkg, {AREAS_LAYER: areas}, [], style=style)
         atomic_write_text(tmp_qml, style)
-        write_contact_sheet(tmp_png, areas, scenes, rgb_indexes, detections)
+        write_contact_sheet(tmp_png, areas, scenes, detections)
     return gpkg, qml, png
 
 

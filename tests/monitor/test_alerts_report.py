@@ -166,3 +166,34 @@ def test_a_report_dir_that_is_a_file_is_one_line_exit_2(
     assert len(lines) == 1 and "Usage" not in result.output, result.output
     assert str(afile) in lines[0] and "choose a folder for --report-dir" in lines[0]
     assert afile.read_text() == "mine"
+
+
+@pytest.mark.parametrize("nodata", [0, None])
+def test_the_quicklook_hides_the_collar_the_region_names(
+    tmp_path: Path, nodata: int | None
+) -> None:
+    # a scene without a nodata value whose black collar the region names ([imagery]
+    # nodata = 0): transparent on the report's map, as prediction left it out
+    import numpy as np
+    import rasterio
+    from PIL import Image
+    from rasterio.transform import from_origin
+
+    from geotl.monitor.alerts.report import _write_quicklook
+
+    pixels = np.full((3, 64, 64), 120, np.uint8)
+    pixels[:, :, :10] = 0
+    scene = tmp_path / "s.tif"
+    profile = {"driver": "GTiff", "width": 64, "height": 64, "count": 3, "dtype": "uint8"}
+    transform = from_origin(400_000, 3_300_000, 1, 1)
+    with rasterio.open(scene, "w", crs="EPSG:32617", transform=transform, **profile) as ds:
+        ds.write(pixels)
+    region = tmp_path / "r.toml"
+    region.write_text(
+        'name = "rq"\ntask = "segmentation"\nclasses = ["tree"]\n[imagery]\npaths = ["*.tif"]\n'
+        'bands = ["red", "green", "blue"]\n' + ("" if nodata is None else f"nodata = {nodata}\n")
+    )
+    assert _write_quicklook(load_region(region), scene, tmp_path / "q.png")
+    alpha = np.asarray(Image.open(tmp_path / "q.png"))[..., 3]
+    assert alpha[5:60, 20:50].min() == 255  # the imagery
+    assert alpha[5:60, 2:8].max() == (0 if nodata == 0 else 255)  # the collar

@@ -122,3 +122,46 @@ def test_a_stack_with_a_region_nodata_value_keeps_its_bands_own(tmp_path: Path) 
     assert not used[:, 50:].any() and not used[40:50, 10:20].any()
     assert int((~used).sum()) == 64 * 14 + 100
     assert np.array_equal(used, _chips_valid(path, 2, nodata=7))
+
+
+def test_pictures_show_the_pixels_prediction_used(tmp_path: Path) -> None:
+    # quicklooks and suggest's thumbnails read a scene by prediction's rule: a black collar
+    # the region names ([imagery] nodata = 0, the file has no value) is drawn transparent,
+    # and a NAIP tile's near infrared, which GDAL tags alpha, hides no pixel
+    from matplotlib.image import imread
+    from rasterio.windows import Window
+
+    from geotl.predict.outputs.quicklook import write_quicklook
+
+    band0 = data.blobs(96, 96)
+    rgb = np.stack([band0, np.full_like(band0, 100), np.full_like(band0, 90)])
+    rgb[:, :, :12] = 0  # the collar
+    collar = data.write_bands(tmp_path / "collar.tif", rgb)
+    naip_bands = np.concatenate([rgb, (band0 // 2)[None]])
+    naip_bands[:, :, :12] = 60
+    naip_bands[3, 10:30, 40:70] = 0
+    naip = data.write_bands(tmp_path / "naip.tif", naip_bands)
+    cases = [
+        (collar, data.threshold_artefact(), 0.0),
+        (naip, data.threshold_artefact(bands=["red", "green", "blue", "nir"]), None),
+    ]
+    pngs = {}
+    for path, art, nodata in cases:
+        used = _used(art, path, tmp_path, nodata=nodata)
+        assert used[:, :12].any() == (nodata is None), path.name
+        det = predict_scene(art, path, PredictOptions(window_px=64, progress=False, nodata=nodata))
+        with rasterio.open(path) as ds:
+            _, valid = det.picture.read(ds, Window(0, 0, 96, 96), (96, 96))
+        assert np.array_equal(valid, used), path.name
+        for shown in (nodata, None):
+            png = tmp_path / f"{path.stem}_{shown}.png"
+            write_quicklook(
+                png, path, det.native, det.rgb_indexes, ["c"], masked=det.mask_bands, nodata=shown
+            )
+            pngs[path.stem, shown] = np.asarray(imread(png))[..., :3]
+    # the collar is drawn as the page (white), not as black imagery, with the region's value
+    assert _white(pngs["collar", 0.0]) > _white(pngs["collar", None]) + 500
+
+
+def _white(img: np.ndarray) -> int:
+    return int((img.min(axis=-1) > 0.98).sum())  # matplotlib reads a PNG as 0-1

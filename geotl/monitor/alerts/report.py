@@ -37,7 +37,7 @@ from geotl.bands import canonical_band
 from geotl.config import Region
 from geotl.errors import GeotlInputError, OutputExistsError
 from geotl.io.atomic import atomic_dir
-from geotl.io.rasters import data_band_indexes, read_data
+from geotl.io.rasters import data_band_indexes, nodata_vrt_options, read_data
 from geotl.monitor.alerts.delivery import alert_feature
 from geotl.monitor.outputs import format_ha
 from geotl.monitor.state import DB_FILE, AlertRecord, MonitorState, PassRecord, PassWarnings
@@ -99,7 +99,10 @@ def _write_quicklook(region: Region, scene: Path, out: Path) -> list[list[float]
     from rasterio.warp import transform_bounds
 
     try:
-        with rasterio.open(scene) as src, WarpedVRT(src, crs="EPSG:3857") as vrt:
+        # the region's nodata value, as prediction read the scene (a collar it names is
+        # transparent here too)
+        nodata = nodata_vrt_options(region.imagery.nodata)
+        with rasterio.open(scene) as src, WarpedVRT(src, crs="EPSG:3857", **nodata) as vrt:
             scale = max(vrt.width, vrt.height) / QUICKLOOK_MAX_PX
             width = max(1, round(vrt.width / max(scale, 1.0)))
             height = max(1, round(vrt.height / max(scale, 1.0)))

@@ -42,6 +42,16 @@ class ScenePrediction(Protocol):
         """1-based scene bands to show as red, green, blue."""
         ...
 
+    @property
+    def mask_bands(self) -> tuple[int, ...]:
+        """The bands whose GDAL masks told prediction which pixels hold data."""
+        ...
+
+    @property
+    def nodata(self) -> float | None:
+        """The nodata value prediction read the scene with (None: the file's)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Prediction:

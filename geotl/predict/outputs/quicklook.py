@@ -9,26 +9,27 @@ from __future__ import annotations
 import contextlib
 import html
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
 from affine import Affine
+from rasterio.windows import Window
 
 from geotl.io.atomic import atomic_path, atomic_write_text
-from geotl.io.nodata import valid_mask
 from geotl.io.rasters import (
     is_virtual,
-    nodata_per_band,
-    read_data,
+    mask_bands,
+    read_valid,
     remote_gdal_env,
     scene_bounds,
 )
 from geotl.predict.outputs.base import OutputWriter, Prediction
 from geotl.predict.outputs.style import class_colour01
 
-__all__ = ["QuicklookWriter", "sidecar_paths", "title", "write_quicklook"]
+__all__ = ["QuicklookWriter", "ScenePicture", "sidecar_paths", "title", "write_quicklook"]
 
 
 def sidecar_paths(path: Path) -> tuple[Path, Path]:
@@ -118,6 +119,35 @@ def title(name: str, frame: gpd.GeoDataFrame, classes: list[str], task: str) -> 
     return f"{name}: {len(frame)} areas ({listed})"
 
 
+@dataclass(frozen=True)
+class ScenePicture:
+    """A scene to draw: its file, the bands shown, and how its pixels with data are told.
+
+    Attributes:
+        path: the scene file.
+        rgb_indexes: 1-based bands to show as red, green, blue (one band: grey).
+        mask_bands: the bands whose GDAL masks say which pixels hold data, as prediction
+            read them (:class:`~geotl.predict.SceneDetections`; None: those of the shown
+            bands, :func:`~geotl.io.rasters.mask_bands`).
+        nodata: the nodata value prediction read with (a region's ``[imagery] nodata``;
+            None: the file's). A picture shows the pixels prediction saw as data, the rest
+            transparent.
+    """
+
+    path: Path
+    rgb_indexes: list[int]
+    mask_bands: tuple[int, ...] | None = None
+    nodata: float | None = None
+
+    def read(
+        self, ds: Any, window: Window, out_shape: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The shown bands of ``window`` at ``out_shape`` as float32, and its pixels with data."""
+        masked = mask_bands(ds, self.rgb_indexes) if self.mask_bands is None else self.mask_bands
+        data, valid = read_valid(ds, self.rgb_indexes, masked, window, self.nodata, out_shape)
+        return data.astype(np.float32), valid
+
+
 def write_quicklook(
     path: Path,
     scene_path: Path,
@@ -128,6 +158,8 @@ def write_quicklook(
     name: str | None = None,
     sidecars: tuple[Path, Path] | None = None,
     task: str = "detection",
+    masked: tuple[int, ...] | None = None,
+    nodata: float | None = None,
 ) -> Path:
     """Write a PNG of the scene (downsampled to ``max_px``) with the polygons drawn on it.
 
@@ -142,6 +174,10 @@ def write_quicklook(
         sidecars: where to write the world file and the ``.aux.xml`` (the CRS) that place
             the picture on the map (default: :func:`sidecar_paths` of ``path``).
         task: the model's task, which says what the title counts (:func:`title`).
+        masked: the bands whose GDAL masks say which pixels hold data, as prediction read
+            them (:class:`~geotl.predict.SceneDetections`' ``mask_bands``; default: those of
+            ``rgb_indexes``), and
+        nodata: its nodata value (default: the file's): the rest is drawn transparent.
     """
     import matplotlib
 
@@ -155,16 +191,13 @@ def write_quicklook(
         scale = max(ds.width, ds.height) / max_px
         out_h = max(1, round(ds.height / max(scale, 1.0)))
         out_w = max(1, round(ds.width / max(scale, 1.0)))
-        data = read_data(ds, rgb_indexes, out_shape=(len(rgb_indexes), out_h, out_w)).astype(
-            np.float32
-        )
-        masks = ds.read_masks(rgb_indexes, out_shape=(len(rgb_indexes), out_h, out_w))
+        picture = ScenePicture(scene_path, rgb_indexes, masked, nodata)
+        data, valid = picture.read(ds, Window(0, 0, ds.width, ds.height), (out_h, out_w))
         # not rasterio's bounds: a south-up grid's give bottom > top (polygons drawn mirrored)
         bounds = scene_bounds(ds.transform, ds.width, ds.height)
         crs = ds.crs
         transform = ds.transform
         scene_shape = (ds.height, ds.width)
-        valid = valid_mask(data, ds.nodata, masks, nodata_per_band(ds, rgb_indexes))
         # a rotated grid is drawn as stored, in its own pixels (its world file rotates it)
         rotated = transform.b != 0 or transform.d != 0
         if not rotated:  # drawn north-up, whichever way the file stores rows and columns
@@ -244,4 +277,6 @@ class QuicklookWriter(OutputWriter):
             name=det.name,
             sidecars=sidecars,
             task=prediction.task,
+            masked=det.mask_bands,
+            nodata=det.nodata,
         )
